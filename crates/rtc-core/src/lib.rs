@@ -8,6 +8,7 @@
 
 pub mod engine;
 pub mod proto;
+pub mod sim;
 pub mod types;
 
 pub use engine::{Engine, EngineConfig, Input, Output};

@@ -191,6 +191,88 @@ pub const CALL_ENUMS: &[JsEnum] = &[
     ]},
 ];
 
+/// Enum objects of `window.RongIMLib` (spec E).
+pub const IM_ENUMS: &[JsEnum] = &[
+    JsEnum { name: "ErrorCode", values: &[
+        ("SUCCESS", JsValueLit::Int(0)), ("ACTIVE_DISCONNECT", JsValueLit::Int(2)),
+        ("REJECTED_BY_BLACKLIST", JsValueLit::Int(405)), ("NOT_IN_WHITELIST", JsValueLit::Int(407)),
+        ("NOT_IN_GROUP", JsValueLit::Int(22406)), ("FORBIDDEN_IN_GROUP", JsValueLit::Int(22408)),
+        ("RC_NET_CHANNEL_INVALID", JsValueLit::Int(30001)), ("RC_NET_UNAVAILABLE", JsValueLit::Int(30002)),
+        ("RC_MSG_RESP_TIMEOUT", JsValueLit::Int(30003)), ("RC_MSG_SEND_FAIL", JsValueLit::Int(30014)),
+        ("CONNECT_OVER_FREQUENCY", JsValueLit::Int(30015)), ("RC_CONN_ACK_TIMEOUT", JsValueLit::Int(31000)),
+        ("RC_CONN_TOKEN_INCORRECT", JsValueLit::Int(31004)), ("RC_CONN_USER_BLOCKED", JsValueLit::Int(31009)),
+        ("RC_DISCONN_KICK", JsValueLit::Int(31010)), ("RC_CONN_TOKEN_EXPIRED", JsValueLit::Int(31020)),
+        ("BIZ_ERROR_CLIENT_NOT_INIT", JsValueLit::Int(33001)), ("BIZ_ERROR_INVALID_PARAMETER", JsValueLit::Int(33003)),
+        ("RC_CONNECTION_EXIST", JsValueLit::Int(34001)), ("CONNECTION_TIMEOUT", JsValueLit::Int(34006)),
+    ]},
+    JsEnum { name: "ConversationType", values: &[
+        ("NONE", JsValueLit::Int(0)), ("PRIVATE", JsValueLit::Int(1)), ("DISCUSSION", JsValueLit::Int(2)),
+        ("GROUP", JsValueLit::Int(3)), ("CHATROOM", JsValueLit::Int(4)), ("CUSTOMER_SERVICE", JsValueLit::Int(5)),
+        ("SYSTEM", JsValueLit::Int(6)), ("APP_PUBLIC_SERVICE", JsValueLit::Int(7)), ("PUBLIC_SERVICE", JsValueLit::Int(8)),
+        ("ULTRA_GROUP", JsValueLit::Int(10)), ("RTC_ROOM", JsValueLit::Int(12)),
+    ]},
+    JsEnum { name: "RCConnectionStatus", values: &[
+        ("CONNECTED", JsValueLit::Int(0)), ("CONNECTING", JsValueLit::Int(1)),
+        ("DISCONNECTED", JsValueLit::Int(2)), ("SUSPENDED", JsValueLit::Int(3)),
+    ]},
+];
+
+/// Enum objects of `window.RCRTC` (spec D.7).
+pub const RTC_ENUMS: &[JsEnum] = &[
+    JsEnum { name: "RCRTCCode", values: &[
+        ("SUCCESS", JsValueLit::Int(10000)), ("SIGNAL_DISCONNECTED", JsValueLit::Int(50000)),
+        ("PARAMS_ERROR", JsValueLit::Int(50001)), ("REPERT_JOIN_ROOM", JsValueLit::Int(50002)),
+        ("NOT_IN_ROOM", JsValueLit::Int(50003)), ("SERVICE_INVALID", JsValueLit::Int(50004)),
+        ("RTC_TOKEN_INVALID", JsValueLit::Int(50006)), ("SIGNAL_ERROR", JsValueLit::Int(53001)),
+        ("CREATE_OFFER_FAILED", JsValueLit::Int(53003)), ("REQUEST_FAILED", JsValueLit::Int(53004)),
+        ("ROOM_HAS_BEEN_DESTROYED", JsValueLit::Int(53008)), ("NOT_OPEN_VIDEO_AUDIO_SERVER", JsValueLit::Int(53009)),
+        ("GET_USER_MEDIA_FAILED", JsValueLit::Int(53010)), ("PERMISSION_DENIED", JsValueLit::Int(53012)),
+        ("INVALID_TAGS", JsValueLit::Int(53014)), ("INVALID_USER_ID", JsValueLit::Int(53015)),
+        ("BROWSER_NOT_SUPPORT", JsValueLit::Int(53019)), ("TRACK_NOT_READY", JsValueLit::Int(53020)),
+        ("VIDEO_TRACK_MISS_MEDIA_ELEMENT", JsValueLit::Int(53021)), ("TRACK_PLAY_ERROR", JsValueLit::Int(53022)),
+        ("PUBLISH_TRACK_LIMIT_EXCEEDED", JsValueLit::Int(53026)), ("SIGNAL_JOIN_RTC_ROOM_REFUSED", JsValueLit::Int(53028)),
+        ("SOME_TRACKS_PUBLISH_FAILED", JsValueLit::Int(53031)),
+    ]},
+    JsEnum { name: "RCKickReason", values: &[("SERVER_KICK", JsValueLit::Int(1)), ("OTHER_KICK", JsValueLit::Int(2))] },
+    JsEnum { name: "RCRTCPingResult", values: &[("SUCCESS", JsValueLit::Str("Success")), ("FAIL", JsValueLit::Str("Fail"))] },
+    JsEnum { name: "RCMediaType", values: &[
+        ("AUDIO_ONLY", JsValueLit::Int(0)), ("VIDEO_ONLY", JsValueLit::Int(1)), ("AUDIO_VIDEO", JsValueLit::Int(2)),
+    ]},
+    JsEnum { name: "RTCJoinType", values: &[
+        ("KICK", JsValueLit::Int(0)), ("REFUSE", JsValueLit::Int(1)), ("COEXIST", JsValueLit::Int(2)),
+    ]},
+];
+
+/// The three globals' enum objects as one JSON object `{"RongIMLib": {...}, "RCRTC": {...},
+/// "RCCall": {...}}`, embedded in the SDK's JS so enums exist before the wasm has loaded.
+pub fn enums_json() -> String {
+    fn group(enums: &[JsEnum]) -> String {
+        let items: Vec<String> = enums
+            .iter()
+            .map(|e| {
+                let values: Vec<String> = e
+                    .values
+                    .iter()
+                    .map(|(k, v)| match v {
+                        JsValueLit::Int(i) => format!("\"{k}\":{i}"),
+                        JsValueLit::Str(s) => format!("\"{k}\":\"{s}\""),
+                    })
+                    .collect();
+                format!("\"{}\":{{{}}}", e.name, values.join(","))
+            })
+            .collect();
+        format!("{{{}}}", items.join(","))
+    }
+    let frame_and_resolution: Vec<&JsEnum> =
+        CALL_ENUMS.iter().filter(|e| e.name == "RCFrameRate" || e.name == "RCResolution").collect();
+    let rtc: Vec<JsEnum> = RTC_ENUMS
+        .iter()
+        .chain(frame_and_resolution)
+        .map(|e| JsEnum { name: e.name, values: e.values })
+        .collect();
+    format!("{{\"RongIMLib\":{},\"RCRTC\":{},\"RCCall\":{}}}", group(IM_ENUMS), group(&rtc), group(CALL_ENUMS))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,5 +311,15 @@ mod tests {
         assert_eq!(find("RCCallMediaType", "AUDIO_VIDEO"), 2);
         let reasons = &CALL_ENUMS[1];
         assert_eq!(reasons.values.len(), 32);
+    }
+
+    #[test]
+    fn enums_json_has_the_three_globals() {
+        let json = enums_json();
+        assert!(json.starts_with("{\"RongIMLib\":{\"ErrorCode\":{\"SUCCESS\":0,"), "{json}");
+        assert!(json.contains("\"RCRTC\":{\"RCRTCCode\":{\"SUCCESS\":10000"));
+        assert!(json.contains("\"RCCallMediaType\":{\"AUDIO\":1,\"AUDIO_VIDEO\":2}"));
+        assert!(json.contains("\"RCResolution\":{\"W176_H132\":\"W176_H132\""));
+        assert_eq!(json.matches('{').count(), json.matches('}').count());
     }
 }

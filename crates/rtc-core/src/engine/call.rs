@@ -1,0 +1,127 @@
+//! The data of one call (spec C.1) and the small queries the flows need.
+
+use std::collections::BTreeMap;
+
+use super::event::{EndSummary, SessionView, UserView};
+use super::io::{CommandId, Millis};
+use super::media::Peer;
+use crate::proto::UserProfile;
+use crate::types::{MediaType, SessionState, UserState};
+
+/// One participant as this device tracks it.
+#[derive(Debug, Clone)]
+pub(crate) struct Member {
+    pub state: UserState,
+    pub profile: UserProfile,
+    /// Local time at which this user's ringing times out.
+    pub ring_deadline: Option<Millis>,
+    /// The device that answered (known from its Accept), for media.
+    pub device_id: Option<String>,
+}
+
+/// Where an outgoing call or an accept stands while the media layer or server answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pending {
+    None,
+    /// `call()`: waiting for capture.
+    CallCapture(CommandId),
+    /// `call()`: invite sent, waiting for the server.
+    CallSend(CommandId),
+    /// `accept()`: waiting for capture.
+    AcceptCapture(CommandId),
+    /// `accept()`: Accept sent, waiting for the server.
+    AcceptSend(CommandId),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Call {
+    pub id: String,
+    pub conversation_type: i32,
+    pub target_id: String,
+    pub channel_id: String,
+    pub media_type: MediaType,
+    pub caller_id: String,
+    pub inviter_id: String,
+    /// `None` until the invite went out (outgoing) — `getState()` then reports END.
+    pub state: Option<SessionState>,
+    pub users: BTreeMap<String, Member>,
+    pub begin: Millis,
+    pub end: Millis,
+    pub end_reason: Option<i32>,
+    /// The session object was handed to the app (so it is owed one `onSessionClose`).
+    pub announced: bool,
+    /// Media is up for this call (the "room" is joined): peers may connect.
+    pub joined: bool,
+    /// Local media is captured (or being captured) for this call.
+    pub has_local_media: bool,
+    pub peers: Vec<Peer>,
+    pub pending: Pending,
+    /// `extra` of the invite (outgoing: ours; incoming: the inviter's).
+    pub extra: String,
+    pub push_title: Option<String>,
+    pub push_content: Option<String>,
+}
+
+impl Call {
+    pub fn is_live(&self) -> bool {
+        self.state != Some(SessionState::End) && !(self.state.is_none() && self.pending == Pending::None)
+    }
+
+    pub fn is_group(&self) -> bool {
+        self.conversation_type == crate::proto::conversation_type::GROUP
+    }
+
+    pub fn user_state(&self, user_id: &str) -> UserState {
+        self.users.get(user_id).map_or(UserState::None, |m| m.state)
+    }
+
+    /// Tracked users other than `self_id`.
+    pub fn remote_ids(&self, self_id: &str) -> Vec<String> {
+        self.users.keys().filter(|u| u.as_str() != self_id).cloned().collect()
+    }
+
+    pub fn summary(&self) -> EndSummary {
+        let duration = if self.begin != 0 && self.end > self.begin { self.end - self.begin } else { 0 };
+        EndSummary {
+            conversation_type: self.conversation_type,
+            channel_id: self.channel_id.clone(),
+            target_id: self.target_id.clone(),
+            media_type: self.media_type,
+            begin_timestamp: self.begin,
+            end_timestamp: self.end,
+            duration,
+            end_reason: self.end_reason.unwrap_or(0),
+        }
+    }
+
+    pub fn view(&self, self_id: &str) -> SessionView {
+        SessionView {
+            call_id: self.id.clone(),
+            target_id: self.target_id.clone(),
+            conversation_type: self.conversation_type,
+            channel_id: self.channel_id.clone(),
+            media_type: self.media_type,
+            caller_id: self.caller_id.clone(),
+            inviter_id: self.inviter_id.clone(),
+            state: self.state.unwrap_or(SessionState::End),
+            users: self
+                .users
+                .iter()
+                .map(|(id, m)| UserView {
+                    user_id: id.clone(),
+                    state: m.state,
+                    is_caller: *id == self.caller_id,
+                    is_remote: id != self_id,
+                    profile: m.profile.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    pub fn next_deadline(&self) -> Option<Millis> {
+        if !self.is_live() {
+            return None;
+        }
+        self.users.values().filter_map(|m| m.ring_deadline).min()
+    }
+}

@@ -1,0 +1,78 @@
+//! Listener events and the read-only views the SDK's getters return.
+
+use super::io::Millis;
+use super::media::TrackKind;
+use crate::proto::UserProfile;
+use crate::types::{MediaType, SessionState, UserState};
+
+/// `ISenderInfo`: who caused an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sender {
+    pub user_id: String,
+    pub profile: UserProfile,
+}
+
+/// A track announced by `onTrackReady`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackInfo {
+    pub user_id: String,
+    pub track_id: String,
+    pub kind: TrackKind,
+    pub local: bool,
+}
+
+/// `IEndSummary` (spec C.11).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndSummary {
+    pub conversation_type: i32,
+    pub channel_id: String,
+    pub target_id: String,
+    pub media_type: MediaType,
+    pub begin_timestamp: Millis,
+    pub end_timestamp: Millis,
+    pub duration: Millis,
+    pub end_reason: i32,
+}
+
+/// Everything the SDK turns into a listener or client callback.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CallEvent {
+    /// `onSession(session, extra)`: an incoming call; the app must register a listener now.
+    Session { call_id: String, extra: String },
+    /// `onRinging(sender)`.
+    Ringing { call_id: String, sender: Sender },
+    /// `onAccept(sender)`; the sender carries only the user id, as in CallLib.
+    Accept { call_id: String, sender: Sender },
+    /// `onHungup(sender, reason)` with the reason in our perspective.
+    Hungup { call_id: String, sender: Sender, reason: i32 },
+    /// `onTrackReady(track, session?)`; `with_session` is false for the caller's own tracks
+    /// announced inside `call()` (CallLib passes no session there).
+    TrackReady { call_id: String, track: TrackInfo, with_session: bool },
+    /// `onSessionClose(session, summary)`: exactly once per session handed to the app.
+    SessionClosed { call_id: String, summary: EndSummary },
+}
+
+/// One entry of `getRemoteUsers()` (`IUserData`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserView {
+    pub user_id: String,
+    pub state: UserState,
+    pub is_caller: bool,
+    pub is_remote: bool,
+    pub profile: UserProfile,
+}
+
+/// What the session getters read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionView {
+    pub call_id: String,
+    pub target_id: String,
+    pub conversation_type: i32,
+    pub channel_id: String,
+    pub media_type: MediaType,
+    pub caller_id: String,
+    pub inviter_id: String,
+    pub state: SessionState,
+    /// Every tracked user, self included.
+    pub users: Vec<UserView>,
+}

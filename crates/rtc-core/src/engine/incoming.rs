@@ -1,0 +1,179 @@
+//! Flows started by received call messages (spec B.4).
+
+use std::collections::BTreeMap;
+
+use super::call::{Call, Pending};
+use super::{member, CallEvent, Engine, Peer, Received, SendPurpose, Sender};
+use crate::proto::{self, call_content::Body, UserProfile};
+use crate::types::{end_reason, map_remote_reason, MediaType, SessionState, UserState};
+
+impl Engine {
+    pub(super) fn on_signal(&mut self, msg: Received) {
+        let me = self.cfg.self_id.clone();
+        let from_self = msg.sender_user_id == me;
+        let call_id = msg.content.call_id.clone();
+        let profile = msg.content.user.clone().unwrap_or_default();
+        let sender = Sender { user_id: msg.sender_user_id.clone(), profile };
+        let Some(body) = msg.content.body.clone() else { return };
+        match body {
+            // My other device's outgoing call is not a call for this device (spec C.7).
+            Body::Invite(_) if from_self => {}
+            Body::Invite(invite) => self.invited(&msg, invite, sender),
+            Body::Ringing(_) => {
+                if !from_self && self.live(&call_id) {
+                    self.emit(CallEvent::Ringing { call_id, sender });
+                }
+            }
+            Body::Accept(_) if from_self => self.other_device_took_over(&call_id, end_reason::ACCEPT_BY_OTHER_CLIENT),
+            Body::Accept(_) => self.remote_accepted(&call_id, sender, msg.content.device_id.clone()),
+            Body::Hangup(_) if from_self => self.other_device_took_over(&call_id, end_reason::HANGUP_BY_OTHER_CLIENT),
+            Body::Hangup(h) => self.remote_hung_up(&call_id, sender, h.reason),
+            Body::Media(signal) => {
+                if from_self || signal.to_user_id != me || signal.to_device_id != self.cfg.device_id {
+                    return;
+                }
+                let peer = Peer { user_id: msg.sender_user_id.clone(), device_id: msg.content.device_id.clone() };
+                if let Some(kind) = signal.kind {
+                    self.apply_remote_media(&call_id, peer, kind);
+                }
+            }
+            // Group membership changes and media downgrade are not handled yet: ignored, like
+            // any message this engine does not understand.
+            Body::ModifyMem(_) | Body::ModifyMedia(_) => {}
+        }
+    }
+
+    fn live(&self, call_id: &str) -> bool {
+        self.calls.get(call_id).is_some_and(Call::is_live)
+    }
+
+    /// RC:VCInvite for this user (spec B.4, C.13.1 step 2, C.6 busy).
+    fn invited(&mut self, msg: &Received, invite: proto::Invite, sender: Sender) {
+        let me = self.cfg.self_id.clone();
+        let call_id = msg.content.call_id.clone();
+        if call_id.is_empty() || self.calls.contains_key(&call_id) || !invite.invite_user_ids.contains(&me) {
+            return;
+        }
+        let busy = self.has_live_call();
+        let deadline = self.ring_deadline(msg.sent_time);
+        let mut users = BTreeMap::new();
+        users.insert(sender.user_id.clone(), member(UserState::Waiting, sender.profile.clone()));
+        for u in &invite.invite_user_ids {
+            let mut m = member(UserState::Waiting, UserProfile::default());
+            m.ring_deadline = Some(deadline);
+            users.entry(u.clone()).or_insert(m);
+        }
+        if let Some(m) = users.get_mut(&me) {
+            m.profile = self.profile.clone();
+        }
+        let media_type = MediaType::from_i32(invite.media_type).unwrap_or(MediaType::Audio);
+        self.calls.insert(
+            call_id.clone(),
+            Call {
+                id: call_id.clone(),
+                conversation_type: msg.conversation_type,
+                target_id: msg.target_id.clone(),
+                channel_id: msg.channel_id.clone(),
+                media_type,
+                caller_id: sender.user_id.clone(),
+                inviter_id: sender.user_id.clone(),
+                state: Some(SessionState::Waiting),
+                users,
+                begin: 0,
+                end: 0,
+                end_reason: None,
+                announced: true,
+                joined: false,
+                has_local_media: false,
+                peers: Vec::new(),
+                pending: Pending::None,
+                extra: invite.extra.clone(),
+                push_title: None,
+                push_content: None,
+            },
+        );
+        // Ring back to everyone else in the call.
+        let recipients = self.calls[&call_id].remote_ids(&me);
+        self.send(&call_id, Body::Ringing(proto::Ringing {}), recipients.clone(), None, SendPurpose::Other);
+        self.emit(CallEvent::Session { call_id: call_id.clone(), extra: invite.extra });
+        if busy {
+            // Spec C.6: the app saw the session; it ends at once with BUSY_LINE and the caller
+            // hears REMOTE_BUSY_LINE. The call already in progress is untouched.
+            self.send(&call_id, Body::Hangup(proto::Hangup { reason: end_reason::BUSY_LINE }), recipients, None, SendPurpose::Other);
+            let summary = self.end_call(&call_id, end_reason::BUSY_LINE, false);
+            self.close_event(&call_id, summary);
+        }
+    }
+
+    /// RC:VCAccept from another participant (spec B.4, C.13.1 step 5).
+    fn remote_accepted(&mut self, call_id: &str, sender: Sender, device_id: String) {
+        let me = self.cfg.self_id.clone();
+        let now = self.now;
+        let Some(call) = self.calls.get_mut(call_id).filter(|c| c.is_live()) else { return };
+        let Some(m) = call.users.get_mut(&sender.user_id) else { return };
+        m.ring_deadline = None;
+        m.state = UserState::Keeping;
+        m.device_id = Some(device_id.clone());
+        let self_in = call.caller_id == me || call.user_state(&me) == UserState::Keeping;
+        if self_in {
+            if let Some(m) = call.users.get_mut(&me) {
+                m.state = UserState::Keeping;
+            }
+            if call.state == Some(SessionState::Waiting) {
+                call.state = Some(SessionState::Keeping);
+            }
+            // Spec C.11: keep the FIRST connect time (CallLib overwrote it on every accept).
+            if call.begin == 0 {
+                call.begin = now;
+            }
+            call.joined = true;
+            // Whoever is already in the call offers to the one who just accepted.
+            self.connect_peer(call_id, Peer { user_id: sender.user_id.clone(), device_id }, true);
+        }
+        let sender = Sender { user_id: sender.user_id, profile: UserProfile::default() };
+        self.emit(CallEvent::Accept { call_id: call_id.to_string(), sender });
+    }
+
+    /// RC:VCHangup from another participant (spec B.4, C.3, C.10, C.13.1–3).
+    fn remote_hung_up(&mut self, call_id: &str, sender: Sender, wire_reason: i32) {
+        let now = self.now;
+        let Some(call) = self.calls.get_mut(call_id).filter(|c| c.is_live()) else { return };
+        if call.users.remove(&sender.user_id).is_none() {
+            return;
+        }
+        let reason = map_remote_reason(wire_reason);
+        call.end = now;
+        let peers: Vec<Peer> = call.peers.iter().filter(|p| p.user_id == sender.user_id).cloned().collect();
+        call.peers.retain(|p| p.user_id != sender.user_id);
+        let anyone_keeping = call.users.values().any(|m| m.state == UserState::Keeping);
+        let inviter_left_unanswered = call.is_group() && sender.user_id == call.inviter_id && !anyone_keeping;
+        let ends = call.users.len() < 2 || inviter_left_unanswered;
+        let joined = call.joined;
+        for peer in peers {
+            self.media(super::MediaAction::Disconnect { call_id: call_id.to_string(), peer });
+        }
+        let hungup = CallEvent::Hungup { call_id: call_id.to_string(), sender, reason };
+        if !ends {
+            return self.emit(hungup);
+        }
+        let summary = self.end_call(call_id, reason, true);
+        if joined {
+            // In a call: `onHungup` first, `onSessionClose` once the room is left (C.13.1 step 8).
+            self.emit(hungup);
+            self.close_event(call_id, summary);
+        } else {
+            // Never connected: CallLib closes synchronously before `onHungup` (C.13.2, C.13.3).
+            self.close_event(call_id, summary);
+            self.emit(hungup);
+        }
+    }
+
+    /// My other device accepted or hung up this call (spec C.7): end here, send nothing.
+    fn other_device_took_over(&mut self, call_id: &str, reason: i32) {
+        if !self.live(call_id) {
+            return;
+        }
+        let summary = self.end_call(call_id, reason, false);
+        self.close_event(call_id, summary);
+    }
+}

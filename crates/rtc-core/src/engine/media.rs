@@ -1,0 +1,68 @@
+//! The media side of the engine: what it asks the browser layer to do, and what it hears back.
+//!
+//! Media is peer-to-peer: one connection per remote participant device. Who offers is fixed by
+//! the call flow, so offers never cross: a participant already in the call offers to each
+//! participant whose Accept it receives; the accepting side answers.
+
+use crate::proto::media_signal;
+
+/// One remote participant device.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Peer {
+    pub user_id: String,
+    pub device_id: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TrackKind {
+    Audio,
+    Video,
+}
+
+/// Track id in RTCLib's scheme (spec D.2): `<userId>_RongCloudRTC_0` (audio) / `_1` (video).
+pub fn track_id(user_id: &str, kind: TrackKind) -> String {
+    let n = match kind {
+        TrackKind::Audio => 0,
+        TrackKind::Video => 1,
+    };
+    format!("{user_id}_{TRACK_TAG}_{n}")
+}
+
+/// RTCLib's default tag, used for every call track.
+pub const TRACK_TAG: &str = "RongCloudRTC";
+
+/// Why capturing local media failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaptureError {
+    PermissionDenied,
+    NotFound,
+    Other,
+}
+
+/// What the engine asks the media layer to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MediaAction {
+    /// Capture the microphone (and the camera for AUDIO_VIDEO); answer with [`MediaEvent::Captured`].
+    Capture { call_id: String, video: bool },
+    /// Stop and forget this call's local tracks.
+    Release { call_id: String },
+    /// Open a peer connection with the call's local tracks; the offerer sends the first offer.
+    Connect { call_id: String, peer: Peer, offerer: bool },
+    /// Apply an SDP or candidate received from `peer`.
+    Apply { call_id: String, peer: Peer, signal: media_signal::Kind },
+    /// Close the connection to one peer.
+    Disconnect { call_id: String, peer: Peer },
+    /// Close every connection of the call (leave the "room").
+    Leave { call_id: String },
+}
+
+/// What the media layer reports.
+#[derive(Debug, Clone)]
+pub enum MediaEvent {
+    /// Answer to [`MediaAction::Capture`]: the kinds captured, or why it failed.
+    Captured { call_id: String, result: Result<Vec<TrackKind>, CaptureError> },
+    /// An SDP or ICE candidate produced locally for `peer`, to be signalled.
+    LocalSignal { call_id: String, peer: Peer, signal: media_signal::Kind },
+    /// `peer` started sending a track; the shell registered it under [`track_id`].
+    RemoteTrack { call_id: String, peer: Peer, kind: TrackKind },
+}

@@ -1,0 +1,393 @@
+//! Flows started by this device: call, accept, hang up, and the media layer's reports.
+
+use std::collections::BTreeMap;
+
+use super::call::{Call, Pending};
+use super::{
+    member, send_error_code, CallEvent, CallRequest, CaptureError, CommandId, Engine, MediaAction, MediaEvent,
+    Peer, SendPurpose, TrackInfo, TrackKind,
+};
+use crate::proto::{self, call_content::Body, media_signal, ChannelInfo, PushConfig, UserProfile};
+use crate::types::{end_reason, error_code, MediaType, SessionState, UserState};
+
+impl Engine {
+    pub(super) fn on_command(&mut self, id: CommandId, cmd: super::Command) {
+        use super::Command;
+        match cmd {
+            Command::Call(req) => self.start_call(id, req),
+            Command::Accept { call_id } => self.accept(id, &call_id),
+            Command::Hangup { call_id } => self.hangup(Some(id), &call_id),
+            Command::RegisterUserInfo(profile) => {
+                self.profile = profile;
+                self.done(id, error_code::SUCCESS, None);
+            }
+        }
+    }
+
+    /// `call()` / `callInGroup()` (spec C.13.1 step 1): capture, then invite.
+    fn start_call(&mut self, id: CommandId, req: CallRequest) {
+        let me = self.cfg.self_id.clone();
+        let group = req.conversation_type == proto::conversation_type::GROUP;
+        // Spec C.8 (5.2.7): calling oneself is a parameter error; nothing is captured or sent.
+        if (!group && req.target_id == me) || (group && req.user_ids.contains(&me)) {
+            return self.done(id, error_code::PARAM_ERROR, None);
+        }
+        if self.has_live_call() || self.calls.contains_key(&req.call_id) {
+            return self.done(id, error_code::STATE_MACHINE_EXIT, None);
+        }
+        let invitees = if group { dedup(&req.user_ids) } else { vec![req.target_id.clone()] };
+        let mut users = BTreeMap::new();
+        users.insert(me.clone(), member(UserState::Waiting, self.profile.clone()));
+        for u in invitees {
+            users.insert(u, member(UserState::Waiting, UserProfile::default()));
+        }
+        let call_id = req.call_id.clone();
+        self.calls.insert(
+            call_id.clone(),
+            Call {
+                id: call_id.clone(),
+                conversation_type: req.conversation_type,
+                target_id: req.target_id,
+                channel_id: req.channel_id,
+                media_type: req.media_type,
+                caller_id: me.clone(),
+                inviter_id: me,
+                state: None,
+                users,
+                begin: 0,
+                end: 0,
+                end_reason: None,
+                announced: false,
+                joined: false,
+                has_local_media: true,
+                peers: Vec::new(),
+                pending: Pending::CallCapture(id),
+                extra: req.extra,
+                push_title: req.push_title,
+                push_content: req.push_content,
+            },
+        );
+        self.media(MediaAction::Capture { call_id, video: req.media_type.has_video() });
+    }
+
+    /// Local media for an outgoing call is ready: announce the tracks, send the invite.
+    fn call_captured(&mut self, call_id: &str, command: CommandId, result: Result<Vec<TrackKind>, CaptureError>) {
+        let me = self.cfg.self_id.clone();
+        let Some(call) = self.calls.get_mut(call_id) else { return };
+        let kinds = match result {
+            Ok(kinds) => kinds,
+            Err(_) => {
+                let code = capture_error_code(call.media_type);
+                self.calls.remove(call_id);
+                self.media(MediaAction::Release { call_id: call_id.to_string() });
+                return self.done(command, code, None);
+            }
+        };
+        call.pending = Pending::CallSend(command);
+        let invitees = call.remote_ids(&me);
+        let media_type = call.media_type;
+        let extra = call.extra.clone();
+        let push = self.invite_push(call_id, &invitees);
+        // CallLib announces the caller's own tracks inside call(), without a session (D.3).
+        for kind in kinds {
+            self.local_track_ready(call_id, kind, false);
+        }
+        let body = Body::Invite(proto::Invite {
+            engine_type: proto::ENGINE_TYPE,
+            channel_info: Some(ChannelInfo { id: call_id.to_string(), key: String::new() }),
+            media_type: media_type as i32,
+            invite_user_ids: invitees.clone(),
+            observer_user_ids: Vec::new(),
+            extra,
+        });
+        self.send(call_id, body, invitees, Some(push), SendPurpose::Invite { call_id: call_id.to_string() });
+    }
+
+    pub(super) fn invite_sent(&mut self, call_id: &str, result: Result<super::Millis, i32>) {
+        let me = self.cfg.self_id.clone();
+        let Some(call) = self.calls.get(call_id) else { return };
+        let Pending::CallSend(command) = call.pending else { return };
+        match result {
+            Ok(sent_time) => {
+                let deadline = self.ring_deadline(sent_time);
+                let call = self.calls.get_mut(call_id).expect("checked above");
+                call.pending = Pending::None;
+                call.state = Some(SessionState::Waiting);
+                call.announced = true;
+                for (user, m) in call.users.iter_mut() {
+                    if *user != me {
+                        m.ring_deadline = Some(deadline);
+                    }
+                }
+                self.done(command, error_code::SUCCESS, Some(call_id.to_string()));
+            }
+            Err(im_code) => {
+                // No session was handed out: nothing but the code reaches the app (spec C.2).
+                self.calls.remove(call_id);
+                self.media(MediaAction::Release { call_id: call_id.to_string() });
+                self.done(command, send_error_code(im_code), None);
+            }
+        }
+    }
+
+    /// `session.accept()` (spec A.5, C.13.1 step 4).
+    fn accept(&mut self, id: CommandId, call_id: &str) {
+        let me = self.cfg.self_id.clone();
+        // Spec G.15 decision: accepting a session that can no longer be accepted (ended, already
+        // accepted, or our own outgoing call) fails fast with PARAM_ERROR and sends nothing.
+        let acceptable = self.calls.get(call_id).is_some_and(|c| {
+            c.is_live()
+                && c.state == Some(SessionState::Waiting)
+                && c.caller_id != me
+                && c.pending == Pending::None
+                && c.user_state(&me) == UserState::Waiting
+        });
+        if !acceptable {
+            return self.done(id, error_code::PARAM_ERROR, None);
+        }
+        // Accepting one call hangs up every other live one (spec C.6).
+        let others: Vec<String> =
+            self.calls.values().filter(|c| c.is_live() && c.id != call_id).map(|c| c.id.clone()).collect();
+        for other in others {
+            self.hangup(None, &other);
+        }
+        let call = self.calls.get_mut(call_id).expect("checked above");
+        call.pending = Pending::AcceptCapture(id);
+        call.has_local_media = true;
+        let video = call.media_type.has_video();
+        self.media(MediaAction::Capture { call_id: call_id.to_string(), video });
+    }
+
+    fn accept_captured(&mut self, call_id: &str, command: CommandId, result: Result<Vec<TrackKind>, CaptureError>) {
+        let me = self.cfg.self_id.clone();
+        let Some(call) = self.calls.get_mut(call_id) else { return };
+        if result.is_err() {
+            // Capture failed: hang up with GET_MEDIA_RESOURCES_ERROR (8) and report 53301/53303.
+            let code = capture_error_code(call.media_type);
+            let recipients = call.remote_ids(&me);
+            self.send(
+                call_id,
+                Body::Hangup(proto::Hangup { reason: end_reason::GET_MEDIA_RESOURCES_ERROR }),
+                recipients,
+                None,
+                SendPurpose::Hangup { command: None },
+            );
+            let summary = self.end_call(call_id, end_reason::GET_MEDIA_RESOURCES_ERROR, true);
+            self.done(command, code, None);
+            return self.close_event(call_id, summary);
+        }
+        call.pending = Pending::AcceptSend(command);
+        let recipients = call.remote_ids(&me);
+        let media_type = call.media_type as i32;
+        self.send(
+            call_id,
+            Body::Accept(proto::Accept { media_type }),
+            recipients,
+            None,
+            SendPurpose::Accept { call_id: call_id.to_string() },
+        );
+    }
+
+    pub(super) fn accept_sent(&mut self, call_id: &str, result: Result<super::Millis, i32>) {
+        let me = self.cfg.self_id.clone();
+        let now = self.now;
+        let Some(call) = self.calls.get_mut(call_id) else { return };
+        let Pending::AcceptSend(command) = call.pending else { return };
+        call.pending = Pending::None;
+        if !call.is_live() {
+            return self.done(command, error_code::SEND_MSG_ERROR, None);
+        }
+        match result {
+            Ok(_) => {
+                if let Some(m) = call.users.get_mut(&me) {
+                    m.state = UserState::Keeping;
+                    m.ring_deadline = None;
+                }
+                call.state = Some(SessionState::Keeping);
+                if call.begin == 0 {
+                    call.begin = now;
+                }
+                call.joined = true;
+                let kinds: &[TrackKind] =
+                    if call.media_type.has_video() { &[TrackKind::Audio, TrackKind::Video] } else { &[TrackKind::Audio] };
+                self.done(command, error_code::SUCCESS, None);
+                // Media is "published" once we are in: announce our tracks with the session (D.3).
+                for &kind in kinds {
+                    self.local_track_ready(call_id, kind, true);
+                }
+            }
+            Err(im_code) => {
+                let reason =
+                    if im_code == 405 { end_reason::ADDED_TO_BLACKLIST } else { end_reason::NETWORK_ERROR };
+                let summary = self.end_call(call_id, reason, true);
+                self.done(command, send_error_code(im_code), None);
+                self.close_event(call_id, summary);
+            }
+        }
+    }
+
+    /// `session.hungup()` (spec C.5): cancel, reject or hang up; teardown happens at once, the
+    /// command's code is the send result.
+    pub(super) fn hangup(&mut self, command: Option<CommandId>, call_id: &str) {
+        let me = self.cfg.self_id.clone();
+        let Some(call) = self.calls.get(call_id).filter(|c| c.is_live()) else {
+            if let Some(cmd) = command {
+                self.done(cmd, error_code::PARAM_ERROR, None);
+            }
+            return;
+        };
+        if call.state.is_none() {
+            // An outgoing call still capturing or inviting has no session object yet, so the app
+            // cannot be hanging it up; refuse rather than guess.
+            if let Some(cmd) = command {
+                self.done(cmd, error_code::PARAM_ERROR, None);
+            }
+            return;
+        }
+        let reason = if call.user_state(&me) == UserState::Keeping {
+            end_reason::HANGUP
+        } else if call.caller_id == me {
+            end_reason::CANCEL
+        } else {
+            end_reason::REJECT
+        };
+        let pending_accept = match call.pending {
+            Pending::AcceptCapture(c) | Pending::AcceptSend(c) => Some(c),
+            _ => None,
+        };
+        let recipients = call.remote_ids(&me);
+        self.send(call_id, Body::Hangup(proto::Hangup { reason }), recipients, None, SendPurpose::Hangup { command });
+        let summary = self.end_call(call_id, reason, true);
+        if let Some(c) = pending_accept {
+            self.done(c, error_code::SEND_MSG_ERROR, None);
+        }
+        self.close_event(call_id, summary);
+    }
+
+    pub(super) fn on_media(&mut self, ev: MediaEvent) {
+        match ev {
+            MediaEvent::Captured { call_id, result } => {
+                let pending = self.calls.get(&call_id).map(|c| c.pending);
+                match pending {
+                    Some(Pending::CallCapture(cmd)) => self.call_captured(&call_id, cmd, result),
+                    Some(Pending::AcceptCapture(cmd)) => self.accept_captured(&call_id, cmd, result),
+                    // The call ended while capturing: give the tracks back.
+                    _ => self.media(MediaAction::Release { call_id }),
+                }
+            }
+            MediaEvent::LocalSignal { call_id, peer, signal } => {
+                let Some(call) = self.calls.get(&call_id) else { return };
+                if !call.is_live() || !call.peers.contains(&peer) {
+                    return;
+                }
+                let body = Body::Media(proto::MediaSignal {
+                    to_user_id: peer.user_id.clone(),
+                    to_device_id: peer.device_id.clone(),
+                    kind: Some(signal),
+                });
+                self.send(&call_id, body, vec![peer.user_id], None, SendPurpose::Other);
+            }
+            MediaEvent::RemoteTrack { call_id, peer, kind } => {
+                let Some(call) = self.calls.get(&call_id) else { return };
+                if !call.is_live() || !call.peers.contains(&peer) {
+                    return;
+                }
+                // Remote video is not surfaced while the session is audio-only (spec D.3).
+                if kind == TrackKind::Video && call.media_type == MediaType::Audio {
+                    return;
+                }
+                let track = TrackInfo {
+                    track_id: super::track_id(&peer.user_id, kind),
+                    user_id: peer.user_id,
+                    kind,
+                    local: false,
+                };
+                self.emit(CallEvent::TrackReady { call_id, track, with_session: true });
+            }
+        }
+    }
+
+    fn local_track_ready(&mut self, call_id: &str, kind: TrackKind, with_session: bool) {
+        let me = self.cfg.self_id.clone();
+        let track = TrackInfo { track_id: super::track_id(&me, kind), user_id: me, kind, local: true };
+        self.emit(CallEvent::TrackReady { call_id: call_id.to_string(), track, with_session });
+    }
+
+    /// Opens a peer connection for `peer` in a joined call (idempotent).
+    pub(super) fn connect_peer(&mut self, call_id: &str, peer: Peer, offerer: bool) {
+        let Some(call) = self.calls.get_mut(call_id) else { return };
+        if !call.joined || call.peers.contains(&peer) {
+            return;
+        }
+        call.peers.push(peer.clone());
+        self.media(MediaAction::Connect { call_id: call_id.to_string(), peer, offerer });
+    }
+
+    pub(super) fn apply_remote_media(&mut self, call_id: &str, peer: Peer, signal: media_signal::Kind) {
+        let is_offer = matches!(signal, media_signal::Kind::Offer(_));
+        let Some(call) = self.calls.get(call_id) else { return };
+        if !call.is_live() || !call.joined {
+            return;
+        }
+        if !call.peers.contains(&peer) {
+            if !is_offer {
+                return;
+            }
+            self.connect_peer(call_id, peer.clone(), false);
+        }
+        self.media(MediaAction::Apply { call_id: call_id.to_string(), peer, signal });
+    }
+
+    /// Push data of invite-type messages (spec B.5).
+    fn invite_push(&self, call_id: &str, invitees: &[String]) -> PushConfig {
+        let call = &self.calls[call_id];
+        let video = call.media_type.has_video();
+        let default_title = match (self.cfg.lang.as_str(), video) {
+            ("en", false) => "You have a voice call",
+            ("en", true) => "You have a video call",
+            (_, false) => "您有一条音频通话",
+            (_, true) => "您有一条视频通话",
+        };
+        let ids: Vec<String> = invitees.iter().map(|u| json_string(u)).collect();
+        let data = format!(
+            "{{\"mediaType\":{},\"userIdList\":[{}],\"callId\":{}}}",
+            call.media_type as i32,
+            ids.join(","),
+            json_string(call_id)
+        );
+        PushConfig {
+            push_title: call.push_title.clone().unwrap_or_else(|| default_title.to_string()),
+            push_content: call.push_content.clone().unwrap_or_else(|| data.clone()),
+            push_data: data,
+        }
+    }
+}
+
+/// `RCCallErrorCode` for a failed capture of a call of this media type.
+fn capture_error_code(media_type: MediaType) -> i32 {
+    match media_type {
+        MediaType::Audio => error_code::GET_LOCAL_AUDIO_TRACK_ERROR,
+        MediaType::AudioVideo => error_code::GET_LOCAL_AUDIO_AND_VIDEO_TRACK_ERROR,
+    }
+}
+
+fn dedup(ids: &[String]) -> Vec<String> {
+    let mut seen = std::collections::BTreeSet::new();
+    ids.iter().filter(|u| seen.insert(u.as_str())).cloned().collect()
+}
+
+/// Minimal JSON string literal (ids are arbitrary strings).
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}

@@ -1,0 +1,381 @@
+//! A call simulator: several engines, an in-order server and fake media on one virtual clock.
+//!
+//! It lets an app developer (and our own tests) run whole CallLib flows natively, without a
+//! browser or a network: add devices, give them commands, advance time, read what each device's
+//! listeners would have seen.
+//!
+//! ```
+//! use rtc_core::sim::Sim;
+//! use rtc_core::types::{end_reason, MediaType};
+//! use rtc_core::engine::CallEvent;
+//!
+//! let mut sim = Sim::new();
+//! let a = sim.add_device("alice");
+//! let b = sim.add_device("bob");
+//! let call = sim.call(a, "bob", MediaType::AudioVideo);
+//! sim.run_for(100);
+//! let call_id = sim.result(a, call).unwrap().1.unwrap();
+//! let accept = sim.accept(b, &call_id);
+//! sim.run_for(100);
+//! assert_eq!(sim.result(b, accept).unwrap().0, 10000);
+//! sim.hangup(a, &call_id);
+//! sim.run_for(100);
+//! assert_eq!(sim.close_reason(b, &call_id), Some(end_reason::REMOTE_HANGUP));
+//! assert!(sim.events(b).iter().any(|e| matches!(e, CallEvent::Hungup { reason: 13, .. })));
+//! ```
+//!
+//! The server here behaves like rcall's: it stamps each message with its clock, delivers to every
+//! device of each recipient and to the sender's other devices, in order, after `latency` ms.
+
+use std::collections::BTreeMap;
+
+use crate::engine::{
+    CallEvent, CallRequest, CaptureError, Command, CommandId, Engine, EngineConfig, Input, MediaAction,
+    MediaEvent, Millis, OutgoingSignal, Output, Peer, Received, TrackKind,
+};
+use crate::proto::{conversation_type, media_signal};
+use crate::types::MediaType;
+
+/// Index of a device in the simulation.
+pub type DeviceId = usize;
+
+/// Something a device's engine produced, with the virtual time it happened.
+#[derive(Debug, Clone)]
+pub enum Logged {
+    Event(CallEvent),
+    Media(MediaAction),
+    Sent(OutgoingSignal),
+    Done { command: CommandId, code: i32, call_id: Option<String> },
+}
+
+struct Device {
+    user_id: String,
+    device_id: String,
+    engine: Engine,
+    log: Vec<(Millis, Logged)>,
+    deadline: Option<Millis>,
+    /// When set, the next captures fail this way.
+    capture_error: Option<CaptureError>,
+    /// Kinds captured per call, for the fake media exchange.
+    local_kinds: BTreeMap<String, Vec<TrackKind>>,
+}
+
+/// See the module docs.
+pub struct Sim {
+    now: Millis,
+    /// Added to the virtual clock to get the server's clock (tests clock skew).
+    pub server_skew: Millis,
+    /// One-way delay between a device and the server, in ms.
+    pub latency: Millis,
+    /// How long a capture takes, in ms.
+    pub capture_delay: Millis,
+    devices: Vec<Device>,
+    /// Pending inputs: (due time, sequence, device, input), processed in order.
+    queue: Vec<(Millis, u64, DeviceId, Input)>,
+    seq: u64,
+    next_command: CommandId,
+    next_call: u64,
+}
+
+impl Default for Sim {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Sim {
+    /// A simulation starting at t = 1_700_000_000_000 ms with 10 ms latency.
+    pub fn new() -> Self {
+        Self {
+            now: 1_700_000_000_000,
+            server_skew: 0,
+            latency: 10,
+            capture_delay: 5,
+            devices: Vec::new(),
+            queue: Vec::new(),
+            seq: 0,
+            next_command: 1,
+            next_call: 1,
+        }
+    }
+
+    pub fn now(&self) -> Millis {
+        self.now
+    }
+
+    /// Adds a device for `user_id` (call again with the same user for multi-device).
+    pub fn add_device(&mut self, user_id: &str) -> DeviceId {
+        let id = self.devices.len();
+        let device_id = format!("dev{id}");
+        let engine = Engine::new(EngineConfig {
+            self_id: user_id.to_string(),
+            device_id: device_id.clone(),
+            lang: "zh".into(),
+        });
+        self.devices.push(Device {
+            user_id: user_id.to_string(),
+            device_id,
+            engine,
+            log: Vec::new(),
+            deadline: None,
+            capture_error: None,
+            local_kinds: BTreeMap::new(),
+        });
+        id
+    }
+
+    /// Makes the next captures on `dev` fail (or succeed again with `None`).
+    pub fn fail_capture(&mut self, dev: DeviceId, error: Option<CaptureError>) {
+        self.devices[dev].capture_error = error;
+    }
+
+    pub fn engine(&self, dev: DeviceId) -> &Engine {
+        &self.devices[dev].engine
+    }
+
+    /// Feeds a command now and returns its id.
+    pub fn command(&mut self, dev: DeviceId, cmd: Command) -> CommandId {
+        let id = self.next_command;
+        self.next_command += 1;
+        self.input(dev, Input::Command(id, cmd));
+        id
+    }
+
+    /// `call()` to one user.
+    pub fn call(&mut self, dev: DeviceId, target: &str, media_type: MediaType) -> CommandId {
+        let req = self.request(conversation_type::PRIVATE, target, Vec::new(), media_type);
+        self.command(dev, Command::Call(req))
+    }
+
+    /// `callInGroup()`.
+    pub fn call_in_group(&mut self, dev: DeviceId, group: &str, users: &[&str], media_type: MediaType) -> CommandId {
+        let users = users.iter().map(|u| u.to_string()).collect();
+        let req = self.request(conversation_type::GROUP, group, users, media_type);
+        self.command(dev, Command::Call(req))
+    }
+
+    fn request(&mut self, ct: i32, target: &str, user_ids: Vec<String>, media_type: MediaType) -> CallRequest {
+        let n = self.next_call;
+        self.next_call += 1;
+        CallRequest {
+            call_id: format!("simcall{n:016}_{}_{}", self.now, n % 1000),
+            conversation_type: ct,
+            target_id: target.to_string(),
+            user_ids,
+            media_type,
+            channel_id: String::new(),
+            extra: String::new(),
+            push_title: None,
+            push_content: None,
+        }
+    }
+
+    pub fn accept(&mut self, dev: DeviceId, call_id: &str) -> CommandId {
+        self.command(dev, Command::Accept { call_id: call_id.to_string() })
+    }
+
+    pub fn hangup(&mut self, dev: DeviceId, call_id: &str) -> CommandId {
+        self.command(dev, Command::Hangup { call_id: call_id.to_string() })
+    }
+
+    /// Feeds an arbitrary input to `dev` now (e.g. a hand-made message "from the server").
+    pub fn inject(&mut self, dev: DeviceId, input: Input) {
+        self.input(dev, input);
+    }
+
+    /// Result of a command: `(code, call_id)`, once it finished.
+    pub fn result(&self, dev: DeviceId, command: CommandId) -> Option<(i32, Option<String>)> {
+        self.devices[dev].log.iter().find_map(|(_, l)| match l {
+            Logged::Done { command: c, code, call_id } if *c == command => Some((*code, call_id.clone())),
+            _ => None,
+        })
+    }
+
+    /// Listener events seen by `dev`, in order.
+    pub fn events(&self, dev: DeviceId) -> Vec<&CallEvent> {
+        self.devices[dev].log.iter().filter_map(|(_, l)| if let Logged::Event(e) = l { Some(e) } else { None }).collect()
+    }
+
+    /// Everything `dev` produced, with times.
+    pub fn log(&self, dev: DeviceId) -> &[(Millis, Logged)] {
+        &self.devices[dev].log
+    }
+
+    /// Messages `dev` sent.
+    pub fn sent(&self, dev: DeviceId) -> Vec<&OutgoingSignal> {
+        self.devices[dev].log.iter().filter_map(|(_, l)| if let Logged::Sent(s) = l { Some(s) } else { None }).collect()
+    }
+
+    /// The id of the call `dev` was offered by `onSession`, if any (the latest).
+    pub fn incoming(&self, dev: DeviceId) -> Option<String> {
+        self.events(dev).into_iter().rev().find_map(|e| match e {
+            CallEvent::Session { call_id, .. } => Some(call_id.clone()),
+            _ => None,
+        })
+    }
+
+    /// The end reason of `call_id` on `dev`, once `onSessionClose` fired.
+    pub fn close_reason(&self, dev: DeviceId, call_id: &str) -> Option<i32> {
+        self.events(dev).into_iter().find_map(|e| match e {
+            CallEvent::SessionClosed { call_id: c, summary } if c == call_id => Some(summary.end_reason),
+            _ => None,
+        })
+    }
+
+    /// Advances the virtual clock by `ms`, delivering everything due on the way.
+    pub fn run_for(&mut self, ms: Millis) {
+        let until = self.now + ms;
+        self.run_until(until);
+    }
+
+    pub fn run_until(&mut self, until: Millis) {
+        loop {
+            let next_msg = self.queue.iter().map(|(t, s, _, _)| (*t, *s)).min();
+            let next_timer = self.devices.iter().enumerate().filter_map(|(i, d)| d.deadline.map(|t| (t, i))).min();
+            let msg_t = next_msg.map(|(t, _)| t).filter(|t| *t <= until);
+            let timer_t = next_timer.map(|(t, _)| t).filter(|t| *t <= until);
+            match (msg_t, timer_t) {
+                (None, None) => break,
+                (Some(m), t) if t.is_none_or(|t| m <= t) => {
+                    let (_, seq) = next_msg.expect("some");
+                    let pos = self.queue.iter().position(|(tt, s, _, _)| *tt == m && *s == seq).expect("queued");
+                    let (t, _, dev, input) = self.queue.remove(pos);
+                    self.now = self.now.max(t);
+                    self.input(dev, input);
+                }
+                _ => {
+                    let (t, dev) = next_timer.expect("some");
+                    self.now = self.now.max(t);
+                    self.devices[dev].deadline = None;
+                    self.input(dev, Input::Timeout);
+                }
+            }
+        }
+        self.now = self.now.max(until);
+    }
+
+    fn schedule(&mut self, at: Millis, dev: DeviceId, input: Input) {
+        self.seq += 1;
+        self.queue.push((at, self.seq, dev, input));
+    }
+
+    /// Feeds `input` to `dev` now and handles everything it outputs.
+    fn input(&mut self, dev: DeviceId, input: Input) {
+        let now = self.now;
+        self.devices[dev].engine.handle_input(now, input);
+        loop {
+            let out = self.devices[dev].engine.poll_output();
+            match out {
+                Output::Wait(deadline) => {
+                    self.devices[dev].deadline = deadline;
+                    break;
+                }
+                Output::Send(signal) => {
+                    self.devices[dev].log.push((now, Logged::Sent(signal.clone())));
+                    self.route(dev, signal);
+                }
+                Output::Event(ev) => self.devices[dev].log.push((now, Logged::Event(ev))),
+                Output::Done { command, code, call_id } => {
+                    self.devices[dev].log.push((now, Logged::Done { command, code, call_id }))
+                }
+                Output::Media(action) => {
+                    self.devices[dev].log.push((now, Logged::Media(action.clone())));
+                    self.fake_media(dev, action);
+                }
+            }
+        }
+    }
+
+    /// The server: stamp, answer the sender, deliver in order.
+    fn route(&mut self, from: DeviceId, signal: OutgoingSignal) {
+        let at_server = self.now + self.latency;
+        let server_time = at_server + self.server_skew;
+        let sender_user = self.devices[from].user_id.clone();
+        let recipients: Vec<String> = if signal.conversation_type == conversation_type::PRIVATE {
+            vec![signal.target_id.clone()]
+        } else {
+            signal.directional_user_ids.clone()
+        };
+        let delivered_at = at_server + self.latency;
+        for (i, d) in self.devices.iter().enumerate() {
+            if i == from {
+                continue;
+            }
+            let own_device = d.user_id == sender_user;
+            if !own_device && !recipients.contains(&d.user_id) {
+                continue;
+            }
+            let target_id = if signal.conversation_type == conversation_type::PRIVATE && !own_device {
+                sender_user.clone()
+            } else {
+                signal.target_id.clone()
+            };
+            let msg = Received {
+                sender_user_id: sender_user.clone(),
+                sender_device_id: self.devices[from].device_id.clone(),
+                conversation_type: signal.conversation_type,
+                target_id,
+                channel_id: signal.channel_id.clone(),
+                sent_time: server_time,
+                server_time: server_time + self.latency,
+                offline: false,
+                content: signal.content.clone(),
+            };
+            self.seq += 1;
+            self.queue.push((delivered_at, self.seq, i, Input::Signal(msg)));
+        }
+        let result = Input::SendResult { request_id: signal.request_id, server_time, result: Ok(server_time) };
+        self.schedule(delivered_at, from, result);
+    }
+
+    fn device_of(&self, peer: &Peer) -> Option<DeviceId> {
+        self.devices.iter().position(|d| d.user_id == peer.user_id && d.device_id == peer.device_id)
+    }
+
+    /// Fake browser media: captures succeed after `capture_delay` (unless told to fail); an
+    /// offer is answered; once the answer lands both sides see each other's tracks.
+    fn fake_media(&mut self, dev: DeviceId, action: MediaAction) {
+        let now = self.now;
+        let me = Peer { user_id: self.devices[dev].user_id.clone(), device_id: self.devices[dev].device_id.clone() };
+        match action {
+            MediaAction::Capture { call_id, video } => {
+                let result = match self.devices[dev].capture_error {
+                    Some(e) => Err(e),
+                    None => {
+                        let kinds = if video { vec![TrackKind::Audio, TrackKind::Video] } else { vec![TrackKind::Audio] };
+                        self.devices[dev].local_kinds.insert(call_id.clone(), kinds.clone());
+                        Ok(kinds)
+                    }
+                };
+                self.schedule(now + self.capture_delay, dev, Input::Media(MediaEvent::Captured { call_id, result }));
+            }
+            MediaAction::Release { call_id } => {
+                self.devices[dev].local_kinds.remove(&call_id);
+            }
+            MediaAction::Connect { call_id, peer, offerer: true } => {
+                let signal = media_signal::Kind::Offer(format!("offer from {}", me.user_id));
+                self.schedule(now + 1, dev, Input::Media(MediaEvent::LocalSignal { call_id, peer, signal }));
+            }
+            MediaAction::Apply { call_id, peer, signal: media_signal::Kind::Offer(_) } => {
+                let signal = media_signal::Kind::Answer(format!("answer from {}", me.user_id));
+                self.schedule(now + 1, dev, Input::Media(MediaEvent::LocalSignal { call_id, peer, signal }));
+            }
+            MediaAction::Apply { call_id, peer, signal: media_signal::Kind::Answer(_) } => {
+                // Connected: each side receives the other's tracks.
+                if let Some(other) = self.device_of(&peer) {
+                    let theirs = self.devices[other].local_kinds.get(&call_id).cloned().unwrap_or_default();
+                    let mine = self.devices[dev].local_kinds.get(&call_id).cloned().unwrap_or_default();
+                    for kind in theirs {
+                        let ev = MediaEvent::RemoteTrack { call_id: call_id.clone(), peer: peer.clone(), kind };
+                        self.schedule(now + 20, dev, Input::Media(ev));
+                    }
+                    for kind in mine {
+                        let ev = MediaEvent::RemoteTrack { call_id: call_id.clone(), peer: me.clone(), kind };
+                        self.schedule(now + 20, other, Input::Media(ev));
+                    }
+                }
+            }
+            MediaAction::Connect { .. } | MediaAction::Apply { .. } | MediaAction::Disconnect { .. } | MediaAction::Leave { .. } => {}
+        }
+    }
+}

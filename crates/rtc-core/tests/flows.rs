@@ -1,0 +1,330 @@
+//! CallLib 5.X flows (spec C.13) run on the call simulator's virtual clock.
+
+use rtc_core::engine::{CallEvent, Input, MediaAction, Received, RING_TIMEOUT_MS};
+use rtc_core::proto::{call_content::Body, conversation_type, CallContent, Hangup};
+use rtc_core::sim::{Logged, Sim};
+use rtc_core::types::{end_reason, error_code, MediaType, SessionState, UserState};
+
+/// A short name for each event, in order: "Ringing(bob)", "Close(13)", "Track(bob/video)"…
+fn names(sim: &Sim, dev: usize) -> Vec<String> {
+    sim.events(dev)
+        .into_iter()
+        .map(|e| match e {
+            CallEvent::Session { .. } => "Session".to_string(),
+            CallEvent::Ringing { sender, .. } => format!("Ringing({})", sender.user_id),
+            CallEvent::Accept { sender, .. } => format!("Accept({})", sender.user_id),
+            CallEvent::Hungup { sender, reason, .. } => format!("Hungup({},{reason})", sender.user_id),
+            CallEvent::TrackReady { track, with_session, .. } => format!(
+                "Track({}/{:?}{})",
+                track.user_id,
+                track.kind,
+                if *with_session { "" } else { ",nosession" }
+            ),
+            CallEvent::SessionClosed { summary, .. } => format!("Close({})", summary.end_reason),
+        })
+        .collect()
+}
+
+fn summary(sim: &Sim, dev: usize) -> rtc_core::engine::EndSummary {
+    sim.events(dev)
+        .into_iter()
+        .find_map(|e| match e {
+            CallEvent::SessionClosed { summary, .. } => Some(summary.clone()),
+            _ => None,
+        })
+        .expect("session closed")
+}
+
+/// Starts A → B and runs until B rang; returns (sim, a, b, call_id).
+fn ringing(media: MediaType) -> (Sim, usize, usize, String) {
+    let mut sim = Sim::new();
+    let a = sim.add_device("alice");
+    let b = sim.add_device("bob");
+    let cmd = sim.call(a, "bob", media);
+    sim.run_for(100);
+    let (code, call_id) = sim.result(a, cmd).expect("call() settled");
+    assert_eq!(code, error_code::SUCCESS);
+    let call_id = call_id.expect("session");
+    assert_eq!(sim.incoming(b).as_deref(), Some(call_id.as_str()));
+    (sim, a, b, call_id)
+}
+
+#[test]
+fn answered_call_hung_up_by_caller() {
+    let (mut sim, a, b, call_id) = ringing(MediaType::AudioVideo);
+    let invite = sim.sent(a)[0].clone();
+    assert_eq!(invite.directional_user_ids, vec!["bob".to_string()]);
+    assert_eq!(invite.content.object_name(), Some("RC:VCInvite"));
+    match &invite.content.body {
+        Some(Body::Invite(i)) => {
+            assert_eq!(i.engine_type, 4);
+            assert_eq!(i.media_type, 2);
+            assert_eq!(i.invite_user_ids, vec!["bob".to_string()]);
+            assert_eq!(i.channel_info.as_ref().unwrap().id, call_id);
+        }
+        other => panic!("not an invite: {other:?}"),
+    }
+    assert_eq!(invite.push.as_ref().unwrap().push_title, "您有一条视频通话");
+
+    let accepted_at = sim.now();
+    let accept = sim.accept(b, &call_id);
+    sim.run_for(1_000);
+    assert_eq!(sim.result(b, accept).unwrap().0, error_code::SUCCESS);
+    let view = sim.engine(a).session(&call_id).unwrap();
+    assert_eq!(view.state, SessionState::Keeping);
+    assert!(view.users.iter().all(|u| u.state == UserState::Keeping));
+
+    sim.run_for(5_000);
+    let hangup = sim.hangup(a, &call_id);
+    let hung_up_at = sim.now();
+    sim.run_for(100);
+    assert_eq!(sim.result(a, hangup).unwrap().0, error_code::SUCCESS);
+
+    assert_eq!(
+        names(&sim, a),
+        [
+            "Track(alice/Audio,nosession)",
+            "Track(alice/Video,nosession)",
+            "Ringing(bob)",
+            "Accept(bob)",
+            "Track(bob/Audio)",
+            "Track(bob/Video)",
+            "Close(3)",
+        ]
+    );
+    assert_eq!(
+        names(&sim, b),
+        ["Session", "Track(bob/Audio)", "Track(bob/Video)", "Track(alice/Audio)", "Track(alice/Video)", "Hungup(alice,13)", "Close(13)"]
+    );
+    // Summaries (C.11): begin at connect, end at hangup, duration between them.
+    let sa = summary(&sim, a);
+    let sb = summary(&sim, b);
+    assert_eq!((sa.end_reason, sb.end_reason), (3, 13));
+    assert!(sa.begin_timestamp > accepted_at && sa.begin_timestamp < accepted_at + 100);
+    assert_eq!(sa.end_timestamp, hung_up_at);
+    assert_eq!(sa.duration, sa.end_timestamp - sa.begin_timestamp);
+    assert!(sb.duration > 5_000 && sb.duration < 7_000, "{sb:?}");
+    assert_eq!(sb.target_id, "alice");
+    assert_eq!(sa.target_id, "bob");
+    assert_eq!(sa.media_type, MediaType::AudioVideo);
+    // Both sides left the media "room".
+    for dev in [a, b] {
+        assert!(sim.log(dev).iter().any(|(_, l)| matches!(l, Logged::Media(MediaAction::Leave { .. }))));
+        assert_eq!(sim.engine(dev).session(&call_id).unwrap().state, SessionState::End);
+        assert!(!sim.engine(dev).has_live_call());
+    }
+}
+
+#[test]
+fn answered_call_hung_up_by_callee() {
+    let (mut sim, a, b, call_id) = ringing(MediaType::Audio);
+    sim.accept(b, &call_id);
+    sim.run_for(1_000);
+    sim.hangup(b, &call_id);
+    sim.run_for(100);
+    assert_eq!(
+        names(&sim, a),
+        ["Track(alice/Audio,nosession)", "Ringing(bob)", "Accept(bob)", "Track(bob/Audio)", "Hungup(bob,13)", "Close(13)"]
+    );
+    assert_eq!(names(&sim, b), ["Session", "Track(bob/Audio)", "Track(alice/Audio)", "Close(3)"]);
+    assert_eq!(sim.sent(a).iter().filter(|s| s.content.object_name() == Some("RC:VCHangup")).count(), 0);
+}
+
+#[test]
+fn caller_cancels_before_answer() {
+    let (mut sim, a, b, call_id) = ringing(MediaType::AudioVideo);
+    sim.hangup(a, &call_id);
+    sim.run_for(100);
+    assert_eq!(summary(&sim, a).end_reason, end_reason::CANCEL);
+    assert_eq!(summary(&sim, a).duration, 0);
+    // C.13.2: never connected, so the callee closes BEFORE onHungup.
+    assert_eq!(names(&sim, b), ["Session", "Close(11)", "Hungup(alice,11)"]);
+}
+
+#[test]
+fn callee_rejects() {
+    let (mut sim, a, b, call_id) = ringing(MediaType::AudioVideo);
+    sim.hangup(b, &call_id);
+    sim.run_for(100);
+    assert_eq!(names(&sim, b), ["Session", "Close(2)"]);
+    let a_events = names(&sim, a);
+    assert_eq!(a_events[a_events.len() - 2..], ["Close(12)", "Hungup(bob,12)"]);
+    assert_eq!(summary(&sim, a).duration, 0);
+}
+
+#[test]
+fn nobody_answers_in_sixty_seconds() {
+    let (mut sim, a, b, call_id) = ringing(MediaType::AudioVideo);
+    let invite_sent_time = sim.log(b).iter().find_map(|(t, l)| matches!(l, Logged::Event(CallEvent::Session { .. })).then_some(*t)).unwrap()
+        - sim.latency;
+    sim.run_until(invite_sent_time + RING_TIMEOUT_MS - 1);
+    assert!(sim.close_reason(a, &call_id).is_none() && sim.close_reason(b, &call_id).is_none());
+    sim.run_for(1);
+    assert_eq!(sim.close_reason(b, &call_id), Some(end_reason::NO_RESPONSE));
+    // The caller learns the server clock from a frame that took `latency` to arrive, so its
+    // estimate (and its timer) can be late by at most that one-way delay.
+    sim.run_for(sim.latency);
+    assert_eq!(sim.close_reason(a, &call_id), Some(end_reason::REMOTE_NO_RESPONSE));
+    assert!(names(&sim, a).contains(&"Hungup(bob,15)".to_string()));
+    // 5.2.5: the callee's own timeout sends no hangup; nobody sends one.
+    for dev in [a, b] {
+        assert!(sim.sent(dev).iter().all(|s| s.content.object_name() != Some("RC:VCHangup")));
+        assert_eq!(summary(&sim, dev).duration, 0);
+    }
+    // Each close fired exactly once, and nothing happens later.
+    sim.run_for(120_000);
+    for dev in [a, b] {
+        assert_eq!(names(&sim, dev).iter().filter(|n| n.starts_with("Close")).count(), 1);
+    }
+}
+
+#[test]
+fn ring_timeout_counts_from_server_sent_time() {
+    // The invite spends 15 s reaching the server and 15 s more reaching the callee: the
+    // callee rings for only the remaining 30 s, by the server's clock.
+    let mut sim = Sim::new();
+    sim.latency = 15_000;
+    sim.server_skew = 7_000; // server clock ahead of the devices' clocks
+    let a = sim.add_device("alice");
+    let b = sim.add_device("bob");
+    let t0 = sim.now();
+    sim.call(a, "bob", MediaType::Audio);
+    sim.run_for(31_000);
+    let call_id = sim.incoming(b).expect("rang");
+    // Sent at server time t0+5+15000+skew; 60 s later on the server is t0+75005 local.
+    sim.run_until(t0 + 5 + 15_000 + RING_TIMEOUT_MS - 1);
+    assert!(sim.close_reason(b, &call_id).is_none());
+    sim.run_for(2);
+    assert_eq!(sim.close_reason(b, &call_id), Some(end_reason::NO_RESPONSE));
+}
+
+#[test]
+fn remote_reasons_are_mapped_on_receipt() {
+    for (wire, seen) in [(7, 17), (8, 18), (4, 14), (15, 5), (21, 31), (103, 13)] {
+        let (mut sim, a, _b, call_id) = ringing(MediaType::Audio);
+        // Bob's device sends a hangup with an arbitrary reason.
+        let mut engine_input = Received {
+            sender_user_id: "bob".into(),
+            sender_device_id: "dev1".into(),
+            conversation_type: conversation_type::PRIVATE,
+            target_id: "bob".into(),
+            channel_id: String::new(),
+            sent_time: sim.now(),
+            server_time: sim.now(),
+            offline: false,
+            content: CallContent { call_id: call_id.clone(), body: Some(Body::Hangup(Hangup { reason: wire })), ..Default::default() },
+        };
+        engine_input.content.device_id = "dev1".into();
+        sim_feed(&mut sim, a, engine_input);
+        assert_eq!(sim.close_reason(a, &call_id), Some(seen), "wire {wire}");
+        assert!(names(&sim, a).contains(&format!("Hungup(bob,{seen})")));
+    }
+}
+
+/// Injects a message at `dev` as if the server delivered it now.
+fn sim_feed(sim: &mut Sim, dev: usize, msg: Received) {
+    sim.inject(dev, Input::Signal(msg));
+}
+
+#[test]
+fn busy_callee_rejects_second_call_with_busy_line() {
+    let mut sim = Sim::new();
+    let a = sim.add_device("alice");
+    let b = sim.add_device("bob");
+    let c = sim.add_device("carol");
+    let first = sim.call(a, "bob", MediaType::Audio);
+    sim.run_for(100);
+    let first_id = sim.result(a, first).unwrap().1.unwrap();
+    sim.accept(b, &first_id);
+    sim.run_for(100);
+    let second = sim.call(c, "bob", MediaType::Audio);
+    sim.run_for(200);
+    let second_id = sim.result(c, second).unwrap().1.unwrap();
+    // Bob's app saw the second session, then its close with BUSY_LINE.
+    let bob = names(&sim, b);
+    assert_eq!(bob[bob.len() - 2..], ["Session", "Close(4)"]);
+    assert_eq!(sim.close_reason(b, &second_id), Some(end_reason::BUSY_LINE));
+    // Carol heard ringing, then remote busy.
+    let carol = names(&sim, c);
+    assert_eq!(carol[carol.len() - 3..], ["Ringing(bob)", "Close(14)", "Hungup(bob,14)"]);
+    // The first call is untouched.
+    assert_eq!(sim.engine(b).session(&first_id).unwrap().state, SessionState::Keeping);
+    assert!(sim.close_reason(a, &first_id).is_none());
+}
+
+#[test]
+fn second_outgoing_call_and_self_call_are_refused() {
+    let (mut sim, a, _b, _call_id) = ringing(MediaType::Audio);
+    let again = sim.call(a, "carol", MediaType::Audio);
+    sim.run_for(10);
+    assert_eq!(sim.result(a, again), Some((error_code::STATE_MACHINE_EXIT, None)));
+    let mut sim = Sim::new();
+    let a = sim.add_device("alice");
+    let me = sim.call(a, "alice", MediaType::Audio);
+    sim.run_for(10);
+    assert_eq!(sim.result(a, me), Some((error_code::PARAM_ERROR, None)));
+    assert!(sim.sent(a).is_empty());
+    assert!(sim.log(a).iter().all(|(_, l)| !matches!(l, Logged::Media(MediaAction::Capture { .. }))));
+}
+
+#[test]
+fn capture_failure_on_accept_ends_with_reason_8() {
+    let (mut sim, a, b, call_id) = ringing(MediaType::AudioVideo);
+    sim.fail_capture(b, Some(rtc_core::engine::CaptureError::PermissionDenied));
+    let accept = sim.accept(b, &call_id);
+    sim.run_for(100);
+    assert_eq!(sim.result(b, accept).unwrap().0, error_code::GET_LOCAL_AUDIO_AND_VIDEO_TRACK_ERROR);
+    assert_eq!(sim.close_reason(b, &call_id), Some(end_reason::GET_MEDIA_RESOURCES_ERROR));
+    assert_eq!(sim.close_reason(a, &call_id), Some(end_reason::REMOTE_GET_MEDIA_RESOURCE_ERROR));
+}
+
+#[test]
+fn capture_failure_on_call_returns_code_and_no_session() {
+    let mut sim = Sim::new();
+    let a = sim.add_device("alice");
+    let _b = sim.add_device("bob");
+    sim.fail_capture(a, Some(rtc_core::engine::CaptureError::NotFound));
+    let cmd = sim.call(a, "bob", MediaType::Audio);
+    sim.run_for(100);
+    assert_eq!(sim.result(a, cmd), Some((error_code::GET_LOCAL_AUDIO_TRACK_ERROR, None)));
+    assert!(sim.sent(a).is_empty());
+    assert!(sim.events(a).is_empty());
+    assert!(!sim.engine(a).has_live_call());
+}
+
+#[test]
+fn accepted_on_another_device_ends_this_one_with_101() {
+    let mut sim = Sim::new();
+    let a = sim.add_device("alice");
+    let b1 = sim.add_device("bob");
+    let b2 = sim.add_device("bob");
+    let cmd = sim.call(a, "bob", MediaType::Audio);
+    sim.run_for(100);
+    let call_id = sim.result(a, cmd).unwrap().1.unwrap();
+    assert_eq!(sim.incoming(b2).as_deref(), Some(call_id.as_str()));
+    sim.accept(b1, &call_id);
+    sim.run_for(200);
+    assert_eq!(names(&sim, b2), ["Session", "Close(101)"]);
+    assert!(sim.sent(b2).iter().all(|s| s.content.object_name() != Some("RC:VCHangup")));
+    assert_eq!(sim.engine(a).session(&call_id).unwrap().state, SessionState::Keeping);
+}
+
+#[test]
+fn nothing_is_sent_for_a_call_after_it_ended() {
+    let (mut sim, a, b, call_id) = ringing(MediaType::AudioVideo);
+    sim.accept(b, &call_id);
+    sim.run_for(500);
+    sim.hangup(a, &call_id);
+    let ended_at = sim.now();
+    sim.run_for(70_000);
+    for dev in [a, b] {
+        let closes = names(&sim, dev).iter().filter(|n| n.starts_with("Close")).count();
+        assert_eq!(closes, 1);
+        let late_sends = sim
+            .log(dev)
+            .iter()
+            .filter(|(t, l)| *t > ended_at + 2 * sim.latency && matches!(l, Logged::Sent(_)))
+            .count();
+        assert_eq!(late_sends, 0, "device {dev} sent after the end");
+    }
+}
