@@ -1,1 +1,163 @@
-//! placeholder
+//! # rcall-sdk — the browser surface of rcall
+//!
+//! The wasm-bindgen layer a CallLib 5.X app talks to: `RCCallClient`, `RCCallSession`,
+//! `RCTrack`, and the small `RongIMLib` / `RCRTC` shims every app calls first. It is the thin
+//! IO shell around `rtc-core`'s sans-IO engine ([`runtime`]): WebSocket frames in and out
+//! ([`im`]), media through `web-rtc` ([`media`]), listener calls out.
+//!
+//! The JS globals themselves (`window.RongIMLib`, `RCRTC`, `RCCall`) are defined by
+//! `npm/src/facade.js`, which exists before this module has loaded and forwards to the
+//! functions exported here once it has.
+
+mod client;
+mod constraints;
+mod im;
+mod js;
+mod media;
+mod runtime;
+mod session;
+mod track;
+mod validate;
+
+use std::rc::Rc;
+
+use wasm_bindgen::prelude::*;
+
+pub use client::RCCallClient;
+pub use session::RCCallSession;
+pub use track::RCTrack;
+
+use runtime::{rt, CallOptions};
+
+/// `RongIMLib.init({appkey, navi | navigators})`. Unknown options are accepted and ignored.
+#[wasm_bindgen]
+pub fn im_init(options: JsValue) -> Result<(), JsValue> {
+    let rt = rt();
+    let Some(app_key) = js::get_string(&options, "appkey").filter(|k| !k.is_empty()) else {
+        return Err(js::js_error("[RongIMLib init] appkey is required"));
+    };
+    *rt.app_key.borrow_mut() = app_key;
+    let navigators = js::get(&options, "navigators");
+    let navi = js::get_string(&options, "navi").or_else(|| {
+        js_sys::Array::is_array(&navigators).then(|| js_sys::Array::from(&navigators).get(0).as_string()).flatten()
+    });
+    *rt.navi.borrow_mut() = navi;
+    rt.initialized.set(true);
+    Ok(())
+}
+
+/// `RongIMLib.connect(token)` → `{code, isOk, msg, data?: {userId}}` (never rejects).
+#[wasm_bindgen]
+pub async fn im_connect(token: JsValue) -> JsValue {
+    let result = connect(token).await;
+    match result {
+        Ok(user_id) => js::obj(&[
+            ("code", im::code::SUCCESS.into()),
+            ("isOk", true.into()),
+            ("msg", "".into()),
+            ("data", js::obj(&[("userId", user_id.into())])),
+        ]),
+        Err(code) => js::obj(&[("code", code.into()), ("isOk", false.into()), ("msg", im_message(code).into())]),
+    }
+}
+
+async fn connect(token: JsValue) -> Result<String, i32> {
+    let rt = rt();
+    if !rt.initialized.get() {
+        return Err(im::code::BIZ_ERROR_CLIENT_NOT_INIT);
+    }
+    let Some(token) = token.as_string().filter(|t| !t.is_empty()) else {
+        return Err(im::code::BIZ_ERROR_INVALID_PARAMETER);
+    };
+    if rt.engine.borrow().is_some() {
+        return Err(im::code::RC_CONNECTION_EXIST);
+    }
+    let navi = rt.navi.borrow().clone().or_else(|| web_sys::window().and_then(|w| w.location().origin().ok()));
+    let url = navi.as_deref().and_then(im::websocket_url).ok_or(im::code::BIZ_ERROR_INVALID_PARAMETER)?;
+    let device_id = im::device_id();
+    let (_conn, user_id) = im::Connection::open(&url, &token, &device_id).await?;
+    rt.start_engine(&user_id, &device_id);
+    Ok(user_id)
+}
+
+fn im_message(code: i32) -> &'static str {
+    match code {
+        31004 => "RC_CONN_TOKEN_INCORRECT: the token is invalid for this app key",
+        31020 => "RC_CONN_TOKEN_EXPIRED: get a new token from the Server API",
+        31009 => "RC_CONN_USER_BLOCKED",
+        33001 => "BIZ_ERROR_CLIENT_NOT_INIT: call RongIMLib.init first",
+        33003 => "BIZ_ERROR_INVALID_PARAMETER",
+        34001 => "RC_CONNECTION_EXIST: already connected",
+        34006 => "CONNECTION_TIMEOUT: the server did not answer",
+        _ => "cannot reach the server (check navi)",
+    }
+}
+
+/// `RongIMLib.disconnect()`: ends calls locally, closes the connection.
+#[wasm_bindgen]
+pub fn im_disconnect() {
+    rt().shut_down();
+}
+
+/// `RongIMLib.getCurrentUserId()`.
+#[wasm_bindgen]
+pub fn im_current_user_id() -> Option<String> {
+    rt().current_user()
+}
+
+/// `RCRTC.installer.setup(options)`: rcall reads `iceServers` (RTCIceServer[]) and
+/// `iceTransportPolicy` ('all' | 'relay') for its peer connections; other RTCLib options are
+/// accepted and ignored.
+#[wasm_bindgen]
+pub fn install_rtc(options: JsValue) -> RCRTCClient {
+    let mut config = web_rtc::PeerConfig::default();
+    let servers = js::get(&options, "iceServers");
+    if js_sys::Array::is_array(&servers) {
+        for s in js_sys::Array::from(&servers).iter() {
+            let urls = js::get(&s, "urls");
+            let urls: Vec<String> = if js_sys::Array::is_array(&urls) {
+                js_sys::Array::from(&urls).iter().filter_map(|u| u.as_string()).collect()
+            } else {
+                urls.as_string().into_iter().collect()
+            };
+            config.ice_servers.push(web_rtc::IceServer {
+                urls,
+                username: js::get_string(&s, "username"),
+                credential: js::get_string(&s, "credential"),
+            });
+        }
+    }
+    config.ice_transport_policy_relay = js::get_string(&options, "iceTransportPolicy").as_deref() == Some("relay");
+    *rt().peer_config.borrow_mut() = config;
+    RCRTCClient {}
+}
+
+/// What `installPlugin(RCRTC.installer, …)` returns. CallLib only needs it to exist; media
+/// is driven by the call plugin.
+#[wasm_bindgen]
+pub struct RCRTCClient {}
+
+#[wasm_bindgen]
+impl RCRTCClient {
+    #[wasm_bindgen(js_name = getCurrentId)]
+    pub fn current_id(&self) -> Option<String> {
+        rt().current_user()
+    }
+}
+
+/// `RCCall.installer.setup(options)`: validates (spec A.3) and returns the client.
+#[wasm_bindgen]
+pub fn install_call(options: JsValue) -> Result<RCCallClient, JsValue> {
+    validate::init_options(&options).map_err(|m| js::js_error(&m))?;
+    let on_session = js::get_function(&options, "onSession").ok_or_else(|| js::js_error("onSession"))?;
+    let on_session_close =
+        js::get_function(&options, "onSessionClose").ok_or_else(|| js::js_error("onSessionClose"))?;
+    let lang = js::get_string(&options, "lang").unwrap_or_else(|| "zh".into());
+    *rt().call_options.borrow_mut() = Some(Rc::new(CallOptions {
+        on_session,
+        on_session_close,
+        on_offline_record: js::get_function(&options, "onOfflineRecord"),
+        lang,
+    }));
+    Ok(RCCallClient::new())
+}

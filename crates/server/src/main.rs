@@ -1,1 +1,84 @@
-fn main() {}
+//! `rcall-server` binary: parses flags (or `RCALL_*` env vars), starts the server, and runs
+//! until Ctrl-C / SIGTERM. Prints `rcall-server listening on http://<addr>` on stdout once bound
+//! (scripts wait for that line).
+
+use clap::Parser;
+use rcall_server::{Cli, DEV_APP_SECRET};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+
+    let config = match Cli::parse().into_config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("rcall-server: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let dev = config.dev;
+    let (app_key, app_secret) = (config.app_key.clone(), config.app_secret.clone());
+    let server = match rcall_server::start(config).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("rcall-server: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    println!("rcall-server listening on http://{}", server.local_addr());
+    if dev {
+        let well_known = if app_secret == DEV_APP_SECRET {
+            " (the well-known dev secret)"
+        } else {
+            ""
+        };
+        println!(
+            "WARNING: dev mode is for development only: GET /dev/token hands out tokens to anyone"
+        );
+        println!("dev app key: {app_key}");
+        println!("dev app secret: {app_secret}{well_known}");
+    }
+
+    let stop = server.shutdown_token();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        stop.cancel();
+    });
+    match server.wait().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rcall-server: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

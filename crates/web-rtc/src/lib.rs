@@ -1,1 +1,67 @@
-//! placeholder
+//! # web-rtc: rcall's browser media layer
+//!
+//! rcall re-implements RongCloud's Web CallLib 5.X in Rust compiled to
+//! WebAssembly. The crates split the work like this:
+//!
+//! * `rtc-core` — the call engine, sans-IO: it decides *what* happens
+//!   (capture now, connect to user X as offerer, apply this remote SDP or
+//!   candidate, close).
+//! * **`web-rtc` (this crate)** — *does* it in the browser, as a thin typed
+//!   shell over `web-sys`: `getUserMedia`, one `RTCPeerConnection` per remote
+//!   participant (media is peer-to-peer), and playing tracks into media
+//!   elements. It holds no call logic and no signalling.
+//! * `rcall-sdk` — the wasm-bindgen surface (`RCCallClient`, `RCTrack`, ...)
+//!   that glues the two together and maps [`MediaError`]s to CallLib codes.
+//!
+//! Modules, one concept each:
+//!
+//! * [`capture`](mod@capture) — [`capture()`] a [`LocalMedia`] (defaults 640x480 @ 15 fps).
+//! * [`devices`] — [`enumerate_devices`].
+//! * [`peer`] — [`PeerLink`]: offer/answer, trickle ICE with queueing of
+//!   early candidates, remote tracks as [`PeerEvent`]s, `close()` without leaks.
+//! * [`track`] — [`track_kind`], [`play`] / [`Playback`] (audio may use an
+//!   internal `Audio` element, video needs a `<video>`).
+//! * [`stats`] — selected candidate pair and inbound video counters.
+//! * [`error`] — the single error type [`MediaError`].
+//!
+//! Everything here is `!Send` and single-threaded, like the browser APIs it
+//! wraps. The crate compiles on native targets (so `cargo test --workspace`
+//! on the host builds it), but its functions only work in a browser.
+//!
+//! ## Gotcha: never `.clone()` a `MediaStream` or `MediaStreamTrack`
+//! web-sys binds JS `MediaStream.clone()` / `MediaStreamTrack.clone()` as
+//! *inherent* methods named `clone`, and they win over `Clone::clone`. So
+//! `track.clone()` creates a **new, independent track** (new id; `stop()` or
+//! `enabled = false` on the original does not affect it, and a cloned camera
+//! track keeps the camera on). Write `Clone::clone(&track)` (or derive
+//! `Clone` on a struct holding it) to copy the JS reference.
+//!
+//! ## Testing
+//! `tests/web.rs` runs in headless Chromium via `wasm-bindgen-test-runner`
+//! with fake devices (see `webdriver.json`). Two links in one page connect
+//! over loopback, which Chromium only allows with
+//! `--allow-loopback-in-peer-connection`; run under `unshare -n` so nothing
+//! leaves 127.0.0.1.
+
+#![warn(missing_docs)]
+
+pub mod capture;
+pub mod devices;
+pub mod error;
+pub mod peer;
+pub mod stats;
+pub mod track;
+
+pub use capture::{capture, default_video_constraints, CaptureRequest, LocalMedia};
+pub use devices::{enumerate_devices, DeviceInfo, DeviceKind};
+pub use error::MediaError;
+pub use peer::{Candidate, IceServer, PeerConfig, PeerEvent, PeerLink};
+pub use stats::{CandidatePair, InboundVideo};
+pub use track::{
+    detach, is_live, play, play_with, track_kind, Kind, PlayOptions, Playable, Playback,
+};
+
+/// Re-exported so users of this crate name the same web-sys types.
+pub use web_sys::{
+    HtmlMediaElement, MediaStream, MediaStreamTrack, RtcIceConnectionState, RtcPeerConnectionState,
+};

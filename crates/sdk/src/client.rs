@@ -1,0 +1,106 @@
+//! `RCCallClient`: what `installPlugin(RCCall.installer, options)` returns.
+
+use rtc_core::engine::{CallRequest, Command};
+use rtc_core::proto::{conversation_type, UserProfile};
+use rtc_core::types::MediaType;
+use wasm_bindgen::prelude::*;
+
+use crate::js;
+use crate::runtime::rt;
+use crate::validate;
+
+#[wasm_bindgen]
+pub struct RCCallClient {}
+
+impl RCCallClient {
+    pub(crate) fn new() -> Self {
+        Self {}
+    }
+}
+
+#[wasm_bindgen]
+impl RCCallClient {
+    /// Starts a 1:1 call. Resolves `{code, session?}`; bad params reject (spec A.4).
+    pub fn call(&self, params: JsValue) -> js_sys::Promise {
+        start(params, false)
+    }
+
+    /// Starts a group call (`targetId` = group id, `userIds` = invitees).
+    #[wasm_bindgen(js_name = callInGroup)]
+    pub fn call_in_group(&self, params: JsValue) -> js_sys::Promise {
+        start(params, true)
+    }
+
+    /// Sets the profile sent with every call message (`content.user`).
+    #[wasm_bindgen(js_name = registerUserInfo)]
+    pub fn register_user_info(&self, info: JsValue) {
+        let profile = UserProfile {
+            name: js::get_string(&info, "name"),
+            portrait_uri: js::get_string(&info, "portraitUri"),
+            extra: js::get_string(&info, "extra"),
+        };
+        let _ = rt().command(Command::RegisterUserInfo(profile));
+    }
+}
+
+fn start(params: JsValue, group: bool) -> js_sys::Promise {
+    if let Err(message) = validate::call_params(&params, group) {
+        return js_sys::Promise::reject(&js::js_error(&message));
+    }
+    let rt = rt();
+    let media_type = match js::get(&params, "mediaType").as_f64() {
+        Some(v) if v == 2.0 => MediaType::AudioVideo,
+        _ => MediaType::Audio,
+    };
+    let user_ids = if group {
+        js_sys::Array::from(&js::get(&params, "userIds")).iter().filter_map(|v| v.as_string()).collect()
+    } else {
+        Vec::new()
+    };
+    let call_id = new_call_id();
+    let request = CallRequest {
+        call_id: call_id.clone(),
+        conversation_type: if group { conversation_type::GROUP } else { conversation_type::PRIVATE },
+        target_id: js::get_string(&params, "targetId").unwrap_or_default(),
+        user_ids,
+        media_type,
+        channel_id: js::get_string(&params, "channelId").unwrap_or_default(),
+        extra: js::get_string(&params, "extra").unwrap_or_default(),
+        push_title: js::get_string(&params, "pushTitle"),
+        push_content: js::get_string(&params, "pushContent"),
+    };
+    rt.set_listener(&call_id, js::get(&params, "listener"));
+    let constraints = js::get(&params, "constraints");
+    if js::is_present(&constraints) {
+        rt.constraints.borrow_mut().insert(call_id.clone(), constraints);
+    }
+    let rx = rt.command(Command::Call(request));
+    wasm_bindgen_futures::future_to_promise(async move {
+        let (code, session_id) = rx.await.unwrap_or((rtc_core::types::error_code::SEND_MSG_ERROR, None));
+        let rt = crate::runtime::rt();
+        match session_id {
+            Some(id) => Ok(js::obj(&[("code", code.into()), ("session", rt.session_object(&id))])),
+            None => {
+                rt.forget_listener(&call_id);
+                rt.constraints.borrow_mut().remove(&call_id);
+                Ok(js::obj(&[("code", code.into())]))
+            }
+        }
+    })
+}
+
+/// CallLib's call id (spec C.1): `<22 random chars from [A-Za-z0-9+]>_<Date.now()>_<0–999>`.
+fn new_call_id() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+0";
+    let mut bytes = [0u8; 22];
+    let crypto = web_sys::window().and_then(|w| w.crypto().ok());
+    let filled = crypto.is_some_and(|c| c.get_random_values_with_u8_array(&mut bytes).is_ok());
+    if !filled {
+        for b in bytes.iter_mut() {
+            *b = (js_sys::Math::random() * 256.0) as u8;
+        }
+    }
+    let token: String = bytes.iter().map(|b| ALPHABET[(*b & 63) as usize] as char).collect();
+    let n = (js_sys::Math::random() * 1000.0) as u32;
+    format!("{token}_{}_{n}", js::now())
+}

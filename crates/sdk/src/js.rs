@@ -1,0 +1,76 @@
+//! Small helpers for building and reading plain JS objects.
+
+use js_sys::{Array, Function, Object, Reflect};
+use wasm_bindgen::{JsCast, JsValue};
+
+/// `{k1: v1, k2: v2, …}`.
+pub fn obj(pairs: &[(&str, JsValue)]) -> JsValue {
+    let o = Object::new();
+    for (k, v) in pairs {
+        let _ = Reflect::set(&o, &JsValue::from_str(k), v);
+    }
+    o.into()
+}
+
+pub fn get(o: &JsValue, key: &str) -> JsValue {
+    if !o.is_object() && !o.is_function() {
+        return JsValue::UNDEFINED;
+    }
+    Reflect::get(o, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
+}
+
+/// `o[key]` if it is a string.
+pub fn get_string(o: &JsValue, key: &str) -> Option<String> {
+    get(o, key).as_string()
+}
+
+pub fn get_function(o: &JsValue, key: &str) -> Option<Function> {
+    get(o, key).dyn_into::<Function>().ok()
+}
+
+pub fn is_present(v: &JsValue) -> bool {
+    !v.is_undefined() && !v.is_null()
+}
+
+/// A shallow copy (`Object.assign({}, o)`), as CallLib stores listeners.
+pub fn shallow_copy(o: &JsValue) -> JsValue {
+    match o.dyn_ref::<Object>() {
+        Some(obj) => Object::assign(&Object::new(), obj).into(),
+        None => o.clone(),
+    }
+}
+
+/// Calls `target[method](...args)` if it is a function. An exception thrown by app code is
+/// logged and swallowed (spec A.6), so one faulty listener cannot break the SDK.
+pub fn call_method(target: &JsValue, method: &str, args: &[JsValue]) {
+    let Some(f) = get_function(target, method) else { return };
+    let array: Array = args.iter().collect();
+    if let Err(e) = f.apply(target, &array) {
+        error(&format!("[rcall] listener {method} threw"), &e);
+    }
+}
+
+/// Calls a plain function with `this = undefined`, swallowing (and logging) exceptions.
+pub fn call_function(f: &Function, name: &str, args: &[JsValue]) {
+    let array: Array = args.iter().collect();
+    if let Err(e) = f.apply(&JsValue::UNDEFINED, &array) {
+        error(&format!("[rcall] {name} threw"), &e);
+    }
+}
+
+pub fn error(message: &str, detail: &JsValue) {
+    web_sys::console::error_2(&JsValue::from_str(message), detail);
+}
+
+pub fn warn(message: &str) {
+    web_sys::console::warn_1(&JsValue::from_str(message));
+}
+
+/// An `Error` with this message, to throw or reject with.
+pub fn js_error(message: &str) -> JsValue {
+    js_sys::Error::new(message).into()
+}
+
+pub fn now() -> i64 {
+    js_sys::Date::now() as i64
+}

@@ -1,0 +1,325 @@
+//! The browser shell around the call engine: one per page, like RongIMLib's singleton.
+//!
+//! It feeds [`rtc_core::Engine`] (app commands, server frames, media reports, the timer) and
+//! carries out what the engine outputs: frames to the WebSocket, listener calls, media work.
+//!
+//! Re-entrancy rule: no `RefCell` borrow is held while JS runs (listeners may call back into
+//! the SDK), and inputs that originate in JS event handlers (WebSocket, peer connection) are
+//! fed from a fresh task so a handler is never dropped while it runs.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
+
+use futures::channel::oneshot;
+use js_sys::Function;
+use rtc_core::engine::{CallEvent, CommandId, EndSummary, Input, Output, Sender, SessionView};
+use rtc_core::{Engine, EngineConfig};
+use wasm_bindgen::prelude::*;
+
+use crate::im::Connection;
+use crate::js;
+use crate::media::MediaShell;
+use crate::session::RCCallSession;
+
+/// What `installPlugin(RCCall.installer, options)` was given.
+pub struct CallOptions {
+    pub on_session: Function,
+    pub on_session_close: Function,
+    pub on_offline_record: Option<Function>,
+    pub lang: String,
+}
+
+/// A command waiting for the engine's `Done`.
+struct PendingCommand {
+    reply: oneshot::Sender<(i32, Option<String>)>,
+}
+
+#[derive(Default)]
+pub struct Runtime {
+    pub app_key: RefCell<String>,
+    /// Base URL of the rcall server (`navi`).
+    pub navi: RefCell<Option<String>>,
+    pub initialized: Cell<bool>,
+    pub engine: RefCell<Option<Engine>>,
+    pub conn: RefCell<Option<Rc<Connection>>>,
+    pub call_options: RefCell<Option<Rc<CallOptions>>>,
+    /// RTC install options: ICE servers and transport policy for peer connections.
+    pub peer_config: RefCell<web_rtc::PeerConfig>,
+    /// Session objects handed to the app, by call id (same object every time).
+    sessions: RefCell<BTreeMap<String, JsValue>>,
+    /// Listener of each session, by call id.
+    listeners: RefCell<BTreeMap<String, JsValue>>,
+    /// CallLib constraints given to call()/accept(), by call id.
+    pub constraints: RefCell<BTreeMap<String, JsValue>>,
+    pub media: RefCell<MediaShell>,
+    pending: RefCell<BTreeMap<CommandId, PendingCommand>>,
+    next_command: Cell<CommandId>,
+    /// Requests sent and not yet answered, failed if the connection drops.
+    pub in_flight: RefCell<BTreeSet<u32>>,
+    driving: Cell<bool>,
+    timer: RefCell<Option<(i32, i64)>>,
+    timer_callback: RefCell<Option<Closure<dyn FnMut()>>>,
+}
+
+thread_local! {
+    static RUNTIME: Rc<Runtime> = Rc::new(Runtime::default());
+}
+
+/// The page's runtime.
+pub fn rt() -> Rc<Runtime> {
+    RUNTIME.with(Rc::clone)
+}
+
+impl Runtime {
+    /// Starts the engine for a freshly authenticated user.
+    pub fn start_engine(&self, user_id: &str, device_id: &str) {
+        let lang = self.call_options.borrow().as_ref().map_or_else(|| "zh".to_string(), |o| o.lang.clone());
+        *self.engine.borrow_mut() =
+            Some(Engine::new(EngineConfig { self_id: user_id.to_string(), device_id: device_id.to_string(), lang }));
+    }
+
+    pub fn current_user(&self) -> Option<String> {
+        self.engine.borrow().as_ref().map(|e| e.self_id().to_string())
+    }
+
+    pub fn session_view(&self, call_id: &str) -> Option<SessionView> {
+        self.engine.borrow().as_ref().and_then(|e| e.session(call_id))
+    }
+
+    /// Feeds an app command; the returned receiver yields `(code, call_id)`.
+    pub fn command(self: &Rc<Self>, cmd: rtc_core::engine::Command) -> oneshot::Receiver<(i32, Option<String>)> {
+        let (tx, rx) = oneshot::channel();
+        if self.engine.borrow().is_none() {
+            // Not connected: nothing can be sent.
+            let _ = tx.send((rtc_core::types::error_code::SEND_MSG_ERROR, None));
+            return rx;
+        }
+        let id = self.next_command.get() + 1;
+        self.next_command.set(id);
+        self.pending.borrow_mut().insert(id, PendingCommand { reply: tx });
+        self.feed(Input::Command(id, cmd));
+        rx
+    }
+
+    /// Feeds one input now and carries out the outputs.
+    pub fn feed(self: &Rc<Self>, input: Input) {
+        {
+            let mut engine = self.engine.borrow_mut();
+            let Some(engine) = engine.as_mut() else { return };
+            engine.handle_input(js::now(), input);
+        }
+        self.drive();
+    }
+
+    /// Feeds one input from a fresh task (for inputs raised inside JS event handlers).
+    pub fn feed_later(self: &Rc<Self>, input: Input) {
+        let rt = self.clone();
+        wasm_bindgen_futures::spawn_local(async move { rt.feed(input) });
+    }
+
+    fn drive(self: &Rc<Self>) {
+        if self.driving.replace(true) {
+            return; // the outer loop will drain what this nested input produced
+        }
+        loop {
+            let out = {
+                let mut engine = self.engine.borrow_mut();
+                match engine.as_mut() {
+                    Some(e) => e.poll_output(),
+                    None => break,
+                }
+            };
+            match out {
+                Output::Wait(deadline) => {
+                    self.set_timer(deadline);
+                    break;
+                }
+                Output::Send(signal) => self.send(signal),
+                Output::Event(ev) => self.dispatch_event(ev),
+                Output::Media(action) => MediaShell::act(self, action),
+                Output::Done { command, code, call_id } => {
+                    if let Some(p) = self.pending.borrow_mut().remove(&command) {
+                        let _ = p.reply.send((code, call_id));
+                    }
+                }
+            }
+        }
+        self.driving.set(false);
+    }
+
+    fn send(self: &Rc<Self>, signal: rtc_core::engine::OutgoingSignal) {
+        let conn = self.conn.borrow().clone();
+        let sent = conn.is_some_and(|c| c.send_message(signal.to_send_message()));
+        if sent {
+            self.in_flight.borrow_mut().insert(signal.request_id);
+        } else {
+            // IM not connected: RC_NET_CHANNEL_INVALID.
+            let server_time = js::now();
+            self.feed_later(Input::SendResult { request_id: signal.request_id, server_time, result: Err(30001) });
+        }
+    }
+
+    /// The connection dropped: every unanswered request fails.
+    pub fn fail_in_flight(self: &Rc<Self>, im_code: i32) {
+        let ids: Vec<u32> = std::mem::take(&mut *self.in_flight.borrow_mut()).into_iter().collect();
+        for request_id in ids {
+            self.feed_later(Input::SendResult { request_id, server_time: js::now(), result: Err(im_code) });
+        }
+    }
+
+    // ----- sessions and listeners ----------------------------------------------------------
+
+    /// The session object for `call_id`, created on first use.
+    pub fn session_object(&self, call_id: &str) -> JsValue {
+        self.sessions
+            .borrow_mut()
+            .entry(call_id.to_string())
+            .or_insert_with(|| RCCallSession::new(call_id.to_string()).into())
+            .clone()
+    }
+
+    pub fn set_listener(&self, call_id: &str, listener: JsValue) {
+        self.listeners.borrow_mut().insert(call_id.to_string(), js::shallow_copy(&listener));
+    }
+
+    pub fn forget_listener(&self, call_id: &str) {
+        self.listeners.borrow_mut().remove(call_id);
+    }
+
+    fn listener(&self, call_id: &str) -> Option<JsValue> {
+        self.listeners.borrow().get(call_id).cloned()
+    }
+
+    fn dispatch_event(self: &Rc<Self>, ev: CallEvent) {
+        match ev {
+            CallEvent::Session { call_id, extra } => {
+                let session = self.session_object(&call_id);
+                let options = self.call_options.borrow().clone();
+                if let Some(o) = options {
+                    js::call_function(&o.on_session, "onSession", &[session, extra.into()]);
+                }
+                if self.listener(&call_id).is_none() {
+                    js::error(
+                        "[RCCallClient onSession] session Must Have Listener: call session.registerSessionListener(listener) inside onSession",
+                        &JsValue::from_str(&call_id),
+                    );
+                }
+            }
+            CallEvent::Ringing { call_id, sender } => {
+                self.to_listener(&call_id, "onRinging", vec![sender_object(&sender)], true);
+            }
+            CallEvent::Accept { call_id, sender } => {
+                let sender = js::obj(&[("userId", sender.user_id.into())]);
+                self.to_listener(&call_id, "onAccept", vec![sender], true);
+            }
+            CallEvent::Hungup { call_id, sender, reason } => {
+                self.to_listener(&call_id, "onHungup", vec![sender_object(&sender), reason.into()], true);
+            }
+            CallEvent::TrackReady { call_id, track, with_session } => {
+                let Some(track_obj) = self.media.borrow().track_object(&call_id, &track.track_id) else { return };
+                self.to_listener(&call_id, "onTrackReady", vec![track_obj], with_session);
+            }
+            CallEvent::SessionClosed { call_id, summary } => {
+                // Removed from the client's list just before the callback (spec A.7).
+                let session = self.sessions.borrow_mut().remove(&call_id);
+                self.forget_listener(&call_id);
+                self.constraints.borrow_mut().remove(&call_id);
+                let options = self.call_options.borrow().clone();
+                if let (Some(o), Some(session)) = (options, session) {
+                    js::call_function(&o.on_session_close, "onSessionClose", &[session, summary_object(&summary)]);
+                }
+            }
+        }
+    }
+
+    /// Calls `listener[method](...args, session?)` for the session's listener.
+    fn to_listener(&self, call_id: &str, method: &str, mut args: Vec<JsValue>, with_session: bool) {
+        let Some(listener) = self.listener(call_id) else { return };
+        if with_session {
+            let session = self.sessions.borrow().get(call_id).cloned();
+            if let Some(s) = session {
+                args.push(s);
+            }
+        }
+        js::call_method(&listener, method, &args);
+    }
+
+    // ----- the engine's timer --------------------------------------------------------------
+
+    fn set_timer(self: &Rc<Self>, deadline: Option<i64>) {
+        let Some(window) = web_sys::window() else { return };
+        let current = *self.timer.borrow();
+        if current.map(|(_, d)| d) == deadline {
+            return;
+        }
+        if let Some((handle, _)) = current {
+            window.clear_timeout_with_handle(handle);
+        }
+        *self.timer.borrow_mut() = None;
+        let Some(deadline) = deadline else { return };
+        if self.timer_callback.borrow().is_none() {
+            // One closure for the page's lifetime: it is never dropped, so it can never be
+            // dropped while running.
+            let cb = Closure::<dyn FnMut()>::new(|| {
+                let rt = rt();
+                *rt.timer.borrow_mut() = None;
+                rt.feed(Input::Timeout);
+            });
+            *self.timer_callback.borrow_mut() = Some(cb);
+        }
+        let delay = (deadline - js::now()).clamp(0, i32::MAX as i64) as i32;
+        let cb = self.timer_callback.borrow();
+        let Some(cb) = cb.as_ref() else { return };
+        if let Ok(handle) =
+            window.set_timeout_with_callback_and_timeout_and_arguments_0(cb.as_ref().unchecked_ref(), delay)
+        {
+            *self.timer.borrow_mut() = Some((handle, deadline));
+        }
+    }
+
+    /// Ends everything (disconnect): pending commands fail, media stops.
+    pub fn shut_down(self: &Rc<Self>) {
+        *self.engine.borrow_mut() = None;
+        *self.conn.borrow_mut() = None;
+        self.in_flight.borrow_mut().clear();
+        let pending = std::mem::take(&mut *self.pending.borrow_mut());
+        for (_, p) in pending {
+            let _ = p.reply.send((rtc_core::types::error_code::SEND_MSG_ERROR, None));
+        }
+        MediaShell::stop_all(self);
+        if let (Some(window), Some((handle, _))) = (web_sys::window(), self.timer.borrow_mut().take()) {
+            window.clear_timeout_with_handle(handle);
+        }
+    }
+}
+
+/// `ISenderInfo`.
+pub fn sender_object(sender: &Sender) -> JsValue {
+    let mut pairs = vec![("userId", JsValue::from_str(&sender.user_id))];
+    let p = &sender.profile;
+    if let Some(n) = &p.name {
+        pairs.push(("name", n.into()));
+    }
+    if let Some(u) = &p.portrait_uri {
+        pairs.push(("portraitUri", u.into()));
+    }
+    if let Some(e) = &p.extra {
+        pairs.push(("extra", e.into()));
+    }
+    js::obj(&pairs)
+}
+
+/// `IEndSummary`.
+pub fn summary_object(s: &EndSummary) -> JsValue {
+    js::obj(&[
+        ("conversationType", s.conversation_type.into()),
+        ("channelId", s.channel_id.as_str().into()),
+        ("targetId", s.target_id.as_str().into()),
+        ("mediaType", (s.media_type as i32).into()),
+        ("beginTimestamp", (s.begin_timestamp as f64).into()),
+        ("endTimestamp", (s.end_timestamp as f64).into()),
+        ("duration", (s.duration as f64).into()),
+        ("endReason", s.end_reason.into()),
+    ])
+}

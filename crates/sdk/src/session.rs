@@ -1,0 +1,136 @@
+//! `RCCallSession`: one call as the app sees it. Commands go to the engine; getters read the
+//! engine's view of the call.
+
+use rtc_core::engine::{Command, SessionView};
+use rtc_core::types::{MediaType, SessionState};
+use wasm_bindgen::prelude::*;
+
+use crate::js;
+use crate::runtime::rt;
+use crate::validate;
+
+#[wasm_bindgen]
+pub struct RCCallSession {
+    call_id: String,
+}
+
+impl RCCallSession {
+    pub(crate) fn new(call_id: String) -> Self {
+        Self { call_id }
+    }
+
+    fn view(&self) -> Option<SessionView> {
+        rt().session_view(&self.call_id)
+    }
+
+    /// Runs a session command and resolves `{code}`.
+    fn run(&self, cmd: Command) -> js_sys::Promise {
+        let rx = rt().command(cmd);
+        wasm_bindgen_futures::future_to_promise(async move {
+            let code = rx.await.map_or(rtc_core::types::error_code::SEND_MSG_ERROR, |(code, _)| code);
+            Ok(js::obj(&[("code", code.into())]))
+        })
+    }
+}
+
+#[wasm_bindgen]
+impl RCCallSession {
+    /// Replaces the session's listener (validated like `call()`'s, spec A.5).
+    #[wasm_bindgen(js_name = registerSessionListener)]
+    pub fn register_session_listener(&self, listener: JsValue) -> Result<(), JsValue> {
+        let problems = validate::listener_problems(&listener);
+        if !problems.is_empty() {
+            return Err(js::js_error(&format!("[RCCallSession registerSessionListener] {}", problems.join("\n"))));
+        }
+        rt().set_listener(&self.call_id, listener);
+        Ok(())
+    }
+
+    /// Answers the call. Resolves `{code}`; invalid constraints throw (spec A.10).
+    pub fn accept(&self, constraints: JsValue) -> Result<js_sys::Promise, JsValue> {
+        validate::constraints(&constraints, "[RCCallSession accept]").map_err(|m| js::js_error(&m))?;
+        if js::is_present(&constraints) {
+            rt().constraints.borrow_mut().insert(self.call_id.clone(), constraints);
+        }
+        Ok(self.run(Command::Accept { call_id: self.call_id.clone() }))
+    }
+
+    /// Cancels, rejects or hangs up (the reason follows the call's state, spec C.5).
+    pub fn hungup(&self) -> js_sys::Promise {
+        self.run(Command::Hangup { call_id: self.call_id.clone() })
+    }
+
+    #[wasm_bindgen(js_name = getSessionId)]
+    pub fn session_id(&self) -> String {
+        self.call_id.clone()
+    }
+
+    #[wasm_bindgen(js_name = getTargetId)]
+    pub fn target_id(&self) -> Option<String> {
+        self.view().map(|v| v.target_id)
+    }
+
+    #[wasm_bindgen(js_name = getConversationType)]
+    pub fn conversation_type(&self) -> Option<i32> {
+        self.view().map(|v| v.conversation_type)
+    }
+
+    #[wasm_bindgen(js_name = getChannelId)]
+    pub fn channel_id(&self) -> String {
+        self.view().map(|v| v.channel_id).unwrap_or_default()
+    }
+
+    #[wasm_bindgen(js_name = getMediaType)]
+    pub fn media_type(&self) -> i32 {
+        self.view().map_or(MediaType::Audio, |v| v.media_type) as i32
+    }
+
+    #[wasm_bindgen(js_name = getCallerId)]
+    pub fn caller_id(&self) -> Option<String> {
+        self.view().map(|v| v.caller_id)
+    }
+
+    /// `RCCallSessionState`; END once the call is over or unknown.
+    #[wasm_bindgen(js_name = getState)]
+    pub fn state(&self) -> i32 {
+        self.view().map_or(SessionState::End, |v| v.state) as i32
+    }
+
+    /// `RCCallUserState` of a user; 0 (NONE) for users not in the call (spec G.10).
+    #[wasm_bindgen(js_name = getUserState)]
+    pub fn user_state(&self, user_id: JsValue) -> Result<i32, JsValue> {
+        let Some(user_id) = user_id.as_string().filter(|u| !u.is_empty()) else {
+            return Err(js::js_error("[RCCallSession getUserState] userId must be a non-empty string"));
+        };
+        let state = self.view().and_then(|v| v.users.into_iter().find(|u| u.user_id == user_id)).map_or(0, |u| u.state as i32);
+        Ok(state)
+    }
+
+    /// `IUserData[]` of everyone in the call but this user.
+    #[wasm_bindgen(js_name = getRemoteUsers)]
+    pub fn remote_users(&self) -> js_sys::Array {
+        let Some(view) = self.view() else { return js_sys::Array::new() };
+        view.users
+            .into_iter()
+            .filter(|u| u.is_remote)
+            .map(|u| {
+                let mut pairs = vec![
+                    ("userId", JsValue::from_str(&u.user_id)),
+                    ("state", (u.state as i32).into()),
+                    ("isCaller", u.is_caller.into()),
+                    ("isRemote", u.is_remote.into()),
+                ];
+                if let Some(n) = u.profile.name {
+                    pairs.push(("name", n.into()));
+                }
+                if let Some(p) = u.profile.portrait_uri {
+                    pairs.push(("portraitUri", p.into()));
+                }
+                if let Some(e) = u.profile.extra {
+                    pairs.push(("extra", e.into()));
+                }
+                js::obj(&pairs)
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,169 @@
+//! `RCTrack`: one local or remote audio/video track, as RTCLib exposes it.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use rtc_core::engine::{track_id, TrackKind, TRACK_TAG};
+use wasm_bindgen::prelude::*;
+use web_rtc::{HtmlMediaElement, MediaStream, MediaStreamTrack, PlayOptions, Playback};
+
+use crate::js;
+
+/// RTCLib codes returned by `play()` (spec D.7).
+mod code {
+    pub const SUCCESS: i32 = 10000;
+    pub const PARAMS_ERROR: i32 = 50001;
+    pub const TRACK_NOT_READY: i32 = 53020;
+    pub const VIDEO_TRACK_MISS_MEDIA_ELEMENT: i32 = 53021;
+    pub const TRACK_PLAY_ERROR: i32 = 53022;
+}
+
+struct Inner {
+    user_id: String,
+    kind: TrackKind,
+    local: bool,
+    track: MediaStreamTrack,
+    /// The stream the track came in (remote) or was captured in (local).
+    stream: MediaStream,
+    playback: RefCell<Option<Playback>>,
+}
+
+#[wasm_bindgen]
+#[derive(Clone)]
+pub struct RCTrack {
+    inner: Rc<Inner>,
+}
+
+impl RCTrack {
+    pub(crate) fn new(user_id: &str, kind: TrackKind, local: bool, track: MediaStreamTrack, stream: MediaStream) -> Self {
+        Self {
+            inner: Rc::new(Inner {
+                user_id: user_id.to_string(),
+                kind,
+                local,
+                track,
+                stream,
+                playback: RefCell::new(None),
+            }),
+        }
+    }
+}
+
+#[wasm_bindgen]
+impl RCTrack {
+    #[wasm_bindgen(js_name = isLocalTrack)]
+    pub fn is_local_track(&self) -> bool {
+        self.inner.local
+    }
+
+    #[wasm_bindgen(js_name = isAudioTrack)]
+    pub fn is_audio_track(&self) -> bool {
+        self.inner.kind == TrackKind::Audio
+    }
+
+    #[wasm_bindgen(js_name = isVideoTrack)]
+    pub fn is_video_track(&self) -> bool {
+        self.inner.kind == TrackKind::Video
+    }
+
+    #[wasm_bindgen(js_name = getUserId)]
+    pub fn user_id(&self) -> String {
+        self.inner.user_id.clone()
+    }
+
+    /// `<userId>_RongCloudRTC_0` (audio) / `_1` (video), RTCLib's scheme.
+    #[wasm_bindgen(js_name = getTrackId)]
+    pub fn track_id(&self) -> String {
+        track_id(&self.inner.user_id, self.inner.kind)
+    }
+
+    #[wasm_bindgen(js_name = getStreamId)]
+    pub fn stream_id(&self) -> String {
+        format!("{}_{TRACK_TAG}", self.inner.user_id)
+    }
+
+    #[wasm_bindgen(js_name = getTag)]
+    pub fn tag(&self) -> String {
+        TRACK_TAG.to_string()
+    }
+
+    /// Whether the underlying track is live.
+    #[wasm_bindgen(js_name = isReady)]
+    pub fn is_ready(&self) -> bool {
+        web_rtc::is_live(&self.inner.track)
+    }
+
+    /// The browser's `MediaStreamTrack` (an rcall extension, handy for custom rendering).
+    #[wasm_bindgen(js_name = getMediaStreamTrack)]
+    pub fn media_stream_track(&self) -> MediaStreamTrack {
+        Clone::clone(&self.inner.track)
+    }
+
+    /// Plays the track: video into the given `<video>`, audio into the given element or an
+    /// internal one. Resolves `{code}`: 10000, 53020 (not ready), 53021 (video without an
+    /// element), 50001 (bad options), 53022 (the browser refused to play).
+    /// The local audio track is never played (it would echo); that call succeeds silently.
+    pub fn play(&self, element: JsValue, options: JsValue) -> js_sys::Promise {
+        let this = self.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let code = this.play_inner(element, options).await;
+            Ok(js::obj(&[("code", code.into())]))
+        })
+    }
+}
+
+impl RCTrack {
+    async fn play_inner(&self, element: JsValue, options: JsValue) -> i32 {
+        let inner = &self.inner;
+        let element: Option<HtmlMediaElement> = element.dyn_into().ok();
+        if inner.kind == TrackKind::Video && element.is_none() {
+            return code::VIDEO_TRACK_MISS_MEDIA_ELEMENT;
+        }
+        if !web_rtc::is_live(&inner.track) {
+            return code::TRACK_NOT_READY;
+        }
+        if inner.local && inner.kind == TrackKind::Audio {
+            return code::SUCCESS;
+        }
+        let mut opts = PlayOptions::default();
+        if let Some(v) = js::get(&options, "volume").as_f64() {
+            if !(0.0..=100.0).contains(&v) {
+                return code::PARAMS_ERROR;
+            }
+            opts.volume = Some(v as u8);
+        }
+        opts.audio_output_device_id = js::get_string(&options, "audioDeviceId");
+        if let Some(old) = inner.playback.borrow_mut().take() {
+            if element.is_none() && old.is_internal() {
+                old.stop();
+            }
+        }
+        // Video plays its own track only, so a remote user's <video> does not also play their
+        // audio (which the app plays through the audio track, as with RTCLib).
+        let result = web_rtc::play_with(Clone::clone(&inner.track), element.as_ref(), &opts).await;
+        match result {
+            Ok(playback) => {
+                if let Some(el) = element.as_ref() {
+                    if inner.kind == TrackKind::Video {
+                        el.set_muted(true);
+                    }
+                }
+                *inner.playback.borrow_mut() = Some(playback);
+                code::SUCCESS
+            }
+            Err(e) => {
+                js::warn(&format!("[rcall] play failed: {e}"));
+                match e {
+                    web_rtc::MediaError::MissingElement => code::VIDEO_TRACK_MISS_MEDIA_ELEMENT,
+                    web_rtc::MediaError::InvalidArgument(_) => code::PARAMS_ERROR,
+                    _ => code::TRACK_PLAY_ERROR,
+                }
+            }
+        }
+    }
+
+    #[allow(dead_code)]
+    pub(crate) fn stream(&self) -> MediaStream {
+        Clone::clone(&self.inner.stream)
+    }
+}

@@ -1,0 +1,125 @@
+//! Parameter checks of the CallLib API (spec A.3, A.4, A.10). Failures throw (or reject) with
+//! the message prefixes CallLib uses; every problem found is listed, one per line.
+
+use wasm_bindgen::JsValue;
+
+use crate::js;
+
+/// Listener methods CallLib requires (spec A.4).
+const REQUIRED_LISTENER_KEYS: [&str; 6] =
+    ["onRinging", "onAccept", "onHungup", "onMemberModify", "onMediaModify", "onTrackReady"];
+
+/// Problems with a session listener, as a list of messages (empty = valid).
+pub fn listener_problems(listener: &JsValue) -> Vec<String> {
+    if !listener.is_object() {
+        return vec!["listener must be an object".into()];
+    }
+    let missing: Vec<&str> =
+        REQUIRED_LISTENER_KEYS.iter().copied().filter(|k| js::get_function(listener, k).is_none()).collect();
+    if missing.is_empty() {
+        Vec::new()
+    } else {
+        vec![format!("listener missing function -> \"{}\"", missing.join(","))]
+    }
+}
+
+fn non_empty_string(v: &JsValue) -> bool {
+    v.as_string().is_some_and(|s| !s.is_empty())
+}
+
+/// Checks `call()` / `callInGroup()` params (spec A.4); `group` adds `userIds`.
+pub fn call_params(params: &JsValue, group: bool) -> Result<(), String> {
+    let prefix = if group { "[RCCallClient callInGroup]" } else { "[RCCallClient call]" };
+    if !params.is_object() {
+        return Err(format!("{prefix} params must be an object"));
+    }
+    let mut problems = Vec::new();
+    if !non_empty_string(&js::get(params, "targetId")) {
+        problems.push("targetId must be a non-empty string".to_string());
+    }
+    let media = js::get(params, "mediaType");
+    if js::is_present(&media) && !matches!(media.as_f64(), Some(v) if v == 1.0 || v == 2.0) {
+        problems.push("mediaType must be RCCallMediaType.AUDIO (1) or RCCallMediaType.AUDIO_VIDEO (2)".into());
+    }
+    if group {
+        let ids = js::get(params, "userIds");
+        let ok = js_sys::Array::is_array(&ids) && {
+            let arr = js_sys::Array::from(&ids);
+            arr.length() > 0 && arr.iter().all(|v| non_empty_string(&v))
+        };
+        if !ok {
+            problems.push("userIds must be a non-empty array of non-empty strings".into());
+        }
+    }
+    problems.extend(listener_problems(&js::get(params, "listener")));
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{prefix} {}", problems.join("\n")))
+    }
+}
+
+/// Checks `accept(constraints)` (spec A.10).
+pub fn constraints(c: &JsValue, prefix: &str) -> Result<(), String> {
+    if !js::is_present(c) {
+        return Ok(());
+    }
+    if !c.is_object() {
+        return Err(format!("{prefix} constraints must be an object"));
+    }
+    let mut problems = Vec::new();
+    let audio = js::get(c, "audio");
+    if js::is_present(&audio) {
+        let mic = js::get(&audio, "micphoneId");
+        if js::is_present(&mic) && mic.as_string().is_none() {
+            problems.push("audio.micphoneId must be a string".to_string());
+        }
+        let rate = js::get(&audio, "sampleRate");
+        if js::is_present(&rate) && rate.as_f64().is_none() {
+            problems.push("audio.sampleRate must be a number".to_string());
+        }
+    }
+    let video = js::get(c, "video");
+    if js::is_present(&video) {
+        let cam = js::get(&video, "cameraId");
+        if js::is_present(&cam) && cam.as_string().is_none() {
+            problems.push("video.cameraId must be a string".to_string());
+        }
+        match js::get(&video, "frameRate").as_string() {
+            Some(f) if crate::constraints::frame_rate(&f).is_some() => {}
+            _ => problems.push("video.frameRate must be a RCFrameRate value".to_string()),
+        }
+        match js::get(&video, "resolution").as_string() {
+            Some(r) if crate::constraints::resolution(&r).is_some() => {}
+            _ => problems.push("video.resolution must be a RCResolution value".to_string()),
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{prefix} {}", problems.join("\n")))
+    }
+}
+
+/// Checks the options of `installPlugin(RCCall.installer, options)` (spec A.3).
+pub fn init_options(o: &JsValue) -> Result<(), String> {
+    const PREFIX: &str = "[RCCallLib installer steup]";
+    if !o.is_object() {
+        return Err(format!("{PREFIX} Initialization options must be an object"));
+    }
+    let mut missing = Vec::new();
+    if !js::get(o, "rtcClient").is_object() {
+        missing.push("rtcClient");
+    }
+    if js::get_function(o, "onSession").is_none() {
+        missing.push("onSession");
+    }
+    if js::get_function(o, "onSessionClose").is_none() {
+        missing.push("onSessionClose");
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{PREFIX} Initialization missing parameter -> \"{}\"", missing.join(",")))
+    }
+}

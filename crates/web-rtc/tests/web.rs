@@ -1,0 +1,594 @@
+//! Browser tests: real headless Chromium with fake camera/microphone
+//! (`webdriver.json`), two `PeerLink`s in one page connected over loopback.
+//!
+//! Run (from this crate's directory):
+//! ```sh
+//! CARGO_TARGET_DIR=/work/target-webrtc cargo test --target wasm32-unknown-unknown --no-run
+//! CARGO_TARGET_DIR=/work/target-webrtc CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+//!   CHROMEDRIVER=/usr/bin/chromedriver unshare -n bash -c 'ip link set lo up; cargo test --offline --target wasm32-unknown-unknown'
+//! ```
+#![cfg(target_arch = "wasm32")]
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use js_sys::{Object, Promise, Reflect};
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen_test::*;
+use web_rtc::*;
+use web_sys::{HtmlVideoElement, MediaStreamTrackState, RtcPeerConnectionState};
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+// ---------------------------------------------------------------- helpers
+
+async fn sleep(ms: i32) {
+    let p = Promise::new(&mut |resolve, _| {
+        web_sys::window()
+            .unwrap()
+            .set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms)
+            .unwrap();
+    });
+    JsFuture::from(p).await.unwrap();
+}
+
+fn now_ms() -> f64 {
+    web_sys::window().unwrap().performance().unwrap().now()
+}
+
+/// Polls `cond` every 10 ms until it holds; panics with `what` after `timeout_ms`.
+async fn wait_for(what: &str, timeout_ms: f64, mut cond: impl FnMut() -> bool) {
+    let start = now_ms();
+    while !cond() {
+        assert!(
+            now_ms() - start < timeout_ms,
+            "timed out waiting for {what}"
+        );
+        sleep(10).await;
+    }
+}
+
+/// A link plus everything its callback received.
+struct Side {
+    link: PeerLink,
+    events: Rc<RefCell<Vec<PeerEvent>>>,
+    /// How many of `events` were already scanned for candidates to forward.
+    forwarded: Cell<usize>,
+}
+
+impl Side {
+    fn new() -> Side {
+        let events = Rc::new(RefCell::new(Vec::new()));
+        let sink = events.clone();
+        let link = PeerLink::new(&PeerConfig::default(), move |ev| sink.borrow_mut().push(ev))
+            .expect("new PeerLink");
+        Side {
+            link,
+            events,
+            forwarded: Cell::new(0),
+        }
+    }
+
+    fn count(&self, f: impl Fn(&PeerEvent) -> bool) -> usize {
+        self.events.borrow().iter().filter(|e| f(e)).count()
+    }
+
+    fn local_candidates(&self) -> usize {
+        self.count(|e| matches!(e, PeerEvent::LocalCandidate(_)))
+    }
+
+    fn remote_tracks(&self) -> Vec<(MediaStreamTrack, MediaStream)> {
+        self.events
+            .borrow()
+            .iter()
+            .filter_map(|e| match e {
+                PeerEvent::RemoteTrack { track, stream } => {
+                    Some((Clone::clone(track), Clone::clone(stream)))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn remote_track(&self, kind: Kind) -> Option<(MediaStreamTrack, MediaStream)> {
+        self.remote_tracks()
+            .into_iter()
+            .find(|(t, _)| track_kind(t) == kind)
+    }
+
+    fn connected(&self) -> bool {
+        self.events.borrow().iter().any(|e| {
+            matches!(
+                e,
+                PeerEvent::ConnectionState(RtcPeerConnectionState::Connected)
+            )
+        })
+    }
+
+    /// Sends this side's not yet forwarded local candidates to `to`.
+    async fn forward_candidates(&self, to: &Side) {
+        let new: Vec<Candidate> = {
+            let events = self.events.borrow();
+            let new = events[self.forwarded.get()..]
+                .iter()
+                .filter_map(|e| match e {
+                    PeerEvent::LocalCandidate(c) => Some(c.clone()),
+                    _ => None,
+                })
+                .collect();
+            self.forwarded.set(events.len());
+            new
+        };
+        for c in new {
+            to.link
+                .add_remote_candidate(c)
+                .await
+                .expect("add_remote_candidate");
+        }
+    }
+}
+
+fn video_element() -> HtmlVideoElement {
+    let doc = web_sys::window().unwrap().document().unwrap();
+    let v: HtmlVideoElement = doc.create_element("video").unwrap().unchecked_into();
+    v.set_muted(true);
+    v.set_width(320);
+    v.set_height(240);
+    doc.body().unwrap().append_child(&v).unwrap();
+    v
+}
+
+fn obj(pairs: &[(&str, JsValue)]) -> JsValue {
+    let o = Object::new();
+    for (k, v) in pairs {
+        Reflect::set(&o, &JsValue::from_str(k), v).unwrap();
+    }
+    o.into()
+}
+
+/// Offer/answer between `a` (offerer) and `b` with trickled candidates,
+/// some of them delivered to `b` before its remote description (queued).
+/// Returns the time the offer was started (ms, performance.now()).
+async fn connect(a: &Side, b: &Side) -> f64 {
+    let t0 = now_ms();
+    let offer = a.link.create_offer().await.expect("create_offer");
+    assert!(offer.contains("m=audio"), "offer has an audio section");
+
+    // Candidates that reach `b` before the offer must be queued, not fail.
+    wait_for("the offerer's first candidates", 5000.0, || {
+        a.local_candidates() > 0
+    })
+    .await;
+    a.forward_candidates(b).await;
+    assert!(
+        b.link.pending_candidates() > 0,
+        "early candidates are queued"
+    );
+
+    let answer = b.link.accept_offer(&offer).await.expect("accept_offer");
+    assert_eq!(
+        b.link.pending_candidates(),
+        0,
+        "queue flushed after the offer"
+    );
+    // Same on the other side: b's candidates may reach a before the answer.
+    wait_for("the answerer's first candidates", 5000.0, || {
+        b.local_candidates() > 0
+    })
+    .await;
+    b.forward_candidates(a).await;
+    assert!(
+        a.link.pending_candidates() > 0,
+        "early candidates are queued"
+    );
+    a.link.accept_answer(&answer).await.expect("accept_answer");
+    assert_eq!(a.link.pending_candidates(), 0);
+    t0
+}
+
+/// Keeps trickling candidates both ways until `done` holds.
+async fn pump_until(a: &Side, b: &Side, what: &str, mut done: impl FnMut() -> bool) {
+    let start = now_ms();
+    while !done() {
+        assert!(now_ms() - start < 10_000.0, "timed out waiting for {what}");
+        a.forward_candidates(b).await;
+        b.forward_candidates(a).await;
+        sleep(10).await;
+    }
+}
+
+fn no_rejected(side: &Side) {
+    let rejected: Vec<String> = side
+        .events
+        .borrow()
+        .iter()
+        .filter_map(|e| match e {
+            PeerEvent::RemoteCandidateRejected { error, .. } => Some(error.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert!(rejected.is_empty(), "rejected candidates: {rejected:?}");
+}
+
+// ---------------------------------------------------------------- capture
+
+#[wasm_bindgen_test]
+async fn capture_audio_video_gives_live_tracks_and_stop_ends_them() {
+    let media = capture(&CaptureRequest::audio_video())
+        .await
+        .expect("capture");
+    let audio = media.audio().expect("audio track");
+    let video = media.video().expect("video track");
+    assert_eq!(track_kind(&audio), Kind::Audio);
+    assert_eq!(track_kind(&video), Kind::Video);
+    assert_eq!(media.tracks().len(), 2);
+    assert_eq!(track_kind(&media.tracks()[0]), Kind::Audio, "audio first");
+    assert!(is_live(&audio) && is_live(&video));
+    assert_eq!(media.stream().get_tracks().length(), 2);
+
+    media.stop();
+    assert_eq!(audio.ready_state(), MediaStreamTrackState::Ended);
+    assert_eq!(video.ready_state(), MediaStreamTrackState::Ended);
+}
+
+#[wasm_bindgen_test]
+async fn capture_default_video_profile_is_640x480() {
+    let media = capture(&CaptureRequest::video_only())
+        .await
+        .expect("capture");
+    assert!(media.audio().is_none());
+    let settings = media.video().unwrap().get_settings();
+    let w = Reflect::get(&settings, &"width".into()).unwrap().as_f64();
+    let h = Reflect::get(&settings, &"height".into()).unwrap().as_f64();
+    assert_eq!((w, h), (Some(640.0), Some(480.0)));
+    media.stop();
+}
+
+#[wasm_bindgen_test]
+async fn capture_audio_only_has_no_video() {
+    let media = capture(&CaptureRequest::audio_only())
+        .await
+        .expect("capture");
+    assert!(media.audio().is_some());
+    assert!(media.video().is_none());
+    assert_eq!(media.tracks().len(), 1);
+    media.stop();
+}
+
+#[wasm_bindgen_test]
+async fn capture_nothing_is_invalid_argument() {
+    let err = capture(&CaptureRequest::default()).await.unwrap_err();
+    assert!(matches!(err, MediaError::InvalidArgument(_)), "{err:?}");
+}
+
+#[wasm_bindgen_test]
+async fn capture_unknown_device_is_overconstrained() {
+    let req = CaptureRequest {
+        video: true,
+        video_constraints: Some(obj(&[(
+            "deviceId",
+            obj(&[("exact", "no-such-camera".into())]),
+        )])),
+        ..Default::default()
+    };
+    let err = capture(&req).await.unwrap_err();
+    match &err {
+        MediaError::Overconstrained { constraint, .. } => assert_eq!(constraint, "deviceId"),
+        other => panic!("expected Overconstrained, got {other:?}"),
+    }
+    // The message is actionable.
+    assert!(err.to_string().contains("deviceId"), "{err}");
+}
+
+#[wasm_bindgen_test]
+async fn capture_impossible_resolution_is_overconstrained() {
+    let req = CaptureRequest {
+        video: true,
+        video_constraints: Some(obj(&[("width", obj(&[("exact", 100_000.into())]))])),
+        ..Default::default()
+    };
+    match capture(&req).await {
+        Err(MediaError::Overconstrained { constraint, .. }) => assert_eq!(constraint, "width"),
+        other => panic!("expected Overconstrained, got {other:?}"),
+    }
+}
+
+#[wasm_bindgen_test]
+async fn enumerate_devices_lists_fake_devices_usable_by_id() {
+    let first = capture(&CaptureRequest::audio_only()).await.unwrap();
+    first.stop();
+    let devices = enumerate_devices().await.expect("enumerate");
+    let cam = devices
+        .iter()
+        .find(|d| d.kind == DeviceKind::VideoInput)
+        .expect("a camera");
+    assert!(devices.iter().any(|d| d.kind == DeviceKind::AudioInput));
+    let req = CaptureRequest {
+        video: true,
+        video_constraints: Some(obj(&[(
+            "deviceId",
+            obj(&[("exact", cam.device_id.as_str().into())]),
+        )])),
+        ..Default::default()
+    };
+    let media = capture(&req).await.expect("capture by deviceId");
+    assert!(media.video().is_some());
+    media.stop();
+}
+
+// ---------------------------------------------------------------- peer
+
+#[wasm_bindgen_test]
+async fn two_links_exchange_audio_and_video_and_play_it() {
+    let media_a = capture(&CaptureRequest::audio_video()).await.unwrap();
+    let media_b = capture(&CaptureRequest::audio_video()).await.unwrap();
+    let a = Side::new();
+    let b = Side::new();
+    assert_eq!(a.link.add_local_media(&media_a).unwrap().len(), 2);
+    assert_eq!(b.link.add_local_media(&media_b).unwrap().len(), 2);
+
+    let t0 = connect(&a, &b).await;
+    pump_until(&a, &b, "remote tracks and connected", || {
+        a.remote_tracks().len() == 2
+            && b.remote_tracks().len() == 2
+            && a.connected()
+            && b.connected()
+    })
+    .await;
+    no_rejected(&a);
+    no_rejected(&b);
+
+    // Both sides got an audio and a video track, grouped in the sender's stream.
+    for side in [&a, &b] {
+        let (at, astream) = side.remote_track(Kind::Audio).expect("remote audio");
+        let (vt, vstream) = side.remote_track(Kind::Video).expect("remote video");
+        assert!(is_live(&at) && is_live(&vt));
+        assert_eq!(astream.id(), vstream.id(), "one remote stream per user");
+    }
+    assert_eq!(
+        b.remote_track(Kind::Audio).unwrap().1.id(),
+        media_a.stream().id(),
+        "the remote stream id is the sender's stream id"
+    );
+
+    // b shows a's video from the track alone (a new single-track stream).
+    let (video_track, video_stream) = b.remote_track(Kind::Video).unwrap();
+    let el_b = video_element();
+    let playback = play(&video_track, Some(&el_b))
+        .await
+        .expect("play video track");
+    assert!(!playback.is_internal());
+    wait_for("remote video frames", 5000.0, || el_b.video_width() > 0).await;
+    let first_frame_ms = now_ms() - t0;
+    console_log!("offer -> first remote frame: {first_frame_ms:.0} ms");
+    // a shows b's video from the remote stream (ev.streams[0]).
+    let (_, a_stream) = a.remote_track(Kind::Video).unwrap();
+    let el_a = video_element();
+    let playback_a = play(&a_stream, Some(&el_a))
+        .await
+        .expect("play remote stream");
+    wait_for("remote video frames on a", 5000.0, || {
+        el_a.video_width() > 0
+    })
+    .await;
+
+    // Frames keep advancing.
+    let q1 = el_b.get_video_playback_quality().total_video_frames();
+    let ct1 = el_b.current_time();
+    sleep(500).await;
+    let q2 = el_b.get_video_playback_quality().total_video_frames();
+    let ct2 = el_b.current_time();
+    assert!(q2 > q1, "frames advance: {q1} -> {q2}");
+    assert!(ct2 > ct1, "currentTime advances: {ct1} -> {ct2}");
+
+    // Stats agree: video decoded, over loopback.
+    let inbound = b.link.inbound_video().await.unwrap();
+    assert!(
+        inbound.frames_decoded > 0 && inbound.frame_width > 0,
+        "{inbound:?}"
+    );
+    let pair = b
+        .link
+        .selected_candidate_pair()
+        .await
+        .unwrap()
+        .expect("a selected pair");
+    console_log!("selected pair: {pair:?}");
+    assert_eq!(pair.local_type, "host");
+
+    // Remote audio without an element plays through an internal Audio element.
+    let (audio_track, _) = b.remote_track(Kind::Audio).unwrap();
+    let audio = play(&audio_track, None)
+        .await
+        .expect("play audio without element");
+    assert!(audio.is_internal());
+    assert!(!audio.element().paused());
+    audio.stop();
+    assert!(audio.element().src_object().is_none());
+
+    // Video without an element is the 53021 case.
+    let err = play(&video_track, None).await.unwrap_err();
+    assert_eq!(err, MediaError::MissingElement);
+    let err = play(&video_stream, None).await.unwrap_err();
+    assert_eq!(err, MediaError::MissingElement);
+    // Volume out of range is an argument error (50001).
+    let opts = PlayOptions {
+        volume: Some(101),
+        ..Default::default()
+    };
+    let err = play_with(&audio_track, None, &opts).await.unwrap_err();
+    assert!(matches!(err, MediaError::InvalidArgument(_)), "{err:?}");
+
+    playback.stop();
+    assert!(el_b.src_object().is_none());
+    playback_a.stop();
+
+    // close(): state closed, no events afterwards, further calls fail cleanly.
+    a.link.close();
+    assert!(a.link.is_closed());
+    assert_eq!(a.link.connection_state(), RtcPeerConnectionState::Closed);
+    let a_events = a.events.borrow().len();
+    b.link.close();
+    let b_events = b.events.borrow().len();
+    sleep(300).await;
+    assert_eq!(a.events.borrow().len(), a_events, "no events after close");
+    assert_eq!(b.events.borrow().len(), b_events, "no events after close");
+    assert_eq!(a.link.create_offer().await.unwrap_err(), MediaError::Closed);
+    let c = Candidate {
+        candidate: String::new(),
+        sdp_mid: Some("0".into()),
+        sdp_m_line_index: Some(0),
+    };
+    assert_eq!(
+        a.link.add_remote_candidate(c).await.unwrap_err(),
+        MediaError::Closed
+    );
+    assert_eq!(
+        a.link.add_local_media(&media_a).unwrap_err(),
+        MediaError::Closed
+    );
+    a.link.close(); // idempotent
+
+    media_a.stop();
+    media_b.stop();
+    el_a.remove();
+    el_b.remove();
+}
+
+#[wasm_bindgen_test]
+async fn audio_only_offerer_can_still_receive_video() {
+    let media_a = capture(&CaptureRequest::audio_only()).await.unwrap();
+    let media_b = capture(&CaptureRequest::audio_video()).await.unwrap();
+    let a = Side::new();
+    let b = Side::new();
+    a.link.add_local_media(&media_a).unwrap();
+    a.link.ensure_receive(Kind::Video).unwrap();
+    a.link.ensure_receive(Kind::Audio).unwrap(); // already there: no-op
+    assert_eq!(a.link.raw().get_transceivers().length(), 2);
+    b.link.add_local_media(&media_b).unwrap();
+
+    connect(&a, &b).await;
+    pump_until(&a, &b, "a receives b's audio and video", || {
+        a.remote_tracks().len() == 2 && b.remote_tracks().len() == 1 && a.connected()
+    })
+    .await;
+    assert!(a.remote_track(Kind::Video).is_some());
+    assert!(b.remote_track(Kind::Video).is_none(), "a sends no video");
+    assert!(b.remote_track(Kind::Audio).is_some());
+
+    let el = video_element();
+    let (vt, _) = a.remote_track(Kind::Video).unwrap();
+    let playback = play(&vt, Some(&el)).await.unwrap();
+    wait_for("video frames", 5000.0, || el.video_width() > 0).await;
+    playback.stop();
+    el.remove();
+
+    // replace_track: swap b's camera for a fresh capture without renegotiation.
+    let cam2 = capture(&CaptureRequest::video_only()).await.unwrap();
+    assert!(b
+        .link
+        .replace_track(Kind::Video, cam2.video().as_ref())
+        .await
+        .unwrap());
+
+    a.link.close();
+    b.link.close();
+    media_a.stop();
+    media_b.stop();
+    cam2.stop();
+}
+
+#[wasm_bindgen_test]
+async fn close_during_gathering_delivers_no_more_events() {
+    let media = capture(&CaptureRequest::audio_video()).await.unwrap();
+    let a = Side::new();
+    a.link.add_local_media(&media).unwrap();
+    a.link.create_offer().await.unwrap(); // gathering starts now
+    a.link.close();
+    let n = a.events.borrow().len();
+    sleep(500).await;
+    assert_eq!(a.events.borrow().len(), n, "no events after close");
+    assert_eq!(a.link.connection_state(), RtcPeerConnectionState::Closed);
+    media.stop();
+}
+
+#[wasm_bindgen_test]
+async fn close_from_inside_the_callback_is_safe() {
+    let media = capture(&CaptureRequest::audio_only()).await.unwrap();
+    let slot: Rc<RefCell<Option<PeerLink>>> = Rc::new(RefCell::new(None));
+    let calls = Rc::new(Cell::new(0u32));
+    let (slot2, calls2) = (slot.clone(), calls.clone());
+    // The callback holds a clone of the link (a cycle that close() must break).
+    let link = PeerLink::new(&PeerConfig::default(), move |ev| {
+        if let PeerEvent::LocalCandidate(_) = ev {
+            calls2.set(calls2.get() + 1);
+            if let Some(link) = slot2.borrow().as_ref() {
+                link.close();
+            }
+        }
+    })
+    .unwrap();
+    *slot.borrow_mut() = Some(link.clone());
+    link.add_local_media(&media).unwrap();
+    link.create_offer().await.unwrap();
+    wait_for("the first candidate", 5000.0, || calls.get() > 0).await;
+    sleep(300).await;
+    assert_eq!(
+        calls.get(),
+        1,
+        "closed in the first callback, no more events"
+    );
+    assert!(link.is_closed());
+    slot.borrow_mut().take();
+    media.stop();
+}
+
+#[wasm_bindgen_test]
+async fn dropping_the_last_handle_closes_the_connection() {
+    let link = PeerLink::new(&PeerConfig::default(), |_| {}).unwrap();
+    let pc = link.raw().clone();
+    let clone = link.clone();
+    drop(link);
+    assert_ne!(
+        pc.connection_state(),
+        RtcPeerConnectionState::Closed,
+        "a clone is alive"
+    );
+    drop(clone);
+    assert_eq!(pc.connection_state(), RtcPeerConnectionState::Closed);
+}
+
+#[wasm_bindgen_test]
+async fn bad_configuration_and_bad_sdp_are_errors() {
+    let config = PeerConfig {
+        ice_servers: vec![IceServer {
+            urls: vec!["turn:127.0.0.1:3478".into()],
+            username: None,
+            credential: None,
+        }],
+        ice_transport_policy_relay: true,
+    };
+    match PeerLink::new(&config, |_| {}) {
+        Err(MediaError::Js { op, name, .. }) => {
+            assert_eq!(op, "new RTCPeerConnection");
+            assert_eq!(name, "InvalidAccessError");
+        }
+        other => panic!("expected a Js error, got {other:?}"),
+    }
+    let ok = PeerConfig {
+        ice_servers: vec![IceServer {
+            urls: vec!["turn:127.0.0.1:3478?transport=udp".into()],
+            username: Some("1:u".into()),
+            credential: Some("secret".into()),
+        }],
+        ice_transport_policy_relay: true,
+    };
+    let link = PeerLink::new(&ok, |_| {}).expect("TURN config with credentials");
+    let err = link.accept_offer("v=0 this is not sdp").await.unwrap_err();
+    assert!(
+        matches!(&err, MediaError::Js { op, .. } if *op == "setRemoteDescription(offer)"),
+        "{err:?}"
+    );
+    link.close();
+}

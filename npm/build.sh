@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Builds the SDK from crates/sdk:
+#   npm/dist/cdn/rcall.js + rcall_bg.wasm   one classic <script> defining RongIMLib, RCRTC, RCCall
+#   npm/dist/esm/                           the npm package (ESM + TypeScript declarations)
+# and prints the gzip size of what a page downloads for the CDN build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PWD/node_modules/.bin:$PATH"
+
+cargo build -p rcall-sdk --profile wasm --target wasm32-unknown-unknown
+wasm=target/wasm32-unknown-unknown/wasm/rcall_sdk.wasm
+enums=$(cargo run -q -p rtc-core --example js_enums)
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+flags=(--remove-name-section --remove-producers-section)
+wasm-bindgen --target no-modules --no-typescript "${flags[@]}" --out-dir "$work/cdn" "$wasm"
+wasm-bindgen --target web "${flags[@]}" --out-dir "$work/esm" "$wasm"
+
+# npm binaryen's wasm-opt (Debian's binaryen 108 produces modules Chromium rejects).
+optimize() {
+  if [ -x node_modules/.bin/wasm-opt ]; then
+    node_modules/.bin/wasm-opt -Oz "$1" -o "$1.opt" && mv "$1.opt" "$1"
+  else
+    echo "warning: node_modules/.bin/wasm-opt missing (run npm ci); shipping unoptimized wasm" >&2
+  fi
+}
+optimize "$work/cdn/rcall_sdk_bg.wasm"
+cp "$work/cdn/rcall_sdk_bg.wasm" "$work/esm/rcall_sdk_bg.wasm"
+
+rm -rf npm/dist && mkdir -p npm/dist/cdn npm/dist/esm
+{
+  echo "/* rcall — CallLib 5.X compatible call SDK. https://github.com/ (see README) */"
+  echo "(function () {"
+  cat "$work/cdn/rcall_sdk.js"
+  cat npm/src/facade.js
+  sed "s|__RCALL_ENUMS__|$enums|" npm/src/cdn-entry.js
+  echo "})();"
+} > npm/dist/cdn/rcall.js
+cp "$work/cdn/rcall_sdk_bg.wasm" npm/dist/cdn/rcall_bg.wasm
+
+cp "$work/esm/rcall_sdk.js" "$work/esm/rcall_sdk_bg.wasm" npm/dist/esm/
+{
+  cat npm/src/esm-entry.js | sed "s|__RCALL_ENUMS__|$enums|" | sed -n '1,2p'
+  cat npm/src/facade.js
+  sed "s|__RCALL_ENUMS__|$enums|" npm/src/esm-entry.js | sed '1,2d'
+} > npm/dist/esm/index.js
+cp npm/src/index.d.ts npm/dist/esm/index.d.ts
+cp npm/package.json npm/dist/esm/package.json
+
+gz() { gzip -9 -c "$1" | wc -c; }
+js=$(gz npm/dist/cdn/rcall.js); wz=$(gz npm/dist/cdn/rcall_bg.wasm)
+printf 'CDN build: rcall.js %s B (gzip %s B) + rcall_bg.wasm %s B (gzip %s B) = %s B gzip in all\n' \
+  "$(wc -c < npm/dist/cdn/rcall.js)" "$js" "$(wc -c < npm/dist/cdn/rcall_bg.wasm)" "$wz" "$((js + wz))"

@@ -1,0 +1,65 @@
+// The JS face of rcall: defines RongIMLib, RCRTC and RCCall synchronously, before the wasm
+// module has loaded, and forwards every call to the Rust exports once it has. Calls made early
+// wait for the module and run in the order they were made. Behaviour lives in Rust; this file
+// only bridges the load gap. Shared verbatim by the CDN script and the ESM package.
+function createRcallGlobals(load, enums) {
+  let wasm = null;
+  const ready = load().then((m) => { wasm = m; return m; });
+  ready.catch((e) => console.error('[rcall] failed to load the SDK module', e));
+  // Runs f(wasm) now if loaded, else after loading, in call order.
+  const later = (f) => (wasm ? Promise.resolve().then(() => f(wasm)) : ready.then(f));
+  const now = (f) => { if (wasm) { f(wasm); } else { ready.then(f); } };
+
+  const RongIMLib = Object.assign({}, enums.RongIMLib, {
+    init(options) { now((w) => w.im_init(options)); },
+    connect(token) { return later((w) => w.im_connect(token)); },
+    disconnect() { return later((w) => w.im_disconnect()); },
+    getCurrentUserId() { return wasm ? wasm.im_current_user_id() : undefined; },
+    // installPlugin(installer, options): returns the plugin's API synchronously.
+    installPlugin(installer, options) {
+      if (!installer || typeof installer.setup !== 'function') return null;
+      return installer.setup(options || {});
+    },
+  });
+
+  // A stand-in whose methods wait for the real object built by `create(wasm)`.
+  const deferred = (create, asyncMethods, syncMethods) => {
+    let real = null;
+    now((w) => {
+      try { real = create(w); } catch (e) { console.error(e); }
+    });
+    const api = {};
+    for (const m of asyncMethods) {
+      api[m] = (...args) => later(() => {
+        if (!real) throw new Error('[rcall] plugin setup failed; see the console');
+        return real[m](...args);
+      });
+    }
+    for (const m of syncMethods) {
+      api[m] = (...args) => { if (real) return real[m](...args); now(() => real && real[m](...args)); };
+    }
+    return api;
+  };
+
+  const RCRTC = Object.assign({}, enums.RCRTC, {
+    installer: {
+      tag: 'RCRTC',
+      verify: () => typeof window !== 'undefined',
+      setup: (options) => deferred((w) => w.install_rtc(options), [], ['getCurrentId']),
+    },
+  });
+
+  const RCCall = Object.assign({}, enums.RCCall, {
+    installer: {
+      tag: 'RCCall',
+      verify: () => typeof window !== 'undefined',
+      setup: (options) => deferred(
+        (w) => w.install_call(options),
+        ['call', 'callInGroup'],
+        ['registerUserInfo'],
+      ),
+    },
+  });
+
+  return { RongIMLib, RCRTC, RCCall, ready };
+}

@@ -1,0 +1,158 @@
+// TypeScript declarations of rcall's public API (CallLib 5.X compatible).
+
+export declare enum RCCallMediaType { AUDIO = 1, AUDIO_VIDEO = 2 }
+export declare enum RCCallSessionState { WAITING = 0, KEEPING = 1, END = 2 }
+export declare enum RCCallUserState { NONE = 0, WAITING = 1, KEEPING = 2 }
+export type RCCallLanguage = 'zh' | 'en';
+export type RCFrameRate = 'FPS_10' | 'FPS_15' | 'FPS_24' | 'FPS_30';
+export type RCResolution =
+  | 'W176_H132' | 'W176_H144' | 'W256_H144' | 'W320_H180' | 'W240_H240' | 'W320_H240' | 'W480_H360'
+  | 'W640_H360' | 'W480_H480' | 'W640_H480' | 'W720_H480' | 'W1280_H720' | 'W1920_H1080';
+
+/** Numeric enum objects, keyed by name (values as in CallLib 5.X). */
+export type EnumObject = Readonly<Record<string, number>>;
+
+export interface ISenderInfo { userId: string; name?: string; portraitUri?: string; extra?: string }
+export type IInvitedUsers = ISenderInfo;
+export interface IMuteUser { userId: string; muted: boolean; kind?: 'audio' | 'video'; trackId?: string }
+export interface IUserData {
+  userId: string; state: RCCallUserState; isCaller: boolean; isRemote: boolean;
+  name?: string; portraitUri?: string; extra?: string;
+}
+export interface IEndSummary {
+  conversationType: number; channelId: string; targetId: string; mediaType: RCCallMediaType;
+  beginTimestamp: number; endTimestamp: number; duration: number; endReason: number;
+}
+export interface IOfflineRecord {
+  channelId: string; conversationType: number; targetId: string; callId: string; inviterId: string;
+  mediaType: RCCallMediaType; endReason: number; beginTimestamp: number; endTimestamp: number; duration: number;
+}
+
+export interface RCTrack {
+  isLocalTrack(): boolean;
+  isAudioTrack(): boolean;
+  isVideoTrack(): boolean;
+  getUserId(): string;
+  getTrackId(): string;
+  getStreamId(): string;
+  getTag(): string;
+  isReady(): boolean;
+  getMediaStreamTrack(): MediaStreamTrack;
+  /** Video needs an element (53021 otherwise); remote audio plays without one. */
+  play(element?: HTMLMediaElement, options?: { volume?: number; audioDeviceId?: string }): Promise<{ code: number }>;
+}
+
+export interface ISessionListener {
+  onRinging(sender: ISenderInfo, session: RCCallSession): void;
+  onAccept(sender: ISenderInfo, session: RCCallSession): void;
+  onHungup(sender: ISenderInfo, reason: number, session: RCCallSession): void;
+  onTrackReady(track: RCTrack, session?: RCCallSession): void;
+  onMemberModify(sender: ISenderInfo, invitedUsers: IInvitedUsers[], session: RCCallSession): void;
+  onMediaModify(sender: ISenderInfo, mediaType: RCCallMediaType, session: RCCallSession): void;
+  onAudioMuteChange?(muteUser: IMuteUser, session: RCCallSession): void;
+  onVideoMuteChange?(muteUser: IMuteUser, session: RCCallSession): void;
+  onICEConnectionStateChange?(state: RTCIceConnectionState, session: RCCallSession): void;
+}
+
+export interface ICallConstraints {
+  audio?: { micphoneId?: string; sampleRate?: number };
+  video?: { cameraId?: string; frameRate: RCFrameRate; resolution: RCResolution; faceMode?: 'user' | 'environment' };
+}
+
+export interface ICallParams {
+  targetId: string;
+  mediaType?: RCCallMediaType;
+  listener: ISessionListener;
+  constraints?: ICallConstraints;
+  channelId?: string;
+  extra?: string;
+  pushTitle?: string;
+  pushContent?: string;
+}
+export interface IGroupCallParams extends ICallParams { userIds: string[] }
+
+export interface RCCallSession {
+  registerSessionListener(listener: ISessionListener): void;
+  accept(constraints?: ICallConstraints): Promise<{ code: number }>;
+  hungup(): Promise<{ code: number }>;
+  getSessionId(): string;
+  getTargetId(): string;
+  getConversationType(): number;
+  getChannelId(): string;
+  getMediaType(): RCCallMediaType;
+  getCallerId(): string;
+  getState(): RCCallSessionState;
+  getUserState(userId: string): RCCallUserState;
+  getRemoteUsers(): IUserData[];
+}
+
+export interface RCCallClient {
+  call(params: ICallParams): Promise<{ code: number; session?: RCCallSession }>;
+  callInGroup(params: IGroupCallParams): Promise<{ code: number; session?: RCCallSession }>;
+  registerUserInfo(info?: { name?: string; portraitUri?: string; extra?: string }): void;
+}
+
+export interface IRCCallInitOptions {
+  rtcClient: RCRTCClient;
+  onSession(session: RCCallSession, extra?: string): void;
+  onSessionClose(session: RCCallSession, summary?: IEndSummary): void;
+  onOfflineRecord?(record: IOfflineRecord): void;
+  isAllowSubscribeRetry?: boolean;
+  isAllowPublishRetry?: boolean;
+  isOffCameraWhenVideoDisable?: boolean;
+  joinType?: number;
+  isAllowDemotionGetStream?: boolean;
+  lang?: RCCallLanguage;
+}
+
+export interface RCRTCClient { getCurrentId(): string | undefined }
+
+/** rcall extensions: ICE servers and policy for the peer-to-peer connections. */
+export interface IRCRTCInitOptions {
+  iceServers?: RTCIceServer[];
+  iceTransportPolicy?: RTCIceTransportPolicy;
+  [other: string]: unknown;
+}
+
+export interface Installer<Options, Api> { tag: string; verify(): boolean; setup(options: Options): Api }
+
+export interface IConnectResult { code: number; isOk: boolean; msg: string; data?: { userId: string } }
+
+export declare const RongIMLib: {
+  /** `navi`: the rcall server's base URL (default: the page's origin). */
+  init(options: { appkey: string; navi?: string; navigators?: string[]; [other: string]: unknown }): void;
+  installPlugin<O, A>(installer: Installer<O, A>, options: O): A | null;
+  connect(token: string): Promise<IConnectResult>;
+  disconnect(): Promise<void>;
+  getCurrentUserId(): string | undefined;
+  ErrorCode: EnumObject;
+  ConversationType: EnumObject;
+  RCConnectionStatus: EnumObject;
+};
+
+export declare const RCRTC: {
+  installer: Installer<IRCRTCInitOptions, RCRTCClient>;
+  RCRTCCode: EnumObject;
+  RCKickReason: EnumObject;
+  RCMediaType: EnumObject;
+  RTCJoinType: EnumObject;
+  RCFrameRate: Readonly<Record<RCFrameRate, RCFrameRate>>;
+  RCResolution: Readonly<Record<RCResolution, RCResolution>>;
+};
+
+export declare const RCCall: {
+  installer: Installer<IRCCallInitOptions, RCCallClient>;
+  RCCallErrorCode: EnumObject;
+  RCCallEndReason: EnumObject;
+  RCCallSessionState: typeof RCCallSessionState;
+  RCCallUserState: typeof RCCallUserState;
+  RCCallMediaType: typeof RCCallMediaType;
+  RCCallLanguage: Readonly<{ ZH: 'zh'; EN: 'en' }>;
+  RCFrameRate: Readonly<Record<RCFrameRate, RCFrameRate>>;
+  RCResolution: Readonly<Record<RCResolution, RCResolution>>;
+};
+
+/** Resolves once the wasm module has loaded (calls made earlier wait for it anyway). */
+export declare const ready: Promise<void>;
+declare const _default: { RongIMLib: typeof RongIMLib; RCRTC: typeof RCRTC; RCCall: typeof RCCall };
+export default _default;
