@@ -50,6 +50,10 @@ pub struct Runtime {
     sessions: RefCell<BTreeMap<String, JsValue>>,
     /// Listener of each session, by call id.
     listeners: RefCell<BTreeMap<String, JsValue>>,
+    /// Sessions closed during the current drive: their listener and object stay reachable
+    /// until the engine's outputs are drained, because CallLib fires `onHungup` right AFTER
+    /// `onSessionClose` when a call ends before connecting (spec C.13.2).
+    closing: RefCell<BTreeMap<String, JsValue>>,
     /// CallLib constraints given to call()/accept(), by call id.
     pub constraints: RefCell<BTreeMap<String, JsValue>>,
     pub media: RefCell<MediaShell>,
@@ -146,6 +150,11 @@ impl Runtime {
             }
         }
         self.driving.set(false);
+        let closed = std::mem::take(&mut *self.closing.borrow_mut());
+        for call_id in closed.keys() {
+            self.forget_listener(call_id);
+            self.constraints.borrow_mut().remove(call_id);
+        }
     }
 
     fn send(self: &Rc<Self>, signal: rtc_core::engine::OutgoingSignal) {
@@ -223,8 +232,9 @@ impl Runtime {
             CallEvent::SessionClosed { call_id, summary } => {
                 // Removed from the client's list just before the callback (spec A.7).
                 let session = self.sessions.borrow_mut().remove(&call_id);
-                self.forget_listener(&call_id);
-                self.constraints.borrow_mut().remove(&call_id);
+                if let Some(s) = &session {
+                    self.closing.borrow_mut().insert(call_id.clone(), s.clone());
+                }
                 let options = self.call_options.borrow().clone();
                 if let (Some(o), Some(session)) = (options, session) {
                     js::call_function(&o.on_session_close, "onSessionClose", &[session, summary_object(&summary)]);
@@ -237,7 +247,8 @@ impl Runtime {
     fn to_listener(&self, call_id: &str, method: &str, mut args: Vec<JsValue>, with_session: bool) {
         let Some(listener) = self.listener(call_id) else { return };
         if with_session {
-            let session = self.sessions.borrow().get(call_id).cloned();
+            let open = self.sessions.borrow().get(call_id).cloned();
+            let session = open.or_else(|| self.closing.borrow().get(call_id).cloned());
             if let Some(s) = session {
                 args.push(s);
             }
