@@ -26,7 +26,6 @@ use crate::session::RCCallSession;
 pub struct CallOptions {
     pub on_session: Function,
     pub on_session_close: Function,
-    pub on_offline_record: Option<Function>,
     pub lang: String,
 }
 
