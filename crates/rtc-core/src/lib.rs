@@ -9,6 +9,7 @@
 pub mod engine;
 pub mod proto;
 pub mod sim;
+pub mod small_map;
 pub mod types;
 
 pub use engine::{Engine, EngineConfig, Input, Output};

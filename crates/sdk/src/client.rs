@@ -39,7 +39,7 @@ impl RCCallClient {
             portrait_uri: js::get_string(&info, "portraitUri"),
             extra: js::get_string(&info, "extra"),
         };
-        let _ = rt().command(Command::RegisterUserInfo(profile));
+        rt().set_profile(profile);
     }
 }
 
@@ -49,7 +49,7 @@ fn start(params: JsValue, group: bool) -> js_sys::Promise {
     }
     let rt = rt();
     let media_type = match js::get(&params, "mediaType").as_f64() {
-        Some(v) if v == 2.0 => MediaType::AudioVideo,
+        Some(2.0) => MediaType::AudioVideo,
         _ => MediaType::Audio,
     };
     let user_ids = if group {

@@ -164,7 +164,7 @@ fn on_frame(frame: ServerFrame) {
             conn.send_frame(ClientFrame::new(client_frame::Body::Ack(Ack { seq })));
         }
         Some(server_frame::Body::SendResult(r)) => {
-            rt.in_flight.borrow_mut().remove(&r.request_id);
+            rt.in_flight.borrow_mut().retain(|id| *id != r.request_id);
             let result = if r.code == 0 { Ok(r.sent_time) } else { Err(r.code) };
             rt.feed(Input::SendResult { request_id: r.request_id, server_time, result });
         }

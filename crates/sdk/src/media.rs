@@ -3,11 +3,11 @@
 //! Local media is kept per call; one `PeerLink` per (call, remote device). Track objects
 //! (`RCTrack`) are kept per (call, track id) so the app gets the same object every time.
 
-use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use rtc_core::engine::{CaptureError, Input, MediaAction, MediaEvent, Peer, TrackKind};
 use rtc_core::proto::{media_signal, IceCandidate};
+use rtc_core::small_map::SmallMap;
 use wasm_bindgen::JsValue;
 use web_rtc::{Candidate, CaptureRequest, Kind, LocalMedia, MediaError, PeerEvent, PeerLink};
 
@@ -17,9 +17,9 @@ use crate::track::RCTrack;
 
 #[derive(Default)]
 pub struct MediaShell {
-    local: BTreeMap<String, LocalMedia>,
-    peers: BTreeMap<(String, Peer), PeerLink>,
-    tracks: BTreeMap<(String, String), JsValue>,
+    local: SmallMap<String, LocalMedia>,
+    peers: SmallMap<(String, Peer), PeerLink>,
+    tracks: SmallMap<(String, String), JsValue>,
 }
 
 fn kind_of(k: Kind) -> TrackKind {

@@ -8,12 +8,12 @@
 //! fed from a fresh task so a handler is never dropped while it runs.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
 use futures::channel::oneshot;
 use js_sys::Function;
-use rtc_core::engine::{CallEvent, CommandId, EndSummary, Input, Output, Sender, SessionView};
+use rtc_core::engine::{CallEvent, Command, CommandId, EndSummary, Input, Output, Sender, SessionView};
+use rtc_core::small_map::SmallMap;
 use rtc_core::{Engine, EngineConfig};
 use wasm_bindgen::prelude::*;
 
@@ -45,21 +45,23 @@ pub struct Runtime {
     pub call_options: RefCell<Option<Rc<CallOptions>>>,
     /// RTC install options: ICE servers and transport policy for peer connections.
     pub peer_config: RefCell<web_rtc::PeerConfig>,
+    /// `registerUserInfo()` profile; kept here so it survives (re)connects.
+    profile: RefCell<rtc_core::proto::UserProfile>,
     /// Session objects handed to the app, by call id (same object every time).
-    sessions: RefCell<BTreeMap<String, JsValue>>,
+    sessions: RefCell<SmallMap<String, JsValue>>,
     /// Listener of each session, by call id.
-    listeners: RefCell<BTreeMap<String, JsValue>>,
+    listeners: RefCell<SmallMap<String, JsValue>>,
     /// Sessions closed during the current drive: their listener and object stay reachable
     /// until the engine's outputs are drained, because CallLib fires `onHungup` right AFTER
     /// `onSessionClose` when a call ends before connecting (spec C.13.2).
-    closing: RefCell<BTreeMap<String, JsValue>>,
+    closing: RefCell<SmallMap<String, JsValue>>,
     /// CallLib constraints given to call()/accept(), by call id.
-    pub constraints: RefCell<BTreeMap<String, JsValue>>,
+    pub constraints: RefCell<SmallMap<String, JsValue>>,
     pub media: RefCell<MediaShell>,
-    pending: RefCell<BTreeMap<CommandId, PendingCommand>>,
+    pending: RefCell<SmallMap<CommandId, PendingCommand>>,
     next_command: Cell<CommandId>,
     /// Requests sent and not yet answered, failed if the connection drops.
-    pub in_flight: RefCell<BTreeSet<u32>>,
+    pub in_flight: RefCell<Vec<u32>>,
     driving: Cell<bool>,
     timer: RefCell<Option<(i32, i64)>>,
     timer_callback: RefCell<Option<Closure<dyn FnMut()>>>,
@@ -76,10 +78,20 @@ pub fn rt() -> Rc<Runtime> {
 
 impl Runtime {
     /// Starts the engine for a freshly authenticated user.
-    pub fn start_engine(&self, user_id: &str, device_id: &str) {
+    pub fn start_engine(self: &Rc<Self>, user_id: &str, device_id: &str) {
         let lang = self.call_options.borrow().as_ref().map_or_else(|| "zh".to_string(), |o| o.lang.clone());
         *self.engine.borrow_mut() =
             Some(Engine::new(EngineConfig { self_id: user_id.to_string(), device_id: device_id.to_string(), lang }));
+        let profile = self.profile.borrow().clone();
+        drop(self.command(Command::RegisterUserInfo(profile)));
+    }
+
+    /// Sets the profile sent as `content.user` with every call message.
+    pub fn set_profile(self: &Rc<Self>, profile: rtc_core::proto::UserProfile) {
+        *self.profile.borrow_mut() = profile.clone();
+        if self.engine.borrow().is_some() {
+            drop(self.command(Command::RegisterUserInfo(profile)));
+        }
     }
 
     pub fn current_user(&self) -> Option<String> {
@@ -91,7 +103,7 @@ impl Runtime {
     }
 
     /// Feeds an app command; the returned receiver yields `(code, call_id)`.
-    pub fn command(self: &Rc<Self>, cmd: rtc_core::engine::Command) -> oneshot::Receiver<(i32, Option<String>)> {
+    pub fn command(self: &Rc<Self>, cmd: Command) -> oneshot::Receiver<(i32, Option<String>)> {
         let (tx, rx) = oneshot::channel();
         if self.engine.borrow().is_none() {
             // Not connected: nothing can be sent.
@@ -160,7 +172,7 @@ impl Runtime {
         let conn = self.conn.borrow().clone();
         let sent = conn.is_some_and(|c| c.send_message(signal.to_send_message()));
         if sent {
-            self.in_flight.borrow_mut().insert(signal.request_id);
+            self.in_flight.borrow_mut().push(signal.request_id);
         } else {
             // IM not connected: RC_NET_CHANNEL_INVALID.
             let server_time = js::now();
@@ -170,7 +182,7 @@ impl Runtime {
 
     /// The connection dropped: every unanswered request fails.
     pub fn fail_in_flight(self: &Rc<Self>, im_code: i32) {
-        let ids: Vec<u32> = std::mem::take(&mut *self.in_flight.borrow_mut()).into_iter().collect();
+        let ids: Vec<u32> = std::mem::take(&mut *self.in_flight.borrow_mut());
         for request_id in ids {
             self.feed_later(Input::SendResult { request_id, server_time: js::now(), result: Err(im_code) });
         }
@@ -182,8 +194,7 @@ impl Runtime {
     pub fn session_object(&self, call_id: &str) -> JsValue {
         self.sessions
             .borrow_mut()
-            .entry(call_id.to_string())
-            .or_insert_with(|| RCCallSession::new(call_id.to_string()).into())
+            .get_or_insert_with(call_id.to_string(), || RCCallSession::new(call_id.to_string()).into())
             .clone()
     }
 

@@ -1,6 +1,6 @@
 //! The data of one call (spec C.1) and the small queries the flows need.
 
-use std::collections::BTreeMap;
+use crate::small_map::SmallMap;
 
 use super::event::{EndSummary, SessionView, UserView};
 use super::io::{CommandId, Millis};
@@ -44,7 +44,7 @@ pub(crate) struct Call {
     pub inviter_id: String,
     /// `None` until the invite went out (outgoing) — `getState()` then reports END.
     pub state: Option<SessionState>,
-    pub users: BTreeMap<String, Member>,
+    pub users: SmallMap<String, Member>,
     pub begin: Millis,
     pub end: Millis,
     pub end_reason: Option<i32>,

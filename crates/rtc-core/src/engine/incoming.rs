@@ -1,6 +1,6 @@
 //! Flows started by received call messages (spec B.4).
 
-use std::collections::BTreeMap;
+use crate::small_map::SmallMap;
 
 use super::call::{Call, Pending};
 use super::{member, CallEvent, Engine, Peer, Received, SendPurpose, Sender};
@@ -56,12 +56,12 @@ impl Engine {
         }
         let busy = self.has_live_call();
         let deadline = self.ring_deadline(msg.sent_time);
-        let mut users = BTreeMap::new();
+        let mut users = SmallMap::new();
         users.insert(sender.user_id.clone(), member(UserState::Waiting, sender.profile.clone()));
         for u in &invite.invite_user_ids {
             let mut m = member(UserState::Waiting, UserProfile::default());
             m.ring_deadline = Some(deadline);
-            users.entry(u.clone()).or_insert(m);
+            users.get_or_insert_with(u.clone(), || m);
         }
         if let Some(m) = users.get_mut(&me) {
             m.profile = self.profile.clone();

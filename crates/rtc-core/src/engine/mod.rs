@@ -18,7 +18,9 @@ mod io;
 mod media;
 mod outgoing;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
+
+use crate::small_map::SmallMap;
 
 pub use event::{CallEvent, EndSummary, Sender, SessionView, TrackInfo, UserView};
 pub use io::{CallRequest, Command, CommandId, Input, Millis, OutgoingSignal, Output, Received};
@@ -57,10 +59,10 @@ pub struct Engine {
     cfg: EngineConfig,
     profile: UserProfile,
     /// Live and recently ended calls by call id.
-    calls: BTreeMap<String, Call>,
+    calls: SmallMap<String, Call>,
     ended: VecDeque<String>,
     out: VecDeque<Output>,
-    sends: BTreeMap<u32, SendPurpose>,
+    sends: SmallMap<u32, SendPurpose>,
     next_request: u32,
     /// Server clock minus local clock, from the latest server frame.
     server_offset: Millis,
@@ -72,10 +74,10 @@ impl Engine {
         Self {
             cfg,
             profile: UserProfile::default(),
-            calls: BTreeMap::new(),
+            calls: SmallMap::new(),
             ended: VecDeque::new(),
             out: VecDeque::new(),
-            sends: BTreeMap::new(),
+            sends: SmallMap::new(),
             next_request: 1,
             server_offset: 0,
             now: 0,

@@ -1,6 +1,6 @@
 //! Flows started by this device: call, accept, hang up, and the media layer's reports.
 
-use std::collections::BTreeMap;
+use crate::small_map::SmallMap;
 
 use super::call::{Call, Pending};
 use super::{
@@ -36,7 +36,7 @@ impl Engine {
             return self.done(id, error_code::STATE_MACHINE_EXIT, None);
         }
         let invitees = if group { dedup(&req.user_ids) } else { vec![req.target_id.clone()] };
-        let mut users = BTreeMap::new();
+        let mut users = SmallMap::new();
         users.insert(me.clone(), member(UserState::Waiting, self.profile.clone()));
         for u in invitees {
             users.insert(u, member(UserState::Waiting, UserProfile::default()));
@@ -372,8 +372,13 @@ fn capture_error_code(media_type: MediaType) -> i32 {
 }
 
 fn dedup(ids: &[String]) -> Vec<String> {
-    let mut seen = std::collections::BTreeSet::new();
-    ids.iter().filter(|u| seen.insert(u.as_str())).cloned().collect()
+    let mut out: Vec<String> = Vec::with_capacity(ids.len());
+    for id in ids {
+        if !out.contains(id) {
+            out.push(id.clone());
+        }
+    }
+    out
 }
 
 /// Minimal JSON string literal (ids are arbitrary strings).
