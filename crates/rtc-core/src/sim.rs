@@ -60,6 +60,30 @@ struct Device {
     local_kinds: BTreeMap<String, Vec<TrackKind>>,
 }
 
+/// One listener event as a short line (see [`Sim::timeline`]).
+pub fn describe(e: &CallEvent) -> String {
+    match e {
+        CallEvent::Session { .. } => "Session".to_string(),
+        CallEvent::Ringing { sender, .. } => format!("Ringing({})", sender.user_id),
+        CallEvent::Accept { sender, .. } => format!("Accept({})", sender.user_id),
+        CallEvent::Hungup { sender, reason, .. } => format!("Hungup({},{reason})", sender.user_id),
+        CallEvent::TrackReady { track, with_session, .. } => format!(
+            "Track({}/{:?}{})",
+            track.user_id,
+            track.kind,
+            if *with_session { "" } else { ",nosession" }
+        ),
+        CallEvent::SessionClosed { summary, .. } => format!("Close({})", summary.end_reason),
+        CallEvent::MemberModify { sender, invited, .. } => {
+            let ids: Vec<&str> = invited.iter().map(|s| s.user_id.as_str()).collect();
+            format!("MemberModify({},[{}])", sender.user_id, ids.join(","))
+        }
+        CallEvent::MediaModify { sender, media_type, .. } => format!("MediaModify({},{})", sender.user_id, *media_type as i32),
+        CallEvent::OfflineRecord(r) => format!("OfflineRecord({},{})", r.inviter_id, r.end_reason),
+        CallEvent::Merged { .. } => "Merged".to_string(),
+    }
+}
+
 /// See the module docs.
 pub struct Sim {
     now: Millis,
@@ -194,6 +218,13 @@ impl Sim {
     /// Listener events seen by `dev`, in order.
     pub fn events(&self, dev: DeviceId) -> Vec<&CallEvent> {
         self.devices[dev].log.iter().filter_map(|(_, l)| if let Logged::Event(e) = l { Some(e) } else { None }).collect()
+    }
+
+    /// A short line per listener event seen by `dev`, in order — `"Session"`,
+    /// `"Ringing(bob)"`, `"Track(bob/Video)"`, `"Hungup(bob,13)"`, `"Close(3)"`… — so a flow reads
+    /// as one assertion.
+    pub fn timeline(&self, dev: DeviceId) -> Vec<String> {
+        self.events(dev).into_iter().map(describe).collect()
     }
 
     /// Everything `dev` produced, with times.
@@ -351,6 +382,16 @@ impl Sim {
             }
             MediaAction::Release { call_id } => {
                 self.devices[dev].local_kinds.remove(&call_id);
+            }
+            MediaAction::Rename { from, into } => {
+                if let Some(kinds) = self.devices[dev].local_kinds.remove(&from) {
+                    self.devices[dev].local_kinds.insert(into, kinds);
+                }
+            }
+            MediaAction::DropVideo { call_id } => {
+                if let Some(kinds) = self.devices[dev].local_kinds.get_mut(&call_id) {
+                    kinds.retain(|k| *k != TrackKind::Video);
+                }
             }
             MediaAction::Connect { call_id, peer, offerer: true } => {
                 let signal = media_signal::Kind::Offer(format!("offer from {}", me.user_id));

@@ -5,24 +5,8 @@ use rtc_core::proto::{call_content::Body, conversation_type, CallContent, Hangup
 use rtc_core::sim::{Logged, Sim};
 use rtc_core::types::{end_reason, error_code, MediaType, SessionState, UserState};
 
-/// A short name for each event, in order: "Ringing(bob)", "Close(13)", "Track(bob/video)"…
 fn names(sim: &Sim, dev: usize) -> Vec<String> {
-    sim.events(dev)
-        .into_iter()
-        .map(|e| match e {
-            CallEvent::Session { .. } => "Session".to_string(),
-            CallEvent::Ringing { sender, .. } => format!("Ringing({})", sender.user_id),
-            CallEvent::Accept { sender, .. } => format!("Accept({})", sender.user_id),
-            CallEvent::Hungup { sender, reason, .. } => format!("Hungup({},{reason})", sender.user_id),
-            CallEvent::TrackReady { track, with_session, .. } => format!(
-                "Track({}/{:?}{})",
-                track.user_id,
-                track.kind,
-                if *with_session { "" } else { ",nosession" }
-            ),
-            CallEvent::SessionClosed { summary, .. } => format!("Close({})", summary.end_reason),
-        })
-        .collect()
+    sim.timeline(dev)
 }
 
 fn summary(sim: &Sim, dev: usize) -> rtc_core::engine::EndSummary {

@@ -31,6 +31,8 @@ pub(crate) enum Pending {
     AcceptCapture(CommandId),
     /// `accept()`: Accept sent, waiting for the server.
     AcceptSend(CommandId),
+    /// A crossing call was merged into this one: our Accept is on its way.
+    MergeAccept,
 }
 
 #[derive(Debug, Clone)]
@@ -60,6 +62,8 @@ pub(crate) struct Call {
     pub extra: String,
     pub push_title: Option<String>,
     pub push_content: Option<String>,
+    /// The app already got `onTrackReady` for our local tracks (merged calls reuse them).
+    pub local_announced: bool,
 }
 
 impl Call {

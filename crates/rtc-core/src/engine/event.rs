@@ -50,6 +50,30 @@ pub enum CallEvent {
     TrackReady { call_id: String, track: TrackInfo, with_session: bool },
     /// `onSessionClose(session, summary)`: exactly once per session handed to the app.
     SessionClosed { call_id: String, summary: EndSummary },
+    /// `onMemberModify(sender, invitedUsers)`: someone invited more members.
+    MemberModify { call_id: String, sender: Sender, invited: Vec<Sender> },
+    /// `onMediaModify(sender, mediaType)`: the call was downgraded.
+    MediaModify { call_id: String, sender: Sender, media_type: MediaType },
+    /// `onOfflineRecord(record)`: a call that happened while this client was offline.
+    OfflineRecord(OfflineRecord),
+    /// Our outgoing call `from` crossed the peer's call `into` and was merged into it: the app's
+    /// session object for `from` now stands for `into` (rcall extension; see the engine docs).
+    Merged { from: String, into: String },
+}
+
+/// `IOfflineRecord` (spec C.12). Timestamps are server times.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfflineRecord {
+    pub channel_id: String,
+    pub conversation_type: i32,
+    pub target_id: String,
+    pub call_id: String,
+    pub inviter_id: String,
+    pub media_type: MediaType,
+    pub end_reason: i32,
+    pub begin_timestamp: Millis,
+    pub end_timestamp: Millis,
+    pub duration: Millis,
 }
 
 /// One entry of `getRemoteUsers()` (`IUserData`).

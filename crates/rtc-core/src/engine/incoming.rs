@@ -37,9 +37,10 @@ impl Engine {
                     self.apply_remote_media(&call_id, peer, kind);
                 }
             }
-            // Group membership changes and media downgrade are not handled yet: ignored, like
-            // any message this engine does not understand.
-            Body::ModifyMem(_) | Body::ModifyMedia(_) => {}
+            Body::ModifyMem(_) if from_self => {}
+            Body::ModifyMem(modify) => self.members_modified(&msg, modify, sender),
+            Body::ModifyMedia(_) if from_self => {}
+            Body::ModifyMedia(m) => self.media_modified(&call_id, sender, m.media_type),
         }
     }
 
@@ -53,6 +54,15 @@ impl Engine {
         let call_id = msg.content.call_id.clone();
         if call_id.is_empty() || self.calls.contains_key(&call_id) || !invite.invite_user_ids.contains(&me) {
             return;
+        }
+        if msg.conversation_type == proto::conversation_type::PRIVATE {
+            if let Some(mine) = self.crossing_call(&sender.user_id) {
+                if mine < call_id {
+                    // Our call wins: the peer merges into it on their side.
+                    return;
+                }
+                return self.merge_into(msg, invite, sender, mine);
+            }
         }
         let busy = self.has_live_call();
         let deadline = self.ring_deadline(msg.sent_time);
@@ -90,12 +100,21 @@ impl Engine {
                 extra: invite.extra.clone(),
                 push_title: None,
                 push_content: None,
+                local_announced: false,
             },
         );
+        self.ring_and_announce(&call_id, invite.extra, busy);
+    }
+
+    /// A new incoming call is tracked: ring back, hand the session to the app, and if another
+    /// call is in progress end this one at once as busy (spec C.6).
+    pub(super) fn ring_and_announce(&mut self, call_id: &str, extra: String, busy: bool) {
+        let me = self.cfg.self_id.clone();
+        let call_id = call_id.to_string();
         // Ring back to everyone else in the call.
         let recipients = self.calls[&call_id].remote_ids(&me);
         self.send(&call_id, Body::Ringing(proto::Ringing {}), recipients.clone(), None, SendPurpose::Other);
-        self.emit(CallEvent::Session { call_id: call_id.clone(), extra: invite.extra });
+        self.emit(CallEvent::Session { call_id: call_id.clone(), extra });
         if busy {
             // Spec C.6: the app saw the session; it ends at once with BUSY_LINE and the caller
             // hears REMOTE_BUSY_LINE. The call already in progress is untouched.
@@ -103,6 +122,77 @@ impl Engine {
             let summary = self.end_call(&call_id, end_reason::BUSY_LINE, false);
             self.close_event(&call_id, summary);
         }
+    }
+
+    /// Our own 1:1 call to `peer` that nobody answered yet, if any: a call from `peer` now
+    /// means both dialled each other.
+    fn crossing_call(&self, peer: &str) -> Option<String> {
+        let me = &self.cfg.self_id;
+        self.calls
+            .values()
+            .find(|c| {
+                // Our invite is out (or on its way: its SendResult may follow the peer's invite).
+                let invited = (c.state == Some(SessionState::Waiting) && c.pending == Pending::None)
+                    || matches!(c.pending, Pending::CallSend(_));
+                c.is_live()
+                    && invited
+                    && !c.is_group()
+                    && c.caller_id == *me
+                    && c.target_id == peer
+                    && c.users.values().all(|m| m.state != UserState::Keeping)
+            })
+            .map(|c| c.id.clone())
+    }
+
+    /// Crossing calls (rcall extension): our call `mine` lost to the peer's `msg` call (larger
+    /// id). Cancel ours, take theirs over with the media we already captured, accept it at once.
+    fn merge_into(&mut self, msg: &Received, invite: proto::Invite, sender: Sender, mine: String) {
+        let me = self.cfg.self_id.clone();
+        let Some(old) = self.calls.get(&mine) else { return };
+        let recipients = old.remote_ids(&me);
+        // A call() still waiting for the server settles with the merged call.
+        let pending_call = if let Pending::CallSend(cmd) = old.pending { Some(cmd) } else { None };
+        // Cancel our call on the peer's devices (the one that dialled us ignores it).
+        self.send(&mine, Body::Hangup(proto::Hangup { reason: end_reason::CANCEL }), recipients, None, SendPurpose::Other);
+        self.calls.remove(&mine);
+        let call_id = msg.content.call_id.clone();
+        let mut users = SmallMap::new();
+        users.insert(sender.user_id.clone(), member(UserState::Waiting, sender.profile.clone()));
+        users.insert(me.clone(), member(UserState::Waiting, self.profile.clone()));
+        let media_type = MediaType::from_i32(invite.media_type).unwrap_or(MediaType::Audio);
+        self.calls.insert(
+            call_id.clone(),
+            Call {
+                id: call_id.clone(),
+                conversation_type: msg.conversation_type,
+                target_id: msg.target_id.clone(),
+                channel_id: msg.channel_id.clone(),
+                media_type,
+                caller_id: sender.user_id.clone(),
+                inviter_id: sender.user_id.clone(),
+                state: Some(SessionState::Waiting),
+                users,
+                begin: 0,
+                end: 0,
+                end_reason: None,
+                announced: true,
+                joined: false,
+                has_local_media: true,
+                peers: Vec::new(),
+                pending: Pending::MergeAccept,
+                extra: invite.extra,
+                push_title: None,
+                push_content: None,
+                local_announced: true,
+            },
+        );
+        self.media(super::MediaAction::Rename { from: mine.clone(), into: call_id.clone() });
+        self.emit(CallEvent::Merged { from: mine, into: call_id.clone() });
+        if let Some(cmd) = pending_call {
+            self.done(cmd, crate::types::error_code::SUCCESS, Some(call_id.clone()));
+        }
+        let body = Body::Accept(proto::Accept { media_type: media_type as i32 });
+        self.send(&call_id, body, vec![sender.user_id], None, SendPurpose::Accept { call_id: call_id.clone() });
     }
 
     /// RC:VCAccept from another participant (spec B.4, C.13.1 step 5).

@@ -25,6 +25,9 @@ pub enum Input {
     Media(MediaEvent),
     /// The deadline given by [`Output::Wait`] has passed (extra calls are harmless).
     Timeout,
+    /// The server finished delivering what was stored while we were offline: the offline
+    /// batch is turned into live calls and offline records (spec B.7, C.12).
+    SyncDone,
 }
 
 /// App commands (the CallLib API, already validated for shape by the SDK).
@@ -38,6 +41,19 @@ pub enum Command {
     Hangup { call_id: String },
     /// `registerUserInfo()`: the profile embedded as `content.user` in every message we send.
     RegisterUserInfo(UserProfile),
+    /// `session.invite(userIds, options)`: add members to a group call (spec C.9).
+    Invite { call_id: String, user_ids: Vec<String>, extra: String, push_title: Option<String>, push_content: Option<String> },
+    /// `session.descendAbility()`: downgrade the call to audio only.
+    DescendAbility { call_id: String },
+    /// `setPushConfig(callPushConfig, hungupPushConfig)`.
+    SetPushConfig { call: PushTexts, hangup: PushTexts },
+}
+
+/// Push title and content an app chose; `None` keeps the default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PushTexts {
+    pub title: Option<String>,
+    pub content: Option<String>,
 }
 
 /// Parameters of an outgoing call.

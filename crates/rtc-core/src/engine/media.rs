@@ -54,6 +54,10 @@ pub enum MediaAction {
     Disconnect { call_id: String, peer: Peer },
     /// Close every connection of the call (leave the "room").
     Leave { call_id: String },
+    /// The call became audio-only: stop and release the local camera, stop showing remote video.
+    DropVideo { call_id: String },
+    /// The call `from` is now known as `into` (crossing calls merged): re-key local media.
+    Rename { from: String, into: String },
 }
 
 /// What the media layer reports.

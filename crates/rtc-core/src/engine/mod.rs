@@ -10,20 +10,30 @@
 //! - `call()` while another call exists fails with 53200 *before* capturing the camera,
 //!   not after (CallLib captured, announced the local tracks, then destroyed them).
 //! - Ring timers are cleared on END and removed users never fire again (legacy leaked them).
+//! - Crossing calls merge: when A calls B while B calls A and both invites cross, both sides
+//!   keep the call with the smaller call id; the side whose own call lost cancels it and accepts
+//!   the other at once ([`CallEvent::Merged`] re-points its session). Two users who dial each
+//!   other get one connected call instead of two busy rejections.
+//! - Offers never cross: a participant already in the call offers to each participant whose
+//!   Accept it receives. The server delivers in order, so of two members accepting at once the
+//!   one accepted first by the server is "in" when the other's Accept arrives, and the other is
+//!   not yet "in" when the first's arrives: exactly one of them offers.
 
 mod call;
 mod event;
 mod incoming;
 mod io;
 mod media;
+mod modify;
+mod offline;
 mod outgoing;
 
 use std::collections::VecDeque;
 
 use crate::small_map::SmallMap;
 
-pub use event::{CallEvent, EndSummary, Sender, SessionView, TrackInfo, UserView};
-pub use io::{CallRequest, Command, CommandId, Input, Millis, OutgoingSignal, Output, Received};
+pub use event::{CallEvent, EndSummary, OfflineRecord, Sender, SessionView, TrackInfo, UserView};
+pub use io::{CallRequest, Command, CommandId, Input, Millis, OutgoingSignal, Output, PushTexts, Received};
 pub use media::{track_id, CaptureError, MediaAction, MediaEvent, Peer, TrackKind, TRACK_TAG};
 
 use crate::proto::{call_content::Body, CallContent, PushConfig, UserProfile};
@@ -51,6 +61,8 @@ enum SendPurpose {
     Invite { call_id: String },
     Accept { call_id: String },
     Hangup { command: Option<CommandId> },
+    Modify { command: CommandId, call_id: String, new_users: Vec<String> },
+    Descend { command: CommandId, call_id: String },
     Other,
 }
 
@@ -67,6 +79,11 @@ pub struct Engine {
     /// Server clock minus local clock, from the latest server frame.
     server_offset: Millis,
     now: Millis,
+    /// `setPushConfig()` texts for invites and hangups.
+    call_push: PushTexts,
+    hangup_push: PushTexts,
+    /// Messages stored while we were offline, held until [`Input::SyncDone`].
+    offline: Vec<Received>,
 }
 
 impl Engine {
@@ -81,6 +98,9 @@ impl Engine {
             next_request: 1,
             server_offset: 0,
             now: 0,
+            call_push: PushTexts::default(),
+            hangup_push: PushTexts::default(),
+            offline: Vec::new(),
         }
     }
 
@@ -104,8 +124,13 @@ impl Engine {
             Input::Command(id, cmd) => self.on_command(id, cmd),
             Input::Signal(msg) => {
                 self.server_offset = msg.server_time - now;
-                self.on_signal(msg);
+                if msg.offline {
+                    self.offline.push(msg);
+                } else {
+                    self.on_signal(msg);
+                }
             }
+            Input::SyncDone => self.on_sync_done(),
             Input::SendResult { request_id, server_time, result } => {
                 self.server_offset = server_time - now;
                 self.on_send_result(request_id, result);
@@ -233,6 +258,8 @@ impl Engine {
                 let code = result.map_or_else(send_error_code, |_| error_code::SUCCESS);
                 self.done(cmd, code, None);
             }
+            SendPurpose::Modify { command, call_id, new_users } => self.modify_sent(command, &call_id, new_users, result),
+            SendPurpose::Descend { command, call_id } => self.descend_sent(command, &call_id, result),
             SendPurpose::Hangup { command: None } | SendPurpose::Other => {}
         }
     }

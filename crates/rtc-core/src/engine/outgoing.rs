@@ -21,6 +21,15 @@ impl Engine {
                 self.profile = profile;
                 self.done(id, error_code::SUCCESS, None);
             }
+            Command::Invite { call_id, user_ids, extra, push_title, push_content } => {
+                self.invite_members(id, &call_id, user_ids, extra, super::PushTexts { title: push_title, content: push_content })
+            }
+            Command::DescendAbility { call_id } => self.descend(id, &call_id),
+            Command::SetPushConfig { call, hangup } => {
+                self.call_push = call;
+                self.hangup_push = hangup;
+                self.done(id, error_code::SUCCESS, None);
+            }
         }
     }
 
@@ -65,6 +74,7 @@ impl Engine {
                 extra: req.extra,
                 push_title: req.push_title,
                 push_content: req.push_content,
+                local_announced: false,
             },
         );
         self.media(MediaAction::Capture { call_id, video: req.media_type.has_video() });
@@ -84,10 +94,12 @@ impl Engine {
             }
         };
         call.pending = Pending::CallSend(command);
+        call.local_announced = true;
         let invitees = call.remote_ids(&me);
         let media_type = call.media_type;
         let extra = call.extra.clone();
-        let push = self.invite_push(call_id, &invitees);
+        let texts = super::PushTexts { title: call.push_title.clone(), content: call.push_content.clone() };
+        let push = self.invite_push(call_id, &invitees, &texts);
         // CallLib announces the caller's own tracks inside call(), without a session (D.3).
         for kind in kinds {
             self.local_track_ready(call_id, kind, false);
@@ -192,14 +204,29 @@ impl Engine {
         let me = self.cfg.self_id.clone();
         let now = self.now;
         let Some(call) = self.calls.get_mut(call_id) else { return };
-        let Pending::AcceptSend(command) = call.pending else { return };
+        let command = match call.pending {
+            Pending::AcceptSend(c) => Some(c),
+            Pending::MergeAccept => None,
+            _ => return,
+        };
         call.pending = Pending::None;
+        let done = |engine: &mut Engine, code: i32| {
+            if let Some(c) = command {
+                engine.done(c, code, None);
+            }
+        };
         if !call.is_live() {
-            return self.done(command, error_code::SEND_MSG_ERROR, None);
+            return done(self, error_code::SEND_MSG_ERROR);
         }
         match result {
             Ok(_) => {
                 if let Some(m) = call.users.get_mut(&me) {
+                    m.state = UserState::Keeping;
+                    m.ring_deadline = None;
+                }
+                // The caller is in the call for as long as it lasts; it never sends an Accept.
+                let caller = call.caller_id.clone();
+                if let Some(m) = call.users.get_mut(&caller) {
                     m.state = UserState::Keeping;
                     m.ring_deadline = None;
                 }
@@ -208,9 +235,13 @@ impl Engine {
                     call.begin = now;
                 }
                 call.joined = true;
-                let kinds: &[TrackKind] =
-                    if call.media_type.has_video() { &[TrackKind::Audio, TrackKind::Video] } else { &[TrackKind::Audio] };
-                self.done(command, error_code::SUCCESS, None);
+                let kinds: &[TrackKind] = match (call.local_announced, call.media_type.has_video()) {
+                    (true, _) => &[],
+                    (false, true) => &[TrackKind::Audio, TrackKind::Video],
+                    (false, false) => &[TrackKind::Audio],
+                };
+                call.local_announced = true;
+                done(self, error_code::SUCCESS);
                 // Media is "published" once we are in: announce our tracks with the session (D.3).
                 for &kind in kinds {
                     self.local_track_ready(call_id, kind, true);
@@ -220,7 +251,7 @@ impl Engine {
                 let reason =
                     if im_code == 405 { end_reason::ADDED_TO_BLACKLIST } else { end_reason::NETWORK_ERROR };
                 let summary = self.end_call(call_id, reason, true);
-                self.done(command, send_error_code(im_code), None);
+                done(self, send_error_code(im_code));
                 self.close_event(call_id, summary);
             }
         }
@@ -256,7 +287,8 @@ impl Engine {
             _ => None,
         };
         let recipients = call.remote_ids(&me);
-        self.send(call_id, Body::Hangup(proto::Hangup { reason }), recipients, None, SendPurpose::Hangup { command });
+        let push = self.hangup_push(call_id, reason);
+        self.send(call_id, Body::Hangup(proto::Hangup { reason }), recipients, push, SendPurpose::Hangup { command });
         let summary = self.end_call(call_id, reason, true);
         if let Some(c) = pending_accept {
             self.done(c, error_code::SEND_MSG_ERROR, None);
@@ -307,7 +339,7 @@ impl Engine {
         }
     }
 
-    fn local_track_ready(&mut self, call_id: &str, kind: TrackKind, with_session: bool) {
+    pub(super) fn local_track_ready(&mut self, call_id: &str, kind: TrackKind, with_session: bool) {
         let me = self.cfg.self_id.clone();
         let track = TrackInfo { track_id: super::track_id(&me, kind), user_id: me, kind, local: true };
         self.emit(CallEvent::TrackReady { call_id: call_id.to_string(), track, with_session });
@@ -338,8 +370,23 @@ impl Engine {
         self.media(MediaAction::Apply { call_id: call_id.to_string(), peer, signal });
     }
 
-    /// Push data of invite-type messages (spec B.5).
-    fn invite_push(&self, call_id: &str, invitees: &[String]) -> PushConfig {
+    /// Push data of a hangup: only when the app set `hungupPushConfig` (spec B.5, 5.1.2).
+    fn hangup_push(&self, call_id: &str, reason: i32) -> Option<PushConfig> {
+        let texts = &self.hangup_push;
+        if texts.title.is_none() && texts.content.is_none() {
+            return None;
+        }
+        let data = format!("{{\"callId\":{},\"reason\":{reason}}}", json_string(call_id));
+        Some(PushConfig {
+            push_title: texts.title.clone().unwrap_or_default(),
+            push_content: texts.content.clone().unwrap_or_else(|| data.clone()),
+            push_data: data,
+        })
+    }
+
+    /// Push data of invite-type messages (spec B.5). Decision for spec G.2: per-call
+    /// `pushTitle`/`pushContent` win over `setPushConfig`, which wins over the defaults.
+    pub(super) fn invite_push(&self, call_id: &str, invitees: &[String], per_call: &super::PushTexts) -> PushConfig {
         let call = &self.calls[call_id];
         let video = call.media_type.has_video();
         let default_title = match (self.cfg.lang.as_str(), video) {
@@ -355,23 +402,25 @@ impl Engine {
             ids.join(","),
             json_string(call_id)
         );
+        let title = per_call.title.clone().or_else(|| self.call_push.title.clone());
+        let content = per_call.content.clone().or_else(|| self.call_push.content.clone());
         PushConfig {
-            push_title: call.push_title.clone().unwrap_or_else(|| default_title.to_string()),
-            push_content: call.push_content.clone().unwrap_or_else(|| data.clone()),
+            push_title: title.unwrap_or_else(|| default_title.to_string()),
+            push_content: content.unwrap_or_else(|| data.clone()),
             push_data: data,
         }
     }
 }
 
 /// `RCCallErrorCode` for a failed capture of a call of this media type.
-fn capture_error_code(media_type: MediaType) -> i32 {
+pub(super) fn capture_error_code(media_type: MediaType) -> i32 {
     match media_type {
         MediaType::Audio => error_code::GET_LOCAL_AUDIO_TRACK_ERROR,
         MediaType::AudioVideo => error_code::GET_LOCAL_AUDIO_AND_VIDEO_TRACK_ERROR,
     }
 }
 
-fn dedup(ids: &[String]) -> Vec<String> {
+pub(super) fn dedup(ids: &[String]) -> Vec<String> {
     let mut out: Vec<String> = Vec::with_capacity(ids.len());
     for id in ids {
         if !out.contains(id) {
