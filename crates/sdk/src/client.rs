@@ -1,6 +1,6 @@
 //! `RCCallClient`: what `installPlugin(RCCall.installer, options)` returns.
 
-use rtc_core::engine::{CallRequest, Command};
+use rtc_core::engine::{CallRequest, Command, PushTexts};
 use rtc_core::proto::{conversation_type, UserProfile};
 use rtc_core::types::MediaType;
 use wasm_bindgen::prelude::*;
@@ -29,6 +29,14 @@ impl RCCallClient {
     #[wasm_bindgen(js_name = callInGroup)]
     pub fn call_in_group(&self, params: JsValue) -> js_sys::Promise {
         start(params, true)
+    }
+
+    /// Push texts for invites and hangups (`{pushTitle, pushContent}` each); per-call
+    /// `pushTitle`/`pushContent` still win.
+    #[wasm_bindgen(js_name = setPushConfig)]
+    pub fn set_push_config(&self, call_push: JsValue, hangup_push: JsValue) {
+        let texts = |v: &JsValue| PushTexts { title: js::get_string(v, "pushTitle"), content: js::get_string(v, "pushContent") };
+        rt().set_push(texts(&call_push), texts(&hangup_push));
     }
 
     /// Sets the profile sent with every call message (`content.user`).

@@ -171,7 +171,8 @@ fn on_frame(frame: ServerFrame) {
         Some(server_frame::Body::Error(e)) => {
             js::error(&format!("[rcall] server error {}: {}", e.code, e.message), &JsValue::UNDEFINED);
         }
-        Some(server_frame::Body::Pong(_)) | Some(server_frame::Body::SyncDone(_)) | None => {}
+        Some(server_frame::Body::SyncDone(_)) => rt.feed(Input::SyncDone),
+        Some(server_frame::Body::Pong(_)) | None => {}
     }
 }
 

@@ -156,6 +156,7 @@ pub fn install_call(options: JsValue) -> Result<RCCallClient, JsValue> {
     *rt().call_options.borrow_mut() = Some(Rc::new(CallOptions {
         on_session,
         on_session_close,
+        on_offline_record: js::get_function(&options, "onOfflineRecord"),
         lang,
     }));
     Ok(RCCallClient::new())

@@ -52,6 +52,17 @@ impl MediaShell {
                     l.close();
                 }
             }
+            MediaAction::DropVideo { call_id } => drop_video(rt, &call_id),
+            MediaAction::Rename { from, into } => {
+                let mut m = rt.media.borrow_mut();
+                if let Some(local) = m.local.remove(&from) {
+                    m.local.insert(into.clone(), local);
+                }
+                let tracks: Vec<((String, String), JsValue)> = std::mem::take(&mut m.tracks).into_iter().collect();
+                for ((c, t), v) in tracks {
+                    m.tracks.insert((if c == from { into.clone() } else { c }, t), v);
+                }
+            }
             MediaAction::Leave { call_id } => {
                 let links: Vec<PeerLink> = {
                     let mut m = rt.media.borrow_mut();
@@ -81,6 +92,26 @@ impl MediaShell {
         let id = track.track_id();
         self.tracks.insert((call_id.to_string(), id.clone()), track.into());
         id
+    }
+}
+
+/// The call went audio-only: stop the camera, stop sending video to every peer.
+fn drop_video(rt: &Rc<Runtime>, call_id: &str) {
+    let (video, links) = {
+        let m = rt.media.borrow();
+        let video = m.local.get(call_id).and_then(|l| l.video());
+        let links: Vec<PeerLink> = m.peers.iter().filter(|((c, _), _)| c == call_id).map(|(_, l)| l.clone()).collect();
+        (video, links)
+    };
+    if let Some(track) = video {
+        track.stop();
+    }
+    for link in links {
+        wasm_bindgen_futures::spawn_local(async move {
+            if let Err(e) = link.replace_track(Kind::Video, None).await {
+                js::warn(&format!("[rcall] could not stop sending video: {e}"));
+            }
+        });
     }
 }
 

@@ -12,7 +12,7 @@ use std::rc::Rc;
 
 use futures::channel::oneshot;
 use js_sys::Function;
-use rtc_core::engine::{CallEvent, Command, CommandId, EndSummary, Input, Output, Sender, SessionView};
+use rtc_core::engine::{CallEvent, Command, CommandId, EndSummary, Input, Output, PushTexts, Sender, SessionView};
 use rtc_core::small_map::SmallMap;
 use rtc_core::{Engine, EngineConfig};
 use wasm_bindgen::prelude::*;
@@ -26,8 +26,12 @@ use crate::session::RCCallSession;
 pub struct CallOptions {
     pub on_session: Function,
     pub on_session_close: Function,
+    pub on_offline_record: Option<Function>,
     pub lang: String,
 }
+
+/// A session object and the id cell it reads.
+type SessionEntry = (JsValue, Rc<RefCell<String>>);
 
 /// A command waiting for the engine's `Done`.
 struct PendingCommand {
@@ -47,8 +51,11 @@ pub struct Runtime {
     pub peer_config: RefCell<web_rtc::PeerConfig>,
     /// `registerUserInfo()` profile; kept here so it survives (re)connects.
     profile: RefCell<rtc_core::proto::UserProfile>,
-    /// Session objects handed to the app, by call id (same object every time).
-    sessions: RefCell<SmallMap<String, JsValue>>,
+    /// `setPushConfig()` texts (call, hangup); kept like the profile.
+    push: RefCell<(PushTexts, PushTexts)>,
+    /// Session objects handed to the app, by call id (same object every time), with the id
+    /// cell they read.
+    sessions: RefCell<SmallMap<String, SessionEntry>>,
     /// Listener of each session, by call id.
     listeners: RefCell<SmallMap<String, JsValue>>,
     /// Sessions closed during the current drive: their listener and object stay reachable
@@ -84,6 +91,16 @@ impl Runtime {
             Some(Engine::new(EngineConfig { self_id: user_id.to_string(), device_id: device_id.to_string(), lang }));
         let profile = self.profile.borrow().clone();
         drop(self.command(Command::RegisterUserInfo(profile)));
+        let (call, hangup) = self.push.borrow().clone();
+        drop(self.command(Command::SetPushConfig { call, hangup }));
+    }
+
+    /// `setPushConfig(callPushConfig, hungupPushConfig)`.
+    pub fn set_push(self: &Rc<Self>, call: PushTexts, hangup: PushTexts) {
+        *self.push.borrow_mut() = (call.clone(), hangup.clone());
+        if self.engine.borrow().is_some() {
+            drop(self.command(Command::SetPushConfig { call, hangup }));
+        }
     }
 
     /// Sets the profile sent as `content.user` with every call message.
@@ -194,7 +211,11 @@ impl Runtime {
     pub fn session_object(&self, call_id: &str) -> JsValue {
         self.sessions
             .borrow_mut()
-            .get_or_insert_with(call_id.to_string(), || RCCallSession::new(call_id.to_string()).into())
+            .get_or_insert_with(call_id.to_string(), || {
+                let id = Rc::new(RefCell::new(call_id.to_string()));
+                (RCCallSession::new(id.clone()).into(), id)
+            })
+            .0
             .clone()
     }
 
@@ -239,9 +260,24 @@ impl Runtime {
                 let Some(track_obj) = self.media.borrow().track_object(&call_id, &track.track_id) else { return };
                 self.to_listener(&call_id, "onTrackReady", vec![track_obj], with_session);
             }
+            CallEvent::MemberModify { call_id, sender, invited } => {
+                let invited: js_sys::Array = invited.iter().map(sender_object).collect();
+                self.to_listener(&call_id, "onMemberModify", vec![sender_object(&sender), invited.into()], true);
+            }
+            CallEvent::MediaModify { call_id, sender, media_type } => {
+                let args = vec![sender_object(&sender), (media_type as i32).into()];
+                self.to_listener(&call_id, "onMediaModify", args, true);
+            }
+            CallEvent::OfflineRecord(r) => {
+                let options = self.call_options.borrow().clone();
+                if let Some(f) = options.and_then(|o| o.on_offline_record.clone()) {
+                    js::call_function(&f, "onOfflineRecord", &[offline_record_object(&r)]);
+                }
+            }
+            CallEvent::Merged { from, into } => self.rename_call(&from, &into),
             CallEvent::SessionClosed { call_id, summary } => {
                 // Removed from the client's list just before the callback (spec A.7).
-                let session = self.sessions.borrow_mut().remove(&call_id);
+                let session = self.sessions.borrow_mut().remove(&call_id).map(|(s, _)| s);
                 if let Some(s) = &session {
                     self.closing.borrow_mut().insert(call_id.clone(), s.clone());
                 }
@@ -253,11 +289,25 @@ impl Runtime {
         }
     }
 
+    /// Crossing calls merged: everything known under `from` now belongs to `into`.
+    fn rename_call(&self, from: &str, into: &str) {
+        if let Some((obj, id)) = self.sessions.borrow_mut().remove(from) {
+            *id.borrow_mut() = into.to_string();
+            self.sessions.borrow_mut().insert(into.to_string(), (obj, id));
+        }
+        if let Some(l) = self.listeners.borrow_mut().remove(from) {
+            self.listeners.borrow_mut().insert(into.to_string(), l);
+        }
+        if let Some(c) = self.constraints.borrow_mut().remove(from) {
+            self.constraints.borrow_mut().insert(into.to_string(), c);
+        }
+    }
+
     /// Calls `listener[method](...args, session?)` for the session's listener.
     fn to_listener(&self, call_id: &str, method: &str, mut args: Vec<JsValue>, with_session: bool) {
         let Some(listener) = self.listener(call_id) else { return };
         if with_session {
-            let open = self.sessions.borrow().get(call_id).cloned();
+            let open = self.sessions.borrow().get(call_id).map(|(s, _)| s.clone());
             let session = open.or_else(|| self.closing.borrow().get(call_id).cloned());
             if let Some(s) = session {
                 args.push(s);
@@ -329,6 +379,22 @@ pub fn sender_object(sender: &Sender) -> JsValue {
         pairs.push(("extra", e.into()));
     }
     js::obj(&pairs)
+}
+
+/// `IOfflineRecord`.
+pub fn offline_record_object(r: &rtc_core::engine::OfflineRecord) -> JsValue {
+    js::obj(&[
+        ("channelId", r.channel_id.as_str().into()),
+        ("conversationType", r.conversation_type.into()),
+        ("targetId", r.target_id.as_str().into()),
+        ("callId", r.call_id.as_str().into()),
+        ("inviterId", r.inviter_id.as_str().into()),
+        ("mediaType", (r.media_type as i32).into()),
+        ("endReason", r.end_reason.into()),
+        ("beginTimestamp", (r.begin_timestamp as f64).into()),
+        ("endTimestamp", (r.end_timestamp as f64).into()),
+        ("duration", (r.duration as f64).into()),
+    ])
 }
 
 /// `IEndSummary`.

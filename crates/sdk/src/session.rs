@@ -1,6 +1,9 @@
 //! `RCCallSession`: one call as the app sees it. Commands go to the engine; getters read the
 //! engine's view of the call.
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
 use rtc_core::engine::{Command, SessionView};
 use rtc_core::types::{MediaType, SessionState};
 use wasm_bindgen::prelude::*;
@@ -11,16 +14,21 @@ use crate::validate;
 
 #[wasm_bindgen]
 pub struct RCCallSession {
-    call_id: String,
+    /// Shared with the runtime, which re-points it when crossing calls merge.
+    id: Rc<RefCell<String>>,
 }
 
 impl RCCallSession {
-    pub(crate) fn new(call_id: String) -> Self {
-        Self { call_id }
+    pub(crate) fn new(id: Rc<RefCell<String>>) -> Self {
+        Self { id }
+    }
+
+    fn call_id(&self) -> String {
+        self.id.borrow().clone()
     }
 
     fn view(&self) -> Option<SessionView> {
-        rt().session_view(&self.call_id)
+        rt().session_view(&self.call_id())
     }
 
     /// Runs a session command and resolves `{code}`.
@@ -42,7 +50,7 @@ impl RCCallSession {
         if !problems.is_empty() {
             return Err(js::js_error(&format!("[RCCallSession registerSessionListener] {}", problems.join("\n"))));
         }
-        rt().set_listener(&self.call_id, listener);
+        rt().set_listener(&self.call_id(), listener);
         Ok(())
     }
 
@@ -50,19 +58,39 @@ impl RCCallSession {
     pub fn accept(&self, constraints: JsValue) -> Result<js_sys::Promise, JsValue> {
         validate::constraints(&constraints, "[RCCallSession accept]").map_err(|m| js::js_error(&m))?;
         if js::is_present(&constraints) {
-            rt().constraints.borrow_mut().insert(self.call_id.clone(), constraints);
+            rt().constraints.borrow_mut().insert(self.call_id(), constraints);
         }
-        Ok(self.run(Command::Accept { call_id: self.call_id.clone() }))
+        Ok(self.run(Command::Accept { call_id: self.call_id() }))
     }
 
     /// Cancels, rejects or hangs up (the reason follows the call's state, spec C.5).
     pub fn hungup(&self) -> js_sys::Promise {
-        self.run(Command::Hangup { call_id: self.call_id.clone() })
+        self.run(Command::Hangup { call_id: self.call_id() })
+    }
+
+    /// Invites more members into a group call (spec C.9). `{code}`: 53311 on a 1:1 call,
+    /// PARAM_ERROR when everyone named is already in the call; bad `userIds` throw.
+    pub fn invite(&self, user_ids: JsValue, options: JsValue) -> Result<js_sys::Promise, JsValue> {
+        let ids = validate::user_ids(&user_ids)
+            .ok_or_else(|| js::js_error("[RCCallSession invite] userIds must be a non-empty array of non-empty strings"))?;
+        Ok(self.run(Command::Invite {
+            call_id: self.call_id(),
+            user_ids: ids,
+            extra: js::get_string(&options, "extra").unwrap_or_default(),
+            push_title: js::get_string(&options, "pushTitle"),
+            push_content: js::get_string(&options, "pushContent"),
+        }))
+    }
+
+    /// Downgrades the call to audio only, for everyone.
+    #[wasm_bindgen(js_name = descendAbility)]
+    pub fn descend_ability(&self) -> js_sys::Promise {
+        self.run(Command::DescendAbility { call_id: self.call_id() })
     }
 
     #[wasm_bindgen(js_name = getSessionId)]
     pub fn session_id(&self) -> String {
-        self.call_id.clone()
+        self.call_id()
     }
 
     #[wasm_bindgen(js_name = getTargetId)]

@@ -27,6 +27,15 @@ fn non_empty_string(v: &JsValue) -> bool {
     v.as_string().is_some_and(|s| !s.is_empty())
 }
 
+/// A non-empty array of non-empty strings, as `userIds` must be.
+pub fn user_ids(v: &JsValue) -> Option<Vec<String>> {
+    if !js_sys::Array::is_array(v) {
+        return None;
+    }
+    let ids: Vec<String> = js_sys::Array::from(v).iter().map(|x| x.as_string().unwrap_or_default()).collect();
+    (!ids.is_empty() && ids.iter().all(|s| !s.is_empty())).then_some(ids)
+}
+
 /// Checks `call()` / `callInGroup()` params (spec A.4); `group` adds `userIds`.
 pub fn call_params(params: &JsValue, group: bool) -> Result<(), String> {
     let prefix = if group { "[RCCallClient callInGroup]" } else { "[RCCallClient call]" };
@@ -41,15 +50,8 @@ pub fn call_params(params: &JsValue, group: bool) -> Result<(), String> {
     if js::is_present(&media) && !matches!(media.as_f64(), Some(v) if v == 1.0 || v == 2.0) {
         problems.push("mediaType must be RCCallMediaType.AUDIO (1) or RCCallMediaType.AUDIO_VIDEO (2)".into());
     }
-    if group {
-        let ids = js::get(params, "userIds");
-        let ok = js_sys::Array::is_array(&ids) && {
-            let arr = js_sys::Array::from(&ids);
-            arr.length() > 0 && arr.iter().all(|v| non_empty_string(&v))
-        };
-        if !ok {
-            problems.push("userIds must be a non-empty array of non-empty strings".into());
-        }
+    if group && user_ids(&js::get(params, "userIds")).is_none() {
+        problems.push("userIds must be a non-empty array of non-empty strings".into());
     }
     problems.extend(listener_problems(&js::get(params, "listener")));
     if problems.is_empty() {
