@@ -60,6 +60,14 @@ struct Device {
     local_kinds: BTreeMap<String, Vec<TrackKind>>,
 }
 
+/// Something due at a virtual time.
+enum Event {
+    /// Feed this input to this device.
+    Deliver(DeviceId, Input),
+    /// A device's message reaches the server.
+    AtServer(DeviceId, OutgoingSignal),
+}
+
 /// One listener event as a short line (see [`Sim::timeline`]).
 pub fn describe(e: &CallEvent) -> String {
     match e {
@@ -93,10 +101,20 @@ pub struct Sim {
     pub latency: Millis,
     /// How long a capture takes, in ms.
     pub capture_delay: Millis,
+    /// Extra random delay, 0..=jitter ms, added to each hop (the server still delivers each
+    /// device's messages in the order it accepted them).
+    pub jitter: Millis,
+    /// Probability that one delivery to one device is lost (never duplicated).
+    pub loss: f64,
     devices: Vec<Device>,
-    /// Pending inputs: (due time, sequence, device, input), processed in order.
-    queue: Vec<(Millis, u64, DeviceId, Input)>,
+    /// Pending events: (due time, sequence, event), processed in order.
+    queue: Vec<(Millis, u64, Event)>,
     seq: u64,
+    rng: u64,
+    /// Last delivery time per device, to keep each device's deliveries in server order.
+    last_delivery: Vec<Millis>,
+    /// Deliveries dropped by `loss`.
+    pub lost: usize,
     next_command: CommandId,
     next_call: u64,
 }
@@ -115,9 +133,14 @@ impl Sim {
             server_skew: 0,
             latency: 10,
             capture_delay: 5,
+            jitter: 0,
+            loss: 0.0,
             devices: Vec::new(),
             queue: Vec::new(),
             seq: 0,
+            rng: 0x9E37_79B9_7F4A_7C15,
+            last_delivery: Vec::new(),
+            lost: 0,
             next_command: 1,
             next_call: 1,
         }
@@ -125,6 +148,31 @@ impl Sim {
 
     pub fn now(&self) -> Millis {
         self.now
+    }
+
+    /// Seeds the random source used by `jitter`, `loss` and [`Sim::random`].
+    pub fn seed(&mut self, seed: u64) {
+        self.rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    }
+
+    /// A deterministic pseudo-random number (xorshift64*).
+    pub fn random(&mut self) -> u64 {
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn hop(&mut self) -> Millis {
+        let extra = if self.jitter > 0 { (self.random() % (self.jitter as u64 + 1)) as Millis } else { 0 };
+        self.latency + extra
+    }
+
+    /// Ids of every device of the simulation.
+    pub fn devices(&self) -> std::ops::Range<DeviceId> {
+        0..self.devices.len()
     }
 
     /// Adds a device for `user_id` (call again with the same user for multi-device).
@@ -145,6 +193,7 @@ impl Sim {
             capture_error: None,
             local_kinds: BTreeMap::new(),
         });
+        self.last_delivery.push(0);
         id
     }
 
@@ -261,7 +310,7 @@ impl Sim {
 
     pub fn run_until(&mut self, until: Millis) {
         loop {
-            let next_msg = self.queue.iter().map(|(t, s, _, _)| (*t, *s)).min();
+            let next_msg = self.queue.iter().map(|(t, s, _)| (*t, *s)).min();
             let next_timer = self.devices.iter().enumerate().filter_map(|(i, d)| d.deadline.map(|t| (t, i))).min();
             let msg_t = next_msg.map(|(t, _)| t).filter(|t| *t <= until);
             let timer_t = next_timer.map(|(t, _)| t).filter(|t| *t <= until);
@@ -269,10 +318,13 @@ impl Sim {
                 (None, None) => break,
                 (Some(m), t) if t.is_none_or(|t| m <= t) => {
                     let (_, seq) = next_msg.expect("some");
-                    let pos = self.queue.iter().position(|(tt, s, _, _)| *tt == m && *s == seq).expect("queued");
-                    let (t, _, dev, input) = self.queue.remove(pos);
+                    let pos = self.queue.iter().position(|(tt, s, _)| *tt == m && *s == seq).expect("queued");
+                    let (t, _, event) = self.queue.remove(pos);
                     self.now = self.now.max(t);
-                    self.input(dev, input);
+                    match event {
+                        Event::Deliver(dev, input) => self.input(dev, input),
+                        Event::AtServer(from, signal) => self.at_server(from, signal),
+                    }
                 }
                 _ => {
                     let (t, dev) = next_timer.expect("some");
@@ -287,7 +339,14 @@ impl Sim {
 
     fn schedule(&mut self, at: Millis, dev: DeviceId, input: Input) {
         self.seq += 1;
-        self.queue.push((at, self.seq, dev, input));
+        self.queue.push((at, self.seq, Event::Deliver(dev, input)));
+    }
+
+    /// Server → device hop, kept in the server's order for that device.
+    fn deliver(&mut self, dev: DeviceId, input: Input) {
+        let at = (self.now + self.hop()).max(self.last_delivery[dev]);
+        self.last_delivery[dev] = at;
+        self.schedule(at, dev, input);
     }
 
     /// Feeds `input` to `dev` now and handles everything it outputs.
@@ -303,7 +362,9 @@ impl Sim {
                 }
                 Output::Send(signal) => {
                     self.devices[dev].log.push((now, Logged::Sent(signal.clone())));
-                    self.route(dev, signal);
+                    let at = now + self.hop();
+                    self.seq += 1;
+                    self.queue.push((at, self.seq, Event::AtServer(dev, signal)));
                 }
                 Output::Event(ev) => self.devices[dev].log.push((now, Logged::Event(ev))),
                 Output::Done { command, code, call_id } => {
@@ -317,23 +378,26 @@ impl Sim {
         }
     }
 
-    /// The server: stamp, answer the sender, deliver in order.
-    fn route(&mut self, from: DeviceId, signal: OutgoingSignal) {
-        let at_server = self.now + self.latency;
-        let server_time = at_server + self.server_skew;
+    /// The server, when a message reaches it: stamp it, deliver it to every device of each
+    /// recipient and to the sender's other devices, answer the sender.
+    fn at_server(&mut self, from: DeviceId, signal: OutgoingSignal) {
+        let server_time = self.now + self.server_skew;
         let sender_user = self.devices[from].user_id.clone();
         let recipients: Vec<String> = if signal.conversation_type == conversation_type::PRIVATE {
             vec![signal.target_id.clone()]
         } else {
             signal.directional_user_ids.clone()
         };
-        let delivered_at = at_server + self.latency;
-        for (i, d) in self.devices.iter().enumerate() {
+        for i in 0..self.devices.len() {
             if i == from {
                 continue;
             }
-            let own_device = d.user_id == sender_user;
-            if !own_device && !recipients.contains(&d.user_id) {
+            let own_device = self.devices[i].user_id == sender_user;
+            if !own_device && !recipients.contains(&self.devices[i].user_id) {
+                continue;
+            }
+            if self.loss > 0.0 && (self.random() % 1_000_000) as f64 / 1_000_000.0 < self.loss {
+                self.lost += 1;
                 continue;
             }
             let target_id = if signal.conversation_type == conversation_type::PRIVATE && !own_device {
@@ -348,15 +412,14 @@ impl Sim {
                 target_id,
                 channel_id: signal.channel_id.clone(),
                 sent_time: server_time,
-                server_time: server_time + self.latency,
+                server_time,
                 offline: false,
                 content: signal.content.clone(),
             };
-            self.seq += 1;
-            self.queue.push((delivered_at, self.seq, i, Input::Signal(msg)));
+            self.deliver(i, Input::Signal(msg));
         }
         let result = Input::SendResult { request_id: signal.request_id, server_time, result: Ok(server_time) };
-        self.schedule(delivered_at, from, result);
+        self.deliver(from, result);
     }
 
     fn device_of(&self, peer: &Peer) -> Option<DeviceId> {

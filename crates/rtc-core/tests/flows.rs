@@ -143,11 +143,10 @@ fn nobody_answers_in_sixty_seconds() {
         - sim.latency;
     sim.run_until(invite_sent_time + RING_TIMEOUT_MS - 1);
     assert!(sim.close_reason(a, &call_id).is_none() && sim.close_reason(b, &call_id).is_none());
-    sim.run_for(1);
-    assert_eq!(sim.close_reason(b, &call_id), Some(end_reason::NO_RESPONSE));
-    // The caller learns the server clock from a frame that took `latency` to arrive, so its
+    // Each side learns the server clock from frames that took `latency` to arrive, so its
     // estimate (and its timer) can be late by at most that one-way delay.
-    sim.run_for(sim.latency);
+    sim.run_for(sim.latency + 1);
+    assert_eq!(sim.close_reason(b, &call_id), Some(end_reason::NO_RESPONSE));
     assert_eq!(sim.close_reason(a, &call_id), Some(end_reason::REMOTE_NO_RESPONSE));
     assert!(names(&sim, a).contains(&"Hungup(bob,15)".to_string()));
     // 5.2.5: the callee's own timeout sends no hangup; nobody sends one.
@@ -164,22 +163,38 @@ fn nobody_answers_in_sixty_seconds() {
 
 #[test]
 fn ring_timeout_counts_from_server_sent_time() {
-    // The invite spends 15 s reaching the server and 15 s more reaching the callee: the
-    // callee rings for only the remaining 30 s, by the server's clock.
+    // An invite the server accepted 30 s ago (by its clock) reaches Bob now: he rings for the
+    // remaining 30 s, whatever his own clock says (the server's runs 7 s ahead of his).
     let mut sim = Sim::new();
-    sim.latency = 15_000;
-    sim.server_skew = 7_000; // server clock ahead of the devices' clocks
-    let a = sim.add_device("alice");
     let b = sim.add_device("bob");
+    let skew = 7_000;
+    let server_now = sim.now() + skew;
+    let invite = Received {
+        sender_user_id: "alice".into(),
+        sender_device_id: "d".into(),
+        conversation_type: conversation_type::PRIVATE,
+        target_id: "alice".into(),
+        channel_id: String::new(),
+        sent_time: server_now - 30_000,
+        server_time: server_now,
+        offline: false,
+        content: CallContent {
+            call_id: "c1".into(),
+            body: Some(Body::Invite(rtc_core::proto::Invite {
+                media_type: 1,
+                invite_user_ids: vec!["bob".into()],
+                ..Default::default()
+            })),
+            ..Default::default()
+        },
+    };
     let t0 = sim.now();
-    sim.call(a, "bob", MediaType::Audio);
-    sim.run_for(31_000);
-    let call_id = sim.incoming(b).expect("rang");
-    // Sent at server time t0+5+15000+skew; 60 s later on the server is t0+75005 local.
-    sim.run_until(t0 + 5 + 15_000 + RING_TIMEOUT_MS - 1);
-    assert!(sim.close_reason(b, &call_id).is_none());
-    sim.run_for(2);
-    assert_eq!(sim.close_reason(b, &call_id), Some(end_reason::NO_RESPONSE));
+    sim.inject(b, Input::Signal(invite));
+    assert_eq!(sim.incoming(b).as_deref(), Some("c1"));
+    sim.run_until(t0 + 30_000 - 1);
+    assert!(sim.close_reason(b, "c1").is_none());
+    sim.run_for(1);
+    assert_eq!(sim.close_reason(b, "c1"), Some(end_reason::NO_RESPONSE));
 }
 
 #[test]

@@ -34,13 +34,19 @@ impl Engine {
         if new_users.is_empty() {
             return self.done(id, error_code::PARAM_ERROR, None);
         }
+        // In the call: whoever is KEEPING, the inviter (us), and the caller unless it left and
+        // rings again. CallLib listed a not-yet-answered caller as RINGING, and receivers then
+        // timed the caller out; we do not.
+        let in_call = |u: &String, m: &super::call::Member| {
+            m.state == UserState::Keeping || *u == me || (*u == call.caller_id && m.ring_deadline.is_none())
+        };
         let mut profiles: Vec<MemberProfile> = call
             .users
             .iter()
             .map(|(u, m)| MemberProfile {
                 user_id: u.clone(),
                 media_type: call.media_type as i32,
-                call_status: if m.state == UserState::Keeping { call_status::CONNECTED } else { call_status::RINGING },
+                call_status: if in_call(u, m) { call_status::CONNECTED } else { call_status::RINGING },
             })
             .collect();
         profiles.extend(new_users.iter().map(|u| MemberProfile {
@@ -97,8 +103,10 @@ impl Engine {
                 members.push((u.clone(), call_status::RINGING));
             }
         }
-        if !members.iter().any(|(m, _)| *m == sender.user_id) {
-            members.push((sender.user_id.clone(), call_status::CONNECTED));
+        // The sender is in the call whatever an older client listed for it.
+        match members.iter_mut().find(|(m, _)| *m == sender.user_id) {
+            Some(entry) => entry.1 = call_status::CONNECTED,
+            None => members.push((sender.user_id.clone(), call_status::CONNECTED)),
         }
         if let Some(call) = self.calls.get_mut(&call_id) {
             if !call.is_live() {

@@ -224,11 +224,11 @@ impl Engine {
                     m.state = UserState::Keeping;
                     m.ring_deadline = None;
                 }
-                // The caller is in the call for as long as it lasts; it never sends an Accept.
+                // The caller never sends an Accept: it is in the call while it has not left. (A
+                // caller who left and was invited back rings again: it has a ring timer.)
                 let caller = call.caller_id.clone();
-                if let Some(m) = call.users.get_mut(&caller) {
+                if let Some(m) = call.users.get_mut(&caller).filter(|m| m.ring_deadline.is_none()) {
                     m.state = UserState::Keeping;
-                    m.ring_deadline = None;
                 }
                 call.state = Some(SessionState::Keeping);
                 if call.begin == 0 {

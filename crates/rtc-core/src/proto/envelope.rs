@@ -5,13 +5,49 @@
 //! Then the client `Send`s messages and gets one `SendResult` per request id; the server
 //! `Deliver`s messages to every connected device of each recipient (and to the sender's
 //! other devices), in order, each with the server's `sent_time` and a per-recipient `seq`.
+//!
+//! Delivery contract (server ≥ issue 5):
+//! - `seq` is per recipient *user*: every device of the user sees the same `seq` for the same
+//!   message, and each device sees strictly increasing values. They are NOT contiguous (a
+//!   device never receives the messages it sent itself, and seqs are derived from the server's
+//!   microsecond clock so they keep increasing across server restarts). Treat them as opaque
+//!   ordered cursors.
+//! - The client acks with `Ack { seq }` = the highest `seq` it has fully processed (cumulative;
+//!   acking every message or only the last of a batch are both fine). On reconnect it sends that
+//!   value as `Authenticate.resume_from`. The server also remembers each device's acks, and uses
+//!   the larger of the two, so nothing acked is ever sent to that device again.
+//! - After `AuthResult { code: 0 }` the server first replays, in `seq` order, every message for
+//!   this user above the cursor that it still has — messages stored while the user had no
+//!   connected device (`offline: true`, kept in SQLite for a TTL, default 7 days, capped per
+//!   user, default 1000, oldest dropped first) and messages routed to the user's other devices
+//!   in the last minute (`offline: false`, kept in memory, also across this device's brief
+//!   disconnects) — then sends `SyncDone`, then live traffic. A message is `offline: true` iff no
+//!   device of the recipient was connected when the server accepted it.
+//! - Stored offline messages are deleted once any device acks them; a copy of a message the
+//!   user sent from one device is stored for the user's other, disconnected devices and skipped
+//!   for the device that sent it.
+//!
+//! Codes the server uses (IMLib values where IMLib has one):
+//! - `AuthResult.code`: 0 ok, 31004 token incorrect (bad signature, unknown app, malformed),
+//!   31020 token expired (by its expiry or by `/user/token/expire.json`), 31009 user blocked
+//!   (`/user/block.json`), 31003 server unavailable (the app's connection cap is reached),
+//!   33003 invalid parameter (device id longer than 128 characters), 34001 already
+//!   authenticated.
+//! - `SendResult.code`: 0 accepted, 33003 invalid parameter, 405 the PRIVATE target has
+//!   blacklisted the sender (nothing delivered), 22406 GROUP message from a user who is not a
+//!   member of the group (or the group does not exist), 20604 sending too fast (this connection
+//!   went over its rate limit; nothing delivered, retry later). GROUP messages go only to
+//!   `directional_user_ids` that are members of the group; members who blacklisted the sender
+//!   are skipped silently (the send still succeeds).
+//! - `ErrorFrame.code` (the server closes the connection right after it): see [`error_code`];
+//!   also 31009 when the user gets blocked while connected (WebSocket close code 1008).
 
 use prost::Message as _;
 
 /// A frame from a client to the server.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct ClientFrame {
-    #[prost(oneof = "client_frame::Body", tags = "1, 2, 3, 4")]
+    #[prost(oneof = "client_frame::Body", tags = "1, 2, 3, 4, 5")]
     pub body: Option<client_frame::Body>,
 }
 
@@ -26,6 +62,9 @@ pub mod client_frame {
         Ack(super::Ack),
         #[prost(message, tag = "4")]
         Ping(super::Ping),
+        /// Asks for fresh ICE servers (TURN credentials expire); answered by `IceServers`.
+        #[prost(message, tag = "5")]
+        GetIceServers(super::GetIceServers),
     }
 }
 
@@ -99,7 +138,7 @@ pub struct ServerFrame {
     /// The server's clock (ms since epoch) when it wrote this frame; clients derive their offset from it.
     #[prost(int64, tag = "1")]
     pub server_time: i64,
-    #[prost(oneof = "server_frame::Body", tags = "2, 3, 4, 5, 6, 7")]
+    #[prost(oneof = "server_frame::Body", tags = "2, 3, 4, 5, 6, 7, 8, 9")]
     pub body: Option<server_frame::Body>,
 }
 
@@ -118,6 +157,12 @@ pub mod server_frame {
         Pong(super::Pong),
         #[prost(message, tag = "7")]
         SyncDone(super::SyncDone),
+        /// The operator removed this user from a call (`POST /rtc/user/kick.json`).
+        #[prost(message, tag = "8")]
+        Kicked(super::Kicked),
+        /// Answer to `GetIceServers`.
+        #[prost(message, tag = "9")]
+        IceServers(super::IceServers),
     }
 }
 
@@ -130,6 +175,45 @@ pub struct AuthResult {
     pub user_id: String,
     #[prost(string, tag = "3")]
     pub message: String,
+    /// On success: the ICE servers to use for calls (STUN, and TURN with time-limited
+    /// credentials). Empty when the server has none configured (then use the app's own).
+    #[prost(message, repeated, tag = "4")]
+    pub ice_servers: Vec<IceServer>,
+}
+
+/// One `RTCIceServer`. TURN credentials follow the TURN REST scheme (coturn
+/// `use-auth-secret`): `username` = `"<unix expiry seconds>:<userId>"`, `credential` =
+/// base64(HMAC-SHA1(shared secret, username)); they stop working at that expiry, so fetch fresh
+/// ones with `GetIceServers` before a call on a long-lived connection. STUN entries have empty
+/// `username` and `credential`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct IceServer {
+    #[prost(string, repeated, tag = "1")]
+    pub urls: Vec<String>,
+    #[prost(string, tag = "2")]
+    pub username: String,
+    #[prost(string, tag = "3")]
+    pub credential: String,
+}
+
+/// Request for fresh ICE servers.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct GetIceServers {}
+
+/// Fresh ICE servers (same content as `AuthResult.ice_servers`).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct IceServers {
+    #[prost(message, repeated, tag = "1")]
+    pub ice_servers: Vec<IceServer>,
+}
+
+/// The server (operator) removed this user from the call `call_id`: the client ends that call
+/// with KICKED_BY_SERVER (23) and sends its hangup, so the other participants see 33. Sent to
+/// every connected device of the user; not stored for offline devices.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Kicked {
+    #[prost(string, tag = "1")]
+    pub call_id: String,
 }
 
 /// One message delivered to this device.
@@ -207,6 +291,15 @@ pub mod error_code {
     pub const NOT_AUTHENTICATED: i32 = 40003;
     /// Text frames are not part of the protocol.
     pub const TEXT_FRAME: i32 = 40004;
+    /// The connection kept sending after its rate limit refused frames (more than the burst
+    /// size in debt); sends over the limit first get `SendResult.code` 20604.
+    pub const RATE_LIMITED: i32 = 40005;
+    /// The client did not read its frames fast enough (its server-side queue overflowed); it
+    /// may reconnect and resume.
+    pub const SLOW_CONSUMER: i32 = 40006;
+    /// IMLib `RC_CONN_USER_BLOCKED`: the user was blocked while connected
+    /// (`/user/block.json`); reconnecting fails with `AuthResult.code` 31009 until unblocked.
+    pub const USER_BLOCKED: i32 = 31009;
 }
 
 impl ClientFrame {

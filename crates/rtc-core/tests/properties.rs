@@ -1,0 +1,292 @@
+//! Random runs of several engines through the simulated server: random commands, delays,
+//! jitter, timeouts and (in some runs) lost deliveries. Every run must keep CallLib's
+//! invariants (spec C.14); loss-free runs must also end in agreement.
+//!
+//! Deterministic: each run is a seed; a failure names it. `RCALL_PROP_RUNS` sets the count.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rtc_core::engine::{CallEvent, Command};
+use rtc_core::sim::{DeviceId, Logged, Sim};
+use rtc_core::types::{map_remote_reason, MediaType, SessionState, UserState};
+
+const USERS: [&str; 4] = ["ann", "bo", "cy", "ann"]; // "ann" has two devices
+
+fn live_calls(sim: &Sim, dev: DeviceId) -> Vec<String> {
+    let mut ids = BTreeSet::new();
+    for (_, l) in sim.log(dev) {
+        match l {
+            Logged::Event(CallEvent::Session { call_id, .. }) => {
+                ids.insert(call_id.clone());
+            }
+            Logged::Done { call_id: Some(c), .. } => {
+                ids.insert(c.clone());
+            }
+            _ => {}
+        }
+    }
+    ids.into_iter()
+        .filter(|c| sim.engine(dev).session(c).is_some_and(|v| v.state != SessionState::End))
+        .collect()
+}
+
+fn pick<T: Clone>(sim: &mut Sim, items: &[T]) -> Option<T> {
+    if items.is_empty() {
+        None
+    } else {
+        Some(items[(sim.random() % items.len() as u64) as usize].clone())
+    }
+}
+
+/// What one run exercised, to make sure the runs are not vacuous.
+#[derive(Default)]
+struct Seen {
+    connected: usize,
+    closes: usize,
+    merged: usize,
+    member_modify: usize,
+}
+
+fn run(seed: u64, seen: &mut Seen) {
+    let mut sim = Sim::new();
+    sim.seed(seed);
+    sim.jitter = (sim.random() % 40) as i64;
+    let lossy = sim.random() % 4 == 0;
+    if lossy {
+        sim.loss = 0.05;
+    }
+    let devs: Vec<DeviceId> = USERS.iter().map(|u| sim.add_device(u)).collect();
+    let steps = 10 + sim.random() % 30;
+    for _ in 0..steps {
+        let dev = pick(&mut sim, &devs).unwrap();
+        let me = sim.engine(dev).self_id().to_string();
+        let others: Vec<&str> = ["ann", "bo", "cy"].into_iter().filter(|u| *u != me).collect();
+        let media = if sim.random() % 2 == 0 { MediaType::Audio } else { MediaType::AudioVideo };
+        match sim.random() % 10 {
+            0 | 1 => {
+                let to = pick(&mut sim, &others).unwrap();
+                sim.call(dev, to, media);
+            }
+            2 => {
+                sim.call_in_group(dev, "g", &others, media);
+            }
+            3 | 4 => {
+                let me = sim.engine(dev).self_id().to_string();
+                let ringing: Vec<String> = live_calls(&sim, dev)
+                    .into_iter()
+                    .filter(|c| sim.engine(dev).session(c).is_some_and(|v| v.caller_id != me))
+                    .collect();
+                if let Some(c) = pick(&mut sim, &ringing) {
+                    sim.accept(dev, &c);
+                    let ms = (sim.random() % 500) as i64;
+                    sim.run_for(ms);
+                }
+            }
+            5 => {
+                if let Some(c) = { let calls = live_calls(&sim, dev); pick(&mut sim, &calls) } {
+                    sim.hangup(dev, &c);
+                }
+            }
+            6 => {
+                if let Some(c) = { let calls = live_calls(&sim, dev); pick(&mut sim, &calls) } {
+                    let who = pick(&mut sim, &others).unwrap().to_string();
+                    sim.command(dev, Command::Invite { call_id: c, user_ids: vec![who], extra: String::new(), push_title: None, push_content: None });
+                }
+            }
+            7 => {
+                if let Some(c) = { let calls = live_calls(&sim, dev); pick(&mut sim, &calls) } {
+                    sim.command(dev, Command::DescendAbility { call_id: c });
+                }
+            }
+            8 => {
+                let ms = (sim.random() % 70_000) as i64;
+                sim.run_for(ms);
+            }
+            _ => {
+                let ms = (sim.random() % 300) as i64;
+                sim.run_for(ms);
+            }
+        }
+    }
+    sim.run_for(2_000);
+    if std::env::var("RCALL_PROP_SEED").is_ok() {
+        for &dev in &devs {
+            println!("device {dev} ({}):", sim.engine(dev).self_id());
+            for (t, l) in sim.log(dev) {
+                println!("  {t} {l:?}");
+            }
+        }
+    }
+    if !lossy {
+        check_agreement(&sim, &devs, seed);
+    }
+    // Everyone hangs up whatever is left; then nothing may remain anywhere.
+    for &dev in &devs {
+        for c in live_calls(&sim, dev) {
+            sim.hangup(dev, &c);
+        }
+    }
+    sim.run_for(200_000);
+    for &dev in &devs {
+        if !lossy {
+            assert!(!sim.engine(dev).has_live_call(), "seed {seed}: device {dev} still in a call");
+        }
+        check_invariants(&sim, dev, seed);
+    }
+    if !lossy {
+        check_end_reasons(&sim, &devs, seed);
+    }
+    for &dev in &devs {
+        for line in sim.timeline(dev) {
+            match line.as_str() {
+                l if l.starts_with("Accept(") => seen.connected += 1,
+                l if l.starts_with("Close(") => seen.closes += 1,
+                "Merged" => seen.merged += 1,
+                l if l.starts_with("MemberModify(") => seen.member_modify += 1,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Spec C.14, from one device's log.
+fn check_invariants(sim: &Sim, dev: DeviceId, seed: u64) {
+    let mut handed: BTreeSet<String> = BTreeSet::new();
+    let mut closed: BTreeSet<String> = BTreeSet::new();
+    let mut hungup: BTreeMap<(String, String), usize> = BTreeMap::new();
+    let mut invited: BTreeMap<(String, String), usize> = BTreeMap::new();
+    let mut last_was_close: Option<String> = None;
+    for (_, l) in sim.log(dev) {
+        let after_close_ok = last_was_close.take();
+        match l {
+            Logged::Done { call_id: Some(c), .. } => {
+                handed.insert(c.clone());
+            }
+            Logged::Event(ev) => {
+                let call = match ev {
+                    CallEvent::Session { call_id, .. } => {
+                        handed.insert(call_id.clone());
+                        call_id
+                    }
+                    CallEvent::Merged { into, .. } => {
+                        handed.insert(into.clone());
+                        into
+                    }
+                    CallEvent::SessionClosed { call_id, .. } => {
+                        assert!(handed.contains(call_id), "seed {seed} dev {dev}: close before the app had {call_id}");
+                        assert!(closed.insert(call_id.clone()), "seed {seed} dev {dev}: {call_id} closed twice");
+                        last_was_close = Some(call_id.clone());
+                        continue;
+                    }
+                    CallEvent::Ringing { call_id, .. }
+                    | CallEvent::Accept { call_id, .. }
+                    | CallEvent::Hungup { call_id, .. }
+                    | CallEvent::TrackReady { call_id, .. }
+                    | CallEvent::MemberModify { call_id, .. }
+                    | CallEvent::MediaModify { call_id, .. } => call_id,
+                    CallEvent::OfflineRecord(_) => continue,
+                };
+                if let CallEvent::Hungup { call_id, sender, .. } = ev {
+                    *hungup.entry((call_id.clone(), sender.user_id.clone())).or_default() += 1;
+                    // CallLib's one exception: a call that never connected closes just before
+                    // its onHungup (spec C.13.2).
+                    if closed.contains(call_id) {
+                        assert_eq!(after_close_ok.as_ref(), Some(call_id), "seed {seed} dev {dev}: event after close");
+                        continue;
+                    }
+                }
+                if let CallEvent::MemberModify { call_id, invited: who, .. } = ev {
+                    for u in who {
+                        *invited.entry((call_id.clone(), u.user_id.clone())).or_default() += 1;
+                    }
+                }
+                assert!(!closed.contains(call), "seed {seed} dev {dev}: {ev:?} after {call} closed");
+            }
+            Logged::Sent(s) => {
+                let call = &s.content.call_id;
+                assert!(!closed.contains(call), "seed {seed} dev {dev}: sent {:?} after {call} ended", s.content.object_name());
+                if let Some(rtc_core::proto::call_content::Body::ModifyMem(m)) = &s.content.body {
+                    for p in &m.existed_user_pofiles {
+                        if p.call_status == 3 {
+                            *invited.entry((call.clone(), p.user_id.clone())).or_default() += 1;
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    // At most one onHungup per user per time that user was (re)invited.
+    for ((call, user), n) in hungup {
+        let allowed = 1 + invited.get(&(call.clone(), user.clone())).copied().unwrap_or(0);
+        assert!(n <= allowed, "seed {seed} dev {dev}: {n} onHungup for {user} in {call}");
+    }
+}
+
+/// Loss-free runs: everyone in a live call who is in it sees the same members in it.
+fn check_agreement(sim: &Sim, devs: &[DeviceId], seed: u64) {
+    let mut views: BTreeMap<String, Vec<(DeviceId, BTreeSet<String>)>> = BTreeMap::new();
+    for &dev in devs {
+        for c in live_calls(sim, dev) {
+            let view = sim.engine(dev).session(&c).unwrap();
+            let me = sim.engine(dev).self_id().to_string();
+            if view.users.iter().any(|u| u.user_id == me && u.state == UserState::Keeping) {
+                let keeping: BTreeSet<String> =
+                    view.users.iter().filter(|u| u.state == UserState::Keeping).map(|u| u.user_id.clone()).collect();
+                views.entry(c).or_default().push((dev, keeping));
+            }
+        }
+    }
+    for (call, list) in views {
+        for w in list.windows(2) {
+            assert_eq!(w[0].1, w[1].1, "seed {seed}: devices {} and {} disagree on who is in {call}", w[0].0, w[1].0);
+        }
+    }
+}
+
+/// Loss-free runs: the two ends of a 1:1 call agree on why it ended.
+fn check_end_reasons(sim: &Sim, devs: &[DeviceId], seed: u64) {
+    let mut reasons: BTreeMap<String, Vec<(String, i32)>> = BTreeMap::new();
+    for &dev in devs {
+        let me = sim.engine(dev).self_id().to_string();
+        for e in sim.events(dev) {
+            if let CallEvent::SessionClosed { call_id, summary } = e {
+                if summary.conversation_type == 1 {
+                    reasons.entry(call_id.clone()).or_default().push((me.clone(), summary.end_reason));
+                }
+            }
+        }
+    }
+    for (call, ends) in reasons {
+        let distinct_users: BTreeSet<&String> = ends.iter().map(|(u, _)| u).collect();
+        if distinct_users.len() < 2 {
+            continue;
+        }
+        let local: Vec<i32> = ends.iter().map(|(_, r)| *r).filter(|r| !matches!(r, 101 | 102)).collect();
+        // Either one side's reason is the other's seen from the far end, or both ended the call
+        // themselves at the same moment (e.g. a cancel crossing a reject).
+        let paired = local.iter().any(|a| local.iter().any(|b| map_remote_reason(*a) == *b || (*a == 5 && *b == 15)));
+        // (15 is the caller's own ring timer, which can fire as a reject is in flight.)
+        let both_own = local.iter().all(|r| (1..=10).contains(r) || *r == 15);
+        let consistent = paired || both_own;
+        assert!(consistent, "seed {seed}: {call} ended with {ends:?}");
+    }
+}
+
+#[test]
+fn random_runs_keep_the_invariants() {
+    let runs: u64 = std::env::var("RCALL_PROP_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(400);
+    let only: Option<u64> = std::env::var("RCALL_PROP_SEED").ok().and_then(|v| v.parse().ok());
+    let mut seen = Seen::default();
+    for seed in only.map_or(1..=runs, |s| s..=s) {
+        run(seed, &mut seen);
+    }
+    println!(
+        "{runs} runs: {} accepts, {} closes, {} merges, {} member modifications",
+        seen.connected, seen.closes, seen.merged, seen.member_modify
+    );
+    if runs >= 100 {
+        assert!(seen.connected > runs as usize / 2 && seen.closes > runs as usize, "runs exercised too little");
+        assert!(seen.member_modify > 0, "no mid-call invite was exercised");
+    }
+}
