@@ -115,6 +115,8 @@ pub struct Sim {
     last_delivery: Vec<Millis>,
     /// Deliveries dropped by `loss`.
     pub lost: usize,
+    /// Open fake peer links: (device, call, peer) → negotiates video.
+    links: BTreeMap<(DeviceId, String, Peer), bool>,
     next_command: CommandId,
     next_call: u64,
 }
@@ -141,6 +143,7 @@ impl Sim {
             rng: 0x9E37_79B9_7F4A_7C15,
             last_delivery: Vec::new(),
             lost: 0,
+            links: BTreeMap::new(),
             next_command: 1,
             next_call: 1,
         }
@@ -456,30 +459,39 @@ impl Sim {
                     kinds.retain(|k| *k != TrackKind::Video);
                 }
             }
-            MediaAction::Connect { call_id, peer, offerer: true } => {
+            MediaAction::Connect { call_id, peer, offerer: true, video, .. } => {
+                self.links.insert((dev, call_id.clone(), peer.clone()), video);
                 let signal = media_signal::Kind::Offer(format!("offer from {}", me.user_id));
                 self.schedule(now + 1, dev, Input::Media(MediaEvent::LocalSignal { call_id, peer, signal }));
+            }
+            MediaAction::Connect { call_id, peer, offerer: false, video, .. } => {
+                self.links.insert((dev, call_id, peer), video);
             }
             MediaAction::Apply { call_id, peer, signal: media_signal::Kind::Offer(_) } => {
                 let signal = media_signal::Kind::Answer(format!("answer from {}", me.user_id));
                 self.schedule(now + 1, dev, Input::Media(MediaEvent::LocalSignal { call_id, peer, signal }));
             }
             MediaAction::Apply { call_id, peer, signal: media_signal::Kind::Answer(_) } => {
-                // Connected: each side receives the other's tracks.
+                // Negotiated: like the browser's ontrack, each side learns of the other's tracks
+                // now, before any media flows.
+                let video = self.links.get(&(dev, call_id.clone(), peer.clone())).copied().unwrap_or(false);
+                let kinds: &[TrackKind] = if video { &[TrackKind::Audio, TrackKind::Video] } else { &[TrackKind::Audio] };
                 if let Some(other) = self.device_of(&peer) {
-                    let theirs = self.devices[other].local_kinds.get(&call_id).cloned().unwrap_or_default();
-                    let mine = self.devices[dev].local_kinds.get(&call_id).cloned().unwrap_or_default();
-                    for kind in theirs {
+                    for &kind in kinds {
                         let ev = MediaEvent::RemoteTrack { call_id: call_id.clone(), peer: peer.clone(), kind };
                         self.schedule(now + 20, dev, Input::Media(ev));
-                    }
-                    for kind in mine {
                         let ev = MediaEvent::RemoteTrack { call_id: call_id.clone(), peer: me.clone(), kind };
                         self.schedule(now + 20, other, Input::Media(ev));
                     }
                 }
             }
-            MediaAction::Connect { .. } | MediaAction::Apply { .. } | MediaAction::Disconnect { .. } | MediaAction::Leave { .. } => {}
+            MediaAction::Disconnect { call_id, peer } => {
+                self.links.remove(&(dev, call_id, peer));
+            }
+            MediaAction::Leave { call_id } => {
+                self.links.retain(|(d, c, _), _| !(*d == dev && *c == call_id));
+            }
+            MediaAction::Apply { .. } | MediaAction::Attach { .. } => {}
         }
     }
 }

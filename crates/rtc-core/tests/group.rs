@@ -356,3 +356,54 @@ fn offline_record_of_a_call_taken_elsewhere_has_its_duration() {
     assert_eq!(rec.media_type, MediaType::AudioVideo);
     assert_eq!(count(&sim, b, "Session"), 0);
 }
+
+// ----- pre-connected media --------------------------------------------------------------------
+
+fn media_actions(sim: &Sim, dev: DeviceId) -> Vec<String> {
+    sim.log(dev)
+        .iter()
+        .filter_map(|(_, l)| match l {
+            Logged::Media(MediaAction::Capture { .. }) => Some("Capture".to_string()),
+            Logged::Media(MediaAction::Connect { peer, offerer, attach, .. }) => {
+                Some(format!("Connect({}/{},{},{})", peer.user_id, peer.device_id, if *offerer { "offer" } else { "answer" }, if *attach { "attached" } else { "prepared" }))
+            }
+            Logged::Media(MediaAction::Attach { peer, .. }) => {
+                Some(format!("Attach({})", peer.as_ref().map_or("all".to_string(), |p| format!("{}/{}", p.user_id, p.device_id))))
+            }
+            Logged::Media(MediaAction::Disconnect { peer, .. }) => Some(format!("Disconnect({}/{})", peer.user_id, peer.device_id)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn links_are_ready_while_ringing_and_carry_media_only_after_accept() {
+    let mut sim = Sim::new();
+    let a = sim.add_device("alice");
+    let (b1, b2) = (sim.add_device("bob"), sim.add_device("bob"));
+    let cmd = sim.call(a, "bob", MediaType::AudioVideo);
+    sim.run_for(2_000);
+    let id = sim.result(a, cmd).unwrap().1.unwrap();
+    // While ringing: Alice pre-connects to both of Bob's devices; nothing is captured on Bob's
+    // side and no remote track reaches either app.
+    assert_eq!(media_actions(&sim, a), ["Capture", "Connect(bob/dev1,offer,prepared)", "Connect(bob/dev2,offer,prepared)"]);
+    assert_eq!(media_actions(&sim, b1), ["Connect(alice/dev0,answer,prepared)"]);
+    for dev in [a, b1, b2] {
+        assert!(sim.timeline(dev).iter().all(|l| !l.starts_with("Track(alice/") || dev == a), "{:?}", sim.timeline(dev));
+        assert!(sim.timeline(dev).iter().all(|l| !l.starts_with("Track(bob/")));
+    }
+    sim.accept(b1, &id);
+    sim.run_for(500);
+    // Accepting captures and attaches; Alice attaches to the device that answered and drops
+    // the other one, which closes with 101.
+    assert_eq!(media_actions(&sim, b1), ["Connect(alice/dev0,answer,prepared)", "Capture", "Attach(all)"]);
+    assert_eq!(
+        media_actions(&sim, a)[3..],
+        ["Disconnect(bob/dev2)".to_string(), "Attach(bob/dev1)".to_string()]
+    );
+    assert_eq!(sim.close_reason(b2, &id), Some(end_reason::ACCEPT_BY_OTHER_CLIENT));
+    let alice = sim.timeline(a);
+    let accept_at = alice.iter().position(|l| l == "Accept(bob)").unwrap();
+    assert!(alice[accept_at + 1..].contains(&"Track(bob/Video)".to_string()), "{alice:?}");
+    assert!(has(&sim, b1, "Track(alice/Video)"));
+}

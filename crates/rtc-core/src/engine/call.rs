@@ -19,6 +19,14 @@ pub(crate) struct Member {
     pub device_id: Option<String>,
 }
 
+/// One peer connection as the engine tracks it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Link {
+    pub peer: Peer,
+    /// Our local tracks are attached (before that the link is only pre-connected).
+    pub attached: bool,
+}
+
 /// Where an outgoing call or an accept stands while the media layer or server answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Pending {
@@ -56,7 +64,11 @@ pub(crate) struct Call {
     pub joined: bool,
     /// Local media is captured (or being captured) for this call.
     pub has_local_media: bool,
-    pub peers: Vec<Peer>,
+    /// Peer connections of this call.
+    pub peers: Vec<Link>,
+    /// Remote tracks that arrived before their sender and we were both in the call: surfaced
+    /// once we are (pre-connected links negotiate while ringing).
+    pub early_tracks: Vec<(Peer, super::TrackKind)>,
     pub pending: Pending,
     /// `extra` of the invite (outgoing: ours; incoming: the inviter's).
     pub extra: String,
@@ -120,6 +132,28 @@ impl Call {
                 })
                 .collect(),
         }
+    }
+
+    pub fn has_link(&self, peer: &Peer) -> bool {
+        self.peers.iter().any(|l| l.peer == *peer)
+    }
+
+    /// Whether this device takes part in the call now: it placed it, or it accepted.
+    pub fn self_in(&self, self_id: &str) -> bool {
+        self.is_live() && self.user_in(self_id)
+    }
+
+    /// Whether `user` is being rung (has a ring timer running).
+    pub fn ringing(&self, user: &str) -> bool {
+        self.users.get(user).is_some_and(|m| m.state == UserState::Waiting && m.ring_deadline.is_some())
+    }
+
+    /// Whether `user` takes part in the call now, as far as this device knows: it accepted, or
+    /// it is the caller and has not left (a caller invited back after leaving rings again).
+    pub fn user_in(&self, user: &str) -> bool {
+        self.users.get(user).is_some_and(|m| {
+            m.state == UserState::Keeping || (user == self.caller_id && m.ring_deadline.is_none())
+        })
     }
 
     pub fn next_deadline(&self) -> Option<Millis> {

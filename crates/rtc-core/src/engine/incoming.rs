@@ -21,6 +21,8 @@ impl Engine {
             Body::Invite(invite) => self.invited(&msg, invite, sender),
             Body::Ringing(_) => {
                 if !from_self && self.live(&call_id) {
+                    let peer = Peer { user_id: msg.sender_user_id.clone(), device_id: msg.content.device_id.clone() };
+                    self.peer_ringing(&call_id, peer);
                     self.emit(CallEvent::Ringing { call_id, sender });
                 }
             }
@@ -96,6 +98,7 @@ impl Engine {
                 joined: false,
                 has_local_media: false,
                 peers: Vec::new(),
+                early_tracks: Vec::new(),
                 pending: Pending::None,
                 extra: invite.extra.clone(),
                 push_title: None,
@@ -179,6 +182,7 @@ impl Engine {
                 joined: false,
                 has_local_media: true,
                 peers: Vec::new(),
+                early_tracks: Vec::new(),
                 pending: Pending::MergeAccept,
                 extra: invite.extra,
                 push_title: None,
@@ -204,7 +208,7 @@ impl Engine {
         m.ring_deadline = None;
         m.state = UserState::Keeping;
         m.device_id = Some(device_id.clone());
-        let self_in = call.caller_id == me || call.user_state(&me) == UserState::Keeping;
+        let self_in = call.self_in(&me);
         if self_in {
             if let Some(m) = call.users.get_mut(&me) {
                 m.state = UserState::Keeping;
@@ -217,11 +221,13 @@ impl Engine {
                 call.begin = now;
             }
             call.joined = true;
-            // Whoever is already in the call offers to the one who just accepted.
-            self.connect_peer(call_id, Peer { user_id: sender.user_id.clone(), device_id }, true);
+            // Whoever is already in the call connects to the one who just accepted.
+            self.peer_joined(call_id, Peer { user_id: sender.user_id.clone(), device_id });
         }
         let sender = Sender { user_id: sender.user_id, profile: UserProfile::default() };
         self.emit(CallEvent::Accept { call_id: call_id.to_string(), sender });
+        // Pre-connected links already know the remote tracks: announce them after onAccept.
+        self.surface_tracks(call_id);
     }
 
     /// RC:VCHangup from another participant (spec B.4, C.3, C.10, C.13.1–3).
@@ -233,8 +239,10 @@ impl Engine {
         }
         let reason = map_remote_reason(wire_reason);
         call.end = now;
-        let peers: Vec<Peer> = call.peers.iter().filter(|p| p.user_id == sender.user_id).cloned().collect();
-        call.peers.retain(|p| p.user_id != sender.user_id);
+        let peers: Vec<Peer> =
+            call.peers.iter().filter(|l| l.peer.user_id == sender.user_id).map(|l| l.peer.clone()).collect();
+        call.peers.retain(|l| l.peer.user_id != sender.user_id);
+        call.early_tracks.retain(|(p, _)| p.user_id != sender.user_id);
         let anyone_keeping = call.users.values().any(|m| m.state == UserState::Keeping);
         let inviter_left_unanswered = call.is_group() && sender.user_id == call.inviter_id && !anyone_keeping;
         let ends = call.users.len() < 2 || inviter_left_unanswered;

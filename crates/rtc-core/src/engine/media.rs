@@ -2,7 +2,9 @@
 //!
 //! Media is peer-to-peer: one connection per remote participant device. Who offers is fixed by
 //! the call flow, so offers never cross: a participant already in the call offers to each
-//! participant whose Accept it receives; the accepting side answers.
+//! device that rings (a pre-connected link: ICE and DTLS come up while it rings, nothing is
+//! captured or sent) and to each device that accepts without such a link; the other side
+//! answers. Accepting then only captures and attaches tracks.
 
 use crate::proto::media_signal;
 
@@ -46,8 +48,13 @@ pub enum MediaAction {
     Capture { call_id: String, video: bool },
     /// Stop and forget this call's local tracks.
     Release { call_id: String },
-    /// Open a peer connection with the call's local tracks; the offerer sends the first offer.
-    Connect { call_id: String, peer: Peer, offerer: bool },
+    /// Open a peer connection; the offerer sends the first offer. `video`: negotiate video too.
+    /// With `attach` the call's local tracks go on it at once; without, it is pre-connected —
+    /// transports up, nothing sent — until [`MediaAction::Attach`].
+    Connect { call_id: String, peer: Peer, offerer: bool, attach: bool, video: bool },
+    /// Put the call's local tracks on the pre-connected link to `peer` (all links if `None`),
+    /// without renegotiating.
+    Attach { call_id: String, peer: Option<Peer> },
     /// Apply an SDP or candidate received from `peer`.
     Apply { call_id: String, peer: Peer, signal: media_signal::Kind },
     /// Close the connection to one peer.

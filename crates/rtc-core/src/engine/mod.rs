@@ -27,6 +27,7 @@ mod media;
 mod modify;
 mod offline;
 mod outgoing;
+mod peers;
 
 use std::collections::VecDeque;
 
@@ -223,9 +224,10 @@ impl Engine {
             m.ring_deadline = None;
         }
         call.users.clear();
-        let joined = std::mem::take(&mut call.joined);
+        let joined = std::mem::take(&mut call.joined) || !call.peers.is_empty();
         let had_media = std::mem::take(&mut call.has_local_media);
         call.peers.clear();
+        call.early_tracks.clear();
         let announced = call.announced;
         let summary = call.summary();
         if joined {

@@ -179,6 +179,7 @@ impl Engine {
                 joined: false,
                 has_local_media: false,
                 peers: Vec::new(),
+                early_tracks: Vec::new(),
                 pending: Pending::None,
                 extra: modify.extra.clone(),
                 push_title: None,

@@ -5,9 +5,9 @@ use crate::small_map::SmallMap;
 use super::call::{Call, Pending};
 use super::{
     member, send_error_code, CallEvent, CallRequest, CaptureError, CommandId, Engine, MediaAction, MediaEvent,
-    Peer, SendPurpose, TrackInfo, TrackKind,
+    SendPurpose, TrackInfo, TrackKind,
 };
-use crate::proto::{self, call_content::Body, media_signal, ChannelInfo, PushConfig, UserProfile};
+use crate::proto::{self, call_content::Body, ChannelInfo, PushConfig, UserProfile};
 use crate::types::{end_reason, error_code, MediaType, SessionState, UserState};
 
 impl Engine {
@@ -70,6 +70,7 @@ impl Engine {
                 joined: false,
                 has_local_media: true,
                 peers: Vec::new(),
+                early_tracks: Vec::new(),
                 pending: Pending::CallCapture(id),
                 extra: req.extra,
                 push_title: req.push_title,
@@ -150,9 +151,8 @@ impl Engine {
         let acceptable = self.calls.get(call_id).is_some_and(|c| {
             c.is_live()
                 && c.state == Some(SessionState::Waiting)
-                && c.caller_id != me
                 && c.pending == Pending::None
-                && c.user_state(&me) == UserState::Waiting
+                && c.ringing(&me)
         });
         if !acceptable {
             return self.done(id, error_code::PARAM_ERROR, None);
@@ -246,6 +246,7 @@ impl Engine {
                 for &kind in kinds {
                     self.local_track_ready(call_id, kind, true);
                 }
+                self.self_joined(call_id);
             }
             Err(im_code) => {
                 let reason =
@@ -277,7 +278,7 @@ impl Engine {
         }
         let reason = if call.user_state(&me) == UserState::Keeping {
             end_reason::HANGUP
-        } else if call.caller_id == me {
+        } else if !call.ringing(&me) {
             end_reason::CANCEL
         } else {
             end_reason::REJECT
@@ -307,35 +308,8 @@ impl Engine {
                     _ => self.media(MediaAction::Release { call_id }),
                 }
             }
-            MediaEvent::LocalSignal { call_id, peer, signal } => {
-                let Some(call) = self.calls.get(&call_id) else { return };
-                if !call.is_live() || !call.peers.contains(&peer) {
-                    return;
-                }
-                let body = Body::Media(proto::MediaSignal {
-                    to_user_id: peer.user_id.clone(),
-                    to_device_id: peer.device_id.clone(),
-                    kind: Some(signal),
-                });
-                self.send(&call_id, body, vec![peer.user_id], None, SendPurpose::Other);
-            }
-            MediaEvent::RemoteTrack { call_id, peer, kind } => {
-                let Some(call) = self.calls.get(&call_id) else { return };
-                if !call.is_live() || !call.peers.contains(&peer) {
-                    return;
-                }
-                // Remote video is not surfaced while the session is audio-only (spec D.3).
-                if kind == TrackKind::Video && call.media_type == MediaType::Audio {
-                    return;
-                }
-                let track = TrackInfo {
-                    track_id: super::track_id(&peer.user_id, kind),
-                    user_id: peer.user_id,
-                    kind,
-                    local: false,
-                };
-                self.emit(CallEvent::TrackReady { call_id, track, with_session: true });
-            }
+            MediaEvent::LocalSignal { call_id, peer, signal } => self.local_media_signal(&call_id, peer, signal),
+            MediaEvent::RemoteTrack { call_id, peer, kind } => self.remote_track(&call_id, peer, kind),
         }
     }
 
@@ -343,31 +317,6 @@ impl Engine {
         let me = self.cfg.self_id.clone();
         let track = TrackInfo { track_id: super::track_id(&me, kind), user_id: me, kind, local: true };
         self.emit(CallEvent::TrackReady { call_id: call_id.to_string(), track, with_session });
-    }
-
-    /// Opens a peer connection for `peer` in a joined call (idempotent).
-    pub(super) fn connect_peer(&mut self, call_id: &str, peer: Peer, offerer: bool) {
-        let Some(call) = self.calls.get_mut(call_id) else { return };
-        if !call.joined || call.peers.contains(&peer) {
-            return;
-        }
-        call.peers.push(peer.clone());
-        self.media(MediaAction::Connect { call_id: call_id.to_string(), peer, offerer });
-    }
-
-    pub(super) fn apply_remote_media(&mut self, call_id: &str, peer: Peer, signal: media_signal::Kind) {
-        let is_offer = matches!(signal, media_signal::Kind::Offer(_));
-        let Some(call) = self.calls.get(call_id) else { return };
-        if !call.is_live() || !call.joined {
-            return;
-        }
-        if !call.peers.contains(&peer) {
-            if !is_offer {
-                return;
-            }
-            self.connect_peer(call_id, peer.clone(), false);
-        }
-        self.media(MediaAction::Apply { call_id: call_id.to_string(), peer, signal });
     }
 
     /// Push data of a hangup: only when the app set `hungupPushConfig` (spec B.5, 5.1.2).
