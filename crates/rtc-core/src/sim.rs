@@ -89,6 +89,9 @@ pub fn describe(e: &CallEvent) -> String {
         CallEvent::MediaModify { sender, media_type, .. } => format!("MediaModify({},{})", sender.user_id, *media_type as i32),
         CallEvent::OfflineRecord(r) => format!("OfflineRecord({},{})", r.inviter_id, r.end_reason),
         CallEvent::Merged { .. } => "Merged".to_string(),
+        CallEvent::MuteChange { user_id, kind, muted, .. } => {
+            format!("{}({user_id},{})", if *kind == TrackKind::Video { "VideoMute" } else { "AudioMute" }, if *muted { "muted" } else { "unmuted" })
+        }
     }
 }
 
@@ -182,11 +185,7 @@ impl Sim {
     pub fn add_device(&mut self, user_id: &str) -> DeviceId {
         let id = self.devices.len();
         let device_id = format!("dev{id}");
-        let engine = Engine::new(EngineConfig {
-            self_id: user_id.to_string(),
-            device_id: device_id.clone(),
-            lang: "zh".into(),
-        });
+        let engine = Engine::new(EngineConfig::new(user_id, &device_id));
         self.devices.push(Device {
             user_id: user_id.to_string(),
             device_id,
@@ -491,7 +490,14 @@ impl Sim {
             MediaAction::Leave { call_id } => {
                 self.links.retain(|(d, c, _), _| !(*d == dev && *c == call_id));
             }
-            MediaAction::Apply { .. } | MediaAction::Attach { .. } => {}
+            MediaAction::CaptureCamera { call_id } => {
+                let result = match self.devices[dev].capture_error {
+                    Some(e) => Err(e),
+                    None => Ok(vec![TrackKind::Video]),
+                };
+                self.schedule(now + self.capture_delay, dev, Input::Media(MediaEvent::Captured { call_id, result }));
+            }
+            MediaAction::Apply { .. } | MediaAction::Attach { .. } | MediaAction::SetEnabled { .. } => {}
         }
     }
 }

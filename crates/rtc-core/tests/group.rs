@@ -1,7 +1,7 @@
 //! Group calls, mid-call invites, downgrade, crossing calls and offline records (spec C.6–C.13,
 //! F) on the call simulator's virtual clock.
 
-use rtc_core::engine::{CallEvent, Command, Input, MediaAction, Received, RING_TIMEOUT_MS};
+use rtc_core::engine::{CallEvent, Command, Input, MediaAction, Received, TrackKind, RING_TIMEOUT_MS};
 use rtc_core::proto::{self, call_content::Body, conversation_type, CallContent};
 use rtc_core::sim::{DeviceId, Logged, Sim};
 use rtc_core::types::{end_reason, error_code, MediaType, SessionState, UserState};
@@ -406,4 +406,54 @@ fn links_are_ready_while_ringing_and_carry_media_only_after_accept() {
     let accept_at = alice.iter().position(|l| l == "Accept(bob)").unwrap();
     assert!(alice[accept_at + 1..].contains(&"Track(bob/Video)".to_string()), "{alice:?}");
     assert!(has(&sim, b1, "Track(alice/Video)"));
+}
+
+#[test]
+fn mute_state_reaches_everyone_including_late_joiners() {
+    let mut sim = Sim::new();
+    let (a, b, c) = (sim.add_device("a"), sim.add_device("b"), sim.add_device("c"));
+    let id = group_call(&mut sim, a, &["b", "c"]);
+    // Video cannot be switched before the call is joined (no track published yet).
+    let early = sim.command(b, Command::MuteTrack { call_id: id.clone(), kind: TrackKind::Video, muted: true });
+    sim.run_for(10);
+    assert_eq!(sim.result(b, early).unwrap().0, error_code::MISSING_VIDEO_TRACK_ERROR);
+    sim.accept(b, &id);
+    sim.run_for(300);
+    let mute = sim.command(b, Command::MuteTrack { call_id: id.clone(), kind: TrackKind::Audio, muted: true });
+    let off = sim.command(b, Command::MuteTrack { call_id: id.clone(), kind: TrackKind::Video, muted: true });
+    sim.run_for(100);
+    assert_eq!(sim.result(b, mute).unwrap().0, error_code::SUCCESS);
+    assert_eq!(sim.result(b, off).unwrap().0, error_code::SUCCESS);
+    assert!(has(&sim, a, "AudioMute(b,muted)") && has(&sim, a, "VideoMute(b,muted)"));
+    // Camera-off mode released the camera.
+    assert!(sim.log(b).iter().any(|(_, l)| matches!(l, Logged::Media(MediaAction::DropVideo { .. }))));
+    // C joins later and still learns B's state.
+    sim.accept(c, &id);
+    sim.run_for(300);
+    assert!(has(&sim, c, "AudioMute(b,muted)") && has(&sim, c, "VideoMute(b,muted)"), "{:?}", sim.timeline(c));
+    // Enabling video captures a new camera track, announces it, tells the others.
+    let on = sim.command(b, Command::MuteTrack { call_id: id.clone(), kind: TrackKind::Video, muted: false });
+    sim.run_for(100);
+    assert_eq!(sim.result(b, on).unwrap().0, error_code::SUCCESS);
+    assert!(sim.log(b).iter().any(|(_, l)| matches!(l, Logged::Media(MediaAction::CaptureCamera { .. }))));
+    assert_eq!(count(&sim, b, "Track(b/Video)"), 2);
+    assert!(has(&sim, a, "VideoMute(b,unmuted)") && has(&sim, c, "VideoMute(b,unmuted)"));
+    // A failed camera capture is 53302.
+    sim.command(b, Command::MuteTrack { call_id: id.clone(), kind: TrackKind::Video, muted: true });
+    sim.run_for(100);
+    sim.fail_capture(b, Some(rtc_core::engine::CaptureError::NotFound));
+    let fail = sim.command(b, Command::MuteTrack { call_id: id.clone(), kind: TrackKind::Video, muted: false });
+    sim.run_for(100);
+    assert_eq!(sim.result(b, fail).unwrap().0, error_code::GET_LOCAL_VIDEO_TRACK_ERROR);
+    // Audio calls have no camera.
+    let mut sim = Sim::new();
+    let (a, b) = (sim.add_device("a"), sim.add_device("b"));
+    let cmd = sim.call(a, "b", MediaType::Audio);
+    sim.run_for(100);
+    let id = sim.result(a, cmd).unwrap().1.unwrap();
+    sim.accept(b, &id);
+    sim.run_for(300);
+    let v = sim.command(a, Command::MuteTrack { call_id: id, kind: TrackKind::Video, muted: true });
+    sim.run_for(10);
+    assert_eq!(sim.result(a, v).unwrap().0, error_code::MISSING_VIDEO_TRACK_ERROR);
 }

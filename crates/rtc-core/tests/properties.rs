@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use rtc_core::engine::{CallEvent, Command};
+use rtc_core::engine::{CallEvent, Command, TrackKind};
 use rtc_core::sim::{DeviceId, Logged, Sim};
 use rtc_core::types::{map_remote_reason, MediaType, SessionState, UserState};
 
@@ -95,7 +95,14 @@ fn run(seed: u64, seen: &mut Seen) {
             }
             7 => {
                 if let Some(c) = { let calls = live_calls(&sim, dev); pick(&mut sim, &calls) } {
-                    sim.command(dev, Command::DescendAbility { call_id: c });
+                    let cmd = match sim.random() % 3 {
+                        0 => Command::DescendAbility { call_id: c },
+                        n => {
+                            let kind = if n == 1 { TrackKind::Audio } else { TrackKind::Video };
+                            Command::MuteTrack { call_id: c, kind, muted: sim.random() % 2 == 0 }
+                        }
+                    };
+                    sim.command(dev, cmd);
                 }
             }
             8 => {
@@ -183,7 +190,8 @@ fn check_invariants(sim: &Sim, dev: DeviceId, seed: u64) {
                     | CallEvent::Hungup { call_id, .. }
                     | CallEvent::TrackReady { call_id, .. }
                     | CallEvent::MemberModify { call_id, .. }
-                    | CallEvent::MediaModify { call_id, .. } => call_id,
+                    | CallEvent::MediaModify { call_id, .. }
+                    | CallEvent::MuteChange { call_id, .. } => call_id,
                     CallEvent::OfflineRecord(_) => continue,
                 };
                 if let CallEvent::Hungup { call_id, sender, .. } = ev {

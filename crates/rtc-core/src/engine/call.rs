@@ -17,6 +17,9 @@ pub(crate) struct Member {
     pub ring_deadline: Option<Millis>,
     /// The device that answered (known from its Accept), for media.
     pub device_id: Option<String>,
+    /// Publisher-side mute state, as the member announced it (`isOwnerMuted`).
+    pub audio_muted: bool,
+    pub video_muted: bool,
 }
 
 /// One peer connection as the engine tracks it.
@@ -41,6 +44,8 @@ pub(crate) enum Pending {
     AcceptSend(CommandId),
     /// A crossing call was merged into this one: our Accept is on its way.
     MergeAccept,
+    /// `enableVideoTrack()` with the camera released: waiting for the new camera track.
+    CameraCapture(CommandId),
 }
 
 #[derive(Debug, Clone)]
@@ -76,6 +81,11 @@ pub(crate) struct Call {
     pub push_content: Option<String>,
     /// The app already got `onTrackReady` for our local tracks (merged calls reuse them).
     pub local_announced: bool,
+    /// Our own mute state, announced to everyone who joins.
+    pub audio_muted: bool,
+    pub video_muted: bool,
+    /// The camera was released by `disableVideoTrack()` (camera-off mode).
+    pub camera_released: bool,
 }
 
 impl Call {

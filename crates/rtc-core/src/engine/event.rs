@@ -54,6 +54,8 @@ pub enum CallEvent {
     MemberModify { call_id: String, sender: Sender, invited: Vec<Sender> },
     /// `onMediaModify(sender, mediaType)`: the call was downgraded.
     MediaModify { call_id: String, sender: Sender, media_type: MediaType },
+    /// `onAudioMuteChange` / `onVideoMuteChange` (`IMuteUser`): a participant muted or unmuted.
+    MuteChange { call_id: String, user_id: String, kind: TrackKind, muted: bool, track_id: String },
     /// `onOfflineRecord(record)`: a call that happened while this client was offline.
     OfflineRecord(OfflineRecord),
     /// Our outgoing call `from` crossed the peer's call `into` and was merged into it: the app's

@@ -41,6 +41,8 @@ impl Engine {
             }
             Body::ModifyMem(_) if from_self => {}
             Body::ModifyMem(modify) => self.members_modified(&msg, modify, sender),
+            Body::Mute(_) if from_self => {}
+            Body::Mute(state) => self.remote_mute(&call_id, &msg.sender_user_id, state),
             Body::ModifyMedia(_) if from_self => {}
             Body::ModifyMedia(m) => self.media_modified(&call_id, sender, m.media_type),
         }
@@ -104,6 +106,9 @@ impl Engine {
                 push_title: None,
                 push_content: None,
                 local_announced: false,
+                audio_muted: false,
+                video_muted: false,
+                camera_released: false,
             },
         );
         self.ring_and_announce(&call_id, invite.extra, busy);
@@ -188,6 +193,9 @@ impl Engine {
                 push_title: None,
                 push_content: None,
                 local_announced: true,
+                audio_muted: false,
+                video_muted: false,
+                camera_released: false,
             },
         );
         self.media(super::MediaAction::Rename { from: mine.clone(), into: call_id.clone() });

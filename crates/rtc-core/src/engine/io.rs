@@ -47,6 +47,8 @@ pub enum Command {
     DescendAbility { call_id: String },
     /// `setPushConfig(callPushConfig, hungupPushConfig)`.
     SetPushConfig { call: PushTexts, hangup: PushTexts },
+    /// `disableAudioTrack()` / `enableAudioTrack()` / `disableVideoTrack()` / `enableVideoTrack()`.
+    MuteTrack { call_id: String, kind: super::TrackKind, muted: bool },
 }
 
 /// Push title and content an app chose; `None` keeps the default.

@@ -61,8 +61,14 @@ pub enum MediaAction {
     Disconnect { call_id: String, peer: Peer },
     /// Close every connection of the call (leave the "room").
     Leave { call_id: String },
-    /// The call became audio-only: stop and release the local camera, stop showing remote video.
+    /// The call became audio-only, or the camera was switched off: stop and release the local
+    /// camera and stop sending video.
     DropVideo { call_id: String },
+    /// Capture a new camera track for the call (answer: [`MediaEvent::Captured`] with `[Video]`)
+    /// and send it on every link once captured.
+    CaptureCamera { call_id: String },
+    /// Enable or disable (mute) a local track without releasing it.
+    SetEnabled { call_id: String, kind: TrackKind, enabled: bool },
     /// The call `from` is now known as `into` (crossing calls merged): re-key local media.
     Rename { from: String, into: String },
 }

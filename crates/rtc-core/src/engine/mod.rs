@@ -25,6 +25,7 @@ mod incoming;
 mod io;
 mod media;
 mod modify;
+mod mute;
 mod offline;
 mod outgoing;
 mod peers;
@@ -54,6 +55,21 @@ pub struct EngineConfig {
     pub device_id: String,
     /// `"zh"` or `"en"`: language of the default push titles.
     pub lang: String,
+    /// CallLib's `isOffCameraWhenVideoDisable` (default true): disabling video releases the
+    /// camera, enabling it captures a new one.
+    pub camera_off_when_video_disabled: bool,
+}
+
+impl EngineConfig {
+    /// A config with CallLib's defaults.
+    pub fn new(self_id: &str, device_id: &str) -> Self {
+        Self {
+            self_id: self_id.to_string(),
+            device_id: device_id.to_string(),
+            lang: "zh".into(),
+            camera_off_when_video_disabled: true,
+        }
+    }
 }
 
 /// What a sent message is for, so its `SendResult` can be routed.
@@ -64,6 +80,7 @@ enum SendPurpose {
     Hangup { command: Option<CommandId> },
     Modify { command: CommandId, call_id: String, new_users: Vec<String> },
     Descend { command: CommandId, call_id: String },
+    Mute { command: Option<CommandId> },
     Other,
 }
 
@@ -262,7 +279,11 @@ impl Engine {
             }
             SendPurpose::Modify { command, call_id, new_users } => self.modify_sent(command, &call_id, new_users, result),
             SendPurpose::Descend { command, call_id } => self.descend_sent(command, &call_id, result),
-            SendPurpose::Hangup { command: None } | SendPurpose::Other => {}
+            SendPurpose::Mute { command: Some(cmd) } => {
+                let code = result.map_or_else(send_error_code, |_| error_code::SUCCESS);
+                self.done(cmd, code, None);
+            }
+            SendPurpose::Hangup { command: None } | SendPurpose::Mute { command: None } | SendPurpose::Other => {}
         }
     }
 
@@ -319,5 +340,5 @@ fn send_error_code(im_code: i32) -> i32 {
 }
 
 fn member(state: UserState, profile: UserProfile) -> Member {
-    Member { state, profile, ring_deadline: None, device_id: None }
+    Member { state, profile, ring_deadline: None, device_id: None, audio_muted: false, video_muted: false }
 }

@@ -185,6 +185,9 @@ impl Engine {
                 push_title: None,
                 push_content: None,
                 local_announced: false,
+                audio_muted: false,
+                video_muted: false,
+                camera_released: false,
             },
         );
         self.ring_and_announce(&call_id, modify.extra, busy);

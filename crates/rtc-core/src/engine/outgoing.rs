@@ -25,6 +25,7 @@ impl Engine {
                 self.invite_members(id, &call_id, user_ids, extra, super::PushTexts { title: push_title, content: push_content })
             }
             Command::DescendAbility { call_id } => self.descend(id, &call_id),
+            Command::MuteTrack { call_id, kind, muted } => self.mute_track(id, &call_id, kind, muted),
             Command::SetPushConfig { call, hangup } => {
                 self.call_push = call;
                 self.hangup_push = hangup;
@@ -76,6 +77,9 @@ impl Engine {
                 push_title: req.push_title,
                 push_content: req.push_content,
                 local_announced: false,
+                audio_muted: false,
+                video_muted: false,
+                camera_released: false,
             },
         );
         self.media(MediaAction::Capture { call_id, video: req.media_type.has_video() });
@@ -304,6 +308,7 @@ impl Engine {
                 match pending {
                     Some(Pending::CallCapture(cmd)) => self.call_captured(&call_id, cmd, result),
                     Some(Pending::AcceptCapture(cmd)) => self.accept_captured(&call_id, cmd, result),
+                    Some(Pending::CameraCapture(cmd)) => self.camera_captured(&call_id, cmd, result),
                     // The call ended while capturing: give the tracks back.
                     _ => self.media(MediaAction::Release { call_id }),
                 }

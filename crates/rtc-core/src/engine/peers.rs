@@ -36,11 +36,12 @@ impl Engine {
         match call.peers.iter_mut().find(|l| l.peer == peer) {
             Some(link) if !link.attached => {
                 link.attached = true;
-                self.media(MediaAction::Attach { call_id: call_id.to_string(), peer: Some(peer) });
+                self.media(MediaAction::Attach { call_id: call_id.to_string(), peer: Some(peer.clone()) });
             }
             Some(_) => {}
-            None => self.connect_peer(call_id, peer, true, true),
+            None => self.connect_peer(call_id, peer.clone(), true, true),
         }
+        self.announce_mute_state(call_id, vec![peer.user_id]);
     }
 
     /// We just got in (our accept went through): attach our tracks to every pre-connected link.
@@ -52,6 +53,9 @@ impl Engine {
             }
             self.media(MediaAction::Attach { call_id: call_id.to_string(), peer: None });
         }
+        let me = self.cfg.self_id.clone();
+        let everyone = self.calls.get(call_id).map(|c| c.remote_ids(&me)).unwrap_or_default();
+        self.announce_mute_state(call_id, everyone);
         self.surface_tracks(call_id);
     }
 

@@ -17,8 +17,12 @@ pub mod object_name {
     /// Not a RongCloud type: rcall's P2P negotiation (SDP, ICE) between two participants.
     pub const MEDIA: &str = "RCall:Media";
 
+    /// Not a RongCloud type: a participant muted or unmuted its microphone or camera (what
+    /// RTCLib's room carried as track mute state).
+    pub const MUTE: &str = "RCall:Mute";
+
     /// Every object name the call engine consumes.
-    pub const ALL: [&str; 7] = [INVITE, RINGING, ACCEPT, HANGUP, MODIFY_MEM, MODIFY_MEDIA, MEDIA];
+    pub const ALL: [&str; 8] = [INVITE, RINGING, ACCEPT, HANGUP, MODIFY_MEM, MODIFY_MEDIA, MEDIA, MUTE];
 }
 
 /// `engineType` of invite-type messages: the value Web 5.X uses for its RTC engine.
@@ -37,7 +41,7 @@ pub struct CallContent {
     /// The sender's profile from `registerUserInfo` (`{}` if never called).
     #[prost(message, optional, tag = "4")]
     pub user: Option<UserProfile>,
-    #[prost(oneof = "call_content::Body", tags = "10, 11, 12, 13, 14, 15, 16")]
+    #[prost(oneof = "call_content::Body", tags = "10, 11, 12, 13, 14, 15, 16, 17")]
     pub body: Option<call_content::Body>,
 }
 
@@ -58,6 +62,8 @@ pub mod call_content {
         ModifyMedia(super::ModifyMedia),
         #[prost(message, tag = "16")]
         Media(super::MediaSignal),
+        #[prost(message, tag = "17")]
+        Mute(super::MuteState),
     }
 }
 
@@ -187,6 +193,16 @@ pub mod media_signal {
     }
 }
 
+/// RCall:Mute — the sender's microphone (`video` false) or camera (`video` true) is now
+/// muted or not.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct MuteState {
+    #[prost(bool, tag = "1")]
+    pub video: bool,
+    #[prost(bool, tag = "2")]
+    pub muted: bool,
+}
+
 #[derive(Clone, PartialEq, Eq, prost::Message)]
 pub struct IceCandidate {
     #[prost(string, tag = "1")]
@@ -209,6 +225,7 @@ impl CallContent {
             ModifyMem(_) => object_name::MODIFY_MEM,
             ModifyMedia(_) => object_name::MODIFY_MEDIA,
             Media(_) => object_name::MEDIA,
+            Mute(_) => object_name::MUTE,
         })
     }
     pub fn to_bytes(&self) -> Vec<u8> {

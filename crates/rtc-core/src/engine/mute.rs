@@ -1,0 +1,104 @@
+//! Muting microphone and camera (`disable/enableAudioTrack`, `disable/enableVideoTrack`) and
+//! telling the others (`onAudioMuteChange` / `onVideoMuteChange`).
+//!
+//! CallLib relied on RTCLib's room to carry mute state; peer-to-peer we carry it ourselves in
+//! `RCall:Mute`, sent to everyone in the call and again to each member who joins later.
+
+use super::call::Pending;
+use super::{CallEvent, CaptureError, CommandId, Engine, MediaAction, SendPurpose, TrackKind};
+use crate::proto::{self, call_content::Body};
+use crate::types::{error_code, MediaType};
+
+impl Engine {
+    pub(super) fn mute_track(&mut self, id: CommandId, call_id: &str, kind: TrackKind, muted: bool) {
+        let me = self.cfg.self_id.clone();
+        let camera_off = self.cfg.camera_off_when_video_disabled;
+        let Some(call) = self.calls.get_mut(call_id).filter(|c| c.is_live() && c.state.is_some()) else {
+            return self.done(id, error_code::PARAM_ERROR, None);
+        };
+        if kind == TrackKind::Video {
+            // No camera in this call (audio call, or downgraded), or not in the call yet.
+            if call.media_type == MediaType::Audio || !call.joined || call.pending != Pending::None {
+                return self.done(id, error_code::MISSING_VIDEO_TRACK_ERROR, None);
+            }
+            if camera_off {
+                if muted == call.camera_released {
+                    return self.done(id, error_code::SUCCESS, None);
+                }
+                if !muted {
+                    // A new camera track; announced once it is captured and sent (D.3).
+                    call.pending = Pending::CameraCapture(id);
+                    return self.media(MediaAction::CaptureCamera { call_id: call_id.to_string() });
+                }
+                call.camera_released = true;
+                call.video_muted = true;
+                self.media(MediaAction::DropVideo { call_id: call_id.to_string() });
+                return self.send_mute(call_id, true, true, Some(id));
+            }
+            call.video_muted = muted;
+        } else {
+            call.audio_muted = muted;
+        }
+        let joined = call.joined && call.self_in(&me);
+        self.media(MediaAction::SetEnabled { call_id: call_id.to_string(), kind, enabled: !muted });
+        if joined {
+            self.send_mute(call_id, kind == TrackKind::Video, muted, Some(id));
+        } else {
+            self.done(id, error_code::SUCCESS, None);
+        }
+    }
+
+    /// The new camera track of `enableVideoTrack()` was captured (or not).
+    pub(super) fn camera_captured(&mut self, call_id: &str, command: CommandId, result: Result<Vec<TrackKind>, CaptureError>) {
+        let Some(call) = self.calls.get_mut(call_id) else { return };
+        call.pending = Pending::None;
+        if result.is_err() || !call.is_live() {
+            return self.done(command, error_code::GET_LOCAL_VIDEO_TRACK_ERROR, None);
+        }
+        call.camera_released = false;
+        call.video_muted = false;
+        self.media(MediaAction::Attach { call_id: call_id.to_string(), peer: None });
+        self.local_track_ready(call_id, TrackKind::Video, true);
+        self.send_mute(call_id, true, false, Some(command));
+    }
+
+    fn send_mute(&mut self, call_id: &str, video: bool, muted: bool, command: Option<CommandId>) {
+        let me = self.cfg.self_id.clone();
+        let Some(call) = self.calls.get(call_id) else { return };
+        let recipients = call.remote_ids(&me);
+        let body = Body::Mute(proto::MuteState { video, muted });
+        self.send(call_id, body, recipients, None, SendPurpose::Mute { command });
+    }
+
+    /// Tells `to` (someone who just joined) what we have muted.
+    pub(super) fn announce_mute_state(&mut self, call_id: &str, to: Vec<String>) {
+        let Some(call) = self.calls.get(call_id) else { return };
+        let states = [(false, call.audio_muted), (true, call.video_muted)];
+        for (video, muted) in states {
+            if muted && !to.is_empty() {
+                let body = Body::Mute(proto::MuteState { video, muted });
+                self.send(call_id, body, to.clone(), None, SendPurpose::Mute { command: None });
+            }
+        }
+    }
+
+    /// RCall:Mute from another participant.
+    pub(super) fn remote_mute(&mut self, call_id: &str, user_id: &str, state: proto::MuteState) {
+        let Some(call) = self.calls.get_mut(call_id).filter(|c| c.is_live()) else { return };
+        let Some(m) = call.users.get_mut(user_id) else { return };
+        let kind = if state.video { TrackKind::Video } else { TrackKind::Audio };
+        let slot = if state.video { &mut m.video_muted } else { &mut m.audio_muted };
+        if *slot == state.muted {
+            return;
+        }
+        *slot = state.muted;
+        let track_id = super::track_id(user_id, kind);
+        self.emit(CallEvent::MuteChange {
+            call_id: call_id.to_string(),
+            user_id: user_id.to_string(),
+            kind,
+            muted: state.muted,
+            track_id,
+        });
+    }
+}
