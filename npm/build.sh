@@ -20,7 +20,7 @@ wasm-bindgen --target web "${flags[@]}" --out-dir "$work/esm" "$wasm"
 # npm binaryen's wasm-opt (Debian's binaryen 108 produces modules Chromium rejects).
 optimize() {
   if [ -x node_modules/.bin/wasm-opt ]; then
-    node_modules/.bin/wasm-opt -Oz "$1" -o "$1.opt" && mv "$1.opt" "$1"
+    node_modules/.bin/wasm-opt -Oz --converge --low-memory-unused --zero-filled-memory "$1" -o "$1.opt" && mv "$1.opt" "$1"
   else
     echo "warning: node_modules/.bin/wasm-opt missing (run npm ci); shipping unoptimized wasm" >&2
   fi
@@ -38,6 +38,14 @@ rm -rf npm/dist && mkdir -p npm/dist/cdn npm/dist/esm
   echo "})();"
 } > npm/dist/cdn/rcall.js
 cp "$work/cdn/rcall_sdk_bg.wasm" npm/dist/cdn/rcall_bg.wasm
+# Minify the classic script (what a CDN page downloads); the ESM package is left readable for
+# bundlers, which minify anyway.
+if [ -x node_modules/.bin/terser ]; then
+  node_modules/.bin/terser npm/dist/cdn/rcall.js --compress --mangle --comments '/rcall/' -o npm/dist/cdn/rcall.min.js
+  mv npm/dist/cdn/rcall.min.js npm/dist/cdn/rcall.js
+else
+  echo "warning: node_modules/.bin/terser missing (run npm ci); shipping unminified JS" >&2
+fi
 
 cp "$work/esm/rcall_sdk.js" "$work/esm/rcall_sdk_bg.wasm" npm/dist/esm/
 {

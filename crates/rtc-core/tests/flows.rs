@@ -327,3 +327,17 @@ fn nothing_is_sent_for_a_call_after_it_ended() {
         assert_eq!(late_sends, 0, "device {dev} sent after the end");
     }
 }
+
+#[test]
+fn kicked_by_the_server_ends_with_23_and_the_peer_sees_33() {
+    let (mut sim, a, b, call_id) = ringing(MediaType::Audio);
+    sim.accept(b, &call_id);
+    sim.run_for(300);
+    sim.inject(b, Input::Kicked { call_id: call_id.clone() });
+    sim.run_for(100);
+    assert_eq!(sim.close_reason(b, &call_id), Some(end_reason::KICKED_BY_SERVER));
+    assert_eq!(sim.close_reason(a, &call_id), Some(end_reason::REMOTE_KICKED_BY_SERVER));
+    // A kick for a call that is not live changes nothing.
+    sim.inject(b, Input::Kicked { call_id: "nope".into() });
+    assert_eq!(names(&sim, b).iter().filter(|n| n.starts_with("Close")).count(), 1);
+}

@@ -83,7 +83,7 @@ fn start(params: JsValue, group: bool) -> js_sys::Promise {
         rt.constraints.borrow_mut().insert(call_id.clone(), constraints);
     }
     let rx = rt.command(Command::Call(request));
-    wasm_bindgen_futures::future_to_promise(async move {
+    js::promise(async move {
         let (code, session_id) = rx.await.unwrap_or((rtc_core::types::error_code::SEND_MSG_ERROR, None));
         let rt = crate::runtime::rt();
         match session_id {

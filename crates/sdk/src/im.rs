@@ -76,12 +76,12 @@ impl Connection {
             let Ok(buf) = ev.data().dyn_into::<ArrayBuffer>() else { return };
             let bytes = Uint8Array::new(&buf).to_vec();
             match ServerFrame::from_bytes(&bytes) {
-                Ok(frame) => wasm_bindgen_futures::spawn_local(async move { on_frame(frame) }),
+                Ok(frame) => js::spawn(async move { on_frame(frame) }),
                 Err(e) => js::warn(&format!("[rcall] undecodable frame from the server: {e}")),
             }
         });
         let on_close = Closure::<dyn FnMut(CloseEvent)>::new(|_ev: CloseEvent| {
-            wasm_bindgen_futures::spawn_local(async { on_closed() });
+            js::spawn(async { on_closed() });
         });
         ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
         ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
@@ -141,8 +141,13 @@ fn on_frame(frame: ServerFrame) {
     let server_time = frame.server_time;
     match frame.body {
         Some(server_frame::Body::AuthResult(r)) => {
+            if r.code == code::SUCCESS {
+                *rt.server_ice.borrow_mut() = ice_servers(r.ice_servers);
+            }
             conn.settle_auth(if r.code == code::SUCCESS { Ok(r.user_id) } else { Err(r.code) });
         }
+        Some(server_frame::Body::IceServers(s)) => *rt.server_ice.borrow_mut() = ice_servers(s.ice_servers),
+        Some(server_frame::Body::Kicked(k)) => rt.feed(Input::Kicked { call_id: k.call_id }),
         Some(server_frame::Body::Deliver(d)) => {
             let seq = d.seq;
             if object_name::ALL.contains(&d.message_type.as_str()) {
@@ -174,6 +179,16 @@ fn on_frame(frame: ServerFrame) {
         Some(server_frame::Body::SyncDone(_)) => rt.feed(Input::SyncDone),
         Some(server_frame::Body::Pong(_)) | None => {}
     }
+}
+
+fn ice_servers(list: Vec<rtc_core::proto::IceServer>) -> Vec<web_rtc::IceServer> {
+    list.into_iter()
+        .map(|s| web_rtc::IceServer {
+            urls: s.urls,
+            username: (!s.username.is_empty()).then_some(s.username),
+            credential: (!s.credential.is_empty()).then_some(s.credential),
+        })
+        .collect()
 }
 
 fn on_closed() {

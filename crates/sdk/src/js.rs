@@ -74,3 +74,25 @@ pub fn js_error(message: &str) -> JsValue {
 pub fn now() -> i64 {
     js_sys::Date::now() as i64
 }
+
+/// Runs a future on the page's event loop. Every call goes through one boxed instantiation of
+/// `spawn_local`, which keeps the wasm small (each future type would otherwise get its own
+/// copy of the task machinery).
+pub fn spawn(f: impl std::future::Future<Output = ()> + 'static) {
+    spawn_boxed(Box::pin(f));
+}
+
+#[inline(never)]
+fn spawn_boxed(f: std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>) {
+    wasm_bindgen_futures::spawn_local(f);
+}
+
+/// A JS promise for a future, through one boxed instantiation (see [`spawn`]).
+pub fn promise(f: impl std::future::Future<Output = Result<JsValue, JsValue>> + 'static) -> js_sys::Promise {
+    promise_boxed(Box::pin(f))
+}
+
+#[inline(never)]
+fn promise_boxed(f: std::pin::Pin<Box<dyn std::future::Future<Output = Result<JsValue, JsValue>>>>) -> js_sys::Promise {
+    wasm_bindgen_futures::future_to_promise(f)
+}

@@ -153,11 +153,18 @@ pub fn install_call(options: JsValue) -> Result<RCCallClient, JsValue> {
     let on_session_close =
         js::get_function(&options, "onSessionClose").ok_or_else(|| js::js_error("onSessionClose"))?;
     let lang = js::get_string(&options, "lang").unwrap_or_else(|| "zh".into());
+    let camera_off = js::get(&options, "isOffCameraWhenVideoDisable").as_bool().unwrap_or(true);
     *rt().call_options.borrow_mut() = Some(Rc::new(CallOptions {
         on_session,
         on_session_close,
         on_offline_record: js::get_function(&options, "onOfflineRecord"),
         lang,
+        camera_off,
     }));
     Ok(RCCallClient::new())
 }
+
+/// talc instead of Rust's default dlmalloc: made for wasm, a few KB smaller in the bundle.
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static ALLOCATOR: talc::TalckWasm = unsafe { talc::TalckWasm::new_global() };

@@ -44,7 +44,16 @@ impl MediaShell {
                     m.stop();
                 }
             }
-            MediaAction::Connect { call_id, peer, offerer } => connect(rt, call_id, peer, offerer),
+            MediaAction::Connect { call_id, peer, offerer, attach, video } => connect(rt, call_id, peer, offerer, attach, video),
+            MediaAction::Attach { call_id, peer } => attach(rt, &call_id, peer.as_ref()),
+            MediaAction::CaptureCamera { call_id } => capture_camera(rt, call_id),
+            MediaAction::SetEnabled { call_id, kind, enabled } => {
+                let local = rt.media.borrow().local.get(&call_id).cloned();
+                let track = local.and_then(|l| if kind == TrackKind::Audio { l.audio() } else { l.video() });
+                if let Some(t) = track {
+                    t.set_enabled(enabled);
+                }
+            }
             MediaAction::Apply { call_id, peer, signal } => apply(rt, call_id, peer, signal),
             MediaAction::Disconnect { call_id, peer } => {
                 let link = rt.media.borrow_mut().peers.remove(&(call_id, peer));
@@ -95,6 +104,69 @@ impl MediaShell {
     }
 }
 
+/// Puts the call's local tracks on the link(s) (replaceTrack: no renegotiation).
+fn attach(rt: &Rc<Runtime>, call_id: &str, peer: Option<&Peer>) {
+    let (local, links) = {
+        let m = rt.media.borrow();
+        let links: Vec<PeerLink> = m
+            .peers
+            .iter()
+            .filter(|((c, p), _)| c == call_id && peer.is_none_or(|want| want == p))
+            .map(|(_, l)| l.clone())
+            .collect();
+        (m.local.get(call_id).cloned(), links)
+    };
+    let Some(local) = local else { return };
+    for link in links {
+        attach_media(&link, &local);
+    }
+}
+
+fn attach_media(link: &PeerLink, media: &LocalMedia) {
+    for track in media.tracks() {
+        let link = link.clone();
+        js::spawn(async move {
+            if let Err(e) = link.attach(web_rtc::track_kind(&track), &track).await {
+                js::warn(&format!("[rcall] cannot send a local track: {e}"));
+            }
+        });
+    }
+}
+
+/// `enableVideoTrack()` after the camera was released: a new camera track joins the call's
+/// local media (the engine then attaches it everywhere).
+fn capture_camera(rt: &Rc<Runtime>, call_id: String) {
+    let rt = rt.clone();
+    js::spawn(async move {
+        let result = web_rtc::capture(&CaptureRequest::video_only()).await;
+        let result = match result {
+            Ok(media) => {
+                let me = rt.current_user().unwrap_or_default();
+                let mut shell = rt.media.borrow_mut();
+                let local = shell.local.get(&call_id).cloned();
+                match (media.video(), local) {
+                    (Some(track), Some(local)) => {
+                        let stream = local.stream();
+                        if let Some(old) = local.video() {
+                            old.stop();
+                            stream.remove_track(&old);
+                        }
+                        stream.add_track(&track);
+                        shell.register_track(&call_id, RCTrack::new(&me, TrackKind::Video, true, track, stream));
+                        Ok(vec![TrackKind::Video])
+                    }
+                    _ => Err(CaptureError::Other),
+                }
+            }
+            Err(e) => {
+                js::warn(&format!("[rcall] camera capture failed: {e}"));
+                Err(CaptureError::Other)
+            }
+        };
+        rt.feed(Input::Media(MediaEvent::Captured { call_id, result }));
+    });
+}
+
 /// The call went audio-only: stop the camera, stop sending video to every peer.
 fn drop_video(rt: &Rc<Runtime>, call_id: &str) {
     let (video, links) = {
@@ -107,8 +179,8 @@ fn drop_video(rt: &Rc<Runtime>, call_id: &str) {
         track.stop();
     }
     for link in links {
-        wasm_bindgen_futures::spawn_local(async move {
-            if let Err(e) = link.replace_track(Kind::Video, None).await {
+        js::spawn(async move {
+            if let Err(e) = link.attach_none(Kind::Video).await {
                 js::warn(&format!("[rcall] could not stop sending video: {e}"));
             }
         });
@@ -124,7 +196,7 @@ fn capture(rt: &Rc<Runtime>, call_id: String, video: bool) {
         video_constraints: if video { crate::constraints::video(&constraints) } else { None },
     };
     let rt = rt.clone();
-    wasm_bindgen_futures::spawn_local(async move {
+    js::spawn(async move {
         let result = web_rtc::capture(&req).await;
         let result = match result {
             Ok(media) => {
@@ -154,24 +226,30 @@ fn capture(rt: &Rc<Runtime>, call_id: String, video: bool) {
     });
 }
 
-fn connect(rt: &Rc<Runtime>, call_id: String, peer: Peer, offerer: bool) {
-    let config = rt.peer_config.borrow().clone();
+fn connect(rt: &Rc<Runtime>, call_id: String, peer: Peer, offerer: bool, attach: bool, video: bool) {
+    let config = rt.effective_peer_config();
     let (c, p) = (call_id.clone(), peer.clone());
     let link = PeerLink::new(&config, move |ev| on_peer_event(&c, &p, ev));
     let link = match link {
         Ok(l) => l,
         Err(e) => return js::warn(&format!("[rcall] cannot create a peer connection: {e}")),
     };
-    let local = rt.media.borrow().local.get(&call_id).cloned();
-    if let Some(media) = local {
-        if let Err(e) = link.add_local_media(&media) {
-            js::warn(&format!("[rcall] cannot add local media: {e}"));
+    let kinds: &[Kind] = if video { &[Kind::Audio, Kind::Video] } else { &[Kind::Audio] };
+    // Either way the link has one send-capable transceiver per kind, so attaching tracks later
+    // never renegotiates.
+    if let Err(e) = link.prepare(kinds) {
+        js::warn(&format!("[rcall] cannot prepare the peer connection: {e}"));
+    }
+    if attach {
+        let local = rt.media.borrow().local.get(&call_id).cloned();
+        if let Some(media) = local {
+            attach_media(&link, &media);
         }
     }
     rt.media.borrow_mut().peers.insert((call_id.clone(), peer.clone()), link.clone());
     if offerer {
         let rt = rt.clone();
-        wasm_bindgen_futures::spawn_local(async move {
+        js::spawn(async move {
             match link.create_offer().await {
                 Ok(sdp) => rt.feed(Input::Media(MediaEvent::LocalSignal {
                     call_id,
@@ -187,7 +265,7 @@ fn connect(rt: &Rc<Runtime>, call_id: String, peer: Peer, offerer: bool) {
 fn apply(rt: &Rc<Runtime>, call_id: String, peer: Peer, signal: media_signal::Kind) {
     let Some(link) = rt.media.borrow().peers.get(&(call_id.clone(), peer.clone())).cloned() else { return };
     let rt = rt.clone();
-    wasm_bindgen_futures::spawn_local(async move {
+    js::spawn(async move {
         let result = match signal {
             media_signal::Kind::Offer(sdp) => match link.accept_offer(&sdp).await {
                 Ok(answer) => {

@@ -12,7 +12,9 @@ use std::rc::Rc;
 
 use futures::channel::oneshot;
 use js_sys::Function;
-use rtc_core::engine::{CallEvent, Command, CommandId, EndSummary, Input, Output, PushTexts, Sender, SessionView};
+use rtc_core::engine::{
+    CallEvent, Command, CommandId, EndSummary, Input, Output, PushTexts, Sender, SessionView, TrackKind,
+};
 use rtc_core::small_map::SmallMap;
 use rtc_core::{Engine, EngineConfig};
 use wasm_bindgen::prelude::*;
@@ -28,6 +30,8 @@ pub struct CallOptions {
     pub on_session_close: Function,
     pub on_offline_record: Option<Function>,
     pub lang: String,
+    /// `isOffCameraWhenVideoDisable` (default true).
+    pub camera_off: bool,
 }
 
 /// A session object and the id cell it reads.
@@ -49,6 +53,9 @@ pub struct Runtime {
     pub call_options: RefCell<Option<Rc<CallOptions>>>,
     /// RTC install options: ICE servers and transport policy for peer connections.
     pub peer_config: RefCell<web_rtc::PeerConfig>,
+    /// ICE servers (STUN, TURN with fresh credentials) the server handed out at login; used
+    /// when the app configured none.
+    pub server_ice: RefCell<Vec<web_rtc::IceServer>>,
     /// `registerUserInfo()` profile; kept here so it survives (re)connects.
     profile: RefCell<rtc_core::proto::UserProfile>,
     /// `setPushConfig()` texts (call, hangup); kept like the profile.
@@ -86,9 +93,12 @@ pub fn rt() -> Rc<Runtime> {
 impl Runtime {
     /// Starts the engine for a freshly authenticated user.
     pub fn start_engine(self: &Rc<Self>, user_id: &str, device_id: &str) {
-        let lang = self.call_options.borrow().as_ref().map_or_else(|| "zh".to_string(), |o| o.lang.clone());
-        *self.engine.borrow_mut() =
-            Some(Engine::new(EngineConfig { self_id: user_id.to_string(), device_id: device_id.to_string(), lang }));
+        let mut config = EngineConfig::new(user_id, device_id);
+        if let Some(o) = self.call_options.borrow().as_ref() {
+            config.lang = o.lang.clone();
+            config.camera_off_when_video_disabled = o.camera_off;
+        }
+        *self.engine.borrow_mut() = Some(Engine::new(config));
         let profile = self.profile.borrow().clone();
         drop(self.command(Command::RegisterUserInfo(profile)));
         let (call, hangup) = self.push.borrow().clone();
@@ -101,6 +111,16 @@ impl Runtime {
         if self.engine.borrow().is_some() {
             drop(self.command(Command::SetPushConfig { call, hangup }));
         }
+    }
+
+    /// What a new peer connection uses: the app's ICE servers if it gave any, else the
+    /// server's.
+    pub fn effective_peer_config(&self) -> web_rtc::PeerConfig {
+        let mut config = self.peer_config.borrow().clone();
+        if config.ice_servers.is_empty() {
+            config.ice_servers = self.server_ice.borrow().clone();
+        }
+        config
     }
 
     /// Sets the profile sent as `content.user` with every call message.
@@ -147,7 +167,7 @@ impl Runtime {
     /// Feeds one input from a fresh task (for inputs raised inside JS event handlers).
     pub fn feed_later(self: &Rc<Self>, input: Input) {
         let rt = self.clone();
-        wasm_bindgen_futures::spawn_local(async move { rt.feed(input) });
+        js::spawn(async move { rt.feed(input) });
     }
 
     fn drive(self: &Rc<Self>) {
@@ -275,6 +295,19 @@ impl Runtime {
                 }
             }
             CallEvent::Merged { from, into } => self.rename_call(&from, &into),
+            CallEvent::MuteChange { call_id, user_id, kind, muted, track_id } => {
+                let (method, kind) = match kind {
+                    TrackKind::Audio => ("onAudioMuteChange", "audio"),
+                    TrackKind::Video => ("onVideoMuteChange", "video"),
+                };
+                let mute_user = js::obj(&[
+                    ("userId", user_id.into()),
+                    ("muted", muted.into()),
+                    ("kind", kind.into()),
+                    ("trackId", track_id.into()),
+                ]);
+                self.to_listener(&call_id, method, vec![mute_user], true);
+            }
             CallEvent::SessionClosed { call_id, summary } => {
                 // Removed from the client's list just before the callback (spec A.7).
                 let session = self.sessions.borrow_mut().remove(&call_id).map(|(s, _)| s);

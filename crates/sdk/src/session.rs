@@ -4,7 +4,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use rtc_core::engine::{Command, SessionView};
+use rtc_core::engine::{Command, SessionView, TrackKind};
 use rtc_core::types::{MediaType, SessionState};
 use wasm_bindgen::prelude::*;
 
@@ -31,10 +31,14 @@ impl RCCallSession {
         rt().session_view(&self.call_id())
     }
 
+    fn mute(&self, kind: TrackKind, muted: bool) -> js_sys::Promise {
+        self.run(Command::MuteTrack { call_id: self.call_id(), kind, muted })
+    }
+
     /// Runs a session command and resolves `{code}`.
     fn run(&self, cmd: Command) -> js_sys::Promise {
         let rx = rt().command(cmd);
-        wasm_bindgen_futures::future_to_promise(async move {
+        js::promise(async move {
             let code = rx.await.map_or(rtc_core::types::error_code::SEND_MSG_ERROR, |(code, _)| code);
             Ok(js::obj(&[("code", code.into())]))
         })
@@ -80,6 +84,30 @@ impl RCCallSession {
             push_title: js::get_string(&options, "pushTitle"),
             push_content: js::get_string(&options, "pushContent"),
         }))
+    }
+
+    /// Mutes the microphone; the others get `onAudioMuteChange`. Resolves `{code}`.
+    #[wasm_bindgen(js_name = disableAudioTrack)]
+    pub fn disable_audio_track(&self) -> js_sys::Promise {
+        self.mute(TrackKind::Audio, true)
+    }
+
+    #[wasm_bindgen(js_name = enableAudioTrack)]
+    pub fn enable_audio_track(&self) -> js_sys::Promise {
+        self.mute(TrackKind::Audio, false)
+    }
+
+    /// Stops sending video (and, with `isOffCameraWhenVideoDisable`, releases the camera);
+    /// 53309 without a local video track.
+    #[wasm_bindgen(js_name = disableVideoTrack)]
+    pub fn disable_video_track(&self) -> js_sys::Promise {
+        self.mute(TrackKind::Video, true)
+    }
+
+    /// Sends video again (capturing a new camera track if it was released: `onTrackReady`).
+    #[wasm_bindgen(js_name = enableVideoTrack)]
+    pub fn enable_video_track(&self) -> js_sys::Promise {
+        self.mute(TrackKind::Video, false)
     }
 
     /// Downgrades the call to audio only, for everyone.

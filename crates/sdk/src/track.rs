@@ -105,7 +105,7 @@ impl RCTrack {
     /// The local audio track is never played (it would echo); that call succeeds silently.
     pub fn play(&self, element: JsValue, options: JsValue) -> js_sys::Promise {
         let this = self.clone();
-        wasm_bindgen_futures::future_to_promise(async move {
+        js::promise(async move {
             let code = this.play_inner(element, options).await;
             Ok(js::obj(&[("code", code.into())]))
         })

@@ -11,6 +11,14 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Microseconds since the Unix epoch (0 if the system clock is before 1970).
+pub fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
 /// Hands out message times that never go backwards, even if the wall clock does
 /// (NTP step): delivery order and `sent_time` order must agree.
 #[derive(Debug, Default)]

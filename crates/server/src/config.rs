@@ -1,10 +1,16 @@
-//! Server configuration: the [`Config`] the library runs with, and the [`Cli`] flags (each also
-//! an `RCALL_*` env var) the binary turns into one. Kept in the library so the flag rules
-//! (dev defaults, missing credentials) are testable without spawning a process.
+//! Server configuration: the [`Config`] the library runs with, and how the binary builds one
+//! from three layers — a TOML file (`--config`), `RCALL_*` environment variables, and flags —
+//! each overriding the one before (flag > env > file > default).
+//!
+//! Kept in the library so the layering rules are testable without spawning a process, and
+//! without depending on the machine's real environment: [`Cli::into_config_with_env`] takes the
+//! environment as a lookup function.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use serde::Deserialize;
 
 use crate::token::DEFAULT_TTL_MS;
 
@@ -18,15 +24,45 @@ pub const DEFAULT_MAX_FRAME_BYTES: usize = 64 * 1024;
 /// Default time a new connection has to send `Authenticate`.
 pub const DEFAULT_AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// One app (tenant) the server serves. Apps never see each other's users, groups or messages.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppCredentials {
+    pub key: String,
+    /// Signs this app's tokens and Server API requests. Never logged.
+    pub secret: String,
+}
+
+impl std::fmt::Debug for AppCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppCredentials")
+            .field("key", &self.key)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Log output format of the binary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
 /// Everything [`crate::start`] needs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Config {
     /// Address to bind (`start` only; `serve` takes a bound listener).
     pub listen: SocketAddr,
-    /// The one app this server serves.
+    /// The primary app.
     pub app_key: String,
-    /// Signs tokens and Server API requests. Never logged.
+    /// Signs the primary app's tokens and Server API requests. Never logged.
     pub app_secret: String,
+    /// More apps served by the same process (config file `[[apps]]`).
+    pub extra_apps: Vec<AppCredentials>,
     /// SQLite file (created if missing).
     pub db_path: PathBuf,
     /// Demo mode: enables `GET /dev/token`.
@@ -41,6 +77,55 @@ pub struct Config {
     pub auth_timeout: Duration,
     /// Largest accepted client frame, in bytes.
     pub max_frame_bytes: usize,
+    /// Server API: largest accepted distance between `Timestamp` and the server clock; a nonce
+    /// is remembered for this long and refused if used again.
+    pub api_timestamp_window: Duration,
+    /// Sustained frames per second one connection may send (token bucket refill rate).
+    pub rate_limit_per_sec: u32,
+    /// Burst size of the per-connection token bucket.
+    pub rate_limit_burst: u32,
+    /// Authenticated connections one app may hold at once (31003 past it).
+    pub max_connections_per_app: usize,
+    /// How long messages for offline users are kept.
+    pub offline_ttl: Duration,
+    /// Most messages kept per offline user (the oldest are dropped first).
+    pub offline_max_per_user: usize,
+    /// How long recently routed messages stay in memory for devices resuming a connection.
+    pub resume_window: Duration,
+    /// Most recently routed messages kept in memory per user for resuming devices.
+    pub resume_window_messages: usize,
+    /// TURN server URLs handed to clients (e.g. `turn:turn.example.com:3478?transport=udp`).
+    pub turn_urls: Vec<String>,
+    /// Shared secret with the TURN server (coturn `static-auth-secret`). Never logged.
+    pub turn_secret: Option<String>,
+    /// Validity of TURN credentials.
+    pub turn_ttl: Duration,
+    /// STUN server URLs handed to clients (no credentials).
+    pub stun_urls: Vec<String>,
+    /// Serve Prometheus metrics at `GET /metrics`.
+    pub metrics: bool,
+    /// On shutdown: how long open connections get to flush before they are dropped.
+    pub shutdown_timeout: Duration,
+    /// Binary only: log format.
+    pub log_format: LogFormat,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("app_key", &self.app_key)
+            .field("app_secret", &"<redacted>")
+            .field("extra_apps", &self.extra_apps)
+            .field("db_path", &self.db_path)
+            .field("dev", &self.dev)
+            .field("turn_urls", &self.turn_urls)
+            .field(
+                "turn_secret",
+                &self.turn_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .finish_non_exhaustive()
+    }
 }
 
 impl Config {
@@ -50,6 +135,7 @@ impl Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             app_key: app_key.into(),
             app_secret: app_secret.into(),
+            extra_apps: Vec::new(),
             db_path: PathBuf::from("rcall.db"),
             dev: false,
             sdk_dir: PathBuf::from("npm/dist/cdn"),
@@ -57,7 +143,32 @@ impl Config {
             token_ttl: Duration::from_millis(DEFAULT_TTL_MS as u64),
             auth_timeout: DEFAULT_AUTH_TIMEOUT,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            api_timestamp_window: Duration::from_secs(300),
+            rate_limit_per_sec: 100,
+            rate_limit_burst: 200,
+            max_connections_per_app: 100_000,
+            offline_ttl: Duration::from_secs(7 * 24 * 3600),
+            offline_max_per_user: 1000,
+            resume_window: Duration::from_secs(60),
+            resume_window_messages: 128,
+            turn_urls: Vec::new(),
+            turn_secret: None,
+            turn_ttl: Duration::from_secs(24 * 3600),
+            stun_urls: Vec::new(),
+            metrics: true,
+            shutdown_timeout: Duration::from_secs(10),
+            log_format: LogFormat::Text,
         }
+    }
+
+    /// Every app: the primary one first.
+    pub fn apps(&self) -> Vec<AppCredentials> {
+        let mut v = vec![AppCredentials {
+            key: self.app_key.clone(),
+            secret: self.app_secret.clone(),
+        }];
+        v.extend(self.extra_apps.iter().cloned());
+        v
     }
 
     /// Rejects configs the server cannot run safely with.
@@ -68,8 +179,37 @@ impl Config {
         if self.app_secret.is_empty() {
             return Err(ConfigError::MissingAppSecret);
         }
+        let apps = self.apps();
+        for (i, a) in apps.iter().enumerate() {
+            if a.key.is_empty() || a.secret.is_empty() {
+                return Err(ConfigError::Invalid(
+                    "every app needs a non-empty key and secret".into(),
+                ));
+            }
+            if apps[..i].iter().any(|b| b.key == a.key) {
+                return Err(ConfigError::Invalid(format!(
+                    "app key {:?} is configured twice",
+                    a.key
+                )));
+            }
+        }
         if self.max_frame_bytes == 0 {
-            return Err(ConfigError::Invalid("max frame size must be > 0"));
+            return Err(ConfigError::Invalid("max frame size must be > 0".into()));
+        }
+        if self.rate_limit_per_sec == 0 || self.rate_limit_burst == 0 {
+            return Err(ConfigError::Invalid(
+                "rate limit and burst must be > 0".into(),
+            ));
+        }
+        if !self.turn_urls.is_empty() && self.turn_secret.as_deref().unwrap_or("").is_empty() {
+            return Err(ConfigError::Invalid(
+                "TURN URLs need a TURN secret (--turn-secret / RCALL_TURN_SECRET)".into(),
+            ));
+        }
+        if self.turn_ttl.is_zero() {
+            return Err(ConfigError::Invalid(
+                "TURN credential TTL must be > 0".into(),
+            ));
         }
         Ok(())
     }
@@ -84,61 +224,390 @@ pub enum ConfigError {
     )]
     MissingAppSecret,
     #[error("invalid configuration: {0}")]
-    Invalid(&'static str),
+    Invalid(String),
+    #[error("config file {path}: {message}")]
+    File { path: PathBuf, message: String },
+}
+
+/// The config file (TOML). Every key is optional; durations are in seconds unless the name says
+/// `_ms`. Unknown keys are an error (a typo must not silently fall back to a default).
+///
+/// ```toml
+/// listen = "0.0.0.0:8080"
+/// app_key = "my-app"
+/// app_secret = "…"
+/// db = "/var/lib/rcall/rcall.db"
+/// turn_urls = ["turn:turn.example.com:3478?transport=udp"]
+/// turn_secret = "…"
+/// [[apps]]            # more tenants
+/// key = "other-app"
+/// secret = "…"
+/// ```
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<SocketAddr>,
+    pub app_key: Option<String>,
+    pub app_secret: Option<String>,
+    pub db: Option<PathBuf>,
+    pub dev: Option<bool>,
+    pub sdk_dir: Option<PathBuf>,
+    pub web_dir: Option<PathBuf>,
+    pub token_ttl_secs: Option<u64>,
+    pub auth_timeout_ms: Option<u64>,
+    pub max_frame_bytes: Option<usize>,
+    pub api_timestamp_window_secs: Option<u64>,
+    pub rate_limit_per_sec: Option<u32>,
+    pub rate_limit_burst: Option<u32>,
+    pub max_connections_per_app: Option<usize>,
+    pub offline_ttl_secs: Option<u64>,
+    pub offline_max_per_user: Option<usize>,
+    pub resume_window_secs: Option<u64>,
+    pub resume_window_messages: Option<usize>,
+    pub turn_urls: Option<Vec<String>>,
+    pub turn_secret: Option<String>,
+    pub turn_ttl_secs: Option<u64>,
+    pub stun_urls: Option<Vec<String>>,
+    pub metrics: Option<bool>,
+    pub shutdown_timeout_secs: Option<u64>,
+    pub log_format: Option<String>,
+    #[serde(default)]
+    pub apps: Vec<AppCredentials>,
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::File {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
 }
 
 /// rcall's self-hosted signalling server: WebSocket signalling for the rcall SDK, a
-/// RongCloud-compatible `/user/getToken.json`, and static hosting of the SDK and demo pages.
-#[derive(Debug, Clone, clap::Parser)]
-#[command(name = "rcall-server", version, about)]
+/// RongCloud-compatible Server API, TURN credentials, Prometheus metrics, and static hosting of
+/// the SDK and demo pages.
+///
+/// Every option can also come from an environment variable (shown as [env: …]) or from the
+/// TOML file given by --config; a flag beats the environment, which beats the file.
+#[derive(Debug, Clone, Default, clap::Parser)]
+#[command(name = "rcall-server", version, about, long_about = None)]
 pub struct Cli {
-    /// Address to listen on.
-    #[arg(long, env = "RCALL_LISTEN", default_value = "127.0.0.1:8080")]
-    pub listen: SocketAddr,
-    /// App key clients use (required unless --dev).
-    #[arg(long, env = "RCALL_APP_KEY")]
+    /// TOML config file (keys: see the crate docs of rcall_server::config::FileConfig).
+    /// [env: RCALL_CONFIG]
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080] [env: RCALL_LISTEN]
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// App key clients use (required unless --dev) [env: RCALL_APP_KEY]
+    #[arg(long)]
     pub app_key: Option<String>,
-    /// App secret that signs tokens and Server API calls (required unless --dev).
-    #[arg(long, env = "RCALL_APP_SECRET", hide_env_values = true)]
+    /// App secret that signs tokens and Server API calls (required unless --dev)
+    /// [env: RCALL_APP_SECRET]
+    #[arg(long)]
     pub app_secret: Option<String>,
-    /// Path of the SQLite database file (created if missing).
-    #[arg(long, env = "RCALL_DB", default_value = "rcall.db")]
-    pub db: PathBuf,
+    /// Path of the SQLite database file, created if missing [default: rcall.db] [env: RCALL_DB]
+    #[arg(long)]
+    pub db: Option<PathBuf>,
     /// Development mode: default app key/secret (rcall-dev-app / rcall-dev-secret) and the
-    /// unauthenticated GET /dev/token?userId=… route. Never use in production.
-    #[arg(long, env = "RCALL_DEV", action = clap::ArgAction::SetTrue,
-          value_parser = clap::builder::BoolishValueParser::new())]
+    /// unauthenticated GET /dev/token?userId=… route. Never use in production. [env: RCALL_DEV]
+    #[arg(long)]
     pub dev: bool,
-    /// Directory served at /sdk/ (the built browser SDK: rcall.js, rcall_bg.wasm).
-    #[arg(long, env = "RCALL_SDK_DIR", default_value = "npm/dist/cdn")]
-    pub sdk_dir: PathBuf,
-    /// Directory served at / (demo web pages).
-    #[arg(long, env = "RCALL_WEB_DIR", default_value = "examples/web")]
-    pub web_dir: PathBuf,
+    /// Directory served at /sdk/ (the built browser SDK) [default: npm/dist/cdn]
+    /// [env: RCALL_SDK_DIR]
+    #[arg(long)]
+    pub sdk_dir: Option<PathBuf>,
+    /// Directory served at / (demo web pages) [default: examples/web] [env: RCALL_WEB_DIR]
+    #[arg(long)]
+    pub web_dir: Option<PathBuf>,
+    /// Validity of issued tokens, seconds [default: 2592000 (30 days)] [env: RCALL_TOKEN_TTL_SECS]
+    #[arg(long)]
+    pub token_ttl_secs: Option<u64>,
+    /// Largest accepted WebSocket frame, bytes [default: 65536] [env: RCALL_MAX_FRAME_BYTES]
+    #[arg(long)]
+    pub max_frame_bytes: Option<usize>,
+    /// Server API timestamp window (stale requests and replayed nonces), seconds [default: 300]
+    /// [env: RCALL_API_TIMESTAMP_WINDOW_SECS]
+    #[arg(long)]
+    pub api_timestamp_window_secs: Option<u64>,
+    /// Frames per second one connection may send, sustained [default: 100]
+    /// [env: RCALL_RATE_LIMIT_PER_SEC]
+    #[arg(long)]
+    pub rate_limit_per_sec: Option<u32>,
+    /// Burst of frames one connection may send [default: 200] [env: RCALL_RATE_LIMIT_BURST]
+    #[arg(long)]
+    pub rate_limit_burst: Option<u32>,
+    /// Authenticated connections per app [default: 100000] [env: RCALL_MAX_CONNECTIONS_PER_APP]
+    #[arg(long)]
+    pub max_connections_per_app: Option<usize>,
+    /// How long messages for offline users are kept, seconds [default: 604800 (7 days)]
+    /// [env: RCALL_OFFLINE_TTL_SECS]
+    #[arg(long)]
+    pub offline_ttl_secs: Option<u64>,
+    /// Most stored messages per offline user [default: 1000] [env: RCALL_OFFLINE_MAX_PER_USER]
+    #[arg(long)]
+    pub offline_max_per_user: Option<usize>,
+    /// How long routed messages stay in memory for resuming devices, seconds [default: 60]
+    /// [env: RCALL_RESUME_WINDOW_SECS]
+    #[arg(long)]
+    pub resume_window_secs: Option<u64>,
+    /// TURN URL handed to clients; repeat or comma-separate for several
+    /// [env: RCALL_TURN_URLS, comma-separated]
+    #[arg(long = "turn-url", value_delimiter = ',')]
+    pub turn_urls: Vec<String>,
+    /// Secret shared with the TURN server (coturn static-auth-secret) [env: RCALL_TURN_SECRET]
+    #[arg(long)]
+    pub turn_secret: Option<String>,
+    /// Validity of TURN credentials, seconds [default: 86400] [env: RCALL_TURN_TTL_SECS]
+    #[arg(long)]
+    pub turn_ttl_secs: Option<u64>,
+    /// STUN URL handed to clients; repeat or comma-separate [env: RCALL_STUN_URLS]
+    #[arg(long = "stun-url", value_delimiter = ',')]
+    pub stun_urls: Vec<String>,
+    /// Do not serve GET /metrics [env: RCALL_NO_METRICS]
+    #[arg(long)]
+    pub no_metrics: bool,
+    /// Seconds open connections get to flush on shutdown [default: 10]
+    /// [env: RCALL_SHUTDOWN_TIMEOUT_SECS]
+    #[arg(long)]
+    pub shutdown_timeout_secs: Option<u64>,
+    /// Log format: text or json [default: text] [env: RCALL_LOG_FORMAT]; the level comes from
+    /// RUST_LOG (default info)
+    #[arg(long)]
+    pub log_format: Option<String>,
+}
+
+fn parse_env<T: std::str::FromStr>(
+    env: &dyn Fn(&str) -> Option<String>,
+    name: &str,
+) -> Result<Option<T>, ConfigError> {
+    match env(name).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| ConfigError::Invalid(format!("{name}={v:?} is not valid"))),
+    }
+}
+
+fn env_bool(env: &dyn Fn(&str) -> Option<String>, name: &str) -> Result<bool, ConfigError> {
+    match env(name).map(|v| v.trim().to_ascii_lowercase()) {
+        None => Ok(false),
+        Some(v) => match v.as_str() {
+            "" | "0" | "false" | "no" | "off" => Ok(false),
+            "1" | "true" | "yes" | "on" => Ok(true),
+            _ => Err(ConfigError::Invalid(format!(
+                "{name}={v:?} is not a boolean"
+            ))),
+        },
+    }
+}
+
+fn env_list(env: &dyn Fn(&str) -> Option<String>, name: &str) -> Option<Vec<String>> {
+    env(name).filter(|v| !v.trim().is_empty()).map(|v| {
+        v.split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect()
+    })
+}
+
+fn parse_log_format(s: &str) -> Result<LogFormat, ConfigError> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        other => Err(ConfigError::Invalid(format!(
+            "log format {other:?}: expected text or json"
+        ))),
+    }
 }
 
 impl Cli {
-    /// Builds the config. In dev mode missing credentials fall back to the well-known dev
-    /// pair; otherwise they are an error.
+    /// Builds the config from the flags, the process environment and the config file.
     pub fn into_config(self) -> Result<Config, ConfigError> {
+        self.into_config_with_env(&|name| std::env::var(name).ok())
+    }
+
+    /// Builds the config with `env` as the environment (tests pass a map, never the real one).
+    /// In dev mode missing credentials fall back to the well-known dev pair; otherwise they are
+    /// an error.
+    pub fn into_config_with_env(
+        self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let file_path = self
+            .config
+            .clone()
+            .or_else(|| parse_env(env, "RCALL_CONFIG").ok().flatten());
+        let file = match &file_path {
+            Some(p) => FileConfig::load(p)?,
+            None => FileConfig::default(),
+        };
+        let secs = Duration::from_secs;
+
+        // flag > env > file, per option.
+        macro_rules! layer {
+            ($flag:expr, $env:literal, $file:expr) => {
+                match $flag {
+                    Some(v) => Some(v),
+                    None => match parse_env(env, $env)? {
+                        Some(v) => Some(v),
+                        None => $file,
+                    },
+                }
+            };
+        }
         let non_empty = |v: Option<String>| v.filter(|s| !s.is_empty());
-        let (app_key, app_secret) = match (non_empty(self.app_key), non_empty(self.app_secret)) {
+        let app_key = non_empty(layer!(
+            non_empty(self.app_key),
+            "RCALL_APP_KEY",
+            file.app_key.clone()
+        ));
+        let app_secret = non_empty(layer!(
+            non_empty(self.app_secret),
+            "RCALL_APP_SECRET",
+            file.app_secret.clone()
+        ));
+        let dev = self.dev || env_bool(env, "RCALL_DEV")? || file.dev.unwrap_or(false);
+        let (app_key, app_secret) = match (app_key, app_secret) {
             (Some(k), Some(s)) => (k, s),
-            (k, s) if self.dev => (
+            (k, s) if dev => (
                 k.unwrap_or_else(|| DEV_APP_KEY.to_owned()),
                 s.unwrap_or_else(|| DEV_APP_SECRET.to_owned()),
             ),
             (None, _) => return Err(ConfigError::MissingAppKey),
             (_, None) => return Err(ConfigError::MissingAppSecret),
         };
-        let mut config = Config::new(app_key, app_secret);
-        config.listen = self.listen;
-        config.db_path = self.db;
-        config.dev = self.dev;
-        config.sdk_dir = self.sdk_dir;
-        config.web_dir = self.web_dir;
-        config.validate()?;
-        Ok(config)
+
+        let mut c = Config::new(app_key, app_secret);
+        c.dev = dev;
+        c.extra_apps = file.apps;
+        if let Some(v) = layer!(self.listen, "RCALL_LISTEN", file.listen) {
+            c.listen = v;
+        }
+        if let Some(v) = layer!(self.db, "RCALL_DB", file.db) {
+            c.db_path = v;
+        }
+        if let Some(v) = layer!(self.sdk_dir, "RCALL_SDK_DIR", file.sdk_dir) {
+            c.sdk_dir = v;
+        }
+        if let Some(v) = layer!(self.web_dir, "RCALL_WEB_DIR", file.web_dir) {
+            c.web_dir = v;
+        }
+        if let Some(v) = layer!(
+            self.token_ttl_secs,
+            "RCALL_TOKEN_TTL_SECS",
+            file.token_ttl_secs
+        ) {
+            c.token_ttl = secs(v);
+        }
+        if let Some(v) = file.auth_timeout_ms {
+            c.auth_timeout = Duration::from_millis(v);
+        }
+        if let Some(v) = layer!(
+            self.max_frame_bytes,
+            "RCALL_MAX_FRAME_BYTES",
+            file.max_frame_bytes
+        ) {
+            c.max_frame_bytes = v;
+        }
+        if let Some(v) = layer!(
+            self.api_timestamp_window_secs,
+            "RCALL_API_TIMESTAMP_WINDOW_SECS",
+            file.api_timestamp_window_secs
+        ) {
+            c.api_timestamp_window = secs(v);
+        }
+        if let Some(v) = layer!(
+            self.rate_limit_per_sec,
+            "RCALL_RATE_LIMIT_PER_SEC",
+            file.rate_limit_per_sec
+        ) {
+            c.rate_limit_per_sec = v;
+        }
+        if let Some(v) = layer!(
+            self.rate_limit_burst,
+            "RCALL_RATE_LIMIT_BURST",
+            file.rate_limit_burst
+        ) {
+            c.rate_limit_burst = v;
+        }
+        if let Some(v) = layer!(
+            self.max_connections_per_app,
+            "RCALL_MAX_CONNECTIONS_PER_APP",
+            file.max_connections_per_app
+        ) {
+            c.max_connections_per_app = v;
+        }
+        if let Some(v) = layer!(
+            self.offline_ttl_secs,
+            "RCALL_OFFLINE_TTL_SECS",
+            file.offline_ttl_secs
+        ) {
+            c.offline_ttl = secs(v);
+        }
+        if let Some(v) = layer!(
+            self.offline_max_per_user,
+            "RCALL_OFFLINE_MAX_PER_USER",
+            file.offline_max_per_user
+        ) {
+            c.offline_max_per_user = v;
+        }
+        if let Some(v) = layer!(
+            self.resume_window_secs,
+            "RCALL_RESUME_WINDOW_SECS",
+            file.resume_window_secs
+        ) {
+            c.resume_window = secs(v);
+        }
+        if let Some(v) = file.resume_window_messages {
+            c.resume_window_messages = v;
+        }
+        let flag_list = |v: Vec<String>| (!v.is_empty()).then_some(v);
+        if let Some(v) = flag_list(self.turn_urls)
+            .or_else(|| env_list(env, "RCALL_TURN_URLS"))
+            .or(file.turn_urls)
+        {
+            c.turn_urls = v;
+        }
+        c.turn_secret = non_empty(layer!(
+            non_empty(self.turn_secret),
+            "RCALL_TURN_SECRET",
+            file.turn_secret
+        ));
+        if let Some(v) = layer!(
+            self.turn_ttl_secs,
+            "RCALL_TURN_TTL_SECS",
+            file.turn_ttl_secs
+        ) {
+            c.turn_ttl = secs(v);
+        }
+        if let Some(v) = flag_list(self.stun_urls)
+            .or_else(|| env_list(env, "RCALL_STUN_URLS"))
+            .or(file.stun_urls)
+        {
+            c.stun_urls = v;
+        }
+        c.metrics = !(self.no_metrics || env_bool(env, "RCALL_NO_METRICS")?)
+            && file.metrics.unwrap_or(true);
+        if let Some(v) = layer!(
+            self.shutdown_timeout_secs,
+            "RCALL_SHUTDOWN_TIMEOUT_SECS",
+            file.shutdown_timeout_secs
+        ) {
+            c.shutdown_timeout = secs(v);
+        }
+        if let Some(v) = layer!(self.log_format, "RCALL_LOG_FORMAT", file.log_format) {
+            c.log_format = parse_log_format(&v)?;
+        }
+        c.validate()?;
+        Ok(c)
     }
 }
 
@@ -146,14 +615,28 @@ impl Cli {
 mod tests {
     use super::*;
     use clap::Parser;
+    use std::collections::HashMap;
 
     fn parse(args: &[&str]) -> Cli {
         Cli::try_parse_from(std::iter::once("rcall-server").chain(args.iter().copied())).unwrap()
     }
 
+    /// Builds with an empty environment: the machine's real `RCALL_*` never leak in.
+    fn build(args: &[&str]) -> Result<Config, ConfigError> {
+        parse(args).into_config_with_env(&|_| None)
+    }
+
+    fn build_env(args: &[&str], vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        parse(args).into_config_with_env(&move |k| map.get(k).cloned())
+    }
+
     #[test]
     fn dev_mode_fills_in_dev_credentials() {
-        let c = parse(&["--dev"]).into_config().unwrap();
+        let c = build(&["--dev"]).unwrap();
         assert_eq!(c.app_key, DEV_APP_KEY);
         assert_eq!(c.app_secret, DEV_APP_SECRET);
         assert!(c.dev);
@@ -161,23 +644,18 @@ mod tests {
 
     #[test]
     fn dev_mode_keeps_given_credentials() {
-        let c = parse(&["--dev", "--app-key", "k", "--app-secret", "s"])
-            .into_config()
-            .unwrap();
+        let c = build(&["--dev", "--app-key", "k", "--app-secret", "s"]).unwrap();
         assert_eq!((c.app_key.as_str(), c.app_secret.as_str()), ("k", "s"));
     }
 
     #[test]
     fn missing_credentials_without_dev_is_an_error() {
+        assert_eq!(build(&[]).unwrap_err(), ConfigError::MissingAppKey);
         assert_eq!(
-            parse(&[]).into_config().unwrap_err(),
-            ConfigError::MissingAppKey
-        );
-        assert_eq!(
-            parse(&["--app-key", "k"]).into_config().unwrap_err(),
+            build(&["--app-key", "k"]).unwrap_err(),
             ConfigError::MissingAppSecret
         );
-        let c = parse(&[
+        let c = build(&[
             "--app-key",
             "k",
             "--app-secret",
@@ -185,9 +663,116 @@ mod tests {
             "--listen",
             "127.0.0.1:0",
         ])
-        .into_config()
         .unwrap();
         assert!(!c.dev);
         assert_eq!(c.listen.port(), 0);
+    }
+
+    #[test]
+    fn env_fills_in_and_flags_win() {
+        let vars = [
+            ("RCALL_APP_KEY", "env-key"),
+            ("RCALL_APP_SECRET", "env-secret"),
+            ("RCALL_LISTEN", "127.0.0.1:9999"),
+            ("RCALL_RATE_LIMIT_PER_SEC", "7"),
+            ("RCALL_TURN_URLS", "turn:a:3478, turn:b:3478"),
+            ("RCALL_TURN_SECRET", "ts"),
+            ("RCALL_DEV", "true"),
+        ];
+        let c = build_env(&[], &vars).unwrap();
+        assert_eq!(c.app_key, "env-key");
+        assert_eq!(c.listen.port(), 9999);
+        assert_eq!(c.rate_limit_per_sec, 7);
+        assert_eq!(c.turn_urls, vec!["turn:a:3478", "turn:b:3478"]);
+        assert!(c.dev);
+        let c = build_env(&["--app-key", "flag-key", "--listen", "127.0.0.1:1"], &vars).unwrap();
+        assert_eq!(c.app_key, "flag-key");
+        assert_eq!(c.app_secret, "env-secret");
+        assert_eq!(c.listen.port(), 1);
+        assert!(build_env(
+            &["--app-key", "k", "--app-secret", "s"],
+            &[("RCALL_LISTEN", "nope")]
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn file_is_the_lowest_layer_and_adds_apps() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rcall.toml");
+        std::fs::write(
+            &path,
+            r#"
+app_key = "file-key"
+app_secret = "file-secret"
+listen = "127.0.0.1:7000"
+offline_max_per_user = 5
+turn_urls = ["turn:127.0.0.1:3478"]
+turn_secret = "file-turn"
+log_format = "json"
+[[apps]]
+key = "second"
+secret = "second-secret"
+"#,
+        )
+        .unwrap();
+        let p = path.to_str().unwrap();
+        let c = build(&["--config", p]).unwrap();
+        assert_eq!(c.app_key, "file-key");
+        assert_eq!(c.listen.port(), 7000);
+        assert_eq!(c.offline_max_per_user, 5);
+        assert_eq!(c.turn_secret.as_deref(), Some("file-turn"));
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.apps().len(), 2);
+        assert_eq!(c.apps()[1].key, "second");
+        // env beats file, flag beats env
+        let c = build_env(
+            &["--config", p, "--listen", "127.0.0.1:7002"],
+            &[
+                ("RCALL_LISTEN", "127.0.0.1:7001"),
+                ("RCALL_APP_KEY", "env-key"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 7002);
+        assert_eq!(c.app_key, "env-key");
+        // the file can also come from RCALL_CONFIG
+        let c = build_env(&[], &[("RCALL_CONFIG", p)]).unwrap();
+        assert_eq!(c.app_key, "file-key");
+    }
+
+    #[test]
+    fn bad_files_and_duplicate_apps_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "no_such_key = 1\n").unwrap();
+        let err = build(&["--config", path.to_str().unwrap(), "--dev"]).unwrap_err();
+        assert!(matches!(err, ConfigError::File { .. }), "{err}");
+        assert!(build(&["--config", "/nonexistent/rcall.toml", "--dev"]).is_err());
+        std::fs::write(&path, "[[apps]]\nkey = \"rcall-dev-app\"\nsecret = \"x\"\n").unwrap();
+        assert!(matches!(
+            build(&["--config", path.to_str().unwrap(), "--dev"]).unwrap_err(),
+            ConfigError::Invalid(_)
+        ));
+    }
+
+    #[test]
+    fn turn_urls_need_a_secret() {
+        assert!(build(&["--dev", "--turn-url", "turn:x"]).is_err());
+        let c = build(&["--dev", "--turn-url", "turn:x", "--turn-secret", "s"]).unwrap();
+        assert_eq!(c.turn_urls, vec!["turn:x"]);
+    }
+
+    #[test]
+    fn debug_output_redacts_secrets() {
+        let mut c = Config::new("k", "super-secret-value");
+        c.turn_secret = Some("turn-secret-value".into());
+        c.extra_apps.push(AppCredentials {
+            key: "k2".into(),
+            secret: "another-secret".into(),
+        });
+        let s = format!("{c:?}");
+        assert!(!s.contains("super-secret-value") && !s.contains("turn-secret-value"));
+        assert!(!s.contains("another-secret"));
     }
 }

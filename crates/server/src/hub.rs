@@ -1,38 +1,195 @@
-//! The routing table: which connections each user has, and message fan-out.
+//! The routing table and delivery state, per app: which connections each user has, the
+//! enforcement policy (groups, blacklists, blocks, token expiries), and every user's recent
+//! message log.
 //!
-//! One mutex guards the whole table *and* the acceptance of a message (its `sent_time`, UID
-//! and per-device `seq`s), and delivery is a non-blocking push into each connection's ordered
-//! outbox while that lock is held. That single critical section is what makes every device see
-//! messages in exactly the order the server accepted them, with increasing `sent_time`.
+//! One mutex per app guards all of that *and* the acceptance of a message (its `sent_time`,
+//! UID and per-user `seq`), and delivery is a non-blocking push into each connection's ordered
+//! [`Outbox`] while that lock is held. That single critical section is what makes every device
+//! see messages in exactly the order the server accepted them, with increasing `sent_time` and
+//! `seq`, and makes policy changes (a block, a group quit) take effect between two messages.
+//!
+//! Delivery model (see `rtc_core::proto::envelope` for the client's side):
+//! - `seq` is per user, shared by the user's devices, and derived from the microsecond clock
+//!   (`max(last + 1, now_µs, floor)`), so it keeps increasing across restarts without a write
+//!   per message; the floor persisted in SQLite covers a clock that steps back.
+//! - Every message routed to a user is kept in that user's in-memory *window* (bounded by count
+//!   and age) so a device that reconnects can resume from its last ack.
+//! - A message for a user with no live device is also stored in SQLite (TTL, per-user cap) and
+//!   flagged `offline`. A copy of a message a user sent is stored for the user's other devices
+//!   when none of them is connected but one is known.
+//! - A connecting device is registered *syncing*: it receives no live traffic until its replay
+//!   (stored rows ∪ window above its cursor, in seq order) and `SyncDone` are queued, which
+//!   happens atomically under the lock, so nothing is lost or duplicated at the seam.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use bytes::{Bytes, BytesMut};
+use prost::Message as _;
 use rtc_core::proto::conversation_type;
 use rtc_core::proto::server_frame::Body;
-use rtc_core::proto::{Delivered, ErrorFrame, SendMessage, SyncDone};
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
+use rtc_core::proto::{error_code, Delivered, ErrorFrame, Kicked, SendMessage, SyncDone};
+use tokio::sync::Notify;
 
-use crate::clock::{now_ms, MonotonicMs};
+use crate::clock::{now_ms, now_us, MonotonicMs};
+use crate::metrics::Metrics;
+use crate::store::{PolicyRows, Store, SyncData};
 use crate::uid::UidGen;
 
 /// IMLib `BIZ_ERROR_INVALID_PARAMETER`.
 pub const CODE_INVALID_PARAMETER: i32 = 33003;
+/// IMLib `REJECTED_BY_BLACKLIST`.
+pub const CODE_REJECTED_BY_BLACKLIST: i32 = 405;
+/// IMLib `NOT_IN_GROUP`.
+pub const CODE_NOT_IN_GROUP: i32 = 22406;
+/// RongCloud "send frequency too fast".
+pub const CODE_SEND_TOO_FAST: i32 = 20604;
+/// IMLib `RC_CONN_SERVER_UNAVAILABLE` (used when an app's connection cap is reached).
+pub const CODE_SERVER_UNAVAILABLE: i32 = 31003;
+/// IMLib `RC_CONN_USER_BLOCKED`.
+pub const CODE_USER_BLOCKED: i32 = 31009;
+/// IMLib `RC_CONN_TOKEN_EXPIRED`.
+pub const CODE_TOKEN_EXPIRED: i32 = 31020;
 
-/// Frames waiting to be written to one connection. Bounded: a client that stops reading is
+/// Live frames waiting to be written to one connection. A client that stops reading is
 /// disconnected (it can resume) rather than growing the server's memory.
 pub const OUTBOX_CAPACITY: usize = 1024;
+/// Devices remembered per user in memory (the rest live in SQLite).
+const MAX_DEVICES_IN_MEMORY: usize = 32;
 
+pub type AppId = usize;
 pub type ConnId = u64;
 
 /// One item of a connection's outbox.
 #[derive(Debug)]
 pub enum Outgoing {
-    /// Stamped with `server_time` and written when it reaches the front.
-    Frame(Body),
+    /// An encoded `server_frame::Body` (one oneof field); the writer prepends `server_time`.
+    /// `accepted` is when the server accepted the message, for the latency histogram.
+    Frame {
+        body: Bytes,
+        accepted: Option<Instant>,
+    },
     /// Written, then the connection is closed.
     Fatal(ErrorFrame),
+}
+
+/// Encodes a frame body once so it can be queued to many connections.
+pub fn encode_body(body: &Body) -> Bytes {
+    let mut buf = BytesMut::with_capacity(body.encoded_len());
+    body.encode(&mut buf);
+    buf.freeze()
+}
+
+/// `Body::Deliver(d)` encoded, and the offset of the `Delivered` bytes inside it.
+fn encode_delivered(d: &Delivered) -> (Bytes, usize) {
+    let len = d.encoded_len();
+    let prefix = 1 + prost::encoding::encoded_len_varint(len as u64);
+    let mut buf = BytesMut::with_capacity(prefix + len);
+    prost::encoding::message::encode(DELIVER_TAG, d, &mut buf);
+    (buf.freeze(), prefix)
+}
+
+/// Oneof tag of `ServerFrame.body` = `Deliver`.
+const DELIVER_TAG: u32 = 3;
+
+/// A `Body::Deliver` from stored `Delivered` bytes.
+fn deliver_body_from_payload(payload: &[u8]) -> Bytes {
+    let mut buf = BytesMut::with_capacity(payload.len() + 6);
+    prost::encoding::encode_key(
+        DELIVER_TAG,
+        prost::encoding::WireType::LengthDelimited,
+        &mut buf,
+    );
+    prost::encoding::encode_varint(payload.len() as u64, &mut buf);
+    buf.extend_from_slice(payload);
+    buf.freeze()
+}
+
+/// Why a push into an outbox failed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PushError {
+    Full,
+    Closed,
+}
+
+#[derive(Default)]
+struct OutQ {
+    items: VecDeque<Outgoing>,
+    closed: bool,
+}
+
+/// A connection's ordered queue of frames to write. Empty when idle (no allocation), so idle
+/// connections stay small.
+#[derive(Default)]
+pub struct Outbox {
+    q: Mutex<OutQ>,
+    notify: Notify,
+}
+
+impl Outbox {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, OutQ> {
+        self.q.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues `item`; `bounded` refuses it once [`OUTBOX_CAPACITY`] items wait.
+    pub fn push(&self, item: Outgoing, bounded: bool) -> Result<(), PushError> {
+        let mut q = self.lock();
+        if q.closed {
+            return Err(PushError::Closed);
+        }
+        if bounded && q.items.len() >= OUTBOX_CAPACITY {
+            return Err(PushError::Full);
+        }
+        q.items.push_back(item);
+        drop(q);
+        self.notify.notify_one();
+        Ok(())
+    }
+
+    /// Drops everything queued and makes `err` the last frame.
+    pub fn abort_with(&self, err: ErrorFrame) {
+        let mut q = self.lock();
+        if q.closed {
+            return;
+        }
+        q.items.clear();
+        q.items.push_back(Outgoing::Fatal(err));
+        q.closed = true;
+        drop(q);
+        self.notify.notify_one();
+    }
+
+    /// No more items: the writer drains what is queued, then closes the connection.
+    pub fn close(&self) {
+        self.lock().closed = true;
+        self.notify.notify_one();
+    }
+
+    /// Waits for items and moves them all into `out`; `false` once closed and drained.
+    pub async fn next_batch(&self, out: &mut Vec<Outgoing>) -> bool {
+        loop {
+            {
+                let mut q = self.lock();
+                if !q.items.is_empty() {
+                    out.extend(q.items.drain(..));
+                    if q.items.capacity() > 64 {
+                        q.items.shrink_to(16);
+                    }
+                    return true;
+                }
+                if q.closed {
+                    return false;
+                }
+            }
+            self.notify.notified().await;
+        }
+    }
 }
 
 /// Why a `SendMessage` was refused; nothing was delivered.
@@ -40,6 +197,10 @@ pub enum Outgoing {
 pub enum RouteError {
     #[error("invalid parameter: {0}")]
     InvalidParameter(&'static str),
+    #[error("the recipient has blacklisted the sender")]
+    RejectedByBlacklist,
+    #[error("the sender is not a member of the group")]
+    NotInGroup,
 }
 
 impl RouteError {
@@ -47,16 +208,40 @@ impl RouteError {
     pub fn imlib_code(&self) -> i32 {
         match self {
             RouteError::InvalidParameter(_) => CODE_INVALID_PARAMETER,
+            RouteError::RejectedByBlacklist => CODE_REJECTED_BY_BLACKLIST,
+            RouteError::NotInGroup => CODE_NOT_IN_GROUP,
         }
     }
 }
 
-/// The authenticated identity of the sending connection (never taken from the client's frame).
+/// Why an authenticated token still may not connect.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthRefusal {
+    #[error("user is blocked")]
+    Blocked,
+    #[error("token was expired by the operator")]
+    TokenExpired,
+    #[error("connection limit of this app reached")]
+    TooManyConnections,
+}
+
+impl AuthRefusal {
+    pub fn imlib_code(&self) -> i32 {
+        match self {
+            AuthRefusal::Blocked => CODE_USER_BLOCKED,
+            AuthRefusal::TokenExpired => CODE_TOKEN_EXPIRED,
+            AuthRefusal::TooManyConnections => CODE_SERVER_UNAVAILABLE,
+        }
+    }
+}
+
+/// The authenticated identity of a connection (never taken from the client's frames).
 #[derive(Debug, Clone)]
 pub struct Origin {
+    pub app: AppId,
     pub conn_id: ConnId,
-    pub user_id: String,
-    pub device_id: String,
+    pub user_id: Arc<str>,
+    pub device_id: Arc<str>,
 }
 
 /// What the server assigned to an accepted message.
@@ -68,109 +253,500 @@ pub struct Accepted {
     pub delivered_to: usize,
 }
 
-struct Conn {
-    id: ConnId,
-    device_id: String,
-    tx: mpsc::Sender<Outgoing>,
-    cancel: CancellationToken,
+/// A registered (still syncing) connection.
+#[derive(Debug, Clone)]
+pub struct Registered {
+    pub conn_id: ConnId,
+    pub user_id: Arc<str>,
+    pub device_id: Arc<str>,
+    /// Replay everything above this.
+    pub cursor: u64,
+    /// The server had never seen this device (in memory); a new device gets only stored
+    /// messages, not what the user's other devices received live before it existed.
+    pub new_device: bool,
 }
 
-/// Per (user, device) state that outlives a connection, so a reconnecting device keeps
-/// counting `seq` upwards.
-#[derive(Debug, Default)]
-struct DeviceState {
-    last_seq: u64,
+/// Delivery limits, from the config.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub offline_ttl_ms: i64,
+    pub offline_max_per_user: usize,
+    pub window_ttl: Duration,
+    pub window_max: usize,
+    pub max_connections_per_app: usize,
+}
+
+struct ConnSlot {
+    id: ConnId,
+    device: Arc<str>,
+    outbox: Arc<Outbox>,
+    /// Gets live traffic (false while syncing and once aborted).
+    live: bool,
+}
+
+struct DeviceCursor {
+    id: Arc<str>,
     acked: u64,
 }
 
-#[derive(Default)]
-struct Table {
-    next_conn_id: ConnId,
-    users: HashMap<String, Vec<Conn>>,
-    devices: HashMap<(String, String), DeviceState>,
-    clock: MonotonicMs,
-    uids: Option<UidGen>,
+struct Entry {
+    seq: u64,
+    /// Also stored in SQLite (no live device when accepted).
+    offline: bool,
+    /// The sending device, for a copy in the sender's own log.
+    exclude_device: Option<Arc<str>>,
+    accepted: Instant,
+    body: Bytes,
 }
 
+struct UserState {
+    id: Arc<str>,
+    last_seq: u64,
+    conns: Vec<ConnSlot>,
+    window: VecDeque<Entry>,
+    devices: Vec<DeviceCursor>,
+    /// Highest seq stored offline for this user (0 = none known).
+    offline_upto: u64,
+    /// Highest seq up to which a delete of acked stored messages was issued.
+    deleted_upto: u64,
+}
+
+impl UserState {
+    fn new(id: Arc<str>) -> Self {
+        Self {
+            id,
+            last_seq: 0,
+            conns: Vec::new(),
+            window: VecDeque::new(),
+            devices: Vec::new(),
+            offline_upto: 0,
+            deleted_upto: 0,
+        }
+    }
+
+    fn next_seq(&mut self, floor: u64) -> u64 {
+        self.last_seq = self.last_seq.saturating_add(1).max(now_us()).max(floor);
+        self.last_seq
+    }
+
+    fn device_mut(&mut self, device: &str) -> &mut DeviceCursor {
+        if let Some(i) = self.devices.iter().position(|d| &*d.id == device) {
+            return &mut self.devices[i];
+        }
+        if self.devices.len() >= MAX_DEVICES_IN_MEMORY {
+            // Forget a disconnected device (its cursor is in SQLite).
+            let conns = &self.conns;
+            if let Some(i) = self
+                .devices
+                .iter()
+                .position(|d| !conns.iter().any(|c| c.device == d.id))
+            {
+                self.devices.swap_remove(i);
+            }
+        }
+        self.devices.push(DeviceCursor {
+            id: Arc::from(device),
+            acked: 0,
+        });
+        self.devices.last_mut().expect("just pushed")
+    }
+
+    /// No other device of the user is live, but the user has other known devices: the copy of
+    /// a message sent from `device` must be stored for them, like a message for an offline user.
+    fn needs_copy_stored_for_other_devices(&self, device: &str) -> bool {
+        !self.conns.iter().any(|c| c.live && &*c.device != device)
+            && self.devices.iter().any(|d| &*d.id != device)
+    }
+
+    fn prune_window(&mut self, limits: &Limits, now: Instant) {
+        while let Some(front) = self.window.front() {
+            if self.window.len() > limits.window_max
+                || now.duration_since(front.accepted) > limits.window_ttl
+            {
+                self.window.pop_front();
+            } else {
+                break;
+            }
+        }
+        if self.window.is_empty() && self.window.capacity() > 0 {
+            self.window = VecDeque::new();
+        }
+    }
+
+    fn idle(&self) -> bool {
+        self.conns.is_empty() && self.window.is_empty() && self.last_seq <= now_us()
+    }
+}
+
+/// What the hub enforces for one app.
 #[derive(Default)]
-pub struct Hub {
+struct Policy {
+    /// user → tokens issued before this (ms) are expired.
+    token_expiry: HashMap<String, i64>,
+    /// user → blocked until (ms).
+    blocks: HashMap<String, i64>,
+    /// user → the users they blacklisted.
+    blacklists: HashMap<String, HashSet<String>>,
+    /// group → members.
+    groups: HashMap<String, HashSet<String>>,
+}
+
+impl Policy {
+    fn blacklisted(&self, owner: &str, other: &str) -> bool {
+        self.blacklists
+            .get(owner)
+            .is_some_and(|s| s.contains(other))
+    }
+
+    fn blocked(&self, user: &str, now_ms: i64) -> bool {
+        self.blocks.get(user).is_some_and(|until| *until > now_ms)
+    }
+}
+
+struct Table {
+    users: HashMap<Arc<str>, UserState>,
+    policy: Policy,
+    clock: MonotonicMs,
+    uids: UidGen,
+    max_issued: u64,
+}
+
+/// One app's share of the hub.
+pub struct AppShard {
+    pub key: Arc<str>,
+    secret: String,
+    conns: AtomicUsize,
     table: Mutex<Table>,
 }
 
+impl AppShard {
+    pub fn secret(&self) -> &str {
+        &self.secret
+    }
+    pub fn connections(&self) -> usize {
+        self.conns.load(Ordering::Relaxed)
+    }
+}
+
+pub struct Hub {
+    apps: Vec<AppShard>,
+    by_key: HashMap<String, AppId>,
+    limits: Limits,
+    store: Store,
+    metrics: Arc<Metrics>,
+    next_conn: AtomicU64,
+    seq_floor: AtomicU64,
+}
+
 impl Hub {
-    pub fn new() -> Self {
-        Self::default()
+    /// A hub for `apps` (`(key, secret)`, the primary app first).
+    pub fn new(
+        apps: Vec<(String, String)>,
+        limits: Limits,
+        store: Store,
+        metrics: Arc<Metrics>,
+        seq_floor: u64,
+    ) -> Self {
+        let now = now_ms();
+        let by_key = apps
+            .iter()
+            .enumerate()
+            .map(|(i, (k, _))| (k.clone(), i))
+            .collect();
+        let apps = apps
+            .into_iter()
+            .map(|(key, secret)| AppShard {
+                key: Arc::from(key.as_str()),
+                secret,
+                conns: AtomicUsize::new(0),
+                table: Mutex::new(Table {
+                    users: HashMap::new(),
+                    policy: Policy::default(),
+                    clock: MonotonicMs::default(),
+                    uids: UidGen::new(now),
+                    max_issued: 0,
+                }),
+            })
+            .collect();
+        Self {
+            apps,
+            by_key,
+            limits,
+            store,
+            metrics,
+            next_conn: AtomicU64::new(0),
+            seq_floor: AtomicU64::new(seq_floor.saturating_add(1)),
+        }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
+    pub fn app_by_key(&self, key: &str) -> Option<AppId> {
+        self.by_key.get(key).copied()
+    }
+
+    pub fn app(&self, app: AppId) -> &AppShard {
+        &self.apps[app]
+    }
+
+    pub fn apps(&self) -> &[AppShard] {
+        &self.apps
+    }
+
+    fn table(&self, app: AppId) -> std::sync::MutexGuard<'_, Table> {
         // Nothing under this lock can leave the table inconsistent midway, so a poisoned lock
         // (a panic elsewhere) is still safe to use; refusing would take the whole server down.
-        self.table.lock().unwrap_or_else(|p| p.into_inner())
+        self.apps[app]
+            .table
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Adds an authenticated connection and queues its initial sync (`SyncDone`; offline
-    /// delivery would go here) before any live message can reach it.
+    /// Loads the persisted policy of `app` (at startup).
+    pub fn load_policy(&self, app: AppId, rows: PolicyRows) {
+        let mut t = self.table(app);
+        let p = &mut t.policy;
+        p.token_expiry = rows.token_expiry;
+        p.blocks = rows.blocks;
+        for (owner, other) in rows.blacklists {
+            p.blacklists.entry(owner).or_default().insert(other);
+        }
+        for g in rows.groups {
+            p.groups.entry(g).or_default();
+        }
+        for (g, u) in rows.members {
+            p.groups.entry(g).or_default().insert(u);
+        }
+    }
+
+    // ---- connections -------------------------------------------------------------------
+
+    /// Adds an authenticated connection in the *syncing* state and queues `auth_ok` (the encoded
+    /// `AuthResult`) as its first frame, or refuses it. `token_iat` is when its token was issued.
+    #[allow(clippy::too_many_arguments)]
     pub fn register(
         &self,
+        app: AppId,
         user_id: &str,
         device_id: &str,
+        token_iat: i64,
         resume_from: u64,
-        tx: mpsc::Sender<Outgoing>,
-        cancel: CancellationToken,
-    ) -> ConnId {
-        let mut t = self.lock();
-        t.next_conn_id += 1;
-        let id = t.next_conn_id;
-        let dev = t
-            .devices
-            .entry((user_id.to_owned(), device_id.to_owned()))
-            .or_default();
-        // A device that saw seq N (perhaps from before a restart) must only see larger ones.
-        dev.last_seq = dev.last_seq.max(resume_from);
-        if tx
-            .try_send(Outgoing::Frame(Body::SyncDone(SyncDone {})))
-            .is_err()
-        {
-            cancel.cancel();
+        outbox: Arc<Outbox>,
+        auth_ok: Bytes,
+    ) -> Result<Registered, AuthRefusal> {
+        let shard = &self.apps[app];
+        let mut t = self.table(app);
+        let now = now_ms();
+        if t.policy.blocked(user_id, now) {
+            return Err(AuthRefusal::Blocked);
         }
-        t.users.entry(user_id.to_owned()).or_default().push(Conn {
-            id,
-            device_id: device_id.to_owned(),
-            tx,
-            cancel,
+        if t.policy
+            .token_expiry
+            .get(user_id)
+            .is_some_and(|before| token_iat < *before)
+        {
+            return Err(AuthRefusal::TokenExpired);
+        }
+        if shard.conns.fetch_add(1, Ordering::Relaxed) >= self.limits.max_connections_per_app {
+            shard.conns.fetch_sub(1, Ordering::Relaxed);
+            return Err(AuthRefusal::TooManyConnections);
+        }
+        let conn_id = self.next_conn.fetch_add(1, Ordering::Relaxed) + 1;
+        let floor = self.seq_floor.load(Ordering::Relaxed);
+        if !t.users.contains_key(user_id) {
+            let id: Arc<str> = Arc::from(user_id);
+            t.users.insert(id.clone(), UserState::new(id));
+        }
+        let st = t.users.get_mut(user_id).expect("just inserted");
+        // A client cannot claim to have seen more than the server ever issued.
+        let ceiling = st.last_seq.max(floor).max(now_us());
+        let new_device = !st.devices.iter().any(|d| &*d.id == device_id);
+        let dev = st.device_mut(device_id);
+        let cursor = resume_from.min(ceiling).max(dev.acked);
+        let device = dev.id.clone();
+        let _ = outbox.push(
+            Outgoing::Frame {
+                body: auth_ok,
+                accepted: None,
+            },
+            false,
+        );
+        st.conns.push(ConnSlot {
+            id: conn_id,
+            device: device.clone(),
+            outbox,
+            live: false,
         });
-        id
+        Metrics::inc(&self.metrics.connections_accepted);
+        Ok(Registered {
+            conn_id,
+            user_id: st.id.clone(),
+            device_id: device,
+            cursor,
+            new_device,
+        })
     }
 
-    /// Removes a closed connection from the routing table.
-    pub fn unregister(&self, user_id: &str, conn_id: ConnId) {
-        let mut t = self.lock();
-        if let Some(conns) = t.users.get_mut(user_id) {
-            conns.retain(|c| c.id != conn_id);
-            if conns.is_empty() {
-                t.users.remove(user_id);
+    /// Queues the replay (stored ∪ retained messages above the cursor, in seq order) and
+    /// `SyncDone`, and makes the connection live. Returns how many messages were replayed.
+    pub fn finish_sync(&self, app: AppId, reg: &Registered, data: SyncData) -> usize {
+        let mut t = self.table(app);
+        let Some(st) = t.users.get_mut(&*reg.user_id) else {
+            return 0;
+        };
+        if !st.conns.iter().any(|c| c.id == reg.conn_id) {
+            return 0;
+        }
+        for d in &data.devices {
+            if st.devices.len() < MAX_DEVICES_IN_MEMORY && !st.devices.iter().any(|x| *x.id == **d)
+            {
+                st.devices.push(DeviceCursor {
+                    id: Arc::from(d.as_str()),
+                    acked: 0,
+                });
+            }
+        }
+        let user = st.id.clone();
+        let dev = st.device_mut(&reg.device_id);
+        dev.acked = dev.acked.max(data.acked);
+        let cursor = reg.cursor.max(dev.acked);
+        // Remember the device (so the user's other devices store copies for it while it is
+        // away) and keep its cursor fresh.
+        self.store.save_cursor(
+            self.apps[app].key.clone(),
+            user,
+            dev.id.clone(),
+            dev.acked,
+            now_ms(),
+        );
+        let device: &str = &reg.device_id;
+
+        let mut items: Vec<(u64, Bytes)> = Vec::new();
+        for m in &data.messages {
+            st.offline_upto = st.offline_upto.max(m.seq);
+            if m.seq > cursor && m.exclude_device != device {
+                items.push((m.seq, deliver_body_from_payload(&m.payload)));
+            }
+        }
+        let now = Instant::now();
+        st.prune_window(&self.limits, now);
+        let new_device = reg.new_device && !data.devices.iter().any(|d| d == device);
+        for e in &st.window {
+            if e.seq > cursor
+                && e.exclude_device.as_deref() != Some(device)
+                && (e.offline || !new_device)
+            {
+                items.push((e.seq, e.body.clone()));
+            }
+        }
+        items.sort_by_key(|(seq, _)| *seq);
+        items.dedup_by_key(|(seq, _)| *seq);
+        let n = items.len();
+        let slot = st
+            .conns
+            .iter_mut()
+            .find(|c| c.id == reg.conn_id)
+            .expect("checked above");
+        for (_, body) in items {
+            let _ = slot.outbox.push(
+                Outgoing::Frame {
+                    body,
+                    accepted: None,
+                },
+                false,
+            );
+        }
+        let _ = slot.outbox.push(
+            Outgoing::Frame {
+                body: encode_body(&Body::SyncDone(SyncDone {})),
+                accepted: None,
+            },
+            false,
+        );
+        slot.live = true;
+        self.metrics
+            .offline_replayed
+            .fetch_add(n as u64, Ordering::Relaxed);
+        n
+    }
+
+    /// Removes a closed connection and persists its device's cursor.
+    pub fn unregister(&self, app: AppId, user_id: &str, conn_id: ConnId) {
+        let shard = &self.apps[app];
+        let mut t = self.table(app);
+        let Some(st) = t.users.get_mut(user_id) else {
+            return;
+        };
+        let Some(i) = st.conns.iter().position(|c| c.id == conn_id) else {
+            return;
+        };
+        let slot = st.conns.swap_remove(i);
+        shard.conns.fetch_sub(1, Ordering::Relaxed);
+        if !st.conns.iter().any(|c| c.device == slot.device) {
+            if let Some(d) = st.devices.iter().find(|d| d.id == slot.device) {
+                self.store.save_cursor(
+                    shard.key.clone(),
+                    st.id.clone(),
+                    d.id.clone(),
+                    d.acked,
+                    now_ms(),
+                );
+            }
+        }
+        st.prune_window(&self.limits, Instant::now());
+        // Everything else is in SQLite and reloaded on the next connect.
+        if st.idle() {
+            t.users.remove(user_id);
+        }
+    }
+
+    /// Records that a device processed everything up to `seq`, and drops stored messages it
+    /// covers.
+    pub fn ack(&self, origin: &Origin, seq: u64) {
+        let shard = &self.apps[origin.app];
+        let mut t = self.table(origin.app);
+        let Some(st) = t.users.get_mut(&*origin.user_id) else {
+            return;
+        };
+        let seq = seq.min(st.last_seq);
+        if let Some(d) = st.devices.iter_mut().find(|d| d.id == origin.device_id) {
+            d.acked = d.acked.max(seq);
+        }
+        if st.offline_upto > st.deleted_upto && seq > st.deleted_upto {
+            let upto = seq.min(st.offline_upto);
+            self.store.delete_offline_upto(
+                shard.key.clone(),
+                st.id.clone(),
+                origin.device_id.clone(),
+                upto,
+            );
+            st.deleted_upto = upto;
+            // The same messages leave the window: stored messages are gone once acked.
+            let dev = &origin.device_id;
+            st.window.retain(|e| {
+                !(e.offline && e.seq <= upto && e.exclude_device.as_ref() != Some(dev))
+            });
+            if upto >= st.offline_upto {
+                st.offline_upto = 0;
+                st.deleted_upto = 0;
             }
         }
     }
 
-    /// Records that a device processed everything up to `seq`.
-    pub fn ack(&self, user_id: &str, device_id: &str, seq: u64) {
-        let mut t = self.lock();
-        if let Some(d) = t
-            .devices
-            .get_mut(&(user_id.to_owned(), device_id.to_owned()))
-        {
-            d.acked = d.acked.max(seq.min(d.last_seq));
-        }
-    }
-
-    /// Number of live connections of `user_id` (for tests and metrics).
+    /// Number of connections of `user_id` in the primary app (for tests).
     pub fn connection_count(&self, user_id: &str) -> usize {
-        self.lock().users.get(user_id).map_or(0, Vec::len)
+        self.connection_count_in(0, user_id)
     }
 
-    /// Accepts a message and pushes a `Delivered` to every connection of every recipient and to
-    /// the sender's other connections.
+    pub fn connection_count_in(&self, app: AppId, user_id: &str) -> usize {
+        self.table(app)
+            .users
+            .get(user_id)
+            .map_or(0, |u| u.conns.len())
+    }
+
+    // ---- routing -----------------------------------------------------------------------
+
+    /// Accepts a message and pushes a `Delivered` to every live connection of every recipient
+    /// and to the sender's other connections; stores it for recipients with none.
     pub fn route(&self, from: &Origin, msg: SendMessage) -> Result<Accepted, RouteError> {
         if msg.target_id.is_empty() {
             return Err(RouteError::InvalidParameter("empty target id"));
@@ -198,85 +774,390 @@ impl Hub {
             return Err(RouteError::InvalidParameter("no recipients"));
         }
         // The sender's own devices are served below, with the original target id.
-        recipients.retain(|u| *u != from.user_id);
+        recipients.retain(|u| *u != &*from.user_id);
 
-        let mut t = self.lock();
-        let sent_time = t.clock.next(now_ms());
-        let message_uid = t
-            .uids
-            .get_or_insert_with(|| UidGen::new(sent_time))
-            .next_uid();
+        let shard = &self.apps[from.app];
+        let mut guard = self.table(from.app);
+        let t = &mut *guard;
+        match msg.conversation_type {
+            conversation_type::PRIVATE => {
+                if recipients
+                    .first()
+                    .is_some_and(|r| t.policy.blacklisted(r, &from.user_id))
+                {
+                    return Err(RouteError::RejectedByBlacklist);
+                }
+            }
+            _ => {
+                let members = t
+                    .policy
+                    .groups
+                    .get(&msg.target_id)
+                    .ok_or(RouteError::NotInGroup)?;
+                if !members.contains(&*from.user_id) {
+                    return Err(RouteError::NotInGroup);
+                }
+                let policy = &t.policy;
+                recipients
+                    .retain(|r| members.contains(*r) && !policy.blacklisted(r, &from.user_id));
+            }
+        }
 
-        let delivered = |target_id: &str| Delivered {
+        let now = now_ms();
+        let sent_time = t.clock.next(now);
+        let message_uid = t.uids.next_uid();
+        let accepted = Instant::now();
+        let floor = self.seq_floor.load(Ordering::Relaxed);
+
+        let mut template = Delivered {
             seq: 0,
             message_uid: message_uid.clone(),
-            sender_user_id: from.user_id.clone(),
-            sender_device_id: from.device_id.clone(),
+            sender_user_id: from.user_id.to_string(),
+            sender_device_id: from.device_id.to_string(),
             conversation_type: msg.conversation_type,
-            target_id: target_id.to_owned(),
-            channel_id: msg.channel_id.clone(),
-            message_type: msg.message_type.clone(),
-            content: msg.content.clone(),
+            // What each recipient sees as the conversation's target.
+            target_id: match msg.conversation_type {
+                conversation_type::PRIVATE => from.user_id.to_string(),
+                _ => msg.target_id.clone(),
+            },
+            channel_id: msg.channel_id,
+            message_type: msg.message_type,
+            content: msg.content,
             sent_time,
             offline: false,
         };
-        // What each recipient sees as the conversation's target.
-        let recipient_target = match msg.conversation_type {
-            conversation_type::PRIVATE => from.user_id.as_str(),
-            _ => msg.target_id.as_str(),
+        let mut ctx = DeliverCtx {
+            hub: self,
+            shard,
+            sent_time,
+            accepted,
+            floor,
+            delivered_to: 0,
+            max_issued: t.max_issued,
         };
-
-        let mut delivered_to = 0;
-        let Table { users, devices, .. } = &mut *t;
-        let mut fan_out = |user_id: &str, template: &Delivered, skip: Option<ConnId>| {
-            let Some(conns) = users.get(user_id) else {
-                return;
-            };
-            // seq is per device: connections sharing a device id (two tabs) share one counter.
-            let mut seqs: Vec<(&str, u64)> = Vec::new();
-            for conn in conns.iter().filter(|c| Some(c.id) != skip) {
-                let seq = match seqs.iter().find(|(d, _)| *d == conn.device_id) {
-                    Some((_, s)) => *s,
-                    None => {
-                        let dev = devices
-                            .entry((user_id.to_owned(), conn.device_id.clone()))
-                            .or_default();
-                        dev.last_seq += 1;
-                        seqs.push((conn.device_id.as_str(), dev.last_seq));
-                        dev.last_seq
-                    }
-                };
-                let frame = Delivered {
-                    seq,
-                    ..template.clone()
-                };
-                match conn.tx.try_send(Outgoing::Frame(Body::Deliver(frame))) {
-                    Ok(()) => delivered_to += 1,
-                    Err(mpsc::error::TrySendError::Full(_)) => {
-                        tracing::warn!(
-                            user_id,
-                            conn_id = conn.id,
-                            "outbox full, disconnecting slow client"
-                        );
-                        conn.cancel.cancel();
-                    }
-                    // Already closing; it is about to unregister.
-                    Err(mpsc::error::TrySendError::Closed(_)) => {}
-                }
-            }
-        };
-
-        let to_recipients = delivered(recipient_target);
         for user in &recipients {
-            fan_out(user, &to_recipients, None);
+            ctx.deliver(&mut t.users, user, &mut template, None);
         }
-        let to_self = delivered(&msg.target_id);
-        fan_out(&from.user_id, &to_self, Some(from.conn_id));
-
+        template.target_id = msg.target_id;
+        ctx.deliver(
+            &mut t.users,
+            &from.user_id,
+            &mut template,
+            Some((from.conn_id, &from.device_id)),
+        );
+        t.max_issued = ctx.max_issued;
+        let delivered_to = ctx.delivered_to;
+        drop(guard);
+        Metrics::inc(&self.metrics.messages_routed);
         Ok(Accepted {
             sent_time,
             message_uid,
             delivered_to,
         })
+    }
+
+    // ---- operator actions ---------------------------------------------------------------
+
+    /// Sends `Kicked { call_id }` to every connection of `user_id`; returns how many.
+    pub fn kick(&self, app: AppId, user_id: &str, call_id: &str) -> usize {
+        let body = encode_body(&Body::Kicked(Kicked {
+            call_id: call_id.to_owned(),
+        }));
+        let t = self.table(app);
+        let Some(st) = t.users.get(user_id) else {
+            return 0;
+        };
+        st.conns
+            .iter()
+            .filter(|c| {
+                c.outbox
+                    .push(
+                        Outgoing::Frame {
+                            body: body.clone(),
+                            accepted: None,
+                        },
+                        false,
+                    )
+                    .is_ok()
+            })
+            .count()
+    }
+
+    /// Blocks `users` until `until_ms` and disconnects their connections with 31009.
+    pub fn block(&self, app: AppId, users: &[String], until_ms: i64) {
+        let mut t = self.table(app);
+        for u in users {
+            t.policy.blocks.insert(u.clone(), until_ms);
+            if let Some(st) = t.users.get_mut(u.as_str()) {
+                for c in &mut st.conns {
+                    c.live = false;
+                    c.outbox.abort_with(ErrorFrame {
+                        code: error_code::USER_BLOCKED,
+                        message: "the user has been blocked".into(),
+                    });
+                }
+            }
+        }
+    }
+
+    pub fn unblock(&self, app: AppId, users: &[String]) {
+        let mut t = self.table(app);
+        for u in users {
+            t.policy.blocks.remove(u);
+        }
+    }
+
+    /// `(user, blocked until ms)` of currently blocked users.
+    pub fn blocked_users(&self, app: AppId) -> Vec<(String, i64)> {
+        let now = now_ms();
+        let t = self.table(app);
+        let mut v: Vec<_> = t
+            .policy
+            .blocks
+            .iter()
+            .filter(|(_, until)| **until > now)
+            .map(|(u, until)| (u.clone(), *until))
+            .collect();
+        v.sort();
+        v
+    }
+
+    pub fn expire_tokens(&self, app: AppId, users: &[String], before_ms: i64) {
+        let mut t = self.table(app);
+        for u in users {
+            t.policy.token_expiry.insert(u.clone(), before_ms);
+        }
+    }
+
+    pub fn blacklist(&self, app: AppId, owner: &str, others: &[String], add: bool) {
+        let mut t = self.table(app);
+        if add {
+            t.policy
+                .blacklists
+                .entry(owner.to_owned())
+                .or_default()
+                .extend(others.iter().cloned());
+        } else if let Some(set) = t.policy.blacklists.get_mut(owner) {
+            for o in others {
+                set.remove(o);
+            }
+            if set.is_empty() {
+                t.policy.blacklists.remove(owner);
+            }
+        }
+    }
+
+    pub fn blacklist_of(&self, app: AppId, owner: &str) -> Vec<String> {
+        let t = self.table(app);
+        let mut v: Vec<String> = t
+            .policy
+            .blacklists
+            .get(owner)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    pub fn group_join(&self, app: AppId, group: &str, users: &[String]) {
+        let mut t = self.table(app);
+        t.policy
+            .groups
+            .entry(group.to_owned())
+            .or_default()
+            .extend(users.iter().cloned());
+    }
+
+    pub fn group_quit(&self, app: AppId, group: &str, users: &[String]) {
+        let mut t = self.table(app);
+        if let Some(m) = t.policy.groups.get_mut(group) {
+            for u in users {
+                m.remove(u);
+            }
+        }
+    }
+
+    pub fn group_dismiss(&self, app: AppId, group: &str) {
+        self.table(app).policy.groups.remove(group);
+    }
+
+    /// Members of `group`, or `None` if it does not exist.
+    pub fn group_members(&self, app: AppId, group: &str) -> Option<Vec<String>> {
+        let t = self.table(app);
+        t.policy.groups.get(group).map(|m| {
+            let mut v: Vec<String> = m.iter().cloned().collect();
+            v.sort();
+            v
+        })
+    }
+
+    // ---- housekeeping --------------------------------------------------------------------
+
+    /// Prunes message windows, forgets idle users and expired blocks; returns the highest seq
+    /// issued so far (to persist as the floor).
+    pub fn sweep(&self) -> u64 {
+        let now = Instant::now();
+        let now_ms = now_ms();
+        let mut max = self.seq_floor.load(Ordering::Relaxed);
+        for app in 0..self.apps.len() {
+            let mut t = self.table(app);
+            max = max.max(t.max_issued);
+            t.users.retain(|_, st| {
+                st.prune_window(&self.limits, now);
+                !st.idle()
+            });
+            t.policy.blocks.retain(|_, until| *until > now_ms);
+        }
+        max
+    }
+
+    /// Tells every connection to drain and close (graceful shutdown).
+    pub fn close_all(&self) {
+        for app in 0..self.apps.len() {
+            let t = self.table(app);
+            for st in t.users.values() {
+                for c in &st.conns {
+                    c.outbox.close();
+                }
+            }
+        }
+    }
+}
+
+/// Per-message state while fanning out under the lock.
+struct DeliverCtx<'a> {
+    hub: &'a Hub,
+    shard: &'a AppShard,
+    sent_time: i64,
+    accepted: Instant,
+    floor: u64,
+    delivered_to: usize,
+    max_issued: u64,
+}
+
+impl DeliverCtx<'_> {
+    /// Gives `user_id` the next seq, pushes the message to its live connections (except
+    /// `sender`'s connection), keeps it in the window, and stores it if nobody who should get
+    /// it later is connected.
+    fn deliver(
+        &mut self,
+        users: &mut HashMap<Arc<str>, UserState>,
+        user_id: &str,
+        template: &mut Delivered,
+        sender: Option<(ConnId, &Arc<str>)>,
+    ) {
+        if !users.contains_key(user_id) {
+            let id: Arc<str> = Arc::from(user_id);
+            users.insert(id.clone(), UserState::new(id));
+        }
+        let st = users.get_mut(user_id).expect("just inserted");
+        let limits = &self.hub.limits;
+        let seq = st.next_seq(self.floor);
+        self.max_issued = self.max_issued.max(seq);
+        let store = match sender {
+            Some((_, device)) => st.needs_copy_stored_for_other_devices(device),
+            None => !st.conns.iter().any(|c| c.live),
+        };
+        template.seq = seq;
+        template.offline = store;
+        let (body, payload_at) = encode_delivered(template);
+        let skip = sender.map(|(id, _)| id);
+        for c in st.conns.iter_mut() {
+            if !c.live || Some(c.id) == skip {
+                continue;
+            }
+            let item = Outgoing::Frame {
+                body: body.clone(),
+                accepted: Some(self.accepted),
+            };
+            match c.outbox.push(item, true) {
+                Ok(()) => self.delivered_to += 1,
+                Err(PushError::Full) => {
+                    tracing::warn!(conn_id = c.id, "outbox full, disconnecting slow client");
+                    self.hub.metrics.error(error_code::SLOW_CONSUMER);
+                    c.live = false;
+                    c.outbox.abort_with(ErrorFrame {
+                        code: error_code::SLOW_CONSUMER,
+                        message: "too many unread frames; reconnect and resume".into(),
+                    });
+                }
+                // Already closing; it is about to unregister.
+                Err(PushError::Closed) => {}
+            }
+        }
+        if store {
+            self.hub.store.store_offline(
+                self.shard.key.clone(),
+                st.id.clone(),
+                seq,
+                sender.map(|(_, d)| d.clone()),
+                self.sent_time,
+                now_ms().saturating_add(limits.offline_ttl_ms),
+                body.slice(payload_at..),
+                limits.offline_max_per_user,
+            );
+            st.offline_upto = seq;
+            Metrics::inc(&self.hub.metrics.offline_stored);
+        }
+        st.window.push_back(Entry {
+            seq,
+            offline: store,
+            exclude_device: sender.map(|(_, d)| d.clone()),
+            accepted: self.accepted,
+            body,
+        });
+        st.prune_window(limits, self.accepted);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deliver_body_round_trips() {
+        let d = Delivered {
+            seq: 42,
+            message_uid: "U".into(),
+            content: vec![1; 300],
+            offline: true,
+            ..Default::default()
+        };
+        let (body, at) = encode_delivered(&d);
+        let rebuilt = deliver_body_from_payload(&body[at..]);
+        assert_eq!(body, rebuilt);
+        assert_eq!(encode_body(&Body::Deliver(d.clone())), body);
+        // The writer's framing equals prost's encoding of the whole ServerFrame.
+        let frame = rtc_core::proto::ServerFrame::new(7, Body::Deliver(d));
+        let mut manual = vec![0x08, 7];
+        manual.extend_from_slice(&body);
+        assert_eq!(frame.to_bytes(), manual);
+    }
+
+    #[tokio::test]
+    async fn outbox_is_bounded_ordered_and_drains_after_close() {
+        let o = Outbox::new();
+        for i in 0..OUTBOX_CAPACITY {
+            o.push(
+                Outgoing::Frame {
+                    body: Bytes::from(vec![i as u8]),
+                    accepted: None,
+                },
+                true,
+            )
+            .unwrap();
+        }
+        let extra = || Outgoing::Frame {
+            body: Bytes::new(),
+            accepted: None,
+        };
+        assert_eq!(o.push(extra(), true), Err(PushError::Full));
+        assert!(o.push(extra(), false).is_ok());
+        o.close();
+        assert_eq!(o.push(extra(), false), Err(PushError::Closed));
+        let mut v = Vec::new();
+        assert!(o.next_batch(&mut v).await);
+        assert_eq!(v.len(), OUTBOX_CAPACITY + 1);
+        assert!(!o.next_batch(&mut v).await);
     }
 }

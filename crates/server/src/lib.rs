@@ -13,6 +13,8 @@
 pub mod config;
 pub mod error;
 pub mod hub;
+pub mod ice;
+pub mod metrics;
 pub mod server_api;
 pub mod static_files;
 pub mod store;
@@ -24,6 +26,7 @@ mod uid;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::http::header::ACCESS_CONTROL_ALLOW_ORIGIN;
 use axum::http::HeaderValue;
@@ -32,32 +35,62 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 pub use config::{Cli, Config, ConfigError, DEV_APP_KEY, DEV_APP_SECRET};
 pub use error::StartError;
 pub use hub::Hub;
+pub use metrics::Metrics;
 pub use store::Store;
+
+/// How often windows, expired offline messages and blocks are swept, and the seq floor saved.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Shared by every request and connection.
 pub struct AppState {
     pub config: Config,
     pub store: Store,
     pub hub: Hub,
-    /// Cancelled on shutdown; every WebSocket connection watches a child of it.
+    pub metrics: Arc<Metrics>,
+    /// Server API nonces seen inside the timestamp window.
+    pub nonces: server_api::NonceCache,
+    /// Cancelled on shutdown: stop accepting, let every connection drain and close.
     pub shutdown: CancellationToken,
+    /// Cancelled when the drain takes longer than `shutdown_timeout`: drop connections now.
+    pub kill: CancellationToken,
+    /// Every WebSocket connection task, so shutdown can wait for them.
+    pub tracker: TaskTracker,
 }
 
 /// The HTTP routes.
 pub fn router(state: Arc<AppState>) -> Router {
+    use server_api as api;
     let mut app = Router::new()
-        .route("/user/getToken.json", post(server_api::get_token))
-        .route("/healthz", get(server_api::healthz))
+        .route("/user/getToken.json", post(api::get_token))
+        .route("/user/token/expire.json", post(api::token_expire))
+        .route("/user/block.json", post(api::block))
+        .route("/user/unblock.json", post(api::unblock))
+        .route("/user/block/query.json", post(api::block_query))
+        .route("/user/blacklist/add.json", post(api::blacklist_add))
+        .route("/user/blacklist/remove.json", post(api::blacklist_remove))
+        .route("/user/blacklist/query.json", post(api::blacklist_query))
+        .route("/group/create.json", post(api::group_create))
+        .route("/group/join.json", post(api::group_join))
+        .route("/group/quit.json", post(api::group_quit))
+        .route("/group/dismiss.json", post(api::group_dismiss))
+        .route("/group/user/query.json", post(api::group_user_query))
+        .route("/rtc/user/kick.json", post(api::rtc_kick))
+        .route("/rtc/iceServers.json", post(api::ice_servers))
+        .route("/healthz", get(api::healthz))
         .route("/ws", get(ws::ws_handler));
+    if state.config.metrics {
+        app = app.route("/metrics", get(api::metrics));
+    }
     if state.config.dev {
         app = app.merge(
             Router::new()
-                .route("/dev/token", get(server_api::dev_token))
+                .route("/dev/token", get(api::dev_token))
                 .layer(SetResponseHeaderLayer::overriding(
                     ACCESS_CONTROL_ALLOW_ORIGIN,
                     HeaderValue::from_static("*"),
@@ -82,7 +115,7 @@ impl RunningServer {
         self.addr
     }
 
-    /// Shared state (routing table, store), e.g. for tests and metrics.
+    /// Shared state (routing table, store, metrics), e.g. for tests.
     pub fn state(&self) -> &Arc<AppState> {
         &self.state
     }
@@ -92,7 +125,9 @@ impl RunningServer {
         self.state.shutdown.clone()
     }
 
-    /// Stops accepting, closes every WebSocket, and waits for the server to finish.
+    /// Graceful shutdown: stops accepting, lets every WebSocket flush what is queued for it and
+    /// close (1001), persists cursors and the seq floor, closes the database, and waits for all
+    /// of it (at most `shutdown_timeout` for the connections).
     pub async fn shutdown(self) -> Result<(), StartError> {
         self.state.shutdown.cancel();
         self.wait().await
@@ -121,20 +156,93 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
 pub async fn serve(config: Config, listener: TcpListener) -> Result<RunningServer, StartError> {
     config.validate()?;
     let store = Store::open(&config.db_path)?;
+    let floor = store.load_seq_floor().await?;
+    let metrics = Arc::new(Metrics::default());
+    let limits = hub::Limits {
+        offline_ttl_ms: i64::try_from(config.offline_ttl.as_millis()).unwrap_or(i64::MAX),
+        offline_max_per_user: config.offline_max_per_user,
+        window_ttl: config.resume_window,
+        window_max: config.resume_window_messages,
+        max_connections_per_app: config.max_connections_per_app,
+    };
+    let apps: Vec<(String, String)> = config
+        .apps()
+        .into_iter()
+        .map(|a| (a.key, a.secret))
+        .collect();
+    let hub = Hub::new(apps, limits, store.clone(), metrics.clone(), floor);
+    for (i, app) in hub.apps().iter().enumerate() {
+        let rows = store.load_policy(&app.key).await?;
+        hub.load_policy(i, rows);
+    }
     let addr = listener.local_addr()?;
     let state = Arc::new(AppState {
         config,
         store,
-        hub: Hub::new(),
+        hub,
+        metrics,
+        nonces: server_api::NonceCache::default(),
         shutdown: CancellationToken::new(),
+        kill: CancellationToken::new(),
+        tracker: TaskTracker::new(),
     });
     let app = router(state.clone());
-    let stop = state.shutdown.clone();
+    tokio::spawn(sweeper(state.clone()));
+    let st = state.clone();
     let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await
+        // Signalling frames are small and latency-bound: no Nagle delay.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+            let _ = tcp.set_nodelay(true);
+        });
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(st.shutdown.clone().cancelled_owned())
+            .await;
+        drain(&st).await;
+        served
     });
-    tracing::info!(%addr, dev = state.config.dev, "rcall-server started");
+    tracing::info!(%addr, dev = state.config.dev, apps = state.hub.apps().len(), "rcall-server started");
     Ok(RunningServer { addr, state, task })
+}
+
+/// Periodic housekeeping until shutdown.
+async fn sweeper(state: Arc<AppState>) {
+    let cursor_ttl = i64::try_from(state.config.offline_ttl.as_millis())
+        .unwrap_or(i64::MAX / 2)
+        .saturating_mul(2);
+    loop {
+        tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(SWEEP_INTERVAL) => {}
+        }
+        let floor = state.hub.sweep();
+        state.store.save_seq_floor(floor);
+        if let Err(e) = state.store.sweep(clock::now_ms(), cursor_ttl).await {
+            tracing::error!(error = %e, "database sweep failed");
+        }
+    }
+}
+
+/// After the listener stopped: drain connections, persist, close the database.
+async fn drain(state: &AppState) {
+    state.hub.close_all();
+    state.tracker.close();
+    let open = state.tracker.len();
+    if open > 0 {
+        tracing::info!(connections = open, "draining connections");
+    }
+    if tokio::time::timeout(state.config.shutdown_timeout, state.tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            connections = state.tracker.len(),
+            "connections did not drain in time; dropping them"
+        );
+        state.kill.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(3), state.tracker.wait()).await;
+    }
+    let floor = state.hub.sweep();
+    state.store.save_seq_floor(floor);
+    state.store.close().await;
+    tracing::info!("rcall-server stopped");
 }

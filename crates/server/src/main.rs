@@ -1,21 +1,33 @@
-//! `rcall-server` binary: parses flags (or `RCALL_*` env vars), starts the server, and runs
-//! until Ctrl-C / SIGTERM. Prints `rcall-server listening on http://<addr>` on stdout once bound
-//! (scripts wait for that line).
+//! `rcall-server` binary: builds the config (flags > `RCALL_*` env > `--config` file), starts
+//! the server, and runs until Ctrl-C / SIGTERM, then shuts down gracefully (drains connections,
+//! persists state). Prints `rcall-server listening on http://<addr>` on stdout once bound
+//! (scripts wait for that line). Logs go to stderr (`RUST_LOG`, default `info`;
+//! `--log-format json` for one JSON object per line) and never contain tokens or secrets.
 
 use clap::Parser;
+use rcall_server::config::LogFormat;
 use rcall_server::{Cli, DEV_APP_SECRET};
 use tracing_subscriber::EnvFilter;
 
+mod dbgalloc {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::sync::atomic::{AtomicIsize, Ordering};
+    pub static LIVE: AtomicIsize = AtomicIsize::new(0);
+    pub static COUNT: AtomicIsize = AtomicIsize::new(0);
+    pub static SIZES: [AtomicIsize; 4097] = [const { AtomicIsize::new(0) }; 4097];
+    fn b(n: usize) -> usize { n.min(4096) }
+    pub struct A;
+    unsafe impl GlobalAlloc for A {
+        unsafe fn alloc(&self, l: Layout) -> *mut u8 { LIVE.fetch_add(l.size() as isize, Ordering::Relaxed); SIZES[b(l.size())].fetch_add(1, Ordering::Relaxed); COUNT.fetch_add(1, Ordering::Relaxed); unsafe { System.alloc(l) } }
+        unsafe fn dealloc(&self, p: *mut u8, l: Layout) { LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed); SIZES[b(l.size())].fetch_sub(1, Ordering::Relaxed); COUNT.fetch_sub(1, Ordering::Relaxed); unsafe { System.dealloc(p, l) } }
+        unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 { LIVE.fetch_add(n as isize - l.size() as isize, Ordering::Relaxed); SIZES[b(l.size())].fetch_sub(1, Ordering::Relaxed); SIZES[b(n)].fetch_add(1, Ordering::Relaxed); unsafe { System.realloc(p, l, n) } }
+    }
+}
+#[global_allocator]
+static GA: dbgalloc::A = dbgalloc::A;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-
     let config = match Cli::parse().into_config() {
         Ok(c) => c,
         Err(e) => {
@@ -23,6 +35,21 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    match config.log_format {
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(ansi)
+            .init(),
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init(),
+    }
+
     let dev = config.dev;
     let (app_key, app_secret) = (config.app_key.clone(), config.app_secret.clone());
     let server = match rcall_server::start(config).await {
@@ -45,7 +72,10 @@ async fn main() -> std::process::ExitCode {
         println!("dev app key: {app_key}");
         println!("dev app secret: {app_secret}{well_known}");
     }
+    drop(app_secret);
 
+    std::thread::spawn(|| loop { std::thread::sleep(std::time::Duration::from_secs(1)); eprintln!("DBGHEAP live={} count={}", dbgalloc::LIVE.load(std::sync::atomic::Ordering::Relaxed), dbgalloc::COUNT.load(std::sync::atomic::Ordering::Relaxed));
+        let mut v: Vec<(usize, isize)> = dbgalloc::SIZES.iter().enumerate().map(|(i,c)| (i, c.load(std::sync::atomic::Ordering::Relaxed))).filter(|(_,c)| *c > 3000).collect(); v.sort(); eprintln!("DBGSIZES {:?}", v); });
     let stop = server.shutdown_token();
     tokio::spawn(async move {
         shutdown_signal().await;

@@ -1,26 +1,42 @@
-//! The HTTP API: RongCloud's Server API subset (`POST /user/getToken.json`), the dev-only
-//! `GET /dev/token`, and `GET /healthz`.
+//! The HTTP API: RongCloud's Server API subset (tokens, blocks, blacklists, groups, kicking a
+//! user from a call, ICE servers), the dev-only `GET /dev/token`, `GET /healthz` and
+//! `GET /metrics`.
 //!
-//! Compatible with RongCloud's request signing so existing app servers can point their
-//! getToken call at rcall unchanged. Every error is JSON `{"code": n, "errorMessage": "…"}`.
+//! Compatible with RongCloud's request signing (`App-Key`, `Nonce`, `Timestamp`,
+//! `Signature = hex(SHA1(secret + nonce + timestamp))`) so existing app servers can point at
+//! rcall unchanged; on top of that a request whose `Timestamp` is further than the configured
+//! window from the server clock is refused, and so is a nonce used twice inside the window.
+//! `Timestamp` may be in milliseconds (RongCloud's docs) or seconds (some RongCloud SDKs).
+//! Every answer is JSON: `{"code": 200, …}` or `{"code": n, "errorMessage": "…"}`.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
+use serde_json::{json, Value};
 use sha1::{Digest, Sha1};
 
 use crate::clock::now_ms;
-use crate::token;
-use crate::AppState;
+use crate::hub::AppId;
+use crate::metrics::{Gauges, Metrics};
+use crate::{ice, token, AppState};
 
 /// Longest accepted user id (RongCloud's limit).
 pub const MAX_USER_ID_CHARS: usize = 64;
+/// Longest accepted group id (RongCloud's limit).
+pub const MAX_GROUP_ID_CHARS: usize = 64;
+/// Longest accepted nonce.
+pub const MAX_NONCE_CHARS: usize = 64;
+/// Most user ids one request may name.
+pub const MAX_USERS_PER_REQUEST: usize = 1000;
+/// Longest block (RongCloud: 30 days).
+pub const MAX_BLOCK_MINUTES: i64 = 43_200;
 
 /// Success body of getToken (and /dev/token).
 #[derive(Debug, Serialize)]
@@ -35,7 +51,8 @@ pub struct TokenResponse {
 /// Server API errors, each with a RongCloud code and an HTTP status.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    /// Missing or wrong `App-Key` / `Nonce` / `Timestamp` / `Signature`.
+    /// Missing or wrong `App-Key` / `Nonce` / `Timestamp` / `Signature`, stale timestamp,
+    /// replayed nonce.
     #[error("{0}")]
     Unauthorized(&'static str),
     /// A required parameter is missing or invalid, or the body is not a form.
@@ -82,6 +99,27 @@ impl IntoResponse for ApiError {
     }
 }
 
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    tracing::error!(error = %e, "server API request failed");
+    ApiError::Internal
+}
+
+/// Counts the request and turns the result into a response.
+fn respond<T: IntoResponse>(metrics: &Metrics, r: Result<T, ApiError>) -> Response {
+    Metrics::inc(&metrics.api_requests);
+    match r {
+        Ok(v) => v.into_response(),
+        Err(e) => {
+            metrics.error(e.code() as i32);
+            e.into_response()
+        }
+    }
+}
+
+fn ok() -> Json<Value> {
+    Json(json!({ "code": 200 }))
+}
+
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get(name)
@@ -104,38 +142,92 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn check_signature(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let app_key =
-        header(headers, "App-Key").ok_or(ApiError::Unauthorized("missing App-Key header"))?;
+/// Nonces seen inside the timestamp window, per app.
+#[derive(Default)]
+pub struct NonceCache {
+    seen: Mutex<NonceMap>,
+}
+
+#[derive(Default)]
+struct NonceMap {
+    /// (app, nonce) → forget after (ms).
+    entries: HashMap<(AppId, String), i64>,
+    last_prune: i64,
+}
+
+impl NonceCache {
+    /// Records `nonce`; false if it was already used and has not expired.
+    fn check_and_insert(&self, app: AppId, nonce: &str, now: i64, keep_ms: i64) -> bool {
+        let mut m = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if m.entries.len() > 1024 && now - m.last_prune > 1000 {
+            m.entries.retain(|_, until| *until > now);
+            m.last_prune = now;
+        }
+        let key = (app, nonce.to_owned());
+        if m.entries.get(&key).is_some_and(|until| *until > now) {
+            return false;
+        }
+        m.entries.insert(key, now + keep_ms);
+        true
+    }
+}
+
+/// Milliseconds since the epoch from a `Timestamp` header in ms or s.
+fn parse_timestamp(ts: &str) -> Option<i64> {
+    let v: i64 = ts.parse().ok()?;
+    // Below 10^11 it cannot be ms (that would be 1973); treat it as seconds.
+    Some(if v < 100_000_000_000 {
+        v.saturating_mul(1000)
+    } else {
+        v
+    })
+}
+
+/// Checks the RongCloud signature, timestamp window and nonce; returns the app.
+fn check_signature(state: &AppState, headers: &HeaderMap) -> Result<AppId, ApiError> {
+    let app_key = header(headers, "App-Key")
+        .or_else(|| header(headers, "RC-App-Key"))
+        .ok_or(ApiError::Unauthorized("missing App-Key header"))?;
     let nonce = header(headers, "Nonce").ok_or(ApiError::Unauthorized("missing Nonce header"))?;
     let timestamp =
         header(headers, "Timestamp").ok_or(ApiError::Unauthorized("missing Timestamp header"))?;
     let signature =
         header(headers, "Signature").ok_or(ApiError::Unauthorized("missing Signature header"))?;
-    if app_key != state.config.app_key {
-        return Err(ApiError::Unauthorized("unknown App-Key"));
-    }
-    let expected = request_signature(&state.config.app_secret, nonce, timestamp);
+    let app = state
+        .hub
+        .app_by_key(app_key)
+        .ok_or(ApiError::Unauthorized("unknown App-Key"))?;
+    let expected = request_signature(state.hub.app(app).secret(), nonce, timestamp);
     if !constant_time_eq(
         expected.as_bytes(),
         signature.to_ascii_lowercase().as_bytes(),
     ) {
         return Err(ApiError::Unauthorized("signature error"));
     }
-    Ok(())
-}
-
-fn validate_user_id(user_id: Option<&str>) -> Result<&str, ApiError> {
-    match user_id {
-        None | Some("") => Err(ApiError::BadRequest("userId is required".into())),
-        Some(u) if u.chars().count() > MAX_USER_ID_CHARS => Err(ApiError::BadRequest(format!(
-            "userId is longer than {MAX_USER_ID_CHARS} characters"
-        ))),
-        Some(u) => Ok(u),
+    let now = now_ms();
+    let window = i64::try_from(state.config.api_timestamp_window.as_millis()).unwrap_or(i64::MAX);
+    let ts = parse_timestamp(timestamp).ok_or(ApiError::Unauthorized("invalid Timestamp"))?;
+    if (now - ts).abs() > window {
+        return Err(ApiError::Unauthorized(
+            "Timestamp is outside the accepted window",
+        ));
     }
+    if nonce.chars().count() > MAX_NONCE_CHARS {
+        return Err(ApiError::Unauthorized("Nonce is too long"));
+    }
+    // Kept for twice the window: a request is acceptable for `window` either side of now.
+    if !state
+        .nonces
+        .check_and_insert(app, nonce, now, window.saturating_mul(2))
+    {
+        return Err(ApiError::Unauthorized("Nonce has already been used"));
+    }
+    Ok(app)
 }
 
-fn parse_form(bytes: &[u8]) -> Result<Vec<(String, String)>, ApiError> {
+type Form = Vec<(String, String)>;
+
+fn parse_form(bytes: &[u8]) -> Result<Form, ApiError> {
     serde_urlencoded::from_bytes(bytes)
         .map_err(|_| ApiError::BadRequest("body must be application/x-www-form-urlencoded".into()))
 }
@@ -146,25 +238,73 @@ fn field<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
+fn validate_id<'a>(what: &str, max: usize, v: Option<&'a str>) -> Result<&'a str, ApiError> {
+    match v {
+        None | Some("") => Err(ApiError::BadRequest(format!("{what} is required"))),
+        Some(u) if u.chars().count() > max => Err(ApiError::BadRequest(format!(
+            "{what} is longer than {max} characters"
+        ))),
+        Some(u) => Ok(u),
+    }
+}
+
+fn validate_user_id(user_id: Option<&str>) -> Result<&str, ApiError> {
+    validate_id("userId", MAX_USER_ID_CHARS, user_id)
+}
+
+/// Every value of a repeatable field, validated as user ids; at least one.
+fn user_ids(form: &[(String, String)], name: &str) -> Result<Vec<String>, ApiError> {
+    let mut v = Vec::new();
+    for (k, val) in form {
+        if k == name {
+            v.push(validate_id(name, MAX_USER_ID_CHARS, Some(val))?.to_owned());
+        }
+    }
+    if v.is_empty() {
+        return Err(ApiError::BadRequest(format!("{name} is required")));
+    }
+    if v.len() > MAX_USERS_PER_REQUEST {
+        return Err(ApiError::BadRequest(format!(
+            "at most {MAX_USERS_PER_REQUEST} {name} values per request"
+        )));
+    }
+    v.sort();
+    v.dedup();
+    Ok(v)
+}
+
+fn group_id(form: &[(String, String)]) -> Result<&str, ApiError> {
+    validate_id("groupId", MAX_GROUP_ID_CHARS, field(form, "groupId"))
+}
+
+/// A signed request's app and form body.
+fn signed_form(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(AppId, Form), ApiError> {
+    let app = check_signature(state, headers)?;
+    let body = body.map_err(|e| ApiError::BadRequest(format!("unreadable body: {e}")))?;
+    Ok((app, parse_form(&body)?))
+}
+
 async fn issue_for(
     state: &AppState,
+    app: AppId,
     user_id: &str,
     name: Option<&str>,
     portrait_uri: Option<&str>,
 ) -> Result<Json<TokenResponse>, ApiError> {
-    let cfg = &state.config;
+    let shard = state.hub.app(app);
     let now = now_ms();
     state
         .store
-        .upsert_user(&cfg.app_key, user_id, name, portrait_uri, now)
+        .upsert_user(&shard.key, user_id, name, portrait_uri, now)
         .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "storing user failed");
-            ApiError::Internal
-        })?;
-    let ttl = i64::try_from(cfg.token_ttl.as_millis()).unwrap_or(i64::MAX);
-    let token = token::issue(&cfg.app_key, &cfg.app_secret, user_id, now, ttl);
-    tracing::info!(user_id, "token issued");
+        .map_err(internal)?;
+    let ttl = i64::try_from(state.config.token_ttl.as_millis()).unwrap_or(i64::MAX);
+    let token = token::issue(&shard.key, shard.secret(), user_id, now, ttl);
+    tracing::info!(app = &*shard.key, user_id, "token issued");
     Ok(Json(TokenResponse {
         code: 200,
         user_id: user_id.to_owned(),
@@ -172,45 +312,351 @@ async fn issue_for(
     }))
 }
 
+type Body = Result<Bytes, BytesRejection>;
+type St = State<Arc<AppState>>;
+
 /// `POST /user/getToken.json` (form: `userId`, `name`, `portraitUri`).
-pub async fn get_token(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<TokenResponse>, ApiError> {
-    check_signature(&state, &headers)?;
-    let body = body.map_err(|e| ApiError::BadRequest(format!("unreadable body: {e}")))?;
-    let form = parse_form(&body)?;
-    let user_id = validate_user_id(field(&form, "userId"))?;
-    issue_for(
-        &state,
-        user_id,
-        field(&form, "name"),
-        field(&form, "portraitUri"),
-    )
-    .await
+pub async fn get_token(State(state): St, headers: HeaderMap, body: Body) -> Response {
+    let r = async {
+        let (app, form) = signed_form(&state, &headers, body)?;
+        let user_id = validate_user_id(field(&form, "userId"))?;
+        issue_for(
+            &state,
+            app,
+            user_id,
+            field(&form, "name"),
+            field(&form, "portraitUri"),
+        )
+        .await
+    }
+    .await;
+    respond(&state.metrics, r)
 }
 
-/// `GET /dev/token?userId=…` (dev mode only): a token without Server API signing, so demo
-/// pages can log in by themselves.
-pub async fn dev_token(
-    State(state): State<Arc<AppState>>,
-    RawQuery(query): RawQuery,
-) -> Result<Json<TokenResponse>, ApiError> {
-    let form = parse_form(query.unwrap_or_default().as_bytes())?;
-    let user_id = validate_user_id(field(&form, "userId"))?;
-    issue_for(
-        &state,
-        user_id,
-        field(&form, "name"),
-        field(&form, "portraitUri"),
-    )
-    .await
+/// `POST /user/token/expire.json` (form: `userId` (repeatable), `time` = ms): tokens of these
+/// users issued before `time` are refused from now on with 31020. Live connections stay.
+pub async fn token_expire(State(state): St, headers: HeaderMap, body: Body) -> Response {
+    let r = async {
+        let (app, form) = signed_form(&state, &headers, body)?;
+        let users = user_ids(&form, "userId")?;
+        let time: i64 = field(&form, "time")
+            .and_then(|t| t.trim().parse().ok())
+            .filter(|t| *t > 0)
+            .ok_or_else(|| ApiError::BadRequest("time (ms since epoch) is required".into()))?;
+        state
+            .store
+            .set_token_expiry(&state.hub.app(app).key, users.clone(), time)
+            .await
+            .map_err(internal)?;
+        state.hub.expire_tokens(app, &users, time);
+        tracing::info!(count = users.len(), "tokens expired");
+        Ok(ok())
+    }
+    .await;
+    respond(&state.metrics, r)
 }
 
-/// `GET /healthz`.
-pub async fn healthz() -> &'static str {
-    "ok"
+/// `POST /user/block.json` (form: `userId` (repeatable), `minute` 1..=43200): the users are
+/// disconnected (ErrorFrame 31009) and cannot connect (31009) until the time passes or
+/// `/user/unblock.json`.
+pub async fn block(State(state): St, headers: HeaderMap, body: Body) -> Response {
+    let r = async {
+        let (app, form) = signed_form(&state, &headers, body)?;
+        let users = user_ids(&form, "userId")?;
+        let minutes: i64 = field(&form, "minute")
+            .and_then(|m| m.trim().parse().ok())
+            .filter(|m| (1..=MAX_BLOCK_MINUTES).contains(m))
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!("minute must be 1..={MAX_BLOCK_MINUTES}"))
+            })?;
+        let until = now_ms() + minutes * 60_000;
+        state
+            .store
+            .set_blocked(&state.hub.app(app).key, users.clone(), Some(until))
+            .await
+            .map_err(internal)?;
+        state.hub.block(app, &users, until);
+        tracing::info!(count = users.len(), minutes, "users blocked");
+        Ok(ok())
+    }
+    .await;
+    respond(&state.metrics, r)
+}
+
+/// `POST /user/unblock.json` (form: `userId` (repeatable)).
+pub async fn unblock(State(state): St, headers: HeaderMap, body: Body) -> Response {
+    let r = async {
+        let (app, form) = signed_form(&state, &headers, body)?;
+        let users = user_ids(&form, "userId")?;
+        state
+            .store
+            .set_blocked(&state.hub.app(app).key, users.clone(), None)
+            .await
+            .map_err(internal)?;
+        state.hub.unblock(app, &users);
+        Ok(ok())
+    }
+    .await;
+    respond(&state.metrics, r)
+}
+
+/// `YYYY-MM-DD HH:MM:SS` (UTC) from ms since the epoch.
+fn format_utc(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// `POST /user/block/query.json`: `{"code":200,"users":[{"userId","blockEndTime"}]}`.
+pub async fn block_query(State(state): St, headers: HeaderMap, body: Body) -> Response {
+    let r = async {
+        let (app, _) = signed_form(&state, &headers, body)?;
+        let users: Vec<Value> = state
+            .hub
+            .blocked_users(app)
+            .into_iter()
+            .map(|(u, until)| json!({ "userId": u, "blockEndTime": format_utc(until) }))
+            .collect();
+        Ok(Json(json!({ "code": 200, "users": users })))
+    }
+    .await;
+    respond(&state.metrics, r)
+}
+
+async fn blacklist_change(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    add: bool,
+) -> Result<Json<Value>, ApiError> {
+    let (app, form) = signed_form(state, headers, body)?;
+    let user = validate_user_id(field(&form, "userId"))?.to_owned();
+    let others = user_ids(&form, "blackUserId")?;
+    state
+        .store
+        .set_blacklist(&state.hub.app(app).key, &user, others.clone(), add)
+        .await
+        .map_err(internal)?;
+    state.hub.blacklist(app, &user, &others, add);
+    Ok(ok())
+}
+
+/// `POST /user/blacklist/add.json` (form: `userId`, `blackUserId` (repeatable)): private
+/// messages from those users to `userId` fail with 405.
+pub async fn blacklist_add(State(state): St, headers: HeaderMap, body: Body) -> Response {
+    let r = blacklist_change(&state, &headers, body, true).await;
+    respond(&state.metrics, r)
+}
+
+/// `POST /user/blacklist/remove.json` (form: `userId`, `blackUserId` (repeatable)).
+pub async fn blacklist_remove(State(state): St, headers: HeaderMap, body: Body) -> Response {
+    let r = blacklist_change(&state, &headers, body, false).await;
+    respond(&state.metrics, r)
+}
+
+/// `POST /user/blacklist/query.json` (form: `userId`): `{"code":200,"users":[…]}`.
+pub async fn blacklist_query(State(state): St, headers: HeaderMap, body: Body) -> Response {
+    let r = async {
+        let (app, form) = signed_form(&state, &headers, body)?;
+        let user = validate_user_id(field(&form, "userId"))?;
+        Ok(Json(
+            json!({ "code": 200, "users": state.hub.blacklist_of(app, user) }),
+        ))
+    }
+    .await;
+    respond(&state.metrics, r)
+}
+
+async fn group_join_inner(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let (app, form) = signed_form(state, headers, body)?;
+    let users = user_ids(&form, "userId")?;
+    let group = group_id(&form)?.to_owned();
+    let name = field(&form, "groupName").map(str::to_owned);
+    state
+        .store
+        .group_join(
+            &state.hub.app(app).key,
+            &group,
+            name,
+            users.clone(),
+            now_ms(),
+        )
+        .await
+        .map_err(internal)?;
+    state.hub.group_join(app, &group, &users);
+    Ok(ok())
+}
+
+/// `POST /group/create.json` (form: `userId` (repeatable), `groupId`, `groupName`).
+pub async fn group_create(State(state): St, headers: HeaderMap, body: Body) -> Response {
+    let r = group_join_inner(&state, &headers, body).await;
+    respond(&state.metrics, r)
+}
+
+/// `POST /group/join.json` (form: `userId` (repeatable), `groupId`, `groupName`); creates the
+/// group if it does not exist, as RongCloud does.
+pub async fn group_join(State(state): St, headers: HeaderMap, body: Body) -> Response {
+    let r = group_join_inner(&state, &headers, body).await;
+    respond(&state.metrics, r)
+}
+
+/// `POST /group/quit.json` (form: `userId` (repeatable), `groupId`).
+pub async fn group_quit(State(state): St, headers: HeaderMap, body: Body) -> Response {
+    let r = async {
+        let (app, form) = signed_form(&state, &headers, body)?;
+        let users = user_ids(&form, "userId")?;
+        let group = group_id(&form)?.to_owned();
+        state
+            .store
+            .group_quit(&state.hub.app(app).key, &group, users.clone())
+            .await
+            .map_err(internal)?;
+        state.hub.group_quit(app, &group, &users);
+        Ok(ok())
+    }
+    .await;
+    respond(&state.metrics, r)
+}
+
+/// `POST /group/dismiss.json` (form: `userId` (the operator), `groupId`).
+pub async fn group_dismiss(State(state): St, headers: HeaderMap, body: Body) -> Response {
+    let r = async {
+        let (app, form) = signed_form(&state, &headers, body)?;
+        validate_user_id(field(&form, "userId"))?;
+        let group = group_id(&form)?.to_owned();
+        state
+            .store
+            .group_dismiss(&state.hub.app(app).key, &group)
+            .await
+            .map_err(internal)?;
+        state.hub.group_dismiss(app, &group);
+        Ok(ok())
+    }
+    .await;
+    respond(&state.metrics, r)
+}
+
+/// `POST /group/user/query.json` (form: `groupId`): `{"code":200,"users":[{"id":…}]}` (empty
+/// for a group that does not exist).
+pub async fn group_user_query(State(state): St, headers: HeaderMap, body: Body) -> Response {
+    let r = async {
+        let (app, form) = signed_form(&state, &headers, body)?;
+        let group = group_id(&form)?;
+        let users: Vec<Value> = state
+            .hub
+            .group_members(app, group)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|id| json!({ "id": id }))
+            .collect();
+        Ok(Json(json!({ "code": 200, "users": users })))
+    }
+    .await;
+    respond(&state.metrics, r)
+}
+
+/// `POST /rtc/user/kick.json` (form: `roomId` = the call id, `userId`): every connected device
+/// of the user gets `Kicked { call_id }` and ends that call with KICKED_BY_SERVER (23).
+/// Answers `{"code":200,"devices":n}`.
+pub async fn rtc_kick(State(state): St, headers: HeaderMap, body: Body) -> Response {
+    let r = async {
+        let (app, form) = signed_form(&state, &headers, body)?;
+        let user = validate_user_id(field(&form, "userId"))?;
+        let room = validate_id("roomId", 256, field(&form, "roomId"))?;
+        let n = state.hub.kick(app, user, room);
+        tracing::info!(user_id = user, devices = n, "kicked from call");
+        Ok(Json(json!({ "code": 200, "devices": n })))
+    }
+    .await;
+    respond(&state.metrics, r)
+}
+
+/// `POST /rtc/iceServers.json` (form: `userId`): the ICE servers (with fresh TURN credentials)
+/// that user's clients get, for apps that configure their own peer connections:
+/// `{"code":200,"iceServers":[{"urls":[…],"username":…,"credential":…}],"ttl":secs}`.
+pub async fn ice_servers(State(state): St, headers: HeaderMap, body: Body) -> Response {
+    let r = async {
+        let (_, form) = signed_form(&state, &headers, body)?;
+        let user = validate_user_id(field(&form, "userId"))?;
+        let servers: Vec<Value> = ice::ice_servers(&state.config, user, now_ms())
+            .into_iter()
+            .map(|s| json!({ "urls": s.urls, "username": s.username, "credential": s.credential }))
+            .collect();
+        Ok(Json(json!({
+            "code": 200,
+            "iceServers": servers,
+            "ttl": state.config.turn_ttl.as_secs(),
+        })))
+    }
+    .await;
+    respond(&state.metrics, r)
+}
+
+/// `GET /dev/token?userId=…` (dev mode only): a token for the primary app without Server API
+/// signing, so demo pages can log in by themselves.
+pub async fn dev_token(State(state): St, RawQuery(query): RawQuery) -> Response {
+    let r = async {
+        let form = parse_form(query.unwrap_or_default().as_bytes())?;
+        let user_id = validate_user_id(field(&form, "userId"))?;
+        issue_for(
+            &state,
+            0,
+            user_id,
+            field(&form, "name"),
+            field(&form, "portraitUri"),
+        )
+        .await
+    }
+    .await;
+    respond(&state.metrics, r)
+}
+
+/// `GET /healthz`: `ok` while the server runs and its database answers.
+pub async fn healthz(State(state): St) -> Response {
+    match tokio::time::timeout(std::time::Duration::from_secs(5), state.store.flush()).await {
+        Ok(Ok(())) => "ok".into_response(),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response(),
+    }
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(State(state): St) -> Response {
+    let gauges = Gauges {
+        connections: state
+            .hub
+            .apps()
+            .iter()
+            .map(|a| (a.key.to_string(), a.connections()))
+            .collect(),
+        offline_queue_depth: state.store.offline_depth(),
+    };
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(&gauges),
+    )
+        .into_response()
 }
 
 #[cfg(test)]
@@ -242,5 +688,28 @@ mod tests {
         assert!(validate_user_id(Some("")).is_err());
         assert!(validate_user_id(Some(&"x".repeat(65))).is_err());
         assert_eq!(validate_user_id(Some(&"x".repeat(64))).unwrap().len(), 64);
+    }
+
+    #[test]
+    fn timestamps_in_seconds_or_ms() {
+        assert_eq!(parse_timestamp("1700000000"), Some(1_700_000_000_000));
+        assert_eq!(parse_timestamp("1700000000123"), Some(1_700_000_000_123));
+        assert_eq!(parse_timestamp("x"), None);
+    }
+
+    #[test]
+    fn nonces_are_single_use_within_their_lifetime() {
+        let c = NonceCache::default();
+        assert!(c.check_and_insert(0, "n", 1000, 100));
+        assert!(!c.check_and_insert(0, "n", 1050, 100));
+        assert!(c.check_and_insert(1, "n", 1050, 100)); // another app
+        assert!(c.check_and_insert(0, "n", 1101, 100)); // expired
+    }
+
+    #[test]
+    fn utc_format() {
+        assert_eq!(format_utc(0), "1970-01-01 00:00:00");
+        assert_eq!(format_utc(1_700_000_000_000), "2023-11-14 22:13:20");
+        assert_eq!(format_utc(951_782_400_000), "2000-02-29 00:00:00");
     }
 }

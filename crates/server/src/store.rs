@@ -1,12 +1,19 @@
-//! Persistent state in one SQLite file (`--db`). For now: the users the Server API registered.
+//! Persistent state in one SQLite file (`--db`): users, token expiries, blocks, blacklists,
+//! groups, offline messages, device cursors, and the sequence floor.
 //!
-//! rusqlite is blocking, so every call hops to tokio's blocking pool; one connection behind a
-//! mutex is plenty for this write rate and keeps SQLite's locking trivial.
+//! One dedicated thread owns the connection and runs jobs in the order they were submitted, so
+//! a write submitted before a read is always visible to it (the hub relies on that: a message
+//! stored for an offline user is seen by that user's next sync). Jobs that arrive together run
+//! in one transaction, which keeps bursts of offline writes cheap.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
 use rusqlite::{params, Connection, OptionalExtension};
+use tokio::sync::oneshot;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -36,40 +43,208 @@ CREATE TABLE IF NOT EXISTS users (
     updated_at   INTEGER NOT NULL,
     PRIMARY KEY (app_key, user_id)
 );
+CREATE TABLE IF NOT EXISTS token_expiry (
+    app_key   TEXT    NOT NULL,
+    user_id   TEXT    NOT NULL,
+    before_ms INTEGER NOT NULL,
+    PRIMARY KEY (app_key, user_id)
+);
+CREATE TABLE IF NOT EXISTS blocks (
+    app_key  TEXT    NOT NULL,
+    user_id  TEXT    NOT NULL,
+    until_ms INTEGER NOT NULL,
+    PRIMARY KEY (app_key, user_id)
+);
+CREATE TABLE IF NOT EXISTS blacklist (
+    app_key       TEXT NOT NULL,
+    user_id       TEXT NOT NULL,
+    black_user_id TEXT NOT NULL,
+    PRIMARY KEY (app_key, user_id, black_user_id)
+);
+CREATE TABLE IF NOT EXISTS groups (
+    app_key    TEXT    NOT NULL,
+    group_id   TEXT    NOT NULL,
+    name       TEXT    NOT NULL DEFAULT '',
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (app_key, group_id)
+);
+CREATE TABLE IF NOT EXISTS group_members (
+    app_key  TEXT NOT NULL,
+    group_id TEXT NOT NULL,
+    user_id  TEXT NOT NULL,
+    PRIMARY KEY (app_key, group_id, user_id)
+);
+CREATE TABLE IF NOT EXISTS offline (
+    app_key        TEXT    NOT NULL,
+    user_id        TEXT    NOT NULL,
+    seq            INTEGER NOT NULL,
+    exclude_device TEXT    NOT NULL DEFAULT '',
+    sent_time      INTEGER NOT NULL,
+    expires_at     INTEGER NOT NULL,
+    payload        BLOB    NOT NULL,
+    PRIMARY KEY (app_key, user_id, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS offline_expiry ON offline (expires_at);
+CREATE TABLE IF NOT EXISTS device_cursors (
+    app_key    TEXT    NOT NULL,
+    user_id    TEXT    NOT NULL,
+    device_id  TEXT    NOT NULL,
+    acked      INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (app_key, user_id, device_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
 ";
 
+type Job = Box<dyn FnOnce(&Connection) + Send>;
+
+enum Cmd {
+    Job(Job),
+    Stop,
+}
+
+struct Inner {
+    tx: std::sync::mpsc::Sender<Cmd>,
+    worker: Mutex<Option<JoinHandle<()>>>,
+    /// Rows in the `offline` table (kept by the worker; read by metrics).
+    offline_depth: AtomicI64,
+}
+
+/// Handle to the database thread. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    conn: Arc<Mutex<Connection>>,
+    inner: Arc<Inner>,
+}
+
+/// Most jobs run in one transaction.
+const MAX_BATCH: usize = 512;
+
+/// Sqlite stores integers as i64; seqs are u64 below 2^63 in practice (µs timestamps).
+fn seq_to_sql(seq: u64) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
+}
+fn seq_from_sql(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+/// One stored message, as read back for a sync.
+#[derive(Debug, Clone)]
+pub struct StoredMessage {
+    pub seq: u64,
+    /// The device that sent it (for a copy stored for the sender's other devices), else `""`.
+    pub exclude_device: String,
+    /// Encoded `Delivered`.
+    pub payload: Vec<u8>,
+}
+
+/// What a connecting device needs from the database.
+#[derive(Debug, Default)]
+pub struct SyncData {
+    /// The device's last persisted ack.
+    pub acked: u64,
+    /// Stored messages above the cursor, oldest first.
+    pub messages: Vec<StoredMessage>,
+    /// Every device id this user has connected with.
+    pub devices: Vec<String>,
+}
+
+/// Policy state of one app, loaded at startup.
+#[derive(Debug, Default)]
+pub struct PolicyRows {
+    pub token_expiry: HashMap<String, i64>,
+    pub blocks: HashMap<String, i64>,
+    pub blacklists: Vec<(String, String)>,
+    pub groups: Vec<String>,
+    pub members: Vec<(String, String)>,
 }
 
 impl Store {
-    /// Opens (creating if needed) the database file and its tables.
+    /// Opens (creating if needed) the database file and its tables, and starts the worker.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // WAL: readers never block the writer; NORMAL sync is durable across process crashes.
+        let _: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+        conn.execute_batch("PRAGMA synchronous=NORMAL;")?;
         conn.execute_batch(SCHEMA)?;
-        Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-        })
+        let depth: i64 = conn.query_row("SELECT COUNT(*) FROM offline", [], |r| r.get(0))?;
+        let (tx, rx) = std::sync::mpsc::channel::<Cmd>();
+        let inner = Arc::new(Inner {
+            tx,
+            worker: Mutex::new(None),
+            offline_depth: AtomicI64::new(depth),
+        });
+        let handle = std::thread::Builder::new()
+            .name("rcall-db".into())
+            .spawn(move || worker(conn, rx))
+            .map_err(|e| StoreError::Task(e.to_string()))?;
+        *inner.worker.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
+        Ok(Self { inner })
     }
 
-    async fn with_conn<T, F>(&self, f: F) -> Result<T, StoreError>
+    /// Runs `f` on the database thread after everything submitted before, and returns its
+    /// result.
+    pub async fn call<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, rusqlite::Error> + Send + 'static,
     {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            // A panic while holding the lock cannot leave SQLite half-written (statements are
-            // atomic), so a poisoned lock is safe to reuse.
-            let guard = conn.lock().unwrap_or_else(|p| p.into_inner());
-            f(&guard)
-        })
-        .await
-        .map_err(|e| StoreError::Task(e.to_string()))?
-        .map_err(StoreError::from)
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |c| {
+            let _ = tx.send(f(c));
+        });
+        self.inner
+            .tx
+            .send(Cmd::Job(job))
+            .map_err(|_| StoreError::Task("database is closed".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Task("database job was dropped".into()))?
+            .map_err(StoreError::from)
     }
+
+    /// Queues `f` without waiting (errors are logged).
+    pub fn submit<F>(&self, what: &'static str, f: F)
+    where
+        F: FnOnce(&Connection) -> Result<(), rusqlite::Error> + Send + 'static,
+    {
+        let job: Job = Box::new(move |c| {
+            if let Err(e) = f(c) {
+                tracing::error!(error = %e, what, "database write failed");
+            }
+        });
+        if self.inner.tx.send(Cmd::Job(job)).is_err() {
+            tracing::error!(what, "database is closed; write dropped");
+        }
+    }
+
+    /// Waits until every job submitted so far has run.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.call(|_| Ok(())).await
+    }
+
+    /// Finishes queued jobs and stops the worker. Later calls fail.
+    pub async fn close(&self) {
+        let _ = self.inner.tx.send(Cmd::Stop);
+        let handle = self
+            .inner
+            .worker
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(h) = handle {
+            let _ = tokio::task::spawn_blocking(move || h.join()).await;
+        }
+    }
+
+    /// Rows currently in the offline table.
+    pub fn offline_depth(&self) -> i64 {
+        self.inner.offline_depth.load(Ordering::Relaxed)
+    }
+
+    // ---- users ---------------------------------------------------------------------------
 
     /// Inserts or updates a user. `None` keeps the stored value (or `''` for a new user), like
     /// RongCloud's getToken, which only overwrites the profile fields it is given.
@@ -83,7 +258,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let (app_key, user_id) = (app_key.to_owned(), user_id.to_owned());
         let (name, portrait_uri) = (name.map(str::to_owned), portrait_uri.map(str::to_owned));
-        self.with_conn(move |c| {
+        self.call(move |c| {
             c.execute(
                 "INSERT INTO users (app_key, user_id, name, portrait_uri, updated_at)
                  VALUES (?1, ?2, COALESCE(?3, ''), COALESCE(?4, ''), ?5)
@@ -104,7 +279,7 @@ impl Store {
         user_id: &str,
     ) -> Result<Option<UserRow>, StoreError> {
         let (app_key, user_id) = (app_key.to_owned(), user_id.to_owned());
-        self.with_conn(move |c| {
+        self.call(move |c| {
             c.query_row(
                 "SELECT app_key, user_id, name, portrait_uri, updated_at FROM users
                  WHERE app_key = ?1 AND user_id = ?2",
@@ -122,6 +297,404 @@ impl Store {
             .optional()
         })
         .await
+    }
+
+    // ---- policy --------------------------------------------------------------------------
+
+    /// Everything the hub enforces for `app_key`, for loading at startup.
+    pub async fn load_policy(&self, app_key: &str) -> Result<PolicyRows, StoreError> {
+        let app = app_key.to_owned();
+        self.call(move |c| {
+            let mut p = PolicyRows::default();
+            let pairs = |sql: &str| -> Result<Vec<(String, String)>, rusqlite::Error> {
+                let mut st = c.prepare(sql)?;
+                let rows = st.query_map([&app], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                rows.collect()
+            };
+            let ints = |sql: &str| -> Result<HashMap<String, i64>, rusqlite::Error> {
+                let mut st = c.prepare(sql)?;
+                let rows = st.query_map([&app], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                rows.collect()
+            };
+            p.token_expiry =
+                ints("SELECT user_id, before_ms FROM token_expiry WHERE app_key = ?1")?;
+            p.blocks = ints("SELECT user_id, until_ms FROM blocks WHERE app_key = ?1")?;
+            p.blacklists =
+                pairs("SELECT user_id, black_user_id FROM blacklist WHERE app_key = ?1")?;
+            p.members = pairs("SELECT group_id, user_id FROM group_members WHERE app_key = ?1")?;
+            let mut st = c.prepare("SELECT group_id FROM groups WHERE app_key = ?1")?;
+            p.groups = st
+                .query_map([&app], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            Ok(p)
+        })
+        .await
+    }
+
+    pub async fn set_token_expiry(
+        &self,
+        app_key: &str,
+        users: Vec<String>,
+        before_ms: i64,
+    ) -> Result<(), StoreError> {
+        let app = app_key.to_owned();
+        self.call(move |c| {
+            for u in &users {
+                c.execute(
+                    "INSERT INTO token_expiry (app_key, user_id, before_ms) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (app_key, user_id) DO UPDATE SET before_ms = ?3",
+                    params![app, u, before_ms],
+                )?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// `until_ms = None` unblocks.
+    pub async fn set_blocked(
+        &self,
+        app_key: &str,
+        users: Vec<String>,
+        until_ms: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let app = app_key.to_owned();
+        self.call(move |c| {
+            for u in &users {
+                match until_ms {
+                    Some(t) => c.execute(
+                        "INSERT INTO blocks (app_key, user_id, until_ms) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (app_key, user_id) DO UPDATE SET until_ms = ?3",
+                        params![app, u, t],
+                    )?,
+                    None => c.execute(
+                        "DELETE FROM blocks WHERE app_key = ?1 AND user_id = ?2",
+                        params![app, u],
+                    )?,
+                };
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn set_blacklist(
+        &self,
+        app_key: &str,
+        user_id: &str,
+        others: Vec<String>,
+        add: bool,
+    ) -> Result<(), StoreError> {
+        let (app, user) = (app_key.to_owned(), user_id.to_owned());
+        self.call(move |c| {
+            for o in &others {
+                let sql = if add {
+                    "INSERT OR IGNORE INTO blacklist (app_key, user_id, black_user_id)
+                     VALUES (?1, ?2, ?3)"
+                } else {
+                    "DELETE FROM blacklist WHERE app_key = ?1 AND user_id = ?2 AND black_user_id = ?3"
+                };
+                c.execute(sql, params![app, user, o])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Creates the group if missing (optionally renaming it) and adds `users`.
+    pub async fn group_join(
+        &self,
+        app_key: &str,
+        group_id: &str,
+        name: Option<String>,
+        users: Vec<String>,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let (app, group) = (app_key.to_owned(), group_id.to_owned());
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO groups (app_key, group_id, name, created_at)
+                 VALUES (?1, ?2, COALESCE(?3, ''), ?4)
+                 ON CONFLICT (app_key, group_id) DO UPDATE SET name = COALESCE(?3, groups.name)",
+                params![app, group, name, now_ms],
+            )?;
+            for u in &users {
+                c.execute(
+                    "INSERT OR IGNORE INTO group_members (app_key, group_id, user_id)
+                     VALUES (?1, ?2, ?3)",
+                    params![app, group, u],
+                )?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn group_quit(
+        &self,
+        app_key: &str,
+        group_id: &str,
+        users: Vec<String>,
+    ) -> Result<(), StoreError> {
+        let (app, group) = (app_key.to_owned(), group_id.to_owned());
+        self.call(move |c| {
+            for u in &users {
+                c.execute(
+                    "DELETE FROM group_members WHERE app_key = ?1 AND group_id = ?2 AND user_id = ?3",
+                    params![app, group, u],
+                )?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn group_dismiss(&self, app_key: &str, group_id: &str) -> Result<(), StoreError> {
+        let (app, group) = (app_key.to_owned(), group_id.to_owned());
+        self.call(move |c| {
+            c.execute(
+                "DELETE FROM group_members WHERE app_key = ?1 AND group_id = ?2",
+                params![app, group],
+            )?;
+            c.execute(
+                "DELETE FROM groups WHERE app_key = ?1 AND group_id = ?2",
+                params![app, group],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    // ---- delivery ------------------------------------------------------------------------
+
+    /// Queues a message for a user with no connected device, then trims that user's queue to
+    /// `max_per_user` (oldest first).
+    #[allow(clippy::too_many_arguments)]
+    pub fn store_offline(
+        &self,
+        app_key: Arc<str>,
+        user_id: Arc<str>,
+        seq: u64,
+        exclude_device: Option<Arc<str>>,
+        sent_time: i64,
+        expires_at: i64,
+        payload: bytes::Bytes,
+        max_per_user: usize,
+    ) {
+        let inner = self.inner.clone();
+        self.submit("store offline message", move |c| {
+            let mut ins = c.prepare_cached(
+                "INSERT OR REPLACE INTO offline
+                 (app_key, user_id, seq, exclude_device, sent_time, expires_at, payload)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            let n = ins.execute(params![
+                &*app_key,
+                &*user_id,
+                seq_to_sql(seq),
+                exclude_device.as_deref().unwrap_or(""),
+                sent_time,
+                expires_at,
+                &payload[..]
+            ])?;
+            inner.offline_depth.fetch_add(n as i64, Ordering::Relaxed);
+            let mut trim = c.prepare_cached(
+                "DELETE FROM offline WHERE app_key = ?1 AND user_id = ?2 AND seq <= (
+                     SELECT seq FROM offline WHERE app_key = ?1 AND user_id = ?2
+                     ORDER BY seq DESC LIMIT 1 OFFSET ?3)",
+            )?;
+            let removed = trim.execute(params![
+                &*app_key,
+                &*user_id,
+                i64::try_from(max_per_user).unwrap_or(i64::MAX)
+            ])?;
+            inner
+                .offline_depth
+                .fetch_sub(removed as i64, Ordering::Relaxed);
+            Ok(())
+        });
+    }
+
+    /// Drops stored messages up to `seq` that `device` was able to receive (it acked them).
+    pub fn delete_offline_upto(
+        &self,
+        app_key: Arc<str>,
+        user_id: Arc<str>,
+        device: Arc<str>,
+        seq: u64,
+    ) {
+        let inner = self.inner.clone();
+        self.submit("delete acked offline messages", move |c| {
+            let mut st = c.prepare_cached(
+                "DELETE FROM offline WHERE app_key = ?1 AND user_id = ?2 AND seq <= ?3
+                 AND exclude_device <> ?4",
+            )?;
+            let n = st.execute(params![&*app_key, &*user_id, seq_to_sql(seq), &*device])?;
+            inner.offline_depth.fetch_sub(n as i64, Ordering::Relaxed);
+            Ok(())
+        });
+    }
+
+    /// Remembers how far `device` has acked (monotonic).
+    pub fn save_cursor(
+        &self,
+        app_key: Arc<str>,
+        user_id: Arc<str>,
+        device: Arc<str>,
+        acked: u64,
+        now_ms: i64,
+    ) {
+        self.submit("save device cursor", move |c| {
+            let mut st = c.prepare_cached(
+                "INSERT INTO device_cursors (app_key, user_id, device_id, acked, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (app_key, user_id, device_id) DO UPDATE SET
+                     acked = MAX(acked, ?4), updated_at = ?5",
+            )?;
+            st.execute(params![
+                &*app_key,
+                &*user_id,
+                &*device,
+                seq_to_sql(acked),
+                now_ms
+            ])?;
+            Ok(())
+        });
+    }
+
+    /// The device's cursor, the stored messages above `max(cursor, stored cursor)` that have
+    /// not expired, and the user's known devices.
+    pub async fn sync_data(
+        &self,
+        app_key: Arc<str>,
+        user_id: Arc<str>,
+        device: Arc<str>,
+        cursor: u64,
+        now_ms: i64,
+    ) -> Result<SyncData, StoreError> {
+        self.call(move |c| {
+            let mut out = SyncData::default();
+            let mut st = c.prepare_cached(
+                "SELECT device_id, acked FROM device_cursors WHERE app_key = ?1 AND user_id = ?2",
+            )?;
+            let rows = st.query_map(params![&*app_key, &*user_id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            })?;
+            for row in rows {
+                let (d, acked) = row?;
+                if d == *device {
+                    out.acked = seq_from_sql(acked);
+                }
+                out.devices.push(d);
+            }
+            let from = cursor.max(out.acked);
+            let mut st = c.prepare_cached(
+                "SELECT seq, exclude_device, payload FROM offline
+                 WHERE app_key = ?1 AND user_id = ?2 AND seq > ?3 AND expires_at > ?4
+                 ORDER BY seq",
+            )?;
+            let rows = st.query_map(
+                params![&*app_key, &*user_id, seq_to_sql(from), now_ms],
+                |r| {
+                    Ok(StoredMessage {
+                        seq: seq_from_sql(r.get(0)?),
+                        exclude_device: r.get(1)?,
+                        payload: r.get(2)?,
+                    })
+                },
+            )?;
+            for row in rows {
+                out.messages.push(row?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Deletes expired offline messages and stale device cursors; returns how many messages.
+    pub async fn sweep(&self, now_ms: i64, cursor_ttl_ms: i64) -> Result<usize, StoreError> {
+        let inner = self.inner.clone();
+        self.call(move |c| {
+            let n = c.execute("DELETE FROM offline WHERE expires_at <= ?1", [now_ms])?;
+            inner.offline_depth.fetch_sub(n as i64, Ordering::Relaxed);
+            c.execute(
+                "DELETE FROM device_cursors WHERE updated_at < ?1",
+                [now_ms.saturating_sub(cursor_ttl_ms)],
+            )?;
+            c.execute("DELETE FROM blocks WHERE until_ms <= ?1", [now_ms])?;
+            Ok(n)
+        })
+        .await
+    }
+
+    /// The lowest seq the server may hand out: above everything it ever stored or saw acked.
+    pub async fn load_seq_floor(&self) -> Result<u64, StoreError> {
+        self.call(|c| {
+            let meta: Option<i64> = c
+                .query_row("SELECT value FROM meta WHERE key = 'seq_floor'", [], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            let off: Option<i64> = c.query_row("SELECT MAX(seq) FROM offline", [], |r| r.get(0))?;
+            let cur: Option<i64> =
+                c.query_row("SELECT MAX(acked) FROM device_cursors", [], |r| r.get(0))?;
+            Ok([meta, off, cur]
+                .into_iter()
+                .flatten()
+                .map(seq_from_sql)
+                .max()
+                .unwrap_or(0))
+        })
+        .await
+    }
+
+    pub fn save_seq_floor(&self, floor: u64) {
+        self.submit("save seq floor", move |c| {
+            c.execute(
+                "INSERT INTO meta (key, value) VALUES ('seq_floor', ?1)
+                 ON CONFLICT (key) DO UPDATE SET value = MAX(value, ?1)",
+                [seq_to_sql(floor)],
+            )?;
+            Ok(())
+        });
+    }
+}
+
+fn worker(conn: Connection, rx: std::sync::mpsc::Receiver<Cmd>) {
+    let mut batch: Vec<Job> = Vec::new();
+    let mut stop = false;
+    while !stop {
+        match rx.recv() {
+            Ok(Cmd::Job(j)) => batch.push(j),
+            Ok(Cmd::Stop) | Err(_) => break,
+        }
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(Cmd::Job(j)) => batch.push(j),
+                Ok(Cmd::Stop) => {
+                    stop = true;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        let tx = batch.len() > 1 && conn.execute_batch("BEGIN").is_ok();
+        for job in batch.drain(..) {
+            // A panicking job must not take the database thread (and every later write) down.
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&conn))).is_err() {
+                tracing::error!("database job panicked");
+            }
+        }
+        if tx {
+            if let Err(e) = conn.execute_batch("COMMIT") {
+                tracing::error!(error = %e, "database commit failed");
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+        }
+    }
+    // Finish whatever is still queued.
+    while let Ok(Cmd::Job(j)) = rx.try_recv() {
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| j(&conn)));
     }
 }
 
@@ -142,5 +715,48 @@ mod tests {
         assert_eq!(row.portrait_uri, "http://p");
         assert_eq!(row.updated_at, 2);
         assert!(s.get_user("app", "nobody").await.unwrap().is_none());
+        s.close().await;
+    }
+
+    #[tokio::test]
+    async fn offline_queue_is_capped_ordered_and_expires() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("t.db")).unwrap();
+        let (app, user): (Arc<str>, Arc<str>) = ("app".into(), "bob".into());
+        for seq in 1..=5u64 {
+            s.store_offline(
+                app.clone(),
+                user.clone(),
+                seq * 10,
+                None,
+                1,
+                if seq == 5 { 50 } else { 1_000 },
+                bytes::Bytes::from(vec![seq as u8]),
+                3,
+            );
+        }
+        let d = s
+            .sync_data(app.clone(), user.clone(), "d".into(), 0, 100)
+            .await
+            .unwrap();
+        // Capped to the newest 3 (30, 40, 50); 50 has expired at t=100.
+        let seqs: Vec<u64> = d.messages.iter().map(|m| m.seq).collect();
+        assert_eq!(seqs, vec![30, 40]);
+        assert_eq!(s.offline_depth(), 3);
+        s.save_cursor(app.clone(), user.clone(), "d".into(), 30, 1);
+        let d = s
+            .sync_data(app.clone(), user.clone(), "d".into(), 0, 100)
+            .await
+            .unwrap();
+        assert_eq!(d.acked, 30);
+        assert_eq!(d.messages.len(), 1);
+        assert_eq!(d.devices, vec!["d".to_string()]);
+        s.delete_offline_upto(app.clone(), user.clone(), "d".into(), 40);
+        assert_eq!(s.sweep(100, 1_000_000).await.unwrap(), 1);
+        assert_eq!(s.offline_depth(), 0);
+        assert_eq!(s.load_seq_floor().await.unwrap(), 30);
+        s.save_seq_floor(99);
+        assert_eq!(s.load_seq_floor().await.unwrap(), 99);
+        s.close().await;
     }
 }

@@ -82,6 +82,20 @@ pub fn issue(app_key: &str, app_secret: &str, user_id: &str, now_ms: i64, ttl_ms
     )
 }
 
+/// The app key a token claims, read *without* checking anything: only to pick which app's secret
+/// to verify it with (like a JWT `kid`). Never trust anything else from an unverified token.
+pub fn claimed_app_key(token: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct AppOnly {
+        k: String,
+    }
+    let (payload_b64, _) = token.split_once('.')?;
+    let payload = URL_SAFE_NO_PAD.decode(payload_b64).ok()?;
+    serde_json::from_slice::<AppOnly>(&payload)
+        .ok()
+        .map(|a| a.k)
+}
+
 /// Checks signature (constant-time), app key, and expiry, in that order: nothing in an unsigned
 /// payload is trusted, not even to pick an error message.
 pub fn verify(
@@ -161,6 +175,14 @@ mod tests {
             verify("app", "secret", &format!("{payload}.{sig}"), NOW),
             Err(TokenError::BadSignature)
         );
+    }
+
+    #[test]
+    fn claimed_app_key_reads_k_only() {
+        let t = issue("app", "secret", "alice", NOW, 1000);
+        assert_eq!(claimed_app_key(&t).as_deref(), Some("app"));
+        assert_eq!(claimed_app_key("garbage"), None);
+        assert_eq!(claimed_app_key("e30.x"), None); // "{}"
     }
 
     #[test]

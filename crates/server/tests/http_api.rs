@@ -46,8 +46,8 @@ async fn get_token_with_valid_signature_returns_a_token_that_authenticates() {
 #[tokio::test]
 async fn signature_is_compared_case_insensitively() {
     let ts = TestServer::start().await;
-    let nonce = "1";
-    let timestamp = "1700000000000";
+    let nonce = &fresh_nonce();
+    let timestamp = &now_ms().to_string();
     let resp = reqwest::Client::new()
         .post(ts.url("/user/getToken.json"))
         .header("App-Key", APP_KEY)

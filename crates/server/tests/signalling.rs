@@ -215,6 +215,19 @@ async fn group_message_goes_only_to_the_directional_list() {
     let mut b1 = ts.client("bob", "b1").await;
     let mut c1 = ts.client("carol", "c1").await;
     let mut d1 = ts.client("dave", "d1").await;
+    api_ok(
+        &ts,
+        "/group/create.json",
+        &[
+            ("groupId", "g1"),
+            ("groupName", "G"),
+            ("userId", "alice"),
+            ("userId", "bob"),
+            ("userId", "carol"),
+            ("userId", "dave"),
+        ],
+    )
+    .await;
 
     a1.send_message(5, group("g1", &["bob", "dave"], b"grp"))
         .await;
@@ -260,6 +273,12 @@ async fn invalid_sends_get_33003_and_deliver_nothing() {
 async fn send_results_match_request_ids_across_mixed_requests() {
     let ts = TestServer::start().await;
     let mut a1 = ts.client("alice", "a1").await;
+    api_ok(
+        &ts,
+        "/group/join.json",
+        &[("groupId", "g"), ("userId", "alice"), ("userId", "bob")],
+    )
+    .await;
     let mut bad = private("bob", b"x");
     bad.conversation_type = 7;
     a1.send_message(77, private("bob", b"1")).await;

@@ -16,12 +16,16 @@
 //! Modules, one concept each:
 //!
 //! * [`capture`](mod@capture) — [`capture()`] a [`LocalMedia`] (defaults 640x480 @ 15 fps).
-//! * [`devices`] — [`enumerate_devices`].
+//! * [`devices`] — [`enumerate_devices`], [`cameras`] / [`microphones`] /
+//!   [`speakers`], [`watch_devices`] for `devicechange`.
 //! * [`peer`] — [`PeerLink`]: offer/answer, trickle ICE with queueing of
-//!   early candidates, remote tracks as [`PeerEvent`]s, `close()` without leaks.
-//! * [`track`] — [`track_kind`], [`play`] / [`Playback`] (audio may use an
-//!   internal `Audio` element, video needs a `<video>`).
-//! * [`stats`] — selected candidate pair and inbound video counters.
+//!   early candidates, remote tracks as [`PeerEvent`]s, `close()` without
+//!   leaks; [`PeerLink::prepare`] / [`PeerLink::attach`] to connect before
+//!   anything is captured; `replace_track` for device switches.
+//! * [`track`] — [`track_kind`], [`set_enabled`], [`play`] / [`Playback`]
+//!   (audio may use an internal `Audio` element, video needs a `<video>`).
+//! * [`stats`] — [`StatsSampler`] → [`StateReport`] (CallLib's
+//!   `IRCRTCStateReport`), selected candidate pair, inbound video counters.
 //! * [`error`] — the single error type [`MediaError`].
 //!
 //! Everything here is `!Send` and single-threaded, like the browser APIs it
@@ -36,8 +40,23 @@
 //! track keeps the camera on). Write `Clone::clone(&track)` (or derive
 //! `Clone` on a struct holding it) to copy the JS reference.
 //!
+//! ## Call flow with a pre-connected link (what the SDK does)
+//! 1. Ringing: `PeerLink::new`, [`PeerLink::prepare`]`(&[Audio, Video])` on
+//!    both sides, offer/answer and candidates as usual. ICE/DTLS come up,
+//!    nothing is captured or sent; each side already gets
+//!    [`PeerEvent::RemoteTrack`] (muted tracks).
+//! 2. Accept: [`capture()`], then [`PeerLink::attach`] per track on every link
+//!    (a side that captured before negotiating may attach right after
+//!    `prepare`: the track waits for its sender). [`PeerEvent::RemoteTrackUnmuted`]
+//!    marks when the peer's media arrives.
+//! 3. During the call: [`set_enabled`] for mute, [`PeerLink::replace_track`]
+//!    for a new microphone or a re-captured camera (`None` for camera off),
+//!    a [`StatsSampler`] per link sampled every second for `onRTCStateReport`,
+//!    a [`DeviceWatch`] for device changes.
+//!
 //! ## Testing
-//! `tests/web.rs` runs in headless Chromium via `wasm-bindgen-test-runner`
+//! `tests/web.rs` and `tests/call_media.rs` (helpers in `tests/common`) run
+//! in headless Chromium via `wasm-bindgen-test-runner`
 //! with fake devices (see `webdriver.json`). Two links in one page connect
 //! over loopback, which Chromium only allows with
 //! `--allow-loopback-in-peer-connection`; run under `unshare -n` so nothing
@@ -53,12 +72,18 @@ pub mod stats;
 pub mod track;
 
 pub use capture::{capture, default_video_constraints, CaptureRequest, LocalMedia};
-pub use devices::{enumerate_devices, DeviceInfo, DeviceKind};
+pub use devices::{
+    cameras, enumerate_devices, microphones, speakers, watch_devices, DeviceInfo, DeviceKind,
+    DeviceWatch,
+};
 pub use error::MediaError;
 pub use peer::{Candidate, IceServer, PeerConfig, PeerEvent, PeerLink};
-pub use stats::{CandidatePair, InboundVideo};
+pub use stats::{
+    CandidatePair, CandidatePairStat, InboundVideo, StateReport, StatsSampler, TrackStat,
+};
 pub use track::{
-    detach, is_live, play, play_with, track_kind, Kind, PlayOptions, Playable, Playback,
+    detach, is_live, play, play_with, set_enabled, track_kind, Kind, PlayOptions, Playable,
+    Playback,
 };
 
 /// Re-exported so users of this crate name the same web-sys types.

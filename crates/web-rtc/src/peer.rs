@@ -6,6 +6,17 @@
 //! ([`PeerEvent`]). It adds the one piece of state the engine should not need
 //! to know about: remote ICE candidates that arrive before the remote
 //! description are queued and applied right after it is set.
+//!
+//! ## Pre-connected links
+//! CallLib connects only after the callee accepts; rcall connects while the
+//! callee is still ringing so that accepting only has to capture. For that,
+//! [`PeerLink::prepare`] declares the kinds the call will send before
+//! negotiating: the offer/answer then carries `sendrecv` audio/video
+//! sections without any track, ICE and DTLS come up, and nothing is sent.
+//! [`PeerLink::attach`] later puts a captured track on the negotiated sender
+//! (`replaceTrack`, no renegotiation). The remote side gets
+//! [`PeerEvent::RemoteTrack`] at negotiation time, long before media flows;
+//! [`PeerEvent::RemoteTrackUnmuted`] tells when packets actually arrive.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -49,6 +60,13 @@ extern "C" {
         kind: &str,
         init: &RtcRtpTransceiverInit,
     ) -> Result<RtcRtpTransceiver, JsValue>;
+
+    /// `RTCRtpSender` with `setStreams`, which web-sys does not bind.
+    #[wasm_bindgen(js_name = RTCRtpSender)]
+    type SenderExt;
+
+    #[wasm_bindgen(method, catch, js_name = setStreams)]
+    fn set_streams(this: &SenderExt, stream: &MediaStream) -> Result<(), JsValue>;
 }
 
 /// One STUN/TURN server (`RTCIceServer`).
@@ -110,11 +128,39 @@ pub enum PeerEvent {
     /// it (or the track alone, see [`play`](crate::play)) as `srcObject`.
     /// If the remote side sent the track without a stream, `stream` is a new
     /// stream holding just this track.
+    ///
+    /// This fires when the remote description is applied, i.e. when the
+    /// remote side *may* send, not when media flows: the track starts
+    /// `muted`. Media has started once [`PeerEvent::RemoteTrackUnmuted`]
+    /// arrives for it (or if `track.muted()` is already `false`). That matters
+    /// for [prepared](PeerLink::prepare) links, where the remote side attaches
+    /// its tracks much later.
+    ///
+    /// Reported once per track: when a renegotiation makes the browser fire
+    /// `track` again for a track it already reported (the remote side
+    /// resumed sending), only [`PeerEvent::RemoteTrackUnmuted`] follows.
     RemoteTrack {
         /// The remote track.
         track: MediaStreamTrack,
         /// The remote stream the track belongs to.
         stream: MediaStream,
+    },
+    /// A remote track (one announced by [`PeerEvent::RemoteTrack`]) started
+    /// receiving media: its `unmute` event, fired by the browser on the first
+    /// RTP packet. This is the moment a remote track becomes playable
+    /// (CallLib's `onTrackReady` for remote tracks).
+    RemoteTrackUnmuted {
+        /// The remote track, the same object as in `RemoteTrack`.
+        track: MediaStreamTrack,
+    },
+    /// A remote track stopped receiving media (its `mute` event). Chromium
+    /// fires it when a renegotiation stops the remote sender (direction
+    /// `recvonly`/`inactive`), but not when the remote side merely replaces
+    /// its track with none, nor within seconds of the remote side closing:
+    /// it is no "camera off" or "peer gone" signal (CallLib signals those).
+    RemoteTrackMuted {
+        /// The remote track.
+        track: MediaStreamTrack,
     },
     /// `iceConnectionState` changed.
     IceConnectionState(RtcIceConnectionState),
@@ -140,6 +186,55 @@ type Sink = Box<dyn FnMut(PeerEvent)>;
 struct Shared {
     closed: Cell<bool>,
     sink: RefCell<Option<Sink>>,
+    /// `mute`/`unmute` listeners on remote tracks, removed on close.
+    track_listeners: RefCell<Vec<TrackListener>>,
+}
+
+/// The `mute` and `unmute` listeners installed on one remote track.
+struct TrackListener {
+    track: MediaStreamTrack,
+    on_mute: Closure<dyn FnMut(Event)>,
+    on_unmute: Closure<dyn FnMut(Event)>,
+}
+
+impl TrackListener {
+    /// Listens to `track`'s mute/unmute and reports them through `shared`.
+    /// The closures hold only a `Weak`: `Shared` owns them, and a strong
+    /// reference back would be a cycle.
+    fn install(shared: &Rc<Shared>, track: &MediaStreamTrack) -> TrackListener {
+        let make = |unmuted: bool| {
+            let weak = Rc::downgrade(shared);
+            let t = Clone::clone(track);
+            Closure::<dyn FnMut(Event)>::new(move |_: Event| {
+                if let Some(s) = weak.upgrade() {
+                    let track = Clone::clone(&t);
+                    s.emit(if unmuted {
+                        PeerEvent::RemoteTrackUnmuted { track }
+                    } else {
+                        PeerEvent::RemoteTrackMuted { track }
+                    });
+                }
+            })
+        };
+        let on_mute = make(false);
+        let on_unmute = make(true);
+        let _ = track.add_event_listener_with_callback("mute", on_mute.as_ref().unchecked_ref());
+        let _ =
+            track.add_event_listener_with_callback("unmute", on_unmute.as_ref().unchecked_ref());
+        TrackListener {
+            track: Clone::clone(track),
+            on_mute,
+            on_unmute,
+        }
+    }
+
+    fn remove(&self) {
+        let t = &self.track;
+        let _ =
+            t.remove_event_listener_with_callback("mute", self.on_mute.as_ref().unchecked_ref());
+        let _ = t
+            .remove_event_listener_with_callback("unmute", self.on_unmute.as_ref().unchecked_ref());
+    }
 }
 
 impl Shared {
@@ -180,6 +275,16 @@ struct Inner {
     pending: RefCell<Vec<Candidate>>,
     /// Set once a remote description has been applied successfully.
     remote_described: Cell<bool>,
+    /// Kinds declared by [`PeerLink::prepare`], audio first.
+    prepared: RefCell<Vec<Kind>>,
+    /// The stream prepared senders are associated with, so the remote side
+    /// gets audio and video grouped in one `ev.streams[0]`.
+    prepared_stream: RefCell<Option<MediaStream>>,
+    /// Tracks given to [`PeerLink::attach`] before the first negotiation
+    /// created their senders; put on the senders by that negotiation.
+    pending_attach: RefCell<Vec<(Kind, MediaStreamTrack)>>,
+    /// Set once the first negotiation created/opened the prepared senders.
+    prepared_applied: Cell<bool>,
 }
 
 impl Inner {
@@ -197,11 +302,20 @@ impl Inner {
         // if one is running right now (close called from the callback),
         // wasm-bindgen defers freeing it until it returns.
         drop(self.handlers.borrow_mut().take());
+        let listeners = match self.shared.track_listeners.try_borrow_mut() {
+            Ok(mut l) => std::mem::take(&mut *l),
+            Err(_) => Vec::new(),
+        };
+        for l in &listeners {
+            l.remove();
+        }
+        drop(listeners);
         // Drop the callback too: it may hold a clone of this link (a cycle).
         if let Ok(mut sink) = self.shared.sink.try_borrow_mut() {
             sink.take();
         }
         self.pending.borrow_mut().clear();
+        self.pending_attach.borrow_mut().clear();
     }
 }
 
@@ -272,6 +386,7 @@ impl PeerLink {
         let shared = Rc::new(Shared {
             closed: Cell::new(false),
             sink: RefCell::new(Some(Box::new(on_event))),
+            track_listeners: RefCell::new(Vec::new()),
         });
 
         let s = shared.clone();
@@ -298,6 +413,14 @@ impl PeerLink {
                     Err(_) => return,
                 },
             };
+            // A renegotiation that resumes a remote sender fires `track`
+            // again for the same track: report each track once (its
+            // `unmute` tells that media resumed).
+            if s.track_listeners.borrow().iter().any(|l| l.track == track) {
+                return;
+            }
+            let listener = TrackListener::install(&s, &track);
+            s.track_listeners.borrow_mut().push(listener);
             s.emit(PeerEvent::RemoteTrack { track, stream });
         });
         let s = shared.clone();
@@ -327,6 +450,10 @@ impl PeerLink {
                 })),
                 pending: RefCell::new(Vec::new()),
                 remote_described: Cell::new(false),
+                prepared: RefCell::new(Vec::new()),
+                prepared_stream: RefCell::new(None),
+                pending_attach: RefCell::new(Vec::new()),
+                prepared_applied: Cell::new(false),
             }),
         })
     }
@@ -395,8 +522,29 @@ impl PeerLink {
         Ok(())
     }
 
+    /// The transceiver that carries what this side sends of `kind`: the
+    /// first live one of that kind whose direction includes sending, else the
+    /// first live one of that kind (e.g. a `recvonly` one from
+    /// [`ensure_receive`](Self::ensure_receive)).
+    fn transceiver(&self, kind: Kind) -> Option<RtcRtpTransceiver> {
+        let of_kind: Vec<RtcRtpTransceiver> = self
+            .inner
+            .pc
+            .get_transceivers()
+            .iter()
+            .map(|t| t.unchecked_into::<RtcRtpTransceiver>())
+            .filter(|t| !t.stopped() && track_kind(&t.receiver().track()) == kind)
+            .collect();
+        of_kind
+            .iter()
+            .find(|t| sends(t))
+            .or(of_kind.first())
+            .cloned()
+    }
+
     /// Replaces what the sender of `kind` sends (e.g. a new microphone after
-    /// a device change, or `None` to send nothing), without renegotiation.
+    /// a device change, a re-captured camera after the old track was stopped,
+    /// or `None` to send nothing), without renegotiation.
     /// Returns `false` when there is no transceiver of that kind.
     pub async fn replace_track(
         &self,
@@ -404,22 +552,217 @@ impl PeerLink {
         track: Option<&MediaStreamTrack>,
     ) -> Result<bool, MediaError> {
         self.check_open()?;
-        let sender = self.inner.pc.get_transceivers().iter().find_map(|t| {
-            let t: RtcRtpTransceiver = t.unchecked_into();
-            (!t.stopped() && track_kind(&t.receiver().track()) == kind).then(|| t.sender())
-        });
-        let Some(sender) = sender else {
+        if let Some(t) = track {
+            if track_kind(t) != kind {
+                return Err(MediaError::InvalidArgument(format!(
+                    "replace_track({}) was given a {} track",
+                    kind.as_str(),
+                    t.kind()
+                )));
+            }
+        }
+        let Some(transceiver) = self.transceiver(kind) else {
             return Ok(false);
         };
-        JsFuture::from(sender.replace_track(track))
+        JsFuture::from(transceiver.sender().replace_track(track))
             .await
             .map_err(|e| self.fail("RTCRtpSender.replaceTrack", &e))?;
         Ok(true)
     }
 
+    /// The track the sender of `kind` currently sends, `None` when it sends
+    /// nothing (not attached yet, replaced by `None`) or there is no such
+    /// sender. Possibly an ended track: a stopped local track stays on its
+    /// sender until replaced.
+    pub fn sender_track(&self, kind: Kind) -> Option<MediaStreamTrack> {
+        if self.is_closed() {
+            return None;
+        }
+        if let Some(t) = self.pending_track(kind) {
+            return Some(t);
+        }
+        self.transceiver(kind).and_then(|t| t.sender().track())
+    }
+
+    fn pending_track(&self, kind: Kind) -> Option<MediaStreamTrack> {
+        let pending = self.inner.pending_attach.borrow();
+        pending
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, t)| Clone::clone(t))
+    }
+
+    /// Sets (or with `None` clears) the track waiting for the sender of `kind`.
+    fn set_pending_track(&self, kind: Kind, track: Option<&MediaStreamTrack>) {
+        let mut pending = self.inner.pending_attach.borrow_mut();
+        pending.retain(|(k, _)| *k != kind);
+        if let Some(t) = track {
+            pending.push((kind, Clone::clone(t)));
+        }
+    }
+
+    /// Declares, before negotiating, that this link will send `kinds`
+    /// without giving it any track yet, so the connection can be set up
+    /// while the call still rings and [`attach`](Self::attach) later starts
+    /// sending without renegotiation.
+    ///
+    /// Takes effect in the first negotiation: [`create_offer`](Self::create_offer)
+    /// adds one `sendrecv` transceiver per kind (audio before video; kinds
+    /// already covered by [`add_local_media`](Self::add_local_media) are
+    /// skipped); [`accept_offer`](Self::accept_offer) turns the offered
+    /// section of each kind into `sendrecv`. (Eager `addTransceiver` would
+    /// break the answering side: an offer never reuses transceivers made by
+    /// `addTransceiver`, so they would stay unnegotiated.) A kind the offer
+    /// lacks is ignored; [`attach`](Self::attach) then fails for it.
+    ///
+    /// Both sides should prepare the same kinds; a side that does not prepare
+    /// (and adds no media) still receives. Fails with
+    /// [`MediaError::InvalidArgument`] once a description has been set:
+    /// adding senders then would need a renegotiation this crate does not do.
+    pub fn prepare(&self, kinds: &[Kind]) -> Result<(), MediaError> {
+        self.check_open()?;
+        if self.inner.remote_described.get() || self.inner.pc.local_description().is_some() {
+            return Err(MediaError::InvalidArgument(
+                "prepare() must be called before create_offer() / accept_offer()".into(),
+            ));
+        }
+        let mut prepared = self.inner.prepared.borrow_mut();
+        for kind in [Kind::Audio, Kind::Video] {
+            if kinds.contains(&kind) && !prepared.contains(&kind) {
+                prepared.push(kind);
+            }
+        }
+        if !prepared.is_empty() && self.inner.prepared_stream.borrow().is_none() {
+            let stream = MediaStream::new().map_err(|e| MediaError::js("new MediaStream", &e))?;
+            *self.inner.prepared_stream.borrow_mut() = Some(stream);
+        }
+        Ok(())
+    }
+
+    /// The kinds declared by [`prepare`](Self::prepare), audio first.
+    pub fn prepared_kinds(&self) -> Vec<Kind> {
+        self.inner.prepared.borrow().clone()
+    }
+
+    /// Starts sending `track` on the sender of its kind (`replaceTrack`, no
+    /// renegotiation): the accept step of a [prepared](Self::prepare) link.
+    /// Replaces whatever was attached.
+    ///
+    /// On a prepared link that has not negotiated yet, the track is kept and
+    /// the first negotiation puts it on the sender it creates
+    /// ([`sender_track`](Self::sender_track) already returns it); so a caller
+    /// that captured first can `prepare` + `attach` + `create_offer` in any
+    /// order of tasks. If that negotiation has no section of this kind (the
+    /// remote offer lacked it) the kept track is dropped.
+    ///
+    /// Errors: [`MediaError::InvalidArgument`] when `track` is not of `kind`,
+    /// or when there is no sending transceiver of that kind and the kind was
+    /// not prepared (or was, but the negotiation gave it no section);
+    /// [`MediaError::Closed`] after close.
+    pub async fn attach(&self, kind: Kind, track: &MediaStreamTrack) -> Result<(), MediaError> {
+        self.check_open()?;
+        if track_kind(track) != kind {
+            return Err(MediaError::InvalidArgument(format!(
+                "attach({}) was given a {} track",
+                kind.as_str(),
+                track.kind()
+            )));
+        }
+        if let Some(transceiver) = self.transceiver(kind).filter(sends) {
+            JsFuture::from(transceiver.sender().replace_track(Some(track)))
+                .await
+                .map_err(|e| self.fail("RTCRtpSender.replaceTrack", &e))?;
+            return Ok(());
+        }
+        if !self.inner.prepared_applied.get() && self.inner.prepared.borrow().contains(&kind) {
+            self.set_pending_track(kind, Some(track));
+            return Ok(());
+        }
+        Err(MediaError::InvalidArgument(format!(
+            "no {} sender to attach to: prepare() the link for it before negotiating",
+            kind.as_str()
+        )))
+    }
+
+    /// Stops sending `kind` (the sender's track becomes none; no
+    /// renegotiation), e.g. when the call goes audio-only or the camera is
+    /// switched off; also forgets a track kept by an early
+    /// [`attach`](Self::attach). The negotiated sender stays, so `attach`
+    /// can resume later. Nothing to do (and `Ok`) when there is no sender of
+    /// that kind.
+    pub async fn attach_none(&self, kind: Kind) -> Result<(), MediaError> {
+        self.check_open()?;
+        self.set_pending_track(kind, None);
+        self.replace_track(kind, None).await.map(|_| ())
+    }
+
+    /// Puts the tracks kept by early [`attach`](Self::attach) calls on their
+    /// now existing senders. The JS calls are made right away (before any
+    /// await), so a later `attach` cannot be overtaken: `replaceTrack` runs
+    /// in call order. Their results are ignored: `replaceTrack` of a track
+    /// of the right kind only fails on a closed connection.
+    fn start_pending_attach(&self) -> Vec<JsFuture> {
+        self.inner.prepared_applied.set(true);
+        let pending = std::mem::take(&mut *self.inner.pending_attach.borrow_mut());
+        pending
+            .into_iter()
+            .filter_map(|(kind, track)| {
+                let t = self.transceiver(kind).filter(sends)?;
+                Some(JsFuture::from(t.sender().replace_track(Some(&track))))
+            })
+            .collect()
+    }
+
+    /// Offerer side of [`prepare`](Self::prepare): one trackless `sendrecv`
+    /// transceiver per prepared kind that has no sending transceiver yet.
+    fn add_prepared_transceivers(&self) -> Result<Vec<JsFuture>, MediaError> {
+        let stream = self.inner.prepared_stream.borrow();
+        for &kind in self.inner.prepared.borrow().iter() {
+            if self.transceiver(kind).is_some_and(|t| sends(&t)) {
+                continue;
+            }
+            let init = RtcRtpTransceiverInit::new();
+            init.set_direction(RtcRtpTransceiverDirection::Sendrecv);
+            if let Some(s) = stream.as_ref() {
+                init.set_streams(&Array::of1(s));
+            }
+            self.checked()
+                .add_transceiver(kind.as_str(), &init)
+                .map_err(|e| self.fail("addTransceiver", &e))?;
+        }
+        Ok(self.start_pending_attach())
+    }
+
+    /// Answerer side of [`prepare`](Self::prepare), after the offer is set:
+    /// the offered section of each prepared kind (a `recvonly` transceiver
+    /// created by the offer) becomes `sendrecv`, grouped in the prepared stream.
+    fn open_prepared_senders(&self) -> Vec<JsFuture> {
+        let stream = self.inner.prepared_stream.borrow();
+        for &kind in self.inner.prepared.borrow().iter() {
+            let Some(t) = self.transceiver(kind) else {
+                continue; // the offer has no section of this kind
+            };
+            if !sends(&t) {
+                // The answer intersects this with the offer's direction.
+                t.set_direction(RtcRtpTransceiverDirection::Sendrecv);
+            }
+            if let (Some(s), None) = (stream.as_ref(), t.sender().track()) {
+                // Only for the msid in the answer; a browser without
+                // setStreams still works, with ungrouped remote tracks.
+                let _ = t.sender().unchecked_ref::<SenderExt>().set_streams(s);
+            }
+        }
+        self.start_pending_attach()
+    }
+
     /// `createOffer` + `setLocalDescription`; returns the offer SDP to signal.
     pub async fn create_offer(&self) -> Result<String, MediaError> {
         self.check_open()?;
+        if self.inner.pc.local_description().is_none() {
+            for attached in self.add_prepared_transceivers()? {
+                let _ = attached.await;
+            }
+        }
         let pc = &self.inner.pc;
         let offer = JsFuture::from(pc.create_offer())
             .await
@@ -435,8 +778,17 @@ impl PeerLink {
     /// as soon as the offer is set.
     pub async fn accept_offer(&self, sdp: &str) -> Result<String, MediaError> {
         self.check_open()?;
+        // Only the first negotiation opens prepared senders: a later offer
+        // must not undo a direction the SDK changed since.
+        let first =
+            !self.inner.remote_described.get() && self.inner.pc.local_description().is_none();
         self.set_remote(RtcSdpType::Offer, sdp, "setRemoteDescription(offer)")
             .await?;
+        if first {
+            for attached in self.open_prepared_senders() {
+                let _ = attached.await;
+            }
+        }
         let pc = &self.inner.pc;
         let answer = JsFuture::from(pc.create_answer())
             .await
@@ -561,6 +913,14 @@ impl PeerLink {
         .map_err(|e| self.fail("addIceCandidate", &e))?;
         Ok(())
     }
+}
+
+/// Whether the transceiver's (local) direction includes sending.
+fn sends(t: &RtcRtpTransceiver) -> bool {
+    matches!(
+        t.direction(),
+        RtcRtpTransceiverDirection::Sendrecv | RtcRtpTransceiverDirection::Sendonly
+    )
 }
 
 fn sdp_of(desc: &JsValue) -> Option<String> {

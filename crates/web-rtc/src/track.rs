@@ -49,6 +49,16 @@ pub fn is_live(track: &MediaStreamTrack) -> bool {
     track.ready_state() == MediaStreamTrackState::Live
 }
 
+/// Mutes (`false`) or unmutes (`true`) a track in place: a disabled
+/// microphone sends silence, a disabled camera sends black frames, and the
+/// capture device stays open, so unmuting is instant and needs no
+/// renegotiation. The remote side is not told (its track stays unmuted):
+/// CallLib signals mute state itself. To release the camera instead, stop
+/// the track and later [`attach`](crate::PeerLink::attach) a new capture.
+pub fn set_enabled(track: &MediaStreamTrack, enabled: bool) {
+    track.set_enabled(enabled);
+}
+
 /// Something that can be played: one track, or a whole stream.
 ///
 /// Playing a [`Playable::Track`] puts exactly that track in a new

@@ -28,6 +28,9 @@ pub enum Input {
     /// The server finished delivering what was stored while we were offline: the offline
     /// batch is turned into live calls and offline records (spec B.7, C.12).
     SyncDone,
+    /// The server removed this user from `call_id` (operator kick): end it with
+    /// KICKED_BY_SERVER (23) and tell the others (they see 33).
+    Kicked { call_id: String },
 }
 
 /// App commands (the CallLib API, already validated for shape by the SDK).

@@ -149,6 +149,7 @@ impl Engine {
                 }
             }
             Input::SyncDone => self.on_sync_done(),
+            Input::Kicked { call_id } => self.end_with_hangup(&call_id, end_reason::KICKED_BY_SERVER),
             Input::SendResult { request_id, server_time, result } => {
                 self.server_offset = server_time - now;
                 self.on_send_result(request_id, result);

@@ -301,6 +301,17 @@ impl Engine {
         self.close_event(call_id, summary);
     }
 
+    /// Ends a live call for a reason of our own and tells the others (kick, failures).
+    pub(super) fn end_with_hangup(&mut self, call_id: &str, reason: i32) {
+        let me = self.cfg.self_id.clone();
+        let Some(call) = self.calls.get(call_id).filter(|c| c.is_live() && c.state.is_some()) else { return };
+        let recipients = call.remote_ids(&me);
+        let push = self.hangup_push(call_id, reason);
+        self.send(call_id, Body::Hangup(proto::Hangup { reason }), recipients, push, SendPurpose::Hangup { command: None });
+        let summary = self.end_call(call_id, reason, true);
+        self.close_event(call_id, summary);
+    }
+
     pub(super) fn on_media(&mut self, ev: MediaEvent) {
         match ev {
             MediaEvent::Captured { call_id, result } => {

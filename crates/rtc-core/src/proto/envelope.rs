@@ -23,9 +23,11 @@
 //!   in the last minute (`offline: false`, kept in memory, also across this device's brief
 //!   disconnects) — then sends `SyncDone`, then live traffic. A message is `offline: true` iff no
 //!   device of the recipient was connected when the server accepted it.
-//! - Stored offline messages are deleted once any device acks them; a copy of a message the
-//!   user sent from one device is stored for the user's other, disconnected devices and skipped
-//!   for the device that sent it.
+//! - Stored offline messages are deleted once any device acks them. A copy of a message the
+//!   user sent from one device is stored (flagged `offline`) when none of the user's other
+//!   devices is connected but one has connected before; it is never sent back to the device
+//!   that sent it. A device id the server has never seen gets only stored messages on its first
+//!   connect, not what the user's other devices received live before it existed.
 //!
 //! Codes the server uses (IMLib values where IMLib has one):
 //! - `AuthResult.code`: 0 ok, 31004 token incorrect (bad signature, unknown app, malformed),

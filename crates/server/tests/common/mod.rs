@@ -9,7 +9,7 @@ use futures::{SinkExt, StreamExt};
 use rcall_server::{Config, RunningServer};
 use rtc_core::proto::client_frame::Body as C;
 use rtc_core::proto::server_frame::Body as S;
-use rtc_core::proto::{Authenticate, ClientFrame, Ping, SendMessage, ServerFrame};
+use rtc_core::proto::{Authenticate, ClientFrame, Delivered, Ping, SendMessage, ServerFrame};
 use tempfile::TempDir;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -24,6 +24,7 @@ pub struct TestServer {
     pub server: RunningServer,
     pub dir: TempDir,
     pub addr: SocketAddr,
+    pub config: Config,
 }
 
 impl TestServer {
@@ -39,9 +40,40 @@ impl TestServer {
         config.sdk_dir = dir.path().join("sdk");
         config.web_dir = dir.path().join("web");
         tweak(&mut config);
-        let server = rcall_server::start(config).await.expect("server starts");
+        let server = rcall_server::start(config.clone())
+            .await
+            .expect("server starts");
         let addr = server.local_addr();
-        TestServer { server, dir, addr }
+        TestServer {
+            server,
+            dir,
+            addr,
+            config,
+        }
+    }
+
+    /// Graceful shutdown, then a new server on the same database (new port).
+    pub async fn restart(self) -> Self {
+        let TestServer {
+            server,
+            dir,
+            config,
+            ..
+        } = self;
+        tokio::time::timeout(WAIT, server.shutdown())
+            .await
+            .expect("shutdown finishes")
+            .unwrap();
+        let server = rcall_server::start(config.clone())
+            .await
+            .expect("server restarts");
+        let addr = server.local_addr();
+        TestServer {
+            server,
+            dir,
+            addr,
+            config,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -72,6 +104,17 @@ pub fn signature(secret: &str, nonce: &str, timestamp: &str) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A nonce never used before in this process.
+pub fn fresh_nonce() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
 /// POST /user/getToken.json signed with `secret`.
 pub async fn get_token_request(
     ts: &TestServer,
@@ -79,18 +122,42 @@ pub async fn get_token_request(
     secret: &str,
     form: &[(&str, &str)],
 ) -> reqwest::Response {
-    let nonce = "83726";
+    api_request(ts, "/user/getToken.json", app_key, secret, form).await
+}
+
+/// POST `path` with a fresh nonce and the current timestamp, signed with `secret`.
+pub async fn api_request(
+    ts: &TestServer,
+    path: &str,
+    app_key: &str,
+    secret: &str,
+    form: &[(&str, &str)],
+) -> reqwest::Response {
+    let nonce = fresh_nonce();
     let timestamp = now_ms().to_string();
     reqwest::Client::new()
-        .post(ts.url("/user/getToken.json"))
+        .post(ts.url(path))
         .header("App-Key", app_key)
-        .header("Nonce", nonce)
+        .header("Nonce", &nonce)
         .header("Timestamp", &timestamp)
-        .header("Signature", signature(secret, nonce, &timestamp))
+        .header("Signature", signature(secret, &nonce, &timestamp))
         .form(form)
         .send()
         .await
         .unwrap()
+}
+
+/// A signed Server API call for the test app that must answer HTTP 200 `{"code":200,…}`.
+pub async fn api_ok(ts: &TestServer, path: &str, form: &[(&str, &str)]) -> serde_json::Value {
+    let resp = api_request(ts, path, APP_KEY, APP_SECRET, form).await;
+    let status = resp.status().as_u16();
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(
+        (status, &body["code"]),
+        (200, &serde_json::json!(200)),
+        "{path}: {body}"
+    );
+    body
 }
 
 pub struct Client {
@@ -121,6 +188,99 @@ impl Client {
             other => panic!("expected SyncDone, got {other:?}"),
         }
         c
+    }
+
+    /// Connects with `resume_from`, asserts AuthResult{0}, and returns the replayed messages
+    /// (everything before SyncDone).
+    pub async fn login_resume(
+        addr: SocketAddr,
+        token: &str,
+        device_id: &str,
+        resume_from: u64,
+    ) -> (Client, Vec<Delivered>) {
+        let mut c = Client::authenticate(addr, token, device_id, resume_from).await;
+        let auth = match c.recv().await.body {
+            Some(S::AuthResult(a)) => a,
+            other => panic!("expected AuthResult, got {other:?}"),
+        };
+        assert_eq!(auth.code, 0, "auth failed: {}", auth.message);
+        c.user_id = auth.user_id;
+        let mut replay = Vec::new();
+        loop {
+            match c.recv().await.body {
+                Some(S::SyncDone(_)) => return (c, replay),
+                Some(S::Deliver(d)) => replay.push(d),
+                other => panic!("expected Delivered or SyncDone, got {other:?}"),
+            }
+        }
+    }
+
+    /// The next frame, which must be a Delivered.
+    pub async fn recv_delivered(&mut self) -> Delivered {
+        match self.recv().await.body {
+            Some(S::Deliver(d)) => d,
+            other => panic!("{}: expected Delivered, got {other:?}", self.device_id),
+        }
+    }
+
+    /// The next frame, which must be a SendResult; returns it.
+    pub async fn recv_send_result(&mut self) -> rtc_core::proto::SendResult {
+        match self.recv().await.body {
+            Some(S::SendResult(r)) => r,
+            other => panic!("{}: expected SendResult, got {other:?}", self.device_id),
+        }
+    }
+
+    /// Sends and asserts the SendResult code.
+    pub async fn send_expect(&mut self, request_id: u32, msg: SendMessage, code: i32) {
+        self.send_message(request_id, msg).await;
+        let r = self.recv_send_result().await;
+        assert_eq!(
+            (r.request_id, r.code),
+            (request_id, code),
+            "{}",
+            self.device_id
+        );
+    }
+
+    /// Asserts the next frame is an ErrorFrame with `code`, then the close.
+    pub async fn expect_error_and_close(&mut self, code: i32) {
+        match self.recv().await.body {
+            Some(S::Error(e)) => assert_eq!(e.code, code, "{}", e.message),
+            other => panic!(
+                "{}: expected ErrorFrame {code}, got {other:?}",
+                self.device_id
+            ),
+        }
+        self.expect_closed().await;
+    }
+
+    /// After garbage: either the connection was closed, or it still answers a Ping.
+    pub async fn barrier_or_closed(&mut self, nonce: u32) {
+        let ping = Message::Binary(ClientFrame::new(C::Ping(Ping { nonce })).to_bytes().into());
+        if self.ws.send(ping).await.is_err() {
+            return;
+        }
+        loop {
+            let msg = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .unwrap_or_else(|_| panic!("{}: neither Pong nor close", self.device_id));
+            match msg {
+                Some(Ok(Message::Binary(b))) => {
+                    if let Some(S::Pong(p)) = ServerFrame::from_bytes(&b).unwrap().body {
+                        if p.nonce == nonce {
+                            return;
+                        }
+                    }
+                }
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+
+    pub async fn ack(&mut self, seq: u64) {
+        self.send(C::Ack(rtc_core::proto::Ack { seq })).await;
     }
 
     /// Connects and sends Authenticate without reading the answer.

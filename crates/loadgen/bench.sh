@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The signalling benchmark (BENCHMARKS.md, "Signalling server"): rcall-server and a PeerJS server
+# (npm `peer`, installed into $PEER_DIR on first use) each pinned to CPU 0, the load generator on
+# CPU 1, both servers driven by the same generator in one run. Everything stays on 127.0.0.1 and
+# every phase is bounded in time and count.
+#
+#   bash crates/loadgen/bench.sh                      # defaults below
+#   RATES=35000,70000 PAIRS=500 IDLE=19000 bash crates/loadgen/bench.sh
+#
+# Env: RATES (comma list, total offered msg/s), PAIRS, IDLE (idle connections for the memory
+# figure; this machine caps a process at 20,000 open files), WARMUP, DURATION (s), PAYLOAD
+# (bytes), SKIP_PEERJS=1, PEER_DIR, TARGET_DIR (cargo target dir).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+RATES=${RATES:-20000,35000,50000,70000,100000}
+PAIRS=${PAIRS:-500}
+IDLE=${IDLE:-19000}
+WARMUP=${WARMUP:-3}
+DURATION=${DURATION:-10}
+PAYLOAD=${PAYLOAD:-300}
+PEER_DIR=${PEER_DIR:-/tmp/rcall-bench-peerjs}
+TARGET_DIR=${TARGET_DIR:-${CARGO_TARGET_DIR:-target}}
+SERVER_CPU=${SERVER_CPU:-0}
+LOADGEN_CPU=${LOADGEN_CPU:-1}
+
+cargo build --release -p rcall-server -p rcall-loadgen --target-dir "$TARGET_DIR" >&2
+BIN="$TARGET_DIR/release"
+TMP=$(mktemp -d)
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+ulimit -n 20000 2>/dev/null || true
+
+# rcall-server: production defaults except a per-connection rate limit above the offered
+# per-connection rate (the default 100/s would refuse the benchmark's own traffic).
+RUST_LOG=warn taskset -c "$SERVER_CPU" "$BIN/rcall-server" --listen 127.0.0.1:0 --db "$TMP/bench.db" \
+    --app-key bench-app --app-secret bench-secret --sdk-dir "$TMP" --web-dir "$TMP" \
+    --rate-limit-per-sec 5000 --rate-limit-burst 10000 >"$TMP/rcall.out" 2>"$TMP/rcall.err" &
+RCALL_PID=$!
+PIDS+=("$RCALL_PID")
+for _ in $(seq 100); do grep -q 'listening on' "$TMP/rcall.out" 2>/dev/null && break; sleep 0.1; done
+RCALL_ADDR=$(sed -n 's#^rcall-server listening on http://##p' "$TMP/rcall.out")
+[ -n "$RCALL_ADDR" ] || { cat "$TMP/rcall.err" >&2; exit 1; }
+
+ARGS=(--rcall "ws://$RCALL_ADDR/ws" --rcall-pid "$RCALL_PID" --app-key bench-app --app-secret bench-secret)
+
+if [ "${SKIP_PEERJS:-0}" != 1 ]; then
+    if [ ! -x "$PEER_DIR/node_modules/.bin/peerjs" ]; then
+        mkdir -p "$PEER_DIR"
+        npm install --prefix "$PEER_DIR" --no-audit --no-fund --loglevel=error peer@1.0.2 >&2
+    fi
+    PEER_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    taskset -c "$SERVER_CPU" node "$PEER_DIR/node_modules/peer/dist/bin/peerjs.js" --host 127.0.0.1 --port "$PEER_PORT" \
+        --concurrent_limit 50000 --alive_timeout 3600000 >"$TMP/peer.out" 2>&1 &
+    PEER_PID=$!
+    PIDS+=("$PEER_PID")
+    for _ in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$PEER_PORT") 2>/dev/null && break
+        sleep 0.1
+    done
+    ARGS+=(--peerjs "ws://127.0.0.1:$PEER_PORT/peerjs" --peerjs-pid "$PEER_PID")
+fi
+
+echo "# $(date -u +%FT%TZ) $(uname -r), $(nproc) CPUs; server on CPU $SERVER_CPU, loadgen on CPU $LOADGEN_CPU"
+echo "# rcall-server $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'), peer@1.0.2 on node $(node --version 2>/dev/null || echo '-')"
+taskset -c "$LOADGEN_CPU" "$BIN/rcall-loadgen" "${ARGS[@]}" --pairs "$PAIRS" --rates "$RATES" \
+    --warmup-secs "$WARMUP" --duration-secs "$DURATION" --payload "$PAYLOAD" --idle "$IDLE"

@@ -1,0 +1,681 @@
+//! `rcall-loadgen`: a load generator for rcall-server's WebSocket signalling, and the same load
+//! against a PeerJS server (npm `peer`) for comparison.
+//!
+//! Load phase, per offered rate: `--pairs` pairs of authenticated clients run 1:1 call
+//! signalling — invite, ringing, accept, offer, answer, 4 candidates, hangup, round and round —
+//! at a fixed total offered rate (open loop: messages are issued on a 1 ms clock whatever the
+//! server does), each message about `--payload` bytes. rcall clients are real protocol clients:
+//! token auth, `SendResult` per message, cumulative acks of every delivery. Measured over the
+//! window after `--warmup-secs`: delivered messages per second, delivery latency p50/p99/max
+//! (issue → receipt, one process so one clock), and the server's CPU time (utime + stime from
+//! `/proc/<pid>/stat`) per delivered message.
+//!
+//! Idle phase (`--idle N`): opens N authenticated connections that then stay silent and reports
+//! the growth of the server's RSS per connection.
+//!
+//! Run it on its own core and the server on another (`taskset`), e.g. via
+//! `crates/loadgen/bench.sh`.
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use futures::{FutureExt, SinkExt, StreamExt};
+use rtc_core::proto::client_frame::Body as C;
+use rtc_core::proto::server_frame::Body as S;
+use rtc_core::proto::{Ack, Authenticate, ClientFrame, SendMessage, ServerFrame};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "rcall-loadgen", about)]
+struct Args {
+    /// rcall-server WebSocket URL, e.g. ws://127.0.0.1:8080/ws
+    #[arg(long)]
+    rcall: Option<String>,
+    /// rcall-server process id (for CPU and RSS)
+    #[arg(long)]
+    rcall_pid: Option<u32>,
+    /// App key the rcall server was started with
+    #[arg(long, default_value = "bench-app")]
+    app_key: String,
+    /// App secret the rcall server was started with (tokens are minted with it)
+    #[arg(long, default_value = "bench-secret")]
+    app_secret: String,
+    /// PeerJS server WebSocket URL, e.g. ws://127.0.0.1:9000/peerjs
+    #[arg(long)]
+    peerjs: Option<String>,
+    /// PeerJS server process id
+    #[arg(long)]
+    peerjs_pid: Option<u32>,
+    /// Client pairs (each pair = 2 connections)
+    #[arg(long, default_value_t = 500)]
+    pairs: usize,
+    /// Offered rates to run, total messages per second (comma-separated)
+    #[arg(long, value_delimiter = ',', default_value = "35000,70000")]
+    rates: Vec<u64>,
+    #[arg(long, default_value_t = 3)]
+    warmup_secs: u64,
+    #[arg(long, default_value_t = 10)]
+    duration_secs: u64,
+    /// Approximate size of each signalling message, bytes
+    #[arg(long, default_value_t = 300)]
+    payload: usize,
+    /// Idle connections to open for the memory measurement (0 = skip)
+    #[arg(long, default_value_t = 0)]
+    idle: usize,
+    /// Connections opened concurrently
+    #[arg(long, default_value_t = 200)]
+    connect_concurrency: usize,
+}
+
+static EPOCH: OnceLock<Instant> = OnceLock::new();
+
+fn now_ns() -> u64 {
+    EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64
+}
+
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+#[derive(Clone, Debug)]
+enum Target {
+    Rcall {
+        url: String,
+        app_key: String,
+        app_secret: String,
+    },
+    PeerJs {
+        url: String,
+    },
+}
+
+impl Target {
+    fn name(&self) -> &'static str {
+        match self {
+            Target::Rcall { .. } => "rcall-server",
+            Target::PeerJs { .. } => "peerjs-server",
+        }
+    }
+
+    async fn connect(&self, user: &str) -> Result<Ws, String> {
+        let cfg = WebSocketConfig::default()
+            .read_buffer_size(16 * 1024)
+            .write_buffer_size(64 * 1024);
+        match self {
+            Target::Rcall {
+                url,
+                app_key,
+                app_secret,
+            } => {
+                let (mut ws, _) = tokio_tungstenite::connect_async_with_config(
+                    url.as_str(),
+                    Some(cfg),
+                    true,
+                )
+                .await
+                .map_err(|e| format!("connect: {e}"))?;
+                let token =
+                    rcall_server::token::issue(app_key, app_secret, user, wall_ms(), 3_600_000);
+                let auth = ClientFrame::new(C::Authenticate(Authenticate {
+                    token,
+                    device_id: format!("{user}-dev"),
+                    resume_from: 0,
+                }));
+                ws.send(Message::Binary(auth.to_bytes().into()))
+                    .await
+                    .map_err(|e| format!("send auth: {e}"))?;
+                loop {
+                    let msg = tokio::time::timeout(Duration::from_secs(30), ws.next())
+                        .await
+                        .map_err(|_| "no AuthResult in 30 s".to_string())?;
+                    let Some(Ok(Message::Binary(b))) = msg else {
+                        return Err(format!("auth: unexpected {msg:?}"));
+                    };
+                    match ServerFrame::from_bytes(&b).map_err(|e| e.to_string())?.body {
+                        Some(S::AuthResult(a)) if a.code != 0 => {
+                            return Err(format!("auth refused {}: {}", a.code, a.message))
+                        }
+                        Some(S::SyncDone(_)) => return Ok(ws),
+                        _ => {}
+                    }
+                }
+            }
+            Target::PeerJs { url } => {
+                let full = format!("{url}?key=peerjs&id={user}&token=t{user}");
+                let (mut ws, _) =
+                    tokio_tungstenite::connect_async_with_config(full.as_str(), Some(cfg), true)
+                        .await
+                        .map_err(|e| format!("connect: {e}"))?;
+                let msg = tokio::time::timeout(Duration::from_secs(30), ws.next())
+                    .await
+                    .map_err(|_| "no OPEN in 30 s".to_string())?;
+                match msg {
+                    Some(Ok(Message::Text(t))) if t.contains("\"OPEN\"") => Ok(ws),
+                    other => Err(format!("peerjs: expected OPEN, got {other:?}")),
+                }
+            }
+        }
+    }
+}
+
+/// One 1:1 call: (sent by the caller?, rcall message type, PeerJS message type).
+const SCRIPT: [(bool, &str, &str); 10] = [
+    (true, "RC:VCInvite", "OFFER"),
+    (false, "RC:VCRinging", "ANSWER"),
+    (false, "RC:VCAccept", "ANSWER"),
+    (true, "RCall:Media", "OFFER"),
+    (false, "RCall:Media", "ANSWER"),
+    (true, "RCall:Media", "CANDIDATE"),
+    (false, "RCall:Media", "CANDIDATE"),
+    (true, "RCall:Media", "CANDIDATE"),
+    (false, "RCall:Media", "CANDIDATE"),
+    (true, "RC:VCHangup", "CANDIDATE"),
+];
+
+enum Cmd {
+    Send { to: Arc<str>, step: usize, t: u64 },
+    Stop,
+}
+
+#[derive(Default)]
+struct ConnStats {
+    latencies_us: Vec<u32>,
+    received: u64,
+    send_ok: u64,
+    send_err: u64,
+}
+
+#[derive(Clone, Copy)]
+struct Window {
+    start: u64,
+    end: u64,
+}
+
+fn encode_rcall(req: u32, to: &str, step: usize, t: u64, payload: usize) -> Message {
+    let mut content = vec![b'x'; payload.saturating_sub(40).max(16)];
+    content[..8].copy_from_slice(&t.to_be_bytes());
+    let frame = ClientFrame::new(C::Send(SendMessage {
+        request_id: req,
+        conversation_type: 1,
+        target_id: to.to_owned(),
+        channel_id: String::new(),
+        directional_user_ids: Vec::new(),
+        message_type: SCRIPT[step].1.to_owned(),
+        content,
+        push: None,
+    }));
+    Message::Binary(frame.to_bytes().into())
+}
+
+fn encode_peerjs(to: &str, step: usize, t: u64, payload: usize) -> Message {
+    let head = format!(
+        "{{\"type\":\"{}\",\"dst\":\"{to}\",\"payload\":\"{t}:",
+        SCRIPT[step].2
+    );
+    let pad = payload.saturating_sub(head.len() + 2);
+    let mut s = String::with_capacity(payload);
+    s.push_str(&head);
+    s.extend(std::iter::repeat_n('x', pad));
+    s.push_str("\"}");
+    Message::Text(s.into())
+}
+
+/// The issue time carried by a relayed PeerJS message.
+fn peerjs_ts(text: &str) -> Option<u64> {
+    let i = text.find("\"payload\":\"")? + 11;
+    let rest = &text[i..];
+    let j = rest.find(':')?;
+    rest[..j].parse().ok()
+}
+
+fn record(stats: &mut ConnStats, w: Window, t_sent: u64) {
+    let now = now_ns();
+    if now >= w.start && now < w.end {
+        stats.received += 1;
+    }
+    if t_sent >= w.start && t_sent < w.end {
+        stats.latencies_us
+            .push(((now.saturating_sub(t_sent)) / 1000).min(u64::from(u32::MAX)) as u32);
+    }
+}
+
+async fn conn_task(
+    target: Target,
+    ws: Ws,
+    mut rx: mpsc::UnboundedReceiver<Cmd>,
+    w: Window,
+    payload: usize,
+) -> ConnStats {
+    let rcall = matches!(target, Target::Rcall { .. });
+    let (mut sink, mut stream) = ws.split();
+    let mut stats = ConnStats::default();
+    let mut req = 0u32;
+    let mut pending_ack = 0u64;
+    let mut acked = 0u64;
+    let handle = |msg: Message, stats: &mut ConnStats, pending_ack: &mut u64| match msg {
+        Message::Binary(b) => {
+            if let Ok(f) = ServerFrame::from_bytes(&b) {
+                match f.body {
+                    Some(S::Deliver(d)) => {
+                        *pending_ack = (*pending_ack).max(d.seq);
+                        if d.content.len() >= 8 {
+                            let t = u64::from_be_bytes(d.content[..8].try_into().unwrap());
+                            record(stats, w, t);
+                        }
+                    }
+                    Some(S::SendResult(r)) => {
+                        if r.code == 0 {
+                            stats.send_ok += 1;
+                        } else {
+                            stats.send_err += 1;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Message::Text(t) => {
+            if let Some(ts) = peerjs_ts(&t) {
+                record(stats, w, ts);
+                stats.send_ok += 1;
+            }
+        }
+        _ => {}
+    };
+    'outer: loop {
+        tokio::select! {
+            cmd = rx.recv() => {
+                let mut next = cmd;
+                let mut stop = false;
+                loop {
+                    match next {
+                        None | Some(Cmd::Stop) => { stop = true; break; }
+                        Some(Cmd::Send { to, step, t }) => {
+                            req = req.wrapping_add(1);
+                            let m = if rcall {
+                                encode_rcall(req, &to, step, t, payload)
+                            } else {
+                                encode_peerjs(&to, step, t, payload)
+                            };
+                            if sink.feed(m).await.is_err() { break 'outer; }
+                        }
+                    }
+                    match rx.try_recv() {
+                        Ok(c) => next = Some(c),
+                        Err(_) => break,
+                    }
+                }
+                // Cumulative ack rides along with this write.
+                if rcall && pending_ack > acked {
+                    let a = ClientFrame::new(C::Ack(Ack { seq: pending_ack }));
+                    if sink.feed(Message::Binary(a.to_bytes().into())).await.is_err() { break; }
+                    acked = pending_ack;
+                }
+                if sink.flush().await.is_err() || stop { break; }
+            }
+            msg = stream.next() => {
+                let Some(Ok(m)) = msg else { break };
+                handle(m, &mut stats, &mut pending_ack);
+                while let Some(Some(Ok(m))) = stream.next().now_or_never() {
+                    handle(m, &mut stats, &mut pending_ack);
+                }
+            }
+        }
+    }
+    if rcall && pending_ack > acked {
+        let a = ClientFrame::new(C::Ack(Ack { seq: pending_ack }));
+        let _ = sink.send(Message::Binary(a.to_bytes().into())).await;
+    }
+    let _ = sink.close().await;
+    stats
+}
+
+/// utime + stime of `pid`, seconds.
+fn cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    Some((utime + stime) / clk_tck())
+}
+
+fn clk_tck() -> f64 {
+    static T: OnceLock<f64> = OnceLock::new();
+    *T.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
+/// Resident set size of `pid`, bytes.
+fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+async fn connect_all(target: &Target, users: &[Arc<str>], concurrency: usize) -> Vec<Ws> {
+    let results: Vec<(usize, Result<Ws, String>)> =
+        futures::stream::iter(users.iter().cloned().enumerate())
+            .map(|(i, u)| {
+                let t = target.clone();
+                async move { (i, t.connect(&u).await) }
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+    let mut out: Vec<Option<Ws>> = (0..users.len()).map(|_| None).collect();
+    for (i, r) in results {
+        match r {
+            Ok(ws) => out[i] = Some(ws),
+            Err(e) => panic!("{}: connection {i} failed: {e}", target.name()),
+        }
+    }
+    out.into_iter().map(Option::unwrap).collect()
+}
+
+#[derive(Debug, Clone)]
+struct LoadResult {
+    offered: u64,
+    issued_per_sec: f64,
+    delivered_per_sec: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+    cpu_us_per_msg: Option<f64>,
+    server_cpu_util: Option<f64>,
+    loadgen_cpu_util: Option<f64>,
+    send_errors: u64,
+}
+
+async fn run_load(args: &Args, target: &Target, pid: Option<u32>, rate: u64, run: usize) -> LoadResult {
+    let n = args.pairs * 2;
+    let users: Vec<Arc<str>> = (0..n)
+        .map(|i| Arc::from(format!("r{run}u{i}").as_str()))
+        .collect();
+    let conns = connect_all(target, &users, args.connect_concurrency).await;
+    let warmup = Duration::from_secs(args.warmup_secs);
+    let duration = Duration::from_secs(args.duration_secs);
+    let t0 = now_ns();
+    let w = Window {
+        start: t0 + warmup.as_nanos() as u64,
+        end: t0 + (warmup + duration).as_nanos() as u64,
+    };
+    let mut senders = Vec::with_capacity(n);
+    let mut tasks = Vec::with_capacity(n);
+    for ws in conns {
+        let (tx, rx) = mpsc::unbounded_channel();
+        senders.push(tx);
+        tasks.push(tokio::spawn(conn_task(target.clone(), ws, rx, w, args.payload)));
+    }
+    // Server CPU over exactly the window.
+    let me = std::process::id();
+    let cpu = tokio::spawn(async move {
+        tokio::time::sleep(warmup).await;
+        let a = pid.and_then(cpu_secs);
+        let self_a = cpu_secs(me);
+        tokio::time::sleep(duration).await;
+        let b = pid.and_then(cpu_secs);
+        let self_b = cpu_secs(me);
+        (
+            a.zip(b).map(|(a, b)| b - a),
+            self_a.zip(self_b).map(|(a, b)| b - a),
+        )
+    });
+    // Open-loop driver on a 1 ms clock.
+    let start = Instant::now();
+    let total = warmup + duration;
+    let mut steps = vec![0usize; args.pairs];
+    let mut issued: u64 = 0;
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        let el = start.elapsed();
+        if el >= total {
+            break;
+        }
+        let due = (el.as_secs_f64() * rate as f64) as u64;
+        let t = now_ns();
+        while issued < due {
+            let p = (issued % args.pairs as u64) as usize;
+            let step = steps[p];
+            let (a, b) = (2 * p, 2 * p + 1);
+            let (from, to) = if SCRIPT[step].0 { (a, b) } else { (b, a) };
+            let _ = senders[from].send(Cmd::Send {
+                to: users[to].clone(),
+                step,
+                t,
+            });
+            steps[p] = (step + 1) % SCRIPT.len();
+            issued += 1;
+        }
+    }
+    let issued_per_sec = issued as f64 / start.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for s in &senders {
+        let _ = s.send(Cmd::Stop);
+    }
+    let mut lat: Vec<u32> = Vec::new();
+    let (mut received, mut send_errors) = (0u64, 0u64);
+    for t in tasks {
+        let s = t.await.expect("connection task");
+        lat.extend(s.latencies_us);
+        received += s.received;
+        send_errors += s.send_err;
+    }
+    lat.sort_unstable();
+    let pct = |p: f64| -> f64 {
+        if lat.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((lat.len() as f64 - 1.0) * p).round() as usize;
+        f64::from(lat[i]) / 1000.0
+    };
+    let (cpu, own_cpu) = cpu.await.unwrap_or((None, None));
+    let delivered_per_sec = received as f64 / duration.as_secs_f64();
+    // Let the server notice the closes before the next phase.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    LoadResult {
+        offered: rate,
+        issued_per_sec,
+        delivered_per_sec,
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+        max_ms: lat.last().map_or(f64::NAN, |v| f64::from(*v) / 1000.0),
+        cpu_us_per_msg: cpu.map(|c| c * 1e6 / received.max(1) as f64),
+        server_cpu_util: cpu.map(|c| c / duration.as_secs_f64()),
+        loadgen_cpu_util: own_cpu.map(|c| c / duration.as_secs_f64()),
+        send_errors,
+    }
+}
+
+/// Server RSS growth per idle authenticated connection, bytes.
+async fn run_idle(args: &Args, target: &Target, pid: u32) -> (f64, u64, u64) {
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = rss_bytes(pid).unwrap_or(0);
+    let users: Vec<Arc<str>> = (0..args.idle)
+        .map(|i| Arc::from(format!("idle{i}").as_str()))
+        .collect();
+    let conns = connect_all(target, &users, args.connect_concurrency).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = rss_bytes(pid).unwrap_or(0);
+    drop(conns);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    (
+        (after.saturating_sub(before)) as f64 / args.idle as f64,
+        before,
+        after,
+    )
+}
+
+struct TargetReport {
+    name: &'static str,
+    loads: Vec<LoadResult>,
+    idle_bytes_per_conn: Option<f64>,
+}
+
+fn print_load(name: &str, r: &LoadResult) {
+    println!(
+        "{name:<14} offered {:>7}/s  issued {:>9.0}/s  delivered {:>9.0}/s  p50 {:>7.2} ms  p99 {:>8.2} ms  max {:>8.2} ms  cpu/msg {:>6} µs  server cpu {:>5}  loadgen cpu {:>5}  send errors {}",
+        r.offered,
+        r.issued_per_sec,
+        r.delivered_per_sec,
+        r.p50_ms,
+        r.p99_ms,
+        r.max_ms,
+        r.cpu_us_per_msg.map_or("?".into(), |v| format!("{v:.1}")),
+        r.server_cpu_util.map_or("?".into(), |v| format!("{:.0}%", v * 100.0)),
+        r.loadgen_cpu_util.map_or("?".into(), |v| format!("{:.0}%", v * 100.0)),
+        r.send_errors,
+    );
+}
+
+/// Highest delivered rate that kept up with the offered rate (≥ 99 %) at p99 ≤ 10 ms.
+fn best(r: &TargetReport) -> Option<&LoadResult> {
+    r.loads
+        .iter()
+        .filter(|l| l.delivered_per_sec >= 0.99 * l.offered as f64 && l.p99_ms <= 10.0)
+        .max_by(|a, b| a.delivered_per_sec.total_cmp(&b.delivered_per_sec))
+}
+
+fn main() {
+    let args = Args::parse();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async_main(args));
+}
+
+async fn async_main(args: Args) {
+    let _ = now_ns();
+    let mut targets: Vec<(Target, Option<u32>)> = Vec::new();
+    if let Some(url) = &args.rcall {
+        targets.push((
+            Target::Rcall {
+                url: url.clone(),
+                app_key: args.app_key.clone(),
+                app_secret: args.app_secret.clone(),
+            },
+            args.rcall_pid,
+        ));
+    }
+    if let Some(url) = &args.peerjs {
+        targets.push((Target::PeerJs { url: url.clone() }, args.peerjs_pid));
+    }
+    assert!(!targets.is_empty(), "give --rcall and/or --peerjs");
+    println!(
+        "# {} pairs, {}-byte messages, rates {:?}, warmup {} s, window {} s, idle {}",
+        args.pairs, args.payload, args.rates, args.warmup_secs, args.duration_secs, args.idle
+    );
+    let mut reports = Vec::new();
+    let mut run = 0;
+    for (target, pid) in &targets {
+        let mut rep = TargetReport {
+            name: target.name(),
+            loads: Vec::new(),
+            idle_bytes_per_conn: None,
+        };
+        for &rate in &args.rates {
+            run += 1;
+            let r = run_load(&args, target, *pid, rate, run).await;
+            print_load(target.name(), &r);
+            rep.loads.push(r);
+        }
+        if let (true, Some(pid)) = (args.idle > 0, *pid) {
+            let (per, before, after) = run_idle(&args, target, pid).await;
+            println!(
+                "{:<14} idle {} connections: RSS {:.1} MB -> {:.1} MB = {:.0} bytes per connection",
+                target.name(),
+                args.idle,
+                before as f64 / 1e6,
+                after as f64 / 1e6,
+                per
+            );
+            rep.idle_bytes_per_conn = Some(per);
+        }
+        reports.push(rep);
+    }
+    if reports.len() == 2 {
+        let (a, b) = (&reports[0], &reports[1]);
+        println!("# ratios {} / {}", a.name, b.name);
+        for (x, y) in a.loads.iter().zip(&b.loads) {
+            println!(
+                "offered {:>7}/s: delivered x{:.2}, p99 x{:.2}, cpu/msg x{}",
+                x.offered,
+                x.delivered_per_sec / y.delivered_per_sec,
+                x.p99_ms / y.p99_ms,
+                match (x.cpu_us_per_msg, y.cpu_us_per_msg) {
+                    (Some(p), Some(q)) => format!("{:.2}", p / q),
+                    _ => "?".into(),
+                }
+            );
+        }
+        if let (Some(x), Some(y)) = (best(a), best(b)) {
+            println!(
+                "best rate at p99 <= 10 ms: {:.0}/s vs {:.0}/s = x{:.2}",
+                x.delivered_per_sec,
+                y.delivered_per_sec,
+                x.delivered_per_sec / y.delivered_per_sec
+            );
+        }
+        if let (Some(x), Some(y)) = (a.idle_bytes_per_conn, b.idle_bytes_per_conn) {
+            println!("idle memory per connection: {x:.0} B vs {y:.0} B = x{:.2}", x / y);
+        }
+    }
+    for r in &reports {
+        if let Some(b) = best(r) {
+            println!(
+                "{}: best {:.0} msg/s delivered at p99 {:.2} ms, {} µs CPU/msg",
+                r.name,
+                b.delivered_per_sec,
+                b.p99_ms,
+                b.cpu_us_per_msg.map_or("?".into(), |v| format!("{v:.1}"))
+            );
+        } else {
+            println!("{}: no rate met p99 <= 10 ms with >= 99 % delivered", r.name);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peerjs_messages_carry_their_timestamp_and_size() {
+        let Message::Text(t) = encode_peerjs("u1", 0, 123_456, 300) else {
+            panic!()
+        };
+        assert_eq!(t.len(), 300);
+        assert_eq!(peerjs_ts(&t), Some(123_456));
+        // The server adds src; the payload still parses.
+        let relayed = t.replace("{\"type\"", "{\"src\":\"u0\",\"type\"");
+        assert_eq!(peerjs_ts(&relayed), Some(123_456));
+    }
+
+    #[test]
+    fn rcall_messages_are_about_the_payload_size() {
+        let Message::Binary(b) = encode_rcall(1, "r1u1", 3, 99, 300) else {
+            panic!()
+        };
+        assert!((280..=320).contains(&b.len()), "{}", b.len());
+    }
+}

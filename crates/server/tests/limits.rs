@@ -1,0 +1,196 @@
+//! Limits: per-connection rate, per-app connection cap, slow consumers, garbage input. Past a
+//! limit the offending client gets a clear error and everyone else keeps working.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use rtc_core::proto::server_frame::Body as S;
+use rtc_core::proto::{error_code, ServerFrame};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message;
+
+/// alice ↔ bob still work.
+async fn pair_works(a1: &mut Client, b1: &mut Client, id: u32) {
+    a1.send_expect(id, private("bob", b"ping"), 0).await;
+    assert_eq!(b1.recv_delivered().await.content, b"ping");
+    b1.send_expect(id + 1, private("alice", b"pong"), 0).await;
+    assert_eq!(a1.recv_delivered().await.content, b"pong");
+}
+
+#[tokio::test]
+async fn sending_too_fast_is_refused_20604_and_a_flood_is_closed_40005() {
+    let ts = TestServer::start_with(|c| {
+        c.rate_limit_per_sec = 5;
+        c.rate_limit_burst = 5;
+    })
+    .await;
+    let mut a1 = ts.client("alice", "a1").await;
+    let mut b1 = ts.client("bob", "b1").await;
+    let mut m = ts.client("mallory", "m1").await;
+    for i in 1..=5 {
+        m.send_message(i, private("bob", b"x")).await;
+    }
+    for i in 1..=5 {
+        assert_eq!(m.recv_send_result().await.code, 0, "within the burst: {i}");
+    }
+    m.send_message(6, private("bob", b"x")).await;
+    let r = m.recv_send_result().await;
+    assert_eq!((r.request_id, r.code), (6, 20604));
+    // Keep flooding: refused until the debt reaches the burst, then closed.
+    for i in 7..=20 {
+        m.send_message(i, private("bob", b"x")).await;
+    }
+    loop {
+        match m.recv().await.body {
+            Some(S::SendResult(r)) => assert_eq!(r.code, 20604),
+            Some(S::Error(e)) => {
+                assert_eq!(e.code, error_code::RATE_LIMITED);
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    m.expect_closed().await;
+    // bob got exactly the 5 accepted messages.
+    for _ in 0..5 {
+        b1.recv_delivered().await;
+    }
+    pair_works(&mut a1, &mut b1, 100).await;
+    // After a pause a connection is welcome again.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    a1.send_expect(200, private("bob", b"later"), 0).await;
+}
+
+#[tokio::test]
+async fn the_per_app_connection_cap_refuses_31003_and_frees_on_disconnect() {
+    let ts = TestServer::start_with(|c| {
+        c.max_connections_per_app = 2;
+        c.extra_apps.push(rcall_server::config::AppCredentials {
+            key: "app2".into(),
+            secret: "secret2".into(),
+        });
+    })
+    .await;
+    let mut a1 = ts.client("alice", "a1").await;
+    let b1 = ts.client("bob", "b1").await;
+    let mut c = Client::authenticate(ts.addr, &ts.token("carol"), "c1", 0).await;
+    match c.recv().await.body {
+        Some(S::AuthResult(a)) => assert_eq!(a.code, 31003, "{}", a.message),
+        other => panic!("expected AuthResult 31003, got {other:?}"),
+    }
+    c.expect_closed().await;
+    // Another app has its own cap.
+    let t2 = rcall_server::token::issue("app2", "secret2", "carol", now_ms(), 60_000);
+    Client::login(ts.addr, &t2, "x").await.barrier(1).await;
+    drop(b1);
+    for _ in 0..100 {
+        if ts.server.state().hub.app(0).connections() < 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    ts.client("carol", "c1").await.barrier(2).await;
+    a1.barrier(3).await;
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut_off_40006_and_can_resume() {
+    let ts = TestServer::start_with(|c| {
+        c.rate_limit_per_sec = 1_000_000;
+        c.rate_limit_burst = 1_000_000;
+    })
+    .await;
+    let mut a1 = ts.client("alice", "a1").await;
+    let mut b1 = ts.client("bob", "b1").await;
+    let mut slow = ts.client("carol", "slow").await;
+    // ~60 KB messages until the kernel buffers and the 1024-frame outbox are full.
+    let big = vec![7u8; 60_000];
+    let mut cut = false;
+    for i in 0..4000u32 {
+        a1.send_expect(i, private("carol", &big), 0).await;
+        if ts
+            .server
+            .state()
+            .metrics
+            .error_count(error_code::SLOW_CONSUMER)
+            > 0
+        {
+            cut = true;
+            break;
+        }
+    }
+    assert!(cut, "the slow client was never cut off");
+    // The slow client reads what was flushed to it, then the error and the close.
+    let mut got_error = false;
+    loop {
+        let msg = tokio::time::timeout(WAIT, futures::StreamExt::next(&mut slow.ws))
+            .await
+            .expect("frames or close");
+        match msg {
+            Some(Ok(Message::Binary(b))) => {
+                if let Some(S::Error(e)) = ServerFrame::from_bytes(&b).unwrap().body {
+                    assert_eq!(e.code, error_code::SLOW_CONSUMER);
+                    got_error = true;
+                }
+            }
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+            Some(Ok(_)) => {}
+        }
+    }
+    assert!(got_error);
+    // Everyone else is fine, and carol can come back and resume.
+    pair_works(&mut a1, &mut b1, 10_000).await;
+    let (_c, replay) = Client::login_resume(ts.addr, &ts.token("carol"), "slow", 0).await;
+    assert!(!replay.is_empty());
+}
+
+#[tokio::test]
+async fn garbage_from_clients_never_hurts_the_server() {
+    let ts = TestServer::start().await;
+    let mut a1 = ts.client("alice", "a1").await;
+    let mut b1 = ts.client("bob", "b1").await;
+    // Deterministic pseudo-random bytes.
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut rnd = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for round in 0..40 {
+        let len = (rnd() % 300) as usize;
+        let bytes: Vec<u8> = (0..len).map(|_| rnd() as u8).collect();
+        // Before authentication…
+        let mut c = Client::connect(ts.addr).await;
+        let _ = futures::SinkExt::send(&mut c, Message::Binary(bytes.clone().into())).await;
+        drop(c);
+        // …and after.
+        let mut m = ts.client("mallory", &format!("m{round}")).await;
+        m.send_raw(Message::Binary(bytes.into())).await;
+        m.barrier_or_closed(round).await;
+    }
+    // Raw TCP garbage instead of HTTP.
+    for _ in 0..10 {
+        let mut s = tokio::net::TcpStream::connect(ts.addr).await.unwrap();
+        let junk: Vec<u8> = (0..500).map(|_| rnd() as u8).collect();
+        let _ = s.write_all(&junk).await;
+        let mut buf = [0u8; 256];
+        let _ = tokio::time::timeout(Duration::from_secs(1), s.read(&mut buf)).await;
+    }
+    // Half an upgrade, then silence.
+    let mut s = tokio::net::TcpStream::connect(ts.addr).await.unwrap();
+    s.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n")
+        .await
+        .unwrap();
+    pair_works(&mut a1, &mut b1, 1).await;
+    assert_eq!(
+        reqwest::get(ts.url("/healthz"))
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+}

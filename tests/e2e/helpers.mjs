@@ -1,0 +1,315 @@
+// Shared pieces of the e2e tests: the real rcall-server (release build) on 127.0.0.1:0, signed
+// tokens from its Server API, headless Chromium via playwright-core, and a Client wrapper around
+// one harness page (tests/e2e/pages) per user.
+import { spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { createServer } from 'node:http';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const PAGES_DIR = path.join(ROOT, 'tests/e2e/pages');
+export const SDK_DIR = process.env.RCALL_SDK_DIR || path.join(ROOT, 'npm/dist/cdn');
+export const SERVER_BIN = process.env.RCALL_SERVER_BIN || path.join(ROOT, 'target/release/rcall-server');
+export const OUT_DIR = path.join(ROOT, 'tests/out');
+
+export const APP_KEY = 'e2e-app-key';
+export const APP_SECRET = 'e2e-app-secret';
+
+// CallLib constants (spec A.8 / E), used to check the values the SDK exposes too.
+export const SUCCESS = 10000;
+export const MediaType = { AUDIO: 1, AUDIO_VIDEO: 2 };
+export const EndReason = { CANCEL: 1, REJECT: 2, HANGUP: 3, REMOTE_CANCEL: 11, REMOTE_REJECT: 12, REMOTE_HANGUP: 13 };
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+export const uid = (prefix) => `${prefix}-${randomBytes(3).toString('hex')}`;
+
+export function requireFile(p, hint) {
+  if (!fs.existsSync(p)) throw new Error(`${path.relative(ROOT, p)} is missing: ${hint}`);
+}
+
+// ------------------------------------------------------------------------------------------------
+// The server
+
+/** Starts target/release/rcall-server on 127.0.0.1:0 with a temp SQLite db; resolves once it printed
+ *  `rcall-server listening on http://ADDR`. */
+export async function startServer({ webDir = PAGES_DIR, extraArgs = [], env = {} } = {}) {
+  requireFile(SERVER_BIN, 'run `cargo build --release -p rcall-server` first');
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'rcall-e2e-'));
+  const args = [
+    '--listen', '127.0.0.1:0',
+    '--db', path.join(tmp, 'rcall.db'),
+    '--app-key', APP_KEY,
+    '--app-secret', APP_SECRET,
+    '--sdk-dir', SDK_DIR,
+    '--web-dir', webDir,
+    ...extraArgs,
+  ];
+  // Keep the inherited RCALL_* env from overriding what the tests set up.
+  const childEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('RCALL_')));
+  const proc = spawn(SERVER_BIN, args, { cwd: ROOT, env: { RUST_LOG: 'info', ...childEnv, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const log = [];
+  let url = null;
+  const started = new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`rcall-server did not print its address within 15 s:\n${log.join('')}`)), 15000);
+    const onData = (buf) => {
+      const s = buf.toString();
+      log.push(s);
+      const m = !url && log.join('').match(/rcall-server listening on (http:\/\/[^\s]+)/);
+      if (m) {
+        url = m[1].replace(/\/$/, '');
+        clearTimeout(timer);
+        resolve();
+      }
+    };
+    proc.stdout.on('data', onData);
+    proc.stderr.on('data', onData);
+    proc.on('exit', (code, sig) => {
+      clearTimeout(timer);
+      if (!url) reject(new Error(`rcall-server exited (code ${code}, signal ${sig}) before listening:\n${log.join('')}`));
+    });
+  });
+  const server = {
+    proc,
+    tmp,
+    log,
+    get url() { return url; },
+    logText: () => log.join(''),
+    async stop() {
+      if (proc.exitCode === null && proc.signalCode === null) {
+        proc.kill('SIGTERM');
+        const exited = new Promise((r) => proc.once('exit', r));
+        if ((await Promise.race([exited.then(() => true), sleep(3000).then(() => false)])) === false) {
+          proc.kill('SIGKILL');
+          await exited;
+        }
+      }
+      fs.rmSync(tmp, { recursive: true, force: true });
+    },
+  };
+  try {
+    await started;
+  } catch (e) {
+    await server.stop();
+    throw e;
+  }
+  return server;
+}
+
+/** RongCloud Server API signature: lowercase hex SHA-1(appSecret + nonce + timestamp). */
+export function signHeaders(appKey = APP_KEY, appSecret = APP_SECRET) {
+  const nonce = String(Math.floor(Math.random() * 1e9));
+  const timestamp = String(Date.now());
+  const signature = createHash('sha1').update(appSecret + nonce + timestamp).digest('hex');
+  return { 'App-Key': appKey, Nonce: nonce, Timestamp: timestamp, Signature: signature };
+}
+
+/** POST /user/getToken.json, signed; returns {status, body}. */
+export async function getTokenRaw(baseUrl, userId, { headers = signHeaders() } = {}) {
+  const res = await fetch(`${baseUrl}/user/getToken.json`, {
+    method: 'POST',
+    headers: { ...headers, 'Content-Type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ userId, name: `User ${userId}`, portraitUri: '' }).toString(),
+  });
+  const text = await res.text();
+  let body;
+  try { body = JSON.parse(text); } catch { body = text; }
+  return { status: res.status, body };
+}
+
+export async function getToken(baseUrl, userId) {
+  const { status, body } = await getTokenRaw(baseUrl, userId);
+  if (status !== 200 || !body || body.code !== 200 || typeof body.token !== 'string') {
+    throw new Error(`getToken(${userId}) failed: HTTP ${status} ${JSON.stringify(body)}`);
+  }
+  return body.token;
+}
+
+// ------------------------------------------------------------------------------------------------
+// A static server on another origin (scenario f): serves tests/e2e/pages, with the SDK <script>
+// pointed at the rcall server.
+
+export async function startStaticServer(sdkOrigin) {
+  const types = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.css': 'text/css' };
+  const srv = createServer((req, res) => {
+    const u = new URL(req.url, 'http://x');
+    let p = decodeURIComponent(u.pathname);
+    if (p.endsWith('/')) p += 'index.html';
+    const file = path.join(PAGES_DIR, path.normalize(p));
+    if (!file.startsWith(PAGES_DIR) || !fs.existsSync(file) || !fs.statSync(file).isFile()) {
+      res.writeHead(404).end('not found');
+      return;
+    }
+    let body = fs.readFileSync(file);
+    if (file.endsWith('.html')) body = body.toString().replaceAll('src="/sdk/', `src="${sdkOrigin}/sdk/`);
+    res.writeHead(200, { 'Content-Type': types[path.extname(file)] || 'application/octet-stream', 'Cache-Control': 'no-store' });
+    res.end(body);
+  });
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+  return { url: `http://127.0.0.1:${srv.address().port}`, close: () => new Promise((r) => srv.close(r)) };
+}
+
+// ------------------------------------------------------------------------------------------------
+// The browser
+
+export const CHROMIUM_ARGS = [
+  '--headless=new',
+  '--no-sandbox',
+  '--use-fake-ui-for-media-stream',
+  '--use-fake-device-for-media-stream',
+  '--allow-loopback-in-peer-connection',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
+  '--disable-quic',
+  '--autoplay-policy=no-user-gesture-required',
+];
+
+export function launchBrowser() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
+    headless: false,
+    args: CHROMIUM_ARGS,
+  });
+}
+
+const now = () => performance.timeOrigin + performance.now();
+
+/** One user: its own browser context + a harness page. */
+export class Client {
+  constructor(name, context, page) {
+    this.name = name;
+    this.context = context;
+    this.page = page;
+    this.console = [];
+    page.on('console', (m) => this.console.push(`[${new Date().toISOString().slice(11, 23)}] ${m.type()}: ${m.text()}`));
+    page.on('pageerror', (e) => this.console.push(`[${new Date().toISOString().slice(11, 23)}] pageerror: ${e.stack || e.message}`));
+    page.on('requestfailed', (r) => this.console.push(`requestfailed: ${r.url()} ${r.failure()?.errorText}`));
+    page.on('response', (r) => { if (r.status() >= 400) this.console.push(`HTTP ${r.status()} ${r.url()}`); });
+    page.on('websocket', (ws) => {
+      this.console.push(`websocket open ${ws.url()}`);
+      ws.on('close', () => this.console.push(`websocket closed ${ws.url()}`));
+      ws.on('socketerror', (e) => this.console.push(`websocket error ${ws.url()}: ${e}`));
+    });
+  }
+
+  static async open(browser, name, pageUrl) {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    const c = new Client(name, context, page);
+    const resp = await page.goto(pageUrl);
+    if (!resp || !resp.ok()) throw new Error(`${name}: GET ${pageUrl} → HTTP ${resp && resp.status()}`);
+    await page.waitForFunction(() => window.H && window.H.ready, null, { timeout: 5000 });
+    return c;
+  }
+
+  eval(fn, arg) { return this.page.evaluate(fn, arg); }
+
+  /** init + installPlugin(RCRTC) + installPlugin(RCCall) + connect; asserts the connect result. */
+  async login(userId, token, { navi } = {}) {
+    this.userId = userId;
+    await this.eval(({ appkey, navi }) => H.setup({ appkey, navi }), { appkey: APP_KEY, navi });
+    const res = await this.eval((t) => H.connect(t), token);
+    if (res.code !== 0 || res.userId !== userId) {
+      throw new Error(`${this.name}: RongIMLib.connect → ${JSON.stringify(res)}, expected {code: 0, data.userId: ${userId}}`);
+    }
+    return res;
+  }
+
+  events() { return this.eval(() => H.events); }
+
+  /** Waits for the first event of `type` whose fields equal those in `match`. */
+  async waitEvent(type, match = {}, timeout = 10000) {
+    const deadline = Date.now() + timeout;
+    for (;;) {
+      const evs = await this.events();
+      const ev = evs.find((e) => e.type === type && Object.entries(match).every(([k, v]) => e[k] === v));
+      if (ev) return ev;
+      if (Date.now() > deadline) {
+        throw new Error(`${this.name}: no ${type} ${JSON.stringify(match)} within ${timeout} ms; events so far:\n` +
+          evs.map((e) => '    ' + JSON.stringify(e)).join('\n'));
+      }
+      await sleep(50);
+    }
+  }
+
+  /** Waits until the remote <video> from `fromUser` has decoded `minFrames` frames with videoWidth > 0. */
+  async waitRemoteVideo(fromUser, { minFrames = 3, timeout = 15000 } = {}) {
+    const deadline = Date.now() + timeout;
+    for (;;) {
+      const vs = await this.eval(() => H.videoState());
+      const v = vs.find((x) => !x.local && x.userId === fromUser);
+      if (v && v.videoWidth > 0 && v.frames >= minFrames) return v;
+      if (Date.now() > deadline) {
+        throw new Error(`${this.name}: remote video from ${fromUser} not decoding within ${timeout} ms; ` +
+          `videos: ${JSON.stringify(vs)}; rtc: ${JSON.stringify(await this.eval(() => H.rtcStats()))}`);
+      }
+      await sleep(100);
+    }
+  }
+
+  async dump() {
+    let evs = [], errs = [], stats = [];
+    try {
+      [evs, errs, stats] = await Promise.all([this.events(), this.eval(() => H.errors()), this.eval(() => H.rtcStats())]);
+    } catch (e) {
+      evs = [`(could not read events: ${e.message})`];
+    }
+    return [
+      `--- ${this.name} (${this.userId}) events:`,
+      ...evs.map((e) => '  ' + JSON.stringify(e)),
+      `--- ${this.name} page errors:`,
+      ...errs.map((e) => '  ' + JSON.stringify(e)),
+      `--- ${this.name} rtc: ${JSON.stringify(stats)}`,
+      `--- ${this.name} console:`,
+      ...this.console.map((l) => '  ' + l),
+    ].join('\n');
+  }
+
+  async close() {
+    await this.context.close().catch(() => {});
+  }
+}
+
+/** Runs a scenario body; on failure prints every client's events/console and the server log
+ *  (also written to tests/out/<name>.log), then rethrows. RCALL_E2E_VERBOSE=1 prints the clients'
+ *  events on success too. */
+export async function withDiagnostics(name, clients, server, fn, { timeout = 27000 } = {}) {
+  let timer;
+  try {
+    // Fail (with diagnostics) a little before node:test's own 30 s timeout would cancel the test
+    // silently, e.g. when an SDK promise never settles.
+    const out = await Promise.race([
+      fn(),
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`scenario still running after ${timeout} ms (an SDK promise or event never came)`)), timeout);
+      }),
+    ]);
+    if (process.env.RCALL_E2E_VERBOSE) {
+      const parts = [`### ${name} passed`];
+      for (const c of clients()) parts.push(await c.dump());
+      console.log(parts.join('\n'));
+    }
+    return out;
+  } catch (e) {
+    const parts = [`### ${name} FAILED: ${e.stack || e.message}`];
+    for (const c of clients()) parts.push(await c.dump());
+    if (server) parts.push('--- server log (tail):', server.logText().split('\n').slice(-80).join('\n'));
+    const text = parts.join('\n');
+    try {
+      fs.mkdirSync(OUT_DIR, { recursive: true });
+      fs.writeFileSync(path.join(OUT_DIR, `${name.replace(/[^a-z0-9]+/gi, '_')}.log`), text);
+    } catch {}
+    console.log(text);
+    throw e;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export const fmtMs = (ms) => (ms == null || Number.isNaN(ms) ? 'n/a' : `${Math.round(ms)} ms`);
+export { now };

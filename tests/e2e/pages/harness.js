@@ -1,0 +1,265 @@
+// e2e harness: a CallLib 5.X app reduced to functions the tests call through page.evaluate.
+// Every SDK callback is recorded in H.events as {t, type, ...}, t = performance.timeOrigin +
+// performance.now() (wall-clock ms, comparable across pages and browser processes).
+(function () {
+  'use strict';
+  var now = function () { return performance.timeOrigin + performance.now(); };
+  var params = new URLSearchParams(location.search);
+
+  var H = (window.H = {
+    // Did the one classic <script src=".../sdk/rcall.js"> define the globals synchronously?
+    sdk: {
+      loadError: window.__sdkLoadError || null,
+      RongIMLib: typeof window.RongIMLib,
+      RCRTC: typeof window.RCRTC,
+      RCCall: typeof window.RCCall,
+    },
+    navi: params.get('navi') || undefined,
+    events: [],
+    session: null, // the current session (outgoing from call(), or incoming from onSession)
+    caller: null,
+    rtcClient: null,
+    videos: {}, // key -> {el, userId, local, frames, firstFrameAt, firstWidth}
+  });
+
+  function log(type, data) {
+    var ev = Object.assign({ t: now(), type: type }, data || {});
+    H.events.push(ev);
+    return ev;
+  }
+  H.log = log;
+
+  function errText(e) {
+    return String((e && (e.stack || e.message)) || e);
+  }
+
+  function senderInfo(s) {
+    if (!s || typeof s !== 'object') return { sender: s };
+    return { userId: s.userId, name: s.name, portraitUri: s.portraitUri, extra: s.extra };
+  }
+
+  function sessionInfo(session) {
+    if (!session) return null;
+    var out = {};
+    ['getSessionId', 'getTargetId', 'getConversationType', 'getChannelId', 'getMediaType', 'getCallerId', 'getState'].forEach(function (m) {
+      try {
+        out[m.slice(3, 4).toLowerCase() + m.slice(4)] = typeof session[m] === 'function' ? session[m]() : '(missing)';
+      } catch (e) {
+        out[m] = 'threw: ' + errText(e);
+      }
+    });
+    return out;
+  }
+
+  function plainSummary(s) {
+    if (!s || typeof s !== 'object') return s;
+    var keys = ['conversationType', 'channelId', 'targetId', 'mediaType', 'beginTimestamp', 'endTimestamp', 'duration', 'endReason'];
+    var out = {};
+    keys.forEach(function (k) { out[k] = s[k]; });
+    return out;
+  }
+
+  // ---- video elements fed by track.play(el); frames counted with requestVideoFrameCallback ----
+  function videoFor(key, userId, local) {
+    var v = H.videos[key];
+    if (v) return v;
+    var el = document.createElement('video');
+    el.id = key;
+    el.autoplay = true;
+    el.muted = true;
+    el.playsInline = true;
+    document.getElementById('videos').appendChild(el);
+    v = H.videos[key] = { el: el, userId: userId, local: local, frames: 0, firstFrameAt: null, firstWidth: 0 };
+    var onFrame = function () {
+      v.frames++;
+      if (v.firstFrameAt === null) {
+        v.firstFrameAt = now();
+        v.firstWidth = el.videoWidth;
+        log('firstFrame', { key: key, userId: userId, local: local, width: el.videoWidth, height: el.videoHeight });
+      }
+      el.requestVideoFrameCallback(onFrame);
+    };
+    el.requestVideoFrameCallback(onFrame);
+    return v;
+  }
+
+  H.videoState = function () {
+    return Object.keys(H.videos).map(function (key) {
+      var v = H.videos[key];
+      var q = v.el.getVideoPlaybackQuality ? v.el.getVideoPlaybackQuality() : {};
+      return {
+        key: key,
+        userId: v.userId,
+        local: v.local,
+        frames: v.frames,
+        totalVideoFrames: q.totalVideoFrames,
+        videoWidth: v.el.videoWidth,
+        videoHeight: v.el.videoHeight,
+        readyState: v.el.readyState,
+        paused: v.el.paused,
+        hasSrcObject: !!v.el.srcObject,
+        firstFrameAt: v.firstFrameAt,
+      };
+    });
+  };
+
+  // ---- WebRTC stats of every peer connection the SDK created (see harness-pre.js) ----
+  H.rtcStats = async function () {
+    var out = [];
+    for (var i = 0; i < window.__pcs.length; i++) {
+      var pc = window.__pcs[i];
+      var entry = { connectionState: pc.connectionState, iceConnectionState: pc.iceConnectionState, inbound: [], receivers: [], pair: null };
+      try {
+        pc.getReceivers().forEach(function (r) {
+          if (r.track) entry.receivers.push({ kind: r.track.kind, readyState: r.track.readyState, muted: r.track.muted });
+        });
+        var stats = await pc.getStats();
+        var byId = {};
+        stats.forEach(function (s) { byId[s.id] = s; });
+        stats.forEach(function (s) {
+          if (s.type === 'inbound-rtp') {
+            entry.inbound.push({
+              kind: s.kind,
+              packetsReceived: s.packetsReceived,
+              bytesReceived: s.bytesReceived,
+              framesDecoded: s.framesDecoded,
+              totalAudioEnergy: s.totalAudioEnergy,
+              audioLevel: s.audioLevel,
+            });
+          }
+          if (s.type === 'transport' && s.selectedCandidatePairId && byId[s.selectedCandidatePairId]) {
+            var p = byId[s.selectedCandidatePairId];
+            var l = byId[p.localCandidateId] || {};
+            var r = byId[p.remoteCandidateId] || {};
+            entry.pair = (l.address || l.ip) + ':' + l.port + ' <-> ' + (r.address || r.ip) + ':' + r.port + ' (' + l.protocol + ')';
+          }
+        });
+      } catch (e) {
+        entry.error = errText(e);
+      }
+      out.push(entry);
+    }
+    return out;
+  };
+
+  // ---- the CallLib session listener: records everything, plays tracks like QuickDemo ----
+  function makeListener(tag) {
+    return {
+      onRinging: function (sender, session) { log('onRinging', Object.assign(senderInfo(sender), { tag: tag })); },
+      onAccept: function (sender, session) { log('onAccept', Object.assign(senderInfo(sender), { tag: tag })); },
+      onHungup: function (sender, reason, session) { log('onHungup', Object.assign(senderInfo(sender), { reason: reason, tag: tag })); },
+      onTrackReady: function (track, session) {
+        var info;
+        try {
+          info = {
+            local: track.isLocalTrack(),
+            kind: track.isAudioTrack() ? 'audio' : track.isVideoTrack() ? 'video' : 'unknown',
+            userId: track.getUserId(),
+            trackId: track.getTrackId(),
+            withSession: !!session,
+          };
+        } catch (e) {
+          log('onTrackReady', { error: errText(e) });
+          return;
+        }
+        log('onTrackReady', info);
+        var played;
+        try {
+          if (info.kind === 'video') {
+            var v = videoFor((info.local ? 'local-' : 'remote-') + info.userId, info.userId, info.local);
+            played = track.play(v.el);
+          } else if (info.kind === 'audio' && !info.local) {
+            played = track.play(); // remote audio: the SDK plays it with an internal element
+          } else {
+            return; // local audio is never played (echo)
+          }
+        } catch (e) {
+          log('play', Object.assign({}, info, { threw: errText(e) }));
+          return;
+        }
+        Promise.resolve(played).then(
+          function (res) { log('play', Object.assign({}, info, { code: res && res.code })); },
+          function (e) { log('play', Object.assign({}, info, { rejected: errText(e) })); }
+        );
+      },
+      onMemberModify: function (sender, invitedUsers, session) { log('onMemberModify', { userId: sender && sender.userId }); },
+      onMediaModify: function (sender, mediaType, session) { log('onMediaModify', { userId: sender && sender.userId, mediaType: mediaType }); },
+      onAudioMuteChange: function (muteUser, session) { log('onAudioMuteChange', Object.assign({}, muteUser)); },
+      onVideoMuteChange: function (muteUser, session) { log('onVideoMuteChange', Object.assign({}, muteUser)); },
+      onTrackPublishFail: function (code) { log('onTrackPublishFail', { code: code }); },
+      onTrackSubscribeFail: function (code) { log('onTrackSubscribeFail', { code: code }); },
+      onICEConnectionStateChange: function (state) { log('onICEConnectionStateChange', { state: state }); },
+    };
+  }
+
+  // ---- the API the tests drive ----
+  H.setup = function (opts) {
+    if (H.sdk.loadError || H.sdk.RongIMLib !== 'object' || H.sdk.RCRTC !== 'object' || H.sdk.RCCall !== 'object') {
+      throw new Error('SDK globals missing after <script src=".../sdk/rcall.js">: ' + JSON.stringify(H.sdk));
+    }
+    var initOpts = { appkey: opts.appkey };
+    if (opts.navi || H.navi) initOpts.navi = opts.navi || H.navi;
+    RongIMLib.init(initOpts);
+    H.rtcClient = RongIMLib.installPlugin(RCRTC.installer, {});
+    H.caller = RongIMLib.installPlugin(RCCall.installer, {
+      rtcClient: H.rtcClient,
+      onSession: function (session, extra) {
+        H.session = session;
+        log('onSession', Object.assign({ extra: extra }, sessionInfo(session)));
+        session.registerSessionListener(makeListener('incoming'));
+      },
+      onSessionClose: function (session, summary) {
+        log('onSessionClose', { summary: plainSummary(summary), sessionId: session && session.getSessionId && session.getSessionId() });
+      },
+    });
+    if (!H.rtcClient) throw new Error('installPlugin(RCRTC.installer) returned ' + H.rtcClient);
+    if (!H.caller) throw new Error('installPlugin(RCCall.installer) returned ' + H.caller);
+    return { ok: true, navi: initOpts.navi || null };
+  };
+
+  H.connect = async function (token) {
+    var t0 = now();
+    var res = await RongIMLib.connect(token);
+    var t1 = now();
+    var out = { code: res && res.code, userId: res && res.data && res.data.userId, ms: t1 - t0, t0: t0 };
+    log('connect', out);
+    return out;
+  };
+
+  H.call = async function (targetId, mediaType) {
+    var t0 = now();
+    log('call', { targetId: targetId, mediaType: mediaType });
+    var res = await H.caller.call({ targetId: targetId, mediaType: mediaType, listener: makeListener('outgoing') });
+    var out = { code: res && res.code, hasSession: !!(res && res.session), t0: t0, ms: now() - t0 };
+    if (res && res.session) {
+      H.session = res.session;
+      out.session = sessionInfo(res.session);
+    }
+    log('callResult', out);
+    return out;
+  };
+
+  H.accept = async function () {
+    if (!H.session) throw new Error('no session to accept');
+    var t0 = now();
+    log('accept', {});
+    var res = await H.session.accept();
+    var out = { code: res && res.code, t0: t0, ms: now() - t0 };
+    log('acceptResult', out);
+    return out;
+  };
+
+  H.hungup = async function () {
+    if (!H.session) throw new Error('no session to hang up');
+    var t0 = now();
+    log('hungup', {});
+    var res = await H.session.hungup();
+    var out = { code: res && res.code, t0: t0, ms: now() - t0 };
+    log('hungupResult', out);
+    return out;
+  };
+
+  H.sessionInfo = function () { return sessionInfo(H.session); };
+  H.errors = function () { return window.__errors.slice(); };
+  H.ready = true;
+})();
