@@ -42,6 +42,18 @@ function createRcallGlobals(load, enums) {
   };
 
   const RCRTC = Object.assign({}, enums.RCRTC, {
+    device: {
+      getCameras: () => later((w) => w.device_list('videoinput')),
+      getMicrophones: () => later((w) => w.device_list('audioinput')),
+      getSpeakers: () => later((w) => w.device_list('audiooutput')),
+      // rcall extension: callback(devices) on every change; returns a function that stops it.
+      onDeviceChange(callback) {
+        let watcher = null;
+        let stopped = false;
+        now((w) => { if (!stopped) watcher = w.watch_devices(callback); });
+        return () => { stopped = true; if (watcher) watcher.stop(); };
+      },
+    },
     installer: {
       tag: 'RCRTC',
       verify: () => typeof window !== 'undefined',
@@ -56,7 +68,7 @@ function createRcallGlobals(load, enums) {
       setup: (options) => deferred(
         (w) => w.install_call(options),
         ['call', 'callInGroup'],
-        ['registerUserInfo'],
+        ['registerUserInfo', 'setPushConfig'],
       ),
     },
   });

@@ -38,6 +38,14 @@ export interface RCTrack {
   getTag(): string;
   isReady(): boolean;
   getMediaStreamTrack(): MediaStreamTrack;
+  /** Muted here (local: not sending; remote: not played). */
+  isLocalMuted(): boolean;
+  /** Muted by its publisher. */
+  isOwnerMuted(): boolean;
+  mute(): Promise<{ code: number }>;
+  unmute(): Promise<{ code: number }>;
+  /** Stops a local track (camera light off). */
+  destroy(): void;
   /** Video needs an element (53021 otherwise); remote audio plays without one. */
   play(element?: HTMLMediaElement, options?: { volume?: number; audioDeviceId?: string }): Promise<{ code: number }>;
 }
@@ -52,7 +60,24 @@ export interface ISessionListener {
   onAudioMuteChange?(muteUser: IMuteUser, session: RCCallSession): void;
   onVideoMuteChange?(muteUser: IMuteUser, session: RCCallSession): void;
   onICEConnectionStateChange?(state: RTCIceConnectionState, session: RCCallSession): void;
+  onRTCStateReport?(report: IRCRTCStateReport, session: RCCallSession): void;
 }
+
+export interface IRCCandidatePairStat {
+  IP: string; port: number; networkType: string | null; remoteIP: string; remotePort: number; protocol: string;
+  bitrateSend: number; bitrateRecv: number; rtt: number | null;
+  availableOutgoingBitrate: number | null; availableIncomingBitrate: number | null;
+}
+export interface IRCTrackStat {
+  id?: string; trackId: string; kind: 'audio' | 'video'; packetsLostRate: number | null; remoteResource: boolean;
+  audioLevel?: number; frameHeight?: number; frameWidth?: number; frameRate?: number; bitrate: number; jitter: number | null;
+}
+/** One report per peer connection, about once a second; `pcName` is the remote user id. */
+export interface IRCRTCStateReport {
+  pcName?: string; timestamp: number; iceCandidatePair?: IRCCandidatePairStat;
+  senders: IRCTrackStat[]; receivers: IRCTrackStat[];
+}
+export interface IDeviceInfo { deviceId: string; groupId: string; kind: 'audioinput' | 'videoinput' | 'audiooutput'; label: string }
 
 export interface ICallConstraints {
   audio?: { micphoneId?: string; sampleRate?: number };
@@ -75,6 +100,14 @@ export interface RCCallSession {
   registerSessionListener(listener: ISessionListener): void;
   accept(constraints?: ICallConstraints): Promise<{ code: number }>;
   hungup(): Promise<{ code: number }>;
+  /** Group calls only: 53311 on a 1:1 call. */
+  invite(userIds: string[], options?: { extra?: string; pushTitle?: string; pushContent?: string }): Promise<{ code: number }>;
+  descendAbility(): Promise<{ code: number }>;
+  disableAudioTrack(): Promise<{ code: number }>;
+  enableAudioTrack(): Promise<{ code: number }>;
+  disableVideoTrack(): Promise<{ code: number }>;
+  enableVideoTrack(): Promise<{ code: number }>;
+  changeAudioDevice(constraints?: { micphoneId?: string; sampleRate?: number }): Promise<{ code: number }>;
   getSessionId(): string;
   getTargetId(): string;
   getConversationType(): number;
@@ -90,6 +123,7 @@ export interface RCCallClient {
   call(params: ICallParams): Promise<{ code: number; session?: RCCallSession }>;
   callInGroup(params: IGroupCallParams): Promise<{ code: number; session?: RCCallSession }>;
   registerUserInfo(info?: { name?: string; portraitUri?: string; extra?: string }): void;
+  setPushConfig(callPushConfig?: { pushTitle?: string; pushContent?: string }, hungupPushConfig?: { pushTitle?: string; pushContent?: string }): void;
 }
 
 export interface IRCCallInitOptions {
@@ -132,6 +166,13 @@ export declare const RongIMLib: {
 
 export declare const RCRTC: {
   installer: Installer<IRCRTCInitOptions, RCRTCClient>;
+  device: {
+    getCameras(): Promise<IDeviceInfo[]>;
+    getMicrophones(): Promise<IDeviceInfo[]>;
+    getSpeakers(): Promise<IDeviceInfo[]>;
+    /** rcall extension: calls back with the new list on every change; returns a stop function. */
+    onDeviceChange(callback: (devices: IDeviceInfo[]) => void): () => void;
+  };
   RCRTCCode: EnumObject;
   RCKickReason: EnumObject;
   RCMediaType: EnumObject;

@@ -432,6 +432,11 @@ impl Sim {
     /// offer is answered; once the answer lands both sides see each other's tracks.
     fn fake_media(&mut self, dev: DeviceId, action: MediaAction) {
         let now = self.now;
+        let action_kind = match &action {
+            MediaAction::CaptureCamera { .. } => Some(TrackKind::Video),
+            MediaAction::CaptureMicrophone { .. } => Some(TrackKind::Audio),
+            _ => None,
+        };
         let me = Peer { user_id: self.devices[dev].user_id.clone(), device_id: self.devices[dev].device_id.clone() };
         match action {
             MediaAction::Capture { call_id, video } => {
@@ -490,10 +495,11 @@ impl Sim {
             MediaAction::Leave { call_id } => {
                 self.links.retain(|(d, c, _), _| !(*d == dev && *c == call_id));
             }
-            MediaAction::CaptureCamera { call_id } => {
+            MediaAction::CaptureCamera { call_id } | MediaAction::CaptureMicrophone { call_id } => {
+                let kind = if matches!(action_kind, Some(TrackKind::Video)) { TrackKind::Video } else { TrackKind::Audio };
                 let result = match self.devices[dev].capture_error {
                     Some(e) => Err(e),
-                    None => Ok(vec![TrackKind::Video]),
+                    None => Ok(vec![kind]),
                 };
                 self.schedule(now + self.capture_delay, dev, Input::Media(MediaEvent::Captured { call_id, result }));
             }

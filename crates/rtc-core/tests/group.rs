@@ -457,3 +457,27 @@ fn mute_state_reaches_everyone_including_late_joiners() {
     sim.run_for(10);
     assert_eq!(sim.result(a, v).unwrap().0, error_code::MISSING_VIDEO_TRACK_ERROR);
 }
+
+#[test]
+fn changing_the_microphone_announces_the_new_track() {
+    let mut sim = Sim::new();
+    let (a, b) = (sim.add_device("a"), sim.add_device("b"));
+    let cmd = sim.call(a, "b", MediaType::Audio);
+    sim.run_for(100);
+    let id = sim.result(a, cmd).unwrap().1.unwrap();
+    // Not in the call yet: nothing to change.
+    let early = sim.command(b, Command::ChangeMicrophone { call_id: id.clone() });
+    sim.run_for(10);
+    assert_eq!(sim.result(b, early).unwrap().0, error_code::PARAM_ERROR);
+    sim.accept(b, &id);
+    sim.run_for(300);
+    let change = sim.command(a, Command::ChangeMicrophone { call_id: id.clone() });
+    sim.run_for(100);
+    assert_eq!(sim.result(a, change).unwrap().0, error_code::SUCCESS);
+    assert_eq!(count(&sim, a, "Track(a/Audio"), 2);
+    assert!(sim.log(a).iter().any(|(_, l)| matches!(l, Logged::Media(MediaAction::CaptureMicrophone { .. }))));
+    sim.fail_capture(a, Some(rtc_core::engine::CaptureError::NotFound));
+    let fail = sim.command(a, Command::ChangeMicrophone { call_id: id });
+    sim.run_for(100);
+    assert_eq!(sim.result(a, fail).unwrap().0, error_code::GET_LOCAL_AUDIO_TRACK_ERROR);
+}

@@ -3,6 +3,7 @@
 //! Local media is kept per call; one `PeerLink` per (call, remote device). Track objects
 //! (`RCTrack`) are kept per (call, track id) so the app gets the same object every time.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use rtc_core::engine::{CaptureError, Input, MediaAction, MediaEvent, Peer, TrackKind};
@@ -20,6 +21,8 @@ pub struct MediaShell {
     local: SmallMap<String, LocalMedia>,
     peers: SmallMap<(String, Peer), PeerLink>,
     tracks: SmallMap<(String, String), JsValue>,
+    /// One stats sampler per link (bitrates need the previous sample).
+    samplers: SmallMap<(String, Peer), Rc<RefCell<web_rtc::StatsSampler>>>,
 }
 
 fn kind_of(k: Kind) -> TrackKind {
@@ -46,7 +49,8 @@ impl MediaShell {
             }
             MediaAction::Connect { call_id, peer, offerer, attach, video } => connect(rt, call_id, peer, offerer, attach, video),
             MediaAction::Attach { call_id, peer } => attach(rt, &call_id, peer.as_ref()),
-            MediaAction::CaptureCamera { call_id } => capture_camera(rt, call_id),
+            MediaAction::CaptureCamera { call_id } => recapture(rt, call_id, TrackKind::Video),
+            MediaAction::CaptureMicrophone { call_id } => recapture(rt, call_id, TrackKind::Audio),
             MediaAction::SetEnabled { call_id, kind, enabled } => {
                 let local = rt.media.borrow().local.get(&call_id).cloned();
                 let track = local.and_then(|l| if kind == TrackKind::Audio { l.audio() } else { l.video() });
@@ -56,6 +60,7 @@ impl MediaShell {
             }
             MediaAction::Apply { call_id, peer, signal } => apply(rt, call_id, peer, signal),
             MediaAction::Disconnect { call_id, peer } => {
+                rt.media.borrow_mut().samplers.remove(&(call_id.clone(), peer.clone()));
                 let link = rt.media.borrow_mut().peers.remove(&(call_id, peer));
                 if let Some(l) = link {
                     l.close();
@@ -82,6 +87,7 @@ impl MediaShell {
                     l.close();
                 }
                 rt.media.borrow_mut().tracks.retain(|(c, _), _| *c != call_id);
+                rt.media.borrow_mut().samplers.retain(|(c, _), _| *c != call_id);
             }
         }
     }
@@ -133,33 +139,40 @@ fn attach_media(link: &PeerLink, media: &LocalMedia) {
     }
 }
 
-/// `enableVideoTrack()` after the camera was released: a new camera track joins the call's
-/// local media (the engine then attaches it everywhere).
-fn capture_camera(rt: &Rc<Runtime>, call_id: String) {
+/// A new camera (`enableVideoTrack()` after release) or microphone (`changeAudioDevice()`)
+/// replaces the call's old track of that kind in its local media; the engine then attaches it.
+fn recapture(rt: &Rc<Runtime>, call_id: String, kind: TrackKind) {
+    let req = match kind {
+        TrackKind::Video => CaptureRequest::video_only(),
+        TrackKind::Audio => {
+            let c = rt.mic_constraints.borrow_mut().remove(&call_id).unwrap_or(JsValue::UNDEFINED);
+            CaptureRequest { audio: true, audio_constraints: crate::constraints::audio(&js::obj(&[("audio", c)])), ..Default::default() }
+        }
+    };
     let rt = rt.clone();
     js::spawn(async move {
-        let result = web_rtc::capture(&CaptureRequest::video_only()).await;
-        let result = match result {
+        let result = match web_rtc::capture(&req).await {
             Ok(media) => {
                 let me = rt.current_user().unwrap_or_default();
                 let mut shell = rt.media.borrow_mut();
-                let local = shell.local.get(&call_id).cloned();
-                match (media.video(), local) {
+                let new = if kind == TrackKind::Video { media.video() } else { media.audio() };
+                match (new, shell.local.get(&call_id).cloned()) {
                     (Some(track), Some(local)) => {
                         let stream = local.stream();
-                        if let Some(old) = local.video() {
+                        let old = if kind == TrackKind::Video { local.video() } else { local.audio() };
+                        if let Some(old) = old {
                             old.stop();
                             stream.remove_track(&old);
                         }
                         stream.add_track(&track);
-                        shell.register_track(&call_id, RCTrack::new(&me, TrackKind::Video, true, track, stream));
-                        Ok(vec![TrackKind::Video])
+                        shell.register_track(&call_id, RCTrack::new(&call_id, &me, kind, true, track, stream));
+                        Ok(vec![kind])
                     }
                     _ => Err(CaptureError::Other),
                 }
             }
             Err(e) => {
-                js::warn(&format!("[rcall] camera capture failed: {e}"));
+                js::warn(&format!("[rcall] capture failed: {e}"));
                 Err(CaptureError::Other)
             }
         };
@@ -195,9 +208,15 @@ fn capture(rt: &Rc<Runtime>, call_id: String, video: bool) {
         audio_constraints: crate::constraints::audio(&constraints),
         video_constraints: if video { crate::constraints::video(&constraints) } else { None },
     };
+    let demote = video && rt.call_options.borrow().as_ref().is_some_and(|o| o.demotion);
     let rt = rt.clone();
     js::spawn(async move {
-        let result = web_rtc::capture(&req).await;
+        let mut result = web_rtc::capture(&req).await;
+        if demote && result.is_err() {
+            // isAllowDemotionGetStream: no camera, carry on with the microphone only.
+            let audio_only = CaptureRequest { video: false, video_constraints: None, ..req };
+            result = web_rtc::capture(&audio_only).await;
+        }
         let result = match result {
             Ok(media) => {
                 let me = rt.current_user().unwrap_or_default();
@@ -207,7 +226,7 @@ fn capture(rt: &Rc<Runtime>, call_id: String, video: bool) {
                     for t in media.tracks() {
                         let kind = kind_of(web_rtc::track_kind(&t));
                         kinds.push(kind);
-                        shell.register_track(&call_id, RCTrack::new(&me, kind, true, t, media.stream()));
+                        shell.register_track(&call_id, RCTrack::new(&call_id, &me, kind, true, t, media.stream()));
                     }
                     shell.local.insert(call_id.clone(), media);
                 }
@@ -310,13 +329,37 @@ fn on_peer_event(call_id: &str, peer: &Peer, ev: PeerEvent) {
         }
         PeerEvent::RemoteTrack { track, stream } => {
             let kind = kind_of(web_rtc::track_kind(&track));
-            rt.media.borrow_mut().register_track(call_id, RCTrack::new(&peer.user_id, kind, false, track, stream));
+            rt.media.borrow_mut().register_track(call_id, RCTrack::new(call_id, &peer.user_id, kind, false, track, stream));
             rt.feed_later(Input::Media(MediaEvent::RemoteTrack {
                 call_id: call_id.to_string(),
                 peer: peer.clone(),
                 kind,
             }));
         }
+        PeerEvent::IceConnectionState(state) => {
+            let (call_id, state) = (call_id.to_string(), JsValue::from(state));
+            js::spawn(async move { rt.notify(&call_id, "onICEConnectionStateChange", vec![state]) });
+        }
         _ => {}
+    }
+}
+
+/// `onRTCStateReport`: about once a second, one report per peer connection (`pcName` = the
+/// remote user id), for sessions whose listener has the callback.
+pub fn report_stats(rt: &Rc<Runtime>) {
+    let links: Vec<((String, Peer), PeerLink)> =
+        rt.media.borrow().peers.iter().map(|(k, l)| (k.clone(), l.clone())).collect();
+    for ((call_id, peer), link) in links {
+        if !rt.listens(&call_id, "onRTCStateReport") {
+            continue;
+        }
+        let sampler = rt.media.borrow_mut().samplers.get_or_insert_with((call_id.clone(), peer.clone()), Default::default).clone();
+        let rt = rt.clone();
+        js::spawn(async move {
+            let Ok(raw) = link.stats().await else { return };
+            let report = sampler.borrow_mut().build(&link, &raw).to_js();
+            let _ = js_sys::Reflect::set(&report, &"pcName".into(), &peer.user_id.as_str().into());
+            rt.notify(&call_id, "onRTCStateReport", vec![report]);
+        });
     }
 }

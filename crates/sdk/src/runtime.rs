@@ -32,7 +32,12 @@ pub struct CallOptions {
     pub lang: String,
     /// `isOffCameraWhenVideoDisable` (default true).
     pub camera_off: bool,
+    /// `isAllowDemotionGetStream`: fall back to audio when the camera cannot be captured.
+    pub demotion: bool,
 }
+
+/// A running `setInterval` and its callback.
+type Interval = (i32, Closure<dyn FnMut()>);
 
 /// A session object and the id cell it reads.
 type SessionEntry = (JsValue, Rc<RefCell<String>>);
@@ -71,6 +76,9 @@ pub struct Runtime {
     closing: RefCell<SmallMap<String, JsValue>>,
     /// CallLib constraints given to call()/accept(), by call id.
     pub constraints: RefCell<SmallMap<String, JsValue>>,
+    /// Audio constraints of a pending `changeAudioDevice()`, by call id.
+    pub mic_constraints: RefCell<SmallMap<String, JsValue>>,
+    stats_timer: RefCell<Option<Interval>>,
     pub media: RefCell<MediaShell>,
     pending: RefCell<SmallMap<CommandId, PendingCommand>>,
     next_command: Cell<CommandId>,
@@ -99,6 +107,7 @@ impl Runtime {
             config.camera_off_when_video_disabled = o.camera_off;
         }
         *self.engine.borrow_mut() = Some(Engine::new(config));
+        self.start_stats();
         let profile = self.profile.borrow().clone();
         drop(self.command(Command::RegisterUserInfo(profile)));
         let (call, hangup) = self.push.borrow().clone();
@@ -336,6 +345,30 @@ impl Runtime {
         }
     }
 
+    /// Calls the session listener's `method(...args, session)`, if the session is open.
+    pub fn notify(&self, call_id: &str, method: &str, args: Vec<JsValue>) {
+        self.to_listener(call_id, method, args, true);
+    }
+
+    /// Whether the session's listener has `method`.
+    pub fn listens(&self, call_id: &str, method: &str) -> bool {
+        self.listener(call_id).is_some_and(|l| js::get_function(&l, method).is_some())
+    }
+
+    /// Starts the once-a-second stats reports (idempotent; runs while connected).
+    pub fn start_stats(&self) {
+        if self.stats_timer.borrow().is_some() {
+            return;
+        }
+        let Some(window) = web_sys::window() else { return };
+        let cb = Closure::<dyn FnMut()>::new(|| crate::media::report_stats(&rt()));
+        if let Ok(handle) =
+            window.set_interval_with_callback_and_timeout_and_arguments_0(cb.as_ref().unchecked_ref(), 1000)
+        {
+            *self.stats_timer.borrow_mut() = Some((handle, cb));
+        }
+    }
+
     /// Calls `listener[method](...args, session?)` for the session's listener.
     fn to_listener(&self, call_id: &str, method: &str, mut args: Vec<JsValue>, with_session: bool) {
         let Some(listener) = self.listener(call_id) else { return };
@@ -392,6 +425,11 @@ impl Runtime {
             let _ = p.reply.send((rtc_core::types::error_code::SEND_MSG_ERROR, None));
         }
         MediaShell::stop_all(self);
+        // The interval's closure is only dropped here, never while it runs (it is not running:
+        // shut_down is called from app code).
+        if let (Some(window), Some((handle, _))) = (web_sys::window(), self.stats_timer.borrow_mut().take()) {
+            window.clear_interval_with_handle(handle);
+        }
         if let (Some(window), Some((handle, _))) = (web_sys::window(), self.timer.borrow_mut().take()) {
             window.clear_timeout_with_handle(handle);
         }

@@ -110,6 +110,16 @@ impl RCCallSession {
         self.mute(TrackKind::Video, false)
     }
 
+    /// Switches to another microphone without renegotiating (`{micphoneId?, sampleRate?}`;
+    /// none: the default device). `onTrackReady(newTrack)`; 53301 if it cannot be captured.
+    #[wasm_bindgen(js_name = changeAudioDevice)]
+    pub fn change_audio_device(&self, constraints: JsValue) -> Result<js_sys::Promise, JsValue> {
+        let wrapped = js::obj(&[("audio", constraints.clone())]);
+        validate::constraints(&wrapped, "[RCCallSession changeAudioDevice]").map_err(|m| js::js_error(&m))?;
+        rt().mic_constraints.borrow_mut().insert(self.call_id(), constraints);
+        Ok(self.run(Command::ChangeMicrophone { call_id: self.call_id() }))
+    }
+
     /// Downgrades the call to audio only, for everyone.
     #[wasm_bindgen(js_name = descendAbility)]
     pub fn descend_ability(&self) -> js_sys::Promise {

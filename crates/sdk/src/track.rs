@@ -19,6 +19,8 @@ mod code {
 }
 
 struct Inner {
+    /// The call the track belongs to (for the publisher's mute state).
+    call_id: String,
     user_id: String,
     kind: TrackKind,
     local: bool,
@@ -35,9 +37,17 @@ pub struct RCTrack {
 }
 
 impl RCTrack {
-    pub(crate) fn new(user_id: &str, kind: TrackKind, local: bool, track: MediaStreamTrack, stream: MediaStream) -> Self {
+    pub(crate) fn new(
+        call_id: &str,
+        user_id: &str,
+        kind: TrackKind,
+        local: bool,
+        track: MediaStreamTrack,
+        stream: MediaStream,
+    ) -> Self {
         Self {
             inner: Rc::new(Inner {
+                call_id: call_id.to_string(),
                 user_id: user_id.to_string(),
                 kind,
                 local,
@@ -91,6 +101,43 @@ impl RCTrack {
     #[wasm_bindgen(js_name = isReady)]
     pub fn is_ready(&self) -> bool {
         web_rtc::is_live(&self.inner.track)
+    }
+
+    /// Whether this track is muted here (a local track: not sending; a remote one: not played).
+    #[wasm_bindgen(js_name = isLocalMuted)]
+    pub fn is_local_muted(&self) -> bool {
+        !self.inner.track.enabled()
+    }
+
+    /// Whether the publisher muted it (`session.disableAudioTrack()` and friends on its side).
+    #[wasm_bindgen(js_name = isOwnerMuted)]
+    pub fn is_owner_muted(&self) -> bool {
+        let inner = &self.inner;
+        if inner.local {
+            return !inner.track.enabled();
+        }
+        let view = crate::runtime::rt().session_view(&inner.call_id);
+        let user = view.and_then(|v| v.users.into_iter().find(|u| u.user_id == inner.user_id));
+        user.is_some_and(|u| if inner.kind == TrackKind::Audio { u.audio_muted } else { u.video_muted })
+    }
+
+    /// Mutes this track here only (peers are not told; use the session's `disable…Track()`
+    /// for that). Resolves `{code}`.
+    pub fn mute(&self) -> js_sys::Promise {
+        self.inner.track.set_enabled(false);
+        js_sys::Promise::resolve(&js::obj(&[("code", code::SUCCESS.into())]))
+    }
+
+    pub fn unmute(&self) -> js_sys::Promise {
+        self.inner.track.set_enabled(true);
+        js_sys::Promise::resolve(&js::obj(&[("code", code::SUCCESS.into())]))
+    }
+
+    /// Stops a local track (camera light off). No effect on remote tracks.
+    pub fn destroy(&self) {
+        if self.inner.local {
+            self.inner.track.stop();
+        }
     }
 
     /// The browser's `MediaStreamTrack` (an rcall extension, handy for custom rendering).

@@ -46,6 +46,8 @@ pub(crate) enum Pending {
     MergeAccept,
     /// `enableVideoTrack()` with the camera released: waiting for the new camera track.
     CameraCapture(CommandId),
+    /// `changeAudioDevice()`: waiting for the new microphone track.
+    MicCapture(CommandId),
 }
 
 #[derive(Debug, Clone)]
@@ -139,6 +141,8 @@ impl Call {
                     is_caller: *id == self.caller_id,
                     is_remote: id != self_id,
                     profile: m.profile.clone(),
+                    audio_muted: if id == self_id { self.audio_muted } else { m.audio_muted },
+                    video_muted: if id == self_id { self.video_muted } else { m.video_muted },
                 })
                 .collect(),
         }

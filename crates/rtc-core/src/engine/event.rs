@@ -86,6 +86,9 @@ pub struct UserView {
     pub is_caller: bool,
     pub is_remote: bool,
     pub profile: UserProfile,
+    /// Publisher-side mute state (RCTrack's `isOwnerMuted`).
+    pub audio_muted: bool,
+    pub video_muted: bool,
 }
 
 /// What the session getters read.

@@ -52,6 +52,8 @@ pub enum Command {
     SetPushConfig { call: PushTexts, hangup: PushTexts },
     /// `disableAudioTrack()` / `enableAudioTrack()` / `disableVideoTrack()` / `enableVideoTrack()`.
     MuteTrack { call_id: String, kind: super::TrackKind, muted: bool },
+    /// `session.changeAudioDevice()`: capture another microphone and send it instead.
+    ChangeMicrophone { call_id: String },
 }
 
 /// Push title and content an app chose; `None` keeps the default.

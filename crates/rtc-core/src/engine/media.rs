@@ -67,6 +67,9 @@ pub enum MediaAction {
     /// Capture a new camera track for the call (answer: [`MediaEvent::Captured`] with `[Video]`)
     /// and send it on every link once captured.
     CaptureCamera { call_id: String },
+    /// Capture a new microphone track for the call (answer: [`MediaEvent::Captured`] with
+    /// `[Audio]`), replacing the old one, which is stopped.
+    CaptureMicrophone { call_id: String },
     /// Enable or disable (mute) a local track without releasing it.
     SetEnabled { call_id: String, kind: TrackKind, enabled: bool },
     /// The call `from` is now known as `into` (crossing calls merged): re-key local media.

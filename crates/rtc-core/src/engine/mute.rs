@@ -62,6 +62,32 @@ impl Engine {
         self.send_mute(call_id, true, false, Some(command));
     }
 
+    /// `changeAudioDevice()`: only in a call we are in (there is a microphone to replace).
+    pub(super) fn change_microphone(&mut self, id: CommandId, call_id: &str) {
+        let me = self.cfg.self_id.clone();
+        let Some(call) = self.calls.get_mut(call_id).filter(|c| c.self_in(&me) && c.pending == Pending::None) else {
+            return self.done(id, error_code::PARAM_ERROR, None);
+        };
+        call.pending = Pending::MicCapture(id);
+        self.media(MediaAction::CaptureMicrophone { call_id: call_id.to_string() });
+    }
+
+    pub(super) fn microphone_captured(&mut self, call_id: &str, command: CommandId, result: Result<Vec<TrackKind>, CaptureError>) {
+        let Some(call) = self.calls.get_mut(call_id) else { return };
+        call.pending = Pending::None;
+        if result.is_err() || !call.is_live() {
+            return self.done(command, error_code::GET_LOCAL_AUDIO_TRACK_ERROR, None);
+        }
+        let muted = call.audio_muted;
+        if muted {
+            self.media(MediaAction::SetEnabled { call_id: call_id.to_string(), kind: TrackKind::Audio, enabled: false });
+        }
+        // CallLib announces the new microphone before publishing it (D.3).
+        self.local_track_ready(call_id, TrackKind::Audio, true);
+        self.media(MediaAction::Attach { call_id: call_id.to_string(), peer: None });
+        self.done(command, error_code::SUCCESS, None);
+    }
+
     fn send_mute(&mut self, call_id: &str, video: bool, muted: bool, command: Option<CommandId>) {
         let me = self.cfg.self_id.clone();
         let Some(call) = self.calls.get(call_id) else { return };

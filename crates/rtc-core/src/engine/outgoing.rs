@@ -26,6 +26,7 @@ impl Engine {
             }
             Command::DescendAbility { call_id } => self.descend(id, &call_id),
             Command::MuteTrack { call_id, kind, muted } => self.mute_track(id, &call_id, kind, muted),
+            Command::ChangeMicrophone { call_id } => self.change_microphone(id, &call_id),
             Command::SetPushConfig { call, hangup } => {
                 self.call_push = call;
                 self.hangup_push = hangup;
@@ -320,6 +321,7 @@ impl Engine {
                     Some(Pending::CallCapture(cmd)) => self.call_captured(&call_id, cmd, result),
                     Some(Pending::AcceptCapture(cmd)) => self.accept_captured(&call_id, cmd, result),
                     Some(Pending::CameraCapture(cmd)) => self.camera_captured(&call_id, cmd, result),
+                    Some(Pending::MicCapture(cmd)) => self.microphone_captured(&call_id, cmd, result),
                     // The call ended while capturing: give the tracks back.
                     _ => self.media(MediaAction::Release { call_id }),
                 }
