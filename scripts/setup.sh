@@ -7,6 +7,7 @@
 #     a C toolchain (crates with C parts)
 #   - Rust: the toolchain pinned by rust-toolchain.toml and its wasm32-unknown-unknown target
 #   - wasm-bindgen-cli, exactly the version pinned in Cargo.toml (the CLI must equal the crate)
+#   - wasm-pack, which runs the browser tests (`wasm-pack test --headless --chrome`)
 #   - node_modules from package-lock.json (npm binaryen's wasm-opt, playwright-core)
 #
 # Source it or run it; it only prints what it does.
@@ -83,6 +84,14 @@ if ! wb_have; then
     wb_have || die "wasm-bindgen $WASM_BINDGEN_VERSION still not on PATH after install"
 else
     say "wasm-bindgen: ok ($WASM_BINDGEN_VERSION)"
+fi
+
+# --- 3b. wasm-pack (the design card's way to run the browser tests) -------------------------------
+if ! command -v wasm-pack >/dev/null; then
+    say "cargo install wasm-pack (about 2 min on 2 cores)"
+    cargo install wasm-pack --locked || cargo install wasm-pack
+else
+    say "wasm-pack: ok ($(wasm-pack --version 2>/dev/null))"
 fi
 
 # --- 4. node_modules (npm ci when missing or older than package-lock.json) -------------------------

@@ -80,7 +80,9 @@ netns_phase() {
             # (fake camera/mic flags); fall back to the repo default when the crate has none.
             if [ -f "$d/webdriver.json" ]; then unset WASM_BINDGEN_TEST_WEBDRIVER_JSON
             else export WASM_BINDGEN_TEST_WEBDRIVER_JSON="$ROOT/scripts/webdriver.json"; fi
-            step "wasm tests ($name)" bash -c "cd '$d' && timeout 20m cargo test --offline --target $WASM_TARGET -p '$name' --tests"
+            # wasm-pack test (the design card's runner) builds with `cargo test --target wasm32…`
+            # in the shared target dir, so the build done before the namespace is reused.
+            step "wasm tests ($name)" bash -c "cd '$d' && timeout 20m wasm-pack test --headless --chrome --mode no-install"
         done
         unset WASM_BINDGEN_TEST_WEBDRIVER_JSON
     fi

@@ -11,7 +11,6 @@
 //!
 //! Everything else stays reachable through [`PeerLink::stats`].
 
-use std::collections::HashMap;
 
 use js_sys::{Object, Reflect};
 use wasm_bindgen::{JsCast, JsValue};
@@ -85,7 +84,7 @@ fn port(candidate: &JsValue) -> u16 {
 /// One `getStats()` result, indexed by stat id.
 struct Entries {
     all: Vec<JsValue>,
-    by_id: HashMap<String, usize>,
+    by_id: Vec<(String, usize)>,
 }
 
 impl Entries {
@@ -100,7 +99,7 @@ impl Entries {
     }
 
     fn get(&self, id: &str) -> Option<&JsValue> {
-        self.by_id.get(id).map(|&i| &self.all[i])
+        self.by_id.iter().find(|(k, _)| k == id).map(|&(_, i)| &self.all[i])
     }
 
     /// The stat that `stat[key]` names by id (e.g. `mediaSourceId`).
@@ -287,10 +286,13 @@ struct Counter {
 /// on_rtc_state_report.call1(&JsValue::NULL, &report.to_js());
 /// ```
 /// A task that owns its sampler can call [`sample`](Self::sample) instead.
+///
+/// (Counters are kept in `Vec`s: a connection has a few dozen stats, and a scan avoids pulling
+/// a hash map into the wasm bundle.)
 #[derive(Debug, Clone, Default)]
 pub struct StatsSampler {
     /// Counters of the previous sample, by `<stat id>/<field>`.
-    prev: HashMap<String, Counter>,
+    prev: Vec<(String, Counter)>,
 }
 
 impl StatsSampler {
@@ -317,7 +319,7 @@ impl StatsSampler {
         let all = Entries::new(report);
         let mut rates = Rates {
             prev: &self.prev,
-            next: HashMap::new(),
+            next: Vec::new(),
         };
 
         let ice_candidate_pair = all.selected_pair().map(|(pair, local, remote)| {
@@ -470,8 +472,8 @@ fn stat_kind(stat: &JsValue) -> Option<Kind> {
 /// Rates between the previous sample's counters and the current stats;
 /// collects the current counters for the next sample.
 struct Rates<'a> {
-    prev: &'a HashMap<String, Counter>,
-    next: HashMap<String, Counter>,
+    prev: &'a [(String, Counter)],
+    next: Vec<(String, Counter)>,
 }
 
 impl Rates<'_> {
@@ -505,8 +507,8 @@ impl Rates<'_> {
         let at_ms = get_f64(stat, "timestamp")?;
         let value = get_f64(stat, field)?;
         let key = format!("{id}/{field}");
-        let prev = self.prev.get(&key).copied();
-        self.next.insert(key, Counter { at_ms, value });
+        let prev = self.prev.iter().find(|(k, _)| *k == key).map(|(_, c)| *c);
+        self.next.push((key, Counter { at_ms, value }));
         Some(match prev {
             Some(p) => ((value - p.value).max(0.0), at_ms - p.at_ms),
             None => (value.max(0.0), 0.0),
