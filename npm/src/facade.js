@@ -10,15 +10,20 @@ function createRcallGlobals(load, enums) {
   const later = (f) => (wasm ? Promise.resolve().then(() => f(wasm)) : ready.then(f));
   const now = (f) => { if (wasm) { f(wasm); } else { ready.then(f); } };
 
+  const installed = {};
   const RongIMLib = Object.assign({}, enums.RongIMLib, {
     init(options) { now((w) => w.im_init(options)); },
     connect(token) { return later((w) => w.im_connect(token)); },
     disconnect() { return later((w) => w.im_disconnect()); },
     getCurrentUserId() { return wasm ? wasm.im_current_user_id() : undefined; },
-    // installPlugin(installer, options): returns the plugin's API synchronously.
+    // installPlugin(installer, options): returns the plugin's API synchronously; installing a
+    // tag twice returns the first instance, as IMLib does. Invalid options are reported when
+    // the module has loaded (console error; the plugin's methods then reject).
     installPlugin(installer, options) {
       if (!installer || typeof installer.setup !== 'function') return null;
-      return installer.setup(options || {});
+      if (installer.verify && !installer.verify()) return null;
+      if (!installed[installer.tag]) installed[installer.tag] = installer.setup(options || {});
+      return installed[installer.tag];
     },
   });
 
