@@ -56,14 +56,14 @@ impl Drop for Connection {
 
 impl Connection {
     /// Opens the socket and authenticates. Resolves to the user id, or an IMLib error code.
-    pub async fn open(url: &str, token: &str, device_id: &str) -> Result<(Rc<Connection>, String), i32> {
+    pub async fn open(url: &str, token: &str, device_id: &str, resume_from: u64) -> Result<(Rc<Connection>, String), i32> {
         let ws = WebSocket::new(url).map_err(|_| code::BIZ_ERROR_INVALID_PARAMETER)?;
         ws.set_binary_type(BinaryType::Arraybuffer);
         let (tx, rx) = oneshot::channel();
         let auth = ClientFrame::new(client_frame::Body::Authenticate(Authenticate {
             token: token.to_string(),
             device_id: device_id.to_string(),
-            resume_from: 0,
+            resume_from,
         }))
         .to_bytes();
         let on_open = {
@@ -124,6 +124,11 @@ impl Connection {
         self.send_frame(ClientFrame::new(client_frame::Body::Send(msg)))
     }
 
+    /// Keeps idle connections (and proxies on the way) from timing out.
+    pub fn ping(&self) {
+        self.send_frame(ClientFrame::new(client_frame::Body::Ping(rtc_core::proto::Ping { nonce: 0 })));
+    }
+
     fn send_frame(&self, frame: ClientFrame) -> bool {
         self.ws.ready_state() == WebSocket::OPEN && self.ws.send_with_u8_array(&frame.to_bytes()).is_ok()
     }
@@ -150,6 +155,7 @@ fn on_frame(frame: ServerFrame) {
         Some(server_frame::Body::Kicked(k)) => rt.feed(Input::Kicked { call_id: k.call_id }),
         Some(server_frame::Body::Deliver(d)) => {
             let seq = d.seq;
+            rt.last_seq.set(rt.last_seq.get().max(seq));
             if object_name::ALL.contains(&d.message_type.as_str()) {
                 match CallContent::from_bytes(&d.content) {
                     Ok(content) => rt.feed(Input::Signal(Received {
@@ -194,8 +200,47 @@ fn ice_servers(list: Vec<rtc_core::proto::IceServer>) -> Vec<web_rtc::IceServer>
 fn on_closed() {
     let rt = rt();
     let Some(conn) = rt.conn.borrow().clone() else { return };
+    let was_logging_in = conn.auth_reply.borrow().is_some();
     conn.settle_auth(Err(code::RC_NET_UNAVAILABLE));
     rt.fail_in_flight(code::RC_NET_CHANNEL_INVALID);
+    *rt.conn.borrow_mut() = None;
+    if !was_logging_in {
+        schedule_reconnect(1_000);
+    }
+}
+
+/// The connection dropped after login: reconnect with the same token and resume from the last
+/// message processed, so nothing is lost or repeated (calls in progress carry on). Backs off
+/// 1, 2, 4 … 16 s; stops on an auth error (the app must connect again) or on `disconnect()`.
+fn schedule_reconnect(delay_ms: i32) {
+    let Some(login) = rt().login.borrow().clone() else { return };
+    let retry = Closure::once_into_js(move || {
+        js::spawn(async move {
+            let rt = rt();
+            if rt.login.borrow().is_none() || rt.conn.borrow().is_some() {
+                return;
+            }
+            match Connection::open(&login.url, &login.token, &login.device_id, rt.last_seq.get()).await {
+                Ok(_) => {}
+                Err(c @ (31004 | 31009 | 31020)) => {
+                    js::warn(&format!("[rcall] reconnect refused ({c}); call RongIMLib.connect again"));
+                    *rt.login.borrow_mut() = None;
+                }
+                Err(_) => schedule_reconnect((delay_ms * 2).min(16_000)),
+            }
+        });
+    });
+    if let Some(w) = web_sys::window() {
+        let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(retry.unchecked_ref(), delay_ms);
+    }
+}
+
+/// What a reconnect needs.
+#[derive(Clone)]
+pub struct Login {
+    pub url: String,
+    pub token: String,
+    pub device_id: String,
 }
 
 /// `ws(s)://host/ws` for a navi base URL `http(s)://host[/path]`.

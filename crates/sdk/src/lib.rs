@@ -75,7 +75,8 @@ async fn connect(token: JsValue) -> Result<String, i32> {
     let navi = rt.navi.borrow().clone().or_else(|| web_sys::window().and_then(|w| w.location().origin().ok()));
     let url = navi.as_deref().and_then(im::websocket_url).ok_or(im::code::BIZ_ERROR_INVALID_PARAMETER)?;
     let device_id = im::device_id();
-    let (_conn, user_id) = im::Connection::open(&url, &token, &device_id).await?;
+    let (_conn, user_id) = im::Connection::open(&url, &token, &device_id, 0).await?;
+    *rt.login.borrow_mut() = Some(im::Login { url, token, device_id: device_id.clone() });
     rt.start_engine(&user_id, &device_id);
     Ok(user_id)
 }

@@ -55,6 +55,11 @@ pub struct Runtime {
     pub initialized: Cell<bool>,
     pub engine: RefCell<Option<Engine>>,
     pub conn: RefCell<Option<Rc<Connection>>>,
+    /// Set after a successful connect; cleared by `disconnect()` (then nothing reconnects).
+    pub login: RefCell<Option<crate::im::Login>>,
+    /// Highest delivered `seq` processed, to resume from after a reconnect.
+    pub last_seq: Cell<u64>,
+    ticks: Cell<u32>,
     pub call_options: RefCell<Option<Rc<CallOptions>>>,
     /// RTC install options: ICE servers and transport policy for peer connections.
     pub peer_config: RefCell<web_rtc::PeerConfig>,
@@ -361,7 +366,18 @@ impl Runtime {
             return;
         }
         let Some(window) = web_sys::window() else { return };
-        let cb = Closure::<dyn FnMut()>::new(|| crate::media::report_stats(&rt()));
+        let cb = Closure::<dyn FnMut()>::new(|| {
+            let rt = rt();
+            crate::media::report_stats(&rt);
+            // A ping every 25 s keeps the connection alive through idle periods.
+            rt.ticks.set(rt.ticks.get().wrapping_add(1));
+            if rt.ticks.get().is_multiple_of(25) {
+                let conn = rt.conn.borrow().clone();
+                if let Some(c) = conn {
+                    c.ping();
+                }
+            }
+        });
         if let Ok(handle) =
             window.set_interval_with_callback_and_timeout_and_arguments_0(cb.as_ref().unchecked_ref(), 1000)
         {
@@ -417,6 +433,8 @@ impl Runtime {
 
     /// Ends everything (disconnect): pending commands fail, media stops.
     pub fn shut_down(self: &Rc<Self>) {
+        *self.login.borrow_mut() = None;
+        self.last_seq.set(0);
         *self.engine.borrow_mut() = None;
         *self.conn.borrow_mut() = None;
         self.in_flight.borrow_mut().clear();
