@@ -281,14 +281,39 @@ fn capture_failure_on_accept_ends_with_reason_8() {
 fn capture_failure_on_call_returns_code_and_no_session() {
     let mut sim = Sim::new();
     let a = sim.add_device("alice");
-    let _b = sim.add_device("bob");
+    let b = sim.add_device("bob");
     sim.fail_capture(a, Some(rtc_core::engine::CaptureError::NotFound));
     let cmd = sim.call(a, "bob", MediaType::Audio);
     sim.run_for(100);
     assert_eq!(sim.result(a, cmd), Some((error_code::GET_LOCAL_AUDIO_TRACK_ERROR, None)));
-    assert!(sim.sent(a).is_empty());
+    // The app got nothing but the code; the invite that went out in parallel was cancelled.
     assert!(sim.events(a).is_empty());
     assert!(!sim.engine(a).has_live_call());
+    let kinds: Vec<_> = sim.sent(a).iter().map(|s| s.content.object_name().unwrap()).collect();
+    assert_eq!(kinds, ["RC:VCInvite", "RC:VCHangup"]);
+    let bob = names(&sim, b);
+    assert_eq!(bob[bob.len() - 2..], ["Close(18)", "Hungup(alice,18)"]);
+}
+
+#[test]
+fn the_callee_rings_while_the_caller_camera_starts() {
+    // rcall sends the invite while capturing: with a 300 ms camera start the callee rings after
+    // two hops, yet the caller's app still sees CallLib's order (tracks, call() resolved,
+    // then ringing).
+    let mut sim = Sim::new();
+    sim.capture_delay = 300;
+    let a = sim.add_device("alice");
+    let b = sim.add_device("bob");
+    let t0 = sim.now();
+    let cmd = sim.call(a, "bob", MediaType::AudioVideo);
+    sim.run_for(1_000);
+    let rang_at = sim.log(b).iter().find_map(|(t, l)| matches!(l, Logged::Event(CallEvent::Session { .. })).then_some(*t)).unwrap();
+    assert!(rang_at - t0 <= 2 * sim.latency + 1, "callee rang after {} ms", rang_at - t0);
+    let done_at = sim.log(a).iter().find_map(|(t, l)| matches!(l, Logged::Done { command, .. } if *command == cmd).then_some(*t)).unwrap();
+    assert!(done_at - t0 >= 300);
+    assert_eq!(names(&sim, a), ["Track(alice/Audio,nosession)", "Track(alice/Video,nosession)", "Ringing(bob)"]);
+    let ringing_at = sim.log(a).iter().find_map(|(t, l)| matches!(l, Logged::Event(CallEvent::Ringing { .. })).then_some(*t)).unwrap();
+    assert!(ringing_at >= done_at);
 }
 
 #[test]

@@ -235,13 +235,17 @@ fn descend_ability_drops_video_everywhere() {
 fn crossing_calls_merge_into_one_connected_call() {
     // Bob dials 0–19 ms after Alice: his invite is in flight, or already acknowledged, when
     // hers arrives; the call ids decide which survives, whoever dialled first.
+    // (Bob must dial before Alice's invite reaches him: 2 hops of 10 ms.)
     for offset in [0, 1, 3, 7, 12, 19] {
-        crossing(offset);
+        crossing(offset, 5);
+        // Cameras that take 200 ms: the invites cross while both are still capturing.
+        crossing(offset, 200);
     }
 }
 
-fn crossing(offset: i64) {
+fn crossing(offset: i64, capture_delay: i64) {
     let mut sim = Sim::new();
+    sim.capture_delay = capture_delay;
     let (a, b) = (sim.add_device("alice"), sim.add_device("bob"));
     let from_a = sim.call(a, "bob", MediaType::AudioVideo);
     sim.run_for(offset);

@@ -22,6 +22,15 @@ pub(crate) struct Member {
     pub video_muted: bool,
 }
 
+/// An outgoing call being set up. rcall sends the invite while the camera starts (CallLib
+/// captured first), so the callee rings ~150 ms sooner; `call()` settles once both are done.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CallStart {
+    pub captured: Option<Result<Vec<super::TrackKind>, super::CaptureError>>,
+    pub sent: Option<Result<super::Millis, i32>>,
+    pub held: Vec<super::Received>,
+}
+
 /// One peer connection as the engine tracks it.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Link {
@@ -34,16 +43,16 @@ pub(crate) struct Link {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Pending {
     None,
-    /// `call()`: waiting for capture.
-    CallCapture(CommandId),
-    /// `call()`: invite sent, waiting for the server.
-    CallSend(CommandId),
+    /// `call()`: capturing and inviting at once; see [`Call::start`].
+    CallStart(CommandId),
     /// `accept()`: waiting for capture.
     AcceptCapture(CommandId),
     /// `accept()`: Accept sent, waiting for the server.
     AcceptSend(CommandId),
     /// A crossing call was merged into this one: our Accept is on its way.
     MergeAccept,
+    /// Merged while our `call()` was still capturing: accept once the camera is up.
+    MergeCapture(CommandId),
     /// `enableVideoTrack()` with the camera released: waiting for the new camera track.
     CameraCapture(CommandId),
     /// `changeAudioDevice()`: waiting for the new microphone track.
@@ -81,6 +90,9 @@ pub(crate) struct Call {
     pub extra: String,
     pub push_title: Option<String>,
     pub push_content: Option<String>,
+    /// While `call()` runs: how capture and invite went, and messages for the call that arrived
+    /// before both finished (replayed afterwards, so the app sees CallLib's order).
+    pub start: Option<Box<CallStart>>,
     /// The app already got `onTrackReady` for our local tracks (merged calls reuse them).
     pub local_announced: bool,
     /// Our own mute state, announced to everyone who joins.

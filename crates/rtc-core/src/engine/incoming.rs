@@ -3,7 +3,7 @@
 use crate::small_map::SmallMap;
 
 use super::call::{Call, Pending};
-use super::{member, CallEvent, Engine, Peer, Received, SendPurpose, Sender};
+use super::{member, CallEvent, Engine, Peer, Received, SendPurpose, Sender, TrackKind};
 use crate::proto::{self, call_content::Body, UserProfile};
 use crate::types::{end_reason, map_remote_reason, MediaType, SessionState, UserState};
 
@@ -15,6 +15,11 @@ impl Engine {
         let profile = msg.content.user.clone().unwrap_or_default();
         let sender = Sender { user_id: msg.sender_user_id.clone(), profile };
         let Some(body) = msg.content.body.clone() else { return };
+        // Our call() is still starting: keep its messages until it has resolved.
+        if let Some(start) = self.calls.get_mut(&call_id).and_then(|c| c.start.as_mut()) {
+            start.held.push(msg);
+            return;
+        }
         match body {
             // My other device's outgoing call is not a call for this device (spec C.7).
             Body::Invite(_) if from_self => {}
@@ -105,6 +110,7 @@ impl Engine {
                 extra: invite.extra.clone(),
                 push_title: None,
                 push_content: None,
+                start: None,
                 local_announced: false,
                 audio_muted: false,
                 video_muted: false,
@@ -139,9 +145,11 @@ impl Engine {
         self.calls
             .values()
             .find(|c| {
-                // Our invite is out (or on its way: its SendResult may follow the peer's invite).
+                // Our invite is out (its SendResult and our camera may still be on their way),
+                // and our capture has not failed.
+                let capture_failed = c.start.as_ref().is_some_and(|s| matches!(s.captured, Some(Err(_))));
                 let invited = (c.state == Some(SessionState::Waiting) && c.pending == Pending::None)
-                    || matches!(c.pending, Pending::CallSend(_));
+                    || (matches!(c.pending, Pending::CallStart(_)) && !capture_failed);
                 c.is_live()
                     && invited
                     && !c.is_group()
@@ -158,8 +166,15 @@ impl Engine {
         let me = self.cfg.self_id.clone();
         let Some(old) = self.calls.get(&mine) else { return };
         let recipients = old.remote_ids(&me);
-        // A call() still waiting for the server settles with the merged call.
-        let pending_call = if let Pending::CallSend(cmd) = old.pending { Some(cmd) } else { None };
+        // A call() still waiting for the server settles with the merged call, after announcing
+        // the local tracks it captured (as it would have).
+        let pending_call = if let Pending::CallStart(cmd) = old.pending { Some(cmd) } else { None };
+        // None: the camera is still starting.
+        let captured: Option<Vec<TrackKind>> = match old.start.as_ref().map(|s| s.captured.clone()) {
+            Some(Some(Ok(kinds))) => Some(kinds),
+            Some(_) => None,
+            None => Some(Vec::new()),
+        };
         // Cancel our call on the peer's devices (the one that dialled us ignores it).
         self.send(&mine, Body::Hangup(proto::Hangup { reason: end_reason::CANCEL }), recipients, None, SendPurpose::Other);
         self.calls.remove(&mine);
@@ -188,10 +203,14 @@ impl Engine {
                 has_local_media: true,
                 peers: Vec::new(),
                 early_tracks: Vec::new(),
-                pending: Pending::MergeAccept,
+                pending: match (pending_call, &captured) {
+                    (Some(cmd), None) => Pending::MergeCapture(cmd),
+                    _ => Pending::MergeAccept,
+                },
                 extra: invite.extra,
                 push_title: None,
                 push_content: None,
+                start: None,
                 local_announced: true,
                 audio_muted: false,
                 video_muted: false,
@@ -199,12 +218,53 @@ impl Engine {
             },
         );
         self.media(super::MediaAction::Rename { from: mine.clone(), into: call_id.clone() });
+        self.renamed.insert(mine.clone(), call_id.clone());
         self.emit(CallEvent::Merged { from: mine, into: call_id.clone() });
-        if let Some(cmd) = pending_call {
-            self.done(cmd, crate::types::error_code::SUCCESS, Some(call_id.clone()));
+        match (pending_call, captured) {
+            // Our camera is still starting (only while call() runs): accept once it has
+            // started (see `merge_captured`).
+            (_, None) => {}
+            (pending_call, Some(kinds)) => {
+                if let Some(cmd) = pending_call {
+                    for kind in kinds {
+                        self.local_track_ready(&call_id, kind, false);
+                    }
+                    self.done(cmd, crate::types::error_code::SUCCESS, Some(call_id.clone()));
+                }
+                self.send_merge_accept(&call_id);
+            }
         }
-        let body = Body::Accept(proto::Accept { media_type: media_type as i32 });
-        self.send(&call_id, body, vec![sender.user_id], None, SendPurpose::Accept { call_id: call_id.clone() });
+    }
+
+    fn send_merge_accept(&mut self, call_id: &str) {
+        let me = self.cfg.self_id.clone();
+        let Some(call) = self.calls.get(call_id) else { return };
+        let body = Body::Accept(proto::Accept { media_type: call.media_type as i32 });
+        let recipients = call.remote_ids(&me);
+        self.send(call_id, body, recipients, None, SendPurpose::Accept { call_id: call_id.to_string() });
+    }
+
+    /// The camera of a call() that was merged into the peer's call has started (or not).
+    pub(super) fn merge_captured(&mut self, call_id: &str, command: super::CommandId, result: Result<Vec<TrackKind>, super::CaptureError>) {
+        let Some(call) = self.calls.get_mut(call_id) else { return };
+        match result {
+            Ok(kinds) => {
+                call.pending = Pending::MergeAccept;
+                for kind in kinds {
+                    self.local_track_ready(call_id, kind, false);
+                }
+                self.done(command, crate::types::error_code::SUCCESS, Some(call_id.to_string()));
+                self.send_merge_accept(call_id);
+            }
+            Err(_) => {
+                // No session was handed out: hang up the merged call, report the capture error.
+                let code = super::outgoing::capture_error_code(call.media_type);
+                call.announced = false;
+                self.end_with_hangup(call_id, end_reason::GET_MEDIA_RESOURCES_ERROR);
+                self.calls.remove(call_id);
+                self.done(command, code, None);
+            }
+        }
     }
 
     /// RC:VCAccept from another participant (spec B.4, C.13.1 step 5).

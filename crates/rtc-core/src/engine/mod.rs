@@ -102,6 +102,8 @@ pub struct Engine {
     hangup_push: PushTexts,
     /// Messages stored while we were offline, held until [`Input::SyncDone`].
     offline: Vec<Received>,
+    /// Calls merged into another (crossing calls): old id → new id, for late media reports.
+    renamed: SmallMap<String, String>,
 }
 
 impl Engine {
@@ -119,6 +121,7 @@ impl Engine {
             call_push: PushTexts::default(),
             hangup_push: PushTexts::default(),
             offline: Vec::new(),
+            renamed: SmallMap::new(),
         }
     }
 
@@ -272,7 +275,7 @@ impl Engine {
     fn on_send_result(&mut self, request_id: u32, result: Result<Millis, i32>) {
         let Some(purpose) = self.sends.remove(&request_id) else { return };
         match purpose {
-            SendPurpose::Invite { call_id } => self.invite_sent(&call_id, result),
+            SendPurpose::Invite { call_id } => self.call_progress(&call_id, None, Some(result)),
             SendPurpose::Accept { call_id } => self.accept_sent(&call_id, result),
             SendPurpose::Hangup { command: Some(cmd) } => {
                 let code = result.map_or_else(send_error_code, |_| error_code::SUCCESS);

@@ -184,6 +184,7 @@ impl Engine {
                 extra: modify.extra.clone(),
                 push_title: None,
                 push_content: None,
+                start: None,
                 local_announced: false,
                 audio_muted: false,
                 video_muted: false,

@@ -73,78 +73,96 @@ impl Engine {
                 has_local_media: true,
                 peers: Vec::new(),
                 early_tracks: Vec::new(),
-                pending: Pending::CallCapture(id),
+                pending: Pending::CallStart(id),
                 extra: req.extra,
                 push_title: req.push_title,
                 push_content: req.push_content,
+                start: Some(Box::default()),
                 local_announced: false,
                 audio_muted: false,
                 video_muted: false,
                 camera_released: false,
             },
         );
-        self.media(MediaAction::Capture { call_id, video: req.media_type.has_video() });
+        self.media(MediaAction::Capture { call_id: call_id.clone(), video: req.media_type.has_video() });
+        self.send_invite(&call_id);
     }
 
-    /// Local media for an outgoing call is ready: announce the tracks, send the invite.
-    fn call_captured(&mut self, call_id: &str, command: CommandId, result: Result<Vec<TrackKind>, CaptureError>) {
+    fn send_invite(&mut self, call_id: &str) {
+        let me = self.cfg.self_id.clone();
+        let Some(call) = self.calls.get(call_id) else { return };
+        let invitees = call.remote_ids(&me);
+        let texts = super::PushTexts { title: call.push_title.clone(), content: call.push_content.clone() };
+        let body = Body::Invite(proto::Invite {
+            engine_type: proto::ENGINE_TYPE,
+            channel_info: Some(ChannelInfo { id: call_id.to_string(), key: String::new() }),
+            media_type: call.media_type as i32,
+            invite_user_ids: invitees.clone(),
+            observer_user_ids: Vec::new(),
+            extra: call.extra.clone(),
+        });
+        let push = self.invite_push(call_id, &invitees, &texts);
+        self.send(call_id, body, invitees, Some(push), SendPurpose::Invite { call_id: call_id.to_string() });
+    }
+
+    /// Capture or invite of an outgoing call finished; when both have, settle `call()`.
+    pub(super) fn call_progress(
+        &mut self,
+        call_id: &str,
+        captured: Option<Result<Vec<TrackKind>, CaptureError>>,
+        sent: Option<Result<super::Millis, i32>>,
+    ) {
         let me = self.cfg.self_id.clone();
         let Some(call) = self.calls.get_mut(call_id) else { return };
-        let kinds = match result {
-            Ok(kinds) => kinds,
-            Err(_) => {
-                let code = capture_error_code(call.media_type);
+        let (Pending::CallStart(command), Some(start)) = (call.pending, call.start.as_mut()) else { return };
+        if captured.is_some() {
+            start.captured = captured;
+        }
+        if sent.is_some() {
+            start.sent = sent;
+        }
+        let (Some(captured), Some(sent)) = (start.captured.clone(), start.sent) else { return };
+        let held = std::mem::take(&mut start.held);
+        call.start = None;
+        call.pending = Pending::None;
+        let kinds = match (captured, sent) {
+            (Ok(kinds), Ok(sent_time)) => (kinds, sent_time),
+            (captured, sent) => {
+                // No session was handed out: nothing but the code reaches the app (spec C.2).
+                let code = match (&captured, sent) {
+                    (_, Err(im_code)) => send_error_code(im_code),
+                    _ => capture_error_code(call.media_type),
+                };
+                if sent.is_ok() {
+                    // The callee is already ringing: cancel with our capture failure (→ 18).
+                    let recipients = call.remote_ids(&me);
+                    let body = Body::Hangup(proto::Hangup { reason: end_reason::GET_MEDIA_RESOURCES_ERROR });
+                    self.send(call_id, body, recipients, None, SendPurpose::Other);
+                }
                 self.calls.remove(call_id);
                 self.media(MediaAction::Release { call_id: call_id.to_string() });
                 return self.done(command, code, None);
             }
         };
-        call.pending = Pending::CallSend(command);
+        let (kinds, sent_time) = kinds;
+        let deadline = self.ring_deadline(sent_time);
+        let call = self.calls.get_mut(call_id).expect("checked above");
+        call.state = Some(SessionState::Waiting);
+        call.announced = true;
         call.local_announced = true;
-        let invitees = call.remote_ids(&me);
-        let media_type = call.media_type;
-        let extra = call.extra.clone();
-        let texts = super::PushTexts { title: call.push_title.clone(), content: call.push_content.clone() };
-        let push = self.invite_push(call_id, &invitees, &texts);
-        // CallLib announces the caller's own tracks inside call(), without a session (D.3).
+        for (user, m) in call.users.iter_mut() {
+            if *user != me {
+                m.ring_deadline = Some(deadline);
+            }
+        }
+        // CallLib announces the caller's own tracks inside call(), without a session (D.3),
+        // then resolves call(); only then do the callees' answers reach the app.
         for kind in kinds {
             self.local_track_ready(call_id, kind, false);
         }
-        let body = Body::Invite(proto::Invite {
-            engine_type: proto::ENGINE_TYPE,
-            channel_info: Some(ChannelInfo { id: call_id.to_string(), key: String::new() }),
-            media_type: media_type as i32,
-            invite_user_ids: invitees.clone(),
-            observer_user_ids: Vec::new(),
-            extra,
-        });
-        self.send(call_id, body, invitees, Some(push), SendPurpose::Invite { call_id: call_id.to_string() });
-    }
-
-    pub(super) fn invite_sent(&mut self, call_id: &str, result: Result<super::Millis, i32>) {
-        let me = self.cfg.self_id.clone();
-        let Some(call) = self.calls.get(call_id) else { return };
-        let Pending::CallSend(command) = call.pending else { return };
-        match result {
-            Ok(sent_time) => {
-                let deadline = self.ring_deadline(sent_time);
-                let call = self.calls.get_mut(call_id).expect("checked above");
-                call.pending = Pending::None;
-                call.state = Some(SessionState::Waiting);
-                call.announced = true;
-                for (user, m) in call.users.iter_mut() {
-                    if *user != me {
-                        m.ring_deadline = Some(deadline);
-                    }
-                }
-                self.done(command, error_code::SUCCESS, Some(call_id.to_string()));
-            }
-            Err(im_code) => {
-                // No session was handed out: nothing but the code reaches the app (spec C.2).
-                self.calls.remove(call_id);
-                self.media(MediaAction::Release { call_id: call_id.to_string() });
-                self.done(command, send_error_code(im_code), None);
-            }
+        self.done(command, error_code::SUCCESS, Some(call_id.to_string()));
+        for msg in held {
+            self.on_signal(msg);
         }
     }
 
@@ -316,9 +334,11 @@ impl Engine {
     pub(super) fn on_media(&mut self, ev: MediaEvent) {
         match ev {
             MediaEvent::Captured { call_id, result } => {
+                let call_id = self.renamed.get(&call_id).cloned().unwrap_or(call_id);
                 let pending = self.calls.get(&call_id).map(|c| c.pending);
                 match pending {
-                    Some(Pending::CallCapture(cmd)) => self.call_captured(&call_id, cmd, result),
+                    Some(Pending::CallStart(_)) => self.call_progress(&call_id, Some(result), None),
+                    Some(Pending::MergeCapture(cmd)) => self.merge_captured(&call_id, cmd, result),
                     Some(Pending::AcceptCapture(cmd)) => self.accept_captured(&call_id, cmd, result),
                     Some(Pending::CameraCapture(cmd)) => self.camera_captured(&call_id, cmd, result),
                     Some(Pending::MicCapture(cmd)) => self.microphone_captured(&call_id, cmd, result),
