@@ -21,6 +21,9 @@ pub struct MediaShell {
     local: SmallMap<String, LocalMedia>,
     peers: SmallMap<(String, Peer), PeerLink>,
     tracks: SmallMap<(String, String), JsValue>,
+    /// Calls merged into another (crossing calls): a capture started under the old id lands
+    /// under the new one.
+    renames: SmallMap<String, String>,
     /// One stats sampler per link (bitrates need the previous sample).
     samplers: SmallMap<(String, Peer), Rc<RefCell<web_rtc::StatsSampler>>>,
 }
@@ -69,6 +72,7 @@ impl MediaShell {
             MediaAction::DropVideo { call_id } => drop_video(rt, &call_id),
             MediaAction::Rename { from, into } => {
                 let mut m = rt.media.borrow_mut();
+                m.renames.insert(from.clone(), into.clone());
                 if let Some(local) = m.local.remove(&from) {
                     m.local.insert(into.clone(), local);
                 }
@@ -217,6 +221,7 @@ fn capture(rt: &Rc<Runtime>, call_id: String, video: bool) {
             let audio_only = CaptureRequest { video: false, video_constraints: None, ..req };
             result = web_rtc::capture(&audio_only).await;
         }
+        let call_id = rt.media.borrow().renames.get(&call_id).cloned().unwrap_or(call_id);
         let result = match result {
             Ok(media) => {
                 let me = rt.current_user().unwrap_or_default();
