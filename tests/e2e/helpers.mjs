@@ -22,10 +22,27 @@ export const APP_SECRET = 'e2e-app-secret';
 // CallLib constants (spec A.8 / E), used to check the values the SDK exposes too.
 export const SUCCESS = 10000;
 export const MediaType = { AUDIO: 1, AUDIO_VIDEO: 2 };
-export const EndReason = { CANCEL: 1, REJECT: 2, HANGUP: 3, REMOTE_CANCEL: 11, REMOTE_REJECT: 12, REMOTE_HANGUP: 13 };
+export const EndReason = {
+  CANCEL: 1, REJECT: 2, HANGUP: 3, BUSY_LINE: 4, REMOTE_CANCEL: 11, REMOTE_REJECT: 12, REMOTE_HANGUP: 13,
+  REMOTE_BUSY_LINE: 14, ACCEPT_BY_OTHER_CLIENT: 101, HANGUP_BY_OTHER_CLIENT: 102,
+};
+export const ErrorCode = {
+  SUCCESS: 10000, STATE_MACHINE_EXIT: 53200, NOT_IN_GROUP: 53203, MISSING_VIDEO_TRACK_ERROR: 53309,
+  CONVERSATION_NOT_GROUP_ERROR: 53311, PARAM_ERROR: 53312,
+};
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 export const uid = (prefix) => `${prefix}-${randomBytes(3).toString('hex')}`;
+
+/** Rejects with `message` if `promise` has not settled within `ms` (an SDK promise that never
+ *  settles must fail its step, not hang the scenario). */
+export function within(promise, ms, message) {
+  let timer;
+  return Promise.race([
+    promise,
+    new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`${message} (not settled within ${ms} ms)`)), ms); }),
+  ]).finally(() => clearTimeout(timer));
+}
 
 export function requireFile(p, hint) {
   if (!fs.existsSync(p)) throw new Error(`${path.relative(ROOT, p)} is missing: ${hint}`);
@@ -128,6 +145,28 @@ export async function getToken(baseUrl, userId) {
   return body.token;
 }
 
+/** POST /group/create.json, signed (form: `userId` repeated, `groupId`, `groupName`). Group
+ *  calls need the group: the server rejects GROUP messages to unknown groups and from
+ *  non-members (22406 → NOT_IN_GROUP 53203). */
+export async function createGroup(baseUrl, groupId, userIds, groupName = `Group ${groupId}`) {
+  const form = new URLSearchParams();
+  for (const u of userIds) form.append('userId', u);
+  form.append('groupId', groupId);
+  form.append('groupName', groupName);
+  const res = await fetch(`${baseUrl}/group/create.json`, {
+    method: 'POST',
+    headers: { ...signHeaders(), 'Content-Type': 'application/x-www-form-urlencoded' },
+    body: form.toString(),
+  });
+  const text = await res.text();
+  let body;
+  try { body = JSON.parse(text); } catch { body = text; }
+  if (res.status !== 200 || !body || body.code !== 200) {
+    throw new Error(`group/create(${groupId}, [${userIds}]) failed: HTTP ${res.status} ${JSON.stringify(body)}`);
+  }
+  return body;
+}
+
 // ------------------------------------------------------------------------------------------------
 // A static server on another origin (scenario f): serves tests/e2e/pages, with the SDK <script>
 // pointed at the rcall server.
@@ -222,12 +261,16 @@ export class Client {
 
   events() { return this.eval(() => H.events); }
 
-  /** Waits for the first event of `type` whose fields equal those in `match`. */
-  async waitEvent(type, match = {}, timeout = 10000) {
+  /** Number of events recorded so far (a `since` mark for waitEvent). */
+  async mark() { return this.eval(() => H.events.length); }
+
+  /** Waits for the first event of `type` whose fields equal those in `match` (only events
+   *  recorded at index >= `since`, see mark()). */
+  async waitEvent(type, match = {}, timeout = 10000, { since = 0 } = {}) {
     const deadline = Date.now() + timeout;
     for (;;) {
       const evs = await this.events();
-      const ev = evs.find((e) => e.type === type && Object.entries(match).every(([k, v]) => e[k] === v));
+      const ev = evs.find((e, i) => i >= since && e.type === type && Object.entries(match).every(([k, v]) => e[k] === v));
       if (ev) return ev;
       if (Date.now() > deadline) {
         throw new Error(`${this.name}: no ${type} ${JSON.stringify(match)} within ${timeout} ms; events so far:\n` +
@@ -247,6 +290,71 @@ export class Client {
       if (Date.now() > deadline) {
         throw new Error(`${this.name}: remote video from ${fromUser} not decoding within ${timeout} ms; ` +
           `videos: ${JSON.stringify(vs)}; rtc: ${JSON.stringify(await this.eval(() => H.rtcStats()))}`);
+      }
+      await sleep(100);
+    }
+  }
+
+  /** Events of `type` whose fields equal those in `match`. */
+  async eventsOf(type, match = {}) {
+    return (await this.events()).filter((e) => e.type === type && Object.entries(match).every(([k, v]) => e[k] === v));
+  }
+
+  /** The remote <video> of `fromUser` (harness videoState entry), or undefined. */
+  async remoteVideo(fromUser) {
+    return (await this.eval(() => H.videoState())).find((x) => !x.local && x.userId === fromUser);
+  }
+
+  /** Asserts the remote video from `fromUser` keeps decoding: more frames (requestVideoFrameCallback
+   *  and getVideoPlaybackQuality) after `windowMs`, with videoWidth > 0. */
+  async assertVideoAdvancing(fromUser, { windowMs = 1000, what = '' } = {}) {
+    const v1 = await this.remoteVideo(fromUser);
+    if (!v1) throw new Error(`${this.name}: no remote <video> for ${fromUser} ${what}`);
+    await sleep(windowMs);
+    const v2 = await this.remoteVideo(fromUser);
+    const ok = v2.frames > v1.frames && v2.videoWidth > 0 &&
+      (v1.totalVideoFrames == null || v2.totalVideoFrames > v1.totalVideoFrames);
+    if (!ok) {
+      throw new Error(`${this.name}: remote video from ${fromUser} not advancing ${what}: frames ${v1.frames} → ${v2.frames}, ` +
+        `totalVideoFrames ${v1.totalVideoFrames} → ${v2.totalVideoFrames}, videoWidth ${v2.videoWidth}; ` +
+        `rtc: ${JSON.stringify(await this.eval(() => H.rtcStats()))}`);
+    }
+    return v2;
+  }
+
+  /** Waits until the remote video from `fromUser` has stopped advancing: no new frame during
+   *  `quietMs` (polled until `timeout`). Frames already in flight when the sender stopped may
+   *  still land, so this waits for a quiet window rather than sampling once. */
+  async waitVideoStalled(fromUser, { quietMs = 1500, timeout = 8000, what = '' } = {}) {
+    const deadline = Date.now() + timeout;
+    let last = await this.remoteVideo(fromUser);
+    let since = Date.now();
+    for (;;) {
+      await sleep(250);
+      const v = await this.remoteVideo(fromUser);
+      if (!v || !last || v.frames !== last.frames) {
+        last = v;
+        since = Date.now();
+      } else if (Date.now() - since >= quietMs) {
+        return v;
+      }
+      if (Date.now() > deadline) {
+        throw new Error(`${this.name}: remote video from ${fromUser} still advancing ${what} after ${timeout} ms ` +
+          `(frames ${v && v.frames}); rtc: ${JSON.stringify(await this.eval(() => H.rtcStats()))}`);
+      }
+    }
+  }
+
+  /** Waits until the remote video from `fromUser` advances again after frame count `fromFrames`. */
+  async waitVideoResumed(fromUser, fromFrames, { minFrames = 5, timeout = 15000, what = '' } = {}) {
+    const deadline = Date.now() + timeout;
+    for (;;) {
+      const v = await this.remoteVideo(fromUser);
+      if (v && v.videoWidth > 0 && v.frames >= fromFrames + minFrames) return v;
+      if (Date.now() > deadline) {
+        throw new Error(`${this.name}: remote video from ${fromUser} did not advance again ${what} within ${timeout} ms ` +
+          `(frames ${fromFrames} → ${v && v.frames}); videos ${JSON.stringify(await this.eval(() => H.videoState()))}; ` +
+          `rtc: ${JSON.stringify(await this.eval(() => H.rtcStats()))}`);
       }
       await sleep(100);
     }

@@ -117,13 +117,10 @@ impl Target {
                 app_key,
                 app_secret,
             } => {
-                let (mut ws, _) = tokio_tungstenite::connect_async_with_config(
-                    url.as_str(),
-                    Some(cfg),
-                    true,
-                )
-                .await
-                .map_err(|e| format!("connect: {e}"))?;
+                let (mut ws, _) =
+                    tokio_tungstenite::connect_async_with_config(url.as_str(), Some(cfg), true)
+                        .await
+                        .map_err(|e| format!("connect: {e}"))?;
                 let token =
                     rcall_server::token::issue(app_key, app_secret, user, wall_ms(), 3_600_000);
                 let auth = ClientFrame::new(C::Authenticate(Authenticate {
@@ -244,7 +241,8 @@ fn record(stats: &mut ConnStats, w: Window, t_sent: u64) {
         stats.received += 1;
     }
     if t_sent >= w.start && t_sent < w.end {
-        stats.latencies_us
+        stats
+            .latencies_us
             .push(((now.saturating_sub(t_sent)) / 1000).min(u64::from(u32::MAX)) as u32);
     }
 }
@@ -404,7 +402,13 @@ struct LoadResult {
     send_errors: u64,
 }
 
-async fn run_load(args: &Args, target: &Target, pid: Option<u32>, rate: u64, run: usize) -> LoadResult {
+async fn run_load(
+    args: &Args,
+    target: &Target,
+    pid: Option<u32>,
+    rate: u64,
+    run: usize,
+) -> LoadResult {
     let n = args.pairs * 2;
     let users: Vec<Arc<str>> = (0..n)
         .map(|i| Arc::from(format!("r{run}u{i}").as_str()))
@@ -422,7 +426,13 @@ async fn run_load(args: &Args, target: &Target, pid: Option<u32>, rate: u64, run
     for ws in conns {
         let (tx, rx) = mpsc::unbounded_channel();
         senders.push(tx);
-        tasks.push(tokio::spawn(conn_task(target.clone(), ws, rx, w, args.payload)));
+        tasks.push(tokio::spawn(conn_task(
+            target.clone(),
+            ws,
+            rx,
+            w,
+            args.payload,
+        )));
     }
     // Server CPU over exactly the window.
     let me = std::process::id();
@@ -637,7 +647,10 @@ async fn async_main(args: Args) {
             );
         }
         if let (Some(x), Some(y)) = (a.idle_bytes_per_conn, b.idle_bytes_per_conn) {
-            println!("idle memory per connection: {x:.0} B vs {y:.0} B = x{:.2}", x / y);
+            println!(
+                "idle memory per connection: {x:.0} B vs {y:.0} B = x{:.2}",
+                x / y
+            );
         }
     }
     for r in &reports {
@@ -650,7 +663,10 @@ async fn async_main(args: Args) {
                 b.cpu_us_per_msg.map_or("?".into(), |v| format!("{v:.1}"))
             );
         } else {
-            println!("{}: no rate met p99 <= 10 ms with >= 99 % delivered", r.name);
+            println!(
+                "{}: no rate met p99 <= 10 ms with >= 99 % delivered",
+                r.name
+            );
         }
     }
 }

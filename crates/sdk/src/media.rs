@@ -20,7 +20,9 @@ use crate::track::RCTrack;
 pub struct MediaShell {
     local: SmallMap<String, LocalMedia>,
     peers: SmallMap<(String, Peer), PeerLink>,
-    tracks: SmallMap<(String, String), JsValue>,
+    /// Track objects by (call, track id, sending device — empty for ours): one user's devices
+    /// may all be pre-connected while ringing, each with its own tracks.
+    tracks: SmallMap<(String, String, String), JsValue>,
     /// Calls merged into another (crossing calls): a capture started under the old id lands
     /// under the new one.
     renames: SmallMap<String, String>,
@@ -36,8 +38,8 @@ fn kind_of(k: Kind) -> TrackKind {
 }
 
 impl MediaShell {
-    pub fn track_object(&self, call_id: &str, track_id: &str) -> Option<JsValue> {
-        self.tracks.get(&(call_id.to_string(), track_id.to_string())).cloned()
+    pub fn track_object(&self, call_id: &str, track_id: &str, device_id: &str) -> Option<JsValue> {
+        self.tracks.get(&(call_id.to_string(), track_id.to_string(), device_id.to_string())).cloned()
     }
 
     /// Carries out one engine action. Async work reports back through `feed`.
@@ -64,6 +66,7 @@ impl MediaShell {
             MediaAction::Apply { call_id, peer, signal } => apply(rt, call_id, peer, signal),
             MediaAction::Disconnect { call_id, peer } => {
                 rt.media.borrow_mut().samplers.remove(&(call_id.clone(), peer.clone()));
+                rt.media.borrow_mut().tracks.retain(|(c, _, d), _| !(*c == call_id && *d == peer.device_id));
                 let link = rt.media.borrow_mut().peers.remove(&(call_id, peer));
                 if let Some(l) = link {
                     l.close();
@@ -76,9 +79,9 @@ impl MediaShell {
                 if let Some(local) = m.local.remove(&from) {
                     m.local.insert(into.clone(), local);
                 }
-                let tracks: Vec<((String, String), JsValue)> = std::mem::take(&mut m.tracks).into_iter().collect();
-                for ((c, t), v) in tracks {
-                    m.tracks.insert((if c == from { into.clone() } else { c }, t), v);
+                let tracks: Vec<((String, String, String), JsValue)> = std::mem::take(&mut m.tracks).into_iter().collect();
+                for ((c, t, d), v) in tracks {
+                    m.tracks.insert((if c == from { into.clone() } else { c }, t, d), v);
                 }
             }
             MediaAction::Leave { call_id } => {
@@ -90,7 +93,7 @@ impl MediaShell {
                 for l in links {
                     l.close();
                 }
-                rt.media.borrow_mut().tracks.retain(|(c, _), _| *c != call_id);
+                rt.media.borrow_mut().tracks.retain(|(c, _, _), _| *c != call_id);
                 rt.media.borrow_mut().samplers.retain(|(c, _), _| *c != call_id);
             }
         }
@@ -107,10 +110,9 @@ impl MediaShell {
         }
     }
 
-    fn register_track(&mut self, call_id: &str, track: RCTrack) -> String {
+    fn register_track(&mut self, call_id: &str, device_id: &str, track: RCTrack) {
         let id = track.track_id();
-        self.tracks.insert((call_id.to_string(), id.clone()), track.into());
-        id
+        self.tracks.insert((call_id.to_string(), id, device_id.to_string()), track.into());
     }
 }
 
@@ -169,7 +171,7 @@ fn recapture(rt: &Rc<Runtime>, call_id: String, kind: TrackKind) {
                             stream.remove_track(&old);
                         }
                         stream.add_track(&track);
-                        shell.register_track(&call_id, RCTrack::new(&call_id, &me, kind, true, track, stream));
+                        shell.register_track(&call_id, "", RCTrack::new(&call_id, &me, kind, true, track, stream));
                         Ok(vec![kind])
                     }
                     _ => Err(CaptureError::Other),
@@ -231,7 +233,7 @@ fn capture(rt: &Rc<Runtime>, call_id: String, video: bool) {
                     for t in media.tracks() {
                         let kind = kind_of(web_rtc::track_kind(&t));
                         kinds.push(kind);
-                        shell.register_track(&call_id, RCTrack::new(&call_id, &me, kind, true, t, media.stream()));
+                        shell.register_track(&call_id, "", RCTrack::new(&call_id, &me, kind, true, t, media.stream()));
                     }
                     shell.local.insert(call_id.clone(), media);
                 }
@@ -334,7 +336,8 @@ fn on_peer_event(call_id: &str, peer: &Peer, ev: PeerEvent) {
         }
         PeerEvent::RemoteTrack { track, stream } => {
             let kind = kind_of(web_rtc::track_kind(&track));
-            rt.media.borrow_mut().register_track(call_id, RCTrack::new(call_id, &peer.user_id, kind, false, track, stream));
+            let remote = RCTrack::new(call_id, &peer.user_id, kind, false, track, stream);
+            rt.media.borrow_mut().register_track(call_id, &peer.device_id, remote);
             rt.feed_later(Input::Media(MediaEvent::RemoteTrack {
                 call_id: call_id.to_string(),
                 peer: peer.clone(),

@@ -205,9 +205,19 @@ impl Runtime {
                 Output::Event(ev) => self.dispatch_event(ev),
                 Output::Media(action) => MediaShell::act(self, action),
                 Output::Done { command, code, call_id } => {
-                    if let Some(p) = self.pending.borrow_mut().remove(&command) {
+                    let pending = self.pending.borrow_mut().remove(&command);
+                    let Some(p) = pending else { continue };
+                    if let Some(id) = &call_id {
+                        // call() resolved: the session object exists from now on, and what the
+                        // engine emits next (e.g. ringing that arrived while the camera
+                        // started) reaches the app after its `await call()` continuation,
+                        // as in CallLib.
+                        self.session_object(id);
                         let _ = p.reply.send((code, call_id));
+                        self.driving.set(false);
+                        return self.resume_later();
                     }
+                    let _ = p.reply.send((code, call_id));
                 }
             }
         }
@@ -216,6 +226,15 @@ impl Runtime {
         for call_id in closed.keys() {
             self.forget_listener(call_id);
             self.constraints.borrow_mut().remove(call_id);
+        }
+    }
+
+    /// Drains the rest of the engine's outputs from a macrotask, after pending promise
+    /// continuations have run.
+    fn resume_later(self: &Rc<Self>) {
+        let later = Closure::once_into_js(|| rt().drive());
+        if let Some(w) = web_sys::window() {
+            let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(later.unchecked_ref(), 0);
         }
     }
 
@@ -291,7 +310,8 @@ impl Runtime {
                 self.to_listener(&call_id, "onHungup", vec![sender_object(&sender), reason.into()], true);
             }
             CallEvent::TrackReady { call_id, track, with_session } => {
-                let Some(track_obj) = self.media.borrow().track_object(&call_id, &track.track_id) else { return };
+                let found = self.media.borrow().track_object(&call_id, &track.track_id, &track.device_id);
+                let Some(track_obj) = found else { return };
                 self.to_listener(&call_id, "onTrackReady", vec![track_obj], with_session);
             }
             CallEvent::MemberModify { call_id, sender, invited } => {
@@ -338,14 +358,19 @@ impl Runtime {
 
     /// Crossing calls merged: everything known under `from` now belongs to `into`.
     fn rename_call(&self, from: &str, into: &str) {
-        if let Some((obj, id)) = self.sessions.borrow_mut().remove(from) {
+        // (Each value is taken out in its own statement: a `RefMut` temporary in an `if let`
+        // head would still be borrowed inside the block.)
+        let session = self.sessions.borrow_mut().remove(from);
+        if let Some((obj, id)) = session {
             *id.borrow_mut() = into.to_string();
             self.sessions.borrow_mut().insert(into.to_string(), (obj, id));
         }
-        if let Some(l) = self.listeners.borrow_mut().remove(from) {
+        let listener = self.listeners.borrow_mut().remove(from);
+        if let Some(l) = listener {
             self.listeners.borrow_mut().insert(into.to_string(), l);
         }
-        if let Some(c) = self.constraints.borrow_mut().remove(from) {
+        let constraints = self.constraints.borrow_mut().remove(from);
+        if let Some(c) = constraints {
             self.constraints.borrow_mut().insert(into.to_string(), c);
         }
     }

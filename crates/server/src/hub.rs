@@ -118,6 +118,7 @@ pub enum PushError {
 struct OutQ {
     items: VecDeque<Outgoing>,
     closed: bool,
+    aborted: bool,
 }
 
 /// A connection's ordered queue of frames to write. Empty when idle (no allocation), so idle
@@ -125,7 +126,11 @@ struct OutQ {
 #[derive(Default)]
 pub struct Outbox {
     q: Mutex<OutQ>,
+    /// New items, or closed.
     notify: Notify,
+    /// [`Outbox::abort_with`] was called: stop a write that is stuck on a client that does not
+    /// read.
+    abort: Notify,
 }
 
 impl Outbox {
@@ -146,9 +151,12 @@ impl Outbox {
         if bounded && q.items.len() >= OUTBOX_CAPACITY {
             return Err(PushError::Full);
         }
+        let wake = q.items.is_empty();
         q.items.push_back(item);
         drop(q);
-        self.notify.notify_one();
+        if wake {
+            self.notify.notify_one();
+        }
         Ok(())
     }
 
@@ -161,8 +169,21 @@ impl Outbox {
         q.items.clear();
         q.items.push_back(Outgoing::Fatal(err));
         q.closed = true;
+        q.aborted = true;
         drop(q);
         self.notify.notify_one();
+        self.abort.notify_one();
+    }
+
+    /// Drops what is queued and closes: the connection closes without writing more.
+    pub fn kill(&self) {
+        let mut q = self.lock();
+        q.items.clear();
+        q.closed = true;
+        q.aborted = true;
+        drop(q);
+        self.notify.notify_one();
+        self.abort.notify_one();
     }
 
     /// No more items: the writer drains what is queued, then closes the connection.
@@ -171,23 +192,29 @@ impl Outbox {
         self.notify.notify_one();
     }
 
-    /// Waits for items and moves them all into `out`; `false` once closed and drained.
-    pub async fn next_batch(&self, out: &mut Vec<Outgoing>) -> bool {
+    /// Moves every queued item into `out`; true once closed (nothing more will come).
+    pub fn take(&self, out: &mut Vec<Outgoing>) -> bool {
+        let mut q = self.lock();
+        if !q.items.is_empty() {
+            out.extend(q.items.drain(..));
+            // An idle connection keeps no buffer.
+            q.items = VecDeque::new();
+        }
+        q.closed
+    }
+
+    /// Resolves when items may have been queued (or the outbox closed) since the last `take`.
+    pub async fn notified(&self) {
+        self.notify.notified().await
+    }
+
+    /// Resolves once the outbox was aborted.
+    pub async fn aborted(&self) {
         loop {
-            {
-                let mut q = self.lock();
-                if !q.items.is_empty() {
-                    out.extend(q.items.drain(..));
-                    if q.items.capacity() > 64 {
-                        q.items.shrink_to(16);
-                    }
-                    return true;
-                }
-                if q.closed {
-                    return false;
-                }
+            if self.lock().aborted {
+                return;
             }
-            self.notify.notified().await;
+            self.abort.notified().await;
         }
     }
 }
@@ -223,6 +250,8 @@ pub enum AuthRefusal {
     TokenExpired,
     #[error("connection limit of this app reached")]
     TooManyConnections,
+    #[error("the server is shutting down")]
+    ShuttingDown,
 }
 
 impl AuthRefusal {
@@ -230,7 +259,7 @@ impl AuthRefusal {
         match self {
             AuthRefusal::Blocked => CODE_USER_BLOCKED,
             AuthRefusal::TokenExpired => CODE_TOKEN_EXPIRED,
-            AuthRefusal::TooManyConnections => CODE_SERVER_UNAVAILABLE,
+            AuthRefusal::TooManyConnections | AuthRefusal::ShuttingDown => CODE_SERVER_UNAVAILABLE,
         }
     }
 }
@@ -282,6 +311,8 @@ struct ConnSlot {
     outbox: Arc<Outbox>,
     /// Gets live traffic (false while syncing and once aborted).
     live: bool,
+    /// Its replay has been queued.
+    synced: bool,
 }
 
 struct DeviceCursor {
@@ -344,6 +375,9 @@ impl UserState {
                 self.devices.swap_remove(i);
             }
         }
+        if self.devices.capacity() == 0 {
+            self.devices.reserve_exact(1);
+        }
         self.devices.push(DeviceCursor {
             id: Arc::from(device),
             acked: 0,
@@ -359,6 +393,11 @@ impl UserState {
     }
 
     fn prune_window(&mut self, limits: &Limits, now: Instant) {
+        // A syncing connection will replay from the window what its database read could not
+        // see yet (stored after the read was queued): keep everything until it is live.
+        if self.conns.iter().any(|c| !c.synced) {
+            return;
+        }
         while let Some(front) = self.window.front() {
             if self.window.len() > limits.window_max
                 || now.duration_since(front.accepted) > limits.window_ttl
@@ -436,6 +475,8 @@ pub struct Hub {
     metrics: Arc<Metrics>,
     next_conn: AtomicU64,
     seq_floor: AtomicU64,
+    /// Shutting down: no new connections.
+    closing: std::sync::atomic::AtomicBool,
 }
 
 impl Hub {
@@ -476,6 +517,7 @@ impl Hub {
             metrics,
             next_conn: AtomicU64::new(0),
             seq_floor: AtomicU64::new(seq_floor.saturating_add(1)),
+            closing: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -534,6 +576,9 @@ impl Hub {
     ) -> Result<Registered, AuthRefusal> {
         let shard = &self.apps[app];
         let mut t = self.table(app);
+        if self.closing.load(Ordering::SeqCst) {
+            return Err(AuthRefusal::ShuttingDown);
+        }
         let now = now_ms();
         if t.policy.blocked(user_id, now) {
             return Err(AuthRefusal::Blocked);
@@ -569,11 +614,15 @@ impl Hub {
             },
             false,
         );
+        if st.conns.capacity() == 0 {
+            st.conns.reserve_exact(1);
+        }
         st.conns.push(ConnSlot {
             id: conn_id,
             device: device.clone(),
             outbox,
             live: false,
+            synced: false,
         });
         Metrics::inc(&self.metrics.connections_accepted);
         Ok(Registered {
@@ -662,6 +711,7 @@ impl Hub {
             false,
         );
         slot.live = true;
+        slot.synced = true;
         self.metrics
             .offline_replayed
             .fetch_add(n as u64, Ordering::Relaxed);
@@ -1011,13 +1061,28 @@ impl Hub {
         max
     }
 
-    /// Tells every connection to drain and close (graceful shutdown).
+    /// Graceful shutdown: refuses new connections, takes every connection out of routing (so
+    /// messages for its user are stored from now on) and tells it to flush and close.
     pub fn close_all(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+        for app in 0..self.apps.len() {
+            let mut t = self.table(app);
+            for st in t.users.values_mut() {
+                for c in &mut st.conns {
+                    c.live = false;
+                    c.outbox.close();
+                }
+            }
+        }
+    }
+
+    /// Shutdown timeout: every connection drops what is queued and closes now.
+    pub fn abort_all(&self) {
         for app in 0..self.apps.len() {
             let t = self.table(app);
             for st in t.users.values() {
                 for c in &st.conns {
-                    c.outbox.close();
+                    c.outbox.kill();
                 }
             }
         }
@@ -1156,8 +1221,14 @@ mod tests {
         o.close();
         assert_eq!(o.push(extra(), false), Err(PushError::Closed));
         let mut v = Vec::new();
-        assert!(o.next_batch(&mut v).await);
+        assert!(o.take(&mut v), "closed");
         assert_eq!(v.len(), OUTBOX_CAPACITY + 1);
-        assert!(!o.next_batch(&mut v).await);
+        v.clear();
+        assert!(o.take(&mut v));
+        assert!(v.is_empty());
+        // A notification is pending for the items pushed before.
+        tokio::time::timeout(std::time::Duration::from_secs(1), o.notified())
+            .await
+            .unwrap();
     }
 }

@@ -4,9 +4,21 @@
 //! RongCloud IM cloud that CallLib signals through. Browsers running the `rcall-sdk` wasm
 //! connect to `GET /ws` and exchange `rtc_core::proto::envelope` frames; the server
 //! authenticates them by token and routes opaque call messages between users' devices.
-//! App servers get tokens from the RongCloud-compatible `POST /user/getToken.json`. It also
-//! serves the SDK build (`/sdk/`) and demo pages (`/`) so a demo needs one process.
 //!
+//! - Identity and access ([`token`], [`server_api`]): HMAC-SHA256 tokens bound to app and user
+//!   with an expiry; RongCloud's Server API signature plus a timestamp window and single-use
+//!   nonces; token expiry, blocks, blacklists, groups, kicking a user from a call. Several apps
+//!   (tenants) on one server never see each other's users, groups or messages.
+//! - Enforcement and delivery ([`hub`]): 405 / 22406 / 31009 / 31020 rules, per-user ordered
+//!   delivery with seqs and acks, offline storage in SQLite ([`store`]) with TTL and cap,
+//!   resume without loss or duplicates, every device of a user gets the user's messages.
+//! - Limits: frame size, per-connection rate, per-app connection cap, slow consumers.
+//! - Media: TURN REST credentials and STUN URLs for clients ([`ice`]).
+//! - Operations: one binary configured by file, env and flags ([`config`]); tracing logs that
+//!   never contain tokens or secrets; `/healthz`; Prometheus `/metrics` ([`metrics`]); graceful
+//!   shutdown that drains connections; state that survives restarts.
+//!
+//! It also serves the SDK build (`/sdk/`) and demo pages (`/`) so a demo needs one process.
 //! Embed with [`start`] (or [`serve`] on a bound listener); the `rcall-server` binary is a thin
 //! CLI over it.
 
@@ -97,7 +109,8 @@ pub fn router(state: Arc<AppState>) -> Router {
                 )),
         );
     }
-    app.merge(static_files::sdk_router(&state.config.sdk_dir))
+    app.method_not_allowed_fallback(api::method_not_allowed)
+        .merge(static_files::sdk_router(&state.config.sdk_dir))
         .fallback_service(static_files::web_service(&state.config.web_dir))
         .with_state(state)
 }
@@ -191,9 +204,10 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<RunningServe
     let st = state.clone();
     let task = tokio::spawn(async move {
         // Signalling frames are small and latency-bound: no Nagle delay.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
-            let _ = tcp.set_nodelay(true);
-        });
+        let listener =
+            axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+                let _ = tcp.set_nodelay(true);
+            });
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(st.shutdown.clone().cancelled_owned())
             .await;
@@ -239,6 +253,7 @@ async fn drain(state: &AppState) {
             "connections did not drain in time; dropping them"
         );
         state.kill.cancel();
+        state.hub.abort_all();
         let _ = tokio::time::timeout(Duration::from_secs(3), state.tracker.wait()).await;
     }
     let floor = state.hub.sweep();

@@ -9,23 +9,6 @@ use rcall_server::config::LogFormat;
 use rcall_server::{Cli, DEV_APP_SECRET};
 use tracing_subscriber::EnvFilter;
 
-mod dbgalloc {
-    use std::alloc::{GlobalAlloc, Layout, System};
-    use std::sync::atomic::{AtomicIsize, Ordering};
-    pub static LIVE: AtomicIsize = AtomicIsize::new(0);
-    pub static COUNT: AtomicIsize = AtomicIsize::new(0);
-    pub static SIZES: [AtomicIsize; 4097] = [const { AtomicIsize::new(0) }; 4097];
-    fn b(n: usize) -> usize { n.min(4096) }
-    pub struct A;
-    unsafe impl GlobalAlloc for A {
-        unsafe fn alloc(&self, l: Layout) -> *mut u8 { LIVE.fetch_add(l.size() as isize, Ordering::Relaxed); SIZES[b(l.size())].fetch_add(1, Ordering::Relaxed); COUNT.fetch_add(1, Ordering::Relaxed); unsafe { System.alloc(l) } }
-        unsafe fn dealloc(&self, p: *mut u8, l: Layout) { LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed); SIZES[b(l.size())].fetch_sub(1, Ordering::Relaxed); COUNT.fetch_sub(1, Ordering::Relaxed); unsafe { System.dealloc(p, l) } }
-        unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 { LIVE.fetch_add(n as isize - l.size() as isize, Ordering::Relaxed); SIZES[b(l.size())].fetch_sub(1, Ordering::Relaxed); SIZES[b(n)].fetch_add(1, Ordering::Relaxed); unsafe { System.realloc(p, l, n) } }
-    }
-}
-#[global_allocator]
-static GA: dbgalloc::A = dbgalloc::A;
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let config = match Cli::parse().into_config() {
@@ -74,8 +57,6 @@ async fn main() -> std::process::ExitCode {
     }
     drop(app_secret);
 
-    std::thread::spawn(|| loop { std::thread::sleep(std::time::Duration::from_secs(1)); eprintln!("DBGHEAP live={} count={}", dbgalloc::LIVE.load(std::sync::atomic::Ordering::Relaxed), dbgalloc::COUNT.load(std::sync::atomic::Ordering::Relaxed));
-        let mut v: Vec<(usize, isize)> = dbgalloc::SIZES.iter().enumerate().map(|(i,c)| (i, c.load(std::sync::atomic::Ordering::Relaxed))).filter(|(_,c)| *c > 3000).collect(); v.sort(); eprintln!("DBGSIZES {:?}", v); });
     let stop = server.shutdown_token();
     tokio::spawn(async move {
         shutdown_signal().await;

@@ -102,7 +102,7 @@ impl Metrics {
         counter(
             &mut s,
             "rcall_deliveries_total",
-            "Messages written to recipient connections (live and replayed).",
+            "Messages written live to recipient connections (replays count in rcall_offline_replayed_total).",
             get(&self.deliveries),
         );
         counter(

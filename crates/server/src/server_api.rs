@@ -630,6 +630,19 @@ pub async fn dev_token(State(state): St, RawQuery(query): RawQuery) -> Response 
     respond(&state.metrics, r)
 }
 
+/// A known path with the wrong method (e.g. `GET /user/getToken.json`): JSON like every
+/// other API error.
+pub async fn method_not_allowed() -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        Json(ErrorBody {
+            code: 1002,
+            error_message: "method not allowed (the Server API takes POST)".into(),
+        }),
+    )
+        .into_response()
+}
+
 /// `GET /healthz`: `ok` while the server runs and its database answers.
 pub async fn healthz(State(state): St) -> Response {
     match tokio::time::timeout(std::time::Duration::from_secs(5), state.store.flush()).await {

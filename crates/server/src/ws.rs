@@ -1,11 +1,12 @@
 //! WebSocket signalling at `GET /ws`: one binary protobuf frame per message (see
 //! `rtc_core::proto::envelope`).
 //!
-//! Each connection runs two halves in one task: the reader authenticates, then handles frames
-//! one at a time (so one connection's messages are accepted in the order it sent them), and the
-//! writer drains the connection's ordered [`Outbox`], which the hub and the reader both feed,
-//! writing everything that is queued before one flush (one syscall for a burst).
-//! Any protocol violation ends only that connection, after an `ErrorFrame` saying why.
+//! Each connection is one task running one loop: write everything queued in its ordered
+//! [`Outbox`] (which the hub and the loop itself feed) with a single flush, then wait for the
+//! next client frame or the next queued item. Frames are handled one at a time, so one
+//! connection's messages are accepted in the order it sent them. The loop keeps as little state
+//! as possible between frames because idle connections dominate the server's memory. Any
+//! protocol violation ends only that connection, after an `ErrorFrame` saying why.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,7 +15,6 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
 use bytes::{Bytes, BytesMut};
-use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
 use rtc_core::proto::client_frame::Body as ClientBody;
 use rtc_core::proto::server_frame::Body;
@@ -22,11 +22,9 @@ use rtc_core::proto::{
     error_code, AuthResult, Authenticate, ClientFrame, ErrorFrame, IceServers, Pong, SendResult,
     ServerFrame,
 };
-use tokio_util::sync::CancellationToken;
 
 use crate::clock::now_ms;
 use crate::hub::{encode_body, AppId, Origin, Outbox, Outgoing, PushError, CODE_SEND_TOO_FAST};
-use crate::metrics::Metrics;
 use crate::token::{self, Claims, TokenError};
 use crate::{ice, AppState};
 
@@ -34,8 +32,9 @@ use crate::{ice, AppState};
 pub const CODE_CONNECTION_EXIST: i32 = 34001;
 /// Longest accepted device id.
 pub const MAX_DEVICE_ID_CHARS: usize = 128;
-/// Socket read buffer per connection: small, because idle connections dominate memory.
-const READ_BUFFER_BYTES: usize = 2048;
+/// Socket read buffer per connection: small, because idle connections dominate memory (a
+/// larger frame still arrives whole; it just takes more reads).
+const READ_BUFFER_BYTES: usize = 1024;
 
 /// WebSocket close codes (RFC 6455) sent after an `ErrorFrame`.
 pub mod close_code {
@@ -54,16 +53,11 @@ pub async fn ws_handler(State(state): State<Arc<AppState>>, upgrade: WebSocketUp
     // The transport limit sits well above our own limit so an oversized frame reaches us and
     // gets a proper FRAME_TOO_LARGE instead of a torn connection; it still bounds memory.
     let transport_limit = state.config.max_frame_bytes.saturating_mul(16).max(1 << 20);
-    let tracker = state.tracker.clone();
     upgrade
         .max_message_size(transport_limit)
         .max_frame_size(transport_limit)
-        .read_buffer_size(std::env::var("DBG_RB").ok().and_then(|v| v.parse().ok()).unwrap_or(READ_BUFFER_BYTES))
-        .on_upgrade(move |socket| {
-            let f = run_connection(state, socket);
-
-            tracker.track_future(f)
-        })
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .on_upgrade(move |socket| run_connection(state, socket))
 }
 
 /// A client frame, or why the connection must end.
@@ -121,8 +115,6 @@ fn close_code_for(err: &ErrorFrame) -> u16 {
     }
 }
 
-type Sink = SplitSink<WebSocket, Message>;
-
 fn encode(body: Body) -> Message {
     Message::Binary(ServerFrame::new(now_ms(), body).to_bytes().into())
 }
@@ -135,29 +127,16 @@ fn frame_bytes(server_time: i64, body: &Bytes) -> Bytes {
     buf.freeze()
 }
 
-async fn send_close(sink: &mut Sink, code: u16) {
+async fn send_close(ws: &mut WebSocket, code: u16) {
     let close = Message::Close(Some(CloseFrame {
         code,
         reason: "".into(),
     }));
     let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, async {
-        let _ = sink.send(close).await;
-        let _ = sink.close().await;
+        let _ = ws.send(close).await;
+        let _ = ws.close().await;
     })
     .await;
-}
-
-/// Sends frames, then closes; used before the connection is registered.
-async fn send_and_close(mut sink: Sink, bodies: Vec<Body>, code: u16) {
-    let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, async {
-        for body in bodies {
-            if sink.send(encode(body)).await.is_err() {
-                return;
-            }
-        }
-    })
-    .await;
-    send_close(&mut sink, code).await;
 }
 
 fn refusal(code: i32, message: impl Into<String>) -> Body {
@@ -177,95 +156,21 @@ fn verify_token(state: &AppState, token: &str, now: i64) -> Result<(AppId, Claim
     Ok((app, claims))
 }
 
-async fn run_connection(state: Arc<AppState>, socket: WebSocket) {
-    let (sink, mut stream) = socket.split();
-    let max = state.config.max_frame_bytes;
-    let metrics = &state.metrics;
-
-    // Authentication: the first frame, within the deadline.
-    let first = tokio::select! {
-        _ = state.shutdown.cancelled() => return send_and_close(sink, vec![], close_code::GOING_AWAY).await,
-        r = tokio::time::timeout(state.config.auth_timeout, next_frame(&mut stream, max)) => r,
-    };
-    let auth = match first {
-        Err(_elapsed) => {
-            metrics.error(error_code::NOT_AUTHENTICATED);
-            let err = error_frame(
-                error_code::NOT_AUTHENTICATED,
-                "no Authenticate frame in time",
-            );
-            return send_and_close(sink, vec![Body::Error(err)], close_code::POLICY).await;
-        }
-        // (`next_frame` never yields Control.)
-        Ok(Inbound::Closed) | Ok(Inbound::Control) => return,
-        Ok(Inbound::Violation(err)) => {
-            metrics.error(err.code);
-            let code = close_code_for(&err);
-            return send_and_close(sink, vec![Body::Error(err)], code).await;
-        }
-        Ok(Inbound::Frame(ClientFrame {
-            body: Some(ClientBody::Authenticate(a)),
-        })) => a,
-        Ok(Inbound::Frame(_)) => {
-            metrics.error(error_code::NOT_AUTHENTICATED);
-            let err = error_frame(
-                error_code::NOT_AUTHENTICATED,
-                "the first frame must be Authenticate",
-            );
-            return send_and_close(sink, vec![Body::Error(err)], close_code::POLICY).await;
-        }
-    };
-    let Authenticate {
-        token,
-        device_id,
-        resume_from,
-    } = auth;
-    let now = now_ms();
-    let (app, claims) = match verify_token(&state, &token, now) {
-        Ok(v) => v,
-        Err(e) => {
-            tracing::info!(reason = %e, "authentication refused");
-            metrics.error(e.imlib_code());
-            let body = refusal(e.imlib_code(), e.to_string());
-            return send_and_close(sink, vec![body], close_code::POLICY).await;
-        }
-    };
-    if device_id.chars().count() > MAX_DEVICE_ID_CHARS {
-        metrics.error(crate::hub::CODE_INVALID_PARAMETER);
-        let body = refusal(
-            crate::hub::CODE_INVALID_PARAMETER,
-            format!("device id is longer than {MAX_DEVICE_ID_CHARS} characters"),
-        );
-        return send_and_close(sink, vec![body], close_code::POLICY).await;
+/// Authenticates and replays in the upgrade task, then serves the connection in a task of its
+/// own whose future is only what an idle connection needs (the one-off phases' state is gone).
+async fn run_connection(state: Arc<AppState>, ws: WebSocket) {
+    if let Some((ws, origin, outbox)) = open_session(&state, ws).await {
+        let tracker = state.tracker.clone();
+        tracker.spawn(serve_connection(state, ws, outbox, origin));
     }
+}
 
-    let outbox = Arc::new(Outbox::new());
-    let auth_ok = encode_body(&Body::AuthResult(AuthResult {
-        code: 0,
-        user_id: claims.u.clone(),
-        message: String::new(),
-        ice_servers: ice::ice_servers(&state.config, &claims.u, now),
-    }));
-    let reg = match state.hub.register(
-        app,
-        &claims.u,
-        &device_id,
-        claims.iat,
-        resume_from,
-        outbox.clone(),
-        auth_ok,
-    ) {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::info!(user_id = claims.u, reason = %e, "connection refused");
-            metrics.error(e.imlib_code());
-            let body = refusal(e.imlib_code(), e.to_string());
-            return send_and_close(sink, vec![body], close_code::POLICY).await;
-        }
-    };
-    drop(claims);
-    drop(token);
-
+/// Authentication, registration and replay.
+async fn open_session(
+    state: &AppState,
+    mut ws: WebSocket,
+) -> Option<(WebSocket, Origin, Arc<Outbox>)> {
+    let (app, reg, outbox) = authenticate(state, &mut ws).await?;
     // Replay before live traffic.
     let data = match state
         .store
@@ -298,22 +203,116 @@ async fn run_connection(state: Arc<AppState>, socket: WebSocket) {
         user_id: reg.user_id,
         device_id: reg.device_id,
     };
+    Some((ws, origin, outbox))
+}
 
-    let cancel = state.kill.child_token();
-    let reader = read_loop(&state, &origin, stream, &outbox, &cancel);
-    let writer = write_loop(&state, sink, &outbox, &cancel);
-    tokio::join!(reader, writer);
-    tracing::info!(
-        user_id = &*origin.user_id,
-        conn_id = origin.conn_id,
-        "disconnected"
-    );
+/// The first frame must be a valid `Authenticate`; on success the connection is registered
+/// (syncing) with its `AuthResult` queued. On failure the client got its answer and the
+/// connection is closed.
+async fn authenticate(
+    state: &AppState,
+    ws: &mut WebSocket,
+) -> Option<(AppId, crate::hub::Registered, Arc<Outbox>)> {
+    let max = state.config.max_frame_bytes;
+    let metrics = &state.metrics;
+    let first = tokio::select! {
+        _ = state.shutdown.cancelled() => {
+            send_close(ws, close_code::GOING_AWAY).await;
+            return None;
+        }
+        r = tokio::time::timeout(state.config.auth_timeout, next_frame(ws, max)) => r,
+    };
+    let (body, code) = match first {
+        Err(_elapsed) => {
+            metrics.error(error_code::NOT_AUTHENTICATED);
+            let err = error_frame(
+                error_code::NOT_AUTHENTICATED,
+                "no Authenticate frame in time",
+            );
+            (Body::Error(err), close_code::POLICY)
+        }
+        // (`next_frame` never yields Control.)
+        Ok(Inbound::Closed) | Ok(Inbound::Control) => return None,
+        Ok(Inbound::Violation(err)) => {
+            metrics.error(err.code);
+            let code = close_code_for(&err);
+            (Body::Error(err), code)
+        }
+        Ok(Inbound::Frame(ClientFrame {
+            body: Some(ClientBody::Authenticate(a)),
+        })) => match admit(state, a) {
+            Ok(v) => return Some(v),
+            Err(body) => (body, close_code::POLICY),
+        },
+        Ok(Inbound::Frame(_)) => {
+            metrics.error(error_code::NOT_AUTHENTICATED);
+            let err = error_frame(
+                error_code::NOT_AUTHENTICATED,
+                "the first frame must be Authenticate",
+            );
+            (Body::Error(err), close_code::POLICY)
+        }
+    };
+    let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, ws.send(encode(body))).await;
+    send_close(ws, code).await;
+    None
+}
+
+/// Checks an `Authenticate` and registers the connection, or returns the refusal to send.
+#[allow(clippy::result_large_err)] // refusals are rare; boxing would only move the cost
+fn admit(
+    state: &AppState,
+    auth: Authenticate,
+) -> Result<(AppId, crate::hub::Registered, Arc<Outbox>), Body> {
+    let metrics = &state.metrics;
+    let Authenticate {
+        token,
+        device_id,
+        resume_from,
+    } = auth;
+    let now = now_ms();
+    let (app, claims) = verify_token(state, &token, now).map_err(|e| {
+        tracing::info!(reason = %e, "authentication refused");
+        metrics.error(e.imlib_code());
+        refusal(e.imlib_code(), e.to_string())
+    })?;
+    if device_id.chars().count() > MAX_DEVICE_ID_CHARS {
+        metrics.error(crate::hub::CODE_INVALID_PARAMETER);
+        return Err(refusal(
+            crate::hub::CODE_INVALID_PARAMETER,
+            format!("device id is longer than {MAX_DEVICE_ID_CHARS} characters"),
+        ));
+    }
+    let outbox = Arc::new(Outbox::new());
+    let auth_ok = encode_body(&Body::AuthResult(AuthResult {
+        code: 0,
+        user_id: claims.u.clone(),
+        message: String::new(),
+        ice_servers: ice::ice_servers(&state.config, &claims.u, now),
+    }));
+    let reg = state
+        .hub
+        .register(
+            app,
+            &claims.u,
+            &device_id,
+            claims.iat,
+            resume_from,
+            outbox.clone(),
+            auth_ok,
+        )
+        .map_err(|e| {
+            tracing::info!(user_id = claims.u, reason = %e, "connection refused");
+            metrics.error(e.imlib_code());
+            refusal(e.imlib_code(), e.to_string())
+        })?;
+    Ok((app, reg, outbox))
 }
 
 /// The next non-control frame.
-async fn next_frame(stream: &mut SplitStream<WebSocket>, max: usize) -> Inbound {
+async fn next_frame(ws: &mut WebSocket, max: usize) -> Inbound {
     loop {
-        match classify(stream.next().await, max) {
+        match classify(ws.next().await, max) {
             Inbound::Control => continue,
             other => return other,
         }
@@ -368,68 +367,201 @@ enum Reply {
     Fatal(ErrorFrame),
 }
 
-async fn read_loop(
+/// What a batch write ended with.
+enum Written {
+    /// Everything written and flushed.
+    Ok,
+    /// Written up to an `ErrorFrame`: send it and close with this code.
+    Fatal(ErrorFrame),
+    /// The socket failed.
+    Failed,
+}
+
+/// Writes `batch` (emptying it) with one flush at the end.
+async fn write_batch(state: &AppState, ws: &mut WebSocket, batch: &mut Vec<Outgoing>) -> Written {
+    let server_time = now_ms();
+    let mut accepted: Vec<Instant> = Vec::new();
+    let mut result = Written::Ok;
+    for item in batch.drain(..) {
+        match item {
+            Outgoing::Frame { body, accepted: a } => {
+                if ws
+                    .feed(Message::Binary(frame_bytes(server_time, &body)))
+                    .await
+                    .is_err()
+                {
+                    result = Written::Failed;
+                    break;
+                }
+                if let Some(a) = a {
+                    accepted.push(a);
+                }
+            }
+            Outgoing::Fatal(err) => {
+                result = Written::Fatal(err);
+                break;
+            }
+        }
+    }
+    if batch.capacity() > 64 {
+        *batch = Vec::new();
+    }
+    if !matches!(result, Written::Failed) && ws.flush().await.is_err() {
+        result = Written::Failed;
+    }
+    if !accepted.is_empty() {
+        state
+            .metrics
+            .deliveries
+            .fetch_add(accepted.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        let now = Instant::now();
+        for a in accepted {
+            state.metrics.observe_delivery(now.duration_since(a));
+        }
+    }
+    result
+}
+
+/// Sends an `ErrorFrame`, then closes.
+async fn send_fatal(ws: &mut WebSocket, err: ErrorFrame) {
+    let code = close_code_for(&err);
+    let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, ws.send(encode(Body::Error(err)))).await;
+    send_close(ws, code).await;
+}
+
+/// Writes a batch unless the outbox gets aborted meanwhile (a client that does not read).
+async fn write_or_abort(
     state: &AppState,
-    origin: &Origin,
-    mut stream: SplitStream<WebSocket>,
+    ws: &mut WebSocket,
     outbox: &Outbox,
-    cancel: &CancellationToken,
-) {
+    batch: &mut Vec<Outgoing>,
+    closed: bool,
+) -> Written {
+    tokio::select! {
+        biased;
+        _ = outbox.aborted(), if !closed => Written::Failed,
+        w = write_batch(state, ws, batch) => w,
+    }
+}
+
+/// The authenticated connection: write what is queued, then wait for a client frame or more
+/// queued items, until the connection ends. Shutdown reaches it through the outbox (closed by
+/// the hub, or killed when the drain takes too long).
+// Not an `async fn`: those keep a second copy of their arguments in the future (rustc #62958),
+// and this future lives as long as the connection.
+#[allow(clippy::manual_async_fn)]
+fn serve_connection(
+    state: Arc<AppState>,
+    mut ws: WebSocket,
+    outbox: Arc<Outbox>,
+    origin: Origin,
+) -> impl std::future::Future<Output = ()> + Send {
+    async move {
+        serve_loop(&state, &mut ws, &outbox, &origin).await;
+        state
+            .hub
+            .unregister(origin.app, &origin.user_id, origin.conn_id);
+        tracing::info!(
+            user_id = &*origin.user_id,
+            conn_id = origin.conn_id,
+            "disconnected"
+        );
+    }
+}
+
+async fn serve_loop(state: &AppState, ws: &mut WebSocket, outbox: &Outbox, origin: &Origin) {
     let max = state.config.max_frame_bytes;
     let mut limiter = RateLimiter::new(
         state.config.rate_limit_per_sec,
         state.config.rate_limit_burst,
     );
+    let mut batch: Vec<Outgoing> = Vec::new();
+    // No more reading: the outbox is closed; flush it and close the socket.
+    let mut draining = false;
+    let stop_reading = |draining: &mut bool| {
+        *draining = true;
+        // Leave the routing table first so nothing new is queued, then drain.
+        state
+            .hub
+            .unregister(origin.app, &origin.user_id, origin.conn_id);
+        outbox.close();
+    };
     loop {
-        let inbound = tokio::select! {
-            _ = cancel.cancelled() => break,
-            _ = state.shutdown.cancelled() => break,
-            i = next_frame(&mut stream, max) => i,
-        };
-        let reply = match inbound {
-            Inbound::Closed => break,
-            Inbound::Control => continue,
-            Inbound::Violation(err) => Reply::Fatal(err),
-            Inbound::Frame(frame) => handle_frame(state, origin, frame, &mut limiter),
-        };
-        match reply {
-            Reply::None => {}
-            Reply::Frame(body) => {
-                let item = Outgoing::Frame {
-                    body: encode_body(&body),
-                    accepted: None,
+        let closed = outbox.take(&mut batch);
+        if !batch.is_empty() {
+            // Boxed: only connections that are writing hold this state.
+            match Box::pin(write_or_abort(state, ws, outbox, &mut batch, closed)).await {
+                Written::Ok => continue,
+                Written::Failed => {
+                    // An abort during a stuck write still tells the client why, briefly.
+                    batch.clear();
+                    if outbox.take(&mut batch) {
+                        if let Some(Outgoing::Fatal(err)) = batch.pop() {
+                            Box::pin(send_fatal(ws, err)).await;
+                        }
+                    }
+                    return;
+                }
+                Written::Fatal(err) => {
+                    Box::pin(send_fatal(ws, err)).await;
+                    return;
+                }
+            }
+        }
+        if closed {
+            let code = if state.shutdown.is_cancelled() {
+                close_code::GOING_AWAY
+            } else {
+                close_code::NORMAL
+            };
+            Box::pin(send_close(ws, code)).await;
+            return;
+        }
+        tokio::select! {
+            biased;
+            _ = outbox.notified() => {}
+            msg = ws.next(), if !draining => {
+                let reply = match classify(msg, max) {
+                    Inbound::Closed => {
+                        stop_reading(&mut draining);
+                        continue;
+                    }
+                    Inbound::Control => continue,
+                    Inbound::Violation(err) => Reply::Fatal(err),
+                    Inbound::Frame(frame) => handle_frame(state, origin, frame, &mut limiter),
                 };
-                match outbox.push(item, true) {
-                    Ok(()) => {}
-                    Err(PushError::Closed) => break,
-                    Err(PushError::Full) => {
-                        state.metrics.error(error_code::SLOW_CONSUMER);
-                        outbox.abort_with(error_frame(
-                            error_code::SLOW_CONSUMER,
-                            "too many unread frames; reconnect and resume",
-                        ));
-                        break;
+                match reply {
+                    Reply::None => {}
+                    Reply::Frame(body) => {
+                        let item = Outgoing::Frame {
+                            body: encode_body(&body),
+                            accepted: None,
+                        };
+                        match outbox.push(item, true) {
+                            Ok(()) | Err(PushError::Closed) => {}
+                            Err(PushError::Full) => {
+                                state.metrics.error(error_code::SLOW_CONSUMER);
+                                outbox.abort_with(error_frame(
+                                    error_code::SLOW_CONSUMER,
+                                    "too many unread frames; reconnect and resume",
+                                ));
+                            }
+                        }
+                    }
+                    Reply::Fatal(err) => {
+                        tracing::info!(
+                            conn_id = origin.conn_id,
+                            code = err.code,
+                            "protocol violation, closing"
+                        );
+                        state.metrics.error(err.code);
+                        let _ = outbox.push(Outgoing::Fatal(err), false);
+                        stop_reading(&mut draining);
                     }
                 }
             }
-            Reply::Fatal(err) => {
-                tracing::info!(
-                    conn_id = origin.conn_id,
-                    code = err.code,
-                    "protocol violation, closing"
-                );
-                state.metrics.error(err.code);
-                let _ = outbox.push(Outgoing::Fatal(err), false);
-                break;
-            }
         }
     }
-    // Leave the routing table first: after this nothing new is queued, so the writer drains
-    // the outbox and closes.
-    state
-        .hub
-        .unregister(origin.app, &origin.user_id, origin.conn_id);
-    outbox.close();
 }
 
 /// Handles one authenticated frame.
@@ -507,86 +639,6 @@ fn handle_frame(
                 message: "already authenticated".into(),
                 ice_servers: Vec::new(),
             }))
-        }
-    }
-}
-
-/// Awaits `fut` unless the connection is cancelled first (then `None`).
-async fn or_cancel<T>(
-    cancel: &CancellationToken,
-    fut: impl std::future::Future<Output = T>,
-) -> Option<T> {
-    tokio::select! {
-        _ = cancel.cancelled() => None,
-        v = fut => Some(v),
-    }
-}
-
-async fn write_loop(state: &AppState, mut sink: Sink, outbox: &Outbox, cancel: &CancellationToken) {
-    let metrics: &Metrics = &state.metrics;
-    let mut batch = Vec::new();
-    let mut accepted: Vec<Instant> = Vec::new();
-    loop {
-        let more = tokio::select! {
-            biased;
-            _ = cancel.cancelled() => {
-                send_close(&mut sink, close_code::GOING_AWAY).await;
-                return;
-            }
-            more = outbox.next_batch(&mut batch) => more,
-        };
-        if !more {
-            let code = if state.shutdown.is_cancelled() {
-                close_code::GOING_AWAY
-            } else {
-                close_code::NORMAL
-            };
-            send_close(&mut sink, code).await;
-            cancel.cancel();
-            return;
-        }
-        let server_time = now_ms();
-        let mut fatal = None;
-        let mut ok = true;
-        for item in batch.drain(..) {
-            match item {
-                Outgoing::Frame { body, accepted: a } => {
-                    let msg = Message::Binary(frame_bytes(server_time, &body));
-                    if !matches!(or_cancel(cancel, sink.feed(msg)).await, Some(Ok(()))) {
-                        ok = false;
-                        break;
-                    }
-                    if let Some(a) = a {
-                        accepted.push(a);
-                    }
-                }
-                Outgoing::Fatal(err) => {
-                    fatal = Some(err);
-                    break;
-                }
-            }
-        }
-        batch.clear();
-        if ok && !matches!(or_cancel(cancel, sink.flush()).await, Some(Ok(()))) {
-            ok = false;
-        }
-        if !accepted.is_empty() {
-            let now = Instant::now();
-            for a in accepted.drain(..) {
-                metrics.observe_delivery(now.duration_since(a));
-            }
-        }
-        if !ok {
-            cancel.cancel();
-            return;
-        }
-        if let Some(err) = fatal {
-            let code = close_code_for(&err);
-            let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, sink.send(encode(Body::Error(err))))
-                .await;
-            send_close(&mut sink, code).await;
-            cancel.cancel();
-            return;
         }
     }
 }

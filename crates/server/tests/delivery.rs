@@ -256,6 +256,9 @@ async fn nothing_is_lost_or_duplicated_when_a_device_connects_mid_burst() {
     let ts = TestServer::start_with(|c| {
         c.rate_limit_per_sec = 100_000;
         c.rate_limit_burst = 100_000;
+        // A tiny window: messages accepted while bob's stored-message read is in flight must
+        // survive in memory until his replay is queued.
+        c.resume_window_messages = 2;
     })
     .await;
     let mut a1 = ts.client("alice", "a1").await;

@@ -370,3 +370,16 @@ fn binary_without_credentials_exits_with_an_error() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("app key"));
     assert!(out.stdout.is_empty());
 }
+
+#[tokio::test]
+async fn wrong_method_on_the_api_is_405_json() {
+    let ts = TestServer::start().await;
+    let resp = reqwest::get(ts.url("/user/getToken.json")).await.unwrap();
+    let (status, body) = json(resp).await;
+    assert_eq!((status, body["code"].as_i64()), (405, Some(1002)));
+    // An oversized body is a JSON 400, not a torn connection.
+    let big = "x".repeat(3 * 1024 * 1024);
+    let resp = api_request(&ts, "/user/getToken.json", APP_KEY, APP_SECRET, &[("userId", &big)]).await;
+    let (status, body) = json(resp).await;
+    assert_eq!((status, body["code"].as_i64()), (400, Some(1002)));
+}

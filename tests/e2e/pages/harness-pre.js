@@ -5,6 +5,8 @@
   var now = function () { return performance.timeOrigin + performance.now(); };
   window.__pcs = [];
   window.__errors = [];
+  // Deeper stacks for page errors (a wasm panic's interesting frames are below the 10th).
+  Error.stackTraceLimit = 50;
   var P = window.RTCPeerConnection && window.RTCPeerConnection.prototype;
   if (P) {
     ['setLocalDescription', 'setRemoteDescription', 'addTrack', 'addTransceiver', 'createOffer'].forEach(function (m) {

@@ -20,6 +20,8 @@
     caller: null,
     rtcClient: null,
     videos: {}, // key -> {el, userId, local, frames, firstFrameAt, firstWidth}
+    sessions: {}, // every session this page saw (from call()/callInGroup() or onSession), by the id it had then
+    tracks: [], // every RCTrack handed to onTrackReady, in order: {info, track}
   });
 
   function log(type, data) {
@@ -49,6 +51,39 @@
       }
     });
     return out;
+  }
+
+  function sidOf(session) {
+    try {
+      return session && typeof session.getSessionId === 'function' ? session.getSessionId() : undefined;
+    } catch (e) {
+      return undefined;
+    }
+  }
+
+  function remember(session) {
+    var id = sidOf(session);
+    if (id) H.sessions[id] = session;
+  }
+
+  // The session a command targets: by id (looked up by each object's CURRENT id, which changes
+  // when crossing calls merge), else H.session.
+  function sessionFor(id) {
+    if (!id) return H.session;
+    if (H.sessions[id]) return H.sessions[id];
+    var keys = Object.keys(H.sessions);
+    for (var i = 0; i < keys.length; i++) {
+      if (sidOf(H.sessions[keys[i]]) === id) return H.sessions[keys[i]];
+    }
+    throw new Error('no session with id ' + id + ' (known: ' + keys.join(', ') + ')');
+  }
+
+  function isLive(session) {
+    try {
+      return !!session && session.getState() !== 2;
+    } catch (e) {
+      return false;
+    }
   }
 
   function plainSummary(s) {
@@ -111,7 +146,7 @@
       var entry = { connectionState: pc.connectionState, iceConnectionState: pc.iceConnectionState, inbound: [], receivers: [], pair: null };
       try {
         pc.getReceivers().forEach(function (r) {
-          if (r.track) entry.receivers.push({ kind: r.track.kind, readyState: r.track.readyState, muted: r.track.muted });
+          if (r.track) entry.receivers.push({ kind: r.track.kind, readyState: r.track.readyState, muted: r.track.muted, id: r.track.id });
         });
         var stats = await pc.getStats();
         var byId = {};
@@ -145,9 +180,9 @@
   // ---- the CallLib session listener: records everything, plays tracks like QuickDemo ----
   function makeListener(tag) {
     return {
-      onRinging: function (sender, session) { log('onRinging', Object.assign(senderInfo(sender), { tag: tag })); },
-      onAccept: function (sender, session) { log('onAccept', Object.assign(senderInfo(sender), { tag: tag })); },
-      onHungup: function (sender, reason, session) { log('onHungup', Object.assign(senderInfo(sender), { reason: reason, tag: tag })); },
+      onRinging: function (sender, session) { log('onRinging', Object.assign(senderInfo(sender), { tag: tag, sessionId: sidOf(session) })); },
+      onAccept: function (sender, session) { log('onAccept', Object.assign(senderInfo(sender), { tag: tag, sessionId: sidOf(session) })); },
+      onHungup: function (sender, reason, session) { log('onHungup', Object.assign(senderInfo(sender), { reason: reason, tag: tag, sessionId: sidOf(session) })); },
       onTrackReady: function (track, session) {
         var info;
         try {
@@ -157,11 +192,16 @@
             userId: track.getUserId(),
             trackId: track.getTrackId(),
             withSession: !!session,
+            sessionId: sidOf(session),
           };
+          var mst = typeof track.getMediaStreamTrack === 'function' ? track.getMediaStreamTrack() : null;
+          info.mstId = mst ? mst.id : null;
+          info.readyState = mst ? mst.readyState : null;
         } catch (e) {
           log('onTrackReady', { error: errText(e) });
           return;
         }
+        H.tracks.push({ info: info, track: track });
         log('onTrackReady', info);
         var played;
         try {
@@ -182,10 +222,13 @@
           function (e) { log('play', Object.assign({}, info, { rejected: errText(e) })); }
         );
       },
-      onMemberModify: function (sender, invitedUsers, session) { log('onMemberModify', { userId: sender && sender.userId }); },
-      onMediaModify: function (sender, mediaType, session) { log('onMediaModify', { userId: sender && sender.userId, mediaType: mediaType }); },
-      onAudioMuteChange: function (muteUser, session) { log('onAudioMuteChange', Object.assign({}, muteUser)); },
-      onVideoMuteChange: function (muteUser, session) { log('onVideoMuteChange', Object.assign({}, muteUser)); },
+      onMemberModify: function (sender, invitedUsers, session) {
+        var invited = Array.isArray(invitedUsers) ? invitedUsers.map(function (u) { return Object.assign({}, u); }) : invitedUsers;
+        log('onMemberModify', { userId: sender && sender.userId, invited: invited, sessionId: sidOf(session) });
+      },
+      onMediaModify: function (sender, mediaType, session) { log('onMediaModify', { userId: sender && sender.userId, mediaType: mediaType, sessionId: sidOf(session) }); },
+      onAudioMuteChange: function (muteUser, session) { log('onAudioMuteChange', Object.assign({}, muteUser, { sessionId: sidOf(session) })); },
+      onVideoMuteChange: function (muteUser, session) { log('onVideoMuteChange', Object.assign({}, muteUser, { sessionId: sidOf(session) })); },
       onTrackPublishFail: function (code) { log('onTrackPublishFail', { code: code }); },
       onTrackSubscribeFail: function (code) { log('onTrackSubscribeFail', { code: code }); },
       onICEConnectionStateChange: function (state) { log('onICEConnectionStateChange', { state: state }); },
@@ -204,7 +247,10 @@
     H.caller = RongIMLib.installPlugin(RCCall.installer, {
       rtcClient: H.rtcClient,
       onSession: function (session, extra) {
-        H.session = session;
+        // H.session is "the current session": a second incoming session (busy line) does not
+        // replace one that is still live; H.sessions keeps them all.
+        if (!isLive(H.session)) H.session = session;
+        remember(session);
         log('onSession', Object.assign({ extra: extra }, sessionInfo(session)));
         session.registerSessionListener(makeListener('incoming'));
       },
@@ -226,40 +272,72 @@
     return out;
   };
 
-  H.call = async function (targetId, mediaType) {
+  async function startCall(method, params, logged) {
     var t0 = now();
-    log('call', { targetId: targetId, mediaType: mediaType });
-    var res = await H.caller.call({ targetId: targetId, mediaType: mediaType, listener: makeListener('outgoing') });
+    log(method === 'call' ? 'call' : method, logged);
+    var res = await H.caller[method](Object.assign({ listener: makeListener('outgoing') }, params));
     var out = { code: res && res.code, hasSession: !!(res && res.session), t0: t0, ms: now() - t0 };
     if (res && res.session) {
+      // A failed call() (e.g. 53200 during another call) has no session and keeps H.session.
       H.session = res.session;
+      remember(res.session);
       out.session = sessionInfo(res.session);
     }
-    log('callResult', out);
+    log(method === 'call' ? 'callResult' : method + 'Result', out);
     return out;
+  }
+
+  H.call = function (targetId, mediaType) {
+    return startCall('call', { targetId: targetId, mediaType: mediaType }, { targetId: targetId, mediaType: mediaType });
   };
 
-  H.accept = async function () {
-    if (!H.session) throw new Error('no session to accept');
+  // H.call at wall-clock time `at` (Date.now() ms, the same clock in every page and in node):
+  // lets two pages dial within ~1 ms of each other, much closer than two page.evaluate calls.
+  H.callAt = function (at, targetId, mediaType) {
+    return new Promise(function (resolve) {
+      (function wait() {
+        var d = at - Date.now();
+        if (d > 4) return setTimeout(wait, d - 3);
+        while (Date.now() < at) { /* spin the last few ms */ }
+        resolve(H.call(targetId, mediaType));
+      })();
+    });
+  };
+
+  H.callInGroup = function (groupId, userIds, mediaType) {
+    return startCall('callInGroup', { targetId: groupId, userIds: userIds, mediaType: mediaType },
+      { targetId: groupId, userIds: userIds, mediaType: mediaType });
+  };
+
+  // Runs session[method](...args) on H.session (or the session with id `sessionId`) and logs
+  // `<method>` / `<method>Result` {code}.
+  H.sessionCall = async function (method, args, sessionId) {
+    var session = sessionFor(sessionId);
+    if (!session) throw new Error('no session for ' + method);
     var t0 = now();
-    log('accept', {});
-    var res = await H.session.accept();
-    var out = { code: res && res.code, t0: t0, ms: now() - t0 };
-    log('acceptResult', out);
+    log(method, { args: args || [], sessionId: sidOf(session) });
+    var res = await session[method].apply(session, args || []);
+    var out = { code: res && res.code, t0: t0, ms: now() - t0, sessionId: sidOf(session) };
+    log(method + 'Result', out);
     return out;
   };
 
-  H.hungup = async function () {
-    if (!H.session) throw new Error('no session to hang up');
-    var t0 = now();
-    log('hungup', {});
-    var res = await H.session.hungup();
-    var out = { code: res && res.code, t0: t0, ms: now() - t0 };
-    log('hungupResult', out);
-    return out;
-  };
+  H.accept = function (sessionId) { return H.sessionCall('accept', [], sessionId); };
+  H.hungup = function (sessionId) { return H.sessionCall('hungup', [], sessionId); };
 
-  H.sessionInfo = function () { return sessionInfo(H.session); };
+  H.sessionInfo = function (sessionId) { return sessionInfo(sessionId ? sessionFor(sessionId) : H.session); };
+
+  // Every track onTrackReady handed out, with its MediaStreamTrack's current state.
+  H.trackStates = function () {
+    return H.tracks.map(function (t) {
+      var mst = typeof t.track.getMediaStreamTrack === 'function' ? t.track.getMediaStreamTrack() : null;
+      return Object.assign({}, t.info, {
+        readyState: mst ? mst.readyState : null,
+        enabled: mst ? mst.enabled : null,
+        isReady: typeof t.track.isReady === 'function' ? t.track.isReady() : null,
+      });
+    });
+  };
   H.errors = function () { return window.__errors.slice(); };
   H.ready = true;
 })();

@@ -16,6 +16,8 @@ pub struct Sender {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrackInfo {
     pub user_id: String,
+    /// The sending device for a remote track (a user may ring on several); empty for ours.
+    pub device_id: String,
     pub track_id: String,
     pub kind: TrackKind,
     pub local: bool,

@@ -353,7 +353,7 @@ impl Engine {
 
     pub(super) fn local_track_ready(&mut self, call_id: &str, kind: TrackKind, with_session: bool) {
         let me = self.cfg.self_id.clone();
-        let track = TrackInfo { track_id: super::track_id(&me, kind), user_id: me, kind, local: true };
+        let track = TrackInfo { track_id: super::track_id(&me, kind), user_id: me, device_id: String::new(), kind, local: true };
         self.emit(CallEvent::TrackReady { call_id: call_id.to_string(), track, with_session });
     }
 

@@ -123,7 +123,13 @@ impl Engine {
             if kind == TrackKind::Video && audio_only {
                 continue;
             }
-            let track = TrackInfo { track_id: super::track_id(&peer.user_id, kind), user_id: peer.user_id, kind, local: false };
+            let track = TrackInfo {
+                track_id: super::track_id(&peer.user_id, kind),
+                user_id: peer.user_id,
+                device_id: peer.device_id,
+                kind,
+                local: false,
+            };
             self.emit(CallEvent::TrackReady { call_id: call_id.to_string(), track, with_session: true });
         }
     }

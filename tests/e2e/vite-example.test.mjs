@@ -1,0 +1,159 @@
+// examples/vite: the npm package (npm/dist/esm) bundled by Vite. Builds the example (tsc --noEmit
+// against index.d.ts + vite build, into a temp dir), serves the built files from a tiny static
+// server on another 127.0.0.1 port, points the app's `navi` at the rcall server (run with --dev, for
+// GET /dev/token), and makes a video call between two pages through the app's own UI.
+//
+// The example's node_modules come from scripts/setup.sh (npm ci, outside the network namespace).
+// Without them the test tries `npm --prefix examples/vite ci` (works offline from npm's cache); if that fails too it skips
+// with a message, except under CI (CI set), where it fails.
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { createServer } from 'node:http';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { APP_KEY, ROOT, Client, startServer, launchBrowser, requireFile, withDiagnostics, sleep, uid } from './helpers.mjs';
+
+const EXAMPLE = path.join(ROOT, 'examples/vite');
+const ESM = path.join(ROOT, 'npm/dist/esm');
+const TIMEOUT = 120000;
+
+function run(cmd, args, opts = {}) {
+  const r = spawnSync(cmd, args, { cwd: ROOT, encoding: 'utf8', timeout: 90000, ...opts });
+  return { ok: r.status === 0, out: `${r.stdout || ''}${r.stderr || ''}${r.error ? String(r.error) : ''}`, status: r.status };
+}
+
+/** Returns null when the example's build deps are there (installing them if possible), else why not. */
+function ensureDeps() {
+  const haveVite = () => fs.existsSync(path.join(EXAMPLE, 'node_modules/.bin/vite')) && fs.existsSync(path.join(EXAMPLE, 'node_modules/.bin/tsc'));
+  if (haveVite()) return null;
+  const r = run('npm', ['--prefix', EXAMPLE, 'ci', '--no-audit', '--no-fund', '--prefer-offline'], { timeout: 60000 });
+  if (r.ok && haveVite()) return null;
+  return `examples/vite/node_modules is missing and \`npm --prefix examples/vite install\` failed ` +
+    `(run \`bash scripts/setup.sh\` or that command outside the network namespace):\n${r.out.slice(-600)}`;
+}
+
+function staticServer(dir) {
+  const types = {
+    '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.css': 'text/css',
+    '.wasm': 'application/wasm', '.svg': 'image/svg+xml', '.json': 'application/json',
+  };
+  const srv = createServer((req, res) => {
+    let p = decodeURIComponent(new URL(req.url, 'http://x').pathname);
+    if (p.endsWith('/')) p += 'index.html';
+    const file = path.join(dir, path.normalize(p));
+    if (!file.startsWith(dir + path.sep) || !fs.existsSync(file) || !fs.statSync(file).isFile()) {
+      res.writeHead(404).end('not found');
+      return;
+    }
+    res.writeHead(200, { 'Content-Type': types[path.extname(file)] || 'application/octet-stream', 'Cache-Control': 'no-store' });
+    res.end(fs.readFileSync(file));
+  });
+  return new Promise((resolve) => srv.listen(0, '127.0.0.1', () => resolve({
+    url: `http://127.0.0.1:${srv.address().port}`,
+    close: () => new Promise((r) => srv.close(r)),
+  })));
+}
+
+describe('examples/vite (npm package bundled by Vite)', () => {
+  let skipReason = null;
+  let outDir, server, web, browser;
+  let clients = [];
+
+  before(async () => {
+    requireFile(path.join(ESM, 'index.js'), 'run `bash npm/build.sh` first');
+    const missing = ensureDeps();
+    if (missing) {
+      if (process.env.CI) throw new Error(`CI is set, so the Vite example must build: ${missing}`);
+      skipReason = missing;
+      return;
+    }
+    outDir = fs.mkdtempSync(path.join(os.tmpdir(), 'rcall-vite-'));
+    const b = run('npm', ['--prefix', EXAMPLE, 'run', 'build', '--', '--outDir', outDir, '--emptyOutDir']);
+    if (!b.ok) throw new Error(`npm --prefix examples/vite run build failed (exit ${b.status}):\n${b.out.slice(-3000)}`);
+    const assets = fs.readdirSync(path.join(outDir, 'assets'));
+    assert.ok(assets.some((f) => f.endsWith('.wasm')), `vite build emitted no .wasm asset: ${assets.join(', ')}\n${b.out}`);
+    server = await startServer({ extraArgs: ['--dev'] });
+    web = await staticServer(outDir);
+    browser = await launchBrowser();
+  });
+  after(async () => {
+    await Promise.all(clients.map((c) => c.close()));
+    await browser?.close().catch(() => {});
+    await web?.close();
+    await server?.stop();
+    if (outDir) fs.rmSync(outDir, { recursive: true, force: true });
+  });
+
+  test('vite build; two pages of the built app make a video call and decode each other\'s video', { timeout: TIMEOUT }, async (t) => {
+    if (skipReason) {
+      t.skip(skipReason);
+      return;
+    }
+    await withDiagnostics('vite-example', () => clients, server, async () => {
+      const tag = uid('vite');
+      const aId = `${tag}-alice`;
+      const bId = `${tag}-bob`;
+      const open = async (name, user, target) => {
+        const context = await browser.newContext();
+        const page = await context.newPage();
+        const c = new Client(name, context, page);
+        c.userId = user;
+        // Client.dump() reads the e2e harness's `H`; this app has none, so give it a stand-in.
+        await page.addInitScript(() => { window.H = { events: [], errors: () => [], rtcStats: async () => [] }; });
+        clients.push(c);
+        const wasmResponses = [];
+        page.on('response', (r) => { if (r.url().endsWith('.wasm')) wasmResponses.push({ url: r.url(), status: r.status(), type: r.headers()['content-type'] }); });
+        c.wasmResponses = wasmResponses;
+        const q = new URLSearchParams({ navi: server.url, appkey: APP_KEY, user, target });
+        const resp = await page.goto(`${web.url}/?${q}`);
+        assert.ok(resp && resp.ok(), `${name}: GET the built index.html → ${resp && resp.status()}`);
+        await page.click('#login');
+        await page.waitForFunction(() => /Logged in as/.test(document.getElementById('status').textContent), null, { timeout: 10000 })
+          .catch(async (e) => { throw new Error(`${name}: login: status "${await page.textContent('#status')}": ${e.message}`); });
+        return c;
+      };
+      const A = await open('A', aId, bId);
+      const B = await open('B', bId, aId);
+      for (const c of [A, B]) {
+        const w = c.wasmResponses.find((r) => r.url.startsWith(web.url));
+        assert.ok(w, `${c.name}: the wasm was not fetched from the Vite build (${JSON.stringify(c.wasmResponses)})`);
+        assert.equal(w.status, 200, `${c.name}: ${JSON.stringify(w)}`);
+        assert.match(w.url, /\/assets\/.*\.wasm$/, `${c.name}: wasm URL`);
+      }
+
+      await A.page.click('#call');
+      await B.page.waitForFunction(() => !document.getElementById('accept').disabled, null, { timeout: 10000 });
+      assert.match(await B.page.textContent('#status'), new RegExp(`Incoming call from ${aId}`));
+      await B.page.click('#accept');
+
+      const decoding = async (c) => {
+        const deadline = Date.now() + 15000;
+        let q1 = null;
+        for (;;) {
+          const q = await c.page.evaluate(() => {
+            const v = document.getElementById('remote');
+            return { w: v.videoWidth, frames: v.getVideoPlaybackQuality().totalVideoFrames };
+          });
+          if (q.w > 0 && q.frames > 0) {
+            if (!q1) q1 = q;
+            else if (q.frames > q1.frames) return q;
+          }
+          if (Date.now() > deadline) throw new Error(`${c.name}: remote video not decoding: ${JSON.stringify(q)}; status "${await c.page.textContent('#status')}"`);
+          await sleep(200);
+        }
+      };
+      const [qa, qb] = await Promise.all([decoding(A), decoding(B)]);
+      console.log(`  vite example: remote video A ${qa.w}px wide (${qa.frames} frames), B ${qb.w}px wide (${qb.frames} frames)`);
+      assert.match(await A.page.textContent('#status'), new RegExp(`In call with ${bId}`));
+
+      await A.page.click('#hangup');
+      for (const c of [A, B]) {
+        await c.page.waitForFunction(() => /Call ended/.test(document.getElementById('status').textContent), null, { timeout: 10000 });
+      }
+      assert.match(await A.page.textContent('#status'), /Call ended \(3\)/);
+      assert.match(await B.page.textContent('#status'), /Call ended \(13\)/);
+    }, { timeout: TIMEOUT - 5000 });
+  });
+});
