@@ -54,6 +54,7 @@ pub fn call_params(params: &JsValue, group: bool) -> Result<(), String> {
         problems.push("userIds must be a non-empty array of non-empty strings".into());
     }
     problems.extend(listener_problems(&js::get(params, "listener")));
+    problems.extend(constraint_problems(&js::get(params, "constraints")));
     if problems.is_empty() {
         Ok(())
     } else {
@@ -61,13 +62,23 @@ pub fn call_params(params: &JsValue, group: bool) -> Result<(), String> {
     }
 }
 
-/// Checks `accept(constraints)` (spec A.10).
+/// Checks `accept(constraints)` (spec A.10); `call()`/`callInGroup()` check theirs the same way
+/// (CallLib did not; a bad profile failed later, inside getUserMedia).
 pub fn constraints(c: &JsValue, prefix: &str) -> Result<(), String> {
+    let problems = constraint_problems(c);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{prefix} {}", problems.join("\n")))
+    }
+}
+
+fn constraint_problems(c: &JsValue) -> Vec<String> {
     if !js::is_present(c) {
-        return Ok(());
+        return Vec::new();
     }
     if !c.is_object() {
-        return Err(format!("{prefix} constraints must be an object"));
+        return vec!["constraints must be an object".into()];
     }
     let mut problems = Vec::new();
     let audio = js::get(c, "audio");
@@ -96,11 +107,7 @@ pub fn constraints(c: &JsValue, prefix: &str) -> Result<(), String> {
             _ => problems.push("video.resolution must be a RCResolution value".to_string()),
         }
     }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(format!("{prefix} {}", problems.join("\n")))
-    }
+    problems
 }
 
 /// Checks the options of `installPlugin(RCCall.installer, options)` (spec A.3).

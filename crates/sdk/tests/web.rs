@@ -60,6 +60,12 @@ async fn call_rejects_bad_params_with_every_problem() {
     let err = JsFuture::from(client.call_in_group(group)).await.err().expect("rejects");
     assert!(message(err).starts_with("[RCCallClient callInGroup] userIds"));
 
+    // Constraints are checked like accept()'s.
+    let bad_video = obj(&[("video", obj(&[("frameRate", "FPS_99".into()), ("resolution", "W640_H480".into())]))]);
+    let params = obj(&[("targetId", "bob".into()), ("listener", listener()), ("constraints", bad_video)]);
+    let err = JsFuture::from(client.call(params)).await.err().expect("rejects");
+    assert_eq!(message(err), "[RCCallClient call] video.frameRate must be a RCFrameRate value");
+
     // Valid params while not connected: a code, not an exception.
     let ok = obj(&[("targetId", "bob".into()), ("listener", listener())]);
     let res = JsFuture::from(client.call(ok)).await.expect("resolves");
