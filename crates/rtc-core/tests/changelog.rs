@@ -1,0 +1,154 @@
+//! The changelog behaviours of spec F (5.0.1 → 5.2.10) not covered by the flow tests, one test
+//! each, on the call simulator.
+
+use rtc_core::engine::{CallEvent, Command, PushTexts};
+use rtc_core::proto::call_content::Body;
+use rtc_core::sim::Sim;
+use rtc_core::types::{end_reason, error_code, MediaType, UserState};
+
+fn call_id(sim: &mut Sim, cmd: u64, dev: usize) -> String {
+    sim.run_for(100);
+    sim.result(dev, cmd).unwrap().1.unwrap()
+}
+
+#[test]
+fn f_5_0_7_extra_and_custom_push_texts_travel_with_the_invite() {
+    let mut sim = Sim::new();
+    let (a, b) = (sim.add_device("a"), sim.add_device("b"));
+    let req = rtc_core::engine::CallRequest {
+        call_id: "x_1_1".into(),
+        conversation_type: 1,
+        target_id: "b".into(),
+        user_ids: vec![],
+        media_type: MediaType::Audio,
+        channel_id: "org-7".into(),
+        extra: "{\"room\":42}".into(),
+        push_title: Some("Ann calls".into()),
+        push_content: Some("tap to answer".into()),
+    };
+    sim.command(a, Command::Call(req));
+    sim.run_for(100);
+    let invite = sim.sent(a)[0].clone();
+    let push = invite.push.clone().unwrap();
+    assert_eq!((push.push_title.as_str(), push.push_content.as_str()), ("Ann calls", "tap to answer"));
+    assert!(push.push_data.contains("\"callId\":\"x_1_1\""));
+    assert_eq!(invite.channel_id, "org-7");
+    assert!(sim.events(b).iter().any(|e| matches!(e, CallEvent::Session { extra, .. } if extra == "{\"room\":42}")));
+    assert_eq!(sim.engine(b).session("x_1_1").unwrap().channel_id, "org-7");
+}
+
+#[test]
+fn f_5_1_2_set_push_config_applies_to_invites_and_hangups() {
+    let mut sim = Sim::new();
+    let (a, _b) = (sim.add_device("a"), sim.add_device("b"));
+    let texts = |t: &str| PushTexts { title: Some(t.into()), content: None };
+    sim.command(a, Command::SetPushConfig { call: texts("incoming"), hangup: texts("missed") });
+    let cmd = sim.call(a, "b", MediaType::AudioVideo);
+    let id = call_id(&mut sim, cmd, a);
+    sim.hangup(a, &id);
+    sim.run_for(100);
+    let sent = sim.sent(a);
+    assert_eq!(sent[0].push.as_ref().unwrap().push_title, "incoming");
+    let hangup = sent.iter().find(|s| s.content.object_name() == Some("RC:VCHangup")).unwrap();
+    let push = hangup.push.as_ref().expect("hangups carry the hangup push config");
+    assert_eq!(push.push_title, "missed");
+    assert!(push.push_data.contains("\"reason\":1"));
+    // Without setPushConfig a hangup carries no push (legacy prepared but did not attach it).
+    let mut sim = Sim::new();
+    let (a, _b) = (sim.add_device("a"), sim.add_device("b"));
+    let cmd = sim.call(a, "b", MediaType::Audio);
+    let id = call_id(&mut sim, cmd, a);
+    sim.hangup(a, &id);
+    sim.run_for(100);
+    assert!(sim.sent(a).iter().filter(|s| s.content.object_name() == Some("RC:VCHangup")).all(|s| s.push.is_none()));
+    // The default title follows the language and the media type.
+    assert_eq!(sim.sent(a)[0].push.as_ref().unwrap().push_title, "您有一条音频通话");
+}
+
+#[test]
+fn f_5_1_1_user_ids_with_underscores_are_callable() {
+    let mut sim = Sim::new();
+    let (a, b) = (sim.add_device("user_a_1"), sim.add_device("user_b_2"));
+    let cmd = sim.call(a, "user_b_2", MediaType::AudioVideo);
+    let id = call_id(&mut sim, cmd, a);
+    sim.accept(b, &id);
+    sim.run_for(500);
+    assert!(sim.timeline(a).contains(&"Track(user_b_2/Video)".to_string()));
+    assert!(sim.timeline(b).contains(&"Track(user_a_1/Video)".to_string()));
+}
+
+#[test]
+fn f_5_1_1_inviting_after_the_call_was_handled_elsewhere_returns_a_code() {
+    let mut sim = Sim::new();
+    let a = sim.add_device("a");
+    let (b1, b2) = (sim.add_device("b"), sim.add_device("b"));
+    let cmd = sim.call_in_group(a, "g", &["b"], MediaType::Audio);
+    let id = call_id(&mut sim, cmd, a);
+    sim.accept(b1, &id);
+    sim.run_for(300);
+    // b2's session ended with 101; inviting from it is a code, not a crash or an exception.
+    let inv = sim.command(
+        b2,
+        Command::Invite { call_id: id, user_ids: vec!["c".into()], extra: String::new(), push_title: None, push_content: None },
+    );
+    sim.run_for(10);
+    assert_eq!(sim.result(b2, inv).unwrap().0, error_code::PARAM_ERROR);
+}
+
+#[test]
+fn f_5_2_3_states_are_right_after_accept_and_a_connected_hangup_is_3_while_an_invite_rings() {
+    let mut sim = Sim::new();
+    let (a, b, _c) = (sim.add_device("a"), sim.add_device("b"), sim.add_device("c"));
+    let cmd = sim.call_in_group(a, "g", &["b"], MediaType::Audio);
+    let id = call_id(&mut sim, cmd, a);
+    sim.accept(b, &id);
+    sim.run_for(300);
+    // getRemoteUsers on both sides: the other is in the call, flags right.
+    for (dev, other, caller) in [(a, "b", false), (b, "a", true)] {
+        let view = sim.engine(dev).session(&id).unwrap();
+        let u = view.users.iter().find(|u| u.user_id == other).unwrap();
+        assert_eq!((u.state, u.is_remote, u.is_caller), (UserState::Keeping, true, caller), "device {dev}");
+        let me = view.users.iter().find(|u| u.user_id != other).unwrap();
+        assert!(!me.is_remote);
+    }
+    sim.command(a, Command::Invite { call_id: id.clone(), user_ids: vec!["c".into()], extra: String::new(), push_title: None, push_content: None });
+    sim.run_for(100);
+    // A connected member hanging up while an invite rings says HANGUP, not CANCEL.
+    sim.hangup(b, &id);
+    sim.run_for(100);
+    assert_eq!(sim.close_reason(b, &id), Some(end_reason::HANGUP));
+    assert!(sim.timeline(a).contains(&"Hungup(b,13)".to_string()));
+}
+
+#[test]
+fn f_5_2_2_offline_window_uses_server_time_not_the_local_clock() {
+    // The device's clock is 10 minutes fast; an invite the server accepted 20 s ago still rings.
+    use rtc_core::engine::{Input, Received};
+    use rtc_core::proto::{self, CallContent};
+    let mut sim = Sim::new();
+    let b = sim.add_device("b");
+    let server_now = sim.now() - 600_000;
+    let msg = Received {
+        sender_user_id: "a".into(),
+        sender_device_id: "d".into(),
+        conversation_type: 1,
+        target_id: "a".into(),
+        channel_id: String::new(),
+        sent_time: server_now - 20_000,
+        server_time: server_now,
+        offline: true,
+        content: CallContent {
+            call_id: "off_1_1".into(),
+            body: Some(Body::Invite(proto::Invite { media_type: 1, invite_user_ids: vec!["b".into()], ..Default::default() })),
+            ..Default::default()
+        },
+    };
+    sim.inject(b, Input::Signal(msg));
+    sim.inject(b, Input::SyncDone);
+    assert_eq!(sim.timeline(b), ["Session", "OfflineRecord(a,5)"]);
+    let t0 = sim.now();
+    sim.run_until(t0 + 40_000 - 1);
+    assert!(sim.close_reason(b, "off_1_1").is_none());
+    sim.run_for(2);
+    assert_eq!(sim.close_reason(b, "off_1_1"), Some(end_reason::NO_RESPONSE));
+}
