@@ -9,6 +9,7 @@
 #   - wasm-bindgen-cli, exactly the version pinned in Cargo.toml (the CLI must equal the crate)
 #   - wasm-pack, which runs the browser tests (`wasm-pack test --headless --chrome`)
 #   - node_modules from package-lock.json (npm binaryen's wasm-opt, playwright-core)
+#   - examples/vite/node_modules from its package-lock.json (vite, typescript: the Vite example test)
 #
 # Source it or run it; it only prints what it does.
 set -euo pipefail
@@ -110,5 +111,19 @@ case "$wo" in
     *"version ${BINARYEN_VERSION%%.*}"*) ;;
     *) die "node_modules/.bin/wasm-opt is '$wo', expected binaryen $BINARYEN_VERSION" ;;
 esac
+
+# --- 5. examples/vite/node_modules (vite + typescript for tests/e2e/vite-example.test.mjs, which
+#        runs inside the network namespace and so cannot install them itself) -----------------------
+vstamp=examples/vite/node_modules/.rcall-lock.sha1
+if [ -f examples/vite/package-lock.json ]; then
+    vwant=$(sha1sum examples/vite/package-lock.json | cut -d' ' -f1)
+    if [ ! -f "$vstamp" ] || [ "$(cat "$vstamp")" != "$vwant" ] || [ ! -x examples/vite/node_modules/.bin/vite ]; then
+        say "npm ci (examples/vite)"
+        npm --prefix examples/vite ci --no-audit --no-fund --loglevel=error
+        echo "$vwant" >"$vstamp"
+    else
+        say "examples/vite/node_modules: ok"
+    fi
+fi
 
 say "done in $(( $(date +%s) - t0 ))s"
