@@ -9,7 +9,8 @@
 #
 # Env: RATES (comma list, total offered msg/s), PAIRS, IDLE (idle connections for the memory
 # figure; this machine caps a process at 20,000 open files), WARMUP, DURATION (s), PAYLOAD
-# (bytes), SKIP_PEERJS=1, PEER_DIR, TARGET_DIR (cargo target dir).
+# (bytes), SKIP_PEERJS=1, PEER_DIR, TARGET_DIR (cargo target dir), NICE (e.g. -10: run the
+# servers and the generator at a higher CPU priority than other work on a shared machine).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
@@ -23,6 +24,7 @@ PEER_DIR=${PEER_DIR:-/tmp/rcall-bench-peerjs}
 TARGET_DIR=${TARGET_DIR:-${CARGO_TARGET_DIR:-target}}
 SERVER_CPU=${SERVER_CPU:-0}
 LOADGEN_CPU=${LOADGEN_CPU:-1}
+NICE=${NICE:-0}
 
 cargo build --release -p rcall-server -p rcall-loadgen --target-dir "$TARGET_DIR" >&2
 BIN="$TARGET_DIR/release"
@@ -39,7 +41,7 @@ ulimit -n 20000 2>/dev/null || true
 
 # rcall-server: production defaults except a per-connection rate limit above the offered
 # per-connection rate (the default 100/s would refuse the benchmark's own traffic).
-RUST_LOG=warn taskset -c "$SERVER_CPU" "$BIN/rcall-server" --listen 127.0.0.1:0 --db "$TMP/bench.db" \
+RUST_LOG=warn nice -n "$NICE" taskset -c "$SERVER_CPU" "$BIN/rcall-server" --listen 127.0.0.1:0 --db "$TMP/bench.db" \
     --app-key bench-app --app-secret bench-secret --sdk-dir "$TMP" --web-dir "$TMP" \
     --rate-limit-per-sec 5000 --rate-limit-burst 10000 >"$TMP/rcall.out" 2>"$TMP/rcall.err" &
 RCALL_PID=$!
@@ -56,7 +58,7 @@ if [ "${SKIP_PEERJS:-0}" != 1 ]; then
         npm install --prefix "$PEER_DIR" --no-audit --no-fund --loglevel=error peer@1.0.2 >&2
     fi
     PEER_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-    taskset -c "$SERVER_CPU" node "$PEER_DIR/node_modules/peer/dist/bin/peerjs.js" --host 127.0.0.1 --port "$PEER_PORT" \
+    nice -n "$NICE" taskset -c "$SERVER_CPU" node "$PEER_DIR/node_modules/peer/dist/bin/peerjs.js" --host 127.0.0.1 --port "$PEER_PORT" \
         --concurrent_limit 50000 --alive_timeout 3600000 >"$TMP/peer.out" 2>&1 &
     PEER_PID=$!
     PIDS+=("$PEER_PID")
@@ -67,7 +69,7 @@ if [ "${SKIP_PEERJS:-0}" != 1 ]; then
     ARGS+=(--peerjs "ws://127.0.0.1:$PEER_PORT/peerjs" --peerjs-pid "$PEER_PID")
 fi
 
-echo "# $(date -u +%FT%TZ) $(uname -r), $(nproc) CPUs; server on CPU $SERVER_CPU, loadgen on CPU $LOADGEN_CPU"
+echo "# $(date -u +%FT%TZ) $(uname -r), $(nproc) CPUs; server on CPU $SERVER_CPU, loadgen on CPU $LOADGEN_CPU, nice $NICE; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# rcall-server $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'), peer@1.0.2 on node $(node --version 2>/dev/null || echo '-')"
-taskset -c "$LOADGEN_CPU" "$BIN/rcall-loadgen" "${ARGS[@]}" --pairs "$PAIRS" --rates "$RATES" \
+nice -n "$NICE" taskset -c "$LOADGEN_CPU" "$BIN/rcall-loadgen" "${ARGS[@]}" --pairs "$PAIRS" --rates "$RATES" \
     --warmup-secs "$WARMUP" --duration-secs "$DURATION" --payload "$PAYLOAD" --idle "$IDLE"

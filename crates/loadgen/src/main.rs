@@ -10,8 +10,8 @@
 //! (issue → receipt, one process so one clock), and the server's CPU time (utime + stime from
 //! `/proc/<pid>/stat`) per delivered message.
 //!
-//! Idle phase (`--idle N`): opens N authenticated connections that then stay silent and reports
-//! the growth of the server's RSS per connection.
+//! Idle phase (`--idle N`, run first, on the fresh server): opens N authenticated connections
+//! that then stay silent and reports the growth of the server's RSS per connection.
 //!
 //! Run it on its own core and the server on another (`taskset`), e.g. via
 //! `crates/loadgen/bench.sh`.
@@ -23,7 +23,7 @@ use clap::Parser;
 use futures::{FutureExt, SinkExt, StreamExt};
 use rtc_core::proto::client_frame::Body as C;
 use rtc_core::proto::server_frame::Body as S;
-use rtc_core::proto::{Ack, Authenticate, ClientFrame, SendMessage, ServerFrame};
+use rtc_core::proto::{Ack, Authenticate, ClientFrame, ServerFrame};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -198,20 +198,128 @@ struct Window {
     end: u64,
 }
 
+/// The encoded `ClientFrame { Send(SendMessage { request_id, conversation_type: PRIVATE,
+/// target_id: to, message_type, content }) }`, built by hand into one buffer (the generator must
+/// stay much cheaper than the server it measures). `content` starts with the issue time.
 fn encode_rcall(req: u32, to: &str, step: usize, t: u64, payload: usize) -> Message {
-    let mut content = vec![b'x'; payload.saturating_sub(40).max(16)];
-    content[..8].copy_from_slice(&t.to_be_bytes());
-    let frame = ClientFrame::new(C::Send(SendMessage {
-        request_id: req,
-        conversation_type: 1,
-        target_id: to.to_owned(),
-        channel_id: String::new(),
-        directional_user_ids: Vec::new(),
-        message_type: SCRIPT[step].1.to_owned(),
-        content,
-        push: None,
-    }));
-    Message::Binary(frame.to_bytes().into())
+    use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
+    let content_len = payload.saturating_sub(40).max(16);
+    let msg_type = SCRIPT[step].1.as_bytes();
+    let inner_len = 1
+        + encoded_len_varint(u64::from(req))
+        + 2
+        + 1
+        + encoded_len_varint(to.len() as u64)
+        + to.len()
+        + 1
+        + encoded_len_varint(msg_type.len() as u64)
+        + msg_type.len()
+        + 1
+        + encoded_len_varint(content_len as u64)
+        + content_len;
+    let mut buf = Vec::with_capacity(inner_len + 6);
+    encode_key(2, WireType::LengthDelimited, &mut buf); // ClientFrame.body = Send
+    encode_varint(inner_len as u64, &mut buf);
+    encode_key(1, WireType::Varint, &mut buf);
+    encode_varint(u64::from(req), &mut buf);
+    encode_key(2, WireType::Varint, &mut buf);
+    encode_varint(1, &mut buf);
+    encode_key(3, WireType::LengthDelimited, &mut buf);
+    encode_varint(to.len() as u64, &mut buf);
+    buf.extend_from_slice(to.as_bytes());
+    encode_key(6, WireType::LengthDelimited, &mut buf);
+    encode_varint(msg_type.len() as u64, &mut buf);
+    buf.extend_from_slice(msg_type);
+    encode_key(7, WireType::LengthDelimited, &mut buf);
+    encode_varint(content_len as u64, &mut buf);
+    buf.extend_from_slice(&t.to_be_bytes());
+    buf.resize(buf.len() + content_len - 8, b'x');
+    Message::Binary(buf.into())
+}
+
+/// What the generator needs from a `ServerFrame`, read without decoding the whole message.
+#[derive(Debug, PartialEq)]
+enum Seen {
+    /// `Deliver`: its seq and the issue time at the start of its content.
+    Deliver {
+        seq: u64,
+        t: Option<u64>,
+    },
+    /// `SendResult`: its code.
+    SendResult {
+        code: i32,
+    },
+    Other,
+}
+
+/// Iterates the (field, wire value) pairs of one protobuf message.
+fn fields(mut b: &[u8]) -> impl Iterator<Item = (u32, FieldVal<'_>)> {
+    std::iter::from_fn(move || {
+        if b.is_empty() {
+            return None;
+        }
+        let key = prost::encoding::decode_varint(&mut b).ok()?;
+        let (field, wire) = ((key >> 3) as u32, key & 7);
+        let v = match wire {
+            0 => FieldVal::Varint(prost::encoding::decode_varint(&mut b).ok()?),
+            2 => {
+                let len = prost::encoding::decode_varint(&mut b).ok()? as usize;
+                if len > b.len() {
+                    return None;
+                }
+                let (v, rest) = b.split_at(len);
+                b = rest;
+                FieldVal::Bytes(v)
+            }
+            1 => {
+                b = b.get(8..)?;
+                FieldVal::Other
+            }
+            5 => {
+                b = b.get(4..)?;
+                FieldVal::Other
+            }
+            _ => return None,
+        };
+        Some((field, v))
+    })
+}
+
+enum FieldVal<'a> {
+    Varint(u64),
+    Bytes(&'a [u8]),
+    Other,
+}
+
+fn scan_server_frame(frame: &[u8]) -> Seen {
+    for (f, v) in fields(frame) {
+        match (f, v) {
+            (3, FieldVal::Bytes(d)) => {
+                let (mut seq, mut t) = (0, None);
+                for (g, w) in fields(d) {
+                    match (g, w) {
+                        (1, FieldVal::Varint(s)) => seq = s,
+                        (9, FieldVal::Bytes(c)) if c.len() >= 8 => {
+                            t = Some(u64::from_be_bytes(c[..8].try_into().unwrap()))
+                        }
+                        _ => {}
+                    }
+                }
+                return Seen::Deliver { seq, t };
+            }
+            (4, FieldVal::Bytes(r)) => {
+                let mut code = 0;
+                for (g, w) in fields(r) {
+                    if let (2, FieldVal::Varint(c)) = (g, w) {
+                        code = c as i64 as i32;
+                    }
+                }
+                return Seen::SendResult { code };
+            }
+            _ => {}
+        }
+    }
+    Seen::Other
 }
 
 fn encode_peerjs(to: &str, step: usize, t: u64, payload: usize) -> Message {
@@ -261,27 +369,17 @@ async fn conn_task(
     let mut pending_ack = 0u64;
     let mut acked = 0u64;
     let handle = |msg: Message, stats: &mut ConnStats, pending_ack: &mut u64| match msg {
-        Message::Binary(b) => {
-            if let Ok(f) = ServerFrame::from_bytes(&b) {
-                match f.body {
-                    Some(S::Deliver(d)) => {
-                        *pending_ack = (*pending_ack).max(d.seq);
-                        if d.content.len() >= 8 {
-                            let t = u64::from_be_bytes(d.content[..8].try_into().unwrap());
-                            record(stats, w, t);
-                        }
-                    }
-                    Some(S::SendResult(r)) => {
-                        if r.code == 0 {
-                            stats.send_ok += 1;
-                        } else {
-                            stats.send_err += 1;
-                        }
-                    }
-                    _ => {}
+        Message::Binary(b) => match scan_server_frame(&b) {
+            Seen::Deliver { seq, t } => {
+                *pending_ack = (*pending_ack).max(seq);
+                if let Some(t) = t {
+                    record(stats, w, t);
                 }
             }
-        }
+            Seen::SendResult { code: 0 } => stats.send_ok += 1,
+            Seen::SendResult { .. } => stats.send_err += 1,
+            Seen::Other => {}
+        },
         Message::Text(t) => {
             if let Some(ts) = peerjs_ts(&t) {
                 record(stats, w, ts);
@@ -603,12 +701,8 @@ async fn async_main(args: Args) {
             loads: Vec::new(),
             idle_bytes_per_conn: None,
         };
-        for &rate in &args.rates {
-            run += 1;
-            let r = run_load(&args, target, *pid, rate, run).await;
-            print_load(target.name(), &r);
-            rep.loads.push(r);
-        }
+        // Idle memory first, on the fresh server: after the load phases the allocator keeps
+        // memory the idle connections would reuse, and the figure would be too good.
         if let (true, Some(pid)) = (args.idle > 0, *pid) {
             let (per, before, after) = run_idle(&args, target, pid).await;
             println!(
@@ -620,6 +714,12 @@ async fn async_main(args: Args) {
                 per
             );
             rep.idle_bytes_per_conn = Some(per);
+        }
+        for &rate in &args.rates {
+            run += 1;
+            let r = run_load(&args, target, *pid, rate, run).await;
+            print_load(target.name(), &r);
+            rep.loads.push(r);
         }
         reports.push(rep);
     }
@@ -688,10 +788,62 @@ mod tests {
     }
 
     #[test]
-    fn rcall_messages_are_about_the_payload_size() {
-        let Message::Binary(b) = encode_rcall(1, "r1u1", 3, 99, 300) else {
+    fn rcall_messages_are_about_the_payload_size_and_decode() {
+        let Message::Binary(b) = encode_rcall(300, "r1u1", 3, 99, 300) else {
             panic!()
         };
         assert!((280..=320).contains(&b.len()), "{}", b.len());
+        let f = ClientFrame::from_bytes(&b).unwrap();
+        let Some(C::Send(m)) = f.body else { panic!() };
+        assert_eq!((m.request_id, m.conversation_type), (300, 1));
+        assert_eq!(
+            (m.target_id.as_str(), m.message_type.as_str()),
+            ("r1u1", "RCall:Media")
+        );
+        assert_eq!(&m.content[..8], &99u64.to_be_bytes());
+    }
+
+    #[test]
+    fn the_scanner_reads_deliver_and_send_result() {
+        use rtc_core::proto::{Delivered, SendResult};
+        let mut content = 1234u64.to_be_bytes().to_vec();
+        content.extend_from_slice(b"padding");
+        let d = ServerFrame::new(
+            5,
+            S::Deliver(Delivered {
+                seq: 1_700_000_000_000_123,
+                message_uid: "U".into(),
+                sender_user_id: "a".into(),
+                content,
+                sent_time: 9,
+                offline: true,
+                ..Default::default()
+            }),
+        );
+        assert_eq!(
+            scan_server_frame(&d.to_bytes()),
+            Seen::Deliver {
+                seq: 1_700_000_000_000_123,
+                t: Some(1234)
+            }
+        );
+        let r = ServerFrame::new(
+            5,
+            S::SendResult(SendResult {
+                request_id: 3,
+                code: 405,
+                ..Default::default()
+            }),
+        );
+        assert_eq!(
+            scan_server_frame(&r.to_bytes()),
+            Seen::SendResult { code: 405 }
+        );
+        let ok = ServerFrame::new(5, S::SendResult(SendResult::default()));
+        assert_eq!(
+            scan_server_frame(&ok.to_bytes()),
+            Seen::SendResult { code: 0 }
+        );
+        assert_eq!(scan_server_frame(&[0xff, 0xff]), Seen::Other);
     }
 }

@@ -15,7 +15,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
 use bytes::{Bytes, BytesMut};
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt};
 use rtc_core::proto::client_frame::Body as ClientBody;
 use rtc_core::proto::server_frame::Body;
 use rtc_core::proto::{
@@ -35,6 +35,8 @@ pub const MAX_DEVICE_ID_CHARS: usize = 128;
 /// Socket read buffer per connection: small, because idle connections dominate memory (a
 /// larger frame still arrives whole; it just takes more reads).
 const READ_BUFFER_BYTES: usize = 1024;
+/// Queued frames are handed to the socket whenever this much is buffered (and at each flush).
+const WRITE_BUFFER_BYTES: usize = 16 * 1024;
 
 /// WebSocket close codes (RFC 6455) sent after an `ErrorFrame`.
 pub mod close_code {
@@ -57,6 +59,9 @@ pub async fn ws_handler(State(state): State<Arc<AppState>>, upgrade: WebSocketUp
         .max_message_size(transport_limit)
         .max_frame_size(transport_limit)
         .read_buffer_size(READ_BUFFER_BYTES)
+        // Bursts are written to the socket in chunks of this size, so a connection's write
+        // buffer (which never shrinks) stays small after a burst.
+        .write_buffer_size(WRITE_BUFFER_BYTES)
         .on_upgrade(move |socket| run_connection(state, socket))
 }
 
@@ -487,8 +492,13 @@ async fn serve_loop(state: &AppState, ws: &mut WebSocket, outbox: &Outbox, origi
         outbox.close();
     };
     loop {
-        let closed = outbox.take(&mut batch);
+        let mut closed = outbox.take(&mut batch);
         if !batch.is_empty() {
+            // Let every task that is ready run first (they may queue more for this
+            // connection): under load one write then carries many frames; when idle this
+            // returns at once.
+            tokio::task::yield_now().await;
+            closed = outbox.take(&mut batch);
             // Boxed: only connections that are writing hold this state.
             match Box::pin(write_or_abort(state, ws, outbox, &mut batch, closed)).await {
                 Written::Ok => continue,
@@ -521,45 +531,76 @@ async fn serve_loop(state: &AppState, ws: &mut WebSocket, outbox: &Outbox, origi
             biased;
             _ = outbox.notified() => {}
             msg = ws.next(), if !draining => {
-                let reply = match classify(msg, max) {
-                    Inbound::Closed => {
+                // Handle this frame and every one already buffered (up to a bound), so a burst
+                // gets its answers in one write.
+                let mut msg = msg;
+                let mut handled = 0;
+                loop {
+                    if !on_inbound(state, origin, outbox, msg, max, &mut limiter) {
                         stop_reading(&mut draining);
-                        continue;
+                        break;
                     }
-                    Inbound::Control => continue,
-                    Inbound::Violation(err) => Reply::Fatal(err),
-                    Inbound::Frame(frame) => handle_frame(state, origin, frame, &mut limiter),
-                };
-                match reply {
-                    Reply::None => {}
-                    Reply::Frame(body) => {
-                        let item = Outgoing::Frame {
-                            body: encode_body(&body),
-                            accepted: None,
-                        };
-                        match outbox.push(item, true) {
-                            Ok(()) | Err(PushError::Closed) => {}
-                            Err(PushError::Full) => {
-                                state.metrics.error(error_code::SLOW_CONSUMER);
-                                outbox.abort_with(error_frame(
-                                    error_code::SLOW_CONSUMER,
-                                    "too many unread frames; reconnect and resume",
-                                ));
-                            }
-                        }
+                    handled += 1;
+                    if handled == MAX_FRAMES_PER_WAKE {
+                        break;
                     }
-                    Reply::Fatal(err) => {
-                        tracing::info!(
-                            conn_id = origin.conn_id,
-                            code = err.code,
-                            "protocol violation, closing"
-                        );
-                        state.metrics.error(err.code);
-                        let _ = outbox.push(Outgoing::Fatal(err), false);
-                        stop_reading(&mut draining);
+                    // Only what is already buffered; the select above waits for the rest.
+                    match ws.next().now_or_never() {
+                        Some(m) => msg = m,
+                        None => break,
                     }
                 }
             }
+        }
+    }
+}
+
+/// Frames handled per wake-up before queued replies are written.
+const MAX_FRAMES_PER_WAKE: usize = 32;
+
+/// Handles one inbound WebSocket message; `false` when the connection must stop reading.
+fn on_inbound(
+    state: &AppState,
+    origin: &Origin,
+    outbox: &Outbox,
+    msg: Option<Result<Message, axum::Error>>,
+    max: usize,
+    limiter: &mut RateLimiter,
+) -> bool {
+    let reply = match classify(msg, max) {
+        Inbound::Closed => return false,
+        Inbound::Control => return true,
+        Inbound::Violation(err) => Reply::Fatal(err),
+        Inbound::Frame(frame) => handle_frame(state, origin, frame, limiter),
+    };
+    match reply {
+        Reply::None => true,
+        Reply::Frame(body) => {
+            let item = Outgoing::Frame {
+                body: encode_body(&body),
+                accepted: None,
+            };
+            match outbox.push(item, true) {
+                Ok(()) | Err(PushError::Closed) => {}
+                Err(PushError::Full) => {
+                    state.metrics.error(error_code::SLOW_CONSUMER);
+                    outbox.abort_with(error_frame(
+                        error_code::SLOW_CONSUMER,
+                        "too many unread frames; reconnect and resume",
+                    ));
+                }
+            }
+            true
+        }
+        Reply::Fatal(err) => {
+            tracing::info!(
+                conn_id = origin.conn_id,
+                code = err.code,
+                "protocol violation, closing"
+            );
+            state.metrics.error(err.code);
+            let _ = outbox.push(Outgoing::Fatal(err), false);
+            false
         }
     }
 }

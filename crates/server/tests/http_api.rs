@@ -379,7 +379,14 @@ async fn wrong_method_on_the_api_is_405_json() {
     assert_eq!((status, body["code"].as_i64()), (405, Some(1002)));
     // An oversized body is a JSON 400, not a torn connection.
     let big = "x".repeat(3 * 1024 * 1024);
-    let resp = api_request(&ts, "/user/getToken.json", APP_KEY, APP_SECRET, &[("userId", &big)]).await;
+    let resp = api_request(
+        &ts,
+        "/user/getToken.json",
+        APP_KEY,
+        APP_SECRET,
+        &[("userId", &big)],
+    )
+    .await;
     let (status, body) = json(resp).await;
     assert_eq!((status, body["code"].as_i64()), (400, Some(1002)));
 }

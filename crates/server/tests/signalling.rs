@@ -487,3 +487,30 @@ async fn shutdown_closes_websockets() {
         .unwrap();
     a1.expect_closed().await;
 }
+
+#[tokio::test]
+async fn a_hundred_frames_in_one_write_all_get_answers_in_order() {
+    use futures::SinkExt;
+    let ts = TestServer::start_with(|c| c.rate_limit_burst = 1000).await;
+    let mut a1 = ts.client("alice", "a1").await;
+    let mut b1 = ts.client("bob", "b1").await;
+    for i in 1..=100u32 {
+        let frame = rtc_core::proto::ClientFrame::new(C::Send(rtc_core::proto::SendMessage {
+            request_id: i,
+            ..private("bob", &i.to_be_bytes())
+        }));
+        a1.ws
+            .feed(Message::Binary(frame.to_bytes().into()))
+            .await
+            .unwrap();
+    }
+    a1.ws.flush().await.unwrap();
+    for i in 1..=100u32 {
+        let r = send_result(a1.recv().await);
+        assert_eq!((r.request_id, r.code), (i, 0));
+    }
+    for i in 1..=100u32 {
+        assert_eq!(delivered(b1.recv().await, "b1").content, i.to_be_bytes());
+    }
+    a1.barrier(1).await;
+}
