@@ -3,7 +3,8 @@
 # has only rustup/cargo, node/npm and apt. Idempotent: each step is skipped when already done,
 # so a second run takes about a second.
 #
-#   - Debian: chromium + chromium-driver (browser tests), iproute2/util-linux (loopback netns),
+#   - Debian: chromium + chromium-driver (browser tests), coturn (TURN tests), iproute2/util-linux
+#     (loopback netns),
 #     a C toolchain (crates with C parts)
 #   - Rust: the toolchain pinned by rust-toolchain.toml and its wasm32-unknown-unknown target
 #   - wasm-bindgen-cli, exactly the version pinned in Cargo.toml (the CLI must equal the crate)
@@ -39,6 +40,7 @@ have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok
 { command -v chromium >/dev/null && have_pkg chromium; } || apt_missing+=(chromium fonts-liberation)
 { command -v chromedriver >/dev/null && have_pkg chromium-driver; } || apt_missing+=(chromium-driver)
 command -v ip >/dev/null || apt_missing+=(iproute2)
+command -v turnserver >/dev/null || apt_missing+=(coturn)
 command -v unshare >/dev/null || apt_missing+=(util-linux)
 command -v cc >/dev/null || apt_missing+=(build-essential)
 command -v pkg-config >/dev/null || apt_missing+=(pkg-config)
@@ -50,7 +52,7 @@ if [ ${#apt_missing[@]} -gt 0 ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${apt_missing[@]}" >/dev/null
 else
-    say "debian packages: ok (chromium, chromium-driver, iproute2, util-linux, cc, pkg-config)"
+    say "debian packages: ok (chromium, chromium-driver, coturn, iproute2, util-linux, cc, pkg-config)"
 fi
 
 # --- 2. Rust toolchain + wasm target --------------------------------------------------------------

@@ -249,9 +249,9 @@ export class Client {
   eval(fn, arg) { return this.page.evaluate(fn, arg); }
 
   /** init + installPlugin(RCRTC) + installPlugin(RCCall) + connect; asserts the connect result. */
-  async login(userId, token, { navi } = {}) {
+  async login(userId, token, { navi, rtcOptions } = {}) {
     this.userId = userId;
-    await this.eval(({ appkey, navi }) => H.setup({ appkey, navi }), { appkey: APP_KEY, navi });
+    await this.eval(({ appkey, navi, rtcOptions }) => H.setup({ appkey, navi, rtcOptions }), { appkey: APP_KEY, navi, rtcOptions });
     const res = await this.eval((t) => H.connect(t), token);
     if (res.code !== 0 || res.userId !== userId) {
       throw new Error(`${this.name}: RongIMLib.connect → ${JSON.stringify(res)}, expected {code: 0, data.userId: ${userId}}`);

@@ -26,6 +26,7 @@ pub mod code {
     pub const RC_NET_UNAVAILABLE: i32 = 30002;
     pub const BIZ_ERROR_CLIENT_NOT_INIT: i32 = 33001;
     pub const BIZ_ERROR_INVALID_PARAMETER: i32 = 33003;
+    pub const RC_CONN_USER_BLOCKED: i32 = 31009;
     pub const RC_CONNECTION_EXIST: i32 = 34001;
     pub const CONNECTION_TIMEOUT: i32 = 34006;
 }
@@ -181,6 +182,10 @@ fn on_frame(frame: ServerFrame) {
         }
         Some(server_frame::Body::Error(e)) => {
             js::error(&format!("[rcall] server error {}: {}", e.code, e.message), &JsValue::UNDEFINED);
+            if e.code == code::RC_CONN_USER_BLOCKED {
+                // Blocked by the operator: reconnecting would only be refused.
+                *rt.login.borrow_mut() = None;
+            }
         }
         Some(server_frame::Body::SyncDone(_)) => rt.feed(Input::SyncDone),
         Some(server_frame::Body::Pong(_)) | None => {}

@@ -167,6 +167,7 @@
             var l = byId[p.localCandidateId] || {};
             var r = byId[p.remoteCandidateId] || {};
             entry.pair = (l.address || l.ip) + ':' + l.port + ' <-> ' + (r.address || r.ip) + ':' + r.port + ' (' + l.protocol + ')';
+            entry.pairTypes = [l.candidateType, r.candidateType];
           }
         });
       } catch (e) {
@@ -243,7 +244,7 @@
     var initOpts = { appkey: opts.appkey };
     if (opts.navi || H.navi) initOpts.navi = opts.navi || H.navi;
     RongIMLib.init(initOpts);
-    H.rtcClient = RongIMLib.installPlugin(RCRTC.installer, {});
+    H.rtcClient = RongIMLib.installPlugin(RCRTC.installer, opts.rtcOptions || {});
     H.caller = RongIMLib.installPlugin(RCCall.installer, {
       rtcClient: H.rtcClient,
       onSession: function (session, extra) {
