@@ -40,6 +40,7 @@ use crate::types::MediaType;
 pub type DeviceId = usize;
 
 /// Something a device's engine produced, with the virtual time it happened.
+#[allow(clippy::large_enum_variant)] // test records, kept whole for easy matching
 #[derive(Debug, Clone)]
 pub enum Logged {
     Event(CallEvent),

@@ -51,7 +51,7 @@ fn run(seed: u64, seen: &mut Seen) {
     let mut sim = Sim::new();
     sim.seed(seed);
     sim.jitter = (sim.random() % 40) as i64;
-    let lossy = sim.random() % 4 == 0;
+    let lossy = sim.random().is_multiple_of(4);
     if lossy {
         sim.loss = 0.05;
     }
@@ -61,7 +61,7 @@ fn run(seed: u64, seen: &mut Seen) {
         let dev = pick(&mut sim, &devs).unwrap();
         let me = sim.engine(dev).self_id().to_string();
         let others: Vec<&str> = ["ann", "bo", "cy"].into_iter().filter(|u| *u != me).collect();
-        let media = if sim.random() % 2 == 0 { MediaType::Audio } else { MediaType::AudioVideo };
+        let media = if sim.random().is_multiple_of(2) { MediaType::Audio } else { MediaType::AudioVideo };
         match sim.random() % 10 {
             0 | 1 => {
                 let to = pick(&mut sim, &others).unwrap();
@@ -99,7 +99,7 @@ fn run(seed: u64, seen: &mut Seen) {
                         0 => Command::DescendAbility { call_id: c },
                         n => {
                             let kind = if n == 1 { TrackKind::Audio } else { TrackKind::Video };
-                            Command::MuteTrack { call_id: c, kind, muted: sim.random() % 2 == 0 }
+                            Command::MuteTrack { call_id: c, kind, muted: sim.random().is_multiple_of(2) }
                         }
                     };
                     sim.command(dev, cmd);

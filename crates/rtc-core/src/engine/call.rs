@@ -102,7 +102,52 @@ pub(crate) struct Call {
     pub camera_released: bool,
 }
 
+/// Who a call is between, for [`Call::new`].
+pub(crate) struct CallParties {
+    pub id: String,
+    pub conversation_type: i32,
+    pub target_id: String,
+    pub channel_id: String,
+    pub media_type: MediaType,
+    pub caller_id: String,
+    pub inviter_id: String,
+    pub users: SmallMap<String, Member>,
+}
+
 impl Call {
+    /// A call in WAITING, already handed to the app, with nothing else going on yet; each flow
+    /// adjusts what differs (an outgoing call starts unannounced and without a state).
+    pub fn new(p: CallParties) -> Self {
+        Call {
+            id: p.id,
+            conversation_type: p.conversation_type,
+            target_id: p.target_id,
+            channel_id: p.channel_id,
+            media_type: p.media_type,
+            caller_id: p.caller_id,
+            inviter_id: p.inviter_id,
+            state: Some(SessionState::Waiting),
+            users: p.users,
+            begin: 0,
+            end: 0,
+            end_reason: None,
+            announced: true,
+            joined: false,
+            has_local_media: false,
+            peers: Vec::new(),
+            early_tracks: Vec::new(),
+            pending: Pending::None,
+            extra: String::new(),
+            push_title: None,
+            push_content: None,
+            start: None,
+            local_announced: false,
+            audio_muted: false,
+            video_muted: false,
+            camera_released: false,
+        }
+    }
+
     pub fn is_live(&self) -> bool {
         self.state != Some(SessionState::End) && !(self.state.is_none() && self.pending == Pending::None)
     }

@@ -2,7 +2,7 @@
 
 use crate::small_map::SmallMap;
 
-use super::call::{Call, Pending};
+use super::call::{Call, CallParties, Pending};
 use super::{member, CallEvent, Engine, Peer, Received, SendPurpose, Sender, TrackKind};
 use crate::proto::{self, call_content::Body, UserProfile};
 use crate::types::{end_reason, map_remote_reason, MediaType, SessionState, UserState};
@@ -88,33 +88,19 @@ impl Engine {
         let media_type = MediaType::from_i32(invite.media_type).unwrap_or(MediaType::Audio);
         self.calls.insert(
             call_id.clone(),
-            Call {
-                id: call_id.clone(),
-                conversation_type: msg.conversation_type,
-                target_id: msg.target_id.clone(),
-                channel_id: msg.channel_id.clone(),
-                media_type,
-                caller_id: sender.user_id.clone(),
-                inviter_id: sender.user_id.clone(),
-                state: Some(SessionState::Waiting),
-                users,
-                begin: 0,
-                end: 0,
-                end_reason: None,
-                announced: true,
-                joined: false,
-                has_local_media: false,
-                peers: Vec::new(),
-                early_tracks: Vec::new(),
-                pending: Pending::None,
-                extra: invite.extra.clone(),
-                push_title: None,
-                push_content: None,
-                start: None,
-                local_announced: false,
-                audio_muted: false,
-                video_muted: false,
-                camera_released: false,
+            {
+                let mut call = Call::new(CallParties {
+                    id: call_id.clone(),
+                    conversation_type: msg.conversation_type,
+                    target_id: msg.target_id.clone(),
+                    channel_id: msg.channel_id.clone(),
+                    media_type,
+                    caller_id: sender.user_id.clone(),
+                    inviter_id: sender.user_id.clone(),
+                    users,
+                });
+                call.extra = invite.extra.clone();
+                call
             },
         );
         self.ring_and_announce(&call_id, invite.extra, busy);
@@ -185,36 +171,26 @@ impl Engine {
         let media_type = MediaType::from_i32(invite.media_type).unwrap_or(MediaType::Audio);
         self.calls.insert(
             call_id.clone(),
-            Call {
-                id: call_id.clone(),
-                conversation_type: msg.conversation_type,
-                target_id: msg.target_id.clone(),
-                channel_id: msg.channel_id.clone(),
-                media_type,
-                caller_id: sender.user_id.clone(),
-                inviter_id: sender.user_id.clone(),
-                state: Some(SessionState::Waiting),
-                users,
-                begin: 0,
-                end: 0,
-                end_reason: None,
-                announced: true,
-                joined: false,
-                has_local_media: true,
-                peers: Vec::new(),
-                early_tracks: Vec::new(),
-                pending: match (pending_call, &captured) {
+            {
+                let mut call = Call::new(CallParties {
+                    id: call_id.clone(),
+                    conversation_type: msg.conversation_type,
+                    target_id: msg.target_id.clone(),
+                    channel_id: msg.channel_id.clone(),
+                    media_type,
+                    caller_id: sender.user_id.clone(),
+                    inviter_id: sender.user_id.clone(),
+                    users,
+                });
+                // Our media from the call that lost is reused; it was already announced.
+                call.has_local_media = true;
+                call.local_announced = true;
+                call.pending = match (pending_call, &captured) {
                     (Some(cmd), None) => Pending::MergeCapture(cmd),
                     _ => Pending::MergeAccept,
-                },
-                extra: invite.extra,
-                push_title: None,
-                push_content: None,
-                start: None,
-                local_announced: true,
-                audio_muted: false,
-                video_muted: false,
-                camera_released: false,
+                };
+                call.extra = invite.extra;
+                call
             },
         );
         self.media(super::MediaAction::Rename { from: mine.clone(), into: call_id.clone() });

@@ -1,12 +1,12 @@
 //! Changes to a running call: inviting members into a group call (RC:VCModifyMem, spec C.9)
 //! and downgrading to audio (RC:VCModifyMedia, spec D.5).
 
-use super::call::{Call, Pending};
+use super::call::{Call, CallParties};
 use super::outgoing::dedup;
 use super::{member, CallEvent, CommandId, Engine, MediaAction, Millis, PushTexts, Received, SendPurpose, Sender};
 use crate::proto::{self, call_content::Body, ChannelInfo, MemberProfile, UserProfile};
 use crate::small_map::SmallMap;
-use crate::types::{call_status, error_code, MediaType, SessionState, UserState};
+use crate::types::{call_status, error_code, MediaType, UserState};
 
 impl Engine {
     /// `session.invite(userIds)`.
@@ -162,33 +162,19 @@ impl Engine {
         let caller = if modify.caller.is_empty() { sender.user_id.clone() } else { modify.caller.clone() };
         self.calls.insert(
             call_id.clone(),
-            Call {
-                id: call_id.clone(),
-                conversation_type: msg.conversation_type,
-                target_id: msg.target_id.clone(),
-                channel_id: msg.channel_id.clone(),
-                media_type,
-                caller_id: caller,
-                inviter_id: sender.user_id.clone(),
-                state: Some(SessionState::Waiting),
-                users,
-                begin: 0,
-                end: 0,
-                end_reason: None,
-                announced: true,
-                joined: false,
-                has_local_media: false,
-                peers: Vec::new(),
-                early_tracks: Vec::new(),
-                pending: Pending::None,
-                extra: modify.extra.clone(),
-                push_title: None,
-                push_content: None,
-                start: None,
-                local_announced: false,
-                audio_muted: false,
-                video_muted: false,
-                camera_released: false,
+            {
+                let mut call = Call::new(CallParties {
+                    id: call_id.clone(),
+                    conversation_type: msg.conversation_type,
+                    target_id: msg.target_id.clone(),
+                    channel_id: msg.channel_id.clone(),
+                    media_type,
+                    caller_id: caller,
+                    inviter_id: sender.user_id.clone(),
+                    users,
+                });
+                call.extra = modify.extra.clone();
+                call
             },
         );
         self.ring_and_announce(&call_id, modify.extra, busy);

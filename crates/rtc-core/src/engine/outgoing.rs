@@ -2,7 +2,7 @@
 
 use crate::small_map::SmallMap;
 
-use super::call::{Call, Pending};
+use super::call::{Call, CallParties, Pending};
 use super::{
     member, send_error_code, CallEvent, CallRequest, CaptureError, CommandId, Engine, MediaAction, MediaEvent,
     SendPurpose, TrackInfo, TrackKind,
@@ -55,33 +55,27 @@ impl Engine {
         let call_id = req.call_id.clone();
         self.calls.insert(
             call_id.clone(),
-            Call {
-                id: call_id.clone(),
-                conversation_type: req.conversation_type,
-                target_id: req.target_id,
-                channel_id: req.channel_id,
-                media_type: req.media_type,
-                caller_id: me.clone(),
-                inviter_id: me,
-                state: None,
-                users,
-                begin: 0,
-                end: 0,
-                end_reason: None,
-                announced: false,
-                joined: false,
-                has_local_media: true,
-                peers: Vec::new(),
-                early_tracks: Vec::new(),
-                pending: Pending::CallStart(id),
-                extra: req.extra,
-                push_title: req.push_title,
-                push_content: req.push_content,
-                start: Some(Box::default()),
-                local_announced: false,
-                audio_muted: false,
-                video_muted: false,
-                camera_released: false,
+            {
+                let mut call = Call::new(CallParties {
+                    id: call_id.clone(),
+                    conversation_type: req.conversation_type,
+                    target_id: req.target_id,
+                    channel_id: req.channel_id,
+                    media_type: req.media_type,
+                    caller_id: me.clone(),
+                    inviter_id: me,
+                    users,
+                });
+                // Not a session for the app until the invite went out (getState() says END).
+                call.state = None;
+                call.announced = false;
+                call.has_local_media = true;
+                call.pending = Pending::CallStart(id);
+                call.start = Some(Box::default());
+                call.extra = req.extra;
+                call.push_title = req.push_title;
+                call.push_content = req.push_content;
+                call
             },
         );
         self.media(MediaAction::Capture { call_id: call_id.clone(), video: req.media_type.has_video() });
