@@ -255,6 +255,9 @@
         log('onSession', Object.assign({ extra: extra }, sessionInfo(session)));
         session.registerSessionListener(makeListener('incoming'));
       },
+      onOfflineRecord: function (record) {
+        log('onOfflineRecord', JSON.parse(JSON.stringify(record)));
+      },
       onSessionClose: function (session, summary) {
         log('onSessionClose', { summary: plainSummary(summary), sessionId: session && session.getSessionId && session.getSessionId() });
       },
