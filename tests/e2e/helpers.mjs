@@ -249,9 +249,10 @@ export class Client {
   eval(fn, arg) { return this.page.evaluate(fn, arg); }
 
   /** init + installPlugin(RCRTC) + installPlugin(RCCall) + connect; asserts the connect result. */
-  async login(userId, token, { navi, rtcOptions } = {}) {
+  async login(userId, token, { navi, rtcOptions, callOptions } = {}) {
     this.userId = userId;
-    await this.eval(({ appkey, navi, rtcOptions }) => H.setup({ appkey, navi, rtcOptions }), { appkey: APP_KEY, navi, rtcOptions });
+    await this.eval(({ appkey, navi, rtcOptions, callOptions }) => H.setup({ appkey, navi, rtcOptions, callOptions }),
+      { appkey: APP_KEY, navi, rtcOptions, callOptions });
     const res = await this.eval((t) => H.connect(t), token);
     if (res.code !== 0 || res.userId !== userId) {
       throw new Error(`${this.name}: RongIMLib.connect → ${JSON.stringify(res)}, expected {code: 0, data.userId: ${userId}}`);

@@ -245,7 +245,7 @@
     if (opts.navi || H.navi) initOpts.navi = opts.navi || H.navi;
     RongIMLib.init(initOpts);
     H.rtcClient = RongIMLib.installPlugin(RCRTC.installer, opts.rtcOptions || {});
-    H.caller = RongIMLib.installPlugin(RCCall.installer, {
+    H.caller = RongIMLib.installPlugin(RCCall.installer, Object.assign({}, opts.callOptions || {}, {
       rtcClient: H.rtcClient,
       onSession: function (session, extra) {
         // H.session is "the current session": a second incoming session (busy line) does not
@@ -261,7 +261,7 @@
       onSessionClose: function (session, summary) {
         log('onSessionClose', { summary: plainSummary(summary), sessionId: session && session.getSessionId && session.getSessionId() });
       },
-    });
+    }));
     if (!H.rtcClient) throw new Error('installPlugin(RCRTC.installer) returned ' + H.rtcClient);
     if (!H.caller) throw new Error('installPlugin(RCCall.installer) returned ' + H.caller);
     return { ok: true, navi: initOpts.navi || null };
