@@ -82,6 +82,7 @@ fn start(params: JsValue, group: bool) -> js_sys::Promise {
     if js::is_present(&constraints) {
         rt.constraints.borrow_mut().insert(call_id.clone(), constraints);
     }
+    rt.refresh_ice_servers();
     let rx = rt.command(Command::Call(request));
     js::promise(async move {
         let (code, session_id) = rx.await.unwrap_or((rtc_core::types::error_code::SEND_MSG_ERROR, None));

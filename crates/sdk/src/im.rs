@@ -125,6 +125,12 @@ impl Connection {
         self.send_frame(ClientFrame::new(client_frame::Body::Send(msg)))
     }
 
+    /// Asks for fresh ICE servers: TURN credentials from login expire on long-lived
+    /// connections. The answer (`IceServers`) replaces the known ones.
+    pub fn request_ice_servers(&self) {
+        self.send_frame(ClientFrame::new(client_frame::Body::GetIceServers(rtc_core::proto::GetIceServers {})));
+    }
+
     /// Keeps idle connections (and proxies on the way) from timing out.
     pub fn ping(&self) {
         self.send_frame(ClientFrame::new(client_frame::Body::Ping(rtc_core::proto::Ping { nonce: 0 })));

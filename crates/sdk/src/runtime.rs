@@ -127,6 +127,19 @@ impl Runtime {
         }
     }
 
+    /// Before a call sets up peer connections: refresh the server's TURN credentials (only when
+    /// the server hands out ICE servers; the answer arrives long before the first link opens,
+    /// which waits for the callee's ringing).
+    pub fn refresh_ice_servers(&self) {
+        if self.server_ice.borrow().is_empty() {
+            return;
+        }
+        let conn = self.conn.borrow().clone();
+        if let Some(c) = conn {
+            c.request_ice_servers();
+        }
+    }
+
     /// What a new peer connection uses: the app's ICE servers if it gave any, else the
     /// server's.
     pub fn effective_peer_config(&self) -> web_rtc::PeerConfig {
@@ -287,6 +300,7 @@ impl Runtime {
     fn dispatch_event(self: &Rc<Self>, ev: CallEvent) {
         match ev {
             CallEvent::Session { call_id, extra } => {
+                self.refresh_ice_servers();
                 let session = self.session_object(&call_id);
                 let options = self.call_options.borrow().clone();
                 if let Some(o) = options {
