@@ -1,0 +1,63 @@
+// RCTrack's API beyond play(): ids and tag, publisher vs local mute state, destroy() and the
+// "not ready" code of a stopped track (spec A.5, D.7).
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import {
+  SDK_DIR, SUCCESS, MediaType, Client, startServer, getToken, launchBrowser, requireFile,
+  withDiagnostics, uid,
+} from './helpers.mjs';
+
+describe('RCTrack', () => {
+  let server, browser;
+  const clients = [];
+  before(async () => {
+    requireFile(path.join(SDK_DIR, 'rcall.js'), 'run `bash npm/build.sh` first');
+    server = await startServer();
+    browser = await launchBrowser();
+  });
+  after(async () => {
+    await Promise.all(clients.map((c) => c.close()));
+    await browser?.close().catch(() => {});
+    await server?.stop();
+  });
+
+  test('ids, tag, mute state as the publisher set it, destroy() → 53020', { timeout: 30000 }, async () => {
+    const [a, b] = [uid('trk-a'), uid('trk-b')];
+    const A = await Client.open(browser, 'A', `${server.url}/`);
+    const B = await Client.open(browser, 'B', `${server.url}/`);
+    clients.push(A, B);
+    await A.login(a, await getToken(server.url, a));
+    await B.login(b, await getToken(server.url, b));
+    await withDiagnostics('track-api', () => clients, server, async () => {
+      const res = await A.eval(([t, m]) => H.call(t, m), [b, MediaType.AUDIO_VIDEO]);
+      assert.equal(res.code, SUCCESS);
+      await B.waitEvent('onSession');
+      assert.equal((await B.eval(() => H.accept())).code, SUCCESS);
+      await A.waitEvent('onTrackReady', { local: false, kind: 'audio', userId: b });
+      const remoteAudio = () => A.eval((user) => {
+        const t = H.tracks.find((x) => !x.info.local && x.info.kind === 'audio' && x.info.userId === user).track;
+        return { id: t.getTrackId(), stream: t.getStreamId(), tag: t.getTag(), owner: t.isOwnerMuted(), local: t.isLocalMuted(), ready: t.isReady() };
+      }, b);
+      assert.deepEqual(await remoteAudio(), {
+        id: `${b}_RongCloudRTC_0`, stream: `${b}_RongCloudRTC`, tag: 'RongCloudRTC', owner: false, local: false, ready: true,
+      });
+      assert.equal((await B.eval(() => H.sessionCall('disableAudioTrack', []))).code, SUCCESS);
+      await A.waitEvent('onAudioMuteChange', { userId: b });
+      const muted = await remoteAudio();
+      assert.equal(muted.owner, true, 'A sees B muted at the source');
+      assert.equal(muted.local, false, 'A did not mute it locally');
+      // B's own microphone track reports its local mute.
+      const own = await B.eval(() => H.tracks.find((x) => x.info.local && x.info.kind === 'audio').track.isLocalMuted());
+      assert.equal(own, true);
+      // A destroyed local track cannot be played: 53020.
+      const code = await B.eval(async () => {
+        const t = H.tracks.find((x) => x.info.local && x.info.kind === 'video').track;
+        t.destroy();
+        const el = document.createElement('video');
+        return (await t.play(el)).code;
+      });
+      assert.equal(code, 53020);
+    });
+  });
+});
