@@ -9,6 +9,9 @@
 //!   device's messages in order, so they are handled the moment they arrive.
 //! - `call()` while another call exists fails with 53200 *before* capturing the camera,
 //!   not after (CallLib captured, announced the local tracks, then destroyed them).
+//! - `call()` sends the invite while the camera starts (CallLib captured first), so the callee
+//!   rings ~150 ms sooner; the caller's app still sees CallLib's order: local tracks, `call()`
+//!   resolved, then ringing. If the capture fails, the invite is cancelled (the callee sees 18).
 //! - Ring timers are cleared on END and removed users never fire again (legacy leaked them).
 //! - Crossing calls merge: when A calls B while B calls A and both invites cross, both sides
 //!   keep the call with the smaller call id; the side whose own call lost cancels it and accepts
