@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { before, after, afterEach } from 'node:test';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const PAGES_DIR = path.join(ROOT, 'tests/e2e/pages');
@@ -422,3 +423,38 @@ export async function withDiagnostics(name, clients, server, fn, { timeout = 270
 
 export const fmtMs = (ms) => (ms == null || Number.isNaN(ms) ? 'n/a' : `${Math.round(ms)} ms`);
 export { now };
+
+/**
+ * The lifecycle most e2e files share: one real server and one browser for the file, every page
+ * opened through `open()` closed after each test. Call it inside `describe()`; the returned
+ * object's `server`/`browser` are set once `before` has run.
+ */
+export function browserSuite({ serverOptions } = {}) {
+  const suite = { server: null, browser: null, clients: [] };
+  before(async () => {
+    requireFile(path.join(SDK_DIR, 'rcall.js'), 'run `bash npm/build.sh` first');
+    suite.server = await startServer(serverOptions);
+    suite.browser = await launchBrowser();
+  });
+  after(async () => {
+    await suite.browser?.close().catch(() => {});
+    await suite.server?.stop();
+  });
+  afterEach(async () => {
+    await Promise.all(suite.clients.map((c) => c.close()));
+    suite.clients = [];
+  });
+  /** A harness page (`page` under the server's web dir) in its own browser context. */
+  suite.open = async (name, page = '') => {
+    const c = await Client.open(suite.browser, name, `${suite.server.url}/${page}`);
+    suite.clients.push(c);
+    return c;
+  };
+  /** A page logged in as `userId` (default: a fresh id). */
+  suite.user = async (name, userId = uid(`u-${name.toLowerCase()}`), loginOptions = {}) => {
+    const c = await suite.open(name);
+    await c.login(userId, await getToken(suite.server.url, userId), loginOptions);
+    return c;
+  };
+  return suite;
+}

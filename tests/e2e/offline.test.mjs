@@ -1,50 +1,28 @@
 // Calls that reach a user who is offline: the server stores the call messages, the SDK gets them
 // as one batch at login and turns them into offline records — and into a live incoming call when
 // it still rings (spec B.7, C.12).
-import { describe, test, before, after, afterEach } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import path from 'node:path';
-import {
-  SDK_DIR, SUCCESS, MediaType, Client, startServer, getToken, launchBrowser, requireFile,
-  withDiagnostics, sleep, uid,
-} from './helpers.mjs';
+import { SUCCESS, MediaType, browserSuite, getToken, withDiagnostics, sleep, uid } from './helpers.mjs';
 
 describe('offline calls', () => {
-  let server, browser;
-  let clients = [];
-  before(async () => {
-    requireFile(path.join(SDK_DIR, 'rcall.js'), 'run `bash npm/build.sh` first');
-    server = await startServer();
-    browser = await launchBrowser();
-  });
-  after(async () => {
-    await browser?.close().catch(() => {});
-    await server?.stop();
-  });
-  afterEach(async () => {
-    await Promise.all(clients.map((c) => c.close()));
-    clients = [];
-  });
-
-  async function open(name) {
-    const c = await Client.open(browser, name, `${server.url}/`);
-    clients.push(c);
-    return c;
-  }
+  const suite = browserSuite();
+  const open = (name) => suite.open(name);
+  const diag = (name, fn) => withDiagnostics(name, () => suite.clients, suite.server, fn);
 
   test('a call cancelled while the callee was offline becomes an offline record', { timeout: 30000 }, async () => {
     const [a, b] = [uid('off-a'), uid('off-b')];
     const A = await open('A');
     const B = await open('B');
-    await A.login(a, await getToken(server.url, a));
-    await withDiagnostics('offline-cancelled', () => clients, server, async () => {
+    await A.login(a, await getToken(suite.server.url, a));
+    await diag('offline-cancelled', async () => {
       const res = await A.eval(([t, m]) => H.call(t, m), [b, MediaType.AUDIO]);
       assert.equal(res.code, SUCCESS, JSON.stringify(res));
       await sleep(300);
       assert.equal((await A.eval(() => H.hungup())).code, SUCCESS);
       await A.waitEvent('onSessionClose');
       // B connects afterwards: one record, reason REMOTE_CANCEL, no incoming call.
-      await B.login(b, await getToken(server.url, b));
+      await B.login(b, await getToken(suite.server.url, b));
       const rec = await B.waitEvent('onOfflineRecord');
       assert.equal(rec.callId, res.session.sessionId);
       assert.equal(rec.inviterId, a);
@@ -61,12 +39,12 @@ describe('offline calls', () => {
     const [a, b] = [uid('off-a'), uid('off-b')];
     const A = await open('A');
     const B = await open('B');
-    await A.login(a, await getToken(server.url, a));
-    await withDiagnostics('offline-ringing', () => clients, server, async () => {
+    await A.login(a, await getToken(suite.server.url, a));
+    await diag('offline-ringing', async () => {
       const res = await A.eval(([t, m]) => H.call(t, m), [b, MediaType.AUDIO_VIDEO]);
       assert.equal(res.code, SUCCESS, JSON.stringify(res));
       await sleep(1000);
-      await B.login(b, await getToken(server.url, b));
+      await B.login(b, await getToken(suite.server.url, b));
       const ses = await B.waitEvent('onSession');
       assert.equal(ses.callerId, a);
       const rec = await B.waitEvent('onOfflineRecord');

@@ -1,35 +1,17 @@
 // RCTrack's API beyond play(): ids and tag, publisher vs local mute state, destroy() and the
 // "not ready" code of a stopped track (spec A.5, D.7).
-import { describe, test, before, after } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import path from 'node:path';
-import {
-  SDK_DIR, SUCCESS, MediaType, Client, startServer, getToken, launchBrowser, requireFile,
-  withDiagnostics, uid,
-} from './helpers.mjs';
+import { SUCCESS, MediaType, browserSuite, withDiagnostics, uid } from './helpers.mjs';
 
 describe('RCTrack', () => {
-  let server, browser;
-  const clients = [];
-  before(async () => {
-    requireFile(path.join(SDK_DIR, 'rcall.js'), 'run `bash npm/build.sh` first');
-    server = await startServer();
-    browser = await launchBrowser();
-  });
-  after(async () => {
-    await Promise.all(clients.map((c) => c.close()));
-    await browser?.close().catch(() => {});
-    await server?.stop();
-  });
+  const suite = browserSuite();
 
   test('ids, tag, mute state as the publisher set it, destroy() → 53020', { timeout: 30000 }, async () => {
     const [a, b] = [uid('trk-a'), uid('trk-b')];
-    const A = await Client.open(browser, 'A', `${server.url}/`);
-    const B = await Client.open(browser, 'B', `${server.url}/`);
-    clients.push(A, B);
-    await A.login(a, await getToken(server.url, a));
-    await B.login(b, await getToken(server.url, b));
-    await withDiagnostics('track-api', () => clients, server, async () => {
+    const A = await suite.user('A', a);
+    const B = await suite.user('B', b);
+    await withDiagnostics('track-api', () => suite.clients, suite.server, async () => {
       const res = await A.eval(([t, m]) => H.call(t, m), [b, MediaType.AUDIO_VIDEO]);
       assert.equal(res.code, SUCCESS);
       await B.waitEvent('onSession');
