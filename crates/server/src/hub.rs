@@ -24,6 +24,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -31,7 +32,6 @@ use prost::Message as _;
 use rtc_core::proto::conversation_type;
 use rtc_core::proto::server_frame::Body;
 use rtc_core::proto::{error_code, Delivered, ErrorFrame, Kicked, SendMessage, SyncDone};
-use tokio::sync::Notify;
 
 use crate::clock::{now_ms, now_us, MonotonicMs};
 use crate::metrics::Metrics;
@@ -119,6 +119,9 @@ struct OutQ {
     items: VecDeque<Outgoing>,
     closed: bool,
     aborted: bool,
+    /// The connection task, while it waits for items (or for a stuck write, for an abort).
+    /// Taken by the first push or close that follows, so a burst wakes it once.
+    waker: Option<Waker>,
 }
 
 /// A connection's ordered queue of frames to write. Empty when idle (no allocation), so idle
@@ -126,11 +129,6 @@ struct OutQ {
 #[derive(Default)]
 pub struct Outbox {
     q: Mutex<OutQ>,
-    /// New items, or closed.
-    notify: Notify,
-    /// [`Outbox::abort_with`] was called: stop a write that is stuck on a client that does not
-    /// read.
-    abort: Notify,
 }
 
 impl Outbox {
@@ -144,6 +142,16 @@ impl Outbox {
 
     /// Queues `item`; `bounded` refuses it once [`OUTBOX_CAPACITY`] items wait.
     pub fn push(&self, item: Outgoing, bounded: bool) -> Result<(), PushError> {
+        self.push_inner(item, bounded, true)
+    }
+
+    /// [`Self::push`] from the connection's own task, which takes its queue before it waits
+    /// again: no wake-up needed.
+    pub fn push_own(&self, item: Outgoing, bounded: bool) -> Result<(), PushError> {
+        self.push_inner(item, bounded, false)
+    }
+
+    fn push_inner(&self, item: Outgoing, bounded: bool, wake: bool) -> Result<(), PushError> {
         let mut q = self.lock();
         if q.closed {
             return Err(PushError::Closed);
@@ -151,13 +159,22 @@ impl Outbox {
         if bounded && q.items.len() >= OUTBOX_CAPACITY {
             return Err(PushError::Full);
         }
-        let wake = q.items.is_empty();
         q.items.push_back(item);
+        let waker = if wake { q.waker.take() } else { None };
         drop(q);
-        if wake {
-            self.notify.notify_one();
+        if let Some(w) = waker {
+            w.wake();
         }
         Ok(())
+    }
+
+    /// Wakes the connection task (after a state change under the lock).
+    fn wake(mut q: std::sync::MutexGuard<'_, OutQ>) {
+        let waker = q.waker.take();
+        drop(q);
+        if let Some(w) = waker {
+            w.wake();
+        }
     }
 
     /// Drops everything queued and makes `err` the last frame.
@@ -170,9 +187,7 @@ impl Outbox {
         q.items.push_back(Outgoing::Fatal(err));
         q.closed = true;
         q.aborted = true;
-        drop(q);
-        self.notify.notify_one();
-        self.abort.notify_one();
+        Self::wake(q);
     }
 
     /// Drops what is queued and closes: the connection closes without writing more.
@@ -181,15 +196,14 @@ impl Outbox {
         q.items.clear();
         q.closed = true;
         q.aborted = true;
-        drop(q);
-        self.notify.notify_one();
-        self.abort.notify_one();
+        Self::wake(q);
     }
 
     /// No more items: the writer drains what is queued, then closes the connection.
     pub fn close(&self) {
-        self.lock().closed = true;
-        self.notify.notify_one();
+        let mut q = self.lock();
+        q.closed = true;
+        Self::wake(q);
     }
 
     /// Moves every queued item into `out`; true once closed (nothing more will come).
@@ -203,19 +217,43 @@ impl Outbox {
         q.closed
     }
 
-    /// Resolves when items may have been queued (or the outbox closed) since the last `take`.
+    /// Ready when items are queued or the outbox is closed; otherwise wakes the task of `cx`
+    /// on the next push, close or abort.
+    pub fn poll_pending(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut q = self.lock();
+        if !q.items.is_empty() || q.closed {
+            return Poll::Ready(());
+        }
+        Self::register(&mut q, cx);
+        Poll::Pending
+    }
+
+    /// Ready once the outbox was aborted; otherwise wakes the task of `cx` on the next push,
+    /// close or abort (a spurious wake-up for anything but the abort).
+    pub fn poll_aborted(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut q = self.lock();
+        if q.aborted {
+            return Poll::Ready(());
+        }
+        Self::register(&mut q, cx);
+        Poll::Pending
+    }
+
+    fn register(q: &mut OutQ, cx: &mut Context<'_>) {
+        match &mut q.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+    }
+
+    /// Resolves when items are queued or the outbox is closed.
     pub async fn notified(&self) {
-        self.notify.notified().await
+        std::future::poll_fn(|cx| self.poll_pending(cx)).await
     }
 
     /// Resolves once the outbox was aborted.
     pub async fn aborted(&self) {
-        loop {
-            if self.lock().aborted {
-                return;
-            }
-            self.abort.notified().await;
-        }
+        std::future::poll_fn(|cx| self.poll_aborted(cx)).await
     }
 }
 
@@ -390,6 +428,19 @@ impl UserState {
     fn needs_copy_stored_for_other_devices(&self, device: &str) -> bool {
         !self.conns.iter().any(|c| c.live && &*c.device != device)
             && self.devices.iter().any(|d| &*d.id != device)
+    }
+
+    /// Whether the copy of a message sent from connection `conn` (device `device`) has any
+    /// use: another live connection gets it now, or another device of the user could get it
+    /// later (stored or replayed from the window). The in-memory device list holds every device
+    /// the user ever connected with (loaded from SQLite at connect, added at register) unless it
+    /// is at its cap, where devices may live only in SQLite. A device id never seen before gets
+    /// only stored messages, and a copy is stored only for another known device, so with no
+    /// other device known the copy can only reach the sending device, which never gets it.
+    fn copy_needed(&self, conn: ConnId, device: &str) -> bool {
+        self.devices.len() >= MAX_DEVICES_IN_MEMORY
+            || self.devices.iter().any(|d| &*d.id != device)
+            || self.conns.iter().any(|c| c.live && c.id != conn)
     }
 
     fn prune_window(&mut self, limits: &Limits, now: Instant) {
@@ -1111,14 +1162,24 @@ impl DeliverCtx<'_> {
         template: &mut Delivered,
         sender: Option<(ConnId, &Arc<str>)>,
     ) {
-        if !users.contains_key(user_id) {
-            let id: Arc<str> = Arc::from(user_id);
-            users.insert(id.clone(), UserState::new(id));
-        }
-        let st = users.get_mut(user_id).expect("just inserted");
+        let st = match users.get_mut(user_id) {
+            Some(st) => st,
+            None => {
+                let id: Arc<str> = Arc::from(user_id);
+                users
+                    .entry(id.clone())
+                    .or_insert_with(|| UserState::new(id))
+            }
+        };
         let limits = &self.hub.limits;
         let seq = st.next_seq(self.floor);
         self.max_issued = self.max_issued.max(seq);
+        if let Some((conn, device)) = sender {
+            if !st.copy_needed(conn, device) {
+                // Nobody but the sending connection could ever see this copy.
+                return;
+            }
+        }
         let store = match sender {
             Some((_, device)) => st.needs_copy_stored_for_other_devices(device),
             None => !st.conns.iter().any(|c| c.live),
@@ -1200,6 +1261,45 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_waiting_connection_is_woken_by_a_push_and_by_an_abort() {
+        let o = Arc::new(Outbox::new());
+        let frame = || Outgoing::Frame {
+            body: Bytes::new(),
+            accepted: None,
+        };
+        let waiter = tokio::spawn({
+            let o = o.clone();
+            async move { o.notified().await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished(), "nothing queued yet");
+        o.push(frame(), true).unwrap();
+        tokio::time::timeout(Duration::from_secs(1), waiter)
+            .await
+            .unwrap()
+            .unwrap();
+        // A push from the connection's own task queues without waking.
+        let mut v = Vec::new();
+        o.take(&mut v);
+        o.push_own(frame(), true).unwrap();
+        assert_eq!(o.lock().items.len(), 1);
+        // A task waiting for an abort is woken (spuriously) by pushes and for good by the abort.
+        let waiter = tokio::spawn({
+            let o = o.clone();
+            async move { o.aborted().await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        o.push(frame(), true).unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished(), "a push is not an abort");
+        o.abort_with(ErrorFrame::default());
+        tokio::time::timeout(Duration::from_secs(1), waiter)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    #[tokio::test]
     async fn outbox_is_bounded_ordered_and_drains_after_close() {
         let o = Outbox::new();
         for i in 0..OUTBOX_CAPACITY {
@@ -1226,7 +1326,7 @@ mod tests {
         v.clear();
         assert!(o.take(&mut v));
         assert!(v.is_empty());
-        // A notification is pending for the items pushed before.
+        // Closed: waiting returns at once.
         tokio::time::timeout(std::time::Duration::from_secs(1), o.notified())
             .await
             .unwrap();

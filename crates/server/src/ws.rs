@@ -8,7 +8,9 @@
 //! as possible between frames because idle connections dominate the server's memory. Any
 //! protocol violation ends only that connection, after an `ErrorFrame` saying why.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -385,44 +387,52 @@ enum Written {
 /// Writes `batch` (emptying it) with one flush at the end.
 async fn write_batch(state: &AppState, ws: &mut WebSocket, batch: &mut Vec<Outgoing>) -> Written {
     let server_time = now_ms();
-    let mut accepted: Vec<Instant> = Vec::new();
     let mut result = Written::Ok;
-    for item in batch.drain(..) {
+    let mut written = 0;
+    for item in batch.iter_mut() {
         match item {
-            Outgoing::Frame { body, accepted: a } => {
+            Outgoing::Frame { body, .. } => {
                 if ws
-                    .feed(Message::Binary(frame_bytes(server_time, &body)))
+                    .feed(Message::Binary(frame_bytes(server_time, body)))
                     .await
                     .is_err()
                 {
                     result = Written::Failed;
                     break;
                 }
-                if let Some(a) = a {
-                    accepted.push(a);
-                }
+                written += 1;
             }
             Outgoing::Fatal(err) => {
-                result = Written::Fatal(err);
+                result = Written::Fatal(std::mem::take(err));
                 break;
             }
         }
     }
-    if batch.capacity() > 64 {
-        *batch = Vec::new();
-    }
     if !matches!(result, Written::Failed) && ws.flush().await.is_err() {
         result = Written::Failed;
     }
-    if !accepted.is_empty() {
+    // Delivery latency of the messages written (accepted → flushed to the socket).
+    let mut now = None;
+    let mut delivered = 0;
+    for item in &batch[..written] {
+        if let Outgoing::Frame {
+            accepted: Some(a), ..
+        } = item
+        {
+            let now = *now.get_or_insert_with(Instant::now);
+            state.metrics.observe_delivery(now.duration_since(*a));
+            delivered += 1;
+        }
+    }
+    if delivered > 0 {
         state
             .metrics
             .deliveries
-            .fetch_add(accepted.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        let now = Instant::now();
-        for a in accepted {
-            state.metrics.observe_delivery(now.duration_since(a));
-        }
+            .fetch_add(delivered, std::sync::atomic::Ordering::Relaxed);
+    }
+    batch.clear();
+    if batch.capacity() > 64 {
+        *batch = Vec::new();
     }
     result
 }
@@ -442,11 +452,14 @@ async fn write_or_abort(
     batch: &mut Vec<Outgoing>,
     closed: bool,
 ) -> Written {
-    tokio::select! {
-        biased;
-        _ = outbox.aborted(), if !closed => Written::Failed,
-        w = write_batch(state, ws, batch) => w,
-    }
+    let mut write = std::pin::pin!(write_batch(state, ws, batch));
+    std::future::poll_fn(|cx| {
+        if !closed && outbox.poll_aborted(cx).is_ready() {
+            return Poll::Ready(Written::Failed);
+        }
+        write.as_mut().poll(cx)
+    })
+    .await
 }
 
 /// The authenticated connection: write what is queued, then wait for a client frame or more
@@ -527,10 +540,20 @@ async fn serve_loop(state: &AppState, ws: &mut WebSocket, outbox: &Outbox, origi
             Box::pin(send_close(ws, code)).await;
             return;
         }
-        tokio::select! {
-            biased;
-            _ = outbox.notified() => {}
-            msg = ws.next(), if !draining => {
+        // Queued items first, then the client's next frame.
+        let event = std::future::poll_fn(|cx| {
+            if outbox.poll_pending(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+            if draining {
+                return Poll::Pending;
+            }
+            ws.poll_next_unpin(cx).map(Some)
+        })
+        .await;
+        match event {
+            None => {}
+            Some(msg) => {
                 // Handle this frame and every one already buffered (up to a bound), so a burst
                 // gets its answers in one write.
                 let mut msg = msg;
@@ -580,7 +603,7 @@ fn on_inbound(
                 body: encode_body(&body),
                 accepted: None,
             };
-            match outbox.push(item, true) {
+            match outbox.push_own(item, true) {
                 Ok(()) | Err(PushError::Closed) => {}
                 Err(PushError::Full) => {
                     state.metrics.error(error_code::SLOW_CONSUMER);
@@ -599,7 +622,7 @@ fn on_inbound(
                 "protocol violation, closing"
             );
             state.metrics.error(err.code);
-            let _ = outbox.push(Outgoing::Fatal(err), false);
+            let _ = outbox.push_own(Outgoing::Fatal(err), false);
             false
         }
     }

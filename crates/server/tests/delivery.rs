@@ -286,3 +286,19 @@ async fn nothing_is_lost_or_duplicated_when_a_device_connects_mid_burst() {
     sender.await.unwrap().barrier(1).await;
     b1.barrier(2).await;
 }
+
+#[tokio::test]
+async fn a_second_connection_of_the_sending_device_gets_the_copy_live() {
+    let ts = TestServer::start().await;
+    let mut a1 = ts.client("alice", "a1").await;
+    // The same device id on a second connection (e.g. a second tab).
+    let mut a1b = ts.client("alice", "a1").await;
+    let mut b1 = ts.client("bob", "b1").await;
+    a1.send_expect(1, private("bob", b"call"), 0).await;
+    assert_eq!(b1.recv_delivered().await.content, b"call");
+    let copy = a1b.recv_delivered().await;
+    assert_eq!(copy.content, b"call");
+    assert_eq!(copy.target_id, "bob", "own message keeps its target");
+    assert_eq!(copy.sender_device_id, "a1");
+    assert!(!copy.offline);
+}
