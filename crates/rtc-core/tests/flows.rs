@@ -277,6 +277,70 @@ fn capture_failure_on_accept_ends_with_reason_8() {
     assert_eq!(sim.close_reason(a, &call_id), Some(end_reason::REMOTE_GET_MEDIA_RESOURCE_ERROR));
 }
 
+/// When something was logged at `dev` first, by a predicate on the log entry.
+fn first_at(sim: &Sim, dev: usize, f: impl Fn(&Logged) -> bool) -> Option<i64> {
+    sim.log(dev).iter().find_map(|(t, l)| f(l).then_some(*t))
+}
+
+#[test]
+fn the_caller_gets_the_accept_while_the_callee_camera_starts() {
+    // Better than CallLib (capture, then send): rcall sends the Accept while the callee's camera
+    // starts, so with a 400 ms camera start the caller hears of the answer after two hops and
+    // puts its media on the link at once. The callee's app still sees CallLib's order.
+    let (mut sim, a, b, call_id) = ringing(MediaType::AudioVideo);
+    sim.capture_delay = 400;
+    let t0 = sim.now();
+    let accept = sim.accept(b, &call_id);
+    sim.run_for(1_000);
+    assert_eq!(sim.result(b, accept).unwrap().0, error_code::SUCCESS);
+    let heard = first_at(&sim, a, |l| matches!(l, Logged::Event(CallEvent::Accept { .. }))).unwrap();
+    let attached = first_at(&sim, a, |l| matches!(l, Logged::Media(MediaAction::Attach { .. }))).unwrap();
+    assert!(heard - t0 <= 2 * sim.latency + 1, "caller heard of the accept after {} ms", heard - t0);
+    assert!(attached - t0 <= 2 * sim.latency + 1, "caller attached after {} ms", attached - t0);
+    let done = first_at(&sim, b, |l| matches!(l, Logged::Done { command, .. } if *command == accept)).unwrap();
+    assert!(done - t0 >= 400, "accept() resolved before the camera was up");
+    // The callee's app: nothing between Session and accept() resolving, then CallLib's order.
+    assert!(sim.log(b).iter().all(|(t, l)| !matches!(l, Logged::Event(e) if *t > t0 && *t < done && !matches!(e, CallEvent::Session { .. }))));
+    assert_eq!(names(&sim, b), ["Session", "Track(bob/Audio)", "Track(bob/Video)", "Track(alice/Audio)", "Track(alice/Video)"]);
+    assert_eq!(sim.engine(b).session(&call_id).unwrap().state, SessionState::Keeping);
+}
+
+#[test]
+fn capture_failing_after_the_accept_went_out_ends_both_sides() {
+    // The Accept is already through when the camera fails: the caller sees the accept, then the
+    // callee's Hangup(8) as 18 — the call still ends on both sides with CallLib's reasons.
+    let (mut sim, a, b, call_id) = ringing(MediaType::AudioVideo);
+    sim.capture_delay = 300;
+    sim.fail_capture(b, Some(rtc_core::engine::CaptureError::NotFound));
+    let accept = sim.accept(b, &call_id);
+    sim.run_for(1_000);
+    assert_eq!(sim.result(b, accept).unwrap().0, error_code::GET_LOCAL_AUDIO_AND_VIDEO_TRACK_ERROR);
+    assert_eq!(sim.close_reason(b, &call_id), Some(end_reason::GET_MEDIA_RESOURCES_ERROR));
+    assert_eq!(sim.close_reason(a, &call_id), Some(end_reason::REMOTE_GET_MEDIA_RESOURCE_ERROR));
+    let sent: Vec<_> = sim.sent(b).iter().map(|s| s.content.object_name().unwrap()).collect();
+    assert_eq!(sent[sent.len() - 2..], ["RC:VCAccept", "RC:VCHangup"]);
+    // The callee's app saw no tracks: it never got in.
+    assert_eq!(names(&sim, b), ["Session", "Close(8)"]);
+    assert!(!sim.engine(a).has_live_call() && !sim.engine(b).has_live_call());
+}
+
+#[test]
+fn a_camera_start_longer_than_the_ring_timeout_does_not_drop_an_answered_call() {
+    // E.g. a permission prompt the user takes 70 s to answer: the Accept is out, so the callee's
+    // ring timer must not end the call as unanswered (which would send nothing and strand the
+    // caller); once the camera is up the call goes on.
+    let (mut sim, a, b, call_id) = ringing(MediaType::AudioVideo);
+    sim.capture_delay = 70_000;
+    let accept = sim.accept(b, &call_id);
+    sim.run_for(65_000);
+    assert!(sim.result(b, accept).is_none(), "accept() resolved before the camera was up");
+    assert!(sim.engine(a).has_live_call() && sim.engine(b).has_live_call());
+    sim.run_for(10_000);
+    assert_eq!(sim.result(b, accept).unwrap().0, error_code::SUCCESS);
+    assert_eq!(sim.engine(b).session(&call_id).unwrap().state, SessionState::Keeping);
+    assert_eq!(sim.engine(a).session(&call_id).unwrap().state, SessionState::Keeping);
+}
+
 #[test]
 fn capture_failure_on_call_returns_code_and_no_session() {
     let mut sim = Sim::new();

@@ -45,9 +45,11 @@ pub(crate) enum Pending {
     None,
     /// `call()`: capturing and inviting at once; see [`Call::start`].
     CallStart(CommandId),
-    /// `accept()`: waiting for capture.
+    /// `accept()`: capturing, and the Accept already on its way (see `Engine::accept`).
+    Accepting(CommandId),
+    /// `accept()`: the server took our Accept; waiting for capture.
     AcceptCapture(CommandId),
-    /// `accept()`: Accept sent, waiting for the server.
+    /// `accept()`: captured; the Accept is still on its way.
     AcceptSend(CommandId),
     /// A crossing call was merged into this one: our Accept is on its way.
     MergeAccept,

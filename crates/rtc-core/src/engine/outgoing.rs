@@ -161,6 +161,14 @@ impl Engine {
     }
 
     /// `session.accept()` (spec A.5, C.13.1 step 4).
+    ///
+    /// Better than CallLib, which captures first and sends the Accept after: rcall sends the
+    /// Accept while the camera starts, so the caller starts sending its media a camera start
+    /// earlier (a real camera takes hundreds of ms; its frames reach us while ours opens).
+    /// What the app sees keeps CallLib's order: nothing changes for it until both the capture
+    /// and the send are done, then `accept()` resolves and the tracks follow. If the capture
+    /// fails after the Accept went out, a Hangup(8) follows it: the caller sees an accepted
+    /// call end at once with 18, as it would have without the Accept.
     fn accept(&mut self, id: CommandId, call_id: &str) {
         let me = self.cfg.self_id.clone();
         // Spec G.15 decision: accepting a session that can no longer be accepted (ended, already
@@ -181,13 +189,34 @@ impl Engine {
             self.hangup(None, &other);
         }
         let call = self.calls.get_mut(call_id).expect("checked above");
-        call.pending = Pending::AcceptCapture(id);
+        call.pending = Pending::Accepting(id);
+        // We answered: our ring timer must not end the call as unanswered while the camera
+        // starts (e.g. behind a permission prompt) — the caller already has our Accept.
+        if let Some(m) = call.users.get_mut(&me) {
+            m.ring_deadline = None;
+        }
         call.has_local_media = true;
         let video = call.media_type.has_video();
+        let recipients = call.remote_ids(&me);
+        let media_type = call.media_type as i32;
         self.media(MediaAction::Capture { call_id: call_id.to_string(), video });
+        self.send(
+            call_id,
+            Body::Accept(proto::Accept { media_type }),
+            recipients,
+            None,
+            SendPurpose::Accept { call_id: call_id.to_string() },
+        );
     }
 
-    fn accept_captured(&mut self, call_id: &str, command: CommandId, result: Result<Vec<TrackKind>, CaptureError>) {
+    /// The capture of an `accept()` finished; `sent`: the server already took our Accept.
+    fn accept_captured(
+        &mut self,
+        call_id: &str,
+        command: CommandId,
+        result: Result<Vec<TrackKind>, CaptureError>,
+        sent: bool,
+    ) {
         let me = self.cfg.self_id.clone();
         let Some(call) = self.calls.get_mut(call_id) else { return };
         if result.is_err() {
@@ -205,25 +234,20 @@ impl Engine {
             self.done(command, code, None);
             return self.close_event(call_id, summary);
         }
-        call.pending = Pending::AcceptSend(command);
-        let recipients = call.remote_ids(&me);
-        let media_type = call.media_type as i32;
-        self.send(
-            call_id,
-            Body::Accept(proto::Accept { media_type }),
-            recipients,
-            None,
-            SendPurpose::Accept { call_id: call_id.to_string() },
-        );
+        if sent {
+            call.pending = Pending::None;
+            self.accept_joined(call_id, Some(command));
+        } else {
+            call.pending = Pending::AcceptSend(command);
+        }
     }
 
     pub(super) fn accept_sent(&mut self, call_id: &str, result: Result<super::Millis, i32>) {
-        let me = self.cfg.self_id.clone();
-        let now = self.now;
         let Some(call) = self.calls.get_mut(call_id) else { return };
-        let command = match call.pending {
-            Pending::AcceptSend(c) => Some(c),
-            Pending::MergeAccept => None,
+        let (command, capturing) = match call.pending {
+            Pending::AcceptSend(c) => (Some(c), false),
+            Pending::Accepting(c) => (Some(c), true),
+            Pending::MergeAccept => (None, false),
             _ => return,
         };
         call.pending = Pending::None;
@@ -236,35 +260,9 @@ impl Engine {
             return done(self, error_code::SEND_MSG_ERROR);
         }
         match result {
-            Ok(_) => {
-                if let Some(m) = call.users.get_mut(&me) {
-                    m.state = UserState::Keeping;
-                    m.ring_deadline = None;
-                }
-                // The caller never sends an Accept: it is in the call while it has not left. (A
-                // caller who left and was invited back rings again: it has a ring timer.)
-                let caller = call.caller_id.clone();
-                if let Some(m) = call.users.get_mut(&caller).filter(|m| m.ring_deadline.is_none()) {
-                    m.state = UserState::Keeping;
-                }
-                call.state = Some(SessionState::Keeping);
-                if call.begin == 0 {
-                    call.begin = now;
-                }
-                call.joined = true;
-                let kinds: &[TrackKind] = match (call.local_announced, call.media_type.has_video()) {
-                    (true, _) => &[],
-                    (false, true) => &[TrackKind::Audio, TrackKind::Video],
-                    (false, false) => &[TrackKind::Audio],
-                };
-                call.local_announced = true;
-                done(self, error_code::SUCCESS);
-                // Media is "published" once we are in: announce our tracks with the session (D.3).
-                for &kind in kinds {
-                    self.local_track_ready(call_id, kind, true);
-                }
-                self.self_joined(call_id);
-            }
+            // Still capturing: the app hears of it once the camera is up (accept_captured).
+            Ok(_) if capturing => call.pending = Pending::AcceptCapture(command.expect("set above")),
+            Ok(_) => self.accept_joined(call_id, command),
             Err(im_code) => {
                 let reason =
                     if im_code == 405 { end_reason::ADDED_TO_BLACKLIST } else { end_reason::NETWORK_ERROR };
@@ -273,6 +271,42 @@ impl Engine {
                 self.close_event(call_id, summary);
             }
         }
+    }
+
+    /// Our Accept is through and our media captured: we are in the call.
+    fn accept_joined(&mut self, call_id: &str, command: Option<CommandId>) {
+        let me = self.cfg.self_id.clone();
+        let now = self.now;
+        let Some(call) = self.calls.get_mut(call_id) else { return };
+        if let Some(m) = call.users.get_mut(&me) {
+            m.state = UserState::Keeping;
+            m.ring_deadline = None;
+        }
+        // The caller never sends an Accept: it is in the call while it has not left. (A
+        // caller who left and was invited back rings again: it has a ring timer.)
+        let caller = call.caller_id.clone();
+        if let Some(m) = call.users.get_mut(&caller).filter(|m| m.ring_deadline.is_none()) {
+            m.state = UserState::Keeping;
+        }
+        call.state = Some(SessionState::Keeping);
+        if call.begin == 0 {
+            call.begin = now;
+        }
+        call.joined = true;
+        let kinds: &[TrackKind] = match (call.local_announced, call.media_type.has_video()) {
+            (true, _) => &[],
+            (false, true) => &[TrackKind::Audio, TrackKind::Video],
+            (false, false) => &[TrackKind::Audio],
+        };
+        call.local_announced = true;
+        if let Some(c) = command {
+            self.done(c, error_code::SUCCESS, None);
+        }
+        // Media is "published" once we are in: announce our tracks with the session (D.3).
+        for &kind in kinds {
+            self.local_track_ready(call_id, kind, true);
+        }
+        self.self_joined(call_id);
     }
 
     /// `session.hungup()` (spec C.5): cancel, reject or hang up; teardown happens at once, the
@@ -301,7 +335,7 @@ impl Engine {
             end_reason::REJECT
         };
         let pending_accept = match call.pending {
-            Pending::AcceptCapture(c) | Pending::AcceptSend(c) => Some(c),
+            Pending::Accepting(c) | Pending::AcceptCapture(c) | Pending::AcceptSend(c) => Some(c),
             _ => None,
         };
         let recipients = call.remote_ids(&me);
@@ -333,7 +367,8 @@ impl Engine {
                 match pending {
                     Some(Pending::CallStart(_)) => self.call_progress(&call_id, Some(result), None),
                     Some(Pending::MergeCapture(cmd)) => self.merge_captured(&call_id, cmd, result),
-                    Some(Pending::AcceptCapture(cmd)) => self.accept_captured(&call_id, cmd, result),
+                    Some(Pending::Accepting(cmd)) => self.accept_captured(&call_id, cmd, result, false),
+                    Some(Pending::AcceptCapture(cmd)) => self.accept_captured(&call_id, cmd, result, true),
                     Some(Pending::CameraCapture(cmd)) => self.camera_captured(&call_id, cmd, result),
                     Some(Pending::MicCapture(cmd)) => self.microphone_captured(&call_id, cmd, result),
                     // The call ended while capturing: give the tracks back.
