@@ -110,6 +110,9 @@ async function oneCall(sys) {
 
   const trackAtB = await B.evaluate(() => window.B.C.firstEvent('onTrackReady', { local: false, kind: 'video' }));
   const trackAtA = await A.evaluate(() => window.B.C.firstEvent('onTrackReady', { local: false, kind: 'video' }));
+  const attachB = await B.evaluate(() => window.B.C.firstEvent('replaceTrack', { kind: 'video' }));
+  const attachA = await A.evaluate(() => window.B.C.firstEvent('replaceTrack', { kind: 'video' }));
+  const calleeGum = await B.evaluate(() => window.B.C.gumCalls.map((g) => [g.t0, g.t1]));
   await A.evaluate(() => window.B.hungup());
   await waitFor(A, 'caller onSessionClose', () => window.B.C.firstEvent('onSessionClose'));
   await waitFor(B, 'callee onSessionClose', () => window.B.C.firstEvent('onSessionClose'));
@@ -127,6 +130,10 @@ async function oneCall(sys) {
     calleeTrack: trackAtB ? trackAtB.t - acc.t0 : NaN,
     callerTrack: trackAtA ? trackAtA.t - acc.t0 : NaN,
 
+    callerAttach: attachA ? attachA.t - acc.t0 : NaN,
+    calleeAttach: attachB ? attachB.t - acc.t0 : NaN,
+    calleeGumStart: calleeGum.length ? calleeGum[0][0] - acc.t0 : NaN,
+    calleeGumEnd: calleeGum.length ? calleeGum[0][1] - acc.t0 : NaN,
     gumBeforeAccept,
     remoteBeforeAccept,
   };
@@ -235,6 +242,9 @@ function report({ results, failures, wasm, gz, version, load }) {
     ['accept() → caller onAccept', cell(R, 'toAccept', 0.5), cell(R, 'toAccept', 0.95), cell(Bl, 'toAccept', 0.5), cell(Bl, 'toAccept', 0.95), 'breakdown'],
     ['accept() resolved', cell(R, 'acceptReturned', 0.5), cell(R, 'acceptReturned', 0.95), cell(Bl, 'acceptReturned', 0.5), cell(Bl, 'acceptReturned', 0.95), 'breakdown'],
     ['accept() → remote video track at the callee', cell(R, 'calleeTrack', 0.5), cell(R, 'calleeTrack', 0.95), cell(Bl, 'calleeTrack', 0.5), cell(Bl, 'calleeTrack', 0.95), 'breakdown'],
+    ['accept() → caller attaches its camera (replaceTrack)', cell(R, 'callerAttach', 0.5), cell(R, 'callerAttach', 0.95), '–', '–', 'breakdown'],
+    ['accept() → callee getUserMedia starts / ends', cell(R, 'calleeGumStart', 0.5) + ' / ' + cell(R, 'calleeGumEnd', 0.5), '', '', '', 'breakdown'],
+    ['accept() → callee attaches its camera (replaceTrack)', cell(R, 'calleeAttach', 0.5), cell(R, 'calleeAttach', 0.95), '–', '–', 'breakdown'],
     ['accept() → remote video track at the caller', cell(R, 'callerTrack', 0.5), cell(R, 'callerTrack', 0.95), cell(Bl, 'callerTrack', 0.5), cell(Bl, 'callerTrack', 0.95), 'breakdown'],
     ['caller getUserMedia (inside call() / preview)', cell(R, 'callerGum', 0.5), cell(R, 'callerGum', 0.95), cell(Bl, 'callerGum', 0.5), cell(Bl, 'callerGum', 0.95), ''],
   ];

@@ -40,6 +40,15 @@
       return orig.apply(this, arguments);
     };
   });
+  // When a sender gets its track (the SDK attaches the camera this way on accept), for the breakdown.
+  var S = window.RTCRtpSender && window.RTCRtpSender.prototype;
+  if (S && typeof S.replaceTrack === 'function') {
+    var origReplace = S.replaceTrack;
+    S.replaceTrack = function (track) {
+      var ev = C.log('replaceTrack', { kind: track ? track.kind : null });
+      return origReplace.apply(this, arguments).then(function (r) { ev.done = now(); return r; });
+    };
+  }
   // Sum of framesDecoded / framesReceived over the inbound video of every open peer connection.
   C.decoded = async function () {
     var out = { framesDecoded: 0, framesReceived: 0, framesDropped: 0, streams: 0 };

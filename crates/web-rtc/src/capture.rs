@@ -20,6 +20,29 @@ pub const DEFAULT_HEIGHT: u32 = 480;
 /// Default ideal frame rate (CallLib `RCFrameRate.FPS_15`).
 pub const DEFAULT_FRAME_RATE: u32 = 15;
 
+/// The frame rate a camera opens with when a lower one was asked for, until
+/// [`SETTLE_AFTER_MS`] later the track is brought to the requested rate.
+///
+/// Why: a camera's first frames reach a freshly started video sender later at
+/// a low rate (the encoder drops the frame that triggers its initialisation
+/// and waits for the next). Measured with `bench/pipeline` (fresh fake camera,
+/// 640x480): first remote frame 178 ms at 15 fps, 130 ms at 30 fps. The callee
+/// opens its camera in `accept()` and sends at once, so this is on its path.
+pub const FAST_START_FRAME_RATE: u32 = 30;
+/// How long after a fast-started camera track is first handed to a sender
+/// ([`PeerLink::attach`](crate::PeerLink::attach)) `applyConstraints` brings it to the
+/// requested rate (no device restart: the browser drops frames). Not counted from the
+/// capture: a caller's camera waits, ringing, until the callee accepts, and the faster
+/// rate also shortens the sender's start then (its first frame is dropped, the second
+/// one is sent: one frame interval).
+pub const SETTLE_AFTER_MS: i32 = 1000;
+
+thread_local! {
+    /// Fast-started camera tracks not yet sent, with the constraints to settle them to.
+    static UNSETTLED: std::cell::RefCell<Vec<(MediaStreamTrack, JsValue)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// What to capture.
 ///
 /// `audio_constraints` / `video_constraints` are `MediaTrackConstraints`
@@ -144,7 +167,9 @@ pub async fn capture(req: &CaptureRequest) -> Result<LocalMedia, MediaError> {
     } else {
         JsValue::FALSE
     };
-    constraints.set_video(&video);
+    // Open fast, settle later (see FAST_START_FRAME_RATE).
+    let settle_to = if req.video { fast_start(&video) } else { None };
+    constraints.set_video(settle_to.as_ref().map_or(&video, |(fast, _)| fast));
 
     let promise = media_devices()?
         .get_user_media_with_constraints(&constraints)
@@ -152,7 +177,72 @@ pub async fn capture(req: &CaptureRequest) -> Result<LocalMedia, MediaError> {
     let stream = JsFuture::from(promise)
         .await
         .map_err(|e| MediaError::from_capture(&e))?;
-    Ok(LocalMedia::from_stream(stream.unchecked_into()))
+    let media = LocalMedia::from_stream(stream.unchecked_into());
+    if let (Some((_, requested)), Some(track)) = (settle_to, media.video()) {
+        UNSETTLED.with(|u| {
+            let mut u = u.borrow_mut();
+            // Tracks stopped before ever being sent (a call cancelled while ringing).
+            u.retain(|(t, _)| t.ready_state() == web_sys::MediaStreamTrackState::Live);
+            u.push((track, requested));
+        });
+    }
+    Ok(media)
+}
+
+/// For video constraints whose frame rate is only an `ideal` below
+/// [`FAST_START_FRAME_RATE`]: `(constraints to open with, constraints to settle to)`.
+/// Constraints with `exact`/`max`/`min` frame rates are the app's own and used as given.
+fn fast_start(video: &JsValue) -> Option<(JsValue, JsValue)> {
+    let rate = Reflect::get(video, &JsValue::from_str("frameRate")).ok()?;
+    let keys = Object::keys(rate.dyn_ref::<Object>()?);
+    if keys.length() != 1 || keys.get(0).as_string().as_deref() != Some("ideal") {
+        return None;
+    }
+    let ideal_rate = Reflect::get(&rate, &JsValue::from_str("ideal")).ok()?.as_f64()?;
+    if ideal_rate >= f64::from(FAST_START_FRAME_RATE) {
+        return None;
+    }
+    let fast = Object::new();
+    Object::assign(&fast, video.unchecked_ref());
+    set(&fast, "frameRate", &ideal(FAST_START_FRAME_RATE));
+    Some((fast.into(), Clone::clone(video)))
+}
+
+/// A track is being sent: if it was fast-started, settle it [`SETTLE_AFTER_MS`] from now.
+pub(crate) fn settle_when_sending(track: &MediaStreamTrack) {
+    let requested = UNSETTLED.with(|u| {
+        let mut u = u.borrow_mut();
+        let i = u.iter().position(|(t, _)| t == track)?;
+        Some(u.swap_remove(i).1)
+    });
+    if let Some(requested) = requested {
+        wasm_bindgen_futures::spawn_local(settle(Clone::clone(track), requested));
+    }
+}
+
+/// After [`SETTLE_AFTER_MS`], brings a fast-started camera track to the requested
+/// constraints; a track stopped meanwhile is left alone, and a refusal keeps the
+/// fast rate (the call goes on either way).
+async fn settle(track: MediaStreamTrack, requested: JsValue) {
+    let sleep = js_sys::Promise::new(&mut |resolve, _| {
+        if let Some(w) = web_sys::window() {
+            let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, SETTLE_AFTER_MS);
+        }
+    });
+    let _ = JsFuture::from(sleep).await;
+    if track.ready_state() != web_sys::MediaStreamTrackState::Live {
+        return;
+    }
+    let apply = Reflect::get(&track, &JsValue::from_str("applyConstraints"))
+        .ok()
+        .and_then(|f| f.dyn_into::<js_sys::Function>().ok());
+    if let Some(apply) = apply {
+        if let Ok(p) = apply.call1(&track, &requested) {
+            if let Ok(p) = p.dyn_into::<js_sys::Promise>() {
+                let _ = JsFuture::from(p).await;
+            }
+        }
+    }
 }
 
 /// Captured local media: one `MediaStream` holding at most one audio and one

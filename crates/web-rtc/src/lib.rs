@@ -22,6 +22,7 @@
 //!   early candidates, remote tracks as [`PeerEvent`]s, `close()` without
 //!   leaks; [`PeerLink::prepare`] / [`PeerLink::attach`] to connect before
 //!   anything is captured; `replace_track` for device switches.
+//! * [`sdp`] — edits to remote descriptions (the video start bitrate).
 //! * [`track`] — [`track_kind`], [`set_enabled`], [`play`] / [`Playback`]
 //!   (audio may use an internal `Audio` element, video needs a `<video>`).
 //! * [`stats`] — [`StatsSampler`] → [`StateReport`] (CallLib's
@@ -68,6 +69,7 @@ pub mod capture;
 pub mod devices;
 pub mod error;
 pub mod peer;
+pub mod sdp;
 pub mod stats;
 pub mod track;
 

@@ -668,6 +668,7 @@ impl PeerLink {
                 track.kind()
             )));
         }
+        crate::capture::settle_when_sending(track);
         if let Some(transceiver) = self.transceiver(kind).filter(sends) {
             JsFuture::from(transceiver.sender().replace_track(Some(track)))
                 .await
@@ -878,7 +879,7 @@ impl PeerLink {
         op: &'static str,
     ) -> Result<(), MediaError> {
         let init = RtcSessionDescriptionInit::new(kind);
-        init.set_sdp(sdp);
+        init.set_sdp(&crate::sdp::with_start_bitrate(sdp, crate::sdp::START_BITRATE_KBPS));
         JsFuture::from(self.inner.pc.set_remote_description(&init))
             .await
             .map_err(|e| self.fail(op, &e))?;

@@ -18,7 +18,7 @@ use common::*;
 use js_sys::Reflect;
 use wasm_bindgen_test::*;
 use web_rtc::*;
-use web_sys::{MediaStreamTrackState, RtcPeerConnectionState};
+use web_sys::{MediaStreamTrack, MediaStreamTrackState, RtcPeerConnectionState};
 
 wasm_bindgen_test_configure!(run_in_browser);
 
@@ -53,6 +53,42 @@ async fn capture_default_video_profile_is_640x480() {
     let w = Reflect::get(&settings, &"width".into()).unwrap().as_f64();
     let h = Reflect::get(&settings, &"height".into()).unwrap().as_f64();
     assert_eq!((w, h), (Some(640.0), Some(480.0)));
+    media.stop();
+}
+
+fn frame_rate(track: &MediaStreamTrack) -> Option<f64> {
+    Reflect::get(&track.get_settings(), &"frameRate".into()).unwrap().as_f64()
+}
+
+#[wasm_bindgen_test]
+async fn capture_opens_the_camera_fast_then_settles_once_it_is_sent() {
+    // Default profile (ideal 15 fps): opened faster (ideal FAST_START_FRAME_RATE: the fake
+    // camera's native 20 fps) and kept so while nothing sends it (a caller ringing)...
+    let media = capture(&CaptureRequest::audio_video()).await.expect("capture");
+    let video = media.video().unwrap();
+    let opened = frame_rate(&video).expect("frameRate setting");
+    assert!(opened > 15.0 && opened <= f64::from(capture::FAST_START_FRAME_RATE), "opened at {opened} fps");
+    sleep(capture::SETTLE_AFTER_MS + 300).await;
+    assert_eq!(frame_rate(&video), Some(opened), "settled before being sent");
+    // ...then settled at 15 fps once a link sends it: same device, same live track.
+    let (a, b) = (Side::new(), Side::new());
+    a.link.prepare(&[Kind::Audio, Kind::Video]).expect("prepare");
+    b.link.prepare(&[Kind::Audio, Kind::Video]).expect("prepare");
+    connect(&a, &b).await;
+    a.link.attach(Kind::Video, &video).await.expect("attach");
+    let sent_at = now_ms();
+    wait_for("the camera settles at 15 fps", 5_000.0, || frame_rate(&video) == Some(15.0)).await;
+    assert!(now_ms() - sent_at >= f64::from(capture::SETTLE_AFTER_MS) - 50.0, "settled too early");
+    assert!(is_live(&video));
+    a.link.close();
+    b.link.close();
+    media.stop();
+
+    // An app's exact frame rate is used as given, from the start.
+    let mut req = CaptureRequest::video_only();
+    req.video_constraints = Some(obj(&[("frameRate", obj(&[("exact", 10.into())]))]));
+    let media = capture(&req).await.expect("capture exact");
+    assert_eq!(frame_rate(&media.video().unwrap()), Some(10.0));
     media.stop();
 }
 
