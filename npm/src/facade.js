@@ -16,6 +16,10 @@ function createRcallGlobals(load, enums) {
     connect(token) { return later((w) => w.im_connect(token)); },
     disconnect() { return later((w) => w.im_disconnect()); },
     getCurrentUserId() { return wasm ? wasm.im_current_user_id() : undefined; },
+    getConnectionStatus() { return wasm ? wasm.im_connection_status() : 2; },
+    addEventListener(event, listener) { now((w) => w.im_add_event_listener(String(event), listener)); },
+    removeEventListener(event, listener) { now((w) => w.im_remove_event_listener(String(event), listener)); },
+    removeEventListeners(event) { now((w) => w.im_remove_event_listener(String(event), undefined)); },
     // installPlugin(installer, options): returns the plugin's API synchronously; installing a
     // tag twice returns the first instance, as IMLib does. Invalid options are reported when
     // the module has loaded (console error; the plugin's methods then reject).

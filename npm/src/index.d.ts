@@ -159,9 +159,16 @@ export declare const RongIMLib: {
   connect(token: string): Promise<IConnectResult>;
   disconnect(): Promise<void>;
   getCurrentUserId(): string | undefined;
+  /** `RCConnectionStatus`: CONNECTED 0, CONNECTING 1, DISCONNECTED 2, SUSPENDED 3. */
+  getConnectionStatus(): number;
+  /** `Events.CONNECTING` / `CONNECTED` (no argument), `DISCONNECT` / `SUSPEND` (an `ErrorCode`). */
+  addEventListener(event: string, listener: (code?: number) => void): void;
+  removeEventListener(event: string, listener: (code?: number) => void): void;
+  removeEventListeners(event: string): void;
   ErrorCode: EnumObject;
   ConversationType: EnumObject;
   RCConnectionStatus: EnumObject;
+  Events: { CONNECTING: 'CONNECTING'; CONNECTED: 'CONNECTED'; DISCONNECT: 'DISCONNECT'; SUSPEND: 'SUSPEND'; MESSAGES: 'MESSAGES' };
 };
 
 export declare const RCRTC: {

@@ -1,5 +1,6 @@
 // The IM link survives a server restart: both pages reconnect by themselves (same token, resume
-// from the last message processed) and can call each other afterwards.
+// from the last message processed) and can call each other afterwards. The app follows it with
+// IMLib 5's connection events and status (CONNECTING, CONNECTED, SUSPEND(30002), DISCONNECT(2)).
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -81,11 +82,25 @@ describe('IM reconnect', () => {
     clients.push(A, B);
     await A.login(a, await getToken(server.url, a));
     await B.login(b, await getToken(server.url, b));
+    const status = (c) => c.eval(() => RongIMLib.getConnectionStatus());
     await withDiagnostics('reconnect', () => clients, server, async () => {
-      // The server dies without a goodbye and comes back on the same address and database.
+      // Login: CONNECTING then CONNECTED, status CONNECTED (0).
+      const login = (await A.events()).filter((e) => e.type.startsWith('im:')).map((e) => e.type);
+      assert.deepEqual(login, ['im:CONNECTING', 'im:CONNECTED']);
+      assert.equal(await status(A), 0);
+      // The server dies without a goodbye: SUSPEND(RC_NET_UNAVAILABLE) while the SDK retries
+      // (status SUSPENDED 3 or CONNECTING 1)...
+      const mark = await A.mark();
       await server.stop();
+      const suspend = await A.waitEvent('im:SUSPEND', {}, 5000, { since: mark });
+      assert.equal(suspend.code, 30002);
+      assert.ok([1, 3].includes(await status(A)), `status while the server is down: ${await status(A)}`);
+      await A.waitEvent('im:CONNECTING', {}, 5000, { since: mark });
+      // ...and comes back on the same address and database: CONNECTED again.
       await sleep(500);
       server = await startAt(port, db);
+      await A.waitEvent('im:CONNECTED', {}, 20000, { since: mark });
+      assert.equal(await status(A), 0);
       // The SDK retries after 1 s, then backs off; give it a few attempts.
       const deadline = Date.now() + 20000;
       let res;
@@ -103,6 +118,15 @@ describe('IM reconnect', () => {
       assert.equal(h.code, SUCCESS);
       const close = await B.waitEvent('onSessionClose');
       assert.equal(close.summary.endReason, 13);
+      // disconnect(): DISCONNECT(ACTIVE_DISCONNECT 2), status DISCONNECTED (2); nothing reconnects.
+      const before = await B.mark();
+      await B.eval(() => RongIMLib.disconnect());
+      const bye = await B.waitEvent('im:DISCONNECT', {}, 5000, { since: before });
+      assert.equal(bye.code, 2);
+      assert.equal(await status(B), 2);
+      await sleep(1500);
+      const after = (await B.events()).slice(before).filter((e) => e.type.startsWith('im:')).map((e) => e.type);
+      assert.deepEqual(after, ['im:DISCONNECT']);
     }, { timeout: 50000 });
   });
 });

@@ -215,6 +215,12 @@ pub const IM_ENUMS: &[JsEnum] = &[
         ("CONNECTED", JsValueLit::Int(0)), ("CONNECTING", JsValueLit::Int(1)),
         ("DISCONNECTED", JsValueLit::Int(2)), ("SUSPENDED", JsValueLit::Int(3)),
     ]},
+    // IMLib 5 `Events` for `RongIMLib.addEventListener`; rcall fires the connection ones.
+    JsEnum { name: "Events", values: &[
+        ("CONNECTING", JsValueLit::Str("CONNECTING")), ("CONNECTED", JsValueLit::Str("CONNECTED")),
+        ("DISCONNECT", JsValueLit::Str("DISCONNECT")), ("SUSPEND", JsValueLit::Str("SUSPEND")),
+        ("MESSAGES", JsValueLit::Str("MESSAGES")),
+    ]},
 ];
 
 /// Enum objects of `window.RCRTC` (spec D.7).

@@ -16,6 +16,7 @@ use rtc_core::proto::{
 use wasm_bindgen::prelude::*;
 use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
 
+use crate::connection::{self, Status};
 use crate::js;
 use crate::runtime::rt;
 
@@ -191,6 +192,7 @@ fn on_frame(frame: ServerFrame) {
             if e.code == code::RC_CONN_USER_BLOCKED {
                 // Blocked by the operator: reconnecting would only be refused.
                 *rt.login.borrow_mut() = None;
+                connection::set(&rt, Status::Disconnected, Some(e.code));
             }
         }
         Some(server_frame::Body::SyncDone(_)) => rt.feed(Input::SyncDone),
@@ -215,7 +217,8 @@ fn on_closed() {
     conn.settle_auth(Err(code::RC_NET_UNAVAILABLE));
     rt.fail_in_flight(code::RC_NET_CHANNEL_INVALID);
     *rt.conn.borrow_mut() = None;
-    if !was_logging_in {
+    if !was_logging_in && rt.login.borrow().is_some() {
+        connection::set(&rt, Status::Suspended, Some(code::RC_NET_UNAVAILABLE));
         schedule_reconnect(1_000);
     }
 }
@@ -231,13 +234,18 @@ fn schedule_reconnect(delay_ms: i32) {
             if rt.login.borrow().is_none() || rt.conn.borrow().is_some() {
                 return;
             }
+            connection::set(&rt, Status::Connecting, None);
             match Connection::open(&login.url, &login.token, &login.device_id, rt.last_seq.get()).await {
-                Ok(_) => {}
+                Ok(_) => connection::set(&rt, Status::Connected, None),
                 Err(c @ (31004 | 31009 | 31020)) => {
                     js::warn(&format!("[rcall] reconnect refused ({c}); call RongIMLib.connect again"));
                     *rt.login.borrow_mut() = None;
+                    connection::set(&rt, Status::Disconnected, Some(c));
                 }
-                Err(_) => schedule_reconnect((delay_ms * 2).min(16_000)),
+                Err(c) => {
+                    connection::set(&rt, Status::Suspended, Some(c));
+                    schedule_reconnect((delay_ms * 2).min(16_000));
+                }
             }
         });
     });

@@ -10,6 +10,7 @@
 //! functions exported here once it has.
 
 mod client;
+mod connection;
 mod constraints;
 mod devices;
 mod im;
@@ -77,7 +78,15 @@ async fn connect(token: JsValue) -> Result<String, i32> {
     let navi = rt.navi.borrow().clone().or_else(|| web_sys::window().and_then(|w| w.location().origin().ok()));
     let url = navi.as_deref().and_then(im::websocket_url).ok_or(im::code::BIZ_ERROR_INVALID_PARAMETER)?;
     let device_id = im::device_id();
-    let (_conn, user_id) = im::Connection::open(&url, &token, &device_id, 0).await?;
+    connection::set(&rt, connection::Status::Connecting, None);
+    let (_conn, user_id) = match im::Connection::open(&url, &token, &device_id, 0).await {
+        Ok(ok) => ok,
+        Err(code) => {
+            connection::set_quietly(&rt, connection::Status::Disconnected);
+            return Err(code);
+        }
+    };
+    connection::set(&rt, connection::Status::Connected, None);
     *rt.login.borrow_mut() = Some(im::Login { url, token, device_id: device_id.clone() });
     rt.start_engine(&user_id, &device_id);
     Ok(user_id)
@@ -100,6 +109,25 @@ fn im_message(code: i32) -> &'static str {
 #[wasm_bindgen]
 pub fn im_disconnect() {
     rt().shut_down();
+}
+
+/// `RongIMLib.addEventListener(event, listener)`.
+#[wasm_bindgen]
+pub fn im_add_event_listener(event: String, listener: JsValue) {
+    connection::add(&rt(), event, listener);
+}
+
+/// `RongIMLib.removeEventListener(event, listener)` / `removeEventListeners(event)` (no listener).
+#[wasm_bindgen]
+pub fn im_remove_event_listener(event: String, listener: JsValue) {
+    let listener = (!listener.is_undefined()).then_some(listener);
+    connection::remove(&rt(), &event, listener.as_ref());
+}
+
+/// `RongIMLib.getConnectionStatus()`: `RCConnectionStatus`.
+#[wasm_bindgen]
+pub fn im_connection_status() -> u8 {
+    rt().status.get() as u8
 }
 
 /// `RongIMLib.getCurrentUserId()`.

@@ -89,6 +89,10 @@ pub struct Runtime {
     next_command: Cell<CommandId>,
     /// Requests sent and not yet answered, failed if the connection drops.
     pub in_flight: RefCell<Vec<u32>>,
+    /// `RongIMLib.getConnectionStatus()`; changes fire the IMLib events (`connection`).
+    pub status: Cell<crate::connection::Status>,
+    /// `RongIMLib.addEventListener` listeners: (event name, function).
+    pub im_listeners: RefCell<Vec<(String, JsValue)>>,
     driving: Cell<bool>,
     timer: RefCell<Option<(i32, i64)>>,
     timer_callback: RefCell<Option<Closure<dyn FnMut()>>>,
@@ -473,6 +477,7 @@ impl Runtime {
     /// Ends everything (disconnect): pending commands fail, media stops.
     pub fn shut_down(self: &Rc<Self>) {
         *self.login.borrow_mut() = None;
+        crate::connection::set(self, crate::connection::Status::Disconnected, Some(crate::connection::ACTIVE_DISCONNECT));
         self.last_seq.set(0);
         *self.engine.borrow_mut() = None;
         *self.conn.borrow_mut() = None;

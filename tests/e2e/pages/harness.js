@@ -244,6 +244,12 @@
     var initOpts = { appkey: opts.appkey };
     if (opts.navi || H.navi) initOpts.navi = opts.navi || H.navi;
     RongIMLib.init(initOpts);
+    // IMLib 5 connection events, logged as 'im:<EVENT>' with the code they carry.
+    ['CONNECTING', 'CONNECTED', 'DISCONNECT', 'SUSPEND'].forEach(function (name) {
+      RongIMLib.addEventListener(RongIMLib.Events[name], function (code) {
+        log('im:' + name, { code: code, status: RongIMLib.getConnectionStatus() });
+      });
+    });
     H.rtcClient = RongIMLib.installPlugin(RCRTC.installer, opts.rtcOptions || {});
     H.caller = RongIMLib.installPlugin(RCCall.installer, Object.assign({}, opts.callOptions || {}, {
       rtcClient: H.rtcClient,
