@@ -109,6 +109,8 @@ export interface RCCallSession {
   enableVideoTrack(): Promise<{ code: number }>;
   changeAudioDevice(constraints?: { micphoneId?: string; sampleRate?: number }): Promise<{ code: number }>;
   getSessionId(): string;
+  /** The media room id (= the session id) once this user is in the call; `undefined` before and after. */
+  getRTCSessionId(): string | undefined;
   getTargetId(): string;
   getConversationType(): number;
   getChannelId(): string;

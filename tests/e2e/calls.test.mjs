@@ -113,6 +113,10 @@ describe('1:1 calls (same origin)', () => {
       const aLocal = (await A.events()).filter((e) => e.type === 'onTrackReady' && e.local);
       assert.deepEqual(aLocal.map((e) => e.kind).sort(), ['audio', 'video'], `A: local onTrackReady ${JSON.stringify(aLocal)}`);
       assert.equal(callRes.session.state, 0, 'A: session.getState() is WAITING before the answer');
+      // getRTCSessionId(): the caller is in its room from call(); the ringing callee is not yet.
+      const rtcId = (c) => c.eval(() => H.session.getRTCSessionId());
+      assert.equal(await rtcId(A), callRes.session.sessionId, 'A: getRTCSessionId() while ringing');
+      assert.equal(await rtcId(B), undefined, 'B: getRTCSessionId() before accept()');
 
       const acc = await B.eval(() => H.accept());
       assert.equal(acc.code, SUCCESS, `B: session.accept() → ${JSON.stringify(acc)}`);
@@ -120,6 +124,7 @@ describe('1:1 calls (same origin)', () => {
       assert.equal((await A.eval(() => H.sessionInfo())).state, 1, 'A: session.getState() is KEEPING after onAccept');
       assert.equal((await B.eval(() => H.sessionInfo())).state, 1, 'B: session.getState() is KEEPING after accept()');
 
+      assert.equal(await rtcId(B), callRes.session.sessionId, 'B: getRTCSessionId() after accept()');
       const [va, vb] = await Promise.all([A.waitRemoteVideo(B.userId), B.waitRemoteVideo(A.userId)]);
       for (const [c, from] of [[A, B], [B, A]]) {
         const play = await c.waitEvent('play', { local: false, kind: 'video', userId: from.userId });

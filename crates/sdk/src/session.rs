@@ -131,6 +131,20 @@ impl RCCallSession {
         self.call_id()
     }
 
+    /// The media "room" id of the call, for correlating recordings and logs: the session id,
+    /// the same for every participant (rcall's P2P rooms are never recycled). Only once this
+    /// user is in the call (a caller from its call(), a callee after accept()); before that, and
+    /// after the end, `undefined` (spec G: legacy dereferenced a missing room and threw).
+    #[wasm_bindgen(js_name = getRTCSessionId)]
+    pub fn rtc_session_id(&self) -> Option<String> {
+        let view = self.view()?;
+        // CallLib's caller joins the room right after inviting; a callee once it accepted.
+        let me = view.users.iter().find(|u| !u.is_remote);
+        let joined = view.state != SessionState::End
+            && me.is_some_and(|u| u.is_caller || u.state == rtc_core::types::UserState::Keeping);
+        joined.then_some(view.call_id)
+    }
+
     #[wasm_bindgen(js_name = getTargetId)]
     pub fn target_id(&self) -> Option<String> {
         self.view().map(|v| v.target_id)
