@@ -117,6 +117,9 @@ pub struct Sim {
     rng: u64,
     /// Last delivery time per device, to keep each device's deliveries in server order.
     last_delivery: Vec<Millis>,
+    /// Last arrival at the server per device: a device's sends reach the server in the order
+    /// sent (one WebSocket, i.e. TCP), whatever the jitter.
+    last_upload: Vec<Millis>,
     /// Deliveries dropped by `loss`.
     pub lost: usize,
     /// Open fake peer links: (device, call, peer) → negotiates video.
@@ -146,6 +149,7 @@ impl Sim {
             seq: 0,
             rng: 0x9E37_79B9_7F4A_7C15,
             last_delivery: Vec::new(),
+            last_upload: Vec::new(),
             lost: 0,
             links: BTreeMap::new(),
             next_command: 1,
@@ -197,6 +201,7 @@ impl Sim {
             local_kinds: BTreeMap::new(),
         });
         self.last_delivery.push(0);
+        self.last_upload.push(0);
         id
     }
 
@@ -365,7 +370,8 @@ impl Sim {
                 }
                 Output::Send(signal) => {
                     self.devices[dev].log.push((now, Logged::Sent(signal.clone())));
-                    let at = now + self.hop();
+                    let at = (now + self.hop()).max(self.last_upload[dev]);
+                    self.last_upload[dev] = at;
                     self.seq += 1;
                     self.queue.push((at, self.seq, Event::AtServer(dev, signal)));
                 }
