@@ -82,6 +82,19 @@ pub fn spawn(f: impl std::future::Future<Output = ()> + 'static) {
     spawn_boxed(Box::pin(f));
 }
 
+/// Like [`spawn`], but runs the future up to its first await right now, so the JS calls it
+/// makes first happen before the caller returns (e.g. `replaceTrack` before the app's event
+/// handlers run in the same turn); the rest continues on the event loop.
+pub fn spawn_now(f: impl std::future::Future<Output = ()> + 'static) {
+    let mut f: std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> = Box::pin(f);
+    let waker = futures::task::noop_waker();
+    // JsFuture keeps the latest waker it was polled with, so the executor's later poll replaces
+    // this no-op one.
+    if f.as_mut().poll(&mut std::task::Context::from_waker(&waker)).is_pending() {
+        spawn_boxed(f);
+    }
+}
+
 #[inline(never)]
 fn spawn_boxed(f: std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>) {
     wasm_bindgen_futures::spawn_local(f);

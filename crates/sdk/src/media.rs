@@ -137,7 +137,8 @@ fn attach(rt: &Rc<Runtime>, call_id: &str, peer: Option<&Peer>) {
 fn attach_media(link: &PeerLink, media: &LocalMedia) {
     for track in media.tracks() {
         let link = link.clone();
-        js::spawn(async move {
+        // replaceTrack now, not after the app's handlers of this turn: it starts the sender.
+        js::spawn_now(async move {
             if let Err(e) = link.attach(web_rtc::track_kind(&track), &track).await {
                 js::warn(&format!("[rcall] cannot send a local track: {e}"));
             }
