@@ -104,6 +104,9 @@ pub struct Config {
     pub stun_urls: Vec<String>,
     /// Serve Prometheus metrics at `GET /metrics`.
     pub metrics: bool,
+    /// When set, `GET /metrics` requires `Authorization: Bearer <token>` (metrics reveal app
+    /// keys and traffic; a public deployment should not hand them to anyone).
+    pub metrics_token: Option<String>,
     /// On shutdown: how long open connections get to flush before they are dropped.
     pub shutdown_timeout: Duration,
     /// Binary only: log format.
@@ -123,6 +126,10 @@ impl std::fmt::Debug for Config {
             .field(
                 "turn_secret",
                 &self.turn_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field(
+                "metrics_token",
+                &self.metrics_token.as_ref().map(|_| "<redacted>"),
             )
             .finish_non_exhaustive()
     }
@@ -156,6 +163,7 @@ impl Config {
             turn_ttl: Duration::from_secs(24 * 3600),
             stun_urls: Vec::new(),
             metrics: true,
+            metrics_token: None,
             shutdown_timeout: Duration::from_secs(10),
             log_format: LogFormat::Text,
         }
@@ -269,6 +277,7 @@ pub struct FileConfig {
     pub turn_ttl_secs: Option<u64>,
     pub stun_urls: Option<Vec<String>>,
     pub metrics: Option<bool>,
+    pub metrics_token: Option<String>,
     pub shutdown_timeout_secs: Option<u64>,
     pub log_format: Option<String>,
     #[serde(default)]
@@ -372,6 +381,9 @@ pub struct Cli {
     /// Do not serve GET /metrics [env: RCALL_NO_METRICS]
     #[arg(long)]
     pub no_metrics: bool,
+    /// Require `Authorization: Bearer <token>` on GET /metrics [env: RCALL_METRICS_TOKEN]
+    #[arg(long)]
+    pub metrics_token: Option<String>,
     /// Seconds open connections get to flush on shutdown [default: 10]
     /// [env: RCALL_SHUTDOWN_TIMEOUT_SECS]
     #[arg(long)]
@@ -596,6 +608,11 @@ impl Cli {
         }
         c.metrics = !(self.no_metrics || env_bool(env, "RCALL_NO_METRICS")?)
             && file.metrics.unwrap_or(true);
+        c.metrics_token = non_empty(layer!(
+            non_empty(self.metrics_token),
+            "RCALL_METRICS_TOKEN",
+            file.metrics_token
+        ));
         if let Some(v) = layer!(
             self.shutdown_timeout_secs,
             "RCALL_SHUTDOWN_TIMEOUT_SECS",

@@ -651,8 +651,20 @@ pub async fn healthz(State(state): St) -> Response {
     }
 }
 
-/// `GET /metrics`: Prometheus text format.
-pub async fn metrics(State(state): St) -> Response {
+/// `GET /metrics`: Prometheus text format; with a configured `metrics_token`, only for
+/// `Authorization: Bearer <token>` (401 JSON otherwise).
+pub async fn metrics(State(state): St, headers: axum::http::HeaderMap) -> Response {
+    if let Some(token) = &state.config.metrics_token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !same_secret(given.as_bytes(), token.as_bytes()) {
+            return ApiError::Unauthorized("GET /metrics needs Authorization: Bearer <metrics token>")
+                .into_response();
+        }
+    }
     let gauges = Gauges {
         connections: state
             .hub
@@ -670,6 +682,11 @@ pub async fn metrics(State(state): St) -> Response {
         state.metrics.render(&gauges),
     )
         .into_response()
+}
+
+/// Compares two secrets in time independent of where they differ.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]

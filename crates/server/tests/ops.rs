@@ -258,3 +258,27 @@ fn kill_term(pid: Pid) {
         .unwrap();
     assert!(st.success());
 }
+
+#[tokio::test]
+async fn metrics_token_guards_the_metrics_endpoint() {
+    let ts = TestServer::start_with(|c| c.metrics_token = Some("scrape-me".into())).await;
+    let http = reqwest::Client::new();
+    let get = |auth: Option<&'static str>| {
+        let mut req = http.get(ts.url("/metrics"));
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        req.send()
+    };
+    for auth in [None, Some("Bearer wrong"), Some("Bearer scrape-me2"), Some("scrape-me")] {
+        let resp = get(auth).await.unwrap();
+        assert_eq!(resp.status().as_u16(), 401, "{auth:?}");
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["code"], 1004, "{auth:?}: {body}");
+    }
+    let resp = get(Some("Bearer scrape-me")).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert!(resp.text().await.unwrap().contains("rcall_"));
+    // /healthz stays open for load balancers.
+    assert_eq!(reqwest::get(ts.url("/healthz")).await.unwrap().status().as_u16(), 200);
+}
