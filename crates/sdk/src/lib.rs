@@ -3,7 +3,8 @@
 //! The wasm-bindgen layer a CallLib 5.X app talks to: `RCCallClient`, `RCCallSession`,
 //! `RCTrack`, and the small `RongIMLib` / `RCRTC` shims every app calls first. It is the thin
 //! IO shell around `rtc-core`'s sans-IO engine ([`runtime`]): WebSocket frames in and out
-//! ([`im`]), media through `web-rtc` ([`media`]), listener calls out.
+//! ([`im`]), media through `web-rtc` ([`media`]), listener calls out, and IMLib's connection
+//! status and events ([`connection`]).
 //!
 //! The JS globals themselves (`window.RongIMLib`, `RCRTC`, `RCCall`) are defined by
 //! `npm/src/facade.js`, which exists before this module has loaded and forwards to the
@@ -79,13 +80,9 @@ async fn connect(token: JsValue) -> Result<String, i32> {
     let url = navi.as_deref().and_then(im::websocket_url).ok_or(im::code::BIZ_ERROR_INVALID_PARAMETER)?;
     let device_id = im::device_id();
     connection::set(&rt, connection::Status::Connecting, None);
-    let (_conn, user_id) = match im::Connection::open(&url, &token, &device_id, 0).await {
-        Ok(ok) => ok,
-        Err(code) => {
-            connection::set_quietly(&rt, connection::Status::Disconnected);
-            return Err(code);
-        }
-    };
+    let (_conn, user_id) = im::Connection::open(&url, &token, &device_id, 0)
+        .await
+        .inspect_err(|_| connection::set_quietly(&rt, connection::Status::Disconnected))?;
     connection::set(&rt, connection::Status::Connected, None);
     *rt.login.borrow_mut() = Some(im::Login { url, token, device_id: device_id.clone() });
     rt.start_engine(&user_id, &device_id);

@@ -246,12 +246,16 @@ impl Outbox {
         }
     }
 
-    /// Resolves when items are queued or the outbox is closed.
+    /// Resolves when items are queued or the outbox is closed (tests; the connection task
+    /// polls [`Self::poll_pending`]).
+    #[cfg(test)]
     pub async fn notified(&self) {
         std::future::poll_fn(|cx| self.poll_pending(cx)).await
     }
 
-    /// Resolves once the outbox was aborted.
+    /// Resolves once the outbox was aborted (tests; the connection task polls
+    /// [`Self::poll_aborted`]).
+    #[cfg(test)]
     pub async fn aborted(&self) {
         std::future::poll_fn(|cx| self.poll_aborted(cx)).await
     }

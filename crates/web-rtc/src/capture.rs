@@ -233,15 +233,8 @@ async fn settle(track: MediaStreamTrack, requested: JsValue) {
     if track.ready_state() != web_sys::MediaStreamTrackState::Live {
         return;
     }
-    let apply = Reflect::get(&track, &JsValue::from_str("applyConstraints"))
-        .ok()
-        .and_then(|f| f.dyn_into::<js_sys::Function>().ok());
-    if let Some(apply) = apply {
-        if let Ok(p) = apply.call1(&track, &requested) {
-            if let Ok(p) = p.dyn_into::<js_sys::Promise>() {
-                let _ = JsFuture::from(p).await;
-            }
-        }
+    if let Ok(p) = track.apply_constraints_with_constraints(requested.unchecked_ref()) {
+        let _ = JsFuture::from(p).await;
     }
 }
 

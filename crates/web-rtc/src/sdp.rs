@@ -23,12 +23,12 @@ const VIDEO_CODECS: [&str; 5] = ["VP8", "VP9", "H264", "AV1", "H265"];
 /// leaving codecs that already carry a start bitrate alone. Line endings
 /// (`\r\n` or `\n`) are kept.
 pub fn with_start_bitrate(sdp: &str, kbps: u32) -> String {
-    // Byte loops and closure patterns only: this runs in the wasm bundle, where
-    // substring searchers, `join` and `char` formatting cost kilobytes.
+    // Char patterns and push_str only: this runs in the wasm bundle, where substring
+    // searchers, `join` and `char` formatting would cost kilobytes.
     let eol = if sdp.bytes().any(|b| b == b'\r') { "\r\n" } else { "\n" };
     let lines: Vec<&str> = sdp
-        .split(|c| c == '\n')
-        .map(|l| l.strip_suffix(|c| c == '\r').unwrap_or(l))
+        .split('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
         .collect();
     let param = format!("x-google-start-bitrate={kbps}");
     let mut out = String::with_capacity(sdp.len() + 128);
@@ -54,14 +54,14 @@ pub fn with_start_bitrate(sdp: &str, kbps: u32) -> String {
             .iter()
             .filter_map(|l| l.strip_prefix("a=rtpmap:"))
             .filter_map(|rest| {
-                let (pt, enc) = rest.split_once(|c| c == ' ')?;
-                let name = enc.split(|c| c == '/').next()?;
+                let (pt, enc) = rest.split_once(' ')?;
+                let name = enc.split('/').next()?;
                 VIDEO_CODECS.iter().any(|c| c.eq_ignore_ascii_case(name)).then_some(pt)
             })
             .collect();
         for line in section {
             if fmtp_pt(line).is_some_and(|pt| codec_pts.contains(&pt)) {
-                let has = line.split(|c| c == ' ' || c == ';').any(|p| p.starts_with("x-google-start-bitrate="));
+                let has = line.split([' ', ';']).any(|p| p.starts_with("x-google-start-bitrate="));
                 let sep = if line.bytes().any(|b| b == b' ') { ";" } else { " " };
                 if has {
                     emit(&[line]);
@@ -71,7 +71,7 @@ pub fn with_start_bitrate(sdp: &str, kbps: u32) -> String {
                 continue;
             }
             emit(&[line]);
-            if let Some(pt) = line.strip_prefix("a=rtpmap:").and_then(|r| r.split(|c| c == ' ').next()) {
+            if let Some(pt) = line.strip_prefix("a=rtpmap:").and_then(|r| r.split(' ').next()) {
                 if codec_pts.contains(&pt) && !section.iter().any(|l| fmtp_pt(l) == Some(pt)) {
                     emit(&["a=fmtp:", pt, " ", &param]);
                 }
@@ -84,7 +84,7 @@ pub fn with_start_bitrate(sdp: &str, kbps: u32) -> String {
 /// The payload type of an `a=fmtp:<pt> ...` line.
 fn fmtp_pt(line: &str) -> Option<&str> {
     let rest = line.strip_prefix("a=fmtp:")?;
-    rest.split(|c| c == ' ').next()
+    rest.split(' ').next()
 }
 
 #[cfg(test)]

@@ -301,10 +301,7 @@ impl Engine {
         call.local_announced = true;
         // Media first: our tracks go on the pre-connected links before the app hears anything
         // (its handlers may take a while); `self_joined` below then has nothing left to attach.
-        if call.peers.iter().any(|l| !l.attached) {
-            call.peers.iter_mut().for_each(|l| l.attached = true);
-            self.media(MediaAction::Attach { call_id: call_id.to_string(), peer: None });
-        }
+        self.attach_links(call_id);
         if let Some(c) = command {
             self.done(c, error_code::SUCCESS, None);
         }

@@ -45,14 +45,17 @@ impl Engine {
     }
 
     /// We just got in (our accept went through): attach our tracks to every pre-connected link.
-    pub(super) fn self_joined(&mut self, call_id: &str) {
+    /// Puts our tracks on every pre-connected link of the call not yet carrying them.
+    pub(super) fn attach_links(&mut self, call_id: &str) {
         let Some(call) = self.calls.get_mut(call_id) else { return };
         if call.peers.iter().any(|l| !l.attached) {
-            for link in call.peers.iter_mut() {
-                link.attached = true;
-            }
+            call.peers.iter_mut().for_each(|l| l.attached = true);
             self.media(MediaAction::Attach { call_id: call_id.to_string(), peer: None });
         }
+    }
+
+    pub(super) fn self_joined(&mut self, call_id: &str) {
+        self.attach_links(call_id);
         let me = self.cfg.self_id.clone();
         let everyone = self.calls.get(call_id).map(|c| c.remote_ids(&me)).unwrap_or_default();
         self.announce_mute_state(call_id, everyone);
