@@ -110,8 +110,8 @@ async function oneCall(sys) {
 
   const trackAtB = await B.evaluate(() => window.B.C.firstEvent('onTrackReady', { local: false, kind: 'video' }));
   const trackAtA = await A.evaluate(() => window.B.C.firstEvent('onTrackReady', { local: false, kind: 'video' }));
-  const attachB = await B.evaluate(() => window.B.C.firstEvent('replaceTrack', { kind: 'video' }));
-  const attachA = await A.evaluate(() => window.B.C.firstEvent('replaceTrack', { kind: 'video' }));
+  const attachB = await B.evaluate(() => window.B.C.firstEvent('replaceTrack', { kind: 'video', captured: true }));
+  const attachA = await A.evaluate(() => window.B.C.firstEvent('replaceTrack', { kind: 'video', captured: true }));
   const calleeGum = await B.evaluate(() => window.B.C.gumCalls.map((g) => [g.t0, g.t1]));
   await A.evaluate(() => window.B.hungup());
   await waitFor(A, 'caller onSessionClose', () => window.B.C.firstEvent('onSessionClose'));

@@ -15,11 +15,13 @@ const p = await b.newPage(); await p.goto(`http://127.0.0.1:${srv.address().port
 const variants = [
   ['running camera (15 fps): replaceTrack(track) on a pre-negotiated sendrecv transceiver', { mode: 'replace', fps: 15 }],
   ['… and start bitrate 1500 kbit/s in the remote descriptions (rcall)', { mode: 'replace', fps: 15, kbps: 1500 }],
-  ['… and the camera still at its fast-start rate (ideal 30: the fake camera\'s 20 fps) (rcall\'s caller)', { mode: 'replace', fps: 30, kbps: 1500 }],
+  ['… and the camera still at its fast-start rate (ideal 30: the fake camera\'s 20 fps) (rcall\'s caller before warm-up)', { mode: 'replace', fps: 30, kbps: 1500 }],
   ['running camera: track attached up front, encodings inactive → active', { mode: 'inactive', fps: 15 }],
   ['running camera: the same sender\'s second start (it had sent before)', { mode: 'second', fps: 15, kbps: 1500 }],
   ['fresh camera (getUserMedia inside the timing) at 15 fps, replaceTrack', { mode: 'replace', fps: 15, fresh: true }],
-  ['fresh camera at the fast-start rate + start bitrate 1500 (rcall\'s callee)', { mode: 'replace', fps: 30, fresh: true, kbps: 1500 }],
+  ['fresh camera at the fast-start rate + start bitrate 1500 (rcall\'s callee before warm-up)', { mode: 'replace', fps: 30, fresh: true, kbps: 1500 }],
+  ['running camera, encoder warmed while ringing (gated blank track) + keyframe request (rcall\'s caller)', { mode: 'warm', fps: 30, kbps: 1500 }],
+  ['fresh camera, encoder warmed while ringing + keyframe request (rcall\'s callee)', { mode: 'warm', fps: 30, fresh: true, kbps: 1500 }],
 ];
 const N = +process.argv[2] || 8;
 const res = variants.map(() => []);

@@ -265,6 +265,16 @@ describe('media (devices, stats, device switch, capture errors, pre-connect)', (
       assert.deepEqual(localBefore, [], 'B: local track before accept()');
       const inboundBefore = pcs.flatMap((p) => p.inbound).reduce((n, i) => n + (i.packetsReceived || 0), 0);
       assert.equal(inboundBefore, 0, `B: media received before accept(): ${JSON.stringify(pcs)}`);
+      // Both video encoders run meanwhile (warm-up on a blank track behind a closed gate), and
+      // still nothing reaches the caller either.
+      const pcsA = await A.eval(() => H.rtcStats());
+      const inboundA = pcsA.flatMap((p) => p.inbound).reduce((n, i) => n + (i.packetsReceived || 0), 0);
+      assert.equal(inboundA, 0, `A: media received before accept(): ${JSON.stringify(pcsA)}`);
+      for (const [who, list] of [['A', pcsA], ['B', pcs]]) {
+        const video = list.flatMap((p) => p.outbound).filter((o) => o.kind === 'video');
+        assert.ok(video.some((o) => o.framesEncoded >= 1), `${who}: video encoder not warmed up: ${JSON.stringify(video)}`);
+        assert.ok(video.every((o) => !o.packetsSent && !o.bytesSent), `${who}: video sent before accept(): ${JSON.stringify(video)}`);
+      }
       const preconnected = pcs.some((p) => ['connected', 'completed'].includes(p.iceConnectionState));
       console.log(`  (f) B while ringing: ${pcs.length} peer connection(s), ICE ${pcs.map((p) => p.iceConnectionState).join(', ')} (pre-connected: ${preconnected})`);
 

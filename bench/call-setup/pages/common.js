@@ -13,10 +13,11 @@
   var md = navigator.mediaDevices;
   var origGum = md.getUserMedia.bind(md);
   C.gumCalls = [];
+  var cameras = new WeakSet(); // tracks from getUserMedia, told apart from the SDK's blank warm-up track
   md.getUserMedia = function (constraints) {
     var rec = { t0: now(), t1: null, constraints: JSON.stringify(constraints) };
     C.gumCalls.push(rec);
-    return origGum(constraints).then(function (s) { rec.t1 = now(); return s; }, function (e) { rec.t1 = now(); rec.error = String(e && e.name); throw e; });
+    return origGum(constraints).then(function (s) { rec.t1 = now(); s.getTracks().forEach(function (t) { cameras.add(t); }); return s; }, function (e) { rec.t1 = now(); rec.error = String(e && e.name); throw e; });
   };
 
   // Time for a plain getUserMedia(C.GUM) until the first local video frame is decodable; the
@@ -40,12 +41,13 @@
       return orig.apply(this, arguments);
     };
   });
-  // When a sender gets its track (the SDK attaches the camera this way on accept), for the breakdown.
+  // When a sender gets its track (the SDK attaches the camera this way on accept), for the breakdown;
+  // `captured`: a getUserMedia track (rcall also warms its senders up on a blank canvas track).
   var S = window.RTCRtpSender && window.RTCRtpSender.prototype;
   if (S && typeof S.replaceTrack === 'function') {
     var origReplace = S.replaceTrack;
     S.replaceTrack = function (track) {
-      var ev = C.log('replaceTrack', { kind: track ? track.kind : null });
+      var ev = C.log('replaceTrack', { kind: track ? track.kind : null, captured: !!track && cameras.has(track) });
       return origReplace.apply(this, arguments).then(function (r) { ev.done = now(); return r; });
     };
   }

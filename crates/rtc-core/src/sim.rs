@@ -510,7 +510,10 @@ impl Sim {
                 };
                 self.schedule(now + self.capture_delay, dev, Input::Media(MediaEvent::Captured { call_id, result }));
             }
-            MediaAction::Apply { .. } | MediaAction::Attach { .. } | MediaAction::SetEnabled { .. } => {}
+            MediaAction::Apply { .. }
+            | MediaAction::Attach { .. }
+            | MediaAction::RequestKeyFrames { .. }
+            | MediaAction::SetEnabled { .. } => {}
         }
     }
 }

@@ -374,6 +374,9 @@ fn media_actions(sim: &Sim, dev: DeviceId) -> Vec<String> {
             Logged::Media(MediaAction::Attach { peer, .. }) => {
                 Some(format!("Attach({})", peer.as_ref().map_or("all".to_string(), |p| format!("{}/{}", p.user_id, p.device_id))))
             }
+            Logged::Media(MediaAction::RequestKeyFrames { peer, .. }) => {
+                Some(format!("KeyFrames({})", peer.as_ref().map_or("all".to_string(), |p| format!("{}/{}", p.user_id, p.device_id))))
+            }
             Logged::Media(MediaAction::Disconnect { peer, .. }) => Some(format!("Disconnect({}/{})", peer.user_id, peer.device_id)),
             _ => None,
         })
@@ -398,13 +401,11 @@ fn links_are_ready_while_ringing_and_carry_media_only_after_accept() {
     }
     sim.accept(b1, &id);
     sim.run_for(500);
-    // Accepting captures and attaches; Alice attaches to the device that answered and drops
-    // the other one, which closes with 101.
-    assert_eq!(media_actions(&sim, b1), ["Connect(alice/dev0,answer,prepared)", "Capture", "Attach(all)"]);
-    assert_eq!(
-        media_actions(&sim, a)[3..],
-        ["Disconnect(bob/dev2)".to_string(), "Attach(bob/dev1)".to_string()]
-    );
+    // Accepting asks Alice for a keyframe (she starts sending as soon as she hears of it),
+    // captures and attaches; Alice asks the device that answered for a keyframe, attaches to
+    // it and drops the other one, which closes with 101.
+    assert_eq!(media_actions(&sim, b1), ["Connect(alice/dev0,answer,prepared)", "KeyFrames(all)", "Capture", "Attach(all)"]);
+    assert_eq!(media_actions(&sim, a)[3..], ["Disconnect(bob/dev2)", "KeyFrames(bob/dev1)", "Attach(bob/dev1)"]);
     assert_eq!(sim.close_reason(b2, &id), Some(end_reason::ACCEPT_BY_OTHER_CLIENT));
     let alice = sim.timeline(a);
     let accept_at = alice.iter().position(|l| l == "Accept(bob)").unwrap();

@@ -157,6 +157,8 @@ pub fn install_rtc(options: JsValue) -> RCRTCClient {
     }
     config.ice_transport_policy_relay = js::get_string(&options, "iceTransportPolicy").as_deref() == Some("relay");
     *rt().peer_config.borrow_mut() = config;
+    // Its worker must be up before the first call's links negotiate.
+    web_rtc::warmup::start();
     RCRTCClient {}
 }
 
@@ -191,6 +193,7 @@ pub fn install_call(options: JsValue) -> Result<RCCallClient, JsValue> {
         camera_off,
         demotion,
     }));
+    web_rtc::warmup::start(); // idempotent; normally already started by RCRTC.installer
     Ok(RCCallClient::new())
 }
 

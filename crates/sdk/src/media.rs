@@ -54,6 +54,11 @@ impl MediaShell {
             }
             MediaAction::Connect { call_id, peer, offerer, attach, video } => connect(rt, call_id, peer, offerer, attach, video),
             MediaAction::Attach { call_id, peer } => attach(rt, &call_id, peer.as_ref()),
+            MediaAction::RequestKeyFrames { call_id, peer } => {
+                for link in links_of(rt, &call_id, peer.as_ref()) {
+                    link.request_key_frames();
+                }
+            }
             MediaAction::CaptureCamera { call_id } => recapture(rt, call_id, TrackKind::Video),
             MediaAction::CaptureMicrophone { call_id } => recapture(rt, call_id, TrackKind::Audio),
             MediaAction::SetEnabled { call_id, kind, enabled } => {
@@ -116,20 +121,21 @@ impl MediaShell {
     }
 }
 
+/// The call's links: to `peer`, or all if `None`.
+fn links_of(rt: &Rc<Runtime>, call_id: &str, peer: Option<&Peer>) -> Vec<PeerLink> {
+    rt.media
+        .borrow()
+        .peers
+        .iter()
+        .filter(|((c, p), _)| c == call_id && peer.is_none_or(|want| want == p))
+        .map(|(_, l)| l.clone())
+        .collect()
+}
+
 /// Puts the call's local tracks on the link(s) (replaceTrack: no renegotiation).
 fn attach(rt: &Rc<Runtime>, call_id: &str, peer: Option<&Peer>) {
-    let (local, links) = {
-        let m = rt.media.borrow();
-        let links: Vec<PeerLink> = m
-            .peers
-            .iter()
-            .filter(|((c, p), _)| c == call_id && peer.is_none_or(|want| want == p))
-            .map(|(_, l)| l.clone())
-            .collect();
-        (m.local.get(call_id).cloned(), links)
-    };
-    let Some(local) = local else { return };
-    for link in links {
+    let Some(local) = rt.media.borrow().local.get(call_id).cloned() else { return };
+    for link in links_of(rt, call_id, peer) {
         attach_media(&link, &local);
     }
 }
@@ -189,12 +195,8 @@ fn recapture(rt: &Rc<Runtime>, call_id: String, kind: TrackKind) {
 
 /// The call went audio-only: stop the camera, stop sending video to every peer.
 fn drop_video(rt: &Rc<Runtime>, call_id: &str) {
-    let (video, links) = {
-        let m = rt.media.borrow();
-        let video = m.local.get(call_id).and_then(|l| l.video());
-        let links: Vec<PeerLink> = m.peers.iter().filter(|((c, _), _)| c == call_id).map(|(_, l)| l.clone()).collect();
-        (video, links)
-    };
+    let video = rt.media.borrow().local.get(call_id).and_then(|l| l.video());
+    let links = links_of(rt, call_id, None);
     if let Some(track) = video {
         track.stop();
     }

@@ -27,6 +27,8 @@
 //!   (audio may use an internal `Audio` element, video needs a `<video>`).
 //! * [`stats`] — [`StatsSampler`] → [`StateReport`] (CallLib's
 //!   `IRCRTCStateReport`), selected candidate pair, inbound video counters.
+//! * [`warmup`] — video encoders warmed while a call rings (gated senders, keyframe requests),
+//!   so the first frame after `accept()` decodes at once.
 //! * [`error`] — the single error type [`MediaError`].
 //!
 //! Everything here is `!Send` and single-threaded, like the browser APIs it
@@ -72,6 +74,7 @@ pub mod peer;
 pub mod sdp;
 pub mod stats;
 pub mod track;
+pub mod warmup;
 
 pub use capture::{capture, default_video_constraints, CaptureRequest, LocalMedia};
 pub use devices::{

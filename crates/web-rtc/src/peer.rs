@@ -36,6 +36,7 @@ use web_sys::{
 use crate::capture::LocalMedia;
 use crate::error::MediaError;
 use crate::track::{track_kind, Kind};
+use crate::warmup::{Primer, ReceiverTap, SenderGate};
 
 // Throwing variants of methods web-sys binds without `catch`: on a closed
 // connection they throw `InvalidStateError`, which must become an `Err`, not
@@ -188,6 +189,14 @@ struct Shared {
     sink: RefCell<Option<Sink>>,
     /// `mute`/`unmute` listeners on remote tracks, removed on close.
     track_listeners: RefCell<Vec<TrackListener>>,
+    /// Keyframe-request taps on the video receivers (see [`crate::warmup`]).
+    taps: RefCell<Vec<ReceiverTap>>,
+    /// Whether the video sender gets a warm-up gate when the first negotiation makes it:
+    /// prepared for video, nothing attached before.
+    want_gate: Cell<bool>,
+    /// The video sender's warm-up gate (see [`crate::warmup`]); opened by the first
+    /// [`PeerLink::attach`] of video.
+    video_gate: RefCell<Option<SenderGate>>,
 }
 
 /// The `mute` and `unmute` listeners installed on one remote track.
@@ -238,6 +247,18 @@ impl TrackListener {
 }
 
 impl Shared {
+    /// Gates `sender` for the warm-up, once, if wanted. Must run before the description that
+    /// creates the sender is applied: Chromium settles a sender's transform when
+    /// setRemoteDescription / setLocalDescription completes (none then: never), and an ignored
+    /// gate would let the blank frames through.
+    fn gate_video_sender(&self, sender: &RtcRtpSender) {
+        if self.want_gate.replace(false) {
+            if let Some(gate) = SenderGate::install(sender) {
+                *self.video_gate.borrow_mut() = Some(gate);
+            }
+        }
+    }
+
     /// Calls the user callback unless closed. The callback is taken out of
     /// its cell while it runs, so it may call any `PeerLink` method
     /// (including `close`, which then drops it) without a `RefCell` panic.
@@ -285,6 +306,8 @@ struct Inner {
     pending_attach: RefCell<Vec<(Kind, MediaStreamTrack)>>,
     /// Set once the first negotiation created/opened the prepared senders.
     prepared_applied: Cell<bool>,
+    /// The blank track the gated video sender warms up on, until warm or attached.
+    primer: RefCell<Option<Primer>>,
 }
 
 impl Inner {
@@ -316,6 +339,13 @@ impl Inner {
         }
         self.pending.borrow_mut().clear();
         self.pending_attach.borrow_mut().clear();
+        drop(self.primer.borrow_mut().take());
+        if let Ok(mut gate) = self.shared.video_gate.try_borrow_mut() {
+            gate.take();
+        }
+        if let Ok(mut taps) = self.shared.taps.try_borrow_mut() {
+            taps.clear();
+        }
     }
 }
 
@@ -387,6 +417,9 @@ impl PeerLink {
             closed: Cell::new(false),
             sink: RefCell::new(Some(Box::new(on_event))),
             track_listeners: RefCell::new(Vec::new()),
+            taps: RefCell::new(Vec::new()),
+            want_gate: Cell::new(false),
+            video_gate: RefCell::new(None),
         });
 
         let s = shared.clone();
@@ -421,6 +454,14 @@ impl PeerLink {
             }
             let listener = TrackListener::install(&s, &track);
             s.track_listeners.borrow_mut().push(listener);
+            if track_kind(&track) == Kind::Video {
+                if let Some(tap) = ReceiverTap::install(&ev.receiver()) {
+                    s.taps.borrow_mut().push(tap);
+                }
+                // Answerer: the offer just made the transceiver we will send video on, and
+                // this is the last moment to give its sender a transform.
+                s.gate_video_sender(&ev.transceiver().sender());
+            }
             s.emit(PeerEvent::RemoteTrack { track, stream });
         });
         let s = shared.clone();
@@ -454,6 +495,7 @@ impl PeerLink {
                 prepared_stream: RefCell::new(None),
                 pending_attach: RefCell::new(Vec::new()),
                 prepared_applied: Cell::new(false),
+                primer: RefCell::new(None),
             }),
         })
     }
@@ -581,6 +623,9 @@ impl PeerLink {
         if let Some(t) = self.pending_track(kind) {
             return Some(t);
         }
+        if kind == Kind::Video && self.inner.primer.borrow().is_some() {
+            return None; // only warming up
+        }
         self.transceiver(kind).and_then(|t| t.sender().track())
     }
 
@@ -632,6 +677,9 @@ impl PeerLink {
                 prepared.push(kind);
             }
         }
+        if prepared.contains(&Kind::Video) && self.pending_track(Kind::Video).is_none() {
+            self.inner.shared.want_gate.set(true);
+        }
         if !prepared.is_empty() && self.inner.prepared_stream.borrow().is_none() {
             let stream = MediaStream::new().map_err(|e| MediaError::js("new MediaStream", &e))?;
             *self.inner.prepared_stream.borrow_mut() = Some(stream);
@@ -669,10 +717,19 @@ impl PeerLink {
             )));
         }
         crate::capture::settle_when_sending(track);
+        // The warm-up ends here: the primer comes off (it is replaced right below) and the gate
+        // opens before the camera's first frame can reach it.
+        let primer = (kind == Kind::Video).then(|| self.inner.primer.borrow_mut().take());
+        if kind == Kind::Video {
+            self.inner.shared.want_gate.set(false);
+            if let Some(gate) = self.inner.shared.video_gate.borrow().as_ref() {
+                gate.open();
+            }
+        }
         if let Some(transceiver) = self.transceiver(kind).filter(sends) {
-            JsFuture::from(transceiver.sender().replace_track(Some(track)))
-                .await
-                .map_err(|e| self.fail("RTCRtpSender.replaceTrack", &e))?;
+            let replaced = JsFuture::from(transceiver.sender().replace_track(Some(track))).await;
+            drop(primer);
+            replaced.map_err(|e| self.fail("RTCRtpSender.replaceTrack", &e))?;
             return Ok(());
         }
         if !self.inner.prepared_applied.get() && self.inner.prepared.borrow().contains(&kind) {
@@ -694,6 +751,9 @@ impl PeerLink {
     pub async fn attach_none(&self, kind: Kind) -> Result<(), MediaError> {
         self.check_open()?;
         self.set_pending_track(kind, None);
+        if kind == Kind::Video {
+            drop(self.inner.primer.borrow_mut().take());
+        }
         self.replace_track(kind, None).await.map(|_| ())
     }
 
@@ -731,7 +791,15 @@ impl PeerLink {
                 .add_transceiver(kind.as_str(), &init)
                 .map_err(|e| self.fail("addTransceiver", &e))?;
         }
-        Ok(self.start_pending_attach())
+        if let Some(t) = self.transceiver(Kind::Video).filter(sends) {
+            self.inner.shared.gate_video_sender(&t.sender());
+        }
+        let cold = self.pending_track(Kind::Video).is_none();
+        let attached = self.start_pending_attach();
+        if cold {
+            self.warm_up_video();
+        }
+        Ok(attached)
     }
 
     /// Answerer side of [`prepare`](Self::prepare), after the offer is set:
@@ -753,7 +821,75 @@ impl PeerLink {
                 let _ = t.sender().unchecked_ref::<SenderExt>().set_streams(s);
             }
         }
-        self.start_pending_attach()
+        let cold = self.pending_track(Kind::Video).is_none();
+        let attached = self.start_pending_attach();
+        if cold {
+            self.warm_up_video();
+        }
+        attached
+    }
+
+    /// Right after the first negotiation made the prepared senders: a gated video sender that
+    /// got no track (none attached before, none on its way) warms its encoder on a blank track behind a closed gate
+    /// (see [`crate::warmup`]); the blank track comes off once the encoder is warm.
+    fn warm_up_video(&self) {
+        if !self.video_gated() {
+            return;
+        }
+        let Some(sender) = self
+            .transceiver(Kind::Video)
+            .filter(sends)
+            .map(|t| t.sender())
+        else {
+            return;
+        };
+        if sender.track().is_some() || self.inner.primer.borrow().is_some() {
+            return;
+        }
+        let Some(primer) = Primer::new() else { return };
+        let _ = sender.replace_track(Some(primer.track()));
+        *self.inner.primer.borrow_mut() = Some(primer);
+        let inner = Rc::downgrade(&self.inner);
+        let when_warm = move || {
+            let Some(inner) = inner.upgrade() else { return };
+            // Still the primer's (not attached meanwhile, not closed): send nothing again.
+            let primer = inner.primer.borrow_mut().take();
+            if let Some(primer) = primer {
+                let _ = sender.replace_track(None);
+                drop(primer);
+            }
+        };
+        if let Some(gate) = self.inner.shared.video_gate.borrow().as_ref() {
+            gate.when_warm(when_warm);
+        }
+    }
+
+    /// Asks the peer for a video keyframe on every video receiver (RTCP PLI), for when it is
+    /// about to start sending (see [`crate::warmup`]). Does nothing where warm-up is unavailable.
+    pub fn request_key_frames(&self) {
+        if self.is_closed() {
+            return;
+        }
+        for tap in self.inner.shared.taps.borrow().iter() {
+            tap.request_key_frame();
+        }
+    }
+
+    /// Whether the video sender is gated and still warming up or warm, i.e. not attached yet
+    /// (see [`crate::warmup`]). For tests and diagnostics.
+    pub fn video_gated(&self) -> bool {
+        self.inner
+            .shared
+            .video_gate
+            .borrow()
+            .as_ref()
+            .is_some_and(|g| !g.is_open())
+    }
+
+    /// Whether the blank warm-up track is still on the video sender (the encoder is not warm
+    /// yet). For tests and diagnostics.
+    pub fn warming_up(&self) -> bool {
+        self.inner.primer.borrow().is_some()
     }
 
     /// `createOffer` + `setLocalDescription`; returns the offer SDP to signal.
@@ -879,7 +1015,10 @@ impl PeerLink {
         op: &'static str,
     ) -> Result<(), MediaError> {
         let init = RtcSessionDescriptionInit::new(kind);
-        init.set_sdp(&crate::sdp::with_start_bitrate(sdp, crate::sdp::START_BITRATE_KBPS));
+        init.set_sdp(&crate::sdp::with_start_bitrate(
+            sdp,
+            crate::sdp::START_BITRATE_KBPS,
+        ));
         JsFuture::from(self.inner.pc.set_remote_description(&init))
             .await
             .map_err(|e| self.fail(op, &e))?;

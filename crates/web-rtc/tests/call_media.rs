@@ -764,3 +764,143 @@ async fn attach_before_negotiating_is_applied_by_it() {
     media_a.stop();
     media_b.stop();
 }
+
+/// Warm-up (`web_rtc::warmup`): while a prepared link rings, its video encoder starts on a blank
+/// track behind a closed gate — nothing reaches the peer — and the blank track comes off once
+/// the encoder is warm. Attach then sends the camera, whose first frame (asked for as a keyframe
+/// by the receiving side) decodes at once.
+#[wasm_bindgen_test]
+async fn warmed_links_send_nothing_before_attach_then_a_keyframe_at_once() {
+    warmup::start();
+    wait_for("the warm-up worker", 3000.0, warmup::is_ready).await;
+    let (a, b) = (Side::new(), Side::new());
+    a.link.prepare(&[Kind::Audio, Kind::Video]).unwrap();
+    b.link.prepare(&[Kind::Audio, Kind::Video]).unwrap();
+    connect(&a, &b).await;
+    assert!(
+        a.link.video_gated() && b.link.video_gated(),
+        "both video senders gated"
+    );
+    assert!(
+        a.link.sender_track(Kind::Video).is_none(),
+        "the blank track is no sender track"
+    );
+    pump_until(&a, &b, "connected", || a.connected() && b.connected()).await;
+    let t_connected = now_ms();
+    wait_for("both encoders warm", 5000.0, || {
+        !a.link.warming_up() && !b.link.warming_up()
+    })
+    .await;
+    console_log!(
+        "warm-up: encoders warm {:.0} ms after connecting",
+        now_ms() - t_connected
+    );
+    sleep(500).await;
+    for side in [&a, &b] {
+        assert_eq!(
+            rtp_bytes(&side.link).await,
+            (0.0, 0.0),
+            "no media before attach"
+        );
+        assert_eq!(side.unmuted(Kind::Video), 0);
+        assert!(side.link.video_gated());
+    }
+    assert_eq!(frames_decoded(&b.link).await, 0);
+
+    // Accept: b asks a for a keyframe, a attaches its running camera.
+    let media_a = capture(&CaptureRequest::audio_video()).await.unwrap();
+    let camera = media_a.video().unwrap();
+    sleep(300).await; // a camera that is already running, like a caller's
+                      // The request goes out at once, before any frame arrived (Chromium's receivers only ask
+                      // once they got something undecodable).
+    b.link.request_key_frames();
+    let mut plis = 0.0;
+    for _ in 0..100 {
+        plis = video_stat(&a.link, "outbound-rtp", "pliCount").await;
+        if plis >= 1.0 {
+            break;
+        }
+        sleep(10).await;
+    }
+    assert!(plis >= 1.0, "a got no keyframe request from b");
+    let t_attach = now_ms();
+    a.link.attach(Kind::Video, &camera).await.unwrap();
+    assert!(!a.link.video_gated(), "attach opens the gate");
+    assert_eq!(a.link.sender_track(Kind::Video).unwrap().id(), camera.id());
+    let mut decoded = 0;
+    for _ in 0..100 {
+        decoded = frames_decoded(&b.link).await;
+        if decoded > 0 {
+            break;
+        }
+        sleep(10).await;
+    }
+    assert!(decoded > 0, "b decodes a's camera");
+    console_log!(
+        "warm-up: attach -> first frame decoded {:.0} ms",
+        now_ms() - t_attach
+    );
+    let inbound = b.link.inbound_video().await.unwrap();
+    assert!(inbound.frame_width > 0, "{inbound:?}");
+    // b still sends nothing: its gate is closed until it attaches.
+    assert_eq!(frames_decoded(&a.link).await, 0);
+    assert!(b.link.video_gated());
+
+    a.link.close();
+    b.link.close();
+    media_a.stop();
+}
+
+/// A numeric field of the link's video stats of type `ty` (summed; 0 when absent).
+async fn video_stat(link: &PeerLink, ty: &str, field: &str) -> f64 {
+    let report = link.stats().await.unwrap();
+    report
+        .values()
+        .into_iter()
+        .filter_map(|v| v.ok())
+        .filter(|s| {
+            js_sys::Reflect::get(s, &"type".into())
+                .unwrap()
+                .as_string()
+                .as_deref()
+                == Some(ty)
+                && js_sys::Reflect::get(s, &"kind".into())
+                    .unwrap()
+                    .as_string()
+                    .as_deref()
+                    == Some("video")
+        })
+        .map(|s| {
+            js_sys::Reflect::get(&s, &field.into())
+                .unwrap()
+                .as_f64()
+                .unwrap_or(0.0)
+        })
+        .sum()
+}
+
+/// A side that attached its camera before the first negotiation (a caller that captured
+/// first, re-connecting) is not warmed up: the blank track never replaces the camera.
+#[wasm_bindgen_test]
+async fn warm_up_leaves_an_early_camera_alone() {
+    warmup::start();
+    wait_for("the warm-up worker", 3000.0, warmup::is_ready).await;
+    let media_a = capture(&CaptureRequest::audio_video()).await.unwrap();
+    let camera = media_a.video().unwrap();
+    let (a, b) = (Side::new(), Side::new());
+    a.link.prepare(&[Kind::Audio, Kind::Video]).unwrap();
+    b.link.prepare(&[Kind::Audio, Kind::Video]).unwrap();
+    a.link.attach(Kind::Video, &camera).await.unwrap();
+    connect(&a, &b).await;
+    assert!(!a.link.video_gated() && !a.link.warming_up());
+    pump_until(&a, &b, "a's video reaches b", || {
+        b.unmuted(Kind::Video) == 1
+    })
+    .await;
+    sleep(300).await;
+    assert_eq!(a.link.sender_track(Kind::Video).unwrap().id(), camera.id());
+    assert!(frames_decoded(&b.link).await > 0);
+    a.link.close();
+    b.link.close();
+    media_a.stop();
+}

@@ -143,7 +143,7 @@
     var out = [];
     for (var i = 0; i < window.__pcs.length; i++) {
       var pc = window.__pcs[i];
-      var entry = { connectionState: pc.connectionState, iceConnectionState: pc.iceConnectionState, inbound: [], receivers: [], pair: null };
+      var entry = { connectionState: pc.connectionState, iceConnectionState: pc.iceConnectionState, inbound: [], outbound: [], receivers: [], pair: null };
       try {
         pc.getReceivers().forEach(function (r) {
           if (r.track) entry.receivers.push({ kind: r.track.kind, readyState: r.track.readyState, muted: r.track.muted, id: r.track.id });
@@ -161,6 +161,9 @@
               totalAudioEnergy: s.totalAudioEnergy,
               audioLevel: s.audioLevel,
             });
+          }
+          if (s.type === 'outbound-rtp') {
+            entry.outbound.push({ kind: s.kind, packetsSent: s.packetsSent, bytesSent: s.bytesSent, framesEncoded: s.framesEncoded });
           }
           if (s.type === 'transport' && s.selectedCandidatePairId && byId[s.selectedCandidatePairId]) {
             var p = byId[s.selectedCandidatePairId];

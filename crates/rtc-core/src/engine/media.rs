@@ -55,6 +55,10 @@ pub enum MediaAction {
     /// Put the call's local tracks on the pre-connected link to `peer` (all links if `None`),
     /// without renegotiating.
     Attach { call_id: String, peer: Option<Peer> },
+    /// `peer` (every peer of the call if `None`) is about to start sending on its pre-connected
+    /// link — we accepted, or it did: ask it for a video keyframe now (RTCP PLI), so its first
+    /// frame decodes at once instead of after a request round trip and another frame.
+    RequestKeyFrames { call_id: String, peer: Option<Peer> },
     /// Apply an SDP or candidate received from `peer`.
     Apply { call_id: String, peer: Peer, signal: media_signal::Kind },
     /// Close the connection to one peer.

@@ -199,6 +199,11 @@ impl Engine {
         let video = call.media_type.has_video();
         let recipients = call.remote_ids(&me);
         let media_type = call.media_type as i32;
+        // The caller starts sending as soon as it hears of the Accept, long before our camera is
+        // up: its first frame should already be a keyframe.
+        if call.peers.iter().any(|l| !l.attached) {
+            self.media(MediaAction::RequestKeyFrames { call_id: call_id.to_string(), peer: None });
+        }
         self.media(MediaAction::Capture { call_id: call_id.to_string(), video });
         self.send(
             call_id,

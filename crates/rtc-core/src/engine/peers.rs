@@ -36,6 +36,7 @@ impl Engine {
         match call.peers.iter_mut().find(|l| l.peer == peer) {
             Some(link) if !link.attached => {
                 link.attached = true;
+                self.media(MediaAction::RequestKeyFrames { call_id: call_id.to_string(), peer: Some(peer.clone()) });
                 self.media(MediaAction::Attach { call_id: call_id.to_string(), peer: Some(peer.clone()) });
             }
             Some(_) => {}
