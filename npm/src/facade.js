@@ -76,7 +76,7 @@ function createRcallGlobals(load, enums) {
       verify: () => typeof window !== 'undefined',
       setup: (options) => deferred(
         (w) => w.install_call(options),
-        ['call', 'callInGroup'],
+        ['call', 'callInGroup', 'getJoinedUserInfo'],
         ['registerUserInfo', 'setPushConfig'],
       ),
     },

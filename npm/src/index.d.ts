@@ -121,10 +121,19 @@ export interface RCCallSession {
   getRemoteUsers(): IUserData[];
 }
 
+export interface IJoinedUserInfo {
+  deviceId: string;
+  roomId: string;
+  /** Server time (ms) when the device joined. */
+  joinTime: number;
+}
+
 export interface RCCallClient {
   call(params: ICallParams): Promise<{ code: number; session?: RCCallSession }>;
   callInGroup(params: IGroupCallParams): Promise<{ code: number; session?: RCCallSession }>;
   registerUserInfo(info?: { name?: string; portraitUri?: string; extra?: string }): void;
+  /** Which calls the user's devices are in (`roomId` = call id); code 53308 when the server cannot be asked. */
+  getJoinedUserInfo(userId: string): Promise<{ code: number; data?: IJoinedUserInfo[] }>;
   setPushConfig(callPushConfig?: { pushTitle?: string; pushContent?: string }, hungupPushConfig?: { pushTitle?: string; pushContent?: string }): void;
 }
 

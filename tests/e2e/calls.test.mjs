@@ -117,6 +117,14 @@ describe('1:1 calls (same origin)', () => {
       const rtcId = (c) => c.eval(() => H.session.getRTCSessionId());
       assert.equal(await rtcId(A), callRes.session.sessionId, 'A: getRTCSessionId() while ringing');
       assert.equal(await rtcId(B), undefined, 'B: getRTCSessionId() before accept()');
+      // getJoinedUserInfo(): the same view from the server, asked by the other side.
+      const joined = (c, uid) => c.eval((u) => H.caller.getJoinedUserInfo(u), uid);
+      const aJoined = await joined(B, A.userId);
+      assert.equal(aJoined.code, SUCCESS, `B: getJoinedUserInfo(A) → ${JSON.stringify(aJoined)}`);
+      assert.deepEqual(aJoined.data.map((d) => d.roomId), [callRes.session.sessionId], 'A is in the call it placed');
+      assert.ok(aJoined.data[0].deviceId && aJoined.data[0].joinTime >= callRes.t0 - 5000, JSON.stringify(aJoined));
+      assert.deepEqual((await joined(A, B.userId)).data, [], 'the ringing callee is in no call');
+      await assert.rejects(B.eval(() => H.caller.getJoinedUserInfo(42)), /getJoinedUserInfo\] userId must be a string/);
 
       const acc = await B.eval(() => H.accept());
       assert.equal(acc.code, SUCCESS, `B: session.accept() → ${JSON.stringify(acc)}`);
@@ -125,6 +133,7 @@ describe('1:1 calls (same origin)', () => {
       assert.equal((await B.eval(() => H.sessionInfo())).state, 1, 'B: session.getState() is KEEPING after accept()');
 
       assert.equal(await rtcId(B), callRes.session.sessionId, 'B: getRTCSessionId() after accept()');
+      assert.deepEqual((await joined(A, B.userId)).data.map((d) => d.roomId), [callRes.session.sessionId], 'B is in the call after accept()');
       const [va, vb] = await Promise.all([A.waitRemoteVideo(B.userId), B.waitRemoteVideo(A.userId)]);
       for (const [c, from] of [[A, B], [B, A]]) {
         const play = await c.waitEvent('play', { local: false, kind: 'video', userId: from.userId });
@@ -146,6 +155,7 @@ describe('1:1 calls (same origin)', () => {
       checkSummary('B', bClose.summary, { endReason: EndReason.REMOTE_HANGUP, targetId: A.userId, mediaType: 2, connected: true });
       assert.equal((await A.eval(() => H.sessionInfo())).state, 2, 'A: session.getState() is END after close');
       assert.equal((await B.eval(() => H.sessionInfo())).state, 2, 'B: session.getState() is END after close');
+      assert.deepEqual((await joined(B, A.userId)).data, [], 'A left the call with its hangup');
       console.log(`  (a) A hungup() → B onSessionClose: ${fmtMs(bClose.t - h.t0)}`);
     });
   });

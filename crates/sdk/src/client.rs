@@ -39,6 +39,17 @@ impl RCCallClient {
         rt().set_push(texts(&call_push), texts(&hangup_push));
     }
 
+    /// Which calls `userId`'s devices are in: `{code: 0, data: [{deviceId, roomId, joinTime}]}`
+    /// (`roomId` is the call id), or `{code: 53308}` when the server cannot be asked. A
+    /// non-string `userId` rejects.
+    #[wasm_bindgen(js_name = getJoinedUserInfo)]
+    pub fn get_joined_user_info(&self, user_id: JsValue) -> js_sys::Promise {
+        match user_id.as_string() {
+            Some(id) => crate::joined::query(id),
+            None => js_sys::Promise::reject(&js::js_error("[RCCallClient getJoinedUserInfo] userId must be a string")),
+        }
+    }
+
     /// Sets the profile sent with every call message (`content.user`).
     #[wasm_bindgen(js_name = registerUserInfo)]
     pub fn register_user_info(&self, info: JsValue) {

@@ -132,6 +132,12 @@ impl Connection {
         self.send_frame(ClientFrame::new(client_frame::Body::GetIceServers(rtc_core::proto::GetIceServers {})));
     }
 
+    /// Asks which calls `user_id`'s devices are in; answered by `JoinedUserInfo`.
+    pub fn query_joined_user_info(&self, request_id: u32, user_id: String) -> bool {
+        let query = rtc_core::proto::GetJoinedUserInfo { request_id, user_id };
+        self.send_frame(ClientFrame::new(client_frame::Body::GetJoinedUserInfo(query)))
+    }
+
     /// Keeps idle connections (and proxies on the way) from timing out.
     pub fn ping(&self) {
         self.send_frame(ClientFrame::new(client_frame::Body::Ping(rtc_core::proto::Ping { nonce: 0 })));
@@ -196,6 +202,9 @@ fn on_frame(frame: ServerFrame) {
             }
         }
         Some(server_frame::Body::SyncDone(_)) => rt.feed(Input::SyncDone),
+        Some(server_frame::Body::JoinedUserInfo(info)) => {
+            crate::joined::settle(info.request_id, (info.code == 0).then_some(info.devices))
+        }
         Some(server_frame::Body::Pong(_)) | None => {}
     }
 }
@@ -216,6 +225,7 @@ fn on_closed() {
     let was_logging_in = conn.auth_reply.borrow().is_some();
     conn.settle_auth(Err(code::RC_NET_UNAVAILABLE));
     rt.fail_in_flight(code::RC_NET_CHANNEL_INVALID);
+    crate::joined::fail_all();
     *rt.conn.borrow_mut() = None;
     if !was_logging_in && rt.login.borrow().is_some() {
         connection::set(&rt, Status::Suspended, Some(code::RC_NET_UNAVAILABLE));

@@ -15,6 +15,7 @@ mod connection;
 mod constraints;
 mod devices;
 mod im;
+mod joined;
 mod js;
 mod media;
 mod runtime;

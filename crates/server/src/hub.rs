@@ -31,10 +31,13 @@ use bytes::{Bytes, BytesMut};
 use prost::Message as _;
 use rtc_core::proto::conversation_type;
 use rtc_core::proto::server_frame::Body;
-use rtc_core::proto::{error_code, Delivered, ErrorFrame, Kicked, SendMessage, SyncDone};
+use rtc_core::proto::{
+    error_code, Delivered, ErrorFrame, JoinedDevice, Kicked, SendMessage, SyncDone,
+};
 
 use crate::clock::{now_ms, now_us, MonotonicMs};
 use crate::metrics::Metrics;
+use crate::rooms::{self, Rooms};
 use crate::store::{PolicyRows, Store, SyncData};
 use crate::uid::UidGen;
 
@@ -503,6 +506,8 @@ struct Table {
     clock: MonotonicMs,
     uids: UidGen,
     max_issued: u64,
+    /// Which call each device is in (`getJoinedUserInfo`).
+    rooms: Rooms,
 }
 
 /// One app's share of the hub.
@@ -561,6 +566,7 @@ impl Hub {
                     clock: MonotonicMs::default(),
                     uids: UidGen::new(now),
                     max_issued: 0,
+                    rooms: Rooms::default(),
                 }),
             })
             .collect();
@@ -655,6 +661,8 @@ impl Hub {
             let id: Arc<str> = Arc::from(user_id);
             t.users.insert(id.clone(), UserState::new(id));
         }
+        t.rooms
+            .set_connected(user_id, device_id, true, Instant::now());
         let st = t.users.get_mut(user_id).expect("just inserted");
         // A client cannot claim to have seen more than the server ever issued.
         let ceiling = st.last_seq.max(floor).max(now_us());
@@ -785,7 +793,8 @@ impl Hub {
         };
         let slot = st.conns.swap_remove(i);
         shard.conns.fetch_sub(1, Ordering::Relaxed);
-        if !st.conns.iter().any(|c| c.device == slot.device) {
+        let device_gone = !st.conns.iter().any(|c| c.device == slot.device);
+        if device_gone {
             if let Some(d) = st.devices.iter().find(|d| d.id == slot.device) {
                 self.store.save_cursor(
                     shard.key.clone(),
@@ -800,6 +809,10 @@ impl Hub {
         // Everything else is in SQLite and reloaded on the next connect.
         if st.idle() {
             t.users.remove(user_id);
+        }
+        if device_gone {
+            t.rooms
+                .set_connected(user_id, &slot.device, false, Instant::now());
         }
     }
 
@@ -880,6 +893,8 @@ impl Hub {
         }
         // The sender's own devices are served below, with the original target id.
         recipients.retain(|u| *u != &*from.user_id);
+        // Decoded outside the lock; only invites, accepts and hangups are.
+        let membership = rooms::change_of(&msg.message_type, &msg.content);
 
         let shard = &self.apps[from.app];
         let mut guard = self.table(from.app);
@@ -910,6 +925,10 @@ impl Hub {
 
         let now = now_ms();
         let sent_time = t.clock.next(now);
+        if let Some(change) = membership {
+            t.rooms
+                .apply(&from.user_id, &from.device_id, change, sent_time);
+        }
         let message_uid = t.uids.next_uid();
         let accepted = Instant::now();
         let floor = self.seq_floor.load(Ordering::Relaxed);
@@ -959,6 +978,11 @@ impl Hub {
             message_uid,
             delivered_to,
         })
+    }
+
+    /// The devices of `user_id` that are in a call (see [`crate::rooms`]).
+    pub fn joined_user_info(&self, app: AppId, user_id: &str) -> Vec<JoinedDevice> {
+        self.table(app).rooms.of(user_id, Instant::now())
     }
 
     // ---- operator actions ---------------------------------------------------------------
@@ -1112,6 +1136,7 @@ impl Hub {
                 !st.idle()
             });
             t.policy.blocks.retain(|_, until| *until > now_ms);
+            t.rooms.sweep(now);
         }
         max
     }

@@ -27,6 +27,7 @@ pub mod error;
 pub mod hub;
 pub mod ice;
 pub mod metrics;
+pub mod rooms;
 pub mod server_api;
 pub mod static_files;
 pub mod store;

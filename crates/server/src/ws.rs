@@ -21,12 +21,15 @@ use futures::{FutureExt, SinkExt, StreamExt};
 use rtc_core::proto::client_frame::Body as ClientBody;
 use rtc_core::proto::server_frame::Body;
 use rtc_core::proto::{
-    error_code, AuthResult, Authenticate, ClientFrame, ErrorFrame, IceServers, Pong, SendResult,
-    ServerFrame,
+    error_code, AuthResult, Authenticate, ClientFrame, ErrorFrame, IceServers, JoinedUserInfo,
+    Pong, SendResult, ServerFrame,
 };
 
 use crate::clock::now_ms;
-use crate::hub::{encode_body, AppId, Origin, Outbox, Outgoing, PushError, CODE_SEND_TOO_FAST};
+use crate::hub::{
+    encode_body, AppId, Origin, Outbox, Outgoing, PushError, CODE_INVALID_PARAMETER,
+    CODE_SEND_TOO_FAST,
+};
 use crate::token::{self, Claims, TokenError};
 use crate::{ice, AppState};
 
@@ -655,6 +658,13 @@ fn handle_frame(
                     sent_time: 0,
                     message_uid: String::new(),
                 })),
+                ClientBody::GetJoinedUserInfo(q) => {
+                    Reply::Frame(Body::JoinedUserInfo(JoinedUserInfo {
+                        request_id: q.request_id,
+                        code: CODE_SEND_TOO_FAST,
+                        devices: Vec::new(),
+                    }))
+                }
                 _ => Reply::None,
             };
         }
@@ -695,6 +705,18 @@ fn handle_frame(
         ClientBody::GetIceServers(_) => Reply::Frame(Body::IceServers(IceServers {
             ice_servers: ice::ice_servers(&state.config, &origin.user_id, now_ms()),
         })),
+        ClientBody::GetJoinedUserInfo(q) => {
+            let (code, devices) = if q.user_id.is_empty() {
+                (CODE_INVALID_PARAMETER, Vec::new())
+            } else {
+                (0, state.hub.joined_user_info(origin.app, &q.user_id))
+            };
+            Reply::Frame(Body::JoinedUserInfo(JoinedUserInfo {
+                request_id: q.request_id,
+                code,
+                devices,
+            }))
+        }
         ClientBody::Authenticate(_) => {
             state.metrics.error(CODE_CONNECTION_EXIST);
             Reply::Frame(Body::AuthResult(AuthResult {

@@ -2,7 +2,8 @@
 //!
 //! Flow: the client's first frame is `Authenticate`; the server answers `AuthResult`
 //! (code 0 = ok, else an IMLib connect code such as 31004) and closes on failure.
-//! Then the client `Send`s messages and gets one `SendResult` per request id; the server
+//! Then the client `Send`s messages and gets one `SendResult` per request id (and may ask
+//! `GetIceServers` → `IceServers`, `GetJoinedUserInfo` → `JoinedUserInfo`); the server
 //! `Deliver`s messages to every connected device of each recipient (and to the sender's
 //! other devices), in order, each with the server's `sent_time` and a per-recipient `seq`.
 //!
@@ -49,7 +50,7 @@ use prost::Message as _;
 /// A frame from a client to the server.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct ClientFrame {
-    #[prost(oneof = "client_frame::Body", tags = "1, 2, 3, 4, 5")]
+    #[prost(oneof = "client_frame::Body", tags = "1, 2, 3, 4, 5, 6")]
     pub body: Option<client_frame::Body>,
 }
 
@@ -67,6 +68,10 @@ pub mod client_frame {
         /// Asks for fresh ICE servers (TURN credentials expire); answered by `IceServers`.
         #[prost(message, tag = "5")]
         GetIceServers(super::GetIceServers),
+        /// Which calls a user's devices are in (`RCCallClient.getJoinedUserInfo`); answered by
+        /// `JoinedUserInfo`.
+        #[prost(message, tag = "6")]
+        GetJoinedUserInfo(super::GetJoinedUserInfo),
     }
 }
 
@@ -140,7 +145,7 @@ pub struct ServerFrame {
     /// The server's clock (ms since epoch) when it wrote this frame; clients derive their offset from it.
     #[prost(int64, tag = "1")]
     pub server_time: i64,
-    #[prost(oneof = "server_frame::Body", tags = "2, 3, 4, 5, 6, 7, 8, 9")]
+    #[prost(oneof = "server_frame::Body", tags = "2, 3, 4, 5, 6, 7, 8, 9, 10")]
     pub body: Option<server_frame::Body>,
 }
 
@@ -165,6 +170,9 @@ pub mod server_frame {
         /// Answer to `GetIceServers`.
         #[prost(message, tag = "9")]
         IceServers(super::IceServers),
+        /// Answer to `GetJoinedUserInfo`.
+        #[prost(message, tag = "10")]
+        JoinedUserInfo(super::JoinedUserInfo),
     }
 }
 
@@ -207,6 +215,48 @@ pub struct GetIceServers {}
 pub struct IceServers {
     #[prost(message, repeated, tag = "1")]
     pub ice_servers: Vec<IceServer>,
+}
+
+/// Asks which calls the devices of `user_id` (same app) are in.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct GetJoinedUserInfo {
+    /// Echoed in the answer.
+    #[prost(uint32, tag = "1")]
+    pub request_id: u32,
+    #[prost(string, tag = "2")]
+    pub user_id: String,
+}
+
+/// Answer to [`GetJoinedUserInfo`]: one entry per device of the user that is in a call.
+///
+/// What "in a call" means: rcall has no media server rooms, so the server follows the call
+/// messages it routes. A device joins call `c` when it sends `RC:VCInvite` for `c` (the caller,
+/// as CallLib's caller joins its RTC room right after inviting) or `RC:VCAccept` for `c`; it
+/// leaves with its `RC:VCHangup` for `c`. Like an RTC client, a device is in one call at a time:
+/// joining another replaces it. A device whose connections all closed is dropped after 60 s
+/// unless it reconnects (a page reload or network change keeps its call).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct JoinedUserInfo {
+    #[prost(uint32, tag = "1")]
+    pub request_id: u32,
+    /// 0 = ok (possibly no devices); otherwise an IMLib code and no devices.
+    #[prost(int32, tag = "2")]
+    pub code: i32,
+    #[prost(message, repeated, tag = "3")]
+    pub devices: Vec<JoinedDevice>,
+}
+
+/// One device in a call (CallLib's `{deviceId, roomId, joinTime}`).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct JoinedDevice {
+    #[prost(string, tag = "1")]
+    pub device_id: String,
+    /// The call id (CallLib's RTC room id is the call id).
+    #[prost(string, tag = "2")]
+    pub call_id: String,
+    /// Server time (ms) when the device joined.
+    #[prost(int64, tag = "3")]
+    pub join_time: i64,
 }
 
 /// The server (operator) removed this user from the call `call_id`: the client ends that call

@@ -1,0 +1,219 @@
+//! `GetJoinedUserInfo` (CallLib's `getJoinedUserInfo`): which call each device of a user is in,
+//! as the server follows the invites, accepts and hangups it routes. Real server, real
+//! WebSockets.
+
+mod common;
+
+use common::*;
+use rtc_core::proto::client_frame::Body as C;
+use rtc_core::proto::server_frame::Body as S;
+use rtc_core::proto::{
+    call_content::Body as CallBody, object_name, Accept, CallContent, GetJoinedUserInfo, Hangup,
+    Invite, JoinedUserInfo, Ringing, SendMessage,
+};
+
+fn call_message(target: &str, call_id: &str, body: CallBody) -> SendMessage {
+    let message_type = match &body {
+        CallBody::Invite(_) => object_name::INVITE,
+        CallBody::Accept(_) => object_name::ACCEPT,
+        CallBody::Hangup(_) => object_name::HANGUP,
+        CallBody::Ringing(_) => object_name::RINGING,
+        _ => unreachable!(),
+    };
+    let content = CallContent {
+        call_id: call_id.to_owned(),
+        body: Some(body),
+        ..Default::default()
+    };
+    SendMessage {
+        message_type: message_type.to_owned(),
+        ..private(target, &content.to_bytes())
+    }
+}
+
+/// Sends and asserts the SendResult code, skipping deliveries in between (every client here
+/// also receives the others' call messages).
+async fn send(c: &mut Client, request_id: u32, msg: SendMessage, code: i32) {
+    c.send_message(request_id, msg).await;
+    loop {
+        match c.recv().await.body {
+            Some(S::SendResult(r)) => {
+                assert_eq!((r.request_id, r.code), (request_id, code));
+                return;
+            }
+            Some(S::Deliver(_)) => continue,
+            other => panic!("expected SendResult, got {other:?}"),
+        }
+    }
+}
+
+fn invite() -> CallBody {
+    CallBody::Invite(Invite {
+        media_type: 2,
+        invite_user_ids: vec!["bob".into()],
+        ..Default::default()
+    })
+}
+
+async fn joined(c: &mut Client, request_id: u32, user: &str) -> JoinedUserInfo {
+    c.send(C::GetJoinedUserInfo(GetJoinedUserInfo {
+        request_id,
+        user_id: user.to_owned(),
+    }))
+    .await;
+    loop {
+        match c.recv().await.body {
+            Some(S::JoinedUserInfo(info)) => {
+                assert_eq!(info.request_id, request_id);
+                return info;
+            }
+            Some(S::Deliver(_) | S::SendResult(_)) => continue,
+            other => panic!("expected JoinedUserInfo, got {other:?}"),
+        }
+    }
+}
+
+fn rooms(info: &JoinedUserInfo) -> Vec<(String, String)> {
+    assert_eq!(info.code, 0);
+    info.devices
+        .iter()
+        .map(|d| (d.device_id.clone(), d.call_id.clone()))
+        .collect()
+}
+
+#[tokio::test]
+async fn invite_and_accept_join_hangup_leaves() {
+    let ts = TestServer::start().await;
+    let mut a = ts.client("alice", "a1").await;
+    let mut b = ts.client("bob", "b1").await;
+    let mut b2 = ts.client("bob", "b2").await;
+    let mut watcher = ts.client("carol", "c1").await;
+
+    assert!(rooms(&joined(&mut watcher, 1, "alice").await).is_empty());
+    let t0 = now_ms();
+    send(&mut a, 1, call_message("bob", "call-1", invite()), 0).await;
+    // The caller is in the call from its invite; ringing devices are not.
+    send(
+        &mut b,
+        2,
+        call_message("alice", "call-1", CallBody::Ringing(Ringing {})),
+        0,
+    )
+    .await;
+    let alice = joined(&mut watcher, 2, "alice").await;
+    assert_eq!(rooms(&alice), [("a1".to_string(), "call-1".to_string())]);
+    assert!(alice.devices[0].join_time >= t0 && alice.devices[0].join_time <= now_ms());
+    assert!(rooms(&joined(&mut watcher, 3, "bob").await).is_empty());
+
+    send(
+        &mut b,
+        3,
+        call_message(
+            "alice",
+            "call-1",
+            CallBody::Accept(Accept { media_type: 2 }),
+        ),
+        0,
+    )
+    .await;
+    assert_eq!(
+        rooms(&joined(&mut watcher, 4, "bob").await),
+        [("b1".to_string(), "call-1".to_string())],
+        "only the device that accepted"
+    );
+    // Anyone of the app may ask, the user too.
+    assert_eq!(rooms(&joined(&mut b2, 5, "bob").await).len(), 1);
+
+    send(
+        &mut b,
+        4,
+        call_message("alice", "call-1", CallBody::Hangup(Hangup { reason: 1 })),
+        0,
+    )
+    .await;
+    // Bob's hangup ends the 1:1 call for alice too, although she sends nothing.
+    assert!(rooms(&joined(&mut watcher, 6, "bob").await).is_empty());
+    assert!(rooms(&joined(&mut watcher, 7, "alice").await).is_empty());
+
+    // A device is in one call at a time: invites move alice's device from call-2 to call-3.
+    send(&mut a, 5, call_message("bob", "call-2", invite()), 0).await;
+    send(&mut a, 7, call_message("bob", "call-3", invite()), 0).await;
+    assert_eq!(
+        rooms(&joined(&mut watcher, 8, "alice").await),
+        [("a1".to_string(), "call-3".to_string())]
+    );
+    // A hangup for another call leaves it there.
+    send(
+        &mut a,
+        6,
+        call_message("bob", "call-1", CallBody::Hangup(Hangup { reason: 1 })),
+        0,
+    )
+    .await;
+    assert_eq!(rooms(&joined(&mut watcher, 9, "alice").await).len(), 1);
+
+    // A refused message changes nothing: carol is blacklisted by bob.
+    api_ok(
+        &ts,
+        "/user/blacklist/add.json",
+        &[("userId", "bob"), ("blackUserId", "carol")],
+    )
+    .await;
+    send(
+        &mut watcher,
+        10,
+        call_message("bob", "call-4", invite()),
+        405,
+    )
+    .await;
+    assert!(rooms(&joined(&mut b, 11, "carol").await).is_empty());
+
+    // A bad request gets a code, not a hang.
+    let bad = joined(&mut watcher, 12, "").await;
+    assert_eq!(bad.code, 33003);
+    assert!(bad.devices.is_empty());
+}
+
+#[tokio::test]
+async fn a_disconnected_device_stays_listed_through_a_reconnect() {
+    let ts = TestServer::start().await;
+    let mut a = ts.client("alice", "a1").await;
+    let mut watcher = ts.client("carol", "c1").await;
+    send(&mut a, 1, call_message("bob", "call-9", invite()), 0).await;
+    drop(a);
+    // The close reaches the server asynchronously; the entry must survive it (grace period).
+    let hub = &ts.server.state().hub;
+    for _ in 0..100 {
+        if hub.connection_count("alice") == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        hub.connection_count("alice"),
+        0,
+        "alice's connection is gone"
+    );
+    assert_eq!(
+        rooms(&joined(&mut watcher, 1, "alice").await),
+        [("a1".to_string(), "call-9".to_string())]
+    );
+    let _back = ts.client("alice", "a1").await;
+    assert_eq!(rooms(&joined(&mut watcher, 2, "alice").await).len(), 1);
+}
+
+#[tokio::test]
+async fn apps_do_not_see_each_others_calls() {
+    let ts = TestServer::start_with(|c| {
+        c.extra_apps.push(rcall_server::config::AppCredentials {
+            key: "app2".into(),
+            secret: "secret2".into(),
+        })
+    })
+    .await;
+    let mut a = ts.client("alice", "a1").await;
+    send(&mut a, 1, call_message("bob", "call-1", invite()), 0).await;
+    let token2 = rcall_server::token::issue("app2", "secret2", "carol", now_ms(), 60_000);
+    let mut other = Client::login(ts.addr, &token2, "x1").await;
+    assert!(rooms(&joined(&mut other, 1, "alice").await).is_empty());
+}
