@@ -4,8 +4,10 @@
 //! Load phase, per offered rate: `--pairs` pairs of authenticated clients run 1:1 call
 //! signalling — invite, ringing, accept, offer, answer, 4 candidates, hangup, round and round —
 //! at a fixed total offered rate (open loop: messages are issued on a 1 ms clock whatever the
-//! server does), each message about `--payload` bytes. rcall clients are real protocol clients:
-//! token auth, `SendResult` per message, cumulative acks of every delivery. Measured over the
+//! server does), each message about `--payload` bytes. rcall clients are real protocol clients
+//! and send what the SDK sends: token auth, `no_receipt` on ringing and the media negotiation
+//! (the SDK waits for no answer to those; invites, accepts and hangups get their `SendResult`),
+//! cumulative acks of every delivery. Measured over the
 //! window after `--warmup-secs`: delivered messages per second, delivery latency p50/p99/max
 //! (issue → receipt, one process so one clock), and the server's CPU time (utime + stime from
 //! `/proc/<pid>/stat`) per delivered message.
@@ -205,7 +207,10 @@ fn encode_rcall(req: u32, to: &str, step: usize, t: u64, payload: usize) -> Mess
     use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
     let content_len = payload.saturating_sub(40).max(16);
     let msg_type = SCRIPT[step].1.as_bytes();
-    let inner_len = 1
+    // Like the SDK: nobody waits for the outcome of these.
+    let no_receipt = matches!(SCRIPT[step].1, "RCall:Media" | "RC:VCRinging");
+    let inner_len = usize::from(no_receipt) * 2
+        + 1
         + encoded_len_varint(u64::from(req))
         + 2
         + 1
@@ -234,6 +239,10 @@ fn encode_rcall(req: u32, to: &str, step: usize, t: u64, payload: usize) -> Mess
     encode_varint(content_len as u64, &mut buf);
     buf.extend_from_slice(&t.to_be_bytes());
     buf.resize(buf.len() + content_len - 8, b'x');
+    if no_receipt {
+        encode_key(9, WireType::Varint, &mut buf);
+        encode_varint(1, &mut buf);
+    }
     Message::Binary(buf.into())
 }
 
@@ -800,6 +809,15 @@ mod tests {
             (m.target_id.as_str(), m.message_type.as_str()),
             ("r1u1", "RCall:Media")
         );
+        assert!(m.no_receipt, "media negotiation is fire-and-forget, as in the SDK");
+        let Message::Binary(b) = encode_rcall(301, "r1u1", 0, 99, 300) else {
+            panic!()
+        };
+        let Some(C::Send(invite)) = ClientFrame::from_bytes(&b).unwrap().body else {
+            panic!()
+        };
+        assert_eq!(invite.message_type, "RC:VCInvite");
+        assert!(!invite.no_receipt, "call() waits for the invite's SendResult");
         assert_eq!(&m.content[..8], &99u64.to_be_bytes());
     }
 

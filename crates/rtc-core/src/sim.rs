@@ -427,8 +427,11 @@ impl Sim {
             };
             self.deliver(i, Input::Signal(msg));
         }
-        let result = Input::SendResult { request_id: signal.request_id, server_time, result: Ok(server_time) };
-        self.deliver(from, result);
+        // Like the server: an accepted no-receipt message gets no SendResult.
+        if signal.receipt {
+            let result = Input::SendResult { request_id: signal.request_id, server_time, result: Ok(server_time) };
+            self.deliver(from, result);
+        }
     }
 
     fn device_of(&self, peer: &Peer) -> Option<DeviceId> {

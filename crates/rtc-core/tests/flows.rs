@@ -430,3 +430,29 @@ fn kicked_by_the_server_ends_with_23_and_the_peer_sees_33() {
     sim.inject(b, Input::Kicked { call_id: "nope".into() });
     assert_eq!(names(&sim, b).iter().filter(|n| n.starts_with("Close")).count(), 1);
 }
+
+#[test]
+fn only_messages_someone_waits_for_ask_for_a_send_result() {
+    // call(), accept() and hungup() resolve on the server's answer; ringing and the media
+    // negotiation are fire-and-forget (`no_receipt` on the wire), and the call still connects.
+    let (mut sim, a, b, call_id) = ringing(MediaType::AudioVideo);
+    let accept = sim.accept(b, &call_id);
+    sim.run_for(1_000);
+    assert_eq!(sim.result(b, accept).unwrap().0, error_code::SUCCESS);
+    let hangup = sim.command(a, rtc_core::engine::Command::Hangup { call_id: call_id.clone() });
+    sim.run_for(1_000);
+    assert_eq!(sim.result(a, hangup).unwrap().0, error_code::SUCCESS);
+    let receipts = |dev: usize| -> Vec<(String, bool)> {
+        sim.sent(dev)
+            .iter()
+            .map(|s| (s.content.object_name().unwrap().to_string(), s.receipt))
+            .collect()
+    };
+    let (sa, sb) = (receipts(a), receipts(b));
+    for (name, receipt) in sa.iter().chain(sb.iter()) {
+        let expected = ["RC:VCInvite", "RC:VCAccept", "RC:VCHangup"].contains(&name.as_str());
+        assert_eq!(*receipt, expected, "{name}: {sa:?} / {sb:?}");
+        assert_eq!(sim.sent(a).iter().chain(sim.sent(b).iter()).find(|s| s.content.object_name() == Some(name.as_str())).unwrap().to_send_message().no_receipt, !expected);
+    }
+    assert!(sb.iter().any(|(n, _)| n == "RC:VCRinging") && sa.iter().chain(sb.iter()).any(|(n, _)| n == "RCall:Media"));
+}

@@ -259,7 +259,9 @@ impl Runtime {
         let conn = self.conn.borrow().clone();
         let sent = conn.is_some_and(|c| c.send_message(signal.to_send_message()));
         if sent {
-            self.in_flight.borrow_mut().push(signal.request_id);
+            if signal.receipt {
+                self.in_flight.borrow_mut().push(signal.request_id);
+            }
         } else {
             // IM not connected: RC_NET_CHANNEL_INVALID.
             let server_time = js::now();

@@ -678,7 +678,9 @@ fn handle_frame(
     match body {
         ClientBody::Send(msg) => {
             let request_id = msg.request_id;
+            let no_receipt = msg.no_receipt;
             Reply::Frame(Body::SendResult(match state.hub.route(origin, msg) {
+                Ok(_) if no_receipt => return Reply::None,
                 Ok(acc) => SendResult {
                     request_id,
                     code: 0,

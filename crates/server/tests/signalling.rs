@@ -514,3 +514,29 @@ async fn a_hundred_frames_in_one_write_all_get_answers_in_order() {
     }
     a1.barrier(1).await;
 }
+
+#[tokio::test]
+async fn no_receipt_messages_get_a_send_result_only_when_refused() {
+    let ts = TestServer::start().await;
+    let mut a1 = ts.client("alice", "a1").await;
+    let mut b1 = ts.client("bob", "b1").await;
+    let quiet = |content: &[u8]| rtc_core::proto::SendMessage {
+        no_receipt: true,
+        ..private("bob", content)
+    };
+    a1.send_message(1, quiet(b"candidate")).await;
+    assert_eq!(delivered(b1.recv().await, "b1").content, b"candidate");
+    // Nothing was queued for alice before the Pong: no SendResult for an accepted message.
+    a1.barrier(7).await;
+    // A refusal is still answered.
+    api_ok(
+        &ts,
+        "/user/blacklist/add.json",
+        &[("userId", "bob"), ("blackUserId", "alice")],
+    )
+    .await;
+    a1.send_message(2, quiet(b"refused")).await;
+    let r = send_result(a1.recv().await);
+    assert_eq!((r.request_id, r.code), (2, 405));
+    b1.barrier(8).await;
+}

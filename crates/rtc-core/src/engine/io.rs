@@ -126,6 +126,9 @@ pub struct OutgoingSignal {
     pub directional_user_ids: Vec<String>,
     pub content: CallContent,
     pub push: Option<PushConfig>,
+    /// The engine waits for this message's `SendResult`; when false the server is asked to send
+    /// one only for a refusal (`no_receipt`), and the engine ignores it.
+    pub receipt: bool,
 }
 
 impl OutgoingSignal {
@@ -140,6 +143,7 @@ impl OutgoingSignal {
             message_type: self.content.object_name().unwrap_or_default().to_string(),
             content: self.content.to_bytes(),
             push: self.push.clone(),
+            no_receipt: !self.receipt,
         }
     }
 }

@@ -214,6 +214,11 @@ impl Engine {
             user: Some(self.profile.clone()),
             body: Some(body),
         };
+        // Results nobody waits for are not asked for (see `OutgoingSignal::receipt`).
+        let receipt = !matches!(
+            purpose,
+            SendPurpose::Other | SendPurpose::Hangup { command: None } | SendPurpose::Mute { command: None }
+        );
         let signal = OutgoingSignal {
             request_id,
             conversation_type: call.conversation_type,
@@ -222,8 +227,11 @@ impl Engine {
             directional_user_ids: recipients,
             content,
             push,
+            receipt,
         };
-        self.sends.insert(request_id, purpose);
+        if receipt {
+            self.sends.insert(request_id, purpose);
+        }
         self.out.push_back(Output::Send(signal));
     }
 

@@ -2,7 +2,8 @@
 //!
 //! Flow: the client's first frame is `Authenticate`; the server answers `AuthResult`
 //! (code 0 = ok, else an IMLib connect code such as 31004) and closes on failure.
-//! Then the client `Send`s messages and gets one `SendResult` per request id (and may ask
+//! Then the client `Send`s messages and gets one `SendResult` per request id, unless it marked
+//! the message `no_receipt` and the server accepted it (it may also ask
 //! `GetIceServers` → `IceServers`, `GetJoinedUserInfo` → `JoinedUserInfo`); the server
 //! `Deliver`s messages to every connected device of each recipient (and to the sender's
 //! other devices), in order, each with the server's `sent_time` and a per-recipient `seq`.
@@ -113,6 +114,11 @@ pub struct SendMessage {
     pub content: Vec<u8>,
     #[prost(message, optional, tag = "8")]
     pub push: Option<PushConfig>,
+    /// Fire-and-forget: no `SendResult` when the message is accepted (a refusal is still
+    /// answered). For messages whose sender does not wait for the outcome (ringing, ICE
+    /// candidates, SDP): one frame and one socket write fewer per message on the server.
+    #[prost(bool, tag = "9")]
+    pub no_receipt: bool,
 }
 
 /// Push notification data attached to invite-type messages (spec B.5).
