@@ -8,7 +8,13 @@ import { chromium } from 'playwright-core';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 const here = path.dirname(fileURLToPath(import.meta.url));
-const srv = http.createServer((q, r) => { r.setHeader('content-type', 'text/html'); r.end(fs.readFileSync(path.join(here, 'page.html'))); }).listen(0, '127.0.0.1');
+// The warm-up worker is web-rtc's own (the raw string WORKER_JS in warmup.rs), not a copy.
+const warmupRs = fs.readFileSync(path.join(here, '../../crates/web-rtc/src/warmup.rs'), 'utf8');
+const workerJs = /const WORKER_JS: &str = r#"([\s\S]*?)"#;/.exec(warmupRs)[1];
+const srv = http.createServer((q, r) => {
+  if (q.url === '/warmup-worker.js') { r.setHeader('content-type', 'text/javascript'); r.end(workerJs); return; }
+  r.setHeader('content-type', 'text/html'); r.end(fs.readFileSync(path.join(here, 'page.html')));
+}).listen(0, '127.0.0.1');
 await new Promise(r => srv.once('listening', r));
 const b = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: false, args: ['--headless=new','--no-sandbox','--use-fake-ui-for-media-stream','--use-fake-device-for-media-stream','--allow-loopback-in-peer-connection','--autoplay-policy=no-user-gesture-required'] });
 const p = await b.newPage(); await p.goto(`http://127.0.0.1:${srv.address().port}/`);

@@ -4,6 +4,7 @@
 import { describe, test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
+import { execFileSync } from 'node:child_process';
 import {
   APP_KEY, SDK_DIR, SUCCESS, MediaType, EndReason, Client, startServer, getToken, launchBrowser,
   requireFile, withDiagnostics, sleep, uid, fmtMs,
@@ -220,6 +221,62 @@ describe('1:1 calls (same origin)', () => {
       const bClose = await B.waitEvent('onSessionClose');
       checkSummary('B', bClose.summary, { endReason: EndReason.REMOTE_CANCEL, targetId: A.userId, mediaType: 1, connected: false });
       console.log(`  (d) A hungup() → B onHungup: ${fmtMs(bHung.t - h.t0)}`);
+    });
+  });
+
+  test('(f) the network drops UDP mid-call: the caller restarts ICE, media comes back, the call goes on', { timeout: 60000 }, async () => {
+    // All UDP on loopback is dropped for a while (tc, inside the test's own network namespace):
+    // both links go disconnected; the caller (the link's offerer) restarts ICE through the
+    // signalling server, which still works; once UDP flows again media resumes on the new ICE
+    // generation. The app sees no hangup.
+    // (htb + u32 only: kernels without the tc drop action or netem still have these.) UDP goes
+    // to a class limited to 8 bit/s with a one-packet queue, i.e. it is dropped; TCP is untouched.
+    const tc = (args) => execFileSync('tc', args.split(' '), { stdio: 'pipe' });
+    const dropUdp = () => {
+      tc('qdisc add dev lo root handle 1: htb default 10');
+      tc('class add dev lo parent 1: classid 1:10 htb rate 10gbit');
+      tc('class add dev lo parent 1: classid 1:20 htb rate 8bit ceil 8bit');
+      tc('qdisc add dev lo parent 1:20 handle 20: pfifo limit 1');
+      tc('filter add dev lo parent 1: protocol ip prio 1 u32 match ip protocol 17 0xff flowid 1:20');
+    };
+    const restoreUdp = () => { try { tc('qdisc del dev lo root'); } catch { /* not set */ } };
+    await diag('f-ice-restart', async () => {
+      const [A, B] = await pair('f');
+      const { callRes } = await dial(A, B, MediaType.AUDIO_VIDEO);
+      const acc = await B.eval(() => H.accept());
+      assert.equal(acc.code, SUCCESS);
+      await Promise.all([A.waitRemoteVideo(B.userId), B.waitRemoteVideo(A.userId)]);
+      const link = async (c) => (await c.eval(() => H.rtcStats())).find((p) => p.connectionState !== 'closed');
+      const before = await link(B);
+      const waitIce = async (c, ok, what, ms) => {
+        const t0 = Date.now();
+        for (;;) {
+          const l = await link(c);
+          if (ok(l)) return l;
+          assert.ok(Date.now() - t0 < ms, `${c.name}: ${what} within ${ms} ms (ICE ${l.iceConnectionState})`);
+          await sleep(100);
+        }
+      };
+      let lostAt;
+      try {
+        dropUdp();
+        await waitIce(A, (l) => ['disconnected', 'failed'].includes(l.iceConnectionState), 'link lost', 20000);
+        lostAt = Date.now();
+        // Keep UDP down past the grace period, so the restart offer goes out meanwhile.
+        await waitIce(B, (l) => l.remoteUfrag !== before.remoteUfrag, 'a restart offer from A', 10000);
+      } finally {
+        restoreUdp();
+      }
+      const back = await Promise.all([A, B].map((c) => waitIce(c, (l) => ['connected', 'completed'].includes(l.iceConnectionState), 'reconnected', 20000)));
+      console.log(`  (f) link lost → restart offer at B: ${fmtMs(Date.now() - lostAt)} after loss; ICE ufrag ${before.remoteUfrag} → ${back[1].remoteUfrag}`);
+      await Promise.all([assertFramesAdvance(A, B.userId), assertFramesAdvance(B, A.userId)]);
+      for (const c of [A, B]) {
+        assert.equal((await c.eval(() => H.sessionInfo())).state, 1, `${c.name}: session still KEEPING`);
+        assert.deepEqual((await c.events()).filter((e) => e.type === 'onHungup' || e.type === 'onSessionClose'), [], `${c.name}: no hangup`);
+      }
+      assert.ok(callRes.session.sessionId);
+      await A.eval(() => H.hungup());
+      await B.waitEvent('onSessionClose');
     });
   });
 

@@ -124,6 +124,10 @@ pub struct Sim {
     pub lost: usize,
     /// Open fake peer links: (device, call, peer) → negotiates video.
     links: BTreeMap<(DeviceId, String, Peer), bool>,
+    /// Links whose first offer/answer completed (later ones, e.g. ICE restarts, add no tracks).
+    negotiated: std::collections::BTreeSet<(DeviceId, String, Peer)>,
+    /// Every `RestartIce` asked for: (time, device, call, peer).
+    pub restarts: Vec<(Millis, DeviceId, String, Peer)>,
     next_command: CommandId,
     next_call: u64,
 }
@@ -152,6 +156,8 @@ impl Sim {
             last_upload: Vec::new(),
             lost: 0,
             links: BTreeMap::new(),
+            negotiated: Default::default(),
+            restarts: Vec::new(),
             next_command: 1,
             next_call: 1,
         }
@@ -485,9 +491,17 @@ impl Sim {
                 let signal = media_signal::Kind::Answer(format!("answer from {}", me.user_id));
                 self.schedule(now + 1, dev, Input::Media(MediaEvent::LocalSignal { call_id, peer, signal }));
             }
+            MediaAction::RestartIce { call_id, peer } => {
+                self.restarts.push((now, dev, call_id.clone(), peer.clone()));
+                let signal = media_signal::Kind::Offer(format!("restart offer from {}", me.user_id));
+                self.schedule(now + 1, dev, Input::Media(MediaEvent::LocalSignal { call_id, peer, signal }));
+            }
             MediaAction::Apply { call_id, peer, signal: media_signal::Kind::Answer(_) } => {
                 // Negotiated: like the browser's ontrack, each side learns of the other's tracks
-                // now, before any media flows.
+                // now, before any media flows (once: a later negotiation adds none).
+                if !self.negotiated.insert((dev, call_id.clone(), peer.clone())) {
+                    return;
+                }
                 let video = self.links.get(&(dev, call_id.clone(), peer.clone())).copied().unwrap_or(false);
                 let kinds: &[TrackKind] = if video { &[TrackKind::Audio, TrackKind::Video] } else { &[TrackKind::Audio] };
                 if let Some(other) = self.device_of(&peer) {

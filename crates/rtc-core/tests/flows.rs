@@ -456,3 +456,93 @@ fn only_messages_someone_waits_for_ask_for_a_send_result() {
     }
     assert!(sb.iter().any(|(n, _)| n == "RC:VCRinging") && sa.iter().chain(sb.iter()).any(|(n, _)| n == "RCall:Media"));
 }
+
+// ----- ICE restarts -----------------------------------------------------------------------------
+
+fn link_state(sim: &mut Sim, dev: usize, call_id: &str, peer_user: &str, peer_dev: usize, state: rtc_core::engine::LinkState) {
+    let peer = rtc_core::engine::Peer { user_id: peer_user.into(), device_id: format!("dev{peer_dev}") };
+    sim.inject(dev, Input::Media(rtc_core::engine::MediaEvent::LinkState { call_id: call_id.into(), peer, state }));
+}
+
+fn restarts_at(sim: &Sim, dev: usize) -> Vec<i64> {
+    sim.restarts.iter().filter(|(_, d, _, _)| *d == dev).map(|(t, ..)| *t).collect()
+}
+
+/// Whether `dev` asked for keyframes at or after `since`.
+fn key_frames_asked(sim: &Sim, dev: usize, since: i64) -> bool {
+    sim.log(dev).iter().any(|(t, l)| *t >= since && matches!(l, Logged::Media(MediaAction::RequestKeyFrames { peer: Some(_), .. })))
+}
+
+/// An answered call; returns (sim, caller, callee, call_id). The caller offered the link.
+fn connected() -> (Sim, usize, usize, String) {
+    let (mut sim, a, b, call_id) = ringing(MediaType::AudioVideo);
+    sim.accept(b, &call_id);
+    sim.run_for(1_000);
+    assert_eq!(sim.engine(a).session(&call_id).unwrap().state, SessionState::Keeping);
+    (sim, a, b, call_id)
+}
+
+#[test]
+fn a_disconnected_link_gets_a_grace_period_then_its_offerer_restarts_ice() {
+    use rtc_core::engine::{LinkState, RESTART_GRACE_MS, RESTART_RETRY_MS};
+    let (mut sim, a, b, call_id) = connected();
+    let t0 = sim.now();
+    // Back within the grace period: nothing happens.
+    link_state(&mut sim, a, &call_id, "bob", b, LinkState::Disconnected);
+    sim.run_for(RESTART_GRACE_MS - 500);
+    link_state(&mut sim, a, &call_id, "bob", b, LinkState::Connected);
+    sim.run_for(10_000);
+    assert!(restarts_at(&sim, a).is_empty());
+    // Down for longer: one restart after the grace period, repeated while it stays down.
+    let t1 = sim.now();
+    link_state(&mut sim, a, &call_id, "bob", b, LinkState::Disconnected);
+    sim.run_for(RESTART_GRACE_MS + 2 * RESTART_RETRY_MS + 100);
+    assert_eq!(
+        restarts_at(&sim, a),
+        [t1 + RESTART_GRACE_MS, t1 + RESTART_GRACE_MS + RESTART_RETRY_MS, t1 + RESTART_GRACE_MS + 2 * RESTART_RETRY_MS]
+    );
+    // Each restart offer reached the callee, which answered it; no new tracks, no new events.
+    let offers = sim.sent(a).iter().filter(|s| format!("{:?}", s.content.body).contains("restart offer")).count();
+    let answers_after = sim.sent(b).iter().filter(|s| s.content.object_name() == Some("RCall:Media")).count();
+    assert_eq!(offers, 3);
+    assert!(answers_after >= 4, "b answered the first offer and the three restarts ({answers_after})");
+    assert_eq!(names(&sim, b).iter().filter(|n| n.starts_with("Track(alice/")).count(), 2);
+    // Connected again: a keyframe is asked for (the decoder lost its references), no more
+    // restarts, and the call goes on.
+    let t2 = sim.now();
+    link_state(&mut sim, a, &call_id, "bob", b, LinkState::Connected);
+    assert!(key_frames_asked(&sim, a, t2), "{:?}", sim.log(a).last());
+    let n = restarts_at(&sim, a).len();
+    sim.run_for(30_000);
+    assert_eq!(restarts_at(&sim, a).len(), n);
+    assert_eq!(sim.engine(b).session(&call_id).unwrap().state, SessionState::Keeping);
+    assert!(t0 < t1);
+}
+
+#[test]
+fn a_failed_link_restarts_at_once_only_from_its_offerer_and_stops_with_the_call() {
+    use rtc_core::engine::{LinkState, RESTART_RETRY_MS};
+    let (mut sim, a, b, call_id) = connected();
+    // The answering side never restarts: it waits for the offerer; it asks for a keyframe
+    // once its link is back.
+    link_state(&mut sim, b, &call_id, "alice", a, LinkState::Failed);
+    sim.run_for(20_000);
+    assert!(restarts_at(&sim, b).is_empty());
+    let back = sim.now();
+    link_state(&mut sim, b, &call_id, "alice", a, LinkState::Connected);
+    assert!(key_frames_asked(&sim, b, back));
+    let count = |sim: &Sim| sim.log(b).iter().filter(|(_, l)| matches!(l, Logged::Media(MediaAction::RequestKeyFrames { peer: Some(_), .. }))).count();
+    let n = count(&sim);
+    link_state(&mut sim, b, &call_id, "alice", a, LinkState::Connected);
+    assert_eq!(count(&sim), n, "only after an outage");
+    let t = sim.now();
+    link_state(&mut sim, a, &call_id, "bob", b, LinkState::Failed);
+    sim.run_for(RESTART_RETRY_MS / 2);
+    assert_eq!(restarts_at(&sim, a), [t]);
+    // The call ends: no restarts after that.
+    sim.hangup(b, &call_id);
+    sim.run_for(1_000);
+    assert!(sim.close_reason(a, &call_id).is_some());
+    sim.run_for(4 * RESTART_RETRY_MS);
+    assert_eq!(restarts_at(&sim, a), [t]);
+}

@@ -6,11 +6,11 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use rtc_core::engine::{CaptureError, Input, MediaAction, MediaEvent, Peer, TrackKind};
+use rtc_core::engine::{CaptureError, Input, LinkState, MediaAction, MediaEvent, Peer, TrackKind};
 use rtc_core::proto::{media_signal, IceCandidate};
 use rtc_core::small_map::SmallMap;
 use wasm_bindgen::JsValue;
-use web_rtc::{Candidate, CaptureRequest, Kind, LocalMedia, MediaError, PeerEvent, PeerLink};
+use web_rtc::{Candidate, CaptureRequest, Kind, LocalMedia, MediaError, PeerEvent, PeerLink, RtcIceConnectionState};
 
 use crate::js;
 use crate::runtime::{rt, Runtime};
@@ -69,6 +69,7 @@ impl MediaShell {
                 }
             }
             MediaAction::Apply { call_id, peer, signal } => apply(rt, call_id, peer, signal),
+            MediaAction::RestartIce { call_id, peer } => restart_ice(rt, call_id, peer),
             MediaAction::Disconnect { call_id, peer } => {
                 rt.media.borrow_mut().samplers.remove(&(call_id.clone(), peer.clone()));
                 rt.media.borrow_mut().tracks.retain(|(c, _, d), _| !(*c == call_id && *d == peer.device_id));
@@ -291,6 +292,18 @@ fn connect(rt: &Rc<Runtime>, call_id: String, peer: Peer, offerer: bool, attach:
     }
 }
 
+/// A new offer with fresh ICE credentials on a link that lost its transport.
+fn restart_ice(rt: &Rc<Runtime>, call_id: String, peer: Peer) {
+    let Some(link) = rt.media.borrow().peers.get(&(call_id.clone(), peer.clone())).cloned() else { return };
+    let rt = rt.clone();
+    js::spawn(async move {
+        match link.restart_ice().await {
+            Ok(sdp) => rt.feed(Input::Media(MediaEvent::LocalSignal { call_id, peer, signal: media_signal::Kind::Offer(sdp) })),
+            Err(e) => js::warn(&format!("[rcall] ICE restart failed: {e}")),
+        }
+    });
+}
+
 fn apply(rt: &Rc<Runtime>, call_id: String, peer: Peer, signal: media_signal::Kind) {
     let Some(link) = rt.media.borrow().peers.get(&(call_id.clone(), peer.clone())).cloned() else { return };
     let rt = rt.clone();
@@ -348,6 +361,16 @@ fn on_peer_event(call_id: &str, peer: &Peer, ev: PeerEvent) {
             }));
         }
         PeerEvent::IceConnectionState(state) => {
+            let link_state = match state {
+                RtcIceConnectionState::Connected | RtcIceConnectionState::Completed => Some(LinkState::Connected),
+                RtcIceConnectionState::Disconnected => Some(LinkState::Disconnected),
+                RtcIceConnectionState::Failed => Some(LinkState::Failed),
+                _ => None,
+            };
+            if let Some(state) = link_state {
+                let (call_id, peer) = (call_id.to_string(), peer.clone());
+                rt.feed_later(Input::Media(MediaEvent::LinkState { call_id, peer, state }));
+            }
             let (call_id, state) = (call_id.to_string(), JsValue::from(state));
             js::spawn(async move { rt.notify(&call_id, "onICEConnectionStateChange", vec![state]) });
         }

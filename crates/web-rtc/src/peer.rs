@@ -910,6 +910,35 @@ impl PeerLink {
         Ok(sdp)
     }
 
+    /// ICE restart, offerer side: a new offer with fresh ICE credentials (`iceRestart`), set as
+    /// the local description; returns its SDP to signal. The remote side applies it with
+    /// [`accept_offer`](Self::accept_offer) like any offer, and tracks stay as they are. An
+    /// earlier offer still waiting for its answer (lost while the network was down) is rolled
+    /// back first.
+    pub async fn restart_ice(&self) -> Result<String, MediaError> {
+        self.check_open()?;
+        let pc = &self.inner.pc;
+        if pc.signaling_state() == RtcSignalingState::HaveLocalOffer {
+            let rollback = RtcSessionDescriptionInit::new(RtcSdpType::Rollback);
+            JsFuture::from(pc.set_local_description(&rollback))
+                .await
+                .map_err(|e| self.fail("setLocalDescription(rollback)", &e))?;
+        }
+        let options = web_sys::RtcOfferOptions::new();
+        options.set_ice_restart(true);
+        let offer = JsFuture::from(pc.create_offer_with_rtc_offer_options(&options))
+            .await
+            .map_err(|e| self.fail("createOffer(iceRestart)", &e))?;
+        let sdp = sdp_of(&offer).ok_or_else(|| {
+            self.fail(
+                "createOffer(iceRestart)",
+                &JsValue::from_str("no sdp in the offer"),
+            )
+        })?;
+        self.set_local(RtcSdpType::Offer, &sdp).await?;
+        Ok(sdp)
+    }
+
     /// Applies a remote offer, then `createAnswer` + `setLocalDescription`;
     /// returns the answer SDP to signal. Queued remote candidates are applied
     /// as soon as the offer is set.

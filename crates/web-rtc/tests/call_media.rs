@@ -904,3 +904,42 @@ async fn warm_up_leaves_an_early_camera_alone() {
     b.link.close();
     media_a.stop();
 }
+
+/// ICE restart on a live link (what the SDK does when a link loses its transport): a new offer
+/// with fresh credentials, answered like any offer; media keeps flowing, no new remote tracks.
+#[wasm_bindgen_test]
+async fn restart_ice_renews_the_credentials_and_media_goes_on() {
+    let (a, b, media_a, media_b) = connected_pair(true).await;
+    let ufrag = |sdp: String| {
+        sdp.lines()
+            .find_map(|l| l.strip_prefix("a=ice-ufrag:").map(str::to_string))
+            .unwrap()
+    };
+    let before = ufrag(a.link.raw().local_description().unwrap().sdp());
+    let decoded_before = frames_decoded(&b.link).await;
+    let offer = a.link.restart_ice().await.unwrap();
+    assert_ne!(ufrag(offer.clone()), before, "fresh ICE credentials");
+    // An unanswered restart offer is rolled back by the next one.
+    let offer = a.link.restart_ice().await.unwrap();
+    assert_eq!(a.link.signaling_state(), RtcSignalingState::HaveLocalOffer);
+    let answer = b.link.accept_offer(&offer).await.unwrap();
+    a.link.accept_answer(&answer).await.unwrap();
+    // The new generation's candidates travel like the first ones.
+    let t = now_ms();
+    pump_until(&a, &b, "a second of candidate exchange", || now_ms() - t > 1000.0).await;
+    assert!(a.connected() && b.connected());
+    assert_eq!(a.link.signaling_state(), RtcSignalingState::Stable);
+    assert_eq!(
+        ufrag(b.link.raw().remote_description().unwrap().sdp()),
+        ufrag(offer)
+    );
+    sleep(500).await;
+    assert!(frames_decoded(&b.link).await > decoded_before, "video keeps coming");
+    assert_eq!(b.remote_tracks().len(), 2, "no new remote tracks");
+    no_rejected(&a);
+    a.link.close();
+    b.link.close();
+    assert!(matches!(a.link.restart_ice().await, Err(MediaError::Closed)));
+    media_a.stop();
+    media_b.stop();
+}

@@ -143,7 +143,9 @@
     var out = [];
     for (var i = 0; i < window.__pcs.length; i++) {
       var pc = window.__pcs[i];
-      var entry = { connectionState: pc.connectionState, iceConnectionState: pc.iceConnectionState, inbound: [], outbound: [], receivers: [], pair: null };
+      var ufrag = function (d) { var m = d && /a=ice-ufrag:(\S+)/.exec(d.sdp); return m ? m[1] : null; };
+      var entry = { connectionState: pc.connectionState, iceConnectionState: pc.iceConnectionState, inbound: [], outbound: [], receivers: [], pair: null,
+        localUfrag: ufrag(pc.localDescription), remoteUfrag: ufrag(pc.remoteDescription) };
       try {
         pc.getReceivers().forEach(function (r) {
           if (r.track) entry.receivers.push({ kind: r.track.kind, readyState: r.track.readyState, muted: r.track.muted, id: r.track.id });

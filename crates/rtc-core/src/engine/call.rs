@@ -37,6 +37,12 @@ pub(crate) struct Link {
     pub peer: Peer,
     /// Our local tracks are attached (before that the link is only pre-connected).
     pub attached: bool,
+    /// We made the link's offers, so we are the side that restarts ICE.
+    pub offerer: bool,
+    /// When to restart ICE next, while the link has lost its transport.
+    pub restart_at: Option<Millis>,
+    /// The transport was lost (`disconnected`/`failed`) and is not back yet.
+    pub down: bool,
 }
 
 /// Where an outgoing call or an accept stands while the media layer or server answers.
@@ -233,6 +239,7 @@ impl Call {
         if !self.is_live() {
             return None;
         }
-        self.users.values().filter_map(|m| m.ring_deadline).min()
+        let rings = self.users.values().filter_map(|m| m.ring_deadline);
+        rings.chain(self.peers.iter().filter_map(|l| l.restart_at)).min()
     }
 }

@@ -33,6 +33,17 @@ pub fn track_id(user_id: &str, kind: TrackKind) -> String {
 /// RTCLib's default tag, used for every call track.
 pub const TRACK_TAG: &str = "RongCloudRTC";
 
+/// How a peer connection's transport is doing (from the browser's `iceConnectionState`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkState {
+    /// `connected` / `completed`.
+    Connected,
+    /// `disconnected`: no answers to connectivity checks for a few seconds; may come back.
+    Disconnected,
+    /// `failed`: gone for good without an ICE restart (e.g. the network changed).
+    Failed,
+}
+
 /// Why capturing local media failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CaptureError {
@@ -59,6 +70,10 @@ pub enum MediaAction {
     /// link — we accepted, or it did: ask it for a video keyframe now (RTCP PLI), so its first
     /// frame decodes at once instead of after a request round trip and another frame.
     RequestKeyFrames { call_id: String, peer: Option<Peer> },
+    /// The link to `peer` lost its transport: make a new offer with fresh ICE credentials
+    /// (`restartIce`) and answer with [`MediaEvent::LocalSignal`]; the peer answers it as usual.
+    /// Only the link's offerer is asked, so restart offers never cross.
+    RestartIce { call_id: String, peer: Peer },
     /// Apply an SDP or candidate received from `peer`.
     Apply { call_id: String, peer: Peer, signal: media_signal::Kind },
     /// Close the connection to one peer.
@@ -89,4 +104,6 @@ pub enum MediaEvent {
     LocalSignal { call_id: String, peer: Peer, signal: media_signal::Kind },
     /// `peer` started sending a track; the shell registered it under [`track_id`].
     RemoteTrack { call_id: String, peer: Peer, kind: TrackKind },
+    /// The link to `peer` changed state (see [`MediaAction::RestartIce`]).
+    LinkState { call_id: String, peer: Peer, state: LinkState },
 }

@@ -32,6 +32,7 @@ mod mute;
 mod offline;
 mod outgoing;
 mod peers;
+mod recovery;
 
 use std::collections::VecDeque;
 
@@ -39,7 +40,8 @@ use crate::small_map::SmallMap;
 
 pub use event::{CallEvent, EndSummary, OfflineRecord, Sender, SessionView, TrackInfo, UserView};
 pub use io::{CallRequest, Command, CommandId, Input, Millis, OutgoingSignal, Output, PushTexts, Received};
-pub use media::{track_id, CaptureError, MediaAction, MediaEvent, Peer, TrackKind, TRACK_TAG};
+pub use media::{track_id, CaptureError, LinkState, MediaAction, MediaEvent, Peer, TrackKind, TRACK_TAG};
+pub use recovery::{RESTART_GRACE_MS, RESTART_RETRY_MS};
 
 use crate::proto::{call_content::Body, CallContent, PushConfig, UserProfile};
 use crate::types::{end_reason, error_code, SessionState, UserState};
@@ -315,6 +317,7 @@ impl Engine {
         for (call_id, user) in expired {
             self.ring_timed_out(&call_id, &user);
         }
+        self.restart_due_links();
     }
 
     /// Spec C.4: the ringing of `user` in `call_id` timed out.

@@ -385,6 +385,7 @@ impl Engine {
             }
             MediaEvent::LocalSignal { call_id, peer, signal } => self.local_media_signal(&call_id, peer, signal),
             MediaEvent::RemoteTrack { call_id, peer, kind } => self.remote_track(&call_id, peer, kind),
+            MediaEvent::LinkState { call_id, peer, state } => self.link_state(&call_id, &peer, state),
         }
     }
 

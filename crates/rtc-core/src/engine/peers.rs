@@ -68,7 +68,7 @@ impl Engine {
         if call.has_link(&peer) {
             return;
         }
-        call.peers.push(Link { peer: peer.clone(), attached: attach });
+        call.peers.push(Link { peer: peer.clone(), attached: attach, offerer, restart_at: None, down: false });
         let video = call.media_type.has_video();
         self.media(MediaAction::Connect { call_id: call_id.to_string(), peer, offerer, attach, video });
     }
