@@ -361,14 +361,8 @@ async fn kick_reaches_every_device_of_that_user_only() {
 
 #[tokio::test]
 async fn apps_never_see_each_others_users_groups_or_messages() {
-    let ts = TestServer::start_with(|c| {
-        c.extra_apps.push(rcall_server::config::AppCredentials {
-            key: "app2".into(),
-            secret: "secret2".into(),
-        })
-    })
-    .await;
-    let token2 = |u: &str| rcall_server::token::issue("app2", "secret2", u, now_ms(), 60_000);
+    let ts = TestServer::start_with(with_second_app).await;
+    let token2 = app2_token;
     let mut a1 = ts.client("alice", "a1").await;
     let mut b1 = ts.client("bob", "b1").await;
     let mut a_other = Client::login(ts.addr, &token2("alice"), "x1").await;

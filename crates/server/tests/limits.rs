@@ -67,10 +67,7 @@ async fn sending_too_fast_is_refused_20604_and_a_flood_is_closed_40005() {
 async fn the_per_app_connection_cap_refuses_31003_and_frees_on_disconnect() {
     let ts = TestServer::start_with(|c| {
         c.max_connections_per_app = 2;
-        c.extra_apps.push(rcall_server::config::AppCredentials {
-            key: "app2".into(),
-            secret: "secret2".into(),
-        });
+        with_second_app(c);
     })
     .await;
     let mut a1 = ts.client("alice", "a1").await;
@@ -82,7 +79,7 @@ async fn the_per_app_connection_cap_refuses_31003_and_frees_on_disconnect() {
     }
     c.expect_closed().await;
     // Another app has its own cap.
-    let t2 = rcall_server::token::issue("app2", "secret2", "carol", now_ms(), 60_000);
+    let t2 = app2_token("carol");
     Client::login(ts.addr, &t2, "x").await.barrier(1).await;
     drop(b1);
     for _ in 0..100 {

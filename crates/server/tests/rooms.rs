@@ -204,16 +204,9 @@ async fn a_disconnected_device_stays_listed_through_a_reconnect() {
 
 #[tokio::test]
 async fn apps_do_not_see_each_others_calls() {
-    let ts = TestServer::start_with(|c| {
-        c.extra_apps.push(rcall_server::config::AppCredentials {
-            key: "app2".into(),
-            secret: "secret2".into(),
-        })
-    })
-    .await;
+    let ts = TestServer::start_with(with_second_app).await;
     let mut a = ts.client("alice", "a1").await;
     send(&mut a, 1, call_message("bob", "call-1", invite()), 0).await;
-    let token2 = rcall_server::token::issue("app2", "secret2", "carol", now_ms(), 60_000);
-    let mut other = Client::login(ts.addr, &token2, "x1").await;
+    let mut other = Client::login(ts.addr, &app2_token("carol"), "x1").await;
     assert!(rooms(&joined(&mut other, 1, "alice").await).is_empty());
 }

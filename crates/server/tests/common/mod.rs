@@ -90,6 +90,23 @@ impl TestServer {
     }
 }
 
+/// Key and secret of the second app [`with_second_app`] adds.
+pub const APP2_KEY: &str = "app2";
+pub const APP2_SECRET: &str = "secret2";
+
+/// Config tweak: the server also hosts a second app ([`APP2_KEY`]).
+pub fn with_second_app(c: &mut Config) {
+    c.extra_apps.push(rcall_server::config::AppCredentials {
+        key: APP2_KEY.into(),
+        secret: APP2_SECRET.into(),
+    });
+}
+
+/// A token of the second app.
+pub fn app2_token(user_id: &str) -> String {
+    rcall_server::token::issue(APP2_KEY, APP2_SECRET, user_id, now_ms(), 60_000)
+}
+
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
