@@ -1,6 +1,6 @@
 //! CallLib 5.X flows (spec C.13) run on the call simulator's virtual clock.
 
-use rtc_core::engine::{CallEvent, Input, MediaAction, Received, RING_TIMEOUT_MS};
+use rtc_core::engine::{CallEvent, Input, MediaAction, Received, ANSWER_MARGIN_MS, RING_TIMEOUT_MS};
 use rtc_core::proto::{call_content::Body, conversation_type, CallContent, Hangup};
 use rtc_core::sim::{Logged, Sim};
 use rtc_core::types::{end_reason, error_code, MediaType, SessionState, UserState};
@@ -141,12 +141,18 @@ fn nobody_answers_in_sixty_seconds() {
     let (mut sim, a, b, call_id) = ringing(MediaType::AudioVideo);
     let invite_sent_time = sim.log(b).iter().find_map(|(t, l)| matches!(l, Logged::Event(CallEvent::Session { .. })).then_some(*t)).unwrap()
         - sim.latency;
-    sim.run_until(invite_sent_time + RING_TIMEOUT_MS - 1);
+    // The callee stops ANSWER_MARGIN_MS early, so that an answer in its last moment cannot
+    // cross the caller's timeout.
+    sim.run_until(invite_sent_time + RING_TIMEOUT_MS - ANSWER_MARGIN_MS - 1);
     assert!(sim.close_reason(a, &call_id).is_none() && sim.close_reason(b, &call_id).is_none());
     // Each side learns the server clock from frames that took `latency` to arrive, so its
     // estimate (and its timer) can be late by at most that one-way delay.
     sim.run_for(sim.latency + 1);
     assert_eq!(sim.close_reason(b, &call_id), Some(end_reason::NO_RESPONSE));
+    assert!(sim.close_reason(a, &call_id).is_none());
+    sim.run_until(invite_sent_time + RING_TIMEOUT_MS - 1);
+    assert!(sim.close_reason(a, &call_id).is_none());
+    sim.run_for(sim.latency + 1);
     assert_eq!(sim.close_reason(a, &call_id), Some(end_reason::REMOTE_NO_RESPONSE));
     assert!(names(&sim, a).contains(&"Hungup(bob,15)".to_string()));
     // 5.2.5: the callee's own timeout sends no hangup; nobody sends one.
@@ -191,7 +197,8 @@ fn ring_timeout_counts_from_server_sent_time() {
     let t0 = sim.now();
     sim.inject(b, Input::Signal(invite));
     assert_eq!(sim.incoming(b).as_deref(), Some("c1"));
-    sim.run_until(t0 + 30_000 - 1);
+    // (minus the answer margin).
+    sim.run_until(t0 + 30_000 - ANSWER_MARGIN_MS - 1);
     assert!(sim.close_reason(b, "c1").is_none());
     sim.run_for(1);
     assert_eq!(sim.close_reason(b, "c1"), Some(end_reason::NO_RESPONSE));
@@ -474,12 +481,21 @@ fn key_frames_asked(sim: &Sim, dev: usize, since: i64) -> bool {
 }
 
 /// An answered call; returns (sim, caller, callee, call_id). The caller offered the link.
-fn connected() -> (Sim, usize, usize, String) {
+/// `up`: both sides' browsers reported the link connected.
+fn answered(up: bool) -> (Sim, usize, usize, String) {
     let (mut sim, a, b, call_id) = ringing(MediaType::AudioVideo);
     sim.accept(b, &call_id);
     sim.run_for(1_000);
     assert_eq!(sim.engine(a).session(&call_id).unwrap().state, SessionState::Keeping);
+    if up {
+        link_state(&mut sim, a, &call_id, "bob", b, rtc_core::engine::LinkState::Connected);
+        link_state(&mut sim, b, &call_id, "alice", a, rtc_core::engine::LinkState::Connected);
+    }
     (sim, a, b, call_id)
+}
+
+fn connected() -> (Sim, usize, usize, String) {
+    answered(true)
 }
 
 #[test]
@@ -545,4 +561,18 @@ fn a_failed_link_restarts_at_once_only_from_its_offerer_and_stops_with_the_call(
     assert!(sim.close_reason(a, &call_id).is_some());
     sim.run_for(4 * RESTART_RETRY_MS);
     assert_eq!(restarts_at(&sim, a), [t]);
+}
+
+#[test]
+fn a_link_that_never_connected_is_not_restarted() {
+    // Its first offer/answer may still be under way; a restart offer would cross the answer.
+    use rtc_core::engine::{LinkState, RESTART_RETRY_MS};
+    let (mut sim, a, b, call_id) = answered(false);
+    link_state(&mut sim, a, &call_id, "bob", b, LinkState::Failed);
+    sim.run_for(3 * RESTART_RETRY_MS);
+    assert!(restarts_at(&sim, a).is_empty(), "never connected: left alone");
+    link_state(&mut sim, a, &call_id, "bob", b, LinkState::Connected);
+    link_state(&mut sim, a, &call_id, "bob", b, LinkState::Failed);
+    sim.run_for(100);
+    assert_eq!(restarts_at(&sim, a).len(), 1, "connected once: restarted");
 }

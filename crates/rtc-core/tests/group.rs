@@ -331,7 +331,7 @@ fn offline_batch_becomes_live_calls_and_records() {
         ["Session", "OfflineRecord(alice,5)", "OfflineRecord(carol,5)", "OfflineRecord(dave,11)"]
     );
     let t0 = sim.now();
-    sim.run_until(t0 + 50_000 - 20);
+    sim.run_until(t0 + 50_000 - rtc_core::engine::ANSWER_MARGIN_MS - 20);
     assert!(sim.close_reason(b, "c1").is_none());
     sim.run_for(100);
     assert_eq!(sim.close_reason(b, "c1"), Some(end_reason::NO_RESPONSE));
@@ -485,4 +485,32 @@ fn changing_the_microphone_announces_the_new_track() {
     let fail = sim.command(a, Command::ChangeMicrophone { call_id: id });
     sim.run_for(100);
     assert_eq!(sim.result(a, fail).unwrap().0, error_code::GET_LOCAL_AUDIO_TRACK_ERROR);
+}
+
+#[test]
+fn members_accepting_at_once_while_their_cameras_start_still_connect_exactly_once() {
+    // B and C accept at the same moment; each camera takes longer to start than the other's
+    // Accept takes to arrive. The one whose Accept the server took first must still offer,
+    // without tracks until its camera is up — else nobody connects B and C.
+    for capture_delay in [0, 20, 150, 800] {
+        let mut sim = Sim::new();
+        let (a, b, c) = (sim.add_device("a"), sim.add_device("b"), sim.add_device("c"));
+        let id = group_call(&mut sim, a, &["b", "c"]);
+        sim.capture_delay = capture_delay;
+        sim.accept(b, &id);
+        sim.accept(c, &id);
+        sim.run_for(2_000);
+        let bc = connects(&sim, b).into_iter().filter(|(p, _)| p == "c").collect::<Vec<_>>();
+        let cb = connects(&sim, c).into_iter().filter(|(p, _)| p == "b").collect::<Vec<_>>();
+        assert_eq!(bc.len() + cb.len(), 2, "delay {capture_delay}: one link each side: {bc:?} / {cb:?}");
+        assert_eq!(bc.iter().chain(cb.iter()).filter(|(_, offerer)| *offerer).count(), 1, "delay {capture_delay}: exactly one offerer");
+        for (dev, others) in [(a, ["b", "c"]), (b, ["a", "c"]), (c, ["a", "b"])] {
+            for o in others {
+                assert!(has(&sim, dev, &format!("Track({o}/Video)")), "delay {capture_delay}: {dev} sees {o}: {:?}", sim.timeline(dev));
+            }
+        }
+        // The offerer's tracks went on the B–C link once its camera was up.
+        let offerer = if bc.iter().any(|(_, o)| *o) { b } else { c };
+        assert!(sim.log(offerer).iter().any(|(_, l)| matches!(l, Logged::Media(MediaAction::Attach { .. }))));
+    }
 }

@@ -289,6 +289,15 @@ fn random_runs_keep_the_invariants() {
     for seed in only.map_or(1..=runs, |s| s..=s) {
         run(seed, &mut seen);
     }
+    // Seeds that once failed in long runs, kept in every run:
+    // - 84119: a device's uplink reordered by the simulator (fixed in the simulator);
+    // - 39885: an answer in the callee's last moment crossed the caller's ring timeout (fixed
+    //   by ANSWER_MARGIN_MS).
+    if only.is_none() {
+        for seed in [84_119, 39_885] {
+            run(seed, &mut seen);
+        }
+    }
     println!(
         "{runs} runs: {} accepts, {} closes, {} merges, {} member modifications",
         seen.connected, seen.closes, seen.merged, seen.member_modify

@@ -73,10 +73,11 @@ impl MediaShell {
             MediaAction::Disconnect { call_id, peer } => {
                 rt.media.borrow_mut().samplers.remove(&(call_id.clone(), peer.clone()));
                 rt.media.borrow_mut().tracks.retain(|(c, _, d), _| !(*c == call_id && *d == peer.device_id));
-                let link = rt.media.borrow_mut().peers.remove(&(call_id, peer));
+                let link = rt.media.borrow_mut().peers.remove(&(call_id.clone(), peer));
                 if let Some(l) = link {
                     l.close();
                 }
+                cap_video(rt, &call_id);
             }
             MediaAction::DropVideo { call_id } => drop_video(rt, &call_id),
             MediaAction::Rename { from, into } => {
@@ -277,6 +278,7 @@ fn connect(rt: &Rc<Runtime>, call_id: String, peer: Peer, offerer: bool, attach:
         }
     }
     rt.media.borrow_mut().peers.insert((call_id.clone(), peer.clone()), link.clone());
+    cap_video(rt, &call_id);
     if offerer {
         let rt = rt.clone();
         js::spawn(async move {
@@ -289,6 +291,21 @@ fn connect(rt: &Rc<Runtime>, call_id: String, peer: Peer, offerer: bool, attach:
                 Err(e) => js::warn(&format!("[rcall] createOffer failed: {e}")),
             }
         });
+    }
+}
+
+/// Per-peer video limits for the call's size (`web_rtc::caps`), on every link of the call.
+fn cap_video(rt: &Rc<Runtime>, call_id: &str) {
+    let links = links_of(rt, call_id, None);
+    let caps = web_rtc::VideoCaps::for_peers(links.len());
+    for link in links {
+        if link.video_caps() != caps {
+            js::spawn(async move {
+                if let Err(e) = link.set_video_caps(caps).await {
+                    js::warn(&format!("[rcall] cannot limit the video sent: {e}"));
+                }
+            });
+        }
     }
 }
 

@@ -23,6 +23,7 @@
 //!   leaks; [`PeerLink::prepare`] / [`PeerLink::attach`] to connect before
 //!   anything is captured; `replace_track` for device switches.
 //! * [`sdp`] — edits to remote descriptions (the video start bitrate).
+//! * [`caps`] — [`VideoCaps`]: per-peer video limits for larger group calls.
 //! * [`track`] — [`track_kind`], [`set_enabled`], [`play`] / [`Playback`]
 //!   (audio may use an internal `Audio` element, video needs a `<video>`).
 //! * [`stats`] — [`StatsSampler`] → [`StateReport`] (CallLib's
@@ -68,6 +69,7 @@
 #![warn(missing_docs)]
 
 pub mod capture;
+pub mod caps;
 pub mod devices;
 pub mod error;
 pub mod peer;
@@ -77,6 +79,7 @@ pub mod track;
 pub mod warmup;
 
 pub use capture::{capture, default_video_constraints, CaptureRequest, LocalMedia};
+pub use caps::VideoCaps;
 pub use devices::{
     cameras, enumerate_devices, microphones, speakers, watch_devices, DeviceInfo, DeviceKind,
     DeviceWatch,

@@ -33,6 +33,7 @@ use web_sys::{
     RtcSignalingState, RtcTrackEvent,
 };
 
+use crate::caps::VideoCaps;
 use crate::capture::LocalMedia;
 use crate::error::MediaError;
 use crate::track::{track_kind, Kind};
@@ -308,6 +309,8 @@ struct Inner {
     prepared_applied: Cell<bool>,
     /// The blank track the gated video sender warms up on, until warm or attached.
     primer: RefCell<Option<Primer>>,
+    /// Limits for the video sender, applied again after each negotiation.
+    video_caps: Cell<VideoCaps>,
 }
 
 impl Inner {
@@ -496,6 +499,7 @@ impl PeerLink {
                 pending_attach: RefCell::new(Vec::new()),
                 prepared_applied: Cell::new(false),
                 primer: RefCell::new(None),
+                video_caps: Cell::new(VideoCaps::FULL),
             }),
         })
     }
@@ -910,6 +914,67 @@ impl PeerLink {
         Ok(sdp)
     }
 
+    /// Limits what the video sender sends (see [`crate::caps`]), now if the link has negotiated
+    /// its video sender, else right after it does. No renegotiation. Nothing to do (and `Ok`)
+    /// without a video sender.
+    pub async fn set_video_caps(&self, caps: VideoCaps) -> Result<(), MediaError> {
+        self.check_open()?;
+        if self.inner.video_caps.replace(caps) == caps {
+            return Ok(());
+        }
+        self.apply_video_caps().await
+    }
+
+    /// The limits last given to [`set_video_caps`](Self::set_video_caps).
+    pub fn video_caps(&self) -> VideoCaps {
+        self.inner.video_caps.get()
+    }
+
+    async fn apply_video_caps(&self) -> Result<(), MediaError> {
+        let Some(sender) = self
+            .transceiver(Kind::Video)
+            .filter(sends)
+            .map(|t| t.sender())
+        else {
+            return Ok(());
+        };
+        let params = sender.get_parameters();
+        let encodings = Reflect::get(&params, &"encodings".into()).unwrap_or(JsValue::UNDEFINED);
+        if !Array::is_array(&encodings) || Array::from(&encodings).length() == 0 {
+            return Ok(()); // not negotiated yet: the negotiation applies them
+        }
+        let caps = self.inner.video_caps.get();
+        for e in Array::from(&encodings).iter() {
+            let _ = Reflect::set(
+                &e,
+                &"scaleResolutionDownBy".into(),
+                &caps.scale_down_by.into(),
+            );
+            match caps.max_bitrate_bps {
+                Some(bps) => {
+                    let _ = Reflect::set(&e, &"maxBitrate".into(), &bps.into());
+                }
+                None => {
+                    let _ = Reflect::delete_property(
+                        e.unchecked_ref::<js_sys::Object>(),
+                        &"maxBitrate".into(),
+                    );
+                }
+            }
+        }
+        JsFuture::from(sender.set_parameters_with_parameters(&params))
+            .await
+            .map_err(|e| self.fail("RTCRtpSender.setParameters", &e))?;
+        Ok(())
+    }
+
+    /// After a negotiation: limits set before it now have an encoding to apply to.
+    async fn reapply_video_caps(&self) {
+        if self.inner.video_caps.get() != VideoCaps::FULL {
+            let _ = self.apply_video_caps().await;
+        }
+    }
+
     /// ICE restart, offerer side: a new offer with fresh ICE credentials (`iceRestart`), set as
     /// the local description; returns its SDP to signal. The remote side applies it with
     /// [`accept_offer`](Self::accept_offer) like any offer, and tracks stay as they are. An
@@ -962,6 +1027,7 @@ impl PeerLink {
         let answer_sdp = sdp_of(&answer)
             .ok_or_else(|| self.fail("createAnswer", &JsValue::from_str("no sdp in the answer")))?;
         self.set_local(RtcSdpType::Answer, &answer_sdp).await?;
+        self.reapply_video_caps().await;
         Ok(answer_sdp)
     }
 
@@ -970,7 +1036,9 @@ impl PeerLink {
     pub async fn accept_answer(&self, sdp: &str) -> Result<(), MediaError> {
         self.check_open()?;
         self.set_remote(RtcSdpType::Answer, sdp, "setRemoteDescription(answer)")
-            .await
+            .await?;
+        self.reapply_video_caps().await;
+        Ok(())
     }
 
     /// Applies a remote candidate, or queues it when no remote description

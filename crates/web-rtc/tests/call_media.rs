@@ -926,7 +926,10 @@ async fn restart_ice_renews_the_credentials_and_media_goes_on() {
     a.link.accept_answer(&answer).await.unwrap();
     // The new generation's candidates travel like the first ones.
     let t = now_ms();
-    pump_until(&a, &b, "a second of candidate exchange", || now_ms() - t > 1000.0).await;
+    pump_until(&a, &b, "a second of candidate exchange", || {
+        now_ms() - t > 1000.0
+    })
+    .await;
     assert!(a.connected() && b.connected());
     assert_eq!(a.link.signaling_state(), RtcSignalingState::Stable);
     assert_eq!(
@@ -934,12 +937,81 @@ async fn restart_ice_renews_the_credentials_and_media_goes_on() {
         ufrag(offer)
     );
     sleep(500).await;
-    assert!(frames_decoded(&b.link).await > decoded_before, "video keeps coming");
+    assert!(
+        frames_decoded(&b.link).await > decoded_before,
+        "video keeps coming"
+    );
     assert_eq!(b.remote_tracks().len(), 2, "no new remote tracks");
     no_rejected(&a);
     a.link.close();
     b.link.close();
-    assert!(matches!(a.link.restart_ice().await, Err(MediaError::Closed)));
+    assert!(matches!(
+        a.link.restart_ice().await,
+        Err(MediaError::Closed)
+    ));
     media_a.stop();
     media_b.stop();
+}
+
+/// Per-peer video caps (larger group calls): applied without renegotiation, also when given
+/// before the link negotiated, and lifted again.
+#[wasm_bindgen_test]
+async fn video_caps_scale_and_cap_the_sender_and_can_be_lifted() {
+    let encoding = |link: &PeerLink, key: &str| -> JsValue {
+        let t: web_sys::RtcRtpTransceiver = link
+            .raw()
+            .get_transceivers()
+            .iter()
+            .map(wasm_bindgen::JsCast::unchecked_into::<web_sys::RtcRtpTransceiver>)
+            .find(|t| t.sender().track().is_some_and(|t| t.kind() == "video"))
+            .unwrap();
+        let params = t.sender().get_parameters();
+        let encodings = js_sys::Reflect::get(&params, &"encodings".into()).unwrap();
+        js_sys::Reflect::get(&js_sys::Array::from(&encodings).get(0), &key.into()).unwrap()
+    };
+    let capped = VideoCaps::for_peers(5);
+    let (a, b, media_a, media_b) = connected_pair(true).await;
+    let (na, _k) = count_negotiation_needed(&a.link);
+    a.link.set_video_caps(capped).await.unwrap();
+    assert_eq!(
+        encoding(&a.link, "scaleResolutionDownBy").as_f64(),
+        Some(2.0)
+    );
+    assert_eq!(encoding(&a.link, "maxBitrate").as_f64(), Some(300_000.0));
+    let mut width = 0;
+    for _ in 0..100 {
+        width = b.link.inbound_video().await.unwrap().frame_width;
+        if width == 320 {
+            break;
+        }
+        sleep(50).await;
+    }
+    assert_eq!(width, 320, "b receives half the width");
+    a.link.set_video_caps(VideoCaps::FULL).await.unwrap();
+    assert_eq!(
+        encoding(&a.link, "scaleResolutionDownBy").as_f64(),
+        Some(1.0)
+    );
+    assert!(encoding(&a.link, "maxBitrate").is_undefined());
+    assert_eq!(na.get(), 0, "no renegotiation");
+    a.link.close();
+    b.link.close();
+    media_a.stop();
+    media_b.stop();
+
+    // Given before negotiating: applied by the negotiation.
+    let media = capture(&CaptureRequest::audio_video()).await.unwrap();
+    let (a, b) = (Side::new(), Side::new());
+    a.link.add_local_media(&media).unwrap();
+    a.link.set_video_caps(capped).await.unwrap();
+    assert_eq!(a.link.video_caps(), capped);
+    connect(&a, &b).await;
+    pump_until(&a, &b, "connected", || a.connected() && b.connected()).await;
+    assert_eq!(
+        encoding(&a.link, "scaleResolutionDownBy").as_f64(),
+        Some(2.0)
+    );
+    a.link.close();
+    b.link.close();
+    media.stop();
 }

@@ -43,6 +43,9 @@ pub(crate) struct Link {
     pub restart_at: Option<Millis>,
     /// The transport was lost (`disconnected`/`failed`) and is not back yet.
     pub down: bool,
+    /// The link has been connected at least once (only such a link is restarted: before that
+    /// its first negotiation may still be under way, and a new offer would cross its answer).
+    pub was_connected: bool,
 }
 
 /// Where an outgoing call or an accept stands while the media layer or server answers.

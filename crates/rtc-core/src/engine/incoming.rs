@@ -84,6 +84,7 @@ impl Engine {
         }
         if let Some(m) = users.get_mut(&me) {
             m.profile = self.profile.clone();
+            m.ring_deadline = Some(deadline - super::ANSWER_MARGIN_MS);
         }
         let media_type = MediaType::from_i32(invite.media_type).unwrap_or(MediaType::Audio);
         self.calls.insert(
@@ -267,6 +268,12 @@ impl Engine {
             call.joined = true;
             // Whoever is already in the call connects to the one who just accepted.
             self.peer_joined(call_id, Peer { user_id: sender.user_id.clone(), device_id });
+        } else if matches!(call.pending, Pending::AcceptCapture(_)) {
+            // Our Accept went through before theirs (the server orders them) but our camera is
+            // still starting: we are still the one to connect, without tracks for now; they go
+            // on the link once captured (`accept_joined` → `attach_links`). Waiting until then
+            // would leave two members accepting at once with no link between them.
+            self.connect_peer(call_id, Peer { user_id: sender.user_id.clone(), device_id }, true, false);
         }
         let sender = Sender { user_id: sender.user_id, profile: UserProfile::default() };
         self.emit(CallEvent::Accept { call_id: call_id.to_string(), sender });

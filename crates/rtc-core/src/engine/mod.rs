@@ -49,6 +49,11 @@ use call::{Call, Member, Pending};
 
 /// Ring timeout (spec C.4): fixed at 60 s in CallLib, counted from the server's sent time.
 pub const RING_TIMEOUT_MS: Millis = 60_000;
+/// A ringing device stops this long before the caller's timer for it fires. An answer in the
+/// last moment would otherwise cross the caller's timeout: the caller drops the callee (a 1:1
+/// caller ends silently, spec C.4) while the callee, having answered, thinks it is in the call.
+/// One second covers the one-way delay of any usable network.
+pub const ANSWER_MARGIN_MS: Millis = 1_000;
 /// Ended sessions kept so getters keep answering after `onSessionClose`.
 const ENDED_KEPT: usize = 16;
 

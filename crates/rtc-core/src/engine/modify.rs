@@ -155,6 +155,7 @@ impl Engine {
             }
             if *u == me {
                 m.profile = self.profile.clone();
+                m.ring_deadline = Some(deadline - super::ANSWER_MARGIN_MS);
             }
             users.insert(u.clone(), m);
         }

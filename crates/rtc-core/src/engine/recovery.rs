@@ -4,7 +4,9 @@
 //! a VPN going down) stays `failed` for good unless someone restarts ICE, and the call would sit
 //! silent until a user hangs up. So when a link's transport is lost, its offerer makes a new
 //! offer with fresh ICE credentials ([`MediaAction::RestartIce`]), which travels like any other
-//! offer; the answering side only answers, so restart offers never cross. A `disconnected`
+//! offer; the answering side only answers, so restart offers never cross. Only links that
+//! were connected once are restarted: before that the first negotiation may still be under way
+//! (under heavy load a link can fail its first checks), and a new offer would cross its answer. A `disconnected`
 //! link gets [`RESTART_GRACE_MS`] to come back by itself, a `failed` one is restarted at once,
 //! and the restart is repeated every [`RESTART_RETRY_MS`] until the link is connected again or
 //! the call ends (the signalling connection may itself still be reconnecting). When it is back,
@@ -23,6 +25,12 @@ impl Engine {
         let now = self.now;
         let Some(call) = self.calls.get_mut(call_id).filter(|c| c.is_live()) else { return };
         let Some(link) = call.peers.iter_mut().find(|l| l.peer == *peer) else { return };
+        if state == LinkState::Connected {
+            link.was_connected = true;
+        }
+        if !link.was_connected {
+            return; // still setting up: its first negotiation is not to be disturbed
+        }
         let was_down = std::mem::replace(&mut link.down, state != LinkState::Connected);
         if was_down && state == LinkState::Connected {
             self.media(MediaAction::RequestKeyFrames { call_id: call_id.to_string(), peer: Some(peer.clone()) });
