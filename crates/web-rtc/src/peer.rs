@@ -16,7 +16,11 @@
 //! [`PeerLink::attach`] later puts a captured track on the negotiated sender
 //! (`replaceTrack`, no renegotiation). The remote side gets
 //! [`PeerEvent::RemoteTrack`] at negotiation time, long before media flows;
-//! [`PeerEvent::RemoteTrackUnmuted`] tells when packets actually arrive.
+//! [`PeerEvent::RemoteTrackUnmuted`] tells when packets actually arrive. Meanwhile the video
+//! encoder is warmed up behind a closed gate ([`crate::warmup`]), and
+//! [`PeerLink::request_key_frames`] asks the peer for a keyframe when it is about to start.
+//! [`PeerLink::restart_ice`] renews a link whose transport was lost; [`PeerLink::set_video_caps`]
+//! limits what the video sender sends in larger groups.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -798,11 +802,8 @@ impl PeerLink {
         if let Some(t) = self.transceiver(Kind::Video).filter(sends) {
             self.inner.shared.gate_video_sender(&t.sender());
         }
-        let cold = self.pending_track(Kind::Video).is_none();
         let attached = self.start_pending_attach();
-        if cold {
-            self.warm_up_video();
-        }
+        self.warm_up_video();
         Ok(attached)
     }
 
@@ -825,17 +826,15 @@ impl PeerLink {
                 let _ = t.sender().unchecked_ref::<SenderExt>().set_streams(s);
             }
         }
-        let cold = self.pending_track(Kind::Video).is_none();
         let attached = self.start_pending_attach();
-        if cold {
-            self.warm_up_video();
-        }
+        self.warm_up_video();
         attached
     }
 
-    /// Right after the first negotiation made the prepared senders: a gated video sender that
-    /// got no track (none attached before, none on its way) warms its encoder on a blank track behind a closed gate
-    /// (see [`crate::warmup`]); the blank track comes off once the encoder is warm.
+    /// Right after the first negotiation made the prepared senders: a video sender that is still
+    /// gated (an attach, early or not, opens or skips the gate) and has no track warms its
+    /// encoder on a blank track behind the closed gate (see [`crate::warmup`]); the blank track
+    /// comes off once the encoder is warm.
     fn warm_up_video(&self) {
         if !self.video_gated() {
             return;

@@ -84,7 +84,7 @@ impl Engine {
         }
         if let Some(m) = users.get_mut(&me) {
             m.profile = self.profile.clone();
-            m.ring_deadline = Some(deadline - super::ANSWER_MARGIN_MS);
+            m.ring_deadline = Some(self.own_ring_deadline(msg.sent_time));
         }
         let media_type = MediaType::from_i32(invite.media_type).unwrap_or(MediaType::Audio);
         self.calls.insert(

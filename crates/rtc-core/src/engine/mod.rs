@@ -209,6 +209,11 @@ impl Engine {
         self.now + (RING_TIMEOUT_MS - elapsed)
     }
 
+    /// Our own ringing's deadline: [`ANSWER_MARGIN_MS`] before the caller's timer for us.
+    fn own_ring_deadline(&self, sent_time: Millis) -> Millis {
+        self.ring_deadline(sent_time) - ANSWER_MARGIN_MS
+    }
+
     /// Sends `body` for `call_id` to `recipients`, addressed as the call is.
     fn send(&mut self, call_id: &str, body: Body, recipients: Vec<String>, push: Option<PushConfig>, purpose: SendPurpose) {
         let Some(call) = self.calls.get(call_id) else { return };

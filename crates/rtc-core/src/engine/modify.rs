@@ -155,7 +155,7 @@ impl Engine {
             }
             if *u == me {
                 m.profile = self.profile.clone();
-                m.ring_deadline = Some(deadline - super::ANSWER_MARGIN_MS);
+                m.ring_deadline = Some(self.own_ring_deadline(msg.sent_time));
             }
             users.insert(u.clone(), m);
         }

@@ -6,8 +6,9 @@
 //! offer with fresh ICE credentials ([`MediaAction::RestartIce`]), which travels like any other
 //! offer; the answering side only answers, so restart offers never cross. Only links that
 //! were connected once are restarted: before that the first negotiation may still be under way
-//! (under heavy load a link can fail its first checks), and a new offer would cross its answer. A `disconnected`
-//! link gets [`RESTART_GRACE_MS`] to come back by itself, a `failed` one is restarted at once,
+//! (under heavy load a link can fail its first checks), and a new offer would cross its answer.
+//! A `disconnected` link gets [`RESTART_GRACE_MS`] to come back by itself, a `failed` one is
+//! restarted at once,
 //! and the restart is repeated every [`RESTART_RETRY_MS`] until the link is connected again or
 //! the call ends (the signalling connection may itself still be reconnecting). When it is back,
 //! both sides ask for a keyframe: the decoder lost its references during the outage and would
@@ -25,27 +26,23 @@ impl Engine {
         let now = self.now;
         let Some(call) = self.calls.get_mut(call_id).filter(|c| c.is_live()) else { return };
         let Some(link) = call.peers.iter_mut().find(|l| l.peer == *peer) else { return };
-        if state == LinkState::Connected {
-            link.was_connected = true;
-        }
+        let connected = state == LinkState::Connected;
+        link.was_connected |= connected;
         if !link.was_connected {
             return; // still setting up: its first negotiation is not to be disturbed
         }
-        let was_down = std::mem::replace(&mut link.down, state != LinkState::Connected);
-        if was_down && state == LinkState::Connected {
+        let back = std::mem::replace(&mut link.down, !connected) && connected;
+        // The answering side waits for the offerer's new offer.
+        if link.offerer {
+            link.restart_at = match state {
+                LinkState::Connected => None,
+                LinkState::Disconnected => Some(link.restart_at.unwrap_or(now + RESTART_GRACE_MS)),
+                LinkState::Failed => Some(link.restart_at.map_or(now, |t| t.min(now))),
+            };
+        }
+        if back {
             self.media(MediaAction::RequestKeyFrames { call_id: call_id.to_string(), peer: Some(peer.clone()) });
         }
-        let Some(link) = self.calls.get_mut(call_id).and_then(|c| c.peers.iter_mut().find(|l| l.peer == *peer)) else {
-            return;
-        };
-        if !link.offerer {
-            return; // the answering side waits for the offerer's new offer
-        }
-        link.restart_at = match state {
-            LinkState::Connected => None,
-            LinkState::Disconnected => Some(link.restart_at.unwrap_or(now + RESTART_GRACE_MS)),
-            LinkState::Failed => Some(link.restart_at.map_or(now, |t| t.min(now))),
-        };
         self.restart_due_links();
     }
 

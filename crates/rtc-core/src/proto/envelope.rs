@@ -235,12 +235,9 @@ pub struct GetJoinedUserInfo {
 
 /// Answer to [`GetJoinedUserInfo`]: one entry per device of the user that is in a call.
 ///
-/// What "in a call" means: rcall has no media server rooms, so the server follows the call
-/// messages it routes. A device joins call `c` when it sends `RC:VCInvite` for `c` (the caller,
-/// as CallLib's caller joins its RTC room right after inviting) or `RC:VCAccept` for `c`; it
-/// leaves with its `RC:VCHangup` for `c`. Like an RTC client, a device is in one call at a time:
-/// joining another replaces it. A device whose connections all closed is dropped after 60 s
-/// unless it reconnects (a page reload or network change keeps its call).
+/// rcall has no media server rooms: the server follows the invites, accepts and hangups it
+/// routes (rules in rcall-server's `rooms` module: one call per device, a call with one
+/// participant left is over, a disconnected device stays listed for 60 s).
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct JoinedUserInfo {
     #[prost(uint32, tag = "1")]
