@@ -129,6 +129,7 @@ impl Target {
                     token,
                     device_id: format!("{user}-dev"),
                     resume_from: 0,
+                    instance: 0,
                 }));
                 ws.send(Message::Binary(auth.to_bytes().into()))
                     .await

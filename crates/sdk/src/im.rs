@@ -66,6 +66,7 @@ impl Connection {
             token: token.to_string(),
             device_id: device_id.to_string(),
             resume_from,
+            instance: 0,
         }))
         .to_bytes();
         let on_open = {

@@ -949,6 +949,8 @@ impl Hub {
             content: msg.content,
             sent_time,
             offline: false,
+            sender_instance: 0,
+            client_seq: 0,
         };
         let mut ctx = DeliverCtx {
             hub: self,

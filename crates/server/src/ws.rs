@@ -155,6 +155,7 @@ fn refusal(code: i32, message: impl Into<String>) -> Body {
         user_id: String::new(),
         message: message.into(),
         ice_servers: Vec::new(),
+        accepted_upto: 0,
     })
 }
 
@@ -279,6 +280,7 @@ fn admit(
         token,
         device_id,
         resume_from,
+        instance: _,
     } = auth;
     let now = now_ms();
     let (app, claims) = verify_token(state, &token, now).map_err(|e| {
@@ -299,6 +301,7 @@ fn admit(
         user_id: claims.u.clone(),
         message: String::new(),
         ice_servers: ice::ice_servers(&state.config, &claims.u, now),
+        accepted_upto: 0,
     }));
     let reg = state
         .hub
@@ -699,7 +702,10 @@ fn handle_frame(
                 }
             }))
         }
-        ClientBody::Ping(p) => Reply::Frame(Body::Pong(Pong { nonce: p.nonce })),
+        ClientBody::Ping(p) => Reply::Frame(Body::Pong(Pong {
+            nonce: p.nonce,
+            accepted_upto: 0,
+        })),
         ClientBody::Ack(a) => {
             state.hub.ack(origin, a.seq);
             Reply::None
@@ -726,6 +732,7 @@ fn handle_frame(
                 user_id: origin.user_id.to_string(),
                 message: "already authenticated".into(),
                 ice_servers: Vec::new(),
+                accepted_upto: 0,
             }))
         }
     }

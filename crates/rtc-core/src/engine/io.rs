@@ -144,6 +144,8 @@ impl OutgoingSignal {
             content: self.content.to_bytes(),
             push: self.push.clone(),
             no_receipt: !self.receipt,
+            // Numbered by the client link (`crate::link`), which owns the stream.
+            client_seq: 0,
         }
     }
 }

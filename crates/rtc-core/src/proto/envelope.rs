@@ -31,6 +31,15 @@
 //!   that sent it. A device id the server has never seen gets only stored messages on its first
 //!   connect, not what the user's other devices received live before it existed.
 //!
+//! Exactly once (issue 10): a client numbers what it sends (`SendMessage.client_seq`, per
+//! `Authenticate.instance`) and keeps every message until the server confirms it (`SendResult`,
+//! `Pong.accepted_upto`, `AuthResult.accepted_upto`); while disconnected it queues. After a
+//! reconnect it resends what is not confirmed, in order. The server accepts a `client_seq` at
+//! most once per (device, instance) while it remembers the instance, and receivers drop a
+//! message not above the last `client_seq` they processed from its `sender_instance`, which
+//! covers a server restart in between. Confirmation means durable: a message stored for an
+//! offline recipient is committed to SQLite before its `SendResult`/`accepted_upto` says so.
+//!
 //! Codes the server uses (IMLib values where IMLib has one):
 //! - `AuthResult.code`: 0 ok, 31004 token incorrect (bad signature, unknown app, malformed),
 //!   31020 token expired (by its expiry or by `/user/token/expire.json`), 31009 user blocked
@@ -88,6 +97,11 @@ pub struct Authenticate {
     /// Highest `seq` this device has processed, to resume after a reconnect (0 = fresh).
     #[prost(uint64, tag = "3")]
     pub resume_from: u64,
+    /// Random id of this SDK instance (one per page load; tabs of one browser share a device
+    /// id). With `SendMessage.client_seq` it names each message the client sends, so a resend
+    /// after a reconnect is recognised (see "Exactly once" in the module docs). 0 = untracked.
+    #[prost(uint64, tag = "4")]
+    pub instance: u64,
 }
 
 /// Send one IM message to a user (PRIVATE) or to a group (GROUP, restricted to `directional_user_ids`).
@@ -119,6 +133,10 @@ pub struct SendMessage {
     /// candidates, SDP): one frame and one socket write fewer per message on the server.
     #[prost(bool, tag = "9")]
     pub no_receipt: bool,
+    /// Position of this message in its sender instance's stream (1, 2, 3 … per
+    /// `Authenticate.instance`, across reconnects). 0 = untracked (never deduplicated).
+    #[prost(uint64, tag = "10")]
+    pub client_seq: u64,
 }
 
 /// Push notification data attached to invite-type messages (spec B.5).
@@ -195,6 +213,11 @@ pub struct AuthResult {
     /// credentials). Empty when the server has none configured (then use the app's own).
     #[prost(message, repeated, tag = "4")]
     pub ice_servers: Vec<IceServer>,
+    /// On success: the highest `client_seq` of this device's `instance` the server has accepted
+    /// (durably, where the message was stored). The client drops those from its resend queue
+    /// and sends the rest again, in order. 0 when the server knows none (e.g. after a restart).
+    #[prost(uint64, tag = "5")]
+    pub accepted_upto: u64,
 }
 
 /// One `RTCIceServer`. TURN credentials follow the TURN REST scheme (coturn
@@ -301,6 +324,14 @@ pub struct Delivered {
     /// Stored while the recipient was offline and delivered on connect.
     #[prost(bool, tag = "11")]
     pub offline: bool,
+    /// The sender's `Authenticate.instance` and the message's `SendMessage.client_seq`: a
+    /// receiver drops a message whose `client_seq` is not above the last one it processed from
+    /// that instance (a resend the server could not recognise, e.g. across its restart).
+    /// 0 = untracked (e.g. messages the server itself sends).
+    #[prost(uint64, tag = "12")]
+    pub sender_instance: u64,
+    #[prost(uint64, tag = "13")]
+    pub client_seq: u64,
 }
 
 /// Answer to `SendMessage`. `code` 0 = accepted (and `sent_time` is set); otherwise an IMLib code
@@ -330,6 +361,10 @@ pub struct ErrorFrame {
 pub struct Pong {
     #[prost(uint32, tag = "1")]
     pub nonce: u32,
+    /// Like `AuthResult.accepted_upto`: every message of this connection's instance up to this
+    /// `client_seq` is accepted (and durable where stored), so the client can forget them.
+    #[prost(uint64, tag = "2")]
+    pub accepted_upto: u64,
 }
 
 /// Every message stored for this device while it was offline has been delivered.
@@ -371,7 +406,10 @@ impl ClientFrame {
 
 impl ServerFrame {
     pub fn new(server_time: i64, body: server_frame::Body) -> Self {
-        Self { server_time, body: Some(body) }
+        Self {
+            server_time,
+            body: Some(body),
+        }
     }
     pub fn to_bytes(&self) -> Vec<u8> {
         self.encode_to_vec()

@@ -317,6 +317,7 @@ impl Client {
             token: token.to_owned(),
             device_id: device_id.to_owned(),
             resume_from,
+            instance: 0,
         }))
         .await;
         c
