@@ -65,6 +65,17 @@ const MAX_DEVICES_IN_MEMORY: usize = 32;
 pub type AppId = usize;
 pub type ConnId = u64;
 
+/// How a connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Departure {
+    /// The client closed the WebSocket cleanly (close frame 1000/1001: `disconnect()`, a
+    /// closed or reloaded tab): it meant to go.
+    Left,
+    /// Anything else: the socket failed, the peer vanished (no FIN) and missed its ping
+    /// deadline, a protocol violation, a slow consumer, or a shutdown. The device may come back.
+    Lost,
+}
+
 /// One item of a connection's outbox.
 #[derive(Debug)]
 pub enum Outgoing {
@@ -781,8 +792,10 @@ impl Hub {
         n
     }
 
-    /// Removes a closed connection and persists its device's cursor.
-    pub fn unregister(&self, app: AppId, user_id: &str, conn_id: ConnId) {
+    /// Removes a closed connection and persists its device's cursor. `departure` says how the
+    /// connection ended, which decides how soon a device that is gone leaves its call.
+    pub fn unregister(&self, app: AppId, user_id: &str, conn_id: ConnId, departure: Departure) {
+        let _ = departure; // (issue 10: used by the rooms' gone-participant detection)
         let shard = &self.apps[app];
         let mut t = self.table(app);
         let Some(st) = t.users.get_mut(user_id) else {

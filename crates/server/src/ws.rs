@@ -27,7 +27,7 @@ use rtc_core::proto::{
 
 use crate::clock::now_ms;
 use crate::hub::{
-    encode_body, AppId, Origin, Outbox, Outgoing, PushError, CODE_INVALID_PARAMETER,
+    encode_body, AppId, Departure, Origin, Outbox, Outgoing, PushError, CODE_INVALID_PARAMETER,
     CODE_SEND_TOO_FAST,
 };
 use crate::token::{self, Claims, TokenError};
@@ -484,7 +484,7 @@ fn serve_connection(
         serve_loop(&state, &mut ws, &outbox, &origin).await;
         state
             .hub
-            .unregister(origin.app, &origin.user_id, origin.conn_id);
+            .unregister(origin.app, &origin.user_id, origin.conn_id, Departure::Lost);
         tracing::info!(
             user_id = &*origin.user_id,
             conn_id = origin.conn_id,
@@ -507,7 +507,7 @@ async fn serve_loop(state: &AppState, ws: &mut WebSocket, outbox: &Outbox, origi
         // Leave the routing table first so nothing new is queued, then drain.
         state
             .hub
-            .unregister(origin.app, &origin.user_id, origin.conn_id);
+            .unregister(origin.app, &origin.user_id, origin.conn_id, Departure::Lost);
         outbox.close();
     };
     loop {
