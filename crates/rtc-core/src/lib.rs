@@ -7,6 +7,7 @@
 //! signals to send, listener events, media actions and the next deadline.
 
 pub mod engine;
+pub mod link;
 pub mod proto;
 pub mod sim;
 pub mod small_map;

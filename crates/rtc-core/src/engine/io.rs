@@ -31,6 +31,13 @@ pub enum Input {
     /// The server removed this user from `call_id` (operator kick): end it with
     /// KICKED_BY_SERVER (23) and tell the others (they see 33).
     Kicked { call_id: String },
+    /// The connection to the server is gone; `since` is when the client last heard from the
+    /// server (local clock). What the engine sends meanwhile is queued by the shell
+    /// ([`crate::link::ClientLink`]). Live calls end with NETWORK_ERROR (7) at
+    /// `since + SELF_CUTOFF_MS` unless [`Input::LinkUp`] comes first.
+    LinkDown { since: Millis },
+    /// The connection is authenticated again (after [`Input::LinkDown`]).
+    LinkUp,
 }
 
 /// App commands (the CallLib API, already validated for shape by the SDK).

@@ -54,6 +54,11 @@ pub const RING_TIMEOUT_MS: Millis = 60_000;
 /// caller ends silently, spec C.4) while the callee, having answered, thinks it is in the call.
 /// One second covers the one-way delay of any usable network.
 pub const ANSWER_MARGIN_MS: Millis = 1_000;
+/// A client cut off from the server this long (since it last heard from it) ends its live calls
+/// with NETWORK_ERROR (7): by then the server has found the connection dead and ended the
+/// device's calls for the others (ping deadline + grace, README "Recovery"), so carrying on
+/// alone would only show a frozen call.
+pub const SELF_CUTOFF_MS: Millis = 30_000;
 /// Ended sessions kept so getters keep answering after `onSessionClose`.
 const ENDED_KEPT: usize = 16;
 
@@ -169,6 +174,8 @@ impl Engine {
             }
             Input::Media(ev) => self.on_media(ev),
             Input::Timeout => self.on_timeout(),
+            // (issue 10: implemented with the self cut-off in the engine's connection handling)
+            Input::LinkDown { .. } | Input::LinkUp => {}
         }
     }
 
