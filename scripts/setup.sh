@@ -97,6 +97,15 @@ else
     say "wasm-pack: ok ($(wasm-pack --version 2>/dev/null))"
 fi
 
+# --- 3c. cargo-fuzz (the fuzz smoke step; see SECURITY.md) ---------------------------------------
+CARGO_FUZZ_VERSION=0.13.2
+if ! cargo fuzz --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then
+    say "cargo install cargo-fuzz $CARGO_FUZZ_VERSION (about 1 min on 2 cores)"
+    cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked
+else
+    say "cargo-fuzz: ok ($CARGO_FUZZ_VERSION)"
+fi
+
 # --- 4. node_modules (npm ci when missing or older than package-lock.json) -------------------------
 stamp=node_modules/.rcall-lock.sha1
 want=$(sha1sum package-lock.json | cut -d' ' -f1)

@@ -11,7 +11,7 @@
 # Every step runs even if an earlier independent one failed; the script exits non-zero if any
 # step failed and ends with a summary table.
 #
-# Env knobs: RCALL_TEST_SKIP="native wasm e2e" (any subset) skips those steps;
+# Env knobs: RCALL_TEST_SKIP="native fuzz wasm e2e" (any subset) skips those steps;
 #            RCALL_NO_NETNS=1 runs phase 2 in the normal network namespace (not recommended).
 set -uo pipefail
 
@@ -118,6 +118,11 @@ step "cargo fetch" cargo fetch || true
 
 if skipped native; then skip "native tests" "RCALL_TEST_SKIP"
 else step "native tests" cargo test --workspace; fi
+
+# Fuzz smoke: each libFuzzer target briefly on its committed corpus (long runs: SECURITY.md).
+# Stable Rust with RUSTC_BOOTSTRAP=1 (libFuzzer needs -Z flags; no nightly toolchain here).
+if skipped fuzz; then skip "fuzz smoke" "RCALL_TEST_SKIP"
+else step "fuzz smoke" bash scripts/fuzz.sh smoke; fi
 
 sdk_ok=0 server_ok=0 wasm_ok=0
 if [ -f npm/build.sh ]; then
