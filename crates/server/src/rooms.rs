@@ -15,9 +15,10 @@
 //!   it out of the first. This also covers crossing calls merged into one.
 //! - Rooms live in memory only. A call message other than `RC:VCInvite`, `RC:VCRinging` and
 //!   `RC:VCHangup` for a call id the server does not know (e.g. a call that went on through a
-//!   server restart) makes its sender's device a member and the message's recipients ringing
-//!   participants, so the rules below also hold for such calls once they send anything
-//!   (a device that only rings is not a member).
+//!   server restart) makes its sender's device a member and the message's recipients
+//!   participants; in such a learned call each participant device that sends anything but a
+//!   ringing becomes a member too. So the rules below hold for calls that survived a restart
+//!   once they send anything (a device that only rings is not a member).
 //!
 //! Access (issue 11): for a call the server knows, only its participants may send its call
 //! messages — a user with a member device or a ringing user (checked per user: a user's devices
