@@ -125,9 +125,10 @@ pub fn parse(message_type: &str, content: &[u8]) -> Result<Option<CallMsg>, &'st
         let Ok(c) = CallContent::from_bytes(content) else {
             return Ok(None);
         };
+        // Observers are invited too (they may answer).
         let invited = match c.body {
-            Some(Body::Invite(i)) => i.invite_user_ids,
-            Some(Body::ModifyMem(m)) => m.invite_user_ids,
+            Some(Body::Invite(i)) => [i.invite_user_ids, i.observer_user_ids].concat(),
+            Some(Body::ModifyMem(m)) => [m.invite_user_ids, m.observer_user_ids].concat(),
             _ => Vec::new(),
         };
         (c.call_id, c.user, invited)
@@ -318,7 +319,9 @@ impl Rooms {
         let device_in = call.members.iter().any(joined);
         match msg.kind {
             Kind::Invite | Kind::ModifyMem => {
-                if !device_in && call.inviter.as_ref() != Some(user) {
+                // (A learned call does not know its inviter: any participant may.)
+                let learned_in = call.learned && call.is_participant(user);
+                if !device_in && call.inviter.as_ref() != Some(user) && !learned_in {
                     return Err(Refusal::NotInCall);
                 }
                 let new = call.newcomers(user, msg.invited.iter().map(String::as_str));
@@ -328,6 +331,9 @@ impl Rooms {
                 call.ringing.extend(new);
                 if device_in {
                     self.update(user, device, msg, route);
+                } else if learned_in {
+                    call.ringing.retain(|u| **u != **user);
+                    self.join(user, device, msg, route, now_ms);
                 }
                 Ok(())
             }
@@ -806,10 +812,15 @@ mod tests {
             send(&mut r, "x", "dx", Kind::Accept, "c9", &["a"], 3),
             Err(Refusal::NotInCall)
         );
+        // In a learned call any participant may invite (its inviter is not known), and joins.
+        send(&mut r, "c", "dc", Kind::Other, "c12", &["a"], 3).unwrap();
+        send(&mut r, "a", "da2", Kind::Invite, "c12", &["d"], 3).unwrap();
+        assert_eq!(ids(&r, "a"), [pair("da", "c9"), pair("da2", "c12")]);
+        assert_eq!(r.size(), (2, 4, 1));
         // Ringing and hangups of unknown calls teach nothing.
         send(&mut r, "b", "db", Kind::Ringing, "c10", &["a"], 3).unwrap();
         send(&mut r, "b", "db", Kind::Hangup, "c11", &["a"], 3).unwrap();
-        assert_eq!(r.size(), (1, 2, 0));
+        assert_eq!(r.size(), (2, 4, 1));
     }
 
     #[test]
