@@ -14,8 +14,8 @@
 //! - A device is in one call at a time, as an RTC client is in one room: joining another takes
 //!   it out of the first. This also covers crossing calls merged into one.
 //! - Rooms live in memory only. A call message other than `RC:VCInvite`, `RC:VCRinging` and
-//!   `RC:VCHangup` for a call id the server does not know (e.g. a call that went on through a
-//!   server restart) makes its sender's device a member and the message's recipients
+//!   `RC:VCHangup` for a call id the server does not know and did not see end (e.g. a call that
+//!   went on through a server restart) makes its sender's device a member and the message's recipients
 //!   participants; in such a learned call each participant device that sends anything but a
 //!   ringing becomes a member too. So the rules below hold for calls that survived a restart
 //!   once they send anything (a device that only rings is not a member).
@@ -42,7 +42,7 @@
 //! member devices and a call at most [`MAX_RINGING`] ringing users, all created by the users'
 //! own messages; a call exists only while a device is in it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -69,6 +69,9 @@ pub const MAX_RINGING: usize = 64;
 /// Longest user id in a target, recipient or invitee list: the same limit as
 /// `/user/getToken.json`, so every user who can connect can be called.
 pub const MAX_USER_ID_CHARS: usize = crate::server_api::MAX_USER_ID_CHARS;
+/// Ended calls remembered per app, so late messages crossing a hangup (ICE candidates, an
+/// answer racing the server's hangup) are not taken for a call that survived a restart.
+pub const MAX_ENDED: usize = 4096;
 /// Largest sender profile remembered per member for the hangups the server sends for it.
 const MAX_PROFILE_BYTES: usize = 512;
 
@@ -253,6 +256,9 @@ pub struct Rooms {
     calls: HashMap<String, Call>,
     /// Member devices with no connection left.
     graces: Vec<Grace>,
+    /// Recently ended calls, oldest first (at most [`MAX_ENDED`]).
+    ended: HashSet<String>,
+    ended_order: VecDeque<String>,
     left_grace: Duration,
     lost_grace: Duration,
 }
@@ -269,6 +275,8 @@ impl Rooms {
             seats: HashMap::new(),
             calls: HashMap::new(),
             graces: Vec::new(),
+            ended: HashSet::new(),
+            ended_order: VecDeque::new(),
             left_grace,
             lost_grace,
         }
@@ -287,6 +295,9 @@ impl Rooms {
     ) -> Result<(), Refusal> {
         let joined = |m: &Member| m.user == *user && m.device == *device;
         let Some(call) = self.calls.get_mut(&msg.call_id) else {
+            if self.ended.contains(&msg.call_id) {
+                return Ok(()); // over: its late messages change nothing
+            }
             return match msg.kind {
                 Kind::Hangup | Kind::Ringing => Ok(()),
                 Kind::Invite => {
@@ -459,6 +470,14 @@ impl Rooms {
             return;
         }
         if let Some(call) = self.calls.remove(call_id) {
+            if self.ended.insert(call_id.to_owned()) {
+                self.ended_order.push_back(call_id.to_owned());
+                if self.ended_order.len() > MAX_ENDED {
+                    if let Some(old) = self.ended_order.pop_front() {
+                        self.ended.remove(&old);
+                    }
+                }
+            }
             for m in call.members {
                 if let Some(list) = self.seats.get_mut(&m.user) {
                     list.retain(|s| !(s.device == m.device && s.call_id == call_id));
@@ -609,7 +628,8 @@ impl Rooms {
         out
     }
 
-    /// (calls, member devices, ringing users) held, for tests and limits.
+    /// (calls, member devices, ringing users) held, for tests and limits (ended calls are
+    /// remembered apart, at most [`MAX_ENDED`]).
     pub fn size(&self) -> (usize, usize, usize) {
         let members = self.calls.values().map(|c| c.members.len()).sum();
         let ringing = self.calls.values().map(|c| c.ringing.len()).sum();
@@ -817,6 +837,11 @@ mod tests {
         send(&mut r, "a", "da2", Kind::Invite, "c12", &["d"], 3).unwrap();
         assert_eq!(ids(&r, "a"), [pair("da", "c9"), pair("da2", "c12")]);
         assert_eq!(r.size(), (2, 4, 1));
+        // Late messages of a call that ended teach nothing either.
+        send(&mut r, "e", "de", Kind::Invite, "c13", &["f"], 3).unwrap();
+        send(&mut r, "e", "de", Kind::Hangup, "c13", &["f"], 3).unwrap();
+        send(&mut r, "f", "df", Kind::Accept, "c13", &["e"], 3).unwrap();
+        send(&mut r, "f", "df", Kind::Other, "c13", &["e"], 3).unwrap();
         // Ringing and hangups of unknown calls teach nothing.
         send(&mut r, "b", "db", Kind::Ringing, "c10", &["a"], 3).unwrap();
         send(&mut r, "b", "db", Kind::Hangup, "c11", &["a"], 3).unwrap();

@@ -168,6 +168,9 @@ async fn a_lost_callee_is_hung_up_for_with_7_after_the_grace() {
     assert_eq!((&d2.sender_device_id[..], &d2.target_id[..]), ("b1", "alice"));
     assert_eq!(reason(&c2), 7);
     assert_eq!(ts.server.state().hub.rooms_size(0), (0, 0, 0), "the call is over");
+    // A late message of alice's (crossing the hangup) does not bring it back.
+    send_ok(&mut a, 2, call("a1", "bob", "call-1", media("bob"))).await;
+    assert_eq!(ts.server.state().hub.rooms_size(0), (0, 0, 0));
     // b1 itself learns it when it comes back.
     let (_b, replay) = Client::login_resume(ts.addr, &ts.token("bob"), "b1", d2.seq - 1).await;
     let mine: Vec<_> = replay
