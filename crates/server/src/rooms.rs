@@ -47,9 +47,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use prost::Message as _;
-use rtc_core::proto::{
-    call_content::Body, conversation_type, object_name, CallContent, JoinedDevice, UserProfile,
-};
+use rtc_core::proto::{conversation_type, object_name, JoinedDevice, UserProfile};
 use rtc_core::types::end_reason;
 
 use crate::hub::Departure;
@@ -103,46 +101,79 @@ pub struct CallMsg {
     pub profile: Option<UserProfile>,
 }
 
-/// Only the fields of a `CallContent` every call message needs (skips SDP and the rest).
+/// A `CallContent` decoded only as far as membership needs: invitees, but no SDP.
 #[derive(Clone, PartialEq, prost::Message)]
 struct Head {
     #[prost(string, tag = "3")]
     call_id: String,
     #[prost(message, optional, tag = "4")]
     user: Option<UserProfile>,
+    #[prost(oneof = "HeadBody", tags = "10, 11, 12, 13, 14, 15, 16, 17")]
+    body: Option<HeadBody>,
 }
 
-/// `Ok(None)` for anything that is not a call message with a call id (routed as before);
-/// `Err` for an invite naming a bad user id or too many users.
+/// `call_content::Body` with the bodies membership does not read left undecoded.
+#[derive(Clone, PartialEq, prost::Oneof)]
+enum HeadBody {
+    #[prost(message, tag = "10")]
+    Invite(rtc_core::proto::Invite),
+    #[prost(message, tag = "11")]
+    Ringing(Skipped),
+    #[prost(message, tag = "12")]
+    Accept(Skipped),
+    #[prost(message, tag = "13")]
+    Hangup(Skipped),
+    #[prost(message, tag = "14")]
+    ModifyMem(rtc_core::proto::ModifyMem),
+    #[prost(message, tag = "15")]
+    ModifyMedia(Skipped),
+    #[prost(message, tag = "16")]
+    Media(Skipped),
+    #[prost(message, tag = "17")]
+    Mute(Skipped),
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct Skipped {}
+
+/// `Ok(None)` for anything the call engine ignores (not a call message type, no body, no call
+/// id), routed as before. `Err` for a body that is not what the message type says (the engine
+/// acts on the body, so the server must judge the same thing) and for invitees with a bad user
+/// id or too many of them.
 pub fn parse(message_type: &str, content: &[u8]) -> Result<Option<CallMsg>, &'static str> {
-    let kind = match message_type {
-        object_name::INVITE => Kind::Invite,
-        object_name::MODIFY_MEM => Kind::ModifyMem,
-        object_name::ACCEPT => Kind::Accept,
-        object_name::RINGING => Kind::Ringing,
-        object_name::HANGUP => Kind::Hangup,
-        t if object_name::ALL.contains(&t) => Kind::Other,
-        _ => return Ok(None),
-    };
-    let (call_id, profile, invited) = if matches!(kind, Kind::Invite | Kind::ModifyMem) {
-        let Ok(c) = CallContent::from_bytes(content) else {
-            return Ok(None);
-        };
-        // Observers are invited too (they may answer).
-        let invited = match c.body {
-            Some(Body::Invite(i)) => [i.invite_user_ids, i.observer_user_ids].concat(),
-            Some(Body::ModifyMem(m)) => [m.invite_user_ids, m.observer_user_ids].concat(),
-            _ => Vec::new(),
-        };
-        (c.call_id, c.user, invited)
-    } else {
-        let Ok(h) = Head::decode(content) else {
-            return Ok(None);
-        };
-        (h.call_id, h.user, Vec::new())
-    };
-    if call_id.is_empty() {
+    if !object_name::ALL.contains(&message_type) {
         return Ok(None);
+    }
+    let Ok(head) = Head::decode(content) else {
+        return Ok(None);
+    };
+    let Some(body) = head.body else {
+        return Ok(None);
+    };
+    if head.call_id.is_empty() {
+        return Ok(None);
+    }
+    let (kind, name, invited) = match body {
+        // Observers are invited too (they may answer).
+        HeadBody::Invite(i) => (
+            Kind::Invite,
+            object_name::INVITE,
+            [i.invite_user_ids, i.observer_user_ids].concat(),
+        ),
+        HeadBody::ModifyMem(m) => (
+            Kind::ModifyMem,
+            object_name::MODIFY_MEM,
+            [m.invite_user_ids, m.observer_user_ids].concat(),
+        ),
+        HeadBody::Accept(_) => (Kind::Accept, object_name::ACCEPT, Vec::new()),
+        HeadBody::Ringing(_) => (Kind::Ringing, object_name::RINGING, Vec::new()),
+        HeadBody::Hangup(_) => (Kind::Hangup, object_name::HANGUP, Vec::new()),
+        HeadBody::ModifyMedia(_) => (Kind::Other, object_name::MODIFY_MEDIA, Vec::new()),
+        HeadBody::Media(_) => (Kind::Other, object_name::MEDIA, Vec::new()),
+        HeadBody::Mute(_) => (Kind::Other, object_name::MUTE, Vec::new()),
+    };
+    if name != message_type {
+        return Err("the message type does not match its content");
     }
     if invited.len() > MAX_RINGING {
         return Err("too many invitees");
@@ -150,10 +181,10 @@ pub fn parse(message_type: &str, content: &[u8]) -> Result<Option<CallMsg>, &'st
     if !invited.iter().all(|u| valid_user_id(u)) {
         return Err("invalid invitee id");
     }
-    let profile = profile.filter(|p| p.encoded_len() <= MAX_PROFILE_BYTES);
+    let profile = head.user.filter(|p| p.encoded_len() <= MAX_PROFILE_BYTES);
     Ok(Some(CallMsg {
         kind,
-        call_id,
+        call_id: head.call_id,
         invited,
         profile,
     }))
@@ -895,7 +926,7 @@ mod tests {
 
     #[test]
     fn parse_reads_only_call_messages() {
-        use rtc_core::proto::{Accept, Invite};
+        use rtc_core::proto::{call_content::Body, Accept, CallContent, Invite, MediaSignal};
         let accept = CallContent {
             call_id: "c9".into(),
             body: Some(Body::Accept(Accept { media_type: 1 })),
@@ -921,10 +952,22 @@ mod tests {
             parse(object_name::ACCEPT, &accept),
             Ok(Some(msg(Kind::Accept, "c9", &[])))
         );
+        let media = CallContent {
+            call_id: "c9".into(),
+            body: Some(Body::Media(MediaSignal {
+                to_user_id: "b".into(),
+                ..Default::default()
+            })),
+            ..Default::default()
+        }
+        .to_bytes();
         assert_eq!(
-            parse(object_name::MEDIA, &accept).unwrap().unwrap().kind,
+            parse(object_name::MEDIA, &media).unwrap().unwrap().kind,
             Kind::Other
         );
+        // The engine acts on the body: a type that says otherwise is refused.
+        assert!(parse(object_name::MEDIA, &accept).is_err());
+        assert!(parse(object_name::MUTE, &invite(vec!["b".into()])).is_err());
         assert_eq!(parse("RC:TxtMsg", &accept), Ok(None));
         assert_eq!(parse(object_name::ACCEPT, b"\xff\xff garbage"), Ok(None));
         assert_eq!(

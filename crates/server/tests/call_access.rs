@@ -120,6 +120,21 @@ async fn strangers_cannot_get_into_a_call() {
     for (i, (to, body)) in attempts.into_iter().enumerate() {
         send(&mut m, i as u32 + 1, call("m1", to, "call-1", body), NOT_IN_CALL).await;
     }
+    // Nor with a body in disguise: the engine acts on the body, whatever the type says.
+    let disguised = SendMessage {
+        message_type: object_name::MUTE.into(),
+        ..call("m1", "alice", "call-1", CallBody::Accept(Accept { media_type: 2 }))
+    };
+    send(&mut m, 8, disguised, INVALID).await;
+    let modify = CallBody::ModifyMem(ModifyMem {
+        invite_user_ids: vec!["alice".into(), "mallory".into()],
+        ..Default::default()
+    });
+    let disguised = SendMessage {
+        message_type: object_name::MEDIA.into(),
+        ..call("b1", "alice", "call-1", modify)
+    };
+    send(&mut b, 8, disguised, INVALID).await;
     // Nothing reached the participants, and the call is as it was.
     a.barrier(1).await;
     b.barrier(2).await;

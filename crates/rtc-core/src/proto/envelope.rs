@@ -48,7 +48,8 @@
 //!   authenticated.
 //! - `SendResult.code`: 0 accepted, 33003 invalid parameter (also: a PRIVATE target, group
 //!   recipient or invitee id that is empty, longer than 64 characters or contains a control
-//!   character; an invite that would leave more than 64 users ringing), 405 the PRIVATE target
+//!   character; an invite that would leave more than 64 users ringing; a call message whose
+//!   `CallContent` body is not of its `message_type`), 405 the PRIVATE target
 //!   has blacklisted the sender (nothing delivered), 22406 GROUP message from a user who is not a
 //!   member of the group (or the group does not exist), 20604 sending too fast (this connection
 //!   went over its rate limit; nothing delivered, retry later), 40403 not in call (rcall: a
