@@ -27,9 +27,11 @@
 //! is allowed (and learned, above): the server cannot tell a new call from one it forgot.
 //!
 //! Gone participants (issue 10): when the last connection of a member device closes, the device
-//! gets a grace ([`LEFT_GRACE`] after a clean close, [`LOST_GRACE`] otherwise). If it has not
-//! connected again by then, the server sends `RC:VCHangup` for the call on its behalf (see
-//! [`Ended`]) and it leaves the call.
+//! gets a grace ([`LEFT_GRACE`] after a clean close, [`LOST_GRACE`] otherwise). A device that
+//! was lost keeps its call by connecting again within the grace; one that closed cleanly (its
+//! page went away, or reloaded and has no call any more) only by sending a message of that call.
+//! Otherwise the server sends `RC:VCHangup` for the call on its behalf (see [`Ended`]) when the
+//! grace is over, and it leaves the call.
 //!
 //! `getJoinedUserInfo` answers with call ids and device ids only to the user itself and to
 //! participants of the same call; anyone else gets one entry per device in a call with empty
@@ -54,7 +56,8 @@ use crate::hub::Departure;
 
 /// Grace after a clean close (tab closed, reload, `disconnect()`): the SDK's own hangup on
 /// `pagehide` normally comes first; this is the fallback, short enough that the others hear
-/// of it within 2 s, long enough for a page that reconnects at once to keep its call.
+/// of it within 2 s, long enough for a page that reconnects at once and goes on with its call
+/// to keep it.
 pub const LEFT_GRACE: Duration = Duration::from_secs(1);
 /// Grace after a lost connection: a device that merely reconnects (network change, the
 /// server's dead-peer detection racing the client's reconnect) keeps its call; a crashed
@@ -359,6 +362,10 @@ impl Rooms {
             };
         };
         let device_in = call.members.iter().any(joined);
+        if device_in {
+            self.cancel_grace(user, device, None); // it is still in its call
+        }
+        let call = self.calls.get_mut(&msg.call_id).expect("looked up above");
         match msg.kind {
             Kind::Invite | Kind::ModifyMem => {
                 // (A learned call does not know its inviter: any participant may.)
@@ -536,7 +543,7 @@ impl Rooms {
         how: Departure,
         now: Instant,
     ) {
-        self.connected(user, device);
+        self.cancel_grace(user, device, None);
         if self.call_of(user, device).is_none() {
             return;
         }
@@ -552,11 +559,19 @@ impl Rooms {
         });
     }
 
-    /// The device connected (again): it keeps its call.
+    /// The device connected (again). After a lost connection it keeps its call. After a clean
+    /// close it is a new page (a reload) that has no call, unless it shows otherwise by sending
+    /// a message of its call within the grace ([`Self::admit`]).
     pub fn connected(&mut self, user: &str, device: &str) {
+        self.cancel_grace(user, device, Some(Departure::Lost));
+    }
+
+    /// Ends the grace of the device (only one after `how`, if given).
+    fn cancel_grace(&mut self, user: &str, device: &str, how: Option<Departure>) {
         if !self.graces.is_empty() {
-            self.graces
-                .retain(|g| !(&*g.user == user && &*g.device == device));
+            self.graces.retain(|g| {
+                !(&*g.user == user && &*g.device == device && how.is_none_or(|h| h == g.departure))
+            });
         }
     }
 
@@ -844,6 +859,20 @@ mod tests {
             (1, &["b".to_string()][..])
         );
         assert_eq!(r.size(), (0, 0, 0));
+        // A clean close is a page that went away: reconnecting alone does not keep the call
+        // (a reload has none), a message of the call does (the page is still in it).
+        send(&mut r, "a", "da", Kind::Invite, "c3", &["b"], 5).unwrap();
+        send(&mut r, "b", "db", Kind::Accept, "c3", &["a"], 5).unwrap();
+        r.disconnected(&a("b"), &a("db"), Departure::Left, t0);
+        r.connected("b", "db");
+        assert_eq!(r.due(t0 + Duration::from_secs(1))[0].reason, 3);
+        send(&mut r, "a", "da", Kind::Invite, "c4", &["b"], 6).unwrap();
+        send(&mut r, "b", "db", Kind::Accept, "c4", &["a"], 6).unwrap();
+        r.disconnected(&a("b"), &a("db"), Departure::Left, t0);
+        r.connected("b", "db");
+        send(&mut r, "b", "db", Kind::Other, "c4", &["a"], 7).unwrap();
+        assert!(r.due(t0 + Duration::from_secs(1)).is_empty());
+        assert_eq!(r.size(), (1, 2, 0));
         // Devices in no call get no grace.
         r.disconnected(&a("z"), &a("dz"), Departure::Lost, t0);
         assert!(!r.has_graces());

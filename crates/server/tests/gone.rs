@@ -299,3 +299,36 @@ async fn calls_that_survived_a_restart_are_learned_from_their_traffic() {
     assert_eq!((&d.sender_user_id[..], &d.sender_device_id[..], reason(&c)), ("alice", "a1", 7));
     assert_eq!(ts.server.state().hub.rooms_size(0), (0, 0, 0));
 }
+
+#[tokio::test]
+async fn after_a_clean_close_only_a_page_still_in_the_call_keeps_it() {
+    let ts = start().await;
+    let (mut a, mut b, _b2) = one_to_one(&ts, "call-1").await;
+    let away = || CloseFrame {
+        code: CloseCode::Away,
+        reason: "".into(),
+    };
+    // A reload: the new page connects at once but has no call.
+    b.ws.close(Some(away())).await.unwrap();
+    gone(&ts, "bob", 1).await;
+    let (_b, _) = Client::login_resume(ts.addr, &ts.token("bob"), "b1", u64::MAX).await;
+    let (d, c) = expect(&mut a, object_name::HANGUP).await;
+    assert_eq!((&d.sender_device_id[..], reason(&c)), ("b1", 3));
+    drop(_b);
+    gone(&ts, "bob", 1).await;
+
+    // The same page reconnecting and going on with its call keeps it.
+    let (mut b, _) = Client::login_resume(ts.addr, &ts.token("bob"), "b1", u64::MAX).await;
+    send_ok(&mut a, 3, call("a1", "bob", "call-2", invite(&["bob"]))).await;
+    expect(&mut b, object_name::INVITE).await;
+    send_ok(&mut b, 3, call("b1", "alice", "call-2", accept())).await;
+    expect(&mut a, object_name::ACCEPT).await;
+    b.ws.close(Some(away())).await.unwrap();
+    gone(&ts, "bob", 1).await;
+    let (mut b, _) = Client::login_resume(ts.addr, &ts.token("bob"), "b1", u64::MAX).await;
+    send_ok(&mut b, 4, call("b1", "alice", "call-2", media("alice"))).await;
+    expect(&mut a, object_name::MEDIA).await;
+    tokio::time::sleep(LEFT + Duration::from_millis(500)).await;
+    a.barrier(9).await;
+    assert_eq!(ts.server.state().hub.rooms_size(0), (1, 2, 0));
+}
