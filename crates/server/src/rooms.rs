@@ -14,17 +14,19 @@
 //! - A device is in one call at a time, as an RTC client is in one room: joining another takes
 //!   it out of the first. This also covers crossing calls merged into one.
 //! - Rooms live in memory only. A call message other than `RC:VCInvite`, `RC:VCRinging` and
-//!   `RC:VCHangup` for a call id the server does not know and did not see end (e.g. a call that
-//!   went on through a server restart) makes its sender's device a member and the message's recipients
-//!   participants; in such a learned call each participant device that sends anything but a
-//!   ringing becomes a member too. So the rules below hold for calls that survived a restart
-//!   once they send anything (a device that only rings is not a member).
+//!   `RC:VCHangup` for a call id the server does not know and did not see end (e.g. a call
+//!   that went on through a server restart) makes its sender's device a member and the
+//!   message's recipients participants; in such a learned call each participant device that
+//!   sends anything but a ringing becomes a member too. So the rules below hold for calls that
+//!   survived a restart once they send anything (a device that only rings is not a member).
 //!
 //! Access (issue 11): for a call the server knows, only its participants may send its call
 //! messages — a user with a member device or a ringing user (checked per user: a user's devices
 //! share one identity for the engine); `RC:VCInvite` and `RC:VCModifyMem` only from a member
-//! device or the call's inviter. Anything else is refused with `NOT_IN_CALL`. An unknown call id
-//! is allowed (and learned, above): the server cannot tell a new call from one it forgot.
+//! device or the call's inviter (any participant in a learned call). Anything else is refused
+//! with `NOT_IN_CALL`. An unknown call id is allowed (and learned, above): the server cannot
+//! tell a new call from one it forgot. Messages are judged by their `CallContent` body, which is
+//! what the engine acts on; a body that is not of the message's type is refused.
 //!
 //! Gone participants (issue 10): when the last connection of a member device closes, the device
 //! gets a grace ([`LEFT_GRACE`] after a clean close, [`LOST_GRACE`] otherwise). A device that

@@ -44,7 +44,12 @@ async fn send(c: &mut Client, request_id: u32, msg: SendMessage, code: i32) {
     loop {
         match c.recv().await.body {
             Some(S::SendResult(r)) => {
-                assert_eq!((r.request_id, r.code), (request_id, code), "{}", c.device_id);
+                assert_eq!(
+                    (r.request_id, r.code),
+                    (request_id, code),
+                    "{}",
+                    c.device_id
+                );
                 return;
             }
             Some(S::Deliver(_)) => continue,
@@ -118,12 +123,23 @@ async fn strangers_cannot_get_into_a_call() {
         ("bob", invite(&["bob", "mallory"])),
     ];
     for (i, (to, body)) in attempts.into_iter().enumerate() {
-        send(&mut m, i as u32 + 1, call("m1", to, "call-1", body), NOT_IN_CALL).await;
+        send(
+            &mut m,
+            i as u32 + 1,
+            call("m1", to, "call-1", body),
+            NOT_IN_CALL,
+        )
+        .await;
     }
     // Nor with a body in disguise: the engine acts on the body, whatever the type says.
     let disguised = SendMessage {
         message_type: object_name::MUTE.into(),
-        ..call("m1", "alice", "call-1", CallBody::Accept(Accept { media_type: 2 }))
+        ..call(
+            "m1",
+            "alice",
+            "call-1",
+            CallBody::Accept(Accept { media_type: 2 }),
+        )
     };
     send(&mut m, 8, disguised, INVALID).await;
     let modify = CallBody::ModifyMem(ModifyMem {
@@ -149,7 +165,13 @@ async fn strangers_cannot_get_into_a_call() {
     assert_eq!(a.recv_delivered().await.message_type, object_name::MEDIA);
     // A user invited later gets in; the inviter may add people.
     let mut c = ts.client("carol", "c1").await;
-    send(&mut a, 2, call("a1", "carol", "call-1", invite(&["carol"])), 0).await;
+    send(
+        &mut a,
+        2,
+        call("a1", "carol", "call-1", invite(&["carol"])),
+        0,
+    )
+    .await;
     let ringing = CallBody::Ringing(Default::default());
     send(&mut c, 1, call("c1", "alice", "call-1", ringing), 0).await;
     // A new call id is nobody's: mallory may start her own call.
@@ -162,11 +184,23 @@ async fn joined_user_info_details_only_for_participants() {
     let (mut a, mut b) = one_to_one(&ts).await;
     let mut m = ts.client("mallory", "m1").await;
     let mut a2 = ts.client("alice", "a2").await;
-    assert_eq!(ids(&joined(&mut a2, 1, "alice").await), [("a1", "call-1")], "the user itself");
-    assert_eq!(ids(&joined(&mut b, 2, "alice").await), [("a1", "call-1")], "a participant");
+    assert_eq!(
+        ids(&joined(&mut a2, 1, "alice").await),
+        [("a1", "call-1")],
+        "the user itself"
+    );
+    assert_eq!(
+        ids(&joined(&mut b, 2, "alice").await),
+        [("a1", "call-1")],
+        "a participant"
+    );
     assert_eq!(ids(&joined(&mut a, 3, "bob").await), [("b1", "call-1")]);
     let hidden = joined(&mut m, 4, "alice").await;
-    assert_eq!(ids(&hidden), [("", "")], "in a call, but not which or on which device");
+    assert_eq!(
+        ids(&hidden),
+        [("", "")],
+        "in a call, but not which or on which device"
+    );
     assert!(hidden.devices[0].join_time > 0);
     assert!(joined(&mut m, 5, "mallory").await.devices.is_empty());
 }
@@ -196,25 +230,43 @@ async fn rooms_stay_bounded_and_bad_user_ids_are_refused() {
 
     let too_long = "x".repeat(65);
     // Invitees: too long, NUL, control characters, empty; and too many of them.
-    for (i, bad) in [too_long.as_str(), "a\0b", "a\nb", ""].into_iter().enumerate() {
+    for (i, bad) in [too_long.as_str(), "a\0b", "a\nb", ""]
+        .into_iter()
+        .enumerate()
+    {
         let msg = call("a1", "bob", "c-bad", invite(&["bob", bad]));
         send(&mut a, 100 + i as u32, msg, INVALID).await;
     }
     let many: Vec<String> = (0..65).map(|i| format!("u{i}")).collect();
     let many: Vec<&str> = many.iter().map(String::as_str).collect();
-    send(&mut a, 110, call("a1", "bob", "c-many", invite(&many)), INVALID).await;
+    send(
+        &mut a,
+        110,
+        call("a1", "bob", "c-many", invite(&many)),
+        INVALID,
+    )
+    .await;
     // Targets and group recipients.
     send(&mut a, 111, private(&too_long, b"x"), INVALID).await;
     send(&mut a, 112, private("bo\u{7f}b", b"x"), INVALID).await;
     api_ok(
         &ts,
         "/group/create.json",
-        &[("userId", "alice"), ("userId", "bob"), ("groupId", "g"), ("groupName", "G")],
+        &[
+            ("userId", "alice"),
+            ("userId", "bob"),
+            ("groupId", "g"),
+            ("groupName", "G"),
+        ],
     )
     .await;
     send(&mut a, 113, group("g", &["bob", "\u{1}"], b"x"), INVALID).await;
     send(&mut a, 114, group("g", &["bob", &too_long], b"x"), INVALID).await;
     // The longest ids are fine, in any script.
     send(&mut a, 115, private(&"ü".repeat(64), b"x"), 0).await;
-    assert_eq!(ts.server.state().hub.rooms_size(0), (1, 1, 64), "nothing changed");
+    assert_eq!(
+        ts.server.state().hub.rooms_size(0),
+        (1, 1, 64),
+        "nothing changed"
+    );
 }

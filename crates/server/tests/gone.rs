@@ -10,8 +10,8 @@ use common::*;
 use rtc_core::proto::call_content::Body as CallBody;
 use rtc_core::proto::server_frame::Body as S;
 use rtc_core::proto::{
-    conversation_type, object_name, Accept, CallContent, Delivered, Hangup, Invite,
-    MediaSignal, SendMessage,
+    conversation_type, object_name, Accept, CallContent, Delivered, Hangup, Invite, MediaSignal,
+    SendMessage,
 };
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -148,26 +148,44 @@ async fn a_lost_callee_is_hung_up_for_with_7_after_the_grace() {
     let (mut a, b, mut b2) = one_to_one(&ts, "call-1").await;
     let t0 = Instant::now();
     drop(b); // TCP close, no close frame: a crashed renderer
-    // Nothing before the grace is over.
+             // Nothing before the grace is over.
     tokio::time::sleep(LOST - Duration::from_millis(200)).await;
     a.barrier(1).await;
     let (d, c) = expect(&mut a, object_name::HANGUP).await;
     assert!(t0.elapsed() >= LOST, "after the grace: {:?}", t0.elapsed());
-    assert!(t0.elapsed() < LOST + Duration::from_secs(2), "{:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() < LOST + Duration::from_secs(2),
+        "{:?}",
+        t0.elapsed()
+    );
     // As if bob's b1 had sent it.
     assert_eq!(
-        (&d.sender_user_id[..], &d.sender_device_id[..], d.conversation_type),
+        (
+            &d.sender_user_id[..],
+            &d.sender_device_id[..],
+            d.conversation_type
+        ),
         ("bob", "b1", conversation_type::PRIVATE)
     );
     assert_eq!((&d.target_id[..], &d.channel_id[..]), ("bob", ""));
     assert_eq!((d.sender_instance, d.client_seq), (0, 0));
-    assert_eq!((&c.call_id[..], &c.device_id[..], &c.platform[..]), ("call-1", "b1", "Server"));
+    assert_eq!(
+        (&c.call_id[..], &c.device_id[..], &c.platform[..]),
+        ("call-1", "b1", "Server")
+    );
     assert_eq!(reason(&c), 7);
     // bob's other device gets the copy, addressed like b1's messages.
     let (d2, c2) = expect(&mut b2, object_name::HANGUP).await;
-    assert_eq!((&d2.sender_device_id[..], &d2.target_id[..]), ("b1", "alice"));
+    assert_eq!(
+        (&d2.sender_device_id[..], &d2.target_id[..]),
+        ("b1", "alice")
+    );
     assert_eq!(reason(&c2), 7);
-    assert_eq!(ts.server.state().hub.rooms_size(0), (0, 0, 0), "the call is over");
+    assert_eq!(
+        ts.server.state().hub.rooms_size(0),
+        (0, 0, 0),
+        "the call is over"
+    );
     // A late message of alice's (crossing the hangup) does not bring it back.
     send_ok(&mut a, 2, call("a1", "bob", "call-1", media("bob"))).await;
     assert_eq!(ts.server.state().hub.rooms_size(0), (0, 0, 0));
@@ -179,7 +197,10 @@ async fn a_lost_callee_is_hung_up_for_with_7_after_the_grace() {
         .collect();
     assert_eq!(mine.len(), 1, "{replay:?}");
     assert_eq!(mine[0].sender_device_id, "b1");
-    assert_eq!(reason(&CallContent::from_bytes(&mine[0].content).unwrap()), 7);
+    assert_eq!(
+        reason(&CallContent::from_bytes(&mine[0].content).unwrap()),
+        7
+    );
 }
 
 #[tokio::test]
@@ -188,13 +209,12 @@ async fn a_clean_close_hangs_up_with_3_or_cancels_with_1_within_2_s() {
     let ts = TestServer::start().await;
     let (mut a, mut b, _b2) = one_to_one(&ts, "call-1").await;
     let t0 = Instant::now();
-    b.ws
-        .close(Some(CloseFrame {
-            code: CloseCode::Away,
-            reason: "".into(),
-        }))
-        .await
-        .unwrap();
+    b.ws.close(Some(CloseFrame {
+        code: CloseCode::Away,
+        reason: "".into(),
+    }))
+    .await
+    .unwrap();
     let (d, c) = expect(&mut a, object_name::HANGUP).await;
     assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
     assert_eq!((&d.sender_device_id[..], reason(&c)), ("b1", 3));
@@ -204,16 +224,18 @@ async fn a_clean_close_hangs_up_with_3_or_cancels_with_1_within_2_s() {
     send_ok(&mut a, 2, call("a1", "carol", "call-2", invite(&["carol"]))).await;
     expect(&mut carol, object_name::INVITE).await;
     let t0 = Instant::now();
-    a.ws
-        .close(Some(CloseFrame {
-            code: CloseCode::Normal,
-            reason: "".into(),
-        }))
-        .await
-        .unwrap();
+    a.ws.close(Some(CloseFrame {
+        code: CloseCode::Normal,
+        reason: "".into(),
+    }))
+    .await
+    .unwrap();
     let (d, c) = expect(&mut carol, object_name::HANGUP).await;
     assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
-    assert_eq!((&d.sender_user_id[..], &d.sender_device_id[..], reason(&c)), ("alice", "a1", 1));
+    assert_eq!(
+        (&d.sender_user_id[..], &d.sender_device_id[..], reason(&c)),
+        ("alice", "a1", 1)
+    );
     assert_eq!(ts.server.state().hub.rooms_size(0), (0, 0, 0));
 }
 
@@ -250,13 +272,34 @@ async fn a_group_call_goes_on_when_one_member_is_gone() {
     let mut a = ts.client("alice", "a1").await;
     let mut b = ts.client("bob", "b1").await;
     let mut c = ts.client("carol", "c1").await;
-    send_ok(&mut a, 1, gcall("a1", "g", &["bob", "carol"], "gc", invite(&["bob", "carol"]))).await;
+    send_ok(
+        &mut a,
+        1,
+        gcall(
+            "a1",
+            "g",
+            &["bob", "carol"],
+            "gc",
+            invite(&["bob", "carol"]),
+        ),
+    )
+    .await;
     expect(&mut b, object_name::INVITE).await;
     expect(&mut c, object_name::INVITE).await;
-    send_ok(&mut b, 1, gcall("b1", "g", &["alice", "carol"], "gc", accept())).await;
+    send_ok(
+        &mut b,
+        1,
+        gcall("b1", "g", &["alice", "carol"], "gc", accept()),
+    )
+    .await;
     expect(&mut a, object_name::ACCEPT).await;
     expect(&mut c, object_name::ACCEPT).await;
-    send_ok(&mut c, 1, gcall("c1", "g", &["alice", "bob"], "gc", accept())).await;
+    send_ok(
+        &mut c,
+        1,
+        gcall("c1", "g", &["alice", "bob"], "gc", accept()),
+    )
+    .await;
     expect(&mut a, object_name::ACCEPT).await;
     expect(&mut b, object_name::ACCEPT).await;
     drop(c);
@@ -268,7 +311,11 @@ async fn a_group_call_goes_on_when_one_member_is_gone() {
         );
         assert_eq!((&content.call_id[..], reason(&content)), ("gc", 7));
     }
-    assert_eq!(ts.server.state().hub.rooms_size(0), (1, 2, 0), "alice and bob go on");
+    assert_eq!(
+        ts.server.state().hub.rooms_size(0),
+        (1, 2, 0),
+        "alice and bob go on"
+    );
     send_ok(&mut a, 2, gcall("a1", "g", &["bob"], "gc", media("bob"))).await;
     expect(&mut b, object_name::MEDIA).await;
 }
@@ -296,7 +343,10 @@ async fn calls_that_survived_a_restart_are_learned_from_their_traffic() {
     // …and a member that is gone is hung up for.
     drop(a);
     let (d, c) = expect(&mut b, object_name::HANGUP).await;
-    assert_eq!((&d.sender_user_id[..], &d.sender_device_id[..], reason(&c)), ("alice", "a1", 7));
+    assert_eq!(
+        (&d.sender_user_id[..], &d.sender_device_id[..], reason(&c)),
+        ("alice", "a1", 7)
+    );
     assert_eq!(ts.server.state().hub.rooms_size(0), (0, 0, 0));
 }
 
