@@ -109,6 +109,10 @@ pub struct Config {
     pub metrics_token: Option<String>,
     /// On shutdown: how long open connections get to flush before they are dropped.
     pub shutdown_timeout: Duration,
+    /// A call member whose connections closed cleanly / were lost is hung up for after this
+    /// (defaults: [`crate::rooms::LEFT_GRACE`], [`crate::rooms::LOST_GRACE`]).
+    pub left_grace: Duration,
+    pub lost_grace: Duration,
     /// Binary only: log format.
     pub log_format: LogFormat,
 }
@@ -165,6 +169,8 @@ impl Config {
             metrics: true,
             metrics_token: None,
             shutdown_timeout: Duration::from_secs(10),
+            left_grace: crate::rooms::LEFT_GRACE,
+            lost_grace: crate::rooms::LOST_GRACE,
             log_format: LogFormat::Text,
         }
     }

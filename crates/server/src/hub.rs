@@ -55,6 +55,9 @@ pub const CODE_SERVER_UNAVAILABLE: i32 = 31003;
 pub const CODE_USER_BLOCKED: i32 = 31009;
 /// IMLib `RC_CONN_TOKEN_EXPIRED`.
 pub const CODE_TOKEN_EXPIRED: i32 = 31020;
+/// rcall: a call message for a call the sender is not a participant of (IMLib has no such
+/// code; 404-like so it cannot be mistaken for one of its codes).
+pub const CODE_NOT_IN_CALL: i32 = 40403;
 
 /// Live frames waiting to be written to one connection. A client that stops reading is
 /// disconnected (it can resume) rather than growing the server's memory.
@@ -284,6 +287,8 @@ pub enum RouteError {
     RejectedByBlacklist,
     #[error("the sender is not a member of the group")]
     NotInGroup,
+    #[error("the sender is not a participant of the call")]
+    NotInCall,
 }
 
 impl RouteError {
@@ -293,6 +298,7 @@ impl RouteError {
             RouteError::InvalidParameter(_) => CODE_INVALID_PARAMETER,
             RouteError::RejectedByBlacklist => CODE_REJECTED_BY_BLACKLIST,
             RouteError::NotInGroup => CODE_NOT_IN_GROUP,
+            RouteError::NotInCall => CODE_NOT_IN_CALL,
         }
     }
 }
@@ -359,6 +365,9 @@ pub struct Limits {
     pub window_ttl: Duration,
     pub window_max: usize,
     pub max_connections_per_app: usize,
+    /// Graces of a call member whose connections closed cleanly / were lost (see [`rooms`]).
+    pub left_grace: Duration,
+    pub lost_grace: Duration,
 }
 
 struct ConnSlot {
@@ -577,7 +586,7 @@ impl Hub {
                     clock: MonotonicMs::default(),
                     uids: UidGen::new(now),
                     max_issued: 0,
-                    rooms: Rooms::default(),
+                    rooms: Rooms::new(limits.left_grace, limits.lost_grace),
                 }),
             })
             .collect();
@@ -672,8 +681,7 @@ impl Hub {
             let id: Arc<str> = Arc::from(user_id);
             t.users.insert(id.clone(), UserState::new(id));
         }
-        t.rooms
-            .set_connected(user_id, device_id, true, Instant::now());
+        t.rooms.connected(user_id, device_id);
         let st = t.users.get_mut(user_id).expect("just inserted");
         // A client cannot claim to have seen more than the server ever issued.
         let ceiling = st.last_seq.max(floor).max(now_us());
@@ -795,7 +803,6 @@ impl Hub {
     /// Removes a closed connection and persists its device's cursor. `departure` says how the
     /// connection ended, which decides how soon a device that is gone leaves its call.
     pub fn unregister(&self, app: AppId, user_id: &str, conn_id: ConnId, departure: Departure) {
-        let _ = departure; // (issue 10: used by the rooms' gone-participant detection)
         let shard = &self.apps[app];
         let mut t = self.table(app);
         let Some(st) = t.users.get_mut(user_id) else {
@@ -823,9 +830,11 @@ impl Hub {
         if st.idle() {
             t.users.remove(user_id);
         }
-        if device_gone {
+        // A shutdown does not end calls: they go on and are learned again after the restart.
+        if device_gone && !self.closing.load(Ordering::SeqCst) {
+            let user: Arc<str> = Arc::from(user_id);
             t.rooms
-                .set_connected(user_id, &slot.device, false, Instant::now());
+                .disconnected(&user, &slot.device, departure, Instant::now());
         }
     }
 
@@ -882,6 +891,13 @@ impl Hub {
         if msg.target_id.is_empty() {
             return Err(RouteError::InvalidParameter("empty target id"));
         }
+        let bad_id = match msg.conversation_type {
+            conversation_type::PRIVATE => !rooms::valid_user_id(&msg.target_id),
+            _ => !msg.directional_user_ids.iter().all(|u| rooms::valid_user_id(u)),
+        };
+        if bad_id {
+            return Err(RouteError::InvalidParameter("invalid user id"));
+        }
         if msg.message_type.is_empty() {
             return Err(RouteError::InvalidParameter("empty message type"));
         }
@@ -906,8 +922,9 @@ impl Hub {
         }
         // The sender's own devices are served below, with the original target id.
         recipients.retain(|u| *u != &*from.user_id);
-        // Decoded outside the lock; only invites, accepts and hangups are.
-        let membership = rooms::change_of(&msg.message_type, &msg.content);
+        // Decoded outside the lock.
+        let call_msg = rooms::parse(&msg.message_type, &msg.content)
+            .map_err(RouteError::InvalidParameter)?;
 
         let shard = &self.apps[from.app];
         let mut guard = self.table(from.app);
@@ -937,11 +954,18 @@ impl Hub {
         }
 
         let now = now_ms();
-        let sent_time = t.clock.next(now);
-        if let Some(change) = membership {
+        if let Some(call_msg) = &call_msg {
+            let route = rooms::route_of(msg.conversation_type, &msg.target_id, &msg.channel_id);
             t.rooms
-                .apply(&from.user_id, &from.device_id, change, sent_time);
+                .admit(&from.user_id, &from.device_id, call_msg, &route, &recipients, now)
+                .map_err(|r| match r {
+                    rooms::Refusal::NotInCall => RouteError::NotInCall,
+                    rooms::Refusal::TooManyInvitees => {
+                        RouteError::InvalidParameter("too many invitees")
+                    }
+                })?;
         }
+        let sent_time = t.clock.next(now);
         let message_uid = t.uids.next_uid();
         let accepted = Instant::now();
         let floor = self.seq_floor.load(Ordering::Relaxed);
@@ -995,9 +1019,87 @@ impl Hub {
         })
     }
 
-    /// The devices of `user_id` that are in a call (see [`crate::rooms`]).
-    pub fn joined_user_info(&self, app: AppId, user_id: &str) -> Vec<JoinedDevice> {
-        self.table(app).rooms.of(user_id, Instant::now())
+    /// The devices of `user_id` that are in a call, as `asker` may see them (see
+    /// [`crate::rooms`]).
+    pub fn joined_user_info(&self, app: AppId, asker: &str, user_id: &str) -> Vec<JoinedDevice> {
+        self.table(app).rooms.of(asker, user_id)
+    }
+
+    /// (calls, member devices, ringing users) the rooms of `app` hold (tests).
+    pub fn rooms_size(&self, app: AppId) -> (usize, usize, usize) {
+        self.table(app).rooms.size()
+    }
+
+    /// Ends the calls of devices whose grace is over: sends each one's `RC:VCHangup` (the
+    /// server's timer, every [`crate::GRACE_TICK`]).
+    pub fn end_gone_participants(&self) {
+        let now = Instant::now();
+        for app in 0..self.apps.len() {
+            let mut guard = self.table(app);
+            if !guard.rooms.has_graces() {
+                continue;
+            }
+            let t = &mut *guard;
+            for ended in t.rooms.due(now) {
+                tracing::info!(
+                    user_id = &*ended.user,
+                    device_id = &*ended.device,
+                    reason = ended.reason,
+                    "participant gone; hanging up for it"
+                );
+                self.hang_up_for(app, t, ended);
+            }
+        }
+    }
+
+    /// Routes the server-made hangup of a gone device like a message that device sent, but to
+    /// every device of its user, itself included (it learns on reconnect that its
+    /// participation ended).
+    fn hang_up_for(&self, app: AppId, t: &mut Table, e: rooms::Ended) {
+        let content = rtc_core::proto::CallContent {
+            platform: "Server".into(),
+            device_id: e.device.to_string(),
+            call_id: e.call_id,
+            user: e.profile,
+            body: Some(rtc_core::proto::call_content::Body::Hangup(
+                rtc_core::proto::Hangup { reason: e.reason },
+            )),
+        };
+        let sent_time = t.clock.next(now_ms());
+        let mut template = Delivered {
+            seq: 0,
+            message_uid: t.uids.next_uid(),
+            sender_user_id: e.user.to_string(),
+            sender_device_id: e.device.to_string(),
+            conversation_type: e.route.conversation_type,
+            target_id: match e.route.conversation_type {
+                conversation_type::PRIVATE => e.user.to_string(),
+                _ => e.route.target_id.clone(),
+            },
+            channel_id: e.route.channel_id,
+            message_type: rtc_core::proto::object_name::HANGUP.to_owned(),
+            content: content.to_bytes(),
+            sent_time,
+            offline: false,
+            sender_instance: 0,
+            client_seq: 0,
+        };
+        let mut ctx = DeliverCtx {
+            hub: self,
+            shard: &self.apps[app],
+            sent_time,
+            accepted: Instant::now(),
+            floor: self.seq_floor.load(Ordering::Relaxed),
+            delivered_to: 0,
+            max_issued: t.max_issued,
+        };
+        for user in &e.recipients {
+            ctx.deliver(&mut t.users, user, &mut template, None);
+        }
+        template.target_id = e.route.target_id;
+        ctx.deliver(&mut t.users, &e.user, &mut template, None);
+        t.max_issued = ctx.max_issued;
+        Metrics::inc(&self.metrics.messages_routed);
     }
 
     // ---- operator actions ---------------------------------------------------------------
@@ -1151,7 +1253,6 @@ impl Hub {
                 !st.idle()
             });
             t.policy.blocks.retain(|_, until| *until > now_ms);
-            t.rooms.sweep(now);
         }
         max
     }

@@ -59,6 +59,8 @@ pub use store::Store;
 
 /// How often windows, expired offline messages and blocks are swept, and the seq floor saved.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
+/// How often call members' graces are checked: their hangups go out at most this late.
+pub const GRACE_TICK: Duration = Duration::from_millis(100);
 
 /// Shared by every request and connection.
 pub struct AppState {
@@ -178,6 +180,8 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<RunningServe
         window_ttl: config.resume_window,
         window_max: config.resume_window_messages,
         max_connections_per_app: config.max_connections_per_app,
+        left_grace: config.left_grace,
+        lost_grace: config.lost_grace,
     };
     let apps: Vec<(String, String)> = config
         .apps()
@@ -202,6 +206,7 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<RunningServe
     });
     let app = router(state.clone());
     tokio::spawn(sweeper(state.clone()));
+    tokio::spawn(grace_timer(state.clone()));
     let st = state.clone();
     let task = tokio::spawn(async move {
         // Signalling frames are small and latency-bound: no Nagle delay.
@@ -234,6 +239,19 @@ async fn sweeper(state: Arc<AppState>) {
         if let Err(e) = state.store.sweep(clock::now_ms(), cursor_ttl).await {
             tracing::error!(error = %e, "database sweep failed");
         }
+    }
+}
+
+/// Hangs up for call members gone longer than their grace, until shutdown.
+async fn grace_timer(state: Arc<AppState>) {
+    let mut tick = tokio::time::interval(GRACE_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        state.hub.end_gone_participants();
     }
 }
 

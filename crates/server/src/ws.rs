@@ -502,12 +502,12 @@ async fn serve_loop(state: &AppState, ws: &mut WebSocket, outbox: &Outbox, origi
     let mut batch: Vec<Outgoing> = Vec::new();
     // No more reading: the outbox is closed; flush it and close the socket.
     let mut draining = false;
-    let stop_reading = |draining: &mut bool| {
+    let stop_reading = |draining: &mut bool, departure: Departure| {
         *draining = true;
         // Leave the routing table first so nothing new is queued, then drain.
         state
             .hub
-            .unregister(origin.app, &origin.user_id, origin.conn_id, Departure::Lost);
+            .unregister(origin.app, &origin.user_id, origin.conn_id, departure);
         outbox.close();
     };
     loop {
@@ -565,8 +565,9 @@ async fn serve_loop(state: &AppState, ws: &mut WebSocket, outbox: &Outbox, origi
                 let mut msg = msg;
                 let mut handled = 0;
                 loop {
+                    let departure = departure_of(&msg);
                     if !on_inbound(state, origin, outbox, msg, max, &mut limiter) {
-                        stop_reading(&mut draining);
+                        stop_reading(&mut draining, departure);
                         break;
                     }
                     handled += 1;
@@ -581,6 +582,18 @@ async fn serve_loop(state: &AppState, ws: &mut WebSocket, outbox: &Outbox, origi
                 }
             }
         }
+    }
+}
+
+/// A close frame 1000/1001 means the client meant to go (`disconnect()`, a closed tab).
+fn departure_of(msg: &Option<Result<Message, axum::Error>>) -> Departure {
+    match msg {
+        Some(Ok(Message::Close(Some(f))))
+            if f.code == close_code::NORMAL || f.code == close_code::GOING_AWAY =>
+        {
+            Departure::Left
+        }
+        _ => Departure::Lost,
     }
 }
 
@@ -717,7 +730,8 @@ fn handle_frame(
             let (code, devices) = if q.user_id.is_empty() {
                 (CODE_INVALID_PARAMETER, Vec::new())
             } else {
-                (0, state.hub.joined_user_info(origin.app, &q.user_id))
+                let hub = &state.hub;
+                (0, hub.joined_user_info(origin.app, &origin.user_id, &q.user_id))
             };
             Reply::Frame(Body::JoinedUserInfo(JoinedUserInfo {
                 request_id: q.request_id,

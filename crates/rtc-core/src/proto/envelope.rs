@@ -46,10 +46,15 @@
 //!   (`/user/block.json`), 31003 server unavailable (the app's connection cap is reached),
 //!   33003 invalid parameter (device id longer than 128 characters), 34001 already
 //!   authenticated.
-//! - `SendResult.code`: 0 accepted, 33003 invalid parameter, 405 the PRIVATE target has
-//!   blacklisted the sender (nothing delivered), 22406 GROUP message from a user who is not a
+//! - `SendResult.code`: 0 accepted, 33003 invalid parameter (also: a PRIVATE target, group
+//!   recipient or invitee id that is empty, longer than 64 characters or contains a control
+//!   character; an invite that would leave more than 64 users ringing; a call message whose
+//!   `CallContent` body is not of its `message_type`), 405 the PRIVATE target
+//!   has blacklisted the sender (nothing delivered), 22406 GROUP message from a user who is not a
 //!   member of the group (or the group does not exist), 20604 sending too fast (this connection
-//!   went over its rate limit; nothing delivered, retry later). GROUP messages go only to
+//!   went over its rate limit; nothing delivered, retry later), 40403 not in call (rcall: a
+//!   call message for a call the server knows, from a user who is not one of its participants;
+//!   nothing delivered). GROUP messages go only to
 //!   `directional_user_ids` that are members of the group; members who blacklisted the sender
 //!   are skipped silently (the send still succeeds).
 //! - `ErrorFrame.code` (the server closes the connection right after it): see [`error_code`];
@@ -258,9 +263,10 @@ pub struct GetJoinedUserInfo {
 
 /// Answer to [`GetJoinedUserInfo`]: one entry per device of the user that is in a call.
 ///
-/// rcall has no media server rooms: the server follows the invites, accepts and hangups it
-/// routes (rules in rcall-server's `rooms` module: one call per device, a call with one
-/// participant left is over, a disconnected device stays listed for 60 s).
+/// rcall has no media server rooms: the server follows the call messages it routes (rules in
+/// rcall-server's `rooms` module). Call and device ids are only told to the user itself and to
+/// participants of the same call; anyone else gets one entry per device in a call with empty
+/// `device_id` and `call_id` (and the real `join_time`).
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct JoinedUserInfo {
     #[prost(uint32, tag = "1")]
