@@ -928,6 +928,43 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn tickets_follow_the_queue_and_commit_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("t.db")).unwrap();
+        let (app, user): (Arc<str>, Arc<str>) = ("app".into(), "bob".into());
+        let t1 = s.store_offline(
+            app.clone(),
+            user.clone(),
+            1,
+            None,
+            1,
+            i64::MAX,
+            bytes::Bytes::from_static(b"x"),
+            10,
+            Some(SenderSeq {
+                user: "alice".into(),
+                device: "a1".into(),
+                instance: 5,
+                client_seq: 3,
+            }),
+        );
+        let t2 = s.save_nonce(app.clone(), "n".into(), i64::MAX);
+        assert!(t2 > t1 && t1 > 0);
+        tokio::time::timeout(std::time::Duration::from_secs(5), s.wait_committed(t2))
+            .await
+            .expect("committed");
+        assert!(s.committed() >= t2);
+        let (v, read) = s
+            .accepted_upto(app.clone(), "alice".into(), "a1".into(), 5)
+            .await
+            .unwrap();
+        assert_eq!(v, 3);
+        assert!(read > t2);
+        assert_eq!(s.load_nonces(0).await.unwrap().len(), 1);
+        s.close().await;
+    }
+
+    #[tokio::test]
     async fn offline_queue_is_capped_ordered_and_expires() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(&dir.path().join("t.db")).unwrap();

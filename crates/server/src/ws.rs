@@ -879,6 +879,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_clean_close_is_left_anything_else_lost() {
+        let close = |code| {
+            Some(Ok(Message::Close(Some(CloseFrame {
+                code,
+                reason: "".into(),
+            }))))
+        };
+        let departure = |m| match classify(m, 100) {
+            Inbound::Closed(d) => d,
+            _ => panic!("not a close"),
+        };
+        assert_eq!(departure(close(1000)), Departure::Left);
+        assert_eq!(departure(close(1001)), Departure::Left);
+        assert_eq!(departure(close(4000)), Departure::Lost);
+        assert_eq!(departure(Some(Ok(Message::Close(None)))), Departure::Lost);
+        assert_eq!(departure(None), Departure::Lost);
+    }
+
+    #[test]
     fn rate_limiter_refuses_then_closes_and_recovers() {
         let t0 = Instant::now();
         let mut r = RateLimiter::new(10, 5);
