@@ -850,13 +850,17 @@ impl Hub {
         let device = dev.id.clone();
         let mut ticket = 0;
         if instance != 0 {
-            let rec = dev.instance_mut(instance);
-            if stored.0 >= rec.upto {
+            let (upto, t) = dev
+                .instance(instance)
+                .map_or((0, 0), |r| (r.upto, r.ticket));
+            // A record only when there is something to remember (idle connections stay small).
+            if stored.0 > upto {
+                let rec = dev.instance_mut(instance);
                 rec.upto = stored.0;
                 rec.ticket = rec.ticket.max(stored.1);
             }
-            auth_ok.accepted_upto = rec.upto;
-            ticket = rec.ticket;
+            auth_ok.accepted_upto = upto.max(stored.0);
+            ticket = t.max(stored.1);
         }
         let auth_ok = encode_body(&Body::AuthResult(auth_ok));
         let _ = outbox.push(Outgoing::confirming(auth_ok, ticket, &self.store), false);
