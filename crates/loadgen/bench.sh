@@ -42,7 +42,7 @@ ulimit -n 20000 2>/dev/null || true
 # rcall-server: production defaults except a per-connection rate limit above the offered
 # per-connection rate (the default 100/s would refuse the benchmark's own traffic).
 RUST_LOG=warn nice -n "$NICE" taskset -c "$SERVER_CPU" "$BIN/rcall-server" --listen 127.0.0.1:0 --db "$TMP/bench.db" \
-    --app-key bench-app --app-secret bench-secret --sdk-dir "$TMP" --web-dir "$TMP" \
+    --app-key bench-app --app-secret bench-secret-0123456789 --sdk-dir "$TMP" --web-dir "$TMP" \
     --rate-limit-per-sec 5000 --rate-limit-burst 10000 >"$TMP/rcall.out" 2>"$TMP/rcall.err" &
 RCALL_PID=$!
 PIDS+=("$RCALL_PID")
@@ -50,7 +50,7 @@ for _ in $(seq 100); do grep -q 'listening on' "$TMP/rcall.out" 2>/dev/null && b
 RCALL_ADDR=$(sed -n 's#^rcall-server listening on http://##p' "$TMP/rcall.out")
 [ -n "$RCALL_ADDR" ] || { cat "$TMP/rcall.err" >&2; exit 1; }
 
-ARGS=(--rcall "ws://$RCALL_ADDR/ws" --rcall-pid "$RCALL_PID" --app-key bench-app --app-secret bench-secret)
+ARGS=(--rcall "ws://$RCALL_ADDR/ws" --rcall-pid "$RCALL_PID" --app-key bench-app --app-secret bench-secret-0123456789)
 
 if [ "${SKIP_PEERJS:-0}" != 1 ]; then
     if [ ! -x "$PEER_DIR/node_modules/.bin/peerjs" ]; then

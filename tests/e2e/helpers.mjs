@@ -18,7 +18,7 @@ export const SERVER_BIN = process.env.RCALL_SERVER_BIN || path.join(ROOT, 'targe
 export const OUT_DIR = path.join(ROOT, 'tests/out');
 
 export const APP_KEY = 'e2e-app-key';
-export const APP_SECRET = 'e2e-app-secret';
+export const APP_SECRET = 'e2e-app-secret-0123456789';
 
 // CallLib constants (spec A.8 / E), used to check the values the SDK exposes too.
 export const SUCCESS = 10000;

@@ -23,6 +23,57 @@ pub const DEV_APP_SECRET: &str = "rcall-dev-secret";
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 64 * 1024;
 /// Default time a new connection has to send `Authenticate`.
 pub const DEFAULT_AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Shortest app secret accepted outside `--dev`: a shorter one can be brute-forced from one
+/// token (HMAC-SHA256 over a known payload), which hands out tokens for every user.
+pub const MIN_APP_SECRET_BYTES: usize = 16;
+/// Default time a client has to send a complete HTTP request head, which is also how long an
+/// idle keep-alive connection stays open (hyper starts the timer as soon as the connection waits
+/// for a head): a slowloris client holding half-sent requests is cut after this, while a real
+/// browser sends its head in one packet.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default cap on connections that have not authenticated yet (plain HTTP, or WebSocket before
+/// its `AuthResult`), server-wide: each holds a file descriptor and buffers, and nothing proves
+/// it belongs to a user. Past it new connections are closed at accept, so authenticated users
+/// and the file-descriptor limit are never starved by anonymous ones.
+pub const DEFAULT_MAX_UNAUTHENTICATED: usize = 8192;
+/// Default cap on not-yet-authenticated connections from one source IP: a single host cannot
+/// take the whole [`DEFAULT_MAX_UNAUTHENTICATED`] budget. A browser opens a handful at once;
+/// a NAT of many users rarely has more than this mid-handshake at the same moment.
+pub const DEFAULT_MAX_UNAUTHENTICATED_PER_IP: usize = 256;
+/// Default largest frame before `Authenticate` succeeded: a token (~200 bytes) and a device id
+/// (≤ 128 characters) fit many times over, while an anonymous client can no longer make the
+/// server buffer a post-auth-sized frame (the transport cuts a connection past this).
+pub const DEFAULT_PRE_AUTH_FRAME_BYTES: usize = 4 * 1024;
+/// Default cap on one user's authenticated connections (all devices): every connection of a
+/// user gets a copy of what the user sends (fan-out grows with the square of the count), and
+/// each replays the user's stored messages; real users have a few tabs and devices.
+pub const DEFAULT_MAX_CONNECTIONS_PER_USER: usize = 16;
+/// Default cap on one device's connections (tabs/reloads of one device id in flight).
+pub const DEFAULT_MAX_CONNECTIONS_PER_DEVICE: usize = 4;
+/// Default sustained frames per second one user may send over all its connections (shared
+/// token bucket): more sockets no longer multiply a user's rate. Two busy calls' signalling is
+/// well under this.
+pub const DEFAULT_USER_RATE_PER_SEC: u32 = 200;
+/// Default burst of the per-user token bucket.
+pub const DEFAULT_USER_RATE_BURST: u32 = 400;
+/// Default messages replayed per page at connect: the next page is read from SQLite only once
+/// the previous one was written to the socket, so a connection costs at most a page (at most
+/// [`crate::ws::REPLAY_PAGE_BYTES`] of payload) however much is stored for it.
+pub const DEFAULT_REPLAY_PAGE_MESSAGES: usize = 64;
+/// Default messages one sender may get stored for *other* users (offline copies) per
+/// [`DEFAULT_OFFLINE_QUOTA_WINDOW`]: ringing a few offline users is a handful of messages;
+/// spraying random user ids to fill the disk is refused past this.
+pub const DEFAULT_OFFLINE_QUOTA_PER_SENDER: u32 = 1000;
+/// Window of the per-sender offline quota.
+pub const DEFAULT_OFFLINE_QUOTA_WINDOW: Duration = Duration::from_secs(3600);
+/// Default cap on the payload bytes of all stored offline messages (the disk the store may
+/// take): past it nothing more is stored (senders get `SendResult` 40508) until messages are
+/// acked or expire.
+pub const DEFAULT_OFFLINE_MAX_BYTES: u64 = 1 << 30;
+/// Default cap on database writes waiting for the SQLite thread: past it messages that need a
+/// stored copy are refused (`SendResult` 40509) instead of queueing memory without bound;
+/// live delivery goes on.
+pub const DEFAULT_STORE_QUEUE_MAX: usize = 20_000;
 
 /// One app (tenant) the server serves. Apps never see each other's users, groups or messages.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
@@ -102,11 +153,39 @@ pub struct Config {
     pub turn_ttl: Duration,
     /// STUN server URLs handed to clients (no credentials).
     pub stun_urls: Vec<String>,
-    /// Serve Prometheus metrics at `GET /metrics`.
+    /// Serve Prometheus metrics at `GET /metrics` (without a token: to loopback peers only).
     pub metrics: bool,
     /// When set, `GET /metrics` requires `Authorization: Bearer <token>` (metrics reveal app
-    /// keys and traffic; a public deployment should not hand them to anyone).
+    /// keys and traffic; a public deployment should not hand them to anyone). When unset,
+    /// `/metrics` answers only peers on a loopback address (403 otherwise).
     pub metrics_token: Option<String>,
+    /// Time to send a complete HTTP request head; also the keep-alive idle timeout
+    /// ([`DEFAULT_HEADER_READ_TIMEOUT`]).
+    pub header_read_timeout: Duration,
+    /// Not-yet-authenticated connections, server-wide ([`DEFAULT_MAX_UNAUTHENTICATED`]).
+    pub max_unauthenticated: usize,
+    /// Not-yet-authenticated connections per source IP ([`DEFAULT_MAX_UNAUTHENTICATED_PER_IP`]).
+    pub max_unauthenticated_per_ip: usize,
+    /// Largest frame before authentication ([`DEFAULT_PRE_AUTH_FRAME_BYTES`]).
+    pub pre_auth_frame_bytes: usize,
+    /// Authenticated connections per user, all devices (31003 past it;
+    /// [`DEFAULT_MAX_CONNECTIONS_PER_USER`]).
+    pub max_connections_per_user: usize,
+    /// Authenticated connections per device (31003; [`DEFAULT_MAX_CONNECTIONS_PER_DEVICE`]).
+    pub max_connections_per_device: usize,
+    /// Sustained messages per second per user over all its connections (20604 past it).
+    pub user_rate_per_sec: u32,
+    /// Burst of the per-user bucket.
+    pub user_rate_burst: u32,
+    /// Stored messages replayed per page ([`DEFAULT_REPLAY_PAGE_MESSAGES`]).
+    pub replay_page_messages: usize,
+    /// Messages one sender may get stored for others per `offline_quota_window` (40507).
+    pub offline_quota_per_sender: u32,
+    pub offline_quota_window: Duration,
+    /// Payload bytes of all stored messages (40508 past it; [`DEFAULT_OFFLINE_MAX_BYTES`]).
+    pub offline_max_bytes: u64,
+    /// Database writes waiting at most (40509 past it; [`DEFAULT_STORE_QUEUE_MAX`]).
+    pub store_queue_max: usize,
     /// On shutdown: how long open connections get to flush before they are dropped.
     pub shutdown_timeout: Duration,
     /// A call member whose connections closed cleanly / were lost is hung up for after this
@@ -172,6 +251,19 @@ impl Config {
             stun_urls: Vec::new(),
             metrics: true,
             metrics_token: None,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            max_unauthenticated: DEFAULT_MAX_UNAUTHENTICATED,
+            max_unauthenticated_per_ip: DEFAULT_MAX_UNAUTHENTICATED_PER_IP,
+            pre_auth_frame_bytes: DEFAULT_PRE_AUTH_FRAME_BYTES,
+            max_connections_per_user: DEFAULT_MAX_CONNECTIONS_PER_USER,
+            max_connections_per_device: DEFAULT_MAX_CONNECTIONS_PER_DEVICE,
+            user_rate_per_sec: DEFAULT_USER_RATE_PER_SEC,
+            user_rate_burst: DEFAULT_USER_RATE_BURST,
+            replay_page_messages: DEFAULT_REPLAY_PAGE_MESSAGES,
+            offline_quota_per_sender: DEFAULT_OFFLINE_QUOTA_PER_SENDER,
+            offline_quota_window: DEFAULT_OFFLINE_QUOTA_WINDOW,
+            offline_max_bytes: DEFAULT_OFFLINE_MAX_BYTES,
+            store_queue_max: DEFAULT_STORE_QUEUE_MAX,
             shutdown_timeout: Duration::from_secs(10),
             left_grace: crate::rooms::LEFT_GRACE,
             lost_grace: crate::rooms::LOST_GRACE,
@@ -200,6 +292,16 @@ impl Config {
             return Err(ConfigError::MissingAppSecret);
         }
         let apps = self.apps();
+        if !self.dev {
+            if let Some(a) = apps.iter().find(|a| a.secret.len() < MIN_APP_SECRET_BYTES) {
+                return Err(ConfigError::Invalid(format!(
+                    "the secret of app {:?} is {} bytes; at least {MIN_APP_SECRET_BYTES} are \
+                     required outside --dev (a short secret can be guessed from one token)",
+                    a.key,
+                    a.secret.len()
+                )));
+            }
+        }
         for (i, a) in apps.iter().enumerate() {
             if a.key.is_empty() || a.secret.is_empty() {
                 return Err(ConfigError::Invalid(
@@ -224,6 +326,20 @@ impl Config {
         if !self.turn_urls.is_empty() && self.turn_secret.as_deref().unwrap_or("").is_empty() {
             return Err(ConfigError::Invalid(
                 "TURN URLs need a TURN secret (--turn-secret / RCALL_TURN_SECRET)".into(),
+            ));
+        }
+        if self.max_connections_per_user == 0
+            || self.max_connections_per_device == 0
+            || self.user_rate_per_sec == 0
+            || self.user_rate_burst == 0
+            || self.replay_page_messages == 0
+            || self.pre_auth_frame_bytes == 0
+            || self.header_read_timeout.is_zero()
+        {
+            return Err(ConfigError::Invalid(
+                "connection caps, user rate, replay page, pre-auth frame size and header \
+                 timeout must be > 0"
+                    .into(),
             ));
         }
         if self.ping_interval.is_zero() || self.dead_after <= self.ping_interval {
@@ -297,6 +413,19 @@ pub struct FileConfig {
     pub metrics_token: Option<String>,
     pub shutdown_timeout_secs: Option<u64>,
     pub log_format: Option<String>,
+    pub header_read_timeout_secs: Option<u64>,
+    pub max_unauthenticated: Option<usize>,
+    pub max_unauthenticated_per_ip: Option<usize>,
+    pub pre_auth_frame_bytes: Option<usize>,
+    pub max_connections_per_user: Option<usize>,
+    pub max_connections_per_device: Option<usize>,
+    pub user_rate_per_sec: Option<u32>,
+    pub user_rate_burst: Option<u32>,
+    pub replay_page_messages: Option<usize>,
+    pub offline_quota_per_sender: Option<u32>,
+    pub offline_quota_window_secs: Option<u64>,
+    pub offline_max_bytes: Option<u64>,
+    pub store_queue_max: Option<usize>,
     #[serde(default)]
     pub apps: Vec<AppCredentials>,
 }
@@ -409,6 +538,40 @@ pub struct Cli {
     /// RUST_LOG (default info)
     #[arg(long)]
     pub log_format: Option<String>,
+    /// Seconds to send a complete HTTP request head; also the keep-alive idle timeout
+    /// [default: 10] [env: RCALL_HEADER_READ_TIMEOUT_SECS]
+    #[arg(long)]
+    pub header_read_timeout_secs: Option<u64>,
+    /// Connections not authenticated yet, server-wide [default: 8192]
+    /// [env: RCALL_MAX_UNAUTHENTICATED]
+    #[arg(long)]
+    pub max_unauthenticated: Option<usize>,
+    /// Connections not authenticated yet per source IP [default: 256]
+    /// [env: RCALL_MAX_UNAUTHENTICATED_PER_IP]
+    #[arg(long)]
+    pub max_unauthenticated_per_ip: Option<usize>,
+    /// Authenticated connections per user (all devices) [default: 16]
+    /// [env: RCALL_MAX_CONNECTIONS_PER_USER]
+    #[arg(long)]
+    pub max_connections_per_user: Option<usize>,
+    /// Authenticated connections per device [default: 4] [env: RCALL_MAX_CONNECTIONS_PER_DEVICE]
+    #[arg(long)]
+    pub max_connections_per_device: Option<usize>,
+    /// Messages per second one user may send over all its connections [default: 200]
+    /// [env: RCALL_USER_RATE_PER_SEC]
+    #[arg(long)]
+    pub user_rate_per_sec: Option<u32>,
+    /// Burst of one user's messages [default: 400] [env: RCALL_USER_RATE_BURST]
+    #[arg(long)]
+    pub user_rate_burst: Option<u32>,
+    /// Messages one sender may get stored for offline users per hour [default: 1000]
+    /// [env: RCALL_OFFLINE_QUOTA_PER_SENDER]
+    #[arg(long)]
+    pub offline_quota_per_sender: Option<u32>,
+    /// Payload bytes of all stored offline messages [default: 1073741824 (1 GiB)]
+    /// [env: RCALL_OFFLINE_MAX_BYTES]
+    #[arg(long)]
+    pub offline_max_bytes: Option<u64>,
     /// Ping a connection silent this long, ms (tests) [env: RCALL_PING_INTERVAL_MS]
     #[arg(long, hide = true)]
     pub ping_interval_ms: Option<u64>,
@@ -643,6 +806,81 @@ impl Cli {
         ) {
             c.shutdown_timeout = secs(v);
         }
+        if let Some(v) = layer!(
+            self.header_read_timeout_secs,
+            "RCALL_HEADER_READ_TIMEOUT_SECS",
+            file.header_read_timeout_secs
+        ) {
+            c.header_read_timeout = secs(v);
+        }
+        if let Some(v) = layer!(
+            self.max_unauthenticated,
+            "RCALL_MAX_UNAUTHENTICATED",
+            file.max_unauthenticated
+        ) {
+            c.max_unauthenticated = v;
+        }
+        if let Some(v) = layer!(
+            self.max_unauthenticated_per_ip,
+            "RCALL_MAX_UNAUTHENTICATED_PER_IP",
+            file.max_unauthenticated_per_ip
+        ) {
+            c.max_unauthenticated_per_ip = v;
+        }
+        if let Some(v) = file.pre_auth_frame_bytes {
+            c.pre_auth_frame_bytes = v;
+        }
+        if let Some(v) = layer!(
+            self.max_connections_per_user,
+            "RCALL_MAX_CONNECTIONS_PER_USER",
+            file.max_connections_per_user
+        ) {
+            c.max_connections_per_user = v;
+        }
+        if let Some(v) = layer!(
+            self.max_connections_per_device,
+            "RCALL_MAX_CONNECTIONS_PER_DEVICE",
+            file.max_connections_per_device
+        ) {
+            c.max_connections_per_device = v;
+        }
+        if let Some(v) = layer!(
+            self.user_rate_per_sec,
+            "RCALL_USER_RATE_PER_SEC",
+            file.user_rate_per_sec
+        ) {
+            c.user_rate_per_sec = v;
+        }
+        if let Some(v) = layer!(
+            self.user_rate_burst,
+            "RCALL_USER_RATE_BURST",
+            file.user_rate_burst
+        ) {
+            c.user_rate_burst = v;
+        }
+        if let Some(v) = file.replay_page_messages {
+            c.replay_page_messages = v;
+        }
+        if let Some(v) = layer!(
+            self.offline_quota_per_sender,
+            "RCALL_OFFLINE_QUOTA_PER_SENDER",
+            file.offline_quota_per_sender
+        ) {
+            c.offline_quota_per_sender = v;
+        }
+        if let Some(v) = file.offline_quota_window_secs {
+            c.offline_quota_window = secs(v);
+        }
+        if let Some(v) = layer!(
+            self.offline_max_bytes,
+            "RCALL_OFFLINE_MAX_BYTES",
+            file.offline_max_bytes
+        ) {
+            c.offline_max_bytes = v;
+        }
+        if let Some(v) = file.store_queue_max {
+            c.store_queue_max = v;
+        }
         if let Some(v) = layer!(self.ping_interval_ms, "RCALL_PING_INTERVAL_MS", None) {
             c.ping_interval = Duration::from_millis(v);
         }
@@ -705,7 +943,7 @@ mod tests {
             "--app-key",
             "k",
             "--app-secret",
-            "s",
+            "sixteen-byte-secret",
             "--listen",
             "127.0.0.1:0",
         ])
@@ -750,7 +988,7 @@ mod tests {
             &path,
             r#"
 app_key = "file-key"
-app_secret = "file-secret"
+app_secret = "file-secret-0123456789"
 listen = "127.0.0.1:7000"
 offline_max_per_user = 5
 turn_urls = ["turn:127.0.0.1:3478"]
@@ -758,7 +996,7 @@ turn_secret = "file-turn"
 log_format = "json"
 [[apps]]
 key = "second"
-secret = "second-secret"
+secret = "second-secret-0123456789"
 "#,
         )
         .unwrap();
@@ -800,6 +1038,24 @@ secret = "second-secret"
             build(&["--config", path.to_str().unwrap(), "--dev"]).unwrap_err(),
             ConfigError::Invalid(_)
         ));
+    }
+
+    #[test]
+    fn short_secrets_are_refused_outside_dev() {
+        let err = build(&["--app-key", "k", "--app-secret", "fifteen-bytes!!"]).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::Invalid(m) if m.contains("at least 16")),
+            "{err}"
+        );
+        assert!(build(&["--app-key", "k", "--app-secret", "sixteen-bytes!!!"]).is_ok());
+        // --dev keeps short secrets (and the well-known dev secret) working.
+        assert!(build(&["--dev", "--app-key", "k", "--app-secret", "s"]).is_ok());
+        let mut c = Config::new("k", "0123456789abcdef");
+        c.extra_apps.push(AppCredentials {
+            key: "k2".into(),
+            secret: "short".into(),
+        });
+        assert!(c.validate().is_err());
     }
 
     #[test]

@@ -68,6 +68,14 @@ pub const CODE_TOKEN_EXPIRED: i32 = 31020;
 /// rcall: a call message for a call the sender is not a participant of (IMLib has no such
 /// code; 404-like so it cannot be mistaken for one of its codes).
 pub const CODE_NOT_IN_CALL: i32 = 40403;
+/// rcall: the message needs a stored copy for an offline recipient and the sender used up its
+/// quota of messages stored for others in the current window (nothing delivered).
+pub const CODE_OFFLINE_QUOTA: i32 = 40507;
+/// rcall: the byte quota of all stored offline messages is used up (nothing delivered).
+pub const CODE_OFFLINE_FULL: i32 = 40508;
+/// rcall: the database write queue is full; a message that needs a stored copy is refused
+/// rather than queued without bound (nothing delivered; retry shortly).
+pub const CODE_STORE_BUSY: i32 = 40509;
 
 /// Live frames waiting to be written to one connection. A client that stops reading is
 /// disconnected (it can resume) rather than growing the server's memory.
@@ -368,6 +376,14 @@ pub enum RouteError {
     NotInGroup,
     #[error("the sender is not a participant of the call")]
     NotInCall,
+    #[error("the user sends too fast (over all its connections)")]
+    TooFast,
+    #[error("the sender's quota of messages stored for offline users is used up")]
+    OfflineQuota,
+    #[error("offline storage is full")]
+    OfflineFull,
+    #[error("the database write queue is full")]
+    StoreBusy,
 }
 
 impl RouteError {
@@ -378,6 +394,10 @@ impl RouteError {
             RouteError::RejectedByBlacklist => CODE_REJECTED_BY_BLACKLIST,
             RouteError::NotInGroup => CODE_NOT_IN_GROUP,
             RouteError::NotInCall => CODE_NOT_IN_CALL,
+            RouteError::TooFast => CODE_SEND_TOO_FAST,
+            RouteError::OfflineQuota => CODE_OFFLINE_QUOTA,
+            RouteError::OfflineFull => CODE_OFFLINE_FULL,
+            RouteError::StoreBusy => CODE_STORE_BUSY,
         }
     }
 }
@@ -391,6 +411,10 @@ pub enum AuthRefusal {
     TokenExpired,
     #[error("connection limit of this app reached")]
     TooManyConnections,
+    #[error("connection limit of this user reached")]
+    TooManyUserConnections,
+    #[error("connection limit of this device reached")]
+    TooManyDeviceConnections,
     #[error("the server is shutting down")]
     ShuttingDown,
 }
@@ -400,7 +424,10 @@ impl AuthRefusal {
         match self {
             AuthRefusal::Blocked => CODE_USER_BLOCKED,
             AuthRefusal::TokenExpired => CODE_TOKEN_EXPIRED,
-            AuthRefusal::TooManyConnections | AuthRefusal::ShuttingDown => CODE_SERVER_UNAVAILABLE,
+            AuthRefusal::TooManyConnections
+            | AuthRefusal::TooManyUserConnections
+            | AuthRefusal::TooManyDeviceConnections
+            | AuthRefusal::ShuttingDown => CODE_SERVER_UNAVAILABLE,
         }
     }
 }
@@ -454,10 +481,48 @@ pub struct Limits {
     /// Graces of a call member whose connections closed cleanly / were lost (see [`rooms`]).
     pub left_grace: Duration,
     pub lost_grace: Duration,
+    /// Authenticated connections per user (all devices) and per device.
+    pub max_connections_per_user: usize,
+    pub max_connections_per_device: usize,
+    /// Per-user send rate (messages/s) and burst, shared by the user's connections.
+    pub user_rate_per_sec: u32,
+    pub user_rate_burst: u32,
+    /// Messages one sender may get stored for other users per window.
+    pub offline_quota_per_sender: u32,
+    pub offline_quota_window: Duration,
+    /// Payload bytes of all stored messages.
+    pub offline_max_bytes: u64,
+    /// Database writes waiting at most.
+    pub store_queue_max: usize,
+}
+
+impl Limits {
+    /// Every limit at the config's default (tests).
+    pub fn from_config(c: &crate::Config) -> Self {
+        Self {
+            offline_ttl_ms: i64::try_from(c.offline_ttl.as_millis()).unwrap_or(i64::MAX),
+            offline_max_per_user: c.offline_max_per_user,
+            window_ttl: c.resume_window,
+            window_max: c.resume_window_messages,
+            max_connections_per_app: c.max_connections_per_app,
+            left_grace: c.left_grace,
+            lost_grace: c.lost_grace,
+            max_connections_per_user: c.max_connections_per_user,
+            max_connections_per_device: c.max_connections_per_device,
+            user_rate_per_sec: c.user_rate_per_sec,
+            user_rate_burst: c.user_rate_burst,
+            offline_quota_per_sender: c.offline_quota_per_sender,
+            offline_quota_window: c.offline_quota_window,
+            offline_max_bytes: c.offline_max_bytes,
+            store_queue_max: c.store_queue_max,
+        }
+    }
 }
 
 struct ConnSlot {
     id: ConnId,
+    /// When the token it authenticated with was issued (`/user/token/expire.json`).
+    token_iat: i64,
     device: Arc<str>,
     outbox: Arc<Outbox>,
     /// Gets live traffic (false while syncing and once aborted).
@@ -544,6 +609,9 @@ struct UserState {
     offline_upto: u64,
     /// Highest seq up to which a delete of acked stored messages was issued.
     deleted_upto: u64,
+    /// The user's send bucket, shared by its connections: (tokens, last refill).
+    send_tokens: f64,
+    send_refill: Instant,
 }
 
 impl UserState {
@@ -556,6 +624,23 @@ impl UserState {
             devices: Vec::new(),
             offline_upto: 0,
             deleted_upto: 0,
+            send_tokens: f64::MAX,
+            send_refill: Instant::now(),
+        }
+    }
+
+    /// Takes one send from the user's bucket (`rate`/s, `burst`); false when it is empty.
+    fn take_send(&mut self, rate: u32, burst: u32, now: Instant) -> bool {
+        let dt = now
+            .saturating_duration_since(self.send_refill)
+            .as_secs_f64();
+        self.send_refill = now;
+        self.send_tokens = (self.send_tokens + dt * f64::from(rate)).min(f64::from(burst));
+        if self.send_tokens >= 1.0 {
+            self.send_tokens -= 1.0;
+            true
+        } else {
+            false
         }
     }
 
@@ -694,6 +779,8 @@ struct Table {
     max_issued: u64,
     /// Which call each device is in (`getJoinedUserInfo`).
     rooms: Rooms,
+    /// Per sender: (window start, messages stored for other users in it).
+    offline_quota: HashMap<Arc<str>, (Instant, u32)>,
 }
 
 /// One app's share of the hub.
@@ -753,6 +840,7 @@ impl Hub {
                     uids: UidGen::new(now),
                     max_issued: 0,
                     rooms: Rooms::new(limits.left_grace, limits.lost_grace),
+                    offline_quota: HashMap::new(),
                 }),
             })
             .collect();
@@ -841,6 +929,16 @@ impl Hub {
         {
             return Err(AuthRefusal::TokenExpired);
         }
+        if let Some(st) = t.users.get(user_id) {
+            if st.conns.len() >= self.limits.max_connections_per_user {
+                return Err(AuthRefusal::TooManyUserConnections);
+            }
+            if st.conns.iter().filter(|c| &*c.device == device_id).count()
+                >= self.limits.max_connections_per_device
+            {
+                return Err(AuthRefusal::TooManyDeviceConnections);
+            }
+        }
         if shard.conns.fetch_add(1, Ordering::Relaxed) >= self.limits.max_connections_per_app {
             shard.conns.fetch_sub(1, Ordering::Relaxed);
             return Err(AuthRefusal::TooManyConnections);
@@ -884,6 +982,7 @@ impl Hub {
         }
         st.conns.push(ConnSlot {
             id: conn_id,
+            token_iat,
             device: device.clone(),
             outbox,
             live: false,
@@ -901,7 +1000,17 @@ impl Hub {
 
     /// Queues the replay (stored ∪ retained messages above the cursor, in seq order) and
     /// `SyncDone`, and makes the connection live. Returns how many messages were replayed.
-    pub fn finish_sync(&self, app: AppId, reg: &Registered, data: SyncData) -> usize {
+    ///
+    /// With `page_end` (a page of a longer replay, whose stored messages end at that seq) only
+    /// the messages up to `page_end` are queued, and the connection stays syncing: the caller
+    /// writes them, then calls again for the next page with the cursor at `page_end`.
+    pub fn finish_sync(
+        &self,
+        app: AppId,
+        reg: &Registered,
+        data: SyncData,
+        page_end: Option<u64>,
+    ) -> usize {
         let mut t = self.table(app);
         let Some(st) = t.users.get_mut(&*reg.user_id) else {
             return 0;
@@ -954,6 +1063,9 @@ impl Hub {
                 items.push((e.seq, e.body.clone()));
             }
         }
+        if let Some(end) = page_end {
+            items.retain(|(seq, _)| *seq <= end);
+        }
         items.sort_by_key(|(seq, _)| *seq);
         items.dedup_by_key(|(seq, _)| *seq);
         let n = items.len();
@@ -970,6 +1082,12 @@ impl Hub {
                 },
                 false,
             );
+        }
+        if page_end.is_some() {
+            self.metrics
+                .offline_replayed
+                .fetch_add(n as u64, Ordering::Relaxed);
+            return n;
         }
         let _ = slot.outbox.push(
             Outgoing::Frame {
@@ -1135,7 +1253,10 @@ impl Hub {
         }
         let bad_id = match msg.conversation_type {
             conversation_type::PRIVATE => !rooms::valid_user_id(&msg.target_id),
-            _ => !msg.directional_user_ids.iter().all(|u| rooms::valid_user_id(u)),
+            _ => !msg
+                .directional_user_ids
+                .iter()
+                .all(|u| rooms::valid_user_id(u)),
         };
         if bad_id {
             return Err(RouteError::InvalidParameter("invalid user id"));
@@ -1165,8 +1286,8 @@ impl Hub {
         // The sender's own devices are served below, with the original target id.
         recipients.retain(|u| *u != &*from.user_id);
         // Decoded outside the lock.
-        let call_msg = rooms::parse(&msg.message_type, &msg.content)
-            .map_err(RouteError::InvalidParameter)?;
+        let call_msg =
+            rooms::parse(&msg.message_type, &msg.content).map_err(RouteError::InvalidParameter)?;
 
         let shard = &self.apps[from.app];
         let mut guard = self.table(from.app);
@@ -1189,6 +1310,13 @@ impl Hub {
                     ticket: rec.ticket,
                     duplicate: true,
                 });
+            }
+        }
+        // One bucket per user, whatever the number of its connections.
+        if let Some(st) = t.users.get_mut(&*from.user_id) {
+            let l = &self.limits;
+            if !st.take_send(l.user_rate_per_sec, l.user_rate_burst, Instant::now()) {
+                return Err(RouteError::TooFast);
             }
         }
         match msg.conversation_type {
@@ -1215,11 +1343,60 @@ impl Hub {
             }
         }
 
+        // Offline storage is bounded: per sender (copies for others), in bytes overall, and by
+        // the write queue. Checked before anything is accepted; messages that need no stored
+        // copy are never refused here.
+        let for_others = recipients
+            .iter()
+            .filter(|r| {
+                t.users
+                    .get(**r)
+                    .is_none_or(|st| !st.conns.iter().any(|c| c.live))
+            })
+            .count();
+        let for_self = t.users.get(&*from.user_id).is_some_and(|st| {
+            st.copy_needed(from.conn_id, &from.device_id)
+                && st.needs_copy_stored_for_other_devices(&from.device_id)
+        });
+        let copies = for_others + usize::from(for_self);
+        if copies > 0 {
+            let l = &self.limits;
+            if self.store.pending() >= l.store_queue_max as u64 {
+                return Err(RouteError::StoreBusy);
+            }
+            let size = (msg.content.len() + msg.message_type.len() + 128) as u64;
+            let stored = u64::try_from(self.store.offline_bytes()).unwrap_or(0);
+            if stored.saturating_add(size.saturating_mul(copies as u64)) > l.offline_max_bytes {
+                return Err(RouteError::OfflineFull);
+            }
+            if for_others > 0 {
+                let now = Instant::now();
+                let q = t
+                    .offline_quota
+                    .entry(from.user_id.clone())
+                    .or_insert((now, 0));
+                if now.duration_since(q.0) >= l.offline_quota_window {
+                    *q = (now, 0);
+                }
+                let n = u32::try_from(for_others).unwrap_or(u32::MAX);
+                if q.1.saturating_add(n) > l.offline_quota_per_sender {
+                    return Err(RouteError::OfflineQuota);
+                }
+                q.1 += n;
+            }
+        }
         let now = now_ms();
         if let Some(call_msg) = &call_msg {
             let route = rooms::route_of(msg.conversation_type, &msg.target_id, &msg.channel_id);
             t.rooms
-                .admit(&from.user_id, &from.device_id, call_msg, &route, &recipients, now)
+                .admit(
+                    &from.user_id,
+                    &from.device_id,
+                    call_msg,
+                    &route,
+                    &recipients,
+                    now,
+                )
                 .map_err(|r| match r {
                     rooms::Refusal::NotInCall => RouteError::NotInCall,
                     rooms::Refusal::TooManyInvitees => {
@@ -1449,10 +1626,22 @@ impl Hub {
         v
     }
 
+    /// Tokens of `users` issued before `before_ms` stop working: new connections with them
+    /// are refused (31020) and live connections that authenticated with one are closed after
+    /// an `ErrorFrame` 31020.
     pub fn expire_tokens(&self, app: AppId, users: &[String], before_ms: i64) {
         let mut t = self.table(app);
         for u in users {
             t.policy.token_expiry.insert(u.clone(), before_ms);
+            if let Some(st) = t.users.get_mut(u.as_str()) {
+                for c in st.conns.iter_mut().filter(|c| c.token_iat < before_ms) {
+                    c.live = false;
+                    c.outbox.abort_with(ErrorFrame {
+                        code: CODE_TOKEN_EXPIRED,
+                        message: "the token of this connection was expired".into(),
+                    });
+                }
+            }
         }
     }
 
@@ -1534,6 +1723,9 @@ impl Hub {
                 !st.idle()
             });
             t.policy.blocks.retain(|_, until| *until > now_ms);
+            let window = self.limits.offline_quota_window;
+            t.offline_quota
+                .retain(|_, (start, _)| now.duration_since(*start) < window);
         }
         max
     }

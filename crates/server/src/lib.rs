@@ -29,6 +29,7 @@ pub mod config;
 pub mod error;
 pub mod hub;
 pub mod ice;
+pub mod listener;
 pub mod metrics;
 pub mod rooms;
 pub mod server_api;
@@ -81,6 +82,8 @@ pub struct AppState {
     pub kill: CancellationToken,
     /// Every WebSocket connection task, so shutdown can wait for them.
     pub tracker: TaskTracker,
+    /// Connections not authenticated yet (caps per server and per source IP).
+    pub gate: Arc<listener::Gate>,
 }
 
 /// The HTTP routes.
@@ -179,15 +182,10 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<RunningServe
     let store = Store::open(&config.db_path)?;
     let floor = store.load_seq_floor().await?;
     let metrics = Arc::new(Metrics::default());
-    let limits = hub::Limits {
-        offline_ttl_ms: i64::try_from(config.offline_ttl.as_millis()).unwrap_or(i64::MAX),
-        offline_max_per_user: config.offline_max_per_user,
-        window_ttl: config.resume_window,
-        window_max: config.resume_window_messages,
-        max_connections_per_app: config.max_connections_per_app,
-        left_grace: config.left_grace,
-        lost_grace: config.lost_grace,
-    };
+    if let Some((soft, hard)) = listener::raise_nofile_limit() {
+        tracing::info!(soft, hard, "open file limit (RLIMIT_NOFILE)");
+    }
+    let limits = hub::Limits::from_config(&config);
     let apps: Vec<(String, String)> = config
         .apps()
         .into_iter()
@@ -205,7 +203,12 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<RunningServe
         }
     }
     let addr = listener.local_addr()?;
+    let gate = Arc::new(listener::Gate::new(
+        config.max_unauthenticated,
+        config.max_unauthenticated_per_ip,
+    ));
     let state = Arc::new(AppState {
+        gate,
         config,
         store,
         hub,
@@ -222,16 +225,9 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<RunningServe
     tokio::spawn(liveness_sweeper(state.clone()));
     let st = state.clone();
     let task = tokio::spawn(async move {
-        // Signalling frames are small and latency-bound: no Nagle delay.
-        let listener =
-            axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
-                let _ = tcp.set_nodelay(true);
-            });
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(st.shutdown.clone().cancelled_owned())
-            .await;
+        listener::run(st.clone(), listener, app).await;
         drain(&st).await;
-        served
+        Ok(())
     });
     tracing::info!(%addr, dev = state.config.dev, apps = state.hub.apps().len(), "rcall-server started");
     Ok(RunningServer { addr, state, task })

@@ -22,6 +22,11 @@ pub struct Metrics {
     pub offline_stored: AtomicU64,
     pub offline_replayed: AtomicU64,
     pub api_requests: AtomicU64,
+    /// Connections closed at accept: the cap on not-yet-authenticated connections (global or
+    /// per source IP) was reached.
+    pub unauthenticated_refused: AtomicU64,
+    /// Most items one replay ever had queued for its connection at once (one page at most).
+    pub replay_peak_queue: AtomicU64,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_ns: AtomicU64,
@@ -92,6 +97,12 @@ impl Metrics {
             "rcall_connections_accepted_total",
             "Connections that authenticated.",
             get(&self.connections_accepted),
+        );
+        counter(
+            &mut s,
+            "rcall_unauthenticated_refused_total",
+            "Connections closed at accept because too many were not authenticated yet.",
+            get(&self.unauthenticated_refused),
         );
         counter(
             &mut s,

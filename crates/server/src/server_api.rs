@@ -665,7 +665,23 @@ pub async fn healthz(State(state): St) -> Response {
 
 /// `GET /metrics`: Prometheus text format; with a configured `metrics_token`, only for
 /// `Authorization: Bearer <token>` (401 JSON otherwise).
-pub async fn metrics(State(state): St, headers: axum::http::HeaderMap) -> Response {
+///
+/// Without a metrics token only loopback peers get an answer (403 otherwise): the page lists
+/// every app key and its traffic.
+pub async fn metrics(
+    State(state): St,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    if state.config.metrics_token.is_none()
+        && !peer.is_some_and(|axum::Extension(axum::extract::ConnectInfo(a))| a.ip().is_loopback())
+    {
+        return (
+            axum::http::StatusCode::FORBIDDEN,
+            "GET /metrics answers loopback peers only unless --metrics-token is set\n",
+        )
+            .into_response();
+    }
     if let Some(token) = &state.config.metrics_token {
         let given = headers
             .get(header::AUTHORIZATION)

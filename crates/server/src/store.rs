@@ -145,6 +145,10 @@ struct Inner {
     worker: Mutex<Option<JoinHandle<()>>>,
     /// Rows in the `offline` table (kept by the worker; read by metrics).
     offline_depth: AtomicI64,
+    /// Payload bytes in the `offline` table (kept by the worker; read by the hub's byte quota).
+    offline_bytes: AtomicI64,
+    /// Highest ticket handed out (`issued - committed` = writes waiting).
+    issued: AtomicU64,
 }
 
 /// Handle to the database thread. Cheap to clone.
@@ -183,6 +187,8 @@ pub struct SyncData {
     pub messages: Vec<StoredMessage>,
     /// Every device id this user has connected with.
     pub devices: Vec<String>,
+    /// The page was full: more stored messages follow the last one in `messages`.
+    pub more: bool,
 }
 
 /// Policy state of one app, loaded at startup.
@@ -198,19 +204,41 @@ pub struct PolicyRows {
 impl Store {
     /// Opens (creating if needed) the database file and its tables, and starts the worker.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        // Owner-only: the file holds every stored message and policy. SQLite creates the WAL
+        // and SHM files with the database file's permissions; existing files are tightened.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+            let _ = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(path);
+            for suffix in ["", "-wal", "-shm"] {
+                let mut p = path.as_os_str().to_owned();
+                p.push(suffix);
+                let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600));
+            }
+        }
         let conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         // WAL: readers never block the writer; NORMAL sync is durable across process crashes.
         let _: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
         conn.execute_batch("PRAGMA synchronous=NORMAL;")?;
         conn.execute_batch(SCHEMA)?;
-        let depth: i64 = conn.query_row("SELECT COUNT(*) FROM offline", [], |r| r.get(0))?;
+        let (depth, bytes): (i64, i64) = conn.query_row(
+            "SELECT COUNT(*), COALESCE(SUM(length(payload)), 0) FROM offline",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
         let (tx, rx) = std::sync::mpsc::channel::<Cmd>();
         let inner = Arc::new(Inner {
             tx: Mutex::new((0, tx)),
             progress: Arc::default(),
             worker: Mutex::new(None),
             offline_depth: AtomicI64::new(depth),
+            offline_bytes: AtomicI64::new(bytes),
+            issued: AtomicU64::new(0),
         });
         let handle = std::thread::Builder::new()
             .name("rcall-db".into())
@@ -247,6 +275,7 @@ impl Store {
         let ticket = q.0 + 1;
         q.1.send(Cmd::Job(ticket, job)).ok()?;
         q.0 = ticket;
+        self.inner.issued.store(ticket, Ordering::Release);
         Some(ticket)
     }
 
@@ -307,6 +336,19 @@ impl Store {
         if let Some(h) = handle {
             let _ = tokio::task::spawn_blocking(move || h.join()).await;
         }
+    }
+
+    /// Writes queued and not committed yet (the write queue's depth).
+    pub fn pending(&self) -> u64 {
+        self.inner
+            .issued
+            .load(Ordering::Acquire)
+            .saturating_sub(self.committed())
+    }
+
+    /// Payload bytes currently in the offline table.
+    pub fn offline_bytes(&self) -> i64 {
+        self.inner.offline_bytes.load(Ordering::Relaxed)
     }
 
     /// Rows currently in the offline table.
@@ -573,19 +615,24 @@ impl Store {
                 &payload[..]
             ])?;
             inner.offline_depth.fetch_add(n as i64, Ordering::Relaxed);
+            inner
+                .offline_bytes
+                .fetch_add(payload.len() as i64, Ordering::Relaxed);
             let mut trim = c.prepare_cached(
                 "DELETE FROM offline WHERE app_key = ?1 AND user_id = ?2 AND seq <= (
                      SELECT seq FROM offline WHERE app_key = ?1 AND user_id = ?2
-                     ORDER BY seq DESC LIMIT 1 OFFSET ?3)",
+                     ORDER BY seq DESC LIMIT 1 OFFSET ?3)
+                 RETURNING length(payload)",
             )?;
-            let removed = trim.execute(params![
+            let (removed, bytes) = deleted(trim.query(params![
                 &*app_key,
                 &*user_id,
                 i64::try_from(max_per_user).unwrap_or(i64::MAX)
-            ])?;
+            ])?)?;
             inner
                 .offline_depth
                 .fetch_sub(removed as i64, Ordering::Relaxed);
+            inner.offline_bytes.fetch_sub(bytes, Ordering::Relaxed);
             Ok(())
         })
     }
@@ -683,10 +730,12 @@ impl Store {
         self.submit("delete acked offline messages", move |c| {
             let mut st = c.prepare_cached(
                 "DELETE FROM offline WHERE app_key = ?1 AND user_id = ?2 AND seq <= ?3
-                 AND exclude_device <> ?4",
+                 AND exclude_device <> ?4 RETURNING length(payload)",
             )?;
-            let n = st.execute(params![&*app_key, &*user_id, seq_to_sql(seq), &*device])?;
+            let (n, bytes) =
+                deleted(st.query(params![&*app_key, &*user_id, seq_to_sql(seq), &*device])?)?;
             inner.offline_depth.fetch_sub(n as i64, Ordering::Relaxed);
+            inner.offline_bytes.fetch_sub(bytes, Ordering::Relaxed);
             Ok(())
         });
     }
@@ -719,7 +768,9 @@ impl Store {
     }
 
     /// The device's cursor, the stored messages above `max(cursor, stored cursor)` that have
-    /// not expired, and the user's known devices.
+    /// not expired, and the user's known devices. Every message when `page` is `None`;
+    /// otherwise at most `page.0` messages and, past the first, `page.1` payload bytes
+    /// (`more` says whether messages were left out).
     pub async fn sync_data(
         &self,
         app_key: Arc<str>,
@@ -728,6 +779,21 @@ impl Store {
         cursor: u64,
         now_ms: i64,
     ) -> Result<SyncData, StoreError> {
+        self.sync_page(app_key, user_id, device, cursor, now_ms, None)
+            .await
+    }
+
+    /// [`Self::sync_data`] for one page.
+    pub async fn sync_page(
+        &self,
+        app_key: Arc<str>,
+        user_id: Arc<str>,
+        device: Arc<str>,
+        cursor: u64,
+        now_ms: i64,
+        page: Option<(usize, usize)>,
+    ) -> Result<SyncData, StoreError> {
+        let (max_n, max_bytes) = page.unwrap_or((usize::MAX, usize::MAX));
         self.call(move |c| {
             let mut out = SyncData::default();
             let mut st = c.prepare_cached(
@@ -747,10 +813,11 @@ impl Store {
             let mut st = c.prepare_cached(
                 "SELECT seq, exclude_device, payload FROM offline
                  WHERE app_key = ?1 AND user_id = ?2 AND seq > ?3 AND expires_at > ?4
-                 ORDER BY seq",
+                 ORDER BY seq LIMIT ?5",
             )?;
+            let limit = i64::try_from(max_n.saturating_add(1)).unwrap_or(i64::MAX);
             let rows = st.query_map(
-                params![&*app_key, &*user_id, seq_to_sql(from), now_ms],
+                params![&*app_key, &*user_id, seq_to_sql(from), now_ms, limit],
                 |r| {
                     Ok(StoredMessage {
                         seq: seq_from_sql(r.get(0)?),
@@ -759,8 +826,17 @@ impl Store {
                     })
                 },
             )?;
+            let mut bytes = 0usize;
             for row in rows {
-                out.messages.push(row?);
+                let m = row?;
+                if out.messages.len() >= max_n
+                    || (!out.messages.is_empty() && bytes + m.payload.len() > max_bytes)
+                {
+                    out.more = true;
+                    break;
+                }
+                bytes += m.payload.len();
+                out.messages.push(m);
             }
             Ok(out)
         })
@@ -771,8 +847,12 @@ impl Store {
     pub async fn sweep(&self, now_ms: i64, cursor_ttl_ms: i64) -> Result<usize, StoreError> {
         let inner = self.inner.clone();
         self.call(move |c| {
-            let n = c.execute("DELETE FROM offline WHERE expires_at <= ?1", [now_ms])?;
+            let (n, bytes) = deleted(
+                c.prepare("DELETE FROM offline WHERE expires_at <= ?1 RETURNING length(payload)")?
+                    .query([now_ms])?,
+            )?;
             inner.offline_depth.fetch_sub(n as i64, Ordering::Relaxed);
+            inner.offline_bytes.fetch_sub(bytes, Ordering::Relaxed);
             c.execute(
                 "DELETE FROM device_cursors WHERE updated_at < ?1",
                 [now_ms.saturating_sub(cursor_ttl_ms)],
@@ -819,6 +899,16 @@ impl Store {
             Ok(())
         });
     }
+}
+
+/// (rows, payload bytes) of a `DELETE … RETURNING length(payload)`.
+fn deleted(mut rows: rusqlite::Rows<'_>) -> Result<(usize, i64), rusqlite::Error> {
+    let (mut n, mut bytes) = (0usize, 0i64);
+    while let Some(r) = rows.next()? {
+        n += 1;
+        bytes += r.get::<_, Option<i64>>(0)?.unwrap_or(0);
+    }
+    Ok((n, bytes))
 }
 
 /// Who sent a message, for the exactly-once record (`client_seqs`).

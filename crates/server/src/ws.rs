@@ -36,6 +36,7 @@ use crate::hub::{
     encode_body, mono_ms, AppId, ConnId, Departure, Origin, Outbox, Outgoing, PushError,
     CODE_INVALID_PARAMETER, CODE_SEND_TOO_FAST,
 };
+use crate::listener::ConnGuard;
 use crate::token::{self, Claims, TokenError};
 use crate::{ice, AppState};
 
@@ -103,7 +104,21 @@ impl Liveness {
     }
 }
 
-pub async fn ws_handler(State(state): State<Arc<AppState>>, upgrade: WebSocketUpgrade) -> Response {
+/// Payload bytes of stored messages one replay page holds at most (past its first message):
+/// with [`crate::Config::replay_page_messages`] it bounds what a connecting device costs the
+/// server however much is stored for it (the next page is read once this one was written).
+pub const REPLAY_PAGE_BYTES: usize = 256 * 1024;
+
+pub async fn ws_handler(
+    State(state): State<Arc<AppState>>,
+    guard: Option<axum::Extension<Arc<ConnGuard>>>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let guard = guard.map(|axum::Extension(g)| g);
+    if let Some(g) = &guard {
+        // Until it authenticates, the connection reads a few KB at most.
+        g.upgrading();
+    }
     // The transport limit sits well above our own limit so an oversized frame reaches us and
     // gets a proper FRAME_TOO_LARGE instead of a torn connection; it still bounds memory.
     let transport_limit = state.config.max_frame_bytes.saturating_mul(16).max(1 << 20);
@@ -114,7 +129,7 @@ pub async fn ws_handler(State(state): State<Arc<AppState>>, upgrade: WebSocketUp
         // Bursts are written to the socket in chunks of this size, so a connection's write
         // buffer (which never shrinks) stays small after a burst.
         .write_buffer_size(WRITE_BUFFER_BYTES)
-        .on_upgrade(move |socket| run_connection(state, socket))
+        .on_upgrade(move |socket| run_connection(state, socket, guard))
 }
 
 /// A client frame, or why the connection must end.
@@ -221,8 +236,8 @@ fn verify_token(state: &AppState, token: &str, now: i64) -> Result<(AppId, Claim
 
 /// Authenticates and replays in the upgrade task, then serves the connection in a task of its
 /// own whose future is only what an idle connection needs (the one-off phases' state is gone).
-async fn run_connection(state: Arc<AppState>, ws: WebSocket) {
-    if let Some((ws, origin, outbox)) = open_session(&state, ws).await {
+async fn run_connection(state: Arc<AppState>, ws: WebSocket, guard: Option<Arc<ConnGuard>>) {
+    if let Some((ws, origin, outbox)) = open_session(&state, ws, guard).await {
         state.liveness.map().insert(origin.conn_id, outbox.clone());
         let tracker = state.tracker.clone();
         tracker.spawn(serve_connection(state, ws, outbox, origin));
@@ -233,27 +248,83 @@ async fn run_connection(state: Arc<AppState>, ws: WebSocket) {
 async fn open_session(
     state: &AppState,
     mut ws: WebSocket,
+    guard: Option<Arc<ConnGuard>>,
 ) -> Option<(WebSocket, Origin, Arc<Outbox>)> {
-    let (app, reg, outbox, instance) = authenticate(state, &mut ws).await?;
-    // Replay before live traffic.
-    let data = match state
-        .store
-        .sync_data(
-            state.hub.app(app).key.clone(),
-            reg.user_id.clone(),
-            reg.device_id.clone(),
-            reg.cursor,
-            now_ms(),
-        )
-        .await
-    {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::error!(error = %e, "loading stored messages failed; replaying memory only");
-            Default::default()
+    let (app, reg, outbox, instance) = authenticate(state, &mut ws, guard.as_deref()).await?;
+    drop(guard);
+    // Replay before live traffic, a page at a time: the next page is read only once the
+    // previous one was written to the socket, so a device with a large backlog (or many
+    // connections of one that never read) costs at most a page each.
+    let page = (state.config.replay_page_messages, REPLAY_PAGE_BYTES);
+    let mut cursor = reg.cursor;
+    let mut devices: Option<Vec<String>> = None;
+    let mut replayed = 0;
+    let mut batch = Vec::new();
+    loop {
+        let mut data = match state
+            .store
+            .sync_page(
+                state.hub.app(app).key.clone(),
+                reg.user_id.clone(),
+                reg.device_id.clone(),
+                cursor,
+                now_ms(),
+                Some(page),
+            )
+            .await
+        {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(error = %e, "loading stored messages failed; replaying memory only");
+                Default::default()
+            }
+        };
+        // The devices known before this connection (a new device is told apart by them).
+        match &devices {
+            Some(d) => data.devices = d.clone(),
+            None => devices = Some(data.devices.clone()),
         }
-    };
-    let replayed = state.hub.finish_sync(app, &reg, data);
+        let page_reg = crate::hub::Registered {
+            cursor,
+            ..reg.clone()
+        };
+        let end = data.messages.last().map(|m| m.seq).filter(|_| data.more);
+        replayed += state.hub.finish_sync(app, &page_reg, data, end);
+        let Some(end) = end else { break };
+        cursor = end;
+        outbox.take(&mut batch);
+        state
+            .metrics
+            .replay_peak_queue
+            .fetch_max(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        let written = tokio::time::timeout(
+            state.config.dead_after,
+            write_batch(state, &mut ws, &mut batch),
+        )
+        .await;
+        if !matches!(written, Ok(Written::Ok)) {
+            tracing::info!(conn_id = reg.conn_id, "replay not read in time, closing");
+            state
+                .hub
+                .unregister(app, &reg.user_id, reg.conn_id, Departure::Lost);
+            return None;
+        }
+    }
+    {
+        // The last page, queued for the connection's writer.
+        let mut last = Vec::new();
+        let closed = outbox.take(&mut last);
+        state
+            .metrics
+            .replay_peak_queue
+            .fetch_max(last.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        for item in last {
+            let _ = outbox.push_own(item, false);
+        }
+        if closed {
+            outbox.close();
+        }
+    }
     tracing::info!(
         user_id = &*reg.user_id,
         device_id = &*reg.device_id,
@@ -277,8 +348,13 @@ async fn open_session(
 async fn authenticate(
     state: &AppState,
     ws: &mut WebSocket,
+    guard: Option<&ConnGuard>,
 ) -> Option<(AppId, crate::hub::Registered, Arc<Outbox>, u64)> {
-    let max = state.config.max_frame_bytes;
+    // Only a token and a device id before authentication: a few KB.
+    let max = state
+        .config
+        .pre_auth_frame_bytes
+        .min(state.config.max_frame_bytes);
     let metrics = &state.metrics;
     let first = tokio::select! {
         _ = state.shutdown.cancelled() => {
@@ -296,6 +372,15 @@ async fn authenticate(
             );
             (Body::Error(err), close_code::POLICY)
         }
+        // The transport cut a frame past the pre-auth budget: say why.
+        Ok(Inbound::Closed(_)) if guard.is_some_and(|g| g.over_budget()) => {
+            metrics.error(error_code::FRAME_TOO_LARGE);
+            let err = error_frame(
+                error_code::FRAME_TOO_LARGE,
+                format!("frames before authentication are limited to {max} bytes"),
+            );
+            (Body::Error(err), close_code::TOO_BIG)
+        }
         // (`next_frame` never yields Control.)
         Ok(Inbound::Closed(_)) | Ok(Inbound::Control) => return None,
         Ok(Inbound::Violation(err)) => {
@@ -306,7 +391,12 @@ async fn authenticate(
         Ok(Inbound::Frame(ClientFrame {
             body: Some(ClientBody::Authenticate(a)),
         })) => match admit(state, a).await {
-            Ok(v) => return Some(v),
+            Ok(v) => {
+                if let Some(g) = guard {
+                    g.authenticated();
+                }
+                return Some(v);
+            }
             Err(body) => (body, close_code::POLICY),
         },
         Ok(Inbound::Frame(_)) => {
@@ -855,7 +945,10 @@ fn handle_frame(
                 (CODE_INVALID_PARAMETER, Vec::new())
             } else {
                 let hub = &state.hub;
-                (0, hub.joined_user_info(origin.app, &origin.user_id, &q.user_id))
+                (
+                    0,
+                    hub.joined_user_info(origin.app, &origin.user_id, &q.user_id),
+                )
             };
             Reply::Frame(Body::JoinedUserInfo(JoinedUserInfo {
                 request_id: q.request_id,

@@ -131,7 +131,7 @@ async fn every_admin_endpoint_checks_the_signature() {
 async fn expired_tokens_are_refused_31020_and_new_ones_work() {
     let ts = TestServer::start().await;
     let old = rcall_server::token::issue(APP_KEY, APP_SECRET, "alice", now_ms() - 5_000, 600_000);
-    // A device connected with the old token stays connected.
+    // A device connected with the old token is closed with 31020.
     let mut live = Client::login(ts.addr, &old, "a0").await;
     let time = now_ms().to_string();
     api_ok(
@@ -141,9 +141,23 @@ async fn expired_tokens_are_refused_31020_and_new_ones_work() {
     )
     .await;
     assert_refused(&ts, &old, "a1", 31020).await;
+    match live.recv().await.body {
+        Some(S::Error(e)) => assert_eq!(e.code, 31020),
+        other => panic!("expected ErrorFrame 31020, got {other:?}"),
+    }
+    live.expect_closed().await;
     let fresh = get_token(&ts, "alice").await;
-    Client::login(ts.addr, &fresh, "a1").await.barrier(1).await;
-    live.barrier(2).await;
+    let mut a1 = Client::login(ts.addr, &fresh, "a1").await;
+    a1.barrier(1).await;
+    // Expiring again before the fresh token was issued leaves the fresh connection alone.
+    let earlier = (now_ms() - 60_000).to_string();
+    api_ok(
+        &ts,
+        "/user/token/expire.json",
+        &[("userId", "alice"), ("time", &earlier)],
+    )
+    .await;
+    a1.barrier(2).await;
     // Other users are not affected.
     ts.client("bob", "b1").await.barrier(3).await;
     // Bad input.
@@ -391,7 +405,7 @@ async fn apps_never_see_each_others_users_groups_or_messages() {
         &ts,
         "/group/user/query.json",
         "app2",
-        "secret2",
+        common::APP2_SECRET,
         &[("groupId", "g")],
     )
     .await;
@@ -410,7 +424,7 @@ async fn apps_never_see_each_others_users_groups_or_messages() {
         &ts,
         "/user/getToken.json",
         "app2",
-        "secret2",
+        common::APP2_SECRET,
         &[("userId", "z")],
     )
     .await;
@@ -427,7 +441,7 @@ async fn apps_never_see_each_others_users_groups_or_messages() {
         &ts,
         "/user/block.json",
         "app2",
-        "secret2",
+        common::APP2_SECRET,
         &[("userId", "alice"), ("minute", "1")],
     )
     .await;

@@ -208,8 +208,11 @@ async fn joined_user_info_details_only_for_participants() {
 #[tokio::test]
 async fn rooms_stay_bounded_and_bad_user_ids_are_refused() {
     let ts = TestServer::start_with(|c| {
+        c.offline_quota_per_sender = u32::MAX;
         c.rate_limit_per_sec = 1_000_000;
         c.rate_limit_burst = 1_000_000;
+        c.user_rate_per_sec = 1_000_000;
+        c.user_rate_burst = 1_000_000;
     })
     .await;
     let mut a = ts.client("alice", "a1").await;

@@ -97,6 +97,8 @@ async fn a_client_that_stops_reading_is_cut_off_40006_and_can_resume() {
     let ts = TestServer::start_with(|c| {
         c.rate_limit_per_sec = 1_000_000;
         c.rate_limit_burst = 1_000_000;
+        c.user_rate_per_sec = 1_000_000;
+        c.user_rate_burst = 1_000_000;
     })
     .await;
     let mut a1 = ts.client("alice", "a1").await;

@@ -43,7 +43,8 @@
 //! Codes the server uses (IMLib values where IMLib has one):
 //! - `AuthResult.code`: 0 ok, 31004 token incorrect (bad signature, unknown app, malformed),
 //!   31020 token expired (by its expiry or by `/user/token/expire.json`), 31009 user blocked
-//!   (`/user/block.json`), 31003 server unavailable (the app's connection cap is reached),
+//!   (`/user/block.json`), 31003 server unavailable (the app's connection cap, or the user's
+//!   (default 16) or the device's (default 4) connection cap is reached; the message says which),
 //!   33003 invalid parameter (device id longer than 128 characters), 34001 already
 //!   authenticated.
 //! - `SendResult.code`: 0 accepted, 33003 invalid parameter (also: a PRIVATE target, group
@@ -52,13 +53,24 @@
 //!   `CallContent` body is not of its `message_type`), 405 the PRIVATE target
 //!   has blacklisted the sender (nothing delivered), 22406 GROUP message from a user who is not a
 //!   member of the group (or the group does not exist), 20604 sending too fast (this connection
-//!   went over its rate limit; nothing delivered, retry later), 40403 not in call (rcall: a
+//!   or the user over all its connections went over its rate limit; nothing delivered, retry
+//!   later), 40403 not in call (rcall: a
 //!   call message for a call the server knows, from a user who is not one of its participants;
-//!   nothing delivered). GROUP messages go only to
+//!   nothing delivered), 40507 offline quota (rcall: the message needs a stored copy for an
+//!   offline recipient and the sender already had its quota of messages stored for others in
+//!   the current window; nothing delivered, retry later or wait for the recipient to connect),
+//!   40508 offline storage full (rcall: the server's byte quota for stored messages is used up;
+//!   nothing delivered), 40509 storage busy (rcall: the database write queue is full; nothing
+//!   delivered, retry shortly). Messages to recipients who are online are never refused with
+//!   40507–40509. GROUP messages go only to
 //!   `directional_user_ids` that are members of the group; members who blacklisted the sender
 //!   are skipped silently (the send still succeeds).
 //! - `ErrorFrame.code` (the server closes the connection right after it): see [`error_code`];
-//!   also 31009 when the user gets blocked while connected (WebSocket close code 1008).
+//!   also 31009 when the user gets blocked while connected, and 31020 when
+//!   `/user/token/expire.json` expires the token the connection authenticated with (WebSocket
+//!   close code 1008). A frame larger than a few KB (4 KiB by default) before `AuthResult`
+//!   gets 40002 (or the connection is cut): the post-auth frame limit applies only once
+//!   authenticated.
 
 use prost::Message as _;
 

@@ -16,7 +16,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub const APP_KEY: &str = "test-app";
-pub const APP_SECRET: &str = "test-secret";
+pub const APP_SECRET: &str = "test-secret-0123456789";
 /// How long a test waits for a frame that must come.
 pub const WAIT: Duration = Duration::from_secs(5);
 
@@ -92,7 +92,7 @@ impl TestServer {
 
 /// Key and secret of the second app [`with_second_app`] adds.
 pub const APP2_KEY: &str = "app2";
-pub const APP2_SECRET: &str = "secret2";
+pub const APP2_SECRET: &str = "secret2-0123456789abcdef";
 
 /// Config tweak: the server also hosts a second app ([`APP2_KEY`]).
 pub fn with_second_app(c: &mut Config) {
