@@ -12,8 +12,11 @@
 //! - Enforcement and delivery ([`hub`]): 405 / 22406 / 31009 / 31020 rules, per-user ordered
 //!   delivery with seqs and acks, offline storage in SQLite ([`store`]) with TTL and cap,
 //!   resume without loss or duplicates, every device of a user gets the user's messages.
-//! - Limits: frame size, per-connection rate, per-app connection cap, slow consumers, dead
-//!   peers (WebSocket pings, [`ws::PING_INTERVAL`] / [`ws::DEAD_AFTER`]).
+//! - Limits: frame size (a few KB before authentication), per-connection and per-user rate,
+//!   per-app, per-user and per-device connection caps, slow consumers, dead peers (WebSocket
+//!   pings, [`ws::PING_INTERVAL`] / [`ws::DEAD_AFTER`]), paged replay, offline quotas per
+//!   sender and in bytes, a bounded database write queue; at the transport ([`listener`]) a
+//!   header-read/idle timeout and caps on unauthenticated connections per server and per IP.
 //! - No signal lost: resends are recognised by `(instance, client_seq)` and confirmations wait
 //!   for the store's commit ([`store`] tickets), so what was confirmed survives a crash.
 //! - Media: TURN REST credentials and STUN URLs for clients ([`ice`]).
