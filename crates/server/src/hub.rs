@@ -505,7 +505,9 @@ impl DeviceCursor {
 
     /// The record of `instance` (created at 0), now the most recently used.
     fn instance_mut(&mut self, instance: u64) -> &mut InstanceSeq {
+        let last = self.instances.len().wrapping_sub(1);
         let rec = match self.instances.iter().position(|i| i.instance == instance) {
+            Some(i) if i == last => return &mut self.instances[i],
             Some(i) => self.instances.remove(i),
             None => {
                 if self.instances.len() >= MAX_INSTANCES_PER_DEVICE {
