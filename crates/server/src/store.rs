@@ -597,9 +597,6 @@ impl Store {
     ) -> u64 {
         let inner = self.inner.clone();
         self.submit("store offline message", move |c| {
-            if let Some(s) = &sender {
-                upsert_client_seq(c, &app_key, s, sent_time)?;
-            }
             let mut ins = c.prepare_cached(
                 "INSERT OR REPLACE INTO offline
                  (app_key, user_id, seq, exclude_device, sent_time, expires_at, payload)
@@ -633,6 +630,10 @@ impl Store {
                 .offline_depth
                 .fetch_sub(removed as i64, Ordering::Relaxed);
             inner.offline_bytes.fetch_sub(bytes, Ordering::Relaxed);
+            // After the message: if storing it failed, its client_seq must not count as accepted.
+            if let Some(s) = &sender {
+                upsert_client_seq(c, &app_key, s, sent_time)?;
+            }
             Ok(())
         })
     }
