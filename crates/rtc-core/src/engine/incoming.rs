@@ -25,7 +25,7 @@ impl Engine {
             Body::Invite(_) if from_self => {}
             Body::Invite(invite) => self.invited(&msg, invite, sender),
             Body::Ringing(_) => {
-                if !from_self && self.live(&call_id) {
+                if !from_self && self.live(&call_id) && self.tracks(&call_id, &msg.sender_user_id) {
                     let peer = Peer { user_id: msg.sender_user_id.clone(), device_id: msg.content.device_id.clone() };
                     self.peer_ringing(&call_id, peer);
                     self.emit(CallEvent::Ringing { call_id, sender });
@@ -37,6 +37,10 @@ impl Engine {
             Body::Hangup(h) => self.remote_hung_up(&call_id, sender, h.reason),
             Body::Media(signal) => {
                 if from_self || signal.to_user_id != me || signal.to_device_id != self.cfg.device_id {
+                    return;
+                }
+                // Only a participant may open or feed a link (no media toward a stranger).
+                if !self.tracks(&call_id, &msg.sender_user_id) {
                     return;
                 }
                 let peer = Peer { user_id: msg.sender_user_id.clone(), device_id: msg.content.device_id.clone() };
@@ -55,6 +59,13 @@ impl Engine {
 
     fn live(&self, call_id: &str) -> bool {
         self.calls.get(call_id).is_some_and(Call::is_live)
+    }
+
+    /// Whether `user` is a participant of `call_id` as this device tracks it (invited, ringing
+    /// or in). Messages about a call from anyone else change nothing: the server routes what
+    /// any user addresses to us, so the sender's say-so is not membership.
+    pub(super) fn tracks(&self, call_id: &str, user: &str) -> bool {
+        self.calls.get(call_id).is_some_and(|c| c.users.contains_key(user))
     }
 
     /// RC:VCInvite for this user (spec B.4, C.13.1 step 2, C.6 busy).
