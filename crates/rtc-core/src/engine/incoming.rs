@@ -33,6 +33,8 @@ impl Engine {
             }
             Body::Accept(_) if from_self => self.other_device_took_over(&call_id, end_reason::ACCEPT_BY_OTHER_CLIENT),
             Body::Accept(_) => self.remote_accepted(&call_id, sender, msg.content.device_id.clone()),
+            // Sent on this very device's behalf: the server's verdict (see `connection`).
+            Body::Hangup(h) if from_self && msg.sender_device_id == self.cfg.device_id => self.server_ended(&call_id, h.reason),
             Body::Hangup(_) if from_self => self.other_device_took_over(&call_id, end_reason::HANGUP_BY_OTHER_CLIENT),
             Body::Hangup(h) => self.remote_hung_up(&call_id, sender, h.reason),
             Body::Media(signal) => {

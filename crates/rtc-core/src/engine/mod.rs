@@ -26,8 +26,15 @@
 //!   the inviter, and never for a 1:1 call (`invite()` there is 53311, so no CallLib sends one).
 //!   CallLib took a stranger's ModifyMem listing itself CONNECTED, and its Accept then got our
 //!   tracks. (A ModifyMem for an unknown call is an invitation, from anyone, like RC:VCInvite.)
+//! - Connection loss (see `connection.rs`): while disconnected `hungup()` ends at once with
+//!   SUCCESS, `call()`/`invite()` fail at once with 53201; live calls end with NETWORK_ERROR (7)
+//!   after [`SELF_CUTOFF_MS`] without the server; a Hangup the server sends on this very device's
+//!   behalf ends its session with that reason as-is. CallLib left this to RTCLib's room pings.
+//! - Messages stored while we were disconnected (`offline`) for a call this engine knows are
+//!   handled as they arrive, not as an offline batch (which would drop a known call's hangup).
 
 mod call;
+mod connection;
 mod event;
 mod incoming;
 mod io;
@@ -124,6 +131,8 @@ pub struct Engine {
     offline: Vec<Received>,
     /// Calls merged into another (crossing calls): old id → new id, for late media reports.
     renamed: SmallMap<String, String>,
+    /// While the connection to the server is down: when we last heard from it.
+    link_down_since: Option<Millis>,
 }
 
 impl Engine {
@@ -142,6 +151,7 @@ impl Engine {
             hangup_push: PushTexts::default(),
             offline: Vec::new(),
             renamed: SmallMap::new(),
+            link_down_since: None,
         }
     }
 
@@ -165,7 +175,9 @@ impl Engine {
             Input::Command(id, cmd) => self.on_command(id, cmd),
             Input::Signal(msg) => {
                 self.server_offset = msg.server_time - now;
-                if msg.offline {
+                // A call this engine already knows is live traffic even when stored while we
+                // were disconnected (offline batches only turn into new calls and records).
+                if msg.offline && !self.calls.contains_key(&msg.content.call_id) {
                     self.offline.push(msg);
                 } else {
                     self.on_signal(msg);
@@ -179,8 +191,8 @@ impl Engine {
             }
             Input::Media(ev) => self.on_media(ev),
             Input::Timeout => self.on_timeout(),
-            // (issue 10: implemented with the self cut-off in the engine's connection handling)
-            Input::LinkDown { .. } | Input::LinkUp => {}
+            Input::LinkDown { since } => self.link_down(since),
+            Input::LinkUp => self.link_up(),
         }
     }
 
@@ -190,7 +202,7 @@ impl Engine {
     }
 
     fn next_deadline(&self) -> Option<Millis> {
-        self.calls.values().filter_map(Call::next_deadline).min()
+        self.calls.values().filter_map(Call::next_deadline).chain(self.cutoff_deadline()).min()
     }
 
     // ----- shared plumbing ------------------------------------------------------------------
@@ -340,6 +352,7 @@ impl Engine {
             self.ring_timed_out(&call_id, &user);
         }
         self.restart_due_links();
+        self.check_cutoff();
     }
 
     /// Spec C.4: the ringing of `user` in `call_id` timed out.

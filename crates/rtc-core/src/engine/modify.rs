@@ -34,6 +34,9 @@ impl Engine {
         if new_users.is_empty() {
             return self.done(id, error_code::PARAM_ERROR, None);
         }
+        if self.link_is_down() {
+            return self.done(id, error_code::SEND_MSG_ERROR, None);
+        }
         // In the call: whoever is KEEPING, the inviter (us), and the caller unless it left and
         // rings again. CallLib listed a not-yet-answered caller as RINGING, and receivers then
         // timed the caller out; we do not.
