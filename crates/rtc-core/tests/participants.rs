@@ -125,3 +125,26 @@ fn a_stranger_cannot_join_a_group_call_and_members_still_can_invite() {
         assert!(sim.timeline(d).contains(&format!("Track({o}/Video)")), "{:?}", sim.timeline(d));
     }
 }
+
+#[test]
+fn a_ringing_member_that_invites_is_not_taken_as_in_the_call() {
+    // a calls b and c; b, still ringing, invites d (it lists itself CONNECTED, as CallLib
+    // does). a keeps ringing b: when b's ring times out, b is gone from a's call.
+    let mut sim = Sim::new();
+    let (a, b, _c) = (sim.add_device("a"), sim.add_device("b"), sim.add_device("c"));
+    sim.add_device("d");
+    let cmd = sim.call_in_group(a, "g", &["b", "c"], MediaType::Audio);
+    sim.run_for(100);
+    let call_id = sim.result(a, cmd).unwrap().1.unwrap();
+    let invite = sim.command(
+        b,
+        rtc_core::engine::Command::Invite { call_id: call_id.clone(), user_ids: vec!["d".into()], extra: String::new(), push_title: None, push_content: None },
+    );
+    sim.run_for(200);
+    assert_eq!(sim.result(b, invite).unwrap().0, error_code::SUCCESS);
+    let state = |sim: &Sim, u: &str| sim.engine(a).session(&call_id).unwrap().users.iter().find(|v| v.user_id == u).map(|v| v.state);
+    assert_eq!(state(&sim, "b"), Some(rtc_core::types::UserState::Waiting));
+    sim.run_for(70_000);
+    // Nobody answered: the call is over on a, not left open with a "connected" b.
+    assert!(!sim.engine(a).has_live_call(), "{:?}", sim.engine(a).session(&call_id));
+}

@@ -133,9 +133,12 @@ impl Engine {
                     // One timer per user, replaced, never stacked (5.1.1, 5.2.5).
                     m.ring_deadline = Some(deadline);
                     invited.push(Sender { user_id: u.clone(), profile: UserProfile::default() });
-                } else if !ringing {
+                } else if !ringing && m.ring_deadline.is_none() {
+                    // Someone we still ring is only in once its own Accept arrives (it comes
+                    // before this message when there is one): a ringing member that invites
+                    // lists itself CONNECTED, and taking that would leave its ring timer off
+                    // and the call open for good if it never answers.
                     m.state = UserState::Keeping;
-                    m.ring_deadline = None;
                 }
             }
             self.emit(CallEvent::MemberModify { call_id, sender, invited });
