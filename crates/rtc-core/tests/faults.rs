@@ -149,3 +149,30 @@ fn a_server_restart_keeps_calls_and_loses_no_message() {
     assert!(sim.verdicts.is_empty());
     assert_exactly_once(&sim);
 }
+
+#[test]
+fn an_accept_delayed_past_the_callers_ring_timeout_is_answered_with_a_hangup() {
+    // Alice calls bob and loses her connection silently just before her ring timer runs out;
+    // bob answers meanwhile (the server takes it), alice's timer gives up on him (silently, C.4).
+    let mut sim = Sim::new();
+    let a = sim.add_device("alice");
+    let b = sim.add_device("bob");
+    let cmd = sim.call(a, "bob", MediaType::Audio);
+    sim.run_for(100);
+    let call_id = sim.result(a, cmd).unwrap().1.unwrap();
+    sim.run_for(55_000);
+    assert!(sim.silent_loss(a, 12_000));
+    let accept = sim.accept(b, &call_id);
+    sim.run_for(1_000);
+    assert_eq!(sim.result(b, accept).unwrap().0, error_code::SUCCESS);
+    assert!(keeping(&sim, b, &call_id));
+    sim.run_for(5_000);
+    assert_eq!(sim.close_reason(a, &call_id), Some(end_reason::REMOTE_NO_RESPONSE));
+    // Alice reconnects, finds bob's Accept and tells him: he is not left alone in the call.
+    sim.run_for(20_000);
+    assert_eq!(sim.close_reason(b, &call_id), Some(end_reason::NO_RESPONSE));
+    let late: Vec<_> = sim.sent(a).iter().filter(|s| s.content.object_name() == Some("RC:VCHangup")).map(|s| s.directional_user_ids.clone()).collect();
+    assert_eq!(late, [vec!["bob".to_string()]]);
+    assert!(sim.verdicts.is_empty());
+    assert_exactly_once(&sim);
+}

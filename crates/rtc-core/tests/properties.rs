@@ -212,7 +212,11 @@ fn check_invariants(sim: &Sim, dev: DeviceId, seed: u64) {
             }
             Logged::Sent(s) => {
                 let call = &s.content.call_id;
-                assert!(!closed.contains(call), "seed {seed} dev {dev}: sent {:?} after {call} ended", s.content.object_name());
+                // The one message after the end: the answer to a late Accept (see the engine's
+                // module docs).
+                let late_accept_answer =
+                    matches!(&s.content.body, Some(rtc_core::proto::call_content::Body::Hangup(h)) if h.reason == 15);
+                assert!(late_accept_answer || !closed.contains(call), "seed {seed} dev {dev}: sent {:?} after {call} ended", s.content.object_name());
                 if let Some(rtc_core::proto::call_content::Body::ModifyMem(m)) = &s.content.body {
                     for p in &m.existed_user_pofiles {
                         if p.call_status == 3 {
@@ -308,7 +312,7 @@ fn random_runs_keep_the_invariants() {
         "{runs} runs: {} accepts, {} closes, {} merges, {} member modifications",
         seen.connected, seen.closes, seen.merged, seen.member_modify
     );
-    if runs >= 100 {
+    if only.is_none() && runs >= 100 {
         assert!(seen.connected > runs as usize / 2 && seen.closes > runs as usize, "runs exercised too little");
         assert!(seen.member_modify > 0, "no mid-call invite was exercised");
     }
@@ -499,7 +503,7 @@ fn random_faults_keep_the_invariants_and_deliver_exactly_once() {
         "{runs} fault runs: {} drops, {} silent losses, {} closed tabs, {} restarts, {} verdicts, {} cut-off and {} verdict checks, {} repeats dropped by receivers, {} accepts",
         seen.drops, seen.silent, seen.closed, seen.restarts, seen.verdicts, seen.cutoff_checks, seen.verdict_checks, seen.repeats_dropped, seen.connected
     );
-    if runs >= 100 {
+    if only.is_none() && runs >= 100 {
         assert!(seen.drops > 0 && seen.silent > 0 && seen.closed > 0 && seen.restarts > 0, "a fault kind was never exercised");
         assert!(seen.verdicts > 0 && seen.cutoff_checks > 0 && seen.verdict_checks > 0, "no verdict or cut-off was checked");
         assert!(seen.repeats_dropped > 0, "no resend was ever deduplicated by a receiver");

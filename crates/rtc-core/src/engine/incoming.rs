@@ -261,6 +261,9 @@ impl Engine {
     fn remote_accepted(&mut self, call_id: &str, sender: Sender, device_id: String) {
         let me = self.cfg.self_id.clone();
         let now = self.now;
+        if self.late_accept(call_id, &sender.user_id) {
+            return;
+        }
         let Some(call) = self.calls.get_mut(call_id).filter(|c| c.is_live()) else { return };
         let Some(m) = call.users.get_mut(&sender.user_id) else { return };
         m.ring_deadline = None;
@@ -292,6 +295,22 @@ impl Engine {
         self.emit(CallEvent::Accept { call_id: call_id.to_string(), sender });
         // Pre-connected links already know the remote tracks: announce them after onAccept.
         self.surface_tracks(call_id);
+    }
+
+    /// An Accept from `user`, whom our ring timer dropped from `call_id` (a caller ending a 1:1
+    /// call that way sends nothing, spec C.4): tell the late accepter, once, or it would stay
+    /// alone in the call. Whether it was such an Accept.
+    fn late_accept(&mut self, call_id: &str, user: &str) -> bool {
+        let me = self.cfg.self_id.clone();
+        let Some(call) = self.calls.get_mut(call_id) else { return false };
+        let dropped = (!call.is_live() || !call.users.contains_key(user)) && call.timed_out.iter().any(|u| u == user);
+        if !dropped || user == me {
+            return false;
+        }
+        call.timed_out.retain(|u| u != user);
+        let body = Body::Hangup(proto::Hangup { reason: end_reason::REMOTE_NO_RESPONSE });
+        self.send(call_id, body, vec![user.to_string()], None, SendPurpose::Other);
+        true
     }
 
     /// RC:VCHangup from another participant (spec B.4, C.3, C.10, C.13.1–3).

@@ -30,6 +30,9 @@
 //!   SUCCESS, `call()`/`invite()` fail at once with 53201; live calls end with NETWORK_ERROR (7)
 //!   after [`SELF_CUTOFF_MS`] without the server; a Hangup the server sends on this very device's
 //!   behalf ends its session with that reason as-is. CallLib left this to RTCLib's room pings.
+//! - An Accept from a user our ring timer already gave up on (it was delayed, e.g. we were cut
+//!   off when it reached the server) is answered with a Hangup(15), so the late accepter ends with
+//!   NO_RESPONSE (5) instead of sitting alone in a call nobody else is in (CallLib ignored it).
 //! - Messages stored while we were disconnected (`offline`) for a call this engine knows are
 //!   handled as they arrive, not as an offline batch (which would drop a known call's hangup).
 
@@ -368,6 +371,7 @@ impl Engine {
             return self.close_event(call_id, summary);
         }
         call.users.remove(user);
+        call.timed_out.push(user.to_string());
         let remaining = call.users.len();
         let sender = Sender { user_id: user.to_string(), profile: UserProfile::default() };
         let reason = end_reason::REMOTE_NO_RESPONSE;
