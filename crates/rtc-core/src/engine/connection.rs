@@ -55,7 +55,7 @@ impl Engine {
 
     /// Ends a live call for a reason of this device's own, whatever stage it is at; the pending
     /// command of the call (if any) resolves. `tell_others`: queue a Hangup with `reason`.
-    fn end_self(&mut self, call_id: &str, reason: i32, tell_others: bool) {
+    pub(super) fn end_self(&mut self, call_id: &str, reason: i32, tell_others: bool) {
         let me = self.cfg.self_id.clone();
         let Some(call) = self.calls.get(call_id).filter(|c| c.is_live()) else { return };
         let recipients = call.remote_ids(&me);

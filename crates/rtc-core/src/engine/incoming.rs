@@ -31,7 +31,7 @@ impl Engine {
                     self.emit(CallEvent::Ringing { call_id, sender });
                 }
             }
-            Body::Accept(_) if from_self => self.other_device_took_over(&call_id, end_reason::ACCEPT_BY_OTHER_CLIENT),
+            Body::Accept(_) if from_self => self.other_device_accepted(&call_id),
             Body::Accept(_) => self.remote_accepted(&call_id, sender, msg.content.device_id.clone()),
             // Sent on this very device's behalf: the server's verdict (see `connection`).
             Body::Hangup(h) if from_self && msg.sender_device_id == self.cfg.device_id => self.server_ended(&call_id, h.reason),
@@ -266,6 +266,11 @@ impl Engine {
         }
         let Some(call) = self.calls.get_mut(call_id).filter(|c| c.is_live()) else { return };
         let Some(m) = call.users.get_mut(&sender.user_id) else { return };
+        // Two devices of one user answered at once: the first (in server order) is in, the other
+        // ends itself with 101 (`other_device_accepted`).
+        if m.state == UserState::Keeping && m.device_id.as_ref().is_some_and(|d| *d != device_id) {
+            return;
+        }
         m.ring_deadline = None;
         m.state = UserState::Keeping;
         m.device_id = Some(device_id.clone());
@@ -349,12 +354,22 @@ impl Engine {
         }
     }
 
-    /// My other device accepted or hung up this call (spec C.7): end here, send nothing.
+    /// My other device accepted or hung up this call (spec C.7): end here, send nothing (a
+    /// pending `accept()` resolves).
     fn other_device_took_over(&mut self, call_id: &str, reason: i32) {
-        if !self.live(call_id) {
-            return;
+        self.end_self(call_id, reason, false);
+    }
+
+    /// My other device accepted: it took the call (101), unless the server already took our own
+    /// Accept, which then came first (the server orders them, and the others follow the first).
+    /// CallLib ended both devices when both answered at once, leaving the caller alone.
+    fn other_device_accepted(&mut self, call_id: &str) {
+        let me = self.cfg.self_id.clone();
+        let ours_first = self.calls.get(call_id).is_some_and(|c| {
+            matches!(c.pending, Pending::AcceptCapture(_)) || (c.pending == Pending::None && c.user_state(&me) == UserState::Keeping)
+        });
+        if !ours_first {
+            self.other_device_took_over(call_id, end_reason::ACCEPT_BY_OTHER_CLIENT);
         }
-        let summary = self.end_call(call_id, reason, false);
-        self.close_event(call_id, summary);
     }
 }
