@@ -777,7 +777,12 @@ impl Sim {
                 call.participants.insert(from);
             }
             Some(Body::Accept(_)) => {
-                call.participants.insert(from);
+                // Of two devices of one user answering at once the first is in; the other ends
+                // itself (101) without a word, so it must not count.
+                let user = &self.devices[from].user_id;
+                if !call.participants.iter().any(|&p| p != from && self.devices[p].user_id == *user) {
+                    call.participants.insert(from);
+                }
                 call.answered = true;
             }
             Some(Body::Hangup(_)) => {

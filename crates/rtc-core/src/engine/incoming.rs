@@ -36,7 +36,7 @@ impl Engine {
             // Sent on this very device's behalf: the server's verdict (see `connection`).
             Body::Hangup(h) if from_self && msg.sender_device_id == self.cfg.device_id => self.server_ended(&call_id, h.reason),
             Body::Hangup(_) if from_self => self.other_device_took_over(&call_id, end_reason::HANGUP_BY_OTHER_CLIENT),
-            Body::Hangup(h) => self.remote_hung_up(&call_id, sender, h.reason),
+            Body::Hangup(h) => self.remote_hung_up(&call_id, sender, &msg.content.device_id, h.reason),
             Body::Media(signal) => {
                 if from_self || signal.to_user_id != me || signal.to_device_id != self.cfg.device_id {
                     return;
@@ -319,12 +319,16 @@ impl Engine {
     }
 
     /// RC:VCHangup from another participant (spec B.4, C.3, C.10, C.13.1–3).
-    fn remote_hung_up(&mut self, call_id: &str, sender: Sender, wire_reason: i32) {
+    fn remote_hung_up(&mut self, call_id: &str, sender: Sender, device_id: &str, wire_reason: i32) {
         let now = self.now;
         let Some(call) = self.calls.get_mut(call_id).filter(|c| c.is_live()) else { return };
-        if call.users.remove(&sender.user_id).is_none() {
+        let Some(m) = call.users.get(&sender.user_id) else { return };
+        // A user in the call through one device is not taken out by another of its devices (one
+        // that lost an answering race, or the server's Hangup for such a device when it goes).
+        if m.state == UserState::Keeping && m.device_id.as_ref().is_some_and(|d| d != device_id) {
             return;
         }
+        call.users.remove(&sender.user_id);
         let reason = map_remote_reason(wire_reason);
         call.end = now;
         let peers: Vec<Peer> =
