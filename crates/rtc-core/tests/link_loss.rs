@@ -186,9 +186,20 @@ fn the_servers_verdict_ends_the_gone_device_as_is_and_the_others_as_remote() {
 }
 
 #[test]
-fn a_hangup_from_my_other_device_is_still_102() {
+fn a_hangup_from_my_other_device_is_102_while_ringing_and_nothing_once_in() {
+    // In the call through this device: another device of ours (busy, or gone) does not end it.
     let (mut sim, _a, b, call_id) = connected();
-    let input = verdict(&sim, true, "bob-phone", &call_id, end_reason::HANGUP);
+    let input = verdict(&sim, true, "bob-phone", &call_id, end_reason::BUSY_LINE);
+    sim.inject(b, input);
+    assert_eq!(sim.engine(b).session(&call_id).unwrap().state, SessionState::Keeping);
+    // Still ringing here: the other device rejected, for the whole user (spec C.7).
+    let mut sim = Sim::new();
+    let a = sim.add_device("alice");
+    let b = sim.add_device("bob");
+    let cmd = sim.call(a, "bob", MediaType::Audio);
+    sim.run_for(100);
+    let call_id = sim.result(a, cmd).unwrap().1.unwrap();
+    let input = verdict(&sim, true, "bob-phone", &call_id, end_reason::REJECT);
     sim.inject(b, input);
     assert_eq!(sim.close_reason(b, &call_id), Some(end_reason::HANGUP_BY_OTHER_CLIENT));
 }

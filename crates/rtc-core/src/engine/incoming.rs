@@ -35,7 +35,13 @@ impl Engine {
             Body::Accept(_) => self.remote_accepted(&call_id, sender, msg.content.device_id.clone()),
             // Sent on this very device's behalf: the server's verdict (see `connection`).
             Body::Hangup(h) if from_self && msg.sender_device_id == self.cfg.device_id => self.server_ended(&call_id, h.reason),
-            Body::Hangup(_) if from_self => self.other_device_took_over(&call_id, end_reason::HANGUP_BY_OTHER_CLIENT),
+            // My other device hung up (rejected, was busy…): it ends the call here unless this
+            // device is the one in the call (then it concerns only that other device).
+            Body::Hangup(_) if from_self => {
+                if !self.accepted_here(&call_id) {
+                    self.other_device_took_over(&call_id, end_reason::HANGUP_BY_OTHER_CLIENT);
+                }
+            }
             Body::Hangup(h) => self.remote_hung_up(&call_id, sender, &msg.content.device_id, h.reason),
             Body::Media(signal) => {
                 if from_self || signal.to_user_id != me || signal.to_device_id != self.cfg.device_id {
@@ -368,12 +374,16 @@ impl Engine {
     /// Accept, which then came first (the server orders them, and the others follow the first).
     /// CallLib ended both devices when both answered at once, leaving the caller alone.
     fn other_device_accepted(&mut self, call_id: &str) {
-        let me = self.cfg.self_id.clone();
-        let ours_first = self.calls.get(call_id).is_some_and(|c| {
-            matches!(c.pending, Pending::AcceptCapture(_)) || (c.pending == Pending::None && c.user_state(&me) == UserState::Keeping)
-        });
-        if !ours_first {
+        if !self.accepted_here(call_id) {
             self.other_device_took_over(call_id, end_reason::ACCEPT_BY_OTHER_CLIENT);
         }
+    }
+
+    /// The server took this device's Accept for `call_id` (or this device placed the call).
+    fn accepted_here(&self, call_id: &str) -> bool {
+        let me = &self.cfg.self_id;
+        self.calls.get(call_id).is_some_and(|c| {
+            matches!(c.pending, Pending::AcceptCapture(_)) || (c.pending == Pending::None && c.user_state(me) == UserState::Keeping)
+        })
     }
 }
