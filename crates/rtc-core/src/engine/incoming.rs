@@ -95,7 +95,10 @@ impl Engine {
         let busy = self.has_live_call();
         let deadline = self.ring_deadline(msg.sent_time);
         let mut users = SmallMap::new();
-        users.insert(sender.user_id.clone(), member(UserState::Waiting, sender.profile.clone()));
+        // The caller is in the call through the device that invited (for `remote_hung_up`).
+        let mut caller = member(UserState::Waiting, sender.profile.clone());
+        caller.device_id = Some(msg.content.device_id.clone());
+        users.insert(sender.user_id.clone(), caller);
         for u in &invite.invite_user_ids {
             let mut m = member(UserState::Waiting, UserProfile::default());
             m.ring_deadline = Some(deadline);
@@ -186,7 +189,10 @@ impl Engine {
         self.calls.remove(&mine);
         let call_id = msg.content.call_id.clone();
         let mut users = SmallMap::new();
-        users.insert(sender.user_id.clone(), member(UserState::Waiting, sender.profile.clone()));
+        // The caller is in the call through the device that invited (for `remote_hung_up`).
+        let mut caller = member(UserState::Waiting, sender.profile.clone());
+        caller.device_id = Some(msg.content.device_id.clone());
+        users.insert(sender.user_id.clone(), caller);
         users.insert(me.clone(), member(UserState::Waiting, self.profile.clone()));
         let media_type = MediaType::from_i32(invite.media_type).unwrap_or(MediaType::Audio);
         self.calls.insert(

@@ -163,6 +163,7 @@ impl Engine {
             };
             if *u == sender.user_id {
                 m.profile = sender.profile.clone();
+                m.device_id = Some(msg.content.device_id.clone());
             }
             if *u == me {
                 m.profile = self.profile.clone();
