@@ -242,3 +242,30 @@ fn a_stored_hangup_for_a_known_call_is_handled_on_arrival() {
     sim.inject(a, Input::SyncDone);
     assert!(!sim.timeline(a).iter().any(|l| l.starts_with("OfflineRecord")));
 }
+
+#[test]
+fn a_live_cancel_replayed_after_its_stored_invite_does_not_ring() {
+    // Reconnect replay: the invite was stored (offline) while no device of ours was connected,
+    // its cancel was routed live to our other device; both come before SyncDone, in that order.
+    let mut sim = Sim::new();
+    let b = sim.add_device("bob");
+    let msg = |offline: bool, body: Body| Received {
+        sender_user_id: "alice".into(),
+        sender_device_id: "a1".into(),
+        conversation_type: conversation_type::PRIVATE,
+        target_id: "alice".into(),
+        channel_id: String::new(),
+        sent_time: sim.now() - 2_000,
+        server_time: sim.now(),
+        offline,
+        content: CallContent { device_id: "a1".into(), call_id: "c1".into(), body: Some(body), ..Default::default() },
+    };
+    let invite = rtc_core::proto::Invite { engine_type: 4, media_type: 1, invite_user_ids: vec!["bob".into()], ..Default::default() };
+    let invite = msg(true, Body::Invite(invite));
+    let cancel = msg(false, Body::Hangup(Hangup { reason: end_reason::CANCEL }));
+    sim.inject(b, Input::Signal(invite));
+    sim.inject(b, Input::Signal(cancel));
+    sim.inject(b, Input::SyncDone);
+    assert!(!sim.engine(b).has_live_call(), "{:?}", sim.timeline(b));
+    assert_eq!(sim.timeline(b), ["OfflineRecord(alice,11)"]);
+}

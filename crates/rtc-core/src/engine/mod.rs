@@ -34,7 +34,9 @@
 //!   off when it reached the server) is answered with a Hangup(15), so the late accepter ends with
 //!   NO_RESPONSE (5) instead of sitting alone in a call nobody else is in (CallLib ignored it).
 //! - Messages stored while we were disconnected (`offline`) for a call this engine knows are
-//!   handled as they arrive, not as an offline batch (which would drop a known call's hangup).
+//!   handled as they arrive, not as an offline batch (which would drop a known call's hangup);
+//!   live messages for a call held in the batch join the batch (else a replayed cancel could be
+//!   handled before its invite, and the cancelled call would ring).
 
 mod call;
 mod connection;
@@ -179,8 +181,12 @@ impl Engine {
             Input::Signal(msg) => {
                 self.server_offset = msg.server_time - now;
                 // A call this engine already knows is live traffic even when stored while we
-                // were disconnected (offline batches only turn into new calls and records).
-                if msg.offline && !self.calls.contains_key(&msg.content.call_id) {
+                // were disconnected (offline batches only turn into new calls and records). A
+                // live message for a call held in the batch joins it: the reconnect replay mixes
+                // both kinds, and a call's messages must stay in order.
+                let call_id = &msg.content.call_id;
+                let batched = self.offline.iter().any(|m| m.content.call_id == *call_id);
+                if (msg.offline && !self.calls.contains_key(call_id)) || batched {
                     self.offline.push(msg);
                 } else {
                     self.on_signal(msg);
