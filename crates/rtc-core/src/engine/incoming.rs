@@ -370,10 +370,16 @@ impl Engine {
         }
     }
 
-    /// My other device accepted or hung up this call (spec C.7): end here, send nothing (a
-    /// pending `accept()` resolves).
+    /// My other device accepted or hung up this call (spec C.7): end here (a pending `accept()`
+    /// resolves), sending nothing — unless our own Accept is on its way: the server may have
+    /// taken it first after all (its answer lost with a restart), so the others hear that this
+    /// device is out. (Where the other device is in, they ignore it: it is not that device.)
     fn other_device_took_over(&mut self, call_id: &str, reason: i32) {
-        self.end_self(call_id, reason, false);
+        let accept_in_flight = self
+            .calls
+            .get(call_id)
+            .is_some_and(|c| matches!(c.pending, Pending::Accepting(_) | Pending::AcceptSend(_) | Pending::MergeAccept));
+        self.end_self(call_id, reason, accept_in_flight);
     }
 
     /// My other device accepted: it took the call (101), unless the server already took our own
