@@ -203,6 +203,12 @@ fn check_invariants(sim: &Sim, dev: DeviceId, seed: u64) {
                         continue;
                     }
                 }
+                // A user timed out and then taken back by its late Accept may leave again.
+                if let CallEvent::Accept { call_id, sender } = ev {
+                    if hungup.contains_key(&(call_id.clone(), sender.user_id.clone())) {
+                        *invited.entry((call_id.clone(), sender.user_id.clone())).or_default() += 1;
+                    }
+                }
                 if let CallEvent::MemberModify { call_id, invited: who, .. } = ev {
                     for u in who {
                         *invited.entry((call_id.clone(), u.user_id.clone())).or_default() += 1;

@@ -314,17 +314,22 @@ impl Engine {
         self.surface_tracks(call_id);
     }
 
-    /// An Accept from `user`, whom our ring timer dropped from `call_id` (a caller ending a 1:1
-    /// call that way sends nothing, spec C.4): tell the late accepter, once, or it would stay
-    /// alone in the call. Whether it was such an Accept.
+    /// An Accept from `user`, whom our ring timer dropped from `call_id` (delayed, e.g. while
+    /// we were cut off). If the call goes on, the late accepter is taken back (it answered in
+    /// its own time; everyone in the call sees the same Accept). If our call is over (a caller
+    /// ending a 1:1 call that way sends nothing, spec C.4), tell the late accepter, once, or it
+    /// would stay alone in the call. Whether the Accept was answered that way.
     fn late_accept(&mut self, call_id: &str, user: &str) -> bool {
         let me = self.cfg.self_id.clone();
         let Some(call) = self.calls.get_mut(call_id) else { return false };
-        let dropped = (!call.is_live() || !call.users.contains_key(user)) && call.timed_out.iter().any(|u| u == user);
-        if !dropped || user == me {
+        if user == me || call.users.contains_key(user) || !call.timed_out.iter().any(|u| u == user) {
             return false;
         }
         call.timed_out.retain(|u| u != user);
+        if call.is_live() {
+            call.users.insert(user.to_string(), super::member(UserState::Waiting, UserProfile::default()));
+            return false;
+        }
         let body = Body::Hangup(proto::Hangup { reason: end_reason::REMOTE_NO_RESPONSE });
         self.send(call_id, body, vec![user.to_string()], None, SendPurpose::Other);
         true

@@ -31,7 +31,8 @@
 //!   after [`SELF_CUTOFF_MS`] without the server; a Hangup the server sends on this very device's
 //!   behalf ends its session with that reason as-is. CallLib left this to RTCLib's room pings.
 //! - An Accept from a user our ring timer already gave up on (it was delayed, e.g. we were cut
-//!   off when it reached the server) is answered with a Hangup(15), so the late accepter ends with
+//!   off when it reached the server) takes that user back into a call that goes on, and is
+//!   answered with a Hangup(15) when our call is over, so the late accepter ends with
 //!   NO_RESPONSE (5) instead of sitting alone in a call nobody else is in (CallLib ignored it).
 //! - Messages stored while we were disconnected (`offline`) for a call this engine knows are
 //!   handled as they arrive, not as an offline batch (which would drop a known call's hangup);
