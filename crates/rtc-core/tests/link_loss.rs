@@ -269,3 +269,36 @@ fn a_live_cancel_replayed_after_its_stored_invite_does_not_ring() {
     assert!(!sim.engine(b).has_live_call(), "{:?}", sim.timeline(b));
     assert_eq!(sim.timeline(b), ["OfflineRecord(alice,11)"]);
 }
+
+#[test]
+fn a_call_that_began_and_ended_while_we_were_away_does_not_ring_on_reconnect() {
+    // Our other device was online: the replay brings the invite and that device's rejection,
+    // both routed live (`offline: false`), before SyncDone.
+    let mut sim = Sim::new();
+    let b = sim.add_device("bob");
+    let now = sim.now();
+    sim.inject(b, Input::LinkDown { since: now });
+    sim.run_for(5_000);
+    sim.inject(b, Input::LinkUp);
+    let msg = |from: &str, dev: &str, body: Body| Received {
+        sender_user_id: from.into(),
+        sender_device_id: dev.into(),
+        conversation_type: conversation_type::PRIVATE,
+        target_id: "alice".into(),
+        channel_id: String::new(),
+        sent_time: sim.now() - 3_000,
+        server_time: sim.now(),
+        offline: false,
+        content: CallContent { device_id: dev.into(), call_id: "c1".into(), body: Some(body), ..Default::default() },
+    };
+    let invite = rtc_core::proto::Invite { engine_type: 4, media_type: 1, invite_user_ids: vec!["bob".into()], ..Default::default() };
+    let invite = msg("alice", "a1", Body::Invite(invite));
+    let reject = msg("bob", "bob-phone", Body::Hangup(Hangup { reason: end_reason::REJECT }));
+    sim.inject(b, Input::Signal(invite));
+    sim.inject(b, Input::Signal(reject));
+    assert!(sim.timeline(b).is_empty(), "held until SyncDone: {:?}", sim.timeline(b));
+    sim.inject(b, Input::SyncDone);
+    assert!(!sim.engine(b).has_live_call());
+    assert_eq!(sim.timeline(b), ["OfflineRecord(alice,2)"]);
+    assert!(sim.sent(b).is_empty(), "no ringing, no busy hangup");
+}

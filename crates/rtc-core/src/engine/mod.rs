@@ -36,8 +36,9 @@
 //!   NO_RESPONSE (5) instead of sitting alone in a call nobody else is in (CallLib ignored it).
 //! - Messages stored while we were disconnected (`offline`) for a call this engine knows are
 //!   handled as they arrive, not as an offline batch (which would drop a known call's hangup);
-//!   live messages for a call held in the batch join the batch (else a replayed cancel could be
-//!   handled before its invite, and the cancelled call would ring).
+//!   between a reconnect and SyncDone, every message of a call we do not know joins the batch,
+//!   whatever its `offline` flag (else a replayed invite whose cancel or other-device answer
+//!   follows would ring, or be rejected as busy, for a call already over).
 
 mod call;
 mod connection;
@@ -139,6 +140,8 @@ pub struct Engine {
     renamed: SmallMap<String, String>,
     /// While the connection to the server is down: when we last heard from it.
     link_down_since: Option<Millis>,
+    /// Reconnected, and the server is still replaying what we missed (until `SyncDone`).
+    syncing: bool,
 }
 
 impl Engine {
@@ -158,6 +161,7 @@ impl Engine {
             offline: Vec::new(),
             renamed: SmallMap::new(),
             link_down_since: None,
+            syncing: false,
         }
     }
 
@@ -182,18 +186,22 @@ impl Engine {
             Input::Signal(msg) => {
                 self.server_offset = msg.server_time - now;
                 // A call this engine already knows is live traffic even when stored while we
-                // were disconnected (offline batches only turn into new calls and records). A
-                // live message for a call held in the batch joins it: the reconnect replay mixes
-                // both kinds, and a call's messages must stay in order.
+                // were disconnected (offline batches only turn into new calls and records). The
+                // reconnect replay mixes stored and live-routed messages (ones our other devices
+                // got meanwhile): until SyncDone every message of a call we do not know joins the
+                // batch, so a call that started and ended meanwhile does not ring.
                 let call_id = &msg.content.call_id;
                 let batched = self.offline.iter().any(|m| m.content.call_id == *call_id);
-                if (msg.offline && !self.calls.contains_key(call_id)) || batched {
+                if ((msg.offline || self.syncing) && !self.calls.contains_key(call_id)) || batched {
                     self.offline.push(msg);
                 } else {
                     self.on_signal(msg);
                 }
             }
-            Input::SyncDone => self.on_sync_done(),
+            Input::SyncDone => {
+                self.syncing = false;
+                self.on_sync_done()
+            }
             Input::Kicked { call_id } => self.end_with_hangup(&call_id, end_reason::KICKED_BY_SERVER),
             Input::SendResult { request_id, server_time, result } => {
                 self.server_offset = server_time - now;
