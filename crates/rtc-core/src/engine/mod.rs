@@ -22,8 +22,8 @@
 //!   one accepted first by the server is "in" when the other's Accept arrives, and the other is
 //!   not yet "in" when the first's arrives: exactly one of them offers.
 //! - Only participants act in a call: Ringing, Accept, media, mute, ModifyMedia and Hangup count
-//!   only from users the call tracks, and RC:VCModifyMem for a known call only from a member or
-//!   the inviter, and never for a 1:1 call (`invite()` there is 53311, so no CallLib sends one).
+//!   only from users the call tracks, and RC:VCModifyMem for a known call only from a member (not
+//!   one that left), and never for a 1:1 call (`invite()` there is 53311, so no CallLib sends one).
 //!   CallLib took a stranger's ModifyMem listing itself CONNECTED, and its Accept then got our
 //!   tracks. (A ModifyMem for an unknown call is an invitation, from anyone, like RC:VCInvite.)
 //! - Connection loss (see `connection.rs`): while disconnected `hungup()` ends at once with
