@@ -511,9 +511,10 @@ fn random_faults_keep_the_invariants_and_deliver_exactly_once() {
     // user answering/busy at once; 16866 a replayed cancel before its stored invite; 28673 an
     // Accept whose answer a restart lost, while the other device rejected; 44144 a late group
     // Accept answered with a Hangup (the server took it as leaving); 45223 a replayed invite
-    // whose other-device rejection followed; 71590 a delayed ModifyMem from a member gone.
+    // whose other-device rejection followed; 71590 a delayed ModifyMem from a member gone; 84337
+    // the sim server counted a ringing member's ModifyMem as joining.
     if only.is_none() {
-        for seed in [89, 104, 587, 750, 1_056, 4_460, 6_864, 16_866, 28_673, 44_144, 45_223, 71_590] {
+        for seed in [89, 104, 587, 750, 1_056, 4_460, 6_864, 16_866, 28_673, 44_144, 45_223, 71_590, 84_337] {
             run_faults(seed, &mut seen);
         }
     }
