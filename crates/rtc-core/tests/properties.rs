@@ -512,9 +512,10 @@ fn random_faults_keep_the_invariants_and_deliver_exactly_once() {
     // Accept whose answer a restart lost, while the other device rejected; 44144 a late group
     // Accept answered with a Hangup (the server took it as leaving); 45223 a replayed invite
     // whose other-device rejection followed; 71590 a delayed ModifyMem from a member gone; 84337
-    // the sim server counted a ringing member's ModifyMem as joining.
+    // the sim server counted a ringing member's ModifyMem as joining; 97691 a member's invite
+    // rang (and busy-rejected from) the other device of a user already in the call.
     if only.is_none() {
-        for seed in [89, 104, 587, 750, 1_056, 4_460, 6_864, 16_866, 28_673, 44_144, 45_223, 71_590, 84_337] {
+        for seed in [89, 104, 587, 750, 1_056, 4_460, 6_864, 16_866, 28_673, 44_144, 45_223, 71_590, 84_337, 97_691] {
             run_faults(seed, &mut seen);
         }
     }

@@ -396,11 +396,14 @@ impl Engine {
         }
     }
 
-    /// The server took this device's Accept for `call_id` (or this device placed the call).
+    /// The server took this device's Accept for `call_id`, or this device placed the call.
     fn accepted_here(&self, call_id: &str) -> bool {
         let me = &self.cfg.self_id;
         self.calls.get(call_id).is_some_and(|c| {
-            matches!(c.pending, Pending::AcceptCapture(_)) || (c.pending == Pending::None && c.user_state(me) == UserState::Keeping)
+            let placed_here = c.caller_id == *me && c.users.get(me).is_some_and(|m| m.ring_deadline.is_none());
+            placed_here
+                || matches!(c.pending, Pending::AcceptCapture(_))
+                || (c.pending == Pending::None && c.user_state(me) == UserState::Keeping)
         })
     }
 }

@@ -145,7 +145,9 @@ impl Engine {
             self.emit(CallEvent::MemberModify { call_id, sender, invited });
             return;
         }
-        if !members.iter().any(|(m, _)| *m == me) {
+        // Only a new invitee rings: listed CONNECTED, we are in the call on another device (the
+        // ModifyMem goes to every member), and this device has nothing to join.
+        if !members.iter().any(|(m, status)| *m == me && *status != call_status::CONNECTED) {
             return;
         }
         // A new invitee: like an invite, with the caller named by the message (spec C.9).
