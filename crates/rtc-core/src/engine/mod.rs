@@ -30,6 +30,8 @@
 //!   SUCCESS, `call()`/`invite()` fail at once with 53201; live calls end with NETWORK_ERROR (7)
 //!   after [`SELF_CUTOFF_MS`] without the server; a Hangup the server sends on this very device's
 //!   behalf ends its session with that reason as-is. CallLib left this to RTCLib's room pings.
+//! - `invite()` from a device still ringing (not in the call) is PARAM_ERROR: it would list
+//!   itself CONNECTED, and the invitees would count it in for good if it never answered.
 //! - A late Accept (delayed, e.g. we were cut off when it reached the server, or replayed to a
 //!   device that was away): from a user our ring timer gave up on, it takes that user back into
 //!   a call that goes on; for a call that is over here it is answered with a Hangup to the

@@ -27,6 +27,12 @@ impl Engine {
         if !call.is_group() {
             return self.done(id, error_code::CONVERSATION_NOT_GROUP_ERROR, None);
         }
+        // Only someone in the call brings others in: a member still ringing would be listed
+        // CONNECTED (CallLib lists the sender so), and the new member would count it in for good
+        // if it never answers.
+        if !call.self_in(&me) {
+            return self.done(id, error_code::PARAM_ERROR, None);
+        }
         // 5.2.8 / spec G.6 decision: users already in the call are left out silently; if nobody
         // new remains the invite is a PARAM_ERROR and nothing is sent.
         let new_users: Vec<String> =
