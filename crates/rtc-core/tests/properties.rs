@@ -515,9 +515,10 @@ fn random_faults_keep_the_invariants_and_deliver_exactly_once() {
     // the sim server counted a ringing member's ModifyMem as joining; 97691 a member's invite
     // rang (and busy-rejected from) the other device of a user already in the call; 179658 an
     // Accept replayed into a call over for everyone else; 179860 a ringing member's invite
-    // listed it CONNECTED for the new member.
+    // listed it CONNECTED for the new member; 310507 hanging up during a pending accept() was
+    // sent as a cancel (1).
     if only.is_none() {
-        for seed in [89, 104, 587, 750, 1_056, 4_460, 6_864, 16_866, 28_673, 44_144, 45_223, 71_590, 84_337, 97_691, 179_658, 179_860] {
+        for seed in [89, 104, 587, 750, 1_056, 4_460, 6_864, 16_866, 28_673, 44_144, 45_223, 71_590, 84_337, 97_691, 179_658, 179_860, 310_507] {
             run_faults(seed, &mut seen);
         }
     }
