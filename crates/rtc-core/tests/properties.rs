@@ -263,8 +263,9 @@ fn check_agreement(sim: &Sim, devs: &[DeviceId], seed: u64) {
 }
 
 /// Loss-free runs: the two ends of a 1:1 call agree on why it ended.
-/// With `faults`, a call either side saw end by the network (7 / 17) may pair with anything: the
-/// server may end a cut-off device's part before its own hangup gets through.
+/// With `faults`, a call either side saw end by the network (7 / 17), or that the server ended for
+/// a gone device, may pair with anything: the server may end a device's part before (or after)
+/// what that device did itself gets through.
 fn check_end_reasons(sim: &Sim, devs: &[DeviceId], seed: u64, faults: bool) {
     let mut reasons: BTreeMap<String, Vec<(String, i32)>> = BTreeMap::new();
     for &dev in devs {
@@ -284,7 +285,9 @@ fn check_end_reasons(sim: &Sim, devs: &[DeviceId], seed: u64, faults: bool) {
         }
         let local: Vec<i32> = ends.iter().map(|(_, r)| *r).filter(|r| !matches!(r, 101 | 102)).collect();
         // (A user whose only end was on another device's account, 101/102, has nothing to pair.)
-        if local.len() < 2 || (faults && local.iter().any(|r| matches!(r, 7 | 17))) {
+        // The server's verdict speaks for a gone device, whatever that device last did.
+        let verdict = sim.verdicts.iter().any(|(_, _, c, _)| *c == call);
+        if local.len() < 2 || (faults && (verdict || local.iter().any(|r| matches!(r, 7 | 17)))) {
             continue;
         }
         // Either one side's reason is the other's seen from the far end, or both ended the call
@@ -516,9 +519,10 @@ fn random_faults_keep_the_invariants_and_deliver_exactly_once() {
     // rang (and busy-rejected from) the other device of a user already in the call; 179658 an
     // Accept replayed into a call over for everyone else; 179860 a ringing member's invite
     // listed it CONNECTED for the new member; 310507 hanging up during a pending accept() was
-    // sent as a cancel (1); 437762 the checker left a closed tab's end out.
+    // sent as a cancel (1); 437762 the checker left a closed tab's end out; 360775 the checker
+    // paired a verdict's reason with what the gone device did before.
     if only.is_none() {
-        for seed in [89, 104, 587, 750, 1_056, 4_460, 6_864, 16_866, 28_673, 44_144, 45_223, 71_590, 84_337, 97_691, 179_658, 179_860, 310_507, 437_762] {
+        for seed in [89, 104, 587, 750, 1_056, 4_460, 6_864, 16_866, 28_673, 44_144, 45_223, 71_590, 84_337, 97_691, 179_658, 179_860, 310_507, 437_762, 360_775] {
             run_faults(seed, &mut seen);
         }
     }
