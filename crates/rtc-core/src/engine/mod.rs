@@ -30,6 +30,9 @@
 //!   SUCCESS, `call()`/`invite()` fail at once with 53201; live calls end with NETWORK_ERROR (7)
 //!   after [`SELF_CUTOFF_MS`] without the server; a Hangup the server sends on this very device's
 //!   behalf ends its session with that reason as-is. CallLib left this to RTCLib's room pings.
+//! - An offer from a member we still think rings means it is in (only members in the call
+//!   offer): its Accept crossed the ModifyMem that brought us in. It counts as accepted
+//!   (`onAccept`) instead of being rung out a minute later while in the call.
 //! - `invite()` from a device still ringing (not in the call) is PARAM_ERROR: it would list
 //!   itself CONNECTED, and the invitees would count it in for good if it never answered.
 //! - A late Accept (delayed, e.g. we were cut off when it reached the server, or replayed to a
