@@ -521,9 +521,10 @@ fn random_faults_keep_the_invariants_and_deliver_exactly_once() {
     // listed it CONNECTED for the new member; 310507 hanging up during a pending accept() was
     // sent as a cancel (1); 437762 the checker left a closed tab's end out; 360775 the checker
     // paired a verdict's reason with what the gone device did before; 594828 an Accept crossing
-    // the ModifyMem that brought a new member in.
+    // the ModifyMem that brought a new member in; 476717 a gone device's stale offer taken as
+    // its Accept.
     if only.is_none() {
-        for seed in [89, 104, 587, 750, 1_056, 4_460, 6_864, 16_866, 28_673, 44_144, 45_223, 71_590, 84_337, 97_691, 179_658, 179_860, 310_507, 437_762, 360_775, 594_828] {
+        for seed in [89, 104, 587, 750, 1_056, 4_460, 6_864, 16_866, 28_673, 44_144, 45_223, 71_590, 84_337, 97_691, 179_658, 179_860, 310_507, 437_762, 360_775, 594_828, 476_717] {
             run_faults(seed, &mut seen);
         }
     }

@@ -20,6 +20,9 @@ pub(crate) struct Member {
     /// Publisher-side mute state, as the member announced it (`isOwnerMuted`).
     pub audio_muted: bool,
     pub video_muted: bool,
+    /// Listed as ringing by the ModifyMem that brought us into the call: it may have accepted
+    /// before it knew of us (see `Engine::apply_remote_media`).
+    pub maybe_in: bool,
 }
 
 /// An outgoing call being set up. rcall sends the invite while the camera starts (CallLib

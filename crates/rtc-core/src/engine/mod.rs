@@ -30,8 +30,8 @@
 //!   SUCCESS, `call()`/`invite()` fail at once with 53201; live calls end with NETWORK_ERROR (7)
 //!   after [`SELF_CUTOFF_MS`] without the server; a Hangup the server sends on this very device's
 //!   behalf ends its session with that reason as-is. CallLib left this to RTCLib's room pings.
-//! - An offer from a member we still think rings means it is in (only members in the call
-//!   offer): its Accept crossed the ModifyMem that brought us in. It counts as accepted
+//! - An offer from a member the ModifyMem that brought us in listed as ringing means it is in
+//!   (only members in the call offer): its Accept crossed that ModifyMem. It counts as accepted
 //!   (`onAccept`) instead of being rung out a minute later while in the call.
 //! - `invite()` from a device still ringing (not in the call) is PARAM_ERROR: it would list
 //!   itself CONNECTED, and the invitees would count it in for good if it never answered.
@@ -421,5 +421,5 @@ fn send_error_code(im_code: i32) -> i32 {
 }
 
 fn member(state: UserState, profile: UserProfile) -> Member {
-    Member { state, profile, ring_deadline: None, device_id: None, audio_muted: false, video_muted: false }
+    Member { state, profile, ring_deadline: None, device_id: None, audio_muted: false, video_muted: false, maybe_in: false }
 }

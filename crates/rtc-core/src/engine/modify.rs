@@ -168,6 +168,7 @@ impl Engine {
             } else {
                 let mut m = member(UserState::Waiting, UserProfile::default());
                 m.ring_deadline = Some(deadline);
+                m.maybe_in = true;
                 m
             };
             if *u == sender.user_id {

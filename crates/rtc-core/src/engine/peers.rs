@@ -80,13 +80,17 @@ impl Engine {
         let Some(call) = self.calls.get(call_id).filter(|c| c.is_live()) else { return };
         if !call.has_link(&peer) {
             let offer = matches!(signal, media_signal::Kind::Offer(_));
-            if !offer || !call.users.contains_key(&peer.user_id) || !call.users.contains_key(&me) {
+            let Some(m) = call.users.get(&peer.user_id) else { return };
+            if !offer || !call.users.contains_key(&me) {
                 return;
             }
             if !call.user_in(&peer.user_id) {
-                // Only a participant in the call makes offers: its Accept went to those it knew
-                // of, before a ModifyMem brought us in (the snapshot we joined by listed it as
-                // ringing). Without this we would ring it out while it is in.
+                // Only a participant in the call makes offers: a member the ModifyMem that
+                // brought us in listed as ringing may have accepted before it knew of us (its
+                // Accept went to the others only). Without this we would ring it out while in.
+                if !m.maybe_in {
+                    return;
+                }
                 self.missed_accept(call_id, &peer);
             }
             let Some(call) = self.calls.get(call_id) else { return };
