@@ -405,6 +405,52 @@ fn accepted_on_another_device_ends_this_one_with_101() {
 }
 
 #[test]
+fn two_devices_answering_at_once_leave_the_first_in_the_call() {
+    let mut sim = Sim::new();
+    let a = sim.add_device("alice");
+    let b1 = sim.add_device("bob");
+    let b2 = sim.add_device("bob");
+    let cmd = sim.call(a, "bob", MediaType::Audio);
+    sim.run_for(100);
+    let call_id = sim.result(a, cmd).unwrap().1.unwrap();
+    // Both Accepts are on their way before either device hears of the other's.
+    let first = sim.accept(b1, &call_id);
+    sim.run_for(1);
+    let second = sim.accept(b2, &call_id);
+    sim.run_for(1_000);
+    assert_eq!(sim.result(b1, first).unwrap().0, error_code::SUCCESS);
+    assert_eq!(sim.engine(b1).session(&call_id).unwrap().state, SessionState::Keeping);
+    assert_eq!(sim.close_reason(b2, &call_id), Some(end_reason::ACCEPT_BY_OTHER_CLIENT));
+    assert_ne!(sim.result(b2, second).unwrap().0, error_code::SUCCESS, "the second accept() does not succeed");
+    // Alice stays connected to the first device only (she pre-connected to both while they rang).
+    assert_eq!(sim.engine(a).session(&call_id).unwrap().state, SessionState::Keeping);
+    let disconnected = |dev: &str| {
+        sim.log(a).iter().any(|(_, l)| matches!(l, Logged::Media(MediaAction::Disconnect { peer, .. }) if peer.device_id == dev))
+    };
+    assert!(disconnected("dev2") && !disconnected("dev1"));
+    // A Hangup from bob's other device (e.g. the server's, when that device goes) does not take
+    // bob out of the call he is in through dev1.
+    let hangup = Received {
+        sender_user_id: "bob".into(),
+        sender_device_id: "dev2".into(),
+        conversation_type: conversation_type::PRIVATE,
+        target_id: "bob".into(),
+        channel_id: String::new(),
+        sent_time: sim.now(),
+        server_time: sim.now(),
+        offline: false,
+        content: CallContent { device_id: "dev2".into(), call_id: call_id.clone(), body: Some(Body::Hangup(Hangup { reason: 7 })), ..Default::default() },
+    };
+    sim_feed(&mut sim, a, hangup);
+    assert_eq!(sim.engine(a).session(&call_id).unwrap().state, SessionState::Keeping);
+    // Closing dev2's tab: the server never counted it in the call, so nothing happens.
+    sim.close_tab(b2);
+    sim.run_for(10_000);
+    assert!(sim.verdicts.is_empty());
+    assert_eq!(sim.engine(b1).session(&call_id).unwrap().state, SessionState::Keeping);
+}
+
+#[test]
 fn nothing_is_sent_for_a_call_after_it_ended() {
     let (mut sim, a, b, call_id) = ringing(MediaType::AudioVideo);
     sim.accept(b, &call_id);
@@ -575,4 +621,19 @@ fn a_link_that_never_connected_is_not_restarted() {
     link_state(&mut sim, a, &call_id, "bob", b, LinkState::Failed);
     sim.run_for(100);
     assert_eq!(restarts_at(&sim, a).len(), 1, "connected once: restarted");
+}
+
+#[test]
+fn hanging_up_during_accept_rejects_or_hangs_up_never_cancels() {
+    for (wait, own, seen) in [(5, end_reason::REJECT, end_reason::REMOTE_REJECT), (500, end_reason::HANGUP, end_reason::REMOTE_HANGUP)] {
+        let (mut sim, a, b, call_id) = ringing(MediaType::AudioVideo);
+        sim.capture_delay = 2_000; // a camera prompt
+        sim.accept(b, &call_id);
+        // Before the server took the Accept: a rejection; after: a hangup (the caller has it).
+        sim.run_for(wait);
+        sim.hangup(b, &call_id);
+        sim.run_for(100);
+        assert_eq!(sim.close_reason(b, &call_id), Some(own), "after {wait} ms");
+        assert_eq!(sim.close_reason(a, &call_id), Some(seen), "after {wait} ms");
+    }
 }

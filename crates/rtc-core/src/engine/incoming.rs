@@ -25,18 +25,30 @@ impl Engine {
             Body::Invite(_) if from_self => {}
             Body::Invite(invite) => self.invited(&msg, invite, sender),
             Body::Ringing(_) => {
-                if !from_self && self.live(&call_id) {
+                if !from_self && self.live(&call_id) && self.tracks(&call_id, &msg.sender_user_id) {
                     let peer = Peer { user_id: msg.sender_user_id.clone(), device_id: msg.content.device_id.clone() };
                     self.peer_ringing(&call_id, peer);
                     self.emit(CallEvent::Ringing { call_id, sender });
                 }
             }
-            Body::Accept(_) if from_self => self.other_device_took_over(&call_id, end_reason::ACCEPT_BY_OTHER_CLIENT),
+            Body::Accept(_) if from_self => self.other_device_accepted(&call_id),
             Body::Accept(_) => self.remote_accepted(&call_id, sender, msg.content.device_id.clone()),
-            Body::Hangup(_) if from_self => self.other_device_took_over(&call_id, end_reason::HANGUP_BY_OTHER_CLIENT),
-            Body::Hangup(h) => self.remote_hung_up(&call_id, sender, h.reason),
+            // Sent on this very device's behalf: the server's verdict (see `connection`).
+            Body::Hangup(h) if from_self && msg.sender_device_id == self.cfg.device_id => self.server_ended(&call_id, h.reason),
+            // My other device hung up (rejected, was busy…): it ends the call here unless this
+            // device is the one in the call (then it concerns only that other device).
+            Body::Hangup(_) if from_self => {
+                if !self.accepted_here(&call_id) {
+                    self.other_device_took_over(&call_id, end_reason::HANGUP_BY_OTHER_CLIENT);
+                }
+            }
+            Body::Hangup(h) => self.remote_hung_up(&call_id, sender, &msg.content.device_id, h.reason),
             Body::Media(signal) => {
                 if from_self || signal.to_user_id != me || signal.to_device_id != self.cfg.device_id {
+                    return;
+                }
+                // Only a participant may open or feed a link (no media toward a stranger).
+                if !self.tracks(&call_id, &msg.sender_user_id) {
                     return;
                 }
                 let peer = Peer { user_id: msg.sender_user_id.clone(), device_id: msg.content.device_id.clone() };
@@ -55,6 +67,13 @@ impl Engine {
 
     fn live(&self, call_id: &str) -> bool {
         self.calls.get(call_id).is_some_and(Call::is_live)
+    }
+
+    /// Whether `user` is a participant of `call_id` as this device tracks it (invited, ringing
+    /// or in). Messages about a call from anyone else change nothing: the server routes what
+    /// any user addresses to us, so the sender's say-so is not membership.
+    pub(super) fn tracks(&self, call_id: &str, user: &str) -> bool {
+        self.calls.get(call_id).is_some_and(|c| c.users.contains_key(user))
     }
 
     /// RC:VCInvite for this user (spec B.4, C.13.1 step 2, C.6 busy).
@@ -76,7 +95,10 @@ impl Engine {
         let busy = self.has_live_call();
         let deadline = self.ring_deadline(msg.sent_time);
         let mut users = SmallMap::new();
-        users.insert(sender.user_id.clone(), member(UserState::Waiting, sender.profile.clone()));
+        // The caller is in the call through the device that invited (for `remote_hung_up`).
+        let mut caller = member(UserState::Waiting, sender.profile.clone());
+        caller.device_id = Some(msg.content.device_id.clone());
+        users.insert(sender.user_id.clone(), caller);
         for u in &invite.invite_user_ids {
             let mut m = member(UserState::Waiting, UserProfile::default());
             m.ring_deadline = Some(deadline);
@@ -167,7 +189,10 @@ impl Engine {
         self.calls.remove(&mine);
         let call_id = msg.content.call_id.clone();
         let mut users = SmallMap::new();
-        users.insert(sender.user_id.clone(), member(UserState::Waiting, sender.profile.clone()));
+        // The caller is in the call through the device that invited (for `remote_hung_up`).
+        let mut caller = member(UserState::Waiting, sender.profile.clone());
+        caller.device_id = Some(msg.content.device_id.clone());
+        users.insert(sender.user_id.clone(), caller);
         users.insert(me.clone(), member(UserState::Waiting, self.profile.clone()));
         let media_type = MediaType::from_i32(invite.media_type).unwrap_or(MediaType::Audio);
         self.calls.insert(
@@ -248,8 +273,16 @@ impl Engine {
     fn remote_accepted(&mut self, call_id: &str, sender: Sender, device_id: String) {
         let me = self.cfg.self_id.clone();
         let now = self.now;
+        if self.late_accept(call_id, &sender.user_id) {
+            return;
+        }
         let Some(call) = self.calls.get_mut(call_id).filter(|c| c.is_live()) else { return };
         let Some(m) = call.users.get_mut(&sender.user_id) else { return };
+        // Two devices of one user answered at once: the first (in server order) is in, the other
+        // ends itself with 101 (`other_device_accepted`).
+        if m.state == UserState::Keeping && other_device(m.device_id.as_deref(), &device_id) {
+            return;
+        }
         m.ring_deadline = None;
         m.state = UserState::Keeping;
         m.device_id = Some(device_id.clone());
@@ -281,13 +314,47 @@ impl Engine {
         self.surface_tracks(call_id);
     }
 
+    /// A late Accept from `user`, who is not (or no longer) in our view of `call_id`: if the call
+    /// goes on and our ring timer gave up on `user`, it is taken back (it answered in its own
+    /// time; everyone in the call sees the same Accept). If the call is over here (a caller ending
+    /// a 1:1 call by its ring timer sends nothing, spec C.4), the accepter is told, once, that we
+    /// are out, or it could stay alone in the call. Whether the Accept was answered that way.
+    fn late_accept(&mut self, call_id: &str, user: &str) -> bool {
+        let me = self.cfg.self_id.clone();
+        let Some(call) = self.calls.get_mut(call_id) else { return false };
+        if user == me || call.users.contains_key(user) {
+            return false;
+        }
+        let timed_out = call.timed_out.iter().any(|u| u == user);
+        if call.is_live() {
+            if timed_out {
+                call.timed_out.retain(|u| u != user);
+                call.users.insert(user.to_string(), super::member(UserState::Waiting, UserProfile::default()));
+            }
+            return false;
+        }
+        if !call.left.iter().any(|u| u == user) || call.told_gone.iter().any(|u| u == user) {
+            return false; // a stranger, or told already
+        }
+        call.told_gone.push(user.to_string());
+        let reason = if timed_out { end_reason::REMOTE_NO_RESPONSE } else { end_reason::HANGUP };
+        let body = Body::Hangup(proto::Hangup { reason });
+        self.send(call_id, body, vec![user.to_string()], None, SendPurpose::Other);
+        true
+    }
+
     /// RC:VCHangup from another participant (spec B.4, C.3, C.10, C.13.1–3).
-    fn remote_hung_up(&mut self, call_id: &str, sender: Sender, wire_reason: i32) {
+    fn remote_hung_up(&mut self, call_id: &str, sender: Sender, device_id: &str, wire_reason: i32) {
         let now = self.now;
         let Some(call) = self.calls.get_mut(call_id).filter(|c| c.is_live()) else { return };
-        if call.users.remove(&sender.user_id).is_none() {
+        let Some(m) = call.users.get(&sender.user_id) else { return };
+        // A user in the call through one device is not taken out by another of its devices (one
+        // that lost an answering race, or the server's Hangup for such a device when it goes).
+        if m.state == UserState::Keeping && other_device(m.device_id.as_deref(), device_id) {
             return;
         }
+        call.users.remove(&sender.user_id);
+        call.left.push(sender.user_id.clone());
         let reason = map_remote_reason(wire_reason);
         call.end = now;
         let peers: Vec<Peer> =
@@ -317,12 +384,41 @@ impl Engine {
         }
     }
 
-    /// My other device accepted or hung up this call (spec C.7): end here, send nothing.
+    /// My other device accepted or hung up this call (spec C.7): end here (a pending `accept()`
+    /// resolves), sending nothing — unless our own Accept is on its way: the server may have
+    /// taken it first after all (its answer lost with a restart), so the others hear that this
+    /// device is out. (Where the other device is in, they ignore it: it is not that device.)
     fn other_device_took_over(&mut self, call_id: &str, reason: i32) {
-        if !self.live(call_id) {
-            return;
-        }
-        let summary = self.end_call(call_id, reason, false);
-        self.close_event(call_id, summary);
+        let accept_in_flight = self
+            .calls
+            .get(call_id)
+            .is_some_and(|c| matches!(c.pending, Pending::Accepting(_) | Pending::AcceptSend(_) | Pending::MergeAccept));
+        self.end_self(call_id, reason, accept_in_flight);
     }
+
+    /// My other device accepted: it took the call (101), unless the server already took our own
+    /// Accept, which then came first (the server orders them, and the others follow the first).
+    /// CallLib ended both devices when both answered at once, leaving the caller alone.
+    fn other_device_accepted(&mut self, call_id: &str) {
+        if !self.accepted_here(call_id) {
+            self.other_device_took_over(call_id, end_reason::ACCEPT_BY_OTHER_CLIENT);
+        }
+    }
+
+    /// The server took this device's Accept for `call_id`, or this device placed the call.
+    fn accepted_here(&self, call_id: &str) -> bool {
+        let me = &self.cfg.self_id;
+        self.calls.get(call_id).is_some_and(|c| {
+            let placed_here = c.caller_id == *me && c.users.get(me).is_some_and(|m| m.ring_deadline.is_none());
+            placed_here
+                || matches!(c.pending, Pending::AcceptCapture(_))
+                || (c.pending == Pending::None && c.user_state(me) == UserState::Keeping)
+        })
+    }
+}
+
+/// Whether a message from `device` comes from another device than `known` (the one a member is in
+/// the call through). Unknown on either side (a client that sends no device id): not another.
+fn other_device(known: Option<&str>, device: &str) -> bool {
+    known.is_some_and(|d| !d.is_empty() && !device.is_empty() && d != device)
 }

@@ -21,8 +21,33 @@
 //!   Accept it receives. The server delivers in order, so of two members accepting at once the
 //!   one accepted first by the server is "in" when the other's Accept arrives, and the other is
 //!   not yet "in" when the first's arrives: exactly one of them offers.
+//! - Only participants act in a call: Ringing, Accept, media, mute, ModifyMedia and Hangup count
+//!   only from users the call tracks, and RC:VCModifyMem for a known call only from a member (not
+//!   one that left), and never for a 1:1 call (`invite()` there is 53311, so no CallLib sends one).
+//!   CallLib took a stranger's ModifyMem listing itself CONNECTED, and its Accept then got our
+//!   tracks. (A ModifyMem for an unknown call is an invitation, from anyone, like RC:VCInvite.)
+//! - Connection loss (see `connection.rs`): while disconnected `hungup()` ends at once with
+//!   SUCCESS, `call()`/`invite()` fail at once with 53201; live calls end with NETWORK_ERROR (7)
+//!   after [`SELF_CUTOFF_MS`] without the server; a Hangup the server sends on this very device's
+//!   behalf ends its session with that reason as-is. CallLib left this to RTCLib's room pings.
+//! - An offer from a member the ModifyMem that brought us in listed as ringing means it is in
+//!   (only members in the call offer): its Accept crossed that ModifyMem. It counts as accepted
+//!   (`onAccept`) instead of being rung out a minute later while in the call.
+//! - `invite()` from a device still ringing (not in the call) is PARAM_ERROR: it would list
+//!   itself CONNECTED, and the invitees would count it in for good if it never answered.
+//! - A late Accept (delayed, e.g. we were cut off when it reached the server, or replayed to a
+//!   device that was away): from a user our ring timer gave up on, it takes that user back into
+//!   a call that goes on; for a call that is over here it is answered with a Hangup to the
+//!   accepter (reason 15 if we timed it out, so it ends with NO_RESPONSE 5; else 3), so the late
+//!   accepter does not sit alone in a call nobody else is in (CallLib ignored it).
+//! - Messages stored while we were disconnected (`offline`) for a call this engine knows are
+//!   handled as they arrive, not as an offline batch (which would drop a known call's hangup);
+//!   between a reconnect and SyncDone, every message of a call we do not know joins the batch,
+//!   whatever its `offline` flag (else a replayed invite whose cancel or other-device answer
+//!   follows would ring, or be rejected as busy, for a call already over).
 
 mod call;
+mod connection;
 mod event;
 mod incoming;
 mod io;
@@ -119,6 +144,10 @@ pub struct Engine {
     offline: Vec<Received>,
     /// Calls merged into another (crossing calls): old id → new id, for late media reports.
     renamed: SmallMap<String, String>,
+    /// While the connection to the server is down: when we last heard from it.
+    link_down_since: Option<Millis>,
+    /// Reconnected, and the server is still replaying what we missed (until `SyncDone`).
+    syncing: bool,
 }
 
 impl Engine {
@@ -137,6 +166,8 @@ impl Engine {
             hangup_push: PushTexts::default(),
             offline: Vec::new(),
             renamed: SmallMap::new(),
+            link_down_since: None,
+            syncing: false,
         }
     }
 
@@ -160,13 +191,23 @@ impl Engine {
             Input::Command(id, cmd) => self.on_command(id, cmd),
             Input::Signal(msg) => {
                 self.server_offset = msg.server_time - now;
-                if msg.offline {
+                // A call this engine already knows is live traffic even when stored while we
+                // were disconnected (offline batches only turn into new calls and records). The
+                // reconnect replay mixes stored and live-routed messages (ones our other devices
+                // got meanwhile): until SyncDone every message of a call we do not know joins the
+                // batch, so a call that started and ended meanwhile does not ring.
+                let call_id = &msg.content.call_id;
+                let batched = self.offline.iter().any(|m| m.content.call_id == *call_id);
+                if ((msg.offline || self.syncing) && !self.calls.contains_key(call_id)) || batched {
                     self.offline.push(msg);
                 } else {
                     self.on_signal(msg);
                 }
             }
-            Input::SyncDone => self.on_sync_done(),
+            Input::SyncDone => {
+                self.syncing = false;
+                self.on_sync_done()
+            }
             Input::Kicked { call_id } => self.end_with_hangup(&call_id, end_reason::KICKED_BY_SERVER),
             Input::SendResult { request_id, server_time, result } => {
                 self.server_offset = server_time - now;
@@ -174,8 +215,8 @@ impl Engine {
             }
             Input::Media(ev) => self.on_media(ev),
             Input::Timeout => self.on_timeout(),
-            // (issue 10: implemented with the self cut-off in the engine's connection handling)
-            Input::LinkDown { .. } | Input::LinkUp => {}
+            Input::LinkDown { since } => self.link_down(since),
+            Input::LinkUp => self.link_up(),
         }
     }
 
@@ -185,7 +226,7 @@ impl Engine {
     }
 
     fn next_deadline(&self) -> Option<Millis> {
-        self.calls.values().filter_map(Call::next_deadline).min()
+        self.calls.values().filter_map(Call::next_deadline).chain(self.cutoff_deadline()).min()
     }
 
     // ----- shared plumbing ------------------------------------------------------------------
@@ -274,6 +315,8 @@ impl Engine {
             m.state = UserState::None;
             m.ring_deadline = None;
         }
+        let remote: Vec<String> = call.users.keys().cloned().collect();
+        call.left.extend(remote);
         call.users.clear();
         let joined = std::mem::take(&mut call.joined) || !call.peers.is_empty();
         let had_media = std::mem::take(&mut call.has_local_media);
@@ -335,6 +378,7 @@ impl Engine {
             self.ring_timed_out(&call_id, &user);
         }
         self.restart_due_links();
+        self.check_cutoff();
     }
 
     /// Spec C.4: the ringing of `user` in `call_id` timed out.
@@ -350,6 +394,8 @@ impl Engine {
             return self.close_event(call_id, summary);
         }
         call.users.remove(user);
+        call.timed_out.push(user.to_string());
+        call.left.push(user.to_string());
         let remaining = call.users.len();
         let sender = Sender { user_id: user.to_string(), profile: UserProfile::default() };
         let reason = end_reason::REMOTE_NO_RESPONSE;
@@ -375,5 +421,5 @@ fn send_error_code(im_code: i32) -> i32 {
 }
 
 fn member(state: UserState, profile: UserProfile) -> Member {
-    Member { state, profile, ring_deadline: None, device_id: None, audio_muted: false, video_muted: false }
+    Member { state, profile, ring_deadline: None, device_id: None, audio_muted: false, video_muted: false, maybe_in: false }
 }

@@ -27,12 +27,21 @@ impl Engine {
         if !call.is_group() {
             return self.done(id, error_code::CONVERSATION_NOT_GROUP_ERROR, None);
         }
+        // Only someone in the call brings others in: a member still ringing would be listed
+        // CONNECTED (CallLib lists the sender so), and the new member would count it in for good
+        // if it never answers.
+        if !call.self_in(&me) {
+            return self.done(id, error_code::PARAM_ERROR, None);
+        }
         // 5.2.8 / spec G.6 decision: users already in the call are left out silently; if nobody
         // new remains the invite is a PARAM_ERROR and nothing is sent.
         let new_users: Vec<String> =
             dedup(&user_ids).into_iter().filter(|u| *u != me && !call.users.contains_key(u)).collect();
         if new_users.is_empty() {
             return self.done(id, error_code::PARAM_ERROR, None);
+        }
+        if self.link_is_down() {
+            return self.done(id, error_code::SEND_MSG_ERROR, None);
         }
         // In the call: whoever is KEEPING, the inviter (us), and the caller unless it left and
         // rings again. CallLib listed a not-yet-answered caller as RINGING, and receivers then
@@ -109,7 +118,13 @@ impl Engine {
             None => members.push((sender.user_id.clone(), call_status::CONNECTED)),
         }
         if let Some(call) = self.calls.get_mut(&call_id) {
-            if !call.is_live() {
+            // Only a member of the call (whoever invited us is one until it leaves) may change
+            // its members, and only in a group call: `invite()` on a 1:1 call is 53311, so no
+            // CallLib client sends one. A stranger listing itself CONNECTED would otherwise
+            // join, and its Accept would get our tracks; a member that left (e.g. ended by the
+            // server's verdict) would come back with its delayed invite.
+            let allowed = call.users.contains_key(&sender.user_id);
+            if !call.is_live() || !call.is_group() || !allowed {
                 return;
             }
             // Already in this call: track the new members (5.0.3) and tell the app.
@@ -125,15 +140,20 @@ impl Engine {
                     // One timer per user, replaced, never stacked (5.1.1, 5.2.5).
                     m.ring_deadline = Some(deadline);
                     invited.push(Sender { user_id: u.clone(), profile: UserProfile::default() });
-                } else if !ringing {
+                } else if !ringing && m.ring_deadline.is_none() {
+                    // Someone we still ring is only in once its own Accept arrives (it comes
+                    // before this message when there is one): a ringing member that invites
+                    // lists itself CONNECTED, and taking that would leave its ring timer off
+                    // and the call open for good if it never answers.
                     m.state = UserState::Keeping;
-                    m.ring_deadline = None;
                 }
             }
             self.emit(CallEvent::MemberModify { call_id, sender, invited });
             return;
         }
-        if !members.iter().any(|(m, _)| *m == me) {
+        // Only a new invitee rings: listed CONNECTED, we are in the call on another device (the
+        // ModifyMem goes to every member), and this device has nothing to join.
+        if !members.iter().any(|(m, status)| *m == me && *status != call_status::CONNECTED) {
             return;
         }
         // A new invitee: like an invite, with the caller named by the message (spec C.9).
@@ -148,10 +168,12 @@ impl Engine {
             } else {
                 let mut m = member(UserState::Waiting, UserProfile::default());
                 m.ring_deadline = Some(deadline);
+                m.maybe_in = true;
                 m
             };
             if *u == sender.user_id {
                 m.profile = sender.profile.clone();
+                m.device_id = Some(msg.content.device_id.clone());
             }
             if *u == me {
                 m.profile = self.profile.clone();
