@@ -18,6 +18,7 @@ use std::rc::{Rc, Weak};
 use futures::channel::oneshot;
 use js_sys::{ArrayBuffer, Uint8Array};
 use rtc_core::engine::{Input, Received};
+use rtc_core::types::SessionState;
 use rtc_core::proto::{client_frame, object_name, server_frame, Ack, Authenticate, CallContent, ClientFrame, ServerFrame};
 use wasm_bindgen::prelude::*;
 use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
@@ -243,17 +244,23 @@ fn on_frame(conn_id: u32, frame: ServerFrame) {
             let fresh = rt.link.borrow_mut().as_mut().is_none_or(|l| l.accept_delivery(&d));
             if fresh && object_name::ALL.contains(&d.message_type.as_str()) {
                 match CallContent::from_bytes(&d.content) {
-                    Ok(content) => rt.feed(Input::Signal(Received {
-                        sender_user_id: d.sender_user_id,
-                        sender_device_id: d.sender_device_id,
-                        conversation_type: d.conversation_type,
-                        target_id: d.target_id,
-                        channel_id: d.channel_id,
-                        sent_time: d.sent_time,
-                        server_time,
-                        offline: d.offline,
-                        content,
-                    })),
+                    Ok(content) => {
+                        // Stored while this page was briefly disconnected, for a call it still
+                        // has live (a mute, a hangup): that is live traffic, not history for the
+                        // offline batch (which only turns invites into records).
+                        let live = rt.session_view(&content.call_id).is_some_and(|v| v.state != SessionState::End);
+                        rt.feed(Input::Signal(Received {
+                            sender_user_id: d.sender_user_id,
+                            sender_device_id: d.sender_device_id,
+                            conversation_type: d.conversation_type,
+                            target_id: d.target_id,
+                            channel_id: d.channel_id,
+                            sent_time: d.sent_time,
+                            server_time,
+                            offline: d.offline && !live,
+                            content,
+                        }))
+                    }
                     Err(e) => js::warn(&format!("[rcall] dropped an undecodable {} message: {e}", d.message_type)),
                 }
             }
