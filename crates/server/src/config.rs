@@ -109,6 +109,10 @@ pub struct Config {
     pub metrics_token: Option<String>,
     /// On shutdown: how long open connections get to flush before they are dropped.
     pub shutdown_timeout: Duration,
+    /// A silent connection gets a WebSocket Ping after this long ([`crate::ws::PING_INTERVAL`]).
+    pub ping_interval: Duration,
+    /// A connection that sent nothing for this long is closed ([`crate::ws::DEAD_AFTER`]).
+    pub dead_after: Duration,
     /// Binary only: log format.
     pub log_format: LogFormat,
 }
@@ -165,6 +169,8 @@ impl Config {
             metrics: true,
             metrics_token: None,
             shutdown_timeout: Duration::from_secs(10),
+            ping_interval: crate::ws::PING_INTERVAL,
+            dead_after: crate::ws::DEAD_AFTER,
             log_format: LogFormat::Text,
         }
     }
@@ -212,6 +218,11 @@ impl Config {
         if !self.turn_urls.is_empty() && self.turn_secret.as_deref().unwrap_or("").is_empty() {
             return Err(ConfigError::Invalid(
                 "TURN URLs need a TURN secret (--turn-secret / RCALL_TURN_SECRET)".into(),
+            ));
+        }
+        if self.ping_interval.is_zero() || self.dead_after <= self.ping_interval {
+            return Err(ConfigError::Invalid(
+                "ping interval must be > 0 and below the dead-after time".into(),
             ));
         }
         if self.turn_ttl.is_zero() {
@@ -392,6 +403,12 @@ pub struct Cli {
     /// RUST_LOG (default info)
     #[arg(long)]
     pub log_format: Option<String>,
+    /// Ping a connection silent this long, ms (tests) [env: RCALL_PING_INTERVAL_MS]
+    #[arg(long, hide = true)]
+    pub ping_interval_ms: Option<u64>,
+    /// Close a connection silent this long, ms (tests) [env: RCALL_DEAD_AFTER_MS]
+    #[arg(long, hide = true)]
+    pub dead_after_ms: Option<u64>,
 }
 
 fn parse_env<T: std::str::FromStr>(
@@ -619,6 +636,12 @@ impl Cli {
             file.shutdown_timeout_secs
         ) {
             c.shutdown_timeout = secs(v);
+        }
+        if let Some(v) = layer!(self.ping_interval_ms, "RCALL_PING_INTERVAL_MS", None) {
+            c.ping_interval = Duration::from_millis(v);
+        }
+        if let Some(v) = layer!(self.dead_after_ms, "RCALL_DEAD_AFTER_MS", None) {
+            c.dead_after = Duration::from_millis(v);
         }
         if let Some(v) = layer!(self.log_format, "RCALL_LOG_FORMAT", file.log_format) {
             c.log_format = parse_log_format(&v)?;

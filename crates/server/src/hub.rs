@@ -32,13 +32,13 @@ use prost::Message as _;
 use rtc_core::proto::conversation_type;
 use rtc_core::proto::server_frame::Body;
 use rtc_core::proto::{
-    error_code, Delivered, ErrorFrame, JoinedDevice, Kicked, SendMessage, SyncDone,
+    error_code, AuthResult, Delivered, ErrorFrame, JoinedDevice, Kicked, SendMessage, SyncDone,
 };
 
 use crate::clock::{now_ms, now_us, MonotonicMs};
 use crate::metrics::Metrics;
 use crate::rooms::{self, Rooms};
-use crate::store::{PolicyRows, Store, SyncData};
+use crate::store::{PolicyRows, SenderSeq, Store, SyncData};
 use crate::uid::UidGen;
 
 /// IMLib `BIZ_ERROR_INVALID_PARAMETER`.
@@ -61,6 +61,16 @@ pub const CODE_TOKEN_EXPIRED: i32 = 31020;
 pub const OUTBOX_CAPACITY: usize = 1024;
 /// Devices remembered per user in memory (the rest live in SQLite).
 const MAX_DEVICES_IN_MEMORY: usize = 32;
+/// SDK instances (page loads) per device whose accepted `client_seq` is kept in memory: a
+/// device rarely has more than a few tabs or reloads in flight; older ones are in SQLite if
+/// they sent anything that was stored, or when their device disconnected.
+const MAX_INSTANCES_PER_DEVICE: usize = 4;
+
+/// Milliseconds on a monotonic clock starting at the first call (for liveness).
+pub fn mono_ms() -> u64 {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
 
 pub type AppId = usize;
 pub type ConnId = u64;
@@ -87,6 +97,25 @@ pub enum Outgoing {
     },
     /// Written, then the connection is closed.
     Fatal(ErrorFrame),
+    /// A frame that confirms something (a `SendResult`, `accepted_upto`): written only once
+    /// the store has committed `ticket`, holding everything queued after it.
+    Durable { body: Bytes, ticket: u64 },
+    /// A WebSocket Ping (the connection has been silent).
+    Ping,
+}
+
+impl Outgoing {
+    /// `body` as a frame, or held until `ticket` is committed if it is not yet.
+    pub fn confirming(body: Bytes, ticket: u64, store: &Store) -> Self {
+        if ticket > store.committed() {
+            Outgoing::Durable { body, ticket }
+        } else {
+            Outgoing::Frame {
+                body,
+                accepted: None,
+            }
+        }
+    }
 }
 
 /// Encodes a frame body once so it can be queued to many connections.
@@ -143,11 +172,51 @@ struct OutQ {
 #[derive(Default)]
 pub struct Outbox {
     q: Mutex<OutQ>,
+    /// When the client last sent anything, frames or pongs ([`mono_ms`]).
+    last_heard: AtomicU64,
+    /// When the server last pinged it ([`mono_ms`]).
+    last_ping: AtomicU64,
 }
 
 impl Outbox {
     pub fn new() -> Self {
-        Self::default()
+        let o = Self::default();
+        o.heard();
+        o
+    }
+
+    /// The client sent something: it is alive.
+    pub fn heard(&self) {
+        self.last_heard.store(mono_ms(), Ordering::Relaxed);
+    }
+
+    /// Liveness check at `now` ([`mono_ms`]): queues a Ping once per `ping_ms` of silence;
+    /// kills the connection after `dead_ms` of silence. True when it was killed just now.
+    pub fn check_alive(&self, now: u64, ping_ms: u64, dead_ms: u64) -> bool {
+        let silent = now.saturating_sub(self.last_heard.load(Ordering::Relaxed));
+        if silent >= dead_ms {
+            let mut q = self.lock();
+            if q.aborted {
+                return false;
+            }
+            q.items.clear();
+            q.closed = true;
+            q.aborted = true;
+            Self::wake(q);
+            return true;
+        }
+        if silent >= ping_ms
+            && now.saturating_sub(self.last_ping.load(Ordering::Relaxed)) >= ping_ms
+        {
+            self.last_ping.store(now, Ordering::Relaxed);
+            let _ = self.push(Outgoing::Ping, false);
+        }
+        false
+    }
+
+    /// Killed or aborted: nothing more is written.
+    pub fn is_aborted(&self) -> bool {
+        self.lock().aborted
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, OutQ> {
@@ -327,6 +396,8 @@ pub struct Origin {
     pub conn_id: ConnId,
     pub user_id: Arc<str>,
     pub device_id: Arc<str>,
+    /// `Authenticate.instance` (0 = untracked).
+    pub instance: u64,
 }
 
 /// What the server assigned to an accepted message.
@@ -336,6 +407,11 @@ pub struct Accepted {
     pub message_uid: String,
     /// Number of connections the message was pushed to.
     pub delivered_to: usize,
+    /// Store ticket that must commit before the message is confirmed (0 = nothing stored).
+    pub ticket: u64,
+    /// A resend of a `client_seq` already accepted: nothing was routed, `sent_time` is the
+    /// server's clock now and `message_uid` is empty (the original ones are not kept).
+    pub duplicate: bool,
 }
 
 /// A registered (still syncing) connection.
@@ -374,12 +450,58 @@ struct ConnSlot {
 struct DeviceCursor {
     id: Arc<str>,
     acked: u64,
+    /// Highest accepted `client_seq` per SDK instance, most recently used last.
+    instances: Vec<InstanceSeq>,
+}
+
+/// What the server accepted from one SDK instance of a device.
+#[derive(Debug, Clone, Copy)]
+struct InstanceSeq {
+    instance: u64,
+    upto: u64,
+    /// Store ticket covering the stored messages up to `upto`.
+    ticket: u64,
+}
+
+impl DeviceCursor {
+    fn new(id: Arc<str>) -> Self {
+        Self {
+            id,
+            acked: 0,
+            instances: Vec::new(),
+        }
+    }
+
+    fn instance(&self, instance: u64) -> Option<&InstanceSeq> {
+        self.instances.iter().find(|i| i.instance == instance)
+    }
+
+    /// The record of `instance` (created at 0), now the most recently used.
+    fn instance_mut(&mut self, instance: u64) -> &mut InstanceSeq {
+        let rec = match self.instances.iter().position(|i| i.instance == instance) {
+            Some(i) => self.instances.remove(i),
+            None => {
+                if self.instances.len() >= MAX_INSTANCES_PER_DEVICE {
+                    self.instances.remove(0);
+                }
+                InstanceSeq {
+                    instance,
+                    upto: 0,
+                    ticket: 0,
+                }
+            }
+        };
+        self.instances.push(rec);
+        self.instances.last_mut().expect("just pushed")
+    }
 }
 
 struct Entry {
     seq: u64,
     /// Also stored in SQLite (no live device when accepted).
     offline: bool,
+    /// Stored later, for a device that left without acking it.
+    stored: bool,
     /// The sending device, for a copy in the sender's own log.
     exclude_device: Option<Arc<str>>,
     accepted: Instant,
@@ -434,10 +556,7 @@ impl UserState {
         if self.devices.capacity() == 0 {
             self.devices.reserve_exact(1);
         }
-        self.devices.push(DeviceCursor {
-            id: Arc::from(device),
-            acked: 0,
-        });
+        self.devices.push(DeviceCursor::new(Arc::from(device)));
         self.devices.last_mut().expect("just pushed")
     }
 
@@ -471,6 +590,13 @@ impl UserState {
             if self.window.len() > limits.window_max
                 || now.duration_since(front.accepted) > limits.window_ttl
             {
+                // A connected device that has not acked it may be on a dead connection: keep
+                // it (up to twice the limit) until `unregister` stores it for that device.
+                if self.window.len() <= limits.window_max.saturating_mul(2)
+                    && unacked_by_a_connected_device(&self.conns, &self.devices, front)
+                {
+                    break;
+                }
                 self.window.pop_front();
             } else {
                 break;
@@ -484,6 +610,29 @@ impl UserState {
     fn idle(&self) -> bool {
         self.conns.is_empty() && self.window.is_empty() && self.last_seq <= now_us()
     }
+}
+
+/// Whether a device with a connection has not acked `e` yet (and `e` is not stored).
+fn unacked_by_a_connected_device(conns: &[ConnSlot], devices: &[DeviceCursor], e: &Entry) -> bool {
+    !e.offline
+        && !e.stored
+        && conns.iter().any(|c| {
+            e.exclude_device.as_ref() != Some(&c.device)
+                && e.seq
+                    > devices
+                        .iter()
+                        .find(|d| d.id == c.device)
+                        .map_or(0, |d| d.acked)
+        })
+}
+
+/// The `Delivered` bytes inside an encoded `Body::Deliver`.
+fn delivered_payload(body: &Bytes) -> Bytes {
+    let mut rest = &body[1..];
+    let before = rest.len();
+    let len = prost::encoding::decode_varint(&mut rest).unwrap_or(0) as usize;
+    let at = 1 + before - rest.len();
+    body.slice(at..(at + len).min(body.len()))
 }
 
 /// What the hub enforces for one app.
@@ -633,8 +782,10 @@ impl Hub {
 
     // ---- connections -------------------------------------------------------------------
 
-    /// Adds an authenticated connection in the *syncing* state and queues `auth_ok` (the encoded
-    /// `AuthResult`) as its first frame, or refuses it. `token_iat` is when its token was issued.
+    /// Adds an authenticated connection in the *syncing* state and queues `auth_ok` as its
+    /// first frame, or refuses it. `token_iat` is when its token was issued. `stored` is the
+    /// persisted `(accepted client_seq, read ticket)` of `(device, instance)`: `auth_ok` gets
+    /// the larger of it and what memory knows as `accepted_upto`, held until durable.
     #[allow(clippy::too_many_arguments)]
     pub fn register(
         &self,
@@ -644,7 +795,9 @@ impl Hub {
         token_iat: i64,
         resume_from: u64,
         outbox: Arc<Outbox>,
-        auth_ok: Bytes,
+        mut auth_ok: AuthResult,
+        instance: u64,
+        stored: (u64, u64),
     ) -> Result<Registered, AuthRefusal> {
         let shard = &self.apps[app];
         let mut t = self.table(app);
@@ -681,13 +834,18 @@ impl Hub {
         let dev = st.device_mut(device_id);
         let cursor = resume_from.min(ceiling).max(dev.acked);
         let device = dev.id.clone();
-        let _ = outbox.push(
-            Outgoing::Frame {
-                body: auth_ok,
-                accepted: None,
-            },
-            false,
-        );
+        let mut ticket = 0;
+        if instance != 0 {
+            let rec = dev.instance_mut(instance);
+            if stored.0 >= rec.upto {
+                rec.upto = stored.0;
+                rec.ticket = rec.ticket.max(stored.1);
+            }
+            auth_ok.accepted_upto = rec.upto;
+            ticket = rec.ticket;
+        }
+        let auth_ok = encode_body(&Body::AuthResult(auth_ok));
+        let _ = outbox.push(Outgoing::confirming(auth_ok, ticket, &self.store), false);
         if st.conns.capacity() == 0 {
             st.conns.reserve_exact(1);
         }
@@ -721,10 +879,7 @@ impl Hub {
         for d in &data.devices {
             if st.devices.len() < MAX_DEVICES_IN_MEMORY && !st.devices.iter().any(|x| *x.id == **d)
             {
-                st.devices.push(DeviceCursor {
-                    id: Arc::from(d.as_str()),
-                    acked: 0,
-                });
+                st.devices.push(DeviceCursor::new(Arc::from(d.as_str())));
             }
         }
         let user = st.id.clone();
@@ -817,6 +972,7 @@ impl Hub {
                     now_ms(),
                 );
             }
+            self.keep_for_departed_device(&shard.key, st, &slot.device);
         }
         st.prune_window(&self.limits, Instant::now());
         // Everything else is in SQLite and reloaded on the next connect.
@@ -827,6 +983,60 @@ impl Hub {
             t.rooms
                 .set_connected(user_id, &slot.device, false, Instant::now());
         }
+    }
+
+    /// A device's last connection went: persists its instances' accepted `client_seq`s, and
+    /// stores every message in the window it has not acked (and that is not stored yet), so
+    /// it gets them when it resumes after the window's TTL. Those rows belong to the user
+    /// like every stored message: the first device to ack them deletes them.
+    fn keep_for_departed_device(&self, key: &Arc<str>, st: &mut UserState, device: &Arc<str>) {
+        let Some(d) = st.devices.iter().find(|d| d.id == *device) else {
+            return;
+        };
+        let now = now_ms();
+        if !d.instances.is_empty() {
+            let seqs = d.instances.iter().map(|i| (i.instance, i.upto)).collect();
+            self.store
+                .save_client_seqs(key.clone(), st.id.clone(), device.clone(), seqs, now);
+        }
+        let acked = d.acked;
+        let expires_at = now.saturating_add(self.limits.offline_ttl_ms);
+        for e in st.window.iter_mut() {
+            if e.seq <= acked || e.offline || e.stored || e.exclude_device.as_ref() == Some(device)
+            {
+                continue;
+            }
+            let payload = delivered_payload(&e.body);
+            let sent_time = Delivered::decode(&payload[..]).map_or(now, |m| m.sent_time);
+            self.store.store_offline(
+                key.clone(),
+                st.id.clone(),
+                e.seq,
+                e.exclude_device.clone(),
+                sent_time,
+                expires_at,
+                payload,
+                self.limits.offline_max_per_user,
+                None,
+            );
+            e.stored = true;
+            st.offline_upto = st.offline_upto.max(e.seq);
+            Metrics::inc(&self.metrics.offline_stored);
+        }
+    }
+
+    /// The highest `client_seq` accepted from `origin`'s instance, and the store ticket it
+    /// needs committed (for `Pong.accepted_upto`).
+    pub fn accepted_upto(&self, origin: &Origin) -> (u64, u64) {
+        if origin.instance == 0 {
+            return (0, 0);
+        }
+        let t = self.table(origin.app);
+        t.users
+            .get(&*origin.user_id)
+            .and_then(|st| st.devices.iter().find(|d| d.id == origin.device_id))
+            .and_then(|d| d.instance(origin.instance))
+            .map_or((0, 0), |i| (i.upto, i.ticket))
     }
 
     /// Records that a device processed everything up to `seq`, and drops stored messages it
@@ -912,6 +1122,26 @@ impl Hub {
         let shard = &self.apps[from.app];
         let mut guard = self.table(from.app);
         let t = &mut *guard;
+        // Exactly once: a resend of what this instance already got accepted is confirmed again,
+        // not routed again (before any policy check: it was accepted when it came first).
+        let tracked = from.instance != 0 && msg.client_seq != 0;
+        if tracked {
+            if let Some(rec) = t
+                .users
+                .get(&*from.user_id)
+                .and_then(|st| st.devices.iter().find(|d| d.id == from.device_id))
+                .and_then(|d| d.instance(from.instance))
+                .filter(|rec| msg.client_seq <= rec.upto)
+            {
+                return Ok(Accepted {
+                    sent_time: now_ms(),
+                    message_uid: String::new(),
+                    delivered_to: 0,
+                    ticket: rec.ticket,
+                    duplicate: true,
+                });
+            }
+        }
         match msg.conversation_type {
             conversation_type::PRIVATE => {
                 if recipients
@@ -962,8 +1192,8 @@ impl Hub {
             content: msg.content,
             sent_time,
             offline: false,
-            sender_instance: 0,
-            client_seq: 0,
+            sender_instance: from.instance,
+            client_seq: msg.client_seq,
         };
         let mut ctx = DeliverCtx {
             hub: self,
@@ -973,6 +1203,13 @@ impl Hub {
             floor,
             delivered_to: 0,
             max_issued: t.max_issued,
+            ticket: 0,
+            sender_seq: tracked.then(|| SenderSeq {
+                user: from.user_id.clone(),
+                device: from.device_id.clone(),
+                instance: from.instance,
+                client_seq: msg.client_seq,
+            }),
         };
         for user in &recipients {
             ctx.deliver(&mut t.users, user, &mut template, None);
@@ -985,13 +1222,22 @@ impl Hub {
             Some((from.conn_id, &from.device_id)),
         );
         t.max_issued = ctx.max_issued;
-        let delivered_to = ctx.delivered_to;
+        let (delivered_to, ticket) = (ctx.delivered_to, ctx.ticket);
+        if tracked {
+            if let Some(st) = t.users.get_mut(&*from.user_id) {
+                let rec = st.device_mut(&from.device_id).instance_mut(from.instance);
+                rec.upto = rec.upto.max(msg.client_seq);
+                rec.ticket = rec.ticket.max(ticket);
+            }
+        }
         drop(guard);
         Metrics::inc(&self.metrics.messages_routed);
         Ok(Accepted {
             sent_time,
             message_uid,
             delivered_to,
+            ticket,
+            duplicate: false,
         })
     }
 
@@ -1193,6 +1439,10 @@ struct DeliverCtx<'a> {
     floor: u64,
     delivered_to: usize,
     max_issued: u64,
+    /// Highest store ticket this message caused.
+    ticket: u64,
+    /// Recorded with the first stored copy, in the same transaction.
+    sender_seq: Option<SenderSeq>,
 }
 
 impl DeliverCtx<'_> {
@@ -1256,7 +1506,7 @@ impl DeliverCtx<'_> {
             }
         }
         if store {
-            self.hub.store.store_offline(
+            let ticket = self.hub.store.store_offline(
                 self.shard.key.clone(),
                 st.id.clone(),
                 seq,
@@ -1265,13 +1515,16 @@ impl DeliverCtx<'_> {
                 now_ms().saturating_add(limits.offline_ttl_ms),
                 body.slice(payload_at..),
                 limits.offline_max_per_user,
+                self.sender_seq.take(),
             );
+            self.ticket = self.ticket.max(ticket);
             st.offline_upto = seq;
             Metrics::inc(&self.hub.metrics.offline_stored);
         }
         st.window.push_back(Entry {
             seq,
             offline: store,
+            stored: false,
             exclude_device: sender.map(|(_, d)| d.clone()),
             accepted: self.accepted,
             body,

@@ -66,8 +66,10 @@ pub struct AppState {
     pub store: Store,
     pub hub: Hub,
     pub metrics: Arc<Metrics>,
-    /// Server API nonces seen inside the timestamp window.
+    /// Server API nonces seen inside the timestamp window (also in SQLite).
     pub nonces: server_api::NonceCache,
+    /// Serving connections, for the ping / dead-peer sweep.
+    pub liveness: ws::Liveness,
     /// Cancelled on shutdown: stop accepting, let every connection drain and close.
     pub shutdown: CancellationToken,
     /// Cancelled when the drain takes longer than `shutdown_timeout`: drop connections now.
@@ -189,19 +191,27 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<RunningServe
         let rows = store.load_policy(&app.key).await?;
         hub.load_policy(i, rows);
     }
+    let nonces = server_api::NonceCache::default();
+    for (key, nonce, until) in store.load_nonces(clock::now_ms()).await? {
+        if let Some(app) = hub.app_by_key(&key) {
+            nonces.restore(app, nonce, until);
+        }
+    }
     let addr = listener.local_addr()?;
     let state = Arc::new(AppState {
         config,
         store,
         hub,
         metrics,
-        nonces: server_api::NonceCache::default(),
+        nonces,
+        liveness: ws::Liveness::default(),
         shutdown: CancellationToken::new(),
         kill: CancellationToken::new(),
         tracker: TaskTracker::new(),
     });
     let app = router(state.clone());
     tokio::spawn(sweeper(state.clone()));
+    tokio::spawn(liveness_sweeper(state.clone()));
     let st = state.clone();
     let task = tokio::spawn(async move {
         // Signalling frames are small and latency-bound: no Nagle delay.
@@ -234,6 +244,23 @@ async fn sweeper(state: Arc<AppState>) {
         if let Err(e) = state.store.sweep(clock::now_ms(), cursor_ttl).await {
             tracing::error!(error = %e, "database sweep failed");
         }
+    }
+}
+
+/// Pings silent connections and closes dead ones until shutdown. Checks 4 times per ping
+/// interval, so pings and closes happen at most a quarter interval late.
+async fn liveness_sweeper(state: Arc<AppState>) {
+    let tick = (state.config.ping_interval / 4).max(Duration::from_millis(10));
+    let mut interval = tokio::time::interval(tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            _ = interval.tick() => {}
+        }
+        state
+            .liveness
+            .sweep(state.config.ping_interval, state.config.dead_after);
     }
 }
 

@@ -156,6 +156,12 @@ struct NonceMap {
 }
 
 impl NonceCache {
+    /// A nonce loaded from the database at startup.
+    pub fn restore(&self, app: AppId, nonce: String, until: i64) {
+        let mut m = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        m.entries.insert((app, nonce), until);
+    }
+
     /// Records `nonce`; false if it was already used and has not expired.
     fn check_and_insert(&self, app: AppId, nonce: &str, now: i64, keep_ms: i64) -> bool {
         let mut m = self.seen.lock().unwrap_or_else(|p| p.into_inner());
@@ -183,8 +189,10 @@ fn parse_timestamp(ts: &str) -> Option<i64> {
     })
 }
 
-/// Checks the RongCloud signature, timestamp window and nonce; returns the app.
-fn check_signature(state: &AppState, headers: &HeaderMap) -> Result<AppId, ApiError> {
+/// Checks the RongCloud signature, timestamp window and nonce; returns the app and the store
+/// ticket of the nonce's write (the request is served once it is durable, so a replay after a
+/// crash is still refused).
+fn check_signature(state: &AppState, headers: &HeaderMap) -> Result<(AppId, u64), ApiError> {
     let app_key = header(headers, "App-Key")
         .or_else(|| header(headers, "RC-App-Key"))
         .ok_or(ApiError::Unauthorized("missing App-Key header"))?;
@@ -216,13 +224,16 @@ fn check_signature(state: &AppState, headers: &HeaderMap) -> Result<AppId, ApiEr
         return Err(ApiError::Unauthorized("Nonce is too long"));
     }
     // Kept for twice the window: a request is acceptable for `window` either side of now.
-    if !state
-        .nonces
-        .check_and_insert(app, nonce, now, window.saturating_mul(2))
-    {
+    let keep = window.saturating_mul(2);
+    if !state.nonces.check_and_insert(app, nonce, now, keep) {
         return Err(ApiError::Unauthorized("Nonce has already been used"));
     }
-    Ok(app)
+    let ticket = state.store.save_nonce(
+        state.hub.app(app).key.clone(),
+        nonce.to_owned(),
+        now.saturating_add(keep),
+    );
+    Ok((app, ticket))
 }
 
 type Form = Vec<(String, String)>;
@@ -278,12 +289,13 @@ fn group_id(form: &[(String, String)]) -> Result<&str, ApiError> {
 }
 
 /// A signed request's app and form body.
-fn signed_form(
+async fn signed_form(
     state: &AppState,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(AppId, Form), ApiError> {
-    let app = check_signature(state, headers)?;
+    let (app, ticket) = check_signature(state, headers)?;
+    state.store.wait_committed(ticket).await;
     let body = body.map_err(|e| ApiError::BadRequest(format!("unreadable body: {e}")))?;
     Ok((app, parse_form(&body)?))
 }
@@ -318,7 +330,7 @@ type St = State<Arc<AppState>>;
 /// `POST /user/getToken.json` (form: `userId`, `name`, `portraitUri`).
 pub async fn get_token(State(state): St, headers: HeaderMap, body: Body) -> Response {
     let r = async {
-        let (app, form) = signed_form(&state, &headers, body)?;
+        let (app, form) = signed_form(&state, &headers, body).await?;
         let user_id = validate_user_id(field(&form, "userId"))?;
         issue_for(
             &state,
@@ -337,7 +349,7 @@ pub async fn get_token(State(state): St, headers: HeaderMap, body: Body) -> Resp
 /// users issued before `time` are refused from now on with 31020. Live connections stay.
 pub async fn token_expire(State(state): St, headers: HeaderMap, body: Body) -> Response {
     let r = async {
-        let (app, form) = signed_form(&state, &headers, body)?;
+        let (app, form) = signed_form(&state, &headers, body).await?;
         let users = user_ids(&form, "userId")?;
         let time: i64 = field(&form, "time")
             .and_then(|t| t.trim().parse().ok())
@@ -361,7 +373,7 @@ pub async fn token_expire(State(state): St, headers: HeaderMap, body: Body) -> R
 /// `/user/unblock.json`.
 pub async fn block(State(state): St, headers: HeaderMap, body: Body) -> Response {
     let r = async {
-        let (app, form) = signed_form(&state, &headers, body)?;
+        let (app, form) = signed_form(&state, &headers, body).await?;
         let users = user_ids(&form, "userId")?;
         let minutes: i64 = field(&form, "minute")
             .and_then(|m| m.trim().parse().ok())
@@ -386,7 +398,7 @@ pub async fn block(State(state): St, headers: HeaderMap, body: Body) -> Response
 /// `POST /user/unblock.json` (form: `userId` (repeatable)).
 pub async fn unblock(State(state): St, headers: HeaderMap, body: Body) -> Response {
     let r = async {
-        let (app, form) = signed_form(&state, &headers, body)?;
+        let (app, form) = signed_form(&state, &headers, body).await?;
         let users = user_ids(&form, "userId")?;
         state
             .store
@@ -425,7 +437,7 @@ fn format_utc(ms: i64) -> String {
 /// `POST /user/block/query.json`: `{"code":200,"users":[{"userId","blockEndTime"}]}`.
 pub async fn block_query(State(state): St, headers: HeaderMap, body: Body) -> Response {
     let r = async {
-        let (app, _) = signed_form(&state, &headers, body)?;
+        let (app, _) = signed_form(&state, &headers, body).await?;
         let users: Vec<Value> = state
             .hub
             .blocked_users(app)
@@ -444,7 +456,7 @@ async fn blacklist_change(
     body: Body,
     add: bool,
 ) -> Result<Json<Value>, ApiError> {
-    let (app, form) = signed_form(state, headers, body)?;
+    let (app, form) = signed_form(state, headers, body).await?;
     let user = validate_user_id(field(&form, "userId"))?.to_owned();
     let others = user_ids(&form, "blackUserId")?;
     state
@@ -472,7 +484,7 @@ pub async fn blacklist_remove(State(state): St, headers: HeaderMap, body: Body) 
 /// `POST /user/blacklist/query.json` (form: `userId`): `{"code":200,"users":[…]}`.
 pub async fn blacklist_query(State(state): St, headers: HeaderMap, body: Body) -> Response {
     let r = async {
-        let (app, form) = signed_form(&state, &headers, body)?;
+        let (app, form) = signed_form(&state, &headers, body).await?;
         let user = validate_user_id(field(&form, "userId"))?;
         Ok(Json(
             json!({ "code": 200, "users": state.hub.blacklist_of(app, user) }),
@@ -487,7 +499,7 @@ async fn group_join_inner(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    let (app, form) = signed_form(state, headers, body)?;
+    let (app, form) = signed_form(state, headers, body).await?;
     let users = user_ids(&form, "userId")?;
     let group = group_id(&form)?.to_owned();
     let name = field(&form, "groupName").map(str::to_owned);
@@ -522,7 +534,7 @@ pub async fn group_join(State(state): St, headers: HeaderMap, body: Body) -> Res
 /// `POST /group/quit.json` (form: `userId` (repeatable), `groupId`).
 pub async fn group_quit(State(state): St, headers: HeaderMap, body: Body) -> Response {
     let r = async {
-        let (app, form) = signed_form(&state, &headers, body)?;
+        let (app, form) = signed_form(&state, &headers, body).await?;
         let users = user_ids(&form, "userId")?;
         let group = group_id(&form)?.to_owned();
         state
@@ -540,7 +552,7 @@ pub async fn group_quit(State(state): St, headers: HeaderMap, body: Body) -> Res
 /// `POST /group/dismiss.json` (form: `userId` (the operator), `groupId`).
 pub async fn group_dismiss(State(state): St, headers: HeaderMap, body: Body) -> Response {
     let r = async {
-        let (app, form) = signed_form(&state, &headers, body)?;
+        let (app, form) = signed_form(&state, &headers, body).await?;
         validate_user_id(field(&form, "userId"))?;
         let group = group_id(&form)?.to_owned();
         state
@@ -559,7 +571,7 @@ pub async fn group_dismiss(State(state): St, headers: HeaderMap, body: Body) -> 
 /// for a group that does not exist).
 pub async fn group_user_query(State(state): St, headers: HeaderMap, body: Body) -> Response {
     let r = async {
-        let (app, form) = signed_form(&state, &headers, body)?;
+        let (app, form) = signed_form(&state, &headers, body).await?;
         let group = group_id(&form)?;
         let users: Vec<Value> = state
             .hub
@@ -579,7 +591,7 @@ pub async fn group_user_query(State(state): St, headers: HeaderMap, body: Body) 
 /// Answers `{"code":200,"devices":n}`.
 pub async fn rtc_kick(State(state): St, headers: HeaderMap, body: Body) -> Response {
     let r = async {
-        let (app, form) = signed_form(&state, &headers, body)?;
+        let (app, form) = signed_form(&state, &headers, body).await?;
         let user = validate_user_id(field(&form, "userId"))?;
         let room = validate_id("roomId", 256, field(&form, "roomId"))?;
         let n = state.hub.kick(app, user, room);
@@ -595,7 +607,7 @@ pub async fn rtc_kick(State(state): St, headers: HeaderMap, body: Body) -> Respo
 /// `{"code":200,"iceServers":[{"urls":[…],"username":…,"credential":…}],"ttl":secs}`.
 pub async fn ice_servers(State(state): St, headers: HeaderMap, body: Body) -> Response {
     let r = async {
-        let (_, form) = signed_form(&state, &headers, body)?;
+        let (_, form) = signed_form(&state, &headers, body).await?;
         let user = validate_user_id(field(&form, "userId"))?;
         let servers: Vec<Value> = ice::ice_servers(&state.config, user, now_ms())
             .into_iter()
@@ -661,8 +673,10 @@ pub async fn metrics(State(state): St, headers: axum::http::HeaderMap) -> Respon
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
         if !same_secret(given.as_bytes(), token.as_bytes()) {
-            return ApiError::Unauthorized("GET /metrics needs Authorization: Bearer <metrics token>")
-                .into_response();
+            return ApiError::Unauthorized(
+                "GET /metrics needs Authorization: Bearer <metrics token>",
+            )
+            .into_response();
         }
     }
     let gauges = Gauges {

@@ -5,10 +5,16 @@
 //! a write submitted before a read is always visible to it (the hub relies on that: a message
 //! stored for an offline user is seen by that user's next sync). Jobs that arrive together run
 //! in one transaction, which keeps bursts of offline writes cheap.
+//!
+//! Every job gets a *ticket* (its position in the queue) and the worker publishes the highest
+//! ticket whose transaction has committed ([`Store::committed`], [`Store::wait_committed`]).
+//! The WebSocket side holds a confirmation (`SendResult`, `accepted_upto`) until the tickets of
+//! the writes it covers are committed: confirmed means durable (WAL with `synchronous=NORMAL`
+//! survives a process crash). Writes that nobody waits for cost nothing extra.
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -93,6 +99,21 @@ CREATE TABLE IF NOT EXISTS device_cursors (
     updated_at INTEGER NOT NULL,
     PRIMARY KEY (app_key, user_id, device_id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS client_seqs (
+    app_key    TEXT    NOT NULL,
+    user_id    TEXT    NOT NULL,
+    device_id  TEXT    NOT NULL,
+    instance   INTEGER NOT NULL,
+    client_seq INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (app_key, user_id, device_id, instance)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS api_nonces (
+    app_key    TEXT    NOT NULL,
+    nonce      TEXT    NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (app_key, nonce)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value INTEGER NOT NULL
@@ -102,12 +123,25 @@ CREATE TABLE IF NOT EXISTS meta (
 type Job = Box<dyn FnOnce(&Connection) + Send>;
 
 enum Cmd {
-    Job(Job),
+    /// A job and its ticket.
+    Job(u64, Job),
     Stop,
 }
 
+/// The worker's commit watermark (shared without the queue, so dropping every [`Store`]
+/// still ends the worker).
+#[derive(Default)]
+struct Progress {
+    /// Highest ticket whose job has run and whose transaction has committed.
+    committed: AtomicU64,
+    /// Notified whenever `committed` moves.
+    commits: tokio::sync::Notify,
+}
+
 struct Inner {
-    tx: std::sync::mpsc::Sender<Cmd>,
+    /// The queue, behind the lock that hands out tickets (so tickets follow queue order).
+    tx: Mutex<(u64, std::sync::mpsc::Sender<Cmd>)>,
+    progress: Arc<Progress>,
     worker: Mutex<Option<JoinHandle<()>>>,
     /// Rows in the `offline` table (kept by the worker; read by metrics).
     offline_depth: AtomicI64,
@@ -173,13 +207,17 @@ impl Store {
         let depth: i64 = conn.query_row("SELECT COUNT(*) FROM offline", [], |r| r.get(0))?;
         let (tx, rx) = std::sync::mpsc::channel::<Cmd>();
         let inner = Arc::new(Inner {
-            tx,
+            tx: Mutex::new((0, tx)),
+            progress: Arc::default(),
             worker: Mutex::new(None),
             offline_depth: AtomicI64::new(depth),
         });
         let handle = std::thread::Builder::new()
             .name("rcall-db".into())
-            .spawn(move || worker(conn, rx))
+            .spawn({
+                let progress = inner.progress.clone();
+                move || worker(conn, rx, &progress)
+            })
             .map_err(|e| StoreError::Task(e.to_string()))?;
         *inner.worker.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
         Ok(Self { inner })
@@ -196,17 +234,24 @@ impl Store {
         let job: Job = Box::new(move |c| {
             let _ = tx.send(f(c));
         });
-        self.inner
-            .tx
-            .send(Cmd::Job(job))
-            .map_err(|_| StoreError::Task("database is closed".into()))?;
+        self.enqueue(job)
+            .ok_or_else(|| StoreError::Task("database is closed".into()))?;
         rx.await
             .map_err(|_| StoreError::Task("database job was dropped".into()))?
             .map_err(StoreError::from)
     }
 
-    /// Queues `f` without waiting (errors are logged).
-    pub fn submit<F>(&self, what: &'static str, f: F)
+    /// Queues `job` with the next ticket; `None` once the database is closed.
+    fn enqueue(&self, job: Job) -> Option<u64> {
+        let mut q = self.inner.tx.lock().unwrap_or_else(|p| p.into_inner());
+        let ticket = q.0 + 1;
+        q.1.send(Cmd::Job(ticket, job)).ok()?;
+        q.0 = ticket;
+        Some(ticket)
+    }
+
+    /// Queues `f` without waiting (errors are logged); returns its ticket (0 if dropped).
+    pub fn submit<F>(&self, what: &'static str, f: F) -> u64
     where
         F: FnOnce(&Connection) -> Result<(), rusqlite::Error> + Send + 'static,
     {
@@ -215,8 +260,27 @@ impl Store {
                 tracing::error!(error = %e, what, "database write failed");
             }
         });
-        if self.inner.tx.send(Cmd::Job(job)).is_err() {
+        self.enqueue(job).unwrap_or_else(|| {
             tracing::error!(what, "database is closed; write dropped");
+            0
+        })
+    }
+
+    /// Highest ticket whose job has committed.
+    pub fn committed(&self) -> u64 {
+        self.inner.progress.committed.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the job with `ticket` (and every one before it) has committed.
+    pub async fn wait_committed(&self, ticket: u64) {
+        loop {
+            let notified = self.inner.progress.commits.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if self.committed() >= ticket {
+                return;
+            }
+            notified.await;
         }
     }
 
@@ -227,7 +291,13 @@ impl Store {
 
     /// Finishes queued jobs and stops the worker. Later calls fail.
     pub async fn close(&self) {
-        let _ = self.inner.tx.send(Cmd::Stop);
+        let _ = self
+            .inner
+            .tx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .1
+            .send(Cmd::Stop);
         let handle = self
             .inner
             .worker
@@ -468,7 +538,8 @@ impl Store {
     // ---- delivery ------------------------------------------------------------------------
 
     /// Queues a message for a user with no connected device, then trims that user's queue to
-    /// `max_per_user` (oldest first).
+    /// `max_per_user` (oldest first). `sender` is recorded as accepted in the same
+    /// transaction. Returns the write's ticket.
     #[allow(clippy::too_many_arguments)]
     pub fn store_offline(
         &self,
@@ -480,9 +551,13 @@ impl Store {
         expires_at: i64,
         payload: bytes::Bytes,
         max_per_user: usize,
-    ) {
+        sender: Option<SenderSeq>,
+    ) -> u64 {
         let inner = self.inner.clone();
         self.submit("store offline message", move |c| {
+            if let Some(s) = &sender {
+                upsert_client_seq(c, &app_key, s, sent_time)?;
+            }
             let mut ins = c.prepare_cached(
                 "INSERT OR REPLACE INTO offline
                  (app_key, user_id, seq, exclude_device, sent_time, expires_at, payload)
@@ -512,7 +587,88 @@ impl Store {
                 .offline_depth
                 .fetch_sub(removed as i64, Ordering::Relaxed);
             Ok(())
+        })
+    }
+
+    /// Remembers the highest accepted `client_seq` of each `(instance, client_seq)` of `device`.
+    pub fn save_client_seqs(
+        &self,
+        app_key: Arc<str>,
+        user_id: Arc<str>,
+        device: Arc<str>,
+        seqs: Vec<(u64, u64)>,
+        now_ms: i64,
+    ) -> u64 {
+        self.submit("save accepted client seqs", move |c| {
+            for (instance, client_seq) in seqs {
+                let s = SenderSeq {
+                    user: user_id.clone(),
+                    device: device.clone(),
+                    instance,
+                    client_seq,
+                };
+                upsert_client_seq(c, &app_key, &s, now_ms)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The persisted highest accepted `client_seq` of `(user, device, instance)` (0 = none), and
+    /// the ticket of the read: what it saw is durable once that ticket has committed.
+    pub async fn accepted_upto(
+        &self,
+        app_key: Arc<str>,
+        user_id: Arc<str>,
+        device: Arc<str>,
+        instance: u64,
+    ) -> Result<(u64, u64), StoreError> {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |c| {
+            let r = c
+                .prepare_cached(
+                    "SELECT client_seq FROM client_seqs WHERE app_key = ?1 AND user_id = ?2
+                     AND device_id = ?3 AND instance = ?4",
+                )
+                .and_then(|mut st| {
+                    st.query_row(
+                        params![&*app_key, &*user_id, &*device, seq_to_sql(instance)],
+                        |r| r.get::<_, i64>(0),
+                    )
+                    .optional()
+                });
+            let _ = tx.send(r.map(|v| v.map_or(0, seq_from_sql)));
         });
+        let ticket = self
+            .enqueue(job)
+            .ok_or_else(|| StoreError::Task("database is closed".into()))?;
+        let v = rx
+            .await
+            .map_err(|_| StoreError::Task("database job was dropped".into()))??;
+        Ok((v, ticket))
+    }
+
+    /// Records a Server API nonce until `expires_at`; returns the write's ticket.
+    pub fn save_nonce(&self, app_key: Arc<str>, nonce: String, expires_at: i64) -> u64 {
+        self.submit("save api nonce", move |c| {
+            c.prepare_cached(
+                "INSERT INTO api_nonces (app_key, nonce, expires_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (app_key, nonce) DO UPDATE SET expires_at = MAX(expires_at, ?3)",
+            )?
+            .execute(params![&*app_key, nonce, expires_at])?;
+            Ok(())
+        })
+    }
+
+    /// Server API nonces that have not expired at `now_ms`: `(app key, nonce, expires_at)`.
+    pub async fn load_nonces(&self, now_ms: i64) -> Result<Vec<(String, String, i64)>, StoreError> {
+        self.call(move |c| {
+            let mut st = c.prepare(
+                "SELECT app_key, nonce, expires_at FROM api_nonces WHERE expires_at > ?1",
+            )?;
+            let rows = st.query_map([now_ms], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            rows.collect()
+        })
+        .await
     }
 
     /// Drops stored messages up to `seq` that `device` was able to receive (it acked them).
@@ -621,7 +777,12 @@ impl Store {
                 "DELETE FROM device_cursors WHERE updated_at < ?1",
                 [now_ms.saturating_sub(cursor_ttl_ms)],
             )?;
+            c.execute(
+                "DELETE FROM client_seqs WHERE updated_at < ?1",
+                [now_ms.saturating_sub(cursor_ttl_ms)],
+            )?;
             c.execute("DELETE FROM blocks WHERE until_ms <= ?1", [now_ms])?;
+            c.execute("DELETE FROM api_nonces WHERE expires_at <= ?1", [now_ms])?;
             Ok(n)
         })
         .await
@@ -660,17 +821,56 @@ impl Store {
     }
 }
 
-fn worker(conn: Connection, rx: std::sync::mpsc::Receiver<Cmd>) {
+/// Who sent a message, for the exactly-once record (`client_seqs`).
+#[derive(Debug, Clone)]
+pub struct SenderSeq {
+    pub user: Arc<str>,
+    pub device: Arc<str>,
+    pub instance: u64,
+    pub client_seq: u64,
+}
+
+fn upsert_client_seq(
+    c: &Connection,
+    app_key: &str,
+    s: &SenderSeq,
+    now_ms: i64,
+) -> Result<(), rusqlite::Error> {
+    c.prepare_cached(
+        "INSERT INTO client_seqs (app_key, user_id, device_id, instance, client_seq, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (app_key, user_id, device_id, instance) DO UPDATE SET
+             client_seq = MAX(client_seq, ?5), updated_at = ?6",
+    )?
+    .execute(params![
+        app_key,
+        &*s.user,
+        &*s.device,
+        seq_to_sql(s.instance),
+        seq_to_sql(s.client_seq),
+        now_ms
+    ])?;
+    Ok(())
+}
+
+fn worker(conn: Connection, rx: std::sync::mpsc::Receiver<Cmd>, inner: &Progress) {
     let mut batch: Vec<Job> = Vec::new();
     let mut stop = false;
+    let mut last = 0;
     while !stop {
         match rx.recv() {
-            Ok(Cmd::Job(j)) => batch.push(j),
+            Ok(Cmd::Job(t, j)) => {
+                batch.push(j);
+                last = t;
+            }
             Ok(Cmd::Stop) | Err(_) => break,
         }
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(Cmd::Job(j)) => batch.push(j),
+                Ok(Cmd::Job(t, j)) => {
+                    batch.push(j);
+                    last = t;
+                }
                 Ok(Cmd::Stop) => {
                     stop = true;
                     break;
@@ -678,7 +878,9 @@ fn worker(conn: Connection, rx: std::sync::mpsc::Receiver<Cmd>) {
                 Err(_) => break,
             }
         }
-        let tx = batch.len() > 1 && conn.execute_batch("BEGIN").is_ok();
+        // Always a transaction: a job's statements (a stored message and its sender's
+        // client_seq) commit together.
+        let tx = conn.execute_batch("BEGIN").is_ok();
         for job in batch.drain(..) {
             // A panicking job must not take the database thread (and every later write) down.
             if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&conn))).is_err() {
@@ -687,15 +889,22 @@ fn worker(conn: Connection, rx: std::sync::mpsc::Receiver<Cmd>) {
         }
         if tx {
             if let Err(e) = conn.execute_batch("COMMIT") {
+                // Nothing better to do than log: holding confirmations forever would stall
+                // every connection waiting on them.
                 tracing::error!(error = %e, "database commit failed");
                 let _ = conn.execute_batch("ROLLBACK");
             }
         }
+        inner.committed.store(last, Ordering::Release);
+        inner.commits.notify_waiters();
     }
     // Finish whatever is still queued.
-    while let Ok(Cmd::Job(j)) = rx.try_recv() {
+    while let Ok(Cmd::Job(t, j)) = rx.try_recv() {
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| j(&conn)));
+        last = t;
     }
+    inner.committed.store(last, Ordering::Release);
+    inner.commits.notify_waiters();
 }
 
 #[cfg(test)]
@@ -719,6 +928,43 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn tickets_follow_the_queue_and_commit_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("t.db")).unwrap();
+        let (app, user): (Arc<str>, Arc<str>) = ("app".into(), "bob".into());
+        let t1 = s.store_offline(
+            app.clone(),
+            user.clone(),
+            1,
+            None,
+            1,
+            i64::MAX,
+            bytes::Bytes::from_static(b"x"),
+            10,
+            Some(SenderSeq {
+                user: "alice".into(),
+                device: "a1".into(),
+                instance: 5,
+                client_seq: 3,
+            }),
+        );
+        let t2 = s.save_nonce(app.clone(), "n".into(), i64::MAX);
+        assert!(t2 > t1 && t1 > 0);
+        tokio::time::timeout(std::time::Duration::from_secs(5), s.wait_committed(t2))
+            .await
+            .expect("committed");
+        assert!(s.committed() >= t2);
+        let (v, read) = s
+            .accepted_upto(app.clone(), "alice".into(), "a1".into(), 5)
+            .await
+            .unwrap();
+        assert_eq!(v, 3);
+        assert!(read > t2);
+        assert_eq!(s.load_nonces(0).await.unwrap().len(), 1);
+        s.close().await;
+    }
+
+    #[tokio::test]
     async fn offline_queue_is_capped_ordered_and_expires() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(&dir.path().join("t.db")).unwrap();
@@ -733,6 +979,7 @@ mod tests {
                 if seq == 5 { 50 } else { 1_000 },
                 bytes::Bytes::from(vec![seq as u8]),
                 3,
+                None,
             );
         }
         let d = s

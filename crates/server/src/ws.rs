@@ -7,9 +7,15 @@
 //! connection's messages are accepted in the order it sent them. The loop keeps as little state
 //! as possible between frames because idle connections dominate the server's memory. Any
 //! protocol violation ends only that connection, after an `ErrorFrame` saying why.
+//!
+//! Confirmations (`SendResult` code 0, `Pong.accepted_upto`, `AuthResult.accepted_upto`) are
+//! queued as [`Outgoing::Durable`] when they cover a store write that has not committed yet:
+//! the writer holds them, and everything after them, until it has. Dead peers are found by a
+//! shared sweep ([`Liveness`]), not a timer per connection, to keep idle connections small.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -27,8 +33,8 @@ use rtc_core::proto::{
 
 use crate::clock::now_ms;
 use crate::hub::{
-    encode_body, AppId, Departure, Origin, Outbox, Outgoing, PushError, CODE_INVALID_PARAMETER,
-    CODE_SEND_TOO_FAST,
+    encode_body, mono_ms, AppId, ConnId, Departure, Origin, Outbox, Outgoing, PushError,
+    CODE_INVALID_PARAMETER, CODE_SEND_TOO_FAST,
 };
 use crate::token::{self, Claims, TokenError};
 use crate::{ice, AppState};
@@ -56,6 +62,47 @@ pub mod close_code {
 /// Time allowed to flush the last frames of a closing connection.
 const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// A connection silent this long gets a WebSocket Ping (browsers answer it by themselves).
+/// Well under the idle timeouts of common proxies and NATs (30–60 s), and cheap: one small
+/// frame per idle connection every 5 s.
+pub const PING_INTERVAL: Duration = Duration::from_secs(5);
+/// A connection that sent nothing at all (no frame, no pong) for this long is closed as
+/// `Departure::Lost`: three missed pings, so one delayed pong on a congested link is not fatal,
+/// while a peer that vanished without a FIN is found within ~15 s (its call partners and
+/// senders learn it is gone, and what was routed to it is stored for its resume).
+pub const DEAD_AFTER: Duration = Duration::from_secs(15);
+
+/// Every serving connection's outbox, for the liveness sweep (separate from the hub's
+/// routing lock, so a sweep over many idle connections never delays a message).
+#[derive(Default)]
+pub struct Liveness {
+    conns: Mutex<HashMap<ConnId, Arc<Outbox>>>,
+}
+
+impl Liveness {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<ConnId, Arc<Outbox>>> {
+        self.conns.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Pings connections silent for `ping_interval`, kills those silent for `dead_after`;
+    /// returns how many were killed.
+    pub fn sweep(&self, ping_interval: Duration, dead_after: Duration) -> usize {
+        let now = mono_ms();
+        let (ping, dead) = (
+            ping_interval.as_millis() as u64,
+            dead_after.as_millis() as u64,
+        );
+        let mut killed = 0;
+        for (id, o) in self.map().iter() {
+            if o.check_alive(now, ping, dead) {
+                tracing::info!(conn_id = id, "no sign of life, closing");
+                killed += 1;
+            }
+        }
+        killed
+    }
+}
+
 pub async fn ws_handler(State(state): State<Arc<AppState>>, upgrade: WebSocketUpgrade) -> Response {
     // The transport limit sits well above our own limit so an oversized frame reaches us and
     // gets a proper FRAME_TOO_LARGE instead of a torn connection; it still bounds memory.
@@ -76,7 +123,7 @@ enum Inbound {
     /// WebSocket ping/pong: handled by the transport, nothing for us to do.
     Control,
     /// The peer closed, or the transport failed.
-    Closed,
+    Closed(Departure),
     Violation(ErrorFrame),
 }
 
@@ -89,7 +136,12 @@ fn error_frame(code: i32, message: impl Into<String>) -> ErrorFrame {
 
 fn classify(msg: Option<Result<Message, axum::Error>>, max: usize) -> Inbound {
     match msg {
-        None | Some(Err(_)) | Some(Ok(Message::Close(_))) => Inbound::Closed,
+        Some(Ok(Message::Close(Some(f))))
+            if f.code == close_code::NORMAL || f.code == close_code::GOING_AWAY =>
+        {
+            Inbound::Closed(Departure::Left)
+        }
+        None | Some(Err(_)) | Some(Ok(Message::Close(_))) => Inbound::Closed(Departure::Lost),
         Some(Ok(Message::Ping(_))) | Some(Ok(Message::Pong(_))) => Inbound::Control,
         Some(Ok(Message::Text(_))) => Inbound::Violation(error_frame(
             error_code::TEXT_FRAME,
@@ -171,6 +223,7 @@ fn verify_token(state: &AppState, token: &str, now: i64) -> Result<(AppId, Claim
 /// own whose future is only what an idle connection needs (the one-off phases' state is gone).
 async fn run_connection(state: Arc<AppState>, ws: WebSocket) {
     if let Some((ws, origin, outbox)) = open_session(&state, ws).await {
+        state.liveness.map().insert(origin.conn_id, outbox.clone());
         let tracker = state.tracker.clone();
         tracker.spawn(serve_connection(state, ws, outbox, origin));
     }
@@ -181,7 +234,7 @@ async fn open_session(
     state: &AppState,
     mut ws: WebSocket,
 ) -> Option<(WebSocket, Origin, Arc<Outbox>)> {
-    let (app, reg, outbox) = authenticate(state, &mut ws).await?;
+    let (app, reg, outbox, instance) = authenticate(state, &mut ws).await?;
     // Replay before live traffic.
     let data = match state
         .store
@@ -213,6 +266,7 @@ async fn open_session(
         conn_id: reg.conn_id,
         user_id: reg.user_id,
         device_id: reg.device_id,
+        instance,
     };
     Some((ws, origin, outbox))
 }
@@ -223,7 +277,7 @@ async fn open_session(
 async fn authenticate(
     state: &AppState,
     ws: &mut WebSocket,
-) -> Option<(AppId, crate::hub::Registered, Arc<Outbox>)> {
+) -> Option<(AppId, crate::hub::Registered, Arc<Outbox>, u64)> {
     let max = state.config.max_frame_bytes;
     let metrics = &state.metrics;
     let first = tokio::select! {
@@ -243,7 +297,7 @@ async fn authenticate(
             (Body::Error(err), close_code::POLICY)
         }
         // (`next_frame` never yields Control.)
-        Ok(Inbound::Closed) | Ok(Inbound::Control) => return None,
+        Ok(Inbound::Closed(_)) | Ok(Inbound::Control) => return None,
         Ok(Inbound::Violation(err)) => {
             metrics.error(err.code);
             let code = close_code_for(&err);
@@ -251,7 +305,7 @@ async fn authenticate(
         }
         Ok(Inbound::Frame(ClientFrame {
             body: Some(ClientBody::Authenticate(a)),
-        })) => match admit(state, a) {
+        })) => match admit(state, a).await {
             Ok(v) => return Some(v),
             Err(body) => (body, close_code::POLICY),
         },
@@ -271,16 +325,16 @@ async fn authenticate(
 
 /// Checks an `Authenticate` and registers the connection, or returns the refusal to send.
 #[allow(clippy::result_large_err)] // refusals are rare; boxing would only move the cost
-fn admit(
+async fn admit(
     state: &AppState,
     auth: Authenticate,
-) -> Result<(AppId, crate::hub::Registered, Arc<Outbox>), Body> {
+) -> Result<(AppId, crate::hub::Registered, Arc<Outbox>, u64), Body> {
     let metrics = &state.metrics;
     let Authenticate {
         token,
         device_id,
         resume_from,
-        instance: _,
+        instance,
     } = auth;
     let now = now_ms();
     let (app, claims) = verify_token(state, &token, now).map_err(|e| {
@@ -295,14 +349,36 @@ fn admit(
             format!("device id is longer than {MAX_DEVICE_ID_CHARS} characters"),
         ));
     }
+    // What this instance got accepted before a restart (or before memory forgot it).
+    let stored = if instance == 0 {
+        (0, 0)
+    } else {
+        let key = state.hub.app(app).key.clone();
+        match state
+            .store
+            .accepted_upto(
+                key,
+                claims.u.as_str().into(),
+                device_id.as_str().into(),
+                instance,
+            )
+            .await
+        {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(error = %e, "reading accepted client seqs failed");
+                (0, 0)
+            }
+        }
+    };
     let outbox = Arc::new(Outbox::new());
-    let auth_ok = encode_body(&Body::AuthResult(AuthResult {
+    let auth_ok = AuthResult {
         code: 0,
         user_id: claims.u.clone(),
         message: String::new(),
         ice_servers: ice::ice_servers(&state.config, &claims.u, now),
         accepted_upto: 0,
-    }));
+    };
     let reg = state
         .hub
         .register(
@@ -313,17 +389,20 @@ fn admit(
             resume_from,
             outbox.clone(),
             auth_ok,
+            instance,
+            stored,
         )
         .map_err(|e| {
             tracing::info!(user_id = claims.u, reason = %e, "connection refused");
             metrics.error(e.imlib_code());
             refusal(e.imlib_code(), e.to_string())
         })?;
-    Ok((app, reg, outbox))
+    Ok((app, reg, outbox, instance))
 }
 
 /// The next non-control frame.
 async fn next_frame(ws: &mut WebSocket, max: usize) -> Inbound {
+    // (Pings and pongs before Authenticate do not count: the auth timeout bounds this phase.)
     loop {
         match classify(ws.next().await, max) {
             Inbound::Control => continue,
@@ -377,6 +456,8 @@ impl RateLimiter {
 enum Reply {
     None,
     Frame(Body),
+    /// Confirms what this connection sent so far: held until its store writes are durable.
+    Confirm(Body),
     Fatal(ErrorFrame),
 }
 
@@ -403,6 +484,32 @@ async fn write_batch(state: &AppState, ws: &mut WebSocket, batch: &mut Vec<Outgo
                     .await
                     .is_err()
                 {
+                    result = Written::Failed;
+                    break;
+                }
+                written += 1;
+            }
+            Outgoing::Durable { body, ticket } => {
+                if state.store.committed() < *ticket {
+                    // What is already fed goes out now; this and what follows once durable.
+                    if ws.flush().await.is_err() {
+                        result = Written::Failed;
+                        break;
+                    }
+                    state.store.wait_committed(*ticket).await;
+                }
+                if ws
+                    .feed(Message::Binary(frame_bytes(now_ms(), body)))
+                    .await
+                    .is_err()
+                {
+                    result = Written::Failed;
+                    break;
+                }
+                written += 1;
+            }
+            Outgoing::Ping => {
+                if ws.feed(Message::Ping(Bytes::new())).await.is_err() {
                     result = Written::Failed;
                     break;
                 }
@@ -481,10 +588,11 @@ fn serve_connection(
     origin: Origin,
 ) -> impl std::future::Future<Output = ()> + Send {
     async move {
-        serve_loop(&state, &mut ws, &outbox, &origin).await;
+        let departure = serve_loop(&state, &mut ws, &outbox, &origin).await;
+        state.liveness.map().remove(&origin.conn_id);
         state
             .hub
-            .unregister(origin.app, &origin.user_id, origin.conn_id, Departure::Lost);
+            .unregister(origin.app, &origin.user_id, origin.conn_id, departure);
         tracing::info!(
             user_id = &*origin.user_id,
             conn_id = origin.conn_id,
@@ -493,21 +601,31 @@ fn serve_connection(
     }
 }
 
-async fn serve_loop(state: &AppState, ws: &mut WebSocket, outbox: &Outbox, origin: &Origin) {
+/// Serves until the connection ends; returns how it ended.
+async fn serve_loop(
+    state: &AppState,
+    ws: &mut WebSocket,
+    outbox: &Outbox,
+    origin: &Origin,
+) -> Departure {
     let max = state.config.max_frame_bytes;
     let mut limiter = RateLimiter::new(
         state.config.rate_limit_per_sec,
         state.config.rate_limit_burst,
     );
     let mut batch: Vec<Outgoing> = Vec::new();
+    // Highest store ticket of the messages this connection got accepted: its confirmations
+    // wait for it.
+    let mut ticket = 0u64;
     // No more reading: the outbox is closed; flush it and close the socket.
     let mut draining = false;
-    let stop_reading = |draining: &mut bool| {
+    let mut departure = Departure::Lost;
+    let stop_reading = |draining: &mut bool, departure: Departure| {
         *draining = true;
         // Leave the routing table first so nothing new is queued, then drain.
         state
             .hub
-            .unregister(origin.app, &origin.user_id, origin.conn_id, Departure::Lost);
+            .unregister(origin.app, &origin.user_id, origin.conn_id, departure);
         outbox.close();
     };
     loop {
@@ -529,13 +647,17 @@ async fn serve_loop(state: &AppState, ws: &mut WebSocket, outbox: &Outbox, origi
                             Box::pin(send_fatal(ws, err)).await;
                         }
                     }
-                    return;
+                    return departure;
                 }
                 Written::Fatal(err) => {
                     Box::pin(send_fatal(ws, err)).await;
-                    return;
+                    return departure;
                 }
             }
+        }
+        if closed && outbox.is_aborted() {
+            // Killed (dead peer, or the shutdown gave up): no close handshake.
+            return departure;
         }
         if closed {
             let code = if state.shutdown.is_cancelled() {
@@ -544,7 +666,7 @@ async fn serve_loop(state: &AppState, ws: &mut WebSocket, outbox: &Outbox, origi
                 close_code::NORMAL
             };
             Box::pin(send_close(ws, code)).await;
-            return;
+            return departure;
         }
         // Queued items first, then the client's next frame.
         let event = std::future::poll_fn(|cx| {
@@ -565,8 +687,12 @@ async fn serve_loop(state: &AppState, ws: &mut WebSocket, outbox: &Outbox, origi
                 let mut msg = msg;
                 let mut handled = 0;
                 loop {
-                    if !on_inbound(state, origin, outbox, msg, max, &mut limiter) {
-                        stop_reading(&mut draining);
+                    outbox.heard();
+                    if let Err(d) =
+                        on_inbound(state, origin, outbox, msg, max, &mut limiter, &mut ticket)
+                    {
+                        departure = d;
+                        stop_reading(&mut draining, d);
                         break;
                     }
                     handled += 1;
@@ -587,7 +713,7 @@ async fn serve_loop(state: &AppState, ws: &mut WebSocket, outbox: &Outbox, origi
 /// Frames handled per wake-up before queued replies are written.
 const MAX_FRAMES_PER_WAKE: usize = 32;
 
-/// Handles one inbound WebSocket message; `false` when the connection must stop reading.
+/// Handles one inbound WebSocket message; `Err` when the connection must stop reading.
 fn on_inbound(
     state: &AppState,
     origin: &Origin,
@@ -595,32 +721,21 @@ fn on_inbound(
     msg: Option<Result<Message, axum::Error>>,
     max: usize,
     limiter: &mut RateLimiter,
-) -> bool {
+    ticket: &mut u64,
+) -> Result<(), Departure> {
     let reply = match classify(msg, max) {
-        Inbound::Closed => return false,
-        Inbound::Control => return true,
+        Inbound::Closed(d) => return Err(d),
+        Inbound::Control => return Ok(()),
         Inbound::Violation(err) => Reply::Fatal(err),
-        Inbound::Frame(frame) => handle_frame(state, origin, frame, limiter),
+        Inbound::Frame(frame) => handle_frame(state, origin, frame, limiter, ticket),
     };
-    match reply {
-        Reply::None => true,
-        Reply::Frame(body) => {
-            let item = Outgoing::Frame {
-                body: encode_body(&body),
-                accepted: None,
-            };
-            match outbox.push_own(item, true) {
-                Ok(()) | Err(PushError::Closed) => {}
-                Err(PushError::Full) => {
-                    state.metrics.error(error_code::SLOW_CONSUMER);
-                    outbox.abort_with(error_frame(
-                        error_code::SLOW_CONSUMER,
-                        "too many unread frames; reconnect and resume",
-                    ));
-                }
-            }
-            true
-        }
+    let item = match reply {
+        Reply::None => return Ok(()),
+        Reply::Frame(body) => Outgoing::Frame {
+            body: encode_body(&body),
+            accepted: None,
+        },
+        Reply::Confirm(body) => Outgoing::confirming(encode_body(&body), *ticket, &state.store),
         Reply::Fatal(err) => {
             tracing::info!(
                 conn_id = origin.conn_id,
@@ -629,9 +744,20 @@ fn on_inbound(
             );
             state.metrics.error(err.code);
             let _ = outbox.push_own(Outgoing::Fatal(err), false);
-            false
+            return Err(Departure::Lost);
+        }
+    };
+    match outbox.push_own(item, true) {
+        Ok(()) | Err(PushError::Closed) => {}
+        Err(PushError::Full) => {
+            state.metrics.error(error_code::SLOW_CONSUMER);
+            outbox.abort_with(error_frame(
+                error_code::SLOW_CONSUMER,
+                "too many unread frames; reconnect and resume",
+            ));
         }
     }
+    Ok(())
 }
 
 /// Handles one authenticated frame.
@@ -640,6 +766,7 @@ fn handle_frame(
     origin: &Origin,
     frame: ClientFrame,
     limiter: &mut RateLimiter,
+    ticket: &mut u64,
 ) -> Reply {
     let Some(body) = frame.body else {
         return Reply::None;
@@ -682,30 +809,39 @@ fn handle_frame(
         ClientBody::Send(msg) => {
             let request_id = msg.request_id;
             let no_receipt = msg.no_receipt;
-            Reply::Frame(Body::SendResult(match state.hub.route(origin, msg) {
-                Ok(_) if no_receipt => return Reply::None,
-                Ok(acc) => SendResult {
-                    request_id,
-                    code: 0,
-                    sent_time: acc.sent_time,
-                    message_uid: acc.message_uid,
-                },
+            match state.hub.route(origin, msg) {
+                Ok(acc) => {
+                    *ticket = (*ticket).max(acc.ticket);
+                    if no_receipt {
+                        return Reply::None;
+                    }
+                    Reply::Confirm(Body::SendResult(SendResult {
+                        request_id,
+                        code: 0,
+                        sent_time: acc.sent_time,
+                        message_uid: acc.message_uid,
+                    }))
+                }
                 Err(e) => {
                     tracing::debug!(conn_id = origin.conn_id, error = %e, "send refused");
                     state.metrics.error(e.imlib_code());
-                    SendResult {
+                    Reply::Frame(Body::SendResult(SendResult {
                         request_id,
                         code: e.imlib_code(),
                         sent_time: 0,
                         message_uid: String::new(),
-                    }
+                    }))
                 }
+            }
+        }
+        ClientBody::Ping(p) => {
+            let (accepted_upto, t) = state.hub.accepted_upto(origin);
+            *ticket = (*ticket).max(t);
+            Reply::Confirm(Body::Pong(Pong {
+                nonce: p.nonce,
+                accepted_upto,
             }))
         }
-        ClientBody::Ping(p) => Reply::Frame(Body::Pong(Pong {
-            nonce: p.nonce,
-            accepted_upto: 0,
-        })),
         ClientBody::Ack(a) => {
             state.hub.ack(origin, a.seq);
             Reply::None
@@ -741,6 +877,25 @@ fn handle_frame(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_clean_close_is_left_anything_else_lost() {
+        let close = |code| {
+            Some(Ok(Message::Close(Some(CloseFrame {
+                code,
+                reason: "".into(),
+            }))))
+        };
+        let departure = |m| match classify(m, 100) {
+            Inbound::Closed(d) => d,
+            _ => panic!("not a close"),
+        };
+        assert_eq!(departure(close(1000)), Departure::Left);
+        assert_eq!(departure(close(1001)), Departure::Left);
+        assert_eq!(departure(close(4000)), Departure::Lost);
+        assert_eq!(departure(Some(Ok(Message::Close(None)))), Departure::Lost);
+        assert_eq!(departure(None), Departure::Lost);
+    }
 
     #[test]
     fn rate_limiter_refuses_then_closes_and_recovers() {

@@ -232,6 +232,59 @@ impl Client {
         }
     }
 
+    /// Connects with `instance`, asserts AuthResult{0}, and returns it with the replayed
+    /// messages (everything before SyncDone).
+    pub async fn login_instance(
+        addr: SocketAddr,
+        token: &str,
+        device_id: &str,
+        resume_from: u64,
+        instance: u64,
+    ) -> (Client, rtc_core::proto::AuthResult, Vec<Delivered>) {
+        let mut c = Client::connect_unauthenticated(addr, device_id).await;
+        c.send(C::Authenticate(Authenticate {
+            token: token.to_owned(),
+            device_id: device_id.to_owned(),
+            resume_from,
+            instance,
+        }))
+        .await;
+        let auth = match c.recv().await.body {
+            Some(S::AuthResult(a)) => a,
+            other => panic!("expected AuthResult, got {other:?}"),
+        };
+        assert_eq!(auth.code, 0, "auth failed: {}", auth.message);
+        c.user_id = auth.user_id.clone();
+        let mut replay = Vec::new();
+        loop {
+            match c.recv().await.body {
+                Some(S::SyncDone(_)) => return (c, auth, replay),
+                Some(S::Deliver(d)) => replay.push(d),
+                other => panic!("expected Delivered or SyncDone, got {other:?}"),
+            }
+        }
+    }
+
+    async fn connect_unauthenticated(addr: SocketAddr, device_id: &str) -> Client {
+        Client {
+            ws: Client::connect(addr).await,
+            user_id: String::new(),
+            device_id: device_id.to_owned(),
+        }
+    }
+
+    /// Sends a Ping and returns the Pong's `accepted_upto` (the Pong must be the next frame).
+    pub async fn ping_accepted_upto(&mut self, nonce: u32) -> u64 {
+        self.send(C::Ping(Ping { nonce })).await;
+        match self.recv().await.body {
+            Some(S::Pong(p)) => {
+                assert_eq!(p.nonce, nonce);
+                p.accepted_upto
+            }
+            other => panic!("{}: expected Pong({nonce}), got {other:?}", self.device_id),
+        }
+    }
+
     /// The next frame, which must be a Delivered.
     pub async fn recv_delivered(&mut self) -> Delivered {
         match self.recv().await.body {
@@ -399,5 +452,78 @@ pub fn group(group_id: &str, recipients: &[&str], content: &[u8]) -> SendMessage
         message_type: "RC:VCInvite".to_owned(),
         content: content.to_vec(),
         ..Default::default()
+    }
+}
+
+/// A `rcall-server` child process (the real binary) on 127.0.0.1:0 with `db`.
+pub struct ChildServer {
+    pub child: std::process::Child,
+    pub addr: SocketAddr,
+    /// Kept open: the server's stdout.
+    _stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+/// App credentials of [`ChildServer`] (the secret is ≥ 16 bytes, as production requires).
+pub const CHILD_APP_KEY: &str = "child-app";
+pub const CHILD_APP_SECRET: &str = "child-secret-0123456789";
+
+impl ChildServer {
+    /// Starts the binary and waits for its `rcall-server listening on http://ADDR` line.
+    pub async fn start(db: &std::path::Path, extra: &[&str]) -> ChildServer {
+        let db = db.to_owned();
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        tokio::task::spawn_blocking(move || {
+            use std::io::BufRead;
+            let dir = db.parent().unwrap().to_owned();
+            let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rcall-server"))
+                .args(["--listen", "127.0.0.1:0", "--app-key", CHILD_APP_KEY])
+                .args(["--app-secret", CHILD_APP_SECRET])
+                .arg("--db")
+                .arg(&db)
+                .arg("--sdk-dir")
+                .arg(&dir)
+                .arg("--web-dir")
+                .arg(&dir)
+                .args(&extra)
+                .env("RUST_LOG", "warn")
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::inherit())
+                .spawn()
+                .expect("rcall-server starts");
+            let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+            let mut line = String::new();
+            out.read_line(&mut line).expect("first stdout line");
+            let addr = line
+                .trim()
+                .strip_prefix("rcall-server listening on http://")
+                .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+                .parse()
+                .expect("address");
+            ChildServer {
+                child,
+                addr,
+                _stdout: out,
+            }
+        })
+        .await
+        .unwrap()
+    }
+
+    pub fn token(&self, user_id: &str) -> String {
+        rcall_server::token::issue(CHILD_APP_KEY, CHILD_APP_SECRET, user_id, now_ms(), 60_000)
+    }
+
+    /// SIGKILL: no shutdown, no flush, nothing persisted that was not committed.
+    pub fn kill9(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaped");
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

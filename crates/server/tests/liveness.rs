@@ -1,0 +1,74 @@
+//! Dead connections are found (WebSocket pings, closed after `dead_after` of silence), and what
+//! was routed to a connection that turned out dead is kept for its resume.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use futures::StreamExt;
+use tokio_tungstenite::tungstenite::Message;
+
+const PING: Duration = Duration::from_millis(100);
+const DEAD: Duration = Duration::from_millis(600);
+
+fn short_intervals(c: &mut rcall_server::Config) {
+    c.ping_interval = PING;
+    c.dead_after = DEAD;
+    c.resume_window = Duration::from_millis(200);
+}
+
+fn n(content: &[u8]) -> u32 {
+    u32::from_be_bytes(content.try_into().expect("4-byte content"))
+}
+
+#[tokio::test]
+async fn a_silent_client_that_answers_pings_stays_connected() {
+    let ts = TestServer::start_with(short_intervals).await;
+    let mut b1 = ts.client("bob", "b1").await;
+    // Read only (tungstenite answers each Ping with a Pong while reading) for 3× `dead_after`.
+    let until = Instant::now() + DEAD * 3;
+    let mut pings = 0;
+    while let Ok(msg) = tokio::time::timeout_at(until.into(), b1.ws.next()).await {
+        match msg {
+            Some(Ok(Message::Ping(_))) => pings += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(pings >= 3, "{pings} pings in {:?}", DEAD * 3);
+    assert_eq!(ts.server.state().hub.connection_count("bob"), 1);
+    b1.barrier(1).await;
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_closed_and_gets_what_was_routed_to_it_on_resume() {
+    let ts = TestServer::start_with(short_intervals).await;
+    let mut a1 = ts.client("alice", "a1").await;
+    let mut b1 = ts.client("bob", "b1").await;
+    a1.send_expect(0, private("bob", &0u32.to_be_bytes()), 0)
+        .await;
+    let first = b1.recv_delivered().await;
+    b1.ack(first.seq).await;
+    b1.barrier(1).await;
+    // From now on b1 never polls its socket: it answers no pings, as a vanished peer.
+    let silent_since = Instant::now();
+    for i in 1..=5u32 {
+        a1.send_expect(i, private("bob", &i.to_be_bytes()), 0).await;
+    }
+    let hub = &ts.server.state().hub;
+    while hub.connection_count("bob") > 0 {
+        assert!(
+            silent_since.elapsed() < DEAD + Duration::from_secs(1),
+            "a dead connection must be closed within dead_after (+ slack)"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(silent_since.elapsed() >= DEAD - Duration::from_millis(50));
+    // Past the resume window's TTL, and pruned: only the store can still have them.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    hub.sweep();
+    drop(b1);
+    let (_b1, replay) = Client::login_resume(ts.addr, &ts.token("bob"), "b1", first.seq).await;
+    let got: Vec<u32> = replay.iter().map(|d| n(&d.content)).collect();
+    assert_eq!(got, vec![1, 2, 3, 4, 5]);
+}
