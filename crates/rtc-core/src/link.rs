@@ -81,9 +81,13 @@ impl ClientLink {
 
     /// The connection is authenticated: forgets what the server already has (`accepted_upto`
     /// from `AuthResult`) and returns every other unconfirmed message, in order, to write now.
+    ///
+    /// Except: a message the server has whose `SendResult` never came (lost with the old
+    /// connection) is sent again, since someone waits for that result (a `call()` would never
+    /// settle); the server answers the repeat without delivering it again.
     pub fn connected(&mut self, accepted_upto: u64) -> Vec<ClientFrame> {
         self.connected = true;
-        self.confirm_upto(accepted_upto);
+        self.unconfirmed.retain(|u| u.client_seq > accepted_upto || !u.msg.no_receipt);
         self.unconfirmed.iter().map(|u| frame(&u.msg)).collect()
     }
 
@@ -173,9 +177,10 @@ mod tests {
         l.disconnected();
         assert!(l.send(msg(4, true)).unwrap().is_none());
         assert_eq!(l.unconfirmed(), 4);
-        // The server had accepted 1 and 2 before the drop: 3 and 4 go again, in order.
-        assert_eq!(seqs(&l.connected(2)), vec![3, 4]);
-        // A SendResult for 3 confirms it; a Pong confirms 4 by number.
+        // The server had accepted 1 and 2 before the drop: 3 and 4 go again, in order, and 1
+        // too: its SendResult, which someone waits for, never came.
+        assert_eq!(seqs(&l.connected(2)), vec![1, 3, 4]);
+        // A SendResult for 3 confirms it (and 1); a Pong confirms 4 by number.
         l.on_send_result(3);
         assert_eq!(l.unconfirmed(), 1);
         l.on_pong(4);

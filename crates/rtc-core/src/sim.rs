@@ -1,4 +1,5 @@
-//! A call simulator: several engines, an in-order server and fake media on one virtual clock.
+//! A call simulator: several engines, a model of rcall's server and fake media on one virtual
+//! clock.
 //!
 //! It lets an app developer (and our own tests) run whole CallLib flows natively, without a
 //! browser or a network: add devices, give them commands, advance time, read what each device's
@@ -26,18 +27,42 @@
 //!
 //! The server here behaves like rcall's: it stamps each message with its clock, delivers to every
 //! device of each recipient and to the sender's other devices, in order, after `latency` ms.
+//!
+//! Connections and faults (issue 10). Each device talks to the server through a
+//! [`ClientLink`] (numbering, queue while down, resend after a reconnect, delivery dedup), over
+//! a "socket" that faults can break: [`Sim::drop_connection`] (closed: both sides know, frames in
+//! flight are lost), [`Sim::silent_loss`] (nothing flows and nobody is told: the client notices
+//! after [`CLIENT_DEAD_AFTER_MS`], the server after [`SERVER_DEAD_AFTER_MS`]),
+//! [`Sim::close_tab`] (gone for good) and [`Sim::restart_server`]. The server keeps what it
+//! routes to each device until the device has it (durable, so it survives a restart) and replays
+//! it on reconnect from the device's resume cursor, flagged `offline` when no device of the
+//! recipient was connected; it accepts each `client_seq` once per (device, instance) while it
+//! remembers (not across a restart: receivers' dedup covers that). It follows who is in which
+//! call (inviter, acceptors, minus who hung up) and ends the calls of a device gone for
+//! [`CLEAN_GRACE_MS`] (closed cleanly) or [`LOST_GRACE_MS`] (lost) with a Hangup on the device's
+//! behalf, to the others and to the device itself.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::engine::{
     CallEvent, CallRequest, CaptureError, Command, CommandId, Engine, EngineConfig, Input, MediaAction,
     MediaEvent, Millis, OutgoingSignal, Output, Peer, Received, TrackKind,
 };
-use crate::proto::{conversation_type, media_signal};
-use crate::types::MediaType;
+use crate::link::ClientLink;
+use crate::proto::{call_content::Body, client_frame, conversation_type, media_signal, CallContent, Delivered, SendMessage};
+use crate::types::{end_reason, MediaType};
 
 /// Index of a device in the simulation.
 pub type DeviceId = usize;
+
+/// A device that closed cleanly is declared gone this long after (its page is closed for good).
+pub const CLEAN_GRACE_MS: Millis = 1_000;
+/// A device whose connection was lost gets this long to come back before its calls end.
+pub const LOST_GRACE_MS: Millis = 5_000;
+/// The server notices a silently dead connection this long after its last traffic (pings).
+pub const SERVER_DEAD_AFTER_MS: Millis = 15_000;
+/// A client notices a silently dead connection this long after it last heard from the server.
+pub const CLIENT_DEAD_AFTER_MS: Millis = 10_000;
 
 /// Something a device's engine produced, with the virtual time it happened.
 #[allow(clippy::large_enum_variant)] // test records, kept whole for easy matching
@@ -47,6 +72,8 @@ pub enum Logged {
     Media(MediaAction),
     Sent(OutgoingSignal),
     Done { command: CommandId, code: i32, call_id: Option<String> },
+    /// The shell told the engine the connection went down (`LinkDown`) or came back (`LinkUp`).
+    Link { up: bool },
 }
 
 struct Device {
@@ -59,14 +86,107 @@ struct Device {
     capture_error: Option<CaptureError>,
     /// Kinds captured per call, for the fake media exchange.
     local_kinds: BTreeMap<String, Vec<TrackKind>>,
+    link: ClientLink,
+    /// Messages handed to the link so far (= the highest `client_seq` it numbered).
+    sends: u64,
+    /// The current socket; frames of an older one are lost.
+    wire: u64,
+    /// Silent loss: nothing flows on the current socket, and nobody has noticed yet.
+    silent_until: Option<Millis>,
+    silent_since: Millis,
+    /// The tab is closed: nothing reaches or leaves this device any more.
+    closed: bool,
+    /// Highest server `seq` processed (the resume cursor).
+    processed_seq: u64,
+    /// A reconnect is scheduled.
+    reconnecting: bool,
+}
+
+/// The server's view of one device.
+#[derive(Default)]
+struct ServerDevice {
+    connected: bool,
+    /// The socket it talks on (the device's `wire` at its last connect).
+    wire: u64,
+    /// Routed to this device and not yet known to be processed (durable).
+    outbox: VecDeque<(u64, Stored)>,
+}
+
+/// A message as the server keeps it for one recipient.
+#[derive(Clone)]
+struct Stored {
+    msg: Received,
+    sender_instance: u64,
+    client_seq: u64,
+}
+
+/// The server's view of one call (rcall-server's rooms).
+#[derive(Default)]
+struct ServerCall {
+    conversation_type: i32,
+    /// Group id (GROUP).
+    target_id: String,
+    channel_id: String,
+    users: BTreeSet<String>,
+    /// Devices in the call: the inviter(s) and those that accepted, minus those that hung up.
+    participants: BTreeSet<DeviceId>,
+    answered: bool,
+}
+
+/// A frame from the server to a device.
+enum Down {
+    Auth { accepted_upto: u64 },
+    Deliver { seq: u64, stored: Stored },
+    SendResult { request_id: u32, server_time: Millis },
+    SyncDone,
 }
 
 /// Something due at a virtual time.
 enum Event {
-    /// Feed this input to this device.
+    /// Feed this input to this device (media, local).
     Deliver(DeviceId, Input),
-    /// A device's message reaches the server.
-    AtServer(DeviceId, OutgoingSignal),
+    /// A frame reaches the device, if its socket is still `wire`.
+    ToDevice(DeviceId, u64, Down),
+    /// A device's message reaches the server, if the socket is still `wire`.
+    AtServer(DeviceId, u64, SendMessage),
+    /// Server timers; `gen` tells them apart across restarts.
+    Notice { gen: u64, dev: DeviceId, wire: u64 },
+    Grace { gen: u64, dev: DeviceId, wire: u64, clean: bool },
+    /// Client side: notices the silent loss of socket `wire`.
+    Detect(DeviceId, u64),
+    Reconnect(DeviceId),
+    /// The device has been down for SELF_CUTOFF_MS: it must have no live call now.
+    CutoffProbe(DeviceId, u64),
+    /// A peer got the server's verdict about `gone`: it must not count `gone` in `call` now.
+    VerdictProbe { dev: DeviceId, wire: u64, call_id: String, gone_user: String },
+}
+
+/// A check the simulator made at the moment it applies (see [`Sim::checks`]).
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub at: Millis,
+    pub dev: DeviceId,
+    /// `"cutoff"`: down for `SELF_CUTOFF_MS`, no live call may remain; `"verdict"`: the gone
+    /// user must be out of the call (or the call over) once the server's Hangup arrived.
+    pub what: &'static str,
+    pub call_id: Option<String>,
+    pub ok: bool,
+}
+
+/// Exactly-once accounting over a run (see [`Sim::delivery_report`]).
+#[derive(Debug, Default, Clone)]
+pub struct DeliveryReport {
+    /// (device, sender instance, client_seq) fed to an engine more than once.
+    pub duplicates: Vec<(DeviceId, u64, u64)>,
+    /// Routed by the server to a device (not closed) that never fed it to its engine.
+    pub missing: Vec<(DeviceId, u64, u64)>,
+    /// Devices (not closed) whose messages the server did not all accept: (device, sent, accepted).
+    pub unsent: Vec<(DeviceId, u64, u64)>,
+    /// Messages fed to engines (tracked ones).
+    pub fed: usize,
+    /// Repeats dropped by the devices' `ClientLink` dedup / by the server's.
+    pub dropped_by_receivers: usize,
+    pub dropped_by_server: usize,
 }
 
 /// One listener event as a short line (see [`Sim::timeline`]).
@@ -96,6 +216,7 @@ pub fn describe(e: &CallEvent) -> String {
     }
 }
 
+
 /// See the module docs.
 pub struct Sim {
     now: Millis,
@@ -110,6 +231,8 @@ pub struct Sim {
     pub jitter: Millis,
     /// Probability that one delivery to one device is lost (never duplicated).
     pub loss: f64,
+    /// How long a client takes to reconnect once it can (after a silent loss or a restart).
+    pub reconnect_delay: Millis,
     devices: Vec<Device>,
     /// Pending events: (due time, sequence, event), processed in order.
     queue: Vec<(Millis, u64, Event)>,
@@ -125,11 +248,31 @@ pub struct Sim {
     /// Open fake peer links: (device, call, peer) → negotiates video.
     links: BTreeMap<(DeviceId, String, Peer), bool>,
     /// Links whose first offer/answer completed (later ones, e.g. ICE restarts, add no tracks).
-    negotiated: std::collections::BTreeSet<(DeviceId, String, Peer)>,
+    negotiated: BTreeSet<(DeviceId, String, Peer)>,
     /// Every `RestartIce` asked for: (time, device, call, peer).
     pub restarts: Vec<(Millis, DeviceId, String, Peer)>,
     next_command: CommandId,
     next_call: u64,
+    // ----- the server ---------------------------------------------------------------------
+    server: Vec<ServerDevice>,
+    /// Restarts so far; server timers of an older generation are void.
+    gen: u64,
+    /// Highest `client_seq` accepted per (device, instance): in memory, lost on restart.
+    accepted: BTreeMap<(DeviceId, u64), u64>,
+    /// Highest `client_seq` ever accepted per device (for the exactly-once report).
+    accepted_ever: BTreeMap<DeviceId, u64>,
+    calls: BTreeMap<String, ServerCall>,
+    next_seq: u64,
+    /// Every Hangup the server sent on a gone device's behalf: (time, device, call, reason).
+    pub verdicts: Vec<(Millis, DeviceId, String, i32)>,
+    // ----- accounting ---------------------------------------------------------------------
+    /// (recipient, sender instance, client_seq) the server routed.
+    routed: BTreeSet<(DeviceId, u64, u64)>,
+    /// How often each (recipient, sender instance, client_seq) was fed to the engine.
+    fed: BTreeMap<(DeviceId, u64, u64), u32>,
+    dropped_by_receivers: usize,
+    dropped_by_server: usize,
+    checks: Vec<Check>,
 }
 
 impl Default for Sim {
@@ -148,6 +291,7 @@ impl Sim {
             capture_delay: 5,
             jitter: 0,
             loss: 0.0,
+            reconnect_delay: 500,
             devices: Vec::new(),
             queue: Vec::new(),
             seq: 0,
@@ -160,6 +304,18 @@ impl Sim {
             restarts: Vec::new(),
             next_command: 1,
             next_call: 1,
+            server: Vec::new(),
+            gen: 0,
+            accepted: BTreeMap::new(),
+            accepted_ever: BTreeMap::new(),
+            calls: BTreeMap::new(),
+            next_seq: 1,
+            verdicts: Vec::new(),
+            routed: BTreeSet::new(),
+            fed: BTreeMap::new(),
+            dropped_by_receivers: 0,
+            dropped_by_server: 0,
+            checks: Vec::new(),
         }
     }
 
@@ -192,11 +348,14 @@ impl Sim {
         0..self.devices.len()
     }
 
-    /// Adds a device for `user_id` (call again with the same user for multi-device).
+    /// Adds a device for `user_id` (call again with the same user for multi-device). It starts
+    /// connected.
     pub fn add_device(&mut self, user_id: &str) -> DeviceId {
         let id = self.devices.len();
         let device_id = format!("dev{id}");
         let engine = Engine::new(EngineConfig::new(user_id, &device_id));
+        let mut link = ClientLink::new(1000 + id as u64);
+        link.connected(0);
         self.devices.push(Device {
             user_id: user_id.to_string(),
             device_id,
@@ -205,7 +364,16 @@ impl Sim {
             deadline: None,
             capture_error: None,
             local_kinds: BTreeMap::new(),
+            link,
+            sends: 0,
+            wire: 1,
+            silent_until: None,
+            silent_since: 0,
+            closed: false,
+            processed_seq: 0,
+            reconnecting: false,
         });
+        self.server.push(ServerDevice { connected: true, wire: 1, outbox: VecDeque::new() });
         self.last_delivery.push(0);
         self.last_upload.push(0);
         id
@@ -335,10 +503,7 @@ impl Sim {
                     let pos = self.queue.iter().position(|(tt, s, _)| *tt == m && *s == seq).expect("queued");
                     let (t, _, event) = self.queue.remove(pos);
                     self.now = self.now.max(t);
-                    match event {
-                        Event::Deliver(dev, input) => self.input(dev, input),
-                        Event::AtServer(from, signal) => self.at_server(from, signal),
-                    }
+                    self.handle(event);
                 }
                 _ => {
                     let (t, dev) = next_timer.expect("some");
@@ -351,21 +516,95 @@ impl Sim {
         self.now = self.now.max(until);
     }
 
-    fn schedule(&mut self, at: Millis, dev: DeviceId, input: Input) {
-        self.seq += 1;
-        self.queue.push((at, self.seq, Event::Deliver(dev, input)));
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Deliver(dev, input) => self.input(dev, input),
+            Event::ToDevice(dev, wire, frame) => self.at_device(dev, wire, frame),
+            Event::AtServer(from, wire, msg) => self.at_server(from, wire, msg),
+            Event::Notice { gen, dev, wire } => {
+                // The server's ping deadline: a silent connection is found dead.
+                let s = &mut self.server[dev];
+                if gen == self.gen && s.connected && s.wire == wire {
+                    s.connected = false;
+                    self.push(self.now + LOST_GRACE_MS, Event::Grace { gen, dev, wire, clean: false });
+                }
+            }
+            Event::Grace { gen, dev, wire, clean } => {
+                if gen == self.gen && !self.server[dev].connected && self.server[dev].wire == wire {
+                    self.verdict(dev, clean);
+                }
+            }
+            Event::Detect(dev, wire) => {
+                let d = &self.devices[dev];
+                if d.closed || d.wire != wire {
+                    return;
+                }
+                let since = d.silent_since;
+                let back = d.silent_until.unwrap_or(self.now).max(self.now) + self.reconnect_delay;
+                self.go_down(dev, since, false);
+                self.devices[dev].reconnecting = true;
+                self.push(back, Event::Reconnect(dev));
+            }
+            Event::Reconnect(dev) => self.reconnect(dev),
+            Event::CutoffProbe(dev, wire) => {
+                let d = &self.devices[dev];
+                if !d.closed && d.wire == wire {
+                    let ok = !d.engine.has_live_call();
+                    self.checks.push(Check { at: self.now, dev, what: "cutoff", call_id: None, ok });
+                }
+            }
+            Event::VerdictProbe { dev, wire, call_id, gone_user } => {
+                let d = &self.devices[dev];
+                if !d.closed && d.wire == wire && d.silent_until.is_none() {
+                    let ok = d.engine.session(&call_id).is_none_or(|v| {
+                        v.state == crate::types::SessionState::End || v.users.iter().all(|u| u.user_id != gone_user)
+                    });
+                    self.checks.push(Check { at: self.now, dev, what: "verdict", call_id: Some(call_id), ok });
+                }
+            }
+        }
     }
 
-    /// Server → device hop, kept in the server's order for that device.
-    fn deliver(&mut self, dev: DeviceId, input: Input) {
+    fn push(&mut self, at: Millis, event: Event) {
+        self.seq += 1;
+        self.queue.push((at, self.seq, event));
+    }
+
+    fn schedule(&mut self, at: Millis, dev: DeviceId, input: Input) {
+        self.push(at, Event::Deliver(dev, input));
+    }
+
+    /// Server → device frame on the server's socket for `dev`, kept in the server's order.
+    fn send_down(&mut self, dev: DeviceId, frame: Down) {
         let at = (self.now + self.hop()).max(self.last_delivery[dev]);
         self.last_delivery[dev] = at;
-        self.schedule(at, dev, input);
+        let wire = self.server[dev].wire;
+        self.push(at, Event::ToDevice(dev, wire, frame));
+    }
+
+    /// Device → server frame on the device's current socket, in the order written.
+    fn upload(&mut self, dev: DeviceId, frame: crate::proto::ClientFrame) {
+        let Some(client_frame::Body::Send(msg)) = frame.body else { return };
+        if self.devices[dev].silent_until.is_some() {
+            return; // written into a dead socket
+        }
+        let at = (self.now + self.hop()).max(self.last_upload[dev]);
+        self.last_upload[dev] = at;
+        let wire = self.devices[dev].wire;
+        self.push(at, Event::AtServer(dev, wire, msg));
     }
 
     /// Feeds `input` to `dev` now and handles everything it outputs.
     fn input(&mut self, dev: DeviceId, input: Input) {
+        if self.devices[dev].closed {
+            return;
+        }
         let now = self.now;
+        match &input {
+            Input::LinkDown { .. } => self.devices[dev].log.push((now, Logged::Link { up: false })),
+            Input::LinkUp => self.devices[dev].log.push((now, Logged::Link { up: true })),
+            _ => {}
+        }
         self.devices[dev].engine.handle_input(now, input);
         loop {
             let out = self.devices[dev].engine.poll_output();
@@ -376,10 +615,13 @@ impl Sim {
                 }
                 Output::Send(signal) => {
                     self.devices[dev].log.push((now, Logged::Sent(signal.clone())));
-                    let at = (now + self.hop()).max(self.last_upload[dev]);
-                    self.last_upload[dev] = at;
-                    self.seq += 1;
-                    self.queue.push((at, self.seq, Event::AtServer(dev, signal)));
+                    let d = &mut self.devices[dev];
+                    if let Ok(Some(frame)) = d.link.send(signal.to_send_message()) {
+                        d.sends += 1;
+                        self.upload(dev, frame);
+                    } else {
+                        d.sends += 1; // queued until the reconnect
+                    }
                 }
                 Output::Event(ev) => self.devices[dev].log.push((now, Logged::Event(ev))),
                 Output::Done { command, code, call_id } => {
@@ -393,16 +635,92 @@ impl Sim {
         }
     }
 
-    /// The server, when a message reaches it: stamp it, deliver it to every device of each
-    /// recipient and to the sender's other devices, answer the sender.
-    fn at_server(&mut self, from: DeviceId, signal: OutgoingSignal) {
+    /// A server frame reaches `dev`, unless its socket died meanwhile.
+    fn at_device(&mut self, dev: DeviceId, wire: u64, frame: Down) {
+        let d = &mut self.devices[dev];
+        if d.closed || d.wire != wire || d.silent_until.is_some() {
+            return;
+        }
+        match frame {
+            Down::Auth { accepted_upto } => {
+                for frame in d.link.connected(accepted_upto) {
+                    self.upload(dev, frame);
+                }
+                self.input(dev, Input::LinkUp);
+            }
+            Down::Deliver { seq, stored } => {
+                if seq <= d.processed_seq {
+                    return;
+                }
+                d.processed_seq = seq;
+                let probe = Delivered { sender_instance: stored.sender_instance, client_seq: stored.client_seq, ..Default::default() };
+                if !d.link.accept_delivery(&probe) {
+                    self.dropped_by_receivers += 1;
+                    return;
+                }
+                if stored.client_seq != 0 {
+                    *self.fed.entry((dev, stored.sender_instance, stored.client_seq)).or_default() += 1;
+                }
+                self.input(dev, Input::Signal(stored.msg));
+            }
+            Down::SendResult { request_id, server_time } => {
+                d.link.on_send_result(request_id);
+                self.input(dev, Input::SendResult { request_id, server_time, result: Ok(server_time) });
+            }
+            Down::SyncDone => self.input(dev, Input::SyncDone),
+        }
+    }
+
+    /// Whether the server has a connection to a device of `user` other than `except`.
+    fn user_online(&self, user: &str, except: Option<DeviceId>) -> bool {
+        self.devices.iter().enumerate().any(|(j, d)| Some(j) != except && d.user_id == user && self.server[j].connected)
+    }
+
+    /// The server keeps `stored` for `dev` and sends it now if `dev` is connected.
+    fn route(&mut self, dev: DeviceId, stored: Stored) {
+        if self.devices[dev].closed {
+            return;
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        if stored.client_seq != 0 {
+            self.routed.insert((dev, stored.sender_instance, stored.client_seq));
+        }
+        self.server[dev].outbox.push_back((seq, stored.clone()));
+        if self.server[dev].connected {
+            let mut stored = stored;
+            stored.msg.server_time = self.now + self.server_skew;
+            self.send_down(dev, Down::Deliver { seq, stored });
+        }
+    }
+
+    /// The server, when a message reaches it: drop a repeat, stamp it, deliver it to every device
+    /// of each recipient and to the sender's other devices, answer the sender.
+    fn at_server(&mut self, from: DeviceId, wire: u64, msg: SendMessage) {
+        if self.devices[from].wire != wire || !self.server[from].connected || self.server[from].wire != wire {
+            return; // the socket died on the way
+        }
         let server_time = self.now + self.server_skew;
+        let instance = self.devices[from].link.instance();
+        let upto = self.accepted.entry((from, instance)).or_default();
+        if msg.client_seq != 0 && msg.client_seq <= *upto {
+            self.dropped_by_server += 1;
+            if !msg.no_receipt {
+                self.send_down(from, Down::SendResult { request_id: msg.request_id, server_time });
+            }
+            return;
+        }
+        *upto = msg.client_seq;
+        let ever = self.accepted_ever.entry(from).or_default();
+        *ever = (*ever).max(msg.client_seq);
+        let Ok(content) = CallContent::from_bytes(&msg.content) else { return };
         let sender_user = self.devices[from].user_id.clone();
-        let recipients: Vec<String> = if signal.conversation_type == conversation_type::PRIVATE {
-            vec![signal.target_id.clone()]
+        let recipients: Vec<String> = if msg.conversation_type == conversation_type::PRIVATE {
+            vec![msg.target_id.clone()]
         } else {
-            signal.directional_user_ids.clone()
+            msg.directional_user_ids.clone()
         };
+        self.follow_call(from, &msg, &content, &recipients);
         for i in 0..self.devices.len() {
             if i == from {
                 continue;
@@ -415,29 +733,305 @@ impl Sim {
                 self.lost += 1;
                 continue;
             }
-            let target_id = if signal.conversation_type == conversation_type::PRIVATE && !own_device {
+            let target_id = if msg.conversation_type == conversation_type::PRIVATE && !own_device {
                 sender_user.clone()
             } else {
-                signal.target_id.clone()
+                msg.target_id.clone()
             };
-            let msg = Received {
+            let user = self.devices[i].user_id.clone();
+            let offline = !self.user_online(&user, Some(from));
+            let received = Received {
                 sender_user_id: sender_user.clone(),
                 sender_device_id: self.devices[from].device_id.clone(),
-                conversation_type: signal.conversation_type,
+                conversation_type: msg.conversation_type,
                 target_id,
-                channel_id: signal.channel_id.clone(),
+                channel_id: msg.channel_id.clone(),
                 sent_time: server_time,
                 server_time,
-                offline: false,
-                content: signal.content.clone(),
+                offline,
+                content: content.clone(),
             };
-            self.deliver(i, Input::Signal(msg));
+            self.route(i, Stored { msg: received, sender_instance: instance, client_seq: msg.client_seq });
         }
         // Like the server: an accepted no-receipt message gets no SendResult.
-        if signal.receipt {
-            let result = Input::SendResult { request_id: signal.request_id, server_time, result: Ok(server_time) };
-            self.deliver(from, result);
+        if !msg.no_receipt {
+            self.send_down(from, Down::SendResult { request_id: msg.request_id, server_time });
         }
+    }
+
+    /// The server's rooms: who is in which call.
+    fn follow_call(&mut self, from: DeviceId, msg: &SendMessage, content: &CallContent, recipients: &[String]) {
+        if content.call_id.is_empty() {
+            return;
+        }
+        let call = self.calls.entry(content.call_id.clone()).or_insert_with(|| ServerCall {
+            conversation_type: msg.conversation_type,
+            target_id: msg.target_id.clone(),
+            channel_id: msg.channel_id.clone(),
+            ..Default::default()
+        });
+        call.users.insert(self.devices[from].user_id.clone());
+        call.users.extend(recipients.iter().cloned());
+        match content.body {
+            Some(Body::Invite(_)) | Some(Body::ModifyMem(_)) => {
+                call.participants.insert(from);
+            }
+            Some(Body::Accept(_)) => {
+                call.participants.insert(from);
+                call.answered = true;
+            }
+            Some(Body::Hangup(_)) => {
+                call.participants.remove(&from);
+            }
+            _ => {}
+        }
+    }
+
+    /// `dev` is gone: end its calls with a Hangup on its behalf, to the others and to itself.
+    fn verdict(&mut self, dev: DeviceId, clean: bool) {
+        let gone_user = self.devices[dev].user_id.clone();
+        let ids: Vec<String> = self.calls.iter().filter(|(_, c)| c.participants.contains(&dev)).map(|(id, _)| id.clone()).collect();
+        let max_hop = self.latency + self.jitter;
+        for call_id in ids {
+            let call = self.calls.get_mut(&call_id).expect("listed");
+            call.participants.remove(&dev);
+            let reason = match (clean, call.answered) {
+                (false, _) => end_reason::NETWORK_ERROR,
+                (true, true) => end_reason::HANGUP,
+                (true, false) => end_reason::CANCEL,
+            };
+            let (ct, group, channel) = (call.conversation_type, call.target_id.clone(), call.channel_id.clone());
+            let peer = call.users.iter().find(|u| **u != gone_user).cloned().unwrap_or_default();
+            let users = call.users.clone();
+            self.verdicts.push((self.now, dev, call_id.clone(), reason));
+            let content = CallContent {
+                platform: "Web".into(),
+                device_id: self.devices[dev].device_id.clone(),
+                call_id: call_id.clone(),
+                user: None,
+                body: Some(Body::Hangup(crate::proto::Hangup { reason })),
+            };
+            let server_time = self.now + self.server_skew;
+            for j in 0..self.devices.len() {
+                let user = self.devices[j].user_id.clone();
+                if j != dev && (user == gone_user || !users.contains(&user)) {
+                    continue;
+                }
+                let target_id = match (ct == conversation_type::PRIVATE, j == dev) {
+                    (false, _) => group.clone(),
+                    (true, true) => peer.clone(),
+                    (true, false) => gone_user.clone(),
+                };
+                let msg = Received {
+                    sender_user_id: gone_user.clone(),
+                    sender_device_id: self.devices[dev].device_id.clone(),
+                    conversation_type: ct,
+                    target_id,
+                    channel_id: channel.clone(),
+                    sent_time: server_time,
+                    server_time,
+                    offline: !self.user_online(&user, None),
+                    content: content.clone(),
+                };
+                let live_here = self.server[j].connected && self.devices[j].wire == self.server[j].wire;
+                self.route(j, Stored { msg, sender_instance: 0, client_seq: 0 });
+                if j != dev && live_here {
+                    let probe = Event::VerdictProbe {
+                        dev: j,
+                        wire: self.devices[j].wire,
+                        call_id: call_id.clone(),
+                        gone_user: gone_user.clone(),
+                    };
+                    self.push(self.now + max_hop + 1, probe);
+                }
+            }
+        }
+    }
+
+    // ----- faults ---------------------------------------------------------------------------
+
+    /// Client side of a lost connection: the socket is gone, the link queues, the engine hears
+    /// `LinkDown { since }`.
+    fn go_down(&mut self, dev: DeviceId, since: Millis, new_socket: bool) {
+        let d = &mut self.devices[dev];
+        if new_socket {
+            d.wire += 1;
+        }
+        d.link.disconnected();
+        let wire = d.wire;
+        self.input(dev, Input::LinkDown { since });
+        let probe_at = (since + crate::engine::SELF_CUTOFF_MS + 1).max(self.now);
+        self.push(probe_at, Event::CutoffProbe(dev, wire));
+    }
+
+    fn can_fault(&self, dev: DeviceId) -> bool {
+        let d = &self.devices[dev];
+        !d.closed && d.silent_until.is_none() && !d.reconnecting && d.link.is_connected()
+    }
+
+    /// The socket of `dev` closes (both sides see it at once; frames in flight either way are
+    /// lost); the client reconnects `reconnect_after` ms later. Ignored (false) unless `dev` is
+    /// connected.
+    pub fn drop_connection(&mut self, dev: DeviceId, reconnect_after: Millis) -> bool {
+        if !self.can_fault(dev) {
+            return false;
+        }
+        let now = self.now;
+        self.go_down(dev, now, true);
+        self.server[dev].connected = false;
+        let (gen, wire) = (self.gen, self.server[dev].wire);
+        self.push(now + LOST_GRACE_MS, Event::Grace { gen, dev, wire, clean: false });
+        self.devices[dev].reconnecting = true;
+        self.push(now + reconnect_after, Event::Reconnect(dev));
+        true
+    }
+
+    /// Nothing flows between `dev` and the server for `duration` ms and nobody is told (no FIN):
+    /// the client notices after [`CLIENT_DEAD_AFTER_MS`] and reconnects once the network is back,
+    /// the server notices after [`SERVER_DEAD_AFTER_MS`]. Ignored (false) unless connected.
+    pub fn silent_loss(&mut self, dev: DeviceId, duration: Millis) -> bool {
+        if !self.can_fault(dev) {
+            return false;
+        }
+        let now = self.now;
+        let d = &mut self.devices[dev];
+        d.wire += 1;
+        d.silent_until = Some(now + duration);
+        d.silent_since = now;
+        let wire = d.wire;
+        self.push(now + CLIENT_DEAD_AFTER_MS, Event::Detect(dev, wire));
+        let (gen, wire) = (self.gen, self.server[dev].wire);
+        self.push(now + SERVER_DEAD_AFTER_MS, Event::Notice { gen, dev, wire });
+        true
+    }
+
+    /// The tab of `dev` closes for good: nothing more from or to it. A connected socket closes
+    /// cleanly (the server gives it [`CLEAN_GRACE_MS`]); otherwise the server finds out as it
+    /// would for any lost connection.
+    pub fn close_tab(&mut self, dev: DeviceId) -> bool {
+        if self.devices[dev].closed {
+            return false;
+        }
+        let clean = self.server[dev].connected && self.devices[dev].silent_until.is_none();
+        let d = &mut self.devices[dev];
+        d.closed = true;
+        d.deadline = None;
+        d.wire += 1;
+        if clean {
+            self.server[dev].connected = false;
+            let (gen, wire) = (self.gen, self.server[dev].wire);
+            self.push(self.now + CLEAN_GRACE_MS, Event::Grace { gen, dev, wire, clean: true });
+        }
+        true
+    }
+
+    /// The server restarts: every socket closes, what it kept in memory (which `client_seq`s it
+    /// accepted, its timers) is lost; what it stored (undelivered messages, calls) is not. Every
+    /// client reconnects after `reconnect_delay` plus up to a second; devices in calls that do
+    /// not come back within [`LOST_GRACE_MS`] are gone.
+    pub fn restart_server(&mut self) {
+        let now = self.now;
+        self.gen += 1;
+        self.accepted.clear();
+        for s in &mut self.server {
+            s.connected = false;
+        }
+        for dev in 0..self.devices.len() {
+            let d = &self.devices[dev];
+            if d.closed || d.silent_until.is_some() || d.reconnecting {
+                continue;
+            }
+            if d.link.is_connected() {
+                self.go_down(dev, now, true);
+            } else {
+                self.devices[dev].wire += 1; // its AuthResult was on the way
+            }
+            self.devices[dev].reconnecting = true;
+            let at = now + self.reconnect_delay + (self.random() % 1_000) as Millis;
+            self.push(at, Event::Reconnect(dev));
+        }
+        let gen = self.gen;
+        let in_calls: BTreeSet<DeviceId> = self.calls.values().flat_map(|c| c.participants.iter().copied()).collect();
+        for dev in in_calls {
+            let wire = self.server[dev].wire;
+            self.push(now + LOST_GRACE_MS, Event::Grace { gen, dev, wire, clean: false });
+        }
+    }
+
+    /// `dev` reconnects: the server resumes from its cursor, says what it accepted, replays.
+    fn reconnect(&mut self, dev: DeviceId) {
+        let d = &mut self.devices[dev];
+        if d.closed {
+            return;
+        }
+        d.reconnecting = false;
+        d.silent_until = None;
+        d.wire += 1;
+        let (wire, resume_from, instance) = (d.wire, d.processed_seq, d.link.instance());
+        let s = &mut self.server[dev];
+        s.connected = true;
+        s.wire = wire;
+        while s.outbox.front().is_some_and(|(seq, _)| *seq <= resume_from) {
+            s.outbox.pop_front();
+        }
+        let replay: Vec<(u64, Stored)> = s.outbox.iter().cloned().collect();
+        let accepted_upto = self.accepted.get(&(dev, instance)).copied().unwrap_or(0);
+        self.send_down(dev, Down::Auth { accepted_upto });
+        for (seq, mut stored) in replay {
+            stored.msg.server_time = self.now + self.server_skew;
+            self.send_down(dev, Down::Deliver { seq, stored });
+        }
+        self.send_down(dev, Down::SyncDone);
+    }
+
+    /// Whether `dev`'s tab was closed ([`Sim::close_tab`]).
+    pub fn is_closed(&self, dev: DeviceId) -> bool {
+        self.devices[dev].closed
+    }
+
+    /// Whether `dev`'s link is up (connected and not reconnecting).
+    pub fn is_connected(&self, dev: DeviceId) -> bool {
+        let d = &self.devices[dev];
+        !d.closed && d.silent_until.is_none() && d.link.is_connected()
+    }
+
+    /// The checks made as faults played out: a device down for `SELF_CUTOFF_MS` has no live
+    /// call; a peer that got the server's verdict about a gone device no longer counts it.
+    pub fn checks(&self) -> &[Check] {
+        &self.checks
+    }
+
+    /// Devices the server counts in `call_id` (inviters and acceptors that have not left).
+    pub fn server_participants(&self, call_id: &str) -> Vec<DeviceId> {
+        self.calls.get(call_id).map(|c| c.participants.iter().copied().collect()).unwrap_or_default()
+    }
+
+    /// Exactly-once accounting: what every engine was fed against what the server routed and
+    /// what the devices sent. Meaningful once every device is connected again and quiet.
+    pub fn delivery_report(&self) -> DeliveryReport {
+        let mut r = DeliveryReport {
+            dropped_by_receivers: self.dropped_by_receivers,
+            dropped_by_server: self.dropped_by_server,
+            ..Default::default()
+        };
+        for (&(dev, instance, seq), &n) in &self.fed {
+            r.fed += n as usize;
+            if n > 1 {
+                r.duplicates.push((dev, instance, seq));
+            }
+        }
+        for &(dev, instance, seq) in &self.routed {
+            if !self.devices[dev].closed && !self.fed.contains_key(&(dev, instance, seq)) {
+                r.missing.push((dev, instance, seq));
+            }
+        }
+        for (dev, d) in self.devices.iter().enumerate() {
+            let accepted = self.accepted_ever.get(&dev).copied().unwrap_or(0);
+            if !d.closed && accepted < d.sends {
+                r.unsent.push((dev, d.sends, accepted));
+            }
+        }
+        r
     }
 
     fn device_of(&self, peer: &Peer) -> Option<DeviceId> {

@@ -405,6 +405,32 @@ fn accepted_on_another_device_ends_this_one_with_101() {
 }
 
 #[test]
+fn two_devices_answering_at_once_leave_the_first_in_the_call() {
+    let mut sim = Sim::new();
+    let a = sim.add_device("alice");
+    let b1 = sim.add_device("bob");
+    let b2 = sim.add_device("bob");
+    let cmd = sim.call(a, "bob", MediaType::Audio);
+    sim.run_for(100);
+    let call_id = sim.result(a, cmd).unwrap().1.unwrap();
+    // Both Accepts are on their way before either device hears of the other's.
+    let first = sim.accept(b1, &call_id);
+    sim.run_for(1);
+    let second = sim.accept(b2, &call_id);
+    sim.run_for(1_000);
+    assert_eq!(sim.result(b1, first).unwrap().0, error_code::SUCCESS);
+    assert_eq!(sim.engine(b1).session(&call_id).unwrap().state, SessionState::Keeping);
+    assert_eq!(sim.close_reason(b2, &call_id), Some(end_reason::ACCEPT_BY_OTHER_CLIENT));
+    assert_ne!(sim.result(b2, second).unwrap().0, error_code::SUCCESS, "the second accept() does not succeed");
+    // Alice stays connected to the first device only (she pre-connected to both while they rang).
+    assert_eq!(sim.engine(a).session(&call_id).unwrap().state, SessionState::Keeping);
+    let disconnected = |dev: &str| {
+        sim.log(a).iter().any(|(_, l)| matches!(l, Logged::Media(MediaAction::Disconnect { peer, .. }) if peer.device_id == dev))
+    };
+    assert!(disconnected("dev2") && !disconnected("dev1"));
+}
+
+#[test]
 fn nothing_is_sent_for_a_call_after_it_ended() {
     let (mut sim, a, b, call_id) = ringing(MediaType::AudioVideo);
     sim.accept(b, &call_id);

@@ -111,6 +111,9 @@ pub(crate) struct Call {
     pub video_muted: bool,
     /// The camera was released by `disableVideoTrack()` (camera-off mode).
     pub camera_released: bool,
+    /// Users our ring timer gave up on: an Accept from one of them arriving later is answered
+    /// with a Hangup (see `Engine::late_accept`).
+    pub timed_out: Vec<String>,
 }
 
 /// Who a call is between, for [`Call::new`].
@@ -156,6 +159,7 @@ impl Call {
             audio_muted: false,
             video_muted: false,
             camera_released: false,
+            timed_out: Vec::new(),
         }
     }
 

@@ -25,18 +25,24 @@ impl Engine {
             Body::Invite(_) if from_self => {}
             Body::Invite(invite) => self.invited(&msg, invite, sender),
             Body::Ringing(_) => {
-                if !from_self && self.live(&call_id) {
+                if !from_self && self.live(&call_id) && self.tracks(&call_id, &msg.sender_user_id) {
                     let peer = Peer { user_id: msg.sender_user_id.clone(), device_id: msg.content.device_id.clone() };
                     self.peer_ringing(&call_id, peer);
                     self.emit(CallEvent::Ringing { call_id, sender });
                 }
             }
-            Body::Accept(_) if from_self => self.other_device_took_over(&call_id, end_reason::ACCEPT_BY_OTHER_CLIENT),
+            Body::Accept(_) if from_self => self.other_device_accepted(&call_id),
             Body::Accept(_) => self.remote_accepted(&call_id, sender, msg.content.device_id.clone()),
+            // Sent on this very device's behalf: the server's verdict (see `connection`).
+            Body::Hangup(h) if from_self && msg.sender_device_id == self.cfg.device_id => self.server_ended(&call_id, h.reason),
             Body::Hangup(_) if from_self => self.other_device_took_over(&call_id, end_reason::HANGUP_BY_OTHER_CLIENT),
             Body::Hangup(h) => self.remote_hung_up(&call_id, sender, h.reason),
             Body::Media(signal) => {
                 if from_self || signal.to_user_id != me || signal.to_device_id != self.cfg.device_id {
+                    return;
+                }
+                // Only a participant may open or feed a link (no media toward a stranger).
+                if !self.tracks(&call_id, &msg.sender_user_id) {
                     return;
                 }
                 let peer = Peer { user_id: msg.sender_user_id.clone(), device_id: msg.content.device_id.clone() };
@@ -55,6 +61,13 @@ impl Engine {
 
     fn live(&self, call_id: &str) -> bool {
         self.calls.get(call_id).is_some_and(Call::is_live)
+    }
+
+    /// Whether `user` is a participant of `call_id` as this device tracks it (invited, ringing
+    /// or in). Messages about a call from anyone else change nothing: the server routes what
+    /// any user addresses to us, so the sender's say-so is not membership.
+    pub(super) fn tracks(&self, call_id: &str, user: &str) -> bool {
+        self.calls.get(call_id).is_some_and(|c| c.users.contains_key(user))
     }
 
     /// RC:VCInvite for this user (spec B.4, C.13.1 step 2, C.6 busy).
@@ -248,8 +261,16 @@ impl Engine {
     fn remote_accepted(&mut self, call_id: &str, sender: Sender, device_id: String) {
         let me = self.cfg.self_id.clone();
         let now = self.now;
+        if self.late_accept(call_id, &sender.user_id) {
+            return;
+        }
         let Some(call) = self.calls.get_mut(call_id).filter(|c| c.is_live()) else { return };
         let Some(m) = call.users.get_mut(&sender.user_id) else { return };
+        // Two devices of one user answered at once: the first (in server order) is in, the other
+        // ends itself with 101 (`other_device_accepted`).
+        if m.state == UserState::Keeping && m.device_id.as_ref().is_some_and(|d| *d != device_id) {
+            return;
+        }
         m.ring_deadline = None;
         m.state = UserState::Keeping;
         m.device_id = Some(device_id.clone());
@@ -279,6 +300,22 @@ impl Engine {
         self.emit(CallEvent::Accept { call_id: call_id.to_string(), sender });
         // Pre-connected links already know the remote tracks: announce them after onAccept.
         self.surface_tracks(call_id);
+    }
+
+    /// An Accept from `user`, whom our ring timer dropped from `call_id` (a caller ending a 1:1
+    /// call that way sends nothing, spec C.4): tell the late accepter, once, or it would stay
+    /// alone in the call. Whether it was such an Accept.
+    fn late_accept(&mut self, call_id: &str, user: &str) -> bool {
+        let me = self.cfg.self_id.clone();
+        let Some(call) = self.calls.get_mut(call_id) else { return false };
+        let dropped = (!call.is_live() || !call.users.contains_key(user)) && call.timed_out.iter().any(|u| u == user);
+        if !dropped || user == me {
+            return false;
+        }
+        call.timed_out.retain(|u| u != user);
+        let body = Body::Hangup(proto::Hangup { reason: end_reason::REMOTE_NO_RESPONSE });
+        self.send(call_id, body, vec![user.to_string()], None, SendPurpose::Other);
+        true
     }
 
     /// RC:VCHangup from another participant (spec B.4, C.3, C.10, C.13.1–3).
@@ -317,12 +354,22 @@ impl Engine {
         }
     }
 
-    /// My other device accepted or hung up this call (spec C.7): end here, send nothing.
+    /// My other device accepted or hung up this call (spec C.7): end here, send nothing (a
+    /// pending `accept()` resolves).
     fn other_device_took_over(&mut self, call_id: &str, reason: i32) {
-        if !self.live(call_id) {
-            return;
+        self.end_self(call_id, reason, false);
+    }
+
+    /// My other device accepted: it took the call (101), unless the server already took our own
+    /// Accept, which then came first (the server orders them, and the others follow the first).
+    /// CallLib ended both devices when both answered at once, leaving the caller alone.
+    fn other_device_accepted(&mut self, call_id: &str) {
+        let me = self.cfg.self_id.clone();
+        let ours_first = self.calls.get(call_id).is_some_and(|c| {
+            matches!(c.pending, Pending::AcceptCapture(_)) || (c.pending == Pending::None && c.user_state(&me) == UserState::Keeping)
+        });
+        if !ours_first {
+            self.other_device_took_over(call_id, end_reason::ACCEPT_BY_OTHER_CLIENT);
         }
-        let summary = self.end_call(call_id, reason, false);
-        self.close_event(call_id, summary);
     }
 }

@@ -21,8 +21,23 @@
 //!   Accept it receives. The server delivers in order, so of two members accepting at once the
 //!   one accepted first by the server is "in" when the other's Accept arrives, and the other is
 //!   not yet "in" when the first's arrives: exactly one of them offers.
+//! - Only participants act in a call: Ringing, Accept, media, mute, ModifyMedia and Hangup count
+//!   only from users the call tracks, and RC:VCModifyMem for a known call only from a member or
+//!   the inviter, and never for a 1:1 call (`invite()` there is 53311, so no CallLib sends one).
+//!   CallLib took a stranger's ModifyMem listing itself CONNECTED, and its Accept then got our
+//!   tracks. (A ModifyMem for an unknown call is an invitation, from anyone, like RC:VCInvite.)
+//! - Connection loss (see `connection.rs`): while disconnected `hungup()` ends at once with
+//!   SUCCESS, `call()`/`invite()` fail at once with 53201; live calls end with NETWORK_ERROR (7)
+//!   after [`SELF_CUTOFF_MS`] without the server; a Hangup the server sends on this very device's
+//!   behalf ends its session with that reason as-is. CallLib left this to RTCLib's room pings.
+//! - An Accept from a user our ring timer already gave up on (it was delayed, e.g. we were cut
+//!   off when it reached the server) is answered with a Hangup(15), so the late accepter ends with
+//!   NO_RESPONSE (5) instead of sitting alone in a call nobody else is in (CallLib ignored it).
+//! - Messages stored while we were disconnected (`offline`) for a call this engine knows are
+//!   handled as they arrive, not as an offline batch (which would drop a known call's hangup).
 
 mod call;
+mod connection;
 mod event;
 mod incoming;
 mod io;
@@ -119,6 +134,8 @@ pub struct Engine {
     offline: Vec<Received>,
     /// Calls merged into another (crossing calls): old id → new id, for late media reports.
     renamed: SmallMap<String, String>,
+    /// While the connection to the server is down: when we last heard from it.
+    link_down_since: Option<Millis>,
 }
 
 impl Engine {
@@ -137,6 +154,7 @@ impl Engine {
             hangup_push: PushTexts::default(),
             offline: Vec::new(),
             renamed: SmallMap::new(),
+            link_down_since: None,
         }
     }
 
@@ -160,7 +178,9 @@ impl Engine {
             Input::Command(id, cmd) => self.on_command(id, cmd),
             Input::Signal(msg) => {
                 self.server_offset = msg.server_time - now;
-                if msg.offline {
+                // A call this engine already knows is live traffic even when stored while we
+                // were disconnected (offline batches only turn into new calls and records).
+                if msg.offline && !self.calls.contains_key(&msg.content.call_id) {
                     self.offline.push(msg);
                 } else {
                     self.on_signal(msg);
@@ -174,8 +194,8 @@ impl Engine {
             }
             Input::Media(ev) => self.on_media(ev),
             Input::Timeout => self.on_timeout(),
-            // (issue 10: implemented with the self cut-off in the engine's connection handling)
-            Input::LinkDown { .. } | Input::LinkUp => {}
+            Input::LinkDown { since } => self.link_down(since),
+            Input::LinkUp => self.link_up(),
         }
     }
 
@@ -185,7 +205,7 @@ impl Engine {
     }
 
     fn next_deadline(&self) -> Option<Millis> {
-        self.calls.values().filter_map(Call::next_deadline).min()
+        self.calls.values().filter_map(Call::next_deadline).chain(self.cutoff_deadline()).min()
     }
 
     // ----- shared plumbing ------------------------------------------------------------------
@@ -335,6 +355,7 @@ impl Engine {
             self.ring_timed_out(&call_id, &user);
         }
         self.restart_due_links();
+        self.check_cutoff();
     }
 
     /// Spec C.4: the ringing of `user` in `call_id` timed out.
@@ -350,6 +371,7 @@ impl Engine {
             return self.close_event(call_id, summary);
         }
         call.users.remove(user);
+        call.timed_out.push(user.to_string());
         let remaining = call.users.len();
         let sender = Sender { user_id: user.to_string(), profile: UserProfile::default() };
         let reason = end_reason::REMOTE_NO_RESPONSE;

@@ -34,6 +34,9 @@ impl Engine {
         if new_users.is_empty() {
             return self.done(id, error_code::PARAM_ERROR, None);
         }
+        if self.link_is_down() {
+            return self.done(id, error_code::SEND_MSG_ERROR, None);
+        }
         // In the call: whoever is KEEPING, the inviter (us), and the caller unless it left and
         // rings again. CallLib listed a not-yet-answered caller as RINGING, and receivers then
         // timed the caller out; we do not.
@@ -109,7 +112,12 @@ impl Engine {
             None => members.push((sender.user_id.clone(), call_status::CONNECTED)),
         }
         if let Some(call) = self.calls.get_mut(&call_id) {
-            if !call.is_live() {
+            // Only a member of the call (or whoever invited us) may change its members, and only
+            // in a group call: `invite()` on a 1:1 call is 53311, so no CallLib client sends one.
+            // A stranger listing itself CONNECTED would otherwise join, and its Accept would
+            // get our tracks.
+            let allowed = call.users.contains_key(&sender.user_id) || sender.user_id == call.inviter_id;
+            if !call.is_live() || !call.is_group() || !allowed {
                 return;
             }
             // Already in this call: track the new members (5.0.3) and tell the app.
@@ -125,9 +133,12 @@ impl Engine {
                     // One timer per user, replaced, never stacked (5.1.1, 5.2.5).
                     m.ring_deadline = Some(deadline);
                     invited.push(Sender { user_id: u.clone(), profile: UserProfile::default() });
-                } else if !ringing {
+                } else if !ringing && m.ring_deadline.is_none() {
+                    // Someone we still ring is only in once its own Accept arrives (it comes
+                    // before this message when there is one): a ringing member that invites
+                    // lists itself CONNECTED, and taking that would leave its ring timer off
+                    // and the call open for good if it never answers.
                     m.state = UserState::Keeping;
-                    m.ring_deadline = None;
                 }
             }
             self.emit(CallEvent::MemberModify { call_id, sender, invited });

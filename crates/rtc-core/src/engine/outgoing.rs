@@ -46,6 +46,10 @@ impl Engine {
         if self.has_live_call() || self.calls.contains_key(&req.call_id) {
             return self.done(id, error_code::STATE_MACHINE_EXIT, None);
         }
+        // Disconnected: fail at once, as CallLib's send failed with IMLib disconnected.
+        if self.link_is_down() {
+            return self.done(id, error_code::SEND_MSG_ERROR, None);
+        }
         let invitees = if group { dedup(&req.user_ids) } else { vec![req.target_id.clone()] };
         let mut users = SmallMap::new();
         users.insert(me.clone(), member(UserState::Waiting, self.profile.clone()));
@@ -348,10 +352,16 @@ impl Engine {
         };
         let recipients = call.remote_ids(&me);
         let push = self.hangup_push(call_id, reason);
-        self.send(call_id, Body::Hangup(proto::Hangup { reason }), recipients, push, SendPurpose::Hangup { command });
+        // Disconnected: the Hangup is queued and the app is not kept waiting for it.
+        let down = self.link_is_down();
+        let purpose = SendPurpose::Hangup { command: if down { None } else { command } };
+        self.send(call_id, Body::Hangup(proto::Hangup { reason }), recipients, push, purpose);
         let summary = self.end_call(call_id, reason, true);
         if let Some(c) = pending_accept {
             self.done(c, error_code::SEND_MSG_ERROR, None);
+        }
+        if let Some(c) = command.filter(|_| down) {
+            self.done(c, error_code::SUCCESS, None);
         }
         self.close_event(call_id, summary);
     }
@@ -396,7 +406,7 @@ impl Engine {
     }
 
     /// Push data of a hangup: only when the app set `hungupPushConfig` (spec B.5, 5.1.2).
-    fn hangup_push(&self, call_id: &str, reason: i32) -> Option<PushConfig> {
+    pub(super) fn hangup_push(&self, call_id: &str, reason: i32) -> Option<PushConfig> {
         let texts = &self.hangup_push;
         if texts.title.is_none() && texts.content.is_none() {
             return None;

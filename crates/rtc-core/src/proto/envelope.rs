@@ -37,8 +37,12 @@
 //! reconnect it resends what is not confirmed, in order. The server accepts a `client_seq` at
 //! most once per (device, instance) while it remembers the instance, and receivers drop a
 //! message not above the last `client_seq` they processed from its `sender_instance`, which
-//! covers a server restart in between. Confirmation means durable: a message stored for an
-//! offline recipient is committed to SQLite before its `SendResult`/`accepted_upto` says so.
+//! covers a server restart in between. A repeat the server recognises is answered like the
+//! original (`SendResult` code 0 unless `no_receipt`) and not delivered again: a client whose
+//! `SendResult` was lost with its connection sends the message again to get it (a `call()`
+//! waits for it), even when `AuthResult.accepted_upto` covers it. Confirmation means durable:
+//! a message stored for an offline recipient is committed to SQLite before its
+//! `SendResult`/`accepted_upto` says so.
 //!
 //! Codes the server uses (IMLib values where IMLib has one):
 //! - `AuthResult.code`: 0 ok, 31004 token incorrect (bad signature, unknown app, malformed),

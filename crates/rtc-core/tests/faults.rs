@@ -1,0 +1,178 @@
+//! Connection faults through the simulator's model of rcall's server (issue 10): drops, silent
+//! losses, closed tabs and server restarts, each played out on the virtual clock.
+
+use rtc_core::engine::{Command, TrackKind, SELF_CUTOFF_MS};
+use rtc_core::sim::{DeviceId, Logged, Sim, CLEAN_GRACE_MS, CLIENT_DEAD_AFTER_MS, LOST_GRACE_MS, SERVER_DEAD_AFTER_MS};
+use rtc_core::types::{end_reason, error_code, MediaType, SessionState};
+
+fn connected() -> (Sim, DeviceId, DeviceId, String) {
+    let mut sim = Sim::new();
+    let a = sim.add_device("alice");
+    let b = sim.add_device("bob");
+    let cmd = sim.call(a, "bob", MediaType::AudioVideo);
+    sim.run_for(100);
+    let call_id = sim.result(a, cmd).unwrap().1.unwrap();
+    sim.accept(b, &call_id);
+    sim.run_for(1_000);
+    (sim, a, b, call_id)
+}
+
+fn close_at(sim: &Sim, dev: DeviceId, call_id: &str) -> Option<(i64, i32)> {
+    sim.log(dev).iter().find_map(|(t, l)| match l {
+        Logged::Event(rtc_core::engine::CallEvent::SessionClosed { call_id: c, summary }) if c == call_id => Some((*t, summary.end_reason)),
+        _ => None,
+    })
+}
+
+fn keeping(sim: &Sim, dev: DeviceId, call_id: &str) -> bool {
+    sim.engine(dev).session(call_id).is_some_and(|v| v.state == SessionState::Keeping)
+}
+
+fn assert_exactly_once(sim: &Sim) {
+    let r = sim.delivery_report();
+    assert!(r.duplicates.is_empty() && r.missing.is_empty() && r.unsent.is_empty(), "{r:?}");
+}
+
+#[test]
+fn a_short_drop_keeps_the_call_and_what_was_sent_meanwhile_arrives_once() {
+    let (mut sim, a, b, call_id) = connected();
+    assert!(sim.drop_connection(b, 2_000));
+    // Bob mutes while disconnected; alice mutes too (her message waits at the server).
+    let mute_b = sim.command(b, Command::MuteTrack { call_id: call_id.clone(), kind: TrackKind::Audio, muted: true });
+    sim.command(a, Command::MuteTrack { call_id: call_id.clone(), kind: TrackKind::Video, muted: true });
+    sim.run_for(1_000);
+    assert!(!sim.timeline(a).iter().any(|l| l.starts_with("AudioMute(bob")), "not before the reconnect");
+    sim.run_for(2_000);
+    assert_eq!(sim.result(b, mute_b).unwrap().0, error_code::SUCCESS);
+    assert_eq!(sim.timeline(a).iter().filter(|l| *l == "AudioMute(bob,muted)").count(), 1);
+    assert_eq!(sim.timeline(b).iter().filter(|l| *l == "VideoMute(alice,muted)").count(), 1);
+    sim.run_for(60_000);
+    assert!(keeping(&sim, a, &call_id) && keeping(&sim, b, &call_id));
+    assert!(sim.verdicts.is_empty());
+    assert_exactly_once(&sim);
+}
+
+#[test]
+fn a_drop_longer_than_the_grace_ends_the_call_by_the_servers_verdict() {
+    let (mut sim, a, b, call_id) = connected();
+    let t = sim.now();
+    assert!(sim.drop_connection(b, 8_000));
+    sim.run_for(20_000);
+    // Alice: bob's hangup, sent by the server on his behalf once the grace ran out.
+    let (at, reason) = close_at(&sim, a, &call_id).expect("alice's call ended");
+    assert_eq!(reason, end_reason::REMOTE_NETWORK_ERROR);
+    assert!(at >= t + LOST_GRACE_MS && at <= t + LOST_GRACE_MS + 2 * sim.latency, "{at} vs {t}");
+    assert!(sim.timeline(a).contains(&"Hungup(bob,17)".to_string()));
+    // Bob: the verdict waits for him and ends his session with 7 on reconnect, nothing sent back.
+    let (at, reason) = close_at(&sim, b, &call_id).expect("bob's call ended");
+    assert_eq!(reason, end_reason::NETWORK_ERROR);
+    assert!(at >= t + 8_000 && at <= t + 8_000 + 3 * sim.latency);
+    assert!(!sim.sent(b).iter().any(|s| s.content.object_name() == Some("RC:VCHangup")));
+    assert_eq!(sim.verdicts.len(), 1);
+    assert_exactly_once(&sim);
+}
+
+#[test]
+fn a_silent_loss_is_found_by_the_server_and_by_the_client_cut_off() {
+    // 25 s: the server ends the call at 15 + 5 s; bob finds out on reconnect.
+    let (mut sim, a, b, call_id) = connected();
+    let t = sim.now();
+    assert!(sim.silent_loss(b, 25_000));
+    sim.run_for(CLIENT_DEAD_AFTER_MS + 1);
+    assert!(sim.log(b).iter().any(|(at, l)| matches!(l, Logged::Link { up: false }) && *at == t + CLIENT_DEAD_AFTER_MS));
+    sim.run_for(40_000);
+    let (at, reason) = close_at(&sim, a, &call_id).unwrap();
+    assert_eq!(reason, end_reason::REMOTE_NETWORK_ERROR);
+    let verdict_at = t + SERVER_DEAD_AFTER_MS + LOST_GRACE_MS;
+    assert!(at >= verdict_at && at <= verdict_at + 2 * sim.latency);
+    let (at, reason) = close_at(&sim, b, &call_id).unwrap();
+    assert_eq!(reason, end_reason::NETWORK_ERROR);
+    assert!(at > t + 25_000 && at < t + SELF_CUTOFF_MS, "by the verdict, before its own cut-off");
+    assert_exactly_once(&sim);
+
+    // 60 s: bob's own cut-off ends it at 30 s (its Hangup(7) and the verdict both reach alice,
+    // who already ended at 20 s).
+    let (mut sim, a, b, call_id) = connected();
+    let t = sim.now();
+    assert!(sim.silent_loss(b, 60_000));
+    sim.run_for(90_000);
+    assert_eq!(close_at(&sim, b, &call_id), Some((t + SELF_CUTOFF_MS, end_reason::NETWORK_ERROR)));
+    assert_eq!(close_at(&sim, a, &call_id).unwrap().1, end_reason::REMOTE_NETWORK_ERROR);
+    assert_eq!(sim.timeline(a).iter().filter(|l| l.starts_with("Close(")).count(), 1);
+    assert!(sim.checks().iter().all(|c| c.ok) && !sim.checks().is_empty(), "{:?}", sim.checks());
+    assert_exactly_once(&sim);
+}
+
+#[test]
+fn a_closed_tab_ends_its_calls_after_a_second() {
+    // Answered: the others see a hangup (13).
+    let (mut sim, a, b, call_id) = connected();
+    let t = sim.now();
+    assert!(sim.close_tab(b));
+    sim.run_for(5_000);
+    let (at, reason) = close_at(&sim, a, &call_id).unwrap();
+    assert_eq!(reason, end_reason::REMOTE_HANGUP);
+    assert!(at >= t + CLEAN_GRACE_MS && at <= t + CLEAN_GRACE_MS + 2 * sim.latency);
+    // Ringing: the caller closing cancels (11).
+    let mut sim = Sim::new();
+    let a = sim.add_device("alice");
+    let b = sim.add_device("bob");
+    let cmd = sim.call(a, "bob", MediaType::Audio);
+    sim.run_for(100);
+    let call_id = sim.result(a, cmd).unwrap().1.unwrap();
+    sim.close_tab(a);
+    sim.run_for(2_000);
+    assert_eq!(sim.close_reason(b, &call_id), Some(end_reason::REMOTE_CANCEL));
+    assert_exactly_once(&sim);
+}
+
+#[test]
+fn a_server_restart_keeps_calls_and_loses_no_message() {
+    let (mut sim, a, b, call_id) = connected();
+    // Messages in flight both ways when the server goes down.
+    sim.command(a, Command::MuteTrack { call_id: call_id.clone(), kind: TrackKind::Audio, muted: true });
+    sim.command(b, Command::MuteTrack { call_id: call_id.clone(), kind: TrackKind::Audio, muted: true });
+    sim.run_for(sim.latency + 1); // reached the server; their deliveries are on the way
+    sim.restart_server();
+    sim.run_for(10_000);
+    assert!(keeping(&sim, a, &call_id) && keeping(&sim, b, &call_id));
+    assert_eq!(sim.timeline(a).iter().filter(|l| *l == "AudioMute(bob,muted)").count(), 1);
+    assert_eq!(sim.timeline(b).iter().filter(|l| *l == "AudioMute(alice,muted)").count(), 1);
+    // Their results were lost with the server, so both were sent again; the restarted server
+    // did not know them any more, and the receivers dropped the repeats.
+    assert!(sim.delivery_report().dropped_by_receivers >= 2, "{:?}", sim.delivery_report());
+    // A hangup sent in the restart window arrives once.
+    sim.restart_server();
+    sim.hangup(a, &call_id);
+    sim.run_for(10_000);
+    assert_eq!(close_at(&sim, b, &call_id).unwrap().1, end_reason::REMOTE_HANGUP);
+    assert!(sim.verdicts.is_empty());
+    assert_exactly_once(&sim);
+}
+
+#[test]
+fn an_accept_delayed_past_the_callers_ring_timeout_is_answered_with_a_hangup() {
+    // Alice calls bob and loses her connection silently just before her ring timer runs out;
+    // bob answers meanwhile (the server takes it), alice's timer gives up on him (silently, C.4).
+    let mut sim = Sim::new();
+    let a = sim.add_device("alice");
+    let b = sim.add_device("bob");
+    let cmd = sim.call(a, "bob", MediaType::Audio);
+    sim.run_for(100);
+    let call_id = sim.result(a, cmd).unwrap().1.unwrap();
+    sim.run_for(55_000);
+    assert!(sim.silent_loss(a, 12_000));
+    let accept = sim.accept(b, &call_id);
+    sim.run_for(1_000);
+    assert_eq!(sim.result(b, accept).unwrap().0, error_code::SUCCESS);
+    assert!(keeping(&sim, b, &call_id));
+    sim.run_for(5_000);
+    assert_eq!(sim.close_reason(a, &call_id), Some(end_reason::REMOTE_NO_RESPONSE));
+    // Alice reconnects, finds bob's Accept and tells him: he is not left alone in the call.
+    sim.run_for(20_000);
+    assert_eq!(sim.close_reason(b, &call_id), Some(end_reason::NO_RESPONSE));
+    let late: Vec<_> = sim.sent(a).iter().filter(|s| s.content.object_name() == Some("RC:VCHangup")).map(|s| s.directional_user_ids.clone()).collect();
+    assert_eq!(late, [vec!["bob".to_string()]]);
+    assert!(sim.verdicts.is_empty());
+    assert_exactly_once(&sim);
+}
