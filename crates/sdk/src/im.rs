@@ -325,11 +325,16 @@ fn lost(rt: &Rc<Runtime>, conn: Rc<Connection>) {
     if let Some(l) = rt.link.borrow_mut().as_mut() {
         l.disconnected();
     }
-    if !was_ready || rt.login.borrow().is_none() {
+    if !was_ready {
         return; // a login or reconnect attempt: its caller handles the failure
     }
+    // Live calls end at `since + SELF_CUTOFF_MS` unless the link is back first (also when no
+    // reconnect follows: a blocked user, a refused token).
     if !rt.link_down.replace(true) {
         rt.feed(Input::LinkDown { since: rt.last_rx.get() });
+    }
+    if rt.login.borrow().is_none() {
+        return;
     }
     connection::set(rt, Status::Suspended, Some(code::RC_NET_UNAVAILABLE));
     rt.reconnect_attempt.set(0);
