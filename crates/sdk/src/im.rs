@@ -50,8 +50,9 @@ const RECONNECT_TIMEOUT_MS: i32 = 3_000;
 /// client in the same millisecond, capped as below.
 const RECONNECT_BASE_MS: f64 = 100.0;
 /// Cap while a call is live: the call must be back within a second of the server being
-/// reachable again (a mute, a hangup waiting in the queue).
-const RECONNECT_CAP_IN_CALL_MS: f64 = 1_000.0;
+/// reachable again (a mute, a hangup waiting in the queue); 800 ms leaves the rest of that
+/// second to the handshake.
+const RECONNECT_CAP_IN_CALL_MS: f64 = 800.0;
 /// Cap without a live call: nothing waits on the link, and a server restarting under load is
 /// spared a once-a-second storm from every idle page.
 const RECONNECT_CAP_IDLE_MS: f64 = 4_000.0;
@@ -371,14 +372,15 @@ pub fn close_now(rt: &Rc<Runtime>) {
     }
 }
 
-/// Delay before reconnect attempt `n` (0 = the first, at once); see the constants.
-fn reconnect_delay(n: u32, in_call: bool) -> i32 {
+/// Delay before reconnect attempt `n` (0 = the first, at once); `random` in [0, 1) gives the
+/// jitter. See the constants.
+fn reconnect_delay(n: u32, in_call: bool, random: f64) -> i32 {
     if n == 0 {
         return 0;
     }
     let cap = if in_call { RECONNECT_CAP_IN_CALL_MS } else { RECONNECT_CAP_IDLE_MS };
     let base = (RECONNECT_BASE_MS * 2f64.powi(n.min(20) as i32 - 1)).min(cap);
-    (base * (0.5 + js_sys::Math::random())).min(cap) as i32
+    (base * (0.5 + random)).min(cap) as i32
 }
 
 /// Reconnects with the same token and resumes from the last message processed, so nothing is
@@ -422,7 +424,7 @@ fn schedule_reconnect() {
         });
     });
     if let Some(w) = web_sys::window() {
-        let delay = reconnect_delay(n, in_call);
+        let delay = reconnect_delay(n, in_call, js_sys::Math::random());
         let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(retry.unchecked_ref(), delay);
     }
 }
@@ -474,7 +476,22 @@ pub fn device_id() -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::websocket_url;
+    use super::{reconnect_delay, websocket_url};
+
+    #[test]
+    fn reconnect_backoff_starts_at_once_and_stays_under_its_cap() {
+        assert_eq!(reconnect_delay(0, true, 0.9), 0, "first retry at once");
+        assert_eq!(reconnect_delay(1, true, 0.0), 50, "100 ms -50 %");
+        assert_eq!(reconnect_delay(1, true, 0.999), 149, "100 ms +50 %");
+        assert_eq!(reconnect_delay(3, false, 0.5), 400);
+        for n in 1..40 {
+            for r in [0.0, 0.5, 0.999] {
+                assert!(reconnect_delay(n, true, r) <= 800, "in a call: back within a second");
+                assert!(reconnect_delay(n, false, r) <= 4000);
+            }
+        }
+        assert!(reconnect_delay(30, true, 0.0) >= 400, "jitter at the cap still spreads the attempts");
+    }
 
     #[test]
     fn navi_becomes_websocket_url() {
