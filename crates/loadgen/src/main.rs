@@ -129,7 +129,8 @@ impl Target {
                     token,
                     device_id: format!("{user}-dev"),
                     resume_from: 0,
-                    instance: 0,
+                    // Like the SDK: one random id per instance, messages numbered from 1.
+                    instance: instance_id(user),
                 }));
                 ws.send(Message::Binary(auth.to_bytes().into()))
                     .await
@@ -205,12 +206,16 @@ struct Window {
 /// target_id: to, message_type, content }) }`, built by hand into one buffer (the generator must
 /// stay much cheaper than the server it measures). `content` starts with the issue time.
 fn encode_rcall(req: u32, to: &str, step: usize, t: u64, payload: usize) -> Message {
+    // `client_seq` = the request id (1, 2, 3 … per connection), as the SDK numbers its sends.
+    let client_seq = u64::from(req);
     use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
     let content_len = payload.saturating_sub(40).max(16);
     let msg_type = SCRIPT[step].1.as_bytes();
     // Like the SDK: nobody waits for the outcome of these.
     let no_receipt = matches!(SCRIPT[step].1, "RCall:Media" | "RC:VCRinging");
     let inner_len = usize::from(no_receipt) * 2
+        + 1
+        + encoded_len_varint(client_seq)
         + 1
         + encoded_len_varint(u64::from(req))
         + 2
@@ -244,7 +249,17 @@ fn encode_rcall(req: u32, to: &str, step: usize, t: u64, payload: usize) -> Mess
         encode_key(9, WireType::Varint, &mut buf);
         encode_varint(1, &mut buf);
     }
+    encode_key(10, WireType::Varint, &mut buf);
+    encode_varint(client_seq, &mut buf);
     Message::Binary(buf.into())
+}
+
+/// A non-zero id for `user`'s SDK instance, different on every run.
+fn instance_id(user: &str) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write(user.as_bytes());
+    h.finish() | 1
 }
 
 /// What the generator needs from a `ServerFrame`, read without decoding the whole message.
@@ -632,9 +647,16 @@ async fn run_idle(args: &Args, target: &Target, pid: u32) -> (f64, u64, u64) {
         .map(|i| Arc::from(format!("idle{i}").as_str()))
         .collect();
     let conns = connect_all(target, &users, args.connect_concurrency).await;
+    // Read (a browser answers the server's WebSocket pings; rcall closes silent connections).
+    let readers: Vec<_> = conns
+        .into_iter()
+        .map(|mut ws| tokio::spawn(async move { while let Some(Ok(_)) = ws.next().await {} }))
+        .collect();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let after = rss_bytes(pid).unwrap_or(0);
-    drop(conns);
+    for r in &readers {
+        r.abort();
+    }
     tokio::time::sleep(Duration::from_secs(2)).await;
     (
         (after.saturating_sub(before)) as f64 / args.idle as f64,
@@ -819,6 +841,7 @@ mod tests {
         };
         assert_eq!(invite.message_type, "RC:VCInvite");
         assert!(!invite.no_receipt, "call() waits for the invite's SendResult");
+        assert_eq!((m.client_seq, invite.client_seq), (300, 301));
         assert_eq!(&m.content[..8], &99u64.to_be_bytes());
     }
 

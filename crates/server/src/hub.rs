@@ -20,6 +20,16 @@
 //! - A connecting device is registered *syncing*: it receives no live traffic until its replay
 //!   (stored rows ∪ window above its cursor, in seq order) and `SyncDone` are queued, which
 //!   happens atomically under the lock, so nothing is lost or duplicated at the seam.
+//! - When a device's last connection goes (whatever the reason), every window message above its
+//!   acked cursor that is not stored yet is stored, so a connection that was dead for a while
+//!   loses nothing that was routed to it, even past the window's TTL. Until then the window
+//!   keeps such messages past its limits (up to twice its count limit).
+//! - Exactly once: per (user, device, SDK instance) the highest accepted `client_seq` is kept
+//!   (the last `MAX_INSTANCES_PER_DEVICE` instances per device); a `client_seq` not above it
+//!   is a resend, confirmed again but not routed. It is persisted in the transaction of the
+//!   message's first stored copy and, for every instance, when the device's last connection
+//!   goes; after a crash an instance whose messages were all delivered live reads 0, and
+//!   receivers drop the resends by `(sender_instance, client_seq)`.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -483,6 +493,10 @@ impl DeviceCursor {
             None => {
                 if self.instances.len() >= MAX_INSTANCES_PER_DEVICE {
                     self.instances.remove(0);
+                }
+                if self.instances.capacity() == 0 {
+                    // Most devices run one instance at a time.
+                    self.instances.reserve_exact(1);
                 }
                 InstanceSeq {
                     instance,

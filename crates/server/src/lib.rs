@@ -12,7 +12,10 @@
 //! - Enforcement and delivery ([`hub`]): 405 / 22406 / 31009 / 31020 rules, per-user ordered
 //!   delivery with seqs and acks, offline storage in SQLite ([`store`]) with TTL and cap,
 //!   resume without loss or duplicates, every device of a user gets the user's messages.
-//! - Limits: frame size, per-connection rate, per-app connection cap, slow consumers.
+//! - Limits: frame size, per-connection rate, per-app connection cap, slow consumers, dead
+//!   peers (WebSocket pings, [`ws::PING_INTERVAL`] / [`ws::DEAD_AFTER`]).
+//! - No signal lost: resends are recognised by `(instance, client_seq)` and confirmations wait
+//!   for the store's commit ([`store`] tickets), so what was confirmed survives a crash.
 //! - Media: TURN REST credentials and STUN URLs for clients ([`ice`]).
 //! - Operations: one binary configured by file, env and flags ([`config`]); tracing logs that
 //!   never contain tokens or secrets; `/healthz`; Prometheus `/metrics` ([`metrics`]); graceful

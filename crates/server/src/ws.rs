@@ -638,7 +638,9 @@ async fn serve_loop(
             closed = outbox.take(&mut batch);
             // Boxed: only connections that are writing hold this state.
             match Box::pin(write_or_abort(state, ws, outbox, &mut batch, closed)).await {
-                Written::Ok => continue,
+                // On to reading: a connection that always has something queued must still
+                // read (its acks, and its pongs, which keep it from being declared dead).
+                Written::Ok => {}
                 Written::Failed => {
                     // An abort during a stuck write still tells the client why, briefly.
                     batch.clear();
@@ -668,15 +670,14 @@ async fn serve_loop(
             Box::pin(send_close(ws, code)).await;
             return departure;
         }
-        // Queued items first, then the client's next frame.
+        // The client's next frame if one is there, else wait for it or for queued items.
         let event = std::future::poll_fn(|cx| {
-            if outbox.poll_pending(cx).is_ready() {
-                return Poll::Ready(None);
+            if !draining {
+                if let Poll::Ready(msg) = ws.poll_next_unpin(cx) {
+                    return Poll::Ready(Some(msg));
+                }
             }
-            if draining {
-                return Poll::Pending;
-            }
-            ws.poll_next_unpin(cx).map(Some)
+            outbox.poll_pending(cx).map(|()| None)
         })
         .await;
         match event {

@@ -339,7 +339,9 @@ pub struct Delivered {
 }
 
 /// Answer to `SendMessage`. `code` 0 = accepted (and `sent_time` is set); otherwise an IMLib code
-/// (405 blacklisted, 22406 not in group, …) and nothing was delivered.
+/// (405 blacklisted, 22406 not in group, …) and nothing was delivered. A resend the server
+/// recognised (see "Exactly once") is answered code 0 with the server's current `sent_time` and
+/// an empty `message_uid` (the original ones are not kept); nothing is delivered again.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct SendResult {
     #[prost(uint32, tag = "1")]
@@ -366,7 +368,8 @@ pub struct Pong {
     #[prost(uint32, tag = "1")]
     pub nonce: u32,
     /// Like `AuthResult.accepted_upto`: every message of this connection's instance up to this
-    /// `client_seq` is accepted (and durable where stored), so the client can forget them.
+    /// `client_seq` is accepted (and durable where stored), so the client can forget them. The
+    /// server sends the Pong once that holds, in order with the connection's other frames.
     #[prost(uint64, tag = "2")]
     pub accepted_upto: u64,
 }
