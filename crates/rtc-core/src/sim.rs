@@ -38,9 +38,10 @@
 //! it on reconnect from the device's resume cursor, flagged `offline` when no device of the
 //! recipient was connected; it accepts each `client_seq` once per (device, instance) while it
 //! remembers (not across a restart: receivers' dedup covers that). It follows who is in which
-//! call (inviter, acceptors, minus who hung up) and ends the calls of a device gone for
-//! [`CLEAN_GRACE_MS`] (closed cleanly) or [`LOST_GRACE_MS`] (lost) with a Hangup on the device's
-//! behalf, to the others and to the device itself.
+//! call (the inviter and the first acceptor per user, minus who hung up; kept across a restart)
+//! and ends the calls of a device gone for [`CLEAN_GRACE_MS`] (closed cleanly) or
+//! [`LOST_GRACE_MS`] (lost) with a Hangup on the device's behalf, to the others and to the
+//! device itself (reason 3, or 1 before anyone answered, when clean; 7 when lost).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -773,11 +774,17 @@ impl Sim {
         call.users.insert(self.devices[from].user_id.clone());
         call.users.extend(recipients.iter().cloned());
         match content.body {
-            Some(Body::Invite(_)) | Some(Body::ModifyMem(_)) => {
+            // (A ModifyMem sender is in already, or only ringing: a ringing member may invite.)
+            Some(Body::Invite(_)) => {
                 call.participants.insert(from);
             }
             Some(Body::Accept(_)) => {
-                call.participants.insert(from);
+                // Of two devices of one user answering at once the first is in; the other ends
+                // itself (101) without a word, so it must not count.
+                let user = &self.devices[from].user_id;
+                if !call.participants.iter().any(|&p| p != from && self.devices[p].user_id == *user) {
+                    call.participants.insert(from);
+                }
                 call.answered = true;
             }
             Some(Body::Hangup(_)) => {
@@ -803,6 +810,8 @@ impl Sim {
             let (ct, group, channel) = (call.conversation_type, call.target_id.clone(), call.channel_id.clone());
             let peer = call.users.iter().find(|u| **u != gone_user).cloned().unwrap_or_default();
             let users = call.users.clone();
+            // The others keep the user if it is in through another device (then no probe).
+            let user_still_in = call.participants.iter().any(|&p| self.devices[p].user_id == gone_user);
             self.verdicts.push((self.now, dev, call_id.clone(), reason));
             let content = CallContent {
                 platform: "Web".into(),
@@ -835,7 +844,7 @@ impl Sim {
                 };
                 let live_here = self.server[j].connected && self.devices[j].wire == self.server[j].wire;
                 self.route(j, Stored { msg, sender_instance: 0, client_seq: 0 });
-                if j != dev && live_here {
+                if j != dev && live_here && !user_still_in {
                     let probe = Event::VerdictProbe {
                         dev: j,
                         wire: self.devices[j].wire,

@@ -176,3 +176,31 @@ fn an_accept_delayed_past_the_callers_ring_timeout_is_answered_with_a_hangup() {
     assert!(sim.verdicts.is_empty());
     assert_exactly_once(&sim);
 }
+
+#[test]
+fn a_group_member_whose_accept_was_delayed_past_its_ring_timeout_is_taken_back() {
+    let mut sim = Sim::new();
+    let (a, b, c) = (sim.add_device("a"), sim.add_device("b"), sim.add_device("c"));
+    let cmd = sim.call_in_group(a, "g", &["b", "c"], MediaType::Audio);
+    sim.run_for(100);
+    let call_id = sim.result(a, cmd).unwrap().1.unwrap();
+    sim.accept(b, &call_id);
+    sim.run_for(54_000);
+    // c answers into a connection that just died silently: its Accept waits for the reconnect,
+    // and a and b give up on c meanwhile.
+    assert!(sim.silent_loss(c, 8_000));
+    sim.accept(c, &call_id);
+    sim.run_for(7_000);
+    assert!(sim.timeline(a).contains(&"Hungup(c,15)".to_string()));
+    sim.run_for(10_000);
+    for dev in [a, b] {
+        let line = sim.timeline(dev);
+        let back = line.iter().position(|l| l == "Hungup(c,15)").unwrap();
+        assert!(line[back..].contains(&"Accept(c)".to_string()) && line[back..].contains(&"Track(c/Audio)".to_string()), "device {dev}: {line:?}");
+    }
+    for dev in [a, b, c] {
+        let view = sim.engine(dev).session(&call_id).unwrap();
+        assert!(view.users.iter().all(|u| u.state == rtc_core::types::UserState::Keeping), "device {dev}: {view:?}");
+    }
+    assert_exactly_once(&sim);
+}

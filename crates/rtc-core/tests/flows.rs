@@ -428,6 +428,26 @@ fn two_devices_answering_at_once_leave_the_first_in_the_call() {
         sim.log(a).iter().any(|(_, l)| matches!(l, Logged::Media(MediaAction::Disconnect { peer, .. }) if peer.device_id == dev))
     };
     assert!(disconnected("dev2") && !disconnected("dev1"));
+    // A Hangup from bob's other device (e.g. the server's, when that device goes) does not take
+    // bob out of the call he is in through dev1.
+    let hangup = Received {
+        sender_user_id: "bob".into(),
+        sender_device_id: "dev2".into(),
+        conversation_type: conversation_type::PRIVATE,
+        target_id: "bob".into(),
+        channel_id: String::new(),
+        sent_time: sim.now(),
+        server_time: sim.now(),
+        offline: false,
+        content: CallContent { device_id: "dev2".into(), call_id: call_id.clone(), body: Some(Body::Hangup(Hangup { reason: 7 })), ..Default::default() },
+    };
+    sim_feed(&mut sim, a, hangup);
+    assert_eq!(sim.engine(a).session(&call_id).unwrap().state, SessionState::Keeping);
+    // Closing dev2's tab: the server never counted it in the call, so nothing happens.
+    sim.close_tab(b2);
+    sim.run_for(10_000);
+    assert!(sim.verdicts.is_empty());
+    assert_eq!(sim.engine(b1).session(&call_id).unwrap().state, SessionState::Keeping);
 }
 
 #[test]

@@ -186,9 +186,20 @@ fn the_servers_verdict_ends_the_gone_device_as_is_and_the_others_as_remote() {
 }
 
 #[test]
-fn a_hangup_from_my_other_device_is_still_102() {
+fn a_hangup_from_my_other_device_is_102_while_ringing_and_nothing_once_in() {
+    // In the call through this device: another device of ours (busy, or gone) does not end it.
     let (mut sim, _a, b, call_id) = connected();
-    let input = verdict(&sim, true, "bob-phone", &call_id, end_reason::HANGUP);
+    let input = verdict(&sim, true, "bob-phone", &call_id, end_reason::BUSY_LINE);
+    sim.inject(b, input);
+    assert_eq!(sim.engine(b).session(&call_id).unwrap().state, SessionState::Keeping);
+    // Still ringing here: the other device rejected, for the whole user (spec C.7).
+    let mut sim = Sim::new();
+    let a = sim.add_device("alice");
+    let b = sim.add_device("bob");
+    let cmd = sim.call(a, "bob", MediaType::Audio);
+    sim.run_for(100);
+    let call_id = sim.result(a, cmd).unwrap().1.unwrap();
+    let input = verdict(&sim, true, "bob-phone", &call_id, end_reason::REJECT);
     sim.inject(b, input);
     assert_eq!(sim.close_reason(b, &call_id), Some(end_reason::HANGUP_BY_OTHER_CLIENT));
 }
@@ -230,4 +241,64 @@ fn a_stored_hangup_for_a_known_call_is_handled_on_arrival() {
     assert_eq!(sim.close_reason(a, &call_id), Some(end_reason::REMOTE_HANGUP));
     sim.inject(a, Input::SyncDone);
     assert!(!sim.timeline(a).iter().any(|l| l.starts_with("OfflineRecord")));
+}
+
+#[test]
+fn a_live_cancel_replayed_after_its_stored_invite_does_not_ring() {
+    // Reconnect replay: the invite was stored (offline) while no device of ours was connected,
+    // its cancel was routed live to our other device; both come before SyncDone, in that order.
+    let mut sim = Sim::new();
+    let b = sim.add_device("bob");
+    let msg = |offline: bool, body: Body| Received {
+        sender_user_id: "alice".into(),
+        sender_device_id: "a1".into(),
+        conversation_type: conversation_type::PRIVATE,
+        target_id: "alice".into(),
+        channel_id: String::new(),
+        sent_time: sim.now() - 2_000,
+        server_time: sim.now(),
+        offline,
+        content: CallContent { device_id: "a1".into(), call_id: "c1".into(), body: Some(body), ..Default::default() },
+    };
+    let invite = rtc_core::proto::Invite { engine_type: 4, media_type: 1, invite_user_ids: vec!["bob".into()], ..Default::default() };
+    let invite = msg(true, Body::Invite(invite));
+    let cancel = msg(false, Body::Hangup(Hangup { reason: end_reason::CANCEL }));
+    sim.inject(b, Input::Signal(invite));
+    sim.inject(b, Input::Signal(cancel));
+    sim.inject(b, Input::SyncDone);
+    assert!(!sim.engine(b).has_live_call(), "{:?}", sim.timeline(b));
+    assert_eq!(sim.timeline(b), ["OfflineRecord(alice,11)"]);
+}
+
+#[test]
+fn a_call_that_began_and_ended_while_we_were_away_does_not_ring_on_reconnect() {
+    // Our other device was online: the replay brings the invite and that device's rejection,
+    // both routed live (`offline: false`), before SyncDone.
+    let mut sim = Sim::new();
+    let b = sim.add_device("bob");
+    let now = sim.now();
+    sim.inject(b, Input::LinkDown { since: now });
+    sim.run_for(5_000);
+    sim.inject(b, Input::LinkUp);
+    let msg = |from: &str, dev: &str, body: Body| Received {
+        sender_user_id: from.into(),
+        sender_device_id: dev.into(),
+        conversation_type: conversation_type::PRIVATE,
+        target_id: "alice".into(),
+        channel_id: String::new(),
+        sent_time: sim.now() - 3_000,
+        server_time: sim.now(),
+        offline: false,
+        content: CallContent { device_id: dev.into(), call_id: "c1".into(), body: Some(body), ..Default::default() },
+    };
+    let invite = rtc_core::proto::Invite { engine_type: 4, media_type: 1, invite_user_ids: vec!["bob".into()], ..Default::default() };
+    let invite = msg("alice", "a1", Body::Invite(invite));
+    let reject = msg("bob", "bob-phone", Body::Hangup(Hangup { reason: end_reason::REJECT }));
+    sim.inject(b, Input::Signal(invite));
+    sim.inject(b, Input::Signal(reject));
+    assert!(sim.timeline(b).is_empty(), "held until SyncDone: {:?}", sim.timeline(b));
+    sim.inject(b, Input::SyncDone);
+    assert!(!sim.engine(b).has_live_call());
+    assert_eq!(sim.timeline(b), ["OfflineRecord(alice,2)"]);
+    assert!(sim.sent(b).is_empty(), "no ringing, no busy hangup");
 }

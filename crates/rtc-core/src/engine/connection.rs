@@ -28,6 +28,7 @@ impl Engine {
 
     pub(super) fn link_up(&mut self) {
         self.link_down_since = None;
+        self.syncing = true;
     }
 
     pub(super) fn link_is_down(&self) -> bool {

@@ -35,8 +35,14 @@ impl Engine {
             Body::Accept(_) => self.remote_accepted(&call_id, sender, msg.content.device_id.clone()),
             // Sent on this very device's behalf: the server's verdict (see `connection`).
             Body::Hangup(h) if from_self && msg.sender_device_id == self.cfg.device_id => self.server_ended(&call_id, h.reason),
-            Body::Hangup(_) if from_self => self.other_device_took_over(&call_id, end_reason::HANGUP_BY_OTHER_CLIENT),
-            Body::Hangup(h) => self.remote_hung_up(&call_id, sender, h.reason),
+            // My other device hung up (rejected, was busy…): it ends the call here unless this
+            // device is the one in the call (then it concerns only that other device).
+            Body::Hangup(_) if from_self => {
+                if !self.accepted_here(&call_id) {
+                    self.other_device_took_over(&call_id, end_reason::HANGUP_BY_OTHER_CLIENT);
+                }
+            }
+            Body::Hangup(h) => self.remote_hung_up(&call_id, sender, &msg.content.device_id, h.reason),
             Body::Media(signal) => {
                 if from_self || signal.to_user_id != me || signal.to_device_id != self.cfg.device_id {
                     return;
@@ -89,7 +95,10 @@ impl Engine {
         let busy = self.has_live_call();
         let deadline = self.ring_deadline(msg.sent_time);
         let mut users = SmallMap::new();
-        users.insert(sender.user_id.clone(), member(UserState::Waiting, sender.profile.clone()));
+        // The caller is in the call through the device that invited (for `remote_hung_up`).
+        let mut caller = member(UserState::Waiting, sender.profile.clone());
+        caller.device_id = Some(msg.content.device_id.clone());
+        users.insert(sender.user_id.clone(), caller);
         for u in &invite.invite_user_ids {
             let mut m = member(UserState::Waiting, UserProfile::default());
             m.ring_deadline = Some(deadline);
@@ -180,7 +189,10 @@ impl Engine {
         self.calls.remove(&mine);
         let call_id = msg.content.call_id.clone();
         let mut users = SmallMap::new();
-        users.insert(sender.user_id.clone(), member(UserState::Waiting, sender.profile.clone()));
+        // The caller is in the call through the device that invited (for `remote_hung_up`).
+        let mut caller = member(UserState::Waiting, sender.profile.clone());
+        caller.device_id = Some(msg.content.device_id.clone());
+        users.insert(sender.user_id.clone(), caller);
         users.insert(me.clone(), member(UserState::Waiting, self.profile.clone()));
         let media_type = MediaType::from_i32(invite.media_type).unwrap_or(MediaType::Audio);
         self.calls.insert(
@@ -302,29 +314,38 @@ impl Engine {
         self.surface_tracks(call_id);
     }
 
-    /// An Accept from `user`, whom our ring timer dropped from `call_id` (a caller ending a 1:1
-    /// call that way sends nothing, spec C.4): tell the late accepter, once, or it would stay
-    /// alone in the call. Whether it was such an Accept.
+    /// An Accept from `user`, whom our ring timer dropped from `call_id` (delayed, e.g. while
+    /// we were cut off). If the call goes on, the late accepter is taken back (it answered in
+    /// its own time; everyone in the call sees the same Accept). If our call is over (a caller
+    /// ending a 1:1 call that way sends nothing, spec C.4), tell the late accepter, once, or it
+    /// would stay alone in the call. Whether the Accept was answered that way.
     fn late_accept(&mut self, call_id: &str, user: &str) -> bool {
         let me = self.cfg.self_id.clone();
         let Some(call) = self.calls.get_mut(call_id) else { return false };
-        let dropped = (!call.is_live() || !call.users.contains_key(user)) && call.timed_out.iter().any(|u| u == user);
-        if !dropped || user == me {
+        if user == me || call.users.contains_key(user) || !call.timed_out.iter().any(|u| u == user) {
             return false;
         }
         call.timed_out.retain(|u| u != user);
+        if call.is_live() {
+            call.users.insert(user.to_string(), super::member(UserState::Waiting, UserProfile::default()));
+            return false;
+        }
         let body = Body::Hangup(proto::Hangup { reason: end_reason::REMOTE_NO_RESPONSE });
         self.send(call_id, body, vec![user.to_string()], None, SendPurpose::Other);
         true
     }
 
     /// RC:VCHangup from another participant (spec B.4, C.3, C.10, C.13.1–3).
-    fn remote_hung_up(&mut self, call_id: &str, sender: Sender, wire_reason: i32) {
+    fn remote_hung_up(&mut self, call_id: &str, sender: Sender, device_id: &str, wire_reason: i32) {
         let now = self.now;
         let Some(call) = self.calls.get_mut(call_id).filter(|c| c.is_live()) else { return };
-        if call.users.remove(&sender.user_id).is_none() {
+        let Some(m) = call.users.get(&sender.user_id) else { return };
+        // A user in the call through one device is not taken out by another of its devices (one
+        // that lost an answering race, or the server's Hangup for such a device when it goes).
+        if m.state == UserState::Keeping && m.device_id.as_ref().is_some_and(|d| d != device_id) {
             return;
         }
+        call.users.remove(&sender.user_id);
         let reason = map_remote_reason(wire_reason);
         call.end = now;
         let peers: Vec<Peer> =
@@ -354,22 +375,32 @@ impl Engine {
         }
     }
 
-    /// My other device accepted or hung up this call (spec C.7): end here, send nothing (a
-    /// pending `accept()` resolves).
+    /// My other device accepted or hung up this call (spec C.7): end here (a pending `accept()`
+    /// resolves), sending nothing — unless our own Accept is on its way: the server may have
+    /// taken it first after all (its answer lost with a restart), so the others hear that this
+    /// device is out. (Where the other device is in, they ignore it: it is not that device.)
     fn other_device_took_over(&mut self, call_id: &str, reason: i32) {
-        self.end_self(call_id, reason, false);
+        let accept_in_flight = self
+            .calls
+            .get(call_id)
+            .is_some_and(|c| matches!(c.pending, Pending::Accepting(_) | Pending::AcceptSend(_) | Pending::MergeAccept));
+        self.end_self(call_id, reason, accept_in_flight);
     }
 
     /// My other device accepted: it took the call (101), unless the server already took our own
     /// Accept, which then came first (the server orders them, and the others follow the first).
     /// CallLib ended both devices when both answered at once, leaving the caller alone.
     fn other_device_accepted(&mut self, call_id: &str) {
-        let me = self.cfg.self_id.clone();
-        let ours_first = self.calls.get(call_id).is_some_and(|c| {
-            matches!(c.pending, Pending::AcceptCapture(_)) || (c.pending == Pending::None && c.user_state(&me) == UserState::Keeping)
-        });
-        if !ours_first {
+        if !self.accepted_here(call_id) {
             self.other_device_took_over(call_id, end_reason::ACCEPT_BY_OTHER_CLIENT);
         }
+    }
+
+    /// The server took this device's Accept for `call_id` (or this device placed the call).
+    fn accepted_here(&self, call_id: &str) -> bool {
+        let me = &self.cfg.self_id;
+        self.calls.get(call_id).is_some_and(|c| {
+            matches!(c.pending, Pending::AcceptCapture(_)) || (c.pending == Pending::None && c.user_state(me) == UserState::Keeping)
+        })
     }
 }

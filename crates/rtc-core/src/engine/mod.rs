@@ -22,8 +22,8 @@
 //!   one accepted first by the server is "in" when the other's Accept arrives, and the other is
 //!   not yet "in" when the first's arrives: exactly one of them offers.
 //! - Only participants act in a call: Ringing, Accept, media, mute, ModifyMedia and Hangup count
-//!   only from users the call tracks, and RC:VCModifyMem for a known call only from a member or
-//!   the inviter, and never for a 1:1 call (`invite()` there is 53311, so no CallLib sends one).
+//!   only from users the call tracks, and RC:VCModifyMem for a known call only from a member (not
+//!   one that left), and never for a 1:1 call (`invite()` there is 53311, so no CallLib sends one).
 //!   CallLib took a stranger's ModifyMem listing itself CONNECTED, and its Accept then got our
 //!   tracks. (A ModifyMem for an unknown call is an invitation, from anyone, like RC:VCInvite.)
 //! - Connection loss (see `connection.rs`): while disconnected `hungup()` ends at once with
@@ -31,10 +31,14 @@
 //!   after [`SELF_CUTOFF_MS`] without the server; a Hangup the server sends on this very device's
 //!   behalf ends its session with that reason as-is. CallLib left this to RTCLib's room pings.
 //! - An Accept from a user our ring timer already gave up on (it was delayed, e.g. we were cut
-//!   off when it reached the server) is answered with a Hangup(15), so the late accepter ends with
+//!   off when it reached the server) takes that user back into a call that goes on, and is
+//!   answered with a Hangup(15) when our call is over, so the late accepter ends with
 //!   NO_RESPONSE (5) instead of sitting alone in a call nobody else is in (CallLib ignored it).
 //! - Messages stored while we were disconnected (`offline`) for a call this engine knows are
-//!   handled as they arrive, not as an offline batch (which would drop a known call's hangup).
+//!   handled as they arrive, not as an offline batch (which would drop a known call's hangup);
+//!   between a reconnect and SyncDone, every message of a call we do not know joins the batch,
+//!   whatever its `offline` flag (else a replayed invite whose cancel or other-device answer
+//!   follows would ring, or be rejected as busy, for a call already over).
 
 mod call;
 mod connection;
@@ -136,6 +140,8 @@ pub struct Engine {
     renamed: SmallMap<String, String>,
     /// While the connection to the server is down: when we last heard from it.
     link_down_since: Option<Millis>,
+    /// Reconnected, and the server is still replaying what we missed (until `SyncDone`).
+    syncing: bool,
 }
 
 impl Engine {
@@ -155,6 +161,7 @@ impl Engine {
             offline: Vec::new(),
             renamed: SmallMap::new(),
             link_down_since: None,
+            syncing: false,
         }
     }
 
@@ -179,14 +186,22 @@ impl Engine {
             Input::Signal(msg) => {
                 self.server_offset = msg.server_time - now;
                 // A call this engine already knows is live traffic even when stored while we
-                // were disconnected (offline batches only turn into new calls and records).
-                if msg.offline && !self.calls.contains_key(&msg.content.call_id) {
+                // were disconnected (offline batches only turn into new calls and records). The
+                // reconnect replay mixes stored and live-routed messages (ones our other devices
+                // got meanwhile): until SyncDone every message of a call we do not know joins the
+                // batch, so a call that started and ended meanwhile does not ring.
+                let call_id = &msg.content.call_id;
+                let batched = self.offline.iter().any(|m| m.content.call_id == *call_id);
+                if ((msg.offline || self.syncing) && !self.calls.contains_key(call_id)) || batched {
                     self.offline.push(msg);
                 } else {
                     self.on_signal(msg);
                 }
             }
-            Input::SyncDone => self.on_sync_done(),
+            Input::SyncDone => {
+                self.syncing = false;
+                self.on_sync_done()
+            }
             Input::Kicked { call_id } => self.end_with_hangup(&call_id, end_reason::KICKED_BY_SERVER),
             Input::SendResult { request_id, server_time, result } => {
                 self.server_offset = server_time - now;

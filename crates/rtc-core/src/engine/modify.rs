@@ -112,11 +112,12 @@ impl Engine {
             None => members.push((sender.user_id.clone(), call_status::CONNECTED)),
         }
         if let Some(call) = self.calls.get_mut(&call_id) {
-            // Only a member of the call (or whoever invited us) may change its members, and only
-            // in a group call: `invite()` on a 1:1 call is 53311, so no CallLib client sends one.
-            // A stranger listing itself CONNECTED would otherwise join, and its Accept would
-            // get our tracks.
-            let allowed = call.users.contains_key(&sender.user_id) || sender.user_id == call.inviter_id;
+            // Only a member of the call (whoever invited us is one until it leaves) may change
+            // its members, and only in a group call: `invite()` on a 1:1 call is 53311, so no
+            // CallLib client sends one. A stranger listing itself CONNECTED would otherwise
+            // join, and its Accept would get our tracks; a member that left (e.g. ended by the
+            // server's verdict) would come back with its delayed invite.
+            let allowed = call.users.contains_key(&sender.user_id);
             if !call.is_live() || !call.is_group() || !allowed {
                 return;
             }
@@ -163,6 +164,7 @@ impl Engine {
             };
             if *u == sender.user_id {
                 m.profile = sender.profile.clone();
+                m.device_id = Some(msg.content.device_id.clone());
             }
             if *u == me {
                 m.profile = self.profile.clone();
