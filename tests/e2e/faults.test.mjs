@@ -219,6 +219,35 @@ describe('issue 10: faults', () => {
     }, 85000);
   });
 
+  test('(g) while the server is down hungup() ends at once and call() fails fast; the queued hangup reaches A after the restart', { timeout: 90000 }, async () => {
+    await serve();
+    await diag('faults-g-hangup-while-down', async () => {
+      const A = await user('A');
+      const B = await user('B');
+      await connected(A, B, MediaType.AUDIO);
+      const marks = [await A.mark(), await B.mark()];
+      await server.kill();
+      await Promise.all([A, B].map((c, i) => c.waitEvent('im:SUSPEND', {}, 5000, { since: marks[i] })));
+      const h = await B.eval(() => H.hungup());
+      assert.equal(h.code, SUCCESS, `B: hungup() while down → ${JSON.stringify(h)}`);
+      const bClose = await B.waitEvent('onSessionClose', {}, 1000, { since: marks[1] });
+      assert.equal(bClose.summary.endReason, EndReason.HANGUP);
+      const c = await B.eval((t) => H.call(t, 1), A.userId);
+      console.log(`  (g) while down: B hungup() ${fmtMs(h.ms)}, B call() → ${c.code} in ${fmtMs(c.ms)}`);
+      assert.notEqual(c.code, SUCCESS, 'B: call() while the server is down fails');
+      assert.ok(c.ms < 1000, `B: call() failed after ${fmtMs(c.ms)}`);
+      await sleep(500);
+      assert.deepEqual(await A.eventsOf('onHungup'), [], 'A: nothing yet');
+      await server.restart();
+      const hung = await A.waitEvent('onHungup', { userId: B.userId }, 5000);
+      console.log(`  (g) A onHungup(${hung.reason}) ${fmtMs(hung.t - server.listeningAt)} after the server listened again`);
+      assert.equal(hung.reason, EndReason.REMOTE_HANGUP);
+      assert.equal((await A.waitEvent('onSessionClose', {}, 2000)).summary.endReason, EndReason.REMOTE_HANGUP);
+      await sleep(500);
+      assert.equal((await A.eventsOf('onHungup')).length, 1, 'A: one onHungup');
+    }, 85000);
+  });
+
   test('(e) B\'s signalling is cut (TCP to the server dropped) while media flows: A ends with 17 within 30 s, B with 7', {
     timeout: 120000,
     skip: privateNetns() ? false : 'needs root in a loopback-only network namespace (run under `unshare -n`, as scripts/test.sh does)',

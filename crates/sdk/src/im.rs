@@ -18,8 +18,8 @@ use std::rc::{Rc, Weak};
 use futures::channel::oneshot;
 use js_sys::{ArrayBuffer, Uint8Array};
 use rtc_core::engine::{Input, Received};
-use rtc_core::types::SessionState;
 use rtc_core::proto::{client_frame, object_name, server_frame, Ack, Authenticate, CallContent, ClientFrame, ServerFrame};
+use rtc_core::types::SessionState;
 use wasm_bindgen::prelude::*;
 use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
 
@@ -49,12 +49,12 @@ const RECONNECT_TIMEOUT_MS: i32 = 3_000;
 /// over), then `RECONNECT_BASE_MS × 2^(n-1)`, ±50 % so a restarted server is not hit by every
 /// client in the same millisecond, capped as below.
 const RECONNECT_BASE_MS: f64 = 100.0;
-/// Cap while a call is live: the call must be back within a second of the server being
-/// reachable again (a mute, a hangup waiting in the queue); 800 ms leaves the rest of that
-/// second to the handshake.
+/// Cap while a call is live or messages wait to be sent: the call must be back within a second
+/// of the server being reachable again (a mute, a hangup waiting in the queue); 800 ms leaves
+/// the rest of that second to the handshake.
 const RECONNECT_CAP_IN_CALL_MS: f64 = 800.0;
-/// Cap without a live call: nothing waits on the link, and a server restarting under load is
-/// spared a once-a-second storm from every idle page.
+/// Cap otherwise: nothing waits on the link, and a server restarting under load is spared a
+/// once-a-second storm from every idle page.
 const RECONNECT_CAP_IDLE_MS: f64 = 4_000.0;
 /// An app `Ping` this often while connected. Browsers hide WebSocket pings from JS, so the
 /// `Pong` is the only way to hear from a quiet server; it also confirms sends
@@ -393,7 +393,9 @@ fn schedule_reconnect() {
     }
     let n = rt.reconnect_attempt.get();
     rt.reconnect_attempt.set(n.saturating_add(1));
-    let in_call = rt.engine.borrow().as_ref().is_some_and(|e| e.has_live_call());
+    // Urgent while a call is live or something waits to be sent (e.g. a hangup made while down).
+    let in_call = rt.engine.borrow().as_ref().is_some_and(|e| e.has_live_call())
+        || rt.link.borrow().as_ref().is_some_and(|l| l.unconfirmed() > 0);
     let retry = Closure::once_into_js(move || {
         js::spawn(async move {
             let rt = crate::runtime::rt();

@@ -282,13 +282,13 @@ impl Runtime {
                 }
             }
             Some(Ok(None)) => {}
-            Some(Err(full)) => {
-                js::warn(&format!("[rcall] {full}"));
-                self.feed_later(Input::SendResult { request_id: signal.request_id, server_time: js::now(), result: Err(crate::im::code::RC_NET_CHANNEL_INVALID) });
-            }
-            // Not logged in: RC_NET_CHANNEL_INVALID.
-            None => {
-                self.feed_later(Input::SendResult { request_id: signal.request_id, server_time: js::now(), result: Err(crate::im::code::RC_NET_CHANNEL_INVALID) })
+            // The queue is full, or not logged in: failed like an unreachable server.
+            failed => {
+                if let Some(Err(full)) = failed {
+                    js::warn(&format!("[rcall] {full}"));
+                }
+                let result = Err(crate::im::code::RC_NET_CHANNEL_INVALID);
+                self.feed_later(Input::SendResult { request_id: signal.request_id, server_time: js::now(), result });
             }
         }
     }
