@@ -460,6 +460,8 @@ struct ConnSlot {
 struct DeviceCursor {
     id: Arc<str>,
     acked: u64,
+    /// A device new to the server gets nothing routed before this seq (see `new_device`).
+    since: u64,
     /// Highest accepted `client_seq` per SDK instance, most recently used last.
     instances: Vec<InstanceSeq>,
 }
@@ -478,6 +480,7 @@ impl DeviceCursor {
         Self {
             id,
             acked: 0,
+            since: 0,
             instances: Vec::new(),
         }
     }
@@ -636,7 +639,7 @@ fn unacked_by_a_connected_device(conns: &[ConnSlot], devices: &[DeviceCursor], e
                     > devices
                         .iter()
                         .find(|d| d.id == c.device)
-                        .map_or(0, |d| d.acked)
+                        .map_or(0, |d| d.acked.max(d.since))
         })
 }
 
@@ -845,18 +848,26 @@ impl Hub {
         // A client cannot claim to have seen more than the server ever issued.
         let ceiling = st.last_seq.max(floor).max(now_us());
         let new_device = !st.devices.iter().any(|d| &*d.id == device_id);
+        let last_seq = st.last_seq;
         let dev = st.device_mut(device_id);
+        if new_device {
+            dev.since = last_seq;
+        }
         let cursor = resume_from.min(ceiling).max(dev.acked);
         let device = dev.id.clone();
         let mut ticket = 0;
         if instance != 0 {
-            let rec = dev.instance_mut(instance);
-            if stored.0 >= rec.upto {
+            let (upto, t) = dev
+                .instance(instance)
+                .map_or((0, 0), |r| (r.upto, r.ticket));
+            // A record only when there is something to remember (idle connections stay small).
+            if stored.0 > upto {
+                let rec = dev.instance_mut(instance);
                 rec.upto = stored.0;
                 rec.ticket = rec.ticket.max(stored.1);
             }
-            auth_ok.accepted_upto = rec.upto;
-            ticket = rec.ticket;
+            auth_ok.accepted_upto = upto.max(stored.0);
+            ticket = t.max(stored.1);
         }
         let auth_ok = encode_body(&Body::AuthResult(auth_ok));
         let _ = outbox.push(Outgoing::confirming(auth_ok, ticket, &self.store), false);
@@ -921,6 +932,12 @@ impl Hub {
         let now = Instant::now();
         st.prune_window(&self.limits, now);
         let new_device = reg.new_device && !data.devices.iter().any(|d| d == device);
+        if !new_device {
+            // Known in SQLite: it gets the window too.
+            if let Some(d) = st.devices.iter_mut().find(|d| &*d.id == device) {
+                d.since = 0;
+            }
+        }
         for e in &st.window {
             if e.seq > cursor
                 && e.exclude_device.as_deref() != Some(device)
@@ -1013,7 +1030,8 @@ impl Hub {
             self.store
                 .save_client_seqs(key.clone(), st.id.clone(), device.clone(), seqs, now);
         }
-        let acked = d.acked;
+        // Only what was routed to it (a new device never got the window from before it came).
+        let acked = d.acked.max(d.since);
         let expires_at = now.saturating_add(self.limits.offline_ttl_ms);
         for e in st.window.iter_mut() {
             if e.seq <= acked || e.offline || e.stored || e.exclude_device.as_ref() == Some(device)

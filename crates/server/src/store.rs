@@ -555,9 +555,6 @@ impl Store {
     ) -> u64 {
         let inner = self.inner.clone();
         self.submit("store offline message", move |c| {
-            if let Some(s) = &sender {
-                upsert_client_seq(c, &app_key, s, sent_time)?;
-            }
             let mut ins = c.prepare_cached(
                 "INSERT OR REPLACE INTO offline
                  (app_key, user_id, seq, exclude_device, sent_time, expires_at, payload)
@@ -586,6 +583,10 @@ impl Store {
             inner
                 .offline_depth
                 .fetch_sub(removed as i64, Ordering::Relaxed);
+            // After the message: if storing it failed, its client_seq must not count as accepted.
+            if let Some(s) = &sender {
+                upsert_client_seq(c, &app_key, s, sent_time)?;
+            }
             Ok(())
         })
     }

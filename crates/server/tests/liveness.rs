@@ -72,3 +72,28 @@ async fn a_client_that_stops_reading_is_closed_and_gets_what_was_routed_to_it_on
     let got: Vec<u32> = replay.iter().map(|d| n(&d.content)).collect();
     assert_eq!(got, vec![1, 2, 3, 4, 5]);
 }
+
+#[tokio::test]
+async fn a_new_device_that_leaves_gets_nothing_routed_before_it_came() {
+    let ts = TestServer::start_with(short_intervals).await;
+    let mut a1 = ts.client("alice", "a1").await;
+    let mut b1 = ts.client("bob", "b1").await;
+    a1.send_expect(1, private("bob", &1u32.to_be_bytes()), 0)
+        .await;
+    let m1 = b1.recv_delivered().await;
+    b1.ack(m1.seq).await;
+    b1.barrier(1).await;
+    // A device the server never saw: it does not get m1, and leaving does not store m1 for it.
+    let (b2, replay) = Client::login_resume(ts.addr, &ts.token("bob"), "b2", 0).await;
+    assert!(replay.is_empty());
+    drop(b2);
+    let hub = &ts.server.state().hub;
+    while hub.connection_count("bob") > 1 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    hub.sweep();
+    let (_b2, replay) = Client::login_resume(ts.addr, &ts.token("bob"), "b2", 0).await;
+    let got: Vec<u32> = replay.iter().map(|d| n(&d.content)).collect();
+    assert!(got.is_empty(), "{got:?}");
+}
