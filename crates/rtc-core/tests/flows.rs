@@ -622,3 +622,18 @@ fn a_link_that_never_connected_is_not_restarted() {
     sim.run_for(100);
     assert_eq!(restarts_at(&sim, a).len(), 1, "connected once: restarted");
 }
+
+#[test]
+fn hanging_up_during_accept_rejects_or_hangs_up_never_cancels() {
+    for (wait, own, seen) in [(5, end_reason::REJECT, end_reason::REMOTE_REJECT), (500, end_reason::HANGUP, end_reason::REMOTE_HANGUP)] {
+        let (mut sim, a, b, call_id) = ringing(MediaType::AudioVideo);
+        sim.capture_delay = 2_000; // a camera prompt
+        sim.accept(b, &call_id);
+        // Before the server took the Accept: a rejection; after: a hangup (the caller has it).
+        sim.run_for(wait);
+        sim.hangup(b, &call_id);
+        sim.run_for(100);
+        assert_eq!(sim.close_reason(b, &call_id), Some(own), "after {wait} ms");
+        assert_eq!(sim.close_reason(a, &call_id), Some(seen), "after {wait} ms");
+    }
+}

@@ -514,3 +514,27 @@ fn members_accepting_at_once_while_their_cameras_start_still_connect_exactly_onc
         assert!(sim.log(offerer).iter().any(|(_, l)| matches!(l, Logged::Media(MediaAction::Attach { .. }))));
     }
 }
+
+#[test]
+fn a_member_whose_accept_crossed_the_invite_of_a_new_member_is_in_for_it() {
+    // c accepts while b invites d: b's ModifyMem still lists c as ringing, and c's Accept went
+    // only to a and b. d learns c is in from c's offer, and does not ring c out a minute later.
+    let mut sim = Sim::new();
+    let (a, b, c, d) = (sim.add_device("a"), sim.add_device("b"), sim.add_device("c"), sim.add_device("d"));
+    let id = group_call(&mut sim, a, &["b", "c"]);
+    sim.accept(b, &id);
+    sim.run_for(500);
+    sim.accept(c, &id);
+    sim.command(b, Command::Invite { call_id: id.clone(), user_ids: vec!["d".into()], extra: String::new(), push_title: None, push_content: None });
+    sim.run_for(300);
+    sim.accept(d, &id);
+    sim.run_for(1_000);
+    assert!(has(&sim, d, "Accept(c)"), "{:?}", sim.timeline(d));
+    sim.run_for(70_000);
+    for dev in [a, b, c, d] {
+        let view = sim.engine(dev).session(&id).unwrap();
+        assert_eq!(view.state, SessionState::Keeping, "device {dev}");
+        assert!(view.users.iter().all(|u| u.state == UserState::Keeping) && view.users.len() == 4, "device {dev}: {view:?}");
+    }
+    assert!(has(&sim, d, "Track(c/Video)"), "{:?}", sim.timeline(d));
+}

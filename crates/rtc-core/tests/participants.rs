@@ -127,12 +127,12 @@ fn a_stranger_cannot_join_a_group_call_and_members_still_can_invite() {
 }
 
 #[test]
-fn a_ringing_member_that_invites_is_not_taken_as_in_the_call() {
-    // a calls b and c; b, still ringing, invites d (it lists itself CONNECTED, as CallLib
-    // does). a keeps ringing b: when b's ring times out, b is gone from a's call.
+fn a_ringing_member_cannot_invite() {
+    // a calls b and c; b, still ringing, tries to invite d: refused, nothing sent (it would
+    // list itself CONNECTED and d would count it in for good if it never answered).
     let mut sim = Sim::new();
     let (a, b, _c) = (sim.add_device("a"), sim.add_device("b"), sim.add_device("c"));
-    sim.add_device("d");
+    let d = sim.add_device("d");
     let cmd = sim.call_in_group(a, "g", &["b", "c"], MediaType::Audio);
     sim.run_for(100);
     let call_id = sim.result(a, cmd).unwrap().1.unwrap();
@@ -140,11 +140,62 @@ fn a_ringing_member_that_invites_is_not_taken_as_in_the_call() {
         b,
         rtc_core::engine::Command::Invite { call_id: call_id.clone(), user_ids: vec!["d".into()], extra: String::new(), push_title: None, push_content: None },
     );
+    assert_eq!(sim.result(b, invite).unwrap().0, error_code::PARAM_ERROR);
+    assert!(!sim.sent(b).iter().any(|s| s.content.object_name() == Some("RC:VCModifyMem")));
+    sim.run_for(200);
+    assert!(sim.incoming(d).is_none());
+    // Once in, it can.
+    sim.accept(b, &call_id);
+    sim.run_for(500);
+    let invite = sim.command(
+        b,
+        rtc_core::engine::Command::Invite { call_id: call_id.clone(), user_ids: vec!["d".into()], extra: String::new(), push_title: None, push_content: None },
+    );
     sim.run_for(200);
     assert_eq!(sim.result(b, invite).unwrap().0, error_code::SUCCESS);
+    assert_eq!(sim.incoming(d).as_deref(), Some(call_id.as_str()));
+    let _ = a;
+}
+
+#[test]
+fn a_ringing_member_listed_connected_by_a_calllib_invite_is_not_taken_as_in() {
+    // A CallLib client still ringing may invite anyway, listing itself CONNECTED: the caller
+    // keeps ringing it, and its ring timeout still ends the call if nobody answers.
+    let mut sim = Sim::new();
+    let a = sim.add_device("a");
+    sim.add_device("b");
+    let cmd = sim.call_in_group(a, "g", &["b", "c"], MediaType::Audio);
+    sim.run_for(100);
+    let call_id = sim.result(a, cmd).unwrap().1.unwrap();
+    let profile = |u: &str, status| MemberProfile { user_id: u.into(), media_type: 1, call_status: status };
+    let modify = Body::ModifyMem(proto::ModifyMem {
+        engine_type: 4,
+        media_type: 1,
+        invite_user_ids: vec!["a".into(), "c".into(), "d".into()],
+        caller: "a".into(),
+        modify_mem_type: 1,
+        existed_user_pofiles: vec![
+            profile("a", call_status::CONNECTED),
+            profile("b", call_status::CONNECTED),
+            profile("c", call_status::RINGING),
+            profile("d", call_status::RINGING),
+        ],
+        ..Default::default()
+    });
+    let input = Input::Signal(Received {
+        sender_user_id: "b".into(),
+        sender_device_id: "dev1".into(),
+        conversation_type: conversation_type::GROUP,
+        target_id: "g".into(),
+        channel_id: String::new(),
+        sent_time: sim.now(),
+        server_time: sim.now(),
+        offline: false,
+        content: CallContent { device_id: "dev1".into(), call_id: call_id.clone(), body: Some(modify), ..Default::default() },
+    });
+    sim.inject(a, input);
     let state = |sim: &Sim, u: &str| sim.engine(a).session(&call_id).unwrap().users.iter().find(|v| v.user_id == u).map(|v| v.state);
     assert_eq!(state(&sim, "b"), Some(rtc_core::types::UserState::Waiting));
     sim.run_for(70_000);
-    // Nobody answered: the call is over on a, not left open with a "connected" b.
     assert!(!sim.engine(a).has_live_call(), "{:?}", sim.engine(a).session(&call_id));
 }

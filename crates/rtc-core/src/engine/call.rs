@@ -20,6 +20,9 @@ pub(crate) struct Member {
     /// Publisher-side mute state, as the member announced it (`isOwnerMuted`).
     pub audio_muted: bool,
     pub video_muted: bool,
+    /// Listed as ringing by the ModifyMem that brought us into the call: it may have accepted
+    /// before it knew of us (see `Engine::apply_remote_media`).
+    pub maybe_in: bool,
 }
 
 /// An outgoing call being set up. rcall sends the invite while the camera starts (CallLib
@@ -111,9 +114,12 @@ pub(crate) struct Call {
     pub video_muted: bool,
     /// The camera was released by `disableVideoTrack()` (camera-off mode).
     pub camera_released: bool,
-    /// Users our ring timer gave up on: an Accept from one of them arriving later is answered
-    /// with a Hangup (see `Engine::late_accept`).
+    /// Users our ring timer gave up on, and users no longer tracked (left, timed out, or the
+    /// call ended): a late Accept from one of them is handled by `Engine::late_accept`.
     pub timed_out: Vec<String>,
+    pub left: Vec<String>,
+    /// Late accepters already told that this device is out of the call.
+    pub told_gone: Vec<String>,
 }
 
 /// Who a call is between, for [`Call::new`].
@@ -160,6 +166,8 @@ impl Call {
             video_muted: false,
             camera_released: false,
             timed_out: Vec::new(),
+            left: Vec::new(),
+            told_gone: Vec::new(),
         }
     }
 

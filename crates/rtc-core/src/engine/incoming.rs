@@ -314,23 +314,31 @@ impl Engine {
         self.surface_tracks(call_id);
     }
 
-    /// An Accept from `user`, whom our ring timer dropped from `call_id` (delayed, e.g. while
-    /// we were cut off). If the call goes on, the late accepter is taken back (it answered in
-    /// its own time; everyone in the call sees the same Accept). If our call is over (a caller
-    /// ending a 1:1 call that way sends nothing, spec C.4), tell the late accepter, once, or it
-    /// would stay alone in the call. Whether the Accept was answered that way.
+    /// A late Accept from `user`, who is not (or no longer) in our view of `call_id`: if the call
+    /// goes on and our ring timer gave up on `user`, it is taken back (it answered in its own
+    /// time; everyone in the call sees the same Accept). If the call is over here (a caller ending
+    /// a 1:1 call by its ring timer sends nothing, spec C.4), the accepter is told, once, that we
+    /// are out, or it could stay alone in the call. Whether the Accept was answered that way.
     fn late_accept(&mut self, call_id: &str, user: &str) -> bool {
         let me = self.cfg.self_id.clone();
         let Some(call) = self.calls.get_mut(call_id) else { return false };
-        if user == me || call.users.contains_key(user) || !call.timed_out.iter().any(|u| u == user) {
+        if user == me || call.users.contains_key(user) {
             return false;
         }
-        call.timed_out.retain(|u| u != user);
+        let timed_out = call.timed_out.iter().any(|u| u == user);
         if call.is_live() {
-            call.users.insert(user.to_string(), super::member(UserState::Waiting, UserProfile::default()));
+            if timed_out {
+                call.timed_out.retain(|u| u != user);
+                call.users.insert(user.to_string(), super::member(UserState::Waiting, UserProfile::default()));
+            }
             return false;
         }
-        let body = Body::Hangup(proto::Hangup { reason: end_reason::REMOTE_NO_RESPONSE });
+        if !call.left.iter().any(|u| u == user) || call.told_gone.iter().any(|u| u == user) {
+            return false; // a stranger, or told already
+        }
+        call.told_gone.push(user.to_string());
+        let reason = if timed_out { end_reason::REMOTE_NO_RESPONSE } else { end_reason::HANGUP };
+        let body = Body::Hangup(proto::Hangup { reason });
         self.send(call_id, body, vec![user.to_string()], None, SendPurpose::Other);
         true
     }
@@ -346,6 +354,7 @@ impl Engine {
             return;
         }
         call.users.remove(&sender.user_id);
+        call.left.push(sender.user_id.clone());
         let reason = map_remote_reason(wire_reason);
         call.end = now;
         let peers: Vec<Peer> =
@@ -396,11 +405,14 @@ impl Engine {
         }
     }
 
-    /// The server took this device's Accept for `call_id` (or this device placed the call).
+    /// The server took this device's Accept for `call_id`, or this device placed the call.
     fn accepted_here(&self, call_id: &str) -> bool {
         let me = &self.cfg.self_id;
         self.calls.get(call_id).is_some_and(|c| {
-            matches!(c.pending, Pending::AcceptCapture(_)) || (c.pending == Pending::None && c.user_state(me) == UserState::Keeping)
+            let placed_here = c.caller_id == *me && c.users.get(me).is_some_and(|m| m.ring_deadline.is_none());
+            placed_here
+                || matches!(c.pending, Pending::AcceptCapture(_))
+                || (c.pending == Pending::None && c.user_state(me) == UserState::Keeping)
         })
     }
 }

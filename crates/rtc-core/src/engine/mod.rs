@@ -30,10 +30,16 @@
 //!   SUCCESS, `call()`/`invite()` fail at once with 53201; live calls end with NETWORK_ERROR (7)
 //!   after [`SELF_CUTOFF_MS`] without the server; a Hangup the server sends on this very device's
 //!   behalf ends its session with that reason as-is. CallLib left this to RTCLib's room pings.
-//! - An Accept from a user our ring timer already gave up on (it was delayed, e.g. we were cut
-//!   off when it reached the server) takes that user back into a call that goes on, and is
-//!   answered with a Hangup(15) when our call is over, so the late accepter ends with
-//!   NO_RESPONSE (5) instead of sitting alone in a call nobody else is in (CallLib ignored it).
+//! - An offer from a member the ModifyMem that brought us in listed as ringing means it is in
+//!   (only members in the call offer): its Accept crossed that ModifyMem. It counts as accepted
+//!   (`onAccept`) instead of being rung out a minute later while in the call.
+//! - `invite()` from a device still ringing (not in the call) is PARAM_ERROR: it would list
+//!   itself CONNECTED, and the invitees would count it in for good if it never answered.
+//! - A late Accept (delayed, e.g. we were cut off when it reached the server, or replayed to a
+//!   device that was away): from a user our ring timer gave up on, it takes that user back into
+//!   a call that goes on; for a call that is over here it is answered with a Hangup to the
+//!   accepter (reason 15 if we timed it out, so it ends with NO_RESPONSE 5; else 3), so the late
+//!   accepter does not sit alone in a call nobody else is in (CallLib ignored it).
 //! - Messages stored while we were disconnected (`offline`) for a call this engine knows are
 //!   handled as they arrive, not as an offline batch (which would drop a known call's hangup);
 //!   between a reconnect and SyncDone, every message of a call we do not know joins the batch,
@@ -309,6 +315,8 @@ impl Engine {
             m.state = UserState::None;
             m.ring_deadline = None;
         }
+        let remote: Vec<String> = call.users.keys().cloned().collect();
+        call.left.extend(remote);
         call.users.clear();
         let joined = std::mem::take(&mut call.joined) || !call.peers.is_empty();
         let had_media = std::mem::take(&mut call.has_local_media);
@@ -387,6 +395,7 @@ impl Engine {
         }
         call.users.remove(user);
         call.timed_out.push(user.to_string());
+        call.left.push(user.to_string());
         let remaining = call.users.len();
         let sender = Sender { user_id: user.to_string(), profile: UserProfile::default() };
         let reason = end_reason::REMOTE_NO_RESPONSE;
@@ -412,5 +421,5 @@ fn send_error_code(im_code: i32) -> i32 {
 }
 
 fn member(state: UserState, profile: UserProfile) -> Member {
-    Member { state, profile, ring_deadline: None, device_id: None, audio_muted: false, video_muted: false }
+    Member { state, profile, ring_deadline: None, device_id: None, audio_muted: false, video_muted: false, maybe_in: false }
 }

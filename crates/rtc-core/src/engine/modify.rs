@@ -27,6 +27,12 @@ impl Engine {
         if !call.is_group() {
             return self.done(id, error_code::CONVERSATION_NOT_GROUP_ERROR, None);
         }
+        // Only someone in the call brings others in: a member still ringing would be listed
+        // CONNECTED (CallLib lists the sender so), and the new member would count it in for good
+        // if it never answers.
+        if !call.self_in(&me) {
+            return self.done(id, error_code::PARAM_ERROR, None);
+        }
         // 5.2.8 / spec G.6 decision: users already in the call are left out silently; if nobody
         // new remains the invite is a PARAM_ERROR and nothing is sent.
         let new_users: Vec<String> =
@@ -145,7 +151,9 @@ impl Engine {
             self.emit(CallEvent::MemberModify { call_id, sender, invited });
             return;
         }
-        if !members.iter().any(|(m, _)| *m == me) {
+        // Only a new invitee rings: listed CONNECTED, we are in the call on another device (the
+        // ModifyMem goes to every member), and this device has nothing to join.
+        if !members.iter().any(|(m, status)| *m == me && *status != call_status::CONNECTED) {
             return;
         }
         // A new invitee: like an invite, with the caller named by the message (spec C.9).
@@ -160,6 +168,7 @@ impl Engine {
             } else {
                 let mut m = member(UserState::Waiting, UserProfile::default());
                 m.ring_deadline = Some(deadline);
+                m.maybe_in = true;
                 m
             };
             if *u == sender.user_id {

@@ -339,16 +339,18 @@ impl Engine {
             }
             return;
         }
-        let reason = if call.user_state(&me) == UserState::Keeping {
-            end_reason::HANGUP
-        } else if !call.ringing(&me) {
-            end_reason::CANCEL
-        } else {
-            end_reason::REJECT
-        };
         let pending_accept = match call.pending {
             Pending::Accepting(c) | Pending::AcceptCapture(c) | Pending::AcceptSend(c) => Some(c),
             _ => None,
+        };
+        // A callee whose accept() is still under way is no caller cancelling: it hangs up if the
+        // server already took its Accept (the others count it in), else it rejects.
+        let reason = if call.user_state(&me) == UserState::Keeping || matches!(call.pending, Pending::AcceptCapture(_)) {
+            end_reason::HANGUP
+        } else if pending_accept.is_some() || call.ringing(&me) {
+            end_reason::REJECT
+        } else {
+            end_reason::CANCEL
         };
         let recipients = call.remote_ids(&me);
         let push = self.hangup_push(call_id, reason);

@@ -80,13 +80,34 @@ impl Engine {
         let Some(call) = self.calls.get(call_id).filter(|c| c.is_live()) else { return };
         if !call.has_link(&peer) {
             let offer = matches!(signal, media_signal::Kind::Offer(_));
-            if !offer || !call.user_in(&peer.user_id) || !call.users.contains_key(&me) {
+            let Some(m) = call.users.get(&peer.user_id) else { return };
+            if !offer || !call.users.contains_key(&me) {
                 return;
             }
+            if !call.user_in(&peer.user_id) {
+                // Only a participant in the call makes offers: a member the ModifyMem that
+                // brought us in listed as ringing may have accepted before it knew of us (its
+                // Accept went to the others only). Without this we would ring it out while in.
+                if !m.maybe_in {
+                    return;
+                }
+                self.missed_accept(call_id, &peer);
+            }
+            let Some(call) = self.calls.get(call_id) else { return };
             let attach = call.self_in(&me);
             self.connect_peer(call_id, peer.clone(), false, attach);
         }
         self.media(MediaAction::Apply { call_id: call_id.to_string(), peer, signal });
+    }
+
+    /// `peer`'s user is in the call though we never got its Accept (see `apply_remote_media`).
+    fn missed_accept(&mut self, call_id: &str, peer: &Peer) {
+        let Some(m) = self.calls.get_mut(call_id).and_then(|c| c.users.get_mut(&peer.user_id)) else { return };
+        m.state = crate::types::UserState::Keeping;
+        m.ring_deadline = None;
+        m.device_id = Some(peer.device_id.clone());
+        let sender = super::Sender { user_id: peer.user_id.clone(), profile: Default::default() };
+        self.emit(CallEvent::Accept { call_id: call_id.to_string(), sender });
     }
 
     pub(super) fn local_media_signal(&mut self, call_id: &str, peer: Peer, signal: media_signal::Kind) {
