@@ -3,22 +3,29 @@
 //! `RongIMLib.connect(token)` opens it and authenticates; afterwards call messages flow into
 //! the engine and the engine's sends flow out. Non-call messages are not surfaced (CallLib
 //! apps only need the call plugin).
+//!
+//! Recovery (issue 10): every message the engine sends goes through the login's
+//! [`rtc_core::link::ClientLink`], which numbers it and keeps it until the server confirms it;
+//! while the socket is down it queues, and after a reconnect it resends what the server lacks.
+//! A dropped socket therefore fails nothing (only `disconnect()` does). The SDK notices a
+//! silent server with app pings ([`PING_INTERVAL_MS`], [`DEAD_AFTER_MS`]) and reconnects at
+//! once, then with a short jittered backoff ([`reconnect_delay`]). The engine hears
+//! `LinkDown { since }` / `LinkUp` and ends live calls itself if the link stays down.
 
-use std::cell::RefCell;
-use std::rc::Rc;
+use std::cell::{Cell, RefCell};
+use std::rc::{Rc, Weak};
 
 use futures::channel::oneshot;
 use js_sys::{ArrayBuffer, Uint8Array};
 use rtc_core::engine::{Input, Received};
-use rtc_core::proto::{
-    client_frame, object_name, server_frame, Ack, Authenticate, CallContent, ClientFrame, SendMessage, ServerFrame,
-};
+use rtc_core::proto::{client_frame, object_name, server_frame, Ack, Authenticate, CallContent, ClientFrame, ServerFrame};
+use rtc_core::types::SessionState;
 use wasm_bindgen::prelude::*;
 use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
 
 use crate::connection::{self, Status};
 use crate::js;
-use crate::runtime::rt;
+use crate::runtime::{rt, Runtime};
 
 /// IMLib codes used by the connect flow (spec E).
 pub mod code {
@@ -33,14 +40,51 @@ pub mod code {
 }
 
 /// How long `connect()` waits for the server's answer.
-const CONNECT_TIMEOUT_MS: i32 = 10_000;
+pub const CONNECT_TIMEOUT_MS: i32 = 10_000;
+/// How long one reconnect attempt waits. A server that is down refuses at once; a black-holed
+/// one (dead route, a firewall dropping packets) would otherwise hold the loop for
+/// [`CONNECT_TIMEOUT_MS`]. 3 s still covers TCP + TLS + upgrade + auth at a 500 ms RTT.
+const RECONNECT_TIMEOUT_MS: i32 = 3_000;
+/// Reconnect backoff: the first retry goes at once (a blip or a server restart that is already
+/// over), then `RECONNECT_BASE_MS × 2^(n-1)`, ±50 % so a restarted server is not hit by every
+/// client in the same millisecond, capped as below.
+const RECONNECT_BASE_MS: f64 = 100.0;
+/// Cap while a call is live or messages wait to be sent: the call must be back within a second
+/// of the server being reachable again (a mute, a hangup waiting in the queue); 800 ms leaves
+/// the rest of that second to the handshake.
+const RECONNECT_CAP_IN_CALL_MS: f64 = 800.0;
+/// Cap otherwise: nothing waits on the link, and a server restarting under load is spared a
+/// once-a-second storm from every idle page.
+const RECONNECT_CAP_IDLE_MS: f64 = 4_000.0;
+/// An app `Ping` this often while connected. Browsers hide WebSocket pings from JS, so the
+/// `Pong` is the only way to hear from a quiet server; it also confirms sends
+/// (`Pong.accepted_upto`) that had no receipt.
+pub const PING_INTERVAL_MS: i64 = 5_000;
+/// Nothing at all received for this long (two pings unanswered) = the connection is dead:
+/// close it (code 4000) and reconnect. Well above a slow mobile RTT, well below the engine's
+/// 30 s self cut-off so a reconnect can still save the call.
+pub const DEAD_AFTER_MS: i64 = 12_000;
+/// ... but only once a ping has had this long to be answered: a page whose timers were
+/// throttled (background tab) may not have pinged for a while, and a silence it caused itself
+/// is not the server's.
+const PONG_WAIT_MS: i64 = 4_000;
+/// WebSocket close code for a connection given up as dead (application range 4000–4999).
+const CLOSE_DEAD: u16 = 4000;
+/// WebSocket close code for a deliberate close (`disconnect()`, leaving the page).
+pub const CLOSE_NORMAL: u16 = 1000;
 
 type AuthReply = oneshot::Sender<Result<String, i32>>;
 
 /// An open (or opening) connection.
 pub struct Connection {
+    /// Tells this socket's frames from a replaced one's (their tasks may still be queued).
+    id: u32,
     ws: WebSocket,
     auth_reply: RefCell<Option<AuthReply>>,
+    /// Authenticated (AuthResult 0 seen).
+    ready: Cell<bool>,
+    /// The code sent when this connection is closed by the SDK.
+    close_code: Cell<u16>,
     _on_open: Closure<dyn FnMut()>,
     _on_message: Closure<dyn FnMut(MessageEvent)>,
     _on_close: Closure<dyn FnMut(CloseEvent)>,
@@ -52,21 +96,31 @@ impl Drop for Connection {
         self.ws.set_onmessage(None);
         self.ws.set_onclose(None);
         self.ws.set_onerror(None);
-        let _ = self.ws.close();
+        let _ = self.ws.close_with_code(self.close_code.get());
     }
+}
+
+thread_local! {
+    static NEXT_CONN: Cell<u32> = const { Cell::new(0) };
 }
 
 impl Connection {
     /// Opens the socket and authenticates. Resolves to the user id, or an IMLib error code.
-    pub async fn open(url: &str, token: &str, device_id: &str, resume_from: u64) -> Result<(Rc<Connection>, String), i32> {
+    pub async fn open(
+        url: &str, token: &str, device_id: &str, resume_from: u64, instance: u64, timeout_ms: i32,
+    ) -> Result<(Rc<Connection>, String), i32> {
         let ws = WebSocket::new(url).map_err(|_| code::BIZ_ERROR_INVALID_PARAMETER)?;
+        let id = NEXT_CONN.with(|n| {
+            n.set(n.get().wrapping_add(1));
+            n.get()
+        });
         ws.set_binary_type(BinaryType::Arraybuffer);
         let (tx, rx) = oneshot::channel();
         let auth = ClientFrame::new(client_frame::Body::Authenticate(Authenticate {
             token: token.to_string(),
             device_id: device_id.to_string(),
             resume_from,
-            instance: 0,
+            instance,
         }))
         .to_bytes();
         let on_open = {
@@ -75,56 +129,58 @@ impl Connection {
                 let _ = ws.send_with_u8_array(&auth);
             })
         };
-        let on_message = Closure::<dyn FnMut(MessageEvent)>::new(|ev: MessageEvent| {
+        let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
             let Ok(buf) = ev.data().dyn_into::<ArrayBuffer>() else { return };
             let bytes = Uint8Array::new(&buf).to_vec();
             match ServerFrame::from_bytes(&bytes) {
-                Ok(frame) => js::spawn(async move { on_frame(frame) }),
+                Ok(frame) => js::spawn(async move { on_frame(id, frame) }),
                 Err(e) => js::warn(&format!("[rcall] undecodable frame from the server: {e}")),
             }
         });
-        let on_close = Closure::<dyn FnMut(CloseEvent)>::new(|_ev: CloseEvent| {
-            js::spawn(async { on_closed() });
+        let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |_ev: CloseEvent| {
+            js::spawn(async move { on_closed(id) });
         });
         ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
         ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
         ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
         let conn = Rc::new(Connection {
+            id,
             ws,
             auth_reply: RefCell::new(Some(tx)),
+            ready: Cell::new(false),
+            close_code: Cell::new(CLOSE_NORMAL),
             _on_open: on_open,
             _on_message: on_message,
             _on_close: on_close,
         });
         let rt = rt();
         *rt.conn.borrow_mut() = Some(conn.clone());
-        // Time out rather than leave connect() pending forever.
-        let timeout = Closure::once_into_js(|| {
-            let rt = crate::runtime::rt();
-            let conn = rt.conn.borrow().clone();
-            if let Some(tx) = conn.and_then(|c| c.auth_reply.borrow_mut().take()) {
-                let _ = tx.send(Err(code::CONNECTION_TIMEOUT));
+        // Time out rather than leave connect() pending forever (this attempt only: a later
+        // attempt has its own timer).
+        let weak: Weak<Connection> = Rc::downgrade(&conn);
+        let timeout = Closure::once_into_js(move || {
+            if let Some(c) = weak.upgrade() {
+                c.settle_auth(Err(code::CONNECTION_TIMEOUT));
             }
         });
         if let Some(w) = web_sys::window() {
-            let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(timeout.unchecked_ref(), CONNECT_TIMEOUT_MS);
+            let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(timeout.unchecked_ref(), timeout_ms);
         }
-        match rx.await {
-            Ok(Ok(user_id)) => Ok((conn, user_id)),
-            Ok(Err(code)) => {
-                *rt.conn.borrow_mut() = None;
-                Err(code)
-            }
-            Err(_) => {
-                *rt.conn.borrow_mut() = None;
-                Err(code::RC_NET_UNAVAILABLE)
-            }
+        let result = match rx.await {
+            Ok(Ok(user_id)) => return Ok((conn, user_id)),
+            Ok(Err(code)) => code,
+            Err(_) => code::RC_NET_UNAVAILABLE,
+        };
+        let current = rt.conn.borrow().as_ref().is_some_and(|c| Rc::ptr_eq(c, &conn));
+        if current {
+            *rt.conn.borrow_mut() = None;
         }
+        Err(result)
     }
 
-    /// Writes one message; false if the socket is not open.
-    pub fn send_message(&self, msg: SendMessage) -> bool {
-        self.send_frame(ClientFrame::new(client_frame::Body::Send(msg)))
+    /// Writes a frame the client link produced.
+    pub fn write(&self, frame: &ClientFrame) -> bool {
+        self.ws.ready_state() == WebSocket::OPEN && self.ws.send_with_u8_array(&frame.to_bytes()).is_ok()
     }
 
     /// Asks for fresh ICE servers: TURN credentials from login expire on long-lived
@@ -139,13 +195,13 @@ impl Connection {
         self.send_frame(ClientFrame::new(client_frame::Body::GetJoinedUserInfo(query)))
     }
 
-    /// Keeps idle connections (and proxies on the way) from timing out.
+    /// Proves the server is still there (its `Pong`), and keeps proxies from timing out.
     pub fn ping(&self) {
         self.send_frame(ClientFrame::new(client_frame::Body::Ping(rtc_core::proto::Ping { nonce: 0 })));
     }
 
     fn send_frame(&self, frame: ClientFrame) -> bool {
-        self.ws.ready_state() == WebSocket::OPEN && self.ws.send_with_u8_array(&frame.to_bytes()).is_ok()
+        self.write(&frame)
     }
 
     fn settle_auth(&self, result: Result<String, i32>) {
@@ -155,42 +211,66 @@ impl Connection {
     }
 }
 
-fn on_frame(frame: ServerFrame) {
+fn on_frame(conn_id: u32, frame: ServerFrame) {
     let rt = rt();
-    let Some(conn) = rt.conn.borrow().clone() else { return };
+    let Some(conn) = rt.conn.borrow().clone().filter(|c| c.id == conn_id) else { return };
+    rt.last_rx.set(js::now());
+    rt.ping_unanswered.set(None);
     let server_time = frame.server_time;
     match frame.body {
         Some(server_frame::Body::AuthResult(r)) => {
-            if r.code == code::SUCCESS {
-                *rt.server_ice.borrow_mut() = ice_servers(r.ice_servers);
+            if r.code != code::SUCCESS {
+                return conn.settle_auth(Err(r.code));
             }
-            conn.settle_auth(if r.code == code::SUCCESS { Ok(r.user_id) } else { Err(r.code) });
+            *rt.server_ice.borrow_mut() = ice_servers(r.ice_servers);
+            conn.ready.set(true);
+            rt.reconnect_attempt.set(0);
+            // What the server lacks goes again, in order, before anything new.
+            let frames = rt.link.borrow_mut().as_mut().map(|l| l.connected(r.accepted_upto)).unwrap_or_default();
+            for f in &frames {
+                conn.write(f);
+            }
+            if rt.link_down.replace(false) {
+                rt.feed(Input::LinkUp);
+            }
+            conn.settle_auth(Ok(r.user_id));
         }
         Some(server_frame::Body::IceServers(s)) => *rt.server_ice.borrow_mut() = ice_servers(s.ice_servers),
         Some(server_frame::Body::Kicked(k)) => rt.feed(Input::Kicked { call_id: k.call_id }),
         Some(server_frame::Body::Deliver(d)) => {
             let seq = d.seq;
             rt.last_seq.set(rt.last_seq.get().max(seq));
-            if object_name::ALL.contains(&d.message_type.as_str()) {
+            // A repeat of a message already processed (resent across a server restart) is
+            // acked but not handled again.
+            let fresh = rt.link.borrow_mut().as_mut().is_none_or(|l| l.accept_delivery(&d));
+            if fresh && object_name::ALL.contains(&d.message_type.as_str()) {
                 match CallContent::from_bytes(&d.content) {
-                    Ok(content) => rt.feed(Input::Signal(Received {
-                        sender_user_id: d.sender_user_id,
-                        sender_device_id: d.sender_device_id,
-                        conversation_type: d.conversation_type,
-                        target_id: d.target_id,
-                        channel_id: d.channel_id,
-                        sent_time: d.sent_time,
-                        server_time,
-                        offline: d.offline,
-                        content,
-                    })),
+                    Ok(content) => {
+                        // Stored while this page was briefly disconnected, for a call it still
+                        // has live (a mute, a hangup): that is live traffic, not history for the
+                        // offline batch (which only turns invites into records).
+                        let live = rt.session_view(&content.call_id).is_some_and(|v| v.state != SessionState::End);
+                        rt.feed(Input::Signal(Received {
+                            sender_user_id: d.sender_user_id,
+                            sender_device_id: d.sender_device_id,
+                            conversation_type: d.conversation_type,
+                            target_id: d.target_id,
+                            channel_id: d.channel_id,
+                            sent_time: d.sent_time,
+                            server_time,
+                            offline: d.offline && !live,
+                            content,
+                        }))
+                    }
                     Err(e) => js::warn(&format!("[rcall] dropped an undecodable {} message: {e}", d.message_type)),
                 }
             }
             conn.send_frame(ClientFrame::new(client_frame::Body::Ack(Ack { seq })));
         }
         Some(server_frame::Body::SendResult(r)) => {
-            rt.in_flight.borrow_mut().retain(|id| *id != r.request_id);
+            if let Some(l) = rt.link.borrow_mut().as_mut() {
+                l.on_send_result(r.request_id);
+            }
             let result = if r.code == 0 { Ok(r.sent_time) } else { Err(r.code) };
             rt.feed(Input::SendResult { request_id: r.request_id, server_time, result });
         }
@@ -206,7 +286,12 @@ fn on_frame(frame: ServerFrame) {
         Some(server_frame::Body::JoinedUserInfo(info)) => {
             crate::joined::settle(info.request_id, (info.code == 0).then_some(info.devices))
         }
-        Some(server_frame::Body::Pong(_)) | None => {}
+        Some(server_frame::Body::Pong(p)) => {
+            if let Some(l) = rt.link.borrow_mut().as_mut() {
+                l.on_pong(p.accepted_upto);
+            }
+        }
+        None => {}
     }
 }
 
@@ -220,33 +305,113 @@ fn ice_servers(list: Vec<rtc_core::proto::IceServer>) -> Vec<web_rtc::IceServer>
         .collect()
 }
 
-fn on_closed() {
+fn on_closed(conn_id: u32) {
     let rt = rt();
-    let Some(conn) = rt.conn.borrow().clone() else { return };
-    let was_logging_in = conn.auth_reply.borrow().is_some();
+    let Some(conn) = rt.conn.borrow().clone().filter(|c| c.id == conn_id) else { return };
+    lost(&rt, conn);
+}
+
+/// The connection is gone (closed by the server or the network, or given up by the SDK):
+/// sends queue from now on, the engine hears `LinkDown`, and after login the SDK reconnects.
+/// In-flight sends are not failed: the link resends them.
+fn lost(rt: &Rc<Runtime>, conn: Rc<Connection>) {
+    let was_ready = conn.ready.get();
     conn.settle_auth(Err(code::RC_NET_UNAVAILABLE));
-    rt.fail_in_flight(code::RC_NET_CHANNEL_INVALID);
     crate::joined::fail_all();
-    *rt.conn.borrow_mut() = None;
-    if !was_logging_in && rt.login.borrow().is_some() {
-        connection::set(&rt, Status::Suspended, Some(code::RC_NET_UNAVAILABLE));
-        schedule_reconnect(1_000);
+    let current = rt.conn.borrow().as_ref().is_some_and(|c| Rc::ptr_eq(c, &conn));
+    if current {
+        *rt.conn.borrow_mut() = None; // closes it (with its close_code) if still open
+    }
+    drop(conn);
+    if let Some(l) = rt.link.borrow_mut().as_mut() {
+        l.disconnected();
+    }
+    if !was_ready {
+        return; // a login or reconnect attempt: its caller handles the failure
+    }
+    // Live calls end at `since + SELF_CUTOFF_MS` unless the link is back first (also when no
+    // reconnect follows: a blocked user, a refused token).
+    if !rt.link_down.replace(true) {
+        rt.feed(Input::LinkDown { since: rt.last_rx.get() });
+    }
+    if rt.login.borrow().is_none() {
+        return;
+    }
+    connection::set(rt, Status::Suspended, Some(code::RC_NET_UNAVAILABLE));
+    rt.reconnect_attempt.set(0);
+    schedule_reconnect();
+}
+
+/// Called every second while logged in: pings, and gives up a connection that went silent.
+pub fn tick(rt: &Rc<Runtime>) {
+    let Some(conn) = rt.conn.borrow().clone().filter(|c| c.ready.get()) else { return };
+    let now = js::now();
+    if now - rt.last_ping.get() >= PING_INTERVAL_MS {
+        conn.ping();
+        rt.last_ping.set(now);
+        if rt.ping_unanswered.get().is_none() {
+            rt.ping_unanswered.set(Some(now));
+        }
+    }
+    let silent = now - rt.last_rx.get();
+    if rt.ping_unanswered.get().is_some_and(|p| now - p >= PONG_WAIT_MS) && silent >= DEAD_AFTER_MS {
+        js::warn(&format!("[rcall] nothing heard from the server for {silent} ms: reconnecting"));
+        conn.close_code.set(CLOSE_DEAD);
+        lost(rt, conn);
     }
 }
 
-/// The connection dropped after login: reconnect with the same token and resume from the last
-/// message processed, so nothing is lost or repeated (calls in progress carry on). Backs off
-/// 1, 2, 4 … 16 s; stops on an auth error (the app must connect again) or on `disconnect()`.
-fn schedule_reconnect(delay_ms: i32) {
-    let Some(login) = rt().login.borrow().clone() else { return };
+/// Closes the connection on purpose (`disconnect()` is separate: it forgets the login).
+/// `pagehide`: the socket goes with code 1000 right after the hangups written before it; a page
+/// restored from the back/forward cache reconnects by itself.
+pub fn close_now(rt: &Rc<Runtime>) {
+    let conn = rt.conn.borrow().clone();
+    if let Some(c) = conn {
+        c.close_code.set(CLOSE_NORMAL);
+        lost(rt, c);
+    }
+}
+
+/// Delay before reconnect attempt `n` (0 = the first, at once); `random` in [0, 1) gives the
+/// jitter. See the constants.
+fn reconnect_delay(n: u32, in_call: bool, random: f64) -> i32 {
+    if n == 0 {
+        return 0;
+    }
+    let cap = if in_call { RECONNECT_CAP_IN_CALL_MS } else { RECONNECT_CAP_IDLE_MS };
+    let base = (RECONNECT_BASE_MS * 2f64.powi(n.min(20) as i32 - 1)).min(cap);
+    (base * (0.5 + random)).min(cap) as i32
+}
+
+/// Reconnects with the same token and resumes from the last message processed, so nothing is
+/// lost or repeated (calls in progress carry on). Stops on an auth error (the app must connect
+/// again) or on `disconnect()`.
+fn schedule_reconnect() {
+    let rt = rt();
+    if rt.login.borrow().is_none() {
+        return;
+    }
+    let n = rt.reconnect_attempt.get();
+    rt.reconnect_attempt.set(n.saturating_add(1));
+    // Urgent while a call is live or something waits to be sent (e.g. a hangup made while down).
+    let in_call = rt.engine.borrow().as_ref().is_some_and(|e| e.has_live_call())
+        || rt.link.borrow().as_ref().is_some_and(|l| l.unconfirmed() > 0);
     let retry = Closure::once_into_js(move || {
         js::spawn(async move {
-            let rt = rt();
-            if rt.login.borrow().is_none() || rt.conn.borrow().is_some() {
+            let rt = crate::runtime::rt();
+            let Some(login) = rt.login.borrow().clone() else { return };
+            if rt.conn.borrow().is_some() {
                 return;
             }
+            let instance = rt.link.borrow().as_ref().map_or(0, |l| l.instance());
             connection::set(&rt, Status::Connecting, None);
-            match Connection::open(&login.url, &login.token, &login.device_id, rt.last_seq.get()).await {
+            let opened =
+                Connection::open(&login.url, &login.token, &login.device_id, rt.last_seq.get(), instance, RECONNECT_TIMEOUT_MS)
+                    .await;
+            if rt.login.borrow().is_none() {
+                return; // disconnect() meanwhile
+            }
+            match opened {
                 Ok(_) => connection::set(&rt, Status::Connected, None),
                 Err(c @ (31004 | 31009 | 31020)) => {
                     js::warn(&format!("[rcall] reconnect refused ({c}); call RongIMLib.connect again"));
@@ -255,14 +420,27 @@ fn schedule_reconnect(delay_ms: i32) {
                 }
                 Err(c) => {
                     connection::set(&rt, Status::Suspended, Some(c));
-                    schedule_reconnect((delay_ms * 2).min(16_000));
+                    schedule_reconnect();
                 }
             }
         });
     });
     if let Some(w) = web_sys::window() {
-        let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(retry.unchecked_ref(), delay_ms);
+        let delay = reconnect_delay(n, in_call, js_sys::Math::random());
+        let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(retry.unchecked_ref(), delay);
     }
+}
+
+/// A random nonzero `Authenticate.instance` for a new login.
+pub fn new_instance() -> u64 {
+    let mut bytes = [0u8; 8];
+    let crypto = web_sys::window().and_then(|w| w.crypto().ok());
+    if !crypto.is_some_and(|c| c.get_random_values_with_u8_array(&mut bytes).is_ok()) {
+        for b in bytes.iter_mut() {
+            *b = (js_sys::Math::random() * 256.0) as u8;
+        }
+    }
+    u64::from_le_bytes(bytes).max(1)
 }
 
 /// What a reconnect needs.
@@ -300,7 +478,22 @@ pub fn device_id() -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::websocket_url;
+    use super::{reconnect_delay, websocket_url};
+
+    #[test]
+    fn reconnect_backoff_starts_at_once_and_stays_under_its_cap() {
+        assert_eq!(reconnect_delay(0, true, 0.9), 0, "first retry at once");
+        assert_eq!(reconnect_delay(1, true, 0.0), 50, "100 ms -50 %");
+        assert_eq!(reconnect_delay(1, true, 0.999), 149, "100 ms +50 %");
+        assert_eq!(reconnect_delay(3, false, 0.5), 400);
+        for n in 1..40 {
+            for r in [0.0, 0.5, 0.999] {
+                assert!(reconnect_delay(n, true, r) <= 800, "in a call: back within a second");
+                assert!(reconnect_delay(n, false, r) <= 4000);
+            }
+        }
+        assert!(reconnect_delay(30, true, 0.0) >= 400, "jitter at the cap still spreads the attempts");
+    }
 
     #[test]
     fn navi_becomes_websocket_url() {

@@ -81,10 +81,17 @@ async fn connect(token: JsValue) -> Result<String, i32> {
     let url = navi.as_deref().and_then(im::websocket_url).ok_or(im::code::BIZ_ERROR_INVALID_PARAMETER)?;
     let device_id = im::device_id();
     connection::set(&rt, connection::Status::Connecting, None);
-    let (_conn, user_id) = im::Connection::open(&url, &token, &device_id, 0)
-        .await
-        .inspect_err(|_| connection::set_quietly(&rt, connection::Status::Disconnected))?;
+    // One link per login, kept across reconnects; a fresh instance so its numbering restarts.
+    let link = rtc_core::link::ClientLink::new(im::new_instance());
+    let instance = link.instance();
+    *rt.link.borrow_mut() = Some(link);
+    let opened = im::Connection::open(&url, &token, &device_id, 0, instance, im::CONNECT_TIMEOUT_MS).await;
+    let (_conn, user_id) = opened.inspect_err(|_| {
+        *rt.link.borrow_mut() = None;
+        connection::set_quietly(&rt, connection::Status::Disconnected)
+    })?;
     connection::set(&rt, connection::Status::Connected, None);
+    rt.watch_page();
     *rt.login.borrow_mut() = Some(im::Login { url, token, device_id: device_id.clone() });
     rt.start_engine(&user_id, &device_id);
     Ok(user_id)
@@ -103,10 +110,13 @@ fn im_message(code: i32) -> &'static str {
     }
 }
 
-/// `RongIMLib.disconnect()`: ends calls locally, closes the connection.
+/// `RongIMLib.disconnect()`: hangs up every live call like `session.hungup()` (the others see
+/// 11/12/13, this page gets `onSessionClose`), then closes the connection (1000).
 #[wasm_bindgen]
 pub fn im_disconnect() {
-    rt().shut_down();
+    let rt = rt();
+    rt.hang_up_all();
+    rt.shut_down();
 }
 
 /// `RongIMLib.addEventListener(event, listener)`.

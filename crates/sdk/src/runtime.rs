@@ -59,7 +59,6 @@ pub struct Runtime {
     pub login: RefCell<Option<crate::im::Login>>,
     /// Highest delivered `seq` processed, to resume from after a reconnect.
     pub last_seq: Cell<u64>,
-    ticks: Cell<u32>,
     pub call_options: RefCell<Option<Rc<CallOptions>>>,
     /// RTC install options: ICE servers and transport policy for peer connections.
     pub peer_config: RefCell<web_rtc::PeerConfig>,
@@ -87,8 +86,21 @@ pub struct Runtime {
     pub media: RefCell<MediaShell>,
     pending: RefCell<SmallMap<CommandId, PendingCommand>>,
     next_command: Cell<CommandId>,
-    /// Requests sent and not yet answered, failed if the connection drops.
-    pub in_flight: RefCell<Vec<u32>>,
+    /// The login's side of the exactly-once contract: numbers what the engine sends, keeps it
+    /// until confirmed, queues while disconnected. Created by `connect()`, kept across
+    /// reconnects, dropped by `disconnect()`.
+    pub link: RefCell<Option<rtc_core::link::ClientLink>>,
+    /// Local time of the last frame received from the server (`LinkDown.since`, liveness).
+    pub last_rx: Cell<i64>,
+    /// When the oldest ping not followed by any frame was sent.
+    pub ping_unanswered: Cell<Option<i64>>,
+    pub last_ping: Cell<i64>,
+    /// The engine was told `LinkDown` and not yet `LinkUp`.
+    pub link_down: Cell<bool>,
+    /// Reconnect attempts since the link was last up.
+    pub reconnect_attempt: Cell<u32>,
+    /// The `pagehide` listener (registered once, never dropped).
+    page_hook: RefCell<Option<Closure<dyn FnMut()>>>,
     /// `RongIMLib.getConnectionStatus()`; changes fire the IMLib events (`connection`).
     pub status: Cell<crate::connection::Status>,
     /// `RongIMLib.addEventListener` listeners: (event name, function).
@@ -255,26 +267,65 @@ impl Runtime {
         }
     }
 
+    /// Hands a message to the link: written now when connected, else queued until the next
+    /// reconnect. Synchronous (leaving the page relies on it: the write happens before this
+    /// returns).
     fn send(self: &Rc<Self>, signal: rtc_core::engine::OutgoingSignal) {
-        let conn = self.conn.borrow().clone();
-        let sent = conn.is_some_and(|c| c.send_message(signal.to_send_message()));
-        if sent {
-            if signal.receipt {
-                self.in_flight.borrow_mut().push(signal.request_id);
+        let queued = self.link.borrow_mut().as_mut().map(|l| l.send(signal.to_send_message()));
+        match queued {
+            Some(Ok(Some(frame))) => {
+                let conn = self.conn.borrow().clone();
+                // A socket that is closing already keeps the message unconfirmed: it goes again
+                // after the reconnect.
+                if let Some(c) = conn {
+                    c.write(&frame);
+                }
             }
-        } else {
-            // IM not connected: RC_NET_CHANNEL_INVALID.
-            let server_time = js::now();
-            self.feed_later(Input::SendResult { request_id: signal.request_id, server_time, result: Err(30001) });
+            Some(Ok(None)) => {}
+            // The queue is full, or not logged in: failed like an unreachable server.
+            failed => {
+                if let Some(Err(full)) = failed {
+                    js::warn(&format!("[rcall] {full}"));
+                }
+                let result = Err(crate::im::code::RC_NET_CHANNEL_INVALID);
+                self.feed_later(Input::SendResult { request_id: signal.request_id, server_time: js::now(), result });
+            }
         }
     }
 
-    /// The connection dropped: every unanswered request fails.
-    pub fn fail_in_flight(self: &Rc<Self>, im_code: i32) {
-        let ids: Vec<u32> = std::mem::take(&mut *self.in_flight.borrow_mut());
-        for request_id in ids {
-            self.feed_later(Input::SendResult { request_id, server_time: js::now(), result: Err(im_code) });
+    /// Hangs up every live session at once, like `session.hungup()` (reason by state): the
+    /// Hangup messages are handed to the socket and `onSessionClose` fires before this returns.
+    pub fn hang_up_all(self: &Rc<Self>) {
+        let mut ids: Vec<String> = self.sessions.borrow().keys().cloned().collect();
+        for id in self.listeners.borrow().keys() {
+            if !ids.contains(id) {
+                ids.push(id.clone());
+            }
         }
+        for call_id in ids {
+            let live = self.session_view(&call_id).is_some_and(|v| v.state != rtc_core::types::SessionState::End);
+            if live {
+                drop(self.command(Command::Hangup { call_id }));
+            }
+        }
+    }
+
+    /// Registers the `pagehide` handler once: leaving the page (tab closed, navigation, reload)
+    /// ends this page's calls for everyone at once instead of after the server notices the
+    /// socket is gone. Everything on that path is synchronous: a page being unloaded runs no
+    /// further tasks or microtasks.
+    pub fn watch_page(self: &Rc<Self>) {
+        if self.page_hook.borrow().is_some() {
+            return;
+        }
+        let Some(window) = web_sys::window() else { return };
+        let cb = Closure::<dyn FnMut()>::new(|| {
+            let rt = rt();
+            rt.hang_up_all();
+            crate::im::close_now(&rt);
+        });
+        let _ = window.add_event_listener_with_callback("pagehide", cb.as_ref().unchecked_ref());
+        *self.page_hook.borrow_mut() = Some(cb);
     }
 
     // ----- sessions and listeners ----------------------------------------------------------
@@ -414,14 +465,7 @@ impl Runtime {
         let cb = Closure::<dyn FnMut()>::new(|| {
             let rt = rt();
             crate::media::report_stats(&rt);
-            // A ping every 25 s keeps the connection alive through idle periods.
-            rt.ticks.set(rt.ticks.get().wrapping_add(1));
-            if rt.ticks.get().is_multiple_of(25) {
-                let conn = rt.conn.borrow().clone();
-                if let Some(c) = conn {
-                    c.ping();
-                }
-            }
+            crate::im::tick(&rt);
         });
         if let Ok(handle) =
             window.set_interval_with_callback_and_timeout_and_arguments_0(cb.as_ref().unchecked_ref(), 1000)
@@ -482,8 +526,13 @@ impl Runtime {
         crate::connection::set(self, crate::connection::Status::Disconnected, Some(crate::connection::ACTIVE_DISCONNECT));
         self.last_seq.set(0);
         *self.engine.borrow_mut() = None;
-        *self.conn.borrow_mut() = None;
-        self.in_flight.borrow_mut().clear();
+        *self.conn.borrow_mut() = None; // closes the socket with 1000
+        // What waits for the server is failed below (pending commands) with the engine gone.
+        if let Some(mut l) = self.link.borrow_mut().take() {
+            l.reset();
+        }
+        self.link_down.set(false);
+        self.ping_unanswered.set(None);
         let pending = std::mem::take(&mut *self.pending.borrow_mut());
         for (_, p) in pending {
             let _ = p.reply.send((rtc_core::types::error_code::SEND_MSG_ERROR, None));
