@@ -1559,6 +1559,7 @@ impl Hub {
             max_issued: t.max_issued,
             // Nobody waits for this message's confirmation, and it has no sender stream.
             ticket: 0,
+            record: None,
             sender_seq: None,
         };
         for user in &e.recipients {
