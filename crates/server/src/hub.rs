@@ -110,8 +110,9 @@ pub type ConnId = u64;
 /// How a connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Departure {
-    /// The client closed the WebSocket cleanly (close frame 1000/1001: `disconnect()`, a
-    /// closed or reloaded tab): it meant to go.
+    /// The client closed the WebSocket with 1000, as the SDK does after hanging up in
+    /// `pagehide` or `disconnect()`: it meant to go. (1001 is Lost: Chromium sends it for a
+    /// crashed renderer too.)
     Left,
     /// Anything else: the socket failed, the peer vanished (no FIN) and missed its ping
     /// deadline, a protocol violation, a slow consumer, or a shutdown. The device may come back.

@@ -151,9 +151,10 @@ fn error_frame(code: i32, message: impl Into<String>) -> ErrorFrame {
 
 fn classify(msg: Option<Result<Message, axum::Error>>, max: usize) -> Inbound {
     match msg {
-        Some(Ok(Message::Close(Some(f))))
-            if f.code == close_code::NORMAL || f.code == close_code::GOING_AWAY =>
-        {
+        // Only the SDK's own close (1000: pagehide after its hangups, `disconnect()`) means
+        // the page meant to go: Chromium closes a crashed renderer's sockets with 1001, the
+        // same code as a tab closed without the SDK's handler.
+        Some(Ok(Message::Close(Some(f)))) if f.code == close_code::NORMAL => {
             Inbound::Closed(Departure::Left)
         }
         None | Some(Err(_)) | Some(Ok(Message::Close(_))) => Inbound::Closed(Departure::Lost),
@@ -1002,7 +1003,7 @@ mod tests {
             _ => panic!("not a close"),
         };
         assert_eq!(departure(close(1000)), Departure::Left);
-        assert_eq!(departure(close(1001)), Departure::Left);
+        assert_eq!(departure(close(1001)), Departure::Lost);
         assert_eq!(departure(close(4000)), Departure::Lost);
         assert_eq!(departure(Some(Ok(Message::Close(None)))), Departure::Lost);
         assert_eq!(departure(None), Departure::Lost);

@@ -1,6 +1,7 @@
 //! Calls end when a participant is gone (issue 10): when a call member's connections close and
 //! it does not come back within its grace, the server hangs up for it. Real server, real
-//! WebSockets; the sockets are dropped (TCP close, no close frame) or closed with 1001.
+//! WebSockets; the sockets are dropped (TCP close, no close frame) or closed with 1000 (the
+//! SDK's clean close; 1001 counts as lost, see `hub::Departure`).
 
 mod common;
 
@@ -210,7 +211,7 @@ async fn a_clean_close_hangs_up_with_3_or_cancels_with_1_within_2_s() {
     let (mut a, mut b, _b2) = one_to_one(&ts, "call-1").await;
     let t0 = Instant::now();
     b.ws.close(Some(CloseFrame {
-        code: CloseCode::Away,
+        code: CloseCode::Normal,
         reason: "".into(),
     }))
     .await
@@ -356,7 +357,7 @@ async fn after_a_clean_close_only_a_page_still_in_the_call_keeps_it() {
     let ts = start().await;
     let (mut a, mut b, _b2) = one_to_one(&ts, "call-1").await;
     let away = || CloseFrame {
-        code: CloseCode::Away,
+        code: CloseCode::Normal,
         reason: "".into(),
     };
     // A reload: the new page connects at once but has no call.
@@ -382,4 +383,25 @@ async fn after_a_clean_close_only_a_page_still_in_the_call_keeps_it() {
     tokio::time::sleep(LEFT + Duration::from_millis(500)).await;
     a.barrier(9).await;
     assert_eq!(ts.server.state().hub.rooms_size(0), (1, 2, 0));
+}
+
+#[tokio::test]
+async fn a_going_away_close_1001_counts_as_lost_like_a_crashed_renderer() {
+    // Chromium closes a crashed renderer's sockets with 1001: only the SDK's 1000 is a leave.
+    let ts = start().await;
+    let (mut a, mut b, _b2) = one_to_one(&ts, "call-1").await;
+    let t0 = Instant::now();
+    b.ws.close(Some(CloseFrame {
+        code: CloseCode::Away,
+        reason: "".into(),
+    }))
+    .await
+    .unwrap();
+    let (d, c) = expect(&mut a, object_name::HANGUP).await;
+    assert!(
+        t0.elapsed() >= LOST,
+        "hung up after {:?}, before the lost grace",
+        t0.elapsed()
+    );
+    assert_eq!((&d.sender_device_id[..], reason(&c)), ("b1", 7));
 }
