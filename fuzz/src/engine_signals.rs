@@ -14,8 +14,8 @@ use rtc_core::{Engine, EngineConfig};
 
 const ME: &str = "me";
 const MY_DEVICE: &str = "me-dev";
-const USERS: [&str; 5] = ["me", "alice", "bob", "carol", "mallory"];
-const DEVICES: [&str; 4] = ["d1", "d2", "me-dev", ""];
+pub const USERS: [&str; 5] = ["me", "alice", "bob", "carol", "mallory"];
+pub const DEVICES: [&str; 4] = ["d1", "d2", "me-dev", ""];
 /// Outputs one input may produce before we call it a runaway loop.
 const MAX_OUTPUTS_PER_INPUT: usize = 10_000;
 
@@ -42,8 +42,9 @@ enum Op {
     LinkUp,
 }
 
+/// A call message body from small vocabularies (also used by `server_frames`).
 #[derive(Arbitrary, Debug)]
-enum Body {
+pub enum Body {
     Invite { media: i8, invitees: Vec<u8>, extra: bool },
     Ringing,
     Accept { media: i8 },
@@ -64,7 +65,7 @@ struct Driver {
     next_call: u32,
 }
 
-fn pick<'a>(list: &[&'a str], i: u8) -> &'a str {
+pub fn pick<'a>(list: &[&'a str], i: u8) -> &'a str {
     list[i as usize % list.len()]
 }
 
@@ -222,7 +223,7 @@ impl Driver {
 }
 
 impl Body {
-    fn into_proto(self) -> Option<call_content::Body> {
+    pub fn into_proto(self) -> Option<call_content::Body> {
         use call_content::Body as B;
         let channel = || Some(ChannelInfo { id: String::new(), key: String::new() });
         Some(match self {

@@ -6,12 +6,13 @@
 //!   changes and time jumps. Checks: no panic, and a bounded amount of output per input.
 //! - [`server_api`]: RongCloud's Server API (form bodies, signature headers, nonces, timestamps)
 //!   through the real router of a real server on a temp database.
-//!
-//! (The server's WebSocket frame handling after authentication is fuzzed by `server_frames`
-//! once the server exposes its frame handler to it; see SECURITY.md.)
+//! - [`server_frames`]: authenticated WebSocket frames (raw bytes or envelope frames from small
+//!   vocabularies) from two call participants and a stranger, through the server's own frame
+//!   handler, hub, rooms and store.
 
 pub mod engine_signals;
 pub mod server_api;
+pub mod server_frames;
 
 /// Replays the committed corpora (and any crash inputs kept as regressions) on stable Rust.
 #[cfg(test)]
@@ -30,6 +31,11 @@ mod corpus {
     #[test]
     fn engine_signals_corpus() {
         replay("engine_signals", crate::engine_signals::run);
+    }
+
+    #[test]
+    fn server_frames_corpus() {
+        replay("server_frames", crate::server_frames::run);
     }
 
     #[test]
