@@ -1918,6 +1918,40 @@ mod tests {
         assert_eq!(frame.to_bytes(), manual);
     }
 
+    #[test]
+    fn a_device_remembers_its_most_recent_instances() {
+        let mut d = DeviceCursor::new("d".into());
+        for i in 1..=5u64 {
+            d.instance_mut(i).upto = i * 10;
+        }
+        assert!(
+            d.instance(1).is_none(),
+            "the least recently used is forgotten"
+        );
+        assert_eq!(d.instance(5).map(|r| r.upto), Some(50));
+        d.instance_mut(2); // used again: now the most recent
+        d.instance_mut(6);
+        assert!(d.instance(3).is_none());
+        assert_eq!(d.instance(2).map(|r| r.upto), Some(20));
+        assert_eq!(d.instances.len(), MAX_INSTANCES_PER_DEVICE);
+    }
+
+    #[test]
+    fn liveness_pings_once_per_interval_then_kills() {
+        let o = Outbox::new();
+        let t0 = o.last_heard.load(Ordering::Relaxed);
+        assert!(!o.check_alive(t0 + 99, 100, 300));
+        assert!(!o.check_alive(t0 + 100, 100, 300));
+        assert!(!o.check_alive(t0 + 150, 100, 300));
+        let mut v = Vec::new();
+        o.take(&mut v);
+        assert_eq!(v.len(), 1, "one ping per interval");
+        assert!(matches!(v[0], Outgoing::Ping));
+        assert!(o.check_alive(t0 + 300, 100, 300), "killed");
+        assert!(o.is_aborted());
+        assert!(!o.check_alive(t0 + 400, 100, 300), "only once");
+    }
+
     #[tokio::test]
     async fn a_waiting_connection_is_woken_by_a_push_and_by_an_abort() {
         let o = Arc::new(Outbox::new());
