@@ -986,6 +986,110 @@ fn handle_frame(
     }
 }
 
+/// Fuzzing support (`fuzz/`, target `server_frames`): an authenticated connection driven
+/// without a socket, through the same `admit` → replay → `on_inbound` path as a real one. Not
+/// part of the API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::*;
+
+    pub struct Session {
+        origin: Origin,
+        outbox: Arc<Outbox>,
+        limiter: RateLimiter,
+        ticket: u64,
+        open: bool,
+    }
+
+    impl Session {
+        /// Authenticates like a WebSocket's first `Authenticate`; `None` when refused.
+        pub async fn open(
+            state: &AppState,
+            token: &str,
+            device_id: &str,
+            instance: u64,
+        ) -> Option<Session> {
+            let auth = Authenticate {
+                token: token.to_owned(),
+                device_id: device_id.to_owned(),
+                resume_from: u64::MAX,
+                instance,
+            };
+            let (app, reg, outbox, instance) = admit(state, auth).await.ok()?;
+            let key = state.hub.app(app).key.clone();
+            let data = state
+                .store
+                .sync_page(
+                    key,
+                    reg.user_id.clone(),
+                    reg.device_id.clone(),
+                    reg.cursor,
+                    now_ms(),
+                    None,
+                )
+                .await
+                .unwrap_or_default();
+            state.hub.finish_sync(app, &reg, data, None);
+            let origin = Origin {
+                app,
+                conn_id: reg.conn_id,
+                user_id: reg.user_id,
+                device_id: reg.device_id,
+                instance,
+            };
+            let limiter = RateLimiter::new(
+                state.config.rate_limit_per_sec,
+                state.config.rate_limit_burst,
+            );
+            Some(Session {
+                origin,
+                outbox,
+                limiter,
+                ticket: 0,
+                open: true,
+            })
+        }
+
+        /// Handles `bytes` as one binary WebSocket message; false once the connection would
+        /// close (a violation), after which frames are ignored.
+        pub fn frame(&mut self, state: &AppState, bytes: Vec<u8>) -> bool {
+            if !self.open {
+                return false;
+            }
+            let msg = Some(Ok(Message::Binary(bytes.into())));
+            let max = state.config.max_frame_bytes;
+            self.open = on_inbound(
+                state,
+                &self.origin,
+                &self.outbox,
+                msg,
+                max,
+                &mut self.limiter,
+                &mut self.ticket,
+            )
+            .is_ok();
+            self.open
+        }
+
+        /// Empties the outbox like a client that reads everything; returns how many items.
+        pub fn drain(&self) -> usize {
+            let mut v = Vec::new();
+            self.outbox.take(&mut v);
+            v.len()
+        }
+
+        /// The connection ends (as lost).
+        pub fn close(self, state: &AppState) {
+            state.hub.unregister(
+                self.origin.app,
+                &self.origin.user_id,
+                self.origin.conn_id,
+                Departure::Lost,
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
