@@ -262,6 +262,7 @@ pub async fn run(state: Arc<AppState>, listener: TcpListener, app: Router) {
                 ) {
                     continue;
                 }
+                crate::Metrics::inc(&state.metrics.accept_errors);
                 if last_error_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
                     tracing::error!(error = %e, "accept failed; retrying");
                     last_error_log = Some(std::time::Instant::now());
