@@ -225,6 +225,7 @@ pub fn raise_nofile_limit() -> Option<(u64, u64)> {
                 }
             }
         }
+        #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 everywhere
         Some((lim.rlim_cur as u64, lim.rlim_max as u64))
     }
     #[cfg(not(unix))]
