@@ -39,11 +39,13 @@ trap cleanup EXIT
 
 ulimit -n 20000 2>/dev/null || true
 
-# rcall-server: production defaults except a per-connection rate limit above the offered
-# per-connection rate (the default 100/s would refuse the benchmark's own traffic).
+# rcall-server: production defaults except the per-connection and per-user rate limits above
+# the offered per-connection rate (the defaults, 100/s per connection and 200/s per user, would
+# refuse the benchmark's own traffic at the higher rates). Every other limit (unauthenticated
+# caps per server and IP, per-user/per-device connection caps, offline quotas) is at its default.
 RUST_LOG=warn nice -n "$NICE" taskset -c "$SERVER_CPU" "$BIN/rcall-server" --listen 127.0.0.1:0 --db "$TMP/bench.db" \
     --app-key bench-app --app-secret bench-secret-0123456789 --sdk-dir "$TMP" --web-dir "$TMP" \
-    --rate-limit-per-sec 5000 --rate-limit-burst 10000 >"$TMP/rcall.out" 2>"$TMP/rcall.err" &
+    --rate-limit-per-sec 5000 --rate-limit-burst 10000 --user-rate-per-sec 5000 --user-rate-burst 10000 >"$TMP/rcall.out" 2>"$TMP/rcall.err" &
 RCALL_PID=$!
 PIDS+=("$RCALL_PID")
 for _ in $(seq 100); do grep -q 'listening on' "$TMP/rcall.out" 2>/dev/null && break; sleep 0.1; done

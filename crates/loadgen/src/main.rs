@@ -47,7 +47,7 @@ struct Args {
     #[arg(long, default_value = "bench-app")]
     app_key: String,
     /// App secret the rcall server was started with (tokens are minted with it)
-    #[arg(long, default_value = "bench-secret")]
+    #[arg(long, default_value = "bench-secret-0123456789")]
     app_secret: String,
     /// PeerJS server WebSocket URL, e.g. ws://127.0.0.1:9000/peerjs
     #[arg(long)]

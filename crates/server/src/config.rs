@@ -1041,6 +1041,49 @@ secret = "second-secret-0123456789"
     }
 
     #[test]
+    fn limit_flags_env_and_file() {
+        let c = build(&["--dev"]).unwrap();
+        assert_eq!(c.max_connections_per_user, DEFAULT_MAX_CONNECTIONS_PER_USER);
+        assert_eq!(c.header_read_timeout, DEFAULT_HEADER_READ_TIMEOUT);
+        let c = build_env(
+            &[
+                "--dev",
+                "--max-connections-per-user",
+                "3",
+                "--header-read-timeout-secs",
+                "2",
+                "--user-rate-per-sec",
+                "9",
+            ],
+            &[
+                ("RCALL_MAX_UNAUTHENTICATED_PER_IP", "7"),
+                ("RCALL_OFFLINE_MAX_BYTES", "1000"),
+                ("RCALL_MAX_CONNECTIONS_PER_USER", "99"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.max_connections_per_user, 3);
+        assert_eq!(c.header_read_timeout, Duration::from_secs(2));
+        assert_eq!(c.user_rate_per_sec, 9);
+        assert_eq!(c.max_unauthenticated_per_ip, 7);
+        assert_eq!(c.offline_max_bytes, 1000);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("limits.toml");
+        std::fs::write(
+            &path,
+            "pre_auth_frame_bytes = 2048\nreplay_page_messages = 8\nstore_queue_max = 5\n\
+             offline_quota_window_secs = 60\n",
+        )
+        .unwrap();
+        let c = build(&["--dev", "--config", path.to_str().unwrap()]).unwrap();
+        assert_eq!(c.pre_auth_frame_bytes, 2048);
+        assert_eq!(c.replay_page_messages, 8);
+        assert_eq!(c.store_queue_max, 5);
+        assert_eq!(c.offline_quota_window, Duration::from_secs(60));
+        assert!(build(&["--dev", "--max-connections-per-device", "0"]).is_err());
+    }
+
+    #[test]
     fn short_secrets_are_refused_outside_dev() {
         let err = build(&["--app-key", "k", "--app-secret", "fifteen-bytes!!"]).unwrap_err();
         assert!(

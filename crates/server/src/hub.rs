@@ -250,6 +250,16 @@ impl Outbox {
         false
     }
 
+    /// Items queued now.
+    pub fn len(&self) -> usize {
+        self.lock().items.len()
+    }
+
+    /// Nothing queued.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Killed or aborted: nothing more is written.
     pub fn is_aborted(&self) -> bool {
         self.lock().aborted

@@ -225,6 +225,7 @@ pub fn raise_nofile_limit() -> Option<(u64, u64)> {
                 }
             }
         }
+        #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 everywhere
         Some((lim.rlim_cur as u64, lim.rlim_max as u64))
     }
     #[cfg(not(unix))]
@@ -262,6 +263,7 @@ pub async fn run(state: Arc<AppState>, listener: TcpListener, app: Router) {
                 ) {
                     continue;
                 }
+                crate::Metrics::inc(&state.metrics.accept_errors);
                 if last_error_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
                     tracing::error!(error = %e, "accept failed; retrying");
                     last_error_log = Some(std::time::Instant::now());

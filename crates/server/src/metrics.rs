@@ -25,6 +25,8 @@ pub struct Metrics {
     /// Connections closed at accept: the cap on not-yet-authenticated connections (global or
     /// per source IP) was reached.
     pub unauthenticated_refused: AtomicU64,
+    /// Failed `accept` calls (e.g. EMFILE: out of file descriptors), each followed by a pause.
+    pub accept_errors: AtomicU64,
     /// Most items one replay ever had queued for its connection at once (one page at most).
     pub replay_peak_queue: AtomicU64,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
@@ -103,6 +105,12 @@ impl Metrics {
             "rcall_unauthenticated_refused_total",
             "Connections closed at accept because too many were not authenticated yet.",
             get(&self.unauthenticated_refused),
+        );
+        counter(
+            &mut s,
+            "rcall_accept_errors_total",
+            "Failed accepts (e.g. out of file descriptors); each is retried after a pause.",
+            get(&self.accept_errors),
         );
         counter(
             &mut s,

@@ -311,21 +311,11 @@ async fn open_session(
             return None;
         }
     }
-    {
-        // The last page, queued for the connection's writer.
-        let mut last = Vec::new();
-        let closed = outbox.take(&mut last);
-        state
-            .metrics
-            .replay_peak_queue
-            .fetch_max(last.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        for item in last {
-            let _ = outbox.push_own(item, false);
-        }
-        if closed {
-            outbox.close();
-        }
-    }
+    // The last page is queued for the connection's writer (live traffic may follow it).
+    state
+        .metrics
+        .replay_peak_queue
+        .fetch_max(outbox.len() as u64, std::sync::atomic::Ordering::Relaxed);
     tracing::info!(
         user_id = &*reg.user_id,
         device_id = &*reg.device_id,
