@@ -1,7 +1,7 @@
 // Shared pieces of the e2e tests: the real rcall-server (release build) on 127.0.0.1:0, signed
 // tokens from its Server API, headless Chromium via playwright-core, and a Client wrapper around
 // one harness page (tests/e2e/pages) per user.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
 import fs from 'node:fs';
@@ -457,4 +457,78 @@ export function browserSuite({ serverOptions } = {}) {
     return c;
   };
   return suite;
+}
+
+/** rcall-server on `listen` (host:port, port 0 = pick one) with the database file `db`, for
+ *  fault tests: `kill()` is a SIGKILL, `restart()` brings it back on the same address and
+ *  database, `listeningAt` is when it last printed its listening line (local ms). */
+export async function startRestartableServer(listen, db) {
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('RCALL_')));
+  const log = [];
+  const srv = { log, logText: () => log.join(''), proc: null, addr: null, listeningAt: 0 };
+  const launch = async (addr) => {
+    const proc = spawn(SERVER_BIN, [
+      '--listen', addr, '--db', db, '--app-key', APP_KEY, '--app-secret', APP_SECRET,
+      '--sdk-dir', SDK_DIR, '--web-dir', PAGES_DIR,
+    ], { cwd: ROOT, env: { RUST_LOG: 'info', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    srv.proc = proc;
+    let seen = '';
+    await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no listening line:\n${srv.logText()}`)), 15000);
+      const onData = (b) => {
+        const s = b.toString();
+        log.push(s);
+        seen += s;
+        const m = !srv.listeningAt && seen.match(/rcall-server listening on http:\/\/([^\s/]+)/);
+        if (m) {
+          srv.listeningAt = now();
+          srv.addr = m[1];
+          clearTimeout(timer);
+          resolve();
+        }
+      };
+      proc.stdout.on('data', onData);
+      proc.stderr.on('data', onData);
+      proc.once('exit', (c, sig) => { clearTimeout(timer); if (!srv.listeningAt) reject(new Error(`exited ${c} ${sig}:\n${srv.logText()}`)); });
+    });
+  };
+  srv.kill = async () => {
+    const p = srv.proc;
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
+    const exited = new Promise((r) => p.once('exit', r));
+    p.kill('SIGKILL');
+    await exited;
+  };
+  srv.restart = async () => {
+    srv.listeningAt = 0;
+    log.push('\n----- restart -----\n');
+    await launch(srv.addr);
+  };
+  await launch(listen);
+  srv.port = Number(srv.addr.split(':').pop());
+  srv.url = `http://127.0.0.1:${srv.port}`;
+  return srv;
+}
+
+/** Root inside a network namespace holding nothing but `lo` (scripts/test.sh runs the e2e tests
+ *  under `unshare -n`): only there may a test touch `tc`. */
+export function privateNetns() {
+  try {
+    const links = execFileSync('ip', ['-o', 'link', 'show']).toString().trim().split('\n');
+    return process.getuid?.() === 0 && links.every((l) => /^\d+: lo:/.test(l));
+  } catch { return false; }
+}
+
+/** Drops all TCP to and from 127.0.0.2 on `lo` (htb class of 8 bit/s with a one-packet queue:
+ *  this kernel has no netem or drop action); UDP and 127.0.0.1 are untouched. Returns `restore`.
+ *  Only inside a private namespace (see privateNetns). */
+export function cutTcpOf127002() {
+  const tc = (args) => execFileSync('tc', args.split(' '), { stdio: 'pipe' });
+  tc('qdisc add dev lo root handle 1: htb default 10');
+  tc('class add dev lo parent 1: classid 1:10 htb rate 10gbit');
+  tc('class add dev lo parent 1: classid 1:20 htb rate 8bit ceil 8bit');
+  tc('qdisc add dev lo parent 1:20 handle 20: pfifo limit 1');
+  tc('filter add dev lo parent 1: protocol ip prio 1 u32 match ip protocol 6 0xff match ip dst 127.0.0.2/32 flowid 1:20');
+  tc('filter add dev lo parent 1: protocol ip prio 2 u32 match ip protocol 6 0xff match ip src 127.0.0.2/32 flowid 1:20');
+  return () => { try { tc('qdisc del dev lo root'); } catch { /* not set */ } };
 }
