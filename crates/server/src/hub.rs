@@ -82,6 +82,17 @@ pub fn mono_ms() -> u64 {
     EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
 
+/// [`mono_ms`] as of the last liveness sweep: connections stamp every frame with it, without
+/// reading the clock per frame (it is at most one sweep tick behind).
+static LIVENESS_NOW: AtomicU64 = AtomicU64::new(0);
+
+/// Advances the liveness clock (by the sweep) and returns it.
+pub fn tick_liveness_clock() -> u64 {
+    let now = mono_ms();
+    LIVENESS_NOW.fetch_max(now, Ordering::Relaxed);
+    now
+}
+
 pub type AppId = usize;
 pub type ConnId = u64;
 
@@ -191,13 +202,16 @@ pub struct Outbox {
 impl Outbox {
     pub fn new() -> Self {
         let o = Self::default();
-        o.heard();
+        o.last_heard.store(mono_ms(), Ordering::Relaxed);
         o
     }
 
     /// The client sent something: it is alive.
     pub fn heard(&self) {
-        self.last_heard.store(mono_ms(), Ordering::Relaxed);
+        let now = LIVENESS_NOW.load(Ordering::Relaxed);
+        if self.last_heard.load(Ordering::Relaxed) < now {
+            self.last_heard.store(now, Ordering::Relaxed);
+        }
     }
 
     /// Liveness check at `now` ([`mono_ms`]): queues a Ping once per `ping_ms` of silence;
@@ -491,7 +505,9 @@ impl DeviceCursor {
 
     /// The record of `instance` (created at 0), now the most recently used.
     fn instance_mut(&mut self, instance: u64) -> &mut InstanceSeq {
+        let last = self.instances.len().wrapping_sub(1);
         let rec = match self.instances.iter().position(|i| i.instance == instance) {
+            Some(i) if i == last => return &mut self.instances[i],
             Some(i) => self.instances.remove(i),
             None => {
                 if self.instances.len() >= MAX_INSTANCES_PER_DEVICE {
@@ -1236,6 +1252,7 @@ impl Hub {
             delivered_to: 0,
             max_issued: t.max_issued,
             ticket: 0,
+            record: tracked.then_some((from.instance, msg.client_seq)),
             sender_seq: tracked.then(|| SenderSeq {
                 user: from.user_id.clone(),
                 device: from.device_id.clone(),
@@ -1255,13 +1272,6 @@ impl Hub {
         );
         t.max_issued = ctx.max_issued;
         let (delivered_to, ticket) = (ctx.delivered_to, ctx.ticket);
-        if tracked {
-            if let Some(st) = t.users.get_mut(&*from.user_id) {
-                let rec = st.device_mut(&from.device_id).instance_mut(from.instance);
-                rec.upto = rec.upto.max(msg.client_seq);
-                rec.ticket = rec.ticket.max(ticket);
-            }
-        }
         drop(guard);
         Metrics::inc(&self.metrics.messages_routed);
         Ok(Accepted {
@@ -1473,6 +1483,8 @@ struct DeliverCtx<'a> {
     max_issued: u64,
     /// Highest store ticket this message caused.
     ticket: u64,
+    /// `(instance, client_seq)` to record as accepted when serving the sender.
+    record: Option<(u64, u64)>,
     /// Recorded with the first stored copy, in the same transaction.
     sender_seq: Option<SenderSeq>,
 }
@@ -1500,6 +1512,15 @@ impl DeliverCtx<'_> {
         let limits = &self.hub.limits;
         let seq = st.next_seq(self.floor);
         self.max_issued = self.max_issued.max(seq);
+        if let (Some((_, device)), Some((instance, client_seq))) = (sender, self.record) {
+            // Exactly once: the sender's state is at hand here (no second lookup). Served last,
+            // so the recipients' store tickets are known; its own copy's follows below.
+            if let Some(d) = st.devices.iter_mut().find(|d| d.id == *device) {
+                let rec = d.instance_mut(instance);
+                rec.upto = rec.upto.max(client_seq);
+                rec.ticket = rec.ticket.max(self.ticket);
+            }
+        }
         if let Some((conn, device)) = sender {
             if !st.copy_needed(conn, device) {
                 // Nobody but the sending connection could ever see this copy.
@@ -1550,6 +1571,16 @@ impl DeliverCtx<'_> {
                 self.sender_seq.take(),
             );
             self.ticket = self.ticket.max(ticket);
+            if let (Some((_, device)), Some((instance, _))) = (sender, self.record) {
+                let rec = st
+                    .devices
+                    .iter_mut()
+                    .find(|d| d.id == *device)
+                    .and_then(|d| d.instances.iter_mut().find(|i| i.instance == instance));
+                if let Some(rec) = rec {
+                    rec.ticket = rec.ticket.max(ticket);
+                }
+            }
             st.offline_upto = seq;
             Metrics::inc(&self.hub.metrics.offline_stored);
         }
@@ -1587,6 +1618,40 @@ mod tests {
         let mut manual = vec![0x08, 7];
         manual.extend_from_slice(&body);
         assert_eq!(frame.to_bytes(), manual);
+    }
+
+    #[test]
+    fn a_device_remembers_its_most_recent_instances() {
+        let mut d = DeviceCursor::new("d".into());
+        for i in 1..=5u64 {
+            d.instance_mut(i).upto = i * 10;
+        }
+        assert!(
+            d.instance(1).is_none(),
+            "the least recently used is forgotten"
+        );
+        assert_eq!(d.instance(5).map(|r| r.upto), Some(50));
+        d.instance_mut(2); // used again: now the most recent
+        d.instance_mut(6);
+        assert!(d.instance(3).is_none());
+        assert_eq!(d.instance(2).map(|r| r.upto), Some(20));
+        assert_eq!(d.instances.len(), MAX_INSTANCES_PER_DEVICE);
+    }
+
+    #[test]
+    fn liveness_pings_once_per_interval_then_kills() {
+        let o = Outbox::new();
+        let t0 = o.last_heard.load(Ordering::Relaxed);
+        assert!(!o.check_alive(t0 + 99, 100, 300));
+        assert!(!o.check_alive(t0 + 100, 100, 300));
+        assert!(!o.check_alive(t0 + 150, 100, 300));
+        let mut v = Vec::new();
+        o.take(&mut v);
+        assert_eq!(v.len(), 1, "one ping per interval");
+        assert!(matches!(v[0], Outgoing::Ping));
+        assert!(o.check_alive(t0 + 300, 100, 300), "killed");
+        assert!(o.is_aborted());
+        assert!(!o.check_alive(t0 + 400, 100, 300), "only once");
     }
 
     #[tokio::test]

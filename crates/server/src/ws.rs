@@ -33,8 +33,8 @@ use rtc_core::proto::{
 
 use crate::clock::now_ms;
 use crate::hub::{
-    encode_body, mono_ms, AppId, ConnId, Departure, Origin, Outbox, Outgoing, PushError,
-    CODE_INVALID_PARAMETER, CODE_SEND_TOO_FAST,
+    encode_body, tick_liveness_clock, AppId, ConnId, Departure, Origin, Outbox, Outgoing,
+    PushError, CODE_INVALID_PARAMETER, CODE_SEND_TOO_FAST,
 };
 use crate::token::{self, Claims, TokenError};
 use crate::{ice, AppState};
@@ -87,7 +87,7 @@ impl Liveness {
     /// Pings connections silent for `ping_interval`, kills those silent for `dead_after`;
     /// returns how many were killed.
     pub fn sweep(&self, ping_interval: Duration, dead_after: Duration) -> usize {
-        let now = mono_ms();
+        let now = tick_liveness_clock();
         let (ping, dead) = (
             ping_interval.as_millis() as u64,
             dead_after.as_millis() as u64,
@@ -620,6 +620,8 @@ async fn serve_loop(
     // No more reading: the outbox is closed; flush it and close the socket.
     let mut draining = false;
     let mut departure = Departure::Lost;
+    // Wake-ups that found frames to write without looking at the socket.
+    let mut reads_skipped = 0u8;
     let stop_reading = |draining: &mut bool, departure: Departure| {
         *draining = true;
         // Leave the routing table first so nothing new is queued, then drain.
@@ -638,8 +640,7 @@ async fn serve_loop(
             closed = outbox.take(&mut batch);
             // Boxed: only connections that are writing hold this state.
             match Box::pin(write_or_abort(state, ws, outbox, &mut batch, closed)).await {
-                // On to reading: a connection that always has something queued must still
-                // read (its acks, and its pongs, which keep it from being declared dead).
+                // On to the wait below, which reads when writes keep coming.
                 Written::Ok => {}
                 Written::Failed => {
                     // An abort during a stuck write still tells the client why, briefly.
@@ -670,14 +671,26 @@ async fn serve_loop(
             Box::pin(send_close(ws, code)).await;
             return departure;
         }
-        // The client's next frame if one is there, else wait for it or for queued items.
+        // Queued items first, then the client's next frame; but a connection that always has
+        // something queued still reads now and then (its acks, and its pongs, without which it
+        // would be taken for dead).
         let event = std::future::poll_fn(|cx| {
-            if !draining {
+            if !draining && reads_skipped >= MAX_WRITES_WITHOUT_READ {
                 if let Poll::Ready(msg) = ws.poll_next_unpin(cx) {
+                    reads_skipped = 0;
                     return Poll::Ready(Some(msg));
                 }
+                reads_skipped = 0;
             }
-            outbox.poll_pending(cx).map(|()| None)
+            if outbox.poll_pending(cx).is_ready() {
+                reads_skipped = reads_skipped.saturating_add(1);
+                return Poll::Ready(None);
+            }
+            if draining {
+                return Poll::Pending;
+            }
+            reads_skipped = 0;
+            ws.poll_next_unpin(cx).map(Some)
         })
         .await;
         match event {
@@ -710,6 +723,9 @@ async fn serve_loop(
         }
     }
 }
+
+/// Writes in a row before the socket is read even though more is queued.
+const MAX_WRITES_WITHOUT_READ: u8 = 16;
 
 /// Frames handled per wake-up before queued replies are written.
 const MAX_FRAMES_PER_WAKE: usize = 32;
