@@ -40,6 +40,23 @@ fn main() {
     print("ann", sim.timeline(a));
     print("carol", sim.timeline(c));
     print("dave", sim.timeline(d));
+
+    // 3. Faults: Erin's connection drops for 2 s (the call goes on, her mute arrives once she is
+    //    back); then her tab closes, and the server ends her part for Frank a second later.
+    let mut sim = Sim::new();
+    let (e, f) = (sim.add_device("erin"), sim.add_device("frank"));
+    let cmd = sim.call(e, "frank", MediaType::Audio);
+    sim.run_for(100);
+    let id = sim.result(e, cmd).and_then(|(_, id)| id).expect("call placed");
+    sim.accept(f, &id);
+    sim.run_for(1_000);
+    sim.drop_connection(e, 2_000);
+    sim.command(e, Command::MuteTrack { call_id: id.clone(), kind: rtc_core::engine::TrackKind::Audio, muted: true });
+    sim.run_for(5_000);
+    sim.close_tab(e);
+    sim.run_for(2_000);
+    print("erin", sim.timeline(e));
+    print("frank", sim.timeline(f));
 }
 
 fn print(who: &str, timeline: Vec<String>) {

@@ -135,6 +135,7 @@ struct ServerCall {
 }
 
 /// A frame from the server to a device.
+#[allow(clippy::large_enum_variant)] // short-lived simulator values, moved once
 enum Down {
     Auth { accepted_upto: u64 },
     Deliver { seq: u64, stored: Stored },

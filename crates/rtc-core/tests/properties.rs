@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use rtc_core::engine::{CallEvent, Command, TrackKind};
-use rtc_core::sim::{DeviceId, Logged, Sim, CLEAN_GRACE_MS};
+use rtc_core::sim::{DeviceId, Logged, Sim, CLEAN_GRACE_MS, LOST_GRACE_MS, SERVER_DEAD_AFTER_MS};
 use rtc_core::types::{map_remote_reason, MediaType, SessionState, UserState};
 
 const USERS: [&str; 4] = ["ann", "bo", "cy", "ann"]; // "ann" has two devices
@@ -353,6 +353,9 @@ fn run_faults(seed: u64, seen: &mut FaultSeen) {
     // Calls the server counted a closed tab in, to be ended by its verdict: (device, call, at, clean).
     let mut gone: Vec<(DeviceId, String, i64, bool)> = Vec::new();
     let mut restarts: Vec<i64> = Vec::new();
+    // When each device's connection broke: (time, device, the server's verdict is due this long
+    // after unless it comes back: 5 s after a drop, 15 + 5 s after a silent loss).
+    let mut breaks: Vec<(i64, DeviceId, i64)> = Vec::new();
     let steps = 10 + sim.random() % 30;
     for _ in 0..steps {
         let dev = pick(&mut sim, &devs).unwrap();
@@ -405,11 +408,17 @@ fn run_faults(seed: u64, seen: &mut FaultSeen) {
             }
             9 | 10 => {
                 let after = 100 + (sim.random() % 12_000) as i64;
-                seen.drops += sim.drop_connection(dev, after) as usize;
+                if sim.drop_connection(dev, after) {
+                    seen.drops += 1;
+                    breaks.push((sim.now(), dev, LOST_GRACE_MS));
+                }
             }
             11 => {
                 let duration = 1_000 + (sim.random() % 45_000) as i64;
-                seen.silent += sim.silent_loss(dev, duration) as usize;
+                if sim.silent_loss(dev, duration) {
+                    seen.silent += 1;
+                    breaks.push((sim.now(), dev, SERVER_DEAD_AFTER_MS + LOST_GRACE_MS));
+                }
             }
             12 => {
                 if sim.random().is_multiple_of(3) {
@@ -418,6 +427,9 @@ fn run_faults(seed: u64, seen: &mut FaultSeen) {
                         live_calls(&sim, dev).into_iter().filter(|c| sim.server_participants(c).contains(&dev)).collect();
                     let t = sim.now();
                     sim.close_tab(dev);
+                    // 1 s after a clean close; 5 s when its socket was not (yet) up at the server.
+                    breaks.push((t, dev, CLEAN_GRACE_MS));
+                    breaks.push((t, dev, LOST_GRACE_MS));
                     seen.closed += 1;
                     gone.extend(calls.into_iter().map(|c| (dev, c, t, clean)));
                 }
@@ -474,6 +486,13 @@ fn run_faults(seed: u64, seen: &mut FaultSeen) {
         if *clean && !restarted {
             assert_eq!(*at, t + CLEAN_GRACE_MS, "seed {seed}: verdict for {dev} in {call}");
         }
+    }
+    // Every verdict comes exactly its grace (plus the detection time of a silent loss) after
+    // the device's connection broke, or after a restart it did not come back from.
+    for (at, dev, call, _) in &sim.verdicts {
+        let on_time = breaks.iter().any(|(t, d, after)| d == dev && t + after == *at)
+            || restarts.iter().any(|r| r + LOST_GRACE_MS == *at);
+        assert!(on_time, "seed {seed}: verdict for {dev} in {call} at {at}: no fault {LOST_GRACE_MS}/{CLEAN_GRACE_MS} ms before");
     }
     seen.verdicts += sim.verdicts.len();
     // Nobody is left alone in a call: every live call is live on another device still there.

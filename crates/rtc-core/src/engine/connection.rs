@@ -82,7 +82,9 @@ impl Engine {
             let push = self.hangup_push(call_id, reason);
             self.send(call_id, hangup, recipients, push, SendPurpose::Hangup { command: None });
         }
-        let summary = self.end_call(call_id, reason, true);
+        // CallLib leaves endTimestamp at 0 when another device took the call over (C.7).
+        let taken_over = matches!(reason, end_reason::ACCEPT_BY_OTHER_CLIENT | end_reason::HANGUP_BY_OTHER_CLIENT);
+        let summary = self.end_call(call_id, reason, !taken_over);
         if let Some((command, code)) = pending {
             self.done(command, code, None);
         }

@@ -280,7 +280,7 @@ impl Engine {
         let Some(m) = call.users.get_mut(&sender.user_id) else { return };
         // Two devices of one user answered at once: the first (in server order) is in, the other
         // ends itself with 101 (`other_device_accepted`).
-        if m.state == UserState::Keeping && m.device_id.as_ref().is_some_and(|d| *d != device_id) {
+        if m.state == UserState::Keeping && other_device(m.device_id.as_deref(), &device_id) {
             return;
         }
         m.ring_deadline = None;
@@ -350,7 +350,7 @@ impl Engine {
         let Some(m) = call.users.get(&sender.user_id) else { return };
         // A user in the call through one device is not taken out by another of its devices (one
         // that lost an answering race, or the server's Hangup for such a device when it goes).
-        if m.state == UserState::Keeping && m.device_id.as_ref().is_some_and(|d| d != device_id) {
+        if m.state == UserState::Keeping && other_device(m.device_id.as_deref(), device_id) {
             return;
         }
         call.users.remove(&sender.user_id);
@@ -415,4 +415,10 @@ impl Engine {
                 || (c.pending == Pending::None && c.user_state(me) == UserState::Keeping)
         })
     }
+}
+
+/// Whether a message from `device` comes from another device than `known` (the one a member is in
+/// the call through). Unknown on either side (a client that sends no device id): not another.
+fn other_device(known: Option<&str>, device: &str) -> bool {
+    known.is_some_and(|d| !d.is_empty() && !device.is_empty() && d != device)
 }

@@ -36,7 +36,10 @@ pub enum Input {
     /// ([`crate::link::ClientLink`]). Live calls end with NETWORK_ERROR (7) at
     /// `since + SELF_CUTOFF_MS` unless [`Input::LinkUp`] comes first.
     LinkDown { since: Millis },
-    /// The connection is authenticated again (after [`Input::LinkDown`]).
+    /// The connection is authenticated again (after [`Input::LinkDown`]). Until
+    /// [`Input::SyncDone`] the server replays what we missed: messages of calls the engine does
+    /// not know are held with the offline batch, so a call that began and ended meanwhile does
+    /// not ring.
     LinkUp,
 }
 
