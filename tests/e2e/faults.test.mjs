@@ -8,77 +8,16 @@
 // (e) also the engine's self cut-off.
 import { describe, test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  APP_KEY, APP_SECRET, PAGES_DIR, ROOT, SDK_DIR, SERVER_BIN, SUCCESS, MediaType, EndReason, Client, getToken,
-  createGroup, launchBrowser, requireFile, withDiagnostics, sleep, uid, fmtMs, now,
+  SDK_DIR, SERVER_BIN, SUCCESS, MediaType, EndReason, Client, getToken, createGroup, launchBrowser, requireFile,
+  withDiagnostics, sleep, uid, fmtMs, now, startRestartableServer, privateNetns, cutTcpOf127002,
 } from './helpers.mjs';
 
 const NETWORK_ERROR = 7;
 const REMOTE_NETWORK_ERROR = 17;
-
-/** rcall-server on `listen` (host:port, port 0 = pick one) and `db`; `restart()` brings it back
- *  on the same address and database. */
-async function startServer(listen, db) {
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('RCALL_')));
-  const log = [];
-  const srv = { log, logText: () => log.join(''), proc: null, addr: null, listeningAt: 0 };
-  const launch = async (addr) => {
-    const proc = spawn(SERVER_BIN, [
-      '--listen', addr, '--db', db, '--app-key', APP_KEY, '--app-secret', APP_SECRET,
-      '--sdk-dir', SDK_DIR, '--web-dir', PAGES_DIR,
-    ], { cwd: ROOT, env: { RUST_LOG: 'info', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    srv.proc = proc;
-    let seen = '';
-    await new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no listening line:\n${srv.logText()}`)), 15000);
-      const onData = (b) => {
-        const s = b.toString();
-        log.push(s);
-        seen += s;
-        const m = !srv.listeningAt && seen.match(/rcall-server listening on http:\/\/([^\s/]+)/);
-        if (m) {
-          srv.listeningAt = now();
-          srv.addr = m[1];
-          clearTimeout(timer);
-          resolve();
-        }
-      };
-      proc.stdout.on('data', onData);
-      proc.stderr.on('data', onData);
-      proc.once('exit', (c, sig) => { clearTimeout(timer); if (!srv.listeningAt) reject(new Error(`exited ${c} ${sig}:\n${srv.logText()}`)); });
-    });
-  };
-  srv.kill = async () => {
-    const p = srv.proc;
-    if (!p || p.exitCode !== null || p.signalCode !== null) return;
-    const exited = new Promise((r) => p.once('exit', r));
-    p.kill('SIGKILL');
-    await exited;
-  };
-  srv.restart = async () => {
-    srv.listeningAt = 0;
-    log.push('\n----- restart -----\n');
-    await launch(srv.addr);
-  };
-  await launch(listen);
-  const port = srv.addr.split(':').pop();
-  srv.port = Number(port);
-  srv.url = `http://127.0.0.1:${port}`;
-  return srv;
-}
-
-/** Root inside a network namespace holding nothing but `lo` (scripts/test.sh runs the e2e tests
- *  under `unshare -n`): only there may a test touch `tc`. */
-function privateNetns() {
-  try {
-    const links = execFileSync('ip', ['-o', 'link', 'show']).toString().trim().split('\n');
-    return process.getuid?.() === 0 && links.every((l) => /^\d+: lo:/.test(l));
-  } catch { return false; }
-}
 
 describe('issue 10: faults', () => {
   let browser, tmp, server;
@@ -102,7 +41,7 @@ describe('issue 10: faults', () => {
   });
 
   const serve = async (listen = '127.0.0.1:0') => {
-    server = await startServer(listen, path.join(tmp, `${uid('db')}.db`));
+    server = await startRestartableServer(listen, path.join(tmp, `${uid('db')}.db`));
     return server;
   };
   /** A logged-in page; `origin` is where the page (and so its signalling) goes. */
@@ -257,23 +196,14 @@ describe('issue 10: faults', () => {
     // one-packet queue, i.e. it is dropped (this kernel has no netem or drop action); UDP media
     // between 127.0.0.1 candidates is untouched.
     await serve('0.0.0.0:0');
-    const tc = (args) => execFileSync('tc', args.split(' '), { stdio: 'pipe' });
-    const cut = () => {
-      tc('qdisc add dev lo root handle 1: htb default 10');
-      tc('class add dev lo parent 1: classid 1:10 htb rate 10gbit');
-      tc('class add dev lo parent 1: classid 1:20 htb rate 8bit ceil 8bit');
-      tc('qdisc add dev lo parent 1:20 handle 20: pfifo limit 1');
-      tc('filter add dev lo parent 1: protocol ip prio 1 u32 match ip protocol 6 0xff match ip dst 127.0.0.2/32 flowid 1:20');
-      tc('filter add dev lo parent 1: protocol ip prio 2 u32 match ip protocol 6 0xff match ip src 127.0.0.2/32 flowid 1:20');
-    };
-    const restore = () => { try { tc('qdisc del dev lo root'); } catch { /* not set */ } };
+    let restore = () => {};
     try {
       await diag('faults-e-signalling-cut', async () => {
         const A = await user('A');
         const B = await user('B', `http://127.0.0.2:${server.port}`);
         await connected(A, B);
         const t0 = now();
-        cut();
+        restore = cutTcpOf127002();
         // Media keeps flowing meanwhile.
         await sleep(2000);
         await A.assertVideoAdvancing(B.userId, { what: 'while B\'s signalling is cut' });
