@@ -178,9 +178,10 @@ impl NonceCache {
     }
 }
 
-/// Milliseconds since the epoch from a `Timestamp` header in ms or s.
+/// Milliseconds since the epoch from a `Timestamp` header in ms or s; `None` for anything
+/// negative (no valid request was signed before 1970).
 fn parse_timestamp(ts: &str) -> Option<i64> {
-    let v: i64 = ts.parse().ok()?;
+    let v: i64 = ts.parse().ok().filter(|v| *v >= 0)?;
     // Below 10^11 it cannot be ms (that would be 1973); treat it as seconds.
     Some(if v < 100_000_000_000 {
         v.saturating_mul(1000)
@@ -215,7 +216,9 @@ fn check_signature(state: &AppState, headers: &HeaderMap) -> Result<(AppId, u64)
     let now = now_ms();
     let window = i64::try_from(state.config.api_timestamp_window.as_millis()).unwrap_or(i64::MAX);
     let ts = parse_timestamp(timestamp).ok_or(ApiError::Unauthorized("invalid Timestamp"))?;
-    if (now - ts).abs() > window {
+    // abs_diff: a Timestamp near i64::MIN must be refused, not overflow (found by fuzzing:
+    // `(now - ts).abs()` panicked in debug builds and wrapped into the window in release).
+    if now.abs_diff(ts) > window.unsigned_abs() {
         return Err(ApiError::Unauthorized(
             "Timestamp is outside the accepted window",
         ));

@@ -141,6 +141,33 @@ async fn malformed_body_is_400_json() {
 }
 
 #[tokio::test]
+async fn extreme_timestamps_are_refused_401_not_a_crash() {
+    // Found by the server_api fuzz target: `(now - ts).abs()` overflowed for a Timestamp near
+    // i64::MIN (a panic in debug builds, a wrap into the accepted window in release ones).
+    let ts = TestServer::start().await;
+    for (i, timestamp) in ["-9223372036854775808", "-1", "9223372036854775807"]
+        .into_iter()
+        .enumerate()
+    {
+        let nonce = format!("x{i}");
+        let resp = reqwest::Client::new()
+            .post(ts.url("/user/getToken.json"))
+            .header("App-Key", APP_KEY)
+            .header("Nonce", &nonce)
+            .header("Timestamp", timestamp)
+            .header("Signature", signature(APP_SECRET, &nonce, timestamp))
+            .form(&[("userId", "u1")])
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = json(resp).await;
+        assert_eq!(status, 401, "Timestamp {timestamp}: {body}");
+    }
+    let ok = reqwest::get(ts.url("/healthz")).await.unwrap();
+    assert_eq!(ok.status().as_u16(), 200);
+}
+
+#[tokio::test]
 async fn get_token_stores_the_user_in_the_sqlite_file() {
     let ts = TestServer::start().await;
     let form = [
