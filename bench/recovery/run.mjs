@@ -33,6 +33,7 @@ async function main() {
   requireFile(SERVER_BIN, 'run `cargo build --release -p rcall-server` first');
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'rcall-bench-recovery-'));
   const browser = await launchBrowser();
+  const browserVersion = browser.version();
   const server = await startRestartableServer('0.0.0.0:0', path.join(tmp, 'rcall.db'));
   const load0 = loadAvg();
   const results = {};
@@ -118,7 +119,7 @@ async function main() {
   if (process.env.RCALL_BENCH_NO_WRITE === '1') return;
   const notes = keptNotes('Recovery (browser)', '### Notes', '### Notes\n\n(none yet)');
   const body = [
-    `\`node bench/recovery/run.mjs ${N}\` — ${machineInfo()}, load average ${load0} → ${loadAvg()}.`,
+    `\`node bench/recovery/run.mjs ${N}\` — ${machineInfo(browserVersion)}, load average ${load0} → ${loadAvg()}.`,
     '',
     table,
     '',
