@@ -14,6 +14,32 @@ pub mod engine_signals;
 pub mod server_api;
 pub mod server_frames;
 
+/// The fuzzed server's app.
+pub const APP_KEY: &str = "fuzz-app-key";
+pub const APP_SECRET: &str = "fuzz-app-secret-0123456789";
+
+/// A real server (temp SQLite file) kept for the whole fuzzing process, with its runtime.
+pub struct FuzzServer {
+    pub rt: tokio::runtime::Runtime,
+    pub running: rcall_server::RunningServer,
+    _dir: tempfile::TempDir,
+}
+
+impl FuzzServer {
+    pub fn start(tweak: impl FnOnce(&mut rcall_server::Config)) -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = rcall_server::Config::new(APP_KEY, APP_SECRET);
+        config.listen = "127.0.0.1:0".parse().expect("addr");
+        config.db_path = dir.path().join("rcall.db");
+        config.sdk_dir = dir.path().join("sdk");
+        config.web_dir = dir.path().join("web");
+        tweak(&mut config);
+        let running = rt.block_on(rcall_server::start(config)).expect("server starts");
+        FuzzServer { rt, running, _dir: dir }
+    }
+}
+
 /// Replays the committed corpora (and any crash inputs kept as regressions) on stable Rust.
 #[cfg(test)]
 mod corpus {

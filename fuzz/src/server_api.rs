@@ -10,8 +10,8 @@ use axum::body::Body;
 use axum::http::Request;
 use tower::ServiceExt as _;
 
-const APP_KEY: &str = "fuzz-app-key";
-const APP_SECRET: &str = "fuzz-app-secret-0123456789";
+use crate::{FuzzServer, APP_KEY, APP_SECRET};
+
 const ROUTES: [&str; 16] = [
     "/user/getToken.json",
     "/user/token/expire.json",
@@ -33,25 +33,16 @@ const ROUTES: [&str; 16] = [
 const FIELDS: [&str; 10] = ["userId", "name", "portraitUri", "groupId", "groupName", "minute", "blackUserId", "roomId", "time", "x"];
 
 struct Server {
-    rt: tokio::runtime::Runtime,
+    server: FuzzServer,
     router: axum::Router,
-    _dir: tempfile::TempDir,
-    _running: rcall_server::RunningServer,
 }
 
 fn server() -> &'static Server {
     static S: OnceLock<Server> = OnceLock::new();
     S.get_or_init(|| {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut config = rcall_server::Config::new(APP_KEY, APP_SECRET);
-        config.listen = "127.0.0.1:0".parse().expect("addr");
-        config.db_path = dir.path().join("rcall.db");
-        config.sdk_dir = dir.path().join("sdk");
-        config.web_dir = dir.path().join("web");
-        let running = rt.block_on(rcall_server::start(config)).expect("server starts");
-        let router = rcall_server::router(running.state().clone());
-        Server { rt, router, _dir: dir, _running: running }
+        let server = FuzzServer::start(|_| {});
+        let router = rcall_server::router(server.running.state().clone());
+        Server { server, router }
     })
 }
 
@@ -157,7 +148,7 @@ pub fn run(data: &[u8]) {
         FormBody::Raw(raw) => raw,
     };
     let Ok(request) = b.body(Body::from(body)) else { return };
-    let status = s.rt.block_on(async { s.router.clone().oneshot(request).await.map(|r| r.status()) });
+    let status = s.server.rt.block_on(async { s.router.clone().oneshot(request).await.map(|r| r.status()) });
     let status = status.expect("the router is infallible");
     assert!(!status.is_server_error(), "{summary} → HTTP {status}");
 }

@@ -14,8 +14,8 @@ use rtc_core::proto::{Authenticate, PushConfig};
 
 use crate::engine_signals::{pick, Body, DEVICES, USERS};
 
-const APP_KEY: &str = "fuzz-app-key";
-const APP_SECRET: &str = "fuzz-app-secret-0123456789";
+use crate::{FuzzServer, APP_KEY, APP_SECRET};
+
 /// Who the connections are: (user, device).
 const PEOPLE: [(&str, &str); 3] = [("alice", "d1"), ("bob", "d2"), ("mallory", "d1")];
 const TYPES: [&str; 10] = [
@@ -23,29 +23,21 @@ const TYPES: [&str; 10] = [
 ];
 
 struct World {
-    rt: tokio::runtime::Runtime,
-    running: rcall_server::RunningServer,
+    server: FuzzServer,
     sessions: Mutex<Vec<Option<Session>>>,
-    _dir: tempfile::TempDir,
 }
 
 fn world() -> &'static World {
     static W: OnceLock<World> = OnceLock::new();
     W.get_or_init(|| {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut config = rcall_server::Config::new(APP_KEY, APP_SECRET);
-        config.listen = "127.0.0.1:0".parse().expect("addr");
-        config.db_path = dir.path().join("rcall.db");
-        config.sdk_dir = dir.path().join("sdk");
-        config.web_dir = dir.path().join("web");
-        // The fuzzer sends far faster than any client: rate limits would only refuse.
-        config.rate_limit_per_sec = u32::MAX / 4;
-        config.rate_limit_burst = u32::MAX / 4;
-        config.user_rate_per_sec = u32::MAX / 4;
-        config.user_rate_burst = u32::MAX / 4;
-        let running = rt.block_on(rcall_server::start(config)).expect("server starts");
-        World { rt, running, sessions: Mutex::new((0..PEOPLE.len()).map(|_| None).collect()), _dir: dir }
+        let server = FuzzServer::start(|config| {
+            // The fuzzer sends far faster than any client: rate limits would only refuse.
+            config.rate_limit_per_sec = u32::MAX / 4;
+            config.rate_limit_burst = u32::MAX / 4;
+            config.user_rate_per_sec = u32::MAX / 4;
+            config.user_rate_burst = u32::MAX / 4;
+        });
+        World { server, sessions: Mutex::new((0..PEOPLE.len()).map(|_| None).collect()) }
     })
 }
 
@@ -111,7 +103,7 @@ fn encode(frame: Frame) -> Vec<u8> {
 /// Runs one input; panics on a server panic.
 pub fn run(data: &[u8]) {
     let w = world();
-    let state = w.running.state();
+    let state = w.server.running.state();
     let mut sessions = w.sessions.lock().unwrap_or_else(|p| p.into_inner());
     let mut u = Unstructured::new(data);
     // A few frames per input keep executions fast; sequences build up across inputs anyway
@@ -122,7 +114,7 @@ pub fn run(data: &[u8]) {
         if sessions[i].is_none() {
             let (user, device) = PEOPLE[i];
             let instance = 1 + i as u64;
-            sessions[i] = w.rt.block_on(Session::open(state, &token(user), device, instance));
+            sessions[i] = w.server.rt.block_on(Session::open(state, &token(user), device, instance));
         }
         let Some(s) = sessions[i].as_mut() else { continue };
         if !s.frame(state, encode(op.frame)) {
