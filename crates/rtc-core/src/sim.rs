@@ -404,6 +404,17 @@ impl Sim {
         self.command(dev, Command::Call(req))
     }
 
+    /// `call()` to one user, then 100 ms for it to resolve: the new call's id. Panics if the
+    /// call failed (tests that expect a failure use [`Sim::call`] and [`Sim::result`]).
+    pub fn dial(&mut self, dev: DeviceId, target: &str, media_type: MediaType) -> String {
+        let cmd = self.call(dev, target, media_type);
+        self.run_for(100);
+        match self.result(dev, cmd) {
+            Some((_, Some(call_id))) => call_id,
+            other => panic!("call() from device {dev} to {target} did not start a call: {other:?}"),
+        }
+    }
+
     /// `callInGroup()`.
     pub fn call_in_group(&mut self, dev: DeviceId, group: &str, users: &[&str], media_type: MediaType) -> CommandId {
         let users = users.iter().map(|u| u.to_string()).collect();

@@ -9,9 +9,7 @@ fn connected() -> (Sim, DeviceId, DeviceId, String) {
     let mut sim = Sim::new();
     let a = sim.add_device("alice");
     let b = sim.add_device("bob");
-    let cmd = sim.call(a, "bob", MediaType::AudioVideo);
-    sim.run_for(100);
-    let call_id = sim.result(a, cmd).unwrap().1.unwrap();
+    let call_id = sim.dial(a, "bob", MediaType::AudioVideo);
     sim.accept(b, &call_id);
     sim.run_for(1_000);
     (sim, a, b, call_id)
@@ -117,9 +115,7 @@ fn a_closed_tab_ends_its_calls_after_a_second() {
     let mut sim = Sim::new();
     let a = sim.add_device("alice");
     let b = sim.add_device("bob");
-    let cmd = sim.call(a, "bob", MediaType::Audio);
-    sim.run_for(100);
-    let call_id = sim.result(a, cmd).unwrap().1.unwrap();
+    let call_id = sim.dial(a, "bob", MediaType::Audio);
     sim.close_tab(a);
     sim.run_for(2_000);
     assert_eq!(sim.close_reason(b, &call_id), Some(end_reason::REMOTE_CANCEL));
@@ -157,9 +153,7 @@ fn an_accept_delayed_past_the_callers_ring_timeout_is_answered_with_a_hangup() {
     let mut sim = Sim::new();
     let a = sim.add_device("alice");
     let b = sim.add_device("bob");
-    let cmd = sim.call(a, "bob", MediaType::Audio);
-    sim.run_for(100);
-    let call_id = sim.result(a, cmd).unwrap().1.unwrap();
+    let call_id = sim.dial(a, "bob", MediaType::Audio);
     sim.run_for(55_000);
     assert!(sim.silent_loss(a, 12_000));
     let accept = sim.accept(b, &call_id);

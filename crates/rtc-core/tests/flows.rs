@@ -393,9 +393,7 @@ fn accepted_on_another_device_ends_this_one_with_101() {
     let a = sim.add_device("alice");
     let b1 = sim.add_device("bob");
     let b2 = sim.add_device("bob");
-    let cmd = sim.call(a, "bob", MediaType::Audio);
-    sim.run_for(100);
-    let call_id = sim.result(a, cmd).unwrap().1.unwrap();
+    let call_id = sim.dial(a, "bob", MediaType::Audio);
     assert_eq!(sim.incoming(b2).as_deref(), Some(call_id.as_str()));
     sim.accept(b1, &call_id);
     sim.run_for(200);
@@ -410,9 +408,7 @@ fn two_devices_answering_at_once_leave_the_first_in_the_call() {
     let a = sim.add_device("alice");
     let b1 = sim.add_device("bob");
     let b2 = sim.add_device("bob");
-    let cmd = sim.call(a, "bob", MediaType::Audio);
-    sim.run_for(100);
-    let call_id = sim.result(a, cmd).unwrap().1.unwrap();
+    let call_id = sim.dial(a, "bob", MediaType::Audio);
     // Both Accepts are on their way before either device hears of the other's.
     let first = sim.accept(b1, &call_id);
     sim.run_for(1);

@@ -11,9 +11,7 @@ fn connected() -> (Sim, DeviceId, DeviceId, String) {
     let mut sim = Sim::new();
     let a = sim.add_device("alice");
     let b = sim.add_device("bob");
-    let cmd = sim.call(a, "bob", MediaType::AudioVideo);
-    sim.run_for(100);
-    let call_id = sim.result(a, cmd).unwrap().1.unwrap();
+    let call_id = sim.dial(a, "bob", MediaType::AudioVideo);
     sim.accept(b, &call_id);
     sim.run_for(1_000);
     assert_eq!(sim.engine(a).session(&call_id).unwrap().state, SessionState::Keeping);
@@ -108,9 +106,7 @@ fn cut_off_resolves_a_pending_accept_and_a_ringing_call() {
     let mut sim = Sim::new();
     let a = sim.add_device("alice");
     let b = sim.add_device("bob");
-    let cmd = sim.call(a, "bob", MediaType::AudioVideo);
-    sim.run_for(100);
-    let call_id = sim.result(a, cmd).unwrap().1.unwrap();
+    let call_id = sim.dial(a, "bob", MediaType::AudioVideo);
     // Bob accepts behind a camera prompt that takes a minute; the link is gone meanwhile.
     sim.capture_delay = 60_000;
     let since = sim.now();
@@ -196,9 +192,7 @@ fn a_hangup_from_my_other_device_is_102_while_ringing_and_nothing_once_in() {
     let mut sim = Sim::new();
     let a = sim.add_device("alice");
     let b = sim.add_device("bob");
-    let cmd = sim.call(a, "bob", MediaType::Audio);
-    sim.run_for(100);
-    let call_id = sim.result(a, cmd).unwrap().1.unwrap();
+    let call_id = sim.dial(a, "bob", MediaType::Audio);
     let input = verdict(&sim, true, "bob-phone", &call_id, end_reason::REJECT);
     sim.inject(b, input);
     assert_eq!(sim.close_reason(b, &call_id), Some(end_reason::HANGUP_BY_OTHER_CLIENT));

@@ -79,9 +79,7 @@ fn a_stranger_cannot_join_a_one_to_one_call() {
     let mut sim = Sim::new();
     let a = sim.add_device("alice");
     let b = sim.add_device("bob");
-    let cmd = sim.call(a, "bob", MediaType::AudioVideo);
-    sim.run_for(100);
-    let call_id = sim.result(a, cmd).unwrap().1.unwrap();
+    let call_id = sim.dial(a, "bob", MediaType::AudioVideo);
     // While ringing, at both ends.
     eve_attacks(&mut sim, b, conversation_type::PRIVATE, "eve", &call_id);
     eve_attacks(&mut sim, a, conversation_type::PRIVATE, "eve", &call_id);
