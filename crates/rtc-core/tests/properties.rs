@@ -300,28 +300,40 @@ fn check_end_reasons(sim: &Sim, devs: &[DeviceId], seed: u64, faults: bool) {
     }
 }
 
+/// The seeds a property test runs: `RCALL_PROP_SEED` alone when set (to replay one run with its
+/// logs), else 1..=`RCALL_PROP_RUNS` (default `default_runs`) followed by `pinned`, seeds that
+/// once failed and stay in every run. `sweep`: a full run, whose coverage may be judged.
+struct Seeds {
+    runs: u64,
+    sweep: bool,
+    list: Vec<u64>,
+}
+
+fn seeds(default_runs: u64, pinned: &[u64]) -> Seeds {
+    let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+    let runs = env("RCALL_PROP_RUNS").unwrap_or(default_runs);
+    match env("RCALL_PROP_SEED") {
+        Some(seed) => Seeds { runs, sweep: false, list: vec![seed] },
+        None => Seeds { runs, sweep: true, list: (1..=runs).chain(pinned.iter().copied()).collect() },
+    }
+}
+
 #[test]
 fn random_runs_keep_the_invariants() {
-    let runs: u64 = std::env::var("RCALL_PROP_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(400);
-    let only: Option<u64> = std::env::var("RCALL_PROP_SEED").ok().and_then(|v| v.parse().ok());
-    let mut seen = Seen::default();
-    for seed in only.map_or(1..=runs, |s| s..=s) {
-        run(seed, &mut seen);
-    }
     // Seeds that once failed in long runs, kept in every run:
     // - 84119: a device's uplink reordered by the simulator (fixed in the simulator);
     // - 39885: an answer in the callee's last moment crossed the caller's ring timeout (fixed
     //   by ANSWER_MARGIN_MS).
-    if only.is_none() {
-        for seed in [84_119, 39_885] {
-            run(seed, &mut seen);
-        }
+    let Seeds { runs, sweep, list } = seeds(400, &[84_119, 39_885]);
+    let mut seen = Seen::default();
+    for seed in list {
+        run(seed, &mut seen);
     }
     println!(
         "{runs} runs: {} accepts, {} closes, {} merges, {} member modifications",
         seen.connected, seen.closes, seen.merged, seen.member_modify
     );
-    if only.is_none() && runs >= 100 {
+    if sweep && runs >= 100 {
         assert!(seen.connected > runs as usize / 2 && seen.closes > runs as usize, "runs exercised too little");
         assert!(seen.member_modify > 0, "no mid-call invite was exercised");
     }
@@ -521,12 +533,6 @@ fn run_faults(seed: u64, seen: &mut FaultSeen) {
 
 #[test]
 fn random_faults_keep_the_invariants_and_deliver_exactly_once() {
-    let runs: u64 = std::env::var("RCALL_PROP_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(300);
-    let only: Option<u64> = std::env::var("RCALL_PROP_SEED").ok().and_then(|v| v.parse().ok());
-    let mut seen = FaultSeen::default();
-    for seed in only.map_or(1..=runs, |s| s..=s) {
-        run_faults(seed, &mut seen);
-    }
     // Seeds that once failed, kept in every run: 89 a ringing member's invite marked it in; 104
     // a SendResult lost with the connection (covered by accepted_upto) never came; 587 an Accept
     // delayed past the cut-off caller's ring timeout; 750, 4460, 1056, 6864 two devices of one
@@ -542,16 +548,16 @@ fn random_faults_keep_the_invariants_and_deliver_exactly_once() {
     // paired a verdict's reason with what the gone device did before; 594828 an Accept crossing
     // the ModifyMem that brought a new member in; 476717 a gone device's stale offer taken as
     // its Accept.
-    if only.is_none() {
-        for seed in [89, 104, 587, 750, 1_056, 4_460, 6_864, 16_866, 28_673, 44_144, 45_223, 71_590, 84_337, 97_691, 179_658, 179_860, 310_507, 437_762, 360_775, 594_828, 476_717] {
-            run_faults(seed, &mut seen);
-        }
+    let Seeds { runs, sweep, list } = seeds(300, &[89, 104, 587, 750, 1_056, 4_460, 6_864, 16_866, 28_673, 44_144, 45_223, 71_590, 84_337, 97_691, 179_658, 179_860, 310_507, 437_762, 360_775, 594_828, 476_717]);
+    let mut seen = FaultSeen::default();
+    for seed in list {
+        run_faults(seed, &mut seen);
     }
     println!(
         "{runs} fault runs: {} drops, {} silent losses, {} closed tabs, {} restarts, {} verdicts, {} cut-off and {} verdict checks, {} repeats dropped by receivers, {} accepts",
         seen.drops, seen.silent, seen.closed, seen.restarts, seen.verdicts, seen.cutoff_checks, seen.verdict_checks, seen.repeats_dropped, seen.connected
     );
-    if only.is_none() && runs >= 100 {
+    if sweep && runs >= 100 {
         assert!(seen.drops > 0 && seen.silent > 0 && seen.closed > 0 && seen.restarts > 0, "a fault kind was never exercised");
         assert!(seen.verdicts > 0 && seen.cutoff_checks > 0 && seen.verdict_checks > 0, "no verdict or cut-off was checked");
         assert!(seen.repeats_dropped > 0, "no resend was ever deduplicated by a receiver");
