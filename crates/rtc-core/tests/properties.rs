@@ -47,6 +47,49 @@ struct Seen {
     member_modify: usize,
 }
 
+/// The random steps both property tests take (choices 0–6 and 8 of their draw): calls, group
+/// calls, accepts, hangups, invites and time passing. One place, so both stay alike; each
+/// draws from the simulator's random source exactly as before.
+fn common_step(sim: &mut Sim, dev: DeviceId, others: &[&str], media: MediaType, choice: u64) {
+    match choice {
+        0 | 1 => {
+            let to = pick(sim, others).unwrap();
+            sim.call(dev, to, media);
+        }
+        2 => {
+            sim.call_in_group(dev, "g", others, media);
+        }
+        3 | 4 => {
+            let me = sim.engine(dev).self_id().to_string();
+            let ringing: Vec<String> = live_calls(sim, dev)
+                .into_iter()
+                .filter(|c| sim.engine(dev).session(c).is_some_and(|v| v.caller_id != me))
+                .collect();
+            if let Some(c) = pick(sim, &ringing) {
+                sim.accept(dev, &c);
+                let ms = (sim.random() % 500) as i64;
+                sim.run_for(ms);
+            }
+        }
+        5 => {
+            if let Some(c) = { let calls = live_calls(sim, dev); pick(sim, &calls) } {
+                sim.hangup(dev, &c);
+            }
+        }
+        6 => {
+            if let Some(c) = { let calls = live_calls(sim, dev); pick(sim, &calls) } {
+                let who = pick(sim, others).unwrap().to_string();
+                sim.command(dev, Command::Invite { call_id: c, user_ids: vec![who], extra: String::new(), push_title: None, push_content: None });
+            }
+        }
+        8 => {
+            let ms = (sim.random() % 70_000) as i64;
+            sim.run_for(ms);
+        }
+        _ => unreachable!("not a common step: {choice}"),
+    }
+}
+
 fn run(seed: u64, seen: &mut Seen) {
     let mut sim = Sim::new();
     sim.seed(seed);
@@ -63,36 +106,7 @@ fn run(seed: u64, seen: &mut Seen) {
         let others: Vec<&str> = ["ann", "bo", "cy"].into_iter().filter(|u| *u != me).collect();
         let media = if sim.random().is_multiple_of(2) { MediaType::Audio } else { MediaType::AudioVideo };
         match sim.random() % 10 {
-            0 | 1 => {
-                let to = pick(&mut sim, &others).unwrap();
-                sim.call(dev, to, media);
-            }
-            2 => {
-                sim.call_in_group(dev, "g", &others, media);
-            }
-            3 | 4 => {
-                let me = sim.engine(dev).self_id().to_string();
-                let ringing: Vec<String> = live_calls(&sim, dev)
-                    .into_iter()
-                    .filter(|c| sim.engine(dev).session(c).is_some_and(|v| v.caller_id != me))
-                    .collect();
-                if let Some(c) = pick(&mut sim, &ringing) {
-                    sim.accept(dev, &c);
-                    let ms = (sim.random() % 500) as i64;
-                    sim.run_for(ms);
-                }
-            }
-            5 => {
-                if let Some(c) = { let calls = live_calls(&sim, dev); pick(&mut sim, &calls) } {
-                    sim.hangup(dev, &c);
-                }
-            }
-            6 => {
-                if let Some(c) = { let calls = live_calls(&sim, dev); pick(&mut sim, &calls) } {
-                    let who = pick(&mut sim, &others).unwrap().to_string();
-                    sim.command(dev, Command::Invite { call_id: c, user_ids: vec![who], extra: String::new(), push_title: None, push_content: None });
-                }
-            }
+            n @ (0..=6 | 8) => common_step(&mut sim, dev, &others, media, n),
             7 => {
                 if let Some(c) = { let calls = live_calls(&sim, dev); pick(&mut sim, &calls) } {
                     let cmd = match sim.random() % 3 {
@@ -104,10 +118,6 @@ fn run(seed: u64, seen: &mut Seen) {
                     };
                     sim.command(dev, cmd);
                 }
-            }
-            8 => {
-                let ms = (sim.random() % 70_000) as i64;
-                sim.run_for(ms);
             }
             _ => {
                 let ms = (sim.random() % 300) as i64;
@@ -378,45 +388,13 @@ fn run_faults(seed: u64, seen: &mut FaultSeen) {
         let others: Vec<&str> = ["ann", "bo", "cy"].into_iter().filter(|u| *u != me).collect();
         let media = if sim.random().is_multiple_of(2) { MediaType::Audio } else { MediaType::AudioVideo };
         match sim.random() % 18 {
-            0 | 1 => {
-                let to = pick(&mut sim, &others).unwrap();
-                sim.call(dev, to, media);
-            }
-            2 => {
-                sim.call_in_group(dev, "g", &others, media);
-            }
-            3 | 4 => {
-                let ringing: Vec<String> = live_calls(&sim, dev)
-                    .into_iter()
-                    .filter(|c| sim.engine(dev).session(c).is_some_and(|v| v.caller_id != me))
-                    .collect();
-                if let Some(c) = pick(&mut sim, &ringing) {
-                    sim.accept(dev, &c);
-                    let ms = (sim.random() % 500) as i64;
-                    sim.run_for(ms);
-                }
-            }
-            5 => {
-                if let Some(c) = { let calls = live_calls(&sim, dev); pick(&mut sim, &calls) } {
-                    sim.hangup(dev, &c);
-                }
-            }
-            6 => {
-                if let Some(c) = { let calls = live_calls(&sim, dev); pick(&mut sim, &calls) } {
-                    let who = pick(&mut sim, &others).unwrap().to_string();
-                    sim.command(dev, Command::Invite { call_id: c, user_ids: vec![who], extra: String::new(), push_title: None, push_content: None });
-                }
-            }
+            n @ (0..=6 | 8) => common_step(&mut sim, dev, &others, media, n),
             7 => {
                 if let Some(c) = { let calls = live_calls(&sim, dev); pick(&mut sim, &calls) } {
                     let kind = if sim.random().is_multiple_of(2) { TrackKind::Audio } else { TrackKind::Video };
                     let muted = sim.random().is_multiple_of(2);
                     sim.command(dev, Command::MuteTrack { call_id: c, kind, muted });
                 }
-            }
-            8 => {
-                let ms = (sim.random() % 70_000) as i64;
-                sim.run_for(ms);
             }
             9 | 10 => {
                 let after = 100 + (sim.random() % 12_000) as i64;

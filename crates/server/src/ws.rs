@@ -1009,13 +1009,12 @@ pub mod fuzzing {
             let key = state.hub.app(app).key.clone();
             let data = state
                 .store
-                .sync_page(
+                .sync_data(
                     key,
                     reg.user_id.clone(),
                     reg.device_id.clone(),
                     reg.cursor,
                     now_ms(),
-                    None,
                 )
                 .await
                 .unwrap_or_default();
