@@ -167,6 +167,11 @@ fn seq_to_sql(seq: u64) -> i64 {
 fn seq_from_sql(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
+/// An SDK instance id is an identifier, not a quantity: all 64 random bits matter, so it is
+/// stored as its bit pattern (clamping, as for seqs, made every id above `i64::MAX` one key).
+fn instance_to_sql(instance: u64) -> i64 {
+    i64::from_ne_bytes(instance.to_ne_bytes())
+}
 
 /// One stored message, as read back for a sync.
 #[derive(Debug, Clone)]
@@ -679,7 +684,7 @@ impl Store {
                 )
                 .and_then(|mut st| {
                     st.query_row(
-                        params![&*app_key, &*user_id, &*device, seq_to_sql(instance)],
+                        params![&*app_key, &*user_id, &*device, instance_to_sql(instance)],
                         |r| r.get::<_, i64>(0),
                     )
                     .optional()
@@ -937,7 +942,7 @@ fn upsert_client_seq(
         app_key,
         &*s.user,
         &*s.device,
-        seq_to_sql(s.instance),
+        instance_to_sql(s.instance),
         seq_to_sql(s.client_seq),
         now_ms
     ])?;

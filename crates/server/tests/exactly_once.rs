@@ -131,3 +131,40 @@ async fn a_replayed_signed_request_is_refused_after_a_restart() {
     .await;
     assert_eq!(r.status().as_u16(), 200);
 }
+
+/// Instance ids are random 64-bit numbers (the SDK draws all 64 bits), so half of them are
+/// above `i64::MAX`. They were clamped to `i64::MAX` in SQLite, so every such instance of a
+/// device shared one persisted record: after a page reload, the new instance's first messages
+/// were confirmed as resends of the old one's and never delivered (found by the hostile
+/// benchmark in crates/loadgen). Stored as their bit pattern now.
+#[tokio::test]
+async fn instances_above_i64_max_keep_their_own_streams() {
+    let ts = TestServer::start().await;
+    let mut b1 = ts.client("bob", "b1").await;
+    let (old, new) = ((1u64 << 63) | 5, u64::MAX - 2);
+    let (mut a1, _, _) = Client::login_instance(ts.addr, &ts.token("alice"), "a1", 0, old).await;
+    for i in 1..=3u32 {
+        a1.send_expect(i, tracked("bob", i, u64::from(i)), 0).await;
+        assert_eq!(n(&b1.recv_delivered().await.content), i);
+    }
+    // The page reloads: the device's last connection goes (its record is persisted) and a new
+    // instance of the same device connects.
+    drop(a1);
+    b1.barrier(1).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (mut a1, auth, _) = Client::login_instance(ts.addr, &ts.token("alice"), "a1", 0, new).await;
+    assert_eq!(auth.accepted_upto, 0, "a new instance has accepted nothing");
+    for i in 1..=3u32 {
+        a1.send_message(10 + i, tracked("bob", 100 + i, u64::from(i))).await;
+        let r = a1.recv_send_result().await;
+        assert_eq!(r.code, 0);
+        assert!(!r.message_uid.is_empty(), "message {i} of the new instance was taken for a resend");
+        let d = b1.recv_delivered().await;
+        assert_eq!((n(&d.content), d.sender_instance), (100 + i, new));
+    }
+    // And the old instance still knows what it had accepted (a reconnect of the old page).
+    drop(a1);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (_a1, auth, _) = Client::login_instance(ts.addr, &ts.token("alice"), "a1", 0, old).await;
+    assert_eq!(auth.accepted_upto, 3);
+}
