@@ -6,6 +6,12 @@
 #
 #   bash crates/loadgen/bench.sh                      # defaults below
 #   RATES=35000,70000 PAIRS=500 IDLE=19000 bash crates/loadgen/bench.sh
+#   HOSTILE=offline,fanout,slowloris bash crates/loadgen/bench.sh   # one attacker vs 500 honest pairs
+#
+# With HOSTILE set (SECURITY.md): rcall only, every limit at its production default, RATES
+# defaults to 20000 and IDLE to 0; per rate, runs without an attacker, with each attacker kind,
+# and without again (see rcall-loadgen's isolation phase). HOSTILE_RATE (frames/s the floods
+# offer, default 20000) and HOSTILE_SOCKETS (slowloris, default 512) tune the attacker.
 #
 # Env: RATES (comma list, total offered msg/s), PAIRS, IDLE (idle connections for the memory
 # figure; this machine caps a process at 20,000 open files), WARMUP, DURATION (s), PAYLOAD
@@ -14,6 +20,12 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
+HOSTILE=${HOSTILE:-}
+if [ -n "$HOSTILE" ]; then
+    RATES=${RATES:-20000}
+    IDLE=${IDLE:-0}
+    SKIP_PEERJS=1
+fi
 RATES=${RATES:-20000,35000,50000,70000,100000}
 PAIRS=${PAIRS:-500}
 IDLE=${IDLE:-19000}
@@ -43,9 +55,13 @@ ulimit -n 20000 2>/dev/null || true
 # the offered per-connection rate (the defaults, 100/s per connection and 200/s per user, would
 # refuse the benchmark's own traffic at the higher rates). Every other limit (unauthenticated
 # caps per server and IP, per-user/per-device connection caps, offline quotas) is at its default.
+# With HOSTILE, every limit stays at its default: the honest pairs (20 msg/s per connection at
+# 20,000/s) are well inside them, and the attacker meets what production would.
+RATE_FLAGS=(--rate-limit-per-sec 5000 --rate-limit-burst 10000 --user-rate-per-sec 5000 --user-rate-burst 10000)
+[ -z "$HOSTILE" ] || RATE_FLAGS=()
 RUST_LOG=warn nice -n "$NICE" taskset -c "$SERVER_CPU" "$BIN/rcall-server" --listen 127.0.0.1:0 --db "$TMP/bench.db" \
     --app-key bench-app --app-secret bench-secret-0123456789 --sdk-dir "$TMP" --web-dir "$TMP" \
-    --rate-limit-per-sec 5000 --rate-limit-burst 10000 --user-rate-per-sec 5000 --user-rate-burst 10000 >"$TMP/rcall.out" 2>"$TMP/rcall.err" &
+    "${RATE_FLAGS[@]}" >"$TMP/rcall.out" 2>"$TMP/rcall.err" &
 RCALL_PID=$!
 PIDS+=("$RCALL_PID")
 for _ in $(seq 100); do grep -q 'listening on' "$TMP/rcall.out" 2>/dev/null && break; sleep 0.1; done
@@ -53,6 +69,7 @@ RCALL_ADDR=$(sed -n 's#^rcall-server listening on http://##p' "$TMP/rcall.out")
 [ -n "$RCALL_ADDR" ] || { cat "$TMP/rcall.err" >&2; exit 1; }
 
 ARGS=(--rcall "ws://$RCALL_ADDR/ws" --rcall-pid "$RCALL_PID" --app-key bench-app --app-secret bench-secret-0123456789)
+[ -z "$HOSTILE" ] || ARGS+=(--hostile "$HOSTILE" --hostile-rate "${HOSTILE_RATE:-20000}" --hostile-sockets "${HOSTILE_SOCKETS:-512}")
 
 if [ "${SKIP_PEERJS:-0}" != 1 ]; then
     if [ ! -x "$PEER_DIR/node_modules/.bin/peerjs" ]; then

@@ -15,8 +15,15 @@
 //! Idle phase (`--idle N`, run first, on the fresh server): opens N authenticated connections
 //! that then stay silent and reports the growth of the server's RSS per connection.
 //!
+//! Isolation phase (`--hostile offline,fanout,slowloris`, rcall only): at each rate, a run
+//! without an attacker, one run per attacker kind with that attacker going at full tilt
+//! ([`hostile`]), and a second run without one (the drift of the machine); it prints each run's
+//! p99 against the mean of the two attacker-free runs.
+//!
 //! Run it on its own core and the server on another (`taskset`), e.g. via
 //! `crates/loadgen/bench.sh`.
+
+mod hostile;
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -74,6 +81,16 @@ struct Args {
     /// Connections opened concurrently
     #[arg(long, default_value_t = 200)]
     connect_concurrency: usize,
+    /// Isolation phase: attacker kinds to run against the honest load (offline, fanout,
+    /// slowloris), comma-separated; replaces the plain load phase for rcall
+    #[arg(long, value_delimiter = ',')]
+    hostile: Vec<hostile::Kind>,
+    /// Frames per second the flooding attackers offer (all their connections together)
+    #[arg(long, default_value_t = 20_000)]
+    hostile_rate: u64,
+    /// Sockets the slowloris attacker keeps trying to hold
+    #[arg(long, default_value_t = 512)]
+    hostile_sockets: usize,
 }
 
 static EPOCH: OnceLock<Instant> = OnceLock::new();
@@ -695,6 +712,59 @@ fn best(r: &TargetReport) -> Option<&LoadResult> {
         .max_by(|a, b| a.delivered_per_sec.total_cmp(&b.delivered_per_sec))
 }
 
+/// The isolation phase at one rate: attacker-free, each attacker, attacker-free again.
+async fn run_isolation(
+    args: &Args,
+    target: &Target,
+    pid: Option<u32>,
+    attacker: &hostile::Target,
+    rate: u64,
+    run: &mut usize,
+) {
+    *run += 1;
+    let before = run_load(args, target, pid, rate, *run).await;
+    print_load("no attacker", &before);
+    let mut attacked = Vec::new();
+    for &kind in &args.hostile {
+        let rss0 = pid.and_then(rss_bytes);
+        let attack = hostile::Attack::start(kind, attacker.clone(), args.hostile_rate, args.hostile_sockets);
+        // Let the attacker reach full tilt (and the server its limits) first.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        *run += 1;
+        let r = run_load(args, target, pid, rate, *run).await;
+        let rss1 = pid.and_then(rss_bytes);
+        let stats = attack.stop();
+        print_load(&format!("+{}", kind.name()), &r);
+        println!("    attacker {}: {stats}; server RSS {} -> {} MB", kind.name(), mb(rss0), mb(rss1));
+        attacked.push((kind, r));
+        // Let the server notice the attacker's closes before the next run.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    *run += 1;
+    let after = run_load(args, target, pid, rate, *run).await;
+    print_load("no attacker", &after);
+    let base = (before.p99_ms + after.p99_ms) / 2.0;
+    println!(
+        "# isolation at {rate}/s, {} pairs: p99 without attacker {:.2} / {:.2} ms (mean {base:.2})",
+        args.pairs, before.p99_ms, after.p99_ms
+    );
+    for (kind, r) in &attacked {
+        let delivered = r.delivered_per_sec / r.offered as f64;
+        println!(
+            "#   {:<10} p99 {:>7.2} ms = x{:.2} of the attacker-free mean, {:.1} % of the offered rate delivered, {} honest send errors",
+            kind.name(),
+            r.p99_ms,
+            r.p99_ms / base,
+            delivered * 100.0,
+            r.send_errors
+        );
+    }
+}
+
+fn mb(b: Option<u64>) -> String {
+    b.map_or("?".into(), |b| format!("{:.1}", b as f64 / 1e6))
+}
+
 fn main() {
     let args = Args::parse();
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -746,6 +816,13 @@ async fn async_main(args: Args) {
                 per
             );
             rep.idle_bytes_per_conn = Some(per);
+        }
+        if let (false, Target::Rcall { url, app_key, app_secret }) = (args.hostile.is_empty(), target) {
+            let attacker = hostile::Target { url: url.clone(), app_key: app_key.clone(), app_secret: app_secret.clone() };
+            for &rate in &args.rates {
+                run_isolation(&args, target, *pid, &attacker, rate, &mut run).await;
+            }
+            continue;
         }
         for &rate in &args.rates {
             run += 1;
