@@ -17,7 +17,7 @@ cargo build --release -p rcall-server
 LISTEN="${RCALL_LISTEN:-127.0.0.1:8080}"
 DB="${RCALL_DB:-rcall-demo.db}"
 echo
-echo "[demo] open http://${LISTEN}/ in two tabs (or two browsers), log in as e.g. alice and bob, then call."
+echo "[demo] open http://${LISTEN}/ in two tabs (three for a group call), log in as e.g. alice and bob, then call."
 echo "[demo] db: $DB    stop: Ctrl-C"
 echo
 exec target/release/rcall-server --dev --listen "$LISTEN" --db "$DB" "$@"

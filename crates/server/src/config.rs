@@ -116,7 +116,7 @@ pub struct Config {
     pub extra_apps: Vec<AppCredentials>,
     /// SQLite file (created if missing).
     pub db_path: PathBuf,
-    /// Demo mode: enables `GET /dev/token`.
+    /// Demo mode: enables `GET /dev/token` and `POST /dev/group`.
     pub dev: bool,
     /// Served at `/sdk/` (the wasm SDK build).
     pub sdk_dir: PathBuf,

@@ -117,6 +117,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         app = app.merge(
             Router::new()
                 .route("/dev/token", get(api::dev_token))
+                .route("/dev/group", post(api::dev_group))
                 .layer(SetResponseHeaderLayer::overriding(
                     ACCESS_CONTROL_ALLOW_ORIGIN,
                     HeaderValue::from_static("*"),

@@ -50,7 +50,7 @@ async fn main() -> std::process::ExitCode {
             ""
         };
         println!(
-            "WARNING: dev mode is for development only: GET /dev/token hands out tokens to anyone"
+            "WARNING: dev mode is for development only: GET /dev/token hands out tokens to anyone, POST /dev/group edits groups"
         );
         println!("dev app key: {app_key}");
         println!("dev app secret: {app_secret}{well_known}");

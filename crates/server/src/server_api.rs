@@ -1,6 +1,6 @@
 //! The HTTP API: RongCloud's Server API subset (tokens, blocks, blacklists, groups, kicking a
-//! user from a call, ICE servers), the dev-only `GET /dev/token`, `GET /healthz` and
-//! `GET /metrics`.
+//! user from a call, ICE servers), the dev-only `GET /dev/token` and `POST /dev/group`,
+//! `GET /healthz` and `GET /metrics`.
 //!
 //! Compatible with RongCloud's request signing (`App-Key`, `Nonce`, `Timestamp`,
 //! `Signature = hex(SHA1(secret + nonce + timestamp))`) so existing app servers can point at
@@ -503,9 +503,14 @@ async fn group_join_inner(
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
     let (app, form) = signed_form(state, headers, body).await?;
-    let users = user_ids(&form, "userId")?;
-    let group = group_id(&form)?.to_owned();
-    let name = field(&form, "groupName").map(str::to_owned);
+    join_group(state, app, &form).await
+}
+
+/// Adds `userId`s to `groupId` (created if missing), in the database and the routing policy.
+async fn join_group(state: &AppState, app: AppId, form: &Form) -> Result<Json<Value>, ApiError> {
+    let users = user_ids(form, "userId")?;
+    let group = group_id(form)?.to_owned();
+    let name = field(form, "groupName").map(str::to_owned);
     state
         .store
         .group_join(
@@ -640,6 +645,19 @@ pub async fn dev_token(State(state): St, RawQuery(query): RawQuery) -> Response 
             field(&form, "portraitUri"),
         )
         .await
+    }
+    .await;
+    respond(&state.metrics, r)
+}
+
+/// `POST /dev/group` (dev mode only; form as `/group/join.json`: `groupId`, `userId`
+/// (repeatable), `groupName`): joins users to a group of the primary app without Server API
+/// signing, so the demo page can start a group call and invite mid-call by itself (group calls
+/// reach only group members).
+pub async fn dev_group(State(state): St, body: Body) -> Response {
+    let r = async {
+        let body = body.map_err(|e| ApiError::BadRequest(format!("unreadable body: {e}")))?;
+        join_group(&state, 0, &parse_form(&body)?).await
     }
     .await;
     respond(&state.metrics, r)

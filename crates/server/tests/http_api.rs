@@ -233,6 +233,53 @@ async fn dev_token_is_404_without_dev_mode() {
 }
 
 #[tokio::test]
+async fn dev_group_joins_users_without_signing_in_dev_mode_only() {
+    let ts = TestServer::start_with(|c| c.dev = true).await;
+    let form = [("groupId", "g1"), ("userId", "alice"), ("userId", "bob")];
+    let resp = reqwest::Client::new()
+        .post(ts.url("/dev/group"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json(resp).await;
+    assert_eq!((status, body["code"].as_i64()), (200, Some(200)));
+    // Joining again adds (the demo's mid-call invite).
+    let resp = reqwest::Client::new()
+        .post(ts.url("/dev/group"))
+        .form(&[("groupId", "g1"), ("userId", "carol")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json(resp).await.0, 200);
+    let q = api_ok(&ts, "/group/user/query.json", &[("groupId", "g1")]).await;
+    assert_eq!(
+        q["users"],
+        serde_json::json!([{"id": "alice"}, {"id": "bob"}, {"id": "carol"}])
+    );
+    let resp = reqwest::Client::new()
+        .post(ts.url("/dev/group"))
+        .form(&[("userId", "alice")])
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json(resp).await;
+    assert_eq!((status, body["code"].as_i64()), (400, Some(1002)));
+
+    let prod = TestServer::start().await;
+    let resp = reqwest::Client::new()
+        .post(prod.url("/dev/group"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    // Without --dev the path is only the static file service's (which takes GET only).
+    assert_eq!(resp.status().as_u16(), 405);
+    let q = api_ok(&prod, "/group/user/query.json", &[("groupId", "g1")]).await;
+    assert_eq!(q["users"], serde_json::json!([]));
+}
+
+#[tokio::test]
 async fn healthz_is_ok() {
     let ts = TestServer::start().await;
     let resp = reqwest::get(ts.url("/healthz")).await.unwrap();
