@@ -93,8 +93,8 @@ fn f_5_2_4_full_push_config_travels_on_the_wire_with_invites_and_hangups() {
     };
     let hangup_options = PushOptions { force_show_detail_content: Some(true), ..Default::default() };
     sim.command(a, Command::SetPushConfig {
-        call: PushTexts { title: None, content: None, options: Some(options.clone()) },
-        hangup: PushTexts { title: None, content: None, options: Some(hangup_options.clone()) },
+        call: PushTexts { title: None, content: None, options: Some(Box::new(options.clone())) },
+        hangup: PushTexts { title: None, content: None, options: Some(Box::new(hangup_options.clone())) },
     });
     let cmd = sim.call(a, "b", MediaType::Audio);
     let id = call_id(&mut sim, cmd, a);
@@ -109,14 +109,14 @@ fn f_5_2_4_full_push_config_travels_on_the_wire_with_invites_and_hangups() {
             _ => unreachable!(),
         }
     };
-    let invite = wire(&sent[0]);
-    assert_eq!(invite.options.as_ref(), Some(&options));
+    let invite = wire(sent[0]);
+    assert_eq!(invite.options.as_deref(), Some(&options));
     // Title and content keep their defaults: only the vendor part came from setPushConfig.
     assert_eq!(invite.push_title, "您有一条音频通话");
     assert!(invite.push_data.contains("\"callId\""));
     let hangup = sent.iter().find(|s| s.content.object_name() == Some("RC:VCHangup")).unwrap();
     let hangup = wire(hangup);
-    assert_eq!(hangup.options.as_ref(), Some(&hangup_options), "a hangup push with only vendor options is still sent");
+    assert_eq!(hangup.options.as_deref(), Some(&hangup_options), "a hangup push with only vendor options is still sent");
 }
 
 #[test]

@@ -72,7 +72,7 @@ pub enum Command {
 pub struct PushTexts {
     pub title: Option<String>,
     pub content: Option<String>,
-    pub options: Option<PushOptions>,
+    pub options: Option<Box<PushOptions>>,
 }
 
 /// Parameters of an outgoing call.

@@ -175,8 +175,9 @@ pub struct PushConfig {
     pub push_data: String,
     /// The rest of the app's `IPushConfig` (5.2.4: per OS and vendor channel); absent when the
     /// app set none.
-    #[prost(message, optional, tag = "4")]
-    pub options: Option<PushOptions>,
+    /// Boxed: most messages carry none, and frames stay small.
+    #[prost(message, optional, boxed, tag = "4")]
+    pub options: Option<Box<PushOptions>>,
 }
 
 /// `IPushConfig` minus title and content (`setPushConfig`, 5.1.2 / 5.1.3 / 5.2.4). Typed where
