@@ -86,7 +86,7 @@ fn encode(frame: Frame) -> Vec<u8> {
                 directional_user_ids: directional.iter().take(8).map(|u| pick(&USERS, *u).to_string()).collect(),
                 message_type: TYPES[kind as usize % TYPES.len()].to_string(),
                 content,
-                push: push.then(|| PushConfig { push_title: "t".into(), push_content: "c".into(), push_data: String::new() }),
+                push: push.then(|| PushConfig { push_title: "t".into(), push_content: "c".into(), ..Default::default() }),
                 no_receipt,
                 client_seq: u64::from(client_seq),
             })

@@ -134,7 +134,26 @@ export interface RCCallClient {
   registerUserInfo(info?: { name?: string; portraitUri?: string; extra?: string }): void;
   /** Which calls the user's devices are in (`roomId` = call id); code 53308 when the server cannot be asked. */
   getJoinedUserInfo(userId: string): Promise<{ code: number; data?: IJoinedUserInfo[] }>;
-  setPushConfig(callPushConfig?: { pushTitle?: string; pushContent?: string }, hungupPushConfig?: { pushTitle?: string; pushContent?: string }): void;
+  /** Invite and hangup push configs; wrong types throw `[RCCallClient setPushConfig] …`. */
+  setPushConfig(callPushConfig?: IPushConfig | null, hungupPushConfig?: IPushConfig | null): void;
+}
+
+/** CallLib's push config (5.1.2 / 5.1.3 / 5.2.4); unknown keys are passed to the push webhook as is. */
+export interface IPushConfig {
+  pushTitle?: string;
+  pushContent?: string;
+  pushData?: string;
+  iOSConfig?: { threadId?: string; apnsCollapseId?: string; category?: string; richMediaUri?: string; interruptionLevel?: 'passive' | 'active' | 'time-sensitive' | 'critical' };
+  androidConfig?: {
+    notificationId?: string; channelIdMi?: string; miLargeIconUrl?: string; channelIdHW?: string; categoryHW?: string;
+    importanceHW?: 'NORMAL' | 'LOW'; imageUrlHW?: string; channelIdOPPO?: string; typeVivo?: '0' | '1'; categoryVivo?: string;
+    googleConfig?: { collapseKey?: string; imageUrl?: string; priority?: string; channelId?: string; [key: string]: unknown };
+    importanceHonor?: 'NORMAL' | 'LOW'; imageUrlHonor?: string;
+  };
+  harmonyOSConfig?: { imageUrl?: string; category?: string };
+  disablePushTitle?: boolean;
+  forceShowDetailContent?: boolean;
+  templateId?: string;
 }
 
 export interface IRCCallInitOptions {

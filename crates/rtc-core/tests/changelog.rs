@@ -41,7 +41,7 @@ fn f_5_0_7_extra_and_custom_push_texts_travel_with_the_invite() {
 fn f_5_1_2_set_push_config_applies_to_invites_and_hangups() {
     let mut sim = Sim::new();
     let (a, _b) = (sim.add_device("a"), sim.add_device("b"));
-    let texts = |t: &str| PushTexts { title: Some(t.into()), content: None };
+    let texts = |t: &str| PushTexts { title: Some(t.into()), content: None, options: None };
     sim.command(a, Command::SetPushConfig { call: texts("incoming"), hangup: texts("missed") });
     let cmd = sim.call(a, "b", MediaType::AudioVideo);
     let id = call_id(&mut sim, cmd, a);
@@ -63,6 +63,60 @@ fn f_5_1_2_set_push_config_applies_to_invites_and_hangups() {
     assert!(sim.sent(a).iter().filter(|s| s.content.object_name() == Some("RC:VCHangup")).all(|s| s.push.is_none()));
     // The default title follows the language and the media type.
     assert_eq!(sim.sent(a)[0].push.as_ref().unwrap().push_title, "您有一条音频通话");
+}
+
+#[test]
+fn f_5_2_4_full_push_config_travels_on_the_wire_with_invites_and_hangups() {
+    use prost::Message as _;
+    use rtc_core::proto::{AndroidPushConfig, ClientFrame, HarmonyOsPushConfig, IosPushConfig, PushOptions};
+    let mut sim = Sim::new();
+    let (a, _b) = (sim.add_device("a"), sim.add_device("b"));
+    let options = PushOptions {
+        push_data: Some("app-data".into()),
+        ios_config: Some(IosPushConfig {
+            thread_id: Some("t1".into()),
+            interruption_level: Some("time-sensitive".into()),
+            ..Default::default()
+        }),
+        android_config: Some(AndroidPushConfig {
+            category_hw: Some("VOIP".into()),
+            category_vivo: Some("IM".into()),
+            importance_hw: Some("NORMAL".into()),
+            google_config_json: Some("{\"collapseKey\":\"c\"}".into()),
+            extra_json: "{\"channelIdNew\":\"x\"}".into(),
+            ..Default::default()
+        }),
+        harmony_os_config: Some(HarmonyOsPushConfig { category: Some("VOIP".into()), ..Default::default() }),
+        disable_push_title: Some(false),
+        template_id: Some("tpl".into()),
+        ..Default::default()
+    };
+    let hangup_options = PushOptions { force_show_detail_content: Some(true), ..Default::default() };
+    sim.command(a, Command::SetPushConfig {
+        call: PushTexts { title: None, content: None, options: Some(Box::new(options.clone())) },
+        hangup: PushTexts { title: None, content: None, options: Some(Box::new(hangup_options.clone())) },
+    });
+    let cmd = sim.call(a, "b", MediaType::Audio);
+    let id = call_id(&mut sim, cmd, a);
+    sim.hangup(a, &id);
+    sim.run_for(100);
+    let sent = sim.sent(a);
+    // Through the envelope's bytes, as the server sees it.
+    let wire = |s: &rtc_core::engine::OutgoingSignal| {
+        let frame = ClientFrame { body: Some(rtc_core::proto::client_frame::Body::Send(s.to_send_message())) };
+        match ClientFrame::decode(frame.encode_to_vec().as_slice()).unwrap().body {
+            Some(rtc_core::proto::client_frame::Body::Send(m)) => m.push.unwrap(),
+            _ => unreachable!(),
+        }
+    };
+    let invite = wire(sent[0]);
+    assert_eq!(invite.options.as_deref(), Some(&options));
+    // Title and content keep their defaults: only the vendor part came from setPushConfig.
+    assert_eq!(invite.push_title, "您有一条音频通话");
+    assert!(invite.push_data.contains("\"callId\""));
+    let hangup = sent.iter().find(|s| s.content.object_name() == Some("RC:VCHangup")).unwrap();
+    let hangup = wire(hangup);
+    assert_eq!(hangup.options.as_deref(), Some(&hangup_options), "a hangup push with only vendor options is still sent");
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! `RCCallClient`: what `installPlugin(RCCall.installer, options)` returns.
 
-use rtc_core::engine::{CallRequest, Command, PushTexts};
+use rtc_core::engine::{CallRequest, Command};
 use rtc_core::proto::{conversation_type, UserProfile};
 use rtc_core::types::MediaType;
 use wasm_bindgen::prelude::*;
@@ -31,12 +31,14 @@ impl RCCallClient {
         start(params, true)
     }
 
-    /// Push texts for invites and hangups (`{pushTitle, pushContent}` each); per-call
-    /// `pushTitle`/`pushContent` still win.
+    /// Push configs (`IPushConfig`: texts plus per OS / vendor channel) for invites and
+    /// hangups; per-call `pushTitle`/`pushContent` still win. Wrong types throw (see
+    /// [`crate::push`]).
     #[wasm_bindgen(js_name = setPushConfig)]
-    pub fn set_push_config(&self, call_push: JsValue, hangup_push: JsValue) {
-        let texts = |v: &JsValue| PushTexts { title: js::get_string(v, "pushTitle"), content: js::get_string(v, "pushContent") };
-        rt().set_push(texts(&call_push), texts(&hangup_push));
+    pub fn set_push_config(&self, call_push: JsValue, hangup_push: JsValue) -> Result<(), JsValue> {
+        let (call, hangup) = crate::push::parse_pair(&call_push, &hangup_push).map_err(|m| js::js_error(&m))?;
+        rt().set_push(call, hangup);
+        Ok(())
     }
 
     /// Which calls `userId`'s devices are in: `{code: 0, data: [{deviceId, roomId, joinTime}]}`

@@ -18,6 +18,7 @@ mod im;
 mod joined;
 mod js;
 mod media;
+mod push;
 mod runtime;
 mod session;
 mod track;

@@ -74,6 +74,17 @@ pub const DEFAULT_OFFLINE_MAX_BYTES: u64 = 1 << 30;
 /// stored copy are refused (`SendResult` 40509) instead of queueing memory without bound;
 /// live delivery goes on.
 pub const DEFAULT_STORE_QUEUE_MAX: usize = 20_000;
+/// Default cap on offline pushes waiting for, or being retried against, the push webhooks: a
+/// backend that is down costs at most this many pushes in memory; past it pushes are dropped
+/// (`rcall_push_dropped_total`).
+pub const DEFAULT_PUSH_QUEUE_MAX: usize = 10_000;
+/// Default attempts per offline push (the first included): with the default base, retries span
+/// about a minute, while a ringing call is still worth announcing.
+pub const DEFAULT_PUSH_MAX_ATTEMPTS: u32 = 6;
+/// Default pause after a push's first failed attempt (doubling after each further one).
+pub const DEFAULT_PUSH_RETRY_BASE: Duration = Duration::from_secs(1);
+/// Default time one push webhook request may take.
+pub const DEFAULT_PUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One app (tenant) the server serves. Apps never see each other's users, groups or messages.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
@@ -82,6 +93,9 @@ pub struct AppCredentials {
     pub key: String,
     /// Signs this app's tokens and Server API requests. Never logged.
     pub secret: String,
+    /// Where offline pushes of this app go (`http://…`; see [`crate::push`]). None: no push.
+    #[serde(default)]
+    pub push_webhook_url: Option<String>,
 }
 
 impl std::fmt::Debug for AppCredentials {
@@ -89,8 +103,17 @@ impl std::fmt::Debug for AppCredentials {
         f.debug_struct("AppCredentials")
             .field("key", &self.key)
             .field("secret", &"<redacted>")
+            .field(
+                "push_webhook_url",
+                &self.push_webhook_url.as_deref().map(redact_query),
+            )
             .finish()
     }
+}
+
+/// A URL without its query (which may carry a token).
+fn redact_query(url: &str) -> &str {
+    url.split_once('?').map_or(url, |(base, _)| base)
 }
 
 /// Log output format of the binary.
@@ -114,6 +137,16 @@ pub struct Config {
     pub app_secret: String,
     /// More apps served by the same process (config file `[[apps]]`).
     pub extra_apps: Vec<AppCredentials>,
+    /// The primary app's push webhook ([`crate::push`]); extra apps set theirs in `[[apps]]`.
+    pub push_webhook_url: Option<String>,
+    /// Offline pushes queued or retrying at most ([`DEFAULT_PUSH_QUEUE_MAX`]).
+    pub push_queue_max: usize,
+    /// Attempts per offline push ([`DEFAULT_PUSH_MAX_ATTEMPTS`]).
+    pub push_max_attempts: u32,
+    /// First pause between attempts, doubling ([`DEFAULT_PUSH_RETRY_BASE`]).
+    pub push_retry_base: Duration,
+    /// Time one webhook request may take ([`DEFAULT_PUSH_TIMEOUT`]).
+    pub push_timeout: Duration,
     /// SQLite file (created if missing).
     pub db_path: PathBuf,
     /// Demo mode: enables `GET /dev/token` and `POST /dev/group`.
@@ -207,6 +240,10 @@ impl std::fmt::Debug for Config {
             .field("app_key", &self.app_key)
             .field("app_secret", &"<redacted>")
             .field("extra_apps", &self.extra_apps)
+            .field(
+                "push_webhook_url",
+                &self.push_webhook_url.as_deref().map(redact_query),
+            )
             .field("db_path", &self.db_path)
             .field("dev", &self.dev)
             .field("turn_urls", &self.turn_urls)
@@ -230,6 +267,11 @@ impl Config {
             app_key: app_key.into(),
             app_secret: app_secret.into(),
             extra_apps: Vec::new(),
+            push_webhook_url: None,
+            push_queue_max: DEFAULT_PUSH_QUEUE_MAX,
+            push_max_attempts: DEFAULT_PUSH_MAX_ATTEMPTS,
+            push_retry_base: DEFAULT_PUSH_RETRY_BASE,
+            push_timeout: DEFAULT_PUSH_TIMEOUT,
             db_path: PathBuf::from("rcall.db"),
             dev: false,
             sdk_dir: PathBuf::from("npm/dist/cdn"),
@@ -278,6 +320,7 @@ impl Config {
         let mut v = vec![AppCredentials {
             key: self.app_key.clone(),
             secret: self.app_secret.clone(),
+            push_webhook_url: self.push_webhook_url.clone(),
         }];
         v.extend(self.extra_apps.iter().cloned());
         v
@@ -307,6 +350,9 @@ impl Config {
                 return Err(ConfigError::Invalid(
                     "every app needs a non-empty key and secret".into(),
                 ));
+            }
+            if let Some(url) = &a.push_webhook_url {
+                check_webhook_url(&a.key, url)?;
             }
             if apps[..i].iter().any(|b| b.key == a.key) {
                 return Err(ConfigError::Invalid(format!(
@@ -347,12 +393,32 @@ impl Config {
                 "ping interval must be > 0 and below the dead-after time".into(),
             ));
         }
+        if self.push_queue_max == 0 || self.push_max_attempts == 0 || self.push_timeout.is_zero() {
+            return Err(ConfigError::Invalid(
+                "push queue size, attempts and timeout must be > 0".into(),
+            ));
+        }
         if self.turn_ttl.is_zero() {
             return Err(ConfigError::Invalid(
                 "TURN credential TTL must be > 0".into(),
             ));
         }
         Ok(())
+    }
+}
+
+/// A push webhook must be an absolute `http://` URL: the server speaks plain HTTP to it (put
+/// the receiver on a private network, or behind a local TLS-terminating proxy).
+fn check_webhook_url(app: &str, url: &str) -> Result<(), ConfigError> {
+    match reqwest::Url::parse(url) {
+        Ok(u) if u.scheme() == "http" && u.host_str().is_some() => Ok(()),
+        Ok(u) => Err(ConfigError::Invalid(format!(
+            "push webhook of app {app:?}: scheme {:?} is not supported (http:// only)",
+            u.scheme()
+        ))),
+        Err(e) => Err(ConfigError::Invalid(format!(
+            "push webhook of app {app:?} is not a URL: {e}"
+        ))),
     }
 }
 
@@ -380,9 +446,11 @@ pub enum ConfigError {
 /// db = "/var/lib/rcall/rcall.db"
 /// turn_urls = ["turn:turn.example.com:3478?transport=udp"]
 /// turn_secret = "…"
+/// push_webhook_url = "http://10.0.0.5:9000/rcall/push"   # offline pushes (crate::push)
 /// [[apps]]            # more tenants
 /// key = "other-app"
 /// secret = "…"
+/// push_webhook_url = "http://10.0.0.6:9000/push"
 /// ```
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -426,6 +494,11 @@ pub struct FileConfig {
     pub offline_quota_window_secs: Option<u64>,
     pub offline_max_bytes: Option<u64>,
     pub store_queue_max: Option<usize>,
+    pub push_webhook_url: Option<String>,
+    pub push_queue_max: Option<usize>,
+    pub push_max_attempts: Option<u32>,
+    pub push_retry_base_ms: Option<u64>,
+    pub push_timeout_ms: Option<u64>,
     #[serde(default)]
     pub apps: Vec<AppCredentials>,
 }
@@ -572,6 +645,20 @@ pub struct Cli {
     /// [env: RCALL_OFFLINE_MAX_BYTES]
     #[arg(long)]
     pub offline_max_bytes: Option<u64>,
+    /// The primary app's offline push webhook (http:// URL; invites for users with no online
+    /// device are POSTed there, signed like RongCloud callbacks) [env: RCALL_PUSH_WEBHOOK_URL]
+    #[arg(long)]
+    pub push_webhook_url: Option<String>,
+    /// Offline pushes queued or retrying at most [default: 10000] [env: RCALL_PUSH_QUEUE_MAX]
+    #[arg(long)]
+    pub push_queue_max: Option<usize>,
+    /// Attempts per offline push [default: 6] [env: RCALL_PUSH_MAX_ATTEMPTS]
+    #[arg(long)]
+    pub push_max_attempts: Option<u32>,
+    /// First pause between push attempts, ms, doubling [default: 1000]
+    /// [env: RCALL_PUSH_RETRY_BASE_MS]
+    #[arg(long)]
+    pub push_retry_base_ms: Option<u64>,
     /// Ping a connection silent this long, ms (tests) [env: RCALL_PING_INTERVAL_MS]
     #[arg(long, hide = true)]
     pub ping_interval_ms: Option<u64>,
@@ -881,6 +968,35 @@ impl Cli {
         if let Some(v) = file.store_queue_max {
             c.store_queue_max = v;
         }
+        c.push_webhook_url = non_empty(layer!(
+            non_empty(self.push_webhook_url),
+            "RCALL_PUSH_WEBHOOK_URL",
+            file.push_webhook_url
+        ));
+        if let Some(v) = layer!(
+            self.push_queue_max,
+            "RCALL_PUSH_QUEUE_MAX",
+            file.push_queue_max
+        ) {
+            c.push_queue_max = v;
+        }
+        if let Some(v) = layer!(
+            self.push_max_attempts,
+            "RCALL_PUSH_MAX_ATTEMPTS",
+            file.push_max_attempts
+        ) {
+            c.push_max_attempts = v;
+        }
+        if let Some(v) = layer!(
+            self.push_retry_base_ms,
+            "RCALL_PUSH_RETRY_BASE_MS",
+            file.push_retry_base_ms
+        ) {
+            c.push_retry_base = Duration::from_millis(v);
+        }
+        if let Some(v) = file.push_timeout_ms {
+            c.push_timeout = Duration::from_millis(v);
+        }
         if let Some(v) = layer!(self.ping_interval_ms, "RCALL_PING_INTERVAL_MS", None) {
             c.ping_interval = Duration::from_millis(v);
         }
@@ -978,6 +1094,66 @@ mod tests {
             &[("RCALL_LISTEN", "nope")]
         )
         .is_err());
+    }
+
+    #[test]
+    fn push_webhooks_per_app_from_file_env_and_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rcall.toml");
+        std::fs::write(
+            &path,
+            "dev = true\npush_webhook_url = \"http://file/push\"\npush_retry_base_ms = 250\n\
+             push_timeout_ms = 900\n[[apps]]\nkey = \"k2\"\nsecret = \"s2\"\n\
+             push_webhook_url = \"http://10.0.0.6:9000/push?token=secret\"\n",
+        )
+        .unwrap();
+        let file = path.to_str().unwrap();
+        let c = build(&["--config", file]).unwrap();
+        let apps = c.apps();
+        assert_eq!(
+            apps[0].push_webhook_url.as_deref(),
+            Some("http://file/push")
+        );
+        assert_eq!(
+            apps[1].push_webhook_url.as_deref(),
+            Some("http://10.0.0.6:9000/push?token=secret")
+        );
+        assert_eq!(c.push_retry_base, Duration::from_millis(250));
+        assert_eq!(c.push_timeout, Duration::from_millis(900));
+        assert_eq!(c.push_max_attempts, DEFAULT_PUSH_MAX_ATTEMPTS);
+        assert!(
+            !format!("{c:?}").contains("token=secret"),
+            "queries are redacted"
+        );
+        let vars = [
+            ("RCALL_PUSH_WEBHOOK_URL", "http://env/push"),
+            ("RCALL_PUSH_MAX_ATTEMPTS", "3"),
+        ];
+        let c = build_env(&["--config", file], &vars).unwrap();
+        assert_eq!(c.push_webhook_url.as_deref(), Some("http://env/push"));
+        assert_eq!(c.push_max_attempts, 3);
+        let c = build_env(
+            &[
+                "--config",
+                file,
+                "--push-webhook-url",
+                "http://flag/p",
+                "--push-queue-max",
+                "5",
+            ],
+            &vars,
+        )
+        .unwrap();
+        assert_eq!(
+            (c.push_webhook_url.as_deref(), c.push_queue_max),
+            (Some("http://flag/p"), 5)
+        );
+        // Plain HTTP only; garbage and zero sizes are refused.
+        for bad in ["https://x/push", "not a url", "ftp://x/"] {
+            let e = build(&["--dev", "--push-webhook-url", bad]).unwrap_err();
+            assert!(e.to_string().contains("push webhook"), "{bad}: {e}");
+        }
+        assert!(build(&["--dev", "--push-queue-max", "0"]).is_err());
     }
 
     #[test]
@@ -1097,6 +1273,7 @@ secret = "second-secret-0123456789"
         c.extra_apps.push(AppCredentials {
             key: "k2".into(),
             secret: "short".into(),
+            push_webhook_url: None,
         });
         assert!(c.validate().is_err());
     }
@@ -1115,6 +1292,7 @@ secret = "second-secret-0123456789"
         c.extra_apps.push(AppCredentials {
             key: "k2".into(),
             secret: "another-secret".into(),
+            push_webhook_url: None,
         });
         let s = format!("{c:?}");
         assert!(!s.contains("super-secret-value") && !s.contains("turn-secret-value"));

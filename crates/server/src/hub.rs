@@ -837,6 +837,8 @@ pub struct Hub {
     seq_floor: AtomicU64,
     /// Shutting down: no new connections.
     closing: std::sync::atomic::AtomicBool,
+    /// Offline pushes to the apps' webhooks (none configured: unset).
+    pusher: std::sync::OnceLock<Arc<crate::push::Pusher>>,
 }
 
 impl Hub {
@@ -880,7 +882,13 @@ impl Hub {
             next_conn: AtomicU64::new(0),
             seq_floor: AtomicU64::new(seq_floor.saturating_add(1)),
             closing: std::sync::atomic::AtomicBool::new(false),
+            pusher: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Hands offline pushes of accepted messages to `pusher` (once, at startup).
+    pub fn set_pusher(&self, pusher: Arc<crate::push::Pusher>) {
+        let _ = self.pusher.set(pusher);
     }
 
     pub fn app_by_key(&self, key: &str) -> Option<AppId> {
@@ -1316,6 +1324,19 @@ impl Hub {
         let call_msg =
             rooms::parse(&msg.message_type, &msg.content).map_err(RouteError::InvalidParameter)?;
 
+        // Offline push: only for push-carrying invites, member invites and hangups of an app
+        // with a webhook (the recipients' online state is read under the lock below).
+        let pusher = self.pusher.get().filter(|p| {
+            msg.push.is_some()
+                && p.wants(from.app)
+                && call_msg.as_ref().is_some_and(|m| {
+                    matches!(
+                        m.kind,
+                        rooms::Kind::Invite | rooms::Kind::ModifyMem | rooms::Kind::Hangup
+                    )
+                })
+        });
+
         let shard = &self.apps[from.app];
         let mut guard = self.table(from.app);
         let t = &mut *guard;
@@ -1431,6 +1452,19 @@ impl Hub {
                     }
                 })?;
         }
+        // Recipients with no online device, as for stored copies.
+        let offline: Vec<String> = match pusher {
+            Some(_) => recipients
+                .iter()
+                .filter(|r| {
+                    t.users
+                        .get(**r)
+                        .is_none_or(|st| !st.conns.iter().any(|c| c.live))
+                })
+                .map(|r| (*r).to_owned())
+                .collect(),
+            None => Vec::new(),
+        };
         let sent_time = t.clock.next(now);
         let message_uid = t.uids.next_uid();
         let accepted = Instant::now();
@@ -1486,6 +1520,23 @@ impl Hub {
         let (delivered_to, ticket) = (ctx.delivered_to, ctx.ticket);
         drop(guard);
         Metrics::inc(&self.metrics.messages_routed);
+        if let (Some(pusher), Some(push), false) = (pusher, &msg.push, offline.is_empty()) {
+            pusher.enqueue(
+                from.app,
+                crate::push::PushedMessage {
+                    message_type: &template.message_type,
+                    message_uid: &message_uid,
+                    from_user_id: &from.user_id,
+                    conversation_type: template.conversation_type,
+                    target_id: &template.target_id,
+                    channel_id: &template.channel_id,
+                    content: &template.content,
+                    push,
+                    offline: &offline,
+                    sent_time,
+                },
+            );
+        }
         Ok(Accepted {
             sent_time,
             message_uid,

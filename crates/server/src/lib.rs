@@ -20,6 +20,8 @@
 //! - No signal lost: resends are recognised by `(instance, client_seq)` and confirmations wait
 //!   for the store's commit ([`store`] tickets), so what was confirmed survives a crash.
 //! - Media: TURN REST credentials and STUN URLs for clients ([`ice`]).
+//! - Offline push: invites (and hangups with a push config) for users with no online device go
+//!   to the app's push webhook, signed, queued and retried off the routing path ([`push`]).
 //! - Operations: one binary configured by file, env and flags ([`config`]); tracing logs that
 //!   never contain tokens or secrets; `/healthz`; Prometheus `/metrics` ([`metrics`]); graceful
 //!   shutdown that drains connections; state that survives restarts.
@@ -34,6 +36,7 @@ pub mod hub;
 pub mod ice;
 pub mod listener;
 pub mod metrics;
+pub mod push;
 pub mod rooms;
 pub mod server_api;
 pub mod static_files;
@@ -196,6 +199,22 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<RunningServe
         .map(|a| (a.key, a.secret))
         .collect();
     let hub = Hub::new(apps, limits, store.clone(), metrics.clone(), floor);
+    let shutdown = CancellationToken::new();
+    let hooks: Vec<_> = config
+        .apps()
+        .into_iter()
+        .map(|a| (a.key, a.secret, a.push_webhook_url))
+        .collect();
+    if hooks.iter().any(|h| h.2.is_some()) {
+        let settings = push::PushSettings {
+            queue_max: config.push_queue_max,
+            max_attempts: config.push_max_attempts,
+            retry_base: config.push_retry_base,
+            timeout: config.push_timeout,
+        };
+        let pusher = push::Pusher::start(hooks, settings, metrics.clone(), shutdown.clone());
+        hub.set_pusher(pusher);
+    }
     for (i, app) in hub.apps().iter().enumerate() {
         let rows = store.load_policy(&app.key).await?;
         hub.load_policy(i, rows);
@@ -219,7 +238,7 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<RunningServe
         metrics,
         nonces,
         liveness: ws::Liveness::default(),
-        shutdown: CancellationToken::new(),
+        shutdown,
         kill: CancellationToken::new(),
         tracker: TaskTracker::new(),
     });

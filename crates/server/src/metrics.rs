@@ -29,6 +29,16 @@ pub struct Metrics {
     pub accept_errors: AtomicU64,
     /// Most items one replay ever had queued for its connection at once (one page at most).
     pub replay_peak_queue: AtomicU64,
+    /// Offline pushes queued for an app's webhook ([`crate::push`]).
+    pub push_enqueued: AtomicU64,
+    /// Offline pushes the webhook took (2xx).
+    pub push_delivered: AtomicU64,
+    /// Failed webhook attempts that were retried.
+    pub push_retries: AtomicU64,
+    /// Offline pushes given up (out of attempts, or refused with a 4xx).
+    pub push_failed: AtomicU64,
+    /// Offline pushes dropped because the push queue was full.
+    pub push_dropped: AtomicU64,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_ns: AtomicU64,
@@ -141,6 +151,36 @@ impl Metrics {
             "rcall_api_requests_total",
             "Server API requests.",
             get(&self.api_requests),
+        );
+        counter(
+            &mut s,
+            "rcall_push_enqueued_total",
+            "Offline pushes queued for the app's push webhook.",
+            get(&self.push_enqueued),
+        );
+        counter(
+            &mut s,
+            "rcall_push_delivered_total",
+            "Offline pushes the push webhook accepted.",
+            get(&self.push_delivered),
+        );
+        counter(
+            &mut s,
+            "rcall_push_retries_total",
+            "Failed push webhook attempts that were retried.",
+            get(&self.push_retries),
+        );
+        counter(
+            &mut s,
+            "rcall_push_failed_total",
+            "Offline pushes given up (out of attempts or refused).",
+            get(&self.push_failed),
+        );
+        counter(
+            &mut s,
+            "rcall_push_dropped_total",
+            "Offline pushes dropped because the push queue was full.",
+            get(&self.push_dropped),
         );
         let _ = writeln!(
             s,

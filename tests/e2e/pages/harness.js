@@ -306,6 +306,9 @@
     return startCall('call', { targetId: targetId, mediaType: mediaType }, { targetId: targetId, mediaType: mediaType });
   };
 
+  // call() with more params (pushTitle, pushContent, extra…).
+  H.callWith = function (params) { return startCall('call', params, params); };
+
   // H.call at wall-clock time `at` (Date.now() ms, the same clock in every page and in node):
   // lets two pages dial within ~1 ms of each other, much closer than two page.evaluate calls.
   H.callAt = function (at, targetId, mediaType) {

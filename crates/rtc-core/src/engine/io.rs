@@ -2,7 +2,7 @@
 
 use super::event::CallEvent;
 use super::media::{MediaAction, MediaEvent};
-use crate::proto::{CallContent, PushConfig, SendMessage, UserProfile};
+use crate::proto::{CallContent, PushConfig, PushOptions, SendMessage, UserProfile};
 use crate::types::MediaType;
 
 /// Milliseconds since the Unix epoch, on the local clock unless named otherwise.
@@ -66,11 +66,13 @@ pub enum Command {
     ChangeMicrophone { call_id: String },
 }
 
-/// Push title and content an app chose; `None` keeps the default.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Push title and content an app chose (`None` keeps the default), and for `setPushConfig` the
+/// rest of its `IPushConfig` (per OS / vendor channel).
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct PushTexts {
     pub title: Option<String>,
     pub content: Option<String>,
+    pub options: Option<Box<PushOptions>>,
 }
 
 /// Parameters of an outgoing call.

@@ -22,7 +22,7 @@ impl Engine {
                 self.done(id, error_code::SUCCESS, None);
             }
             Command::Invite { call_id, user_ids, extra, push_title, push_content } => {
-                self.invite_members(id, &call_id, user_ids, extra, super::PushTexts { title: push_title, content: push_content })
+                self.invite_members(id, &call_id, user_ids, extra, super::PushTexts { title: push_title, content: push_content, options: None })
             }
             Command::DescendAbility { call_id } => self.descend(id, &call_id),
             Command::MuteTrack { call_id, kind, muted } => self.mute_track(id, &call_id, kind, muted),
@@ -90,7 +90,7 @@ impl Engine {
         let me = self.cfg.self_id.clone();
         let Some(call) = self.calls.get(call_id) else { return };
         let invitees = call.remote_ids(&me);
-        let texts = super::PushTexts { title: call.push_title.clone(), content: call.push_content.clone() };
+        let texts = super::PushTexts { title: call.push_title.clone(), content: call.push_content.clone(), options: None };
         let body = Body::Invite(proto::Invite {
             engine_type: proto::ENGINE_TYPE,
             channel_info: Some(ChannelInfo { id: call_id.to_string(), key: String::new() }),
@@ -410,7 +410,7 @@ impl Engine {
     /// Push data of a hangup: only when the app set `hungupPushConfig` (spec B.5, 5.1.2).
     pub(super) fn hangup_push(&self, call_id: &str, reason: i32) -> Option<PushConfig> {
         let texts = &self.hangup_push;
-        if texts.title.is_none() && texts.content.is_none() {
+        if *texts == super::PushTexts::default() {
             return None;
         }
         let data = format!("{{\"callId\":{},\"reason\":{reason}}}", json_string(call_id));
@@ -418,6 +418,7 @@ impl Engine {
             push_title: texts.title.clone().unwrap_or_default(),
             push_content: texts.content.clone().unwrap_or_else(|| data.clone()),
             push_data: data,
+            options: texts.options.clone(),
         })
     }
 
@@ -445,6 +446,9 @@ impl Engine {
             push_title: title.unwrap_or_else(|| default_title.to_string()),
             push_content: content.unwrap_or_else(|| data.clone()),
             push_data: data,
+            // Per-call params carry only title and content; the per-OS / vendor part is the
+            // app's `setPushConfig` (5.2.4).
+            options: self.call_push.options.clone(),
         }
     }
 }

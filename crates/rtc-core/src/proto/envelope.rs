@@ -160,15 +160,121 @@ pub struct SendMessage {
     pub client_seq: u64,
 }
 
-/// Push notification data attached to invite-type messages (spec B.5).
+/// Push notification data attached to invite-type messages and, after `setPushConfig`, to
+/// hangups (spec B.5). The server hands it to the app's push webhook for recipients with no
+/// online device.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct PushConfig {
     #[prost(string, tag = "1")]
     pub push_title: String,
     #[prost(string, tag = "2")]
     pub push_content: String,
+    /// The call's data for mobile CallLibs: `{"mediaType","userIdList","callId"}` (invites) or
+    /// `{"callId","reason"}` (hangups).
     #[prost(string, tag = "3")]
     pub push_data: String,
+    /// The rest of the app's `IPushConfig` (5.2.4: per OS and vendor channel); absent when the
+    /// app set none.
+    /// Boxed: most messages carry none, and frames stay small.
+    #[prost(message, optional, boxed, tag = "4")]
+    pub options: Option<Box<PushOptions>>,
+}
+
+/// `IPushConfig` minus title and content (`setPushConfig`, 5.1.2 / 5.1.3 / 5.2.4). Typed where
+/// CallLib's engine types it; keys it does not know travel as JSON so a newer app's vendor
+/// fields still reach its push backend.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PushOptions {
+    /// The app's own `pushData` (the call's data stays in [`PushConfig::push_data`], which
+    /// mobile CallLibs read).
+    #[prost(string, optional, tag = "1")]
+    pub push_data: Option<String>,
+    #[prost(message, optional, tag = "2")]
+    pub ios_config: Option<IosPushConfig>,
+    #[prost(message, optional, tag = "3")]
+    pub android_config: Option<AndroidPushConfig>,
+    #[prost(message, optional, tag = "4")]
+    pub harmony_os_config: Option<HarmonyOsPushConfig>,
+    #[prost(bool, optional, tag = "5")]
+    pub disable_push_title: Option<bool>,
+    #[prost(bool, optional, tag = "6")]
+    pub force_show_detail_content: Option<bool>,
+    #[prost(string, optional, tag = "7")]
+    pub template_id: Option<String>,
+    /// Other top-level keys: a JSON object (empty = none).
+    #[prost(string, tag = "15")]
+    pub extra_json: String,
+}
+
+/// `IPushConfig.iOSConfig`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct IosPushConfig {
+    #[prost(string, optional, tag = "1")]
+    pub thread_id: Option<String>,
+    #[prost(string, optional, tag = "2")]
+    pub apns_collapse_id: Option<String>,
+    #[prost(string, optional, tag = "3")]
+    pub category: Option<String>,
+    #[prost(string, optional, tag = "4")]
+    pub rich_media_uri: Option<String>,
+    /// `passive` | `active` | `time-sensitive` | `critical`.
+    #[prost(string, optional, tag = "5")]
+    pub interruption_level: Option<String>,
+    /// Other keys: a JSON object (empty = none).
+    #[prost(string, tag = "15")]
+    pub extra_json: String,
+}
+
+/// `IPushConfig.androidConfig`: one field per vendor channel.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct AndroidPushConfig {
+    #[prost(string, optional, tag = "1")]
+    pub notification_id: Option<String>,
+    #[prost(string, optional, tag = "2")]
+    pub channel_id_mi: Option<String>,
+    #[prost(string, optional, tag = "3")]
+    pub mi_large_icon_url: Option<String>,
+    #[prost(string, optional, tag = "4")]
+    pub channel_id_hw: Option<String>,
+    /// Huawei message category (5.1.2).
+    #[prost(string, optional, tag = "5")]
+    pub category_hw: Option<String>,
+    /// `NORMAL` | `LOW`.
+    #[prost(string, optional, tag = "6")]
+    pub importance_hw: Option<String>,
+    #[prost(string, optional, tag = "7")]
+    pub image_url_hw: Option<String>,
+    #[prost(string, optional, tag = "8")]
+    pub channel_id_oppo: Option<String>,
+    /// vivo: `"0"` operational, `"1"` system message.
+    #[prost(string, optional, tag = "9")]
+    pub type_vivo: Option<String>,
+    /// vivo message category (5.1.3).
+    #[prost(string, optional, tag = "10")]
+    pub category_vivo: Option<String>,
+    /// FCM (`googleConfig`): a JSON object, passed through (its keys vary by version).
+    #[prost(string, optional, tag = "11")]
+    pub google_config_json: Option<String>,
+    /// `NORMAL` | `LOW`.
+    #[prost(string, optional, tag = "12")]
+    pub importance_honor: Option<String>,
+    #[prost(string, optional, tag = "13")]
+    pub image_url_honor: Option<String>,
+    /// Other keys: a JSON object (empty = none).
+    #[prost(string, tag = "15")]
+    pub extra_json: String,
+}
+
+/// `IPushConfig.harmonyOSConfig`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct HarmonyOsPushConfig {
+    #[prost(string, optional, tag = "1")]
+    pub image_url: Option<String>,
+    #[prost(string, optional, tag = "2")]
+    pub category: Option<String>,
+    /// Other keys: a JSON object (empty = none).
+    #[prost(string, tag = "15")]
+    pub extra_json: String,
 }
 
 /// The client has processed every delivered message up to and including `seq`.

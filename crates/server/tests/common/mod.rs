@@ -99,6 +99,7 @@ pub fn with_second_app(c: &mut Config) {
     c.extra_apps.push(rcall_server::config::AppCredentials {
         key: APP2_KEY.into(),
         secret: APP2_SECRET.into(),
+        push_webhook_url: None,
     });
 }
 
