@@ -393,11 +393,11 @@ impl Engine {
             let summary = self.end_call(call_id, end_reason::NO_RESPONSE, true);
             return self.close_event(call_id, summary);
         }
-        call.users.remove(user);
+        let profile = call.users.remove(user).map(|m| m.profile).unwrap_or_default();
         call.timed_out.push(user.to_string());
         call.left.push(user.to_string());
         let remaining = call.users.len();
-        let sender = Sender { user_id: user.to_string(), profile: UserProfile::default() };
+        let sender = Sender { user_id: user.to_string(), profile };
         let reason = end_reason::REMOTE_NO_RESPONSE;
         if remaining < 2 {
             // Caller side: the last invitee never answered; end silently (no hangup sent, and

@@ -106,7 +106,7 @@ impl Engine {
         m.state = crate::types::UserState::Keeping;
         m.ring_deadline = None;
         m.device_id = Some(peer.device_id.clone());
-        let sender = super::Sender { user_id: peer.user_id.clone(), profile: Default::default() };
+        let sender = super::Sender { user_id: peer.user_id.clone(), profile: m.profile.clone() };
         self.emit(CallEvent::Accept { call_id: call_id.to_string(), sender });
     }
 
