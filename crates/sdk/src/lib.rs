@@ -193,6 +193,7 @@ pub fn install_call(options: JsValue) -> Result<RCCallClient, JsValue> {
     let on_session = js::get_function(&options, "onSession").ok_or_else(|| js::js_error("onSession"))?;
     let on_session_close =
         js::get_function(&options, "onSessionClose").ok_or_else(|| js::js_error("onSessionClose"))?;
+    js::set_log_config(log_config(&options));
     let lang = js::get_string(&options, "lang").unwrap_or_else(|| "zh".into());
     let camera_off = js::get(&options, "isOffCameraWhenVideoDisable").as_bool().unwrap_or(true);
     let demotion = js::get(&options, "isAllowDemotionGetStream").as_bool().unwrap_or(false);
@@ -206,6 +207,22 @@ pub fn install_call(options: JsValue) -> Result<RCCallClient, JsValue> {
     }));
     web_rtc::warmup::start(); // idempotent; normally already started by RCRTC.installer
     Ok(RCCallClient::new())
+}
+
+/// The SDK's log output from the install options: `logOutputLevel` (5.2.2+, `LogL`: ERROR 1 …
+/// DEBUG 4, lines at that level and more severe) wins over the deprecated `logLevel`
+/// (`LogLevel`: lines at that level and above; NONE 1000 silences); `logStdout(level,
+/// content)` takes the lines instead of the console. Default: warnings and errors.
+fn log_config(options: &JsValue) -> js::LogConfig {
+    let output = js::get(options, "logOutputLevel").as_f64().filter(|l| validate::LOG_OUTPUT_LEVELS.contains(l));
+    let legacy = js::get(options, "logLevel").as_f64().filter(|l| validate::LOG_LEVELS.contains(l));
+    let min_level = match (output, legacy) {
+        // LogL → LogLevel: ERROR 1 → 3, WARN 2 → 2, INFO 3 → 1, DEBUG 4 → 0.
+        (Some(l), _) => 4 - l as u16,
+        (None, Some(l)) => l as u16,
+        (None, None) => js::LOG_WARN,
+    };
+    js::LogConfig { min_level, sink: js::get_function(options, "logStdout") }
 }
 
 /// talc instead of Rust's default dlmalloc: made for wasm, a few KB smaller in the bundle.
