@@ -197,6 +197,12 @@ pub fn install_call(options: JsValue) -> Result<RCCallClient, JsValue> {
     let lang = js::get_string(&options, "lang").unwrap_or_else(|| "zh".into());
     let camera_off = js::get(&options, "isOffCameraWhenVideoDisable").as_bool().unwrap_or(true);
     let demotion = js::get(&options, "isAllowDemotionGetStream").as_bool().unwrap_or(false);
+    // P2P links carry both directions, so either retry option allows re-negotiating a link
+    // (CallLib: "retried up to 2 more times"). `joinType` is validated only: it picks how an
+    // RTC room treats a user's second device, and rcall has no room (one device of a user is
+    // in a call; its others end with 101/102 as in CallLib).
+    let retry = |k: &str| js::get(&options, k).as_bool().unwrap_or(false);
+    let setup_retries = if retry("isAllowPublishRetry") || retry("isAllowSubscribeRetry") { 2 } else { 0 };
     *rt().call_options.borrow_mut() = Some(Rc::new(CallOptions {
         on_session,
         on_session_close,
@@ -204,6 +210,7 @@ pub fn install_call(options: JsValue) -> Result<RCCallClient, JsValue> {
         lang,
         camera_off,
         demotion,
+        setup_retries,
     }));
     web_rtc::warmup::start(); // idempotent; normally already started by RCRTC.installer
     Ok(RCCallClient::new())

@@ -34,6 +34,9 @@ pub struct CallOptions {
     pub camera_off: bool,
     /// `isAllowDemotionGetStream`: fall back to audio when the camera cannot be captured.
     pub demotion: bool,
+    /// 2 with `isAllowPublishRetry` or `isAllowSubscribeRetry`, else 0: how often a peer link
+    /// whose first negotiation failed is negotiated again (`EngineConfig::setup_retries`).
+    pub setup_retries: u8,
 }
 
 /// A running `setInterval` and its callback.
@@ -129,6 +132,7 @@ impl Runtime {
         if let Some(o) = self.call_options.borrow().as_ref() {
             config.lang = o.lang.clone();
             config.camera_off_when_video_disabled = o.camera_off;
+            config.setup_retries = o.setup_retries;
         }
         *self.engine.borrow_mut() = Some(Engine::new(config));
         self.start_stats();

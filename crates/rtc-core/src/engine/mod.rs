@@ -98,6 +98,10 @@ pub struct EngineConfig {
     /// CallLib's `isOffCameraWhenVideoDisable` (default true): disabling video releases the
     /// camera, enabling it captures a new one.
     pub camera_off_when_video_disabled: bool,
+    /// How often a link whose first negotiation failed is negotiated again: CallLib's
+    /// `isAllowPublishRetry` / `isAllowSubscribeRetry` ("retried up to 2 more times"; default
+    /// 0, as both default to false). See `recovery`.
+    pub setup_retries: u8,
 }
 
 impl EngineConfig {
@@ -108,6 +112,7 @@ impl EngineConfig {
             device_id: device_id.to_string(),
             lang: "zh".into(),
             camera_off_when_video_disabled: true,
+            setup_retries: 0,
         }
     }
 }
