@@ -61,6 +61,8 @@ export interface ISessionListener {
   onVideoMuteChange?(muteUser: IMuteUser, session: RCCallSession): void;
   onICEConnectionStateChange?(state: RTCIceConnectionState, session: RCCallSession): void;
   onRTCStateReport?(report: IRCRTCStateReport, session: RCCallSession): void;
+  /** The seed's spelling of `onRTCStateReport` (either works). */
+  OnRTCStateReport?(report: IRCRTCStateReport, session: RCCallSession): void;
 }
 
 export interface IRCCandidatePairStat {
@@ -167,6 +169,12 @@ export interface IRCCallInitOptions {
   joinType?: number;
   isAllowDemotionGetStream?: boolean;
   lang?: RCCallLanguage;
+  /** 5.2.2+: `LogL` level of the SDK's console output (ERROR 1, WARN 2, INFO 3, DEBUG 4). */
+  logOutputLevel?: 1 | 2 | 3 | 4;
+  /** Deprecated in 5.2.2: engine `LogLevel` (DEBUG 0 … ERROR 3, FATAL 4, STATISTICS 6, NONE 1000). */
+  logLevel?: number;
+  /** Deprecated in 5.2.2: receives the SDK's log lines instead of the console. */
+  logStdout?(level: number, content: string): void;
 }
 
 export interface RCRTCClient { getCurrentId(): string | undefined }

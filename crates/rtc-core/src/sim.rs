@@ -353,9 +353,16 @@ impl Sim {
     /// Adds a device for `user_id` (call again with the same user for multi-device). It starts
     /// connected.
     pub fn add_device(&mut self, user_id: &str) -> DeviceId {
+        self.add_device_with(user_id, |_| {})
+    }
+
+    /// [`Sim::add_device`] with install options changed by `configure` (e.g. `setup_retries`).
+    pub fn add_device_with(&mut self, user_id: &str, configure: impl FnOnce(&mut EngineConfig)) -> DeviceId {
         let id = self.devices.len();
         let device_id = format!("dev{id}");
-        let engine = Engine::new(EngineConfig::new(user_id, &device_id));
+        let mut config = EngineConfig::new(user_id, &device_id);
+        configure(&mut config);
+        let engine = Engine::new(config);
         let mut link = ClientLink::new(1000 + id as u64);
         link.connected(0);
         self.devices.push(Device {

@@ -223,6 +223,7 @@ fn on_frame(conn_id: u32, frame: ServerFrame) {
                 return conn.settle_auth(Err(r.code));
             }
             *rt.server_ice.borrow_mut() = ice_servers(r.ice_servers);
+            rt.set_server_profile(r.profile.unwrap_or_default());
             conn.ready.set(true);
             rt.reconnect_attempt.set(0);
             // What the server lacks goes again, in order, before anything new.

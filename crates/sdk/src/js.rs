@@ -58,12 +58,63 @@ pub fn call_function(f: &Function, name: &str, args: &[JsValue]) {
     }
 }
 
+/// Where the SDK's own log lines go, set from the CallLib install options (`logOutputLevel`,
+/// or the deprecated `logLevel` / `logStdout`).
+pub struct LogConfig {
+    /// Lowest engine `LogLevel` printed (DEBUG 0, INFO 1, WARN 2, ERROR 3, FATAL 4, NONE 1000).
+    /// The SDK logs only warnings (2) and errors (3).
+    pub min_level: u16,
+    /// `logStdout(level, content)`: receives the lines instead of the console.
+    pub sink: Option<Function>,
+}
+
+/// `LogLevel` of a warning / an error line.
+pub const LOG_WARN: u16 = 2;
+pub const LOG_ERROR: u16 = 3;
+
+thread_local! {
+    static LOG: std::cell::RefCell<LogConfig> = const { std::cell::RefCell::new(LogConfig { min_level: LOG_WARN, sink: None }) };
+}
+
+pub fn set_log_config(config: LogConfig) {
+    LOG.with(|l| *l.borrow_mut() = config);
+}
+
+/// Whether a line of `level` is wanted, and the app's sink for it if it gave one.
+fn log_target(level: u16) -> Option<Option<Function>> {
+    LOG.with(|l| {
+        let l = l.borrow();
+        (level >= l.min_level).then(|| l.sink.clone())
+    })
+}
+
+fn to_sink(sink: &Function, level: u16, message: &str, detail: Option<&JsValue>) {
+    let detail = detail.map(|d| match d.dyn_ref::<js_sys::Error>() {
+        Some(e) => String::from(e.message()),
+        None => d.as_string().or_else(|| js_sys::JSON::stringify(d).ok().and_then(|j| j.as_string())).unwrap_or_default(),
+    });
+    let content = match detail {
+        Some(d) => format!("{message} {d}"),
+        None => message.to_string(),
+    };
+    // A throwing sink must not recurse into logging.
+    let _ = sink.call2(&JsValue::UNDEFINED, &JsValue::from(level), &JsValue::from_str(&content));
+}
+
 pub fn error(message: &str, detail: &JsValue) {
-    web_sys::console::error_2(&JsValue::from_str(message), detail);
+    match log_target(LOG_ERROR) {
+        Some(Some(sink)) => to_sink(&sink, LOG_ERROR, message, Some(detail)),
+        Some(None) => web_sys::console::error_2(&JsValue::from_str(message), detail),
+        None => {}
+    }
 }
 
 pub fn warn(message: &str) {
-    web_sys::console::warn_1(&JsValue::from_str(message));
+    match log_target(LOG_WARN) {
+        Some(Some(sink)) => to_sink(&sink, LOG_WARN, message, None),
+        Some(None) => web_sys::console::warn_1(&JsValue::from_str(message)),
+        None => {}
+    }
 }
 
 /// An `Error` with this message, to throw or reject with.

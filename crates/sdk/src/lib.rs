@@ -194,9 +194,16 @@ pub fn install_call(options: JsValue) -> Result<RCCallClient, JsValue> {
     let on_session = js::get_function(&options, "onSession").ok_or_else(|| js::js_error("onSession"))?;
     let on_session_close =
         js::get_function(&options, "onSessionClose").ok_or_else(|| js::js_error("onSessionClose"))?;
+    js::set_log_config(log_config(&options));
     let lang = js::get_string(&options, "lang").unwrap_or_else(|| "zh".into());
     let camera_off = js::get(&options, "isOffCameraWhenVideoDisable").as_bool().unwrap_or(true);
     let demotion = js::get(&options, "isAllowDemotionGetStream").as_bool().unwrap_or(false);
+    // P2P links carry both directions, so either retry option allows re-negotiating a link
+    // (CallLib: "retried up to 2 more times"). `joinType` is validated only: it picks how an
+    // RTC room treats a user's second device, and rcall has no room (one device of a user is
+    // in a call; its others end with 101/102 as in CallLib).
+    let retry = |k: &str| js::get(&options, k).as_bool().unwrap_or(false);
+    let setup_retries = if retry("isAllowPublishRetry") || retry("isAllowSubscribeRetry") { 2 } else { 0 };
     *rt().call_options.borrow_mut() = Some(Rc::new(CallOptions {
         on_session,
         on_session_close,
@@ -204,9 +211,26 @@ pub fn install_call(options: JsValue) -> Result<RCCallClient, JsValue> {
         lang,
         camera_off,
         demotion,
+        setup_retries,
     }));
     web_rtc::warmup::start(); // idempotent; normally already started by RCRTC.installer
     Ok(RCCallClient::new())
+}
+
+/// The SDK's log output from the install options: `logOutputLevel` (5.2.2+, `LogL`: ERROR 1 …
+/// DEBUG 4, lines at that level and more severe) wins over the deprecated `logLevel`
+/// (`LogLevel`: lines at that level and above; NONE 1000 silences); `logStdout(level,
+/// content)` takes the lines instead of the console. Default: warnings and errors.
+fn log_config(options: &JsValue) -> js::LogConfig {
+    let output = js::get(options, "logOutputLevel").as_f64().filter(|l| validate::LOG_OUTPUT_LEVELS.contains(l));
+    let legacy = js::get(options, "logLevel").as_f64().filter(|l| validate::LOG_LEVELS.contains(l));
+    let min_level = match (output, legacy) {
+        // LogL → LogLevel: ERROR 1 → 3, WARN 2 → 2, INFO 3 → 1, DEBUG 4 → 0.
+        (Some(l), _) => 4 - l as u16,
+        (None, Some(l)) => l as u16,
+        (None, None) => js::LOG_WARN,
+    };
+    js::LogConfig { min_level, sink: js::get_function(options, "logStdout") }
 }
 
 /// talc instead of Rust's default dlmalloc: made for wasm, a few KB smaller in the bundle.

@@ -34,6 +34,9 @@ pub struct CallOptions {
     pub camera_off: bool,
     /// `isAllowDemotionGetStream`: fall back to audio when the camera cannot be captured.
     pub demotion: bool,
+    /// 2 with `isAllowPublishRetry` or `isAllowSubscribeRetry`, else 0: how often a peer link
+    /// whose first negotiation failed is negotiated again (`EngineConfig::setup_retries`).
+    pub setup_retries: u8,
 }
 
 /// A running `setInterval` and its callback.
@@ -67,6 +70,9 @@ pub struct Runtime {
     pub server_ice: RefCell<Vec<web_rtc::IceServer>>,
     /// `registerUserInfo()` profile; kept here so it survives (re)connects.
     profile: RefCell<rtc_core::proto::UserProfile>,
+    /// The name and portrait the Server API registered for this user (`AuthResult.profile`):
+    /// sent for every field `registerUserInfo()` left unset.
+    server_profile: RefCell<rtc_core::proto::UserProfile>,
     /// `setPushConfig()` texts (call, hangup); kept like the profile.
     push: RefCell<(PushTexts, PushTexts)>,
     /// Session objects handed to the app, by call id (same object every time), with the id
@@ -126,11 +132,11 @@ impl Runtime {
         if let Some(o) = self.call_options.borrow().as_ref() {
             config.lang = o.lang.clone();
             config.camera_off_when_video_disabled = o.camera_off;
+            config.setup_retries = o.setup_retries;
         }
         *self.engine.borrow_mut() = Some(Engine::new(config));
         self.start_stats();
-        let profile = self.profile.borrow().clone();
-        drop(self.command(Command::RegisterUserInfo(profile)));
+        drop(self.command(Command::RegisterUserInfo(self.sent_profile())));
         let (call, hangup) = self.push.borrow().clone();
         drop(self.command(Command::SetPushConfig { call, hangup }));
     }
@@ -168,9 +174,36 @@ impl Runtime {
 
     /// Sets the profile sent as `content.user` with every call message.
     pub fn set_profile(self: &Rc<Self>, profile: rtc_core::proto::UserProfile) {
-        *self.profile.borrow_mut() = profile.clone();
+        *self.profile.borrow_mut() = profile;
+        self.profile_changed();
+    }
+
+    /// The server's profile of this user, from each `AuthResult` (the backend may have changed
+    /// it between two connects).
+    pub fn set_server_profile(self: &Rc<Self>, profile: rtc_core::proto::UserProfile) {
+        if *self.server_profile.borrow() == profile {
+            return;
+        }
+        *self.server_profile.borrow_mut() = profile;
+        self.profile_changed();
+    }
+
+    fn profile_changed(self: &Rc<Self>) {
         if self.engine.borrow().is_some() {
-            drop(self.command(Command::RegisterUserInfo(profile)));
+            drop(self.command(Command::RegisterUserInfo(self.sent_profile())));
+        }
+    }
+
+    /// What peers see as our `ISenderInfo`: `registerUserInfo()`'s fields, else the name and
+    /// portrait registered with the Server API (getToken), so an app that registers users only
+    /// on its backend still shows names.
+    fn sent_profile(&self) -> rtc_core::proto::UserProfile {
+        let app = self.profile.borrow();
+        let server = self.server_profile.borrow();
+        rtc_core::proto::UserProfile {
+            name: app.name.clone().or_else(|| server.name.clone()),
+            portrait_uri: app.portrait_uri.clone().or_else(|| server.portrait_uri.clone()),
+            extra: app.extra.clone(),
         }
     }
 
@@ -343,7 +376,15 @@ impl Runtime {
     }
 
     pub fn set_listener(&self, call_id: &str, listener: JsValue) {
-        self.listeners.borrow_mut().insert(call_id.to_string(), js::shallow_copy(&listener));
+        let copy = js::shallow_copy(&listener);
+        // The seed's stats sample spells the key `OnRTCStateReport`; CallLib read only
+        // `onRTCStateReport`. Both work here (the lower-case one wins when both are given).
+        if js::get_function(&copy, "onRTCStateReport").is_none() {
+            if let Some(f) = js::get_function(&copy, "OnRTCStateReport") {
+                let _ = js_sys::Reflect::set(&copy, &"onRTCStateReport".into(), &f);
+            }
+        }
+        self.listeners.borrow_mut().insert(call_id.to_string(), copy);
     }
 
     pub fn forget_listener(&self, call_id: &str) {
@@ -374,8 +415,7 @@ impl Runtime {
                 self.to_listener(&call_id, "onRinging", vec![sender_object(&sender)], true);
             }
             CallEvent::Accept { call_id, sender } => {
-                let sender = js::obj(&[("userId", sender.user_id.into())]);
-                self.to_listener(&call_id, "onAccept", vec![sender], true);
+                self.to_listener(&call_id, "onAccept", vec![sender_object(&sender)], true);
             }
             CallEvent::Hungup { call_id, sender, reason } => {
                 self.to_listener(&call_id, "onHungup", vec![sender_object(&sender), reason.into()], true);

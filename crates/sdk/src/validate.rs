@@ -5,7 +5,10 @@ use wasm_bindgen::JsValue;
 
 use crate::js;
 
-/// Listener methods CallLib requires (spec A.4).
+/// Listener methods CallLib requires (spec A.4). The seed's docs also mark
+/// `onAudioMuteChange` and `onVideoMuteChange` as required, but the legacy bundle never
+/// checked them and apps written against it may leave them out: rcall keeps them optional so
+/// those apps still start calls (README, "differences from CallLib").
 const REQUIRED_LISTENER_KEYS: [&str; 6] =
     ["onRinging", "onAccept", "onHungup", "onMemberModify", "onMediaModify", "onTrackReady"];
 
@@ -126,9 +129,56 @@ pub fn init_options(o: &JsValue) -> Result<(), String> {
     if js::get_function(o, "onSessionClose").is_none() {
         missing.push("onSessionClose");
     }
-    if missing.is_empty() {
+    let mut problems = Vec::new();
+    if !missing.is_empty() {
+        problems.push(format!("Initialization missing parameter -> \"{}\"", missing.join(",")));
+    }
+    problems.extend(option_problems(o));
+    if problems.is_empty() {
         Ok(())
     } else {
-        Err(format!("{PREFIX} Initialization missing parameter -> \"{}\"", missing.join(",")))
+        Err(format!("{PREFIX} {}", problems.join("\n")))
     }
+}
+
+/// `RTCJoinType`: KICK 0, REFUSE 1, COEXIST 2.
+const JOIN_TYPES: [f64; 3] = [0.0, 1.0, 2.0];
+/// The engine's `LogLevel` values (`logLevel`, deprecated in 5.2.2).
+pub const LOG_LEVELS: [f64; 7] = [0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 1000.0];
+/// `EnableLogL` (`logOutputLevel`): ERROR 1, WARN 2, INFO 3, DEBUG 4 — inverted against
+/// `LogLevel` (spec A.3).
+pub const LOG_OUTPUT_LEVELS: [f64; 4] = [1.0, 2.0, 3.0, 4.0];
+
+/// The optional install options, each checked like the seed's installer does when present
+/// (spec A.3). `onOfflineRecord` is not checked, as in CallLib.
+fn option_problems(o: &JsValue) -> Vec<String> {
+    let mut problems = Vec::new();
+    for key in ["isAllowSubscribeRetry", "isAllowPublishRetry", "isOffCameraWhenVideoDisable", "isAllowDemotionGetStream"] {
+        let v = js::get(o, key);
+        if js::is_present(&v) && v.as_bool().is_none() {
+            problems.push(format!("{key} must be a boolean"));
+        }
+    }
+    let one_of = |key: &str, allowed: &[f64]| {
+        let v = js::get(o, key);
+        !js::is_present(&v) || v.as_f64().is_some_and(|n| allowed.contains(&n))
+    };
+    if !one_of("joinType", &JOIN_TYPES) {
+        problems.push("joinType must be a RTCJoinType value (KICK 0, REFUSE 1, COEXIST 2)".into());
+    }
+    let lang = js::get(o, "lang");
+    if js::is_present(&lang) && !matches!(lang.as_string().as_deref(), Some("zh" | "en")) {
+        problems.push("lang must be a RCCallLanguage value ('zh' or 'en')".into());
+    }
+    if !one_of("logLevel", &LOG_LEVELS) {
+        problems.push("logLevel must be a LogLevel value (0, 1, 2, 3, 4, 6 or 1000)".into());
+    }
+    let stdout = js::get(o, "logStdout");
+    if js::is_present(&stdout) && !stdout.is_function() {
+        problems.push("logStdout must be a function".into());
+    }
+    if !one_of("logOutputLevel", &LOG_OUTPUT_LEVELS) {
+        problems.push("logOutputLevel must be a LogL value (ERROR 1, WARN 2, INFO 3, DEBUG 4)".into());
+    }
+    problems
 }

@@ -97,6 +97,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     use server_api as api;
     let mut app = Router::new()
         .route("/user/getToken.json", post(api::get_token))
+        .route("/user/refresh.json", post(api::refresh_user))
         .route("/user/token/expire.json", post(api::token_expire))
         .route("/user/block.json", post(api::block))
         .route("/user/unblock.json", post(api::unblock))

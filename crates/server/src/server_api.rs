@@ -348,6 +348,31 @@ pub async fn get_token(State(state): St, headers: HeaderMap, body: Body) -> Resp
     respond(&state.metrics, r)
 }
 
+/// `POST /user/refresh.json` (form: `userId`, `name`, `portraitUri`): updates the profile
+/// getToken registered; a field left out keeps its value. Devices pick it up on their next
+/// connect (`AuthResult.profile`).
+pub async fn refresh_user(State(state): St, headers: HeaderMap, body: Body) -> Response {
+    let r = async {
+        let (app, form) = signed_form(&state, &headers, body).await?;
+        let user_id = validate_user_id(field(&form, "userId"))?;
+        let (name, portrait_uri) = (field(&form, "name"), field(&form, "portraitUri"));
+        state
+            .store
+            .upsert_user(
+                &state.hub.app(app).key,
+                user_id,
+                name,
+                portrait_uri,
+                now_ms(),
+            )
+            .await
+            .map_err(internal)?;
+        Ok(ok())
+    }
+    .await;
+    respond(&state.metrics, r)
+}
+
 /// `POST /user/token/expire.json` (form: `userId` (repeatable), `time` = ms): tokens of these
 /// users issued before `time` are refused from now on with 31020. Live connections stay.
 pub async fn token_expire(State(state): St, headers: HeaderMap, body: Body) -> Response {

@@ -224,6 +224,7 @@ fn refusal(code: i32, message: impl Into<String>) -> Body {
         message: message.into(),
         ice_servers: Vec::new(),
         accepted_upto: 0,
+        profile: None,
     })
 }
 
@@ -404,6 +405,31 @@ async fn authenticate(
     None
 }
 
+/// The name and portrait the Server API registered for the user (`AuthResult.profile`), so
+/// its call messages carry them even when the app never calls `registerUserInfo()`. A
+/// database error only costs the profile, not the connection.
+async fn registered_profile(
+    state: &AppState,
+    app: AppId,
+    user_id: &str,
+) -> Option<rtc_core::proto::UserProfile> {
+    let key = state.hub.app(app).key.clone();
+    let row = match state.store.get_user(&key, user_id).await {
+        Ok(row) => row?,
+        Err(e) => {
+            tracing::error!(error = %e, "reading the user's profile failed");
+            return None;
+        }
+    };
+    let some = |s: String| (!s.is_empty()).then_some(s);
+    let profile = rtc_core::proto::UserProfile {
+        name: some(row.name),
+        portrait_uri: some(row.portrait_uri),
+        extra: None,
+    };
+    (profile != rtc_core::proto::UserProfile::default()).then_some(profile)
+}
+
 /// Checks an `Authenticate` and registers the connection, or returns the refusal to send.
 #[allow(clippy::result_large_err)] // refusals are rare; boxing would only move the cost
 async fn admit(
@@ -452,6 +478,7 @@ async fn admit(
             }
         }
     };
+    let profile = registered_profile(state, app, &claims.u).await;
     let outbox = Arc::new(Outbox::new());
     let auth_ok = AuthResult {
         code: 0,
@@ -459,6 +486,7 @@ async fn admit(
         message: String::new(),
         ice_servers: ice::ice_servers(&state.config, &claims.u, now),
         accepted_upto: 0,
+        profile,
     };
     let reg = state
         .hub
@@ -971,6 +999,7 @@ fn handle_frame(
                 message: "already authenticated".into(),
                 ice_servers: Vec::new(),
                 accepted_upto: 0,
+                profile: None,
             }))
         }
     }

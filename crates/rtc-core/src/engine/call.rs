@@ -49,6 +49,9 @@ pub(crate) struct Link {
     /// The link has been connected at least once (only such a link is restarted: before that
     /// its first negotiation may still be under way, and a new offer would cross its answer).
     pub was_connected: bool,
+    /// How many more times a link that failed before it ever connected is re-negotiated (ICE
+    /// restart from its offerer): CallLib's publish/subscribe retries (see `recovery`).
+    pub setup_retries_left: u8,
 }
 
 /// Where an outgoing call or an accept stands while the media layer or server answers.

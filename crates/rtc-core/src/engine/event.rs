@@ -43,7 +43,8 @@ pub enum CallEvent {
     Session { call_id: String, extra: String },
     /// `onRinging(sender)`.
     Ringing { call_id: String, sender: Sender },
-    /// `onAccept(sender)`; the sender carries only the user id, as in CallLib.
+    /// `onAccept(sender)`, with the sender's profile like the other events (CallLib gave only
+    /// the user id; the seed types it `ISenderInfo`).
     Accept { call_id: String, sender: Sender },
     /// `onHungup(sender, reason)` with the reason in our perspective.
     Hungup { call_id: String, sender: Sender, reason: i32 },

@@ -20,6 +20,9 @@ impl Engine {
             start.held.push(msg);
             return;
         }
+        if !from_self {
+            self.note_profile(&call_id, &sender);
+        }
         match body {
             // My other device's outgoing call is not a call for this device (spec C.7).
             Body::Invite(_) if from_self => {}
@@ -62,6 +65,17 @@ impl Engine {
             Body::Mute(state) => self.remote_mute(&call_id, &msg.sender_user_id, state),
             Body::ModifyMedia(_) if from_self => {}
             Body::ModifyMedia(m) => self.media_modified(&call_id, sender, m.media_type),
+        }
+    }
+
+    /// A tracked participant's latest profile (`content.user` of what it sends), for
+    /// `getRemoteUsers()`: a message without one keeps what we knew.
+    fn note_profile(&mut self, call_id: &str, sender: &Sender) {
+        if sender.profile == UserProfile::default() {
+            return;
+        }
+        if let Some(m) = self.calls.get_mut(call_id).and_then(|c| c.users.get_mut(&sender.user_id)) {
+            m.profile = sender.profile.clone();
         }
     }
 
@@ -308,7 +322,7 @@ impl Engine {
             // would leave two members accepting at once with no link between them.
             self.connect_peer(call_id, Peer { user_id: sender.user_id.clone(), device_id }, true, false);
         }
-        let sender = Sender { user_id: sender.user_id, profile: UserProfile::default() };
+        // The seed types the sender as ISenderInfo; CallLib passed only `{userId}` (spec G.13).
         self.emit(CallEvent::Accept { call_id: call_id.to_string(), sender });
         // Pre-connected links already know the remote tracks: announce them after onAccept.
         self.surface_tracks(call_id);

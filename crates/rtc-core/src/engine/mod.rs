@@ -98,6 +98,10 @@ pub struct EngineConfig {
     /// CallLib's `isOffCameraWhenVideoDisable` (default true): disabling video releases the
     /// camera, enabling it captures a new one.
     pub camera_off_when_video_disabled: bool,
+    /// How often a link whose first negotiation failed is negotiated again: CallLib's
+    /// `isAllowPublishRetry` / `isAllowSubscribeRetry` ("retried up to 2 more times"; default
+    /// 0, as both default to false). See `recovery`.
+    pub setup_retries: u8,
 }
 
 impl EngineConfig {
@@ -108,6 +112,7 @@ impl EngineConfig {
             device_id: device_id.to_string(),
             lang: "zh".into(),
             camera_off_when_video_disabled: true,
+            setup_retries: 0,
         }
     }
 }
@@ -393,11 +398,11 @@ impl Engine {
             let summary = self.end_call(call_id, end_reason::NO_RESPONSE, true);
             return self.close_event(call_id, summary);
         }
-        call.users.remove(user);
+        let profile = call.users.remove(user).map(|m| m.profile).unwrap_or_default();
         call.timed_out.push(user.to_string());
         call.left.push(user.to_string());
         let remaining = call.users.len();
-        let sender = Sender { user_id: user.to_string(), profile: UserProfile::default() };
+        let sender = Sender { user_id: user.to_string(), profile };
         let reason = end_reason::REMOTE_NO_RESPONSE;
         if remaining < 2 {
             // Caller side: the last invitee never answered; end silently (no hangup sent, and

@@ -64,11 +64,20 @@ impl Engine {
     }
 
     pub(super) fn connect_peer(&mut self, call_id: &str, peer: Peer, offerer: bool, attach: bool) {
+        let setup_retries_left = self.cfg.setup_retries;
         let Some(call) = self.calls.get_mut(call_id) else { return };
         if call.has_link(&peer) {
             return;
         }
-        call.peers.push(Link { peer: peer.clone(), attached: attach, offerer, restart_at: None, down: false, was_connected: false });
+        call.peers.push(Link {
+            peer: peer.clone(),
+            attached: attach,
+            offerer,
+            restart_at: None,
+            down: false,
+            was_connected: false,
+            setup_retries_left,
+        });
         let video = call.media_type.has_video();
         self.media(MediaAction::Connect { call_id: call_id.to_string(), peer, offerer, attach, video });
     }
@@ -106,7 +115,7 @@ impl Engine {
         m.state = crate::types::UserState::Keeping;
         m.ring_deadline = None;
         m.device_id = Some(peer.device_id.clone());
-        let sender = super::Sender { user_id: peer.user_id.clone(), profile: Default::default() };
+        let sender = super::Sender { user_id: peer.user_id.clone(), profile: m.profile.clone() };
         self.emit(CallEvent::Accept { call_id: call_id.to_string(), sender });
     }
 

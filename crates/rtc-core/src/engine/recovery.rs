@@ -13,6 +13,10 @@
 //! the call ends (the signalling connection may itself still be reconnecting). When it is back,
 //! both sides ask for a keyframe: the decoder lost its references during the outage and would
 //! otherwise show a frozen picture until the browser's own recovery (~3 s in Chromium).
+//!
+//! A link that fails before it ever connected is left alone by default, as CallLib gave up on
+//! a failed publish or subscribe; with `isAllowPublishRetry` or `isAllowSubscribeRetry` its
+//! offerer re-negotiates it up to [`super::EngineConfig::setup_retries`] more times.
 
 use super::{Engine, LinkState, MediaAction, Millis, Peer};
 
@@ -29,7 +33,16 @@ impl Engine {
         let connected = state == LinkState::Connected;
         link.was_connected |= connected;
         if !link.was_connected {
-            return; // still setting up: its first negotiation is not to be disturbed
+            // Still setting up: its first negotiation is not to be disturbed, unless it has
+            // failed for good and the app allowed retries (CallLib's publish/subscribe retries,
+            // which re-published or re-subscribed to its media server up to twice). A `failed`
+            // link has finished its offer/answer (ICE checks need both), so a restart offer
+            // cannot cross the first answer. Only the offerer acts, as for any restart.
+            if state == LinkState::Failed && link.offerer && link.setup_retries_left > 0 {
+                link.setup_retries_left -= 1;
+                self.media(MediaAction::RestartIce { call_id: call_id.to_string(), peer: peer.clone() });
+            }
+            return;
         }
         let back = std::mem::replace(&mut link.down, !connected) && connected;
         // The answering side waits for the offerer's new offer.

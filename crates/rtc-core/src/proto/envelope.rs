@@ -345,6 +345,13 @@ pub struct AuthResult {
     /// and sends the rest again, in order. 0 when the server knows none (e.g. after a restart).
     #[prost(uint64, tag = "5")]
     pub accepted_upto: u64,
+    /// On success: the name and portrait registered for this user with the Server API
+    /// (`/user/getToken.json`, `/user/refresh.json`), read when it connected; `None` when the
+    /// server has none. The client sends them as its `CallContent.user` wherever
+    /// `registerUserInfo()` did not set the field, so peers get a profile for users whose app
+    /// registers them only on the backend (the seed's `ISenderInfo`).
+    #[prost(message, optional, tag = "6")]
+    pub profile: Option<super::UserProfile>,
 }
 
 /// One `RTCIceServer`. TURN credentials follow the TURN REST scheme (coturn

@@ -1,0 +1,91 @@
+//! `AuthResult.profile`: the name and portrait the Server API registered (getToken,
+//! `/user/refresh.json`) reach the user's own client, which sends them with its call messages.
+
+mod common;
+
+use common::*;
+use rtc_core::proto::server_frame::Body as S;
+use rtc_core::proto::{AuthResult, UserProfile};
+
+async fn auth_result(ts: &TestServer, user_id: &str) -> AuthResult {
+    let mut c = Client::authenticate(ts.addr, &ts.token(user_id), "d1", 0).await;
+    match c.recv().await.body {
+        Some(S::AuthResult(a)) => a,
+        other => panic!("expected AuthResult, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn auth_result_carries_the_registered_profile() {
+    let ts = TestServer::start().await;
+    api_ok(
+        &ts,
+        "/user/getToken.json",
+        &[
+            ("userId", "ann"),
+            ("name", "Ann"),
+            ("portraitUri", "http://p/ann.png"),
+        ],
+    )
+    .await;
+    let auth = auth_result(&ts, "ann").await;
+    assert_eq!(auth.code, 0);
+    let want = UserProfile {
+        name: Some("Ann".into()),
+        portrait_uri: Some("http://p/ann.png".into()),
+        extra: None,
+    };
+    assert_eq!(auth.profile, Some(want));
+
+    // Registered without a profile, or never registered: none.
+    api_ok(&ts, "/user/getToken.json", &[("userId", "bob")]).await;
+    assert_eq!(auth_result(&ts, "bob").await.profile, None);
+    assert_eq!(auth_result(&ts, "carl").await.profile, None);
+}
+
+#[tokio::test]
+async fn refresh_changes_what_the_next_connect_gets() {
+    let ts = TestServer::start().await;
+    api_ok(
+        &ts,
+        "/user/getToken.json",
+        &[("userId", "ann"), ("name", "Ann")],
+    )
+    .await;
+    api_ok(
+        &ts,
+        "/user/refresh.json",
+        &[("userId", "ann"), ("portraitUri", "http://p/a2.png")],
+    )
+    .await;
+    let want = UserProfile {
+        name: Some("Ann".into()),
+        portrait_uri: Some("http://p/a2.png".into()),
+        extra: None,
+    };
+    assert_eq!(auth_result(&ts, "ann").await.profile, Some(want));
+    api_ok(
+        &ts,
+        "/user/refresh.json",
+        &[("userId", "ann"), ("name", "Anna")],
+    )
+    .await;
+    assert_eq!(
+        auth_result(&ts, "ann")
+            .await
+            .profile
+            .and_then(|p| p.name)
+            .as_deref(),
+        Some("Anna")
+    );
+    // A bad user id is the Server API's usual 400.
+    let resp = api_request(
+        &ts,
+        "/user/refresh.json",
+        APP_KEY,
+        APP_SECRET,
+        &[("name", "x")],
+    )
+    .await;
+    assert_eq!(resp.status().as_u16(), 400);
+}
