@@ -11,8 +11,13 @@ function createRcallGlobals(load, enums) {
   const now = (f) => { if (wasm) { f(wasm); } else { ready.then(f); } };
 
   const installed = {};
+  // IMLib 2.X / 4.X ConnectionStatus (crates/sdk/src/connection.rs `legacy`).
+  const legacyStatus = Object.freeze({
+    CONNECTED: 0, CONNECTING: 1, DISCONNECTED: 2, NETWORK_UNAVAILABLE: 3, KICKED_OFFLINE_BY_OTHER_CLIENT: 6, BLOCKED: 9,
+  });
   const RongIMLib = Object.assign({}, enums.RongIMLib, {
-    init(options) { now((w) => w.im_init(options)); },
+    // Returns the IMLib 4.X IM client (below) for 4.X apps; 5.X apps ignore the return value.
+    init(options) { now((w) => w.im_init(options)); return imClient; },
     connect(token) { return later((w) => w.im_connect(token)); },
     disconnect() { return later((w) => w.im_disconnect()); },
     getCurrentUserId() { return wasm ? wasm.im_current_user_id() : undefined; },
@@ -30,6 +35,37 @@ function createRcallGlobals(load, enums) {
       return installed[installer.tag];
     },
   });
+
+  // IMLib 4.X: `const imClient = RongIMLib.init({appkey})`. The status logic is in Rust
+  // (crates/sdk/src/imlib_compat.rs); these only forward.
+  const imClient = {
+    install: (installer, options) => RongIMLib.installPlugin(installer, options),
+    connect: (options) => later((w) => w.im4_connect(options)),
+    disconnect: () => RongIMLib.disconnect(),
+    watch(watcher) { now((w) => w.im4_watch(watcher)); },
+    unwatch() { now((w) => w.im4_unwatch()); },
+    getCurrentUserId: () => RongIMLib.getCurrentUserId(),
+    getConnectionStatus: () => (wasm ? wasm.im_legacy_connection_status() : 2),
+  };
+  // IMLib 2.X: `RongIMLib.RongIMClient.init(appkey, dataAccessProvider, {navi})`, then the
+  // static connect/listeners and `getInstance()` for install.
+  const v2Instance = {
+    install: imClient.install,
+    disconnect() { RongIMLib.disconnect(); },
+    logout() { RongIMLib.disconnect(); },
+    getCurrentUserId: () => RongIMLib.getCurrentUserId(),
+    getCurrentConnectionStatus: () => imClient.getConnectionStatus(),
+  };
+  RongIMLib.RongIMClient = {
+    init(appkey, _dataAccessProvider, options) { RongIMLib.init(Object.assign({}, options, { appkey })); },
+    getInstance: () => v2Instance,
+    connect(token, callbacks) { later((w) => w.im2_connect(token, callbacks)); },
+    setConnectionStatusListener(listener) { now((w) => w.im2_set_connection_status_listener(listener)); },
+    // Non-call messages do not exist on rcall's link; the call plugin consumes call messages.
+    setOnReceiveMessageListener() {},
+  };
+  RongIMLib.ConnectionStatus = legacyStatus;
+  RongIMLib.CONNECTION_STATUS = legacyStatus;
 
   // A stand-in whose methods wait for the real object built by `create(wasm)`.
   const deferred = (create, asyncMethods, syncMethods) => {

@@ -192,7 +192,13 @@ export interface IConnectResult { code: number; isOk: boolean; msg: string; data
 
 export declare const RongIMLib: {
   /** `navi`: the rcall server's base URL (default: the page's origin). */
-  init(options: { appkey: string; navi?: string; navigators?: string[]; [other: string]: unknown }): void;
+  /** Returns the IMLib 4.X IM client (5.X apps ignore it). */
+  init(options: { appkey: string; navi?: string; navigators?: string[]; [other: string]: unknown }): IMClient;
+  /** IMLib 2.X entry point. */
+  RongIMClient: RongIMClientStatic;
+  /** IMLib 2.X / 4.X `ConnectionStatus` (the same numbers under both names). */
+  ConnectionStatus: LegacyConnectionStatus;
+  CONNECTION_STATUS: LegacyConnectionStatus;
   installPlugin<O, A>(installer: Installer<O, A>, options: O): A | null;
   connect(token: string): Promise<IConnectResult>;
   disconnect(): Promise<void>;
@@ -242,3 +248,44 @@ export declare const RCCall: {
 export declare const ready: Promise<void>;
 declare const _default: { RongIMLib: typeof RongIMLib; RCRTC: typeof RCRTC; RCCall: typeof RCCall };
 export default _default;
+
+// ---- IMLib 4.X and 2.X entry points (README "IMLib 4.X and 2.X apps") ----
+export interface LegacyConnectionStatus {
+  readonly CONNECTED: 0; readonly CONNECTING: 1; readonly DISCONNECTED: 2; readonly NETWORK_UNAVAILABLE: 3;
+  readonly KICKED_OFFLINE_BY_OTHER_CLIENT: 6; readonly BLOCKED: 9;
+}
+/** IMLib 4.X: what `RongIMLib.init()` returns. */
+export interface IMClient {
+  install<O, A>(installer: Installer<O, A>, options?: O): A | null;
+  /** Resolves the user; rejects `{code, msg}` (IMLib codes, e.g. 31004). */
+  connect(options: { token: string }): Promise<{ id: string }>;
+  disconnect(): Promise<void>;
+  /** `status({status})` on every change of the legacy `ConnectionStatus`; `message` is never called. */
+  watch(watcher: { status?(event: { status: number }): void; message?(event: unknown): void; [other: string]: unknown }): void;
+  unwatch(): void;
+  getCurrentUserId(): string | undefined;
+  getConnectionStatus(): number;
+}
+/** IMLib 2.X: `RongIMClient.getInstance()`. */
+export interface RongIMClientInstance {
+  install<O, A>(installer: Installer<O, A>, options?: O): A | null;
+  disconnect(): void;
+  logout(): void;
+  getCurrentUserId(): string | undefined;
+  getCurrentConnectionStatus(): number;
+}
+/** IMLib 2.X: `RongIMLib.RongIMClient`. */
+export interface RongIMClientStatic {
+  /** `options.navi`: the rcall server (URL, or a bare `host[:port]` taking the page's scheme). */
+  init(appkey: string, dataAccessProvider?: unknown, options?: { navi?: string; [other: string]: unknown }): void;
+  getInstance(): RongIMClientInstance;
+  connect(token: string, callbacks: {
+    onSuccess(userId: string): void;
+    /** 31004 (incorrect) or 31020 (expired). */
+    onTokenIncorrect(): void;
+    onError(errorCode: number): void;
+  }): void;
+  setConnectionStatusListener(listener: { onChanged(status: number): void }): void;
+  /** Accepted; rcall's link carries no non-call messages. */
+  setOnReceiveMessageListener(listener: { onReceived(message: unknown, left?: number): void }): void;
+}

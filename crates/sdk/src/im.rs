@@ -453,9 +453,25 @@ pub struct Login {
     pub device_id: String,
 }
 
-/// `ws(s)://host/ws` for a navi base URL `http(s)://host[/path]`.
+/// `ws(s)://host/ws` for a navi base URL `http(s)://host[/path]`; see [`websocket_url_for`].
 pub fn websocket_url(navi: &str) -> Option<String> {
+    let secure = || web_sys::window().and_then(|w| w.location().protocol().ok()).is_some_and(|p| p == "https:");
+    let bare = !navi.contains("://");
+    websocket_url_for(navi, bare && secure())
+}
+
+/// `ws(s)://host/ws` for a navi base URL `http(s)://host[/path]`. IMLib 2.X apps give `navi` as
+/// a bare `host[:port]` or `//host` (their SDK put the scheme in front): those take the page's
+/// scheme (`secure_page`: https → wss).
+pub fn websocket_url_for(navi: &str, secure_page: bool) -> Option<String> {
     let navi = navi.trim_end_matches('/');
+    if !navi.contains("://") {
+        let host = navi.trim_start_matches("//");
+        if host.is_empty() || host.contains(char::is_whitespace) {
+            return None;
+        }
+        return Some(format!("{}://{host}/ws", if secure_page { "wss" } else { "ws" }));
+    }
     let rest = navi
         .strip_prefix("https://")
         .map(|r| format!("wss://{r}"))
@@ -480,7 +496,7 @@ pub fn device_id() -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{reconnect_delay, websocket_url};
+    use super::{reconnect_delay, websocket_url, websocket_url_for};
 
     #[test]
     fn reconnect_backoff_starts_at_once_and_stays_under_its_cap() {
@@ -502,5 +518,14 @@ mod tests {
         assert_eq!(websocket_url("http://127.0.0.1:8080").as_deref(), Some("ws://127.0.0.1:8080/ws"));
         assert_eq!(websocket_url("https://call.example.com/").as_deref(), Some("wss://call.example.com/ws"));
         assert_eq!(websocket_url("ftp://x"), None);
+    }
+
+    #[test]
+    fn bare_navi_takes_the_page_scheme() {
+        assert_eq!(websocket_url_for("127.0.0.1:8080", false).as_deref(), Some("ws://127.0.0.1:8080/ws"));
+        assert_eq!(websocket_url_for("//call.example.com/", true).as_deref(), Some("wss://call.example.com/ws"));
+        assert_eq!(websocket_url_for("http://a:1", true).as_deref(), Some("ws://a:1/ws"), "an explicit scheme wins");
+        assert_eq!(websocket_url_for("", false), None);
+        assert_eq!(websocket_url_for("//", false), None);
     }
 }

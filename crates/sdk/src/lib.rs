@@ -15,6 +15,7 @@ mod connection;
 mod constraints;
 mod devices;
 mod im;
+mod imlib_compat;
 mod joined;
 mod js;
 mod media;
@@ -67,7 +68,7 @@ pub async fn im_connect(token: JsValue) -> JsValue {
     }
 }
 
-async fn connect(token: JsValue) -> Result<String, i32> {
+pub(crate) async fn connect(token: JsValue) -> Result<String, i32> {
     let rt = rt();
     if !rt.initialized.get() {
         return Err(im::code::BIZ_ERROR_CLIENT_NOT_INIT);
@@ -98,7 +99,7 @@ async fn connect(token: JsValue) -> Result<String, i32> {
     Ok(user_id)
 }
 
-fn im_message(code: i32) -> &'static str {
+pub(crate) fn im_message(code: i32) -> &'static str {
     match code {
         31004 => "RC_CONN_TOKEN_INCORRECT: the token is invalid for this app key",
         31020 => "RC_CONN_TOKEN_EXPIRED: get a new token from the Server API",

@@ -256,7 +256,15 @@
       });
     });
     H.rtcClient = RongIMLib.installPlugin(RCRTC.installer, opts.rtcOptions || {});
-    H.caller = RongIMLib.installPlugin(RCCall.installer, Object.assign({}, opts.callOptions || {}, {
+    H.caller = RongIMLib.installPlugin(RCCall.installer, H.callInstallOptions(opts));
+    if (!H.rtcClient) throw new Error('installPlugin(RCRTC.installer) returned ' + H.rtcClient);
+    if (!H.caller) throw new Error('installPlugin(RCCall.installer) returned ' + H.caller);
+    return { ok: true, navi: initOpts.navi || null };
+  };
+
+  // The RCCall install options of this harness (also used by the IMLib 4.X/2.X pages).
+  H.callInstallOptions = function (opts) {
+    return Object.assign({}, opts.callOptions || {}, {
       rtcClient: H.rtcClient,
       onSession: function (session, extra) {
         // H.session is "the current session": a second incoming session (busy line) does not
@@ -272,10 +280,7 @@
       onSessionClose: function (session, summary) {
         log('onSessionClose', { summary: plainSummary(summary), sessionId: session && session.getSessionId && session.getSessionId() });
       },
-    }));
-    if (!H.rtcClient) throw new Error('installPlugin(RCRTC.installer) returned ' + H.rtcClient);
-    if (!H.caller) throw new Error('installPlugin(RCCall.installer) returned ' + H.caller);
-    return { ok: true, navi: initOpts.navi || null };
+    });
   };
 
   H.connect = async function (token) {
