@@ -1,0 +1,6 @@
+// `rcall/imlib-v4-adapter`: IMLib 4.X's `init({ appkey })`, which returns the IM client
+// (`install`, `connect({ token })`), for apps that alias `@rongcloud/imlib-v4-adapter` here.
+import { RongIMLib } from './index.js';
+
+export const init = (options) => RongIMLib.init(options);
+export { ErrorCode, ConversationType, RCConnectionStatus, Events } from './index.js';
