@@ -1,7 +1,7 @@
 // TypeScript declarations of rcall's public API (CallLib 5.X compatible).
 //
 // One module backs every entry: `rcall` (this file) and the per-RongCloud-package entries
-// `rcall/imlib-next`, `rcall/plugin-rtc`, `rcall/plugin-call` (+ `rcall/imlib-v4-adapter`,
+// `rcall/imlib-next`, `rcall/engine`, `rcall/plugin-rtc`, `rcall/plugin-call` (+ `rcall/imlib-v4-adapter`,
 // `rcall/imlib-v2-adapter`), which re-export from here under the names those packages use.
 
 // The enums, with CallLib's names and values (the JS objects come from rtc-core's `enums_json`;
@@ -110,6 +110,11 @@ export interface RCTrack {
   play(element?: HTMLMediaElement, options?: { volume?: number; audioDeviceId?: string }): Promise<{ code: number }>;
 }
 
+/**
+ * Required members = the keys `call`/`callInGroup`/`registerSessionListener` check at run time
+ * (they throw naming the missing ones, as CallLib does). Some of the seed's abbreviated samples
+ * omit `onMemberModify`/`onMediaModify`: they fail here rather than when the call starts.
+ */
 export interface ISessionListener {
   onRinging(sender: ISenderInfo, session: RCCallSession): void;
   onAccept(sender: ISenderInfo, session: RCCallSession): void;

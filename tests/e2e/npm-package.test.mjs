@@ -1,5 +1,5 @@
 // The npm package (npm/dist/esm) as apps import it: the `rcall` entry's named exports and the
-// per-RongCloud-package entries (rcall/imlib-next, rcall/plugin-rtc, rcall/plugin-call,
+// per-RongCloud-package entries (rcall/imlib-next, rcall/engine, rcall/plugin-rtc, rcall/plugin-call,
 // rcall/imlib-v4-adapter, rcall/imlib-v2-adapter).
 //
 //  - the enums index.d.ts declares are the runtime objects, member for member;
@@ -27,7 +27,7 @@ const SAMPLES = path.join(VITE_DIR, 'seed-samples');
 const APP = path.join(VITE_DIR, 'calllib-app');
 const TSC = path.join(VITE_DIR, 'node_modules/.bin/tsc');
 const VITE = path.join(VITE_DIR, 'node_modules/.bin/vite');
-const ENTRIES = ['index', 'imlib-next', 'plugin-rtc', 'plugin-call', 'imlib-v4-adapter', 'imlib-v2-adapter'];
+const ENTRIES = ['index', 'imlib-next', 'engine', 'plugin-rtc', 'plugin-call', 'imlib-v4-adapter', 'imlib-v2-adapter'];
 
 function run(cmd, args, opts = {}) {
   const r = spawnSync(cmd, args, { cwd: ROOT, encoding: 'utf8', timeout: 120000, ...opts });
