@@ -236,31 +236,15 @@ export interface IConnectResult { code: number; isOk: boolean; msg: string; data
 /** `RongIMLib.init` options. `navi`: the rcall server's base URL (default: the page's origin). */
 export interface IInitOptions { appkey: string; navi?: string; navigators?: string[]; [other: string]: unknown }
 
-/**
- * The IM client of IMLib 4.X (`init()`) and 2.X (`RongIMClient.getInstance()`): installs the
- * plugins and connects. `install` returns `null` only outside a browser, like `installPlugin`.
- */
-export interface IMClient {
-  install<O, A>(installer: Installer<O, A>, options?: O): A;
-  /** Resolves with the user (`id`); rejects with `{ code, msg }`. */
-  connect(options: { token: string }): Promise<{ id: string }>;
-  disconnect(): Promise<void>;
-}
-
-/** IMLib 2.X's `RongIMClient` (`options.navi`: the rcall server's base URL). */
-export interface RongIMClientStatic {
-  init(appkey: string, dataAccessProvider?: unknown, options?: { navi?: string; [other: string]: unknown }): void;
-  getInstance(): IMClient;
-  connect(token: string, callbacks: {
-    onSuccess(userId: string): void;
-    onTokenIncorrect(): void;
-    onError(errorCode: number): void;
-  }): void;
-}
-
 export declare const RongIMLib: {
-  /** Returns the IMLib 4.X-style client; IMLib 5.X apps ignore it. */
+  /** `navi`: the rcall server's base URL (default: the page's origin). */
+  /** Returns the IMLib 4.X IM client (5.X apps ignore it). */
   init(options: IInitOptions): IMClient;
+  /** IMLib 2.X entry point. */
+  RongIMClient: RongIMClientStatic;
+  /** IMLib 2.X / 4.X `ConnectionStatus` (the same numbers under both names). */
+  ConnectionStatus: LegacyConnectionStatus;
+  CONNECTION_STATUS: LegacyConnectionStatus;
   /**
    * Returns the plugin's API synchronously (the same instance for a tag installed twice). Typed
    * non-null so that the seed's `const caller: RCCallClient = installPlugin(...)` checks under
@@ -276,8 +260,6 @@ export declare const RongIMLib: {
   addEventListener(event: EnumValue<Events>, listener: (code?: number) => void): void;
   removeEventListener(event: EnumValue<Events>, listener: (code?: number) => void): void;
   removeEventListeners(event: EnumValue<Events>): void;
-  /** IMLib 2.X's entry point. */
-  RongIMClient: RongIMClientStatic;
   ErrorCode: typeof ErrorCode;
   ConversationType: typeof ConversationType;
   RCConnectionStatus: typeof RCConnectionStatus;
@@ -325,3 +307,46 @@ export declare const device: typeof RCRTC.device;
 export declare const ready: Promise<void>;
 declare const _default: { RongIMLib: typeof RongIMLib; RCRTC: typeof RCRTC; RCCall: typeof RCCall };
 export default _default;
+
+// ---- IMLib 4.X and 2.X entry points (README "IMLib 4.X and 2.X apps") ----
+// (The imlib branch's declarations; `install()` typed non-null like `installPlugin()`, so that
+// the seed's `const rtcClient: RCRTCClient = imClient.install(rtcInstaller)` checks under --strict.)
+export interface LegacyConnectionStatus {
+  readonly CONNECTED: 0; readonly CONNECTING: 1; readonly DISCONNECTED: 2; readonly NETWORK_UNAVAILABLE: 3;
+  readonly KICKED_OFFLINE_BY_OTHER_CLIENT: 6; readonly BLOCKED: 9;
+}
+/** IMLib 4.X: what `RongIMLib.init()` returns. */
+export interface IMClient {
+  install<O, A>(installer: Installer<O, A>, options?: O): A;
+  /** Resolves the user; rejects `{code, msg}` (IMLib codes, e.g. 31004). */
+  connect(options: { token: string }): Promise<{ id: string }>;
+  disconnect(): Promise<void>;
+  /** `status({status})` on every change of the legacy `ConnectionStatus`; `message` is never called. */
+  watch(watcher: { status?(event: { status: number }): void; message?(event: unknown): void; [other: string]: unknown }): void;
+  unwatch(): void;
+  getCurrentUserId(): string | undefined;
+  getConnectionStatus(): number;
+}
+/** IMLib 2.X: `RongIMClient.getInstance()` (`IMClient` in `rcall/imlib-v2-adapter`, as in IMLib 2.X). */
+export interface RongIMClientInstance {
+  install<O, A>(installer: Installer<O, A>, options?: O): A;
+  disconnect(): void;
+  logout(): void;
+  getCurrentUserId(): string | undefined;
+  getCurrentConnectionStatus(): number;
+}
+/** IMLib 2.X: `RongIMLib.RongIMClient`. */
+export interface RongIMClientStatic {
+  /** `options.navi`: the rcall server (URL, or a bare `host[:port]` taking the page's scheme). */
+  init(appkey: string, dataAccessProvider?: unknown, options?: { navi?: string; [other: string]: unknown }): void;
+  getInstance(): RongIMClientInstance;
+  connect(token: string, callbacks: {
+    onSuccess(userId: string): void;
+    /** 31004 (incorrect) or 31020 (expired). */
+    onTokenIncorrect(): void;
+    onError(errorCode: number): void;
+  }): void;
+  setConnectionStatusListener(listener: { onChanged(status: number): void }): void;
+  /** Accepted; rcall's link carries no non-call messages. */
+  setOnReceiveMessageListener(listener: { onReceived(message: unknown, left?: number): void }): void;
+}

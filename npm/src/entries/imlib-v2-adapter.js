@@ -4,4 +4,5 @@
 import { RongIMLib } from './index.js';
 
 export const RongIMClient = RongIMLib.RongIMClient;
+export const ConnectionStatus = RongIMLib.ConnectionStatus;
 export { ErrorCode, ConversationType, RCConnectionStatus, Events } from './index.js';
