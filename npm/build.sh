@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Builds the SDK from crates/sdk:
 #   npm/dist/cdn/rcall.js + rcall_bg.wasm   one classic <script> defining RongIMLib, RCRTC, RCCall
-#   npm/dist/esm/                           the npm package (ESM + TypeScript declarations)
+#   npm/dist/esm/                           the npm package (ESM + TypeScript declarations): `rcall`
+#                                           and one entry per RongCloud package (rcall/plugin-call...)
 # and prints the gzip size of what a page downloads for the CDN build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PWD/node_modules/.bin:$PATH"
 
 cargo build -p rcall-sdk --profile wasm --target wasm32-unknown-unknown
-wasm=target/wasm32-unknown-unknown/wasm/rcall_sdk.wasm
+# CARGO_TARGET_DIR: worktrees share one target dir.
+wasm=${CARGO_TARGET_DIR:-target}/wasm32-unknown-unknown/wasm/rcall_sdk.wasm
 enums=$(cargo run -q -p rtc-core --example js_enums)
 
 work=$(mktemp -d)
@@ -48,12 +50,16 @@ else
 fi
 
 cp "$work/esm/rcall_sdk.js" "$work/esm/rcall_sdk_bg.wasm" npm/dist/esm/
+# index.js: the entry, then the facade (a function declaration, hoisted above its use).
 {
-  cat npm/src/esm-entry.js | sed "s|__RCALL_ENUMS__|$enums|" | sed -n '1,2p'
+  sed "s|__RCALL_ENUMS__|$enums|" npm/src/esm-entry.js
+  echo
   cat npm/src/facade.js
-  sed "s|__RCALL_ENUMS__|$enums|" npm/src/esm-entry.js | sed '1,2d'
 } > npm/dist/esm/index.js
 cp npm/src/index.d.ts npm/dist/esm/index.d.ts
+# One entry per RongCloud package (rcall/plugin-call, ...): re-exports of index.js, a few hundred
+# bytes each, so the wasm and the facade stay in one shared module.
+cp npm/src/entries/*.js npm/src/entries/*.d.ts npm/dist/esm/
 cp npm/package.json npm/dist/esm/package.json
 
 gz() { gzip -9 -c "$1" | wc -c; }

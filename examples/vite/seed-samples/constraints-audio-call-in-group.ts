@@ -1,0 +1,17 @@
+// seed: 设置音频参数 › 发起多人通话时设置 (the seed's `listener: { ...... }` is `listener`, declared in seed-context.d.ts)
+
+const { code, session } = await caller.callInGroup({
+  targetId,
+  mediaType,
+  userIds,
+  listener,
+  constraints: {
+    // 音频参数设置
+    audio: {
+      // 麦克风的deviceId, 这里以"xxxx"举例
+      micphoneId: 'xxxx',
+      // 采样率
+      sampleRate: 48,
+    }
+  }
+});
