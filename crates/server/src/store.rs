@@ -267,11 +267,18 @@ impl Store {
         let job: Job = Box::new(move |c| {
             let _ = tx.send(f(c));
         });
-        self.enqueue(job)
+        let ticket = self
+            .enqueue(job)
             .ok_or_else(|| StoreError::Task("database is closed".into()))?;
-        rx.await
+        let out = rx
+            .await
             .map_err(|_| StoreError::Task("database job was dropped".into()))?
-            .map_err(StoreError::from)
+            .map_err(StoreError::from)?;
+        // Jobs run inside a batch transaction: answer only once it has committed, so what a
+        // caller was told is written (a Server API 200, a token's user row) survives a crash
+        // and is visible to every other reader of the file.
+        self.wait_committed(ticket).await;
+        Ok(out)
     }
 
     /// Queues `job` with the next ticket; `None` once the database is closed.

@@ -34,7 +34,7 @@ use rtc_core::proto::{
 use crate::clock::now_ms;
 use crate::hub::{
     encode_body, tick_liveness_clock, AppId, ConnId, Departure, Origin, Outbox, Outgoing,
-    PushError, CODE_INVALID_PARAMETER, CODE_SEND_TOO_FAST,
+    PushError, RouteError, CODE_INVALID_PARAMETER, CODE_SEND_TOO_FAST,
 };
 use crate::listener::ConnGuard;
 use crate::token::{self, Claims, TokenError};
@@ -527,6 +527,8 @@ struct RateLimiter {
     rate: f64,
     burst: f64,
     last: Instant,
+    /// The user's shared send rate (the hub's) refused a frame of this connection.
+    user_refused: bool,
 }
 
 #[derive(Debug, PartialEq)]
@@ -543,7 +545,21 @@ impl RateLimiter {
             rate: f64::from(rate),
             burst: f64::from(burst),
             last: Instant::now(),
+            user_refused: false,
         }
+    }
+
+    /// How long this connection stops reading after a refusal: until its own bucket holds a
+    /// frame again, or [`USER_THROTTLE`] after the user's shared bucket refused one. Reading
+    /// nothing meanwhile lets TCP push back on a flooding client, so a flood costs the server
+    /// about one refused frame per pause instead of decoding and refusing every frame it sends
+    /// (and the rate limit no longer has to close, which would only turn the flood into a
+    /// reconnect storm).
+    fn throttle(&mut self) -> Option<Duration> {
+        let own =
+            (self.tokens < 1.0).then(|| Duration::from_secs_f64((1.0 - self.tokens) / self.rate));
+        let user = std::mem::take(&mut self.user_refused).then_some(USER_THROTTLE);
+        own.max(user).map(|d| d.min(MAX_THROTTLE))
     }
 
     fn take(&mut self, cost: f64, now: Instant) -> RateDecision {
@@ -731,6 +747,8 @@ async fn serve_loop(
     let mut departure = Departure::Lost;
     // Wake-ups that found frames to write without looking at the socket.
     let mut reads_skipped = 0u8;
+    // Set after a rate refusal: the socket is not read until it fires (see `throttle`).
+    let mut paused: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
     let stop_reading = |draining: &mut bool, departure: Departure| {
         *draining = true;
         // Leave the routing table first so nothing new is queued, then drain.
@@ -784,6 +802,15 @@ async fn serve_loop(
         // something queued still reads now and then (its acks, and its pongs, without which it
         // would be taken for dead).
         let event = std::future::poll_fn(|cx| {
+            if let Some(p) = paused.as_mut() {
+                if p.as_mut().poll(cx).is_ready() {
+                    paused = None;
+                } else if outbox.poll_pending(cx).is_ready() {
+                    return Poll::Ready(None);
+                } else {
+                    return Poll::Pending;
+                }
+            }
             if !draining && reads_skipped >= MAX_WRITES_WITHOUT_READ {
                 if let Poll::Ready(msg) = ws.poll_next_unpin(cx) {
                     reads_skipped = 0;
@@ -819,6 +846,10 @@ async fn serve_loop(
                         break;
                     }
                     handled += 1;
+                    if let Some(wait) = limiter.throttle() {
+                        paused = Some(Box::pin(tokio::time::sleep(wait)));
+                        break;
+                    }
                     if handled == MAX_FRAMES_PER_WAKE {
                         break;
                     }
@@ -832,6 +863,13 @@ async fn serve_loop(
         }
     }
 }
+
+/// How long a connection stops reading after the user's shared send rate refused its frame
+/// (the hub does not say when its bucket refills; the user's connections share it).
+const USER_THROTTLE: Duration = Duration::from_millis(100);
+
+/// The longest read pause; well under the liveness deadline, as pongs wait too.
+const MAX_THROTTLE: Duration = Duration::from_secs(1);
 
 /// Writes in a row before the socket is read even though more is queued.
 const MAX_WRITES_WITHOUT_READ: u8 = 16;
@@ -950,6 +988,7 @@ fn handle_frame(
                 }
                 Err(e) => {
                     tracing::debug!(conn_id = origin.conn_id, error = %e, "send refused");
+                    limiter.user_refused |= matches!(e, RouteError::TooFast);
                     state.metrics.error(e.imlib_code());
                     Reply::Frame(Body::SendResult(SendResult {
                         request_id,

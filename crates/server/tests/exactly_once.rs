@@ -155,10 +155,14 @@ async fn instances_above_i64_max_keep_their_own_streams() {
     let (mut a1, auth, _) = Client::login_instance(ts.addr, &ts.token("alice"), "a1", 0, new).await;
     assert_eq!(auth.accepted_upto, 0, "a new instance has accepted nothing");
     for i in 1..=3u32 {
-        a1.send_message(10 + i, tracked("bob", 100 + i, u64::from(i))).await;
+        a1.send_message(10 + i, tracked("bob", 100 + i, u64::from(i)))
+            .await;
         let r = a1.recv_send_result().await;
         assert_eq!(r.code, 0);
-        assert!(!r.message_uid.is_empty(), "message {i} of the new instance was taken for a resend");
+        assert!(
+            !r.message_uid.is_empty(),
+            "message {i} of the new instance was taken for a resend"
+        );
         let d = b1.recv_delivered().await;
         assert_eq!((n(&d.content), d.sender_instance), (100 + i, new));
     }
