@@ -195,6 +195,36 @@ export async function startStaticServer(sdkOrigin) {
 // ------------------------------------------------------------------------------------------------
 // The browser
 
+/**
+ * Serves files on 127.0.0.1 (built apps, the npm package): `mounts` is a directory, or URL
+ * prefixes mapped to directories (`{ '/esm/': esmDir, '/': pagesDir }`, longest prefix wins).
+ * Resolves `{ url, close }`.
+ */
+export function serveDirectory(mounts) {
+  const table = Object.entries(typeof mounts === 'string' ? { '/': mounts } : mounts)
+    .sort(([a], [b]) => b.length - a.length);
+  const types = {
+    '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.css': 'text/css',
+    '.wasm': 'application/wasm', '.svg': 'image/svg+xml', '.json': 'application/json',
+  };
+  const srv = createServer((req, res) => {
+    let p = decodeURIComponent(new URL(req.url, 'http://x').pathname);
+    if (p.endsWith('/')) p += 'index.html';
+    const [prefix, dir] = table.find(([pre]) => p.startsWith(pre)) || ['', null];
+    const file = dir && path.join(dir, path.normalize(p.slice(prefix.length)));
+    if (!file || !file.startsWith(dir + path.sep) || !fs.existsSync(file) || !fs.statSync(file).isFile()) {
+      res.writeHead(404).end('not found');
+      return;
+    }
+    res.writeHead(200, { 'Content-Type': types[path.extname(file)] || 'application/octet-stream', 'Cache-Control': 'no-store' });
+    res.end(fs.readFileSync(file));
+  });
+  return new Promise((resolve) => srv.listen(0, '127.0.0.1', () => resolve({
+    url: `http://127.0.0.1:${srv.address().port}`,
+    close: () => new Promise((r) => srv.close(r)),
+  })));
+}
+
 export const CHROMIUM_ARGS = [
   '--headless=new',
   '--no-sandbox',

@@ -3,14 +3,12 @@
 // script and from the npm package (ESM); their error paths give RongCloud's codes and callbacks.
 import { describe, test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer } from 'node:http';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
   APP_KEY, ROOT, PAGES_DIR, SDK_DIR, SUCCESS, MediaType, EndReason, Client, startServer, getToken,
-  launchBrowser, requireFile, withDiagnostics, within, sleep, uid, fmtMs, startRestartableServer,
-} from './helpers.mjs';
+  launchBrowser, requireFile, withDiagnostics, within, sleep, uid, fmtMs, startRestartableServer, serveDirectory } from './helpers.mjs';
 
 const TIMEOUT = 45000;
 const ESM_DIR = process.env.RCALL_ESM_DIR || path.join(ROOT, 'npm/dist/esm');
@@ -18,22 +16,7 @@ const ESM_DIR = process.env.RCALL_ESM_DIR || path.join(ROOT, 'npm/dist/esm');
 const Status = { CONNECTED: 0, CONNECTING: 1, DISCONNECTED: 2, NETWORK_UNAVAILABLE: 3 };
 
 /** A static server on another origin: tests/e2e/pages at /, the npm package (npm/dist/esm) at /esm/. */
-async function startEsmServer() {
-  const types = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.wasm': 'application/wasm' };
-  const srv = createServer((req, res) => {
-    const p = decodeURIComponent(new URL(req.url, 'http://x').pathname);
-    const [dir, rel] = p.startsWith('/esm/') ? [ESM_DIR, p.slice(5)] : [PAGES_DIR, p.slice(1)];
-    const file = path.join(dir, path.normalize(rel));
-    if (!file.startsWith(dir + path.sep) || !fs.existsSync(file) || !fs.statSync(file).isFile()) {
-      res.writeHead(404).end('not found');
-      return;
-    }
-    res.writeHead(200, { 'Content-Type': types[path.extname(file)] || 'application/octet-stream', 'Cache-Control': 'no-store' });
-    res.end(fs.readFileSync(file));
-  });
-  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
-  return { url: `http://127.0.0.1:${srv.address().port}`, close: () => new Promise((r) => srv.close(r)) };
-}
+const startEsmServer = () => serveDirectory({ '/esm/': ESM_DIR, '/': PAGES_DIR });
 
 describe('IMLib 4.X and 2.X entry points', () => {
   let server, esm, browser;

@@ -14,12 +14,11 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { createServer } from 'node:http';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { APP_KEY, ROOT, Client, startServer, launchBrowser, requireFile, withDiagnostics, sleep, uid } from './helpers.mjs';
+import { APP_KEY, ROOT, Client, startServer, launchBrowser, requireFile, withDiagnostics, sleep, uid, serveDirectory } from './helpers.mjs';
 
 const VITE_DIR = path.join(ROOT, 'examples/vite');
 const ESM = path.join(ROOT, 'npm/dist/esm');
@@ -185,28 +184,6 @@ describe('npm package: named exports, entries per RongCloud package, types', () 
   });
 });
 
-function staticServer(dir) {
-  const types = {
-    '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.css': 'text/css',
-    '.wasm': 'application/wasm', '.svg': 'image/svg+xml', '.json': 'application/json',
-  };
-  const srv = createServer((req, res) => {
-    let p = decodeURIComponent(new URL(req.url, 'http://x').pathname);
-    if (p.endsWith('/')) p += 'index.html';
-    const file = path.join(dir, path.normalize(p));
-    if (!file.startsWith(dir + path.sep) || !fs.existsSync(file) || !fs.statSync(file).isFile()) {
-      res.writeHead(404).end('not found');
-      return;
-    }
-    res.writeHead(200, { 'Content-Type': types[path.extname(file)] || 'application/octet-stream', 'Cache-Control': 'no-store' });
-    res.end(fs.readFileSync(file));
-  });
-  return new Promise((resolve) => srv.listen(0, '127.0.0.1', () => resolve({
-    url: `http://127.0.0.1:${srv.address().port}`,
-    close: () => new Promise((r) => srv.close(r)),
-  })));
-}
-
 describe('a CallLib app importing @rongcloud/* builds with Vite aliases only and calls', () => {
   const TIMEOUT = 120000;
   let outDir, server, web, browser;
@@ -243,7 +220,7 @@ describe('a CallLib app importing @rongcloud/* builds with Vite aliases only and
     console.log(`  calllib-app: ${assets.join(', ')} (${jsBytes} B of JS)`);
 
     server = await startServer({ extraArgs: ['--dev'] });
-    web = await staticServer(outDir);
+    web = await serveDirectory(outDir);
     browser = await launchBrowser();
     await withDiagnostics('calllib-app', () => clients, server, async () => {
       const tag = uid('alias');

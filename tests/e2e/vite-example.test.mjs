@@ -9,11 +9,10 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { createServer } from 'node:http';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { APP_KEY, ROOT, Client, startServer, launchBrowser, requireFile, withDiagnostics, sleep, uid } from './helpers.mjs';
+import { APP_KEY, ROOT, Client, startServer, launchBrowser, requireFile, withDiagnostics, sleep, uid, serveDirectory } from './helpers.mjs';
 
 const EXAMPLE = path.join(ROOT, 'examples/vite');
 const ESM = path.join(ROOT, 'npm/dist/esm');
@@ -32,28 +31,6 @@ function ensureDeps() {
   if (r.ok && haveVite()) return null;
   return `examples/vite/node_modules is missing and \`npm --prefix examples/vite install\` failed ` +
     `(run \`bash scripts/setup.sh\` or that command outside the network namespace):\n${r.out.slice(-600)}`;
-}
-
-function staticServer(dir) {
-  const types = {
-    '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.css': 'text/css',
-    '.wasm': 'application/wasm', '.svg': 'image/svg+xml', '.json': 'application/json',
-  };
-  const srv = createServer((req, res) => {
-    let p = decodeURIComponent(new URL(req.url, 'http://x').pathname);
-    if (p.endsWith('/')) p += 'index.html';
-    const file = path.join(dir, path.normalize(p));
-    if (!file.startsWith(dir + path.sep) || !fs.existsSync(file) || !fs.statSync(file).isFile()) {
-      res.writeHead(404).end('not found');
-      return;
-    }
-    res.writeHead(200, { 'Content-Type': types[path.extname(file)] || 'application/octet-stream', 'Cache-Control': 'no-store' });
-    res.end(fs.readFileSync(file));
-  });
-  return new Promise((resolve) => srv.listen(0, '127.0.0.1', () => resolve({
-    url: `http://127.0.0.1:${srv.address().port}`,
-    close: () => new Promise((r) => srv.close(r)),
-  })));
 }
 
 describe('examples/vite (npm package bundled by Vite)', () => {
@@ -75,7 +52,7 @@ describe('examples/vite (npm package bundled by Vite)', () => {
     const assets = fs.readdirSync(path.join(outDir, 'assets'));
     assert.ok(assets.some((f) => f.endsWith('.wasm')), `vite build emitted no .wasm asset: ${assets.join(', ')}\n${b.out}`);
     server = await startServer({ extraArgs: ['--dev'] });
-    web = await staticServer(outDir);
+    web = await serveDirectory(outDir);
     browser = await launchBrowser();
   });
   after(async () => {
