@@ -1180,8 +1180,9 @@ impl Hub {
 
     /// A device's last connection went: persists its instances' accepted `client_seq`s, and
     /// stores every message in the window it has not acked (and that is not stored yet), so
-    /// it gets them when it resumes after the window's TTL. Those rows belong to the user
-    /// like every stored message: the first device to ack them deletes them.
+    /// it gets them when it resumes after the window's TTL. Each such row waits for the ack
+    /// of every device it was kept for (or its TTL): an ack from another device of the user
+    /// does not delete it.
     fn keep_for_departed_device(&self, key: &Arc<str>, st: &mut UserState, device: &Arc<str>) {
         let Some(d) = st.devices.iter().find(|d| d.id == *device) else {
             return;
@@ -1196,26 +1197,29 @@ impl Hub {
         let acked = d.acked.max(d.since);
         let expires_at = now.saturating_add(self.limits.offline_ttl_ms);
         for e in st.window.iter_mut() {
-            if e.seq <= acked || e.offline || e.stored || e.exclude_device.as_ref() == Some(device)
-            {
+            if e.seq <= acked || e.offline || e.exclude_device.as_ref() == Some(device) {
                 continue;
             }
+            // Also when already kept for another device: the row must wait for this one too
+            // (and is written again if that device's ack deleted it).
             let payload = delivered_payload(&e.body);
             let sent_time = Delivered::decode(&payload[..]).map_or(now, |m| m.sent_time);
-            self.store.store_offline(
+            self.store.keep_for_device(
                 key.clone(),
                 st.id.clone(),
+                device.clone(),
                 e.seq,
                 e.exclude_device.clone(),
                 sent_time,
                 expires_at,
                 payload,
                 self.limits.offline_max_per_user,
-                None,
             );
+            if !e.stored {
+                Metrics::inc(&self.metrics.offline_stored);
+            }
             e.stored = true;
             st.offline_upto = st.offline_upto.max(e.seq);
-            Metrics::inc(&self.metrics.offline_stored);
         }
     }
 
@@ -1241,7 +1245,12 @@ impl Hub {
         let Some(st) = t.users.get_mut(&*origin.user_id) else {
             return;
         };
-        let seq = seq.min(st.last_seq);
+        // Nobody can have seen more than the server issued. `last_seq` alone is 0 once the
+        // user's state was dropped (window expired) and reloaded: clamped to it, the acks of
+        // the stored messages replayed then were ignored, so they were replayed again and
+        // never deleted. Same ceiling as `register`.
+        let floor = self.seq_floor.load(Ordering::Relaxed);
+        let seq = seq.min(st.last_seq.max(floor).max(now_us()));
         if let Some(d) = st.devices.iter_mut().find(|d| d.id == origin.device_id) {
             d.acked = d.acked.max(seq);
         }
