@@ -24,6 +24,10 @@
 //!   acked cursor that is not stored yet is stored, so a connection that was dead for a while
 //!   loses nothing that was routed to it, even past the window's TTL. Until then the window
 //!   keeps such messages past its limits (up to twice its count limit).
+//! - A stored message is deleted by an ack covering it, except while a device it is for has
+//!   not acked it: one it was stored or replayed for that left without acking it (its rows in
+//!   `offline_pending`), or another connected device whose cursor is below it. Otherwise its
+//!   TTL removes it.
 //! - Exactly once: per (user, device, SDK instance) the highest accepted `client_seq` is kept
 //!   (the last `MAX_INSTANCES_PER_DEVICE` instances per device); a `client_seq` not above it
 //!   is a resend, confirmed again but not routed. It is persisted in the transaction of the
@@ -1221,6 +1225,9 @@ impl Hub {
             e.stored = true;
             st.offline_upto = st.offline_upto.max(e.seq);
         }
+        // Rows stored before (for an offline user) that it was replayed and did not ack.
+        self.store
+            .keep_stored_for_device(key.clone(), st.id.clone(), device.clone(), acked);
     }
 
     /// The highest `client_seq` accepted from `origin`'s instance, and the store ticket it
@@ -1238,7 +1245,7 @@ impl Hub {
     }
 
     /// Records that a device processed everything up to `seq`, and drops stored messages it
-    /// covers.
+    /// covers that no other device still needs (see the module docs).
     pub fn ack(&self, origin: &Origin, seq: u64) {
         let shard = &self.apps[origin.app];
         let mut t = self.table(origin.app);
@@ -1254,8 +1261,18 @@ impl Hub {
         if let Some(d) = st.devices.iter_mut().find(|d| d.id == origin.device_id) {
             d.acked = d.acked.max(seq);
         }
-        if st.offline_upto > st.deleted_upto && seq > st.deleted_upto {
-            let upto = seq.min(st.offline_upto);
+        // Another connected device that has not acked them yet may be on a dead connection:
+        // they stay until it acks them or leaves (then they wait for it: `keep_stored_for_device`).
+        let others_acked = st
+            .conns
+            .iter()
+            .filter(|c| c.device != origin.device_id)
+            .filter_map(|c| st.devices.iter().find(|d| d.id == c.device))
+            .map(|d| d.acked.max(d.since))
+            .min()
+            .unwrap_or(u64::MAX);
+        let upto = seq.min(st.offline_upto).min(others_acked);
+        if st.offline_upto > st.deleted_upto && upto > st.deleted_upto {
             self.store.delete_offline_upto(
                 shard.key.clone(),
                 st.id.clone(),

@@ -702,6 +702,28 @@ impl Store {
         })
     }
 
+    /// `device` left with its cursor at `acked`: every stored row above it (it was replayed
+    /// them, or gets them when it resumes) waits for its ack too, so another device's ack
+    /// does not delete them first.
+    pub fn keep_stored_for_device(
+        &self,
+        app_key: Arc<str>,
+        user_id: Arc<str>,
+        device: Arc<str>,
+        acked: u64,
+    ) -> u64 {
+        self.submit("keep stored messages for a departed device", move |c| {
+            c.prepare_cached(
+                "INSERT OR IGNORE INTO offline_pending
+                 (app_key, user_id, seq, device_id, expires_at)
+                 SELECT app_key, user_id, seq, ?3, expires_at FROM offline
+                 WHERE app_key = ?1 AND user_id = ?2 AND seq > ?4 AND exclude_device <> ?3",
+            )?
+            .execute(params![&*app_key, &*user_id, &*device, seq_to_sql(acked)])?;
+            Ok(())
+        })
+    }
+
     /// Remembers the highest accepted `client_seq` of each `(instance, client_seq)` of `device`.
     pub fn save_client_seqs(
         &self,

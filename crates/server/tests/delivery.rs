@@ -377,3 +377,59 @@ async fn acks_of_stored_messages_count_after_the_user_s_window_expired() {
     ts.server.state().store.flush().await.unwrap();
     assert_eq!(ts.server.state().store.offline_depth(), 0);
 }
+
+/// A message stored because the user had no live device, replayed to a device that left
+/// without acking it, waits for that device's ack too.
+#[tokio::test]
+async fn an_offline_message_replayed_to_a_departed_device_survives_another_device_s_ack() {
+    let ts = TestServer::start_with(|c| c.resume_window = Duration::from_millis(200)).await;
+    let token = ts.token("alice");
+    drop(Client::login(ts.addr, &token, "a1").await);
+    drop(Client::login(ts.addr, &token, "a2").await);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut b1 = ts.client("bob", "b1").await;
+    b1.send_expect(1, private("alice", &1u32.to_be_bytes()), 0)
+        .await;
+    // a2 gets it (offline) and leaves without acking.
+    let (mut a2, replay) = Client::login_resume(ts.addr, &token, "a2", 0).await;
+    assert_eq!(contents(&replay), vec![1]);
+    a2.barrier(1).await;
+    drop(a2);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (mut a1, replay) = Client::login_resume(ts.addr, &token, "a1", 0).await;
+    assert_eq!(contents(&replay), vec![1]);
+    a1.ack(replay[0].seq).await;
+    a1.barrier(2).await;
+    drop(a1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_a2, replay) = Client::login_resume(ts.addr, &token, "a2", 0).await;
+    assert_eq!(contents(&replay), vec![1]);
+}
+
+/// The same while the device that was replayed it is still connected: another device's ack
+/// does not delete it under it.
+#[tokio::test]
+async fn an_offline_message_is_not_deleted_under_a_connected_device_that_has_not_acked_it() {
+    let ts = TestServer::start_with(|c| c.resume_window = Duration::from_millis(200)).await;
+    let token = ts.token("alice");
+    drop(Client::login(ts.addr, &token, "a1").await);
+    drop(Client::login(ts.addr, &token, "a2").await);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut b1 = ts.client("bob", "b1").await;
+    b1.send_expect(1, private("alice", &1u32.to_be_bytes()), 0)
+        .await;
+    let (mut a2, replay) = Client::login_resume(ts.addr, &token, "a2", 0).await;
+    assert_eq!(contents(&replay), vec![1]);
+    let (mut a1, replay) = Client::login_resume(ts.addr, &token, "a1", 0).await;
+    assert_eq!(contents(&replay), vec![1]);
+    a1.ack(replay[0].seq).await;
+    a1.barrier(1).await;
+    // a2 goes without acking it (its connection dies), and stays away past the window.
+    a2.barrier(1).await;
+    drop(a2);
+    drop(a1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    ts.server.state().hub.sweep();
+    let (_a2, replay) = Client::login_resume(ts.addr, &token, "a2", 0).await;
+    assert_eq!(contents(&replay), vec![1]);
+}
