@@ -499,6 +499,8 @@ pub struct FileConfig {
     pub push_max_attempts: Option<u32>,
     pub push_retry_base_ms: Option<u64>,
     pub push_timeout_ms: Option<u64>,
+    pub ping_interval_ms: Option<u64>,
+    pub dead_after_ms: Option<u64>,
     #[serde(default)]
     pub apps: Vec<AppCredentials>,
 }
@@ -997,10 +999,18 @@ impl Cli {
         if let Some(v) = file.push_timeout_ms {
             c.push_timeout = Duration::from_millis(v);
         }
-        if let Some(v) = layer!(self.ping_interval_ms, "RCALL_PING_INTERVAL_MS", None) {
+        if let Some(v) = layer!(
+            self.ping_interval_ms,
+            "RCALL_PING_INTERVAL_MS",
+            file.ping_interval_ms
+        ) {
             c.ping_interval = Duration::from_millis(v);
         }
-        if let Some(v) = layer!(self.dead_after_ms, "RCALL_DEAD_AFTER_MS", None) {
+        if let Some(v) = layer!(
+            self.dead_after_ms,
+            "RCALL_DEAD_AFTER_MS",
+            file.dead_after_ms
+        ) {
             c.dead_after = Duration::from_millis(v);
         }
         if let Some(v) = layer!(self.log_format, "RCALL_LOG_FORMAT", file.log_format) {
@@ -1257,6 +1267,36 @@ secret = "second-secret-0123456789"
         assert_eq!(c.store_queue_max, 5);
         assert_eq!(c.offline_quota_window, Duration::from_secs(60));
         assert!(build(&["--dev", "--max-connections-per-device", "0"]).is_err());
+    }
+
+    #[test]
+    fn liveness_timings_come_from_flag_env_or_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("liveness.toml");
+        std::fs::write(&path, "ping_interval_ms = 2000\ndead_after_ms = 7000\n").unwrap();
+        let file = path.to_str().unwrap();
+        let c = build(&["--dev", "--config", file]).unwrap();
+        assert_eq!(c.ping_interval, Duration::from_millis(2000));
+        assert_eq!(c.dead_after, Duration::from_millis(7000));
+        // Environment beats the file, a flag beats the environment.
+        let c = build_env(
+            &["--dev", "--config", file, "--dead-after-ms", "9000"],
+            &[
+                ("RCALL_PING_INTERVAL_MS", "3000"),
+                ("RCALL_DEAD_AFTER_MS", "8000"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.ping_interval, Duration::from_millis(3000));
+        assert_eq!(c.dead_after, Duration::from_millis(9000));
+        // The file's values are checked like the flags' (dead_after must exceed the interval).
+        std::fs::write(&path, "ping_interval_ms = 5000\ndead_after_ms = 5000\n").unwrap();
+        assert!(build(&["--dev", "--config", file]).is_err());
+        let c = build(&["--dev"]).unwrap();
+        assert_eq!(
+            (c.ping_interval, c.dead_after),
+            (crate::ws::PING_INTERVAL, crate::ws::DEAD_AFTER)
+        );
     }
 
     #[test]

@@ -24,6 +24,10 @@
 //!   acked cursor that is not stored yet is stored, so a connection that was dead for a while
 //!   loses nothing that was routed to it, even past the window's TTL. Until then the window
 //!   keeps such messages past its limits (up to twice its count limit).
+//! - A stored message is deleted by an ack covering it, except while a device it is for has
+//!   not acked it: one it was stored or replayed for that left without acking it (its rows in
+//!   `offline_pending`), or another connected device whose cursor is below it. Otherwise its
+//!   TTL removes it.
 //! - Exactly once: per (user, device, SDK instance) the highest accepted `client_seq` is kept
 //!   (the last `MAX_INSTANCES_PER_DEVICE` instances per device); a `client_seq` not above it
 //!   is a resend, confirmed again but not routed. It is persisted in the transaction of the
@@ -1180,8 +1184,9 @@ impl Hub {
 
     /// A device's last connection went: persists its instances' accepted `client_seq`s, and
     /// stores every message in the window it has not acked (and that is not stored yet), so
-    /// it gets them when it resumes after the window's TTL. Those rows belong to the user
-    /// like every stored message: the first device to ack them deletes them.
+    /// it gets them when it resumes after the window's TTL. Each such row waits for the ack
+    /// of every device it was kept for (or its TTL): an ack from another device of the user
+    /// does not delete it.
     fn keep_for_departed_device(&self, key: &Arc<str>, st: &mut UserState, device: &Arc<str>) {
         let Some(d) = st.devices.iter().find(|d| d.id == *device) else {
             return;
@@ -1196,27 +1201,33 @@ impl Hub {
         let acked = d.acked.max(d.since);
         let expires_at = now.saturating_add(self.limits.offline_ttl_ms);
         for e in st.window.iter_mut() {
-            if e.seq <= acked || e.offline || e.stored || e.exclude_device.as_ref() == Some(device)
-            {
+            if e.seq <= acked || e.offline || e.exclude_device.as_ref() == Some(device) {
                 continue;
             }
+            // Also when already kept for another device: the row must wait for this one too
+            // (and is written again if that device's ack deleted it).
             let payload = delivered_payload(&e.body);
             let sent_time = Delivered::decode(&payload[..]).map_or(now, |m| m.sent_time);
-            self.store.store_offline(
+            self.store.keep_for_device(
                 key.clone(),
                 st.id.clone(),
+                device.clone(),
                 e.seq,
                 e.exclude_device.clone(),
                 sent_time,
                 expires_at,
                 payload,
                 self.limits.offline_max_per_user,
-                None,
             );
+            if !e.stored {
+                Metrics::inc(&self.metrics.offline_stored);
+            }
             e.stored = true;
             st.offline_upto = st.offline_upto.max(e.seq);
-            Metrics::inc(&self.metrics.offline_stored);
         }
+        // Rows stored before (for an offline user) that it was replayed and did not ack.
+        self.store
+            .keep_stored_for_device(key.clone(), st.id.clone(), device.clone(), acked);
     }
 
     /// The highest `client_seq` accepted from `origin`'s instance, and the store ticket it
@@ -1234,19 +1245,34 @@ impl Hub {
     }
 
     /// Records that a device processed everything up to `seq`, and drops stored messages it
-    /// covers.
+    /// covers that no other device still needs (see the module docs).
     pub fn ack(&self, origin: &Origin, seq: u64) {
         let shard = &self.apps[origin.app];
         let mut t = self.table(origin.app);
         let Some(st) = t.users.get_mut(&*origin.user_id) else {
             return;
         };
-        let seq = seq.min(st.last_seq);
+        // Nobody can have seen more than the server issued. `last_seq` alone is 0 once the
+        // user's state was dropped (window expired) and reloaded: clamped to it, the acks of
+        // the stored messages replayed then were ignored, so they were replayed again and
+        // never deleted. Same ceiling as `register`.
+        let floor = self.seq_floor.load(Ordering::Relaxed);
+        let seq = seq.min(st.last_seq.max(floor).max(now_us()));
         if let Some(d) = st.devices.iter_mut().find(|d| d.id == origin.device_id) {
             d.acked = d.acked.max(seq);
         }
-        if st.offline_upto > st.deleted_upto && seq > st.deleted_upto {
-            let upto = seq.min(st.offline_upto);
+        // Another connected device that has not acked them yet may be on a dead connection:
+        // they stay until it acks them or leaves (then they wait for it: `keep_stored_for_device`).
+        let others_acked = st
+            .conns
+            .iter()
+            .filter(|c| c.device != origin.device_id)
+            .filter_map(|c| st.devices.iter().find(|d| d.id == c.device))
+            .map(|d| d.acked.max(d.since))
+            .min()
+            .unwrap_or(u64::MAX);
+        let upto = seq.min(st.offline_upto).min(others_acked);
+        if st.offline_upto > st.deleted_upto && upto > st.deleted_upto {
             self.store.delete_offline_upto(
                 shard.key.clone(),
                 st.id.clone(),

@@ -25,7 +25,7 @@ use sha1::{Digest, Sha1};
 use crate::clock::now_ms;
 use crate::hub::AppId;
 use crate::metrics::{Gauges, Metrics};
-use crate::{ice, token, AppState};
+use crate::{ice, rooms, token, AppState};
 
 /// Longest accepted user id (RongCloud's limit).
 pub const MAX_USER_ID_CHARS: usize = 64;
@@ -263,7 +263,20 @@ fn validate_id<'a>(what: &str, max: usize, v: Option<&'a str>) -> Result<&'a str
 }
 
 fn validate_user_id(user_id: Option<&str>) -> Result<&str, ApiError> {
-    validate_id("userId", MAX_USER_ID_CHARS, user_id)
+    validate_user_field("userId", user_id)
+}
+
+/// A user id field: present, and one the hub routes to ([`rooms::valid_user_id`], the one home
+/// of the rule). A token for an id the WebSocket side refuses (33003) would make a user nobody
+/// can call.
+fn validate_user_field<'a>(what: &str, v: Option<&'a str>) -> Result<&'a str, ApiError> {
+    let u = validate_id(what, MAX_USER_ID_CHARS, v)?;
+    if !rooms::valid_user_id(u) {
+        return Err(ApiError::BadRequest(format!(
+            "{what} must not contain control characters"
+        )));
+    }
+    Ok(u)
 }
 
 /// Every value of a repeatable field, validated as user ids; at least one.
@@ -271,7 +284,7 @@ fn user_ids(form: &[(String, String)], name: &str) -> Result<Vec<String>, ApiErr
     let mut v = Vec::new();
     for (k, val) in form {
         if k == name {
-            v.push(validate_id(name, MAX_USER_ID_CHARS, Some(val))?.to_owned());
+            v.push(validate_user_field(name, Some(val))?.to_owned());
         }
     }
     if v.is_empty() {
@@ -794,6 +807,16 @@ mod tests {
         assert!(validate_user_id(Some("")).is_err());
         assert!(validate_user_id(Some(&"x".repeat(65))).is_err());
         assert_eq!(validate_user_id(Some(&"x".repeat(64))).unwrap().len(), 64);
+        assert!(validate_user_id(Some("a\0b")).is_err());
+        assert!(validate_user_id(Some("a\nb")).is_err());
+        assert!(user_ids(
+            &[
+                ("userId".into(), "ok".into()),
+                ("userId".into(), "\u{7f}".into())
+            ],
+            "userId"
+        )
+        .is_err());
     }
 
     #[test]

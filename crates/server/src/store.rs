@@ -91,6 +91,16 @@ CREATE TABLE IF NOT EXISTS offline (
     PRIMARY KEY (app_key, user_id, seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS offline_expiry ON offline (expires_at);
+-- Devices an `offline` row was kept for when they left without acking it: such a row is
+-- deleted once each of them acked it (not by the first ack of any device of the user).
+CREATE TABLE IF NOT EXISTS offline_pending (
+    app_key    TEXT    NOT NULL,
+    user_id    TEXT    NOT NULL,
+    seq        INTEGER NOT NULL,
+    device_id  TEXT    NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (app_key, user_id, seq, device_id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS device_cursors (
     app_key    TEXT    NOT NULL,
     user_id    TEXT    NOT NULL,
@@ -627,25 +637,89 @@ impl Store {
             inner
                 .offline_bytes
                 .fetch_add(payload.len() as i64, Ordering::Relaxed);
-            let mut trim = c.prepare_cached(
-                "DELETE FROM offline WHERE app_key = ?1 AND user_id = ?2 AND seq <= (
-                     SELECT seq FROM offline WHERE app_key = ?1 AND user_id = ?2
-                     ORDER BY seq DESC LIMIT 1 OFFSET ?3)
-                 RETURNING length(payload)",
-            )?;
-            let (removed, bytes) = deleted(trim.query(params![
-                &*app_key,
-                &*user_id,
-                i64::try_from(max_per_user).unwrap_or(i64::MAX)
-            ])?)?;
-            inner
-                .offline_depth
-                .fetch_sub(removed as i64, Ordering::Relaxed);
-            inner.offline_bytes.fetch_sub(bytes, Ordering::Relaxed);
+            trim_offline(c, &inner, &app_key, &user_id, max_per_user)?;
             // After the message: if storing it failed, its client_seq must not count as accepted.
             if let Some(s) = &sender {
                 upsert_client_seq(c, &app_key, s, sent_time)?;
             }
+            Ok(())
+        })
+    }
+
+    /// Stores a message for `device`, which left without acking it (the row is written unless
+    /// it is already there, then the user's queue is trimmed to `max_per_user`), and records
+    /// that the row waits for `device`'s ack: another device's ack does not delete it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn keep_for_device(
+        &self,
+        app_key: Arc<str>,
+        user_id: Arc<str>,
+        device: Arc<str>,
+        seq: u64,
+        exclude_device: Option<Arc<str>>,
+        sent_time: i64,
+        expires_at: i64,
+        payload: bytes::Bytes,
+        max_per_user: usize,
+    ) -> u64 {
+        let inner = self.inner.clone();
+        self.submit("keep message for a departed device", move |c| {
+            let n = c
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO offline
+                     (app_key, user_id, seq, exclude_device, sent_time, expires_at, payload)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )?
+                .execute(params![
+                    &*app_key,
+                    &*user_id,
+                    seq_to_sql(seq),
+                    exclude_device.as_deref().unwrap_or(""),
+                    sent_time,
+                    expires_at,
+                    &payload[..]
+                ])?;
+            if n > 0 {
+                inner.offline_depth.fetch_add(n as i64, Ordering::Relaxed);
+                inner
+                    .offline_bytes
+                    .fetch_add(payload.len() as i64, Ordering::Relaxed);
+                trim_offline(c, &inner, &app_key, &user_id, max_per_user)?;
+            }
+            c.prepare_cached(
+                "INSERT INTO offline_pending (app_key, user_id, seq, device_id, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT DO UPDATE SET expires_at = MAX(expires_at, ?5)",
+            )?
+            .execute(params![
+                &*app_key,
+                &*user_id,
+                seq_to_sql(seq),
+                &*device,
+                expires_at
+            ])?;
+            Ok(())
+        })
+    }
+
+    /// `device` left with its cursor at `acked`: every stored row above it (it was replayed
+    /// them, or gets them when it resumes) waits for its ack too, so another device's ack
+    /// does not delete them first.
+    pub fn keep_stored_for_device(
+        &self,
+        app_key: Arc<str>,
+        user_id: Arc<str>,
+        device: Arc<str>,
+        acked: u64,
+    ) -> u64 {
+        self.submit("keep stored messages for a departed device", move |c| {
+            c.prepare_cached(
+                "INSERT OR IGNORE INTO offline_pending
+                 (app_key, user_id, seq, device_id, expires_at)
+                 SELECT app_key, user_id, seq, ?3, expires_at FROM offline
+                 WHERE app_key = ?1 AND user_id = ?2 AND seq > ?4 AND exclude_device <> ?3",
+            )?
+            .execute(params![&*app_key, &*user_id, &*device, seq_to_sql(acked)])?;
             Ok(())
         })
     }
@@ -731,7 +805,8 @@ impl Store {
         .await
     }
 
-    /// Drops stored messages up to `seq` that `device` was able to receive (it acked them).
+    /// Drops stored messages up to `seq` that `device` was able to receive (it acked them),
+    /// except those kept for other devices ([`Self::keep_for_device`]) that have not acked them.
     pub fn delete_offline_upto(
         &self,
         app_key: Arc<str>,
@@ -741,9 +816,18 @@ impl Store {
     ) {
         let inner = self.inner.clone();
         self.submit("delete acked offline messages", move |c| {
+            c.prepare_cached(
+                "DELETE FROM offline_pending WHERE app_key = ?1 AND user_id = ?2
+                 AND device_id = ?4 AND seq <= ?3",
+            )?
+            .execute(params![&*app_key, &*user_id, seq_to_sql(seq), &*device])?;
+            // A row kept for other devices that have not acked it yet stays.
             let mut st = c.prepare_cached(
                 "DELETE FROM offline WHERE app_key = ?1 AND user_id = ?2 AND seq <= ?3
-                 AND exclude_device <> ?4 RETURNING length(payload)",
+                 AND exclude_device <> ?4 AND NOT EXISTS (
+                     SELECT 1 FROM offline_pending p WHERE p.app_key = ?1
+                     AND p.user_id = ?2 AND p.seq = offline.seq)
+                 RETURNING length(payload)",
             )?;
             let (n, bytes) =
                 deleted(st.query(params![&*app_key, &*user_id, seq_to_sql(seq), &*device])?)?;
@@ -867,6 +951,10 @@ impl Store {
             inner.offline_depth.fetch_sub(n as i64, Ordering::Relaxed);
             inner.offline_bytes.fetch_sub(bytes, Ordering::Relaxed);
             c.execute(
+                "DELETE FROM offline_pending WHERE expires_at <= ?1",
+                [now_ms],
+            )?;
+            c.execute(
                 "DELETE FROM device_cursors WHERE updated_at < ?1",
                 [now_ms.saturating_sub(cursor_ttl_ms)],
             )?;
@@ -915,6 +1003,32 @@ impl Store {
 }
 
 /// (rows, payload bytes) of a `DELETE … RETURNING length(payload)`.
+/// Trims a user's stored messages to the newest `max_per_user`.
+fn trim_offline(
+    c: &Connection,
+    inner: &Inner,
+    app_key: &str,
+    user_id: &str,
+    max_per_user: usize,
+) -> Result<(), rusqlite::Error> {
+    let mut trim = c.prepare_cached(
+        "DELETE FROM offline WHERE app_key = ?1 AND user_id = ?2 AND seq <= (
+             SELECT seq FROM offline WHERE app_key = ?1 AND user_id = ?2
+             ORDER BY seq DESC LIMIT 1 OFFSET ?3)
+         RETURNING length(payload)",
+    )?;
+    let (removed, bytes) = deleted(trim.query(params![
+        app_key,
+        user_id,
+        i64::try_from(max_per_user).unwrap_or(i64::MAX)
+    ])?)?;
+    inner
+        .offline_depth
+        .fetch_sub(removed as i64, Ordering::Relaxed);
+    inner.offline_bytes.fetch_sub(bytes, Ordering::Relaxed);
+    Ok(())
+}
+
 fn deleted(mut rows: rusqlite::Rows<'_>) -> Result<(usize, i64), rusqlite::Error> {
     let (mut n, mut bytes) = (0usize, 0i64);
     while let Some(r) = rows.next()? {
@@ -1107,6 +1221,66 @@ mod tests {
         assert_eq!(s.load_seq_floor().await.unwrap(), 30);
         s.save_seq_floor(99);
         assert_eq!(s.load_seq_floor().await.unwrap(), 99);
+        s.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_row_kept_for_devices_waits_for_each_of_their_acks() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("t.db")).unwrap();
+        let (app, user): (Arc<str>, Arc<str>) = ("app".into(), "bob".into());
+        let keep = |device: &str, seq: u64| {
+            s.keep_for_device(
+                app.clone(),
+                user.clone(),
+                device.into(),
+                seq,
+                None,
+                1,
+                1_000,
+                bytes::Bytes::from_static(b"m"),
+                10,
+            )
+        };
+        keep("d1", 10);
+        keep("d2", 10); // the same row, now also waiting for d2
+        keep("d1", 20);
+        let depth = || s.offline_depth();
+        s.flush().await.unwrap();
+        assert_eq!(depth(), 2, "one row per message, whatever the devices");
+        // Another device's ack deletes neither; d1's deletes the row only d1 waited for.
+        s.delete_offline_upto(app.clone(), user.clone(), "d3".into(), 20);
+        s.flush().await.unwrap();
+        assert_eq!(depth(), 2);
+        s.delete_offline_upto(app.clone(), user.clone(), "d1".into(), 20);
+        s.flush().await.unwrap();
+        assert_eq!(depth(), 1);
+        s.delete_offline_upto(app.clone(), user.clone(), "d2".into(), 20);
+        s.flush().await.unwrap();
+        assert_eq!(depth(), 0);
+        // A plain offline row (kept for nobody) still goes with the first ack.
+        s.store_offline(
+            app.clone(),
+            user.clone(),
+            30,
+            None,
+            1,
+            1_000,
+            bytes::Bytes::from_static(b"m"),
+            10,
+            None,
+        );
+        s.delete_offline_upto(app.clone(), user.clone(), "d3".into(), 30);
+        s.flush().await.unwrap();
+        assert_eq!(depth(), 0);
+        // Pending marks of an expired row go with the sweep.
+        keep("d1", 40);
+        assert_eq!(s.sweep(2_000, 1_000_000).await.unwrap(), 1);
+        let left: i64 = s
+            .call(|c| c.query_row("SELECT COUNT(*) FROM offline_pending", [], |r| r.get(0)))
+            .await
+            .unwrap();
+        assert_eq!(left, 0);
         s.close().await;
     }
 }

@@ -302,3 +302,134 @@ async fn a_second_connection_of_the_sending_device_gets_the_copy_live() {
     assert_eq!(copy.sender_device_id, "a1");
     assert!(!copy.offline);
 }
+
+/// Messages stored when a device leaves without acking them wait for *that* device's ack: an
+/// ack from another device of the same user (here one that got them from the stored rows)
+/// does not delete them, so each device that left gets them after the window expired.
+#[tokio::test]
+async fn messages_kept_for_departed_devices_survive_other_devices_acks() {
+    let ts = TestServer::start_with(|c| c.resume_window = Duration::from_millis(200)).await;
+    let token = ts.token("alice");
+    // a1 is a known device of alice, now away.
+    drop(Client::login(ts.addr, &token, "a1").await);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut b1 = ts.client("bob", "b1").await;
+    let mut a2 = Client::login(ts.addr, &token, "a2").await;
+    let mut a3 = Client::login(ts.addr, &token, "a3").await;
+    for i in 1..=3u32 {
+        b1.send_expect(i, private("alice", &i.to_be_bytes()), 0)
+            .await;
+    }
+    for a in [&mut a2, &mut a3] {
+        for i in 1..=3u32 {
+            assert_eq!(n(&a.recv_delivered().await.content), i);
+        }
+        a.barrier(1).await;
+    }
+    // a2 and a3 leave without acking: the three are stored for both.
+    drop(a2);
+    drop(a3);
+    tokio::time::sleep(Duration::from_millis(300)).await; // past the window's TTL
+                                                          // a1 comes back, gets them from the stored rows, acks past them and leaves; then a2.
+    for (dev, nonce) in [("a1", 2), ("a2", 3)] {
+        let (mut a, replay) = Client::login_resume(ts.addr, &token, dev, 0).await;
+        assert_eq!(contents(&replay), vec![1, 2, 3], "{dev}");
+        a.ack(replay[2].seq).await;
+        a.barrier(nonce).await;
+        drop(a);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // a3 still gets them, then its own ack deletes them for good.
+    let (mut a3, replay) = Client::login_resume(ts.addr, &token, "a3", 0).await;
+    assert_eq!(contents(&replay), vec![1, 2, 3]);
+    a3.ack(replay[2].seq).await;
+    a3.barrier(4).await;
+    drop(a3);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_a3, replay) = Client::login_resume(ts.addr, &token, "a3", 0).await;
+    assert!(replay.is_empty(), "{:?}", contents(&replay));
+    ts.server.state().store.flush().await.unwrap();
+    assert_eq!(ts.server.state().store.offline_depth(), 0);
+}
+
+/// Acks count after the user's in-memory state was dropped (window expired, no connection):
+/// the stored messages replayed then are deleted by the ack, not replayed again.
+#[tokio::test]
+async fn acks_of_stored_messages_count_after_the_user_s_window_expired() {
+    let ts = TestServer::start_with(|c| c.resume_window = Duration::from_millis(100)).await;
+    let token = ts.token("alice");
+    drop(Client::login(ts.addr, &token, "a1").await);
+    let mut b1 = ts.client("bob", "b1").await;
+    for i in 1..=2u32 {
+        b1.send_expect(i, private("alice", &i.to_be_bytes()), 0)
+            .await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    ts.server.state().hub.sweep(); // alice's expired window and state go
+    let (mut a1, replay) = Client::login_resume(ts.addr, &token, "a1", 0).await;
+    assert_eq!(contents(&replay), vec![1, 2]);
+    a1.ack(replay[1].seq).await;
+    a1.barrier(1).await;
+    drop(a1);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (_a1, replay) = Client::login_resume(ts.addr, &token, "a1", 0).await;
+    assert!(replay.is_empty(), "replayed again: {:?}", contents(&replay));
+    ts.server.state().store.flush().await.unwrap();
+    assert_eq!(ts.server.state().store.offline_depth(), 0);
+}
+
+/// A message stored because the user had no live device, replayed to a device that left
+/// without acking it, waits for that device's ack too.
+#[tokio::test]
+async fn an_offline_message_replayed_to_a_departed_device_survives_another_device_s_ack() {
+    let ts = TestServer::start_with(|c| c.resume_window = Duration::from_millis(200)).await;
+    let token = ts.token("alice");
+    drop(Client::login(ts.addr, &token, "a1").await);
+    drop(Client::login(ts.addr, &token, "a2").await);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut b1 = ts.client("bob", "b1").await;
+    b1.send_expect(1, private("alice", &1u32.to_be_bytes()), 0)
+        .await;
+    // a2 gets it (offline) and leaves without acking.
+    let (mut a2, replay) = Client::login_resume(ts.addr, &token, "a2", 0).await;
+    assert_eq!(contents(&replay), vec![1]);
+    a2.barrier(1).await;
+    drop(a2);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (mut a1, replay) = Client::login_resume(ts.addr, &token, "a1", 0).await;
+    assert_eq!(contents(&replay), vec![1]);
+    a1.ack(replay[0].seq).await;
+    a1.barrier(2).await;
+    drop(a1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_a2, replay) = Client::login_resume(ts.addr, &token, "a2", 0).await;
+    assert_eq!(contents(&replay), vec![1]);
+}
+
+/// The same while the device that was replayed it is still connected: another device's ack
+/// does not delete it under it.
+#[tokio::test]
+async fn an_offline_message_is_not_deleted_under_a_connected_device_that_has_not_acked_it() {
+    let ts = TestServer::start_with(|c| c.resume_window = Duration::from_millis(200)).await;
+    let token = ts.token("alice");
+    drop(Client::login(ts.addr, &token, "a1").await);
+    drop(Client::login(ts.addr, &token, "a2").await);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut b1 = ts.client("bob", "b1").await;
+    b1.send_expect(1, private("alice", &1u32.to_be_bytes()), 0)
+        .await;
+    let (mut a2, replay) = Client::login_resume(ts.addr, &token, "a2", 0).await;
+    assert_eq!(contents(&replay), vec![1]);
+    let (mut a1, replay) = Client::login_resume(ts.addr, &token, "a1", 0).await;
+    assert_eq!(contents(&replay), vec![1]);
+    a1.ack(replay[0].seq).await;
+    a1.barrier(1).await;
+    // a2 goes without acking it (its connection dies), and stays away past the window.
+    a2.barrier(1).await;
+    drop(a2);
+    drop(a1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    ts.server.state().hub.sweep();
+    let (_a2, replay) = Client::login_resume(ts.addr, &token, "a2", 0).await;
+    assert_eq!(contents(&replay), vec![1]);
+}

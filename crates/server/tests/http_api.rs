@@ -117,6 +117,67 @@ async fn missing_or_invalid_user_id_is_400_json_1002() {
     }
 }
 
+/// A user id the WebSocket side refuses (33003: control characters, NUL, over 64 characters)
+/// gets no token and is refused by every Server API endpoint naming users, with the same
+/// 400/1002 as a missing `userId`: such a user could never be called.
+#[tokio::test]
+async fn user_ids_the_hub_refuses_are_refused_by_the_server_api() {
+    let ts = TestServer::start().await;
+    let long = "é".repeat(65);
+    for bad in [
+        "a\0b",
+        "a\nb",
+        "tab\there",
+        "del\u{7f}",
+        "c1\u{85}",
+        long.as_str(),
+    ] {
+        let endpoints: [(&str, Vec<(&str, &str)>); 8] = [
+            ("/user/getToken.json", vec![("userId", bad)]),
+            ("/user/refresh.json", vec![("userId", bad), ("name", "x")]),
+            ("/user/block.json", vec![("userId", bad), ("minute", "1")]),
+            (
+                "/user/blacklist/add.json",
+                vec![("userId", "alice"), ("blackUserId", bad)],
+            ),
+            (
+                "/user/blacklist/add.json",
+                vec![("userId", bad), ("blackUserId", "bob")],
+            ),
+            (
+                "/group/join.json",
+                vec![("userId", "alice"), ("userId", bad), ("groupId", "g")],
+            ),
+            (
+                "/group/create.json",
+                vec![("userId", bad), ("groupId", "g")],
+            ),
+            (
+                "/rtc/user/kick.json",
+                vec![("userId", bad), ("roomId", "r")],
+            ),
+        ];
+        for (path, form) in endpoints {
+            let (status, body) =
+                json(api_request(&ts, path, APP_KEY, APP_SECRET, &form).await).await;
+            assert_eq!(
+                (status, body["code"].as_i64()),
+                (400, Some(1002)),
+                "{path} {bad:?}"
+            );
+            assert!(body["errorMessage"].as_str().is_some(), "{path} {bad:?}");
+        }
+    }
+    // A group join naming one bad id changes nothing (not even the valid members).
+    let q = api_ok(&ts, "/group/user/query.json", &[("groupId", "g")]).await;
+    assert_eq!(q["users"].as_array().map(Vec::len), Some(0));
+    // 64 characters of anything printable (not just ASCII) is still fine.
+    let ok = "é".repeat(64);
+    let (status, body) =
+        json(get_token_request(&ts, APP_KEY, APP_SECRET, &[("userId", &ok)]).await).await;
+    assert_eq!((status, body["userId"].as_str()), (200, Some(ok.as_str())));
+}
+
 #[tokio::test]
 async fn malformed_body_is_400_json() {
     let ts = TestServer::start().await;
