@@ -380,8 +380,9 @@ impl Engine {
     ///
     /// Decision (CallLib had no such moment: it captured before inviting): `call()` resolves
     /// `{code: SEND_MSG_ERROR}` without a session, and no `onSessionClose` fires, as the app
-    /// never held the session — what CallLib's `call()` gave when IMLib disconnected during
-    /// its capture (the invite send failed), and what `call()` gives while disconnected.
+    /// never held the session. That is what CallLib's `call()` would give for a disconnect
+    /// during its capture (the invite send after it fails), and what `call()` gives while
+    /// disconnected.
     fn cancel_starting_call(&mut self, command: Option<CommandId>, call_id: &str, call_command: CommandId) {
         let me = self.cfg.self_id.clone();
         let Some(call) = self.calls.get_mut(call_id) else { return };
