@@ -47,6 +47,8 @@ impl MediaShell {
         match action {
             MediaAction::Capture { call_id, video } => capture(rt, call_id, video),
             MediaAction::Release { call_id } => {
+                // Our track objects go too (device id ""): nothing announces them any more.
+                rt.media.borrow_mut().tracks.retain(|(c, _, d), _| !(*c == call_id && d.is_empty()));
                 let media = rt.media.borrow_mut().local.remove(&call_id);
                 if let Some(m) = media {
                     m.stop();
@@ -183,7 +185,11 @@ fn recapture(rt: &Rc<Runtime>, call_id: String, kind: TrackKind) {
                         shell.register_track(&call_id, "", RCTrack::new(&call_id, &me, kind, true, track, stream));
                         Ok(vec![kind])
                     }
-                    _ => Err(CaptureError::Other),
+                    // The call's media is gone (it ended, or `disconnect()`): stop the new track.
+                    _ => {
+                        media.stop();
+                        Err(CaptureError::Other)
+                    }
                 }
             }
             Err(e) => {
@@ -229,6 +235,14 @@ fn capture(rt: &Rc<Runtime>, call_id: String, video: bool) {
             result = web_rtc::capture(&audio_only).await;
         }
         let call_id = rt.media.borrow().renames.get(&call_id).cloned().unwrap_or(call_id);
+        if rt.engine.borrow().is_none() {
+            // `disconnect()` while the camera opened: nobody is left to release it, and the
+            // camera light must not stay on.
+            if let Ok(media) = result {
+                media.stop();
+            }
+            return;
+        }
         let result = match result {
             Ok(media) => {
                 let me = rt.current_user().unwrap_or_default();

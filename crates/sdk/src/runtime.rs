@@ -326,20 +326,14 @@ impl Runtime {
         }
     }
 
-    /// Hangs up every live session at once, like `session.hungup()` (reason by state): the
+    /// Hangs up every live call at once, like `session.hungup()` (reason by state): the
     /// Hangup messages are handed to the socket and `onSessionClose` fires before this returns.
+    /// The engine's list, not the app's sessions: a `call()` still opening the camera has no
+    /// session object yet, but its callees already ring (it is cancelled, `call()` → 53201).
     pub fn hang_up_all(self: &Rc<Self>) {
-        let mut ids: Vec<String> = self.sessions.borrow().keys().cloned().collect();
-        for id in self.listeners.borrow().keys() {
-            if !ids.contains(id) {
-                ids.push(id.clone());
-            }
-        }
+        let ids = self.engine.borrow().as_ref().map(Engine::live_call_ids).unwrap_or_default();
         for call_id in ids {
-            let live = self.session_view(&call_id).is_some_and(|v| v.state != rtc_core::types::SessionState::End);
-            if live {
-                drop(self.command(Command::Hangup { call_id }));
-            }
+            drop(self.command(Command::Hangup { call_id }));
         }
     }
 

@@ -667,6 +667,10 @@ pub struct Cli {
     /// Close a connection silent this long, ms (tests) [env: RCALL_DEAD_AFTER_MS]
     #[arg(long, hide = true)]
     pub dead_after_ms: Option<u64>,
+    /// Hang up for a call member whose connections closed cleanly after this long, ms (tests:
+    /// a long one tells a client's own hangup from the server's) [env: RCALL_LEFT_GRACE_MS]
+    #[arg(long, hide = true)]
+    pub left_grace_ms: Option<u64>,
 }
 
 fn parse_env<T: std::str::FromStr>(
@@ -1012,6 +1016,9 @@ impl Cli {
             file.dead_after_ms
         ) {
             c.dead_after = Duration::from_millis(v);
+        }
+        if let Some(v) = layer!(self.left_grace_ms, "RCALL_LEFT_GRACE_MS", None) {
+            c.left_grace = Duration::from_millis(v);
         }
         if let Some(v) = layer!(self.log_format, "RCALL_LOG_FORMAT", file.log_format) {
             c.log_format = parse_log_format(&v)?;

@@ -12,6 +12,8 @@
 //! - `call()` sends the invite while the camera starts (CallLib captured first), so the callee
 //!   rings ~150 ms sooner; the caller's app still sees CallLib's order: local tracks, `call()`
 //!   resolved, then ringing. If the capture fails, the invite is cancelled (the callee sees 18).
+//!   Hung up before `call()` resolved (`disconnect()`/`pagehide` while the camera opens), the
+//!   call is cancelled at once (the callee sees 11) and `call()` resolves 53201 without a session.
 //! - Ring timers are cleared on END and removed users never fire again (legacy leaked them).
 //! - Crossing calls merge: when A calls B while B calls A and both invites cross, both sides
 //!   keep the call with the smaller call id; the side whose own call lost cancels it and accepts
@@ -188,6 +190,12 @@ impl Engine {
     /// Whether any call is in progress (an outgoing one still being set up counts).
     pub fn has_live_call(&self) -> bool {
         self.calls.values().any(Call::is_live)
+    }
+
+    /// Ids of every call in progress, including an outgoing one whose `call()` has not resolved
+    /// yet (no session object exists for it): what leaving the page must hang up.
+    pub fn live_call_ids(&self) -> Vec<String> {
+        self.calls.values().filter(|c| c.is_live()).map(|c| c.id.clone()).collect()
     }
 
     pub fn handle_input(&mut self, now: Millis, input: Input) {

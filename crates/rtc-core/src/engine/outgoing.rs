@@ -331,14 +331,10 @@ impl Engine {
             }
             return;
         };
-        if call.state.is_none() {
-            // An outgoing call still capturing or inviting has no session object yet, so the app
-            // cannot be hanging it up; refuse rather than guess.
-            if let Some(cmd) = command {
-                self.done(cmd, error_code::PARAM_ERROR, None);
-            }
-            return;
+        if let Pending::CallStart(call_command) = call.pending {
+            return self.cancel_starting_call(command, call_id, call_command);
         }
+        let merging_call = if let Pending::MergeCapture(c) = call.pending { Some(c) } else { None };
         let pending_accept = match call.pending {
             Pending::Accepting(c) | Pending::AcceptCapture(c) | Pending::AcceptSend(c) => Some(c),
             _ => None,
@@ -362,10 +358,56 @@ impl Engine {
         if let Some(c) = pending_accept {
             self.done(c, error_code::SEND_MSG_ERROR, None);
         }
+        // A call() merged into the peer's call while its camera was still opening: it settles
+        // as a call() hung up before it resolved (see `cancel_starting_call`).
+        if let Some(c) = merging_call {
+            self.done(c, error_code::SEND_MSG_ERROR, None);
+        }
         if let Some(c) = command.filter(|_| down) {
             self.done(c, error_code::SUCCESS, None);
         }
         self.close_event(call_id, summary);
+    }
+
+    /// Hangup of an outgoing call whose `call()` has not resolved yet: the camera is still
+    /// opening (getUserMedia may wait seconds, or on a permission prompt) or the server has not
+    /// confirmed the invite. The app has no session object then, so this comes from
+    /// `disconnect()` / `pagehide` (the SDK hangs up every live call). It ends the call at once,
+    /// like a caller cancelling (spec C.5): the callees get a Hangup(1 CANCEL) now, so their
+    /// ringing stops instead of lasting until the server's gone-device grace — unless the server
+    /// refused the invite, then nobody rings and nothing is sent. The call's media is released;
+    /// a capture still under way is released when it lands (`on_media`), no link is opened.
+    ///
+    /// Decision (CallLib had no such moment: it captured before inviting): `call()` resolves
+    /// `{code: SEND_MSG_ERROR}` without a session, and no `onSessionClose` fires, as the app
+    /// never held the session. That is what CallLib's `call()` would give for a disconnect
+    /// during its capture (the invite send after it fails), and what `call()` gives while
+    /// disconnected.
+    fn cancel_starting_call(&mut self, command: Option<CommandId>, call_id: &str, call_command: CommandId) {
+        let me = self.cfg.self_id.clone();
+        let Some(call) = self.calls.get_mut(call_id) else { return };
+        let refused = match call.start.as_ref().and_then(|s| s.sent) {
+            Some(Err(im_code)) => Some(im_code),
+            _ => None,
+        };
+        // Messages held for after call() (e.g. the callee's Ringing) are for a call that is over.
+        call.start = None;
+        let recipients = call.remote_ids(&me);
+        let down = self.link_is_down();
+        let reason = end_reason::CANCEL;
+        let sent = refused.is_none();
+        if sent {
+            let push = self.hangup_push(call_id, reason);
+            let purpose = SendPurpose::Hangup { command: if down { None } else { command } };
+            self.send(call_id, Body::Hangup(proto::Hangup { reason }), recipients, push, purpose);
+        }
+        let summary = self.end_call(call_id, reason, true);
+        debug_assert!(summary.is_none(), "an unresolved call() was never announced");
+        // A refused invite keeps its own code (as if the capture had finished first).
+        self.done(call_command, refused.map_or(error_code::SEND_MSG_ERROR, send_error_code), None);
+        if let Some(c) = command.filter(|_| down || !sent) {
+            self.done(c, error_code::SUCCESS, None);
+        }
     }
 
     /// Ends a live call for a reason of our own and tells the others (kick, failures).
