@@ -34,7 +34,12 @@ case "${1:-smoke}" in
         cargo fuzz run "$t" --sanitizer none "corpus/$t" -- "$@"
         ;;
     cmin)
+        # Crash inputs kept as regressions add no coverage, so cmin would drop them: keep them.
+        keep=$(mktemp -d)
+        cp corpus/"$2"/regression-* "$keep/" 2>/dev/null || true
         cargo fuzz cmin "$2" --sanitizer none "corpus/$2"
+        cp "$keep"/. "corpus/$2/" -r
+        rm -rf "$keep"
         ;;
     *) echo "usage: $0 smoke | run TARGET [libFuzzer args] | cmin TARGET" >&2; exit 2 ;;
 esac
