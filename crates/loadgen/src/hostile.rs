@@ -7,7 +7,8 @@
 //! as an attacker on another machine would: the per-address limits then apply to it and not to
 //! the honest clients on 127.0.0.1. It runs on its own OS thread (its own single-threaded tokio
 //! runtime), so the honest generator's event loop never waits for it; both share the
-//! generator's CPU.
+//! generator's CPU. Because of that, the isolation phase also reads the server's own
+//! delivery-latency histogram (`/metrics`) around each window ([`latency_histogram`]).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -326,6 +327,48 @@ async fn slow_socket(addr: SocketAddr, frame: bool, stop: Arc<AtomicBool>, stats
     }
 }
 
+/// `/metrics` of the server behind a `ws://host:port/...` URL (it answers loopback peers).
+pub fn metrics_addr(url: &str) -> Option<SocketAddr> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.split('/').next()?.parse().ok()
+}
+
+/// The cumulative buckets `(le seconds, count)` of `rcall_delivery_latency_seconds`, read with
+/// a plain HTTP/1.0 GET (no client library for one request a run).
+pub async fn latency_histogram(addr: SocketAddr) -> Option<Vec<(f64, u64)>> {
+    let mut s = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr)).await.ok()?.ok()?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").await.ok()?;
+    let mut body = Vec::new();
+    tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut body)).await.ok()?.ok()?;
+    Some(parse_histogram(&String::from_utf8_lossy(&body)))
+}
+
+fn parse_histogram(text: &str) -> Vec<(f64, u64)> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("rcall_delivery_latency_seconds_bucket{le=\""))
+        .filter_map(|l| {
+            let (le, rest) = l.split_once("\"} ")?;
+            let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+            Some((le, rest.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// The upper bound (ms) of the bucket holding the p99 of what was observed between two
+/// snapshots of the histogram.
+pub fn p99_bucket_ms(before: &[(f64, u64)], after: &[(f64, u64)]) -> Option<f64> {
+    let diff: Vec<(f64, u64)> = after
+        .iter()
+        .map(|&(le, n)| (le, n.saturating_sub(before.iter().find(|b| b.0 == le).map_or(0, |b| b.1))))
+        .collect();
+    let total = diff.iter().map(|d| d.1).max()?;
+    if total == 0 {
+        return None;
+    }
+    let want = (total as f64 * 0.99).ceil() as u64;
+    diff.iter().find(|d| d.1 >= want).map(|d| d.0 * 1000.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -335,5 +378,20 @@ mod tests {
         assert_eq!("fanout".parse::<Kind>(), Ok(Kind::Fanout));
         assert!("nope".parse::<Kind>().is_err());
         assert_eq!(socket_addr("ws://127.0.0.1:8080/ws"), "127.0.0.1:8080".parse().unwrap());
+    }
+
+    #[test]
+    fn the_p99_bucket_of_a_window_comes_from_two_histogram_snapshots() {
+        let text = |a: u64, b: u64, inf: u64| {
+            format!(
+                "# TYPE x histogram\nrcall_delivery_latency_seconds_bucket{{le=\"0.001\"}} {a}\nrcall_delivery_latency_seconds_bucket{{le=\"0.0025\"}} {b}\nrcall_delivery_latency_seconds_bucket{{le=\"+Inf\"}} {inf}\n"
+            )
+        };
+        let before = parse_histogram(&text(50, 60, 60));
+        assert_eq!(before, vec![(0.001, 50), (0.0025, 60), (f64::INFINITY, 60)]);
+        // In the window: 900 under 1 ms, 95 more under 2.5 ms, 5 slower: p99 is in the 2.5 ms bucket.
+        let after = parse_histogram(&text(950, 1055, 1060));
+        assert_eq!(p99_bucket_ms(&before, &after), Some(2.5));
+        assert_eq!(p99_bucket_ms(&before, &before), None);
     }
 }

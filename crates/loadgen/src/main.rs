@@ -538,6 +538,10 @@ struct LoadResult {
     max_ms: f64,
     cpu_us_per_msg: Option<f64>,
     server_cpu_util: Option<f64>,
+    /// rcall only: the upper bound of the server's delivery-latency histogram bucket holding
+    /// the window's p99 (accepted → written to the recipient's socket; `/metrics`), ms. The
+    /// server's own view, unaffected by the generator's scheduling.
+    server_p99_ms: Option<f64>,
     loadgen_cpu_util: Option<f64>,
     send_errors: u64,
 }
@@ -574,18 +578,31 @@ async fn run_load(
             args.payload,
         )));
     }
-    // Server CPU over exactly the window.
+    // Server CPU (and its latency histogram) over exactly the window.
     let me = std::process::id();
+    let metrics = match target {
+        Target::Rcall { url, .. } => hostile::metrics_addr(url),
+        Target::PeerJs { .. } => None,
+    };
     let cpu = tokio::spawn(async move {
         tokio::time::sleep(warmup).await;
         let a = pid.and_then(cpu_secs);
         let self_a = cpu_secs(me);
+        let hist_a = match metrics {
+            Some(m) => hostile::latency_histogram(m).await,
+            None => None,
+        };
         tokio::time::sleep(duration).await;
         let b = pid.and_then(cpu_secs);
         let self_b = cpu_secs(me);
+        let hist_b = match metrics {
+            Some(m) => hostile::latency_histogram(m).await,
+            None => None,
+        };
         (
             a.zip(b).map(|(a, b)| b - a),
             self_a.zip(self_b).map(|(a, b)| b - a),
+            hist_a.zip(hist_b).and_then(|(a, b)| hostile::p99_bucket_ms(&a, &b)),
         )
     });
     // Open-loop driver on a 1 ms clock.
@@ -638,7 +655,7 @@ async fn run_load(
         let i = ((lat.len() as f64 - 1.0) * p).round() as usize;
         f64::from(lat[i]) / 1000.0
     };
-    let (cpu, own_cpu) = cpu.await.unwrap_or((None, None));
+    let (cpu, own_cpu, server_p99_ms) = cpu.await.unwrap_or((None, None, None));
     let delivered_per_sec = received as f64 / duration.as_secs_f64();
     // Let the server notice the closes before the next phase.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -651,6 +668,7 @@ async fn run_load(
         max_ms: lat.last().map_or(f64::NAN, |v| f64::from(*v) / 1000.0),
         cpu_us_per_msg: cpu.map(|c| c * 1e6 / received.max(1) as f64),
         server_cpu_util: cpu.map(|c| c / duration.as_secs_f64()),
+        server_p99_ms,
         loadgen_cpu_util: own_cpu.map(|c| c / duration.as_secs_f64()),
         send_errors,
     }
@@ -690,13 +708,14 @@ struct TargetReport {
 
 fn print_load(name: &str, r: &LoadResult) {
     println!(
-        "{name:<14} offered {:>7}/s  issued {:>9.0}/s  delivered {:>9.0}/s  p50 {:>7.2} ms  p99 {:>8.2} ms  max {:>8.2} ms  cpu/msg {:>6} µs  server cpu {:>5}  loadgen cpu {:>5}  send errors {}",
+        "{name:<14} offered {:>7}/s  issued {:>9.0}/s  delivered {:>9.0}/s  p50 {:>7.2} ms  p99 {:>8.2} ms  max {:>8.2} ms  server p99 {:>7} ms  cpu/msg {:>6} µs  server cpu {:>5}  loadgen cpu {:>5}  send errors {}",
         r.offered,
         r.issued_per_sec,
         r.delivered_per_sec,
         r.p50_ms,
         r.p99_ms,
         r.max_ms,
+        r.server_p99_ms.map_or("?".into(), |v| format!("≤{v}")),
         r.cpu_us_per_msg.map_or("?".into(), |v| format!("{v:.1}")),
         r.server_cpu_util.map_or("?".into(), |v| format!("{:.0}%", v * 100.0)),
         r.loadgen_cpu_util.map_or("?".into(), |v| format!("{:.0}%", v * 100.0)),
@@ -751,10 +770,13 @@ async fn run_isolation(
     for (kind, r) in &attacked {
         let delivered = r.delivered_per_sec / r.offered as f64;
         println!(
-            "#   {:<10} p99 {:>7.2} ms = x{:.2} of the attacker-free mean, {:.1} % of the offered rate delivered, {} honest send errors",
+            "#   {:<10} p99 {:>7.2} ms = x{:.2} of the attacker-free mean (server's own p99 bucket ≤{} ms, attacker-free ≤{} / ≤{} ms), {:.1} % of the offered rate delivered, {} honest send errors",
             kind.name(),
             r.p99_ms,
             r.p99_ms / base,
+            r.server_p99_ms.map_or("?".into(), |v| v.to_string()),
+            before.server_p99_ms.map_or("?".into(), |v| v.to_string()),
+            after.server_p99_ms.map_or("?".into(), |v| v.to_string()),
             delivered * 100.0,
             r.send_errors
         );
