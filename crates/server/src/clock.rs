@@ -1,7 +1,10 @@
-//! The server clock. Every `ServerFrame.server_time` and every message's `sent_time` comes from
-//! here, so clients can derive one consistent offset (CallLib orders call messages by it).
+//! The server's clocks, read in this shell only: the delivery core takes their readings as
+//! input ([`delivery::Now`]). Every `ServerFrame.server_time` and every message's `sent_time`
+//! comes from the wall clock here, so clients can derive one consistent offset (CallLib orders
+//! call messages by it).
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the Unix epoch (0 if the system clock is before 1970).
 pub fn now_ms() -> i64 {
@@ -19,30 +22,21 @@ pub fn now_us() -> u64 {
         .unwrap_or(0)
 }
 
-/// Hands out message times that never go backwards, even if the wall clock does
-/// (NTP step): delivery order and `sent_time` order must agree.
-#[derive(Debug, Default)]
-pub struct MonotonicMs {
-    last: i64,
+/// A monotonic clock starting at its first reading in this process.
+pub fn mono() -> Duration {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed()
 }
 
-impl MonotonicMs {
-    /// The next time: `max(now, previous)`.
-    pub fn next(&mut self, now: i64) -> i64 {
-        self.last = self.last.max(now);
-        self.last
-    }
+/// [`mono`] in milliseconds (liveness).
+pub fn mono_ms() -> u64 {
+    mono().as_millis() as u64
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn never_goes_backwards() {
-        let mut c = MonotonicMs::default();
-        assert_eq!(c.next(100), 100);
-        assert_eq!(c.next(90), 100);
-        assert_eq!(c.next(101), 101);
+/// Both clocks, read once, as the delivery core takes them.
+pub fn now() -> delivery::Now {
+    delivery::Now {
+        wall_us: now_us(),
+        mono: mono(),
     }
 }

@@ -36,8 +36,10 @@ pub mod hub;
 pub mod ice;
 pub mod listener;
 pub mod metrics;
+pub mod outbox;
 pub mod push;
-pub mod rooms;
+/// Call membership lives in the delivery core.
+pub use delivery::rooms;
 pub mod server_api;
 pub mod static_files;
 pub mod store;
@@ -45,7 +47,6 @@ pub mod token;
 pub mod ws;
 
 mod clock;
-mod uid;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -193,7 +194,7 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<RunningServe
     if let Some((soft, hard)) = listener::raise_nofile_limit() {
         tracing::info!(soft, hard, "open file limit (RLIMIT_NOFILE)");
     }
-    let limits = hub::Limits::from_config(&config);
+    let limits = hub::limits_from_config(&config);
     let apps: Vec<(String, String)> = config
         .apps()
         .into_iter()

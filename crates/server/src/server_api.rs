@@ -28,7 +28,7 @@ use crate::metrics::{Gauges, Metrics};
 use crate::{ice, rooms, token, AppState};
 
 /// Longest accepted user id (RongCloud's limit).
-pub const MAX_USER_ID_CHARS: usize = 64;
+pub const MAX_USER_ID_CHARS: usize = rooms::MAX_USER_ID_CHARS;
 /// Longest accepted group id (RongCloud's limit).
 pub const MAX_GROUP_ID_CHARS: usize = 64;
 /// Longest accepted nonce.

@@ -183,38 +183,7 @@ fn instance_to_sql(instance: u64) -> i64 {
     i64::from_ne_bytes(instance.to_ne_bytes())
 }
 
-/// One stored message, as read back for a sync.
-#[derive(Debug, Clone)]
-pub struct StoredMessage {
-    pub seq: u64,
-    /// The device that sent it (for a copy stored for the sender's other devices), else `""`.
-    pub exclude_device: String,
-    /// Encoded `Delivered`.
-    pub payload: Vec<u8>,
-}
-
-/// What a connecting device needs from the database.
-#[derive(Debug, Default)]
-pub struct SyncData {
-    /// The device's last persisted ack.
-    pub acked: u64,
-    /// Stored messages above the cursor, oldest first.
-    pub messages: Vec<StoredMessage>,
-    /// Every device id this user has connected with.
-    pub devices: Vec<String>,
-    /// The page was full: more stored messages follow the last one in `messages`.
-    pub more: bool,
-}
-
-/// Policy state of one app, loaded at startup.
-#[derive(Debug, Default)]
-pub struct PolicyRows {
-    pub token_expiry: HashMap<String, i64>,
-    pub blocks: HashMap<String, i64>,
-    pub blacklists: Vec<(String, String)>,
-    pub groups: Vec<String>,
-    pub members: Vec<(String, String)>,
-}
+pub use delivery::{PolicyRows, SenderSeq, StoreOffline, StoredMessage, SyncData};
 
 impl Store {
     /// Opens (creating if needed) the database file and its tables, and starts the worker.
@@ -605,18 +574,17 @@ impl Store {
     /// `max_per_user` (oldest first). `sender` is recorded as accepted in the same
     /// transaction. Returns the write's ticket.
     #[allow(clippy::too_many_arguments)]
-    pub fn store_offline(
-        &self,
-        app_key: Arc<str>,
-        user_id: Arc<str>,
-        seq: u64,
-        exclude_device: Option<Arc<str>>,
-        sent_time: i64,
-        expires_at: i64,
-        payload: bytes::Bytes,
-        max_per_user: usize,
-        sender: Option<SenderSeq>,
-    ) -> u64 {
+    pub fn store_offline(&self, app_key: Arc<str>, m: StoreOffline) -> u64 {
+        let StoreOffline {
+            user: user_id,
+            seq,
+            exclude_device,
+            sent_time,
+            expires_at,
+            payload,
+            max_per_user,
+            sender,
+        } = m;
         let inner = self.inner.clone();
         self.submit("store offline message", move |c| {
             let mut ins = c.prepare_cached(
@@ -650,18 +618,17 @@ impl Store {
     /// it is already there, then the user's queue is trimmed to `max_per_user`), and records
     /// that the row waits for `device`'s ack: another device's ack does not delete it.
     #[allow(clippy::too_many_arguments)]
-    pub fn keep_for_device(
-        &self,
-        app_key: Arc<str>,
-        user_id: Arc<str>,
-        device: Arc<str>,
-        seq: u64,
-        exclude_device: Option<Arc<str>>,
-        sent_time: i64,
-        expires_at: i64,
-        payload: bytes::Bytes,
-        max_per_user: usize,
-    ) -> u64 {
+    pub fn keep_for_device(&self, app_key: Arc<str>, device: Arc<str>, m: StoreOffline) -> u64 {
+        let StoreOffline {
+            user: user_id,
+            seq,
+            exclude_device,
+            sent_time,
+            expires_at,
+            payload,
+            max_per_user,
+            ..
+        } = m;
         let inner = self.inner.clone();
         self.submit("keep message for a departed device", move |c| {
             let n = c
@@ -1038,15 +1005,6 @@ fn deleted(mut rows: rusqlite::Rows<'_>) -> Result<(usize, i64), rusqlite::Error
     Ok((n, bytes))
 }
 
-/// Who sent a message, for the exactly-once record (`client_seqs`).
-#[derive(Debug, Clone)]
-pub struct SenderSeq {
-    pub user: Arc<str>,
-    pub device: Arc<str>,
-    pub instance: u64,
-    pub client_seq: u64,
-}
-
 fn upsert_client_seq(
     c: &Connection,
     app_key: &str,
@@ -1151,19 +1109,21 @@ mod tests {
         let (app, user): (Arc<str>, Arc<str>) = ("app".into(), "bob".into());
         let t1 = s.store_offline(
             app.clone(),
-            user.clone(),
-            1,
-            None,
-            1,
-            i64::MAX,
-            bytes::Bytes::from_static(b"x"),
-            10,
-            Some(SenderSeq {
-                user: "alice".into(),
-                device: "a1".into(),
-                instance: 5,
-                client_seq: 3,
-            }),
+            StoreOffline {
+                user: user.clone(),
+                seq: 1,
+                exclude_device: None,
+                sent_time: 1,
+                expires_at: i64::MAX,
+                payload: bytes::Bytes::from_static(b"x"),
+                max_per_user: 10,
+                sender: Some(SenderSeq {
+                    user: "alice".into(),
+                    device: "a1".into(),
+                    instance: 5,
+                    client_seq: 3,
+                }),
+            },
         );
         let t2 = s.save_nonce(app.clone(), "n".into(), i64::MAX);
         assert!(t2 > t1 && t1 > 0);
@@ -1189,14 +1149,16 @@ mod tests {
         for seq in 1..=5u64 {
             s.store_offline(
                 app.clone(),
-                user.clone(),
-                seq * 10,
-                None,
-                1,
-                if seq == 5 { 50 } else { 1_000 },
-                bytes::Bytes::from(vec![seq as u8]),
-                3,
-                None,
+                StoreOffline {
+                    user: user.clone(),
+                    seq: seq * 10,
+                    exclude_device: None,
+                    sent_time: 1,
+                    expires_at: if seq == 5 { 50 } else { 1_000 },
+                    payload: bytes::Bytes::from(vec![seq as u8]),
+                    max_per_user: 3,
+                    sender: None,
+                },
             );
         }
         let d = s
@@ -1232,14 +1194,17 @@ mod tests {
         let keep = |device: &str, seq: u64| {
             s.keep_for_device(
                 app.clone(),
-                user.clone(),
                 device.into(),
-                seq,
-                None,
-                1,
-                1_000,
-                bytes::Bytes::from_static(b"m"),
-                10,
+                StoreOffline {
+                    user: user.clone(),
+                    seq: seq,
+                    exclude_device: None,
+                    sent_time: 1,
+                    expires_at: 1_000,
+                    payload: bytes::Bytes::from_static(b"m"),
+                    max_per_user: 10,
+                    sender: None,
+                },
             )
         };
         keep("d1", 10);
@@ -1261,14 +1226,16 @@ mod tests {
         // A plain offline row (kept for nobody) still goes with the first ack.
         s.store_offline(
             app.clone(),
-            user.clone(),
-            30,
-            None,
-            1,
-            1_000,
-            bytes::Bytes::from_static(b"m"),
-            10,
-            None,
+            StoreOffline {
+                user: user.clone(),
+                seq: 30,
+                exclude_device: None,
+                sent_time: 1,
+                expires_at: 1_000,
+                payload: bytes::Bytes::from_static(b"m"),
+                max_per_user: 10,
+                sender: None,
+            },
         );
         s.delete_offline_upto(app.clone(), user.clone(), "d3".into(), 30);
         s.flush().await.unwrap();

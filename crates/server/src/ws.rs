@@ -34,7 +34,7 @@ use rtc_core::proto::{
 use crate::clock::now_ms;
 use crate::hub::{
     encode_body, tick_liveness_clock, AppId, ConnId, Departure, Origin, Outbox, Outgoing,
-    PushError, RouteError, CODE_INVALID_PARAMETER, CODE_SEND_TOO_FAST,
+    PushError, RouteError, RouteOptions, CODE_INVALID_PARAMETER, CODE_SEND_TOO_FAST,
 };
 use crate::listener::ConnGuard;
 use crate::token::{self, Claims, TokenError};
@@ -657,8 +657,8 @@ async fn write_batch(state: &AppState, ws: &mut WebSocket, batch: &mut Vec<Outgo
             accepted: Some(a), ..
         } = item
         {
-            let now = *now.get_or_insert_with(Instant::now);
-            state.metrics.observe_delivery(now.duration_since(*a));
+            let now = *now.get_or_insert_with(crate::clock::mono);
+            state.metrics.observe_delivery(now.saturating_sub(*a));
             delivered += 1;
         }
     }
@@ -899,7 +899,9 @@ fn on_inbound(
             body: encode_body(&body),
             accepted: None,
         },
-        Reply::Confirm(body) => Outgoing::confirming(encode_body(&body), *ticket, &state.store),
+        Reply::Confirm(body) => {
+            Outgoing::confirming(encode_body(&body), *ticket, state.store.committed())
+        }
         Reply::Fatal(err) => {
             tracing::info!(
                 conn_id = origin.conn_id,
@@ -973,10 +975,18 @@ fn handle_frame(
         ClientBody::Send(msg) => {
             let request_id = msg.request_id;
             let no_receipt = msg.no_receipt;
-            match state.hub.route(origin, msg) {
+            // The core queues the `SendResult` itself, in the same critical section as the
+            // fan-out: a reply that another connection routes back once it has the message
+            // cannot reach this sender before its own confirmation.
+            let opts = RouteOptions {
+                reply_to: Some(request_id),
+                conn_ticket: *ticket,
+                want_push: false,
+            };
+            match state.hub.route(origin, msg, opts) {
                 Ok(acc) => {
                     *ticket = (*ticket).max(acc.ticket);
-                    if no_receipt {
+                    if no_receipt || acc.replied {
                         return Reply::None;
                     }
                     Reply::Confirm(Body::SendResult(SendResult {

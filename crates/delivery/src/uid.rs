@@ -3,7 +3,8 @@
 //!
 //! Bits: a 56-bit counter that starts at `startup_ms << 12` (so UIDs stay unique across restarts
 //! unless a previous run averaged more than 4096 messages per ms) and 24 random bits per process
-//! (so two servers started in the same ms still differ).
+//! (so two servers started in the same ms still differ). The shell draws them (the core reads no
+//! randomness, so the simulator stays deterministic).
 
 const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 const COUNTER_BITS: u32 = 56;
@@ -15,11 +16,9 @@ pub struct UidGen {
 }
 
 impl UidGen {
-    pub fn new(now_ms: i64) -> Self {
-        let mut salt = [0u8; 4];
-        // A failing OS RNG only weakens cross-process uniqueness; the counter still holds.
-        let _ = getrandom::fill(&mut salt);
-        let salt = u32::from_le_bytes(salt) & 0x00FF_FFFF;
+    /// Counter from `now_ms`; the low 24 bits of `salt` tell processes apart.
+    pub fn new(now_ms: i64, salt: u32) -> Self {
+        let salt = salt & 0x00FF_FFFF;
         let counter = ((now_ms.max(0) as u64) << 12) & ((1u64 << COUNTER_BITS) - 1);
         Self { counter, salt }
     }
@@ -45,7 +44,7 @@ mod tests {
 
     #[test]
     fn shape_and_uniqueness() {
-        let mut g = UidGen::new(1_700_000_000_000);
+        let mut g = UidGen::new(1_700_000_000_000, 7);
         let a = g.next_uid();
         let b = g.next_uid();
         assert_ne!(a, b);

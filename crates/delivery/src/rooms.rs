@@ -48,13 +48,13 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use prost::Message as _;
 use rtc_core::proto::{conversation_type, object_name, JoinedDevice, UserProfile};
 use rtc_core::types::end_reason;
 
-use crate::hub::Departure;
+use crate::Departure;
 
 /// Grace after a clean close (tab closed, reload, `disconnect()`): the SDK's own hangup on
 /// `pagehide` normally comes first; this is the fallback, short enough that the others hear
@@ -71,7 +71,7 @@ pub const MAX_DEVICES: usize = 16;
 pub const MAX_RINGING: usize = 64;
 /// Longest user id in a target, recipient or invitee list: the same limit as
 /// `/user/getToken.json`, so every user who can connect can be called.
-pub const MAX_USER_ID_CHARS: usize = crate::server_api::MAX_USER_ID_CHARS;
+pub const MAX_USER_ID_CHARS: usize = 64;
 /// Ended calls remembered per app, so late messages crossing a hangup (ICE candidates, an
 /// answer racing the server's hangup) are not taken for a call that survived a restart.
 pub const MAX_ENDED: usize = 4096;
@@ -281,7 +281,8 @@ struct Seat {
 struct Grace {
     user: Arc<str>,
     device: Arc<str>,
-    deadline: Instant,
+    /// On the core's monotonic clock ([`crate::Now::mono`]).
+    deadline: Duration,
     departure: Departure,
 }
 
@@ -543,7 +544,7 @@ impl Rooms {
         user: &Arc<str>,
         device: &Arc<str>,
         how: Departure,
-        now: Instant,
+        now: Duration,
     ) {
         self.cancel_grace(user, device, None);
         if self.call_of(user, device).is_none() {
@@ -583,7 +584,7 @@ impl Rooms {
     }
 
     /// Ends the participation of every device whose grace is over; the hub sends the hangups.
-    pub fn due(&mut self, now: Instant) -> Vec<Ended> {
+    pub fn due(&mut self, now: Duration) -> Vec<Ended> {
         let mut out = Vec::new();
         let mut i = 0;
         while i < self.graces.len() {
@@ -824,7 +825,7 @@ mod tests {
         send(&mut r, "a", "da", Kind::Invite, "g", &["b", "c"], 1).unwrap();
         send(&mut r, "b", "db", Kind::Accept, "g", &["a"], 2).unwrap();
         send(&mut r, "c", "dc", Kind::Accept, "g", &["a"], 3).unwrap();
-        let t0 = Instant::now();
+        let t0 = Duration::ZERO;
         // Lost and back within the grace: nothing.
         r.disconnected(&a("b"), &a("db"), Departure::Lost, t0);
         assert!(r.due(t0 + Duration::from_secs(4)).is_empty());

@@ -1,0 +1,523 @@
+//! [`AppCore`]: one app's delivery state and every input it takes, except routing a message
+//! ([`crate::routing`]).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rtc_core::proto::server_frame::Body;
+use rtc_core::proto::{error_code, AuthResult, ErrorFrame, JoinedDevice, Kicked, SyncDone};
+
+use crate::codes::{AuthRefusal, CODE_TOKEN_EXPIRED};
+use crate::frame::{deliver_body_from_payload, delivered_payload, encode_body, Outgoing};
+use crate::mailbox::{ConnSlot, DeviceCursor, UserState, MAX_DEVICES_IN_MEMORY};
+use crate::policy::Policy;
+use crate::rooms::Rooms;
+use crate::shell::{Count, PolicyRows, Shell, StoreOffline, SyncData};
+use crate::uid::UidGen;
+use crate::{ConnId, Departure, MonotonicMs, Now, Origin};
+
+/// Delivery limits.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub offline_ttl_ms: i64,
+    pub offline_max_per_user: usize,
+    pub window_ttl: Duration,
+    pub window_max: usize,
+    pub max_connections_per_app: usize,
+    /// Graces of a call member whose connections closed cleanly / were lost (see [`crate::rooms`]).
+    pub left_grace: Duration,
+    pub lost_grace: Duration,
+    /// Authenticated connections per user (all devices) and per device.
+    pub max_connections_per_user: usize,
+    pub max_connections_per_device: usize,
+    /// Per-user send rate (messages/s) and burst, shared by the user's connections.
+    pub user_rate_per_sec: u32,
+    pub user_rate_burst: u32,
+    /// Messages one sender may get stored for other users per window.
+    pub offline_quota_per_sender: u32,
+    pub offline_quota_window: Duration,
+    /// Payload bytes of all stored messages.
+    pub offline_max_bytes: u64,
+    /// Store writes waiting at most.
+    pub store_queue_max: usize,
+}
+
+/// A registered (still syncing) connection.
+#[derive(Debug, Clone)]
+pub struct Registered {
+    pub conn_id: ConnId,
+    pub user_id: Arc<str>,
+    pub device_id: Arc<str>,
+    /// Replay everything above this.
+    pub cursor: u64,
+    /// The server had never seen this device (in memory); a new device gets only stored
+    /// messages, not what the user's other devices received live before it existed.
+    pub new_device: bool,
+}
+
+/// One app's delivery core. `C` is the shell's connection handle ([`Shell::Conn`]).
+pub struct AppCore<C> {
+    pub(crate) users: HashMap<Arc<str>, UserState<C>>,
+    pub(crate) policy: Policy,
+    pub(crate) clock: MonotonicMs,
+    pub(crate) uids: UidGen,
+    /// Highest seq issued (the shell persists it as the next start's floor).
+    pub(crate) max_issued: u64,
+    /// No seq below this (the previous run's highest, plus one).
+    pub(crate) floor: u64,
+    /// Which call each device is in (`getJoinedUserInfo`).
+    pub(crate) rooms: Rooms,
+    /// Per sender: (window start, messages stored for other users in it).
+    pub(crate) offline_quota: HashMap<Arc<str>, (Duration, u32)>,
+    pub(crate) limits: Limits,
+    conns: usize,
+    /// Shutting down: no new connections, and calls are not ended for devices that go.
+    closing: bool,
+}
+
+impl<C: Clone> AppCore<C> {
+    /// A core with no users. `seq_floor` is the highest seq a previous run issued; `uid_salt`
+    /// random bits that tell this process's message UIDs apart from another's.
+    pub fn new(limits: Limits, seq_floor: u64, now: Now, uid_salt: u32) -> Self {
+        Self {
+            users: HashMap::new(),
+            policy: Policy::default(),
+            clock: MonotonicMs::default(),
+            uids: UidGen::new(now.wall_ms(), uid_salt),
+            max_issued: 0,
+            floor: seq_floor.saturating_add(1),
+            rooms: Rooms::new(limits.left_grace, limits.lost_grace),
+            offline_quota: HashMap::new(),
+            limits,
+            conns: 0,
+            closing: false,
+        }
+    }
+
+    /// Loads the persisted policy (at startup).
+    pub fn load_policy(&mut self, rows: PolicyRows) {
+        self.policy = Policy::from_rows(rows);
+    }
+
+    /// Authenticated connections now.
+    pub fn connections(&self) -> usize {
+        self.conns
+    }
+
+    // ---- connections -------------------------------------------------------------------
+
+    /// Adds an authenticated connection in the *syncing* state and queues `auth_ok` as its
+    /// first frame, or refuses it. `token_iat` is when its token was issued. `stored` is the
+    /// persisted `(accepted client_seq, read ticket)` of `(device, instance)`: `auth_ok` gets
+    /// the larger of it and what memory knows as `accepted_upto`, held until durable.
+    #[allow(clippy::too_many_arguments)]
+    pub fn register<S: Shell<Conn = C>>(
+        &mut self,
+        sh: &mut S,
+        now: Now,
+        conn_id: ConnId,
+        conn: C,
+        user_id: &str,
+        device_id: &str,
+        token_iat: i64,
+        resume_from: u64,
+        mut auth_ok: AuthResult,
+        instance: u64,
+        stored: (u64, u64),
+    ) -> Result<Registered, AuthRefusal> {
+        if self.closing {
+            return Err(AuthRefusal::ShuttingDown);
+        }
+        if self.policy.blocked(user_id, now.wall_ms()) {
+            return Err(AuthRefusal::Blocked);
+        }
+        if self.policy.token_expired(user_id, token_iat) {
+            return Err(AuthRefusal::TokenExpired);
+        }
+        if let Some(st) = self.users.get(user_id) {
+            if st.conns.len() >= self.limits.max_connections_per_user {
+                return Err(AuthRefusal::TooManyUserConnections);
+            }
+            if st.conns.iter().filter(|c| &*c.device == device_id).count() >= self.limits.max_connections_per_device {
+                return Err(AuthRefusal::TooManyDeviceConnections);
+            }
+        }
+        if self.conns >= self.limits.max_connections_per_app {
+            return Err(AuthRefusal::TooManyConnections);
+        }
+        self.conns += 1;
+        if !self.users.contains_key(user_id) {
+            let id: Arc<str> = Arc::from(user_id);
+            self.users.insert(id.clone(), UserState::new(id));
+        }
+        self.rooms.connected(user_id, device_id);
+        let st = self.users.get_mut(user_id).expect("just inserted");
+        // A client cannot claim to have seen more than the server ever issued.
+        let ceiling = st.last_seq.max(self.floor).max(now.wall_us);
+        let new_device = !st.devices.iter().any(|d| &*d.id == device_id);
+        let last_seq = st.last_seq;
+        let dev = st.device_mut(device_id);
+        if new_device {
+            dev.since = last_seq;
+        }
+        let cursor = resume_from.min(ceiling).max(dev.acked);
+        let device = dev.id.clone();
+        let mut ticket = 0;
+        if instance != 0 {
+            let (upto, t) = dev.instance(instance).map_or((0, 0), |r| (r.upto, r.ticket));
+            // A record only when there is something to remember (idle connections stay small).
+            if stored.0 > upto {
+                let rec = dev.instance_mut(instance);
+                rec.upto = stored.0;
+                rec.ticket = rec.ticket.max(stored.1);
+            }
+            auth_ok.accepted_upto = upto.max(stored.0);
+            ticket = t.max(stored.1);
+        }
+        let auth_ok = encode_body(&Body::AuthResult(auth_ok));
+        let _ = sh.push(&conn, Outgoing::confirming(auth_ok, ticket, sh.committed()), false);
+        if st.conns.capacity() == 0 {
+            st.conns.reserve_exact(1);
+        }
+        st.conns.push(ConnSlot { id: conn_id, token_iat, device: device.clone(), conn, live: false, synced: false });
+        sh.count(Count::ConnectionAccepted);
+        Ok(Registered { conn_id, user_id: st.id.clone(), device_id: device, cursor, new_device })
+    }
+
+    /// Queues the replay (stored ∪ retained messages above the cursor, in seq order) and
+    /// `SyncDone`, and makes the connection live. Returns how many messages were replayed.
+    ///
+    /// With `page_end` (a page of a longer replay, whose stored messages end at that seq) only
+    /// the messages up to `page_end` are queued, and the connection stays syncing: the caller
+    /// writes them, then calls again for the next page with the cursor at `page_end`.
+    pub fn finish_sync<S: Shell<Conn = C>>(&mut self, sh: &mut S, now: Now, reg: &Registered, data: SyncData, page_end: Option<u64>) -> usize {
+        let Some(st) = self.users.get_mut(&*reg.user_id) else {
+            return 0;
+        };
+        if !st.conns.iter().any(|c| c.id == reg.conn_id) {
+            return 0;
+        }
+        for d in &data.devices {
+            if st.devices.len() < MAX_DEVICES_IN_MEMORY && !st.devices.iter().any(|x| *x.id == **d) {
+                st.devices.push(DeviceCursor::new(Arc::from(d.as_str())));
+            }
+        }
+        let user = st.id.clone();
+        let dev = st.device_mut(&reg.device_id);
+        dev.acked = dev.acked.max(data.acked);
+        let cursor = reg.cursor.max(dev.acked);
+        // Remember the device (so the user's other devices store copies for it while it is
+        // away) and keep its cursor fresh.
+        sh.save_cursor(user, dev.id.clone(), dev.acked, now.wall_ms());
+        let device: &str = &reg.device_id;
+
+        let mut items: Vec<(u64, bytes::Bytes)> = Vec::new();
+        for m in &data.messages {
+            st.offline_upto = st.offline_upto.max(m.seq);
+            if m.seq > cursor && m.exclude_device != device {
+                items.push((m.seq, deliver_body_from_payload(&m.payload)));
+            }
+        }
+        st.prune_window(&self.limits, now.mono);
+        let new_device = reg.new_device && !data.devices.iter().any(|d| d == device);
+        if !new_device {
+            // Known in the store: it gets the window too.
+            if let Some(d) = st.devices.iter_mut().find(|d| &*d.id == device) {
+                d.since = 0;
+            }
+        }
+        for e in &st.window {
+            if e.seq > cursor && e.exclude_device.as_deref() != Some(device) && (e.offline || !new_device) {
+                items.push((e.seq, e.body.clone()));
+            }
+        }
+        if let Some(end) = page_end {
+            items.retain(|(seq, _)| *seq <= end);
+        }
+        items.sort_by_key(|(seq, _)| *seq);
+        items.dedup_by_key(|(seq, _)| *seq);
+        let n = items.len();
+        let slot = st.conns.iter_mut().find(|c| c.id == reg.conn_id).expect("checked above");
+        for (_, body) in items {
+            let _ = sh.push(&slot.conn, Outgoing::frame(body), false);
+        }
+        sh.count(Count::Replayed(n as u64));
+        if page_end.is_some() {
+            return n;
+        }
+        let _ = sh.push(&slot.conn, Outgoing::frame(encode_body(&Body::SyncDone(SyncDone {}))), false);
+        slot.live = true;
+        slot.synced = true;
+        n
+    }
+
+    /// Removes a closed connection and persists its device's cursor. `departure` says how the
+    /// connection ended, which decides how soon a device that is gone leaves its call.
+    pub fn unregister<S: Shell<Conn = C>>(&mut self, sh: &mut S, now: Now, user_id: &str, conn_id: ConnId, departure: Departure) {
+        let Some(st) = self.users.get_mut(user_id) else {
+            return;
+        };
+        let Some(i) = st.conns.iter().position(|c| c.id == conn_id) else {
+            return;
+        };
+        let slot = st.conns.swap_remove(i);
+        self.conns -= 1;
+        let device_gone = !st.conns.iter().any(|c| c.device == slot.device);
+        if device_gone {
+            if let Some(d) = st.devices.iter().find(|d| d.id == slot.device) {
+                sh.save_cursor(st.id.clone(), d.id.clone(), d.acked, now.wall_ms());
+            }
+            keep_for_departed_device(sh, &self.limits, now, st, &slot.device);
+        }
+        st.prune_window(&self.limits, now.mono);
+        // Everything else is in the store and reloaded on the next connect.
+        if st.idle(now.wall_us) {
+            self.users.remove(user_id);
+        }
+        // A shutdown does not end calls: they go on and are learned again after the restart.
+        if device_gone && !self.closing {
+            let user: Arc<str> = Arc::from(user_id);
+            self.rooms.disconnected(&user, &slot.device, departure, now.mono);
+        }
+    }
+
+    /// The highest `client_seq` accepted from `origin`'s instance, and the store ticket it
+    /// needs committed (for `Pong.accepted_upto`).
+    pub fn accepted_upto(&self, origin: &Origin) -> (u64, u64) {
+        if origin.instance == 0 {
+            return (0, 0);
+        }
+        self.users
+            .get(&*origin.user_id)
+            .and_then(|st| st.devices.iter().find(|d| d.id == origin.device_id))
+            .and_then(|d| d.instance(origin.instance))
+            .map_or((0, 0), |i| (i.upto, i.ticket))
+    }
+
+    /// Records that a device processed everything up to `seq`, drops stored messages it covers
+    /// that no other device still needs (see the crate docs), and what no device needs any more
+    /// leaves memory.
+    pub fn ack<S: Shell<Conn = C>>(&mut self, sh: &mut S, now: Now, origin: &Origin, seq: u64) {
+        let Some(st) = self.users.get_mut(&*origin.user_id) else {
+            return;
+        };
+        // Nobody can have seen more than the server issued. `last_seq` alone is 0 once the
+        // user's state was dropped (window expired) and reloaded: clamped to it, the acks of
+        // the stored messages replayed then were ignored, so they were replayed again and
+        // never deleted. Same ceiling as `register`.
+        let seq = seq.min(st.last_seq.max(self.floor).max(now.wall_us));
+        if let Some(d) = st.devices.iter_mut().find(|d| d.id == origin.device_id) {
+            d.acked = d.acked.max(seq);
+        }
+        // Another connected device that has not acked them yet may be on a dead connection:
+        // they stay until it acks them or leaves (then they wait for it: `keep_stored_for_device`).
+        let others_acked = st
+            .conns
+            .iter()
+            .filter(|c| c.device != origin.device_id)
+            .filter_map(|c| st.devices.iter().find(|d| d.id == c.device))
+            .map(|d| d.acked.max(d.since))
+            .min()
+            .unwrap_or(u64::MAX);
+        let upto = seq.min(st.offline_upto).min(others_acked);
+        if st.offline_upto > st.deleted_upto && upto > st.deleted_upto {
+            sh.delete_offline_upto(st.id.clone(), origin.device_id.clone(), upto);
+            st.deleted_upto = upto;
+            // The same messages leave the window: stored messages are gone once acked.
+            let dev = &origin.device_id;
+            st.window.retain(|e| !(e.offline && e.seq <= upto && e.exclude_device.as_ref() != Some(dev)));
+            if upto >= st.offline_upto {
+                st.offline_upto = 0;
+                st.deleted_upto = 0;
+            }
+        }
+        st.prune_window(&self.limits, now.mono);
+    }
+
+    /// Connections of `user_id` now.
+    pub fn connection_count(&self, user_id: &str) -> usize {
+        self.users.get(user_id).map_or(0, |u| u.conns.len())
+    }
+
+    /// Messages held in memory for resumes, over all users (tests and metrics).
+    pub fn window_len(&self) -> usize {
+        self.users.values().map(|u| u.window.len()).sum()
+    }
+
+    /// Users held in memory (tests and metrics).
+    pub fn users_in_memory(&self) -> usize {
+        self.users.len()
+    }
+
+    // ---- calls ---------------------------------------------------------------------------
+
+    /// The devices of `user_id` that are in a call, as `asker` may see them (see
+    /// [`crate::rooms`]).
+    pub fn joined_user_info(&self, asker: &str, user_id: &str) -> Vec<JoinedDevice> {
+        self.rooms.of(asker, user_id)
+    }
+
+    /// (calls, member devices, ringing users) the rooms hold (tests).
+    pub fn rooms_size(&self) -> (usize, usize, usize) {
+        self.rooms.size()
+    }
+
+    /// Whether [`Self::end_gone_participants`] has anything to check.
+    pub fn has_graces(&self) -> bool {
+        self.rooms.has_graces()
+    }
+
+    /// Ends the calls of devices whose grace is over: sends each one's `RC:VCHangup` (the
+    /// shell's timer).
+    pub fn end_gone_participants<S: Shell<Conn = C>>(&mut self, sh: &mut S, now: Now) {
+        if !self.rooms.has_graces() {
+            return;
+        }
+        for ended in self.rooms.due(now.mono) {
+            tracing::info!(user_id = &*ended.user, device_id = &*ended.device, reason = ended.reason, "participant gone; hanging up for it");
+            self.hang_up_for(sh, now, ended);
+        }
+    }
+
+    // ---- operator actions ---------------------------------------------------------------
+
+    /// Sends `Kicked { call_id }` to every connection of `user_id`; returns how many.
+    pub fn kick<S: Shell<Conn = C>>(&mut self, sh: &mut S, user_id: &str, call_id: &str) -> usize {
+        let body = encode_body(&Body::Kicked(Kicked { call_id: call_id.to_owned() }));
+        let Some(st) = self.users.get(user_id) else {
+            return 0;
+        };
+        st.conns.iter().filter(|c| sh.push(&c.conn, Outgoing::frame(body.clone()), false).is_ok()).count()
+    }
+
+    /// Blocks `users` until `until_ms` and disconnects their connections with 31009.
+    pub fn block<S: Shell<Conn = C>>(&mut self, sh: &mut S, users: &[String], until_ms: i64) {
+        for u in users {
+            self.policy.blocks.insert(u.clone(), until_ms);
+            if let Some(st) = self.users.get_mut(u.as_str()) {
+                for c in &mut st.conns {
+                    c.live = false;
+                    sh.abort(&c.conn, ErrorFrame { code: error_code::USER_BLOCKED, message: "the user has been blocked".into() });
+                }
+            }
+        }
+    }
+
+    pub fn unblock(&mut self, users: &[String]) {
+        for u in users {
+            self.policy.blocks.remove(u);
+        }
+    }
+
+    /// Tokens of `users` issued before `before_ms` stop working: new connections with them
+    /// are refused (31020) and live connections that authenticated with one are closed after
+    /// an `ErrorFrame` 31020.
+    pub fn expire_tokens<S: Shell<Conn = C>>(&mut self, sh: &mut S, users: &[String], before_ms: i64) {
+        for u in users {
+            self.policy.token_expiry.insert(u.clone(), before_ms);
+            if let Some(st) = self.users.get_mut(u.as_str()) {
+                for c in st.conns.iter_mut().filter(|c| c.token_iat < before_ms) {
+                    c.live = false;
+                    sh.abort(&c.conn, ErrorFrame { code: CODE_TOKEN_EXPIRED, message: "the token of this connection was expired".into() });
+                }
+            }
+        }
+    }
+
+    /// The enforcement policy (blacklists, groups, blocks), to read or change (changes that
+    /// disconnect someone go through [`Self::block`] and [`Self::expire_tokens`]).
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    pub fn policy_mut(&mut self) -> &mut Policy {
+        &mut self.policy
+    }
+
+    // ---- housekeeping --------------------------------------------------------------------
+
+    /// Prunes message windows, forgets idle users and expired blocks; returns the highest seq
+    /// issued so far (for the shell to persist as the floor).
+    pub fn sweep(&mut self, now: Now) -> u64 {
+        let limits = &self.limits;
+        self.users.retain(|_, st| {
+            st.prune_window(limits, now.mono);
+            !st.idle(now.wall_us)
+        });
+        let now_ms = now.wall_ms();
+        self.policy.blocks.retain(|_, until| *until > now_ms);
+        let window = self.limits.offline_quota_window;
+        self.offline_quota.retain(|_, (start, _)| now.mono.saturating_sub(*start) < window);
+        self.max_issued.max(self.floor.saturating_sub(1))
+    }
+
+    /// Graceful shutdown: refuses new connections, takes every connection out of routing (so
+    /// messages for its user are stored from now on) and tells it to flush and close.
+    pub fn close_all<S: Shell<Conn = C>>(&mut self, sh: &mut S) {
+        self.closing = true;
+        for st in self.users.values_mut() {
+            for c in &mut st.conns {
+                c.live = false;
+                sh.close(&c.conn);
+            }
+        }
+    }
+
+    /// Shutdown timeout: every connection drops what is queued and closes now.
+    pub fn abort_all<S: Shell<Conn = C>>(&mut self, sh: &mut S) {
+        for st in self.users.values() {
+            for c in &st.conns {
+                sh.kill(&c.conn);
+            }
+        }
+    }
+}
+
+/// A device's last connection went: persists its instances' accepted `client_seq`s, and
+/// stores every message in the window it has not acked (and that is not stored yet), so it
+/// gets them when it resumes after the window's TTL. Each such row waits for the ack of every
+/// device it was kept for (or its TTL): an ack from another device of the user does not
+/// delete it.
+fn keep_for_departed_device<C, S: Shell<Conn = C>>(sh: &mut S, limits: &Limits, now: Now, st: &mut UserState<C>, device: &Arc<str>) {
+    let Some(d) = st.devices.iter().find(|d| d.id == *device) else {
+        return;
+    };
+    let now_ms = now.wall_ms();
+    if !d.instances.is_empty() {
+        let seqs = d.instances.iter().map(|i| (i.instance, i.upto)).collect();
+        sh.save_client_seqs(st.id.clone(), device.clone(), seqs, now_ms);
+    }
+    // Only what was routed to it (a new device never got the window from before it came).
+    let acked = d.acked.max(d.since);
+    let expires_at = now_ms.saturating_add(limits.offline_ttl_ms);
+    for e in st.window.iter_mut() {
+        if e.seq <= acked || e.offline || e.exclude_device.as_ref() == Some(device) {
+            continue;
+        }
+        // Also when already kept for another device: the row must wait for this one too
+        // (and is written again if that device's ack deleted it).
+        let payload = delivered_payload(&e.body);
+        let sent_time = <rtc_core::proto::Delivered as prost::Message>::decode(&payload[..]).map_or(now_ms, |m| m.sent_time);
+        sh.keep_for_device(
+            device.clone(),
+            StoreOffline {
+                user: st.id.clone(),
+                seq: e.seq,
+                exclude_device: e.exclude_device.clone(),
+                sent_time,
+                expires_at,
+                payload,
+                max_per_user: limits.offline_max_per_user,
+                sender: None,
+            },
+        );
+        if !e.stored {
+            sh.count(Count::OfflineStored);
+        }
+        e.stored = true;
+        st.offline_upto = st.offline_upto.max(e.seq);
+    }
+    // Rows stored before (for an offline user) that it was replayed and did not ack.
+    sh.keep_stored_for_device(st.id.clone(), device.clone(), acked);
+}

@@ -1,0 +1,323 @@
+//! A connection's ordered queue of frames to write, and its liveness. The delivery core pushes
+//! into it (through [`crate::hub`]'s shell) while it routes; the connection task drains it.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::task::{Context, Poll, Waker};
+
+use delivery::{Outgoing, PushError};
+use rtc_core::proto::ErrorFrame;
+
+use crate::clock::mono_ms;
+
+/// Live frames waiting to be written to one connection. A client that stops reading is
+/// disconnected (it can resume) rather than growing the server's memory.
+pub const OUTBOX_CAPACITY: usize = 1024;
+
+/// [`mono_ms`] as of the last liveness sweep: connections stamp every frame with it, without
+/// reading the clock per frame (it is at most one sweep tick behind).
+static LIVENESS_NOW: AtomicU64 = AtomicU64::new(0);
+
+/// Advances the liveness clock (by the sweep) and returns it.
+pub fn tick_liveness_clock() -> u64 {
+    let now = mono_ms();
+    LIVENESS_NOW.fetch_max(now, Ordering::Relaxed);
+    now
+}
+
+#[derive(Default)]
+struct OutQ {
+    items: VecDeque<Outgoing>,
+    closed: bool,
+    aborted: bool,
+    /// The connection task, while it waits for items (or for a stuck write, for an abort).
+    /// Taken by the first push or close that follows, so a burst wakes it once.
+    waker: Option<Waker>,
+}
+
+/// A connection's ordered queue of frames to write. Empty when idle (no allocation), so idle
+/// connections stay small.
+#[derive(Default)]
+pub struct Outbox {
+    q: Mutex<OutQ>,
+    /// When the client last sent anything, frames or pongs ([`mono_ms`]).
+    last_heard: AtomicU64,
+    /// When the server last pinged it ([`mono_ms`]).
+    last_ping: AtomicU64,
+}
+
+impl Outbox {
+    pub fn new() -> Self {
+        let o = Self::default();
+        o.last_heard.store(mono_ms(), Ordering::Relaxed);
+        o
+    }
+
+    /// The client sent something: it is alive.
+    pub fn heard(&self) {
+        let now = LIVENESS_NOW.load(Ordering::Relaxed);
+        if self.last_heard.load(Ordering::Relaxed) < now {
+            self.last_heard.store(now, Ordering::Relaxed);
+        }
+    }
+
+    /// Liveness check at `now` ([`mono_ms`]): queues a Ping once per `ping_ms` of silence;
+    /// kills the connection after `dead_ms` of silence. True when it was killed just now.
+    pub fn check_alive(&self, now: u64, ping_ms: u64, dead_ms: u64) -> bool {
+        let silent = now.saturating_sub(self.last_heard.load(Ordering::Relaxed));
+        if silent >= dead_ms {
+            let mut q = self.lock();
+            if q.aborted {
+                return false;
+            }
+            q.items.clear();
+            q.closed = true;
+            q.aborted = true;
+            Self::wake(q);
+            return true;
+        }
+        if silent >= ping_ms
+            && now.saturating_sub(self.last_ping.load(Ordering::Relaxed)) >= ping_ms
+        {
+            self.last_ping.store(now, Ordering::Relaxed);
+            let _ = self.push(Outgoing::Ping, false);
+        }
+        false
+    }
+
+    /// Items queued now.
+    pub fn len(&self) -> usize {
+        self.lock().items.len()
+    }
+
+    /// Nothing queued.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Killed or aborted: nothing more is written.
+    pub fn is_aborted(&self) -> bool {
+        self.lock().aborted
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, OutQ> {
+        self.q.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues `item`; `bounded` refuses it once [`OUTBOX_CAPACITY`] items wait.
+    pub fn push(&self, item: Outgoing, bounded: bool) -> Result<(), PushError> {
+        self.push_inner(item, bounded, true)
+    }
+
+    /// [`Self::push`] from the connection's own task, which takes its queue before it waits
+    /// again: no wake-up needed.
+    pub fn push_own(&self, item: Outgoing, bounded: bool) -> Result<(), PushError> {
+        self.push_inner(item, bounded, false)
+    }
+
+    fn push_inner(&self, item: Outgoing, bounded: bool, wake: bool) -> Result<(), PushError> {
+        let mut q = self.lock();
+        if q.closed {
+            return Err(PushError::Closed);
+        }
+        if bounded && q.items.len() >= OUTBOX_CAPACITY {
+            return Err(PushError::Full);
+        }
+        q.items.push_back(item);
+        let waker = if wake { q.waker.take() } else { None };
+        drop(q);
+        if let Some(w) = waker {
+            w.wake();
+        }
+        Ok(())
+    }
+
+    /// Wakes the connection task (after a state change under the lock).
+    fn wake(mut q: std::sync::MutexGuard<'_, OutQ>) {
+        let waker = q.waker.take();
+        drop(q);
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// Drops everything queued and makes `err` the last frame.
+    pub fn abort_with(&self, err: ErrorFrame) {
+        let mut q = self.lock();
+        if q.closed {
+            return;
+        }
+        q.items.clear();
+        q.items.push_back(Outgoing::Fatal(err));
+        q.closed = true;
+        q.aborted = true;
+        Self::wake(q);
+    }
+
+    /// Drops what is queued and closes: the connection closes without writing more.
+    pub fn kill(&self) {
+        let mut q = self.lock();
+        q.items.clear();
+        q.closed = true;
+        q.aborted = true;
+        Self::wake(q);
+    }
+
+    /// No more items: the writer drains what is queued, then closes the connection.
+    pub fn close(&self) {
+        let mut q = self.lock();
+        q.closed = true;
+        Self::wake(q);
+    }
+
+    /// Moves every queued item into `out`; true once closed (nothing more will come).
+    pub fn take(&self, out: &mut Vec<Outgoing>) -> bool {
+        let mut q = self.lock();
+        if !q.items.is_empty() {
+            out.extend(q.items.drain(..));
+            // An idle connection keeps no buffer.
+            q.items = VecDeque::new();
+        }
+        q.closed
+    }
+
+    /// Ready when items are queued or the outbox is closed; otherwise wakes the task of `cx`
+    /// on the next push, close or abort.
+    pub fn poll_pending(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut q = self.lock();
+        if !q.items.is_empty() || q.closed {
+            return Poll::Ready(());
+        }
+        Self::register(&mut q, cx);
+        Poll::Pending
+    }
+
+    /// Ready once the outbox was aborted; otherwise wakes the task of `cx` on the next push,
+    /// close or abort (a spurious wake-up for anything but the abort).
+    pub fn poll_aborted(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut q = self.lock();
+        if q.aborted {
+            return Poll::Ready(());
+        }
+        Self::register(&mut q, cx);
+        Poll::Pending
+    }
+
+    fn register(q: &mut OutQ, cx: &mut Context<'_>) {
+        match &mut q.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+    }
+
+    /// Resolves when items are queued or the outbox is closed (tests; the connection task
+    /// polls [`Self::poll_pending`]).
+    #[cfg(test)]
+    pub async fn notified(&self) {
+        std::future::poll_fn(|cx| self.poll_pending(cx)).await
+    }
+
+    /// Resolves once the outbox was aborted (tests; the connection task polls
+    /// [`Self::poll_aborted`]).
+    #[cfg(test)]
+    pub async fn aborted(&self) {
+        std::future::poll_fn(|cx| self.poll_aborted(cx)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    #[test]
+    fn liveness_pings_once_per_interval_then_kills() {
+        let o = Outbox::new();
+        let t0 = o.last_heard.load(Ordering::Relaxed);
+        assert!(!o.check_alive(t0 + 99, 100, 300));
+        assert!(!o.check_alive(t0 + 100, 100, 300));
+        assert!(!o.check_alive(t0 + 150, 100, 300));
+        let mut v = Vec::new();
+        o.take(&mut v);
+        assert_eq!(v.len(), 1, "one ping per interval");
+        assert!(matches!(v[0], Outgoing::Ping));
+        assert!(o.check_alive(t0 + 300, 100, 300), "killed");
+        assert!(o.is_aborted());
+        assert!(!o.check_alive(t0 + 400, 100, 300), "only once");
+    }
+
+    #[tokio::test]
+    async fn a_waiting_connection_is_woken_by_a_push_and_by_an_abort() {
+        let o = Arc::new(Outbox::new());
+        let frame = || Outgoing::Frame {
+            body: Bytes::new(),
+            accepted: None,
+        };
+        let waiter = tokio::spawn({
+            let o = o.clone();
+            async move { o.notified().await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished(), "nothing queued yet");
+        o.push(frame(), true).unwrap();
+        tokio::time::timeout(Duration::from_secs(1), waiter)
+            .await
+            .unwrap()
+            .unwrap();
+        // A push from the connection's own task queues without waking.
+        let mut v = Vec::new();
+        o.take(&mut v);
+        o.push_own(frame(), true).unwrap();
+        assert_eq!(o.lock().items.len(), 1);
+        // A task waiting for an abort is woken (spuriously) by pushes and for good by the abort.
+        let waiter = tokio::spawn({
+            let o = o.clone();
+            async move { o.aborted().await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        o.push(frame(), true).unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished(), "a push is not an abort");
+        o.abort_with(ErrorFrame::default());
+        tokio::time::timeout(Duration::from_secs(1), waiter)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn outbox_is_bounded_ordered_and_drains_after_close() {
+        let o = Outbox::new();
+        for i in 0..OUTBOX_CAPACITY {
+            o.push(
+                Outgoing::Frame {
+                    body: Bytes::from(vec![i as u8]),
+                    accepted: None,
+                },
+                true,
+            )
+            .unwrap();
+        }
+        let extra = || Outgoing::Frame {
+            body: Bytes::new(),
+            accepted: None,
+        };
+        assert_eq!(o.push(extra(), true), Err(PushError::Full));
+        assert!(o.push(extra(), false).is_ok());
+        o.close();
+        assert_eq!(o.push(extra(), false), Err(PushError::Closed));
+        let mut v = Vec::new();
+        assert!(o.take(&mut v), "closed");
+        assert_eq!(v.len(), OUTBOX_CAPACITY + 1);
+        v.clear();
+        assert!(o.take(&mut v));
+        assert!(v.is_empty());
+        // Closed: waiting returns at once.
+        tokio::time::timeout(std::time::Duration::from_secs(1), o.notified())
+            .await
+            .unwrap();
+    }
+}
