@@ -9,7 +9,6 @@
 pub mod engine;
 pub mod link;
 pub mod proto;
-pub mod sim;
 pub mod small_map;
 pub mod types;
 

@@ -2,7 +2,7 @@
 
 use rtc_core::engine::{CallEvent, Input, MediaAction, Received, ANSWER_MARGIN_MS, RING_TIMEOUT_MS};
 use rtc_core::proto::{call_content::Body, conversation_type, CallContent, Hangup};
-use rtc_core::sim::{Logged, Sim};
+use rcall_sim::{Logged, Sim};
 use rtc_core::types::{end_reason, error_code, MediaType, SessionState, UserState};
 
 fn names(sim: &Sim, dev: usize) -> Vec<String> {

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use rtc_core::engine::{CallEvent, Command, TrackKind};
-use rtc_core::sim::{DeviceId, Logged, Sim, CLEAN_GRACE_MS, LOST_GRACE_MS, SERVER_DEAD_AFTER_MS};
+use rcall_sim::{DeviceId, Logged, Sim, CLEAN_GRACE_MS, LOST_GRACE_MS, SERVER_DEAD_AFTER_MS};
 use rtc_core::types::{map_remote_reason, MediaType, SessionState, UserState};
 
 const USERS: [&str; 4] = ["ann", "bo", "cy", "ann"]; // "ann" has two devices

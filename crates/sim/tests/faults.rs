@@ -2,7 +2,7 @@
 //! losses, closed tabs and server restarts, each played out on the virtual clock.
 
 use rtc_core::engine::{Command, TrackKind, SELF_CUTOFF_MS};
-use rtc_core::sim::{DeviceId, Logged, Sim, CLEAN_GRACE_MS, CLIENT_DEAD_AFTER_MS, LOST_GRACE_MS, SERVER_DEAD_AFTER_MS};
+use rcall_sim::{DeviceId, Logged, Sim, CLEAN_GRACE_MS, CLIENT_DEAD_AFTER_MS, LOST_GRACE_MS, SERVER_DEAD_AFTER_MS};
 use rtc_core::types::{end_reason, error_code, MediaType, SessionState};
 
 fn connected() -> (Sim, DeviceId, DeviceId, String) {

@@ -4,7 +4,7 @@
 
 use rtc_core::engine::{CallEvent, Command};
 use rtc_core::proto::UserProfile;
-use rtc_core::sim::Sim;
+use rcall_sim::Sim;
 use rtc_core::types::{error_code, MediaType};
 
 fn profile(name: &str, portrait: &str, extra: Option<&str>) -> UserProfile {

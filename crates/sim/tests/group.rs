@@ -3,7 +3,7 @@
 
 use rtc_core::engine::{CallEvent, Command, Input, MediaAction, Received, TrackKind, RING_TIMEOUT_MS};
 use rtc_core::proto::{self, call_content::Body, conversation_type, CallContent};
-use rtc_core::sim::{DeviceId, Logged, Sim};
+use rcall_sim::{DeviceId, Logged, Sim};
 use rtc_core::types::{end_reason, error_code, MediaType, SessionState, UserState};
 
 fn connects(sim: &Sim, dev: DeviceId) -> Vec<(String, bool)> {

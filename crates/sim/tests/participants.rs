@@ -3,7 +3,7 @@
 
 use rtc_core::engine::{Input, MediaAction, Received};
 use rtc_core::proto::{self, call_content::Body, conversation_type, media_signal, CallContent, MemberProfile};
-use rtc_core::sim::{DeviceId, Logged, Sim};
+use rcall_sim::{DeviceId, Logged, Sim};
 use rtc_core::types::{call_status, error_code, MediaType, SessionState};
 
 /// A message from the stranger "eve" (device "evil") about `call_id`, as the server delivers it.

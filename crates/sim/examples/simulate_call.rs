@@ -7,7 +7,7 @@
 //! timeouts, a second device answering, or a group member leaving.
 
 use rtc_core::engine::Command;
-use rtc_core::sim::Sim;
+use rcall_sim::Sim;
 use rtc_core::types::MediaType;
 
 fn main() {

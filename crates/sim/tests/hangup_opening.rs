@@ -4,7 +4,7 @@
 
 use rtc_core::engine::{CallEvent, Input, MediaAction, MediaEvent, TrackKind};
 use rtc_core::proto::call_content::Body;
-use rtc_core::sim::{Logged, Sim};
+use rcall_sim::{Logged, Sim};
 use rtc_core::types::{end_reason, error_code, MediaType, SessionState};
 
 const CAMERA_OPENS_AFTER: i64 = 5_000;

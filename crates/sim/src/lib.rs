@@ -6,7 +6,7 @@
 //! listeners would have seen.
 //!
 //! ```
-//! use rtc_core::sim::Sim;
+//! use rcall_sim::Sim;
 //! use rtc_core::types::{end_reason, MediaType};
 //! use rtc_core::engine::CallEvent;
 //!
@@ -45,13 +45,13 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use crate::engine::{
+use rtc_core::engine::{
     CallEvent, CallRequest, CaptureError, Command, CommandId, Engine, EngineConfig, Input, MediaAction,
     MediaEvent, Millis, OutgoingSignal, Output, Peer, Received, TrackKind,
 };
-use crate::link::ClientLink;
-use crate::proto::{call_content::Body, client_frame, conversation_type, media_signal, CallContent, Delivered, SendMessage};
-use crate::types::{end_reason, MediaType};
+use rtc_core::link::ClientLink;
+use rtc_core::proto::{call_content::Body, client_frame, conversation_type, media_signal, CallContent, Delivered, SendMessage};
+use rtc_core::types::{end_reason, MediaType};
 
 /// Index of a device in the simulation.
 pub type DeviceId = usize;
@@ -577,7 +577,7 @@ impl Sim {
                 let d = &self.devices[dev];
                 if !d.closed && d.wire == wire && d.silent_until.is_none() {
                     let ok = d.engine.session(&call_id).is_none_or(|v| {
-                        v.state == crate::types::SessionState::End || v.users.iter().all(|u| u.user_id != gone_user)
+                        v.state == rtc_core::types::SessionState::End || v.users.iter().all(|u| u.user_id != gone_user)
                     });
                     self.checks.push(Check { at: self.now, dev, what: "verdict", call_id: Some(call_id), ok });
                 }
@@ -603,7 +603,7 @@ impl Sim {
     }
 
     /// Device → server frame on the device's current socket, in the order written.
-    fn upload(&mut self, dev: DeviceId, frame: crate::proto::ClientFrame) {
+    fn upload(&mut self, dev: DeviceId, frame: rtc_core::proto::ClientFrame) {
         let Some(client_frame::Body::Send(msg)) = frame.body else { return };
         if self.devices[dev].silent_until.is_some() {
             return; // written into a dead socket
@@ -837,7 +837,7 @@ impl Sim {
                 device_id: self.devices[dev].device_id.clone(),
                 call_id: call_id.clone(),
                 user: None,
-                body: Some(Body::Hangup(crate::proto::Hangup { reason })),
+                body: Some(Body::Hangup(rtc_core::proto::Hangup { reason })),
             };
             let server_time = self.now + self.server_skew;
             for j in 0..self.devices.len() {
@@ -888,7 +888,7 @@ impl Sim {
         d.link.disconnected();
         let wire = d.wire;
         self.input(dev, Input::LinkDown { since });
-        let probe_at = (since + crate::engine::SELF_CUTOFF_MS + 1).max(self.now);
+        let probe_at = (since + rtc_core::engine::SELF_CUTOFF_MS + 1).max(self.now);
         self.push(probe_at, Event::CutoffProbe(dev, wire));
     }
 

@@ -3,7 +3,7 @@
 
 use rtc_core::engine::{CallEvent, Command, PushTexts};
 use rtc_core::proto::call_content::Body;
-use rtc_core::sim::Sim;
+use rcall_sim::Sim;
 use rtc_core::types::{end_reason, error_code, MediaType, UserState};
 
 fn call_id(sim: &mut Sim, cmd: u64, dev: usize) -> String {

@@ -3,7 +3,7 @@
 
 use rtc_core::engine::{CallEvent, Command, Input, MediaAction, Received, SELF_CUTOFF_MS};
 use rtc_core::proto::{call_content::Body, conversation_type, CallContent, Hangup};
-use rtc_core::sim::{DeviceId, Logged, Sim};
+use rcall_sim::{DeviceId, Logged, Sim};
 use rtc_core::types::{end_reason, error_code, MediaType, SessionState};
 
 /// A → B answered; returns (sim, a, b, call_id).
