@@ -19,7 +19,8 @@
 //!
 //! The client crate is `redis` (redis-rs, maintained under the Redis organisation): tokio
 //! support, unix sockets, an auto-reconnecting `ConnectionManager`, split pub/sub
-//! connections, and `Script` (EVALSHA with reload on `NOSCRIPT`).
+//! connections, and `Script` (EVALSHA with reload on `NOSCRIPT`). Needs Redis ≥ 6 (the command
+//! connection speaks RESP3; Debian 12 ships 7.0).
 
 pub mod keys;
 mod script;
