@@ -4,7 +4,7 @@
 # so a second run takes about a second.
 #
 #   - Debian: chromium + chromium-driver (browser tests), coturn (TURN tests), iproute2/util-linux
-#     (loopback netns),
+#     (loopback netns), redis-server (cluster mode; its tests start their own on a unix socket),
 #     a C toolchain (crates with C parts)
 #   - Rust: the toolchain pinned by rust-toolchain.toml and its wasm32-unknown-unknown target
 #   - wasm-bindgen-cli, exactly the version pinned in Cargo.toml (the CLI must equal the crate)
@@ -42,6 +42,7 @@ have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok
 command -v ip >/dev/null || apt_missing+=(iproute2)
 command -v turnserver >/dev/null || apt_missing+=(coturn)
 command -v unshare >/dev/null || apt_missing+=(util-linux)
+{ command -v redis-server >/dev/null || [ -x /usr/bin/redis-server ]; } || apt_missing+=(redis-server)
 command -v cc >/dev/null || apt_missing+=(build-essential)
 command -v pkg-config >/dev/null || apt_missing+=(pkg-config)
 if [ ${#apt_missing[@]} -gt 0 ]; then
@@ -51,8 +52,13 @@ if [ ${#apt_missing[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${apt_missing[@]}" >/dev/null
+    # The package starts a system Redis on port 6379 where systemd runs; nothing here needs it
+    # (tests start their own on a unix socket), so do not leave one running.
+    if [[ " ${apt_missing[*]} " == *" redis-server "* ]] && [ -d /run/systemd/system ]; then
+        systemctl disable --now redis-server >/dev/null 2>&1 || true
+    fi
 else
-    say "debian packages: ok (chromium, chromium-driver, coturn, iproute2, util-linux, cc, pkg-config)"
+    say "debian packages: ok (chromium, chromium-driver, coturn, redis-server, iproute2, util-linux, cc, pkg-config)"
 fi
 
 # --- 2. Rust toolchain + wasm target --------------------------------------------------------------

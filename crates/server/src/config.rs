@@ -231,6 +231,9 @@ pub struct Config {
     pub dead_after: Duration,
     /// Binary only: log format.
     pub log_format: LogFormat,
+    /// Cluster mode: the Redis that nodes share routing through (`--redis`, issue 15). None:
+    /// a single node (everything in this process and its SQLite file).
+    pub redis: Option<crate::cluster::RedisUrl>,
 }
 
 impl std::fmt::Debug for Config {
@@ -255,6 +258,7 @@ impl std::fmt::Debug for Config {
                 "metrics_token",
                 &self.metrics_token.as_ref().map(|_| "<redacted>"),
             )
+            .field("redis", &self.redis)
             .finish_non_exhaustive()
     }
 }
@@ -312,6 +316,7 @@ impl Config {
             ping_interval: crate::ws::PING_INTERVAL,
             dead_after: crate::ws::DEAD_AFTER,
             log_format: LogFormat::Text,
+            redis: None,
         }
     }
 
@@ -447,6 +452,7 @@ pub enum ConfigError {
 /// turn_urls = ["turn:turn.example.com:3478?transport=udp"]
 /// turn_secret = "…"
 /// push_webhook_url = "http://10.0.0.5:9000/rcall/push"   # offline pushes (crate::push)
+/// redis = "unix:///run/redis/redis.sock"   # cluster mode (crate::cluster); or redis://host:6379/0
 /// [[apps]]            # more tenants
 /// key = "other-app"
 /// secret = "…"
@@ -501,6 +507,7 @@ pub struct FileConfig {
     pub push_timeout_ms: Option<u64>,
     pub ping_interval_ms: Option<u64>,
     pub dead_after_ms: Option<u64>,
+    pub redis: Option<String>,
     #[serde(default)]
     pub apps: Vec<AppCredentials>,
 }
@@ -671,6 +678,10 @@ pub struct Cli {
     /// a long one tells a client's own hangup from the server's) [env: RCALL_LEFT_GRACE_MS]
     #[arg(long, hide = true)]
     pub left_grace_ms: Option<u64>,
+    /// Cluster mode: the Redis shared by several nodes, redis://host:port/db or
+    /// unix:///path/to/redis.sock (being built: nothing is shared yet) [env: RCALL_REDIS]
+    #[arg(long, value_name = "URL")]
+    pub redis: Option<String>,
 }
 
 fn parse_env<T: std::str::FromStr>(
@@ -1023,6 +1034,11 @@ impl Cli {
         if let Some(v) = layer!(self.log_format, "RCALL_LOG_FORMAT", file.log_format) {
             c.log_format = parse_log_format(&v)?;
         }
+        if let Some(v) = non_empty(layer!(non_empty(self.redis), "RCALL_REDIS", file.redis)) {
+            let url = crate::cluster::RedisUrl::parse(&v)
+                .map_err(|e| ConfigError::Invalid(format!("--redis / RCALL_REDIS: {e}")))?;
+            c.redis = Some(url);
+        }
         c.validate()?;
         Ok(c)
     }
@@ -1330,6 +1346,53 @@ secret = "second-secret-0123456789"
         assert!(build(&["--dev", "--turn-url", "turn:x"]).is_err());
         let c = build(&["--dev", "--turn-url", "turn:x", "--turn-secret", "s"]).unwrap();
         assert_eq!(c.turn_urls, vec!["turn:x"]);
+    }
+
+    #[test]
+    fn redis_url_from_flag_env_or_file() {
+        assert!(
+            build(&["--dev"]).unwrap().redis.is_none(),
+            "unset: single node"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("redis.toml");
+        std::fs::write(&path, "redis = \"unix:///run/redis/redis.sock\"\n").unwrap();
+        let file = path.to_str().unwrap();
+        let shown = |c: Config| c.redis.map(|u| u.to_string());
+        assert_eq!(
+            shown(build(&["--dev", "--config", file]).unwrap()).as_deref(),
+            Some("unix:///run/redis/redis.sock")
+        );
+        let env = [("RCALL_REDIS", "redis://127.0.0.1:6380/2")];
+        let c = build_env(&["--dev", "--config", file], &env).unwrap();
+        assert_eq!(shown(c).as_deref(), Some("redis://127.0.0.1:6380/2"));
+        let c = build_env(
+            &[
+                "--dev",
+                "--config",
+                file,
+                "--redis",
+                "redis+unix:///tmp/r.sock?db=1",
+            ],
+            &env,
+        )
+        .unwrap();
+        assert_eq!(shown(c).as_deref(), Some("unix:///tmp/r.sock?db=1"));
+        // A bad URL stops startup with a message naming the option; no password is echoed.
+        let e = build(&["--dev", "--redis", "rediss://:pw-123@h/0"]).unwrap_err();
+        let m = e.to_string();
+        assert!(
+            m.contains("--redis / RCALL_REDIS") && m.contains("TLS"),
+            "{m}"
+        );
+        assert!(!m.contains("pw-123"), "{m}");
+        let e = build_env(&["--dev"], &[("RCALL_REDIS", "localhost:6379")]).unwrap_err();
+        assert!(e.to_string().contains("redis://host:port/db"), "{e}");
+        std::fs::write(&path, "redis = \"http://x\"\n").unwrap();
+        assert!(build(&["--dev", "--config", file]).is_err());
+        // Credentials stay out of the Debug output.
+        let c = build(&["--dev", "--redis", "redis://:pw-123@h:1/0"]).unwrap();
+        assert!(!format!("{c:?}").contains("pw-123"));
     }
 
     #[test]

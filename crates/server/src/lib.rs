@@ -30,6 +30,7 @@
 //! Embed with [`start`] (or [`serve`] on a bound listener); the `rcall-server` binary is a thin
 //! CLI over it.
 
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod hub;

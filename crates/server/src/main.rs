@@ -33,6 +33,11 @@ async fn main() -> std::process::ExitCode {
             .init(),
     }
 
+    if let Some(redis) = &config.redis {
+        tracing::info!(
+            "cluster mode: redis at {redis} (not wired in yet: this node still routes on its own)"
+        );
+    }
     let dev = config.dev;
     let (app_key, app_secret) = (config.app_key.clone(), config.app_secret.clone());
     let server = match rcall_server::start(config).await {

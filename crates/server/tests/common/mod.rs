@@ -2,6 +2,8 @@
 //! WebSocket client speaking the envelope protocol.
 #![allow(dead_code)]
 
+pub mod redis_server;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

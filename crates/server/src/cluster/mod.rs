@@ -1,0 +1,285 @@
+//! Cluster mode's link to Redis (issue 15): what lets several `rcall-server` nodes share
+//! routing. Not wired into the hub yet; this module is the foundation it will stand on.
+//!
+//! - [`RedisUrl`]: where Redis is (`--redis` / `RCALL_REDIS` / `redis = "…"`), TCP or a unix
+//!   socket, checked at startup.
+//! - [`Bus`]: one node's handle. It has a random [`NodeId`], publishes on pub/sub channels
+//!   ([`Bus::publish`]), runs Lua scripts by EVALSHA, loading them on `NOSCRIPT`
+//!   ([`LuaScript`], [`Bus::run`]), and allocates per-user sequence numbers atomically across
+//!   nodes ([`Bus::next_seq`]). Commands go over one multiplexed connection that reconnects by
+//!   itself; a command caught by a lost connection fails with an error (nothing is retried
+//!   behind the caller's back except where a retry is harmless, as in `next_seq`).
+//! - [`Subscriber`]: a dedicated pub/sub connection delivering [`BusEvent`]s to an mpsc
+//!   channel. Pub/sub is at-most-once: whenever delivery may have had a gap (Redis restarted,
+//!   the connection dropped, the consumer fell behind), the subscriber reconnects, subscribes
+//!   to every channel again, and only then emits [`BusEvent::Resync`]: the node must then
+//!   resync every local device from Redis's state, and will miss nothing published after it.
+//! - [`keys`]: key and channel names, with the app as a hash tag (`rcall:{app}:…`) so a Redis
+//!   Cluster can shard by app later.
+//!
+//! The client crate is `redis` (redis-rs, maintained under the Redis organisation): tokio
+//! support, unix sockets, an auto-reconnecting `ConnectionManager`, split pub/sub
+//! connections, and `Script` (EVALSHA with reload on `NOSCRIPT`). Needs Redis ≥ 6 (the command
+//! connection speaks RESP3; Debian 12 ships 7.0).
+
+pub mod keys;
+mod script;
+mod subscriber;
+mod url;
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{FromRedisValue, ProtocolVersion, RedisError};
+
+pub use script::{LuaScript, ScriptCall};
+pub use subscriber::{BusEvent, Subscriber};
+pub use url::{redact, RedisUrl};
+
+/// How long connecting to Redis may take before it counts as failed.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long one command may wait for its answer: a stuck Redis yields errors, not hangs.
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// A user's sequence key expires this long after its last use. Safe because a new one starts
+/// at Redis's clock (µs), which is past any sequence issued a day earlier: a user's sequence
+/// runs ahead of the clock only while it gets more than one message per microsecond.
+pub const SEQ_KEY_TTL: Duration = Duration::from_secs(24 * 3600);
+/// Largest `floor_us` [`Bus::next_seq`] accepts: Lua numbers are doubles, exact up to 2^53
+/// (year 2255 in microseconds).
+pub const MAX_SEQ: u64 = 1 << 53;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("invalid Redis URL {url:?}: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    #[error("cannot reach Redis at {url}: {source}{hint}")]
+    Connect {
+        url: String,
+        #[source]
+        source: RedisError,
+        hint: &'static str,
+    },
+    #[error("Redis at {url}: {op} failed: {source}{hint}")]
+    Command {
+        url: String,
+        op: String,
+        #[source]
+        source: RedisError,
+        hint: &'static str,
+    },
+    #[error("{0}")]
+    OutOfRange(String),
+    #[error("the cluster subscriber has stopped (its event receiver was dropped)")]
+    SubscriberStopped,
+}
+
+impl ClusterError {
+    fn connect(url: &RedisUrl, source: RedisError) -> Self {
+        let hint = if source.kind() == redis::ErrorKind::AuthenticationFailed {
+            " (check the user and password in the Redis URL)"
+        } else if source.is_timeout() {
+            " (no answer in time: is the address right and Redis healthy?)"
+        } else {
+            " (is redis-server running and listening there? scripts/setup.sh installs it; \
+             the address comes from --redis / RCALL_REDIS / redis = \"…\")"
+        };
+        ClusterError::Connect {
+            url: url.to_string(),
+            source,
+            hint,
+        }
+    }
+
+    fn command(url: &RedisUrl, op: impl Into<String>, source: RedisError) -> Self {
+        let hint = if source.is_timeout() {
+            " (Redis did not answer in time)"
+        } else if source.is_unrecoverable_error() || source.is_io_error() {
+            " (connection lost; it is re-established in the background, retry)"
+        } else {
+            ""
+        };
+        ClusterError::Command {
+            url: url.to_string(),
+            op: op.into(),
+            source,
+            hint,
+        }
+    }
+
+    /// The command may have failed only because the connection was lost.
+    pub fn is_connection_lost(&self) -> bool {
+        match self {
+            ClusterError::Command { source, .. } | ClusterError::Connect { source, .. } => {
+                source.is_unrecoverable_error() || source.is_io_error()
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A node's random identity in the cluster (16 hex digits): messages addressed to one node
+/// go to its [`keys::node_channel`], and state a node owns is marked with it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(String);
+
+impl NodeId {
+    /// A fresh id (64 random bits: two nodes never pick the same one in practice).
+    pub fn random() -> Self {
+        let mut b = [0u8; 8];
+        let _ = getrandom::fill(&mut b);
+        NodeId(b.iter().map(|x| format!("{x:02x}")).collect())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for NodeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// `max(last + 1, now_us, floor)` for one user, stored in Redis: the rule of the in-memory
+/// `UserState::next_seq` in `hub.rs`, made atomic across nodes. `now_us` is Redis's clock, so
+/// nodes whose clocks disagree still hand out one increasing sequence per user.
+/// KEYS[1] = the user's seq key; ARGV[1] = floor (µs); ARGV[2] = key TTL (ms).
+static NEXT_SEQ: LazyLock<LuaScript> = LazyLock::new(|| {
+    LuaScript::new(
+        "next_seq",
+        r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local last = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+local seq = math.max(last + 1, now, tonumber(ARGV[1]))
+redis.call('SET', KEYS[1], string.format('%.0f', seq), 'PX', ARGV[2])
+return seq
+"#,
+    )
+});
+
+/// One node's connection to the cluster's Redis.
+#[derive(Clone)]
+pub struct Bus {
+    node: NodeId,
+    url: RedisUrl,
+    conn: ConnectionManager,
+}
+
+impl std::fmt::Debug for Bus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bus")
+            .field("node", &self.node)
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Bus {
+    /// Connects (as a new node with a random id); fails with [`ClusterError::Connect`] if Redis
+    /// does not answer within [`CONNECT_TIMEOUT`] (a few quick retries included).
+    pub async fn connect(url: &RedisUrl) -> Result<Self, ClusterError> {
+        // RESP3: the connection notices a server going away by itself and reconnects at once,
+        // instead of on the next command.
+        let info = url.connection_info().clone();
+        let settings = info
+            .redis_settings()
+            .clone()
+            .set_protocol(ProtocolVersion::RESP3);
+        let info = info.set_redis_settings(settings);
+        let client = redis::Client::open(info).map_err(|e| ClusterError::connect(url, e))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_min_delay(Duration::from_millis(10))
+            .set_max_delay(Duration::from_millis(500))
+            .set_number_of_retries(3);
+        let conn = match tokio::time::timeout(
+            CONNECT_TIMEOUT * 2,
+            client.get_connection_manager_with_config(config),
+        )
+        .await
+        {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return Err(ClusterError::connect(url, e)),
+            Err(_) => {
+                let e = RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut));
+                return Err(ClusterError::connect(url, e));
+            }
+        };
+        Ok(Bus {
+            node: NodeId::random(),
+            url: url.clone(),
+            conn,
+        })
+    }
+
+    pub fn node_id(&self) -> &NodeId {
+        &self.node
+    }
+
+    pub fn url(&self) -> &RedisUrl {
+        &self.url
+    }
+
+    /// The shared command connection, for modules built on the bus (cheap to clone).
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    /// Publishes `payload` on `channel`; returns how many subscribers Redis handed it to.
+    /// Not retried on a lost connection (the message might then arrive twice).
+    pub async fn publish(&self, channel: &str, payload: &[u8]) -> Result<usize, ClusterError> {
+        redis::cmd("PUBLISH")
+            .arg(channel)
+            .arg(payload)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(|e| ClusterError::command(&self.url, format!("PUBLISH {channel}"), e))
+    }
+
+    /// Runs a Lua script (EVALSHA; on `NOSCRIPT` — Redis restarted or flushed its script
+    /// cache — the script is loaded and run again).
+    pub async fn run<T: FromRedisValue>(&self, call: &ScriptCall<'_>) -> Result<T, ClusterError> {
+        call.invocation()
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(|e| ClusterError::command(&self.url, format!("script {}", call.name()), e))
+    }
+
+    /// A new subscriber on its own connection; events go to the returned receiver, which holds
+    /// at most `capacity` of them (past that the subscriber resyncs rather than buffering
+    /// without bound: see [`Subscriber`]).
+    pub async fn subscriber(
+        &self,
+        capacity: usize,
+    ) -> Result<(Subscriber, tokio::sync::mpsc::Receiver<BusEvent>), ClusterError> {
+        Subscriber::start(self.url.clone(), capacity).await
+    }
+
+    /// The next sequence number for `user` of `app`, strictly above every one issued before by
+    /// any node (while Redis keeps the key; after a Redis restart, Redis's clock and `floor_us`
+    /// keep it increasing), at least Redis's clock in µs, and at least `floor_us`. Retried once
+    /// if the connection was lost: a retry can only skip a number, never repeat one.
+    pub async fn next_seq(
+        &self,
+        app: &str,
+        user: &str,
+        floor_us: u64,
+    ) -> Result<u64, ClusterError> {
+        if floor_us >= MAX_SEQ {
+            return Err(ClusterError::OutOfRange(format!(
+                "next_seq: floor {floor_us} is not below 2^53 (Lua numbers are doubles)"
+            )));
+        }
+        let key = keys::user_seq(app, user);
+        let ttl_ms = SEQ_KEY_TTL.as_millis() as u64;
+        let call = NEXT_SEQ.call().key(&key).arg(floor_us).arg(ttl_ms);
+        match self.run(&call).await {
+            Err(e) if e.is_connection_lost() => self.run(&call).await,
+            r => r,
+        }
+    }
+}
