@@ -48,7 +48,8 @@ pub fn websocket_url_for(navi: &str, secure_page: bool) -> Option<String> {
     Some(format!("{scheme}://{authority}{path}/ws"))
 }
 
-/// `host[:port]`: a DNS name or IPv4 address (letters, digits, `-`, `.`, `_`), or an IPv6
+/// `host[:port]`: a DNS name or IPv4 address (letters, digits, `-`, `.`, `_`; any non-ASCII
+/// letter of an internationalised name is let through for the browser to judge), or an IPv6
 /// address in brackets; the port 1–65535.
 fn valid_authority(a: &str) -> bool {
     let (host, port) = if let Some(v6) = a.strip_prefix('[') {
@@ -70,7 +71,7 @@ fn valid_authority(a: &str) -> bool {
         }
     };
     let host_ok = a.starts_with('[')
-        || (!host.is_empty() && host.chars().all(|c| c.is_alphanumeric() || matches!(c, '-' | '.' | '_')));
+        || (!host.is_empty() && host.chars().all(|c| c.is_ascii_alphanumeric() || !c.is_ascii() || matches!(c, '-' | '.' | '_')));
     let port_ok = port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.parse::<u32>().is_ok_and(|n| (1..=65535).contains(&n)));
     host_ok && port_ok
 }
