@@ -419,6 +419,9 @@ fn schedule_reconnect(backoff: bool) {
                 return;
             }
             let instance = rt.link.borrow().as_ref().map_or(0, |l| l.instance());
+            if !ensure_navi(&rt) {
+                return;
+            }
             let Some(url) = rt.navi.borrow().as_ref().map(|l| l.current().to_string()) else { return };
             connection::set(&rt, Status::Connecting, None);
             let opened =
@@ -470,6 +473,17 @@ pub fn new_instance() -> u64 {
 pub struct Login {
     pub token: String,
     pub device_id: String,
+}
+
+/// Fills in the page's own origin when `init()` named no navi (also when a later `init()`
+/// without one replaced the list mid-session). False if there is no origin to use.
+pub fn ensure_navi(rt: &Runtime) -> bool {
+    if rt.navi.borrow().is_none() {
+        let origin = web_sys::window().and_then(|w| w.location().origin().ok());
+        let url = origin.and_then(|o| crate::navi::websocket_url_for(&o, false));
+        *rt.navi.borrow_mut() = url.and_then(|u| crate::navi::NaviList::new(vec![u]));
+    }
+    rt.navi.borrow().is_some()
 }
 
 /// Whether the page is https (a bare `host[:port]` navi then means `wss://`).

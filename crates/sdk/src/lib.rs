@@ -60,7 +60,8 @@ pub fn im_init(options: JsValue) -> Result<(), JsValue> {
 /// array of strings.
 fn navi_entries(options: &JsValue) -> Result<Vec<String>, String> {
     let navi = js::get(options, "navi");
-    let (key, value) = if js::is_present(&navi) { ("navi", navi) } else { ("navigators", js::get(options, "navigators")) };
+    let (key, value) =
+        if js::is_present(&navi) { ("navi", navi) } else { ("navigators", js::get(options, "navigators")) };
     if !js::is_present(&value) {
         return Ok(Vec::new());
     }
@@ -100,11 +101,8 @@ pub(crate) async fn connect(token: JsValue) -> Result<String, i32> {
     if rt.engine.borrow().is_some() {
         return Err(im::code::RC_CONNECTION_EXIST);
     }
-    if rt.navi.borrow().is_none() {
-        // No navi: the page's own origin.
-        let origin = web_sys::window().and_then(|w| w.location().origin().ok());
-        let url = origin.and_then(|o| navi::websocket_url_for(&o, false)).ok_or(im::code::BIZ_ERROR_INVALID_PARAMETER)?;
-        *rt.navi.borrow_mut() = navi::NaviList::new(vec![url]);
+    if !im::ensure_navi(&rt) {
+        return Err(im::code::BIZ_ERROR_INVALID_PARAMETER);
     }
     let timeout_ms = im::attempt_timeout_ms(rt.navi.borrow().as_ref().map_or(1, navi::NaviList::len));
     let device_id = im::device_id();

@@ -19,9 +19,8 @@ pub fn parse(entries: &[String], secure_page: bool) -> Result<Vec<String>, Strin
         match websocket_url_for(piece, secure_page) {
             Some(url) => urls.push(url),
             None => {
-                return Err(format!(
-                    "navi entry \"{piece}\" is not a server URL (http(s)://host[:port][/path], ws(s)://…) or a host[:port]"
-                ))
+                let expected = "a server URL (http(s)://host[:port][/path], ws(s)://…) or a host[:port]";
+                return Err(format!("navi entry \"{piece}\" is not {expected}"));
             }
         }
     }
@@ -70,9 +69,9 @@ fn valid_authority(a: &str) -> bool {
             None => (a, None),
         }
     };
-    let host_ok = a.starts_with('[')
-        || (!host.is_empty() && host.chars().all(|c| c.is_ascii_alphanumeric() || !c.is_ascii() || matches!(c, '-' | '.' | '_')));
-    let port_ok = port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.parse::<u32>().is_ok_and(|n| (1..=65535).contains(&n)));
+    let host_char = |c: char| c.is_ascii_alphanumeric() || !c.is_ascii() || matches!(c, '-' | '.' | '_');
+    let host_ok = a.starts_with('[') || (!host.is_empty() && host.chars().all(host_char));
+    let port_ok = port.is_none_or(|p| p.len() <= 5 && p.parse::<u32>().is_ok_and(|n| (1..=65535).contains(&n)));
     host_ok && port_ok
 }
 
@@ -151,7 +150,8 @@ mod tests {
         assert!(err.contains("\"not a url\""), "{err}");
         let err = parse(&strings(&["http://a:1,ftp://b"]), false).unwrap_err();
         assert!(err.contains("\"ftp://b\""), "{err}");
-        for bad in ["http://", "http://a:99999", "http://a:", "a:b", "javascript:alert(1)", "http://a b", "[::1", "http://a/x?y"] {
+        let bad = ["http://", "http://a:99999", "http://a:", "a:b", "javascript:alert(1)", "http://a b", "[::1", "http://a/x?y"];
+        for bad in bad {
             assert!(parse(&strings(&[bad]), false).is_err(), "{bad} accepted");
         }
     }
@@ -160,7 +160,8 @@ mod tests {
     fn navi_becomes_websocket_url() {
         assert_eq!(websocket_url_for("http://127.0.0.1:8080", false).as_deref(), Some("ws://127.0.0.1:8080/ws"));
         assert_eq!(websocket_url_for("https://call.example.com/", false).as_deref(), Some("wss://call.example.com/ws"));
-        assert_eq!(websocket_url_for("wss://call.example.com/base", false).as_deref(), Some("wss://call.example.com/base/ws"));
+        let base = websocket_url_for("wss://call.example.com/base", false);
+        assert_eq!(base.as_deref(), Some("wss://call.example.com/base/ws"));
         assert_eq!(websocket_url_for("http://[::1]:80", false).as_deref(), Some("ws://[::1]:80/ws"));
         assert_eq!(websocket_url_for("ftp://x", false), None);
     }
