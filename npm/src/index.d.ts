@@ -258,8 +258,12 @@ export interface Installer<Options, Api> { tag: string; verify(): boolean; setup
 
 export interface IConnectResult { code: number; isOk: boolean; msg: string; data?: { userId: string } }
 
-/** `RongIMLib.init` options. `navi`: the rcall server's base URL (default: the page's origin). */
-export interface IInitOptions { appkey: string; navi?: string; navigators?: string[]; [other: string]: unknown }
+/**
+ * `RongIMLib.init` options. `navi`: the rcall server's base URL (default: the page's origin), or
+ * several (an array or one comma-separated string) tried in turn; `navigators`: the same as an
+ * array. An entry that is not a URL or `host[:port]` makes `init()` throw.
+ */
+export interface IInitOptions { appkey: string; navi?: string | string[]; navigators?: string[]; [other: string]: unknown }
 
 export declare const RongIMLib: {
   /** `navi`: the rcall server's base URL (default: the page's origin). */
@@ -362,8 +366,8 @@ export interface RongIMClientInstance {
 }
 /** IMLib 2.X: `RongIMLib.RongIMClient`. */
 export interface RongIMClientStatic {
-  /** `options.navi`: the rcall server (URL, or a bare `host[:port]` taking the page's scheme). */
-  init(appkey: string, dataAccessProvider?: unknown, options?: { navi?: string; [other: string]: unknown }): void;
+  /** `options.navi`: the rcall server (URL, or a bare `host[:port]` taking the page's scheme); several: an array or a comma-separated string. */
+  init(appkey: string, dataAccessProvider?: unknown, options?: { navi?: string | string[]; [other: string]: unknown }): void;
   getInstance(): RongIMClientInstance;
   connect(token: string, callbacks: {
     onSuccess(userId: string): void;

@@ -45,6 +45,11 @@ pub const CONNECT_TIMEOUT_MS: i32 = 10_000;
 /// one (dead route, a firewall dropping packets) would otherwise hold the loop for
 /// [`CONNECT_TIMEOUT_MS`]. 3 s still covers TCP + TLS + upgrade + auth at a 500 ms RTT.
 const RECONNECT_TIMEOUT_MS: i32 = 3_000;
+/// How long one `connect()` attempt waits with several navi URLs: the round stays within
+/// about [`CONNECT_TIMEOUT_MS`], but no attempt gets less than [`RECONNECT_TIMEOUT_MS`].
+pub fn attempt_timeout_ms(urls: usize) -> i32 {
+    (CONNECT_TIMEOUT_MS / urls.max(1) as i32).max(RECONNECT_TIMEOUT_MS)
+}
 /// Reconnect backoff: the first retry goes at once (a blip or a server restart that is already
 /// over), then `RECONNECT_BASE_MS × 2^(n-1)`, ±50 % so a restarted server is not hit by every
 /// client in the same millisecond, capped as below.
@@ -309,13 +314,14 @@ fn ice_servers(list: Vec<rtc_core::proto::IceServer>) -> Vec<web_rtc::IceServer>
 fn on_closed(conn_id: u32) {
     let rt = rt();
     let Some(conn) = rt.conn.borrow().clone().filter(|c| c.id == conn_id) else { return };
-    lost(&rt, conn);
+    lost(&rt, conn, true);
 }
 
 /// The connection is gone (closed by the server or the network, or given up by the SDK):
 /// sends queue from now on, the engine hears `LinkDown`, and after login the SDK reconnects.
-/// In-flight sends are not failed: the link resends them.
-fn lost(rt: &Rc<Runtime>, conn: Rc<Connection>) {
+/// In-flight sends are not failed: the link resends them. `node_failed`: the server's fault (not
+/// a deliberate close), so reconnecting starts with the next navi URL.
+fn lost(rt: &Rc<Runtime>, conn: Rc<Connection>, node_failed: bool) {
     let was_ready = conn.ready.get();
     conn.settle_auth(Err(code::RC_NET_UNAVAILABLE));
     crate::joined::fail_all();
@@ -340,7 +346,14 @@ fn lost(rt: &Rc<Runtime>, conn: Rc<Connection>) {
     }
     connection::set(rt, Status::Suspended, Some(code::RC_NET_UNAVAILABLE));
     rt.reconnect_attempt.set(0);
-    schedule_reconnect();
+    if let Some(l) = rt.navi.borrow_mut().as_mut() {
+        if node_failed {
+            l.lost();
+        } else {
+            l.start_round();
+        }
+    }
+    schedule_reconnect(false);
 }
 
 /// Called every second while logged in: pings, and gives up a connection that went silent.
@@ -358,7 +371,7 @@ pub fn tick(rt: &Rc<Runtime>) {
     if rt.ping_unanswered.get().is_some_and(|p| now - p >= PONG_WAIT_MS) && silent >= DEAD_AFTER_MS {
         js::warn(&format!("[rcall] nothing heard from the server for {silent} ms: reconnecting"));
         conn.close_code.set(CLOSE_DEAD);
-        lost(rt, conn);
+        lost(rt, conn, true);
     }
 }
 
@@ -369,7 +382,7 @@ pub fn close_now(rt: &Rc<Runtime>) {
     let conn = rt.conn.borrow().clone();
     if let Some(c) = conn {
         c.close_code.set(CLOSE_NORMAL);
-        lost(rt, c);
+        lost(rt, c, false);
     }
 }
 
@@ -386,14 +399,15 @@ fn reconnect_delay(n: u32, in_call: bool, random: f64) -> i32 {
 
 /// Reconnects with the same token and resumes from the last message processed, so nothing is
 /// lost or repeated (calls in progress carry on). Stops on an auth error (the app must connect
-/// again) or on `disconnect()`.
-fn schedule_reconnect() {
+/// again) or on `disconnect()`. Each attempt goes to the navi list's current URL; a failed one
+/// moves to the next URL at once (`backoff` false), and only after a whole round of failures
+/// waits [`reconnect_delay`] (`backoff` true; a single URL: after every failure, as before).
+fn schedule_reconnect(backoff: bool) {
     let rt = rt();
     if rt.login.borrow().is_none() {
         return;
     }
     let n = rt.reconnect_attempt.get();
-    rt.reconnect_attempt.set(n.saturating_add(1));
     // Urgent while a call is live or something waits to be sent (e.g. a hangup made while down).
     let in_call = rt.engine.borrow().as_ref().is_some_and(|e| e.has_live_call())
         || rt.link.borrow().as_ref().is_some_and(|l| l.unconfirmed() > 0);
@@ -405,9 +419,13 @@ fn schedule_reconnect() {
                 return;
             }
             let instance = rt.link.borrow().as_ref().map_or(0, |l| l.instance());
+            if !ensure_navi(&rt) {
+                return;
+            }
+            let Some(url) = rt.navi.borrow().as_ref().map(|l| l.current().to_string()) else { return };
             connection::set(&rt, Status::Connecting, None);
             let opened =
-                Connection::open(&login.url, &login.token, &login.device_id, rt.last_seq.get(), instance, RECONNECT_TIMEOUT_MS)
+                Connection::open(&url, &login.token, &login.device_id, rt.last_seq.get(), instance, RECONNECT_TIMEOUT_MS)
                     .await;
             if rt.login.borrow().is_none() {
                 return; // disconnect() meanwhile
@@ -420,14 +438,19 @@ fn schedule_reconnect() {
                     connection::set(&rt, Status::Disconnected, Some(c));
                 }
                 Err(c) => {
-                    connection::set(&rt, Status::Suspended, Some(c));
-                    schedule_reconnect();
+                    // Within a round the status stays CONNECTING: the next URL is tried at once.
+                    let round_over = rt.navi.borrow_mut().as_mut().is_none_or(|l| l.next_after_failure());
+                    if round_over {
+                        connection::set(&rt, Status::Suspended, Some(c));
+                        rt.reconnect_attempt.set(rt.reconnect_attempt.get().saturating_add(1));
+                    }
+                    schedule_reconnect(round_over);
                 }
             }
         });
     });
     if let Some(w) = web_sys::window() {
-        let delay = reconnect_delay(n, in_call, js_sys::Math::random());
+        let delay = if backoff { reconnect_delay(n, in_call, js_sys::Math::random()) } else { 0 };
         let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(retry.unchecked_ref(), delay);
     }
 }
@@ -445,39 +468,27 @@ pub fn new_instance() -> u64 {
     u64::from_le_bytes(bytes).max(1)
 }
 
-/// What a reconnect needs.
+/// What a reconnect needs (the URL comes from the navi list, `Runtime::navi`).
 #[derive(Clone)]
 pub struct Login {
-    pub url: String,
     pub token: String,
     pub device_id: String,
 }
 
-/// `ws(s)://host/ws` for a navi base URL `http(s)://host[/path]`; see [`websocket_url_for`].
-pub fn websocket_url(navi: &str) -> Option<String> {
-    let secure = || web_sys::window().and_then(|w| w.location().protocol().ok()).is_some_and(|p| p == "https:");
-    let bare = !navi.contains("://");
-    websocket_url_for(navi, bare && secure())
+/// Fills in the page's own origin when `init()` named no navi (also when a later `init()`
+/// without one replaced the list mid-session). False if there is no origin to use.
+pub fn ensure_navi(rt: &Runtime) -> bool {
+    if rt.navi.borrow().is_none() {
+        let origin = web_sys::window().and_then(|w| w.location().origin().ok());
+        let url = origin.and_then(|o| crate::navi::websocket_url_for(&o, false));
+        *rt.navi.borrow_mut() = url.and_then(|u| crate::navi::NaviList::new(vec![u]));
+    }
+    rt.navi.borrow().is_some()
 }
 
-/// `ws(s)://host/ws` for a navi base URL `http(s)://host[/path]`. IMLib 2.X apps give `navi` as
-/// a bare `host[:port]` or `//host` (their SDK put the scheme in front): those take the page's
-/// scheme (`secure_page`: https → wss).
-pub fn websocket_url_for(navi: &str, secure_page: bool) -> Option<String> {
-    let navi = navi.trim_end_matches('/');
-    if !navi.contains("://") {
-        let host = navi.trim_start_matches("//");
-        if host.is_empty() || host.contains(char::is_whitespace) {
-            return None;
-        }
-        return Some(format!("{}://{host}/ws", if secure_page { "wss" } else { "ws" }));
-    }
-    let rest = navi
-        .strip_prefix("https://")
-        .map(|r| format!("wss://{r}"))
-        .or_else(|| navi.strip_prefix("http://").map(|r| format!("ws://{r}")))
-        .or_else(|| (navi.starts_with("ws://") || navi.starts_with("wss://")).then(|| navi.to_string()))?;
-    Some(format!("{rest}/ws"))
+/// Whether the page is https (a bare `host[:port]` navi then means `wss://`).
+pub fn secure_page() -> bool {
+    web_sys::window().and_then(|w| w.location().protocol().ok()).is_some_and(|p| p == "https:")
 }
 
 /// CallLib's persistent device id (spec B.2): localStorage `RCCallDeviceId`, created once as
@@ -496,7 +507,14 @@ pub fn device_id() -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{reconnect_delay, websocket_url, websocket_url_for};
+    use super::{attempt_timeout_ms, reconnect_delay, CONNECT_TIMEOUT_MS, RECONNECT_TIMEOUT_MS};
+
+    #[test]
+    fn a_navi_list_shares_the_connect_timeout_down_to_a_floor() {
+        assert_eq!(attempt_timeout_ms(1), CONNECT_TIMEOUT_MS, "a single navi: as before");
+        assert_eq!(attempt_timeout_ms(2), 5_000);
+        assert_eq!(attempt_timeout_ms(10), RECONNECT_TIMEOUT_MS);
+    }
 
     #[test]
     fn reconnect_backoff_starts_at_once_and_stays_under_its_cap() {
@@ -511,21 +529,5 @@ mod tests {
             }
         }
         assert!(reconnect_delay(30, true, 0.0) >= 400, "jitter at the cap still spreads the attempts");
-    }
-
-    #[test]
-    fn navi_becomes_websocket_url() {
-        assert_eq!(websocket_url("http://127.0.0.1:8080").as_deref(), Some("ws://127.0.0.1:8080/ws"));
-        assert_eq!(websocket_url("https://call.example.com/").as_deref(), Some("wss://call.example.com/ws"));
-        assert_eq!(websocket_url("ftp://x"), None);
-    }
-
-    #[test]
-    fn bare_navi_takes_the_page_scheme() {
-        assert_eq!(websocket_url_for("127.0.0.1:8080", false).as_deref(), Some("ws://127.0.0.1:8080/ws"));
-        assert_eq!(websocket_url_for("//call.example.com/", true).as_deref(), Some("wss://call.example.com/ws"));
-        assert_eq!(websocket_url_for("http://a:1", true).as_deref(), Some("ws://a:1/ws"), "an explicit scheme wins");
-        assert_eq!(websocket_url_for("", false), None);
-        assert_eq!(websocket_url_for("//", false), None);
     }
 }

@@ -19,6 +19,7 @@ mod imlib_compat;
 mod joined;
 mod js;
 mod media;
+mod navi;
 mod push;
 mod runtime;
 mod session;
@@ -36,21 +37,42 @@ pub use track::RCTrack;
 
 use runtime::{rt, CallOptions};
 
-/// `RongIMLib.init({appkey, navi | navigators})`. Unknown options are accepted and ignored.
+/// `RongIMLib.init({appkey, navi | navigators})`. `navi`: one server URL, a comma-separated
+/// list or an array of them (`navigators`: an array, every entry used), tried in turn
+/// ([`navi`]); a bad entry throws here, named, rather than failing the connect later. Unknown
+/// options are accepted and ignored.
 #[wasm_bindgen]
 pub fn im_init(options: JsValue) -> Result<(), JsValue> {
     let rt = rt();
     let Some(app_key) = js::get_string(&options, "appkey").filter(|k| !k.is_empty()) else {
         return Err(js::js_error("[RongIMLib init] appkey is required"));
     };
+    let urls = navi_entries(&options)
+        .and_then(|entries| navi::parse(&entries, im::secure_page()))
+        .map_err(|m| js::js_error(&format!("[RongIMLib init] {m}")))?;
     *rt.app_key.borrow_mut() = app_key;
-    let navigators = js::get(&options, "navigators");
-    let navi = js::get_string(&options, "navi").or_else(|| {
-        js_sys::Array::is_array(&navigators).then(|| js_sys::Array::from(&navigators).get(0).as_string()).flatten()
-    });
-    *rt.navi.borrow_mut() = navi;
+    *rt.navi.borrow_mut() = navi::NaviList::new(urls);
     rt.initialized.set(true);
     Ok(())
+}
+
+/// The raw entries of `navi` (if given, as before it wins) or else `navigators`: a string or an
+/// array of strings.
+fn navi_entries(options: &JsValue) -> Result<Vec<String>, String> {
+    let navi = js::get(options, "navi");
+    let (key, value) =
+        if js::is_present(&navi) { ("navi", navi) } else { ("navigators", js::get(options, "navigators")) };
+    if !js::is_present(&value) {
+        return Ok(Vec::new());
+    }
+    if let Some(s) = value.as_string() {
+        return Ok(vec![s]);
+    }
+    if !js_sys::Array::is_array(&value) {
+        return Err(format!("{key} must be a server URL or an array of them"));
+    }
+    let entries = js_sys::Array::from(&value).into_iter().enumerate();
+    entries.map(|(i, e)| e.as_string().ok_or_else(|| format!("{key}[{i}] must be a string (a server URL)"))).collect()
 }
 
 /// `RongIMLib.connect(token)` → `{code, isOk, msg, data?: {userId}}` (never rejects).
@@ -79,22 +101,45 @@ pub(crate) async fn connect(token: JsValue) -> Result<String, i32> {
     if rt.engine.borrow().is_some() {
         return Err(im::code::RC_CONNECTION_EXIST);
     }
-    let navi = rt.navi.borrow().clone().or_else(|| web_sys::window().and_then(|w| w.location().origin().ok()));
-    let url = navi.as_deref().and_then(im::websocket_url).ok_or(im::code::BIZ_ERROR_INVALID_PARAMETER)?;
+    if !im::ensure_navi(&rt) {
+        return Err(im::code::BIZ_ERROR_INVALID_PARAMETER);
+    }
+    let timeout_ms = im::attempt_timeout_ms(rt.navi.borrow().as_ref().map_or(1, navi::NaviList::len));
     let device_id = im::device_id();
     connection::set(&rt, connection::Status::Connecting, None);
     // One link per login, kept across reconnects; a fresh instance so its numbering restarts.
     let link = rtc_core::link::ClientLink::new(im::new_instance());
     let instance = link.instance();
     *rt.link.borrow_mut() = Some(link);
-    let opened = im::Connection::open(&url, &token, &device_id, 0, instance, im::CONNECT_TIMEOUT_MS).await;
-    let (_conn, user_id) = opened.inspect_err(|_| {
-        *rt.link.borrow_mut() = None;
-        connection::set_quietly(&rt, connection::Status::Disconnected)
+    let ours = || rt.link.borrow().as_ref().is_some_and(|l| l.instance() == instance);
+    // One round over the navi URLs, from the one that last worked; a refused token ends it.
+    if let Some(l) = rt.navi.borrow_mut().as_mut() {
+        l.start_round();
+    }
+    let opened = loop {
+        let Some(url) = rt.navi.borrow().as_ref().map(|l| l.current().to_string()) else {
+            break Err(im::code::BIZ_ERROR_INVALID_PARAMETER);
+        };
+        match im::Connection::open(&url, &token, &device_id, 0, instance, timeout_ms).await {
+            Ok((_conn, user_id)) => break Ok(user_id),
+            Err(c @ (31004 | 31009 | 31020)) => break Err(c),
+            Err(c) if !ours() => break Err(c), // disconnect() meanwhile
+            Err(c) => {
+                if rt.navi.borrow_mut().as_mut().is_none_or(|l| l.next_after_failure()) {
+                    break Err(c);
+                }
+            }
+        }
+    };
+    let user_id = opened.inspect_err(|_| {
+        if ours() {
+            *rt.link.borrow_mut() = None;
+            connection::set_quietly(&rt, connection::Status::Disconnected)
+        }
     })?;
     connection::set(&rt, connection::Status::Connected, None);
     rt.watch_page();
-    *rt.login.borrow_mut() = Some(im::Login { url, token, device_id: device_id.clone() });
+    *rt.login.borrow_mut() = Some(im::Login { token, device_id: device_id.clone() });
     rt.start_engine(&user_id, &device_id);
     Ok(user_id)
 }

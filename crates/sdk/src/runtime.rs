@@ -53,8 +53,9 @@ struct PendingCommand {
 #[derive(Default)]
 pub struct Runtime {
     pub app_key: RefCell<String>,
-    /// Base URL of the rcall server (`navi`).
-    pub navi: RefCell<Option<String>>,
+    /// The rcall server's WebSocket URLs (`navi`, one or several), and which one is next.
+    /// `None` until the first connect when `init()` named none (the page's origin is used).
+    pub navi: RefCell<Option<crate::navi::NaviList>>,
     pub initialized: Cell<bool>,
     pub engine: RefCell<Option<Engine>>,
     pub conn: RefCell<Option<Rc<Connection>>>,
@@ -103,7 +104,8 @@ pub struct Runtime {
     pub last_ping: Cell<i64>,
     /// The engine was told `LinkDown` and not yet `LinkUp`.
     pub link_down: Cell<bool>,
-    /// Reconnect attempts since the link was last up.
+    /// Reconnect rounds (every navi URL tried once) that failed since the link was last up:
+    /// the backoff step.
     pub reconnect_attempt: Cell<u32>,
     /// The `pagehide` listener (registered once, never dropped).
     page_hook: RefCell<Option<Closure<dyn FnMut()>>>,

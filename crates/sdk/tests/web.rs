@@ -85,3 +85,17 @@ async fn connect_reports_imlib_codes() {
     let res = im_connect(JsValue::from(5)).await;
     assert_eq!(Reflect::get(&res, &"code".into()).unwrap(), JsValue::from(33003));
 }
+
+#[wasm_bindgen_test]
+async fn a_navi_list_is_tried_in_turn_and_a_bad_entry_throws_at_init() {
+    // Invalid entries: init() throws, naming the entry.
+    let bad = js_sys::Array::of2(&"http://127.0.0.1:9".into(), &"not a url".into());
+    let err = im_init(obj(&[("appkey", "k".into()), ("navi", bad.into())])).expect_err("throws");
+    assert!(message(err).contains("navi entry \"not a url\""));
+    let err = im_init(obj(&[("appkey", "k".into()), ("navigators", js_sys::Array::of1(&5.into()).into())])).expect_err("throws");
+    assert!(message(err).contains("navigators[0] must be a string"));
+    // Two URLs nobody listens on (a comma-separated string): both are tried, then the network code.
+    im_init(obj(&[("appkey", "k".into()), ("navi", "http://127.0.0.1:9, 127.0.0.1:7".into())])).unwrap();
+    let res = im_connect("token".into()).await;
+    assert_eq!(Reflect::get(&res, &"code".into()).unwrap(), JsValue::from(30002));
+}

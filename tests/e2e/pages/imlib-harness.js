@@ -16,7 +16,7 @@
   // imClient.install(RCRTC.installer); imClient.install(RCCall.installer, {...}).
   H.setupV4 = function (opts) {
     var initOpts = { appkey: opts.appkey };
-    if (opts.navi) initOpts.navigators = [opts.navi];
+    if (opts.navi) initOpts.navigators = Array.isArray(opts.navi) ? opts.navi : [opts.navi];
     var imClient = RongIMLib.init(initOpts);
     if (!imClient || typeof imClient.install !== 'function') throw new Error('RongIMLib.init() returned ' + imClient);
     H.imClient = imClient;
