@@ -213,11 +213,16 @@ impl<C: Clone> AppCore<C> {
         let device: &str = &reg.device_id;
 
         let mut items: Vec<(u64, bytes::Bytes)> = Vec::new();
+        let mut stored_upto = 0;
         for m in &data.messages {
             st.offline_upto = st.offline_upto.max(m.seq);
             if m.seq > cursor && m.exclude_device != device {
+                stored_upto = m.seq;
                 items.push((m.seq, deliver_body_from_payload(&m.payload)));
             }
+        }
+        if let Some(d) = st.devices.iter_mut().find(|d| &*d.id == device) {
+            d.stored_upto = d.stored_upto.max(stored_upto);
         }
         st.prune_window(&self.limits, now.mono);
         let new_device = reg.new_device && !data.devices.iter().any(|d| d == device);
@@ -320,16 +325,17 @@ impl<C: Clone> AppCore<C> {
             .map(|d| d.acked.max(d.since))
             .min()
             .unwrap_or(u64::MAX);
-        let upto = seq.min(st.offline_upto).min(others_acked);
-        if st.offline_upto > st.deleted_upto && upto > st.deleted_upto {
-            sh.delete_offline_upto(st.id.clone(), origin.device_id.clone(), upto);
-            st.deleted_upto = upto;
-            // The same messages leave the window: stored messages are gone once acked.
-            let dev = &origin.device_id;
-            st.window.retain(|e| !(e.offline && e.seq <= upto && e.exclude_device.as_ref() != Some(dev)));
-            if upto >= st.offline_upto {
-                st.offline_upto = 0;
-                st.deleted_upto = 0;
+        // Each device's acks delete what waits for it; a row goes once no device it was
+        // stored for waits any more (the store keeps the marks).
+        if let Some(d) = st.devices.iter_mut().find(|d| d.id == origin.device_id) {
+            let upto = seq.min(d.stored_upto).min(others_acked);
+            if d.stored_upto > d.deleted_upto && upto > d.deleted_upto {
+                sh.delete_offline_upto(st.id.clone(), origin.device_id.clone(), upto);
+                d.deleted_upto = upto;
+                if upto >= d.stored_upto {
+                    d.stored_upto = 0;
+                    d.deleted_upto = 0;
+                }
             }
         }
         st.prune_window(&self.limits, now.mono);
@@ -368,16 +374,39 @@ impl<C: Clone> AppCore<C> {
         self.rooms.has_graces()
     }
 
+    /// The rooms to keep over a graceful restart (see [`crate::rooms::RoomsSnapshot`]).
+    pub fn rooms_snapshot(&self) -> crate::rooms::RoomsSnapshot {
+        self.rooms.snapshot()
+    }
+
+    /// Loads the rooms kept over a restart (at startup, before any connection).
+    pub fn restore_rooms(&mut self, snap: crate::rooms::RoomsSnapshot, now: Now) {
+        self.rooms.restore(snap, now.mono);
+    }
+
+    /// When [`Self::end_gone_participants`] next has something to do (the shell's timer).
+    pub fn next_deadline(&self) -> Option<Duration> {
+        self.rooms.next_deadline()
+    }
+
+    /// The member devices of `call_id` as (user, device) (tests, the simulator).
+    pub fn call_members(&self, call_id: &str) -> Vec<(Arc<str>, Arc<str>)> {
+        self.rooms.members(call_id)
+    }
+
     /// Ends the calls of devices whose grace is over: sends each one's `RC:VCHangup` (the
-    /// shell's timer).
-    pub fn end_gone_participants<S: Shell<Conn = C>>(&mut self, sh: &mut S, now: Now) {
+    /// shell's timer). Returns who was hung up for: (user, device, call id, reason).
+    pub fn end_gone_participants<S: Shell<Conn = C>>(&mut self, sh: &mut S, now: Now) -> Vec<(Arc<str>, Arc<str>, String, i32)> {
+        let mut out = Vec::new();
         if !self.rooms.has_graces() {
-            return;
+            return out;
         }
         for ended in self.rooms.due(now.mono) {
             tracing::info!(user_id = &*ended.user, device_id = &*ended.device, reason = ended.reason, "participant gone; hanging up for it");
+            out.push((ended.user.clone(), ended.device.clone(), ended.call_id.clone(), ended.reason));
             self.hang_up_for(sh, now, ended);
         }
+        out
     }
 
     // ---- operator actions ---------------------------------------------------------------
@@ -453,13 +482,20 @@ impl<C: Clone> AppCore<C> {
     }
 
     /// Graceful shutdown: refuses new connections, takes every connection out of routing (so
-    /// messages for its user are stored from now on) and tells it to flush and close.
-    pub fn close_all<S: Shell<Conn = C>>(&mut self, sh: &mut S) {
+    /// messages for its user are stored from now on) and tells it to flush and close. What the
+    /// window holds for a known device that is away (routed while another device of its user
+    /// was live) is stored for it now: the window does not survive the process. (Connected
+    /// devices' unacked messages are stored as their connections unregister.)
+    pub fn close_all<S: Shell<Conn = C>>(&mut self, sh: &mut S, now: Now) {
         self.closing = true;
         for st in self.users.values_mut() {
             for c in &mut st.conns {
                 c.live = false;
                 sh.close(&c.conn);
+            }
+            let away: Vec<Arc<str>> = st.devices.iter().filter(|d| !st.conns.iter().any(|c| c.device == d.id)).map(|d| d.id.clone()).collect();
+            for device in away {
+                keep_for_departed_device(sh, &self.limits, now, st, &device);
             }
         }
     }
@@ -520,4 +556,8 @@ fn keep_for_departed_device<C, S: Shell<Conn = C>>(sh: &mut S, limits: &Limits, 
     }
     // Rows stored before (for an offline user) that it was replayed and did not ack.
     sh.keep_stored_for_device(st.id.clone(), device.clone(), acked);
+    let upto = st.offline_upto;
+    if let Some(d) = st.devices.iter_mut().find(|d| d.id == *device) {
+        d.stored_upto = d.stored_upto.max(upto);
+    }
 }

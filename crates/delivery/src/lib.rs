@@ -44,6 +44,7 @@
 pub mod codes;
 pub mod frame;
 pub mod mailbox;
+pub mod memory;
 pub mod policy;
 pub mod rooms;
 pub mod shell;

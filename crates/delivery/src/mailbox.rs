@@ -36,6 +36,11 @@ pub(crate) struct DeviceCursor {
     pub since: u64,
     /// Highest accepted `client_seq` per SDK instance, most recently used last.
     pub instances: Vec<InstanceSeq>,
+    /// Highest stored seq that may wait for this device's ack (0 = none): its acks delete
+    /// stored rows up to here.
+    pub stored_upto: u64,
+    /// Up to where this device's acks already deleted.
+    pub deleted_upto: u64,
 }
 
 /// What the server accepted from one SDK instance of a device.
@@ -49,7 +54,7 @@ pub(crate) struct InstanceSeq {
 
 impl DeviceCursor {
     pub fn new(id: Arc<str>) -> Self {
-        Self { id, acked: 0, since: 0, instances: Vec::new() }
+        Self { id, acked: 0, since: 0, instances: Vec::new(), stored_upto: 0, deleted_upto: 0 }
     }
 
     pub fn instance(&self, instance: u64) -> Option<&InstanceSeq> {
@@ -103,8 +108,6 @@ pub(crate) struct UserState<C> {
     pub devices: Vec<DeviceCursor>,
     /// Highest seq stored offline for this user (0 = none known).
     pub offline_upto: u64,
-    /// Highest seq up to which a delete of acked stored messages was issued.
-    pub deleted_upto: u64,
     /// The user's send bucket, shared by its connections: (tokens, last refill).
     pub send_tokens: f64,
     pub send_refill: Duration,
@@ -119,7 +122,6 @@ impl<C> UserState<C> {
             window: VecDeque::new(),
             devices: Vec::new(),
             offline_upto: 0,
-            deleted_upto: 0,
             send_tokens: f64::MAX,
             send_refill: Duration::ZERO,
         }
@@ -159,6 +161,15 @@ impl<C> UserState<C> {
         }
         self.devices.push(DeviceCursor::new(Arc::from(device)));
         self.devices.last_mut().expect("just pushed")
+    }
+
+    /// A message with `seq` was stored: every known device but `except` (the sender's) may
+    /// have to ack it before it goes (the store marks it as waiting for each of them).
+    pub fn stored(&mut self, seq: u64, except: Option<&Arc<str>>) {
+        self.offline_upto = self.offline_upto.max(seq);
+        for d in self.devices.iter_mut().filter(|d| Some(&d.id) != except) {
+            d.stored_upto = d.stored_upto.max(seq);
+        }
     }
 
     /// No other device of the user is live, but the user has other known devices: the copy of

@@ -195,6 +195,54 @@ pub fn parse(message_type: &str, content: &[u8]) -> Result<Option<CallMsg>, &'st
     }))
 }
 
+/// The rooms as they outlive a graceful restart (the server stores them at shutdown and loads
+/// them at start), so a member that never comes back is still hung up for.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RoomsSnapshot {
+    #[prost(message, repeated, tag = "1")]
+    pub calls: Vec<CallSnapshot>,
+    /// Recently ended call ids, oldest first.
+    #[prost(string, repeated, tag = "2")]
+    pub ended: Vec<String>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct CallSnapshot {
+    #[prost(string, tag = "1")]
+    pub call_id: String,
+    #[prost(message, repeated, tag = "2")]
+    pub members: Vec<MemberSnapshot>,
+    #[prost(string, repeated, tag = "3")]
+    pub ringing: Vec<String>,
+    /// Empty when not known.
+    #[prost(string, tag = "4")]
+    pub inviter: String,
+    #[prost(bool, tag = "5")]
+    pub answered: bool,
+    #[prost(bool, tag = "6")]
+    pub learned: bool,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct MemberSnapshot {
+    #[prost(string, tag = "1")]
+    pub user: String,
+    #[prost(string, tag = "2")]
+    pub device: String,
+    #[prost(int32, tag = "3")]
+    pub conversation_type: i32,
+    #[prost(string, tag = "4")]
+    pub target_id: String,
+    #[prost(string, tag = "5")]
+    pub channel_id: String,
+    #[prost(bool, tag = "6")]
+    pub inviter: bool,
+    #[prost(message, optional, tag = "7")]
+    pub profile: Option<UserProfile>,
+    #[prost(int64, tag = "8")]
+    pub join_time: i64,
+}
+
 /// How a member's messages are addressed, to address the hangup sent on its behalf alike.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Route {
@@ -679,6 +727,83 @@ impl Rooms {
 
     /// (calls, member devices, ringing users) held, for tests and limits (ended calls are
     /// remembered apart, at most [`MAX_ENDED`]).
+    /// Everything but the graces, to outlive a restart (see [`RoomsSnapshot`]).
+    pub fn snapshot(&self) -> RoomsSnapshot {
+        let join_time = |user: &Arc<str>, device: &Arc<str>| {
+            self.seats.get(user).and_then(|l| l.iter().find(|s| s.device == *device)).map_or(0, |s| s.join_time)
+        };
+        let mut calls: Vec<CallSnapshot> = self
+            .calls
+            .iter()
+            .map(|(id, c)| CallSnapshot {
+                call_id: id.clone(),
+                members: c
+                    .members
+                    .iter()
+                    .map(|m| MemberSnapshot {
+                        user: m.user.to_string(),
+                        device: m.device.to_string(),
+                        conversation_type: m.route.conversation_type,
+                        target_id: m.route.target_id.clone(),
+                        channel_id: m.route.channel_id.clone(),
+                        inviter: m.inviter,
+                        profile: m.profile.clone(),
+                        join_time: join_time(&m.user, &m.device),
+                    })
+                    .collect(),
+                ringing: c.ringing.clone(),
+                inviter: c.inviter.as_deref().unwrap_or("").to_owned(),
+                answered: c.answered,
+                learned: c.learned,
+            })
+            .collect();
+        calls.sort_by(|a, b| a.call_id.cmp(&b.call_id));
+        RoomsSnapshot { calls, ended: self.ended_order.iter().cloned().collect() }
+    }
+
+    /// The rooms of a [`Self::snapshot`] taken before a restart. Every member device starts a
+    /// lost-connection grace now: one that reconnects keeps its call ([`Self::connected`]),
+    /// one that does not come back is hung up for, as if its connection had been lost now.
+    pub fn restore(&mut self, snap: RoomsSnapshot, now: Duration) {
+        for c in snap.calls {
+            let mut call = Call {
+                ringing: c.ringing,
+                inviter: (!c.inviter.is_empty()).then(|| Arc::from(c.inviter.as_str())),
+                answered: c.answered,
+                learned: c.learned,
+                ..Call::default()
+            };
+            for m in c.members {
+                let (user, device): (Arc<str>, Arc<str>) = (Arc::from(m.user.as_str()), Arc::from(m.device.as_str()));
+                self.seats.entry(user.clone()).or_default().push(Seat { device: device.clone(), call_id: c.call_id.clone(), join_time: m.join_time });
+                self.graces.push(Grace { user: user.clone(), device: device.clone(), deadline: now + self.lost_grace, departure: Departure::Lost });
+                call.members.push(Member {
+                    user,
+                    device,
+                    route: Route { conversation_type: m.conversation_type, target_id: m.target_id, channel_id: m.channel_id },
+                    inviter: m.inviter,
+                    profile: m.profile,
+                });
+            }
+            self.calls.insert(c.call_id, call);
+        }
+        for id in snap.ended {
+            if self.ended.insert(id.clone()) {
+                self.ended_order.push_back(id);
+            }
+        }
+    }
+
+    /// The member devices of `call_id`, as (user, device).
+    pub fn members(&self, call_id: &str) -> Vec<(Arc<str>, Arc<str>)> {
+        self.calls.get(call_id).map(|c| c.members.iter().map(|m| (m.user.clone(), m.device.clone())).collect()).unwrap_or_default()
+    }
+
+    /// When the next grace runs out ([`Self::due`] has something then).
+    pub fn next_deadline(&self) -> Option<Duration> {
+        self.graces.iter().map(|g| g.deadline).min()
+    }
+
     pub fn size(&self) -> (usize, usize, usize) {
         let members = self.calls.values().map(|c| c.members.len()).sum();
         let ringing = self.calls.values().map(|c| c.ringing.len()).sum();

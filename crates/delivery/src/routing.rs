@@ -368,7 +368,7 @@ impl Fanout {
                     rec.ticket = rec.ticket.max(ticket);
                 }
             }
-            st.offline_upto = seq;
+            st.stored(seq, sender.map(|(_, d)| d));
             sh.count(Count::OfflineStored);
         }
         st.window.push_back(Entry { seq, offline: store, stored: false, exclude_device: sender.map(|(_, d)| d.clone()), accepted, body });

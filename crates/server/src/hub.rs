@@ -369,7 +369,9 @@ impl Hub {
     pub fn end_gone_participants(&self) {
         let now = clock::now();
         for app in 0..self.apps.len() {
-            self.with(app, |core, sh| core.end_gone_participants(sh, now));
+            self.with(app, |core, sh| {
+                core.end_gone_participants(sh, now);
+            });
         }
     }
 
@@ -432,6 +434,27 @@ impl Hub {
 
     // ---- housekeeping --------------------------------------------------------------------
 
+    /// Each app's call rooms, encoded, to keep over a graceful restart.
+    pub fn rooms_snapshots(&self) -> Vec<(Arc<str>, Vec<u8>)> {
+        use prost::Message as _;
+        self.apps
+            .iter()
+            .map(|a| (a.key.clone(), a.lock().rooms_snapshot().encode_to_vec()))
+            .collect()
+    }
+
+    /// Restores `app`'s rooms kept by the last shutdown: members that do not reconnect within
+    /// the lost-connection grace are hung up for.
+    pub fn restore_rooms(&self, app: AppId, data: &[u8]) {
+        use prost::Message as _;
+        match delivery::rooms::RoomsSnapshot::decode(data) {
+            Ok(snap) => self.apps[app].lock().restore_rooms(snap, clock::now()),
+            Err(e) => {
+                tracing::warn!(error = %e, "ignoring unreadable call rooms from the last run")
+            }
+        }
+    }
+
     /// Prunes message windows, forgets idle users and expired blocks; returns the highest seq
     /// issued so far (to persist as the floor).
     pub fn sweep(&self) -> u64 {
@@ -447,7 +470,7 @@ impl Hub {
     /// messages for its user are stored from now on) and tells it to flush and close.
     pub fn close_all(&self) {
         for app in 0..self.apps.len() {
-            self.with(app, |core, sh| core.close_all(sh));
+            self.with(app, |core, sh| core.close_all(sh, clock::now()));
         }
     }
 

@@ -221,6 +221,9 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<RunningServe
     for (i, app) in hub.apps().iter().enumerate() {
         let rows = store.load_policy(&app.key).await?;
         hub.load_policy(i, rows);
+        if let Some(rooms) = store.take_rooms(app.key.clone()).await? {
+            hub.restore_rooms(i, &rooms);
+        }
     }
     let nonces = server_api::NonceCache::default();
     for (key, nonce, until) in store.load_nonces(clock::now_ms()).await? {
@@ -329,6 +332,11 @@ async fn drain(state: &AppState) {
     }
     let floor = state.hub.sweep();
     state.store.save_seq_floor(floor);
+    // Calls go on over a restart: their rooms are kept, so members that do not come back are
+    // still hung up for (a crash loses them: calls are then learned again from their traffic).
+    for (key, rooms) in state.hub.rooms_snapshots() {
+        state.store.save_rooms(key, rooms);
+    }
     state.store.close().await;
     tracing::info!("rcall-server stopped");
 }

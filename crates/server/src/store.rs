@@ -101,6 +101,12 @@ CREATE TABLE IF NOT EXISTS offline_pending (
     expires_at INTEGER NOT NULL,
     PRIMARY KEY (app_key, user_id, seq, device_id)
 ) WITHOUT ROWID;
+-- Call rooms kept over a graceful restart (`delivery::rooms::RoomsSnapshot`, protobuf):
+-- written at shutdown, read and deleted at the next start.
+CREATE TABLE IF NOT EXISTS rooms_snapshot (
+    app_key TEXT PRIMARY KEY,
+    data    BLOB NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS device_cursors (
     app_key    TEXT    NOT NULL,
     user_id    TEXT    NOT NULL,
@@ -605,6 +611,20 @@ impl Store {
             inner
                 .offline_bytes
                 .fetch_add(payload.len() as i64, Ordering::Relaxed);
+            // It waits for every device the user has (but the sender's): the first device
+            // to ack it must not delete it under another that has not received it yet.
+            c.prepare_cached(
+                "INSERT OR IGNORE INTO offline_pending (app_key, user_id, seq, device_id, expires_at)
+                 SELECT app_key, user_id, ?3, device_id, ?5 FROM device_cursors
+                 WHERE app_key = ?1 AND user_id = ?2 AND device_id <> ?4",
+            )?
+            .execute(params![
+                &*app_key,
+                &*user_id,
+                seq_to_sql(seq),
+                exclude_device.as_deref().unwrap_or(""),
+                expires_at
+            ])?;
             trim_offline(c, &inner, &app_key, &user_id, max_per_user)?;
             // After the message: if storing it failed, its client_seq must not count as accepted.
             if let Some(s) = &sender {
@@ -953,6 +973,34 @@ impl Store {
                 .map(seq_from_sql)
                 .max()
                 .unwrap_or(0))
+        })
+        .await
+    }
+
+    /// Keeps `app_key`'s call rooms for the next start (at shutdown).
+    pub fn save_rooms(&self, app_key: Arc<str>, data: Vec<u8>) {
+        self.submit("save call rooms", move |c| {
+            c.execute(
+                "INSERT INTO rooms_snapshot (app_key, data) VALUES (?1, ?2)
+                 ON CONFLICT (app_key) DO UPDATE SET data = ?2",
+                params![&*app_key, data],
+            )?;
+            Ok(())
+        });
+    }
+
+    /// Takes the call rooms the last shutdown kept (read once: a later crash must not bring
+    /// back rooms that were current before it).
+    pub async fn take_rooms(&self, app_key: Arc<str>) -> Result<Option<Vec<u8>>, StoreError> {
+        self.call(move |c| {
+            let data: Option<Vec<u8>> = c
+                .query_row(
+                    "DELETE FROM rooms_snapshot WHERE app_key = ?1 RETURNING data",
+                    [&*app_key],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(data)
         })
         .await
     }

@@ -433,3 +433,37 @@ async fn an_offline_message_is_not_deleted_under_a_connected_device_that_has_not
     let (_a2, replay) = Client::login_resume(ts.addr, &token, "a2", 0).await;
     assert_eq!(contents(&replay), vec![1]);
 }
+
+/// A message stored while every device of the user was away waits for each of them: the
+/// first device to come back and ack it does not delete it before the other got it (found by
+/// running the simulator's fault property test on this server's delivery core).
+#[tokio::test]
+async fn a_message_stored_while_all_devices_were_away_reaches_each_of_them() {
+    let ts = TestServer::start_with(|c| c.resume_window = Duration::from_millis(200)).await;
+    let token = ts.token("alice");
+    drop(Client::login(ts.addr, &token, "a1").await);
+    drop(Client::login(ts.addr, &token, "a2").await);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut b1 = ts.client("bob", "b1").await;
+    b1.send_expect(1, private("alice", &1u32.to_be_bytes()), 0)
+        .await;
+    // a1 comes back, acks it and goes; then past the window a2 comes back.
+    let (mut a1, replay) = Client::login_resume(ts.addr, &token, "a1", 0).await;
+    assert_eq!(contents(&replay), vec![1]);
+    a1.ack(replay[0].seq).await;
+    a1.barrier(1).await;
+    drop(a1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    ts.server.state().hub.sweep();
+    let (mut a2, replay) = Client::login_resume(ts.addr, &token, "a2", 0).await;
+    assert_eq!(contents(&replay), vec![1], "a2 gets it too");
+    // Once the last device acked it, it is gone.
+    a2.ack(replay[0].seq).await;
+    a2.barrier(1).await;
+    drop(a2);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_a1, replay) = Client::login_resume(ts.addr, &token, "a1", 0).await;
+    assert!(replay.is_empty(), "{replay:?}");
+    ts.server.state().store.flush().await.unwrap();
+    assert_eq!(ts.server.state().store.offline_depth(), 0);
+}

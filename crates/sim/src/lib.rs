@@ -25,8 +25,11 @@
 //! assert!(sim.events(b).iter().any(|e| matches!(e, CallEvent::Hungup { reason: 13, .. })));
 //! ```
 //!
-//! The server here behaves like rcall's: it stamps each message with its clock, delivers to every
-//! device of each recipient and to the sender's other devices, in order, after `latency` ms.
+//! The server here *is* rcall's: the simulator drives `rcall-server`'s own delivery core
+//! ([`delivery::AppCore`], over an in-memory store with the SQLite store's semantics), so the
+//! property tests exercise the server's real rules — ordering, resume, exactly-once, policy and
+//! call rooms with their graces — not a model of them. Frames take `latency` ms (plus jitter)
+//! each way; a device's frames stay in order, like one WebSocket.
 //!
 //! Connections and faults (issue 10). Each device talks to the server through a
 //! [`ClientLink`] (numbering, queue while down, resend after a reconnect, delivery dedup), over
@@ -36,22 +39,32 @@
 //! [`Sim::close_tab`] (gone for good) and [`Sim::restart_server`]. The server keeps what it
 //! routes to each device until the device has it (durable, so it survives a restart) and replays
 //! it on reconnect from the device's resume cursor, flagged `offline` when no device of the
-//! recipient was connected; it accepts each `client_seq` once per (device, instance) while it
-//! remembers (not across a restart: receivers' dedup covers that). It follows who is in which
-//! call (the inviter and the first acceptor per user, minus who hung up; kept across a restart)
-//! and ends the calls of a device gone for [`CLEAN_GRACE_MS`] (closed cleanly) or
-//! [`LOST_GRACE_MS`] (lost) with a Hangup on the device's behalf, to the others and to the
-//! device itself (reason 3, or 1 before anyone answered, when clean; 7 when lost).
+//! recipient was connected; it accepts each `client_seq` once per (device, instance). It
+//! follows who is in which call and ends the calls of a device gone for [`CLEAN_GRACE_MS`]
+//! (closed cleanly) or [`LOST_GRACE_MS`] (lost) with a Hangup on the device's behalf, to the
+//! others and to the device itself (reason 3, or 1 before anyone answered, when clean; 7 when
+//! lost). A restart is the server's graceful one: connections close, what it kept in memory
+//! (the window, rooms) is gone, what it stored is not; calls are learned again from their
+//! traffic.
+//!
+//! Groups: the simulated app makes every user a group message names (and its sender) a member
+//! of that group, as an app would through the Server API before calling.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use delivery::memory::MemoryStore;
+use delivery::{AppCore, ConnId, Departure, Limits, Now, Origin, Outgoing, PushError, RouteOptions, Shell, StoreOffline};
+use prost::Message as _;
 
 use rtc_core::engine::{
     CallEvent, CallRequest, CaptureError, Command, CommandId, Engine, EngineConfig, Input, MediaAction,
     MediaEvent, Millis, OutgoingSignal, Output, Peer, Received, TrackKind,
 };
 use rtc_core::link::ClientLink;
-use rtc_core::proto::{call_content::Body, client_frame, conversation_type, media_signal, CallContent, Delivered, SendMessage};
-use rtc_core::types::{end_reason, MediaType};
+use rtc_core::proto::{client_frame, conversation_type, media_signal, server_frame, Ack, CallContent, ClientFrame, Delivered, ErrorFrame, ServerFrame};
+use rtc_core::types::MediaType;
 
 /// Index of a device in the simulation.
 pub type DeviceId = usize;
@@ -103,44 +116,109 @@ struct Device {
     reconnecting: bool,
 }
 
-/// The server's view of one device.
+/// The server's view of one device: its registered connections by socket.
 #[derive(Default)]
 struct ServerDevice {
-    connected: bool,
-    /// The socket it talks on (the device's `wire` at its last connect).
+    /// The socket the server last accepted from it (the device's `wire` at its last connect).
     wire: u64,
-    /// Routed to this device and not yet known to be processed (durable).
-    outbox: VecDeque<(u64, Stored)>,
-}
-
-/// A message as the server keeps it for one recipient.
-#[derive(Clone)]
-struct Stored {
-    msg: Received,
-    sender_instance: u64,
-    client_seq: u64,
-}
-
-/// The server's view of one call (rcall-server's rooms).
-#[derive(Default)]
-struct ServerCall {
-    conversation_type: i32,
-    /// Group id (GROUP).
-    target_id: String,
-    channel_id: String,
-    users: BTreeSet<String>,
-    /// Devices in the call: the inviter(s) and those that accepted, minus those that hung up.
-    participants: BTreeSet<DeviceId>,
-    answered: bool,
+    /// Registered connections the server believes alive: socket → connection id.
+    conns: BTreeMap<u64, ConnId>,
 }
 
 /// A frame from the server to a device.
 #[allow(clippy::large_enum_variant)] // short-lived simulator values, moved once
 enum Down {
     Auth { accepted_upto: u64 },
-    Deliver { seq: u64, stored: Stored },
-    SendResult { request_id: u32, server_time: Millis },
+    Deliver { delivered: Delivered, server_time: Millis },
+    SendResult { request_id: u32, code: i32, sent_time: Millis, server_time: Millis },
     SyncDone,
+}
+
+/// A connection as the core sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Conn {
+    dev: DeviceId,
+    id: ConnId,
+}
+
+/// What the core did to a connection.
+enum Effect {
+    Frame(Outgoing),
+    /// Aborted or closed by the server.
+    Closed,
+}
+
+/// The core's shell in the simulation: effects are collected, the store is in memory.
+struct SimShell<'a> {
+    store: &'a mut MemoryStore,
+    out: &'a mut Vec<(Conn, Effect)>,
+}
+
+impl Shell for SimShell<'_> {
+    type Conn = Conn;
+    fn push(&mut self, conn: &Conn, item: Outgoing, _bounded: bool) -> Result<(), PushError> {
+        self.out.push((*conn, Effect::Frame(item)));
+        Ok(())
+    }
+    fn abort(&mut self, conn: &Conn, _err: ErrorFrame) {
+        self.out.push((*conn, Effect::Closed));
+    }
+    fn close(&mut self, conn: &Conn) {
+        self.out.push((*conn, Effect::Closed));
+    }
+    fn kill(&mut self, conn: &Conn) {
+        self.out.push((*conn, Effect::Closed));
+    }
+    fn committed(&self) -> u64 {
+        self.store.committed()
+    }
+    fn pending(&self) -> u64 {
+        0
+    }
+    fn offline_bytes(&self) -> u64 {
+        self.store.offline_bytes()
+    }
+    fn store_offline(&mut self, m: StoreOffline) -> u64 {
+        self.store.store_offline(m)
+    }
+    fn keep_for_device(&mut self, device: Arc<str>, m: StoreOffline) {
+        self.store.keep_for_device(device, m)
+    }
+    fn keep_stored_for_device(&mut self, user: Arc<str>, device: Arc<str>, acked: u64) {
+        self.store.keep_stored_for_device(user, device, acked)
+    }
+    fn delete_offline_upto(&mut self, user: Arc<str>, device: Arc<str>, upto: u64) {
+        self.store.delete_offline_upto(user, device, upto)
+    }
+    fn save_cursor(&mut self, user: Arc<str>, device: Arc<str>, acked: u64, _now_ms: i64) {
+        self.store.save_cursor(user, device, acked)
+    }
+    fn save_client_seqs(&mut self, user: Arc<str>, device: Arc<str>, seqs: Vec<(u64, u64)>, _now_ms: i64) {
+        self.store.save_client_seqs(user, device, seqs)
+    }
+}
+
+/// The server's limits in the simulation: the production defaults, except a resume window that
+/// keeps everything a run routes (runs are short; the window's bounds are the server's own
+/// tests' business) and no rate or connection caps.
+fn sim_limits() -> Limits {
+    Limits {
+        offline_ttl_ms: 7 * 24 * 3_600_000,
+        offline_max_per_user: 10_000,
+        window_ttl: Duration::from_secs(24 * 3_600),
+        window_max: 100_000,
+        max_connections_per_app: usize::MAX,
+        left_grace: Duration::from_millis(CLEAN_GRACE_MS as u64),
+        lost_grace: Duration::from_millis(LOST_GRACE_MS as u64),
+        max_connections_per_user: usize::MAX,
+        max_connections_per_device: usize::MAX,
+        user_rate_per_sec: u32::MAX,
+        user_rate_burst: u32::MAX,
+        offline_quota_per_sender: u32::MAX,
+        offline_quota_window: Duration::from_secs(60),
+        offline_max_bytes: u64::MAX,
+        store_queue_max: usize::MAX,
+    }
 }
 
 /// Something due at a virtual time.
@@ -149,11 +227,11 @@ enum Event {
     Deliver(DeviceId, Input),
     /// A frame reaches the device, if its socket is still `wire`.
     ToDevice(DeviceId, u64, Down),
-    /// A device's message reaches the server, if the socket is still `wire`.
-    AtServer(DeviceId, u64, SendMessage),
-    /// Server timers; `gen` tells them apart across restarts.
+    /// A device's frame reaches the server, if the socket is still `wire`.
+    AtServer(DeviceId, u64, ClientFrame),
+    /// The server's ping deadline for socket `wire` of a silent device; `gen` tells server runs
+    /// apart across restarts.
     Notice { gen: u64, dev: DeviceId, wire: u64 },
-    Grace { gen: u64, dev: DeviceId, wire: u64, clean: bool },
     /// Client side: notices the silent loss of socket `wire`.
     Detect(DeviceId, u64),
     Reconnect(DeviceId),
@@ -256,20 +334,26 @@ pub struct Sim {
     next_command: CommandId,
     next_call: u64,
     // ----- the server ---------------------------------------------------------------------
+    /// rcall-server's delivery core (rebuilt by a restart over the same store).
+    core: AppCore<Conn>,
+    store: MemoryStore,
     server: Vec<ServerDevice>,
+    next_conn: ConnId,
     /// Restarts so far; server timers of an older generation are void.
     gen: u64,
-    /// Highest `client_seq` accepted per (device, instance): in memory, lost on restart.
-    accepted: BTreeMap<(DeviceId, u64), u64>,
-    /// Highest `client_seq` ever accepted per device (for the exactly-once report).
+    /// Highest `client_seq` per device the server answered (accepted, or refused with a code).
     accepted_ever: BTreeMap<DeviceId, u64>,
-    calls: BTreeMap<String, ServerCall>,
-    next_seq: u64,
     /// Every Hangup the server sent on a gone device's behalf: (time, device, call, reason).
     pub verdicts: Vec<(Millis, DeviceId, String, i32)>,
+    /// Messages the server refused: (time, device, message type, code).
+    pub refusals: Vec<(Millis, DeviceId, String, i32)>,
     // ----- accounting ---------------------------------------------------------------------
     /// (recipient, sender instance, client_seq) the server routed.
     routed: BTreeSet<(DeviceId, u64, u64)>,
+    /// Of those, deliveries `loss` dropped on the way (not expected to be fed).
+    lost_deliveries: BTreeSet<(DeviceId, u64, u64)>,
+    /// What the core did during the current step, until [`Sim::flush`].
+    effects: Vec<(Conn, Effect)>,
     /// How often each (recipient, sender instance, client_seq) was fed to the engine.
     fed: BTreeMap<(DeviceId, u64, u64), u32>,
     dropped_by_receivers: usize,
@@ -306,14 +390,17 @@ impl Sim {
             restarts: Vec::new(),
             next_command: 1,
             next_call: 1,
+            core: AppCore::new(sim_limits(), 0, Now::default(), 0),
+            store: MemoryStore::new(),
             server: Vec::new(),
+            next_conn: 0,
             gen: 0,
-            accepted: BTreeMap::new(),
             accepted_ever: BTreeMap::new(),
-            calls: BTreeMap::new(),
-            next_seq: 1,
             verdicts: Vec::new(),
+            refusals: Vec::new(),
             routed: BTreeSet::new(),
+            lost_deliveries: BTreeSet::new(),
+            effects: Vec::new(),
             fed: BTreeMap::new(),
             dropped_by_receivers: 0,
             dropped_by_server: 0,
@@ -382,9 +469,13 @@ impl Sim {
             processed_seq: 0,
             reconnecting: false,
         });
-        self.server.push(ServerDevice { connected: true, wire: 1, outbox: VecDeque::new() });
+        self.server.push(ServerDevice::default());
         self.last_delivery.push(0);
         self.last_upload.push(0);
+        // Connected from the start: registered and synced at once (nothing to replay, and the
+        // engine starts as if its link had come up before the simulation began).
+        self.register(id, 1);
+        self.effects.clear();
         id
     }
 
@@ -513,7 +604,9 @@ impl Sim {
     pub fn run_until(&mut self, until: Millis) {
         loop {
             let next_msg = self.queue.iter().map(|(t, s, _)| (*t, *s)).min();
-            let next_timer = self.devices.iter().enumerate().filter_map(|(i, d)| d.deadline.map(|t| (t, i))).min();
+            // The server's grace timer counts as a timer of an extra "device" past the last one.
+            let server_timer = self.core.next_deadline().map(|d| (d.as_millis() as Millis, self.devices.len()));
+            let next_timer = self.devices.iter().enumerate().filter_map(|(i, d)| d.deadline.map(|t| (t, i))).chain(server_timer).min();
             let msg_t = next_msg.map(|(t, _)| t).filter(|t| *t <= until);
             let timer_t = next_timer.map(|(t, _)| t).filter(|t| *t <= until);
             match (msg_t, timer_t) {
@@ -528,8 +621,12 @@ impl Sim {
                 _ => {
                     let (t, dev) = next_timer.expect("some");
                     self.now = self.now.max(t);
-                    self.devices[dev].deadline = None;
-                    self.input(dev, Input::Timeout);
+                    if dev == self.devices.len() {
+                        self.end_gone_participants();
+                    } else {
+                        self.devices[dev].deadline = None;
+                        self.input(dev, Input::Timeout);
+                    }
                 }
             }
         }
@@ -543,15 +640,10 @@ impl Sim {
             Event::AtServer(from, wire, msg) => self.at_server(from, wire, msg),
             Event::Notice { gen, dev, wire } => {
                 // The server's ping deadline: a silent connection is found dead.
-                let s = &mut self.server[dev];
-                if gen == self.gen && s.connected && s.wire == wire {
-                    s.connected = false;
-                    self.push(self.now + LOST_GRACE_MS, Event::Grace { gen, dev, wire, clean: false });
-                }
-            }
-            Event::Grace { gen, dev, wire, clean } => {
-                if gen == self.gen && !self.server[dev].connected && self.server[dev].wire == wire {
-                    self.verdict(dev, clean);
+                if gen == self.gen {
+                    if let Some(conn) = self.server[dev].conns.remove(&wire) {
+                        self.unregister(dev, conn, Departure::Lost);
+                    }
                 }
             }
             Event::Detect(dev, wire) => {
@@ -594,24 +686,22 @@ impl Sim {
         self.push(at, Event::Deliver(dev, input));
     }
 
-    /// Server → device frame on the server's socket for `dev`, kept in the server's order.
-    fn send_down(&mut self, dev: DeviceId, frame: Down) {
+    /// Server → device frame on socket `wire` of `dev`, kept in the server's order.
+    fn send_down(&mut self, dev: DeviceId, wire: u64, frame: Down) {
         let at = (self.now + self.hop()).max(self.last_delivery[dev]);
         self.last_delivery[dev] = at;
-        let wire = self.server[dev].wire;
         self.push(at, Event::ToDevice(dev, wire, frame));
     }
 
     /// Device → server frame on the device's current socket, in the order written.
-    fn upload(&mut self, dev: DeviceId, frame: rtc_core::proto::ClientFrame) {
-        let Some(client_frame::Body::Send(msg)) = frame.body else { return };
+    fn upload(&mut self, dev: DeviceId, frame: ClientFrame) {
         if self.devices[dev].silent_until.is_some() {
             return; // written into a dead socket
         }
         let at = (self.now + self.hop()).max(self.last_upload[dev]);
         self.last_upload[dev] = at;
         let wire = self.devices[dev].wire;
-        self.push(at, Event::AtServer(dev, wire, msg));
+        self.push(at, Event::AtServer(dev, wire, frame));
     }
 
     /// Feeds `input` to `dev` now and handles everything it outputs.
@@ -668,208 +758,189 @@ impl Sim {
                 }
                 self.input(dev, Input::LinkUp);
             }
-            Down::Deliver { seq, stored } => {
+            Down::Deliver { delivered, server_time } => {
+                let seq = delivered.seq;
+                // Acked like the SDK does, repeats included.
+                self.upload(dev, ClientFrame::new(client_frame::Body::Ack(Ack { seq })));
+                let d = &mut self.devices[dev];
                 if seq <= d.processed_seq {
                     return;
                 }
                 d.processed_seq = seq;
-                let probe = Delivered { sender_instance: stored.sender_instance, client_seq: stored.client_seq, ..Default::default() };
-                if !d.link.accept_delivery(&probe) {
+                if !d.link.accept_delivery(&delivered) {
                     self.dropped_by_receivers += 1;
                     return;
                 }
-                if stored.client_seq != 0 {
-                    *self.fed.entry((dev, stored.sender_instance, stored.client_seq)).or_default() += 1;
+                if delivered.client_seq != 0 {
+                    *self.fed.entry((dev, delivered.sender_instance, delivered.client_seq)).or_default() += 1;
                 }
-                self.input(dev, Input::Signal(stored.msg));
+                let Ok(content) = CallContent::from_bytes(&delivered.content) else { return };
+                // As the SDK: stored for a call still live here is live traffic, not history.
+                let live = d.engine.session(&content.call_id).is_some_and(|v| v.state != rtc_core::types::SessionState::End);
+                let received = Received {
+                    sender_user_id: delivered.sender_user_id,
+                    sender_device_id: delivered.sender_device_id,
+                    conversation_type: delivered.conversation_type,
+                    target_id: delivered.target_id,
+                    channel_id: delivered.channel_id,
+                    sent_time: delivered.sent_time,
+                    server_time,
+                    offline: delivered.offline && !live,
+                    content,
+                };
+                self.input(dev, Input::Signal(received));
             }
-            Down::SendResult { request_id, server_time } => {
+            Down::SendResult { request_id, code, sent_time, server_time } => {
                 d.link.on_send_result(request_id);
-                self.input(dev, Input::SendResult { request_id, server_time, result: Ok(server_time) });
+                let result = if code == 0 { Ok(sent_time) } else { Err(code) };
+                self.input(dev, Input::SendResult { request_id, server_time, result });
             }
             Down::SyncDone => self.input(dev, Input::SyncDone),
         }
     }
 
-    /// Whether the server has a connection to a device of `user` other than `except`.
-    fn user_online(&self, user: &str, except: Option<DeviceId>) -> bool {
-        self.devices.iter().enumerate().any(|(j, d)| Some(j) != except && d.user_id == user && self.server[j].connected)
+    // ----- the server ----------------------------------------------------------------------
+
+    /// The server's clocks now.
+    fn server_now(&self) -> Now {
+        let wall_ms = (self.now + self.server_skew).max(0) as u64;
+        Now { wall_us: wall_ms * 1000, mono: Duration::from_millis(self.now.max(0) as u64) }
     }
 
-    /// The server keeps `stored` for `dev` and sends it now if `dev` is connected.
-    fn route(&mut self, dev: DeviceId, stored: Stored) {
-        if self.devices[dev].closed {
-            return;
-        }
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        if stored.client_seq != 0 {
-            self.routed.insert((dev, stored.sender_instance, stored.client_seq));
-        }
-        self.server[dev].outbox.push_back((seq, stored.clone()));
-        if self.server[dev].connected {
-            let mut stored = stored;
-            stored.msg.server_time = self.now + self.server_skew;
-            self.send_down(dev, Down::Deliver { seq, stored });
+    /// Runs one input on the core; its effects wait in `self.effects` for [`Sim::flush`].
+    fn with_core<R>(&mut self, f: impl FnOnce(&mut AppCore<Conn>, &mut SimShell<'_>, Now) -> R) -> R {
+        let now = self.server_now();
+        let mut sh = SimShell { store: &mut self.store, out: &mut self.effects };
+        f(&mut self.core, &mut sh, now)
+    }
+
+    /// Writes what the core queued: each frame goes down the socket of its connection (into
+    /// nothing if that socket died without the server noticing yet).
+    fn flush(&mut self) {
+        let server_time = self.now + self.server_skew;
+        for (conn, effect) in std::mem::take(&mut self.effects) {
+            let Some(wire) = self.server[conn.dev].conns.iter().find(|(_, c)| **c == conn.id).map(|(w, _)| *w) else { continue };
+            let body = match effect {
+                Effect::Frame(Outgoing::Frame { body, .. } | Outgoing::Durable { body, .. }) => body,
+                Effect::Frame(Outgoing::Fatal(_) | Outgoing::Ping) | Effect::Closed => continue,
+            };
+            let Ok(frame) = ServerFrame::decode(&body[..]) else { continue };
+            let down = match frame.body {
+                Some(server_frame::Body::AuthResult(a)) => Down::Auth { accepted_upto: a.accepted_upto },
+                Some(server_frame::Body::Deliver(d)) => {
+                    if self.loss > 0.0 && (self.random() % 1_000_000) as f64 / 1_000_000.0 < self.loss {
+                        self.lost += 1;
+                        self.lost_deliveries.insert((conn.dev, d.sender_instance, d.client_seq));
+                        continue;
+                    }
+                    Down::Deliver { delivered: d, server_time }
+                }
+                Some(server_frame::Body::SendResult(r)) => Down::SendResult { request_id: r.request_id, code: r.code, sent_time: r.sent_time, server_time },
+                Some(server_frame::Body::SyncDone(_)) => Down::SyncDone,
+                _ => continue,
+            };
+            self.send_down(conn.dev, wire, down);
         }
     }
 
-    /// The server, when a message reaches it: drop a repeat, stamp it, deliver it to every device
-    /// of each recipient and to the sender's other devices, answer the sender.
-    fn at_server(&mut self, from: DeviceId, wire: u64, msg: SendMessage) {
-        if self.devices[from].wire != wire || !self.server[from].connected || self.server[from].wire != wire {
+    fn origin(&self, dev: DeviceId, conn: ConnId) -> Origin {
+        let d = &self.devices[dev];
+        Origin { app: 0, conn_id: conn, user_id: Arc::from(d.user_id.as_str()), device_id: Arc::from(d.device_id.as_str()), instance: d.link.instance() }
+    }
+
+    /// A device connects on socket `wire`: registered, then synced from the store (its frames
+    /// wait in `self.effects`).
+    fn register(&mut self, dev: DeviceId, wire: u64) {
+        self.next_conn += 1;
+        let id = self.next_conn;
+        let d = &self.devices[dev];
+        let (user, device, instance, resume_from) = (d.user_id.clone(), d.device_id.clone(), d.link.instance(), d.processed_seq);
+        let stored = self.store.accepted_upto(&user, &device, instance);
+        let auth_ok = rtc_core::proto::AuthResult { user_id: user.clone(), ..Default::default() };
+        let conn = Conn { dev, id };
+        let reg = self.with_core(|core, sh, now| core.register(sh, now, id, conn, &user, &device, 0, resume_from, auth_ok, instance, stored));
+        let reg = reg.unwrap_or_else(|e| panic!("sim: the server refused device {dev}: {e}"));
+        self.server[dev].conns.insert(wire, id);
+        self.server[dev].wire = wire;
+        let data = self.store.sync_data(&user, &device, reg.cursor, self.server_now().wall_ms());
+        self.with_core(|core, sh, now| core.finish_sync(sh, now, &reg, data, None));
+    }
+
+    /// The server drops connection `conn` of `dev` (already taken out of `server[dev].conns`).
+    fn unregister(&mut self, dev: DeviceId, conn: ConnId, how: Departure) {
+        let user = self.devices[dev].user_id.clone();
+        self.with_core(|core, sh, now| core.unregister(sh, now, &user, conn, how));
+        self.flush();
+    }
+
+    /// A frame reaches the server on socket `wire` of `from`.
+    fn at_server(&mut self, from: DeviceId, wire: u64, frame: ClientFrame) {
+        if self.devices[from].wire != wire {
             return; // the socket died on the way
         }
-        let server_time = self.now + self.server_skew;
-        let instance = self.devices[from].link.instance();
-        let upto = self.accepted.entry((from, instance)).or_default();
-        if msg.client_seq != 0 && msg.client_seq <= *upto {
-            self.dropped_by_server += 1;
-            if !msg.no_receipt {
-                self.send_down(from, Down::SendResult { request_id: msg.request_id, server_time });
-            }
-            return;
-        }
-        *upto = msg.client_seq;
-        let ever = self.accepted_ever.entry(from).or_default();
-        *ever = (*ever).max(msg.client_seq);
-        let Ok(content) = CallContent::from_bytes(&msg.content) else { return };
-        let sender_user = self.devices[from].user_id.clone();
-        let recipients: Vec<String> = if msg.conversation_type == conversation_type::PRIVATE {
-            vec![msg.target_id.clone()]
-        } else {
-            msg.directional_user_ids.clone()
-        };
-        self.follow_call(from, &msg, &content, &recipients);
-        for i in 0..self.devices.len() {
-            if i == from {
-                continue;
-            }
-            let own_device = self.devices[i].user_id == sender_user;
-            if !own_device && !recipients.contains(&self.devices[i].user_id) {
-                continue;
-            }
-            if self.loss > 0.0 && (self.random() % 1_000_000) as f64 / 1_000_000.0 < self.loss {
-                self.lost += 1;
-                continue;
-            }
-            let target_id = if msg.conversation_type == conversation_type::PRIVATE && !own_device {
-                sender_user.clone()
-            } else {
-                msg.target_id.clone()
-            };
-            let user = self.devices[i].user_id.clone();
-            let offline = !self.user_online(&user, Some(from));
-            let received = Received {
-                sender_user_id: sender_user.clone(),
-                sender_device_id: self.devices[from].device_id.clone(),
-                conversation_type: msg.conversation_type,
-                target_id,
-                channel_id: msg.channel_id.clone(),
-                sent_time: server_time,
-                server_time,
-                offline,
-                content: content.clone(),
-            };
-            self.route(i, Stored { msg: received, sender_instance: instance, client_seq: msg.client_seq });
-        }
-        // Like the server: an accepted no-receipt message gets no SendResult.
-        if !msg.no_receipt {
-            self.send_down(from, Down::SendResult { request_id: msg.request_id, server_time });
-        }
-    }
-
-    /// The server's rooms: who is in which call.
-    fn follow_call(&mut self, from: DeviceId, msg: &SendMessage, content: &CallContent, recipients: &[String]) {
-        if content.call_id.is_empty() {
-            return;
-        }
-        let call = self.calls.entry(content.call_id.clone()).or_insert_with(|| ServerCall {
-            conversation_type: msg.conversation_type,
-            target_id: msg.target_id.clone(),
-            channel_id: msg.channel_id.clone(),
-            ..Default::default()
-        });
-        call.users.insert(self.devices[from].user_id.clone());
-        call.users.extend(recipients.iter().cloned());
-        match content.body {
-            // (A ModifyMem sender is in already, or only ringing: a ringing member may invite.)
-            Some(Body::Invite(_)) => {
-                call.participants.insert(from);
-            }
-            Some(Body::Accept(_)) => {
-                // Of two devices of one user answering at once the first is in; the other ends
-                // itself (101) without a word, so it must not count.
-                let user = &self.devices[from].user_id;
-                if !call.participants.iter().any(|&p| p != from && self.devices[p].user_id == *user) {
-                    call.participants.insert(from);
+        let Some(&conn) = self.server[from].conns.get(&wire) else { return };
+        let origin = self.origin(from, conn);
+        match frame.body {
+            Some(client_frame::Body::Send(msg)) => {
+                if msg.conversation_type == conversation_type::GROUP {
+                    // The simulated app: whoever a group message names is in the group.
+                    let mut users = msg.directional_user_ids.clone();
+                    users.push(origin.user_id.to_string());
+                    self.core.policy_mut().group_join(&msg.target_id, &users);
                 }
-                call.answered = true;
+                let recipients: Vec<String> = match msg.conversation_type {
+                    conversation_type::PRIVATE => vec![msg.target_id.clone()],
+                    _ => msg.directional_user_ids.clone(),
+                };
+                let (client_seq, request_id, message_type) = (msg.client_seq, msg.request_id, msg.message_type.clone());
+                let opts = RouteOptions { reply_to: Some(request_id), ..Default::default() };
+                let result = self.with_core(|core, sh, now| core.route(sh, now, &origin, msg, opts));
+                let ever = self.accepted_ever.entry(from).or_default();
+                *ever = (*ever).max(client_seq);
+                match result {
+                    Ok(acc) if acc.duplicate => self.dropped_by_server += 1,
+                    Ok(_) => {
+                        if client_seq != 0 {
+                            let sender = &self.devices[from].user_id;
+                            for (j, d) in self.devices.iter().enumerate() {
+                                if j != from && !d.closed && (d.user_id == *sender || recipients.contains(&d.user_id)) {
+                                    self.routed.insert((j, origin.instance, client_seq));
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        // Answered with its code, like rcall-server (nothing was delivered).
+                        self.refusals.push((self.now, from, message_type, e.imlib_code()));
+                        let (code, server_time) = (e.imlib_code(), self.now + self.server_skew);
+                        self.send_down(from, wire, Down::SendResult { request_id, code, sent_time: 0, server_time });
+                    }
+                }
+                self.flush();
             }
-            Some(Body::Hangup(_)) => {
-                call.participants.remove(&from);
+            Some(client_frame::Body::Ack(a)) => {
+                self.with_core(|core, sh, now| core.ack(sh, now, &origin, a.seq));
+                self.flush();
             }
             _ => {}
         }
     }
 
-    /// `dev` is gone: end its calls with a Hangup on its behalf, to the others and to itself.
-    fn verdict(&mut self, dev: DeviceId, clean: bool) {
-        let gone_user = self.devices[dev].user_id.clone();
-        let ids: Vec<String> = self.calls.iter().filter(|(_, c)| c.participants.contains(&dev)).map(|(id, _)| id.clone()).collect();
+    /// The server's grace timer: devices gone for their grace are hung up for; the devices that
+    /// get such a Hangup are checked soon after ([`Event::VerdictProbe`]).
+    fn end_gone_participants(&mut self) {
+        let ended = self.with_core(|core, sh, now| core.end_gone_participants(sh, now));
+        let told: BTreeSet<DeviceId> = self.effects.iter().map(|(c, _)| c.dev).collect();
+        self.flush();
         let max_hop = self.latency + self.jitter;
-        for call_id in ids {
-            let call = self.calls.get_mut(&call_id).expect("listed");
-            call.participants.remove(&dev);
-            let reason = match (clean, call.answered) {
-                (false, _) => end_reason::NETWORK_ERROR,
-                (true, true) => end_reason::HANGUP,
-                (true, false) => end_reason::CANCEL,
-            };
-            let (ct, group, channel) = (call.conversation_type, call.target_id.clone(), call.channel_id.clone());
-            let peer = call.users.iter().find(|u| **u != gone_user).cloned().unwrap_or_default();
-            let users = call.users.clone();
-            // The others keep the user if it is in through another device (then no probe).
-            let user_still_in = call.participants.iter().any(|&p| self.devices[p].user_id == gone_user);
+        for (user, device, call_id, reason) in ended {
+            let Some(dev) = self.devices.iter().position(|d| *d.device_id == *device) else { continue };
             self.verdicts.push((self.now, dev, call_id.clone(), reason));
-            let content = CallContent {
-                platform: "Web".into(),
-                device_id: self.devices[dev].device_id.clone(),
-                call_id: call_id.clone(),
-                user: None,
-                body: Some(Body::Hangup(rtc_core::proto::Hangup { reason })),
-            };
-            let server_time = self.now + self.server_skew;
-            for j in 0..self.devices.len() {
-                let user = self.devices[j].user_id.clone();
-                if j != dev && (user == gone_user || !users.contains(&user)) {
-                    continue;
-                }
-                let target_id = match (ct == conversation_type::PRIVATE, j == dev) {
-                    (false, _) => group.clone(),
-                    (true, true) => peer.clone(),
-                    (true, false) => gone_user.clone(),
-                };
-                let msg = Received {
-                    sender_user_id: gone_user.clone(),
-                    sender_device_id: self.devices[dev].device_id.clone(),
-                    conversation_type: ct,
-                    target_id,
-                    channel_id: channel.clone(),
-                    sent_time: server_time,
-                    server_time,
-                    offline: !self.user_online(&user, None),
-                    content: content.clone(),
-                };
-                let live_here = self.server[j].connected && self.devices[j].wire == self.server[j].wire;
-                self.route(j, Stored { msg, sender_instance: 0, client_seq: 0 });
-                if j != dev && live_here && !user_still_in {
-                    let probe = Event::VerdictProbe {
-                        dev: j,
-                        wire: self.devices[j].wire,
-                        call_id: call_id.clone(),
-                        gone_user: gone_user.clone(),
-                    };
+            for &j in &told {
+                let d = &self.devices[j];
+                let live_here = self.server[j].conns.contains_key(&d.wire);
+                if j != dev && d.user_id != *user && live_here {
+                    let probe = Event::VerdictProbe { dev: j, wire: d.wire, call_id: call_id.clone(), gone_user: user.to_string() };
                     self.push(self.now + max_hop + 1, probe);
                 }
             }
@@ -905,10 +976,11 @@ impl Sim {
             return false;
         }
         let now = self.now;
+        let wire = self.devices[dev].wire;
         self.go_down(dev, now, true);
-        self.server[dev].connected = false;
-        let (gen, wire) = (self.gen, self.server[dev].wire);
-        self.push(now + LOST_GRACE_MS, Event::Grace { gen, dev, wire, clean: false });
+        if let Some(conn) = self.server[dev].conns.remove(&wire) {
+            self.unregister(dev, conn, Departure::Lost);
+        }
         self.devices[dev].reconnecting = true;
         self.push(now + reconnect_after, Event::Reconnect(dev));
         true
@@ -928,7 +1000,7 @@ impl Sim {
         d.silent_since = now;
         let wire = d.wire;
         self.push(now + CLIENT_DEAD_AFTER_MS, Event::Detect(dev, wire));
-        let (gen, wire) = (self.gen, self.server[dev].wire);
+        let (gen, wire) = (self.gen, wire - 1);
         self.push(now + SERVER_DEAD_AFTER_MS, Event::Notice { gen, dev, wire });
         true
     }
@@ -940,15 +1012,15 @@ impl Sim {
         if self.devices[dev].closed {
             return false;
         }
-        let clean = self.server[dev].connected && self.devices[dev].silent_until.is_none();
+        let wire = self.devices[dev].wire;
+        let clean = self.server[dev].conns.contains_key(&wire) && self.devices[dev].silent_until.is_none();
         let d = &mut self.devices[dev];
         d.closed = true;
         d.deadline = None;
         d.wire += 1;
         if clean {
-            self.server[dev].connected = false;
-            let (gen, wire) = (self.gen, self.server[dev].wire);
-            self.push(self.now + CLEAN_GRACE_MS, Event::Grace { gen, dev, wire, clean: true });
+            let conn = self.server[dev].conns.remove(&wire).expect("checked");
+            self.unregister(dev, conn, Departure::Left);
         }
         true
     }
@@ -960,10 +1032,28 @@ impl Sim {
     pub fn restart_server(&mut self) {
         let now = self.now;
         self.gen += 1;
-        self.accepted.clear();
-        for s in &mut self.server {
-            s.connected = false;
+        // The server's graceful shutdown: every connection is taken out of routing and closes,
+        // which stores what each device has not acked; then a new process starts over the same
+        // store, with the persisted policy and seq floor.
+        self.with_core(|core, sh, now| core.close_all(sh, now));
+        for dev in 0..self.devices.len() {
+            let user = self.devices[dev].user_id.clone();
+            for (_, conn) in std::mem::take(&mut self.server[dev].conns) {
+                self.with_core(|core, sh, now| core.unregister(sh, now, &user, conn, Departure::Lost));
+            }
         }
+        self.effects.clear(); // written into closing sockets: lost with them
+        let server_now = self.server_now();
+        let floor = self.core.sweep(server_now);
+        let rooms = self.core.rooms_snapshot();
+        let mut rows = delivery::PolicyRows::default();
+        for (group, members) in &self.core.policy().groups {
+            rows.groups.push(group.clone());
+            rows.members.extend(members.iter().map(|m| (group.clone(), m.clone())));
+        }
+        self.core = AppCore::new(sim_limits(), floor, server_now, self.gen as u32);
+        self.core.load_policy(rows);
+        self.core.restore_rooms(rooms, server_now);
         for dev in 0..self.devices.len() {
             let d = &self.devices[dev];
             if d.closed || d.silent_until.is_some() || d.reconnecting {
@@ -978,12 +1068,6 @@ impl Sim {
             let at = now + self.reconnect_delay + (self.random() % 1_000) as Millis;
             self.push(at, Event::Reconnect(dev));
         }
-        let gen = self.gen;
-        let in_calls: BTreeSet<DeviceId> = self.calls.values().flat_map(|c| c.participants.iter().copied()).collect();
-        for dev in in_calls {
-            let wire = self.server[dev].wire;
-            self.push(now + LOST_GRACE_MS, Event::Grace { gen, dev, wire, clean: false });
-        }
     }
 
     /// `dev` reconnects: the server resumes from its cursor, says what it accepted, replays.
@@ -995,21 +1079,9 @@ impl Sim {
         d.reconnecting = false;
         d.silent_until = None;
         d.wire += 1;
-        let (wire, resume_from, instance) = (d.wire, d.processed_seq, d.link.instance());
-        let s = &mut self.server[dev];
-        s.connected = true;
-        s.wire = wire;
-        while s.outbox.front().is_some_and(|(seq, _)| *seq <= resume_from) {
-            s.outbox.pop_front();
-        }
-        let replay: Vec<(u64, Stored)> = s.outbox.iter().cloned().collect();
-        let accepted_upto = self.accepted.get(&(dev, instance)).copied().unwrap_or(0);
-        self.send_down(dev, Down::Auth { accepted_upto });
-        for (seq, mut stored) in replay {
-            stored.msg.server_time = self.now + self.server_skew;
-            self.send_down(dev, Down::Deliver { seq, stored });
-        }
-        self.send_down(dev, Down::SyncDone);
+        let wire = d.wire;
+        self.register(dev, wire);
+        self.flush();
     }
 
     /// Whether `dev`'s tab was closed ([`Sim::close_tab`]).
@@ -1031,7 +1103,15 @@ impl Sim {
 
     /// Devices the server counts in `call_id` (inviters and acceptors that have not left).
     pub fn server_participants(&self, call_id: &str) -> Vec<DeviceId> {
-        self.calls.get(call_id).map(|c| c.participants.iter().copied().collect()).unwrap_or_default()
+        let members = self.core.call_members(call_id);
+        let mut out: Vec<DeviceId> = members.iter().filter_map(|(_, d)| self.devices.iter().position(|x| *x.device_id == **d)).collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// Messages the server keeps in memory for resumes (its window), over all users.
+    pub fn server_window_len(&self) -> usize {
+        self.core.window_len()
     }
 
     /// Exactly-once accounting: what every engine was fed against what the server routed and
@@ -1049,7 +1129,8 @@ impl Sim {
             }
         }
         for &(dev, instance, seq) in &self.routed {
-            if !self.devices[dev].closed && !self.fed.contains_key(&(dev, instance, seq)) {
+            let lost = self.lost_deliveries.contains(&(dev, instance, seq));
+            if !self.devices[dev].closed && !lost && !self.fed.contains_key(&(dev, instance, seq)) {
                 r.missing.push((dev, instance, seq));
             }
         }

@@ -1,0 +1,269 @@
+//! The delivery core driven directly, on a fake clock, over the in-memory store: the contracts
+//! the server's shell and the simulator rely on.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use delivery::memory::MemoryStore;
+use delivery::{AppCore, Limits, Now, Origin, Outgoing, PushError, RouteOptions, Shell, StoreOffline};
+use prost::Message as _;
+use rtc_core::proto::server_frame::Body;
+use rtc_core::proto::{conversation_type, AuthResult, ErrorFrame, SendMessage, ServerFrame};
+
+#[derive(Default)]
+struct TestShell {
+    store: MemoryStore,
+    queues: HashMap<u64, Vec<Outgoing>>,
+}
+
+impl Shell for TestShell {
+    type Conn = u64;
+    fn push(&mut self, conn: &u64, item: Outgoing, _bounded: bool) -> Result<(), PushError> {
+        self.queues.entry(*conn).or_default().push(item);
+        Ok(())
+    }
+    fn abort(&mut self, _conn: &u64, _err: ErrorFrame) {}
+    fn close(&mut self, _conn: &u64) {}
+    fn kill(&mut self, _conn: &u64) {}
+    fn committed(&self) -> u64 {
+        self.store.committed()
+    }
+    fn pending(&self) -> u64 {
+        0
+    }
+    fn offline_bytes(&self) -> u64 {
+        self.store.offline_bytes()
+    }
+    fn store_offline(&mut self, m: StoreOffline) -> u64 {
+        self.store.store_offline(m)
+    }
+    fn keep_for_device(&mut self, device: Arc<str>, m: StoreOffline) {
+        self.store.keep_for_device(device, m)
+    }
+    fn keep_stored_for_device(&mut self, user: Arc<str>, device: Arc<str>, acked: u64) {
+        self.store.keep_stored_for_device(user, device, acked)
+    }
+    fn delete_offline_upto(&mut self, user: Arc<str>, device: Arc<str>, upto: u64) {
+        self.store.delete_offline_upto(user, device, upto)
+    }
+    fn save_cursor(&mut self, user: Arc<str>, device: Arc<str>, acked: u64, _now_ms: i64) {
+        self.store.save_cursor(user, device, acked)
+    }
+    fn save_client_seqs(&mut self, user: Arc<str>, device: Arc<str>, seqs: Vec<(u64, u64)>, _now_ms: i64) {
+        self.store.save_client_seqs(user, device, seqs)
+    }
+}
+
+fn limits() -> Limits {
+    Limits {
+        offline_ttl_ms: 3_600_000,
+        offline_max_per_user: 1_000,
+        window_ttl: Duration::from_secs(60),
+        window_max: 128,
+        max_connections_per_app: 1_000,
+        left_grace: Duration::from_secs(1),
+        lost_grace: Duration::from_secs(5),
+        max_connections_per_user: 10,
+        max_connections_per_device: 4,
+        user_rate_per_sec: 100_000,
+        user_rate_burst: 100_000,
+        offline_quota_per_sender: 1_000,
+        offline_quota_window: Duration::from_secs(60),
+        offline_max_bytes: u64::MAX,
+        store_queue_max: 1_000,
+    }
+}
+
+/// The core, its shell and a clock that moves 1 ms per input.
+struct World {
+    core: AppCore<u64>,
+    sh: TestShell,
+    t: u64,
+    next_conn: u64,
+}
+
+impl World {
+    fn new() -> Self {
+        Self { core: AppCore::new(limits(), 0, Now::default(), 1), sh: TestShell::default(), t: 1_700_000_000_000, next_conn: 0 }
+    }
+
+    fn now(&mut self) -> Now {
+        self.t += 1;
+        Now { wall_us: self.t * 1000, mono: Duration::from_millis(self.t) }
+    }
+
+    /// Connects and syncs a device; returns its origin (and drops the frames queued so far).
+    fn connect(&mut self, user: &str, device: &str) -> Origin {
+        self.next_conn += 1;
+        let id = self.next_conn;
+        let now = self.now();
+        let auth = AuthResult { user_id: user.into(), ..Default::default() };
+        let reg = self.core.register(&mut self.sh, now, id, id, user, device, 0, 0, auth, 7, (0, 0)).expect("registered");
+        let data = self.sh.store.sync_data(user, device, reg.cursor, now.wall_ms());
+        let now = self.now();
+        self.core.finish_sync(&mut self.sh, now, &reg, data, None);
+        Origin { app: 0, conn_id: id, user_id: user.into(), device_id: device.into(), instance: 7 }
+    }
+
+    fn send(&mut self, from: &Origin, to: &str, client_seq: u64, request_id: u32) {
+        let msg = SendMessage {
+            request_id,
+            conversation_type: conversation_type::PRIVATE,
+            target_id: to.into(),
+            message_type: "app:text".into(),
+            content: b"hi".to_vec(),
+            client_seq,
+            ..Default::default()
+        };
+        let now = self.now();
+        let opts = RouteOptions { reply_to: Some(request_id), ..Default::default() };
+        self.core.route(&mut self.sh, now, from, msg, opts).expect("routed");
+    }
+
+    fn ack(&mut self, who: &Origin, seq: u64) {
+        let now = self.now();
+        self.core.ack(&mut self.sh, now, who, seq);
+    }
+
+    /// The frames queued to a connection so far (taken).
+    fn take(&mut self, conn: u64) -> Vec<Body> {
+        self.sh
+            .queues
+            .remove(&conn)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|o| match o {
+                Outgoing::Frame { body, .. } | Outgoing::Durable { body, .. } => ServerFrame::decode(&body[..]).ok()?.body,
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn seqs(frames: &[Body]) -> Vec<u64> {
+    frames.iter().filter_map(|b| if let Body::Deliver(d) = b { Some(d.seq) } else { None }).collect()
+}
+
+#[test]
+fn a_sender_s_send_result_is_queued_before_anything_its_message_causes() {
+    let mut w = World::new();
+    let a = w.connect("alice", "a1");
+    let b = w.connect("bob", "b1");
+    w.take(a.conn_id);
+    w.take(b.conn_id);
+    w.send(&a, "bob", 1, 11);
+    // bob answers at once (before alice's connection task could have run again).
+    w.send(&b, "alice", 1, 21);
+    let frames = w.take(a.conn_id);
+    assert!(matches!(&frames[0], Body::SendResult(r) if r.request_id == 11 && r.code == 0), "{frames:?}");
+    assert!(matches!(&frames[1], Body::Deliver(d) if d.sender_user_id == "bob"), "{frames:?}");
+    assert_eq!(frames.len(), 2);
+}
+
+#[test]
+fn what_every_device_acked_leaves_memory() {
+    let mut w = World::new();
+    let a = w.connect("alice", "a1");
+    let b = w.connect("bob", "b1");
+    for i in 1..=200 {
+        w.send(&a, "bob", i, i as u32);
+    }
+    let got = seqs(&w.take(b.conn_id));
+    assert_eq!(got.len(), 200);
+    // Unacked by a connected device: kept (it may be on a dead connection).
+    assert_eq!(w.core.window_len(), 200);
+    w.ack(&b, got[99]);
+    assert_eq!(w.core.window_len(), 100);
+    w.ack(&b, got[199]);
+    // Before: the last `window_max` (128) stayed in memory after every device had acked them.
+    assert_eq!(w.core.window_len(), 0);
+}
+
+#[test]
+fn a_device_that_is_away_keeps_the_window_until_it_comes_back_and_acks() {
+    let mut w = World::new();
+    let a = w.connect("alice", "a1");
+    let b2 = w.connect("bob", "b2");
+    let now = w.now();
+    w.core.unregister(&mut w.sh, now, "bob", b2.conn_id, delivery::Departure::Lost);
+    let b1 = w.connect("bob", "b1");
+    for i in 1..=10 {
+        w.send(&a, "bob", i, i as u32);
+    }
+    let got = seqs(&w.take(b1.conn_id));
+    w.ack(&b1, got[9]);
+    assert_eq!(w.core.window_len(), 10, "b2 has not got them");
+    let b2 = w.connect("bob", "b2");
+    let replay = seqs(&w.take(b2.conn_id));
+    assert_eq!(replay, got);
+    w.ack(&b2, got[9]);
+    assert_eq!(w.core.window_len(), 0);
+}
+
+#[test]
+fn a_message_stored_for_a_user_waits_for_each_of_its_devices() {
+    let mut w = World::new();
+    let a = w.connect("alice", "a1");
+    for d in ["b1", "b2"] {
+        let o = w.connect("bob", d);
+        let now = w.now();
+        w.core.unregister(&mut w.sh, now, "bob", o.conn_id, delivery::Departure::Lost);
+    }
+    w.send(&a, "bob", 1, 1);
+    assert_eq!(w.sh.store.offline_len(), 1);
+    let b1 = w.connect("bob", "b1");
+    let got = seqs(&w.take(b1.conn_id));
+    assert_eq!(got.len(), 1);
+    w.ack(&b1, got[0]);
+    assert_eq!(w.sh.store.offline_len(), 1, "b2 has not got it");
+    let b2 = w.connect("bob", "b2");
+    assert_eq!(seqs(&w.take(b2.conn_id)), got);
+    w.ack(&b2, got[0]);
+    assert_eq!(w.sh.store.offline_len(), 0);
+}
+
+#[test]
+fn rooms_outlive_a_restart_and_hang_up_for_who_does_not_return() {
+    use rtc_core::proto::{call_content, CallContent, Invite};
+    let mut w = World::new();
+    let a = w.connect("alice", "a1");
+    let _b = w.connect("bob", "b1");
+    let invite = CallContent {
+        platform: "Web".into(),
+        device_id: "a1".into(),
+        call_id: "c1".into(),
+        user: None,
+        body: Some(call_content::Body::Invite(Invite { invite_user_ids: vec!["bob".into()], ..Default::default() })),
+    };
+    let msg = SendMessage {
+        request_id: 1,
+        conversation_type: conversation_type::PRIVATE,
+        target_id: "bob".into(),
+        message_type: rtc_core::proto::object_name::INVITE.into(),
+        content: invite.to_bytes(),
+        client_seq: 1,
+        ..Default::default()
+    };
+    let now = w.now();
+    w.core.route(&mut w.sh, now, &a, msg, RouteOptions::default()).expect("invite routed");
+    assert_eq!(w.core.rooms_size().0, 1);
+    let snap = w.core.rooms_snapshot();
+    let bytes = snap.encode_to_vec();
+    // A new process over the same store.
+    let now = w.now();
+    let mut core = AppCore::new(limits(), 0, now, 2);
+    core.restore_rooms(delivery::rooms::RoomsSnapshot::decode(&bytes[..]).unwrap(), now);
+    assert_eq!(core.call_members("c1").len(), 1);
+    w.core = core;
+    let b = w.connect("bob", "b1");
+    w.take(b.conn_id);
+    // alice never comes back: after the lost grace, bob is told she hung up (7).
+    w.t += 5_001;
+    let now = w.now();
+    let ended = w.core.end_gone_participants(&mut w.sh, now);
+    assert_eq!(ended.len(), 1);
+    assert_eq!((&*ended[0].0, &*ended[0].1, &ended[0].2[..], ended[0].3), ("alice", "a1", "c1", 7));
+    let frames = w.take(b.conn_id);
+    assert!(frames.iter().any(|f| matches!(f, Body::Deliver(d) if d.message_type == rtc_core::proto::object_name::HANGUP)), "{frames:?}");
+}
