@@ -532,8 +532,12 @@ fn random_faults_keep_the_invariants_and_deliver_exactly_once() {
     // sent as a cancel (1); 437762 the checker left a closed tab's end out; 360775 the checker
     // paired a verdict's reason with what the gone device did before; 594828 an Accept crossing
     // the ModifyMem that brought a new member in; 476717 a gone device's stale offer taken as
-    // its Accept.
-    let Seeds { runs, sweep, list } = seeds(300, &[89, 104, 587, 750, 1_056, 4_460, 6_864, 16_866, 28_673, 44_144, 45_223, 71_590, 84_337, 97_691, 179_658, 179_860, 310_507, 437_762, 360_775, 594_828, 476_717]);
+    // its Accept. Found once the sim ran the server's real delivery core: 8 what was routed to
+    // an away device while its sibling was live was lost with the window at a restart; 59 a
+    // message stored while both of a user's devices were away was deleted by the first one's
+    // ack; 62 a device that did not come back after a restart stayed in its call forever (the
+    // rooms were lost); 46 no verdict is owed when the call ended before the grace did.
+    let Seeds { runs, sweep, list } = seeds(300, &[89, 104, 587, 750, 1_056, 4_460, 6_864, 16_866, 28_673, 44_144, 45_223, 71_590, 84_337, 97_691, 179_658, 179_860, 310_507, 437_762, 360_775, 594_828, 476_717, 8, 46, 59, 62]);
     let mut seen = FaultSeen::default();
     for seed in list {
         run_faults(seed, &mut seen);
