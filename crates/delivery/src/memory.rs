@@ -8,7 +8,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use crate::shell::{StoreOffline, StoredMessage, SyncData};
+use rtc_core::proto::ErrorFrame;
+
+use crate::frame::Outgoing;
+use crate::shell::{PushError, Shell, StoreOffline, StoredMessage, SyncData};
 
 struct Row {
     exclude_device: Option<Arc<str>>,
@@ -156,5 +159,64 @@ impl MemoryStore {
     pub fn accepted_upto(&self, user: &str, device: &str, instance: u64) -> (u64, u64) {
         let v = self.client_seqs.get(&(Arc::from(user), Arc::from(device), instance)).copied().unwrap_or(0);
         (v, self.ticket)
+    }
+}
+
+/// What the core did to a connection, as a [`MemoryShell`] collects it.
+#[derive(Debug)]
+pub enum Effect {
+    Frame(Outgoing),
+    /// Aborted, closed or killed by the core.
+    Closed,
+}
+
+/// A [`Shell`] over a [`MemoryStore`] that collects the core's effects on connections in order,
+/// for whoever drives the core to deliver (the simulator) or inspect (tests).
+pub struct MemoryShell<'a, C> {
+    pub store: &'a mut MemoryStore,
+    pub effects: &'a mut Vec<(C, Effect)>,
+}
+
+impl<C: Clone> Shell for MemoryShell<'_, C> {
+    type Conn = C;
+    fn push(&mut self, conn: &C, item: Outgoing, _bounded: bool) -> Result<(), PushError> {
+        self.effects.push((conn.clone(), Effect::Frame(item)));
+        Ok(())
+    }
+    fn abort(&mut self, conn: &C, _err: ErrorFrame) {
+        self.effects.push((conn.clone(), Effect::Closed));
+    }
+    fn close(&mut self, conn: &C) {
+        self.effects.push((conn.clone(), Effect::Closed));
+    }
+    fn kill(&mut self, conn: &C) {
+        self.effects.push((conn.clone(), Effect::Closed));
+    }
+    fn committed(&self) -> u64 {
+        self.store.committed()
+    }
+    fn pending(&self) -> u64 {
+        0
+    }
+    fn offline_bytes(&self) -> u64 {
+        self.store.offline_bytes()
+    }
+    fn store_offline(&mut self, m: StoreOffline) -> u64 {
+        self.store.store_offline(m)
+    }
+    fn keep_for_device(&mut self, device: Arc<str>, m: StoreOffline) {
+        self.store.keep_for_device(device, m)
+    }
+    fn keep_stored_for_device(&mut self, user: Arc<str>, device: Arc<str>, acked: u64) {
+        self.store.keep_stored_for_device(user, device, acked)
+    }
+    fn delete_offline_upto(&mut self, user: Arc<str>, device: Arc<str>, upto: u64) {
+        self.store.delete_offline_upto(user, device, upto)
+    }
+    fn save_cursor(&mut self, user: Arc<str>, device: Arc<str>, acked: u64, _now_ms: i64) {
+        self.store.save_cursor(user, device, acked)
+    }
+    fn save_client_seqs(&mut self, user: Arc<str>, device: Arc<str>, seqs: Vec<(u64, u64)>, _now_ms: i64) {
+        self.store.save_client_seqs(user, device, seqs)
     }
 }

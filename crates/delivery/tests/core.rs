@@ -1,59 +1,13 @@
 //! The delivery core driven directly, on a fake clock, over the in-memory store: the contracts
 //! the server's shell and the simulator rely on.
 
-use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
-use delivery::memory::MemoryStore;
-use delivery::{AppCore, Limits, Now, Origin, Outgoing, PushError, RouteOptions, Shell, StoreOffline};
+use delivery::memory::{Effect, MemoryShell, MemoryStore};
+use delivery::{AppCore, Limits, Now, Origin, Outgoing, RouteOptions};
 use prost::Message as _;
 use rtc_core::proto::server_frame::Body;
-use rtc_core::proto::{conversation_type, AuthResult, ErrorFrame, SendMessage, ServerFrame};
-
-#[derive(Default)]
-struct TestShell {
-    store: MemoryStore,
-    queues: HashMap<u64, Vec<Outgoing>>,
-}
-
-impl Shell for TestShell {
-    type Conn = u64;
-    fn push(&mut self, conn: &u64, item: Outgoing, _bounded: bool) -> Result<(), PushError> {
-        self.queues.entry(*conn).or_default().push(item);
-        Ok(())
-    }
-    fn abort(&mut self, _conn: &u64, _err: ErrorFrame) {}
-    fn close(&mut self, _conn: &u64) {}
-    fn kill(&mut self, _conn: &u64) {}
-    fn committed(&self) -> u64 {
-        self.store.committed()
-    }
-    fn pending(&self) -> u64 {
-        0
-    }
-    fn offline_bytes(&self) -> u64 {
-        self.store.offline_bytes()
-    }
-    fn store_offline(&mut self, m: StoreOffline) -> u64 {
-        self.store.store_offline(m)
-    }
-    fn keep_for_device(&mut self, device: Arc<str>, m: StoreOffline) {
-        self.store.keep_for_device(device, m)
-    }
-    fn keep_stored_for_device(&mut self, user: Arc<str>, device: Arc<str>, acked: u64) {
-        self.store.keep_stored_for_device(user, device, acked)
-    }
-    fn delete_offline_upto(&mut self, user: Arc<str>, device: Arc<str>, upto: u64) {
-        self.store.delete_offline_upto(user, device, upto)
-    }
-    fn save_cursor(&mut self, user: Arc<str>, device: Arc<str>, acked: u64, _now_ms: i64) {
-        self.store.save_cursor(user, device, acked)
-    }
-    fn save_client_seqs(&mut self, user: Arc<str>, device: Arc<str>, seqs: Vec<(u64, u64)>, _now_ms: i64) {
-        self.store.save_client_seqs(user, device, seqs)
-    }
-}
+use rtc_core::proto::{conversation_type, AuthResult, SendMessage, ServerFrame};
 
 fn limits() -> Limits {
     Limits {
@@ -78,14 +32,15 @@ fn limits() -> Limits {
 /// The core, its shell and a clock that moves 1 ms per input.
 struct World {
     core: AppCore<u64>,
-    sh: TestShell,
+    store: MemoryStore,
+    effects: Vec<(u64, Effect)>,
     t: u64,
     next_conn: u64,
 }
 
 impl World {
     fn new() -> Self {
-        Self { core: AppCore::new(limits(), 0, Now::default(), 1), sh: TestShell::default(), t: 1_700_000_000_000, next_conn: 0 }
+        Self { core: AppCore::new(limits(), 0, Now::default(), 1), store: MemoryStore::new(), effects: Vec::new(), t: 1_700_000_000_000, next_conn: 0 }
     }
 
     fn now(&mut self) -> Now {
@@ -99,10 +54,10 @@ impl World {
         let id = self.next_conn;
         let now = self.now();
         let auth = AuthResult { user_id: user.into(), ..Default::default() };
-        let reg = self.core.register(&mut self.sh, now, id, id, user, device, 0, 0, auth, 7, (0, 0)).expect("registered");
-        let data = self.sh.store.sync_data(user, device, reg.cursor, now.wall_ms());
+        let reg = self.core.register(&mut MemoryShell { store: &mut self.store, effects: &mut self.effects }, now, id, id, user, device, 0, 0, auth, 7, (0, 0)).expect("registered");
+        let data = self.store.sync_data(user, device, reg.cursor, now.wall_ms());
         let now = self.now();
-        self.core.finish_sync(&mut self.sh, now, &reg, data, None);
+        self.core.finish_sync(&mut MemoryShell { store: &mut self.store, effects: &mut self.effects }, now, &reg, data, None);
         Origin { app: 0, conn_id: id, user_id: user.into(), device_id: device.into(), instance: 7 }
     }
 
@@ -118,23 +73,21 @@ impl World {
         };
         let now = self.now();
         let opts = RouteOptions { reply_to: Some(request_id), ..Default::default() };
-        self.core.route(&mut self.sh, now, from, msg, opts).expect("routed");
+        self.core.route(&mut MemoryShell { store: &mut self.store, effects: &mut self.effects }, now, from, msg, opts).expect("routed");
     }
 
     fn ack(&mut self, who: &Origin, seq: u64) {
         let now = self.now();
-        self.core.ack(&mut self.sh, now, who, seq);
+        self.core.ack(&mut MemoryShell { store: &mut self.store, effects: &mut self.effects }, now, who, seq);
     }
 
     /// The frames queued to a connection so far (taken).
     fn take(&mut self, conn: u64) -> Vec<Body> {
-        self.sh
-            .queues
-            .remove(&conn)
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|o| match o {
-                Outgoing::Frame { body, .. } | Outgoing::Durable { body, .. } => ServerFrame::decode(&body[..]).ok()?.body,
+        let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.effects).into_iter().partition(|(c, _)| *c == conn);
+        self.effects = rest;
+        mine.into_iter()
+            .filter_map(|(_, e)| match e {
+                Effect::Frame(Outgoing::Frame { body, .. } | Outgoing::Durable { body, .. }) => ServerFrame::decode(&body[..]).ok()?.body,
                 _ => None,
             })
             .collect()
@@ -186,7 +139,7 @@ fn a_device_that_is_away_keeps_the_window_until_it_comes_back_and_acks() {
     let a = w.connect("alice", "a1");
     let b2 = w.connect("bob", "b2");
     let now = w.now();
-    w.core.unregister(&mut w.sh, now, "bob", b2.conn_id, delivery::Departure::Lost);
+    w.core.unregister(&mut MemoryShell { store: &mut w.store, effects: &mut w.effects }, now, "bob", b2.conn_id, delivery::Departure::Lost);
     let b1 = w.connect("bob", "b1");
     for i in 1..=10 {
         w.send(&a, "bob", i, i as u32);
@@ -208,19 +161,19 @@ fn a_message_stored_for_a_user_waits_for_each_of_its_devices() {
     for d in ["b1", "b2"] {
         let o = w.connect("bob", d);
         let now = w.now();
-        w.core.unregister(&mut w.sh, now, "bob", o.conn_id, delivery::Departure::Lost);
+        w.core.unregister(&mut MemoryShell { store: &mut w.store, effects: &mut w.effects }, now, "bob", o.conn_id, delivery::Departure::Lost);
     }
     w.send(&a, "bob", 1, 1);
-    assert_eq!(w.sh.store.offline_len(), 1);
+    assert_eq!(w.store.offline_len(), 1);
     let b1 = w.connect("bob", "b1");
     let got = seqs(&w.take(b1.conn_id));
     assert_eq!(got.len(), 1);
     w.ack(&b1, got[0]);
-    assert_eq!(w.sh.store.offline_len(), 1, "b2 has not got it");
+    assert_eq!(w.store.offline_len(), 1, "b2 has not got it");
     let b2 = w.connect("bob", "b2");
     assert_eq!(seqs(&w.take(b2.conn_id)), got);
     w.ack(&b2, got[0]);
-    assert_eq!(w.sh.store.offline_len(), 0);
+    assert_eq!(w.store.offline_len(), 0);
 }
 
 #[test]
@@ -246,7 +199,7 @@ fn rooms_outlive_a_restart_and_hang_up_for_who_does_not_return() {
         ..Default::default()
     };
     let now = w.now();
-    w.core.route(&mut w.sh, now, &a, msg, RouteOptions::default()).expect("invite routed");
+    w.core.route(&mut MemoryShell { store: &mut w.store, effects: &mut w.effects }, now, &a, msg, RouteOptions::default()).expect("invite routed");
     assert_eq!(w.core.rooms_size().0, 1);
     let snap = w.core.rooms_snapshot();
     let bytes = snap.encode_to_vec();
@@ -261,7 +214,7 @@ fn rooms_outlive_a_restart_and_hang_up_for_who_does_not_return() {
     // alice never comes back: after the lost grace, bob is told she hung up (7).
     w.t += 5_001;
     let now = w.now();
-    let ended = w.core.end_gone_participants(&mut w.sh, now);
+    let ended = w.core.end_gone_participants(&mut MemoryShell { store: &mut w.store, effects: &mut w.effects }, now);
     assert_eq!(ended.len(), 1);
     assert_eq!((&*ended[0].0, &*ended[0].1, &ended[0].2[..], ended[0].3), ("alice", "a1", "c1", 7));
     let frames = w.take(b.conn_id);

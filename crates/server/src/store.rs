@@ -579,38 +579,10 @@ impl Store {
     /// Queues a message for a user with no connected device, then trims that user's queue to
     /// `max_per_user` (oldest first). `sender` is recorded as accepted in the same
     /// transaction. Returns the write's ticket.
-    #[allow(clippy::too_many_arguments)]
     pub fn store_offline(&self, app_key: Arc<str>, m: StoreOffline) -> u64 {
-        let StoreOffline {
-            user: user_id,
-            seq,
-            exclude_device,
-            sent_time,
-            expires_at,
-            payload,
-            max_per_user,
-            sender,
-        } = m;
         let inner = self.inner.clone();
         self.submit("store offline message", move |c| {
-            let mut ins = c.prepare_cached(
-                "INSERT OR REPLACE INTO offline
-                 (app_key, user_id, seq, exclude_device, sent_time, expires_at, payload)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?;
-            let n = ins.execute(params![
-                &*app_key,
-                &*user_id,
-                seq_to_sql(seq),
-                exclude_device.as_deref().unwrap_or(""),
-                sent_time,
-                expires_at,
-                &payload[..]
-            ])?;
-            inner.offline_depth.fetch_add(n as i64, Ordering::Relaxed);
-            inner
-                .offline_bytes
-                .fetch_add(payload.len() as i64, Ordering::Relaxed);
+            insert_offline(c, &inner, &app_key, &m, true)?;
             // It waits for every device the user has (but the sender's): the first device
             // to ack it must not delete it under another that has not received it yet.
             c.prepare_cached(
@@ -620,15 +592,14 @@ impl Store {
             )?
             .execute(params![
                 &*app_key,
-                &*user_id,
-                seq_to_sql(seq),
-                exclude_device.as_deref().unwrap_or(""),
-                expires_at
+                &*m.user,
+                seq_to_sql(m.seq),
+                m.exclude_device.as_deref().unwrap_or(""),
+                m.expires_at
             ])?;
-            trim_offline(c, &inner, &app_key, &user_id, max_per_user)?;
             // After the message: if storing it failed, its client_seq must not count as accepted.
-            if let Some(s) = &sender {
-                upsert_client_seq(c, &app_key, s, sent_time)?;
+            if let Some(s) = &m.sender {
+                upsert_client_seq(c, &app_key, s, m.sent_time)?;
             }
             Ok(())
         })
@@ -637,42 +608,10 @@ impl Store {
     /// Stores a message for `device`, which left without acking it (the row is written unless
     /// it is already there, then the user's queue is trimmed to `max_per_user`), and records
     /// that the row waits for `device`'s ack: another device's ack does not delete it.
-    #[allow(clippy::too_many_arguments)]
     pub fn keep_for_device(&self, app_key: Arc<str>, device: Arc<str>, m: StoreOffline) -> u64 {
-        let StoreOffline {
-            user: user_id,
-            seq,
-            exclude_device,
-            sent_time,
-            expires_at,
-            payload,
-            max_per_user,
-            ..
-        } = m;
         let inner = self.inner.clone();
         self.submit("keep message for a departed device", move |c| {
-            let n = c
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO offline
-                     (app_key, user_id, seq, exclude_device, sent_time, expires_at, payload)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                )?
-                .execute(params![
-                    &*app_key,
-                    &*user_id,
-                    seq_to_sql(seq),
-                    exclude_device.as_deref().unwrap_or(""),
-                    sent_time,
-                    expires_at,
-                    &payload[..]
-                ])?;
-            if n > 0 {
-                inner.offline_depth.fetch_add(n as i64, Ordering::Relaxed);
-                inner
-                    .offline_bytes
-                    .fetch_add(payload.len() as i64, Ordering::Relaxed);
-                trim_offline(c, &inner, &app_key, &user_id, max_per_user)?;
-            }
+            insert_offline(c, &inner, &app_key, &m, false)?;
             c.prepare_cached(
                 "INSERT INTO offline_pending (app_key, user_id, seq, device_id, expires_at)
                  VALUES (?1, ?2, ?3, ?4, ?5)
@@ -680,10 +619,10 @@ impl Store {
             )?
             .execute(params![
                 &*app_key,
-                &*user_id,
-                seq_to_sql(seq),
+                &*m.user,
+                seq_to_sql(m.seq),
                 &*device,
-                expires_at
+                m.expires_at
             ])?;
             Ok(())
         })
@@ -1017,7 +956,43 @@ impl Store {
     }
 }
 
-/// (rows, payload bytes) of a `DELETE … RETURNING length(payload)`.
+/// Writes a stored message's row (replacing one with its seq, or not) and trims the user's
+/// queue when a row was written.
+fn insert_offline(
+    c: &Connection,
+    inner: &Inner,
+    app_key: &str,
+    m: &StoreOffline,
+    replace: bool,
+) -> Result<(), rusqlite::Error> {
+    let sql = if replace {
+        "INSERT OR REPLACE INTO offline
+         (app_key, user_id, seq, exclude_device, sent_time, expires_at, payload)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+    } else {
+        "INSERT OR IGNORE INTO offline
+         (app_key, user_id, seq, exclude_device, sent_time, expires_at, payload)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+    };
+    let n = c.prepare_cached(sql)?.execute(params![
+        app_key,
+        &*m.user,
+        seq_to_sql(m.seq),
+        m.exclude_device.as_deref().unwrap_or(""),
+        m.sent_time,
+        m.expires_at,
+        &m.payload[..]
+    ])?;
+    if n > 0 {
+        inner.offline_depth.fetch_add(n as i64, Ordering::Relaxed);
+        inner
+            .offline_bytes
+            .fetch_add(m.payload.len() as i64, Ordering::Relaxed);
+        trim_offline(c, inner, app_key, &m.user, m.max_per_user)?;
+    }
+    Ok(())
+}
+
 /// Trims a user's stored messages to the newest `max_per_user`.
 fn trim_offline(
     c: &Connection,
@@ -1044,6 +1019,7 @@ fn trim_offline(
     Ok(())
 }
 
+/// (rows, payload bytes) of a `DELETE … RETURNING length(payload)`.
 fn deleted(mut rows: rusqlite::Rows<'_>) -> Result<(usize, i64), rusqlite::Error> {
     let (mut n, mut bytes) = (0usize, 0i64);
     while let Some(r) = rows.next()? {

@@ -380,8 +380,9 @@ async fn acks_of_stored_messages_count_after_the_user_s_window_expired() {
 
 /// A message stored because the user had no live device, replayed to a device that left
 /// without acking it, waits for that device's ack too.
-#[tokio::test]
-async fn an_offline_message_replayed_to_a_departed_device_survives_another_device_s_ack() {
+/// A server with a short resume window, where alice's devices a1 and a2 have connected once
+/// and bob sent alice message 1 while both were away. Returns alice's token.
+async fn stored_while_alice_s_two_devices_were_away() -> (TestServer, String) {
     let ts = TestServer::start_with(|c| c.resume_window = Duration::from_millis(200)).await;
     let token = ts.token("alice");
     drop(Client::login(ts.addr, &token, "a1").await);
@@ -390,6 +391,12 @@ async fn an_offline_message_replayed_to_a_departed_device_survives_another_devic
     let mut b1 = ts.client("bob", "b1").await;
     b1.send_expect(1, private("alice", &1u32.to_be_bytes()), 0)
         .await;
+    (ts, token)
+}
+
+#[tokio::test]
+async fn an_offline_message_replayed_to_a_departed_device_survives_another_device_s_ack() {
+    let (ts, token) = stored_while_alice_s_two_devices_were_away().await;
     // a2 gets it (offline) and leaves without acking.
     let (mut a2, replay) = Client::login_resume(ts.addr, &token, "a2", 0).await;
     assert_eq!(contents(&replay), vec![1]);
@@ -410,14 +417,7 @@ async fn an_offline_message_replayed_to_a_departed_device_survives_another_devic
 /// does not delete it under it.
 #[tokio::test]
 async fn an_offline_message_is_not_deleted_under_a_connected_device_that_has_not_acked_it() {
-    let ts = TestServer::start_with(|c| c.resume_window = Duration::from_millis(200)).await;
-    let token = ts.token("alice");
-    drop(Client::login(ts.addr, &token, "a1").await);
-    drop(Client::login(ts.addr, &token, "a2").await);
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let mut b1 = ts.client("bob", "b1").await;
-    b1.send_expect(1, private("alice", &1u32.to_be_bytes()), 0)
-        .await;
+    let (ts, token) = stored_while_alice_s_two_devices_were_away().await;
     let (mut a2, replay) = Client::login_resume(ts.addr, &token, "a2", 0).await;
     assert_eq!(contents(&replay), vec![1]);
     let (mut a1, replay) = Client::login_resume(ts.addr, &token, "a1", 0).await;
@@ -439,14 +439,7 @@ async fn an_offline_message_is_not_deleted_under_a_connected_device_that_has_not
 /// running the simulator's fault property test on this server's delivery core).
 #[tokio::test]
 async fn a_message_stored_while_all_devices_were_away_reaches_each_of_them() {
-    let ts = TestServer::start_with(|c| c.resume_window = Duration::from_millis(200)).await;
-    let token = ts.token("alice");
-    drop(Client::login(ts.addr, &token, "a1").await);
-    drop(Client::login(ts.addr, &token, "a2").await);
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let mut b1 = ts.client("bob", "b1").await;
-    b1.send_expect(1, private("alice", &1u32.to_be_bytes()), 0)
-        .await;
+    let (ts, token) = stored_while_alice_s_two_devices_were_away().await;
     // a1 comes back, acks it and goes; then past the window a2 comes back.
     let (mut a1, replay) = Client::login_resume(ts.addr, &token, "a1", 0).await;
     assert_eq!(contents(&replay), vec![1]);

@@ -54,8 +54,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use delivery::memory::MemoryStore;
-use delivery::{AppCore, ConnId, Departure, Limits, Now, Origin, Outgoing, PushError, RouteOptions, Shell, StoreOffline};
+use delivery::memory::{Effect, MemoryShell, MemoryStore};
+use delivery::{AppCore, ConnId, Departure, Limits, Now, Origin, Outgoing, RouteOptions};
 use prost::Message as _;
 
 use rtc_core::engine::{
@@ -63,7 +63,7 @@ use rtc_core::engine::{
     MediaEvent, Millis, OutgoingSignal, Output, Peer, Received, TrackKind,
 };
 use rtc_core::link::ClientLink;
-use rtc_core::proto::{client_frame, conversation_type, media_signal, server_frame, Ack, CallContent, ClientFrame, Delivered, ErrorFrame, ServerFrame};
+use rtc_core::proto::{client_frame, conversation_type, media_signal, server_frame, Ack, CallContent, ClientFrame, Delivered, ServerFrame};
 use rtc_core::types::MediaType;
 
 /// Index of a device in the simulation.
@@ -139,63 +139,6 @@ enum Down {
 struct Conn {
     dev: DeviceId,
     id: ConnId,
-}
-
-/// What the core did to a connection.
-enum Effect {
-    Frame(Outgoing),
-    /// Aborted or closed by the server.
-    Closed,
-}
-
-/// The core's shell in the simulation: effects are collected, the store is in memory.
-struct SimShell<'a> {
-    store: &'a mut MemoryStore,
-    out: &'a mut Vec<(Conn, Effect)>,
-}
-
-impl Shell for SimShell<'_> {
-    type Conn = Conn;
-    fn push(&mut self, conn: &Conn, item: Outgoing, _bounded: bool) -> Result<(), PushError> {
-        self.out.push((*conn, Effect::Frame(item)));
-        Ok(())
-    }
-    fn abort(&mut self, conn: &Conn, _err: ErrorFrame) {
-        self.out.push((*conn, Effect::Closed));
-    }
-    fn close(&mut self, conn: &Conn) {
-        self.out.push((*conn, Effect::Closed));
-    }
-    fn kill(&mut self, conn: &Conn) {
-        self.out.push((*conn, Effect::Closed));
-    }
-    fn committed(&self) -> u64 {
-        self.store.committed()
-    }
-    fn pending(&self) -> u64 {
-        0
-    }
-    fn offline_bytes(&self) -> u64 {
-        self.store.offline_bytes()
-    }
-    fn store_offline(&mut self, m: StoreOffline) -> u64 {
-        self.store.store_offline(m)
-    }
-    fn keep_for_device(&mut self, device: Arc<str>, m: StoreOffline) {
-        self.store.keep_for_device(device, m)
-    }
-    fn keep_stored_for_device(&mut self, user: Arc<str>, device: Arc<str>, acked: u64) {
-        self.store.keep_stored_for_device(user, device, acked)
-    }
-    fn delete_offline_upto(&mut self, user: Arc<str>, device: Arc<str>, upto: u64) {
-        self.store.delete_offline_upto(user, device, upto)
-    }
-    fn save_cursor(&mut self, user: Arc<str>, device: Arc<str>, acked: u64, _now_ms: i64) {
-        self.store.save_cursor(user, device, acked)
-    }
-    fn save_client_seqs(&mut self, user: Arc<str>, device: Arc<str>, seqs: Vec<(u64, u64)>, _now_ms: i64) {
-        self.store.save_client_seqs(user, device, seqs)
-    }
 }
 
 /// The server's limits in the simulation: the production defaults, except a resume window that
@@ -808,9 +751,9 @@ impl Sim {
     }
 
     /// Runs one input on the core; its effects wait in `self.effects` for [`Sim::flush`].
-    fn with_core<R>(&mut self, f: impl FnOnce(&mut AppCore<Conn>, &mut SimShell<'_>, Now) -> R) -> R {
+    fn with_core<R>(&mut self, f: impl FnOnce(&mut AppCore<Conn>, &mut MemoryShell<'_, Conn>, Now) -> R) -> R {
         let now = self.server_now();
-        let mut sh = SimShell { store: &mut self.store, out: &mut self.effects };
+        let mut sh = MemoryShell { store: &mut self.store, effects: &mut self.effects };
         f(&mut self.core, &mut sh, now)
     }
 
