@@ -1110,6 +1110,20 @@ fn worker(conn: Connection, rx: std::sync::mpsc::Receiver<Cmd>, inner: &Progress
 mod tests {
     use super::*;
 
+    /// A stored message of `user` with `seq`, 1-byte payload `b`, kept for 1 s of test time.
+    fn row(user: &Arc<str>, seq: u64, expires_at: i64, payload: &[u8], max: usize) -> StoreOffline {
+        StoreOffline {
+            user: user.clone(),
+            seq,
+            exclude_device: None,
+            sent_time: 1,
+            expires_at,
+            payload: bytes::Bytes::copy_from_slice(payload),
+            max_per_user: max,
+            sender: None,
+        }
+    }
+
     #[tokio::test]
     async fn upsert_keeps_unspecified_fields() {
         let dir = tempfile::tempdir().unwrap();
@@ -1173,16 +1187,13 @@ mod tests {
         for seq in 1..=5u64 {
             s.store_offline(
                 app.clone(),
-                StoreOffline {
-                    user: user.clone(),
-                    seq: seq * 10,
-                    exclude_device: None,
-                    sent_time: 1,
-                    expires_at: if seq == 5 { 50 } else { 1_000 },
-                    payload: bytes::Bytes::from(vec![seq as u8]),
-                    max_per_user: 3,
-                    sender: None,
-                },
+                row(
+                    &user,
+                    seq * 10,
+                    if seq == 5 { 50 } else { 1_000 },
+                    &[seq as u8],
+                    3,
+                ),
             );
         }
         let d = s
@@ -1216,20 +1227,7 @@ mod tests {
         let s = Store::open(&dir.path().join("t.db")).unwrap();
         let (app, user): (Arc<str>, Arc<str>) = ("app".into(), "bob".into());
         let keep = |device: &str, seq: u64| {
-            s.keep_for_device(
-                app.clone(),
-                device.into(),
-                StoreOffline {
-                    user: user.clone(),
-                    seq: seq,
-                    exclude_device: None,
-                    sent_time: 1,
-                    expires_at: 1_000,
-                    payload: bytes::Bytes::from_static(b"m"),
-                    max_per_user: 10,
-                    sender: None,
-                },
-            )
+            s.keep_for_device(app.clone(), device.into(), row(&user, seq, 1_000, b"m", 10))
         };
         keep("d1", 10);
         keep("d2", 10); // the same row, now also waiting for d2
@@ -1248,19 +1246,7 @@ mod tests {
         s.flush().await.unwrap();
         assert_eq!(depth(), 0);
         // A plain offline row (kept for nobody) still goes with the first ack.
-        s.store_offline(
-            app.clone(),
-            StoreOffline {
-                user: user.clone(),
-                seq: 30,
-                exclude_device: None,
-                sent_time: 1,
-                expires_at: 1_000,
-                payload: bytes::Bytes::from_static(b"m"),
-                max_per_user: 10,
-                sender: None,
-            },
-        );
+        s.store_offline(app.clone(), row(&user, 30, 1_000, b"m", 10));
         s.delete_offline_upto(app.clone(), user.clone(), "d3".into(), 30);
         s.flush().await.unwrap();
         assert_eq!(depth(), 0);
