@@ -221,6 +221,8 @@ pub struct CallSnapshot {
     pub answered: bool,
     #[prost(bool, tag = "6")]
     pub learned: bool,
+    #[prost(string, repeated, tag = "7")]
+    pub left: Vec<String>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -297,6 +299,10 @@ struct Call {
     answered: bool,
     /// Learned from traffic: every participant device that sends is a member.
     learned: bool,
+    /// Users who were in it or invited and left (at most [`MAX_RINGING`], the latest): their
+    /// late hangups are delivered (an engine may hang up to each peer it still counts), while
+    /// anything else from them is refused like a stranger's.
+    left: Vec<String>,
 }
 
 impl Call {
@@ -437,6 +443,7 @@ impl Rooms {
                 }
                 Ok(())
             }
+            Kind::Hangup if !call.is_participant(user) && call.left.iter().any(|u| **u == **user) => Ok(()),
             _ if !call.is_participant(user) => Err(Refusal::NotInCall),
             Kind::Accept => {
                 call.ringing.retain(|u| **u != **user);
@@ -449,6 +456,14 @@ impl Rooms {
                     self.take_out(user, device, &msg.call_id);
                 } else {
                     call.ringing.retain(|u| **u != **user); // a rejection
+                }
+                if let Some(call) = self.calls.get_mut(&msg.call_id) {
+                    if !call.is_participant(user) && !call.left.iter().any(|u| **u == **user) {
+                        if call.left.len() >= MAX_RINGING {
+                            call.left.remove(0);
+                        }
+                        call.left.push(user.to_string());
+                    }
                 }
                 self.end_if_over(&msg.call_id);
                 Ok(())
@@ -755,6 +770,7 @@ impl Rooms {
                 inviter: c.inviter.as_deref().unwrap_or("").to_owned(),
                 answered: c.answered,
                 learned: c.learned,
+                left: c.left.clone(),
             })
             .collect();
         calls.sort_by(|a, b| a.call_id.cmp(&b.call_id));
@@ -771,6 +787,7 @@ impl Rooms {
                 inviter: (!c.inviter.is_empty()).then(|| Arc::from(c.inviter.as_str())),
                 answered: c.answered,
                 learned: c.learned,
+                left: c.left,
                 ..Call::default()
             };
             for m in c.members {
@@ -922,6 +939,24 @@ mod tests {
         // The ringing user may ring and answer.
         send(&mut r, "b", "db", Kind::Ringing, "c1", &["a"], 3).unwrap();
         send(&mut r, "b", "db", Kind::Accept, "c1", &["a"], 3).unwrap();
+        assert_eq!(r.size(), (1, 2, 0));
+    }
+
+    #[test]
+    fn a_member_that_left_may_still_hang_up_but_nothing_else() {
+        // (Found by the simulator on the real core: an engine that reconnects hangs up again to
+        // a peer it still counted, after its first hangup took it out of the call.)
+        let mut r = Rooms::default();
+        send(&mut r, "a", "da", Kind::Invite, "c1", &["b", "c"], 1).unwrap();
+        send(&mut r, "b", "db", Kind::Accept, "c1", &["a", "c"], 2).unwrap();
+        send(&mut r, "c", "dc", Kind::Accept, "c1", &["a", "b"], 3).unwrap();
+        send(&mut r, "c", "dc", Kind::Hangup, "c1", &["a"], 4).unwrap();
+        assert_eq!(send(&mut r, "c", "dc", Kind::Hangup, "c1", &["b"], 5), Ok(()));
+        for kind in [Kind::Accept, Kind::Other, Kind::Ringing, Kind::Invite, Kind::ModifyMem] {
+            assert_eq!(send(&mut r, "c", "dc", kind, "c1", &["a"], 6), Err(Refusal::NotInCall), "{kind:?}");
+        }
+        // Strangers still may not.
+        assert_eq!(send(&mut r, "x", "dx", Kind::Hangup, "c1", &["a"], 6), Err(Refusal::NotInCall));
         assert_eq!(r.size(), (1, 2, 0));
     }
 
