@@ -23,7 +23,7 @@
 # ACTIVE_MEM (connections, even; default 0 = off): the memory-under-traffic phase, run last on a
 # second rcall-server started fresh with the same flags (memory freed by the earlier phases would
 # otherwise be reused and the figure read low): ACTIVE_MEM/2 pairs carry ACTIVE_RATE msg/s in all
-# (default 10000) for ACTIVE_SECS (default 60) while its RSS is sampled every 5 s; printed beside
+# (default 10000) for ACTIVE_SECS (default 90: past the server's 60 s resume window) while its RSS is sampled every 5 s; printed beside
 # the idle figure of the same run (IDLE).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -47,7 +47,7 @@ LOADGEN_CPU=${LOADGEN_CPU:-1}
 NICE=${NICE:-0}
 ACTIVE_MEM=${ACTIVE_MEM:-0}
 ACTIVE_RATE=${ACTIVE_RATE:-10000}
-ACTIVE_SECS=${ACTIVE_SECS:-60}
+ACTIVE_SECS=${ACTIVE_SECS:-90}
 
 cargo build --release -p rcall-server -p rcall-loadgen --target-dir "$TARGET_DIR" >&2
 BIN="$TARGET_DIR/release"

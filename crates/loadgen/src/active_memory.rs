@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use super::{conn_task, connect_all, drive, now_ns, rss_bytes, Cmd, Target, Window};
+use super::{conn_task, connect_all, cpu_secs, drive, now_ns, rss_bytes, Cmd, Target, Window};
 
 /// RSS sampling period.
 const SAMPLE_EVERY: Duration = Duration::from_secs(5);
@@ -82,6 +82,10 @@ pub(crate) struct Report {
     pub p99_ms: f64,
     pub max_ms: f64,
     pub send_errors: u64,
+    /// Share of one core the server and the generator used while the rate ran (a saturated
+    /// side explains a high p99).
+    pub server_cpu: Option<f64>,
+    pub loadgen_cpu: Option<f64>,
 }
 
 /// The plateau of a series of RSS samples: the highest of the last third (at least the last
@@ -103,6 +107,15 @@ impl Report {
             .map(|(p, _)| p.saturating_sub(self.before) as f64 / self.conns as f64)
     }
 
+    /// Whether the samples the plateau is taken from still rose by more than 5 % of the growth
+    /// since connecting: then the run was too short to reach the plateau.
+    fn still_growing(&self) -> bool {
+        let Some((p, k)) = self.plateau() else { return false };
+        let tail = &self.samples[self.samples.len() - k..];
+        let rise = tail[k - 1].1.saturating_sub(tail[0].1);
+        rise * 20 > p.saturating_sub(self.connected)
+    }
+
     /// The first sample at or above 95 % of the way from `connected` to the plateau.
     fn settled_at(&self) -> Option<u64> {
         let (p, _) = self.plateau()?;
@@ -113,6 +126,7 @@ impl Report {
     /// The summary lines.
     pub fn summary(&self, server: &str, idle_bytes_per_conn: Option<f64>) -> Vec<String> {
         let mb = |b: u64| b as f64 / 1e6;
+        let pct = |c: Option<f64>| c.map_or("?".into(), |c| format!("{:.0}%", c * 100.0));
         let Some((p, k)) = self.plateau() else {
             return vec![format!("{server:<14} active memory: no RSS sample")];
         };
@@ -125,7 +139,7 @@ impl Report {
         };
         vec![
             format!(
-                "{server:<14} active {} connections at {}/s: RSS {:.1} MB before connecting, {:.1} MB connected, plateau {:.1} MB (max of the last {k} samples, {}-{} s; they moved {:+.1} MB; 95 % reached at {} s)",
+                "{server:<14} active {} connections at {}/s: RSS {:.1} MB before connecting, {:.1} MB connected, plateau {:.1} MB (max of the last {k} samples, {}-{} s; they moved {:+.1} MB; 95 % reached at {} s){}",
                 self.conns,
                 self.rate,
                 mb(self.before),
@@ -135,19 +149,22 @@ impl Report {
                 tail[k - 1].0,
                 (tail[k - 1].1 as f64 - tail[0].1 as f64) / 1e6,
                 self.settled_at().map_or("?".into(), |t| t.to_string()),
+                if self.still_growing() { " STILL GROWING: run longer (--active-secs)" } else { "" },
             ),
             format!(
                 "{server:<14} RSS per active connection {per:.0} B (traffic alone {traffic:.0} B) vs {idle}"
             ),
             format!(
-                "{server:<14} carried: offered {}/s, issued {:.0}/s, delivered {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, send errors {}",
+                "{server:<14} carried: offered {}/s, issued {:.0}/s, delivered {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, send errors {}, server cpu {}, loadgen cpu {}",
                 self.rate,
                 self.issued_per_sec,
                 self.delivered_per_sec,
                 self.p50_ms,
                 self.p99_ms,
                 self.max_ms,
-                self.send_errors
+                self.send_errors,
+                pct(self.server_cpu),
+                pct(self.loadgen_cpu),
             ),
         ]
     }
@@ -197,6 +214,8 @@ pub(crate) async fn run(target: &Target, pid: u32, plan: &Plan) -> Report {
             true,
         )));
     }
+    let me = std::process::id();
+    let (cpu0, own0) = (cpu_secs(pid), cpu_secs(me));
     let start = Instant::now();
     let sampler = tokio::spawn(async move {
         let mut samples = Vec::new();
@@ -211,7 +230,11 @@ pub(crate) async fn run(target: &Target, pid: u32, plan: &Plan) -> Report {
         samples
     });
     let issued = drive(&senders, &users, plan.rate, total).await;
-    let issued_per_sec = issued as f64 / start.elapsed().as_secs_f64();
+    let elapsed = start.elapsed().as_secs_f64();
+    let issued_per_sec = issued as f64 / elapsed;
+    let share = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| (b - a) / elapsed);
+    let server_cpu = share(cpu0, cpu_secs(pid));
+    let loadgen_cpu = share(own0, cpu_secs(me));
     let samples = sampler.await.expect("sampler");
     // Deliveries still in flight land inside the window's accounting.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -251,6 +274,8 @@ pub(crate) async fn run(target: &Target, pid: u32, plan: &Plan) -> Report {
         p99_ms: pct(0.99),
         max_ms: lat.last().map_or(f64::NAN, |v| f64::from(*v) / 1000.0),
         send_errors,
+        server_cpu,
+        loadgen_cpu,
     };
     // Let the server notice the closes before anything else runs.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -272,7 +297,7 @@ mod tests {
 
     #[test]
     fn bad_plans_are_refused_with_the_reason() {
-        assert!(plan(5000, 10_000, 60).check().is_ok());
+        assert!(plan(5000, 10_000, 90).check().is_ok());
         for (p, what) in [
             (plan(0, 10_000, 60), "even"),
             (plan(5001, 10_000, 60), "even"),
@@ -303,20 +328,27 @@ mod tests {
             rate: 10_000,
             before: 8_000_000,
             connected: 25_000_000,
-            samples: (1..=12).map(|k| (5 * k, 8_000_000 + 25_000_000 * k.min(10))).collect(),
+            samples: (1..=12).map(|k| (5 * k, 8_000_000 + 25_000_000 * k.min(8))).collect(),
             issued_per_sec: 10_000.0,
             delivered_per_sec: 9_999.0,
             p50_ms: 0.5,
             p99_ms: 2.0,
             max_ms: 9.0,
             send_errors: 0,
+            server_cpu: Some(0.25),
+            loadgen_cpu: None,
         };
-        // Plateau 258 MB: (258 − 8) MB / 5000 = 50,000 B.
-        assert_eq!(r.bytes_per_conn(), Some(50_000.0));
+        // Plateau 208 MB from 40 s on: (208 − 8) MB / 5000 = 40,000 B.
+        assert_eq!(r.bytes_per_conn(), Some(40_000.0));
         let lines = r.summary("rcall-server", Some(3_500.0)).join("\n");
-        assert!(lines.contains("RSS per active connection 50000 B (traffic alone 46600 B) vs 3500 B per idle connection"), "{lines}");
-        assert!(lines.contains("95 % reached at 50 s"), "{lines}");
+        assert!(lines.contains("RSS per active connection 40000 B (traffic alone 36600 B) vs 3500 B per idle connection"), "{lines}");
+        assert!(lines.contains("95 % reached at 40 s)\n"), "{lines}");
+        let mut growing = r.clone();
+        growing.samples.truncate(7); // the last 2 still rising by 25 MB each
+        let lines = growing.summary("rcall-server", None).join("\n");
+        assert!(lines.contains("STILL GROWING"), "{lines}");
         assert!(lines.contains("delivered 9999/s") && lines.contains("p99 2.00 ms"), "{lines}");
+        assert!(lines.contains("server cpu 25%, loadgen cpu ?"), "{lines}");
         assert!(r.summary("x", None).join("\n").contains("no idle figure"));
     }
 

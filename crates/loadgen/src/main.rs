@@ -104,8 +104,9 @@ struct Args {
     /// Active-memory phase: total offered messages per second, spread over all pairs
     #[arg(long, default_value_t = 10_000)]
     active_rate: u64,
-    /// Active-memory phase: how long the rate is carried, seconds (RSS sampled every 5 s)
-    #[arg(long, default_value_t = 60)]
+    /// Active-memory phase: how long the rate is carried, seconds (RSS sampled every 5 s). The
+    /// default outlasts the server's 60 s resume window, so what it keeps reaches its plateau.
+    #[arg(long, default_value_t = 90)]
     active_secs: u64,
     /// Active-memory phase on another (fresh) rcall-server instead of `--rcall`: memory freed
     /// by earlier phases stays with the process and would be reused, so the figure would be
