@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use super::{hostile, conn_task, connect_all, cpu_secs, drive, now_ns, rss_bytes, Cmd, Target, Window};
+use super::{
+    conn_task, connect_all, cpu_secs, drive, hostile, now_ns, rss_bytes, Cmd, Target, Window,
+};
 
 /// RSS sampling period.
 const SAMPLE_EVERY: Duration = Duration::from_secs(5);
@@ -113,7 +115,9 @@ impl Report {
     /// Whether the samples the plateau is taken from still rose by more than 5 % of the growth
     /// since connecting: then the run was too short to reach the plateau.
     fn still_growing(&self) -> bool {
-        let Some((p, k)) = self.plateau() else { return false };
+        let Some((p, k)) = self.plateau() else {
+            return false;
+        };
         let tail = &self.samples[self.samples.len() - k..];
         let rise = tail[k - 1].1.saturating_sub(tail[0].1);
         rise * 20 > p.saturating_sub(self.connected)
@@ -251,9 +255,11 @@ pub(crate) async fn run(target: &Target, pid: u32, plan: &Plan) -> Report {
         Some(m) => hostile::latency_histogram(m).await,
         None => None,
     };
-    let server_p99_ms = hist0.zip(hist1).and_then(|(a, b)| hostile::p99_bucket_ms(&a, &b));
+    let server_p99_ms = hist0
+        .zip(hist1)
+        .and_then(|(a, b)| hostile::p99_bucket_ms(&a, &b));
     let samples = sampler.await.expect("sampler");
-    // Deliveries still in flight land inside the window's accounting.
+    // Let the deliveries in flight arrive: their latencies count.
     tokio::time::sleep(Duration::from_secs(1)).await;
     for s in &senders {
         let _ = s.send(Cmd::Stop);
@@ -310,7 +316,14 @@ mod tests {
     use tokio_tungstenite::tungstenite::Message;
 
     fn plan(conns: usize, rate: u64, secs: u64) -> Plan {
-        Plan { conns, rate, secs, warmup_secs: 3, payload: 300, connect_concurrency: 10 }
+        Plan {
+            conns,
+            rate,
+            secs,
+            warmup_secs: 3,
+            payload: 300,
+            connect_concurrency: 10,
+        }
     }
 
     #[test]
@@ -346,7 +359,9 @@ mod tests {
             rate: 10_000,
             before: 8_000_000,
             connected: 25_000_000,
-            samples: (1..=12).map(|k| (5 * k, 8_000_000 + 25_000_000 * k.min(8))).collect(),
+            samples: (1..=12)
+                .map(|k| (5 * k, 8_000_000 + 25_000_000 * k.min(8)))
+                .collect(),
             issued_per_sec: 10_000.0,
             delivered_per_sec: 9_999.0,
             p50_ms: 0.5,
@@ -366,7 +381,11 @@ mod tests {
         growing.samples.truncate(7); // the last 2 still rising by 25 MB each
         let lines = growing.summary("rcall-server", None).join("\n");
         assert!(lines.contains("STILL GROWING"), "{lines}");
-        assert!(lines.contains("delivered 9999/s") && lines.contains("p99 2.00 ms (server's own p99 bucket ≤0.5 ms)"), "{lines}");
+        assert!(
+            lines.contains("delivered 9999/s")
+                && lines.contains("p99 2.00 ms (server's own p99 bucket ≤0.5 ms)"),
+            "{lines}"
+        );
         assert!(lines.contains("server cpu 25%, loadgen cpu ?"), "{lines}");
         assert!(r.summary("x", None).join("\n").contains("no idle figure"));
     }
@@ -381,13 +400,26 @@ mod tests {
         let server = tokio::spawn(async move {
             let (tcp, _) = listener.accept().await.unwrap();
             let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
-            let Some(Ok(Message::Binary(_auth))) = ws.next().await else { panic!("no auth") };
-            for body in [S::AuthResult(AuthResult::default()), S::SyncDone(SyncDone::default())] {
-                ws.send(Message::Binary(ServerFrame::new(1, body).to_bytes().into())).await.unwrap();
+            let Some(Ok(Message::Binary(_auth))) = ws.next().await else {
+                panic!("no auth")
+            };
+            for body in [
+                S::AuthResult(AuthResult::default()),
+                S::SyncDone(SyncDone::default()),
+            ] {
+                ws.send(Message::Binary(ServerFrame::new(1, body).to_bytes().into()))
+                    .await
+                    .unwrap();
             }
             for seq in [41, 42] {
-                let d = S::Deliver(Delivered { seq, content: vec![0; 16], ..Default::default() });
-                ws.send(Message::Binary(ServerFrame::new(1, d).to_bytes().into())).await.unwrap();
+                let d = S::Deliver(Delivered {
+                    seq,
+                    content: vec![0; 16],
+                    ..Default::default()
+                });
+                ws.send(Message::Binary(ServerFrame::new(1, d).to_bytes().into()))
+                    .await
+                    .unwrap();
             }
             let mut acked = 0;
             let got = tokio::time::timeout(Duration::from_secs(5), async {
@@ -410,7 +442,10 @@ mod tests {
         };
         let ws = target.connect("u").await.unwrap();
         let (tx, rx) = mpsc::unbounded_channel();
-        let w = Window { start: 0, end: u64::MAX };
+        let w = Window {
+            start: 0,
+            end: u64::MAX,
+        };
         let task = tokio::spawn(conn_task(target, ws, rx, w, 300, true));
         let (in_time, acked) = server.await.unwrap();
         assert!(in_time, "no ack of seq 42 within 5 s (last acked {acked})");
