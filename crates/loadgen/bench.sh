@@ -7,6 +7,7 @@
 #   bash crates/loadgen/bench.sh                      # defaults below
 #   RATES=35000,70000 PAIRS=500 IDLE=19000 bash crates/loadgen/bench.sh
 #   HOSTILE=offline,fanout,slowloris bash crates/loadgen/bench.sh   # one attacker vs 500 honest pairs
+#   ACTIVE_MEM=5000 IDLE=5000 RATES= SKIP_PEERJS=1 bash crates/loadgen/bench.sh   # memory under traffic
 #
 # With HOSTILE set (SECURITY.md): rcall only, every limit at its production default, RATES
 # defaults to 20000 and IDLE to 0; per rate, runs without an attacker, with each attacker kind,
@@ -17,6 +18,13 @@
 # figure; this machine caps a process at 20,000 open files), WARMUP, DURATION (s), PAYLOAD
 # (bytes), SKIP_PEERJS=1, PEER_DIR, TARGET_DIR (cargo target dir), NICE (e.g. -10: run the
 # servers and the generator at a higher CPU priority than other work on a shared machine).
+# RATES empty (RATES=) runs no load phase.
+#
+# ACTIVE_MEM (connections, even; default 0 = off): the memory-under-traffic phase, run last on a
+# second rcall-server started fresh with the same flags (memory freed by the earlier phases would
+# otherwise be reused and the figure read low): ACTIVE_MEM/2 pairs carry ACTIVE_RATE msg/s in all
+# (default 10000) for ACTIVE_SECS (default 90: past the server's 60 s resume window) while its RSS is sampled every 5 s; printed beside
+# the idle figure of the same run (IDLE).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
@@ -26,7 +34,7 @@ if [ -n "$HOSTILE" ]; then
     IDLE=${IDLE:-0}
     SKIP_PEERJS=1
 fi
-RATES=${RATES:-20000,35000,50000,70000,100000}
+RATES=${RATES-20000,35000,50000,70000,100000}
 PAIRS=${PAIRS:-500}
 IDLE=${IDLE:-19000}
 WARMUP=${WARMUP:-3}
@@ -37,6 +45,9 @@ TARGET_DIR=${TARGET_DIR:-${CARGO_TARGET_DIR:-target}}
 SERVER_CPU=${SERVER_CPU:-0}
 LOADGEN_CPU=${LOADGEN_CPU:-1}
 NICE=${NICE:-0}
+ACTIVE_MEM=${ACTIVE_MEM:-0}
+ACTIVE_RATE=${ACTIVE_RATE:-10000}
+ACTIVE_SECS=${ACTIVE_SECS:-90}
 
 cargo build --release -p rcall-server -p rcall-loadgen --target-dir "$TARGET_DIR" >&2
 BIN="$TARGET_DIR/release"
@@ -59,16 +70,29 @@ ulimit -n 20000 2>/dev/null || true
 # 20,000/s) are well inside them, and the attacker meets what production would.
 RATE_FLAGS=(--rate-limit-per-sec 5000 --rate-limit-burst 10000 --user-rate-per-sec 5000 --user-rate-burst 10000)
 [ -z "$HOSTILE" ] || RATE_FLAGS=()
-RUST_LOG=warn nice -n "$NICE" taskset -c "$SERVER_CPU" "$BIN/rcall-server" --listen 127.0.0.1:0 --db "$TMP/bench.db" \
-    --app-key bench-app --app-secret bench-secret-0123456789 --sdk-dir "$TMP" --web-dir "$TMP" \
-    "${RATE_FLAGS[@]}" >"$TMP/rcall.out" 2>"$TMP/rcall.err" &
-RCALL_PID=$!
-PIDS+=("$RCALL_PID")
-for _ in $(seq 100); do grep -q 'listening on' "$TMP/rcall.out" 2>/dev/null && break; sleep 0.1; done
-RCALL_ADDR=$(sed -n 's#^rcall-server listening on http://##p' "$TMP/rcall.out")
-[ -n "$RCALL_ADDR" ] || { cat "$TMP/rcall.err" >&2; exit 1; }
+# start_rcall NAME: starts an rcall-server; sets RCALL_PID and RCALL_ADDR.
+start_rcall() {
+    RUST_LOG=warn nice -n "$NICE" taskset -c "$SERVER_CPU" "$BIN/rcall-server" --listen 127.0.0.1:0 --db "$TMP/$1.db" \
+        --app-key bench-app --app-secret bench-secret-0123456789 --sdk-dir "$TMP" --web-dir "$TMP" \
+        "${RATE_FLAGS[@]}" >"$TMP/$1.out" 2>"$TMP/$1.err" &
+    RCALL_PID=$!
+    PIDS+=("$RCALL_PID")
+    for _ in $(seq 100); do grep -q 'listening on' "$TMP/$1.out" 2>/dev/null && break; sleep 0.1; done
+    RCALL_ADDR=$(sed -n 's#^rcall-server listening on http://##p' "$TMP/$1.out")
+    [ -n "$RCALL_ADDR" ] || { cat "$TMP/$1.err" >&2; exit 1; }
+}
+if [ "$ACTIVE_MEM" != 0 ]; then
+    start_rcall active
+    ACTIVE_ARGS=(--active-memory "$ACTIVE_MEM" --active-rate "$ACTIVE_RATE" --active-secs "$ACTIVE_SECS"
+        --active-rcall "ws://$RCALL_ADDR/ws" --active-rcall-pid "$RCALL_PID")
+else
+    ACTIVE_ARGS=()
+fi
+start_rcall bench
 
 ARGS=(--rcall "ws://$RCALL_ADDR/ws" --rcall-pid "$RCALL_PID" --app-key bench-app --app-secret bench-secret-0123456789)
+ARGS+=("${ACTIVE_ARGS[@]}")
+if [ -n "$RATES" ]; then ARGS+=(--rates "$RATES"); else ARGS+=(--rates); fi
 [ -z "$HOSTILE" ] || ARGS+=(--hostile "$HOSTILE" --hostile-rate "${HOSTILE_RATE:-20000}" --hostile-sockets "${HOSTILE_SOCKETS:-512}")
 
 if [ "${SKIP_PEERJS:-0}" != 1 ]; then
@@ -90,5 +114,5 @@ fi
 
 echo "# $(date -u +%FT%TZ) $(uname -r), $(nproc) CPUs; server on CPU $SERVER_CPU, loadgen on CPU $LOADGEN_CPU, nice $NICE; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# rcall-server $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'), peer@1.0.2 on node $(node --version 2>/dev/null || echo '-')"
-nice -n "$NICE" taskset -c "$LOADGEN_CPU" "$BIN/rcall-loadgen" "${ARGS[@]}" --pairs "$PAIRS" --rates "$RATES" \
+nice -n "$NICE" taskset -c "$LOADGEN_CPU" "$BIN/rcall-loadgen" "${ARGS[@]}" --pairs "$PAIRS" \
     --warmup-secs "$WARMUP" --duration-secs "$DURATION" --payload "$PAYLOAD" --idle "$IDLE"

@@ -15,6 +15,10 @@
 //! Idle phase (`--idle N`, run first, on the fresh server): opens N authenticated connections
 //! that then stay silent and reports the growth of the server's RSS per connection.
 //!
+//! Active-memory phase (`--active-memory N`, rcall only, [`active_memory`]): N authenticated
+//! connections in pairs carry a fixed total rate (`--active-rate`, `--active-secs`) while the
+//! server's RSS is sampled every 5 s; reports the plateau per connection beside the idle figure.
+//!
 //! Isolation phase (`--hostile offline,fanout,slowloris`, rcall only): at each rate, a run
 //! without an attacker, one run per attacker kind with that attacker going at full tilt
 //! ([`hostile`]), and a second run without one (the drift of the machine); it prints each run's
@@ -23,6 +27,7 @@
 //! Run it on its own core and the server on another (`taskset`), e.g. via
 //! `crates/loadgen/bench.sh`.
 
+mod active_memory;
 mod hostile;
 
 use std::sync::{Arc, OnceLock};
@@ -65,8 +70,9 @@ struct Args {
     /// Client pairs (each pair = 2 connections)
     #[arg(long, default_value_t = 500)]
     pairs: usize,
-    /// Offered rates to run, total messages per second (comma-separated)
-    #[arg(long, value_delimiter = ',', default_value = "35000,70000")]
+    /// Offered rates to run, total messages per second (comma-separated; `--rates` with no
+    /// value runs no load phase)
+    #[arg(long, value_delimiter = ',', num_args = 0.., default_value = "35000,70000")]
     rates: Vec<u64>,
     #[arg(long, default_value_t = 3)]
     warmup_secs: u64,
@@ -91,6 +97,25 @@ struct Args {
     /// Sockets the slowloris attacker keeps trying to hold
     #[arg(long, default_value_t = 512)]
     hostile_sockets: usize,
+    /// Active-memory phase: connections (an even number, in pairs) carrying `--active-rate`
+    /// for `--active-secs` while the server's RSS is sampled (0 = skip; rcall only)
+    #[arg(long, default_value_t = 0)]
+    active_memory: usize,
+    /// Active-memory phase: total offered messages per second, spread over all pairs
+    #[arg(long, default_value_t = 10_000)]
+    active_rate: u64,
+    /// Active-memory phase: how long the rate is carried, seconds (RSS sampled every 5 s). The
+    /// default outlasts the server's 60 s resume window, so what it keeps reaches its plateau.
+    #[arg(long, default_value_t = 90)]
+    active_secs: u64,
+    /// Active-memory phase on another (fresh) rcall-server instead of `--rcall`: memory freed
+    /// by earlier phases stays with the process and would be reused, so the figure would be
+    /// too low there
+    #[arg(long)]
+    active_rcall: Option<String>,
+    /// Process id of `--active-rcall`
+    #[arg(long)]
+    active_rcall_pid: Option<u32>,
 }
 
 static EPOCH: OnceLock<Instant> = OnceLock::new();
@@ -403,6 +428,7 @@ async fn conn_task(
     mut rx: mpsc::UnboundedReceiver<Cmd>,
     w: Window,
     payload: usize,
+    ack_on_read: bool,
 ) -> ConnStats {
     let rcall = matches!(target, Target::Rcall { .. });
     let (mut sink, mut stream) = ws.split();
@@ -466,6 +492,13 @@ async fn conn_task(
                 handle(m, &mut stats, &mut pending_ack);
                 while let Some(Some(Ok(m))) = stream.next().now_or_never() {
                     handle(m, &mut stats, &mut pending_ack);
+                }
+                // As the SDK does (it acks each delivery as it handles it): the server may then
+                // forget what this device has seen without waiting for its next send.
+                if ack_on_read && rcall && pending_ack > acked {
+                    let a = ClientFrame::new(C::Ack(Ack { seq: pending_ack }));
+                    if sink.send(Message::Binary(a.to_bytes().into())).await.is_err() { break; }
+                    acked = pending_ack;
                 }
             }
         }
@@ -576,6 +609,7 @@ async fn run_load(
             rx,
             w,
             args.payload,
+            false,
         )));
     }
     // Server CPU (and its latency histogram) over exactly the window.
@@ -605,35 +639,8 @@ async fn run_load(
             hist_a.zip(hist_b).and_then(|(a, b)| hostile::p99_bucket_ms(&a, &b)),
         )
     });
-    // Open-loop driver on a 1 ms clock.
     let start = Instant::now();
-    let total = warmup + duration;
-    let mut steps = vec![0usize; args.pairs];
-    let mut issued: u64 = 0;
-    let mut tick = tokio::time::interval(Duration::from_millis(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    loop {
-        tick.tick().await;
-        let el = start.elapsed();
-        if el >= total {
-            break;
-        }
-        let due = (el.as_secs_f64() * rate as f64) as u64;
-        let t = now_ns();
-        while issued < due {
-            let p = (issued % args.pairs as u64) as usize;
-            let step = steps[p];
-            let (a, b) = (2 * p, 2 * p + 1);
-            let (from, to) = if SCRIPT[step].0 { (a, b) } else { (b, a) };
-            let _ = senders[from].send(Cmd::Send {
-                to: users[to].clone(),
-                step,
-                t,
-            });
-            steps[p] = (step + 1) % SCRIPT.len();
-            issued += 1;
-        }
-    }
+    let issued = drive(&senders, &users, rate, warmup + duration).await;
     let issued_per_sec = issued as f64 / start.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(1)).await;
     for s in &senders {
@@ -672,6 +679,46 @@ async fn run_load(
         loadgen_cpu_util: own_cpu.map(|c| c / duration.as_secs_f64()),
         send_errors,
     }
+}
+
+/// The open-loop driver on a 1 ms clock: for `total`, issues `rate` messages per second round
+/// robin over the pairs (connections 2p and 2p+1 with `users[2p]`, `users[2p+1]`), each pair
+/// going through [`SCRIPT`]. Returns how many it issued.
+async fn drive(
+    senders: &[mpsc::UnboundedSender<Cmd>],
+    users: &[Arc<str>],
+    rate: u64,
+    total: Duration,
+) -> u64 {
+    let pairs = senders.len() / 2;
+    let start = Instant::now();
+    let mut steps = vec![0usize; pairs];
+    let mut issued: u64 = 0;
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        let el = start.elapsed();
+        if el >= total {
+            break;
+        }
+        let due = (el.as_secs_f64() * rate as f64) as u64;
+        let t = now_ns();
+        while issued < due {
+            let p = (issued % pairs as u64) as usize;
+            let step = steps[p];
+            let (a, b) = (2 * p, 2 * p + 1);
+            let (from, to) = if SCRIPT[step].0 { (a, b) } else { (b, a) };
+            let _ = senders[from].send(Cmd::Send {
+                to: users[to].clone(),
+                step,
+                t,
+            });
+            steps[p] = (step + 1) % SCRIPT.len();
+            issued += 1;
+        }
+    }
+    issued
 }
 
 /// Server RSS growth per idle authenticated connection, bytes.
@@ -787,6 +834,38 @@ fn mb(b: Option<u64>) -> String {
     b.map_or("?".into(), |b| format!("{:.1}", b as f64 / 1e6))
 }
 
+/// The server, its pid and the plan of the active-memory phase; exits with the reason when the
+/// arguments cannot give a figure.
+fn active_memory_target(args: &Args) -> (Target, u32, active_memory::Plan) {
+    let fail = |e: String| -> ! {
+        eprintln!("rcall-loadgen: {e}");
+        std::process::exit(2)
+    };
+    let plan = active_memory::Plan {
+        conns: args.active_memory,
+        rate: args.active_rate,
+        secs: args.active_secs,
+        warmup_secs: args.warmup_secs,
+        payload: args.payload,
+        connect_concurrency: args.connect_concurrency,
+    };
+    plan.check().unwrap_or_else(|e| fail(e));
+    let (url, pid) = match &args.active_rcall {
+        Some(u) => (Some(u.clone()), args.active_rcall_pid),
+        None => (args.rcall.clone(), args.rcall_pid),
+    };
+    let Some(url) = url else { fail("--active-memory needs --rcall or --active-rcall".into()) };
+    let Some(pid) = pid else {
+        fail("--active-memory needs the server's pid (--rcall-pid or --active-rcall-pid) for its RSS".into())
+    };
+    let target = Target::Rcall {
+        url,
+        app_key: args.app_key.clone(),
+        app_secret: args.app_secret.clone(),
+    };
+    (target, pid, plan)
+}
+
 fn main() {
     let args = Args::parse();
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -813,12 +892,15 @@ async fn async_main(args: Args) {
         targets.push((Target::PeerJs { url: url.clone() }, args.peerjs_pid));
     }
     assert!(!targets.is_empty(), "give --rcall and/or --peerjs");
+    // The active-memory phase runs last; its arguments are checked before anything runs.
+    let active = (args.active_memory > 0).then(|| active_memory_target(&args));
     println!(
         "# {} pairs, {}-byte messages, rates {:?}, warmup {} s, window {} s, idle {}",
         args.pairs, args.payload, args.rates, args.warmup_secs, args.duration_secs, args.idle
     );
     let mut reports = Vec::new();
     let mut run = 0;
+    let mut rcall_idle = None;
     for (target, pid) in &targets {
         let mut rep = TargetReport {
             name: target.name(),
@@ -838,6 +920,9 @@ async fn async_main(args: Args) {
                 per
             );
             rep.idle_bytes_per_conn = Some(per);
+            if let Target::Rcall { .. } = target {
+                rcall_idle = Some(per);
+            }
         }
         if let (false, Target::Rcall { url, app_key, app_secret }) = (args.hostile.is_empty(), target) {
             let attacker = hostile::Target { url: url.clone(), app_key: app_key.clone(), app_secret: app_secret.clone() };
@@ -853,6 +938,15 @@ async fn async_main(args: Args) {
             rep.loads.push(r);
         }
         reports.push(rep);
+    }
+    if let Some((target, pid, plan)) = &active {
+        if args.active_rcall.is_none() && (args.idle > 0 || !args.rates.is_empty()) {
+            println!("# active memory on the server the earlier phases used: memory they freed is reused, the figure reads low (--active-rcall: a fresh server)");
+        }
+        let r = active_memory::run(target, *pid, plan).await;
+        for line in r.summary(target.name(), rcall_idle) {
+            println!("{line}");
+        }
     }
     if reports.len() == 2 {
         let (a, b) = (&reports[0], &reports[1]);
@@ -884,7 +978,7 @@ async fn async_main(args: Args) {
             );
         }
     }
-    for r in &reports {
+    for r in reports.iter().filter(|r| !r.loads.is_empty()) {
         if let Some(b) = best(r) {
             println!(
                 "{}: best {:.0} msg/s delivered at p99 {:.2} ms, {} µs CPU/msg",
