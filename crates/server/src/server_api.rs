@@ -5,7 +5,9 @@
 //! Compatible with RongCloud's request signing (`App-Key`, `Nonce`, `Timestamp`,
 //! `Signature = hex(SHA1(secret + nonce + timestamp))`) so existing app servers can point at
 //! rcall unchanged; on top of that a request whose `Timestamp` is further than the configured
-//! window from the server clock is refused, and so is a nonce used twice inside the window.
+//! window from the server clock is refused, and so is a nonce used twice inside the window (in
+//! cluster mode on any node: nonces and policy changes go through Redis, see
+//! [`crate::cluster::shared`]).
 //! `Timestamp` may be in milliseconds (RongCloud's docs) or seconds (some RongCloud SDKs).
 //! Every answer is JSON: `{"code": 200, …}` or `{"code": n, "errorMessage": "…"}`.
 
@@ -428,6 +430,7 @@ pub async fn token_expire(State(state): St, headers: HeaderMap, body: Body) -> R
             .and_then(|t| t.trim().parse().ok())
             .filter(|t| *t > 0)
             .ok_or_else(|| ApiError::BadRequest("time (ms since epoch) is required".into()))?;
+        let count = users.len();
         let sqlite = state
             .store
             .set_token_expiry(&state.hub.app(app).key, users.clone(), time);
@@ -436,7 +439,7 @@ pub async fn token_expire(State(state): St, headers: HeaderMap, body: Body) -> R
             users,
         };
         change_policy(&state, app, change, sqlite).await?;
-        tracing::info!("tokens expired");
+        tracing::info!(count, "tokens expired");
         Ok(ok())
     }
     .await;
