@@ -679,7 +679,8 @@ pub struct Cli {
     #[arg(long, hide = true)]
     pub left_grace_ms: Option<u64>,
     /// Cluster mode: the Redis shared by several nodes, redis://host:port/db or
-    /// unix:///path/to/redis.sock (being built: nothing is shared yet) [env: RCALL_REDIS]
+    /// unix:///path/to/redis.sock (being built: policy and Server API nonces are shared,
+    /// routing is not yet) [env: RCALL_REDIS]
     #[arg(long, value_name = "URL")]
     pub redis: Option<String>,
 }

@@ -16,6 +16,9 @@ pub enum StartError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    /// Cluster mode: Redis unreachable, or the policy could not be loaded from it.
+    #[error("cluster mode: {0}")]
+    Cluster(#[from] crate::cluster::ClusterError),
     #[error("server I/O error: {0}")]
     Io(#[from] std::io::Error),
 }

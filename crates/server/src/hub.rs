@@ -234,9 +234,27 @@ impl Hub {
         f(&mut core, &mut sh)
     }
 
-    /// Loads the persisted policy of `app` (at startup).
+    /// Loads the persisted policy of `app` (at startup; in cluster mode also after a resync).
     pub fn load_policy(&self, app: AppId, rows: PolicyRows) {
         self.apps[app].lock().load_policy(rows);
+    }
+
+    /// The whole policy of `app` as rows (cluster mode writes it back to a Redis that lost it).
+    pub fn policy_rows(&self, app: AppId) -> PolicyRows {
+        let core = self.apps[app].lock();
+        let p = core.policy();
+        let pairs = |m: &HashMap<String, std::collections::HashSet<String>>| -> Vec<_> {
+            m.iter()
+                .flat_map(|(k, s)| s.iter().map(move |v| (k.clone(), v.clone())))
+                .collect()
+        };
+        PolicyRows {
+            token_expiry: p.token_expiry.clone(),
+            blocks: p.blocks.clone(),
+            blacklists: pairs(&p.blacklists),
+            groups: p.groups.keys().cloned().collect(),
+            members: pairs(&p.groups),
+        }
     }
 
     // ---- connections -------------------------------------------------------------------

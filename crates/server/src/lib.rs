@@ -80,8 +80,11 @@ pub struct AppState {
     pub store: Store,
     pub hub: Hub,
     pub metrics: Arc<Metrics>,
-    /// Server API nonces seen inside the timestamp window (also in SQLite).
+    /// Server API nonces seen inside the timestamp window (also in SQLite). Unused in
+    /// cluster mode, where nonces are in Redis.
     pub nonces: server_api::NonceCache,
+    /// Cluster mode (`--redis`): policy and nonces live in Redis, shared by every node.
+    pub cluster: Option<cluster::shared::Shared>,
     /// Serving connections, for the ping / dead-peer sweep.
     pub liveness: ws::Liveness,
     /// Cancelled on shutdown: stop accepting, let every connection drain and close.
@@ -218,19 +221,36 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<RunningServe
         let pusher = push::Pusher::start(hooks, settings, metrics.clone(), shutdown.clone());
         hub.set_pusher(pusher);
     }
+    // Call rooms are still each node's own (a snapshot in its SQLite file), cluster or not.
     for (i, app) in hub.apps().iter().enumerate() {
-        let rows = store.load_policy(&app.key).await?;
-        hub.load_policy(i, rows);
         if let Some(rooms) = store.take_rooms(app.key.clone()).await? {
             hub.restore_rooms(i, &rooms);
         }
     }
     let nonces = server_api::NonceCache::default();
-    for (key, nonce, until) in store.load_nonces(clock::now_ms()).await? {
-        if let Some(app) = hub.app_by_key(&key) {
-            nonces.restore(app, nonce, until);
+    // Cluster mode: the policy comes from Redis (subscribed first, so no change is missed
+    // between the load and the first message); SQLite's policy and nonces stay unused.
+    let mut follower = None;
+    let cluster = match &config.redis {
+        Some(url) => {
+            let shared = cluster::shared::Shared::new(cluster::Bus::connect(url).await?);
+            follower = Some(cluster::shared::start(&shared, &hub).await?);
+            tracing::info!(redis = %url, node = %shared.bus().node_id(), "cluster mode: policy and Server API nonces shared through Redis");
+            Some(shared)
         }
-    }
+        None => {
+            for (i, app) in hub.apps().iter().enumerate() {
+                let rows = store.load_policy(&app.key).await?;
+                hub.load_policy(i, rows);
+            }
+            for (key, nonce, until) in store.load_nonces(clock::now_ms()).await? {
+                if let Some(app) = hub.app_by_key(&key) {
+                    nonces.restore(app, nonce, until);
+                }
+            }
+            None
+        }
+    };
     let addr = listener.local_addr()?;
     let gate = Arc::new(listener::Gate::new(
         config.max_unauthenticated,
@@ -243,12 +263,21 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<RunningServe
         hub,
         metrics,
         nonces,
+        cluster,
         liveness: ws::Liveness::default(),
         shutdown,
         kill: CancellationToken::new(),
         tracker: TaskTracker::new(),
     });
     let app = router(state.clone());
+    if let (Some(shared), Some((sub, rx))) = (&state.cluster, follower) {
+        tokio::spawn(cluster::shared::follow(
+            shared.clone(),
+            state.clone(),
+            sub,
+            rx,
+        ));
+    }
     tokio::spawn(sweeper(state.clone()));
     tokio::spawn(grace_timer(state.clone()));
     tokio::spawn(liveness_sweeper(state.clone()));

@@ -35,7 +35,7 @@ async fn main() -> std::process::ExitCode {
 
     if let Some(redis) = &config.redis {
         tracing::info!(
-            "cluster mode: redis at {redis} (not wired in yet: this node still routes on its own)"
+            "cluster mode: redis at {redis} (policy and Server API nonces are shared; routing is not yet: this node routes its own users only)"
         );
     }
     let dev = config.dev;

@@ -5,7 +5,9 @@
 //! Compatible with RongCloud's request signing (`App-Key`, `Nonce`, `Timestamp`,
 //! `Signature = hex(SHA1(secret + nonce + timestamp))`) so existing app servers can point at
 //! rcall unchanged; on top of that a request whose `Timestamp` is further than the configured
-//! window from the server clock is refused, and so is a nonce used twice inside the window.
+//! window from the server clock is refused, and so is a nonce used twice inside the window (in
+//! cluster mode on any node: nonces and policy changes go through Redis, see
+//! [`crate::cluster::shared`]).
 //! `Timestamp` may be in milliseconds (RongCloud's docs) or seconds (some RongCloud SDKs).
 //! Every answer is JSON: `{"code": 200, …}` or `{"code": n, "errorMessage": "…"}`.
 
@@ -23,8 +25,10 @@ use serde_json::{json, Value};
 use sha1::{Digest, Sha1};
 
 use crate::clock::now_ms;
+use crate::cluster::shared::PolicyChange;
 use crate::hub::AppId;
 use crate::metrics::{Gauges, Metrics};
+use crate::store::StoreError;
 use crate::{ice, rooms, token, AppState};
 
 /// Longest accepted user id (RongCloud's limit).
@@ -190,10 +194,10 @@ fn parse_timestamp(ts: &str) -> Option<i64> {
     })
 }
 
-/// Checks the RongCloud signature, timestamp window and nonce; returns the app and the store
-/// ticket of the nonce's write (the request is served once it is durable, so a replay after a
-/// crash is still refused).
-fn check_signature(state: &AppState, headers: &HeaderMap) -> Result<(AppId, u64), ApiError> {
+/// Checks the RongCloud signature, timestamp window and nonce; returns the app once the nonce
+/// is recorded durably (so a replay after a crash is still refused): in SQLite, or in cluster
+/// mode in Redis, where a replay to any other node is refused as well.
+async fn check_signature(state: &AppState, headers: &HeaderMap) -> Result<AppId, ApiError> {
     let app_key = header(headers, "App-Key")
         .or_else(|| header(headers, "RC-App-Key"))
         .ok_or(ApiError::Unauthorized("missing App-Key header"))?;
@@ -228,15 +232,46 @@ fn check_signature(state: &AppState, headers: &HeaderMap) -> Result<(AppId, u64)
     }
     // Kept for twice the window: a request is acceptable for `window` either side of now.
     let keep = window.saturating_mul(2);
+    const REPLAYED: ApiError = ApiError::Unauthorized("Nonce has already been used");
+    if let Some(shared) = &state.cluster {
+        let key = &state.hub.app(app).key;
+        return match shared.claim_nonce(key, nonce, keep).await {
+            Ok(true) => Ok(app),
+            Ok(false) => Err(REPLAYED),
+            Err(e) => Err(internal(e)),
+        };
+    }
     if !state.nonces.check_and_insert(app, nonce, now, keep) {
-        return Err(ApiError::Unauthorized("Nonce has already been used"));
+        return Err(REPLAYED);
     }
     let ticket = state.store.save_nonce(
         state.hub.app(app).key.clone(),
         nonce.to_owned(),
         now.saturating_add(keep),
     );
-    Ok((app, ticket))
+    state.store.wait_committed(ticket).await;
+    Ok(app)
+}
+
+/// Persists a policy change and applies it to this node's hub. Alone: in SQLite (`sqlite`, the
+/// write to await). In cluster mode: in Redis instead, published to every node in the same
+/// step; this node applies it at once as well, so its answers reflect the change as soon as
+/// the request is answered (the published copy, applied again later, changes nothing).
+async fn change_policy(
+    state: &AppState,
+    app: AppId,
+    change: PolicyChange,
+    sqlite: impl std::future::Future<Output = Result<(), StoreError>>,
+) -> Result<(), ApiError> {
+    match &state.cluster {
+        Some(shared) => shared
+            .commit(&state.hub.app(app).key, &change)
+            .await
+            .map_err(internal)?,
+        None => sqlite.await.map_err(internal)?,
+    }
+    change.apply(&state.hub, app);
+    Ok(())
 }
 
 type Form = Vec<(String, String)>;
@@ -310,8 +345,7 @@ async fn signed_form(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(AppId, Form), ApiError> {
-    let (app, ticket) = check_signature(state, headers)?;
-    state.store.wait_committed(ticket).await;
+    let app = check_signature(state, headers).await?;
     let body = body.map_err(|e| ApiError::BadRequest(format!("unreadable body: {e}")))?;
     Ok((app, parse_form(&body)?))
 }
@@ -396,13 +430,16 @@ pub async fn token_expire(State(state): St, headers: HeaderMap, body: Body) -> R
             .and_then(|t| t.trim().parse().ok())
             .filter(|t| *t > 0)
             .ok_or_else(|| ApiError::BadRequest("time (ms since epoch) is required".into()))?;
-        state
+        let count = users.len();
+        let sqlite = state
             .store
-            .set_token_expiry(&state.hub.app(app).key, users.clone(), time)
-            .await
-            .map_err(internal)?;
-        state.hub.expire_tokens(app, &users, time);
-        tracing::info!(count = users.len(), "tokens expired");
+            .set_token_expiry(&state.hub.app(app).key, users.clone(), time);
+        let change = PolicyChange::ExpireTokens {
+            before_ms: time,
+            users,
+        };
+        change_policy(&state, app, change, sqlite).await?;
+        tracing::info!(count, "tokens expired");
         Ok(ok())
     }
     .await;
@@ -423,13 +460,16 @@ pub async fn block(State(state): St, headers: HeaderMap, body: Body) -> Response
                 ApiError::BadRequest(format!("minute must be 1..={MAX_BLOCK_MINUTES}"))
             })?;
         let until = now_ms() + minutes * 60_000;
-        state
+        let count = users.len();
+        let sqlite = state
             .store
-            .set_blocked(&state.hub.app(app).key, users.clone(), Some(until))
-            .await
-            .map_err(internal)?;
-        state.hub.block(app, &users, until);
-        tracing::info!(count = users.len(), minutes, "users blocked");
+            .set_blocked(&state.hub.app(app).key, users.clone(), Some(until));
+        let change = PolicyChange::Block {
+            users,
+            until_ms: until,
+        };
+        change_policy(&state, app, change, sqlite).await?;
+        tracing::info!(count, minutes, "users blocked");
         Ok(ok())
     }
     .await;
@@ -441,12 +481,10 @@ pub async fn unblock(State(state): St, headers: HeaderMap, body: Body) -> Respon
     let r = async {
         let (app, form) = signed_form(&state, &headers, body).await?;
         let users = user_ids(&form, "userId")?;
-        state
+        let sqlite = state
             .store
-            .set_blocked(&state.hub.app(app).key, users.clone(), None)
-            .await
-            .map_err(internal)?;
-        state.hub.unblock(app, &users);
+            .set_blocked(&state.hub.app(app).key, users.clone(), None);
+        change_policy(&state, app, PolicyChange::Unblock { users }, sqlite).await?;
         Ok(ok())
     }
     .await;
@@ -500,12 +538,15 @@ async fn blacklist_change(
     let (app, form) = signed_form(state, headers, body).await?;
     let user = validate_user_id(field(&form, "userId"))?.to_owned();
     let others = user_ids(&form, "blackUserId")?;
-    state
+    let sqlite = state
         .store
-        .set_blacklist(&state.hub.app(app).key, &user, others.clone(), add)
-        .await
-        .map_err(internal)?;
-    state.hub.blacklist(app, &user, &others, add);
+        .set_blacklist(&state.hub.app(app).key, &user, others.clone(), add);
+    let change = PolicyChange::Blacklist {
+        owner: user.clone(),
+        others,
+        add,
+    };
+    change_policy(state, app, change, sqlite).await?;
     Ok(ok())
 }
 
@@ -549,18 +590,23 @@ async fn join_group(state: &AppState, app: AppId, form: &Form) -> Result<Json<Va
     let users = user_ids(form, "userId")?;
     let group = group_id(form)?.to_owned();
     let name = field(form, "groupName").map(str::to_owned);
-    state
-        .store
-        .group_join(
-            &state.hub.app(app).key,
-            &group,
-            name,
-            users.clone(),
-            now_ms(),
-        )
-        .await
-        .map_err(internal)?;
-    state.hub.group_join(app, &group, &users);
+    let sqlite = state.store.group_join(
+        &state.hub.app(app).key,
+        &group,
+        name,
+        users.clone(),
+        now_ms(),
+    );
+    change_policy(
+        state,
+        app,
+        PolicyChange::GroupJoin {
+            group: group.clone(),
+            users,
+        },
+        sqlite,
+    )
+    .await?;
     Ok(ok())
 }
 
@@ -583,12 +629,19 @@ pub async fn group_quit(State(state): St, headers: HeaderMap, body: Body) -> Res
         let (app, form) = signed_form(&state, &headers, body).await?;
         let users = user_ids(&form, "userId")?;
         let group = group_id(&form)?.to_owned();
-        state
+        let sqlite = state
             .store
-            .group_quit(&state.hub.app(app).key, &group, users.clone())
-            .await
-            .map_err(internal)?;
-        state.hub.group_quit(app, &group, &users);
+            .group_quit(&state.hub.app(app).key, &group, users.clone());
+        change_policy(
+            &state,
+            app,
+            PolicyChange::GroupQuit {
+                group: group.clone(),
+                users,
+            },
+            sqlite,
+        )
+        .await?;
         Ok(ok())
     }
     .await;
@@ -601,12 +654,16 @@ pub async fn group_dismiss(State(state): St, headers: HeaderMap, body: Body) -> 
         let (app, form) = signed_form(&state, &headers, body).await?;
         validate_user_id(field(&form, "userId"))?;
         let group = group_id(&form)?.to_owned();
-        state
-            .store
-            .group_dismiss(&state.hub.app(app).key, &group)
-            .await
-            .map_err(internal)?;
-        state.hub.group_dismiss(app, &group);
+        let sqlite = state.store.group_dismiss(&state.hub.app(app).key, &group);
+        change_policy(
+            &state,
+            app,
+            PolicyChange::GroupDismiss {
+                group: group.clone(),
+            },
+            sqlite,
+        )
+        .await?;
         Ok(ok())
     }
     .await;

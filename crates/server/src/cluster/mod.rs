@@ -1,5 +1,6 @@
 //! Cluster mode's link to Redis (issue 15): what lets several `rcall-server` nodes share
-//! routing. Not wired into the hub yet; this module is the foundation it will stand on.
+//! routing. Shared so far: each app's policy and the Server API nonces ([`shared`]); routing
+//! (users on different nodes reaching each other) is not yet.
 //!
 //! - [`RedisUrl`]: where Redis is (`--redis` / `RCALL_REDIS` / `redis = "…"`), TCP or a unix
 //!   socket, checked at startup.
@@ -16,6 +17,12 @@
 //!   resync every local device from Redis's state, and will miss nothing published after it.
 //! - [`keys`]: key and channel names, with the app as a hash tag (`rcall:{app}:…`) so a Redis
 //!   Cluster can shard by app later.
+//! - [`shared`]: policy (token expiries, blocks, blacklists, groups) and Server API nonces in
+//!   Redis. Per app: hashes `rcall:{app}:policy:expiry` and `…:policy:blocks` (user → ms), sets
+//!   `…:policy:blacklisters` + `…:policy:blacklist:<user>` and `…:policy:groups` +
+//!   `…:policy:group:<group>`, the string `…:policy:marker` (Redis holds the policy), strings
+//!   `rcall:{app}:nonce:<nonce>` with a TTL; changes are published as JSON on
+//!   `rcall:{app}:ch:policy` in the same atomic step as the write. Details in [`shared`].
 //!
 //! The client crate is `redis` (redis-rs, maintained under the Redis organisation): tokio
 //! support, unix sockets, an auto-reconnecting `ConnectionManager`, split pub/sub
@@ -24,6 +31,7 @@
 
 pub mod keys;
 mod script;
+pub mod shared;
 mod subscriber;
 mod url;
 
