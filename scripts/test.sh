@@ -2,6 +2,7 @@
 # The whole test suite, as CI runs it (.ci/run execs this):
 #   1. scripts/setup.sh                       toolchains, chromium, node_modules
 #   2. cargo test --workspace                 native unit + integration tests
+#      cargo clippy --workspace --all-targets  lints, warnings are errors
 #   3. bash npm/build.sh                      the wasm SDK -> npm/dist/cdn/rcall.js
 #   4. cargo build --release -p rcall-server  the server the e2e tests run
 #   5. wasm test build (--no-run)             everything the offline phase needs is built here
@@ -11,7 +12,7 @@
 # Every step runs even if an earlier independent one failed; the script exits non-zero if any
 # step failed and ends with a summary table.
 #
-# Env knobs: RCALL_TEST_SKIP="native fuzz wasm e2e" (any subset) skips those steps;
+# Env knobs: RCALL_TEST_SKIP="native lint fuzz wasm e2e" (any subset) skips those steps;
 #            RCALL_NO_NETNS=1 runs phase 2 in the normal network namespace (not recommended).
 set -uo pipefail
 
@@ -118,6 +119,10 @@ step "cargo fetch" cargo fetch || true
 
 if skipped native; then skip "native tests" "RCALL_TEST_SKIP"
 else step "native tests" cargo test --workspace; fi
+
+# Lints: every warning clippy finds on the workspace (all targets) fails the run.
+if skipped lint; then skip "clippy" "RCALL_TEST_SKIP"
+else step "clippy" cargo clippy --workspace --all-targets -- -D warnings; fi
 
 # Fuzz smoke: each libFuzzer target briefly on its committed corpus (long runs: SECURITY.md).
 # Stable Rust with RUSTC_BOOTSTRAP=1 (libFuzzer needs -Z flags; no nightly toolchain here).

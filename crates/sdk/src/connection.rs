@@ -95,7 +95,7 @@ pub fn set(rt: &Runtime, status: Status, code: Option<i32>) {
         for (event, f) in listeners {
             match event.as_str() {
                 V4_STATUS => js::call_method(&f, "status", &[js::obj(&[("status", old.clone())])]),
-                V2_STATUS => js::call_method(&f, "onChanged", &[old.clone()]),
+                V2_STATUS => js::call_method(&f, "onChanged", std::slice::from_ref(&old)),
                 _ => {
                     if let Some(f) = f.dyn_ref::<js_sys::Function>() {
                         if let Err(e) = f.call1(&JsValue::NULL, &arg) {

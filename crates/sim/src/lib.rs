@@ -165,6 +165,7 @@ fn sim_limits() -> Limits {
 }
 
 /// Something due at a virtual time.
+#[allow(clippy::large_enum_variant)] // short-lived simulator values, moved once
 enum Event {
     /// Feed this input to this device (media, local).
     Deliver(DeviceId, Input),
