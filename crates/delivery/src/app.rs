@@ -135,6 +135,21 @@ impl<C: Clone> AppCore<C> {
         if self.policy.token_expired(user_id, token_iat) {
             return Err(AuthRefusal::TokenExpired);
         }
+        // A page (SDK instance) talks over one connection at a time: its earlier ones are dead
+        // sockets nobody noticed yet (a silent network loss). They go now, so they neither get
+        // frames nor count against the caps nor keep the device present: a clean close of the
+        // new one is final.
+        if let (true, Some(st)) = (instance != 0, self.users.get_mut(user_id)) {
+            let before = st.conns.len();
+            st.conns.retain(|c| {
+                let stale = &*c.device == device_id && c.instance == instance;
+                if stale {
+                    sh.kill(&c.conn);
+                }
+                !stale
+            });
+            self.conns -= before - st.conns.len();
+        }
         if let Some(st) = self.users.get(user_id) {
             if st.conns.len() >= self.limits.max_connections_per_user {
                 return Err(AuthRefusal::TooManyUserConnections);
@@ -180,7 +195,7 @@ impl<C: Clone> AppCore<C> {
         if st.conns.capacity() == 0 {
             st.conns.reserve_exact(1);
         }
-        st.conns.push(ConnSlot { id: conn_id, token_iat, device: device.clone(), conn, live: false, synced: false });
+        st.conns.push(ConnSlot { id: conn_id, token_iat, device: device.clone(), instance, conn, live: false, synced: false });
         sh.count(Count::ConnectionAccepted);
         Ok(Registered { conn_id, user_id: st.id.clone(), device_id: device, cursor, new_device })
     }

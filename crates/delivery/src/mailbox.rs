@@ -22,6 +22,8 @@ pub(crate) struct ConnSlot<C> {
     /// When the token it authenticated with was issued (`/user/token/expire.json`).
     pub token_iat: i64,
     pub device: Arc<str>,
+    /// `Authenticate.instance` (0 = untracked).
+    pub instance: u64,
     pub conn: C,
     /// Gets live traffic (false while syncing and once aborted).
     pub live: bool,

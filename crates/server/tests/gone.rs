@@ -444,3 +444,39 @@ async fn a_going_away_close_1001_counts_as_lost_like_a_crashed_renderer() {
     );
     assert_eq!((&d.sender_device_id[..], reason(&c)), ("b1", 7));
 }
+
+/// A page that reconnects while its previous socket is dead but not yet found so (a silent
+/// network loss) replaces it: the old connection is closed at once, and a clean close of the
+/// new one hangs up within the clean grace instead of after the dead one's ping deadline and
+/// the lost grace (found by the simulator running this server's core).
+#[tokio::test]
+async fn a_reconnected_page_replaces_its_dead_connection() {
+    let ts = start().await;
+    let token = ts.token("bob");
+    let mut a = ts.client("alice", "a1").await;
+    let (mut old, _, _) = Client::login_instance(ts.addr, &token, "b1", 0, 77).await;
+    send_ok(&mut a, 1, call("a1", "bob", "call-1", invite(&["bob"]))).await;
+    expect(&mut old, object_name::INVITE).await;
+    send_ok(&mut old, 1, call("b1", "alice", "call-1", accept())).await;
+    expect(&mut a, object_name::ACCEPT).await;
+    // The same page (instance 77) comes back on a new socket; the old one is still open.
+    let (mut new, _, _) = Client::login_instance(ts.addr, &token, "b1", 0, 77).await;
+    old.expect_closed().await;
+    assert_eq!(ts.server.state().hub.connection_count("bob"), 1);
+    // Another page of the same device is not replaced.
+    let (_tab2, _, _) = Client::login_instance(ts.addr, &token, "b1", 0, 78).await;
+    assert_eq!(ts.server.state().hub.connection_count("bob"), 2);
+    drop(_tab2);
+    gone(&ts, "bob", 1).await;
+    let t0 = Instant::now();
+    new.ws
+        .close(Some(CloseFrame {
+            code: CloseCode::Normal,
+            reason: "".into(),
+        }))
+        .await
+        .unwrap();
+    let (d, c) = expect(&mut a, object_name::HANGUP).await;
+    assert!(t0.elapsed() < LOST, "{:?}", t0.elapsed());
+    assert_eq!((&d.sender_device_id[..], reason(&c)), ("b1", 3));
+}
