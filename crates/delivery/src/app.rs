@@ -8,7 +8,7 @@ use std::time::Duration;
 use rtc_core::proto::server_frame::Body;
 use rtc_core::proto::{error_code, AuthResult, ErrorFrame, JoinedDevice, Kicked, SyncDone};
 
-use crate::codes::{AuthRefusal, CODE_TOKEN_EXPIRED};
+use crate::codes::AuthRefusal;
 use crate::frame::{deliver_body_from_payload, delivered_payload, encode_body, Outgoing};
 use crate::mailbox::{ConnSlot, DeviceCursor, UserState, MAX_DEVICES_IN_MEMORY};
 use crate::policy::Policy;
@@ -463,7 +463,7 @@ impl<C: Clone> AppCore<C> {
             if let Some(st) = self.users.get_mut(u.as_str()) {
                 for c in st.conns.iter_mut().filter(|c| c.token_iat < before_ms) {
                     c.live = false;
-                    sh.abort(&c.conn, ErrorFrame { code: CODE_TOKEN_EXPIRED, message: "the token of this connection was expired".into() });
+                    sh.abort(&c.conn, ErrorFrame { code: error_code::TOKEN_EXPIRED, message: "the token of this connection was expired".into() });
                 }
             }
         }

@@ -1,30 +1,7 @@
-//! The codes the delivery core answers with, and why a message or a connection is refused.
+//! Why a message or a connection is refused, and the code each answer carries (the codes
+//! themselves live in `rtc_core::proto::error_code`, shared with the SDK).
 
-/// IMLib `BIZ_ERROR_INVALID_PARAMETER`.
-pub const CODE_INVALID_PARAMETER: i32 = 33003;
-/// IMLib `REJECTED_BY_BLACKLIST`.
-pub const CODE_REJECTED_BY_BLACKLIST: i32 = 405;
-/// IMLib `NOT_IN_GROUP`.
-pub const CODE_NOT_IN_GROUP: i32 = 22406;
-/// RongCloud "send frequency too fast".
-pub const CODE_SEND_TOO_FAST: i32 = 20604;
-/// IMLib `RC_CONN_SERVER_UNAVAILABLE` (used when an app's connection cap is reached).
-pub const CODE_SERVER_UNAVAILABLE: i32 = 31003;
-/// IMLib `RC_CONN_USER_BLOCKED`.
-pub const CODE_USER_BLOCKED: i32 = 31009;
-/// IMLib `RC_CONN_TOKEN_EXPIRED`.
-pub const CODE_TOKEN_EXPIRED: i32 = 31020;
-/// rcall: a call message for a call the sender is not a participant of (IMLib has no such
-/// code; 404-like so it cannot be mistaken for one of its codes).
-pub const CODE_NOT_IN_CALL: i32 = 40403;
-/// rcall: the message needs a stored copy for an offline recipient and the sender used up its
-/// quota of messages stored for others in the current window (nothing delivered).
-pub const CODE_OFFLINE_QUOTA: i32 = 40507;
-/// rcall: the byte quota of all stored offline messages is used up (nothing delivered).
-pub const CODE_OFFLINE_FULL: i32 = 40508;
-/// rcall: the database write queue is full; a message that needs a stored copy is refused
-/// rather than queued without bound (nothing delivered; retry shortly).
-pub const CODE_STORE_BUSY: i32 = 40509;
+use rtc_core::proto::error_code as code;
 
 /// Why a `SendMessage` was refused; nothing was delivered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -51,14 +28,14 @@ impl RouteError {
     /// IMLib code for `SendResult.code`.
     pub fn imlib_code(&self) -> i32 {
         match self {
-            RouteError::InvalidParameter(_) => CODE_INVALID_PARAMETER,
-            RouteError::RejectedByBlacklist => CODE_REJECTED_BY_BLACKLIST,
-            RouteError::NotInGroup => CODE_NOT_IN_GROUP,
-            RouteError::NotInCall => CODE_NOT_IN_CALL,
-            RouteError::TooFast => CODE_SEND_TOO_FAST,
-            RouteError::OfflineQuota => CODE_OFFLINE_QUOTA,
-            RouteError::OfflineFull => CODE_OFFLINE_FULL,
-            RouteError::StoreBusy => CODE_STORE_BUSY,
+            RouteError::InvalidParameter(_) => code::INVALID_PARAMETER,
+            RouteError::RejectedByBlacklist => code::REJECTED_BY_BLACKLIST,
+            RouteError::NotInGroup => code::NOT_IN_GROUP,
+            RouteError::NotInCall => code::NOT_IN_CALL,
+            RouteError::TooFast => code::SEND_TOO_FAST,
+            RouteError::OfflineQuota => code::OFFLINE_QUOTA,
+            RouteError::OfflineFull => code::OFFLINE_FULL,
+            RouteError::StoreBusy => code::STORE_BUSY,
         }
     }
 }
@@ -83,12 +60,12 @@ pub enum AuthRefusal {
 impl AuthRefusal {
     pub fn imlib_code(&self) -> i32 {
         match self {
-            AuthRefusal::Blocked => CODE_USER_BLOCKED,
-            AuthRefusal::TokenExpired => CODE_TOKEN_EXPIRED,
+            AuthRefusal::Blocked => code::USER_BLOCKED,
+            AuthRefusal::TokenExpired => code::TOKEN_EXPIRED,
             AuthRefusal::TooManyConnections
             | AuthRefusal::TooManyUserConnections
             | AuthRefusal::TooManyDeviceConnections
-            | AuthRefusal::ShuttingDown => CODE_SERVER_UNAVAILABLE,
+            | AuthRefusal::ShuttingDown => code::SERVER_UNAVAILABLE,
         }
     }
 }

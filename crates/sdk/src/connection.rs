@@ -66,7 +66,7 @@ pub fn legacy_status(status: Status, code: Option<i32>) -> i32 {
         (Status::Connected, _) => legacy::CONNECTED,
         (Status::Connecting, _) => legacy::CONNECTING,
         (Status::Suspended, _) => legacy::NETWORK_UNAVAILABLE,
-        (Status::Disconnected, Some(31009)) => legacy::BLOCKED,
+        (Status::Disconnected, Some(crate::im::code::RC_CONN_USER_BLOCKED)) => legacy::BLOCKED,
         (Status::Disconnected, Some(31010)) => legacy::KICKED_OFFLINE_BY_OTHER_CLIENT,
         (Status::Disconnected, _) => legacy::DISCONNECTED,
     }

@@ -27,15 +27,17 @@ use crate::connection::{self, Status};
 use crate::js;
 use crate::runtime::{rt, Runtime};
 
-/// IMLib codes used by the connect flow (spec E).
+/// IMLib codes used by the connect flow (spec E), by their IMLib names: the client's own here,
+/// the server's answers from `rtc_core::proto::error_code` (their one home).
 pub mod code {
+    pub use rtc_core::proto::error_code::{
+        CONNECTION_EXIST as RC_CONNECTION_EXIST, INVALID_PARAMETER as BIZ_ERROR_INVALID_PARAMETER, TOKEN_EXPIRED as RC_CONN_TOKEN_EXPIRED,
+        TOKEN_INCORRECT as RC_CONN_TOKEN_INCORRECT, USER_BLOCKED as RC_CONN_USER_BLOCKED,
+    };
     pub const SUCCESS: i32 = 0;
     pub const RC_NET_CHANNEL_INVALID: i32 = 30001;
     pub const RC_NET_UNAVAILABLE: i32 = 30002;
     pub const BIZ_ERROR_CLIENT_NOT_INIT: i32 = 33001;
-    pub const BIZ_ERROR_INVALID_PARAMETER: i32 = 33003;
-    pub const RC_CONN_USER_BLOCKED: i32 = 31009;
-    pub const RC_CONNECTION_EXIST: i32 = 34001;
     pub const CONNECTION_TIMEOUT: i32 = 34006;
 }
 
@@ -432,7 +434,7 @@ fn schedule_reconnect(backoff: bool) {
             }
             match opened {
                 Ok(_) => connection::set(&rt, Status::Connected, None),
-                Err(c @ (31004 | 31009 | 31020)) => {
+                Err(c @ (code::RC_CONN_TOKEN_INCORRECT | code::RC_CONN_USER_BLOCKED | code::RC_CONN_TOKEN_EXPIRED)) => {
                     js::warn(&format!("[rcall] reconnect refused ({c}); call RongIMLib.connect again"));
                     *rt.login.borrow_mut() = None;
                     connection::set(&rt, Status::Disconnected, Some(c));

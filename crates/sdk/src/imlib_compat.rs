@@ -38,7 +38,7 @@ pub async fn im4_connect(options: JsValue) -> Result<JsValue, JsValue> {
 fn v2_callback(result: &Result<String, i32>) -> &'static str {
     match result {
         Ok(_) => "onSuccess",
-        Err(31004 | 31020) => "onTokenIncorrect",
+        Err(crate::im::code::RC_CONN_TOKEN_INCORRECT | crate::im::code::RC_CONN_TOKEN_EXPIRED) => "onTokenIncorrect",
         Err(_) => "onError",
     }
 }
@@ -58,7 +58,7 @@ pub async fn im2_connect(token: JsValue, callbacks: JsValue) {
     }
     let args: Vec<JsValue> = match result {
         Ok(id) => vec![id.into()],
-        Err(31004 | 31020) => vec![],
+        Err(crate::im::code::RC_CONN_TOKEN_INCORRECT | crate::im::code::RC_CONN_TOKEN_EXPIRED) => vec![],
         Err(code) => vec![code.into()],
     };
     js::call_method(&callbacks, method, &args);

@@ -122,7 +122,7 @@ pub(crate) async fn connect(token: JsValue) -> Result<String, i32> {
         };
         match im::Connection::open(&url, &token, &device_id, 0, instance, timeout_ms).await {
             Ok((_conn, user_id)) => break Ok(user_id),
-            Err(c @ (31004 | 31009 | 31020)) => break Err(c),
+            Err(c @ (im::code::RC_CONN_TOKEN_INCORRECT | im::code::RC_CONN_USER_BLOCKED | im::code::RC_CONN_TOKEN_EXPIRED)) => break Err(c),
             Err(c) if !ours() => break Err(c), // disconnect() meanwhile
             Err(c) => {
                 if rt.navi.borrow_mut().as_mut().is_none_or(|l| l.next_after_failure()) {
@@ -146,13 +146,13 @@ pub(crate) async fn connect(token: JsValue) -> Result<String, i32> {
 
 pub(crate) fn im_message(code: i32) -> &'static str {
     match code {
-        31004 => "RC_CONN_TOKEN_INCORRECT: the token is invalid for this app key",
-        31020 => "RC_CONN_TOKEN_EXPIRED: get a new token from the Server API",
-        31009 => "RC_CONN_USER_BLOCKED",
-        33001 => "BIZ_ERROR_CLIENT_NOT_INIT: call RongIMLib.init first",
-        33003 => "BIZ_ERROR_INVALID_PARAMETER",
-        34001 => "RC_CONNECTION_EXIST: already connected",
-        34006 => "CONNECTION_TIMEOUT: the server did not answer",
+        im::code::RC_CONN_TOKEN_INCORRECT => "RC_CONN_TOKEN_INCORRECT: the token is invalid for this app key",
+        im::code::RC_CONN_TOKEN_EXPIRED => "RC_CONN_TOKEN_EXPIRED: get a new token from the Server API",
+        im::code::RC_CONN_USER_BLOCKED => "RC_CONN_USER_BLOCKED",
+        im::code::BIZ_ERROR_CLIENT_NOT_INIT => "BIZ_ERROR_CLIENT_NOT_INIT: call RongIMLib.init first",
+        im::code::BIZ_ERROR_INVALID_PARAMETER => "BIZ_ERROR_INVALID_PARAMETER",
+        im::code::RC_CONNECTION_EXIST => "RC_CONNECTION_EXIST: already connected",
+        im::code::CONNECTION_TIMEOUT => "CONNECTION_TIMEOUT: the server did not answer",
         _ => "cannot reach the server (check navi)",
     }
 }

@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rtc_core::proto::{AuthResult, ErrorFrame, JoinedDevice, SendMessage};
 
 pub use crate::outbox::{tick_liveness_clock, Outbox, OUTBOX_CAPACITY};
-pub use delivery::codes::*;
 pub use delivery::{
     encode_body, Accepted, AuthRefusal, ConnId, Departure, Limits, Origin, Outgoing, PushError,
     Registered, RouteError, RouteOptions,

@@ -16,10 +16,6 @@ type HmacSha256 = Hmac<Sha256>;
 /// Default validity: 30 days.
 pub const DEFAULT_TTL_MS: i64 = 30 * 24 * 60 * 60 * 1000;
 
-/// IMLib `RC_CONN_TOKEN_INCORRECT`.
-pub const CODE_TOKEN_INCORRECT: i32 = 31004;
-/// IMLib `RC_CONN_TOKEN_EXPIRED`.
-pub const CODE_TOKEN_EXPIRED: i32 = 31020;
 
 /// What a token says. Field names are short because the token travels in every connect.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,8 +48,8 @@ impl TokenError {
     /// The IMLib connect error code the client sees in `AuthResult.code`.
     pub fn imlib_code(&self) -> i32 {
         match self {
-            TokenError::Expired => CODE_TOKEN_EXPIRED,
-            _ => CODE_TOKEN_INCORRECT,
+            TokenError::Expired => rtc_core::proto::error_code::TOKEN_EXPIRED,
+            _ => rtc_core::proto::error_code::TOKEN_INCORRECT,
         }
     }
 }

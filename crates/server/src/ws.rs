@@ -34,14 +34,12 @@ use rtc_core::proto::{
 use crate::clock::now_ms;
 use crate::hub::{
     encode_body, tick_liveness_clock, AppId, ConnId, Departure, Origin, Outbox, Outgoing,
-    PushError, RouteError, RouteOptions, CODE_INVALID_PARAMETER, CODE_SEND_TOO_FAST,
+    PushError, RouteError, RouteOptions,
 };
 use crate::listener::ConnGuard;
 use crate::token::{self, Claims, TokenError};
 use crate::{ice, AppState};
 
-/// IMLib `RC_CONNECTION_EXIST`: `Authenticate` on an already authenticated connection.
-pub const CODE_CONNECTION_EXIST: i32 = 34001;
 /// Longest accepted device id.
 pub const MAX_DEVICE_ID_CHARS: usize = 128;
 /// Socket read buffer per connection: small, because idle connections dominate memory (a
@@ -450,9 +448,9 @@ async fn admit(
         refusal(e.imlib_code(), e.to_string())
     })?;
     if device_id.chars().count() > MAX_DEVICE_ID_CHARS {
-        metrics.error(crate::hub::CODE_INVALID_PARAMETER);
+        metrics.error(error_code::INVALID_PARAMETER);
         return Err(refusal(
-            crate::hub::CODE_INVALID_PARAMETER,
+            error_code::INVALID_PARAMETER,
             format!("device id is longer than {MAX_DEVICE_ID_CHARS} characters"),
         ));
     }
@@ -946,18 +944,18 @@ fn handle_frame(
     match limiter.take(cost, Instant::now()) {
         RateDecision::Allow => {}
         RateDecision::Refuse => {
-            state.metrics.error(CODE_SEND_TOO_FAST);
+            state.metrics.error(error_code::SEND_TOO_FAST);
             return match body {
                 ClientBody::Send(m) => Reply::Frame(Body::SendResult(SendResult {
                     request_id: m.request_id,
-                    code: CODE_SEND_TOO_FAST,
+                    code: error_code::SEND_TOO_FAST,
                     sent_time: 0,
                     message_uid: String::new(),
                 })),
                 ClientBody::GetJoinedUserInfo(q) => {
                     Reply::Frame(Body::JoinedUserInfo(JoinedUserInfo {
                         request_id: q.request_id,
-                        code: CODE_SEND_TOO_FAST,
+                        code: error_code::SEND_TOO_FAST,
                         devices: Vec::new(),
                     }))
                 }
@@ -1026,7 +1024,7 @@ fn handle_frame(
         })),
         ClientBody::GetJoinedUserInfo(q) => {
             let (code, devices) = if q.user_id.is_empty() {
-                (CODE_INVALID_PARAMETER, Vec::new())
+                (error_code::INVALID_PARAMETER, Vec::new())
             } else {
                 let hub = &state.hub;
                 (
@@ -1041,9 +1039,9 @@ fn handle_frame(
             }))
         }
         ClientBody::Authenticate(_) => {
-            state.metrics.error(CODE_CONNECTION_EXIST);
+            state.metrics.error(error_code::CONNECTION_EXIST);
             Reply::Frame(Body::AuthResult(AuthResult {
-                code: CODE_CONNECTION_EXIST,
+                code: error_code::CONNECTION_EXIST,
                 user_id: origin.user_id.to_string(),
                 message: "already authenticated".into(),
                 ice_servers: Vec::new(),

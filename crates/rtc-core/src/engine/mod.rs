@@ -427,8 +427,8 @@ impl Engine {
 /// IM send failure → `RCCallErrorCode` (spec B.1).
 fn send_error_code(im_code: i32) -> i32 {
     match im_code {
-        405 => error_code::REJECTED_BY_BLACKLIST,
-        22406 => error_code::NOT_IN_GROUP,
+        crate::proto::error_code::REJECTED_BY_BLACKLIST => error_code::REJECTED_BY_BLACKLIST,
+        crate::proto::error_code::NOT_IN_GROUP => error_code::NOT_IN_GROUP,
         _ => error_code::SEND_MSG_ERROR,
     }
 }

@@ -509,7 +509,9 @@ pub struct Pong {
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct SyncDone {}
 
-/// Connection-level error codes carried by [`ErrorFrame`].
+/// Every code the server answers with — in an [`ErrorFrame`], `AuthResult.code` or
+/// `SendResult.code` — in one place for the server and the SDK. IMLib's where IMLib has one;
+/// rcall's own are 4xxxx.
 pub mod error_code {
     /// A frame that does not decode as a `ClientFrame`.
     pub const MALFORMED_FRAME: i32 = 40001;
@@ -528,6 +530,34 @@ pub mod error_code {
     /// IMLib `RC_CONN_USER_BLOCKED`: the user was blocked while connected
     /// (`/user/block.json`); reconnecting fails with `AuthResult.code` 31009 until unblocked.
     pub const USER_BLOCKED: i32 = 31009;
+    /// IMLib `RC_CONN_SERVER_UNAVAILABLE`: a connection cap was reached or the server is
+    /// shutting down.
+    pub const SERVER_UNAVAILABLE: i32 = 31003;
+    /// IMLib `RC_CONN_TOKEN_INCORRECT`: the token does not verify for this app key.
+    pub const TOKEN_INCORRECT: i32 = 31004;
+    /// IMLib `RC_CONN_TOKEN_EXPIRED`: past its expiry, or expired by the operator.
+    pub const TOKEN_EXPIRED: i32 = 31020;
+    /// IMLib `BIZ_ERROR_INVALID_PARAMETER`.
+    pub const INVALID_PARAMETER: i32 = 33003;
+    /// IMLib `RC_CONNECTION_EXIST`: `Authenticate` on an authenticated connection.
+    pub const CONNECTION_EXIST: i32 = 34001;
+    /// IMLib `REJECTED_BY_BLACKLIST`: the recipient blacklisted the sender.
+    pub const REJECTED_BY_BLACKLIST: i32 = 405;
+    /// IMLib `NOT_IN_GROUP`: the sender is not a member of the group.
+    pub const NOT_IN_GROUP: i32 = 22406;
+    /// RongCloud "send frequency too fast" (the user's rate over all its connections).
+    pub const SEND_TOO_FAST: i32 = 20604;
+    /// A call message for a call the sender is not a participant of (IMLib has no such code;
+    /// 404-like so it cannot be mistaken for one of its codes).
+    pub const NOT_IN_CALL: i32 = 40403;
+    /// The message needs a stored copy for an offline recipient and the sender used up its
+    /// quota of messages stored for others in the current window (nothing delivered).
+    pub const OFFLINE_QUOTA: i32 = 40507;
+    /// The byte quota of all stored offline messages is used up (nothing delivered).
+    pub const OFFLINE_FULL: i32 = 40508;
+    /// The database write queue is full: a message that needs a stored copy is refused rather
+    /// than queued without bound (nothing delivered; retry shortly).
+    pub const STORE_BUSY: i32 = 40509;
 }
 
 impl ClientFrame {
