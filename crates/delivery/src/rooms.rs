@@ -448,7 +448,11 @@ impl Rooms {
             Kind::Accept => {
                 call.ringing.retain(|u| **u != **user);
                 call.answered = true;
-                self.join(user, device, msg, route, now_ms);
+                // A user is in a call on one device: of two devices answering at once the first
+                // is in, and the other ends itself (101) without a word to the others.
+                if !call.members.iter().any(|m| m.user == *user && m.device != *device) {
+                    self.join(user, device, msg, route, now_ms);
+                }
                 Ok(())
             }
             Kind::Hangup => {
@@ -940,6 +944,21 @@ mod tests {
         send(&mut r, "b", "db", Kind::Ringing, "c1", &["a"], 3).unwrap();
         send(&mut r, "b", "db", Kind::Accept, "c1", &["a"], 3).unwrap();
         assert_eq!(r.size(), (1, 2, 0));
+    }
+
+    #[test]
+    fn of_two_devices_answering_at_once_the_first_is_in() {
+        let mut r = Rooms::default();
+        send(&mut r, "a", "da", Kind::Invite, "c1", &["b"], 1).unwrap();
+        send(&mut r, "b", "b1", Kind::Accept, "c1", &["a"], 2).unwrap();
+        send(&mut r, "b", "b2", Kind::Accept, "c1", &["a"], 2).unwrap();
+        assert_eq!(r.members("c1").iter().map(|(u, d)| format!("{u}/{d}")).collect::<Vec<_>>(), vec!["a/da", "b/b1"]);
+        // So when b1 is gone it is hung up for (not left quietly because b2 seemed in).
+        let b: Arc<str> = Arc::from("b");
+        r.disconnected(&b, &Arc::from("b1"), Departure::Lost, Duration::ZERO);
+        let ended = r.due(Duration::from_secs(60));
+        assert_eq!(ended.len(), 1);
+        assert_eq!((&*ended[0].user, &*ended[0].device), ("b", "b1"));
     }
 
     #[test]

@@ -538,8 +538,10 @@ fn random_faults_keep_the_invariants_and_deliver_exactly_once() {
     // ack; 62 a device that did not come back after a restart stayed in its call forever (the
     // rooms were lost); 46 no verdict is owed when the call ended before the grace did; 5117 a
     // second hangup of a device that had just left the call was refused (40403); 8926 a page's
-    // dead socket kept its device present after the page reconnected and closed cleanly.
-    let Seeds { runs, sweep, list } = seeds(300, &[89, 104, 587, 750, 1_056, 4_460, 6_864, 16_866, 28_673, 44_144, 45_223, 71_590, 84_337, 97_691, 179_658, 179_860, 310_507, 437_762, 360_775, 594_828, 476_717, 8, 46, 59, 62, 5_117, 8_926]);
+    // dead socket kept its device present after the page reconnected and closed cleanly; 52528
+    // the server counted both of a user's devices that answered at once, so the first one's
+    // departure went unannounced.
+    let Seeds { runs, sweep, list } = seeds(300, &[89, 104, 587, 750, 1_056, 4_460, 6_864, 16_866, 28_673, 44_144, 45_223, 71_590, 84_337, 97_691, 179_658, 179_860, 310_507, 437_762, 360_775, 594_828, 476_717, 8, 46, 59, 62, 5_117, 8_926, 52_528]);
     let mut seen = FaultSeen::default();
     for seed in list {
         run_faults(seed, &mut seen);
