@@ -27,9 +27,27 @@
 //! The client crate is `redis` (redis-rs, maintained under the Redis organisation): tokio
 //! support, unix sockets, an auto-reconnecting `ConnectionManager`, split pub/sub
 //! connections, and `Script` (EVALSHA with reload on `NOSCRIPT`). Needs Redis ≥ 6 (the command
-//! connection speaks RESP3; Debian 12 ships 7.0).
+//! connection speaks RESP3; Debian 12 ships 7.0). The [`mailbox`] scripts need Redis ≥ 7
+//! (their `#!lua` line makes Redis refuse a script up front when out of memory rather than
+//! stop it half-way through its writes).
+//!
+//! ## Key layout
+//!
+//! Per app `A` (hash tag `{A}`; user `U`, device `D` and instance `I` escaped, see [`keys`]):
+//!
+//! | name | type | what | expires |
+//! |---|---|---|---|
+//! | `rcall:{A}:seq:U` | string | `U`'s last issued seq | state TTL after last use |
+//! | `rcall:{A}:mbox:U` | stream | `U`'s mailbox: id `<seq>-0`, `d` = encoded `Delivered`, `x` = the sending device on the sender's own copy | trimmed by count, age, and the lowest device cursor; whole key after max age idle |
+//! | `rcall:{A}:cursor:U` | hash | `D` → highest seq `D` acked; the fields are `U`'s known devices | state TTL after last ack |
+//! | `rcall:{A}:upto:U:D:I` | string | highest `client_seq` accepted from that instance | state TTL after last send |
+//! | `rcall:{A}:sent` | string | the app's last `sent_time` (ms) | never |
+//! | `rcall:{A}:ch:u:U` (channel) | pub/sub | `U`'s copies `D <seq> <skip>\n<Delivered>` and reply markers `R <sent_time> <node>.<conn> <request_id> <uid>` | — |
+//! | `rcall:{A}:ch:<name>` (channel) | pub/sub | app-wide channels | — |
+//! | `rcall:node:<id>` (channel) | pub/sub | addressed to one node | — |
 
 pub mod keys;
+pub mod mailbox;
 mod script;
 pub mod shared;
 mod subscriber;

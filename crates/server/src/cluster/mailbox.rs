@@ -1,0 +1,712 @@
+//! Per-user mailboxes in Redis and the `route` script (docs/cluster.md, "The shape"): what
+//! replaces the single node's in-memory window and SQLite's offline table in cluster mode.
+//! Not wired into the hub yet.
+//!
+//! - [`Mailboxes::route`] accepts a message in one Lua script (`route.lua`):
+//!   exactly-once check, `sent_time`, then for each copy a per-user `seq`, an `XADD` to the
+//!   user's stream (entry id `<seq>-0`, value the encoded `Delivered`) and a `PUBLISH` on the
+//!   user's channel, then the sender's reply marker on the sender's channel. Because the script
+//!   runs alone, every pair of recipients sees any two messages in the same relative order.
+//! - [`Mailboxes::read_above`] replays a device from its cursor; [`Mailboxes::ack`]
+//!   (`ack.lua`) moves a device's cursor and trims the stream below the lowest
+//!   cursor of the user's known devices.
+//! - [`UserEvent::decode`] reads what arrives on a user channel.
+//!
+//! The `Delivered` is encoded by Rust without `seq` and `sent_time` (known only inside the
+//! script) as two pieces, fields 2–9 and 11–13; the script writes field 1 and field 10 around
+//! them, which gives exactly the bytes prost writes for the whole message. Stored and published
+//! copies are then ready to send: no receiver re-encodes anything.
+//!
+//! What callers must keep in mind:
+//! - One connection's tracked sends must reach Redis in `client_seq` order (route them one at a
+//!   time per connection, as the single node does): a later `client_seq` accepted first makes
+//!   the earlier one a duplicate, and it would never be routed.
+//! - The sender's own copy waits in the sender's mailbox until the sending device's cursor
+//!   passes it (that device never gets it, so only a later ack moves past it), or until count
+//!   or age trims it.
+//! - A known device that never comes back holds the trimming back until the cursor hash
+//!   expires (state TTL after the user's last ack); count and age still bound the stream.
+
+use std::sync::{LazyLock, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use delivery::uid::UidGen;
+use prost::Message as _;
+use redis::Value;
+use rtc_core::proto::Delivered;
+
+use super::{keys, Bus, ClusterError, LuaScript, NodeId, MAX_SEQ};
+
+/// Key kind of a user's mailbox stream ([`mailbox_key`]).
+pub const KIND_MAILBOX: &str = "mbox";
+/// Key kind of a user's device cursors ([`cursor_key`]).
+pub const KIND_CURSOR: &str = "cursor";
+/// Key kind of one SDK instance's highest accepted `client_seq` ([`upto_key`]).
+pub const KIND_UPTO: &str = "upto";
+/// Key kind of an app's last `sent_time` ([`sent_time_key`]).
+pub const KIND_SENT: &str = "sent";
+
+/// `rcall:{app}:mbox:<user>`: stream, entry id `<seq>-0`, fields `d` (the encoded `Delivered`)
+/// and, on the sender's own copy, `x` (the sending device, which never gets it).
+pub fn mailbox_key(app: &str, user: &str) -> String {
+    keys::app_key(app, KIND_MAILBOX, &[user])
+}
+
+/// `rcall:{app}:cursor:<user>`: hash, device → highest acked seq. Its fields are the user's
+/// known devices: the stream keeps what any of them has not acked.
+pub fn cursor_key(app: &str, user: &str) -> String {
+    keys::app_key(app, KIND_CURSOR, &[user])
+}
+
+/// `rcall:{app}:upto:<user>:<device>:<instance>`: the instance's highest accepted `client_seq`.
+pub fn upto_key(app: &str, user: &str, device: &str, instance: u64) -> String {
+    keys::app_key(app, KIND_UPTO, &[user, device, &instance.to_string()])
+}
+
+/// `rcall:{app}:sent`: the app's last `sent_time` (ms), so it never goes backwards.
+pub fn sent_time_key(app: &str) -> String {
+    keys::app_key(app, KIND_SENT, &[])
+}
+
+/// `rcall:{app}:ch:u:<user>`: the user's channel (its deliveries and its reply markers). A
+/// node subscribes to it while it holds a connection of the user.
+pub fn user_channel(app: &str, user: &str) -> String {
+    keys::app_key(app, keys::KIND_CHANNEL, &["u", user])
+}
+
+static ROUTE: LazyLock<LuaScript> =
+    LazyLock::new(|| LuaScript::new("route", include_str!("route.lua")));
+static ACK: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new("ack", include_str!("ack.lua")));
+
+/// How much a mailbox keeps, and for how long per-user state outlives its last use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MailboxLimits {
+    /// Entries per user (approximate: Redis trims whole stream nodes), as
+    /// `offline_max_per_user`.
+    pub max_len: usize,
+    /// Entries older than this are trimmed, and an idle mailbox expires after it, as
+    /// `offline_ttl`.
+    pub max_age: Duration,
+    /// Device cursors, accepted `client_seq`s and seq keys expire this long after their last
+    /// use (at least `max_age`, so a seq key outlives the entries it numbered).
+    pub state_ttl: Duration,
+}
+
+impl Default for MailboxLimits {
+    /// The single node's defaults (`offline_max_per_user`, `offline_ttl`, its cursor TTL).
+    fn default() -> Self {
+        let week = Duration::from_secs(7 * 24 * 3600);
+        MailboxLimits {
+            max_len: 1000,
+            max_age: week,
+            state_ttl: week,
+        }
+    }
+}
+
+/// One connection of one node: where a reply goes, and which connection a copy skips.
+/// Written `<node>.<conn>` on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ConnRef {
+    pub node: NodeId,
+    pub conn: u64,
+}
+
+impl ConnRef {
+    fn token(&self) -> String {
+        format!("{}.{}", self.node, self.conn)
+    }
+
+    fn parse(s: &str) -> Option<ConnRef> {
+        let (node, conn) = s.split_once('.')?;
+        if node.is_empty() || !node.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        Some(ConnRef {
+            node: NodeId(node.to_owned()),
+            conn: conn.parse().ok()?,
+        })
+    }
+}
+
+/// The sending connection.
+#[derive(Debug, Clone)]
+pub struct Sender<'a> {
+    pub user: &'a str,
+    pub device: &'a str,
+    /// `Authenticate.instance` (0 = untracked: no exactly-once record).
+    pub instance: u64,
+    pub conn: ConnRef,
+}
+
+/// One recipient's copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recipient {
+    pub user: String,
+    /// The `Delivered.offline` flag of this copy.
+    pub offline: bool,
+}
+
+/// The sender's own copy, for its other devices (never for the sending device: its entry
+/// carries the device, and the live copy skips the sending connection).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnCopy {
+    /// The conversation's target as the sender addressed it.
+    pub target_id: String,
+    pub offline: bool,
+}
+
+/// One message to route.
+#[derive(Debug, Clone)]
+pub struct RouteRequest<'a> {
+    pub app: &'a str,
+    pub from: Sender<'a>,
+    /// `SendMessage.client_seq` (0 = untracked).
+    pub client_seq: u64,
+    /// Publish the sender's reply marker with this request id ([`UserEvent::Reply`]).
+    pub request_id: Option<u32>,
+    /// The message as recipients see it: its `conversation_type`, `target_id`, `channel_id`,
+    /// `message_type` and `content` are used. The sender fields come from `from`; `seq`,
+    /// `sent_time` and `message_uid` are the route's; `offline` is per copy.
+    pub message: Delivered,
+    /// Distinct users other than the sender.
+    pub recipients: Vec<Recipient>,
+    pub own_copy: Option<OwnCopy>,
+    /// No seq below this (µs): the caller's guard against a Redis that lost its keys.
+    pub floor_us: u64,
+}
+
+/// What the route script did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Routed {
+    Accepted {
+        /// Redis's clock (ms), never backwards within the app.
+        sent_time: i64,
+        message_uid: String,
+        /// Each recipient's seq, in [`RouteRequest::recipients`] order.
+        seqs: Vec<(String, u64)>,
+        /// The sender's own copy's seq.
+        own_seq: Option<u64>,
+    },
+    /// `client_seq` was already accepted from this instance: nothing was routed.
+    Duplicate {
+        /// Redis's clock now (ms).
+        sent_time: i64,
+        /// The instance's highest accepted `client_seq`.
+        upto: u64,
+    },
+}
+
+/// One stored message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailboxEntry {
+    pub seq: u64,
+    /// The encoded `Delivered` (its `seq` is `seq`).
+    pub delivered: Bytes,
+    /// The sending device, on the sender's own copy: not replayed to it.
+    pub exclude_device: Option<String>,
+}
+
+/// The result of [`Mailboxes::ack`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Acked {
+    /// The device's cursor now (acks are cumulative and capped at what was issued).
+    pub cursor: u64,
+    /// The lowest cursor of the user's known devices: the stream holds only entries above it.
+    pub lowest: u64,
+    /// Entries this ack trimmed.
+    pub trimmed: u64,
+}
+
+/// What arrives on a [`user_channel`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserEvent {
+    /// A copy for the user's live connections (except `skip`, the sending connection).
+    Deliver {
+        seq: u64,
+        skip: Option<ConnRef>,
+        delivered: Bytes,
+    },
+    /// The sender's `SendResult` (code 0), for connection `conn`. Comes after every copy of the
+    /// message on the sender's channel. An empty `message_uid` means a duplicate.
+    Reply {
+        conn: ConnRef,
+        request_id: u32,
+        sent_time: i64,
+        message_uid: String,
+    },
+}
+
+/// A user-channel message that is not one [`Mailboxes::route`] publishes.
+#[derive(Debug, thiserror::Error)]
+#[error("malformed user-channel event: {0}")]
+pub struct MalformedEvent(&'static str);
+
+impl UserEvent {
+    /// Parses `D <seq> <skip>\n<Delivered>` or `R <sent_time> <conn> <request_id> <uid>`.
+    pub fn decode(payload: &Bytes) -> Result<UserEvent, MalformedEvent> {
+        match payload.first() {
+            Some(b'D') => {
+                let nl = payload
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .ok_or(MalformedEvent("no header end"))?;
+                let head = std::str::from_utf8(&payload[..nl])
+                    .map_err(|_| MalformedEvent("header not UTF-8"))?;
+                let mut parts = head.split(' ');
+                let (Some("D"), Some(seq), Some(skip), None) =
+                    (parts.next(), parts.next(), parts.next(), parts.next())
+                else {
+                    return Err(MalformedEvent("bad delivery header"));
+                };
+                let seq = seq.parse().map_err(|_| MalformedEvent("bad seq"))?;
+                let skip = match skip {
+                    "" => None,
+                    s => Some(ConnRef::parse(s).ok_or(MalformedEvent("bad skip"))?),
+                };
+                Ok(UserEvent::Deliver {
+                    seq,
+                    skip,
+                    delivered: payload.slice(nl + 1..),
+                })
+            }
+            Some(b'R') => {
+                let text =
+                    std::str::from_utf8(payload).map_err(|_| MalformedEvent("reply not UTF-8"))?;
+                let mut parts = text.split(' ');
+                let (Some("R"), Some(sent), Some(conn), Some(req), Some(uid), None) = (
+                    parts.next(),
+                    parts.next(),
+                    parts.next(),
+                    parts.next(),
+                    parts.next(),
+                    parts.next(),
+                ) else {
+                    return Err(MalformedEvent("bad reply"));
+                };
+                Ok(UserEvent::Reply {
+                    conn: ConnRef::parse(conn).ok_or(MalformedEvent("bad reply conn"))?,
+                    request_id: req.parse().map_err(|_| MalformedEvent("bad request id"))?,
+                    sent_time: sent.parse().map_err(|_| MalformedEvent("bad sent_time"))?,
+                    message_uid: uid.to_owned(),
+                })
+            }
+            _ => Err(MalformedEvent("unknown kind")),
+        }
+    }
+}
+
+/// Mailboxes over one node's [`Bus`].
+pub struct Mailboxes {
+    bus: Bus,
+    limits: MailboxLimits,
+    uids: Mutex<UidGen>,
+}
+
+impl std::fmt::Debug for Mailboxes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mailboxes")
+            .field("bus", &self.bus)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+fn bad(msg: impl Into<String>) -> ClusterError {
+    ClusterError::OutOfRange(msg.into())
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Mailboxes {
+    pub fn new(bus: Bus, limits: MailboxLimits) -> Result<Self, ClusterError> {
+        if limits.max_len == 0 || limits.max_age.is_zero() {
+            return Err(bad("mailbox limits: max_len and max_age must be > 0"));
+        }
+        if limits.state_ttl < limits.max_age {
+            return Err(bad("mailbox limits: state_ttl must be at least max_age"));
+        }
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let mut salt = [0u8; 4];
+        let _ = getrandom::fill(&mut salt);
+        Ok(Mailboxes {
+            bus,
+            limits,
+            uids: Mutex::new(UidGen::new(now_ms, u32::from_le_bytes(salt))),
+        })
+    }
+
+    pub fn bus(&self) -> &Bus {
+        &self.bus
+    }
+
+    /// Routes one message (see the module docs). Not retried on a lost connection: the script
+    /// may have run. A tracked message (`instance` and `client_seq` set) can be sent again
+    /// safely; the resend is then reported as [`Routed::Duplicate`].
+    pub async fn route(&self, req: &RouteRequest<'_>) -> Result<Routed, ClusterError> {
+        let from = &req.from;
+        if from.user.is_empty() || from.device.is_empty() {
+            return Err(bad("route: empty sender user or device"));
+        }
+        if req.floor_us >= MAX_SEQ {
+            return Err(bad(format!(
+                "route: floor {} is not below 2^53 (Lua numbers are doubles)",
+                req.floor_us
+            )));
+        }
+        if req.client_seq >= MAX_SEQ {
+            return Err(bad("route: client_seq is not below 2^53"));
+        }
+        let mut users = std::collections::HashSet::new();
+        for r in &req.recipients {
+            if r.user.is_empty() || r.user == from.user || !users.insert(r.user.as_str()) {
+                return Err(bad(format!(
+                    "route: recipient {:?} is empty, the sender, or listed twice",
+                    r.user
+                )));
+            }
+        }
+        let message_uid = self.uids.lock().expect("uid lock").next_uid();
+        let app = req.app;
+        let tracked = from.instance != 0 && req.client_seq != 0;
+        let client_seq = if tracked { req.client_seq } else { 0 };
+
+        // Distinct bodies (fields 2-9, 11-13): one per (target_id, offline) in use.
+        let mut bodies: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        let mut body_of = |target: &str, offline: bool| -> usize {
+            let head = Delivered {
+                seq: 0,
+                message_uid: message_uid.clone(),
+                sender_user_id: from.user.to_owned(),
+                sender_device_id: from.device.to_owned(),
+                conversation_type: req.message.conversation_type,
+                target_id: target.to_owned(),
+                channel_id: req.message.channel_id.clone(),
+                message_type: req.message.message_type.clone(),
+                content: req.message.content.clone(),
+                ..Default::default()
+            }
+            .encode_to_vec();
+            let tail = Delivered {
+                offline,
+                sender_instance: if tracked { from.instance } else { 0 },
+                client_seq,
+                ..Default::default()
+            }
+            .encode_to_vec();
+            let body = (head, tail);
+            match bodies.iter().position(|b| *b == body) {
+                Some(i) => i + 1,
+                None => {
+                    bodies.push(body);
+                    bodies.len()
+                }
+            }
+        };
+        // Per copy: (user, body number, skip token, excluded device).
+        let mut copies: Vec<(&str, usize, String, &str)> = Vec::new();
+        for r in &req.recipients {
+            let b = body_of(&req.message.target_id, r.offline);
+            copies.push((r.user.as_str(), b, String::new(), ""));
+        }
+        if let Some(own) = &req.own_copy {
+            let b = body_of(&own.target_id, own.offline);
+            copies.push((from.user, b, from.conn.token(), from.device));
+        }
+
+        let l = &self.limits;
+        let mut call = ROUTE.call().key(sent_time_key(app)).key(upto_key(
+            app,
+            from.user,
+            from.device,
+            from.instance,
+        ));
+        for (user, ..) in &copies {
+            call = call
+                .key(keys::user_seq(app, user))
+                .key(mailbox_key(app, user));
+        }
+        let marker = req
+            .request_id
+            .map(|id| format!("{} {id}", from.conn.token()))
+            .unwrap_or_default();
+        call = call
+            .arg(client_seq)
+            .arg(req.floor_us)
+            .arg(l.max_len)
+            .arg(
+                u64::try_from(l.max_age.as_micros())
+                    .unwrap_or(u64::MAX)
+                    .min(MAX_SEQ),
+            )
+            .arg(ms(l.max_age))
+            .arg(ms(l.state_ttl))
+            .arg(user_channel(app, from.user))
+            .arg(marker)
+            .arg(&message_uid)
+            .arg(bodies.len());
+        for (head, tail) in &bodies {
+            call = call.arg(head.as_slice()).arg(tail.as_slice());
+        }
+        for (user, body, skip, exclude) in &copies {
+            call = call
+                .arg(user_channel(app, user))
+                .arg(*body)
+                .arg(skip.as_str())
+                .arg(*exclude);
+        }
+        let out: Vec<i64> = self.bus.run(&call).await?;
+        let int = |i: usize| -> Result<i64, ClusterError> {
+            out.get(i)
+                .copied()
+                .ok_or_else(|| bad(format!("route: short reply {out:?}")))
+        };
+        if int(0)? == 1 {
+            return Ok(Routed::Duplicate {
+                sent_time: int(1)?,
+                upto: int(2)? as u64,
+            });
+        }
+        let mut seqs = Vec::with_capacity(req.recipients.len());
+        for (i, r) in req.recipients.iter().enumerate() {
+            seqs.push((r.user.clone(), int(2 + i)? as u64));
+        }
+        let own_seq = match req.own_copy {
+            Some(_) => Some(int(2 + req.recipients.len())? as u64),
+            None => None,
+        };
+        Ok(Routed::Accepted {
+            sent_time: int(1)?,
+            message_uid,
+            seqs,
+            own_seq,
+        })
+    }
+
+    /// Up to `limit` entries of `user`'s mailbox with a seq above `seq`, in seq order.
+    pub async fn read_above(
+        &self,
+        app: &str,
+        user: &str,
+        seq: u64,
+        limit: usize,
+    ) -> Result<Vec<MailboxEntry>, ClusterError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let key = mailbox_key(app, user);
+        let reply: Value = redis::cmd("XRANGE")
+            .arg(&key)
+            .arg(format!("({seq}-0"))
+            .arg("+")
+            .arg("COUNT")
+            .arg(limit)
+            .query_async(&mut self.bus.conn.clone())
+            .await
+            .map_err(|e| ClusterError::command(&self.bus.url, format!("XRANGE {key}"), e))?;
+        parse_range(reply).ok_or_else(|| bad(format!("XRANGE {key}: unexpected reply")))
+    }
+
+    /// `device` of `user` acked everything up to `seq` (cumulative; capped at what was
+    /// issued); the mailbox keeps only what some known device has not acked.
+    pub async fn ack(
+        &self,
+        app: &str,
+        user: &str,
+        device: &str,
+        seq: u64,
+    ) -> Result<Acked, ClusterError> {
+        if device.is_empty() {
+            return Err(bad("ack: empty device"));
+        }
+        let call = ACK
+            .call()
+            .key(cursor_key(app, user))
+            .key(mailbox_key(app, user))
+            .key(keys::user_seq(app, user))
+            .arg(device)
+            .arg(seq.min(MAX_SEQ))
+            .arg(ms(self.limits.state_ttl));
+        let (cursor, lowest, trimmed): (u64, u64, u64) = self.bus.run(&call).await?;
+        Ok(Acked {
+            cursor,
+            lowest,
+            trimmed,
+        })
+    }
+
+    /// Makes `device` a known device of `user` with cursor `initial`, unless it is known
+    /// already; returns its cursor. A known device holds back the trimming of what it has not
+    /// acked.
+    pub async fn register_device(
+        &self,
+        app: &str,
+        user: &str,
+        device: &str,
+        initial: u64,
+    ) -> Result<u64, ClusterError> {
+        if device.is_empty() {
+            return Err(bad("register_device: empty device"));
+        }
+        let key = cursor_key(app, user);
+        let (_, _, cursor): (i64, i64, u64) = redis::pipe()
+            .atomic()
+            .hset_nx(&key, device, initial)
+            .pexpire(&key, ms(self.limits.state_ttl) as i64)
+            .hget(&key, device)
+            .query_async(&mut self.bus.conn.clone())
+            .await
+            .map_err(|e| ClusterError::command(&self.bus.url, format!("HSETNX {key}"), e))?;
+        Ok(cursor)
+    }
+
+    /// `user`'s known devices and their cursors, sorted by device.
+    pub async fn known_devices(
+        &self,
+        app: &str,
+        user: &str,
+    ) -> Result<Vec<(String, u64)>, ClusterError> {
+        let key = cursor_key(app, user);
+        let map: std::collections::BTreeMap<String, u64> = redis::cmd("HGETALL")
+            .arg(&key)
+            .query_async(&mut self.bus.conn.clone())
+            .await
+            .map_err(|e| ClusterError::command(&self.bus.url, format!("HGETALL {key}"), e))?;
+        Ok(map.into_iter().collect())
+    }
+}
+
+/// XRANGE's reply: `[[id, [field, value, …]], …]`.
+fn parse_range(reply: Value) -> Option<Vec<MailboxEntry>> {
+    let Value::Array(items) = reply else {
+        return None;
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let Value::Array(mut pair) = item else {
+            return None;
+        };
+        if pair.len() != 2 {
+            return None;
+        }
+        let fields = pair.pop()?;
+        let id = bytes_of(pair.pop()?)?;
+        let id = std::str::from_utf8(&id).ok()?;
+        let seq = id.strip_suffix("-0")?.parse().ok()?;
+        let flat: Vec<Value> = match fields {
+            Value::Array(v) => v,
+            Value::Map(m) => m.into_iter().flat_map(|(k, v)| [k, v]).collect(),
+            _ => return None,
+        };
+        let (mut delivered, mut exclude_device) = (None, None);
+        let mut it = flat.into_iter();
+        while let (Some(k), Some(v)) = (it.next(), it.next()) {
+            match bytes_of(k)?.as_slice() {
+                b"d" => delivered = Some(Bytes::from(bytes_of(v)?)),
+                b"x" => exclude_device = Some(String::from_utf8(bytes_of(v)?).ok()?),
+                _ => {}
+            }
+        }
+        out.push(MailboxEntry {
+            seq,
+            delivered: delivered?,
+            exclude_device,
+        });
+    }
+    Some(out)
+}
+
+fn bytes_of(v: Value) -> Option<Vec<u8>> {
+    match v {
+        Value::BulkString(b) => Some(b),
+        Value::SimpleString(s) => Some(s.into_bytes()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_round_trip_and_bad_ones_are_errors() {
+        let d = UserEvent::decode(&Bytes::from_static(b"D 17 ab12.5\n\x08\x11rest")).unwrap();
+        assert_eq!(
+            d,
+            UserEvent::Deliver {
+                seq: 17,
+                skip: Some(ConnRef {
+                    node: NodeId("ab12".into()),
+                    conn: 5
+                }),
+                delivered: Bytes::from_static(b"\x08\x11rest"),
+            }
+        );
+        let d = UserEvent::decode(&Bytes::from_static(b"D 18 \n")).unwrap();
+        assert!(matches!(
+            d,
+            UserEvent::Deliver {
+                seq: 18,
+                skip: None,
+                ..
+            }
+        ));
+        let r = UserEvent::decode(&Bytes::from_static(b"R 99 ff.1 7 AB-CD")).unwrap();
+        assert_eq!(
+            r,
+            UserEvent::Reply {
+                conn: ConnRef {
+                    node: NodeId("ff".into()),
+                    conn: 1
+                },
+                request_id: 7,
+                sent_time: 99,
+                message_uid: "AB-CD".into()
+            }
+        );
+        let dup = UserEvent::decode(&Bytes::from_static(b"R 99 ff.1 7 ")).unwrap();
+        assert!(matches!(dup, UserEvent::Reply { ref message_uid, .. } if message_uid.is_empty()));
+        for bad in [
+            &b""[..],
+            b"X",
+            b"D 1 x",
+            b"D x \n",
+            b"D 1 zz.1\n",
+            b"D 1 a b\n",
+            b"R 1 ff.1 7",
+            b"R 1 ff 7 u",
+            b"R 1 ff.1 -7 u",
+        ] {
+            assert!(
+                UserEvent::decode(&Bytes::from(bad.to_vec())).is_err(),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn keys_share_the_app_tag_and_escape_users() {
+        let app = "a{1}";
+        let tag = keys::slot(&keys::user_seq(app, "u"));
+        for k in [
+            mailbox_key(app, "u:x"),
+            cursor_key(app, "u}"),
+            upto_key(app, "u", "d:1", 42),
+            sent_time_key(app),
+            user_channel(app, "u{"),
+        ] {
+            assert_eq!(keys::slot(&k), tag, "{k}");
+        }
+        assert_eq!(mailbox_key("app", "a:b"), "rcall:{app}:mbox:a%3Ab");
+        assert_eq!(user_channel("app", "bob"), "rcall:{app}:ch:u:bob");
+        assert_ne!(
+            upto_key("app", "u", "d:1", 2),
+            upto_key("app", "u:d", "1", 2)
+        );
+    }
+}

@@ -1,0 +1,108 @@
+#!lua
+-- route: accept one message and put it in every recipient's mailbox, in one atomic step
+-- (scripts run one at a time, so any two recipients see any two messages in the same order).
+-- Caller and argument builder: cluster/mailbox.rs (`Mailboxes::route`). The `#!lua` line makes
+-- Redis (>= 7) refuse the whole script up front when out of memory, instead of failing it
+-- half-way through its writes.
+--
+-- KEYS[1]   the app's last sent_time (ms)
+-- KEYS[2]   the sending instance's highest accepted client_seq
+-- KEYS[2i+1], KEYS[2i+2]   copy i's user seq key and mailbox stream (i = 1..n)
+-- ARGV[1] client_seq (0 = untracked)   ARGV[2] seq floor (us)   ARGV[3] mailbox max length
+-- ARGV[4] mailbox max age (us)   ARGV[5] mailbox TTL (ms)   ARGV[6] state TTL (ms)
+-- ARGV[7] sender's user channel   ARGV[8] reply marker ('' = no reply)   ARGV[9] message uid
+-- ARGV[10] number of bodies B; body j = ARGV[9+2j] (Delivered fields 2-9), ARGV[10+2j] (11-13)
+-- then 4 per copy i, from c = 10+2B+4(i-1): channel, body number, skip token, excluded device
+--
+-- Returns {1, now_ms, upto} for a duplicate, else {0, sent_time, seq_1, ..., seq_n}.
+
+local t = redis.call('TIME')
+local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now_ms = math.floor(now_us / 1000)
+-- Integers travel as decimal strings; Lua numbers are doubles, exact below 2^53.
+local function int(n) return string.format('%.0f', n) end
+
+-- 1. Exactly once: a client_seq this instance already got accepted is confirmed again (the
+-- reply still goes through the sender's channel, behind what the original caused), not routed.
+local client_seq = tonumber(ARGV[1])
+if client_seq > 0 then
+  local upto = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if client_seq <= upto then
+    if ARGV[8] ~= '' then
+      redis.call('PUBLISH', ARGV[7], 'R ' .. int(now_ms) .. ' ' .. ARGV[8] .. ' ')
+    end
+    return {1, now_ms, upto}
+  end
+end
+
+-- 2. sent_time: Redis's clock, never backwards within the app.
+local sent = math.max(now_ms, tonumber(redis.call('GET', KEYS[1]) or '0'))
+redis.call('SET', KEYS[1], int(sent))
+
+-- Protobuf varint (n < 2^53).
+local function varint(n)
+  local b = {}
+  while n >= 128 do
+    b[#b + 1] = string.char(n % 128 + 128)
+    n = math.floor(n / 128)
+  end
+  b[#b + 1] = string.char(n)
+  return table.concat(b)
+end
+-- The Delivered is field 1 (seq) .. fields 2-9 .. field 10 (sent_time) .. fields 11-13: the
+-- bytes prost itself would write.
+local sent_field = string.char(0x50) .. varint(sent)
+
+local floor, max_len = tonumber(ARGV[2]), ARGV[3]
+local min_id = int(math.max(now_us - tonumber(ARGV[4]), 0))
+local bodies = tonumber(ARGV[10])
+local result = {0, sent}
+for i = 1, (#KEYS - 2) / 2 do
+  local seq_key, mbox = KEYS[2 * i + 1], KEYS[2 * i + 2]
+  local c = 10 + 2 * bodies + 4 * (i - 1)
+  local body = tonumber(ARGV[c + 2])
+
+  -- 3. seq = max(last + 1, now, floor). Without the seq key (expired, evicted) the stream's
+  -- own top id is the last one: XADD refuses ids at or below it.
+  local last = redis.call('GET', seq_key)
+  if last then
+    last = tonumber(last)
+  else
+    last = 0
+    if redis.call('EXISTS', mbox) == 1 then
+      local info = redis.call('XINFO', 'STREAM', mbox)
+      for j = 1, #info, 2 do
+        if info[j] == 'last-generated-id' then
+          last = tonumber(string.match(info[j + 1], '^(%d+)'))
+        end
+      end
+    end
+  end
+  local seq = math.max(last + 1, now_us, floor)
+  redis.call('SET', seq_key, int(seq), 'PX', ARGV[6])
+
+  -- 4. Into the mailbox (entry id = seq; bounded by count and age), then live to the user's
+  -- nodes: 'D <seq> <skip>\n<Delivered>'.
+  local delivered = string.char(0x08) .. varint(seq) .. ARGV[9 + 2 * body] .. sent_field
+    .. ARGV[10 + 2 * body]
+  local add = {'XADD', mbox, 'MAXLEN', '~', max_len, int(seq) .. '-0', 'd', delivered}
+  if ARGV[c + 4] ~= '' then
+    add[#add + 1] = 'x'
+    add[#add + 1] = ARGV[c + 4]
+  end
+  redis.call(unpack(add))
+  redis.call('XTRIM', mbox, 'MINID', '~', min_id)
+  redis.call('PEXPIRE', mbox, ARGV[5])
+  redis.call('PUBLISH', ARGV[c + 1], 'D ' .. int(seq) .. ' ' .. ARGV[c + 3] .. '\n' .. delivered)
+  result[#result + 1] = seq
+end
+
+-- 5. Record the client_seq, then the sender's reply marker: 'R <sent_time> <marker> <uid>',
+-- after every copy on the sender's channel.
+if client_seq > 0 then
+  redis.call('SET', KEYS[2], int(client_seq), 'PX', ARGV[6])
+end
+if ARGV[8] ~= '' then
+  redis.call('PUBLISH', ARGV[7], 'R ' .. int(sent) .. ' ' .. ARGV[8] .. ' ' .. ARGV[9])
+end
+return result

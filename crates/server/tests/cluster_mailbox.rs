@@ -1,0 +1,752 @@
+//! Cluster mode's per-user mailboxes and the `route` script (issue 15, docs/cluster.md step 1,
+//! Redis half), against a private Redis with two "nodes" (two `Bus`es): seqs, stored and
+//! published copies, the same relative order for every recipient under concurrency, exactly
+//! once, acks and trimming.
+//!
+//! Out of scope here: a Redis restart without persistence (the mailboxes, cursors and
+//! `client_seq` records are then gone; recovering from it is step 2 of docs/cluster.md).
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::redis_server::TestRedis;
+use prost::Message as _;
+use rcall_server::cluster::mailbox::{
+    mailbox_key, user_channel, ConnRef, MailboxEntry, MailboxLimits, Mailboxes, OwnCopy, Recipient,
+    RouteRequest, Routed, Sender, UserEvent,
+};
+use rcall_server::cluster::{Bus, BusEvent, ClusterError, RedisUrl, MAX_SEQ};
+use rtc_core::proto::{conversation_type, Delivered};
+use tokio::sync::mpsc::Receiver;
+
+const APP: &str = "app1";
+/// How long a test waits for an event that must come.
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn node(redis: &TestRedis, limits: MailboxLimits) -> Mailboxes {
+    let bus = Bus::connect(&RedisUrl::parse(&redis.url()).unwrap())
+        .await
+        .expect("bus connects");
+    Mailboxes::new(bus, limits).unwrap()
+}
+
+fn conn(m: &Mailboxes, id: u64) -> ConnRef {
+    ConnRef {
+        node: m.bus().node_id().clone(),
+        conn: id,
+    }
+}
+
+fn sender<'a>(m: &Mailboxes, user: &'a str, device: &'a str, instance: u64) -> Sender<'a> {
+    Sender {
+        user,
+        device,
+        instance,
+        conn: conn(m, 1),
+    }
+}
+
+/// A PRIVATE message (one recipient) or a GROUP one (`group` = its id), with the sender's own
+/// copy when `own`.
+fn message<'a>(
+    from: Sender<'a>,
+    client_seq: u64,
+    to: &[&str],
+    group: Option<&str>,
+    own: bool,
+    text: &str,
+) -> RouteRequest<'a> {
+    let (conversation_type, seen_target, own_target) = match group {
+        None => (
+            conversation_type::PRIVATE,
+            from.user.to_owned(),
+            to[0].to_owned(),
+        ),
+        Some(g) => (conversation_type::GROUP, g.to_owned(), g.to_owned()),
+    };
+    RouteRequest {
+        app: APP,
+        from,
+        client_seq,
+        request_id: Some(client_seq as u32),
+        message: Delivered {
+            conversation_type,
+            target_id: seen_target,
+            channel_id: "ch".into(),
+            message_type: "RC:TxtMsg".into(),
+            content: text.as_bytes().to_vec(),
+            ..Default::default()
+        },
+        recipients: to
+            .iter()
+            .map(|u| Recipient {
+                user: u.to_string(),
+                offline: false,
+            })
+            .collect(),
+        own_copy: own.then_some(OwnCopy {
+            target_id: own_target,
+            offline: true,
+        }),
+        floor_us: 0,
+    }
+}
+
+fn accepted(r: Routed) -> (i64, String, Vec<(String, u64)>, Option<u64>) {
+    match r {
+        Routed::Accepted {
+            sent_time,
+            message_uid,
+            seqs,
+            own_seq,
+        } => (sent_time, message_uid, seqs, own_seq),
+        other => panic!("expected Accepted, got {other:?}"),
+    }
+}
+
+async fn all(m: &Mailboxes, user: &str) -> Vec<MailboxEntry> {
+    m.read_above(APP, user, 0, 100_000).await.unwrap()
+}
+
+fn decode(e: &MailboxEntry) -> Delivered {
+    let d = Delivered::decode(e.delivered.as_ref()).expect("a Delivered");
+    assert_eq!(d.seq, e.seq, "the entry id is the message's seq");
+    // The script's bytes are exactly prost's (fields in tag order, defaults omitted).
+    assert_eq!(
+        d.encode_to_vec(),
+        e.delivered.as_ref(),
+        "canonical encoding"
+    );
+    d
+}
+
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64
+}
+
+async fn next_event(rx: &mut Receiver<BusEvent>) -> (String, UserEvent) {
+    match tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .expect("an event in time")
+        .expect("subscriber running")
+    {
+        BusEvent::Message { channel, payload } => {
+            let ev = UserEvent::decode(&payload).expect("a well-formed user event");
+            (channel, ev)
+        }
+        BusEvent::Resync => panic!("unexpected resync"),
+    }
+}
+
+#[tokio::test]
+async fn seqs_increase_per_user_and_the_mailbox_holds_each_delivered_in_seq_order() {
+    let redis = TestRedis::start();
+    let a = node(&redis, MailboxLimits::default()).await;
+    let t0 = now_us();
+    let mut bob_seqs = Vec::new();
+    let mut own_seqs = Vec::new();
+    let mut sent = Vec::new();
+    for i in 1..=50u64 {
+        let req = message(
+            sender(&a, "alice", "phone", 9),
+            i,
+            &["bob"],
+            None,
+            true,
+            &format!("m{i}"),
+        );
+        let (sent_time, uid, seqs, own) = accepted(a.route(&req).await.unwrap());
+        assert_eq!(seqs.len(), 1);
+        assert_eq!(seqs[0].0, "bob");
+        bob_seqs.push(seqs[0].1);
+        own_seqs.push(own.expect("own copy routed"));
+        sent.push((sent_time, uid));
+    }
+    for v in [&bob_seqs, &own_seqs] {
+        assert!(
+            v.windows(2).all(|w| w[0] < w[1]),
+            "seqs strictly increase: {v:?}"
+        );
+        assert!(v[0] >= t0, "a seq is at least Redis's clock (µs)");
+    }
+    assert!(
+        sent.windows(2).all(|w| w[0].0 <= w[1].0),
+        "sent_time never goes backwards"
+    );
+    assert_eq!(
+        sent.iter().map(|s| &s.1).collect::<HashSet<_>>().len(),
+        50,
+        "uids differ"
+    );
+
+    let bob = all(&a, "bob").await;
+    assert_eq!(bob.iter().map(|e| e.seq).collect::<Vec<_>>(), bob_seqs);
+    for (i, e) in bob.iter().enumerate() {
+        let d = decode(e);
+        assert_eq!(e.exclude_device, None);
+        assert_eq!((d.sent_time, &d.message_uid), (sent[i].0, &sent[i].1));
+        assert_eq!(d.content, format!("m{}", i + 1).into_bytes());
+        assert_eq!(
+            (
+                d.sender_user_id.as_str(),
+                d.sender_device_id.as_str(),
+                d.target_id.as_str()
+            ),
+            ("alice", "phone", "alice"),
+            "a PRIVATE recipient sees the sender as the target"
+        );
+        assert_eq!(
+            (d.sender_instance, d.client_seq, d.offline),
+            (9, i as u64 + 1, false)
+        );
+        assert_eq!(
+            (d.conversation_type, d.channel_id.as_str()),
+            (conversation_type::PRIVATE, "ch")
+        );
+    }
+    // The sender's own copy: the original target, never replayed to the sending device.
+    let own = all(&a, "alice").await;
+    assert_eq!(own.iter().map(|e| e.seq).collect::<Vec<_>>(), own_seqs);
+    let d = decode(&own[0]);
+    assert_eq!((d.target_id.as_str(), d.offline), ("bob", true));
+    assert_eq!(own[0].exclude_device.as_deref(), Some("phone"));
+
+    // Paging from a cursor.
+    let page = a.read_above(APP, "bob", bob_seqs[9], 5).await.unwrap();
+    assert_eq!(
+        page.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        bob_seqs[10..15]
+    );
+    assert!(a
+        .read_above(APP, "bob", bob_seqs[49], 5)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(a.read_above(APP, "nobody", 0, 5).await.unwrap().is_empty());
+
+    // The mailbox expires when idle for the max age.
+    let pttl: i64 = redis::cmd("PTTL")
+        .arg(mailbox_key(APP, "bob"))
+        .query_async(&mut a.bus().connection())
+        .await
+        .unwrap();
+    let max = MailboxLimits::default().max_age.as_millis() as i64;
+    assert!(pttl > 0 && pttl <= max, "pttl {pttl}");
+
+    // A floor ahead of the clock is honoured; Redis forgetting the script costs one reload.
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut a.bus().connection())
+        .await
+        .unwrap();
+    let floor = now_us() + 3_600_000_000;
+    let mut req = message(
+        sender(&a, "alice", "phone", 9),
+        51,
+        &["bob"],
+        None,
+        false,
+        "x",
+    );
+    req.floor_us = floor;
+    let (_, _, seqs, own) = accepted(a.route(&req).await.unwrap());
+    assert_eq!((seqs[0].1, own), (floor, None));
+    let req = message(
+        sender(&a, "alice", "phone", 9),
+        52,
+        &["bob"],
+        None,
+        false,
+        "y",
+    );
+    assert_eq!(accepted(a.route(&req).await.unwrap()).2[0].1, floor + 1);
+}
+
+#[tokio::test]
+async fn subscribers_get_each_copy_in_seq_order_and_the_reply_after_the_senders_copy() {
+    let redis = TestRedis::start();
+    let (a, b) = (
+        node(&redis, MailboxLimits::default()).await,
+        node(&redis, MailboxLimits::default()).await,
+    );
+    // Bob's node and Alice's node listen to their users' channels.
+    let (bob_sub, mut bob_rx) = b.bus().subscriber(256).await.unwrap();
+    bob_sub
+        .subscribe(&[&user_channel(APP, "bob")])
+        .await
+        .unwrap();
+    let (alice_sub, mut alice_rx) = a.bus().subscriber(256).await.unwrap();
+    alice_sub
+        .subscribe(&[&user_channel(APP, "alice")])
+        .await
+        .unwrap();
+
+    let mut routed = Vec::new();
+    for i in 1..=20u64 {
+        let req = message(
+            sender(&a, "alice", "phone", 3),
+            i,
+            &["bob"],
+            None,
+            true,
+            "hi",
+        );
+        routed.push(accepted(a.route(&req).await.unwrap()));
+    }
+    let stored = all(&b, "bob").await;
+    for (i, (sent_time, uid, seqs, own)) in routed.iter().enumerate() {
+        let (ch, ev) = next_event(&mut bob_rx).await;
+        assert_eq!(ch, user_channel(APP, "bob"));
+        assert_eq!(
+            ev,
+            UserEvent::Deliver {
+                seq: seqs[0].1,
+                skip: None,
+                delivered: stored[i].delivered.clone()
+            },
+            "published in seq order, the same bytes as stored"
+        );
+        // On the sender's channel: its own copy (skipping the sending connection), then the
+        // reply for that connection — nothing of the message can overtake the reply's place.
+        let (_, ev) = next_event(&mut alice_rx).await;
+        let UserEvent::Deliver { seq, skip, .. } = ev else {
+            panic!("own copy first: {ev:?}")
+        };
+        assert_eq!((Some(seq), skip), (*own, Some(conn(&a, 1))));
+        let (_, ev) = next_event(&mut alice_rx).await;
+        assert_eq!(
+            ev,
+            UserEvent::Reply {
+                conn: conn(&a, 1),
+                request_id: i as u32 + 1,
+                sent_time: *sent_time,
+                message_uid: uid.clone()
+            }
+        );
+    }
+    // No reply asked (no_receipt) and no own copy: nothing on the sender's channel.
+    let mut req = message(
+        sender(&a, "alice", "phone", 3),
+        21,
+        &["bob"],
+        None,
+        false,
+        "quiet",
+    );
+    req.request_id = None;
+    let (_, _, seqs, _) = accepted(a.route(&req).await.unwrap());
+    let mut req = message(
+        sender(&a, "alice", "phone", 3),
+        22,
+        &["bob"],
+        None,
+        false,
+        "loud",
+    );
+    req.request_id = Some(99);
+    accepted(a.route(&req).await.unwrap());
+    assert!(
+        matches!(next_event(&mut bob_rx).await.1, UserEvent::Deliver { seq, .. } if seq == seqs[0].1)
+    );
+    let (_, ev) = next_event(&mut alice_rx).await;
+    assert!(
+        matches!(ev, UserEvent::Reply { request_id: 99, .. }),
+        "{ev:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_routing_at_once_give_every_recipient_the_same_order() {
+    let redis = TestRedis::start();
+    let (a, b) = (
+        std::sync::Arc::new(node(&redis, MailboxLimits::default()).await),
+        std::sync::Arc::new(node(&redis, MailboxLimits::default()).await),
+    );
+    let members = ["m1", "m2"];
+    let (s1, mut rx1) = a.bus().subscriber(2048).await.unwrap();
+    s1.subscribe(&[&user_channel(APP, "m1")]).await.unwrap();
+    let (s2, mut rx2) = b.bus().subscriber(2048).await.unwrap();
+    s2.subscribe(&[&user_channel(APP, "m2")]).await.unwrap();
+
+    // Each node's sender sends 200 group messages one after another, and then 200 more all
+    // in flight at once, while the other node does the same.
+    let run = |m: std::sync::Arc<Mailboxes>, user: &'static str| {
+        tokio::spawn(async move {
+            let mut uids = Vec::new();
+            for i in 1..=200u64 {
+                let req = message(sender(&m, user, "d", 1), i, &members, Some("g"), true, user);
+                uids.push(accepted(m.route(&req).await.unwrap()).1);
+            }
+            // In flight at once, their order on the wire is not their client_seq order: untracked
+            // (a node sends one connection's messages in order, one at a time).
+            let reqs: Vec<_> = (201..=400u64)
+                .map(|_| message(sender(&m, user, "d", 1), 0, &members, Some("g"), true, user))
+                .collect();
+            let burst = futures::future::try_join_all(reqs.iter().map(|r| m.route(r)))
+                .await
+                .unwrap();
+            uids.extend(burst.into_iter().map(|r| accepted(r).1));
+            uids
+        })
+    };
+    let (ha, hb) = (run(a.clone(), "x"), run(b.clone(), "y"));
+    let (ua, ub) = (ha.await.unwrap(), hb.await.unwrap());
+
+    let order = |entries: Vec<MailboxEntry>| -> Vec<String> {
+        assert!(entries.windows(2).all(|w| w[0].seq < w[1].seq));
+        entries.iter().map(|e| decode(e).message_uid).collect()
+    };
+    let (o1, o2) = (order(all(&a, "m1").await), order(all(&b, "m2").await));
+    assert_eq!(o1.len(), 800, "every message in m1's mailbox");
+    assert_eq!(
+        o1, o2,
+        "both recipients hold the messages in the same relative order"
+    );
+    let expected: HashSet<&String> = ua.iter().chain(&ub).collect();
+    assert_eq!(o1.iter().collect::<HashSet<_>>(), expected);
+    // Each sender's messages keep their sending order, interleaved with the other's.
+    for uids in [&ua[..200], &ub[..200]] {
+        let pos: Vec<usize> = uids
+            .iter()
+            .map(|u| o1.iter().position(|x| x == u).unwrap())
+            .collect();
+        assert!(pos.windows(2).all(|w| w[0] < w[1]));
+    }
+    // Live delivery on both nodes: the same order as stored.
+    for (rx, stored) in [(&mut rx1, &o1), (&mut rx2, &o2)] {
+        let mut seen = Vec::new();
+        while seen.len() < 800 {
+            let UserEvent::Deliver { delivered, .. } = next_event(rx).await.1 else {
+                panic!("only deliveries on a recipient's channel")
+            };
+            seen.push(Delivered::decode(delivered.as_ref()).unwrap().message_uid);
+        }
+        assert_eq!(&seen, stored);
+    }
+}
+
+#[tokio::test]
+async fn a_resend_of_an_accepted_client_seq_is_a_duplicate_and_routes_nothing() {
+    let redis = TestRedis::start();
+    let (a, b) = (
+        node(&redis, MailboxLimits::default()).await,
+        node(&redis, MailboxLimits::default()).await,
+    );
+    let (sub, mut rx) = b.bus().subscriber(64).await.unwrap();
+    sub.subscribe(&[&user_channel(APP, "bob"), &user_channel(APP, "alice")])
+        .await
+        .unwrap();
+
+    let req = message(
+        sender(&a, "alice", "phone", 5),
+        1,
+        &["bob"],
+        None,
+        false,
+        "once",
+    );
+    let (_, uid, seqs, _) = accepted(a.route(&req).await.unwrap());
+    assert!(
+        matches!(next_event(&mut rx).await.1, UserEvent::Deliver { seq, .. } if seq == seqs[0].1)
+    );
+    assert!(
+        matches!(next_event(&mut rx).await.1, UserEvent::Reply { ref message_uid, .. } if *message_uid == uid)
+    );
+
+    // The same (instance, client_seq) again, here and through the other node, and an older
+    // one: duplicates, confirmed with an empty uid, nothing added or delivered.
+    let t0 = now_us() as i64 / 1000;
+    let again = message(
+        sender(&b, "alice", "phone", 5),
+        1,
+        &["bob"],
+        None,
+        true,
+        "once",
+    );
+    for (m, r) in [(&a, &req), (&b, &again)] {
+        match m.route(r).await.unwrap() {
+            Routed::Duplicate { sent_time, upto } => {
+                assert_eq!(upto, 1);
+                assert!(sent_time >= t0 - 1000, "the clock now");
+            }
+            other => panic!("expected a duplicate: {other:?}"),
+        }
+        let (ch, ev) = next_event(&mut rx).await;
+        assert_eq!(ch, user_channel(APP, "alice"));
+        assert!(
+            matches!(ev, UserEvent::Reply { request_id: 1, ref message_uid, .. } if message_uid.is_empty()),
+            "{ev:?}"
+        );
+    }
+    assert_eq!(all(&a, "bob").await.len(), 1);
+    assert!(
+        all(&a, "alice").await.is_empty(),
+        "no own copy from a duplicate"
+    );
+
+    let req2 = message(
+        sender(&a, "alice", "phone", 5),
+        2,
+        &["bob"],
+        None,
+        false,
+        "two",
+    );
+    accepted(a.route(&req2).await.unwrap());
+    let older = message(
+        sender(&a, "alice", "phone", 5),
+        1,
+        &["bob"],
+        None,
+        false,
+        "late",
+    );
+    assert!(matches!(
+        a.route(&older).await.unwrap(),
+        Routed::Duplicate { upto: 2, .. }
+    ));
+    // Another instance, another device, or an untracked message is not a duplicate.
+    for (device, instance, client_seq) in [
+        ("phone", 6, 1),
+        ("laptop", 5, 1),
+        ("phone", 0, 1),
+        ("phone", 5, 0),
+        ("phone", 5, 0),
+    ] {
+        let r = message(
+            sender(&a, "alice", device, instance),
+            client_seq,
+            &["bob"],
+            None,
+            false,
+            "new",
+        );
+        accepted(a.route(&r).await.unwrap());
+    }
+    assert_eq!(all(&a, "bob").await.len(), 7);
+    // The next thing on the channels is message 2's copy: the duplicates published no copy.
+    let (ch, ev) = next_event(&mut rx).await;
+    assert_eq!(ch, user_channel(APP, "bob"));
+    let UserEvent::Deliver { delivered, .. } = ev else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(
+        Delivered::decode(delivered.as_ref()).unwrap().content,
+        b"two"
+    );
+}
+
+#[tokio::test]
+async fn acks_trim_the_mailbox_only_below_the_lowest_cursor_of_the_known_devices() {
+    let redis = TestRedis::start();
+    let (a, b) = (
+        node(&redis, MailboxLimits::default()).await,
+        node(&redis, MailboxLimits::default()).await,
+    );
+    assert_eq!(a.register_device(APP, "bob", "d1", 0).await.unwrap(), 0);
+    assert_eq!(b.register_device(APP, "bob", "d2", 0).await.unwrap(), 0);
+    let mut seqs = Vec::new();
+    for i in 1..=10u64 {
+        let req = message(
+            sender(&a, "alice", "phone", 1),
+            i,
+            &["bob"],
+            None,
+            false,
+            "m",
+        );
+        seqs.push(accepted(a.route(&req).await.unwrap()).2[0].1);
+    }
+    let left = |v: Vec<MailboxEntry>| v.iter().map(|e| e.seq).collect::<Vec<_>>();
+
+    // d1 (on node a) acks 5; d2 has acked nothing: nothing goes.
+    let r = a.ack(APP, "bob", "d1", seqs[4]).await.unwrap();
+    assert_eq!((r.cursor, r.lowest, r.trimmed), (seqs[4], 0, 0));
+    assert_eq!(left(all(&a, "bob").await), seqs);
+    // d2 (on node b) acks 3: the first 3 go.
+    let r = b.ack(APP, "bob", "d2", seqs[2]).await.unwrap();
+    assert_eq!((r.cursor, r.lowest, r.trimmed), (seqs[2], seqs[2], 3));
+    assert_eq!(left(all(&a, "bob").await), seqs[3..]);
+    // d2 acks 8: up to d1's 5.
+    let r = b.ack(APP, "bob", "d2", seqs[7]).await.unwrap();
+    assert_eq!((r.lowest, r.trimmed), (seqs[4], 2));
+    assert_eq!(left(all(&b, "bob").await), seqs[5..]);
+    // Acks are cumulative: an older one moves nothing back.
+    let r = a.ack(APP, "bob", "d1", seqs[1]).await.unwrap();
+    assert_eq!((r.cursor, r.lowest, r.trimmed), (seqs[4], seqs[4], 0));
+    // Re-registering a known device keeps its cursor.
+    assert_eq!(
+        a.register_device(APP, "bob", "d1", 0).await.unwrap(),
+        seqs[4]
+    );
+    assert_eq!(
+        a.known_devices(APP, "bob").await.unwrap(),
+        vec![("d1".to_owned(), seqs[4]), ("d2".to_owned(), seqs[7])]
+    );
+    // A new device holds back what it has not acked from where it started.
+    assert_eq!(
+        a.register_device(APP, "bob", "d3", seqs[6]).await.unwrap(),
+        seqs[6]
+    );
+    let r = a.ack(APP, "bob", "d1", seqs[9]).await.unwrap();
+    assert_eq!((r.lowest, r.trimmed), (seqs[6], 2));
+    assert_eq!(left(all(&a, "bob").await), seqs[7..]);
+
+    // An ack past anything issued is capped (at the clock here: the last seq is below it).
+    let before = now_us();
+    let r = a.ack(APP, "bob", "d2", u64::MAX).await.unwrap();
+    assert!(
+        r.cursor >= before && r.cursor < MAX_SEQ,
+        "capped: {}",
+        r.cursor
+    );
+    assert_eq!(r.lowest, seqs[6], "d3 still holds the rest");
+    let r = a.ack(APP, "bob", "d3", seqs[9]).await.unwrap();
+    assert_eq!((r.lowest, r.trimmed), (seqs[9], 3));
+    assert!(all(&a, "bob").await.is_empty());
+    // The stream remembers its top: later seqs still go above it.
+    let req = message(
+        sender(&a, "alice", "phone", 1),
+        11,
+        &["bob"],
+        None,
+        false,
+        "m",
+    );
+    assert!(accepted(a.route(&req).await.unwrap()).2[0].1 > seqs[9]);
+    assert!(a.ack(APP, "bob", "", 1).await.is_err(), "empty device");
+}
+
+#[tokio::test]
+async fn a_lost_seq_key_never_reuses_a_stored_seq_and_the_mailbox_is_bounded() {
+    let redis = TestRedis::start();
+    let limits = MailboxLimits {
+        max_len: 5,
+        ..MailboxLimits::default()
+    };
+    let a = node(&redis, limits).await;
+    let floor = now_us() + 3_600_000_000;
+    let mut req = message(
+        sender(&a, "alice", "phone", 0),
+        0,
+        &["bob"],
+        None,
+        false,
+        "ahead",
+    );
+    req.floor_us = floor;
+    assert_eq!(accepted(a.route(&req).await.unwrap()).2[0].1, floor);
+    // The seq key is evicted (or expired) while the mailbox still holds the entry.
+    let _: () = redis::cmd("DEL")
+        .arg(rcall_server::cluster::keys::user_seq(APP, "bob"))
+        .query_async(&mut a.bus().connection())
+        .await
+        .unwrap();
+    let req = message(
+        sender(&a, "alice", "phone", 0),
+        0,
+        &["bob"],
+        None,
+        false,
+        "next",
+    );
+    assert_eq!(
+        accepted(a.route(&req).await.unwrap()).2[0].1,
+        floor + 1,
+        "above the stream's top"
+    );
+
+    // Bounded by count (approximately: Redis trims whole stream nodes of 100 entries).
+    for _ in 0..500 {
+        accepted(a.route(&req).await.unwrap());
+    }
+    let n = all(&a, "bob").await.len();
+    assert!((5..=105).contains(&n), "kept {n}");
+}
+
+#[tokio::test]
+async fn bad_route_requests_are_clear_errors_and_route_nothing() {
+    let redis = TestRedis::start();
+    let a = node(&redis, MailboxLimits::default()).await;
+    let cases: Vec<(RouteRequest, &str)> = vec![
+        (
+            message(
+                sender(&a, "alice", "phone", 1),
+                1,
+                &["bob", "bob"],
+                Some("g"),
+                false,
+                "x",
+            ),
+            "twice",
+        ),
+        (
+            message(
+                sender(&a, "alice", "phone", 1),
+                1,
+                &["alice"],
+                None,
+                false,
+                "x",
+            ),
+            "the sender",
+        ),
+        (
+            message(sender(&a, "alice", "phone", 1), 1, &[""], None, false, "x"),
+            "empty",
+        ),
+        (
+            message(sender(&a, "", "phone", 1), 1, &["bob"], None, false, "x"),
+            "empty sender",
+        ),
+        (
+            RouteRequest {
+                floor_us: MAX_SEQ,
+                ..message(
+                    sender(&a, "alice", "phone", 1),
+                    1,
+                    &["bob"],
+                    None,
+                    false,
+                    "x",
+                )
+            },
+            "2^53",
+        ),
+    ];
+    for (req, what) in &cases {
+        let e = a.route(req).await.unwrap_err();
+        assert!(matches!(e, ClusterError::OutOfRange(_)), "{e}");
+        assert!(e.to_string().contains(what), "{e} should mention {what}");
+    }
+    assert!(all(&a, "bob").await.is_empty());
+    // The client_seq was not recorded either.
+    let ok = message(
+        sender(&a, "alice", "phone", 1),
+        1,
+        &["bob"],
+        None,
+        false,
+        "x",
+    );
+    accepted(a.route(&ok).await.unwrap());
+    assert!(Mailboxes::new(
+        a.bus().clone(),
+        MailboxLimits {
+            max_len: 0,
+            ..Default::default()
+        }
+    )
+    .is_err());
+    let short = MailboxLimits {
+        state_ttl: Duration::from_secs(1),
+        ..Default::default()
+    };
+    assert!(Mailboxes::new(a.bus().clone(), short).is_err());
+}
