@@ -1,5 +1,7 @@
-//! Connection faults through the simulator's model of rcall's server (issue 10): drops, silent
-//! losses, closed tabs and server restarts, each played out on the virtual clock.
+//! Connection faults against rcall-server's own delivery core (issues 10 and 15): drops, silent
+//! losses, closed tabs and server restarts, each played out on the virtual clock. The last tests
+//! are the property test's findings on the real core, written out as plain sequences so they do
+//! not depend on its random generator.
 
 use rtc_core::engine::{Command, TrackKind, SELF_CUTOFF_MS};
 use rcall_sim::{DeviceId, Logged, Sim, CLEAN_GRACE_MS, CLIENT_DEAD_AFTER_MS, LOST_GRACE_MS, SERVER_DEAD_AFTER_MS};
@@ -198,4 +200,54 @@ fn a_group_member_whose_accept_was_delayed_past_its_ring_timeout_is_taken_back()
         assert!(view.users.iter().all(|u| u.state == rtc_core::types::UserState::Keeping), "device {dev}: {view:?}");
     }
     assert_exactly_once(&sim);
+}
+
+/// Seed 8: a device away while its sibling was live missed nothing when the server restarted
+/// before it came back (the window, where such messages wait, is memory: the shutdown stores it).
+#[test]
+fn what_an_away_device_missed_survives_a_restart() {
+    let mut sim = Sim::new();
+    let _a1 = sim.add_device("ann");
+    let a2 = sim.add_device("ann");
+    let b = sim.add_device("bo");
+    assert!(sim.drop_connection(a2, 30_000));
+    sim.run_for(100);
+    sim.call(b, "ann", MediaType::Audio);
+    sim.run_for(2_000); // ann's first device rings; the second is away
+    sim.restart_server();
+    sim.run_for(60_000);
+    assert!(sim.is_connected(a2));
+    assert_exactly_once(&sim);
+}
+
+/// Seed 62: a member whose page does not come back after a restart is hung up for (the rooms
+/// outlive the restart), so the others are not left in the call with it.
+#[test]
+fn a_member_that_does_not_come_back_after_a_restart_is_hung_up_for() {
+    let (mut sim, a, b, call_id) = connected();
+    let t = sim.now();
+    sim.restart_server();
+    assert!(sim.close_tab(b)); // gone while reconnecting: the server never hears from it again
+    sim.run_for(20_000);
+    let (at, reason) = close_at(&sim, a, &call_id).expect("alice's call ended");
+    assert_eq!(reason, end_reason::REMOTE_NETWORK_ERROR);
+    assert!(at >= t + LOST_GRACE_MS && at <= t + LOST_GRACE_MS + 2 * sim.latency + 100, "{at}");
+    assert_eq!(sim.verdicts.len(), 1);
+}
+
+/// Seed 8926: a page that reconnected while its old socket was dead without the server knowing,
+/// then closed cleanly, is gone at once (clean grace, hangup), not after the dead socket's
+/// ping deadline and the lost grace (network error).
+#[test]
+fn a_clean_close_after_a_silent_loss_and_reconnect_is_final_at_once() {
+    let (mut sim, a, b, call_id) = connected();
+    assert!(sim.silent_loss(b, 1_000));
+    sim.run_for(CLIENT_DEAD_AFTER_MS + sim.reconnect_delay + 500); // b is back; the server still holds its dead socket
+    assert!(sim.is_connected(b));
+    let t = sim.now();
+    assert!(sim.close_tab(b));
+    sim.run_for(30_000);
+    let (at, reason) = close_at(&sim, a, &call_id).expect("alice's call ended");
+    assert_eq!(reason, end_reason::REMOTE_HANGUP);
+    assert!(at <= t + CLEAN_GRACE_MS + 2 * sim.latency + 100, "at {at}, closed at {t}");
 }
