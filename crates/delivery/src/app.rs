@@ -56,6 +56,19 @@ pub struct Registered {
     pub new_device: bool,
 }
 
+/// A message another node sequenced, for [`AppCore::deliver_sequenced`].
+#[derive(Debug, Clone)]
+pub struct Sequenced<'a> {
+    pub user_id: &'a str,
+    pub seq: u64,
+    /// The complete encoded `Delivered`, `seq` included.
+    pub payload: &'a [u8],
+    /// The sending connection, when it is on this node (it does not get its own message).
+    pub skip: Option<ConnId>,
+    /// The sending device (a copy in its user's own log is not for it).
+    pub exclude_device: Option<Arc<str>>,
+}
+
 /// One app's delivery core. `C` is the shell's connection handle ([`Shell::Conn`]).
 pub struct AppCore<C> {
     pub(crate) users: HashMap<Arc<str>, UserState<C>>,
@@ -354,6 +367,29 @@ impl<C: Clone> AppCore<C> {
             }
         }
         st.prune_window(&self.limits, now.mono);
+    }
+
+    /// A message another node sequenced (cluster mode, docs/cluster.md): `payload` is the
+    /// complete encoded `Delivered` with its `seq`, as the shared mailbox holds it. It goes to
+    /// this node's live connections of `user_id` (but `skip`, the sending connection), and into
+    /// the user's window so a connection syncing now gets it after its replay — the same seam as
+    /// a message sequenced here. Nothing is stored: the mailbox is the store. Users with no
+    /// connection here are not this node's business.
+    pub fn deliver_sequenced<S: Shell<Conn = C>>(&mut self, sh: &mut S, now: Now, m: Sequenced<'_>) -> usize {
+        let Sequenced { user_id, seq, payload, skip, exclude_device } = m;
+        let Some(st) = self.users.get_mut(user_id) else {
+            return 0;
+        };
+        if st.conns.is_empty() || seq <= st.last_seq {
+            return 0; // (a repeat after a resync: already here)
+        }
+        st.last_seq = st.last_seq.max(seq);
+        self.max_issued = self.max_issued.max(seq);
+        let body = deliver_body_from_payload(payload);
+        let n = st.push_live(sh, &body, now.mono, skip);
+        st.window.push_back(crate::mailbox::Entry { seq, offline: false, stored: true, exclude_device, accepted: now.mono, body });
+        st.prune_window(&self.limits, now.mono);
+        n
     }
 
     /// Connections of `user_id` now.

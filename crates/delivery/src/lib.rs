@@ -55,7 +55,7 @@ mod routing;
 
 use std::time::Duration;
 
-pub use app::{AppCore, Limits, Registered};
+pub use app::{AppCore, Limits, Registered, Sequenced};
 pub use codes::{AuthRefusal, RouteError};
 pub use frame::{encode_body, Outgoing};
 pub use routing::{Accepted, PushInfo, RouteOptions};

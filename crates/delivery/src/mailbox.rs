@@ -7,7 +7,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use rtc_core::proto::{error_code, ErrorFrame};
+
 use crate::app::Limits;
+use crate::frame::Outgoing;
+use crate::shell::{Count, PushError, Shell};
 use crate::ConnId;
 
 /// Devices remembered per user in memory (the rest live in the store).
@@ -163,6 +167,29 @@ impl<C> UserState<C> {
         }
         self.devices.push(DeviceCursor::new(Arc::from(device)));
         self.devices.last_mut().expect("just pushed")
+    }
+
+    /// Pushes an encoded `Deliver` body to every live connection but `skip`; a connection whose
+    /// queue is full is disconnected (it resumes from its last ack). Returns how many got it.
+    pub fn push_live<S: Shell<Conn = C>>(&mut self, sh: &mut S, body: &Bytes, accepted: Duration, skip: Option<ConnId>) -> usize {
+        let mut n = 0;
+        for c in self.conns.iter_mut() {
+            if !c.live || Some(c.id) == skip {
+                continue;
+            }
+            match sh.push(&c.conn, Outgoing::Frame { body: body.clone(), accepted: Some(accepted) }, true) {
+                Ok(()) => n += 1,
+                Err(PushError::Full) => {
+                    tracing::warn!(conn_id = c.id, "outbox full, disconnecting slow client");
+                    sh.count(Count::Error(error_code::SLOW_CONSUMER));
+                    c.live = false;
+                    sh.abort(&c.conn, ErrorFrame { code: error_code::SLOW_CONSUMER, message: "too many unread frames; reconnect and resume".into() });
+                }
+                // Already closing; it is about to unregister.
+                Err(PushError::Closed) => {}
+            }
+        }
+        n
     }
 
     /// A message with `seq` was stored: every known device but `except` (the sender's) may

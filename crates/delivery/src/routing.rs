@@ -334,22 +334,7 @@ impl Fanout {
         let (body, payload_at) = encode_delivered(template);
         let skip = sender.map(|(id, _)| id);
         let accepted: Duration = self.now.mono;
-        for c in st.conns.iter_mut() {
-            if !c.live || Some(c.id) == skip {
-                continue;
-            }
-            match sh.push(&c.conn, Outgoing::Frame { body: body.clone(), accepted: Some(accepted) }, true) {
-                Ok(()) => self.delivered_to += 1,
-                Err(PushError::Full) => {
-                    tracing::warn!(conn_id = c.id, "outbox full, disconnecting slow client");
-                    sh.count(Count::Error(error_code::SLOW_CONSUMER));
-                    c.live = false;
-                    sh.abort(&c.conn, ErrorFrame { code: error_code::SLOW_CONSUMER, message: "too many unread frames; reconnect and resume".into() });
-                }
-                // Already closing; it is about to unregister.
-                Err(PushError::Closed) => {}
-            }
-        }
+        self.delivered_to += st.push_live(sh, &body, accepted, skip);
         if store {
             let ticket = sh.store_offline(StoreOffline {
                 user: st.id.clone(),

@@ -220,3 +220,50 @@ fn rooms_outlive_a_restart_and_hang_up_for_who_does_not_return() {
     let frames = w.take(b.conn_id);
     assert!(frames.iter().any(|f| matches!(f, Body::Deliver(d) if d.message_type == rtc_core::proto::object_name::HANGUP)), "{frames:?}");
 }
+
+/// Cluster mode's node-side input (docs/cluster.md): a message sequenced elsewhere reaches this
+/// node's live connections of its user, and a device syncing here gets it exactly once whether
+/// it arrives in the store read (the shared mailbox) or live during the sync.
+#[test]
+fn a_message_sequenced_by_another_node_reaches_live_and_syncing_devices_once() {
+    use delivery::{Sequenced, StoredMessage, SyncData};
+    let mut node_b = World::new();
+    let bob = node_b.connect("bob", "b1");
+    node_b.take(bob.conn_id);
+    // "Redis": the mailbox of bob, as the route script fills it.
+    let mut mailbox: Vec<(u64, Vec<u8>)> = Vec::new();
+    let sequence = |n: u32, mailbox: &mut Vec<(u64, Vec<u8>)>| {
+        let seq = 1_800_000_000_000_000 + u64::from(n);
+        let d = rtc_core::proto::Delivered { seq, sender_user_id: "alice".into(), content: n.to_be_bytes().to_vec(), message_type: "app:text".into(), ..Default::default() };
+        mailbox.push((seq, d.encode_to_vec()));
+        (seq, d.encode_to_vec())
+    };
+    let (seq1, p1) = sequence(1, &mut mailbox);
+    let now = node_b.now();
+    let n = node_b.core.deliver_sequenced(&mut MemoryShell { store: &mut node_b.store, effects: &mut node_b.effects }, now, Sequenced { user_id: "bob", seq: seq1, payload: &p1, skip: None, exclude_device: None });
+    assert_eq!(n, 1);
+    assert_eq!(seqs(&node_b.take(bob.conn_id)), vec![seq1]);
+    // A repeat (after a resync) is dropped.
+    let now = node_b.now();
+    assert_eq!(node_b.core.deliver_sequenced(&mut MemoryShell { store: &mut node_b.store, effects: &mut node_b.effects }, now, Sequenced { user_id: "bob", seq: seq1, payload: &p1, skip: None, exclude_device: None }), 0);
+
+    // bob's second device connects to node A: registered (syncing), message 2 arrives live
+    // meanwhile, then the mailbox read (1 and 2) completes the sync.
+    let mut node_a = World::new();
+    node_a.next_conn = 100;
+    let now = node_a.now();
+    let auth = AuthResult { user_id: "bob".into(), ..Default::default() };
+    let reg = node_a.core.register(&mut MemoryShell { store: &mut node_a.store, effects: &mut node_a.effects }, now, 101, 101, "bob", "b2", 0, 0, auth, 9, (0, 0)).unwrap();
+    let (seq2, p2) = sequence(2, &mut mailbox);
+    let now = node_a.now();
+    assert_eq!(node_a.core.deliver_sequenced(&mut MemoryShell { store: &mut node_a.store, effects: &mut node_a.effects }, now, Sequenced { user_id: "bob", seq: seq2, payload: &p2, skip: None, exclude_device: None }), 0, "not live before its replay");
+    let data = SyncData {
+        messages: mailbox.iter().map(|(seq, p)| StoredMessage { seq: *seq, exclude_device: String::new(), payload: p.clone() }).collect(),
+        ..Default::default()
+    };
+    let now = node_a.now();
+    node_a.core.finish_sync(&mut MemoryShell { store: &mut node_a.store, effects: &mut node_a.effects }, now, &reg, data, None);
+    let frames = node_a.take(101);
+    assert_eq!(seqs(&frames), vec![seq1, seq2], "each once, in order");
+    assert!(matches!(frames.last(), Some(Body::SyncDone(_))));
+}
