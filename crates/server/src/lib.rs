@@ -9,9 +9,12 @@
 //!   with an expiry; RongCloud's Server API signature plus a timestamp window and single-use
 //!   nonces; token expiry, blocks, blacklists, groups, kicking a user from a call. Several apps
 //!   (tenants) on one server never see each other's users, groups or messages.
-//! - Enforcement and delivery ([`hub`]): 405 / 22406 / 31009 / 31020 rules, per-user ordered
-//!   delivery with seqs and acks, offline storage in SQLite ([`store`]) with TTL and cap,
-//!   resume without loss or duplicates, every device of a user gets the user's messages.
+//! - Enforcement and delivery: the rules (405 / 22406 / 31009 / 31020, per-user ordered
+//!   delivery with seqs and acks, resume without loss or duplicates, every device of a user
+//!   gets the user's messages, call rooms) are the sans-IO `delivery` crate; [`hub`] is its
+//!   shell here (a lock per app, the connections' [`outbox`]es, offline storage in SQLite
+//!   ([`store`]) with TTL and cap). [`cluster`]: `--redis` mode (shared policy and nonces now;
+//!   see `docs/cluster.md`).
 //! - Limits: frame size (a few KB before authentication), per-connection and per-user rate,
 //!   per-app, per-user and per-device connection caps, slow consumers, dead peers (WebSocket
 //!   pings, [`ws::PING_INTERVAL`] / [`ws::DEAD_AFTER`]), paged replay, offline quotas per
