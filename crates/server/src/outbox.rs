@@ -15,7 +15,7 @@ use crate::clock::mono_ms;
 /// disconnected (it can resume) rather than growing the server's memory.
 pub const OUTBOX_CAPACITY: usize = 1024;
 
-/// [`mono_ms`] as of the last liveness sweep: connections stamp every frame with it, without
+/// `clock::mono_ms` as of the last liveness sweep: connections stamp every frame with it, without
 /// reading the clock per frame (it is at most one sweep tick behind).
 static LIVENESS_NOW: AtomicU64 = AtomicU64::new(0);
 
@@ -41,9 +41,9 @@ struct OutQ {
 #[derive(Default)]
 pub struct Outbox {
     q: Mutex<OutQ>,
-    /// When the client last sent anything, frames or pongs ([`mono_ms`]).
+    /// When the client last sent anything, frames or pongs (`clock::mono_ms`).
     last_heard: AtomicU64,
-    /// When the server last pinged it ([`mono_ms`]).
+    /// When the server last pinged it (`clock::mono_ms`).
     last_ping: AtomicU64,
 }
 
@@ -62,7 +62,7 @@ impl Outbox {
         }
     }
 
-    /// Liveness check at `now` ([`mono_ms`]): queues a Ping once per `ping_ms` of silence;
+    /// Liveness check at `now` (`clock::mono_ms`): queues a Ping once per `ping_ms` of silence;
     /// kills the connection after `dead_ms` of silence. True when it was killed just now.
     pub fn check_alive(&self, now: u64, ping_ms: u64, dead_ms: u64) -> bool {
         let silent = now.saturating_sub(self.last_heard.load(Ordering::Relaxed));
