@@ -18,7 +18,8 @@
 # Env: RATES (comma list, total offered msg/s), PAIRS, IDLE (idle connections for the memory
 # figure; this machine caps a process at 20,000 open files), WARMUP, DURATION (s), PAYLOAD
 # (bytes), SKIP_PEERJS=1, PEER_DIR, SKIP_MATCHBOX=1, MATCHBOX_DIR, TARGET_DIR (cargo target dir), NICE (e.g. -10: run the
-# servers and the generator at a higher CPU priority than other work on a shared machine).
+# servers and the generator at a higher CPU priority than other work on a shared machine),
+# RCALL_BIN (a prebuilt rcall-server to measure instead of this tree's, e.g. an older commit's).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
@@ -44,6 +45,7 @@ NICE=${NICE:-0}
 
 cargo build --release -p rcall-server -p rcall-loadgen --target-dir "$TARGET_DIR" >&2
 BIN="$TARGET_DIR/release"
+RCALL_BIN=${RCALL_BIN:-$BIN/rcall-server}
 TMP=$(mktemp -d)
 PIDS=()
 cleanup() {
@@ -63,7 +65,7 @@ ulimit -n 20000 2>/dev/null || true
 # 20,000/s) are well inside them, and the attacker meets what production would.
 RATE_FLAGS=(--rate-limit-per-sec 5000 --rate-limit-burst 10000 --user-rate-per-sec 5000 --user-rate-burst 10000)
 [ -z "$HOSTILE" ] || RATE_FLAGS=()
-RUST_LOG=warn nice -n "$NICE" taskset -c "$SERVER_CPU" "$BIN/rcall-server" --listen 127.0.0.1:0 --db "$TMP/bench.db" \
+RUST_LOG=warn nice -n "$NICE" taskset -c "$SERVER_CPU" "$RCALL_BIN" --listen 127.0.0.1:0 --db "$TMP/bench.db" \
     --app-key bench-app --app-secret bench-secret-0123456789 --sdk-dir "$TMP" --web-dir "$TMP" \
     "${RATE_FLAGS[@]}" >"$TMP/rcall.out" 2>"$TMP/rcall.err" &
 RCALL_PID=$!
@@ -111,6 +113,6 @@ if [ "${SKIP_MATCHBOX:-0}" != 1 ]; then
 fi
 
 echo "# $(date -u +%FT%TZ) $(uname -r), $(nproc) CPUs; server on CPU $SERVER_CPU, loadgen on CPU $LOADGEN_CPU, nice $NICE; load average $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "# rcall-server $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'), peer@1.0.2 on node $(node --version 2>/dev/null || echo '-'), matchbox_server 0.15.0"
+echo "# rcall-server $RCALL_BIN ($(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?') tree), peer@1.0.2 on node $(node --version 2>/dev/null || echo '-'), matchbox_server 0.15.0"
 nice -n "$NICE" taskset -c "$LOADGEN_CPU" "$BIN/rcall-loadgen" "${ARGS[@]}" --pairs "$PAIRS" --rates "$RATES" \
     --warmup-secs "$WARMUP" --duration-secs "$DURATION" --payload "$PAYLOAD" --idle "$IDLE"

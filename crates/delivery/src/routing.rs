@@ -183,12 +183,13 @@ impl<C: Clone> AppCore<C> {
         let mut template = Delivered {
             seq: 0,
             message_uid: message_uid.clone(),
-            sender_user_id: from.user_id.to_string(),
-            sender_device_id: from.device_id.to_string(),
+            // `String::from`, not `to_string()`: on an `Arc<str>` that goes through `Display`.
+            sender_user_id: String::from(&*from.user_id),
+            sender_device_id: String::from(&*from.device_id),
             conversation_type: msg.conversation_type,
             // What each recipient sees as the conversation's target.
             target_id: match msg.conversation_type {
-                conversation_type::PRIVATE => from.user_id.to_string(),
+                conversation_type::PRIVATE => String::from(&*from.user_id),
                 _ => msg.target_id.clone(),
             },
             channel_id: msg.channel_id,

@@ -1,5 +1,5 @@
 //! `rcall-loadgen`: a load generator for rcall-server's WebSocket signalling, and the same load
-//! against a PeerJS server (npm `peer`) for comparison.
+//! against a PeerJS server (npm `peer`) and matchbox_server for comparison.
 //!
 //! Load phase, per offered rate: `--pairs` pairs of authenticated clients run 1:1 call
 //! signalling — invite, ringing, accept, offer, answer, 4 candidates, hangup, round and round —
@@ -19,6 +19,8 @@
 //! without an attacker, one run per attacker kind with that attacker going at full tilt
 //! ([`hostile`]), and a second run without one (the drift of the machine); it prints each run's
 //! p99 against the mean of the two attacker-free runs.
+//!
+//! With several servers, each rate runs on every server in turn before the next rate.
 //!
 //! Run it on its own core and the server on another (`taskset`), e.g. via
 //! `crates/loadgen/bench.sh`.
@@ -914,14 +916,19 @@ async fn async_main(args: Args) {
             }
             continue;
         }
-        for &rate in &args.rates {
+        reports.push((rep, target, *pid));
+    }
+    // Rate by rate, every server in turn: the servers compared at one rate are measured
+    // within a minute of each other, so drift on a shared machine moves the ratios less.
+    for &rate in &args.rates {
+        for (rep, target, pid) in reports.iter_mut() {
             run += 1;
             let r = run_load(&args, target, *pid, rate, run).await;
             print_load(target.name(), &r);
             rep.loads.push(r);
         }
-        reports.push(rep);
     }
+    let reports: Vec<TargetReport> = reports.into_iter().map(|(r, _, _)| r).collect();
     print_summary(&reports);
 }
 
@@ -974,7 +981,7 @@ fn print_summary(reports: &[TargetReport]) {
     for r in reports {
         if let Some(b) = best(r) {
             println!(
-                "{}: best {:.0} msg/s delivered at p99 {:.2} ms, {} µs CPU/msg",
+                "{}: best {:.0} msg/s delivered at p99 {:.2} ms, {} CPU/msg",
                 r.name,
                 b.delivered_per_sec,
                 b.p99_ms,
