@@ -42,6 +42,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+/// An open client connection and the address its peers send to.
+type Conn = (Ws, Arc<str>);
 
 #[derive(Debug, Clone, Parser)]
 #[command(name = "rcall-loadgen", about)]
@@ -141,7 +143,7 @@ impl Target {
 
     /// Opens one client connection; returns it with the address its peers send to (the user
     /// id, or for matchbox the peer id the server assigned).
-    async fn connect(&self, user: &Arc<str>) -> Result<(Ws, Arc<str>), String> {
+    async fn connect(&self, user: &Arc<str>) -> Result<Conn, String> {
         let cfg = WebSocketConfig::default()
             .read_buffer_size(16 * 1024)
             .write_buffer_size(64 * 1024);
@@ -574,8 +576,8 @@ async fn connect_all(
     target: &Target,
     users: &[Arc<str>],
     concurrency: usize,
-) -> Vec<(Ws, Arc<str>)> {
-    let results: Vec<(usize, Result<(Ws, Arc<str>), String>)> =
+) -> Vec<Conn> {
+    let results: Vec<(usize, Result<Conn, String>)> =
         futures::stream::iter(users.iter().cloned().enumerate())
             .map(|(i, u)| {
                 let t = target.clone();
@@ -584,7 +586,7 @@ async fn connect_all(
             .buffer_unordered(concurrency)
             .collect()
             .await;
-    let mut out: Vec<Option<(Ws, Arc<str>)>> = (0..users.len()).map(|_| None).collect();
+    let mut out: Vec<Option<Conn>> = (0..users.len()).map(|_| None).collect();
     for (i, r) in results {
         match r {
             Ok(ws) => out[i] = Some(ws),
