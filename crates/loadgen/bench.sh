@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The signalling benchmark (BENCHMARKS.md, "Signalling server"): rcall-server and a PeerJS server
-# (npm `peer`, installed into $PEER_DIR on first use) each pinned to CPU 0, the load generator on
-# CPU 1, both servers driven by the same generator in one run. Everything stays on 127.0.0.1 and
+# The signalling benchmark (BENCHMARKS.md, "Signalling server"): rcall-server, a PeerJS server
+# (npm `peer` 1.0.2, installed into $PEER_DIR on first use) and matchbox_server 0.15 (crates.io,
+# `cargo install`ed into $MATCHBOX_DIR on first use) each pinned to CPU 0, the load generator on
+# CPU 1, all servers driven by the same generator in one run; it prints, per rate, each
+# server's CPU per routed message and rcall's ratio to the better peer, and each server's knee. Everything stays on 127.0.0.1 and
 # every phase is bounded in time and count.
 #
 #   bash crates/loadgen/bench.sh                      # defaults below
@@ -16,8 +18,9 @@
 #
 # Env: RATES (comma list, total offered msg/s), PAIRS, IDLE (idle connections for the memory
 # figure; this machine caps a process at 20,000 open files), WARMUP, DURATION (s), PAYLOAD
-# (bytes), SKIP_PEERJS=1, PEER_DIR, TARGET_DIR (cargo target dir), NICE (e.g. -10: run the
-# servers and the generator at a higher CPU priority than other work on a shared machine).
+# (bytes), SKIP_PEERJS=1, PEER_DIR, SKIP_MATCHBOX=1, MATCHBOX_DIR, TARGET_DIR (cargo target dir), NICE (e.g. -10: run the
+# servers and the generator at a higher CPU priority than other work on a shared machine),
+# RCALL_BIN (a prebuilt rcall-server to measure instead of this tree's, e.g. an older commit's).
 # RATES empty (RATES=) runs no load phase.
 #
 # ACTIVE_MEM (connections, even; default 0 = off): the memory-under-traffic phase, run last on a
@@ -33,6 +36,7 @@ if [ -n "$HOSTILE" ]; then
     RATES=${RATES:-20000}
     IDLE=${IDLE:-0}
     SKIP_PEERJS=1
+    SKIP_MATCHBOX=1
 fi
 RATES=${RATES-20000,35000,50000,70000,100000}
 PAIRS=${PAIRS:-500}
@@ -41,6 +45,7 @@ WARMUP=${WARMUP:-3}
 DURATION=${DURATION:-10}
 PAYLOAD=${PAYLOAD:-300}
 PEER_DIR=${PEER_DIR:-/tmp/rcall-bench-peerjs}
+MATCHBOX_DIR=${MATCHBOX_DIR:-/tmp/rcall-bench-matchbox}
 TARGET_DIR=${TARGET_DIR:-${CARGO_TARGET_DIR:-target}}
 SERVER_CPU=${SERVER_CPU:-0}
 LOADGEN_CPU=${LOADGEN_CPU:-1}
@@ -51,6 +56,7 @@ ACTIVE_SECS=${ACTIVE_SECS:-90}
 
 cargo build --release -p rcall-server -p rcall-loadgen --target-dir "$TARGET_DIR" >&2
 BIN="$TARGET_DIR/release"
+RCALL_BIN=${RCALL_BIN:-$BIN/rcall-server}
 TMP=$(mktemp -d)
 PIDS=()
 cleanup() {
@@ -72,7 +78,7 @@ RATE_FLAGS=(--rate-limit-per-sec 5000 --rate-limit-burst 10000 --user-rate-per-s
 [ -z "$HOSTILE" ] || RATE_FLAGS=()
 # start_rcall NAME: starts an rcall-server; sets RCALL_PID and RCALL_ADDR.
 start_rcall() {
-    RUST_LOG=warn nice -n "$NICE" taskset -c "$SERVER_CPU" "$BIN/rcall-server" --listen 127.0.0.1:0 --db "$TMP/$1.db" \
+    RUST_LOG=warn nice -n "$NICE" taskset -c "$SERVER_CPU" "$RCALL_BIN" --listen 127.0.0.1:0 --db "$TMP/$1.db" \
         --app-key bench-app --app-secret bench-secret-0123456789 --sdk-dir "$TMP" --web-dir "$TMP" \
         "${RATE_FLAGS[@]}" >"$TMP/$1.out" 2>"$TMP/$1.err" &
     RCALL_PID=$!
@@ -112,7 +118,25 @@ if [ "${SKIP_PEERJS:-0}" != 1 ]; then
     ARGS+=(--peerjs "ws://127.0.0.1:$PEER_PORT/peerjs" --peerjs-pid "$PEER_PID")
 fi
 
+if [ "${SKIP_MATCHBOX:-0}" != 1 ]; then
+    if [ ! -x "$MATCHBOX_DIR/bin/matchbox_server" ]; then
+        cargo install --locked matchbox_server --version 0.15.0 --root "$MATCHBOX_DIR" \
+            --target-dir "$MATCHBOX_DIR/target" >&2
+    fi
+    MB_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    # Logging at warn like rcall-server (its default logs every connection at info).
+    RUST_LOG=warn nice -n "$NICE" taskset -c "$SERVER_CPU" "$MATCHBOX_DIR/bin/matchbox_server" "127.0.0.1:$MB_PORT" \
+        >"$TMP/matchbox.out" 2>&1 &
+    MB_PID=$!
+    PIDS+=("$MB_PID")
+    for _ in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$MB_PORT") 2>/dev/null && break
+        sleep 0.1
+    done
+    ARGS+=(--matchbox "ws://127.0.0.1:$MB_PORT" --matchbox-pid "$MB_PID")
+fi
+
 echo "# $(date -u +%FT%TZ) $(uname -r), $(nproc) CPUs; server on CPU $SERVER_CPU, loadgen on CPU $LOADGEN_CPU, nice $NICE; load average $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "# rcall-server $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'), peer@1.0.2 on node $(node --version 2>/dev/null || echo '-')"
+echo "# rcall-server $RCALL_BIN ($(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?') tree), peer@1.0.2 on node $(node --version 2>/dev/null || echo '-'), matchbox_server 0.15.0"
 nice -n "$NICE" taskset -c "$LOADGEN_CPU" "$BIN/rcall-loadgen" "${ARGS[@]}" --pairs "$PAIRS" \
     --warmup-secs "$WARMUP" --duration-secs "$DURATION" --payload "$PAYLOAD" --idle "$IDLE"

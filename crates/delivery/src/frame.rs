@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use prost::Message as _;
 use rtc_core::proto::server_frame::Body;
 use rtc_core::proto::{Delivered, ErrorFrame};
 
@@ -42,21 +41,151 @@ impl Outgoing {
 
 /// Encodes a frame body once so it can be queued to many connections.
 pub fn encode_body(body: &Body) -> Bytes {
-    let mut buf = BytesMut::with_capacity(body.encoded_len());
+    // A `Vec` of the exact size: prost writes varints byte by byte, which is cheaper on a `Vec`
+    // than on a `BytesMut`, and `Bytes::from` takes it without copying.
+    let mut buf = Vec::with_capacity(body.encoded_len());
     body.encode(&mut buf);
-    buf.freeze()
+    Bytes::from(buf)
 }
 
 /// Oneof tag of `ServerFrame.body` = `Deliver`.
 const DELIVER_TAG: u32 = 3;
 
-/// `Body::Deliver(d)` encoded, and the offset of the `Delivered` bytes inside it.
+/// `Body::Deliver(d)` encoded by prost, and the offset of the `Delivered` bytes inside it: the
+/// reference [`encode_delivered_ref`] is tested against.
+#[cfg(test)]
 pub(crate) fn encode_delivered(d: &Delivered) -> (Bytes, usize) {
+    use prost::Message as _;
     let len = d.encoded_len();
     let prefix = 1 + prost::encoding::encoded_len_varint(len as u64);
-    let mut buf = BytesMut::with_capacity(prefix + len);
-    prost::encoding::message::encode(DELIVER_TAG, d, &mut buf);
-    (buf.freeze(), prefix)
+    let mut buf = Vec::with_capacity(prefix + len);
+    prost::encoding::encode_key(DELIVER_TAG, prost::encoding::WireType::LengthDelimited, &mut buf);
+    prost::encoding::encode_varint(len as u64, &mut buf);
+    d.encode_raw(&mut buf);
+    (Bytes::from(buf), prefix)
+}
+
+/// A `Delivered` with borrowed strings and content: the template a message is fanned out with,
+/// so routing copies nothing into owned `String`s before encoding it once per recipient.
+/// Encodes to exactly prost's bytes for the same `Delivered` (tag order, proto3 defaults
+/// skipped).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DeliveredRef<'a> {
+    pub seq: u64,
+    pub message_uid: &'a str,
+    pub sender_user_id: &'a str,
+    pub sender_device_id: &'a str,
+    pub conversation_type: i32,
+    pub target_id: &'a str,
+    pub channel_id: &'a str,
+    pub message_type: &'a str,
+    pub content: &'a [u8],
+    pub sent_time: i64,
+    pub offline: bool,
+    pub sender_instance: u64,
+    pub client_seq: u64,
+}
+
+impl<'a> DeliveredRef<'a> {
+    pub fn of(d: &'a Delivered) -> Self {
+        Self {
+            seq: d.seq,
+            message_uid: &d.message_uid,
+            sender_user_id: &d.sender_user_id,
+            sender_device_id: &d.sender_device_id,
+            conversation_type: d.conversation_type,
+            target_id: &d.target_id,
+            channel_id: &d.channel_id,
+            message_type: &d.message_type,
+            content: &d.content,
+            sent_time: d.sent_time,
+            offline: d.offline,
+            sender_instance: d.sender_instance,
+            client_seq: d.client_seq,
+        }
+    }
+
+    pub fn to_owned(self) -> Delivered {
+        Delivered {
+            seq: self.seq,
+            message_uid: self.message_uid.to_owned(),
+            sender_user_id: self.sender_user_id.to_owned(),
+            sender_device_id: self.sender_device_id.to_owned(),
+            conversation_type: self.conversation_type,
+            target_id: self.target_id.to_owned(),
+            channel_id: self.channel_id.to_owned(),
+            message_type: self.message_type.to_owned(),
+            content: self.content.to_vec(),
+            sent_time: self.sent_time,
+            offline: self.offline,
+            sender_instance: self.sender_instance,
+            client_seq: self.client_seq,
+        }
+    }
+
+    fn encoded_len(&self) -> usize {
+        // Every tag here is below 16: one key byte. `int32`/`int64` are varints of the
+        // sign-extended value, as prost writes them.
+        use prost::encoding::encoded_len_varint as vl;
+        let v = |x: u64| if x == 0 { 0 } else { 1 + vl(x) };
+        let b = |x: &[u8]| if x.is_empty() { 0 } else { 1 + vl(x.len() as u64) + x.len() };
+        v(self.seq)
+            + b(self.message_uid.as_bytes())
+            + b(self.sender_user_id.as_bytes())
+            + b(self.sender_device_id.as_bytes())
+            + v(self.conversation_type as u64)
+            + b(self.target_id.as_bytes())
+            + b(self.channel_id.as_bytes())
+            + b(self.message_type.as_bytes())
+            + b(self.content)
+            + v(self.sent_time as u64)
+            + v(u64::from(self.offline))
+            + v(self.sender_instance)
+            + v(self.client_seq)
+    }
+
+    /// The fields in tag order, proto3 defaults skipped.
+    fn encode_raw(&self, buf: &mut Vec<u8>) {
+        use prost::encoding::encode_varint;
+        fn var(tag: u8, x: u64, buf: &mut Vec<u8>) {
+            if x != 0 {
+                buf.push(tag << 3);
+                encode_varint(x, buf);
+            }
+        }
+        fn bytes(tag: u8, x: &[u8], buf: &mut Vec<u8>) {
+            if !x.is_empty() {
+                buf.push(tag << 3 | 2);
+                encode_varint(x.len() as u64, buf);
+                buf.extend_from_slice(x);
+            }
+        }
+        var(1, self.seq, buf);
+        bytes(2, self.message_uid.as_bytes(), buf);
+        bytes(3, self.sender_user_id.as_bytes(), buf);
+        bytes(4, self.sender_device_id.as_bytes(), buf);
+        var(5, self.conversation_type as u64, buf);
+        bytes(6, self.target_id.as_bytes(), buf);
+        bytes(7, self.channel_id.as_bytes(), buf);
+        bytes(8, self.message_type.as_bytes(), buf);
+        bytes(9, self.content, buf);
+        var(10, self.sent_time as u64, buf);
+        var(11, u64::from(self.offline), buf);
+        var(12, self.sender_instance, buf);
+        var(13, self.client_seq, buf);
+    }
+}
+
+/// `Body::Deliver` of a template, and the offset of the `Delivered` bytes inside it.
+pub(crate) fn encode_delivered_ref(d: &DeliveredRef<'_>) -> (Bytes, usize) {
+    let len = d.encoded_len();
+    let prefix = 1 + prost::encoding::encoded_len_varint(len as u64);
+    let mut buf = Vec::with_capacity(prefix + len);
+    prost::encoding::encode_key(DELIVER_TAG, prost::encoding::WireType::LengthDelimited, &mut buf);
+    prost::encoding::encode_varint(len as u64, &mut buf);
+    d.encode_raw(&mut buf);
+    debug_assert_eq!(buf.len(), prefix + len);
+    (Bytes::from(buf), prefix)
 }
 
 /// A `Body::Deliver` from stored `Delivered` bytes.
@@ -80,6 +209,51 @@ pub(crate) fn delivered_payload(body: &Bytes) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_borrowed_template_encodes_like_prost() {
+        let full = Delivered {
+            seq: 1_700_000_000_000_123,
+            message_uid: "BTP6-KQ3E-7GO5-2RT9".into(),
+            sender_user_id: "alice".into(),
+            sender_device_id: "alice-dev".into(),
+            conversation_type: 3,
+            target_id: "group-1".into(),
+            channel_id: "ch".into(),
+            message_type: "RC:VCInvite".into(),
+            content: vec![7; 300],
+            sent_time: 1_765_000_000_000,
+            offline: true,
+            sender_instance: u64::MAX,
+            client_seq: 42,
+        };
+        let mut cases = vec![full.clone(), Delivered::default()];
+        // Each field alone at a default, and odd values (negative int32/int64, 1-byte lengths).
+        for k in 0..13 {
+            let mut d = full.clone();
+            match k {
+                0 => d.seq = 0,
+                1 => d.message_uid.clear(),
+                2 => d.sender_user_id.clear(),
+                3 => d.sender_device_id.clear(),
+                4 => d.conversation_type = -1,
+                5 => d.target_id.clear(),
+                6 => d.channel_id.clear(),
+                7 => d.message_type = "x".repeat(200),
+                8 => d.content.clear(),
+                9 => d.sent_time = -5,
+                10 => d.offline = false,
+                11 => d.sender_instance = 0,
+                _ => d.client_seq = 0,
+            }
+            cases.push(d);
+        }
+        for d in cases {
+            let r = DeliveredRef::of(&d);
+            assert_eq!(encode_delivered_ref(&r), encode_delivered(&d), "{d:?}");
+            assert_eq!(r.to_owned(), d);
+        }
+    }
 
     #[test]
     fn deliver_body_round_trips() {

@@ -10,7 +10,7 @@ use rtc_core::proto::{conversation_type, error_code, Delivered, ErrorFrame, Push
 
 use crate::app::AppCore;
 use crate::codes::RouteError;
-use crate::frame::{encode_body, encode_delivered, Outgoing};
+use crate::frame::{encode_body, encode_delivered_ref, DeliveredRef, Outgoing};
 use crate::mailbox::{Entry, UserState};
 use crate::rooms;
 use crate::shell::{Count, PushError, SenderSeq, Shell, StoreOffline};
@@ -180,20 +180,21 @@ impl<C: Clone> AppCore<C> {
         let sent_time = self.clock.next(now_ms);
         let message_uid = self.uids.next_uid();
 
-        let mut template = Delivered {
+        // Borrowed from the message and the sender: nothing is copied before encoding.
+        let mut template = DeliveredRef {
             seq: 0,
-            message_uid: message_uid.clone(),
-            sender_user_id: from.user_id.to_string(),
-            sender_device_id: from.device_id.to_string(),
+            message_uid: &message_uid,
+            sender_user_id: &from.user_id,
+            sender_device_id: &from.device_id,
             conversation_type: msg.conversation_type,
             // What each recipient sees as the conversation's target.
             target_id: match msg.conversation_type {
-                conversation_type::PRIVATE => from.user_id.to_string(),
-                _ => msg.target_id.clone(),
+                conversation_type::PRIVATE => &from.user_id,
+                _ => &msg.target_id,
             },
-            channel_id: msg.channel_id,
-            message_type: msg.message_type,
-            content: msg.content,
+            channel_id: &msg.channel_id,
+            message_type: &msg.message_type,
+            content: &msg.content,
             sent_time,
             offline: false,
             sender_instance: from.instance,
@@ -210,15 +211,16 @@ impl<C: Clone> AppCore<C> {
         for user in &recipients {
             ctx.deliver(self, sh, user, &mut template, None);
         }
-        template.target_id = msg.target_id;
+        template.target_id = &msg.target_id;
         ctx.deliver(self, sh, &from.user_id, &mut template, Some((from.conn_id, &from.device_id)));
         sh.count(Count::MessageRouted);
+        let push_message = (want_push && msg.push.is_some() && !offline.is_empty()).then(|| template.to_owned());
         let mut acc = Accepted { sent_time, message_uid, delivered_to: ctx.delivered_to, ticket: ctx.ticket, duplicate: false, replied: false, push: None };
         if let Some(request_id) = reply_to {
             acc.replied = self.reply(sh, from, request_id, &acc, opts.conn_ticket);
         }
-        if let (true, Some(push), false) = (want_push, msg.push, offline.is_empty()) {
-            acc.push = Some(PushInfo { message: template, push, offline });
+        if let (Some(message), Some(push)) = (push_message, msg.push) {
+            acc.push = Some(PushInfo { message, push, offline });
         }
         Ok(acc)
     }
@@ -253,7 +255,7 @@ impl<C: Clone> AppCore<C> {
             body: Some(rtc_core::proto::call_content::Body::Hangup(rtc_core::proto::Hangup { reason: e.reason })),
         };
         let sent_time = self.clock.next(now.wall_ms());
-        let mut template = Delivered {
+        let template = Delivered {
             seq: 0,
             message_uid: self.uids.next_uid(),
             sender_user_id: e.user.to_string(),
@@ -273,11 +275,12 @@ impl<C: Clone> AppCore<C> {
         };
         // Nobody waits for this message's confirmation, and it has no sender stream.
         let mut ctx = Fanout { now, sent_time, delivered_to: 0, ticket: 0, record: None, sender_seq: None };
+        let mut t = DeliveredRef::of(&template);
         for user in &e.recipients {
-            ctx.deliver(self, sh, user, &mut template, None);
+            ctx.deliver(self, sh, user, &mut t, None);
         }
-        template.target_id = e.route.target_id;
-        ctx.deliver(self, sh, &e.user, &mut template, None);
+        t.target_id = &e.route.target_id;
+        ctx.deliver(self, sh, &e.user, &mut t, None);
         sh.count(Count::MessageRouted);
     }
 }
@@ -299,7 +302,7 @@ impl Fanout {
     /// Gives `user_id` the next seq, pushes the message to its live connections (except
     /// `sender`'s connection), keeps it in the window, and stores it if nobody who should get
     /// it later is connected.
-    fn deliver<C: Clone, S: Shell<Conn = C>>(&mut self, core: &mut AppCore<C>, sh: &mut S, user_id: &str, template: &mut Delivered, sender: Option<(ConnId, &Arc<str>)>) {
+    fn deliver<C: Clone, S: Shell<Conn = C>>(&mut self, core: &mut AppCore<C>, sh: &mut S, user_id: &str, template: &mut DeliveredRef<'_>, sender: Option<(ConnId, &Arc<str>)>) {
         let st = match core.users.get_mut(user_id) {
             Some(st) => st,
             None => {
@@ -331,7 +334,7 @@ impl Fanout {
         };
         template.seq = seq;
         template.offline = store;
-        let (body, payload_at) = encode_delivered(template);
+        let (body, payload_at) = encode_delivered_ref(template);
         let skip = sender.map(|(id, _)| id);
         let accepted: Duration = self.now.mono;
         self.delivered_to += st.push_live(sh, &body, accepted, skip);

@@ -188,6 +188,7 @@ pub(crate) async fn run(target: &Target, pid: u32, plan: &Plan) -> Report {
         .map(|i| Arc::from(format!("am{i}").as_str()))
         .collect();
     let conns = connect_all(target, &users, plan.connect_concurrency).await;
+    let addrs: Vec<Arc<str>> = conns.iter().map(|(_, a)| a.clone()).collect();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let connected = rss_bytes(pid).unwrap_or(0);
     println!(
@@ -210,7 +211,7 @@ pub(crate) async fn run(target: &Target, pid: u32, plan: &Plan) -> Report {
     };
     let mut senders = Vec::with_capacity(plan.conns);
     let mut tasks = Vec::with_capacity(plan.conns);
-    for ws in conns {
+    for (ws, _) in conns {
         let (tx, rx) = mpsc::unbounded_channel();
         senders.push(tx);
         tasks.push(tokio::spawn(conn_task(
@@ -225,7 +226,7 @@ pub(crate) async fn run(target: &Target, pid: u32, plan: &Plan) -> Report {
     let me = std::process::id();
     let metrics = match target {
         Target::Rcall { url, .. } => hostile::metrics_addr(url),
-        Target::PeerJs { .. } => None,
+        Target::PeerJs { .. } | Target::Matchbox { .. } => None,
     };
     let hist0 = match metrics {
         Some(m) => hostile::latency_histogram(m).await,
@@ -245,7 +246,7 @@ pub(crate) async fn run(target: &Target, pid: u32, plan: &Plan) -> Report {
         }
         samples
     });
-    let issued = drive(&senders, &users, plan.rate, total).await;
+    let issued = drive(&senders, &addrs, plan.rate, total).await;
     let elapsed = start.elapsed().as_secs_f64();
     let issued_per_sec = issued as f64 / elapsed;
     let share = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| (b - a) / elapsed);
@@ -440,7 +441,7 @@ mod tests {
             app_key: "k".into(),
             app_secret: "s".into(),
         };
-        let ws = target.connect("u").await.unwrap();
+        let (ws, _) = target.connect(&Arc::from("u")).await.unwrap();
         let (tx, rx) = mpsc::unbounded_channel();
         let w = Window {
             start: 0,

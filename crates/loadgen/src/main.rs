@@ -1,5 +1,5 @@
 //! `rcall-loadgen`: a load generator for rcall-server's WebSocket signalling, and the same load
-//! against a PeerJS server (npm `peer`) for comparison.
+//! against a PeerJS server (npm `peer`) and matchbox_server for comparison.
 //!
 //! Load phase, per offered rate: `--pairs` pairs of authenticated clients run 1:1 call
 //! signalling — invite, ringing, accept, offer, answer, 4 candidates, hangup, round and round —
@@ -24,6 +24,8 @@
 //! ([`hostile`]), and a second run without one (the drift of the machine); it prints each run's
 //! p99 against the mean of the two attacker-free runs.
 //!
+//! With several servers, each rate runs on every server in turn before the next rate.
+//!
 //! Run it on its own core and the server on another (`taskset`), e.g. via
 //! `crates/loadgen/bench.sh`.
 
@@ -45,6 +47,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+/// An open client connection and the address its peers send to.
+type Conn = (Ws, Arc<str>);
 
 #[derive(Debug, Clone, Parser)]
 #[command(name = "rcall-loadgen", about)]
@@ -67,6 +71,13 @@ struct Args {
     /// PeerJS server process id
     #[arg(long)]
     peerjs_pid: Option<u32>,
+    /// matchbox_server base WebSocket URL, e.g. ws://127.0.0.1:3536 (each client joins a
+    /// room of its own, `/<user>`; peers address each other by the id the server assigns)
+    #[arg(long)]
+    matchbox: Option<String>,
+    /// matchbox_server process id
+    #[arg(long)]
+    matchbox_pid: Option<u32>,
     /// Client pairs (each pair = 2 connections)
     #[arg(long, default_value_t = 500)]
     pairs: usize,
@@ -141,6 +152,9 @@ enum Target {
     PeerJs {
         url: String,
     },
+    Matchbox {
+        url: String,
+    },
 }
 
 impl Target {
@@ -148,10 +162,13 @@ impl Target {
         match self {
             Target::Rcall { .. } => "rcall-server",
             Target::PeerJs { .. } => "peerjs-server",
+            Target::Matchbox { .. } => "matchbox",
         }
     }
 
-    async fn connect(&self, user: &str) -> Result<Ws, String> {
+    /// Opens one client connection; returns it with the address its peers send to (the user
+    /// id, or for matchbox the peer id the server assigned).
+    async fn connect(&self, user: &Arc<str>) -> Result<Conn, String> {
         let cfg = WebSocketConfig::default()
             .read_buffer_size(16 * 1024)
             .write_buffer_size(64 * 1024);
@@ -188,7 +205,7 @@ impl Target {
                         Some(S::AuthResult(a)) if a.code != 0 => {
                             return Err(format!("auth refused {}: {}", a.code, a.message))
                         }
-                        Some(S::SyncDone(_)) => return Ok(ws),
+                        Some(S::SyncDone(_)) => return Ok((ws, user.clone())),
                         _ => {}
                     }
                 }
@@ -203,8 +220,26 @@ impl Target {
                     .await
                     .map_err(|_| "no OPEN in 30 s".to_string())?;
                 match msg {
-                    Some(Ok(Message::Text(t))) if t.contains("\"OPEN\"") => Ok(ws),
+                    Some(Ok(Message::Text(t))) if t.contains("\"OPEN\"") => Ok((ws, user.clone())),
                     other => Err(format!("peerjs: expected OPEN, got {other:?}")),
+                }
+            }
+            Target::Matchbox { url } => {
+                // A room of its own: no NewPeer events; signals route by peer id server-wide.
+                let full = format!("{}/{user}", url.trim_end_matches('/'));
+                let (mut ws, _) =
+                    tokio_tungstenite::connect_async_with_config(full.as_str(), Some(cfg), true)
+                        .await
+                        .map_err(|e| format!("connect: {e}"))?;
+                let msg = tokio::time::timeout(Duration::from_secs(30), ws.next())
+                    .await
+                    .map_err(|_| "no IdAssigned in 30 s".to_string())?;
+                match msg {
+                    Some(Ok(Message::Text(t))) => match matchbox_id_assigned(&t) {
+                        Some(id) => Ok((ws, Arc::from(id))),
+                        None => Err(format!("matchbox: expected IdAssigned, got {t}")),
+                    },
+                    other => Err(format!("matchbox: expected IdAssigned, got {other:?}")),
                 }
             }
         }
@@ -402,6 +437,31 @@ fn encode_peerjs(to: &str, step: usize, t: u64, payload: usize) -> Message {
     Message::Text(s.into())
 }
 
+/// matchbox's `PeerRequest::Signal` as JSON, `data` a string starting with the issue time.
+fn encode_matchbox(to: &str, t: u64, payload: usize) -> Message {
+    let head = format!("{{\"Signal\":{{\"receiver\":\"{to}\",\"data\":\"{t}:");
+    let pad = payload.saturating_sub(head.len() + 3);
+    let mut s = String::with_capacity(payload);
+    s.push_str(&head);
+    s.extend(std::iter::repeat_n('x', pad));
+    s.push_str("\"}}");
+    Message::Text(s.into())
+}
+
+/// The peer id in matchbox's first event, `{"IdAssigned":"<uuid>"}`.
+fn matchbox_id_assigned(text: &str) -> Option<&str> {
+    let rest = text.strip_prefix("{\"IdAssigned\":\"")?;
+    Some(&rest[..rest.find('"')?])
+}
+
+/// The issue time carried by a relayed matchbox `Signal` event.
+fn matchbox_ts(text: &str) -> Option<u64> {
+    let i = text.find("\"data\":\"")? + 8;
+    let rest = &text[i..];
+    let j = rest.find(':')?;
+    rest[..j].parse().ok()
+}
+
 /// The issue time carried by a relayed PeerJS message.
 fn peerjs_ts(text: &str) -> Option<u64> {
     let i = text.find("\"payload\":\"")? + 11;
@@ -431,6 +491,7 @@ async fn conn_task(
     ack_on_read: bool,
 ) -> ConnStats {
     let rcall = matches!(target, Target::Rcall { .. });
+    let matchbox = matches!(target, Target::Matchbox { .. });
     let (mut sink, mut stream) = ws.split();
     let mut stats = ConnStats::default();
     let mut req = 0u32;
@@ -449,7 +510,8 @@ async fn conn_task(
             Seen::Other => {}
         },
         Message::Text(t) => {
-            if let Some(ts) = peerjs_ts(&t) {
+            let ts = if matchbox { matchbox_ts(&t) } else { peerjs_ts(&t) };
+            if let Some(ts) = ts {
                 record(stats, w, ts);
                 stats.send_ok += 1;
             }
@@ -468,6 +530,8 @@ async fn conn_task(
                             req = req.wrapping_add(1);
                             let m = if rcall {
                                 encode_rcall(req, &to, step, t, payload)
+                            } else if matchbox {
+                                encode_matchbox(&to, t, payload)
                             } else {
                                 encode_peerjs(&to, step, t, payload)
                             };
@@ -541,8 +605,12 @@ fn rss_bytes(pid: u32) -> Option<u64> {
     Some(kb * 1024)
 }
 
-async fn connect_all(target: &Target, users: &[Arc<str>], concurrency: usize) -> Vec<Ws> {
-    let results: Vec<(usize, Result<Ws, String>)> =
+async fn connect_all(
+    target: &Target,
+    users: &[Arc<str>],
+    concurrency: usize,
+) -> Vec<Conn> {
+    let results: Vec<(usize, Result<Conn, String>)> =
         futures::stream::iter(users.iter().cloned().enumerate())
             .map(|(i, u)| {
                 let t = target.clone();
@@ -551,7 +619,7 @@ async fn connect_all(target: &Target, users: &[Arc<str>], concurrency: usize) ->
             .buffer_unordered(concurrency)
             .collect()
             .await;
-    let mut out: Vec<Option<Ws>> = (0..users.len()).map(|_| None).collect();
+    let mut out: Vec<Option<Conn>> = (0..users.len()).map(|_| None).collect();
     for (i, r) in results {
         match r {
             Ok(ws) => out[i] = Some(ws),
@@ -591,6 +659,7 @@ async fn run_load(
         .map(|i| Arc::from(format!("r{run}u{i}").as_str()))
         .collect();
     let conns = connect_all(target, &users, args.connect_concurrency).await;
+    let addrs: Vec<Arc<str>> = conns.iter().map(|(_, a)| a.clone()).collect();
     let warmup = Duration::from_secs(args.warmup_secs);
     let duration = Duration::from_secs(args.duration_secs);
     let t0 = now_ns();
@@ -600,7 +669,7 @@ async fn run_load(
     };
     let mut senders = Vec::with_capacity(n);
     let mut tasks = Vec::with_capacity(n);
-    for ws in conns {
+    for (ws, _) in conns {
         let (tx, rx) = mpsc::unbounded_channel();
         senders.push(tx);
         tasks.push(tokio::spawn(conn_task(
@@ -616,7 +685,7 @@ async fn run_load(
     let me = std::process::id();
     let metrics = match target {
         Target::Rcall { url, .. } => hostile::metrics_addr(url),
-        Target::PeerJs { .. } => None,
+        Target::PeerJs { .. } | Target::Matchbox { .. } => None,
     };
     let cpu = tokio::spawn(async move {
         tokio::time::sleep(warmup).await;
@@ -640,7 +709,7 @@ async fn run_load(
         )
     });
     let start = Instant::now();
-    let issued = drive(&senders, &users, rate, warmup + duration).await;
+    let issued = drive(&senders, &addrs, rate, warmup + duration).await;
     let issued_per_sec = issued as f64 / start.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(1)).await;
     for s in &senders {
@@ -686,7 +755,7 @@ async fn run_load(
 /// going through [`SCRIPT`]. Returns how many it issued.
 async fn drive(
     senders: &[mpsc::UnboundedSender<Cmd>],
-    users: &[Arc<str>],
+    addrs: &[Arc<str>],
     rate: u64,
     total: Duration,
 ) -> u64 {
@@ -710,7 +779,7 @@ async fn drive(
             let (a, b) = (2 * p, 2 * p + 1);
             let (from, to) = if SCRIPT[step].0 { (a, b) } else { (b, a) };
             let _ = senders[from].send(Cmd::Send {
-                to: users[to].clone(),
+                to: addrs[to].clone(),
                 step,
                 t,
             });
@@ -732,7 +801,7 @@ async fn run_idle(args: &Args, target: &Target, pid: u32) -> (f64, u64, u64) {
     // Read (a browser answers the server's WebSocket pings; rcall closes silent connections).
     let readers: Vec<_> = conns
         .into_iter()
-        .map(|mut ws| tokio::spawn(async move { while let Some(Ok(_)) = ws.next().await {} }))
+        .map(|(mut ws, _)| tokio::spawn(async move { while let Some(Ok(_)) = ws.next().await {} }))
         .collect();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let after = rss_bytes(pid).unwrap_or(0);
@@ -891,7 +960,10 @@ async fn async_main(args: Args) {
     if let Some(url) = &args.peerjs {
         targets.push((Target::PeerJs { url: url.clone() }, args.peerjs_pid));
     }
-    assert!(!targets.is_empty(), "give --rcall and/or --peerjs");
+    if let Some(url) = &args.matchbox {
+        targets.push((Target::Matchbox { url: url.clone() }, args.matchbox_pid));
+    }
+    assert!(!targets.is_empty(), "give --rcall, --peerjs and/or --matchbox");
     // The active-memory phase runs last; its arguments are checked before anything runs.
     let active = (args.active_memory > 0).then(|| active_memory_target(&args));
     println!(
@@ -931,13 +1003,17 @@ async fn async_main(args: Args) {
             }
             continue;
         }
-        for &rate in &args.rates {
+        reports.push((rep, target, *pid));
+    }
+    // Rate by rate, every server in turn: the servers compared at one rate are measured
+    // within a minute of each other, so drift on a shared machine moves the ratios less.
+    for &rate in &args.rates {
+        for (rep, target, pid) in reports.iter_mut() {
             run += 1;
             let r = run_load(&args, target, *pid, rate, run).await;
             print_load(target.name(), &r);
             rep.loads.push(r);
         }
-        reports.push(rep);
     }
     if let Some((target, pid, plan)) = &active {
         if args.active_rcall.is_none() && (args.idle > 0 || !args.rates.is_empty()) {
@@ -948,52 +1024,73 @@ async fn async_main(args: Args) {
             println!("{line}");
         }
     }
-    if reports.len() == 2 {
-        let (a, b) = (&reports[0], &reports[1]);
-        println!("# ratios {} / {}", a.name, b.name);
-        for (x, y) in a.loads.iter().zip(&b.loads) {
-            println!(
-                "offered {:>7}/s: delivered x{:.2}, p99 x{:.2}, cpu/msg x{}",
-                x.offered,
-                x.delivered_per_sec / y.delivered_per_sec,
-                x.p99_ms / y.p99_ms,
-                match (x.cpu_us_per_msg, y.cpu_us_per_msg) {
-                    (Some(p), Some(q)) => format!("{:.2}", p / q),
-                    _ => "?".into(),
+    let reports: Vec<TargetReport> = reports.into_iter().map(|(r, _, _)| r).collect();
+    print_summary(&reports);
+}
+
+/// Per rate: each server's CPU per routed message and rcall's ratio to the better (cheaper)
+/// peer; each server's knee (highest rate delivered in full at p99 <= 10 ms) and idle memory.
+fn print_summary(reports: &[TargetReport]) {
+    let Some((rcall, peers)) = reports.split_first() else { return };
+    if rcall.name != "rcall-server" || peers.is_empty() {
+        return;
+    }
+    println!("# rcall-server against the better peer ({})", peers.iter().map(|p| p.name).collect::<Vec<_>>().join(", "));
+    for (i, x) in rcall.loads.iter().enumerate() {
+        let mut line = format!("offered {:>7}/s: cpu/msg rcall {}", x.offered, us(x.cpu_us_per_msg));
+        let mut better: Option<(&str, f64)> = None;
+        for p in peers {
+            let Some(y) = p.loads.get(i) else { continue };
+            line += &format!(", {} {}", p.name, us(y.cpu_us_per_msg));
+            if let Some(c) = y.cpu_us_per_msg {
+                if better.is_none_or(|(_, b)| c < b) {
+                    better = Some((p.name, c));
                 }
-            );
+            }
         }
-        if let (Some(x), Some(y)) = (best(a), best(b)) {
-            println!(
-                "best rate at p99 <= 10 ms: {:.0}/s vs {:.0}/s = x{:.2}",
-                x.delivered_per_sec,
-                y.delivered_per_sec,
-                x.delivered_per_sec / y.delivered_per_sec
-            );
+        match (x.cpu_us_per_msg, better) {
+            (Some(c), Some((name, b))) => line += &format!(" => rcall / better peer ({name}) = x{:.2}", c / b),
+            _ => line += " => ratio ?",
         }
-        if let (Some(x), Some(y)) = (a.idle_bytes_per_conn, b.idle_bytes_per_conn) {
-            println!(
-                "idle memory per connection: {x:.0} B vs {y:.0} B = x{:.2}",
-                x / y
-            );
+        let p99s: Vec<String> = std::iter::once(rcall)
+            .chain(peers)
+            .filter_map(|r| r.loads.get(i).map(|l| format!("{} {:.2}", r.name, l.p99_ms)))
+            .collect();
+        line += &format!("; p99 ms: {}", p99s.join(", "));
+        println!("{line}");
+    }
+    let knee = |r: &TargetReport| best(r).map(|b| b.offered);
+    let knees: Vec<String> = std::iter::once(rcall)
+        .chain(peers)
+        .map(|r| format!("{} {}", r.name, knee(r).map_or("none".into(), |k| k.to_string())))
+        .collect();
+    let mut line = format!("knee (highest offered rate delivered in full at p99 <= 10 ms): {}", knees.join(", "));
+    if let (Some(a), Some(b)) = (knee(rcall), peers.iter().filter_map(knee).max()) {
+        line += &format!("; rcall / better peer = x{:.2}", a as f64 / b as f64);
+    }
+    println!("{line}");
+    for p in peers {
+        if let (Some(x), Some(y)) = (rcall.idle_bytes_per_conn, p.idle_bytes_per_conn) {
+            println!("idle memory per connection: rcall {x:.0} B vs {} {y:.0} B = x{:.2}", p.name, x / y);
         }
     }
     for r in reports.iter().filter(|r| !r.loads.is_empty()) {
         if let Some(b) = best(r) {
             println!(
-                "{}: best {:.0} msg/s delivered at p99 {:.2} ms, {} µs CPU/msg",
+                "{}: best {:.0} msg/s delivered at p99 {:.2} ms, {} CPU/msg",
                 r.name,
                 b.delivered_per_sec,
                 b.p99_ms,
-                b.cpu_us_per_msg.map_or("?".into(), |v| format!("{v:.1}"))
+                us(b.cpu_us_per_msg)
             );
         } else {
-            println!(
-                "{}: no rate met p99 <= 10 ms with >= 99 % delivered",
-                r.name
-            );
+            println!("{}: no rate met p99 <= 10 ms with >= 99 % delivered", r.name);
         }
     }
+}
+
+fn us(v: Option<f64>) -> String {
+    v.map_or("?".into(), |v| format!("{v:.1} µs"))
 }
 
 #[cfg(test)]
@@ -1010,6 +1107,21 @@ mod tests {
         // The server adds src; the payload still parses.
         let relayed = t.replace("{\"type\"", "{\"src\":\"u0\",\"type\"");
         assert_eq!(peerjs_ts(&relayed), Some(123_456));
+    }
+
+    #[test]
+    fn matchbox_messages_carry_their_timestamp_and_size() {
+        let Message::Text(t) = encode_matchbox("0b9c1e2a-7d4f-4c7e-9a51-3f2d8e6b1c00", 123_456, 300) else {
+            panic!()
+        };
+        assert_eq!(t.len(), 300);
+        let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+        assert_eq!(v["Signal"]["receiver"], "0b9c1e2a-7d4f-4c7e-9a51-3f2d8e6b1c00");
+        // The server relays it as {"Signal":{"sender":…,"data":…}}.
+        let relayed = format!("{{\"Signal\":{{\"sender\":\"x\",\"data\":{}}}}}", v["Signal"]["data"]);
+        assert_eq!(matchbox_ts(&relayed), Some(123_456));
+        assert_eq!(matchbox_id_assigned("{\"IdAssigned\":\"abc-1\"}"), Some("abc-1"));
+        assert_eq!(matchbox_id_assigned("{\"NewPeer\":\"abc-1\"}"), None);
     }
 
     #[test]

@@ -175,11 +175,32 @@ impl Outbox {
     pub fn take(&self, out: &mut Vec<Outgoing>) -> bool {
         let mut q = self.lock();
         if !q.items.is_empty() {
-            out.extend(q.items.drain(..));
-            // An idle connection keeps no buffer.
-            q.items = VecDeque::new();
+            if out.is_empty() {
+                // The queue's buffer itself moves to `out` (no copy); the queue gets `out`'s
+                // empty one. [`Self::recycle`] brings a buffer back after the write, so a
+                // connection's push → take → write cycle allocates nothing.
+                let spare = VecDeque::from(std::mem::take(out));
+                *out = Vec::from(std::mem::replace(&mut q.items, spare));
+            } else {
+                out.extend(q.items.drain(..));
+                // An idle connection keeps at most one buffer (see `recycle`).
+                q.items = VecDeque::new();
+            }
         }
         q.closed
+    }
+
+    /// Gives the writer's emptied `buf` back to the queue when the queue has no buffer, so the
+    /// next push needs no allocation; otherwise drops it. Either way one connection keeps at
+    /// most one buffer between writes (idle connections dominate memory).
+    pub fn recycle(&self, buf: &mut Vec<Outgoing>) {
+        debug_assert!(buf.is_empty());
+        let mut q = self.lock();
+        if q.items.capacity() == 0 {
+            q.items = VecDeque::from(std::mem::take(buf));
+        } else {
+            *buf = Vec::new();
+        }
     }
 
     /// Ready when items are queued or the outbox is closed; otherwise wakes the task of `cx`
@@ -286,6 +307,47 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
+    }
+
+    #[test]
+    fn a_push_take_recycle_cycle_keeps_order_and_one_buffer() {
+        let o = Outbox::new();
+        let frame = |i: u8| Outgoing::Frame {
+            body: Bytes::from(vec![i]),
+            accepted: None,
+        };
+        let mut batch = Vec::new();
+        for round in 0..3u8 {
+            o.push(frame(2 * round), true).unwrap();
+            o.push(frame(2 * round + 1), true).unwrap();
+            assert!(!o.take(&mut batch));
+            let got: Vec<u8> = batch
+                .iter()
+                .map(|b| match b {
+                    Outgoing::Frame { body, .. } => body[0],
+                    _ => panic!(),
+                })
+                .collect();
+            assert_eq!(got, [2 * round, 2 * round + 1]);
+            batch.clear();
+            o.recycle(&mut batch);
+            // The queue holds the one buffer; the writer none.
+            assert_eq!(batch.capacity(), 0);
+            assert!(o.lock().items.capacity() > 0);
+        }
+        // A take into a non-empty batch appends, in order.
+        o.push(frame(7), true).unwrap();
+        let mut batch = vec![frame(6)];
+        o.take(&mut batch);
+        assert_eq!(batch.len(), 2);
+        assert!(matches!(&batch[1], Outgoing::Frame { body, .. } if body[0] == 7));
+        // Pushes during a write: the queue has its own buffer again, the writer's is dropped.
+        o.push(frame(8), true).unwrap();
+        batch.clear();
+        let mut spare = Vec::with_capacity(4);
+        o.recycle(&mut spare);
+        assert_eq!(spare.capacity(), 0);
+        assert_eq!(o.len(), 1);
     }
 
     #[tokio::test]

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::{FutureExt, SinkExt, StreamExt};
 use rtc_core::proto::client_frame::Body as ClientBody;
 use rtc_core::proto::server_frame::Body;
@@ -197,10 +197,11 @@ fn encode(body: Body) -> Message {
 
 /// `ServerFrame { server_time, body }` from a pre-encoded body: protobuf fields concatenate.
 fn frame_bytes(server_time: i64, body: &Bytes) -> Bytes {
-    let mut buf = BytesMut::with_capacity(11 + body.len());
+    // Exactly the size: `Bytes::from` a full `Vec` needs no second allocation.
+    let mut buf = Vec::with_capacity(prost::encoding::int64::encoded_len(1, &server_time) + body.len());
     prost::encoding::int64::encode(1, &server_time, &mut buf);
     buf.extend_from_slice(body);
-    buf.freeze()
+    Bytes::from(buf)
 }
 
 async fn send_close(ws: &mut WebSocket, code: u16) {
@@ -766,7 +767,7 @@ async fn serve_loop(
             // Boxed: only connections that are writing hold this state.
             match Box::pin(write_or_abort(state, ws, outbox, &mut batch, closed)).await {
                 // On to the wait below, which reads when writes keep coming.
-                Written::Ok => {}
+                Written::Ok => outbox.recycle(&mut batch),
                 Written::Failed => {
                     // An abort during a stuck write still tells the client why, briefly.
                     batch.clear();
