@@ -58,7 +58,7 @@ use std::time::Duration;
 pub use app::{AppCore, Limits, Registered, Sequenced};
 pub use codes::{AuthRefusal, RouteError};
 pub use frame::{encode_body, Outgoing};
-pub use routing::{Accepted, PushInfo, RouteOptions};
+pub use routing::{Accepted, Admission, Admitted, PushInfo, RouteOptions};
 pub use shell::{Count, PolicyRows, PushError, SenderSeq, Shell, StoreOffline, StoredMessage, SyncData};
 
 /// Identifies a connection, unique for the process's life (the shell allocates them).

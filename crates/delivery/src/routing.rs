@@ -45,6 +45,31 @@ pub struct PushInfo {
     pub offline: Vec<String>,
 }
 
+/// What [`AppCore::admit`] decided.
+#[derive(Debug)]
+pub enum Admission<'m> {
+    /// A resend of what was accepted before: answered (its `SendResult` queued when asked for),
+    /// nothing to route.
+    Duplicate(Box<Accepted>),
+    Route(Admitted<'m>),
+}
+
+/// A message that passed every check, to be sequenced and fanned out.
+#[derive(Debug)]
+pub struct Admitted<'m> {
+    /// The users it goes to, the sender's own user excluded (its other devices get a copy of
+    /// their own), after group membership and blacklists.
+    pub recipients: Vec<&'m str>,
+    /// Has an `(instance, client_seq)` to record as accepted.
+    pub tracked: bool,
+    /// Report offline recipients for the push webhook.
+    pub want_push: bool,
+    /// Queue a `SendResult` with this request id.
+    pub reply_to: Option<u32>,
+    /// Recipients with no online device here (when `want_push`).
+    pub offline: Vec<String>,
+}
+
 /// How the sender wants to hear back.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RouteOptions {
@@ -59,10 +84,12 @@ pub struct RouteOptions {
 }
 
 impl<C: Clone> AppCore<C> {
-    /// Accepts a message and pushes a `Delivered` to every live connection of every recipient
-    /// and to the sender's other connections; stores it for recipients with none; queues the
-    /// sender's `SendResult` (see [`RouteOptions`]).
-    pub fn route<S: Shell<Conn = C>>(&mut self, sh: &mut S, now: Now, from: &Origin, msg: SendMessage, opts: RouteOptions) -> Result<Accepted, RouteError> {
+    /// Every check a message passes before it is sequenced — ids, recipients, exactly once
+    /// (a resend is answered here), the user's rate, blacklists and groups, storage bounds, call
+    /// rooms — with their effects (rate and quota spent, rooms updated). [`Self::route`]
+    /// sequences what it admits here; in cluster mode the shared route script does
+    /// (docs/cluster.md).
+    pub fn admit<'m, S: Shell<Conn = C>>(&mut self, sh: &mut S, now: Now, from: &Origin, msg: &'m SendMessage, opts: RouteOptions) -> Result<Admission<'m>, RouteError> {
         if msg.target_id.is_empty() {
             return Err(RouteError::InvalidParameter("empty target id"));
         }
@@ -110,7 +137,7 @@ impl<C: Clone> AppCore<C> {
                 if let Some(request_id) = reply_to {
                     acc.replied = self.reply(sh, from, request_id, &acc, opts.conn_ticket);
                 }
-                return Ok(acc);
+                return Ok(Admission::Duplicate(Box::new(acc)));
             }
         }
         // One bucket per user, whatever the number of its connections.
@@ -167,16 +194,27 @@ impl<C: Clone> AppCore<C> {
                 q.1 += n;
             }
         }
-        let now_ms = now.wall_ms();
         if let Some(call_msg) = &call_msg {
             let route = rooms::route_of(msg.conversation_type, &msg.target_id, &msg.channel_id);
-            self.rooms.admit(&from.user_id, &from.device_id, call_msg, &route, &recipients, now_ms).map_err(|r| match r {
+            self.rooms.admit(&from.user_id, &from.device_id, call_msg, &route, &recipients, now.wall_ms()).map_err(|r| match r {
                 rooms::Refusal::NotInCall => RouteError::NotInCall,
                 rooms::Refusal::TooManyInvitees => RouteError::InvalidParameter("too many invitees"),
             })?;
         }
         // Recipients with no online device, as for stored copies.
         let offline: Vec<String> = if want_push { recipients.iter().filter(|r| !online(&self.users, r)).map(|r| (*r).to_owned()).collect() } else { Vec::new() };
+        Ok(Admission::Route(Admitted { recipients, tracked, want_push, reply_to, offline }))
+    }
+
+    /// Accepts a message and pushes a `Delivered` to every live connection of every recipient
+    /// and to the sender's other connections; stores it for recipients with none; queues the
+    /// sender's `SendResult` (see [`RouteOptions`]).
+    pub fn route<S: Shell<Conn = C>>(&mut self, sh: &mut S, now: Now, from: &Origin, msg: SendMessage, opts: RouteOptions) -> Result<Accepted, RouteError> {
+        let Admitted { recipients, tracked, want_push, reply_to, offline } = match self.admit(sh, now, from, &msg, opts)? {
+            Admission::Duplicate(acc) => return Ok(*acc),
+            Admission::Route(a) => a,
+        };
+        let now_ms = now.wall_ms();
         let sent_time = self.clock.next(now_ms);
         let message_uid = self.uids.next_uid();
 

@@ -267,3 +267,38 @@ fn a_message_sequenced_by_another_node_reaches_live_and_syncing_devices_once() {
     assert_eq!(seqs(&frames), vec![seq1, seq2], "each once, in order");
     assert!(matches!(frames.last(), Some(Body::SyncDone(_))));
 }
+
+/// `admit` runs every check without sequencing (cluster mode sequences in Redis): group
+/// membership filters the recipients, a resend is answered as a duplicate, and nothing reaches
+/// anyone until the message is routed.
+#[test]
+fn admit_checks_without_sequencing() {
+    use delivery::Admission;
+    let mut w = World::new();
+    let a = w.connect("alice", "a1");
+    let b = w.connect("bob", "b1");
+    w.take(b.conn_id);
+    w.core.policy_mut().group_join("g", &["alice".to_string(), "bob".to_string()]);
+    let msg = SendMessage {
+        request_id: 1,
+        conversation_type: conversation_type::GROUP,
+        target_id: "g".into(),
+        directional_user_ids: vec!["bob".into(), "carol".into()],
+        message_type: "app:text".into(),
+        content: b"hi".to_vec(),
+        client_seq: 1,
+        ..Default::default()
+    };
+    let now = w.now();
+    let admitted = w.core.admit(&mut MemoryShell { store: &mut w.store, effects: &mut w.effects }, now, &a, &msg, RouteOptions::default()).unwrap();
+    match admitted {
+        Admission::Route(r) => assert_eq!(r.recipients, vec!["bob"], "carol is not in the group"),
+        other => panic!("{other:?}"),
+    }
+    assert!(w.take(b.conn_id).is_empty(), "admitted, not routed");
+    w.send(&a, "bob", 2, 2);
+    let resend = SendMessage { client_seq: 2, ..msg };
+    let now = w.now();
+    let again = w.core.admit(&mut MemoryShell { store: &mut w.store, effects: &mut w.effects }, now, &a, &resend, RouteOptions::default()).unwrap();
+    assert!(matches!(again, Admission::Duplicate(ref acc) if acc.duplicate), "{again:?}");
+}
