@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rtc_core::proto::server_frame::Body;
-use rtc_core::proto::{error_code, AuthResult, ErrorFrame, JoinedDevice, Kicked, SyncDone};
+use rtc_core::proto::{error_code, AuthResult, ErrorFrame, JoinedDevice, Kicked, SendResult, SyncDone};
 
 use crate::codes::AuthRefusal;
 use crate::frame::{deliver_body_from_payload, delivered_payload, encode_body, Outgoing};
@@ -390,6 +390,50 @@ impl<C: Clone> AppCore<C> {
         st.window.push_back(crate::mailbox::Entry { seq, offline: false, stored: true, exclude_device, accepted: now.mono, body });
         st.prune_window(&self.limits, now.mono);
         n
+    }
+
+    /// Cluster mode: the seqs up to `seq` of `user_id` are here already (replayed from the
+    /// shared mailbox), so [`Self::deliver_sequenced`] drops a live copy of them that arrives
+    /// after the replay.
+    pub fn note_sequenced(&mut self, user_id: &str, seq: u64) {
+        if let Some(st) = self.users.get_mut(user_id) {
+            st.last_seq = st.last_seq.max(seq);
+            self.max_issued = self.max_issued.max(seq);
+        }
+    }
+
+    /// The highest seq of `user_id` this core has seen, while it has connections here (cluster
+    /// mode: where a resync re-reads the mailbox from).
+    pub fn last_seq(&self, user_id: &str) -> Option<u64> {
+        self.users.get(user_id).filter(|st| !st.conns.is_empty()).map(|st| st.last_seq)
+    }
+
+    /// The device of connection `conn_id` of `user_id`, if it is here.
+    pub fn conn_device(&self, user_id: &str, conn_id: ConnId) -> Option<Arc<str>> {
+        self.users.get(user_id)?.conns.iter().find(|c| c.id == conn_id).map(|c| c.device.clone())
+    }
+
+    /// A connection of `device` of `user_id`, if one is here.
+    pub fn device_conn(&self, user_id: &str, device: &str) -> Option<ConnId> {
+        self.users.get(user_id)?.conns.iter().find(|c| &*c.device == device).map(|c| c.id)
+    }
+
+    /// Cluster mode: queues the `SendResult` of a message the shared route script accepted to
+    /// the sending connection (its reply marker came back on the user's channel, behind every
+    /// copy of the message for the user's devices). False when the connection is gone.
+    pub fn reply_to_conn<S: Shell<Conn = C>>(&self, sh: &mut S, user_id: &str, conn_id: ConnId, result: SendResult) -> bool {
+        let Some(slot) = self.users.get(user_id).and_then(|st| st.conns.iter().find(|c| c.id == conn_id)) else {
+            return false;
+        };
+        // From the node's channel task, not the connection's: `push` wakes its writer.
+        match sh.push(&slot.conn, Outgoing::frame(encode_body(&Body::SendResult(result))), true) {
+            Ok(()) | Err(crate::shell::PushError::Closed) => {}
+            Err(crate::shell::PushError::Full) => {
+                sh.count(Count::Error(error_code::SLOW_CONSUMER));
+                sh.abort(&slot.conn, ErrorFrame { code: error_code::SLOW_CONSUMER, message: "too many unread frames; reconnect and resume".into() });
+            }
+        }
+        true
     }
 
     /// Connections of `user_id` now.

@@ -20,7 +20,8 @@ pub use delivery::{
     Registered, RouteError, RouteOptions,
 };
 
-use delivery::{AppCore, Count, PolicyRows, Shell, StoreOffline, SyncData};
+use delivery::{AppCore, Count, PolicyRows, Shell, StoreOffline};
+pub use delivery::{StoredMessage, SyncData};
 
 use crate::clock;
 use crate::metrics::Metrics;
@@ -123,6 +124,20 @@ impl Shell for ServerShell<'_> {
             Count::Error(code) => m.error(code),
         }
     }
+}
+
+/// What [`Hub::admit`] decided (cluster mode).
+#[derive(Debug)]
+pub enum Admitted {
+    /// A resend already accepted: answered, nothing to route.
+    Duplicate(Box<Accepted>),
+    /// To route through the shared route script.
+    Route {
+        /// Users other than the sender, after groups and blacklists.
+        recipients: Vec<String>,
+        /// The `SendResult`'s request id (none when no receipt was asked for).
+        reply_to: Option<u32>,
+    },
 }
 
 /// One app's share of the hub.
@@ -369,6 +384,114 @@ impl Hub {
             );
         }
         Ok(acc)
+    }
+
+    // ---- cluster mode (docs/cluster.md): the route script sequences, the core delivers ----
+
+    /// Every check before sequencing ([`AppCore::admit`]); a duplicate is answered here.
+    pub fn admit(
+        &self,
+        from: &Origin,
+        msg: &SendMessage,
+        opts: RouteOptions,
+    ) -> Result<Admitted, RouteError> {
+        self.with(from.app, |core, sh| {
+            Ok(match core.admit(sh, clock::now(), from, msg, opts)? {
+                delivery::Admission::Duplicate(acc) => Admitted::Duplicate(acc),
+                delivery::Admission::Route(a) => Admitted::Route {
+                    recipients: a.recipients.iter().map(|u| (*u).to_owned()).collect(),
+                    reply_to: a.reply_to,
+                },
+            })
+        })
+    }
+
+    /// A copy the route script sequenced for `user_id` (see [`AppCore::deliver_sequenced`]);
+    /// `skip` is the sending connection when it is here (its device is then excluded from the
+    /// copy, which is the sender's own).
+    pub fn deliver_sequenced(
+        &self,
+        app: AppId,
+        user_id: &str,
+        seq: u64,
+        payload: &[u8],
+        skip: Option<ConnId>,
+    ) -> usize {
+        self.with(app, |core, sh| {
+            let exclude_device = skip.and_then(|c| core.conn_device(user_id, c));
+            core.deliver_sequenced(
+                sh,
+                clock::now(),
+                delivery::Sequenced {
+                    user_id,
+                    seq,
+                    payload,
+                    skip,
+                    exclude_device,
+                },
+            )
+        })
+    }
+
+    /// [`Self::deliver_sequenced`] for a copy read back from the mailbox, which names the
+    /// sending device (`exclude_device`) rather than the sending connection.
+    pub fn deliver_sequenced_excluding(
+        &self,
+        app: AppId,
+        user_id: &str,
+        seq: u64,
+        payload: &[u8],
+        exclude_device: Option<&str>,
+    ) -> usize {
+        self.with(app, |core, sh| {
+            let skip = exclude_device.and_then(|d| core.device_conn(user_id, d));
+            core.deliver_sequenced(
+                sh,
+                clock::now(),
+                delivery::Sequenced {
+                    user_id,
+                    seq,
+                    payload,
+                    skip,
+                    exclude_device: exclude_device.map(Arc::from),
+                },
+            )
+        })
+    }
+
+    /// See [`AppCore::reply_to_conn`].
+    pub fn reply_to_conn(
+        &self,
+        app: AppId,
+        user_id: &str,
+        conn_id: ConnId,
+        result: rtc_core::proto::SendResult,
+    ) -> bool {
+        self.with(app, |core, sh| {
+            core.reply_to_conn(sh, user_id, conn_id, result)
+        })
+    }
+
+    /// [`Self::finish_sync`] with a replay read from the shared mailbox, in the same critical
+    /// section as recording that everything up to `seen` is here (a live copy of a replayed
+    /// message that arrives later is then dropped).
+    pub fn finish_sync_sequenced(
+        &self,
+        app: AppId,
+        reg: &Registered,
+        data: SyncData,
+        seen: u64,
+    ) -> usize {
+        self.with(app, |core, sh| {
+            let n = core.finish_sync(sh, clock::now(), reg, data, None);
+            core.note_sequenced(&reg.user_id, seen);
+            n
+        })
+    }
+
+    /// See [`AppCore::last_seq`].
+    pub fn last_seq(&self, app: AppId, user_id: &str) -> Option<u64> {
+        self.apps[app].lock().last_seq(user_id)
     }
 
     /// See [`AppCore::joined_user_info`].

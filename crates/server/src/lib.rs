@@ -88,6 +88,8 @@ pub struct AppState {
     pub nonces: server_api::NonceCache,
     /// Cluster mode (`--redis`): policy and nonces live in Redis, shared by every node.
     pub cluster: Option<cluster::shared::Shared>,
+    /// Cluster mode: messages routed through the users' shared mailboxes in Redis.
+    pub routing: Option<Arc<cluster::routing::Routing>>,
     /// Serving connections, for the ping / dead-peer sweep.
     pub liveness: ws::Liveness,
     /// Cancelled on shutdown: stop accepting, let every connection drain and close.
@@ -234,10 +236,19 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<RunningServe
     // Cluster mode: the policy comes from Redis (subscribed first, so no change is missed
     // between the load and the first message); SQLite's policy and nonces stay unused.
     let mut follower = None;
+    let mut router_events = None;
     let cluster = match &config.redis {
         Some(url) => {
             let shared = cluster::shared::Shared::new(cluster::Bus::connect(url).await?);
             follower = Some(cluster::shared::start(&shared, &hub).await?);
+            let week = Duration::from_secs(7 * 24 * 3600);
+            let limits = cluster::mailbox::MailboxLimits {
+                max_len: config.offline_max_per_user.max(1),
+                max_age: config.offline_ttl.max(Duration::from_secs(1)),
+                state_ttl: config.offline_ttl.max(week),
+            };
+            let mailboxes = cluster::mailbox::Mailboxes::new(shared.bus().clone(), limits)?;
+            router_events = Some(cluster::routing::Routing::start(mailboxes).await?);
             tracing::info!(redis = %url, node = %shared.bus().node_id(), "cluster mode: policy and Server API nonces shared through Redis");
             Some(shared)
         }
@@ -267,6 +278,7 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<RunningServe
         metrics,
         nonces,
         cluster,
+        routing: router_events.as_ref().map(|(r, _)| r.clone()),
         liveness: ws::Liveness::default(),
         shutdown,
         kill: CancellationToken::new(),
@@ -280,6 +292,9 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<RunningServe
             sub,
             rx,
         ));
+    }
+    if let Some((routing, rx)) = router_events {
+        tokio::spawn(cluster::routing::follow(routing, state.clone(), rx));
     }
     tokio::spawn(sweeper(state.clone()));
     tokio::spawn(grace_timer(state.clone()));

@@ -253,6 +253,9 @@ async fn open_session(
 ) -> Option<(WebSocket, Origin, Arc<Outbox>)> {
     let (app, reg, outbox, instance) = authenticate(state, &mut ws, guard.as_deref()).await?;
     drop(guard);
+    if let Some(routing) = &state.routing {
+        return cluster_session(state, routing, ws, app, reg, outbox, instance).await;
+    }
     // Replay before live traffic, a page at a time: the next page is read only once the
     // previous one was written to the socket, so a device with a large backlog (or many
     // connections of one that never read) costs at most a page each.
@@ -316,6 +319,53 @@ async fn open_session(
         .metrics
         .replay_peak_queue
         .fetch_max(outbox.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    tracing::info!(
+        user_id = &*reg.user_id,
+        device_id = &*reg.device_id,
+        conn_id = reg.conn_id,
+        replayed,
+        "connected"
+    );
+    let origin = Origin {
+        app,
+        conn_id: reg.conn_id,
+        user_id: reg.user_id,
+        device_id: reg.device_id,
+        instance,
+    };
+    Some((ws, origin, outbox))
+}
+
+/// Cluster mode's registration and replay: the user's channel is subscribed first, then the
+/// replay read from its mailbox (what arrives meanwhile waits in the core's window and is
+/// deduplicated by seq). A Redis failure closes the connection: a replay with a gap would let
+/// the device ack past what it never got.
+async fn cluster_session(
+    state: &AppState,
+    routing: &crate::cluster::routing::Routing,
+    ws: WebSocket,
+    app: AppId,
+    reg: crate::hub::Registered,
+    outbox: Arc<Outbox>,
+    instance: u64,
+) -> Option<(WebSocket, Origin, Arc<Outbox>)> {
+    let key = state.hub.app(app).key.clone();
+    let synced = async {
+        routing.hold(app, &key, &reg.user_id, reg.conn_id).await?;
+        routing.sync_data(&key, &reg).await
+    }
+    .await;
+    let replayed = match synced {
+        Ok((data, seen)) => state.hub.finish_sync_sequenced(app, &reg, data, seen),
+        Err(e) => {
+            tracing::error!(error = %e, conn_id = reg.conn_id, "cluster: reading the mailbox failed; closing");
+            state
+                .hub
+                .unregister(app, &reg.user_id, reg.conn_id, Departure::Lost);
+            routing.release(reg.conn_id).await;
+            return None;
+        }
+    };
     tracing::info!(
         user_id = &*reg.user_id,
         device_id = &*reg.device_id,
@@ -579,6 +629,8 @@ impl RateLimiter {
 
 enum Reply {
     None,
+    /// Cluster mode: admitted, to be routed through Redis.
+    Route(Box<ClusterSend>),
     Frame(Body),
     /// Confirms what this connection sent so far: held until its store writes are durable.
     Confirm(Body),
@@ -717,6 +769,9 @@ fn serve_connection(
         state
             .hub
             .unregister(origin.app, &origin.user_id, origin.conn_id, departure);
+        if let Some(routing) = &state.routing {
+            routing.release(origin.conn_id).await;
+        }
         tracing::info!(
             user_id = &*origin.user_id,
             conn_id = origin.conn_id,
@@ -837,12 +892,16 @@ async fn serve_loop(
                 let mut handled = 0;
                 loop {
                     outbox.heard();
-                    if let Err(d) =
-                        on_inbound(state, origin, outbox, msg, max, &mut limiter, &mut ticket)
-                    {
-                        departure = d;
-                        stop_reading(&mut draining, d);
-                        break;
+                    match on_inbound(state, origin, outbox, msg, max, &mut limiter, &mut ticket) {
+                        Ok(None) => {}
+                        // Awaited here: one frame at a time keeps this connection's
+                        // `client_seq` order all the way to Redis.
+                        Ok(Some(send)) => Box::pin(cluster_send(state, origin, outbox, *send)).await,
+                        Err(d) => {
+                            departure = d;
+                            stop_reading(&mut draining, d);
+                            break;
+                        }
                     }
                     handled += 1;
                     if let Some(wait) = limiter.throttle() {
@@ -876,7 +935,8 @@ const MAX_WRITES_WITHOUT_READ: u8 = 16;
 /// Frames handled per wake-up before queued replies are written.
 const MAX_FRAMES_PER_WAKE: usize = 32;
 
-/// Handles one inbound WebSocket message; `Err` when the connection must stop reading.
+/// Handles one inbound WebSocket message; `Err` when the connection must stop reading,
+/// `Ok(Some)` when a message admitted in cluster mode is to be routed through Redis.
 fn on_inbound(
     state: &AppState,
     origin: &Origin,
@@ -885,15 +945,16 @@ fn on_inbound(
     max: usize,
     limiter: &mut RateLimiter,
     ticket: &mut u64,
-) -> Result<(), Departure> {
+) -> Result<Option<Box<ClusterSend>>, Departure> {
     let reply = match classify(msg, max) {
         Inbound::Closed(d) => return Err(d),
-        Inbound::Control => return Ok(()),
+        Inbound::Control => return Ok(None),
         Inbound::Violation(err) => Reply::Fatal(err),
         Inbound::Frame(frame) => handle_frame(state, origin, frame, limiter, ticket),
     };
     let item = match reply {
-        Reply::None => return Ok(()),
+        Reply::None => return Ok(None),
+        Reply::Route(send) => return Ok(Some(send)),
         Reply::Frame(body) => Outgoing::Frame {
             body: encode_body(&body),
             accepted: None,
@@ -912,6 +973,11 @@ fn on_inbound(
             return Err(Departure::Lost);
         }
     };
+    push_own(state, outbox, item);
+    Ok(None)
+}
+
+fn push_own(state: &AppState, outbox: &Outbox, item: Outgoing) {
     match outbox.push_own(item, true) {
         Ok(()) | Err(PushError::Closed) => {}
         Err(PushError::Full) => {
@@ -922,7 +988,85 @@ fn on_inbound(
             ));
         }
     }
-    Ok(())
+}
+
+/// A message admitted in cluster mode, for the route script.
+struct ClusterSend {
+    msg: rtc_core::proto::SendMessage,
+    recipients: Vec<String>,
+    reply_to: Option<u32>,
+}
+
+/// Routes an admitted message through the shared route script. Its `SendResult` comes back
+/// on the sender's user channel (see `cluster::routing`); a Redis error answers it here with
+/// `SERVER_UNAVAILABLE` (the script ran whole or not at all; a tracked message can be sent
+/// again safely: a resend of one that did run is a duplicate).
+async fn cluster_send(state: &AppState, origin: &Origin, outbox: &Outbox, send: ClusterSend) {
+    use crate::cluster::mailbox::{OwnCopy, Recipient, RouteRequest, Sender};
+    let Some(routing) = &state.routing else {
+        return;
+    };
+    let ClusterSend {
+        msg,
+        recipients,
+        reply_to,
+    } = send;
+    let key = state.hub.app(origin.app).key.clone();
+    let private = msg.conversation_type == rtc_core::proto::conversation_type::PRIVATE;
+    let message = rtc_core::proto::Delivered {
+        conversation_type: msg.conversation_type,
+        // What each recipient sees as the conversation's target.
+        target_id: if private {
+            origin.user_id.to_string()
+        } else {
+            msg.target_id.clone()
+        },
+        channel_id: msg.channel_id,
+        message_type: msg.message_type,
+        content: msg.content,
+        ..Default::default()
+    };
+    let req = RouteRequest {
+        app: &key,
+        from: Sender {
+            user: &origin.user_id,
+            device: &origin.device_id,
+            instance: origin.instance,
+            conn: routing.conn_ref(origin.conn_id),
+        },
+        client_seq: msg.client_seq,
+        request_id: reply_to,
+        message,
+        recipients: recipients
+            .into_iter()
+            .map(|user| Recipient {
+                user,
+                offline: false,
+            })
+            .collect(),
+        own_copy: Some(OwnCopy {
+            target_id: msg.target_id,
+            offline: false,
+        }),
+        floor_us: 0,
+    };
+    match routing.mailboxes.route(&req).await {
+        Ok(_) => state.metrics.messages_routed.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        Err(e) => {
+            tracing::warn!(conn_id = origin.conn_id, error = %e, "cluster: routing failed");
+            state.metrics.error(error_code::SERVER_UNAVAILABLE);
+            if let Some(request_id) = reply_to {
+                let body = Body::SendResult(SendResult {
+                    request_id,
+                    code: error_code::SERVER_UNAVAILABLE,
+                    sent_time: 0,
+                    message_uid: String::new(),
+                });
+                push_own(state, outbox, Outgoing::frame(encode_body(&body)));
+            }
+            return;
+        }
+    };
 }
 
 /// Handles one authenticated frame.
@@ -971,6 +1115,37 @@ fn handle_frame(
         }
     }
     match body {
+        ClientBody::Send(msg) if state.routing.is_some() => {
+            let request_id = msg.request_id;
+            let opts = RouteOptions {
+                reply_to: Some(request_id),
+                conn_ticket: *ticket,
+                want_push: false,
+            };
+            match state.hub.admit(origin, &msg, opts) {
+                // Answered by the core (when a receipt was asked for).
+                Ok(crate::hub::Admitted::Duplicate(_)) => Reply::None,
+                Ok(crate::hub::Admitted::Route {
+                    recipients,
+                    reply_to,
+                }) => Reply::Route(Box::new(ClusterSend {
+                    msg,
+                    recipients,
+                    reply_to,
+                })),
+                Err(e) => {
+                    tracing::debug!(conn_id = origin.conn_id, error = %e, "send refused");
+                    limiter.user_refused |= matches!(e, RouteError::TooFast);
+                    state.metrics.error(e.imlib_code());
+                    Reply::Frame(Body::SendResult(SendResult {
+                        request_id,
+                        code: e.imlib_code(),
+                        sent_time: 0,
+                        message_uid: String::new(),
+                    }))
+                }
+            }
+        }
         ClientBody::Send(msg) => {
             let request_id = msg.request_id;
             let no_receipt = msg.no_receipt;
@@ -1018,6 +1193,17 @@ fn handle_frame(
         }
         ClientBody::Ack(a) => {
             state.hub.ack(origin, a.seq);
+            if let Some(routing) = &state.routing {
+                // The device's cursor in Redis (where its next connection, on any node,
+                // replays from); cumulative, so acks applied out of order are harmless.
+                let (routing, key) = (routing.clone(), state.hub.app(origin.app).key.clone());
+                let (user, device) = (origin.user_id.clone(), origin.device_id.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = routing.mailboxes.ack(&key, &user, &device, a.seq).await {
+                        tracing::warn!(error = %e, "cluster: ack failed");
+                    }
+                });
+            }
             Reply::None
         }
         ClientBody::GetIceServers(_) => Reply::Frame(Body::IceServers(IceServers {

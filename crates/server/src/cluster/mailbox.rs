@@ -341,6 +341,10 @@ impl Mailboxes {
         })
     }
 
+    pub fn limits(&self) -> MailboxLimits {
+        self.limits
+    }
+
     pub fn bus(&self) -> &Bus {
         &self.bus
     }

@@ -48,6 +48,7 @@
 
 pub mod keys;
 pub mod mailbox;
+pub mod routing;
 mod script;
 pub mod shared;
 mod subscriber;

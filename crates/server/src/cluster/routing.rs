@@ -1,0 +1,276 @@
+//! Cluster mode's routing on one node (docs/cluster.md, step 1): a message between users on
+//! different nodes.
+//!
+//! - Sending: the connection task admits the message under the app's lock
+//!   ([`crate::hub::Hub::admit`]), then runs the shared route script ([`Mailboxes::route`])
+//!   outside it. The script's reply marker comes back on the sender's user channel, behind
+//!   every copy of the message for the sender's devices, and becomes the `SendResult`.
+//! - Receiving: the node subscribes to the channel of every user with a connection here (on
+//!   its first connection, before its mailbox is read; dropped with its last), and one task
+//!   ([`follow`]) hands what arrives to the core ([`crate::hub::Hub::deliver_sequenced`],
+//!   [`crate::hub::Hub::reply_to_conn`]).
+//! - Connecting: the replay comes from the mailbox ([`Routing::sync_data`]).
+//!
+//! Not yet (docs/cluster.md, later steps): call rooms across nodes (each node's rooms only
+//! see the call messages its own users send), presence (the `offline` flag and push webhooks
+//! for users on other nodes), paged replay from the mailbox.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use rtc_core::proto::SendResult;
+use tokio::sync::mpsc::Receiver;
+
+use super::mailbox::{user_channel, ConnRef, Mailboxes, UserEvent};
+use super::{BusEvent, ClusterError, Subscriber};
+use crate::hub::{AppId, ConnId, Registered, SyncData};
+
+/// Events the user-channel subscriber buffers before it resyncs instead.
+pub const EVENT_CAPACITY: usize = 16 * 1024;
+
+/// A user with connections on this node.
+struct Held {
+    app: AppId,
+    user: Arc<str>,
+    conns: usize,
+}
+
+/// One node's side of cluster routing.
+pub struct Routing {
+    pub mailboxes: Mailboxes,
+    sub: Subscriber,
+    /// Subscribe and unsubscribe one at a time (in the order connections come and go), so a
+    /// user's channel is subscribed exactly while it has a connection here.
+    order: tokio::sync::Mutex<()>,
+    /// User channel → the user it belongs to, while subscribed.
+    held: Mutex<HashMap<String, Held>>,
+    /// Connection → its user's channel.
+    conns: Mutex<HashMap<ConnId, String>>,
+}
+
+impl std::fmt::Debug for Routing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Routing")
+            .field("mailboxes", &self.mailboxes)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Routing {
+    /// Starts the user-channel subscriber; its events go to [`follow`].
+    pub async fn start(
+        mailboxes: Mailboxes,
+    ) -> Result<(Arc<Routing>, Receiver<BusEvent>), ClusterError> {
+        let (sub, rx) = mailboxes.bus().subscriber(EVENT_CAPACITY).await?;
+        let r = Routing {
+            mailboxes,
+            sub,
+            order: tokio::sync::Mutex::new(()),
+            held: Mutex::new(HashMap::new()),
+            conns: Mutex::new(HashMap::new()),
+        };
+        Ok((Arc::new(r), rx))
+    }
+
+    pub fn conn_ref(&self, conn: ConnId) -> ConnRef {
+        ConnRef {
+            node: self.mailboxes.bus().node_id().clone(),
+            conn,
+        }
+    }
+
+    /// Connection `conn` of `user` is here: subscribes to the user's channel if it is the
+    /// user's first. Returns once Redis confirmed the subscription (or recorded it while
+    /// unreachable: a resync follows).
+    pub async fn hold(
+        &self,
+        app: AppId,
+        app_key: &str,
+        user: &Arc<str>,
+        conn: ConnId,
+    ) -> Result<(), ClusterError> {
+        let channel = user_channel(app_key, user);
+        let _order = self.order.lock().await;
+        lock(&self.conns).insert(conn, channel.clone());
+        let first = {
+            let mut held = lock(&self.held);
+            let h = held.entry(channel.clone()).or_insert_with(|| Held {
+                app,
+                user: user.clone(),
+                conns: 0,
+            });
+            h.conns += 1;
+            h.conns == 1
+        };
+        if first {
+            self.sub.subscribe(&[&channel]).await?;
+        }
+        Ok(())
+    }
+
+    /// Connection `conn` is gone (idempotent): unsubscribes its user's channel with its last.
+    pub async fn release(&self, conn: ConnId) {
+        let _order = self.order.lock().await;
+        let Some(channel) = lock(&self.conns).remove(&conn) else {
+            return;
+        };
+        let last = {
+            let mut held = lock(&self.held);
+            match held.get_mut(&channel) {
+                Some(h) if h.conns > 1 => {
+                    h.conns -= 1;
+                    false
+                }
+                Some(_) => {
+                    held.remove(&channel);
+                    true
+                }
+                None => false,
+            }
+        };
+        if last {
+            if let Err(e) = self.sub.unsubscribe(&[&channel]).await {
+                tracing::warn!(error = %e, "cluster: unsubscribing a user channel failed");
+            }
+        }
+    }
+
+    /// The replay of a connecting device: makes it a known device of its user, then reads the
+    /// mailbox above the larger of its cursor there and `reg.cursor`. Returns the sync data and
+    /// the seq up to which the device has everything once it is replayed.
+    pub async fn sync_data(
+        &self,
+        app_key: &str,
+        reg: &Registered,
+    ) -> Result<(SyncData, u64), ClusterError> {
+        let m = &self.mailboxes;
+        let acked = m
+            .register_device(app_key, &reg.user_id, &reg.device_id, 0)
+            .await?;
+        let start = reg.cursor.max(acked);
+        // Trimming is approximate (whole stream nodes): read past the nominal bound.
+        let limit = m.limits().max_len.saturating_mul(2);
+        let entries = m.read_above(app_key, &reg.user_id, start, limit).await?;
+        let devices = m
+            .known_devices(app_key, &reg.user_id)
+            .await?
+            .into_iter()
+            .map(|(d, _)| d)
+            .collect();
+        let seen = entries.last().map_or(start, |e| e.seq.max(start));
+        let messages = entries
+            .into_iter()
+            .map(|e| crate::hub::StoredMessage {
+                seq: e.seq,
+                exclude_device: e.exclude_device.unwrap_or_default(),
+                payload: e.delivered.to_vec(),
+            })
+            .collect();
+        let data = SyncData {
+            acked,
+            messages,
+            devices,
+            more: false,
+        };
+        Ok((data, seen))
+    }
+
+    fn held_users(&self) -> Vec<(AppId, Arc<str>, String)> {
+        lock(&self.held)
+            .iter()
+            .map(|(ch, h)| (h.app, h.user.clone(), ch.clone()))
+            .collect()
+    }
+}
+
+/// Hands what arrives on the user channels to the hub until shutdown.
+pub async fn follow(
+    routing: Arc<Routing>,
+    state: Arc<crate::AppState>,
+    mut rx: Receiver<BusEvent>,
+) {
+    let hub = &state.hub;
+    let me = routing.mailboxes.bus().node_id().clone();
+    loop {
+        let ev = tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            ev = rx.recv() => ev,
+        };
+        match ev {
+            None => return,
+            Some(BusEvent::Message { channel, payload }) => {
+                let Some((app, user)) = lock(&routing.held)
+                    .get(&channel)
+                    .map(|h| (h.app, h.user.clone()))
+                else {
+                    continue; // (unsubscribed meanwhile)
+                };
+                match UserEvent::decode(&payload) {
+                    Ok(UserEvent::Deliver {
+                        seq,
+                        skip,
+                        delivered,
+                    }) => {
+                        let skip = skip.filter(|c| c.node == me).map(|c| c.conn);
+                        hub.deliver_sequenced(app, &user, seq, &delivered, skip);
+                    }
+                    Ok(UserEvent::Reply {
+                        conn,
+                        request_id,
+                        sent_time,
+                        message_uid,
+                    }) => {
+                        if conn.node == me {
+                            let result = SendResult {
+                                request_id,
+                                code: 0,
+                                sent_time,
+                                message_uid,
+                            };
+                            hub.reply_to_conn(app, &user, conn.conn, result);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(%channel, error = %e, "cluster: user-channel event ignored")
+                    }
+                }
+            }
+            Some(BusEvent::Resync) => {
+                // Whatever was published during the gap is in the mailboxes: read each local
+                // user's above what it has here (repeats are dropped by seq).
+                let mut n = 0usize;
+                for (app, user, _) in routing.held_users() {
+                    let Some(last) = hub.last_seq(app, &user) else {
+                        continue;
+                    };
+                    let key = hub.app(app).key.clone();
+                    let limit = routing.mailboxes.limits().max_len.saturating_mul(2);
+                    match routing.mailboxes.read_above(&key, &user, last, limit).await {
+                        Ok(entries) => {
+                            for e in entries {
+                                // The sending connection of a copy is not known here: a
+                                // copy of the user's own message goes to every local
+                                // device but the one that sent it.
+                                n += hub.deliver_sequenced_excluding(
+                                    app,
+                                    &user,
+                                    e.seq,
+                                    &e.delivered,
+                                    e.exclude_device.as_deref(),
+                                );
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cluster: re-reading a mailbox after a resync failed")
+                        }
+                    }
+                }
+                tracing::info!(delivered = n, "cluster: user channels resynced");
+            }
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! Cluster mode (issue 15, docs/cluster.md step 1): messages between users on different nodes.
+//! Two in-process nodes, each with its own SQLite file and port, on one private Redis; every
+//! message goes through the users' shared mailboxes and channels.
+
+mod common;
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use common::redis_server::TestRedis;
+use common::*;
+use rcall_server::cluster::RedisUrl;
+use rtc_core::proto::{Delivered, SendMessage};
+use serde_json::json;
+
+const CATCH_UP: Duration = Duration::from_secs(10);
+
+async fn node(redis: &TestRedis) -> TestServer {
+    let url = RedisUrl::parse(&redis.url()).unwrap();
+    TestServer::start_with(|c| c.redis = Some(url)).await
+}
+
+async fn eventually<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let t0 = Instant::now();
+    while !f().await {
+        assert!(t0.elapsed() < CATCH_UP, "not within {CATCH_UP:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A private non-call message (call rooms are not shared across nodes yet).
+fn text(target: &str, content: &[u8]) -> SendMessage {
+    SendMessage {
+        message_type: "app:text".into(),
+        ..private(target, content)
+    }
+}
+
+fn group_text(group_id: &str, recipients: &[&str], content: &[u8]) -> SendMessage {
+    SendMessage {
+        message_type: "app:text".into(),
+        ..group(group_id, recipients, content)
+    }
+}
+
+fn assert_from(d: &Delivered, sender: &str, target: &str, content: &[u8]) {
+    assert_eq!(
+        (
+            d.sender_user_id.as_str(),
+            d.target_id.as_str(),
+            d.content.as_slice()
+        ),
+        (sender, target, content),
+        "{d:?}"
+    );
+    assert!(d.seq > 0, "{d:?}");
+    assert_eq!(d.message_type, "app:text");
+}
+
+#[tokio::test]
+async fn private_messages_cross_nodes_both_ways_and_a_resend_is_a_duplicate() {
+    let redis = TestRedis::start();
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let (mut alice, _, _) = Client::login_instance(a.addr, &a.token("alice"), "a1", 0, 7).await;
+    let mut bob = b.client("bob", "b1").await;
+
+    let hi = SendMessage {
+        client_seq: 1,
+        ..text("bob", b"hi")
+    };
+    alice.send_message(1, hi.clone()).await;
+    // The SendResult is alice's first frame.
+    let r = alice.recv_send_result().await;
+    assert_eq!((r.request_id, r.code), (1, 0));
+    assert!(!r.message_uid.is_empty() && r.sent_time > 0, "{r:?}");
+    let d = bob.recv_delivered().await;
+    assert_from(&d, "alice", "alice", b"hi");
+    assert_eq!(
+        (d.message_uid.as_str(), d.sent_time),
+        (r.message_uid.as_str(), r.sent_time)
+    );
+    assert_eq!((d.sender_device_id.as_str(), d.client_seq), ("a1", 1));
+
+    // Bob answers: alice gets it on node A.
+    bob.send_expect(1, text("alice", b"hello"), 0).await;
+    let back = alice.recv_delivered().await;
+    assert_from(&back, "bob", "bob", b"hello");
+
+    // The same instance resends client_seq 1: confirmed (code 0, no uid), not delivered again.
+    alice.send_message(2, hi).await;
+    let dup = alice.recv_send_result().await;
+    assert_eq!(
+        (dup.request_id, dup.code, dup.message_uid.as_str()),
+        (2, 0, "")
+    );
+    alice
+        .send_expect(
+            3,
+            SendMessage {
+                client_seq: 2,
+                ..text("bob", b"next")
+            },
+            0,
+        )
+        .await;
+    let next = bob.recv_delivered().await;
+    assert_from(&next, "alice", "alice", b"next");
+    assert!(next.seq > d.seq);
+    bob.barrier(1).await;
+    alice.barrier(2).await;
+}
+
+#[tokio::test]
+async fn a_message_for_an_offline_user_is_replayed_when_it_connects_to_any_node() {
+    let redis = TestRedis::start();
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let mut alice = b.client("alice", "a1").await;
+    alice.send_expect(1, text("bob", b"while away"), 0).await;
+
+    // Bob's first connection anywhere, on node A.
+    let (mut bob, replay) = Client::login_resume(a.addr, &a.token("bob"), "b1", 0).await;
+    assert_eq!(replay.len(), 1, "{replay:?}");
+    assert_from(&replay[0], "alice", "alice", b"while away");
+    bob.barrier(1).await;
+
+    // Acked: the next connection of that device (on the other node) replays nothing.
+    bob.ack(replay[0].seq).await;
+    bob.barrier(2).await;
+    drop(bob);
+    let t0 = Instant::now();
+    loop {
+        let (mut again, replay) = Client::login_resume(b.addr, &b.token("bob"), "b1", 0).await;
+        if replay.is_empty() {
+            again.barrier(3).await;
+            break;
+        }
+        // (The ack is written to Redis in the background.)
+        assert!(t0.elapsed() < CATCH_UP, "ack never reached Redis");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_group_message_reaches_members_on_both_nodes_once_and_the_senders_other_device() {
+    let redis = TestRedis::start();
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    api_ok(
+        &a,
+        "/group/create.json",
+        &[
+            ("groupId", "g"),
+            ("userId", "alice"),
+            ("userId", "bob"),
+            ("userId", "carol"),
+        ],
+    )
+    .await;
+    let members = json!([{"id": "alice"}, {"id": "bob"}, {"id": "carol"}]);
+    eventually("node B sees the group", || async {
+        api_ok(&b, "/group/user/query.json", &[("groupId", "g")]).await["users"] == members
+    })
+    .await;
+    let mut alice = a.client("alice", "a1").await;
+    let mut carol = a.client("carol", "c1").await;
+    let mut bob = b.client("bob", "b1").await;
+    let mut alice2 = b.client("alice", "a2").await;
+
+    for (i, content) in [&b"one"[..], b"two"].into_iter().enumerate() {
+        let req = i as u32 + 1;
+        alice
+            .send_expect(req, group_text("g", &["bob", "carol"], content), 0)
+            .await;
+        assert_from(&bob.recv_delivered().await, "alice", "g", content);
+        assert_from(&carol.recv_delivered().await, "alice", "g", content);
+        // The sender's own copy, for its other device on the other node.
+        assert_from(&alice2.recv_delivered().await, "alice", "g", content);
+    }
+    // Once each, and never to the sending connection.
+    for (i, c) in [&mut alice, &mut bob, &mut carol, &mut alice2]
+        .into_iter()
+        .enumerate()
+    {
+        c.barrier(10 + i as u32).await;
+    }
+}
