@@ -13,8 +13,8 @@
 //!   delivery with seqs and acks, resume without loss or duplicates, every device of a user
 //!   gets the user's messages, call rooms) are the sans-IO `delivery` crate; [`hub`] is its
 //!   shell here (a lock per app, the connections' [`outbox`]es, offline storage in SQLite
-//!   ([`store`]) with TTL and cap). [`cluster`]: `--redis` mode (shared policy and nonces now;
-//!   see `docs/cluster.md`).
+//!   ([`store`]) with TTL and cap). [`cluster`]: `--redis` mode (shared policy and nonces, messages
+//!   routed across nodes through per-user mailboxes; see `docs/cluster.md`).
 //! - Limits: frame size (a few KB before authentication), per-connection and per-user rate,
 //!   per-app, per-user and per-device connection caps, slow consumers, dead peers (WebSocket
 //!   pings, [`ws::PING_INTERVAL`] / [`ws::DEAD_AFTER`]), paged replay, offline quotas per

@@ -1123,8 +1123,18 @@ fn handle_frame(
                 want_push: false,
             };
             match state.hub.admit(origin, &msg, opts) {
-                // Answered by the core (when a receipt was asked for).
-                Ok(crate::hub::Admitted::Duplicate(_)) => Reply::None,
+                // Answered by the core when its connection is registered (as `route`).
+                Ok(crate::hub::Admitted::Duplicate(acc)) => {
+                    if msg.no_receipt || acc.replied {
+                        return Reply::None;
+                    }
+                    Reply::Confirm(Body::SendResult(SendResult {
+                        request_id,
+                        code: 0,
+                        sent_time: acc.sent_time,
+                        message_uid: acc.message_uid,
+                    }))
+                }
                 Ok(crate::hub::Admitted::Route {
                     recipients,
                     reply_to,

@@ -150,7 +150,10 @@ async fn a_group_quit_on_a_is_enforced_on_sends_b_routes_22406() {
         group_members(&a, "g").await == json!([])
     })
     .await;
-    let mut bob = a.client("bob", "b1").await;
+    // (What alice sent him through node B while he was offline is replayed on node A.)
+    let (mut bob, replay) = Client::login_resume(a.addr, &a.token("bob"), "b1", 0).await;
+    let replayed: Vec<&[u8]> = replay.iter().map(|d| d.content.as_slice()).collect();
+    assert_eq!(replayed, [&b"x"[..]]);
     bob.send_expect(3, group("g", &["alice"], b"z"), 22406)
         .await;
 }
@@ -335,7 +338,10 @@ async fn a_change_missed_while_the_subscriber_was_away_is_loaded_at_resync() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    assert_eq!(killed, 2, "one subscriber per node");
+    assert_eq!(
+        killed, 4,
+        "two subscribers per node (policy, user channels)"
+    );
     // A disconnects alice, blocked by the reload, and refuses her.
     alice.expect_error_and_close(31009).await;
     assert_refused(&a, "alice", "a2", 31009).await;

@@ -187,3 +187,36 @@ async fn a_group_message_reaches_members_on_both_nodes_once_and_the_senders_othe
         c.barrier(10 + i as u32).await;
     }
 }
+
+#[tokio::test]
+async fn a_send_while_redis_is_down_is_refused_31003_and_routing_resumes_after_its_restart() {
+    let mut redis = TestRedis::start();
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let mut alice = a.client("alice", "a1").await;
+    let mut bob = b.client("bob", "b1").await;
+    alice.send_expect(1, text("bob", b"before"), 0).await;
+    let before = bob.recv_delivered().await;
+    assert_from(&before, "alice", "alice", b"before");
+
+    redis.kill();
+    alice.send_expect(2, text("bob", b"lost"), 31003).await;
+
+    // Redis comes back empty: both nodes reconnect and subscribe again by themselves.
+    redis.start_again();
+    let mut req = 3;
+    loop {
+        alice.send_message(req, text("bob", b"after")).await;
+        let r = alice.recv_send_result().await;
+        assert_eq!(r.request_id, req);
+        if r.code == 0 {
+            break;
+        }
+        assert_eq!(r.code, 31003);
+        req += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let after = bob.recv_delivered().await;
+    assert_from(&after, "alice", "alice", b"after");
+    assert!(after.seq > before.seq, "{} > {}", after.seq, before.seq);
+    bob.barrier(1).await;
+}

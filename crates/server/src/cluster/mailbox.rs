@@ -1,6 +1,6 @@
 //! Per-user mailboxes in Redis and the `route` script (docs/cluster.md, "The shape"): what
 //! replaces the single node's in-memory window and SQLite's offline table in cluster mode.
-//! Not wired into the hub yet.
+//! The server uses them in cluster mode through [`super::routing`].
 //!
 //! - [`Mailboxes::route`] accepts a message in one Lua script (`route.lua`):
 //!   exactly-once check, `sent_time`, then for each copy a per-user `seq`, an `XADD` to the

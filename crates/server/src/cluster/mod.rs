@@ -1,6 +1,7 @@
 //! Cluster mode's link to Redis (issue 15): what lets several `rcall-server` nodes share
-//! routing. Shared so far: each app's policy and the Server API nonces ([`shared`]); routing
-//! (users on different nodes reaching each other) is not yet.
+//! routing. Shared so far: each app's policy and the Server API nonces ([`shared`]), and
+//! messages between users on different nodes ([`mailbox`], [`routing`]); presence and call
+//! rooms are not yet.
 //!
 //! - [`RedisUrl`]: where Redis is (`--redis` / `RCALL_REDIS` / `redis = "…"`), TCP or a unix
 //!   socket, checked at startup.
