@@ -141,7 +141,7 @@ impl Routing {
 
     /// The replay of a connecting device: makes it a known device of its user, then reads the
     /// mailbox above the larger of its cursor there and `reg.cursor`. Returns the sync data and
-    /// the seq up to which the device has everything once it is replayed.
+    /// the highest seq replayed (0: none).
     pub async fn sync_data(
         &self,
         app_key: &str,
@@ -161,7 +161,9 @@ impl Routing {
             .into_iter()
             .map(|(d, _)| d)
             .collect();
-        let seen = entries.last().map_or(start, |e| e.seq.max(start));
+        // Only what the replay holds: a cursor (a client's `resume_from`, capped at this node's
+        // clock) says nothing about seqs Redis's clock hands out next.
+        let seen = entries.last().map_or(0, |e| e.seq);
         let messages = entries
             .into_iter()
             .map(|e| crate::hub::StoredMessage {
