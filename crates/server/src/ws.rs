@@ -1050,8 +1050,38 @@ async fn cluster_send(state: &AppState, origin: &Origin, outbox: &Outbox, send: 
         }),
         floor_us: 0,
     };
+    let epoch = routing.epoch();
     match routing.mailboxes.route(&req).await {
-        Ok(_) => state.metrics.messages_routed.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        Ok(routed) => {
+            state
+                .metrics
+                .messages_routed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(request_id) = reply_to else { return };
+            let (sent_time, message_uid) = match routed {
+                crate::cluster::mailbox::Routed::Accepted {
+                    sent_time,
+                    message_uid,
+                    ..
+                } => (sent_time, message_uid),
+                crate::cluster::mailbox::Routed::Duplicate { sent_time, .. } => {
+                    (sent_time, String::new())
+                }
+            };
+            let result = SendResult {
+                request_id,
+                code: 0,
+                sent_time,
+                message_uid,
+            };
+            // Normally the reply marker answers; after a resync it may have been lost.
+            if let Some(result) =
+                routing.routed(origin.app, &origin.user_id, origin.conn_id, epoch, result)
+            {
+                let body = encode_body(&Body::SendResult(result));
+                push_own(state, outbox, Outgoing::frame(body));
+            }
+        }
         Err(e) => {
             tracing::warn!(conn_id = origin.conn_id, error = %e, "cluster: routing failed");
             state.metrics.error(error_code::SERVER_UNAVAILABLE);

@@ -46,6 +46,28 @@ pub struct Routing {
     held: Mutex<HashMap<String, Held>>,
     /// Connection → its user's channel.
     conns: Mutex<HashMap<ConnId, String>>,
+    /// The `SendResult`s of this node's connections, between the route script and its reply
+    /// marker (see [`Routing::routed`]).
+    replies: Mutex<Replies>,
+}
+
+/// A reply marker is published, not stored: one published while the subscriber was
+/// reconnecting is lost. The connection task knows the result when the script returns, so
+/// whichever of the two comes second knows the other came: a result whose marker was not seen
+/// by the next resync is answered then.
+#[derive(Default)]
+struct Replies {
+    /// Resyncs so far.
+    epoch: u64,
+    by_request: HashMap<(ConnId, u32), ReplyState>,
+}
+
+enum ReplyState {
+    /// The script returned; its marker has not arrived (yet).
+    Pending(AppId, Arc<str>, SendResult),
+    /// The connection got its `SendResult` already (the marker came first, or it was answered
+    /// after a resync): a marker arriving now is ignored.
+    Answered,
 }
 
 impl std::fmt::Debug for Routing {
@@ -72,6 +94,7 @@ impl Routing {
             order: tokio::sync::Mutex::new(()),
             held: Mutex::new(HashMap::new()),
             conns: Mutex::new(HashMap::new()),
+            replies: Mutex::new(Replies::default()),
         };
         Ok((Arc::new(r), rx))
     }
@@ -112,8 +135,71 @@ impl Routing {
         Ok(())
     }
 
+    /// Resyncs so far: read before running the route script, for [`Self::routed`].
+    pub fn epoch(&self) -> u64 {
+        lock(&self.replies).epoch
+    }
+
+    /// The route script returned `result` for request `request_id` of connection `conn`
+    /// (started at resync `epoch`). Returns the result when the connection must be answered
+    /// now: its marker was not seen and a resync came meanwhile (the marker may have been lost
+    /// in the gap). Otherwise the marker answers it, or the next resync does.
+    pub fn routed(
+        &self,
+        app: AppId,
+        user: &Arc<str>,
+        conn: ConnId,
+        epoch: u64,
+        result: SendResult,
+    ) -> Option<SendResult> {
+        let mut r = lock(&self.replies);
+        let key = (conn, result.request_id);
+        if let Some(ReplyState::Answered) = r.by_request.remove(&key) {
+            return None;
+        }
+        if r.epoch != epoch {
+            r.by_request.insert(key, ReplyState::Answered);
+            return Some(result);
+        }
+        r.by_request
+            .insert(key, ReplyState::Pending(app, user.clone(), result));
+        None
+    }
+
+    /// A reply marker arrived: true when the connection is still to be answered.
+    fn marker(&self, conn: ConnId, request_id: u32) -> bool {
+        let mut r = lock(&self.replies);
+        match r.by_request.remove(&(conn, request_id)) {
+            Some(ReplyState::Answered) => false,
+            Some(ReplyState::Pending(..)) => true,
+            None => {
+                r.by_request
+                    .insert((conn, request_id), ReplyState::Answered);
+                true
+            }
+        }
+    }
+
+    /// A resync: every result still waiting for its marker is answered now.
+    fn resynced(&self) -> Vec<(AppId, Arc<str>, ConnId, SendResult)> {
+        let mut r = lock(&self.replies);
+        r.epoch += 1;
+        let mut out = Vec::new();
+        for (key, state) in r.by_request.iter_mut() {
+            if let ReplyState::Pending(..) = state {
+                if let ReplyState::Pending(app, user, result) =
+                    std::mem::replace(state, ReplyState::Answered)
+                {
+                    out.push((app, user, key.0, result));
+                }
+            }
+        }
+        out
+    }
+
     /// Connection `conn` is gone (idempotent): unsubscribes its user's channel with its last.
     pub async fn release(&self, conn: ConnId) {
+        lock(&self.replies).by_request.retain(|k, _| k.0 != conn);
         let _order = self.order.lock().await;
         let Some(channel) = lock(&self.conns).remove(&conn) else {
             return;
@@ -226,7 +312,7 @@ pub async fn follow(
                         sent_time,
                         message_uid,
                     }) => {
-                        if conn.node == me {
+                        if conn.node == me && routing.marker(conn.conn, request_id) {
                             let result = SendResult {
                                 request_id,
                                 code: 0,
@@ -242,6 +328,10 @@ pub async fn follow(
                 }
             }
             Some(BusEvent::Resync) => {
+                // Results whose reply marker may have been lost in the gap (see `Replies`).
+                for (app, user, conn, result) in routing.resynced() {
+                    hub.reply_to_conn(app, &user, conn, result);
+                }
                 // Whatever was published during the gap is in the mailboxes: read each local
                 // user's above what it has here (repeats are dropped by seq).
                 let mut n = 0usize;
