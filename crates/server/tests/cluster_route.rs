@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 use common::redis_server::TestRedis;
 use common::*;
 use rcall_server::cluster::RedisUrl;
-use rtc_core::proto::{Delivered, SendMessage};
+use rtc_core::proto::{
+    call_content::Body as CallBody, object_name, Accept, CallContent, Delivered, Hangup, Invite,
+    Ringing, SendMessage,
+};
 use serde_json::json;
 
 const CATCH_UP: Duration = Duration::from_secs(10);
@@ -255,4 +258,65 @@ async fn messages_routed_while_the_subscribers_reconnect_arrive_once_in_order() 
     // Nothing twice: the next message is the next frame.
     alice.send_expect(9, text("bob", b"end"), 0).await;
     assert_from(&bob.recv_delivered().await, "alice", "alice", b"end");
+}
+
+fn call_message(target: &str, call_id: &str, body: CallBody) -> SendMessage {
+    let message_type = match &body {
+        CallBody::Invite(_) => object_name::INVITE,
+        CallBody::Accept(_) => object_name::ACCEPT,
+        CallBody::Hangup(_) => object_name::HANGUP,
+        CallBody::Ringing(_) => object_name::RINGING,
+        _ => unreachable!(),
+    };
+    let content = CallContent {
+        call_id: call_id.to_owned(),
+        body: Some(body),
+        ..Default::default()
+    };
+    SendMessage {
+        message_type: message_type.to_owned(),
+        ..private(target, &content.to_bytes())
+    }
+}
+
+/// The signalling of a 1:1 call whose two users are on different nodes (each node's call
+/// rooms know only what its own users sent: the callee's node learns the call from its
+/// traffic).
+#[tokio::test]
+async fn a_one_to_one_call_signals_across_nodes() {
+    let redis = TestRedis::start();
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let mut alice = a.client("alice", "a1").await;
+    let mut bob = b.client("bob", "b1").await;
+    let steps = [
+        (
+            true,
+            CallBody::Invite(Invite {
+                media_type: 2,
+                invite_user_ids: vec!["bob".into()],
+                ..Default::default()
+            }),
+        ),
+        (false, CallBody::Ringing(Ringing {})),
+        (false, CallBody::Accept(Accept { media_type: 2 })),
+        (true, CallBody::Hangup(Hangup { reason: 1 })),
+    ];
+    for (i, (from_alice, body)) in steps.into_iter().enumerate() {
+        let (from, to, target) = if from_alice {
+            (&mut alice, &mut bob, "bob")
+        } else {
+            (&mut bob, &mut alice, "alice")
+        };
+        let msg = call_message(target, "call-x", body);
+        let kind = msg.message_type.clone();
+        from.send_expect(i as u32 + 1, msg, 0).await;
+        let d = to.recv_delivered().await;
+        assert_eq!(d.message_type, kind);
+        assert_eq!(
+            CallContent::from_bytes(&d.content).unwrap().call_id,
+            "call-x"
+        );
+    }
+    alice.barrier(10).await;
+    bob.barrier(11).await;
 }
