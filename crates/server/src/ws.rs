@@ -1094,9 +1094,8 @@ async fn cluster_send(state: &AppState, origin: &Origin, outbox: &Outbox, send: 
                 });
                 push_own(state, outbox, Outgoing::frame(encode_body(&body)));
             }
-            return;
         }
-    };
+    }
 }
 
 /// Handles one authenticated frame.
