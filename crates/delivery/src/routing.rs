@@ -81,6 +81,10 @@ pub struct RouteOptions {
     pub conn_ticket: u64,
     /// Report offline recipients of call invites and hangups ([`Accepted::push`]).
     pub want_push: bool,
+    /// Cluster mode: every copy goes to the shared mailboxes (bounded there by count and age),
+    /// none to this node's store, and a recipient with no connection here may be connected to
+    /// another node: the local storage bounds and the per-sender offline quota do not apply.
+    pub shared_mailboxes: bool,
 }
 
 impl<C: Clone> AppCore<C> {
@@ -172,7 +176,7 @@ impl<C: Clone> AppCore<C> {
             .users
             .get(&*from.user_id)
             .is_some_and(|st| st.copy_needed(from.conn_id, &from.device_id) && st.needs_copy_stored_for_other_devices(&from.device_id));
-        let copies = for_others + usize::from(for_self);
+        let copies = if opts.shared_mailboxes { 0 } else { for_others + usize::from(for_self) };
         if copies > 0 {
             let l = &self.limits;
             if sh.pending() >= l.store_queue_max as u64 {

@@ -1150,6 +1150,7 @@ fn handle_frame(
                 reply_to: Some(request_id),
                 conn_ticket: *ticket,
                 want_push: false,
+                shared_mailboxes: true,
             };
             match state.hub.admit(origin, &msg, opts) {
                 // Answered by the core when its connection is registered (as `route`).
@@ -1195,6 +1196,7 @@ fn handle_frame(
                 reply_to: Some(request_id),
                 conn_ticket: *ticket,
                 want_push: false,
+                shared_mailboxes: false,
             };
             match state.hub.route(origin, msg, opts) {
                 Ok(acc) => {

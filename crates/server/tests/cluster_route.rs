@@ -320,3 +320,24 @@ async fn a_one_to_one_call_signals_across_nodes() {
     alice.barrier(10).await;
     bob.barrier(11).await;
 }
+
+/// A user connected to another node is not offline: the per-sender quota of stored copies
+/// (a single node's bound on its own store) does not count messages to it.
+#[tokio::test]
+async fn the_local_offline_quota_does_not_count_recipients_on_other_nodes() {
+    let redis = TestRedis::start();
+    let url = RedisUrl::parse(&redis.url()).unwrap();
+    let a = TestServer::start_with(|c| {
+        c.redis = Some(url);
+        c.offline_quota_per_sender = 1;
+    })
+    .await;
+    let b = node(&redis).await;
+    let mut alice = a.client("alice", "a1").await;
+    let mut bob = b.client("bob", "b1").await;
+    for i in 1..=3u32 {
+        let content = format!("m{i}").into_bytes();
+        alice.send_expect(i, text("bob", &content), 0).await;
+        assert_from(&bob.recv_delivered().await, "alice", "alice", &content);
+    }
+}
