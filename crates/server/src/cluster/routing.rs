@@ -227,7 +227,7 @@ impl Routing {
 
     /// The replay of a connecting device: makes it a known device of its user, then reads the
     /// mailbox above the larger of its cursor there and `reg.cursor`. Returns the sync data and
-    /// the highest seq replayed (0: none).
+    /// the seq up to which the user's copies are here once it is replayed.
     pub async fn sync_data(
         &self,
         app_key: &str,
@@ -247,9 +247,10 @@ impl Routing {
             .into_iter()
             .map(|(d, _)| d)
             .collect();
-        // Only what the replay holds: a cursor (a client's `resume_from`, capped at this node's
-        // clock) says nothing about seqs Redis's clock hands out next.
-        let seen = entries.last().map_or(0, |e| e.seq);
+        // What the replay holds, and the device's cursor in Redis (a seq Redis issued): not
+        // `reg.cursor`, a client's `resume_from` capped at this node's clock, which says
+        // nothing about the seqs Redis's clock hands out next.
+        let seen = entries.last().map_or(acked, |e| e.seq.max(acked));
         let messages = entries
             .into_iter()
             .map(|e| crate::hub::StoredMessage {
