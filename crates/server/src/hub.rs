@@ -29,6 +29,15 @@ use crate::store::Store;
 
 pub type AppId = usize;
 
+/// Who sent a message another node sequenced, as far as this node can tell.
+#[derive(Debug, Clone, Copy)]
+pub enum SequencedFrom<'a> {
+    /// The sending connection, when it is on this node (live from the bus).
+    Conn(Option<ConnId>),
+    /// The sending device, named by a copy read back from the mailbox.
+    Device(Option<&'a str>),
+}
+
 /// Delivery limits from the config.
 pub fn limits_from_config(c: &crate::Config) -> Limits {
     Limits {
@@ -406,19 +415,27 @@ impl Hub {
         })
     }
 
-    /// A copy the route script sequenced for `user_id` (see [`AppCore::deliver_sequenced`]);
-    /// `skip` is the sending connection when it is here (its device is then excluded from the
-    /// copy, which is the sender's own).
+    /// A copy the route script sequenced for `user_id` (see [`AppCore::deliver_sequenced`]).
+    /// The sender is known by its connection ([`SequencedFrom::Conn`], live from the bus:
+    /// skipped when it is here, its device excluded from the copy) or, for a copy read back
+    /// from the mailbox, by its device ([`SequencedFrom::Device`]: every local connection but
+    /// that device's).
     pub fn deliver_sequenced(
         &self,
         app: AppId,
         user_id: &str,
         seq: u64,
         payload: &[u8],
-        skip: Option<ConnId>,
+        from: SequencedFrom<'_>,
     ) -> usize {
         self.with(app, |core, sh| {
-            let exclude_device = skip.and_then(|c| core.conn_device(user_id, c));
+            let (skip, exclude_device) = match from {
+                SequencedFrom::Conn(c) => (c, c.and_then(|c| core.conn_device(user_id, c))),
+                SequencedFrom::Device(d) => (
+                    d.and_then(|d| core.device_conn(user_id, d)),
+                    d.map(Arc::from),
+                ),
+            };
             core.deliver_sequenced(
                 sh,
                 clock::now(),
@@ -428,32 +445,6 @@ impl Hub {
                     payload,
                     skip,
                     exclude_device,
-                },
-            )
-        })
-    }
-
-    /// [`Self::deliver_sequenced`] for a copy read back from the mailbox, which names the
-    /// sending device (`exclude_device`) rather than the sending connection.
-    pub fn deliver_sequenced_excluding(
-        &self,
-        app: AppId,
-        user_id: &str,
-        seq: u64,
-        payload: &[u8],
-        exclude_device: Option<&str>,
-    ) -> usize {
-        self.with(app, |core, sh| {
-            let skip = exclude_device.and_then(|d| core.device_conn(user_id, d));
-            core.deliver_sequenced(
-                sh,
-                clock::now(),
-                delivery::Sequenced {
-                    user_id,
-                    seq,
-                    payload,
-                    skip,
-                    exclude_device: exclude_device.map(Arc::from),
                 },
             )
         })

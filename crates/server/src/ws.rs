@@ -198,7 +198,8 @@ fn encode(body: Body) -> Message {
 /// `ServerFrame { server_time, body }` from a pre-encoded body: protobuf fields concatenate.
 fn frame_bytes(server_time: i64, body: &Bytes) -> Bytes {
     // Exactly the size: `Bytes::from` a full `Vec` needs no second allocation.
-    let mut buf = Vec::with_capacity(prost::encoding::int64::encoded_len(1, &server_time) + body.len());
+    let mut buf =
+        Vec::with_capacity(prost::encoding::int64::encoded_len(1, &server_time) + body.len());
     prost::encoding::int64::encode(1, &server_time, &mut buf);
     buf.extend_from_slice(body);
     Bytes::from(buf)
@@ -319,21 +320,7 @@ async fn open_session(
         .metrics
         .replay_peak_queue
         .fetch_max(outbox.len() as u64, std::sync::atomic::Ordering::Relaxed);
-    tracing::info!(
-        user_id = &*reg.user_id,
-        device_id = &*reg.device_id,
-        conn_id = reg.conn_id,
-        replayed,
-        "connected"
-    );
-    let origin = Origin {
-        app,
-        conn_id: reg.conn_id,
-        user_id: reg.user_id,
-        device_id: reg.device_id,
-        instance,
-    };
-    Some((ws, origin, outbox))
+    Some((ws, connected(app, reg, instance, replayed), outbox))
 }
 
 /// Cluster mode's registration and replay: the user's channel is subscribed first, then the
@@ -366,6 +353,11 @@ async fn cluster_session(
             return None;
         }
     };
+    Some((ws, connected(app, reg, instance, replayed), outbox))
+}
+
+/// A registered connection is live: logged, and its identity for the rest of its life.
+fn connected(app: AppId, reg: crate::hub::Registered, instance: u64, replayed: usize) -> Origin {
     tracing::info!(
         user_id = &*reg.user_id,
         device_id = &*reg.device_id,
@@ -373,14 +365,13 @@ async fn cluster_session(
         replayed,
         "connected"
     );
-    let origin = Origin {
+    Origin {
         app,
         conn_id: reg.conn_id,
         user_id: reg.user_id,
         device_id: reg.device_id,
         instance,
-    };
-    Some((ws, origin, outbox))
+    }
 }
 
 /// The first frame must be a valid `Authenticate`; on success the connection is registered
@@ -896,7 +887,9 @@ async fn serve_loop(
                         Ok(None) => {}
                         // Awaited here: one frame at a time keeps this connection's
                         // `client_seq` order all the way to Redis.
-                        Ok(Some(send)) => Box::pin(cluster_send(state, origin, outbox, *send)).await,
+                        Ok(Some(send)) => {
+                            Box::pin(cluster_send(state, origin, outbox, *send)).await
+                        }
                         Err(d) => {
                             departure = d;
                             stop_reading(&mut draining, d);

@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 use common::redis_server::TestRedis;
@@ -14,27 +13,6 @@ use common::*;
 use rcall_server::cluster::{shared, RedisUrl};
 use rtc_core::proto::server_frame::Body as S;
 use serde_json::{json, Value};
-
-/// How long a node may take to apply a change another node made (a resync included).
-const CATCH_UP: Duration = Duration::from_secs(10);
-
-async fn node(redis: &TestRedis) -> TestServer {
-    let url = RedisUrl::parse(&redis.url()).unwrap();
-    TestServer::start_with(|c| c.redis = Some(url)).await
-}
-
-/// Polls `f` until it holds; fails after [`CATCH_UP`].
-async fn eventually<F, Fut>(what: &str, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let t0 = Instant::now();
-    while !f().await {
-        assert!(t0.elapsed() < CATCH_UP, "not within {CATCH_UP:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 /// A signed Server API call; `(HTTP status, body)`.
 async fn api(ts: &TestServer, path: &str, form: &[(&str, &str)]) -> (u16, Value) {
@@ -80,7 +58,7 @@ fn token_issued_ago(user: &str, ago_ms: i64) -> String {
 #[tokio::test]
 async fn a_block_on_b_disconnects_on_a_and_an_unblock_on_a_lets_in_on_b() {
     let redis = TestRedis::start();
-    let (a, b) = (node(&redis).await, node(&redis).await);
+    let (a, b) = (cluster_node(&redis).await, cluster_node(&redis).await);
     let mut alice = a.client("alice", "a1").await;
     let mut bob = a.client("bob", "b1").await;
 
@@ -110,7 +88,7 @@ async fn a_block_on_b_disconnects_on_a_and_an_unblock_on_a_lets_in_on_b() {
 #[tokio::test]
 async fn a_group_quit_on_a_is_enforced_on_sends_b_routes_22406() {
     let redis = TestRedis::start();
-    let (a, b) = (node(&redis).await, node(&redis).await);
+    let (a, b) = (cluster_node(&redis).await, cluster_node(&redis).await);
     api_ok(
         &a,
         "/group/create.json",
@@ -161,7 +139,7 @@ async fn a_group_quit_on_a_is_enforced_on_sends_b_routes_22406() {
 #[tokio::test]
 async fn a_blacklist_on_b_is_enforced_on_private_sends_a_routes_405() {
     let redis = TestRedis::start();
-    let (a, b) = (node(&redis).await, node(&redis).await);
+    let (a, b) = (cluster_node(&redis).await, cluster_node(&redis).await);
     let mut alice = a.client("alice", "a1").await;
     let mut bob = a.client("bob", "b1").await;
     api_ok(
@@ -194,7 +172,7 @@ async fn a_blacklist_on_b_is_enforced_on_private_sends_a_routes_405() {
 #[tokio::test]
 async fn a_token_expiry_on_a_closes_a_connection_on_b_31020() {
     let redis = TestRedis::start();
-    let (a, b) = (node(&redis).await, node(&redis).await);
+    let (a, b) = (cluster_node(&redis).await, cluster_node(&redis).await);
     let old = token_issued_ago("alice", 5_000);
     let mut live = Client::login(b.addr, &old, "a1").await;
     let time = now_ms().to_string();
@@ -220,7 +198,7 @@ async fn a_token_expiry_on_a_closes_a_connection_on_b_31020() {
 #[tokio::test]
 async fn a_server_api_request_replayed_to_another_node_is_refused_1004() {
     let redis = TestRedis::start();
-    let (a, b) = (node(&redis).await, node(&redis).await);
+    let (a, b) = (cluster_node(&redis).await, cluster_node(&redis).await);
     let nonce = fresh_nonce();
     let timestamp = now_ms().to_string();
     let sig = signature(APP_SECRET, &nonce, &timestamp);
@@ -248,7 +226,7 @@ async fn a_server_api_request_replayed_to_another_node_is_refused_1004() {
 #[tokio::test]
 async fn a_node_started_later_loads_the_policy_from_redis() {
     let redis = TestRedis::start();
-    let a = node(&redis).await;
+    let a = cluster_node(&redis).await;
     api_ok(
         &a,
         "/user/block.json",
@@ -288,7 +266,7 @@ async fn a_node_started_later_loads_the_policy_from_redis() {
     .await;
 
     // C starts with an empty SQLite: all of it comes from Redis, before it serves anything.
-    let c = node(&redis).await;
+    let c = cluster_node(&redis).await;
     assert_eq!(blocked_users(&c).await, ["mallory"]);
     assert_refused(&c, "mallory", "m1", 31009).await;
     assert_eq!(blacklist(&c, "bob").await, json!(["alice"]));
@@ -314,7 +292,7 @@ async fn a_node_started_later_loads_the_policy_from_redis() {
 #[tokio::test]
 async fn a_change_missed_while_the_subscriber_was_away_is_loaded_at_resync() {
     let redis = TestRedis::start();
-    let (a, b) = (node(&redis).await, node(&redis).await);
+    let (a, b) = (cluster_node(&redis).await, cluster_node(&redis).await);
     let mut alice = a.client("alice", "a1").await;
     let mut bob = b.client("bob", "b1").await;
     // Written straight into Redis, never published: only a reload can find these.
@@ -355,7 +333,7 @@ async fn a_change_missed_while_the_subscriber_was_away_is_loaded_at_resync() {
 #[tokio::test]
 async fn after_a_redis_restart_the_nodes_keep_the_policy_and_see_new_changes() {
     let mut redis = TestRedis::start();
-    let (a, b) = (node(&redis).await, node(&redis).await);
+    let (a, b) = (cluster_node(&redis).await, cluster_node(&redis).await);
     api_ok(
         &b,
         "/user/block.json",
@@ -391,7 +369,7 @@ async fn after_a_redis_restart_the_nodes_keep_the_policy_and_see_new_changes() {
     .await;
     assert_refused(&a, "bob", "b1", 31009).await;
     // The nodes wrote what Redis lost back: a new node loads both.
-    let c = node(&redis).await;
+    let c = cluster_node(&redis).await;
     assert_eq!(blocked_users(&c).await, ["alice", "bob"]);
 }
 

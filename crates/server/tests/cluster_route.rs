@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 use common::redis_server::TestRedis;
@@ -15,25 +14,6 @@ use rtc_core::proto::{
     Ringing, SendMessage,
 };
 use serde_json::json;
-
-const CATCH_UP: Duration = Duration::from_secs(10);
-
-async fn node(redis: &TestRedis) -> TestServer {
-    let url = RedisUrl::parse(&redis.url()).unwrap();
-    TestServer::start_with(|c| c.redis = Some(url)).await
-}
-
-async fn eventually<F, Fut>(what: &str, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let t0 = Instant::now();
-    while !f().await {
-        assert!(t0.elapsed() < CATCH_UP, "not within {CATCH_UP:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 /// A private non-call message (call rooms are not shared across nodes yet).
 fn text(target: &str, content: &[u8]) -> SendMessage {
@@ -67,7 +47,7 @@ fn assert_from(d: &Delivered, sender: &str, target: &str, content: &[u8]) {
 #[tokio::test]
 async fn private_messages_cross_nodes_both_ways_and_a_resend_is_a_duplicate() {
     let redis = TestRedis::start();
-    let (a, b) = (node(&redis).await, node(&redis).await);
+    let (a, b) = (cluster_node(&redis).await, cluster_node(&redis).await);
     let (mut alice, _, _) = Client::login_instance(a.addr, &a.token("alice"), "a1", 0, 7).await;
     let mut bob = b.client("bob", "b1").await;
 
@@ -120,7 +100,7 @@ async fn private_messages_cross_nodes_both_ways_and_a_resend_is_a_duplicate() {
 #[tokio::test]
 async fn a_message_for_an_offline_user_is_replayed_when_it_connects_to_any_node() {
     let redis = TestRedis::start();
-    let (a, b) = (node(&redis).await, node(&redis).await);
+    let (a, b) = (cluster_node(&redis).await, cluster_node(&redis).await);
     let mut alice = b.client("alice", "a1").await;
     alice.send_expect(1, text("bob", b"while away"), 0).await;
 
@@ -150,7 +130,7 @@ async fn a_message_for_an_offline_user_is_replayed_when_it_connects_to_any_node(
 #[tokio::test]
 async fn a_group_message_reaches_members_on_both_nodes_once_and_the_senders_other_device() {
     let redis = TestRedis::start();
-    let (a, b) = (node(&redis).await, node(&redis).await);
+    let (a, b) = (cluster_node(&redis).await, cluster_node(&redis).await);
     api_ok(
         &a,
         "/group/create.json",
@@ -194,7 +174,7 @@ async fn a_group_message_reaches_members_on_both_nodes_once_and_the_senders_othe
 #[tokio::test]
 async fn a_send_while_redis_is_down_is_refused_31003_and_routing_resumes_after_its_restart() {
     let mut redis = TestRedis::start();
-    let (a, b) = (node(&redis).await, node(&redis).await);
+    let (a, b) = (cluster_node(&redis).await, cluster_node(&redis).await);
     let mut alice = a.client("alice", "a1").await;
     let mut bob = b.client("bob", "b1").await;
     alice.send_expect(1, text("bob", b"before"), 0).await;
@@ -227,7 +207,7 @@ async fn a_send_while_redis_is_down_is_refused_31003_and_routing_resumes_after_i
 #[tokio::test]
 async fn messages_routed_while_the_subscribers_reconnect_arrive_once_in_order() {
     let redis = TestRedis::start();
-    let (a, b) = (node(&redis).await, node(&redis).await);
+    let (a, b) = (cluster_node(&redis).await, cluster_node(&redis).await);
     let mut alice = a.client("alice", "a1").await;
     let mut bob = b.client("bob", "b1").await;
     alice.send_expect(1, text("bob", b"m0"), 0).await;
@@ -285,7 +265,7 @@ fn call_message(target: &str, call_id: &str, body: CallBody) -> SendMessage {
 #[tokio::test]
 async fn a_one_to_one_call_signals_across_nodes() {
     let redis = TestRedis::start();
-    let (a, b) = (node(&redis).await, node(&redis).await);
+    let (a, b) = (cluster_node(&redis).await, cluster_node(&redis).await);
     let mut alice = a.client("alice", "a1").await;
     let mut bob = b.client("bob", "b1").await;
     let steps = [
@@ -332,7 +312,7 @@ async fn the_local_offline_quota_does_not_count_recipients_on_other_nodes() {
         c.offline_quota_per_sender = 1;
     })
     .await;
-    let b = node(&redis).await;
+    let b = cluster_node(&redis).await;
     let mut alice = a.client("alice", "a1").await;
     let mut bob = b.client("bob", "b1").await;
     for i in 1..=3u32 {

@@ -23,7 +23,7 @@ use tokio::sync::mpsc::Receiver;
 
 use super::mailbox::{user_channel, ConnRef, Mailboxes, UserEvent};
 use super::{BusEvent, ClusterError, Subscriber};
-use crate::hub::{AppId, ConnId, Registered, SyncData};
+use crate::hub::{AppId, ConnId, Registered, SequencedFrom, SyncData};
 
 /// Events the user-channel subscriber buffers before it resyncs instead.
 pub const EVENT_CAPACITY: usize = 16 * 1024;
@@ -305,7 +305,13 @@ pub async fn follow(
                         delivered,
                     }) => {
                         let skip = skip.filter(|c| c.node == me).map(|c| c.conn);
-                        hub.deliver_sequenced(app, &user, seq, &delivered, skip);
+                        hub.deliver_sequenced(
+                            app,
+                            &user,
+                            seq,
+                            &delivered,
+                            SequencedFrom::Conn(skip),
+                        );
                     }
                     Ok(UserEvent::Reply {
                         conn,
@@ -348,12 +354,12 @@ pub async fn follow(
                                 // The sending connection of a copy is not known here: a
                                 // copy of the user's own message goes to every local
                                 // device but the one that sent it.
-                                n += hub.deliver_sequenced_excluding(
+                                n += hub.deliver_sequenced(
                                     app,
                                     &user,
                                     e.seq,
                                     &e.delivered,
-                                    e.exclude_device.as_deref(),
+                                    SequencedFrom::Device(e.exclude_device.as_deref()),
                                 );
                             }
                         }

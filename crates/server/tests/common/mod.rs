@@ -530,3 +530,25 @@ impl Drop for ChildServer {
         let _ = self.child.wait();
     }
 }
+
+/// How long a cluster node may take to see what another node did (a resync included).
+pub const CATCH_UP: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A server node in cluster mode on `redis`, with its own SQLite file and port.
+pub async fn cluster_node(redis: &redis_server::TestRedis) -> TestServer {
+    let url = rcall_server::cluster::RedisUrl::parse(&redis.url()).unwrap();
+    TestServer::start_with(|c| c.redis = Some(url)).await
+}
+
+/// Polls `f` until it holds; fails after [`CATCH_UP`].
+pub async fn eventually<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let t0 = std::time::Instant::now();
+    while !f().await {
+        assert!(t0.elapsed() < CATCH_UP, "not within {CATCH_UP:?}: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
