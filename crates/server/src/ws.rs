@@ -1091,6 +1091,25 @@ async fn cluster_send(state: &AppState, origin: &Origin, outbox: &Outbox, send: 
     }
 }
 
+/// A send the core refused: counted, and answered with its code (nothing was delivered).
+fn refused(
+    state: &AppState,
+    origin: &Origin,
+    limiter: &mut RateLimiter,
+    request_id: u32,
+    e: &RouteError,
+) -> Reply {
+    tracing::debug!(conn_id = origin.conn_id, error = %e, "send refused");
+    limiter.user_refused |= matches!(e, RouteError::TooFast);
+    state.metrics.error(e.imlib_code());
+    Reply::Frame(Body::SendResult(SendResult {
+        request_id,
+        code: e.imlib_code(),
+        sent_time: 0,
+        message_uid: String::new(),
+    }))
+}
+
 /// Handles one authenticated frame.
 fn handle_frame(
     state: &AppState,
@@ -1166,17 +1185,7 @@ fn handle_frame(
                     recipients,
                     reply_to,
                 })),
-                Err(e) => {
-                    tracing::debug!(conn_id = origin.conn_id, error = %e, "send refused");
-                    limiter.user_refused |= matches!(e, RouteError::TooFast);
-                    state.metrics.error(e.imlib_code());
-                    Reply::Frame(Body::SendResult(SendResult {
-                        request_id,
-                        code: e.imlib_code(),
-                        sent_time: 0,
-                        message_uid: String::new(),
-                    }))
-                }
+                Err(e) => refused(state, origin, limiter, request_id, &e),
             }
         }
         ClientBody::Send(msg) => {
@@ -1204,17 +1213,7 @@ fn handle_frame(
                         message_uid: acc.message_uid,
                     }))
                 }
-                Err(e) => {
-                    tracing::debug!(conn_id = origin.conn_id, error = %e, "send refused");
-                    limiter.user_refused |= matches!(e, RouteError::TooFast);
-                    state.metrics.error(e.imlib_code());
-                    Reply::Frame(Body::SendResult(SendResult {
-                        request_id,
-                        code: e.imlib_code(),
-                        sent_time: 0,
-                        message_uid: String::new(),
-                    }))
-                }
+                Err(e) => refused(state, origin, limiter, request_id, &e),
             }
         }
         ClientBody::Ping(p) => {
