@@ -13,10 +13,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
 
 use super::{
-    conn_task, connect_all, cpu_secs, drive, hostile, now_ns, rss_bytes, Cmd, Target, Window,
+    connect_all, cpu_secs, drive, spawn_all, hostile, now_ns, rss_bytes, Cmd, Target, Window,
 };
 
 /// RSS sampling period.
@@ -209,20 +208,7 @@ pub(crate) async fn run(target: &Target, pid: u32, plan: &Plan) -> Report {
         start: t0 + warmup.as_nanos() as u64,
         end: t0 + total.as_nanos() as u64,
     };
-    let mut senders = Vec::with_capacity(plan.conns);
-    let mut tasks = Vec::with_capacity(plan.conns);
-    for (ws, _) in conns {
-        let (tx, rx) = mpsc::unbounded_channel();
-        senders.push(tx);
-        tasks.push(tokio::spawn(conn_task(
-            target.clone(),
-            ws,
-            rx,
-            w,
-            plan.payload,
-            true,
-        )));
-    }
+    let (senders, tasks) = spawn_all(target, conns, w, plan.payload, true);
     let me = std::process::id();
     let metrics = match target {
         Target::Rcall { url, .. } => hostile::metrics_addr(url),
@@ -310,7 +296,9 @@ pub(crate) async fn run(target: &Target, pid: u32, plan: &Plan) -> Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conn_task;
     use futures::{SinkExt, StreamExt};
+    use tokio::sync::mpsc;
     use rtc_core::proto::client_frame::Body as C;
     use rtc_core::proto::server_frame::Body as S;
     use rtc_core::proto::{AuthResult, ClientFrame, Delivered, ServerFrame, SyncDone};

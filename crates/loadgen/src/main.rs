@@ -482,6 +482,25 @@ fn record(stats: &mut ConnStats, w: Window, t_sent: u64) {
     }
 }
 
+/// One [`conn_task`] per connection: their command senders and join handles, in order.
+#[allow(clippy::type_complexity)]
+fn spawn_all(
+    target: &Target,
+    conns: Vec<Conn>,
+    w: Window,
+    payload: usize,
+    ack_on_read: bool,
+) -> (Vec<mpsc::UnboundedSender<Cmd>>, Vec<tokio::task::JoinHandle<ConnStats>>) {
+    conns
+        .into_iter()
+        .map(|(ws, _)| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let task = tokio::spawn(conn_task(target.clone(), ws, rx, w, payload, ack_on_read));
+            (tx, task)
+        })
+        .unzip()
+}
+
 async fn conn_task(
     target: Target,
     ws: Ws,
@@ -667,20 +686,7 @@ async fn run_load(
         start: t0 + warmup.as_nanos() as u64,
         end: t0 + (warmup + duration).as_nanos() as u64,
     };
-    let mut senders = Vec::with_capacity(n);
-    let mut tasks = Vec::with_capacity(n);
-    for (ws, _) in conns {
-        let (tx, rx) = mpsc::unbounded_channel();
-        senders.push(tx);
-        tasks.push(tokio::spawn(conn_task(
-            target.clone(),
-            ws,
-            rx,
-            w,
-            args.payload,
-            false,
-        )));
-    }
+    let (senders, tasks) = spawn_all(target, conns, w, args.payload, false);
     // Server CPU (and its latency histogram) over exactly the window.
     let me = std::process::id();
     let metrics = match target {

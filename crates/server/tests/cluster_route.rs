@@ -10,8 +10,8 @@ use common::redis_server::TestRedis;
 use common::*;
 use rcall_server::cluster::RedisUrl;
 use rtc_core::proto::{
-    call_content::Body as CallBody, object_name, Accept, CallContent, Delivered, Hangup, Invite,
-    Ringing, SendMessage,
+    call_content::Body as CallBody, Accept, CallContent, Delivered, Hangup, Invite, Ringing,
+    SendMessage,
 };
 use serde_json::json;
 
@@ -238,25 +238,6 @@ async fn messages_routed_while_the_subscribers_reconnect_arrive_once_in_order() 
     // Nothing twice: the next message is the next frame.
     alice.send_expect(9, text("bob", b"end"), 0).await;
     assert_from(&bob.recv_delivered().await, "alice", "alice", b"end");
-}
-
-fn call_message(target: &str, call_id: &str, body: CallBody) -> SendMessage {
-    let message_type = match &body {
-        CallBody::Invite(_) => object_name::INVITE,
-        CallBody::Accept(_) => object_name::ACCEPT,
-        CallBody::Hangup(_) => object_name::HANGUP,
-        CallBody::Ringing(_) => object_name::RINGING,
-        _ => unreachable!(),
-    };
-    let content = CallContent {
-        call_id: call_id.to_owned(),
-        body: Some(body),
-        ..Default::default()
-    };
-    SendMessage {
-        message_type: message_type.to_owned(),
-        ..private(target, &content.to_bytes())
-    }
 }
 
 /// The signalling of a 1:1 call whose two users are on different nodes (each node's call

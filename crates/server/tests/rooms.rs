@@ -8,28 +8,9 @@ use common::*;
 use rtc_core::proto::client_frame::Body as C;
 use rtc_core::proto::server_frame::Body as S;
 use rtc_core::proto::{
-    call_content::Body as CallBody, object_name, Accept, CallContent, GetJoinedUserInfo, Hangup,
-    Invite, JoinedUserInfo, Ringing, SendMessage,
+    call_content::Body as CallBody, Accept, GetJoinedUserInfo, Hangup, Invite, JoinedUserInfo,
+    Ringing, SendMessage,
 };
-
-fn call_message(target: &str, call_id: &str, body: CallBody) -> SendMessage {
-    let message_type = match &body {
-        CallBody::Invite(_) => object_name::INVITE,
-        CallBody::Accept(_) => object_name::ACCEPT,
-        CallBody::Hangup(_) => object_name::HANGUP,
-        CallBody::Ringing(_) => object_name::RINGING,
-        _ => unreachable!(),
-    };
-    let content = CallContent {
-        call_id: call_id.to_owned(),
-        body: Some(body),
-        ..Default::default()
-    };
-    SendMessage {
-        message_type: message_type.to_owned(),
-        ..private(target, &content.to_bytes())
-    }
-}
 
 /// Sends and asserts the SendResult code, skipping deliveries in between (every client here
 /// also receives the others' call messages).

@@ -552,3 +552,29 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// A call message (`RC:VC*` with its `CallContent`) to `target`, as a private message.
+pub fn call_message(
+    target: &str,
+    call_id: &str,
+    body: rtc_core::proto::call_content::Body,
+) -> SendMessage {
+    use rtc_core::proto::call_content::Body as CallBody;
+    use rtc_core::proto::object_name;
+    let message_type = match &body {
+        CallBody::Invite(_) => object_name::INVITE,
+        CallBody::Accept(_) => object_name::ACCEPT,
+        CallBody::Hangup(_) => object_name::HANGUP,
+        CallBody::Ringing(_) => object_name::RINGING,
+        _ => unreachable!(),
+    };
+    let content = rtc_core::proto::CallContent {
+        call_id: call_id.to_owned(),
+        body: Some(body),
+        ..Default::default()
+    };
+    SendMessage {
+        message_type: message_type.to_owned(),
+        ..private(target, &content.to_bytes())
+    }
+}
