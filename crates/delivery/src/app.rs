@@ -328,6 +328,20 @@ impl<C: Clone> AppCore<C> {
             .map_or((0, 0), |i| (i.upto, i.ticket))
     }
 
+    /// Cluster mode: the route script accepted `client_seq` from `origin`'s instance (or found
+    /// it a duplicate). Recorded like a local route's, so `Pong.accepted_upto` confirms it and a
+    /// resend is answered here without another trip to Redis. Durable already (in Redis): no
+    /// store ticket.
+    pub fn note_accepted(&mut self, origin: &Origin, client_seq: u64) {
+        if origin.instance == 0 || client_seq == 0 {
+            return;
+        }
+        if let Some(d) = self.users.get_mut(&*origin.user_id).and_then(|st| st.devices.iter_mut().find(|d| d.id == origin.device_id)) {
+            let rec = d.instance_mut(origin.instance);
+            rec.upto = rec.upto.max(client_seq);
+        }
+    }
+
     /// Records that a device processed everything up to `seq`, drops stored messages it covers
     /// that no other device still needs (see the crate docs), and what no device needs any more
     /// leaves memory.

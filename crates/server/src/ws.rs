@@ -496,9 +496,29 @@ async fn admit(
             format!("device id is longer than {MAX_DEVICE_ID_CHARS} characters"),
         ));
     }
-    // What this instance got accepted before a restart (or before memory forgot it).
+    // What this instance got accepted before a restart (or before memory forgot it); in
+    // cluster mode what the route script accepted from it, on whichever node.
     let stored = if instance == 0 {
         (0, 0)
+    } else if let Some(routing) = &state.routing {
+        let key = state.hub.app(app).key.clone();
+        match routing
+            .mailboxes
+            .accepted_upto(&key, &claims.u, &device_id, instance)
+            .await
+        {
+            Ok(upto) => (upto, 0),
+            Err(e) => {
+                // Without it a resend could not be told from a new message's number: the
+                // client retries (31003 is not final for the SDK).
+                tracing::warn!(error = %e, "cluster: reading accepted client seqs failed");
+                metrics.error(error_code::SERVER_UNAVAILABLE);
+                return Err(refusal(
+                    error_code::SERVER_UNAVAILABLE,
+                    "the cluster's Redis is unreachable; retry shortly",
+                ));
+            }
+        }
     } else {
         let key = state.hub.app(app).key.clone();
         match state
@@ -888,7 +908,13 @@ async fn serve_loop(
                         // Awaited here: one frame at a time keeps this connection's
                         // `client_seq` order all the way to Redis.
                         Ok(Some(send)) => {
-                            Box::pin(cluster_send(state, origin, outbox, *send)).await
+                            if let Err(d) =
+                                Box::pin(cluster_send(state, origin, outbox, *send)).await
+                            {
+                                departure = d;
+                                stop_reading(&mut draining, d);
+                                break;
+                            }
                         }
                         Err(d) => {
                             departure = d;
@@ -991,13 +1017,24 @@ struct ClusterSend {
 }
 
 /// Routes an admitted message through the shared route script. Its `SendResult` comes back
-/// on the sender's user channel (see `cluster::routing`); a Redis error answers it here with
-/// `SERVER_UNAVAILABLE` (the script ran whole or not at all; a tracked message can be sent
-/// again safely: a resend of one that did run is a duplicate).
-async fn cluster_send(state: &AppState, origin: &Origin, outbox: &Outbox, send: ClusterSend) {
+/// on the sender's user channel (see `cluster::routing`).
+///
+/// A Redis error closes the connection (`ErrorFrame` `SERVER_UNAVAILABLE`, `Err`: read no
+/// further frame) instead of refusing the message: the error does not say whether the script
+/// ran (a timed-out script may still run), so "refused" could be a lie about a message its
+/// recipients got; and routing a later frame of this connection would put it ahead of this one
+/// (and make this one's resend look like a duplicate). The SDK reconnects — to another node if
+/// it has several — and resends everything unconfirmed in order; what did run is recognised as
+/// a duplicate by its `client_seq`.
+async fn cluster_send(
+    state: &AppState,
+    origin: &Origin,
+    outbox: &Outbox,
+    send: ClusterSend,
+) -> Result<(), Departure> {
     use crate::cluster::mailbox::{OwnCopy, Recipient, RouteRequest, Sender};
     let Some(routing) = &state.routing else {
-        return;
+        return Ok(());
     };
     let ClusterSend {
         msg,
@@ -1005,6 +1042,7 @@ async fn cluster_send(state: &AppState, origin: &Origin, outbox: &Outbox, send: 
         reply_to,
     } = send;
     let key = state.hub.app(origin.app).key.clone();
+    let client_seq = msg.client_seq;
     let private = msg.conversation_type == rtc_core::proto::conversation_type::PRIVATE;
     let message = rtc_core::proto::Delivered {
         conversation_type: msg.conversation_type,
@@ -1027,7 +1065,7 @@ async fn cluster_send(state: &AppState, origin: &Origin, outbox: &Outbox, send: 
             instance: origin.instance,
             conn: routing.conn_ref(origin.conn_id),
         },
-        client_seq: msg.client_seq,
+        client_seq,
         request_id: reply_to,
         message,
         recipients: recipients
@@ -1050,7 +1088,10 @@ async fn cluster_send(state: &AppState, origin: &Origin, outbox: &Outbox, send: 
                 .metrics
                 .messages_routed
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let Some(request_id) = reply_to else { return };
+            state.hub.note_accepted(origin, client_seq);
+            let Some(request_id) = reply_to else {
+                return Ok(());
+            };
             let (sent_time, message_uid) = match routed {
                 crate::cluster::mailbox::Routed::Accepted {
                     sent_time,
@@ -1076,19 +1117,16 @@ async fn cluster_send(state: &AppState, origin: &Origin, outbox: &Outbox, send: 
             }
         }
         Err(e) => {
-            tracing::warn!(conn_id = origin.conn_id, error = %e, "cluster: routing failed");
+            tracing::warn!(conn_id = origin.conn_id, error = %e, "cluster: routing failed; closing");
             state.metrics.error(error_code::SERVER_UNAVAILABLE);
-            if let Some(request_id) = reply_to {
-                let body = Body::SendResult(SendResult {
-                    request_id,
-                    code: error_code::SERVER_UNAVAILABLE,
-                    sent_time: 0,
-                    message_uid: String::new(),
-                });
-                push_own(state, outbox, Outgoing::frame(encode_body(&body)));
-            }
+            outbox.abort_with(error_frame(
+                error_code::SERVER_UNAVAILABLE,
+                "the cluster's Redis is unreachable; reconnect and resend",
+            ));
+            return Err(Departure::Lost);
         }
     }
+    Ok(())
 }
 
 /// A send the core refused: counted, and answered with its code (nothing was delivered).

@@ -171,37 +171,159 @@ async fn a_group_message_reaches_members_on_both_nodes_once_and_the_senders_othe
     }
 }
 
+/// An `Authenticate` with `instance`; returns the `AuthResult` (whatever its code).
+async fn auth_result(
+    ts: &TestServer,
+    user: &str,
+    device: &str,
+    instance: u64,
+) -> rtc_core::proto::AuthResult {
+    use rtc_core::proto::{client_frame::Body as C, server_frame::Body as S, Authenticate};
+    let mut c = Client {
+        ws: Client::connect(ts.addr).await,
+        user_id: String::new(),
+        device_id: device.into(),
+    };
+    c.send(C::Authenticate(Authenticate {
+        token: ts.token(user),
+        device_id: device.into(),
+        resume_from: 0,
+        instance,
+    }))
+    .await;
+    match c.recv().await.body {
+        Some(S::AuthResult(a)) => a,
+        other => panic!("expected AuthResult, got {other:?}"),
+    }
+}
+
+/// Redis down: the node cannot know whether a route script ran, so it neither confirms nor
+/// refuses the message: it closes the connection (31003) without reading the frames behind
+/// it. The client reconnects once Redis is back (refused 31003 until then) and resends in
+/// order; nothing is lost, reordered or doubled. (It used to answer `SendResult` 31003 and
+/// route the next frame: a "refused" message that may have run, and a later one overtaking
+/// it.)
 #[tokio::test]
-async fn a_send_while_redis_is_down_is_refused_31003_and_routing_resumes_after_its_restart() {
+async fn a_send_while_redis_is_down_closes_the_connection_and_the_resends_route_once_in_order() {
     let mut redis = TestRedis::start();
     let (a, b) = (cluster_node(&redis).await, cluster_node(&redis).await);
-    let mut alice = a.client("alice", "a1").await;
+    let (mut alice, _, _) = Client::login_instance(a.addr, &a.token("alice"), "a1", 0, 7).await;
     let mut bob = b.client("bob", "b1").await;
-    alice.send_expect(1, text("bob", b"before"), 0).await;
+    let numbered = |n: u64, body: &[u8]| SendMessage {
+        client_seq: n,
+        ..text("bob", body)
+    };
+    alice.send_expect(1, numbered(1, b"before"), 0).await;
     let before = bob.recv_delivered().await;
     assert_from(&before, "alice", "alice", b"before");
 
     redis.kill();
-    alice.send_expect(2, text("bob", b"lost"), 31003).await;
-
-    // Redis comes back empty: both nodes reconnect and subscribe again by themselves.
-    redis.start_again();
-    let mut req = 3;
-    loop {
-        alice.send_message(req, text("bob", b"after")).await;
-        let r = alice.recv_send_result().await;
-        assert_eq!(r.request_id, req);
-        if r.code == 0 {
-            break;
-        }
-        assert_eq!(r.code, 31003);
-        req += 1;
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    // Two frames in one write: the second must wait for the first.
+    let frames: Vec<_> = [numbered(2, b"during"), numbered(3, b"next")]
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let f = rtc_core::proto::ClientFrame::new(rtc_core::proto::client_frame::Body::Send(
+                SendMessage {
+                    request_id: 2 + i as u32,
+                    ..m
+                },
+            ));
+            tokio_tungstenite::tungstenite::Message::Binary(f.to_bytes().into())
+        })
+        .collect();
+    for f in frames {
+        futures::SinkExt::feed(&mut alice.ws, f).await.unwrap();
     }
-    let after = bob.recv_delivered().await;
-    assert_from(&after, "alice", "alice", b"after");
-    assert!(after.seq > before.seq, "{} > {}", after.seq, before.seq);
+    futures::SinkExt::flush(&mut alice.ws).await.unwrap();
+    alice.expect_error_and_close(31003).await;
+    // No node can tell a resend from a new message now: connecting is refused, not hung.
+    assert_eq!(auth_result(&b, "alice", "a1", 7).await.code, 31003);
+
+    // Redis comes back empty: the nodes reconnect and subscribe again by themselves.
+    redis.start_again();
+    let mut alice = loop {
+        if auth_result(&a, "alice", "a1", 7).await.code == 0 {
+            break Client::login_instance(a.addr, &a.token("alice"), "a1", 0, 7).await.0;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    alice.send_expect(2, numbered(2, b"during"), 0).await;
+    alice.send_expect(3, numbered(3, b"next"), 0).await;
+    let during = bob.recv_delivered().await;
+    assert_from(&during, "alice", "alice", b"during");
+    let next = bob.recv_delivered().await;
+    assert_from(&next, "alice", "alice", b"next");
+    assert!(before.seq < during.seq && during.seq < next.seq);
     bob.barrier(1).await;
+}
+
+/// A route script that outlives the node's wait (Redis paused past the response timeout) may
+/// still run after the node gave up on it. The sender must not be told "refused" for a message
+/// its recipient gets: it is disconnected instead, and its resend is recognised (its accepted
+/// `client_seq` is read from Redis on whichever node it reconnects to).
+#[tokio::test]
+async fn a_route_that_timed_out_is_neither_refused_nor_delivered_twice() {
+    let redis = TestRedis::start();
+    let (a, b) = (cluster_node(&redis).await, cluster_node(&redis).await);
+    let (mut alice, _, _) = Client::login_instance(a.addr, &a.token("alice"), "a1", 0, 9).await;
+    let mut bob = b.client("bob", "b1").await;
+    let paused = SendMessage {
+        client_seq: 1,
+        ..text("bob", b"paused")
+    };
+    let pause_ms = rcall_server::cluster::RESPONSE_TIMEOUT.as_millis() + 1500;
+    assert_eq!(
+        redis.command(&["CLIENT", "PAUSE", &pause_ms.to_string(), "ALL"]),
+        "+OK"
+    );
+    alice.send_message(1, paused.clone()).await;
+    // (The node gives up after its response timeout; the client's wait starts near it.)
+    tokio::time::sleep(rcall_server::cluster::RESPONSE_TIMEOUT - Duration::from_secs(2)).await;
+    alice.expect_error_and_close(31003).await;
+
+    // Reconnect (to the other node) and resend what was not confirmed, as the SDK does.
+    let (mut alice, auth, _) =
+        Client::login_instance(b.addr, &b.token("alice"), "a1", 0, 9).await;
+    alice.send_message(1, paused).await;
+    let r = alice.recv_send_result().await;
+    assert_eq!((r.request_id, r.code), (1, 0));
+    let got = bob.recv_delivered().await;
+    assert_from(&got, "alice", "alice", b"paused");
+    // Whether the paused script ran or was dropped with its connection, bob has it once.
+    bob.barrier(2).await;
+    assert!(auth.accepted_upto <= 1);
+}
+
+/// What a node confirms by number (`Pong.accepted_upto`, `AuthResult.accepted_upto`) covers
+/// what the route script accepted, on any node: the SDK forgets a no-receipt message once it is
+/// routed, and a reconnect elsewhere does not resend everything. (Both used to say 0 in
+/// cluster mode: only the local core's records counted.)
+#[tokio::test]
+async fn accepted_client_seqs_are_confirmed_by_pong_and_on_another_node() {
+    let redis = TestRedis::start();
+    let (a, b) = (cluster_node(&redis).await, cluster_node(&redis).await);
+    let (mut alice, _, _) = Client::login_instance(a.addr, &a.token("alice"), "a1", 0, 11).await;
+    let mut bob = b.client("bob", "b1").await;
+    for n in 1..=2u64 {
+        let m = SendMessage {
+            client_seq: n,
+            no_receipt: true,
+            ..text("bob", format!("m{n}").as_bytes())
+        };
+        alice.send_message(n as u32, m).await;
+    }
+    assert_eq!(alice.ping_accepted_upto(1).await, 2);
+    for n in 1..=2 {
+        assert_from(
+            &bob.recv_delivered().await,
+            "alice",
+            "alice",
+            format!("m{n}").as_bytes(),
+        );
+    }
+    let (_, auth, _) = Client::login_instance(b.addr, &b.token("alice"), "a1", 0, 11).await;
+    assert_eq!(auth.accepted_upto, 2);
 }
 
 #[tokio::test]

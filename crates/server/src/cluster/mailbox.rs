@@ -492,6 +492,25 @@ impl Mailboxes {
         })
     }
 
+    /// The highest `client_seq` the route script accepted from one SDK instance (0 if none or
+    /// forgotten after its TTL): `AuthResult.accepted_upto` on whichever node the instance
+    /// connects to.
+    pub async fn accepted_upto(
+        &self,
+        app: &str,
+        user: &str,
+        device: &str,
+        instance: u64,
+    ) -> Result<u64, ClusterError> {
+        let key = upto_key(app, user, device, instance);
+        let v: Option<u64> = redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut self.bus.conn.clone())
+            .await
+            .map_err(|e| ClusterError::command(&self.bus.url, format!("GET {key}"), e))?;
+        Ok(v.unwrap_or(0))
+    }
+
     /// Up to `limit` entries of `user`'s mailbox with a seq above `seq`, in seq order.
     pub async fn read_above(
         &self,

@@ -52,6 +52,25 @@ impl TestRedis {
         &self.socket
     }
 
+    /// Runs one command on a connection of its own and returns the first line of the reply
+    /// (e.g. `+OK`): for tests that make Redis misbehave (`CLIENT PAUSE`, `DEBUG SLEEP`).
+    #[allow(dead_code)] // (not every test binary uses it)
+    pub fn command(&self, args: &[&str]) -> String {
+        let mut s = UnixStream::connect(&self.socket).expect("connect to the test Redis");
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut req = format!("*{}\r\n", args.len());
+        for a in args {
+            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        s.write_all(req.as_bytes()).unwrap();
+        let mut line = Vec::new();
+        let mut b = [0u8; 1];
+        while s.read_exact(&mut b).is_ok() && b[0] != b'\n' {
+            line.push(b[0]);
+        }
+        String::from_utf8_lossy(&line).trim_end().to_owned()
+    }
+
     /// SIGKILL, as a crash: clients see their connections drop.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
