@@ -297,21 +297,7 @@ async fn open_session(
         replayed += state.hub.finish_sync(app, &page_reg, data, end);
         let Some(end) = end else { break };
         cursor = end;
-        outbox.take(&mut batch);
-        state
-            .metrics
-            .replay_peak_queue
-            .fetch_max(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        let written = tokio::time::timeout(
-            state.config.dead_after,
-            write_batch(state, &mut ws, &mut batch),
-        )
-        .await;
-        if !matches!(written, Ok(Written::Ok)) {
-            tracing::info!(conn_id = reg.conn_id, "replay not read in time, closing");
-            state
-                .hub
-                .unregister(app, &reg.user_id, reg.conn_id, Departure::Lost);
+        if !write_replay_page(state, &mut ws, &outbox, &mut batch, app, &reg).await {
             return None;
         }
     }
@@ -323,36 +309,105 @@ async fn open_session(
     Some((ws, connected(app, reg, instance, replayed), outbox))
 }
 
+/// Writes a replay page queued in `outbox` (with what preceded it, e.g. the `AuthResult`)
+/// before the next page is read. False (the connection is unregistered) when the client did
+/// not read it in time.
+async fn write_replay_page(
+    state: &AppState,
+    ws: &mut WebSocket,
+    outbox: &Outbox,
+    batch: &mut Vec<Outgoing>,
+    app: AppId,
+    reg: &crate::hub::Registered,
+) -> bool {
+    outbox.take(batch);
+    state
+        .metrics
+        .replay_peak_queue
+        .fetch_max(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    let written =
+        tokio::time::timeout(state.config.dead_after, write_batch(state, ws, batch)).await;
+    if matches!(written, Ok(Written::Ok)) {
+        return true;
+    }
+    tracing::info!(conn_id = reg.conn_id, "replay not read in time, closing");
+    state
+        .hub
+        .unregister(app, &reg.user_id, reg.conn_id, Departure::Lost);
+    false
+}
+
 /// Cluster mode's registration and replay: the user's channel is subscribed first, then the
-/// replay read from its mailbox (what arrives meanwhile waits in the core's window and is
-/// deduplicated by seq). A Redis failure closes the connection: a replay with a gap would let
-/// the device ack past what it never got.
+/// replay read from its mailbox a page at a time, as on a single node (what arrives meanwhile
+/// waits in the core's window and is deduplicated by seq). A Redis failure closes the
+/// connection: a replay with a gap would let the device ack past what it never got.
 async fn cluster_session(
     state: &AppState,
     routing: &crate::cluster::routing::Routing,
-    ws: WebSocket,
+    mut ws: WebSocket,
     app: AppId,
     reg: crate::hub::Registered,
     outbox: Arc<Outbox>,
     instance: u64,
 ) -> Option<(WebSocket, Origin, Arc<Outbox>)> {
     let key = state.hub.app(app).key.clone();
-    let synced = async {
+    let page = state.config.replay_page_messages;
+    let started = async {
         routing.hold(app, &key, &reg.user_id, reg.conn_id).await?;
-        routing.sync_data(&key, &reg).await
+        routing.sync_start(&key, &reg).await
     }
     .await;
-    let replayed = match synced {
-        Ok((data, seen)) => state.hub.finish_sync_sequenced(app, &reg, data, seen),
-        Err(e) => {
-            tracing::error!(error = %e, conn_id = reg.conn_id, "cluster: reading the mailbox failed; closing");
-            state
-                .hub
-                .unregister(app, &reg.user_id, reg.conn_id, Departure::Lost);
-            routing.release(reg.conn_id).await;
-            return None;
+    let mut failed = None;
+    let mut replayed = 0;
+    if let Ok((acked, devices)) = &started {
+        // `seen`: the seqs up to which the user's copies are here once replayed (Redis's
+        // seqs, not `reg.cursor`, a client's `resume_from` capped at this node's clock).
+        let (mut cursor, mut seen) = (reg.cursor.max(*acked), *acked);
+        let mut batch = Vec::new();
+        loop {
+            let (messages, more) = match routing.sync_page(&key, &reg.user_id, cursor, page).await {
+                Ok(p) => p,
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            };
+            let end = messages.last().map(|m| m.seq);
+            seen = seen.max(end.unwrap_or(0));
+            let data = crate::hub::SyncData {
+                acked: *acked,
+                messages,
+                devices: devices.clone(),
+                more,
+            };
+            let page_reg = crate::hub::Registered {
+                cursor,
+                ..reg.clone()
+            };
+            let Some(end) = end.filter(|_| more) else {
+                replayed += state.hub.finish_sync_sequenced(app, &page_reg, data, seen);
+                break;
+            };
+            replayed += state.hub.finish_sync(app, &page_reg, data, Some(end));
+            cursor = end;
+            if !write_replay_page(state, &mut ws, &outbox, &mut batch, app, &reg).await {
+                routing.release(reg.conn_id).await;
+                return None;
+            }
         }
-    };
+    }
+    state
+        .metrics
+        .replay_peak_queue
+        .fetch_max(outbox.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    if let Some(e) = failed.or(started.err()) {
+        tracing::error!(error = %e, conn_id = reg.conn_id, "cluster: reading the mailbox failed; closing");
+        state
+            .hub
+            .unregister(app, &reg.user_id, reg.conn_id, Departure::Lost);
+        routing.release(reg.conn_id).await;
+        return None;
+    }
     Some((ws, connected(app, reg, instance, replayed), outbox))
 }
 

@@ -244,7 +244,9 @@ async fn a_send_while_redis_is_down_closes_the_connection_and_the_resends_route_
     redis.start_again();
     let mut alice = loop {
         if auth_result(&a, "alice", "a1", 7).await.code == 0 {
-            break Client::login_instance(a.addr, &a.token("alice"), "a1", 0, 7).await.0;
+            break Client::login_instance(a.addr, &a.token("alice"), "a1", 0, 7)
+                .await
+                .0;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
@@ -283,8 +285,7 @@ async fn a_route_that_timed_out_is_neither_refused_nor_delivered_twice() {
     alice.expect_error_and_close(31003).await;
 
     // Reconnect (to the other node) and resend what was not confirmed, as the SDK does.
-    let (mut alice, auth, _) =
-        Client::login_instance(b.addr, &b.token("alice"), "a1", 0, 9).await;
+    let (mut alice, auth, _) = Client::login_instance(b.addr, &b.token("alice"), "a1", 0, 9).await;
     alice.send_message(1, paused).await;
     let r = alice.recv_send_result().await;
     assert_eq!((r.request_id, r.code), (1, 0));
@@ -324,6 +325,47 @@ async fn accepted_client_seqs_are_confirmed_by_pong_and_on_another_node() {
     }
     let (_, auth, _) = Client::login_instance(b.addr, &b.token("alice"), "a1", 0, 11).await;
     assert_eq!(auth.accepted_upto, 2);
+}
+
+/// A long mailbox is replayed a page at a time, as on a single node (it used to be read and
+/// queued whole: every device of a killed node reconnecting at once would hold its whole
+/// backlog in memory).
+#[tokio::test]
+async fn a_long_mailbox_is_replayed_complete_in_order_one_page_at_a_time() {
+    const PAGE: usize = 10;
+    const N: u32 = 95;
+    let redis = TestRedis::start();
+    let url = RedisUrl::parse(&redis.url()).unwrap();
+    let a = TestServer::start_with(|c| {
+        c.redis = Some(url);
+        c.replay_page_messages = PAGE;
+    })
+    .await;
+    let b = cluster_node(&redis).await;
+    let mut bob = b.client("bob", "b1").await;
+    for i in 0..N {
+        bob.send_expect(i, text("alice", format!("m{i}").as_bytes()), 0)
+            .await;
+    }
+    let (mut alice, replay) = Client::login_resume(a.addr, &a.token("alice"), "a1", 0).await;
+    let got: Vec<String> = replay
+        .iter()
+        .map(|d| String::from_utf8(d.content.clone()).unwrap())
+        .collect();
+    let want: Vec<String> = (0..N).map(|i| format!("m{i}")).collect();
+    assert_eq!(got, want);
+    assert!(replay.windows(2).all(|w| w[0].seq < w[1].seq));
+    let peak = a
+        .server
+        .state()
+        .metrics
+        .replay_peak_queue
+        .load(std::sync::atomic::Ordering::Relaxed) as usize;
+    assert!(peak > 0 && peak <= PAGE + 1, "peak queue {peak}");
+    // Live traffic follows the replay, once.
+    bob.send_expect(1000, text("alice", b"live"), 0).await;
+    assert_eq!(alice.recv_delivered().await.content, b"live");
+    alice.barrier(1).await;
 }
 
 #[tokio::test]

@@ -9,11 +9,12 @@
 //!   its first connection, before its mailbox is read; dropped with its last), and one task
 //!   ([`follow`]) hands what arrives to the core ([`crate::hub::Hub::deliver_sequenced`],
 //!   [`crate::hub::Hub::reply_to_conn`]).
-//! - Connecting: the replay comes from the mailbox ([`Routing::sync_data`]).
+//! - Connecting: the replay comes from the mailbox, a page at a time ([`Routing::sync_start`],
+//!   [`Routing::sync_page`]).
 //!
 //! Not yet (docs/cluster.md, later steps): call rooms across nodes (each node's rooms only
 //! see the call messages its own users send), presence (the `offline` flag and push webhooks
-//! for users on other nodes), paged replay from the mailbox.
+//! for users on other nodes).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -23,7 +24,7 @@ use tokio::sync::mpsc::Receiver;
 
 use super::mailbox::{user_channel, ConnRef, Mailboxes, UserEvent};
 use super::{BusEvent, ClusterError, Subscriber};
-use crate::hub::{AppId, ConnId, Registered, SequencedFrom, SyncData};
+use crate::hub::{AppId, ConnId, Registered, SequencedFrom, StoredMessage};
 
 /// Events the user-channel subscriber buffers before it resyncs instead.
 pub const EVENT_CAPACITY: usize = 16 * 1024;
@@ -225,47 +226,52 @@ impl Routing {
         }
     }
 
-    /// The replay of a connecting device: makes it a known device of its user, then reads the
-    /// mailbox above the larger of its cursor there and `reg.cursor`. Returns the sync data and
-    /// the seq up to which the user's copies are here once it is replayed.
-    pub async fn sync_data(
+    /// The start of a connecting device's replay: makes it a known device of its user (cursor
+    /// 0 if new) and returns its cursor in Redis and the user's known devices.
+    pub async fn sync_start(
         &self,
         app_key: &str,
         reg: &Registered,
-    ) -> Result<(SyncData, u64), ClusterError> {
+    ) -> Result<(u64, Vec<String>), ClusterError> {
         let m = &self.mailboxes;
         let acked = m
             .register_device(app_key, &reg.user_id, &reg.device_id, 0)
             .await?;
-        let start = reg.cursor.max(acked);
-        // Trimming is approximate (whole stream nodes): read past the nominal bound.
-        let limit = m.limits().max_len.saturating_mul(2);
-        let entries = m.read_above(app_key, &reg.user_id, start, limit).await?;
         let devices = m
             .known_devices(app_key, &reg.user_id)
             .await?
             .into_iter()
             .map(|(d, _)| d)
             .collect();
-        // What the replay holds, and the device's cursor in Redis (a seq Redis issued): not
-        // `reg.cursor`, a client's `resume_from` capped at this node's clock, which says
-        // nothing about the seqs Redis's clock hands out next.
-        let seen = entries.last().map_or(acked, |e| e.seq.max(acked));
+        Ok((acked, devices))
+    }
+
+    /// One page of a replay: up to `page` entries of `user`'s mailbox above `above`, and
+    /// whether the page is full (more may follow). Paged like the single node's replay, so a
+    /// device with a long backlog — or every device of a killed node reconnecting at once —
+    /// holds a page each in memory, not its whole mailbox.
+    pub async fn sync_page(
+        &self,
+        app_key: &str,
+        user: &str,
+        above: u64,
+        page: usize,
+    ) -> Result<(Vec<StoredMessage>, bool), ClusterError> {
+        let page = page.max(1);
+        let entries = self
+            .mailboxes
+            .read_above(app_key, user, above, page)
+            .await?;
+        let more = entries.len() == page;
         let messages = entries
             .into_iter()
-            .map(|e| crate::hub::StoredMessage {
+            .map(|e| StoredMessage {
                 seq: e.seq,
                 exclude_device: e.exclude_device.unwrap_or_default(),
                 payload: e.delivered.to_vec(),
             })
             .collect();
-        let data = SyncData {
-            acked,
-            messages,
-            devices,
-            more: false,
-        };
-        Ok((data, seen))
+        Ok((messages, more))
     }
 
     fn held_users(&self) -> Vec<(AppId, Arc<str>, String)> {
