@@ -251,7 +251,7 @@ async fn authenticated(target: &Target, addr: SocketAddr, user: &str, device: &s
     let tcp = connect_from_attacker(addr).await.map_err(|e| e.to_string())?;
     let (mut ws, _) = tokio_tungstenite::client_async(target.url.as_str(), tcp).await.map_err(|e| e.to_string())?;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
-    let token = rcall_server::token::issue(&target.app_key, &target.app_secret, user, now, 3_600_000);
+    let token = rcall_token::issue(&target.app_key, &target.app_secret, user, now, 3_600_000);
     // A fresh SDK instance per connection, numbering its messages from 1 (the same instance
     // would make every message after a reconnect a resend the server only confirms).
     let instance = crate::instance_id(&format!("{device}-{}", crate::now_ns()));

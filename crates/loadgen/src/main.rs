@@ -183,7 +183,7 @@ impl Target {
                         .await
                         .map_err(|e| format!("connect: {e}"))?;
                 let token =
-                    rcall_server::token::issue(app_key, app_secret, user, wall_ms(), 3_600_000);
+                    rcall_token::issue(app_key, app_secret, user, wall_ms(), 3_600_000);
                 let auth = ClientFrame::new(C::Authenticate(Authenticate {
                     token,
                     device_id: format!("{user}-dev"),

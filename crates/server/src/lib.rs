@@ -47,7 +47,8 @@ pub use delivery::rooms;
 pub mod server_api;
 pub mod static_files;
 pub mod store;
-pub mod token;
+/// Login tokens (the `rcall-token` crate, shared with the load generator).
+pub use rcall_token as token;
 pub mod ws;
 
 mod clock;

@@ -1,4 +1,6 @@
-//! Login tokens: what `/user/getToken.json` issues and what `Authenticate` presents.
+//! Login tokens: what rcall-server's `/user/getToken.json` issues and what `Authenticate`
+//! presents. A crate of its own so that whoever mints tokens (the server, the load generator)
+//! needs only this, not the server.
 //!
 //! Format: `base64url(payload) "." base64url(HMAC-SHA256(app_secret, payload))` (no padding),
 //! payload = JSON `{"k": appKey, "u": userId, "iat": ms, "exp": ms}`. Stateless, so any server
