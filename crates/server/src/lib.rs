@@ -248,7 +248,13 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<RunningServe
                 state_ttl: config.offline_ttl.max(week),
             };
             let mailboxes = cluster::mailbox::Mailboxes::new(shared.bus().clone(), limits)?;
-            router_events = Some(cluster::routing::Routing::start(mailboxes).await?);
+            let presence = cluster::presence::Presence::start(
+                shared.bus().clone(),
+                hub.apps().iter().map(|a| a.key.clone()).collect(),
+                config.node_heartbeat,
+                &shutdown,
+            )?;
+            router_events = Some(cluster::routing::Routing::start(mailboxes, presence).await?);
             tracing::info!(redis = %url, node = %shared.bus().node_id(), "cluster mode: policy and Server API nonces shared through Redis");
             Some(shared)
         }
