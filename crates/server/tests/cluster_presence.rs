@@ -39,10 +39,7 @@ fn presence(ts: &TestServer) -> Arc<Presence> {
         .clone()
 }
 
-async fn node_with(
-    redis: &TestRedis,
-    tweak: impl FnOnce(&mut rcall_server::Config),
-) -> TestServer {
+async fn node_with(redis: &TestRedis, tweak: impl FnOnce(&mut rcall_server::Config)) -> TestServer {
     let url = RedisUrl::parse(&redis.url()).unwrap();
     TestServer::start_with(|c| {
         c.redis = Some(url);
@@ -96,7 +93,10 @@ async fn presence_counts_connections_per_node_and_the_offline_flag_follows_it() 
     alice.send_expect(3, text("bob", b"gone"), 0).await;
     let (_bob, replay) = Client::login_resume(a.addr, &a.token("bob"), "b1", d.seq).await;
     let last = replay.last().expect("the message sent while bob was away");
-    assert_eq!((last.content.as_slice(), last.offline), (&b"gone"[..], true));
+    assert_eq!(
+        (last.content.as_slice(), last.offline),
+        (&b"gone"[..], true)
+    );
 }
 
 /// The route script decides the flag itself (atomic with the route), for recipients only; the
@@ -157,7 +157,11 @@ async fn the_route_script_flags_recipients_without_presence() {
         let e = &m.read_above("app", user, 0, 10).await.unwrap()[0];
         let d = Delivered::decode(e.delivered.as_ref()).unwrap();
         assert_eq!(d.offline, flag, "{user}: {d:?}");
-        assert_eq!(d.encode_to_vec(), e.delivered.as_ref(), "canonical encoding");
+        assert_eq!(
+            d.encode_to_vec(),
+            e.delivered.as_ref(),
+            "canonical encoding"
+        );
         assert_eq!((d.sender_instance, d.client_seq), (3, 1));
     }
 }
@@ -242,7 +246,10 @@ async fn the_routing_node_pushes_users_on_no_node_once_and_never_users_on_anothe
     send(&mut alice, 2, invite("carol", "c2", &["carol"])).await;
     let hit = next_push(&mut pushes).await;
     assert_eq!(hit["toUserIds"], serde_json::json!(["carol"]));
-    assert_eq!((hit["callId"].as_str(), hit["targetId"].as_str()), (Some("c2"), Some("carol")));
+    assert_eq!(
+        (hit["callId"].as_str(), hit["targetId"].as_str()),
+        (Some("c2"), Some("carol"))
+    );
 
     // A group call: one push, listing only the members on no node.
     api_ok(
@@ -276,15 +283,17 @@ async fn the_routing_node_pushes_users_on_no_node_once_and_never_users_on_anothe
     assert_eq!(hit["toUserIds"], serde_json::json!(["carol", "dave"]));
     assert_eq!(hit["targetId"], "g1");
     // Nothing for bob, nothing twice.
-    if let Ok(Some(extra)) = tokio::time::timeout(Duration::from_millis(500), pushes.recv()).await
-    {
+    if let Ok(Some(extra)) = tokio::time::timeout(Duration::from_millis(500), pushes.recv()).await {
         panic!("unexpected push: {extra}");
     }
 }
 
 /// Waits for the next dead node announced on `rx`, if any comes within `d`.
 async fn next_dead(rx: &mut broadcast::Receiver<NodeId>, d: Duration) -> Option<NodeId> {
-    tokio::time::timeout(d, rx.recv()).await.ok().map(|r| r.expect("announced"))
+    tokio::time::timeout(d, rx.recv())
+        .await
+        .ok()
+        .map(|r| r.expect("announced"))
 }
 
 #[tokio::test]
@@ -311,9 +320,15 @@ async fn a_node_that_stops_beating_is_declared_dead_once_and_its_presence_remove
         }
         seen.push(mine);
     }
-    let claims: usize = seen.iter().map(|s| s.iter().filter(|id| **id == dead).count()).sum();
+    let claims: usize = seen
+        .iter()
+        .map(|s| s.iter().filter(|id| **id == dead).count())
+        .sum();
     assert_eq!(claims, 1, "node C declared dead exactly once: {seen:?}");
-    assert!(nodes_of(&a, "bob").await.is_empty(), "C's presence fields removed");
+    assert!(
+        nodes_of(&a, "bob").await.is_empty(),
+        "C's presence fields removed"
+    );
     // The live nodes' fields are untouched.
     assert_eq!(nodes_of(&a, "carol").await, HashMap::from([on(&a, 1)]));
 }

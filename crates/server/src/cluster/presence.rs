@@ -226,7 +226,11 @@ impl Presence {
     }
 
     /// `user`'s connections per node, as Redis holds them.
-    pub async fn nodes_of(&self, app: &str, user: &str) -> Result<HashMap<String, u64>, ClusterError> {
+    pub async fn nodes_of(
+        &self,
+        app: &str,
+        user: &str,
+    ) -> Result<HashMap<String, u64>, ClusterError> {
         let key = presence_key(app, user);
         redis::cmd("HGETALL")
             .arg(&key)
@@ -310,7 +314,11 @@ impl Presence {
                 _ = self.stop.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            let call = BEAT.call().key(NODES_KEY).arg(self.node_id().as_str()).arg(ttl_ms);
+            let call = BEAT
+                .call()
+                .key(NODES_KEY)
+                .arg(self.node_id().as_str())
+                .arg(ttl_ms);
             match self.bus.run::<Vec<String>>(&call).await {
                 Ok(out) => {
                     if out.first().map(String::as_str) == Some("1") && !first {
