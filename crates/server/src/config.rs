@@ -1317,6 +1317,27 @@ secret = "second-secret-0123456789"
     }
 
     #[test]
+    fn node_heartbeat_comes_from_flag_env_or_file_and_must_be_positive() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("beat.toml");
+        std::fs::write(&path, "node_heartbeat_ms = 300\n").unwrap();
+        let file = path.to_str().unwrap();
+        assert_eq!(
+            build(&["--dev"]).unwrap().node_heartbeat,
+            crate::cluster::presence::DEFAULT_HEARTBEAT
+        );
+        let c = build(&["--dev", "--config", file]).unwrap();
+        assert_eq!(c.node_heartbeat, Duration::from_millis(300));
+        let env = [("RCALL_NODE_HEARTBEAT_MS", "400")];
+        let c = build_env(&["--dev", "--config", file], &env).unwrap();
+        assert_eq!(c.node_heartbeat, Duration::from_millis(400));
+        let c = build_env(&["--dev", "--node-heartbeat-ms", "500"], &env).unwrap();
+        assert_eq!(c.node_heartbeat, Duration::from_millis(500));
+        let e = build(&["--dev", "--node-heartbeat-ms", "0"]).unwrap_err();
+        assert!(e.to_string().contains("heartbeat"), "{e}");
+    }
+
+    #[test]
     fn liveness_timings_come_from_flag_env_or_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("liveness.toml");
