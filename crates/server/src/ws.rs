@@ -1055,10 +1055,8 @@ async fn cluster_send(state: &AppState, origin: &Origin, outbox: &Outbox, send: 
                 .metrics
                 .messages_routed
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            if let (Some(push), crate::cluster::mailbox::Routed::Accepted { offline, .. }) =
-                (&push, &routed)
-            {
-                cluster_push(state, origin.app, &req, &routed, push, offline);
+            if let Some(push) = &push {
+                cluster_push(state, origin.app, &req, &routed, push);
             }
             let Some(request_id) = reply_to else { return };
             let (sent_time, message_uid) = match routed {
@@ -1109,11 +1107,11 @@ fn cluster_push(
     req: &crate::cluster::mailbox::RouteRequest<'_>,
     routed: &crate::cluster::mailbox::Routed,
     push: &rtc_core::proto::PushConfig,
-    offline: &[String],
 ) {
     let crate::cluster::mailbox::Routed::Accepted {
         sent_time,
         message_uid,
+        offline,
         ..
     } = routed
     else {

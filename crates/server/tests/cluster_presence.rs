@@ -307,6 +307,12 @@ async fn a_node_that_stops_beating_is_declared_dead_once_and_its_presence_remove
     let _bob = c.client("bob", "b1").await;
     let _carol = a.client("carol", "c1").await;
     assert_eq!(nodes_of(&a, "bob").await, HashMap::from([on(&c, 1)]));
+    let mut all: Vec<NodeId> = [&a, &b, &c]
+        .iter()
+        .map(|n| presence(n).node_id().clone())
+        .collect();
+    all.sort();
+    assert_eq!(presence(&a).live_nodes().await.unwrap(), all);
 
     // Node C dies without cleaning up (its connections stay open: only its beats stop).
     let dead = presence(&c).node_id().clone();
@@ -329,6 +335,7 @@ async fn a_node_that_stops_beating_is_declared_dead_once_and_its_presence_remove
         nodes_of(&a, "bob").await.is_empty(),
         "C's presence fields removed"
     );
+    assert!(!presence(&a).live_nodes().await.unwrap().contains(&dead));
     // The live nodes' fields are untouched.
     assert_eq!(nodes_of(&a, "carol").await, HashMap::from([on(&a, 1)]));
 }

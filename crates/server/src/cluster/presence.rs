@@ -239,6 +239,21 @@ impl Presence {
             .map_err(|e| ClusterError::command(self.bus.url(), format!("HGETALL {key}"), e))
     }
 
+    /// The nodes not taken out yet (some may be past their deadline, waiting for a beat to
+    /// take them out), sorted.
+    pub async fn live_nodes(&self) -> Result<Vec<NodeId>, ClusterError> {
+        let ids: Vec<String> = redis::cmd("ZRANGE")
+            .arg(NODES_KEY)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| ClusterError::command(self.bus.url(), "ZRANGE nodes", e))?;
+        let mut ids: Vec<NodeId> = ids.into_iter().map(NodeId).collect();
+        ids.sort();
+        Ok(ids)
+    }
+
     fn conn(&self) -> ConnectionManager {
         self.bus.connection()
     }

@@ -10,7 +10,6 @@
 //!   ([`follow`]) hands what arrives to the core ([`crate::hub::Hub::deliver_sequenced`],
 //!   [`crate::hub::Hub::reply_to_conn`]).
 //! - Connecting: the replay comes from the mailbox ([`Routing::sync_data`]).
-//!
 //! - Presence: every connection held here is counted in its user's presence
 //!   ([`super::presence`]); the route script flags copies for users on no node `offline`.
 //!
