@@ -252,7 +252,6 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<RunningServe
                 shared.bus().clone(),
                 hub.apps().iter().map(|a| a.key.clone()).collect(),
                 config.node_heartbeat,
-                &shutdown,
             )?;
             router_events = Some(cluster::routing::Routing::start(mailboxes, presence).await?);
             tracing::info!(redis = %url, node = %shared.bus().node_id(), "cluster mode: policy and Server API nonces shared through Redis");
@@ -382,6 +381,11 @@ async fn drain(state: &AppState) {
         state.kill.cancel();
         state.hub.abort_all();
         let _ = tokio::time::timeout(Duration::from_secs(3), state.tracker.wait()).await;
+    }
+    // Cluster mode: the closed connections leave the users' presence; then the node stops
+    // beating (another node takes it out after its deadline).
+    if let Some(routing) = &state.routing {
+        routing.presence.stop().await;
     }
     let floor = state.hub.sweep();
     state.store.save_seq_floor(floor);

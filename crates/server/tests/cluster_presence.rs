@@ -376,3 +376,35 @@ async fn every_node_writes_its_presence_again_after_a_redis_restart() {
     let d = bob.recv_delivered().await;
     assert_eq!((d.content.as_slice(), d.offline), (&b"after"[..], false));
 }
+
+/// A node shut down gracefully leaves no presence behind (its users count as on no node at
+/// once), and is then taken out like a dead node.
+#[tokio::test]
+async fn a_node_shut_down_gracefully_removes_its_presence_then_is_taken_out() {
+    let redis = TestRedis::start();
+    let beat = |c: &mut rcall_server::Config| c.node_heartbeat = Duration::from_millis(200);
+    let a = node_with(&redis, beat).await;
+    let b = node_with(&redis, beat).await;
+    let mut dead = presence(&a).dead_nodes();
+    let mut alice = a.client("alice", "a1").await;
+    let bob = b.client("bob", "b1").await;
+    let b_id = presence(&b).node_id().clone();
+    assert_eq!(nodes_of(&a, "bob").await, HashMap::from([on(&b, 1)]));
+
+    let TestServer { server, .. } = b;
+    tokio::time::timeout(WAIT, server.shutdown())
+        .await
+        .expect("shutdown finishes")
+        .unwrap();
+    drop(bob);
+    assert!(nodes_of(&a, "bob").await.is_empty());
+    alice.send_expect(1, text("bob", b"after"), 0).await;
+    let (_bob, replay) = Client::login_resume(a.addr, &a.token("bob"), "b1", 0).await;
+    let last = replay.last().expect("the message for bob");
+    assert_eq!(
+        (last.content.as_slice(), last.offline),
+        (&b"after"[..], true)
+    );
+    let id = next_dead(&mut dead, CATCH_UP).await;
+    assert_eq!(id, Some(b_id));
+}

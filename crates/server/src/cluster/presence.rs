@@ -21,6 +21,9 @@
 //!   hash is empty, and reports those recipients; the routing node then pushes to them (see
 //!   `route.lua`, [`super::mailbox::RouteRequest::presence`]).
 //!
+//! A graceful shutdown writes what its closing connections changed, then stops beating
+//! ([`Presence::stop`]): it is taken out like a dead node, with no fields left to remove.
+//!
 //! Limits: a node that takes another out and dies before removing its fields leaves them until
 //! Redis drops them (they are not claimed again); a node paused past its deadline is taken out
 //! while its connections live on, then writes its presence again at its next beat. Cleanup
@@ -106,7 +109,7 @@ pub struct Presence {
     /// The highest mark whose write was attempted (done or failed).
     written: watch::Sender<u64>,
     dead: broadcast::Sender<NodeId>,
-    /// Cancelled by shutdown or [`Presence::halt`]: the tasks stop.
+    /// Cancelled by [`Presence::stop`] or [`Presence::halt`]: the tasks stop.
     stop: CancellationToken,
 }
 
@@ -124,14 +127,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Presence {
-    /// Starts the writer and the heartbeat (the first beat at once); both stop with
-    /// `shutdown`. A stopped node is taken out by another one after its deadline, like a
-    /// dead one. `period` must be > 0.
+    /// Starts the writer and the heartbeat (the first beat at once); both run until
+    /// [`Self::stop`] (a server's graceful shutdown, once its connections are gone) or
+    /// [`Self::halt`]. `period` must be > 0.
     pub fn start(
         bus: Bus,
         apps: Vec<Arc<str>>,
         period: Duration,
-        shutdown: &CancellationToken,
     ) -> Result<Arc<Presence>, ClusterError> {
         if period.is_zero() {
             return Err(ClusterError::OutOfRange(
@@ -146,7 +148,7 @@ impl Presence {
             wake: Notify::new(),
             written: watch::channel(0).0,
             dead: broadcast::channel(DEAD_CAPACITY).0,
-            stop: shutdown.child_token(),
+            stop: CancellationToken::new(),
         });
         tokio::spawn(p.clone().writer());
         tokio::spawn(p.clone().heartbeat());
@@ -167,6 +169,16 @@ impl Presence {
     /// dead node: run what a dead node leaves behind here (e.g. its devices' graces).
     pub fn dead_nodes(&self) -> broadcast::Receiver<NodeId> {
         self.dead.subscribe()
+    }
+
+    /// Graceful shutdown, after the connections closed: writes what is left (waiting at most
+    /// [`RESPONSE_TIMEOUT`]), then stops beating. Another node takes this one out after its
+    /// deadline and announces it on [`Self::dead_nodes`], as for a dead node, but finds no
+    /// presence left to remove.
+    pub async fn stop(&self) {
+        let mark = Mark(lock(&self.counts).marks);
+        self.written(mark).await;
+        self.halt();
     }
 
     /// Stops beating and writing, leaving everything in Redis as it is: what `kill -9` would
