@@ -408,3 +408,47 @@ async fn a_node_shut_down_gracefully_removes_its_presence_then_is_taken_out() {
     let id = next_dead(&mut dead, CATCH_UP).await;
     assert_eq!(id, Some(b_id));
 }
+
+/// A node taken out whose cleaner died before removing its presence: another node takes the
+/// cleanup over a TTL later (without announcing it again).
+#[tokio::test]
+async fn an_unfinished_cleanup_is_taken_over_by_another_node() {
+    use rcall_server::cluster::presence::{node_users_key, UNCLEAN_KEY};
+    let redis = TestRedis::start();
+    let a = node_with(&redis, |c| c.node_heartbeat = Duration::from_millis(200)).await;
+    let mut dead = presence(&a).dead_nodes();
+    let _alice = a.client("alice", "a1").await;
+    // What a claimer leaves when it dies between its claim and the cleanup.
+    let gone = NodeId::random();
+    let mut conn = a
+        .server
+        .state()
+        .cluster
+        .as_ref()
+        .unwrap()
+        .bus()
+        .connection();
+    let past = now_ms() - 1000;
+    let _: () = redis::pipe()
+        .hset(presence_key(APP_KEY, "bob"), gone.as_str(), 2)
+        .hset(presence_key(APP_KEY, "alice"), gone.as_str(), 1)
+        .sadd(node_users_key(APP_KEY, &gone), &["bob", "alice"])
+        .zadd(UNCLEAN_KEY, gone.as_str(), past)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    eventually("the dead node's presence is removed", || async {
+        nodes_of(&a, "bob").await.is_empty()
+    })
+    .await;
+    assert_eq!(nodes_of(&a, "alice").await, HashMap::from([on(&a, 1)]));
+    let left: Vec<String> = redis::cmd("ZRANGE")
+        .arg(UNCLEAN_KEY)
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(dead.try_recv().is_err(), "not announced again");
+}

@@ -24,10 +24,15 @@
 //! A graceful shutdown writes what its closing connections changed, then stops beating
 //! ([`Presence::stop`]): it is taken out like a dead node, with no fields left to remove.
 //!
-//! Limits: a node that takes another out and dies before removing its fields leaves them until
-//! Redis drops them (they are not claimed again); a node paused past its deadline is taken out
-//! while its connections live on, then writes its presence again at its next beat. Cleanup
-//! covers the apps the claiming node serves (every node is meant to serve the same apps).
+//! The cleanup is leased: a node taken out stays in [`UNCLEAN_KEY`] until its fields are gone,
+//! and if its cleaner dies or fails, a beat of any node hands it out again a TTL later (to
+//! clean up, not to announce again).
+//!
+//! Limits: a node paused past its deadline is taken out while its connections live on, then
+//! writes its presence again at its next beat (a cleanup running at that moment may still
+//! remove some of the rewritten fields; they come back at the user's next connect or
+//! disconnect, or the next resync). Cleanup covers the apps the cleaning node serves (every
+//! node is meant to serve the same apps).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, LazyLock, Mutex};
@@ -41,7 +46,10 @@ use super::{keys, Bus, ClusterError, LuaScript, NodeId, RESPONSE_TIMEOUT};
 use crate::hub::AppId;
 
 /// The cluster-wide sorted set of live nodes: node id → deadline (Redis's clock, ms).
-pub const NODES_KEY: &str = "rcall:nodes";
+pub const NODES_KEY: &str = "rcall:{nodes}:live";
+/// Sorted set of the nodes taken out whose presence is not removed yet: node id → when
+/// another node may take the cleanup over (its cleaner died or failed).
+pub const UNCLEAN_KEY: &str = "rcall:{nodes}:unclean";
 /// Key kind of a user's presence hash ([`presence_key`]).
 pub const KIND_PRESENCE: &str = "presence";
 /// Key kind of the set of users a node has presence fields for ([`node_users_key`]).
@@ -63,20 +71,32 @@ pub fn node_users_key(app: &str, node: &NodeId) -> String {
     keys::app_key(app, KIND_NODE_USERS, &[node.as_str()])
 }
 
-/// Beats and reaps in one step. KEYS[1] = [`NODES_KEY`]; ARGV[1] = node id, ARGV[2] = TTL
-/// (ms). Returns `{added, dead id…}`: `added` is 1 when the node was not in the set (its first
-/// beat, or it was taken out, or Redis lost the set); the dead ids are now this node's to clean.
+/// Beats and reaps in one step. KEYS[1] = [`NODES_KEY`], KEYS[2] = [`UNCLEAN_KEY`];
+/// ARGV[1] = node id, ARGV[2] = TTL (ms). Returns `{added, dead id…, '', stale id…}`: `added`
+/// is 1 when the node was not live (its first beat, or it was taken out, or Redis lost the
+/// set); the dead ids were just taken out by this node (to clean up and announce); the stale
+/// ids were taken out earlier and their cleanup not finished within a TTL (to clean up only).
+/// Either kind is this node's to clean for the next TTL.
 static BEAT: LazyLock<LuaScript> = LazyLock::new(|| {
     LuaScript::new(
         "node_beat",
         r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local added = redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. now)
+local lease = now + tonumber(ARGV[2])
+local added = redis.call('ZADD', KEYS[1], lease, ARGV[1])
+if added == 1 then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+end
 local out = {tostring(added)}
-for _, id in ipairs(dead) do
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. now)) do
   redis.call('ZREM', KEYS[1], id)
+  redis.call('ZADD', KEYS[2], lease, id)
+  out[#out + 1] = id
+end
+out[#out + 1] = ''
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. now)) do
+  redis.call('ZADD', KEYS[2], lease, id)
   out[#out + 1] = id
 end
 return out
@@ -334,8 +354,6 @@ impl Presence {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let ttl_ms = u64::try_from(self.ttl().as_millis()).unwrap_or(u64::MAX);
         let mut first = true;
-        // Taken out, their presence not removed yet (retried every beat).
-        let mut unclean: Vec<NodeId> = Vec::new();
         loop {
             tokio::select! {
                 _ = self.stop.cancelled() => return,
@@ -344,6 +362,7 @@ impl Presence {
             let call = BEAT
                 .call()
                 .key(NODES_KEY)
+                .key(UNCLEAN_KEY)
                 .arg(self.node_id().as_str())
                 .arg(ttl_ms);
             match self.bus.run::<Vec<String>>(&call).await {
@@ -353,30 +372,44 @@ impl Presence {
                         self.rewrite_all();
                     }
                     first = false;
-                    for id in out.into_iter().skip(1) {
+                    let mut ids = out.into_iter().skip(1);
+                    for id in ids.by_ref().take_while(|id| !id.is_empty()) {
                         let dead = NodeId(id);
                         tracing::warn!(node = %dead, "cluster: node missed its heartbeats; cleaning up after it");
-                        if let Err(e) = self.clean_up(&dead).await {
-                            tracing::warn!(node = %dead, error = %e, "cluster: removing a dead node's presence failed; retrying");
-                            unclean.push(dead.clone());
-                        }
+                        self.clean_up(&dead).await;
                         let _ = self.dead.send(dead);
+                    }
+                    for id in ids {
+                        let dead = NodeId(id);
+                        tracing::warn!(node = %dead, "cluster: taking over the unfinished cleanup after a dead node");
+                        self.clean_up(&dead).await;
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "cluster: heartbeat failed"),
             }
-            let mut still = Vec::new();
-            for dead in unclean.drain(..) {
-                if self.clean_up(&dead).await.is_err() {
-                    still.push(dead);
-                }
-            }
-            unclean = still;
+        }
+    }
+
+    /// Removes `dead`'s presence fields, then its entry in [`UNCLEAN_KEY`]. On failure the
+    /// entry stays, and a beat (of any node) returns it for another try a TTL later.
+    async fn clean_up(&self, dead: &NodeId) {
+        let r = async {
+            self.remove_fields(dead).await?;
+            redis::cmd("ZREM")
+                .arg(UNCLEAN_KEY)
+                .arg(dead.as_str())
+                .query_async::<()>(&mut self.conn())
+                .await
+                .map_err(|e| ClusterError::command(self.bus.url(), "ZREM unclean", e))
+        }
+        .await;
+        if let Err(e) = r {
+            tracing::warn!(node = %dead, error = %e, "cluster: removing a dead node's presence failed; retried later");
         }
     }
 
     /// Removes `dead`'s presence fields in every app this node serves.
-    async fn clean_up(&self, dead: &NodeId) -> Result<(), ClusterError> {
+    async fn remove_fields(&self, dead: &NodeId) -> Result<(), ClusterError> {
         let mut conn = self.conn();
         let err = |op: &str, e| ClusterError::command(self.bus.url(), op, e);
         for app in &self.apps {
