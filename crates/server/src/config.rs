@@ -234,6 +234,9 @@ pub struct Config {
     /// Cluster mode: the Redis that nodes share routing through (`--redis`, issue 15). None:
     /// a single node (everything in this process and its SQLite file).
     pub redis: Option<crate::cluster::RedisUrl>,
+    /// Cluster mode: how often the node beats; one silent for 3 periods is dead and cleaned
+    /// up after ([`crate::cluster::presence::DEFAULT_HEARTBEAT`]).
+    pub node_heartbeat: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -259,6 +262,7 @@ impl std::fmt::Debug for Config {
                 &self.metrics_token.as_ref().map(|_| "<redacted>"),
             )
             .field("redis", &self.redis)
+            .field("node_heartbeat", &self.node_heartbeat)
             .finish_non_exhaustive()
     }
 }
@@ -317,6 +321,7 @@ impl Config {
             dead_after: crate::ws::DEAD_AFTER,
             log_format: LogFormat::Text,
             redis: None,
+            node_heartbeat: crate::cluster::presence::DEFAULT_HEARTBEAT,
         }
     }
 
@@ -393,6 +398,11 @@ impl Config {
                     .into(),
             ));
         }
+        if self.node_heartbeat.is_zero() {
+            return Err(ConfigError::Invalid(
+                "the node heartbeat period must be > 0".into(),
+            ));
+        }
         if self.ping_interval.is_zero() || self.dead_after <= self.ping_interval {
             return Err(ConfigError::Invalid(
                 "ping interval must be > 0 and below the dead-after time".into(),
@@ -453,6 +463,7 @@ pub enum ConfigError {
 /// turn_secret = "…"
 /// push_webhook_url = "http://10.0.0.5:9000/rcall/push"   # offline pushes (crate::push)
 /// redis = "unix:///run/redis/redis.sock"   # cluster mode (crate::cluster); or redis://host:6379/0
+/// node_heartbeat_ms = 1000   # cluster mode: a node silent for 3 beats is dead
 /// [[apps]]            # more tenants
 /// key = "other-app"
 /// secret = "…"
@@ -508,6 +519,7 @@ pub struct FileConfig {
     pub ping_interval_ms: Option<u64>,
     pub dead_after_ms: Option<u64>,
     pub redis: Option<String>,
+    pub node_heartbeat_ms: Option<u64>,
     #[serde(default)]
     pub apps: Vec<AppCredentials>,
 }
@@ -683,6 +695,10 @@ pub struct Cli {
     /// routing is not yet) [env: RCALL_REDIS]
     #[arg(long, value_name = "URL")]
     pub redis: Option<String>,
+    /// Cluster mode: beat period, ms; a node silent for 3 periods is dead (tests)
+    /// [env: RCALL_NODE_HEARTBEAT_MS]
+    #[arg(long, hide = true)]
+    pub node_heartbeat_ms: Option<u64>,
 }
 
 fn parse_env<T: std::str::FromStr>(
@@ -1040,6 +1056,13 @@ impl Cli {
                 .map_err(|e| ConfigError::Invalid(format!("--redis / RCALL_REDIS: {e}")))?;
             c.redis = Some(url);
         }
+        if let Some(v) = layer!(
+            self.node_heartbeat_ms,
+            "RCALL_NODE_HEARTBEAT_MS",
+            file.node_heartbeat_ms
+        ) {
+            c.node_heartbeat = Duration::from_millis(v);
+        }
         c.validate()?;
         Ok(c)
     }
@@ -1291,6 +1314,27 @@ secret = "second-secret-0123456789"
         assert_eq!(c.store_queue_max, 5);
         assert_eq!(c.offline_quota_window, Duration::from_secs(60));
         assert!(build(&["--dev", "--max-connections-per-device", "0"]).is_err());
+    }
+
+    #[test]
+    fn node_heartbeat_comes_from_flag_env_or_file_and_must_be_positive() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("beat.toml");
+        std::fs::write(&path, "node_heartbeat_ms = 300\n").unwrap();
+        let file = path.to_str().unwrap();
+        assert_eq!(
+            build(&["--dev"]).unwrap().node_heartbeat,
+            crate::cluster::presence::DEFAULT_HEARTBEAT
+        );
+        let c = build(&["--dev", "--config", file]).unwrap();
+        assert_eq!(c.node_heartbeat, Duration::from_millis(300));
+        let env = [("RCALL_NODE_HEARTBEAT_MS", "400")];
+        let c = build_env(&["--dev", "--config", file], &env).unwrap();
+        assert_eq!(c.node_heartbeat, Duration::from_millis(400));
+        let c = build_env(&["--dev", "--node-heartbeat-ms", "500"], &env).unwrap();
+        assert_eq!(c.node_heartbeat, Duration::from_millis(500));
+        let e = build(&["--dev", "--node-heartbeat-ms", "0"]).unwrap_err();
+        assert!(e.to_string().contains("heartbeat"), "{e}");
     }
 
     #[test]

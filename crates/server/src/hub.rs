@@ -146,6 +146,9 @@ pub enum Admitted {
         recipients: Vec<String>,
         /// The `SendResult`'s request id (none when no receipt was asked for).
         reply_to: Option<u32>,
+        /// A call message to push to the recipients that turn out to be on no node
+        /// ([`Hub::push_offline`]).
+        push: bool,
     },
 }
 
@@ -379,25 +382,43 @@ impl Hub {
         let mut acc = self.with(from.app, |core, sh| {
             core.route(sh, clock::now(), from, msg, opts)
         })?;
-        if let (Some(pusher), Some(p)) = (pusher, acc.push.take()) {
-            let m = &p.message;
-            pusher.enqueue(
-                from.app,
-                crate::push::PushedMessage {
-                    message_type: &m.message_type,
-                    message_uid: &m.message_uid,
-                    from_user_id: &from.user_id,
-                    conversation_type: m.conversation_type,
-                    target_id: &m.target_id,
-                    channel_id: &m.channel_id,
-                    content: &m.content,
-                    push: &p.push,
-                    offline: &p.offline,
-                    sent_time: m.sent_time,
-                },
-            );
+        if let Some(p) = acc.push.take() {
+            self.push_offline(from.app, &from.user_id, &p.message, &p.push, &p.offline);
         }
         Ok(acc)
+    }
+
+    /// Hands a call message for `offline` recipients to the app's push webhook, if any.
+    /// `m` is the message as its sender addressed it (`target_id` the peer or the group).
+    pub fn push_offline(
+        &self,
+        app: AppId,
+        from_user_id: &str,
+        m: &rtc_core::proto::Delivered,
+        push: &rtc_core::proto::PushConfig,
+        offline: &[String],
+    ) {
+        let Some(pusher) = self.pusher.get().filter(|p| p.wants(app)) else {
+            return;
+        };
+        if offline.is_empty() {
+            return;
+        }
+        pusher.enqueue(
+            app,
+            crate::push::PushedMessage {
+                message_type: &m.message_type,
+                message_uid: &m.message_uid,
+                from_user_id,
+                conversation_type: m.conversation_type,
+                target_id: &m.target_id,
+                channel_id: &m.channel_id,
+                content: &m.content,
+                push,
+                offline,
+                sent_time: m.sent_time,
+            },
+        );
     }
 
     // ---- cluster mode (docs/cluster.md): the route script sequences, the core delivers ----
@@ -407,14 +428,16 @@ impl Hub {
         &self,
         from: &Origin,
         msg: &SendMessage,
-        opts: RouteOptions,
+        mut opts: RouteOptions,
     ) -> Result<Admitted, RouteError> {
+        opts.want_push = self.pusher.get().is_some_and(|p| p.wants(from.app));
         self.with(from.app, |core, sh| {
             Ok(match core.admit(sh, clock::now(), from, msg, opts)? {
                 delivery::Admission::Duplicate(acc) => Admitted::Duplicate(acc),
                 delivery::Admission::Route(a) => Admitted::Route {
                     recipients: a.recipients.iter().map(|u| (*u).to_owned()).collect(),
                     reply_to: a.reply_to,
+                    push: a.want_push,
                 },
             })
         })

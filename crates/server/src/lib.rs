@@ -249,7 +249,12 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<RunningServe
                 state_ttl: config.offline_ttl.max(week),
             };
             let mailboxes = cluster::mailbox::Mailboxes::new(shared.bus().clone(), limits)?;
-            router_events = Some(cluster::routing::Routing::start(mailboxes).await?);
+            let presence = cluster::presence::Presence::start(
+                shared.bus().clone(),
+                hub.apps().iter().map(|a| a.key.clone()).collect(),
+                config.node_heartbeat,
+            )?;
+            router_events = Some(cluster::routing::Routing::start(mailboxes, presence).await?);
             tracing::info!(redis = %url, node = %shared.bus().node_id(), "cluster mode: policy and Server API nonces shared through Redis");
             Some(shared)
         }
@@ -377,6 +382,11 @@ async fn drain(state: &AppState) {
         state.kill.cancel();
         state.hub.abort_all();
         let _ = tokio::time::timeout(Duration::from_secs(3), state.tracker.wait()).await;
+    }
+    // Cluster mode: the closed connections leave the users' presence; then the node stops
+    // beating (another node takes it out after its deadline).
+    if let Some(routing) = &state.routing {
+        routing.presence.stop().await;
     }
     let floor = state.hub.sweep();
     state.store.save_seq_floor(floor);

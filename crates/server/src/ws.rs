@@ -1069,6 +1069,8 @@ struct ClusterSend {
     msg: rtc_core::proto::SendMessage,
     recipients: Vec<String>,
     reply_to: Option<u32>,
+    /// Push to the recipients the route script finds on no node.
+    push: bool,
 }
 
 /// Routes an admitted message through the shared route script. Its `SendResult` comes back
@@ -1092,10 +1094,12 @@ async fn cluster_send(
         return Ok(());
     };
     let ClusterSend {
-        msg,
+        mut msg,
         recipients,
         reply_to,
+        push,
     } = send;
+    let push = msg.push.take().filter(|_| push);
     let key = state.hub.app(origin.app).key.clone();
     let client_seq = msg.client_seq;
     let private = msg.conversation_type == rtc_core::proto::conversation_type::PRIVATE;
@@ -1135,6 +1139,7 @@ async fn cluster_send(
             offline: false,
         }),
         floor_us: 0,
+        presence: true,
     };
     let epoch = routing.epoch();
     match routing.mailboxes.route(&req).await {
@@ -1144,6 +1149,9 @@ async fn cluster_send(
                 .messages_routed
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             state.hub.note_accepted(origin, client_seq);
+            if let Some(push) = &push {
+                cluster_push(state, origin.app, &req, &routed, push);
+            }
             let Some(request_id) = reply_to else {
                 return Ok(());
             };
@@ -1182,6 +1190,38 @@ async fn cluster_send(
         }
     }
     Ok(())
+}
+
+/// The routing node pushes a routed call message to the recipients the route script found on
+/// no node (once: the script ran once, and only here).
+fn cluster_push(
+    state: &AppState,
+    app: AppId,
+    req: &crate::cluster::mailbox::RouteRequest<'_>,
+    routed: &crate::cluster::mailbox::Routed,
+    push: &rtc_core::proto::PushConfig,
+) {
+    let crate::cluster::mailbox::Routed::Accepted {
+        sent_time,
+        message_uid,
+        offline,
+        ..
+    } = routed
+    else {
+        return;
+    };
+    let m = rtc_core::proto::Delivered {
+        message_uid: message_uid.clone(),
+        target_id: req
+            .own_copy
+            .as_ref()
+            .map_or_else(|| req.message.target_id.clone(), |o| o.target_id.clone()),
+        sent_time: *sent_time,
+        ..req.message.clone()
+    };
+    state
+        .hub
+        .push_offline(app, req.from.user, &m, push, offline);
 }
 
 /// A send the core refused: counted, and answered with its code (nothing was delivered).
@@ -1273,10 +1313,12 @@ fn handle_frame(
                 Ok(crate::hub::Admitted::Route {
                     recipients,
                     reply_to,
+                    push,
                 }) => Reply::Route(Box::new(ClusterSend {
                     msg,
                     recipients,
                     reply_to,
+                    push,
                 })),
                 Err(e) => refused(state, origin, limiter, request_id, &e),
             }

@@ -91,6 +91,7 @@ fn message<'a>(
             offline: true,
         }),
         floor_us: 0,
+        presence: false,
     }
 }
 
@@ -101,6 +102,7 @@ fn accepted(r: Routed) -> (i64, String, Vec<(String, u64)>, Option<u64>) {
             message_uid,
             seqs,
             own_seq,
+            ..
         } => (sent_time, message_uid, seqs, own_seq),
         other => panic!("expected Accepted, got {other:?}"),
     }

@@ -175,6 +175,10 @@ pub struct RouteRequest<'a> {
     pub own_copy: Option<OwnCopy>,
     /// No seq below this (µs): the caller's guard against a Redis that lost its keys.
     pub floor_us: u64,
+    /// Also flag `offline` the copy of every recipient that is on no node (its presence hash,
+    /// [`super::presence::presence_key`], is empty), decided inside the script: atomic with
+    /// the route, like the single node's check under its lock.
+    pub presence: bool,
 }
 
 /// What the route script did.
@@ -188,6 +192,9 @@ pub enum Routed {
         seqs: Vec<(String, u64)>,
         /// The sender's own copy's seq.
         own_seq: Option<u64>,
+        /// The recipients whose copy went out flagged `offline` (asked for, or on no node
+        /// with [`RouteRequest::presence`]): who gets a push.
+        offline: Vec<String>,
     },
     /// `client_seq` was already accepted from this instance: nothing was routed.
     Duplicate {
@@ -435,6 +442,11 @@ impl Mailboxes {
                 .key(keys::user_seq(app, user))
                 .key(mailbox_key(app, user));
         }
+        if req.presence {
+            for (user, ..) in &copies {
+                call = call.key(super::presence::presence_key(app, user));
+            }
+        }
         let marker = req
             .request_id
             .map(|id| format!("{} {id}", from.conn.token()))
@@ -484,11 +496,18 @@ impl Mailboxes {
             Some(_) => Some(int(2 + req.recipients.len())? as u64),
             None => None,
         };
+        let mut offline = Vec::new();
+        for (i, r) in req.recipients.iter().enumerate() {
+            if int(2 + copies.len() + i)? == 1 {
+                offline.push(r.user.clone());
+            }
+        }
         Ok(Routed::Accepted {
             sent_time: int(1)?,
             message_uid,
             seqs,
             own_seq,
+            offline,
         })
     }
 

@@ -1,7 +1,7 @@
 //! Cluster mode's link to Redis (issue 15): what lets several `rcall-server` nodes share
-//! routing. Shared so far: each app's policy and the Server API nonces ([`shared`]), and
-//! messages between users on different nodes ([`mailbox`], [`routing`]); presence and call
-//! rooms are not yet.
+//! routing. Shared so far: each app's policy and the Server API nonces ([`shared`]),
+//! messages between users on different nodes ([`mailbox`], [`routing`]), and presence with
+//! node liveness ([`presence`]); call rooms are not yet.
 //!
 //! - [`RedisUrl`]: where Redis is (`--redis` / `RCALL_REDIS` / `redis = "…"`), TCP or a unix
 //!   socket, checked at startup.
@@ -43,12 +43,17 @@
 //! | `rcall:{A}:cursor:U` | hash | `D` → highest seq `D` acked; the fields are `U`'s known devices | state TTL after last ack |
 //! | `rcall:{A}:upto:U:D:I` | string | highest `client_seq` accepted from that instance | state TTL after last send |
 //! | `rcall:{A}:sent` | string | the app's last `sent_time` (ms) | never |
+//! | `rcall:{A}:presence:U` | hash | node id → that node's connections of `U` (fields only while > 0: an empty hash means `U` is on no node) | fields removed by their node, or by whoever takes the node out when it dies |
+//! | `rcall:{A}:node-users:N` | set | the users node `N` has presence fields for (what to remove when `N` dies) | deleted with the dead node's fields |
+//! | `rcall:{nodes}:live` | sorted set | live node id → its deadline (Redis's clock, ms): now + 3 beat periods at each beat ([`presence`]) | a node past its deadline is taken out by exactly one live node |
+//! | `rcall:{nodes}:unclean` | sorted set | node taken out → until when its cleaner has the cleanup (then any node's beat hands it out again) | removed once the node's presence is gone |
 //! | `rcall:{A}:ch:u:U` (channel) | pub/sub | `U`'s copies `D <seq> <skip>\n<Delivered>` and reply markers `R <sent_time> <node>.<conn> <request_id> <uid>` | — |
 //! | `rcall:{A}:ch:<name>` (channel) | pub/sub | app-wide channels | — |
 //! | `rcall:node:<id>` (channel) | pub/sub | addressed to one node | — |
 
 pub mod keys;
 pub mod mailbox;
+pub mod presence;
 pub mod routing;
 mod script;
 pub mod shared;

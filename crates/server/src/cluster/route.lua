@@ -13,8 +13,11 @@
 -- ARGV[7] sender's user channel   ARGV[8] reply marker ('' = no reply)   ARGV[9] message uid
 -- ARGV[10] number of bodies B; body j = ARGV[9+2j] (Delivered fields 2-9), ARGV[10+2j] (11-13)
 -- then 4 per copy i, from c = 10+2B+4(i-1): channel, body number, skip token, excluded device
+-- KEYS[2n+2+i]   (optional, all n or none) copy i's presence hash: a recipient's copy (empty
+--   skip token) whose user is on no node (the hash is empty) goes out with offline = true
 --
--- Returns {1, now_ms, upto} for a duplicate, else {0, sent_time, seq_1, ..., seq_n}.
+-- Returns {1, now_ms, upto} for a duplicate, else {0, sent_time, seq_1, ..., seq_n,
+-- offline_1, ..., offline_n} (offline_i = 1 when copy i went out flagged offline).
 
 local t = redis.call('TIME')
 local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -56,11 +59,22 @@ local sent_field = string.char(0x50) .. varint(sent)
 local floor, max_len = tonumber(ARGV[2]), ARGV[3]
 local min_id = int(math.max(now_us - tonumber(ARGV[4]), 0))
 local bodies = tonumber(ARGV[10])
+local n = (#ARGV - 10 - 2 * bodies) / 4
+local presence = #KEYS == 2 + 3 * n
+-- Field 11 (offline = true) opens the tail of fields 11-13, as prost writes it.
+local OFFLINE = string.char(0x58, 0x01)
 local result = {0, sent}
-for i = 1, (#KEYS - 2) / 2 do
+local flags = {}
+for i = 1, n do
   local seq_key, mbox = KEYS[2 * i + 1], KEYS[2 * i + 2]
   local c = 10 + 2 * bodies + 4 * (i - 1)
   local body = tonumber(ARGV[c + 2])
+  local tail = ARGV[10 + 2 * body]
+  if presence and ARGV[c + 3] == '' and string.sub(tail, 1, 2) ~= OFFLINE
+    and redis.call('EXISTS', KEYS[2 + 2 * n + i]) == 0 then
+    tail = OFFLINE .. tail
+  end
+  flags[i] = (string.sub(tail, 1, 2) == OFFLINE) and 1 or 0
 
   -- 3. seq = max(last + 1, now, floor). Without the seq key (expired, evicted) the stream's
   -- own top id is the last one: XADD refuses ids at or below it.
@@ -83,8 +97,7 @@ for i = 1, (#KEYS - 2) / 2 do
 
   -- 4. Into the mailbox (entry id = seq; bounded by count and age), then live to the user's
   -- nodes: 'D <seq> <skip>\n<Delivered>'.
-  local delivered = string.char(0x08) .. varint(seq) .. ARGV[9 + 2 * body] .. sent_field
-    .. ARGV[10 + 2 * body]
+  local delivered = string.char(0x08) .. varint(seq) .. ARGV[9 + 2 * body] .. sent_field .. tail
   local add = {'XADD', mbox, 'MAXLEN', '~', max_len, int(seq) .. '-0', 'd', delivered}
   if ARGV[c + 4] ~= '' then
     add[#add + 1] = 'x'
@@ -95,6 +108,9 @@ for i = 1, (#KEYS - 2) / 2 do
   redis.call('PEXPIRE', mbox, ARGV[5])
   redis.call('PUBLISH', ARGV[c + 1], 'D ' .. int(seq) .. ' ' .. ARGV[c + 3] .. '\n' .. delivered)
   result[#result + 1] = seq
+end
+for i = 1, n do
+  result[#result + 1] = flags[i]
 end
 
 -- 5. Record the client_seq, then the sender's reply marker: 'R <sent_time> <marker> <uid>',

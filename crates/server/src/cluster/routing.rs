@@ -11,10 +11,11 @@
 //!   [`crate::hub::Hub::reply_to_conn`]).
 //! - Connecting: the replay comes from the mailbox, a page at a time ([`Routing::sync_start`],
 //!   [`Routing::sync_page`]).
+//! - Presence: every connection held here is counted in its user's presence
+//!   ([`super::presence`]); the route script flags copies for users on no node `offline`.
 //!
 //! Not yet (docs/cluster.md, later steps): call rooms across nodes (each node's rooms only
-//! see the call messages its own users send), presence (the `offline` flag and push webhooks
-//! for users on other nodes).
+//! see the call messages its own users send).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -23,6 +24,7 @@ use rtc_core::proto::SendResult;
 use tokio::sync::mpsc::Receiver;
 
 use super::mailbox::{user_channel, ConnRef, Mailboxes, UserEvent};
+use super::presence::Presence;
 use super::{BusEvent, ClusterError, Subscriber};
 use crate::hub::{AppId, ConnId, Registered, SequencedFrom, StoredMessage};
 
@@ -39,6 +41,8 @@ struct Held {
 /// One node's side of cluster routing.
 pub struct Routing {
     pub mailboxes: Mailboxes,
+    /// Who is connected where, and which nodes are alive (counted in `hold` / `release`).
+    pub presence: Arc<Presence>,
     sub: Subscriber,
     /// Subscribe and unsubscribe one at a time (in the order connections come and go), so a
     /// user's channel is subscribed exactly while it has a connection here.
@@ -87,10 +91,12 @@ impl Routing {
     /// Starts the user-channel subscriber; its events go to [`follow`].
     pub async fn start(
         mailboxes: Mailboxes,
+        presence: Arc<Presence>,
     ) -> Result<(Arc<Routing>, Receiver<BusEvent>), ClusterError> {
         let (sub, rx) = mailboxes.bus().subscriber(EVENT_CAPACITY).await?;
         let r = Routing {
             mailboxes,
+            presence,
             sub,
             order: tokio::sync::Mutex::new(()),
             held: Mutex::new(HashMap::new()),
@@ -108,8 +114,9 @@ impl Routing {
     }
 
     /// Connection `conn` of `user` is here: subscribes to the user's channel if it is the
-    /// user's first. Returns once Redis confirmed the subscription (or recorded it while
-    /// unreachable: a resync follows).
+    /// user's first, and counts it in the user's presence. Returns once Redis confirmed the
+    /// subscription (or recorded it while unreachable: a resync follows) and the presence
+    /// write was attempted.
     pub async fn hold(
         &self,
         app: AppId,
@@ -118,8 +125,9 @@ impl Routing {
         conn: ConnId,
     ) -> Result<(), ClusterError> {
         let channel = user_channel(app_key, user);
-        let _order = self.order.lock().await;
+        let order = self.order.lock().await;
         lock(&self.conns).insert(conn, channel.clone());
+        let mark = self.presence.add(app, user);
         let first = {
             let mut held = lock(&self.held);
             let h = held.entry(channel.clone()).or_insert_with(|| Held {
@@ -133,6 +141,8 @@ impl Routing {
         if first {
             self.sub.subscribe(&[&channel]).await?;
         }
+        drop(order);
+        self.presence.written(mark).await;
         Ok(())
     }
 
@@ -207,6 +217,9 @@ impl Routing {
         };
         let last = {
             let mut held = lock(&self.held);
+            if let Some(h) = held.get(&channel) {
+                self.presence.remove(h.app, &h.user);
+            }
             match held.get_mut(&channel) {
                 Some(h) if h.conns > 1 => {
                     h.conns -= 1;
@@ -341,6 +354,8 @@ pub async fn follow(
                 }
             }
             Some(BusEvent::Resync) => {
+                // Redis may have lost every node's presence.
+                routing.presence.rewrite_all();
                 // Results whose reply marker may have been lost in the gap (see `Replies`).
                 for (app, user, conn, result) in routing.resynced() {
                     hub.reply_to_conn(app, &user, conn, result);

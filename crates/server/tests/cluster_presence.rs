@@ -1,0 +1,454 @@
+//! Cluster mode (issue 15, docs/cluster.md "Presence"): who is connected on which node, node
+//! heartbeats, and their uses: the `offline` flag of a copy and the push webhook for users on
+//! no node. In-process nodes over a private Redis.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::redis_server::TestRedis;
+use common::*;
+use prost::Message as _;
+use rcall_server::cluster::mailbox::{
+    ConnRef, MailboxLimits, Mailboxes, OwnCopy, Recipient, RouteRequest, Routed, Sender,
+};
+use rcall_server::cluster::presence::{presence_key, Presence};
+use rcall_server::cluster::{Bus, NodeId, RedisUrl};
+use rtc_core::proto::call_content::Body as CallBody;
+use rtc_core::proto::server_frame::Body as S;
+use rtc_core::proto::{conversation_type, CallContent, Delivered, Invite, PushConfig, SendMessage};
+use serde_json::Value;
+use tokio::sync::{broadcast, mpsc};
+
+fn text(target: &str, content: &[u8]) -> SendMessage {
+    SendMessage {
+        message_type: "app:text".into(),
+        ..private(target, content)
+    }
+}
+
+fn presence(ts: &TestServer) -> Arc<Presence> {
+    ts.server
+        .state()
+        .routing
+        .as_ref()
+        .expect("cluster mode")
+        .presence
+        .clone()
+}
+
+async fn node_with(redis: &TestRedis, tweak: impl FnOnce(&mut rcall_server::Config)) -> TestServer {
+    let url = RedisUrl::parse(&redis.url()).unwrap();
+    TestServer::start_with(|c| {
+        c.redis = Some(url);
+        tweak(c);
+    })
+    .await
+}
+
+/// `user`'s connections per node id, as Redis holds them.
+async fn nodes_of(ts: &TestServer, user: &str) -> HashMap<String, u64> {
+    presence(ts).nodes_of(APP_KEY, user).await.unwrap()
+}
+
+fn on(ts: &TestServer, n: u64) -> (String, u64) {
+    (presence(ts).node_id().to_string(), n)
+}
+
+#[tokio::test]
+async fn presence_counts_connections_per_node_and_the_offline_flag_follows_it() {
+    let redis = TestRedis::start();
+    let (a, b) = (cluster_node(&redis).await, cluster_node(&redis).await);
+    let mut alice = a.client("alice", "a1").await;
+
+    // Bob is on no node: his copy is flagged offline (as a single node's stored copies are).
+    alice.send_expect(1, text("bob", b"away"), 0).await;
+    assert!(nodes_of(&a, "bob").await.is_empty());
+
+    // Two connections on B, one on A: counted per node, written before the login completes.
+    let (mut bob, replay) = Client::login_resume(b.addr, &b.token("bob"), "b1", 0).await;
+    assert_eq!(replay.len(), 1);
+    assert!(replay[0].offline, "{:?}", replay[0]);
+    // (A new device gets what the mailbox holds.)
+    let (bob2, _) = Client::login_resume(b.addr, &b.token("bob"), "b2", 0).await;
+    let (bob3, _) = Client::login_resume(a.addr, &a.token("bob"), "b3", 0).await;
+    assert_eq!(
+        nodes_of(&a, "bob").await,
+        HashMap::from([on(&b, 2), on(&a, 1)])
+    );
+
+    // Bob is on a node: live copies are not offline.
+    alice.send_expect(2, text("bob", b"here"), 0).await;
+    let d = bob.recv_delivered().await;
+    assert_eq!((d.content.as_slice(), d.offline), (&b"here"[..], false));
+
+    // Every connection gone: the hash empties, and copies are offline again.
+    drop((bob, bob2, bob3));
+    eventually("bob's presence is gone", || async {
+        nodes_of(&a, "bob").await.is_empty()
+    })
+    .await;
+    alice.send_expect(3, text("bob", b"gone"), 0).await;
+    let (_bob, replay) = Client::login_resume(a.addr, &a.token("bob"), "b1", d.seq).await;
+    let last = replay.last().expect("the message sent while bob was away");
+    assert_eq!(
+        (last.content.as_slice(), last.offline),
+        (&b"gone"[..], true)
+    );
+}
+
+/// The route script decides the flag itself (atomic with the route), for recipients only; the
+/// flagged copy is exactly prost's encoding.
+#[tokio::test]
+async fn the_route_script_flags_recipients_without_presence() {
+    let redis = TestRedis::start();
+    let bus = Bus::connect(&RedisUrl::parse(&redis.url()).unwrap())
+        .await
+        .unwrap();
+    let m = Mailboxes::new(bus.clone(), MailboxLimits::default()).unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg(presence_key("app", "carol"))
+        .arg("somenode")
+        .arg(1)
+        .query_async(&mut bus.connection())
+        .await
+        .unwrap();
+    let req = RouteRequest {
+        app: "app",
+        from: Sender {
+            user: "alice",
+            device: "a1",
+            instance: 3,
+            conn: ConnRef {
+                node: bus.node_id().clone(),
+                conn: 1,
+            },
+        },
+        client_seq: 1,
+        request_id: Some(1),
+        message: Delivered {
+            conversation_type: conversation_type::GROUP,
+            target_id: "g".into(),
+            message_type: "app:text".into(),
+            content: b"x".to_vec(),
+            ..Default::default()
+        },
+        recipients: ["bob", "carol"]
+            .iter()
+            .map(|u| Recipient {
+                user: u.to_string(),
+                offline: false,
+            })
+            .collect(),
+        own_copy: Some(OwnCopy {
+            target_id: "g".into(),
+            offline: false,
+        }),
+        floor_us: 0,
+        presence: true,
+    };
+    let Routed::Accepted { offline, .. } = m.route(&req).await.unwrap() else {
+        panic!("a duplicate")
+    };
+    assert_eq!(offline, ["bob"]);
+    for (user, flag) in [("bob", true), ("carol", false), ("alice", false)] {
+        let e = &m.read_above("app", user, 0, 10).await.unwrap()[0];
+        let d = Delivered::decode(e.delivered.as_ref()).unwrap();
+        assert_eq!(d.offline, flag, "{user}: {d:?}");
+        assert_eq!(
+            d.encode_to_vec(),
+            e.delivered.as_ref(),
+            "canonical encoding"
+        );
+        assert_eq!((d.sender_instance, d.client_seq), (3, 1));
+    }
+}
+
+/// One webhook request the receiver got: its JSON body.
+async fn webhook() -> (String, mpsc::UnboundedReceiver<Value>) {
+    async fn handle(
+        axum::extract::State(tx): axum::extract::State<mpsc::UnboundedSender<Value>>,
+        body: String,
+    ) -> axum::http::StatusCode {
+        let _ = tx.send(serde_json::from_str(&body).expect("JSON body"));
+        axum::http::StatusCode::OK
+    }
+    let (tx, rx) = mpsc::unbounded_channel();
+    let app = axum::Router::new()
+        .route("/push", axum::routing::post(handle))
+        .with_state(tx);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/push"), rx)
+}
+
+async fn next_push(rx: &mut mpsc::UnboundedReceiver<Value>) -> Value {
+    tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .expect("a push within the wait")
+        .expect("receiver alive")
+}
+
+fn invite(target: &str, call_id: &str, users: &[&str]) -> SendMessage {
+    let msg = call_message(
+        target,
+        call_id,
+        CallBody::Invite(Invite {
+            media_type: 2,
+            invite_user_ids: users.iter().map(|u| u.to_string()).collect(),
+            ..Default::default()
+        }),
+    );
+    SendMessage {
+        push: Some(PushConfig {
+            push_title: "call".into(),
+            ..Default::default()
+        }),
+        ..msg
+    }
+}
+
+/// Sends and waits for its SendResult `code`, skipping deliveries.
+async fn send(c: &mut Client, request_id: u32, msg: SendMessage) {
+    c.send_message(request_id, msg).await;
+    loop {
+        match c.recv().await.body {
+            Some(S::SendResult(r)) => {
+                assert_eq!((r.request_id, r.code), (request_id, 0));
+                return;
+            }
+            Some(S::Deliver(_)) => continue,
+            other => panic!("expected SendResult, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_routing_node_pushes_users_on_no_node_once_and_never_users_on_another_node() {
+    let redis = TestRedis::start();
+    let (url, mut pushes) = webhook().await;
+    let with_hook = |c: &mut rcall_server::Config| {
+        c.push_webhook_url = Some(url.clone());
+        c.push_retry_base = Duration::from_millis(50);
+    };
+    let a = node_with(&redis, with_hook).await;
+    let b = node_with(&redis, with_hook).await;
+    let mut alice = a.client("alice", "a1").await;
+    let mut bob = b.client("bob", "b1").await;
+
+    // Bob is on node B: no push. Carol is on no node: one push, from one node only.
+    send(&mut alice, 1, invite("bob", "c1", &["bob"])).await;
+    let d = bob.recv_delivered().await;
+    assert!(!d.offline, "{d:?}");
+    send(&mut alice, 2, invite("carol", "c2", &["carol"])).await;
+    let hit = next_push(&mut pushes).await;
+    assert_eq!(hit["toUserIds"], serde_json::json!(["carol"]));
+    assert_eq!(
+        (hit["callId"].as_str(), hit["targetId"].as_str()),
+        (Some("c2"), Some("carol"))
+    );
+
+    // A group call: one push, listing only the members on no node.
+    api_ok(
+        &a,
+        "/group/create.json",
+        &[
+            ("groupId", "g1"),
+            ("userId", "alice"),
+            ("userId", "bob"),
+            ("userId", "carol"),
+            ("userId", "dave"),
+        ],
+    )
+    .await;
+    let content = CallContent {
+        call_id: "c3".into(),
+        body: Some(CallBody::Invite(Invite {
+            media_type: 2,
+            invite_user_ids: vec!["bob".into(), "carol".into(), "dave".into()],
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    let msg = SendMessage {
+        message_type: rtc_core::proto::object_name::INVITE.into(),
+        push: Some(PushConfig::default()),
+        ..group("g1", &["bob", "carol", "dave"], &content.to_bytes())
+    };
+    send(&mut alice, 3, msg).await;
+    let hit = next_push(&mut pushes).await;
+    assert_eq!(hit["toUserIds"], serde_json::json!(["carol", "dave"]));
+    assert_eq!(hit["targetId"], "g1");
+    // Nothing for bob, nothing twice.
+    if let Ok(Some(extra)) = tokio::time::timeout(Duration::from_millis(500), pushes.recv()).await {
+        panic!("unexpected push: {extra}");
+    }
+}
+
+/// Waits for the next dead node announced on `rx`, if any comes within `d`.
+async fn next_dead(rx: &mut broadcast::Receiver<NodeId>, d: Duration) -> Option<NodeId> {
+    tokio::time::timeout(d, rx.recv())
+        .await
+        .ok()
+        .map(|r| r.expect("announced"))
+}
+
+#[tokio::test]
+async fn a_node_that_stops_beating_is_declared_dead_once_and_its_presence_removed() {
+    let redis = TestRedis::start();
+    let beat = |c: &mut rcall_server::Config| c.node_heartbeat = Duration::from_millis(200);
+    let a = node_with(&redis, beat).await;
+    let b = node_with(&redis, beat).await;
+    let c = node_with(&redis, beat).await;
+    let mut watchers: Vec<_> = [&a, &b].iter().map(|n| presence(n).dead_nodes()).collect();
+    let _bob = c.client("bob", "b1").await;
+    let _carol = a.client("carol", "c1").await;
+    assert_eq!(nodes_of(&a, "bob").await, HashMap::from([on(&c, 1)]));
+    let mut all: Vec<NodeId> = [&a, &b, &c]
+        .iter()
+        .map(|n| presence(n).node_id().clone())
+        .collect();
+    all.sort();
+    assert_eq!(presence(&a).live_nodes().await.unwrap(), all);
+
+    // Node C dies without cleaning up (its connections stay open: only its beats stop).
+    let dead = presence(&c).node_id().clone();
+    presence(&c).halt();
+    let mut seen = Vec::new();
+    for w in &mut watchers {
+        let mut mine = Vec::new();
+        // Well past the deadline (3 beats): whoever claims it has announced it by then.
+        while let Some(id) = next_dead(w, Duration::from_secs(3)).await {
+            mine.push(id);
+        }
+        seen.push(mine);
+    }
+    let claims: usize = seen
+        .iter()
+        .map(|s| s.iter().filter(|id| **id == dead).count())
+        .sum();
+    assert_eq!(claims, 1, "node C declared dead exactly once: {seen:?}");
+    assert!(
+        nodes_of(&a, "bob").await.is_empty(),
+        "C's presence fields removed"
+    );
+    assert!(!presence(&a).live_nodes().await.unwrap().contains(&dead));
+    // The live nodes' fields are untouched.
+    assert_eq!(nodes_of(&a, "carol").await, HashMap::from([on(&a, 1)]));
+}
+
+#[tokio::test]
+async fn every_node_writes_its_presence_again_after_a_redis_restart() {
+    let mut redis = TestRedis::start();
+    let (a, b) = (cluster_node(&redis).await, cluster_node(&redis).await);
+    let mut alice = a.client("alice", "a1").await;
+    let mut bob = b.client("bob", "b1").await;
+    let _bob2 = b.client("bob", "b2").await;
+    assert_eq!(nodes_of(&a, "bob").await, HashMap::from([on(&b, 2)]));
+
+    // Redis comes back empty.
+    redis.restart();
+    eventually("presence written again", || async {
+        let (Ok(al), Ok(bo)) = (
+            presence(&a).nodes_of(APP_KEY, "alice").await,
+            presence(&a).nodes_of(APP_KEY, "bob").await,
+        ) else {
+            return false;
+        };
+        al == HashMap::from([on(&a, 1)]) && bo == HashMap::from([on(&b, 2)])
+    })
+    .await;
+    // So bob's copies are not offline.
+    let mut req = 1;
+    loop {
+        alice.send_message(req, text("bob", b"after")).await;
+        let r = alice.recv_send_result().await;
+        if r.code == 0 {
+            break;
+        }
+        assert_eq!(r.code, 31003);
+        req += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let d = bob.recv_delivered().await;
+    assert_eq!((d.content.as_slice(), d.offline), (&b"after"[..], false));
+}
+
+/// A node shut down gracefully leaves no presence behind (its users count as on no node at
+/// once), and is then taken out like a dead node.
+#[tokio::test]
+async fn a_node_shut_down_gracefully_removes_its_presence_then_is_taken_out() {
+    let redis = TestRedis::start();
+    let beat = |c: &mut rcall_server::Config| c.node_heartbeat = Duration::from_millis(200);
+    let a = node_with(&redis, beat).await;
+    let b = node_with(&redis, beat).await;
+    let mut dead = presence(&a).dead_nodes();
+    let mut alice = a.client("alice", "a1").await;
+    let bob = b.client("bob", "b1").await;
+    let b_id = presence(&b).node_id().clone();
+    assert_eq!(nodes_of(&a, "bob").await, HashMap::from([on(&b, 1)]));
+
+    let TestServer { server, .. } = b;
+    tokio::time::timeout(WAIT, server.shutdown())
+        .await
+        .expect("shutdown finishes")
+        .unwrap();
+    drop(bob);
+    assert!(nodes_of(&a, "bob").await.is_empty());
+    alice.send_expect(1, text("bob", b"after"), 0).await;
+    let (_bob, replay) = Client::login_resume(a.addr, &a.token("bob"), "b1", 0).await;
+    let last = replay.last().expect("the message for bob");
+    assert_eq!(
+        (last.content.as_slice(), last.offline),
+        (&b"after"[..], true)
+    );
+    let id = next_dead(&mut dead, CATCH_UP).await;
+    assert_eq!(id, Some(b_id));
+}
+
+/// A node taken out whose cleaner died before removing its presence: another node takes the
+/// cleanup over a TTL later (without announcing it again).
+#[tokio::test]
+async fn an_unfinished_cleanup_is_taken_over_by_another_node() {
+    use rcall_server::cluster::presence::{node_users_key, UNCLEAN_KEY};
+    let redis = TestRedis::start();
+    let a = node_with(&redis, |c| c.node_heartbeat = Duration::from_millis(200)).await;
+    let mut dead = presence(&a).dead_nodes();
+    let _alice = a.client("alice", "a1").await;
+    // What a claimer leaves when it dies between its claim and the cleanup.
+    let gone = NodeId::random();
+    let mut conn = a
+        .server
+        .state()
+        .cluster
+        .as_ref()
+        .unwrap()
+        .bus()
+        .connection();
+    let past = now_ms() - 1000;
+    let _: () = redis::pipe()
+        .hset(presence_key(APP_KEY, "bob"), gone.as_str(), 2)
+        .hset(presence_key(APP_KEY, "alice"), gone.as_str(), 1)
+        .sadd(node_users_key(APP_KEY, &gone), &["bob", "alice"])
+        .zadd(UNCLEAN_KEY, gone.as_str(), past)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    eventually("the dead node's presence is removed", || async {
+        nodes_of(&a, "bob").await.is_empty()
+    })
+    .await;
+    assert_eq!(nodes_of(&a, "alice").await, HashMap::from([on(&a, 1)]));
+    let left: Vec<String> = redis::cmd("ZRANGE")
+        .arg(UNCLEAN_KEY)
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(dead.try_recv().is_err(), "not announced again");
+}
