@@ -233,6 +233,9 @@ impl<C: Clone> AppCore<C> {
         }
         let user = st.id.clone();
         let dev = st.device_mut(&reg.device_id);
+        // For a new device: the user's last seq when it registered. What came after (while its
+        // sync read the store) is its traffic, not history.
+        let registered_at = dev.since;
         dev.acked = dev.acked.max(data.acked);
         let cursor = reg.cursor.max(dev.acked);
         // Remember the device (so the user's other devices store copies for it while it is
@@ -261,7 +264,7 @@ impl<C: Clone> AppCore<C> {
             }
         }
         for e in &st.window {
-            if e.seq > cursor && e.exclude_device.as_deref() != Some(device) && (e.offline || !new_device) {
+            if e.seq > cursor && e.exclude_device.as_deref() != Some(device) && (e.offline || !new_device || e.seq > registered_at) {
                 items.push((e.seq, e.body.clone()));
             }
         }

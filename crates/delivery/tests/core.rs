@@ -302,3 +302,28 @@ fn admit_checks_without_sequencing() {
     let again = w.core.admit(&mut MemoryShell { store: &mut w.store, effects: &mut w.effects }, now, &a, &resend, RouteOptions::default()).unwrap();
     assert!(matches!(again, Admission::Duplicate(ref acc) if acc.duplicate), "{again:?}");
 }
+
+/// A device connecting for the first time gets no history but what was stored for the user
+/// while all its devices were away — yet everything routed to the user *after* it registered,
+/// including what arrives between its registration and the end of its sync (the shell reads
+/// the store in between).
+#[test]
+fn a_new_device_gets_what_is_routed_while_it_syncs() {
+    let mut w = World::new();
+    let alice = w.connect("alice", "a1");
+    let b1 = w.connect("bob", "b1");
+    w.send(&alice, "bob", 1, 1); // before b2 exists: history for b2
+    let now = w.now();
+    let auth = AuthResult { user_id: "bob".into(), ..Default::default() };
+    let reg = w.core.register(&mut MemoryShell { store: &mut w.store, effects: &mut w.effects }, now, 50, 50, "bob", "b2", 0, 0, auth, 9, (0, 0)).unwrap();
+    assert!(reg.new_device);
+    let data = w.store.sync_data("bob", "b2", reg.cursor, now.wall_ms());
+    w.send(&alice, "bob", 2, 2); // while b2 syncs (b1 is live: nothing is stored)
+    let now = w.now();
+    w.core.finish_sync(&mut MemoryShell { store: &mut w.store, effects: &mut w.effects }, now, &reg, data, None);
+    let b1_seqs = seqs(&w.take(b1.conn_id));
+    assert_eq!(b1_seqs.len(), 2);
+    let frames = w.take(50);
+    assert_eq!(seqs(&frames), vec![b1_seqs[1]], "the message routed during the sync, not the one before");
+    assert!(matches!(frames.last(), Some(Body::SyncDone(_))));
+}
