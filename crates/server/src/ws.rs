@@ -359,32 +359,34 @@ async fn cluster_session(
     .await;
     let mut failed = None;
     let mut replayed = 0;
-    if let Ok((acked, devices)) = &started {
+    if let Ok(start) = &started {
         // `seen`: the seqs up to which the user's copies are here once replayed (Redis's
         // seqs, not `reg.cursor`, a client's `resume_from` capped at this node's clock).
-        let (mut cursor, mut seen) = (reg.cursor.max(*acked), *acked);
+        let (mut cursor, mut seen) = (reg.cursor.max(start.acked), start.acked);
         let mut batch = Vec::new();
         loop {
-            let (messages, more) = match routing.sync_page(&key, &reg.user_id, cursor, page).await {
+            let p = match routing
+                .sync_page(&key, &reg.user_id, cursor, page, start.history_upto)
+                .await
+            {
                 Ok(p) => p,
                 Err(e) => {
                     failed = Some(e);
                     break;
                 }
             };
-            let end = messages.last().map(|m| m.seq);
-            seen = seen.max(end.unwrap_or(0));
+            seen = seen.max(p.last.unwrap_or(0));
             let data = crate::hub::SyncData {
-                acked: *acked,
-                messages,
-                devices: devices.clone(),
-                more,
+                acked: start.acked,
+                messages: p.messages,
+                devices: start.devices.clone(),
+                more: p.full,
             };
             let page_reg = crate::hub::Registered {
                 cursor,
                 ..reg.clone()
             };
-            let Some(end) = end.filter(|_| more) else {
+            let Some(end) = p.last.filter(|_| p.full) else {
                 replayed += state.hub.finish_sync_sequenced(app, &page_reg, data, seen);
                 break;
             };

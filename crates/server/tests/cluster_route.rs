@@ -368,6 +368,34 @@ async fn a_long_mailbox_is_replayed_complete_in_order_one_page_at_a_time() {
     alice.barrier(1).await;
 }
 
+/// A user's new device (on any node) is replayed only what was stored while the user had no
+/// device anywhere, as on a single node — not its siblings' unacked live traffic, where an old
+/// call invite would ring again. What is routed after it joined reaches it.
+#[tokio::test]
+async fn a_new_device_gets_the_offline_history_only_then_live_traffic() {
+    let redis = TestRedis::start();
+    let (a, b) = (cluster_node(&redis).await, cluster_node(&redis).await);
+    let mut alice = a.client("alice", "a1").await;
+    alice.send_expect(1, text("bob", b"while away"), 0).await;
+    let (mut b1, replay) = Client::login_resume(b.addr, &b.token("bob"), "b1", 0).await;
+    assert_eq!(replay.len(), 1);
+    assert!(replay[0].offline, "{:?}", replay[0]);
+    alice.send_expect(2, text("bob", b"live to b1"), 0).await;
+    let live = b1.recv_delivered().await;
+    assert!(!live.offline);
+    // b1 acks nothing: both stay in bob's mailbox. A new device joins on the other node.
+    let (mut b2, replay) = Client::login_resume(a.addr, &a.token("bob"), "b2", 0).await;
+    let got: Vec<&[u8]> = replay.iter().map(|d| d.content.as_slice()).collect();
+    assert_eq!(got, vec![b"while away".as_slice()]);
+    alice.send_expect(3, text("bob", b"after"), 0).await;
+    assert_from(&b2.recv_delivered().await, "alice", "alice", b"after");
+    assert_from(&b1.recv_delivered().await, "alice", "alice", b"after");
+    // b1 is known: reconnecting it replays everything it did not ack.
+    drop(b1);
+    let (_, replay) = Client::login_resume(b.addr, &b.token("bob"), "b1", 0).await;
+    assert_eq!(replay.len(), 3);
+}
+
 #[tokio::test]
 async fn messages_routed_while_the_subscribers_reconnect_arrive_once_in_order() {
     let redis = TestRedis::start();

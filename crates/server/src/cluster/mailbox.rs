@@ -215,6 +215,17 @@ pub struct MailboxEntry {
     pub exclude_device: Option<String>,
 }
 
+/// The result of [`Mailboxes::join_device`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Joined {
+    /// The device's cursor (what it acked).
+    pub cursor: u64,
+    /// The device was not a known device of the user before.
+    pub new: bool,
+    /// The user's last issued seq when the device joined (0 if none or expired).
+    pub last_seq: u64,
+}
+
 /// The result of [`Mailboxes::ack`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Acked {
@@ -592,19 +603,37 @@ impl Mailboxes {
         device: &str,
         initial: u64,
     ) -> Result<u64, ClusterError> {
+        Ok(self.join_device(app, user, device, initial).await?.cursor)
+    }
+
+    /// [`Self::register_device`], also saying whether the device was new and, in the same
+    /// atomic step, the user's last issued seq: a new device's history boundary (what was
+    /// routed up to it is history; a new device gets only its `offline` copies).
+    pub async fn join_device(
+        &self,
+        app: &str,
+        user: &str,
+        device: &str,
+        initial: u64,
+    ) -> Result<Joined, ClusterError> {
         if device.is_empty() {
             return Err(bad("register_device: empty device"));
         }
         let key = cursor_key(app, user);
-        let (_, _, cursor): (i64, i64, u64) = redis::pipe()
+        let (added, _, cursor, last_seq): (i64, i64, u64, Option<u64>) = redis::pipe()
             .atomic()
             .hset_nx(&key, device, initial)
             .pexpire(&key, ms(self.limits.state_ttl) as i64)
             .hget(&key, device)
+            .get(keys::user_seq(app, user))
             .query_async(&mut self.bus.conn.clone())
             .await
             .map_err(|e| ClusterError::command(&self.bus.url, format!("HSETNX {key}"), e))?;
-        Ok(cursor)
+        Ok(Joined {
+            cursor,
+            new: added == 1,
+            last_seq: last_seq.unwrap_or(0),
+        })
     }
 
     /// `user`'s known devices and their cursors, sorted by device.

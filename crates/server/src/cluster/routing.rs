@@ -240,51 +240,75 @@ impl Routing {
     }
 
     /// The start of a connecting device's replay: makes it a known device of its user (cursor
-    /// 0 if new) and returns its cursor in Redis and the user's known devices.
+    /// 0 if new) and returns its cursor in Redis, the user's other known devices, and for a
+    /// new device its history boundary.
     pub async fn sync_start(
         &self,
         app_key: &str,
         reg: &Registered,
-    ) -> Result<(u64, Vec<String>), ClusterError> {
+    ) -> Result<SyncStart, ClusterError> {
         let m = &self.mailboxes;
-        let acked = m
-            .register_device(app_key, &reg.user_id, &reg.device_id, 0)
+        let joined = m
+            .join_device(app_key, &reg.user_id, &reg.device_id, 0)
             .await?;
         let devices = m
             .known_devices(app_key, &reg.user_id)
             .await?
             .into_iter()
             .map(|(d, _)| d)
+            .filter(|d| !joined.new || **d != *reg.device_id)
             .collect();
-        Ok((acked, devices))
+        Ok(SyncStart {
+            acked: joined.cursor,
+            devices,
+            history_upto: joined.new.then_some(joined.last_seq),
+        })
     }
 
-    /// One page of a replay: up to `page` entries of `user`'s mailbox above `above`, and
-    /// whether the page is full (more may follow). Paged like the single node's replay, so a
-    /// device with a long backlog — or every device of a killed node reconnecting at once —
-    /// holds a page each in memory, not its whole mailbox.
+    /// One page of a replay: up to `page` entries of `user`'s mailbox above `above`. Paged
+    /// like the single node's replay, so a device with a long backlog — or every device of a
+    /// killed node reconnecting at once — holds a page each in memory, not its whole mailbox.
+    ///
+    /// `history_upto` (a new device): of the entries up to it, only the copies stored
+    /// `offline` (routed while the user had no device anywhere) are replayed, as on a single
+    /// node — the rest were its siblings' live traffic, and a call invite among them would
+    /// ring on the new device as if it were new.
     pub async fn sync_page(
         &self,
         app_key: &str,
         user: &str,
         above: u64,
         page: usize,
-    ) -> Result<(Vec<StoredMessage>, bool), ClusterError> {
+        history_upto: Option<u64>,
+    ) -> Result<SyncPage, ClusterError> {
+        use prost::Message as _;
         let page = page.max(1);
         let entries = self
             .mailboxes
             .read_above(app_key, user, above, page)
             .await?;
-        let more = entries.len() == page;
+        let full = entries.len() == page;
+        let last = entries.last().map(|e| e.seq);
         let messages = entries
             .into_iter()
+            .filter(|e| {
+                history_upto.is_none_or(|h| {
+                    e.seq > h
+                        || rtc_core::proto::Delivered::decode(&e.delivered[..])
+                            .is_ok_and(|d| d.offline)
+                })
+            })
             .map(|e| StoredMessage {
                 seq: e.seq,
                 exclude_device: e.exclude_device.unwrap_or_default(),
                 payload: e.delivered.to_vec(),
             })
             .collect();
-        Ok((messages, more))
+        Ok(SyncPage {
+            messages,
+            last,
+            full,
+        })
     }
 
     fn held_users(&self) -> Vec<(AppId, Arc<str>, String)> {
@@ -293,6 +317,28 @@ impl Routing {
             .map(|(ch, h)| (h.app, h.user.clone(), ch.clone()))
             .collect()
     }
+}
+
+/// See [`Routing::sync_start`].
+#[derive(Debug)]
+pub struct SyncStart {
+    /// The device's cursor in Redis.
+    pub acked: u64,
+    /// The user's known devices (without this one if it is new).
+    pub devices: Vec<String>,
+    /// A new device: the user's last seq when it joined (see [`Routing::sync_page`]).
+    pub history_upto: Option<u64>,
+}
+
+/// See [`Routing::sync_page`].
+#[derive(Debug)]
+pub struct SyncPage {
+    /// What to replay, in seq order.
+    pub messages: Vec<StoredMessage>,
+    /// The last seq read (replayed or not): where the next page starts.
+    pub last: Option<u64>,
+    /// The page was full: more may follow.
+    pub full: bool,
 }
 
 /// Hands what arrives on the user channels to the hub until shutdown.
