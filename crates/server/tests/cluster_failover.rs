@@ -1,0 +1,611 @@
+//! Cluster mode's failures with real processes (issue 15, docs/cluster.md step 2): several
+//! `rcall-server` binaries on one private Redis, one of them killed with SIGKILL mid-stream, and
+//! Redis itself killed and started again under running nodes.
+//!
+//! The devices here behave as the SDK does: each acks what it got and, after losing its node,
+//! connects to the next node of its list with `resume_from` = the last seq it has and the same
+//! SDK instance, then resends every message that was never confirmed (same `client_seq`).
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::redis_server::TestRedis;
+use common::*;
+use futures::{SinkExt, StreamExt};
+use rtc_core::proto::call_content::Body as CallBody;
+use rtc_core::proto::client_frame::Body as C;
+use rtc_core::proto::server_frame::Body as S;
+use rtc_core::proto::{
+    media_signal, object_name, Accept, Authenticate, CallContent, ClientFrame, Hangup,
+    IceCandidate, Invite, MediaSignal, Ringing, SendMessage, ServerFrame,
+};
+use tokio_tungstenite::tungstenite::Message;
+
+/// How long a device may take to find a live node and resume after losing its own.
+const FAILOVER: Duration = Duration::from_secs(20);
+
+/// One `rcall-server` process in cluster mode, with its own SQLite file.
+struct Node {
+    server: Option<ChildServer>,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Node {
+    async fn start(redis: &TestRedis) -> Node {
+        let dir = tempfile::tempdir().unwrap();
+        let db: PathBuf = dir.path().join("rcall.db");
+        let server = ChildServer::start(&db, &["--redis", &redis.url()]).await;
+        Node {
+            addr: server.addr,
+            server: Some(server),
+            _dir: dir,
+        }
+    }
+
+    fn token(&self, user: &str) -> String {
+        rcall_server::token::issue(CHILD_APP_KEY, CHILD_APP_SECRET, user, now_ms(), 600_000)
+    }
+
+    /// SIGKILL: its connections drop, nothing of it runs any more.
+    fn kill9(&mut self) {
+        self.server.take().expect("running").kill9();
+    }
+}
+
+fn text(target: &str, n: u32) -> SendMessage {
+    SendMessage {
+        message_type: "app:text".into(),
+        ..private(target, &n.to_be_bytes())
+    }
+}
+
+fn number(content: &[u8]) -> u32 {
+    u32::from_be_bytes(content.try_into().expect("4-byte content"))
+}
+
+/// What a device saw, shared with the test.
+#[derive(Default)]
+struct Log {
+    /// (sender, message number, seq) of every delivery, in arrival order (replays included).
+    got: Vec<(String, u32, u64)>,
+    /// Numbers of this device's own messages whose `SendResult` was 0.
+    confirmed: Vec<u32>,
+    /// The nodes it connected to, in order.
+    nodes: Vec<SocketAddr>,
+    /// When its connection was lost, and when the first frame (a delivery or a confirmation)
+    /// came after it connected again.
+    lost_at: Option<Instant>,
+    resumed_at: Option<Instant>,
+    /// Any refusal (SendResult code ≠ 0) or unexpected frame.
+    errors: Vec<String>,
+}
+
+impl Log {
+    fn from(&self, sender: &str) -> Vec<u32> {
+        self.got
+            .iter()
+            .filter(|(s, _, _)| s == sender)
+            .map(|(_, n, _)| *n)
+            .collect()
+    }
+}
+
+/// A device: connects to `nodes[0]`, fails over to the next nodes in turn, and sends `count`
+/// numbered messages to `target` (one every `pace`, at most `WINDOW` unconfirmed).
+struct Device {
+    device: String,
+    instance: u64,
+    nodes: Vec<SocketAddr>,
+    token: String,
+    send: Option<(String, u32)>,
+    log: Arc<Mutex<Log>>,
+    stop: Arc<AtomicBool>,
+}
+
+const WINDOW: usize = 32;
+
+fn lock(log: &Mutex<Log>) -> std::sync::MutexGuard<'_, Log> {
+    log.lock().unwrap()
+}
+
+impl Device {
+    fn spawn(
+        device: &str,
+        instance: u64,
+        nodes: Vec<SocketAddr>,
+        token: String,
+        send: Option<(&str, u32)>,
+        stop: &Arc<AtomicBool>,
+    ) -> (Arc<Mutex<Log>>, tokio::task::JoinHandle<()>) {
+        let log = Arc::new(Mutex::new(Log::default()));
+        let d = Device {
+            device: device.into(),
+            instance,
+            nodes,
+            token,
+            send: send.map(|(t, n)| (t.to_owned(), n)),
+            log: log.clone(),
+            stop: stop.clone(),
+        };
+        (log, tokio::spawn(d.run()))
+    }
+
+    async fn run(self) {
+        let mut last_seq = 0u64;
+        let mut next = 0u32; // next fresh message number
+        let mut node = 0usize;
+        let mut pace = tokio::time::interval(Duration::from_millis(4));
+        let mut first_connection = true;
+        while !self.stop.load(Ordering::Relaxed) {
+            // Connect: the current node, else the next ones in turn (a dead one refuses fast).
+            let t0 = Instant::now();
+            let mut ws = loop {
+                let addr = self.nodes[node % self.nodes.len()];
+                match tokio_tungstenite::connect_async(format!("ws://{addr}/ws")).await {
+                    Ok((ws, _)) => {
+                        lock(&self.log).nodes.push(addr);
+                        break ws;
+                    }
+                    Err(_) => {
+                        assert!(t0.elapsed() < FAILOVER, "{}: no node takes it", self.device);
+                        node += 1;
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+            };
+            let auth = ClientFrame::new(C::Authenticate(Authenticate {
+                token: self.token.clone(),
+                device_id: self.device.clone(),
+                resume_from: last_seq,
+                instance: self.instance,
+            }));
+            if ws
+                .send(Message::Binary(auth.to_bytes().into()))
+                .await
+                .is_err()
+            {
+                node += 1;
+                continue;
+            }
+            // Every message sent and not confirmed goes again, in order (a resend of one
+            // that was routed is confirmed as a duplicate, not delivered twice).
+            let confirmed: std::collections::HashSet<u32> =
+                lock(&self.log).confirmed.iter().copied().collect();
+            let mut inflight: std::collections::VecDeque<u32> =
+                (0..next).filter(|n| !confirmed.contains(n)).collect();
+            let mut synced = false;
+            let mut resend: std::collections::VecDeque<u32> = inflight.clone();
+            let lost = loop {
+                if self.stop.load(Ordering::Relaxed) {
+                    let _ = ws.close(None).await;
+                    return;
+                }
+                tokio::select! {
+                    _ = pace.tick(), if synced => {
+                        let n = if let Some(n) = resend.pop_front() {
+                            n
+                        } else if let Some((_, count)) = &self.send {
+                            if next >= *count || inflight.len() >= WINDOW {
+                                continue;
+                            }
+                            next += 1;
+                            inflight.push_back(next - 1);
+                            next - 1
+                        } else {
+                            continue;
+                        };
+                        let target = &self.send.as_ref().unwrap().0;
+                        let msg = SendMessage {
+                            request_id: n,
+                            client_seq: u64::from(n) + 1,
+                            ..text(target, n)
+                        };
+                        let f = ClientFrame::new(C::Send(msg));
+                        if ws.send(Message::Binary(f.to_bytes().into())).await.is_err() {
+                            break true;
+                        }
+                    }
+                    m = ws.next() => {
+                        let b = match m {
+                            Some(Ok(Message::Binary(b))) => b,
+                            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                            _ => break true,
+                        };
+                        let f = ServerFrame::from_bytes(&b).expect("server frame decodes");
+                        let ack = {
+                            let mut log = lock(&self.log);
+                            let resumed = !first_connection && log.resumed_at.is_none();
+                            match f.body {
+                                Some(S::AuthResult(a)) => {
+                                    assert_eq!(a.code, 0, "{}: {}", self.device, a.message);
+                                    None
+                                }
+                                Some(S::SyncDone(_)) => {
+                                    synced = true;
+                                    None
+                                }
+                                Some(S::Deliver(d)) => {
+                                    if resumed {
+                                        log.resumed_at = Some(Instant::now());
+                                    }
+                                    log.got.push((d.sender_user_id.clone(), number(&d.content), d.seq));
+                                    if d.seq <= last_seq {
+                                        log.errors.push(format!("seq {} after {last_seq}", d.seq));
+                                    }
+                                    last_seq = last_seq.max(d.seq);
+                                    Some(d.seq)
+                                }
+                                Some(S::SendResult(r)) => {
+                                    if resumed {
+                                        log.resumed_at = Some(Instant::now());
+                                    }
+                                    if r.code == 0 {
+                                        log.confirmed.push(r.request_id);
+                                        inflight.retain(|n| *n != r.request_id);
+                                    } else {
+                                        log.errors.push(format!("request {} refused {}", r.request_id, r.code));
+                                    }
+                                    None
+                                }
+                                other => {
+                                    log.errors.push(format!("unexpected {other:?}"));
+                                    None
+                                }
+                            }
+                        };
+                        if let Some(seq) = ack {
+                            let ack = ClientFrame::new(C::Ack(rtc_core::proto::Ack { seq }));
+                            if ws.send(Message::Binary(ack.to_bytes().into())).await.is_err() {
+                                break true;
+                            }
+                        }
+                    }
+                }
+            };
+            if lost {
+                lock(&self.log).lost_at.get_or_insert_with(Instant::now);
+                first_connection = false;
+                node += 1;
+            }
+        }
+    }
+}
+
+/// Every message confirmed to its sender reaches each recipient device exactly once, in
+/// order; returns (lost, duplicated) counts for the report.
+fn check_stream(sender: &str, sent: &Log, device: &str, recipient: &Log, count: u32) {
+    let got = recipient.from(sender);
+    let mut confirmed = sent.confirmed.clone();
+    confirmed.sort_unstable();
+    confirmed.dedup();
+    let mut seen: HashMap<u32, usize> = HashMap::new();
+    for n in &got {
+        *seen.entry(*n).or_default() += 1;
+    }
+    let lost: Vec<u32> = confirmed
+        .iter()
+        .filter(|n| !seen.contains_key(n))
+        .copied()
+        .collect();
+    let duplicated: usize = seen.values().map(|c| c - 1).sum();
+    println!(
+        "{sender} -> {device}: {} confirmed, {} delivered, lost {}, duplicated {duplicated}",
+        confirmed.len(),
+        got.len(),
+        lost.len()
+    );
+    assert_eq!(
+        confirmed,
+        (0..count).collect::<Vec<_>>(),
+        "{sender}: every message confirmed in the end"
+    );
+    assert!(lost.is_empty(), "{sender} -> {device}: lost {lost:?}");
+    assert_eq!(duplicated, 0, "{sender} -> {device}: duplicated: {got:?}");
+    assert!(
+        got.windows(2).all(|w| w[0] < w[1]),
+        "{sender} -> {device}: out of order: {got:?}"
+    );
+}
+
+/// Three nodes; alice (a1) and one of bob's devices (b1) sit on node 0, bob's other device (b2)
+/// on node 2, carol on node 1. alice streams to bob, carol to alice; node 0 is SIGKILLed
+/// mid-stream. a1 fails over to node 1, b1 to node 2: every confirmed message arrives once at
+/// each of bob's devices and at alice, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_mid_stream_loses_and_duplicates_nothing() {
+    const N: u32 = 600;
+    let redis = TestRedis::start();
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(Node::start(&redis).await);
+    }
+    let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
+    let at = |order: &[usize]| order.iter().map(|&i| addrs[i]).collect::<Vec<_>>();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (b1, b1_task) = Device::spawn(
+        "b1",
+        0xB1,
+        at(&[0, 2, 1]),
+        nodes[0].token("bob"),
+        None,
+        &stop,
+    );
+    let (b2, b2_task) = Device::spawn("b2", 0xB2, at(&[2]), nodes[2].token("bob"), None, &stop);
+    // The recipients are connected before the streams start (a device unknown to bob's
+    // mailbox when a message is routed gets it anyway, but this keeps the test about kills).
+    eventually("bob's devices are connected", || async {
+        lock(&b1).nodes.len() == 1 && lock(&b2).nodes.len() == 1
+    })
+    .await;
+    let (alice, alice_task) = Device::spawn(
+        "a1",
+        0xA1,
+        at(&[0, 1, 2]),
+        nodes[0].token("alice"),
+        Some(("bob", N)),
+        &stop,
+    );
+    let (carol, carol_task) = Device::spawn(
+        "c1",
+        0xC1,
+        at(&[1, 2]),
+        nodes[1].token("carol"),
+        Some(("alice", N)),
+        &stop,
+    );
+
+    // Mid-stream: a third of each stream is through.
+    eventually("a third of both streams is delivered", || async {
+        lock(&b2).from("alice").len() as u32 >= N / 3
+            && lock(&alice).from("carol").len() as u32 >= N / 3
+    })
+    .await;
+    let killed_at = Instant::now();
+    nodes[0].kill9();
+    println!(
+        "node 0 killed at alice->bob #{}, carol->alice #{}",
+        lock(&b2).from("alice").len(),
+        lock(&alice).from("carol").len()
+    );
+
+    let t0 = Instant::now();
+    loop {
+        let done = {
+            let (a, c, x, y) = (lock(&alice), lock(&carol), lock(&b1), lock(&b2));
+            a.confirmed.len() as u32 >= N
+                && c.confirmed.len() as u32 >= N
+                && x.from("alice").last() == Some(&(N - 1))
+                && y.from("alice").last() == Some(&(N - 1))
+                && a.from("carol").last() == Some(&(N - 1))
+        };
+        if done {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "streams not complete within 60 s: alice confirmed {}, carol confirmed {}, b1 got {}, b2 got {}, alice got {}",
+            lock(&alice).confirmed.len(),
+            lock(&carol).confirmed.len(),
+            lock(&b1).got.len(),
+            lock(&b2).got.len(),
+            lock(&alice).got.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A duplicate would come behind the last message: give one a moment to show up.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in [b1_task, b2_task, alice_task, carol_task] {
+        t.await.unwrap();
+    }
+
+    let (alice, carol, b1, b2) = (lock(&alice), lock(&carol), lock(&b1), lock(&b2));
+    for (name, log) in [("a1", &alice), ("c1", &carol), ("b1", &b1), ("b2", &b2)] {
+        assert!(log.errors.is_empty(), "{name}: {:?}", log.errors);
+    }
+    // The killed node's devices moved to the next node of their list; the others stayed.
+    assert_eq!(alice.nodes, at(&[0, 1]), "a1's nodes");
+    assert_eq!(b1.nodes, at(&[0, 2]), "b1's nodes");
+    assert_eq!((carol.nodes.len(), b2.nodes.len()), (1, 1));
+    check_stream("alice", &alice, "b1", &b1, N);
+    check_stream("alice", &alice, "b2", &b2, N);
+    check_stream("carol", &carol, "a1", &alice, N);
+    assert!(carol.got.is_empty() && alice.from("alice").is_empty());
+    for (name, log) in [("a1", &alice), ("b1", &b1)] {
+        let lost = log
+            .lost_at
+            .expect("lost its node")
+            .duration_since(killed_at);
+        let resumed = log.resumed_at.expect("resumed").duration_since(killed_at);
+        println!(
+            "{name}: connection lost {} ms after the kill, delivery resumed {} ms after it",
+            lost.as_millis(),
+            resumed.as_millis()
+        );
+    }
+}
+
+/// A call message of `call_id` to `target` (any body, the media steps included).
+fn call_msg(target: &str, call_id: &str, body: CallBody) -> SendMessage {
+    let message_type = match &body {
+        CallBody::Invite(_) => object_name::INVITE,
+        CallBody::Ringing(_) => object_name::RINGING,
+        CallBody::Accept(_) => object_name::ACCEPT,
+        CallBody::Hangup(_) => object_name::HANGUP,
+        CallBody::Media(_) => object_name::MEDIA,
+        _ => unreachable!(),
+    };
+    let content = CallContent {
+        call_id: call_id.to_owned(),
+        body: Some(body),
+        ..Default::default()
+    };
+    SendMessage {
+        message_type: message_type.to_owned(),
+        ..private(target, &content.to_bytes())
+    }
+}
+
+fn media(to_user: &str, to_device: &str, kind: media_signal::Kind) -> CallBody {
+    CallBody::Media(MediaSignal {
+        to_user_id: to_user.into(),
+        to_device_id: to_device.into(),
+        kind: Some(kind),
+    })
+}
+
+fn candidate(c: &str) -> media_signal::Kind {
+    media_signal::Kind::Candidate(IceCandidate {
+        candidate: c.into(),
+        ..Default::default()
+    })
+}
+
+/// `from` sends `msg`, `to` gets it (and acks it): returns its seq.
+async fn step(from: &mut Client, to: &mut Client, req: u32, msg: SendMessage) -> u64 {
+    let kind = msg.message_type.clone();
+    from.send_expect(req, msg, 0).await;
+    let d = to.recv_delivered().await;
+    assert_eq!(d.message_type, kind, "{}", to.device_id);
+    to.ack(d.seq).await;
+    d.seq
+}
+
+/// A 1:1 call between alice (node 1) and bob (node 0); node 0 is SIGKILLed in the middle of the
+/// media negotiation. Bob's device connects to node 2 and resumes: the call goes on (the next
+/// negotiation steps flow both ways), and nobody hears a hangup it did not send, not even after
+/// a lost device's grace.
+#[tokio::test]
+async fn a_call_survives_the_kill_of_the_callees_node() {
+    let redis = TestRedis::start();
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(Node::start(&redis).await);
+    }
+    let mut alice = Client::login(nodes[1].addr, &nodes[1].token("alice"), "a1").await;
+    let mut bob = Client::login(nodes[0].addr, &nodes[0].token("bob"), "b1").await;
+    let call = "call-k";
+    let invite = CallBody::Invite(Invite {
+        media_type: 2,
+        invite_user_ids: vec!["bob".into()],
+        ..Default::default()
+    });
+    step(&mut alice, &mut bob, 1, call_msg("bob", call, invite)).await;
+    step(
+        &mut bob,
+        &mut alice,
+        1,
+        call_msg("alice", call, CallBody::Ringing(Ringing {})),
+    )
+    .await;
+    let accept = CallBody::Accept(Accept { media_type: 2 });
+    step(&mut bob, &mut alice, 2, call_msg("alice", call, accept)).await;
+    let offer = media("bob", "b1", media_signal::Kind::Offer("sdp-offer".into()));
+    let mut bob_seq = step(&mut alice, &mut bob, 2, call_msg("bob", call, offer)).await;
+    bob.barrier(1).await; // (the ack is in)
+
+    nodes[0].kill9();
+    bob.expect_closed().await;
+    // Sent while bob has no connection: waits in his mailbox.
+    let ice = media("bob", "b1", candidate("c1"));
+    alice.send_expect(3, call_msg("bob", call, ice), 0).await;
+    let (mut bob, replay) =
+        Client::login_resume(nodes[2].addr, &nodes[2].token("bob"), "b1", bob_seq).await;
+    assert_eq!(
+        replay.len(),
+        1,
+        "only what came after the last ack: {replay:?}"
+    );
+    assert_eq!(replay[0].message_type, object_name::MEDIA);
+    bob_seq = replay[0].seq;
+    bob.ack(bob_seq).await;
+
+    // The call goes on from the new node, both ways.
+    let answer = media(
+        "alice",
+        "a1",
+        media_signal::Kind::Answer("sdp-answer".into()),
+    );
+    step(&mut bob, &mut alice, 3, call_msg("alice", call, answer)).await;
+    let ice = media("bob", "b1", candidate("c2"));
+    assert!(step(&mut alice, &mut bob, 4, call_msg("bob", call, ice)).await > bob_seq);
+
+    // No hangup on anyone's behalf, even once a lost device's grace would be over.
+    tokio::time::sleep(rcall_server::rooms::LOST_GRACE + Duration::from_secs(1)).await;
+    alice.barrier(10).await;
+    bob.barrier(11).await;
+    let hangup = CallBody::Hangup(Hangup { reason: 3 });
+    step(&mut alice, &mut bob, 5, call_msg("bob", call, hangup)).await;
+    alice.barrier(12).await;
+    bob.barrier(13).await;
+}
+
+/// `from` sends message `n` to `to`'s user, `to` gets it: returns its seq.
+async fn roundtrip(from: &mut Client, to: &mut Client, n: u32, req: u32) -> u64 {
+    from.send_expect(req, text(&to.user_id, n), 0).await;
+    let d = to.recv_delivered().await;
+    assert_eq!(number(&d.content), n);
+    d.seq
+}
+
+/// Sends message 3 from `from` to `to`'s user until it is routed (31003 until then), then
+/// `to` gets it, above seq `above`. Returns the last request id used.
+async fn routes_again(from: &mut Client, to: &mut Client, mut req: u32, above: u64) -> u32 {
+    let t0 = Instant::now();
+    loop {
+        req += 1;
+        from.send_message(req, text(&to.user_id, 3)).await;
+        let r = from.recv_send_result().await;
+        assert_eq!(r.request_id, req);
+        if r.code == 0 {
+            break;
+        }
+        assert_eq!(r.code, 31003);
+        assert!(
+            t0.elapsed() < CATCH_UP,
+            "{}: no route after Redis came back",
+            from.device_id
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let d = to.recv_delivered().await;
+    assert_eq!(number(&d.content), 3);
+    assert!(d.seq > above, "{} > {above}", d.seq);
+    req
+}
+
+/// Redis killed and started again (empty) under running node processes: a send meanwhile is
+/// refused with 31003 (never confirmed, so the SDK resends it); once Redis is back each node
+/// resyncs by itself and routes again, to devices that never reconnected.
+#[tokio::test]
+async fn nodes_resync_after_a_redis_restart() {
+    let mut redis = TestRedis::start();
+    let (n0, n1) = (Node::start(&redis).await, Node::start(&redis).await);
+    let mut alice = Client::login(n0.addr, &n0.token("alice"), "a1").await;
+    let mut bob = Client::login(n1.addr, &n1.token("bob"), "b1").await;
+    let mut req = 1;
+    let before = roundtrip(&mut alice, &mut bob, 1, req).await;
+
+    redis.kill();
+    for (c, target) in [(&mut alice, "bob"), (&mut bob, "alice")] {
+        req += 1;
+        c.send_expect(req, text(target, 2), 31003).await;
+    }
+
+    redis.start_again();
+    // Each node finds Redis again by itself; until then a send is still refused. Each routed
+    // message arrives (over the other node's new subscription), once.
+    req = routes_again(&mut alice, &mut bob, req, before).await;
+    req = routes_again(&mut bob, &mut alice, req, 0).await;
+    req += 1;
+    roundtrip(&mut bob, &mut alice, 4, req).await;
+    alice.barrier(1).await;
+    bob.barrier(2).await;
+}
