@@ -328,6 +328,19 @@ impl<C: Clone> AppCore<C> {
             .map_or((0, 0), |i| (i.upto, i.ticket))
     }
 
+    /// Cluster mode: the shared route script accepted everything up to `client_seq` from
+    /// `origin`'s instance (the local fan-out, which records it on one node, does not run
+    /// there), so `Pong.accepted_upto` confirms it as on one node.
+    pub fn note_accepted(&mut self, origin: &Origin, client_seq: u64) {
+        if origin.instance == 0 || client_seq == 0 {
+            return;
+        }
+        if let Some(d) = self.users.get_mut(&*origin.user_id).and_then(|st| st.devices.iter_mut().find(|d| d.id == origin.device_id)) {
+            let rec = d.instance_mut(origin.instance);
+            rec.upto = rec.upto.max(client_seq);
+        }
+    }
+
     /// Records that a device processed everything up to `seq`, drops stored messages it covers
     /// that no other device still needs (see the crate docs), and what no device needs any more
     /// leaves memory.

@@ -339,6 +339,13 @@ impl Hub {
         self.apps[origin.app].lock().accepted_upto(origin)
     }
 
+    /// See [`AppCore::note_accepted`].
+    pub fn note_accepted(&self, origin: &Origin, client_seq: u64) {
+        self.apps[origin.app]
+            .lock()
+            .note_accepted(origin, client_seq)
+    }
+
     /// See [`AppCore::ack`].
     pub fn ack(&self, origin: &Origin, seq: u64) {
         self.with(origin.app, |core, sh| {

@@ -499,6 +499,20 @@ async fn admit(
     // What this instance got accepted before a restart (or before memory forgot it).
     let stored = if instance == 0 {
         (0, 0)
+    } else if let Some(routing) = &state.routing {
+        // Cluster mode: the route script's record, whichever node routed them.
+        let key = state.hub.app(app).key.clone();
+        match routing
+            .mailboxes
+            .accepted_upto(&key, &claims.u, &device_id, instance)
+            .await
+        {
+            Ok(upto) => (upto, 0),
+            Err(e) => {
+                tracing::error!(error = %e, "cluster: reading accepted client seqs failed");
+                (0, 0)
+            }
+        }
     } else {
         let key = state.hub.app(app).key.clone();
         match state
@@ -1019,6 +1033,7 @@ async fn cluster_send(state: &AppState, origin: &Origin, outbox: &Outbox, send: 
         content: msg.content,
         ..Default::default()
     };
+    let msg_client_seq = msg.client_seq;
     let req = RouteRequest {
         app: &key,
         from: Sender {
@@ -1050,6 +1065,12 @@ async fn cluster_send(state: &AppState, origin: &Origin, outbox: &Outbox, send: 
                 .metrics
                 .messages_routed
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            // What `Pong.accepted_upto` confirms (the local fan-out did not record it).
+            let upto = match &routed {
+                crate::cluster::mailbox::Routed::Accepted { .. } => msg_client_seq,
+                crate::cluster::mailbox::Routed::Duplicate { upto, .. } => *upto,
+            };
+            state.hub.note_accepted(origin, upto);
             let Some(request_id) = reply_to else { return };
             let (sent_time, message_uid) = match routed {
                 crate::cluster::mailbox::Routed::Accepted {

@@ -609,3 +609,41 @@ async fn nodes_resync_after_a_redis_restart() {
     alice.barrier(1).await;
     bob.barrier(2).await;
 }
+
+/// What an SDK instance got accepted is the cluster's knowledge, not one node's: a message
+/// without receipt (confirmed only by number) counts in `Pong.accepted_upto` on the node that
+/// routed it, and in `AuthResult.accepted_upto` when the instance connects to another node
+/// (otherwise the SDK would keep it unconfirmed, and send it again after every reconnect).
+#[tokio::test]
+async fn accepted_upto_counts_what_the_cluster_accepted() {
+    let redis = TestRedis::start();
+    let (n0, n1) = (Node::start(&redis).await, Node::start(&redis).await);
+    let mut bob = Client::login(n1.addr, &n1.token("bob"), "b1").await;
+    let (mut alice, auth, _) =
+        Client::login_instance(n0.addr, &n0.token("alice"), "a1", 0, 0xA11CE).await;
+    assert_eq!(auth.accepted_upto, 0);
+    for client_seq in 1..=2 {
+        let msg = SendMessage {
+            client_seq,
+            no_receipt: true,
+            ..text("bob", client_seq as u32)
+        };
+        alice.send_message(0, msg).await;
+        assert_eq!(
+            number(&bob.recv_delivered().await.content),
+            client_seq as u32
+        );
+    }
+    assert_eq!(
+        alice.ping_accepted_upto(1).await,
+        2,
+        "Pong on the routing node"
+    );
+    drop(alice);
+    let (mut alice, auth, replay) =
+        Client::login_instance(n1.addr, &n1.token("alice"), "a1", 0, 0xA11CE).await;
+    assert_eq!(auth.accepted_upto, 2, "AuthResult on another node");
+    assert!(replay.is_empty(), "{replay:?}");
+    assert_eq!(alice.ping_accepted_upto(2).await, 2);
+    bob.barrier(3).await;
+}

@@ -569,6 +569,24 @@ impl Mailboxes {
         Ok(cursor)
     }
 
+    /// The highest `client_seq` the route script accepted from an SDK instance (0: none), for
+    /// `AuthResult.accepted_upto` on whichever node the instance connects to.
+    pub async fn accepted_upto(
+        &self,
+        app: &str,
+        user: &str,
+        device: &str,
+        instance: u64,
+    ) -> Result<u64, ClusterError> {
+        let key = upto_key(app, user, device, instance);
+        let v: Option<u64> = redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut self.bus.conn.clone())
+            .await
+            .map_err(|e| ClusterError::command(&self.bus.url, format!("GET {key}"), e))?;
+        Ok(v.unwrap_or(0))
+    }
+
     /// `user`'s known devices and their cursors, sorted by device.
     pub async fn known_devices(
         &self,
