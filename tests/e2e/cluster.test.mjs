@@ -259,8 +259,10 @@ describe('cluster: Redis + 3 nodes behind HAProxy', () => {
       await B.waitEvent('im:SUSPEND', {}, 10000, { since: mark });
       await B.waitEvent('im:CONNECTED', {}, 20000, { since: mark });
       console.log(`  (kill) node ${bNode + 1} killed; B connected again after ${Date.now() - killedAt} ms`);
-      // Media is peer to peer: it never stopped. The call's signalling goes on: B's hangup
-      // reaches A through B's new node; nobody hung up before that.
+      // Media is peer to peer: it never stopped. Nobody hangs up on B's behalf, not even once
+      // a lost device's grace (5 s) is over; the call's signalling goes on: B's hangup reaches
+      // A through B's new node.
+      await sleep(6000);
       await allDecode([[A, B], [B, A]], 'after the kill');
       for (const c of [A, B]) assert.deepEqual(await c.eventsOf('onHungup'), [], `${c.name}: no hangup before B's own`);
       assert.equal((await B.eval(() => H.hungup())).code, SUCCESS, 'B: hungup()');
