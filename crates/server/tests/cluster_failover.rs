@@ -98,13 +98,13 @@ impl Log {
 }
 
 /// A device: connects to `nodes[0]`, fails over to the next nodes in turn, and sends `count`
-/// numbered messages to `target` (one every `pace`, at most `WINDOW` unconfirmed).
+/// numbered messages like `template` (every 4 ms, at most `WINDOW` unconfirmed).
 struct Device {
     device: String,
     instance: u64,
     nodes: Vec<SocketAddr>,
     token: String,
-    send: Option<(String, u32)>,
+    send: Option<(SendMessage, u32)>,
     log: Arc<Mutex<Log>>,
     stop: Arc<AtomicBool>,
 }
@@ -121,7 +121,7 @@ impl Device {
         instance: u64,
         nodes: Vec<SocketAddr>,
         token: String,
-        send: Option<(&str, u32)>,
+        send: Option<(SendMessage, u32)>,
         stop: &Arc<AtomicBool>,
     ) -> (Arc<Mutex<Log>>, tokio::task::JoinHandle<()>) {
         let log = Arc::new(Mutex::new(Log::default()));
@@ -130,7 +130,7 @@ impl Device {
             instance,
             nodes,
             token,
-            send: send.map(|(t, n)| (t.to_owned(), n)),
+            send,
             log: log.clone(),
             stop: stop.clone(),
         };
@@ -201,11 +201,11 @@ impl Device {
                         } else {
                             continue;
                         };
-                        let target = &self.send.as_ref().unwrap().0;
                         let msg = SendMessage {
                             request_id: n,
                             client_seq: u64::from(n) + 1,
-                            ..text(target, n)
+                            content: n.to_be_bytes().to_vec(),
+                            ..self.send.as_ref().unwrap().0.clone()
                         };
                         let f = ClientFrame::new(C::Send(msg));
                         if ws.send(Message::Binary(f.to_bytes().into())).await.is_err() {
@@ -314,10 +314,29 @@ fn check_stream(sender: &str, sent: &Log, device: &str, recipient: &Log, count: 
     );
 }
 
-/// Three nodes; alice (a1) and one of bob's devices (b1) sit on node 0, bob's other device (b2)
-/// on node 2, carol on node 1. alice streams to bob, carol to alice; node 0 is SIGKILLed
-/// mid-stream. a1 fails over to node 1, b1 to node 2: every confirmed message arrives once at
-/// each of bob's devices and at alice, in order.
+/// A signed Server API call to `node` that must answer `{"code":200}`.
+async fn api(node: &Node, path: &str, form: &[(&str, &str)]) -> serde_json::Value {
+    let nonce = fresh_nonce();
+    let timestamp = now_ms().to_string();
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}{path}", node.addr))
+        .header("App-Key", CHILD_APP_KEY)
+        .header("Nonce", &nonce)
+        .header("Timestamp", &timestamp)
+        .header("Signature", signature(CHILD_APP_SECRET, &nonce, &timestamp))
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["code"], 200, "{path}: {body}");
+    body
+}
+
+/// Three nodes. On node 0: alice's a1 and bob's b1; on node 1: carol and dave; on node 2:
+/// alice's a2 and bob's b2. alice streams to bob (her own copies reach a2), carol to alice,
+/// dave to the group {alice, bob, dave}; node 0 is SIGKILLed mid-stream. a1 fails over to node
+/// 1, b1 to node 2: every confirmed message arrives once at each recipient device, in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_killed_mid_stream_loses_and_duplicates_nothing() {
     const N: u32 = 600;
@@ -328,97 +347,130 @@ async fn a_node_killed_mid_stream_loses_and_duplicates_nothing() {
     }
     let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
     let at = |order: &[usize]| order.iter().map(|&i| addrs[i]).collect::<Vec<_>>();
+    let members = [("userId", "alice"), ("userId", "bob"), ("userId", "dave")];
+    api(
+        &nodes[1],
+        "/group/create.json",
+        &[&[("groupId", "g")][..], &members].concat(),
+    )
+    .await;
+    for node in &nodes {
+        eventually("every node knows the group", || async {
+            api(node, "/group/user/query.json", &[("groupId", "g")]).await["users"]
+                .as_array()
+                .is_some_and(|u| u.len() == 3)
+        })
+        .await;
+    }
     let stop = Arc::new(AtomicBool::new(false));
-    let (b1, b1_task) = Device::spawn(
-        "b1",
-        0xB1,
-        at(&[0, 2, 1]),
-        nodes[0].token("bob"),
-        None,
-        &stop,
-    );
-    let (b2, b2_task) = Device::spawn("b2", 0xB2, at(&[2]), nodes[2].token("bob"), None, &stop);
-    // The recipients are connected before the streams start (a device unknown to bob's
-    // mailbox when a message is routed gets it anyway, but this keeps the test about kills).
-    eventually("bob's devices are connected", || async {
-        lock(&b1).nodes.len() == 1 && lock(&b2).nodes.len() == 1
+    let spawn = |device: &str, user: &str, order: &[usize], send: Option<SendMessage>| {
+        let token = nodes[order[0]].token(user);
+        let instance = u64::from(device.as_bytes()[0]) << 8 | u64::from(device.as_bytes()[1]);
+        Device::spawn(
+            device,
+            instance,
+            at(order),
+            token,
+            send.map(|m| (m, N)),
+            &stop,
+        )
+    };
+    // The recipients are connected before the streams start.
+    let (b1, b1_task) = spawn("b1", "bob", &[0, 2, 1], None);
+    let (b2, b2_task) = spawn("b2", "bob", &[2], None);
+    let (a2, a2_task) = spawn("a2", "alice", &[2], None);
+    eventually("the receiving devices are connected", || async {
+        [&b1, &b2, &a2].iter().all(|l| lock(l).nodes.len() == 1)
     })
     .await;
-    let (alice, alice_task) = Device::spawn(
-        "a1",
-        0xA1,
-        at(&[0, 1, 2]),
-        nodes[0].token("alice"),
-        Some(("bob", N)),
-        &stop,
-    );
-    let (carol, carol_task) = Device::spawn(
-        "c1",
-        0xC1,
-        at(&[1, 2]),
-        nodes[1].token("carol"),
-        Some(("alice", N)),
-        &stop,
-    );
+    let (a1, a1_task) = spawn("a1", "alice", &[0, 1, 2], Some(text("bob", 0)));
+    let (c1, c1_task) = spawn("c1", "carol", &[1], Some(text("alice", 0)));
+    let to_group = SendMessage {
+        message_type: "app:text".into(),
+        ..group("g", &["alice", "bob"], &[])
+    };
+    let (d1, d1_task) = spawn("d1", "dave", &[1], Some(to_group));
 
     // Mid-stream: a third of each stream is through.
-    eventually("a third of both streams is delivered", || async {
-        lock(&b2).from("alice").len() as u32 >= N / 3
-            && lock(&alice).from("carol").len() as u32 >= N / 3
+    eventually("a third of every stream is delivered", || async {
+        let (x, y) = (lock(&b2), lock(&a2));
+        ["alice", "dave"]
+            .iter()
+            .all(|s| x.from(s).len() as u32 >= N / 3)
+            && y.from("carol").len() as u32 >= N / 3
     })
     .await;
     let killed_at = Instant::now();
     nodes[0].kill9();
-    println!(
-        "node 0 killed at alice->bob #{}, carol->alice #{}",
-        lock(&b2).from("alice").len(),
-        lock(&alice).from("carol").len()
-    );
+    let (ab, dg) = {
+        let b2 = lock(&b2);
+        (b2.from("alice").len(), b2.from("dave").len())
+    };
+    let ca = lock(&a2).from("carol").len();
+    println!("node 0 killed at alice->bob #{ab}, carol->alice #{ca}, dave->g #{dg}");
 
+    // (sender, its log, recipient device, its log)
+    let streams = [
+        ("alice", &a1, "b1", &b1),
+        ("alice", &a1, "b2", &b2),
+        ("alice", &a1, "a2", &a2),
+        ("carol", &c1, "a1", &a1),
+        ("carol", &c1, "a2", &a2),
+        ("dave", &d1, "a1", &a1),
+        ("dave", &d1, "a2", &a2),
+        ("dave", &d1, "b1", &b1),
+        ("dave", &d1, "b2", &b2),
+    ];
     let t0 = Instant::now();
     loop {
-        let done = {
-            let (a, c, x, y) = (lock(&alice), lock(&carol), lock(&b1), lock(&b2));
-            a.confirmed.len() as u32 >= N
-                && c.confirmed.len() as u32 >= N
-                && x.from("alice").last() == Some(&(N - 1))
-                && y.from("alice").last() == Some(&(N - 1))
-                && a.from("carol").last() == Some(&(N - 1))
-        };
-        if done {
+        let pending: Vec<String> = streams
+            .iter()
+            .filter(|(s, from, _, to)| {
+                (lock(from).confirmed.len() as u32) < N || lock(to).from(s).last() != Some(&(N - 1))
+            })
+            .map(|(s, _, d, to)| format!("{s}->{d} at {}", lock(to).from(s).len()))
+            .collect();
+        if pending.is_empty() {
             break;
         }
         assert!(
             t0.elapsed() < Duration::from_secs(60),
-            "streams not complete within 60 s: alice confirmed {}, carol confirmed {}, b1 got {}, b2 got {}, alice got {}",
-            lock(&alice).confirmed.len(),
-            lock(&carol).confirmed.len(),
-            lock(&b1).got.len(),
-            lock(&b2).got.len(),
-            lock(&alice).got.len()
+            "streams not complete within 60 s: {pending:?}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // A duplicate would come behind the last message: give one a moment to show up.
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::Relaxed);
-    for t in [b1_task, b2_task, alice_task, carol_task] {
+    for t in [b1_task, b2_task, a2_task, a1_task, c1_task, d1_task] {
         t.await.unwrap();
     }
 
-    let (alice, carol, b1, b2) = (lock(&alice), lock(&carol), lock(&b1), lock(&b2));
-    for (name, log) in [("a1", &alice), ("c1", &carol), ("b1", &b1), ("b2", &b2)] {
-        assert!(log.errors.is_empty(), "{name}: {:?}", log.errors);
+    for (name, log) in [
+        ("a1", &a1),
+        ("a2", &a2),
+        ("b1", &b1),
+        ("b2", &b2),
+        ("c1", &c1),
+        ("d1", &d1),
+    ] {
+        let errors = lock(log).errors.clone();
+        assert!(errors.is_empty(), "{name}: {errors:?}");
     }
     // The killed node's devices moved to the next node of their list; the others stayed.
-    assert_eq!(alice.nodes, at(&[0, 1]), "a1's nodes");
-    assert_eq!(b1.nodes, at(&[0, 2]), "b1's nodes");
-    assert_eq!((carol.nodes.len(), b2.nodes.len()), (1, 1));
-    check_stream("alice", &alice, "b1", &b1, N);
-    check_stream("alice", &alice, "b2", &b2, N);
-    check_stream("carol", &carol, "a1", &alice, N);
-    assert!(carol.got.is_empty() && alice.from("alice").is_empty());
-    for (name, log) in [("a1", &alice), ("b1", &b1)] {
+    assert_eq!(lock(&a1).nodes, at(&[0, 1]), "a1's nodes");
+    assert_eq!(lock(&b1).nodes, at(&[0, 2]), "b1's nodes");
+    for (name, log) in [("a2", &a2), ("b2", &b2), ("c1", &c1), ("d1", &d1)] {
+        assert_eq!(lock(log).nodes.len(), 1, "{name} stayed");
+    }
+    for (sender, from, device, to) in streams {
+        check_stream(sender, &lock(from), device, &lock(to), N);
+    }
+    // Nothing else: no copy of a device's own message to itself, nothing for carol or dave.
+    assert!(lock(&a1).from("alice").is_empty());
+    assert!(lock(&c1).got.is_empty() && lock(&d1).got.is_empty());
+    for (name, log) in [("a1", &a1), ("b1", &b1)] {
+        let log = lock(log);
         let lost = log
             .lost_at
             .expect("lost its node")
