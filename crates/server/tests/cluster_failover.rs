@@ -699,3 +699,52 @@ async fn accepted_upto_counts_what_the_cluster_accepted() {
     assert_eq!(alice.ping_accepted_upto(2).await, 2);
     bob.barrier(3).await;
 }
+
+/// Sends `signal` (e.g. "STOP", "CONT") to `node`'s process.
+fn signal(node: &Node, signal: &str) {
+    let pid = node.server.as_ref().expect("running").child.id();
+    let ok = std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("kill runs")
+        .success();
+    assert!(ok, "kill -{signal} {pid}");
+}
+
+/// A partition that heals: bob's node freezes (SIGSTOP: its sockets stay open, nothing is
+/// answered) in the middle of a call, bob's device gives that connection up and resumes on
+/// another node, the call goes on there. When the frozen node runs again it finds bob's old
+/// connection closed: nobody hears a hangup on bob's behalf, not even once a lost device's
+/// grace is over, since the device is connected (and in the call) on another node.
+#[tokio::test]
+async fn a_frozen_node_that_runs_again_does_not_hang_up_for_a_device_that_moved() {
+    let redis = TestRedis::start();
+    let (n0, n1) = (Node::start(&redis).await, Node::start(&redis).await);
+    let mut alice = Client::login(n1.addr, &n1.token("alice"), "a1").await;
+    let mut bob = Client::login(n0.addr, &n0.token("bob"), "b1").await;
+    let call = "call-p";
+    let invite = CallBody::Invite(Invite {
+        media_type: 2,
+        invite_user_ids: vec!["bob".into()],
+        ..Default::default()
+    });
+    let last = step(&mut alice, &mut bob, 1, call_msg("bob", call, invite)).await;
+    let accept = CallBody::Accept(Accept { media_type: 2 });
+    step(&mut bob, &mut alice, 1, call_msg("alice", call, accept)).await;
+    bob.barrier(1).await;
+
+    signal(&n0, "STOP");
+    drop(bob); // the SDK gives the silent socket up
+    let (mut bob, replay) = Client::login_resume(n1.addr, &n1.token("bob"), "b1", last).await;
+    assert!(replay.is_empty(), "{replay:?}");
+    let answer = media("alice", "a1", media_signal::Kind::Answer("sdp".into()));
+    step(&mut bob, &mut alice, 2, call_msg("alice", call, answer)).await;
+
+    signal(&n0, "CONT");
+    tokio::time::sleep(rcall_server::rooms::LOST_GRACE + Duration::from_secs(2)).await;
+    alice.barrier(3).await; // no hangup on bob's behalf
+    bob.barrier(4).await;
+    let ice = media("bob", "b1", candidate("c1"));
+    step(&mut alice, &mut bob, 2, call_msg("bob", call, ice)).await;
+}
