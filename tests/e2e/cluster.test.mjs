@@ -3,7 +3,8 @@
 // addresses from the environment). Every page is loaded from, and connects through, the one
 // HAProxy address; `balance leastconn` puts each page's WebSocket on another node, which the
 // test checks in the nodes' logs. Real Chromium, the real SDK: a 1:1 video call between two
-// nodes, a 3-member group call with one member on each node, and a node killed under a call.
+// nodes, a 3-member group call with one member on each node, a node killed under a call and a
+// node frozen under a call (a partition, healed afterwards).
 import { describe, test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
@@ -269,6 +270,42 @@ describe('cluster: Redis + 3 nodes behind HAProxy', () => {
       const h = await A.waitEvent('onHungup', { userId: B.userId });
       assert.equal(h.reason, EndReason.REMOTE_HANGUP);
       await A.waitEvent('onSessionClose');
+    });
+  });
+
+  test('a frozen node (a partition): HAProxy takes it out, its page reconnects elsewhere, the call goes on', { timeout: 90000 }, async () => {
+    await diag('cluster-freeze', async () => {
+      const A = await openUser('A', 'clf');
+      const B = await openUser('B', 'clf');
+      const [, bNode] = await onDistinctNodes([A, B]);
+      const callRes = await A.eval(([t, m]) => H.call(t, m), [B.userId, MediaType.AUDIO_VIDEO]);
+      assert.equal(callRes.code, SUCCESS, `A: call() → ${JSON.stringify(callRes)}`);
+      await B.waitEvent('onSession', { sessionId: callRes.session.sessionId });
+      assert.equal((await B.eval(() => H.accept())).code, SUCCESS, 'B: accept()');
+      await A.waitEvent('onAccept', { userId: B.userId });
+      await allDecode([[A, B], [B, A]], 'before the freeze');
+
+      // B's node stops answering anything, its sockets stay open: HAProxy's checks fail and it
+      // closes the sockets through that node, so B reconnects (to a node that answers).
+      const mark = await B.mark();
+      const frozenAt = Date.now();
+      const frozen = nodes[bNode].proc;
+      frozen.kill('SIGSTOP');
+      try {
+        await B.waitEvent('im:SUSPEND', {}, 20000, { since: mark });
+        await B.waitEvent('im:CONNECTED', {}, 20000, { since: mark });
+        console.log(`  (freeze) node ${bNode + 1} frozen; B connected again after ${Date.now() - frozenAt} ms`);
+        await allDecode([[A, B], [B, A]], 'after the freeze');
+      } finally {
+        frozen.kill('SIGCONT');
+      }
+      // The node runs again and finds B's old socket closed: no hangup on B's behalf (past a
+      // lost device's grace), and B's own hangup reaches A through B's new node.
+      await sleep(6000);
+      for (const c of [A, B]) assert.deepEqual(await c.eventsOf('onHungup'), [], `${c.name}: no hangup before B's own`);
+      assert.equal((await B.eval(() => H.hungup())).code, SUCCESS, 'B: hungup()');
+      const h = await A.waitEvent('onHungup', { userId: B.userId });
+      assert.equal(h.reason, EndReason.REMOTE_HANGUP);
     });
   });
 });
