@@ -748,3 +748,45 @@ async fn a_frozen_node_that_runs_again_does_not_hang_up_for_a_device_that_moved(
     let ice = media("bob", "b1", candidate("c1"));
     step(&mut alice, &mut bob, 2, call_msg("bob", call, ice)).await;
 }
+
+/// A device resuming on another node gets nothing it already has, also when that node's clock
+/// is behind Redis's (seqs are Redis's clock, in µs): the device's `resume_from` is a seq Redis
+/// issued, not to be capped at the node's own clock. Here Redis's seqs for bob run a minute
+/// ahead of the nodes' clocks, and bob's acks never reached Redis (lost with his node).
+#[tokio::test]
+async fn a_resume_on_another_node_skips_what_the_device_has_when_its_clock_is_behind_redis() {
+    let redis = TestRedis::start();
+    let (n0, n1) = (Node::start(&redis).await, Node::start(&redis).await);
+    let ahead = (now_ms() as u64 + 60_000) * 1000;
+    let key = rcall_server::cluster::keys::user_seq(CHILD_APP_KEY, "bob");
+    let mut r = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let () = redis::cmd("SET")
+        .arg(&key)
+        .arg(ahead)
+        .query_async(&mut r)
+        .await
+        .unwrap();
+    let mut alice = Client::login(n1.addr, &n1.token("alice"), "a1").await;
+    let mut bob = Client::login(n0.addr, &n0.token("bob"), "b1").await;
+    let mut last = 0;
+    for n in 1..=3 {
+        alice.send_expect(n, text("bob", n), 0).await;
+        let d = bob.recv_delivered().await;
+        assert_eq!(number(&d.content), n);
+        assert!(d.seq > ahead, "seqs run ahead of the nodes' clocks");
+        last = d.seq; // (not acked)
+    }
+    drop(bob);
+    let (mut bob, replay) = Client::login_resume(n1.addr, &n1.token("bob"), "b1", last).await;
+    let got: Vec<u32> = replay.iter().map(|d| number(&d.content)).collect();
+    assert!(got.is_empty(), "replayed again: {got:?}");
+    alice.send_expect(4, text("bob", 4), 0).await;
+    let d = bob.recv_delivered().await;
+    assert_eq!(number(&d.content), 4);
+    assert!(d.seq > last);
+    bob.barrier(1).await;
+}

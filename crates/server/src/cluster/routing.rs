@@ -240,7 +240,7 @@ impl Routing {
         let start = reg.cursor.max(acked);
         // Trimming is approximate (whole stream nodes): read past the nominal bound.
         let limit = m.limits().max_len.saturating_mul(2);
-        let entries = m.read_above(app_key, &reg.user_id, start, limit).await?;
+        let mut entries = m.read_above(app_key, &reg.user_id, start, limit).await?;
         let devices = m
             .known_devices(app_key, &reg.user_id)
             .await?
@@ -251,6 +251,9 @@ impl Routing {
         // `reg.cursor`, a client's `resume_from` capped at this node's clock, which says
         // nothing about the seqs Redis's clock hands out next.
         let seen = entries.last().map_or(acked, |e| e.seq.max(acked));
+        // What the device says it has, capped at what Redis issued (every entry was): the
+        // device's acks may not have reached Redis (lost with its previous node).
+        entries.retain(|e| e.seq > reg.resume_from);
         let messages = entries
             .into_iter()
             .map(|e| crate::hub::StoredMessage {
