@@ -30,6 +30,10 @@ use tokio_tungstenite::tungstenite::Message;
 /// How long a device may take to find a live node and resume after losing its own.
 const FAILOVER: Duration = Duration::from_secs(20);
 
+/// How long the streams of the kill test may take to get through a stage (bounds for a busy
+/// machine; the test measures and prints the real failover time).
+const STREAMS: Duration = Duration::from_secs(120);
+
 /// One `rcall-server` process in cluster mode, with its own SQLite file.
 struct Node {
     server: Option<ChildServer>,
@@ -391,15 +395,25 @@ async fn a_node_killed_mid_stream_loses_and_duplicates_nothing() {
     };
     let (d1, d1_task) = spawn("d1", "dave", &[1], Some(to_group));
 
-    // Mid-stream: a third of each stream is through.
-    eventually("a third of every stream is delivered", || async {
-        let (x, y) = (lock(&b2), lock(&a2));
-        ["alice", "dave"]
-            .iter()
-            .all(|s| x.from(s).len() as u32 >= N / 3)
-            && y.from("carol").len() as u32 >= N / 3
-    })
-    .await;
+    // Mid-stream: a third of each stream is through (generous: the machine may be busy).
+    let t0 = Instant::now();
+    loop {
+        let third = {
+            let (x, y) = (lock(&b2), lock(&a2));
+            ["alice", "dave"]
+                .iter()
+                .all(|s| x.from(s).len() as u32 >= N / 3)
+                && y.from("carol").len() as u32 >= N / 3
+        };
+        if third {
+            break;
+        }
+        assert!(
+            t0.elapsed() < STREAMS,
+            "a third of every stream not delivered within {STREAMS:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let killed_at = Instant::now();
     nodes[0].kill9();
     let (ab, dg) = {
@@ -434,8 +448,8 @@ async fn a_node_killed_mid_stream_loses_and_duplicates_nothing() {
             break;
         }
         assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "streams not complete within 60 s: {pending:?}"
+            t0.elapsed() < STREAMS,
+            "streams not complete within {STREAMS:?}: {pending:?}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
