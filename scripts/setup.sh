@@ -5,6 +5,7 @@
 #
 #   - Debian: chromium + chromium-driver (browser tests), coturn (TURN tests), iproute2/util-linux
 #     (loopback netns), redis-server (cluster mode; its tests start their own on a unix socket),
+#     haproxy (the cluster e2e test runs its pages through examples/cluster/haproxy.cfg),
 #     a C toolchain (crates with C parts)
 #   - Rust: the toolchain pinned by rust-toolchain.toml and its wasm32-unknown-unknown target
 #   - wasm-bindgen-cli, exactly the version pinned in Cargo.toml (the CLI must equal the crate)
@@ -43,6 +44,7 @@ command -v ip >/dev/null || apt_missing+=(iproute2)
 command -v turnserver >/dev/null || apt_missing+=(coturn)
 command -v unshare >/dev/null || apt_missing+=(util-linux)
 { command -v redis-server >/dev/null || [ -x /usr/bin/redis-server ]; } || apt_missing+=(redis-server)
+{ command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ]; } || apt_missing+=(haproxy)
 command -v cc >/dev/null || apt_missing+=(build-essential)
 command -v pkg-config >/dev/null || apt_missing+=(pkg-config)
 if [ ${#apt_missing[@]} -gt 0 ]; then
@@ -57,8 +59,12 @@ if [ ${#apt_missing[@]} -gt 0 ]; then
     if [[ " ${apt_missing[*]} " == *" redis-server "* ]] && [ -d /run/systemd/system ]; then
         systemctl disable --now redis-server >/dev/null 2>&1 || true
     fi
+    # Same for HAProxy's system service (the test and scripts/cluster-demo.sh run their own).
+    if [[ " ${apt_missing[*]} " == *" haproxy "* ]] && [ -d /run/systemd/system ]; then
+        systemctl disable --now haproxy >/dev/null 2>&1 || true
+    fi
 else
-    say "debian packages: ok (chromium, chromium-driver, coturn, redis-server, iproute2, util-linux, cc, pkg-config)"
+    say "debian packages: ok (chromium, chromium-driver, coturn, redis-server, haproxy, iproute2, util-linux, cc, pkg-config)"
 fi
 
 # --- 2. Rust toolchain + wasm target --------------------------------------------------------------

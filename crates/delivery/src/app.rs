@@ -51,6 +51,10 @@ pub struct Registered {
     pub device_id: Arc<str>,
     /// Replay everything above this.
     pub cursor: u64,
+    /// The client's `resume_from` as it sent it: `cursor` is capped at this node's clock, which
+    /// in cluster mode is not the clock that issued the seqs (the replay from the shared
+    /// mailbox caps it at what Redis issued instead).
+    pub resume_from: u64,
     /// The server had never seen this device (in memory); a new device gets only stored
     /// messages, not what the user's other devices received live before it existed.
     pub new_device: bool,
@@ -210,7 +214,7 @@ impl<C: Clone> AppCore<C> {
         }
         st.conns.push(ConnSlot { id: conn_id, token_iat, device: device.clone(), instance, conn, live: false, synced: false });
         sh.count(Count::ConnectionAccepted);
-        Ok(Registered { conn_id, user_id: st.id.clone(), device_id: device, cursor, new_device })
+        Ok(Registered { conn_id, user_id: st.id.clone(), device_id: device, cursor, resume_from, new_device })
     }
 
     /// Queues the replay (stored ∪ retained messages above the cursor, in seq order) and

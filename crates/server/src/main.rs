@@ -35,7 +35,7 @@ async fn main() -> std::process::ExitCode {
 
     if let Some(redis) = &config.redis {
         tracing::info!(
-            "cluster mode: redis at {redis} (policy and Server API nonces are shared; routing is not yet: this node routes its own users only)"
+            "cluster mode: redis at {redis} (routing, mailboxes, policy and Server API nonces are shared)"
         );
     }
     let dev = config.dev;

@@ -366,7 +366,14 @@ async fn cluster_session(
         let mut batch = Vec::new();
         loop {
             let p = match routing
-                .sync_page(&key, &reg.user_id, cursor, page, start.history_upto)
+                .sync_page(
+                    &key,
+                    &reg.user_id,
+                    cursor,
+                    page,
+                    start.history_upto,
+                    reg.resume_from,
+                )
                 .await
             {
                 Ok(p) => p,

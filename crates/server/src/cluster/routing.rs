@@ -273,6 +273,12 @@ impl Routing {
     /// `offline` (routed while the user had no device anywhere) are replayed, as on a single
     /// node — the rest were its siblings' live traffic, and a call invite among them would
     /// ring on the new device as if it were new.
+    ///
+    /// `has_upto`: what the device says it has (`resume_from`), not replayed. The read starts
+    /// at the node's capped cursor, but a device's acks may not have reached Redis (lost with
+    /// its previous node) and its `resume_from`, a seq of Redis's clock, may be ahead of this
+    /// node's clock; `last` still counts what was skipped, so the device's live copies of it
+    /// are dropped too.
     pub async fn sync_page(
         &self,
         app_key: &str,
@@ -280,6 +286,7 @@ impl Routing {
         above: u64,
         page: usize,
         history_upto: Option<u64>,
+        has_upto: u64,
     ) -> Result<SyncPage, ClusterError> {
         use prost::Message as _;
         let page = page.max(1);
@@ -291,6 +298,7 @@ impl Routing {
         let last = entries.last().map(|e| e.seq);
         let messages = entries
             .into_iter()
+            .filter(|e| e.seq > has_upto)
             .filter(|e| {
                 history_upto.is_none_or(|h| {
                     e.seq > h

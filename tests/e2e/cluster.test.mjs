@@ -1,0 +1,311 @@
+// Cluster mode end to end (issue 15): a private Redis on a unix socket, three rcall-server nodes
+// on it, and HAProxy in front of them with the documented config (examples/cluster/haproxy.cfg,
+// addresses from the environment). Every page is loaded from, and connects through, the one
+// HAProxy address; `balance leastconn` puts each page's WebSocket on another node, which the
+// test checks in the nodes' logs. Real Chromium, the real SDK: a 1:1 video call between two
+// nodes, a 3-member group call with one member on each node, a node killed under a call and a
+// node frozen under a call (a partition, healed afterwards).
+import { describe, test, before, after, afterEach } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import {
+  ROOT, SDK_DIR, SUCCESS, MediaType, EndReason, Client, startServer, getToken, createGroup, launchBrowser,
+  requireFile, withDiagnostics, sleep, uid,
+} from './helpers.mjs';
+
+const HAPROXY_CFG = path.join(ROOT, 'examples/cluster/haproxy.cfg');
+const NODES = 3;
+
+/** A Debian binary on PATH or in its sbin/bin dir; fails with the setup advice otherwise. */
+function findBinary(name, dirs) {
+  try {
+    return execFileSync('sh', ['-c', `command -v ${name}`]).toString().trim();
+  } catch { /* not on PATH */ }
+  const found = dirs.map((d) => path.join(d, name)).find((p) => fs.existsSync(p));
+  if (!found) throw new Error(`${name} not found: run scripts/setup.sh (it installs Debian's ${name})`);
+  return found;
+}
+
+/** A 127.0.0.1 port that was free a moment ago. */
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Resolves true if a Redis on `socket` answers PING. */
+function ping(socket) {
+  return new Promise((resolve) => {
+    const c = net.connect({ path: socket });
+    let got = '';
+    c.setTimeout(1000, () => { c.destroy(); resolve(false); });
+    c.on('error', () => resolve(false));
+    c.on('connect', () => c.write('*1\r\n$4\r\nPING\r\n'));
+    c.on('data', (b) => {
+      got += b.toString();
+      if (got.includes('\r\n')) { c.destroy(); resolve(got.startsWith('+PONG')); }
+    });
+  });
+}
+
+/** A child process whose output is kept for the diagnostics. */
+function child(bin, args, env = {}) {
+  const proc = spawn(bin, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const log = [];
+  proc.stdout.on('data', (b) => log.push(b.toString()));
+  proc.stderr.on('data', (b) => log.push(b.toString()));
+  const stop = async () => {
+    if (proc.exitCode !== null || proc.signalCode !== null) return;
+    const exited = new Promise((r) => proc.once('exit', r));
+    proc.kill('SIGKILL');
+    await exited;
+  };
+  return { proc, log, logText: () => log.join(''), stop };
+}
+
+/** A private Redis on a unix socket in a temp dir (no TCP port), no persistence. */
+async function startRedis() {
+  const bin = findBinary('redis-server', ['/usr/bin', '/usr/sbin']);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rcall-e2e-redis-'));
+  const socket = path.join(dir, 'redis.sock');
+  const r = child(bin, ['--port', '0', '--unixsocket', socket, '--unixsocketperm', '700', '--save', '', '--appendonly', 'no', '--dir', dir]);
+  const t0 = Date.now();
+  while (!(await ping(socket))) {
+    if (r.proc.exitCode !== null) throw new Error(`redis-server exited at start:\n${r.logText()}`);
+    if (Date.now() - t0 > 10000) throw new Error(`redis-server did not answer PING within 10 s:\n${r.logText()}`);
+    await sleep(20);
+  }
+  return { ...r, url: `unix://${socket}`, stop: async () => { await r.stop(); fs.rmSync(dir, { recursive: true, force: true }); } };
+}
+
+/** HAProxy with examples/cluster/haproxy.cfg in front of `nodes`; resolves once it forwards. */
+async function startHaproxy(nodes) {
+  const bin = findBinary('haproxy', ['/usr/sbin', '/usr/bin']);
+  const port = await freePort();
+  const env = { RCALL_LB_BIND: `127.0.0.1:${port}` };
+  nodes.forEach((n, i) => { env[`RCALL_NODE${i + 1}`] = new URL(n.url).host; });
+  const h = child(bin, ['-f', HAPROXY_CFG, '-db'], env);
+  const url = `http://127.0.0.1:${port}`;
+  const t0 = Date.now();
+  for (;;) {
+    const ok = await fetch(`${url}/healthz`).then((r) => r.ok, () => false);
+    if (ok) break;
+    if (h.proc.exitCode !== null) throw new Error(`haproxy exited at start:\n${h.logText()}`);
+    if (Date.now() - t0 > 10000) throw new Error(`haproxy does not forward within 10 s:\n${h.logText()}`);
+    await sleep(50);
+  }
+  return { ...h, url };
+}
+
+describe('cluster: Redis + 3 nodes behind HAProxy', () => {
+  let redis, nodes = [], lb, browser;
+  let clients = [];
+
+  before(async () => {
+    requireFile(path.join(SDK_DIR, 'rcall.js'), 'run `bash npm/build.sh` first');
+    requireFile(HAPROXY_CFG, 'the documented HAProxy config');
+    redis = await startRedis();
+    for (let i = 0; i < NODES; i++) nodes.push(await startServer({ extraArgs: ['--redis', redis.url] }));
+    lb = await startHaproxy(nodes);
+    browser = await launchBrowser();
+  });
+  after(async () => {
+    await browser?.close().catch(() => {});
+    await lb?.stop();
+    await Promise.all(nodes.map((n) => n.stop()));
+    await redis?.stop();
+  });
+  afterEach(async () => {
+    await Promise.all(clients.map((c) => c.close()));
+    clients = [];
+    // The closed pages' WebSockets are gone from every node before the next test's pages
+    // connect (leastconn then spreads them again).
+    await sleep(300);
+  });
+
+  /** Every process's log, for the diagnostics. */
+  const logs = {
+    logText: () => [
+      ...nodes.map((n, i) => `--- node ${i + 1}:\n${n.logText().split('\n').slice(-60).join('\n')}`),
+      `--- haproxy:\n${lb?.logText() ?? ''}`,
+    ].join('\n'),
+  };
+  const diag = (name, fn) => withDiagnostics(name, () => clients, logs, fn, { timeout: 85000 });
+
+  /** A page loaded through HAProxy, logged in through it. */
+  async function openUser(name, tag) {
+    const userId = uid(`${tag}-${name.toLowerCase()}`);
+    const c = await Client.open(browser, name, `${lb.url}/`);
+    clients.push(c);
+    await c.login(userId, await getToken(lb.url, userId), { navi: lb.url });
+    return c;
+  }
+
+  /** Index of the node whose log says `userId` connected there (the latest such node). */
+  async function nodeOf(c) {
+    const t0 = Date.now();
+    for (;;) {
+      let at = -1;
+      nodes.forEach((n, i) => {
+        if (n.logText().split('\n').some((l) => / connected /.test(l) && l.includes(c.userId))) at = i;
+      });
+      if (at >= 0) return at;
+      if (Date.now() - t0 > 5000) throw new Error(`${c.name}: no node logged ${c.userId} connecting`);
+      await sleep(50);
+    }
+  }
+
+  async function onDistinctNodes(cs) {
+    const at = await Promise.all(cs.map(nodeOf));
+    assert.equal(new Set(at).size, cs.length, `pages on nodes ${at.map((i) => i + 1)}: expected one node each`);
+    return at;
+  }
+
+  async function allDecode(pairs, what) {
+    await Promise.all(pairs.map(([viewer, from]) => viewer.waitRemoteVideo(from.userId)));
+    await Promise.all(pairs.map(([viewer, from]) => viewer.assertVideoAdvancing(from.userId, { what })));
+  }
+
+  test('a 1:1 video call between pages on two nodes', { timeout: 90000 }, async () => {
+    await diag('cluster-1to1', async () => {
+      const A = await openUser('A', 'cl1');
+      const B = await openUser('B', 'cl1');
+      const at = await onDistinctNodes([A, B]);
+      console.log(`  (1:1) A on node ${at[0] + 1}, B on node ${at[1] + 1}`);
+
+      const callRes = await A.eval(([t, m]) => H.call(t, m), [B.userId, MediaType.AUDIO_VIDEO]);
+      assert.equal(callRes.code, SUCCESS, `A: call() → ${JSON.stringify(callRes)}`);
+      const onSession = await B.waitEvent('onSession', { sessionId: callRes.session.sessionId });
+      assert.equal(onSession.callerId, A.userId);
+      await A.waitEvent('onRinging', { userId: B.userId });
+      const acc = await B.eval(() => H.accept());
+      assert.equal(acc.code, SUCCESS, `B: accept() → ${JSON.stringify(acc)}`);
+      await A.waitEvent('onAccept', { userId: B.userId });
+      await allDecode([[A, B], [B, A]], 'in the 1:1 call across nodes');
+
+      assert.equal((await B.eval(() => H.hungup())).code, SUCCESS);
+      const h = await A.waitEvent('onHungup', { userId: B.userId });
+      assert.equal(h.reason, EndReason.REMOTE_HANGUP);
+      await A.waitEvent('onSessionClose');
+      await B.waitEvent('onSessionClose');
+    });
+  });
+
+  test('a group call with one member on each of the three nodes', { timeout: 90000 }, async () => {
+    await diag('cluster-group', async () => {
+      const A = await openUser('A', 'clg');
+      const B = await openUser('B', 'clg');
+      const C = await openUser('C', 'clg');
+      const at = await onDistinctNodes([A, B, C]);
+      console.log(`  (group) A on node ${at[0] + 1}, B on node ${at[1] + 1}, C on node ${at[2] + 1}`);
+      const groupId = uid('clg-group');
+      // Created through HAProxy on one node; the group is shared through Redis.
+      await createGroup(lb.url, groupId, [A.userId, B.userId, C.userId]);
+
+      const callRes = await A.eval(([g, u, m]) => H.callInGroup(g, u, m), [groupId, [B.userId, C.userId], MediaType.AUDIO_VIDEO]);
+      assert.equal(callRes.code, SUCCESS, `A: callInGroup() → ${JSON.stringify(callRes)}`);
+      const sessionId = callRes.session.sessionId;
+      for (const c of [B, C]) {
+        const s = await c.waitEvent('onSession');
+        assert.equal(s.sessionId, sessionId, `${c.name}: onSession for the group call`);
+        assert.equal(s.targetId, groupId, `${c.name}: session.getTargetId()`);
+      }
+      await A.waitEvent('onRinging', { userId: B.userId });
+      await A.waitEvent('onRinging', { userId: C.userId });
+
+      assert.equal((await B.eval(() => H.accept())).code, SUCCESS, 'B: accept()');
+      await A.waitEvent('onAccept', { userId: B.userId });
+      await C.waitEvent('onAccept', { userId: B.userId });
+      assert.equal((await C.eval(() => H.accept())).code, SUCCESS, 'C: accept()');
+      await A.waitEvent('onAccept', { userId: C.userId });
+      await B.waitEvent('onAccept', { userId: C.userId });
+      await allDecode([[A, B], [A, C], [B, A], [B, C], [C, A], [C, B]], 'with all three in the call');
+
+      // B leaves: A and C hear it and keep talking.
+      assert.equal((await B.eval(() => H.hungup())).code, SUCCESS, 'B: hungup()');
+      for (const c of [A, C]) {
+        const h = await c.waitEvent('onHungup', { userId: B.userId });
+        assert.equal(h.reason, EndReason.REMOTE_HANGUP, `${c.name}: onHungup(B) reason`);
+      }
+      await A.assertVideoAdvancing(C.userId, { what: 'after B left' });
+      assert.deepEqual(await A.eventsOf('onSessionClose'), [], 'A: the call goes on with C');
+    });
+  });
+
+  test('the callee\'s node is killed: its page reconnects through HAProxy and the call goes on', { timeout: 90000 }, async () => {
+    await diag('cluster-kill', async () => {
+      const A = await openUser('A', 'clk');
+      const B = await openUser('B', 'clk');
+      const [, bNode] = await onDistinctNodes([A, B]);
+      const callRes = await A.eval(([t, m]) => H.call(t, m), [B.userId, MediaType.AUDIO_VIDEO]);
+      assert.equal(callRes.code, SUCCESS, `A: call() → ${JSON.stringify(callRes)}`);
+      await B.waitEvent('onSession', { sessionId: callRes.session.sessionId });
+      assert.equal((await B.eval(() => H.accept())).code, SUCCESS, 'B: accept()');
+      await A.waitEvent('onAccept', { userId: B.userId });
+      await allDecode([[A, B], [B, A]], 'before the kill');
+
+      // B's node dies without a goodbye; HAProxy sends B's reconnect to a live node.
+      const mark = await B.mark();
+      const killedAt = Date.now();
+      nodes[bNode].proc.kill('SIGKILL');
+      await B.waitEvent('im:SUSPEND', {}, 10000, { since: mark });
+      await B.waitEvent('im:CONNECTED', {}, 20000, { since: mark });
+      console.log(`  (kill) node ${bNode + 1} killed; B connected again after ${Date.now() - killedAt} ms`);
+      // Media is peer to peer: it never stopped. Nobody hangs up on B's behalf, not even once
+      // a lost device's grace (5 s) is over; the call's signalling goes on: B's hangup reaches
+      // A through B's new node.
+      await sleep(6000);
+      await allDecode([[A, B], [B, A]], 'after the kill');
+      for (const c of [A, B]) assert.deepEqual(await c.eventsOf('onHungup'), [], `${c.name}: no hangup before B's own`);
+      assert.equal((await B.eval(() => H.hungup())).code, SUCCESS, 'B: hungup()');
+      const h = await A.waitEvent('onHungup', { userId: B.userId });
+      assert.equal(h.reason, EndReason.REMOTE_HANGUP);
+      await A.waitEvent('onSessionClose');
+    });
+  });
+
+  test('a frozen node (a partition): HAProxy takes it out, its page reconnects elsewhere, the call goes on', { timeout: 90000 }, async () => {
+    await diag('cluster-freeze', async () => {
+      const A = await openUser('A', 'clf');
+      const B = await openUser('B', 'clf');
+      const [, bNode] = await onDistinctNodes([A, B]);
+      const callRes = await A.eval(([t, m]) => H.call(t, m), [B.userId, MediaType.AUDIO_VIDEO]);
+      assert.equal(callRes.code, SUCCESS, `A: call() → ${JSON.stringify(callRes)}`);
+      await B.waitEvent('onSession', { sessionId: callRes.session.sessionId });
+      assert.equal((await B.eval(() => H.accept())).code, SUCCESS, 'B: accept()');
+      await A.waitEvent('onAccept', { userId: B.userId });
+      await allDecode([[A, B], [B, A]], 'before the freeze');
+
+      // B's node stops answering anything, its sockets stay open: HAProxy's checks fail and it
+      // closes the sockets through that node, so B reconnects (to a node that answers).
+      const mark = await B.mark();
+      const frozenAt = Date.now();
+      const frozen = nodes[bNode].proc;
+      frozen.kill('SIGSTOP');
+      try {
+        await B.waitEvent('im:SUSPEND', {}, 20000, { since: mark });
+        await B.waitEvent('im:CONNECTED', {}, 20000, { since: mark });
+        console.log(`  (freeze) node ${bNode + 1} frozen; B connected again after ${Date.now() - frozenAt} ms`);
+        await allDecode([[A, B], [B, A]], 'after the freeze');
+      } finally {
+        frozen.kill('SIGCONT');
+      }
+      // The node runs again and finds B's old socket closed: no hangup on B's behalf (past a
+      // lost device's grace), and B's own hangup reaches A through B's new node.
+      await sleep(6000);
+      for (const c of [A, B]) assert.deepEqual(await c.eventsOf('onHungup'), [], `${c.name}: no hangup before B's own`);
+      assert.equal((await B.eval(() => H.hungup())).code, SUCCESS, 'B: hungup()');
+      const h = await A.waitEvent('onHungup', { userId: B.userId });
+      assert.equal(h.reason, EndReason.REMOTE_HANGUP);
+    });
+  });
+});
