@@ -140,7 +140,9 @@ impl ClusterModel {
         let sent = now_ms.max(self.sent);
         self.sent = sent;
         // 3-4. Per copy: seq, mailbox, publish.
-        let mut copies: Vec<(&str, &str, bool, Option<NodeConn>, Option<&str>)> =
+        // Per copy: (user, target id, offline, skipped connection, excluded device).
+        type Copy<'a> = (&'a str, &'a str, bool, Option<NodeConn>, Option<&'a str>);
+        let mut copies: Vec<Copy<'_>> =
             r.recipients.iter().map(|(u, offline)| (u.as_str(), r.message.target_id.as_str(), *offline, None, None)).collect();
         if let Some((target, offline)) = &r.own_copy {
             copies.push((r.user.as_str(), target.as_str(), *offline, Some(r.conn), Some(r.device.as_str())));

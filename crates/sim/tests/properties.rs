@@ -45,6 +45,8 @@ struct Seen {
     closes: usize,
     merged: usize,
     member_modify: usize,
+    /// Cluster runs excused from the call-outcome checks ([`rooms_excuse`]).
+    excused: usize,
 }
 
 /// The random steps both property tests take (choices 0–6 and 8 of their draw): calls, group
@@ -90,9 +92,29 @@ fn common_step(sim: &mut Sim, dev: DeviceId, others: &[&str], media: MediaType, 
     }
 }
 
-fn run(seed: u64, seen: &mut Seen) {
+/// Cluster mode for a run: `nodes` nodes (1 = today's single node, untouched) with channel
+/// publishes taking up to `bus_latency` ms.
+fn configure(sim: &mut Sim, nodes: usize) {
+    if nodes > 1 {
+        sim.cluster(nodes);
+        sim.bus_latency = (sim.random() % 25) as i64;
+    }
+}
+
+/// Call rooms are per node today (docs/cluster.md: the rooms replica is a later step): a node
+/// whose rooms never saw a call's traffic from other nodes may refuse a member's call message
+/// as not in the call (40403), e.g. its hangup, and then the call's outcome differs from one
+/// node's. Such cluster runs are excused from the call-outcome checks (agreement, nobody left
+/// alone or still in a call, end reasons), not from exactly-once delivery or the engine's own
+/// invariants.
+fn rooms_excuse(sim: &Sim, nodes: usize) -> bool {
+    nodes > 1 && sim.refusals.iter().any(|r| r.3 == rtc_core::proto::error_code::NOT_IN_CALL)
+}
+
+fn run(seed: u64, seen: &mut Seen, nodes: usize) {
     let mut sim = Sim::new();
     sim.seed(seed);
+    configure(&mut sim, nodes);
     sim.jitter = (sim.random() % 40) as i64;
     let lossy = sim.random().is_multiple_of(4);
     if lossy {
@@ -134,7 +156,7 @@ fn run(seed: u64, seen: &mut Seen) {
             }
         }
     }
-    if !lossy {
+    if !lossy && !rooms_excuse(&sim, nodes) {
         check_agreement(&sim, &devs, seed);
     }
     // Everyone hangs up whatever is left; then nothing may remain anywhere.
@@ -144,13 +166,15 @@ fn run(seed: u64, seen: &mut Seen) {
         }
     }
     sim.run_for(200_000);
+    let excused = rooms_excuse(&sim, nodes);
+    seen.excused += usize::from(excused);
     for &dev in &devs {
-        if !lossy {
+        if !lossy && !excused {
             assert!(!sim.engine(dev).has_live_call(), "seed {seed}: device {dev} still in a call");
         }
         check_invariants(&sim, dev, seed);
     }
-    if !lossy {
+    if !lossy && !excused {
         check_end_reasons(&sim, &devs, seed, false);
     }
     for &dev in &devs {
@@ -337,7 +361,7 @@ fn random_runs_keep_the_invariants() {
     let Seeds { runs, sweep, list } = seeds(400, &[84_119, 39_885]);
     let mut seen = Seen::default();
     for seed in list {
-        run(seed, &mut seen);
+        run(seed, &mut seen, 1);
     }
     println!(
         "{runs} runs: {} accepts, {} closes, {} merges, {} member modifications",
@@ -363,12 +387,18 @@ struct FaultSeen {
     verdict_checks: usize,
     repeats_dropped: usize,
     connected: usize,
+    node_kills: usize,
+    excused: usize,
 }
 
 /// One random run with faults among the commands; returns nothing, panics naming the seed.
-fn run_faults(seed: u64, seen: &mut FaultSeen) {
+/// With several `nodes` (cluster mode), closed tabs and restarts give way to node kills: the
+/// cluster's nodes run no graces yet (see `Sim::cluster`), so a closed tab's calls would never
+/// be ended for it.
+fn run_faults(seed: u64, seen: &mut FaultSeen, nodes: usize) {
     let mut sim = Sim::new();
     sim.seed(seed);
+    configure(&mut sim, nodes);
     sim.jitter = (sim.random() % 40) as i64;
     sim.reconnect_delay = 100 + (sim.random() % 2_000) as i64;
     let devs: Vec<DeviceId> = USERS.iter().map(|u| sim.add_device(u)).collect();
@@ -408,6 +438,13 @@ fn run_faults(seed: u64, seen: &mut FaultSeen) {
                 if sim.silent_loss(dev, duration) {
                     seen.silent += 1;
                     breaks.push((sim.now(), dev, SERVER_DEAD_AFTER_MS + LOST_GRACE_MS));
+                }
+            }
+            12 | 13 if nodes > 1 => {
+                if sim.random().is_multiple_of(3) {
+                    let node = (sim.random() % nodes as u64) as usize;
+                    sim.kill_node(node);
+                    seen.node_kills += 1;
                 }
             }
             12 => {
@@ -493,26 +530,33 @@ fn run_faults(seed: u64, seen: &mut FaultSeen) {
     }
     seen.verdicts += sim.verdicts.len();
     // Nobody is left alone in a call: every live call is live on another device still there.
-    for &dev in &alive {
+    let excused = rooms_excuse(&sim, nodes);
+    for &dev in alive.iter().filter(|_| !excused) {
         for c in live_calls(&sim, dev) {
             let with = alive.iter().any(|&o| o != dev && live_calls(&sim, o).contains(&c));
             assert!(with, "seed {seed}: device {dev} alone in {c}: {:?}", sim.engine(dev).session(&c));
         }
     }
-    check_agreement(&sim, &alive, seed);
+    if !excused {
+        check_agreement(&sim, &alive, seed);
+    }
     for &dev in &alive {
         for c in live_calls(&sim, dev) {
             sim.hangup(dev, &c);
         }
     }
     sim.run_for(200_000);
+    let excused = rooms_excuse(&sim, nodes);
+    seen.excused += usize::from(excused);
     for &dev in &devs {
-        if !sim.is_closed(dev) {
+        if !sim.is_closed(dev) && !excused {
             assert!(!sim.engine(dev).has_live_call(), "seed {seed}: device {dev} still in a call");
         }
         check_invariants(&sim, dev, seed);
     }
-    check_end_reasons(&sim, &devs, seed, true); // closed tabs' ends count too
+    if !excused {
+        check_end_reasons(&sim, &devs, seed, true); // closed tabs' ends count too
+    }
     seen.connected += devs.iter().map(|&d| sim.timeline(d).iter().filter(|l| l.starts_with("Accept(")).count()).sum::<usize>();
 }
 
@@ -544,7 +588,7 @@ fn random_faults_keep_the_invariants_and_deliver_exactly_once() {
     let Seeds { runs, sweep, list } = seeds(300, &[89, 104, 587, 750, 1_056, 4_460, 6_864, 16_866, 28_673, 44_144, 45_223, 71_590, 84_337, 97_691, 179_658, 179_860, 310_507, 437_762, 360_775, 594_828, 476_717, 8, 46, 59, 62, 5_117, 8_926, 52_528]);
     let mut seen = FaultSeen::default();
     for seed in list {
-        run_faults(seed, &mut seen);
+        run_faults(seed, &mut seen, 1);
     }
     println!(
         "{runs} fault runs: {} drops, {} silent losses, {} closed tabs, {} restarts, {} verdicts, {} cut-off and {} verdict checks, {} resends dropped (by the server or receivers), {} accepts",
@@ -554,5 +598,30 @@ fn random_faults_keep_the_invariants_and_deliver_exactly_once() {
         assert!(seen.drops > 0 && seen.silent > 0 && seen.closed > 0 && seen.restarts > 0, "a fault kind was never exercised");
         assert!(seen.verdicts > 0 && seen.cutoff_checks > 0 && seen.verdict_checks > 0, "no verdict or cut-off was checked");
         assert!(seen.repeats_dropped > 0, "no resend was ever deduplicated");
+    }
+}
+
+// ----- several nodes (issue 15) ---------------------------------------------------------------
+
+#[test]
+fn random_cluster_runs_keep_the_invariants_and_deliver_exactly_once() {
+    // Each seed runs twice on 2 or 3 nodes over the model of the Redis side: once without
+    // faults (everyone must agree in the end) and once with drops, silent losses and node
+    // kills (nothing confirmed lost, nothing fed twice, every send accepted).
+    let Seeds { runs, sweep, list } = seeds(200, &[]);
+    let (mut seen, mut fault_seen) = (Seen::default(), FaultSeen::default());
+    for seed in list {
+        let nodes = 2 + (seed % 2) as usize;
+        run(seed, &mut seen, nodes);
+        run_faults(seed, &mut fault_seen, nodes);
+    }
+    println!(
+        "{runs} cluster runs: {} accepts, {} closes, {} member modifications, {} excused from the call outcome (rooms per node); with faults: {} drops, {} silent losses, {} node kills, {} resends dropped, {} accepts, {} excused",
+        seen.connected, seen.closes, seen.member_modify, seen.excused, fault_seen.drops, fault_seen.silent, fault_seen.node_kills, fault_seen.repeats_dropped, fault_seen.connected, fault_seen.excused
+    );
+    if sweep && runs >= 100 {
+        assert!(seen.connected > runs as usize / 2 && seen.closes > runs as usize, "runs exercised too little");
+        assert!(fault_seen.drops > 0 && fault_seen.silent > 0 && fault_seen.node_kills > 0, "a fault kind was never exercised");
+        assert!(fault_seen.repeats_dropped > 0, "no resend was ever deduplicated");
     }
 }
