@@ -138,14 +138,26 @@ struct Node {
     /// Cluster mode: users with connections here, and how many (the node's user-channel
     /// subscriptions: subscribed with the first, dropped with the last).
     held: BTreeMap<String, usize>,
+    /// Connection → its user, for the connections that took part in `held`.
+    holding: BTreeMap<ConnId, String>,
     /// When the last channel event reaches this node (one subscriber connection: in order).
     last_bus: Millis,
 }
 
 impl Node {
     fn new(core: AppCore<Conn>) -> Self {
-        Self { core, store: MemoryStore::new(), life: 0, held: BTreeMap::new(), last_bus: 0 }
+        Self { core, store: MemoryStore::new(), life: 0, held: BTreeMap::new(), holding: BTreeMap::new(), last_bus: 0 }
     }
+}
+
+/// A cluster-mode connection between its registration and its replay (see
+/// [`Sim::redis_latency`]).
+struct Syncing {
+    node: usize,
+    life: u64,
+    reg: delivery::Registered,
+    /// Its frames so far (the `AuthResult`): the connection's writer starts after the replay.
+    held_back: Vec<(Conn, Effect)>,
 }
 
 /// A frame from the server to a device.
@@ -212,6 +224,15 @@ enum Event {
     /// Client side: notices the silent loss of socket `wire`.
     Detect(DeviceId, u64),
     Reconnect(DeviceId),
+    /// Cluster mode, with [`Sim::redis_latency`]: a connecting device's node subscribes to its
+    /// user's channel, then reads its replay from the mailbox.
+    Hold(Box<Syncing>),
+    SyncRead(Box<Syncing>),
+    /// The route script runs (sent by `from`'s node one Redis hop earlier; it runs even if that
+    /// node died meanwhile: Redis had it).
+    Route { from: DeviceId, recipients: Vec<String>, route: Box<ModelRoute> },
+    /// A device's ack reaches Redis.
+    RedisAck { user: String, device: String, seq: u64 },
     /// A user-channel event reaches `node` (cluster mode), unless the node died meanwhile.
     Bus { node: usize, life: u64, user: String, event: ChannelEvent },
     /// The device has been down for SELF_CUTOFF_MS: it must have no live call now.
@@ -322,6 +343,12 @@ pub struct Sim {
     conn_node: BTreeMap<ConnId, usize>,
     /// Cluster mode: how long a channel publish takes to reach a node, in ms.
     pub bus_latency: Millis,
+    /// Cluster mode: one way between a node and Redis, in ms. 0: every script and read runs
+    /// in the step that asks for it. Else, as the server's awaits: a route script runs this
+    /// long after its message was admitted, an ack reaches the cursors this long after the
+    /// node got it, and a connecting device is subscribed, then read from the mailbox, a hop
+    /// apart (its `AuthResult` and replay go out together after that).
+    pub redis_latency: Millis,
     /// Nodes killed so far ([`Sim::kill_node`]).
     pub node_kills: usize,
     next_uid: u64,
@@ -384,6 +411,7 @@ impl Sim {
             model: None,
             conn_node: BTreeMap::new(),
             bus_latency: 0,
+            redis_latency: 0,
             node_kills: 0,
             next_uid: 0,
             trace: std::env::var_os("RCALL_SIM_TRACE").is_some(),
@@ -470,7 +498,7 @@ impl Sim {
         self.last_upload.push(0);
         // Connected from the start: registered and synced at once (nothing to replay, and the
         // engine starts as if its link had come up before the simulation began).
-        self.register(id, 1);
+        self.register_on(id, 1, true);
         self.effects.clear();
         id
     }
@@ -656,6 +684,23 @@ impl Sim {
             }
             Event::Reconnect(dev) => self.reconnect(dev),
             Event::Bus { node, life, user, event } => self.at_node(node, life, &user, event),
+            Event::Hold(s) => {
+                if self.hold(&s) {
+                    let at = self.now + self.redis_latency;
+                    self.push(at, Event::SyncRead(s));
+                }
+            }
+            Event::SyncRead(s) => {
+                self.sync_read(*s);
+                self.flush();
+            }
+            Event::Route { from, recipients, route } => self.run_route(from, &recipients, &route),
+            Event::RedisAck { user, device, seq } => {
+                let now_us = self.server_now().wall_us;
+                if let Some(model) = &mut self.model {
+                    model.ack(now_us, &user, &device, seq);
+                }
+            }
             Event::CutoffProbe(dev, wire) => {
                 let d = &self.devices[dev];
                 if !d.closed && d.wire == wire {
@@ -859,6 +904,12 @@ impl Sim {
     /// A device connects on socket `wire`: registered, then synced from the store (its frames
     /// wait in `self.effects`).
     fn register(&mut self, dev: DeviceId, wire: u64) {
+        self.register_on(dev, wire, self.redis_latency == 0);
+    }
+
+    /// [`Sim::register`]; in cluster mode with `sync` the replay is read at once, else a Redis
+    /// hop or two later.
+    fn register_on(&mut self, dev: DeviceId, wire: u64, sync: bool) {
         self.next_conn += 1;
         let id = self.next_conn;
         let node = match self.devices[dev].next_node.take() {
@@ -876,15 +927,53 @@ impl Sim {
         self.server[dev].conns.insert(wire, id);
         self.server[dev].wire = wire;
         self.conn_node.insert(id, node);
-        let Some(model) = &mut self.model else {
+        if self.model.is_none() {
             let data = self.nodes[0].store.sync_data(&user, &device, reg.cursor, self.server_now().wall_ms());
             self.with_core(|core, sh, now| core.finish_sync(sh, now, &reg, data, None));
             return;
+        }
+        // As `cluster_session`: the user's channel first, then the replay from the mailbox.
+        let held_back = if sync {
+            Vec::new()
+        } else {
+            let (mine, rest) = std::mem::take(&mut self.effects).into_iter().partition(|(c, _)| c.id == id);
+            self.effects = rest;
+            mine
         };
-        // As `cluster_session` and `Routing::sync_data`: the user's channel first, then the
-        // device becomes a known device and its replay is read from the mailbox above its
-        // cursor; what was replayed is noted, so its live copies arriving later are dropped.
-        *self.nodes[node].held.entry(user.clone()).or_default() += 1;
+        let s = Syncing { node, life: self.nodes[node].life, reg, held_back };
+        if sync {
+            self.hold(&s);
+            self.sync_read(s);
+        } else {
+            let at = self.now + self.redis_latency;
+            self.push(at, Event::Hold(Box::new(s)));
+        }
+    }
+
+    /// `Routing::hold`: the connection's user channel is subscribed (with the user's first
+    /// connection on the node). False when the connection is gone already.
+    fn hold(&mut self, s: &Syncing) -> bool {
+        let id = s.reg.conn_id;
+        let n = &mut self.nodes[s.node];
+        if n.life != s.life || self.conn_node.get(&id) != Some(&s.node) {
+            return false;
+        }
+        let user = s.reg.user_id.to_string();
+        *n.held.entry(user.clone()).or_default() += 1;
+        n.holding.insert(id, user);
+        true
+    }
+
+    /// `Routing::sync_data` and `Hub::finish_sync_sequenced`: the device becomes a known
+    /// device, its replay is read from the mailbox above its cursor and queued with `SyncDone`,
+    /// and what it had is noted, so live copies of it arriving later are not given to it.
+    fn sync_read(&mut self, s: Syncing) {
+        let Syncing { node, life, reg, held_back } = s;
+        if self.nodes[node].life != life || !self.nodes[node].holding.contains_key(&reg.conn_id) {
+            return; // (gone meanwhile)
+        }
+        let model = self.model.as_mut().expect("cluster mode");
+        let (user, device) = (reg.user_id.to_string(), reg.device_id.to_string());
         let acked = model.register_device(&user, &device, 0);
         let start = reg.cursor.max(acked);
         let entries = model.read_above(&user, start, model.max_len.saturating_mul(2));
@@ -895,9 +984,11 @@ impl Sim {
             .map(|e| StoredMessage { seq: e.seq, exclude_device: e.exclude_device.unwrap_or_default(), payload: e.delivered.to_vec() })
             .collect();
         if self.trace {
-            println!("{} connect dev{dev} conn {id} node {node}: cursor {} acked {acked} replay {:?} seen {seen}", self.now, reg.cursor, messages.iter().map(|m: &StoredMessage| m.seq).collect::<Vec<_>>());
+            let seqs: Vec<u64> = messages.iter().map(|m| m.seq).collect();
+            println!("{} sync {device} conn {} node {node}: cursor {} acked {acked} replay {seqs:?} seen {seen}", self.now, reg.conn_id, reg.cursor);
         }
         let data = SyncData { acked, messages, devices, more: false };
+        self.effects.extend(held_back);
         self.with_node(node, |core, sh, now| {
             core.finish_sync(sh, now, &reg, data, None);
             core.note_sequenced(&user, reg.conn_id, seen);
@@ -918,13 +1009,13 @@ impl Sim {
         }
         self.conn_node.remove(&conn);
         self.with_node(node, |core, sh, now| core.unregister(sh, now, &user, conn, how));
-        if self.model.is_some() {
-            // `Routing::release`: the user's channel goes with its last connection here.
-            let held = &mut self.nodes[node].held;
-            if let Some(n) = held.get_mut(&user) {
-                *n -= 1;
-                if *n == 0 {
-                    held.remove(&user);
+        // `Routing::release`: the user's channel goes with its last connection here.
+        let n = &mut self.nodes[node];
+        if let Some(user) = n.holding.remove(&conn) {
+            if let Some(k) = n.held.get_mut(&user) {
+                *k -= 1;
+                if *k == 0 {
+                    n.held.remove(&user);
                 }
             }
         }
@@ -955,25 +1046,17 @@ impl Sim {
                 };
                 let (client_seq, request_id, message_type) = (msg.client_seq, msg.request_id, msg.message_type.clone());
                 let result = if self.model.is_some() {
-                    self.cluster_send(conn, &origin, msg)
+                    self.cluster_send(from, conn, &origin, msg, &recipients)
                 } else {
                     let opts = RouteOptions { reply_to: Some(request_id), ..Default::default() };
-                    self.with_core(|core, sh, now| core.route(sh, now, &origin, msg, opts)).map(|acc| acc.duplicate)
+                    self.with_core(|core, sh, now| core.route(sh, now, &origin, msg, opts)).map(|acc| Some(acc.duplicate))
                 };
                 let ever = self.accepted_ever.entry(from).or_default();
                 *ever = (*ever).max(client_seq);
                 match result {
-                    Ok(true) => self.dropped_by_server += 1,
-                    Ok(false) => {
-                        if client_seq != 0 {
-                            let sender = &self.devices[from].user_id;
-                            for (j, d) in self.devices.iter().enumerate() {
-                                if j != from && !d.closed && (d.user_id == *sender || recipients.contains(&d.user_id)) {
-                                    self.routed.insert((j, origin.instance, client_seq));
-                                }
-                            }
-                        }
-                    }
+                    Ok(None) => {} // (routed later: `Event::Route`)
+                    Ok(Some(true)) => self.dropped_by_server += 1,
+                    Ok(Some(false)) => self.note_routed(from, origin.instance, client_seq, &recipients),
                     Err(e) => {
                         // Answered with its code, like rcall-server (nothing was delivered).
                         self.refusals.push((self.now, from, message_type, e.imlib_code()));
@@ -987,9 +1070,17 @@ impl Sim {
                 let node = self.node_of_conn(conn);
                 self.with_node(node, |core, sh, now| core.ack(sh, now, &origin, a.seq));
                 // Cluster mode: the device's cursor in Redis too (where any node resumes it).
+                let (user, device) = (origin.user_id.to_string(), origin.device_id.to_string());
                 let now_us = self.server_now().wall_us;
-                if let Some(model) = &mut self.model {
-                    model.ack(now_us, &origin.user_id, &origin.device_id, a.seq);
+                match &mut self.model {
+                    Some(model) if self.redis_latency == 0 => {
+                        model.ack(now_us, &user, &device, a.seq);
+                    }
+                    Some(_) => {
+                        let at = self.now + self.redis_latency;
+                        self.push(at, Event::RedisAck { user, device, seq: a.seq });
+                    }
+                    None => {}
                 }
                 self.flush();
             }
@@ -1001,7 +1092,7 @@ impl Sim {
     /// shared route script (here the model, in the same step), whose publishes reach the nodes
     /// holding each user later ([`Sim::bus_latency`]); the reply marker becomes the sender's
     /// `SendResult` on its node. `Ok(true)` for a duplicate.
-    fn cluster_send(&mut self, conn: ConnId, origin: &Origin, msg: rtc_core::proto::SendMessage) -> Result<bool, delivery::RouteError> {
+    fn cluster_send(&mut self, from: DeviceId, conn: ConnId, origin: &Origin, msg: rtc_core::proto::SendMessage, named: &[String]) -> Result<Option<bool>, delivery::RouteError> {
         let node = self.node_of_conn(conn);
         let opts = RouteOptions { reply_to: Some(msg.request_id), shared_mailboxes: true, ..Default::default() };
         let admitted = self.with_node(node, |core, sh, now| {
@@ -1010,7 +1101,7 @@ impl Sim {
                 Admission::Route(a) => Some((a.recipients.iter().map(|u| (*u).to_owned()).collect::<Vec<String>>(), a.reply_to)),
             })
         })?;
-        let Some((recipients, reply_to)) = admitted else { return Ok(true) };
+        let Some((recipients, reply_to)) = admitted else { return Ok(Some(true)) };
         self.next_uid += 1;
         let private = msg.conversation_type == conversation_type::PRIVATE;
         let route = ModelRoute {
@@ -1033,15 +1124,48 @@ impl Sim {
             floor_us: 0,
             message_uid: format!("SIM-{:012}", self.next_uid),
         };
+        if self.redis_latency > 0 {
+            let at = self.now + self.redis_latency;
+            self.push(at, Event::Route { from, recipients: named.to_vec(), route: Box::new(route) });
+            return Ok(None);
+        }
+        Ok(Some(self.route_now(&route)))
+    }
+
+    /// Runs the route script now and publishes what it publishes; true for a duplicate.
+    fn route_now(&mut self, route: &ModelRoute) -> bool {
         let now_us = self.server_now().wall_us;
-        let (routed, published) = self.model.as_mut().expect("cluster mode").route(now_us, &route);
+        let (routed, published) = self.model.as_mut().expect("cluster mode").route(now_us, route);
         if self.trace {
-            println!("{} route conn {conn} node {node} {}#{}: {routed:?}", self.now, route.device, route.client_seq);
+            println!("{} route conn {:?} {}#{}: {routed:?}", self.now, route.conn, route.device, route.client_seq);
         }
         for (user, event) in published {
             self.publish(user, event);
         }
-        Ok(matches!(routed, ModelRouted::Duplicate { .. }))
+        matches!(routed, ModelRouted::Duplicate { .. })
+    }
+
+    /// [`Event::Route`]: the route script of a message admitted one Redis hop ago.
+    fn run_route(&mut self, from: DeviceId, named: &[String], route: &ModelRoute) {
+        if self.route_now(route) {
+            self.dropped_by_server += 1;
+        } else {
+            self.note_routed(from, route.instance, route.client_seq, named);
+        }
+    }
+
+    /// The server accepted `client_seq` of `from`'s `instance` for the users it named: every
+    /// open device of theirs (and of the sender's user, but `from`) is owed it.
+    fn note_routed(&mut self, from: DeviceId, instance: u64, client_seq: u64, named: &[String]) {
+        if client_seq == 0 {
+            return;
+        }
+        let sender = &self.devices[from].user_id;
+        for (j, d) in self.devices.iter().enumerate() {
+            if j != from && !d.closed && (d.user_id == *sender || named.contains(&d.user_id)) {
+                self.routed.insert((j, instance, client_seq));
+            }
+        }
     }
 
     /// A publish on `user`'s channel reaches every node subscribed to it now, each in the order
@@ -1281,6 +1405,7 @@ impl Sim {
         let rows = policy_rows(&n.core);
         n.life += 1;
         n.held.clear();
+        n.holding.clear();
         n.store = MemoryStore::new();
         n.core = AppCore::new(sim_limits(), 0, server_now, (node as u32) << 16 | n.life as u32);
         n.core.load_policy(rows);

@@ -280,3 +280,27 @@ fn a_sibling_connecting_on_the_same_node_does_not_swallow_a_live_copy() {
     assert!(sim.incoming(ann_a).is_some(), "the live copy reached the device that was already live");
     assert_exactly_once(&sim);
 }
+
+/// A node dies between admitting a message and hearing back from the route script (which
+/// Redis ran): the recipient on another node gets it once; the sender resumes on the other
+/// node, resends it, and is confirmed as for a duplicate.
+#[test]
+fn a_node_killed_with_a_route_in_flight_delivers_once_and_confirms_the_resend() {
+    let mut sim = Sim::new();
+    sim.cluster(2);
+    sim.redis_latency = 5;
+    sim.bus_latency = 5;
+    let alice = sim.add_device("alice"); // node 0
+    let bob = sim.add_device("bob"); // node 1
+    sim.run_for(100);
+    let call = sim.call(alice, "bob", MediaType::Audio);
+    sim.run_for(12); // admitted on node 0 at +10; its script runs at +15
+    sim.kill_node(0);
+    sim.run_for(3_000);
+    assert_eq!(sim.node_of(alice), Some(1));
+    assert!(sim.result(alice, call).is_some_and(|(code, _)| code == error_code::SUCCESS));
+    assert!(sim.incoming(bob).is_some());
+    let r = sim.delivery_report();
+    assert!(r.dropped_by_server >= 1, "the resend was a duplicate: {r:?}");
+    assert_exactly_once(&sim);
+}

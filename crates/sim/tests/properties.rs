@@ -98,6 +98,8 @@ fn configure(sim: &mut Sim, nodes: usize) {
     if nodes > 1 {
         sim.cluster(nodes);
         sim.bus_latency = (sim.random() % 25) as i64;
+        // Half the runs with Redis hops (async routes, acks and replays), half without.
+        sim.redis_latency = if sim.random().is_multiple_of(2) { (sim.random() % 8) as i64 } else { 0 };
     }
 }
 
