@@ -47,6 +47,13 @@
 //! (the window, rooms) is gone, what it stored is not; calls are learned again from their
 //! traffic.
 //!
+//! Several nodes (issue 15, docs/cluster.md "Sans-IO"): [`Sim::cluster`] runs `n` server
+//! nodes, each its own `AppCore`, over [`delivery::cluster_model::ClusterModel`], the in-memory
+//! model of the Redis side (mailboxes, the route and ack scripts, channel publishes), wired as
+//! `crates/server/src/cluster/` wires the real ones; [`Sim::bus_latency`] and
+//! [`Sim::redis_latency`] put the network between them, and [`Sim::kill_node`] loses a node's
+//! memory at once. One node (the default) is the server as it runs without `--redis`.
+//!
 //! Groups: the simulated app makes every user a group message names (and its sender) a member
 //! of that group, as an app would through the Server API before calling.
 
