@@ -358,6 +358,14 @@ pub struct Sim {
     pub redis_latency: Millis,
     /// Nodes killed so far ([`Sim::kill_node`]).
     pub node_kills: usize,
+    /// Cluster mode: what one node would have decided, for comparison: a core that sees every
+    /// connection and every call message of the cluster, in the order the nodes admit them (its
+    /// frames go nowhere).
+    shadow: Option<Node>,
+    shadow_effects: Vec<(Conn, Effect)>,
+    /// Cluster mode: call messages a node refused as not in the call (its rooms see only its
+    /// own connections' traffic: per node today) that one node seeing everything admitted.
+    pub rooms_disagreements: Vec<(Millis, DeviceId, String)>,
     next_uid: u64,
     /// `RCALL_SIM_TRACE` set: the cluster's steps are printed (debugging a seed).
     trace: bool,
@@ -420,6 +428,9 @@ impl Sim {
             bus_latency: 0,
             redis_latency: 0,
             node_kills: 0,
+            shadow: None,
+            shadow_effects: Vec::new(),
+            rooms_disagreements: Vec::new(),
             next_uid: 0,
             trace: std::env::var_os("RCALL_SIM_TRACE").is_some(),
             server: Vec::new(),
@@ -934,6 +945,12 @@ impl Sim {
         self.server[dev].conns.insert(wire, id);
         self.server[dev].wire = wire;
         self.conn_node.insert(id, node);
+        self.with_shadow(|core, sh, now| {
+            let auth_ok = rtc_core::proto::AuthResult::default();
+            if let Ok(reg) = core.register(sh, now, id, conn, &user, &device, 0, resume_from, auth_ok, instance, (0, 0)) {
+                core.finish_sync(sh, now, &reg, SyncData::default(), None);
+            }
+        });
         if self.model.is_none() {
             let data = self.nodes[0].store.sync_data(&user, &device, reg.cursor, self.server_now().wall_ms());
             self.with_core(|core, sh, now| core.finish_sync(sh, now, &reg, data, None));
@@ -1016,6 +1033,7 @@ impl Sim {
         }
         self.conn_node.remove(&conn);
         self.with_node(node, |core, sh, now| core.unregister(sh, now, &user, conn, how));
+        self.with_shadow(|core, sh, now| core.unregister(sh, now, &user, conn, how));
         // `Routing::release`: the user's channel goes with its last connection here.
         let n = &mut self.nodes[node];
         if let Some(user) = n.holding.remove(&conn) {
@@ -1043,7 +1061,7 @@ impl Sim {
                     let mut users = msg.directional_user_ids.clone();
                     users.push(origin.user_id.to_string());
                     // (Shared policy in cluster mode: every node applies it.)
-                    for n in &mut self.nodes {
+                    for n in self.nodes.iter_mut().chain(&mut self.shadow) {
                         n.core.policy_mut().group_join(&msg.target_id, &users);
                     }
                 }
@@ -1102,12 +1120,17 @@ impl Sim {
     fn cluster_send(&mut self, from: DeviceId, conn: ConnId, origin: &Origin, msg: rtc_core::proto::SendMessage, named: &[String]) -> Result<Option<bool>, delivery::RouteError> {
         let node = self.node_of_conn(conn);
         let opts = RouteOptions { reply_to: Some(msg.request_id), shared_mailboxes: true, ..Default::default() };
+        let one_node = self.with_shadow(|core, sh, now| core.admit(sh, now, origin, &msg, opts).is_ok());
         let admitted = self.with_node(node, |core, sh, now| {
             Ok::<_, delivery::RouteError>(match core.admit(sh, now, origin, &msg, opts)? {
                 Admission::Duplicate(_) => None, // (answered by the core)
                 Admission::Route(a) => Some((a.recipients.iter().map(|u| (*u).to_owned()).collect::<Vec<String>>(), a.reply_to)),
             })
-        })?;
+        });
+        if let (Err(delivery::RouteError::NotInCall), Some(true)) = (&admitted, one_node) {
+            self.rooms_disagreements.push((self.now, from, msg.message_type.clone()));
+        }
+        let admitted = admitted?;
         let Some((recipients, reply_to)) = admitted else { return Ok(Some(true)) };
         self.next_uid += 1;
         let private = msg.conversation_type == conversation_type::PRIVATE;
@@ -1377,6 +1400,17 @@ impl Sim {
         assert!(nodes >= 1, "at least one node");
         self.nodes = (0..nodes).map(|i| Node::new(AppCore::new(sim_limits(), 0, Now::default(), i as u32))).collect();
         self.model = Some(ClusterModel::default());
+        self.shadow = Some(Node::new(AppCore::new(sim_limits(), 0, Now::default(), u32::MAX)));
+    }
+
+    /// Runs one input on the shadow core (cluster mode), if any.
+    fn with_shadow<R>(&mut self, f: impl FnOnce(&mut AppCore<Conn>, &mut MemoryShell<'_, Conn>, Now) -> R) -> Option<R> {
+        let now = self.server_now();
+        let n = self.shadow.as_mut()?;
+        let mut sh = MemoryShell { store: &mut n.store, effects: &mut self.shadow_effects };
+        let r = f(&mut n.core, &mut sh, now);
+        self.shadow_effects.clear();
+        Some(r)
     }
 
     /// Server nodes (1 unless [`Sim::cluster`]).
@@ -1419,6 +1453,11 @@ impl Sim {
         let dead: Vec<ConnId> = self.conn_node.iter().filter(|(_, n)| **n == node).map(|(c, _)| *c).collect();
         for c in &dead {
             self.conn_node.remove(c);
+            // (To the one node seeing everything, a connection lost.)
+            if let Some(dev) = self.server.iter().position(|sd| sd.conns.values().any(|x| x == c)) {
+                let user = self.devices[dev].user_id.clone();
+                self.with_shadow(|core, sh, now| core.unregister(sh, now, &user, *c, Departure::Lost));
+            }
         }
         // What was queued for its connections is lost with them.
         self.effects.retain(|(c, _)| !dead.contains(&c.id));
