@@ -212,7 +212,7 @@ impl<C: Clone> AppCore<C> {
         if st.conns.capacity() == 0 {
             st.conns.reserve_exact(1);
         }
-        st.conns.push(ConnSlot { id: conn_id, token_iat, device: device.clone(), instance, conn, live: false, synced: false });
+        st.conns.push(ConnSlot { id: conn_id, token_iat, device: device.clone(), instance, conn, live: false, synced: false, replayed_upto: 0 });
         sh.count(Count::ConnectionAccepted);
         Ok(Registered { conn_id, user_id: st.id.clone(), device_id: device, cursor, resume_from, new_device })
     }
@@ -407,19 +407,20 @@ impl<C: Clone> AppCore<C> {
         st.last_seq = st.last_seq.max(seq);
         self.max_issued = self.max_issued.max(seq);
         let body = deliver_body_from_payload(payload);
-        let n = st.push_live(sh, &body, now.mono, skip);
+        let n = st.push_live(sh, seq, &body, now.mono, skip);
         st.window.push_back(crate::mailbox::Entry { seq, offline: false, stored: true, exclude_device, accepted: now.mono, body });
         st.prune_window(&self.limits, now.mono);
         n
     }
 
-    /// Cluster mode: the seqs up to `seq` of `user_id` are here already (replayed from the
-    /// shared mailbox), so [`Self::deliver_sequenced`] drops a live copy of them that arrives
-    /// after the replay.
-    pub fn note_sequenced(&mut self, user_id: &str, seq: u64) {
-        if let Some(st) = self.users.get_mut(user_id) {
-            st.last_seq = st.last_seq.max(seq);
-            self.max_issued = self.max_issued.max(seq);
+    /// Cluster mode: connection `conn_id` of `user_id` has the seqs up to `seq` already
+    /// (replayed from the shared mailbox, or acked by its device), so [`Self::deliver_sequenced`]
+    /// does not give it a live copy of them that reaches this node after the replay. Only that
+    /// connection: the user's other connections here may still be waiting for those copies
+    /// (the replay read the mailbox ahead of the node's channel).
+    pub fn note_sequenced(&mut self, user_id: &str, conn_id: ConnId, seq: u64) {
+        if let Some(slot) = self.users.get_mut(user_id).and_then(|st| st.conns.iter_mut().find(|c| c.id == conn_id)) {
+            slot.replayed_upto = slot.replayed_upto.max(seq);
         }
     }
 

@@ -41,6 +41,7 @@
 //!   a crash an instance whose messages were all delivered live reads 0, and receivers drop
 //!   the resends by `(sender_instance, client_seq)`.
 
+pub mod cluster_model;
 pub mod codes;
 pub mod frame;
 pub mod mailbox;

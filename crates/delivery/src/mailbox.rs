@@ -33,6 +33,10 @@ pub(crate) struct ConnSlot<C> {
     pub live: bool,
     /// Its replay has been queued.
     pub synced: bool,
+    /// Cluster mode: its replay from the shared mailbox went up to this seq, so a live copy up
+    /// to here that reaches the node later is not for it (for this connection only: another
+    /// connection of the user may still be waiting for that copy).
+    pub replayed_upto: u64,
 }
 
 pub(crate) struct DeviceCursor {
@@ -169,12 +173,13 @@ impl<C> UserState<C> {
         self.devices.last_mut().expect("just pushed")
     }
 
-    /// Pushes an encoded `Deliver` body to every live connection but `skip`; a connection whose
-    /// queue is full is disconnected (it resumes from its last ack). Returns how many got it.
-    pub fn push_live<S: Shell<Conn = C>>(&mut self, sh: &mut S, body: &Bytes, accepted: Duration, skip: Option<ConnId>) -> usize {
+    /// Pushes an encoded `Deliver` body (of message `seq`) to every live connection but `skip`
+    /// and those whose replay had it; a connection whose queue is full is disconnected (it
+    /// resumes from its last ack). Returns how many got it.
+    pub fn push_live<S: Shell<Conn = C>>(&mut self, sh: &mut S, seq: u64, body: &Bytes, accepted: Duration, skip: Option<ConnId>) -> usize {
         let mut n = 0;
         for c in self.conns.iter_mut() {
-            if !c.live || Some(c.id) == skip {
+            if !c.live || Some(c.id) == skip || seq <= c.replayed_upto {
                 continue;
             }
             match sh.push(&c.conn, Outgoing::Frame { body: body.clone(), accepted: Some(accepted) }, true) {

@@ -379,7 +379,7 @@ impl Fanout {
         let (body, payload_at) = encode_delivered_ref(template);
         let skip = sender.map(|(id, _)| id);
         let accepted: Duration = self.now.mono;
-        self.delivered_to += st.push_live(sh, &body, accepted, skip);
+        self.delivered_to += st.push_live(sh, seq, &body, accepted, skip);
         if store {
             let ticket = sh.store_offline(StoreOffline {
                 user: st.id.clone(),

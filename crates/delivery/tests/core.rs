@@ -268,6 +268,35 @@ fn a_message_sequenced_by_another_node_reaches_live_and_syncing_devices_once() {
     assert!(matches!(frames.last(), Some(Body::SyncDone(_))));
 }
 
+/// Cluster mode: a device's replay read the mailbox ahead of its node's channel. The live copy
+/// of a replayed message that reaches the node afterwards is not given to that connection again,
+/// but it is to another connection of the user that was live here and has not had it (it was
+/// once dropped for the whole user: the sim's cluster seed 101).
+#[test]
+fn a_replay_marks_its_messages_for_its_connection_only() {
+    use delivery::{Sequenced, StoredMessage, SyncData};
+    let mut node = World::new();
+    let b1 = node.connect("bob", "b1");
+    node.take(b1.conn_id);
+    let seq = 1_800_000_000_000_000;
+    let payload = rtc_core::proto::Delivered { seq, sender_user_id: "alice".into(), message_type: "app:text".into(), ..Default::default() }.encode_to_vec();
+    // bob's second device connects here; its replay already has the message.
+    let now = node.now();
+    let auth = AuthResult { user_id: "bob".into(), ..Default::default() };
+    let reg = node.core.register(&mut MemoryShell { store: &mut node.store, effects: &mut node.effects }, now, 2, 2, "bob", "b2", 0, 0, auth, 9, (0, 0)).unwrap();
+    let data = SyncData { messages: vec![StoredMessage { seq, exclude_device: String::new(), payload: payload.clone() }], ..Default::default() };
+    let now = node.now();
+    node.core.finish_sync(&mut MemoryShell { store: &mut node.store, effects: &mut node.effects }, now, &reg, data, None);
+    node.core.note_sequenced("bob", reg.conn_id, seq);
+    assert_eq!(seqs(&node.take(2)), vec![seq]);
+    // Then its live copy arrives: for b1 only.
+    let now = node.now();
+    let n = node.core.deliver_sequenced(&mut MemoryShell { store: &mut node.store, effects: &mut node.effects }, now, Sequenced { user_id: "bob", seq, payload: &payload, skip: None, exclude_device: None });
+    assert_eq!(n, 1);
+    assert_eq!(seqs(&node.take(b1.conn_id)), vec![seq], "the device that was live gets it");
+    assert!(seqs(&node.take(2)).is_empty(), "the replayed one does not get it twice");
+}
+
 /// `admit` runs every check without sequencing (cluster mode sequences in Redis): group
 /// membership filters the recipients, a resend is answered as a duplicate, and nothing reaches
 /// anyone until the message is routed.

@@ -492,8 +492,9 @@ impl Hub {
     }
 
     /// [`Self::finish_sync`] with a replay read from the shared mailbox, in the same critical
-    /// section as recording that everything up to `seen` is here (a live copy of a replayed
-    /// message that arrives later is then dropped).
+    /// section as recording that the connection has everything up to `seen` (a live copy of a
+    /// replayed message that arrives later is then not given to it; the user's other
+    /// connections here still get it).
     pub fn finish_sync_sequenced(
         &self,
         app: AppId,
@@ -503,7 +504,7 @@ impl Hub {
     ) -> usize {
         self.with(app, |core, sh| {
             let n = core.finish_sync(sh, clock::now(), reg, data, None);
-            core.note_sequenced(&reg.user_id, seen);
+            core.note_sequenced(&reg.user_id, reg.conn_id, seen);
             n
         })
     }

@@ -47,6 +47,13 @@
 //! (the window, rooms) is gone, what it stored is not; calls are learned again from their
 //! traffic.
 //!
+//! Several nodes (issue 15, docs/cluster.md "Sans-IO"): [`Sim::cluster`] runs `n` server
+//! nodes, each its own `AppCore`, over [`delivery::cluster_model::ClusterModel`], the in-memory
+//! model of the Redis side (mailboxes, the route and ack scripts, channel publishes), wired as
+//! `crates/server/src/cluster/` wires the real ones; [`Sim::bus_latency`] and
+//! [`Sim::redis_latency`] put the network between them, and [`Sim::kill_node`] loses a node's
+//! memory at once. One node (the default) is the server as it runs without `--redis`.
+//!
 //! Groups: the simulated app makes every user a group message names (and its sender) a member
 //! of that group, as an app would through the Server API before calling.
 
@@ -54,8 +61,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use delivery::cluster_model::{ChannelEvent, ClusterModel, ModelRoute, ModelRouted, NodeConn};
 use delivery::memory::{Effect, MemoryShell, MemoryStore};
-use delivery::{AppCore, ConnId, Departure, Limits, Now, Origin, Outgoing, RouteOptions};
+use delivery::{Admission, AppCore, ConnId, Departure, Limits, Now, Origin, Outgoing, RouteOptions, StoredMessage, SyncData};
 use prost::Message as _;
 
 use rtc_core::engine::{
@@ -114,6 +122,8 @@ struct Device {
     processed_seq: u64,
     /// A reconnect is scheduled.
     reconnecting: bool,
+    /// Cluster mode: the node its next connection goes to (else one at random).
+    next_node: Option<usize>,
 }
 
 /// The server's view of one device: its registered connections by socket.
@@ -123,6 +133,38 @@ struct ServerDevice {
     wire: u64,
     /// Registered connections the server believes alive: socket → connection id.
     conns: BTreeMap<u64, ConnId>,
+}
+
+/// One server node: its own delivery core over its own local store. Single-node mode has one;
+/// cluster mode ([`Sim::cluster`]) several, over the shared [`ClusterModel`].
+struct Node {
+    core: AppCore<Conn>,
+    store: MemoryStore,
+    /// Kills so far: channel events on their way to an earlier life are lost.
+    life: u64,
+    /// Cluster mode: users with connections here, and how many (the node's user-channel
+    /// subscriptions: subscribed with the first, dropped with the last).
+    held: BTreeMap<String, usize>,
+    /// Connection → its user, for the connections that took part in `held`.
+    holding: BTreeMap<ConnId, String>,
+    /// When the last channel event reaches this node (one subscriber connection: in order).
+    last_bus: Millis,
+}
+
+impl Node {
+    fn new(core: AppCore<Conn>) -> Self {
+        Self { core, store: MemoryStore::new(), life: 0, held: BTreeMap::new(), holding: BTreeMap::new(), last_bus: 0 }
+    }
+}
+
+/// A cluster-mode connection between its registration and its replay (see
+/// [`Sim::redis_latency`]).
+struct Syncing {
+    node: usize,
+    life: u64,
+    reg: delivery::Registered,
+    /// Its frames so far (the `AuthResult`): the connection's writer starts after the replay.
+    held_back: Vec<(Conn, Effect)>,
 }
 
 /// A frame from the server to a device.
@@ -164,6 +206,16 @@ fn sim_limits() -> Limits {
     }
 }
 
+/// The policy a core holds, as rows to load into another (the simulated app only makes groups).
+fn policy_rows(core: &AppCore<Conn>) -> delivery::PolicyRows {
+    let mut rows = delivery::PolicyRows::default();
+    for (group, members) in &core.policy().groups {
+        rows.groups.push(group.clone());
+        rows.members.extend(members.iter().map(|m| (group.clone(), m.clone())));
+    }
+    rows
+}
+
 /// Something due at a virtual time.
 #[allow(clippy::large_enum_variant)] // short-lived simulator values, moved once
 enum Event {
@@ -179,6 +231,17 @@ enum Event {
     /// Client side: notices the silent loss of socket `wire`.
     Detect(DeviceId, u64),
     Reconnect(DeviceId),
+    /// Cluster mode, with [`Sim::redis_latency`]: a connecting device's node subscribes to its
+    /// user's channel, then reads its replay from the mailbox.
+    Hold(Box<Syncing>),
+    SyncRead(Box<Syncing>),
+    /// The route script runs (sent by `from`'s node one Redis hop earlier; it runs even if that
+    /// node died meanwhile: Redis had it).
+    Route { from: DeviceId, recipients: Vec<String>, route: Box<ModelRoute> },
+    /// A device's ack reaches Redis.
+    RedisAck { user: String, device: String, seq: u64 },
+    /// A user-channel event reaches `node` (cluster mode), unless the node died meanwhile.
+    Bus { node: usize, life: u64, user: String, event: ChannelEvent },
     /// The device has been down for SELF_CUTOFF_MS: it must have no live call now.
     CutoffProbe(DeviceId, u64),
     /// A peer got the server's verdict about `gone`: it must not count `gone` in `call` now.
@@ -278,9 +341,34 @@ pub struct Sim {
     next_command: CommandId,
     next_call: u64,
     // ----- the server ---------------------------------------------------------------------
-    /// rcall-server's delivery core (rebuilt by a restart over the same store).
-    core: AppCore<Conn>,
-    store: MemoryStore,
+    /// rcall-server's nodes, each its own delivery core (rebuilt by a restart over the same
+    /// store); one unless [`Sim::cluster`].
+    nodes: Vec<Node>,
+    /// Cluster mode: the shared Redis side (mailboxes, the route and ack scripts).
+    model: Option<ClusterModel>,
+    /// The node of every connection.
+    conn_node: BTreeMap<ConnId, usize>,
+    /// Cluster mode: how long a channel publish takes to reach a node, in ms.
+    pub bus_latency: Millis,
+    /// Cluster mode: one way between a node and Redis, in ms. 0: every script and read runs
+    /// in the step that asks for it. Else, as the server's awaits: a route script runs this
+    /// long after its message was admitted, an ack reaches the cursors this long after the
+    /// node got it, and a connecting device is subscribed, then read from the mailbox, a hop
+    /// apart (its `AuthResult` and replay go out together after that).
+    pub redis_latency: Millis,
+    /// Nodes killed so far ([`Sim::kill_node`]).
+    pub node_kills: usize,
+    /// Cluster mode: what one node would have decided, for comparison: a core that sees every
+    /// connection and every call message of the cluster, in the order the nodes admit them (its
+    /// frames go nowhere).
+    shadow: Option<Node>,
+    shadow_effects: Vec<(Conn, Effect)>,
+    /// Cluster mode: call messages a node refused as not in the call (its rooms see only its
+    /// own connections' traffic: per node today) that one node seeing everything admitted.
+    pub rooms_disagreements: Vec<(Millis, DeviceId, String)>,
+    next_uid: u64,
+    /// `RCALL_SIM_TRACE` set: the cluster's steps are printed (debugging a seed).
+    trace: bool,
     server: Vec<ServerDevice>,
     next_conn: ConnId,
     /// Restarts so far; server timers of an older generation are void.
@@ -334,8 +422,17 @@ impl Sim {
             restarts: Vec::new(),
             next_command: 1,
             next_call: 1,
-            core: AppCore::new(sim_limits(), 0, Now::default(), 0),
-            store: MemoryStore::new(),
+            nodes: vec![Node::new(AppCore::new(sim_limits(), 0, Now::default(), 0))],
+            model: None,
+            conn_node: BTreeMap::new(),
+            bus_latency: 0,
+            redis_latency: 0,
+            node_kills: 0,
+            shadow: None,
+            shadow_effects: Vec::new(),
+            rooms_disagreements: Vec::new(),
+            next_uid: 0,
+            trace: std::env::var_os("RCALL_SIM_TRACE").is_some(),
             server: Vec::new(),
             next_conn: 0,
             gen: 0,
@@ -412,13 +509,14 @@ impl Sim {
             closed: false,
             processed_seq: 0,
             reconnecting: false,
+            next_node: None,
         });
         self.server.push(ServerDevice::default());
         self.last_delivery.push(0);
         self.last_upload.push(0);
         // Connected from the start: registered and synced at once (nothing to replay, and the
         // engine starts as if its link had come up before the simulation began).
-        self.register(id, 1);
+        self.register_on(id, 1, true);
         self.effects.clear();
         id
     }
@@ -549,7 +647,8 @@ impl Sim {
         loop {
             let next_msg = self.queue.iter().map(|(t, s, _)| (*t, *s)).min();
             // The server's grace timer counts as a timer of an extra "device" past the last one.
-            let server_timer = self.core.next_deadline().map(|d| (d.as_millis() as Millis, self.devices.len()));
+            // (Cluster mode runs no graces: see [`Sim::cluster`].)
+            let server_timer = self.nodes[0].core.next_deadline().filter(|_| self.model.is_none()).map(|d| (d.as_millis() as Millis, self.devices.len()));
             let next_timer = self.devices.iter().enumerate().filter_map(|(i, d)| d.deadline.map(|t| (t, i))).chain(server_timer).min();
             let msg_t = next_msg.map(|(t, _)| t).filter(|t| *t <= until);
             let timer_t = next_timer.map(|(t, _)| t).filter(|t| *t <= until);
@@ -602,6 +701,24 @@ impl Sim {
                 self.push(back, Event::Reconnect(dev));
             }
             Event::Reconnect(dev) => self.reconnect(dev),
+            Event::Bus { node, life, user, event } => self.at_node(node, life, &user, event),
+            Event::Hold(s) => {
+                if self.hold(&s) {
+                    let at = self.now + self.redis_latency;
+                    self.push(at, Event::SyncRead(s));
+                }
+            }
+            Event::SyncRead(s) => {
+                self.sync_read(*s);
+                self.flush();
+            }
+            Event::Route { from, recipients, route } => self.run_route(from, &recipients, &route),
+            Event::RedisAck { user, device, seq } => {
+                let now_us = self.server_now().wall_us;
+                if let Some(model) = &mut self.model {
+                    model.ack(now_us, &user, &device, seq);
+                }
+            }
             Event::CutoffProbe(dev, wire) => {
                 let d = &self.devices[dev];
                 if !d.closed && d.wire == wire {
@@ -704,6 +821,9 @@ impl Sim {
             }
             Down::Deliver { delivered, server_time } => {
                 let seq = delivered.seq;
+                if self.trace {
+                    println!("{} dev{dev} gets seq {seq} ({}#{}) processed {}", self.now, delivered.sender_instance, delivered.client_seq, d.processed_seq);
+                }
                 // Acked like the SDK does, repeats included.
                 self.upload(dev, ClientFrame::new(client_frame::Body::Ack(Ack { seq })));
                 let d = &mut self.devices[dev];
@@ -751,11 +871,18 @@ impl Sim {
         Now { wall_us: wall_ms * 1000, mono: Duration::from_millis(self.now.max(0) as u64) }
     }
 
-    /// Runs one input on the core; its effects wait in `self.effects` for [`Sim::flush`].
+    /// Runs one input on the (single) node's core; its effects wait in `self.effects` for
+    /// [`Sim::flush`].
     fn with_core<R>(&mut self, f: impl FnOnce(&mut AppCore<Conn>, &mut MemoryShell<'_, Conn>, Now) -> R) -> R {
+        self.with_node(0, f)
+    }
+
+    /// Runs one input on the core of `node`.
+    fn with_node<R>(&mut self, node: usize, f: impl FnOnce(&mut AppCore<Conn>, &mut MemoryShell<'_, Conn>, Now) -> R) -> R {
         let now = self.server_now();
-        let mut sh = MemoryShell { store: &mut self.store, effects: &mut self.effects };
-        f(&mut self.core, &mut sh, now)
+        let n = &mut self.nodes[node];
+        let mut sh = MemoryShell { store: &mut n.store, effects: &mut self.effects };
+        f(&mut n.core, &mut sh, now)
     }
 
     /// Writes what the core queued: each frame goes down the socket of its connection (into
@@ -795,25 +922,128 @@ impl Sim {
     /// A device connects on socket `wire`: registered, then synced from the store (its frames
     /// wait in `self.effects`).
     fn register(&mut self, dev: DeviceId, wire: u64) {
+        self.register_on(dev, wire, self.redis_latency == 0);
+    }
+
+    /// [`Sim::register`]; in cluster mode with `sync` the replay is read at once, else a Redis
+    /// hop or two later.
+    fn register_on(&mut self, dev: DeviceId, wire: u64, sync: bool) {
         self.next_conn += 1;
         let id = self.next_conn;
+        let node = match self.devices[dev].next_node.take() {
+            Some(n) => n,
+            None if self.nodes.len() > 1 => (self.random() % self.nodes.len() as u64) as usize,
+            None => 0,
+        };
         let d = &self.devices[dev];
         let (user, device, instance, resume_from) = (d.user_id.clone(), d.device_id.clone(), d.link.instance(), d.processed_seq);
-        let stored = self.store.accepted_upto(&user, &device, instance);
+        let stored = self.nodes[node].store.accepted_upto(&user, &device, instance);
         let auth_ok = rtc_core::proto::AuthResult { user_id: user.clone(), ..Default::default() };
         let conn = Conn { dev, id };
-        let reg = self.with_core(|core, sh, now| core.register(sh, now, id, conn, &user, &device, 0, resume_from, auth_ok, instance, stored));
+        let reg = self.with_node(node, |core, sh, now| core.register(sh, now, id, conn, &user, &device, 0, resume_from, auth_ok, instance, stored));
         let reg = reg.unwrap_or_else(|e| panic!("sim: the server refused device {dev}: {e}"));
         self.server[dev].conns.insert(wire, id);
         self.server[dev].wire = wire;
-        let data = self.store.sync_data(&user, &device, reg.cursor, self.server_now().wall_ms());
-        self.with_core(|core, sh, now| core.finish_sync(sh, now, &reg, data, None));
+        self.conn_node.insert(id, node);
+        self.with_shadow(|core, sh, now| {
+            let auth_ok = rtc_core::proto::AuthResult::default();
+            if let Ok(reg) = core.register(sh, now, id, conn, &user, &device, 0, resume_from, auth_ok, instance, (0, 0)) {
+                core.finish_sync(sh, now, &reg, SyncData::default(), None);
+            }
+        });
+        if self.model.is_none() {
+            let data = self.nodes[0].store.sync_data(&user, &device, reg.cursor, self.server_now().wall_ms());
+            self.with_core(|core, sh, now| core.finish_sync(sh, now, &reg, data, None));
+            return;
+        }
+        // As `cluster_session`: the user's channel first, then the replay from the mailbox.
+        let held_back = if sync {
+            Vec::new()
+        } else {
+            let (mine, rest) = std::mem::take(&mut self.effects).into_iter().partition(|(c, _)| c.id == id);
+            self.effects = rest;
+            mine
+        };
+        let s = Syncing { node, life: self.nodes[node].life, reg, held_back };
+        if sync {
+            self.hold(&s);
+            self.sync_read(s);
+        } else {
+            let at = self.now + self.redis_latency;
+            self.push(at, Event::Hold(Box::new(s)));
+        }
+    }
+
+    /// `Routing::hold`: the connection's user channel is subscribed (with the user's first
+    /// connection on the node). False when the connection is gone already.
+    fn hold(&mut self, s: &Syncing) -> bool {
+        let id = s.reg.conn_id;
+        let n = &mut self.nodes[s.node];
+        if n.life != s.life || self.conn_node.get(&id) != Some(&s.node) {
+            return false;
+        }
+        let user = s.reg.user_id.to_string();
+        *n.held.entry(user.clone()).or_default() += 1;
+        n.holding.insert(id, user);
+        true
+    }
+
+    /// `Routing::sync_data` and `Hub::finish_sync_sequenced`: the device becomes a known
+    /// device, its replay is read from the mailbox above its cursor and queued with `SyncDone`,
+    /// and what it had is noted, so live copies of it arriving later are not given to it.
+    fn sync_read(&mut self, s: Syncing) {
+        let Syncing { node, life, reg, held_back } = s;
+        if self.nodes[node].life != life || !self.nodes[node].holding.contains_key(&reg.conn_id) {
+            return; // (gone meanwhile)
+        }
+        let model = self.model.as_mut().expect("cluster mode");
+        let (user, device) = (reg.user_id.to_string(), reg.device_id.to_string());
+        let acked = model.register_device(&user, &device, 0);
+        let start = reg.cursor.max(acked);
+        let entries = model.read_above(&user, start, model.max_len.saturating_mul(2));
+        let devices = model.known_devices(&user).into_iter().map(|(d, _)| d).collect();
+        let seen = entries.last().map_or(acked, |e| e.seq.max(acked));
+        let messages: Vec<StoredMessage> = entries
+            .into_iter()
+            .map(|e| StoredMessage { seq: e.seq, exclude_device: e.exclude_device.unwrap_or_default(), payload: e.delivered.to_vec() })
+            .collect();
+        if self.trace {
+            let seqs: Vec<u64> = messages.iter().map(|m| m.seq).collect();
+            println!("{} sync {device} conn {} node {node}: cursor {} acked {acked} replay {seqs:?} seen {seen}", self.now, reg.conn_id, reg.cursor);
+        }
+        let data = SyncData { acked, messages, devices, more: false };
+        self.effects.extend(held_back);
+        self.with_node(node, |core, sh, now| {
+            core.finish_sync(sh, now, &reg, data, None);
+            core.note_sequenced(&user, reg.conn_id, seen);
+        });
+    }
+
+    /// The node of connection `conn`.
+    fn node_of_conn(&self, conn: ConnId) -> usize {
+        self.conn_node.get(&conn).copied().unwrap_or(0)
     }
 
     /// The server drops connection `conn` of `dev` (already taken out of `server[dev].conns`).
     fn unregister(&mut self, dev: DeviceId, conn: ConnId, how: Departure) {
         let user = self.devices[dev].user_id.clone();
-        self.with_core(|core, sh, now| core.unregister(sh, now, &user, conn, how));
+        let node = self.node_of_conn(conn);
+        if self.trace {
+            println!("{} unregister dev{dev} conn {conn} node {node} {how:?}", self.now);
+        }
+        self.conn_node.remove(&conn);
+        self.with_node(node, |core, sh, now| core.unregister(sh, now, &user, conn, how));
+        self.with_shadow(|core, sh, now| core.unregister(sh, now, &user, conn, how));
+        // `Routing::release`: the user's channel goes with its last connection here.
+        let n = &mut self.nodes[node];
+        if let Some(user) = n.holding.remove(&conn) {
+            if let Some(k) = n.held.get_mut(&user) {
+                *k -= 1;
+                if *k == 0 {
+                    n.held.remove(&user);
+                }
+            }
+        }
         self.flush();
     }
 
@@ -830,29 +1060,28 @@ impl Sim {
                     // The simulated app: whoever a group message names is in the group.
                     let mut users = msg.directional_user_ids.clone();
                     users.push(origin.user_id.to_string());
-                    self.core.policy_mut().group_join(&msg.target_id, &users);
+                    // (Shared policy in cluster mode: every node applies it.)
+                    for n in self.nodes.iter_mut().chain(&mut self.shadow) {
+                        n.core.policy_mut().group_join(&msg.target_id, &users);
+                    }
                 }
                 let recipients: Vec<String> = match msg.conversation_type {
                     conversation_type::PRIVATE => vec![msg.target_id.clone()],
                     _ => msg.directional_user_ids.clone(),
                 };
                 let (client_seq, request_id, message_type) = (msg.client_seq, msg.request_id, msg.message_type.clone());
-                let opts = RouteOptions { reply_to: Some(request_id), ..Default::default() };
-                let result = self.with_core(|core, sh, now| core.route(sh, now, &origin, msg, opts));
+                let result = if self.model.is_some() {
+                    self.cluster_send(from, conn, &origin, msg, &recipients)
+                } else {
+                    let opts = RouteOptions { reply_to: Some(request_id), ..Default::default() };
+                    self.with_core(|core, sh, now| core.route(sh, now, &origin, msg, opts)).map(|acc| Some(acc.duplicate))
+                };
                 let ever = self.accepted_ever.entry(from).or_default();
                 *ever = (*ever).max(client_seq);
                 match result {
-                    Ok(acc) if acc.duplicate => self.dropped_by_server += 1,
-                    Ok(_) => {
-                        if client_seq != 0 {
-                            let sender = &self.devices[from].user_id;
-                            for (j, d) in self.devices.iter().enumerate() {
-                                if j != from && !d.closed && (d.user_id == *sender || recipients.contains(&d.user_id)) {
-                                    self.routed.insert((j, origin.instance, client_seq));
-                                }
-                            }
-                        }
-                    }
+                    Ok(None) => {} // (routed later: `Event::Route`)
+                    Ok(Some(true)) => self.dropped_by_server += 1,
+                    Ok(Some(false)) => self.note_routed(from, origin.instance, client_seq, &recipients),
                     Err(e) => {
                         // Answered with its code, like rcall-server (nothing was delivered).
                         self.refusals.push((self.now, from, message_type, e.imlib_code()));
@@ -863,11 +1092,154 @@ impl Sim {
                 self.flush();
             }
             Some(client_frame::Body::Ack(a)) => {
-                self.with_core(|core, sh, now| core.ack(sh, now, &origin, a.seq));
+                let node = self.node_of_conn(conn);
+                self.with_node(node, |core, sh, now| core.ack(sh, now, &origin, a.seq));
+                // Cluster mode: the device's cursor in Redis too (where any node resumes it).
+                let (user, device) = (origin.user_id.to_string(), origin.device_id.to_string());
+                let now_us = self.server_now().wall_us;
+                match &mut self.model {
+                    Some(model) if self.redis_latency == 0 => {
+                        model.ack(now_us, &user, &device, a.seq);
+                    }
+                    Some(_) => {
+                        let at = self.now + self.redis_latency;
+                        self.push(at, Event::RedisAck { user, device, seq: a.seq });
+                    }
+                    None => {}
+                }
                 self.flush();
             }
             _ => {}
         }
+    }
+
+    /// Cluster mode's send, as `ws.rs` does it: admitted by the node's core, then routed by the
+    /// shared route script (here the model, in the same step), whose publishes reach the nodes
+    /// holding each user later ([`Sim::bus_latency`]); the reply marker becomes the sender's
+    /// `SendResult` on its node. `Ok(true)` for a duplicate.
+    fn cluster_send(&mut self, from: DeviceId, conn: ConnId, origin: &Origin, msg: rtc_core::proto::SendMessage, named: &[String]) -> Result<Option<bool>, delivery::RouteError> {
+        let node = self.node_of_conn(conn);
+        let opts = RouteOptions { reply_to: Some(msg.request_id), shared_mailboxes: true, ..Default::default() };
+        let one_node = self.with_shadow(|core, sh, now| core.admit(sh, now, origin, &msg, opts).is_ok());
+        let admitted = self.with_node(node, |core, sh, now| {
+            Ok::<_, delivery::RouteError>(match core.admit(sh, now, origin, &msg, opts)? {
+                Admission::Duplicate(_) => None, // (answered by the core)
+                Admission::Route(a) => Some((a.recipients.iter().map(|u| (*u).to_owned()).collect::<Vec<String>>(), a.reply_to)),
+            })
+        });
+        if let (Err(delivery::RouteError::NotInCall), Some(true)) = (&admitted, one_node) {
+            self.rooms_disagreements.push((self.now, from, msg.message_type.clone()));
+        }
+        let admitted = admitted?;
+        let Some((recipients, reply_to)) = admitted else { return Ok(Some(true)) };
+        self.next_uid += 1;
+        let private = msg.conversation_type == conversation_type::PRIVATE;
+        let route = ModelRoute {
+            user: origin.user_id.to_string(),
+            device: origin.device_id.to_string(),
+            instance: origin.instance,
+            conn: NodeConn { node: node as u64, conn },
+            client_seq: msg.client_seq,
+            request_id: reply_to,
+            message: Delivered {
+                conversation_type: msg.conversation_type,
+                target_id: if private { origin.user_id.to_string() } else { msg.target_id.clone() },
+                channel_id: msg.channel_id,
+                message_type: msg.message_type,
+                content: msg.content,
+                ..Default::default()
+            },
+            recipients: recipients.into_iter().map(|u| (u, false)).collect(),
+            own_copy: Some((msg.target_id, false)),
+            floor_us: 0,
+            message_uid: format!("SIM-{:012}", self.next_uid),
+        };
+        if self.redis_latency > 0 {
+            let at = self.now + self.redis_latency;
+            self.push(at, Event::Route { from, recipients: named.to_vec(), route: Box::new(route) });
+            return Ok(None);
+        }
+        Ok(Some(self.route_now(&route)))
+    }
+
+    /// Runs the route script now and publishes what it publishes; true for a duplicate.
+    fn route_now(&mut self, route: &ModelRoute) -> bool {
+        let now_us = self.server_now().wall_us;
+        let (routed, published) = self.model.as_mut().expect("cluster mode").route(now_us, route);
+        if self.trace {
+            println!("{} route conn {:?} {}#{}: {routed:?}", self.now, route.conn, route.device, route.client_seq);
+        }
+        for (user, event) in published {
+            self.publish(user, event);
+        }
+        matches!(routed, ModelRouted::Duplicate { .. })
+    }
+
+    /// [`Event::Route`]: the route script of a message admitted one Redis hop ago.
+    fn run_route(&mut self, from: DeviceId, named: &[String], route: &ModelRoute) {
+        if self.route_now(route) {
+            self.dropped_by_server += 1;
+        } else {
+            self.note_routed(from, route.instance, route.client_seq, named);
+        }
+    }
+
+    /// The server accepted `client_seq` of `from`'s `instance` for the users it named: every
+    /// open device of theirs (and of the sender's user, but `from`) is owed it.
+    fn note_routed(&mut self, from: DeviceId, instance: u64, client_seq: u64, named: &[String]) {
+        if client_seq == 0 {
+            return;
+        }
+        let sender = &self.devices[from].user_id;
+        for (j, d) in self.devices.iter().enumerate() {
+            if j != from && !d.closed && (d.user_id == *sender || named.contains(&d.user_id)) {
+                self.routed.insert((j, instance, client_seq));
+            }
+        }
+    }
+
+    /// A publish on `user`'s channel reaches every node subscribed to it now, each in the order
+    /// published.
+    fn publish(&mut self, user: String, event: ChannelEvent) {
+        let at = self.now + self.bus_latency;
+        for node in 0..self.nodes.len() {
+            let n = &mut self.nodes[node];
+            if !n.held.contains_key(&user) {
+                continue;
+            }
+            let at = at.max(n.last_bus);
+            n.last_bus = at;
+            let life = n.life;
+            self.push(at, Event::Bus { node, life, user: user.clone(), event: event.clone() });
+        }
+    }
+
+    /// A channel event reaches `node`: as `cluster::routing::follow`, handed to its core.
+    fn at_node(&mut self, node: usize, life: u64, user: &str, event: ChannelEvent) {
+        let n = &self.nodes[node];
+        if n.life != life || !n.held.contains_key(user) {
+            return; // (the node died, or unsubscribed meanwhile)
+        }
+        let me = node as u64;
+        match event {
+            ChannelEvent::Deliver { seq, skip, delivered } => {
+                let skip = skip.filter(|c| c.node == me).map(|c| c.conn);
+                if self.trace {
+                    println!("{} node {node} gets {user} seq {seq} skip {skip:?}", self.now);
+                }
+                self.with_node(node, |core, sh, now| {
+                    let exclude_device = skip.and_then(|c| core.conn_device(user, c));
+                    core.deliver_sequenced(sh, now, delivery::Sequenced { user_id: user, seq, payload: &delivered, skip, exclude_device })
+                });
+            }
+            ChannelEvent::Reply { conn, request_id, sent_time, message_uid } => {
+                if conn.node == me {
+                    let result = rtc_core::proto::SendResult { request_id, code: 0, sent_time, message_uid };
+                    self.with_node(node, |core, sh, _| core.reply_to_conn(sh, user, conn.conn, result));
+                }
+            }
+        }
+        self.flush();
     }
 
     /// The server's grace timer: devices gone for their grace are hung up for; the devices that
@@ -974,6 +1346,7 @@ impl Sim {
     /// client reconnects after `reconnect_delay` plus up to a second; devices in calls that do
     /// not come back within [`LOST_GRACE_MS`] are gone.
     pub fn restart_server(&mut self) {
+        assert!(self.model.is_none(), "restart_server is the single node's; in cluster mode, kill_node");
         let now = self.now;
         self.gen += 1;
         // The server's graceful shutdown: every connection is taken out of routing and closes,
@@ -988,16 +1361,13 @@ impl Sim {
         }
         self.effects.clear(); // written into closing sockets: lost with them
         let server_now = self.server_now();
-        let floor = self.core.sweep(server_now);
-        let rooms = self.core.rooms_snapshot();
-        let mut rows = delivery::PolicyRows::default();
-        for (group, members) in &self.core.policy().groups {
-            rows.groups.push(group.clone());
-            rows.members.extend(members.iter().map(|m| (group.clone(), m.clone())));
-        }
-        self.core = AppCore::new(sim_limits(), floor, server_now, self.gen as u32);
-        self.core.load_policy(rows);
-        self.core.restore_rooms(rooms, server_now);
+        let core = &mut self.nodes[0].core;
+        let floor = core.sweep(server_now);
+        let rooms = core.rooms_snapshot();
+        let rows = policy_rows(core);
+        *core = AppCore::new(sim_limits(), floor, server_now, self.gen as u32);
+        core.load_policy(rows);
+        core.restore_rooms(rooms, server_now);
         for dev in 0..self.devices.len() {
             let d = &self.devices[dev];
             if d.closed || d.silent_until.is_some() || d.reconnecting {
@@ -1007,6 +1377,114 @@ impl Sim {
                 self.go_down(dev, now, true);
             } else {
                 self.devices[dev].wire += 1; // its AuthResult was on the way
+            }
+            self.devices[dev].reconnecting = true;
+            let at = now + self.reconnect_delay + (self.random() % 1_000) as Millis;
+            self.push(at, Event::Reconnect(dev));
+        }
+    }
+
+    /// Cluster mode (docs/cluster.md): `nodes` server nodes, each its own delivery core, over
+    /// one shared [`ClusterModel`] of the Redis side, wired as `crates/server/src/cluster/`
+    /// wires the real ones. Device `i` connects to node `i % nodes` first, then to a node at
+    /// random at each reconnect (or the one [`Sim::connect_to`] names). Call before adding
+    /// devices.
+    ///
+    /// As the server today: call rooms are per node (each node's rooms see the call messages
+    /// its own connections send), and no node runs the gone-participant graces (the server's
+    /// would deliver their Hangups with seqs of its own, outside the mailboxes): no verdicts,
+    /// so a closed tab's calls are not ended for it. [`Sim::restart_server`] is the single
+    /// node's; here nodes die with [`Sim::kill_node`].
+    pub fn cluster(&mut self, nodes: usize) {
+        assert!(self.devices.is_empty(), "Sim::cluster comes before the devices");
+        assert!(nodes >= 1, "at least one node");
+        self.nodes = (0..nodes).map(|i| Node::new(AppCore::new(sim_limits(), 0, Now::default(), i as u32))).collect();
+        self.model = Some(ClusterModel::default());
+        self.shadow = Some(Node::new(AppCore::new(sim_limits(), 0, Now::default(), u32::MAX)));
+    }
+
+    /// Runs one input on the shadow core (cluster mode), if any.
+    fn with_shadow<R>(&mut self, f: impl FnOnce(&mut AppCore<Conn>, &mut MemoryShell<'_, Conn>, Now) -> R) -> Option<R> {
+        let now = self.server_now();
+        let n = self.shadow.as_mut()?;
+        let mut sh = MemoryShell { store: &mut n.store, effects: &mut self.shadow_effects };
+        let r = f(&mut n.core, &mut sh, now);
+        self.shadow_effects.clear();
+        Some(r)
+    }
+
+    /// Server nodes (1 unless [`Sim::cluster`]).
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// The node `dev`'s current connection is on, if the server has one.
+    pub fn node_of(&self, dev: DeviceId) -> Option<usize> {
+        let sd = &self.server[dev];
+        sd.conns.get(&sd.wire).map(|c| self.node_of_conn(*c))
+    }
+
+    /// `dev`'s next connection goes to `node` (cluster mode).
+    pub fn connect_to(&mut self, dev: DeviceId, node: usize) {
+        assert!(node < self.nodes.len(), "no node {node}");
+        self.devices[dev].next_node = Some(node);
+    }
+
+    /// Cluster mode: node `node` dies (`kill -9`) and comes back empty at once. What it held in
+    /// memory is gone (its connections, windows, rooms, channel events on their way to it);
+    /// what Redis holds is not. Its clients see their sockets drop, as in a network loss, and
+    /// reconnect after `reconnect_delay` plus up to a second to another node.
+    pub fn kill_node(&mut self, node: usize) {
+        assert!(self.model.is_some() && node < self.nodes.len(), "kill_node: cluster mode, an existing node");
+        let now = self.now;
+        self.node_kills += 1;
+        if self.trace {
+            println!("{now} kill node {node}");
+        }
+        let server_now = self.server_now();
+        let n = &mut self.nodes[node];
+        let rows = policy_rows(&n.core);
+        n.life += 1;
+        n.held.clear();
+        n.holding.clear();
+        n.store = MemoryStore::new();
+        n.core = AppCore::new(sim_limits(), 0, server_now, (node as u32) << 16 | n.life as u32);
+        n.core.load_policy(rows);
+        let dead: Vec<ConnId> = self.conn_node.iter().filter(|(_, n)| **n == node).map(|(c, _)| *c).collect();
+        for c in &dead {
+            self.conn_node.remove(c);
+            // (To the one node seeing everything, a connection lost.)
+            if let Some(dev) = self.server.iter().position(|sd| sd.conns.values().any(|x| x == c)) {
+                let user = self.devices[dev].user_id.clone();
+                self.with_shadow(|core, sh, now| core.unregister(sh, now, &user, *c, Departure::Lost));
+            }
+        }
+        // What was queued for its connections is lost with them.
+        self.effects.retain(|(c, _)| !dead.contains(&c.id));
+        for dev in 0..self.devices.len() {
+            let current = {
+                let sd = &mut self.server[dev];
+                let wire = sd.wire;
+                let mut current = false;
+                sd.conns.retain(|w, c| {
+                    let on_it = dead.contains(c);
+                    current |= on_it && *w == wire;
+                    !on_it
+                });
+                current
+            };
+            let d = &self.devices[dev];
+            if !current || d.closed || d.silent_until.is_some() || d.reconnecting || d.wire != self.server[dev].wire {
+                continue;
+            }
+            if d.link.is_connected() {
+                self.go_down(dev, now, true);
+            } else {
+                self.devices[dev].wire += 1; // its AuthResult was on the way
+            }
+            if self.nodes.len() > 1 {
+                let other = (node + 1 + (self.random() % (self.nodes.len() as u64 - 1)) as usize) % self.nodes.len();
+                self.devices[dev].next_node = Some(other);
             }
             self.devices[dev].reconnecting = true;
             let at = now + self.reconnect_delay + (self.random() % 1_000) as Millis;
@@ -1047,15 +1525,16 @@ impl Sim {
 
     /// Devices the server counts in `call_id` (inviters and acceptors that have not left).
     pub fn server_participants(&self, call_id: &str) -> Vec<DeviceId> {
-        let members = self.core.call_members(call_id);
-        let mut out: Vec<DeviceId> = members.iter().filter_map(|(_, d)| self.devices.iter().position(|x| *x.device_id == **d)).collect();
+        let members = self.nodes.iter().flat_map(|n| n.core.call_members(call_id));
+        let mut out: Vec<DeviceId> = members.filter_map(|(_, d)| self.devices.iter().position(|x| *x.device_id == *d)).collect();
         out.sort_unstable();
+        out.dedup();
         out
     }
 
     /// Messages the server keeps in memory for resumes (its window), over all users.
     pub fn server_window_len(&self) -> usize {
-        self.core.window_len()
+        self.nodes.iter().map(|n| n.core.window_len()).sum()
     }
 
     /// Exactly-once accounting: what every engine was fed against what the server routed and

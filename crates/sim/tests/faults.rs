@@ -251,3 +251,56 @@ fn a_clean_close_after_a_silent_loss_and_reconnect_is_final_at_once() {
     assert_eq!(reason, end_reason::REMOTE_HANGUP);
     assert!(at <= t + CLEAN_GRACE_MS + 2 * sim.latency + 100, "at {at}, closed at {t}");
 }
+
+// ----- several nodes (issue 15) ---------------------------------------------------------------
+
+/// Found by the cluster property runs (seed 101): a device connecting to a node where another
+/// device of its user is already live read a message from the mailbox before that message's
+/// live copy reached the node; the replay marked the message as here for the whole user, so
+/// the live copy was dropped for the other device too, which never got it.
+#[test]
+fn a_sibling_connecting_on_the_same_node_does_not_swallow_a_live_copy() {
+    let mut sim = Sim::new();
+    sim.cluster(2);
+    sim.bus_latency = 20;
+    let cy = sim.add_device("cy"); // node 0
+    let ann_a = sim.add_device("ann"); // node 1
+    let ann_b = sim.add_device("ann"); // node 0
+    assert_eq!((sim.node_of(cy), sim.node_of(ann_a), sim.node_of(ann_b)), (Some(0), Some(1), Some(1 - 1)));
+    sim.run_for(100);
+    // ann's second device reconnects to ann_a's node right after cy's invite was routed
+    // (10 ms up), before its publish reached that node (20 ms later).
+    assert!(sim.drop_connection(ann_b, 15));
+    sim.connect_to(ann_b, 1);
+    let call = sim.call(cy, "ann", MediaType::Audio);
+    sim.run_for(1_000);
+    assert_eq!(sim.node_of(ann_b), Some(1));
+    assert!(sim.result(cy, call).is_some_and(|(code, _)| code == error_code::SUCCESS));
+    assert!(sim.incoming(ann_b).is_some(), "the replay has it");
+    assert!(sim.incoming(ann_a).is_some(), "the live copy reached the device that was already live");
+    assert_exactly_once(&sim);
+}
+
+/// A node dies between admitting a message and hearing back from the route script (which
+/// Redis ran): the recipient on another node gets it once; the sender resumes on the other
+/// node, resends it, and is confirmed as for a duplicate.
+#[test]
+fn a_node_killed_with_a_route_in_flight_delivers_once_and_confirms_the_resend() {
+    let mut sim = Sim::new();
+    sim.cluster(2);
+    sim.redis_latency = 5;
+    sim.bus_latency = 5;
+    let alice = sim.add_device("alice"); // node 0
+    let bob = sim.add_device("bob"); // node 1
+    sim.run_for(100);
+    let call = sim.call(alice, "bob", MediaType::Audio);
+    sim.run_for(12); // admitted on node 0 at +10; its script runs at +15
+    sim.kill_node(0);
+    sim.run_for(3_000);
+    assert_eq!(sim.node_of(alice), Some(1));
+    assert!(sim.result(alice, call).is_some_and(|(code, _)| code == error_code::SUCCESS));
+    assert!(sim.incoming(bob).is_some());
+    let r = sim.delivery_report();
+    assert!(r.dropped_by_server >= 1, "the resend was a duplicate: {r:?}");
+    assert_exactly_once(&sim);
+}

@@ -45,6 +45,8 @@ struct Seen {
     closes: usize,
     merged: usize,
     member_modify: usize,
+    /// Cluster runs excused from the call-outcome checks ([`rooms_excuse`]).
+    excused: usize,
 }
 
 /// The random steps both property tests take (choices 0–6 and 8 of their draw): calls, group
@@ -90,9 +92,44 @@ fn common_step(sim: &mut Sim, dev: DeviceId, others: &[&str], media: MediaType, 
     }
 }
 
-fn run(seed: u64, seen: &mut Seen) {
+/// Cluster mode for a run: `nodes` nodes (1 = today's single node, untouched) with channel
+/// publishes taking up to `bus_latency` ms.
+fn configure(sim: &mut Sim, nodes: usize) {
+    if nodes > 1 {
+        sim.cluster(nodes);
+        sim.bus_latency = (sim.random() % 25) as i64;
+        // Half the runs with Redis hops (async routes, acks and replays), half without.
+        sim.redis_latency = if sim.random().is_multiple_of(2) { (sim.random() % 8) as i64 } else { 0 };
+    }
+}
+
+/// Call rooms are per node today (docs/cluster.md: the rooms replica is a later step): a node
+/// whose rooms never saw a call's traffic from other nodes may refuse a member's call message
+/// as not in the call (40403), e.g. its hangup, where one node seeing everything would have let
+/// it through (`Sim::rooms_disagreements`); the call's outcome then differs from one node's.
+/// Such cluster runs are excused from the call-outcome checks (agreement, nobody left alone or
+/// still in a call, end reasons), not from exactly-once delivery or the engine's invariants.
+fn rooms_excuse(sim: &Sim, nodes: usize) -> bool {
+    nodes > 1 && !sim.rooms_disagreements.is_empty()
+}
+
+/// Nor does a cluster node run the gone-participant graces yet (docs/cluster.md, step 3): where
+/// one node would have ended a device's part in a call for it (it was in a call when its
+/// connection broke and stayed away past its grace), its peers may keep counting it, or
+/// re-learn it from a stale message sent before it went (e.g. a ModifyMem resent after its
+/// sender's own long silent loss: seed 67404). Such cluster runs are excused from the
+/// call-outcome checks too. `breaks`: (time, device, grace) of devices in a call.
+fn grace_excuse(sim: &Sim, breaks: &[(i64, DeviceId, i64)]) -> bool {
+    breaks.iter().any(|&(t, dev, grace)| {
+        let back = sim.log(dev).iter().find(|(at, l)| *at > t && matches!(l, Logged::Link { up: true })).map(|(at, _)| *at);
+        back.is_none_or(|b| b > t + grace)
+    })
+}
+
+fn run(seed: u64, seen: &mut Seen, nodes: usize) {
     let mut sim = Sim::new();
     sim.seed(seed);
+    configure(&mut sim, nodes);
     sim.jitter = (sim.random() % 40) as i64;
     let lossy = sim.random().is_multiple_of(4);
     if lossy {
@@ -134,7 +171,7 @@ fn run(seed: u64, seen: &mut Seen) {
             }
         }
     }
-    if !lossy {
+    if !lossy && !rooms_excuse(&sim, nodes) {
         check_agreement(&sim, &devs, seed);
     }
     // Everyone hangs up whatever is left; then nothing may remain anywhere.
@@ -144,13 +181,15 @@ fn run(seed: u64, seen: &mut Seen) {
         }
     }
     sim.run_for(200_000);
+    let excused = rooms_excuse(&sim, nodes);
+    seen.excused += usize::from(excused);
     for &dev in &devs {
-        if !lossy {
+        if !lossy && !excused {
             assert!(!sim.engine(dev).has_live_call(), "seed {seed}: device {dev} still in a call");
         }
         check_invariants(&sim, dev, seed);
     }
-    if !lossy {
+    if !lossy && !excused {
         check_end_reasons(&sim, &devs, seed, false);
     }
     for &dev in &devs {
@@ -337,7 +376,7 @@ fn random_runs_keep_the_invariants() {
     let Seeds { runs, sweep, list } = seeds(400, &[84_119, 39_885]);
     let mut seen = Seen::default();
     for seed in list {
-        run(seed, &mut seen);
+        run(seed, &mut seen, 1);
     }
     println!(
         "{runs} runs: {} accepts, {} closes, {} merges, {} member modifications",
@@ -363,12 +402,20 @@ struct FaultSeen {
     verdict_checks: usize,
     repeats_dropped: usize,
     connected: usize,
+    node_kills: usize,
+    excused: usize,
+    /// Of those, for a grace no node ran ([`grace_excuse`]).
+    grace_excused: usize,
 }
 
 /// One random run with faults among the commands; returns nothing, panics naming the seed.
-fn run_faults(seed: u64, seen: &mut FaultSeen) {
+/// With several `nodes` (cluster mode), closed tabs and restarts give way to node kills: the
+/// cluster's nodes run no graces yet (see `Sim::cluster`), so a closed tab's calls would never
+/// be ended for it.
+fn run_faults(seed: u64, seen: &mut FaultSeen, nodes: usize) {
     let mut sim = Sim::new();
     sim.seed(seed);
+    configure(&mut sim, nodes);
     sim.jitter = (sim.random() % 40) as i64;
     sim.reconnect_delay = 100 + (sim.random() % 2_000) as i64;
     let devs: Vec<DeviceId> = USERS.iter().map(|u| sim.add_device(u)).collect();
@@ -378,6 +425,9 @@ fn run_faults(seed: u64, seen: &mut FaultSeen) {
     // When each device's connection broke: (time, device, the server's verdict is due this long
     // after unless it comes back: 5 s after a drop, 15 + 5 s after a silent loss).
     let mut breaks: Vec<(i64, DeviceId, i64)> = Vec::new();
+    // Cluster mode: the breaks of devices that were in a call, whose grace a single node would
+    // have run (see `grace_excuse`).
+    let mut in_call_breaks: Vec<(i64, DeviceId, i64)> = Vec::new();
     let steps = 10 + sim.random() % 30;
     for _ in 0..steps {
         let dev = pick(&mut sim, &devs).unwrap();
@@ -397,17 +447,32 @@ fn run_faults(seed: u64, seen: &mut FaultSeen) {
                 }
             }
             9 | 10 => {
-                let after = 100 + (sim.random() % 12_000) as i64;
+                // (Cluster runs: back within the grace a single node would run; see
+                // `grace_excuse`.)
+                let after = 100 + (sim.random() % if nodes > 1 { 4_500 } else { 12_000 }) as i64;
                 if sim.drop_connection(dev, after) {
                     seen.drops += 1;
                     breaks.push((sim.now(), dev, LOST_GRACE_MS));
+                    if nodes > 1 && !live_calls(&sim, dev).is_empty() {
+                        in_call_breaks.push((sim.now(), dev, LOST_GRACE_MS));
+                    }
                 }
             }
             11 => {
-                let duration = 1_000 + (sim.random() % 45_000) as i64;
+                let duration = 1_000 + (sim.random() % if nodes > 1 { 14_000 } else { 45_000 }) as i64;
                 if sim.silent_loss(dev, duration) {
                     seen.silent += 1;
                     breaks.push((sim.now(), dev, SERVER_DEAD_AFTER_MS + LOST_GRACE_MS));
+                    if nodes > 1 && !live_calls(&sim, dev).is_empty() {
+                        in_call_breaks.push((sim.now(), dev, SERVER_DEAD_AFTER_MS + LOST_GRACE_MS));
+                    }
+                }
+            }
+            12 | 13 if nodes > 1 => {
+                if sim.random().is_multiple_of(3) {
+                    let node = (sim.random() % nodes as u64) as usize;
+                    sim.kill_node(node);
+                    seen.node_kills += 1;
                 }
             }
             12 => {
@@ -493,26 +558,35 @@ fn run_faults(seed: u64, seen: &mut FaultSeen) {
     }
     seen.verdicts += sim.verdicts.len();
     // Nobody is left alone in a call: every live call is live on another device still there.
-    for &dev in &alive {
+    let graces = grace_excuse(&sim, &in_call_breaks);
+    seen.grace_excused += usize::from(graces);
+    let excused = rooms_excuse(&sim, nodes) || graces;
+    for &dev in alive.iter().filter(|_| !excused) {
         for c in live_calls(&sim, dev) {
             let with = alive.iter().any(|&o| o != dev && live_calls(&sim, o).contains(&c));
             assert!(with, "seed {seed}: device {dev} alone in {c}: {:?}", sim.engine(dev).session(&c));
         }
     }
-    check_agreement(&sim, &alive, seed);
+    if !excused {
+        check_agreement(&sim, &alive, seed);
+    }
     for &dev in &alive {
         for c in live_calls(&sim, dev) {
             sim.hangup(dev, &c);
         }
     }
     sim.run_for(200_000);
+    let excused = rooms_excuse(&sim, nodes) || graces;
+    seen.excused += usize::from(excused);
     for &dev in &devs {
-        if !sim.is_closed(dev) {
+        if !sim.is_closed(dev) && !excused {
             assert!(!sim.engine(dev).has_live_call(), "seed {seed}: device {dev} still in a call");
         }
         check_invariants(&sim, dev, seed);
     }
-    check_end_reasons(&sim, &devs, seed, true); // closed tabs' ends count too
+    if !excused {
+        check_end_reasons(&sim, &devs, seed, true); // closed tabs' ends count too
+    }
     seen.connected += devs.iter().map(|&d| sim.timeline(d).iter().filter(|l| l.starts_with("Accept(")).count()).sum::<usize>();
 }
 
@@ -544,7 +618,7 @@ fn random_faults_keep_the_invariants_and_deliver_exactly_once() {
     let Seeds { runs, sweep, list } = seeds(300, &[89, 104, 587, 750, 1_056, 4_460, 6_864, 16_866, 28_673, 44_144, 45_223, 71_590, 84_337, 97_691, 179_658, 179_860, 310_507, 437_762, 360_775, 594_828, 476_717, 8, 46, 59, 62, 5_117, 8_926, 52_528]);
     let mut seen = FaultSeen::default();
     for seed in list {
-        run_faults(seed, &mut seen);
+        run_faults(seed, &mut seen, 1);
     }
     println!(
         "{runs} fault runs: {} drops, {} silent losses, {} closed tabs, {} restarts, {} verdicts, {} cut-off and {} verdict checks, {} resends dropped (by the server or receivers), {} accepts",
@@ -554,5 +628,35 @@ fn random_faults_keep_the_invariants_and_deliver_exactly_once() {
         assert!(seen.drops > 0 && seen.silent > 0 && seen.closed > 0 && seen.restarts > 0, "a fault kind was never exercised");
         assert!(seen.verdicts > 0 && seen.cutoff_checks > 0 && seen.verdict_checks > 0, "no verdict or cut-off was checked");
         assert!(seen.repeats_dropped > 0, "no resend was ever deduplicated");
+    }
+}
+
+// ----- several nodes (issue 15) ---------------------------------------------------------------
+
+#[test]
+fn random_cluster_runs_keep_the_invariants_and_deliver_exactly_once() {
+    // Seeds that once failed: 101 a sibling device's live copy swallowed by a replay on its
+    // node (fixed: per-connection replay marks); 67404 a ghost member re-learnt from a stale
+    // ModifyMem where a single node's grace would have ended the call (no graces in cluster
+    // mode yet: cluster runs now keep drops and silent losses within the graces, and the rare
+    // run that still outlasts one is excused, `grace_excuse`).
+    // Each seed runs twice on 2 or 3 nodes over the model of the Redis side: once without
+    // faults (everyone must agree in the end) and once with drops, silent losses and node
+    // kills (nothing confirmed lost, nothing fed twice, every send accepted).
+    let Seeds { runs, sweep, list } = seeds(200, &[101, 67_404]);
+    let (mut seen, mut fault_seen) = (Seen::default(), FaultSeen::default());
+    for seed in list {
+        let nodes = 2 + (seed % 2) as usize;
+        run(seed, &mut seen, nodes);
+        run_faults(seed, &mut fault_seen, nodes);
+    }
+    println!(
+        "{runs} cluster runs: {} accepts, {} closes, {} member modifications, {} excused from the call outcome (rooms per node); with faults: {} drops, {} silent losses, {} node kills, {} resends dropped, {} accepts, {} excused ({} for a grace no node ran)",
+        seen.connected, seen.closes, seen.member_modify, seen.excused, fault_seen.drops, fault_seen.silent, fault_seen.node_kills, fault_seen.repeats_dropped, fault_seen.connected, fault_seen.excused, fault_seen.grace_excused
+    );
+    if sweep && runs >= 100 {
+        assert!(seen.connected > runs as usize / 2 && seen.closes > runs as usize, "runs exercised too little");
+        assert!(fault_seen.drops > 0 && fault_seen.silent > 0 && fault_seen.node_kills > 0, "a fault kind was never exercised");
+        assert!(fault_seen.repeats_dropped > 0, "no resend was ever deduplicated");
     }
 }
