@@ -86,6 +86,8 @@ PIDS=()
 cleanup() {
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
+    # LOG_DIR: keep the servers' and Redis's logs.
+    if [ -n "${LOG_DIR:-}" ]; then mkdir -p "$LOG_DIR" && cp "$TMP"/*.err "$TMP"/*.out "$TMP"/*.log "$LOG_DIR"/ 2>/dev/null || true; fi
     rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -104,7 +106,7 @@ RATE_FLAGS=(--rate-limit-per-sec 5000 --rate-limit-burst 10000 --user-rate-per-s
 start_rcall() {
     local name=$1
     shift
-    RUST_LOG=warn nice -n "$NICE" taskset -c "$SERVER_CPU" "$RCALL_BIN" --listen 127.0.0.1:0 --db "$TMP/$name.db" \
+    RUST_LOG=${SERVER_LOG:-warn} nice -n "$NICE" taskset -c "$SERVER_CPU" "$RCALL_BIN" --listen 127.0.0.1:0 --db "$TMP/$name.db" \
         --app-key bench-app --app-secret bench-secret-0123456789 --sdk-dir "$TMP" --web-dir "$TMP" \
         "${RATE_FLAGS[@]}" "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" &
     RCALL_PID=$!

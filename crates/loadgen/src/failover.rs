@@ -158,10 +158,22 @@ struct Client {
     /// client said it had processed).
     below_resume: u64,
     send_errors: u64,
+    /// `client_seq`s the server refused (a `SendResult` with a code: the app hears of it, so
+    /// not counted as lost).
+    refused: Vec<u64>,
     connect_failures: u64,
+    /// Why connections ended or attempts failed, and the codes of refused sends: (what, count).
+    why: Vec<(String, u64)>,
 }
 
 impl Client {
+    fn note(&mut self, what: String) {
+        match self.why.iter_mut().find(|w| w.0 == what) {
+            Some(w) => w.1 += 1,
+            None => self.why.push((what, 1)),
+        }
+    }
+
     fn issue(&mut self, step: usize, payload: usize) {
         let client_seq = self.next_seq;
         self.next_seq += 1;
@@ -184,7 +196,7 @@ impl Client {
     }
 
     /// Frames to write now: what was issued since the last write.
-    fn to_write(&mut self) -> Vec<Vec<u8>> {
+    fn take_unwritten(&mut self) -> Vec<Vec<u8>> {
         if !self.connected {
             return Vec::new();
         }
@@ -203,7 +215,7 @@ impl Client {
         self.connected = true;
         self.unconfirmed.retain(|u| u.client_seq > accepted_upto || !u.no_receipt);
         self.written = 0;
-        self.to_write()
+        self.take_unwritten()
     }
 
     fn handle(&mut self, frame: &[u8]) -> Event {
@@ -231,6 +243,11 @@ impl Client {
             Some(S::SendResult(r)) => {
                 if r.code != 0 {
                     self.send_errors += 1;
+                    self.note(format!("send refused {}", r.code));
+                    if let Some(u) = self.unconfirmed.iter().find(|u| u.request_id == r.request_id) {
+                        let n = u.client_seq;
+                        self.refused.push(n);
+                    }
                 }
                 if let Some(i) = self.unconfirmed.iter().position(|u| u.request_id == r.request_id) {
                     self.unconfirmed.drain(..=i);
@@ -335,6 +352,9 @@ async fn connect(c: &Rc<RefCell<Client>>, keys: &Keys, first: bool) -> Result<Ws
                 let mut cb = c.borrow_mut();
                 cb.connected = false;
                 cb.connect_failures += 1;
+                // Numbers vary per attempt (ports, ids): keep the words.
+                let words: String = e.split(|ch: char| ch.is_ascii_digit()).collect::<Vec<_>>().join("#");
+                cb.note(format!("connect failed: {}", words.chars().take(120).collect::<String>()));
                 tries += 1;
                 if first && tries >= 3 {
                     return Err(format!("{}: {e}", cb.user));
@@ -368,7 +388,7 @@ async fn client_task(c: Rc<RefCell<Client>>, wake: Rc<Notify>, keys: Rc<Keys>, w
         };
         let (mut sink, mut stream) = w.split();
         // Anything issued while connecting.
-        let frames = c.borrow_mut().to_write();
+        let frames = c.borrow_mut().take_unwritten();
         let mut ok = true;
         for f in frames {
             ok &= sink.feed(Message::Binary(f.into())).await.is_ok();
@@ -377,7 +397,7 @@ async fn client_task(c: Rc<RefCell<Client>>, wake: Rc<Notify>, keys: Rc<Keys>, w
         while ok {
             tokio::select! {
                 _ = wake.notified() => {
-                    let frames = c.borrow_mut().to_write();
+                    let frames = c.borrow_mut().take_unwritten();
                     for f in frames {
                         if sink.feed(Message::Binary(f.into())).await.is_err() { ok = false; break; }
                     }
@@ -387,7 +407,7 @@ async fn client_task(c: Rc<RefCell<Client>>, wake: Rc<Notify>, keys: Rc<Keys>, w
                     match m {
                         Some(Ok(Message::Binary(b))) => {
                             let ev = c.borrow_mut().handle(&b);
-                            if let Event::Refused(_) = ev { ok = false; }
+                            if let Event::Refused(e) = ev { c.borrow_mut().note(format!("ended: {e}")); ok = false; }
                             let ack = {
                                 let mut cb = c.borrow_mut();
                                 (cb.last_seq > cb.acked).then(|| { cb.acked = cb.last_seq; cb.last_seq })
@@ -398,7 +418,15 @@ async fn client_task(c: Rc<RefCell<Client>>, wake: Rc<Notify>, keys: Rc<Keys>, w
                             }
                         }
                         Some(Ok(_)) => {}
-                        _ => ok = false,
+                        other => {
+                            let what = match other {
+                                Some(Ok(Message::Close(f))) => format!("closed by the server: {f:?}"),
+                                Some(Err(e)) => format!("read error: {e}"),
+                                _ => "connection ended".into(),
+                            };
+                            c.borrow_mut().note(what);
+                            ok = false;
+                        }
                     }
                 }
             }
@@ -459,7 +487,9 @@ async fn worker_main(a: Args, k: usize, keys: Keys) {
                 resumed: Vec::new(),
                 below_resume: 0,
                 send_errors: 0,
+                refused: Vec::new(),
                 connect_failures: 0,
+                why: Vec::new(),
             })));
         }
     }
@@ -514,7 +544,10 @@ async fn worker_main(a: Args, k: usize, keys: Keys) {
     let start = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    while my_pairs > 0 {
+    loop {
+        if my_pairs == 0 {
+            break;
+        }
         tick.tick().await;
         let el = start.elapsed();
         if el >= total {
@@ -543,14 +576,17 @@ async fn worker_main(a: Args, k: usize, keys: Keys) {
     let steady_from = start_ns + WARMUP_SECS * 1_000_000_000;
     let steady_to = kill_ns.min(start_ns + total.as_nanos() as u64);
     let mut resumed = Vec::new();
+    let mut why = std::collections::BTreeMap::<String, u64>::new();
     for (i, c) in clients.iter().enumerate() {
         let c = c.borrow();
         let peer = clients[i ^ 1].borrow();
         let peer_issued = peer.next_seq - 1;
         // What the peer still holds unconfirmed was not necessarily lost by the cluster.
         let peer_unconfirmed_from = peer.unconfirmed.front().map_or(u64::MAX, |u| u.client_seq);
+        let refused: std::collections::HashSet<u64> = peer.refused.iter().copied().collect();
         for n in 1..=peer_issued as usize {
             match c.got.get(n).copied().unwrap_or(0) {
+                0 if refused.contains(&(n as u64)) => {}
                 0 => {
                     lost += 1;
                     if (n as u64) < peer_unconfirmed_from {
@@ -569,6 +605,9 @@ async fn worker_main(a: Args, k: usize, keys: Keys) {
         failures += c.connect_failures;
         disconnected += u64::from(!c.connected);
         resumed.extend(c.resumed.iter().copied());
+        for (w, n) in &c.why {
+            *why.entry(w.clone()).or_insert(0u64) += n;
+        }
         for &(t, l) in &c.lat {
             all.push(l);
             if t >= steady_from && t < steady_to {
@@ -587,6 +626,9 @@ async fn worker_main(a: Args, k: usize, keys: Keys) {
         "RESULT issued={issued} delivered={delivered} lost={lost} lost_confirmed={lost_confirmed} dup={dup} unconfirmed={unconfirmed} below_resume={below} send_errors={errors} connect_failures={failures} disconnected={disconnected} steady_secs={:.3}",
         (steady_to.saturating_sub(steady_from)) as f64 / 1e9
     );
+    for (w, n) in &why {
+        println!("WHY {n} {w}");
+    }
     println!("HSTEADY {}", hist(&steady));
     println!("HALL {}", hist(&all));
     println!("RESUMED {}", resumed.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(","));
@@ -610,6 +652,7 @@ struct Totals {
     steady: Vec<u64>,
     all: Vec<u64>,
     resumed: Vec<i64>,
+    why: std::collections::BTreeMap<String, u64>,
 }
 
 fn add_hist(h: &mut Vec<u64>, s: &str) {
@@ -767,6 +810,10 @@ pub(crate) fn coordinator(a: &Args, redis_pid: Option<u32>, payload: usize) {
                         _ => {}
                     }
                 }
+            } else if let Some(rest) = line.strip_prefix("WHY ") {
+                if let Some((n, w)) = rest.split_once(' ') {
+                    *t.why.entry(w.to_string()).or_default() += n.parse::<u64>().unwrap_or(0);
+                }
             } else if let Some(rest) = line.strip_prefix("HSTEADY ") {
                 add_hist(&mut t.steady, rest);
             } else if let Some(rest) = line.strip_prefix("HALL ") {
@@ -781,6 +828,9 @@ pub(crate) fn coordinator(a: &Args, redis_pid: Option<u32>, payload: usize) {
     }
     for c in children.iter_mut() {
         let _ = c.wait();
+    }
+    for (w, n) in &t.why {
+        println!("  {n:>7} × {w}");
     }
     let steady_n: u64 = t.steady.iter().sum();
     println!(
@@ -810,7 +860,11 @@ pub(crate) fn coordinator(a: &Args, redis_pid: Option<u32>, payload: usize) {
         cpu.join(", ")
     );
     if let Some(k) = killed_at_us {
-        let mut d: Vec<f64> = t.resumed.iter().map(|&r| (r - k) as f64 / 1e6).collect();
+        let before = t.resumed.iter().filter(|&&r| r < k).count();
+        if before > 0 {
+            println!("reconnects before the kill (connections that dropped for another reason): {before}");
+        }
+        let mut d: Vec<f64> = t.resumed.iter().filter(|&&r| r >= k).map(|&r| (r - k) as f64 / 1e6).collect();
         d.sort_by(f64::total_cmp);
         let q = |p: f64| d.get(((d.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(f64::NAN);
         let expected = a.failover_conns.div_ceil(a.nodes.len());
@@ -824,7 +878,7 @@ pub(crate) fn coordinator(a: &Args, redis_pid: Option<u32>, payload: usize) {
         );
     }
     println!(
-        "messages: issued {}, delivered {}, lost {} (of which the sender had a confirmation: {}), duplicated {} (goal 0/0); replayed at or below the client's resume point {}; still unconfirmed at the end {}; send errors {}; clients not connected at the end {}",
+        "messages: issued {}, delivered {}, lost {} (not delivered, not refused; of which confirmed to the sender: {}), duplicated {} (goal 0/0); replayed at or below the client's resume point {}; still unconfirmed at the end {}; refused with a SendResult code (the app is told) {}; clients not connected at the end {}",
         t.issued, t.delivered, t.lost, t.lost_confirmed, t.dup, t.below_resume, t.unconfirmed, t.send_errors, t.disconnected
     );
 }
