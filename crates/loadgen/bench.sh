@@ -84,6 +84,7 @@ RCALL_BIN=${RCALL_BIN:-$BIN/rcall-server}
 TMP=$(mktemp -d)
 PIDS=()
 cleanup() {
+    [ -z "$AUTOGROUP_NICE0" ] || echo "$AUTOGROUP_NICE0" >/proc/self/autogroup 2>/dev/null || true
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
     # LOG_DIR: keep the servers' and Redis's logs.
@@ -91,6 +92,16 @@ cleanup() {
     rm -rf "$TMP"
 }
 trap cleanup EXIT
+
+# With the kernel's autogroup scheduling (sched_autogroup_enabled=1) a nice value only ranks
+# processes within their session; other sessions' builds still get an equal share of each
+# core. NICE < 0 therefore also sets this session's autogroup nice for the run (restored at
+# exit), or the cluster runs get a fraction of CPU 0 and time out in Redis round trips.
+AUTOGROUP_NICE0=
+if [ "$NICE" -lt 0 ] && [ -w /proc/self/autogroup ]; then
+    AUTOGROUP_NICE0=$(sed -n 's/.* nice //p' /proc/self/autogroup)
+    echo "$NICE" >/proc/self/autogroup 2>/dev/null || AUTOGROUP_NICE0=
+fi
 
 ulimit -n 20000 2>/dev/null || true
 
@@ -118,7 +129,7 @@ start_rcall() {
 # start_redis: a private Redis on a unix socket in $TMP (no TCP port, no persistence), pinned with
 # the servers; sets REDIS_PID and REDIS_URL.
 start_redis() {
-    nice -n "$NICE" taskset -c "$SERVER_CPU" redis-server --port 0 --unixsocket "$TMP/redis.sock" --unixsocketperm 700 \
+    nice -n "$NICE" taskset -c "${REDIS_CPU:-$SERVER_CPU}" redis-server --port 0 --unixsocket "$TMP/redis.sock" --unixsocketperm 700 \
         --save "" --appendonly no --daemonize no --dir "$TMP" --logfile "$TMP/redis.log" &
     REDIS_PID=$!
     PIDS+=("$REDIS_PID")
