@@ -710,9 +710,13 @@ pub(crate) fn coordinator(a: &Args, redis_pid: Option<u32>, payload: usize) {
     let mut all_pids = a.node_pids.clone();
     all_pids.extend(redis_pid);
     let rss0 = rss_all(&all_pids);
+    let kill = match a.kill_at_secs {
+        0 => "no node killed".to_string(),
+        t => format!("kill -9 of node {} at {t} s", a.kill_node),
+    };
     println!(
-        "# failover: {} connections ({} pairs, each split across two nodes) on {} nodes + Redis, {} generator processes, {} msg/s offered for {} s, kill -9 of node {} at {} s, {}-byte messages",
-        a.failover_conns, a.failover_conns / 2, a.nodes.len(), a.workers, a.failover_rate, a.failover_secs, a.kill_node, a.kill_at_secs, payload
+        "# failover: {} connections ({} pairs, each split across two nodes) on {} nodes + Redis, {} generator processes, {} msg/s offered for {} s, {kill}, {}-byte messages",
+        a.failover_conns, a.failover_conns / 2, a.nodes.len(), a.workers, a.failover_rate, a.failover_secs, payload
     );
     let mut children = Vec::new();
     for k in 0..a.workers {
