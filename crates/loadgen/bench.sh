@@ -28,6 +28,22 @@
 # otherwise be reused and the figure read low): ACTIVE_MEM/2 pairs carry ACTIVE_RATE msg/s in all
 # (default 10000) for ACTIVE_SECS (default 90: past the server's 60 s resume window) while its RSS is sampled every 5 s; printed beside
 # the idle figure of the same run (IDLE).
+#
+# Cluster mode (issue 15; a private Redis on a unix socket in the temp dir, pinned with the servers):
+#   CLUSTER=2 bash crates/loadgen/bench.sh        # 2 nodes + Redis against one node, same run
+# CLUSTER=N starts N rcall-server nodes with `--redis unix://…` beside the usual single node
+# (SQLite); every pair has its caller on one node and its callee on the next; per rate it prints
+# the nodes' CPU per routed message (summed), Redis's own (utime + stime of redis-server over
+# the window), and the single node's, and both knees. PeerJS/matchbox and the idle phase are
+# off unless asked for (SKIP_PEERJS=0 SKIP_MATCHBOX=0 IDLE=…); RATES defaults to
+# 5000,10000,15000,20000,25000,30000,35000.
+#
+#   FAILOVER_CONNS=100000 NODES=7 bash crates/loadgen/bench.sh   # 100,000 connections, kill -9 of a node
+#   FAILOVER_CONNS=6000 NODES=6 bash crates/loadgen/bench.sh     # the same, small (about 1 min)
+# FAILOVER_CONNS: Redis + NODES nodes (default 6), the generator as FAILOVER_WORKERS processes
+# (default 8), FAILOVER_RATE msg/s (default 5000) for FAILOVER_SECS (default 60), node
+# KILL_NODE (default 0) killed with SIGKILL at KILL_AT s (default 25; 0 = none); see
+# rcall-loadgen's failover module for what it counts. Nothing else runs.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
@@ -37,6 +53,14 @@ if [ -n "$HOSTILE" ]; then
     IDLE=${IDLE:-0}
     SKIP_PEERJS=1
     SKIP_MATCHBOX=1
+fi
+CLUSTER=${CLUSTER:-0}
+FAILOVER_CONNS=${FAILOVER_CONNS:-0}
+if [ "$CLUSTER" != 0 ] || [ "$FAILOVER_CONNS" != 0 ]; then
+    SKIP_PEERJS=${SKIP_PEERJS:-1}
+    SKIP_MATCHBOX=${SKIP_MATCHBOX:-1}
+    IDLE=${IDLE:-0}
+    [ "$CLUSTER" = 0 ] || RATES=${RATES-5000,10000,15000,20000,25000,30000,35000}
 fi
 RATES=${RATES-20000,35000,50000,70000,100000}
 PAIRS=${PAIRS:-500}
@@ -60,11 +84,24 @@ RCALL_BIN=${RCALL_BIN:-$BIN/rcall-server}
 TMP=$(mktemp -d)
 PIDS=()
 cleanup() {
+    [ -z "$AUTOGROUP_NICE0" ] || echo "$AUTOGROUP_NICE0" >/proc/self/autogroup 2>/dev/null || true
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
+    # LOG_DIR: keep the servers' and Redis's logs.
+    if [ -n "${LOG_DIR:-}" ]; then mkdir -p "$LOG_DIR" && cp "$TMP"/*.err "$TMP"/*.out "$TMP"/*.log "$LOG_DIR"/ 2>/dev/null || true; fi
     rm -rf "$TMP"
 }
 trap cleanup EXIT
+
+# With the kernel's autogroup scheduling (sched_autogroup_enabled=1) a nice value only ranks
+# processes within their session; other sessions' builds still get an equal share of each
+# core. NICE < 0 therefore also sets this session's autogroup nice for the run (restored at
+# exit), or the cluster runs get a fraction of CPU 0 and time out in Redis round trips.
+AUTOGROUP_NICE0=
+if [ "$NICE" -lt 0 ] && [ -w /proc/self/autogroup ]; then
+    AUTOGROUP_NICE0=$(sed -n 's/.* nice //p' /proc/self/autogroup)
+    echo "$NICE" >/proc/self/autogroup 2>/dev/null || AUTOGROUP_NICE0=
+fi
 
 ulimit -n 20000 2>/dev/null || true
 
@@ -76,17 +113,53 @@ ulimit -n 20000 2>/dev/null || true
 # 20,000/s) are well inside them, and the attacker meets what production would.
 RATE_FLAGS=(--rate-limit-per-sec 5000 --rate-limit-burst 10000 --user-rate-per-sec 5000 --user-rate-burst 10000)
 [ -z "$HOSTILE" ] || RATE_FLAGS=()
-# start_rcall NAME: starts an rcall-server; sets RCALL_PID and RCALL_ADDR.
+# start_rcall NAME [FLAG…]: starts an rcall-server; sets RCALL_PID and RCALL_ADDR.
 start_rcall() {
-    RUST_LOG=warn nice -n "$NICE" taskset -c "$SERVER_CPU" "$RCALL_BIN" --listen 127.0.0.1:0 --db "$TMP/$1.db" \
+    local name=$1
+    shift
+    RUST_LOG=${SERVER_LOG:-warn} nice -n "$NICE" taskset -c "$SERVER_CPU" "$RCALL_BIN" --listen 127.0.0.1:0 --db "$TMP/$name.db" \
         --app-key bench-app --app-secret bench-secret-0123456789 --sdk-dir "$TMP" --web-dir "$TMP" \
-        "${RATE_FLAGS[@]}" >"$TMP/$1.out" 2>"$TMP/$1.err" &
+        "${RATE_FLAGS[@]}" "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" &
     RCALL_PID=$!
     PIDS+=("$RCALL_PID")
-    for _ in $(seq 100); do grep -q 'listening on' "$TMP/$1.out" 2>/dev/null && break; sleep 0.1; done
-    RCALL_ADDR=$(sed -n 's#^rcall-server listening on http://##p' "$TMP/$1.out")
-    [ -n "$RCALL_ADDR" ] || { cat "$TMP/$1.err" >&2; exit 1; }
+    for _ in $(seq 100); do grep -q 'listening on' "$TMP/$name.out" 2>/dev/null && break; sleep 0.1; done
+    RCALL_ADDR=$(sed -n 's#^rcall-server listening on http://##p' "$TMP/$name.out")
+    [ -n "$RCALL_ADDR" ] || { cat "$TMP/$name.err" >&2; exit 1; }
 }
+# start_redis: a private Redis on a unix socket in $TMP (no TCP port, no persistence), pinned with
+# the servers; sets REDIS_PID and REDIS_URL.
+start_redis() {
+    nice -n "$NICE" taskset -c "${REDIS_CPU:-$SERVER_CPU}" redis-server --port 0 --unixsocket "$TMP/redis.sock" --unixsocketperm 700 \
+        --save "" --appendonly no --daemonize no --dir "$TMP" --logfile "$TMP/redis.log" &
+    REDIS_PID=$!
+    PIDS+=("$REDIS_PID")
+    for _ in $(seq 100); do [ -S "$TMP/redis.sock" ] && break; sleep 0.1; done
+    [ -S "$TMP/redis.sock" ] || { cat "$TMP/redis.log" >&2; exit 1; }
+    REDIS_URL="unix://$TMP/redis.sock"
+}
+# start_nodes N: N cluster nodes on $REDIS_URL; sets NODE_URLS and NODE_PIDS (comma lists).
+start_nodes() {
+    local urls=() pids=()
+    for i in $(seq "$1"); do
+        start_rcall "node$i" --redis "$REDIS_URL"
+        urls+=("ws://$RCALL_ADDR/ws")
+        pids+=("$RCALL_PID")
+    done
+    NODE_URLS=$(IFS=,; echo "${urls[*]}")
+    NODE_PIDS=$(IFS=,; echo "${pids[*]}")
+}
+
+if [ "$FAILOVER_CONNS" != 0 ]; then
+    start_redis
+    start_nodes "${NODES:-6}"
+    echo "# $(date -u +%FT%TZ) $(uname -r), $(nproc) CPUs; nodes + Redis on CPU $SERVER_CPU, loadgen on CPU $LOADGEN_CPU, nice $NICE; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "# rcall-server $RCALL_BIN ($(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?') tree), $(redis-server --version | cut -d' ' -f1-3)"
+    nice -n "$NICE" taskset -c "$LOADGEN_CPU" "$BIN/rcall-loadgen" --app-key bench-app --app-secret bench-secret-0123456789 \
+        --failover-conns "$FAILOVER_CONNS" --nodes "$NODE_URLS" --node-pids "$NODE_PIDS" --redis-pid "$REDIS_PID" \
+        --failover-rate "${FAILOVER_RATE:-5000}" --failover-secs "${FAILOVER_SECS:-60}" --kill-at-secs "${KILL_AT:-25}" \
+        --kill-node "${KILL_NODE:-0}" --workers "${FAILOVER_WORKERS:-8}" --payload "$PAYLOAD"
+    exit 0
+fi
 if [ "$ACTIVE_MEM" != 0 ]; then
     start_rcall active
     ACTIVE_ARGS=(--active-memory "$ACTIVE_MEM" --active-rate "$ACTIVE_RATE" --active-secs "$ACTIVE_SECS"
@@ -98,6 +171,11 @@ start_rcall bench
 
 ARGS=(--rcall "ws://$RCALL_ADDR/ws" --rcall-pid "$RCALL_PID" --app-key bench-app --app-secret bench-secret-0123456789)
 ARGS+=("${ACTIVE_ARGS[@]}")
+if [ "$CLUSTER" != 0 ]; then
+    start_redis
+    start_nodes "$CLUSTER"
+    ARGS+=(--cluster "$NODE_URLS" --cluster-pids "$NODE_PIDS" --redis-pid "$REDIS_PID")
+fi
 if [ -n "$RATES" ]; then ARGS+=(--rates "$RATES"); else ARGS+=(--rates); fi
 [ -z "$HOSTILE" ] || ARGS+=(--hostile "$HOSTILE" --hostile-rate "${HOSTILE_RATE:-20000}" --hostile-sockets "${HOSTILE_SOCKETS:-512}")
 

@@ -212,7 +212,7 @@ pub(crate) async fn run(target: &Target, pid: u32, plan: &Plan) -> Report {
     let me = std::process::id();
     let metrics = match target {
         Target::Rcall { url, .. } => hostile::metrics_addr(url),
-        Target::PeerJs { .. } | Target::Matchbox { .. } => None,
+        Target::PeerJs { .. } | Target::Matchbox { .. } | Target::Cluster { .. } => None,
     };
     let hist0 = match metrics {
         Some(m) => hostile::latency_histogram(m).await,

@@ -30,6 +30,7 @@
 //! `crates/loadgen/bench.sh`.
 
 mod active_memory;
+mod failover;
 mod hostile;
 
 use std::sync::{Arc, OnceLock};
@@ -127,6 +128,20 @@ struct Args {
     /// Process id of `--active-rcall`
     #[arg(long)]
     active_rcall_pid: Option<u32>,
+    /// Cluster mode: rcall-server nodes sharing one Redis (comma-separated WebSocket URLs),
+    /// measured like `--rcall` with every pair split across two nodes (pair p: caller on node
+    /// p mod n, callee on node p+1 mod n)
+    #[arg(long, value_delimiter = ',')]
+    cluster: Vec<String>,
+    /// Process ids of the `--cluster` nodes, in the same order (their CPU is summed)
+    #[arg(long, value_delimiter = ',')]
+    cluster_pids: Vec<u32>,
+    /// Process id of the Redis the `--cluster` nodes share: its own CPU per routed message
+    #[arg(long)]
+    redis_pid: Option<u32>,
+    /// The 100,000-connection run with a node kill ([`failover`]) instead of everything else
+    #[command(flatten)]
+    failover: failover::Args,
 }
 
 static EPOCH: OnceLock<Instant> = OnceLock::new();
@@ -155,6 +170,15 @@ enum Target {
     Matchbox {
         url: String,
     },
+    /// rcall-server nodes in cluster mode: each connection goes to one of them
+    /// ([`Target::for_conn`]); their CPU is summed, Redis's reported beside it.
+    Cluster {
+        urls: Vec<String>,
+        app_key: String,
+        app_secret: String,
+        pids: Vec<u32>,
+        redis_pid: Option<u32>,
+    },
 }
 
 impl Target {
@@ -163,6 +187,26 @@ impl Target {
             Target::Rcall { .. } => "rcall-server",
             Target::PeerJs { .. } => "peerjs-server",
             Target::Matchbox { .. } => "matchbox",
+            Target::Cluster { .. } => "rcall-cluster",
+        }
+    }
+
+    /// Speaks rcall's protocol (a single node or a cluster).
+    fn is_rcall(&self) -> bool {
+        matches!(self, Target::Rcall { .. } | Target::Cluster { .. })
+    }
+
+    /// Where connection `i` goes: for a cluster, pair p = i / 2 has its caller (i even) on node
+    /// p mod n and its callee on node p + 1 mod n, so with n ≥ 2 every pair spans two nodes
+    /// and the pairs spread evenly.
+    fn for_conn(&self, i: usize) -> Target {
+        match self {
+            Target::Cluster { urls, app_key, app_secret, .. } => Target::Rcall {
+                url: urls[(i / 2 + i % 2) % urls.len()].clone(),
+                app_key: app_key.clone(),
+                app_secret: app_secret.clone(),
+            },
+            t => t.clone(),
         }
     }
 
@@ -242,6 +286,7 @@ impl Target {
                     other => Err(format!("matchbox: expected IdAssigned, got {other:?}")),
                 }
             }
+            Target::Cluster { .. } => Box::pin(self.for_conn(0).connect(user)).await,
         }
     }
 }
@@ -509,7 +554,7 @@ async fn conn_task(
     payload: usize,
     ack_on_read: bool,
 ) -> ConnStats {
-    let rcall = matches!(target, Target::Rcall { .. });
+    let rcall = target.is_rcall();
     let matchbox = matches!(target, Target::Matchbox { .. });
     let (mut sink, mut stream) = ws.split();
     let mut stats = ConnStats::default();
@@ -632,7 +677,7 @@ async fn connect_all(
     let results: Vec<(usize, Result<Conn, String>)> =
         futures::stream::iter(users.iter().cloned().enumerate())
             .map(|(i, u)| {
-                let t = target.clone();
+                let t = target.for_conn(i);
                 async move { (i, t.connect(&u).await) }
             })
             .buffer_unordered(concurrency)
@@ -658,6 +703,8 @@ struct LoadResult {
     max_ms: f64,
     cpu_us_per_msg: Option<f64>,
     server_cpu_util: Option<f64>,
+    /// Cluster only: Redis's own CPU (utime + stime) per delivered message, µs.
+    redis_cpu_us_per_msg: Option<f64>,
     /// rcall only: the upper bound of the server's delivery-latency histogram bucket holding
     /// the window's p99 (accepted → written to the recipient's socket; `/metrics`), ms. The
     /// server's own view, unaffected by the generator's scheduling.
@@ -691,18 +738,35 @@ async fn run_load(
     let me = std::process::id();
     let metrics = match target {
         Target::Rcall { url, .. } => hostile::metrics_addr(url),
-        Target::PeerJs { .. } | Target::Matchbox { .. } => None,
+        Target::PeerJs { .. } | Target::Matchbox { .. } | Target::Cluster { .. } => None,
     };
+    // The server's CPU: its process, or the sum of a cluster's nodes; Redis's apart.
+    let (pids, redis_pid): (Vec<u32>, Option<u32>) = match target {
+        Target::Cluster { pids, redis_pid, .. } => (pids.clone(), *redis_pid),
+        _ => (pid.into_iter().collect(), None),
+    };
+    let total_cpu = move || -> Option<f64> {
+        if pids.is_empty() {
+            return None;
+        }
+        pids.iter().map(|&p| cpu_secs(p)).sum()
+    };
+    let redis_cpu = tokio::spawn(async move {
+        tokio::time::sleep(warmup).await;
+        let a = redis_pid.and_then(cpu_secs);
+        tokio::time::sleep(duration).await;
+        a.zip(redis_pid.and_then(cpu_secs)).map(|(a, b)| b - a)
+    });
     let cpu = tokio::spawn(async move {
         tokio::time::sleep(warmup).await;
-        let a = pid.and_then(cpu_secs);
+        let a = total_cpu();
         let self_a = cpu_secs(me);
         let hist_a = match metrics {
             Some(m) => hostile::latency_histogram(m).await,
             None => None,
         };
         tokio::time::sleep(duration).await;
-        let b = pid.and_then(cpu_secs);
+        let b = total_cpu();
         let self_b = cpu_secs(me);
         let hist_b = match metrics {
             Some(m) => hostile::latency_histogram(m).await,
@@ -738,6 +802,7 @@ async fn run_load(
         f64::from(lat[i]) / 1000.0
     };
     let (cpu, own_cpu, server_p99_ms) = cpu.await.unwrap_or((None, None, None));
+    let redis_cpu = redis_cpu.await.unwrap_or(None);
     let delivered_per_sec = received as f64 / duration.as_secs_f64();
     // Let the server notice the closes before the next phase.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -750,6 +815,7 @@ async fn run_load(
         max_ms: lat.last().map_or(f64::NAN, |v| f64::from(*v) / 1000.0),
         cpu_us_per_msg: cpu.map(|c| c * 1e6 / received.max(1) as f64),
         server_cpu_util: cpu.map(|c| c / duration.as_secs_f64()),
+        redis_cpu_us_per_msg: redis_cpu.map(|c| c * 1e6 / received.max(1) as f64),
         server_p99_ms,
         loadgen_cpu_util: own_cpu.map(|c| c / duration.as_secs_f64()),
         send_errors,
@@ -843,6 +909,13 @@ fn print_load(name: &str, r: &LoadResult) {
         r.loadgen_cpu_util.map_or("?".into(), |v| format!("{:.0}%", v * 100.0)),
         r.send_errors,
     );
+    if let Some(c) = r.redis_cpu_us_per_msg {
+        println!("{:<14}   + Redis cpu/msg {c:.1} µs (nodes + Redis {} µs)", "", us_plain(r.cpu_us_per_msg.map(|n| n + c)));
+    }
+}
+
+fn us_plain(v: Option<f64>) -> String {
+    v.map_or("?".into(), |v| format!("{v:.1}"))
 }
 
 /// Highest delivered rate that kept up with the offered rate (≥ 99 %) at p99 ≤ 10 ms.
@@ -943,6 +1016,13 @@ fn active_memory_target(args: &Args) -> (Target, u32, active_memory::Plan) {
 
 fn main() {
     let args = Args::parse();
+    if args.failover.failover_conns > 0 {
+        match args.failover.failover_worker {
+            Some(k) => failover::worker(&args.failover, k, &args.app_key, &args.app_secret, args.payload),
+            None => failover::coordinator(&args.failover, args.redis_pid, args.payload),
+        }
+        return;
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -969,7 +1049,19 @@ async fn async_main(args: Args) {
     if let Some(url) = &args.matchbox {
         targets.push((Target::Matchbox { url: url.clone() }, args.matchbox_pid));
     }
-    assert!(!targets.is_empty(), "give --rcall, --peerjs and/or --matchbox");
+    if !args.cluster.is_empty() {
+        targets.push((
+            Target::Cluster {
+                urls: args.cluster.clone(),
+                app_key: args.app_key.clone(),
+                app_secret: args.app_secret.clone(),
+                pids: args.cluster_pids.clone(),
+                redis_pid: args.redis_pid,
+            },
+            None,
+        ));
+    }
+    assert!(!targets.is_empty(), "give --rcall, --peerjs, --matchbox and/or --cluster");
     // The active-memory phase runs last; its arguments are checked before anything runs.
     let active = (args.active_memory > 0).then(|| active_memory_target(&args));
     println!(
@@ -1031,7 +1123,45 @@ async fn async_main(args: Args) {
         }
     }
     let reports: Vec<TargetReport> = reports.into_iter().map(|(r, _, _)| r).collect();
+    let (cluster, reports): (Vec<TargetReport>, Vec<TargetReport>) =
+        reports.into_iter().partition(|r| r.name == "rcall-cluster");
     print_summary(&reports);
+    if let Some(c) = cluster.first() {
+        print_cluster_summary(reports.iter().find(|r| r.name == "rcall-server"), c, args.cluster.len());
+    }
+}
+
+/// The cluster against the single node of the same run: per rate, CPU per routed message of
+/// the nodes (summed) and of Redis, and each one's knee.
+fn print_cluster_summary(single: Option<&TargetReport>, cluster: &TargetReport, nodes: usize) {
+    println!("# rcall-server: {nodes} nodes + Redis (pairs split across nodes) against one node (SQLite) in the same run");
+    for (i, c) in cluster.loads.iter().enumerate() {
+        let s = single.and_then(|s| s.loads.get(i));
+        let total = c.cpu_us_per_msg.zip(c.redis_cpu_us_per_msg).map(|(a, b)| a + b);
+        let mut line = format!(
+            "offered {:>7}/s: cpu/msg nodes {} + Redis {} = {}",
+            c.offered,
+            us(c.cpu_us_per_msg),
+            us(c.redis_cpu_us_per_msg),
+            us(total)
+        );
+        if let Some(s) = s {
+            line += &format!(", single node {}", us(s.cpu_us_per_msg));
+            if let (Some(t), Some(x)) = (total, s.cpu_us_per_msg) {
+                line += &format!(" (cluster / single = x{:.2})", t / x);
+            }
+            line += &format!("; p99 ms: cluster {:.2}, single {:.2}", c.p99_ms, s.p99_ms);
+        } else {
+            line += &format!("; p99 {:.2} ms", c.p99_ms);
+        }
+        println!("{line}");
+    }
+    let knee = |r: &TargetReport| best(r).map_or("none".to_string(), |b| format!("{} (delivered {:.0}/s, p99 {:.2} ms)", b.offered, b.delivered_per_sec, b.p99_ms));
+    println!(
+        "knee (highest offered rate delivered in full at p99 <= 10 ms): cluster {}, single node {}",
+        knee(cluster),
+        single.map_or("not run".into(), knee)
+    );
 }
 
 /// Per rate: each server's CPU per routed message and rcall's ratio to the better (cheaper)
