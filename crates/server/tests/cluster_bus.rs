@@ -288,3 +288,40 @@ async fn an_unreachable_redis_is_a_clear_error() {
     assert!(e.contains("cannot reach Redis at unix://"), "{e}");
     assert!(e.contains("scripts/setup.sh"), "{e}");
 }
+
+/// Subscriptions queued together reach Redis as a few commands, not one round trip each (a
+/// node whose clients all reconnect at once after another node's death subscribes thousands of
+/// user channels), and each caller is answered once its channel is subscribed, in order.
+#[tokio::test]
+async fn queued_subscriptions_share_round_trips_and_each_is_confirmed() {
+    const N: usize = 300;
+    let redis = TestRedis::start();
+    let node = bus(&redis).await;
+    let (sub, mut rx) = node.subscriber(16).await.unwrap();
+    let channels: Vec<String> = (0..N).map(|i| format!("batch:{i}")).collect();
+    let waits: Vec<_> = channels
+        .iter()
+        .map(|c| sub.queue(true, &[c.as_str()]).unwrap())
+        .collect();
+    for w in waits {
+        w.await.expect("answered");
+    }
+    // Every channel is live once its caller was answered.
+    let publisher = bus(&redis).await;
+    assert_eq!(publisher.publish(&channels[N - 1], b"x").await.unwrap(), 1);
+    assert_eq!(next_event(&mut rx).await, msg(&channels[N - 1], b"x"));
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let calls: usize = stats
+        .lines()
+        .find_map(|l| l.strip_prefix("cmdstat_subscribe:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .expect("SUBSCRIBE counted");
+    assert!(calls < N / 10, "{calls} SUBSCRIBE commands for {N} channels");
+}

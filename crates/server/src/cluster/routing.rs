@@ -44,10 +44,9 @@ pub struct Routing {
     /// Who is connected where, and which nodes are alive (counted in `hold` / `release`).
     pub presence: Arc<Presence>,
     sub: Subscriber,
-    /// Subscribe and unsubscribe one at a time (in the order connections come and go), so a
-    /// user's channel is subscribed exactly while it has a connection here.
-    order: tokio::sync::Mutex<()>,
-    /// User channel → the user it belongs to, while subscribed.
+    /// User channel → the user it belongs to, while subscribed. (Un)subscriptions are decided
+    /// and queued under this lock, in the order connections come and go, so a user's channel
+    /// is subscribed exactly while it has a connection here.
     held: Mutex<HashMap<String, Held>>,
     /// Connection → its user's channel.
     conns: Mutex<HashMap<ConnId, String>>,
@@ -98,7 +97,6 @@ impl Routing {
             mailboxes,
             presence,
             sub,
-            order: tokio::sync::Mutex::new(()),
             held: Mutex::new(HashMap::new()),
             conns: Mutex::new(HashMap::new()),
             replies: Mutex::new(Replies::default()),
@@ -125,23 +123,25 @@ impl Routing {
         conn: ConnId,
     ) -> Result<(), ClusterError> {
         let channel = user_channel(app_key, user);
-        let order = self.order.lock().await;
-        lock(&self.conns).insert(conn, channel.clone());
-        let mark = self.presence.add(app, user);
-        let first = {
+        // Decided and queued under the lock, awaited outside it: subscriptions reach Redis in
+        // the order connections come and go, and a node's concurrent connects share round
+        // trips (the subscriber merges what is queued). A later connection of the same user
+        // queues a no-op that is answered only after the first one's subscription.
+        let (subscribed, mark) = {
             let mut held = lock(&self.held);
+            lock(&self.conns).insert(conn, channel.clone());
+            let mark = self.presence.add(app, user);
             let h = held.entry(channel.clone()).or_insert_with(|| Held {
                 app,
                 user: user.clone(),
                 conns: 0,
             });
             h.conns += 1;
-            h.conns == 1
+            (self.sub.queue(true, &[&channel]), mark)
         };
-        if first {
-            self.sub.subscribe(&[&channel]).await?;
-        }
-        drop(order);
+        subscribed?
+            .await
+            .map_err(|_| ClusterError::SubscriberStopped)?;
         self.presence.written(mark).await;
         Ok(())
     }
@@ -211,16 +211,15 @@ impl Routing {
     /// Connection `conn` is gone (idempotent): unsubscribes its user's channel with its last.
     pub async fn release(&self, conn: ConnId) {
         lock(&self.replies).by_request.retain(|k, _| k.0 != conn);
-        let _order = self.order.lock().await;
-        let Some(channel) = lock(&self.conns).remove(&conn) else {
-            return;
-        };
-        let last = {
+        let unsubscribed = {
             let mut held = lock(&self.held);
+            let Some(channel) = lock(&self.conns).remove(&conn) else {
+                return;
+            };
             if let Some(h) = held.get(&channel) {
                 self.presence.remove(h.app, &h.user);
             }
-            match held.get_mut(&channel) {
+            let last = match held.get_mut(&channel) {
                 Some(h) if h.conns > 1 => {
                     h.conns -= 1;
                     false
@@ -230,12 +229,17 @@ impl Routing {
                     true
                 }
                 None => false,
-            }
+            };
+            // Queued under the lock: in order with the subscriptions (see `hold`).
+            last.then(|| self.sub.queue(false, &[&channel]))
         };
-        if last {
-            if let Err(e) = self.sub.unsubscribe(&[&channel]).await {
-                tracing::warn!(error = %e, "cluster: unsubscribing a user channel failed");
-            }
+        let done = match unsubscribed {
+            None => return,
+            Some(Ok(rx)) => rx.await.map_err(|_| ClusterError::SubscriberStopped),
+            Some(Err(e)) => Err(e),
+        };
+        if let Err(e) = done {
+            tracing::warn!(error = %e, "cluster: unsubscribing a user channel failed");
         }
     }
 

@@ -39,10 +39,18 @@ pub enum BusEvent {
     Resync,
 }
 
-enum Cmd {
-    Subscribe(Vec<String>, oneshot::Sender<()>),
-    Unsubscribe(Vec<String>, oneshot::Sender<()>),
+/// A (un)subscription and who waits for it. Commands are applied in the order they were
+/// queued; a run of queued commands of one kind goes to Redis as one command (a node whose
+/// clients all reconnect at once subscribes their channels in a few round trips, not one
+/// each).
+struct Cmd {
+    subscribe: bool,
+    channels: Vec<String>,
+    ack: oneshot::Sender<()>,
 }
+
+/// Commands merged into one (un)subscription at most.
+const MAX_BATCH: usize = 4096;
 
 /// Handle of a running subscriber task; dropping it stops the task and closes its connection.
 pub struct Subscriber {
@@ -100,29 +108,39 @@ impl Subscriber {
     /// Subscribes to `channels`. Returns once Redis confirmed it, or, while Redis is
     /// unreachable, once it is recorded: it is then made before the next [`BusEvent::Resync`].
     pub async fn subscribe(&self, channels: &[&str]) -> Result<(), ClusterError> {
-        self.command(Cmd::Subscribe, channels).await
+        self.queue(true, channels)?
+            .await
+            .map_err(|_| ClusterError::SubscriberStopped)
     }
 
     /// Unsubscribes from `channels`: once this returns, no further message of theirs is added
     /// to the event queue (some may already wait in it).
     pub async fn unsubscribe(&self, channels: &[&str]) -> Result<(), ClusterError> {
-        self.command(Cmd::Unsubscribe, channels).await
+        self.queue(false, channels)?
+            .await
+            .map_err(|_| ClusterError::SubscriberStopped)
     }
 
-    async fn command(
+    /// Queues a (un)subscription now (commands are applied in the order they are queued) and
+    /// returns what answers once it is applied ([`Self::subscribe`]). Synchronous, so a caller
+    /// can decide and queue under its own lock and wait outside it. Subscribing to a channel
+    /// already subscribed changes nothing but still answers in order: after the subscription
+    /// queued before it is confirmed.
+    pub fn queue(
         &self,
-        make: fn(Vec<String>, oneshot::Sender<()>) -> Cmd,
+        subscribe: bool,
         channels: &[&str],
-    ) -> Result<(), ClusterError> {
-        if channels.is_empty() {
-            return Ok(());
-        }
-        let (tx, rx) = oneshot::channel();
-        let list = channels.iter().map(|c| c.to_string()).collect();
+    ) -> Result<oneshot::Receiver<()>, ClusterError> {
+        let (ack, rx) = oneshot::channel();
+        let channels = channels.iter().map(|c| c.to_string()).collect();
         self.cmds
-            .send(make(list, tx))
+            .send(Cmd {
+                subscribe,
+                channels,
+                ack,
+            })
             .map_err(|_| ClusterError::SubscriberStopped)?;
-        rx.await.map_err(|_| ClusterError::SubscriberStopped)
+        Ok(rx)
     }
 }
 
@@ -175,7 +193,8 @@ impl Task {
             tokio::select! {
                 cmd = self.cmds.recv() => {
                     let Some(cmd) = cmd else { return End::Stop };
-                    if let Err(e) = self.apply(cmd, Some(sink)).await {
+                    let batch = self.drain(cmd);
+                    if let Err(e) = self.apply(batch, Some(sink)).await {
                         return End::Gap(e);
                     }
                 }
@@ -214,37 +233,66 @@ impl Task {
         }
     }
 
-    /// Records a command in the channel set and, when connected, sends it to Redis. The caller
-    /// is answered either way (a recorded subscription is made on the next connection); an
-    /// error means the connection is unusable.
-    async fn apply(&mut self, cmd: Cmd, sink: Option<&mut PubSubSink>) -> Result<(), String> {
-        let (subscribe, list, ack) = match cmd {
-            Cmd::Subscribe(l, a) => (true, l, a),
-            Cmd::Unsubscribe(l, a) => (false, l, a),
-        };
-        let list: Vec<String> = if subscribe {
-            list.into_iter()
-                .filter(|c| self.channels.insert(c.clone()))
-                .collect()
-        } else {
-            list.into_iter()
-                .filter(|c| self.channels.remove(c))
-                .collect()
-        };
-        let mut result = Ok(());
-        if let (Some(sink), false) = (sink, list.is_empty()) {
-            let sent = if subscribe {
-                tokio::time::timeout(RESPONSE_TIMEOUT, sink.subscribe(&list)).await
-            } else {
-                tokio::time::timeout(RESPONSE_TIMEOUT, sink.unsubscribe(&list)).await
-            };
-            result = match sent {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(format!("(un)subscribe failed: {e}")),
-                Err(_) => Err("(un)subscribe unanswered".into()),
-            };
+    /// `first` and the commands queued behind it (at most [`MAX_BATCH`]), in order.
+    fn drain(&mut self, first: Cmd) -> Vec<Cmd> {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match self.cmds.try_recv() {
+                Ok(c) => batch.push(c),
+                Err(_) => break,
+            }
         }
-        let _ = ack.send(());
+        batch
+    }
+
+    /// Records commands in the channel set and, when connected, sends them to Redis, each run
+    /// of one kind as one command. Every caller is answered either way (a recorded
+    /// subscription is made on the next connection); an error means the connection is
+    /// unusable (the rest is only recorded).
+    async fn apply(
+        &mut self,
+        cmds: Vec<Cmd>,
+        mut sink: Option<&mut PubSubSink>,
+    ) -> Result<(), String> {
+        let mut result = Ok(());
+        let mut cmds = cmds.into_iter().peekable();
+        while let Some(first) = cmds.next() {
+            let subscribe = first.subscribe;
+            let mut run = vec![first];
+            while let Some(c) = cmds.next_if(|c| c.subscribe == subscribe) {
+                run.push(c);
+            }
+            let mut list = Vec::new();
+            for c in &mut run {
+                for ch in std::mem::take(&mut c.channels) {
+                    let changed = if subscribe {
+                        self.channels.insert(ch.clone())
+                    } else {
+                        self.channels.remove(&ch)
+                    };
+                    if changed {
+                        list.push(ch);
+                    }
+                }
+            }
+            if let (Some(sink), true, false) =
+                (sink.as_deref_mut(), result.is_ok(), list.is_empty())
+            {
+                let sent = if subscribe {
+                    tokio::time::timeout(RESPONSE_TIMEOUT, sink.subscribe(&list)).await
+                } else {
+                    tokio::time::timeout(RESPONSE_TIMEOUT, sink.unsubscribe(&list)).await
+                };
+                result = match sent {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(format!("(un)subscribe failed: {e}")),
+                    Err(_) => Err("(un)subscribe unanswered".into()),
+                };
+            }
+            for c in run {
+                let _ = c.ack.send(());
+            }
+        }
         result
     }
 
@@ -292,8 +340,8 @@ impl Task {
             tokio::select! {
                 out = &mut fut => return Some(out),
                 cmd = self.cmds.recv() => {
-                    let cmd = cmd?;
-                    let _ = self.apply(cmd, None).await;
+                    let batch = self.drain(cmd?);
+                    let _ = self.apply(batch, None).await;
                 }
             }
         }
