@@ -1,0 +1,400 @@
+//! SFU mode (issue 12) against a real Janus (a private one per test, `common/janus_server.rs`):
+//! the room lifecycle of a call, the API secret, the admin key, the per-device allow-list
+//! (a device the server did not admit cannot join), kicking, destroying at call end, the
+//! session keep-alive, a Janus restart, and the server's startup check.
+
+mod common;
+
+use std::time::Duration;
+
+use common::janus_server::{JanusOptions, TestJanus, ADMIN_KEY, API_SECRET};
+use rcall_server::sfu::janus::{videoroom_code, Handle};
+use rcall_server::sfu::{self, Grant, JanusClient, JanusError, JanusSettings, RoomSpec, Sfu};
+use serde_json::json;
+
+fn settings(j: &TestJanus) -> JanusSettings {
+    let mut s = JanusSettings::new(j.url());
+    s.api_secret = Some(API_SECRET.into());
+    s.admin_key = Some(ADMIN_KEY.into());
+    s
+}
+
+async fn sfu(j: &TestJanus) -> Sfu {
+    sfu::connect(&settings(j), false)
+        .await
+        .expect("SFU connects to the test Janus")
+}
+
+/// Joins `room` as a publisher with `feed` and `token` (None: no token) on a new handle, as
+/// the server will on a device's behalf.
+async fn join(
+    janus: &JanusClient,
+    room: &str,
+    feed: &str,
+    token: Option<&str>,
+) -> (
+    Handle,
+    Result<serde_json::Map<String, serde_json::Value>, JanusError>,
+) {
+    let h = janus.attach().await.expect("attach a participant handle");
+    let mut body = json!({"request": "join", "ptype": "publisher", "room": room, "id": feed});
+    if let Some(t) = token {
+        body["token"] = json!(t);
+    }
+    let r = h.request(body, None).await.map(|r| r.data);
+    (h, r)
+}
+
+fn assert_plugin_code<T: std::fmt::Debug>(r: Result<T, JanusError>, code: i64, what: &str) {
+    match r {
+        Err(e) => assert_eq!(e.plugin_code(), Some(code), "{what}: {e}"),
+        Ok(v) => panic!("{what}: expected videoroom error {code}, got {v:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_calls_room_is_created_on_first_admit_and_gone_after_close() {
+    let j = TestJanus::start();
+    let sfu = sfu(&j).await;
+    let room = sfu::room_id("app", "call-1");
+    assert!(!sfu.janus().room_exists(&room).await.unwrap());
+
+    let a = sfu.admit("app", "call-1", "alice", "dev-a").await.unwrap();
+    assert_eq!(a.room, room);
+    assert!(sfu.janus().room_exists(&room).await.unwrap());
+    // Admitting again gives the same seat; another device gets its own.
+    assert_eq!(
+        sfu.admit("app", "call-1", "alice", "dev-a").await.unwrap(),
+        a
+    );
+    let b = sfu.admit("app", "call-1", "bob", "dev-b").await.unwrap();
+    assert_eq!(b.room, room);
+    assert_ne!((&b.feed, &b.token), (&a.feed, &a.token));
+    assert_eq!(sfu.rooms().await, 1);
+    // The same call id in another app is another room.
+    let other = sfu.admit("app2", "call-1", "alice", "dev-a").await.unwrap();
+    assert_ne!(other.room, room);
+    assert_eq!(sfu.rooms().await, 2);
+
+    sfu.close("app", "call-1").await.unwrap();
+    assert!(!sfu.janus().room_exists(&room).await.unwrap());
+    assert!(sfu.janus().room_exists(&other.room).await.unwrap());
+    assert_eq!(sfu.grant("app", "call-1", "alice", "dev-a").await, None);
+    // Closing again (or a call that never had a room) is a no-op.
+    sfu.close("app", "call-1").await.unwrap();
+    sfu.close("app", "never").await.unwrap();
+}
+
+#[tokio::test]
+async fn requests_without_the_api_secret_are_refused() {
+    let j = TestJanus::start();
+    for secret in [None, Some("wrong-secret")] {
+        let mut s = settings(&j);
+        s.api_secret = secret.map(str::to_owned);
+        let e = JanusClient::connect(s)
+            .await
+            .err()
+            .expect("Janus refuses the session");
+        assert!(matches!(e, JanusError::Unauthorized { .. }), "{e:?}");
+        assert!(e.to_string().contains("--janus-api-secret"), "{e}");
+    }
+    // A raw request without the secret, to the room the server created, is refused too.
+    let sfu = sfu(&j).await;
+    sfu.admit("app", "c", "u", "d").await.unwrap();
+    let r: serde_json::Value = reqwest::Client::new()
+        .post(j.url())
+        .body(r#"{"janus":"create","transaction":"t"}"#)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["janus"], "error", "{r}");
+    assert_eq!(r["error"]["code"], 403, "{r}");
+}
+
+#[tokio::test]
+async fn rooms_are_created_with_the_admin_key_only() {
+    let j = TestJanus::start();
+    let spec = RoomSpec {
+        room: "no-key-room".into(),
+        secret: "s".into(),
+        allowed: vec![],
+        publishers: 4,
+        require_pvtid: true,
+        description: "t".into(),
+    };
+    let mut s = settings(&j);
+    s.admin_key = None;
+    let keyless = JanusClient::connect(s.clone()).await.unwrap();
+    let e = keyless.create_room(&spec).await.unwrap_err();
+    assert_eq!(
+        e.plugin_code(),
+        Some(videoroom_code::MISSING_ELEMENT),
+        "{e}"
+    );
+    assert!(e.to_string().contains("--janus-admin-key"), "{e}");
+    s.admin_key = Some("wrong-key".into());
+    let wrong = JanusClient::connect(s).await.unwrap();
+    assert_plugin_code(
+        wrong.create_room(&spec).await,
+        videoroom_code::UNAUTHORIZED,
+        "wrong admin key",
+    );
+    assert!(!keyless.room_exists("no-key-room").await.unwrap());
+}
+
+#[tokio::test]
+async fn a_device_the_server_did_not_admit_cannot_join() {
+    let j = TestJanus::start();
+    let sfu = sfu(&j).await;
+    let a: Grant = sfu.admit("app", "call", "alice", "dev-a").await.unwrap();
+    let janus = sfu.janus();
+
+    let (_h, r) = join(janus, &a.room, "intruder", None).await;
+    assert_plugin_code(r, videoroom_code::UNAUTHORIZED, "join without a token");
+    let (_h, r) = join(janus, &a.room, "intruder", Some("made-up-token")).await;
+    assert_plugin_code(r, videoroom_code::UNAUTHORIZED, "join with a wrong token");
+    // Subscribing needs the private_id of a participant of the room (`require_pvtid`), which
+    // only a device that joined with an allowed token gets. (Janus looks the feed up before
+    // that check, and a feed exists only once its media is up: an actual refused subscription
+    // is for the media tests.)
+    let rooms = janus_list(janus, true).await;
+    let ours = rooms
+        .iter()
+        .find(|r| r["room"] == a.room.as_str())
+        .expect("listed with the admin key");
+    assert_eq!(ours["require_pvtid"], true, "{ours}");
+    assert!(janus.participants(&a.room).await.unwrap().is_empty());
+
+    // The admitted device joins with its grant.
+    let (_ha, r) = join(janus, &a.room, &a.feed, Some(&a.token)).await;
+    let joined = r.expect("the admitted device joins");
+    assert_eq!(joined["videoroom"], "joined");
+    assert_eq!(
+        janus.participants(&a.room).await.unwrap(),
+        vec![a.feed.clone()]
+    );
+    // A device admitted later gets in; the room is private (not listed).
+    let b = sfu.admit("app", "call", "bob", "dev-b").await.unwrap();
+    let (_hb, r) = join(janus, &b.room, &b.feed, Some(&b.token)).await;
+    r.expect("the device admitted later joins");
+    let public = janus_list(janus, false).await;
+    assert!(
+        !public.iter().any(|r| r["room"] == a.room.as_str()),
+        "private room listed: {public:?}"
+    );
+}
+
+/// The videoroom's `list` (private rooms too when asked with the admin key).
+async fn janus_list(janus: &JanusClient, with_admin_key: bool) -> Vec<serde_json::Value> {
+    let h = janus.attach().await.unwrap();
+    let mut body = json!({"request": "list"});
+    if with_admin_key {
+        body["admin_key"] = json!(ADMIN_KEY);
+    }
+    let r = h.request(body, None).await.unwrap();
+    r.data["list"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn a_removed_device_is_kicked_and_cannot_come_back() {
+    let j = TestJanus::start();
+    let sfu = sfu(&j).await;
+    let a = sfu.admit("app", "call", "alice", "dev-a").await.unwrap();
+    let b = sfu.admit("app", "call", "bob", "dev-b").await.unwrap();
+    let janus = sfu.janus();
+    let (_ha, r) = join(janus, &a.room, &a.feed, Some(&a.token)).await;
+    r.unwrap();
+    let (_hb, r) = join(janus, &b.room, &b.feed, Some(&b.token)).await;
+    r.unwrap();
+    let mut in_room = janus.participants(&a.room).await.unwrap();
+    in_room.sort();
+    let mut both = vec![a.feed.clone(), b.feed.clone()];
+    both.sort();
+    assert_eq!(in_room, both);
+
+    sfu.remove("app", "call", "bob", "dev-b").await.unwrap();
+    assert_eq!(
+        janus.participants(&a.room).await.unwrap(),
+        vec![a.feed.clone()]
+    );
+    assert_eq!(sfu.grant("app", "call", "bob", "dev-b").await, None);
+    let (_h, r) = join(janus, &b.room, &b.feed, Some(&b.token)).await;
+    assert_plugin_code(
+        r,
+        videoroom_code::UNAUTHORIZED,
+        "rejoin with the removed token",
+    );
+    // Removing a device that never joined Janus (only admitted), or twice, is fine.
+    sfu.admit("app", "call", "carol", "dev-c").await.unwrap();
+    sfu.remove("app", "call", "carol", "dev-c").await.unwrap();
+    sfu.remove("app", "call", "carol", "dev-c").await.unwrap();
+    // Bob admitted again (invited back) gets a new seat and joins.
+    let b2 = sfu.admit("app", "call", "bob", "dev-b").await.unwrap();
+    assert_ne!(b2.token, b.token);
+    let (_h, r) = join(janus, &b2.room, &b2.feed, Some(&b2.token)).await;
+    r.expect("re-admitted device joins");
+}
+
+#[tokio::test]
+async fn closing_the_call_destroys_the_room_with_its_participants() {
+    let j = TestJanus::start();
+    let sfu = sfu(&j).await;
+    let a = sfu.admit("app", "call", "alice", "dev-a").await.unwrap();
+    let janus = sfu.janus();
+    let (_ha, r) = join(janus, &a.room, &a.feed, Some(&a.token)).await;
+    r.unwrap();
+    sfu.close("app", "call").await.unwrap();
+    assert!(!janus.room_exists(&a.room).await.unwrap());
+    let (_h, r) = join(janus, &a.room, "late", Some(&a.token)).await;
+    assert_plugin_code(r, videoroom_code::NO_SUCH_ROOM, "join after the call ended");
+    assert_plugin_code(
+        janus.participants(&a.room).await,
+        videoroom_code::NO_SUCH_ROOM,
+        "participants after destroy",
+    );
+    // A new call with the same id (ids are the app's) gets a fresh room with a new secret.
+    let again = sfu.admit("app", "call", "alice", "dev-a").await.unwrap();
+    assert_eq!(again.room, a.room);
+    assert_ne!(again.token, a.token);
+}
+
+#[tokio::test]
+async fn the_session_is_kept_alive_past_janus_session_timeout() {
+    let j = TestJanus::start_with(JanusOptions {
+        session_timeout: 2,
+        ..Default::default()
+    });
+    let mut s = settings(&j);
+    s.keepalive = Duration::from_millis(500);
+    let janus = JanusClient::connect(s).await.unwrap();
+    let id = janus.session_id().await.unwrap();
+    // Control: a session nobody keeps alive times out (so the timeout is real).
+    let http = reqwest::Client::new();
+    let created: serde_json::Value = http
+        .post(j.url())
+        .body(format!(
+            r#"{{"janus":"create","transaction":"t","apisecret":"{API_SECRET}"}}"#
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let idle = created["data"]["id"].as_u64().unwrap();
+    // Any request would touch the idle session: wait well past the timeout (Janus sweeps
+    // sessions every 2 s) without one, then check.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let r: serde_json::Value = http
+        .post(format!("{}/{idle}", j.url()))
+        .body(format!(
+            r#"{{"janus":"keepalive","transaction":"k","apisecret":"{API_SECRET}"}}"#
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        r["error"]["code"], 458,
+        "the idle session should be gone: {r}"
+    );
+    // Ours is still the same session, and works.
+    assert_eq!(janus.session_id().await.unwrap(), id);
+    assert_eq!(janus.session_generation(), 1);
+    assert!(!janus.room_exists("x").await.unwrap());
+    assert_eq!(janus.session_generation(), 1);
+}
+
+#[tokio::test]
+async fn after_a_janus_restart_the_client_opens_a_new_session() {
+    let mut j = TestJanus::start();
+    let sfu = sfu(&j).await;
+    let a = sfu.admit("app", "call", "alice", "dev-a").await.unwrap();
+    assert_eq!(sfu.janus().session_generation(), 1);
+    j.kill();
+    let e = sfu.janus().room_exists(&a.room).await.unwrap_err();
+    assert!(matches!(e, JanusError::Unreachable { .. }), "{e:?}");
+    assert!(e.to_string().contains("unreachable"), "{e}");
+    j.start_again();
+    // The old session is gone with Janus: the next request runs on a new one. The room is gone
+    // too (nothing is permanent); closing the call still succeeds.
+    assert!(!sfu.janus().room_exists(&a.room).await.unwrap());
+    assert_eq!(sfu.janus().session_generation(), 2);
+    sfu.close("app", "call").await.unwrap();
+}
+
+#[tokio::test]
+async fn the_server_checks_janus_at_start() {
+    use rcall_server::StartError;
+    let start = |janus: Option<JanusSettings>, dev: bool| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = rcall_server::Config::new(common::APP_KEY, common::APP_SECRET);
+        c.listen = "127.0.0.1:0".parse().unwrap();
+        c.db_path = dir.path().join("rcall.db");
+        c.dev = dev;
+        c.janus = janus;
+        let r = rcall_server::start(c).await;
+        if let Ok(s) = r {
+            assert!(s.state().sfu.is_some());
+            s.shutdown().await.unwrap();
+            return Ok(());
+        }
+        r.map(drop)
+    };
+    let j = TestJanus::start();
+    start(Some(settings(&j)), false)
+        .await
+        .expect("starts with a good Janus");
+
+    // Nothing listening there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut s = settings(&j);
+    s.url = format!("http://127.0.0.1:{port}/janus");
+    let e = start(Some(s), false).await.unwrap_err();
+    assert!(
+        matches!(e, StartError::Sfu(JanusError::Unreachable { .. })),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("unreachable"), "{e}");
+
+    // Wrong secret.
+    let mut s = settings(&j);
+    s.api_secret = Some("nope".into());
+    let e = start(Some(s), false).await.unwrap_err();
+    assert!(e.to_string().contains("--janus-api-secret"), "{e}");
+
+    // A Janus open to anyone (no api_secret, no admin_key) is refused outside --dev only.
+    let open = TestJanus::start_with(JanusOptions {
+        api_secret: None,
+        admin_key: None,
+        ..Default::default()
+    });
+    let e = start(Some(settings(&open)), false).await.unwrap_err();
+    assert!(e.to_string().contains("api_secret"), "{e}");
+    let open_key = TestJanus::start_with(JanusOptions {
+        admin_key: None,
+        ..Default::default()
+    });
+    let e = start(Some(settings(&open_key)), false).await.unwrap_err();
+    assert!(e.to_string().contains("admin_key"), "{e}");
+    start(Some(JanusSettings::new(open.url())), true)
+        .await
+        .expect("--dev takes an open Janus");
+
+    // Numeric room ids only.
+    let numeric = TestJanus::start_with(JanusOptions {
+        string_ids: false,
+        ..Default::default()
+    });
+    let e = start(Some(settings(&numeric)), false).await.unwrap_err();
+    assert!(e.to_string().contains("string_ids"), "{e}");
+}
