@@ -410,6 +410,10 @@ async fn drain(state: &AppState) {
     for (key, rooms) in state.hub.rooms_snapshots() {
         state.store.save_rooms(key, rooms);
     }
+    if let Some(sfu) = &state.sfu {
+X
+        sfu.janus().close().await;
+    }
     state.store.close().await;
     tracing::info!("rcall-server stopped");
 }

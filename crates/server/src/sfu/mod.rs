@@ -288,6 +288,16 @@ fn random_hex(bytes: usize) -> String {
 /// without the admin key, is refused: anyone reaching its port could then use it.
 pub async fn connect(settings: &JanusSettings, dev: bool) -> Result<Sfu, JanusError> {
     let janus = JanusClient::connect(settings.clone()).await?;
+    match check(&janus, settings, dev).await {
+        Ok(()) => Ok(Sfu::new(janus)),
+        Err(e) => {
+            janus.close().await;
+            Err(e)
+        }
+    }
+}
+
+async fn check(janus: &JanusClient, settings: &JanusSettings, dev: bool) -> Result<(), JanusError> {
     if !dev && !janus.janus_requires_api_secret().await? {
         return Err(JanusError::Setup(
             "Janus accepts requests without an API secret: set `api_secret` in janus.jcfg \
@@ -328,5 +338,5 @@ pub async fn connect(settings: &JanusSettings, dev: bool) -> Result<Sfu, JanusEr
             ));
         }
     }
-    Ok(Sfu::new(janus))
+    Ok(())
 }
