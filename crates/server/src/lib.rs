@@ -411,7 +411,7 @@ async fn drain(state: &AppState) {
         state.store.save_rooms(key, rooms);
     }
     if let Some(sfu) = &state.sfu {
-X
+        // Ends our Janus session. Calls' rooms stay on Janus (docs/sfu.md, server restart).
         sfu.janus().close().await;
     }
     state.store.close().await;
