@@ -69,9 +69,10 @@ pub mod videoroom_code {
 #[derive(Debug, thiserror::Error)]
 pub enum JanusError {
     #[error(
-        "Janus at {url} is unreachable ({source}); check that Janus runs, that its HTTP \
+        "Janus at {url} is unreachable ({}); check that Janus runs, that its HTTP \
          transport (janus.transport.http.jcfg) listens there, and the --janus URL \
-         (e.g. http://127.0.0.1:8088/janus)"
+         (e.g. http://127.0.0.1:8088/janus)",
+        chain(source)
     )]
     Unreachable { url: String, source: reqwest::Error },
     #[error("Janus at {url} answered something that is not its API ({detail}); is --janus the API base path (…/janus)?")]
@@ -115,6 +116,21 @@ impl JanusError {
         matches!(self, JanusError::Core { code, .. }
             if *code == core_code::SESSION_NOT_FOUND || *code == core_code::HANDLE_NOT_FOUND)
     }
+}
+
+/// An error with its causes ("error sending request: tcp connect error: Connection refused").
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let c_s = c.to_string();
+        if !s.ends_with(&c_s) {
+            s.push_str(": ");
+            s.push_str(&c_s);
+        }
+        cur = c.source();
+    }
+    s
 }
 
 fn plugin_hint(code: i64) -> &'static str {
@@ -584,9 +600,10 @@ impl JanusClient {
         url: &str,
         timeout: Duration,
     ) -> Result<Value, JanusError> {
-        let unreachable = |source| JanusError::Unreachable {
+        // (Without the URL: a long poll's carries the API secret, and errors get logged.)
+        let unreachable = |source: reqwest::Error| JanusError::Unreachable {
             url: self.inner.base.clone(),
-            source,
+            source: source.without_url(),
         };
         let resp = req.timeout(timeout).send().await.map_err(unreachable)?;
         let status = resp.status();
@@ -780,5 +797,50 @@ mod url {
     /// `name=value` percent-encoded for a query string.
     pub fn form_urlencoded_pair(name: &str, value: &str) -> String {
         serde_urlencoded::to_string([(name, value)]).expect("strings encode")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client that was never connected (for transport-level checks).
+    fn client(url: &str, secret: &str) -> JanusClient {
+        let mut settings = JanusSettings::new(url);
+        settings.api_secret = Some(secret.into());
+        JanusClient {
+            inner: Arc::new(Inner {
+                http: reqwest::Client::builder().no_proxy().build().unwrap(),
+                base: url.to_owned(),
+                settings,
+                session: tokio::sync::Mutex::new(None),
+                generation: AtomicU64::new(0),
+                next_tx: AtomicU64::new(1),
+                tx_prefix: "t".into(),
+                shutdown: CancellationToken::new(),
+            }),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_long_poll_does_not_put_the_api_secret_in_its_error() {
+        // Nothing listens on a port we just released.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let base = format!("http://127.0.0.1:{port}/janus");
+        let c = client(&base, "very-secret-api-key");
+        let url = format!("{base}/1?maxev=16");
+        let req = c.inner.http.get(c.with_secret_query(&url));
+        let e = c.send(req, &url, REQUEST_TIMEOUT).await.unwrap_err();
+        let shown = format!("{e} / {e:?}");
+        assert!(matches!(e, JanusError::Unreachable { .. }), "{shown}");
+        assert!(!shown.contains("very-secret-api-key"), "{shown}");
+        assert!(
+            shown.contains("Connection refused"),
+            "the cause is shown: {shown}"
+        );
     }
 }
