@@ -93,8 +93,8 @@ pub struct AppState {
     pub cluster: Option<cluster::shared::Shared>,
     /// Cluster mode: messages routed through the users' shared mailboxes in Redis.
     pub routing: Option<Arc<cluster::routing::Routing>>,
-    /// SFU mode (`--janus`): calls' rooms on Janus. Not yet driven by call membership
-    /// (`docs/sfu.md`).
+    /// SFU mode (`--janus`): GROUP calls' rooms on Janus, following call membership
+    /// ([`sfu::follow`]; the SDK does not use them yet, `docs/sfu.md`).
     pub sfu: Option<Arc<sfu::Sfu>>,
     /// Serving connections, for the ping / dead-peer sweep.
     pub liveness: ws::Liveness,
@@ -316,6 +316,11 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<RunningServe
     }
     if let Some((routing, rx)) = router_events {
         tokio::spawn(cluster::routing::follow(routing, state.clone(), rx));
+    }
+    if let Some(sfu) = &state.sfu {
+        let (tx, rx) = tokio::sync::mpsc::channel(sfu::NOTIFY_QUEUE);
+        state.hub.set_sfu_notify(tx);
+        tokio::spawn(sfu::follow(sfu.clone(), state.clone(), rx));
     }
     tokio::spawn(sweeper(state.clone()));
     tokio::spawn(grace_timer(state.clone()));

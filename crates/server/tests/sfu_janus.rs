@@ -398,3 +398,179 @@ async fn the_server_checks_janus_at_start() {
     let e = start(Some(settings(&numeric)), false).await.unwrap_err();
     assert!(e.to_string().contains("string_ids"), "{e}");
 }
+
+// ---- call membership drives the rooms (a real server in SFU mode) ----
+
+mod calls {
+    use super::*;
+    use common::{api_ok, eventually, group, private, Client, TestServer};
+    use rtc_core::proto::call_content::Body as CallBody;
+    use rtc_core::proto::server_frame::Body as S;
+    use rtc_core::proto::{object_name, Accept, CallContent, Hangup, Invite, SendMessage};
+
+    fn content(call_id: &str, device: &str, body: CallBody) -> Vec<u8> {
+        CallContent {
+            platform: "Web".into(),
+            device_id: device.into(),
+            call_id: call_id.into(),
+            body: Some(body),
+            ..Default::default()
+        }
+        .to_bytes()
+    }
+
+    fn object(body: &CallBody) -> &'static str {
+        match body {
+            CallBody::Invite(_) => object_name::INVITE,
+            CallBody::Accept(_) => object_name::ACCEPT,
+            CallBody::Hangup(_) => object_name::HANGUP,
+            _ => unreachable!(),
+        }
+    }
+
+    fn gcall(device: &str, recipients: &[&str], call_id: &str, body: CallBody) -> SendMessage {
+        SendMessage {
+            message_type: object(&body).into(),
+            ..group("g", recipients, &content(call_id, device, body))
+        }
+    }
+
+    fn invite(users: &[&str]) -> CallBody {
+        CallBody::Invite(Invite {
+            media_type: 2,
+            invite_user_ids: users.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        })
+    }
+
+    fn accept() -> CallBody {
+        CallBody::Accept(Accept { media_type: 2 })
+    }
+
+    fn hangup() -> CallBody {
+        CallBody::Hangup(Hangup { reason: 3 })
+    }
+
+    /// Sends and waits for its SendResult (code 0), skipping deliveries in between.
+    async fn send_ok(c: &mut Client, request_id: u32, msg: SendMessage) {
+        c.send_message(request_id, msg).await;
+        loop {
+            match c.recv().await.body {
+                Some(S::SendResult(r)) => {
+                    assert_eq!((r.request_id, r.code), (request_id, 0), "{}", c.device_id);
+                    return;
+                }
+                Some(S::Deliver(_)) => continue,
+                other => panic!("expected SendResult, got {other:?}"),
+            }
+        }
+    }
+
+    async fn seated(ts: &TestServer, call: &str, user: &str, device: &str) -> Option<Grant> {
+        let sfu = ts.server.state().sfu.as_ref().unwrap();
+        sfu.grant(common::APP_KEY, call, user, device).await
+    }
+
+    #[tokio::test]
+    async fn a_group_calls_room_follows_its_members_and_a_private_call_gets_none() {
+        let j = TestJanus::start();
+        let ts = TestServer::start_with(|c| {
+            c.janus = Some(settings(&j));
+            c.lost_grace = Duration::from_millis(300);
+        })
+        .await;
+        api_ok(
+            &ts,
+            "/group/create.json",
+            &[
+                ("userId", "alice"),
+                ("userId", "bob"),
+                ("userId", "carol"),
+                ("groupId", "g"),
+                ("groupName", "G"),
+            ],
+        )
+        .await;
+        let mut a = ts.client("alice", "a1").await;
+        let mut b = ts.client("bob", "b1").await;
+        let mut c = ts.client("carol", "c1").await;
+        let sfu = ts.server.state().sfu.clone().unwrap();
+        let room = sfu::room_id(common::APP_KEY, "gc");
+
+        // The invite makes the inviter a member: the room exists with alice's seat only.
+        send_ok(
+            &mut a,
+            1,
+            gcall("a1", &["bob", "carol"], "gc", invite(&["bob", "carol"])),
+        )
+        .await;
+        eventually("alice seated", || async {
+            seated(&ts, "gc", "alice", "a1").await.is_some()
+        })
+        .await;
+        assert!(sfu.janus().room_exists(&room).await.unwrap());
+        assert_eq!(
+            seated(&ts, "gc", "bob", "b1").await,
+            None,
+            "ringing is not a seat"
+        );
+
+        // Accepting seats bob; his grant lets him join on Janus.
+        send_ok(&mut b, 1, gcall("b1", &["alice", "carol"], "gc", accept())).await;
+        eventually("bob seated", || async {
+            seated(&ts, "gc", "bob", "b1").await.is_some()
+        })
+        .await;
+        let bob = seated(&ts, "gc", "bob", "b1").await.unwrap();
+        let (_hb, r) = join(sfu.janus(), &bob.room, &bob.feed, Some(&bob.token)).await;
+        r.expect("bob joins with his grant");
+        send_ok(&mut c, 1, gcall("c1", &["alice", "bob"], "gc", accept())).await;
+        eventually("carol seated", || async {
+            seated(&ts, "gc", "carol", "c1").await.is_some()
+        })
+        .await;
+
+        // Bob hangs up: his seat goes and his feed is kicked; the others' stay.
+        send_ok(&mut b, 2, gcall("b1", &["alice"], "gc", hangup())).await;
+        eventually("bob's seat gone", || async {
+            seated(&ts, "gc", "bob", "b1").await.is_none()
+        })
+        .await;
+        assert!(
+            sfu.janus().participants(&room).await.unwrap().is_empty(),
+            "bob kicked"
+        );
+        let (_h, r) = join(sfu.janus(), &bob.room, &bob.feed, Some(&bob.token)).await;
+        assert_plugin_code(
+            r,
+            videoroom_code::UNAUTHORIZED,
+            "bob's old token after his hangup",
+        );
+
+        // Carol's connection drops; after her grace the server hangs up for her (no message
+        // routed: the SFU task's periodic pass sees it). Alice is alone, the call is over and
+        // the room destroyed.
+        drop(c);
+        eventually("room destroyed", || async {
+            !sfu.janus().room_exists(&room).await.unwrap()
+        })
+        .await;
+        assert_eq!(sfu.rooms().await, 0);
+
+        // A private (1:1) call keeps peer-to-peer media: no room.
+        let mut msg = SendMessage {
+            message_type: object_name::INVITE.into(),
+            ..private("bob", &content("pc", "a1", invite(&["bob"])))
+        };
+        msg.request_id = 0;
+        send_ok(&mut a, 3, msg).await;
+        // (Give the SFU task a reconcile pass to act, were it wrong.)
+        tokio::time::sleep(sfu::RECONCILE_INTERVAL * 2).await;
+        assert_eq!(sfu.rooms().await, 0);
+        assert!(!sfu
+            .janus()
+            .room_exists(&sfu::room_id(common::APP_KEY, "pc"))
+            .await
+            .unwrap());
+    }
+}

@@ -7,13 +7,16 @@
 //!   allow-list of per-device random tokens; a device that leaves is taken off the list and
 //!   kicked; the room is destroyed when the call ends.
 //!
-//! Status: the client, the room lifecycle and the startup check are done and tested against a
-//! real Janus (`tests/sfu_janus.rs`); the delivery core does not call [`Sfu`] yet (see
-//! `docs/sfu.md`, "Order of work").
+//! - [`follow`]: the task that keeps the rooms in line with call membership (single node).
+//!
+//! Status: the client, the room lifecycle, the startup check and the membership sync are done
+//! and tested against a real Janus (`tests/sfu_janus.rs`); the SDK does not use the rooms yet
+//! (see `docs/sfu.md`, "Order of work").
 
 pub mod janus;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -265,6 +268,88 @@ impl Sfu {
     /// Calls with a room, for metrics and tests.
     pub async fn rooms(&self) -> usize {
         self.rooms.lock().await.len()
+    }
+
+    /// The calls with a room, as (app, call id).
+    pub async fn calls(&self) -> Vec<(String, String)> {
+        self.rooms.lock().await.keys().cloned().collect()
+    }
+
+    /// Makes the call's room follow its member devices (`AppCore::call_members`): admits the
+    /// new ones (creating the room for the first), removes (kicks) those gone, and destroys the
+    /// room when none is left. Idempotent, so running it again after a missed change repairs.
+    pub async fn sync(
+        &self,
+        app: &str,
+        call_id: &str,
+        members: &[(Arc<str>, Arc<str>)],
+    ) -> Result<(), JanusError> {
+        if members.is_empty() {
+            return self.close(app, call_id).await;
+        }
+        let seated: Vec<(String, String)> = {
+            let rooms = self.rooms.lock().await;
+            rooms
+                .get(&(app.to_owned(), call_id.to_owned()))
+                .map(|r| r.seats.keys().cloned().collect())
+                .unwrap_or_default()
+        };
+        let is_member =
+            |(u, d): &(String, String)| members.iter().any(|(mu, md)| **mu == **u && **md == **d);
+        for (u, d) in seated.iter().filter(|s| !is_member(s)) {
+            self.remove(app, call_id, u, d).await?;
+        }
+        for (u, d) in members {
+            if !seated.iter().any(|(su, sd)| **su == **u && **sd == **d) {
+                self.admit(app, call_id, u, d).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// GROUP call ids waiting for the SFU task; past it notifications are dropped (the periodic
+/// pass catches up).
+pub const NOTIFY_QUEUE: usize = 4096;
+
+/// How often every call with a room is checked against its members: catches what the
+/// per-message notification does not see (devices hung up for after their grace, a full
+/// notification channel, a Janus error on an earlier try).
+pub const RECONCILE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The SFU task: keeps the calls' rooms on Janus in line with call membership, from the
+/// GROUP call ids the hub sends after routing their messages ([`crate::Hub::set_sfu_notify`])
+/// and a periodic pass over every call with a room. Single node only for now (in cluster mode
+/// messages are routed outside `Hub::route`; docs/sfu.md).
+pub async fn follow(
+    sfu: Arc<Sfu>,
+    state: Arc<crate::AppState>,
+    mut calls: tokio::sync::mpsc::Receiver<(crate::hub::AppId, String)>,
+) {
+    let mut tick = tokio::time::interval(RECONCILE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let hub = &state.hub;
+    loop {
+        let todo: Vec<(crate::hub::AppId, String)> = tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            c = calls.recv() => match c {
+                Some(c) => vec![c],
+                None => return,
+            },
+            _ = tick.tick() => sfu
+                .calls()
+                .await
+                .into_iter()
+                .filter_map(|(app, call)| Some((hub.app_by_key(&app)?, call)))
+                .collect(),
+        };
+        for (app, call_id) in todo {
+            let key = hub.apps()[app].key.clone();
+            let members = hub.call_members(app, &call_id);
+            if let Err(e) = sfu.sync(&key, &call_id, &members).await {
+                tracing::warn!(app = %key, call = %call_id, error = %e, "SFU room update failed (retried)");
+            }
+        }
     }
 }
 
