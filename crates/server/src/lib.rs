@@ -279,7 +279,7 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<RunningServe
     // SFU mode: Janus is checked now (reachable, secrets, string ids), not at the first call.
     let sfu = match &config.janus {
         Some(settings) => {
-            let sfu = sfu::connect(settings, config.dev).await?;
+            let sfu = sfu::connect(settings, config.dev, config.app_secret.as_bytes()).await?;
             tracing::info!(janus = %settings.url, "SFU mode: group-call rooms on Janus");
             Some(Arc::new(sfu))
         }

@@ -12,6 +12,9 @@ use rcall_server::sfu::janus::{videoroom_code, Handle};
 use rcall_server::sfu::{self, Grant, JanusClient, JanusError, JanusSettings, RoomSpec, Sfu};
 use serde_json::json;
 
+/// What the server derives the rooms' secrets from (its primary app secret).
+const ROOM_KEY: &[u8] = b"test-room-key-0123456789";
+
 fn settings(j: &TestJanus) -> JanusSettings {
     let mut s = JanusSettings::new(j.url());
     s.api_secret = Some(API_SECRET.into());
@@ -20,7 +23,7 @@ fn settings(j: &TestJanus) -> JanusSettings {
 }
 
 async fn sfu(j: &TestJanus) -> Sfu {
-    sfu::connect(&settings(j), false)
+    sfu::connect(&settings(j), false, ROOM_KEY)
         .await
         .expect("SFU connects to the test Janus")
 }
@@ -255,10 +258,45 @@ async fn closing_the_call_destroys_the_room_with_its_participants() {
         videoroom_code::NO_SUCH_ROOM,
         "participants after destroy",
     );
-    // A new call with the same id (ids are the app's) gets a fresh room with a new secret.
+    // A new call with the same id (ids are the app's) gets a fresh room and seats.
     let again = sfu.admit("app", "call", "alice", "dev-a").await.unwrap();
     assert_eq!(again.room, a.room);
     assert_ne!(again.token, a.token);
+}
+
+#[tokio::test]
+async fn a_room_left_by_an_earlier_run_is_replaced() {
+    let j = TestJanus::start();
+    let before = sfu(&j).await;
+    let old = before.admit("app", "call", "alice", "dev-a").await.unwrap();
+    let (_h, r) = join(before.janus(), &old.room, &old.feed, Some(&old.token)).await;
+    r.unwrap();
+    // The server restarts (its table was in memory); Janus kept the room.
+    before.janus().close().await;
+    drop(before);
+    let after = sfu(&j).await;
+    let new = after.admit("app", "call", "alice", "dev-a").await.unwrap();
+    assert_eq!(new.room, old.room);
+    let janus = after.janus();
+    assert!(
+        janus.participants(&new.room).await.unwrap().is_empty(),
+        "stale participants gone"
+    );
+    let (_h, r) = join(janus, &old.room, "stale", Some(&old.token)).await;
+    assert_plugin_code(r, videoroom_code::UNAUTHORIZED, "a stale seat's token");
+    let (_h, r) = join(janus, &new.room, &new.feed, Some(&new.token)).await;
+    r.expect("the new seat joins");
+    // With another room key (app secret changed) the old room cannot be taken over.
+    let other = Sfu::new(
+        JanusClient::connect(settings(&j)).await.unwrap(),
+        "another-key",
+    );
+    let e = other
+        .admit("app", "call", "bob", "dev-b")
+        .await
+        .unwrap_err();
+    assert_eq!(e.plugin_code(), Some(videoroom_code::ROOM_EXISTS), "{e}");
+    assert!(e.to_string().contains("app secret"), "{e}");
 }
 
 #[tokio::test]

@@ -142,6 +142,10 @@ fn plugin_hint(code: i64) -> &'static str {
         videoroom_code::INVALID_ELEMENT => {
             " (rcall uses string room ids: set `string_ids = true` in janus.plugin.videoroom.jcfg)"
         }
+        videoroom_code::ROOM_EXISTS => {
+            " (rcall replaces rooms its earlier runs left, but this one has another secret: \
+             was the primary app secret changed? It goes when Janus restarts)"
+        }
         videoroom_code::UNAUTHORIZED => {
             " (wrong room secret, token not allowed, or --janus-admin-key differs from \
              `admin_key` in janus.plugin.videoroom.jcfg)"

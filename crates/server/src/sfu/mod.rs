@@ -130,15 +130,32 @@ struct Room {
 /// this keeps "create if missing" and "destroy" from interleaving for one call.
 pub struct Sfu {
     janus: JanusClient,
+    /// Keys the rooms' secrets ([`Sfu::room_secret`]).
+    room_key: Vec<u8>,
     rooms: tokio::sync::Mutex<HashMap<(String, String), Room>>,
 }
 
 impl Sfu {
-    pub fn new(janus: JanusClient) -> Self {
+    /// `room_key` (the server's primary app secret) derives the rooms' secrets: never sent to
+    /// Janus, and the same after a restart.
+    pub fn new(janus: JanusClient, room_key: impl Into<Vec<u8>>) -> Self {
         Sfu {
             janus,
+            room_key: room_key.into(),
             rooms: tokio::sync::Mutex::new(HashMap::new()),
         }
+    }
+
+    /// A room's secret: HMAC-SHA256(room key, room id), 128 bits. Derived rather than random so
+    /// that a restarted server (its table is in memory) can still destroy and replace the rooms
+    /// its previous run left on Janus, and so that every node computes it (cluster mode).
+    pub fn room_secret(&self, room: &str) -> String {
+        use hmac::{Hmac, Mac};
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.room_key)
+            .expect("HMAC takes any key length");
+        mac.update(b"rcall janus room secret\0");
+        mac.update(room.as_bytes());
+        janus::hex(&mac.finalize().into_bytes()[..16])
     }
 
     pub fn janus(&self) -> &JanusClient {
@@ -180,9 +197,10 @@ impl Sfu {
                 Ok(g)
             }
             None => {
+                let janus_room = room_id(app, call_id);
                 let room = Room {
-                    janus_room: room_id(app, call_id),
-                    secret: random_hex(16),
+                    secret: self.room_secret(&janus_room),
+                    janus_room,
                     seats: HashMap::new(),
                 };
                 let spec = RoomSpec {
@@ -193,7 +211,24 @@ impl Sfu {
                     require_pvtid: true,
                     description: format!("rcall call {call_id}"),
                 };
-                self.janus.create_room(&spec).await?;
+                match self.janus.create_room(&spec).await {
+                    // Left by an earlier run of this server (its table was in memory): its
+                    // seats are stale, so replace it.
+                    Err(e) if e.plugin_code() == Some(janus::videoroom_code::ROOM_EXISTS) => {
+                        tracing::info!(room = %spec.room, "replacing a Janus room left by an earlier run");
+                        match self.janus.destroy_room(&spec.room, &spec.secret).await {
+                            // Not ours to replace (another room key): say so.
+                            Err(d)
+                                if d.plugin_code() == Some(janus::videoroom_code::UNAUTHORIZED) =>
+                            {
+                                return Err(e)
+                            }
+                            r => r?,
+                        }
+                        self.janus.create_room(&spec).await?;
+                    }
+                    r => r?,
+                }
                 let g = grant(&room, &seat);
                 let room = rooms.entry(key).or_insert(room);
                 room.seats.insert(seat_key, seat);
@@ -371,10 +406,14 @@ fn random_hex(bytes: usize) -> String {
 /// runs with `string_ids`, and accepts our admin key — found now rather than at the first group
 /// call. Outside `dev`, a Janus that takes requests without an API secret, or creates rooms
 /// without the admin key, is refused: anyone reaching its port could then use it.
-pub async fn connect(settings: &JanusSettings, dev: bool) -> Result<Sfu, JanusError> {
+pub async fn connect(
+    settings: &JanusSettings,
+    dev: bool,
+    room_key: &[u8],
+) -> Result<Sfu, JanusError> {
     let janus = JanusClient::connect(settings.clone()).await?;
     match check(&janus, settings, dev).await {
-        Ok(()) => Ok(Sfu::new(janus)),
+        Ok(()) => Ok(Sfu::new(janus, room_key)),
         Err(e) => {
             janus.close().await;
             Err(e)
