@@ -3,10 +3,10 @@
 //!
 //! - [`janus`]: the client of Janus's HTTP API (rcall-server is Janus's only client).
 //! - [`Sfu`]: which call has which Janus room, and which devices may be in it. One room per
-//!   call (id derived from app and call id, [`room_id`]), private, with a random secret and an
-//!   allow-list of per-device random tokens; a device that leaves is taken off the list and
-//!   kicked; the room is destroyed when the call ends.
-//!
+//!   call (id derived from app and call id, [`room_id`]), private, with a secret derived from
+//!   the primary app secret ([`Sfu::room_secret`]) and an allow-list of per-device random
+//!   tokens; a device that leaves is taken off the list and kicked; the room is destroyed when
+//!   the call ends.
 //! - [`follow`]: the task that keeps the rooms in line with call membership (single node).
 //!
 //! Status: the client, the room lifecycle, the startup check and the membership sync are done
