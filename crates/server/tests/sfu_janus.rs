@@ -360,10 +360,27 @@ async fn after_a_janus_restart_the_client_opens_a_new_session() {
     assert!(e.to_string().contains("unreachable"), "{e}");
     j.start_again();
     // The old session is gone with Janus: the next request runs on a new one. The room is gone
-    // too (nothing is permanent); closing the call still succeeds.
+    // too (nothing is permanent).
     assert!(!sfu.janus().room_exists(&a.room).await.unwrap());
     assert_eq!(sfu.janus().session_generation(), 2);
+    // The next sync (the SFU task runs one every second) recreates the room and seats the
+    // members again, with new tokens.
+    let members: Vec<(std::sync::Arc<str>, std::sync::Arc<str>)> = vec![
+        ("alice".into(), "dev-a".into()),
+        ("bob".into(), "dev-b".into()),
+    ];
+    sfu.sync("app", "call", &members).await.unwrap();
+    assert!(sfu.janus().room_exists(&a.room).await.unwrap());
+    let a2 = sfu.grant("app", "call", "alice", "dev-a").await.unwrap();
+    assert_ne!(a2.token, a.token);
+    let (_h, r) = join(sfu.janus(), &a2.room, &a2.feed, Some(&a2.token)).await;
+    r.expect("alice joins the recreated room");
+    assert!(sfu.grant("app", "call", "bob", "dev-b").await.is_some());
+    // A sync without a restart changes nothing.
+    sfu.sync("app", "call", &members).await.unwrap();
+    assert_eq!(sfu.grant("app", "call", "alice", "dev-a").await, Some(a2));
     sfu.close("app", "call").await.unwrap();
+    assert!(!sfu.janus().room_exists(&a.room).await.unwrap());
 }
 
 #[tokio::test]

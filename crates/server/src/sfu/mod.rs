@@ -123,6 +123,9 @@ struct Room {
     secret: String,
     /// (user, device) → its seat.
     seats: HashMap<(String, String), Seat>,
+    /// The client's Janus session generation when the room was created: a later one means
+    /// Janus may have restarted and lost the room ([`Sfu::sync`] recreates it).
+    generation: u64,
 }
 
 /// Calls' Janus rooms. Kept in memory (cluster mode will keep it in Redis with the node that
@@ -198,10 +201,11 @@ impl Sfu {
             }
             None => {
                 let janus_room = room_id(app, call_id);
-                let room = Room {
+                let mut room = Room {
                     secret: self.room_secret(&janus_room),
                     janus_room,
                     seats: HashMap::new(),
+                    generation: 0,
                 };
                 let spec = RoomSpec {
                     room: room.janus_room.clone(),
@@ -229,6 +233,7 @@ impl Sfu {
                     }
                     r => r?,
                 }
+                room.generation = self.janus.session_generation();
                 let g = grant(&room, &seat);
                 let room = rooms.entry(key).or_insert(room);
                 room.seats.insert(seat_key, seat);
@@ -322,10 +327,24 @@ impl Sfu {
         if members.is_empty() {
             return self.close(app, call_id).await;
         }
+        // A live session first: if Janus restarted, this opens a new one (a new generation).
+        self.janus.session_id().await?;
+        let generation = self.janus.session_generation();
         let seated: Vec<(String, String)> = {
-            let rooms = self.rooms.lock().await;
+            let mut rooms = self.rooms.lock().await;
+            let key = (app.to_owned(), call_id.to_owned());
+            if rooms.get(&key).is_some_and(|r| r.generation != generation) {
+                // Made on an older session: Janus may have lost it. Seat everyone afresh (a
+                // room that survived is replaced, see `admit`).
+                tracing::info!(
+                    app,
+                    call = call_id,
+                    "recreating a call's Janus room after a new Janus session"
+                );
+                rooms.remove(&key);
+            }
             rooms
-                .get(&(app.to_owned(), call_id.to_owned()))
+                .get(&key)
                 .map(|r| r.seats.keys().cloned().collect())
                 .unwrap_or_default()
         };
