@@ -36,6 +36,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const POLL_TIMEOUT: Duration = Duration::from_secs(40);
 /// Time an asynchronous plugin request (e.g. `join`) may take to produce its event.
 const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time [`JanusClient::close`] gives Janus to drop the session.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Pause after a failed long poll before the next one (Janus down: do not spin).
 const POLL_RETRY: Duration = Duration::from_millis(500);
 
@@ -287,7 +289,10 @@ impl JanusClient {
         if let Some(s) = s {
             s.dead.cancel();
             let url = format!("{}/{}", self.inner.base, s.id);
-            let _ = self.post(&url, json!({"janus": "destroy"})).await;
+            // Bounded: an unresponsive Janus must not hold up the server's shutdown (the
+            // session then times out on Janus by itself).
+            let bye = self.post(&url, json!({"janus": "destroy"}));
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, bye).await;
         }
     }
 
