@@ -832,6 +832,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn closing_does_not_wait_for_an_unresponsive_janus() {
+        // Accepts connections (the kernel does) but never answers.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}/janus", silent.local_addr().unwrap());
+        let c = client(&base, "s");
+        *c.inner.session.lock().await = Some(Arc::new(Session {
+            id: 1,
+            admin: 2,
+            generation: 1,
+            pending: Mutex::new(HashMap::new()),
+            events: tokio::sync::broadcast::channel(1).0,
+            dead: c.inner.shutdown.child_token(),
+        }));
+        // Generous, well under the 10 s an ordinary request may take.
+        tokio::time::timeout(Duration::from_secs(5), c.close())
+            .await
+            .expect("close() returns although Janus does not answer");
+        assert!(matches!(c.session_id().await, Err(JanusError::Closed)));
+    }
+
+    #[tokio::test]
     async fn a_failed_long_poll_does_not_put_the_api_secret_in_its_error() {
         // Nothing listens on a port we just released.
         let port = std::net::TcpListener::bind("127.0.0.1:0")
