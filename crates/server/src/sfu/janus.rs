@@ -577,8 +577,9 @@ impl JanusClient {
     fn with_secret_query(&self, url: &str) -> String {
         match &self.inner.settings.api_secret {
             Some(secret) => {
-                let q: String = url::form_urlencoded_pair("apisecret", secret);
-                format!("{url}&{q}")
+                let q = url::form_urlencoded_pair("apisecret", secret);
+                let sep = if url.contains('?') { '&' } else { '?' };
+                format!("{url}{sep}{q}")
             }
             None => url.to_owned(),
         }
