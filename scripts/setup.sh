@@ -6,6 +6,7 @@
 #   - Debian: chromium + chromium-driver (browser tests), coturn (TURN tests), iproute2/util-linux
 #     (loopback netns), redis-server (cluster mode; its tests start their own on a unix socket),
 #     haproxy (the cluster e2e test runs its pages through examples/cluster/haproxy.cfg),
+#     janus (SFU mode for group calls; its tests start their own with a generated config),
 #     a C toolchain (crates with C parts)
 #   - Rust: the toolchain pinned by rust-toolchain.toml and its wasm32-unknown-unknown target
 #   - wasm-bindgen-cli, exactly the version pinned in Cargo.toml (the CLI must equal the crate)
@@ -45,6 +46,7 @@ command -v turnserver >/dev/null || apt_missing+=(coturn)
 command -v unshare >/dev/null || apt_missing+=(util-linux)
 { command -v redis-server >/dev/null || [ -x /usr/bin/redis-server ]; } || apt_missing+=(redis-server)
 { command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ]; } || apt_missing+=(haproxy)
+{ command -v janus >/dev/null || [ -x /usr/bin/janus ]; } || apt_missing+=(janus)
 command -v cc >/dev/null || apt_missing+=(build-essential)
 command -v pkg-config >/dev/null || apt_missing+=(pkg-config)
 if [ ${#apt_missing[@]} -gt 0 ]; then
@@ -63,8 +65,13 @@ if [ ${#apt_missing[@]} -gt 0 ]; then
     if [[ " ${apt_missing[*]} " == *" haproxy "* ]] && [ -d /run/systemd/system ]; then
         systemctl disable --now haproxy >/dev/null 2>&1 || true
     fi
+    # Same for Janus (its package starts one on 8088/8188 with the sample rooms where systemd
+    # runs): SFU mode talks to a Janus you configure; tests start their own.
+    if [[ " ${apt_missing[*]} " == *" janus "* ]] && [ -d /run/systemd/system ]; then
+        systemctl disable --now janus >/dev/null 2>&1 || true
+    fi
 else
-    say "debian packages: ok (chromium, chromium-driver, coturn, redis-server, haproxy, iproute2, util-linux, cc, pkg-config)"
+    say "debian packages: ok (chromium, chromium-driver, coturn, redis-server, haproxy, janus, iproute2, util-linux, cc, pkg-config)"
 fi
 
 # --- 2. Rust toolchain + wasm target --------------------------------------------------------------

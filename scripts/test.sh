@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run execs this):
 #   1. scripts/setup.sh                       toolchains, chromium, node_modules
-#   2. cargo test --workspace                 native unit + integration tests
+#   2. cargo test --workspace                 native unit + integration tests (the cluster tests
+#                                             start private Redis servers, the SFU tests private
+#                                             Janus servers on 127.0.0.1: see scripts/setup.sh)
 #      cargo clippy --workspace --all-targets  lints, warnings are errors
 #   3. bash npm/build.sh                      the wasm SDK -> npm/dist/cdn/rcall.js
 #   4. cargo build --release -p rcall-server  the server the e2e tests run

@@ -237,6 +237,9 @@ pub struct Config {
     /// Cluster mode: how often the node beats; one silent for 3 periods is dead and cleaned
     /// up after ([`crate::cluster::presence::DEFAULT_HEARTBEAT`]).
     pub node_heartbeat: Duration,
+    /// SFU mode: group-call media through this Janus (`--janus`, issue 12; [`crate::sfu`]).
+    /// None: group calls stay a peer-to-peer mesh.
+    pub janus: Option<crate::sfu::JanusSettings>,
 }
 
 impl std::fmt::Debug for Config {
@@ -263,6 +266,7 @@ impl std::fmt::Debug for Config {
             )
             .field("redis", &self.redis)
             .field("node_heartbeat", &self.node_heartbeat)
+            .field("janus", &self.janus)
             .finish_non_exhaustive()
     }
 }
@@ -322,6 +326,7 @@ impl Config {
             log_format: LogFormat::Text,
             redis: None,
             node_heartbeat: crate::cluster::presence::DEFAULT_HEARTBEAT,
+            janus: None,
         }
     }
 
@@ -418,6 +423,18 @@ impl Config {
                 "TURN credential TTL must be > 0".into(),
             ));
         }
+        if let Some(j) = &self.janus {
+            crate::sfu::JanusSettings::check_url(&j.url)
+                .map_err(|e| ConfigError::Invalid(format!("--janus / RCALL_JANUS: {e}")))?;
+            if !self.dev && (j.api_secret.is_none() || j.admin_key.is_none()) {
+                return Err(ConfigError::Invalid(
+                    "--janus needs --janus-api-secret (Janus's `api_secret`) and \
+                     --janus-admin-key (the videoroom plugin's `admin_key`) outside --dev: \
+                     without them anyone who reaches Janus can use it"
+                        .into(),
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -464,6 +481,9 @@ pub enum ConfigError {
 /// push_webhook_url = "http://10.0.0.5:9000/rcall/push"   # offline pushes (crate::push)
 /// redis = "unix:///run/redis/redis.sock"   # cluster mode (crate::cluster); or redis://host:6379/0
 /// node_heartbeat_ms = 1000   # cluster mode: a node silent for 3 beats is dead
+/// janus = "http://127.0.0.1:8088/janus"      # SFU mode for group calls (crate::sfu)
+/// janus_api_secret = "…"                     # janus.jcfg api_secret
+/// janus_admin_key = "…"                      # janus.plugin.videoroom.jcfg admin_key
 /// [[apps]]            # more tenants
 /// key = "other-app"
 /// secret = "…"
@@ -520,6 +540,9 @@ pub struct FileConfig {
     pub dead_after_ms: Option<u64>,
     pub redis: Option<String>,
     pub node_heartbeat_ms: Option<u64>,
+    pub janus: Option<String>,
+    pub janus_api_secret: Option<String>,
+    pub janus_admin_key: Option<String>,
     #[serde(default)]
     pub apps: Vec<AppCredentials>,
 }
@@ -699,6 +722,19 @@ pub struct Cli {
     /// [env: RCALL_NODE_HEARTBEAT_MS]
     #[arg(long, hide = true)]
     pub node_heartbeat_ms: Option<u64>,
+    /// SFU mode: group-call media through this Janus, the base URL of its HTTP API, e.g.
+    /// http://127.0.0.1:8088/janus (without it group calls are a peer-to-peer mesh)
+    /// [env: RCALL_JANUS]
+    #[arg(long, value_name = "URL")]
+    pub janus: Option<String>,
+    /// `api_secret` of janus.jcfg (required with --janus outside --dev)
+    /// [env: RCALL_JANUS_API_SECRET]
+    #[arg(long, value_name = "SECRET")]
+    pub janus_api_secret: Option<String>,
+    /// `admin_key` of janus.plugin.videoroom.jcfg (required with --janus outside --dev)
+    /// [env: RCALL_JANUS_ADMIN_KEY]
+    #[arg(long, value_name = "KEY")]
+    pub janus_admin_key: Option<String>,
 }
 
 fn parse_env<T: std::str::FromStr>(
@@ -1063,6 +1099,32 @@ impl Cli {
         ) {
             c.node_heartbeat = Duration::from_millis(v);
         }
+        let janus_secret = non_empty(layer!(
+            non_empty(self.janus_api_secret),
+            "RCALL_JANUS_API_SECRET",
+            file.janus_api_secret
+        ));
+        let janus_key = non_empty(layer!(
+            non_empty(self.janus_admin_key),
+            "RCALL_JANUS_ADMIN_KEY",
+            file.janus_admin_key
+        ));
+        match non_empty(layer!(non_empty(self.janus), "RCALL_JANUS", file.janus)) {
+            Some(url) => {
+                let mut j = crate::sfu::JanusSettings::new(url);
+                j.api_secret = janus_secret;
+                j.admin_key = janus_key;
+                c.janus = Some(j);
+            }
+            None if janus_secret.is_some() || janus_key.is_some() => {
+                return Err(ConfigError::Invalid(
+                    "a Janus API secret or admin key is set but no Janus URL: add --janus URL \
+                     (RCALL_JANUS, or `janus` in the config file) to turn SFU mode on"
+                        .into(),
+                ));
+            }
+            None => {}
+        }
         c.validate()?;
         Ok(c)
     }
@@ -1391,6 +1453,85 @@ secret = "second-secret-0123456789"
         assert!(build(&["--dev", "--turn-url", "turn:x"]).is_err());
         let c = build(&["--dev", "--turn-url", "turn:x", "--turn-secret", "s"]).unwrap();
         assert_eq!(c.turn_urls, vec!["turn:x"]);
+    }
+
+    #[test]
+    fn janus_settings_from_flag_env_or_file() {
+        assert!(build(&["--dev"]).unwrap().janus.is_none(), "unset: mesh");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("janus.toml");
+        std::fs::write(
+            &path,
+            "app_key = \"k\"\napp_secret = \"0123456789abcdef\"\n\
+             janus = \"http://10.0.0.9:8088/janus\"\n\
+             janus_api_secret = \"file-secret\"\njanus_admin_key = \"file-key\"\n",
+        )
+        .unwrap();
+        let file = path.to_str().unwrap();
+        let j = build(&["--config", file]).unwrap().janus.unwrap();
+        assert_eq!(j.url, "http://10.0.0.9:8088/janus");
+        assert_eq!(j.api_secret.as_deref(), Some("file-secret"));
+        assert_eq!(j.admin_key.as_deref(), Some("file-key"));
+        // env over file, flag over env
+        let env = [
+            ("RCALL_JANUS", "http://127.0.0.1:8088/janus"),
+            ("RCALL_JANUS_API_SECRET", "env-secret"),
+        ];
+        let j = build_env(&["--config", file], &env).unwrap().janus.unwrap();
+        assert_eq!(j.url, "http://127.0.0.1:8088/janus");
+        assert_eq!(j.api_secret.as_deref(), Some("env-secret"));
+        assert_eq!(j.admin_key.as_deref(), Some("file-key"));
+        let c = build_env(
+            &[
+                "--config",
+                file,
+                "--janus-admin-key",
+                "flag-key",
+                "--janus",
+                "http://j:1/janus",
+            ],
+            &env,
+        )
+        .unwrap();
+        let j = c.janus.clone().unwrap();
+        assert_eq!(
+            (j.url.as_str(), j.admin_key.as_deref()),
+            ("http://j:1/janus", Some("flag-key"))
+        );
+        // Secrets never show in Debug output.
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("env-secret") && !shown.contains("flag-key"),
+            "{shown}"
+        );
+        // Outside --dev both secrets are required; --dev may talk to an open Janus.
+        let e = build(&[
+            "--app-key",
+            "k",
+            "--app-secret",
+            "0123456789abcdef",
+            "--janus",
+            "http://j/janus",
+        ])
+        .unwrap_err();
+        assert!(e.to_string().contains("--janus-api-secret"), "{e}");
+        assert!(build(&["--dev", "--janus", "http://j/janus"]).is_ok());
+        // A secret without a URL is a mistake, not a silent no-op.
+        let e = build(&["--dev", "--janus-api-secret", "s"]).unwrap_err();
+        assert!(e.to_string().contains("--janus URL"), "{e}");
+        // Bad URLs name the option and say what to give.
+        for (url, says) in [
+            ("ws://127.0.0.1:8188", "HTTP API"),
+            ("https://j/janus", "https://"),
+            ("127.0.0.1:8088", "http://127.0.0.1:8088/janus"),
+        ] {
+            let e = build(&["--dev", "--janus", url]).unwrap_err();
+            let m = e.to_string();
+            assert!(
+                m.contains("--janus / RCALL_JANUS") && m.contains(says),
+                "{url}: {m}"
+            );
+        }
     }
 
     #[test]

@@ -19,6 +19,9 @@ pub enum StartError {
     /// Cluster mode: Redis unreachable, or the policy could not be loaded from it.
     #[error("cluster mode: {0}")]
     Cluster(#[from] crate::cluster::ClusterError),
+    /// SFU mode: Janus unreachable or misconfigured (the message says what to fix).
+    #[error("SFU mode (--janus): {0}")]
+    Sfu(#[from] crate::sfu::JanusError),
     #[error("server I/O error: {0}")]
     Io(#[from] std::io::Error),
 }

@@ -181,6 +181,8 @@ pub struct Hub {
     next_conn: AtomicU64,
     /// Offline pushes to the apps' webhooks (none configured: unset).
     pusher: std::sync::OnceLock<Arc<crate::push::Pusher>>,
+    /// SFU mode: GROUP call ids whose membership may have changed ([`crate::sfu::follow`]).
+    sfu_calls: std::sync::OnceLock<tokio::sync::mpsc::Sender<(AppId, String)>>,
 }
 
 impl Hub {
@@ -224,7 +226,19 @@ impl Hub {
             metrics,
             next_conn: AtomicU64::new(0),
             pusher: std::sync::OnceLock::new(),
+            sfu_calls: std::sync::OnceLock::new(),
         }
+    }
+
+    /// SFU mode: after each routed GROUP call message, its call id goes to `tx` (once, at
+    /// startup). Full channel: dropped, the SFU task's periodic pass catches up.
+    pub fn set_sfu_notify(&self, tx: tokio::sync::mpsc::Sender<(AppId, String)>) {
+        let _ = self.sfu_calls.set(tx);
+    }
+
+    /// The member devices `(user, device)` of a call ([`AppCore::call_members`]).
+    pub fn call_members(&self, app: AppId, call_id: &str) -> Vec<(Arc<str>, Arc<str>)> {
+        self.apps[app].lock().call_members(call_id)
     }
 
     /// Hands offline pushes of accepted messages to `pusher` (once, at startup).
@@ -379,9 +393,16 @@ impl Hub {
     ) -> Result<Accepted, RouteError> {
         let pusher = self.pusher.get().filter(|p| p.wants(from.app));
         opts.want_push = pusher.is_some();
+        let sfu_call = self
+            .sfu_calls
+            .get()
+            .and_then(|tx| Some((tx, group_call_id(&msg)?)));
         let mut acc = self.with(from.app, |core, sh| {
             core.route(sh, clock::now(), from, msg, opts)
         })?;
+        if let Some((tx, call_id)) = sfu_call {
+            let _ = tx.try_send((from.app, call_id));
+        }
         if let Some(p) = acc.push.take() {
             self.push_offline(from.app, &from.user_id, &p.message, &p.push, &p.offline);
         }
@@ -640,4 +661,13 @@ impl Hub {
             self.with(app, |core, sh| core.abort_all(sh));
         }
     }
+}
+
+/// The call id of a GROUP call message (SFU mode moves only group calls' media).
+fn group_call_id(msg: &SendMessage) -> Option<String> {
+    if msg.conversation_type != rtc_core::proto::conversation_type::GROUP {
+        return None;
+    }
+    let call = delivery::rooms::parse(&msg.message_type, &msg.content).ok()??;
+    Some(call.call_id)
 }

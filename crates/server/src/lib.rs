@@ -14,7 +14,8 @@
 //!   gets the user's messages, call rooms) are the sans-IO `delivery` crate; [`hub`] is its
 //!   shell here (a lock per app, the connections' [`outbox`]es, offline storage in SQLite
 //!   ([`store`]) with TTL and cap). [`cluster`]: `--redis` mode (shared policy and nonces, messages
-//!   routed across nodes through per-user mailboxes; see `docs/cluster.md`).
+//!   routed across nodes through per-user mailboxes; see `docs/cluster.md`). [`sfu`]: `--janus`
+//!   mode (group-call media through Janus; see `docs/sfu.md`).
 //! - Limits: frame size (a few KB before authentication), per-connection and per-user rate,
 //!   per-app, per-user and per-device connection caps, slow consumers, dead peers (WebSocket
 //!   pings, [`ws::PING_INTERVAL`] / [`ws::DEAD_AFTER`]), paged replay, offline quotas per
@@ -45,6 +46,7 @@ pub mod push;
 /// Call membership lives in the delivery core.
 pub use delivery::rooms;
 pub mod server_api;
+pub mod sfu;
 pub mod static_files;
 pub mod store;
 /// Login tokens (the `rcall-token` crate, shared with the load generator).
@@ -91,6 +93,9 @@ pub struct AppState {
     pub cluster: Option<cluster::shared::Shared>,
     /// Cluster mode: messages routed through the users' shared mailboxes in Redis.
     pub routing: Option<Arc<cluster::routing::Routing>>,
+    /// SFU mode (`--janus`): GROUP calls' rooms on Janus, following call membership
+    /// ([`sfu::follow`]; the SDK does not use them yet, `docs/sfu.md`).
+    pub sfu: Option<Arc<sfu::Sfu>>,
     /// Serving connections, for the ping / dead-peer sweep.
     pub liveness: ws::Liveness,
     /// Cancelled on shutdown: stop accepting, let every connection drain and close.
@@ -271,6 +276,15 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<RunningServe
             None
         }
     };
+    // SFU mode: Janus is checked now (reachable, secrets, string ids), not at the first call.
+    let sfu = match &config.janus {
+        Some(settings) => {
+            let sfu = sfu::connect(settings, config.dev, config.app_secret.as_bytes()).await?;
+            tracing::info!(janus = %settings.url, "SFU mode: group-call rooms on Janus");
+            Some(Arc::new(sfu))
+        }
+        None => None,
+    };
     let addr = listener.local_addr()?;
     let gate = Arc::new(listener::Gate::new(
         config.max_unauthenticated,
@@ -285,6 +299,7 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<RunningServe
         nonces,
         cluster,
         routing: router_events.as_ref().map(|(r, _)| r.clone()),
+        sfu,
         liveness: ws::Liveness::default(),
         shutdown,
         kill: CancellationToken::new(),
@@ -301,6 +316,11 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<RunningServe
     }
     if let Some((routing, rx)) = router_events {
         tokio::spawn(cluster::routing::follow(routing, state.clone(), rx));
+    }
+    if let Some(sfu) = &state.sfu {
+        let (tx, rx) = tokio::sync::mpsc::channel(sfu::NOTIFY_QUEUE);
+        state.hub.set_sfu_notify(tx);
+        tokio::spawn(sfu::follow(sfu.clone(), state.clone(), rx));
     }
     tokio::spawn(sweeper(state.clone()));
     tokio::spawn(grace_timer(state.clone()));
@@ -394,6 +414,10 @@ async fn drain(state: &AppState) {
     // still hung up for (a crash loses them: calls are then learned again from their traffic).
     for (key, rooms) in state.hub.rooms_snapshots() {
         state.store.save_rooms(key, rooms);
+    }
+    if let Some(sfu) = &state.sfu {
+        // Ends our Janus session. Calls' rooms stay on Janus (docs/sfu.md, server restart).
+        sfu.janus().close().await;
     }
     state.store.close().await;
     tracing::info!("rcall-server stopped");
