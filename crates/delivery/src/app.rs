@@ -91,6 +91,9 @@ pub struct AppCore<C> {
     conns: usize,
     /// Shutting down: no new connections, and calls are not ended for devices that go.
     closing: bool,
+    /// Cluster mode: `rooms` is a replica that only [`Self::apply_rooms_event`] changes (see
+    /// [`Self::replicate_rooms`]).
+    pub(crate) replicated_rooms: bool,
 }
 
 impl<C: Clone> AppCore<C> {
@@ -109,6 +112,7 @@ impl<C: Clone> AppCore<C> {
             limits,
             conns: 0,
             closing: false,
+            replicated_rooms: false,
         }
     }
 
@@ -183,7 +187,9 @@ impl<C: Clone> AppCore<C> {
             let id: Arc<str> = Arc::from(user_id);
             self.users.insert(id.clone(), UserState::new(id));
         }
-        self.rooms.connected(user_id, device_id);
+        if !self.replicated_rooms {
+            self.rooms.connected(user_id, device_id);
+        }
         let st = self.users.get_mut(user_id).expect("just inserted");
         // A client cannot claim to have seen more than the server ever issued.
         let ceiling = st.last_seq.max(self.floor).max(now.wall_us);
@@ -316,7 +322,7 @@ impl<C: Clone> AppCore<C> {
             self.users.remove(user_id);
         }
         // A shutdown does not end calls: they go on and are learned again after the restart.
-        if device_gone && !self.closing {
+        if device_gone && !self.closing && !self.replicated_rooms {
             let user: Arc<str> = Arc::from(user_id);
             self.rooms.disconnected(&user, &slot.device, departure, now.mono);
         }
@@ -515,7 +521,7 @@ impl<C: Clone> AppCore<C> {
     /// shell's timer). Returns who was hung up for: (user, device, call id, reason).
     pub fn end_gone_participants<S: Shell<Conn = C>>(&mut self, sh: &mut S, now: Now) -> Vec<(Arc<str>, Arc<str>, String, i32)> {
         let mut out = Vec::new();
-        if !self.rooms.has_graces() {
+        if !self.rooms.has_graces() || self.replicated_rooms {
             return out;
         }
         for ended in self.rooms.due(now.mono) {
@@ -524,6 +530,48 @@ impl<C: Clone> AppCore<C> {
             self.hang_up_for(sh, now, ended);
         }
         out
+    }
+
+    // ---- cluster mode: the rooms are a replica (docs/cluster.md "Rooms") ----------------
+
+    /// From now on the rooms change only through [`Self::apply_rooms_event`]: connections and
+    /// admitted messages no longer touch them (their events, published by the shared scripts,
+    /// do, on every node in the same order), `admit` only checks against them, and
+    /// [`Self::end_gone_participants`] leaves the graces to [`Self::rooms_graces_due`].
+    pub fn replicate_rooms(&mut self) {
+        self.replicated_rooms = true;
+    }
+
+    /// Whether the rooms are a replica.
+    pub fn rooms_replicated(&self) -> bool {
+        self.replicated_rooms
+    }
+
+    /// Applies one event of the app's rooms log (see [`crate::rooms::Rooms::apply`]); returns
+    /// the hangup to send when it ended a grace.
+    pub fn apply_rooms_event(&mut self, ev: &crate::rooms::RoomsEvent, t_ms: i64, now: Now) -> Option<crate::rooms::Ended> {
+        self.rooms.apply(ev, t_ms, now.mono)
+    }
+
+    /// The graces node `me` runs that are over (see [`crate::rooms::Rooms::due_owned`]).
+    pub fn rooms_graces_due(&mut self, now: Now, me: &str) -> Vec<(Arc<str>, Arc<str>, Departure)> {
+        self.rooms.due_owned(now.mono, me)
+    }
+
+    /// Replaces the replica with `snap` (after a gap in the rooms log).
+    pub fn load_rooms_replica(&mut self, snap: crate::rooms::RoomsSnapshot, now: Now) {
+        self.rooms.load_replica(snap, now.mono);
+    }
+
+    /// The devices node `node` holds, as the replica knows (a node reconciles them with its
+    /// own after a gap).
+    pub fn rooms_held_by(&self, node: &str) -> Vec<(Arc<str>, Arc<str>)> {
+        self.rooms.held_by(node)
+    }
+
+    /// The nodes holding a connection of `device` of `user`, as the replica knows (tests).
+    pub fn rooms_holders(&self, user: &str, device: &str) -> Vec<Arc<str>> {
+        self.rooms.holders(user, device)
     }
 
     // ---- operator actions ---------------------------------------------------------------

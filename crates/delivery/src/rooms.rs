@@ -65,6 +65,8 @@ pub const LEFT_GRACE: Duration = Duration::from_secs(1);
 /// server's dead-peer detection racing the client's reconnect) keeps its call; a crashed
 /// renderer is still reported within 10 s, a dead network within the ping deadline + 5 s.
 pub const LOST_GRACE: Duration = Duration::from_secs(5);
+/// Cluster mode: a grace whose `GraceOver` event did not come back is asked again after this.
+pub const GRACE_RETRY: Duration = Duration::from_secs(1);
 /// Member devices per user; the oldest join goes first.
 pub const MAX_DEVICES: usize = 16;
 /// Ringing users remembered per call; an invite that would exceed it is refused.
@@ -94,6 +96,32 @@ pub enum Kind {
     Hangup,
     /// Media, mute, media type changes.
     Other,
+}
+
+impl Kind {
+    /// On the wire ([`MessageEvent::kind`]).
+    pub fn code(self) -> i32 {
+        match self {
+            Kind::Invite => 1,
+            Kind::ModifyMem => 2,
+            Kind::Accept => 3,
+            Kind::Ringing => 4,
+            Kind::Hangup => 5,
+            Kind::Other => 6,
+        }
+    }
+
+    pub fn from_code(code: i32) -> Option<Kind> {
+        Some(match code {
+            1 => Kind::Invite,
+            2 => Kind::ModifyMem,
+            3 => Kind::Accept,
+            4 => Kind::Ringing,
+            5 => Kind::Hangup,
+            6 => Kind::Other,
+            _ => return None,
+        })
+    }
 }
 
 /// A call message, decoded outside the hub's lock.
@@ -204,6 +232,132 @@ pub struct RoomsSnapshot {
     /// Recently ended call ids, oldest first.
     #[prost(string, repeated, tag = "2")]
     pub ended: Vec<String>,
+    /// Cluster mode: which nodes hold each connected device (empty on a single node).
+    #[prost(message, repeated, tag = "3")]
+    pub presence: Vec<PresenceSnapshot>,
+    /// Cluster mode: the running graces and the node that runs each (a single node's graces
+    /// are not kept: its restore starts one for every member).
+    #[prost(message, repeated, tag = "4")]
+    pub graces: Vec<GraceSnapshot>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PresenceSnapshot {
+    #[prost(string, tag = "1")]
+    pub user: String,
+    #[prost(string, tag = "2")]
+    pub device: String,
+    #[prost(string, repeated, tag = "3")]
+    pub nodes: Vec<String>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct GraceSnapshot {
+    #[prost(string, tag = "1")]
+    pub user: String,
+    #[prost(string, tag = "2")]
+    pub device: String,
+    #[prost(bool, tag = "3")]
+    pub lost: bool,
+    #[prost(string, tag = "4")]
+    pub owner: String,
+}
+
+/// One input of a replicated [`Rooms`] (cluster mode, docs/cluster.md "Rooms"): every node
+/// applies the same events in the same order ([`Rooms::apply`]), so every replica holds the
+/// same calls, presence and graces (only the graces' deadlines are each node's own clock).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RoomsEvent {
+    #[prost(oneof = "rooms_event::Event", tags = "1, 2, 3, 4, 5")]
+    pub event: Option<rooms_event::Event>,
+}
+
+pub mod rooms_event {
+    /// What happened.
+    #[derive(Clone, PartialEq, prost::Oneof)]
+    pub enum Event {
+        /// A call message the route script accepted, as [`super::Rooms::admit`] takes it.
+        #[prost(message, tag = "1")]
+        Message(super::MessageEvent),
+        /// The device's first connection on `node`.
+        #[prost(message, tag = "2")]
+        Here(super::DeviceEvent),
+        /// The device's last connection on `node` closed (`lost` says how).
+        #[prost(message, tag = "3")]
+        Gone(super::DeviceEvent),
+        /// `node`, which runs the device's grace, found it over: the device leaves its call
+        /// (if its grace is still running when this is applied) and `node` sends the hangup.
+        #[prost(message, tag = "4")]
+        GraceOver(super::DeviceEvent),
+        /// A node died: what it held is gone, lost graces start, run by `runner`.
+        #[prost(message, tag = "5")]
+        NodeLost(super::NodeLostEvent),
+    }
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct MessageEvent {
+    #[prost(string, tag = "1")]
+    pub user: String,
+    #[prost(string, tag = "2")]
+    pub device: String,
+    /// [`Kind::code`].
+    #[prost(int32, tag = "3")]
+    pub kind: i32,
+    #[prost(string, tag = "4")]
+    pub call_id: String,
+    #[prost(string, repeated, tag = "5")]
+    pub invited: Vec<String>,
+    #[prost(message, optional, tag = "6")]
+    pub profile: Option<UserProfile>,
+    #[prost(int32, tag = "7")]
+    pub conversation_type: i32,
+    #[prost(string, tag = "8")]
+    pub target_id: String,
+    #[prost(string, tag = "9")]
+    pub channel_id: String,
+    /// The users it was routed to (the sender's own excluded).
+    #[prost(string, repeated, tag = "10")]
+    pub recipients: Vec<String>,
+}
+
+impl MessageEvent {
+    /// The event of a call message `device` of `user` sends to `recipients`.
+    pub fn new(user: &str, device: &str, msg: &CallMsg, route: &Route, recipients: &[&str]) -> Self {
+        MessageEvent {
+            user: user.to_owned(),
+            device: device.to_owned(),
+            kind: msg.kind.code(),
+            call_id: msg.call_id.clone(),
+            invited: msg.invited.clone(),
+            profile: msg.profile.clone(),
+            conversation_type: route.conversation_type,
+            target_id: route.target_id.clone(),
+            channel_id: route.channel_id.clone(),
+            recipients: recipients.iter().map(|r| (*r).to_owned()).collect(),
+        }
+    }
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct DeviceEvent {
+    #[prost(string, tag = "1")]
+    pub user: String,
+    #[prost(string, tag = "2")]
+    pub device: String,
+    #[prost(string, tag = "3")]
+    pub node: String,
+    /// `Gone`: the connection was lost (else it closed cleanly); `GraceOver`: of a lost grace.
+    #[prost(bool, tag = "4")]
+    pub lost: bool,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct NodeLostEvent {
+    #[prost(string, tag = "1")]
+    pub node: String,
+    #[prost(string, tag = "2")]
+    pub runner: String,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -279,6 +433,20 @@ pub struct Ended {
     pub recipients: Vec<String>,
 }
 
+impl Ended {
+    /// The `CallContent` of the hangup the server sends on the device's behalf.
+    pub fn content(&self) -> Vec<u8> {
+        rtc_core::proto::CallContent {
+            platform: "Server".into(),
+            device_id: self.device.to_string(),
+            call_id: self.call_id.clone(),
+            user: self.profile.clone(),
+            body: Some(rtc_core::proto::call_content::Body::Hangup(rtc_core::proto::Hangup { reason: self.reason })),
+        }
+        .to_bytes()
+    }
+}
+
 struct Member {
     user: Arc<str>,
     device: Arc<str>,
@@ -326,6 +494,9 @@ impl Call {
     }
 }
 
+/// device → the nodes holding a connection of it.
+type DeviceHolders = HashMap<Arc<str>, Vec<Arc<str>>>;
+
 struct Seat {
     device: Arc<str>,
     call_id: String,
@@ -338,6 +509,9 @@ struct Grace {
     /// On the core's monotonic clock ([`crate::Now::mono`]).
     deadline: Duration,
     departure: Departure,
+    /// Cluster mode: the node that runs it (the one that held the device last); `None` on a
+    /// single node.
+    owner: Option<Arc<str>>,
 }
 
 /// One app's call membership.
@@ -352,6 +526,8 @@ pub struct Rooms {
     ended_order: VecDeque<String>,
     left_grace: Duration,
     lost_grace: Duration,
+    /// Cluster mode: user → device → the nodes holding a connection of it.
+    presence: HashMap<Arc<str>, DeviceHolders>,
 }
 
 impl Default for Rooms {
@@ -370,6 +546,7 @@ impl Rooms {
             ended_order: VecDeque::new(),
             left_grace,
             lost_grace,
+            presence: HashMap::new(),
         }
     }
 
@@ -613,6 +790,11 @@ impl Rooms {
         how: Departure,
         now: Duration,
     ) {
+        self.start_grace(user, device, how, now, None);
+    }
+
+    /// A member device starts its grace (run by `owner` in cluster mode).
+    fn start_grace(&mut self, user: &Arc<str>, device: &Arc<str>, how: Departure, now: Duration, owner: Option<Arc<str>>) {
         self.cancel_grace(user, device, None);
         if self.call_of(user, device).is_none() {
             return;
@@ -626,6 +808,7 @@ impl Rooms {
             device: device.clone(),
             deadline: now + grace,
             departure: how,
+            owner,
         });
     }
 
@@ -778,13 +961,34 @@ impl Rooms {
             })
             .collect();
         calls.sort_by(|a, b| a.call_id.cmp(&b.call_id));
-        RoomsSnapshot { calls, ended: self.ended_order.iter().cloned().collect() }
+        let mut presence: Vec<PresenceSnapshot> = self
+            .presence
+            .iter()
+            .flat_map(|(u, devices)| devices.iter().map(move |(d, nodes)| PresenceSnapshot { user: u.to_string(), device: d.to_string(), nodes: nodes.iter().map(|n| n.to_string()).collect() }))
+            .collect();
+        presence.sort_by(|a, b| (&a.user, &a.device).cmp(&(&b.user, &b.device)));
+        let mut graces: Vec<GraceSnapshot> = self
+            .graces
+            .iter()
+            .filter_map(|g| {
+                let owner = g.owner.as_ref()?;
+                Some(GraceSnapshot { user: g.user.to_string(), device: g.device.to_string(), lost: g.departure == Departure::Lost, owner: owner.to_string() })
+            })
+            .collect();
+        graces.sort_by(|a, b| (&a.user, &a.device).cmp(&(&b.user, &b.device)));
+        RoomsSnapshot { calls, ended: self.ended_order.iter().cloned().collect(), presence, graces }
     }
 
     /// The rooms of a [`Self::snapshot`] taken before a restart. Every member device starts a
     /// lost-connection grace now: one that reconnects keeps its call ([`Self::connected`]),
     /// one that does not come back is hung up for, as if its connection had been lost now.
     pub fn restore(&mut self, snap: RoomsSnapshot, now: Duration) {
+        self.restore_calls(snap, Some(now));
+    }
+
+    /// The calls and ended ids of `snap`; with `member_graces`, every member starts a lost
+    /// grace then.
+    fn restore_calls(&mut self, snap: RoomsSnapshot, member_graces: Option<Duration>) {
         for c in snap.calls {
             let mut call = Call {
                 ringing: c.ringing,
@@ -797,7 +1001,9 @@ impl Rooms {
             for m in c.members {
                 let (user, device): (Arc<str>, Arc<str>) = (Arc::from(m.user.as_str()), Arc::from(m.device.as_str()));
                 self.seats.entry(user.clone()).or_default().push(Seat { device: device.clone(), call_id: c.call_id.clone(), join_time: m.join_time });
-                self.graces.push(Grace { user: user.clone(), device: device.clone(), deadline: now + self.lost_grace, departure: Departure::Lost });
+                if let Some(now) = member_graces {
+                    self.graces.push(Grace { user: user.clone(), device: device.clone(), deadline: now + self.lost_grace, departure: Departure::Lost, owner: None });
+                }
                 call.members.push(Member {
                     user,
                     device,
@@ -813,6 +1019,205 @@ impl Rooms {
                 self.ended_order.push_back(id);
             }
         }
+    }
+
+    // ---- cluster mode: a replica fed by the app's rooms events (docs/cluster.md "Rooms") ----
+
+    /// Whether [`Self::admit`] would accept the message, changing nothing. In cluster mode the
+    /// routing node checks against its replica (at worst a few events behind) and the change
+    /// comes later with the message's event, applied by every replica in the same order.
+    pub fn check(&self, user: &str, device: &str, msg: &CallMsg) -> Result<(), Refusal> {
+        let Some(call) = self.calls.get(&msg.call_id) else {
+            return Ok(()); // unknown or over: learned or ignored, never refused
+        };
+        let device_in = call.members.iter().any(|m| *m.user == *user && *m.device == *device);
+        match msg.kind {
+            Kind::Invite | Kind::ModifyMem => {
+                let learned_in = call.learned && call.is_participant(user);
+                if !device_in && call.inviter.as_deref() != Some(user) && !learned_in {
+                    return Err(Refusal::NotInCall);
+                }
+                let new = call.newcomers(user, msg.invited.iter().map(String::as_str));
+                if call.ringing.len() + new.len() > MAX_RINGING {
+                    return Err(Refusal::TooManyInvitees);
+                }
+                Ok(())
+            }
+            Kind::Hangup if !call.is_participant(user) && call.left.iter().any(|u| u == user) => Ok(()),
+            _ if !call.is_participant(user) => Err(Refusal::NotInCall),
+            _ => Ok(()),
+        }
+    }
+
+    /// Applies one replicated event. `t_ms` is the time the shared script stamped on it (join
+    /// times: the same on every node), `now` this node's monotonic clock (grace deadlines, the
+    /// only thing that differs between replicas). A `GraceOver` whose grace was still running
+    /// returns the participation it ended: the hangup to send, by the event's node only.
+    /// Malformed events change nothing.
+    pub fn apply(&mut self, ev: &RoomsEvent, t_ms: i64, now: Duration) -> Option<Ended> {
+        use rooms_event::Event;
+        let how = |lost: bool| if lost { Departure::Lost } else { Departure::Left };
+        match ev.event.as_ref()? {
+            Event::Message(m) => {
+                let kind = Kind::from_code(m.kind)?;
+                let ok_route = m.conversation_type == conversation_type::PRIVATE || m.conversation_type == conversation_type::GROUP;
+                if !valid_user_id(&m.user) || m.device.is_empty() || m.call_id.is_empty() || !ok_route || m.invited.len() > MAX_RINGING {
+                    return None;
+                }
+                let msg = CallMsg { kind, call_id: m.call_id.clone(), invited: m.invited.clone(), profile: m.profile.clone() };
+                let route = Route { conversation_type: m.conversation_type, target_id: m.target_id.clone(), channel_id: m.channel_id.clone() };
+                let recipients: Vec<&str> = m.recipients.iter().map(String::as_str).collect();
+                // A refusal here (the routing node's replica was behind) changes nothing, on
+                // every replica alike.
+                let _ = self.admit(&Arc::from(m.user.as_str()), &Arc::from(m.device.as_str()), &msg, &route, &recipients, t_ms);
+                None
+            }
+            Event::Here(d) => {
+                self.here(&d.user, &d.device, &d.node);
+                None
+            }
+            Event::Gone(d) => {
+                self.gone(&d.user, &d.device, &d.node, how(d.lost), now);
+                None
+            }
+            Event::GraceOver(d) => self.grace_over(&d.user, &d.device, &d.node),
+            Event::NodeLost(n) => {
+                self.node_lost(&n.node, &n.runner, now);
+                None
+            }
+        }
+    }
+
+    /// The device's first connection on `node`: it is present, and a lost device keeps its
+    /// call (as [`Self::connected`]).
+    pub fn here(&mut self, user: &str, device: &str, node: &str) {
+        if user.is_empty() || device.is_empty() || node.is_empty() {
+            return;
+        }
+        let nodes = self.presence.entry(Arc::from(user)).or_default().entry(Arc::from(device)).or_default();
+        if !nodes.iter().any(|n| **n == *node) {
+            nodes.push(Arc::from(node));
+        }
+        self.connected(user, device);
+    }
+
+    /// The device's last connection on `node` closed. Held by no node any more, a member starts
+    /// its grace, run by `node` (as [`Self::disconnected`]).
+    pub fn gone(&mut self, user: &str, device: &str, node: &str, how: Departure, now: Duration) {
+        let mut held_elsewhere = false;
+        if let Some(devices) = self.presence.get_mut(user) {
+            if let Some(nodes) = devices.get_mut(device) {
+                nodes.retain(|n| **n != *node);
+                held_elsewhere = !nodes.is_empty();
+                if !held_elsewhere {
+                    devices.remove(device);
+                }
+            }
+            if devices.is_empty() {
+                self.presence.remove(user);
+            }
+        }
+        if !held_elsewhere {
+            self.start_grace(&Arc::from(user), &Arc::from(device), how, now, Some(Arc::from(node)));
+        }
+    }
+
+    /// Node `node` died: the devices it held that no other node holds are lost (member devices
+    /// start a lost grace), and every grace it ran is run by `runner` from now on. An empty
+    /// `runner` (a node leaving on its own) means the lowest id of the nodes still holding a
+    /// device, the same on every replica; with none left its graces stay where they are.
+    pub fn node_lost(&mut self, node: &str, runner: &str, now: Duration) {
+        let mut orphans: Vec<(Arc<str>, Arc<str>)> = Vec::new();
+        for (user, devices) in self.presence.iter_mut() {
+            devices.retain(|device, nodes| {
+                let before = nodes.len();
+                nodes.retain(|n| **n != *node);
+                if nodes.is_empty() && before > 0 {
+                    orphans.push((user.clone(), device.clone()));
+                }
+                !nodes.is_empty()
+            });
+        }
+        self.presence.retain(|_, devices| !devices.is_empty());
+        let runner: Arc<str> = if runner.is_empty() {
+            let lowest = self.presence.values().flat_map(|d| d.values()).flatten().min().cloned();
+            match lowest {
+                Some(n) => n,
+                None => return,
+            }
+        } else {
+            Arc::from(runner)
+        };
+        for g in &mut self.graces {
+            if g.owner.as_deref() == Some(node) {
+                g.owner = Some(runner.clone());
+            }
+        }
+        // (Sorted: the graces' order is part of the replicated state.)
+        orphans.sort();
+        for (user, device) in orphans {
+            self.start_grace(&user, &device, Departure::Lost, now, Some(runner.clone()));
+        }
+    }
+
+    /// The grace of the device that `node` runs is over (its [`RoomsEvent`] came back): it
+    /// leaves its call, and the hangup to send on its behalf is returned. Nothing when that
+    /// grace ended meanwhile (the device came back, or sent a message of its call), or the
+    /// device's grace now is another node's (it came back and left again elsewhere).
+    pub fn grace_over(&mut self, user: &str, device: &str, node: &str) -> Option<Ended> {
+        let i = self.graces.iter().position(|g| *g.user == *user && *g.device == *device && g.owner.as_deref() == Some(node))?;
+        let g = self.graces.remove(i);
+        self.end_participation(&g)
+    }
+
+    /// The graces `me` runs that are over: their `GraceOver` is to be published (each is asked
+    /// again after [`GRACE_RETRY`] if its event does not come back, e.g. Redis was away).
+    pub fn due_owned(&mut self, now: Duration, me: &str) -> Vec<(Arc<str>, Arc<str>, Departure)> {
+        let mut out = Vec::new();
+        for g in &mut self.graces {
+            if g.deadline <= now && g.owner.as_deref() == Some(me) {
+                g.deadline = now + GRACE_RETRY;
+                out.push((g.user.clone(), g.device.clone(), g.departure));
+            }
+        }
+        out
+    }
+
+    /// Replaces the whole state with a replica's [`Self::snapshot`] (cluster mode, after a gap
+    /// in the events): calls, presence and graces, each grace starting over now.
+    pub fn load_replica(&mut self, mut snap: RoomsSnapshot, now: Duration) {
+        *self = Rooms::new(self.left_grace, self.lost_grace);
+        let presence = std::mem::take(&mut snap.presence);
+        let graces = std::mem::take(&mut snap.graces);
+        self.restore_calls(snap, None);
+        for p in presence {
+            for n in p.nodes {
+                self.here(&p.user, &p.device, &n);
+            }
+        }
+        for g in graces {
+            if g.owner.is_empty() {
+                continue;
+            }
+            let how = if g.lost { Departure::Lost } else { Departure::Left };
+            self.start_grace(&Arc::from(g.user.as_str()), &Arc::from(g.device.as_str()), how, now, Some(Arc::from(g.owner.as_str())));
+        }
+    }
+
+    /// The devices `node` holds as far as the replica knows, as (user, device), sorted.
+    pub fn held_by(&self, node: &str) -> Vec<(Arc<str>, Arc<str>)> {
+        let mut out: Vec<(Arc<str>, Arc<str>)> = self
+            .presence
+            .iter()
+            .flat_map(|(u, devices)| devices.iter().filter(|(_, nodes)| nodes.iter().any(|n| **n == *node)).map(move |(d, _)| (u.clone(), d.clone())))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// The nodes holding a connection of `device` of `user` (cluster mode; tests).
+    pub fn holders(&self, user: &str, device: &str) -> Vec<Arc<str>> {
+        self.presence.get(user).and_then(|d| d.get(device)).cloned().unwrap_or_default()
     }
 
     /// The member devices of `call_id`, as (user, device).
@@ -1133,6 +1538,225 @@ mod tests {
             send(&mut r, "u", "d0", Kind::Invite, "big", &["one-more"], 99),
             Err(Refusal::TooManyInvitees)
         );
+    }
+
+    // ---- replicas (cluster mode) ----
+
+    fn ev(e: rooms_event::Event) -> RoomsEvent {
+        RoomsEvent { event: Some(e) }
+    }
+
+    fn m_ev(user: &str, device: &str, kind: Kind, c: &str, to: &[&str]) -> RoomsEvent {
+        let invited: Vec<&str> = if kind == Kind::Invite { to.to_vec() } else { Vec::new() };
+        let m = msg(kind, c, &invited);
+        ev(rooms_event::Event::Message(MessageEvent::new(user, device, &m, &private(to.first().copied().unwrap_or("")), to)))
+    }
+
+    fn d_ev(user: &str, device: &str, node: &str, lost: bool) -> DeviceEvent {
+        DeviceEvent { user: user.into(), device: device.into(), node: node.into(), lost }
+    }
+
+    fn here(user: &str, device: &str, node: &str) -> RoomsEvent {
+        ev(rooms_event::Event::Here(d_ev(user, device, node, false)))
+    }
+
+    fn gone(user: &str, device: &str, node: &str, lost: bool) -> RoomsEvent {
+        ev(rooms_event::Event::Gone(d_ev(user, device, node, lost)))
+    }
+
+    fn grace_over(user: &str, device: &str, node: &str) -> RoomsEvent {
+        ev(rooms_event::Event::GraceOver(d_ev(user, device, node, true)))
+    }
+
+    fn node_lost(node: &str, runner: &str) -> RoomsEvent {
+        ev(rooms_event::Event::NodeLost(NodeLostEvent { node: node.into(), runner: runner.into() }))
+    }
+
+    /// Three replicas on clocks that disagree; each event is applied to all, and they must
+    /// agree after every one. Returns what each replica's apply returned (all equal).
+    struct Replicas(Vec<Rooms>);
+
+    impl Replicas {
+        fn new() -> Self {
+            Replicas((0..3).map(|_| Rooms::new(Duration::from_secs(1), Duration::from_secs(5))).collect())
+        }
+
+        fn apply(&mut self, e: RoomsEvent, t: i64, now: Duration) -> Option<Ended> {
+            let outs: Vec<Option<Ended>> = self.0.iter_mut().enumerate().map(|(i, r)| r.apply(&e, t, now + Duration::from_millis(7 * i as u64))).collect();
+            let snap = self.0[0].snapshot();
+            for r in &self.0[1..] {
+                assert_eq!(r.snapshot(), snap, "replicas disagree after {e:?}");
+            }
+            assert!(outs.iter().all(|o| *o == outs[0]));
+            outs.into_iter().next().unwrap()
+        }
+    }
+
+    #[test]
+    fn replicas_fed_the_same_events_agree_and_strangers_are_refused_everywhere() {
+        let mut rs = Replicas::new();
+        let t0 = Duration::ZERO;
+        for (u, d, n) in [("a", "da", "n1"), ("b", "db", "n2"), ("c", "dc", "n3"), ("x", "dx", "n2")] {
+            rs.apply(here(u, d, n), 1, t0);
+        }
+        rs.apply(m_ev("a", "da", Kind::Invite, "g", &["b", "c"]), 10, t0);
+        rs.apply(m_ev("b", "db", Kind::Accept, "g", &["a", "c"]), 11, t0);
+        rs.apply(m_ev("c", "dc", Kind::Accept, "g", &["a", "b"]), 12, t0);
+        // A stranger's message that slipped past a replica that was behind changes nothing.
+        rs.apply(m_ev("x", "dx", Kind::Accept, "g", &["a"]), 13, t0);
+        for r in &rs.0 {
+            assert_eq!(r.check("x", "dx", &msg(Kind::Accept, "g", &[])), Err(Refusal::NotInCall));
+            assert_eq!(r.check("b", "db", &msg(Kind::Other, "g", &[])), Ok(()));
+            assert_eq!(r.of("a", "b")[0].call_id, "g");
+            assert_eq!(r.of("b", "c")[0].join_time, 12, "the script's time, the same everywhere");
+        }
+        assert_eq!(rs.0[0].size(), (1, 3, 0));
+        // A replica rebuilt from another's snapshot goes on in step.
+        let mut fresh = Rooms::new(Duration::from_secs(1), Duration::from_secs(5));
+        fresh.load_replica(rs.0[1].snapshot(), t0);
+        rs.0.push(fresh);
+        rs.apply(m_ev("c", "dc", Kind::Hangup, "g", &["a", "b"]), 14, t0);
+        assert_eq!(rs.0[3].size(), (1, 2, 0));
+    }
+
+    #[test]
+    fn check_agrees_with_admit() {
+        // A deterministic pseudo-random walk over a few users, devices, calls and kinds.
+        let mut r = Rooms::default();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let kinds = [Kind::Invite, Kind::ModifyMem, Kind::Accept, Kind::Ringing, Kind::Hangup, Kind::Other];
+        let users = ["a", "b", "c", "d"];
+        let mut refused = 0;
+        for t in 0..5000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let u = users[(x % 4) as usize];
+            let d = format!("{u}{}", (x >> 8) % 2);
+            let kind = kinds[((x >> 16) % 6) as usize];
+            let c = format!("c{}", (x >> 24) % 3);
+            let to: Vec<&str> = users.iter().copied().filter(|o| *o != u && !(x >> 32).is_multiple_of(3)).collect();
+            let invited: Vec<&str> = if matches!(kind, Kind::Invite | Kind::ModifyMem) { to.clone() } else { Vec::new() };
+            let m = msg(kind, &c, &invited);
+            let checked = r.check(u, &d, &m);
+            let admitted = r.admit(&a(u), &a(&d), &m, &private(to.first().copied().unwrap_or("z")), &to, t);
+            assert_eq!(checked, admitted, "{u}/{d} {kind:?} {c} at {t}");
+            refused += usize::from(admitted.is_err());
+        }
+        assert!(refused > 20, "the walk exercised refusals ({refused})");
+    }
+
+    #[test]
+    fn a_gone_device_is_hung_up_for_once_by_the_node_that_held_it() {
+        let mut rs = Replicas::new();
+        let t0 = Duration::ZERO;
+        rs.apply(here("a", "da", "n1"), 1, t0);
+        rs.apply(here("b", "db", "n2"), 1, t0);
+        rs.apply(m_ev("a", "da", Kind::Invite, "c1", &["b"]), 2, t0);
+        rs.apply(m_ev("b", "db", Kind::Accept, "c1", &["a"]), 3, t0);
+        rs.apply(gone("b", "db", "n2", true), 4, t0);
+        let later = t0 + Duration::from_secs(6);
+        // Only n2 runs b's grace.
+        assert!(rs.0[0].due_owned(later, "n1").is_empty());
+        let due = rs.0[1].due_owned(later, "n2");
+        assert_eq!(due, vec![(a("b"), a("db"), Departure::Lost)]);
+        assert!(rs.0[1].due_owned(later, "n2").is_empty(), "asked once (until GRACE_RETRY)");
+        assert_eq!(rs.0[1].due_owned(later + GRACE_RETRY, "n2").len(), 1, "asked again if its event got lost");
+        let e = rs.apply(grace_over("b", "db", "n2"), 5, later).expect("the grace ended the participation");
+        assert_eq!((&*e.user, &*e.device, e.reason, &e.recipients[..]), ("b", "db", 7, &["a".to_string()][..]));
+        assert_eq!(rs.0[0].size(), (0, 0, 0));
+        // A second GraceOver (a retry that crossed the first) ends nothing more.
+        assert_eq!(rs.apply(grace_over("b", "db", "n2"), 6, later), None);
+
+        // A stale report from a node whose grace it no longer is ends nothing.
+        rs.apply(m_ev("a", "da", Kind::Invite, "c5", &["b"]), 6, t0);
+        rs.apply(here("b", "db", "n4"), 6, t0);
+        rs.apply(m_ev("b", "db", Kind::Accept, "c5", &["a"]), 6, t0);
+        rs.apply(gone("b", "db", "n4", true), 6, t0);
+        assert_eq!(rs.apply(grace_over("b", "db", "n2"), 6, later), None);
+        assert_eq!(rs.apply(grace_over("b", "db", "n4"), 6, later).map(|e| e.call_id), Some("c5".to_string()));
+
+        // Back within the grace on another node: no hangup, whoever asks.
+        rs.apply(here("b", "db", "n3"), 7, t0);
+        rs.apply(m_ev("a", "da", Kind::Invite, "c2", &["b"]), 8, t0);
+        rs.apply(m_ev("b", "db", Kind::Accept, "c2", &["a"]), 9, t0);
+        rs.apply(gone("b", "db", "n3", true), 10, t0);
+        rs.apply(here("b", "db", "n1"), 11, t0);
+        assert!(rs.0.iter_mut().all(|r| r.due_owned(later, "n3").is_empty()));
+        assert_eq!(rs.apply(grace_over("b", "db", "n3"), 12, later), None);
+        assert_eq!(rs.0[0].size(), (1, 2, 0));
+    }
+
+    #[test]
+    fn a_device_held_by_two_nodes_is_gone_only_when_both_let_go() {
+        let mut rs = Replicas::new();
+        let t0 = Duration::ZERO;
+        rs.apply(here("a", "da", "n1"), 1, t0);
+        rs.apply(here("b", "db", "n1"), 1, t0);
+        rs.apply(here("b", "db", "n2"), 1, t0);
+        rs.apply(m_ev("a", "da", Kind::Invite, "c1", &["b"]), 2, t0);
+        rs.apply(m_ev("b", "db", Kind::Accept, "c1", &["a"]), 3, t0);
+        rs.apply(gone("b", "db", "n1", false), 4, t0);
+        assert!(!rs.0[0].has_graces());
+        assert_eq!(rs.0[0].holders("b", "db"), vec![a("n2")]);
+        rs.apply(gone("b", "db", "n2", false), 5, t0);
+        assert_eq!(rs.0[0].due_owned(t0 + Duration::from_secs(1), "n2").len(), 1, "a left grace, run by n2");
+    }
+
+    #[test]
+    fn a_dead_nodes_devices_get_lost_graces_run_by_the_runner() {
+        let mut rs = Replicas::new();
+        let t0 = Duration::ZERO;
+        rs.apply(here("a", "da", "n1"), 1, t0);
+        rs.apply(here("b", "db", "n2"), 1, t0);
+        rs.apply(here("c", "dc", "n2"), 1, t0);
+        rs.apply(here("d", "dd", "n2"), 1, t0);
+        rs.apply(here("e", "de", "n2"), 1, t0); // in no call
+        rs.apply(m_ev("a", "da", Kind::Invite, "g", &["b", "c", "d"]), 2, t0);
+        for u in ["b", "c", "d"] {
+            rs.apply(m_ev(u, &format!("d{u}"), Kind::Accept, "g", &["a"]), 3, t0);
+        }
+        // d left cleanly just before n2 died: its grace was n2's to run.
+        rs.apply(gone("d", "dd", "n2", false), 4, t0);
+        rs.apply(node_lost("n2", "n1"), 5, t0);
+        // A second report of the same death (another node's hook) changes nothing.
+        rs.apply(node_lost("n2", "n3"), 6, t0);
+        // (n3 leaving on its own hands nothing to anyone: it held nothing.)
+        rs.apply(node_lost("n3", ""), 6, t0);
+        assert!(rs.0[0].holders("b", "db").is_empty() && rs.0[0].holders("e", "de").is_empty());
+        // c reconnects elsewhere within the grace and keeps its call.
+        rs.apply(here("c", "dc", "n3"), 7, t0);
+        let due = rs.0[0].due_owned(t0 + Duration::from_secs(5), "n1");
+        let mut who: Vec<(&str, Departure)> = due.iter().map(|(u, _, how)| (&**u, *how)).collect();
+        who.sort_by_key(|w| w.0);
+        assert_eq!(who, vec![("b", Departure::Lost), ("d", Departure::Left)]);
+        assert!(rs.0[2].due_owned(t0 + Duration::from_secs(60), "n3").is_empty());
+        assert_eq!(rs.apply(grace_over("b", "db", "n1"), 8, t0).map(|e| e.reason), Some(7));
+        assert_eq!(rs.apply(grace_over("d", "dd", "n1"), 9, t0).map(|e| e.reason), Some(3));
+        assert_eq!(rs.0[0].members("g").len(), 2);
+    }
+
+    #[test]
+    fn a_node_that_leaves_hands_its_graces_to_the_lowest_node_still_holding_a_device() {
+        let mut rs = Replicas::new();
+        let t0 = Duration::ZERO;
+        rs.apply(here("a", "da", "n3"), 1, t0);
+        rs.apply(here("z", "dz", "n2"), 1, t0);
+        rs.apply(here("b", "db", "n9"), 1, t0);
+        rs.apply(m_ev("a", "da", Kind::Invite, "c1", &["b"]), 2, t0);
+        rs.apply(m_ev("b", "db", Kind::Accept, "c1", &["a"]), 3, t0);
+        rs.apply(gone("b", "db", "n9", true), 4, t0);
+        rs.apply(node_lost("n9", ""), 5, t0);
+        let later = t0 + Duration::from_secs(5);
+        assert!(rs.0[0].due_owned(later, "n9").is_empty() && rs.0[0].due_owned(later, "n3").is_empty());
+        assert_eq!(rs.0[0].due_owned(later, "n2").len(), 1, "n2 < n3");
+        // Nobody left at all: the graces stay (a later report names a runner).
+        let mut r = Rooms::new(Duration::from_secs(1), Duration::from_secs(5));
+        r.apply(&here("a", "da", "n1"), 1, t0);
+        r.apply(&m_ev("a", "da", Kind::Invite, "c1", &["b"]), 2, t0);
+        r.apply(&gone("a", "da", "n1", true), 3, t0);
+        r.apply(&node_lost("n1", ""), 4, t0);
+        assert_eq!(r.due_owned(later, "n1").len(), 1);
     }
 
     #[test]

@@ -68,6 +68,9 @@ pub struct Admitted<'m> {
     pub reply_to: Option<u32>,
     /// Recipients with no online device here (when `want_push`).
     pub offline: Vec<String>,
+    /// Replicated rooms ([`AppCore::replicate_rooms`]): the call message's event, for the
+    /// route script to publish in its order.
+    pub rooms_event: Option<Box<rooms::MessageEvent>>,
 }
 
 /// How the sender wants to hear back.
@@ -198,23 +201,31 @@ impl<C: Clone> AppCore<C> {
                 q.1 += n;
             }
         }
+        let mut rooms_event = None;
         if let Some(call_msg) = &call_msg {
             let route = rooms::route_of(msg.conversation_type, &msg.target_id, &msg.channel_id);
-            self.rooms.admit(&from.user_id, &from.device_id, call_msg, &route, &recipients, now.wall_ms()).map_err(|r| match r {
+            let checked = if self.replicated_rooms {
+                // The replica changes when the message's event comes back from the script.
+                rooms_event = Some(Box::new(rooms::MessageEvent::new(&from.user_id, &from.device_id, call_msg, &route, &recipients)));
+                self.rooms.check(&from.user_id, &from.device_id, call_msg)
+            } else {
+                self.rooms.admit(&from.user_id, &from.device_id, call_msg, &route, &recipients, now.wall_ms())
+            };
+            checked.map_err(|r| match r {
                 rooms::Refusal::NotInCall => RouteError::NotInCall,
                 rooms::Refusal::TooManyInvitees => RouteError::InvalidParameter("too many invitees"),
             })?;
         }
         // Recipients with no online device, as for stored copies.
         let offline: Vec<String> = if want_push { recipients.iter().filter(|r| !online(&self.users, r)).map(|r| (*r).to_owned()).collect() } else { Vec::new() };
-        Ok(Admission::Route(Admitted { recipients, tracked, want_push, reply_to, offline }))
+        Ok(Admission::Route(Admitted { recipients, tracked, want_push, reply_to, offline, rooms_event }))
     }
 
     /// Accepts a message and pushes a `Delivered` to every live connection of every recipient
     /// and to the sender's other connections; stores it for recipients with none; queues the
     /// sender's `SendResult` (see [`RouteOptions`]).
     pub fn route<S: Shell<Conn = C>>(&mut self, sh: &mut S, now: Now, from: &Origin, msg: SendMessage, opts: RouteOptions) -> Result<Accepted, RouteError> {
-        let Admitted { recipients, tracked, want_push, reply_to, offline } = match self.admit(sh, now, from, &msg, opts)? {
+        let Admitted { recipients, tracked, want_push, reply_to, offline, .. } = match self.admit(sh, now, from, &msg, opts)? {
             Admission::Duplicate(acc) => return Ok(*acc),
             Admission::Route(a) => a,
         };
@@ -289,13 +300,7 @@ impl<C: Clone> AppCore<C> {
     /// every device of its user, itself included (it learns on reconnect that its
     /// participation ended).
     pub(crate) fn hang_up_for<S: Shell<Conn = C>>(&mut self, sh: &mut S, now: Now, e: rooms::Ended) {
-        let content = rtc_core::proto::CallContent {
-            platform: "Server".into(),
-            device_id: e.device.to_string(),
-            call_id: e.call_id,
-            user: e.profile,
-            body: Some(rtc_core::proto::call_content::Body::Hangup(rtc_core::proto::Hangup { reason: e.reason })),
-        };
+        let content = e.content();
         let sent_time = self.clock.next(now.wall_ms());
         let template = Delivered {
             seq: 0,
@@ -309,7 +314,7 @@ impl<C: Clone> AppCore<C> {
             },
             channel_id: e.route.channel_id,
             message_type: rtc_core::proto::object_name::HANGUP.to_owned(),
-            content: content.to_bytes(),
+            content,
             sent_time,
             offline: false,
             sender_instance: 0,

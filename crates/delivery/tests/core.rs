@@ -356,3 +356,56 @@ fn a_new_device_gets_what_is_routed_while_it_syncs() {
     assert_eq!(seqs(&frames), vec![b1_seqs[1]], "the message routed during the sync, not the one before");
     assert!(matches!(frames.last(), Some(Body::SyncDone(_))));
 }
+
+/// Cluster mode: the rooms are a replica. Admitting a call message only checks it and hands
+/// out its event; connections and their ends leave the rooms alone; only the events change them.
+#[test]
+fn replicated_rooms_change_only_through_their_events() {
+    use delivery::rooms::{rooms_event::Event, DeviceEvent, RoomsEvent};
+    use delivery::{Admission, Departure};
+    use rtc_core::proto::{call_content, CallContent, Invite};
+    let mut w = World::new();
+    w.core.replicate_rooms();
+    let a = w.connect("alice", "a1");
+    let invite = CallContent {
+        call_id: "c1".into(),
+        body: Some(call_content::Body::Invite(Invite { invite_user_ids: vec!["bob".into()], ..Default::default() })),
+        ..Default::default()
+    };
+    let msg = SendMessage {
+        conversation_type: conversation_type::PRIVATE,
+        target_id: "bob".into(),
+        message_type: rtc_core::proto::object_name::INVITE.into(),
+        content: invite.to_bytes(),
+        ..Default::default()
+    };
+    let now = w.now();
+    let opts = RouteOptions { shared_mailboxes: true, ..Default::default() };
+    let ev = match w.core.admit(&mut MemoryShell { store: &mut w.store, effects: &mut w.effects }, now, &a, &msg, opts).expect("admitted") {
+        Admission::Route(ad) => ad.rooms_event.expect("a call message has an event"),
+        Admission::Duplicate(_) => panic!("not a duplicate"),
+    };
+    assert_eq!((ev.user.as_str(), ev.device.as_str(), ev.call_id.as_str(), &ev.recipients[..]), ("alice", "a1", "c1", &["bob".to_string()][..]));
+    assert_eq!(w.core.rooms_size(), (0, 0, 0), "admitting changed nothing");
+    let now = w.now();
+    let here = RoomsEvent { event: Some(Event::Here(DeviceEvent { user: "alice".into(), device: "a1".into(), node: "n1".into(), lost: false })) };
+    assert_eq!(w.core.apply_rooms_event(&here, 1, now), None);
+    assert_eq!(w.core.apply_rooms_event(&RoomsEvent { event: Some(Event::Message(*ev)) }, 2, now), None);
+    assert_eq!(w.core.call_members("c1").len(), 1);
+    assert_eq!(w.core.joined_user_info("alice", "alice")[0].join_time, 2, "the event's time");
+    // The connection ends: no grace here (its node publishes `Gone`), nothing to end.
+    let now = w.now();
+    w.core.unregister(&mut MemoryShell { store: &mut w.store, effects: &mut w.effects }, now, "alice", a.conn_id, Departure::Lost);
+    assert!(!w.core.has_graces());
+    w.t += 60_000;
+    let now = w.now();
+    assert!(w.core.end_gone_participants(&mut MemoryShell { store: &mut w.store, effects: &mut w.effects }, now).is_empty());
+    assert_eq!(w.core.call_members("c1").len(), 1);
+    let gone = RoomsEvent { event: Some(Event::Gone(DeviceEvent { user: "alice".into(), device: "a1".into(), node: "n1".into(), lost: true })) };
+    w.core.apply_rooms_event(&gone, 3, now);
+    assert!(w.core.rooms_graces_due(now, "n1").is_empty(), "the grace has just started");
+    w.t += 5_000;
+    let now = w.now();
+    assert_eq!(w.core.rooms_graces_due(now, "n2"), vec![], "n1 runs it");
+    assert_eq!(w.core.rooms_graces_due(now, "n1").len(), 1);
+}

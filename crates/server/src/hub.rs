@@ -149,6 +149,8 @@ pub enum Admitted {
         /// A call message to push to the recipients that turn out to be on no node
         /// ([`Hub::push_offline`]).
         push: bool,
+        /// A call message's encoded rooms event, for the route script (`cluster::rooms`).
+        rooms_event: Option<Vec<u8>>,
     },
 }
 
@@ -459,6 +461,9 @@ impl Hub {
                     recipients: a.recipients.iter().map(|u| (*u).to_owned()).collect(),
                     reply_to: a.reply_to,
                     push: a.want_push,
+                    rooms_event: a
+                        .rooms_event
+                        .map(|m| crate::cluster::rooms::encode_message(*m)),
                 },
             })
         })
@@ -530,6 +535,11 @@ impl Hub {
         })
     }
 
+    /// `app`'s core, locked (cluster mode's rooms replica, `cluster::rooms`).
+    pub(crate) fn core(&self, app: AppId) -> MutexGuard<'_, AppCore<Arc<Outbox>>> {
+        self.apps[app].lock()
+    }
+
     /// See [`AppCore::last_seq`].
     pub fn last_seq(&self, app: AppId, user_id: &str) -> Option<u64> {
         self.apps[app].lock().last_seq(user_id)
@@ -538,6 +548,11 @@ impl Hub {
     /// See [`AppCore::joined_user_info`].
     pub fn joined_user_info(&self, app: AppId, asker: &str, user_id: &str) -> Vec<JoinedDevice> {
         self.apps[app].lock().joined_user_info(asker, user_id)
+    }
+
+    /// The member devices of `call_id` as (user, device), in join order (tests).
+    pub fn call_members(&self, app: AppId, call_id: &str) -> Vec<(Arc<str>, Arc<str>)> {
+        self.apps[app].lock().call_members(call_id)
     }
 
     /// (calls, member devices, ringing users) the rooms of `app` hold (tests).

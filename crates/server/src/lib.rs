@@ -96,6 +96,8 @@ pub struct AppState {
     /// SFU mode (`--janus`): GROUP calls' rooms on Janus, following call membership
     /// ([`sfu::follow`]; the SDK does not use them yet, `docs/sfu.md`).
     pub sfu: Option<Arc<sfu::Sfu>>,
+    /// Cluster mode: the call rooms' replica feed (`cluster::rooms`).
+    pub rooms: Option<Arc<cluster::rooms::RoomsSync>>,
     /// Serving connections, for the ping / dead-peer sweep.
     pub liveness: ws::Liveness,
     /// Cancelled on shutdown: stop accepting, let every connection drain and close.
@@ -232,8 +234,10 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<RunningServe
         let pusher = push::Pusher::start(hooks, settings, metrics.clone(), shutdown.clone());
         hub.set_pusher(pusher);
     }
-    // Call rooms are still each node's own (a snapshot in its SQLite file), cluster or not.
-    for (i, app) in hub.apps().iter().enumerate() {
+    // A single node keeps its call rooms over a restart in its SQLite file; in cluster mode
+    // they are a replica of the shared rooms log (`cluster::rooms`).
+    let single = config.redis.is_none();
+    for (i, app) in hub.apps().iter().enumerate().filter(|_| single) {
         if let Some(rooms) = store.take_rooms(app.key.clone()).await? {
             hub.restore_rooms(i, &rooms);
         }
@@ -243,6 +247,7 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<RunningServe
     // between the load and the first message); SQLite's policy and nonces stay unused.
     let mut follower = None;
     let mut router_events = None;
+    let mut rooms_events = None;
     let cluster = match &config.redis {
         Some(url) => {
             let shared = cluster::shared::Shared::new(cluster::Bus::connect(url).await?);
@@ -260,6 +265,8 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<RunningServe
                 config.node_heartbeat,
             )?;
             router_events = Some(cluster::routing::Routing::start(mailboxes, presence).await?);
+            let bus = shared.bus().clone();
+            rooms_events = Some(cluster::rooms::RoomsSync::start(bus, &hub).await?);
             tracing::info!(redis = %url, node = %shared.bus().node_id(), "cluster mode: policy and Server API nonces shared through Redis");
             Some(shared)
         }
@@ -300,6 +307,7 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<RunningServe
         cluster,
         routing: router_events.as_ref().map(|(r, _)| r.clone()),
         sfu,
+        rooms: rooms_events.as_ref().map(|(r, _)| r.clone()),
         liveness: ws::Liveness::default(),
         shutdown,
         kill: CancellationToken::new(),
@@ -321,6 +329,18 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<RunningServe
         let (tx, rx) = tokio::sync::mpsc::channel(sfu::NOTIFY_QUEUE);
         state.hub.set_sfu_notify(tx);
         tokio::spawn(sfu::follow(sfu.clone(), state.clone(), rx));
+    }
+    if let Some((rooms, rx)) = rooms_events {
+        if let Some(routing) = &state.routing {
+            // The node that takes a dead node out runs its devices' graces.
+            let dead = routing.presence.dead_nodes();
+            tokio::spawn(cluster::rooms::follow_dead_nodes(
+                rooms.clone(),
+                state.clone(),
+                dead,
+            ));
+        }
+        tokio::spawn(cluster::rooms::follow(rooms, state.clone(), rx));
     }
     tokio::spawn(sweeper(state.clone()));
     tokio::spawn(grace_timer(state.clone()));
@@ -402,6 +422,12 @@ async fn drain(state: &AppState) {
         state.kill.cancel();
         state.hub.abort_all();
         let _ = tokio::time::timeout(Duration::from_secs(3), state.tracker.wait()).await;
+    }
+    // Cluster mode: the graces of this node's devices are run by another node from now on.
+    if let Some(rooms) = &state.rooms {
+        if let Err(e) = rooms.leaving(&state.hub).await {
+            tracing::warn!(error = %e, "cluster: handing this node's call graces over failed");
+        }
     }
     // Cluster mode: the closed connections leave the users' presence; then the node stops
     // beating (another node takes it out after its deadline).

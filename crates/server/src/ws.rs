@@ -354,6 +354,11 @@ async fn cluster_session(
     let page = state.config.replay_page_messages;
     let started = async {
         routing.hold(app, &key, &reg.user_id, reg.conn_id).await?;
+        if let Some(rooms) = &state.rooms {
+            rooms
+                .hold(app, &key, &reg.user_id, &reg.device_id, reg.conn_id)
+                .await?;
+        }
         routing.sync_start(&key, &reg).await
     }
     .await;
@@ -401,6 +406,9 @@ async fn cluster_session(
             cursor = end;
             if !write_replay_page(state, &mut ws, &outbox, &mut batch, app, &reg).await {
                 routing.release(reg.conn_id).await;
+                if let Some(rooms) = &state.rooms {
+                    rooms.release(&key, reg.conn_id, Departure::Lost).await;
+                }
                 return None;
             }
         }
@@ -415,6 +423,9 @@ async fn cluster_session(
             .hub
             .unregister(app, &reg.user_id, reg.conn_id, Departure::Lost);
         routing.release(reg.conn_id).await;
+        if let Some(rooms) = &state.rooms {
+            rooms.release(&key, reg.conn_id, Departure::Lost).await;
+        }
         return None;
     }
     Some((ws, connected(app, reg, instance, replayed), outbox))
@@ -847,6 +858,10 @@ fn serve_connection(
         if let Some(routing) = &state.routing {
             routing.release(origin.conn_id).await;
         }
+        if let Some(rooms) = &state.rooms {
+            let key = state.hub.app(origin.app).key.clone();
+            rooms.release(&key, origin.conn_id, departure).await;
+        }
         tracing::info!(
             user_id = &*origin.user_id,
             conn_id = origin.conn_id,
@@ -1080,6 +1095,11 @@ struct ClusterSend {
     reply_to: Option<u32>,
     /// Push to the recipients the route script finds on no node.
     push: bool,
+    /// A call message's encoded rooms event (`cluster::rooms`).
+    rooms_event: Option<Vec<u8>>,
+    /// Refused `NOT_IN_CALL` by this node's rooms replica: admitted again (with these options)
+    /// once the replica caught up ([`recheck`]); nothing else is set then.
+    recheck: Option<RouteOptions>,
 }
 
 /// Routes an admitted message through the shared route script. Its `SendResult` comes back
@@ -1102,11 +1122,20 @@ async fn cluster_send(
     let Some(routing) = &state.routing else {
         return Ok(());
     };
+    let send = match send.recheck {
+        Some(opts) => match recheck(state, origin, outbox, send.msg, opts).await {
+            Some(send) => send,
+            None => return Ok(()),
+        },
+        None => send,
+    };
     let ClusterSend {
         mut msg,
         recipients,
         reply_to,
         push,
+        rooms_event,
+        ..
     } = send;
     let push = msg.push.take().filter(|_| push);
     let key = state.hub.app(origin.app).key.clone();
@@ -1146,9 +1175,11 @@ async fn cluster_send(
         own_copy: Some(OwnCopy {
             target_id: msg.target_id,
             offline: false,
+            all_devices: false,
         }),
         floor_us: 0,
         presence: true,
+        rooms_event,
     };
     let epoch = routing.epoch();
     match routing.mailboxes.route(&req).await {
@@ -1231,6 +1262,70 @@ fn cluster_push(
     state
         .hub
         .push_offline(app, req.from.user, &m, push, offline);
+}
+
+/// A call message this node's rooms replica refused `NOT_IN_CALL`, admitted again once the
+/// replica applied every rooms event numbered so far: what made the sender a participant (the
+/// invite whose delivery it answers) may have reached it before its event reached the replica.
+/// `None` when it is answered here (refused again, or a duplicate).
+async fn recheck(
+    state: &AppState,
+    origin: &Origin,
+    outbox: &Outbox,
+    msg: rtc_core::proto::SendMessage,
+    opts: RouteOptions,
+) -> Option<ClusterSend> {
+    if let Some(rooms) = &state.rooms {
+        let key = state.hub.app(origin.app).key.clone();
+        if let Err(e) = rooms.caught_up(origin.app, &key).await {
+            tracing::warn!(error = %e, "cluster: waiting for the rooms replica failed");
+        }
+    }
+    let request_id = msg.request_id;
+    let result = match state.hub.admit(origin, &msg, opts) {
+        Ok(crate::hub::Admitted::Route {
+            recipients,
+            reply_to,
+            push,
+            rooms_event,
+        }) => {
+            return Some(ClusterSend {
+                msg,
+                recipients,
+                reply_to,
+                push,
+                rooms_event,
+                recheck: None,
+            })
+        }
+        Ok(crate::hub::Admitted::Duplicate(acc)) => {
+            if msg.no_receipt || acc.replied {
+                return None;
+            }
+            SendResult {
+                request_id,
+                code: 0,
+                sent_time: acc.sent_time,
+                message_uid: acc.message_uid,
+            }
+        }
+        Err(e) => {
+            tracing::debug!(conn_id = origin.conn_id, error = %e, "send refused");
+            state.metrics.error(e.imlib_code());
+            SendResult {
+                request_id,
+                code: e.imlib_code(),
+                sent_time: 0,
+                message_uid: String::new(),
+            }
+        }
+    };
+    push_own(
+        state,
+        outbox,
+        Outgoing::frame(encode_body(&Body::SendResult(result))),
+    );
+    None
 }
 
 /// A send the core refused: counted, and answered with its code (nothing was delivered).
@@ -1323,12 +1418,25 @@ fn handle_frame(
                     recipients,
                     reply_to,
                     push,
+                    rooms_event,
                 }) => Reply::Route(Box::new(ClusterSend {
                     msg,
                     recipients,
                     reply_to,
                     push,
+                    rooms_event,
+                    recheck: None,
                 })),
+                Err(RouteError::NotInCall) if state.rooms.is_some() => {
+                    Reply::Route(Box::new(ClusterSend {
+                        msg,
+                        recipients: Vec::new(),
+                        reply_to: None,
+                        push: false,
+                        rooms_event: None,
+                        recheck: Some(opts),
+                    }))
+                }
                 Err(e) => refused(state, origin, limiter, request_id, &e),
             }
         }

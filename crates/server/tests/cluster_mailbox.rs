@@ -89,9 +89,11 @@ fn message<'a>(
         own_copy: own.then_some(OwnCopy {
             target_id: own_target,
             offline: true,
+            all_devices: false,
         }),
         floor_us: 0,
         presence: false,
+        rooms_event: None,
     }
 }
 

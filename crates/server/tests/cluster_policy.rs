@@ -317,8 +317,8 @@ async fn a_change_missed_while_the_subscriber_was_away_is_loaded_at_resync() {
         .await
         .unwrap();
     assert_eq!(
-        killed, 4,
-        "two subscribers per node (policy, user channels)"
+        killed, 6,
+        "three subscribers per node (policy, user channels, rooms)"
     );
     // A disconnects alice, blocked by the reload, and refuses her.
     alice.expect_error_and_close(31009).await;

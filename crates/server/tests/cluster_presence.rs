@@ -145,9 +145,11 @@ async fn the_route_script_flags_recipients_without_presence() {
         own_copy: Some(OwnCopy {
             target_id: "g".into(),
             offline: false,
+            all_devices: false,
         }),
         floor_us: 0,
         presence: true,
+        rooms_event: None,
     };
     let Routed::Accepted { offline, .. } = m.route(&req).await.unwrap() else {
         panic!("a duplicate")

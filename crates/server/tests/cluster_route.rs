@@ -15,7 +15,7 @@ use rtc_core::proto::{
 };
 use serde_json::json;
 
-/// A private non-call message (call rooms are not shared across nodes yet).
+/// A private non-call message.
 fn text(target: &str, content: &[u8]) -> SendMessage {
     SendMessage {
         message_type: "app:text".into(),
@@ -415,7 +415,10 @@ async fn messages_routed_while_the_subscribers_reconnect_arrive_once_in_order() 
         .query_async(&mut bus.connection())
         .await
         .unwrap();
-    assert_eq!(killed, 4, "two subscribers per node");
+    assert_eq!(
+        killed, 6,
+        "three subscribers per node (policy, user channels, rooms)"
+    );
     let contents: Vec<Vec<u8>> = (1..=5).map(|i| format!("m{i}").into_bytes()).collect();
     for (i, c) in contents.iter().enumerate() {
         alice.send_expect(2 + i as u32, text("bob", c), 0).await;
@@ -432,9 +435,8 @@ async fn messages_routed_while_the_subscribers_reconnect_arrive_once_in_order() 
     assert_from(&bob.recv_delivered().await, "alice", "alice", b"end");
 }
 
-/// The signalling of a 1:1 call whose two users are on different nodes (each node's call
-/// rooms know only what its own users sent: the callee's node learns the call from its
-/// traffic).
+/// The signalling of a 1:1 call whose two users are on different nodes (the rooms across
+/// nodes: tests/cluster_rooms.rs).
 #[tokio::test]
 async fn a_one_to_one_call_signals_across_nodes() {
     let redis = TestRedis::start();

@@ -155,6 +155,8 @@ pub struct OwnCopy {
     /// The conversation's target as the sender addressed it.
     pub target_id: String,
     pub offline: bool,
+    /// For the sending device too (a hangup the server sends on a gone device's behalf).
+    pub all_devices: bool,
 }
 
 /// One message to route.
@@ -179,6 +181,9 @@ pub struct RouteRequest<'a> {
     /// [`super::presence::presence_key`], is empty), decided inside the script: atomic with
     /// the route, like the single node's check under its lock.
     pub presence: bool,
+    /// A call message's encoded [`delivery::rooms::RoomsEvent`], appended to the app's rooms
+    /// log in the script's order ([`super::rooms`]).
+    pub rooms_event: Option<Vec<u8>>,
 }
 
 /// What the route script did.
@@ -438,7 +443,8 @@ impl Mailboxes {
         }
         if let Some(own) = &req.own_copy {
             let b = body_of(&own.target_id, own.offline);
-            copies.push((from.user, b, from.conn.token(), from.device));
+            let exclude = if own.all_devices { "" } else { from.device };
+            copies.push((from.user, b, from.conn.token(), exclude));
         }
 
         let l = &self.limits;
@@ -458,6 +464,9 @@ impl Mailboxes {
                 call = call.key(super::presence::presence_key(app, user));
             }
         }
+        call = call
+            .key(super::rooms::counter_key(app))
+            .key(super::rooms::log_key(app));
         let marker = req
             .request_id
             .map(|id| format!("{} {id}", from.conn.token()))
@@ -487,6 +496,10 @@ impl Mailboxes {
                 .arg(skip.as_str())
                 .arg(*exclude);
         }
+        call = call
+            .arg(req.rooms_event.as_deref().unwrap_or_default())
+            .arg(super::rooms::channel(app))
+            .arg(super::rooms::LOG_MAX_LEN);
         let out: Vec<i64> = self.bus.run(&call).await?;
         let int = |i: usize| -> Result<i64, ClusterError> {
             out.get(i)
@@ -692,7 +705,7 @@ fn parse_range(reply: Value) -> Option<Vec<MailboxEntry>> {
     Some(out)
 }
 
-fn bytes_of(v: Value) -> Option<Vec<u8>> {
+pub(super) fn bytes_of(v: Value) -> Option<Vec<u8>> {
     match v {
         Value::BulkString(b) => Some(b),
         Value::SimpleString(s) => Some(s.into_bytes()),

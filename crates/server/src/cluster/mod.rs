@@ -1,7 +1,8 @@
 //! Cluster mode's link to Redis (issue 15): what lets several `rcall-server` nodes share
 //! routing. Shared so far: each app's policy and the Server API nonces ([`shared`]),
-//! messages between users on different nodes ([`mailbox`], [`routing`]), and presence with
-//! node liveness ([`presence`]); call rooms are not yet.
+//! messages between users on different nodes ([`mailbox`], [`routing`]), presence with
+//! node liveness ([`presence`]), and call rooms ([`rooms`]: a replica on every node fed by
+//! the app's rooms log).
 //!
 //! - [`RedisUrl`]: where Redis is (`--redis` / `RCALL_REDIS` / `redis = "…"`), TCP or a unix
 //!   socket, checked at startup.
@@ -48,12 +49,17 @@
 //! | `rcall:{nodes}:live` | sorted set | live node id → its deadline (Redis's clock, ms): now + 3 beat periods at each beat ([`presence`]) | a node past its deadline is taken out by exactly one live node |
 //! | `rcall:{nodes}:unclean` | sorted set | node taken out → until when its cleaner has the cleanup (then any node's beat hands it out again) | removed once the node's presence is gone |
 //! | `rcall:{A}:ch:u:U` (channel) | pub/sub | `U`'s copies `D <seq> <skip>\n<Delivered>` and reply markers `R <sent_time> <node>.<conn> <request_id> <uid>` | — |
+//! | `rcall:{A}:rooms:n` | string | the app's last rooms event number | never |
+//! | `rcall:{A}:rooms:log` | stream | the app's rooms events: id `<n>-0`, `t` = Redis's clock (ms), `e` = encoded `RoomsEvent` | trimmed to ~10,000 entries |
+//! | `rcall:{A}:rooms:snap` | string | `<n>\n<encoded RoomsSnapshot>`: a replica as of event `n` | never |
+//! | `rcall:{A}:ch:rooms` (channel) | pub/sub | the rooms events as `<n> <t>\n<event>` | — |
 //! | `rcall:{A}:ch:<name>` (channel) | pub/sub | app-wide channels | — |
 //! | `rcall:node:<id>` (channel) | pub/sub | addressed to one node | — |
 
 pub mod keys;
 pub mod mailbox;
 pub mod presence;
+pub mod rooms;
 pub mod routing;
 mod script;
 pub mod shared;

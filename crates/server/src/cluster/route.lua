@@ -15,6 +15,10 @@
 -- then 4 per copy i, from c = 10+2B+4(i-1): channel, body number, skip token, excluded device
 -- KEYS[2n+2+i]   (optional, all n or none) copy i's presence hash: a recipient's copy (empty
 --   skip token) whose user is on no node (the hash is empty) goes out with offline = true
+-- KEYS[#KEYS-1], KEYS[#KEYS]   the app's rooms log: its last event number, its stream
+--   (cluster/rooms.rs)
+-- ARGV[#ARGV-2] the call message's rooms event ('' = not a call message)   ARGV[#ARGV-1] the
+--   app's rooms channel   ARGV[#ARGV] rooms log max length
 --
 -- Returns {1, now_ms, upto} for a duplicate, else {0, sent_time, seq_1, ..., seq_n,
 -- offline_1, ..., offline_n} (offline_i = 1 when copy i went out flagged offline).
@@ -59,8 +63,10 @@ local sent_field = string.char(0x50) .. varint(sent)
 local floor, max_len = tonumber(ARGV[2]), ARGV[3]
 local min_id = int(math.max(now_us - tonumber(ARGV[4]), 0))
 local bodies = tonumber(ARGV[10])
-local n = (#ARGV - 10 - 2 * bodies) / 4
-local presence = #KEYS == 2 + 3 * n
+local n = (#ARGV - 13 - 2 * bodies) / 4
+local presence = #KEYS == 4 + 3 * n
+local rooms_counter, rooms_log = KEYS[#KEYS - 1], KEYS[#KEYS]
+local rooms_event, rooms_channel, rooms_max = ARGV[#ARGV - 2], ARGV[#ARGV - 1], ARGV[#ARGV]
 -- Field 11 (offline = true) opens the tail of fields 11-13, as prost writes it.
 local OFFLINE = string.char(0x58, 0x01)
 local result = {0, sent}
@@ -113,7 +119,31 @@ for i = 1, n do
   result[#result + 1] = flags[i]
 end
 
--- 5. Record the client_seq, then the sender's reply marker: 'R <sent_time> <marker> <uid>',
+-- 5. A call message: its event goes to the app's rooms log, numbered in script order, and to
+-- every node's replica of the rooms: '<n> <sent_time>\n<event>'. Without the counter (a new
+-- or restarted Redis) numbering starts over at the clock, above what was issued before.
+if rooms_event ~= '' then
+  local last = redis.call('GET', rooms_counter)
+  local e
+  if last then
+    e = tonumber(last) + 1
+  else
+    e = now_us
+    if redis.call('EXISTS', rooms_log) == 1 then
+      local info = redis.call('XINFO', 'STREAM', rooms_log)
+      for j = 1, #info, 2 do
+        if info[j] == 'last-generated-id' then
+          e = math.max(e, tonumber(string.match(info[j + 1], '^(%d+)')) + 1)
+        end
+      end
+    end
+  end
+  redis.call('SET', rooms_counter, int(e))
+  redis.call('XADD', rooms_log, 'MAXLEN', '~', rooms_max, int(e) .. '-0', 't', int(sent), 'e', rooms_event)
+  redis.call('PUBLISH', rooms_channel, int(e) .. ' ' .. int(sent) .. '\n' .. rooms_event)
+end
+
+-- 6. Record the client_seq, then the sender's reply marker: 'R <sent_time> <marker> <uid>',
 -- after every copy on the sender's channel.
 if client_seq > 0 then
   redis.call('SET', KEYS[2], int(client_seq), 'PX', ARGV[6])

@@ -14,8 +14,7 @@
 //! - Presence: every connection held here is counted in its user's presence
 //!   ([`super::presence`]); the route script flags copies for users on no node `offline`.
 //!
-//! Not yet (docs/cluster.md, later steps): call rooms across nodes (each node's rooms only
-//! see the call messages its own users send).
+//! Call rooms across nodes: [`super::rooms`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
