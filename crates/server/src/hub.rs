@@ -550,6 +550,13 @@ impl Hub {
         self.apps[app].lock().joined_user_info(asker, user_id)
     }
 
+    /// The nodes holding `device` of `user`, as `app`'s rooms replica knows (tests).
+    pub fn core_rooms_holders(&self, app: AppId, user: &str, device: &str) -> Vec<String> {
+        let core = self.apps[app].lock();
+        let holders = core.rooms_holders(user, device);
+        holders.iter().map(|n| n.to_string()).collect()
+    }
+
     /// The member devices of `call_id` as (user, device), in join order (tests).
     pub fn call_members(&self, app: AppId, call_id: &str) -> Vec<(Arc<str>, Arc<str>)> {
         self.apps[app].lock().call_members(call_id)

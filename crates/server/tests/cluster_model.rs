@@ -211,10 +211,13 @@ async fn compare(seed: u64, ops: usize) {
                     own_copy: own.then(|| OwnCopy {
                         target_id: own_target.into(),
                         offline: false,
+                        all_devices: false,
                     }),
                     floor_us: FLOOR,
                     // (presence is not modelled: the copies' flags are the caller's)
                     presence: false,
+                    // (nor the rooms log: tests/cluster_rooms.rs)
+                    rooms_event: None,
                 };
                 let real = m.route(&req).await.expect("route");
                 let uid = match &real {

@@ -678,3 +678,48 @@ async fn a_node_that_stops_beating_has_its_members_hung_up_for_by_the_node_that_
     );
     alice.barrier(1).await;
 }
+
+/// A node reported dead while it still runs (it was frozen past its deadline) announces its
+/// devices again: its members are not hung up for.
+#[tokio::test]
+async fn a_node_wrongly_reported_dead_keeps_its_members_in_their_calls() {
+    let redis = TestRedis::start();
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let mut alice = a.client("alice", "a1").await;
+    let mut bob = b.client("bob", "b1").await;
+    alice
+        .send_expect(1, call_message("bob", "W12", invite(&["bob"])), 0)
+        .await;
+    expect_call(&mut bob, object_name::INVITE, "alice/a1").await;
+    bob.send_expect(1, call_message("alice", "W12", accept()), 0)
+        .await;
+    expect_call(&mut alice, object_name::ACCEPT, "bob/b1").await;
+    joined_everywhere(&[&a, &b], "alice", "bob", &[("b1", "W12")]).await;
+    let b_id = b
+        .server
+        .state()
+        .cluster
+        .as_ref()
+        .unwrap()
+        .bus()
+        .node_id()
+        .to_string();
+    let state = a.server.state();
+    state
+        .rooms
+        .as_ref()
+        .unwrap()
+        .node_lost(&state.hub, &b_id)
+        .await
+        .unwrap();
+    for n in [&a, &b] {
+        eventually("node B holds bob again", || async {
+            n.server.state().hub.core_rooms_holders(0, "bob", "b1") == [b_id.clone()]
+        })
+        .await;
+    }
+    tokio::time::sleep(LOST + Duration::from_millis(500)).await;
+    alice.barrier(1).await;
+    bob.barrier(2).await;
+    joined_everywhere(&[&a, &b], "alice", "bob", &[("b1", "W12")]).await;
+}

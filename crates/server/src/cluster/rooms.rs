@@ -520,6 +520,11 @@ impl Follower {
         if let (Some(ended), true) = (ended, mine) {
             self.hang_up_for(app, ended).await;
         }
+        // Taken for dead while still running (frozen past its deadline): the devices still
+        // connected here are here, before their lost graces run out.
+        if matches!(&ev.event, Some(rooms_event::Event::NodeLost(n)) if n.node == self.rooms.me()) {
+            self.announce(Some(app)).await;
+        }
     }
 
     /// Routes the hangup of a gone participant through the route script, as if its device had
@@ -655,12 +660,16 @@ impl Follower {
             // A Redis that came back empty has no snapshot: write ours.
             self.pos[app].saved = 0;
         }
-        // What the replicas say this node holds is made true: devices here are announced
-        // again, devices that left while their `Gone` could not be published leave now.
+        self.announce(None).await;
+    }
+
+    /// Makes what the replicas say this node holds true (of `only` that app): devices here are
+    /// announced again, devices that left while their `Gone` could not be published leave now.
+    async fn announce(&mut self, only: Option<AppId>) {
         let held = self.rooms.held();
         let me = self.rooms.me().to_owned();
         let mut events = Vec::new();
-        for app in 0..self.pos.len() {
+        for app in (0..self.pos.len()).filter(|a| only.is_none_or(|o| o == *a)) {
             let known = self.state.hub.core(app).rooms_held_by(&me);
             for (user, device) in known {
                 if !held.contains(&(app, user.clone(), device.clone())) {
@@ -669,7 +678,7 @@ impl Follower {
                 }
             }
         }
-        for (app, user, device) in held {
+        for (app, user, device) in held.into_iter().filter(|h| only.is_none_or(|o| o == h.0)) {
             let d = self.rooms.device_event(&user, &device, false);
             events.push((app, rooms_event::Event::Here(d)));
         }
