@@ -557,11 +557,6 @@ impl Hub {
         holders.iter().map(|n| n.to_string()).collect()
     }
 
-    /// The member devices of `call_id` as (user, device), in join order (tests).
-    pub fn call_members(&self, app: AppId, call_id: &str) -> Vec<(Arc<str>, Arc<str>)> {
-        self.apps[app].lock().call_members(call_id)
-    }
-
     /// (calls, member devices, ringing users) the rooms of `app` hold (tests).
     pub fn rooms_size(&self, app: AppId) -> (usize, usize, usize) {
         self.apps[app].lock().rooms_size()
