@@ -667,6 +667,29 @@ impl Mailboxes {
 
 /// XRANGE's reply: `[[id, [field, value, …]], …]`.
 fn parse_range(reply: Value) -> Option<Vec<MailboxEntry>> {
+    stream_entries(reply, |seq, fields| {
+        let (mut delivered, mut exclude_device) = (None, None);
+        for (k, v) in fields {
+            match k.as_slice() {
+                b"d" => delivered = Some(Bytes::from(bytes_of(v)?)),
+                b"x" => exclude_device = Some(String::from_utf8(bytes_of(v)?).ok()?),
+                _ => {}
+            }
+        }
+        Some(MailboxEntry {
+            seq,
+            delivered: delivered?,
+            exclude_device,
+        })
+    })
+}
+
+/// The entries of an XRANGE reply whose ids are `<n>-0` (rcall's streams number their entries
+/// themselves), each made by `entry(n, fields)`; None if the reply or any entry is malformed.
+pub(super) fn stream_entries<T>(
+    reply: Value,
+    mut entry: impl FnMut(u64, Vec<(Vec<u8>, Value)>) -> Option<T>,
+) -> Option<Vec<T>> {
     let Value::Array(items) = reply else {
         return None;
     };
@@ -680,27 +703,22 @@ fn parse_range(reply: Value) -> Option<Vec<MailboxEntry>> {
         }
         let fields = pair.pop()?;
         let id = bytes_of(pair.pop()?)?;
-        let id = std::str::from_utf8(&id).ok()?;
-        let seq = id.strip_suffix("-0")?.parse().ok()?;
+        let n = std::str::from_utf8(&id)
+            .ok()?
+            .strip_suffix("-0")?
+            .parse()
+            .ok()?;
         let flat: Vec<Value> = match fields {
             Value::Array(v) => v,
             Value::Map(m) => m.into_iter().flat_map(|(k, v)| [k, v]).collect(),
             _ => return None,
         };
-        let (mut delivered, mut exclude_device) = (None, None);
+        let mut pairs = Vec::with_capacity(flat.len() / 2);
         let mut it = flat.into_iter();
         while let (Some(k), Some(v)) = (it.next(), it.next()) {
-            match bytes_of(k)?.as_slice() {
-                b"d" => delivered = Some(Bytes::from(bytes_of(v)?)),
-                b"x" => exclude_device = Some(String::from_utf8(bytes_of(v)?).ok()?),
-                _ => {}
-            }
+            pairs.push((bytes_of(k)?, v));
         }
-        out.push(MailboxEntry {
-            seq,
-            delivered: delivered?,
-            exclude_device,
-        });
+        out.push(entry(n, pairs)?);
     }
     Some(out)
 }

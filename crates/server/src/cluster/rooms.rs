@@ -196,45 +196,21 @@ fn parse_published(payload: &[u8]) -> Option<Entry> {
 }
 
 fn parse_log(reply: Value) -> Option<Vec<Entry>> {
-    let Value::Array(items) = reply else {
-        return None;
-    };
-    let mut out = Vec::with_capacity(items.len());
-    for item in items {
-        let Value::Array(mut pair) = item else {
-            return None;
-        };
-        if pair.len() != 2 {
-            return None;
-        }
-        let fields = pair.pop()?;
-        let id = bytes_of(pair.pop()?)?;
-        let n = std::str::from_utf8(&id)
-            .ok()?
-            .strip_suffix("-0")?
-            .parse()
-            .ok()?;
-        let flat: Vec<Value> = match fields {
-            Value::Array(v) => v,
-            Value::Map(m) => m.into_iter().flat_map(|(k, v)| [k, v]).collect(),
-            _ => return None,
-        };
+    super::mailbox::stream_entries(reply, |n, fields| {
         let (mut t_ms, mut event) = (None, None);
-        let mut it = flat.into_iter();
-        while let (Some(k), Some(v)) = (it.next(), it.next()) {
-            match bytes_of(k)?.as_slice() {
+        for (k, v) in fields {
+            match k.as_slice() {
                 b"t" => t_ms = String::from_utf8(bytes_of(v)?).ok()?.parse().ok(),
                 b"e" => event = Some(bytes_of(v)?),
                 _ => {}
             }
         }
-        out.push(Entry {
+        Some(Entry {
             n,
             t_ms: t_ms?,
             event: event?,
-        });
-    }
-    Some(out)
+        })
+    })
 }
 
 impl RoomsSync {
