@@ -150,8 +150,11 @@ pub struct RoomsSync {
     _sub: Subscriber,
     /// Rooms channel → app.
     channels: HashMap<String, AppId>,
-    /// Announce and withdraw one at a time, in the order connections come and go.
-    order: tokio::sync::Mutex<()>,
+    /// Per device: its `Here`/`Gone` go out one at a time, in the order its connections come
+    /// and go. Devices do not wait for each other (a global lock held across each append made
+    /// a node's connects queue behind one another: 100,000 reconnects took minutes); their
+    /// appends share the multiplexed Redis connection, and Redis numbers them in one order.
+    order: Mutex<HashMap<DeviceKey, Arc<tokio::sync::Mutex<()>>>>,
     /// Connection → its device.
     conns: Mutex<HashMap<ConnId, DeviceKey>>,
     /// Connections here per device.
@@ -232,7 +235,7 @@ impl RoomsSync {
             bus,
             _sub: sub,
             channels,
-            order: tokio::sync::Mutex::new(()),
+            order: Mutex::new(HashMap::new()),
             conns: Mutex::new(HashMap::new()),
             devices: Mutex::new(HashMap::new()),
             applied: (0..hub.apps().len()).map(|_| AtomicU64::new(0)).collect(),
@@ -279,50 +282,76 @@ impl RoomsSync {
         device: &Arc<str>,
         conn: ConnId,
     ) -> Result<(), ClusterError> {
-        let _order = self.order.lock().await;
-        lock(&self.conns).insert(conn, (app, user.clone(), device.clone()));
-        let first = {
-            let mut d = lock(&self.devices);
-            let n = d.entry((app, user.clone(), device.clone())).or_insert(0);
-            *n += 1;
-            *n == 1
-        };
-        if first {
-            let ev = rooms_event::Event::Here(self.device_event(user, device, false));
-            self.publish(app_key, &RoomsEvent { event: Some(ev) })
-                .await?;
+        let key: DeviceKey = (app, user.clone(), device.clone());
+        let order = self.device_order(&key);
+        let held = async {
+            let _order = order.lock().await;
+            lock(&self.conns).insert(conn, key.clone());
+            let first = {
+                let mut d = lock(&self.devices);
+                let n = d.entry(key.clone()).or_insert(0);
+                *n += 1;
+                *n == 1
+            };
+            if first {
+                let ev = rooms_event::Event::Here(self.device_event(user, device, false));
+                self.publish(app_key, &RoomsEvent { event: Some(ev) })
+                    .await?;
+            }
+            Ok(())
         }
-        Ok(())
+        .await;
+        self.forget_order(&key, order);
+        held
     }
 
     /// Connection `conn` ended (idempotent): the device's last one here withdraws it (`Gone`,
     /// clean or lost), which starts its grace if it is in a call and no other node holds it.
     pub async fn release(&self, app_key: &str, conn: ConnId, departure: Departure) {
-        let _order = self.order.lock().await;
-        let Some((app, user, device)) = lock(&self.conns).remove(&conn) else {
+        let Some(key) = lock(&self.conns).get(&conn).cloned() else {
             return;
         };
-        let last = {
-            let mut d = lock(&self.devices);
-            let k = (app, user.clone(), device.clone());
-            match d.get_mut(&k) {
-                Some(n) if *n > 1 => {
-                    *n -= 1;
-                    false
+        let order = self.device_order(&key);
+        {
+            let _order = order.lock().await;
+            if lock(&self.conns).remove(&conn).is_some() {
+                let last = {
+                    let mut d = lock(&self.devices);
+                    match d.get_mut(&key) {
+                        Some(n) if *n > 1 => {
+                            *n -= 1;
+                            false
+                        }
+                        Some(_) => {
+                            d.remove(&key);
+                            true
+                        }
+                        None => false,
+                    }
+                };
+                if last {
+                    let lost = departure == Departure::Lost;
+                    let ev = rooms_event::Event::Gone(self.device_event(&key.1, &key.2, lost));
+                    if let Err(e) = self.publish(app_key, &RoomsEvent { event: Some(ev) }).await {
+                        tracing::warn!(error = %e, "cluster: publishing a device's departure failed");
+                    }
                 }
-                Some(_) => {
-                    d.remove(&k);
-                    true
-                }
-                None => false,
             }
-        };
-        if last {
-            let lost = departure == Departure::Lost;
-            let ev = rooms_event::Event::Gone(self.device_event(&user, &device, lost));
-            if let Err(e) = self.publish(app_key, &RoomsEvent { event: Some(ev) }).await {
-                tracing::warn!(error = %e, "cluster: publishing a device's departure failed");
-            }
+        }
+        self.forget_order(&key, order);
+    }
+
+    /// The lock that orders `key`'s announcements (see `order`).
+    fn device_order(&self, key: &DeviceKey) -> Arc<tokio::sync::Mutex<()>> {
+        lock(&self.order).entry(key.clone()).or_default().clone()
+    }
+
+    /// Drops `key`'s lock from the map once nobody else holds or waits for it.
+    fn forget_order(&self, key: &DeviceKey, order: Arc<tokio::sync::Mutex<()>>) {
+        let mut map = lock(&self.order);
+        drop(order);
+        if map.get(key).is_some_and(|m| Arc::strong_count(m) == 1) {
+            map.remove(key);
         }
     }
 
