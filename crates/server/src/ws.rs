@@ -584,14 +584,11 @@ async fn admit(
         {
             Ok(upto) => (upto, 0),
             Err(e) => {
-                // Without it a resend could not be told from a new message's number: the
-                // client retries (31003 is not final for the SDK).
+                // Harmless: the client then resends what it holds unconfirmed, and the route
+                // script answers what it already accepted as duplicates. (Refusing here turned
+                // a slow Redis into a reconnect storm.)
                 tracing::warn!(error = %e, "cluster: reading accepted client seqs failed");
-                metrics.error(error_code::SERVER_UNAVAILABLE);
-                return Err(refusal(
-                    error_code::SERVER_UNAVAILABLE,
-                    "the cluster's Redis is unreachable; retry shortly",
-                ));
+                (0, 0)
             }
         }
     } else {
@@ -1102,10 +1099,18 @@ struct ClusterSend {
     recheck: Option<RouteOptions>,
 }
 
+/// First pause before routing a message again after a Redis error; doubles up to
+/// [`ROUTE_RETRY_MAX`].
+const ROUTE_RETRY_FIRST: Duration = Duration::from_millis(50);
+const ROUTE_RETRY_MAX: Duration = Duration::from_secs(1);
+/// How long a message is retried before its connection is closed: below the SDK's 12 s
+/// dead-connection timer (this connection reads nothing meanwhile, its pings included).
+const ROUTE_RETRY_FOR: Duration = Duration::from_secs(8);
+
 /// Routes an admitted message through the shared route script. Its `SendResult` comes back
 /// on the sender's user channel (see `cluster::routing`).
 ///
-/// A Redis error closes the connection (`ErrorFrame` `SERVER_UNAVAILABLE`, `Err`: read no
+/// A Redis error is retried for [`ROUTE_RETRY_FOR`]; one that lasts closes the connection (`ErrorFrame` `SERVER_UNAVAILABLE`, `Err`: read no
 /// further frame) instead of refusing the message: the error does not say whether the script
 /// ran (a timed-out script may still run), so "refused" could be a lie about a message its
 /// recipients got; and routing a later frame of this connection would put it ahead of this one
@@ -1181,8 +1186,28 @@ async fn cluster_send(
         presence: true,
         rooms_event,
     };
-    let epoch = routing.epoch();
-    match routing.mailboxes.route(&req).await {
+    // A Redis error is retried here (the script is idempotent by `client_seq`: what did run
+    // comes back as a duplicate), reading nothing else from this connection meanwhile, so a
+    // slow or restarting Redis costs its clients a delay, not a reconnect storm.
+    let started = Instant::now();
+    let mut backoff = ROUTE_RETRY_FIRST;
+    let mut epoch = routing.epoch();
+    let mut outcome = routing.mailboxes.route(&req).await;
+    while let Err(e) = &outcome {
+        let tracked = client_seq != 0 && origin.instance != 0;
+        if !tracked
+            || started.elapsed() + backoff > ROUTE_RETRY_FOR
+            || state.shutdown.is_cancelled()
+        {
+            break;
+        }
+        tracing::debug!(conn_id = origin.conn_id, error = %e, "cluster: routing failed; retrying");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(ROUTE_RETRY_MAX);
+        epoch = routing.epoch();
+        outcome = routing.mailboxes.route(&req).await;
+    }
+    match outcome {
         Ok(routed) => {
             state
                 .metrics
