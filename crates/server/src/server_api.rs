@@ -771,12 +771,25 @@ pub async fn method_not_allowed() -> Response {
         .into_response()
 }
 
-/// `GET /healthz`: `ok` while the server runs and its database answers.
+/// `GET /healthz`: `ok` while the server runs and its database answers — and, in cluster mode,
+/// its Redis: a load balancer's health check then moves new clients off a node cut off from
+/// Redis, which could not route their messages.
 pub async fn healthz(State(state): St) -> Response {
+    let unavailable = |what| (StatusCode::SERVICE_UNAVAILABLE, what).into_response();
     match tokio::time::timeout(std::time::Duration::from_secs(5), state.store.flush()).await {
-        Ok(Ok(())) => "ok".into_response(),
-        _ => (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response(),
+        Ok(Ok(())) => {}
+        _ => return unavailable("database unavailable"),
     }
+    if let Some(routing) = &state.routing {
+        let mut conn = routing.mailboxes.bus().connection();
+        let cmd = redis::cmd("PING");
+        let ping = cmd.query_async::<String>(&mut conn);
+        match tokio::time::timeout(std::time::Duration::from_secs(2), ping).await {
+            Ok(Ok(_)) => {}
+            _ => return unavailable("redis unavailable"),
+        }
+    }
+    "ok".into_response()
 }
 
 /// `GET /metrics`: Prometheus text format; with a configured `metrics_token`, only for

@@ -478,3 +478,24 @@ async fn the_local_offline_quota_does_not_count_recipients_on_other_nodes() {
         assert_from(&bob.recv_delivered().await, "alice", "alice", &content);
     }
 }
+
+/// A node's `/healthz` fails while it cannot reach Redis (a load balancer's check then sends
+/// new clients elsewhere: they could not route there) and recovers with Redis.
+#[tokio::test]
+async fn healthz_follows_the_nodes_redis() {
+    let mut redis = TestRedis::start();
+    let a = cluster_node(&redis).await;
+    let status = |ts: &TestServer| {
+        let url = ts.url("/healthz");
+        async move { reqwest::get(url).await.map(|r| r.status().as_u16()).unwrap_or(0) }
+    };
+    assert_eq!(status(&a).await, 200);
+    redis.kill();
+    assert_eq!(status(&a).await, 503);
+    redis.start_again();
+    eventually("healthz back to 200", || {
+        let s = status(&a);
+        async move { s.await == 200 }
+    })
+    .await;
+}
