@@ -133,6 +133,18 @@ async fn deliveries(c: &mut Client, n: usize) -> Vec<Delivered> {
     out
 }
 
+/// alice (device a1) calls bob, who answers from b1: the invite and the accept each reach the
+/// other side.
+async fn alice_calls_bob(alice: &mut Client, bob: &mut Client, call_id: &str) {
+    alice
+        .send_expect(1, call_message("bob", call_id, invite(&["bob"])), 0)
+        .await;
+    expect_call(bob, object_name::INVITE, "alice/a1").await;
+    bob.send_expect(1, call_message("alice", call_id, accept()), 0)
+        .await;
+    expect_call(alice, object_name::ACCEPT, "bob/b1").await;
+}
+
 /// The next delivery, which must be a call message of `kind` from `from` (`user/device`).
 async fn expect_call(c: &mut Client, kind: &str, from: &str) -> CallContent {
     let d = deliveries(c, 1).await.remove(0);
@@ -383,13 +395,7 @@ async fn rooms_outlive_a_redis_restart_and_a_node_started_after_it_knows_them() 
     let (a, b) = (node(&redis).await, node(&redis).await);
     let mut alice = a.client("alice", "a1").await;
     let mut bob = b.client("bob", "b1").await;
-    alice
-        .send_expect(1, call_message("bob", "R5", invite(&["bob"])), 0)
-        .await;
-    expect_call(&mut bob, object_name::INVITE, "alice/a1").await;
-    bob.send_expect(1, call_message("alice", "R5", accept()), 0)
-        .await;
-    expect_call(&mut alice, object_name::ACCEPT, "bob/b1").await;
+    alice_calls_bob(&mut alice, &mut bob, "R5").await;
     joined_everywhere(&[&a, &b], "bob", "alice", &[("a1", "R5")]).await;
 
     // Redis comes back empty: the nodes keep their rooms and write them back.
@@ -444,13 +450,7 @@ async fn a_dead_nodes_members_are_hung_up_for_by_the_node_that_reports_it() {
     let (a, b) = (node(&redis).await, node(&redis).await);
     let mut alice = a.client("alice", "a1").await;
     let mut bob = b.client("bob", "b1").await;
-    alice
-        .send_expect(1, call_message("bob", "N6", invite(&["bob"])), 0)
-        .await;
-    expect_call(&mut bob, object_name::INVITE, "alice/a1").await;
-    bob.send_expect(1, call_message("alice", "N6", accept()), 0)
-        .await;
-    expect_call(&mut alice, object_name::ACCEPT, "bob/b1").await;
+    alice_calls_bob(&mut alice, &mut bob, "N6").await;
     joined_everywhere(&[&a, &b], "alice", "bob", &[("b1", "N6")]).await;
 
     // Node B hangs (its replica stops; it would run bob's grace) and bob's page vanishes: the
@@ -506,13 +506,7 @@ async fn a_member_that_left_while_redis_was_down_is_hung_up_for_once_it_is_back(
     let (a, b) = (node(&redis).await, node(&redis).await);
     let mut alice = a.client("alice", "a1").await;
     let mut bob = b.client("bob", "b1").await;
-    alice
-        .send_expect(1, call_message("bob", "D7", invite(&["bob"])), 0)
-        .await;
-    expect_call(&mut bob, object_name::INVITE, "alice/a1").await;
-    bob.send_expect(1, call_message("alice", "D7", accept()), 0)
-        .await;
-    expect_call(&mut alice, object_name::ACCEPT, "bob/b1").await;
+    alice_calls_bob(&mut alice, &mut bob, "D7").await;
     joined_everywhere(&[&a, &b], "alice", "bob", &[("b1", "D7")]).await;
 
     // Bob's page vanishes while nobody can hear of it.
@@ -598,13 +592,7 @@ async fn events_missed_while_the_subscribers_reconnect_are_read_from_the_log() {
         .unwrap();
     assert_eq!(killed, 6);
     // Published to nobody, or to some: every replica ends up with all of it.
-    alice
-        .send_expect(1, call_message("bob", "L9", invite(&["bob"])), 0)
-        .await;
-    expect_call(&mut bob, object_name::INVITE, "alice/a1").await;
-    bob.send_expect(1, call_message("alice", "L9", accept()), 0)
-        .await;
-    expect_call(&mut alice, object_name::ACCEPT, "bob/b1").await;
+    alice_calls_bob(&mut alice, &mut bob, "L9").await;
     joined_everywhere(&[&a, &b], "alice", "alice", &[("a1", "L9")]).await;
     joined_everywhere(&[&a, &b], "alice", "bob", &[("b1", "L9")]).await;
     for n in [&a, &b] {
@@ -618,13 +606,7 @@ async fn a_node_that_shuts_down_hands_its_members_graces_to_another_node() {
     let (a, b) = (node(&redis).await, node(&redis).await);
     let mut alice = a.client("alice", "a1").await;
     let mut bob = b.client("bob", "b1").await;
-    alice
-        .send_expect(1, call_message("bob", "S10", invite(&["bob"])), 0)
-        .await;
-    expect_call(&mut bob, object_name::INVITE, "alice/a1").await;
-    bob.send_expect(1, call_message("alice", "S10", accept()), 0)
-        .await;
-    expect_call(&mut alice, object_name::ACCEPT, "bob/b1").await;
+    alice_calls_bob(&mut alice, &mut bob, "S10").await;
     joined_everywhere(&[&a, &b], "alice", "bob", &[("b1", "S10")]).await;
 
     // Node B stops (a rolling restart); bob does not come back within the grace.
@@ -657,13 +639,7 @@ async fn a_node_that_stops_beating_has_its_members_hung_up_for_by_the_node_that_
     let b = TestServer::start_with(beat).await;
     let mut alice = a.client("alice", "a1").await;
     let mut bob = b.client("bob", "b1").await;
-    alice
-        .send_expect(1, call_message("bob", "H11", invite(&["bob"])), 0)
-        .await;
-    expect_call(&mut bob, object_name::INVITE, "alice/a1").await;
-    bob.send_expect(1, call_message("alice", "H11", accept()), 0)
-        .await;
-    expect_call(&mut alice, object_name::ACCEPT, "bob/b1").await;
+    alice_calls_bob(&mut alice, &mut bob, "H11").await;
     joined_everywhere(&[&a, &b], "alice", "bob", &[("b1", "H11")]).await;
 
     // Node B freezes (no beats, no rooms), as a killed one would; bob's page is gone with it.
@@ -687,13 +663,7 @@ async fn a_node_wrongly_reported_dead_keeps_its_members_in_their_calls() {
     let (a, b) = (node(&redis).await, node(&redis).await);
     let mut alice = a.client("alice", "a1").await;
     let mut bob = b.client("bob", "b1").await;
-    alice
-        .send_expect(1, call_message("bob", "W12", invite(&["bob"])), 0)
-        .await;
-    expect_call(&mut bob, object_name::INVITE, "alice/a1").await;
-    bob.send_expect(1, call_message("alice", "W12", accept()), 0)
-        .await;
-    expect_call(&mut alice, object_name::ACCEPT, "bob/b1").await;
+    alice_calls_bob(&mut alice, &mut bob, "W12").await;
     joined_everywhere(&[&a, &b], "alice", "bob", &[("b1", "W12")]).await;
     let b_id = b
         .server
