@@ -299,6 +299,17 @@ fn on_frame(conn_id: u32, frame: ServerFrame) {
                 l.on_pong(p.accepted_upto);
             }
         }
+        // SFU mode (docs/sfu.md): the SDK's SFU media path is not built yet, and a server only
+        // sends these to a device it told `AuthResult.sfu`.
+        Some(
+            server_frame::Body::SfuJoined(_)
+            | server_frame::Body::SfuFeeds(_)
+            | server_frame::Body::SfuOffer(_)
+            | server_frame::Body::SfuAnswer(_)
+            | server_frame::Body::SfuFailed(_)
+            | server_frame::Body::SfuRestart(_),
+        ) => {
+        }
         None => {}
     }
 }

@@ -27,8 +27,8 @@ use futures::{FutureExt, SinkExt, StreamExt};
 use rtc_core::proto::client_frame::Body as ClientBody;
 use rtc_core::proto::server_frame::Body;
 use rtc_core::proto::{
-    error_code, AuthResult, Authenticate, ClientFrame, ErrorFrame, IceServers, JoinedUserInfo,
-    Pong, SendResult, ServerFrame,
+    error_code, sfu_pc, AuthResult, Authenticate, ClientFrame, ErrorFrame, IceServers,
+    JoinedUserInfo, Pong, SendResult, ServerFrame, SfuFailed,
 };
 
 use crate::clock::now_ms;
@@ -225,6 +225,7 @@ fn refusal(code: i32, message: impl Into<String>) -> Body {
         ice_servers: Vec::new(),
         accepted_upto: 0,
         profile: None,
+        sfu: false,
     })
 }
 
@@ -619,6 +620,8 @@ async fn admit(
         ice_servers: ice::ice_servers(&state.config, &claims.u, now),
         accepted_upto: 0,
         profile,
+        // Not yet: the relay of the SDK's SFU messages to Janus is not done (docs/sfu.md).
+        sfu: false,
     };
     let reg = state
         .hub
@@ -1544,9 +1547,28 @@ fn handle_frame(
                 ice_servers: Vec::new(),
                 accepted_upto: 0,
                 profile: None,
+                sfu: false,
             }))
         }
+        ClientBody::SfuPublish(r) => sfu_off(r.request_id, r.call_id, sfu_pc::PUBLISHER),
+        ClientBody::SfuSubscribe(r) => sfu_off(r.request_id, r.call_id, sfu_pc::SUBSCRIBER),
+        // Without SFU mode there is nothing to answer, trickle or re-layer.
+        ClientBody::SfuAnswer(_) | ClientBody::SfuTrickle(_) | ClientBody::SfuLayers(_) => {
+            Reply::None
+        }
     }
+}
+
+/// The answer to an SFU request on a server without SFU mode: the SDK fires
+/// `onTrackPublishFail` / `onTrackSubscribeFail` rather than waiting for media.
+fn sfu_off(request_id: u32, call_id: String, pc: u32) -> Reply {
+    Reply::Frame(Body::SfuFailed(SfuFailed {
+        request_id,
+        call_id,
+        pc,
+        code: error_code::INVALID_PARAMETER,
+        reason: "SFU mode is off on this server (it has no --janus)".into(),
+    }))
 }
 
 /// Fuzzing support (`fuzz/`, target `server_frames`): an authenticated connection driven

@@ -89,3 +89,46 @@ async fn refresh_changes_what_the_next_connect_gets() {
     .await;
     assert_eq!(resp.status().as_u16(), 400);
 }
+
+/// Without `--janus` the server says so at login (`AuthResult.sfu` false, so the SDK keeps the
+/// mesh), and an SFU request gets `SfuFailed` naming the missing option instead of silence
+/// (the SDK would otherwise wait for media that never comes).
+#[tokio::test]
+async fn without_janus_sfu_requests_fail_clearly() {
+    use rtc_core::proto::client_frame::Body as C;
+    use rtc_core::proto::{sfu_pc, SfuPublish, SfuSubscribe};
+    let ts = TestServer::start().await;
+    let mut c = Client::authenticate(ts.addr, &ts.token("ann"), "d1", 0).await;
+    match c.recv().await.body {
+        Some(S::AuthResult(a)) => assert!(a.code == 0 && !a.sfu, "{a:?}"),
+        other => panic!("expected AuthResult, got {other:?}"),
+    }
+    c.send(C::SfuPublish(SfuPublish {
+        request_id: 7,
+        call_id: "c1".into(),
+        sdp_offer: "v=0".into(),
+    }))
+    .await;
+    c.send(C::SfuSubscribe(SfuSubscribe {
+        request_id: 8,
+        call_id: "c1".into(),
+        want: vec![],
+    }))
+    .await;
+    let mut failed = Vec::new();
+    while failed.len() < 2 {
+        match c.recv().await.body {
+            Some(S::SfuFailed(f)) => failed.push(f),
+            Some(S::SyncDone(_)) => {}
+            other => panic!("expected SfuFailed, got {other:?}"),
+        }
+    }
+    assert_eq!((failed[0].request_id, failed[0].pc), (7, sfu_pc::PUBLISHER));
+    assert_eq!(
+        (failed[1].request_id, failed[1].pc),
+        (8, sfu_pc::SUBSCRIBER)
+    );
+    assert!(failed
+        .iter()
+        .all(|f| f.call_id == "c1" && f.code != 0 && f.reason.contains("--janus")));
+}

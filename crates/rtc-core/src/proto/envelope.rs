@@ -81,7 +81,7 @@ use prost::Message as _;
 /// A frame from a client to the server.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct ClientFrame {
-    #[prost(oneof = "client_frame::Body", tags = "1, 2, 3, 4, 5, 6")]
+    #[prost(oneof = "client_frame::Body", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11")]
     pub body: Option<client_frame::Body>,
 }
 
@@ -103,6 +103,23 @@ pub mod client_frame {
         /// `JoinedUserInfo`.
         #[prost(message, tag = "6")]
         GetJoinedUserInfo(super::GetJoinedUserInfo),
+        /// SFU mode (docs/sfu.md): publish or renegotiate this device's one sending peer
+        /// connection of a GROUP call; answered by `SfuAnswer` or `SfuFailed`.
+        #[prost(message, tag = "7")]
+        SfuPublish(super::SfuPublish),
+        /// SFU mode: subscribe this device's one receiving peer connection to these streams;
+        /// answered by `SfuOffer` or `SfuFailed`.
+        #[prost(message, tag = "8")]
+        SfuSubscribe(super::SfuSubscribe),
+        /// SFU mode: the device's answer to the server's `SfuOffer` (subscriber connection).
+        #[prost(message, tag = "9")]
+        SfuAnswer(super::SfuAnswer),
+        /// SFU mode: a trickled ICE candidate of one of the device's two SFU connections.
+        #[prost(message, tag = "10")]
+        SfuTrickle(super::SfuTrickle),
+        /// SFU mode: which simulcast layer to receive of which streams.
+        #[prost(message, tag = "11")]
+        SfuLayers(super::SfuLayers),
     }
 }
 
@@ -296,7 +313,7 @@ pub struct ServerFrame {
     /// The server's clock (ms since epoch) when it wrote this frame; clients derive their offset from it.
     #[prost(int64, tag = "1")]
     pub server_time: i64,
-    #[prost(oneof = "server_frame::Body", tags = "2, 3, 4, 5, 6, 7, 8, 9, 10")]
+    #[prost(oneof = "server_frame::Body", tags = "2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16")]
     pub body: Option<server_frame::Body>,
 }
 
@@ -324,6 +341,27 @@ pub mod server_frame {
         /// Answer to `GetJoinedUserInfo`.
         #[prost(message, tag = "10")]
         JoinedUserInfo(super::JoinedUserInfo),
+        /// SFU mode: this device is a member of a GROUP call whose media runs through the SFU
+        /// (sent when it becomes a member, and again after the SFU restarted).
+        #[prost(message, tag = "11")]
+        SfuJoined(super::SfuJoined),
+        /// SFU mode: the call's set of published streams changed.
+        #[prost(message, tag = "12")]
+        SfuFeeds(super::SfuFeeds),
+        /// SFU mode: the SFU's offer for the device's receiving connection (answer to
+        /// `SfuSubscribe`, or a renegotiation the server starts).
+        #[prost(message, tag = "13")]
+        SfuOffer(super::SfuOffer),
+        /// SFU mode: the SFU's answer to `SfuPublish`.
+        #[prost(message, tag = "14")]
+        SfuAnswer(super::SfuAnswer),
+        /// SFU mode: a publish or subscribe failed (`onTrackPublishFail` / `onTrackSubscribeFail`).
+        #[prost(message, tag = "15")]
+        SfuFailed(super::SfuFailed),
+        /// SFU mode: the SFU lost this device's connections (it restarted): publish and
+        /// subscribe again, without ending the call.
+        #[prost(message, tag = "16")]
+        SfuRestart(super::SfuRestart),
     }
 }
 
@@ -352,6 +390,11 @@ pub struct AuthResult {
     /// registers them only on the backend (the seed's `ISenderInfo`).
     #[prost(message, optional, tag = "6")]
     pub profile: Option<super::UserProfile>,
+    /// On success: GROUP calls' media go through the server's SFU (`--janus`; docs/sfu.md)
+    /// instead of a peer-to-peer mesh. Known at login so a group call never starts a mesh it
+    /// would have to tear down. 1:1 calls stay peer-to-peer either way.
+    #[prost(bool, tag = "7")]
+    pub sfu: bool,
 }
 
 /// One `RTCIceServer`. TURN credentials follow the TURN REST scheme (coturn
@@ -585,4 +628,192 @@ impl ServerFrame {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, prost::DecodeError> {
         Self::decode(bytes)
     }
+}
+
+// ---- SFU mode (issue 12, docs/sfu.md) ----------------------------------------------------------
+// The server is the SFU's (Janus's) only client: it maps these onto the device's publisher and
+// subscriber handles. Clients see opaque feed ids, never Janus's own ids. `request_id` pairs an
+// answer with its request; `call_id` names the GROUP call.
+
+/// Which of a device's two SFU peer connections a message is about.
+pub mod sfu_pc {
+    /// The sending connection (`SfuPublish`).
+    pub const PUBLISHER: u32 = 0;
+    /// The receiving, multistream connection (`SfuSubscribe`).
+    pub const SUBSCRIBER: u32 = 1;
+}
+
+/// Server → client: this device is in a GROUP call that runs through the SFU.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SfuJoined {
+    #[prost(string, tag = "1")]
+    pub call_id: String,
+    /// What the call's other members publish now.
+    #[prost(message, repeated, tag = "2")]
+    pub feeds: Vec<SfuFeed>,
+    /// Increases when the SFU restarted (the device must publish and subscribe again).
+    #[prost(uint32, tag = "3")]
+    pub generation: u32,
+}
+
+/// Server → client: the call's publishers changed (the full current list).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SfuFeeds {
+    #[prost(string, tag = "1")]
+    pub call_id: String,
+    #[prost(message, repeated, tag = "2")]
+    pub feeds: Vec<SfuFeed>,
+}
+
+/// One member device's published streams.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SfuFeed {
+    /// Opaque, unique within the call.
+    #[prost(string, tag = "1")]
+    pub feed: String,
+    #[prost(string, tag = "2")]
+    pub user_id: String,
+    #[prost(message, repeated, tag = "3")]
+    pub streams: Vec<SfuStream>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SfuStream {
+    /// The publisher's media id (`mid`) of this stream.
+    #[prost(string, tag = "1")]
+    pub mid: String,
+    /// `"audio"` or `"video"`.
+    #[prost(string, tag = "2")]
+    pub kind: String,
+    #[prost(bool, tag = "3")]
+    pub simulcast: bool,
+    #[prost(bool, tag = "4")]
+    pub muted: bool,
+}
+
+/// Client → server: publish (or renegotiate) the device's sending connection.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SfuPublish {
+    #[prost(uint32, tag = "1")]
+    pub request_id: u32,
+    #[prost(string, tag = "2")]
+    pub call_id: String,
+    #[prost(string, tag = "3")]
+    pub sdp_offer: String,
+}
+
+/// Client → server: subscribe the receiving connection to these streams (replaces the
+/// previous set).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SfuSubscribe {
+    #[prost(uint32, tag = "1")]
+    pub request_id: u32,
+    #[prost(string, tag = "2")]
+    pub call_id: String,
+    #[prost(message, repeated, tag = "3")]
+    pub want: Vec<SfuWant>,
+}
+
+/// One stream to receive, and at which simulcast layer.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SfuWant {
+    #[prost(string, tag = "1")]
+    pub feed: String,
+    #[prost(string, tag = "2")]
+    pub mid: String,
+    /// Simulcast layer: 0 low … 2 high; -1 lets the server pick by the number of tiles.
+    #[prost(int32, tag = "3")]
+    pub substream: i32,
+}
+
+/// Server → client: the SFU's offer for the receiving connection.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SfuOffer {
+    #[prost(uint32, tag = "1")]
+    pub request_id: u32,
+    #[prost(string, tag = "2")]
+    pub call_id: String,
+    #[prost(string, tag = "3")]
+    pub sdp: String,
+    /// Which user's which stream each `mid` of the offer carries.
+    #[prost(message, repeated, tag = "4")]
+    pub mids: Vec<SfuMid>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SfuMid {
+    #[prost(string, tag = "1")]
+    pub mid: String,
+    #[prost(string, tag = "2")]
+    pub feed: String,
+    #[prost(string, tag = "3")]
+    pub user_id: String,
+    #[prost(string, tag = "4")]
+    pub kind: String,
+}
+
+/// Both ways: the server's answer to `SfuPublish`; the client's answer to `SfuOffer`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SfuAnswer {
+    #[prost(uint32, tag = "1")]
+    pub request_id: u32,
+    #[prost(string, tag = "2")]
+    pub call_id: String,
+    #[prost(string, tag = "3")]
+    pub sdp: String,
+}
+
+/// Client → server: a trickled ICE candidate; an empty `candidate` means gathering completed.
+/// (The SFU's own candidates come inside its SDP.)
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SfuTrickle {
+    #[prost(string, tag = "1")]
+    pub call_id: String,
+    /// `sfu_pc::PUBLISHER` or `sfu_pc::SUBSCRIBER`.
+    #[prost(uint32, tag = "2")]
+    pub pc: u32,
+    #[prost(string, tag = "3")]
+    pub candidate: String,
+    #[prost(string, tag = "4")]
+    pub sdp_mid: String,
+    #[prost(uint32, tag = "5")]
+    pub sdp_mline_index: u32,
+}
+
+/// Client → server: receive these streams at these layers (the app asked for a user's high
+/// layer, or the number of tiles changed).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SfuLayers {
+    #[prost(string, tag = "1")]
+    pub call_id: String,
+    #[prost(message, repeated, tag = "2")]
+    pub want: Vec<SfuWant>,
+}
+
+/// Server → client: a publish or subscribe failed; the SDK fires `onTrackPublishFail`
+/// (`pc` = publisher) or `onTrackSubscribeFail` (subscriber).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SfuFailed {
+    /// The failed request's id; 0 when the server noticed the failure itself.
+    #[prost(uint32, tag = "1")]
+    pub request_id: u32,
+    #[prost(string, tag = "2")]
+    pub call_id: String,
+    #[prost(uint32, tag = "3")]
+    pub pc: u32,
+    /// A CallLib error code (`proto::error_code`).
+    #[prost(int32, tag = "4")]
+    pub code: i32,
+    #[prost(string, tag = "5")]
+    pub reason: String,
+}
+
+/// Server → client: the SFU lost this device's connections (restart): publish and subscribe
+/// again; the call goes on.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SfuRestart {
+    #[prost(string, tag = "1")]
+    pub call_id: String,
+    #[prost(uint32, tag = "2")]
+    pub generation: u32,
 }
