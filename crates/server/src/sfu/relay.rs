@@ -99,6 +99,8 @@ struct CallState {
     /// Janus feed id → its streams, as Janus's publisher events list them (a feed is listed
     /// once its media is up).
     feeds: BTreeMap<String, Vec<SfuStream>>,
+    /// The feed list each device was last sent: `SfuFeeds` only goes to those whose list changed.
+    sent: HashMap<Dev, Vec<SfuFeed>>,
 }
 
 /// The relay's state, kept in [`Sfu`].
@@ -288,11 +290,13 @@ impl Sfu {
             .collect();
         let me = (user.to_owned(), device.to_owned());
         for ((_, call_id), cs) in calls {
-            let cs = cs.lock().await;
+            let mut cs = cs.lock().await;
             if cs.announced.contains(&me) && cs.peers.contains_key(&me) {
+                let feeds = cs.feeds_for(&me);
+                cs.sent.insert(me.clone(), feeds.clone());
                 let joined = Body::SfuJoined(SfuJoined {
                     call_id,
-                    feeds: cs.feeds_for(&me),
+                    feeds,
                     generation: cs.generation as u32,
                 });
                 self.send_to(app, user, device, joined);
@@ -747,6 +751,7 @@ impl Sfu {
             let p = cs.peers.remove(&dev).expect("listed");
             changed |= cs.feeds.remove(&p.janus_feed).is_some();
             cs.announced.remove(&dev);
+            cs.sent.remove(&dev);
             self.detach_peer(p);
         }
         for (u, d) in members {
@@ -813,13 +818,16 @@ impl Sfu {
                     sub_streams: Vec::new(),
                 },
             );
+            let feeds = cs.feeds_for(&dev);
+            cs.sent.insert(dev.clone(), feeds.clone());
             let body = if cs.announced.insert(dev.clone()) {
                 Body::SfuJoined(SfuJoined {
                     call_id: call_id.to_owned(),
-                    feeds: cs.feeds_for(&dev),
+                    feeds,
                     generation: generation as u32,
                 })
             } else {
+                // (The device forgets its feeds; `SfuFeeds` follow as members publish again.)
                 Body::SfuRestart(SfuRestart {
                     call_id: call_id.to_owned(),
                     generation: generation as u32,
@@ -860,17 +868,24 @@ impl Sfu {
         }
     }
 
-    fn broadcast_feeds(&self, app: &str, call_id: &str, cs: &CallState) {
-        for (u, d) in cs
+    fn broadcast_feeds(&self, app: &str, call_id: &str, cs: &mut CallState) {
+        let devs: Vec<Dev> = cs
             .announced
             .iter()
             .filter(|dev| cs.peers.contains_key(*dev))
-        {
+            .cloned()
+            .collect();
+        for dev in devs {
+            let feeds = cs.feeds_for(&dev);
+            if cs.sent.get(&dev) == Some(&feeds) {
+                continue;
+            }
+            cs.sent.insert(dev.clone(), feeds.clone());
             let body = Body::SfuFeeds(SfuFeeds {
                 call_id: call_id.to_owned(),
-                feeds: cs.feeds_for(&(u.clone(), d.clone())),
+                feeds,
             });
-            self.send_to(app, u, d, body);
+            self.send_to(app, &dev.0, &dev.1, body);
         }
     }
 
