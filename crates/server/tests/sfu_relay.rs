@@ -511,3 +511,53 @@ async fn a_reconnecting_member_gets_sfu_joined_again() {
     assert_eq!(joined(b.next_sfu().await, "gc"), g);
     answer(b.publish(2, "gc").await, 2);
 }
+
+#[tokio::test]
+async fn at_start_rooms_of_ended_calls_are_destroyed_and_restored_calls_rejoined() {
+    let j = TestJanus::start();
+    let ts = server_with_grace(&j, Duration::from_secs(30)).await;
+    let (mut a, _) = Dev::login(&ts, "alice", "a1").await;
+    let (mut b, _) = Dev::login(&ts, "bob", "b1").await;
+    a.send_ok(1, gcall("a1", &["bob"], "gc", invite(&["bob"])))
+        .await;
+    joined(a.next_sfu().await, "gc");
+    b.send_ok(1, gcall("b1", &["alice"], "gc", accept())).await;
+    joined(b.next_sfu().await, "gc");
+    // A room an earlier run left for a call that is over (same room key: the app secret), and
+    // one that is not ours (another key).
+    let janus = || async {
+        rcall_server::sfu::JanusClient::connect(settings(&j))
+            .await
+            .unwrap()
+    };
+    let earlier = sfu::Sfu::new(janus().await, common::APP_SECRET);
+    let ended = earlier
+        .admit(APP_KEY, "ended", "alice", "a1")
+        .await
+        .unwrap()
+        .room;
+    let foreign = sfu::Sfu::new(janus().await, "another-key");
+    let theirs = foreign
+        .admit(APP_KEY, "theirs", "zed", "z1")
+        .await
+        .unwrap()
+        .room;
+    let gc = sfu::room_id(APP_KEY, "gc");
+    drop((a, b));
+
+    // The server restarts with the call kept (graceful shutdown).
+    let ts = ts.restart().await;
+    let sfu = ts.server.state().sfu.clone().unwrap();
+    let check = foreign.janus();
+    eventually("the ended call's room destroyed", || async {
+        !check.room_exists(&ended).await.unwrap()
+    })
+    .await;
+    assert!(check.room_exists(&theirs).await.unwrap(), "not ours: kept");
+    // The restored call has its room again, and its members are told when they come back.
+    let (mut a, _) = Dev::login(&ts, "alice", "a1").await;
+    joined(a.next_sfu().await, "gc");
+    assert!(check.room_exists(&gc).await.unwrap());
+    answer(a.publish(1, "gc").await, 1);
+    assert!(sfu.grant(APP_KEY, "gc", "bob", "b1").await.is_some());
+}

@@ -394,6 +394,24 @@ impl JanusClient {
             .unwrap_or_default())
     }
 
+    /// The ids of every room on Janus, private ones included (asked with the admin key).
+    pub async fn list_rooms(&self) -> Result<Vec<String>, JanusError> {
+        let mut body = json!({"request": "list"});
+        if let Some(k) = &self.inner.settings.admin_key {
+            body["admin_key"] = json!(k);
+        }
+        let data = self.admin_request("list", "", body).await?;
+        Ok(data
+            .get("list")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|r| r.get("room").and_then(Value::as_str).map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
     /// Destroys the room: every participant is kicked out.
     pub async fn destroy_room(&self, room: &str, secret: &str) -> Result<(), JanusError> {
         let body =
