@@ -46,6 +46,10 @@ pub const WORKER_QUEUE: usize = 64;
 type CallKey = (String, String);
 /// (user, device).
 type Dev = (String, String);
+/// (app key, user, device).
+type DevKey = (String, String, String);
+/// A device's live connections.
+type Conns = Vec<(ConnId, Arc<Outbox>)>;
 
 /// One SFU request of a connection, handled in order by the connection's worker.
 pub enum Request {
@@ -108,7 +112,7 @@ struct CallState {
 pub struct Relay {
     calls: Mutex<HashMap<CallKey, Arc<tokio::sync::Mutex<CallState>>>>,
     /// (app, user, device) → its live connections.
-    conns: Mutex<HashMap<(String, String, String), Vec<(ConnId, Arc<Outbox>)>>>,
+    conns: Mutex<HashMap<DevKey, Conns>>,
     /// Janus handle id → whose handle it is (events are routed by `sender`).
     handles: Mutex<HashMap<u64, (CallKey, Dev, u32)>>,
     workers: Mutex<HashMap<ConnId, tokio::sync::mpsc::Sender<(From, Request)>>>,
