@@ -561,3 +561,26 @@ async fn at_start_rooms_of_ended_calls_are_destroyed_and_restored_calls_rejoined
     answer(a.publish(1, "gc").await, 1);
     assert!(sfu.grant(APP_KEY, "gc", "bob", "b1").await.is_some());
 }
+
+/// Cluster mode keeps the mesh (the call→room table is not shared between nodes yet): the SDK
+/// is told so at login, and an SFU request says why it fails.
+#[tokio::test]
+async fn cluster_mode_keeps_the_mesh() {
+    let j = TestJanus::start();
+    let redis = common::redis_server::TestRedis::start();
+    let url = rcall_server::cluster::RedisUrl::parse(&redis.url()).unwrap();
+    let ts = TestServer::start_with(|c| {
+        c.redis = Some(url);
+        c.janus = Some(settings(&j));
+    })
+    .await;
+    let (mut a, sfu_mode) = Dev::login(&ts, "alice", "a1").await;
+    assert!(!sfu_mode, "AuthResult.sfu is false in cluster mode");
+    let r = failed(
+        a.publish(1, "gc").await,
+        1,
+        sfu_pc::PUBLISHER,
+        error_code::INVALID_PARAMETER,
+    );
+    assert!(r.contains("cluster mode"), "{r}");
+}

@@ -458,12 +458,22 @@ pub async fn follow(
     let hub = &state.hub;
     // At start: destroy the rooms an earlier run left for calls that are over, and bring the
     // restored GROUP calls' rooms (and their devices' handles) up without waiting for a message.
-    let restored = live_group_calls(&state);
+    // (Not in cluster mode: it has no rooms yet, and another node's rooms are not ours.)
+    let cluster = state.routing.is_some();
+    let restored = if cluster {
+        Vec::new()
+    } else {
+        live_group_calls(&state)
+    };
     let live = restored
         .iter()
         .map(|(app, call)| room_id(&hub.apps()[*app].key, call))
         .collect();
-    match sfu.destroy_orphans(&live).await {
+    match if cluster {
+        Ok(0)
+    } else {
+        sfu.destroy_orphans(&live).await
+    } {
         Ok(0) => {}
         Ok(n) => tracing::info!(
             rooms = n,
