@@ -856,8 +856,7 @@ fn serve_connection(
         if let Some(sfu) = &sfu {
             let key = state.hub.app(origin.app).key.clone();
             let (user, device) = (&origin.user_id, &origin.device_id);
-            sfu.connected(&key, user, device, origin.conn_id, outbox.clone())
-                .await;
+            sfu.connected(&key, user, device, origin.conn_id, outbox.clone());
         }
         let departure = serve_loop(&state, &mut ws, &outbox, &origin).await;
         if let Some(sfu) = &sfu {

@@ -267,9 +267,10 @@ impl Sfu {
 
     /// A device's connection is live: SFU frames for the device go to it; a device already in
     /// an SFU call gets its `SfuJoined` again (it may have missed it while disconnected; the
-    /// SDK ignores one for a generation it has).
-    pub async fn connected(
-        &self,
+    /// SDK ignores one for a generation it has). That part runs in a task of its own: a call
+    /// busy with a slow Janus request must not hold up the connection.
+    pub fn connected(
+        self: &Arc<Self>,
         app: &str,
         user: &str,
         device: &str,
@@ -283,6 +284,16 @@ impl Sfu {
             .entry((app.to_owned(), user.to_owned(), device.to_owned()))
             .or_default()
             .push((conn, outbox));
+        let (this, app, user, device) = (
+            self.clone(),
+            app.to_owned(),
+            user.to_owned(),
+            device.to_owned(),
+        );
+        tokio::spawn(async move { this.announce_again(&app, &user, &device).await });
+    }
+
+    async fn announce_again(&self, app: &str, user: &str, device: &str) {
         let calls: Vec<(CallKey, Arc<tokio::sync::Mutex<CallState>>)> = self
             .relay
             .calls
