@@ -584,3 +584,44 @@ async fn cluster_mode_keeps_the_mesh() {
     );
     assert!(r.contains("cluster mode"), "{r}");
 }
+
+/// Janus down: an SFU request is answered `SfuFailed` (53004, saying Janus is unreachable)
+/// rather than left waiting; the call itself goes on.
+#[tokio::test]
+async fn with_janus_down_requests_fail_clearly() {
+    let mut j = TestJanus::start();
+    let ts = server(&j).await;
+    let (mut a, _) = Dev::login(&ts, "alice", "a1").await;
+    let (mut b, _) = Dev::login(&ts, "bob", "b1").await;
+    a.send_ok(1, gcall("a1", &["bob"], "gc", invite(&["bob"])))
+        .await;
+    joined(a.next_sfu().await, "gc");
+    b.send_ok(1, gcall("b1", &["alice"], "gc", accept())).await;
+    joined(b.next_sfu().await, "gc");
+    let bob_feed = ts
+        .server
+        .state()
+        .sfu
+        .clone()
+        .unwrap()
+        .peer_feed(APP_KEY, "gc", "bob", "b1")
+        .await
+        .unwrap();
+    j.kill();
+    let r = failed(
+        a.publish(2, "gc").await,
+        2,
+        sfu_pc::PUBLISHER,
+        error_code::SFU_REQUEST_FAILED,
+    );
+    assert!(r.contains("unreachable"), "{r}");
+    let r = failed(
+        a.subscribe(3, "gc", &[&bob_feed]).await,
+        3,
+        sfu_pc::SUBSCRIBER,
+        error_code::SFU_REQUEST_FAILED,
+    );
+    assert!(r.contains("unreachable"), "{r}");
+    // Call messages still flow.
+    b.send_ok(2, gcall("b1", &["alice"], "gc", hangup())).await;
+}
