@@ -1588,7 +1588,7 @@ fn handle_frame(
 /// Hands an SFU request to the relay (answered asynchronously, after Janus answers).
 fn sfu_submit(state: &AppState, origin: &Origin, outbox: &Outbox, req: Request) -> Reply {
     if let Some(sfu) = &state.sfu {
-        let from = crate::sfu::relay::From {
+        let from = crate::sfu::relay::Requester {
             app: state.hub.app(origin.app).key.to_string(),
             user: origin.user_id.to_string(),
             device: origin.device_id.to_string(),

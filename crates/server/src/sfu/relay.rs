@@ -62,7 +62,7 @@ pub enum Request {
 
 /// Who sent a request.
 #[derive(Clone)]
-pub struct From {
+pub struct Requester {
     pub app: String,
     pub user: String,
     pub device: String,
@@ -115,7 +115,7 @@ pub struct Relay {
     conns: Mutex<HashMap<DevKey, Conns>>,
     /// Janus handle id → whose handle it is (events are routed by `sender`).
     handles: Mutex<HashMap<u64, (CallKey, Dev, u32)>>,
-    workers: Mutex<HashMap<ConnId, tokio::sync::mpsc::Sender<(From, Request)>>>,
+    workers: Mutex<HashMap<ConnId, tokio::sync::mpsc::Sender<(Requester, Request)>>>,
 }
 
 fn failed(request_id: u32, call_id: &str, pc: u32, code: i32, reason: String) -> Body {
@@ -335,7 +335,7 @@ impl Sfu {
     /// Queues one of a connection's SFU requests for its worker (one per connection: its
     /// requests reach Janus in the order it sent them). Refused with `SfuFailed` when the queue
     /// is full.
-    pub fn submit(self: &Arc<Self>, from: From, outbox: &Outbox, req: Request) {
+    pub fn submit(self: &Arc<Self>, from: Requester, outbox: &Outbox, req: Request) {
         let mut workers = self.relay.workers.lock().unwrap();
         let tx = workers.entry(from.conn).or_insert_with(|| {
             let (tx, rx) = tokio::sync::mpsc::channel(WORKER_QUEUE);
@@ -362,7 +362,7 @@ impl Sfu {
         }
     }
 
-    async fn worker(self: Arc<Self>, mut rx: tokio::sync::mpsc::Receiver<(From, Request)>) {
+    async fn worker(self: Arc<Self>, mut rx: tokio::sync::mpsc::Receiver<(Requester, Request)>) {
         while let Some((from, req)) = rx.recv().await {
             let reply = match req {
                 Request::Publish(r) => Some(self.publish(&from, r).await),
@@ -397,7 +397,7 @@ impl Sfu {
 
     // ---- requests ----
 
-    async fn publish(&self, from: &From, r: SfuPublish) -> Body {
+    async fn publish(&self, from: &Requester, r: SfuPublish) -> Body {
         let pc = sfu_pc::PUBLISHER;
         let key = (from.app.clone(), r.call_id.clone());
         let me = (from.user.clone(), from.device.clone());
@@ -455,7 +455,7 @@ impl Sfu {
         }
     }
 
-    async fn subscribe(&self, from: &From, r: SfuSubscribe) -> Body {
+    async fn subscribe(&self, from: &Requester, r: SfuSubscribe) -> Body {
         let pc = sfu_pc::SUBSCRIBER;
         let key = (from.app.clone(), r.call_id.clone());
         let me = (from.user.clone(), from.device.clone());
@@ -485,12 +485,9 @@ impl Sfu {
                 }
             }
         }
-        let room = self
-            .grant(&from.app, &r.call_id, &me.0, &me.1)
-            .await
-            .map(|g| g.room);
+        let grant = self.grant(&from.app, &r.call_id, &me.0, &me.1).await;
         let peer = cs.peers.get_mut(&me).expect("checked above");
-        let Some(room) = room else {
+        let Some(grant) = grant else {
             return not_member(r.request_id, &r.call_id, pc);
         };
         let stream = |feed: &str, mid: &str| {
@@ -524,14 +521,10 @@ impl Sfu {
                     Ok(h) => h,
                     Err(e) => return janus_failed(r.request_id, &r.call_id, pc, "attach", &e),
                 };
-                let (_, token) = match self.grant(&from.app, &r.call_id, &me.0, &me.1).await {
-                    Some(g) => (g.feed, g.token),
-                    None => return not_member(r.request_id, &r.call_id, pc),
-                };
                 let streams: Vec<Value> = wants.iter().map(|(f, m, _)| stream(f, m)).collect();
                 let body = json!({
-                    "request": "join", "ptype": "subscriber", "room": room,
-                    "private_id": private_id, "token": token, "streams": streams,
+                    "request": "join", "ptype": "subscriber", "room": grant.room,
+                    "private_id": private_id, "token": grant.token, "streams": streams,
                 });
                 match h.request(body, None).await {
                     Ok(reply) => {
@@ -654,7 +647,7 @@ impl Sfu {
     }
 
     /// The client's answer to an `SfuOffer` → `start`. Only failures are answered.
-    async fn answer(&self, from: &From, r: SfuAnswer) -> Option<Body> {
+    async fn answer(&self, from: &Requester, r: SfuAnswer) -> Option<Body> {
         let pc = sfu_pc::SUBSCRIBER;
         let key = (from.app.clone(), r.call_id.clone());
         let me = (from.user.clone(), from.device.clone());
@@ -681,7 +674,7 @@ impl Sfu {
         }
     }
 
-    async fn trickle(&self, from: &From, r: SfuTrickle) {
+    async fn trickle(&self, from: &Requester, r: SfuTrickle) {
         let key = (from.app.clone(), r.call_id.clone());
         let me = (from.user.clone(), from.device.clone());
         let Some(cs) = self.call_state(&key, false) else {
@@ -707,7 +700,7 @@ impl Sfu {
         }
     }
 
-    async fn layers(&self, from: &From, r: SfuLayers) {
+    async fn layers(&self, from: &Requester, r: SfuLayers) {
         let key = (from.app.clone(), r.call_id.clone());
         let me = (from.user.clone(), from.device.clone());
         let Some(cs) = self.call_state(&key, false) else {
