@@ -20,8 +20,8 @@ use rtc_core::proto::call_content::Body as CallBody;
 use rtc_core::proto::client_frame::Body as C;
 use rtc_core::proto::server_frame::Body as S;
 use rtc_core::proto::{
-    error_code, object_name, sfu_pc, Accept, CallContent, Hangup, Invite, SendMessage, SfuPublish,
-    SfuSubscribe, SfuWant,
+    error_code, object_name, sfu_pc, Accept, CallContent, Hangup, Invite, SendMessage, SfuAnswer,
+    SfuLayers, SfuPublish, SfuSubscribe, SfuWant,
 };
 use serde_json::json;
 
@@ -624,4 +624,159 @@ async fn with_janus_down_requests_fail_clearly() {
     assert!(r.contains("unreachable"), "{r}");
     // Call messages still flow.
     b.send_ok(2, gcall("b1", &["alice"], "gc", hangup())).await;
+}
+
+/// A real subscription: Janus lists a feed only once its media is up, which needs ICE; a
+/// *remote publisher* (plain RTP, Janus ≥ 1.1) is listed at once. The test swaps carol's
+/// participant for one with her feed id, so Janus's own `publishers` event reaches the relay.
+#[tokio::test]
+async fn a_subscription_maps_the_offer_mids_to_the_publishing_member() {
+    let j = TestJanus::start();
+    let ts = server(&j).await;
+    let (mut a, _) = Dev::login(&ts, "alice", "a1").await;
+    let (mut b, _) = Dev::login(&ts, "bob", "b1").await;
+    let (mut c, _) = Dev::login(&ts, "carol", "c1").await;
+    a.send_ok(
+        1,
+        gcall("a1", &["bob", "carol"], "gc", invite(&["bob", "carol"])),
+    )
+    .await;
+    joined(a.next_sfu().await, "gc");
+    b.send_ok(1, gcall("b1", &["alice", "carol"], "gc", accept()))
+        .await;
+    joined(b.next_sfu().await, "gc");
+    c.send_ok(1, gcall("c1", &["alice", "bob"], "gc", accept()))
+        .await;
+    joined(c.next_sfu().await, "gc");
+    let sfu = ts.server.state().sfu.clone().unwrap();
+    let room = sfu::room_id(APP_KEY, "gc");
+    let secret = sfu.room_secret(&room);
+    let carol_janus = sfu.grant(APP_KEY, "gc", "carol", "c1").await.unwrap().feed;
+    let carol_feed = sfu.peer_feed(APP_KEY, "gc", "carol", "c1").await.unwrap();
+    sfu.janus()
+        .kick(&room, &secret, &carol_janus)
+        .await
+        .unwrap();
+    let h = sfu.janus().attach().await.unwrap();
+    let r = h
+        .request(
+            json!({"request": "add_remote_publisher", "room": room, "secret": secret,
+                "id": carol_janus, "display": "carol", "streams": [
+                {"type": "audio", "mindex": 0, "mid": "0", "codec": "opus"},
+                {"type": "video", "mindex": 1, "mid": "1", "codec": "vp8"},
+            ]}),
+            None,
+        )
+        .await;
+    r.expect("a remote publisher in carol's place");
+    // Janus's `publishers` event (on alice's and bob's publisher handles) → their feed lists.
+    for dev in [&mut a, &mut b] {
+        match dev.next_sfu().await {
+            S::SfuFeeds(f) => {
+                assert_eq!(f.feeds.len(), 1, "{f:?}");
+                assert_eq!(
+                    (&*f.feeds[0].feed, &*f.feeds[0].user_id),
+                    (&*carol_feed, "carol")
+                );
+            }
+            other => panic!("expected SfuFeeds, got {other:?}"),
+        }
+    }
+    let o = match b.subscribe(2, "gc", &[&carol_feed]).await {
+        S::SfuOffer(o) => o,
+        other => panic!("expected SfuOffer, got {other:?}"),
+    };
+    assert_eq!(o.request_id, 2);
+    assert!(
+        o.sdp.contains("m=audio") && o.sdp.contains("m=video"),
+        "{}",
+        o.sdp
+    );
+    let mut mids: Vec<_> = o
+        .mids
+        .iter()
+        .map(|m| (&*m.feed, &*m.user_id, &*m.kind))
+        .collect();
+    mids.sort();
+    assert_eq!(
+        mids,
+        [
+            (&*carol_feed, "carol", "audio"),
+            (&*carol_feed, "carol", "video")
+        ]
+    );
+
+    // Bob's answer starts the subscription (a failure would come before the next reply);
+    // asking for the same streams again renegotiates nothing.
+    b.c.send(C::SfuAnswer(SfuAnswer {
+        request_id: 3,
+        call_id: "gc".into(),
+        sdp: answer_to(&o.sdp),
+    }))
+    .await;
+    b.c.send(C::SfuLayers(SfuLayers {
+        call_id: "gc".into(),
+        want: vec![SfuWant {
+            feed: carol_feed.clone(),
+            mid: "1".into(),
+            substream: 0,
+        }],
+    }))
+    .await;
+    match b.subscribe(4, "gc", &[&carol_feed]).await {
+        S::SfuOffer(same) => {
+            assert_eq!(same.request_id, 4);
+            assert!(same.sdp.is_empty(), "nothing to renegotiate");
+            assert_eq!(same.mids.len(), 2);
+        }
+        other => panic!("expected SfuOffer(4), got {other:?}"),
+    }
+    // Dropping every stream: Janus's `update`, an offer without them.
+    match b.subscribe(5, "gc", &[]).await {
+        S::SfuOffer(none) => {
+            assert_eq!(none.request_id, 5);
+            assert!(none.mids.is_empty(), "{none:?}");
+        }
+        other => panic!("expected SfuOffer(5), got {other:?}"),
+    }
+    // Carol's feed goes: Janus's events take it off the others' lists.
+    h.request(
+        json!({"request": "remove_remote_publisher", "room": room, "secret": secret,
+            "id": carol_janus}),
+        None,
+    )
+    .await
+    .expect("remote publisher removed");
+    for dev in [&mut a, &mut b] {
+        match dev.next_sfu().await {
+            S::SfuFeeds(f) => assert!(f.feeds.is_empty(), "{f:?}"),
+            other => panic!("expected SfuFeeds, got {other:?}"),
+        }
+    }
+}
+
+/// A recvonly answer to Janus's subscriber offer, as a browser would make it (no media flows).
+fn answer_to(offer: &str) -> String {
+    let fp = (0..32u32)
+        .map(|i| format!("{:02X}", i * 11 % 256))
+        .collect::<Vec<_>>()
+        .join(":");
+    offer
+        .split("\r\n")
+        .filter(|l| !l.is_empty())
+        .filter(|l| {
+            !["a=candidate", "a=end-of-candidates", "a=ssrc", "a=msid:"]
+                .iter()
+                .any(|p| l.starts_with(p))
+        })
+        .map(|l| match l {
+            "a=sendonly" => "a=recvonly".to_owned(),
+            "a=setup:actpass" => "a=setup:active".to_owned(),
+            l if l.starts_with("a=ice-ufrag:") => "a=ice-ufrag:wxyz".to_owned(),
+            l if l.starts_with("a=ice-pwd:") => "a=ice-pwd:zyxwvutsrqponmlkjihgfedc".to_owned(),
+            l if l.starts_with("a=fingerprint:") => format!("a=fingerprint:sha-256 {fp}"),
+            l => l.to_owned(),
+        })
+        .map(|l| l + "\r\n")
+        .collect()
 }
