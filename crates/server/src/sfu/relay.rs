@@ -588,6 +588,8 @@ impl Sfu {
         };
         match reply {
             Ok(reply) => {
+                // ("updating": an earlier offer is not answered yet; Janus sends this one when
+                // it is, as an event → `SfuOffer` with request id 0. Until then: the map only.)
                 let peer = cs.peers.get_mut(&me).expect("checked above");
                 if reply.data.contains_key("streams") {
                     peer.sub_streams = sub_streams_of(&reply.data);
