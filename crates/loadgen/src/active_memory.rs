@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 
 use super::{
-    connect_all, cpu_secs, drive, spawn_all, hostile, now_ns, rss_bytes, Tally, Target, Window,
+    connect_users, cpu_secs, drive, spawn_all, hostile, now_ns, rss_bytes, Tally, Target, Window,
 };
 
 /// RSS sampling period.
@@ -183,10 +183,7 @@ pub(crate) async fn run(target: &Target, pid: u32, plan: &Plan) -> Report {
     // Let the closes of an earlier phase settle.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = rss_bytes(pid).unwrap_or(0);
-    let users: Vec<Arc<str>> = (0..plan.conns)
-        .map(|i| Arc::from(format!("am{i}").as_str()))
-        .collect();
-    let conns = connect_all(target, &users, plan.connect_concurrency).await;
+    let conns = connect_users(target, "am", plan.conns, plan.connect_concurrency).await;
     let addrs: Vec<Arc<str>> = conns.iter().map(|(_, a)| a.clone()).collect();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let connected = rss_bytes(pid).unwrap_or(0);

@@ -528,22 +528,23 @@ fn encode_peerjs(to: &str, step: usize, t: u64, payload: usize) -> Message {
         "{{\"type\":\"{}\",\"dst\":\"{to}\",\"payload\":\"{t}:",
         SCRIPT[step].2
     );
-    let pad = payload.saturating_sub(head.len() + 2);
-    let mut s = String::with_capacity(payload);
-    s.push_str(&head);
-    s.extend(std::iter::repeat_n('x', pad));
-    s.push_str("\"}");
-    Message::Text(s.into())
+    padded(&head, "\"}", payload)
 }
 
 /// matchbox's `PeerRequest::Signal` as JSON, `data` a string starting with the issue time.
 fn encode_matchbox(to: &str, t: u64, payload: usize) -> Message {
     let head = format!("{{\"Signal\":{{\"receiver\":\"{to}\",\"data\":\"{t}:");
-    let pad = payload.saturating_sub(head.len() + 3);
+    padded(&head, "\"}}", payload)
+}
+
+/// `head`, then `x`s up to `payload` bytes in all, then `tail`: a JSON text message of a fixed
+/// size whatever its header.
+fn padded(head: &str, tail: &str, payload: usize) -> Message {
+    let pad = payload.saturating_sub(head.len() + tail.len());
     let mut s = String::with_capacity(payload);
-    s.push_str(&head);
+    s.push_str(head);
     s.extend(std::iter::repeat_n('x', pad));
-    s.push_str("\"}}");
+    s.push_str(tail);
     Message::Text(s.into())
 }
 
@@ -721,6 +722,12 @@ fn rss_bytes(pid: u32) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
+}
+
+/// Connects `n` users named `{prefix}0`, `{prefix}1`…
+async fn connect_users(target: &Target, prefix: &str, n: usize, concurrency: usize) -> Vec<Conn> {
+    let users: Vec<Arc<str>> = (0..n).map(|i| Arc::from(format!("{prefix}{i}").as_str())).collect();
+    connect_all(target, &users, concurrency).await
 }
 
 async fn connect_all(
@@ -903,10 +910,7 @@ async fn drive(
 async fn run_idle(args: &Args, target: &Target, pid: u32) -> (f64, u64, u64) {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = rss_bytes(pid).unwrap_or(0);
-    let users: Vec<Arc<str>> = (0..args.idle)
-        .map(|i| Arc::from(format!("idle{i}").as_str()))
-        .collect();
-    let conns = connect_all(target, &users, args.connect_concurrency).await;
+    let conns = connect_users(target, "idle", args.idle, args.connect_concurrency).await;
     // Read (a browser answers the server's WebSocket pings; rcall closes silent connections).
     let readers: Vec<_> = conns
         .into_iter()

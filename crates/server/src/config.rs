@@ -5,6 +5,26 @@
 //! Kept in the library so the layering rules are testable without spawning a process, and
 //! without depending on the machine's real environment: [`Cli::into_config_with_env`] takes the
 //! environment as a lookup function.
+//!
+//! Each setting is one row of `SETTINGS`: its file key names its flag and variable, its default
+//! is [`Config::new`]'s, and `--help` shows both; adding a setting is adding a row (and a
+//! `Config` field). The file, for example:
+//!
+//! ```toml
+//! listen = "0.0.0.0:8080"
+//! app_key = "my-app"
+//! app_secret = "…"
+//! db = "/var/lib/rcall/rcall.db"
+//! turn_urls = ["turn:turn.example.com:3478?transport=udp"]
+//! turn_secret = "…"
+//! push_webhook_url = "http://10.0.0.5:9000/rcall/push"   # offline pushes (crate::push)
+//! redis = "unix:///run/redis/redis.sock"   # cluster mode (crate::cluster)
+//! janus = "http://127.0.0.1:8088/janus"    # SFU mode for group calls (crate::sfu)
+//! [[apps]]            # more tenants
+//! key = "other-app"
+//! secret = "…"
+//! push_webhook_url = "http://10.0.0.6:9000/push"
+//! ```
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
