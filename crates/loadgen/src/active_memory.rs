@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 
 use super::{
-    connect_all, cpu_secs, drive, spawn_all, hostile, now_ns, rss_bytes, Cmd, Target, Window,
+    connect_users, cpu_secs, drive, spawn_all, hostile, now_ns, rss_bytes, Tally, Target, Window,
 };
 
 /// RSS sampling period.
@@ -183,10 +183,7 @@ pub(crate) async fn run(target: &Target, pid: u32, plan: &Plan) -> Report {
     // Let the closes of an earlier phase settle.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = rss_bytes(pid).unwrap_or(0);
-    let users: Vec<Arc<str>> = (0..plan.conns)
-        .map(|i| Arc::from(format!("am{i}").as_str()))
-        .collect();
-    let conns = connect_all(target, &users, plan.connect_concurrency).await;
+    let conns = connect_users(target, "am", plan.conns, plan.connect_concurrency).await;
     let addrs: Vec<Arc<str>> = conns.iter().map(|(_, a)| a.clone()).collect();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let connected = rss_bytes(pid).unwrap_or(0);
@@ -248,30 +245,7 @@ pub(crate) async fn run(target: &Target, pid: u32, plan: &Plan) -> Report {
     let samples = sampler.await.expect("sampler");
     // Let the deliveries in flight arrive: their latencies count.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    for s in &senders {
-        let _ = s.send(Cmd::Stop);
-    }
-    let mut lat: Vec<u32> = Vec::new();
-    let (mut received, mut send_errors) = (0u64, 0u64);
-    for t in tasks {
-        // A stopped task ends at once; one stuck on a dead socket does not hold the run.
-        match tokio::time::timeout(Duration::from_secs(10), t).await {
-            Ok(Ok(s)) => {
-                lat.extend(s.latencies_us);
-                received += s.received;
-                send_errors += s.send_err;
-            }
-            _ => send_errors += 1,
-        }
-    }
-    lat.sort_unstable();
-    let pct = |p: f64| -> f64 {
-        if lat.is_empty() {
-            return f64::NAN;
-        }
-        let i = ((lat.len() as f64 - 1.0) * p).round() as usize;
-        f64::from(lat[i]) / 1000.0
-    };
+    let tally = Tally::stop_and_collect(&senders, tasks).await;
     let report = Report {
         conns: plan.conns,
         rate: plan.rate,
@@ -279,11 +253,11 @@ pub(crate) async fn run(target: &Target, pid: u32, plan: &Plan) -> Report {
         connected,
         samples,
         issued_per_sec,
-        delivered_per_sec: received as f64 / (total - warmup).as_secs_f64(),
-        p50_ms: pct(0.50),
-        p99_ms: pct(0.99),
-        max_ms: lat.last().map_or(f64::NAN, |v| f64::from(*v) / 1000.0),
-        send_errors,
+        delivered_per_sec: tally.received as f64 / (total - warmup).as_secs_f64(),
+        p50_ms: tally.pct_ms(0.50),
+        p99_ms: tally.pct_ms(0.99),
+        max_ms: tally.pct_ms(1.0),
+        send_errors: tally.send_errors,
         server_cpu,
         loadgen_cpu,
         server_p99_ms,
@@ -296,7 +270,7 @@ pub(crate) async fn run(target: &Target, pid: u32, plan: &Plan) -> Report {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conn_task;
+    use crate::{conn_task, Cmd};
     use futures::{SinkExt, StreamExt};
     use tokio::sync::mpsc;
     use rtc_core::proto::client_frame::Body as C;

@@ -24,7 +24,13 @@
 //! ([`hostile`]), and a second run without one (the drift of the machine); it prints each run's
 //! p99 against the mean of the two attacker-free runs.
 //!
+//! Failover phase (`--failover-conns N`, [`failover`]): N connections over a cluster's nodes
+//! and one node `kill -9`ed under them; reports lost and duplicated messages and resume times.
+//!
 //! With several servers, each rate runs on every server in turn before the next rate.
+//!
+//! It mints its clients' tokens with `rcall-token` (the server's own token crate), so it does
+//! not depend on the server crate; it talks to servers only over the network.
 //!
 //! Run it on its own core and the server on another (`taskset`), e.g. via
 //! `crates/loadgen/bench.sh`.
@@ -222,10 +228,7 @@ impl Target {
                 app_key,
                 app_secret,
             } => {
-                let (mut ws, _) =
-                    tokio_tungstenite::connect_async_with_config(url.as_str(), Some(cfg), true)
-                        .await
-                        .map_err(|e| format!("connect: {e}"))?;
+                let mut ws = open(url, cfg).await?;
                 let token =
                     rcall_token::issue(app_key, app_secret, user, wall_ms(), 3_600_000);
                 let auth = ClientFrame::new(C::Authenticate(Authenticate {
@@ -239,9 +242,7 @@ impl Target {
                     .await
                     .map_err(|e| format!("send auth: {e}"))?;
                 loop {
-                    let msg = tokio::time::timeout(Duration::from_secs(30), ws.next())
-                        .await
-                        .map_err(|_| "no AuthResult in 30 s".to_string())?;
+                    let msg = next_message(&mut ws, "AuthResult").await?;
                     let Some(Ok(Message::Binary(b))) = msg else {
                         return Err(format!("auth: unexpected {msg:?}"));
                     };
@@ -256,13 +257,8 @@ impl Target {
             }
             Target::PeerJs { url } => {
                 let full = format!("{url}?key=peerjs&id={user}&token=t{user}");
-                let (mut ws, _) =
-                    tokio_tungstenite::connect_async_with_config(full.as_str(), Some(cfg), true)
-                        .await
-                        .map_err(|e| format!("connect: {e}"))?;
-                let msg = tokio::time::timeout(Duration::from_secs(30), ws.next())
-                    .await
-                    .map_err(|_| "no OPEN in 30 s".to_string())?;
+                let mut ws = open(&full, cfg).await?;
+                let msg = next_message(&mut ws, "OPEN").await?;
                 match msg {
                     Some(Ok(Message::Text(t))) if t.contains("\"OPEN\"") => Ok((ws, user.clone())),
                     other => Err(format!("peerjs: expected OPEN, got {other:?}")),
@@ -271,13 +267,8 @@ impl Target {
             Target::Matchbox { url } => {
                 // A room of its own: no NewPeer events; signals route by peer id server-wide.
                 let full = format!("{}/{user}", url.trim_end_matches('/'));
-                let (mut ws, _) =
-                    tokio_tungstenite::connect_async_with_config(full.as_str(), Some(cfg), true)
-                        .await
-                        .map_err(|e| format!("connect: {e}"))?;
-                let msg = tokio::time::timeout(Duration::from_secs(30), ws.next())
-                    .await
-                    .map_err(|_| "no IdAssigned in 30 s".to_string())?;
+                let mut ws = open(&full, cfg).await?;
+                let msg = next_message(&mut ws, "IdAssigned").await?;
                 match msg {
                     Some(Ok(Message::Text(t))) => match matchbox_id_assigned(&t) {
                         Some(id) => Ok((ws, Arc::from(id))),
@@ -289,6 +280,24 @@ impl Target {
             Target::Cluster { .. } => Box::pin(self.for_conn(0).connect(user)).await,
         }
     }
+}
+
+/// A client WebSocket to `url`.
+async fn open(url: &str, cfg: WebSocketConfig) -> Result<Ws, String> {
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(cfg), true)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    Ok(ws)
+}
+
+/// The server's next message, `what` it should be, within 30 s.
+async fn next_message(
+    ws: &mut Ws,
+    what: &str,
+) -> Result<Option<Result<Message, tokio_tungstenite::tungstenite::Error>>, String> {
+    tokio::time::timeout(Duration::from_secs(30), ws.next())
+        .await
+        .map_err(|_| format!("no {what} in 30 s"))
 }
 
 /// One 1:1 call: (sent by the caller?, rcall message type, PeerJS message type).
@@ -316,6 +325,51 @@ struct ConnStats {
     received: u64,
     send_ok: u64,
     send_err: u64,
+}
+
+/// What the connection tasks of one run measured, summed once they stopped: one place for the
+/// load and active-memory phases alike.
+struct Tally {
+    /// Delivery latencies, µs, sorted.
+    lat: Vec<u32>,
+    received: u64,
+    /// Failed sends, plus one per task that did not end in time.
+    send_errors: u64,
+}
+
+impl Tally {
+    /// Tells every connection to stop and gathers their stats. A stopped task ends at once; one
+    /// stuck on a dead socket does not hold the run (it counts as a send error).
+    async fn stop_and_collect(
+        senders: &[mpsc::UnboundedSender<Cmd>],
+        tasks: Vec<tokio::task::JoinHandle<ConnStats>>,
+    ) -> Tally {
+        for s in senders {
+            let _ = s.send(Cmd::Stop);
+        }
+        let mut t = Tally { lat: Vec::new(), received: 0, send_errors: 0 };
+        for task in tasks {
+            match tokio::time::timeout(Duration::from_secs(10), task).await {
+                Ok(Ok(s)) => {
+                    t.lat.extend(s.latencies_us);
+                    t.received += s.received;
+                    t.send_errors += s.send_err;
+                }
+                _ => t.send_errors += 1,
+            }
+        }
+        t.lat.sort_unstable();
+        t
+    }
+
+    /// The `p` quantile of the latencies in ms (1.0: the largest); NaN without any.
+    fn pct_ms(&self, p: f64) -> f64 {
+        if self.lat.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((self.lat.len() as f64 - 1.0) * p).round() as usize;
+        f64::from(self.lat[i]) / 1000.0
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -474,22 +528,23 @@ fn encode_peerjs(to: &str, step: usize, t: u64, payload: usize) -> Message {
         "{{\"type\":\"{}\",\"dst\":\"{to}\",\"payload\":\"{t}:",
         SCRIPT[step].2
     );
-    let pad = payload.saturating_sub(head.len() + 2);
-    let mut s = String::with_capacity(payload);
-    s.push_str(&head);
-    s.extend(std::iter::repeat_n('x', pad));
-    s.push_str("\"}");
-    Message::Text(s.into())
+    padded(&head, "\"}", payload)
 }
 
 /// matchbox's `PeerRequest::Signal` as JSON, `data` a string starting with the issue time.
 fn encode_matchbox(to: &str, t: u64, payload: usize) -> Message {
     let head = format!("{{\"Signal\":{{\"receiver\":\"{to}\",\"data\":\"{t}:");
-    let pad = payload.saturating_sub(head.len() + 3);
+    padded(&head, "\"}}", payload)
+}
+
+/// `head`, then `x`s up to `payload` bytes in all, then `tail`: a JSON text message of a fixed
+/// size whatever its header.
+fn padded(head: &str, tail: &str, payload: usize) -> Message {
+    let pad = payload.saturating_sub(head.len() + tail.len());
     let mut s = String::with_capacity(payload);
-    s.push_str(&head);
+    s.push_str(head);
     s.extend(std::iter::repeat_n('x', pad));
-    s.push_str("\"}}");
+    s.push_str(tail);
     Message::Text(s.into())
 }
 
@@ -669,6 +724,12 @@ fn rss_bytes(pid: u32) -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// Connects `n` users named `{prefix}0`, `{prefix}1`…
+async fn connect_users(target: &Target, prefix: &str, n: usize, concurrency: usize) -> Vec<Conn> {
+    let users: Vec<Arc<str>> = (0..n).map(|i| Arc::from(format!("{prefix}{i}").as_str())).collect();
+    connect_all(target, &users, concurrency).await
+}
+
 async fn connect_all(
     target: &Target,
     users: &[Arc<str>],
@@ -782,25 +843,8 @@ async fn run_load(
     let issued = drive(&senders, &addrs, rate, warmup + duration).await;
     let issued_per_sec = issued as f64 / start.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    for s in &senders {
-        let _ = s.send(Cmd::Stop);
-    }
-    let mut lat: Vec<u32> = Vec::new();
-    let (mut received, mut send_errors) = (0u64, 0u64);
-    for t in tasks {
-        let s = t.await.expect("connection task");
-        lat.extend(s.latencies_us);
-        received += s.received;
-        send_errors += s.send_err;
-    }
-    lat.sort_unstable();
-    let pct = |p: f64| -> f64 {
-        if lat.is_empty() {
-            return f64::NAN;
-        }
-        let i = ((lat.len() as f64 - 1.0) * p).round() as usize;
-        f64::from(lat[i]) / 1000.0
-    };
+    let tally = Tally::stop_and_collect(&senders, tasks).await;
+    let (received, send_errors) = (tally.received, tally.send_errors);
     let (cpu, own_cpu, server_p99_ms) = cpu.await.unwrap_or((None, None, None));
     let redis_cpu = redis_cpu.await.unwrap_or(None);
     let delivered_per_sec = received as f64 / duration.as_secs_f64();
@@ -810,9 +854,9 @@ async fn run_load(
         offered: rate,
         issued_per_sec,
         delivered_per_sec,
-        p50_ms: pct(0.50),
-        p99_ms: pct(0.99),
-        max_ms: lat.last().map_or(f64::NAN, |v| f64::from(*v) / 1000.0),
+        p50_ms: tally.pct_ms(0.50),
+        p99_ms: tally.pct_ms(0.99),
+        max_ms: tally.pct_ms(1.0),
         cpu_us_per_msg: cpu.map(|c| c * 1e6 / received.max(1) as f64),
         server_cpu_util: cpu.map(|c| c / duration.as_secs_f64()),
         redis_cpu_us_per_msg: redis_cpu.map(|c| c * 1e6 / received.max(1) as f64),
@@ -866,10 +910,7 @@ async fn drive(
 async fn run_idle(args: &Args, target: &Target, pid: u32) -> (f64, u64, u64) {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = rss_bytes(pid).unwrap_or(0);
-    let users: Vec<Arc<str>> = (0..args.idle)
-        .map(|i| Arc::from(format!("idle{i}").as_str()))
-        .collect();
-    let conns = connect_all(target, &users, args.connect_concurrency).await;
+    let conns = connect_users(target, "idle", args.idle, args.connect_concurrency).await;
     // Read (a browser answers the server's WebSocket pings; rcall closes silent connections).
     let readers: Vec<_> = conns
         .into_iter()

@@ -5,6 +5,26 @@
 //! Kept in the library so the layering rules are testable without spawning a process, and
 //! without depending on the machine's real environment: [`Cli::into_config_with_env`] takes the
 //! environment as a lookup function.
+//!
+//! Each setting is one row of `SETTINGS`: its file key names its flag and variable, its default
+//! is [`Config::new`]'s, and `--help` shows both; adding a setting is adding a row (and a
+//! `Config` field). The file, for example:
+//!
+//! ```toml
+//! listen = "0.0.0.0:8080"
+//! app_key = "my-app"
+//! app_secret = "…"
+//! db = "/var/lib/rcall/rcall.db"
+//! turn_urls = ["turn:turn.example.com:3478?transport=udp"]
+//! turn_secret = "…"
+//! push_webhook_url = "http://10.0.0.5:9000/rcall/push"   # offline pushes (crate::push)
+//! redis = "unix:///run/redis/redis.sock"   # cluster mode (crate::cluster)
+//! janus = "http://127.0.0.1:8088/janus"    # SFU mode for group calls (crate::sfu)
+//! [[apps]]            # more tenants
+//! key = "other-app"
+//! secret = "…"
+//! push_webhook_url = "http://10.0.0.6:9000/push"
+//! ```
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -124,6 +144,26 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("log format {other:?}: expected text or json")),
+        }
+    }
+}
+
+impl std::fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        })
+    }
 }
 
 /// Everything [`crate::start`] needs.
@@ -468,672 +508,493 @@ pub enum ConfigError {
     File { path: PathBuf, message: String },
 }
 
-/// The config file (TOML). Every key is optional; durations are in seconds unless the name says
-/// `_ms`. Unknown keys are an error (a typo must not silently fall back to a default).
-///
-/// ```toml
-/// listen = "0.0.0.0:8080"
-/// app_key = "my-app"
-/// app_secret = "…"
-/// db = "/var/lib/rcall/rcall.db"
-/// turn_urls = ["turn:turn.example.com:3478?transport=udp"]
-/// turn_secret = "…"
-/// push_webhook_url = "http://10.0.0.5:9000/rcall/push"   # offline pushes (crate::push)
-/// redis = "unix:///run/redis/redis.sock"   # cluster mode (crate::cluster); or redis://host:6379/0
-/// node_heartbeat_ms = 1000   # cluster mode: a node silent for 3 beats is dead
-/// janus = "http://127.0.0.1:8088/janus"      # SFU mode for group calls (crate::sfu)
-/// janus_api_secret = "…"                     # janus.jcfg api_secret
-/// janus_admin_key = "…"                      # janus.plugin.videoroom.jcfg admin_key
-/// [[apps]]            # more tenants
-/// key = "other-app"
-/// secret = "…"
-/// push_webhook_url = "http://10.0.0.6:9000/push"
-/// ```
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileConfig {
-    pub listen: Option<SocketAddr>,
-    pub app_key: Option<String>,
-    pub app_secret: Option<String>,
-    pub db: Option<PathBuf>,
-    pub dev: Option<bool>,
-    pub sdk_dir: Option<PathBuf>,
-    pub web_dir: Option<PathBuf>,
-    pub token_ttl_secs: Option<u64>,
-    pub auth_timeout_ms: Option<u64>,
-    pub max_frame_bytes: Option<usize>,
-    pub api_timestamp_window_secs: Option<u64>,
-    pub rate_limit_per_sec: Option<u32>,
-    pub rate_limit_burst: Option<u32>,
-    pub max_connections_per_app: Option<usize>,
-    pub offline_ttl_secs: Option<u64>,
-    pub offline_max_per_user: Option<usize>,
-    pub resume_window_secs: Option<u64>,
-    pub resume_window_messages: Option<usize>,
-    pub turn_urls: Option<Vec<String>>,
-    pub turn_secret: Option<String>,
-    pub turn_ttl_secs: Option<u64>,
-    pub stun_urls: Option<Vec<String>>,
-    pub metrics: Option<bool>,
-    pub metrics_token: Option<String>,
-    pub shutdown_timeout_secs: Option<u64>,
-    pub log_format: Option<String>,
-    pub header_read_timeout_secs: Option<u64>,
-    pub max_unauthenticated: Option<usize>,
-    pub max_unauthenticated_per_ip: Option<usize>,
-    pub pre_auth_frame_bytes: Option<usize>,
-    pub max_connections_per_user: Option<usize>,
-    pub max_connections_per_device: Option<usize>,
-    pub user_rate_per_sec: Option<u32>,
-    pub user_rate_burst: Option<u32>,
-    pub replay_page_messages: Option<usize>,
-    pub offline_quota_per_sender: Option<u32>,
-    pub offline_quota_window_secs: Option<u64>,
-    pub offline_max_bytes: Option<u64>,
-    pub store_queue_max: Option<usize>,
-    pub push_webhook_url: Option<String>,
-    pub push_queue_max: Option<usize>,
-    pub push_max_attempts: Option<u32>,
-    pub push_retry_base_ms: Option<u64>,
-    pub push_timeout_ms: Option<u64>,
-    pub ping_interval_ms: Option<u64>,
-    pub dead_after_ms: Option<u64>,
-    pub redis: Option<String>,
-    pub node_heartbeat_ms: Option<u64>,
-    pub janus: Option<String>,
-    pub janus_api_secret: Option<String>,
-    pub janus_admin_key: Option<String>,
-    #[serde(default)]
-    pub apps: Vec<AppCredentials>,
+/// One setting of the binary, declared once: its file key, from which its flag
+/// (`--key-with-dashes`) and environment variable (`RCALL_KEY`) are named unless `flag`/`env`
+/// say otherwise, its help, and how a value reaches the [`Config`]. Its default is whatever
+/// [`Config::new`] holds (`show` prints it in `--help`), so defaults live in one place too.
+struct Setting {
+    key: &'static str,
+    flag: Option<&'static str>,
+    env: Option<&'static str>,
+    shape: Shape,
+    /// Test-only knobs: accepted, not listed in `--help`.
+    hidden: bool,
+    help: &'static str,
+    /// The default as `--help` shows it; None where there is none to show.
+    show: fn(&Config) -> Option<String>,
+    /// Puts a value into the config; the error says what is wrong with it (not the value,
+    /// which may be a secret).
+    apply: fn(&mut Config, Raw) -> Result<(), String>,
 }
 
-impl FileConfig {
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
-        toml::from_str(&text).map_err(|e| ConfigError::File {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// One value.
+    Value,
+    /// Several values: a repeated flag or comma-separated ones, a comma-separated variable, a
+    /// TOML array.
+    List,
+    /// On or off: a bare flag, a boolean variable, a TOML boolean. `negated`: the flag and
+    /// variable say the opposite of the file key (`--no-metrics` against `metrics = true`).
+    Switch { negated: bool },
+}
+
+/// A value as one layer gave it.
+enum Raw {
+    One(String),
+    Many(Vec<String>),
+    Switch(bool),
+}
+
+impl Raw {
+    fn value<T: std::str::FromStr>(self) -> Result<T, String>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self {
+            Raw::One(s) => s.parse().map_err(|e| format!("not a valid value: {e}")),
+            _ => Err("expected a single value".into()),
+        }
+    }
+
+    fn list(self) -> Vec<String> {
+        match self {
+            Raw::Many(v) => v,
+            Raw::One(s) => vec![s],
+            Raw::Switch(b) => vec![b.to_string()],
+        }
+    }
+
+    fn switch(self) -> bool {
+        matches!(self, Raw::Switch(true))
     }
 }
 
-/// rcall's self-hosted signalling server: WebSocket signalling for the rcall SDK, a
-/// RongCloud-compatible Server API, TURN credentials, Prometheus metrics, and static hosting of
-/// the SDK and demo pages.
-///
-/// Every option can also come from an environment variable (shown as [env: …]) or from the
-/// TOML file given by --config; a flag beats the environment, which beats the file.
-#[derive(Debug, Clone, Default, clap::Parser)]
-#[command(name = "rcall-server", version, about, long_about = None)]
-pub struct Cli {
-    /// TOML config file (keys: see the crate docs of rcall_server::config::FileConfig).
-    /// [env: RCALL_CONFIG]
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// Address to listen on [default: 127.0.0.1:8080] [env: RCALL_LISTEN]
-    #[arg(long)]
-    pub listen: Option<SocketAddr>,
-    /// App key clients use (required unless --dev) [env: RCALL_APP_KEY]
-    #[arg(long)]
-    pub app_key: Option<String>,
-    /// App secret that signs tokens and Server API calls (required unless --dev)
-    /// [env: RCALL_APP_SECRET]
-    #[arg(long)]
-    pub app_secret: Option<String>,
-    /// Path of the SQLite database file, created if missing [default: rcall.db] [env: RCALL_DB]
-    #[arg(long)]
-    pub db: Option<PathBuf>,
-    /// Development mode: default app key/secret (rcall-dev-app / rcall-dev-secret) and the
-    /// unauthenticated GET /dev/token?userId=… route. Never use in production. [env: RCALL_DEV]
-    #[arg(long)]
-    pub dev: bool,
-    /// Directory served at /sdk/ (the built browser SDK) [default: npm/dist/cdn]
-    /// [env: RCALL_SDK_DIR]
-    #[arg(long)]
-    pub sdk_dir: Option<PathBuf>,
-    /// Directory served at / (demo web pages) [default: examples/web] [env: RCALL_WEB_DIR]
-    #[arg(long)]
-    pub web_dir: Option<PathBuf>,
-    /// Validity of issued tokens, seconds [default: 2592000 (30 days)] [env: RCALL_TOKEN_TTL_SECS]
-    #[arg(long)]
-    pub token_ttl_secs: Option<u64>,
-    /// Largest accepted WebSocket frame, bytes [default: 65536] [env: RCALL_MAX_FRAME_BYTES]
-    #[arg(long)]
-    pub max_frame_bytes: Option<usize>,
-    /// Server API timestamp window (stale requests and replayed nonces), seconds [default: 300]
-    /// [env: RCALL_API_TIMESTAMP_WINDOW_SECS]
-    #[arg(long)]
-    pub api_timestamp_window_secs: Option<u64>,
-    /// Frames per second one connection may send, sustained [default: 100]
-    /// [env: RCALL_RATE_LIMIT_PER_SEC]
-    #[arg(long)]
-    pub rate_limit_per_sec: Option<u32>,
-    /// Burst of frames one connection may send [default: 200] [env: RCALL_RATE_LIMIT_BURST]
-    #[arg(long)]
-    pub rate_limit_burst: Option<u32>,
-    /// Authenticated connections per app [default: 100000] [env: RCALL_MAX_CONNECTIONS_PER_APP]
-    #[arg(long)]
-    pub max_connections_per_app: Option<usize>,
-    /// How long messages for offline users are kept, seconds [default: 604800 (7 days)]
-    /// [env: RCALL_OFFLINE_TTL_SECS]
-    #[arg(long)]
-    pub offline_ttl_secs: Option<u64>,
-    /// Most stored messages per offline user [default: 1000] [env: RCALL_OFFLINE_MAX_PER_USER]
-    #[arg(long)]
-    pub offline_max_per_user: Option<usize>,
-    /// How long routed messages stay in memory for resuming devices, seconds [default: 60]
-    /// [env: RCALL_RESUME_WINDOW_SECS]
-    #[arg(long)]
-    pub resume_window_secs: Option<u64>,
-    /// TURN URL handed to clients; repeat or comma-separate for several
-    /// [env: RCALL_TURN_URLS, comma-separated]
-    #[arg(long = "turn-url", value_delimiter = ',')]
-    pub turn_urls: Vec<String>,
-    /// Secret shared with the TURN server (coturn static-auth-secret) [env: RCALL_TURN_SECRET]
-    #[arg(long)]
-    pub turn_secret: Option<String>,
-    /// Validity of TURN credentials, seconds [default: 86400] [env: RCALL_TURN_TTL_SECS]
-    #[arg(long)]
-    pub turn_ttl_secs: Option<u64>,
-    /// STUN URL handed to clients; repeat or comma-separate [env: RCALL_STUN_URLS]
-    #[arg(long = "stun-url", value_delimiter = ',')]
-    pub stun_urls: Vec<String>,
-    /// Do not serve GET /metrics [env: RCALL_NO_METRICS]
-    #[arg(long)]
-    pub no_metrics: bool,
-    /// Require `Authorization: Bearer <token>` on GET /metrics [env: RCALL_METRICS_TOKEN]
-    #[arg(long)]
-    pub metrics_token: Option<String>,
-    /// Seconds open connections get to flush on shutdown [default: 10]
-    /// [env: RCALL_SHUTDOWN_TIMEOUT_SECS]
-    #[arg(long)]
-    pub shutdown_timeout_secs: Option<u64>,
-    /// Log format: text or json [default: text] [env: RCALL_LOG_FORMAT]; the level comes from
-    /// RUST_LOG (default info)
-    #[arg(long)]
-    pub log_format: Option<String>,
-    /// Seconds to send a complete HTTP request head; also the keep-alive idle timeout
-    /// [default: 10] [env: RCALL_HEADER_READ_TIMEOUT_SECS]
-    #[arg(long)]
-    pub header_read_timeout_secs: Option<u64>,
-    /// Connections not authenticated yet, server-wide [default: 8192]
-    /// [env: RCALL_MAX_UNAUTHENTICATED]
-    #[arg(long)]
-    pub max_unauthenticated: Option<usize>,
-    /// Connections not authenticated yet per source IP [default: 256]
-    /// [env: RCALL_MAX_UNAUTHENTICATED_PER_IP]
-    #[arg(long)]
-    pub max_unauthenticated_per_ip: Option<usize>,
-    /// Authenticated connections per user (all devices) [default: 16]
-    /// [env: RCALL_MAX_CONNECTIONS_PER_USER]
-    #[arg(long)]
-    pub max_connections_per_user: Option<usize>,
-    /// Authenticated connections per device [default: 4] [env: RCALL_MAX_CONNECTIONS_PER_DEVICE]
-    #[arg(long)]
-    pub max_connections_per_device: Option<usize>,
-    /// Messages per second one user may send over all its connections [default: 200]
-    /// [env: RCALL_USER_RATE_PER_SEC]
-    #[arg(long)]
-    pub user_rate_per_sec: Option<u32>,
-    /// Burst of one user's messages [default: 400] [env: RCALL_USER_RATE_BURST]
-    #[arg(long)]
-    pub user_rate_burst: Option<u32>,
-    /// Messages one sender may get stored for offline users per hour [default: 1000]
-    /// [env: RCALL_OFFLINE_QUOTA_PER_SENDER]
-    #[arg(long)]
-    pub offline_quota_per_sender: Option<u32>,
-    /// Payload bytes of all stored offline messages [default: 1073741824 (1 GiB)]
-    /// [env: RCALL_OFFLINE_MAX_BYTES]
-    #[arg(long)]
-    pub offline_max_bytes: Option<u64>,
-    /// The primary app's offline push webhook (http:// URL; invites for users with no online
-    /// device are POSTed there, signed like RongCloud callbacks) [env: RCALL_PUSH_WEBHOOK_URL]
-    #[arg(long)]
-    pub push_webhook_url: Option<String>,
-    /// Offline pushes queued or retrying at most [default: 10000] [env: RCALL_PUSH_QUEUE_MAX]
-    #[arg(long)]
-    pub push_queue_max: Option<usize>,
-    /// Attempts per offline push [default: 6] [env: RCALL_PUSH_MAX_ATTEMPTS]
-    #[arg(long)]
-    pub push_max_attempts: Option<u32>,
-    /// First pause between push attempts, ms, doubling [default: 1000]
-    /// [env: RCALL_PUSH_RETRY_BASE_MS]
-    #[arg(long)]
-    pub push_retry_base_ms: Option<u64>,
-    /// Ping a connection silent this long, ms (tests) [env: RCALL_PING_INTERVAL_MS]
-    #[arg(long, hide = true)]
-    pub ping_interval_ms: Option<u64>,
-    /// Close a connection silent this long, ms (tests) [env: RCALL_DEAD_AFTER_MS]
-    #[arg(long, hide = true)]
-    pub dead_after_ms: Option<u64>,
-    /// Hang up for a call member whose connections closed cleanly after this long, ms (tests:
-    /// a long one tells a client's own hangup from the server's) [env: RCALL_LEFT_GRACE_MS]
-    #[arg(long, hide = true)]
-    pub left_grace_ms: Option<u64>,
-    /// Cluster mode: the Redis shared by several nodes, redis://host:port/db or
-    /// unix:///path/to/redis.sock (being built: policy and Server API nonces are shared,
-    /// routing is not yet) [env: RCALL_REDIS]
-    #[arg(long, value_name = "URL")]
-    pub redis: Option<String>,
-    /// Cluster mode: beat period, ms; a node silent for 3 periods is dead (tests)
-    /// [env: RCALL_NODE_HEARTBEAT_MS]
-    #[arg(long, hide = true)]
-    pub node_heartbeat_ms: Option<u64>,
-    /// SFU mode: group-call media through this Janus, the base URL of its HTTP API, e.g.
-    /// http://127.0.0.1:8088/janus (without it group calls are a peer-to-peer mesh)
-    /// [env: RCALL_JANUS]
-    #[arg(long, value_name = "URL")]
-    pub janus: Option<String>,
-    /// `api_secret` of janus.jcfg (required with --janus outside --dev)
-    /// [env: RCALL_JANUS_API_SECRET]
-    #[arg(long, value_name = "SECRET")]
-    pub janus_api_secret: Option<String>,
-    /// `admin_key` of janus.plugin.videoroom.jcfg (required with --janus outside --dev)
-    /// [env: RCALL_JANUS_ADMIN_KEY]
-    #[arg(long, value_name = "KEY")]
-    pub janus_admin_key: Option<String>,
-}
+impl Setting {
+    fn flag(&self) -> String {
+        self.flag
+            .map_or_else(|| self.key.replace('_', "-"), str::to_owned)
+    }
 
-fn parse_env<T: std::str::FromStr>(
-    env: &dyn Fn(&str) -> Option<String>,
-    name: &str,
-) -> Result<Option<T>, ConfigError> {
-    match env(name).filter(|v| !v.is_empty()) {
-        None => Ok(None),
-        Some(v) => v
-            .trim()
-            .parse()
-            .map(Some)
-            .map_err(|_| ConfigError::Invalid(format!("{name}={v:?} is not valid"))),
+    fn env(&self) -> String {
+        self.env.map_or_else(
+            || format!("RCALL_{}", self.key.to_ascii_uppercase()),
+            str::to_owned,
+        )
+    }
+
+    fn arg(&self, defaults: &Config) -> clap::Arg {
+        let mut help = format!("{} [env: {}]", self.help, self.env());
+        if let Some(d) = (self.show)(defaults) {
+            help.push_str(&format!(" [default: {d}]"));
+        }
+        let arg = clap::Arg::new(self.key)
+            .long(self.flag())
+            .help(help)
+            .hide(self.hidden);
+        match self.shape {
+            Shape::Value => arg.value_name(self.key.to_ascii_uppercase()),
+            Shape::List => arg
+                .value_name("URL")
+                .action(clap::ArgAction::Append)
+                .value_delimiter(','),
+            Shape::Switch { .. } => arg.action(clap::ArgAction::SetTrue),
+        }
+    }
+
+    /// The flag's value, if given (an empty one is not).
+    fn flag_value(&self, m: &clap::ArgMatches) -> Option<Raw> {
+        match self.shape {
+            Shape::Value => m
+                .get_one::<String>(self.key)
+                .filter(|s| !s.is_empty())
+                .map(|s| Raw::One(s.clone())),
+            Shape::List => Some(
+                m.get_many::<String>(self.key)?
+                    .filter(|s| !s.is_empty())
+                    .cloned()
+                    .collect::<Vec<_>>(),
+            )
+            .filter(|v| !v.is_empty())
+            .map(Raw::Many),
+            Shape::Switch { negated } => m.get_flag(self.key).then_some(Raw::Switch(!negated)),
+        }
+    }
+
+    /// The variable's value, if set and not empty.
+    fn env_value(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<Option<Raw>, String> {
+        let Some(v) = env(&self.env()).map(|v| v.trim().to_owned()) else {
+            return Ok(None);
+        };
+        if v.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(match self.shape {
+            Shape::Value => Raw::One(v),
+            Shape::List => Raw::Many(
+                v.split(',')
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect(),
+            ),
+            Shape::Switch { negated } => match v.to_ascii_lowercase().as_str() {
+                "0" | "false" | "no" | "off" => Raw::Switch(negated),
+                "1" | "true" | "yes" | "on" => Raw::Switch(!negated),
+                _ => return Err("not a boolean (true/false, 1/0, yes/no, on/off)".into()),
+            },
+        }))
+    }
+
+    /// The config file's value: strings, numbers and booleans read as their text, so each
+    /// layer parses alike; a list must be an array of strings.
+    fn file_value(&self, v: toml::Value) -> Result<Option<Raw>, String> {
+        use toml::Value as V;
+        let raw = match (self.shape, v) {
+            (Shape::Switch { .. }, V::Boolean(b)) => Raw::Switch(b),
+            (Shape::Switch { .. }, _) => return Err("expected true or false".into()),
+            (Shape::List, V::Array(items)) => Raw::Many(
+                items
+                    .into_iter()
+                    .map(|i| match i {
+                        V::String(s) => Ok(s),
+                        _ => Err("expected an array of strings".to_owned()),
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+            (Shape::List, _) => return Err("expected an array of strings".into()),
+            (Shape::Value, V::String(s)) if s.is_empty() => return Ok(None),
+            (Shape::Value, V::String(s)) => Raw::One(s),
+            (Shape::Value, V::Integer(n)) => Raw::One(n.to_string()),
+            (Shape::Value, V::Float(n)) => Raw::One(n.to_string()),
+            (Shape::Value, V::Boolean(b)) => Raw::One(b.to_string()),
+            (Shape::Value, _) => return Err("expected a string or a number".into()),
+        };
+        Ok(Some(raw))
     }
 }
 
-fn env_bool(env: &dyn Fn(&str) -> Option<String>, name: &str) -> Result<bool, ConfigError> {
-    match env(name).map(|v| v.trim().to_ascii_lowercase()) {
-        None => Ok(false),
-        Some(v) => match v.as_str() {
-            "" | "0" | "false" | "no" | "off" => Ok(false),
-            "1" | "true" | "yes" | "on" => Ok(true),
-            _ => Err(ConfigError::Invalid(format!(
-                "{name}={v:?} is not a boolean"
-            ))),
-        },
-    }
+/// A row of [`SETTINGS`]: `key => how, "help"`, where `how` says how the value reaches the
+/// `Config` field of that name (`field`: as is; `secs`/`ms`: a `Duration`; `path`; `text`: an
+/// optional string; `list`) and `hidden` marks test-only knobs.
+macro_rules! setting {
+    (@row $key:literal, $shape:expr, $hidden:expr, $help:literal, $show:expr, $apply:expr) => {
+        Setting {
+            key: $key,
+            flag: None,
+            env: None,
+            shape: $shape,
+            hidden: $hidden,
+            help: $help,
+            show: $show,
+            apply: $apply,
+        }
+    };
+    ($key:literal => field $f:ident, $help:literal) => {
+        setting!(@row $key, Shape::Value, false, $help, |c| Some(c.$f.to_string()),
+            |c, r| { c.$f = r.value()?; Ok(()) })
+    };
+    ($key:literal => secs $f:ident, $help:literal) => {
+        setting!(@row $key, Shape::Value, false, $help, |c| Some(c.$f.as_secs().to_string()),
+            |c, r| { c.$f = Duration::from_secs(r.value()?); Ok(()) })
+    };
+    ($key:literal => ms $f:ident, hidden, $help:literal) => {
+        Setting { hidden: true, ..setting!($key => ms $f, $help) }
+    };
+    ($key:literal => ms $f:ident, $help:literal) => {
+        setting!(@row $key, Shape::Value, false, $help, |c| Some(c.$f.as_millis().to_string()),
+            |c, r| { c.$f = Duration::from_millis(r.value()?); Ok(()) })
+    };
+    ($key:literal => path $f:ident, $help:literal) => {
+        setting!(@row $key, Shape::Value, false, $help, |c| Some(c.$f.display().to_string()),
+            |c, r| { c.$f = r.value()?; Ok(()) })
+    };
+    ($key:literal => text $f:ident, $help:literal) => {
+        setting!(@row $key, Shape::Value, false, $help, |_| None, |c, r| { c.$f = Some(r.value()?); Ok(()) })
+    };
+    ($key:literal => list $f:ident, flag $flag:literal, $help:literal) => {
+        Setting {
+            flag: Some($flag),
+            ..setting!(@row $key, Shape::List, false, $help, |_| None, |c, r| { c.$f = r.list(); Ok(()) })
+        }
+    };
 }
 
-fn env_list(env: &dyn Fn(&str) -> Option<String>, name: &str) -> Option<Vec<String>> {
-    env(name).filter(|v| !v.trim().is_empty()).map(|v| {
-        v.split(',')
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty())
-            .collect()
+/// Every setting of the binary, in `--help` order. Rows apply in this order, so `janus` comes
+/// before the secrets that belong to it.
+static SETTINGS: &[Setting] = &[
+    setting!("listen" => field listen, "Address to listen on"),
+    setting!(@row "app_key", Shape::Value, false,
+        "App key clients use (required unless --dev)",
+        |_| None, |c, r| { c.app_key = r.value()?; Ok(()) }),
+    setting!(@row "app_secret", Shape::Value, false,
+        "App secret that signs tokens and Server API calls (required unless --dev)",
+        |_| None, |c, r| { c.app_secret = r.value()?; Ok(()) }),
+    setting!("db" => path db_path, "Path of the SQLite database file, created if missing"),
+    setting!(@row "dev", Shape::Switch { negated: false }, false,
+        "Development mode: default app key/secret (rcall-dev-app / rcall-dev-secret) and the \
+         unauthenticated GET /dev/token?userId=… route. Never use in production",
+        |_| None, |c, r| { c.dev = r.switch(); Ok(()) }),
+    setting!("sdk_dir" => path sdk_dir, "Directory served at /sdk/ (the built browser SDK)"),
+    setting!("web_dir" => path web_dir, "Directory served at / (demo web pages)"),
+    setting!("token_ttl_secs" => secs token_ttl, "Validity of issued tokens, seconds"),
+    setting!("auth_timeout_ms" => ms auth_timeout,
+        "Time a new connection has to send Authenticate, ms"),
+    setting!("max_frame_bytes" => field max_frame_bytes, "Largest accepted WebSocket frame, bytes"),
+    setting!("pre_auth_frame_bytes" => field pre_auth_frame_bytes,
+        "Largest WebSocket frame before Authenticate succeeded, bytes"),
+    setting!("api_timestamp_window_secs" => secs api_timestamp_window,
+        "Server API timestamp window (stale requests and replayed nonces), seconds"),
+    setting!("rate_limit_per_sec" => field rate_limit_per_sec,
+        "Frames per second one connection may send, sustained"),
+    setting!("rate_limit_burst" => field rate_limit_burst,
+        "Burst of frames one connection may send"),
+    setting!("max_connections_per_app" => field max_connections_per_app,
+        "Authenticated connections per app"),
+    setting!("offline_ttl_secs" => secs offline_ttl,
+        "How long messages for offline users are kept, seconds"),
+    setting!("offline_max_per_user" => field offline_max_per_user,
+        "Most stored messages per offline user"),
+    setting!("resume_window_secs" => secs resume_window,
+        "How long routed messages stay in memory for resuming devices, seconds"),
+    setting!("resume_window_messages" => field resume_window_messages,
+        "Most routed messages kept in memory per user for resuming devices"),
+    setting!("turn_urls" => list turn_urls, flag "turn-url",
+        "TURN URL handed to clients; repeat or comma-separate for several"),
+    setting!("turn_secret" => text turn_secret,
+        "Secret shared with the TURN server (coturn static-auth-secret)"),
+    setting!("turn_ttl_secs" => secs turn_ttl, "Validity of TURN credentials, seconds"),
+    setting!("stun_urls" => list stun_urls, flag "stun-url",
+        "STUN URL handed to clients; repeat or comma-separate"),
+    Setting {
+        flag: Some("no-metrics"),
+        env: Some("RCALL_NO_METRICS"),
+        ..setting!(@row "metrics", Shape::Switch { negated: true }, false,
+            "Do not serve GET /metrics (config file: metrics = false)",
+            |_| None, |c, r| { c.metrics = r.switch(); Ok(()) })
+    },
+    setting!("metrics_token" => text metrics_token,
+        "Require `Authorization: Bearer <token>` on GET /metrics"),
+    setting!("shutdown_timeout_secs" => secs shutdown_timeout,
+        "Seconds open connections get to flush on shutdown"),
+    setting!(@row "log_format", Shape::Value, false,
+        "Log format: text or json; the level comes from RUST_LOG (default info)",
+        |c| Some(c.log_format.to_string()), |c, r| { c.log_format = r.value()?; Ok(()) }),
+    setting!("header_read_timeout_secs" => secs header_read_timeout,
+        "Seconds to send a complete HTTP request head; also the keep-alive idle timeout"),
+    setting!("max_unauthenticated" => field max_unauthenticated,
+        "Connections not authenticated yet, server-wide"),
+    setting!("max_unauthenticated_per_ip" => field max_unauthenticated_per_ip,
+        "Connections not authenticated yet per source IP"),
+    setting!("max_connections_per_user" => field max_connections_per_user,
+        "Authenticated connections per user (all devices)"),
+    setting!("max_connections_per_device" => field max_connections_per_device,
+        "Authenticated connections per device"),
+    setting!("user_rate_per_sec" => field user_rate_per_sec,
+        "Messages per second one user may send over all its connections"),
+    setting!("user_rate_burst" => field user_rate_burst, "Burst of one user's messages"),
+    setting!("replay_page_messages" => field replay_page_messages,
+        "Stored messages replayed to a connecting device per page"),
+    setting!("offline_quota_per_sender" => field offline_quota_per_sender,
+        "Messages one sender may get stored for offline users per quota window"),
+    setting!("offline_quota_window_secs" => secs offline_quota_window,
+        "Window of the per-sender offline quota, seconds"),
+    setting!("offline_max_bytes" => field offline_max_bytes,
+        "Payload bytes of all stored offline messages"),
+    setting!("store_queue_max" => field store_queue_max,
+        "Database writes waiting at most (messages needing a stored copy are refused past it)"),
+    setting!("push_webhook_url" => text push_webhook_url,
+        "The primary app's offline push webhook (http:// URL; invites for users with no online \
+         device are POSTed there, signed like RongCloud callbacks)"),
+    setting!("push_queue_max" => field push_queue_max, "Offline pushes queued or retrying at most"),
+    setting!("push_max_attempts" => field push_max_attempts, "Attempts per offline push"),
+    setting!("push_retry_base_ms" => ms push_retry_base,
+        "First pause between push attempts, ms, doubling"),
+    setting!("push_timeout_ms" => ms push_timeout, "Time one push webhook request may take, ms"),
+    setting!("ping_interval_ms" => ms ping_interval, hidden,
+        "Ping a connection silent this long, ms (tests)"),
+    setting!("dead_after_ms" => ms dead_after, hidden,
+        "Close a connection silent this long, ms (tests)"),
+    setting!("left_grace_ms" => ms left_grace, hidden,
+        "Hang up for a call member whose connections closed cleanly after this long, ms (tests: \
+         a long one tells a client's own hangup from the server's)"),
+    setting!(@row "redis", Shape::Value, false,
+    "Cluster mode: the Redis shared by several nodes, redis://host:port/db or \
+     unix:///path/to/redis.sock",
+    |_| None, |c, r| {
+        let url: String = r.value()?;
+        c.redis = Some(crate::cluster::RedisUrl::parse(&url).map_err(|e| e.to_string())?);
+        Ok(())
+    }),
+    setting!("node_heartbeat_ms" => ms node_heartbeat, hidden,
+        "Cluster mode: beat period, ms; a node silent for 3 periods is dead (tests)"),
+    setting!(@row "janus", Shape::Value, false,
+        "SFU mode: group-call media through this Janus, the base URL of its HTTP API, e.g. \
+         http://127.0.0.1:8088/janus (without it group calls are a peer-to-peer mesh)",
+        |_| None, |c, r| { c.janus = Some(crate::sfu::JanusSettings::new(r.value::<String>()?)); Ok(()) }),
+    setting!(@row "janus_api_secret", Shape::Value, false,
+        "`api_secret` of janus.jcfg (required with --janus outside --dev)",
+        |_| None, |c, r| { janus_part(c)?.api_secret = Some(r.value()?); Ok(()) }),
+    setting!(@row "janus_admin_key", Shape::Value, false,
+        "`admin_key` of janus.plugin.videoroom.jcfg (required with --janus outside --dev)",
+        |_| None, |c, r| { janus_part(c)?.admin_key = Some(r.value()?); Ok(()) }),
+];
+
+/// The Janus settings a secret belongs to: a secret without a URL is a mistake, not a no-op.
+fn janus_part(c: &mut Config) -> Result<&mut crate::sfu::JanusSettings, String> {
+    c.janus.as_mut().ok_or_else(|| {
+        "set but no Janus URL: add --janus URL (RCALL_JANUS, or `janus` in the config file) to \
+         turn SFU mode on"
+            .to_owned()
     })
 }
 
-fn parse_log_format(s: &str) -> Result<LogFormat, ConfigError> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "text" => Ok(LogFormat::Text),
-        "json" => Ok(LogFormat::Json),
-        other => Err(ConfigError::Invalid(format!(
-            "log format {other:?}: expected text or json"
-        ))),
-    }
+/// `--config FILE` / `RCALL_CONFIG`: where the file layer comes from.
+const CONFIG_FILE_HELP: &str =
+    "TOML config file: the keys are the flags' names with `_` (e.g. app_key, token_ttl_secs), \
+     plus [[apps]] tables (key, secret, push_webhook_url) for more apps [env: RCALL_CONFIG]";
+
+/// The binary's command line: every [`SETTINGS`] row as a flag, plus `--config`. Parsing only
+/// collects what was given; [`Cli::into_config`] layers it over the environment and the file.
+#[derive(Debug, Clone)]
+pub struct Cli {
+    matches: clap::ArgMatches,
 }
 
 impl Cli {
+    /// The command line's definition (`--help` lists each setting's variable and default).
+    pub fn command() -> clap::Command {
+        let defaults = Config::new("", "");
+        clap::Command::new("rcall-server")
+            .version(env!("CARGO_PKG_VERSION"))
+            .about(
+                "rcall's self-hosted signalling server: WebSocket signalling for the rcall SDK, \
+                 a RongCloud-compatible Server API, TURN credentials, Prometheus metrics, and \
+                 static hosting of the SDK and demo pages.\n\nEvery option can also come from \
+                 an environment variable (shown as [env: …]) or from the TOML file given by \
+                 --config; a flag beats the environment, which beats the file.",
+            )
+            .arg(
+                clap::Arg::new("config")
+                    .long("config")
+                    .value_name("FILE")
+                    .help(CONFIG_FILE_HELP),
+            )
+            .args(SETTINGS.iter().map(|s| s.arg(&defaults)))
+    }
+
+    /// Parses the process's arguments; on a usage error (or `--help`) prints and exits.
+    pub fn parse() -> Self {
+        Cli {
+            matches: Self::command().get_matches(),
+        }
+    }
+
+    /// Parses `args` (the first is the program name).
+    pub fn try_parse_from<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        Ok(Cli {
+            matches: Self::command().try_get_matches_from(args)?,
+        })
+    }
+
     /// Builds the config from the flags, the process environment and the config file.
     pub fn into_config(self) -> Result<Config, ConfigError> {
         self.into_config_with_env(&|name| std::env::var(name).ok())
     }
 
-    /// Builds the config with `env` as the environment (tests pass a map, never the real one).
-    /// In dev mode missing credentials fall back to the well-known dev pair; otherwise they are
-    /// an error.
+    /// Builds the config with `env` as the environment (tests pass a map, never the real one):
+    /// each setting from its flag, else its variable, else the file, else [`Config::new`]'s
+    /// default. An empty value counts as not given. In dev mode missing credentials fall back
+    /// to the well-known dev pair; otherwise they are an error.
     pub fn into_config_with_env(
         self,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
         let file_path = self
-            .config
-            .clone()
-            .or_else(|| parse_env(env, "RCALL_CONFIG").ok().flatten());
-        let file = match &file_path {
-            Some(p) => FileConfig::load(p)?,
-            None => FileConfig::default(),
+            .matches
+            .get_one::<String>("config")
+            .cloned()
+            .or_else(|| env("RCALL_CONFIG"))
+            .filter(|p| !p.trim().is_empty())
+            .map(PathBuf::from);
+        let (mut file, apps) = match &file_path {
+            Some(p) => load_file(p)?,
+            None => Default::default(),
         };
-        let secs = Duration::from_secs;
-
-        // flag > env > file, per option.
-        macro_rules! layer {
-            ($flag:expr, $env:literal, $file:expr) => {
-                match $flag {
-                    Some(v) => Some(v),
-                    None => match parse_env(env, $env)? {
-                        Some(v) => Some(v),
-                        None => $file,
-                    },
-                }
+        let mut c = Config::new("", "");
+        c.extra_apps = apps;
+        for s in SETTINGS {
+            let names = format!("--{} / {}", s.flag(), s.env());
+            let invalid = |e: String| ConfigError::Invalid(format!("{names}: {e}"));
+            let raw = match s.flag_value(&self.matches) {
+                Some(r) => Some(r),
+                None => s.env_value(env).map_err(invalid)?,
             };
-        }
-        let non_empty = |v: Option<String>| v.filter(|s| !s.is_empty());
-        let app_key = non_empty(layer!(
-            non_empty(self.app_key),
-            "RCALL_APP_KEY",
-            file.app_key.clone()
-        ));
-        let app_secret = non_empty(layer!(
-            non_empty(self.app_secret),
-            "RCALL_APP_SECRET",
-            file.app_secret.clone()
-        ));
-        let dev = self.dev || env_bool(env, "RCALL_DEV")? || file.dev.unwrap_or(false);
-        let (app_key, app_secret) = match (app_key, app_secret) {
-            (Some(k), Some(s)) => (k, s),
-            (k, s) if dev => (
-                k.unwrap_or_else(|| DEV_APP_KEY.to_owned()),
-                s.unwrap_or_else(|| DEV_APP_SECRET.to_owned()),
-            ),
-            (None, _) => return Err(ConfigError::MissingAppKey),
-            (_, None) => return Err(ConfigError::MissingAppSecret),
-        };
-
-        let mut c = Config::new(app_key, app_secret);
-        c.dev = dev;
-        c.extra_apps = file.apps;
-        if let Some(v) = layer!(self.listen, "RCALL_LISTEN", file.listen) {
-            c.listen = v;
-        }
-        if let Some(v) = layer!(self.db, "RCALL_DB", file.db) {
-            c.db_path = v;
-        }
-        if let Some(v) = layer!(self.sdk_dir, "RCALL_SDK_DIR", file.sdk_dir) {
-            c.sdk_dir = v;
-        }
-        if let Some(v) = layer!(self.web_dir, "RCALL_WEB_DIR", file.web_dir) {
-            c.web_dir = v;
-        }
-        if let Some(v) = layer!(
-            self.token_ttl_secs,
-            "RCALL_TOKEN_TTL_SECS",
-            file.token_ttl_secs
-        ) {
-            c.token_ttl = secs(v);
-        }
-        if let Some(v) = file.auth_timeout_ms {
-            c.auth_timeout = Duration::from_millis(v);
-        }
-        if let Some(v) = layer!(
-            self.max_frame_bytes,
-            "RCALL_MAX_FRAME_BYTES",
-            file.max_frame_bytes
-        ) {
-            c.max_frame_bytes = v;
-        }
-        if let Some(v) = layer!(
-            self.api_timestamp_window_secs,
-            "RCALL_API_TIMESTAMP_WINDOW_SECS",
-            file.api_timestamp_window_secs
-        ) {
-            c.api_timestamp_window = secs(v);
-        }
-        if let Some(v) = layer!(
-            self.rate_limit_per_sec,
-            "RCALL_RATE_LIMIT_PER_SEC",
-            file.rate_limit_per_sec
-        ) {
-            c.rate_limit_per_sec = v;
-        }
-        if let Some(v) = layer!(
-            self.rate_limit_burst,
-            "RCALL_RATE_LIMIT_BURST",
-            file.rate_limit_burst
-        ) {
-            c.rate_limit_burst = v;
-        }
-        if let Some(v) = layer!(
-            self.max_connections_per_app,
-            "RCALL_MAX_CONNECTIONS_PER_APP",
-            file.max_connections_per_app
-        ) {
-            c.max_connections_per_app = v;
-        }
-        if let Some(v) = layer!(
-            self.offline_ttl_secs,
-            "RCALL_OFFLINE_TTL_SECS",
-            file.offline_ttl_secs
-        ) {
-            c.offline_ttl = secs(v);
-        }
-        if let Some(v) = layer!(
-            self.offline_max_per_user,
-            "RCALL_OFFLINE_MAX_PER_USER",
-            file.offline_max_per_user
-        ) {
-            c.offline_max_per_user = v;
-        }
-        if let Some(v) = layer!(
-            self.resume_window_secs,
-            "RCALL_RESUME_WINDOW_SECS",
-            file.resume_window_secs
-        ) {
-            c.resume_window = secs(v);
-        }
-        if let Some(v) = file.resume_window_messages {
-            c.resume_window_messages = v;
-        }
-        let flag_list = |v: Vec<String>| (!v.is_empty()).then_some(v);
-        if let Some(v) = flag_list(self.turn_urls)
-            .or_else(|| env_list(env, "RCALL_TURN_URLS"))
-            .or(file.turn_urls)
-        {
-            c.turn_urls = v;
-        }
-        c.turn_secret = non_empty(layer!(
-            non_empty(self.turn_secret),
-            "RCALL_TURN_SECRET",
-            file.turn_secret
-        ));
-        if let Some(v) = layer!(
-            self.turn_ttl_secs,
-            "RCALL_TURN_TTL_SECS",
-            file.turn_ttl_secs
-        ) {
-            c.turn_ttl = secs(v);
-        }
-        if let Some(v) = flag_list(self.stun_urls)
-            .or_else(|| env_list(env, "RCALL_STUN_URLS"))
-            .or(file.stun_urls)
-        {
-            c.stun_urls = v;
-        }
-        c.metrics = !(self.no_metrics || env_bool(env, "RCALL_NO_METRICS")?)
-            && file.metrics.unwrap_or(true);
-        c.metrics_token = non_empty(layer!(
-            non_empty(self.metrics_token),
-            "RCALL_METRICS_TOKEN",
-            file.metrics_token
-        ));
-        if let Some(v) = layer!(
-            self.shutdown_timeout_secs,
-            "RCALL_SHUTDOWN_TIMEOUT_SECS",
-            file.shutdown_timeout_secs
-        ) {
-            c.shutdown_timeout = secs(v);
-        }
-        if let Some(v) = layer!(
-            self.header_read_timeout_secs,
-            "RCALL_HEADER_READ_TIMEOUT_SECS",
-            file.header_read_timeout_secs
-        ) {
-            c.header_read_timeout = secs(v);
-        }
-        if let Some(v) = layer!(
-            self.max_unauthenticated,
-            "RCALL_MAX_UNAUTHENTICATED",
-            file.max_unauthenticated
-        ) {
-            c.max_unauthenticated = v;
-        }
-        if let Some(v) = layer!(
-            self.max_unauthenticated_per_ip,
-            "RCALL_MAX_UNAUTHENTICATED_PER_IP",
-            file.max_unauthenticated_per_ip
-        ) {
-            c.max_unauthenticated_per_ip = v;
-        }
-        if let Some(v) = file.pre_auth_frame_bytes {
-            c.pre_auth_frame_bytes = v;
-        }
-        if let Some(v) = layer!(
-            self.max_connections_per_user,
-            "RCALL_MAX_CONNECTIONS_PER_USER",
-            file.max_connections_per_user
-        ) {
-            c.max_connections_per_user = v;
-        }
-        if let Some(v) = layer!(
-            self.max_connections_per_device,
-            "RCALL_MAX_CONNECTIONS_PER_DEVICE",
-            file.max_connections_per_device
-        ) {
-            c.max_connections_per_device = v;
-        }
-        if let Some(v) = layer!(
-            self.user_rate_per_sec,
-            "RCALL_USER_RATE_PER_SEC",
-            file.user_rate_per_sec
-        ) {
-            c.user_rate_per_sec = v;
-        }
-        if let Some(v) = layer!(
-            self.user_rate_burst,
-            "RCALL_USER_RATE_BURST",
-            file.user_rate_burst
-        ) {
-            c.user_rate_burst = v;
-        }
-        if let Some(v) = file.replay_page_messages {
-            c.replay_page_messages = v;
-        }
-        if let Some(v) = layer!(
-            self.offline_quota_per_sender,
-            "RCALL_OFFLINE_QUOTA_PER_SENDER",
-            file.offline_quota_per_sender
-        ) {
-            c.offline_quota_per_sender = v;
-        }
-        if let Some(v) = file.offline_quota_window_secs {
-            c.offline_quota_window = secs(v);
-        }
-        if let Some(v) = layer!(
-            self.offline_max_bytes,
-            "RCALL_OFFLINE_MAX_BYTES",
-            file.offline_max_bytes
-        ) {
-            c.offline_max_bytes = v;
-        }
-        if let Some(v) = file.store_queue_max {
-            c.store_queue_max = v;
-        }
-        c.push_webhook_url = non_empty(layer!(
-            non_empty(self.push_webhook_url),
-            "RCALL_PUSH_WEBHOOK_URL",
-            file.push_webhook_url
-        ));
-        if let Some(v) = layer!(
-            self.push_queue_max,
-            "RCALL_PUSH_QUEUE_MAX",
-            file.push_queue_max
-        ) {
-            c.push_queue_max = v;
-        }
-        if let Some(v) = layer!(
-            self.push_max_attempts,
-            "RCALL_PUSH_MAX_ATTEMPTS",
-            file.push_max_attempts
-        ) {
-            c.push_max_attempts = v;
-        }
-        if let Some(v) = layer!(
-            self.push_retry_base_ms,
-            "RCALL_PUSH_RETRY_BASE_MS",
-            file.push_retry_base_ms
-        ) {
-            c.push_retry_base = Duration::from_millis(v);
-        }
-        if let Some(v) = file.push_timeout_ms {
-            c.push_timeout = Duration::from_millis(v);
-        }
-        if let Some(v) = layer!(
-            self.ping_interval_ms,
-            "RCALL_PING_INTERVAL_MS",
-            file.ping_interval_ms
-        ) {
-            c.ping_interval = Duration::from_millis(v);
-        }
-        if let Some(v) = layer!(
-            self.dead_after_ms,
-            "RCALL_DEAD_AFTER_MS",
-            file.dead_after_ms
-        ) {
-            c.dead_after = Duration::from_millis(v);
-        }
-        if let Some(v) = layer!(self.left_grace_ms, "RCALL_LEFT_GRACE_MS", None) {
-            c.left_grace = Duration::from_millis(v);
-        }
-        if let Some(v) = layer!(self.log_format, "RCALL_LOG_FORMAT", file.log_format) {
-            c.log_format = parse_log_format(&v)?;
-        }
-        if let Some(v) = non_empty(layer!(non_empty(self.redis), "RCALL_REDIS", file.redis)) {
-            let url = crate::cluster::RedisUrl::parse(&v)
-                .map_err(|e| ConfigError::Invalid(format!("--redis / RCALL_REDIS: {e}")))?;
-            c.redis = Some(url);
-        }
-        if let Some(v) = layer!(
-            self.node_heartbeat_ms,
-            "RCALL_NODE_HEARTBEAT_MS",
-            file.node_heartbeat_ms
-        ) {
-            c.node_heartbeat = Duration::from_millis(v);
-        }
-        let janus_secret = non_empty(layer!(
-            non_empty(self.janus_api_secret),
-            "RCALL_JANUS_API_SECRET",
-            file.janus_api_secret
-        ));
-        let janus_key = non_empty(layer!(
-            non_empty(self.janus_admin_key),
-            "RCALL_JANUS_ADMIN_KEY",
-            file.janus_admin_key
-        ));
-        match non_empty(layer!(non_empty(self.janus), "RCALL_JANUS", file.janus)) {
-            Some(url) => {
-                let mut j = crate::sfu::JanusSettings::new(url);
-                j.api_secret = janus_secret;
-                j.admin_key = janus_key;
-                c.janus = Some(j);
+            let (raw, in_file) = match (raw, file.remove(s.key)) {
+                (Some(r), _) => (Some(r), false),
+                (None, Some(v)) => (
+                    s.file_value(v)
+                        .map_err(|e| file_error(&file_path, s.key, e))?,
+                    true,
+                ),
+                (None, None) => (None, false),
+            };
+            if let Some(raw) = raw {
+                (s.apply)(&mut c, raw).map_err(|e| match in_file {
+                    true => file_error(&file_path, s.key, e),
+                    false => invalid(e),
+                })?;
             }
-            None if janus_secret.is_some() || janus_key.is_some() => {
-                return Err(ConfigError::Invalid(
-                    "a Janus API secret or admin key is set but no Janus URL: add --janus URL \
-                     (RCALL_JANUS, or `janus` in the config file) to turn SFU mode on"
-                        .into(),
-                ));
+        }
+        if let Some(key) = file.keys().next() {
+            return Err(file_error(
+                &file_path,
+                key,
+                "unknown key (the keys are the flags' names with `_`; see --help)".into(),
+            ));
+        }
+        if c.dev {
+            if c.app_key.is_empty() {
+                c.app_key = DEV_APP_KEY.to_owned();
             }
-            None => {}
+            if c.app_secret.is_empty() {
+                c.app_secret = DEV_APP_SECRET.to_owned();
+            }
         }
         c.validate()?;
         Ok(c)
     }
 }
 
+fn file_error(path: &Option<PathBuf>, key: &str, message: String) -> ConfigError {
+    ConfigError::File {
+        path: path.clone().unwrap_or_default(),
+        message: format!("`{key}`: {message}"),
+    }
+}
+
+/// The config file as its keys, and its `[[apps]]`.
+fn load_file(path: &Path) -> Result<(toml::Table, Vec<AppCredentials>), ConfigError> {
+    let error = |message: String| ConfigError::File {
+        path: path.to_owned(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
+    let mut table: toml::Table = toml::from_str(&text).map_err(|e| error(e.to_string()))?;
+    let apps = match table.remove("apps") {
+        Some(v) => v.try_into().map_err(|e| error(format!("`apps`: {e}")))?,
+        None => Vec::new(),
+    };
+    Ok((table, apps))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
+
     use std::collections::HashMap;
 
     fn parse(args: &[&str]) -> Cli {
@@ -1593,5 +1454,212 @@ secret = "second-secret-0123456789"
         let s = format!("{c:?}");
         assert!(!s.contains("super-secret-value") && !s.contains("turn-secret-value"));
         assert!(!s.contains("another-secret"));
+    }
+
+    /// The names every flag, variable and file key had before the settings were declared in
+    /// one table: each must still be a setting (README and docs list them).
+    #[test]
+    fn every_earlier_flag_variable_and_file_key_is_still_a_setting() {
+        let keys = "listen app_key app_secret db dev sdk_dir web_dir token_ttl_secs \
+            auth_timeout_ms max_frame_bytes api_timestamp_window_secs rate_limit_per_sec \
+            rate_limit_burst max_connections_per_app offline_ttl_secs offline_max_per_user \
+            resume_window_secs resume_window_messages turn_urls turn_secret turn_ttl_secs \
+            stun_urls metrics metrics_token shutdown_timeout_secs log_format \
+            header_read_timeout_secs max_unauthenticated max_unauthenticated_per_ip \
+            pre_auth_frame_bytes max_connections_per_user max_connections_per_device \
+            user_rate_per_sec user_rate_burst replay_page_messages offline_quota_per_sender \
+            offline_quota_window_secs offline_max_bytes store_queue_max push_webhook_url \
+            push_queue_max push_max_attempts push_retry_base_ms push_timeout_ms ping_interval_ms \
+            dead_after_ms redis node_heartbeat_ms janus janus_api_secret janus_admin_key";
+        let flags = "listen app-key app-secret db dev sdk-dir web-dir token-ttl-secs \
+            max-frame-bytes api-timestamp-window-secs rate-limit-per-sec rate-limit-burst \
+            max-connections-per-app offline-ttl-secs offline-max-per-user resume-window-secs \
+            turn-url turn-secret turn-ttl-secs stun-url no-metrics metrics-token \
+            shutdown-timeout-secs log-format header-read-timeout-secs max-unauthenticated \
+            max-unauthenticated-per-ip max-connections-per-user max-connections-per-device \
+            user-rate-per-sec user-rate-burst offline-quota-per-sender offline-max-bytes \
+            push-webhook-url push-queue-max push-max-attempts push-retry-base-ms \
+            ping-interval-ms dead-after-ms left-grace-ms redis node-heartbeat-ms janus \
+            janus-api-secret janus-admin-key";
+        let envs: Vec<String> = SETTINGS.iter().map(Setting::env).collect();
+        for key in keys.split_whitespace() {
+            assert!(SETTINGS.iter().any(|s| s.key == key), "file key {key}");
+        }
+        for flag in flags.split_whitespace() {
+            assert!(SETTINGS.iter().any(|s| s.flag() == flag), "--{flag}");
+        }
+        let vars = "API_TIMESTAMP_WINDOW_SECS APP_KEY APP_SECRET DB DEAD_AFTER_MS DEV \
+            HEADER_READ_TIMEOUT_SECS JANUS JANUS_ADMIN_KEY JANUS_API_SECRET LEFT_GRACE_MS LISTEN \
+            LOG_FORMAT MAX_CONNECTIONS_PER_APP MAX_CONNECTIONS_PER_DEVICE MAX_CONNECTIONS_PER_USER \
+            MAX_FRAME_BYTES MAX_UNAUTHENTICATED MAX_UNAUTHENTICATED_PER_IP METRICS_TOKEN \
+            NODE_HEARTBEAT_MS NO_METRICS OFFLINE_MAX_BYTES OFFLINE_MAX_PER_USER \
+            OFFLINE_QUOTA_PER_SENDER OFFLINE_TTL_SECS PING_INTERVAL_MS PUSH_MAX_ATTEMPTS \
+            PUSH_QUEUE_MAX PUSH_RETRY_BASE_MS PUSH_WEBHOOK_URL RATE_LIMIT_BURST RATE_LIMIT_PER_SEC \
+            REDIS RESUME_WINDOW_SECS SDK_DIR SHUTDOWN_TIMEOUT_SECS STUN_URLS TOKEN_TTL_SECS \
+            TURN_SECRET TURN_TTL_SECS TURN_URLS USER_RATE_BURST USER_RATE_PER_SEC WEB_DIR";
+        for var in vars.split_whitespace() {
+            assert!(envs.contains(&format!("RCALL_{var}")), "RCALL_{var}");
+        }
+        let mut seen = std::collections::HashSet::new();
+        for s in SETTINGS {
+            assert!(
+                seen.insert(s.key) && seen.insert(s.env().leak()),
+                "{} twice",
+                s.key
+            );
+        }
+    }
+
+    /// Every numeric setting, one at a time, from the file, then the environment over it,
+    /// then a flag over both: `show` reads the value back from the built config.
+    #[test]
+    fn each_numeric_setting_layers_flag_over_env_over_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("one.toml");
+        let file = path.to_str().unwrap();
+        let defaults = Config::new("", "");
+        let mut checked = 0;
+        for s in SETTINGS {
+            let Some(Ok(d)) = (s.show)(&defaults).map(|d| d.parse::<u64>()) else {
+                continue;
+            };
+            let (f, e, g) = (
+                (d + 1).to_string(),
+                (d + 2).to_string(),
+                (d + 3).to_string(),
+            );
+            std::fs::write(&path, format!("{} = {f}\n", s.key)).unwrap();
+            let flag = format!("--{}", s.flag());
+            let env = [(s.env(), e.clone())];
+            let env = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+            let shown = |args: &[&str], with_env: bool| {
+                let args: Vec<&str> = ["--dev", "--config", file]
+                    .iter()
+                    .chain(args)
+                    .copied()
+                    .collect();
+                let c = if with_env {
+                    parse(&args).into_config_with_env(&env)
+                } else {
+                    build(&args)
+                };
+                (s.show)(&c.unwrap_or_else(|e| panic!("{}: {e}", s.key))).unwrap()
+            };
+            assert_eq!(shown(&[], false), f, "{} from the file", s.key);
+            assert_eq!(shown(&[], true), e, "{} from the environment", s.key);
+            assert_eq!(shown(&[&flag, &g], true), g, "{} from the flag", s.key);
+            checked += 1;
+        }
+        assert!(checked > 30, "{checked} numeric settings");
+    }
+
+    #[test]
+    fn other_shapes_layer_flag_over_env_over_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shapes.toml");
+        std::fs::write(
+            &path,
+            "db = \"file.db\"\nlog_format = \"json\"\nmetrics = false\n\
+             stun_urls = [\"stun:file\"]\nmetrics_token = \"file-token\"\n",
+        )
+        .unwrap();
+        let file = path.to_str().unwrap();
+        let c = build(&["--dev", "--config", file]).unwrap();
+        assert_eq!(c.db_path, PathBuf::from("file.db"));
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert!(!c.metrics);
+        assert_eq!(c.stun_urls, vec!["stun:file"]);
+        assert_eq!(c.metrics_token.as_deref(), Some("file-token"));
+        let env = [
+            ("RCALL_DB", "env.db"),
+            ("RCALL_LOG_FORMAT", "text"),
+            ("RCALL_NO_METRICS", "no"),
+            ("RCALL_STUN_URLS", "stun:e1,stun:e2"),
+            ("RCALL_METRICS_TOKEN", "env-token"),
+        ];
+        let c = build_env(&["--dev", "--config", file], &env).unwrap();
+        assert_eq!(c.db_path, PathBuf::from("env.db"));
+        assert_eq!(c.log_format, LogFormat::Text);
+        assert!(c.metrics, "RCALL_NO_METRICS=no beats metrics = false");
+        assert_eq!(c.stun_urls, vec!["stun:e1", "stun:e2"]);
+        assert_eq!(c.metrics_token.as_deref(), Some("env-token"));
+        let c = build_env(
+            &[
+                "--dev",
+                "--config",
+                file,
+                "--db",
+                "flag.db",
+                "--log-format",
+                "json",
+                "--no-metrics",
+                "--stun-url",
+                "stun:f1",
+                "--stun-url",
+                "stun:f2",
+                "--metrics-token",
+                "flag-token",
+            ],
+            &env,
+        )
+        .unwrap();
+        assert_eq!(c.db_path, PathBuf::from("flag.db"));
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert!(!c.metrics);
+        assert_eq!(c.stun_urls, vec!["stun:f1", "stun:f2"]);
+        assert_eq!(c.metrics_token.as_deref(), Some("flag-token"));
+        // Wrong types and values name the setting and where it came from.
+        std::fs::write(&path, "dev = true\nmetrics = \"yes\"\n").unwrap();
+        let e = build(&["--config", file]).unwrap_err();
+        assert!(
+            matches!(&e, ConfigError::File { message, .. } if message.contains("`metrics`")),
+            "{e}"
+        );
+        let e = build_env(&["--dev"], &[("RCALL_TOKEN_TTL_SECS", "soon")]).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("--token-ttl-secs / RCALL_TOKEN_TTL_SECS"),
+            "{e}"
+        );
+        let e = build(&["--dev", "--log-format", "xml"]).unwrap_err();
+        assert!(e.to_string().contains("expected text or json"), "{e}");
+    }
+
+    #[test]
+    fn help_lists_each_settings_variable_and_default() {
+        let help = Cli::command().render_long_help().to_string();
+        let defaults = Config::new("", "");
+        for s in SETTINGS.iter().filter(|s| !s.hidden) {
+            let line = help
+                .lines()
+                .skip_while(|l| {
+                    !l.contains(&format!("--{} ", s.flag()))
+                        && !l.ends_with(&format!("--{}", s.flag()))
+                })
+                .take(4)
+                .collect::<Vec<_>>()
+                .join(" ");
+            assert!(
+                line.contains(&format!("[env: {}]", s.env())),
+                "--{}:\n{help}",
+                s.flag()
+            );
+            if let Some(d) = (s.show)(&defaults) {
+                assert!(
+                    line.contains(&format!("[default: {d}]")),
+                    "--{}: {line}",
+                    s.flag()
+                );
+            }
+        }
+        for shown in [
+            "[default: 127.0.0.1:8080]",
+            "[default: 2592000]",
+            "[default: rcall.db]",
+            "[env: RCALL_CONFIG]",
+        ] {
+            assert!(help.contains(shown), "{shown}:\n{help}");
+        }
+        assert!(!help.contains("--dead-after-ms"), "test knobs stay hidden");
     }
 }

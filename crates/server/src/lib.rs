@@ -13,7 +13,7 @@
 //!   delivery with seqs and acks, resume without loss or duplicates, every device of a user
 //!   gets the user's messages, call rooms) are the sans-IO `delivery` crate; [`hub`] is its
 //!   shell here (a lock per app, the connections' [`outbox`]es, offline storage in SQLite
-//!   ([`store`]) with TTL and cap). [`cluster`]: `--redis` mode (shared policy and nonces, messages
+//!   ([`store`]) with TTL and cap). [`cluster`]: `--redis` mode (shared policy, nonces, presence and call rooms; messages
 //!   routed across nodes through per-user mailboxes; see `docs/cluster.md`). [`sfu`]: `--janus`
 //!   mode (group-call media through Janus; see `docs/sfu.md`).
 //! - Limits: frame size (a few KB before authentication), per-connection and per-user rate,
@@ -26,7 +26,7 @@
 //! - Media: TURN REST credentials and STUN URLs for clients ([`ice`]).
 //! - Offline push: invites (and hangups with a push config) for users with no online device go
 //!   to the app's push webhook, signed, queued and retried off the routing path ([`push`]).
-//! - Operations: one binary configured by file, env and flags ([`config`]); tracing logs that
+//! - Operations: one binary configured by file, env and flags, each setting declared once ([`config`]); tracing logs that
 //!   never contain tokens or secrets; `/healthz`; Prometheus `/metrics` ([`metrics`]); graceful
 //!   shutdown that drains connections; state that survives restarts.
 //!

@@ -4,7 +4,6 @@
 //! (scripts wait for that line). Logs go to stderr (`RUST_LOG`, default `info`;
 //! `--log-format json` for one JSON object per line) and never contain tokens or secrets.
 
-use clap::Parser;
 use rcall_server::config::LogFormat;
 use rcall_server::{Cli, DEV_APP_SECRET};
 use tracing_subscriber::EnvFilter;

@@ -1,5 +1,6 @@
-//! A call simulator: several engines, a model of rcall's server and fake media on one virtual
-//! clock.
+//! A call simulator: several engines (`rtc-core`), rcall's own server delivery core (`delivery`,
+//! over an in-memory store) and fake media on one virtual clock. It sits above both: the engine's
+//! flow and property tests live here (`tests/`), and nothing ships it.
 //!
 //! It lets an app developer (and our own tests) run whole CallLib flows natively, without a
 //! browser or a network: add devices, give them commands, advance time, read what each device's
