@@ -234,7 +234,7 @@ pub struct Config {
     /// Cluster mode: the Redis that nodes share routing through (`--redis`, issue 15). None:
     /// a single node (everything in this process and its SQLite file).
     pub redis: Option<crate::cluster::RedisUrl>,
-    /// Cluster mode: how often the node beats; one silent for 3 periods is dead and cleaned
+    /// Cluster mode: how often the node beats; one silent for 5 periods is dead and cleaned
     /// up after ([`crate::cluster::presence::DEFAULT_HEARTBEAT`]).
     pub node_heartbeat: Duration,
     /// SFU mode: group-call media through this Janus (`--janus`, issue 12; [`crate::sfu`]).
@@ -480,7 +480,7 @@ pub enum ConfigError {
 /// turn_secret = "…"
 /// push_webhook_url = "http://10.0.0.5:9000/rcall/push"   # offline pushes (crate::push)
 /// redis = "unix:///run/redis/redis.sock"   # cluster mode (crate::cluster); or redis://host:6379/0
-/// node_heartbeat_ms = 1000   # cluster mode: a node silent for 3 beats is dead
+/// node_heartbeat_ms = 1000   # cluster mode: a node silent for 5 beats is dead
 /// janus = "http://127.0.0.1:8088/janus"      # SFU mode for group calls (crate::sfu)
 /// janus_api_secret = "…"                     # janus.jcfg api_secret
 /// janus_admin_key = "…"                      # janus.plugin.videoroom.jcfg admin_key
@@ -718,7 +718,7 @@ pub struct Cli {
     /// routing is not yet) [env: RCALL_REDIS]
     #[arg(long, value_name = "URL")]
     pub redis: Option<String>,
-    /// Cluster mode: beat period, ms; a node silent for 3 periods is dead (tests)
+    /// Cluster mode: beat period, ms; a node silent for 5 periods is dead (tests)
     /// [env: RCALL_NODE_HEARTBEAT_MS]
     #[arg(long, hide = true)]
     pub node_heartbeat_ms: Option<u64>,
