@@ -1548,13 +1548,8 @@ fn handle_frame(
             if let Some(routing) = &state.routing {
                 // The device's cursor in Redis (where its next connection, on any node,
                 // replays from); cumulative, so acks applied out of order are harmless.
-                let (routing, key) = (routing.clone(), state.hub.app(origin.app).key.clone());
-                let (user, device) = (origin.user_id.clone(), origin.device_id.clone());
-                tokio::spawn(async move {
-                    if let Err(e) = routing.mailboxes.ack(&key, &user, &device, a.seq).await {
-                        tracing::warn!(error = %e, "cluster: ack failed");
-                    }
-                });
+                let key = state.hub.app(origin.app).key.clone();
+                routing.ack(origin.app, key, &origin.user_id, &origin.device_id, a.seq);
             }
             Reply::None
         }

@@ -54,6 +54,9 @@ pub struct Routing {
     /// The `SendResult`s of this node's connections, between the route script and its reply
     /// marker (see [`Routing::routed`]).
     replies: Mutex<Replies>,
+    /// Per device with an ack script in flight: the highest seq acked since it was sent (0:
+    /// none), sent next ([`Routing::ack`]).
+    acks: Mutex<HashMap<(AppId, Arc<str>, Arc<str>), u64>>,
 }
 
 /// A reply marker is published, not stored: one published while the subscriber was
@@ -101,6 +104,7 @@ impl Routing {
             held: Mutex::new(HashMap::new()),
             conns: Mutex::new(HashMap::new()),
             replies: Mutex::new(Replies::default()),
+            acks: Mutex::new(HashMap::new()),
         };
         Ok((Arc::new(r), rx))
     }
@@ -145,6 +149,43 @@ impl Routing {
             .map_err(|_| ClusterError::SubscriberStopped)?;
         self.presence.written(mark).await;
         Ok(())
+    }
+
+    /// `device` of `user` acked up to `seq`: its cursor in Redis moves (in the background).
+    /// Coalesced per device: while one of its ack scripts is in flight, later acks only raise
+    /// the seq sent next (acks are cumulative), so a busy Redis gets one ack per device per
+    /// round trip, not one per delivery (under a reconnect surge the ack scripts queued
+    /// behind each other made every round trip slower).
+    pub fn ack(self: &Arc<Self>, app: AppId, app_key: Arc<str>, user: &Arc<str>, device: &Arc<str>, seq: u64) {
+        let key = (app, user.clone(), device.clone());
+        {
+            let mut acks = lock(&self.acks);
+            if let Some(next) = acks.get_mut(&key) {
+                *next = (*next).max(seq);
+                return;
+            }
+            acks.insert(key.clone(), 0);
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut seq = seq;
+            loop {
+                if let Err(e) = me.mailboxes.ack(&app_key, &key.1, &key.2, seq).await {
+                    tracing::warn!(error = %e, "cluster: ack failed");
+                }
+                let mut acks = lock(&me.acks);
+                match acks.get(&key).copied() {
+                    Some(next) if next > seq => {
+                        seq = next;
+                        acks.insert(key.clone(), 0);
+                    }
+                    _ => {
+                        acks.remove(&key);
+                        return;
+                    }
+                }
+            }
+        });
     }
 
     /// Resyncs so far: read before running the route script, for [`Self::routed`].
