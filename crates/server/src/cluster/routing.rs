@@ -56,8 +56,11 @@ pub struct Routing {
     replies: Mutex<Replies>,
     /// Per device with an ack script in flight: the highest seq acked since it was sent (0:
     /// none), sent next ([`Routing::ack`]).
-    acks: Mutex<HashMap<(AppId, Arc<str>, Arc<str>), u64>>,
+    acks: Mutex<HashMap<DeviceKey, u64>>,
 }
+
+/// (app, user, device).
+type DeviceKey = (AppId, Arc<str>, Arc<str>);
 
 /// A reply marker is published, not stored: one published while the subscriber was
 /// reconnecting is lost. The connection task knows the result when the script returns, so
