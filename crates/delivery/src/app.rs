@@ -569,6 +569,12 @@ impl<C: Clone> AppCore<C> {
         self.rooms.held_by(node)
     }
 
+    /// Whether the rooms care where `device` of `user` is connected (see
+    /// [`crate::rooms::Rooms::involves`]).
+    pub fn rooms_involve(&self, user: &str, device: &str) -> bool {
+        self.rooms.involves(user, device)
+    }
+
     /// The nodes holding a connection of `device` of `user`, as the replica knows (tests).
     pub fn rooms_holders(&self, user: &str, device: &str) -> Vec<Arc<str>> {
         self.rooms.holders(user, device)

@@ -5,8 +5,8 @@
 //!
 //! What it keeps, as the scripts do: the app's last `sent_time`; per (user, device, instance)
 //! the highest accepted `client_seq` (`upto`); per user the last `seq`, the mailbox (seq →
-//! encoded `Delivered`, with the sending device on the sender's own copy) and the device
-//! cursors. Every route is one atomic step, like a script: it returns what the script returns
+//! encoded `Delivered`, with the sending device on the sender's own copy, stored only while the
+//! sender has another known device) and the device cursors. Every route is one atomic step, like a script: it returns what the script returns
 //! and the channel publishes in the script's order (each copy on its user's channel, then the
 //! sender's reply marker on the sender's channel, behind the sender's own copy).
 //!
@@ -169,13 +169,17 @@ impl ClusterModel {
                 client_seq,
             };
             let delivered = Bytes::from(delivered.encode_to_vec());
-            let mbox = self.mailboxes.entry(user.to_owned()).or_default();
-            mbox.insert(seq, ModelEntry { seq, delivered: delivered.clone(), exclude_device: exclude.map(str::to_owned) });
-            while mbox.len() > self.max_len {
-                mbox.pop_first();
-            }
-            while mbox.first_key_value().is_some_and(|(s, _)| *s < min_id) {
-                mbox.pop_first();
+            // The sender's own copy is for its other devices: stored only when it has one.
+            let store = exclude.is_none_or(|d| self.cursors.get(user).is_some_and(|c| c.keys().any(|k| k != d)));
+            if store {
+                let mbox = self.mailboxes.entry(user.to_owned()).or_default();
+                mbox.insert(seq, ModelEntry { seq, delivered: delivered.clone(), exclude_device: exclude.map(str::to_owned) });
+                while mbox.len() > self.max_len {
+                    mbox.pop_first();
+                }
+                while mbox.first_key_value().is_some_and(|(s, _)| *s < min_id) {
+                    mbox.pop_first();
+                }
             }
             published.push((user.to_owned(), ChannelEvent::Deliver { seq, skip, delivered }));
             seqs.push((user.to_owned(), seq));
@@ -290,9 +294,17 @@ mod tests {
         assert_eq!(m.read_above("b", 0, 10).iter().map(|e| e.seq).collect::<Vec<_>>(), [1_000_001]);
         // An ack past what was issued is capped (at the clock here).
         assert_eq!(m.ack(3_000_000, "b", "b2", u64::MAX).cursor, 3_000_000);
-        // The sender's copy carries its device.
+        // The sender's copy is for its other devices: "a" has none known, so nothing is kept.
+        assert_eq!(m.mailbox_len("a"), 0);
+        m.register_device("a", "a-d", 0);
+        let (_, published) = route(&mut m, 4_000_000, "a", &["b"], 3);
+        assert!(published.iter().any(|(u, e)| u == "a" && matches!(e, ChannelEvent::Deliver { .. })), "still published");
+        assert_eq!(m.mailbox_len("a"), 0, "the sending device is not another device");
+        m.register_device("a", "a-other", 0);
+        route(&mut m, 5_000_000, "a", &["b"], 4);
+        // Stored for the sibling; the copy carries the sending device.
         assert_eq!(m.read_above("a", 0, 10)[0].exclude_device.as_deref(), Some("a-d"));
         let d = Delivered::decode(&m.read_above("a", 0, 10)[0].delivered[..]).unwrap();
-        assert_eq!((d.seq, d.target_id.as_str(), d.client_seq, d.sender_instance), (1_000_000, "b", 1, 7));
+        assert_eq!((d.seq, d.target_id.as_str(), d.client_seq, d.sender_instance), (5_000_000, "b", 4, 7));
     }
 }

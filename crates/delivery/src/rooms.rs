@@ -1215,6 +1215,13 @@ impl Rooms {
         out
     }
 
+    /// Whether rooms care where `device` of `user` is connected: it is a member of a call or
+    /// has a grace running. Cluster mode announces only such devices (`Here`/`Gone`); the
+    /// presence of the others changes nothing here.
+    pub fn involves(&self, user: &str, device: &str) -> bool {
+        self.call_of(user, device).is_some() || self.graces.iter().any(|g| *g.user == *user && *g.device == *device)
+    }
+
     /// The nodes holding a connection of `device` of `user` (cluster mode; tests).
     pub fn holders(&self, user: &str, device: &str) -> Vec<Arc<str>> {
         self.presence.get(user).and_then(|d| d.get(device)).cloned().unwrap_or_default()

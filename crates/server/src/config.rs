@@ -274,7 +274,7 @@ pub struct Config {
     /// Cluster mode: the Redis that nodes share routing through (`--redis`, issue 15). None:
     /// a single node (everything in this process and its SQLite file).
     pub redis: Option<crate::cluster::RedisUrl>,
-    /// Cluster mode: how often the node beats; one silent for 3 periods is dead and cleaned
+    /// Cluster mode: how often the node beats; one silent for 5 periods is dead and cleaned
     /// up after ([`crate::cluster::presence::DEFAULT_HEARTBEAT`]).
     pub node_heartbeat: Duration,
     /// SFU mode: group-call media through this Janus (`--janus`, issue 12; [`crate::sfu`]).
@@ -826,7 +826,7 @@ static SETTINGS: &[Setting] = &[
         Ok(())
     }),
     setting!("node_heartbeat_ms" => ms node_heartbeat, hidden,
-        "Cluster mode: beat period, ms; a node silent for 3 periods is dead (tests)"),
+        "Cluster mode: beat period, ms; a node silent for 5 periods is dead (tests)"),
     setting!(@row "janus", Shape::Value, false,
         "SFU mode: group-call media through this Janus, the base URL of its HTTP API, e.g. \
          http://127.0.0.1:8088/janus (without it group calls are a peer-to-peer mesh)",

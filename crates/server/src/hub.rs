@@ -550,6 +550,12 @@ impl Hub {
         self.apps[app].lock().joined_user_info(asker, user_id)
     }
 
+    /// Whether `app`'s rooms care where `device` of `user` is connected (a call member or a
+    /// grace running: `cluster::rooms` announces only those).
+    pub fn rooms_involve(&self, app: AppId, user: &str, device: &str) -> bool {
+        self.apps[app].lock().rooms_involve(user, device)
+    }
+
     /// The nodes holding `device` of `user`, as `app`'s rooms replica knows (tests).
     pub fn core_rooms_holders(&self, app: AppId, user: &str, device: &str) -> Vec<String> {
         let core = self.apps[app].lock();

@@ -425,7 +425,16 @@ async fn drain(state: &AppState) {
     }
     // Cluster mode: the graces of this node's devices are run by another node from now on.
     if let Some(rooms) = &state.rooms {
-        if let Err(e) = rooms.leaving(&state.hub).await {
+        // (The lowest other live node runs them.)
+        let runner = match &state.routing {
+            Some(r) => r.presence.live_nodes().await.ok().and_then(|live| {
+                live.into_iter()
+                    .find(|n| n != r.presence.node_id())
+                    .map(|n| n.as_str().to_owned())
+            }),
+            None => None,
+        };
+        if let Err(e) = rooms.leaving(&state.hub, runner.as_deref()).await {
             tracing::warn!(error = %e, "cluster: handing this node's call graces over failed");
         }
     }

@@ -354,35 +354,51 @@ async fn cluster_session(
 ) -> Option<(WebSocket, Origin, Arc<Outbox>)> {
     let key = state.hub.app(app).key.clone();
     let page = state.config.replay_page_messages;
+    // Where a login's time goes, per stage (debug log, target `rcall_server::cluster::login`).
+    let t0 = std::time::Instant::now();
+    let mut stages = [std::time::Duration::ZERO; 3];
     let started = async {
         routing.hold(app, &key, &reg.user_id, reg.conn_id).await?;
+        stages[0] = t0.elapsed();
         if let Some(rooms) = &state.rooms {
             rooms
-                .hold(app, &key, &reg.user_id, &reg.device_id, reg.conn_id)
+                .hold(&state.hub, app, &key, &reg.user_id, &reg.device_id, reg.conn_id)
                 .await?;
         }
-        routing.sync_start(&key, &reg).await
+        stages[1] = t0.elapsed();
+        let s = routing.sync_open(&key, &reg, page).await;
+        stages[2] = t0.elapsed();
+        s
     }
     .await;
+    let mut pages = 0usize;
     let mut failed = None;
     let mut replayed = 0;
-    if let Ok(start) = &started {
+    let started = started.map_err(|e| failed = Some(e)).ok();
+    if let Some((start, first)) = started {
         // `seen`: the seqs up to which the user's copies are here once replayed (Redis's
         // seqs, not `reg.cursor`, a client's `resume_from` capped at this node's clock).
         let (mut cursor, mut seen) = (reg.cursor.max(start.acked), start.acked);
         let mut batch = Vec::new();
+        let mut next = Some(first);
         loop {
-            let p = match routing
-                .sync_page(
-                    &key,
-                    &reg.user_id,
-                    cursor,
-                    page,
-                    start.history_upto,
-                    reg.resume_from,
-                )
-                .await
-            {
+            pages += 1;
+            let read = match next.take() {
+                Some(p) => Ok(p),
+                None => {
+                    routing
+                        .sync_page(
+                            &key,
+                            &reg.user_id,
+                            cursor,
+                            page,
+                            start.history_upto,
+                            reg.resume_from,
+                        )
+                        .await
+                }
+            };
+            let p = match read {
                 Ok(p) => p,
                 Err(e) => {
                     failed = Some(e);
@@ -409,7 +425,7 @@ async fn cluster_session(
             if !write_replay_page(state, &mut ws, &outbox, &mut batch, app, &reg).await {
                 routing.release(reg.conn_id).await;
                 if let Some(rooms) = &state.rooms {
-                    rooms.release(&key, reg.conn_id, Departure::Lost).await;
+                    rooms.release(&state.hub, &key, reg.conn_id, Departure::Lost).await;
                 }
                 return None;
             }
@@ -419,17 +435,28 @@ async fn cluster_session(
         .metrics
         .replay_peak_queue
         .fetch_max(outbox.len() as u64, std::sync::atomic::Ordering::Relaxed);
-    if let Some(e) = failed.or(started.err()) {
+    if let Some(e) = failed {
         tracing::error!(error = %e, conn_id = reg.conn_id, "cluster: reading the mailbox failed; closing");
         state
             .hub
             .unregister(app, &reg.user_id, reg.conn_id, Departure::Lost);
         routing.release(reg.conn_id).await;
         if let Some(rooms) = &state.rooms {
-            rooms.release(&key, reg.conn_id, Departure::Lost).await;
+            rooms.release(&state.hub, &key, reg.conn_id, Departure::Lost).await;
         }
         return None;
     }
+    tracing::debug!(
+        target: "rcall_server::cluster::login",
+        conn_id = reg.conn_id,
+        hold_ms = stages[0].as_millis() as u64,
+        rooms_ms = (stages[1] - stages[0]).as_millis() as u64,
+        start_ms = (stages[2] - stages[1]).as_millis() as u64,
+        replay_ms = (t0.elapsed() - stages[2]).as_millis() as u64,
+        pages,
+        total_ms = t0.elapsed().as_millis() as u64,
+        "cluster login"
+    );
     Some((ws, connected(app, reg, instance, replayed), outbox))
 }
 
@@ -579,11 +606,17 @@ async fn admit(
         (0, 0)
     } else if let Some(routing) = &state.routing {
         let key = state.hub.app(app).key.clone();
-        match routing
+        let t0 = std::time::Instant::now();
+        let upto = routing
             .mailboxes
             .accepted_upto(&key, &claims.u, &device_id, instance)
-            .await
-        {
+            .await;
+        tracing::debug!(
+            target: "rcall_server::cluster::login",
+            upto_ms = t0.elapsed().as_millis() as u64,
+            "cluster login: accepted_upto read"
+        );
+        match upto {
             Ok(upto) => (upto, 0),
             Err(e) => {
                 // Harmless: the client then resends what it holds unconfirmed, and the route
@@ -872,7 +905,7 @@ fn serve_connection(
         }
         if let Some(rooms) = &state.rooms {
             let key = state.hub.app(origin.app).key.clone();
-            rooms.release(&key, origin.conn_id, departure).await;
+            rooms.release(&state.hub, &key, origin.conn_id, departure).await;
         }
         tracing::info!(
             user_id = &*origin.user_id,
@@ -1159,6 +1192,12 @@ async fn cluster_send(
     } = send;
     let push = msg.push.take().filter(|_| push);
     let key = state.hub.app(origin.app).key.clone();
+    // A call message may make its device a member: the rooms hear where it is first.
+    if let (Some(rooms), Some(_)) = (&state.rooms, &rooms_event) {
+        rooms
+            .announce_device(origin.app, &key, &origin.user_id, &origin.device_id)
+            .await;
+    }
     let client_seq = msg.client_seq;
     let private = msg.conversation_type == rtc_core::proto::conversation_type::PRIVATE;
     let message = rtc_core::proto::Delivered {
@@ -1524,13 +1563,8 @@ fn handle_frame(
             if let Some(routing) = &state.routing {
                 // The device's cursor in Redis (where its next connection, on any node,
                 // replays from); cumulative, so acks applied out of order are harmless.
-                let (routing, key) = (routing.clone(), state.hub.app(origin.app).key.clone());
-                let (user, device) = (origin.user_id.clone(), origin.device_id.clone());
-                tokio::spawn(async move {
-                    if let Err(e) = routing.mailboxes.ack(&key, &user, &device, a.seq).await {
-                        tracing::warn!(error = %e, "cluster: ack failed");
-                    }
-                });
+                let key = state.hub.app(origin.app).key.clone();
+                routing.ack(origin.app, key, &origin.user_id, &origin.device_id, a.seq);
             }
             Reply::None
         }

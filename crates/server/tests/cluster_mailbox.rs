@@ -151,6 +151,8 @@ async fn next_event(rx: &mut Receiver<BusEvent>) -> (String, UserEvent) {
 async fn seqs_increase_per_user_and_the_mailbox_holds_each_delivered_in_seq_order() {
     let redis = TestRedis::start();
     let a = node(&redis, MailboxLimits::default()).await;
+    // Alice has another device: her own copies are kept for it.
+    a.register_device(APP, "alice", "laptop", 0).await.unwrap();
     let t0 = now_us();
     let mut bob_seqs = Vec::new();
     let mut own_seqs = Vec::new();
@@ -614,7 +616,14 @@ async fn acks_trim_the_mailbox_only_below_the_lowest_cursor_of_the_known_devices
     let r = a.ack(APP, "bob", "d3", seqs[9]).await.unwrap();
     assert_eq!((r.lowest, r.trimmed), (seqs[9], 3));
     assert!(all(&a, "bob").await.is_empty());
-    // The stream remembers its top: later seqs still go above it.
+    // The emptied stream is gone (it would keep its last node's bytes), not only its entries.
+    let exists: i64 = redis::cmd("EXISTS")
+        .arg(mailbox_key(APP, "bob"))
+        .query_async(&mut a.bus().connection())
+        .await
+        .unwrap();
+    assert_eq!(exists, 0, "an emptied mailbox is deleted");
+    // The seq key remembers the top: later seqs still go above it.
     let req = message(
         sender(&a, "alice", "phone", 1),
         11,
@@ -625,6 +634,54 @@ async fn acks_trim_the_mailbox_only_below_the_lowest_cursor_of_the_known_devices
     );
     assert!(accepted(a.route(&req).await.unwrap()).2[0].1 > seqs[9]);
     assert!(a.ack(APP, "bob", "", 1).await.is_err(), "empty device");
+}
+
+/// The sender's own copy is for the sender's other devices (CallLib's "accepted on another
+/// device"): without another known device it is published but not stored (at 100,000
+/// connections it doubled Redis's memory for nothing); with one it is stored. The server's
+/// hangup for a gone participant (every device, the gone one included) is stored regardless.
+#[tokio::test]
+async fn the_senders_own_copy_is_stored_only_while_another_device_of_the_sender_is_known() {
+    let redis = TestRedis::start();
+    let a = node(&redis, MailboxLimits::default()).await;
+    let (sub, mut rx) = a.bus().subscriber(64).await.unwrap();
+    sub.subscribe(&[&user_channel(APP, "alice")]).await.unwrap();
+    let seqs = |v: Vec<MailboxEntry>| v.iter().map(|e| e.seq).collect::<Vec<_>>();
+
+    // No device known at all, then only the sending one: published, not stored.
+    let mut own_seqs = Vec::new();
+    for i in 1..=2u64 {
+        if i == 2 {
+            a.register_device(APP, "alice", "phone", 0).await.unwrap();
+        }
+        let req = message(sender(&a, "alice", "phone", 9), i, &["bob"], None, true, "m");
+        let own = accepted(a.route(&req).await.unwrap()).3.expect("own copy seq");
+        let (_, ev) = next_event(&mut rx).await;
+        assert!(
+            matches!(ev, UserEvent::Deliver { seq, .. } if seq == own),
+            "the own copy is still published: {ev:?}"
+        );
+        let _reply = next_event(&mut rx).await;
+        own_seqs.push(own);
+        assert!(all(&a, "alice").await.is_empty(), "nothing stored ({i})");
+    }
+    assert!(own_seqs[0] < own_seqs[1], "seqs still issued in order");
+    assert_eq!(all(&a, "bob").await.len(), 2, "the recipient's copies are stored");
+
+    // Another device is known: the next own copy waits for it.
+    a.register_device(APP, "alice", "laptop", 0).await.unwrap();
+    let req = message(sender(&a, "alice", "phone", 9), 3, &["bob"], None, true, "m");
+    let own = accepted(a.route(&req).await.unwrap()).3.unwrap();
+    let stored = all(&a, "alice").await;
+    assert_eq!(seqs(stored.clone()), [own]);
+    assert_eq!(stored[0].exclude_device.as_deref(), Some("phone"));
+
+    // A copy for every device of the user (the hangup for a gone participant): stored even
+    // with no other device, for the gone one itself.
+    let mut req = message(sender(&a, "carol", "c1", 0), 0, &["bob"], None, true, "h");
+    req.own_copy.as_mut().unwrap().all_devices = true;
+    let own = accepted(a.route(&req).await.unwrap()).3.unwrap();
+    assert_eq!(seqs(all(&a, "carol").await), [own]);
 }
 
 #[tokio::test]

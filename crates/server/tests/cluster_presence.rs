@@ -151,6 +151,8 @@ async fn the_route_script_flags_recipients_without_presence() {
         presence: true,
         rooms_event: None,
     };
+    // (Alice's own copy is stored for her other device.)
+    m.register_device("app", "alice", "a2", 0).await.unwrap();
     let Routed::Accepted { offline, .. } = m.route(&req).await.unwrap() else {
         panic!("a duplicate")
     };
@@ -322,7 +324,7 @@ async fn a_node_that_stops_beating_is_declared_dead_once_and_its_presence_remove
     let mut seen = Vec::new();
     for w in &mut watchers {
         let mut mine = Vec::new();
-        // Well past the deadline (3 beats): whoever claims it has announced it by then.
+        // Well past the deadline (5 beats): whoever claims it has announced it by then.
         while let Some(id) = next_dead(w, Duration::from_secs(3)).await {
             mine.push(id);
         }

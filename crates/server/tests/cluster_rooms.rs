@@ -693,3 +693,110 @@ async fn a_node_wrongly_reported_dead_keeps_its_members_in_their_calls() {
     bob.barrier(2).await;
     joined_everywhere(&[&a, &b], "alice", "bob", &[("b1", "W12")]).await;
 }
+
+fn node_id(ts: &TestServer) -> String {
+    ts.server
+        .state()
+        .cluster
+        .as_ref()
+        .unwrap()
+        .bus()
+        .node_id()
+        .to_string()
+}
+
+/// Only devices the rooms care about are announced (`Here`/`Gone`): a device out of any call
+/// is in no replica's presence (at 100,000 connections every replica held every device); its
+/// first call message announces it, before the message's event.
+#[tokio::test]
+async fn only_devices_in_calls_are_announced_to_the_rooms() {
+    let redis = TestRedis::start();
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let (a_id, b_id) = (node_id(&a), node_id(&b));
+    // Carol never calls; connected first, so a `Here` of hers would be numbered before the
+    // call's events below, and applied before them on every replica.
+    let mut carol = b.client("carol", "c1").await;
+    let mut alice = a.client("alice", "a1").await;
+    let mut bob = b.client("bob", "b1").await;
+    alice_calls_bob(&mut alice, &mut bob, "P1").await;
+    joined_everywhere(&[&a, &b], "alice", "bob", &[("b1", "P1")]).await;
+    for n in [&a, &b] {
+        let hub = &n.server.state().hub;
+        assert_eq!(hub.core_rooms_holders(0, "alice", "a1"), std::slice::from_ref(&a_id));
+        assert_eq!(hub.core_rooms_holders(0, "bob", "b1"), std::slice::from_ref(&b_id));
+        assert!(
+            hub.core_rooms_holders(0, "carol", "c1").is_empty(),
+            "a device in no call is not announced"
+        );
+    }
+    carol.barrier(1).await;
+    drop(carol);
+
+    // Bob leaves for good: his `Gone` starts his grace, and alice hears his hangup.
+    drop(bob);
+    let content = expect_call(&mut alice, object_name::HANGUP, "bob/b1").await;
+    assert_eq!(content.call_id, "P1");
+    for n in [&a, &b] {
+        eventually("bob is withdrawn", || async {
+            n.server
+                .state()
+                .hub
+                .core_rooms_holders(0, "bob", "b1")
+                .is_empty()
+        })
+        .await;
+    }
+}
+
+/// A member that comes back (here on another node) is announced at its connect: its lost
+/// grace ends and it keeps its call.
+#[tokio::test]
+async fn a_member_reconnecting_to_another_node_is_announced_and_keeps_its_call() {
+    let redis = TestRedis::start();
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let mut alice = a.client("alice", "a1").await;
+    let mut bob = b.client("bob", "b1").await;
+    alice_calls_bob(&mut alice, &mut bob, "P2").await;
+    joined_everywhere(&[&a, &b], "alice", "bob", &[("b1", "P2")]).await;
+    drop(bob);
+    // (Its replay, the invite it never acked, is not the point here.)
+    let (mut bob, _) = Client::login_resume(a.addr, &a.token("bob"), "b1", 0).await;
+    tokio::time::sleep(LOST + Duration::from_millis(500)).await;
+    assert_eq!(a.server.state().hub.core_rooms_holders(0, "bob", "b1"), [node_id(&a)]);
+    alice.barrier(1).await;
+    bob.barrier(2).await;
+    joined_everywhere(&[&a, &b], "alice", "bob", &[("b1", "P2")]).await;
+}
+
+/// A node shutting down names a live node to run its graces: with only call members announced,
+/// no other node may hold an announced device (here carol's node holds only her, out of any
+/// call), and the graces would otherwise stay with the node that left.
+#[tokio::test]
+async fn a_leaving_nodes_graces_go_to_a_live_node_even_one_holding_no_member() {
+    let redis = TestRedis::start();
+    // Slow beats: B is not taken out as dead within the test (that path hands its graces
+    // over too); B's own graces outlast its shutdown: only the runner it names ends them.
+    let url = RedisUrl::parse(&redis.url()).unwrap();
+    let slow_beats = |c: &mut rcall_server::Config, grace: Duration| {
+        c.redis = Some(url.clone());
+        c.node_heartbeat = Duration::from_secs(60);
+        c.lost_grace = grace;
+        c.left_grace = grace;
+    };
+    let a = TestServer::start_with(|c| slow_beats(c, LEFT)).await;
+    let b = TestServer::start_with(|c| slow_beats(c, Duration::from_secs(60))).await;
+    let _carol = a.client("carol", "c1").await;
+    let mut alice = b.client("alice", "a1").await;
+    let mut bob = b.client("bob", "b1").await;
+    alice_calls_bob(&mut alice, &mut bob, "P3").await;
+    joined_everywhere(&[&a, &b], "alice", "bob", &[("b1", "P3")]).await;
+
+    let TestServer { server, dir, .. } = b;
+    tokio::time::timeout(WAIT, server.shutdown())
+        .await
+        .expect("shutdown finishes")
+        .unwrap();
+    drop((dir, alice, bob));
+    // Node A runs both graces: the call ends on its replica.
+    eventually("the call ended", || async { members(&a, "P3").is_empty() }).await;
+}

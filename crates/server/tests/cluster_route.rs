@@ -499,3 +499,34 @@ async fn healthz_follows_the_nodes_redis() {
     })
     .await;
 }
+
+/// Acks go to Redis coalesced per device (one ack script in flight per device, the highest
+/// seq acked meanwhile sent next): a burst of acks, out of order at the end, still leaves the
+/// device's cursor at the highest seq and its mailbox trimmed to nothing.
+#[tokio::test]
+async fn a_burst_of_acks_leaves_the_cursor_at_the_highest_and_the_mailbox_empty() {
+    let redis = TestRedis::start();
+    let (a, b) = (cluster_node(&redis).await, cluster_node(&redis).await);
+    let mut alice = a.client("alice", "a1").await;
+    let mut bob = b.client("bob", "b1").await;
+    let mut seqs = Vec::new();
+    for i in 1..=40u32 {
+        alice.send_expect(i, text("bob", b"m"), 0).await;
+        seqs.push(bob.recv_delivered().await.seq);
+    }
+    for s in &seqs {
+        bob.ack(*s).await;
+    }
+    bob.ack(seqs[3]).await;
+    bob.barrier(1).await;
+    let routing = b.server.state().routing.clone().unwrap();
+    let last = *seqs.last().unwrap();
+    eventually("bob's cursor reaches the highest ack", || async {
+        routing.mailboxes.known_devices(APP_KEY, "bob").await.unwrap() == [("b1".to_owned(), last)]
+    })
+    .await;
+    eventually("bob's mailbox is trimmed", || async {
+        routing.mailboxes.read_above(APP_KEY, "bob", 0, 100).await.unwrap().is_empty()
+    })
+    .await;
+}

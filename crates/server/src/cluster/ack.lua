@@ -30,4 +30,10 @@ for _, v in ipairs(redis.call('HVALS', KEYS[1])) do
   lowest = math.min(lowest, tonumber(v))
 end
 local trimmed = redis.call('XTRIM', KEYS[2], 'MINID', int(lowest + 1))
+-- An emptied stream still holds its last node's bytes (XTRIM only flags entries inside a
+-- node as deleted): up to 4 KB per user. Dropped instead while the seq key holds the last seq
+-- (the stream's last id is only the route script's fallback without it).
+if trimmed > 0 and redis.call('XLEN', KEYS[2]) == 0 and redis.call('EXISTS', KEYS[3]) == 1 then
+  redis.call('DEL', KEYS[2])
+end
 return {cursor, lowest, trimmed}

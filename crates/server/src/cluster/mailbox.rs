@@ -21,9 +21,12 @@
 //! - One connection's tracked sends must reach Redis in `client_seq` order (route them one at a
 //!   time per connection, as the single node does): a later `client_seq` accepted first makes
 //!   the earlier one a duplicate, and it would never be routed.
-//! - The sender's own copy waits in the sender's mailbox until the sending device's cursor
-//!   passes it (that device never gets it, so only a later ack moves past it), or until count
-//!   or age trims it.
+//! - The sender's own copy is stored only when the sender has another known device (it is
+//!   for them); it then waits in the sender's mailbox until the sending device's cursor passes
+//!   it (that device never gets it, so only a later ack moves past it), or until count or age
+//!   trims it. Without a sibling it is only published (a device that joins later gets only
+//!   `offline` copies of what came before it). An ack that empties a mailbox deletes its
+//!   stream (an emptied stream keeps its last node's bytes).
 //! - A known device that never comes back holds the trimming back until the cursor hash
 //!   expires (state TTL after the user's last ack); count and age still bound the stream.
 
@@ -466,7 +469,8 @@ impl Mailboxes {
         }
         call = call
             .key(super::rooms::counter_key(app))
-            .key(super::rooms::log_key(app));
+            .key(super::rooms::log_key(app))
+            .key(cursor_key(app, from.user));
         let marker = req
             .request_id
             .map(|id| format!("{} {id}", from.conn.token()))
@@ -578,6 +582,37 @@ impl Mailboxes {
         parse_range(reply).ok_or_else(|| bad(format!("XRANGE {key}: unexpected reply")))
     }
 
+    /// [`Self::read_above`] for many users in one round trip (one pipeline): each `(user,
+    /// seq)` gets up to `limit` entries above its `seq`, in the same order. A node re-reading
+    /// every local user's mailbox after a gap takes hundreds per round trip, not one.
+    pub async fn read_above_many(
+        &self,
+        app: &str,
+        users: &[(&str, u64)],
+        limit: usize,
+    ) -> Result<Vec<Vec<MailboxEntry>>, ClusterError> {
+        if users.is_empty() || limit == 0 {
+            return Ok(vec![Vec::new(); users.len()]);
+        }
+        let mut p = redis::pipe();
+        for (user, seq) in users {
+            p.cmd("XRANGE")
+                .arg(mailbox_key(app, user))
+                .arg(format!("({seq}-0"))
+                .arg("+")
+                .arg("COUNT")
+                .arg(limit);
+        }
+        let replies: Vec<Value> = p
+            .query_async(&mut self.bus.conn.clone())
+            .await
+            .map_err(|e| ClusterError::command(&self.bus.url, "XRANGE (pipelined)", e))?;
+        replies
+            .into_iter()
+            .map(|r| parse_range(r).ok_or_else(|| bad("XRANGE (pipelined): unexpected reply")))
+            .collect()
+    }
+
     /// `device` of `user` acked everything up to `seq` (cumulative; capped at what was
     /// issued); the mailbox keeps only what some known device has not acked.
     pub async fn ack(
@@ -647,6 +682,61 @@ impl Mailboxes {
             new: added == 1,
             last_seq: last_seq.unwrap_or(0),
         })
+    }
+
+    /// A connecting device's start in one round trip: [`Self::join_device`] with cursor 0,
+    /// the user's known devices (before it joined: a new device is left out), and up to `page`
+    /// entries of the mailbox above `above` (read after the join, in the same MULTI). The
+    /// caller reads from the device's own `resume_from`; entries at or below the returned
+    /// cursor are its to skip. (Three round trips per login made a reconnect surge wait on a
+    /// busy Redis three times over.)
+    pub async fn open_device(
+        &self,
+        app: &str,
+        user: &str,
+        device: &str,
+        above: u64,
+        page: usize,
+    ) -> Result<(Joined, Vec<String>, Vec<MailboxEntry>), ClusterError> {
+        if device.is_empty() {
+            return Err(bad("register_device: empty device"));
+        }
+        let key = cursor_key(app, user);
+        let mbox = mailbox_key(app, user);
+        let mut p = redis::pipe();
+        p.atomic()
+            .hkeys(&key)
+            .hset_nx(&key, device, 0)
+            .pexpire(&key, ms(self.limits.state_ttl) as i64)
+            .hget(&key, device)
+            .get(keys::user_seq(app, user));
+        p.cmd("XRANGE")
+            .arg(&mbox)
+            .arg(format!("({above}-0"))
+            .arg("+")
+            .arg("COUNT")
+            .arg(page.max(1));
+        // (One MULTI: the read follows the join atomically.)
+        #[allow(clippy::type_complexity)]
+        let (devices, added, _, cursor, last_seq, range): (
+            Vec<String>,
+            i64,
+            i64,
+            u64,
+            Option<u64>,
+            Value,
+        ) = p
+            .query_async(&mut self.bus.conn.clone())
+            .await
+            .map_err(|e| ClusterError::command(&self.bus.url, format!("HSETNX {key}"), e))?;
+        let entries =
+            parse_range(range).ok_or_else(|| bad(format!("XRANGE {mbox}: unexpected reply")))?;
+        let joined = Joined {
+            cursor,
+            new: added == 1,
+            last_seq: last_seq.unwrap_or(0),
+        };
+        Ok((joined, devices, entries))
     }
 
     /// `user`'s known devices and their cursors, sorted by device.

@@ -56,8 +56,9 @@ pub const KIND_PRESENCE: &str = "presence";
 pub const KIND_NODE_USERS: &str = "node-users";
 /// The default beat period.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
-/// A node missing this many beats in a row is dead.
-pub const TTL_BEATS: u32 = 3;
+/// A node missing this many beats in a row is dead. (3 was too few for a busy Redis: a beat
+/// waiting seconds behind a reconnect surge made live nodes look dead.)
+pub const TTL_BEATS: u32 = 5;
 /// Subscribers of [`Presence::dead_nodes`] that fall this far behind lose the oldest.
 const DEAD_CAPACITY: usize = 64;
 
@@ -372,17 +373,26 @@ impl Presence {
                         self.rewrite_all();
                     }
                     first = false;
+                    // Cleaned up beside the beats, not between them: removing a node's
+                    // thousands of fields from a busy Redis can take seconds, and a node
+                    // that stops beating meanwhile is taken out itself (at 100,000
+                    // connections one kill cascaded into a live node taken out every few
+                    // seconds, each costing a cleanup and a rewrite of all its presence).
                     let mut ids = out.into_iter().skip(1);
                     for id in ids.by_ref().take_while(|id| !id.is_empty()) {
                         let dead = NodeId(id);
                         tracing::warn!(node = %dead, "cluster: node missed its heartbeats; cleaning up after it");
-                        self.clean_up(&dead).await;
-                        let _ = self.dead.send(dead);
+                        let me = self.clone();
+                        tokio::spawn(async move {
+                            me.clean_up(&dead).await;
+                            let _ = me.dead.send(dead);
+                        });
                     }
                     for id in ids {
                         let dead = NodeId(id);
                         tracing::warn!(node = %dead, "cluster: taking over the unfinished cleanup after a dead node");
-                        self.clean_up(&dead).await;
+                        let me = self.clone();
+                        tokio::spawn(async move { me.clean_up(&dead).await });
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "cluster: heartbeat failed"),

@@ -9,8 +9,15 @@
 //!   are applied in the order every member received them), anything else by [`APPEND`].
 //!   Numbers follow each other (`n + 1`); a new or restarted Redis starts at its clock (µs), so
 //!   numbers only grow.
-//! - **Presence.** A device's first connection on a node publishes `Here`, its last one
-//!   `Gone` (clean or lost) with the node's id; the replicas know which nodes hold each device.
+//! - **Presence.** Only devices the rooms care about are announced: members of a call and
+//!   devices with a grace running ([`delivery::rooms::Rooms::involves`]). Such a device's first
+//!   connection on a node publishes `Here`, its last one `Gone` (clean or lost) with the node's
+//!   id; the replicas know which nodes hold each of them. A device that is not involved when it
+//!   connects is announced before its first call message is routed (a device becomes a member
+//!   only by sending one), or when an applied event involves it while it is connected here
+//!   (its message routed by another node, a grace started by a `Gone` or `NodeLost`, a
+//!   snapshot). Every other device costs the replicas nothing (at 100,000 connections every
+//!   node held every device, ~70 MB per node, and every connect and disconnect was an event).
 //! - **Graces.** A member device that no node holds starts its grace on every replica, run by
 //!   the node that published the `Gone`. When it is over there, that node publishes
 //!   `GraceOver`; applying it ends the participation on every replica (unless the device came
@@ -157,8 +164,8 @@ pub struct RoomsSync {
     order: Mutex<HashMap<DeviceKey, Arc<tokio::sync::Mutex<()>>>>,
     /// Connection → its device.
     conns: Mutex<HashMap<ConnId, DeviceKey>>,
-    /// Connections here per device.
-    devices: Mutex<HashMap<DeviceKey, usize>>,
+    /// Per device with connections here: how many, and whether its `Here` went out.
+    devices: Mutex<HashMap<DeviceKey, Held>>,
     /// Per app: the last event number the replica applied ([`RoomsSync::caught_up`]).
     applied: Vec<AtomicU64>,
     /// Woken whenever an event was applied.
@@ -177,6 +184,14 @@ impl std::fmt::Debug for RoomsSync {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A device with connections on this node.
+#[derive(Default)]
+struct Held {
+    conns: usize,
+    /// Its `Here` was published (or attempted): its last connection publishes `Gone`.
+    announced: bool,
 }
 
 /// One entry of the rooms log (or one publication).
@@ -272,10 +287,13 @@ impl RoomsSync {
         }
     }
 
-    /// Connection `conn` of `device` of `user` is here: the device's first one announces it
-    /// (`Here`) before its replay, so it is present before it can send anything.
+    /// Connection `conn` of `device` of `user` is here. The device's first one announces it
+    /// (`Here`) when the rooms care about it (a member coming back: before its replay, so
+    /// before it can send anything); others are announced later if they become involved
+    /// ([`Self::announce_device`]).
     pub async fn hold(
         &self,
+        hub: &crate::hub::Hub,
         app: AppId,
         app_key: &str,
         user: &Arc<str>,
@@ -287,13 +305,15 @@ impl RoomsSync {
         let held = async {
             let _order = order.lock().await;
             lock(&self.conns).insert(conn, key.clone());
-            let first = {
+            let announce = {
                 let mut d = lock(&self.devices);
-                let n = d.entry(key.clone()).or_insert(0);
-                *n += 1;
-                *n == 1
+                let h = d.entry(key.clone()).or_default();
+                h.conns += 1;
+                let announce = h.conns == 1 && !h.announced && hub.rooms_involve(app, user, device);
+                h.announced |= announce;
+                announce
             };
-            if first {
+            if announce {
                 let ev = rooms_event::Event::Here(self.device_event(user, device, false));
                 self.publish(app_key, &RoomsEvent { event: Some(ev) })
                     .await?;
@@ -305,9 +325,57 @@ impl RoomsSync {
         held
     }
 
+    /// Announces `device` of `user` (`Here`) if it has a connection here and was not announced
+    /// yet: called before its call message is routed (it may become a member by it) and when
+    /// an applied event involved it. A failed publish is logged; the device is then announced
+    /// at the next try or resync, and its `Gone` goes out at its last disconnect either way.
+    pub async fn announce_device(&self, app: AppId, app_key: &str, user: &Arc<str>, device: &Arc<str>) {
+        let key: DeviceKey = (app, user.clone(), device.clone());
+        // (Fast path: the common case, a device announced already, takes no lock of its own.)
+        let pending = |d: &HashMap<DeviceKey, Held>| d.get(&key).is_some_and(|h| h.conns > 0 && !h.announced);
+        if !pending(&lock(&self.devices)) {
+            return;
+        }
+        let order = self.device_order(&key);
+        {
+            let _order = order.lock().await;
+            let announce = {
+                let mut d = lock(&self.devices);
+                let go = pending(&d);
+                if let Some(h) = d.get_mut(&key).filter(|_| go) {
+                    h.announced = true;
+                }
+                go
+            };
+            if announce {
+                let ev = rooms_event::Event::Here(self.device_event(user, device, false));
+                if let Err(e) = self.publish(app_key, &RoomsEvent { event: Some(ev) }).await {
+                    tracing::warn!(error = %e, "cluster: announcing a device to the rooms failed");
+                }
+            }
+        }
+        self.forget_order(&key, order);
+    }
+
+    /// Devices connected here that are not announced yet (of `app`).
+    fn unannounced(&self, app: AppId) -> Vec<(Arc<str>, Arc<str>)> {
+        lock(&self.devices)
+            .iter()
+            .filter(|(k, h)| k.0 == app && h.conns > 0 && !h.announced)
+            .map(|(k, _)| (k.1.clone(), k.2.clone()))
+            .collect()
+    }
+
     /// Connection `conn` ended (idempotent): the device's last one here withdraws it (`Gone`,
-    /// clean or lost), which starts its grace if it is in a call and no other node holds it.
-    pub async fn release(&self, app_key: &str, conn: ConnId, departure: Departure) {
+    /// clean or lost) if it was announced or the rooms care about it now, which starts its
+    /// grace if it is in a call and no other node holds it.
+    pub async fn release(
+        &self,
+        hub: &crate::hub::Hub,
+        app_key: &str,
+        conn: ConnId,
+        departure: Departure,
+    ) {
         let Some(key) = lock(&self.conns).get(&conn).cloned() else {
             return;
         };
@@ -318,18 +386,18 @@ impl RoomsSync {
                 let last = {
                     let mut d = lock(&self.devices);
                     match d.get_mut(&key) {
-                        Some(n) if *n > 1 => {
-                            *n -= 1;
-                            false
+                        Some(h) if h.conns > 1 => {
+                            h.conns -= 1;
+                            None
                         }
-                        Some(_) => {
-                            d.remove(&key);
-                            true
-                        }
-                        None => false,
+                        Some(_) => d.remove(&key).map(|h| h.announced),
+                        None => None,
                     }
                 };
-                if last {
+                let gone = last.is_some_and(|announced| {
+                    announced || hub.rooms_involve(key.0, &key.1, &key.2)
+                });
+                if gone {
                     let lost = departure == Departure::Lost;
                     let ev = rooms_event::Event::Gone(self.device_event(&key.1, &key.2, lost));
                     if let Err(e) = self.publish(app_key, &RoomsEvent { event: Some(ev) }).await {
@@ -416,12 +484,18 @@ impl RoomsSync {
     }
 
     /// This node is leaving (graceful shutdown, after its connections closed and published
-    /// their `Gone`): the graces it runs go to the lowest node still holding a device.
-    pub async fn leaving(&self, hub: &crate::hub::Hub) -> Result<(), ClusterError> {
+    /// their `Gone`): the graces it runs go to `runner` (a live node), else to the lowest node
+    /// still holding an announced device. (Only devices in calls are announced, so there may
+    /// be none: the leaving node names a live one when it knows one.)
+    pub async fn leaving(
+        &self,
+        hub: &crate::hub::Hub,
+        runner: Option<&str>,
+    ) -> Result<(), ClusterError> {
         for app in hub.apps() {
             let ev = rooms_event::Event::NodeLost(NodeLostEvent {
                 node: self.me().to_owned(),
-                runner: String::new(),
+                runner: runner.unwrap_or_default().to_owned(),
             });
             self.publish(&app.key, &RoomsEvent { event: Some(ev) })
                 .await?;
@@ -429,9 +503,19 @@ impl RoomsSync {
         Ok(())
     }
 
-    /// The devices held here, for announcing them again after a resync.
-    fn held(&self) -> Vec<DeviceKey> {
-        lock(&self.devices).keys().cloned().collect()
+    /// The devices held here and whether each was announced, for a resync.
+    fn held(&self) -> Vec<(DeviceKey, bool)> {
+        lock(&self.devices).iter().map(|(k, h)| (k.clone(), h.announced)).collect()
+    }
+
+    /// Marks held devices as announced (their `Here` is going out).
+    fn mark_announced(&self, keys: &[DeviceKey]) {
+        let mut d = lock(&self.devices);
+        for k in keys {
+            if let Some(h) = d.get_mut(k) {
+                h.announced = true;
+            }
+        }
     }
 
     /// Up to [`PAGE`] log entries above `n`.
@@ -525,10 +609,44 @@ impl Follower {
         if let (Some(ended), true) = (ended, mine) {
             self.hang_up_for(app, ended).await;
         }
+        // A device connected here but not announced that this event involved.
+        match &ev.event {
+            Some(rooms_event::Event::Message(m)) => self.announce_involved(app, Some((&m.user, &m.device))),
+            Some(rooms_event::Event::Gone(d)) if d.node != self.rooms.me() => self.announce_involved(app, Some((&d.user, &d.device))),
+            Some(rooms_event::Event::NodeLost(_)) => self.announce_involved(app, None),
+            _ => {}
+        }
         // Taken for dead while still running (frozen past its deadline): the devices still
         // connected here are here, before their lost graces run out.
         if matches!(&ev.event, Some(rooms_event::Event::NodeLost(n)) if n.node == self.rooms.me()) {
             self.announce(Some(app)).await;
+        }
+    }
+
+    /// Announces the devices connected here, not announced yet, that the replica of `app` now
+    /// involves (of `only` that device, else all): in the background, in each device's order.
+    fn announce_involved(&self, app: AppId, only: Option<(&str, &str)>) {
+        let candidates: Vec<(Arc<str>, Arc<str>)> = match only {
+            Some((user, device)) => {
+                let key: DeviceKey = (app, Arc::from(user), Arc::from(device));
+                let d = lock(&self.rooms.devices);
+                match d.get(&key) {
+                    Some(h) if h.conns > 0 && !h.announced => vec![(key.1.clone(), key.2.clone())],
+                    _ => return,
+                }
+            }
+            None => self.rooms.unannounced(app),
+        };
+        if candidates.is_empty() {
+            return;
+        }
+        let involved: Vec<(Arc<str>, Arc<str>)> = {
+            let core = self.state.hub.core(app);
+            candidates.into_iter().filter(|(u, d)| core.rooms_involve(u, d)).collect()
+        };
+        for (user, device) in involved {
+            let (rooms, key) = (self.rooms.clone(), self.key(app));
+            tokio::spawn(async move { rooms.announce_device(app, &key, &user, &device).await });
         }
     }
 
@@ -626,6 +744,7 @@ impl Follower {
                     self.pos[app].applied = n;
                     self.rooms.progressed(app, n);
                     tracing::info!(n, "cluster: rooms replica loaded from the snapshot");
+                    self.announce_involved(app, None);
                     if first > n + 1 && applied > 0 {
                         // (After a Redis restart the log starts over above every old number.)
                         tracing::warn!(n, first, "cluster: the rooms log starts after the snapshot; events between may be lost");
@@ -672,18 +791,27 @@ impl Follower {
     /// announced again, devices that left while their `Gone` could not be published leave now.
     async fn announce(&mut self, only: Option<AppId>) {
         let held = self.rooms.held();
+        let held_keys: std::collections::HashSet<&DeviceKey> = held.iter().map(|(k, _)| k).collect();
         let me = self.rooms.me().to_owned();
         let mut events = Vec::new();
         for app in (0..self.pos.len()).filter(|a| only.is_none_or(|o| o == *a)) {
             let known = self.state.hub.core(app).rooms_held_by(&me);
             for (user, device) in known {
-                if !held.contains(&(app, user.clone(), device.clone())) {
+                if !held_keys.contains(&(app, user.clone(), device.clone())) {
                     let d = self.rooms.device_event(&user, &device, true);
                     events.push((app, rooms_event::Event::Gone(d)));
                 }
             }
         }
-        for (app, user, device) in held.into_iter().filter(|h| only.is_none_or(|o| o == h.0)) {
+        // Announced devices again, and those the rooms care about now.
+        let mut here = Vec::new();
+        for ((app, user, device), announced) in held.iter().filter(|h| only.is_none_or(|o| o == h.0 .0)) {
+            if *announced || self.state.hub.core(*app).rooms_involve(user, device) {
+                here.push((*app, user.clone(), device.clone()));
+            }
+        }
+        self.rooms.mark_announced(&here);
+        for (app, user, device) in here {
             let d = self.rooms.device_event(&user, &device, false);
             events.push((app, rooms_event::Event::Here(d)));
         }

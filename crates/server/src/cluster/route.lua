@@ -15,8 +15,11 @@
 -- then 4 per copy i, from c = 10+2B+4(i-1): channel, body number, skip token, excluded device
 -- KEYS[2n+2+i]   (optional, all n or none) copy i's presence hash: a recipient's copy (empty
 --   skip token) whose user is on no node (the hash is empty) goes out with offline = true
--- KEYS[#KEYS-1], KEYS[#KEYS]   the app's rooms log: its last event number, its stream
+-- KEYS[#KEYS-2], KEYS[#KEYS-1]   the app's rooms log: its last event number, its stream
 --   (cluster/rooms.rs)
+-- KEYS[#KEYS]   the sender's device cursors (hash device -> seq): the sender's own copy that
+--   excludes the sending device is stored only when the user has another known device (it is
+--   for them; a device joining later gets only offline copies), else only published
 -- ARGV[#ARGV-2] the call message's rooms event ('' = not a call message)   ARGV[#ARGV-1] the
 --   app's rooms channel   ARGV[#ARGV] rooms log max length
 --
@@ -64,8 +67,16 @@ local floor, max_len = tonumber(ARGV[2]), ARGV[3]
 local min_id = int(math.max(now_us - tonumber(ARGV[4]), 0))
 local bodies = tonumber(ARGV[10])
 local n = (#ARGV - 13 - 2 * bodies) / 4
-local presence = #KEYS == 4 + 3 * n
-local rooms_counter, rooms_log = KEYS[#KEYS - 1], KEYS[#KEYS]
+local presence = #KEYS == 5 + 3 * n
+local rooms_counter, rooms_log = KEYS[#KEYS - 2], KEYS[#KEYS - 1]
+-- Whether some known device of the sender is not `device` (the sending one).
+local function sibling_known(device)
+  local known = redis.call('HKEYS', KEYS[#KEYS])
+  for j = 1, #known do
+    if known[j] ~= device then return true end
+  end
+  return false
+end
 local rooms_event, rooms_channel, rooms_max = ARGV[#ARGV - 2], ARGV[#ARGV - 1], ARGV[#ARGV]
 -- Field 11 (offline = true) opens the tail of fields 11-13, as prost writes it.
 local OFFLINE = string.char(0x58, 0x01)
@@ -105,13 +116,17 @@ for i = 1, n do
   -- nodes: 'D <seq> <skip>\n<Delivered>'.
   local delivered = string.char(0x08) .. varint(seq) .. ARGV[9 + 2 * body] .. sent_field .. tail
   local add = {'XADD', mbox, 'MAXLEN', '~', max_len, int(seq) .. '-0', 'd', delivered}
+  local store = true
   if ARGV[c + 4] ~= '' then
     add[#add + 1] = 'x'
     add[#add + 1] = ARGV[c + 4]
+    store = sibling_known(ARGV[c + 4])
   end
-  redis.call(unpack(add))
-  redis.call('XTRIM', mbox, 'MINID', '~', min_id)
-  redis.call('PEXPIRE', mbox, ARGV[5])
+  if store then
+    redis.call(unpack(add))
+    redis.call('XTRIM', mbox, 'MINID', '~', min_id)
+    redis.call('PEXPIRE', mbox, ARGV[5])
+  end
   redis.call('PUBLISH', ARGV[c + 1], 'D ' .. int(seq) .. ' ' .. ARGV[c + 3] .. '\n' .. delivered)
   result[#result + 1] = seq
 end

@@ -29,6 +29,8 @@ use crate::hub::{AppId, ConnId, Registered, SequencedFrom, StoredMessage};
 
 /// Events the user-channel subscriber buffers before it resyncs instead.
 pub const EVENT_CAPACITY: usize = 16 * 1024;
+/// Mailboxes re-read per round trip after a resync.
+pub const RESYNC_BATCH: usize = 256;
 
 /// A user with connections on this node.
 struct Held {
@@ -52,7 +54,13 @@ pub struct Routing {
     /// The `SendResult`s of this node's connections, between the route script and its reply
     /// marker (see [`Routing::routed`]).
     replies: Mutex<Replies>,
+    /// Per device with an ack script in flight: the highest seq acked since it was sent (0:
+    /// none), sent next ([`Routing::ack`]).
+    acks: Mutex<HashMap<DeviceKey, u64>>,
 }
+
+/// (app, user, device).
+type DeviceKey = (AppId, Arc<str>, Arc<str>);
 
 /// A reply marker is published, not stored: one published while the subscriber was
 /// reconnecting is lost. The connection task knows the result when the script returns, so
@@ -99,6 +107,7 @@ impl Routing {
             held: Mutex::new(HashMap::new()),
             conns: Mutex::new(HashMap::new()),
             replies: Mutex::new(Replies::default()),
+            acks: Mutex::new(HashMap::new()),
         };
         Ok((Arc::new(r), rx))
     }
@@ -143,6 +152,43 @@ impl Routing {
             .map_err(|_| ClusterError::SubscriberStopped)?;
         self.presence.written(mark).await;
         Ok(())
+    }
+
+    /// `device` of `user` acked up to `seq`: its cursor in Redis moves (in the background).
+    /// Coalesced per device: while one of its ack scripts is in flight, later acks only raise
+    /// the seq sent next (acks are cumulative), so a busy Redis gets one ack per device per
+    /// round trip, not one per delivery (under a reconnect surge the ack scripts queued
+    /// behind each other made every round trip slower).
+    pub fn ack(self: &Arc<Self>, app: AppId, app_key: Arc<str>, user: &Arc<str>, device: &Arc<str>, seq: u64) {
+        let key = (app, user.clone(), device.clone());
+        {
+            let mut acks = lock(&self.acks);
+            if let Some(next) = acks.get_mut(&key) {
+                *next = (*next).max(seq);
+                return;
+            }
+            acks.insert(key.clone(), 0);
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut seq = seq;
+            loop {
+                if let Err(e) = me.mailboxes.ack(&app_key, &key.1, &key.2, seq).await {
+                    tracing::warn!(error = %e, "cluster: ack failed");
+                }
+                let mut acks = lock(&me.acks);
+                match acks.get(&key).copied() {
+                    Some(next) if next > seq => {
+                        seq = next;
+                        acks.insert(key.clone(), 0);
+                    }
+                    _ => {
+                        acks.remove(&key);
+                        return;
+                    }
+                }
+            }
+        });
     }
 
     /// Resyncs so far: read before running the route script, for [`Self::routed`].
@@ -291,12 +337,68 @@ impl Routing {
         history_upto: Option<u64>,
         has_upto: u64,
     ) -> Result<SyncPage, ClusterError> {
-        use prost::Message as _;
         let page = page.max(1);
         let entries = self
             .mailboxes
             .read_above(app_key, user, above, page)
             .await?;
+        Ok(page_of(entries, page, history_upto, has_upto))
+    }
+
+    /// [`Self::sync_start`] and the first [`Self::sync_page`] (from `reg.cursor` or the
+    /// device's cursor in Redis, whichever is higher) in one round trip: the page is read from
+    /// `reg.cursor` with the join, and read again only in the rare case the cursor in Redis is
+    /// ahead of it.
+    pub async fn sync_open(
+        &self,
+        app_key: &str,
+        reg: &Registered,
+        page: usize,
+    ) -> Result<(SyncStart, SyncPage), ClusterError> {
+        let page = page.max(1);
+        let (joined, devices, entries) = self
+            .mailboxes
+            .open_device(app_key, &reg.user_id, &reg.device_id, reg.cursor, page)
+            .await?;
+        let start = SyncStart {
+            acked: joined.cursor,
+            // (Read before the join: a new device is not among them.)
+            devices,
+            history_upto: joined.new.then_some(joined.last_seq),
+        };
+        let first = if joined.cursor > reg.cursor {
+            self.sync_page(
+                app_key,
+                &reg.user_id,
+                joined.cursor,
+                page,
+                start.history_upto,
+                reg.resume_from,
+            )
+            .await?
+        } else {
+            page_of(entries, page, start.history_upto, reg.resume_from)
+        };
+        Ok((start, first))
+    }
+
+    fn held_users(&self) -> Vec<(AppId, Arc<str>, String)> {
+        lock(&self.held)
+            .iter()
+            .map(|(ch, h)| (h.app, h.user.clone(), ch.clone()))
+            .collect()
+    }
+}
+
+/// A replay page of `entries` read with `page` as the limit (see [`Routing::sync_page`]).
+fn page_of(
+    entries: Vec<super::mailbox::MailboxEntry>,
+    page: usize,
+    history_upto: Option<u64>,
+    has_upto: u64,
+) -> SyncPage {
+    {
+        use prost::Message as _;
         let full = entries.len() == page;
         let last = entries.last().map(|e| e.seq);
         let messages = entries
@@ -315,18 +417,11 @@ impl Routing {
                 payload: e.delivered.to_vec(),
             })
             .collect();
-        Ok(SyncPage {
+        SyncPage {
             messages,
             last,
             full,
-        })
-    }
-
-    fn held_users(&self) -> Vec<(AppId, Arc<str>, String)> {
-        lock(&self.held)
-            .iter()
-            .map(|(ch, h)| (h.app, h.user.clone(), ch.clone()))
-            .collect()
+        }
     }
 }
 
@@ -418,35 +513,44 @@ pub async fn follow(
                     hub.reply_to_conn(app, &user, conn, result);
                 }
                 // Whatever was published during the gap is in the mailboxes: read each local
-                // user's above what it has here (repeats are dropped by seq).
+                // user's above what it has here (repeats are dropped by seq), a pipeline of
+                // RESYNC_BATCH users per round trip (one at a time, 16,000 users took
+                // minutes on a busy Redis while this task delivered nothing else).
                 let mut n = 0usize;
-                for (app, user, _) in routing.held_users() {
-                    let Some(last) = hub.last_seq(app, &user) else {
-                        continue;
-                    };
+                let limit = routing.mailboxes.limits().max_len.saturating_mul(2);
+                let mut users: Vec<(AppId, Arc<str>, u64)> = routing
+                    .held_users()
+                    .into_iter()
+                    .filter_map(|(app, user, _)| Some((app, user.clone(), hub.last_seq(app, &user)?)))
+                    .collect();
+                users.sort_by_key(|u| u.0);
+                for chunk in users.chunk_by(|a, b| a.0 == b.0).flat_map(|c| c.chunks(RESYNC_BATCH)) {
+                    let app = chunk[0].0;
                     let key = hub.app(app).key.clone();
-                    let limit = routing.mailboxes.limits().max_len.saturating_mul(2);
-                    match routing.mailboxes.read_above(&key, &user, last, limit).await {
-                        Ok(entries) => {
-                            for e in entries {
-                                // The sending connection of a copy is not known here: a
-                                // copy of the user's own message goes to every local
-                                // device but the one that sent it.
-                                n += hub.deliver_sequenced(
-                                    app,
-                                    &user,
-                                    e.seq,
-                                    &e.delivered,
-                                    SequencedFrom::Device(e.exclude_device.as_deref()),
-                                );
+                    let ask: Vec<(&str, u64)> = chunk.iter().map(|(_, u, s)| (&**u, *s)).collect();
+                    match routing.mailboxes.read_above_many(&key, &ask, limit).await {
+                        Ok(all) => {
+                            for ((_, user, _), entries) in chunk.iter().zip(all) {
+                                for e in entries {
+                                    // The sending connection of a copy is not known here: a
+                                    // copy of the user's own message goes to every local
+                                    // device but the one that sent it.
+                                    n += hub.deliver_sequenced(
+                                        app,
+                                        user,
+                                        e.seq,
+                                        &e.delivered,
+                                        SequencedFrom::Device(e.exclude_device.as_deref()),
+                                    );
+                                }
                             }
                         }
                         Err(e) => {
-                            tracing::warn!(error = %e, "cluster: re-reading a mailbox after a resync failed")
+                            tracing::warn!(error = %e, users = chunk.len(), "cluster: re-reading mailboxes after a resync failed")
                         }
                     }
                 }
-                tracing::info!(delivered = n, "cluster: user channels resynced");
+                tracing::info!(delivered = n, users = users.len(), "cluster: user channels resynced");
             }
         }
     }
