@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PWD/node_modules/.bin:$PATH"
 
 # Size flags (issue 13, BENCHMARKS.md "SDK size"): panics carry no file/line/column, and `{:?}`
-# formats nothing, so no Debug code or location strings ship (-3.7 KB and -1.2 KB gzip). They
+# formats nothing, so no Debug code or location strings ship (-4.7 KB gzip together). They
 # are unstable flags, enabled on the pinned stable toolchain with RUSTC_BOOTSTRAP=1 as
 # scripts/fuzz.sh does; only this build uses them (the wasm tests keep full panic messages).
 RUSTC_BOOTSTRAP=1 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="-Zlocation-detail=none -Zfmt-debug=none" \
