@@ -3,12 +3,18 @@
 #   npm/dist/cdn/rcall.js + rcall_bg.wasm   one classic <script> defining RongIMLib, RCRTC, RCCall
 #   npm/dist/esm/                           the npm package (ESM + TypeScript declarations): `rcall`
 #                                           and one entry per RongCloud package (rcall/plugin-call...)
-# and prints the gzip size of what a page downloads for the CDN build.
+# and prints the gzip-9 and brotli-11 size of what a page downloads for the CDN build (npm/size.sh;
+# `bash npm/size.sh --check` fails above the size budget, as CI runs it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PWD/node_modules/.bin:$PATH"
 
-cargo build -p rcall-sdk --profile wasm --target wasm32-unknown-unknown
+# Size flags (issue 13, BENCHMARKS.md "SDK size"): panics carry no file/line/column, and `{:?}`
+# formats nothing, so no Debug code or location strings ship (-4.7 KB gzip together). They
+# are unstable flags, enabled on the pinned stable toolchain with RUSTC_BOOTSTRAP=1 as
+# scripts/fuzz.sh does; only this build uses them (the wasm tests keep full panic messages).
+RUSTC_BOOTSTRAP=1 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="-Zlocation-detail=none -Zfmt-debug=none" \
+  cargo build -p rcall-sdk --profile wasm --target wasm32-unknown-unknown
 # CARGO_TARGET_DIR: worktrees share one target dir.
 wasm=${CARGO_TARGET_DIR:-target}/wasm32-unknown-unknown/wasm/rcall_sdk.wasm
 enums=$(cargo run -q -p rtc-core --example js_enums)
@@ -22,12 +28,17 @@ wasm-bindgen --target web "${flags[@]}" --out-dir "$work/esm" "$wasm"
 # npm binaryen's wasm-opt (Debian's binaryen 108 produces modules Chromium rejects).
 optimize() {
   if [ -x node_modules/.bin/wasm-opt ]; then
-    node_modules/.bin/wasm-opt -Oz --converge --low-memory-unused --zero-filled-memory "$1" -o "$1.opt" && mv "$1.opt" "$1"
+    # -Os, not -Oz: 5 KB more raw bytes but 0.4 KB less gzip, which is what a page downloads.
+    # The target_features section is only read by tools.
+    node_modules/.bin/wasm-opt -Os --converge --low-memory-unused --zero-filled-memory --strip-target-features \
+      "$1" -o "$1.opt" && mv "$1.opt" "$1"
   else
     echo "warning: node_modules/.bin/wasm-opt missing (run npm ci); shipping unoptimized wasm" >&2
   fi
 }
 optimize "$work/cdn/rcall_sdk_bg.wasm"
+# Short import/export names in the wasm and both glues (the same module serves both).
+node npm/shorten-names.mjs "$work/cdn/rcall_sdk_bg.wasm" "$work/cdn/rcall_sdk.js" "$work/esm/rcall_sdk.js"
 cp "$work/cdn/rcall_sdk_bg.wasm" "$work/esm/rcall_sdk_bg.wasm"
 
 rm -rf npm/dist && mkdir -p npm/dist/cdn npm/dist/esm
@@ -62,7 +73,4 @@ cp npm/src/index.d.ts npm/dist/esm/index.d.ts
 cp npm/src/entries/*.js npm/src/entries/*.d.ts npm/dist/esm/
 cp npm/package.json npm/dist/esm/package.json
 
-gz() { gzip -9 -c "$1" | wc -c; }
-js=$(gz npm/dist/cdn/rcall.js); wz=$(gz npm/dist/cdn/rcall_bg.wasm)
-printf 'CDN build: rcall.js %s B (gzip %s B) + rcall_bg.wasm %s B (gzip %s B) = %s B gzip in all\n' \
-  "$(wc -c < npm/dist/cdn/rcall.js)" "$js" "$(wc -c < npm/dist/cdn/rcall_bg.wasm)" "$wz" "$((js + wz))"
+bash npm/size.sh

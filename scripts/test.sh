@@ -6,6 +6,7 @@
 #                                             Janus servers on 127.0.0.1: see scripts/setup.sh)
 #      cargo clippy --workspace --all-targets  lints, warnings are errors
 #   3. bash npm/build.sh                      the wasm SDK -> npm/dist/cdn/rcall.js
+#      bash npm/size.sh --check               its gzip-9 download size against the budget
 #   4. cargo build --release -p rcall-server  the server the e2e tests run
 #   5. wasm test build (--no-run)             everything the offline phase needs is built here
 #   then, inside a loopback-only network namespace (unshare -n; cargo --offline):
@@ -135,6 +136,9 @@ sdk_ok=0 server_ok=0 wasm_ok=0
 if [ -f npm/build.sh ]; then
     step "sdk build" bash npm/build.sh && sdk_ok=1
     [ -f npm/dist/cdn/rcall.js ] || { [ $sdk_ok = 1 ] && echo "npm/build.sh did not produce npm/dist/cdn/rcall.js" >&2; sdk_ok=0; }
+    # The download size budget (npm/size.sh; RCALL_SIZE_BUDGET overrides): its own step, so a
+    # size regression fails CI without skipping the e2e tests.
+    [ $sdk_ok = 1 ] && step "sdk size budget" bash npm/size.sh --check
 else
     printf 'FAIL\tsdk build\tnpm/build.sh is missing\n' >>"$RESULTS"
     printf '\n===== [sdk build] FAILED: npm/build.sh is missing\n'

@@ -25,7 +25,9 @@ pub fn resolution(name: &str) -> Option<(u32, u32)> {
     if !KNOWN.contains(&name) {
         return None;
     }
-    let (w, h) = name.strip_prefix('W')?.split_once("_H")?;
+    // split at a char, not `split_once("_H")`: a string pattern pulls in core's two-way searcher.
+    let (w, h) = name.strip_prefix('W')?.split_once('_')?;
+    let h = h.strip_prefix('H')?;
     Some((w.parse().ok()?, h.parse().ok()?))
 }
 

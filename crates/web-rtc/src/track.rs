@@ -285,7 +285,7 @@ async fn set_sink_id(element: &HtmlMediaElement, id: &str) -> Result<(), MediaEr
         .await
         .map_err(|e| match crate::error::name_and_message(&e) {
             (n, m) if n == "NotFoundError" => {
-                MediaError::InvalidArgument(format!("unknown audio output device {id:?}: {m}"))
+                MediaError::InvalidArgument(format!("unknown audio output device \"{id}\": {m}"))
             }
             _ => MediaError::js("setSinkId", &e),
         })?;

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Prints what a page downloads for the CDN build (npm/dist/cdn/rcall.js + rcall_bg.wasm) in gzip-9
+# and brotli-11; `--check` fails when the gzip total is above the budget, so the size holds as
+# features land. The goal is 100 KB (issue 13); the budget is the figure reached (137,713 B, see
+# BENCHMARKS.md "SDK size: levers measured") rounded up by ~2 KB; lower it as the size drops.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+budget=${RCALL_SIZE_BUDGET:-139264}
+js=npm/dist/cdn/rcall.js wasm=npm/dist/cdn/rcall_bg.wasm
+for f in "$js" "$wasm"; do [ -f "$f" ] || { echo "size: $f is missing (run bash npm/build.sh)" >&2; exit 1; }; done
+gz() { gzip -9 -c "$1" | wc -c; }
+# brotli-11 through node's zlib (node is already a build dependency; Debian has no brotli CLI here).
+br() { node -e 'const z=require("zlib"),f=require("fs").readFileSync(process.argv[1]);
+  console.log(z.brotliCompressSync(f,{params:{[z.constants.BROTLI_PARAM_QUALITY]:11,
+  [z.constants.BROTLI_PARAM_SIZE_HINT]:f.length}}).length)' "$1"; }
+jg=$(gz "$js") wg=$(gz "$wasm") jb=$(br "$js") wb=$(br "$wasm")
+printf 'CDN build: rcall.js %s B (gzip %s B, brotli %s B) + rcall_bg.wasm %s B (gzip %s B, brotli %s B)\n' \
+  "$(wc -c < "$js")" "$jg" "$jb" "$(wc -c < "$wasm")" "$wg" "$wb"
+printf 'CDN download: %s B gzip-9, %s B brotli-11 (budget %s B gzip)\n' "$((jg + wg))" "$((jb + wb))" "$budget"
+if [ "${1:-}" = --check ] && [ $((jg + wg)) -gt "$budget" ]; then
+  echo "size: the CDN download is $((jg + wg)) B gzip-9, above the budget of $budget B (RCALL_SIZE_BUDGET)" >&2
+  exit 1
+fi
