@@ -284,7 +284,7 @@ fn a_group_caller_publishes_once_and_subscribes_without_mesh_links() {
             _ => None,
         })
         .collect();
-    assert_eq!(ids, vec![("bob_RongCloudRTC_1", "bob-dev", true), ("bob_RongCloudRTC_0", "bob-dev", true)]);
+    assert_eq!(ids, vec![("bob_RongCloudRTC_1", "feed-bob", true), ("bob_RongCloudRTC_0", "feed-bob", true)]);
     // A local candidate is trickled on the socket.
     a.media(SfuEvent::Candidate { call_id: CALL.into(), pc: sfu_pc::SUBSCRIBER, candidate: "candidate:1".into(), sdp_mid: "0".into(), sdp_mline_index: 0 });
     assert!(matches!(frames(&a.take())[..], [Frame::SfuTrickle(ref t)] if t.pc == sfu_pc::SUBSCRIBER && t.candidate == "candidate:1"));

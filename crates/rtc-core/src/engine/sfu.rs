@@ -61,6 +61,9 @@ pub struct SfuTrack {
     pub mid: String,
     pub user_id: String,
     pub kind: TrackKind,
+    /// The publishing seat: stands for the sending device in the track's
+    /// [`super::TrackInfo::device_id`] (the shell registers the track under it).
+    pub feed: String,
 }
 
 /// What the shell reports in SFU mode.
@@ -188,10 +191,8 @@ impl Engine {
             SfuEvent::Track { call_id, mid } => {
                 let Some(s) = self.sfu_call(&call_id) else { return };
                 let Some(t) = s.tracks.iter().find(|t| t.mid == mid) else { return };
-                let (user_id, kind) = (t.user_id.clone(), t.kind);
+                let (peer, kind) = (Peer { user_id: t.user_id.clone(), device_id: t.feed.clone() }, t.kind);
                 let Some(call) = self.calls.get_mut(&call_id) else { return };
-                let device_id = call.users.get(&user_id).and_then(|m| m.device_id.clone()).unwrap_or_default();
-                let peer = Peer { user_id, device_id };
                 if !call.early_tracks.contains(&(peer.clone(), kind)) {
                     call.early_tracks.push((peer, kind));
                 }
@@ -291,7 +292,10 @@ impl Engine {
         s.tracks = o
             .mids
             .iter()
-            .filter_map(|m| Some(SfuTrack { mid: m.mid.clone(), user_id: m.user_id.clone(), kind: kind_of(&m.kind)? }))
+            .filter_map(|m| {
+                let kind = kind_of(&m.kind)?;
+                Some(SfuTrack { mid: m.mid.clone(), user_id: m.user_id.clone(), kind, feed: m.feed.clone() })
+            })
             .collect();
         let tracks = s.tracks.clone();
         let call_id = o.call_id.clone();
