@@ -37,6 +37,7 @@ use crate::hub::{
     PushError, RouteError, RouteOptions,
 };
 use crate::listener::ConnGuard;
+use crate::sfu::relay::Request;
 use crate::token::{self, Claims, TokenError};
 use crate::{ice, AppState};
 
@@ -620,8 +621,9 @@ async fn admit(
         ice_servers: ice::ice_servers(&state.config, &claims.u, now),
         accepted_upto: 0,
         profile,
-        // Not yet: the relay of the SDK's SFU messages to Janus is not done (docs/sfu.md).
-        sfu: false,
+        // SFU mode on a single node (cluster mode keeps the mesh: the call→room table is not
+        // shared between nodes yet, docs/sfu.md).
+        sfu: state.sfu.is_some() && state.routing.is_none(),
     };
     let reg = state
         .hub
@@ -850,7 +852,18 @@ fn serve_connection(
     origin: Origin,
 ) -> impl std::future::Future<Output = ()> + Send {
     async move {
+        let sfu = state.sfu.clone().filter(|_| state.routing.is_none());
+        if let Some(sfu) = &sfu {
+            let key = state.hub.app(origin.app).key.clone();
+            let (user, device) = (&origin.user_id, &origin.device_id);
+            sfu.connected(&key, user, device, origin.conn_id, outbox.clone())
+                .await;
+        }
         let departure = serve_loop(&state, &mut ws, &outbox, &origin).await;
+        if let Some(sfu) = &sfu {
+            let key = state.hub.app(origin.app).key.clone();
+            sfu.disconnected(&key, &origin.user_id, &origin.device_id, origin.conn_id);
+        }
         state.liveness.map().remove(&origin.conn_id);
         state
             .hub
@@ -1048,7 +1061,7 @@ fn on_inbound(
         Inbound::Closed(d) => return Err(d),
         Inbound::Control => return Ok(None),
         Inbound::Violation(err) => Reply::Fatal(err),
-        Inbound::Frame(frame) => handle_frame(state, origin, frame, limiter, ticket),
+        Inbound::Frame(frame) => handle_frame(state, origin, outbox, frame, limiter, ticket),
     };
     let item = match reply {
         Reply::None => return Ok(None),
@@ -1379,6 +1392,7 @@ fn refused(
 fn handle_frame(
     state: &AppState,
     origin: &Origin,
+    outbox: &Outbox,
     frame: ClientFrame,
     limiter: &mut RateLimiter,
     ticket: &mut u64,
@@ -1420,6 +1434,8 @@ fn handle_frame(
             ))
         }
     }
+    // SFU mode is single-node for now (docs/sfu.md).
+    let sfu = state.sfu.as_ref().filter(|_| state.routing.is_none());
     match body {
         ClientBody::Send(msg) if state.routing.is_some() => {
             let request_id = msg.request_id;
@@ -1550,13 +1566,38 @@ fn handle_frame(
                 sfu: false,
             }))
         }
-        ClientBody::SfuPublish(r) => sfu_off(r.request_id, r.call_id, sfu_pc::PUBLISHER),
-        ClientBody::SfuSubscribe(r) => sfu_off(r.request_id, r.call_id, sfu_pc::SUBSCRIBER),
+        ClientBody::SfuPublish(r) if sfu.is_none() => {
+            sfu_off(r.request_id, r.call_id, sfu_pc::PUBLISHER)
+        }
+        ClientBody::SfuSubscribe(r) if sfu.is_none() => {
+            sfu_off(r.request_id, r.call_id, sfu_pc::SUBSCRIBER)
+        }
         // Without SFU mode there is nothing to answer, trickle or re-layer.
-        ClientBody::SfuAnswer(_) | ClientBody::SfuTrickle(_) | ClientBody::SfuLayers(_) => {
+        ClientBody::SfuAnswer(_) | ClientBody::SfuTrickle(_) | ClientBody::SfuLayers(_)
+            if sfu.is_none() =>
+        {
             Reply::None
         }
+        ClientBody::SfuPublish(r) => sfu_submit(state, origin, outbox, Request::Publish(r)),
+        ClientBody::SfuSubscribe(r) => sfu_submit(state, origin, outbox, Request::Subscribe(r)),
+        ClientBody::SfuAnswer(r) => sfu_submit(state, origin, outbox, Request::Answer(r)),
+        ClientBody::SfuTrickle(r) => sfu_submit(state, origin, outbox, Request::Trickle(r)),
+        ClientBody::SfuLayers(r) => sfu_submit(state, origin, outbox, Request::Layers(r)),
     }
+}
+
+/// Hands an SFU request to the relay (answered asynchronously, after Janus answers).
+fn sfu_submit(state: &AppState, origin: &Origin, outbox: &Outbox, req: Request) -> Reply {
+    if let Some(sfu) = &state.sfu {
+        let from = crate::sfu::relay::From {
+            app: state.hub.app(origin.app).key.to_string(),
+            user: origin.user_id.to_string(),
+            device: origin.device_id.to_string(),
+            conn: origin.conn_id,
+        };
+        sfu.submit(from, outbox, req);
+    }
+    Reply::None
 }
 
 /// The answer to an SFU request on a server without SFU mode: the SDK fires

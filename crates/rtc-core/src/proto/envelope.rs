@@ -601,6 +601,9 @@ pub mod error_code {
     /// The database write queue is full: a message that needs a stored copy is refused rather
     /// than queued without bound (nothing delivered; retry shortly).
     pub const STORE_BUSY: i32 = 40509;
+    /// RCRTCCode `REQUEST_FAILED`: the SFU (Janus) refused or did not answer an SFU request
+    /// (`SfuFailed.code`; the reason says what failed).
+    pub const SFU_REQUEST_FAILED: i32 = 53004;
 }
 
 impl ClientFrame {

@@ -736,6 +736,28 @@ impl Handle {
         })
     }
 
+    /// Trickles one ICE candidate of the client's peer connection on this handle (`None`:
+    /// gathering completed). Janus only acks it (candidates before the SDP are queued by Janus).
+    pub async fn trickle(&self, candidate: Option<Value>) -> Result<(), JanusError> {
+        let url = format!("{}/{}/{}", self.client.inner.base, self.session.id, self.id);
+        let body = match candidate {
+            Some(c) => json!({"janus": "trickle", "candidate": c}),
+            None => json!({"janus": "trickle", "candidate": {"completed": true}}),
+        };
+        match self.client.post(&url, body).await {
+            Err(e) if e.session_gone() => {
+                self.client.forget(&self.session).await;
+                Err(e)
+            }
+            r => r.map(drop),
+        }
+    }
+
+    /// The Janus session generation this handle belongs to (a handle of an older one is gone).
+    pub fn generation(&self) -> u64 {
+        self.session.generation
+    }
+
     /// Detaches the handle (leaves whatever it joined). Best effort.
     pub async fn detach(self) {
         let url = format!("{}/{}/{}", self.client.inner.base, self.session.id, self.id);

@@ -14,6 +14,7 @@
 //! (see `docs/sfu.md`, "Order of work").
 
 pub mod janus;
+pub mod relay;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -136,6 +137,8 @@ pub struct Sfu {
     /// Keys the rooms' secrets ([`Sfu::room_secret`]).
     room_key: Vec<u8>,
     rooms: tokio::sync::Mutex<HashMap<(String, String), Room>>,
+    /// The devices' Janus handles and the calls' feeds ([`relay`]).
+    relay: relay::Relay,
 }
 
 impl Sfu {
@@ -146,6 +149,7 @@ impl Sfu {
             janus,
             room_key: room_key.into(),
             rooms: tokio::sync::Mutex::new(HashMap::new()),
+            relay: relay::Relay::default(),
         }
     }
 
@@ -380,6 +384,7 @@ pub async fn follow(
     state: Arc<crate::AppState>,
     mut calls: tokio::sync::mpsc::Receiver<(crate::hub::AppId, String)>,
 ) {
+    tokio::spawn(sfu.clone().relay_events(state.shutdown.clone()));
     let mut tick = tokio::time::interval(RECONCILE_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let hub = &state.hub;
@@ -403,6 +408,8 @@ pub async fn follow(
             if let Err(e) = sfu.sync(&key, &call_id, &members).await {
                 tracing::warn!(app = %key, call = %call_id, error = %e, "SFU room update failed (retried)");
             }
+            // The devices' handles follow their seats (SfuJoined / SfuRestart, detaching).
+            sfu.relay_sync(&key, &call_id, &members).await;
         }
     }
 }

@@ -1,0 +1,1069 @@
+//! The SFU relay (docs/sfu.md, "SDK side"): the server maps a device's SFU messages onto its
+//! two Janus handles, since browsers never talk to Janus.
+//!
+//! - Each member device of a GROUP call with a room gets a **publisher** handle, joined as
+//!   publisher with its seat (feed id, allow-list token) as soon as [`Sfu::sync`] seats it; the
+//!   device then gets `SfuJoined`. `SfuPublish` → `publish` (first time) or `configure`
+//!   (renegotiation) with its offer → `SfuAnswer` with Janus's answer.
+//! - A **subscriber** handle (multistream) is joined at the device's first `SfuSubscribe`, with
+//!   the `private_id` of its publisher (the rooms `require_pvtid`) → `SfuOffer` with the
+//!   mid → (feed, user, kind) map; later ones `update` it. `SfuAnswer` → `start`.
+//! - `SfuTrickle` → `trickle` on the handle `pc` names; `SfuLayers` → `configure` substreams.
+//! - Janus's events (`JanusClient::events`) are routed by `sender` handle: a publisher
+//!   handle's `publishers` / `unpublished` / `leaving` update the call's feed list, and every
+//!   member device gets `SfuFeeds` when it changed; a subscriber handle's own offer (Janus
+//!   renegotiates when a subscribed feed goes) is forwarded as `SfuOffer` with request id 0.
+//! - A device that leaves the call gets both handles detached; after a Janus restart (a new
+//!   session: every handle is gone) the recreated room is joined again and every member device
+//!   gets `SfuRestart` with the new generation.
+//!
+//! Clients see opaque feed ids (random per seat), never Janus's. Only member devices (the ones
+//! [`Sfu::sync`] seated: inviter and accepted callees, not ringing users) have a peer here:
+//! anything else is answered `SfuFailed` with `NOT_IN_CALL`; a Janus refusal or timeout is
+//! `SfuFailed` with `SFU_REQUEST_FAILED` (RCRTCCode 53004) and Janus's reason. Every Janus
+//! request is bounded ([`super::janus`]: 10 s), so a request never hangs.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rtc_core::proto::server_frame::Body;
+use rtc_core::proto::{
+    error_code, sfu_pc, SfuAnswer, SfuFailed, SfuFeed, SfuFeeds, SfuJoined, SfuLayers, SfuMid,
+    SfuOffer, SfuPublish, SfuRestart, SfuStream, SfuSubscribe, SfuTrickle, SfuWant,
+};
+use serde_json::{json, Value};
+
+use super::janus::{Handle, JanusError};
+use super::Sfu;
+use crate::hub::{encode_body, ConnId, Outbox, Outgoing, PushError};
+
+/// SFU requests one connection may have queued; past it they are refused (a client that
+/// floods SFU requests cannot grow the server's memory).
+pub const WORKER_QUEUE: usize = 64;
+
+/// (app key, call id).
+type CallKey = (String, String);
+/// (user, device).
+type Dev = (String, String);
+
+/// One SFU request of a connection, handled in order by the connection's worker.
+pub enum Request {
+    Publish(SfuPublish),
+    Subscribe(SfuSubscribe),
+    Answer(SfuAnswer),
+    Trickle(SfuTrickle),
+    Layers(SfuLayers),
+}
+
+/// Who sent a request.
+#[derive(Clone)]
+pub struct From {
+    pub app: String,
+    pub user: String,
+    pub device: String,
+    pub conn: ConnId,
+}
+
+/// One stream of a device's subscriber connection.
+#[derive(Clone, Debug, PartialEq)]
+struct SubStream {
+    /// The mid in the subscriber connection.
+    mid: String,
+    /// Janus feed id and the publisher's mid.
+    feed: String,
+    feed_mid: String,
+    kind: String,
+}
+
+/// A member device's side of a call on Janus.
+struct Peer {
+    /// Its participant id in the room (Janus's; never sent to clients).
+    janus_feed: String,
+    /// The id clients know its feed by.
+    opaque: String,
+    publisher: Option<Handle>,
+    private_id: Option<u64>,
+    published: bool,
+    subscriber: Option<Handle>,
+    sub_streams: Vec<SubStream>,
+}
+
+#[derive(Default)]
+struct CallState {
+    /// Janus session generation the handles belong to.
+    generation: u64,
+    peers: HashMap<Dev, Peer>,
+    /// Devices told `SfuJoined` (after a Janus restart they get `SfuRestart` instead).
+    announced: std::collections::HashSet<Dev>,
+    /// Janus feed id → its streams, as Janus's publisher events list them (a feed is listed
+    /// once its media is up).
+    feeds: BTreeMap<String, Vec<SfuStream>>,
+}
+
+/// The relay's state, kept in [`Sfu`].
+#[derive(Default)]
+pub struct Relay {
+    calls: Mutex<HashMap<CallKey, Arc<tokio::sync::Mutex<CallState>>>>,
+    /// (app, user, device) → its live connections.
+    conns: Mutex<HashMap<(String, String, String), Vec<(ConnId, Arc<Outbox>)>>>,
+    /// Janus handle id → whose handle it is (events are routed by `sender`).
+    handles: Mutex<HashMap<u64, (CallKey, Dev, u32)>>,
+    workers: Mutex<HashMap<ConnId, tokio::sync::mpsc::Sender<(From, Request)>>>,
+}
+
+fn failed(request_id: u32, call_id: &str, pc: u32, code: i32, reason: String) -> Body {
+    Body::SfuFailed(SfuFailed {
+        request_id,
+        call_id: call_id.to_owned(),
+        pc,
+        code,
+        reason,
+    })
+}
+
+fn not_member(request_id: u32, call_id: &str, pc: u32) -> Body {
+    failed(
+        request_id,
+        call_id,
+        pc,
+        error_code::NOT_IN_CALL,
+        "this device is not a member of that SFU group call (only devices that invited or \
+         accepted may publish or subscribe, after their SfuJoined)"
+            .into(),
+    )
+}
+
+fn janus_failed(request_id: u32, call_id: &str, pc: u32, what: &str, e: &JanusError) -> Body {
+    failed(
+        request_id,
+        call_id,
+        pc,
+        error_code::SFU_REQUEST_FAILED,
+        format!("{what}: {e}"),
+    )
+}
+
+/// The layer (0 low … 2 high) for `-1` wants: by the number of video tiles the device shows.
+pub fn auto_substream(video_tiles: usize) -> i32 {
+    match video_tiles {
+        0..=2 => 2,
+        3..=4 => 1,
+        _ => 0,
+    }
+}
+
+fn random_id() -> String {
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).expect("the OS random source works");
+    super::janus::hex(&b)
+}
+
+/// The streams of a Janus `publishers` entry.
+fn streams_of(publisher: &Value) -> Vec<SfuStream> {
+    publisher
+        .get("streams")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter(|s| matches!(s["type"].as_str(), Some("audio" | "video")))
+                .map(|s| SfuStream {
+                    mid: s["mid"].as_str().unwrap_or_default().to_owned(),
+                    kind: s["type"].as_str().unwrap_or_default().to_owned(),
+                    simulcast: s["simulcast"].as_bool() == Some(true),
+                    muted: s["disabled"].as_bool() == Some(true),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A subscriber handle's streams from an `attached` / `updated` event: the active audio and
+/// video ones, with the feed each carries.
+fn sub_streams_of(data: &serde_json::Map<String, Value>) -> Vec<SubStream> {
+    data.get("streams")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter(|s| s["active"].as_bool() != Some(false))
+                .filter(|s| matches!(s["type"].as_str(), Some("audio" | "video")))
+                .filter_map(|s| {
+                    Some(SubStream {
+                        mid: s["mid"].as_str()?.to_owned(),
+                        feed: s["feed_id"].as_str()?.to_owned(),
+                        feed_mid: s["feed_mid"].as_str().unwrap_or_default().to_owned(),
+                        kind: s["type"].as_str()?.to_owned(),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl CallState {
+    /// The feeds a device sees: every other member's published streams, with opaque ids.
+    fn feeds_for(&self, me: &Dev) -> Vec<SfuFeed> {
+        let mut out: Vec<SfuFeed> = self
+            .peers
+            .iter()
+            .filter(|(d, _)| *d != me)
+            .filter_map(|((user, _), p)| {
+                Some(SfuFeed {
+                    feed: p.opaque.clone(),
+                    user_id: user.clone(),
+                    streams: self.feeds.get(&p.janus_feed)?.clone(),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.feed.cmp(&b.feed));
+        out
+    }
+
+    fn by_janus_feed(&self, feed: &str) -> Option<(&Dev, &Peer)> {
+        self.peers.iter().find(|(_, p)| p.janus_feed == feed)
+    }
+
+    fn by_opaque(&self, feed: &str) -> Option<(&Dev, &Peer)> {
+        self.peers.iter().find(|(_, p)| p.opaque == feed)
+    }
+
+    fn mids(&self, streams: &[SubStream]) -> Vec<SfuMid> {
+        streams
+            .iter()
+            .filter_map(|s| {
+                let ((user, _), p) = self.by_janus_feed(&s.feed)?;
+                Some(SfuMid {
+                    mid: s.mid.clone(),
+                    feed: p.opaque.clone(),
+                    user_id: user.clone(),
+                    kind: s.kind.clone(),
+                })
+            })
+            .collect()
+    }
+}
+
+impl Sfu {
+    fn call_state(
+        &self,
+        key: &CallKey,
+        create: bool,
+    ) -> Option<Arc<tokio::sync::Mutex<CallState>>> {
+        let mut calls = self.relay.calls.lock().unwrap();
+        match calls.get(key) {
+            Some(c) => Some(c.clone()),
+            None if create => Some(calls.entry(key.clone()).or_default().clone()),
+            None => None,
+        }
+    }
+
+    // ---- connections ----
+
+    /// A device's connection is live: SFU frames for the device go to it; a device already in
+    /// an SFU call gets its `SfuJoined` again (it may have missed it while disconnected; the
+    /// SDK ignores one for a generation it has).
+    pub async fn connected(
+        &self,
+        app: &str,
+        user: &str,
+        device: &str,
+        conn: ConnId,
+        outbox: Arc<Outbox>,
+    ) {
+        self.relay
+            .conns
+            .lock()
+            .unwrap()
+            .entry((app.to_owned(), user.to_owned(), device.to_owned()))
+            .or_default()
+            .push((conn, outbox));
+        let calls: Vec<(CallKey, Arc<tokio::sync::Mutex<CallState>>)> = self
+            .relay
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|((a, _), _)| a == app)
+            .map(|(k, c)| (k.clone(), c.clone()))
+            .collect();
+        let me = (user.to_owned(), device.to_owned());
+        for ((_, call_id), cs) in calls {
+            let cs = cs.lock().await;
+            if cs.announced.contains(&me) && cs.peers.contains_key(&me) {
+                let joined = Body::SfuJoined(SfuJoined {
+                    call_id,
+                    feeds: cs.feeds_for(&me),
+                    generation: cs.generation as u32,
+                });
+                self.send_to(app, user, device, joined);
+            }
+        }
+    }
+
+    /// The connection ended: its queued SFU requests are still handled, then its worker ends.
+    pub fn disconnected(&self, app: &str, user: &str, device: &str, conn: ConnId) {
+        self.relay.workers.lock().unwrap().remove(&conn);
+        let mut conns = self.relay.conns.lock().unwrap();
+        let key = (app.to_owned(), user.to_owned(), device.to_owned());
+        if let Some(v) = conns.get_mut(&key) {
+            v.retain(|(c, _)| *c != conn);
+            if v.is_empty() {
+                conns.remove(&key);
+            }
+        }
+    }
+
+    /// Queues one of a connection's SFU requests for its worker (one per connection: its
+    /// requests reach Janus in the order it sent them). Refused with `SfuFailed` when the queue
+    /// is full.
+    pub fn submit(self: &Arc<Self>, from: From, outbox: &Outbox, req: Request) {
+        let mut workers = self.relay.workers.lock().unwrap();
+        let tx = workers.entry(from.conn).or_insert_with(|| {
+            let (tx, rx) = tokio::sync::mpsc::channel(WORKER_QUEUE);
+            tokio::spawn(self.clone().worker(rx));
+            tx
+        });
+        if let Err(tokio::sync::mpsc::error::TrySendError::Full((_, req))) =
+            tx.try_send((from, req))
+        {
+            let (request_id, call_id, pc) = match &req {
+                Request::Publish(r) => (r.request_id, r.call_id.clone(), sfu_pc::PUBLISHER),
+                Request::Subscribe(r) => (r.request_id, r.call_id.clone(), sfu_pc::SUBSCRIBER),
+                Request::Answer(r) => (r.request_id, r.call_id.clone(), sfu_pc::SUBSCRIBER),
+                Request::Trickle(_) | Request::Layers(_) => return,
+            };
+            let body = failed(
+                request_id,
+                &call_id,
+                pc,
+                error_code::SFU_REQUEST_FAILED,
+                format!("more than {WORKER_QUEUE} SFU requests queued on this connection"),
+            );
+            push(outbox, body);
+        }
+    }
+
+    async fn worker(self: Arc<Self>, mut rx: tokio::sync::mpsc::Receiver<(From, Request)>) {
+        while let Some((from, req)) = rx.recv().await {
+            let reply = match req {
+                Request::Publish(r) => Some(self.publish(&from, r).await),
+                Request::Subscribe(r) => Some(self.subscribe(&from, r).await),
+                Request::Answer(r) => self.answer(&from, r).await,
+                Request::Trickle(r) => {
+                    self.trickle(&from, r).await;
+                    None
+                }
+                Request::Layers(r) => {
+                    self.layers(&from, r).await;
+                    None
+                }
+            };
+            if let Some(body) = reply {
+                self.send_to(&from.app, &from.user, &from.device, body);
+            }
+        }
+    }
+
+    /// Sends a frame to every live connection of a device (none: dropped; what matters is
+    /// sent again on reconnect, see [`Self::connected`]).
+    fn send_to(&self, app: &str, user: &str, device: &str, body: Body) {
+        let conns = self.relay.conns.lock().unwrap();
+        let Some(v) = conns.get(&(app.to_owned(), user.to_owned(), device.to_owned())) else {
+            return;
+        };
+        for (_, outbox) in v {
+            push(outbox, body.clone());
+        }
+    }
+
+    // ---- requests ----
+
+    async fn publish(&self, from: &From, r: SfuPublish) -> Body {
+        let pc = sfu_pc::PUBLISHER;
+        let key = (from.app.clone(), r.call_id.clone());
+        let me = (from.user.clone(), from.device.clone());
+        let Some(cs) = self.call_state(&key, false) else {
+            return not_member(r.request_id, &r.call_id, pc);
+        };
+        let mut cs = cs.lock().await;
+        let Some(peer) = cs.peers.get_mut(&me) else {
+            return not_member(r.request_id, &r.call_id, pc);
+        };
+        if r.sdp_offer.is_empty() {
+            return failed(
+                r.request_id,
+                &r.call_id,
+                pc,
+                error_code::INVALID_PARAMETER,
+                "empty SDP offer".into(),
+            );
+        }
+        let Some(h) = &peer.publisher else {
+            return failed(
+                r.request_id,
+                &r.call_id,
+                pc,
+                error_code::SFU_REQUEST_FAILED,
+                "this device's SFU connection is being set up again (SfuRestart follows)".into(),
+            );
+        };
+        // First time `publish`; a renegotiation (tracks added, removed, replaced) `configure`.
+        let request = if peer.published {
+            "configure"
+        } else {
+            "publish"
+        };
+        let jsep = json!({"type": "offer", "sdp": r.sdp_offer});
+        match h.request(json!({"request": request}), Some(jsep)).await {
+            Ok(reply) => match reply.jsep.as_ref().and_then(|j| j["sdp"].as_str()) {
+                Some(sdp) => {
+                    peer.published = true;
+                    Body::SfuAnswer(SfuAnswer {
+                        request_id: r.request_id,
+                        call_id: r.call_id,
+                        sdp: sdp.to_owned(),
+                    })
+                }
+                None => failed(
+                    r.request_id,
+                    &r.call_id,
+                    pc,
+                    error_code::SFU_REQUEST_FAILED,
+                    format!("Janus answered `{request}` without an SDP answer"),
+                ),
+            },
+            Err(e) => janus_failed(r.request_id, &r.call_id, pc, request, &e),
+        }
+    }
+
+    async fn subscribe(&self, from: &From, r: SfuSubscribe) -> Body {
+        let pc = sfu_pc::SUBSCRIBER;
+        let key = (from.app.clone(), r.call_id.clone());
+        let me = (from.user.clone(), from.device.clone());
+        let Some(cs) = self.call_state(&key, false) else {
+            return not_member(r.request_id, &r.call_id, pc);
+        };
+        let mut guard = cs.lock().await;
+        let cs = &mut *guard;
+        if !cs.peers.contains_key(&me) {
+            return not_member(r.request_id, &r.call_id, pc);
+        }
+        // Opaque ids → Janus feeds.
+        let mut wants: Vec<(String, String, i32)> = Vec::new();
+        for w in &r.want {
+            match cs.by_opaque(&w.feed) {
+                Some(((u, d), p)) if (u, d) != (&me.0, &me.1) => {
+                    wants.push((p.janus_feed.clone(), w.mid.clone(), w.substream))
+                }
+                _ => {
+                    return failed(
+                        r.request_id,
+                        &r.call_id,
+                        pc,
+                        error_code::INVALID_PARAMETER,
+                        format!("no feed {:?} of another member in this call", w.feed),
+                    )
+                }
+            }
+        }
+        let room = self
+            .grant(&from.app, &r.call_id, &me.0, &me.1)
+            .await
+            .map(|g| g.room);
+        let peer = cs.peers.get_mut(&me).expect("checked above");
+        let Some(room) = room else {
+            return not_member(r.request_id, &r.call_id, pc);
+        };
+        let stream = |feed: &str, mid: &str| {
+            if mid.is_empty() {
+                json!({"feed": feed})
+            } else {
+                json!({"feed": feed, "mid": mid})
+            }
+        };
+        let reply = match &peer.subscriber {
+            None => {
+                if wants.is_empty() {
+                    return Body::SfuOffer(SfuOffer {
+                        request_id: r.request_id,
+                        call_id: r.call_id,
+                        sdp: String::new(),
+                        mids: Vec::new(),
+                    });
+                }
+                let Some(private_id) = peer.private_id else {
+                    return failed(
+                        r.request_id,
+                        &r.call_id,
+                        pc,
+                        error_code::SFU_REQUEST_FAILED,
+                        "this device's SFU connection is being set up again (SfuRestart follows)"
+                            .into(),
+                    );
+                };
+                let h = match self.janus.attach().await {
+                    Ok(h) => h,
+                    Err(e) => return janus_failed(r.request_id, &r.call_id, pc, "attach", &e),
+                };
+                let (_, token) = match self.grant(&from.app, &r.call_id, &me.0, &me.1).await {
+                    Some(g) => (g.feed, g.token),
+                    None => return not_member(r.request_id, &r.call_id, pc),
+                };
+                let streams: Vec<Value> = wants.iter().map(|(f, m, _)| stream(f, m)).collect();
+                let body = json!({
+                    "request": "join", "ptype": "subscriber", "room": room,
+                    "private_id": private_id, "token": token, "streams": streams,
+                });
+                match h.request(body, None).await {
+                    Ok(reply) => {
+                        self.relay
+                            .handles
+                            .lock()
+                            .unwrap()
+                            .insert(h.id(), (key.clone(), me.clone(), pc));
+                        peer.subscriber = Some(h);
+                        Ok(reply)
+                    }
+                    Err(e) => {
+                        tokio::spawn(h.detach());
+                        Err(("join", e))
+                    }
+                }
+            }
+            Some(h) => {
+                let wanted = |s: &SubStream| {
+                    wants
+                        .iter()
+                        .any(|(f, m, _)| *f == s.feed && (m.is_empty() || *m == s.feed_mid))
+                };
+                let unsubscribe: Vec<Value> = peer
+                    .sub_streams
+                    .iter()
+                    .filter(|s| !wanted(s))
+                    .map(|s| stream(&s.feed, &s.feed_mid))
+                    .collect();
+                let subscribe: Vec<Value> = wants
+                    .iter()
+                    .filter(|(f, m, _)| {
+                        !peer
+                            .sub_streams
+                            .iter()
+                            .any(|s| s.feed == *f && (m.is_empty() || *m == s.feed_mid))
+                    })
+                    .map(|(f, m, _)| stream(f, m))
+                    .collect();
+                if subscribe.is_empty() && unsubscribe.is_empty() {
+                    // Nothing to renegotiate: the current map, no SDP.
+                    let streams = peer.sub_streams.clone();
+                    self.apply_layers(h, &streams, &wants).await;
+                    let mids = cs.mids(&streams);
+                    return Body::SfuOffer(SfuOffer {
+                        request_id: r.request_id,
+                        call_id: r.call_id,
+                        sdp: String::new(),
+                        mids,
+                    });
+                }
+                let mut body = json!({"request": "update"});
+                if !subscribe.is_empty() {
+                    body["subscribe"] = json!(subscribe);
+                }
+                if !unsubscribe.is_empty() {
+                    body["unsubscribe"] = json!(unsubscribe);
+                }
+                h.request(body, None).await.map_err(|e| ("update", e))
+            }
+        };
+        match reply {
+            Ok(reply) => {
+                let peer = cs.peers.get_mut(&me).expect("checked above");
+                if reply.data.contains_key("streams") {
+                    peer.sub_streams = sub_streams_of(&reply.data);
+                }
+                let streams = peer.sub_streams.clone();
+                if let Some(h) = &peer.subscriber {
+                    self.apply_layers(h, &streams, &wants).await;
+                }
+                Body::SfuOffer(SfuOffer {
+                    request_id: r.request_id,
+                    call_id: r.call_id,
+                    sdp: reply
+                        .jsep
+                        .as_ref()
+                        .and_then(|j| j["sdp"].as_str())
+                        .unwrap_or_default()
+                        .to_owned(),
+                    mids: cs.mids(&streams),
+                })
+            }
+            Err((what, e)) => janus_failed(r.request_id, &r.call_id, pc, what, &e),
+        }
+    }
+
+    /// Sets the simulcast layer of each wanted video stream (`-1`: by the tile count).
+    async fn apply_layers(
+        &self,
+        h: &Handle,
+        streams: &[SubStream],
+        wants: &[(String, String, i32)],
+    ) {
+        let tiles = streams.iter().filter(|s| s.kind == "video").count();
+        let config: Vec<Value> = streams
+            .iter()
+            .filter(|s| s.kind == "video")
+            .filter_map(|s| {
+                let (_, _, sub) = wants
+                    .iter()
+                    .find(|(f, m, _)| *f == s.feed && (m.is_empty() || *m == s.feed_mid))?;
+                let sub = if *sub < 0 {
+                    auto_substream(tiles)
+                } else {
+                    (*sub).min(2)
+                };
+                Some(json!({"mid": s.mid, "substream": sub}))
+            })
+            .collect();
+        if config.is_empty() {
+            return;
+        }
+        if let Err(e) = h
+            .request(json!({"request": "configure", "streams": config}), None)
+            .await
+        {
+            tracing::info!(error = %e, "SFU: setting simulcast layers failed");
+        }
+    }
+
+    /// The client's answer to an `SfuOffer` → `start`. Only failures are answered.
+    async fn answer(&self, from: &From, r: SfuAnswer) -> Option<Body> {
+        let pc = sfu_pc::SUBSCRIBER;
+        let key = (from.app.clone(), r.call_id.clone());
+        let me = (from.user.clone(), from.device.clone());
+        let Some(cs) = self.call_state(&key, false) else {
+            return Some(not_member(r.request_id, &r.call_id, pc));
+        };
+        let cs = cs.lock().await;
+        let Some(peer) = cs.peers.get(&me) else {
+            return Some(not_member(r.request_id, &r.call_id, pc));
+        };
+        let Some(h) = &peer.subscriber else {
+            return Some(failed(
+                r.request_id,
+                &r.call_id,
+                pc,
+                error_code::INVALID_PARAMETER,
+                "SfuAnswer without a subscription (send SfuSubscribe first)".into(),
+            ));
+        };
+        let jsep = json!({"type": "answer", "sdp": r.sdp});
+        match h.request(json!({"request": "start"}), Some(jsep)).await {
+            Ok(_) => None,
+            Err(e) => Some(janus_failed(r.request_id, &r.call_id, pc, "start", &e)),
+        }
+    }
+
+    async fn trickle(&self, from: &From, r: SfuTrickle) {
+        let key = (from.app.clone(), r.call_id.clone());
+        let me = (from.user.clone(), from.device.clone());
+        let Some(cs) = self.call_state(&key, false) else {
+            return;
+        };
+        let cs = cs.lock().await;
+        let Some(peer) = cs.peers.get(&me) else {
+            return;
+        };
+        let h = match r.pc {
+            sfu_pc::PUBLISHER => peer.publisher.as_ref(),
+            sfu_pc::SUBSCRIBER => peer.subscriber.as_ref(),
+            _ => None,
+        };
+        let Some(h) = h else {
+            return;
+        };
+        let candidate = (!r.candidate.is_empty()).then(|| {
+            json!({"candidate": r.candidate, "sdpMid": r.sdp_mid, "sdpMLineIndex": r.sdp_mline_index})
+        });
+        if let Err(e) = h.trickle(candidate).await {
+            tracing::info!(error = %e, "SFU: trickle failed");
+        }
+    }
+
+    async fn layers(&self, from: &From, r: SfuLayers) {
+        let key = (from.app.clone(), r.call_id.clone());
+        let me = (from.user.clone(), from.device.clone());
+        let Some(cs) = self.call_state(&key, false) else {
+            return;
+        };
+        let cs = cs.lock().await;
+        let Some(peer) = cs.peers.get(&me) else {
+            return;
+        };
+        let Some(h) = &peer.subscriber else {
+            return;
+        };
+        let wants: Vec<(String, String, i32)> = r
+            .want
+            .iter()
+            .filter_map(|w: &SfuWant| {
+                let (_, p) = cs.by_opaque(&w.feed)?;
+                Some((p.janus_feed.clone(), w.mid.clone(), w.substream))
+            })
+            .collect();
+        self.apply_layers(h, &peer.sub_streams, &wants).await;
+    }
+
+    // ---- membership (from `follow`, after `Sfu::sync`) ----
+
+    /// Makes the call's peers follow its seats: joins a publisher handle for each newly seated
+    /// device (then `SfuJoined`), detaches both handles of devices that left, and after a
+    /// Janus restart joins everyone again and sends `SfuRestart`. Idempotent.
+    pub async fn relay_sync(&self, app: &str, call_id: &str, members: &[(Arc<str>, Arc<str>)]) {
+        let key = (app.to_owned(), call_id.to_owned());
+        let Some(cs_arc) = self.call_state(&key, !members.is_empty()) else {
+            return;
+        };
+        let mut guard = cs_arc.lock().await;
+        let cs = &mut *guard;
+        let generation = self.janus.session_generation();
+        let restarted = cs.generation != 0 && cs.generation != generation;
+        let mut changed = false;
+        if restarted {
+            // Every handle went with the old session.
+            for (_, p) in cs.peers.drain() {
+                self.forget_handles(&p);
+            }
+            changed = !cs.feeds.is_empty();
+            cs.feeds.clear();
+        }
+        cs.generation = generation;
+        // Those who left (or whose seat changed): both handles detached.
+        let gone: Vec<Dev> = cs
+            .peers
+            .keys()
+            .filter(|(u, d)| !members.iter().any(|(mu, md)| **mu == **u && **md == **d))
+            .cloned()
+            .collect();
+        for dev in gone {
+            let p = cs.peers.remove(&dev).expect("listed");
+            changed |= cs.feeds.remove(&p.janus_feed).is_some();
+            cs.announced.remove(&dev);
+            self.detach_peer(p);
+        }
+        for (u, d) in members {
+            let dev = (u.to_string(), d.to_string());
+            let Some(grant) = self.grant(app, call_id, u, d).await else {
+                continue; // not seated yet (the room sync failed): next pass
+            };
+            if cs
+                .peers
+                .get(&dev)
+                .is_some_and(|p| p.janus_feed == grant.feed && p.publisher.is_some())
+            {
+                continue;
+            }
+            if let Some(p) = cs.peers.remove(&dev) {
+                changed |= cs.feeds.remove(&p.janus_feed).is_some();
+                self.detach_peer(p);
+            }
+            let h = match self.janus.attach().await {
+                Ok(h) => h,
+                Err(e) => {
+                    tracing::warn!(call = call_id, error = %e, "SFU: attaching a publisher handle failed (retried)");
+                    continue;
+                }
+            };
+            let body = json!({
+                "request": "join", "ptype": "publisher", "room": grant.room,
+                "id": grant.feed, "token": grant.token, "display": &**u,
+            });
+            let joined = match h.request(body, None).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(call = call_id, error = %e, "SFU: joining a device's publisher failed (retried)");
+                    tokio::spawn(h.detach());
+                    continue;
+                }
+            };
+            self.relay
+                .handles
+                .lock()
+                .unwrap()
+                .insert(h.id(), (key.clone(), dev.clone(), sfu_pc::PUBLISHER));
+            // Publishers already up in the room.
+            for p in joined
+                .data
+                .get("publishers")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(id) = p["id"].as_str() {
+                    changed |= cs.feeds.insert(id.to_owned(), streams_of(p)).is_none();
+                }
+            }
+            cs.peers.insert(
+                dev.clone(),
+                Peer {
+                    janus_feed: grant.feed.clone(),
+                    opaque: random_id(),
+                    publisher: Some(h),
+                    private_id: joined.data.get("private_id").and_then(Value::as_u64),
+                    published: false,
+                    subscriber: None,
+                    sub_streams: Vec::new(),
+                },
+            );
+            let body = if cs.announced.insert(dev.clone()) {
+                Body::SfuJoined(SfuJoined {
+                    call_id: call_id.to_owned(),
+                    feeds: cs.feeds_for(&dev),
+                    generation: generation as u32,
+                })
+            } else {
+                Body::SfuRestart(SfuRestart {
+                    call_id: call_id.to_owned(),
+                    generation: generation as u32,
+                })
+            };
+            self.send_to(app, u, d, body);
+        }
+        if changed {
+            self.broadcast_feeds(app, call_id, cs);
+        }
+        if members.is_empty() {
+            for (_, p) in cs.peers.drain() {
+                self.detach_peer(p);
+            }
+            drop(guard);
+            let mut calls = self.relay.calls.lock().unwrap();
+            if calls.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cs_arc)) {
+                calls.remove(&key);
+            }
+        }
+    }
+
+    fn forget_handles(&self, p: &Peer) {
+        let mut handles = self.relay.handles.lock().unwrap();
+        for h in [&p.publisher, &p.subscriber].into_iter().flatten() {
+            handles.remove(&h.id());
+        }
+    }
+
+    /// Detaches a peer's handles (in the background: a slow Janus does not hold up the call).
+    fn detach_peer(&self, p: Peer) {
+        self.forget_handles(&p);
+        let current = self.janus.session_generation();
+        for h in [p.publisher, p.subscriber].into_iter().flatten() {
+            if h.generation() == current {
+                tokio::spawn(h.detach());
+            }
+        }
+    }
+
+    fn broadcast_feeds(&self, app: &str, call_id: &str, cs: &CallState) {
+        for (u, d) in cs
+            .announced
+            .iter()
+            .filter(|dev| cs.peers.contains_key(*dev))
+        {
+            let body = Body::SfuFeeds(SfuFeeds {
+                call_id: call_id.to_owned(),
+                feeds: cs.feeds_for(&(u.clone(), d.clone())),
+            });
+            self.send_to(app, u, d, body);
+        }
+    }
+
+    // ---- Janus events ----
+
+    /// Handles one Janus event nobody waited for (routed by its `sender` handle). Public for
+    /// tests, which cannot make Janus list a feed without media.
+    #[doc(hidden)]
+    pub async fn on_event(&self, event: &Value) {
+        let Some(sender) = event.get("sender").and_then(Value::as_u64) else {
+            return;
+        };
+        let Some((key, dev, pc)) = self.relay.handles.lock().unwrap().get(&sender).cloned() else {
+            return;
+        };
+        let Some(cs) = self.call_state(&key, false) else {
+            return;
+        };
+        let mut guard = cs.lock().await;
+        let cs = &mut *guard;
+        // Still this peer's handle (not one replaced meanwhile)?
+        let Some(peer) = cs.peers.get_mut(&dev) else {
+            return;
+        };
+        let mine = |h: &Option<Handle>| h.as_ref().is_some_and(|h| h.id() == sender);
+        if event["janus"].as_str() == Some("hangup") {
+            // Janus closed this peer connection (ICE/DTLS failed, or the client closed it).
+            if pc == sfu_pc::PUBLISHER && mine(&peer.publisher) {
+                peer.published = false;
+            }
+            return;
+        }
+        let Some(data) = event.get("plugindata").and_then(|p| p.get("data")) else {
+            return;
+        };
+        if pc == sfu_pc::SUBSCRIBER {
+            if !mine(&peer.subscriber) {
+                return;
+            }
+            // Janus renegotiates by itself (a subscribed feed went away): forward its offer.
+            if let Some(sdp) = event.get("jsep").and_then(|j| j["sdp"].as_str()) {
+                if let Some(m) = data.as_object().filter(|m| m.contains_key("streams")) {
+                    peer.sub_streams = sub_streams_of(m);
+                }
+                let mids = cs.mids(&cs.peers[&dev].sub_streams);
+                let body = Body::SfuOffer(SfuOffer {
+                    request_id: 0,
+                    call_id: key.1.clone(),
+                    sdp: sdp.to_owned(),
+                    mids,
+                });
+                self.send_to(&key.0, &dev.0, &dev.1, body);
+            }
+            return;
+        }
+        if !mine(&peer.publisher) {
+            return;
+        }
+        let mut changed = false;
+        for p in data
+            .get("publishers")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(id) = p["id"].as_str() {
+                if cs.by_janus_feed(id).is_some() {
+                    let streams = streams_of(p);
+                    changed |= cs.feeds.get(id) != Some(&streams);
+                    cs.feeds.insert(id.to_owned(), streams);
+                }
+            }
+        }
+        for gone in ["unpublished", "leaving", "kicked"] {
+            if let Some(id) = data.get(gone).and_then(Value::as_str) {
+                changed |= cs.feeds.remove(id).is_some();
+            }
+        }
+        if changed {
+            self.broadcast_feeds(&key.0, &key.1, cs);
+        }
+    }
+
+    /// Follows Janus's events for the relay, on whichever session is current.
+    pub async fn relay_events(self: Arc<Self>, stop: tokio_util::sync::CancellationToken) {
+        loop {
+            let generation = self.janus.session_generation();
+            let mut rx = match self.janus.events().await {
+                Ok(rx) => rx,
+                Err(super::JanusError::Closed) => return,
+                Err(_) => {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
+                    }
+                }
+            };
+            loop {
+                let ev = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    ev = rx.recv() => ev,
+                    // A new session: subscribe to its events.
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {
+                        if self.janus.session_generation() != generation { break } else { continue }
+                    }
+                };
+                match ev {
+                    Ok(ev) => self.on_event(&ev).await,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "SFU: Janus events missed");
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        }
+    }
+
+    /// The Janus handle ids of a device in a call (publisher, subscriber), for tests.
+    #[doc(hidden)]
+    pub async fn peer_handles(
+        &self,
+        app: &str,
+        call_id: &str,
+        user: &str,
+        device: &str,
+    ) -> Option<(Option<u64>, Option<u64>)> {
+        let cs = self.call_state(&(app.to_owned(), call_id.to_owned()), false)?;
+        let cs = cs.lock().await;
+        let p = cs.peers.get(&(user.to_owned(), device.to_owned()))?;
+        Some((
+            p.publisher.as_ref().map(Handle::id),
+            p.subscriber.as_ref().map(Handle::id),
+        ))
+    }
+
+    /// The opaque feed id of a device in a call, for tests.
+    #[doc(hidden)]
+    pub async fn peer_feed(
+        &self,
+        app: &str,
+        call_id: &str,
+        user: &str,
+        device: &str,
+    ) -> Option<String> {
+        let cs = self.call_state(&(app.to_owned(), call_id.to_owned()), false)?;
+        let cs = cs.lock().await;
+        Some(
+            cs.peers
+                .get(&(user.to_owned(), device.to_owned()))?
+                .opaque
+                .clone(),
+        )
+    }
+}
+
+fn push(outbox: &Outbox, body: Body) {
+    let item = Outgoing::Frame {
+        body: encode_body(&body),
+        accepted: None,
+    };
+    if let Err(PushError::Full) = outbox.push(item, true) {
+        outbox.abort_with(rtc_core::proto::ErrorFrame {
+            code: error_code::SLOW_CONSUMER,
+            message: "too many unread frames; reconnect and resume".into(),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_layer_follows_the_tile_count() {
+        assert_eq!(auto_substream(1), 2);
+        assert_eq!(auto_substream(4), 1);
+        assert_eq!(auto_substream(8), 0);
+    }
+
+    #[test]
+    fn a_subscriber_offer_maps_active_media_streams_to_their_feeds() {
+        let data = json!({"videoroom": "attached", "streams": [
+            {"type": "audio", "mid": "0", "feed_id": "fa", "feed_mid": "0", "active": true},
+            {"type": "video", "mid": "1", "feed_id": "fa", "feed_mid": "1"},
+            {"type": "video", "mid": "2", "active": false},
+            {"type": "data", "mid": "3", "feed_id": "fb"},
+        ]});
+        let got = sub_streams_of(data.as_object().unwrap());
+        assert_eq!(
+            got.iter()
+                .map(|s| (&*s.mid, &*s.feed, &*s.feed_mid, &*s.kind))
+                .collect::<Vec<_>>(),
+            [("0", "fa", "0", "audio"), ("1", "fa", "1", "video")]
+        );
+    }
+}
