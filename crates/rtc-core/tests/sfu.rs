@@ -539,3 +539,30 @@ fn an_audio_only_call_subscribes_to_no_video() {
     assert_eq!(sub.want.len(), 1);
     assert_eq!(sub.want[0].mid, "0");
 }
+
+#[test]
+fn downgrading_to_audio_drops_video_from_the_subscription_and_a_member_leaving_changes_nothing_else() {
+    let mut b = callee(true, 0);
+    b.sfu(joined(vec![feed("alice", true), feed("carol", true)], 1));
+    let sub = last_subscribe(&b.take()).unwrap().clone();
+    assert_eq!(sub.want.len(), 4);
+    b.sfu(offer(sub.request_id, &["alice", "carol"]));
+    b.take();
+    b.command(Command::DescendAbility { call_id: CALL.into() });
+    let outs = b.settle();
+    assert!(outs.iter().any(|o| matches!(o, Output::Media(MediaAction::DropVideo { .. }))), "{outs:?}");
+    let sub = last_subscribe(&outs).expect("resubscribes without video").clone();
+    assert!(sub.want.iter().all(|w| w.mid == "0"), "{:?}", sub.want);
+    b.sfu(offer(sub.request_id, &["alice", "carol"]));
+    b.take();
+    // carol hangs up: the usual onHungup, no mesh teardown; the server's new feed list
+    // shrinks the subscription.
+    b.signal("carol", conversation_type::GROUP, Body::Hangup(proto::Hangup { reason: end_reason::HANGUP }));
+    let outs = b.take();
+    assert!(events(&outs).iter().any(|e| matches!(e, CallEvent::Hungup { sender, .. } if sender.user_id == "carol")));
+    assert!(!outs.iter().any(|o| matches!(o, Output::Media(MediaAction::Disconnect { .. } | MediaAction::Leave { .. }))), "{outs:?}");
+    b.sfu(feeds(vec![feed("alice", true)]));
+    let sub = last_subscribe(&b.take()).expect("resubscribes").clone();
+    assert_eq!(sub.want.iter().map(|w| w.feed.as_str()).collect::<Vec<_>>(), ["feed-alice"]);
+    assert_eq!(b.engine.session(CALL).unwrap().state, SessionState::Keeping);
+}

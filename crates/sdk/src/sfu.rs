@@ -137,6 +137,8 @@ fn subscribe(rt: &Rc<Runtime>, call_id: String, sdp: String, tracks: Vec<SfuTrac
     let existing = links(rt, &call_id, |s| s.subscriber.clone());
     let link = match existing {
         Some(l) => l,
+        // Nothing subscribed yet and nothing to negotiate.
+        None if sdp.is_empty() => return,
         None => {
             let Some(l) = new_link(rt, &call_id, sfu_pc::SUBSCRIBER) else { return };
             rt.media.borrow_mut().sfu.get_or_insert_with(call_id.clone(), Default::default).subscriber = Some(l.clone());
@@ -145,11 +147,15 @@ fn subscribe(rt: &Rc<Runtime>, call_id: String, sdp: String, tracks: Vec<SfuTrac
     };
     let rt = rt.clone();
     js::spawn(async move {
-        let answer = match link.accept_offer(&sdp).await {
-            Ok(a) => a,
-            Err(e) => return js::warn(&format!("[rcall] the SFU's offer was refused: {e}")),
-        };
-        rt.feed(Input::Media(MediaEvent::Sfu(SfuEvent::SubscribeAnswer { call_id: call_id.clone(), sdp: answer })));
+        // An empty SDP: the subscription did not change the connection (only the layers or
+        // the mid map), so there is nothing to answer.
+        if !sdp.is_empty() {
+            let answer = match link.accept_offer(&sdp).await {
+                Ok(a) => a,
+                Err(e) => return js::warn(&format!("[rcall] the SFU's offer was refused: {e}")),
+            };
+            rt.feed(Input::Media(MediaEvent::Sfu(SfuEvent::SubscribeAnswer { call_id: call_id.clone(), sdp: answer })));
+        }
         // Each (mid, feed) new in this offer: its track (muted until media flows, as a mesh
         // link's at negotiation) registered and reported once. A recycled mid keeps its track
         // object, so the browser's `track` event alone would miss the new stream on it.

@@ -47,7 +47,7 @@ pub enum SfuAction {
     /// Apply the SFU's answer to the publishing connection.
     PublishAnswer { call_id: String, sdp: String },
     /// Apply the SFU's offer on the receiving connection (created if none) and answer with
-    /// [`SfuEvent::SubscribeAnswer`]; `tracks` says whose stream each `mid` carries, so the
+    /// [`SfuEvent::SubscribeAnswer`] (an empty `sdp`: nothing to negotiate, only the map); `tracks` says whose stream each `mid` carries, so the
     /// shell registers each remote track under [`super::track_id`] and reports
     /// [`SfuEvent::Track`].
     Subscribe { call_id: String, sdp: String, tracks: Vec<SfuTrack> },
