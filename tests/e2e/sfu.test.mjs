@@ -178,13 +178,30 @@ describe('issue 12: group calls through the SFU (Janus)', { skip }, () => {
     return { pages, spares, sessionId, groupId };
   }
 
+  /** `c` decodes new frames of `o`'s video: 5 more than now, polled for up to `timeout` (a
+   *  loaded 2-core machine can stall every page for a second or two). */
+  async function advancing(c, o, what, timeout = 20000) {
+    const v1 = await c.remoteVideo(o.userId);
+    if (!v1) throw new Error(`${c.name}: no remote <video> for ${o.name} ${what}`);
+    const deadline = Date.now() + timeout;
+    for (;;) {
+      const v = await c.remoteVideo(o.userId);
+      if (v.frames >= v1.frames + 5 && v.videoWidth > 0) return v;
+      if (Date.now() > deadline) {
+        throw new Error(`${c.name}: ${o.name}'s video not advancing ${what}: frames ${v1.frames} → ${v.frames} in ${timeout} ms; ` +
+          `rtc: ${JSON.stringify(await c.eval(() => H.rtcStats()))}`);
+      }
+      await sleep(200);
+    }
+  }
+
   /** Every page decodes every other page's video (first frames), then keeps decoding it. */
   async function allVideosAdvance(pages, what, timeout = 40000) {
     for (const c of pages) {
       for (const o of pages) if (o !== c) await c.waitRemoteVideo(o.userId, { minFrames: 3, timeout });
     }
     for (const c of pages) {
-      for (const o of pages) if (o !== c) await c.assertVideoAdvancing(o.userId, { windowMs: 1500, what });
+      for (const o of pages) if (o !== c) await advancing(c, o, what);
     }
   }
 
@@ -239,7 +256,7 @@ describe('issue 12: group calls through the SFU (Janus)', { skip }, () => {
       await sleep(1500);
       const rest = [A, B, D];
       for (const c of rest) {
-        for (const o of rest) if (o !== c) await c.assertVideoAdvancing(o.userId, { windowMs: 1500, what: 'after C left' });
+        for (const o of rest) if (o !== c) await advancing(c, o, 'after C left');
         assert.equal((await mediaPaths(c)).pcs, 2, `${c.name}: still two connections`);
       }
     });
@@ -254,6 +271,7 @@ describe('issue 12: group calls through the SFU (Janus)', { skip }, () => {
       await janus.kill();
       await sleep(500);
       await janus.start();
+      const restartedAt = Date.now();
       // Back within a generous bound (the server notices the new Janus session on its next poll).
       for (const c of pages) {
         for (const o of pages) {
@@ -270,9 +288,10 @@ describe('issue 12: group calls through the SFU (Janus)', { skip }, () => {
             }
             await sleep(250);
           }
-          await c.assertVideoAdvancing(o.userId, { windowMs: 1500, what: 'after the Janus restart' });
+          await advancing(c, o, 'after the Janus restart');
         }
       }
+      console.log(`# Janus restart → every remote video advancing again on every page: ${Date.now() - restartedAt} ms (upper bound, polled)`);
       for (const c of pages) {
         assert.deepEqual(await c.eventsOf('onHungup'), [], `${c.name}: no hangup`);
         assert.deepEqual(await c.eventsOf('onSessionClose'), [], `${c.name}: the call goes on`);
