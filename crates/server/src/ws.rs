@@ -856,8 +856,7 @@ fn serve_connection(
         if let Some(sfu) = &sfu {
             let key = state.hub.app(origin.app).key.clone();
             let (user, device) = (&origin.user_id, &origin.device_id);
-            sfu.connected(&key, user, device, origin.conn_id, outbox.clone())
-                .await;
+            sfu.connected(&key, user, device, origin.conn_id, outbox.clone());
         }
         let departure = serve_loop(&state, &mut ws, &outbox, &origin).await;
         if let Some(sfu) = &sfu {
@@ -1567,10 +1566,10 @@ fn handle_frame(
             }))
         }
         ClientBody::SfuPublish(r) if sfu.is_none() => {
-            sfu_off(r.request_id, r.call_id, sfu_pc::PUBLISHER)
+            sfu_off(state, r.request_id, r.call_id, sfu_pc::PUBLISHER)
         }
         ClientBody::SfuSubscribe(r) if sfu.is_none() => {
-            sfu_off(r.request_id, r.call_id, sfu_pc::SUBSCRIBER)
+            sfu_off(state, r.request_id, r.call_id, sfu_pc::SUBSCRIBER)
         }
         // Without SFU mode there is nothing to answer, trickle or re-layer.
         ClientBody::SfuAnswer(_) | ClientBody::SfuTrickle(_) | ClientBody::SfuLayers(_)
@@ -1589,7 +1588,7 @@ fn handle_frame(
 /// Hands an SFU request to the relay (answered asynchronously, after Janus answers).
 fn sfu_submit(state: &AppState, origin: &Origin, outbox: &Outbox, req: Request) -> Reply {
     if let Some(sfu) = &state.sfu {
-        let from = crate::sfu::relay::From {
+        let from = crate::sfu::relay::Requester {
             app: state.hub.app(origin.app).key.to_string(),
             user: origin.user_id.to_string(),
             device: origin.device_id.to_string(),
@@ -1602,13 +1601,19 @@ fn sfu_submit(state: &AppState, origin: &Origin, outbox: &Outbox, req: Request) 
 
 /// The answer to an SFU request on a server without SFU mode: the SDK fires
 /// `onTrackPublishFail` / `onTrackSubscribeFail` rather than waiting for media.
-fn sfu_off(request_id: u32, call_id: String, pc: u32) -> Reply {
+fn sfu_off(state: &AppState, request_id: u32, call_id: String, pc: u32) -> Reply {
+    let reason = if state.sfu.is_some() {
+        "SFU mode is single-node for now: this server runs in cluster mode (--redis), where \
+         group calls keep the mesh"
+    } else {
+        "SFU mode is off on this server (it has no --janus)"
+    };
     Reply::Frame(Body::SfuFailed(SfuFailed {
         request_id,
         call_id,
         pc,
         code: error_code::INVALID_PARAMETER,
-        reason: "SFU mode is off on this server (it has no --janus)".into(),
+        reason: reason.into(),
     }))
 }
 

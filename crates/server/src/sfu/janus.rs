@@ -394,6 +394,24 @@ impl JanusClient {
             .unwrap_or_default())
     }
 
+    /// The ids of every room on Janus, private ones included (asked with the admin key).
+    pub async fn list_rooms(&self) -> Result<Vec<String>, JanusError> {
+        let mut body = json!({"request": "list"});
+        if let Some(k) = &self.inner.settings.admin_key {
+            body["admin_key"] = json!(k);
+        }
+        let data = self.admin_request("list", "", body).await?;
+        Ok(data
+            .get("list")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|r| r.get("room").and_then(Value::as_str).map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
     /// Destroys the room: every participant is kicked out.
     pub async fn destroy_room(&self, room: &str, secret: &str) -> Result<(), JanusError> {
         let body =
@@ -525,7 +543,7 @@ impl JanusClient {
             let req = self.inner.http.get(self.with_secret_query(&url));
             let reply = tokio::select! {
                 _ = s.dead.cancelled() => return,
-                r = self.send(req, &url, POLL_TIMEOUT) => r,
+                r = self.send_inner(req, &url, POLL_TIMEOUT, true) => r,
             };
             match reply {
                 Ok(Value::Array(events)) => events.into_iter().for_each(|e| s.dispatch(e)),
@@ -610,6 +628,18 @@ impl JanusClient {
         url: &str,
         timeout: Duration,
     ) -> Result<Value, JanusError> {
+        self.send_inner(req, url, timeout, false).await
+    }
+
+    /// `long_poll`: Janus answers a long poll (GET) on a session it does not know — it
+    /// restarted — with a plain HTTP 404, not the JSON 458 other requests get.
+    async fn send_inner(
+        &self,
+        req: reqwest::RequestBuilder,
+        url: &str,
+        timeout: Duration,
+        long_poll: bool,
+    ) -> Result<Value, JanusError> {
         // (Without the URL: a long poll's carries the API secret, and errors get logged.)
         let unreachable = |source: reqwest::Error| JanusError::Unreachable {
             url: self.inner.base.clone(),
@@ -618,6 +648,12 @@ impl JanusClient {
         let resp = req.timeout(timeout).send().await.map_err(unreachable)?;
         let status = resp.status();
         let bytes = resp.bytes().await.map_err(unreachable)?;
+        if long_poll && status == reqwest::StatusCode::NOT_FOUND {
+            return Err(JanusError::Core {
+                code: core_code::SESSION_NOT_FOUND,
+                reason: "no such session (HTTP 404 on the long poll)".into(),
+            });
+        }
         let value: Value = serde_json::from_slice(&bytes).map_err(|_| {
             self.bad_reply(format!(
                 "HTTP {status} from {url} with a non-JSON body ({} bytes)",

@@ -366,6 +366,76 @@ impl Sfu {
     }
 }
 
+impl Sfu {
+    /// Destroys the `rcall-` rooms on Janus that no call of `live` (room ids) and no room of
+    /// this run owns: rooms of calls that ended while the server was down (Janus keeps rooms
+    /// until it restarts). Rooms whose secret is not ours (another room key: another server,
+    /// or the primary app secret changed) are left alone. Returns how many were destroyed.
+    pub async fn destroy_orphans(
+        &self,
+        live: &std::collections::HashSet<String>,
+    ) -> Result<usize, JanusError> {
+        let ours: std::collections::HashSet<String> = self
+            .rooms
+            .lock()
+            .await
+            .values()
+            .map(|r| r.janus_room.clone())
+            .collect();
+        let mut destroyed = 0;
+        for room in self.janus.list_rooms().await? {
+            if !room.starts_with("rcall-") || live.contains(&room) || ours.contains(&room) {
+                continue;
+            }
+            match self
+                .janus
+                .destroy_room(&room, &self.room_secret(&room))
+                .await
+            {
+                Ok(()) => destroyed += 1,
+                Err(e)
+                    if matches!(
+                        e.plugin_code(),
+                        Some(
+                            janus::videoroom_code::UNAUTHORIZED
+                                | janus::videoroom_code::NO_SUCH_ROOM
+                        )
+                    ) =>
+                {
+                    tracing::debug!(room, error = %e, "leaving a Janus room that is not ours");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(destroyed)
+    }
+}
+
+/// The GROUP calls the server knows at start (restored from its last run), as (app, call id).
+fn live_group_calls(state: &crate::AppState) -> Vec<(crate::hub::AppId, String)> {
+    use prost::Message as _;
+    let hub = &state.hub;
+    let mut out = Vec::new();
+    for (key, snap) in hub.rooms_snapshots() {
+        let Some(app) = hub.app_by_key(&key) else {
+            continue;
+        };
+        let Ok(snap) = delivery::rooms::RoomsSnapshot::decode(&snap[..]) else {
+            continue;
+        };
+        for call in snap.calls {
+            let group = call
+                .members
+                .iter()
+                .any(|m| m.conversation_type == rtc_core::proto::conversation_type::GROUP);
+            if group {
+                out.push((app, call.call_id));
+            }
+        }
+    }
+    out
+}
+
 /// GROUP call ids waiting for the SFU task; past it notifications are dropped (the periodic
 /// pass catches up).
 pub const NOTIFY_QUEUE: usize = 4096;
@@ -385,11 +455,42 @@ pub async fn follow(
     mut calls: tokio::sync::mpsc::Receiver<(crate::hub::AppId, String)>,
 ) {
     tokio::spawn(sfu.clone().relay_events(state.shutdown.clone()));
+    let hub = &state.hub;
+    // At start: destroy the rooms an earlier run left for calls that are over, and bring the
+    // restored GROUP calls' rooms (and their devices' handles) up without waiting for a message.
+    // (Not in cluster mode: it has no rooms yet, and another node's rooms are not ours.)
+    let cluster = state.routing.is_some();
+    let restored = if cluster {
+        Vec::new()
+    } else {
+        live_group_calls(&state)
+    };
+    let live = restored
+        .iter()
+        .map(|(app, call)| room_id(&hub.apps()[*app].key, call))
+        .collect();
+    match if cluster {
+        Ok(0)
+    } else {
+        sfu.destroy_orphans(&live).await
+    } {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            rooms = n,
+            "destroyed Janus rooms of calls that ended while the server was down"
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "listing Janus rooms at start failed (orphan rooms stay until Janus restarts)")
+        }
+    }
+    let mut pending = restored;
     let mut tick = tokio::time::interval(RECONCILE_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let hub = &state.hub;
     loop {
-        let todo: Vec<(crate::hub::AppId, String)> = tokio::select! {
+        let todo: Vec<(crate::hub::AppId, String)> = if !pending.is_empty() {
+            std::mem::take(&mut pending)
+        } else {
+            tokio::select! {
             _ = state.shutdown.cancelled() => return,
             c = calls.recv() => match c {
                 Some(c) => vec![c],
@@ -401,6 +502,7 @@ pub async fn follow(
                 .into_iter()
                 .filter_map(|(app, call)| Some((hub.app_by_key(&app)?, call)))
                 .collect(),
+            }
         };
         for (app, call_id) in todo {
             let key = hub.apps()[app].key.clone();

@@ -46,6 +46,10 @@ pub const WORKER_QUEUE: usize = 64;
 type CallKey = (String, String);
 /// (user, device).
 type Dev = (String, String);
+/// (app key, user, device).
+type DevKey = (String, String, String);
+/// A device's live connections.
+type Conns = Vec<(ConnId, Arc<Outbox>)>;
 
 /// One SFU request of a connection, handled in order by the connection's worker.
 pub enum Request {
@@ -58,7 +62,7 @@ pub enum Request {
 
 /// Who sent a request.
 #[derive(Clone)]
-pub struct From {
+pub struct Requester {
     pub app: String,
     pub user: String,
     pub device: String,
@@ -99,6 +103,8 @@ struct CallState {
     /// Janus feed id → its streams, as Janus's publisher events list them (a feed is listed
     /// once its media is up).
     feeds: BTreeMap<String, Vec<SfuStream>>,
+    /// The feed list each device was last sent: `SfuFeeds` only goes to those whose list changed.
+    sent: HashMap<Dev, Vec<SfuFeed>>,
 }
 
 /// The relay's state, kept in [`Sfu`].
@@ -106,10 +112,10 @@ struct CallState {
 pub struct Relay {
     calls: Mutex<HashMap<CallKey, Arc<tokio::sync::Mutex<CallState>>>>,
     /// (app, user, device) → its live connections.
-    conns: Mutex<HashMap<(String, String, String), Vec<(ConnId, Arc<Outbox>)>>>,
+    conns: Mutex<HashMap<DevKey, Conns>>,
     /// Janus handle id → whose handle it is (events are routed by `sender`).
     handles: Mutex<HashMap<u64, (CallKey, Dev, u32)>>,
-    workers: Mutex<HashMap<ConnId, tokio::sync::mpsc::Sender<(From, Request)>>>,
+    workers: Mutex<HashMap<ConnId, tokio::sync::mpsc::Sender<(Requester, Request)>>>,
 }
 
 fn failed(request_id: u32, call_id: &str, pc: u32, code: i32, reason: String) -> Body {
@@ -261,9 +267,10 @@ impl Sfu {
 
     /// A device's connection is live: SFU frames for the device go to it; a device already in
     /// an SFU call gets its `SfuJoined` again (it may have missed it while disconnected; the
-    /// SDK ignores one for a generation it has).
-    pub async fn connected(
-        &self,
+    /// SDK ignores one for a generation it has). That part runs in a task of its own: a call
+    /// busy with a slow Janus request must not hold up the connection.
+    pub fn connected(
+        self: &Arc<Self>,
         app: &str,
         user: &str,
         device: &str,
@@ -277,6 +284,16 @@ impl Sfu {
             .entry((app.to_owned(), user.to_owned(), device.to_owned()))
             .or_default()
             .push((conn, outbox));
+        let (this, app, user, device) = (
+            self.clone(),
+            app.to_owned(),
+            user.to_owned(),
+            device.to_owned(),
+        );
+        tokio::spawn(async move { this.announce_again(&app, &user, &device).await });
+    }
+
+    async fn announce_again(&self, app: &str, user: &str, device: &str) {
         let calls: Vec<(CallKey, Arc<tokio::sync::Mutex<CallState>>)> = self
             .relay
             .calls
@@ -288,11 +305,13 @@ impl Sfu {
             .collect();
         let me = (user.to_owned(), device.to_owned());
         for ((_, call_id), cs) in calls {
-            let cs = cs.lock().await;
+            let mut cs = cs.lock().await;
             if cs.announced.contains(&me) && cs.peers.contains_key(&me) {
+                let feeds = cs.feeds_for(&me);
+                cs.sent.insert(me.clone(), feeds.clone());
                 let joined = Body::SfuJoined(SfuJoined {
                     call_id,
-                    feeds: cs.feeds_for(&me),
+                    feeds,
                     generation: cs.generation as u32,
                 });
                 self.send_to(app, user, device, joined);
@@ -316,7 +335,7 @@ impl Sfu {
     /// Queues one of a connection's SFU requests for its worker (one per connection: its
     /// requests reach Janus in the order it sent them). Refused with `SfuFailed` when the queue
     /// is full.
-    pub fn submit(self: &Arc<Self>, from: From, outbox: &Outbox, req: Request) {
+    pub fn submit(self: &Arc<Self>, from: Requester, outbox: &Outbox, req: Request) {
         let mut workers = self.relay.workers.lock().unwrap();
         let tx = workers.entry(from.conn).or_insert_with(|| {
             let (tx, rx) = tokio::sync::mpsc::channel(WORKER_QUEUE);
@@ -343,7 +362,7 @@ impl Sfu {
         }
     }
 
-    async fn worker(self: Arc<Self>, mut rx: tokio::sync::mpsc::Receiver<(From, Request)>) {
+    async fn worker(self: Arc<Self>, mut rx: tokio::sync::mpsc::Receiver<(Requester, Request)>) {
         while let Some((from, req)) = rx.recv().await {
             let reply = match req {
                 Request::Publish(r) => Some(self.publish(&from, r).await),
@@ -378,7 +397,7 @@ impl Sfu {
 
     // ---- requests ----
 
-    async fn publish(&self, from: &From, r: SfuPublish) -> Body {
+    async fn publish(&self, from: &Requester, r: SfuPublish) -> Body {
         let pc = sfu_pc::PUBLISHER;
         let key = (from.app.clone(), r.call_id.clone());
         let me = (from.user.clone(), from.device.clone());
@@ -436,7 +455,7 @@ impl Sfu {
         }
     }
 
-    async fn subscribe(&self, from: &From, r: SfuSubscribe) -> Body {
+    async fn subscribe(&self, from: &Requester, r: SfuSubscribe) -> Body {
         let pc = sfu_pc::SUBSCRIBER;
         let key = (from.app.clone(), r.call_id.clone());
         let me = (from.user.clone(), from.device.clone());
@@ -466,12 +485,9 @@ impl Sfu {
                 }
             }
         }
-        let room = self
-            .grant(&from.app, &r.call_id, &me.0, &me.1)
-            .await
-            .map(|g| g.room);
+        let grant = self.grant(&from.app, &r.call_id, &me.0, &me.1).await;
         let peer = cs.peers.get_mut(&me).expect("checked above");
-        let Some(room) = room else {
+        let Some(grant) = grant else {
             return not_member(r.request_id, &r.call_id, pc);
         };
         let stream = |feed: &str, mid: &str| {
@@ -505,14 +521,10 @@ impl Sfu {
                     Ok(h) => h,
                     Err(e) => return janus_failed(r.request_id, &r.call_id, pc, "attach", &e),
                 };
-                let (_, token) = match self.grant(&from.app, &r.call_id, &me.0, &me.1).await {
-                    Some(g) => (g.feed, g.token),
-                    None => return not_member(r.request_id, &r.call_id, pc),
-                };
                 let streams: Vec<Value> = wants.iter().map(|(f, m, _)| stream(f, m)).collect();
                 let body = json!({
-                    "request": "join", "ptype": "subscriber", "room": room,
-                    "private_id": private_id, "token": token, "streams": streams,
+                    "request": "join", "ptype": "subscriber", "room": grant.room,
+                    "private_id": private_id, "token": grant.token, "streams": streams,
                 });
                 match h.request(body, None).await {
                     Ok(reply) => {
@@ -635,7 +647,7 @@ impl Sfu {
     }
 
     /// The client's answer to an `SfuOffer` → `start`. Only failures are answered.
-    async fn answer(&self, from: &From, r: SfuAnswer) -> Option<Body> {
+    async fn answer(&self, from: &Requester, r: SfuAnswer) -> Option<Body> {
         let pc = sfu_pc::SUBSCRIBER;
         let key = (from.app.clone(), r.call_id.clone());
         let me = (from.user.clone(), from.device.clone());
@@ -662,7 +674,7 @@ impl Sfu {
         }
     }
 
-    async fn trickle(&self, from: &From, r: SfuTrickle) {
+    async fn trickle(&self, from: &Requester, r: SfuTrickle) {
         let key = (from.app.clone(), r.call_id.clone());
         let me = (from.user.clone(), from.device.clone());
         let Some(cs) = self.call_state(&key, false) else {
@@ -688,7 +700,7 @@ impl Sfu {
         }
     }
 
-    async fn layers(&self, from: &From, r: SfuLayers) {
+    async fn layers(&self, from: &Requester, r: SfuLayers) {
         let key = (from.app.clone(), r.call_id.clone());
         let me = (from.user.clone(), from.device.clone());
         let Some(cs) = self.call_state(&key, false) else {
@@ -747,6 +759,7 @@ impl Sfu {
             let p = cs.peers.remove(&dev).expect("listed");
             changed |= cs.feeds.remove(&p.janus_feed).is_some();
             cs.announced.remove(&dev);
+            cs.sent.remove(&dev);
             self.detach_peer(p);
         }
         for (u, d) in members {
@@ -813,13 +826,16 @@ impl Sfu {
                     sub_streams: Vec::new(),
                 },
             );
+            let feeds = cs.feeds_for(&dev);
+            cs.sent.insert(dev.clone(), feeds.clone());
             let body = if cs.announced.insert(dev.clone()) {
                 Body::SfuJoined(SfuJoined {
                     call_id: call_id.to_owned(),
-                    feeds: cs.feeds_for(&dev),
+                    feeds,
                     generation: generation as u32,
                 })
             } else {
+                // (The device forgets its feeds; `SfuFeeds` follow as members publish again.)
                 Body::SfuRestart(SfuRestart {
                     call_id: call_id.to_owned(),
                     generation: generation as u32,
@@ -860,17 +876,24 @@ impl Sfu {
         }
     }
 
-    fn broadcast_feeds(&self, app: &str, call_id: &str, cs: &CallState) {
-        for (u, d) in cs
+    fn broadcast_feeds(&self, app: &str, call_id: &str, cs: &mut CallState) {
+        let devs: Vec<Dev> = cs
             .announced
             .iter()
             .filter(|dev| cs.peers.contains_key(*dev))
-        {
+            .cloned()
+            .collect();
+        for dev in devs {
+            let feeds = cs.feeds_for(&dev);
+            if cs.sent.get(&dev) == Some(&feeds) {
+                continue;
+            }
+            cs.sent.insert(dev.clone(), feeds.clone());
             let body = Body::SfuFeeds(SfuFeeds {
                 call_id: call_id.to_owned(),
-                feeds: cs.feeds_for(&(u.clone(), d.clone())),
+                feeds,
             });
-            self.send_to(app, u, d, body);
+            self.send_to(app, &dev.0, &dev.1, body);
         }
     }
 

@@ -1,0 +1,782 @@
+//! The SFU relay (issue 12, docs/sfu.md) against a real Janus: a real server with `--janus`,
+//! WebSocket clients sending the SDK's SFU messages, a private Janus per test
+//! (`common/janus_server.rs`).
+//!
+//! Janus here has no media (its ICE cannot use `lo`): it answers a synthetic offer, but lists
+//! a feed — the `publishers` event, and what a subscription needs — only once the feed's media
+//! is up. So the feed list is driven here by handing the relay the `publishers` event Janus
+//! would send (`Sfu::on_event`, with the real handle id), and a subscription is checked up to
+//! Janus's refusal of a feed without media; the media path itself needs the browser e2e.
+
+mod common;
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use common::janus_server::{TestJanus, ADMIN_KEY, API_SECRET};
+use common::{api_ok, eventually, group, private, Client, TestServer, APP_KEY};
+use rcall_server::sfu::{self, JanusSettings};
+use rtc_core::proto::call_content::Body as CallBody;
+use rtc_core::proto::client_frame::Body as C;
+use rtc_core::proto::server_frame::Body as S;
+use rtc_core::proto::{
+    error_code, object_name, sfu_pc, Accept, CallContent, Hangup, Invite, SendMessage, SfuAnswer,
+    SfuLayers, SfuPublish, SfuSubscribe, SfuWant,
+};
+use serde_json::json;
+
+fn settings(j: &TestJanus) -> JanusSettings {
+    let mut s = JanusSettings::new(j.url());
+    s.api_secret = Some(API_SECRET.into());
+    s.admin_key = Some(ADMIN_KEY.into());
+    s
+}
+
+/// A browser-like offer: Opus audio and VP8 video with three simulcast rids, sendonly (Janus
+/// answers with its own, fake-free ICE credentials and fingerprint; no media flows).
+fn offer() -> String {
+    let fp = (0..32u32)
+        .map(|i| format!("{:02X}", i * 7 % 256))
+        .collect::<Vec<_>>()
+        .join(":");
+    let common = format!(
+        "c=IN IP4 0.0.0.0\r\na=rtcp:9 IN IP4 0.0.0.0\r\na=ice-ufrag:abcd\r\n\
+         a=ice-pwd:abcdefghijklmnopqrstuvwx\r\na=ice-options:trickle\r\n\
+         a=fingerprint:sha-256 {fp}\r\na=setup:actpass\r\n"
+    );
+    format!(
+        "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+         a=group:BUNDLE 0 1\r\na=msid-semantic: WMS s\r\n\
+         m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n{common}a=mid:0\r\n\
+         a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid\r\na=sendonly\r\na=msid:s a0\r\n\
+         a=rtcp-mux\r\na=rtpmap:111 opus/48000/2\r\na=fmtp:111 minptime=10;useinbandfec=1\r\n\
+         a=ssrc:1111 cname:c\r\n\
+         m=video 9 UDP/TLS/RTP/SAVPF 96\r\n{common}a=mid:1\r\n\
+         a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid\r\n\
+         a=extmap:10 urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id\r\na=sendonly\r\n\
+         a=msid:s v0\r\na=rtcp-mux\r\na=rtcp-rsize\r\na=rtpmap:96 VP8/90000\r\n\
+         a=rtcp-fb:96 nack\r\na=rtcp-fb:96 nack pli\r\na=rtcp-fb:96 ccm fir\r\n\
+         a=rid:h send\r\na=rid:m send\r\na=rid:l send\r\na=simulcast:send h;m;l\r\n"
+    )
+}
+
+/// A client with the SFU frames it received while waiting for something else.
+struct Dev {
+    c: Client,
+    sfu: VecDeque<S>,
+}
+
+fn is_sfu(b: &S) -> bool {
+    matches!(
+        b,
+        S::SfuJoined(_)
+            | S::SfuFeeds(_)
+            | S::SfuOffer(_)
+            | S::SfuAnswer(_)
+            | S::SfuFailed(_)
+            | S::SfuRestart(_)
+    )
+}
+
+impl Dev {
+    async fn login(ts: &TestServer, user: &str, device: &str) -> (Dev, bool) {
+        let (c, auth, _) = Client::login_instance(ts.addr, &ts.token(user), device, 0, 1).await;
+        (
+            Dev {
+                c,
+                sfu: VecDeque::new(),
+            },
+            auth.sfu,
+        )
+    }
+
+    /// Sends a call message and waits for its SendResult (code 0).
+    async fn send_ok(&mut self, request_id: u32, msg: SendMessage) {
+        self.c.send_message(request_id, msg).await;
+        loop {
+            match self.c.recv().await.body.unwrap() {
+                S::SendResult(r) => {
+                    assert_eq!(
+                        (r.request_id, r.code),
+                        (request_id, 0),
+                        "{}",
+                        self.c.device_id
+                    );
+                    return;
+                }
+                b if is_sfu(&b) => self.sfu.push_back(b),
+                _ => continue,
+            }
+        }
+    }
+
+    /// The next SFU frame (deliveries skipped).
+    async fn next_sfu(&mut self) -> S {
+        if let Some(b) = self.sfu.pop_front() {
+            return b;
+        }
+        loop {
+            let b = self.c.recv().await.body.unwrap();
+            if is_sfu(&b) {
+                return b;
+            }
+        }
+    }
+
+    /// Asserts no SFU frame is queued for this device now (a Ping's Pong comes first).
+    async fn no_sfu(&mut self, nonce: u32) {
+        assert!(self.sfu.is_empty(), "{}: {:?}", self.c.device_id, self.sfu);
+        self.c.send(C::Ping(rtc_core::proto::Ping { nonce })).await;
+        loop {
+            match self.c.recv().await.body.unwrap() {
+                S::Pong(p) if p.nonce == nonce => return,
+                b if is_sfu(&b) => panic!("{}: unexpected {b:?}", self.c.device_id),
+                _ => continue,
+            }
+        }
+    }
+
+    async fn publish(&mut self, request_id: u32, call_id: &str) -> S {
+        self.c
+            .send(C::SfuPublish(SfuPublish {
+                request_id,
+                call_id: call_id.into(),
+                sdp_offer: offer(),
+            }))
+            .await;
+        self.next_sfu().await
+    }
+
+    async fn subscribe(&mut self, request_id: u32, call_id: &str, feeds: &[&str]) -> S {
+        let want = feeds
+            .iter()
+            .map(|f| SfuWant {
+                feed: f.to_string(),
+                mid: String::new(),
+                substream: -1,
+            })
+            .collect();
+        self.c
+            .send(C::SfuSubscribe(SfuSubscribe {
+                request_id,
+                call_id: call_id.into(),
+                want,
+            }))
+            .await;
+        self.next_sfu().await
+    }
+}
+
+fn content(call_id: &str, device: &str, body: CallBody) -> Vec<u8> {
+    CallContent {
+        platform: "Web".into(),
+        device_id: device.into(),
+        call_id: call_id.into(),
+        body: Some(body),
+        ..Default::default()
+    }
+    .to_bytes()
+}
+
+fn gcall(device: &str, recipients: &[&str], call_id: &str, body: CallBody) -> SendMessage {
+    let object = match &body {
+        CallBody::Invite(_) => object_name::INVITE,
+        CallBody::Accept(_) => object_name::ACCEPT,
+        CallBody::Hangup(_) => object_name::HANGUP,
+        _ => unreachable!(),
+    };
+    SendMessage {
+        message_type: object.into(),
+        ..group("g", recipients, &content(call_id, device, body))
+    }
+}
+
+fn invite(users: &[&str]) -> CallBody {
+    CallBody::Invite(Invite {
+        media_type: 2,
+        invite_user_ids: users.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    })
+}
+
+fn accept() -> CallBody {
+    CallBody::Accept(Accept { media_type: 2 })
+}
+
+fn hangup() -> CallBody {
+    CallBody::Hangup(Hangup { reason: 3 })
+}
+
+/// A server with `--janus` and group `g` = alice, bob, carol (dave is in no group).
+async fn server(j: &TestJanus) -> TestServer {
+    server_with_grace(j, Duration::from_millis(300)).await
+}
+
+async fn server_with_grace(j: &TestJanus, lost_grace: Duration) -> TestServer {
+    let ts = TestServer::start_with(|c| {
+        c.janus = Some(settings(j));
+        c.lost_grace = lost_grace;
+    })
+    .await;
+    api_ok(
+        &ts,
+        "/group/create.json",
+        &[
+            ("userId", "alice"),
+            ("userId", "bob"),
+            ("userId", "carol"),
+            ("groupId", "g"),
+            ("groupName", "G"),
+        ],
+    )
+    .await;
+    ts
+}
+
+fn joined(b: S, call: &str) -> u32 {
+    match b {
+        S::SfuJoined(j) => {
+            assert_eq!(j.call_id, call);
+            j.generation
+        }
+        other => panic!("expected SfuJoined, got {other:?}"),
+    }
+}
+
+fn failed(b: S, request_id: u32, pc: u32, code: i32) -> String {
+    match b {
+        S::SfuFailed(f) => {
+            assert_eq!(
+                (f.request_id, f.pc, f.code),
+                (request_id, pc, code),
+                "{}",
+                f.reason
+            );
+            f.reason
+        }
+        other => panic!("expected SfuFailed({request_id}), got {other:?}"),
+    }
+}
+
+fn answer(b: S, request_id: u32) -> String {
+    match b {
+        S::SfuAnswer(a) => {
+            assert_eq!(a.request_id, request_id);
+            a.sdp
+        }
+        other => panic!("expected SfuAnswer({request_id}), got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn members_publish_and_get_janus_answer_others_are_refused() {
+    let j = TestJanus::start();
+    let ts = server(&j).await;
+    let (mut a, sfu_mode) = Dev::login(&ts, "alice", "a1").await;
+    assert!(sfu_mode, "AuthResult.sfu with --janus on a single node");
+    let (mut b, _) = Dev::login(&ts, "bob", "b1").await;
+    let (mut d, _) = Dev::login(&ts, "dave", "d1").await;
+
+    // The invite makes alice a member: SfuJoined.
+    a.send_ok(
+        1,
+        gcall("a1", &["bob", "carol"], "gc", invite(&["bob", "carol"])),
+    )
+    .await;
+    let generation = joined(a.next_sfu().await, "gc");
+    assert!(generation >= 1);
+
+    // Bob only rings: he may neither publish nor subscribe; neither may dave (no call at all).
+    let r = failed(
+        b.publish(1, "gc").await,
+        1,
+        sfu_pc::PUBLISHER,
+        error_code::NOT_IN_CALL,
+    );
+    assert!(r.contains("not a member"), "{r}");
+    failed(
+        b.subscribe(2, "gc", &["x"]).await,
+        2,
+        sfu_pc::SUBSCRIBER,
+        error_code::NOT_IN_CALL,
+    );
+    failed(
+        d.publish(1, "gc").await,
+        1,
+        sfu_pc::PUBLISHER,
+        error_code::NOT_IN_CALL,
+    );
+
+    // Alice publishes: Janus's answer, receiving audio and simulcast video.
+    let sdp = answer(a.publish(2, "gc").await, 2);
+    assert!(sdp.contains("m=audio") && sdp.contains("m=video"), "{sdp}");
+    assert!(sdp.contains("a=recvonly"), "{sdp}");
+    assert!(sdp.contains("a=simulcast:recv h;m;l"), "{sdp}");
+    // Renegotiating (a new offer on the same connection) is answered too.
+    answer(a.publish(3, "gc").await, 3);
+
+    // Bob accepts: now he is a member with the same generation, and may publish.
+    b.send_ok(3, gcall("b1", &["alice", "carol"], "gc", accept()))
+        .await;
+    assert_eq!(joined(b.next_sfu().await, "gc"), generation);
+    answer(b.publish(4, "gc").await, 4);
+
+    // Bob subscribes to alice's feed: it reaches Janus, which refuses a feed whose media is
+    // not up (no media in this test) — an SfuFailed with Janus's reason, not a hang.
+    let sfu = ts.server.state().sfu.clone().unwrap();
+    let alice_feed = sfu.peer_feed(APP_KEY, "gc", "alice", "a1").await.unwrap();
+    let janus_feed = sfu.grant(APP_KEY, "gc", "alice", "a1").await.unwrap().feed;
+    assert_ne!(alice_feed, janus_feed, "clients get opaque feed ids");
+    let r = failed(
+        b.subscribe(5, "gc", &[&alice_feed]).await,
+        5,
+        sfu_pc::SUBSCRIBER,
+        error_code::SFU_REQUEST_FAILED,
+    );
+    assert!(r.contains("No such feed"), "{r}");
+    // An unknown feed, or Janus's own id for it, is refused before Janus.
+    for (i, f) in ["nope", &janus_feed].into_iter().enumerate() {
+        failed(
+            b.subscribe(6 + i as u32, "gc", &[f]).await,
+            6 + i as u32,
+            sfu_pc::SUBSCRIBER,
+            error_code::INVALID_PARAMETER,
+        );
+    }
+
+    // A 1:1 call stays peer-to-peer: no SfuJoined, and no publishing.
+    let msg = SendMessage {
+        message_type: object_name::INVITE.into(),
+        ..private("dave", &content("pc", "a1", invite(&["dave"])))
+    };
+    a.send_ok(4, msg).await;
+    d.send_ok(
+        2,
+        SendMessage {
+            message_type: object_name::ACCEPT.into(),
+            ..private("alice", &content("pc", "d1", accept()))
+        },
+    )
+    .await;
+    tokio::time::sleep(sfu::RECONCILE_INTERVAL * 2).await;
+    d.no_sfu(7).await;
+    a.no_sfu(8).await;
+    failed(
+        d.publish(3, "pc").await,
+        3,
+        sfu_pc::PUBLISHER,
+        error_code::NOT_IN_CALL,
+    );
+}
+
+#[tokio::test]
+async fn feeds_reach_the_other_members_and_a_hung_up_device_is_gone() {
+    let j = TestJanus::start();
+    let ts = server(&j).await;
+    let (mut a, _) = Dev::login(&ts, "alice", "a1").await;
+    let (mut b, _) = Dev::login(&ts, "bob", "b1").await;
+    let (mut c, _) = Dev::login(&ts, "carol", "c1").await;
+    a.send_ok(
+        1,
+        gcall("a1", &["bob", "carol"], "gc", invite(&["bob", "carol"])),
+    )
+    .await;
+    joined(a.next_sfu().await, "gc");
+    b.send_ok(1, gcall("b1", &["alice", "carol"], "gc", accept()))
+        .await;
+    joined(b.next_sfu().await, "gc");
+    c.send_ok(1, gcall("c1", &["alice", "bob"], "gc", accept()))
+        .await;
+    joined(c.next_sfu().await, "gc");
+    answer(a.publish(1, "gc").await, 1);
+
+    let sfu = ts.server.state().sfu.clone().unwrap();
+    let room = sfu::room_id(APP_KEY, "gc");
+    let alice_janus = sfu.grant(APP_KEY, "gc", "alice", "a1").await.unwrap().feed;
+    let alice_feed = sfu.peer_feed(APP_KEY, "gc", "alice", "a1").await.unwrap();
+    // Every member device joined the room on its own publisher handle.
+    assert_eq!(sfu.janus().participants(&room).await.unwrap().len(), 3);
+
+    // Alice's media is up: Janus tells the others' publisher handles (the event Janus sends
+    // then; without media the test hands it over itself).
+    for (user, dev) in [("bob", "b1"), ("carol", "c1")] {
+        let (publisher, _) = sfu.peer_handles(APP_KEY, "gc", user, dev).await.unwrap();
+        let event = json!({"janus": "event", "sender": publisher.unwrap(), "plugindata": {
+        "plugin": "janus.plugin.videoroom", "data": {"videoroom": "event", "room": room,
+        "publishers": [{"id": alice_janus, "display": "alice", "streams": [
+            {"type": "audio", "mindex": 0, "mid": "0", "codec": "opus"},
+            {"type": "video", "mindex": 1, "mid": "1", "codec": "vp8", "simulcast": true},
+        ]}]}}});
+        sfu.on_event(&event).await;
+    }
+    for dev in [&mut b, &mut c] {
+        match dev.next_sfu().await {
+            S::SfuFeeds(f) => {
+                assert_eq!(f.call_id, "gc");
+                assert_eq!(f.feeds.len(), 1, "{f:?}");
+                let feed = &f.feeds[0];
+                assert_eq!((&*feed.feed, &*feed.user_id), (&*alice_feed, "alice"));
+                let kinds: Vec<_> = feed
+                    .streams
+                    .iter()
+                    .map(|s| (&*s.mid, &*s.kind, s.simulcast))
+                    .collect();
+                assert_eq!(kinds, [("0", "audio", false), ("1", "video", true)]);
+            }
+            other => panic!("expected SfuFeeds, got {other:?}"),
+        }
+    }
+    // Alice's own list (the others') did not change: nothing for her.
+    a.no_sfu(1).await;
+
+    // Alice hangs up: her handles are detached (she leaves the room on Janus), and the
+    // others' feed lists lose her.
+    let (pa, _) = sfu
+        .peer_handles(APP_KEY, "gc", "alice", "a1")
+        .await
+        .unwrap();
+    assert!(pa.is_some());
+    a.send_ok(2, gcall("a1", &["bob", "carol"], "gc", hangup()))
+        .await;
+    for dev in [&mut b, &mut c] {
+        match dev.next_sfu().await {
+            S::SfuFeeds(f) => assert!(f.feeds.is_empty(), "{f:?}"),
+            other => panic!("expected SfuFeeds, got {other:?}"),
+        }
+    }
+    eventually("alice's participant gone from the room", || async {
+        !sfu.janus()
+            .participants(&room)
+            .await
+            .unwrap()
+            .contains(&alice_janus)
+    })
+    .await;
+    assert_eq!(sfu.peer_handles(APP_KEY, "gc", "alice", "a1").await, None);
+    assert_eq!(sfu.janus().participants(&room).await.unwrap().len(), 2);
+    failed(
+        a.publish(3, "gc").await,
+        3,
+        sfu_pc::PUBLISHER,
+        error_code::NOT_IN_CALL,
+    );
+}
+
+#[tokio::test]
+async fn after_a_janus_restart_members_get_sfu_restart_and_publish_again() {
+    let mut j = TestJanus::start();
+    let ts = server(&j).await;
+    let (mut a, _) = Dev::login(&ts, "alice", "a1").await;
+    let (mut b, _) = Dev::login(&ts, "bob", "b1").await;
+    a.send_ok(1, gcall("a1", &["bob"], "gc", invite(&["bob"])))
+        .await;
+    let g1 = joined(a.next_sfu().await, "gc");
+    b.send_ok(1, gcall("b1", &["alice"], "gc", accept())).await;
+    joined(b.next_sfu().await, "gc");
+    answer(a.publish(1, "gc").await, 1);
+
+    j.kill();
+    j.start_again();
+    // Within a few seconds (the SFU task's pass is every second): a new generation.
+    for dev in [&mut a, &mut b] {
+        match dev.next_sfu().await {
+            S::SfuRestart(r) => {
+                assert_eq!(r.call_id, "gc");
+                assert!(r.generation > g1, "{} > {g1}", r.generation);
+            }
+            other => panic!("expected SfuRestart, got {other:?}"),
+        }
+    }
+    answer(a.publish(2, "gc").await, 2);
+    answer(b.publish(2, "gc").await, 2);
+    let sfu = ts.server.state().sfu.clone().unwrap();
+    let room = sfu::room_id(APP_KEY, "gc");
+    assert_eq!(sfu.janus().participants(&room).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_reconnecting_member_gets_sfu_joined_again() {
+    let j = TestJanus::start();
+    let ts = server_with_grace(&j, Duration::from_secs(30)).await;
+    let (mut a, _) = Dev::login(&ts, "alice", "a1").await;
+    let (mut b, _) = Dev::login(&ts, "bob", "b1").await;
+    a.send_ok(1, gcall("a1", &["bob"], "gc", invite(&["bob"])))
+        .await;
+    let g = joined(a.next_sfu().await, "gc");
+    b.send_ok(1, gcall("b1", &["alice"], "gc", accept())).await;
+    joined(b.next_sfu().await, "gc");
+    // Bob's socket drops and comes back within the grace: he is told again.
+    drop(b);
+    let (mut b, _) = Dev::login(&ts, "bob", "b1").await;
+    assert_eq!(joined(b.next_sfu().await, "gc"), g);
+    answer(b.publish(2, "gc").await, 2);
+}
+
+#[tokio::test]
+async fn at_start_rooms_of_ended_calls_are_destroyed_and_restored_calls_rejoined() {
+    let j = TestJanus::start();
+    let ts = server_with_grace(&j, Duration::from_secs(30)).await;
+    let (mut a, _) = Dev::login(&ts, "alice", "a1").await;
+    let (mut b, _) = Dev::login(&ts, "bob", "b1").await;
+    a.send_ok(1, gcall("a1", &["bob"], "gc", invite(&["bob"])))
+        .await;
+    joined(a.next_sfu().await, "gc");
+    b.send_ok(1, gcall("b1", &["alice"], "gc", accept())).await;
+    joined(b.next_sfu().await, "gc");
+    // A room an earlier run left for a call that is over (same room key: the app secret), and
+    // one that is not ours (another key).
+    let janus = || async {
+        rcall_server::sfu::JanusClient::connect(settings(&j))
+            .await
+            .unwrap()
+    };
+    let earlier = sfu::Sfu::new(janus().await, common::APP_SECRET);
+    let ended = earlier
+        .admit(APP_KEY, "ended", "alice", "a1")
+        .await
+        .unwrap()
+        .room;
+    let foreign = sfu::Sfu::new(janus().await, "another-key");
+    let theirs = foreign
+        .admit(APP_KEY, "theirs", "zed", "z1")
+        .await
+        .unwrap()
+        .room;
+    let gc = sfu::room_id(APP_KEY, "gc");
+    drop((a, b));
+
+    // The server restarts with the call kept (graceful shutdown).
+    let ts = ts.restart().await;
+    let sfu = ts.server.state().sfu.clone().unwrap();
+    let check = foreign.janus();
+    eventually("the ended call's room destroyed", || async {
+        !check.room_exists(&ended).await.unwrap()
+    })
+    .await;
+    assert!(check.room_exists(&theirs).await.unwrap(), "not ours: kept");
+    // The restored call has its room again, and its members are told when they come back.
+    let (mut a, _) = Dev::login(&ts, "alice", "a1").await;
+    joined(a.next_sfu().await, "gc");
+    assert!(check.room_exists(&gc).await.unwrap());
+    answer(a.publish(1, "gc").await, 1);
+    assert!(sfu.grant(APP_KEY, "gc", "bob", "b1").await.is_some());
+}
+
+/// Cluster mode keeps the mesh (the call→room table is not shared between nodes yet): the SDK
+/// is told so at login, and an SFU request says why it fails.
+#[tokio::test]
+async fn cluster_mode_keeps_the_mesh() {
+    let j = TestJanus::start();
+    let redis = common::redis_server::TestRedis::start();
+    let url = rcall_server::cluster::RedisUrl::parse(&redis.url()).unwrap();
+    let ts = TestServer::start_with(|c| {
+        c.redis = Some(url);
+        c.janus = Some(settings(&j));
+    })
+    .await;
+    let (mut a, sfu_mode) = Dev::login(&ts, "alice", "a1").await;
+    assert!(!sfu_mode, "AuthResult.sfu is false in cluster mode");
+    let r = failed(
+        a.publish(1, "gc").await,
+        1,
+        sfu_pc::PUBLISHER,
+        error_code::INVALID_PARAMETER,
+    );
+    assert!(r.contains("cluster mode"), "{r}");
+}
+
+/// Janus down: an SFU request is answered `SfuFailed` (53004, saying Janus is unreachable)
+/// rather than left waiting; the call itself goes on.
+#[tokio::test]
+async fn with_janus_down_requests_fail_clearly() {
+    let mut j = TestJanus::start();
+    let ts = server(&j).await;
+    let (mut a, _) = Dev::login(&ts, "alice", "a1").await;
+    let (mut b, _) = Dev::login(&ts, "bob", "b1").await;
+    a.send_ok(1, gcall("a1", &["bob"], "gc", invite(&["bob"])))
+        .await;
+    joined(a.next_sfu().await, "gc");
+    b.send_ok(1, gcall("b1", &["alice"], "gc", accept())).await;
+    joined(b.next_sfu().await, "gc");
+    let bob_feed = ts
+        .server
+        .state()
+        .sfu
+        .clone()
+        .unwrap()
+        .peer_feed(APP_KEY, "gc", "bob", "b1")
+        .await
+        .unwrap();
+    j.kill();
+    let r = failed(
+        a.publish(2, "gc").await,
+        2,
+        sfu_pc::PUBLISHER,
+        error_code::SFU_REQUEST_FAILED,
+    );
+    assert!(r.contains("unreachable"), "{r}");
+    let r = failed(
+        a.subscribe(3, "gc", &[&bob_feed]).await,
+        3,
+        sfu_pc::SUBSCRIBER,
+        error_code::SFU_REQUEST_FAILED,
+    );
+    assert!(r.contains("unreachable"), "{r}");
+    // Call messages still flow.
+    b.send_ok(2, gcall("b1", &["alice"], "gc", hangup())).await;
+}
+
+/// A real subscription: Janus lists a feed only once its media is up, which needs ICE; a
+/// *remote publisher* (plain RTP, Janus ≥ 1.1) is listed at once. The test swaps carol's
+/// participant for one with her feed id, so Janus's own `publishers` event reaches the relay.
+#[tokio::test]
+async fn a_subscription_maps_the_offer_mids_to_the_publishing_member() {
+    let j = TestJanus::start();
+    let ts = server(&j).await;
+    let (mut a, _) = Dev::login(&ts, "alice", "a1").await;
+    let (mut b, _) = Dev::login(&ts, "bob", "b1").await;
+    let (mut c, _) = Dev::login(&ts, "carol", "c1").await;
+    a.send_ok(
+        1,
+        gcall("a1", &["bob", "carol"], "gc", invite(&["bob", "carol"])),
+    )
+    .await;
+    joined(a.next_sfu().await, "gc");
+    b.send_ok(1, gcall("b1", &["alice", "carol"], "gc", accept()))
+        .await;
+    joined(b.next_sfu().await, "gc");
+    c.send_ok(1, gcall("c1", &["alice", "bob"], "gc", accept()))
+        .await;
+    joined(c.next_sfu().await, "gc");
+    let sfu = ts.server.state().sfu.clone().unwrap();
+    let room = sfu::room_id(APP_KEY, "gc");
+    let secret = sfu.room_secret(&room);
+    let carol_janus = sfu.grant(APP_KEY, "gc", "carol", "c1").await.unwrap().feed;
+    let carol_feed = sfu.peer_feed(APP_KEY, "gc", "carol", "c1").await.unwrap();
+    sfu.janus()
+        .kick(&room, &secret, &carol_janus)
+        .await
+        .unwrap();
+    let h = sfu.janus().attach().await.unwrap();
+    let r = h
+        .request(
+            json!({"request": "add_remote_publisher", "room": room, "secret": secret,
+                "id": carol_janus, "display": "carol", "streams": [
+                {"type": "audio", "mindex": 0, "mid": "0", "codec": "opus"},
+                {"type": "video", "mindex": 1, "mid": "1", "codec": "vp8"},
+            ]}),
+            None,
+        )
+        .await;
+    r.expect("a remote publisher in carol's place");
+    // Janus's `publishers` event (on alice's and bob's publisher handles) → their feed lists.
+    for dev in [&mut a, &mut b] {
+        match dev.next_sfu().await {
+            S::SfuFeeds(f) => {
+                assert_eq!(f.feeds.len(), 1, "{f:?}");
+                assert_eq!(
+                    (&*f.feeds[0].feed, &*f.feeds[0].user_id),
+                    (&*carol_feed, "carol")
+                );
+            }
+            other => panic!("expected SfuFeeds, got {other:?}"),
+        }
+    }
+    let o = match b.subscribe(2, "gc", &[&carol_feed]).await {
+        S::SfuOffer(o) => o,
+        other => panic!("expected SfuOffer, got {other:?}"),
+    };
+    assert_eq!(o.request_id, 2);
+    assert!(
+        o.sdp.contains("m=audio") && o.sdp.contains("m=video"),
+        "{}",
+        o.sdp
+    );
+    let mut mids: Vec<_> = o
+        .mids
+        .iter()
+        .map(|m| (&*m.feed, &*m.user_id, &*m.kind))
+        .collect();
+    mids.sort();
+    assert_eq!(
+        mids,
+        [
+            (&*carol_feed, "carol", "audio"),
+            (&*carol_feed, "carol", "video")
+        ]
+    );
+
+    // Bob's answer starts the subscription (a failure would come before the next reply);
+    // asking for the same streams again renegotiates nothing.
+    b.c.send(C::SfuAnswer(SfuAnswer {
+        request_id: 3,
+        call_id: "gc".into(),
+        sdp: answer_to(&o.sdp),
+    }))
+    .await;
+    b.c.send(C::SfuLayers(SfuLayers {
+        call_id: "gc".into(),
+        want: vec![SfuWant {
+            feed: carol_feed.clone(),
+            mid: "1".into(),
+            substream: 0,
+        }],
+    }))
+    .await;
+    match b.subscribe(4, "gc", &[&carol_feed]).await {
+        S::SfuOffer(same) => {
+            assert_eq!(same.request_id, 4);
+            assert!(same.sdp.is_empty(), "nothing to renegotiate");
+            assert_eq!(same.mids.len(), 2);
+        }
+        other => panic!("expected SfuOffer(4), got {other:?}"),
+    }
+    // Dropping every stream: Janus's `update`, an offer without them.
+    match b.subscribe(5, "gc", &[]).await {
+        S::SfuOffer(none) => {
+            assert_eq!(none.request_id, 5);
+            assert!(none.mids.is_empty(), "{none:?}");
+        }
+        other => panic!("expected SfuOffer(5), got {other:?}"),
+    }
+    // Carol's feed goes: Janus's events take it off the others' lists.
+    h.request(
+        json!({"request": "remove_remote_publisher", "room": room, "secret": secret,
+            "id": carol_janus}),
+        None,
+    )
+    .await
+    .expect("remote publisher removed");
+    for dev in [&mut a, &mut b] {
+        match dev.next_sfu().await {
+            S::SfuFeeds(f) => assert!(f.feeds.is_empty(), "{f:?}"),
+            other => panic!("expected SfuFeeds, got {other:?}"),
+        }
+    }
+}
+
+/// A recvonly answer to Janus's subscriber offer, as a browser would make it (no media flows).
+fn answer_to(offer: &str) -> String {
+    let fp = (0..32u32)
+        .map(|i| format!("{:02X}", i * 11 % 256))
+        .collect::<Vec<_>>()
+        .join(":");
+    offer
+        .split("\r\n")
+        .filter(|l| !l.is_empty())
+        .filter(|l| {
+            !["a=candidate", "a=end-of-candidates", "a=ssrc", "a=msid:"]
+                .iter()
+                .any(|p| l.starts_with(p))
+        })
+        .map(|l| match l {
+            "a=sendonly" => "a=recvonly".to_owned(),
+            "a=setup:actpass" => "a=setup:active".to_owned(),
+            l if l.starts_with("a=ice-ufrag:") => "a=ice-ufrag:wxyz".to_owned(),
+            l if l.starts_with("a=ice-pwd:") => "a=ice-pwd:zyxwvutsrqponmlkjihgfedc".to_owned(),
+            l if l.starts_with("a=fingerprint:") => format!("a=fingerprint:sha-256 {fp}"),
+            l => l.to_owned(),
+        })
+        .map(|l| l + "\r\n")
+        .collect()
+}
