@@ -262,6 +262,32 @@ describe('issue 12: group calls through the SFU (Janus)', { skip }, () => {
     });
   });
 
+  test('muting: mute events as in mesh mode, camera off stops the video on the SFU, camera on brings it back', { timeout: TEST_TIMEOUT }, async () => {
+    await diag('sfu-mute', async () => {
+      const { pages } = await groupCall('sfm', ['A', 'B', 'C']);
+      await allVideosAdvance(pages, 'before muting');
+      const [A, B, C] = pages;
+      let mark = await A.mark();
+      expectCode(B, 'session.disableAudioTrack()', await sdk(B, () => H.sessionCall('disableAudioTrack')), SUCCESS);
+      await A.waitEvent('onAudioMuteChange', { userId: B.userId, muted: true }, 10000, { since: mark });
+      mark = await A.mark();
+      const markC = await C.mark();
+      expectCode(B, 'session.disableVideoTrack()', await sdk(B, () => H.sessionCall('disableVideoTrack')), SUCCESS);
+      await A.waitEvent('onVideoMuteChange', { userId: B.userId, muted: true }, 10000, { since: mark });
+      await C.waitEvent('onVideoMuteChange', { userId: B.userId, muted: true }, 10000, { since: markC });
+      const stalled = await A.waitVideoStalled(B.userId, { what: 'after B disableVideoTrack()' });
+      await advancing(A, C, 'while B has its camera off');
+      mark = await A.mark();
+      expectCode(B, 'session.enableVideoTrack()', await sdk(B, () => H.sessionCall('enableVideoTrack')), SUCCESS);
+      await A.waitEvent('onVideoMuteChange', { userId: B.userId, muted: false }, 10000, { since: mark });
+      await A.waitVideoResumed(B.userId, stalled.frames, { what: 'after B enableVideoTrack()', timeout: 20000 });
+      await advancing(C, B, 'after B enableVideoTrack()');
+      const m = await mediaPaths(B);
+      assert.equal(m.pcs, 2, `B: still one publishing + one receiving connection: ${JSON.stringify(m)}`);
+      assert.equal(m.videoSenders, 1, `B: the new camera on the same sender: ${JSON.stringify(m)}`);
+    });
+  });
+
   test('Janus restarts mid-call: every page publishes and subscribes again, video comes back, no hangup', { timeout: TEST_TIMEOUT }, async () => {
     await diag('sfu-janus-restart', async () => {
       const { pages } = await groupCall('sfr', ['A', 'B', 'C']);
