@@ -240,6 +240,24 @@ describe('issue 12: group calls through the SFU (Janus)', { skip }, () => {
     });
   });
 
+  test('a 1:1 call on the same server stays peer-to-peer', { timeout: TEST_TIMEOUT }, async () => {
+    await diag('sfu-one-to-one', async () => {
+      const [A, B] = await Promise.all([openAs('A', uid('sfp-a')), openAs('B', uid('sfp-b'))]);
+      const res = await sdk(A, ([u, m]) => H.call(u, m), [B.userId, MediaType.AUDIO_VIDEO]);
+      expectCode(A, 'call()', res, SUCCESS);
+      await B.waitEvent('onSession', {}, 15000);
+      expectCode(B, 'session.accept()', await sdk(B, () => H.accept()), SUCCESS);
+      await A.waitRemoteVideo(B.userId, { timeout: 20000 });
+      await B.waitRemoteVideo(A.userId, { timeout: 20000 });
+      for (const c of [A, B]) {
+        const m = await mediaPaths(c);
+        assert.equal(m.pcs, 1, `${c.name}: one peer connection, to the other browser: ${JSON.stringify(m)}`);
+        const [st] = await c.eval(() => H.rtcStats());
+        assert.ok(!/:20[0-9]{3}\b/.test(st.pair || ''), `${c.name}: not through Janus's ports (${st.pair})`);
+      }
+    });
+  });
+
   test('a member invited mid-call joins, one leaves, the others keep their video', { timeout: TEST_TIMEOUT }, async () => {
     await diag('sfu-invite-leave', async () => {
       const { pages, spares: [D], sessionId } = await groupCall('sfi', ['A', 'B', 'C'], ['D']);
