@@ -566,3 +566,38 @@ fn downgrading_to_audio_drops_video_from_the_subscription_and_a_member_leaving_c
     assert_eq!(sub.want.iter().map(|w| w.feed.as_str()).collect::<Vec<_>>(), ["feed-alice"]);
     assert_eq!(b.engine.session(CALL).unwrap().state, SessionState::Keeping);
 }
+
+#[test]
+fn requests_written_while_the_socket_was_down_go_again_when_it_is_back() {
+    let mut b = callee(true, 0);
+    b.sfu(joined(vec![feed("alice", true)], 1));
+    let first_sub = last_subscribe(&b.take()).unwrap().clone();
+    let now = b.now;
+    b.input(Input::LinkDown { since: now });
+    b.media(SfuEvent::PublishOffer { call_id: CALL.into(), sdp: "local-offer".into() });
+    let lost = last_publish(&b.take()).expect("written (and lost: the socket is down)");
+    b.input(Input::LinkUp);
+    let outs = b.take();
+    let again = frames(&outs)
+        .into_iter()
+        .find_map(|f| match f {
+            Frame::SfuPublish(p) => Some(p.clone()),
+            _ => None,
+        })
+        .expect("the publish goes again");
+    assert_eq!(again.sdp_offer, "local-offer", "same offer: the connection still waits for its answer");
+    assert_ne!(again.request_id, lost);
+    let sub = last_subscribe(&outs).expect("the subscription goes again");
+    assert_eq!(sub.want, first_sub.want);
+    assert_ne!(sub.request_id, first_sub.request_id);
+    // Only the latest requests count: a late answer to the lost one is ignored.
+    b.sfu(SfuInput::Answer(proto::SfuAnswer { request_id: lost, call_id: CALL.into(), sdp: "stale".into() }));
+    assert!(sfu_actions(&b.take()).is_empty());
+    b.sfu(SfuInput::Answer(proto::SfuAnswer { request_id: again.request_id, call_id: CALL.into(), sdp: "janus-answer".into() }));
+    assert!(sfu_actions(&b.take()).contains(&&SfuAction::PublishAnswer { call_id: CALL.into(), sdp: "janus-answer".into() }));
+    // Once answered, a reconnect sends nothing again.
+    let now = b.now;
+    b.input(Input::LinkDown { since: now });
+    b.input(Input::LinkUp);
+    assert!(last_publish(&b.take()).is_none());
+}

@@ -240,7 +240,10 @@ impl Engine {
             Input::Media(ev) => self.on_media(ev),
             Input::Timeout => self.on_timeout(),
             Input::LinkDown { since } => self.link_down(since),
-            Input::LinkUp => self.link_up(),
+            Input::LinkUp => {
+                self.link_up();
+                self.sfu_link_up();
+            }
             Input::Sfu(sfu) => self.on_sfu(sfu),
         }
         // SFU calls publish and subscribe as soon as capture, membership and the server allow.

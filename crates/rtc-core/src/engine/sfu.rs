@@ -111,6 +111,8 @@ pub(crate) struct SfuCall {
     pub tracks: Vec<SfuTrack>,
     /// The request id of the offer being answered.
     pub answering: u32,
+    /// The publishing connection's offer, sent again if its request may have been lost.
+    pub offer: String,
 }
 
 fn kind_of(kind: &str) -> Option<TrackKind> {
@@ -174,6 +176,7 @@ impl Engine {
                 let request_id = self.next_request_id();
                 let Some(s) = self.sfu_call(&call_id).filter(|s| s.publish == Step::Offering) else { return };
                 s.publish = Step::Asked(request_id);
+                s.offer = sdp.clone();
                 self.sfu(SfuAction::Send(Frame::SfuPublish(proto::SfuPublish { request_id, call_id, sdp_offer: sdp })));
             }
             SfuEvent::SubscribeAnswer { call_id, sdp } => {
@@ -340,6 +343,27 @@ impl Engine {
             }
         }
         self.sfu_progress(&call_id);
+    }
+
+    /// The socket to the server is back: SFU requests still unanswered were likely written while
+    /// it was down (the shell drops those), or their answers lost. The publish goes again with
+    /// the same offer (the connection still waits for its answer; the server renegotiates a
+    /// published one), and the subscription is asked for again.
+    pub(super) fn sfu_link_up(&mut self) {
+        let ids: Vec<String> = self.calls.values().filter(|c| c.is_live() && c.sfu.is_some()).map(|c| c.id.clone()).collect();
+        for call_id in ids {
+            let request_id = self.next_request_id();
+            let Some(s) = self.sfu_call(&call_id) else { continue };
+            if matches!(s.subscribe, Step::Asked(_)) {
+                s.subscribe = Step::Idle;
+                s.wanted.clear();
+            }
+            if matches!(s.publish, Step::Asked(_)) {
+                s.publish = Step::Asked(request_id);
+                let sdp_offer = s.offer.clone();
+                self.sfu(SfuAction::Send(Frame::SfuPublish(proto::SfuPublish { request_id, call_id, sdp_offer })));
+            }
+        }
     }
 
     /// The SFU lost our connections: close them and start over (publish at once; subscribe
