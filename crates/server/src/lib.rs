@@ -94,7 +94,7 @@ pub struct AppState {
     /// Cluster mode: messages routed through the users' shared mailboxes in Redis.
     pub routing: Option<Arc<cluster::routing::Routing>>,
     /// SFU mode (`--janus`): GROUP calls' rooms on Janus, following call membership
-    /// ([`sfu::follow`]; the SDK does not use them yet, `docs/sfu.md`).
+    /// ([`sfu::follow`]) and the devices' Janus handles ([`sfu::relay`]; `docs/sfu.md`).
     pub sfu: Option<Arc<sfu::Sfu>>,
     /// Cluster mode: the call rooms' replica feed (`cluster::rooms`).
     pub rooms: Option<Arc<cluster::rooms::RoomsSync>>,

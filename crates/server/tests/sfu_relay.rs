@@ -732,13 +732,39 @@ async fn a_subscription_maps_the_offer_mids_to_the_publishing_member() {
         other => panic!("expected SfuOffer(4), got {other:?}"),
     }
     // Dropping every stream: Janus's `update`, an offer without them.
-    match b.subscribe(5, "gc", &[]).await {
+    let none_sdp = match b.subscribe(5, "gc", &[]).await {
         S::SfuOffer(none) => {
             assert_eq!(none.request_id, 5);
             assert!(none.mids.is_empty(), "{none:?}");
+            none.sdp
         }
         other => panic!("expected SfuOffer(5), got {other:?}"),
-    }
+    };
+    // Asking again before answering that offer: Janus holds the update ("updating") and
+    // sends its offer once the pending one is answered — as the server's own SfuOffer (0).
+    match b.subscribe(6, "gc", &[&carol_feed]).await {
+        S::SfuOffer(o) => assert!(o.sdp.is_empty(), "{o:?}"),
+        other => panic!("expected SfuOffer(6), got {other:?}"),
+    };
+    b.c.send(C::SfuAnswer(SfuAnswer {
+        request_id: 5,
+        call_id: "gc".into(),
+        sdp: answer_to(&none_sdp),
+    }))
+    .await;
+    let again = match b.next_sfu().await {
+        S::SfuOffer(o) => o,
+        other => panic!("expected the held SfuOffer, got {other:?}"),
+    };
+    assert_eq!(again.request_id, 0);
+    assert!(!again.sdp.is_empty());
+    assert_eq!(again.mids.len(), 2, "{again:?}");
+    b.c.send(C::SfuAnswer(SfuAnswer {
+        request_id: 0,
+        call_id: "gc".into(),
+        sdp: answer_to(&again.sdp),
+    }))
+    .await;
     // Carol's feed goes: Janus's events take it off the others' lists.
     h.request(
         json!({"request": "remove_remote_publisher", "room": room, "secret": secret,
@@ -747,12 +773,24 @@ async fn a_subscription_maps_the_offer_mids_to_the_publishing_member() {
     )
     .await
     .expect("remote publisher removed");
-    for dev in [&mut a, &mut b] {
-        match dev.next_sfu().await {
-            S::SfuFeeds(f) => assert!(f.feeds.is_empty(), "{f:?}"),
-            other => panic!("expected SfuFeeds, got {other:?}"),
+    match a.next_sfu().await {
+        S::SfuFeeds(f) => assert!(f.feeds.is_empty(), "{f:?}"),
+        other => panic!("expected SfuFeeds, got {other:?}"),
+    }
+    // Bob also gets Janus's own renegotiation of his subscription without carol's streams.
+    let (mut feeds, mut reoffer) = (None, None);
+    for _ in 0..2 {
+        match b.next_sfu().await {
+            S::SfuFeeds(f) => feeds = Some(f),
+            S::SfuOffer(o) => reoffer = Some(o),
+            other => panic!("expected SfuFeeds / SfuOffer, got {other:?}"),
         }
     }
+    assert!(feeds.expect("SfuFeeds").feeds.is_empty());
+    let reoffer = reoffer.expect("Janus's re-offer");
+    assert_eq!(reoffer.request_id, 0);
+    assert!(reoffer.mids.is_empty(), "{reoffer:?}");
+    assert!(reoffer.sdp.contains("a=inactive"), "{}", reoffer.sdp);
 }
 
 /// A recvonly answer to Janus's subscriber offer, as a browser would make it (no media flows).

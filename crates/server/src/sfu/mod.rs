@@ -8,10 +8,11 @@
 //!   tokens; a device that leaves is taken off the list and kicked; the room is destroyed when
 //!   the call ends.
 //! - [`follow`]: the task that keeps the rooms in line with call membership (single node).
+//! - [`relay`]: the devices' publisher and subscriber handles, onto which the server relays
+//!   the SDK's SFU messages (browsers never talk to Janus).
 //!
-//! Status: the client, the room lifecycle, the startup check and the membership sync are done
-//! and tested against a real Janus (`tests/sfu_janus.rs`); the SDK does not use the rooms yet
-//! (see `docs/sfu.md`, "Order of work").
+//! Status: done and tested against a real Janus on a single node (`tests/sfu_janus.rs`,
+//! `tests/sfu_relay.rs`); cluster mode keeps the mesh (see `docs/sfu.md`, "Order of work").
 
 pub mod janus;
 pub mod relay;

@@ -116,6 +116,9 @@ pub struct Relay {
     /// Janus handle id → whose handle it is (events are routed by `sender`).
     handles: Mutex<HashMap<u64, (CallKey, Dev, u32)>>,
     workers: Mutex<HashMap<ConnId, tokio::sync::mpsc::Sender<(Requester, Request)>>>,
+    /// Each call's Janus events, handled in order by a task of the call's own: a call busy
+    /// with a slow Janus request delays only its own events.
+    event_queues: Mutex<HashMap<CallKey, tokio::sync::mpsc::UnboundedSender<Value>>>,
 }
 
 fn failed(request_id: u32, call_id: &str, pc: u32, code: i32, reason: String) -> Body {
@@ -588,6 +591,8 @@ impl Sfu {
         };
         match reply {
             Ok(reply) => {
+                // ("updating": an earlier offer is not answered yet; Janus sends this one when
+                // it is, as an event → `SfuOffer` with request id 0. Until then: the map only.)
                 let peer = cs.peers.get_mut(&me).expect("checked above");
                 if reply.data.contains_key("streams") {
                     peer.sub_streams = sub_streams_of(&reply.data);
@@ -854,6 +859,8 @@ impl Sfu {
             let mut calls = self.relay.calls.lock().unwrap();
             if calls.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cs_arc)) {
                 calls.remove(&key);
+                // (Its event task ends once it has handled what is queued.)
+                self.relay.event_queues.lock().unwrap().remove(&key);
             }
         }
     }
@@ -977,6 +984,28 @@ impl Sfu {
         }
     }
 
+    /// Hands an event to its call's event task (events of handles we do not know are dropped).
+    fn queue_event(self: &Arc<Self>, event: Value) {
+        let Some(sender) = event.get("sender").and_then(Value::as_u64) else {
+            return;
+        };
+        let Some((key, _, _)) = self.relay.handles.lock().unwrap().get(&sender).cloned() else {
+            return;
+        };
+        let mut queues = self.relay.event_queues.lock().unwrap();
+        let tx = queues.entry(key).or_insert_with(|| {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
+            let this = self.clone();
+            tokio::spawn(async move {
+                while let Some(ev) = rx.recv().await {
+                    this.on_event(&ev).await;
+                }
+            });
+            tx
+        });
+        let _ = tx.send(event);
+    }
+
     /// Follows Janus's events for the relay, on whichever session is current.
     pub async fn relay_events(self: Arc<Self>, stop: tokio_util::sync::CancellationToken) {
         loop {
@@ -1001,7 +1030,7 @@ impl Sfu {
                     }
                 };
                 match ev {
-                    Ok(ev) => self.on_event(&ev).await,
+                    Ok(ev) => self.queue_event(ev),
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                         tracing::warn!(missed = n, "SFU: Janus events missed");
                     }
