@@ -17,7 +17,7 @@ use std::rc::{Rc, Weak};
 
 use futures::channel::oneshot;
 use js_sys::{ArrayBuffer, Uint8Array};
-use rtc_core::engine::{Input, Received};
+use rtc_core::engine::{Input, Received, SfuInput};
 use rtc_core::proto::{client_frame, object_name, server_frame, Ack, Authenticate, CallContent, ClientFrame, ServerFrame};
 use rtc_core::types::SessionState;
 use wasm_bindgen::prelude::*;
@@ -233,6 +233,8 @@ fn on_frame(conn_id: u32, frame: ServerFrame) {
             rt.set_server_profile(r.profile.unwrap_or_default());
             conn.ready.set(true);
             rt.reconnect_attempt.set(0);
+            rt.sfu.set(r.sfu);
+            rt.feed(Input::Sfu(SfuInput::Enabled(r.sfu)));
             // What the server lacks goes again, in order, before anything new.
             let frames = rt.link.borrow_mut().as_mut().map(|l| l.connected(r.accepted_upto)).unwrap_or_default();
             for f in &frames {
@@ -299,17 +301,13 @@ fn on_frame(conn_id: u32, frame: ServerFrame) {
                 l.on_pong(p.accepted_upto);
             }
         }
-        // SFU mode (docs/sfu.md): the SDK's SFU media path is not built yet, and a server only
-        // sends these to a device it told `AuthResult.sfu`.
-        Some(
-            server_frame::Body::SfuJoined(_)
-            | server_frame::Body::SfuFeeds(_)
-            | server_frame::Body::SfuOffer(_)
-            | server_frame::Body::SfuAnswer(_)
-            | server_frame::Body::SfuFailed(_)
-            | server_frame::Body::SfuRestart(_),
-        ) => {
-        }
+        // SFU mode (docs/sfu.md): group calls' media through the server's SFU.
+        Some(server_frame::Body::SfuJoined(j)) => rt.feed(Input::Sfu(SfuInput::Joined(j))),
+        Some(server_frame::Body::SfuFeeds(f)) => rt.feed(Input::Sfu(SfuInput::Feeds(f))),
+        Some(server_frame::Body::SfuOffer(o)) => rt.feed(Input::Sfu(SfuInput::Offer(o))),
+        Some(server_frame::Body::SfuAnswer(a)) => rt.feed(Input::Sfu(SfuInput::Answer(a))),
+        Some(server_frame::Body::SfuFailed(f)) => rt.feed(Input::Sfu(SfuInput::Failed(f))),
+        Some(server_frame::Body::SfuRestart(r)) => rt.feed(Input::Sfu(SfuInput::Restart(r))),
         None => {}
     }
 }

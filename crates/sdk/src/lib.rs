@@ -23,6 +23,7 @@ mod navi;
 mod push;
 mod runtime;
 mod session;
+mod sfu;
 mod track;
 mod validate;
 
@@ -250,6 +251,9 @@ pub fn install_call(options: JsValue) -> Result<RCCallClient, JsValue> {
     // in a call; its others end with 101/102 as in CallLib).
     let retry = |k: &str| js::get(&options, k).as_bool().unwrap_or(false);
     let setup_retries = if retry("isAllowPublishRetry") || retry("isAllowSubscribeRetry") { 2 } else { 0 };
+    // Through the SFU (group calls in SFU mode) publishing and subscribing are separate, as in
+    // CallLib: each option allows its own 2 retries.
+    let sfu_retries = (u8::from(retry("isAllowPublishRetry")) * 2, u8::from(retry("isAllowSubscribeRetry")) * 2);
     *rt().call_options.borrow_mut() = Some(Rc::new(CallOptions {
         on_session,
         on_session_close,
@@ -258,6 +262,7 @@ pub fn install_call(options: JsValue) -> Result<RCCallClient, JsValue> {
         camera_off,
         demotion,
         setup_retries,
+        sfu_retries,
     }));
     web_rtc::warmup::start(); // idempotent; normally already started by RCRTC.installer
     Ok(RCCallClient::new())

@@ -28,6 +28,8 @@ pub struct MediaShell {
     renames: SmallMap<String, String>,
     /// One stats sampler per link (bitrates need the previous sample).
     samplers: SmallMap<(String, Peer), Rc<RefCell<web_rtc::StatsSampler>>>,
+    /// SFU mode: each group call's publishing and receiving connection (`crate::sfu`).
+    pub sfu: SmallMap<String, crate::sfu::SfuLinks>,
 }
 
 fn kind_of(k: Kind) -> TrackKind {
@@ -40,6 +42,19 @@ fn kind_of(k: Kind) -> TrackKind {
 impl MediaShell {
     pub fn track_object(&self, call_id: &str, track_id: &str, device_id: &str) -> Option<JsValue> {
         self.tracks.get(&(call_id.to_string(), track_id.to_string(), device_id.to_string())).cloned()
+    }
+
+    pub fn local(&self, call_id: &str) -> Option<LocalMedia> {
+        self.local.get(call_id).cloned()
+    }
+
+    /// A remote track of `device_id` (an SFU feed) for the engine's `onTrackReady`.
+    pub fn register_remote(&mut self, call_id: &str, device_id: &str, track: RCTrack) {
+        self.register_track(call_id, device_id, track);
+    }
+
+    pub fn forget_remote(&mut self, call_id: &str, devices: &[String]) {
+        self.tracks.retain(|(c, _, d), _| !(c == call_id && devices.contains(d)));
     }
 
     /// Carries out one engine action. Async work reports back through `feed`.
@@ -93,7 +108,9 @@ impl MediaShell {
                     m.tracks.insert((if c == from { into.clone() } else { c }, t, d), v);
                 }
             }
+            MediaAction::Sfu(action) => crate::sfu::act(rt, action),
             MediaAction::Leave { call_id } => {
+                crate::sfu::close(rt, &call_id);
                 let links: Vec<PeerLink> = {
                     let mut m = rt.media.borrow_mut();
                     let keys: Vec<(String, Peer)> = m.peers.keys().filter(|(c, _)| *c == call_id).cloned().collect();
@@ -112,6 +129,9 @@ impl MediaShell {
     pub fn stop_all(rt: &Rc<Runtime>) {
         let shell = std::mem::take(&mut *rt.media.borrow_mut());
         for (_, l) in shell.peers {
+            l.close();
+        }
+        for (_, l) in shell.sfu {
             l.close();
         }
         for (_, m) in shell.local {
@@ -139,7 +159,8 @@ fn links_of(rt: &Rc<Runtime>, call_id: &str, peer: Option<&Peer>) -> Vec<PeerLin
 /// Puts the call's local tracks on the link(s) (replaceTrack: no renegotiation).
 fn attach(rt: &Rc<Runtime>, call_id: &str, peer: Option<&Peer>) {
     let Some(local) = rt.media.borrow().local.get(call_id).cloned() else { return };
-    for link in links_of(rt, call_id, peer) {
+    let publisher = peer.is_none().then(|| crate::sfu::publisher(rt, call_id)).flatten();
+    for link in links_of(rt, call_id, peer).into_iter().chain(publisher) {
         attach_media(&link, &local);
     }
 }
@@ -204,7 +225,7 @@ fn recapture(rt: &Rc<Runtime>, call_id: String, kind: TrackKind) {
 /// The call went audio-only: stop the camera, stop sending video to every peer.
 fn drop_video(rt: &Rc<Runtime>, call_id: &str) {
     let video = rt.media.borrow().local.get(call_id).and_then(|l| l.video());
-    let links = links_of(rt, call_id, None);
+    let links = links_of(rt, call_id, None).into_iter().chain(crate::sfu::publisher(rt, call_id));
     if let Some(track) = video {
         track.stop();
     }
@@ -412,8 +433,14 @@ fn on_peer_event(call_id: &str, peer: &Peer, ev: PeerEvent) {
 /// `onRTCStateReport`: about once a second, one report per peer connection (`pcName` = the
 /// remote user id), for sessions whose listener has the callback.
 pub fn report_stats(rt: &Rc<Runtime>) {
-    let links: Vec<((String, Peer), PeerLink)> =
+    let mut links: Vec<((String, Peer), PeerLink)> =
         rt.media.borrow().peers.iter().map(|(k, l)| (k.clone(), l.clone())).collect();
+    // SFU connections report under their own names (`pcName`), with the same report shape.
+    for (call_id, s) in rt.media.borrow().sfu.iter() {
+        for (name, l) in s.named() {
+            links.push(((call_id.clone(), Peer { user_id: name.into(), device_id: String::new() }), l));
+        }
+    }
     for ((call_id, peer), link) in links {
         if !rt.listens(&call_id, "onRTCStateReport") {
             continue;

@@ -37,6 +37,8 @@ pub struct CallOptions {
     /// 2 with `isAllowPublishRetry` or `isAllowSubscribeRetry`, else 0: how often a peer link
     /// whose first negotiation failed is negotiated again (`EngineConfig::setup_retries`).
     pub setup_retries: u8,
+    /// (publish, subscribe) retries through the SFU (`EngineConfig::sfu_publish_retries`).
+    pub sfu_retries: (u8, u8),
 }
 
 /// A running `setInterval` and its callback.
@@ -104,6 +106,8 @@ pub struct Runtime {
     pub last_ping: Cell<i64>,
     /// The engine was told `LinkDown` and not yet `LinkUp`.
     pub link_down: Cell<bool>,
+    /// The server runs group calls' media through its SFU (`AuthResult.sfu`).
+    pub sfu: Cell<bool>,
     /// Reconnect rounds (every navi URL tried once) that failed since the link was last up:
     /// the backoff step.
     pub reconnect_attempt: Cell<u32>,
@@ -135,8 +139,10 @@ impl Runtime {
             config.lang = o.lang.clone();
             config.camera_off_when_video_disabled = o.camera_off;
             config.setup_retries = o.setup_retries;
+            (config.sfu_publish_retries, config.sfu_subscribe_retries) = o.sfu_retries;
         }
         *self.engine.borrow_mut() = Some(Engine::new(config));
+        self.feed(Input::Sfu(rtc_core::engine::SfuInput::Enabled(self.sfu.get())));
         self.start_stats();
         drop(self.command(Command::RegisterUserInfo(self.sent_profile())));
         let (call, hangup) = self.push.borrow().clone();
@@ -436,6 +442,8 @@ impl Runtime {
                 }
             }
             CallEvent::Merged { from, into } => self.rename_call(&from, &into),
+            CallEvent::PublishFail { call_id, code } => self.notify(&call_id, "onTrackPublishFail", vec![code.into()]),
+            CallEvent::SubscribeFail { call_id, code } => self.notify(&call_id, "onTrackSubscribeFail", vec![code.into()]),
             CallEvent::MuteChange { call_id, user_id, kind, muted, track_id } => {
                 let (method, kind) = match kind {
                     TrackKind::Audio => ("onAudioMuteChange", "audio"),

@@ -298,6 +298,8 @@ pub fn describe(e: &CallEvent) -> String {
         CallEvent::MediaModify { sender, media_type, .. } => format!("MediaModify({},{})", sender.user_id, *media_type as i32),
         CallEvent::OfflineRecord(r) => format!("OfflineRecord({},{})", r.inviter_id, r.end_reason),
         CallEvent::Merged { .. } => "Merged".to_string(),
+        CallEvent::PublishFail { code, .. } => format!("PublishFail({code})"),
+        CallEvent::SubscribeFail { code, .. } => format!("SubscribeFail({code})"),
         CallEvent::MuteChange { user_id, kind, muted, .. } => {
             format!("{}({user_id},{})", if *kind == TrackKind::Video { "VideoMute" } else { "AudioMute" }, if *muted { "muted" } else { "unmuted" })
         }
@@ -1657,7 +1659,9 @@ impl Sim {
             MediaAction::Apply { .. }
             | MediaAction::Attach { .. }
             | MediaAction::RequestKeyFrames { .. }
-            | MediaAction::SetEnabled { .. } => {}
+            | MediaAction::SetEnabled { .. }
+            // The simulated server has no SFU (AuthResult.sfu is never set).
+            | MediaAction::Sfu(_) => {}
         }
     }
 }

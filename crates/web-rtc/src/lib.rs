@@ -23,6 +23,9 @@
 //!   leaks; [`PeerLink::prepare`] / [`PeerLink::attach`] to connect before
 //!   anything is captured; `replace_track` for device switches.
 //! * [`sdp`] — edits to remote descriptions (the video start bitrate).
+//! * [`simulcast`] — the video layers of a group call's publishing connection to the SFU
+//!   ([`PeerLink::add_sender`]); its receiving connection maps tracks to `mid`s
+//!   ([`PeerLink::receiver_track`]).
 //! * [`caps`] — [`VideoCaps`]: per-peer video limits for larger group calls.
 //! * [`track`] — [`track_kind`], [`set_enabled`], [`play`] / [`Playback`]
 //!   (audio may use an internal `Audio` element, video needs a `<video>`).
@@ -74,6 +77,7 @@ pub mod devices;
 pub mod error;
 pub mod peer;
 pub mod sdp;
+pub mod simulcast;
 pub mod stats;
 pub mod track;
 pub mod warmup;

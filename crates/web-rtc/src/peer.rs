@@ -61,6 +61,13 @@ extern "C" {
     ) -> Result<RtcRtpSender, JsValue>;
 
     #[wasm_bindgen(method, catch, js_name = addTransceiver)]
+    fn add_track_transceiver(
+        this: &PcChecked,
+        track: &MediaStreamTrack,
+        init: &RtcRtpTransceiverInit,
+    ) -> Result<RtcRtpTransceiver, JsValue>;
+
+    #[wasm_bindgen(method, catch, js_name = addTransceiver)]
     fn add_transceiver(
         this: &PcChecked,
         kind: &str,
@@ -1052,6 +1059,47 @@ impl PeerLink {
             return Ok(());
         }
         self.apply_candidate(&candidate).await
+    }
+
+    /// SFU publishing connection: sends `track` on a new `sendonly` transceiver in `stream`,
+    /// with `layers` as its simulcast encodings (video; empty = one encoding). Call it before
+    /// [`create_offer`](Self::create_offer); [`attach`](Self::attach) /
+    /// [`attach_none`](Self::attach_none) later change the track without renegotiation.
+    pub fn add_sender(
+        &self,
+        track: &MediaStreamTrack,
+        stream: &MediaStream,
+        layers: &[crate::simulcast::Layer],
+    ) -> Result<(), MediaError> {
+        self.check_open()?;
+        let init = RtcRtpTransceiverInit::new();
+        init.set_direction(RtcRtpTransceiverDirection::Sendonly);
+        init.set_streams(&Array::of1(stream));
+        if !layers.is_empty() {
+            let encodings = Array::new();
+            for l in layers {
+                let e = js_sys::Object::new();
+                let _ = Reflect::set(&e, &"rid".into(), &l.rid.into());
+                let _ = Reflect::set(&e, &"scaleResolutionDownBy".into(), &l.scale_down_by.into());
+                let _ = Reflect::set(&e, &"maxBitrate".into(), &l.max_bitrate_bps.into());
+                encodings.push(&e);
+            }
+            let _ = Reflect::set(&init, &"sendEncodings".into(), &encodings);
+        }
+        self.checked()
+            .add_track_transceiver(track, &init)
+            .map_err(|e| self.fail("addTransceiver", &e))?;
+        Ok(())
+    }
+
+    /// The track received on `mid` (SFU receiving connection: the SFU says whose stream each
+    /// `mid` carries; a `mid` it recycles for another stream keeps its track object). `None`
+    /// when no live transceiver has that `mid`.
+    pub fn receiver_track(&self, mid: &str) -> Option<MediaStreamTrack> {
+        self.inner.pc.get_transceivers().iter().find_map(|t| {
+            let t: RtcRtpTransceiver = t.unchecked_into();
+            (!t.stopped() && t.mid().as_deref() == Some(mid)).then(|| t.receiver().track())
+        })
     }
 
     /// Number of remote candidates waiting for the remote description.

@@ -123,6 +123,8 @@ pub(crate) struct Call {
     pub left: Vec<String>,
     /// Late accepters already told that this device is out of the call.
     pub told_gone: Vec<String>,
+    /// A GROUP call started in SFU mode: its media goes through the SFU, never the mesh.
+    pub sfu: Option<Box<super::sfu::SfuCall>>,
 }
 
 /// Who a call is between, for [`Call::new`].
@@ -171,6 +173,7 @@ impl Call {
             timed_out: Vec::new(),
             left: Vec::new(),
             told_gone: Vec::new(),
+            sfu: None,
         }
     }
 

@@ -64,6 +64,10 @@ pub enum CallEvent {
     /// Our outgoing call `from` crossed the peer's call `into` and was merged into it: the app's
     /// session object for `from` now stands for `into` (rcall extension; see the engine docs).
     Merged { from: String, into: String },
+    /// `onTrackPublishFail(rtcCode)`: a publish of the call's join through the SFU failed.
+    PublishFail { call_id: String, code: i32 },
+    /// `onTrackSubscribeFail(rtcCode)`: a subscribe of the call's join through the SFU failed.
+    SubscribeFail { call_id: String, code: i32 },
 }
 
 /// `IOfflineRecord` (spec C.12). Timestamps are server times.

@@ -136,6 +136,7 @@ impl Engine {
                     inviter_id: sender.user_id.clone(),
                     users,
                 });
+                call.sfu = self.new_call_sfu(call.conversation_type);
                 call.extra = invite.extra.clone();
                 call
             },
@@ -222,6 +223,7 @@ impl Engine {
                     inviter_id: sender.user_id.clone(),
                     users,
                 });
+                call.sfu = self.new_call_sfu(call.conversation_type);
                 // Our media from the call that lost is reused; it was already announced.
                 call.has_local_media = true;
                 call.local_announced = true;

@@ -41,6 +41,8 @@ pub enum Input {
     /// not know are held with the offline batch, so a call that began and ended meanwhile does
     /// not ring.
     LinkUp,
+    /// SFU mode: the login's verdict and the server's SFU frames (see `sfu`).
+    Sfu(super::SfuInput),
 }
 
 /// App commands (the CallLib API, already validated for shape by the SDK).

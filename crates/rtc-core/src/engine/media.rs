@@ -93,6 +93,8 @@ pub enum MediaAction {
     SetEnabled { call_id: String, kind: TrackKind, enabled: bool },
     /// The call `from` is now known as `into` (crossing calls merged): re-key local media.
     Rename { from: String, into: String },
+    /// SFU mode (GROUP calls through the server's SFU): see [`super::SfuAction`].
+    Sfu(super::SfuAction),
 }
 
 /// What the media layer reports.
@@ -106,4 +108,6 @@ pub enum MediaEvent {
     RemoteTrack { call_id: String, peer: Peer, kind: TrackKind },
     /// The link to `peer` changed state (see [`MediaAction::RestartIce`]).
     LinkState { call_id: String, peer: Peer, state: LinkState },
+    /// SFU mode: see [`super::SfuEvent`].
+    Sfu(super::SfuEvent),
 }

@@ -60,6 +60,7 @@ mod offline;
 mod outgoing;
 mod peers;
 mod recovery;
+mod sfu;
 
 use std::collections::VecDeque;
 
@@ -69,6 +70,7 @@ pub use event::{CallEvent, EndSummary, OfflineRecord, Sender, SessionView, Track
 pub use io::{CallRequest, Command, CommandId, Input, Millis, OutgoingSignal, Output, PushTexts, Received};
 pub use media::{track_id, CaptureError, LinkState, MediaAction, MediaEvent, Peer, TrackKind, TRACK_TAG};
 pub use recovery::{RESTART_GRACE_MS, RESTART_RETRY_MS};
+pub use sfu::{SfuAction, SfuEvent, SfuInput, SfuTrack, LOW_LAYER_ABOVE};
 
 use crate::proto::{call_content::Body, CallContent, PushConfig, UserProfile};
 use crate::types::{end_reason, error_code, SessionState, UserState};
@@ -104,6 +106,10 @@ pub struct EngineConfig {
     /// `isAllowPublishRetry` / `isAllowSubscribeRetry` ("retried up to 2 more times"; default
     /// 0, as both default to false). See `recovery`.
     pub setup_retries: u8,
+    /// SFU mode: how often a failed publish / first subscription of a group call's join is
+    /// tried again (2 with `isAllowPublishRetry` / `isAllowSubscribeRetry`, else 0; see `sfu`).
+    pub sfu_publish_retries: u8,
+    pub sfu_subscribe_retries: u8,
 }
 
 impl EngineConfig {
@@ -115,6 +121,8 @@ impl EngineConfig {
             lang: "zh".into(),
             camera_off_when_video_disabled: true,
             setup_retries: 0,
+            sfu_publish_retries: 0,
+            sfu_subscribe_retries: 0,
         }
     }
 }
@@ -155,6 +163,8 @@ pub struct Engine {
     link_down_since: Option<Millis>,
     /// Reconnected, and the server is still replaying what we missed (until `SyncDone`).
     syncing: bool,
+    /// The server runs GROUP calls' media through its SFU (`AuthResult.sfu`).
+    sfu_enabled: bool,
 }
 
 impl Engine {
@@ -175,6 +185,7 @@ impl Engine {
             renamed: SmallMap::new(),
             link_down_since: None,
             syncing: false,
+            sfu_enabled: false,
         }
     }
 
@@ -229,7 +240,16 @@ impl Engine {
             Input::Media(ev) => self.on_media(ev),
             Input::Timeout => self.on_timeout(),
             Input::LinkDown { since } => self.link_down(since),
-            Input::LinkUp => self.link_up(),
+            Input::LinkUp => {
+                self.link_up();
+                self.sfu_link_up();
+            }
+            Input::Sfu(sfu) => self.on_sfu(sfu),
+        }
+        // SFU calls publish and subscribe as soon as capture, membership and the server allow.
+        let sfu_calls: Vec<String> = self.calls.values().filter(|c| c.sfu.is_some() && c.is_live()).map(|c| c.id.clone()).collect();
+        for call_id in sfu_calls {
+            self.sfu_progress(&call_id);
         }
     }
 
@@ -331,7 +351,8 @@ impl Engine {
         let remote: Vec<String> = call.users.keys().cloned().collect();
         call.left.extend(remote);
         call.users.clear();
-        let joined = std::mem::take(&mut call.joined) || !call.peers.is_empty();
+        let in_sfu = call.sfu.take().is_some_and(|s| s.generation.is_some());
+        let joined = std::mem::take(&mut call.joined) || !call.peers.is_empty() || in_sfu;
         let had_media = std::mem::take(&mut call.has_local_media);
         call.peers.clear();
         call.early_tracks.clear();

@@ -196,6 +196,7 @@ impl Engine {
                     inviter_id: sender.user_id.clone(),
                     users,
                 });
+                call.sfu = self.new_call_sfu(call.conversation_type);
                 call.extra = modify.extra.clone();
                 call
             },

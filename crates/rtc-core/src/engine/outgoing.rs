@@ -70,6 +70,7 @@ impl Engine {
                     inviter_id: me,
                     users,
                 });
+                call.sfu = self.new_call_sfu(call.conversation_type);
                 // Not a session for the app until the invite went out (getState() says END).
                 call.state = None;
                 call.announced = false;
@@ -440,6 +441,7 @@ impl Engine {
             MediaEvent::LocalSignal { call_id, peer, signal } => self.local_media_signal(&call_id, peer, signal),
             MediaEvent::RemoteTrack { call_id, peer, kind } => self.remote_track(&call_id, peer, kind),
             MediaEvent::LinkState { call_id, peer, state } => self.link_state(&call_id, &peer, state),
+            MediaEvent::Sfu(ev) => self.on_sfu_media(ev),
         }
     }
 

@@ -66,7 +66,8 @@ impl Engine {
     pub(super) fn connect_peer(&mut self, call_id: &str, peer: Peer, offerer: bool, attach: bool) {
         let setup_retries_left = self.cfg.setup_retries;
         let Some(call) = self.calls.get_mut(call_id) else { return };
-        if call.has_link(&peer) {
+        // SFU calls have no peer links (see `sfu`).
+        if call.has_link(&peer) || call.sfu.is_some() {
             return;
         }
         call.peers.push(Link {
@@ -86,7 +87,7 @@ impl Engine {
     /// we ring, with our tracks once we are in.
     pub(super) fn apply_remote_media(&mut self, call_id: &str, peer: Peer, signal: media_signal::Kind) {
         let me = self.cfg.self_id.clone();
-        let Some(call) = self.calls.get(call_id).filter(|c| c.is_live()) else { return };
+        let Some(call) = self.calls.get(call_id).filter(|c| c.is_live() && c.sfu.is_none()) else { return };
         if !call.has_link(&peer) {
             let offer = matches!(signal, media_signal::Kind::Offer(_));
             let Some(m) = call.users.get(&peer.user_id) else { return };

@@ -62,6 +62,8 @@ pub fn check_invariants(sim: &Sim, dev: DeviceId, seed: u64) {
                     | CallEvent::Accept { call_id, .. }
                     | CallEvent::Hungup { call_id, .. }
                     | CallEvent::TrackReady { call_id, .. }
+                    | CallEvent::PublishFail { call_id, .. }
+                    | CallEvent::SubscribeFail { call_id, .. }
                     | CallEvent::MemberModify { call_id, .. }
                     | CallEvent::MediaModify { call_id, .. }
                     | CallEvent::MuteChange { call_id, .. } => call_id,

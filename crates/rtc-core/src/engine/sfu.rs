@@ -1,0 +1,376 @@
+//! SFU mode (docs/sfu.md): a GROUP call's media through the server's SFU instead of the mesh.
+//!
+//! Known at login (`AuthResult.sfu`, [`SfuInput::Enabled`]) and fixed per call when the call
+//! starts. Such a call opens no peer links; once the server says the device is in the SFU room
+//! ([`SfuInput::Joined`]) and local media is captured, the device publishes on one sending
+//! connection, and once it is in the call it subscribes to the other members' streams on one
+//! receiving connection. Everything else (ringing, accept, hangup, mute, members) stays on
+//! the call messages, so an app cannot tell which path its group call took.
+//!
+//! Failures follow CallLib's join (spec D.2): each failed publish or subscribe of the join
+//! fires `onTrackPublishFail` / `onTrackSubscribeFail`; with `isAllowPublishRetry` /
+//! `isAllowSubscribeRetry` it is tried up to 2 more times, and the final failure ends the call
+//! with PUBLISH_ERROR (9) / SUBSCRIBE_ERROR (10). A later subscription update that fails is only
+//! dropped (CallLib only logged those); the next change of feeds subscribes again. When the SFU
+//! restarted ([`SfuInput::Restart`], or `Joined` with a new generation) the device publishes and
+//! subscribes afresh, with no hangup and no app event but the remote tracks' `onTrackReady`.
+
+use super::{CallEvent, Engine, MediaAction, Peer, TrackKind};
+use crate::proto::{self, client_frame::Body as Frame, sfu_pc};
+use crate::types::{end_reason, MediaType};
+
+/// Above this many remote videos every subscribed video asks for the low simulcast layer
+/// (small tiles); up to it the server picks (-1).
+pub const LOW_LAYER_ABOVE: usize = 4;
+
+/// Server frames of SFU mode, and the login's verdict.
+#[derive(Debug, Clone)]
+pub enum SfuInput {
+    /// `AuthResult.sfu`: GROUP calls started from now on go through the SFU.
+    Enabled(bool),
+    Joined(proto::SfuJoined),
+    Feeds(proto::SfuFeeds),
+    Offer(proto::SfuOffer),
+    Answer(proto::SfuAnswer),
+    Failed(proto::SfuFailed),
+    Restart(proto::SfuRestart),
+}
+
+/// What the engine asks of the shell in SFU mode ([`MediaAction::Sfu`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum SfuAction {
+    /// Write this frame to the server (dropped while disconnected: a restart republishes).
+    Send(Frame),
+    /// (Re)create the call's publishing connection with its local tracks (video with simulcast)
+    /// and make its offer; answer with [`SfuEvent::PublishOffer`]. An older one is closed first.
+    Publish { call_id: String, video: bool },
+    /// Apply the SFU's answer to the publishing connection.
+    PublishAnswer { call_id: String, sdp: String },
+    /// Apply the SFU's offer on the receiving connection (created if none) and answer with
+    /// [`SfuEvent::SubscribeAnswer`] (an empty `sdp`: nothing to negotiate, only the map); `tracks` says whose stream each `mid` carries, so the
+    /// shell registers each remote track under [`super::track_id`] and reports
+    /// [`SfuEvent::Track`].
+    Subscribe { call_id: String, sdp: String, tracks: Vec<SfuTrack> },
+    /// Close both SFU connections of the call (the SFU restarted; new ones follow).
+    Reset { call_id: String },
+}
+
+/// One `mid` of the receiving connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SfuTrack {
+    pub mid: String,
+    pub user_id: String,
+    pub kind: TrackKind,
+    /// The publishing seat: stands for the sending device in the track's
+    /// [`super::TrackInfo::device_id`] (the shell registers the track under it).
+    pub feed: String,
+}
+
+/// What the shell reports in SFU mode.
+#[derive(Debug, Clone)]
+pub enum SfuEvent {
+    /// The publishing connection's offer.
+    PublishOffer { call_id: String, sdp: String },
+    /// The receiving connection's answer to the latest [`SfuAction::Subscribe`].
+    SubscribeAnswer { call_id: String, sdp: String },
+    /// A local ICE candidate of one connection (`pc`: `sfu_pc`); empty = gathering done.
+    Candidate { call_id: String, pc: u32, candidate: String, sdp_mid: String, sdp_mline_index: u32 },
+    /// Media started arriving on `mid` of the receiving connection.
+    Track { call_id: String, mid: String },
+}
+
+/// Where one of the two connections stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Step {
+    #[default]
+    Idle,
+    /// Waiting for the shell's offer (publisher).
+    Offering,
+    /// The request is with the server.
+    Asked(u32),
+    Up,
+}
+
+/// A call's SFU state (only GROUP calls started in SFU mode have one).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SfuCall {
+    /// The SFU generation the server admitted us in (`None` before `SfuJoined`).
+    pub generation: Option<u32>,
+    /// The other members' published streams.
+    pub feeds: Vec<proto::SfuFeed>,
+    pub publish: Step,
+    pub subscribe: Step,
+    /// Failed attempts of the join's publish / first subscription in this generation.
+    pub publish_failures: u8,
+    pub subscribe_failures: u8,
+    /// The first subscription of this generation succeeded (later failures are only dropped).
+    pub subscribed_once: bool,
+    /// The last subscription asked for.
+    pub wanted: Vec<proto::SfuWant>,
+    /// The receiving connection's `mid`s.
+    pub tracks: Vec<SfuTrack>,
+    /// The request id of the offer being answered.
+    pub answering: u32,
+    /// The publishing connection's offer, sent again if its request may have been lost.
+    pub offer: String,
+}
+
+fn kind_of(kind: &str) -> Option<TrackKind> {
+    match kind {
+        "audio" => Some(TrackKind::Audio),
+        "video" => Some(TrackKind::Video),
+        _ => None,
+    }
+}
+
+impl Engine {
+    /// Whether a call started now with this conversation type goes through the SFU.
+    pub(super) fn new_call_sfu(&self, conversation_type: i32) -> Option<Box<SfuCall>> {
+        (self.sfu_enabled && conversation_type == proto::conversation_type::GROUP).then(Box::default)
+    }
+
+    pub(super) fn on_sfu(&mut self, input: SfuInput) {
+        match input {
+            SfuInput::Enabled(on) => self.sfu_enabled = on,
+            SfuInput::Joined(j) => {
+                let restart = self.sfu_call(&j.call_id).is_some_and(|s| s.generation.is_some_and(|g| g != j.generation));
+                if restart {
+                    self.sfu_restart(&j.call_id);
+                }
+                let Some(s) = self.sfu_call(&j.call_id) else { return };
+                s.generation = Some(j.generation);
+                s.feeds = j.feeds;
+                self.sfu_progress(&j.call_id);
+            }
+            SfuInput::Feeds(f) => {
+                let Some(s) = self.sfu_call(&f.call_id) else { return };
+                s.feeds = f.feeds;
+                self.sfu_progress(&f.call_id);
+            }
+            SfuInput::Offer(o) => self.sfu_offer(o),
+            SfuInput::Answer(a) => {
+                let Some(s) = self.sfu_call(&a.call_id) else { return };
+                if s.publish != Step::Asked(a.request_id) {
+                    return;
+                }
+                s.publish = Step::Up;
+                self.sfu(SfuAction::PublishAnswer { call_id: a.call_id, sdp: a.sdp });
+            }
+            SfuInput::Failed(f) => self.sfu_failed(f),
+            SfuInput::Restart(r) => {
+                if self.sfu_call(&r.call_id).is_none_or(|s| s.generation.is_none()) {
+                    return;
+                }
+                self.sfu_restart(&r.call_id);
+                if let Some(s) = self.sfu_call(&r.call_id) {
+                    s.generation = Some(r.generation);
+                }
+                self.sfu_progress(&r.call_id);
+            }
+        }
+    }
+
+    pub(super) fn on_sfu_media(&mut self, ev: SfuEvent) {
+        match ev {
+            SfuEvent::PublishOffer { call_id, sdp } => {
+                let request_id = self.next_request_id();
+                let Some(s) = self.sfu_call(&call_id).filter(|s| s.publish == Step::Offering) else { return };
+                s.publish = Step::Asked(request_id);
+                s.offer = sdp.clone();
+                self.sfu(SfuAction::Send(Frame::SfuPublish(proto::SfuPublish { request_id, call_id, sdp_offer: sdp })));
+            }
+            SfuEvent::SubscribeAnswer { call_id, sdp } => {
+                let Some(s) = self.sfu_call(&call_id) else { return };
+                let request_id = s.answering;
+                self.sfu(SfuAction::Send(Frame::SfuAnswer(proto::SfuAnswer { request_id, call_id, sdp })));
+            }
+            SfuEvent::Candidate { call_id, pc, candidate, sdp_mid, sdp_mline_index } => {
+                if self.sfu_call(&call_id).is_none() {
+                    return;
+                }
+                let t = proto::SfuTrickle { call_id, pc, candidate, sdp_mid, sdp_mline_index };
+                self.sfu(SfuAction::Send(Frame::SfuTrickle(t)));
+            }
+            SfuEvent::Track { call_id, mid } => {
+                let Some(s) = self.sfu_call(&call_id) else { return };
+                let Some(t) = s.tracks.iter().find(|t| t.mid == mid) else { return };
+                let (peer, kind) = (Peer { user_id: t.user_id.clone(), device_id: t.feed.clone() }, t.kind);
+                let Some(call) = self.calls.get_mut(&call_id) else { return };
+                if !call.early_tracks.contains(&(peer.clone(), kind)) {
+                    call.early_tracks.push((peer, kind));
+                }
+                self.surface_tracks(&call_id);
+            }
+        }
+    }
+
+    fn sfu(&mut self, action: SfuAction) {
+        self.media(MediaAction::Sfu(action));
+    }
+
+    fn next_request_id(&mut self) -> u32 {
+        let id = self.next_request;
+        self.next_request = self.next_request.wrapping_add(1).max(1);
+        id
+    }
+
+    /// The SFU state of a live SFU call.
+    fn sfu_call(&mut self, call_id: &str) -> Option<&mut SfuCall> {
+        self.calls.get_mut(call_id).filter(|c| c.is_live()).and_then(|c| c.sfu.as_deref_mut())
+    }
+
+    /// Publishes and subscribes as far as the call allows now (idempotent): called on every
+    /// SFU frame, after local capture and once we are in the call.
+    pub(super) fn sfu_progress(&mut self, call_id: &str) {
+        let me = self.cfg.self_id.clone();
+        let Some(call) = self.calls.get(call_id).filter(|c| c.is_live()) else { return };
+        let Some(s) = call.sfu.as_deref().filter(|s| s.generation.is_some()) else { return };
+        // Captured (or being re-captured for a camera or microphone change: the shell swaps
+        // the track on the sender).
+        let captured = call.has_local_media
+            && !matches!(
+                call.pending,
+                super::Pending::CallStart(_)
+                    | super::Pending::Accepting(_)
+                    | super::Pending::AcceptCapture(_)
+                    | super::Pending::MergeCapture(_)
+            );
+        let publish = captured && s.publish == Step::Idle;
+        let video = call.media_type.has_video();
+        let mut want = Vec::new();
+        if call.self_in(&me) {
+            let audio_only = call.media_type == MediaType::Audio;
+            for f in s.feeds.iter().filter(|f| f.user_id != me) {
+                for st in &f.streams {
+                    if st.kind == "video" && audio_only {
+                        continue;
+                    }
+                    want.push(proto::SfuWant { feed: f.feed.clone(), mid: st.mid.clone(), substream: -1 });
+                }
+            }
+        }
+        let videos = s.feeds.iter().filter(|f| f.user_id != me).flat_map(|f| &f.streams).filter(|st| st.kind == "video").count();
+        if videos > LOW_LAYER_ABOVE {
+            let video_mids: Vec<(&str, &str)> = s
+                .feeds
+                .iter()
+                .flat_map(|f| f.streams.iter().filter(|st| st.kind == "video").map(move |st| (f.feed.as_str(), st.mid.as_str())))
+                .collect();
+            for w in want.iter_mut().filter(|w| video_mids.contains(&(w.feed.as_str(), w.mid.as_str()))) {
+                w.substream = 0;
+            }
+        }
+        let subscribe = !want.is_empty() && !matches!(s.subscribe, Step::Asked(_)) && want != s.wanted;
+        let request_id = if subscribe { self.next_request_id() } else { 0 };
+        let s = self.sfu_call(call_id).expect("checked above");
+        if publish {
+            s.publish = Step::Offering;
+        }
+        if subscribe {
+            s.subscribe = Step::Asked(request_id);
+            s.wanted = want.clone();
+        }
+        if publish {
+            self.sfu(SfuAction::Publish { call_id: call_id.to_string(), video });
+        }
+        if subscribe {
+            let sub = proto::SfuSubscribe { request_id, call_id: call_id.to_string(), want };
+            self.sfu(SfuAction::Send(Frame::SfuSubscribe(sub)));
+        }
+    }
+
+    /// The SFU's offer for the receiving connection: answer to our subscription, or an update
+    /// the server started (`request_id` 0).
+    fn sfu_offer(&mut self, o: proto::SfuOffer) {
+        let Some(s) = self.sfu_call(&o.call_id) else { return };
+        let ours = s.subscribe == Step::Asked(o.request_id);
+        if !ours && o.request_id != 0 {
+            return;
+        }
+        if ours {
+            s.subscribe = Step::Up;
+            s.subscribed_once = true;
+        }
+        s.answering = o.request_id;
+        s.tracks = o
+            .mids
+            .iter()
+            .filter_map(|m| {
+                let kind = kind_of(&m.kind)?;
+                Some(SfuTrack { mid: m.mid.clone(), user_id: m.user_id.clone(), kind, feed: m.feed.clone() })
+            })
+            .collect();
+        let tracks = s.tracks.clone();
+        let call_id = o.call_id.clone();
+        self.sfu(SfuAction::Subscribe { call_id: o.call_id, sdp: o.sdp, tracks });
+        // Feeds that changed while this subscription was under way.
+        self.sfu_progress(&call_id);
+    }
+
+    fn sfu_failed(&mut self, f: proto::SfuFailed) {
+        let publish_retries = self.cfg.sfu_publish_retries;
+        let subscribe_retries = self.cfg.sfu_subscribe_retries;
+        let call_id = f.call_id.clone();
+        let Some(s) = self.sfu_call(&call_id) else { return };
+        let publisher = f.pc == sfu_pc::PUBLISHER;
+        let step = if publisher { s.publish } else { s.subscribe };
+        // Our request's failure, or one the server noticed itself on a live connection.
+        let ours = step == Step::Asked(f.request_id) || (f.request_id == 0 && step != Step::Idle);
+        if !ours {
+            return;
+        }
+        if publisher {
+            s.publish = Step::Idle;
+            s.publish_failures += 1;
+            let give_up = s.publish_failures > publish_retries;
+            self.emit(CallEvent::PublishFail { call_id: call_id.clone(), code: f.code });
+            if give_up {
+                return self.end_with_hangup(&call_id, end_reason::PUBLISH_ERROR);
+            }
+        } else {
+            s.subscribe = Step::Idle;
+            if s.subscribed_once {
+                // A later update: CallLib only logged these. `wanted` stays, so the same set is
+                // not asked for again at once; the next change of feeds subscribes again.
+                return;
+            }
+            s.wanted.clear();
+            s.subscribe_failures += 1;
+            let give_up = s.subscribe_failures > subscribe_retries;
+            self.emit(CallEvent::SubscribeFail { call_id: call_id.clone(), code: f.code });
+            if give_up {
+                return self.end_with_hangup(&call_id, end_reason::SUBSCRIBE_ERROR);
+            }
+        }
+        self.sfu_progress(&call_id);
+    }
+
+    /// The socket to the server is back: SFU requests still unanswered were likely written while
+    /// it was down (the shell drops those), or their answers lost. The publish goes again with
+    /// the same offer (the connection still waits for its answer; the server renegotiates a
+    /// published one), and the subscription is asked for again.
+    pub(super) fn sfu_link_up(&mut self) {
+        let ids: Vec<String> = self.calls.values().filter(|c| c.is_live() && c.sfu.is_some()).map(|c| c.id.clone()).collect();
+        for call_id in ids {
+            let request_id = self.next_request_id();
+            let Some(s) = self.sfu_call(&call_id) else { continue };
+            if matches!(s.subscribe, Step::Asked(_)) {
+                s.subscribe = Step::Idle;
+                s.wanted.clear();
+            }
+            if matches!(s.publish, Step::Asked(_)) {
+                s.publish = Step::Asked(request_id);
+                let sdp_offer = s.offer.clone();
+                self.sfu(SfuAction::Send(Frame::SfuPublish(proto::SfuPublish { request_id, call_id, sdp_offer })));
+            }
+        }
+    }
+
+    /// The SFU lost our connections: close them and start over (publish at once; subscribe
+    /// once the server lists the new generation's feeds).
+    fn sfu_restart(&mut self, call_id: &str) {
+        let Some(s) = self.sfu_call(call_id) else { return };
+        *s = SfuCall::default();
+        self.sfu(SfuAction::Reset { call_id: call_id.to_string() });
+    }
+}

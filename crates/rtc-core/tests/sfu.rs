@@ -1,0 +1,603 @@
+//! SFU mode of the engine (docs/sfu.md): a GROUP call's media through the SFU, driven on a
+//! virtual clock with hand-made server frames. `cargo test -p rtc-core --test sfu`.
+
+use rtc_core::engine::{
+    CallEvent, CallRequest, Command, Input, MediaAction, MediaEvent, Output, Received, SfuAction, SfuEvent, SfuInput,
+    TrackKind,
+};
+use rtc_core::proto::{self, call_content::Body, client_frame::Body as Frame, conversation_type, sfu_pc, CallContent};
+use rtc_core::types::{end_reason, MediaType, SessionState};
+use rtc_core::{Engine, EngineConfig};
+
+const CALL: &str = "c1";
+
+struct Dev {
+    engine: Engine,
+    now: i64,
+    out: Vec<Output>,
+    next_command: u64,
+}
+
+impl Dev {
+    fn new(user: &str, sfu: bool, retries: u8) -> Self {
+        let mut cfg = EngineConfig::new(user, &format!("{user}-dev"));
+        cfg.sfu_publish_retries = retries;
+        cfg.sfu_subscribe_retries = retries;
+        let mut d = Dev { engine: Engine::new(cfg), now: 1_000_000, out: Vec::new(), next_command: 1 };
+        d.input(Input::Sfu(SfuInput::Enabled(sfu)));
+        d
+    }
+
+    fn input(&mut self, input: Input) {
+        self.now += 10;
+        self.engine.handle_input(self.now, input);
+        loop {
+            match self.engine.poll_output() {
+                Output::Wait(_) => break,
+                o => self.out.push(o),
+            }
+        }
+    }
+
+    fn sfu(&mut self, i: SfuInput) {
+        self.input(Input::Sfu(i));
+    }
+
+    fn media(&mut self, ev: SfuEvent) {
+        self.input(Input::Media(MediaEvent::Sfu(ev)));
+    }
+
+    fn take(&mut self) -> Vec<Output> {
+        std::mem::take(&mut self.out)
+    }
+
+    fn command(&mut self, cmd: Command) {
+        let id = self.next_command;
+        self.next_command += 1;
+        self.input(Input::Command(id, cmd));
+    }
+
+    /// A call message from `user`.
+    fn signal(&mut self, user: &str, conversation: i32, body: Body) {
+        let content = CallContent {
+            platform: "Web".into(),
+            device_id: format!("{user}-dev"),
+            call_id: CALL.into(),
+            user: None,
+            body: Some(body),
+        };
+        let target = if conversation == conversation_type::GROUP { "grp".to_string() } else { user.to_string() };
+        let msg = Received {
+            sender_user_id: user.into(),
+            sender_device_id: format!("{user}-dev"),
+            conversation_type: conversation,
+            target_id: target,
+            channel_id: String::new(),
+            sent_time: self.now,
+            server_time: self.now,
+            offline: false,
+            content,
+        };
+        self.input(Input::Signal(msg));
+    }
+
+    /// Answers every pending capture and send of the outputs so far (all succeed).
+    fn settle(&mut self) -> Vec<Output> {
+        let mut seen = Vec::new();
+        loop {
+            let outs = self.take();
+            if outs.is_empty() {
+                return seen;
+            }
+            for o in &outs {
+                match o {
+                    Output::Media(MediaAction::Capture { call_id, video }) => {
+                        let kinds = if *video { vec![TrackKind::Audio, TrackKind::Video] } else { vec![TrackKind::Audio] };
+                        let ev = MediaEvent::Captured { call_id: call_id.clone(), result: Ok(kinds) };
+                        self.input(Input::Media(ev));
+                    }
+                    Output::Send(s) if s.receipt => {
+                        let now = self.now;
+                        self.input(Input::SendResult { request_id: s.request_id, server_time: now, result: Ok(now) });
+                    }
+                    _ => {}
+                }
+            }
+            seen.extend(outs);
+        }
+    }
+}
+
+fn sfu_actions(outs: &[Output]) -> Vec<&SfuAction> {
+    outs.iter()
+        .filter_map(|o| match o {
+            Output::Media(MediaAction::Sfu(a)) => Some(a),
+            _ => None,
+        })
+        .collect()
+}
+
+fn frames(outs: &[Output]) -> Vec<&Frame> {
+    sfu_actions(outs)
+        .into_iter()
+        .filter_map(|a| match a {
+            SfuAction::Send(f) => Some(f),
+            _ => None,
+        })
+        .collect()
+}
+
+fn publishes(outs: &[Output]) -> usize {
+    sfu_actions(outs).iter().filter(|a| matches!(a, SfuAction::Publish { .. })).count()
+}
+
+fn events(outs: &[Output]) -> Vec<&CallEvent> {
+    outs.iter()
+        .filter_map(|o| match o {
+            Output::Event(e) => Some(e),
+            _ => None,
+        })
+        .collect()
+}
+
+fn mesh_links(outs: &[Output]) -> usize {
+    outs.iter().filter(|o| matches!(o, Output::Media(MediaAction::Connect { .. }))).count()
+}
+
+fn feed(user: &str, video: bool) -> proto::SfuFeed {
+    let mut streams = vec![proto::SfuStream { mid: "0".into(), kind: "audio".into(), simulcast: false, muted: false }];
+    if video {
+        streams.push(proto::SfuStream { mid: "1".into(), kind: "video".into(), simulcast: true, muted: false });
+    }
+    proto::SfuFeed { feed: format!("feed-{user}"), user_id: user.into(), streams }
+}
+
+fn joined(feeds: Vec<proto::SfuFeed>, generation: u32) -> SfuInput {
+    SfuInput::Joined(proto::SfuJoined { call_id: CALL.into(), feeds, generation })
+}
+
+fn feeds(feeds: Vec<proto::SfuFeed>) -> SfuInput {
+    SfuInput::Feeds(proto::SfuFeeds { call_id: CALL.into(), feeds })
+}
+
+fn failed(request_id: u32, pc: u32) -> SfuInput {
+    SfuInput::Failed(proto::SfuFailed { request_id, call_id: CALL.into(), pc, code: 53004, reason: "refused".into() })
+}
+
+/// The request id of the last `SfuPublish` / `SfuSubscribe` sent.
+fn last_publish(outs: &[Output]) -> Option<u32> {
+    frames(outs).into_iter().rev().find_map(|f| match f {
+        Frame::SfuPublish(p) => Some(p.request_id),
+        _ => None,
+    })
+}
+
+fn last_subscribe(outs: &[Output]) -> Option<&proto::SfuSubscribe> {
+    frames(outs).into_iter().rev().find_map(|f| match f {
+        Frame::SfuSubscribe(s) => Some(s),
+        _ => None,
+    })
+}
+
+/// The SFU's offer for a subscription: mid `a-<user>` / `v-<user>` per user.
+fn offer(request_id: u32, users: &[&str]) -> SfuInput {
+    let mut mids = Vec::new();
+    for u in users {
+        mids.push(proto::SfuMid { mid: format!("a-{u}"), feed: format!("feed-{u}"), user_id: u.to_string(), kind: "audio".into() });
+        mids.push(proto::SfuMid { mid: format!("v-{u}"), feed: format!("feed-{u}"), user_id: u.to_string(), kind: "video".into() });
+    }
+    SfuInput::Offer(proto::SfuOffer { request_id, call_id: CALL.into(), sdp: "janus-offer".into(), mids })
+}
+
+/// alice calls bob and carol in a group: settled, ringing.
+fn caller(sfu: bool, retries: u8, media_type: MediaType) -> Dev {
+    let mut a = Dev::new("alice", sfu, retries);
+    a.command(Command::Call(CallRequest {
+        call_id: CALL.into(),
+        conversation_type: conversation_type::GROUP,
+        target_id: "grp".into(),
+        user_ids: vec!["bob".into(), "carol".into()],
+        media_type,
+        channel_id: String::new(),
+        extra: String::new(),
+        push_title: None,
+        push_content: None,
+    }));
+    a.settle();
+    a
+}
+
+/// bob is invited by alice to a group video call (with carol), accepts, and is in.
+fn callee(sfu: bool, retries: u8) -> Dev {
+    let mut b = Dev::new("bob", sfu, retries);
+    let invite = proto::Invite {
+        engine_type: proto::ENGINE_TYPE,
+        channel_info: Some(proto::ChannelInfo { id: CALL.into(), key: String::new() }),
+        media_type: MediaType::AudioVideo as i32,
+        invite_user_ids: vec!["bob".into(), "carol".into()],
+        observer_user_ids: Vec::new(),
+        extra: String::new(),
+    };
+    b.signal("alice", conversation_type::GROUP, Body::Invite(invite));
+    b.settle();
+    b.command(Command::Accept { call_id: CALL.into() });
+    b.settle();
+    assert_eq!(b.engine.session(CALL).unwrap().state, SessionState::Keeping);
+    b
+}
+
+/// Publishes for `dev` (its pending `Publish`) and has the SFU answer; returns the outputs.
+fn publish_ok(dev: &mut Dev) -> Vec<Output> {
+    dev.media(SfuEvent::PublishOffer { call_id: CALL.into(), sdp: "local-offer".into() });
+    let outs = dev.take();
+    let rid = last_publish(&outs).expect("SfuPublish sent");
+    dev.sfu(SfuInput::Answer(proto::SfuAnswer { request_id: rid, call_id: CALL.into(), sdp: "janus-answer".into() }));
+    let mut all = outs;
+    all.extend(dev.take());
+    all
+}
+
+#[test]
+fn a_group_caller_publishes_once_and_subscribes_without_mesh_links() {
+    let mut a = caller(true, 0, MediaType::AudioVideo);
+    a.sfu(joined(Vec::new(), 1));
+    let outs = a.take();
+    assert_eq!(sfu_actions(&outs), vec![&SfuAction::Publish { call_id: CALL.into(), video: true }]);
+    let outs = publish_ok(&mut a);
+    let answer = SfuAction::PublishAnswer { call_id: CALL.into(), sdp: "janus-answer".into() };
+    assert!(sfu_actions(&outs).contains(&&answer), "{outs:?}");
+    // bob rings and accepts: the mesh would pre-connect and connect here.
+    a.signal("bob", conversation_type::GROUP, Body::Ringing(proto::Ringing {}));
+    a.signal("bob", conversation_type::GROUP, Body::Accept(proto::Accept { media_type: 2 }));
+    let outs = a.take();
+    assert_eq!(mesh_links(&outs), 0, "{outs:?}");
+    assert!(events(&outs).iter().any(|e| matches!(e, CallEvent::Accept { .. })));
+    // bob publishes: alice subscribes to both his streams; the server picks the layer.
+    a.sfu(feeds(vec![feed("bob", true)]));
+    let outs = a.take();
+    let sub = last_subscribe(&outs).expect("SfuSubscribe").clone();
+    let wants: Vec<(&str, &str, i32)> = sub.want.iter().map(|w| (w.feed.as_str(), w.mid.as_str(), w.substream)).collect();
+    assert_eq!(wants, vec![("feed-bob", "0", -1), ("feed-bob", "1", -1)]);
+    // The same feeds again change nothing.
+    a.sfu(feeds(vec![feed("bob", true)]));
+    assert!(frames(&a.take()).is_empty());
+    a.sfu(offer(sub.request_id, &["bob"]));
+    let outs = a.take();
+    let Some(SfuAction::Subscribe { tracks, sdp, .. }) = sfu_actions(&outs).into_iter().find(|a| matches!(a, SfuAction::Subscribe { .. })) else {
+        panic!("no Subscribe: {outs:?}")
+    };
+    assert_eq!(sdp, "janus-offer");
+    assert_eq!(tracks.len(), 2);
+    assert_eq!((tracks[1].mid.as_str(), tracks[1].user_id.as_str(), tracks[1].kind), ("v-bob", "bob", TrackKind::Video));
+    a.media(SfuEvent::SubscribeAnswer { call_id: CALL.into(), sdp: "local-answer".into() });
+    let outs = a.take();
+    let answered = frames(&outs).into_iter().any(|f| matches!(f, Frame::SfuAnswer(x) if x.request_id == sub.request_id && x.sdp == "local-answer"));
+    assert!(answered, "{outs:?}");
+    // Media arrives: onTrackReady per remote user, with RTCLib's ids, as in mesh mode.
+    a.media(SfuEvent::Track { call_id: CALL.into(), mid: "v-bob".into() });
+    a.media(SfuEvent::Track { call_id: CALL.into(), mid: "a-bob".into() });
+    let outs = a.take();
+    let ids: Vec<(&str, &str, bool)> = events(&outs)
+        .into_iter()
+        .filter_map(|e| match e {
+            CallEvent::TrackReady { track, with_session, .. } => Some((track.track_id.as_str(), track.device_id.as_str(), *with_session)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ids, vec![("bob_RongCloudRTC_1", "feed-bob", true), ("bob_RongCloudRTC_0", "feed-bob", true)]);
+    // A local candidate is trickled on the socket.
+    a.media(SfuEvent::Candidate { call_id: CALL.into(), pc: sfu_pc::SUBSCRIBER, candidate: "candidate:1".into(), sdp_mid: "0".into(), sdp_mline_index: 0 });
+    assert!(matches!(frames(&a.take())[..], [Frame::SfuTrickle(ref t)] if t.pc == sfu_pc::SUBSCRIBER && t.candidate == "candidate:1"));
+    // Hanging up leaves the "room": the shell closes both SFU connections.
+    a.command(Command::Hangup { call_id: CALL.into() });
+    let outs = a.take();
+    assert!(outs.iter().any(|o| matches!(o, Output::Media(MediaAction::Leave { .. }))), "{outs:?}");
+    assert!(outs.iter().any(|o| matches!(o, Output::Send(s) if matches!(s.content.body, Some(Body::Hangup(_))))));
+}
+
+#[test]
+fn a_caller_publishes_only_once_its_media_is_captured() {
+    let mut a = Dev::new("alice", true, 0);
+    a.command(Command::Call(CallRequest {
+        call_id: CALL.into(),
+        conversation_type: conversation_type::GROUP,
+        target_id: "grp".into(),
+        user_ids: vec!["bob".into(), "carol".into()],
+        media_type: MediaType::AudioVideo,
+        channel_id: String::new(),
+        extra: String::new(),
+        push_title: None,
+        push_content: None,
+    }));
+    let outs = a.take();
+    let invite = outs.iter().find_map(|o| match o {
+        Output::Send(s) => Some(s.request_id),
+        _ => None,
+    });
+    let now = a.now;
+    a.input(Input::SendResult { request_id: invite.unwrap(), server_time: now, result: Ok(now) });
+    // The server admits the inviter with its invite, while the camera still starts.
+    a.sfu(joined(Vec::new(), 1));
+    assert_eq!(publishes(&a.take()), 0);
+    a.input(Input::Media(MediaEvent::Captured { call_id: CALL.into(), result: Ok(vec![TrackKind::Audio, TrackKind::Video]) }));
+    assert_eq!(publishes(&a.take()), 1);
+}
+
+#[test]
+fn a_callee_publishes_and_subscribes_once_admitted() {
+    let mut b = callee(true, 0);
+    assert_eq!(mesh_links(&b.take()), 0);
+    b.sfu(joined(vec![feed("alice", true)], 1));
+    let outs = b.take();
+    assert_eq!(publishes(&outs), 1);
+    let sub = last_subscribe(&outs).expect("subscribes to alice");
+    assert_eq!(sub.want.len(), 2);
+    // A publisher that is not in the call (yet) surfaces only once it is: carol still rings.
+    b.sfu(offer(sub.request_id, &["alice", "carol"]));
+    b.media(SfuEvent::Track { call_id: CALL.into(), mid: "v-carol".into() });
+    assert!(events(&b.take()).iter().all(|e| !matches!(e, CallEvent::TrackReady { .. })));
+    b.signal("carol", conversation_type::GROUP, Body::Accept(proto::Accept { media_type: 2 }));
+    let outs = b.take();
+    let ready: Vec<&str> = events(&outs)
+        .into_iter()
+        .filter_map(|e| match e {
+            CallEvent::TrackReady { track, .. } => Some(track.track_id.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ready, vec!["carol_RongCloudRTC_1"]);
+}
+
+#[test]
+fn without_sfu_mode_and_for_one_to_one_calls_the_mesh_stays() {
+    // Group call, the server has no SFU: bob's accept connects a mesh link.
+    let mut a = caller(false, 0, MediaType::AudioVideo);
+    a.signal("bob", conversation_type::GROUP, Body::Accept(proto::Accept { media_type: 2 }));
+    assert_eq!(mesh_links(&a.take()), 1);
+    // A frame for a mesh call is ignored.
+    a.sfu(joined(vec![feed("bob", true)], 1));
+    assert!(sfu_actions(&a.take()).is_empty());
+    // 1:1 call with an SFU: still peer-to-peer.
+    let mut p = Dev::new("alice", true, 0);
+    p.command(Command::Call(CallRequest {
+        call_id: CALL.into(),
+        conversation_type: conversation_type::PRIVATE,
+        target_id: "bob".into(),
+        user_ids: Vec::new(),
+        media_type: MediaType::AudioVideo,
+        channel_id: String::new(),
+        extra: String::new(),
+        push_title: None,
+        push_content: None,
+    }));
+    p.settle();
+    p.signal("bob", conversation_type::PRIVATE, Body::Ringing(proto::Ringing {}));
+    assert_eq!(mesh_links(&p.take()), 1, "pre-connect while ringing");
+    p.sfu(joined(Vec::new(), 1));
+    assert!(sfu_actions(&p.take()).is_empty());
+}
+
+/// Fails the pending publish `n` times; returns all outputs.
+fn fail_publishes(dev: &mut Dev, n: usize) -> Vec<Output> {
+    let mut all = Vec::new();
+    for _ in 0..n {
+        dev.media(SfuEvent::PublishOffer { call_id: CALL.into(), sdp: "local-offer".into() });
+        let outs = dev.take();
+        let rid = last_publish(&outs).expect("SfuPublish sent");
+        all.extend(outs);
+        dev.sfu(failed(rid, sfu_pc::PUBLISHER));
+        all.extend(dev.take());
+    }
+    all
+}
+
+fn count(outs: &[Output], f: impl Fn(&CallEvent) -> bool) -> usize {
+    events(outs).into_iter().filter(|e| f(e)).count()
+}
+
+fn hangup_reason(outs: &[Output]) -> Option<i32> {
+    outs.iter().find_map(|o| match o {
+        Output::Send(s) => match &s.content.body {
+            Some(Body::Hangup(h)) => Some(h.reason),
+            _ => None,
+        },
+        _ => None,
+    })
+}
+
+#[test]
+fn a_failed_publish_without_retries_fires_once_and_ends_with_9() {
+    let mut b = callee(true, 0);
+    b.sfu(joined(Vec::new(), 1));
+    b.take();
+    let outs = fail_publishes(&mut b, 1);
+    assert_eq!(count(&outs, |e| matches!(e, CallEvent::PublishFail { code: 53004, .. })), 1);
+    assert_eq!(publishes(&outs), 0, "no retry");
+    assert_eq!(hangup_reason(&outs), Some(end_reason::PUBLISH_ERROR));
+    assert!(events(&outs).iter().any(|e| matches!(e, CallEvent::SessionClosed { summary, .. } if summary.end_reason == end_reason::PUBLISH_ERROR)));
+}
+
+#[test]
+fn a_failed_publish_is_retried_twice_with_is_allow_publish_retry() {
+    let mut b = callee(true, 2);
+    b.sfu(joined(Vec::new(), 1));
+    b.take();
+    let outs = fail_publishes(&mut b, 3);
+    assert_eq!(count(&outs, |e| matches!(e, CallEvent::PublishFail { .. })), 3);
+    assert_eq!(publishes(&outs), 2, "two retries");
+    assert_eq!(hangup_reason(&outs), Some(end_reason::PUBLISH_ERROR));
+    // A retry that succeeds keeps the call.
+    let mut b = callee(true, 2);
+    b.sfu(joined(Vec::new(), 1));
+    b.take();
+    let outs = fail_publishes(&mut b, 1);
+    assert_eq!(publishes(&outs), 1);
+    let outs = publish_ok(&mut b);
+    assert_eq!(hangup_reason(&outs), None);
+    assert_eq!(b.engine.session(CALL).unwrap().state, SessionState::Keeping);
+}
+
+#[test]
+fn a_failed_join_subscription_is_retried_then_ends_with_10_and_later_ones_are_dropped() {
+    // Retries allowed: the first subscription fails twice, then works.
+    let mut b = callee(true, 2);
+    b.sfu(joined(vec![feed("alice", true)], 1));
+    let mut rid = last_subscribe(&b.take()).unwrap().request_id;
+    let mut fails = 0;
+    for _ in 0..2 {
+        b.sfu(failed(rid, sfu_pc::SUBSCRIBER));
+        let outs = b.take();
+        fails += count(&outs, |e| matches!(e, CallEvent::SubscribeFail { code: 53004, .. }));
+        rid = last_subscribe(&outs).expect("subscribes again").request_id;
+    }
+    assert_eq!(fails, 2);
+    b.sfu(offer(rid, &["alice"]));
+    b.take();
+    // A later update failing fires nothing and ends nothing; the next change subscribes again.
+    b.sfu(feeds(vec![feed("alice", true), feed("carol", true)]));
+    let rid = last_subscribe(&b.take()).unwrap().request_id;
+    b.sfu(failed(rid, sfu_pc::SUBSCRIBER));
+    let outs = b.take();
+    assert!(events(&outs).is_empty(), "{outs:?}");
+    b.sfu(feeds(vec![feed("alice", true), feed("carol", false)]));
+    assert!(last_subscribe(&b.take()).is_some());
+    assert_eq!(b.engine.session(CALL).unwrap().state, SessionState::Keeping);
+
+    // No retries: one failure ends the call with SUBSCRIBE_ERROR.
+    let mut b = callee(true, 0);
+    b.sfu(joined(vec![feed("alice", true)], 1));
+    let rid = last_subscribe(&b.take()).unwrap().request_id;
+    b.sfu(failed(rid, sfu_pc::SUBSCRIBER));
+    let outs = b.take();
+    assert_eq!(count(&outs, |e| matches!(e, CallEvent::SubscribeFail { .. })), 1);
+    assert_eq!(hangup_reason(&outs), Some(end_reason::SUBSCRIBE_ERROR));
+}
+
+#[test]
+fn after_an_sfu_restart_the_device_republishes_and_resubscribes_without_hangup() {
+    let mut b = callee(true, 0);
+    b.sfu(joined(vec![feed("alice", true)], 1));
+    let rid = last_subscribe(&b.take()).unwrap().request_id;
+    publish_ok(&mut b);
+    b.sfu(offer(rid, &["alice"]));
+    b.media(SfuEvent::Track { call_id: CALL.into(), mid: "v-alice".into() });
+    b.take();
+    b.sfu(SfuInput::Restart(proto::SfuRestart { call_id: CALL.into(), generation: 2 }));
+    let outs = b.take();
+    let acts = sfu_actions(&outs);
+    assert_eq!(acts[0], &SfuAction::Reset { call_id: CALL.into() });
+    assert_eq!(publishes(&outs), 1);
+    // The new generation's feeds (new ids) are subscribed afresh.
+    let mut f = feed("alice", true);
+    f.feed = "feed-alice-2".into();
+    b.sfu(joined(vec![f], 2));
+    let outs = b.take();
+    assert_eq!(publishes(&outs), 0, "already publishing");
+    let sub = last_subscribe(&outs).expect("resubscribes").clone();
+    assert_eq!(sub.want[0].feed, "feed-alice-2");
+    b.sfu(offer(sub.request_id, &["alice"]));
+    b.media(SfuEvent::Track { call_id: CALL.into(), mid: "v-alice".into() });
+    let outs = b.take();
+    // The new remote track is announced again; no hangup, no close, no failure event.
+    let evs = events(&outs);
+    assert!(matches!(evs[..], [CallEvent::TrackReady { .. }]), "{evs:?}");
+    assert_eq!(hangup_reason(&outs), None);
+    // SfuJoined with a newer generation is a restart too.
+    b.sfu(joined(Vec::new(), 3));
+    let outs = b.take();
+    assert!(sfu_actions(&outs).contains(&&SfuAction::Reset { call_id: CALL.into() }));
+    assert_eq!(publishes(&outs), 1);
+    assert!(events(&outs).is_empty());
+}
+
+#[test]
+fn many_remote_videos_ask_for_the_low_layer() {
+    let mut b = callee(true, 0);
+    let users = ["alice", "carol", "dave", "erin"];
+    b.sfu(joined(users.iter().map(|u| feed(u, true)).collect(), 1));
+    let sub = last_subscribe(&b.take()).unwrap().clone();
+    assert!(sub.want.iter().all(|w| w.substream == -1), "4 tiles: the server picks");
+    b.sfu(offer(sub.request_id, &users));
+    b.take();
+    let mut five: Vec<_> = users.iter().map(|u| feed(u, true)).collect();
+    five.push(feed("frank", true));
+    b.sfu(feeds(five));
+    let sub = last_subscribe(&b.take()).unwrap().clone();
+    let layers: Vec<i32> = sub.want.iter().map(|w| w.substream).collect();
+    assert_eq!(layers, [-1, 0].repeat(5), "audio: any; 5 videos: low");
+}
+
+#[test]
+fn an_audio_only_call_subscribes_to_no_video() {
+    let mut a = caller(true, 0, MediaType::Audio);
+    a.sfu(joined(Vec::new(), 1));
+    let outs = a.take();
+    assert_eq!(sfu_actions(&outs), vec![&SfuAction::Publish { call_id: CALL.into(), video: false }]);
+    a.signal("bob", conversation_type::GROUP, Body::Accept(proto::Accept { media_type: 1 }));
+    a.sfu(feeds(vec![feed("bob", true)]));
+    let sub = last_subscribe(&a.take()).unwrap().clone();
+    assert_eq!(sub.want.len(), 1);
+    assert_eq!(sub.want[0].mid, "0");
+}
+
+#[test]
+fn downgrading_to_audio_drops_video_from_the_subscription_and_a_member_leaving_changes_nothing_else() {
+    let mut b = callee(true, 0);
+    b.sfu(joined(vec![feed("alice", true), feed("carol", true)], 1));
+    let sub = last_subscribe(&b.take()).unwrap().clone();
+    assert_eq!(sub.want.len(), 4);
+    b.sfu(offer(sub.request_id, &["alice", "carol"]));
+    b.take();
+    b.command(Command::DescendAbility { call_id: CALL.into() });
+    let outs = b.settle();
+    assert!(outs.iter().any(|o| matches!(o, Output::Media(MediaAction::DropVideo { .. }))), "{outs:?}");
+    let sub = last_subscribe(&outs).expect("resubscribes without video").clone();
+    assert!(sub.want.iter().all(|w| w.mid == "0"), "{:?}", sub.want);
+    b.sfu(offer(sub.request_id, &["alice", "carol"]));
+    b.take();
+    // carol hangs up: the usual onHungup, no mesh teardown; the server's new feed list
+    // shrinks the subscription.
+    b.signal("carol", conversation_type::GROUP, Body::Hangup(proto::Hangup { reason: end_reason::HANGUP }));
+    let outs = b.take();
+    assert!(events(&outs).iter().any(|e| matches!(e, CallEvent::Hungup { sender, .. } if sender.user_id == "carol")));
+    assert!(!outs.iter().any(|o| matches!(o, Output::Media(MediaAction::Disconnect { .. } | MediaAction::Leave { .. }))), "{outs:?}");
+    b.sfu(feeds(vec![feed("alice", true)]));
+    let sub = last_subscribe(&b.take()).expect("resubscribes").clone();
+    assert_eq!(sub.want.iter().map(|w| w.feed.as_str()).collect::<Vec<_>>(), ["feed-alice"]);
+    assert_eq!(b.engine.session(CALL).unwrap().state, SessionState::Keeping);
+}
+
+#[test]
+fn requests_written_while_the_socket_was_down_go_again_when_it_is_back() {
+    let mut b = callee(true, 0);
+    b.sfu(joined(vec![feed("alice", true)], 1));
+    let first_sub = last_subscribe(&b.take()).unwrap().clone();
+    let now = b.now;
+    b.input(Input::LinkDown { since: now });
+    b.media(SfuEvent::PublishOffer { call_id: CALL.into(), sdp: "local-offer".into() });
+    let lost = last_publish(&b.take()).expect("written (and lost: the socket is down)");
+    b.input(Input::LinkUp);
+    let outs = b.take();
+    let again = frames(&outs)
+        .into_iter()
+        .find_map(|f| match f {
+            Frame::SfuPublish(p) => Some(p.clone()),
+            _ => None,
+        })
+        .expect("the publish goes again");
+    assert_eq!(again.sdp_offer, "local-offer", "same offer: the connection still waits for its answer");
+    assert_ne!(again.request_id, lost);
+    let sub = last_subscribe(&outs).expect("the subscription goes again");
+    assert_eq!(sub.want, first_sub.want);
+    assert_ne!(sub.request_id, first_sub.request_id);
+    // Only the latest requests count: a late answer to the lost one is ignored.
+    b.sfu(SfuInput::Answer(proto::SfuAnswer { request_id: lost, call_id: CALL.into(), sdp: "stale".into() }));
+    assert!(sfu_actions(&b.take()).is_empty());
+    b.sfu(SfuInput::Answer(proto::SfuAnswer { request_id: again.request_id, call_id: CALL.into(), sdp: "janus-answer".into() }));
+    assert!(sfu_actions(&b.take()).contains(&&SfuAction::PublishAnswer { call_id: CALL.into(), sdp: "janus-answer".into() }));
+    // Once answered, a reconnect sends nothing again.
+    let now = b.now;
+    b.input(Input::LinkDown { since: now });
+    b.input(Input::LinkUp);
+    assert!(last_publish(&b.take()).is_none());
+}

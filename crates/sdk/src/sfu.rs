@@ -1,0 +1,218 @@
+//! SFU mode (docs/sfu.md): a group call's two connections to the server's SFU — one publishing
+//! the local tracks (video with simulcast), one receiving every other member's streams — as
+//! the engine's `SfuAction`s ask. Signalling goes on the WebSocket as `Sfu*` frames; the SFU's
+//! own candidates come inside its SDP, ours are trickled.
+
+use std::rc::Rc;
+
+use rtc_core::engine::{Input, MediaEvent, SfuAction, SfuEvent, SfuTrack};
+use rtc_core::proto::{sfu_pc, ClientFrame};
+use wasm_bindgen::{JsCast, JsValue};
+use web_rtc::{LocalMedia, PeerEvent, PeerLink, RtcIceConnectionState};
+
+use crate::js;
+use crate::runtime::Runtime;
+use crate::track::RCTrack;
+
+/// One call's SFU connections.
+#[derive(Default)]
+pub struct SfuLinks {
+    pub publisher: Option<PeerLink>,
+    pub subscriber: Option<PeerLink>,
+    /// Whose stream each `mid` of the receiving connection carries (latest SFU offer), and
+    /// whether its track was reported to the engine.
+    tracks: Vec<(SfuTrack, bool)>,
+}
+
+impl SfuLinks {
+    pub fn close(&self) {
+        for l in self.publisher.iter().chain(self.subscriber.iter()) {
+            l.close();
+        }
+    }
+
+    /// Both connections with their `onRTCStateReport` names.
+    pub fn named(&self) -> Vec<(&'static str, PeerLink)> {
+        let p = self.publisher.iter().map(|l| ("sfu-publisher", l.clone()));
+        p.chain(self.subscriber.iter().map(|l| ("sfu-subscriber", l.clone()))).collect()
+    }
+}
+
+pub fn act(rt: &Rc<Runtime>, action: SfuAction) {
+    match action {
+        SfuAction::Send(body) => {
+            // Lost while disconnected: after a reconnect the server restarts the device's SFU
+            // connections (`SfuRestart`).
+            let conn = rt.conn.borrow().clone();
+            if let Some(c) = conn {
+                c.write(&ClientFrame::new(body));
+            }
+        }
+        SfuAction::Publish { call_id, video } => publish(rt, call_id, video),
+        SfuAction::PublishAnswer { call_id, sdp } => {
+            let Some(link) = links(rt, &call_id, |s| s.publisher.clone()) else { return };
+            js::spawn(async move {
+                if let Err(e) = link.accept_answer(&sdp).await {
+                    js::warn(&format!("[rcall] the SFU's answer was refused: {e}"));
+                }
+            });
+        }
+        SfuAction::Subscribe { call_id, sdp, tracks } => subscribe(rt, call_id, sdp, tracks),
+        SfuAction::Reset { call_id } => close(rt, &call_id),
+    }
+}
+
+/// Closes the call's SFU connections and forgets the remote tracks they brought.
+pub fn close(rt: &Rc<Runtime>, call_id: &str) {
+    let links = rt.media.borrow_mut().sfu.remove(call_id);
+    if let Some(l) = links {
+        l.close();
+        let feeds: Vec<String> = l.tracks.iter().map(|(t, _)| t.feed.clone()).collect();
+        rt.media.borrow_mut().forget_remote(call_id, &feeds);
+    }
+}
+
+fn links(rt: &Rc<Runtime>, call_id: &str, pick: impl Fn(&SfuLinks) -> Option<PeerLink>) -> Option<PeerLink> {
+    rt.media.borrow().sfu.get(call_id).and_then(pick)
+}
+
+/// The publishing connection's current local media (audio first; video with its layers).
+pub fn publisher(rt: &Rc<Runtime>, call_id: &str) -> Option<PeerLink> {
+    links(rt, call_id, |s| s.publisher.clone())
+}
+
+fn new_link(rt: &Rc<Runtime>, call_id: &str, pc: u32) -> Option<PeerLink> {
+    let config = rt.effective_peer_config();
+    let c = call_id.to_string();
+    match PeerLink::new(&config, move |ev| on_event(&c, pc, ev)) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            js::warn(&format!("[rcall] cannot create a peer connection: {e}"));
+            None
+        }
+    }
+}
+
+fn publish(rt: &Rc<Runtime>, call_id: String, video: bool) {
+    let old = rt.media.borrow_mut().sfu.get_mut(&call_id).and_then(|s| s.publisher.take());
+    if let Some(l) = old {
+        l.close();
+    }
+    let local: Option<LocalMedia> = rt.media.borrow().local(&call_id);
+    let Some(link) = new_link(rt, &call_id, sfu_pc::PUBLISHER) else { return };
+    if let Some(media) = &local {
+        let stream = media.stream();
+        let mut added = Ok(());
+        if let Some(a) = media.audio() {
+            added = added.and(link.add_sender(&a, &stream, &[]));
+        }
+        if let Some(v) = media.video().filter(|_| video) {
+            let (w, h) = size(&v);
+            added = added.and(link.add_sender(&v, &stream, &web_rtc::simulcast::layers(w, h)));
+        }
+        if let Err(e) = added {
+            js::warn(&format!("[rcall] cannot publish to the SFU: {e}"));
+        }
+    }
+    rt.media.borrow_mut().sfu.get_or_insert_with(call_id.clone(), Default::default).publisher = Some(link.clone());
+    let rt = rt.clone();
+    js::spawn(async move {
+        match link.create_offer().await {
+            Ok(sdp) => rt.feed(Input::Media(MediaEvent::Sfu(SfuEvent::PublishOffer { call_id, sdp }))),
+            Err(e) => js::warn(&format!("[rcall] createOffer for the SFU failed: {e}")),
+        }
+    });
+}
+
+/// The capture size of a camera track (0 x 0 when the browser does not say).
+fn size(track: &web_rtc::MediaStreamTrack) -> (u32, u32) {
+    // `getSettings()` through Reflect: web-sys gates it behind a feature this crate does not need.
+    let get = js_sys::Reflect::get(track, &"getSettings".into()).ok();
+    let settings = get.and_then(|f| f.dyn_into::<js_sys::Function>().ok()).and_then(|f| f.call0(track).ok()).unwrap_or_default();
+    let dim = |k: &str| js_sys::Reflect::get(&settings, &k.into()).ok().and_then(|v| v.as_f64()).unwrap_or(0.0) as u32;
+    (dim("width"), dim("height"))
+}
+
+fn subscribe(rt: &Rc<Runtime>, call_id: String, sdp: String, tracks: Vec<SfuTrack>) {
+    let existing = links(rt, &call_id, |s| s.subscriber.clone());
+    let link = match existing {
+        Some(l) => l,
+        // Nothing subscribed yet and nothing to negotiate.
+        None if sdp.is_empty() => return,
+        None => {
+            let Some(l) = new_link(rt, &call_id, sfu_pc::SUBSCRIBER) else { return };
+            rt.media.borrow_mut().sfu.get_or_insert_with(call_id.clone(), Default::default).subscriber = Some(l.clone());
+            l
+        }
+    };
+    let rt = rt.clone();
+    js::spawn(async move {
+        // An empty SDP: the subscription did not change the connection (only the layers or
+        // the mid map), so there is nothing to answer.
+        if !sdp.is_empty() {
+            let answer = match link.accept_offer(&sdp).await {
+                Ok(a) => a,
+                Err(e) => return js::warn(&format!("[rcall] the SFU's offer was refused: {e}")),
+            };
+            rt.feed(Input::Media(MediaEvent::Sfu(SfuEvent::SubscribeAnswer { call_id: call_id.clone(), sdp: answer })));
+        }
+        // Each (mid, feed) new in this offer: its track (muted until media flows, as a mesh
+        // link's at negotiation) registered and reported once. A recycled mid keeps its track
+        // object, so the browser's `track` event alone would miss the new stream on it.
+        let mut fresh = Vec::new();
+        {
+            let mut shell = rt.media.borrow_mut();
+            let Some(s) = shell.sfu.get_mut(&call_id) else { return };
+            let before = std::mem::take(&mut s.tracks);
+            for t in tracks {
+                let known = before.iter().any(|(b, reported)| *reported && b.mid == t.mid && b.feed == t.feed);
+                s.tracks.push((t.clone(), known));
+                if !known {
+                    fresh.push(t);
+                }
+            }
+        }
+        for t in fresh {
+            let Some(track) = link.receiver_track(&t.mid) else { continue };
+            let Ok(stream) = web_rtc::MediaStream::new_with_tracks(&js_sys::Array::of1(&track)) else { continue };
+            let remote = RCTrack::new(&call_id, &t.user_id, t.kind, false, track, stream);
+            {
+                let mut shell = rt.media.borrow_mut();
+                shell.register_remote(&call_id, &t.feed, remote);
+                if let Some(e) = shell.sfu.get_mut(&call_id).and_then(|s| s.tracks.iter_mut().find(|(x, _)| *x == t)) {
+                    e.1 = true;
+                }
+            }
+            rt.feed(Input::Media(MediaEvent::Sfu(SfuEvent::Track { call_id: call_id.clone(), mid: t.mid })));
+        }
+    });
+}
+
+/// Browser events of one SFU connection (fed from a fresh task, as for peer links).
+fn on_event(call_id: &str, pc: u32, ev: PeerEvent) {
+    let rt = crate::runtime::rt();
+    let call_id = call_id.to_string();
+    match ev {
+        PeerEvent::LocalCandidate(c) => {
+            let ev = SfuEvent::Candidate {
+                call_id,
+                pc,
+                candidate: c.candidate,
+                sdp_mid: c.sdp_mid.unwrap_or_default(),
+                sdp_mline_index: c.sdp_m_line_index.map_or(0, u32::from),
+            };
+            rt.feed_later(Input::Media(MediaEvent::Sfu(ev)));
+        }
+        PeerEvent::LocalCandidatesComplete => {
+            let ev = SfuEvent::Candidate { call_id, pc, candidate: String::new(), sdp_mid: String::new(), sdp_mline_index: 0 };
+            rt.feed_later(Input::Media(MediaEvent::Sfu(ev)));
+        }
+        // The app sees the receiving connection's states (the media it shows), and a failed
+        // publishing connection.
+        PeerEvent::IceConnectionState(state) if pc == sfu_pc::SUBSCRIBER || state == RtcIceConnectionState::Failed => {
+            let state = JsValue::from(state);
+            js::spawn(async move { rt.notify(&call_id, "onICEConnectionStateChange", vec![state]) });
+        }
+        _ => {}
+    }
+}

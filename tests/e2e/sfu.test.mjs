@@ -1,0 +1,346 @@
+// SFU mode end to end (issue 12, docs/sfu.md): group-call media through a private Janus, with
+// the real rcall-server relaying the SDK's Sfu* frames and Chromium pages with fake media.
+//
+// Janus's ICE (libnice) gathers no candidates on `lo`, so the test gives it a veth pair with
+// private addresses that exists only in the test's own network namespace (run under `unshare -n`,
+// as scripts/test.sh does; notes/toolchain.md "janus"). Outside such a namespace the suite is
+// skipped: adding interfaces anywhere else would touch the machine's network.
+//
+// RCALL_SFU_MEMBERS (default 4, 3–6) sets the group size.
+import { describe, test, before, after, afterEach } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createServer } from 'node:net';
+import {
+  SDK_DIR, SUCCESS, MediaType, Client, startServer, getToken, createGroup, launchBrowser, requireFile,
+  withDiagnostics, sleep, uid, privateNetns,
+} from './helpers.mjs';
+
+const TEST_TIMEOUT = 150000;
+const SCENARIO_TIMEOUT = 140000;
+const MEMBERS = Math.min(6, Math.max(3, Number(process.env.RCALL_SFU_MEMBERS || 4)));
+const API_SECRET = 'e2e-janus-api-secret';
+const ADMIN_KEY = 'e2e-janus-admin-key';
+const VETH = 'rcsfu0';
+const VETH_PEER = 'rcsfu1';
+const GROUP = 3;
+
+const skip = privateNetns() ? false : 'needs root in a loopback-only network namespace (run under `unshare -n`, as scripts/test.sh does)';
+
+function janusBin() {
+  for (const d of (process.env.PATH || '').split(':').concat(['/usr/bin'])) {
+    const p = path.join(d, 'janus');
+    if (fs.existsSync(p)) return p;
+  }
+  throw new Error('janus not found: run scripts/setup.sh (apt-get install janus)');
+}
+
+const freePort = () => new Promise((resolve, reject) => {
+  const s = createServer();
+  s.once('error', reject);
+  s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
+});
+
+/** A private Janus: videoroom + HTTP transport on 127.0.0.1, ICE only on the veth. */
+async function startJanus() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rcall-e2e-janus-'));
+  const port = await freePort();
+  const off = (names, suffix = '') => names.map((p) => `libjanus_${p}${suffix}.so`).join(',');
+  fs.writeFileSync(path.join(dir, 'janus.jcfg'), [
+    `general: {\n\tconfigs_folder = "${dir}"\n\tlog_to_stdout = false\n\tdebug_level = 4\n\tapi_secret = "${API_SECRET}"\n\tserver_name = "rcall-e2e"\n}`,
+    'media: {\n\trtp_port_range = "20000-20999"\n}',
+    `nat: {\n\tice_enforce_list = "${VETH}"\n\tnice_debug = false\n}`,
+    `plugins: {\n\tdisable = "${off(['audiobridge', 'duktape', 'echotest', 'lua', 'nosip', 'recordplay', 'sip', 'streaming', 'textroom', 'videocall', 'voicemail'])}"\n}`,
+    `transports: {\n\tdisable = "${off(['websockets', 'pfunix', 'mqtt', 'nanomsg', 'rabbitmq'])}"\n}`,
+    'loggers: {\n\tdisable = "libjanus_jsonlog.so"\n}',
+    `events: {\n\tbroadcast = false\n\tdisable = "${off(['gelfevh', 'mqttevh', 'nanomsgevh', 'rabbitmqevh', 'sampleevh', 'wsevh'])}"\n}`,
+  ].join('\n') + '\n');
+  fs.writeFileSync(path.join(dir, 'janus.transport.http.jcfg'),
+    `general: {\n\tjson = "plain"\n\tbase_path = "/janus"\n\thttp = true\n\tport = ${port}\n\tip = "127.0.0.1"\n\thttps = false\n}\n` +
+    'admin: {\n\tadmin_http = false\n\tadmin_https = false\n}\n');
+  fs.writeFileSync(path.join(dir, 'janus.plugin.videoroom.jcfg'), `general: {\n\tstring_ids = true\n\tadmin_key = "${ADMIN_KEY}"\n}\n`);
+  const janus = { dir, port, url: `http://127.0.0.1:${port}/janus`, proc: null };
+  janus.log = () => { try { return fs.readFileSync(path.join(dir, 'janus.log'), 'utf8'); } catch { return ''; } };
+  janus.start = async () => {
+    janus.proc = spawn(janusBin(), ['-F', dir, '-C', path.join(dir, 'janus.jcfg'), '-N', '-o', '-L', path.join(dir, 'janus.log')],
+      { stdio: 'ignore' });
+    const deadline = Date.now() + 15000;
+    for (;;) {
+      try {
+        const r = await fetch(`http://127.0.0.1:${port}/janus/info`);
+        if ((await r.text()).includes('server_info')) return;
+      } catch {}
+      if (Date.now() > deadline) throw new Error(`Janus did not answer within 15 s:\n${janus.log().slice(-3000)}`);
+      await sleep(50);
+    }
+  };
+  /** SIGKILL, as a crash. */
+  janus.kill = async () => {
+    const p = janus.proc;
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
+    const exited = new Promise((r) => p.once('exit', r));
+    p.kill('SIGKILL');
+    await exited;
+  };
+  await janus.start();
+  return janus;
+}
+
+describe('issue 12: group calls through the SFU (Janus)', { skip }, () => {
+  let server, browser, janus;
+  let clients = [];
+
+  before(async () => {
+    requireFile(path.join(SDK_DIR, 'rcall.js'), 'run `bash npm/build.sh` first');
+    const ip = (args) => execFileSync('ip', args.split(' '), { stdio: 'pipe' });
+    ip(`link add ${VETH} type veth peer name ${VETH_PEER}`);
+    ip(`addr add 10.99.0.1/24 dev ${VETH}`);
+    ip(`addr add 10.99.0.2/24 dev ${VETH_PEER}`);
+    ip(`link set ${VETH} up`);
+    ip(`link set ${VETH_PEER} up`);
+    janus = await startJanus();
+    server = await startServer({ extraArgs: ['--janus', janus.url, '--janus-api-secret', API_SECRET, '--janus-admin-key', ADMIN_KEY] });
+    browser = await launchBrowser();
+  });
+  after(async () => {
+    await Promise.all(clients.map((c) => c.close()));
+    await browser?.close().catch(() => {});
+    await server?.stop();
+    await janus?.kill();
+    if (janus) fs.rmSync(janus.dir, { recursive: true, force: true });
+    try { execFileSync('ip', ['link', 'del', VETH], { stdio: 'pipe' }); } catch {}
+  });
+  afterEach(async () => {
+    await Promise.all(clients.map((c) => c.close()));
+    clients = [];
+  });
+
+  async function openAs(name, userId) {
+    const c = await Client.open(browser, name, `${server.url}/`);
+    clients.push(c);
+    await c.login(userId, await getToken(server.url, userId));
+    return c;
+  }
+  const diag = (name, fn) => withDiagnostics(name, () => clients, {
+    logText: () => `${server.logText()}\n--- janus log (tail):\n${janus.log().split('\n').slice(-60).join('\n')}`,
+  }, async () => {
+    await fn();
+    for (const c of clients) {
+      const errs = await c.eval(() => H.errors());
+      assert.deepEqual(errs.map((e) => e.message), [], `${c.name}: uncaught page errors: ${JSON.stringify(errs)}`);
+    }
+  }, { timeout: SCENARIO_TIMEOUT });
+
+  const sdk = (c, fn, arg) => c.eval(fn, arg);
+  const expectCode = (c, what, res, code) => assert.equal(res.code, code, `${c.name}: ${what} → ${JSON.stringify(res)}`);
+
+  /** What a page sends and receives: its live peer connections, the video senders with a track,
+   *  and the bytes of every outbound video RTP stream (one per simulcast layer). */
+  const mediaPaths = (c) => c.eval(async () => {
+    const live = window.__pcs.filter((pc) => pc.connectionState !== 'closed');
+    let videoSenders = 0, pcsSendingVideo = 0, outboundVideo = 0, videoBytes = 0;
+    for (const pc of live) {
+      const senders = pc.getSenders().filter((s) => s.track && s.track.kind === 'video').length;
+      videoSenders += senders;
+      const stats = await pc.getStats();
+      let sends = false;
+      stats.forEach((s) => {
+        if (s.type === 'outbound-rtp' && s.kind === 'video') {
+          outboundVideo++;
+          videoBytes += s.bytesSent || 0;
+          sends = sends || s.bytesSent > 0;
+        }
+      });
+      if (sends) pcsSendingVideo++;
+    }
+    return { pcs: live.length, videoSenders, pcsSendingVideo, outboundVideo, videoBytes };
+  });
+
+  /** The first page calls the others in a group video call; everyone accepts. `spare` pages
+   *  are in the group but not called (to be invited later). */
+  async function groupCall(tag, names, spare = []) {
+    const pages = await Promise.all(names.map((n) => openAs(n, uid(`${tag}-${n.toLowerCase()}`))));
+    const spares = await Promise.all(spare.map((n) => openAs(n, uid(`${tag}-${n.toLowerCase()}`))));
+    const [A, ...rest] = pages;
+    const groupId = uid(`${tag}-group`);
+    await createGroup(server.url, groupId, pages.concat(spares).map((p) => p.userId));
+    const res = await sdk(A, ([g, u, m]) => H.callInGroup(g, u, m), [groupId, rest.map((p) => p.userId), MediaType.AUDIO_VIDEO]);
+    expectCode(A, 'callInGroup()', res, SUCCESS);
+    const sessionId = res.session.sessionId;
+    for (const c of rest) {
+      await c.waitEvent('onSession', { sessionId }, 15000);
+      expectCode(c, 'session.accept()', await sdk(c, () => H.accept()), SUCCESS);
+    }
+    for (const c of rest) await A.waitEvent('onAccept', { userId: c.userId }, 15000);
+    return { pages, spares, sessionId, groupId };
+  }
+
+  /** `c` decodes new frames of `o`'s video: 5 more than now, polled for up to `timeout` (a
+   *  loaded 2-core machine can stall every page for a second or two). */
+  async function advancing(c, o, what, timeout = 20000) {
+    const v1 = await c.remoteVideo(o.userId);
+    if (!v1) throw new Error(`${c.name}: no remote <video> for ${o.name} ${what}`);
+    const deadline = Date.now() + timeout;
+    for (;;) {
+      const v = await c.remoteVideo(o.userId);
+      if (v.frames >= v1.frames + 5 && v.videoWidth > 0) return v;
+      if (Date.now() > deadline) {
+        throw new Error(`${c.name}: ${o.name}'s video not advancing ${what}: frames ${v1.frames} → ${v.frames} in ${timeout} ms; ` +
+          `rtc: ${JSON.stringify(await c.eval(() => H.rtcStats()))}`);
+      }
+      await sleep(200);
+    }
+  }
+
+  /** Every page decodes every other page's video (first frames), then keeps decoding it. */
+  async function allVideosAdvance(pages, what, timeout = 40000) {
+    for (const c of pages) {
+      for (const o of pages) if (o !== c) await c.waitRemoteVideo(o.userId, { minFrames: 3, timeout });
+    }
+    for (const c of pages) {
+      for (const o of pages) if (o !== c) await advancing(c, o, what);
+    }
+  }
+
+  test(`${MEMBERS} members: one publishing and one receiving connection per page, every remote video advances`, { timeout: TEST_TIMEOUT }, async () => {
+    const names = ['A', 'B', 'C', 'D', 'E', 'F'].slice(0, MEMBERS);
+    await diag('sfu-group', async () => {
+      const { pages } = await groupCall('sfu', names);
+      await allVideosAdvance(pages, 'through the SFU');
+      for (const c of pages) {
+        // Remote tracks keep CallLib's ids and shapes, one per remote user and kind.
+        const ready = await c.eventsOf('onTrackReady', { local: false });
+        for (const o of pages) {
+          if (o === c) continue;
+          for (const [kind, n] of [['audio', 0], ['video', 1]]) {
+            const t = ready.filter((e) => e.userId === o.userId && e.kind === kind);
+            assert.equal(t.length, 1, `${c.name}: one onTrackReady for ${o.name}'s ${kind}: ${JSON.stringify(t)}`);
+            assert.equal(t[0].trackId, `${o.userId}_RongCloudRTC_${n}`, `${c.name}: track id`);
+            assert.ok(t[0].withSession, `${c.name}: remote onTrackReady with the session`);
+          }
+        }
+        // The mesh would hold MEMBERS - 1 connections, each with its own video sender.
+        const m1 = await mediaPaths(c);
+        assert.equal(m1.pcs, 2, `${c.name}: one publishing + one receiving connection, whatever the group size: ${JSON.stringify(m1)}`);
+        assert.equal(m1.videoSenders, 1, `${c.name}: exactly one video sender: ${JSON.stringify(m1)}`);
+        assert.equal(m1.pcsSendingVideo, 1, `${c.name}: video goes out on one connection only: ${JSON.stringify(m1)}`);
+        assert.ok(m1.outboundVideo >= 1 && m1.outboundVideo <= 3, `${c.name}: one outbound video stream (1–3 simulcast layers): ${JSON.stringify(m1)}`);
+        await sleep(1000);
+        const m2 = await mediaPaths(c);
+        assert.ok(m2.videoBytes > m1.videoBytes, `${c.name}: the video keeps going out: ${m1.videoBytes} → ${m2.videoBytes}`);
+      }
+      for (const c of pages) {
+        assert.deepEqual(await c.eventsOf('onHungup'), [], `${c.name}: no hangup`);
+        assert.deepEqual(await c.eventsOf('onTrackPublishFail'), [], `${c.name}: no publish failure`);
+        assert.deepEqual(await c.eventsOf('onTrackSubscribeFail'), [], `${c.name}: no subscribe failure`);
+      }
+    });
+  });
+
+  test('a 1:1 call on the same server stays peer-to-peer', { timeout: TEST_TIMEOUT }, async () => {
+    await diag('sfu-one-to-one', async () => {
+      const [A, B] = await Promise.all([openAs('A', uid('sfp-a')), openAs('B', uid('sfp-b'))]);
+      const res = await sdk(A, ([u, m]) => H.call(u, m), [B.userId, MediaType.AUDIO_VIDEO]);
+      expectCode(A, 'call()', res, SUCCESS);
+      await B.waitEvent('onSession', {}, 15000);
+      expectCode(B, 'session.accept()', await sdk(B, () => H.accept()), SUCCESS);
+      await A.waitRemoteVideo(B.userId, { timeout: 20000 });
+      await B.waitRemoteVideo(A.userId, { timeout: 20000 });
+      for (const c of [A, B]) {
+        const m = await mediaPaths(c);
+        assert.equal(m.pcs, 1, `${c.name}: one peer connection, to the other browser: ${JSON.stringify(m)}`);
+        const [st] = await c.eval(() => H.rtcStats());
+        assert.ok(!/:20[0-9]{3}\b/.test(st.pair || ''), `${c.name}: not through Janus's ports (${st.pair})`);
+      }
+    });
+  });
+
+  test('a member invited mid-call joins, one leaves, the others keep their video', { timeout: TEST_TIMEOUT }, async () => {
+    await diag('sfu-invite-leave', async () => {
+      const { pages, spares: [D], sessionId } = await groupCall('sfi', ['A', 'B', 'C'], ['D']);
+      await allVideosAdvance(pages, 'before the invite');
+      const [A, B, C] = pages;
+      const inv = await sdk(A, (u) => H.sessionCall('invite', [u]), [D.userId]);
+      expectCode(A, 'session.invite([D])', inv, SUCCESS);
+      await D.waitEvent('onSession', { sessionId }, 15000);
+      expectCode(D, 'session.accept()', await sdk(D, () => H.accept()), SUCCESS);
+      const all = [A, B, C, D];
+      await allVideosAdvance(all, 'after D joined');
+      expectCode(C, 'session.hungup()', await sdk(C, () => H.hungup()), SUCCESS);
+      for (const c of [A, B, D]) await c.waitEvent('onHungup', { userId: C.userId }, 15000);
+      await sleep(1500);
+      const rest = [A, B, D];
+      for (const c of rest) {
+        for (const o of rest) if (o !== c) await advancing(c, o, 'after C left');
+        assert.equal((await mediaPaths(c)).pcs, 2, `${c.name}: still two connections`);
+      }
+    });
+  });
+
+  test('muting: mute events as in mesh mode, camera off stops the video on the SFU, camera on brings it back', { timeout: TEST_TIMEOUT }, async () => {
+    await diag('sfu-mute', async () => {
+      const { pages } = await groupCall('sfm', ['A', 'B', 'C']);
+      await allVideosAdvance(pages, 'before muting');
+      const [A, B, C] = pages;
+      let mark = await A.mark();
+      expectCode(B, 'session.disableAudioTrack()', await sdk(B, () => H.sessionCall('disableAudioTrack')), SUCCESS);
+      await A.waitEvent('onAudioMuteChange', { userId: B.userId, muted: true }, 10000, { since: mark });
+      mark = await A.mark();
+      const markC = await C.mark();
+      expectCode(B, 'session.disableVideoTrack()', await sdk(B, () => H.sessionCall('disableVideoTrack')), SUCCESS);
+      await A.waitEvent('onVideoMuteChange', { userId: B.userId, muted: true }, 10000, { since: mark });
+      await C.waitEvent('onVideoMuteChange', { userId: B.userId, muted: true }, 10000, { since: markC });
+      const stalled = await A.waitVideoStalled(B.userId, { what: 'after B disableVideoTrack()' });
+      await advancing(A, C, 'while B has its camera off');
+      mark = await A.mark();
+      expectCode(B, 'session.enableVideoTrack()', await sdk(B, () => H.sessionCall('enableVideoTrack')), SUCCESS);
+      await A.waitEvent('onVideoMuteChange', { userId: B.userId, muted: false }, 10000, { since: mark });
+      await A.waitVideoResumed(B.userId, stalled.frames, { what: 'after B enableVideoTrack()', timeout: 20000 });
+      await advancing(C, B, 'after B enableVideoTrack()');
+      const m = await mediaPaths(B);
+      assert.equal(m.pcs, 2, `B: still one publishing + one receiving connection: ${JSON.stringify(m)}`);
+      assert.equal(m.videoSenders, 1, `B: the new camera on the same sender: ${JSON.stringify(m)}`);
+    });
+  });
+
+  test('Janus restarts mid-call: every page publishes and subscribes again, video comes back, no hangup', { timeout: TEST_TIMEOUT }, async () => {
+    await diag('sfu-janus-restart', async () => {
+      const { pages } = await groupCall('sfr', ['A', 'B', 'C']);
+      await allVideosAdvance(pages, 'before the restart');
+      const before = {};
+      for (const c of pages) before[c.name] = await c.eval(() => H.videoState());
+      await janus.kill();
+      await sleep(500);
+      await janus.start();
+      const restartedAt = Date.now();
+      // Back within a generous bound (the server notices the new Janus session on its next poll).
+      for (const c of pages) {
+        for (const o of pages) {
+          if (o === c) continue;
+          const deadline = Date.now() + 40000;
+          for (;;) {
+            const ready = await c.eventsOf('onTrackReady', { local: false, userId: o.userId, kind: 'video' });
+            const v = await c.remoteVideo(o.userId);
+            const prev = before[c.name].find((x) => !x.local && x.userId === o.userId);
+            if (ready.length >= 2 && v && prev && v.frames > prev.frames + 10) break;
+            if (Date.now() > deadline) {
+              throw new Error(`${c.name}: ${o.name}'s video did not come back after the Janus restart: ${ready.length} onTrackReady, ` +
+                `frames ${prev && prev.frames} → ${v && v.frames}; rtc ${JSON.stringify(await c.eval(() => H.rtcStats()))}`);
+            }
+            await sleep(250);
+          }
+          await advancing(c, o, 'after the Janus restart');
+        }
+      }
+      console.log(`# Janus restart → every remote video advancing again on every page: ${Date.now() - restartedAt} ms (upper bound, polled)`);
+      for (const c of pages) {
+        assert.deepEqual(await c.eventsOf('onHungup'), [], `${c.name}: no hangup`);
+        assert.deepEqual(await c.eventsOf('onSessionClose'), [], `${c.name}: the call goes on`);
+        assert.equal((await mediaPaths(c)).pcs, 2, `${c.name}: two live connections again`);
+      }
+    });
+  });
+});
