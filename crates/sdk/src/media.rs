@@ -171,7 +171,7 @@ fn attach_media(link: &PeerLink, media: &LocalMedia) {
         // replaceTrack now, not after the app's handlers of this turn: it starts the sender.
         js::spawn_now(async move {
             if let Err(e) = link.attach(web_rtc::track_kind(&track), &track).await {
-                js::warn(&format!("[rcall] cannot send a local track: {e}"));
+                js::warn_err("cannot send a local track", &e);
             }
         });
     }
@@ -214,7 +214,7 @@ fn recapture(rt: &Rc<Runtime>, call_id: String, kind: TrackKind) {
                 }
             }
             Err(e) => {
-                js::warn(&format!("[rcall] capture failed: {e}"));
+                js::warn_err("capture failed", &e);
                 Err(CaptureError::Other)
             }
         };
@@ -232,7 +232,7 @@ fn drop_video(rt: &Rc<Runtime>, call_id: &str) {
     for link in links {
         js::spawn(async move {
             if let Err(e) = link.attach_none(Kind::Video).await {
-                js::warn(&format!("[rcall] could not stop sending video: {e}"));
+                js::warn_err("could not stop sending video", &e);
             }
         });
     }
@@ -280,7 +280,7 @@ fn capture(rt: &Rc<Runtime>, call_id: String, video: bool) {
                 Ok(kinds)
             }
             Err(e) => {
-                js::warn(&format!("[rcall] capture failed: {e}"));
+                js::warn_err("capture failed", &e);
                 Err(match e {
                     MediaError::Permission { .. } => CaptureError::PermissionDenied,
                     MediaError::NotFound { .. } => CaptureError::NotFound,
@@ -298,13 +298,13 @@ fn connect(rt: &Rc<Runtime>, call_id: String, peer: Peer, offerer: bool, attach:
     let link = PeerLink::new(&config, move |ev| on_peer_event(&c, &p, ev));
     let link = match link {
         Ok(l) => l,
-        Err(e) => return js::warn(&format!("[rcall] cannot create a peer connection: {e}")),
+        Err(e) => return js::warn_err("cannot create a peer connection", &e),
     };
     let kinds: &[Kind] = if video { &[Kind::Audio, Kind::Video] } else { &[Kind::Audio] };
     // Either way the link has one send-capable transceiver per kind, so attaching tracks later
     // never renegotiates.
     if let Err(e) = link.prepare(kinds) {
-        js::warn(&format!("[rcall] cannot prepare the peer connection: {e}"));
+        js::warn_err("cannot prepare the peer connection", &e);
     }
     if attach {
         let local = rt.media.borrow().local.get(&call_id).cloned();
@@ -323,7 +323,7 @@ fn connect(rt: &Rc<Runtime>, call_id: String, peer: Peer, offerer: bool, attach:
                     peer,
                     signal: media_signal::Kind::Offer(sdp),
                 })),
-                Err(e) => js::warn(&format!("[rcall] createOffer failed: {e}")),
+                Err(e) => js::warn_err("createOffer failed", &e),
             }
         });
     }
@@ -337,7 +337,7 @@ fn cap_video(rt: &Rc<Runtime>, call_id: &str) {
         if link.video_caps() != caps {
             js::spawn(async move {
                 if let Err(e) = link.set_video_caps(caps).await {
-                    js::warn(&format!("[rcall] cannot limit the video sent: {e}"));
+                    js::warn_err("cannot limit the video sent", &e);
                 }
             });
         }
@@ -351,7 +351,7 @@ fn restart_ice(rt: &Rc<Runtime>, call_id: String, peer: Peer) {
     js::spawn(async move {
         match link.restart_ice().await {
             Ok(sdp) => rt.feed(Input::Media(MediaEvent::LocalSignal { call_id, peer, signal: media_signal::Kind::Offer(sdp) })),
-            Err(e) => js::warn(&format!("[rcall] ICE restart failed: {e}")),
+            Err(e) => js::warn_err("ICE restart failed", &e),
         }
     });
 }
@@ -380,7 +380,7 @@ fn apply(rt: &Rc<Runtime>, call_id: String, peer: Peer, signal: media_signal::Ki
             }
         };
         if let Err(e) = result {
-            js::warn(&format!("[rcall] media negotiation step failed: {e}"));
+            js::warn_err("media negotiation step failed", &e);
         }
     });
 }

@@ -53,7 +53,7 @@ pub fn act(rt: &Rc<Runtime>, action: SfuAction) {
             let Some(link) = links(rt, &call_id, |s| s.publisher.clone()) else { return };
             js::spawn(async move {
                 if let Err(e) = link.accept_answer(&sdp).await {
-                    js::warn(&format!("[rcall] the SFU's answer was refused: {e}"));
+                    js::warn_err("the SFU's answer was refused", &e);
                 }
             });
         }
@@ -87,7 +87,7 @@ fn new_link(rt: &Rc<Runtime>, call_id: &str, pc: u32) -> Option<PeerLink> {
     match PeerLink::new(&config, move |ev| on_event(&c, pc, ev)) {
         Ok(l) => Some(l),
         Err(e) => {
-            js::warn(&format!("[rcall] cannot create a peer connection: {e}"));
+            js::warn_err("cannot create a peer connection", &e);
             None
         }
     }
@@ -111,7 +111,7 @@ fn publish(rt: &Rc<Runtime>, call_id: String, video: bool) {
             added = added.and(link.add_sender(&v, &stream, &web_rtc::simulcast::layers(w, h)));
         }
         if let Err(e) = added {
-            js::warn(&format!("[rcall] cannot publish to the SFU: {e}"));
+            js::warn_err("cannot publish to the SFU", &e);
         }
     }
     rt.media.borrow_mut().sfu.get_or_insert_with(call_id.clone(), Default::default).publisher = Some(link.clone());
@@ -119,7 +119,7 @@ fn publish(rt: &Rc<Runtime>, call_id: String, video: bool) {
     js::spawn(async move {
         match link.create_offer().await {
             Ok(sdp) => rt.feed(Input::Media(MediaEvent::Sfu(SfuEvent::PublishOffer { call_id, sdp }))),
-            Err(e) => js::warn(&format!("[rcall] createOffer for the SFU failed: {e}")),
+            Err(e) => js::warn_err("createOffer for the SFU failed", &e),
         }
     });
 }
@@ -152,7 +152,7 @@ fn subscribe(rt: &Rc<Runtime>, call_id: String, sdp: String, tracks: Vec<SfuTrac
         if !sdp.is_empty() {
             let answer = match link.accept_offer(&sdp).await {
                 Ok(a) => a,
-                Err(e) => return js::warn(&format!("[rcall] the SFU's offer was refused: {e}")),
+                Err(e) => return js::warn_err("the SFU's offer was refused", &e),
             };
             rt.feed(Input::Media(MediaEvent::Sfu(SfuEvent::SubscribeAnswer { call_id: call_id.clone(), sdp: answer })));
         }
