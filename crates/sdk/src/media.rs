@@ -53,8 +53,9 @@ impl MediaShell {
         self.register_track(call_id, device_id, track);
     }
 
-    pub fn forget_remote(&mut self, call_id: &str, devices: &[String]) {
-        self.tracks.retain(|(c, _, d), _| !(c == call_id && devices.contains(d)));
+    /// Forgets the remote tracks of the SFU feeds in `tracks`.
+    pub fn forget_remote(&mut self, call_id: &str, tracks: &[(rtc_core::engine::SfuTrack, bool)]) {
+        self.tracks.retain(|(c, _, d), _| !(c == call_id && tracks.iter().any(|(t, _)| t.feed == *d)));
     }
 
     /// Carries out one engine action. Async work reports back through `feed`.

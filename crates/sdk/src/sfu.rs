@@ -21,7 +21,7 @@ pub struct SfuLinks {
     pub subscriber: Option<PeerLink>,
     /// Whose stream each `mid` of the receiving connection carries (latest SFU offer), and
     /// whether its track was reported to the engine.
-    tracks: Vec<(SfuTrack, bool)>,
+    pub tracks: Vec<(SfuTrack, bool)>,
 }
 
 impl SfuLinks {
@@ -50,7 +50,7 @@ pub fn act(rt: &Rc<Runtime>, action: SfuAction) {
         }
         SfuAction::Publish { call_id, video } => publish(rt, call_id, video),
         SfuAction::PublishAnswer { call_id, sdp } => {
-            let Some(link) = links(rt, &call_id, |s| s.publisher.clone()) else { return };
+            let Some(link) = link(rt, &call_id, true) else { return };
             js::spawn(async move {
                 if let Err(e) = link.accept_answer(&sdp).await {
                     js::warn_err("the SFU's answer was refused", &e);
@@ -67,18 +67,20 @@ pub fn close(rt: &Rc<Runtime>, call_id: &str) {
     let links = rt.media.borrow_mut().sfu.remove(call_id);
     if let Some(l) = links {
         l.close();
-        let feeds: Vec<String> = l.tracks.iter().map(|(t, _)| t.feed.clone()).collect();
-        rt.media.borrow_mut().forget_remote(call_id, &feeds);
+        rt.media.borrow_mut().forget_remote(call_id, &l.tracks);
     }
 }
 
-fn links(rt: &Rc<Runtime>, call_id: &str, pick: impl Fn(&SfuLinks) -> Option<PeerLink>) -> Option<PeerLink> {
-    rt.media.borrow().sfu.get(call_id).and_then(pick)
+/// The call's publishing (`true`) or receiving connection.
+fn link(rt: &Rc<Runtime>, call_id: &str, publishing: bool) -> Option<PeerLink> {
+    let media = rt.media.borrow();
+    let s = media.sfu.get(call_id)?;
+    if publishing { s.publisher.clone() } else { s.subscriber.clone() }
 }
 
 /// The publishing connection's current local media (audio first; video with its layers).
 pub fn publisher(rt: &Rc<Runtime>, call_id: &str) -> Option<PeerLink> {
-    links(rt, call_id, |s| s.publisher.clone())
+    link(rt, call_id, true)
 }
 
 fn new_link(rt: &Rc<Runtime>, call_id: &str, pc: u32) -> Option<PeerLink> {
@@ -134,7 +136,7 @@ fn size(track: &web_rtc::MediaStreamTrack) -> (u32, u32) {
 }
 
 fn subscribe(rt: &Rc<Runtime>, call_id: String, sdp: String, tracks: Vec<SfuTrack>) {
-    let existing = links(rt, &call_id, |s| s.subscriber.clone());
+    let existing = link(rt, &call_id, false);
     let link = match existing {
         Some(l) => l,
         // Nothing subscribed yet and nothing to negotiate.
