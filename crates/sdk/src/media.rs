@@ -439,7 +439,9 @@ pub fn report_stats(rt: &Rc<Runtime>) {
     // SFU connections report under their own names (`pcName`), with the same report shape.
     for (call_id, s) in rt.media.borrow().sfu.iter() {
         for (name, l) in s.named() {
-            links.push(((call_id.clone(), Peer { user_id: name.into(), device_id: String::new() }), l));
+            if let Some(l) = l {
+                links.push(((call_id.clone(), Peer { user_id: name.into(), device_id: String::new() }), l.clone()));
+            }
         }
     }
     for ((call_id, peer), link) in links {

@@ -26,15 +26,16 @@ pub struct SfuLinks {
 
 impl SfuLinks {
     pub fn close(&self) {
-        for l in self.publisher.iter().chain(self.subscriber.iter()) {
-            l.close();
+        for (_, l) in self.named() {
+            if let Some(l) = l {
+                l.close();
+            }
         }
     }
 
     /// Both connections with their `onRTCStateReport` names.
-    pub fn named(&self) -> Vec<(&'static str, PeerLink)> {
-        let p = self.publisher.iter().map(|l| ("sfu-publisher", l.clone()));
-        p.chain(self.subscriber.iter().map(|l| ("sfu-subscriber", l.clone()))).collect()
+    pub fn named(&self) -> [(&'static str, &Option<PeerLink>); 2] {
+        [("sfu-publisher", &self.publisher), ("sfu-subscriber", &self.subscriber)]
     }
 }
 
