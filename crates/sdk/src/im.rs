@@ -141,7 +141,7 @@ impl Connection {
             let bytes = Uint8Array::new(&buf).to_vec();
             match ServerFrame::from_bytes(&bytes) {
                 Ok(frame) => js::spawn(async move { on_frame(id, frame) }),
-                Err(e) => js::warn(&format!("[rcall] undecodable frame from the server: {e}")),
+                Err(e) => js::warn_err("undecodable frame from the server", &e),
             }
         });
         let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |_ev: CloseEvent| {

@@ -109,6 +109,13 @@ pub fn error(message: &str, detail: &JsValue) {
     }
 }
 
+/// `[rcall] {what}: {e}` as a warning. Not generic and never inlined: the one formatting site
+/// for every failure message (each `format!` at a call site costs its own code in the wasm).
+#[inline(never)]
+pub fn warn_err(what: &str, e: &dyn std::fmt::Display) {
+    warn(&format!("[rcall] {what}: {e}"));
+}
+
 pub fn warn(message: &str) {
     match log_target(LOG_WARN) {
         Some(Some(sink)) => to_sink(&sink, LOG_WARN, message, None),

@@ -53,8 +53,9 @@ impl MediaShell {
         self.register_track(call_id, device_id, track);
     }
 
-    pub fn forget_remote(&mut self, call_id: &str, devices: &[String]) {
-        self.tracks.retain(|(c, _, d), _| !(c == call_id && devices.contains(d)));
+    /// Forgets the remote tracks of the SFU feeds in `tracks`.
+    pub fn forget_remote(&mut self, call_id: &str, tracks: &[(rtc_core::engine::SfuTrack, bool)]) {
+        self.tracks.retain(|(c, _, d), _| !(c == call_id && tracks.iter().any(|(t, _)| t.feed == *d)));
     }
 
     /// Carries out one engine action. Async work reports back through `feed`.
@@ -171,7 +172,7 @@ fn attach_media(link: &PeerLink, media: &LocalMedia) {
         // replaceTrack now, not after the app's handlers of this turn: it starts the sender.
         js::spawn_now(async move {
             if let Err(e) = link.attach(web_rtc::track_kind(&track), &track).await {
-                js::warn(&format!("[rcall] cannot send a local track: {e}"));
+                js::warn_err("cannot send a local track", &e);
             }
         });
     }
@@ -214,7 +215,7 @@ fn recapture(rt: &Rc<Runtime>, call_id: String, kind: TrackKind) {
                 }
             }
             Err(e) => {
-                js::warn(&format!("[rcall] capture failed: {e}"));
+                js::warn_err("capture failed", &e);
                 Err(CaptureError::Other)
             }
         };
@@ -232,7 +233,7 @@ fn drop_video(rt: &Rc<Runtime>, call_id: &str) {
     for link in links {
         js::spawn(async move {
             if let Err(e) = link.attach_none(Kind::Video).await {
-                js::warn(&format!("[rcall] could not stop sending video: {e}"));
+                js::warn_err("could not stop sending video", &e);
             }
         });
     }
@@ -280,7 +281,7 @@ fn capture(rt: &Rc<Runtime>, call_id: String, video: bool) {
                 Ok(kinds)
             }
             Err(e) => {
-                js::warn(&format!("[rcall] capture failed: {e}"));
+                js::warn_err("capture failed", &e);
                 Err(match e {
                     MediaError::Permission { .. } => CaptureError::PermissionDenied,
                     MediaError::NotFound { .. } => CaptureError::NotFound,
@@ -298,13 +299,13 @@ fn connect(rt: &Rc<Runtime>, call_id: String, peer: Peer, offerer: bool, attach:
     let link = PeerLink::new(&config, move |ev| on_peer_event(&c, &p, ev));
     let link = match link {
         Ok(l) => l,
-        Err(e) => return js::warn(&format!("[rcall] cannot create a peer connection: {e}")),
+        Err(e) => return js::warn_err("cannot create a peer connection", &e),
     };
     let kinds: &[Kind] = if video { &[Kind::Audio, Kind::Video] } else { &[Kind::Audio] };
     // Either way the link has one send-capable transceiver per kind, so attaching tracks later
     // never renegotiates.
     if let Err(e) = link.prepare(kinds) {
-        js::warn(&format!("[rcall] cannot prepare the peer connection: {e}"));
+        js::warn_err("cannot prepare the peer connection", &e);
     }
     if attach {
         let local = rt.media.borrow().local.get(&call_id).cloned();
@@ -323,7 +324,7 @@ fn connect(rt: &Rc<Runtime>, call_id: String, peer: Peer, offerer: bool, attach:
                     peer,
                     signal: media_signal::Kind::Offer(sdp),
                 })),
-                Err(e) => js::warn(&format!("[rcall] createOffer failed: {e}")),
+                Err(e) => js::warn_err("createOffer failed", &e),
             }
         });
     }
@@ -337,7 +338,7 @@ fn cap_video(rt: &Rc<Runtime>, call_id: &str) {
         if link.video_caps() != caps {
             js::spawn(async move {
                 if let Err(e) = link.set_video_caps(caps).await {
-                    js::warn(&format!("[rcall] cannot limit the video sent: {e}"));
+                    js::warn_err("cannot limit the video sent", &e);
                 }
             });
         }
@@ -351,7 +352,7 @@ fn restart_ice(rt: &Rc<Runtime>, call_id: String, peer: Peer) {
     js::spawn(async move {
         match link.restart_ice().await {
             Ok(sdp) => rt.feed(Input::Media(MediaEvent::LocalSignal { call_id, peer, signal: media_signal::Kind::Offer(sdp) })),
-            Err(e) => js::warn(&format!("[rcall] ICE restart failed: {e}")),
+            Err(e) => js::warn_err("ICE restart failed", &e),
         }
     });
 }
@@ -380,7 +381,7 @@ fn apply(rt: &Rc<Runtime>, call_id: String, peer: Peer, signal: media_signal::Ki
             }
         };
         if let Err(e) = result {
-            js::warn(&format!("[rcall] media negotiation step failed: {e}"));
+            js::warn_err("media negotiation step failed", &e);
         }
     });
 }
@@ -438,7 +439,9 @@ pub fn report_stats(rt: &Rc<Runtime>) {
     // SFU connections report under their own names (`pcName`), with the same report shape.
     for (call_id, s) in rt.media.borrow().sfu.iter() {
         for (name, l) in s.named() {
-            links.push(((call_id.clone(), Peer { user_id: name.into(), device_id: String::new() }), l));
+            if let Some(l) = l {
+                links.push(((call_id.clone(), Peer { user_id: name.into(), device_id: String::new() }), l.clone()));
+            }
         }
     }
     for ((call_id, peer), link) in links {

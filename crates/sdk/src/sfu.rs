@@ -21,20 +21,21 @@ pub struct SfuLinks {
     pub subscriber: Option<PeerLink>,
     /// Whose stream each `mid` of the receiving connection carries (latest SFU offer), and
     /// whether its track was reported to the engine.
-    tracks: Vec<(SfuTrack, bool)>,
+    pub tracks: Vec<(SfuTrack, bool)>,
 }
 
 impl SfuLinks {
     pub fn close(&self) {
-        for l in self.publisher.iter().chain(self.subscriber.iter()) {
-            l.close();
+        for (_, l) in self.named() {
+            if let Some(l) = l {
+                l.close();
+            }
         }
     }
 
     /// Both connections with their `onRTCStateReport` names.
-    pub fn named(&self) -> Vec<(&'static str, PeerLink)> {
-        let p = self.publisher.iter().map(|l| ("sfu-publisher", l.clone()));
-        p.chain(self.subscriber.iter().map(|l| ("sfu-subscriber", l.clone()))).collect()
+    pub fn named(&self) -> [(&'static str, &Option<PeerLink>); 2] {
+        [("sfu-publisher", &self.publisher), ("sfu-subscriber", &self.subscriber)]
     }
 }
 
@@ -50,10 +51,10 @@ pub fn act(rt: &Rc<Runtime>, action: SfuAction) {
         }
         SfuAction::Publish { call_id, video } => publish(rt, call_id, video),
         SfuAction::PublishAnswer { call_id, sdp } => {
-            let Some(link) = links(rt, &call_id, |s| s.publisher.clone()) else { return };
+            let Some(link) = link(rt, &call_id, true) else { return };
             js::spawn(async move {
                 if let Err(e) = link.accept_answer(&sdp).await {
-                    js::warn(&format!("[rcall] the SFU's answer was refused: {e}"));
+                    js::warn_err("the SFU's answer was refused", &e);
                 }
             });
         }
@@ -67,18 +68,20 @@ pub fn close(rt: &Rc<Runtime>, call_id: &str) {
     let links = rt.media.borrow_mut().sfu.remove(call_id);
     if let Some(l) = links {
         l.close();
-        let feeds: Vec<String> = l.tracks.iter().map(|(t, _)| t.feed.clone()).collect();
-        rt.media.borrow_mut().forget_remote(call_id, &feeds);
+        rt.media.borrow_mut().forget_remote(call_id, &l.tracks);
     }
 }
 
-fn links(rt: &Rc<Runtime>, call_id: &str, pick: impl Fn(&SfuLinks) -> Option<PeerLink>) -> Option<PeerLink> {
-    rt.media.borrow().sfu.get(call_id).and_then(pick)
+/// The call's publishing (`true`) or receiving connection.
+fn link(rt: &Rc<Runtime>, call_id: &str, publishing: bool) -> Option<PeerLink> {
+    let media = rt.media.borrow();
+    let s = media.sfu.get(call_id)?;
+    if publishing { s.publisher.clone() } else { s.subscriber.clone() }
 }
 
 /// The publishing connection's current local media (audio first; video with its layers).
 pub fn publisher(rt: &Rc<Runtime>, call_id: &str) -> Option<PeerLink> {
-    links(rt, call_id, |s| s.publisher.clone())
+    link(rt, call_id, true)
 }
 
 fn new_link(rt: &Rc<Runtime>, call_id: &str, pc: u32) -> Option<PeerLink> {
@@ -87,7 +90,7 @@ fn new_link(rt: &Rc<Runtime>, call_id: &str, pc: u32) -> Option<PeerLink> {
     match PeerLink::new(&config, move |ev| on_event(&c, pc, ev)) {
         Ok(l) => Some(l),
         Err(e) => {
-            js::warn(&format!("[rcall] cannot create a peer connection: {e}"));
+            js::warn_err("cannot create a peer connection", &e);
             None
         }
     }
@@ -111,7 +114,7 @@ fn publish(rt: &Rc<Runtime>, call_id: String, video: bool) {
             added = added.and(link.add_sender(&v, &stream, &web_rtc::simulcast::layers(w, h)));
         }
         if let Err(e) = added {
-            js::warn(&format!("[rcall] cannot publish to the SFU: {e}"));
+            js::warn_err("cannot publish to the SFU", &e);
         }
     }
     rt.media.borrow_mut().sfu.get_or_insert_with(call_id.clone(), Default::default).publisher = Some(link.clone());
@@ -119,7 +122,7 @@ fn publish(rt: &Rc<Runtime>, call_id: String, video: bool) {
     js::spawn(async move {
         match link.create_offer().await {
             Ok(sdp) => rt.feed(Input::Media(MediaEvent::Sfu(SfuEvent::PublishOffer { call_id, sdp }))),
-            Err(e) => js::warn(&format!("[rcall] createOffer for the SFU failed: {e}")),
+            Err(e) => js::warn_err("createOffer for the SFU failed", &e),
         }
     });
 }
@@ -134,7 +137,7 @@ fn size(track: &web_rtc::MediaStreamTrack) -> (u32, u32) {
 }
 
 fn subscribe(rt: &Rc<Runtime>, call_id: String, sdp: String, tracks: Vec<SfuTrack>) {
-    let existing = links(rt, &call_id, |s| s.subscriber.clone());
+    let existing = link(rt, &call_id, false);
     let link = match existing {
         Some(l) => l,
         // Nothing subscribed yet and nothing to negotiate.
@@ -152,7 +155,7 @@ fn subscribe(rt: &Rc<Runtime>, call_id: String, sdp: String, tracks: Vec<SfuTrac
         if !sdp.is_empty() {
             let answer = match link.accept_offer(&sdp).await {
                 Ok(a) => a,
-                Err(e) => return js::warn(&format!("[rcall] the SFU's offer was refused: {e}")),
+                Err(e) => return js::warn_err("the SFU's offer was refused", &e),
             };
             rt.feed(Input::Media(MediaEvent::Sfu(SfuEvent::SubscribeAnswer { call_id: call_id.clone(), sdp: answer })));
         }

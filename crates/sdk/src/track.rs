@@ -199,7 +199,7 @@ impl RCTrack {
                 code::SUCCESS
             }
             Err(e) => {
-                js::warn(&format!("[rcall] play failed: {e}"));
+                js::warn_err("play failed", &e);
                 match e {
                     web_rtc::MediaError::MissingElement => code::VIDEO_TRACK_MISS_MEDIA_ELEMENT,
                     web_rtc::MediaError::InvalidArgument(_) => code::PARAMS_ERROR,

@@ -406,6 +406,15 @@ impl PeerLink {
         config: &PeerConfig,
         on_event: impl FnMut(PeerEvent) + 'static,
     ) -> Result<PeerLink, MediaError> {
+        Self::new_boxed(config, Box::new(on_event))
+    }
+
+    /// The body of [`new`](Self::new), not generic: one copy in the wasm for every caller
+    /// (mesh links and SFU connections), not one per callback type.
+    fn new_boxed(
+        config: &PeerConfig,
+        on_event: Box<dyn FnMut(PeerEvent)>,
+    ) -> Result<PeerLink, MediaError> {
         let rtc_config = RtcConfiguration::new();
         let servers = Array::new();
         for s in &config.ice_servers {
@@ -429,7 +438,7 @@ impl PeerLink {
 
         let shared = Rc::new(Shared {
             closed: Cell::new(false),
-            sink: RefCell::new(Some(Box::new(on_event))),
+            sink: RefCell::new(Some(on_event)),
             track_listeners: RefCell::new(Vec::new()),
             taps: RefCell::new(Vec::new()),
             want_gate: Cell::new(false),
