@@ -50,7 +50,7 @@ async fn healthz_ok(ts: &TestServer) {
 #[tokio::test]
 async fn half_sent_requests_are_capped_per_ip_and_cut_after_the_header_timeout() {
     let ts = TestServer::start_with(|c| {
-        c.header_read_timeout = Duration::from_secs(1);
+        c.header_read_timeout = Duration::from_secs(2);
         c.max_unauthenticated_per_ip = 20;
         c.max_unauthenticated = 1000;
     })
@@ -69,15 +69,18 @@ async fn half_sent_requests_are_capped_per_ip_and_cut_after_the_header_timeout()
         conns.push(tcp);
     }
     let started = Instant::now();
-    // Past the per-IP cap they are closed at once, well before the header timeout.
-    let mut closed_at_once = 0;
-    for tcp in conns.iter_mut() {
-        if closed_within(tcp, Duration::from_millis(20)).await {
-            closed_at_once += 1;
-        }
-    }
+    // Past the per-IP cap they are closed at once, well before the header timeout. (Checked
+    // all at once: one after another, a loaded machine once took longer than the timeout.)
+    let checks = conns
+        .iter_mut()
+        .map(|tcp| closed_within(tcp, Duration::from_millis(50)));
+    let closed_at_once = futures::future::join_all(checks)
+        .await
+        .into_iter()
+        .filter(|closed| *closed)
+        .count();
     assert!(
-        started.elapsed() < Duration::from_millis(900),
+        started.elapsed() < Duration::from_millis(1800),
         "checking took too long"
     );
     assert!(
@@ -102,7 +105,7 @@ async fn half_sent_requests_are_capped_per_ip_and_cut_after_the_header_timeout()
     // The rest are cut once the header timeout passes.
     for tcp in conns.iter_mut() {
         assert!(
-            closed_within(tcp, Duration::from_secs(3)).await,
+            closed_within(tcp, Duration::from_secs(4)).await,
             "a half-sent request outlived the header timeout"
         );
     }
