@@ -60,16 +60,22 @@ export function keptNotes(title, keep, fallback) {
   return fallback;
 }
 
-/** Replaces (or appends) the `## <title>` section of BENCHMARKS.md with `body`, keeping every
- *  other section as it is. The section runs to the next `## ` heading or the end of the file. */
-export function writeBenchmarkSection(title, body) {
+/** Replaces (or adds) the `## <title>` section of BENCHMARKS.md with `body`, keeping every
+ *  other section as it is. The section runs to the next `## ` heading or the end of the file. A
+ *  new section goes right after section `## <after>` when given and present, else at the end. */
+export function writeBenchmarkSection(title, body, { after } = {}) {
   const file = path.join(ROOT, 'BENCHMARKS.md');
   let text = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '# Benchmarks\n';
   const heading = `## ${title}`;
   const section = `${heading}\n\n${body.trim()}\n`;
   const lines = text.split('\n');
   const start = lines.findIndex((l) => l.trim() === heading);
-  if (start < 0) {
+  const afterStart = after ? lines.findIndex((l) => l.trim() === `## ${after}`) : -1;
+  if (start < 0 && afterStart >= 0) {
+    let end = lines.findIndex((l, i) => i > afterStart && /^## /.test(l));
+    if (end < 0) end = lines.length;
+    text = [...lines.slice(0, end), '', section, ...lines.slice(end)].join('\n');
+  } else if (start < 0) {
     text = text.replace(/\n*$/, '\n\n') + section;
   } else {
     let end = lines.findIndex((l, i) => i > start && /^## /.test(l));

@@ -10,25 +10,46 @@
 //     frame rate (requestVideoFrameCallback on the <video> fed by track.play(el)), and the received
 //     width (the SDK's receivers[].frameWidth).
 //
-//   node bench/mesh/run.mjs [MAX=6] [MIN=2]
+//   node bench/mesh/run.mjs [MAX=6] [MIN=2]                  the mesh (P2P), as before
+//   node bench/mesh/run.mjs --sfu [MAX=8] [MIN=2]            through a private Janus (SFU mode)
+//   node bench/mesh/run.mjs --both [MAX=8] [MIN=2]           both, side by side (mesh then SFU per size)
+//   node bench/mesh/run.mjs --sfu --audio [MAX=16] [MIN=16]  an audio-only group through Janus
+// (MODE=mesh|sfu|both and AUDIO=1 do the same as the flags.)
 //
-// Re-executes itself inside `unshare -n` (loopback only; needs root) unless RCALL_NO_NETNS=1.
-// Writes the table to BENCHMARKS.md, section "Group mesh" (RCALL_BENCH_NO_WRITE=1: don't); the
-// section's "### Conclusion" subsection is kept from the previous version of the file (it is written
-// by hand from the numbers).
+// Re-executes itself inside `unshare -n` (loopback only; needs root) unless RCALL_NO_NETNS=1; SFU
+// mode needs that namespace (it adds a veth pair for Janus's ICE: tests/e2e/janus.mjs, shared with
+// tests/e2e/sfu.test.mjs). A size "holds" when every remote video stream on every page decodes
+// ≥ 10 fps over the window (audio: every remote audio stream receives ≥ 40 of Opus's 50 packets/s);
+// the script prints the largest size that holds per mode.
+// Writes the table to BENCHMARKS.md (RCALL_BENCH_NO_WRITE=1: don't): mesh alone → section "Group
+// mesh" (its "### Conclusion" subsection is kept: written by hand from the numbers); --sfu/--both →
+// section "Group calls through Janus (SFU)", subsection "### Video" or "### Audio only" (the other
+// subsection and the hand-written "### Verdict" are kept).
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ensureNetns, median, fmt, mdTable, writeBenchmarkSection, keptNotes, machineInfo, loadAvg, ROOT } from '../lib.mjs';
-import { APP_KEY, SDK_DIR, SERVER_BIN, startServer, getToken, signHeaders, launchBrowser, requireFile, sleep, uid } from '../../tests/e2e/helpers.mjs';
+import { ensureNetns, median, quantile, fmt, mdTable, writeBenchmarkSection, keptNotes, machineInfo, loadAvg, ROOT } from '../lib.mjs';
+import { APP_KEY, SDK_DIR, SERVER_BIN, startServer, getToken, signHeaders, launchBrowser, requireFile, sleep, uid, privateNetns } from '../../tests/e2e/helpers.mjs';
+import { addVeth, startJanus } from '../../tests/e2e/janus.mjs';
 
 ensureNetns();
 
+const FLAGS = new Set(process.argv.slice(2).filter((a) => a.startsWith('--')));
+const POS = process.argv.slice(2).filter((a) => !a.startsWith('--'));
+const MODE = FLAGS.has('--both') ? 'both' : FLAGS.has('--sfu') ? 'sfu' : (process.env.MODE || 'mesh');
+if (!['mesh', 'sfu', 'both'].includes(MODE)) throw new Error(`MODE must be mesh, sfu or both, not ${MODE}`);
+const AUDIO = FLAGS.has('--audio') || process.env.AUDIO === '1';
+const MODES = MODE === 'both' ? ['mesh', 'sfu'] : [MODE];
+const HOLD_FPS = 10;
+const HOLD_AUDIO_PPS = 40;
+
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const PAGES = path.join(HERE, '../call-setup/pages');
-const MAX = Math.min(8, Math.max(2, parseInt(process.argv[2] || '6', 10) || 6));
-const MIN = Math.min(MAX, Math.max(2, parseInt(process.argv[3] || '2', 10) || 2));
+const LIMIT = AUDIO ? 16 : 8;
+const DEF_MAX = AUDIO ? 16 : MODE === 'mesh' ? 6 : 8;
+const MAX = Math.min(LIMIT, Math.max(2, parseInt(POS[0] || String(DEF_MAX), 10) || DEF_MAX));
+const MIN = Math.min(MAX, Math.max(2, parseInt(POS[1] || '2', 10) || 2));
 const RAMP_MS = 5000;
 const WINDOW_MS = 10000;
 const CLK_TCK = 100; // USER_HZ on Linux
@@ -51,12 +72,14 @@ function procChildren() {
   return kids;
 }
 
-function browserPids(excludePid) {
+/** Descendants of this process except the processes in `exclude` (servers, Janus) and theirs. */
+function browserPids(exclude) {
+  const ex = new Set([].concat(exclude));
   const kids = procChildren();
   const out = [];
   const walk = (pid) => {
     for (const k of kids.get(pid) || []) {
-      if (k === excludePid) continue;
+      if (ex.has(k)) continue;
       out.push(k);
       walk(k);
     }
@@ -124,8 +147,8 @@ async function waitFor(page, what, fn, arg, timeout) {
 
 const videoFrames = (page) => page.evaluate(() => Object.fromEntries(window.B.C.videoState().filter((v) => !v.local).map((v) => [v.userId, v])));
 
-async function runMesh(browser, server, n) {
-  const tag = uid(`mesh${n}`);
+async function runMesh(browser, server, n, mode, exclude, janus) {
+  const tag = uid(`${mode}${n}`);
   const ids = Array.from({ length: n }, (_, i) => `${tag}-u${i + 1}`);
   const groupId = `${tag}-group`;
   await createGroup(server.url, groupId, ids);
@@ -135,7 +158,7 @@ async function runMesh(browser, server, n) {
     for (const id of ids) pages.push(await openUser(browser, server, id));
     const [caller, ...callees] = pages;
     const t0 = Date.now();
-    const res = await caller.evaluate(([g, u]) => window.B.callInGroup(g, u), [groupId, ids.slice(1)]);
+    const res = await caller.evaluate(([g, u, m]) => window.B.callInGroup(g, u, m), [groupId, ids.slice(1), AUDIO ? 1 : 2]);
     if (res.code !== 10000) throw new Error(`callInGroup → ${JSON.stringify(res)}`);
     await Promise.all(callees.map((p) => waitFor(p, 'onSession', () => window.B.C.firstEvent('onSession'), null, 15000)));
     await Promise.all(callees.map((p) => p.evaluate(() => window.B.accept())));
@@ -144,8 +167,16 @@ async function runMesh(browser, server, n) {
     const ok = await Promise.all(pages.map(async (p) => {
       const others = ids.filter((u) => u !== p.userId);
       try {
-        await waitFor(p, `remote video from all of ${others.join(', ')}`,
-          (o) => o.every((u) => (window.B.C.videos['remote-' + u] || {}).frames > 0), others, setupTimeout);
+        if (AUDIO) {
+          // Audio: n−1 inbound audio streams, each with packets.
+          await waitFor(p, `remote audio from all of ${others.join(', ')}`, async (k) => {
+            const d = await window.B.C.decoded();
+            return Object.values(d.audioPackets).filter((x) => x > 0).length >= k;
+          }, others.length, setupTimeout);
+        } else {
+          await waitFor(p, `remote video from all of ${others.join(', ')}`,
+            (o) => o.every((u) => (window.B.C.videos['remote-' + u] || {}).frames > 0), others, setupTimeout);
+        }
         return true;
       } catch (e) {
         notes.push(e.message.split(';')[0]);
@@ -157,19 +188,23 @@ async function runMesh(browser, server, n) {
     await sleep(RAMP_MS);
 
     // Measurement window.
-    const pids = browserPids(server.proc.pid);
+    const pids = browserPids(exclude);
+    const janusPid = janus && janus.proc ? [janus.proc.pid] : [];
+    const j1 = sampleCpu(janusPid);
     await Promise.all(pages.map((p) => p.evaluate(() => { window.B.reports = []; window.B.collectReports = true; })));
     const f1 = await Promise.all(pages.map(videoFrames));
     const d1 = await Promise.all(pages.map((p) => p.evaluate(() => window.B.C.decoded())));
     const c1 = sampleCpu(pids);
     const w0 = Date.now();
     await sleep(WINDOW_MS);
-    const c2 = sampleCpu(browserPids(server.proc.pid));
+    const c2 = sampleCpu(browserPids(exclude));
+    const j2 = sampleCpu(janusPid);
     const wMs = Date.now() - w0;
     const f2 = await Promise.all(pages.map(videoFrames));
     const d2 = await Promise.all(pages.map((p) => p.evaluate(() => window.B.C.decoded())));
     const reports = await Promise.all(pages.map((p) => p.evaluate(() => { window.B.collectReports = false; return window.B.reports; })));
     const cpuPct = ((c2.ticks - c1.ticks) / CLK_TCK) / (wMs / 1000) * 100;
+    const janusCpuPct = janus ? ((j2.ticks - j1.ticks) / CLK_TCK) / (wMs / 1000) * 100 : NaN;
     const load = loadAvg();
 
     const perPage = pages.map((p, i) => {
@@ -200,11 +235,26 @@ async function runMesh(browser, server, n) {
       const fps = Object.keys(f2[i]).map((u) => ((f2[i][u].frames - ((f1[i][u] || {}).frames || 0)) * 1000) / wMs);
       const decodedFps = d2[i].streams ? ((d2[i].framesDecoded - d1[i].framesDecoded) * 1000) / wMs / d2[i].streams : NaN;
       const dropped = d2[i].framesDropped - d1[i].framesDropped;
-      return { send, recv, fps, decodedFps, dropped, sdkFps: median(sdkFps), width: median(widths), reportsPerPcPerSec: rs.length / Math.max(1, byPc.size) / (wMs / 1000), pcs: byPc.size };
+      // Per remote stream (a stream that appeared in the window counts from 0).
+      const streamFps = Object.keys(d2[i].perStream).map((k) => ((d2[i].perStream[k] - (d1[i].perStream[k] || 0)) * 1000) / wMs);
+      const audioPps = Object.keys(d2[i].audioPackets).map((k) => ((d2[i].audioPackets[k] - (d1[i].audioPackets[k] || 0)) * 1000) / wMs);
+      return { pcNames: [...byPc.keys()].sort(), streamFps, audioPps, send, recv, fps, decodedFps, dropped, sdkFps: median(sdkFps), width: median(widths), reportsPerPcPerSec: rs.length / Math.max(1, byPc.size) / (wMs / 1000), pcs: byPc.size };
     });
     const allFps = perPage.flatMap((p) => p.fps);
+    const streamFps = perPage.flatMap((p) => p.streamFps);
+    // Only streams that carry media: the mesh may keep an idle inbound stream (0 fps) of a
+    // replaced connection; a stream that should be there and is not shows as fewer streams.
+    const audioPps = perPage.flatMap((p) => p.audioPps).filter((x) => x > 0);
+    const expected = n * (n - 1);
+    const holds = allUp && (AUDIO
+      ? audioPps.length >= expected && Math.min(...audioPps) >= HOLD_AUDIO_PPS
+      : streamFps.filter((x) => x >= HOLD_FPS).length >= expected);
     return {
-      n, allUp, setupMs, cpuPct, load, rssMb: c2.rssKb / 1024, procs: pids.length, notes,
+      pcNames: perPage[0].pcNames, audioStreamsPerPage: perPage.map((p) => p.audioPps.filter((x) => x > 0).length),
+      n, mode, allUp, holds, setupMs, cpuPct, janusCpuPct, load,
+      streamFpsMin: streamFps.length ? quantile(streamFps, 0) : NaN,
+      streamFpsLowN: streamFps.length >= expected ? streamFps.sort((a, b) => b - a)[expected - 1] : 0,
+      audioStreams: audioPps.length, audioPpsMin: audioPps.length ? Math.min(...audioPps) : NaN, audioPpsMedian: median(audioPps), rssMb: c2.rssKb / 1024, procs: pids.length, notes,
       sendKbps: median(perPage.map((p) => p.send)),
       recvKbps: median(perPage.map((p) => p.recv)),
       decodedFps: median(perPage.map((p) => p.decodedFps)),
@@ -227,30 +277,144 @@ async function runMesh(browser, server, n) {
 async function main() {
   requireFile(path.join(SDK_DIR, 'rcall.js'), 'run `bash npm/build.sh` first');
   requireFile(SERVER_BIN, 'run `cargo build --release -p rcall-server` first');
-  const server = await startServer({ webDir: PAGES, env: { RUST_LOG: 'warn' } });
-  const browser = await launchBrowser();
+  if (MODES.includes('sfu') && !privateNetns()) {
+    console.error('SFU mode adds a veth pair for Janus: run it in its own network namespace (without RCALL_NO_NETNS)');
+    process.exit(2);
+  }
+  const servers = {};
+  let janus = null;
+  let removeVeth = null;
   const rows = [];
+  let browser;
   try {
+    if (MODES.includes('mesh')) servers.mesh = await startServer({ webDir: PAGES, env: { RUST_LOG: 'warn' } });
+    if (MODES.includes('sfu')) {
+      removeVeth = addVeth();
+      janus = await startJanus({ debugLevel: 3 });
+      servers.sfu = await startServer({ webDir: PAGES, env: { RUST_LOG: 'warn' }, extraArgs: janus.serverArgs });
+    }
+    const exclude = Object.values(servers).map((s) => s.proc.pid).concat(janus ? [janus.proc.pid] : []);
+    browser = await launchBrowser();
     // Idle browser baseline.
-    const idle0 = sampleCpu(browserPids(server.proc.pid));
+    const idle0 = sampleCpu(browserPids(exclude));
     await sleep(3000);
-    const idle1 = sampleCpu(browserPids(server.proc.pid));
+    const idle1 = sampleCpu(browserPids(exclude));
     console.log(`idle browser: ${fmt(((idle1.ticks - idle0.ticks) / CLK_TCK / 3) * 100)} % CPU, ${fmt(idle1.rssKb / 1024)} MB RSS`);
     for (let n = MIN; n <= MAX; n++) {
-      let r;
-      try {
-        r = await runMesh(browser, server, n);
-      } catch (e) {
-        r = { n, error: e.message };
+      for (const mode of MODES) {
+        let r;
+        try {
+          r = await runMesh(browser, servers[mode], n, mode, exclude, mode === 'sfu' ? janus : null);
+        } catch (e) {
+          r = { n, mode, error: e.message, load: loadAvg() };
+        }
+        rows.push(r);
+        console.log(JSON.stringify(r));
       }
-      rows.push(r);
-      console.log(JSON.stringify(r));
     }
-    report(rows, browser.version());
+    for (const mode of MODES) {
+      console.log(`largest group that holds (${mode}, ${AUDIO ? `every remote audio stream ≥ ${HOLD_AUDIO_PPS} packets/s` : `every remote video stream ≥ ${HOLD_FPS} fps decoded`}): ` +
+        `${held(rows, mode)} of ${MIN}–${MAX}`);
+    }
+    if (MODE === 'mesh' && !AUDIO) report(rows, browser.version());
+    else reportSfu(rows, browser.version());
   } finally {
-    await browser.close().catch(() => {});
-    await server.stop();
+    await browser?.close().catch(() => {});
+    for (const s of Object.values(servers)) await s.stop();
+    await janus?.stop();
+    removeVeth?.();
   }
+}
+
+/** "N (held at a, b, …)": the largest size that held in `mode`, and every size that did (on a
+ *  shared machine a size can fail between two that hold). */
+function held(rows, mode) {
+  const ok = rows.filter((r) => r.mode === mode && r.holds).map((r) => r.n);
+  return ok.length ? `${Math.max(...ok)} (held at ${ok.join(', ')})` : 'none';
+}
+
+/** The text of subsection `### <sub>` of section `## <title>` (to the next `###`), or ''. */
+function keptSubsection(title, sub) {
+  try {
+    const text = fs.readFileSync(path.join(ROOT, 'BENCHMARKS.md'), 'utf8');
+    const sec = text.split(/^## /m).find((x) => x.startsWith(`${title}\n`)) || '';
+    const m = sec.split(/^### /m).find((x) => x.startsWith(`${sub}\n`));
+    return m ? `### ${m.trim()}` : '';
+  } catch { return ''; }
+}
+
+const SFU_TITLE = 'Group calls through Janus (SFU)';
+
+function reportSfu(rows, version) {
+  const largest = (mode) => held(rows, mode);
+  let table;
+  if (AUDIO) {
+    table = mdTable(
+      ['mode', 'participants', 'remote audio streams up', 'holds', 'browser CPU', 'Janus CPU', 'RSS MB', 'send kbit/s per page', 'recv kbit/s per page', 'audio packets/s per stream (median / worst)', 'setup s', 'load avg'],
+      rows.map((r) => r.error
+        ? [r.mode, r.n, 'error', 'no', r.error.slice(0, 100), '', '', '', '', '', '', fmt(r.load, 1)]
+        : [r.mode, r.n, `${r.audioStreams}/${r.n * (r.n - 1)}${r.allUp ? '' : ' (!)'}`, r.holds ? 'yes' : 'no', `${fmt(r.cpuPct)} %`, `${fmt(r.janusCpuPct)} %`, fmt(r.rssMb), fmt(r.sendKbps), fmt(r.recvKbps),
+          `${fmt(r.audioPpsMedian, 1)} / ${fmt(r.audioPpsMin, 1)}`, fmt(r.setupMs / 1000, 1), fmt(r.load, 1)]),
+      ['l', 'r', 'r', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
+    );
+  } else {
+    table = mdTable(
+      ['mode', 'participants', 'remote videos up', 'holds (all ≥ 10 fps)', 'browser CPU', 'CPU per page', 'Janus CPU', 'RSS MB', 'send kbit/s per page', 'recv kbit/s per page', 'decoded fps per stream (median page / worst stream)', 'rendered fps (median / min)', 'recv width', 'setup s', 'load avg'],
+      rows.map((r) => r.error
+        ? [r.mode, r.n, 'error', 'no', r.error.slice(0, 100), '', '', '', '', '', '', '', '', '', fmt(r.load, 1)]
+        : [r.mode, r.n, `${r.streams}/${r.n * (r.n - 1)}${r.allUp ? '' : ' (!)'}`, r.holds ? 'yes' : 'no', `${fmt(r.cpuPct)} %`, `${fmt(r.cpuPct / r.n)} %`, r.mode === 'sfu' ? `${fmt(r.janusCpuPct)} %` : '–', fmt(r.rssMb), fmt(r.sendKbps), fmt(r.recvKbps),
+          `${fmt(r.decodedFps, 1)} / ${fmt(r.streamFpsLowN, 1)}`, `${fmt(r.fpsMedian, 1)} / ${fmt(r.fpsMin, 1)}`, fmt(r.width), fmt(r.setupMs / 1000, 1), fmt(r.load, 1)]),
+      ['l', 'r', 'r', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
+    );
+  }
+  const verdictLine = MODES.map((m) => `${m}: ${largest(m)}`).join(', ');
+  console.log(`\n${SFU_TITLE} (${AUDIO ? 'audio only' : 'video'}), ${machineInfo(version)}; window ${WINDOW_MS / 1000} s after ${RAMP_MS / 1000} s ramp-up\n`);
+  console.log(table);
+  const notes = rows.filter((r) => r.notes && r.notes.length).map((r) => `- ${r.mode} ${r.n}: ${r.notes.join('; ')}`);
+  if (notes.length) console.log('\n' + notes.join('\n'));
+  console.log(`\nlargest group that holds, ${MIN}–${MAX}: ${verdictLine}`);
+  if (process.env.RCALL_BENCH_NO_WRITE === '1') return;
+
+  const date = new Date().toISOString().slice(0, 10);
+  const args = [MODE === 'both' ? '--both' : '--sfu', AUDIO ? '--audio' : '', MAX, MIN].filter((x) => x !== '').join(' ');
+  const sub = `### ${AUDIO ? 'Audio only' : 'Video'}
+
+Measured ${date} (\`node bench/mesh/run.mjs ${args}\`), ${machineInfo(version)}. Largest group that holds
+(${AUDIO ? `every remote audio stream ≥ ${HOLD_AUDIO_PPS} packets/s` : `every remote video stream ≥ ${HOLD_FPS} fps decoded`}), ${MIN}–${MAX}: **${verdictLine}**.
+
+${table}
+${notes.length ? '\n' + notes.join('\n') + '\n' : ''}`;
+  const video = AUDIO ? keptSubsection(SFU_TITLE, 'Video') : sub;
+  const audio = AUDIO ? sub : keptSubsection(SFU_TITLE, 'Audio only');
+  const verdict = keptSubsection(SFU_TITLE, 'Verdict') || '### Verdict\n\n_To be written from the numbers above._';
+  const body = `
+Same calls as "Group mesh" (one page per participant, all in one headless Chromium, fake 640x480
+camera at ~15 fps, \`callInGroup\` then every callee accepts; the same 10 s window after a 5 s
+ramp-up), with the server in SFU mode: a private Janus 1.1 (videoroom, \`string_ids\`, admin
+key, HTTP API with \`api_secret\` on 127.0.0.1, ICE on a veth pair that exists only in the
+benchmark's network namespace: \`tests/e2e/janus.mjs\`, shared with \`tests/e2e/sfu.test.mjs\`)
+and \`rcall-server --janus …\`. \`--both\` runs the mesh and the SFU alternately per size in the
+same browser. Each page has one publishing connection (video simulcast) and one receiving
+connection. "Janus CPU" is the Janus process over the window (100 % = one core); "browser CPU" is
+the whole Chromium tree (all N participants on this 2-core machine). "decoded fps … worst stream"
+is the (N·(N−1))-th best per-stream \`framesDecoded\` rate over every page's inbound video: a size
+"holds" when it is ≥ ${HOLD_FPS} and every page decoded every remote video at setup. "load avg" is
+the 1-minute load average at the end of the window (the machine is shared).
+
+\`\`\`sh
+bash npm/build.sh && cargo build --release -p rcall-server
+node bench/mesh/run.mjs --both 8 2           # mesh and SFU side by side, 2–8 participants
+node bench/mesh/run.mjs --sfu --audio 16 16  # audio-only group of 16 through Janus
+\`\`\`
+
+${video}
+
+${audio}
+
+${verdict}
+`;
+  const file = writeBenchmarkSection(SFU_TITLE, body, { after: 'Group mesh' });
+  console.log(`\nwrote section "${SFU_TITLE}" of ${path.relative(ROOT, file)}`);
 }
 
 function report(rows, version) {

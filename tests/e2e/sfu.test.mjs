@@ -9,109 +9,36 @@
 // RCALL_SFU_MEMBERS (default 4, 3–6) sets the group size.
 import { describe, test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
-import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { createServer } from 'node:net';
 import {
   SDK_DIR, SUCCESS, MediaType, Client, startServer, getToken, createGroup, launchBrowser, requireFile,
   withDiagnostics, sleep, uid, privateNetns,
 } from './helpers.mjs';
+import { addVeth, startJanus } from './janus.mjs';
 
 const TEST_TIMEOUT = 150000;
 const SCENARIO_TIMEOUT = 140000;
 const MEMBERS = Math.min(6, Math.max(3, Number(process.env.RCALL_SFU_MEMBERS || 4)));
-const API_SECRET = 'e2e-janus-api-secret';
-const ADMIN_KEY = 'e2e-janus-admin-key';
-const VETH = 'rcsfu0';
-const VETH_PEER = 'rcsfu1';
-const GROUP = 3;
 
 const skip = privateNetns() ? false : 'needs root in a loopback-only network namespace (run under `unshare -n`, as scripts/test.sh does)';
 
-function janusBin() {
-  for (const d of (process.env.PATH || '').split(':').concat(['/usr/bin'])) {
-    const p = path.join(d, 'janus');
-    if (fs.existsSync(p)) return p;
-  }
-  throw new Error('janus not found: run scripts/setup.sh (apt-get install janus)');
-}
-
-const freePort = () => new Promise((resolve, reject) => {
-  const s = createServer();
-  s.once('error', reject);
-  s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
-});
-
-/** A private Janus: videoroom + HTTP transport on 127.0.0.1, ICE only on the veth. */
-async function startJanus() {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rcall-e2e-janus-'));
-  const port = await freePort();
-  const off = (names, suffix = '') => names.map((p) => `libjanus_${p}${suffix}.so`).join(',');
-  fs.writeFileSync(path.join(dir, 'janus.jcfg'), [
-    `general: {\n\tconfigs_folder = "${dir}"\n\tlog_to_stdout = false\n\tdebug_level = 4\n\tapi_secret = "${API_SECRET}"\n\tserver_name = "rcall-e2e"\n}`,
-    'media: {\n\trtp_port_range = "20000-20999"\n}',
-    `nat: {\n\tice_enforce_list = "${VETH}"\n\tnice_debug = false\n}`,
-    `plugins: {\n\tdisable = "${off(['audiobridge', 'duktape', 'echotest', 'lua', 'nosip', 'recordplay', 'sip', 'streaming', 'textroom', 'videocall', 'voicemail'])}"\n}`,
-    `transports: {\n\tdisable = "${off(['websockets', 'pfunix', 'mqtt', 'nanomsg', 'rabbitmq'])}"\n}`,
-    'loggers: {\n\tdisable = "libjanus_jsonlog.so"\n}',
-    `events: {\n\tbroadcast = false\n\tdisable = "${off(['gelfevh', 'mqttevh', 'nanomsgevh', 'rabbitmqevh', 'sampleevh', 'wsevh'])}"\n}`,
-  ].join('\n') + '\n');
-  fs.writeFileSync(path.join(dir, 'janus.transport.http.jcfg'),
-    `general: {\n\tjson = "plain"\n\tbase_path = "/janus"\n\thttp = true\n\tport = ${port}\n\tip = "127.0.0.1"\n\thttps = false\n}\n` +
-    'admin: {\n\tadmin_http = false\n\tadmin_https = false\n}\n');
-  fs.writeFileSync(path.join(dir, 'janus.plugin.videoroom.jcfg'), `general: {\n\tstring_ids = true\n\tadmin_key = "${ADMIN_KEY}"\n}\n`);
-  const janus = { dir, port, url: `http://127.0.0.1:${port}/janus`, proc: null };
-  janus.log = () => { try { return fs.readFileSync(path.join(dir, 'janus.log'), 'utf8'); } catch { return ''; } };
-  janus.start = async () => {
-    janus.proc = spawn(janusBin(), ['-F', dir, '-C', path.join(dir, 'janus.jcfg'), '-N', '-o', '-L', path.join(dir, 'janus.log')],
-      { stdio: 'ignore' });
-    const deadline = Date.now() + 15000;
-    for (;;) {
-      try {
-        const r = await fetch(`http://127.0.0.1:${port}/janus/info`);
-        if ((await r.text()).includes('server_info')) return;
-      } catch {}
-      if (Date.now() > deadline) throw new Error(`Janus did not answer within 15 s:\n${janus.log().slice(-3000)}`);
-      await sleep(50);
-    }
-  };
-  /** SIGKILL, as a crash. */
-  janus.kill = async () => {
-    const p = janus.proc;
-    if (!p || p.exitCode !== null || p.signalCode !== null) return;
-    const exited = new Promise((r) => p.once('exit', r));
-    p.kill('SIGKILL');
-    await exited;
-  };
-  await janus.start();
-  return janus;
-}
-
 describe('issue 12: group calls through the SFU (Janus)', { skip }, () => {
-  let server, browser, janus;
+  let server, browser, janus, removeVeth;
   let clients = [];
 
   before(async () => {
     requireFile(path.join(SDK_DIR, 'rcall.js'), 'run `bash npm/build.sh` first');
-    const ip = (args) => execFileSync('ip', args.split(' '), { stdio: 'pipe' });
-    ip(`link add ${VETH} type veth peer name ${VETH_PEER}`);
-    ip(`addr add 10.99.0.1/24 dev ${VETH}`);
-    ip(`addr add 10.99.0.2/24 dev ${VETH_PEER}`);
-    ip(`link set ${VETH} up`);
-    ip(`link set ${VETH_PEER} up`);
+    removeVeth = addVeth();
     janus = await startJanus();
-    server = await startServer({ extraArgs: ['--janus', janus.url, '--janus-api-secret', API_SECRET, '--janus-admin-key', ADMIN_KEY] });
+    server = await startServer({ extraArgs: janus.serverArgs });
     browser = await launchBrowser();
   });
   after(async () => {
     await Promise.all(clients.map((c) => c.close()));
     await browser?.close().catch(() => {});
     await server?.stop();
-    await janus?.kill();
-    if (janus) fs.rmSync(janus.dir, { recursive: true, force: true });
-    try { execFileSync('ip', ['link', 'del', VETH], { stdio: 'pipe' }); } catch {}
+    await janus?.stop();
+    removeVeth?.();
   });
   afterEach(async () => {
     await Promise.all(clients.map((c) => c.close()));

@@ -52,17 +52,26 @@
     };
   }
   // Sum of framesDecoded / framesReceived over the inbound video of every open peer connection.
+  // `perStream`: framesDecoded of each inbound video (key: connection + stats id), and
+  // `audioPackets`: packetsReceived of each inbound audio, for per-stream rates.
+  var pcIds = new WeakMap();
+  var nextPcId = 0;
   C.decoded = async function () {
-    var out = { framesDecoded: 0, framesReceived: 0, framesDropped: 0, streams: 0 };
+    var out = { framesDecoded: 0, framesReceived: 0, framesDropped: 0, streams: 0, perStream: {}, audioPackets: {} };
     C.pcs = C.pcs.filter(function (pc) { return pc.connectionState !== 'closed'; });
     for (var i = 0; i < C.pcs.length; i++) {
-      var stats = await C.pcs[i].getStats();
+      var pc = C.pcs[i];
+      if (!pcIds.has(pc)) pcIds.set(pc, ++nextPcId);
+      var stats = await pc.getStats();
       stats.forEach(function (s) {
         if (s.type === 'inbound-rtp' && s.kind === 'video') {
           out.streams++;
           out.framesDecoded += s.framesDecoded || 0;
           out.framesReceived += s.framesReceived || 0;
           out.framesDropped += s.framesDropped || 0;
+          out.perStream[pcIds.get(pc) + ':' + s.id] = s.framesDecoded || 0;
+        } else if (s.type === 'inbound-rtp' && s.kind === 'audio') {
+          out.audioPackets[pcIds.get(pc) + ':' + s.id] = s.packetsReceived || 0;
         }
       });
     }

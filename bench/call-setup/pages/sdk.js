@@ -67,9 +67,10 @@
     return { code: res.code, t0: t0, t1: now() };
   };
 
-  B.callInGroup = async function (groupId, userIds) {
+  // mediaType: 1 audio, 2 audio+video (default).
+  B.callInGroup = async function (groupId, userIds, mediaType) {
     var t0 = now();
-    var res = await B.caller.callInGroup({ targetId: groupId, userIds: userIds, mediaType: 2, listener: listener(), constraints: CONSTRAINTS });
+    var res = await B.caller.callInGroup({ targetId: groupId, userIds: userIds, mediaType: mediaType || 2, listener: listener(), constraints: CONSTRAINTS });
     if (res.session) B.session = res.session;
     return { code: res.code, t0: t0, t1: now() };
   };

@@ -1098,6 +1098,9 @@ impl PeerLink {
         self.checked()
             .add_track_transceiver(track, &init)
             .map_err(|e| self.fail("addTransceiver", &e))?;
+        // As in `attach`: a camera opened fast for a quick start goes back to the requested rate
+        // once it is sent (without this, SFU publishers kept encoding at the fast-start rate).
+        crate::capture::settle_when_sending(track);
         Ok(())
     }
 

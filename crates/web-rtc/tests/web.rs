@@ -93,6 +93,23 @@ async fn capture_opens_the_camera_fast_then_settles_once_it_is_sent() {
 }
 
 #[wasm_bindgen_test]
+async fn a_fast_started_camera_settles_once_an_sfu_publisher_sends_it() {
+    // The SFU publishing path (`add_sender`) settles the camera like `attach` does: without it
+    // SFU publishers kept encoding at the fast-start rate (bench/mesh --sfu: 16–20 fps decoded
+    // where FPS_15 was asked).
+    let media = capture(&CaptureRequest::audio_video()).await.expect("capture");
+    let video = media.video().unwrap();
+    let opened = frame_rate(&video).expect("frameRate setting");
+    assert!(opened > 15.0, "opened at {opened} fps");
+    let side = Side::new();
+    side.link.add_sender(&video, &media.stream(), &[]).expect("add_sender");
+    wait_for("the camera settles at 15 fps", 5_000.0, || frame_rate(&video) == Some(15.0)).await;
+    assert!(is_live(&video));
+    side.link.close();
+    media.stop();
+}
+
+#[wasm_bindgen_test]
 async fn capture_audio_only_has_no_video() {
     let media = capture(&CaptureRequest::audio_only())
         .await

@@ -1,0 +1,98 @@
+// A private Janus for the SFU tests and the group benchmark (tests/e2e/sfu.test.mjs,
+// bench/mesh/run.mjs --sfu): a generated config with the videoroom plugin and the HTTP API on
+// 127.0.0.1 only, and a veth pair for its ICE.
+//
+// Janus's ICE (libnice) gathers no candidates on `lo`, so its media need an interface with a
+// private address; `addVeth` makes one that exists only in the caller's own network namespace
+// (run under `unshare -n`; see privateNetns in helpers.mjs and notes/toolchain.md "janus").
+import { execFileSync, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createServer } from 'node:net';
+import { sleep } from './helpers.mjs';
+
+export const JANUS_API_SECRET = 'e2e-janus-api-secret';
+export const JANUS_ADMIN_KEY = 'e2e-janus-admin-key';
+export const JANUS_VETH = 'rcsfu0';
+const VETH_PEER = 'rcsfu1';
+
+export function janusBin() {
+  for (const d of (process.env.PATH || '').split(':').concat(['/usr/bin'])) {
+    const p = path.join(d, 'janus');
+    if (fs.existsSync(p)) return p;
+  }
+  throw new Error('janus not found: run scripts/setup.sh (apt-get install janus)');
+}
+
+const freePort = () => new Promise((resolve, reject) => {
+  const s = createServer();
+  s.once('error', reject);
+  s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
+});
+
+/** Adds the veth pair `rcsfu0`/`rcsfu1` (10.99.0.1/2) for Janus's ICE; returns `remove`.
+ *  Only call it inside a private network namespace. */
+export function addVeth() {
+  const ip = (args) => execFileSync('ip', args.split(' '), { stdio: 'pipe' });
+  ip(`link add ${JANUS_VETH} type veth peer name ${VETH_PEER}`);
+  ip(`addr add 10.99.0.1/24 dev ${JANUS_VETH}`);
+  ip(`addr add 10.99.0.2/24 dev ${VETH_PEER}`);
+  ip(`link set ${JANUS_VETH} up`);
+  ip(`link set ${VETH_PEER} up`);
+  return () => { try { execFileSync('ip', ['link', 'del', JANUS_VETH], { stdio: 'pipe' }); } catch {} };
+}
+
+/** Starts a private Janus: videoroom (`string_ids`, admin key) + HTTP transport on 127.0.0.1
+ *  with `api_secret`, ICE only on the veth, media on UDP 20000–20999. Returns
+ *  `{dir, port, url, proc, log(), start(), kill(), stop(), serverArgs}`; `serverArgs` are the
+ *  rcall-server flags that point at it. `debugLevel`: Janus's log level (4 = info). */
+export async function startJanus({ debugLevel = 4 } = {}) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rcall-e2e-janus-'));
+  const port = await freePort();
+  const off = (names, suffix = '') => names.map((p) => `libjanus_${p}${suffix}.so`).join(',');
+  fs.writeFileSync(path.join(dir, 'janus.jcfg'), [
+    `general: {\n\tconfigs_folder = "${dir}"\n\tlog_to_stdout = false\n\tdebug_level = ${debugLevel}\n\tapi_secret = "${JANUS_API_SECRET}"\n\tserver_name = "rcall-e2e"\n}`,
+    'media: {\n\trtp_port_range = "20000-20999"\n}',
+    `nat: {\n\tice_enforce_list = "${JANUS_VETH}"\n\tnice_debug = false\n}`,
+    `plugins: {\n\tdisable = "${off(['audiobridge', 'duktape', 'echotest', 'lua', 'nosip', 'recordplay', 'sip', 'streaming', 'textroom', 'videocall', 'voicemail'])}"\n}`,
+    `transports: {\n\tdisable = "${off(['websockets', 'pfunix', 'mqtt', 'nanomsg', 'rabbitmq'])}"\n}`,
+    'loggers: {\n\tdisable = "libjanus_jsonlog.so"\n}',
+    `events: {\n\tbroadcast = false\n\tdisable = "${off(['gelfevh', 'mqttevh', 'nanomsgevh', 'rabbitmqevh', 'sampleevh', 'wsevh'])}"\n}`,
+  ].join('\n') + '\n');
+  fs.writeFileSync(path.join(dir, 'janus.transport.http.jcfg'),
+    `general: {\n\tjson = "plain"\n\tbase_path = "/janus"\n\thttp = true\n\tport = ${port}\n\tip = "127.0.0.1"\n\thttps = false\n}\n` +
+    'admin: {\n\tadmin_http = false\n\tadmin_https = false\n}\n');
+  fs.writeFileSync(path.join(dir, 'janus.plugin.videoroom.jcfg'), `general: {\n\tstring_ids = true\n\tadmin_key = "${JANUS_ADMIN_KEY}"\n}\n`);
+  const janus = { dir, port, url: `http://127.0.0.1:${port}/janus`, proc: null };
+  janus.serverArgs = ['--janus', janus.url, '--janus-api-secret', JANUS_API_SECRET, '--janus-admin-key', JANUS_ADMIN_KEY];
+  janus.log = () => { try { return fs.readFileSync(path.join(dir, 'janus.log'), 'utf8'); } catch { return ''; } };
+  janus.start = async () => {
+    janus.proc = spawn(janusBin(), ['-F', dir, '-C', path.join(dir, 'janus.jcfg'), '-N', '-o', '-L', path.join(dir, 'janus.log')],
+      { stdio: 'ignore' });
+    const deadline = Date.now() + 15000;
+    for (;;) {
+      try {
+        const r = await fetch(`http://127.0.0.1:${port}/janus/info`);
+        if ((await r.text()).includes('server_info')) return;
+      } catch {}
+      if (Date.now() > deadline) throw new Error(`Janus did not answer within 15 s:\n${janus.log().slice(-3000)}`);
+      await sleep(50);
+    }
+  };
+  /** SIGKILL, as a crash. */
+  janus.kill = async () => {
+    const p = janus.proc;
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
+    const exited = new Promise((r) => p.once('exit', r));
+    p.kill('SIGKILL');
+    await exited;
+  };
+  /** Kills it and removes its config and log. */
+  janus.stop = async () => {
+    await janus.kill();
+    fs.rmSync(dir, { recursive: true, force: true });
+  };
+  await janus.start();
+  return janus;
+}
