@@ -558,6 +558,12 @@ impl<C: Clone> AppCore<C> {
         self.rooms.due_owned(now.mono, me)
     }
 
+    /// When the next grace node `me` runs is over (the shell's timer for
+    /// [`Self::rooms_graces_due`]).
+    pub fn rooms_next_deadline_of(&self, me: &str) -> Option<Duration> {
+        self.rooms.next_owned_deadline(me)
+    }
+
     /// Replaces the replica with `snap` (after a gap in the rooms log).
     pub fn load_rooms_replica(&mut self, snap: crate::rooms::RoomsSnapshot, now: Now) {
         self.rooms.load_replica(snap, now.mono);

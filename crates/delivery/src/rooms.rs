@@ -1230,6 +1230,12 @@ impl Rooms {
         self.graces.iter().map(|g| g.deadline).min()
     }
 
+    /// When the next grace that node `me` runs is over ([`Self::due_owned`] has something
+    /// then): a replica also holds the graces other nodes run, whose deadlines only they act on.
+    pub fn next_owned_deadline(&self, me: &str) -> Option<Duration> {
+        self.graces.iter().filter(|g| g.owner.as_deref() == Some(me)).map(|g| g.deadline).min()
+    }
+
     pub fn size(&self) -> (usize, usize, usize) {
         let members = self.calls.values().map(|c| c.members.len()).sum();
         let ringing = self.calls.values().map(|c| c.ringing.len()).sum();
