@@ -569,9 +569,9 @@ impl<C: Clone> AppCore<C> {
         self.rooms.load_replica(snap, now.mono);
     }
 
-    /// The devices node `node` holds, as the replica knows (a node reconciles them with its
-    /// own after a gap).
-    pub fn rooms_held_by(&self, node: &str) -> Vec<(Arc<str>, Arc<str>)> {
+    /// The pages node `node` holds, as the replica knows: (user, device, instance), sorted (a
+    /// node reconciles them with its own after a gap).
+    pub fn rooms_held_by(&self, node: &str) -> Vec<(Arc<str>, Arc<str>, u64)> {
         self.rooms.held_by(node)
     }
 

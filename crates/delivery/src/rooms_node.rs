@@ -5,8 +5,8 @@
 //! rooms log. One copy of the rules, so the two cannot drift.
 //!
 //! - [`presence_event`] is **the** rule for a device's `Here` / `Gone` (today: every device, on
-//!   its first / last connection on the node).
-//! - [`RoomsNode::hold`] / [`RoomsNode::release`] count a node's connections per device.
+//!   the first / last connection of each of its pages, SDK instances, on the node).
+//! - [`RoomsNode::hold`] / [`RoomsNode::release`] count a node's connections per page.
 //! - [`RoomsNode::position`] says whether a numbered event is applied now, was applied, or
 //!   shows a gap (read the log); [`after_apply`] what applying it asks of this node.
 //! - [`announcements`], [`grace_over`], [`node_lost`], [`leaving`] build the other events.
@@ -26,10 +26,11 @@ pub enum Presence {
     Gone(Departure),
 }
 
-/// The rooms event (if any) for `device` of `user` whose presence on node `me` changed: the one
-/// place that decides which devices the replicas follow (every device today).
-pub fn presence_event(me: &str, user: &str, device: &str, change: Presence) -> Option<RoomsEvent> {
-    let d = |lost: bool| DeviceEvent { user: user.to_owned(), device: device.to_owned(), node: me.to_owned(), lost };
+/// The rooms event (if any) for page `instance` of `device` of `user` whose presence on node
+/// `me` changed: the one place that decides which devices the replicas follow (every device
+/// today).
+pub fn presence_event(me: &str, user: &str, device: &str, instance: u64, change: Presence) -> Option<RoomsEvent> {
+    let d = |lost: bool| DeviceEvent { user: user.to_owned(), device: device.to_owned(), node: me.to_owned(), lost, instance };
     let ev = match change {
         Presence::Here => rooms_event::Event::Here(d(false)),
         Presence::Gone(how) => rooms_event::Event::Gone(d(how == Departure::Lost)),
@@ -39,7 +40,7 @@ pub fn presence_event(me: &str, user: &str, device: &str, change: Presence) -> O
 
 /// `GraceOver` for a grace node `me` runs that is over on its clock.
 pub fn grace_over(me: &str, user: &str, device: &str, how: Departure) -> RoomsEvent {
-    let d = DeviceEvent { user: user.to_owned(), device: device.to_owned(), node: me.to_owned(), lost: how == Departure::Lost };
+    let d = DeviceEvent { user: user.to_owned(), device: device.to_owned(), node: me.to_owned(), lost: how == Departure::Lost, instance: 0 };
     RoomsEvent { event: Some(rooms_event::Event::GraceOver(d)) }
 }
 
@@ -73,13 +74,16 @@ pub fn after_apply(me: &str, ev: &RoomsEvent, ended: Option<Ended>) -> AfterAppl
     }
 }
 
+/// A page: (user, device, SDK instance).
+pub type Page = (Arc<str>, Arc<str>, u64);
+
 /// After a resync (or a report of its own death): makes what the replica says node `me` holds
-/// true. `held`: the devices with a connection here; `known`: what the replica thinks `me`
-/// holds ([`AppCore::rooms_held_by`]). Devices gone meanwhile leave (`Gone`, lost), devices
-/// here are announced again (`Here`).
-pub fn announcements(me: &str, held: &[(Arc<str>, Arc<str>)], known: &[(Arc<str>, Arc<str>)]) -> Vec<RoomsEvent> {
-    let gone = known.iter().filter(|k| !held.contains(k)).filter_map(|(u, d)| presence_event(me, u, d, Presence::Gone(Departure::Lost)));
-    let here = held.iter().filter_map(|(u, d)| presence_event(me, u, d, Presence::Here));
+/// true. `held`: the pages with a connection here; `known`: what the replica thinks `me` holds
+/// ([`AppCore::rooms_held_by`]). Pages gone meanwhile leave (`Gone`, lost), pages here are
+/// announced again (`Here`).
+pub fn announcements(me: &str, held: &[Page], known: &[Page]) -> Vec<RoomsEvent> {
+    let gone = known.iter().filter(|k| !held.contains(k)).filter_map(|(u, d, i)| presence_event(me, u, d, *i, Presence::Gone(Departure::Lost)));
+    let here = held.iter().filter_map(|(u, d, i)| presence_event(me, u, d, *i, Presence::Here));
     gone.chain(here).collect()
 }
 
@@ -99,31 +103,32 @@ pub enum Position {
 #[derive(Debug, Clone)]
 pub struct RoomsNode {
     name: String,
-    conns: HashMap<ConnId, (Arc<str>, Arc<str>)>,
-    devices: HashMap<(Arc<str>, Arc<str>), usize>,
+    conns: HashMap<ConnId, Page>,
+    pages: HashMap<Page, usize>,
     applied: u64,
 }
 
 impl RoomsNode {
     /// Node `name` (a node id: a restarted process is a new node).
     pub fn new(name: &str) -> Self {
-        Self { name: name.to_owned(), conns: HashMap::new(), devices: HashMap::new(), applied: 0 }
+        Self { name: name.to_owned(), conns: HashMap::new(), pages: HashMap::new(), applied: 0 }
     }
 
     pub fn name(&self) -> &str {
         &self.name
     }
 
-    /// Connection `conn` of `device` of `user` is here; the event to add to the log, if any.
-    pub fn hold(&mut self, conn: ConnId, user: &str, device: &str) -> Option<RoomsEvent> {
-        let key: (Arc<str>, Arc<str>) = (Arc::from(user), Arc::from(device));
+    /// Connection `conn` of page `instance` of `device` of `user` is here; the event to add to
+    /// the log, if any.
+    pub fn hold(&mut self, conn: ConnId, user: &str, device: &str, instance: u64) -> Option<RoomsEvent> {
+        let key: Page = (Arc::from(user), Arc::from(device), instance);
         if self.conns.insert(conn, key.clone()).is_some() {
             return None;
         }
-        let n = self.devices.entry(key).or_insert(0);
+        let n = self.pages.entry(key).or_insert(0);
         *n += 1;
         if *n == 1 {
-            presence_event(&self.name, user, device, Presence::Here)
+            presence_event(&self.name, user, device, instance, Presence::Here)
         } else {
             None
         }
@@ -132,18 +137,18 @@ impl RoomsNode {
     /// Connection `conn` ended (idempotent); the event to add to the log, if any.
     pub fn release(&mut self, conn: ConnId, how: Departure) -> Option<RoomsEvent> {
         let key = self.conns.remove(&conn)?;
-        let n = self.devices.get_mut(&key)?;
+        let n = self.pages.get_mut(&key)?;
         *n -= 1;
         if *n > 0 {
             return None;
         }
-        self.devices.remove(&key);
-        presence_event(&self.name, &key.0, &key.1, Presence::Gone(how))
+        self.pages.remove(&key);
+        presence_event(&self.name, &key.0, &key.1, key.2, Presence::Gone(how))
     }
 
-    /// The devices with a connection here, sorted.
-    pub fn held(&self) -> Vec<(Arc<str>, Arc<str>)> {
-        let mut out: Vec<_> = self.devices.keys().cloned().collect();
+    /// The pages with a connection here, sorted.
+    pub fn held(&self) -> Vec<Page> {
+        let mut out: Vec<_> = self.pages.keys().cloned().collect();
         out.sort();
         out
     }
@@ -198,9 +203,9 @@ mod tests {
     #[test]
     fn a_device_is_here_with_its_first_connection_and_gone_with_its_last() {
         let mut n = RoomsNode::new("n1");
-        assert_eq!(kind(&n.hold(1, "u", "d")), Some(("here", "d".into(), false)));
-        assert_eq!(n.hold(2, "u", "d"), None, "a second connection of the device");
-        assert_eq!(n.hold(2, "u", "d"), None, "held twice");
+        assert_eq!(kind(&n.hold(1, "u", "d", 7)), Some(("here", "d".into(), false)));
+        assert_eq!(n.hold(2, "u", "d", 7), None, "a second connection of the page");
+        assert_eq!(n.hold(2, "u", "d", 7), None, "held twice");
         assert_eq!(n.release(1, Departure::Left), None);
         assert_eq!(kind(&n.release(2, Departure::Lost)), Some(("gone", "d".into(), true)));
         assert_eq!(n.release(2, Departure::Lost), None, "idempotent");
@@ -215,8 +220,8 @@ mod tests {
         assert_eq!((n.position(500), n.position(501), n.position(503)), (Position::Done, Position::Next, Position::Gap));
         assert_eq!(after_apply("n1", &node_lost("n2", "n1"), None), AfterApply { hang_up: None, announce: true });
         assert_eq!(after_apply("n2", &node_lost("n2", "n1"), None), AfterApply::default());
-        let held = [(Arc::from("u"), Arc::from("a"))];
-        let known = [(Arc::from("u"), Arc::from("b"))];
+        let held = [(Arc::from("u"), Arc::from("a"), 1)];
+        let known = [(Arc::from("u"), Arc::from("b"), 2)];
         let evs: Vec<_> = announcements("n1", &held, &known).into_iter().map(|e| kind(&Some(e))).collect();
         assert_eq!(evs, [Some(("gone", "b".into(), true)), Some(("here", "a".into(), false))]);
     }

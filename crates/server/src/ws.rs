@@ -357,7 +357,14 @@ async fn cluster_session(
         routing.hold(app, &key, &reg.user_id, reg.conn_id).await?;
         if let Some(rooms) = &state.rooms {
             rooms
-                .hold(app, &key, &reg.user_id, &reg.device_id, reg.conn_id)
+                .hold(
+                    app,
+                    &key,
+                    &reg.user_id,
+                    &reg.device_id,
+                    instance,
+                    reg.conn_id,
+                )
                 .await?;
         }
         routing.sync_start(&key, &reg).await

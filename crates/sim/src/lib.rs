@@ -205,6 +205,8 @@ struct SimRoute {
 struct Syncing {
     node: usize,
     life: u64,
+    /// The connecting page (`Authenticate.instance`).
+    instance: u64,
     reg: delivery::Registered,
     /// Its frames so far (the `AuthResult`): the connection's writer starts after the replay.
     held_back: Vec<(Conn, Effect)>,
@@ -415,8 +417,10 @@ pub struct Sim {
     pub rechecks: usize,
     pub rechecks_admitted: usize,
     /// Cluster mode: the hangups sent for gone devices, by message uid: (gone device, its user,
-    /// call), so their recipients are checked once they have them ([`Event::VerdictProbe`]).
-    verdict_uids: BTreeMap<String, (DeviceId, String, String)>,
+    /// call, the devices live then and their sockets), so those recipients are checked once
+    /// they have it live ([`Event::VerdictProbe`]; as on one node: not those that get it in a
+    /// replay, whose later messages may rightly bring the user back).
+    verdict_uids: BTreeMap<String, (DeviceId, String, String, BTreeMap<DeviceId, u64>)>,
     next_uid: u64,
     /// `RCALL_SIM_TRACE` set: the cluster's steps are printed (debugging a seed).
     trace: bool,
@@ -966,8 +970,8 @@ impl Sim {
                     }
                     // Cluster mode: a peer of a gone device gets the server's hangup for it, and
                     // is checked right after (as `end_gone_participants` does on one node).
-                    if let Some((gone, gone_user, call_id)) = self.verdict_uids.get(&d.message_uid).cloned() {
-                        if conn.dev != gone && self.devices[conn.dev].user_id != gone_user {
+                    if let Some((gone, gone_user, call_id, live)) = self.verdict_uids.get(&d.message_uid).cloned() {
+                        if conn.dev != gone && self.devices[conn.dev].user_id != gone_user && live.get(&conn.dev) == Some(&wire) {
                             self.send_down(conn.dev, wire, Down::Deliver { delivered: d, server_time });
                             let at = self.last_delivery[conn.dev] + 1;
                             self.push(at, Event::VerdictProbe { dev: conn.dev, wire, call_id, gone_user });
@@ -1028,7 +1032,7 @@ impl Sim {
             self.effects = rest;
             mine
         };
-        let s = Syncing { node, life: self.nodes[node].life, reg, held_back };
+        let s = Syncing { node, life: self.nodes[node].life, instance, reg, held_back };
         if sync {
             self.hold(&s);
             self.sync_read(s);
@@ -1050,7 +1054,7 @@ impl Sim {
         *n.held.entry(user.clone()).or_default() += 1;
         n.holding.insert(id, user);
         // `RoomsSync::hold`: the device's first connection here is announced before its replay.
-        if let Some(ev) = n.rooms.hold(id, &s.reg.user_id, &s.reg.device_id) {
+        if let Some(ev) = n.rooms.hold(id, &s.reg.user_id, &s.reg.device_id, s.instance) {
             self.rooms_append(ev);
         }
         true
@@ -1060,7 +1064,7 @@ impl Sim {
     /// device, its replay is read from the mailbox above its cursor and queued with `SyncDone`,
     /// and what it had is noted, so live copies of it arriving later are not given to it.
     fn sync_read(&mut self, s: Syncing) {
-        let Syncing { node, life, reg, held_back } = s;
+        let Syncing { node, life, reg, held_back, .. } = s;
         if self.nodes[node].life != life || !self.nodes[node].holding.contains_key(&reg.conn_id) {
             return; // (gone meanwhile)
         }
@@ -1410,7 +1414,14 @@ impl Sim {
         self.verdicts.push((self.now, dev, e.call_id.clone(), e.reason));
         self.next_uid += 1;
         let uid = format!("SIM-{:012}", self.next_uid);
-        self.verdict_uids.insert(uid.clone(), (dev, e.user.to_string(), e.call_id.clone()));
+        let live: BTreeMap<DeviceId, u64> = (0..self.devices.len())
+            .filter(|&j| {
+                let d = &self.devices[j];
+                !d.closed && d.silent_until.is_none() && self.server[j].conns.contains_key(&d.wire)
+            })
+            .map(|j| (j, self.devices[j].wire))
+            .collect();
+        self.verdict_uids.insert(uid.clone(), (dev, e.user.to_string(), e.call_id.clone(), live));
         let private = e.route.conversation_type == conversation_type::PRIVATE;
         let route = ModelRoute {
             user: e.user.to_string(),

@@ -40,9 +40,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
-use delivery::rooms::{
-    rooms_event, DeviceEvent, Ended, MessageEvent, NodeLostEvent, RoomsEvent, RoomsSnapshot,
-};
+use delivery::rooms::{rooms_event, Ended, MessageEvent, RoomsEvent, RoomsSnapshot};
+use delivery::rooms_node::{self, Presence};
 use delivery::Departure;
 use prost::Message as _;
 use redis::Value;
@@ -140,8 +139,8 @@ return 1
     )
 });
 
-/// (app, user, device).
-type DeviceKey = (AppId, Arc<str>, Arc<str>);
+/// (app, user, device, SDK instance): presence is per page (`rooms::DeviceEvent::instance`).
+type DeviceKey = (AppId, Arc<str>, Arc<str>, u64);
 
 /// One node's side of the replicated rooms.
 pub struct RoomsSync {
@@ -263,26 +262,19 @@ impl RoomsSync {
             .map_err(|_| ClusterError::OutOfRange(format!("rooms_append returned {n:?}")))
     }
 
-    fn device_event(&self, user: &str, device: &str, lost: bool) -> DeviceEvent {
-        DeviceEvent {
-            user: user.to_owned(),
-            device: device.to_owned(),
-            node: self.me().to_owned(),
-            lost,
-        }
-    }
-
-    /// Connection `conn` of `device` of `user` is here: the device's first one announces it
-    /// (`Here`) before its replay, so it is present before it can send anything.
+    /// Connection `conn` of page `instance` of `device` of `user` is here: the page's first one
+    /// announces it (`Here`) before its replay, so it is present before it can send anything
+    /// (and its dead sockets on other nodes no longer hold the device).
     pub async fn hold(
         &self,
         app: AppId,
         app_key: &str,
         user: &Arc<str>,
         device: &Arc<str>,
+        instance: u64,
         conn: ConnId,
     ) -> Result<(), ClusterError> {
-        let key: DeviceKey = (app, user.clone(), device.clone());
+        let key: DeviceKey = (app, user.clone(), device.clone(), instance);
         let order = self.device_order(&key);
         let held = async {
             let _order = order.lock().await;
@@ -293,10 +285,10 @@ impl RoomsSync {
                 *n += 1;
                 *n == 1
             };
-            if first {
-                let ev = rooms_event::Event::Here(self.device_event(user, device, false));
-                self.publish(app_key, &RoomsEvent { event: Some(ev) })
-                    .await?;
+            let here =
+                rooms_node::presence_event(self.me(), user, device, instance, Presence::Here);
+            if let Some(ev) = here.filter(|_| first) {
+                self.publish(app_key, &ev).await?;
             }
             Ok(())
         }
@@ -329,10 +321,10 @@ impl RoomsSync {
                         None => false,
                     }
                 };
-                if last {
-                    let lost = departure == Departure::Lost;
-                    let ev = rooms_event::Event::Gone(self.device_event(&key.1, &key.2, lost));
-                    if let Err(e) = self.publish(app_key, &RoomsEvent { event: Some(ev) }).await {
+                let gone = Presence::Gone(departure);
+                let gone = rooms_node::presence_event(self.me(), &key.1, &key.2, key.3, gone);
+                if let Some(ev) = gone.filter(|_| last) {
+                    if let Err(e) = self.publish(app_key, &ev).await {
                         tracing::warn!(error = %e, "cluster: publishing a device's departure failed");
                     }
                 }
@@ -360,12 +352,8 @@ impl RoomsSync {
     /// first. For the node-heartbeat hook.
     pub async fn node_lost(&self, hub: &crate::hub::Hub, dead: &str) -> Result<(), ClusterError> {
         for app in hub.apps() {
-            let ev = rooms_event::Event::NodeLost(NodeLostEvent {
-                node: dead.to_owned(),
-                runner: self.me().to_owned(),
-            });
-            self.publish(&app.key, &RoomsEvent { event: Some(ev) })
-                .await?;
+            let ev = rooms_node::node_lost(self.me(), dead);
+            self.publish(&app.key, &ev).await?;
         }
         Ok(())
     }
@@ -419,12 +407,8 @@ impl RoomsSync {
     /// their `Gone`): the graces it runs go to the lowest node still holding a device.
     pub async fn leaving(&self, hub: &crate::hub::Hub) -> Result<(), ClusterError> {
         for app in hub.apps() {
-            let ev = rooms_event::Event::NodeLost(NodeLostEvent {
-                node: self.me().to_owned(),
-                runner: String::new(),
-            });
-            self.publish(&app.key, &RoomsEvent { event: Some(ev) })
-                .await?;
+            let ev = rooms_node::leaving(self.me());
+            self.publish(&app.key, &ev).await?;
         }
         Ok(())
     }
@@ -521,13 +505,14 @@ impl Follower {
             .hub
             .core(app)
             .apply_rooms_event(&ev, e.t_ms, clock::now());
-        let mine = matches!(&ev.event, Some(rooms_event::Event::GraceOver(d)) if d.node == self.rooms.me());
-        if let (Some(ended), true) = (ended, mine) {
+        // (The same rules as the simulator's nodes: `delivery::rooms_node`.)
+        let after = rooms_node::after_apply(self.rooms.me(), &ev, ended);
+        if let Some(ended) = after.hang_up {
             self.hang_up_for(app, ended).await;
         }
         // Taken for dead while still running (frozen past its deadline): the devices still
         // connected here are here, before their lost graces run out.
-        if matches!(&ev.event, Some(rooms_event::Event::NodeLost(n)) if n.node == self.rooms.me()) {
+        if after.announce {
             self.announce(Some(app)).await;
         }
     }
@@ -676,19 +661,15 @@ impl Follower {
         let mut events = Vec::new();
         for app in (0..self.pos.len()).filter(|a| only.is_none_or(|o| o == *a)) {
             let known = self.state.hub.core(app).rooms_held_by(&me);
-            for (user, device) in known {
-                if !held.contains(&(app, user.clone(), device.clone())) {
-                    let d = self.rooms.device_event(&user, &device, true);
-                    events.push((app, rooms_event::Event::Gone(d)));
-                }
-            }
-        }
-        for (app, user, device) in held.into_iter().filter(|h| only.is_none_or(|o| o == h.0)) {
-            let d = self.rooms.device_event(&user, &device, false);
-            events.push((app, rooms_event::Event::Here(d)));
+            let here: Vec<rooms_node::Page> = held
+                .iter()
+                .filter(|h| h.0 == app)
+                .map(|(_, u, d, i)| (u.clone(), d.clone(), *i))
+                .collect();
+            let evs = rooms_node::announcements(&me, &here, &known);
+            events.extend(evs.into_iter().map(|ev| (app, ev)));
         }
         for (app, ev) in events {
-            let ev = RoomsEvent { event: Some(ev) };
             if let Err(e) = self.rooms.publish(&self.key(app), &ev).await {
                 tracing::warn!(error = %e, "cluster: announcing a device again failed");
             }
@@ -701,13 +682,7 @@ impl Follower {
         for app in 0..self.pos.len() {
             let due = self.state.hub.core(app).rooms_graces_due(clock::now(), &me);
             for (user, device, how) in due {
-                let mut d = self
-                    .rooms
-                    .device_event(&user, &device, how == Departure::Lost);
-                d.node = me.clone();
-                let ev = RoomsEvent {
-                    event: Some(rooms_event::Event::GraceOver(d)),
-                };
+                let ev = rooms_node::grace_over(&me, &user, &device, how);
                 if let Err(e) = self.rooms.publish(&self.key(app), &ev).await {
                     tracing::warn!(error = %e, "cluster: publishing a grace's end failed (retried)");
                 }

@@ -1,0 +1,72 @@
+//! Call rooms on several nodes (issue 15, docs/cluster.md "Step 3, rooms"): the simulator's
+//! nodes run the replicated rooms as the server's do, and must decide as one node would. The
+//! cluster property test's findings, written out as plain sequences of operations.
+
+use rcall_sim::{DeviceId, Sim, CLEAN_GRACE_MS, CLIENT_DEAD_AFTER_MS, HEARTBEAT_MS, LOST_GRACE_MS};
+use rtc_core::types::{end_reason, MediaType, SessionState};
+
+/// Alice (device 0) calls bob (device 1) and he answers; with `nodes` > 1 alice is on node 0
+/// and bob on node 1.
+fn connected(nodes: usize) -> (Sim, DeviceId, DeviceId, String) {
+    let mut sim = Sim::new();
+    if nodes > 1 {
+        sim.cluster(nodes);
+    }
+    let a = sim.add_device("alice");
+    let b = sim.add_device("bob");
+    let call_id = sim.dial(a, "bob", MediaType::Audio);
+    sim.accept(b, &call_id);
+    sim.run_for(1_000);
+    assert_eq!(sim.engine(b).session(&call_id).map(|v| v.state), Some(SessionState::Keeping));
+    (sim, a, b, call_id)
+}
+
+/// Seed 591: bob's socket dies silently; his page notices first and comes back on another node
+/// (`CLIENT_DEAD_AFTER_MS` < the server's 15 s), then closes its tab cleanly. One node drops a
+/// page's dead socket when the page connects again, so the clean close ends his call 1 s later
+/// (HANGUP). The replicas kept counting the dead socket's node as holding bob until that node
+/// noticed it, and hung him up 20 s after the loss as lost (NETWORK_ERROR).
+#[test]
+fn a_page_back_on_another_node_then_closed_is_hung_up_as_on_one_node() {
+    let mut verdicts = Vec::new();
+    for nodes in [1, 2] {
+        let (mut sim, a, b, call_id) = connected(nodes);
+        if nodes > 1 {
+            assert_eq!(sim.node_of(b), Some(1));
+            sim.connect_to(b, 0);
+        }
+        let lost_at = sim.now();
+        assert!(sim.silent_loss(b, 2_000));
+        sim.run_for(CLIENT_DEAD_AFTER_MS + sim.reconnect_delay + 200);
+        assert!(sim.is_connected(b), "{nodes} node(s): bob is back");
+        if nodes > 1 {
+            assert_eq!(sim.node_of(b), Some(0), "on the other node, before node 1 noticed");
+        }
+        let closed_at = sim.now();
+        assert!(sim.close_tab(b));
+        sim.run_for(30_000);
+        assert_eq!(sim.verdicts, [(closed_at + CLEAN_GRACE_MS, b, call_id.clone(), end_reason::HANGUP)], "{nodes} node(s), lost at {lost_at}");
+        assert!(sim.engine(a).session(&call_id).is_none_or(|v| v.state == SessionState::End), "{nodes} node(s): alice's call ended");
+        assert!(sim.checks().iter().all(|c| c.ok), "{nodes} node(s): {:?}", sim.checks());
+        verdicts.push(sim.timeline(a));
+    }
+    assert_eq!(verdicts[0], verdicts[1], "alice sees the same on one node and on two");
+}
+
+/// A node dies while a member's connection on it is gone for good: the node that takes it out
+/// (its beats 3 periods late) runs the member's lost grace, and hangs up for it.
+#[test]
+fn a_killed_nodes_member_that_never_comes_back_is_hung_up_for_by_the_node_that_took_it_out() {
+    let (mut sim, a, b, call_id) = connected(2);
+    // Bob's network goes for good; node 1 dies before noticing his dead socket.
+    assert!(sim.silent_loss(b, 1_000_000));
+    sim.run_for(1_000);
+    let killed_at = sim.now();
+    sim.kill_node(1);
+    sim.run_for(4 * HEARTBEAT_MS + LOST_GRACE_MS + 1_000);
+    let [(at, dev, ref call, reason)] = sim.verdicts[..] else { panic!("one verdict: {:?}", sim.verdicts) };
+    assert_eq!((dev, call, reason), (b, &call_id, end_reason::NETWORK_ERROR));
+    assert!(at >= killed_at + 2 * HEARTBEAT_MS + LOST_GRACE_MS, "taken out after 3 missed beats, then its grace: {at}");
+    assert!(sim.engine(a).session(&call_id).is_none_or(|v| v.state == SessionState::End), "alice's call ended");
+    assert!(sim.server_participants(&call_id).is_empty());
+}
