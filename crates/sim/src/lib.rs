@@ -1118,7 +1118,7 @@ impl Sim {
         }
         // `RoomsSync::release`: the device's last connection here withdraws it.
         if let Some(ev) = gone {
-            self.to_redis(Event::RoomsAppend(ev));
+            self.via_redis(Event::RoomsAppend(ev));
         }
         self.flush();
     }
@@ -1272,7 +1272,7 @@ impl Sim {
         };
         let r = SimRoute { from, named: named.to_vec(), route, call: CallParts { own_all_devices: false, rooms_event } };
         if self.redis_latency > 0 {
-            self.to_redis(Event::Route(Box::new(r)));
+            self.via_redis(Event::Route(Box::new(r)));
             return Ok(None);
         }
         Ok(Some(self.route_now(r)))
@@ -1305,7 +1305,7 @@ impl Sim {
     }
 
     /// `event` goes to Redis: it runs there one hop from now ([`Sim::redis_latency`]).
-    fn to_redis(&mut self, event: Event) {
+    fn via_redis(&mut self, event: Event) {
         if self.redis_latency == 0 {
             self.handle(event);
         } else {
@@ -1369,7 +1369,7 @@ impl Sim {
         if after.announce {
             let n = &self.nodes[node];
             for ev in n.rooms.announcements(&n.core) {
-                self.to_redis(Event::RoomsAppend(ev));
+                self.via_redis(Event::RoomsAppend(ev));
             }
         }
         self.flush();
@@ -1447,7 +1447,7 @@ impl Sim {
         let named = e.recipients.clone();
         // (Every replica ended the participation with the `GraceOver` already: no rooms event.)
         let r = SimRoute { from: dev, named, route, call: CallParts { own_all_devices: true, rooms_event: None } };
-        self.to_redis(Event::Route(Box::new(r)));
+        self.via_redis(Event::Route(Box::new(r)));
     }
 
     /// `node`'s grace timer (`Follower::graces`): `GraceOver` for each grace it runs that is over.
@@ -1455,7 +1455,7 @@ impl Sim {
         let now = self.server_now();
         let n = &mut self.nodes[node];
         for ev in n.rooms.graces_due(&mut n.core, now) {
-            self.to_redis(Event::RoomsAppend(ev));
+            self.via_redis(Event::RoomsAppend(ev));
         }
     }
 
@@ -1466,13 +1466,13 @@ impl Sim {
             return; // (a killed node's beats stop)
         }
         let me = self.nodes[node].rooms.name().to_owned();
-        let now_ms = self.server_now().wall_ms() as i64;
+        let now_ms = self.server_now().wall_ms();
         let dead = self.model.as_mut().expect("cluster mode").beat(now_ms, &me, HEARTBEAT_MS);
         for d in dead {
             if self.trace {
                 println!("{} {me} takes out {d}", self.now);
             }
-            self.to_redis(Event::RoomsAppend(delivery::rooms_node::node_lost(&me, &d)));
+            self.via_redis(Event::RoomsAppend(delivery::rooms_node::node_lost(&me, &d)));
         }
         self.push(self.now + HEARTBEAT_MS, Event::Beat { node, life });
     }
@@ -1702,7 +1702,7 @@ impl Sim {
         // Each node beats as it starts (before it takes connections), then every period, the
         // nodes' beats spread over it.
         for node in 0..nodes {
-            let now_ms = self.server_now().wall_ms() as i64;
+            let now_ms = self.server_now().wall_ms();
             self.model.as_mut().expect("cluster mode").beat(now_ms, &node_name(node, 0), HEARTBEAT_MS);
             let at = self.now + HEARTBEAT_MS - HEARTBEAT_MS * node as Millis / nodes as Millis;
             self.push(at, Event::Beat { node, life: 0 });
