@@ -50,9 +50,11 @@
 //! Several nodes (issue 15, docs/cluster.md "Sans-IO"): [`Sim::cluster`] runs `n` server
 //! nodes, each its own `AppCore`, over [`delivery::cluster_model::ClusterModel`], the in-memory
 //! model of the Redis side (mailboxes, the route and ack scripts, channel publishes), wired as
-//! `crates/server/src/cluster/` wires the real ones; [`Sim::bus_latency`] and
-//! [`Sim::redis_latency`] put the network between them, and [`Sim::kill_node`] loses a node's
-//! memory at once. One node (the default) is the server as it runs without `--redis`.
+//! `crates/server/src/cluster/` wires the real ones, each node's call rooms a replica fed by the
+//! model's rooms log; [`Sim::bus_latency`], [`Sim::rooms_latency`] and [`Sim::redis_latency`]
+//! put the network between them, and [`Sim::kill_node`] loses a node's memory at once (its
+//! clients reconnect elsewhere; another node takes its id out). One node (the default) is the
+//! server as it runs without `--redis`.
 //!
 //! Groups: the simulated app makes every user a group message names (and its sender) a member
 //! of that group, as an app would through the Server API before calling.
@@ -413,7 +415,7 @@ pub struct Sim {
     /// its own subscriber connection: no order with the user channels).
     pub rooms_latency: Millis,
     /// Cluster mode: call messages refused by a replica that was behind, admitted again once it
-    /// caught up (see [`Recheck`]): how many, and how many of those went through.
+    /// caught up (see [`Sim::cluster`]): how many, and how many of those went through.
     pub rechecks: usize,
     pub rechecks_admitted: usize,
     /// Cluster mode: the hangups sent for gone devices, by message uid: (gone device, its user,
@@ -1683,11 +1685,19 @@ impl Sim {
     /// random at each reconnect (or the one [`Sim::connect_to`] names). Call before adding
     /// devices.
     ///
-    /// As the server today: call rooms are per node (each node's rooms see the call messages
-    /// its own connections send), and no node runs the gone-participant graces (the server's
-    /// would deliver their Hangups with seqs of its own, outside the mailboxes): no verdicts,
-    /// so a closed tab's calls are not ended for it. [`Sim::restart_server`] is the single
-    /// node's; here nodes die with [`Sim::kill_node`].
+    /// The call rooms are replicas, as on the server (docs/cluster.md "Step 3, rooms";
+    /// `cluster/rooms.rs`, with the node-side rules of [`delivery::rooms_node`]): the model keeps
+    /// the app's rooms log; a call message's event is appended by the route script, in delivery
+    /// order; each page's first/last connection on a node appends `Here`/`Gone` (the `Here`
+    /// before its replay); every node applies the log in order [`Sim::rooms_latency`] after
+    /// each append, and admits call messages against its replica (one refused as not in the
+    /// call while the replica is behind waits for it to catch up, the connection reading
+    /// nothing else meanwhile, then is admitted again). A grace is run by the node whose `Gone`
+    /// started it: `GraceOver` through the log, then the hangup through the route script (the
+    /// [`Sim::verdicts`]). Nodes beat every [`HEARTBEAT_MS`]; a killed node's id is taken out by
+    /// the next node to beat once 3 periods passed, which appends `NodeLost` and runs what it
+    /// left. [`Sim::restart_server`] is the single node's; here nodes die with
+    /// [`Sim::kill_node`].
     pub fn cluster(&mut self, nodes: usize) {
         assert!(self.devices.is_empty(), "Sim::cluster comes before the devices");
         assert!(nodes >= 1, "at least one node");
@@ -1726,9 +1736,9 @@ impl Sim {
         self.devices[dev].next_node = Some(node);
     }
 
-    /// Cluster mode: node `node` dies (`kill -9`) and comes back empty at once. What it held in
-    /// memory is gone (its connections, windows, rooms, channel events on their way to it);
-    /// what Redis holds is not. Its clients see their sockets drop, as in a network loss, and
+    /// Cluster mode: node `node` dies (`kill -9`) and comes back empty at once, as a new node
+    /// (a new id, its rooms replica read from the log). What it held in memory is gone (its
+    /// connections, windows, channel events on their way to it); what Redis holds is not. Its clients see their sockets drop, as in a network loss, and
     /// reconnect after `reconnect_delay` plus up to a second to another node.
     pub fn kill_node(&mut self, node: usize) {
         assert!(self.model.is_some() && node < self.nodes.len(), "kill_node: cluster mode, an existing node");
