@@ -150,8 +150,16 @@ struct ServerDevice {
 struct Node {
     core: AppCore<Conn>,
     store: MemoryStore,
-    /// Kills so far: channel events on their way to an earlier life are lost.
+    /// Kills so far.
     life: u64,
+    /// Its subscriber connections so far (a kill or a [`Sim::bus_gap`] starts new ones): channel
+    /// events on their way to an earlier one are lost.
+    sub: u64,
+    /// Its subscribers are reconnecting until then: what is published meanwhile is lost to it.
+    deaf_until: Millis,
+    /// Route results of its connections whose reply marker has not come yet (`Replies`):
+    /// answered at the next resync if it does not.
+    pending_replies: BTreeMap<(ConnId, u32), (String, rtc_core::proto::SendResult)>,
     /// Cluster mode: users with connections here, and how many (the node's user-channel
     /// subscriptions: subscribed with the first, dropped with the last).
     held: BTreeMap<String, usize>,
@@ -171,7 +179,7 @@ struct Node {
 
 impl Node {
     fn new(core: AppCore<Conn>, name: &str) -> Self {
-        Self { core, store: MemoryStore::new(), life: 0, held: BTreeMap::new(), holding: BTreeMap::new(), last_bus: 0, rooms: RoomsNode::new(name), last_rooms: 0, rechecks: Vec::new() }
+        Self { core, store: MemoryStore::new(), life: 0, sub: 0, deaf_until: 0, pending_replies: BTreeMap::new(), held: BTreeMap::new(), holding: BTreeMap::new(), last_bus: 0, rooms: RoomsNode::new(name), last_rooms: 0, rechecks: Vec::new() }
     }
 }
 
@@ -288,13 +296,15 @@ enum Event {
     /// A rooms event reaches Redis's append script (cluster mode).
     RoomsAppend(RoomsEvent),
     /// A rooms event reaches `node`'s replica, unless the node died meanwhile.
-    RoomsBus { node: usize, life: u64, entry: RoomsEntry },
+    RoomsBus { node: usize, sub: u64, entry: RoomsEntry },
+    /// `node`'s subscribers are back after a [`Sim::bus_gap`]: it resyncs.
+    Resync { node: usize, sub: u64 },
     /// `node` beats ([`HEARTBEAT_MS`]) and takes out the nodes whose beats stopped.
     Beat { node: usize, life: u64 },
     /// A device's ack reaches Redis.
     RedisAck { user: String, device: String, seq: u64 },
     /// A user-channel event reaches `node` (cluster mode), unless the node died meanwhile.
-    Bus { node: usize, life: u64, user: String, event: ChannelEvent },
+    Bus { node: usize, sub: u64, user: String, event: ChannelEvent },
     /// The device has been down for SELF_CUTOFF_MS: it must have no live call now.
     CutoffProbe(DeviceId, u64),
     /// A peer got the server's verdict about `gone`: it must not count `gone` in `call` now.
@@ -764,7 +774,7 @@ impl Sim {
                 self.push(back, Event::Reconnect(dev));
             }
             Event::Reconnect(dev) => self.reconnect(dev),
-            Event::Bus { node, life, user, event } => self.at_node(node, life, &user, event),
+            Event::Bus { node, sub, user, event } => self.at_node(node, sub, &user, event),
             Event::Hold(s) => {
                 if self.hold(&s) {
                     let at = self.now + self.redis_latency;
@@ -777,7 +787,8 @@ impl Sim {
             }
             Event::Route(r) => self.run_route(*r),
             Event::RoomsAppend(ev) => self.rooms_append(ev),
-            Event::RoomsBus { node, life, entry } => self.at_node_rooms(node, life, entry),
+            Event::RoomsBus { node, sub, entry } => self.at_node_rooms(node, sub, entry),
+            Event::Resync { node, sub } => self.resync(node, sub),
             Event::Beat { node, life } => self.beat(node, life),
             Event::RedisAck { user, device, seq } => {
                 let now_us = self.server_now().wall_us;
@@ -1284,6 +1295,18 @@ impl Sim {
     fn route_now(&mut self, r: SimRoute) -> bool {
         let now_us = self.server_now().wall_us;
         let (routed, published, rooms) = self.model.as_mut().expect("cluster mode").route_call(now_us, &r.route, r.call);
+        // The routing node learns the result (`Routing::routed`): its `SendResult` if the
+        // marker is lost in a subscriber gap.
+        if let (Some(request_id), Some(node)) = (r.route.request_id, self.conn_node.get(&r.route.conn.conn).copied()) {
+            let (sent_time, message_uid) = match &routed {
+                ModelRouted::Accepted { sent_time, .. } => (*sent_time, r.route.message_uid.clone()),
+                ModelRouted::Duplicate { sent_time, .. } => (*sent_time, String::new()),
+            };
+            if node as u64 == r.route.conn.node {
+                let result = rtc_core::proto::SendResult { request_id, code: 0, sent_time, message_uid };
+                self.nodes[node].pending_replies.insert((r.route.conn.conn, request_id), (r.route.user.clone(), result));
+            }
+        }
         if self.trace {
             println!("{} route conn {:?} {}#{}: {routed:?}", self.now, r.route.conn, r.route.device, r.route.client_seq);
         }
@@ -1333,17 +1356,20 @@ impl Sim {
         let at = self.now + self.rooms_latency;
         for node in 0..self.nodes.len() {
             let n = &mut self.nodes[node];
+            if n.deaf_until > self.now {
+                continue;
+            }
             let at = at.max(n.last_rooms);
             n.last_rooms = at;
-            let life = n.life;
-            self.push(at, Event::RoomsBus { node, life, entry: entry.clone() });
+            let sub = n.sub;
+            self.push(at, Event::RoomsBus { node, sub, entry: entry.clone() });
         }
     }
 
     /// A rooms event reaches `node` (`cluster::rooms::follow`): applied in log order, a gap
     /// read from the log first.
-    fn at_node_rooms(&mut self, node: usize, life: u64, entry: RoomsEntry) {
-        if self.nodes[node].life != life {
+    fn at_node_rooms(&mut self, node: usize, sub: u64, entry: RoomsEntry) {
+        if self.nodes[node].sub != sub {
             return;
         }
         match self.nodes[node].rooms.position(entry.n) {
@@ -1479,6 +1505,57 @@ impl Sim {
         self.push(self.now + HEARTBEAT_MS, Event::Beat { node, life });
     }
 
+    /// Cluster mode: `node`'s pub/sub connections to Redis drop for `gap` ms (a network blip,
+    /// or a Redis restart that kept its data): what is published meanwhile, or was on its way,
+    /// is lost to it; then it resyncs (`BusEvent::Resync`), as the server's subscribers do.
+    pub fn bus_gap(&mut self, node: usize, gap: Millis) {
+        assert!(self.model.is_some() && node < self.nodes.len(), "bus_gap: cluster mode, an existing node");
+        let n = &mut self.nodes[node];
+        n.sub += 1;
+        n.deaf_until = self.now + gap.max(1);
+        let (at, sub) = (n.deaf_until, n.sub);
+        if self.trace {
+            println!("{} node {node} deaf until {at}", self.now);
+        }
+        self.push(at, Event::Resync { node, sub });
+    }
+
+    /// After a subscriber gap (`routing::follow` and `rooms::follow` on `BusEvent::Resync`): the
+    /// results whose marker was lost are answered, each local user's mailbox is read above what
+    /// the node has, the rooms log above what the replica applied, and the node announces its
+    /// pages again (and withdraws those the replicas think it holds but it does not).
+    fn resync(&mut self, node: usize, sub: u64) {
+        if self.nodes[node].sub != sub {
+            return;
+        }
+        let pending = std::mem::take(&mut self.nodes[node].pending_replies);
+        for ((conn, _), (user, result)) in pending {
+            self.with_node(node, |core, sh, _| core.reply_to_conn(sh, &user, conn, result));
+        }
+        let users: Vec<String> = self.nodes[node].held.keys().cloned().collect();
+        for user in users {
+            let Some(last) = self.nodes[node].core.last_seq(&user) else { continue };
+            let model = self.model.as_ref().expect("cluster mode");
+            let entries = model.read_above(&user, last, model.max_len.saturating_mul(2));
+            for e in entries {
+                let exclude_device = e.exclude_device.as_deref().map(Arc::from);
+                self.with_node(node, |core, sh, now| {
+                    core.deliver_sequenced(sh, now, delivery::Sequenced { user_id: &user, seq: e.seq, payload: &e.delivered, skip: None, exclude_device })
+                });
+            }
+        }
+        self.flush();
+        let applied = self.nodes[node].rooms.applied();
+        let missed = self.model.as_ref().expect("cluster mode").rooms_log_above(applied).to_vec();
+        for e in missed {
+            self.apply_rooms(node, e);
+        }
+        let n = &self.nodes[node];
+        for ev in n.rooms.announcements(&n.core) {
+            self.via_redis(Event::RoomsAppend(ev));
+        }
+    }
+
     /// The server accepted `client_seq` of `from`'s `instance` for the users it named: every
     /// open device of theirs (and of the sender's user, but `from`) is owed it.
     fn note_routed(&mut self, from: DeviceId, instance: u64, client_seq: u64, named: &[String]) {
@@ -1499,20 +1576,20 @@ impl Sim {
         let at = self.now + self.bus_latency;
         for node in 0..self.nodes.len() {
             let n = &mut self.nodes[node];
-            if !n.held.contains_key(&user) {
+            if !n.held.contains_key(&user) || n.deaf_until > self.now {
                 continue;
             }
             let at = at.max(n.last_bus);
             n.last_bus = at;
-            let life = n.life;
-            self.push(at, Event::Bus { node, life, user: user.clone(), event: event.clone() });
+            let sub = n.sub;
+            self.push(at, Event::Bus { node, sub, user: user.clone(), event: event.clone() });
         }
     }
 
     /// A channel event reaches `node`: as `cluster::routing::follow`, handed to its core.
-    fn at_node(&mut self, node: usize, life: u64, user: &str, event: ChannelEvent) {
+    fn at_node(&mut self, node: usize, sub: u64, user: &str, event: ChannelEvent) {
         let n = &self.nodes[node];
-        if n.life != life || !n.held.contains_key(user) {
+        if n.sub != sub || !n.held.contains_key(user) {
             return; // (the node died, or unsubscribed meanwhile)
         }
         let me = node as u64;
@@ -1528,7 +1605,8 @@ impl Sim {
                 });
             }
             ChannelEvent::Reply { conn, request_id, sent_time, message_uid } => {
-                if conn.node == me {
+                // (`Routing::marker`: answered once, by the marker or by a resync.)
+                if conn.node == me && self.nodes[node].pending_replies.remove(&(conn.conn, request_id)).is_some() {
                     let result = rtc_core::proto::SendResult { request_id, code: 0, sent_time, message_uid };
                     self.with_node(node, |core, sh, _| core.reply_to_conn(sh, user, conn.conn, result));
                 }
@@ -1751,6 +1829,9 @@ impl Sim {
         let n = &mut self.nodes[node];
         let rows = policy_rows(&n.core);
         n.life += 1;
+        n.sub += 1;
+        n.deaf_until = 0;
+        n.pending_replies.clear();
         n.held.clear();
         n.holding.clear();
         n.rechecks.clear();

@@ -70,3 +70,33 @@ fn a_killed_nodes_member_that_never_comes_back_is_hung_up_for_by_the_node_that_t
     assert!(sim.engine(a).session(&call_id).is_none_or(|v| v.state == SessionState::End), "alice's call ended");
     assert!(sim.server_participants(&call_id).is_empty());
 }
+
+/// A node's subscribers drop for a while ([`Sim::bus_gap`]): the reply marker of its own
+/// client's message and the deliveries published meanwhile are lost to it; at the resync it
+/// answers the result it holds and reads the mailboxes, so the call goes on as if nothing had
+/// happened, only later.
+#[test]
+fn a_subscriber_gap_delays_but_loses_nothing() {
+    let mut sim = Sim::new();
+    sim.cluster(2);
+    let a = sim.add_device("alice");
+    let b = sim.add_device("bob");
+    assert_eq!((sim.node_of(a), sim.node_of(b)), (Some(0), Some(1)));
+    sim.bus_gap(1, 1_000);
+    let call = sim.call(b, "alice", MediaType::Audio);
+    sim.run_for(500);
+    assert_eq!(sim.result(b, call), None, "the SendResult waits for the resync");
+    let call_id = sim.incoming(a).expect("alice rings: her node heard it");
+    sim.accept(a, &call_id);
+    sim.run_for(300);
+    assert!(!sim.timeline(b).iter().any(|l| l == "Accept(alice)"), "not yet: bob's node is deaf");
+    sim.run_for(1_000);
+    assert_eq!(sim.result(b, call).map(|r| r.1), Some(Some(call_id.clone())));
+    assert!(sim.timeline(b).iter().any(|l| l == "Accept(alice)"), "{:?}", sim.timeline(b));
+    sim.run_for(5_000);
+    for dev in [a, b] {
+        assert_eq!(sim.engine(dev).session(&call_id).map(|v| v.state), Some(SessionState::Keeping), "device {dev}");
+    }
+    let r = sim.delivery_report();
+    assert!(r.duplicates.is_empty() && r.missing.is_empty() && r.unsent.is_empty(), "{r:?}");
+}

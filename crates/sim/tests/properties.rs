@@ -383,6 +383,7 @@ struct FaultSeen {
     repeats_dropped: usize,
     connected: usize,
     node_kills: usize,
+    bus_gaps: usize,
     rechecks: usize,
 }
 
@@ -418,6 +419,8 @@ fn run_faults(seed: u64, seen: &mut FaultSeen, nodes: usize) {
     // after unless it comes back: 5 s after a drop, 15 + 5 s after a silent loss).
     let mut breaks: Vec<(i64, DeviceId, i64)> = Vec::new();
     let mut kills: Vec<i64> = Vec::new();
+    // Cluster mode: when each subscriber gap ended (the node resynced).
+    let mut gap_ends: Vec<i64> = Vec::new();
     let steps = 10 + sim.random() % 30;
     for _ in 0..steps {
         let dev = pick(&mut sim, &devs).unwrap();
@@ -453,9 +456,16 @@ fn run_faults(seed: u64, seen: &mut FaultSeen, nodes: usize) {
             13 if nodes > 1 => {
                 if sim.random().is_multiple_of(3) {
                     let node = (sim.random() % nodes as u64) as usize;
-                    kills.push(sim.now());
-                    sim.kill_node(node);
-                    seen.node_kills += 1;
+                    if sim.random().is_multiple_of(2) {
+                        kills.push(sim.now());
+                        sim.kill_node(node);
+                        seen.node_kills += 1;
+                    } else {
+                        let gap = 1 + (sim.random() % 3_000) as i64;
+                        gap_ends.push(sim.now() + gap);
+                        sim.bus_gap(node, gap);
+                        seen.bus_gaps += 1;
+                    }
                 }
             }
             12 => {
@@ -498,7 +508,7 @@ fn run_faults(seed: u64, seen: &mut FaultSeen, nodes: usize) {
         }
         println!("verdicts: {:?}", sim.verdicts);
         println!("refusals: {:?}", sim.refusals);
-        println!("gone: {gone:?} restarts: {restarts:?} breaks: {breaks:?} kills: {kills:?}");
+        println!("gone: {gone:?} restarts: {restarts:?} breaks: {breaks:?} kills: {kills:?} gap ends: {gap_ends:?}");
     }
     for &dev in &alive {
         assert!(sim.is_connected(dev), "seed {seed}: device {dev} never reconnected");
@@ -528,7 +538,7 @@ fn run_faults(seed: u64, seen: &mut FaultSeen, nodes: usize) {
             continue;
         };
         let restarted = restarts.iter().any(|r| r >= t && *r <= t + CLEAN_GRACE_MS);
-        let killed = kills.iter().any(|k| k >= t && *k <= *at);
+        let killed = kills.iter().chain(&gap_ends).any(|k| k >= t && *k <= *at);
         if *clean && !restarted && !killed {
             assert!(on_time(&sim, nodes, *t, CLEAN_GRACE_MS, *at), "seed {seed}: verdict for {dev} in {call} at {at}, closed at {t}");
         }
@@ -536,8 +546,15 @@ fn run_faults(seed: u64, seen: &mut FaultSeen, nodes: usize) {
     // Every verdict comes exactly its grace (plus the detection time of a silent loss) after
     // the device's connection broke, or after a restart it did not come back from (cluster
     // mode: after the Redis trips, or after a node kill's takeover).
+    // A grace that ran out while its runner's subscribers were away ends when it resyncs; one
+    // whose `Gone` it missed starts there then (deadlines are each replica's own clock).
+    let resynced = |due: i64, at: i64| {
+        let slack = 2 * (sim.redis_latency + sim.rooms_latency);
+        let late = |e: i64| [0, CLEAN_GRACE_MS, LOST_GRACE_MS].iter().any(|g| (e + g..=e + g + slack).contains(&at));
+        due <= at && gap_ends.iter().any(|e| late(*e))
+    };
     for (at, dev, call, _) in &sim.verdicts {
-        let on_time = breaks.iter().any(|(t, d, after)| d == dev && on_time(&sim, nodes, *t, *after, *at))
+        let on_time = breaks.iter().any(|(t, d, after)| d == dev && (on_time(&sim, nodes, *t, *after, *at) || resynced(t + after, *at)))
             || restarts.iter().any(|r| r + LOST_GRACE_MS == *at)
             || kills.iter().any(|k| after_kill(&sim, *k, *at));
         assert!(on_time, "seed {seed}: verdict for {dev} in {call} at {at}: no fault {LOST_GRACE_MS}/{CLEAN_GRACE_MS} ms before");
@@ -629,12 +646,12 @@ fn random_cluster_runs_keep_the_invariants_and_deliver_exactly_once() {
         run_faults(seed, &mut fault_seen, nodes);
     }
     println!(
-        "{runs} cluster runs: {} accepts, {} closes, {} member modifications, {} rechecks after the replica caught up ({} admitted); with faults: {} drops, {} silent losses, {} closed tabs, {} node kills, {} verdicts, {} verdict checks, {} resends dropped, {} accepts, {} rechecks",
-        seen.connected, seen.closes, seen.member_modify, seen.rechecks, seen.rechecks_admitted, fault_seen.drops, fault_seen.silent, fault_seen.closed, fault_seen.node_kills, fault_seen.verdicts, fault_seen.verdict_checks, fault_seen.repeats_dropped, fault_seen.connected, fault_seen.rechecks
+        "{runs} cluster runs: {} accepts, {} closes, {} member modifications, {} rechecks after the replica caught up ({} admitted); with faults: {} drops, {} silent losses, {} closed tabs, {} node kills, {} subscriber gaps, {} verdicts, {} verdict checks, {} resends dropped, {} accepts, {} rechecks",
+        seen.connected, seen.closes, seen.member_modify, seen.rechecks, seen.rechecks_admitted, fault_seen.drops, fault_seen.silent, fault_seen.closed, fault_seen.node_kills, fault_seen.bus_gaps, fault_seen.verdicts, fault_seen.verdict_checks, fault_seen.repeats_dropped, fault_seen.connected, fault_seen.rechecks
     );
     if sweep && runs >= 100 {
         assert!(seen.connected > runs as usize / 2 && seen.closes > runs as usize, "runs exercised too little");
-        assert!(fault_seen.drops > 0 && fault_seen.silent > 0 && fault_seen.node_kills > 0 && fault_seen.closed > 0, "a fault kind was never exercised");
+        assert!(fault_seen.drops > 0 && fault_seen.silent > 0 && fault_seen.node_kills > 0 && fault_seen.closed > 0 && fault_seen.bus_gaps > 0, "a fault kind was never exercised");
         assert!(fault_seen.verdicts > 0 && fault_seen.verdict_checks > 0, "no grace ran out in cluster mode");
         assert!(fault_seen.repeats_dropped > 0, "no resend was ever deduplicated");
     }
