@@ -968,6 +968,14 @@ impl Sim {
         let server_time = self.now + self.server_skew;
         for (conn, effect) in std::mem::take(&mut self.effects) {
             let Some(wire) = self.server[conn.dev].conns.iter().find(|(_, c)| **c == conn.id).map(|(w, _)| *w) else { continue };
+            if matches!(effect, Effect::Closed) && self.model.is_some() && wire != self.server[conn.dev].wire {
+                // Cluster mode: the core dropped a page's dead socket as the page connected
+                // again (`AppCore::register`); its connection task ends, so its node lets it go
+                // (`Routing::release`, `RoomsSync::release`) now, not when its pings run out.
+                self.server[conn.dev].conns.remove(&wire);
+                self.unregister(conn.dev, conn.id, Departure::Lost);
+                continue;
+            }
             let body = match effect {
                 Effect::Frame(Outgoing::Frame { body, .. } | Outgoing::Durable { body, .. }) => body,
                 Effect::Frame(Outgoing::Fatal(_) | Outgoing::Ping) | Effect::Closed => continue,
