@@ -1074,9 +1074,10 @@ impl Sim {
         let user = s.reg.user_id.to_string();
         *n.held.entry(user.clone()).or_default() += 1;
         n.holding.insert(id, user);
-        // `RoomsSync::hold`: the device's first connection here is announced before its replay.
+        // `RoomsSync::hold`: the page's first connection here is announced before its replay
+        // (a page's announcements reach Redis in the order decided, one hop later each).
         if let Some(ev) = n.rooms.hold(id, &s.reg.user_id, &s.reg.device_id, s.instance) {
-            self.rooms_append(ev);
+            self.via_redis(Event::RoomsAppend(ev));
         }
         true
     }
