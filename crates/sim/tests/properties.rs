@@ -556,7 +556,7 @@ fn run_faults(seed: u64, seen: &mut FaultSeen, nodes: usize) {
     for (at, dev, call, _) in &sim.verdicts {
         let on_time = breaks.iter().any(|(t, d, after)| d == dev && (on_time(&sim, nodes, *t, *after, *at) || resynced(t + after, *at)))
             || restarts.iter().any(|r| r + LOST_GRACE_MS == *at)
-            || kills.iter().any(|k| after_kill(&sim, *k, *at));
+            || kills.iter().any(|k| after_kill(&sim, *k, *at) || resynced(k + 2 * HEARTBEAT_MS + LOST_GRACE_MS, *at));
         assert!(on_time, "seed {seed}: verdict for {dev} in {call} at {at}: no fault {LOST_GRACE_MS}/{CLEAN_GRACE_MS} ms before");
     }
     seen.verdicts += sim.verdicts.len();
