@@ -1230,14 +1230,15 @@ async fn cluster_send(
             let Some(request_id) = reply_to else {
                 return Ok(());
             };
-            let (sent_time, message_uid) = match routed {
+            let (sent_time, message_uid, own_seq) = match routed {
                 crate::cluster::mailbox::Routed::Accepted {
                     sent_time,
                     message_uid,
+                    own_seq,
                     ..
-                } => (sent_time, message_uid),
+                } => (sent_time, message_uid, own_seq.unwrap_or(0)),
                 crate::cluster::mailbox::Routed::Duplicate { sent_time, .. } => {
-                    (sent_time, String::new())
+                    (sent_time, String::new(), 0)
                 }
             };
             let result = SendResult {
@@ -1247,9 +1248,14 @@ async fn cluster_send(
                 message_uid,
             };
             // Normally the reply marker answers; after a resync it may have been lost.
-            if let Some(result) =
-                routing.routed(origin.app, &origin.user_id, origin.conn_id, epoch, result)
-            {
+            if let Some(result) = routing.routed(
+                origin.app,
+                &origin.user_id,
+                origin.conn_id,
+                epoch,
+                result,
+                own_seq,
+            ) {
                 let body = encode_body(&Body::SendResult(result));
                 push_own(state, outbox, Outgoing::frame(body));
             }

@@ -159,7 +159,9 @@ struct Node {
     deaf_until: Millis,
     /// Route results of its connections whose reply marker has not come yet (`Replies`):
     /// answered at the next resync if it does not.
-    pending_replies: BTreeMap<(ConnId, u32), (String, rtc_core::proto::SendResult)>,
+    /// Each with its user and the seq of the sender's own copy (0: none), which its marker
+    /// follows.
+    pending_replies: BTreeMap<(ConnId, u32), (String, rtc_core::proto::SendResult, u64)>,
     /// Cluster mode: users with connections here, and how many (the node's user-channel
     /// subscriptions: subscribed with the first, dropped with the last).
     held: BTreeMap<String, usize>,
@@ -1307,13 +1309,13 @@ impl Sim {
         // The routing node learns the result (`Routing::routed`): its `SendResult` if the
         // marker is lost in a subscriber gap.
         if let (Some(request_id), Some(node)) = (r.route.request_id, self.conn_node.get(&r.route.conn.conn).copied()) {
-            let (sent_time, message_uid) = match &routed {
-                ModelRouted::Accepted { sent_time, .. } => (*sent_time, r.route.message_uid.clone()),
-                ModelRouted::Duplicate { sent_time, .. } => (*sent_time, String::new()),
+            let (sent_time, message_uid, own_seq) = match &routed {
+                ModelRouted::Accepted { sent_time, own_seq, .. } => (*sent_time, r.route.message_uid.clone(), own_seq.unwrap_or(0)),
+                ModelRouted::Duplicate { sent_time, .. } => (*sent_time, String::new(), 0),
             };
             if node as u64 == r.route.conn.node {
                 let result = rtc_core::proto::SendResult { request_id, code: 0, sent_time, message_uid };
-                self.nodes[node].pending_replies.insert((r.route.conn.conn, request_id), (r.route.user.clone(), result));
+                self.nodes[node].pending_replies.insert((r.route.conn.conn, request_id), (r.route.user.clone(), result, own_seq));
             }
         }
         if self.trace {
@@ -1529,29 +1531,36 @@ impl Sim {
         self.push(at, Event::Resync { node, sub });
     }
 
-    /// After a subscriber gap (`routing::follow` and `rooms::follow` on `BusEvent::Resync`): the
-    /// results whose marker was lost are answered, each local user's mailbox is read above what
-    /// the node has, the rooms log above what the replica applied, and the node announces its
-    /// pages again (and withdraws those the replicas think it holds but it does not).
+    /// After a subscriber gap (`routing::follow` and `rooms::follow` on `BusEvent::Resync`): each
+    /// local user's mailbox is read above what the node has, the results whose marker was lost
+    /// answered where the marker was (behind the user's copies up to the sender's own), the
+    /// rooms log read above what the replica applied, and the node announces its pages again
+    /// (and withdraws those the replicas think it holds but it does not).
     fn resync(&mut self, node: usize, sub: u64) {
         if self.nodes[node].sub != sub {
             return;
         }
-        let pending = std::mem::take(&mut self.nodes[node].pending_replies);
-        for ((conn, _), (user, result)) in pending {
-            self.with_node(node, |core, sh, _| core.reply_to_conn(sh, &user, conn, result));
-        }
+        let mut pending: Vec<(ConnId, String, rtc_core::proto::SendResult, u64)> =
+            std::mem::take(&mut self.nodes[node].pending_replies).into_iter().map(|((conn, _), (user, result, after))| (conn, user, result, after)).collect();
         let users: Vec<String> = self.nodes[node].held.keys().cloned().collect();
         for user in users {
             let Some(last) = self.nodes[node].core.last_seq(&user) else { continue };
             let model = self.model.as_ref().expect("cluster mode");
             let entries = model.read_above(&user, last, model.max_len.saturating_mul(2));
             for e in entries {
+                let (due, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut pending).into_iter().partition(|(_, u, _, after)| *u == user && *after < e.seq);
+                pending = rest;
+                for (conn, u, result, _) in due {
+                    self.with_node(node, |core, sh, _| core.reply_to_conn(sh, &u, conn, result));
+                }
                 let exclude_device = e.exclude_device.as_deref().map(Arc::from);
                 self.with_node(node, |core, sh, now| {
                     core.deliver_sequenced(sh, now, delivery::Sequenced { user_id: &user, seq: e.seq, payload: &e.delivered, skip: None, exclude_device })
                 });
             }
+        }
+        for (conn, user, result, _) in pending {
+            self.with_node(node, |core, sh, _| core.reply_to_conn(sh, &user, conn, result));
         }
         self.flush();
         let applied = self.nodes[node].rooms.applied();

@@ -114,3 +114,44 @@ fn a_subscriber_gap_delays_but_loses_nothing() {
     let r = sim.delivery_report();
     assert!(r.duplicates.is_empty() && r.missing.is_empty() && r.unsent.is_empty(), "{r:?}");
 }
+
+/// Seed 32795: ann has a device on each node; cy calls her (and bo) in a group. While node 1's
+/// subscribers are away, her device on node 0 rejects and the one on node 1 accepts at once.
+/// The resync answered node 1's pending `SendResult` (the Accept confirmed) before reading the
+/// mailboxes, so that device took the Accept as done before its sibling's earlier reject and
+/// stayed in the call, alone: cy had seen ann leave. Answered where its marker was (behind the
+/// user's copies up to the sender's own), the sibling's reject comes first, as on one node.
+#[test]
+fn a_resync_answers_a_send_in_its_place_behind_what_came_before_it() {
+    let mut outcomes = Vec::new();
+    for gap in [0, 2_000] {
+        let mut sim = Sim::new();
+        sim.cluster(2);
+        let ann0 = sim.add_device("ann");
+        let bo = sim.add_device("bo");
+        let cy = sim.add_device("cy");
+        let ann1 = sim.add_device("ann");
+        sim.connect_to(ann0, 0);
+        sim.connect_to(ann1, 1);
+        for d in [ann0, ann1] {
+            assert!(sim.drop_connection(d, 10));
+        }
+        sim.run_for(1_000);
+        assert_eq!((sim.node_of(ann0), sim.node_of(ann1)), (Some(0), Some(1)));
+        sim.call_in_group(cy, "g", &["ann", "bo"], MediaType::AudioVideo);
+        sim.run_for(200);
+        let call = sim.incoming(ann0).expect("ann rings");
+        if gap > 0 {
+            sim.bus_gap(1, gap);
+        }
+        sim.hangup(ann0, &call);
+        sim.run_for(1);
+        sim.accept(ann1, &call);
+        sim.run_for(120_000);
+        let live = |d: DeviceId| sim.engine(d).session(&call).is_some_and(|v| v.state != SessionState::End);
+        assert_eq!(live(ann1), live(cy), "gap {gap}: ann's device and cy agree ({:?} / {:?})", sim.timeline(ann1), sim.timeline(cy));
+        outcomes.push((live(ann1), sim.timeline(cy)));
+        let _ = bo;
+    }
+    assert_eq!(outcomes[0], outcomes[1], "the gap changes only when, not what");
+}

@@ -66,8 +66,9 @@ struct Replies {
 }
 
 enum ReplyState {
-    /// The script returned; its marker has not arrived (yet).
-    Pending(AppId, Arc<str>, SendResult),
+    /// The script returned; its marker has not arrived (yet). The `u64`: the sender's own
+    /// copy's seq (0: none), which the marker follows on the user's channel.
+    Pending(AppId, Arc<str>, SendResult, u64),
     /// The connection got its `SendResult` already (the marker came first, or it was answered
     /// after a resync): a marker arriving now is ignored.
     Answered,
@@ -153,7 +154,8 @@ impl Routing {
     /// The route script returned `result` for request `request_id` of connection `conn`
     /// (started at resync `epoch`). Returns the result when the connection must be answered
     /// now: its marker was not seen and a resync came meanwhile (the marker may have been lost
-    /// in the gap). Otherwise the marker answers it, or the next resync does.
+    /// in the gap). Otherwise the marker answers it, or the next resync does, in its place
+    /// behind `own_seq` (the sender's own copy's seq, 0 if none).
     pub fn routed(
         &self,
         app: AppId,
@@ -161,6 +163,7 @@ impl Routing {
         conn: ConnId,
         epoch: u64,
         result: SendResult,
+        own_seq: u64,
     ) -> Option<SendResult> {
         let mut r = lock(&self.replies);
         let key = (conn, result.request_id);
@@ -172,7 +175,7 @@ impl Routing {
             return Some(result);
         }
         r.by_request
-            .insert(key, ReplyState::Pending(app, user.clone(), result));
+            .insert(key, ReplyState::Pending(app, user.clone(), result, own_seq));
         None
     }
 
@@ -190,17 +193,18 @@ impl Routing {
         }
     }
 
-    /// A resync: every result still waiting for its marker is answered now.
-    fn resynced(&self) -> Vec<(AppId, Arc<str>, ConnId, SendResult)> {
+    /// A resync: every result still waiting for its marker is to be answered now, each behind
+    /// its user's copies up to its own seq (the last field).
+    fn resynced(&self) -> Vec<(AppId, Arc<str>, ConnId, SendResult, u64)> {
         let mut r = lock(&self.replies);
         r.epoch += 1;
         let mut out = Vec::new();
         for (key, state) in r.by_request.iter_mut() {
             if let ReplyState::Pending(..) = state {
-                if let ReplyState::Pending(app, user, result) =
+                if let ReplyState::Pending(app, user, result, after) =
                     std::mem::replace(state, ReplyState::Answered)
                 {
-                    out.push((app, user, key.0, result));
+                    out.push((app, user, key.0, result, after));
                 }
             }
         }
@@ -413,10 +417,20 @@ pub async fn follow(
             Some(BusEvent::Resync) => {
                 // Redis may have lost every node's presence.
                 routing.presence.rewrite_all();
-                // Results whose reply marker may have been lost in the gap (see `Replies`).
-                for (app, user, conn, result) in routing.resynced() {
-                    hub.reply_to_conn(app, &user, conn, result);
-                }
+                // Results whose reply marker may have been lost in the gap (see `Replies`):
+                // each is answered where its marker was, behind its user's copies up to the
+                // sender's own (found by the simulator: answered before the mailbox reads, a
+                // device's Accept was confirmed ahead of its sibling's earlier reject).
+                let mut pending = routing.resynced();
+                let mut answer = |app: AppId, user: &str, below: u64| {
+                    pending.retain(|(a, u, conn, result, after)| {
+                        let due = *a == app && **u == *user && *after < below;
+                        if due {
+                            hub.reply_to_conn(app, u, *conn, result.clone());
+                        }
+                        !due
+                    });
+                };
                 // Whatever was published during the gap is in the mailboxes: read each local
                 // user's above what it has here (repeats are dropped by seq).
                 let mut n = 0usize;
@@ -429,6 +443,7 @@ pub async fn follow(
                     match routing.mailboxes.read_above(&key, &user, last, limit).await {
                         Ok(entries) => {
                             for e in entries {
+                                answer(app, &user, e.seq);
                                 // The sending connection of a copy is not known here: a
                                 // copy of the user's own message goes to every local
                                 // device but the one that sent it.
@@ -445,6 +460,9 @@ pub async fn follow(
                             tracing::warn!(error = %e, "cluster: re-reading a mailbox after a resync failed")
                         }
                     }
+                }
+                for (app, user, conn, result, _) in pending {
+                    hub.reply_to_conn(app, &user, conn, result);
                 }
                 tracing::info!(delivered = n, "cluster: user channels resynced");
             }
