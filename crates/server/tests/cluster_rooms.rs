@@ -16,6 +16,8 @@ use rtc_core::proto::{
     conversation_type, error_code, object_name, Accept, CallContent, Delivered, GetJoinedUserInfo,
     Hangup, Invite, SendMessage,
 };
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 
 const LOST: Duration = Duration::from_millis(800);
 const LEFT: Duration = Duration::from_millis(300);
@@ -799,4 +801,46 @@ async fn a_leaving_nodes_graces_go_to_a_live_node_even_one_holding_no_member() {
     drop((dir, alice, bob));
     // Node A runs both graces: the call ends on its replica.
     eventually("the call ended", || async { members(&a, "P3").is_empty() }).await;
+}
+
+/// A page talks over one connection at a time (`Authenticate.instance`): once it connects to
+/// another node, its socket on the first one is dead, whether or not that node noticed. Its
+/// clean close on the new node ends its call after the left grace, as on one node (found by the
+/// simulator's cluster runs, seed 591: the replicas kept counting the old node as holding the
+/// device, and the call ended only once that node noticed its dead socket, as lost).
+#[tokio::test]
+async fn a_page_that_moved_to_another_node_and_closed_there_is_hung_up_as_it_left() {
+    let redis = TestRedis::start();
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let mut alice = a.client("alice", "a1").await;
+    let (mut bob, _, _) = Client::login_instance(b.addr, &b.token("bob"), "b1", 0, 77).await;
+    alice_calls_bob(&mut alice, &mut bob, "C1").await;
+    for n in [&a, &b] {
+        eventually("both members on every node", || async {
+            members(n, "C1").len() == 2
+        })
+        .await;
+    }
+    // The page comes back on node A; its socket on node B stays open (B never notices here).
+    let (mut moved, _, _) = Client::login_instance(a.addr, &a.token("bob"), "b1", 0, 77).await;
+    moved
+        .ws
+        .close(Some(CloseFrame {
+            code: CloseCode::Normal,
+            reason: "".into(),
+        }))
+        .await
+        .unwrap();
+    let content = expect_call(&mut alice, object_name::HANGUP, "bob/b1").await;
+    assert_eq!(
+        (content.call_id.as_str(), hangup_reason(&content)),
+        ("C1", 3)
+    );
+    for n in [&a, &b] {
+        eventually("bob left the call on every node", || async {
+            members(n, "C1") == ["alice/a1"] || members(n, "C1").is_empty()
+        })
+        .await;
+    }
+    drop(bob);
 }
