@@ -558,14 +558,20 @@ impl<C: Clone> AppCore<C> {
         self.rooms.due_owned(now.mono, me)
     }
 
+    /// When the next grace node `me` runs is over (the shell's timer for
+    /// [`Self::rooms_graces_due`]).
+    pub fn rooms_next_deadline_of(&self, me: &str) -> Option<Duration> {
+        self.rooms.next_owned_deadline(me)
+    }
+
     /// Replaces the replica with `snap` (after a gap in the rooms log).
     pub fn load_rooms_replica(&mut self, snap: crate::rooms::RoomsSnapshot, now: Now) {
         self.rooms.load_replica(snap, now.mono);
     }
 
-    /// The devices node `node` holds, as the replica knows (a node reconciles them with its
-    /// own after a gap).
-    pub fn rooms_held_by(&self, node: &str) -> Vec<(Arc<str>, Arc<str>)> {
+    /// The pages node `node` holds, as the replica knows: (user, device, instance), sorted (a
+    /// node reconciles them with its own after a gap).
+    pub fn rooms_held_by(&self, node: &str) -> Vec<(Arc<str>, Arc<str>, u64)> {
         self.rooms.held_by(node)
     }
 
@@ -573,6 +579,11 @@ impl<C: Clone> AppCore<C> {
     /// [`crate::rooms::Rooms::involves`]).
     pub fn rooms_involve(&self, user: &str, device: &str) -> bool {
         self.rooms.involves(user, device)
+    }
+
+    /// See [`crate::rooms::Rooms::page_held_elsewhere`].
+    pub fn rooms_page_held_elsewhere(&self, user: &str, device: &str, instance: u64, me: &str) -> bool {
+        self.rooms.page_held_elsewhere(user, device, instance, me)
     }
 
     /// The nodes holding a connection of `device` of `user`, as the replica knows (tests).

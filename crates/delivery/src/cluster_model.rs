@@ -10,6 +10,12 @@
 //! and the channel publishes in the script's order (each copy on its user's channel, then the
 //! sender's reply marker on the sender's channel, behind the sender's own copy).
 //!
+//! It also keeps the app's **rooms log** (`rcall:{app}:rooms:log`, docs/cluster.md "Step 3,
+//! rooms": events numbered `n + 1`, the first one at the clock in µs; a call message's event
+//! appended by the route script itself, [`ClusterModel::route_call`]; others by the append
+//! script, [`ClusterModel::rooms_append`]) and the **node heartbeats** (`rcall:{nodes}:live`,
+//! [`ClusterModel::beat`]).
+//!
 //! Differences from Redis, on purpose: the clock is the caller's (`now_us`, Redis's `TIME`);
 //! trimming by count is exact (Redis's `MAXLEN ~` keeps at least `max_len`, whole stream
 //! nodes); keys never expire (the scripts' TTLs are a week); the message UID is the caller's
@@ -20,6 +26,8 @@ use std::collections::{BTreeMap, HashMap};
 use bytes::Bytes;
 use prost::Message as _;
 use rtc_core::proto::Delivered;
+
+use crate::rooms::RoomsEvent;
 
 /// One connection of one node: where a reply goes, which connection a live copy skips.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -92,6 +100,25 @@ pub struct ModelAcked {
     pub trimmed: u64,
 }
 
+/// One entry of the rooms log (and its publication on the rooms channel).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoomsEntry {
+    pub n: u64,
+    /// The script's clock (ms): `sent_time` for a call message.
+    pub t_ms: i64,
+    pub event: RoomsEvent,
+}
+
+/// A route's call-message parts ([`ClusterModel::route_call`]).
+#[derive(Debug, Clone, Default)]
+pub struct CallParts {
+    /// The sender's own copy goes to its sending device too (the hangup a node sends on a gone
+    /// device's behalf: `OwnCopy::all_devices`).
+    pub own_all_devices: bool,
+    /// The call message's rooms event, appended to the rooms log in the script.
+    pub rooms_event: Option<RoomsEvent>,
+}
+
 /// See the module docs.
 #[derive(Debug, Clone)]
 pub struct ClusterModel {
@@ -104,6 +131,9 @@ pub struct ClusterModel {
     seqs: HashMap<String, u64>,
     mailboxes: HashMap<String, BTreeMap<u64, ModelEntry>>,
     cursors: HashMap<String, BTreeMap<String, u64>>,
+    rooms_log: Vec<RoomsEntry>,
+    /// Node id → heartbeat deadline (ms).
+    live: BTreeMap<String, i64>,
 }
 
 impl Default for ClusterModel {
@@ -115,11 +145,69 @@ impl Default for ClusterModel {
 
 impl ClusterModel {
     pub fn new(max_len: usize, max_age_us: u64) -> Self {
-        Self { max_len, max_age_us, sent: 0, upto: HashMap::new(), seqs: HashMap::new(), mailboxes: HashMap::new(), cursors: HashMap::new() }
+        Self { max_len, max_age_us, sent: 0, upto: HashMap::new(), seqs: HashMap::new(), mailboxes: HashMap::new(), cursors: HashMap::new(), rooms_log: Vec::new(), live: BTreeMap::new() }
     }
 
     /// `route.lua`: returns its reply and the publishes, in order, as (user channel, event).
     pub fn route(&mut self, now_us: u64, r: &ModelRoute) -> (ModelRouted, Vec<(String, ChannelEvent)>) {
+        let (routed, published, _) = self.route_call(now_us, r, CallParts::default());
+        (routed, published)
+    }
+
+    /// [`Self::route`] with a call message's parts: its rooms event, appended to the rooms log
+    /// when the message is accepted (in script order: the order of the deliveries), stamped
+    /// with its `sent_time`, and returned for the rooms channel.
+    pub fn route_call(&mut self, now_us: u64, r: &ModelRoute, call: CallParts) -> (ModelRouted, Vec<(String, ChannelEvent)>, Option<RoomsEntry>) {
+        let (routed, published) = self.route_copies(now_us, r, call.own_all_devices);
+        let entry = match (&routed, call.rooms_event) {
+            (ModelRouted::Accepted { sent_time, .. }, Some(event)) => Some(self.push_rooms(now_us, *sent_time, event)),
+            _ => None,
+        };
+        (routed, published, entry)
+    }
+
+    /// The rooms append script (`cluster/rooms.rs`, `APPEND`): numbered `n + 1`, the first at
+    /// the clock (µs), stamped with the clock (ms).
+    pub fn rooms_append(&mut self, now_us: u64, event: RoomsEvent) -> RoomsEntry {
+        self.push_rooms(now_us, (now_us / 1000) as i64, event)
+    }
+
+    fn push_rooms(&mut self, now_us: u64, t_ms: i64, event: RoomsEvent) -> RoomsEntry {
+        let n = self.rooms_log.last().map_or(now_us, |e| e.n + 1);
+        let entry = RoomsEntry { n, t_ms, event };
+        self.rooms_log.push(entry.clone());
+        entry
+    }
+
+    /// The rooms log's entries above `n`, in order (the model keeps the whole log).
+    pub fn rooms_log_above(&self, n: u64) -> &[RoomsEntry] {
+        let i = self.rooms_log.partition_point(|e| e.n <= n);
+        &self.rooms_log[i..]
+    }
+
+    /// The rooms log's last number (its counter), 0 before any event.
+    pub fn rooms_last(&self) -> u64 {
+        self.rooms_log.last().map_or(0, |e| e.n)
+    }
+
+    /// The heartbeat script (`cluster/presence.rs`): `node`'s deadline becomes now + 3
+    /// periods; every node whose deadline passed is taken out and returned, to this node only
+    /// (scripts run one at a time: each dead node is claimed once).
+    pub fn beat(&mut self, now_ms: i64, node: &str, period_ms: i64) -> Vec<String> {
+        self.live.insert(node.to_owned(), now_ms + 3 * period_ms);
+        let dead: Vec<String> = self.live.iter().filter(|(_, d)| **d < now_ms).map(|(n, _)| n.clone()).collect();
+        for n in &dead {
+            self.live.remove(n);
+        }
+        dead
+    }
+
+    /// The nodes in the heartbeat set, lowest id first.
+    pub fn live_nodes(&self) -> Vec<String> {
+        self.live.keys().cloned().collect()
+    }
+
+    fn route_copies(&mut self, now_us: u64, r: &ModelRoute, own_all_devices: bool) -> (ModelRouted, Vec<(String, ChannelEvent)>) {
         let now_ms = (now_us / 1000) as i64;
         let mut published = Vec::new();
         let marker = |sent_time: i64, uid: &str| {
@@ -145,7 +233,8 @@ impl ClusterModel {
         let mut copies: Vec<Copy<'_>> =
             r.recipients.iter().map(|(u, offline)| (u.as_str(), r.message.target_id.as_str(), *offline, None, None)).collect();
         if let Some((target, offline)) = &r.own_copy {
-            copies.push((r.user.as_str(), target.as_str(), *offline, Some(r.conn), Some(r.device.as_str())));
+            let exclude = if own_all_devices { None } else { Some(r.device.as_str()) };
+            copies.push((r.user.as_str(), target.as_str(), *offline, Some(r.conn), exclude));
         }
         let min_id = now_us.saturating_sub(self.max_age_us);
         let mut seqs = Vec::with_capacity(copies.len());

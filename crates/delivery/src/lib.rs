@@ -48,6 +48,7 @@ pub mod mailbox;
 pub mod memory;
 pub mod policy;
 pub mod rooms;
+pub mod rooms_node;
 pub mod shell;
 pub mod uid;
 

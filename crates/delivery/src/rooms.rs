@@ -249,6 +249,10 @@ pub struct PresenceSnapshot {
     pub device: String,
     #[prost(string, repeated, tag = "3")]
     pub nodes: Vec<String>,
+    /// The SDK instance (page) each of `nodes` holds it for (0: untracked; absent in older
+    /// snapshots).
+    #[prost(uint64, repeated, tag = "4")]
+    pub instances: Vec<u64>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -350,6 +354,12 @@ pub struct DeviceEvent {
     /// `Gone`: the connection was lost (else it closed cleanly); `GraceOver`: of a lost grace.
     #[prost(bool, tag = "4")]
     pub lost: bool,
+    /// `Here` / `Gone`: the SDK instance (page) whose connections these are (0: untracked). A
+    /// page talks over one connection at a time, so its `Here` on one node makes its
+    /// connections on others dead sockets nobody noticed yet: they no longer hold the device
+    /// (as `AppCore::register` drops them on one node).
+    #[prost(uint64, tag = "5")]
+    pub instance: u64,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -494,8 +504,8 @@ impl Call {
     }
 }
 
-/// device → the nodes holding a connection of it.
-type DeviceHolders = HashMap<Arc<str>, Vec<Arc<str>>>;
+/// device → the nodes holding a connection of it, with the page (SDK instance) of each.
+type DeviceHolders = HashMap<Arc<str>, Vec<(Arc<str>, u64)>>;
 
 struct Seat {
     device: Arc<str>,
@@ -964,7 +974,14 @@ impl Rooms {
         let mut presence: Vec<PresenceSnapshot> = self
             .presence
             .iter()
-            .flat_map(|(u, devices)| devices.iter().map(move |(d, nodes)| PresenceSnapshot { user: u.to_string(), device: d.to_string(), nodes: nodes.iter().map(|n| n.to_string()).collect() }))
+            .flat_map(|(u, devices)| {
+                devices.iter().map(move |(d, holders)| PresenceSnapshot {
+                    user: u.to_string(),
+                    device: d.to_string(),
+                    nodes: holders.iter().map(|(n, _)| n.to_string()).collect(),
+                    instances: holders.iter().map(|(_, i)| *i).collect(),
+                })
+            })
             .collect();
         presence.sort_by(|a, b| (&a.user, &a.device).cmp(&(&b.user, &b.device)));
         let mut graces: Vec<GraceSnapshot> = self
@@ -1073,11 +1090,11 @@ impl Rooms {
                 None
             }
             Event::Here(d) => {
-                self.here(&d.user, &d.device, &d.node);
+                self.here(&d.user, &d.device, &d.node, d.instance);
                 None
             }
             Event::Gone(d) => {
-                self.gone(&d.user, &d.device, &d.node, how(d.lost), now);
+                self.gone(&d.user, &d.device, &d.node, d.instance, how(d.lost), now);
                 None
             }
             Event::GraceOver(d) => self.grace_over(&d.user, &d.device, &d.node),
@@ -1088,27 +1105,35 @@ impl Rooms {
         }
     }
 
-    /// The device's first connection on `node`: it is present, and a lost device keeps its
-    /// call (as [`Self::connected`]).
-    pub fn here(&mut self, user: &str, device: &str, node: &str) {
+    /// The first connection of page `instance` of the device on `node`: it is present, and a
+    /// lost device keeps its call (as [`Self::connected`]). The same page held by another node
+    /// is a dead socket there (see [`DeviceEvent::instance`]): it no longer holds the device.
+    pub fn here(&mut self, user: &str, device: &str, node: &str, instance: u64) {
         if user.is_empty() || device.is_empty() || node.is_empty() {
             return;
         }
-        let nodes = self.presence.entry(Arc::from(user)).or_default().entry(Arc::from(device)).or_default();
-        if !nodes.iter().any(|n| **n == *node) {
-            nodes.push(Arc::from(node));
+        let holders = self.presence.entry(Arc::from(user)).or_default().entry(Arc::from(device)).or_default();
+        if instance != 0 {
+            holders.retain(|(n, i)| *i != instance || **n == *node);
+        }
+        if !holders.iter().any(|(n, i)| **n == *node && *i == instance) {
+            holders.push((Arc::from(node), instance));
         }
         self.connected(user, device);
     }
 
-    /// The device's last connection on `node` closed. Held by no node any more, a member starts
-    /// its grace, run by `node` (as [`Self::disconnected`]).
-    pub fn gone(&mut self, user: &str, device: &str, node: &str, how: Departure, now: Duration) {
-        let mut held_elsewhere = false;
+    /// The last connection of page `instance` of the device on `node` closed. Held by no node
+    /// any more, a member starts its grace, run by `node` (as [`Self::disconnected`]). A holder
+    /// the replica no longer counts (superseded by its page's connection elsewhere, or taken
+    /// out with its dead node) changes nothing.
+    pub fn gone(&mut self, user: &str, device: &str, node: &str, instance: u64, how: Departure, now: Duration) {
+        let (mut was_held, mut held_elsewhere) = (false, false);
         if let Some(devices) = self.presence.get_mut(user) {
-            if let Some(nodes) = devices.get_mut(device) {
-                nodes.retain(|n| **n != *node);
-                held_elsewhere = !nodes.is_empty();
+            if let Some(holders) = devices.get_mut(device) {
+                let before = holders.len();
+                holders.retain(|(n, i)| !(**n == *node && *i == instance));
+                was_held = holders.len() < before;
+                held_elsewhere = !holders.is_empty();
                 if !held_elsewhere {
                     devices.remove(device);
                 }
@@ -1117,7 +1142,7 @@ impl Rooms {
                 self.presence.remove(user);
             }
         }
-        if !held_elsewhere {
+        if was_held && !held_elsewhere {
             self.start_grace(&Arc::from(user), &Arc::from(device), how, now, Some(Arc::from(node)));
         }
     }
@@ -1129,18 +1154,18 @@ impl Rooms {
     pub fn node_lost(&mut self, node: &str, runner: &str, now: Duration) {
         let mut orphans: Vec<(Arc<str>, Arc<str>)> = Vec::new();
         for (user, devices) in self.presence.iter_mut() {
-            devices.retain(|device, nodes| {
-                let before = nodes.len();
-                nodes.retain(|n| **n != *node);
-                if nodes.is_empty() && before > 0 {
+            devices.retain(|device, holders| {
+                let before = holders.len();
+                holders.retain(|(n, _)| **n != *node);
+                if holders.is_empty() && before > 0 {
                     orphans.push((user.clone(), device.clone()));
                 }
-                !nodes.is_empty()
+                !holders.is_empty()
             });
         }
         self.presence.retain(|_, devices| !devices.is_empty());
         let runner: Arc<str> = if runner.is_empty() {
-            let lowest = self.presence.values().flat_map(|d| d.values()).flatten().min().cloned();
+            let lowest = self.presence.values().flat_map(|d| d.values()).flatten().map(|(n, _)| n).min().cloned();
             match lowest {
                 Some(n) => n,
                 None => return,
@@ -1191,8 +1216,8 @@ impl Rooms {
         let graces = std::mem::take(&mut snap.graces);
         self.restore_calls(snap, None);
         for p in presence {
-            for n in p.nodes {
-                self.here(&p.user, &p.device, &n);
+            for (k, n) in p.nodes.iter().enumerate() {
+                self.here(&p.user, &p.device, n, p.instances.get(k).copied().unwrap_or(0));
             }
         }
         for g in graces {
@@ -1204,15 +1229,24 @@ impl Rooms {
         }
     }
 
-    /// The devices `node` holds as far as the replica knows, as (user, device), sorted.
-    pub fn held_by(&self, node: &str) -> Vec<(Arc<str>, Arc<str>)> {
-        let mut out: Vec<(Arc<str>, Arc<str>)> = self
+    /// The pages `node` holds as far as the replica knows, as (user, device, instance), sorted.
+    pub fn held_by(&self, node: &str) -> Vec<(Arc<str>, Arc<str>, u64)> {
+        let mut out: Vec<(Arc<str>, Arc<str>, u64)> = self
             .presence
             .iter()
-            .flat_map(|(u, devices)| devices.iter().filter(|(_, nodes)| nodes.iter().any(|n| **n == *node)).map(move |(d, _)| (u.clone(), d.clone())))
+            .flat_map(|(u, devices)| {
+                devices.iter().flat_map(move |(d, holders)| holders.iter().filter(|(n, _)| **n == *node).map(move |(_, i)| (u.clone(), d.clone(), *i)))
+            })
             .collect();
         out.sort();
         out
+    }
+
+    /// Whether page `instance` of `device` of `user` is held by a node other than `me` (cluster
+    /// mode): a page talks over one connection at a time, so if so, `me`'s connection of it
+    /// that was never announced is not to be announced late over that one.
+    pub fn page_held_elsewhere(&self, user: &str, device: &str, instance: u64, me: &str) -> bool {
+        self.presence.get(user).and_then(|d| d.get(device)).is_some_and(|h| h.iter().any(|(n, i)| **n != *me && *i == instance))
     }
 
     /// Whether rooms care where `device` of `user` is connected: it is a member of a call or
@@ -1224,7 +1258,13 @@ impl Rooms {
 
     /// The nodes holding a connection of `device` of `user` (cluster mode; tests).
     pub fn holders(&self, user: &str, device: &str) -> Vec<Arc<str>> {
-        self.presence.get(user).and_then(|d| d.get(device)).cloned().unwrap_or_default()
+        let mut nodes: Vec<Arc<str>> = Vec::new();
+        for (n, _) in self.presence.get(user).and_then(|d| d.get(device)).into_iter().flatten() {
+            if !nodes.contains(n) {
+                nodes.push(n.clone());
+            }
+        }
+        nodes
     }
 
     /// The member devices of `call_id`, as (user, device).
@@ -1235,6 +1275,12 @@ impl Rooms {
     /// When the next grace runs out ([`Self::due`] has something then).
     pub fn next_deadline(&self) -> Option<Duration> {
         self.graces.iter().map(|g| g.deadline).min()
+    }
+
+    /// When the next grace that node `me` runs is over ([`Self::due_owned`] has something
+    /// then): a replica also holds the graces other nodes run, whose deadlines only they act on.
+    pub fn next_owned_deadline(&self, me: &str) -> Option<Duration> {
+        self.graces.iter().filter(|g| g.owner.as_deref() == Some(me)).map(|g| g.deadline).min()
     }
 
     pub fn size(&self) -> (usize, usize, usize) {
@@ -1560,7 +1606,7 @@ mod tests {
     }
 
     fn d_ev(user: &str, device: &str, node: &str, lost: bool) -> DeviceEvent {
-        DeviceEvent { user: user.into(), device: device.into(), node: node.into(), lost }
+        DeviceEvent { user: user.into(), device: device.into(), node: node.into(), lost, instance: 0 }
     }
 
     fn here(user: &str, device: &str, node: &str) -> RoomsEvent {
@@ -1708,6 +1754,39 @@ mod tests {
         assert_eq!(rs.0[0].holders("b", "db"), vec![a("n2")]);
         rs.apply(gone("b", "db", "n2", false), 5, t0);
         assert_eq!(rs.0[0].due_owned(t0 + Duration::from_secs(1), "n2").len(), 1, "a left grace, run by n2");
+    }
+
+    /// Seed 591 of the cluster property test: a page whose socket on n1 died silently came
+    /// back on n2 and closed its tab there; n1 noticed its dead socket 15 s later. On one node
+    /// the new connection drops the page's dead one, so the clean close starts the 1 s grace;
+    /// the replicas kept counting n1 and hung the device up 20 s later as lost (reason 7).
+    #[test]
+    fn a_pages_here_on_another_node_takes_its_dead_socket_out_of_presence() {
+        let page = |e: RoomsEvent, instance: u64| {
+            let mut e = e;
+            if let Some(rooms_event::Event::Here(d) | rooms_event::Event::Gone(d)) = &mut e.event {
+                d.instance = instance;
+            }
+            e
+        };
+        let mut rs = Replicas::new();
+        let t0 = Duration::ZERO;
+        rs.apply(here("a", "da", "n1"), 1, t0);
+        rs.apply(page(here("b", "db", "n1"), 7), 1, t0);
+        rs.apply(m_ev("a", "da", Kind::Invite, "c1", &["b"]), 2, t0);
+        rs.apply(m_ev("b", "db", Kind::Accept, "c1", &["a"]), 3, t0);
+        // Another page of the device (another tab) on n1 is not superseded.
+        rs.apply(page(here("b", "db", "n1"), 8), 4, t0);
+        rs.apply(page(here("b", "db", "n2"), 7), 5, t0);
+        assert_eq!(rs.0[0].held_by("n1"), vec![(a("a"), a("da"), 0), (a("b"), a("db"), 8)]);
+        rs.apply(page(gone("b", "db", "n1", false), 8), 6, t0);
+        rs.apply(page(gone("b", "db", "n2", false), 7), 7, t0);
+        assert_eq!(rs.0[0].due_owned(t0 + Duration::from_secs(1), "n2").len(), 1, "the clean close's grace, run by n2");
+        // The dead socket's late `Gone` changes nothing: the grace stays the clean one.
+        rs.apply(page(gone("b", "db", "n1", true), 7), 8, t0);
+        assert!(rs.0[0].due_owned(t0 + Duration::from_secs(1), "n1").is_empty());
+        let ended = rs.apply(grace_over("b", "db", "n2"), 9, t0 + Duration::from_secs(1));
+        assert_eq!(ended.map(|e| e.reason), Some(end_reason::HANGUP));
     }
 
     #[test]

@@ -388,7 +388,7 @@ fn replicated_rooms_change_only_through_their_events() {
     assert_eq!((ev.user.as_str(), ev.device.as_str(), ev.call_id.as_str(), &ev.recipients[..]), ("alice", "a1", "c1", &["bob".to_string()][..]));
     assert_eq!(w.core.rooms_size(), (0, 0, 0), "admitting changed nothing");
     let now = w.now();
-    let here = RoomsEvent { event: Some(Event::Here(DeviceEvent { user: "alice".into(), device: "a1".into(), node: "n1".into(), lost: false })) };
+    let here = RoomsEvent { event: Some(Event::Here(DeviceEvent { user: "alice".into(), device: "a1".into(), node: "n1".into(), lost: false, instance: 0 })) };
     assert_eq!(w.core.apply_rooms_event(&here, 1, now), None);
     assert_eq!(w.core.apply_rooms_event(&RoomsEvent { event: Some(Event::Message(*ev)) }, 2, now), None);
     assert_eq!(w.core.call_members("c1").len(), 1);
@@ -401,7 +401,7 @@ fn replicated_rooms_change_only_through_their_events() {
     let now = w.now();
     assert!(w.core.end_gone_participants(&mut MemoryShell { store: &mut w.store, effects: &mut w.effects }, now).is_empty());
     assert_eq!(w.core.call_members("c1").len(), 1);
-    let gone = RoomsEvent { event: Some(Event::Gone(DeviceEvent { user: "alice".into(), device: "a1".into(), node: "n1".into(), lost: true })) };
+    let gone = RoomsEvent { event: Some(Event::Gone(DeviceEvent { user: "alice".into(), device: "a1".into(), node: "n1".into(), lost: true, instance: 0 })) };
     w.core.apply_rooms_event(&gone, 3, now);
     assert!(w.core.rooms_graces_due(now, "n1").is_empty(), "the grace has just started");
     w.t += 5_000;

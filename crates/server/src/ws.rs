@@ -362,7 +362,15 @@ async fn cluster_session(
         stages[0] = t0.elapsed();
         if let Some(rooms) = &state.rooms {
             rooms
-                .hold(&state.hub, app, &key, &reg.user_id, &reg.device_id, reg.conn_id)
+                .hold(
+                    &state.hub,
+                    app,
+                    &key,
+                    &reg.user_id,
+                    &reg.device_id,
+                    instance,
+                    reg.conn_id,
+                )
                 .await?;
         }
         stages[1] = t0.elapsed();
@@ -1195,7 +1203,7 @@ async fn cluster_send(
     // A call message may make its device a member: the rooms hear where it is first.
     if let (Some(rooms), Some(_)) = (&state.rooms, &rooms_event) {
         rooms
-            .announce_device(origin.app, &key, &origin.user_id, &origin.device_id)
+            .announce_device(origin.app, &key, &origin.user_id, &origin.device_id, None)
             .await;
     }
     let client_seq = msg.client_seq;
@@ -1274,14 +1282,15 @@ async fn cluster_send(
             let Some(request_id) = reply_to else {
                 return Ok(());
             };
-            let (sent_time, message_uid) = match routed {
+            let (sent_time, message_uid, own_seq) = match routed {
                 crate::cluster::mailbox::Routed::Accepted {
                     sent_time,
                     message_uid,
+                    own_seq,
                     ..
-                } => (sent_time, message_uid),
+                } => (sent_time, message_uid, own_seq.unwrap_or(0)),
                 crate::cluster::mailbox::Routed::Duplicate { sent_time, .. } => {
-                    (sent_time, String::new())
+                    (sent_time, String::new(), 0)
                 }
             };
             let result = SendResult {
@@ -1291,9 +1300,14 @@ async fn cluster_send(
                 message_uid,
             };
             // Normally the reply marker answers; after a resync it may have been lost.
-            if let Some(result) =
-                routing.routed(origin.app, &origin.user_id, origin.conn_id, epoch, result)
-            {
+            if let Some(result) = routing.routed(
+                origin.app,
+                &origin.user_id,
+                origin.conn_id,
+                epoch,
+                result,
+                own_seq,
+            ) {
                 let body = encode_body(&Body::SendResult(result));
                 push_own(state, outbox, Outgoing::frame(body));
             }

@@ -51,9 +51,11 @@
 //! Several nodes (issue 15, docs/cluster.md "Sans-IO"): [`Sim::cluster`] runs `n` server
 //! nodes, each its own `AppCore`, over [`delivery::cluster_model::ClusterModel`], the in-memory
 //! model of the Redis side (mailboxes, the route and ack scripts, channel publishes), wired as
-//! `crates/server/src/cluster/` wires the real ones; [`Sim::bus_latency`] and
-//! [`Sim::redis_latency`] put the network between them, and [`Sim::kill_node`] loses a node's
-//! memory at once. One node (the default) is the server as it runs without `--redis`.
+//! `crates/server/src/cluster/` wires the real ones, each node's call rooms a replica fed by the
+//! model's rooms log; [`Sim::bus_latency`], [`Sim::rooms_latency`] and [`Sim::redis_latency`]
+//! put the network between them, and [`Sim::kill_node`] loses a node's memory at once (its
+//! clients reconnect elsewhere; another node takes its id out). One node (the default) is the
+//! server as it runs without `--redis`.
 //!
 //! Groups: the simulated app makes every user a group message names (and its sender) a member
 //! of that group, as an app would through the Server API before calling.
@@ -62,7 +64,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use delivery::cluster_model::{ChannelEvent, ClusterModel, ModelRoute, ModelRouted, NodeConn};
+use delivery::cluster_model::{CallParts, ChannelEvent, ClusterModel, ModelRoute, ModelRouted, NodeConn, RoomsEntry};
+use delivery::rooms::RoomsEvent;
+use delivery::rooms_node::{Position, RoomsNode};
 use delivery::memory::{Effect, MemoryShell, MemoryStore};
 use delivery::{Admission, AppCore, ConnId, Departure, Limits, Now, Origin, Outgoing, RouteOptions, StoredMessage, SyncData};
 use prost::Message as _;
@@ -86,6 +90,9 @@ pub const LOST_GRACE_MS: Millis = 5_000;
 pub const SERVER_DEAD_AFTER_MS: Millis = 15_000;
 /// A client notices a silently dead connection this long after it last heard from the server.
 pub const CLIENT_DEAD_AFTER_MS: Millis = 10_000;
+/// Cluster mode: how often each node beats (the server's default `node_heartbeat_ms`); a node
+/// that missed 3 beats is taken out by the next live node to beat.
+pub const HEARTBEAT_MS: Millis = 1_000;
 
 /// Something a device's engine produced, with the virtual time it happened.
 #[allow(clippy::large_enum_variant)] // test records, kept whole for easy matching
@@ -134,6 +141,9 @@ struct ServerDevice {
     wire: u64,
     /// Registered connections the server believes alive: socket → connection id.
     conns: BTreeMap<u64, ConnId>,
+    /// Cluster mode: the connection on this socket waits for its node's rooms replica to catch
+    /// up before it admits a message again ([`Recheck`]); its later frames wait here, unread.
+    waiting: Option<(u64, Vec<ClientFrame>)>,
 }
 
 /// One server node: its own delivery core over its own local store. Single-node mode has one;
@@ -141,8 +151,18 @@ struct ServerDevice {
 struct Node {
     core: AppCore<Conn>,
     store: MemoryStore,
-    /// Kills so far: channel events on their way to an earlier life are lost.
+    /// Kills so far.
     life: u64,
+    /// Its subscriber connections so far (a kill or a [`Sim::bus_gap`] starts new ones): channel
+    /// events on their way to an earlier one are lost.
+    sub: u64,
+    /// Its subscribers are reconnecting until then: what is published meanwhile is lost to it.
+    deaf_until: Millis,
+    /// Route results of its connections whose reply marker has not come yet (`Replies`):
+    /// answered at the next resync if it does not.
+    /// Each with its user and the seq of the sender's own copy (0: none), which its marker
+    /// follows.
+    pending_replies: BTreeMap<(ConnId, u32), (String, rtc_core::proto::SendResult, u64)>,
     /// Cluster mode: users with connections here, and how many (the node's user-channel
     /// subscriptions: subscribed with the first, dropped with the last).
     held: BTreeMap<String, usize>,
@@ -150,12 +170,47 @@ struct Node {
     holding: BTreeMap<ConnId, String>,
     /// When the last channel event reaches this node (one subscriber connection: in order).
     last_bus: Millis,
+    /// Cluster mode: its side of the replicated rooms (connections per device, how far its
+    /// replica applied the rooms log); named `n<index>.<life>`, a restarted node being a new
+    /// node as a new server process is.
+    rooms: RoomsNode,
+    /// When the last rooms event reaches this node (its own subscriber connection).
+    last_rooms: Millis,
+    /// Messages its replica refused as not in the call, waiting for it to catch up.
+    rechecks: Vec<Recheck>,
 }
 
 impl Node {
-    fn new(core: AppCore<Conn>) -> Self {
-        Self { core, store: MemoryStore::new(), life: 0, held: BTreeMap::new(), holding: BTreeMap::new(), last_bus: 0 }
+    fn new(core: AppCore<Conn>, name: &str) -> Self {
+        Self { core, store: MemoryStore::new(), life: 0, sub: 0, deaf_until: 0, pending_replies: BTreeMap::new(), held: BTreeMap::new(), holding: BTreeMap::new(), last_bus: 0, rooms: RoomsNode::new(name), last_rooms: 0, rechecks: Vec::new() }
     }
+}
+
+/// A node's name in the rooms log and the heartbeats.
+fn node_name(node: usize, life: u64) -> String {
+    format!("n{node}.{life}")
+}
+
+/// A call message a node's rooms replica refused `NOT_IN_CALL`, admitted again once the replica
+/// applied every event the log had when it was refused (`ws.rs::recheck`, `RoomsSync::caught_up`):
+/// what made its sender a participant may have reached the sender before its event reached
+/// this replica. The connection reads nothing else meanwhile.
+struct Recheck {
+    target: u64,
+    dev: DeviceId,
+    wire: u64,
+    conn: ConnId,
+    msg: rtc_core::proto::SendMessage,
+}
+
+/// A route script on its way to Redis (cluster mode).
+struct SimRoute {
+    /// The sending device (for a gone device's hangup: that device).
+    from: DeviceId,
+    /// The users the message named.
+    named: Vec<String>,
+    route: ModelRoute,
+    call: CallParts,
 }
 
 /// A cluster-mode connection between its registration and its replay (see
@@ -163,6 +218,8 @@ impl Node {
 struct Syncing {
     node: usize,
     life: u64,
+    /// The connecting page (`Authenticate.instance`).
+    instance: u64,
     reg: delivery::Registered,
     /// Its frames so far (the `AuthResult`): the connection's writer starts after the replay.
     held_back: Vec<(Conn, Effect)>,
@@ -238,11 +295,19 @@ enum Event {
     SyncRead(Box<Syncing>),
     /// The route script runs (sent by `from`'s node one Redis hop earlier; it runs even if that
     /// node died meanwhile: Redis had it).
-    Route { from: DeviceId, recipients: Vec<String>, route: Box<ModelRoute> },
+    Route(Box<SimRoute>),
+    /// A rooms event reaches Redis's append script (cluster mode).
+    RoomsAppend(RoomsEvent),
+    /// A rooms event reaches `node`'s replica, unless the node died meanwhile.
+    RoomsBus { node: usize, sub: u64, entry: RoomsEntry },
+    /// `node`'s subscribers are back after a [`Sim::bus_gap`]: it resyncs.
+    Resync { node: usize, sub: u64 },
+    /// `node` beats ([`HEARTBEAT_MS`]) and takes out the nodes whose beats stopped.
+    Beat { node: usize, life: u64 },
     /// A device's ack reaches Redis.
     RedisAck { user: String, device: String, seq: u64 },
     /// A user-channel event reaches `node` (cluster mode), unless the node died meanwhile.
-    Bus { node: usize, life: u64, user: String, event: ChannelEvent },
+    Bus { node: usize, sub: u64, user: String, event: ChannelEvent },
     /// The device has been down for SELF_CUTOFF_MS: it must have no live call now.
     CutoffProbe(DeviceId, u64),
     /// A peer got the server's verdict about `gone`: it must not count `gone` in `call` now.
@@ -361,14 +426,18 @@ pub struct Sim {
     pub redis_latency: Millis,
     /// Nodes killed so far ([`Sim::kill_node`]).
     pub node_kills: usize,
-    /// Cluster mode: what one node would have decided, for comparison: a core that sees every
-    /// connection and every call message of the cluster, in the order the nodes admit them (its
-    /// frames go nowhere).
-    shadow: Option<Node>,
-    shadow_effects: Vec<(Conn, Effect)>,
-    /// Cluster mode: call messages a node refused as not in the call (its rooms see only its
-    /// own connections' traffic: per node today) that one node seeing everything admitted.
-    pub rooms_disagreements: Vec<(Millis, DeviceId, String)>,
+    /// Cluster mode: how long a rooms event takes to reach a node, in ms (the rooms channel has
+    /// its own subscriber connection: no order with the user channels).
+    pub rooms_latency: Millis,
+    /// Cluster mode: call messages refused by a replica that was behind, admitted again once it
+    /// caught up (see [`Sim::cluster`]): how many, and how many of those went through.
+    pub rechecks: usize,
+    pub rechecks_admitted: usize,
+    /// Cluster mode: the hangups sent for gone devices, by message uid: (gone device, its user,
+    /// call, the devices live then and their sockets), so those recipients are checked once
+    /// they have it live ([`Event::VerdictProbe`]; as on one node: not those that get it in a
+    /// replay, whose later messages may rightly bring the user back).
+    verdict_uids: BTreeMap<String, (DeviceId, String, String, BTreeMap<DeviceId, u64>)>,
     next_uid: u64,
     /// `RCALL_SIM_TRACE` set: the cluster's steps are printed (debugging a seed).
     trace: bool,
@@ -425,15 +494,16 @@ impl Sim {
             restarts: Vec::new(),
             next_command: 1,
             next_call: 1,
-            nodes: vec![Node::new(AppCore::new(sim_limits(), 0, Now::default(), 0))],
+            nodes: vec![Node::new(AppCore::new(sim_limits(), 0, Now::default(), 0), &node_name(0, 0))],
             model: None,
             conn_node: BTreeMap::new(),
             bus_latency: 0,
             redis_latency: 0,
             node_kills: 0,
-            shadow: None,
-            shadow_effects: Vec::new(),
-            rooms_disagreements: Vec::new(),
+            rooms_latency: 0,
+            rechecks: 0,
+            rechecks_admitted: 0,
+            verdict_uids: BTreeMap::new(),
             next_uid: 0,
             trace: std::env::var_os("RCALL_SIM_TRACE").is_some(),
             server: Vec::new(),
@@ -649,10 +719,13 @@ impl Sim {
     pub fn run_until(&mut self, until: Millis) {
         loop {
             let next_msg = self.queue.iter().map(|(t, s, _)| (*t, *s)).min();
-            // The server's grace timer counts as a timer of an extra "device" past the last one.
-            // (Cluster mode runs no graces: see [`Sim::cluster`].)
+            // The server's grace timer counts as a timer of an extra "device" past the last one;
+            // in cluster mode each node's (the graces it runs), one "device" per node.
             let server_timer = self.nodes[0].core.next_deadline().filter(|_| self.model.is_none()).map(|d| (d.as_millis() as Millis, self.devices.len()));
-            let next_timer = self.devices.iter().enumerate().filter_map(|(i, d)| d.deadline.map(|t| (t, i))).chain(server_timer).min();
+            let node_timers = self.nodes.iter().enumerate().filter(|_| self.model.is_some()).filter_map(|(i, n)| {
+                n.core.rooms_next_deadline_of(n.rooms.name()).map(|d| (d.as_millis() as Millis, self.devices.len() + i))
+            });
+            let next_timer = self.devices.iter().enumerate().filter_map(|(i, d)| d.deadline.map(|t| (t, i))).chain(server_timer).chain(node_timers).min();
             let msg_t = next_msg.map(|(t, _)| t).filter(|t| *t <= until);
             let timer_t = next_timer.map(|(t, _)| t).filter(|t| *t <= until);
             match (msg_t, timer_t) {
@@ -667,7 +740,9 @@ impl Sim {
                 _ => {
                     let (t, dev) = next_timer.expect("some");
                     self.now = self.now.max(t);
-                    if dev == self.devices.len() {
+                    if dev >= self.devices.len() && self.model.is_some() {
+                        self.node_graces(dev - self.devices.len());
+                    } else if dev == self.devices.len() {
                         self.end_gone_participants();
                     } else {
                         self.devices[dev].deadline = None;
@@ -704,7 +779,7 @@ impl Sim {
                 self.push(back, Event::Reconnect(dev));
             }
             Event::Reconnect(dev) => self.reconnect(dev),
-            Event::Bus { node, life, user, event } => self.at_node(node, life, &user, event),
+            Event::Bus { node, sub, user, event } => self.at_node(node, sub, &user, event),
             Event::Hold(s) => {
                 if self.hold(&s) {
                     let at = self.now + self.redis_latency;
@@ -715,7 +790,11 @@ impl Sim {
                 self.sync_read(*s);
                 self.flush();
             }
-            Event::Route { from, recipients, route } => self.run_route(from, &recipients, &route),
+            Event::Route(r) => self.run_route(*r),
+            Event::RoomsAppend(ev) => self.rooms_append(ev),
+            Event::RoomsBus { node, sub, entry } => self.at_node_rooms(node, sub, entry),
+            Event::Resync { node, sub } => self.resync(node, sub),
+            Event::Beat { node, life } => self.beat(node, life),
             Event::RedisAck { user, device, seq } => {
                 let now_us = self.server_now().wall_us;
                 if let Some(model) = &mut self.model {
@@ -894,6 +973,14 @@ impl Sim {
         let server_time = self.now + self.server_skew;
         for (conn, effect) in std::mem::take(&mut self.effects) {
             let Some(wire) = self.server[conn.dev].conns.iter().find(|(_, c)| **c == conn.id).map(|(w, _)| *w) else { continue };
+            if matches!(effect, Effect::Closed) && self.model.is_some() && wire != self.server[conn.dev].wire {
+                // Cluster mode: the core dropped a page's dead socket as the page connected
+                // again (`AppCore::register`); its connection task ends, so its node lets it go
+                // (`Routing::release`, `RoomsSync::release`) now, not when its pings run out.
+                self.server[conn.dev].conns.remove(&wire);
+                self.unregister(conn.dev, conn.id, Departure::Lost);
+                continue;
+            }
             let body = match effect {
                 Effect::Frame(Outgoing::Frame { body, .. } | Outgoing::Durable { body, .. }) => body,
                 Effect::Frame(Outgoing::Fatal(_) | Outgoing::Ping) | Effect::Closed => continue,
@@ -906,6 +993,16 @@ impl Sim {
                         self.lost += 1;
                         self.lost_deliveries.insert((conn.dev, d.sender_instance, d.client_seq));
                         continue;
+                    }
+                    // Cluster mode: a peer of a gone device gets the server's hangup for it, and
+                    // is checked right after (as `end_gone_participants` does on one node).
+                    if let Some((gone, gone_user, call_id, live)) = self.verdict_uids.get(&d.message_uid).cloned() {
+                        if conn.dev != gone && self.devices[conn.dev].user_id != gone_user && live.get(&conn.dev) == Some(&wire) {
+                            self.send_down(conn.dev, wire, Down::Deliver { delivered: d, server_time });
+                            let at = self.last_delivery[conn.dev] + 1;
+                            self.push(at, Event::VerdictProbe { dev: conn.dev, wire, call_id, gone_user });
+                            continue;
+                        }
                     }
                     Down::Deliver { delivered: d, server_time }
                 }
@@ -948,12 +1045,6 @@ impl Sim {
         self.server[dev].conns.insert(wire, id);
         self.server[dev].wire = wire;
         self.conn_node.insert(id, node);
-        self.with_shadow(|core, sh, now| {
-            let auth_ok = rtc_core::proto::AuthResult::default();
-            if let Ok(reg) = core.register(sh, now, id, conn, &user, &device, 0, resume_from, auth_ok, instance, (0, 0)) {
-                core.finish_sync(sh, now, &reg, SyncData::default(), None);
-            }
-        });
         if self.model.is_none() {
             let data = self.nodes[0].store.sync_data(&user, &device, reg.cursor, self.server_now().wall_ms());
             self.with_core(|core, sh, now| core.finish_sync(sh, now, &reg, data, None));
@@ -967,7 +1058,7 @@ impl Sim {
             self.effects = rest;
             mine
         };
-        let s = Syncing { node, life: self.nodes[node].life, reg, held_back };
+        let s = Syncing { node, life: self.nodes[node].life, instance, reg, held_back };
         if sync {
             self.hold(&s);
             self.sync_read(s);
@@ -988,6 +1079,12 @@ impl Sim {
         let user = s.reg.user_id.to_string();
         *n.held.entry(user.clone()).or_default() += 1;
         n.holding.insert(id, user);
+        // `RoomsSync::hold`: the page's first connection here is announced before its replay
+        // if its device is involved (a page's announcements reach Redis in the order decided,
+        // one hop later each).
+        if let Some(ev) = n.rooms.hold(&n.core, id, &s.reg.user_id, &s.reg.device_id, s.instance) {
+            self.via_redis(Event::RoomsAppend(ev));
+        }
         true
     }
 
@@ -995,7 +1092,7 @@ impl Sim {
     /// device, its replay is read from the mailbox above its cursor and queued with `SyncDone`,
     /// and what it had is noted, so live copies of it arriving later are not given to it.
     fn sync_read(&mut self, s: Syncing) {
-        let Syncing { node, life, reg, held_back } = s;
+        let Syncing { node, life, reg, held_back, .. } = s;
         if self.nodes[node].life != life || !self.nodes[node].holding.contains_key(&reg.conn_id) {
             return; // (gone meanwhile)
         }
@@ -1036,9 +1133,9 @@ impl Sim {
         }
         self.conn_node.remove(&conn);
         self.with_node(node, |core, sh, now| core.unregister(sh, now, &user, conn, how));
-        self.with_shadow(|core, sh, now| core.unregister(sh, now, &user, conn, how));
         // `Routing::release`: the user's channel goes with its last connection here.
         let n = &mut self.nodes[node];
+        let gone = if self.model.is_some() { n.rooms.release(&n.core, conn, how) } else { None };
         if let Some(user) = n.holding.remove(&conn) {
             if let Some(k) = n.held.get_mut(&user) {
                 *k -= 1;
@@ -1046,6 +1143,11 @@ impl Sim {
                     n.held.remove(&user);
                 }
             }
+        }
+        // `RoomsSync::release`: the page's last connection here withdraws it (if announced or
+        // involved).
+        if let Some(ev) = gone {
+            self.via_redis(Event::RoomsAppend(ev));
         }
         self.flush();
     }
@@ -1056,6 +1158,12 @@ impl Sim {
             return; // the socket died on the way
         }
         let Some(&conn) = self.server[from].conns.get(&wire) else { return };
+        if let Some((w, queue)) = &mut self.server[from].waiting {
+            if *w == wire {
+                queue.push(frame); // (read once its recheck is done)
+                return;
+            }
+        }
         let origin = self.origin(from, conn);
         match frame.body {
             Some(client_frame::Body::Send(msg)) => {
@@ -1064,7 +1172,7 @@ impl Sim {
                     let mut users = msg.directional_user_ids.clone();
                     users.push(origin.user_id.to_string());
                     // (Shared policy in cluster mode: every node applies it.)
-                    for n in self.nodes.iter_mut().chain(&mut self.shadow) {
+                    for n in self.nodes.iter_mut() {
                         n.core.policy_mut().group_join(&msg.target_id, &users);
                     }
                 }
@@ -1074,24 +1182,15 @@ impl Sim {
                 };
                 let (client_seq, request_id, message_type) = (msg.client_seq, msg.request_id, msg.message_type.clone());
                 let result = if self.model.is_some() {
-                    self.cluster_send(from, conn, &origin, msg, &recipients)
+                    match self.cluster_send(from, wire, conn, &origin, msg, &recipients, true) {
+                        Some(r) => r,
+                        None => return, // (waits for its replica: `Recheck`)
+                    }
                 } else {
                     let opts = RouteOptions { reply_to: Some(request_id), ..Default::default() };
                     self.with_core(|core, sh, now| core.route(sh, now, &origin, msg, opts)).map(|acc| Some(acc.duplicate))
                 };
-                let ever = self.accepted_ever.entry(from).or_default();
-                *ever = (*ever).max(client_seq);
-                match result {
-                    Ok(None) => {} // (routed later: `Event::Route`)
-                    Ok(Some(true)) => self.dropped_by_server += 1,
-                    Ok(Some(false)) => self.note_routed(from, origin.instance, client_seq, &recipients),
-                    Err(e) => {
-                        // Answered with its code, like rcall-server (nothing was delivered).
-                        self.refusals.push((self.now, from, message_type, e.imlib_code()));
-                        let (code, server_time) = (e.imlib_code(), self.now + self.server_skew);
-                        self.send_down(from, wire, Down::SendResult { request_id, code, sent_time: 0, server_time });
-                    }
-                }
+                self.answered(from, wire, origin.instance, (client_seq, request_id, message_type), &recipients, result);
                 self.flush();
             }
             Some(client_frame::Body::Ack(a)) => {
@@ -1116,25 +1215,75 @@ impl Sim {
         }
     }
 
+    /// The server answered `from`'s message (`(client_seq, request_id, message type)`) that
+    /// named `named`: the accounting, and the refusal's `SendResult`.
+    fn answered(&mut self, from: DeviceId, wire: u64, instance: u64, msg: (u64, u32, String), named: &[String], result: Result<Option<bool>, delivery::RouteError>) {
+        let (client_seq, request_id, message_type) = msg;
+        let ever = self.accepted_ever.entry(from).or_default();
+        *ever = (*ever).max(client_seq);
+        match result {
+            Ok(None) => {} // (routed later: `Event::Route`)
+            Ok(Some(true)) => self.dropped_by_server += 1,
+            Ok(Some(false)) => self.note_routed(from, instance, client_seq, named),
+            Err(e) => {
+                // Answered with its code, like rcall-server (nothing was delivered).
+                self.refusals.push((self.now, from, message_type, e.imlib_code()));
+                let (code, server_time) = (e.imlib_code(), self.now + self.server_skew);
+                self.send_down(from, wire, Down::SendResult { request_id, code, sent_time: 0, server_time });
+            }
+        }
+    }
+
     /// Cluster mode's send, as `ws.rs` does it: admitted by the node's core, then routed by the
     /// shared route script (here the model, in the same step), whose publishes reach the nodes
     /// holding each user later ([`Sim::bus_latency`]); the reply marker becomes the sender's
-    /// `SendResult` on its node. `Ok(true)` for a duplicate.
-    fn cluster_send(&mut self, from: DeviceId, conn: ConnId, origin: &Origin, msg: rtc_core::proto::SendMessage, named: &[String]) -> Result<Option<bool>, delivery::RouteError> {
+    /// `SendResult` on its node. `Ok(true)` for a duplicate. A call message the node's replica
+    /// refuses as not in the call while it is behind the rooms log waits for it (`None`, with
+    /// `recheck`; see [`Recheck`]).
+    #[allow(clippy::too_many_arguments)]
+    fn cluster_send(&mut self, from: DeviceId, wire: u64, conn: ConnId, origin: &Origin, msg: rtc_core::proto::SendMessage, named: &[String], recheck: bool) -> Option<Result<Option<bool>, delivery::RouteError>> {
         let node = self.node_of_conn(conn);
         let opts = RouteOptions { reply_to: Some(msg.request_id), shared_mailboxes: true, ..Default::default() };
-        let one_node = self.with_shadow(|core, sh, now| core.admit(sh, now, origin, &msg, opts).is_ok());
         let admitted = self.with_node(node, |core, sh, now| {
             Ok::<_, delivery::RouteError>(match core.admit(sh, now, origin, &msg, opts)? {
                 Admission::Duplicate(_) => None, // (answered by the core)
-                Admission::Route(a) => Some((a.recipients.iter().map(|u| (*u).to_owned()).collect::<Vec<String>>(), a.reply_to)),
+                Admission::Route(a) => Some((a.recipients.iter().map(|u| (*u).to_owned()).collect::<Vec<String>>(), a.reply_to, a.rooms_event)),
             })
         });
-        if let (Err(delivery::RouteError::NotInCall), Some(true)) = (&admitted, one_node) {
-            self.rooms_disagreements.push((self.now, from, msg.message_type.clone()));
+        let target = self.model.as_ref().map_or(0, ClusterModel::rooms_last);
+        if recheck && matches!(admitted, Err(delivery::RouteError::NotInCall)) && self.nodes[node].rooms.applied() < target {
+            if self.trace {
+                println!("{} node {node} rechecks {} of dev{from} once it applied {target}", self.now, msg.message_type);
+            }
+            self.rechecks += 1;
+            self.server[from].waiting = Some((wire, Vec::new()));
+            self.nodes[node].rechecks.push(Recheck { target, dev: from, wire, conn, msg });
+            return None;
         }
-        let admitted = admitted?;
-        let Some((recipients, reply_to)) = admitted else { return Ok(Some(true)) };
+        Some(self.cluster_route(from, node, conn, origin, msg, named, admitted))
+    }
+
+    /// The route script for an admitted message (now, or one Redis hop later).
+    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
+    fn cluster_route(
+        &mut self,
+        from: DeviceId,
+        node: usize,
+        conn: ConnId,
+        origin: &Origin,
+        msg: rtc_core::proto::SendMessage,
+        named: &[String],
+        admitted: Result<Option<(Vec<String>, Option<u32>, Option<Box<delivery::rooms::MessageEvent>>)>, delivery::RouteError>,
+    ) -> Result<Option<bool>, delivery::RouteError> {
+        let Some((recipients, reply_to, rooms_event)) = admitted? else { return Ok(Some(true)) };
+        // A call message may make its device a member: its pages here are announced first
+        // (`ws.rs`'s `announce_device`, one Redis hop ahead of the route script).
+        if rooms_event.is_some() {
+            for ev in self.nodes[node].rooms.announce_device(&origin.user_id, &origin.device_id) {
+                self.via_redis(Event::RoomsAppend(ev));
+            }
+        }
+        let rooms_event = rooms_event.map(|m| RoomsEvent { event: Some(delivery::rooms::rooms_event::Event::Message(*m)) });
         self.next_uid += 1;
         let private = msg.conversation_type == conversation_type::PRIVATE;
         let route = ModelRoute {
@@ -1157,33 +1306,288 @@ impl Sim {
             floor_us: 0,
             message_uid: format!("SIM-{:012}", self.next_uid),
         };
+        let r = SimRoute { from, named: named.to_vec(), route, call: CallParts { own_all_devices: false, rooms_event } };
         if self.redis_latency > 0 {
-            let at = self.now + self.redis_latency;
-            self.push(at, Event::Route { from, recipients: named.to_vec(), route: Box::new(route) });
+            self.via_redis(Event::Route(Box::new(r)));
             return Ok(None);
         }
-        Ok(Some(self.route_now(&route)))
+        Ok(Some(self.route_now(r)))
     }
 
     /// Runs the route script now and publishes what it publishes; true for a duplicate.
-    fn route_now(&mut self, route: &ModelRoute) -> bool {
+    fn route_now(&mut self, r: SimRoute) -> bool {
         let now_us = self.server_now().wall_us;
-        let (routed, published) = self.model.as_mut().expect("cluster mode").route(now_us, route);
+        let (routed, published, rooms) = self.model.as_mut().expect("cluster mode").route_call(now_us, &r.route, r.call);
+        // The routing node learns the result (`Routing::routed`): its `SendResult` if the
+        // marker is lost in a subscriber gap.
+        if let (Some(request_id), Some(node)) = (r.route.request_id, self.conn_node.get(&r.route.conn.conn).copied()) {
+            let (sent_time, message_uid, own_seq) = match &routed {
+                ModelRouted::Accepted { sent_time, own_seq, .. } => (*sent_time, r.route.message_uid.clone(), own_seq.unwrap_or(0)),
+                ModelRouted::Duplicate { sent_time, .. } => (*sent_time, String::new(), 0),
+            };
+            if node as u64 == r.route.conn.node {
+                let result = rtc_core::proto::SendResult { request_id, code: 0, sent_time, message_uid };
+                self.nodes[node].pending_replies.insert((r.route.conn.conn, request_id), (r.route.user.clone(), result, own_seq));
+            }
+        }
         if self.trace {
-            println!("{} route conn {:?} {}#{}: {routed:?}", self.now, route.conn, route.device, route.client_seq);
+            println!("{} route conn {:?} {}#{}: {routed:?}", self.now, r.route.conn, r.route.device, r.route.client_seq);
         }
         for (user, event) in published {
             self.publish(user, event);
+        }
+        if let Some(entry) = rooms {
+            self.publish_rooms(entry);
         }
         matches!(routed, ModelRouted::Duplicate { .. })
     }
 
     /// [`Event::Route`]: the route script of a message admitted one Redis hop ago.
-    fn run_route(&mut self, from: DeviceId, named: &[String], route: &ModelRoute) {
-        if self.route_now(route) {
+    fn run_route(&mut self, r: SimRoute) {
+        let (from, instance, client_seq, named) = (r.from, r.route.instance, r.route.client_seq, r.named.clone());
+        if self.route_now(r) {
             self.dropped_by_server += 1;
         } else {
-            self.note_routed(from, route.instance, route.client_seq, named);
+            self.note_routed(from, instance, client_seq, &named);
+        }
+    }
+
+    /// `event` goes to Redis: it runs there one hop from now ([`Sim::redis_latency`]).
+    fn via_redis(&mut self, event: Event) {
+        if self.redis_latency == 0 {
+            self.handle(event);
+        } else {
+            let at = self.now + self.redis_latency;
+            self.push(at, event);
+        }
+    }
+
+    // ----- cluster mode: the rooms replica (docs/cluster.md "Step 3, rooms") ---------------
+
+    /// The append script: `ev` joins the rooms log and goes out on the rooms channel.
+    fn rooms_append(&mut self, ev: RoomsEvent) {
+        let now_us = self.server_now().wall_us;
+        let entry = self.model.as_mut().expect("cluster mode").rooms_append(now_us, ev);
+        self.publish_rooms(entry);
+    }
+
+    /// A rooms event reaches every node, each in log order, [`Sim::rooms_latency`] later.
+    fn publish_rooms(&mut self, entry: RoomsEntry) {
+        if self.trace {
+            println!("{} rooms log {}: {:?}", self.now, entry.n, entry.event.event);
+        }
+        let at = self.now + self.rooms_latency;
+        for node in 0..self.nodes.len() {
+            let n = &mut self.nodes[node];
+            if n.deaf_until > self.now {
+                continue;
+            }
+            let at = at.max(n.last_rooms);
+            n.last_rooms = at;
+            let sub = n.sub;
+            self.push(at, Event::RoomsBus { node, sub, entry: entry.clone() });
+        }
+    }
+
+    /// A rooms event reaches `node` (`cluster::rooms::follow`): applied in log order, a gap
+    /// read from the log first.
+    fn at_node_rooms(&mut self, node: usize, sub: u64, entry: RoomsEntry) {
+        if self.nodes[node].sub != sub {
+            return;
+        }
+        match self.nodes[node].rooms.position(entry.n) {
+            Position::Done => {}
+            Position::Next => self.apply_rooms(node, entry),
+            Position::Gap => {
+                let applied = self.nodes[node].rooms.applied();
+                let missed = self.model.as_ref().expect("cluster mode").rooms_log_above(applied).to_vec();
+                for e in missed.into_iter().take_while(|e| e.n <= entry.n) {
+                    self.apply_rooms(node, e);
+                }
+            }
+        }
+    }
+
+    /// Applies one event to `node`'s replica: a grace it ran that ended routes the hangup; the
+    /// messages waiting for the replica go on once it got far enough.
+    fn apply_rooms(&mut self, node: usize, entry: RoomsEntry) {
+        let now = self.server_now();
+        let n = &mut self.nodes[node];
+        let after = n.rooms.apply(&mut n.core, entry.n, &entry.event, entry.t_ms, now);
+        if let Some(ended) = after.hang_up {
+            self.hang_up_for(node, ended);
+        }
+        // A device connected here but not announced that the event involved.
+        let n = &mut self.nodes[node];
+        for ev in n.rooms.announce_involved(&n.core, &after.involves) {
+            self.via_redis(Event::RoomsAppend(ev));
+        }
+        if after.announce {
+            let n = &mut self.nodes[node];
+            for ev in n.rooms.announcements(&n.core) {
+                self.via_redis(Event::RoomsAppend(ev));
+            }
+        }
+        self.flush();
+        let applied = self.nodes[node].rooms.applied();
+        while let Some(i) = self.nodes[node].rechecks.iter().position(|r| r.target <= applied) {
+            let r = self.nodes[node].rechecks.remove(i);
+            self.recheck(node, r);
+        }
+    }
+
+    /// A [`Recheck`] whose replica caught up: admitted again (refused for good this time), then
+    /// the connection reads on.
+    fn recheck(&mut self, node: usize, r: Recheck) {
+        let Recheck { dev, wire, conn, msg, .. } = r;
+        let waiting = self.server[dev].waiting.take().filter(|(w, _)| *w == wire).map(|(_, q)| q).unwrap_or_default();
+        let registered = self.server[dev].conns.get(&wire) == Some(&conn) && self.conn_node.get(&conn) == Some(&node);
+        if !registered || self.devices[dev].wire != wire {
+            return; // (the connection died meanwhile: its client sends again after a reconnect)
+        }
+        let origin = self.origin(dev, conn);
+        let named: Vec<String> = match msg.conversation_type {
+            conversation_type::PRIVATE => vec![msg.target_id.clone()],
+            _ => msg.directional_user_ids.clone(),
+        };
+        let head = (msg.client_seq, msg.request_id, msg.message_type.clone());
+        let result = self.cluster_send(dev, wire, conn, &origin, msg, &named, false).expect("no recheck");
+        if result.as_ref().is_ok_and(|r| *r != Some(true)) {
+            self.rechecks_admitted += 1;
+        }
+        self.answered(dev, wire, origin.instance, head, &named, result);
+        self.flush();
+        for frame in waiting {
+            self.at_server(dev, wire, frame);
+        }
+    }
+
+    /// The hangup of a participation a grace run by `node` ended (`Follower::hang_up_for`):
+    /// routed through the route script as if the gone device had sent it, to the other
+    /// participants and to every device of its user, the gone one included.
+    fn hang_up_for(&mut self, node: usize, e: delivery::rooms::Ended) {
+        let Some(dev) = self.devices.iter().position(|d| *d.device_id == *e.device) else { return };
+        self.verdicts.push((self.now, dev, e.call_id.clone(), e.reason));
+        self.next_uid += 1;
+        let uid = format!("SIM-{:012}", self.next_uid);
+        let live: BTreeMap<DeviceId, u64> = (0..self.devices.len())
+            .filter(|&j| {
+                let d = &self.devices[j];
+                !d.closed && d.silent_until.is_none() && self.server[j].conns.contains_key(&d.wire)
+            })
+            .map(|j| (j, self.devices[j].wire))
+            .collect();
+        self.verdict_uids.insert(uid.clone(), (dev, e.user.to_string(), e.call_id.clone(), live));
+        let private = e.route.conversation_type == conversation_type::PRIVATE;
+        let route = ModelRoute {
+            user: e.user.to_string(),
+            device: e.device.to_string(),
+            instance: 0,
+            // (No connection 0: every device of the user gets its copy.)
+            conn: NodeConn { node: node as u64, conn: 0 },
+            client_seq: 0,
+            request_id: None,
+            message: Delivered {
+                conversation_type: e.route.conversation_type,
+                target_id: if private { e.user.to_string() } else { e.route.target_id.clone() },
+                channel_id: e.route.channel_id.clone(),
+                message_type: rtc_core::proto::object_name::HANGUP.to_owned(),
+                content: e.content(),
+                ..Default::default()
+            },
+            recipients: e.recipients.iter().filter(|r| **r != *e.user).map(|r| (r.clone(), false)).collect(),
+            own_copy: Some((e.route.target_id.clone(), false)),
+            floor_us: 0,
+            message_uid: uid,
+        };
+        let named = e.recipients.clone();
+        // (Every replica ended the participation with the `GraceOver` already: no rooms event.)
+        let r = SimRoute { from: dev, named, route, call: CallParts { own_all_devices: true, rooms_event: None } };
+        self.via_redis(Event::Route(Box::new(r)));
+    }
+
+    /// `node`'s grace timer (`Follower::graces`): `GraceOver` for each grace it runs that is over.
+    fn node_graces(&mut self, node: usize) {
+        let now = self.server_now();
+        let n = &mut self.nodes[node];
+        for ev in n.rooms.graces_due(&mut n.core, now) {
+            self.via_redis(Event::RoomsAppend(ev));
+        }
+    }
+
+    /// `node` beats: the heartbeat script takes out the nodes whose beats stopped, and this
+    /// node reports each to the rooms (`NodeLost`, it runs what they leave behind).
+    fn beat(&mut self, node: usize, life: u64) {
+        if self.nodes[node].life != life {
+            return; // (a killed node's beats stop)
+        }
+        let me = self.nodes[node].rooms.name().to_owned();
+        let now_ms = self.server_now().wall_ms();
+        let dead = self.model.as_mut().expect("cluster mode").beat(now_ms, &me, HEARTBEAT_MS);
+        for d in dead {
+            if self.trace {
+                println!("{} {me} takes out {d}", self.now);
+            }
+            self.via_redis(Event::RoomsAppend(delivery::rooms_node::node_lost(&me, &d)));
+        }
+        self.push(self.now + HEARTBEAT_MS, Event::Beat { node, life });
+    }
+
+    /// Cluster mode: `node`'s pub/sub connections to Redis drop for `gap` ms (a network blip,
+    /// or a Redis restart that kept its data): what is published meanwhile, or was on its way,
+    /// is lost to it; then it resyncs (`BusEvent::Resync`), as the server's subscribers do.
+    pub fn bus_gap(&mut self, node: usize, gap: Millis) {
+        assert!(self.model.is_some() && node < self.nodes.len(), "bus_gap: cluster mode, an existing node");
+        let n = &mut self.nodes[node];
+        n.sub += 1;
+        n.deaf_until = self.now + gap.max(1);
+        let (at, sub) = (n.deaf_until, n.sub);
+        if self.trace {
+            println!("{} node {node} deaf until {at}", self.now);
+        }
+        self.push(at, Event::Resync { node, sub });
+    }
+
+    /// After a subscriber gap (`routing::follow` and `rooms::follow` on `BusEvent::Resync`): each
+    /// local user's mailbox is read above what the node has, the results whose marker was lost
+    /// answered where the marker was (behind the user's copies up to the sender's own), the
+    /// rooms log read above what the replica applied, and the node announces its pages again
+    /// (and withdraws those the replicas think it holds but it does not).
+    fn resync(&mut self, node: usize, sub: u64) {
+        if self.nodes[node].sub != sub {
+            return;
+        }
+        let mut pending: Vec<(ConnId, String, rtc_core::proto::SendResult, u64)> =
+            std::mem::take(&mut self.nodes[node].pending_replies).into_iter().map(|((conn, _), (user, result, after))| (conn, user, result, after)).collect();
+        let users: Vec<String> = self.nodes[node].held.keys().cloned().collect();
+        for user in users {
+            let Some(last) = self.nodes[node].core.last_seq(&user) else { continue };
+            let model = self.model.as_ref().expect("cluster mode");
+            let entries = model.read_above(&user, last, model.max_len.saturating_mul(2));
+            for e in entries {
+                let (due, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut pending).into_iter().partition(|(_, u, _, after)| *u == user && *after < e.seq);
+                pending = rest;
+                for (conn, u, result, _) in due {
+                    self.with_node(node, |core, sh, _| core.reply_to_conn(sh, &u, conn, result));
+                }
+                let exclude_device = e.exclude_device.as_deref().map(Arc::from);
+                self.with_node(node, |core, sh, now| {
+                    core.deliver_sequenced(sh, now, delivery::Sequenced { user_id: &user, seq: e.seq, payload: &e.delivered, skip: None, exclude_device })
+                });
+            }
+        }
+        for (conn, user, result, _) in pending {
+            self.with_node(node, |core, sh, _| core.reply_to_conn(sh, &user, conn, result));
+        }
+        self.flush();
+        let applied = self.nodes[node].rooms.applied();
+        let missed = self.model.as_ref().expect("cluster mode").rooms_log_above(applied).to_vec();
+        for e in missed {
+            self.apply_rooms(node, e);
+        }
+        let n = &mut self.nodes[node];
+        for ev in n.rooms.announcements(&n.core) {
+            self.via_redis(Event::RoomsAppend(ev));
         }
     }
 
@@ -1207,20 +1611,20 @@ impl Sim {
         let at = self.now + self.bus_latency;
         for node in 0..self.nodes.len() {
             let n = &mut self.nodes[node];
-            if !n.held.contains_key(&user) {
+            if !n.held.contains_key(&user) || n.deaf_until > self.now {
                 continue;
             }
             let at = at.max(n.last_bus);
             n.last_bus = at;
-            let life = n.life;
-            self.push(at, Event::Bus { node, life, user: user.clone(), event: event.clone() });
+            let sub = n.sub;
+            self.push(at, Event::Bus { node, sub, user: user.clone(), event: event.clone() });
         }
     }
 
     /// A channel event reaches `node`: as `cluster::routing::follow`, handed to its core.
-    fn at_node(&mut self, node: usize, life: u64, user: &str, event: ChannelEvent) {
+    fn at_node(&mut self, node: usize, sub: u64, user: &str, event: ChannelEvent) {
         let n = &self.nodes[node];
-        if n.life != life || !n.held.contains_key(user) {
+        if n.sub != sub || !n.held.contains_key(user) {
             return; // (the node died, or unsubscribed meanwhile)
         }
         let me = node as u64;
@@ -1236,7 +1640,8 @@ impl Sim {
                 });
             }
             ChannelEvent::Reply { conn, request_id, sent_time, message_uid } => {
-                if conn.node == me {
+                // (`Routing::marker`: answered once, by the marker or by a resync.)
+                if conn.node == me && self.nodes[node].pending_replies.remove(&(conn.conn, request_id)).is_some() {
                     let result = rtc_core::proto::SendResult { request_id, code: 0, sent_time, message_uid };
                     self.with_node(node, |core, sh, _| core.reply_to_conn(sh, user, conn.conn, result));
                 }
@@ -1393,27 +1798,38 @@ impl Sim {
     /// random at each reconnect (or the one [`Sim::connect_to`] names). Call before adding
     /// devices.
     ///
-    /// As the server today: call rooms are per node (each node's rooms see the call messages
-    /// its own connections send), and no node runs the gone-participant graces (the server's
-    /// would deliver their Hangups with seqs of its own, outside the mailboxes): no verdicts,
-    /// so a closed tab's calls are not ended for it. [`Sim::restart_server`] is the single
-    /// node's; here nodes die with [`Sim::kill_node`].
+    /// The call rooms are replicas, as on the server (docs/cluster.md "Step 3, rooms";
+    /// `cluster/rooms.rs`, with the node-side rules of [`delivery::rooms_node`]): the model keeps
+    /// the app's rooms log; a call message's event is appended by the route script, in delivery
+    /// order; each page's first/last connection on a node appends `Here`/`Gone` (the `Here`
+    /// before its replay); every node applies the log in order [`Sim::rooms_latency`] after
+    /// each append, and admits call messages against its replica (one refused as not in the
+    /// call while the replica is behind waits for it to catch up, the connection reading
+    /// nothing else meanwhile, then is admitted again). A grace is run by the node whose `Gone`
+    /// started it: `GraceOver` through the log, then the hangup through the route script (the
+    /// [`Sim::verdicts`]). Nodes beat every [`HEARTBEAT_MS`]; a killed node's id is taken out by
+    /// the next node to beat once 3 periods passed, which appends `NodeLost` and runs what it
+    /// left. [`Sim::restart_server`] is the single node's; here nodes die with
+    /// [`Sim::kill_node`].
     pub fn cluster(&mut self, nodes: usize) {
         assert!(self.devices.is_empty(), "Sim::cluster comes before the devices");
         assert!(nodes >= 1, "at least one node");
-        self.nodes = (0..nodes).map(|i| Node::new(AppCore::new(sim_limits(), 0, Now::default(), i as u32))).collect();
+        self.nodes = (0..nodes)
+            .map(|i| {
+                let mut core = AppCore::new(sim_limits(), 0, Now::default(), i as u32);
+                core.replicate_rooms();
+                Node::new(core, &node_name(i, 0))
+            })
+            .collect();
         self.model = Some(ClusterModel::default());
-        self.shadow = Some(Node::new(AppCore::new(sim_limits(), 0, Now::default(), u32::MAX)));
-    }
-
-    /// Runs one input on the shadow core (cluster mode), if any.
-    fn with_shadow<R>(&mut self, f: impl FnOnce(&mut AppCore<Conn>, &mut MemoryShell<'_, Conn>, Now) -> R) -> Option<R> {
-        let now = self.server_now();
-        let n = self.shadow.as_mut()?;
-        let mut sh = MemoryShell { store: &mut n.store, effects: &mut self.shadow_effects };
-        let r = f(&mut n.core, &mut sh, now);
-        self.shadow_effects.clear();
-        Some(r)
+        // Each node beats as it starts (before it takes connections), then every period, the
+        // nodes' beats spread over it.
+        for node in 0..nodes {
+            let now_ms = self.server_now().wall_ms();
+            self.model.as_mut().expect("cluster mode").beat(now_ms, &node_name(node, 0), HEARTBEAT_MS);
+            let at = self.now + HEARTBEAT_MS - HEARTBEAT_MS * node as Millis / nodes as Millis;
+            self.push(at, Event::Beat { node, life: 0 });
+        }
     }
 
     /// Server nodes (1 unless [`Sim::cluster`]).
@@ -1427,15 +1843,22 @@ impl Sim {
         sd.conns.get(&sd.wire).map(|c| self.node_of_conn(*c))
     }
 
+    /// The nodes holding `dev` in the rooms presence of `node`'s replica (cluster mode): only
+    /// announced devices are there (`delivery::rooms_node::announces`).
+    pub fn rooms_holders(&self, node: usize, dev: DeviceId) -> Vec<String> {
+        let d = &self.devices[dev];
+        self.nodes[node].core.rooms_holders(&d.user_id, &d.device_id).iter().map(|n| n.to_string()).collect()
+    }
+
     /// `dev`'s next connection goes to `node` (cluster mode).
     pub fn connect_to(&mut self, dev: DeviceId, node: usize) {
         assert!(node < self.nodes.len(), "no node {node}");
         self.devices[dev].next_node = Some(node);
     }
 
-    /// Cluster mode: node `node` dies (`kill -9`) and comes back empty at once. What it held in
-    /// memory is gone (its connections, windows, rooms, channel events on their way to it);
-    /// what Redis holds is not. Its clients see their sockets drop, as in a network loss, and
+    /// Cluster mode: node `node` dies (`kill -9`) and comes back empty at once, as a new node
+    /// (a new id, its rooms replica read from the log). What it held in memory is gone (its
+    /// connections, windows, channel events on their way to it); what Redis holds is not. Its clients see their sockets drop, as in a network loss, and
     /// reconnect after `reconnect_delay` plus up to a second to another node.
     pub fn kill_node(&mut self, node: usize) {
         assert!(self.model.is_some() && node < self.nodes.len(), "kill_node: cluster mode, an existing node");
@@ -1448,18 +1871,35 @@ impl Sim {
         let n = &mut self.nodes[node];
         let rows = policy_rows(&n.core);
         n.life += 1;
+        n.sub += 1;
+        n.deaf_until = 0;
+        n.pending_replies.clear();
         n.held.clear();
         n.holding.clear();
+        n.rechecks.clear();
         n.store = MemoryStore::new();
         n.core = AppCore::new(sim_limits(), 0, server_now, (node as u32) << 16 | n.life as u32);
         n.core.load_policy(rows);
+        // A new process, a new node id: its replica starts from the rooms log (the model keeps it
+        // whole; the server reads the snapshot and the log above it), and it beats at once. The
+        // old id is taken out by another node once its beats are 3 periods late (`NodeLost`).
+        n.core.replicate_rooms();
+        n.rooms = RoomsNode::new(&node_name(node, n.life));
+        let life = n.life;
+        let log = self.model.as_ref().expect("cluster mode").rooms_log_above(0).to_vec();
+        for e in log {
+            let n = &mut self.nodes[node];
+            n.rooms.apply(&mut n.core, e.n, &e.event, e.t_ms, server_now);
+        }
+        self.beat(node, life);
         let dead: Vec<ConnId> = self.conn_node.iter().filter(|(_, n)| **n == node).map(|(c, _)| *c).collect();
         for c in &dead {
             self.conn_node.remove(c);
-            // (To the one node seeing everything, a connection lost.)
-            if let Some(dev) = self.server.iter().position(|sd| sd.conns.values().any(|x| x == c)) {
-                let user = self.devices[dev].user_id.clone();
-                self.with_shadow(|core, sh, now| core.unregister(sh, now, &user, *c, Departure::Lost));
+        }
+        // Connections waiting for the node's replica are gone with it.
+        for sd in &mut self.server {
+            if sd.waiting.as_ref().is_some_and(|(w, _)| sd.conns.get(w).is_some_and(|c| dead.contains(c))) {
+                sd.waiting = None;
             }
         }
         // What was queued for its connections is lost with them.

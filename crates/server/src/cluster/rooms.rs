@@ -47,9 +47,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
-use delivery::rooms::{
-    rooms_event, DeviceEvent, Ended, MessageEvent, NodeLostEvent, RoomsEvent, RoomsSnapshot,
-};
+use delivery::rooms::{rooms_event, Ended, MessageEvent, RoomsEvent, RoomsSnapshot};
+use delivery::rooms_node::{self, Involves, Presence};
 use delivery::Departure;
 use prost::Message as _;
 use redis::Value;
@@ -149,6 +148,8 @@ return 1
 
 /// (app, user, device).
 type DeviceKey = (AppId, Arc<str>, Arc<str>);
+/// (app, user, device, SDK instance): presence is per page (`rooms::DeviceEvent::instance`).
+type PageKey = (AppId, Arc<str>, Arc<str>, u64);
 
 /// One node's side of the replicated rooms.
 pub struct RoomsSync {
@@ -162,9 +163,11 @@ pub struct RoomsSync {
     /// a node's connects queue behind one another: 100,000 reconnects took minutes); their
     /// appends share the multiplexed Redis connection, and Redis numbers them in one order.
     order: Mutex<HashMap<DeviceKey, Arc<tokio::sync::Mutex<()>>>>,
-    /// Connection → its device.
-    conns: Mutex<HashMap<ConnId, DeviceKey>>,
-    /// Per device with connections here: how many, and whether its `Here` went out.
+    /// Connection → its page.
+    conns: Mutex<HashMap<ConnId, PageKey>>,
+    /// Per device with connections here: its pages, with how many connections each and
+    /// whether its `Here` went out. (Keyed by device: an applied event names a device, and
+    /// finds its pages with one lookup.)
     devices: Mutex<HashMap<DeviceKey, Held>>,
     /// Per app: the last event number the replica applied ([`RoomsSync::caught_up`]).
     applied: Vec<AtomicU64>,
@@ -186,12 +189,32 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// A device with connections on this node.
+/// A device with connections on this node: its pages (usually one).
 #[derive(Default)]
 struct Held {
+    pages: Vec<HeldPage>,
+}
+
+/// A page (SDK instance) with connections on this node.
+struct HeldPage {
+    instance: u64,
     conns: usize,
     /// Its `Here` was published (or attempted): its last connection publishes `Gone`.
     announced: bool,
+}
+
+impl Held {
+    fn page(&mut self, instance: u64) -> Option<&mut HeldPage> {
+        self.pages.iter_mut().find(|p| p.instance == instance)
+    }
+
+    /// Pages with a connection here whose `Here` has not gone out.
+    fn unannounced(&self) -> impl Iterator<Item = u64> + '_ {
+        self.pages
+            .iter()
+            .filter(|p| p.conns > 0 && !p.announced)
+            .map(|p| p.instance)
+    }
 }
 
 /// One entry of the rooms log (or one publication).
@@ -278,19 +301,17 @@ impl RoomsSync {
             .map_err(|_| ClusterError::OutOfRange(format!("rooms_append returned {n:?}")))
     }
 
-    fn device_event(&self, user: &str, device: &str, lost: bool) -> DeviceEvent {
-        DeviceEvent {
-            user: user.to_owned(),
-            device: device.to_owned(),
-            node: self.me().to_owned(),
-            lost,
-        }
+    /// The `Here` / `Gone` of page `key` of this node.
+    fn presence(&self, key: &PageKey, change: Presence) -> RoomsEvent {
+        rooms_node::presence_event(self.me(), &key.1, &key.2, key.3, change)
     }
 
-    /// Connection `conn` of `device` of `user` is here. The device's first one announces it
-    /// (`Here`) when the rooms care about it (a member coming back: before its replay, so
-    /// before it can send anything); others are announced later if they become involved
-    /// ([`Self::announce_device`]).
+    /// Connection `conn` of page `instance` of `device` of `user` is here. The page's first one
+    /// announces it (`Here`) when the rooms care about its device ([`rooms_node::announces`]: a
+    /// member coming back, before its replay, so before it can send anything; its dead sockets
+    /// on other nodes then no longer hold the device); others are announced later if they
+    /// become involved ([`Self::announce_device`]).
+    #[allow(clippy::too_many_arguments)]
     pub async fn hold(
         &self,
         hub: &crate::hub::Hub,
@@ -298,24 +319,34 @@ impl RoomsSync {
         app_key: &str,
         user: &Arc<str>,
         device: &Arc<str>,
+        instance: u64,
         conn: ConnId,
     ) -> Result<(), ClusterError> {
+        let page: PageKey = (app, user.clone(), device.clone(), instance);
         let key: DeviceKey = (app, user.clone(), device.clone());
         let order = self.device_order(&key);
         let held = async {
             let _order = order.lock().await;
-            lock(&self.conns).insert(conn, key.clone());
+            lock(&self.conns).insert(conn, page.clone());
             let announce = {
                 let mut d = lock(&self.devices);
                 let h = d.entry(key.clone()).or_default();
-                h.conns += 1;
-                let announce = h.conns == 1 && !h.announced && hub.rooms_involve(app, user, device);
-                h.announced |= announce;
+                if h.page(instance).is_none() {
+                    h.pages.push(HeldPage {
+                        instance,
+                        conns: 0,
+                        announced: false,
+                    });
+                }
+                let p = h.page(instance).expect("pushed above");
+                p.conns += 1;
+                let announce = p.conns == 1
+                    && rooms_node::announces(p.announced, || hub.rooms_involve(app, user, device));
+                p.announced |= announce;
                 announce
             };
             if announce {
-                let ev = rooms_event::Event::Here(self.device_event(user, device, false));
-                self.publish(app_key, &RoomsEvent { event: Some(ev) })
+                self.publish(app_key, &self.presence(&page, Presence::Here))
                     .await?;
             }
             Ok(())
@@ -325,31 +356,56 @@ impl RoomsSync {
         held
     }
 
-    /// Announces `device` of `user` (`Here`) if it has a connection here and was not announced
-    /// yet: called before its call message is routed (it may become a member by it) and when
-    /// an applied event involved it. A failed publish is logged; the device is then announced
-    /// at the next try or resync, and its `Gone` goes out at its last disconnect either way.
-    pub async fn announce_device(&self, app: AppId, app_key: &str, user: &Arc<str>, device: &Arc<str>) {
+    /// Announces the pages of `device` of `user` (`Here`) that have a connection here and were
+    /// not announced yet: called before its call message is routed (it may become a member by
+    /// it) and when an applied event involved it. A failed publish is logged; the page is then
+    /// announced at the next try or resync, and its `Gone` goes out at its last disconnect
+    /// either way.
+    /// `only`: of these pages (late announcements, [`rooms_node::late_here`]), else all.
+    pub async fn announce_device(
+        &self,
+        app: AppId,
+        app_key: &str,
+        user: &Arc<str>,
+        device: &Arc<str>,
+        only: Option<&[u64]>,
+    ) {
         let key: DeviceKey = (app, user.clone(), device.clone());
         // (Fast path: the common case, a device announced already, takes no lock of its own.)
-        let pending = |d: &HashMap<DeviceKey, Held>| d.get(&key).is_some_and(|h| h.conns > 0 && !h.announced);
+        let pending = |d: &HashMap<DeviceKey, Held>| {
+            d.get(&key)
+                .is_some_and(|h| h.unannounced().next().is_some())
+        };
         if !pending(&lock(&self.devices)) {
             return;
         }
         let order = self.device_order(&key);
         {
             let _order = order.lock().await;
-            let announce = {
+            let pages: Vec<u64> = {
                 let mut d = lock(&self.devices);
-                let go = pending(&d);
-                if let Some(h) = d.get_mut(&key).filter(|_| go) {
-                    h.announced = true;
+                match d.get_mut(&key) {
+                    Some(h) => {
+                        let pages: Vec<u64> = h
+                            .unannounced()
+                            .filter(|i| only.is_none_or(|o| o.contains(i)))
+                            .collect();
+                        for p in &pages {
+                            if let Some(p) = h.page(*p) {
+                                p.announced = true;
+                            }
+                        }
+                        pages
+                    }
+                    None => Vec::new(),
                 }
-                go
             };
-            if announce {
-                let ev = rooms_event::Event::Here(self.device_event(user, device, false));
-                if let Err(e) = self.publish(app_key, &RoomsEvent { event: Some(ev) }).await {
+            for instance in pages {
+                let page = (app, user.clone(), device.clone(), instance);
+                if let Err(e) = self
+                    .publish(app_key, &self.presence(&page, Presence::Here))
+                    .await
+                {
                     tracing::warn!(error = %e, "cluster: announcing a device to the rooms failed");
                 }
             }
@@ -357,18 +413,43 @@ impl RoomsSync {
         self.forget_order(&key, order);
     }
 
-    /// Devices connected here that are not announced yet (of `app`).
-    fn unannounced(&self, app: AppId) -> Vec<(Arc<str>, Arc<str>)> {
-        lock(&self.devices)
-            .iter()
-            .filter(|(k, h)| k.0 == app && h.conns > 0 && !h.announced)
-            .map(|(k, _)| (k.1.clone(), k.2.clone()))
-            .collect()
+    /// Page `instance` of `device` of `user` connected on another node: its connection here,
+    /// if any, counts as announced (see `rooms_node::RoomsNode::supersede`).
+    fn supersede(&self, app: AppId, user: &str, device: &str, instance: u64) {
+        let key: DeviceKey = (app, Arc::from(user), Arc::from(device));
+        if let Some(p) = lock(&self.devices)
+            .get_mut(&key)
+            .and_then(|h| h.page(instance))
+        {
+            p.announced = true;
+        }
     }
 
-    /// Connection `conn` ended (idempotent): the device's last one here withdraws it (`Gone`,
-    /// clean or lost) if it was announced or the rooms care about it now, which starts its
-    /// grace if it is in a call and no other node holds it.
+    /// Pages connected here not announced yet (of `app`, of `only` that device).
+    fn unannounced(&self, app: AppId, only: Option<(&str, &str)>) -> Vec<rooms_node::Page> {
+        let d = lock(&self.devices);
+        let page = |k: &DeviceKey, h: &Held| -> Vec<rooms_node::Page> {
+            h.unannounced()
+                .map(|i| (k.1.clone(), k.2.clone(), i))
+                .collect()
+        };
+        match only {
+            Some((user, device)) => {
+                let key: DeviceKey = (app, Arc::from(user), Arc::from(device));
+                d.get(&key).map(|h| page(&key, h)).unwrap_or_default()
+            }
+            None => d
+                .iter()
+                .filter(|(k, _)| k.0 == app)
+                .flat_map(|(k, h)| page(k, h))
+                .collect(),
+        }
+    }
+
+    /// Connection `conn` ended (idempotent): the page's last one here withdraws it (`Gone`,
+    /// clean or lost) if it was announced or the rooms care about its device now
+    /// ([`rooms_node::announces`]), which starts its grace if it is in a call and no other page
+    /// holds the device.
     pub async fn release(
         &self,
         hub: &crate::hub::Hub,
@@ -376,31 +457,38 @@ impl RoomsSync {
         conn: ConnId,
         departure: Departure,
     ) {
-        let Some(key) = lock(&self.conns).get(&conn).cloned() else {
+        let Some(page) = lock(&self.conns).get(&conn).cloned() else {
             return;
         };
+        let key: DeviceKey = (page.0, page.1.clone(), page.2.clone());
         let order = self.device_order(&key);
         {
             let _order = order.lock().await;
             if lock(&self.conns).remove(&conn).is_some() {
                 let last = {
                     let mut d = lock(&self.devices);
-                    match d.get_mut(&key) {
-                        Some(h) if h.conns > 1 => {
-                            h.conns -= 1;
-                            None
-                        }
-                        Some(_) => d.remove(&key).map(|h| h.announced),
+                    let last = match d.get_mut(&key) {
+                        Some(h) => match h.pages.iter().position(|p| p.instance == page.3) {
+                            Some(i) if h.pages[i].conns > 1 => {
+                                h.pages[i].conns -= 1;
+                                None
+                            }
+                            Some(i) => Some(h.pages.swap_remove(i).announced),
+                            None => None,
+                        },
                         None => None,
+                    };
+                    if d.get(&key).is_some_and(|h| h.pages.is_empty()) {
+                        d.remove(&key);
                     }
+                    last
                 };
                 let gone = last.is_some_and(|announced| {
-                    announced || hub.rooms_involve(key.0, &key.1, &key.2)
+                    rooms_node::announces(announced, || hub.rooms_involve(key.0, &key.1, &key.2))
                 });
                 if gone {
-                    let lost = departure == Departure::Lost;
-                    let ev = rooms_event::Event::Gone(self.device_event(&key.1, &key.2, lost));
-                    if let Err(e) = self.publish(app_key, &RoomsEvent { event: Some(ev) }).await {
+                    let ev = self.presence(&page, Presence::Gone(departure));
+                    if let Err(e) = self.publish(app_key, &ev).await {
                         tracing::warn!(error = %e, "cluster: publishing a device's departure failed");
                     }
                 }
@@ -428,12 +516,8 @@ impl RoomsSync {
     /// first. For the node-heartbeat hook.
     pub async fn node_lost(&self, hub: &crate::hub::Hub, dead: &str) -> Result<(), ClusterError> {
         for app in hub.apps() {
-            let ev = rooms_event::Event::NodeLost(NodeLostEvent {
-                node: dead.to_owned(),
-                runner: self.me().to_owned(),
-            });
-            self.publish(&app.key, &RoomsEvent { event: Some(ev) })
-                .await?;
+            let ev = rooms_node::node_lost(self.me(), dead);
+            self.publish(&app.key, &ev).await?;
         }
         Ok(())
     }
@@ -493,27 +577,31 @@ impl RoomsSync {
         runner: Option<&str>,
     ) -> Result<(), ClusterError> {
         for app in hub.apps() {
-            let ev = rooms_event::Event::NodeLost(NodeLostEvent {
-                node: self.me().to_owned(),
-                runner: runner.unwrap_or_default().to_owned(),
-            });
-            self.publish(&app.key, &RoomsEvent { event: Some(ev) })
-                .await?;
+            let ev = rooms_node::leaving(self.me(), runner);
+            self.publish(&app.key, &ev).await?;
         }
         Ok(())
     }
 
-    /// The devices held here and whether each was announced, for a resync.
-    fn held(&self) -> Vec<(DeviceKey, bool)> {
-        lock(&self.devices).iter().map(|(k, h)| (k.clone(), h.announced)).collect()
+    /// The pages held here and whether each was announced, for a resync.
+    fn held(&self) -> Vec<(PageKey, bool)> {
+        let d = lock(&self.devices);
+        let mut out = Vec::new();
+        for (k, h) in d.iter() {
+            for p in &h.pages {
+                out.push(((k.0, k.1.clone(), k.2.clone(), p.instance), p.announced));
+            }
+        }
+        out
     }
 
-    /// Marks held devices as announced (their `Here` is going out).
-    fn mark_announced(&self, keys: &[DeviceKey]) {
+    /// Marks held pages as announced (their `Here` is going out).
+    fn mark_announced(&self, pages: &[PageKey]) {
         let mut d = lock(&self.devices);
-        for k in keys {
-            if let Some(h) = d.get_mut(k) {
-                h.announced = true;
+        for (app, user, device, instance) in pages {
+            let key: DeviceKey = (*app, user.clone(), device.clone());
+            if let Some(p) = d.get_mut(&key).and_then(|h| h.page(*instance)) {
+                p.announced = true;
             }
         }
     }
@@ -605,20 +693,25 @@ impl Follower {
             .hub
             .core(app)
             .apply_rooms_event(&ev, e.t_ms, clock::now());
-        let mine = matches!(&ev.event, Some(rooms_event::Event::GraceOver(d)) if d.node == self.rooms.me());
-        if let (Some(ended), true) = (ended, mine) {
+        // (The same rules as the simulator's nodes: `delivery::rooms_node`.)
+        let after = rooms_node::after_apply(self.rooms.me(), &ev, ended);
+        if let Some(ended) = after.hang_up {
             self.hang_up_for(app, ended).await;
         }
+        // A page that connected to another node: its connection here is a dead socket, never
+        // to be announced late (`rooms_node::AfterApply::moved`).
+        if let Some((user, device, instance)) = &after.moved {
+            self.rooms.supersede(app, user, device, *instance);
+        }
         // A device connected here but not announced that this event involved.
-        match &ev.event {
-            Some(rooms_event::Event::Message(m)) => self.announce_involved(app, Some((&m.user, &m.device))),
-            Some(rooms_event::Event::Gone(d)) if d.node != self.rooms.me() => self.announce_involved(app, Some((&d.user, &d.device))),
-            Some(rooms_event::Event::NodeLost(_)) => self.announce_involved(app, None),
-            _ => {}
+        match &after.involves {
+            Involves::Device(user, device) => self.announce_involved(app, Some((user, device))),
+            Involves::All => self.announce_involved(app, None),
+            Involves::Nothing => {}
         }
         // Taken for dead while still running (frozen past its deadline): the devices still
         // connected here are here, before their lost graces run out.
-        if matches!(&ev.event, Some(rooms_event::Event::NodeLost(n)) if n.node == self.rooms.me()) {
+        if after.announce {
             self.announce(Some(app)).await;
         }
     }
@@ -626,27 +719,27 @@ impl Follower {
     /// Announces the devices connected here, not announced yet, that the replica of `app` now
     /// involves (of `only` that device, else all): in the background, in each device's order.
     fn announce_involved(&self, app: AppId, only: Option<(&str, &str)>) {
-        let candidates: Vec<(Arc<str>, Arc<str>)> = match only {
-            Some((user, device)) => {
-                let key: DeviceKey = (app, Arc::from(user), Arc::from(device));
-                let d = lock(&self.rooms.devices);
-                match d.get(&key) {
-                    Some(h) if h.conns > 0 && !h.announced => vec![(key.1.clone(), key.2.clone())],
-                    _ => return,
-                }
-            }
-            None => self.rooms.unannounced(app),
-        };
+        let candidates = self.rooms.unannounced(app, only);
         if candidates.is_empty() {
             return;
         }
-        let involved: Vec<(Arc<str>, Arc<str>)> = {
+        let me = self.rooms.me().to_owned();
+        let mut due: HashMap<(Arc<str>, Arc<str>), Vec<u64>> = HashMap::new();
+        {
             let core = self.state.hub.core(app);
-            candidates.into_iter().filter(|(u, d)| core.rooms_involve(u, d)).collect()
-        };
-        for (user, device) in involved {
+            for (u, d, i) in candidates {
+                if rooms_node::late_here(&core, &me, &u, &d, i) {
+                    due.entry((u, d)).or_default().push(i);
+                }
+            }
+        }
+        for ((user, device), pages) in due {
             let (rooms, key) = (self.rooms.clone(), self.key(app));
-            tokio::spawn(async move { rooms.announce_device(app, &key, &user, &device).await });
+            tokio::spawn(async move {
+                rooms
+                    .announce_device(app, &key, &user, &device, Some(&pages))
+                    .await
+            });
         }
     }
 
@@ -791,32 +884,31 @@ impl Follower {
     /// announced again, devices that left while their `Gone` could not be published leave now.
     async fn announce(&mut self, only: Option<AppId>) {
         let held = self.rooms.held();
-        let held_keys: std::collections::HashSet<&DeviceKey> = held.iter().map(|(k, _)| k).collect();
         let me = self.rooms.me().to_owned();
         let mut events = Vec::new();
         for app in (0..self.pos.len()).filter(|a| only.is_none_or(|o| o == *a)) {
-            let known = self.state.hub.core(app).rooms_held_by(&me);
-            for (user, device) in known {
-                if !held_keys.contains(&(app, user.clone(), device.clone())) {
-                    let d = self.rooms.device_event(&user, &device, true);
-                    events.push((app, rooms_event::Event::Gone(d)));
-                }
-            }
-        }
-        // Announced devices again, and those the rooms care about now.
-        let mut here = Vec::new();
-        for ((app, user, device), announced) in held.iter().filter(|h| only.is_none_or(|o| o == h.0 .0)) {
-            if *announced || self.state.hub.core(*app).rooms_involve(user, device) {
-                here.push((*app, user.clone(), device.clone()));
-            }
-        }
-        self.rooms.mark_announced(&here);
-        for (app, user, device) in here {
-            let d = self.rooms.device_event(&user, &device, false);
-            events.push((app, rooms_event::Event::Here(d)));
+            // Pages gone meanwhile leave; announced pages, and those the rooms care about now,
+            // are announced again (`rooms_node::announcements`).
+            let here: Vec<(rooms_node::Page, bool)> = held
+                .iter()
+                .filter(|(h, _)| h.0 == app)
+                .map(|((_, u, d, i), a)| ((u.clone(), d.clone(), *i), *a))
+                .collect();
+            let (evs, announced) = {
+                let core = self.state.hub.core(app);
+                let known = core.rooms_held_by(&me);
+                rooms_node::announcements(&me, &here, &known, |(u, d, i)| {
+                    rooms_node::late_here(&core, &me, u, d, *i)
+                })
+            };
+            let announced: Vec<PageKey> = announced
+                .into_iter()
+                .map(|(u, d, i)| (app, u, d, i))
+                .collect();
+            self.rooms.mark_announced(&announced);
+            events.extend(evs.into_iter().map(|ev| (app, ev)));
         }
         for (app, ev) in events {
-            let ev = RoomsEvent { event: Some(ev) };
             if let Err(e) = self.rooms.publish(&self.key(app), &ev).await {
                 tracing::warn!(error = %e, "cluster: announcing a device again failed");
             }
@@ -829,13 +921,7 @@ impl Follower {
         for app in 0..self.pos.len() {
             let due = self.state.hub.core(app).rooms_graces_due(clock::now(), &me);
             for (user, device, how) in due {
-                let mut d = self
-                    .rooms
-                    .device_event(&user, &device, how == Departure::Lost);
-                d.node = me.clone();
-                let ev = RoomsEvent {
-                    event: Some(rooms_event::Event::GraceOver(d)),
-                };
+                let ev = rooms_node::grace_over(&me, &user, &device, how);
                 if let Err(e) = self.rooms.publish(&self.key(app), &ev).await {
                     tracing::warn!(error = %e, "cluster: publishing a grace's end failed (retried)");
                 }

@@ -74,8 +74,9 @@ struct Replies {
 }
 
 enum ReplyState {
-    /// The script returned; its marker has not arrived (yet).
-    Pending(AppId, Arc<str>, SendResult),
+    /// The script returned; its marker has not arrived (yet). The `u64`: the sender's own
+    /// copy's seq (0: none), which the marker follows on the user's channel.
+    Pending(AppId, Arc<str>, SendResult, u64),
     /// The connection got its `SendResult` already (the marker came first, or it was answered
     /// after a resync): a marker arriving now is ignored.
     Answered,
@@ -159,7 +160,14 @@ impl Routing {
     /// the seq sent next (acks are cumulative), so a busy Redis gets one ack per device per
     /// round trip, not one per delivery (under a reconnect surge the ack scripts queued
     /// behind each other made every round trip slower).
-    pub fn ack(self: &Arc<Self>, app: AppId, app_key: Arc<str>, user: &Arc<str>, device: &Arc<str>, seq: u64) {
+    pub fn ack(
+        self: &Arc<Self>,
+        app: AppId,
+        app_key: Arc<str>,
+        user: &Arc<str>,
+        device: &Arc<str>,
+        seq: u64,
+    ) {
         let key = (app, user.clone(), device.clone());
         {
             let mut acks = lock(&self.acks);
@@ -199,7 +207,8 @@ impl Routing {
     /// The route script returned `result` for request `request_id` of connection `conn`
     /// (started at resync `epoch`). Returns the result when the connection must be answered
     /// now: its marker was not seen and a resync came meanwhile (the marker may have been lost
-    /// in the gap). Otherwise the marker answers it, or the next resync does.
+    /// in the gap). Otherwise the marker answers it, or the next resync does, in its place
+    /// behind `own_seq` (the sender's own copy's seq, 0 if none).
     pub fn routed(
         &self,
         app: AppId,
@@ -207,6 +216,7 @@ impl Routing {
         conn: ConnId,
         epoch: u64,
         result: SendResult,
+        own_seq: u64,
     ) -> Option<SendResult> {
         let mut r = lock(&self.replies);
         let key = (conn, result.request_id);
@@ -218,7 +228,7 @@ impl Routing {
             return Some(result);
         }
         r.by_request
-            .insert(key, ReplyState::Pending(app, user.clone(), result));
+            .insert(key, ReplyState::Pending(app, user.clone(), result, own_seq));
         None
     }
 
@@ -236,17 +246,18 @@ impl Routing {
         }
     }
 
-    /// A resync: every result still waiting for its marker is answered now.
-    fn resynced(&self) -> Vec<(AppId, Arc<str>, ConnId, SendResult)> {
+    /// A resync: every result still waiting for its marker is to be answered now, each behind
+    /// its user's copies up to its own seq (the last field).
+    fn resynced(&self) -> Vec<(AppId, Arc<str>, ConnId, SendResult, u64)> {
         let mut r = lock(&self.replies);
         r.epoch += 1;
         let mut out = Vec::new();
         for (key, state) in r.by_request.iter_mut() {
             if let ReplyState::Pending(..) = state {
-                if let ReplyState::Pending(app, user, result) =
+                if let ReplyState::Pending(app, user, result, after) =
                     std::mem::replace(state, ReplyState::Answered)
                 {
-                    out.push((app, user, key.0, result));
+                    out.push((app, user, key.0, result, after));
                 }
             }
         }
@@ -508,10 +519,20 @@ pub async fn follow(
             Some(BusEvent::Resync) => {
                 // Redis may have lost every node's presence.
                 routing.presence.rewrite_all();
-                // Results whose reply marker may have been lost in the gap (see `Replies`).
-                for (app, user, conn, result) in routing.resynced() {
-                    hub.reply_to_conn(app, &user, conn, result);
-                }
+                // Results whose reply marker may have been lost in the gap (see `Replies`):
+                // each is answered where its marker was, behind its user's copies up to the
+                // sender's own (found by the simulator: answered before the mailbox reads, a
+                // device's Accept was confirmed ahead of its sibling's earlier reject).
+                let mut pending = routing.resynced();
+                let mut answer = |app: AppId, user: &str, below: u64| {
+                    pending.retain(|(a, u, conn, result, after)| {
+                        let due = *a == app && **u == *user && *after < below;
+                        if due {
+                            hub.reply_to_conn(app, u, *conn, result.clone());
+                        }
+                        !due
+                    });
+                };
                 // Whatever was published during the gap is in the mailboxes: read each local
                 // user's above what it has here (repeats are dropped by seq), a pipeline of
                 // RESYNC_BATCH users per round trip (one at a time, 16,000 users took
@@ -521,10 +542,15 @@ pub async fn follow(
                 let mut users: Vec<(AppId, Arc<str>, u64)> = routing
                     .held_users()
                     .into_iter()
-                    .filter_map(|(app, user, _)| Some((app, user.clone(), hub.last_seq(app, &user)?)))
+                    .filter_map(|(app, user, _)| {
+                        Some((app, user.clone(), hub.last_seq(app, &user)?))
+                    })
                     .collect();
                 users.sort_by_key(|u| u.0);
-                for chunk in users.chunk_by(|a, b| a.0 == b.0).flat_map(|c| c.chunks(RESYNC_BATCH)) {
+                for chunk in users
+                    .chunk_by(|a, b| a.0 == b.0)
+                    .flat_map(|c| c.chunks(RESYNC_BATCH))
+                {
                     let app = chunk[0].0;
                     let key = hub.app(app).key.clone();
                     let ask: Vec<(&str, u64)> = chunk.iter().map(|(_, u, s)| (&**u, *s)).collect();
@@ -532,6 +558,7 @@ pub async fn follow(
                         Ok(all) => {
                             for ((_, user, _), entries) in chunk.iter().zip(all) {
                                 for e in entries {
+                                    answer(app, user, e.seq);
                                     // The sending connection of a copy is not known here: a
                                     // copy of the user's own message goes to every local
                                     // device but the one that sent it.
@@ -550,7 +577,14 @@ pub async fn follow(
                         }
                     }
                 }
-                tracing::info!(delivered = n, users = users.len(), "cluster: user channels resynced");
+                for (app, user, conn, result, _) in pending {
+                    hub.reply_to_conn(app, &user, conn, result);
+                }
+                tracing::info!(
+                    delivered = n,
+                    users = users.len(),
+                    "cluster: user channels resynced"
+                );
             }
         }
     }
