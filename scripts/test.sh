@@ -5,6 +5,7 @@
 #                                             start private Redis servers, the SFU tests private
 #                                             Janus servers on 127.0.0.1: see scripts/setup.sh)
 #      cargo clippy --workspace --all-targets  lints, warnings are errors
+#      cargo fmt --all --check                 formatting (per-crate rustfmt.toml where a crate keeps a wide style)
 #   3. bash npm/build.sh                      the wasm SDK -> npm/dist/cdn/rcall.js
 #      bash npm/size.sh --check               its gzip-9 download size against the budget
 #   4. cargo build --release -p rcall-server  the server the e2e tests run
@@ -126,6 +127,8 @@ else step "native tests" cargo test --workspace; fi
 # Lints: every warning clippy finds on the workspace (all targets) fails the run.
 if skipped lint; then skip "clippy" "RCALL_TEST_SKIP"
 else step "clippy" cargo clippy --workspace --all-targets -- -D warnings; fi
+if skipped lint; then skip "rustfmt" "RCALL_TEST_SKIP"
+else step "rustfmt" cargo fmt --all --check; fi
 
 # Fuzz smoke: each libFuzzer target briefly on its committed corpus (long runs: SECURITY.md).
 # Stable Rust with RUSTC_BOOTSTRAP=1 (libFuzzer needs -Z flags; no nightly toolchain here).

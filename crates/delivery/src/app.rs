@@ -218,7 +218,16 @@ impl<C: Clone> AppCore<C> {
         if st.conns.capacity() == 0 {
             st.conns.reserve_exact(1);
         }
-        st.conns.push(ConnSlot { id: conn_id, token_iat, device: device.clone(), instance, conn, live: false, synced: false, replayed_upto: 0 });
+        st.conns.push(ConnSlot {
+            id: conn_id,
+            token_iat,
+            device: device.clone(),
+            instance,
+            conn,
+            live: false,
+            synced: false,
+            replayed_upto: 0,
+        });
         sh.count(Count::ConnectionAccepted);
         Ok(Registered { conn_id, user_id: st.id.clone(), device_id: device, cursor, resume_from, new_device })
     }
@@ -229,7 +238,14 @@ impl<C: Clone> AppCore<C> {
     /// With `page_end` (a page of a longer replay, whose stored messages end at that seq) only
     /// the messages up to `page_end` are queued, and the connection stays syncing: the caller
     /// writes them, then calls again for the next page with the cursor at `page_end`.
-    pub fn finish_sync<S: Shell<Conn = C>>(&mut self, sh: &mut S, now: Now, reg: &Registered, data: SyncData, page_end: Option<u64>) -> usize {
+    pub fn finish_sync<S: Shell<Conn = C>>(
+        &mut self,
+        sh: &mut S,
+        now: Now,
+        reg: &Registered,
+        data: SyncData,
+        page_end: Option<u64>,
+    ) -> usize {
         let Some(st) = self.users.get_mut(&*reg.user_id) else {
             return 0;
         };
@@ -458,7 +474,10 @@ impl<C: Clone> AppCore<C> {
             Ok(()) | Err(crate::shell::PushError::Closed) => {}
             Err(crate::shell::PushError::Full) => {
                 sh.count(Count::Error(error_code::SLOW_CONSUMER));
-                sh.abort(&slot.conn, ErrorFrame { code: error_code::SLOW_CONSUMER, message: "too many unread frames; reconnect and resume".into() });
+                sh.abort(
+                    &slot.conn,
+                    ErrorFrame { code: error_code::SLOW_CONSUMER, message: "too many unread frames; reconnect and resume".into() },
+                );
             }
         }
         true
@@ -525,7 +544,12 @@ impl<C: Clone> AppCore<C> {
             return out;
         }
         for ended in self.rooms.due(now.mono) {
-            tracing::info!(user_id = &*ended.user, device_id = &*ended.device, reason = ended.reason, "participant gone; hanging up for it");
+            tracing::info!(
+                user_id = &*ended.user,
+                device_id = &*ended.device,
+                reason = ended.reason,
+                "participant gone; hanging up for it"
+            );
             out.push((ended.user.clone(), ended.device.clone(), ended.call_id.clone(), ended.reason));
             self.hang_up_for(sh, now, ended);
         }
@@ -630,7 +654,10 @@ impl<C: Clone> AppCore<C> {
             if let Some(st) = self.users.get_mut(u.as_str()) {
                 for c in st.conns.iter_mut().filter(|c| c.token_iat < before_ms) {
                     c.live = false;
-                    sh.abort(&c.conn, ErrorFrame { code: error_code::TOKEN_EXPIRED, message: "the token of this connection was expired".into() });
+                    sh.abort(
+                        &c.conn,
+                        ErrorFrame { code: error_code::TOKEN_EXPIRED, message: "the token of this connection was expired".into() },
+                    );
                 }
             }
         }
@@ -675,7 +702,8 @@ impl<C: Clone> AppCore<C> {
                 c.live = false;
                 sh.close(&c.conn);
             }
-            let away: Vec<Arc<str>> = st.devices.iter().filter(|d| !st.conns.iter().any(|c| c.device == d.id)).map(|d| d.id.clone()).collect();
+            let away: Vec<Arc<str>> =
+                st.devices.iter().filter(|d| !st.conns.iter().any(|c| c.device == d.id)).map(|d| d.id.clone()).collect();
             for device in away {
                 keep_for_departed_device(sh, &self.limits, now, st, &device);
             }

@@ -145,7 +145,17 @@ impl Default for ClusterModel {
 
 impl ClusterModel {
     pub fn new(max_len: usize, max_age_us: u64) -> Self {
-        Self { max_len, max_age_us, sent: 0, upto: HashMap::new(), seqs: HashMap::new(), mailboxes: HashMap::new(), cursors: HashMap::new(), rooms_log: Vec::new(), live: BTreeMap::new() }
+        Self {
+            max_len,
+            max_age_us,
+            sent: 0,
+            upto: HashMap::new(),
+            seqs: HashMap::new(),
+            mailboxes: HashMap::new(),
+            cursors: HashMap::new(),
+            rooms_log: Vec::new(),
+            live: BTreeMap::new(),
+        }
     }
 
     /// `route.lua`: returns its reply and the publishes, in order, as (user channel, event).
@@ -157,7 +167,12 @@ impl ClusterModel {
     /// [`Self::route`] with a call message's parts: its rooms event, appended to the rooms log
     /// when the message is accepted (in script order: the order of the deliveries), stamped
     /// with its `sent_time`, and returned for the rooms channel.
-    pub fn route_call(&mut self, now_us: u64, r: &ModelRoute, call: CallParts) -> (ModelRouted, Vec<(String, ChannelEvent)>, Option<RoomsEntry>) {
+    pub fn route_call(
+        &mut self,
+        now_us: u64,
+        r: &ModelRoute,
+        call: CallParts,
+    ) -> (ModelRouted, Vec<(String, ChannelEvent)>, Option<RoomsEntry>) {
         let (routed, published) = self.route_copies(now_us, r, call.own_all_devices);
         let entry = match (&routed, call.rooms_event) {
             (ModelRouted::Accepted { sent_time, .. }, Some(event)) => Some(self.push_rooms(now_us, *sent_time, event)),
@@ -211,7 +226,9 @@ impl ClusterModel {
         let now_ms = (now_us / 1000) as i64;
         let mut published = Vec::new();
         let marker = |sent_time: i64, uid: &str| {
-            r.request_id.map(|request_id| (r.user.clone(), ChannelEvent::Reply { conn: r.conn, request_id, sent_time, message_uid: uid.to_owned() }))
+            r.request_id.map(|request_id| {
+                (r.user.clone(), ChannelEvent::Reply { conn: r.conn, request_id, sent_time, message_uid: uid.to_owned() })
+            })
         };
         // 1. Exactly once.
         let key = (r.user.clone(), r.device.clone(), r.instance);

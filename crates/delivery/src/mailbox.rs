@@ -188,7 +188,10 @@ impl<C> UserState<C> {
                     tracing::warn!(conn_id = c.id, "outbox full, disconnecting slow client");
                     sh.count(Count::Error(error_code::SLOW_CONSUMER));
                     c.live = false;
-                    sh.abort(&c.conn, ErrorFrame { code: error_code::SLOW_CONSUMER, message: "too many unread frames; reconnect and resume".into() });
+                    sh.abort(
+                        &c.conn,
+                        ErrorFrame { code: error_code::SLOW_CONSUMER, message: "too many unread frames; reconnect and resume".into() },
+                    );
                 }
                 // Already closing; it is about to unregister.
                 Err(PushError::Closed) => {}

@@ -74,7 +74,8 @@ impl MemoryStore {
     pub fn store_offline(&mut self, m: StoreOffline) -> u64 {
         self.insert(&m, true);
         // It waits for every device the user has but the sender's.
-        let devices: Vec<Arc<str>> = self.cursors.keys().filter(|(u, d)| *u == m.user && Some(d) != m.exclude_device.as_ref()).map(|(_, d)| d.clone()).collect();
+        let devices: Vec<Arc<str>> =
+            self.cursors.keys().filter(|(u, d)| *u == m.user && Some(d) != m.exclude_device.as_ref()).map(|(_, d)| d.clone()).collect();
         for d in devices {
             self.pending.insert((m.user.clone(), m.seq, d));
         }
@@ -149,7 +150,11 @@ impl MemoryStore {
         let user: Arc<str> = Arc::from(user);
         for ((_, seq), r) in self.offline.range((user.clone(), from.saturating_add(1))..=(user.clone(), u64::MAX)) {
             if r.expires_at > now_ms {
-                out.messages.push(StoredMessage { seq: *seq, exclude_device: r.exclude_device.as_deref().unwrap_or("").to_owned(), payload: r.payload.to_vec() });
+                out.messages.push(StoredMessage {
+                    seq: *seq,
+                    exclude_device: r.exclude_device.as_deref().unwrap_or("").to_owned(),
+                    payload: r.payload.to_vec(),
+                });
             }
         }
         out

@@ -188,16 +188,8 @@ pub fn parse(message_type: &str, content: &[u8]) -> Result<Option<CallMsg>, &'st
     }
     let (kind, name, invited) = match body {
         // Observers are invited too (they may answer).
-        HeadBody::Invite(i) => (
-            Kind::Invite,
-            object_name::INVITE,
-            [i.invite_user_ids, i.observer_user_ids].concat(),
-        ),
-        HeadBody::ModifyMem(m) => (
-            Kind::ModifyMem,
-            object_name::MODIFY_MEM,
-            [m.invite_user_ids, m.observer_user_ids].concat(),
-        ),
+        HeadBody::Invite(i) => (Kind::Invite, object_name::INVITE, [i.invite_user_ids, i.observer_user_ids].concat()),
+        HeadBody::ModifyMem(m) => (Kind::ModifyMem, object_name::MODIFY_MEM, [m.invite_user_ids, m.observer_user_ids].concat()),
         HeadBody::Accept(_) => (Kind::Accept, object_name::ACCEPT, Vec::new()),
         HeadBody::Ringing(_) => (Kind::Ringing, object_name::RINGING, Vec::new()),
         HeadBody::Hangup(_) => (Kind::Hangup, object_name::HANGUP, Vec::new()),
@@ -215,12 +207,7 @@ pub fn parse(message_type: &str, content: &[u8]) -> Result<Option<CallMsg>, &'st
         return Err("invalid invitee id");
     }
     let profile = head.user.filter(|p| p.encoded_len() <= MAX_PROFILE_BYTES);
-    Ok(Some(CallMsg {
-        kind,
-        call_id: head.call_id,
-        invited,
-        profile,
-    }))
+    Ok(Some(CallMsg { kind, call_id: head.call_id, invited, profile }))
 }
 
 /// The rooms as they outlive a graceful restart (the server stores them at shutdown and loads
@@ -594,10 +581,7 @@ impl Rooms {
                     let call = self.calls.get_mut(&msg.call_id).expect("just joined");
                     call.answered = true;
                     call.learned = true;
-                    let all = recipients
-                        .iter()
-                        .copied()
-                        .chain(msg.invited.iter().map(String::as_str));
+                    let all = recipients.iter().copied().chain(msg.invited.iter().map(String::as_str));
                     let mut new = call.newcomers(user, all);
                     new.truncate(MAX_RINGING);
                     call.ringing = new;
@@ -675,11 +659,9 @@ impl Rooms {
 
     /// Keeps the member's addressing and profile current.
     fn update(&mut self, user: &str, device: &str, msg: &CallMsg, route: &Route) {
-        if let Some(m) = self.calls.get_mut(&msg.call_id).and_then(|c| {
-            c.members
-                .iter_mut()
-                .find(|m| *m.user == *user && *m.device == *device)
-        }) {
+        if let Some(m) =
+            self.calls.get_mut(&msg.call_id).and_then(|c| c.members.iter_mut().find(|m| *m.user == *user && *m.device == *device))
+        {
             if m.route != *route {
                 m.route = route.clone();
             }
@@ -690,20 +672,9 @@ impl Rooms {
     }
 
     /// Makes the device a member of `msg.call_id` (creating the call), out of any other call.
-    fn join(
-        &mut self,
-        user: &Arc<str>,
-        device: &Arc<str>,
-        msg: &CallMsg,
-        route: &Route,
-        now_ms: i64,
-    ) {
+    fn join(&mut self, user: &Arc<str>, device: &Arc<str>, msg: &CallMsg, route: &Route, now_ms: i64) {
         let call_id = &msg.call_id;
-        let here = self
-            .seats
-            .get(user)
-            .and_then(|l| l.iter().find(|s| s.device == *device))
-            .map(|s| s.call_id.clone());
+        let here = self.seats.get(user).and_then(|l| l.iter().find(|s| s.device == *device)).map(|s| s.call_id.clone());
         match here {
             Some(c) if c == *call_id => return self.update(user, device, msg, route),
             Some(other) => {
@@ -714,30 +685,20 @@ impl Rooms {
         }
         let list = self.seats.entry(user.clone()).or_default();
         if list.len() >= MAX_DEVICES {
-            let oldest = (0..list.len())
-                .min_by_key(|&i| list[i].join_time)
-                .unwrap_or(0);
+            let oldest = (0..list.len()).min_by_key(|&i| list[i].join_time).unwrap_or(0);
             let old = list[oldest].device.clone();
             let old_call = list[oldest].call_id.clone();
             self.take_out(user, &old, &old_call);
             self.end_if_over(&old_call);
         }
-        self.seats.entry(user.clone()).or_default().push(Seat {
+        self.seats.entry(user.clone()).or_default().push(Seat { device: device.clone(), call_id: call_id.clone(), join_time: now_ms });
+        self.calls.entry(call_id.clone()).or_default().members.push(Member {
+            user: user.clone(),
             device: device.clone(),
-            call_id: call_id.clone(),
-            join_time: now_ms,
+            route: route.clone(),
+            inviter: false,
+            profile: msg.profile.clone(),
         });
-        self.calls
-            .entry(call_id.clone())
-            .or_default()
-            .members
-            .push(Member {
-                user: user.clone(),
-                device: device.clone(),
-                route: route.clone(),
-                inviter: false,
-                profile: msg.profile.clone(),
-            });
     }
 
     /// Removes the device's seat in `call_id` and its place in the call.
@@ -749,18 +710,14 @@ impl Rooms {
             }
         }
         if let Some(call) = self.calls.get_mut(call_id) {
-            call.members
-                .retain(|m| !(&*m.user == user && &*m.device == device));
+            call.members.retain(|m| !(&*m.user == user && &*m.device == device));
         }
     }
 
     /// A call with no member, or with at most one participant (members and ringing users), is
     /// over.
     fn end_if_over(&mut self, call_id: &str) {
-        let over = self
-            .calls
-            .get(call_id)
-            .is_some_and(|c| c.members.is_empty() || c.members.len() + c.ringing.len() <= 1);
+        let over = self.calls.get(call_id).is_some_and(|c| c.members.is_empty() || c.members.len() + c.ringing.len() <= 1);
         if !over {
             return;
         }
@@ -785,21 +742,11 @@ impl Rooms {
     }
 
     fn call_of(&self, user: &str, device: &str) -> Option<&str> {
-        self.seats
-            .get(user)?
-            .iter()
-            .find(|s| &*s.device == device)
-            .map(|s| s.call_id.as_str())
+        self.seats.get(user)?.iter().find(|s| &*s.device == device).map(|s| s.call_id.as_str())
     }
 
     /// The device's last connection closed: a member starts its grace.
-    pub fn disconnected(
-        &mut self,
-        user: &Arc<str>,
-        device: &Arc<str>,
-        how: Departure,
-        now: Duration,
-    ) {
+    pub fn disconnected(&mut self, user: &Arc<str>, device: &Arc<str>, how: Departure, now: Duration) {
         self.start_grace(user, device, how, now, None);
     }
 
@@ -813,13 +760,7 @@ impl Rooms {
             Departure::Left => self.left_grace,
             Departure::Lost => self.lost_grace,
         };
-        self.graces.push(Grace {
-            user: user.clone(),
-            device: device.clone(),
-            deadline: now + grace,
-            departure: how,
-            owner,
-        });
+        self.graces.push(Grace { user: user.clone(), device: device.clone(), deadline: now + grace, departure: how, owner });
     }
 
     /// The device connected (again). After a lost connection it keeps its call. After a clean
@@ -832,9 +773,7 @@ impl Rooms {
     /// Ends the grace of the device (only one after `how`, if given).
     fn cancel_grace(&mut self, user: &str, device: &str, how: Option<Departure>) {
         if !self.graces.is_empty() {
-            self.graces.retain(|g| {
-                !(&*g.user == user && &*g.device == device && how.is_none_or(|h| h == g.departure))
-            });
+            self.graces.retain(|g| !(&*g.user == user && &*g.device == device && how.is_none_or(|h| h == g.departure)));
         }
     }
 
@@ -863,29 +802,18 @@ impl Rooms {
     fn end_participation(&mut self, g: &Grace) -> Option<Ended> {
         let call_id = self.call_of(&g.user, &g.device)?.to_owned();
         let call = self.calls.get(&call_id)?;
-        let m = call
-            .members
-            .iter()
-            .find(|m| m.user == g.user && m.device == g.device)?;
+        let m = call.members.iter().find(|m| m.user == g.user && m.device == g.device)?;
         // Another device of the user is still in the call: a hangup from the user would end
         // the call for it too (the engine tracks users), so this device leaves quietly.
-        let quietly = call
-            .members
-            .iter()
-            .any(|o| o.user == g.user && o.device != g.device);
+        let quietly = call.members.iter().any(|o| o.user == g.user && o.device != g.device);
         let ended = (!quietly).then(|| {
             let reason = match g.departure {
                 Departure::Lost => end_reason::NETWORK_ERROR,
                 Departure::Left if m.inviter && !call.answered => end_reason::CANCEL,
                 Departure::Left => end_reason::HANGUP,
             };
-            let mut recipients: Vec<String> = call
-                .members
-                .iter()
-                .filter(|o| o.user != g.user)
-                .map(|o| o.user.to_string())
-                .chain(call.ringing.iter().cloned())
-                .collect();
+            let mut recipients: Vec<String> =
+                call.members.iter().filter(|o| o.user != g.user).map(|o| o.user.to_string()).chain(call.ringing.iter().cloned()).collect();
             recipients.sort_unstable();
             recipients.dedup();
             Ended {
@@ -911,22 +839,10 @@ impl Rooms {
             .map(|l| {
                 l.iter()
                     .map(|s| {
-                        let open = asker == user
-                            || self
-                                .calls
-                                .get(&s.call_id)
-                                .is_some_and(|c| c.is_participant(asker));
+                        let open = asker == user || self.calls.get(&s.call_id).is_some_and(|c| c.is_participant(asker));
                         JoinedDevice {
-                            device_id: if open {
-                                s.device.to_string()
-                            } else {
-                                String::new()
-                            },
-                            call_id: if open {
-                                s.call_id.clone()
-                            } else {
-                                String::new()
-                            },
+                            device_id: if open { s.device.to_string() } else { String::new() },
+                            call_id: if open { s.call_id.clone() } else { String::new() },
                             join_time: s.join_time,
                         }
                     })
@@ -989,7 +905,12 @@ impl Rooms {
             .iter()
             .filter_map(|g| {
                 let owner = g.owner.as_ref()?;
-                Some(GraceSnapshot { user: g.user.to_string(), device: g.device.to_string(), lost: g.departure == Departure::Lost, owner: owner.to_string() })
+                Some(GraceSnapshot {
+                    user: g.user.to_string(),
+                    device: g.device.to_string(),
+                    lost: g.departure == Departure::Lost,
+                    owner: owner.to_string(),
+                })
             })
             .collect();
         graces.sort_by(|a, b| (&a.user, &a.device).cmp(&(&b.user, &b.device)));
@@ -1017,9 +938,19 @@ impl Rooms {
             };
             for m in c.members {
                 let (user, device): (Arc<str>, Arc<str>) = (Arc::from(m.user.as_str()), Arc::from(m.device.as_str()));
-                self.seats.entry(user.clone()).or_default().push(Seat { device: device.clone(), call_id: c.call_id.clone(), join_time: m.join_time });
+                self.seats.entry(user.clone()).or_default().push(Seat {
+                    device: device.clone(),
+                    call_id: c.call_id.clone(),
+                    join_time: m.join_time,
+                });
                 if let Some(now) = member_graces {
-                    self.graces.push(Grace { user: user.clone(), device: device.clone(), deadline: now + self.lost_grace, departure: Departure::Lost, owner: None });
+                    self.graces.push(Grace {
+                        user: user.clone(),
+                        device: device.clone(),
+                        deadline: now + self.lost_grace,
+                        departure: Departure::Lost,
+                        owner: None,
+                    });
                 }
                 call.members.push(Member {
                     user,
@@ -1082,7 +1013,8 @@ impl Rooms {
                     return None;
                 }
                 let msg = CallMsg { kind, call_id: m.call_id.clone(), invited: m.invited.clone(), profile: m.profile.clone() };
-                let route = Route { conversation_type: m.conversation_type, target_id: m.target_id.clone(), channel_id: m.channel_id.clone() };
+                let route =
+                    Route { conversation_type: m.conversation_type, target_id: m.target_id.clone(), channel_id: m.channel_id.clone() };
                 let recipients: Vec<&str> = m.recipients.iter().map(String::as_str).collect();
                 // A refusal here (the routing node's replica was behind) changes nothing, on
                 // every replica alike.
@@ -1235,7 +1167,9 @@ impl Rooms {
             .presence
             .iter()
             .flat_map(|(u, devices)| {
-                devices.iter().flat_map(move |(d, holders)| holders.iter().filter(|(n, _)| **n == *node).map(move |(_, i)| (u.clone(), d.clone(), *i)))
+                devices.iter().flat_map(move |(d, holders)| {
+                    holders.iter().filter(|(n, _)| **n == *node).map(move |(_, i)| (u.clone(), d.clone(), *i))
+                })
             })
             .collect();
         out.sort();
@@ -1292,15 +1226,8 @@ impl Rooms {
 
 /// How a message with this envelope is addressed (for [`Rooms::admit`]).
 pub fn route_of(conversation_type: i32, target_id: &str, channel_id: &str) -> Route {
-    debug_assert!(
-        conversation_type == conversation_type::PRIVATE
-            || conversation_type == conversation_type::GROUP
-    );
-    Route {
-        conversation_type,
-        target_id: target_id.to_owned(),
-        channel_id: channel_id.to_owned(),
-    }
+    debug_assert!(conversation_type == conversation_type::PRIVATE || conversation_type == conversation_type::GROUP);
+    Route { conversation_type, target_id: target_id.to_owned(), channel_id: channel_id.to_owned() }
 }
 
 #[cfg(test)]
@@ -1312,12 +1239,7 @@ mod tests {
     }
 
     fn msg(kind: Kind, c: &str, invited: &[&str]) -> CallMsg {
-        CallMsg {
-            kind,
-            call_id: c.into(),
-            invited: invited.iter().map(|s| s.to_string()).collect(),
-            profile: None,
-        }
+        CallMsg { kind, call_id: c.into(), invited: invited.iter().map(|s| s.to_string()).collect(), profile: None }
     }
 
     fn private(to: &str) -> Route {
@@ -1325,35 +1247,13 @@ mod tests {
     }
 
     /// Sends `kind` for call `c` from `user`/`device` to `to`.
-    fn send(
-        r: &mut Rooms,
-        user: &str,
-        device: &str,
-        kind: Kind,
-        c: &str,
-        to: &[&str],
-        t: i64,
-    ) -> Result<(), Refusal> {
-        let invited: Vec<&str> = if kind == Kind::Invite {
-            to.to_vec()
-        } else {
-            Vec::new()
-        };
-        r.admit(
-            &a(user),
-            &a(device),
-            &msg(kind, c, &invited),
-            &private(to.first().copied().unwrap_or("")),
-            to,
-            t,
-        )
+    fn send(r: &mut Rooms, user: &str, device: &str, kind: Kind, c: &str, to: &[&str], t: i64) -> Result<(), Refusal> {
+        let invited: Vec<&str> = if kind == Kind::Invite { to.to_vec() } else { Vec::new() };
+        r.admit(&a(user), &a(device), &msg(kind, c, &invited), &private(to.first().copied().unwrap_or("")), to, t)
     }
 
     fn ids(r: &Rooms, user: &str) -> Vec<(String, String)> {
-        r.of(user, user)
-            .into_iter()
-            .map(|d| (d.device_id, d.call_id))
-            .collect()
+        r.of(user, user).into_iter().map(|d| (d.device_id, d.call_id)).collect()
     }
 
     fn pair(d: &str, c: &str) -> (String, String) {
@@ -1378,25 +1278,11 @@ mod tests {
     fn strangers_are_refused_and_change_nothing() {
         let mut r = Rooms::default();
         send(&mut r, "a", "da", Kind::Invite, "c1", &["b"], 1).unwrap();
-        for kind in [
-            Kind::Accept,
-            Kind::Hangup,
-            Kind::Other,
-            Kind::Ringing,
-            Kind::Invite,
-            Kind::ModifyMem,
-        ] {
-            assert_eq!(
-                send(&mut r, "x", "dx", kind, "c1", &["a"], 2),
-                Err(Refusal::NotInCall),
-                "{kind:?}"
-            );
+        for kind in [Kind::Accept, Kind::Hangup, Kind::Other, Kind::Ringing, Kind::Invite, Kind::ModifyMem] {
+            assert_eq!(send(&mut r, "x", "dx", kind, "c1", &["a"], 2), Err(Refusal::NotInCall), "{kind:?}");
         }
         // An invitee may not invite more people before it joined.
-        assert_eq!(
-            send(&mut r, "b", "db", Kind::Invite, "c1", &["x"], 2),
-            Err(Refusal::NotInCall)
-        );
+        assert_eq!(send(&mut r, "b", "db", Kind::Invite, "c1", &["x"], 2), Err(Refusal::NotInCall));
         assert_eq!(r.size(), (1, 1, 1));
         // The ringing user may ring and answer.
         send(&mut r, "b", "db", Kind::Ringing, "c1", &["a"], 3).unwrap();
@@ -1472,32 +1358,20 @@ mod tests {
         r.disconnected(&a("b"), &a("db"), Departure::Lost, t0);
         let e = r.due(t0 + Duration::from_secs(5));
         assert_eq!(e.len(), 1);
-        assert_eq!(
-            (e[0].reason, &e[0].recipients[..]),
-            (7, &["a".to_string(), "c".to_string()][..])
-        );
-        assert_eq!(
-            (&*e[0].device, &e[0].call_id[..], &e[0].route.target_id[..]),
-            ("db", "g", "a")
-        );
+        assert_eq!((e[0].reason, &e[0].recipients[..]), (7, &["a".to_string(), "c".to_string()][..]));
+        assert_eq!((&*e[0].device, &e[0].call_id[..], &e[0].route.target_id[..]), ("db", "g", "a"));
         assert!(ids(&r, "b").is_empty());
         assert_eq!(ids(&r, "a"), [pair("da", "g")]);
         // Left: 3, and now the call is over.
         r.disconnected(&a("c"), &a("dc"), Departure::Left, t0);
         let e = r.due(t0 + Duration::from_secs(1));
-        assert_eq!(
-            (e[0].reason, &e[0].recipients[..]),
-            (3, &["a".to_string()][..])
-        );
+        assert_eq!((e[0].reason, &e[0].recipients[..]), (3, &["a".to_string()][..]));
         assert_eq!(r.size(), (0, 0, 0));
         // The inviter leaving before any answer cancels.
         send(&mut r, "a", "da", Kind::Invite, "c2", &["b"], 4).unwrap();
         r.disconnected(&a("a"), &a("da"), Departure::Left, t0);
         let e = r.due(t0 + Duration::from_secs(1));
-        assert_eq!(
-            (e[0].reason, &e[0].recipients[..]),
-            (1, &["b".to_string()][..])
-        );
+        assert_eq!((e[0].reason, &e[0].recipients[..]), (1, &["b".to_string()][..]));
         assert_eq!(r.size(), (0, 0, 0));
         // A clean close is a page that went away: reconnecting alone does not keep the call
         // (a reload has none), a message of the call does (the page is still in it).
@@ -1528,10 +1402,7 @@ mod tests {
         // a was a recipient, so a participant: its traffic makes its device a member.
         assert_eq!(r.size(), (1, 2, 0));
         // A stranger is refused now that the call is known.
-        assert_eq!(
-            send(&mut r, "x", "dx", Kind::Accept, "c9", &["a"], 3),
-            Err(Refusal::NotInCall)
-        );
+        assert_eq!(send(&mut r, "x", "dx", Kind::Accept, "c9", &["a"], 3), Err(Refusal::NotInCall));
         // In a learned call any participant may invite (its inviter is not known), and joins.
         send(&mut r, "c", "dc", Kind::Other, "c12", &["a"], 3).unwrap();
         send(&mut r, "a", "da2", Kind::Invite, "c12", &["d"], 3).unwrap();
@@ -1553,32 +1424,16 @@ mod tests {
         let mut r = Rooms::default();
         send(&mut r, "a", "da", Kind::Invite, "c1", &["b"], 5).unwrap();
         assert_eq!(r.of("a", "a")[0].call_id, "c1");
-        assert_eq!(
-            r.of("b", "a")[0].device_id,
-            "da",
-            "a participant (ringing) sees it"
-        );
+        assert_eq!(r.of("b", "a")[0].device_id, "da", "a participant (ringing) sees it");
         let hidden = &r.of("x", "a")[0];
-        assert_eq!(
-            (&hidden.call_id[..], &hidden.device_id[..], hidden.join_time),
-            ("", "", 5)
-        );
+        assert_eq!((&hidden.call_id[..], &hidden.device_id[..], hidden.join_time), ("", "", 5));
     }
 
     #[test]
     fn entries_are_capped() {
         let mut r = Rooms::default();
         for i in 0..(MAX_DEVICES as i64 + 5) {
-            send(
-                &mut r,
-                "u",
-                &format!("d{i}"),
-                Kind::Invite,
-                &format!("c{i}"),
-                &["v"],
-                i,
-            )
-            .unwrap();
+            send(&mut r, "u", &format!("d{i}"), Kind::Invite, &format!("c{i}"), &["v"], i).unwrap();
         }
         let list = r.of("u", "u");
         assert_eq!(list.len(), MAX_DEVICES);
@@ -1587,10 +1442,7 @@ mod tests {
         let many: Vec<String> = (0..MAX_RINGING).map(|i| format!("x{i}")).collect();
         let refs: Vec<&str> = many.iter().map(String::as_str).collect();
         send(&mut r, "u", "d0", Kind::Invite, "big", &refs, 99).unwrap();
-        assert_eq!(
-            send(&mut r, "u", "d0", Kind::Invite, "big", &["one-more"], 99),
-            Err(Refusal::TooManyInvitees)
-        );
+        assert_eq!(send(&mut r, "u", "d0", Kind::Invite, "big", &["one-more"], 99), Err(Refusal::TooManyInvitees));
     }
 
     // ---- replicas (cluster mode) ----
@@ -1635,7 +1487,8 @@ mod tests {
         }
 
         fn apply(&mut self, e: RoomsEvent, t: i64, now: Duration) -> Option<Ended> {
-            let outs: Vec<Option<Ended>> = self.0.iter_mut().enumerate().map(|(i, r)| r.apply(&e, t, now + Duration::from_millis(7 * i as u64))).collect();
+            let outs: Vec<Option<Ended>> =
+                self.0.iter_mut().enumerate().map(|(i, r)| r.apply(&e, t, now + Duration::from_millis(7 * i as u64))).collect();
             let snap = self.0[0].snapshot();
             for r in &self.0[1..] {
                 assert_eq!(r.snapshot(), snap, "replicas disagree after {e:?}");
@@ -1848,53 +1701,31 @@ mod tests {
     #[test]
     fn parse_reads_only_call_messages() {
         use rtc_core::proto::{call_content::Body, Accept, CallContent, Invite, MediaSignal};
-        let accept = CallContent {
-            call_id: "c9".into(),
-            body: Some(Body::Accept(Accept { media_type: 1 })),
-            ..Default::default()
-        }
-        .to_bytes();
+        let accept =
+            CallContent { call_id: "c9".into(), body: Some(Body::Accept(Accept { media_type: 1 })), ..Default::default() }.to_bytes();
         let invite = |ids: Vec<String>| {
             CallContent {
                 call_id: "c9".into(),
-                body: Some(Body::Invite(Invite {
-                    invite_user_ids: ids,
-                    ..Default::default()
-                })),
+                body: Some(Body::Invite(Invite { invite_user_ids: ids, ..Default::default() })),
                 ..Default::default()
             }
             .to_bytes()
         };
-        assert_eq!(
-            parse(object_name::INVITE, &invite(vec!["b".into()])),
-            Ok(Some(msg(Kind::Invite, "c9", &["b"])))
-        );
-        assert_eq!(
-            parse(object_name::ACCEPT, &accept),
-            Ok(Some(msg(Kind::Accept, "c9", &[])))
-        );
+        assert_eq!(parse(object_name::INVITE, &invite(vec!["b".into()])), Ok(Some(msg(Kind::Invite, "c9", &["b"]))));
+        assert_eq!(parse(object_name::ACCEPT, &accept), Ok(Some(msg(Kind::Accept, "c9", &[]))));
         let media = CallContent {
             call_id: "c9".into(),
-            body: Some(Body::Media(MediaSignal {
-                to_user_id: "b".into(),
-                ..Default::default()
-            })),
+            body: Some(Body::Media(MediaSignal { to_user_id: "b".into(), ..Default::default() })),
             ..Default::default()
         }
         .to_bytes();
-        assert_eq!(
-            parse(object_name::MEDIA, &media).unwrap().unwrap().kind,
-            Kind::Other
-        );
+        assert_eq!(parse(object_name::MEDIA, &media).unwrap().unwrap().kind, Kind::Other);
         // The engine acts on the body: a type that says otherwise is refused.
         assert!(parse(object_name::MEDIA, &accept).is_err());
         assert!(parse(object_name::MUTE, &invite(vec!["b".into()])).is_err());
         assert_eq!(parse("RC:TxtMsg", &accept), Ok(None));
         assert_eq!(parse(object_name::ACCEPT, b"\xff\xff garbage"), Ok(None));
-        assert_eq!(
-            parse(object_name::ACCEPT, &CallContent::default().to_bytes()),
-            Ok(None)
-        );
+        assert_eq!(parse(object_name::ACCEPT, &CallContent::default().to_bytes()), Ok(None));
         assert!(parse(object_name::INVITE, &invite(vec!["x".repeat(65)])).is_err());
         assert!(parse(object_name::INVITE, &invite(vec!["a\0b".into()])).is_err());
         assert!(parse(object_name::INVITE, &invite(vec![String::new()])).is_err());

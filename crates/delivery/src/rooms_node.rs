@@ -65,7 +65,8 @@ pub fn presence_event(me: &str, user: &str, device: &str, instance: u64, change:
 
 /// `GraceOver` for a grace node `me` runs that is over on its clock.
 pub fn grace_over(me: &str, user: &str, device: &str, how: Departure) -> RoomsEvent {
-    let d = DeviceEvent { user: user.to_owned(), device: device.to_owned(), node: me.to_owned(), lost: how == Departure::Lost, instance: 0 };
+    let d =
+        DeviceEvent { user: user.to_owned(), device: device.to_owned(), node: me.to_owned(), lost: how == Departure::Lost, instance: 0 };
     RoomsEvent { event: Some(rooms_event::Event::GraceOver(d)) }
 }
 
@@ -78,7 +79,9 @@ pub fn node_lost(me: &str, dead: &str) -> RoomsEvent {
 /// only involved devices announced, no other node may hold one), else to the lowest node still
 /// holding a device.
 pub fn leaving(me: &str, runner: Option<&str>) -> RoomsEvent {
-    RoomsEvent { event: Some(rooms_event::Event::NodeLost(NodeLostEvent { node: me.to_owned(), runner: runner.unwrap_or_default().to_owned() })) }
+    RoomsEvent {
+        event: Some(rooms_event::Event::NodeLost(NodeLostEvent { node: me.to_owned(), runner: runner.unwrap_or_default().to_owned() })),
+    }
 }
 
 /// What applying an event asks of node `me`.
@@ -140,7 +143,10 @@ pub type Page = (Arc<str>, Arc<str>, u64);
 /// here that were announced, or are to be announced late now, are announced again (`Here`).
 /// Returns the events and the pages announced (to mark as such).
 pub fn announcements(me: &str, held: &[(Page, bool)], known: &[Page], late: impl Fn(&Page) -> bool) -> (Vec<RoomsEvent>, Vec<Page>) {
-    let gone = known.iter().filter(|k| !held.iter().any(|(h, _)| h == *k)).map(|(u, d, i)| presence_event(me, u, d, *i, Presence::Gone(Departure::Lost)));
+    let gone = known
+        .iter()
+        .filter(|k| !held.iter().any(|(h, _)| h == *k))
+        .map(|(u, d, i)| presence_event(me, u, d, *i, Presence::Gone(Departure::Lost)));
     let here: Vec<Page> = held.iter().filter(|(p, a)| announces(*a, || late(p))).map(|(p, _)| p.clone()).collect();
     let events = gone.chain(here.iter().map(|(u, d, i)| presence_event(me, u, d, *i, Presence::Here))).collect();
     (events, here)
@@ -207,13 +213,19 @@ impl RoomsNode {
         }
         let announced = *announced;
         self.pages.remove(&key);
-        announces(announced, || core.rooms_involve(&key.0, &key.1)).then(|| presence_event(&self.name, &key.0, &key.1, key.2, Presence::Gone(how)))
+        announces(announced, || core.rooms_involve(&key.0, &key.1))
+            .then(|| presence_event(&self.name, &key.0, &key.1, key.2, Presence::Gone(how)))
     }
 
     /// `Here` for each page of `device` of `user` connected here and not announced yet: before
     /// a call message of the device is routed (it may make the device a member).
     pub fn announce_device(&mut self, user: &str, device: &str) -> Vec<RoomsEvent> {
-        let mut pages: Vec<Page> = self.pages.iter().filter(|((u, d, _), (n, a))| **u == *user && **d == *device && *n > 0 && !*a).map(|(p, _)| p.clone()).collect();
+        let mut pages: Vec<Page> = self
+            .pages
+            .iter()
+            .filter(|((u, d, _), (n, a))| **u == *user && **d == *device && *n > 0 && !*a)
+            .map(|(p, _)| p.clone())
+            .collect();
         pages.sort();
         for p in &pages {
             if let Some(h) = self.pages.get_mut(p) {
@@ -231,7 +243,13 @@ impl RoomsNode {
             Involves::Device(user, device) => **u == **user && **d == **device,
             Involves::All => true,
         };
-        let mut pages: Vec<Page> = self.pages.iter().filter(|(p, (n, a))| *n > 0 && !*a && named(p)).map(|(p, _)| p.clone()).filter(|(u, d, i)| late_here(core, &self.name, u, d, *i)).collect();
+        let mut pages: Vec<Page> = self
+            .pages
+            .iter()
+            .filter(|(p, (n, a))| *n > 0 && !*a && named(p))
+            .map(|(p, _)| p.clone())
+            .filter(|(u, d, i)| late_here(core, &self.name, u, d, *i))
+            .collect();
         pages.sort();
         for p in &pages {
             if let Some(h) = self.pages.get_mut(p) {
@@ -297,7 +315,8 @@ impl RoomsNode {
     pub fn announcements<C: Clone>(&mut self, core: &AppCore<C>) -> Vec<RoomsEvent> {
         let mut held: Vec<(Page, bool)> = self.pages.iter().map(|(p, (_, a))| (p.clone(), *a)).collect();
         held.sort();
-        let (events, here) = announcements(&self.name, &held, &core.rooms_held_by(&self.name), |(u, d, i)| late_here(core, &self.name, u, d, *i));
+        let (events, here) =
+            announcements(&self.name, &held, &core.rooms_held_by(&self.name), |(u, d, i)| late_here(core, &self.name, u, d, *i));
         for p in &here {
             if let Some(h) = self.pages.get_mut(p) {
                 h.1 = true;
@@ -369,7 +388,10 @@ mod tests {
         assert_eq!(n.position(500), Position::Next, "an empty replica starts anywhere");
         n.applied = 500;
         assert_eq!((n.position(500), n.position(501), n.position(503)), (Position::Done, Position::Next, Position::Gap));
-        assert_eq!(after_apply("n1", &node_lost("n2", "n1"), None), AfterApply { hang_up: None, announce: true, involves: Involves::All, moved: None });
+        assert_eq!(
+            after_apply("n1", &node_lost("n2", "n1"), None),
+            AfterApply { hang_up: None, announce: true, involves: Involves::All, moved: None }
+        );
         assert_eq!(after_apply("n2", &node_lost("n2", "n1"), None), AfterApply { involves: Involves::All, ..AfterApply::default() });
         let held = [((Arc::from("u"), Arc::from("a"), 1), true)];
         let known = [(Arc::from("u"), Arc::from("b"), 2)];
@@ -381,7 +403,11 @@ mod tests {
 
     #[test]
     fn only_announced_or_involved_pages_are_announced_again() {
-        let held = [((Arc::from("u"), Arc::from("a"), 1), false), ((Arc::from("u"), Arc::from("b"), 1), false), ((Arc::from("u"), Arc::from("c"), 1), true)];
+        let held = [
+            ((Arc::from("u"), Arc::from("a"), 1), false),
+            ((Arc::from("u"), Arc::from("b"), 1), false),
+            ((Arc::from("u"), Arc::from("c"), 1), true),
+        ];
         let (evs, here) = announcements("n1", &held, &[], |(_, d, _)| &**d == "b");
         let evs: Vec<_> = evs.into_iter().map(|e| kind(&Some(e))).collect();
         assert_eq!(evs, [Some(("here", "b".into(), false)), Some(("here", "c".into(), false))]);

@@ -96,7 +96,14 @@ impl<C: Clone> AppCore<C> {
     /// rooms — with their effects (rate and quota spent, rooms updated). [`Self::route`]
     /// sequences what it admits here; in cluster mode the shared route script does
     /// (docs/cluster.md).
-    pub fn admit<'m, S: Shell<Conn = C>>(&mut self, sh: &mut S, now: Now, from: &Origin, msg: &'m SendMessage, opts: RouteOptions) -> Result<Admission<'m>, RouteError> {
+    pub fn admit<'m, S: Shell<Conn = C>>(
+        &mut self,
+        sh: &mut S,
+        now: Now,
+        from: &Origin,
+        msg: &'m SendMessage,
+        opts: RouteOptions,
+    ) -> Result<Admission<'m>, RouteError> {
         if msg.target_id.is_empty() {
             return Err(RouteError::InvalidParameter("empty target id"));
         }
@@ -140,7 +147,15 @@ impl<C: Clone> AppCore<C> {
                 .and_then(|d| d.instance(from.instance))
                 .filter(|rec| msg.client_seq <= rec.upto)
             {
-                let mut acc = Accepted { sent_time: now.wall_ms(), message_uid: String::new(), delivered_to: 0, ticket: rec.ticket, duplicate: true, replied: false, push: None };
+                let mut acc = Accepted {
+                    sent_time: now.wall_ms(),
+                    message_uid: String::new(),
+                    delivered_to: 0,
+                    ticket: rec.ticket,
+                    duplicate: true,
+                    replied: false,
+                    push: None,
+                };
                 if let Some(request_id) = reply_to {
                     acc.replied = self.reply(sh, from, request_id, &acc, opts.conn_ticket);
                 }
@@ -173,7 +188,9 @@ impl<C: Clone> AppCore<C> {
         // Offline storage is bounded: per sender (copies for others), in bytes overall, and by
         // the write queue. Checked before anything is accepted; messages that need no stored
         // copy are never refused here.
-        let online = |users: &std::collections::HashMap<Arc<str>, UserState<C>>, r: &str| users.get(r).is_some_and(|st| st.conns.iter().any(|c| c.live));
+        let online = |users: &std::collections::HashMap<Arc<str>, UserState<C>>, r: &str| {
+            users.get(r).is_some_and(|st| st.conns.iter().any(|c| c.live))
+        };
         let for_others = recipients.iter().filter(|r| !online(&self.users, r)).count();
         let for_self = self
             .users
@@ -217,14 +234,22 @@ impl<C: Clone> AppCore<C> {
             })?;
         }
         // Recipients with no online device, as for stored copies.
-        let offline: Vec<String> = if want_push { recipients.iter().filter(|r| !online(&self.users, r)).map(|r| (*r).to_owned()).collect() } else { Vec::new() };
+        let offline: Vec<String> =
+            if want_push { recipients.iter().filter(|r| !online(&self.users, r)).map(|r| (*r).to_owned()).collect() } else { Vec::new() };
         Ok(Admission::Route(Admitted { recipients, tracked, want_push, reply_to, offline, rooms_event }))
     }
 
     /// Accepts a message and pushes a `Delivered` to every live connection of every recipient
     /// and to the sender's other connections; stores it for recipients with none; queues the
     /// sender's `SendResult` (see [`RouteOptions`]).
-    pub fn route<S: Shell<Conn = C>>(&mut self, sh: &mut S, now: Now, from: &Origin, msg: SendMessage, opts: RouteOptions) -> Result<Accepted, RouteError> {
+    pub fn route<S: Shell<Conn = C>>(
+        &mut self,
+        sh: &mut S,
+        now: Now,
+        from: &Origin,
+        msg: SendMessage,
+        opts: RouteOptions,
+    ) -> Result<Accepted, RouteError> {
         let Admitted { recipients, tracked, want_push, reply_to, offline, .. } = match self.admit(sh, now, from, &msg, opts)? {
             Admission::Duplicate(acc) => return Ok(*acc),
             Admission::Route(a) => a,
@@ -259,7 +284,12 @@ impl<C: Clone> AppCore<C> {
             delivered_to: 0,
             ticket: 0,
             record: tracked.then_some((from.instance, msg.client_seq)),
-            sender_seq: tracked.then(|| SenderSeq { user: from.user_id.clone(), device: from.device_id.clone(), instance: from.instance, client_seq: msg.client_seq }),
+            sender_seq: tracked.then(|| SenderSeq {
+                user: from.user_id.clone(),
+                device: from.device_id.clone(),
+                instance: from.instance,
+                client_seq: msg.client_seq,
+            }),
         };
         for user in &recipients {
             ctx.deliver(self, sh, user, &mut template, None);
@@ -268,7 +298,15 @@ impl<C: Clone> AppCore<C> {
         ctx.deliver(self, sh, &from.user_id, &mut template, Some((from.conn_id, &from.device_id)));
         sh.count(Count::MessageRouted);
         let push_message = (want_push && msg.push.is_some() && !offline.is_empty()).then(|| template.to_owned());
-        let mut acc = Accepted { sent_time, message_uid, delivered_to: ctx.delivered_to, ticket: ctx.ticket, duplicate: false, replied: false, push: None };
+        let mut acc = Accepted {
+            sent_time,
+            message_uid,
+            delivered_to: ctx.delivered_to,
+            ticket: ctx.ticket,
+            duplicate: false,
+            replied: false,
+            push: None,
+        };
         if let Some(request_id) = reply_to {
             acc.replied = self.reply(sh, from, request_id, &acc, opts.conn_ticket);
         }
@@ -284,13 +322,21 @@ impl<C: Clone> AppCore<C> {
         let Some(slot) = self.users.get(&*from.user_id).and_then(|st| st.conns.iter().find(|c| c.id == from.conn_id)) else {
             return false;
         };
-        let body = encode_body(&Body::SendResult(SendResult { request_id, code: 0, sent_time: acc.sent_time, message_uid: acc.message_uid.clone() }));
+        let body = encode_body(&Body::SendResult(SendResult {
+            request_id,
+            code: 0,
+            sent_time: acc.sent_time,
+            message_uid: acc.message_uid.clone(),
+        }));
         let item = Outgoing::confirming(body, conn_ticket.max(acc.ticket), sh.committed());
         match sh.push_reply(&slot.conn, item) {
             Ok(()) | Err(PushError::Closed) => {}
             Err(PushError::Full) => {
                 sh.count(Count::Error(error_code::SLOW_CONSUMER));
-                sh.abort(&slot.conn, ErrorFrame { code: error_code::SLOW_CONSUMER, message: "too many unread frames; reconnect and resume".into() });
+                sh.abort(
+                    &slot.conn,
+                    ErrorFrame { code: error_code::SLOW_CONSUMER, message: "too many unread frames; reconnect and resume".into() },
+                );
             }
         }
         true
@@ -349,7 +395,14 @@ impl Fanout {
     /// Gives `user_id` the next seq, pushes the message to its live connections (except
     /// `sender`'s connection), keeps it in the window, and stores it if nobody who should get
     /// it later is connected.
-    fn deliver<C: Clone, S: Shell<Conn = C>>(&mut self, core: &mut AppCore<C>, sh: &mut S, user_id: &str, template: &mut DeliveredRef<'_>, sender: Option<(ConnId, &Arc<str>)>) {
+    fn deliver<C: Clone, S: Shell<Conn = C>>(
+        &mut self,
+        core: &mut AppCore<C>,
+        sh: &mut S,
+        user_id: &str,
+        template: &mut DeliveredRef<'_>,
+        sender: Option<(ConnId, &Arc<str>)>,
+    ) {
         let st = match core.users.get_mut(user_id) {
             Some(st) => st,
             None => {
@@ -398,7 +451,8 @@ impl Fanout {
             });
             self.ticket = self.ticket.max(ticket);
             if let (Some((_, device)), Some((instance, _))) = (sender, self.record) {
-                let rec = st.devices.iter_mut().find(|d| d.id == *device).and_then(|d| d.instances.iter_mut().find(|i| i.instance == instance));
+                let rec =
+                    st.devices.iter_mut().find(|d| d.id == *device).and_then(|d| d.instances.iter_mut().find(|i| i.instance == instance));
                 if let Some(rec) = rec {
                     rec.ticket = rec.ticket.max(ticket);
                 }

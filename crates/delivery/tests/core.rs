@@ -40,7 +40,13 @@ struct World {
 
 impl World {
     fn new() -> Self {
-        Self { core: AppCore::new(limits(), 0, Now::default(), 1), store: MemoryStore::new(), effects: Vec::new(), t: 1_700_000_000_000, next_conn: 0 }
+        Self {
+            core: AppCore::new(limits(), 0, Now::default(), 1),
+            store: MemoryStore::new(),
+            effects: Vec::new(),
+            t: 1_700_000_000_000,
+            next_conn: 0,
+        }
     }
 
     fn now(&mut self) -> Now {
@@ -54,7 +60,22 @@ impl World {
         let id = self.next_conn;
         let now = self.now();
         let auth = AuthResult { user_id: user.into(), ..Default::default() };
-        let reg = self.core.register(&mut MemoryShell { store: &mut self.store, effects: &mut self.effects }, now, id, id, user, device, 0, 0, auth, 7, (0, 0)).expect("registered");
+        let reg = self
+            .core
+            .register(
+                &mut MemoryShell { store: &mut self.store, effects: &mut self.effects },
+                now,
+                id,
+                id,
+                user,
+                device,
+                0,
+                0,
+                auth,
+                7,
+                (0, 0),
+            )
+            .expect("registered");
         let data = self.store.sync_data(user, device, reg.cursor, now.wall_ms());
         let now = self.now();
         self.core.finish_sync(&mut MemoryShell { store: &mut self.store, effects: &mut self.effects }, now, &reg, data, None);
@@ -161,7 +182,13 @@ fn a_message_stored_for_a_user_waits_for_each_of_its_devices() {
     for d in ["b1", "b2"] {
         let o = w.connect("bob", d);
         let now = w.now();
-        w.core.unregister(&mut MemoryShell { store: &mut w.store, effects: &mut w.effects }, now, "bob", o.conn_id, delivery::Departure::Lost);
+        w.core.unregister(
+            &mut MemoryShell { store: &mut w.store, effects: &mut w.effects },
+            now,
+            "bob",
+            o.conn_id,
+            delivery::Departure::Lost,
+        );
     }
     w.send(&a, "bob", 1, 1);
     assert_eq!(w.store.offline_len(), 1);
@@ -199,7 +226,9 @@ fn rooms_outlive_a_restart_and_hang_up_for_who_does_not_return() {
         ..Default::default()
     };
     let now = w.now();
-    w.core.route(&mut MemoryShell { store: &mut w.store, effects: &mut w.effects }, now, &a, msg, RouteOptions::default()).expect("invite routed");
+    w.core
+        .route(&mut MemoryShell { store: &mut w.store, effects: &mut w.effects }, now, &a, msg, RouteOptions::default())
+        .expect("invite routed");
     assert_eq!(w.core.rooms_size().0, 1);
     let snap = w.core.rooms_snapshot();
     let bytes = snap.encode_to_vec();
@@ -234,18 +263,35 @@ fn a_message_sequenced_by_another_node_reaches_live_and_syncing_devices_once() {
     let mut mailbox: Vec<(u64, Vec<u8>)> = Vec::new();
     let sequence = |n: u32, mailbox: &mut Vec<(u64, Vec<u8>)>| {
         let seq = 1_800_000_000_000_000 + u64::from(n);
-        let d = rtc_core::proto::Delivered { seq, sender_user_id: "alice".into(), content: n.to_be_bytes().to_vec(), message_type: "app:text".into(), ..Default::default() };
+        let d = rtc_core::proto::Delivered {
+            seq,
+            sender_user_id: "alice".into(),
+            content: n.to_be_bytes().to_vec(),
+            message_type: "app:text".into(),
+            ..Default::default()
+        };
         mailbox.push((seq, d.encode_to_vec()));
         (seq, d.encode_to_vec())
     };
     let (seq1, p1) = sequence(1, &mut mailbox);
     let now = node_b.now();
-    let n = node_b.core.deliver_sequenced(&mut MemoryShell { store: &mut node_b.store, effects: &mut node_b.effects }, now, Sequenced { user_id: "bob", seq: seq1, payload: &p1, skip: None, exclude_device: None });
+    let n = node_b.core.deliver_sequenced(
+        &mut MemoryShell { store: &mut node_b.store, effects: &mut node_b.effects },
+        now,
+        Sequenced { user_id: "bob", seq: seq1, payload: &p1, skip: None, exclude_device: None },
+    );
     assert_eq!(n, 1);
     assert_eq!(seqs(&node_b.take(bob.conn_id)), vec![seq1]);
     // A repeat (after a resync) is dropped.
     let now = node_b.now();
-    assert_eq!(node_b.core.deliver_sequenced(&mut MemoryShell { store: &mut node_b.store, effects: &mut node_b.effects }, now, Sequenced { user_id: "bob", seq: seq1, payload: &p1, skip: None, exclude_device: None }), 0);
+    assert_eq!(
+        node_b.core.deliver_sequenced(
+            &mut MemoryShell { store: &mut node_b.store, effects: &mut node_b.effects },
+            now,
+            Sequenced { user_id: "bob", seq: seq1, payload: &p1, skip: None, exclude_device: None }
+        ),
+        0
+    );
 
     // bob's second device connects to node A: registered (syncing), message 2 arrives live
     // meanwhile, then the mailbox read (1 and 2) completes the sync.
@@ -253,10 +299,33 @@ fn a_message_sequenced_by_another_node_reaches_live_and_syncing_devices_once() {
     node_a.next_conn = 100;
     let now = node_a.now();
     let auth = AuthResult { user_id: "bob".into(), ..Default::default() };
-    let reg = node_a.core.register(&mut MemoryShell { store: &mut node_a.store, effects: &mut node_a.effects }, now, 101, 101, "bob", "b2", 0, 0, auth, 9, (0, 0)).unwrap();
+    let reg = node_a
+        .core
+        .register(
+            &mut MemoryShell { store: &mut node_a.store, effects: &mut node_a.effects },
+            now,
+            101,
+            101,
+            "bob",
+            "b2",
+            0,
+            0,
+            auth,
+            9,
+            (0, 0),
+        )
+        .unwrap();
     let (seq2, p2) = sequence(2, &mut mailbox);
     let now = node_a.now();
-    assert_eq!(node_a.core.deliver_sequenced(&mut MemoryShell { store: &mut node_a.store, effects: &mut node_a.effects }, now, Sequenced { user_id: "bob", seq: seq2, payload: &p2, skip: None, exclude_device: None }), 0, "not live before its replay");
+    assert_eq!(
+        node_a.core.deliver_sequenced(
+            &mut MemoryShell { store: &mut node_a.store, effects: &mut node_a.effects },
+            now,
+            Sequenced { user_id: "bob", seq: seq2, payload: &p2, skip: None, exclude_device: None }
+        ),
+        0,
+        "not live before its replay"
+    );
     let data = SyncData {
         messages: mailbox.iter().map(|(seq, p)| StoredMessage { seq: *seq, exclude_device: String::new(), payload: p.clone() }).collect(),
         ..Default::default()
@@ -279,19 +348,28 @@ fn a_replay_marks_its_messages_for_its_connection_only() {
     let b1 = node.connect("bob", "b1");
     node.take(b1.conn_id);
     let seq = 1_800_000_000_000_000;
-    let payload = rtc_core::proto::Delivered { seq, sender_user_id: "alice".into(), message_type: "app:text".into(), ..Default::default() }.encode_to_vec();
+    let payload = rtc_core::proto::Delivered { seq, sender_user_id: "alice".into(), message_type: "app:text".into(), ..Default::default() }
+        .encode_to_vec();
     // bob's second device connects here; its replay already has the message.
     let now = node.now();
     let auth = AuthResult { user_id: "bob".into(), ..Default::default() };
-    let reg = node.core.register(&mut MemoryShell { store: &mut node.store, effects: &mut node.effects }, now, 2, 2, "bob", "b2", 0, 0, auth, 9, (0, 0)).unwrap();
-    let data = SyncData { messages: vec![StoredMessage { seq, exclude_device: String::new(), payload: payload.clone() }], ..Default::default() };
+    let reg = node
+        .core
+        .register(&mut MemoryShell { store: &mut node.store, effects: &mut node.effects }, now, 2, 2, "bob", "b2", 0, 0, auth, 9, (0, 0))
+        .unwrap();
+    let data =
+        SyncData { messages: vec![StoredMessage { seq, exclude_device: String::new(), payload: payload.clone() }], ..Default::default() };
     let now = node.now();
     node.core.finish_sync(&mut MemoryShell { store: &mut node.store, effects: &mut node.effects }, now, &reg, data, None);
     node.core.note_sequenced("bob", reg.conn_id, seq);
     assert_eq!(seqs(&node.take(2)), vec![seq]);
     // Then its live copy arrives: for b1 only.
     let now = node.now();
-    let n = node.core.deliver_sequenced(&mut MemoryShell { store: &mut node.store, effects: &mut node.effects }, now, Sequenced { user_id: "bob", seq, payload: &payload, skip: None, exclude_device: None });
+    let n = node.core.deliver_sequenced(
+        &mut MemoryShell { store: &mut node.store, effects: &mut node.effects },
+        now,
+        Sequenced { user_id: "bob", seq, payload: &payload, skip: None, exclude_device: None },
+    );
     assert_eq!(n, 1);
     assert_eq!(seqs(&node.take(b1.conn_id)), vec![seq], "the device that was live gets it");
     assert!(seqs(&node.take(2)).is_empty(), "the replayed one does not get it twice");
@@ -319,7 +397,8 @@ fn admit_checks_without_sequencing() {
         ..Default::default()
     };
     let now = w.now();
-    let admitted = w.core.admit(&mut MemoryShell { store: &mut w.store, effects: &mut w.effects }, now, &a, &msg, RouteOptions::default()).unwrap();
+    let admitted =
+        w.core.admit(&mut MemoryShell { store: &mut w.store, effects: &mut w.effects }, now, &a, &msg, RouteOptions::default()).unwrap();
     match admitted {
         Admission::Route(r) => assert_eq!(r.recipients, vec!["bob"], "carol is not in the group"),
         other => panic!("{other:?}"),
@@ -328,7 +407,8 @@ fn admit_checks_without_sequencing() {
     w.send(&a, "bob", 2, 2);
     let resend = SendMessage { client_seq: 2, ..msg };
     let now = w.now();
-    let again = w.core.admit(&mut MemoryShell { store: &mut w.store, effects: &mut w.effects }, now, &a, &resend, RouteOptions::default()).unwrap();
+    let again =
+        w.core.admit(&mut MemoryShell { store: &mut w.store, effects: &mut w.effects }, now, &a, &resend, RouteOptions::default()).unwrap();
     assert!(matches!(again, Admission::Duplicate(ref acc) if acc.duplicate), "{again:?}");
 }
 
@@ -344,7 +424,10 @@ fn a_new_device_gets_what_is_routed_while_it_syncs() {
     w.send(&alice, "bob", 1, 1); // before b2 exists: history for b2
     let now = w.now();
     let auth = AuthResult { user_id: "bob".into(), ..Default::default() };
-    let reg = w.core.register(&mut MemoryShell { store: &mut w.store, effects: &mut w.effects }, now, 50, 50, "bob", "b2", 0, 0, auth, 9, (0, 0)).unwrap();
+    let reg = w
+        .core
+        .register(&mut MemoryShell { store: &mut w.store, effects: &mut w.effects }, now, 50, 50, "bob", "b2", 0, 0, auth, 9, (0, 0))
+        .unwrap();
     assert!(reg.new_device);
     let data = w.store.sync_data("bob", "b2", reg.cursor, now.wall_ms());
     w.send(&alice, "bob", 2, 2); // while b2 syncs (b1 is live: nothing is stored)
@@ -385,10 +468,15 @@ fn replicated_rooms_change_only_through_their_events() {
         Admission::Route(ad) => ad.rooms_event.expect("a call message has an event"),
         Admission::Duplicate(_) => panic!("not a duplicate"),
     };
-    assert_eq!((ev.user.as_str(), ev.device.as_str(), ev.call_id.as_str(), &ev.recipients[..]), ("alice", "a1", "c1", &["bob".to_string()][..]));
+    assert_eq!(
+        (ev.user.as_str(), ev.device.as_str(), ev.call_id.as_str(), &ev.recipients[..]),
+        ("alice", "a1", "c1", &["bob".to_string()][..])
+    );
     assert_eq!(w.core.rooms_size(), (0, 0, 0), "admitting changed nothing");
     let now = w.now();
-    let here = RoomsEvent { event: Some(Event::Here(DeviceEvent { user: "alice".into(), device: "a1".into(), node: "n1".into(), lost: false, instance: 0 })) };
+    let here = RoomsEvent {
+        event: Some(Event::Here(DeviceEvent { user: "alice".into(), device: "a1".into(), node: "n1".into(), lost: false, instance: 0 })),
+    };
     assert_eq!(w.core.apply_rooms_event(&here, 1, now), None);
     assert_eq!(w.core.apply_rooms_event(&RoomsEvent { event: Some(Event::Message(*ev)) }, 2, now), None);
     assert_eq!(w.core.call_members("c1").len(), 1);
@@ -401,7 +489,9 @@ fn replicated_rooms_change_only_through_their_events() {
     let now = w.now();
     assert!(w.core.end_gone_participants(&mut MemoryShell { store: &mut w.store, effects: &mut w.effects }, now).is_empty());
     assert_eq!(w.core.call_members("c1").len(), 1);
-    let gone = RoomsEvent { event: Some(Event::Gone(DeviceEvent { user: "alice".into(), device: "a1".into(), node: "n1".into(), lost: true, instance: 0 })) };
+    let gone = RoomsEvent {
+        event: Some(Event::Gone(DeviceEvent { user: "alice".into(), device: "a1".into(), node: "n1".into(), lost: true, instance: 0 })),
+    };
     w.core.apply_rooms_event(&gone, 3, now);
     assert!(w.core.rooms_graces_due(now, "n1").is_empty(), "the grace has just started");
     w.t += 5_000;

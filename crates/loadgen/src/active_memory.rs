@@ -13,10 +13,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-
-use super::{
-    connect_users, cpu_secs, drive, spawn_all, hostile, now_ns, rss_bytes, Tally, Target, Window,
-};
+use super::{connect_users, cpu_secs, drive, hostile, now_ns, rss_bytes, spawn_all, Tally, Target, Window};
 
 /// RSS sampling period.
 const SAMPLE_EVERY: Duration = Duration::from_secs(5);
@@ -41,16 +38,10 @@ impl Plan {
     /// Refuses what the phase cannot measure, with the reason.
     pub fn check(&self) -> Result<(), String> {
         if self.conns < 2 || !self.conns.is_multiple_of(2) {
-            return Err(format!(
-                "--active-memory {}: needs an even number of connections (pairs), at least 2",
-                self.conns
-            ));
+            return Err(format!("--active-memory {}: needs an even number of connections (pairs), at least 2", self.conns));
         }
         if self.conns > MAX_CONNS {
-            return Err(format!(
-                "--active-memory {}: at most {MAX_CONNS} connections",
-                self.conns
-            ));
+            return Err(format!("--active-memory {}: at most {MAX_CONNS} connections", self.conns));
         }
         if self.rate == 0 {
             return Err("--active-rate 0: give the offered messages per second".into());
@@ -107,8 +98,7 @@ impl Report {
 
     /// (plateau − RSS before connecting) / connections: the same baseline as the idle figure.
     pub fn bytes_per_conn(&self) -> Option<f64> {
-        self.plateau()
-            .map(|(p, _)| p.saturating_sub(self.before) as f64 / self.conns as f64)
+        self.plateau().map(|(p, _)| p.saturating_sub(self.before) as f64 / self.conns as f64)
     }
 
     /// Whether the samples the plateau is taken from still rose by more than 5 % of the growth
@@ -201,10 +191,7 @@ pub(crate) async fn run(target: &Target, pid: u32, plan: &Plan) -> Report {
     let total = Duration::from_secs(plan.secs);
     let warmup = Duration::from_secs(plan.warmup_secs.min(plan.secs / 2));
     let t0 = now_ns();
-    let w = Window {
-        start: t0 + warmup.as_nanos() as u64,
-        end: t0 + total.as_nanos() as u64,
-    };
+    let w = Window { start: t0 + warmup.as_nanos() as u64, end: t0 + total.as_nanos() as u64 };
     let (senders, tasks) = spawn_all(target, conns, w, plan.payload, true);
     let me = std::process::id();
     let metrics = match target {
@@ -239,9 +226,7 @@ pub(crate) async fn run(target: &Target, pid: u32, plan: &Plan) -> Report {
         Some(m) => hostile::latency_histogram(m).await,
         None => None,
     };
-    let server_p99_ms = hist0
-        .zip(hist1)
-        .and_then(|(a, b)| hostile::p99_bucket_ms(&a, &b));
+    let server_p99_ms = hist0.zip(hist1).and_then(|(a, b)| hostile::p99_bucket_ms(&a, &b));
     let samples = sampler.await.expect("sampler");
     // Let the deliveries in flight arrive: their latencies count.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -272,21 +257,14 @@ mod tests {
     use super::*;
     use crate::{conn_task, Cmd};
     use futures::{SinkExt, StreamExt};
-    use tokio::sync::mpsc;
     use rtc_core::proto::client_frame::Body as C;
     use rtc_core::proto::server_frame::Body as S;
     use rtc_core::proto::{AuthResult, ClientFrame, Delivered, ServerFrame, SyncDone};
+    use tokio::sync::mpsc;
     use tokio_tungstenite::tungstenite::Message;
 
     fn plan(conns: usize, rate: u64, secs: u64) -> Plan {
-        Plan {
-            conns,
-            rate,
-            secs,
-            warmup_secs: 3,
-            payload: 300,
-            connect_concurrency: 10,
-        }
+        Plan { conns, rate, secs, warmup_secs: 3, payload: 300, connect_concurrency: 10 }
     }
 
     #[test]
@@ -322,9 +300,7 @@ mod tests {
             rate: 10_000,
             before: 8_000_000,
             connected: 25_000_000,
-            samples: (1..=12)
-                .map(|k| (5 * k, 8_000_000 + 25_000_000 * k.min(8)))
-                .collect(),
+            samples: (1..=12).map(|k| (5 * k, 8_000_000 + 25_000_000 * k.min(8))).collect(),
             issued_per_sec: 10_000.0,
             delivered_per_sec: 9_999.0,
             p50_ms: 0.5,
@@ -344,11 +320,7 @@ mod tests {
         growing.samples.truncate(7); // the last 2 still rising by 25 MB each
         let lines = growing.summary("rcall-server", None).join("\n");
         assert!(lines.contains("STILL GROWING"), "{lines}");
-        assert!(
-            lines.contains("delivered 9999/s")
-                && lines.contains("p99 2.00 ms (server's own p99 bucket ≤0.5 ms)"),
-            "{lines}"
-        );
+        assert!(lines.contains("delivered 9999/s") && lines.contains("p99 2.00 ms (server's own p99 bucket ≤0.5 ms)"), "{lines}");
         assert!(lines.contains("server cpu 25%, loadgen cpu ?"), "{lines}");
         assert!(r.summary("x", None).join("\n").contains("no idle figure"));
     }
@@ -363,26 +335,13 @@ mod tests {
         let server = tokio::spawn(async move {
             let (tcp, _) = listener.accept().await.unwrap();
             let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
-            let Some(Ok(Message::Binary(_auth))) = ws.next().await else {
-                panic!("no auth")
-            };
-            for body in [
-                S::AuthResult(AuthResult::default()),
-                S::SyncDone(SyncDone::default()),
-            ] {
-                ws.send(Message::Binary(ServerFrame::new(1, body).to_bytes().into()))
-                    .await
-                    .unwrap();
+            let Some(Ok(Message::Binary(_auth))) = ws.next().await else { panic!("no auth") };
+            for body in [S::AuthResult(AuthResult::default()), S::SyncDone(SyncDone::default())] {
+                ws.send(Message::Binary(ServerFrame::new(1, body).to_bytes().into())).await.unwrap();
             }
             for seq in [41, 42] {
-                let d = S::Deliver(Delivered {
-                    seq,
-                    content: vec![0; 16],
-                    ..Default::default()
-                });
-                ws.send(Message::Binary(ServerFrame::new(1, d).to_bytes().into()))
-                    .await
-                    .unwrap();
+                let d = S::Deliver(Delivered { seq, content: vec![0; 16], ..Default::default() });
+                ws.send(Message::Binary(ServerFrame::new(1, d).to_bytes().into())).await.unwrap();
             }
             let mut acked = 0;
             let got = tokio::time::timeout(Duration::from_secs(5), async {
@@ -398,17 +357,10 @@ mod tests {
             .await;
             (got.is_ok(), acked)
         });
-        let target = Target::Rcall {
-            url: format!("ws://{addr}/ws"),
-            app_key: "k".into(),
-            app_secret: "s".into(),
-        };
+        let target = Target::Rcall { url: format!("ws://{addr}/ws"), app_key: "k".into(), app_secret: "s".into() };
         let (ws, _) = target.connect(&Arc::from("u")).await.unwrap();
         let (tx, rx) = mpsc::unbounded_channel();
-        let w = Window {
-            start: 0,
-            end: u64::MAX,
-        };
+        let w = Window { start: 0, end: u64::MAX };
         let task = tokio::spawn(conn_task(target, ws, rx, w, 300, true));
         let (in_time, acked) = server.await.unwrap();
         assert!(in_time, "no ack of seq 42 within 5 s (last acked {acked})");

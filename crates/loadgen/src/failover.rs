@@ -95,10 +95,7 @@ const BUCKET_US: u64 = 100;
 const BUCKETS: usize = 300_000;
 
 fn wall_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as i64
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as i64
 }
 
 /// The node of connection `i` (pair i / 2: caller on p mod n, callee on p + 1 mod n).
@@ -201,8 +198,7 @@ impl Client {
             return Vec::new();
         }
         let w = self.written;
-        let out: Vec<Vec<u8>> =
-            self.unconfirmed.iter().filter(|p| p.client_seq > w).map(|p| p.frame.clone()).collect();
+        let out: Vec<Vec<u8>> = self.unconfirmed.iter().filter(|p| p.client_seq > w).map(|p| p.frame.clone()).collect();
         if let Some(p) = self.unconfirmed.back() {
             self.written = self.written.max(p.client_seq);
         }
@@ -286,9 +282,7 @@ async fn open(url: &str, src: Ipv4Addr) -> Result<Ws, String> {
     sock.bind(SocketAddr::new(src.into(), 0)).map_err(|e| format!("bind {src}: {e}"))?;
     let tcp = sock.connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
     let cfg = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(16 * 1024);
-    let (ws, _) = tokio_tungstenite::client_async_with_config(url, tcp, Some(cfg))
-        .await
-        .map_err(|e| format!("handshake: {e}"))?;
+    let (ws, _) = tokio_tungstenite::client_async_with_config(url, tcp, Some(cfg)).await.map_err(|e| format!("handshake: {e}"))?;
     Ok(ws)
 }
 
@@ -310,17 +304,10 @@ async fn connect(c: &Rc<RefCell<Client>>, keys: &Keys, first: bool) -> Result<Ws
         let attempt = async {
             let mut ws = open(&url, src).await?;
             let token = rcall_token::issue(&keys.app_key, &keys.app_secret, &user, super::wall_ms(), 3_600_000);
-            let auth = ClientFrame::new(C::Authenticate(Authenticate {
-                token,
-                device_id: format!("{user}-dev"),
-                resume_from,
-                instance,
-            }));
+            let auth = ClientFrame::new(C::Authenticate(Authenticate { token, device_id: format!("{user}-dev"), resume_from, instance }));
             ws.send(Message::Binary(auth.to_bytes().into())).await.map_err(|e| format!("send auth: {e}"))?;
             loop {
-                let m = tokio::time::timeout(Duration::from_secs(30), ws.next())
-                    .await
-                    .map_err(|_| "no SyncDone in 30 s".to_string())?;
+                let m = tokio::time::timeout(Duration::from_secs(30), ws.next()).await.map_err(|_| "no SyncDone in 30 s".to_string())?;
                 let b = match m {
                     Some(Ok(Message::Binary(b))) => b,
                     Some(Ok(_)) => continue,
@@ -498,18 +485,17 @@ async fn worker_main(a: Args, k: usize, keys: Keys) {
     let wakes: Vec<Rc<Notify>> = clients.iter().map(|_| Rc::new(Notify::new())).collect();
     let t = Instant::now();
     let jitter = a.reconnect_jitter_ms;
-    let conns: Vec<Result<tokio::task::JoinHandle<()>, String>> =
-        futures::stream::iter(clients.iter().cloned().zip(wakes.iter().cloned()))
-            .map(|(c, wake)| {
-                let keys = keys.clone();
-                async move {
-                    let ws = connect(&c, &keys, true).await?;
-                    Ok(tokio::task::spawn_local(client_task(c, wake, keys, ws, jitter)))
-                }
-            })
-            .buffered(a.failover_connect_concurrency)
-            .collect()
-            .await;
+    let conns: Vec<Result<tokio::task::JoinHandle<()>, String>> = futures::stream::iter(clients.iter().cloned().zip(wakes.iter().cloned()))
+        .map(|(c, wake)| {
+            let keys = keys.clone();
+            async move {
+                let ws = connect(&c, &keys, true).await?;
+                Ok(tokio::task::spawn_local(client_task(c, wake, keys, ws, jitter)))
+            }
+        })
+        .buffered(a.failover_connect_concurrency)
+        .collect()
+        .await;
     let failed: Vec<&String> = conns.iter().filter_map(|r| r.as_ref().err()).collect();
     println!("CONNECTED {} {} {:.1}", conns.len() - failed.len(), failed.len(), t.elapsed().as_secs_f64());
     if let Some(e) = failed.first() {
@@ -777,12 +763,23 @@ pub(crate) fn coordinator(a: &Args, redis_pid: Option<u32>, payload: usize) {
             let st = std::process::Command::new("kill").arg("-9").arg(pid.to_string()).status();
             killed_at_us = Some(wall_us());
             alive.retain(|&p| p != pid);
-            println!("  {:>5.1} s  kill -9 node {} (pid {pid}): {:?}", (now - start_ms) as f64 / 1000.0, a.kill_node, st.map(|s| s.success()));
+            println!(
+                "  {:>5.1} s  kill -9 node {} (pid {pid}): {:?}",
+                (now - start_ms) as f64 / 1000.0,
+                a.kill_node,
+                st.map(|s| s.success())
+            );
         }
         if now >= next_sample {
             let r = rss_all(&alive);
             let redis = redis_pid.and_then(rss_bytes).unwrap_or(0);
-            println!("  {:>5.1} s  RSS nodes + Redis {:.1} MB (Redis {:.1} MB), load average {}", (now - start_ms) as f64 / 1000.0, mb(r), mb(redis), loadavg());
+            println!(
+                "  {:>5.1} s  RSS nodes + Redis {:.1} MB (Redis {:.1} MB), load average {}",
+                (now - start_ms) as f64 / 1000.0,
+                mb(r),
+                mb(redis),
+                loadavg()
+            );
             if r > peak.0 {
                 peak = (r, (now - start_ms) as u64 / 1000);
             }

@@ -113,10 +113,7 @@ impl Attack {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("attacker runtime");
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("attacker runtime");
             rt.block_on(run(kind, target, rate, sockets, flag))
         });
         Attack { stop, thread }
@@ -166,15 +163,7 @@ async fn connect_from_attacker(addr: SocketAddr) -> std::io::Result<TcpStream> {
 }
 
 /// One of the attacker's authenticated connections, reconnecting whenever the server closes it.
-async fn flooder(
-    kind: Kind,
-    target: Target,
-    addr: SocketAddr,
-    index: u64,
-    rate: u64,
-    stop: Arc<AtomicBool>,
-    stats: Arc<Mutex<Stats>>,
-) {
+async fn flooder(kind: Kind, target: Target, addr: SocketAddr, index: u64, rate: u64, stop: Arc<AtomicBool>, stats: Arc<Mutex<Stats>>) {
     let user = "hostile-user";
     let device = format!("hostile-dev{}", index % 4);
     let mut victim = index << 40;
@@ -285,7 +274,9 @@ async fn slow_socket(addr: SocketAddr, frame: bool, stop: Arc<AtomicBool>, stats
                 let mut head = Vec::new();
                 let mut buf = [0u8; 512];
                 while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await.map_err(|_| std::io::ErrorKind::TimedOut)??;
+                    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+                        .await
+                        .map_err(|_| std::io::ErrorKind::TimedOut)??;
                     if n == 0 {
                         return Err(std::io::ErrorKind::UnexpectedEof.into());
                     }
@@ -357,10 +348,8 @@ fn parse_histogram(text: &str) -> Vec<(f64, u64)> {
 /// The upper bound (ms) of the bucket holding the p99 of what was observed between two
 /// snapshots of the histogram.
 pub fn p99_bucket_ms(before: &[(f64, u64)], after: &[(f64, u64)]) -> Option<f64> {
-    let diff: Vec<(f64, u64)> = after
-        .iter()
-        .map(|&(le, n)| (le, n.saturating_sub(before.iter().find(|b| b.0 == le).map_or(0, |b| b.1))))
-        .collect();
+    let diff: Vec<(f64, u64)> =
+        after.iter().map(|&(le, n)| (le, n.saturating_sub(before.iter().find(|b| b.0 == le).map_or(0, |b| b.1)))).collect();
     let total = diff.iter().map(|d| d.1).max()?;
     if total == 0 {
         return None;

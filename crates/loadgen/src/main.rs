@@ -157,10 +157,7 @@ fn now_ns() -> u64 {
 }
 
 fn wall_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
 #[derive(Clone, Debug)]
@@ -207,11 +204,9 @@ impl Target {
     /// and the pairs spread evenly.
     fn for_conn(&self, i: usize) -> Target {
         match self {
-            Target::Cluster { urls, app_key, app_secret, .. } => Target::Rcall {
-                url: urls[(i / 2 + i % 2) % urls.len()].clone(),
-                app_key: app_key.clone(),
-                app_secret: app_secret.clone(),
-            },
+            Target::Cluster { urls, app_key, app_secret, .. } => {
+                Target::Rcall { url: urls[(i / 2 + i % 2) % urls.len()].clone(), app_key: app_key.clone(), app_secret: app_secret.clone() }
+            }
             t => t.clone(),
         }
     }
@@ -219,18 +214,11 @@ impl Target {
     /// Opens one client connection; returns it with the address its peers send to (the user
     /// id, or for matchbox the peer id the server assigned).
     async fn connect(&self, user: &Arc<str>) -> Result<Conn, String> {
-        let cfg = WebSocketConfig::default()
-            .read_buffer_size(16 * 1024)
-            .write_buffer_size(64 * 1024);
+        let cfg = WebSocketConfig::default().read_buffer_size(16 * 1024).write_buffer_size(64 * 1024);
         match self {
-            Target::Rcall {
-                url,
-                app_key,
-                app_secret,
-            } => {
+            Target::Rcall { url, app_key, app_secret } => {
                 let mut ws = open(url, cfg).await?;
-                let token =
-                    rcall_token::issue(app_key, app_secret, user, wall_ms(), 3_600_000);
+                let token = rcall_token::issue(app_key, app_secret, user, wall_ms(), 3_600_000);
                 let auth = ClientFrame::new(C::Authenticate(Authenticate {
                     token,
                     device_id: format!("{user}-dev"),
@@ -238,18 +226,14 @@ impl Target {
                     // Like the SDK: one random id per instance, messages numbered from 1.
                     instance: instance_id(user),
                 }));
-                ws.send(Message::Binary(auth.to_bytes().into()))
-                    .await
-                    .map_err(|e| format!("send auth: {e}"))?;
+                ws.send(Message::Binary(auth.to_bytes().into())).await.map_err(|e| format!("send auth: {e}"))?;
                 loop {
                     let msg = next_message(&mut ws, "AuthResult").await?;
                     let Some(Ok(Message::Binary(b))) = msg else {
                         return Err(format!("auth: unexpected {msg:?}"));
                     };
                     match ServerFrame::from_bytes(&b).map_err(|e| e.to_string())?.body {
-                        Some(S::AuthResult(a)) if a.code != 0 => {
-                            return Err(format!("auth refused {}: {}", a.code, a.message))
-                        }
+                        Some(S::AuthResult(a)) if a.code != 0 => return Err(format!("auth refused {}: {}", a.code, a.message)),
                         Some(S::SyncDone(_)) => return Ok((ws, user.clone())),
                         _ => {}
                     }
@@ -284,20 +268,13 @@ impl Target {
 
 /// A client WebSocket to `url`.
 async fn open(url: &str, cfg: WebSocketConfig) -> Result<Ws, String> {
-    let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(cfg), true)
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(cfg), true).await.map_err(|e| format!("connect: {e}"))?;
     Ok(ws)
 }
 
 /// The server's next message, `what` it should be, within 30 s.
-async fn next_message(
-    ws: &mut Ws,
-    what: &str,
-) -> Result<Option<Result<Message, tokio_tungstenite::tungstenite::Error>>, String> {
-    tokio::time::timeout(Duration::from_secs(30), ws.next())
-        .await
-        .map_err(|_| format!("no {what} in 30 s"))
+async fn next_message(ws: &mut Ws, what: &str) -> Result<Option<Result<Message, tokio_tungstenite::tungstenite::Error>>, String> {
+    tokio::time::timeout(Duration::from_secs(30), ws.next()).await.map_err(|_| format!("no {what} in 30 s"))
 }
 
 /// One 1:1 call: (sent by the caller?, rcall message type, PeerJS message type).
@@ -340,10 +317,7 @@ struct Tally {
 impl Tally {
     /// Tells every connection to stop and gathers their stats. A stopped task ends at once; one
     /// stuck on a dead socket does not hold the run (it counts as a send error).
-    async fn stop_and_collect(
-        senders: &[mpsc::UnboundedSender<Cmd>],
-        tasks: Vec<tokio::task::JoinHandle<ConnStats>>,
-    ) -> Tally {
+    async fn stop_and_collect(senders: &[mpsc::UnboundedSender<Cmd>], tasks: Vec<tokio::task::JoinHandle<ConnStats>>) -> Tally {
         for s in senders {
             let _ = s.send(Cmd::Stop);
         }
@@ -500,9 +474,7 @@ fn scan_server_frame(frame: &[u8]) -> Seen {
                 for (g, w) in fields(d) {
                     match (g, w) {
                         (1, FieldVal::Varint(s)) => seq = s,
-                        (9, FieldVal::Bytes(c)) if c.len() >= 8 => {
-                            t = Some(u64::from_be_bytes(c[..8].try_into().unwrap()))
-                        }
+                        (9, FieldVal::Bytes(c)) if c.len() >= 8 => t = Some(u64::from_be_bytes(c[..8].try_into().unwrap())),
                         _ => {}
                     }
                 }
@@ -524,10 +496,7 @@ fn scan_server_frame(frame: &[u8]) -> Seen {
 }
 
 fn encode_peerjs(to: &str, step: usize, t: u64, payload: usize) -> Message {
-    let head = format!(
-        "{{\"type\":\"{}\",\"dst\":\"{to}\",\"payload\":\"{t}:",
-        SCRIPT[step].2
-    );
+    let head = format!("{{\"type\":\"{}\",\"dst\":\"{to}\",\"payload\":\"{t}:", SCRIPT[step].2);
     padded(&head, "\"}", payload)
 }
 
@@ -576,9 +545,7 @@ fn record(stats: &mut ConnStats, w: Window, t_sent: u64) {
         stats.received += 1;
     }
     if t_sent >= w.start && t_sent < w.end {
-        stats
-            .latencies_us
-            .push(((now.saturating_sub(t_sent)) / 1000).min(u64::from(u32::MAX)) as u32);
+        stats.latencies_us.push(((now.saturating_sub(t_sent)) / 1000).min(u64::from(u32::MAX)) as u32);
     }
 }
 
@@ -730,20 +697,15 @@ async fn connect_users(target: &Target, prefix: &str, n: usize, concurrency: usi
     connect_all(target, &users, concurrency).await
 }
 
-async fn connect_all(
-    target: &Target,
-    users: &[Arc<str>],
-    concurrency: usize,
-) -> Vec<Conn> {
-    let results: Vec<(usize, Result<Conn, String>)> =
-        futures::stream::iter(users.iter().cloned().enumerate())
-            .map(|(i, u)| {
-                let t = target.for_conn(i);
-                async move { (i, t.connect(&u).await) }
-            })
-            .buffer_unordered(concurrency)
-            .collect()
-            .await;
+async fn connect_all(target: &Target, users: &[Arc<str>], concurrency: usize) -> Vec<Conn> {
+    let results: Vec<(usize, Result<Conn, String>)> = futures::stream::iter(users.iter().cloned().enumerate())
+        .map(|(i, u)| {
+            let t = target.for_conn(i);
+            async move { (i, t.connect(&u).await) }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
     let mut out: Vec<Option<Conn>> = (0..users.len()).map(|_| None).collect();
     for (i, r) in results {
         match r {
@@ -774,26 +736,15 @@ struct LoadResult {
     send_errors: u64,
 }
 
-async fn run_load(
-    args: &Args,
-    target: &Target,
-    pid: Option<u32>,
-    rate: u64,
-    run: usize,
-) -> LoadResult {
+async fn run_load(args: &Args, target: &Target, pid: Option<u32>, rate: u64, run: usize) -> LoadResult {
     let n = args.pairs * 2;
-    let users: Vec<Arc<str>> = (0..n)
-        .map(|i| Arc::from(format!("r{run}u{i}").as_str()))
-        .collect();
+    let users: Vec<Arc<str>> = (0..n).map(|i| Arc::from(format!("r{run}u{i}").as_str())).collect();
     let conns = connect_all(target, &users, args.connect_concurrency).await;
     let addrs: Vec<Arc<str>> = conns.iter().map(|(_, a)| a.clone()).collect();
     let warmup = Duration::from_secs(args.warmup_secs);
     let duration = Duration::from_secs(args.duration_secs);
     let t0 = now_ns();
-    let w = Window {
-        start: t0 + warmup.as_nanos() as u64,
-        end: t0 + (warmup + duration).as_nanos() as u64,
-    };
+    let w = Window { start: t0 + warmup.as_nanos() as u64, end: t0 + (warmup + duration).as_nanos() as u64 };
     let (senders, tasks) = spawn_all(target, conns, w, args.payload, false);
     // Server CPU (and its latency histogram) over exactly the window.
     let me = std::process::id();
@@ -869,12 +820,7 @@ async fn run_load(
 /// The open-loop driver on a 1 ms clock: for `total`, issues `rate` messages per second round
 /// robin over the pairs (connections 2p and 2p+1 with `users[2p]`, `users[2p+1]`), each pair
 /// going through [`SCRIPT`]. Returns how many it issued.
-async fn drive(
-    senders: &[mpsc::UnboundedSender<Cmd>],
-    addrs: &[Arc<str>],
-    rate: u64,
-    total: Duration,
-) -> u64 {
+async fn drive(senders: &[mpsc::UnboundedSender<Cmd>], addrs: &[Arc<str>], rate: u64, total: Duration) -> u64 {
     let pairs = senders.len() / 2;
     let start = Instant::now();
     let mut steps = vec![0usize; pairs];
@@ -894,11 +840,7 @@ async fn drive(
             let step = steps[p];
             let (a, b) = (2 * p, 2 * p + 1);
             let (from, to) = if SCRIPT[step].0 { (a, b) } else { (b, a) };
-            let _ = senders[from].send(Cmd::Send {
-                to: addrs[to].clone(),
-                step,
-                t,
-            });
+            let _ = senders[from].send(Cmd::Send { to: addrs[to].clone(), step, t });
             steps[p] = (step + 1) % SCRIPT.len();
             issued += 1;
         }
@@ -912,21 +854,15 @@ async fn run_idle(args: &Args, target: &Target, pid: u32) -> (f64, u64, u64) {
     let before = rss_bytes(pid).unwrap_or(0);
     let conns = connect_users(target, "idle", args.idle, args.connect_concurrency).await;
     // Read (a browser answers the server's WebSocket pings; rcall closes silent connections).
-    let readers: Vec<_> = conns
-        .into_iter()
-        .map(|(mut ws, _)| tokio::spawn(async move { while let Some(Ok(_)) = ws.next().await {} }))
-        .collect();
+    let readers: Vec<_> =
+        conns.into_iter().map(|(mut ws, _)| tokio::spawn(async move { while let Some(Ok(_)) = ws.next().await {} })).collect();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let after = rss_bytes(pid).unwrap_or(0);
     for r in &readers {
         r.abort();
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    (
-        (after.saturating_sub(before)) as f64 / args.idle as f64,
-        before,
-        after,
-    )
+    ((after.saturating_sub(before)) as f64 / args.idle as f64, before, after)
 }
 
 struct TargetReport {
@@ -968,14 +904,7 @@ fn best(r: &TargetReport) -> Option<&LoadResult> {
 }
 
 /// The isolation phase at one rate: attacker-free, each attacker, attacker-free again.
-async fn run_isolation(
-    args: &Args,
-    target: &Target,
-    pid: Option<u32>,
-    attacker: &hostile::Target,
-    rate: u64,
-    run: &mut usize,
-) {
+async fn run_isolation(args: &Args, target: &Target, pid: Option<u32>, attacker: &hostile::Target, rate: u64, run: &mut usize) {
     *run += 1;
     let before = run_load(args, target, pid, rate, *run).await;
     print_load("no attacker", &before);
@@ -1044,14 +973,8 @@ fn active_memory_target(args: &Args) -> (Target, u32, active_memory::Plan) {
         None => (args.rcall.clone(), args.rcall_pid),
     };
     let Some(url) = url else { fail("--active-memory needs --rcall or --active-rcall".into()) };
-    let Some(pid) = pid else {
-        fail("--active-memory needs the server's pid (--rcall-pid or --active-rcall-pid) for its RSS".into())
-    };
-    let target = Target::Rcall {
-        url,
-        app_key: args.app_key.clone(),
-        app_secret: args.app_secret.clone(),
-    };
+    let Some(pid) = pid else { fail("--active-memory needs the server's pid (--rcall-pid or --active-rcall-pid) for its RSS".into()) };
+    let target = Target::Rcall { url, app_key: args.app_key.clone(), app_secret: args.app_secret.clone() };
     (target, pid, plan)
 }
 
@@ -1064,10 +987,7 @@ fn main() {
         }
         return;
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     rt.block_on(async_main(args));
 }
 
@@ -1075,14 +995,8 @@ async fn async_main(args: Args) {
     let _ = now_ns();
     let mut targets: Vec<(Target, Option<u32>)> = Vec::new();
     if let Some(url) = &args.rcall {
-        targets.push((
-            Target::Rcall {
-                url: url.clone(),
-                app_key: args.app_key.clone(),
-                app_secret: args.app_secret.clone(),
-            },
-            args.rcall_pid,
-        ));
+        targets
+            .push((Target::Rcall { url: url.clone(), app_key: args.app_key.clone(), app_secret: args.app_secret.clone() }, args.rcall_pid));
     }
     if let Some(url) = &args.peerjs {
         targets.push((Target::PeerJs { url: url.clone() }, args.peerjs_pid));
@@ -1113,11 +1027,7 @@ async fn async_main(args: Args) {
     let mut run = 0;
     let mut rcall_idle = None;
     for (target, pid) in &targets {
-        let mut rep = TargetReport {
-            name: target.name(),
-            loads: Vec::new(),
-            idle_bytes_per_conn: None,
-        };
+        let mut rep = TargetReport { name: target.name(), loads: Vec::new(), idle_bytes_per_conn: None };
         // Idle memory first, on the fresh server: after the load phases the allocator keeps
         // memory the idle connections would reuse, and the figure would be too good.
         if let (true, Some(pid)) = (args.idle > 0, *pid) {
@@ -1164,8 +1074,7 @@ async fn async_main(args: Args) {
         }
     }
     let reports: Vec<TargetReport> = reports.into_iter().map(|(r, _, _)| r).collect();
-    let (cluster, reports): (Vec<TargetReport>, Vec<TargetReport>) =
-        reports.into_iter().partition(|r| r.name == "rcall-cluster");
+    let (cluster, reports): (Vec<TargetReport>, Vec<TargetReport>) = reports.into_iter().partition(|r| r.name == "rcall-cluster");
     print_summary(&reports);
     if let Some(c) = cluster.first() {
         print_cluster_summary(reports.iter().find(|r| r.name == "rcall-server"), c, args.cluster.len());
@@ -1197,7 +1106,9 @@ fn print_cluster_summary(single: Option<&TargetReport>, cluster: &TargetReport, 
         }
         println!("{line}");
     }
-    let knee = |r: &TargetReport| best(r).map_or("none".to_string(), |b| format!("{} (delivered {:.0}/s, p99 {:.2} ms)", b.offered, b.delivered_per_sec, b.p99_ms));
+    let knee = |r: &TargetReport| {
+        best(r).map_or("none".to_string(), |b| format!("{} (delivered {:.0}/s, p99 {:.2} ms)", b.offered, b.delivered_per_sec, b.p99_ms))
+    };
     println!(
         "knee (highest offered rate delivered in full at p99 <= 10 ms): cluster {}, single node {}",
         knee(cluster),
@@ -1229,18 +1140,14 @@ fn print_summary(reports: &[TargetReport]) {
             (Some(c), Some((name, b))) => line += &format!(" => rcall / better peer ({name}) = x{:.2}", c / b),
             _ => line += " => ratio ?",
         }
-        let p99s: Vec<String> = std::iter::once(rcall)
-            .chain(peers)
-            .filter_map(|r| r.loads.get(i).map(|l| format!("{} {:.2}", r.name, l.p99_ms)))
-            .collect();
+        let p99s: Vec<String> =
+            std::iter::once(rcall).chain(peers).filter_map(|r| r.loads.get(i).map(|l| format!("{} {:.2}", r.name, l.p99_ms))).collect();
         line += &format!("; p99 ms: {}", p99s.join(", "));
         println!("{line}");
     }
     let knee = |r: &TargetReport| best(r).map(|b| b.offered);
-    let knees: Vec<String> = std::iter::once(rcall)
-        .chain(peers)
-        .map(|r| format!("{} {}", r.name, knee(r).map_or("none".into(), |k| k.to_string())))
-        .collect();
+    let knees: Vec<String> =
+        std::iter::once(rcall).chain(peers).map(|r| format!("{} {}", r.name, knee(r).map_or("none".into(), |k| k.to_string()))).collect();
     let mut line = format!("knee (highest offered rate delivered in full at p99 <= 10 ms): {}", knees.join(", "));
     if let (Some(a), Some(b)) = (knee(rcall), peers.iter().filter_map(knee).max()) {
         line += &format!("; rcall / better peer = x{:.2}", a as f64 / b as f64);
@@ -1276,9 +1183,7 @@ mod tests {
 
     #[test]
     fn peerjs_messages_carry_their_timestamp_and_size() {
-        let Message::Text(t) = encode_peerjs("u1", 0, 123_456, 300) else {
-            panic!()
-        };
+        let Message::Text(t) = encode_peerjs("u1", 0, 123_456, 300) else { panic!() };
         assert_eq!(t.len(), 300);
         assert_eq!(peerjs_ts(&t), Some(123_456));
         // The server adds src; the payload still parses.
@@ -1288,9 +1193,7 @@ mod tests {
 
     #[test]
     fn matchbox_messages_carry_their_timestamp_and_size() {
-        let Message::Text(t) = encode_matchbox("0b9c1e2a-7d4f-4c7e-9a51-3f2d8e6b1c00", 123_456, 300) else {
-            panic!()
-        };
+        let Message::Text(t) = encode_matchbox("0b9c1e2a-7d4f-4c7e-9a51-3f2d8e6b1c00", 123_456, 300) else { panic!() };
         assert_eq!(t.len(), 300);
         let v: serde_json::Value = serde_json::from_str(&t).unwrap();
         assert_eq!(v["Signal"]["receiver"], "0b9c1e2a-7d4f-4c7e-9a51-3f2d8e6b1c00");
@@ -1303,24 +1206,15 @@ mod tests {
 
     #[test]
     fn rcall_messages_are_about_the_payload_size_and_decode() {
-        let Message::Binary(b) = encode_rcall(300, "r1u1", 3, 99, 300) else {
-            panic!()
-        };
+        let Message::Binary(b) = encode_rcall(300, "r1u1", 3, 99, 300) else { panic!() };
         assert!((280..=320).contains(&b.len()), "{}", b.len());
         let f = ClientFrame::from_bytes(&b).unwrap();
         let Some(C::Send(m)) = f.body else { panic!() };
         assert_eq!((m.request_id, m.conversation_type), (300, 1));
-        assert_eq!(
-            (m.target_id.as_str(), m.message_type.as_str()),
-            ("r1u1", "RCall:Media")
-        );
+        assert_eq!((m.target_id.as_str(), m.message_type.as_str()), ("r1u1", "RCall:Media"));
         assert!(m.no_receipt, "media negotiation is fire-and-forget, as in the SDK");
-        let Message::Binary(b) = encode_rcall(301, "r1u1", 0, 99, 300) else {
-            panic!()
-        };
-        let Some(C::Send(invite)) = ClientFrame::from_bytes(&b).unwrap().body else {
-            panic!()
-        };
+        let Message::Binary(b) = encode_rcall(301, "r1u1", 0, 99, 300) else { panic!() };
+        let Some(C::Send(invite)) = ClientFrame::from_bytes(&b).unwrap().body else { panic!() };
         assert_eq!(invite.message_type, "RC:VCInvite");
         assert!(!invite.no_receipt, "call() waits for the invite's SendResult");
         assert_eq!((m.client_seq, invite.client_seq), (300, 301));
@@ -1344,30 +1238,11 @@ mod tests {
                 ..Default::default()
             }),
         );
-        assert_eq!(
-            scan_server_frame(&d.to_bytes()),
-            Seen::Deliver {
-                seq: 1_700_000_000_000_123,
-                t: Some(1234)
-            }
-        );
-        let r = ServerFrame::new(
-            5,
-            S::SendResult(SendResult {
-                request_id: 3,
-                code: 405,
-                ..Default::default()
-            }),
-        );
-        assert_eq!(
-            scan_server_frame(&r.to_bytes()),
-            Seen::SendResult { code: 405 }
-        );
+        assert_eq!(scan_server_frame(&d.to_bytes()), Seen::Deliver { seq: 1_700_000_000_000_123, t: Some(1234) });
+        let r = ServerFrame::new(5, S::SendResult(SendResult { request_id: 3, code: 405, ..Default::default() }));
+        assert_eq!(scan_server_frame(&r.to_bytes()), Seen::SendResult { code: 405 });
         let ok = ServerFrame::new(5, S::SendResult(SendResult::default()));
-        assert_eq!(
-            scan_server_frame(&ok.to_bytes()),
-            Seen::SendResult { code: 0 }
-        );
+        assert_eq!(scan_server_frame(&ok.to_bytes()), Seen::SendResult { code: 0 });
         assert_eq!(scan_server_frame(&[0xff, 0xff]), Seen::Other);
     }
 }

@@ -147,106 +147,211 @@ macro_rules! int_enum {
 
 /// Every enum object of spec A.8 exposed on `window.RCCall` (and RTC's on `window.RCRTC`).
 pub const CALL_ENUMS: &[JsEnum] = &[
-    int_enum!("RCCallErrorCode", error_code, [
-        SUCCESS, STATE_MACHINE_EXIT, SEND_MSG_ERROR, REJECTED_BY_BLACKLIST, NOT_IN_GROUP,
-        GET_LOCAL_AUDIO_TRACK_ERROR, GET_LOCAL_VIDEO_TRACK_ERROR, GET_LOCAL_AUDIO_AND_VIDEO_TRACK_ERROR,
-        JOIN_ROOM_ERROR, AUDIO_PUBLISH_ERROR, VIDEO_PUBLISH_ERROR, AUDIO_AND_VIDEO_PUBLISH_ERROR,
-        QUERY_JOINED_USER_INFO_ERROR, MISSING_VIDEO_TRACK_ERROR, UNPUBLISH_VIDEO_ERROR,
-        CONVERSATION_NOT_GROUP_ERROR, PARAM_ERROR,
-    ]),
-    int_enum!("RCCallEndReason", end_reason, [
-        CANCEL, REJECT, HANGUP, BUSY_LINE, NO_RESPONSE, ENGINE_UNSUPPORTED, NETWORK_ERROR,
-        GET_MEDIA_RESOURCES_ERROR, PUBLISH_ERROR, SUBSCRIBE_ERROR, REMOTE_CANCEL, REMOTE_REJECT,
-        REMOTE_HANGUP, REMOTE_BUSY_LINE, REMOTE_NO_RESPONSE, REMOTE_ENGINE_UNSUPPORTED,
-        REMOTE_NETWORK_ERROR, REMOTE_GET_MEDIA_RESOURCE_ERROR, REMOTE_PUBLISH_ERROR,
-        REMOTE_SUBSCRIBE_ERROR, OTHER_CLIENT_JOINED_CALL, OTHER_CLIENT_IN_CALL, KICKED_BY_SERVER,
-        ACCEPT_SYSTEM_CALL, REMOTE_OTHER_CLIENT_JOINED_CALL, REMOTE_OTHER_CLIENT_IN_CALL,
-        REMOTE_KICKED_BY_SERVER, REMOTE_ACCEPT_SYSTEM_CALL, ACCEPT_BY_OTHER_CLIENT,
-        HANGUP_BY_OTHER_CLIENT, ADDED_TO_BLACKLIST, SERVICE_NOT_OPENED,
-    ]),
-    JsEnum { name: "RCCallSessionState", values: &[
-        ("WAITING", JsValueLit::Int(0)), ("KEEPING", JsValueLit::Int(1)), ("END", JsValueLit::Int(2)),
-    ]},
-    JsEnum { name: "RCCallUserState", values: &[
-        ("NONE", JsValueLit::Int(0)), ("WAITING", JsValueLit::Int(1)), ("KEEPING", JsValueLit::Int(2)),
-    ]},
-    JsEnum { name: "RCCallMediaType", values: &[
-        ("AUDIO", JsValueLit::Int(1)), ("AUDIO_VIDEO", JsValueLit::Int(2)),
-    ]},
-    JsEnum { name: "RCCallLanguage", values: &[
-        ("ZH", JsValueLit::Str("zh")), ("EN", JsValueLit::Str("en")),
-    ]},
-    JsEnum { name: "RCFrameRate", values: &[
-        ("FPS_10", JsValueLit::Str("FPS_10")), ("FPS_15", JsValueLit::Str("FPS_15")),
-        ("FPS_24", JsValueLit::Str("FPS_24")), ("FPS_30", JsValueLit::Str("FPS_30")),
-    ]},
-    JsEnum { name: "RCResolution", values: &[
-        ("W176_H132", JsValueLit::Str("W176_H132")), ("W176_H144", JsValueLit::Str("W176_H144")),
-        ("W256_H144", JsValueLit::Str("W256_H144")), ("W320_H180", JsValueLit::Str("W320_H180")),
-        ("W240_H240", JsValueLit::Str("W240_H240")), ("W320_H240", JsValueLit::Str("W320_H240")),
-        ("W480_H360", JsValueLit::Str("W480_H360")), ("W640_H360", JsValueLit::Str("W640_H360")),
-        ("W480_H480", JsValueLit::Str("W480_H480")), ("W640_H480", JsValueLit::Str("W640_H480")),
-        ("W720_H480", JsValueLit::Str("W720_H480")), ("W1280_H720", JsValueLit::Str("W1280_H720")),
-        ("W1920_H1080", JsValueLit::Str("W1920_H1080")),
-    ]},
+    int_enum!(
+        "RCCallErrorCode",
+        error_code,
+        [
+            SUCCESS,
+            STATE_MACHINE_EXIT,
+            SEND_MSG_ERROR,
+            REJECTED_BY_BLACKLIST,
+            NOT_IN_GROUP,
+            GET_LOCAL_AUDIO_TRACK_ERROR,
+            GET_LOCAL_VIDEO_TRACK_ERROR,
+            GET_LOCAL_AUDIO_AND_VIDEO_TRACK_ERROR,
+            JOIN_ROOM_ERROR,
+            AUDIO_PUBLISH_ERROR,
+            VIDEO_PUBLISH_ERROR,
+            AUDIO_AND_VIDEO_PUBLISH_ERROR,
+            QUERY_JOINED_USER_INFO_ERROR,
+            MISSING_VIDEO_TRACK_ERROR,
+            UNPUBLISH_VIDEO_ERROR,
+            CONVERSATION_NOT_GROUP_ERROR,
+            PARAM_ERROR,
+        ]
+    ),
+    int_enum!(
+        "RCCallEndReason",
+        end_reason,
+        [
+            CANCEL,
+            REJECT,
+            HANGUP,
+            BUSY_LINE,
+            NO_RESPONSE,
+            ENGINE_UNSUPPORTED,
+            NETWORK_ERROR,
+            GET_MEDIA_RESOURCES_ERROR,
+            PUBLISH_ERROR,
+            SUBSCRIBE_ERROR,
+            REMOTE_CANCEL,
+            REMOTE_REJECT,
+            REMOTE_HANGUP,
+            REMOTE_BUSY_LINE,
+            REMOTE_NO_RESPONSE,
+            REMOTE_ENGINE_UNSUPPORTED,
+            REMOTE_NETWORK_ERROR,
+            REMOTE_GET_MEDIA_RESOURCE_ERROR,
+            REMOTE_PUBLISH_ERROR,
+            REMOTE_SUBSCRIBE_ERROR,
+            OTHER_CLIENT_JOINED_CALL,
+            OTHER_CLIENT_IN_CALL,
+            KICKED_BY_SERVER,
+            ACCEPT_SYSTEM_CALL,
+            REMOTE_OTHER_CLIENT_JOINED_CALL,
+            REMOTE_OTHER_CLIENT_IN_CALL,
+            REMOTE_KICKED_BY_SERVER,
+            REMOTE_ACCEPT_SYSTEM_CALL,
+            ACCEPT_BY_OTHER_CLIENT,
+            HANGUP_BY_OTHER_CLIENT,
+            ADDED_TO_BLACKLIST,
+            SERVICE_NOT_OPENED,
+        ]
+    ),
+    JsEnum {
+        name: "RCCallSessionState",
+        values: &[("WAITING", JsValueLit::Int(0)), ("KEEPING", JsValueLit::Int(1)), ("END", JsValueLit::Int(2))],
+    },
+    JsEnum {
+        name: "RCCallUserState",
+        values: &[("NONE", JsValueLit::Int(0)), ("WAITING", JsValueLit::Int(1)), ("KEEPING", JsValueLit::Int(2))],
+    },
+    JsEnum { name: "RCCallMediaType", values: &[("AUDIO", JsValueLit::Int(1)), ("AUDIO_VIDEO", JsValueLit::Int(2))] },
+    JsEnum { name: "RCCallLanguage", values: &[("ZH", JsValueLit::Str("zh")), ("EN", JsValueLit::Str("en"))] },
+    JsEnum {
+        name: "RCFrameRate",
+        values: &[
+            ("FPS_10", JsValueLit::Str("FPS_10")),
+            ("FPS_15", JsValueLit::Str("FPS_15")),
+            ("FPS_24", JsValueLit::Str("FPS_24")),
+            ("FPS_30", JsValueLit::Str("FPS_30")),
+        ],
+    },
+    JsEnum {
+        name: "RCResolution",
+        values: &[
+            ("W176_H132", JsValueLit::Str("W176_H132")),
+            ("W176_H144", JsValueLit::Str("W176_H144")),
+            ("W256_H144", JsValueLit::Str("W256_H144")),
+            ("W320_H180", JsValueLit::Str("W320_H180")),
+            ("W240_H240", JsValueLit::Str("W240_H240")),
+            ("W320_H240", JsValueLit::Str("W320_H240")),
+            ("W480_H360", JsValueLit::Str("W480_H360")),
+            ("W640_H360", JsValueLit::Str("W640_H360")),
+            ("W480_H480", JsValueLit::Str("W480_H480")),
+            ("W640_H480", JsValueLit::Str("W640_H480")),
+            ("W720_H480", JsValueLit::Str("W720_H480")),
+            ("W1280_H720", JsValueLit::Str("W1280_H720")),
+            ("W1920_H1080", JsValueLit::Str("W1920_H1080")),
+        ],
+    },
 ];
 
 /// Enum objects of `window.RongIMLib` (spec E).
 pub const IM_ENUMS: &[JsEnum] = &[
-    JsEnum { name: "ErrorCode", values: &[
-        ("SUCCESS", JsValueLit::Int(0)), ("ACTIVE_DISCONNECT", JsValueLit::Int(2)),
-        ("REJECTED_BY_BLACKLIST", JsValueLit::Int(405)), ("NOT_IN_WHITELIST", JsValueLit::Int(407)),
-        ("NOT_IN_GROUP", JsValueLit::Int(22406)), ("FORBIDDEN_IN_GROUP", JsValueLit::Int(22408)),
-        ("RC_NET_CHANNEL_INVALID", JsValueLit::Int(30001)), ("RC_NET_UNAVAILABLE", JsValueLit::Int(30002)),
-        ("RC_MSG_RESP_TIMEOUT", JsValueLit::Int(30003)), ("RC_MSG_SEND_FAIL", JsValueLit::Int(30014)),
-        ("CONNECT_OVER_FREQUENCY", JsValueLit::Int(30015)), ("RC_CONN_ACK_TIMEOUT", JsValueLit::Int(31000)),
-        ("RC_CONN_TOKEN_INCORRECT", JsValueLit::Int(31004)), ("RC_CONN_USER_BLOCKED", JsValueLit::Int(31009)),
-        ("RC_DISCONN_KICK", JsValueLit::Int(31010)), ("RC_CONN_TOKEN_EXPIRED", JsValueLit::Int(31020)),
-        ("BIZ_ERROR_CLIENT_NOT_INIT", JsValueLit::Int(33001)), ("BIZ_ERROR_INVALID_PARAMETER", JsValueLit::Int(33003)),
-        ("RC_CONNECTION_EXIST", JsValueLit::Int(34001)), ("CONNECTION_TIMEOUT", JsValueLit::Int(34006)),
-    ]},
-    JsEnum { name: "ConversationType", values: &[
-        ("NONE", JsValueLit::Int(0)), ("PRIVATE", JsValueLit::Int(1)), ("DISCUSSION", JsValueLit::Int(2)),
-        ("GROUP", JsValueLit::Int(3)), ("CHATROOM", JsValueLit::Int(4)), ("CUSTOMER_SERVICE", JsValueLit::Int(5)),
-        ("SYSTEM", JsValueLit::Int(6)), ("APP_PUBLIC_SERVICE", JsValueLit::Int(7)), ("PUBLIC_SERVICE", JsValueLit::Int(8)),
-        ("ULTRA_GROUP", JsValueLit::Int(10)), ("RTC_ROOM", JsValueLit::Int(12)),
-    ]},
-    JsEnum { name: "RCConnectionStatus", values: &[
-        ("CONNECTED", JsValueLit::Int(0)), ("CONNECTING", JsValueLit::Int(1)),
-        ("DISCONNECTED", JsValueLit::Int(2)), ("SUSPENDED", JsValueLit::Int(3)),
-    ]},
+    JsEnum {
+        name: "ErrorCode",
+        values: &[
+            ("SUCCESS", JsValueLit::Int(0)),
+            ("ACTIVE_DISCONNECT", JsValueLit::Int(2)),
+            ("REJECTED_BY_BLACKLIST", JsValueLit::Int(405)),
+            ("NOT_IN_WHITELIST", JsValueLit::Int(407)),
+            ("NOT_IN_GROUP", JsValueLit::Int(22406)),
+            ("FORBIDDEN_IN_GROUP", JsValueLit::Int(22408)),
+            ("RC_NET_CHANNEL_INVALID", JsValueLit::Int(30001)),
+            ("RC_NET_UNAVAILABLE", JsValueLit::Int(30002)),
+            ("RC_MSG_RESP_TIMEOUT", JsValueLit::Int(30003)),
+            ("RC_MSG_SEND_FAIL", JsValueLit::Int(30014)),
+            ("CONNECT_OVER_FREQUENCY", JsValueLit::Int(30015)),
+            ("RC_CONN_ACK_TIMEOUT", JsValueLit::Int(31000)),
+            ("RC_CONN_TOKEN_INCORRECT", JsValueLit::Int(31004)),
+            ("RC_CONN_USER_BLOCKED", JsValueLit::Int(31009)),
+            ("RC_DISCONN_KICK", JsValueLit::Int(31010)),
+            ("RC_CONN_TOKEN_EXPIRED", JsValueLit::Int(31020)),
+            ("BIZ_ERROR_CLIENT_NOT_INIT", JsValueLit::Int(33001)),
+            ("BIZ_ERROR_INVALID_PARAMETER", JsValueLit::Int(33003)),
+            ("RC_CONNECTION_EXIST", JsValueLit::Int(34001)),
+            ("CONNECTION_TIMEOUT", JsValueLit::Int(34006)),
+        ],
+    },
+    JsEnum {
+        name: "ConversationType",
+        values: &[
+            ("NONE", JsValueLit::Int(0)),
+            ("PRIVATE", JsValueLit::Int(1)),
+            ("DISCUSSION", JsValueLit::Int(2)),
+            ("GROUP", JsValueLit::Int(3)),
+            ("CHATROOM", JsValueLit::Int(4)),
+            ("CUSTOMER_SERVICE", JsValueLit::Int(5)),
+            ("SYSTEM", JsValueLit::Int(6)),
+            ("APP_PUBLIC_SERVICE", JsValueLit::Int(7)),
+            ("PUBLIC_SERVICE", JsValueLit::Int(8)),
+            ("ULTRA_GROUP", JsValueLit::Int(10)),
+            ("RTC_ROOM", JsValueLit::Int(12)),
+        ],
+    },
+    JsEnum {
+        name: "RCConnectionStatus",
+        values: &[
+            ("CONNECTED", JsValueLit::Int(0)),
+            ("CONNECTING", JsValueLit::Int(1)),
+            ("DISCONNECTED", JsValueLit::Int(2)),
+            ("SUSPENDED", JsValueLit::Int(3)),
+        ],
+    },
     // IMLib 5 `Events` for `RongIMLib.addEventListener`; rcall fires the connection ones.
-    JsEnum { name: "Events", values: &[
-        ("CONNECTING", JsValueLit::Str("CONNECTING")), ("CONNECTED", JsValueLit::Str("CONNECTED")),
-        ("DISCONNECT", JsValueLit::Str("DISCONNECT")), ("SUSPEND", JsValueLit::Str("SUSPEND")),
-        ("MESSAGES", JsValueLit::Str("MESSAGES")),
-    ]},
+    JsEnum {
+        name: "Events",
+        values: &[
+            ("CONNECTING", JsValueLit::Str("CONNECTING")),
+            ("CONNECTED", JsValueLit::Str("CONNECTED")),
+            ("DISCONNECT", JsValueLit::Str("DISCONNECT")),
+            ("SUSPEND", JsValueLit::Str("SUSPEND")),
+            ("MESSAGES", JsValueLit::Str("MESSAGES")),
+        ],
+    },
 ];
 
 /// Enum objects of `window.RCRTC` (spec D.7).
 pub const RTC_ENUMS: &[JsEnum] = &[
-    JsEnum { name: "RCRTCCode", values: &[
-        ("SUCCESS", JsValueLit::Int(10000)), ("SIGNAL_DISCONNECTED", JsValueLit::Int(50000)),
-        ("PARAMS_ERROR", JsValueLit::Int(50001)), ("REPERT_JOIN_ROOM", JsValueLit::Int(50002)),
-        ("NOT_IN_ROOM", JsValueLit::Int(50003)), ("SERVICE_INVALID", JsValueLit::Int(50004)),
-        ("RTC_TOKEN_INVALID", JsValueLit::Int(50006)), ("SIGNAL_ERROR", JsValueLit::Int(53001)),
-        ("CREATE_OFFER_FAILED", JsValueLit::Int(53003)), ("REQUEST_FAILED", JsValueLit::Int(53004)),
-        ("ROOM_HAS_BEEN_DESTROYED", JsValueLit::Int(53008)), ("NOT_OPEN_VIDEO_AUDIO_SERVER", JsValueLit::Int(53009)),
-        ("GET_USER_MEDIA_FAILED", JsValueLit::Int(53010)), ("PERMISSION_DENIED", JsValueLit::Int(53012)),
-        ("INVALID_TAGS", JsValueLit::Int(53014)), ("INVALID_USER_ID", JsValueLit::Int(53015)),
-        ("BROWSER_NOT_SUPPORT", JsValueLit::Int(53019)), ("TRACK_NOT_READY", JsValueLit::Int(53020)),
-        ("VIDEO_TRACK_MISS_MEDIA_ELEMENT", JsValueLit::Int(53021)), ("TRACK_PLAY_ERROR", JsValueLit::Int(53022)),
-        ("PUBLISH_TRACK_LIMIT_EXCEEDED", JsValueLit::Int(53026)), ("SIGNAL_JOIN_RTC_ROOM_REFUSED", JsValueLit::Int(53028)),
-        ("SOME_TRACKS_PUBLISH_FAILED", JsValueLit::Int(53031)),
-    ]},
+    JsEnum {
+        name: "RCRTCCode",
+        values: &[
+            ("SUCCESS", JsValueLit::Int(10000)),
+            ("SIGNAL_DISCONNECTED", JsValueLit::Int(50000)),
+            ("PARAMS_ERROR", JsValueLit::Int(50001)),
+            ("REPERT_JOIN_ROOM", JsValueLit::Int(50002)),
+            ("NOT_IN_ROOM", JsValueLit::Int(50003)),
+            ("SERVICE_INVALID", JsValueLit::Int(50004)),
+            ("RTC_TOKEN_INVALID", JsValueLit::Int(50006)),
+            ("SIGNAL_ERROR", JsValueLit::Int(53001)),
+            ("CREATE_OFFER_FAILED", JsValueLit::Int(53003)),
+            ("REQUEST_FAILED", JsValueLit::Int(53004)),
+            ("ROOM_HAS_BEEN_DESTROYED", JsValueLit::Int(53008)),
+            ("NOT_OPEN_VIDEO_AUDIO_SERVER", JsValueLit::Int(53009)),
+            ("GET_USER_MEDIA_FAILED", JsValueLit::Int(53010)),
+            ("PERMISSION_DENIED", JsValueLit::Int(53012)),
+            ("INVALID_TAGS", JsValueLit::Int(53014)),
+            ("INVALID_USER_ID", JsValueLit::Int(53015)),
+            ("BROWSER_NOT_SUPPORT", JsValueLit::Int(53019)),
+            ("TRACK_NOT_READY", JsValueLit::Int(53020)),
+            ("VIDEO_TRACK_MISS_MEDIA_ELEMENT", JsValueLit::Int(53021)),
+            ("TRACK_PLAY_ERROR", JsValueLit::Int(53022)),
+            ("PUBLISH_TRACK_LIMIT_EXCEEDED", JsValueLit::Int(53026)),
+            ("SIGNAL_JOIN_RTC_ROOM_REFUSED", JsValueLit::Int(53028)),
+            ("SOME_TRACKS_PUBLISH_FAILED", JsValueLit::Int(53031)),
+        ],
+    },
     JsEnum { name: "RCKickReason", values: &[("SERVER_KICK", JsValueLit::Int(1)), ("OTHER_KICK", JsValueLit::Int(2))] },
     JsEnum { name: "RCRTCPingResult", values: &[("SUCCESS", JsValueLit::Str("Success")), ("FAIL", JsValueLit::Str("Fail"))] },
-    JsEnum { name: "RCMediaType", values: &[
-        ("AUDIO_ONLY", JsValueLit::Int(0)), ("VIDEO_ONLY", JsValueLit::Int(1)), ("AUDIO_VIDEO", JsValueLit::Int(2)),
-    ]},
-    JsEnum { name: "RTCJoinType", values: &[
-        ("KICK", JsValueLit::Int(0)), ("REFUSE", JsValueLit::Int(1)), ("COEXIST", JsValueLit::Int(2)),
-    ]},
+    JsEnum {
+        name: "RCMediaType",
+        values: &[("AUDIO_ONLY", JsValueLit::Int(0)), ("VIDEO_ONLY", JsValueLit::Int(1)), ("AUDIO_VIDEO", JsValueLit::Int(2))],
+    },
+    JsEnum {
+        name: "RTCJoinType",
+        values: &[("KICK", JsValueLit::Int(0)), ("REFUSE", JsValueLit::Int(1)), ("COEXIST", JsValueLit::Int(2))],
+    },
 ];
 
 /// The three globals' enum objects as one JSON object `{"RongIMLib": {...}, "RCRTC": {...},
@@ -269,13 +374,8 @@ pub fn enums_json() -> String {
             .collect();
         format!("{{{}}}", items.join(","))
     }
-    let frame_and_resolution: Vec<&JsEnum> =
-        CALL_ENUMS.iter().filter(|e| e.name == "RCFrameRate" || e.name == "RCResolution").collect();
-    let rtc: Vec<JsEnum> = RTC_ENUMS
-        .iter()
-        .chain(frame_and_resolution)
-        .map(|e| JsEnum { name: e.name, values: e.values })
-        .collect();
+    let frame_and_resolution: Vec<&JsEnum> = CALL_ENUMS.iter().filter(|e| e.name == "RCFrameRate" || e.name == "RCResolution").collect();
+    let rtc: Vec<JsEnum> = RTC_ENUMS.iter().chain(frame_and_resolution).map(|e| JsEnum { name: e.name, values: e.values }).collect();
     format!("{{\"RongIMLib\":{},\"RCRTC\":{},\"RCCall\":{}}}", group(IM_ENUMS), group(&rtc), group(CALL_ENUMS))
 }
 

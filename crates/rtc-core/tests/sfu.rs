@@ -2,8 +2,7 @@
 //! virtual clock with hand-made server frames. `cargo test -p rtc-core --test sfu`.
 
 use rtc_core::engine::{
-    CallEvent, CallRequest, Command, Input, MediaAction, MediaEvent, Output, Received, SfuAction, SfuEvent, SfuInput,
-    TrackKind,
+    CallEvent, CallRequest, Command, Input, MediaAction, MediaEvent, Output, Received, SfuAction, SfuEvent, SfuInput, TrackKind,
 };
 use rtc_core::proto::{self, call_content::Body, client_frame::Body as Frame, conversation_type, sfu_pc, CallContent};
 use rtc_core::types::{end_reason, MediaType, SessionState};
@@ -59,13 +58,8 @@ impl Dev {
 
     /// A call message from `user`.
     fn signal(&mut self, user: &str, conversation: i32, body: Body) {
-        let content = CallContent {
-            platform: "Web".into(),
-            device_id: format!("{user}-dev"),
-            call_id: CALL.into(),
-            user: None,
-            body: Some(body),
-        };
+        let content =
+            CallContent { platform: "Web".into(), device_id: format!("{user}-dev"), call_id: CALL.into(), user: None, body: Some(body) };
         let target = if conversation == conversation_type::GROUP { "grp".to_string() } else { user.to_string() };
         let msg = Received {
             sender_user_id: user.into(),
@@ -263,7 +257,8 @@ fn a_group_caller_publishes_once_and_subscribes_without_mesh_links() {
     assert!(frames(&a.take()).is_empty());
     a.sfu(offer(sub.request_id, &["bob"]));
     let outs = a.take();
-    let Some(SfuAction::Subscribe { tracks, sdp, .. }) = sfu_actions(&outs).into_iter().find(|a| matches!(a, SfuAction::Subscribe { .. })) else {
+    let Some(SfuAction::Subscribe { tracks, sdp, .. }) = sfu_actions(&outs).into_iter().find(|a| matches!(a, SfuAction::Subscribe { .. }))
+    else {
         panic!("no Subscribe: {outs:?}")
     };
     assert_eq!(sdp, "janus-offer");
@@ -271,7 +266,8 @@ fn a_group_caller_publishes_once_and_subscribes_without_mesh_links() {
     assert_eq!((tracks[1].mid.as_str(), tracks[1].user_id.as_str(), tracks[1].kind), ("v-bob", "bob", TrackKind::Video));
     a.media(SfuEvent::SubscribeAnswer { call_id: CALL.into(), sdp: "local-answer".into() });
     let outs = a.take();
-    let answered = frames(&outs).into_iter().any(|f| matches!(f, Frame::SfuAnswer(x) if x.request_id == sub.request_id && x.sdp == "local-answer"));
+    let answered =
+        frames(&outs).into_iter().any(|f| matches!(f, Frame::SfuAnswer(x) if x.request_id == sub.request_id && x.sdp == "local-answer"));
     assert!(answered, "{outs:?}");
     // Media arrives: onTrackReady per remote user, with RTCLib's ids, as in mesh mode.
     a.media(SfuEvent::Track { call_id: CALL.into(), mid: "v-bob".into() });
@@ -286,7 +282,13 @@ fn a_group_caller_publishes_once_and_subscribes_without_mesh_links() {
         .collect();
     assert_eq!(ids, vec![("bob_RongCloudRTC_1", "feed-bob", true), ("bob_RongCloudRTC_0", "feed-bob", true)]);
     // A local candidate is trickled on the socket.
-    a.media(SfuEvent::Candidate { call_id: CALL.into(), pc: sfu_pc::SUBSCRIBER, candidate: "candidate:1".into(), sdp_mid: "0".into(), sdp_mline_index: 0 });
+    a.media(SfuEvent::Candidate {
+        call_id: CALL.into(),
+        pc: sfu_pc::SUBSCRIBER,
+        candidate: "candidate:1".into(),
+        sdp_mid: "0".into(),
+        sdp_mline_index: 0,
+    });
     assert!(matches!(frames(&a.take())[..], [Frame::SfuTrickle(ref t)] if t.pc == sfu_pc::SUBSCRIBER && t.candidate == "candidate:1"));
     // Hanging up leaves the "room": the shell closes both SFU connections.
     a.command(Command::Hangup { call_id: CALL.into() });
@@ -414,7 +416,9 @@ fn a_failed_publish_without_retries_fires_once_and_ends_with_9() {
     assert_eq!(count(&outs, |e| matches!(e, CallEvent::PublishFail { code: 53004, .. })), 1);
     assert_eq!(publishes(&outs), 0, "no retry");
     assert_eq!(hangup_reason(&outs), Some(end_reason::PUBLISH_ERROR));
-    assert!(events(&outs).iter().any(|e| matches!(e, CallEvent::SessionClosed { summary, .. } if summary.end_reason == end_reason::PUBLISH_ERROR)));
+    assert!(events(&outs)
+        .iter()
+        .any(|e| matches!(e, CallEvent::SessionClosed { summary, .. } if summary.end_reason == end_reason::PUBLISH_ERROR)));
 }
 
 #[test]

@@ -73,11 +73,8 @@ fn start(params: JsValue, group: bool) -> js_sys::Promise {
         Some(2.0) => MediaType::AudioVideo,
         _ => MediaType::Audio,
     };
-    let user_ids = if group {
-        js_sys::Array::from(&js::get(&params, "userIds")).iter().filter_map(|v| v.as_string()).collect()
-    } else {
-        Vec::new()
-    };
+    let user_ids =
+        if group { js_sys::Array::from(&js::get(&params, "userIds")).iter().filter_map(|v| v.as_string()).collect() } else { Vec::new() };
     let call_id = new_call_id();
     let request = CallRequest {
         call_id: call_id.clone(),

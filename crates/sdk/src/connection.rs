@@ -79,13 +79,8 @@ pub fn set(rt: &Runtime, status: Status, code: Option<i32>) {
     if rt.status.replace(status) == status {
         return;
     }
-    let listeners: Vec<(String, JsValue)> = rt
-        .im_listeners
-        .borrow()
-        .iter()
-        .filter(|(e, _)| e == status.event() || e == V4_STATUS || e == V2_STATUS)
-        .cloned()
-        .collect();
+    let listeners: Vec<(String, JsValue)> =
+        rt.im_listeners.borrow().iter().filter(|(e, _)| e == status.event() || e == V4_STATUS || e == V2_STATUS).cloned().collect();
     if listeners.is_empty() {
         return;
     }

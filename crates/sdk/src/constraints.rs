@@ -19,8 +19,19 @@ pub fn frame_rate(name: &str) -> Option<u32> {
 /// `RCResolution` (`W640_H480`) → (width, height).
 pub fn resolution(name: &str) -> Option<(u32, u32)> {
     const KNOWN: [&str; 13] = [
-        "W176_H132", "W176_H144", "W256_H144", "W320_H180", "W240_H240", "W320_H240", "W480_H360",
-        "W640_H360", "W480_H480", "W640_H480", "W720_H480", "W1280_H720", "W1920_H1080",
+        "W176_H132",
+        "W176_H144",
+        "W256_H144",
+        "W320_H180",
+        "W240_H240",
+        "W320_H240",
+        "W480_H360",
+        "W640_H360",
+        "W480_H480",
+        "W640_H480",
+        "W720_H480",
+        "W1280_H720",
+        "W1920_H1080",
     ];
     if !KNOWN.contains(&name) {
         return None;

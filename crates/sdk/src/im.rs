@@ -114,7 +114,12 @@ thread_local! {
 impl Connection {
     /// Opens the socket and authenticates. Resolves to the user id, or an IMLib error code.
     pub async fn open(
-        url: &str, token: &str, device_id: &str, resume_from: u64, instance: u64, timeout_ms: i32,
+        url: &str,
+        token: &str,
+        device_id: &str,
+        resume_from: u64,
+        instance: u64,
+        timeout_ms: i32,
     ) -> Result<(Rc<Connection>, String), i32> {
         let ws = WebSocket::new(url).map_err(|_| code::BIZ_ERROR_INVALID_PARAMETER)?;
         let id = NEXT_CONN.with(|n| {
@@ -293,9 +298,7 @@ fn on_frame(conn_id: u32, frame: ServerFrame) {
             }
         }
         Some(server_frame::Body::SyncDone(_)) => rt.feed(Input::SyncDone),
-        Some(server_frame::Body::JoinedUserInfo(info)) => {
-            crate::joined::settle(info.request_id, (info.code == 0).then_some(info.devices))
-        }
+        Some(server_frame::Body::JoinedUserInfo(info)) => crate::joined::settle(info.request_id, (info.code == 0).then_some(info.devices)),
         Some(server_frame::Body::Pong(p)) => {
             if let Some(l) = rt.link.borrow_mut().as_mut() {
                 l.on_pong(p.accepted_upto);
@@ -420,8 +423,8 @@ fn schedule_reconnect(backoff: bool) {
     }
     let n = rt.reconnect_attempt.get();
     // Urgent while a call is live or something waits to be sent (e.g. a hangup made while down).
-    let in_call = rt.engine.borrow().as_ref().is_some_and(|e| e.has_live_call())
-        || rt.link.borrow().as_ref().is_some_and(|l| l.unconfirmed() > 0);
+    let in_call =
+        rt.engine.borrow().as_ref().is_some_and(|e| e.has_live_call()) || rt.link.borrow().as_ref().is_some_and(|l| l.unconfirmed() > 0);
     let retry = Closure::once_into_js(move || {
         js::spawn(async move {
             let rt = crate::runtime::rt();
@@ -435,9 +438,7 @@ fn schedule_reconnect(backoff: bool) {
             }
             let Some(url) = rt.navi.borrow().as_ref().map(|l| l.current().to_string()) else { return };
             connection::set(&rt, Status::Connecting, None);
-            let opened =
-                Connection::open(&url, &login.token, &login.device_id, rt.last_seq.get(), instance, RECONNECT_TIMEOUT_MS)
-                    .await;
+            let opened = Connection::open(&url, &login.token, &login.device_id, rt.last_seq.get(), instance, RECONNECT_TIMEOUT_MS).await;
             if rt.login.borrow().is_none() {
                 return; // disconnect() meanwhile
             }

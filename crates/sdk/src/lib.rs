@@ -61,8 +61,7 @@ pub fn im_init(options: JsValue) -> Result<(), JsValue> {
 /// array of strings.
 fn navi_entries(options: &JsValue) -> Result<Vec<String>, String> {
     let navi = js::get(options, "navi");
-    let (key, value) =
-        if js::is_present(&navi) { ("navi", navi) } else { ("navigators", js::get(options, "navigators")) };
+    let (key, value) = if js::is_present(&navi) { ("navi", navi) } else { ("navigators", js::get(options, "navigators")) };
     if !js::is_present(&value) {
         return Ok(Vec::new());
     }
@@ -123,7 +122,9 @@ pub(crate) async fn connect(token: JsValue) -> Result<String, i32> {
         };
         match im::Connection::open(&url, &token, &device_id, 0, instance, timeout_ms).await {
             Ok((_conn, user_id)) => break Ok(user_id),
-            Err(c @ (im::code::RC_CONN_TOKEN_INCORRECT | im::code::RC_CONN_USER_BLOCKED | im::code::RC_CONN_TOKEN_EXPIRED)) => break Err(c),
+            Err(c @ (im::code::RC_CONN_TOKEN_INCORRECT | im::code::RC_CONN_USER_BLOCKED | im::code::RC_CONN_TOKEN_EXPIRED)) => {
+                break Err(c)
+            }
             Err(c) if !ours() => break Err(c), // disconnect() meanwhile
             Err(c) => {
                 if rt.navi.borrow_mut().as_mut().is_none_or(|l| l.next_after_failure()) {
@@ -239,8 +240,7 @@ impl RCRTCClient {
 pub fn install_call(options: JsValue) -> Result<RCCallClient, JsValue> {
     validate::init_options(&options).map_err(|m| js::js_error(&m))?;
     let on_session = js::get_function(&options, "onSession").ok_or_else(|| js::js_error("onSession"))?;
-    let on_session_close =
-        js::get_function(&options, "onSessionClose").ok_or_else(|| js::js_error("onSessionClose"))?;
+    let on_session_close = js::get_function(&options, "onSessionClose").ok_or_else(|| js::js_error("onSessionClose"))?;
     js::set_log_config(log_config(&options));
     let lang = js::get_string(&options, "lang").unwrap_or_else(|| "zh".into());
     let camera_off = js::get(&options, "isOffCameraWhenVideoDisable").as_bool().unwrap_or(true);

@@ -148,13 +148,7 @@ impl MediaShell {
 
 /// The call's links: to `peer`, or all if `None`.
 fn links_of(rt: &Rc<Runtime>, call_id: &str, peer: Option<&Peer>) -> Vec<PeerLink> {
-    rt.media
-        .borrow()
-        .peers
-        .iter()
-        .filter(|((c, p), _)| c == call_id && peer.is_none_or(|want| want == p))
-        .map(|(_, l)| l.clone())
-        .collect()
+    rt.media.borrow().peers.iter().filter(|((c, p), _)| c == call_id && peer.is_none_or(|want| want == p)).map(|(_, l)| l.clone()).collect()
 }
 
 /// Puts the call's local tracks on the link(s) (replaceTrack: no renegotiation).
@@ -319,11 +313,7 @@ fn connect(rt: &Rc<Runtime>, call_id: String, peer: Peer, offerer: bool, attach:
         let rt = rt.clone();
         js::spawn(async move {
             match link.create_offer().await {
-                Ok(sdp) => rt.feed(Input::Media(MediaEvent::LocalSignal {
-                    call_id,
-                    peer,
-                    signal: media_signal::Kind::Offer(sdp),
-                })),
+                Ok(sdp) => rt.feed(Input::Media(MediaEvent::LocalSignal { call_id, peer, signal: media_signal::Kind::Offer(sdp) })),
                 Err(e) => js::warn_err("createOffer failed", &e),
             }
         });
@@ -397,21 +387,13 @@ fn on_peer_event(call_id: &str, peer: &Peer, ev: PeerEvent) {
                 sdp_mid: c.sdp_mid,
                 sdp_m_line_index: c.sdp_m_line_index.map(u32::from),
             });
-            rt.feed_later(Input::Media(MediaEvent::LocalSignal {
-                call_id: call_id.to_string(),
-                peer: peer.clone(),
-                signal,
-            }));
+            rt.feed_later(Input::Media(MediaEvent::LocalSignal { call_id: call_id.to_string(), peer: peer.clone(), signal }));
         }
         PeerEvent::RemoteTrack { track, stream } => {
             let kind = kind_of(web_rtc::track_kind(&track));
             let remote = RCTrack::new(call_id, &peer.user_id, kind, false, track, stream);
             rt.media.borrow_mut().register_track(call_id, &peer.device_id, remote);
-            rt.feed_later(Input::Media(MediaEvent::RemoteTrack {
-                call_id: call_id.to_string(),
-                peer: peer.clone(),
-                kind,
-            }));
+            rt.feed_later(Input::Media(MediaEvent::RemoteTrack { call_id: call_id.to_string(), peer: peer.clone(), kind }));
         }
         PeerEvent::IceConnectionState(state) => {
             let link_state = match state {
@@ -434,8 +416,7 @@ fn on_peer_event(call_id: &str, peer: &Peer, ev: PeerEvent) {
 /// `onRTCStateReport`: about once a second, one report per peer connection (`pcName` = the
 /// remote user id), for sessions whose listener has the callback.
 pub fn report_stats(rt: &Rc<Runtime>) {
-    let mut links: Vec<((String, Peer), PeerLink)> =
-        rt.media.borrow().peers.iter().map(|(k, l)| (k.clone(), l.clone())).collect();
+    let mut links: Vec<((String, Peer), PeerLink)> = rt.media.borrow().peers.iter().map(|(k, l)| (k.clone(), l.clone())).collect();
     // SFU connections report under their own names (`pcName`), with the same report shape.
     for (call_id, s) in rt.media.borrow().sfu.iter() {
         for (name, l) in s.named() {

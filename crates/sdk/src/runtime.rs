@@ -12,9 +12,7 @@ use std::rc::Rc;
 
 use futures::channel::oneshot;
 use js_sys::Function;
-use rtc_core::engine::{
-    CallEvent, Command, CommandId, EndSummary, Input, Output, PushTexts, Sender, SessionView, TrackKind,
-};
+use rtc_core::engine::{CallEvent, Command, CommandId, EndSummary, Input, Output, PushTexts, Sender, SessionView, TrackKind};
 use rtc_core::small_map::SmallMap;
 use rtc_core::{Engine, EngineConfig};
 use wasm_bindgen::prelude::*;
@@ -449,12 +447,8 @@ impl Runtime {
                     TrackKind::Audio => ("onAudioMuteChange", "audio"),
                     TrackKind::Video => ("onVideoMuteChange", "video"),
                 };
-                let mute_user = js::obj(&[
-                    ("userId", user_id.into()),
-                    ("muted", muted.into()),
-                    ("kind", kind.into()),
-                    ("trackId", track_id.into()),
-                ]);
+                let mute_user =
+                    js::obj(&[("userId", user_id.into()), ("muted", muted.into()), ("kind", kind.into()), ("trackId", track_id.into())]);
                 self.to_listener(&call_id, method, vec![mute_user], true);
             }
             CallEvent::SessionClosed { call_id, summary } => {
@@ -511,9 +505,7 @@ impl Runtime {
             crate::media::report_stats(&rt);
             crate::im::tick(&rt);
         });
-        if let Ok(handle) =
-            window.set_interval_with_callback_and_timeout_and_arguments_0(cb.as_ref().unchecked_ref(), 1000)
-        {
+        if let Ok(handle) = window.set_interval_with_callback_and_timeout_and_arguments_0(cb.as_ref().unchecked_ref(), 1000) {
             *self.stats_timer.borrow_mut() = Some((handle, cb));
         }
     }
@@ -557,9 +549,7 @@ impl Runtime {
         let delay = (deadline - js::now()).clamp(0, i32::MAX as i64) as i32;
         let cb = self.timer_callback.borrow();
         let Some(cb) = cb.as_ref() else { return };
-        if let Ok(handle) =
-            window.set_timeout_with_callback_and_timeout_and_arguments_0(cb.as_ref().unchecked_ref(), delay)
-        {
+        if let Ok(handle) = window.set_timeout_with_callback_and_timeout_and_arguments_0(cb.as_ref().unchecked_ref(), delay) {
             *self.timer.borrow_mut() = Some((handle, deadline));
         }
     }
@@ -571,7 +561,7 @@ impl Runtime {
         self.last_seq.set(0);
         *self.engine.borrow_mut() = None;
         *self.conn.borrow_mut() = None; // closes the socket with 1000
-        // What waits for the server is failed below (pending commands) with the engine gone.
+                                        // What waits for the server is failed below (pending commands) with the engine gone.
         if let Some(mut l) = self.link.borrow_mut().take() {
             l.reset();
         }

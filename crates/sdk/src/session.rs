@@ -140,8 +140,7 @@ impl RCCallSession {
         let view = self.view()?;
         // CallLib's caller joins the room right after inviting; a callee once it accepted.
         let me = view.users.iter().find(|u| !u.is_remote);
-        let joined = view.state != SessionState::End
-            && me.is_some_and(|u| u.is_caller || u.state == rtc_core::types::UserState::Keeping);
+        let joined = view.state != SessionState::End && me.is_some_and(|u| u.is_caller || u.state == rtc_core::types::UserState::Keeping);
         joined.then_some(view.call_id)
     }
 

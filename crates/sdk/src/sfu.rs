@@ -76,7 +76,11 @@ pub fn close(rt: &Rc<Runtime>, call_id: &str) {
 fn link(rt: &Rc<Runtime>, call_id: &str, publishing: bool) -> Option<PeerLink> {
     let media = rt.media.borrow();
     let s = media.sfu.get(call_id)?;
-    if publishing { s.publisher.clone() } else { s.subscriber.clone() }
+    if publishing {
+        s.publisher.clone()
+    } else {
+        s.subscriber.clone()
+    }
 }
 
 /// The publishing connection's current local media (audio first; video with its layers).

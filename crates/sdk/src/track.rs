@@ -37,14 +37,7 @@ pub struct RCTrack {
 }
 
 impl RCTrack {
-    pub(crate) fn new(
-        call_id: &str,
-        user_id: &str,
-        kind: TrackKind,
-        local: bool,
-        track: MediaStreamTrack,
-        stream: MediaStream,
-    ) -> Self {
+    pub(crate) fn new(call_id: &str, user_id: &str, kind: TrackKind, local: bool, track: MediaStreamTrack, stream: MediaStream) -> Self {
         Self {
             inner: Rc::new(Inner {
                 call_id: call_id.to_string(),

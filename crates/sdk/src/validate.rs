@@ -9,16 +9,14 @@ use crate::js;
 /// `onAudioMuteChange` and `onVideoMuteChange` as required, but the legacy bundle never
 /// checked them and apps written against it may leave them out: rcall keeps them optional so
 /// those apps still start calls (README, "differences from CallLib").
-const REQUIRED_LISTENER_KEYS: [&str; 6] =
-    ["onRinging", "onAccept", "onHungup", "onMemberModify", "onMediaModify", "onTrackReady"];
+const REQUIRED_LISTENER_KEYS: [&str; 6] = ["onRinging", "onAccept", "onHungup", "onMemberModify", "onMediaModify", "onTrackReady"];
 
 /// Problems with a session listener, as a list of messages (empty = valid).
 pub fn listener_problems(listener: &JsValue) -> Vec<String> {
     if !listener.is_object() {
         return vec!["listener must be an object".into()];
     }
-    let missing: Vec<&str> =
-        REQUIRED_LISTENER_KEYS.iter().copied().filter(|k| js::get_function(listener, k).is_none()).collect();
+    let missing: Vec<&str> = REQUIRED_LISTENER_KEYS.iter().copied().filter(|k| js::get_function(listener, k).is_none()).collect();
     if missing.is_empty() {
         Vec::new()
     } else {

@@ -34,10 +34,7 @@ fn listener() -> JsValue {
 #[wasm_bindgen_test]
 fn installer_lists_every_missing_option() {
     let err = install_call(obj(&[("onSession", noop())])).err().expect("must fail");
-    assert_eq!(
-        message(err),
-        "[RCCallLib installer steup] Initialization missing parameter -> \"rtcClient,onSessionClose\""
-    );
+    assert_eq!(message(err), "[RCCallLib installer steup] Initialization missing parameter -> \"rtcClient,onSessionClose\"");
     let err = install_call(JsValue::from_str("nope")).err().expect("must fail");
     assert!(message(err).ends_with("Initialization options must be an object"));
 }
@@ -45,8 +42,7 @@ fn installer_lists_every_missing_option() {
 #[wasm_bindgen_test]
 async fn call_rejects_bad_params_with_every_problem() {
     let rtc: JsValue = install_rtc(JsValue::UNDEFINED).into();
-    let client =
-        install_call(obj(&[("rtcClient", rtc), ("onSession", noop()), ("onSessionClose", noop())])).expect("valid options");
+    let client = install_call(obj(&[("rtcClient", rtc), ("onSession", noop()), ("onSessionClose", noop())])).expect("valid options");
     let bad = obj(&[("targetId", "".into()), ("mediaType", 3.into()), ("listener", obj(&[("onRinging", noop())]))]);
     let err = JsFuture::from(client.call(bad)).await.err().expect("rejects");
     let text = message(err);

@@ -360,7 +360,9 @@ impl Hub {
 
     /// See [`AppCore::note_accepted`].
     pub fn note_accepted(&self, origin: &Origin, client_seq: u64) {
-        self.apps[origin.app].lock().note_accepted(origin, client_seq)
+        self.apps[origin.app]
+            .lock()
+            .note_accepted(origin, client_seq)
     }
 
     /// See [`AppCore::ack`].

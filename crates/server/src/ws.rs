@@ -433,7 +433,9 @@ async fn cluster_session(
             if !write_replay_page(state, &mut ws, &outbox, &mut batch, app, &reg).await {
                 routing.release(reg.conn_id).await;
                 if let Some(rooms) = &state.rooms {
-                    rooms.release(&state.hub, &key, reg.conn_id, Departure::Lost).await;
+                    rooms
+                        .release(&state.hub, &key, reg.conn_id, Departure::Lost)
+                        .await;
                 }
                 return None;
             }
@@ -450,7 +452,9 @@ async fn cluster_session(
             .unregister(app, &reg.user_id, reg.conn_id, Departure::Lost);
         routing.release(reg.conn_id).await;
         if let Some(rooms) = &state.rooms {
-            rooms.release(&state.hub, &key, reg.conn_id, Departure::Lost).await;
+            rooms
+                .release(&state.hub, &key, reg.conn_id, Departure::Lost)
+                .await;
         }
         return None;
     }
@@ -913,7 +917,9 @@ fn serve_connection(
         }
         if let Some(rooms) = &state.rooms {
             let key = state.hub.app(origin.app).key.clone();
-            rooms.release(&state.hub, &key, origin.conn_id, departure).await;
+            rooms
+                .release(&state.hub, &key, origin.conn_id, departure)
+                .await;
         }
         tracing::info!(
             user_id = &*origin.user_id,

@@ -323,5 +323,8 @@ async fn queued_subscriptions_share_round_trips_and_each_is_confirmed() {
         .and_then(|rest| rest.split(',').next())
         .and_then(|n| n.parse().ok())
         .expect("SUBSCRIBE counted");
-    assert!(calls < N / 10, "{calls} SUBSCRIBE commands for {N} channels");
+    assert!(
+        calls < N / 10,
+        "{calls} SUBSCRIBE commands for {N} channels"
+    );
 }

@@ -632,7 +632,10 @@ async fn until_node_reaches_redis(addr: SocketAddr, token: &str) {
             Some(S::AuthResult(a)) => assert_eq!(a.code, 31003, "{}", a.message),
             other => panic!("expected AuthResult, got {other:?}"),
         }
-        assert!(t0.elapsed() < CATCH_UP, "{addr}: no login after Redis came back");
+        assert!(
+            t0.elapsed() < CATCH_UP,
+            "{addr}: no login after Redis came back"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -654,8 +654,17 @@ async fn the_senders_own_copy_is_stored_only_while_another_device_of_the_sender_
         if i == 2 {
             a.register_device(APP, "alice", "phone", 0).await.unwrap();
         }
-        let req = message(sender(&a, "alice", "phone", 9), i, &["bob"], None, true, "m");
-        let own = accepted(a.route(&req).await.unwrap()).3.expect("own copy seq");
+        let req = message(
+            sender(&a, "alice", "phone", 9),
+            i,
+            &["bob"],
+            None,
+            true,
+            "m",
+        );
+        let own = accepted(a.route(&req).await.unwrap())
+            .3
+            .expect("own copy seq");
         let (_, ev) = next_event(&mut rx).await;
         assert!(
             matches!(ev, UserEvent::Deliver { seq, .. } if seq == own),
@@ -666,11 +675,22 @@ async fn the_senders_own_copy_is_stored_only_while_another_device_of_the_sender_
         assert!(all(&a, "alice").await.is_empty(), "nothing stored ({i})");
     }
     assert!(own_seqs[0] < own_seqs[1], "seqs still issued in order");
-    assert_eq!(all(&a, "bob").await.len(), 2, "the recipient's copies are stored");
+    assert_eq!(
+        all(&a, "bob").await.len(),
+        2,
+        "the recipient's copies are stored"
+    );
 
     // Another device is known: the next own copy waits for it.
     a.register_device(APP, "alice", "laptop", 0).await.unwrap();
-    let req = message(sender(&a, "alice", "phone", 9), 3, &["bob"], None, true, "m");
+    let req = message(
+        sender(&a, "alice", "phone", 9),
+        3,
+        &["bob"],
+        None,
+        true,
+        "m",
+    );
     let own = accepted(a.route(&req).await.unwrap()).3.unwrap();
     let stored = all(&a, "alice").await;
     assert_eq!(seqs(stored.clone()), [own]);

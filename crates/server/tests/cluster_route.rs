@@ -487,7 +487,12 @@ async fn healthz_follows_the_nodes_redis() {
     let a = cluster_node(&redis).await;
     let status = |ts: &TestServer| {
         let url = ts.url("/healthz");
-        async move { reqwest::get(url).await.map(|r| r.status().as_u16()).unwrap_or(0) }
+        async move {
+            reqwest::get(url)
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0)
+        }
     };
     assert_eq!(status(&a).await, 200);
     redis.kill();
@@ -522,11 +527,21 @@ async fn a_burst_of_acks_leaves_the_cursor_at_the_highest_and_the_mailbox_empty(
     let routing = b.server.state().routing.clone().unwrap();
     let last = *seqs.last().unwrap();
     eventually("bob's cursor reaches the highest ack", || async {
-        routing.mailboxes.known_devices(APP_KEY, "bob").await.unwrap() == [("b1".to_owned(), last)]
+        routing
+            .mailboxes
+            .known_devices(APP_KEY, "bob")
+            .await
+            .unwrap()
+            == [("b1".to_owned(), last)]
     })
     .await;
     eventually("bob's mailbox is trimmed", || async {
-        routing.mailboxes.read_above(APP_KEY, "bob", 0, 100).await.unwrap().is_empty()
+        routing
+            .mailboxes
+            .read_above(APP_KEY, "bob", 0, 100)
+            .await
+            .unwrap()
+            .is_empty()
     })
     .await;
 }

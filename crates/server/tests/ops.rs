@@ -270,7 +270,12 @@ async fn metrics_token_guards_the_metrics_endpoint() {
         }
         req.send()
     };
-    for auth in [None, Some("Bearer wrong"), Some("Bearer scrape-me2"), Some("scrape-me")] {
+    for auth in [
+        None,
+        Some("Bearer wrong"),
+        Some("Bearer scrape-me2"),
+        Some("scrape-me"),
+    ] {
         let resp = get(auth).await.unwrap();
         assert_eq!(resp.status().as_u16(), 401, "{auth:?}");
         let body: serde_json::Value = resp.json().await.unwrap();
@@ -280,5 +285,12 @@ async fn metrics_token_guards_the_metrics_endpoint() {
     assert_eq!(resp.status().as_u16(), 200);
     assert!(resp.text().await.unwrap().contains("rcall_"));
     // /healthz stays open for load balancers.
-    assert_eq!(reqwest::get(ts.url("/healthz")).await.unwrap().status().as_u16(), 200);
+    assert_eq!(
+        reqwest::get(ts.url("/healthz"))
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
 }

@@ -6,8 +6,8 @@
 //! Use the same pattern in your own tests to check how your call logic reacts to busy lines,
 //! timeouts, a second device answering, or a group member leaving.
 
-use rtc_core::engine::Command;
 use rcall_sim::Sim;
+use rtc_core::engine::Command;
 use rtc_core::types::MediaType;
 
 fn main() {

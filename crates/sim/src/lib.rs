@@ -65,15 +65,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use delivery::cluster_model::{CallParts, ChannelEvent, ClusterModel, ModelRoute, ModelRouted, NodeConn, RoomsEntry};
+use delivery::memory::{Effect, MemoryShell, MemoryStore};
 use delivery::rooms::RoomsEvent;
 use delivery::rooms_node::{Position, RoomsNode};
-use delivery::memory::{Effect, MemoryShell, MemoryStore};
 use delivery::{Admission, AppCore, ConnId, Departure, Limits, Now, Origin, Outgoing, RouteOptions, StoredMessage, SyncData};
 use prost::Message as _;
 
 use rtc_core::engine::{
-    CallEvent, CallRequest, CaptureError, Command, CommandId, Engine, EngineConfig, Input, MediaAction,
-    MediaEvent, Millis, OutgoingSignal, Output, Peer, Received, TrackKind,
+    CallEvent, CallRequest, CaptureError, Command, CommandId, Engine, EngineConfig, Input, MediaAction, MediaEvent, Millis, OutgoingSignal,
+    Output, Peer, Received, TrackKind,
 };
 use rtc_core::link::ClientLink;
 use rtc_core::proto::{client_frame, conversation_type, media_signal, server_frame, Ack, CallContent, ClientFrame, Delivered, ServerFrame};
@@ -101,9 +101,15 @@ pub enum Logged {
     Event(CallEvent),
     Media(MediaAction),
     Sent(OutgoingSignal),
-    Done { command: CommandId, code: i32, call_id: Option<String> },
+    Done {
+        command: CommandId,
+        code: i32,
+        call_id: Option<String>,
+    },
     /// The shell told the engine the connection went down (`LinkDown`) or came back (`LinkUp`).
-    Link { up: bool },
+    Link {
+        up: bool,
+    },
 }
 
 struct Device {
@@ -182,7 +188,20 @@ struct Node {
 
 impl Node {
     fn new(core: AppCore<Conn>, name: &str) -> Self {
-        Self { core, store: MemoryStore::new(), life: 0, sub: 0, deaf_until: 0, pending_replies: BTreeMap::new(), held: BTreeMap::new(), holding: BTreeMap::new(), last_bus: 0, rooms: RoomsNode::new(name), last_rooms: 0, rechecks: Vec::new() }
+        Self {
+            core,
+            store: MemoryStore::new(),
+            life: 0,
+            sub: 0,
+            deaf_until: 0,
+            pending_replies: BTreeMap::new(),
+            held: BTreeMap::new(),
+            holding: BTreeMap::new(),
+            last_bus: 0,
+            rooms: RoomsNode::new(name),
+            last_rooms: 0,
+            rechecks: Vec::new(),
+        }
     }
 }
 
@@ -285,7 +304,11 @@ enum Event {
     AtServer(DeviceId, u64, ClientFrame),
     /// The server's ping deadline for socket `wire` of a silent device; `gen` tells server runs
     /// apart across restarts.
-    Notice { gen: u64, dev: DeviceId, wire: u64 },
+    Notice {
+        gen: u64,
+        dev: DeviceId,
+        wire: u64,
+    },
     /// Client side: notices the silent loss of socket `wire`.
     Detect(DeviceId, u64),
     Reconnect(DeviceId),
@@ -299,19 +322,43 @@ enum Event {
     /// A rooms event reaches Redis's append script (cluster mode).
     RoomsAppend(RoomsEvent),
     /// A rooms event reaches `node`'s replica, unless the node died meanwhile.
-    RoomsBus { node: usize, sub: u64, entry: RoomsEntry },
+    RoomsBus {
+        node: usize,
+        sub: u64,
+        entry: RoomsEntry,
+    },
     /// `node`'s subscribers are back after a [`Sim::bus_gap`]: it resyncs.
-    Resync { node: usize, sub: u64 },
+    Resync {
+        node: usize,
+        sub: u64,
+    },
     /// `node` beats ([`HEARTBEAT_MS`]) and takes out the nodes whose beats stopped.
-    Beat { node: usize, life: u64 },
+    Beat {
+        node: usize,
+        life: u64,
+    },
     /// A device's ack reaches Redis.
-    RedisAck { user: String, device: String, seq: u64 },
+    RedisAck {
+        user: String,
+        device: String,
+        seq: u64,
+    },
     /// A user-channel event reaches `node` (cluster mode), unless the node died meanwhile.
-    Bus { node: usize, sub: u64, user: String, event: ChannelEvent },
+    Bus {
+        node: usize,
+        sub: u64,
+        user: String,
+        event: ChannelEvent,
+    },
     /// The device has been down for SELF_CUTOFF_MS: it must have no live call now.
     CutoffProbe(DeviceId, u64),
     /// A peer got the server's verdict about `gone`: it must not count `gone` in `call` now.
-    VerdictProbe { dev: DeviceId, wire: u64, call_id: String, gone_user: String },
+    VerdictProbe {
+        dev: DeviceId,
+        wire: u64,
+        call_id: String,
+        gone_user: String,
+    },
 }
 
 /// A check the simulator made at the moment it applies (see [`Sim::checks`]).
@@ -349,12 +396,9 @@ pub fn describe(e: &CallEvent) -> String {
         CallEvent::Ringing { sender, .. } => format!("Ringing({})", sender.user_id),
         CallEvent::Accept { sender, .. } => format!("Accept({})", sender.user_id),
         CallEvent::Hungup { sender, reason, .. } => format!("Hungup({},{reason})", sender.user_id),
-        CallEvent::TrackReady { track, with_session, .. } => format!(
-            "Track({}/{:?}{})",
-            track.user_id,
-            track.kind,
-            if *with_session { "" } else { ",nosession" }
-        ),
+        CallEvent::TrackReady { track, with_session, .. } => {
+            format!("Track({}/{:?}{})", track.user_id, track.kind, if *with_session { "" } else { ",nosession" })
+        }
         CallEvent::SessionClosed { summary, .. } => format!("Close({})", summary.end_reason),
         CallEvent::MemberModify { sender, invited, .. } => {
             let ids: Vec<&str> = invited.iter().map(|s| s.user_id.as_str()).collect();
@@ -366,11 +410,14 @@ pub fn describe(e: &CallEvent) -> String {
         CallEvent::PublishFail { code, .. } => format!("PublishFail({code})"),
         CallEvent::SubscribeFail { code, .. } => format!("SubscribeFail({code})"),
         CallEvent::MuteChange { user_id, kind, muted, .. } => {
-            format!("{}({user_id},{})", if *kind == TrackKind::Video { "VideoMute" } else { "AudioMute" }, if *muted { "muted" } else { "unmuted" })
+            format!(
+                "{}({user_id},{})",
+                if *kind == TrackKind::Video { "VideoMute" } else { "AudioMute" },
+                if *muted { "muted" } else { "unmuted" }
+            )
         }
     }
 }
-
 
 /// See the module docs.
 pub struct Sim {
@@ -721,11 +768,19 @@ impl Sim {
             let next_msg = self.queue.iter().map(|(t, s, _)| (*t, *s)).min();
             // The server's grace timer counts as a timer of an extra "device" past the last one;
             // in cluster mode each node's (the graces it runs), one "device" per node.
-            let server_timer = self.nodes[0].core.next_deadline().filter(|_| self.model.is_none()).map(|d| (d.as_millis() as Millis, self.devices.len()));
+            let server_timer =
+                self.nodes[0].core.next_deadline().filter(|_| self.model.is_none()).map(|d| (d.as_millis() as Millis, self.devices.len()));
             let node_timers = self.nodes.iter().enumerate().filter(|_| self.model.is_some()).filter_map(|(i, n)| {
                 n.core.rooms_next_deadline_of(n.rooms.name()).map(|d| (d.as_millis() as Millis, self.devices.len() + i))
             });
-            let next_timer = self.devices.iter().enumerate().filter_map(|(i, d)| d.deadline.map(|t| (t, i))).chain(server_timer).chain(node_timers).min();
+            let next_timer = self
+                .devices
+                .iter()
+                .enumerate()
+                .filter_map(|(i, d)| d.deadline.map(|t| (t, i)))
+                .chain(server_timer)
+                .chain(node_timers)
+                .min();
             let msg_t = next_msg.map(|(t, _)| t).filter(|t| *t <= until);
             let timer_t = next_timer.map(|(t, _)| t).filter(|t| *t <= until);
             match (msg_t, timer_t) {
@@ -811,9 +866,10 @@ impl Sim {
             Event::VerdictProbe { dev, wire, call_id, gone_user } => {
                 let d = &self.devices[dev];
                 if !d.closed && d.wire == wire && d.silent_until.is_none() {
-                    let ok = d.engine.session(&call_id).is_none_or(|v| {
-                        v.state == rtc_core::types::SessionState::End || v.users.iter().all(|u| u.user_id != gone_user)
-                    });
+                    let ok = d
+                        .engine
+                        .session(&call_id)
+                        .is_none_or(|v| v.state == rtc_core::types::SessionState::End || v.users.iter().all(|u| u.user_id != gone_user));
                     self.checks.push(Check { at: self.now, dev, what: "verdict", call_id: Some(call_id), ok });
                 }
             }
@@ -877,9 +933,7 @@ impl Sim {
                     }
                 }
                 Output::Event(ev) => self.devices[dev].log.push((now, Logged::Event(ev))),
-                Output::Done { command, code, call_id } => {
-                    self.devices[dev].log.push((now, Logged::Done { command, code, call_id }))
-                }
+                Output::Done { command, code, call_id } => self.devices[dev].log.push((now, Logged::Done { command, code, call_id })),
                 Output::Media(action) => {
                     self.devices[dev].log.push((now, Logged::Media(action.clone())));
                     self.fake_media(dev, action);
@@ -904,7 +958,10 @@ impl Sim {
             Down::Deliver { delivered, server_time } => {
                 let seq = delivered.seq;
                 if self.trace {
-                    println!("{} dev{dev} gets seq {seq} ({}#{}) processed {}", self.now, delivered.sender_instance, delivered.client_seq, d.processed_seq);
+                    println!(
+                        "{} dev{dev} gets seq {seq} ({}#{}) processed {}",
+                        self.now, delivered.sender_instance, delivered.client_seq, d.processed_seq
+                    );
                 }
                 // Acked like the SDK does, repeats included.
                 self.upload(dev, ClientFrame::new(client_frame::Body::Ack(Ack { seq })));
@@ -1006,7 +1063,9 @@ impl Sim {
                     }
                     Down::Deliver { delivered: d, server_time }
                 }
-                Some(server_frame::Body::SendResult(r)) => Down::SendResult { request_id: r.request_id, code: r.code, sent_time: r.sent_time, server_time },
+                Some(server_frame::Body::SendResult(r)) => {
+                    Down::SendResult { request_id: r.request_id, code: r.code, sent_time: r.sent_time, server_time }
+                }
                 Some(server_frame::Body::SyncDone(_)) => Down::SyncDone,
                 _ => continue,
             };
@@ -1016,7 +1075,13 @@ impl Sim {
 
     fn origin(&self, dev: DeviceId, conn: ConnId) -> Origin {
         let d = &self.devices[dev];
-        Origin { app: 0, conn_id: conn, user_id: Arc::from(d.user_id.as_str()), device_id: Arc::from(d.device_id.as_str()), instance: d.link.instance() }
+        Origin {
+            app: 0,
+            conn_id: conn,
+            user_id: Arc::from(d.user_id.as_str()),
+            device_id: Arc::from(d.device_id.as_str()),
+            instance: d.link.instance(),
+        }
     }
 
     /// A device connects on socket `wire`: registered, then synced from the store (its frames
@@ -1040,7 +1105,8 @@ impl Sim {
         let stored = self.nodes[node].store.accepted_upto(&user, &device, instance);
         let auth_ok = rtc_core::proto::AuthResult { user_id: user.clone(), ..Default::default() };
         let conn = Conn { dev, id };
-        let reg = self.with_node(node, |core, sh, now| core.register(sh, now, id, conn, &user, &device, 0, resume_from, auth_ok, instance, stored));
+        let reg = self
+            .with_node(node, |core, sh, now| core.register(sh, now, id, conn, &user, &device, 0, resume_from, auth_ok, instance, stored));
         let reg = reg.unwrap_or_else(|e| panic!("sim: the server refused device {dev}: {e}"));
         self.server[dev].conns.insert(wire, id);
         self.server[dev].wire = wire;
@@ -1109,7 +1175,10 @@ impl Sim {
             .collect();
         if self.trace {
             let seqs: Vec<u64> = messages.iter().map(|m| m.seq).collect();
-            println!("{} sync {device} conn {} node {node}: cursor {} acked {acked} replay {seqs:?} seen {seen}", self.now, reg.conn_id, reg.cursor);
+            println!(
+                "{} sync {device} conn {} node {node}: cursor {} acked {acked} replay {seqs:?} seen {seen}",
+                self.now, reg.conn_id, reg.cursor
+            );
         }
         let data = SyncData { acked, messages, devices, more: false };
         self.effects.extend(held_back);
@@ -1217,7 +1286,15 @@ impl Sim {
 
     /// The server answered `from`'s message (`(client_seq, request_id, message type)`) that
     /// named `named`: the accounting, and the refusal's `SendResult`.
-    fn answered(&mut self, from: DeviceId, wire: u64, instance: u64, msg: (u64, u32, String), named: &[String], result: Result<Option<bool>, delivery::RouteError>) {
+    fn answered(
+        &mut self,
+        from: DeviceId,
+        wire: u64,
+        instance: u64,
+        msg: (u64, u32, String),
+        named: &[String],
+        result: Result<Option<bool>, delivery::RouteError>,
+    ) {
         let (client_seq, request_id, message_type) = msg;
         let ever = self.accepted_ever.entry(from).or_default();
         *ever = (*ever).max(client_seq);
@@ -1241,13 +1318,24 @@ impl Sim {
     /// refuses as not in the call while it is behind the rooms log waits for it (`None`, with
     /// `recheck`; see [`Recheck`]).
     #[allow(clippy::too_many_arguments)]
-    fn cluster_send(&mut self, from: DeviceId, wire: u64, conn: ConnId, origin: &Origin, msg: rtc_core::proto::SendMessage, named: &[String], recheck: bool) -> Option<Result<Option<bool>, delivery::RouteError>> {
+    fn cluster_send(
+        &mut self,
+        from: DeviceId,
+        wire: u64,
+        conn: ConnId,
+        origin: &Origin,
+        msg: rtc_core::proto::SendMessage,
+        named: &[String],
+        recheck: bool,
+    ) -> Option<Result<Option<bool>, delivery::RouteError>> {
         let node = self.node_of_conn(conn);
         let opts = RouteOptions { reply_to: Some(msg.request_id), shared_mailboxes: true, ..Default::default() };
         let admitted = self.with_node(node, |core, sh, now| {
             Ok::<_, delivery::RouteError>(match core.admit(sh, now, origin, &msg, opts)? {
                 Admission::Duplicate(_) => None, // (answered by the core)
-                Admission::Route(a) => Some((a.recipients.iter().map(|u| (*u).to_owned()).collect::<Vec<String>>(), a.reply_to, a.rooms_event)),
+                Admission::Route(a) => {
+                    Some((a.recipients.iter().map(|u| (*u).to_owned()).collect::<Vec<String>>(), a.reply_to, a.rooms_event))
+                }
             })
         });
         let target = self.model.as_ref().map_or(0, ClusterModel::rooms_last);
@@ -1557,22 +1645,29 @@ impl Sim {
         if self.nodes[node].sub != sub {
             return;
         }
-        let mut pending: Vec<(ConnId, String, rtc_core::proto::SendResult, u64)> =
-            std::mem::take(&mut self.nodes[node].pending_replies).into_iter().map(|((conn, _), (user, result, after))| (conn, user, result, after)).collect();
+        let mut pending: Vec<(ConnId, String, rtc_core::proto::SendResult, u64)> = std::mem::take(&mut self.nodes[node].pending_replies)
+            .into_iter()
+            .map(|((conn, _), (user, result, after))| (conn, user, result, after))
+            .collect();
         let users: Vec<String> = self.nodes[node].held.keys().cloned().collect();
         for user in users {
             let Some(last) = self.nodes[node].core.last_seq(&user) else { continue };
             let model = self.model.as_ref().expect("cluster mode");
             let entries = model.read_above(&user, last, model.max_len.saturating_mul(2));
             for e in entries {
-                let (due, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut pending).into_iter().partition(|(_, u, _, after)| *u == user && *after < e.seq);
+                let (due, rest): (Vec<_>, Vec<_>) =
+                    std::mem::take(&mut pending).into_iter().partition(|(_, u, _, after)| *u == user && *after < e.seq);
                 pending = rest;
                 for (conn, u, result, _) in due {
                     self.with_node(node, |core, sh, _| core.reply_to_conn(sh, &u, conn, result));
                 }
                 let exclude_device = e.exclude_device.as_deref().map(Arc::from);
                 self.with_node(node, |core, sh, now| {
-                    core.deliver_sequenced(sh, now, delivery::Sequenced { user_id: &user, seq: e.seq, payload: &e.delivered, skip: None, exclude_device })
+                    core.deliver_sequenced(
+                        sh,
+                        now,
+                        delivery::Sequenced { user_id: &user, seq: e.seq, payload: &e.delivered, skip: None, exclude_device },
+                    )
                 });
             }
         }

@@ -1,9 +1,9 @@
 //! The changelog behaviours of spec F (5.0.1 → 5.2.10) not covered by the flow tests, one test
 //! each, on the call simulator.
 
+use rcall_sim::Sim;
 use rtc_core::engine::{CallEvent, Command, PushTexts};
 use rtc_core::proto::call_content::Body;
-use rcall_sim::Sim;
 use rtc_core::types::{end_reason, error_code, MediaType, UserState};
 
 fn call_id(sim: &mut Sim, cmd: u64, dev: usize) -> String {
@@ -92,10 +92,13 @@ fn f_5_2_4_full_push_config_travels_on_the_wire_with_invites_and_hangups() {
         ..Default::default()
     };
     let hangup_options = PushOptions { force_show_detail_content: Some(true), ..Default::default() };
-    sim.command(a, Command::SetPushConfig {
-        call: PushTexts { title: None, content: None, options: Some(Box::new(options.clone())) },
-        hangup: PushTexts { title: None, content: None, options: Some(Box::new(hangup_options.clone())) },
-    });
+    sim.command(
+        a,
+        Command::SetPushConfig {
+            call: PushTexts { title: None, content: None, options: Some(Box::new(options.clone())) },
+            hangup: PushTexts { title: None, content: None, options: Some(Box::new(hangup_options.clone())) },
+        },
+    );
     let cmd = sim.call(a, "b", MediaType::Audio);
     let id = call_id(&mut sim, cmd, a);
     sim.hangup(a, &id);
@@ -165,7 +168,10 @@ fn f_5_2_3_states_are_right_after_accept_and_a_connected_hangup_is_3_while_an_in
         let me = view.users.iter().find(|u| u.user_id != other).unwrap();
         assert!(!me.is_remote);
     }
-    sim.command(a, Command::Invite { call_id: id.clone(), user_ids: vec!["c".into()], extra: String::new(), push_title: None, push_content: None });
+    sim.command(
+        a,
+        Command::Invite { call_id: id.clone(), user_ids: vec!["c".into()], extra: String::new(), push_title: None, push_content: None },
+    );
     sim.run_for(100);
     // A connected member hanging up while an invite rings says HANGUP, not CANCEL.
     sim.hangup(b, &id);

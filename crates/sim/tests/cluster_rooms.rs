@@ -59,7 +59,11 @@ fn back_then_closed(to: usize) {
         let closed_at = sim.now();
         assert!(sim.close_tab(b));
         sim.run_for(30_000);
-        assert_eq!(sim.verdicts, [(closed_at + CLEAN_GRACE_MS, b, call_id.clone(), end_reason::HANGUP)], "{nodes} node(s), lost at {lost_at}");
+        assert_eq!(
+            sim.verdicts,
+            [(closed_at + CLEAN_GRACE_MS, b, call_id.clone(), end_reason::HANGUP)],
+            "{nodes} node(s), lost at {lost_at}"
+        );
         assert!(sim.engine(a).session(&call_id).is_none_or(|v| v.state == SessionState::End), "{nodes} node(s): alice's call ended");
         assert!(sim.checks().iter().all(|c| c.ok), "{nodes} node(s): {:?}", sim.checks());
         verdicts.push(sim.timeline(a));
@@ -184,4 +188,3 @@ fn only_devices_in_calls_are_announced_to_the_rooms() {
     }
     assert!(sim.checks().iter().all(|c| c.ok), "{:?}", sim.checks());
 }
-

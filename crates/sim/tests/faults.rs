@@ -3,8 +3,8 @@
 //! are the property test's findings on the real core, written out as plain sequences so they do
 //! not depend on its random generator.
 
-use rtc_core::engine::{Command, TrackKind, SELF_CUTOFF_MS};
 use rcall_sim::{DeviceId, Logged, Sim, CLEAN_GRACE_MS, CLIENT_DEAD_AFTER_MS, LOST_GRACE_MS, SERVER_DEAD_AFTER_MS};
+use rtc_core::engine::{Command, TrackKind, SELF_CUTOFF_MS};
 use rtc_core::types::{end_reason, error_code, MediaType, SessionState};
 
 fn connected() -> (Sim, DeviceId, DeviceId, String) {
@@ -168,7 +168,8 @@ fn an_accept_delayed_past_the_callers_ring_timeout_is_answered_with_a_hangup() {
     // Alice reconnects, finds bob's Accept and tells him: he is not left alone in the call.
     sim.run_for(20_000);
     assert_eq!(sim.close_reason(b, &call_id), Some(end_reason::NO_RESPONSE));
-    let late: Vec<_> = sim.sent(a).iter().filter(|s| s.content.object_name() == Some("RC:VCHangup")).map(|s| s.directional_user_ids.clone()).collect();
+    let late: Vec<_> =
+        sim.sent(a).iter().filter(|s| s.content.object_name() == Some("RC:VCHangup")).map(|s| s.directional_user_ids.clone()).collect();
     assert_eq!(late, [vec!["bob".to_string()]]);
     assert!(sim.verdicts.is_empty());
     assert_exactly_once(&sim);
@@ -193,7 +194,10 @@ fn a_group_member_whose_accept_was_delayed_past_its_ring_timeout_is_taken_back()
     for dev in [a, b] {
         let line = sim.timeline(dev);
         let back = line.iter().position(|l| l == "Hungup(c,15)").unwrap();
-        assert!(line[back..].contains(&"Accept(c)".to_string()) && line[back..].contains(&"Track(c/Audio)".to_string()), "device {dev}: {line:?}");
+        assert!(
+            line[back..].contains(&"Accept(c)".to_string()) && line[back..].contains(&"Track(c/Audio)".to_string()),
+            "device {dev}: {line:?}"
+        );
     }
     for dev in [a, b, c] {
         let view = sim.engine(dev).session(&call_id).unwrap();

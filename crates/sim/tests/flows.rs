@@ -1,8 +1,8 @@
 //! CallLib 5.X flows (spec C.13) run on the call simulator's virtual clock.
 
+use rcall_sim::{Logged, Sim};
 use rtc_core::engine::{CallEvent, Input, MediaAction, Received, ANSWER_MARGIN_MS, RING_TIMEOUT_MS};
 use rtc_core::proto::{call_content::Body, conversation_type, CallContent, Hangup};
-use rcall_sim::{Logged, Sim};
 use rtc_core::types::{end_reason, error_code, MediaType, SessionState, UserState};
 
 fn names(sim: &Sim, dev: usize) -> Vec<String> {
@@ -139,8 +139,8 @@ fn callee_rejects() {
 #[test]
 fn nobody_answers_in_sixty_seconds() {
     let (mut sim, a, b, call_id) = ringing(MediaType::AudioVideo);
-    let invite_sent_time = sim.log(b).iter().find_map(|(t, l)| matches!(l, Logged::Event(CallEvent::Session { .. })).then_some(*t)).unwrap()
-        - sim.latency;
+    let invite_sent_time =
+        sim.log(b).iter().find_map(|(t, l)| matches!(l, Logged::Event(CallEvent::Session { .. })).then_some(*t)).unwrap() - sim.latency;
     // The callee stops ANSWER_MARGIN_MS early, so that an answer in its last moment cannot
     // cross the caller's timeout.
     sim.run_until(invite_sent_time + RING_TIMEOUT_MS - ANSWER_MARGIN_MS - 1);
@@ -186,11 +186,7 @@ fn ring_timeout_counts_from_server_sent_time() {
         offline: false,
         content: CallContent {
             call_id: "c1".into(),
-            body: Some(Body::Invite(rtc_core::proto::Invite {
-                media_type: 1,
-                invite_user_ids: vec!["bob".into()],
-                ..Default::default()
-            })),
+            body: Some(Body::Invite(rtc_core::proto::Invite { media_type: 1, invite_user_ids: vec!["bob".into()], ..Default::default() })),
             ..Default::default()
         },
     };
@@ -307,7 +303,10 @@ fn the_caller_gets_the_accept_while_the_callee_camera_starts() {
     let done = first_at(&sim, b, |l| matches!(l, Logged::Done { command, .. } if *command == accept)).unwrap();
     assert!(done - t0 >= 400, "accept() resolved before the camera was up");
     // The callee's app: nothing between Session and accept() resolving, then CallLib's order.
-    assert!(sim.log(b).iter().all(|(t, l)| !matches!(l, Logged::Event(e) if *t > t0 && *t < done && !matches!(e, CallEvent::Session { .. }))));
+    assert!(sim
+        .log(b)
+        .iter()
+        .all(|(t, l)| !matches!(l, Logged::Event(e) if *t > t0 && *t < done && !matches!(e, CallEvent::Session { .. }))));
     assert_eq!(names(&sim, b), ["Session", "Track(bob/Audio)", "Track(bob/Video)", "Track(alice/Audio)", "Track(alice/Video)"]);
     assert_eq!(sim.engine(b).session(&call_id).unwrap().state, SessionState::Keeping);
 }
@@ -435,7 +434,12 @@ fn two_devices_answering_at_once_leave_the_first_in_the_call() {
         sent_time: sim.now(),
         server_time: sim.now(),
         offline: false,
-        content: CallContent { device_id: "dev2".into(), call_id: call_id.clone(), body: Some(Body::Hangup(Hangup { reason: 7 })), ..Default::default() },
+        content: CallContent {
+            device_id: "dev2".into(),
+            call_id: call_id.clone(),
+            body: Some(Body::Hangup(Hangup { reason: 7 })),
+            ..Default::default()
+        },
     };
     sim_feed(&mut sim, a, hangup);
     assert_eq!(sim.engine(a).session(&call_id).unwrap().state, SessionState::Keeping);
@@ -457,11 +461,7 @@ fn nothing_is_sent_for_a_call_after_it_ended() {
     for dev in [a, b] {
         let closes = names(&sim, dev).iter().filter(|n| n.starts_with("Close")).count();
         assert_eq!(closes, 1);
-        let late_sends = sim
-            .log(dev)
-            .iter()
-            .filter(|(t, l)| *t > ended_at + 2 * sim.latency && matches!(l, Logged::Sent(_)))
-            .count();
+        let late_sends = sim.log(dev).iter().filter(|(t, l)| *t > ended_at + 2 * sim.latency && matches!(l, Logged::Sent(_))).count();
         assert_eq!(late_sends, 0, "device {dev} sent after the end");
     }
 }
@@ -492,16 +492,22 @@ fn only_messages_someone_waits_for_ask_for_a_send_result() {
     sim.run_for(1_000);
     assert_eq!(sim.result(a, hangup).unwrap().0, error_code::SUCCESS);
     let receipts = |dev: usize| -> Vec<(String, bool)> {
-        sim.sent(dev)
-            .iter()
-            .map(|s| (s.content.object_name().unwrap().to_string(), s.receipt))
-            .collect()
+        sim.sent(dev).iter().map(|s| (s.content.object_name().unwrap().to_string(), s.receipt)).collect()
     };
     let (sa, sb) = (receipts(a), receipts(b));
     for (name, receipt) in sa.iter().chain(sb.iter()) {
         let expected = ["RC:VCInvite", "RC:VCAccept", "RC:VCHangup"].contains(&name.as_str());
         assert_eq!(*receipt, expected, "{name}: {sa:?} / {sb:?}");
-        assert_eq!(sim.sent(a).iter().chain(sim.sent(b).iter()).find(|s| s.content.object_name() == Some(name.as_str())).unwrap().to_send_message().no_receipt, !expected);
+        assert_eq!(
+            sim.sent(a)
+                .iter()
+                .chain(sim.sent(b).iter())
+                .find(|s| s.content.object_name() == Some(name.as_str()))
+                .unwrap()
+                .to_send_message()
+                .no_receipt,
+            !expected
+        );
     }
     assert!(sb.iter().any(|(n, _)| n == "RC:VCRinging") && sa.iter().chain(sb.iter()).any(|(n, _)| n == "RCall:Media"));
 }
@@ -589,7 +595,9 @@ fn a_failed_link_restarts_at_once_only_from_its_offerer_and_stops_with_the_call(
     let back = sim.now();
     link_state(&mut sim, b, &call_id, "alice", a, LinkState::Connected);
     assert!(key_frames_asked(&sim, b, back));
-    let count = |sim: &Sim| sim.log(b).iter().filter(|(_, l)| matches!(l, Logged::Media(MediaAction::RequestKeyFrames { peer: Some(_), .. }))).count();
+    let count = |sim: &Sim| {
+        sim.log(b).iter().filter(|(_, l)| matches!(l, Logged::Media(MediaAction::RequestKeyFrames { peer: Some(_), .. }))).count()
+    };
     let n = count(&sim);
     link_state(&mut sim, b, &call_id, "alice", a, LinkState::Connected);
     assert_eq!(count(&sim), n, "only after an outage");

@@ -1,9 +1,9 @@
 //! Group calls, mid-call invites, downgrade, crossing calls and offline records (spec C.6–C.13,
 //! F) on the call simulator's virtual clock.
 
+use rcall_sim::{DeviceId, Logged, Sim};
 use rtc_core::engine::{CallEvent, Command, Input, MediaAction, Received, TrackKind, RING_TIMEOUT_MS};
 use rtc_core::proto::{self, call_content::Body, conversation_type, CallContent};
-use rcall_sim::{DeviceId, Logged, Sim};
 use rtc_core::types::{end_reason, error_code, MediaType, SessionState, UserState};
 
 fn connects(sim: &Sim, dev: DeviceId) -> Vec<(String, bool)> {
@@ -113,7 +113,13 @@ fn invite_mid_call_adds_a_member_who_then_joins_the_mesh() {
     sim.run_for(300);
     let cmd = sim.command(
         b,
-        Command::Invite { call_id: id.clone(), user_ids: vec!["c".into(), "a".into()], extra: "hi".into(), push_title: None, push_content: None },
+        Command::Invite {
+            call_id: id.clone(),
+            user_ids: vec!["c".into(), "a".into()],
+            extra: "hi".into(),
+            push_title: None,
+            push_content: None,
+        },
     );
     sim.run_for(100);
     assert_eq!(sim.result(b, cmd).unwrap().0, error_code::SUCCESS);
@@ -141,7 +147,16 @@ fn invite_mid_call_adds_a_member_who_then_joins_the_mesh() {
 
     // Everyone invited is already in: PARAM_ERROR, nothing sent (5.2.8 decision).
     let sent_before = sim.sent(a).len();
-    let again = sim.command(a, Command::Invite { call_id: id.clone(), user_ids: vec!["b".into(), "c".into()], extra: String::new(), push_title: None, push_content: None });
+    let again = sim.command(
+        a,
+        Command::Invite {
+            call_id: id.clone(),
+            user_ids: vec!["b".into(), "c".into()],
+            extra: String::new(),
+            push_title: None,
+            push_content: None,
+        },
+    );
     sim.run_for(50);
     assert_eq!(sim.result(a, again).unwrap().0, error_code::PARAM_ERROR);
     assert_eq!(sim.sent(a).len(), sent_before);
@@ -154,7 +169,10 @@ fn invite_on_a_one_to_one_call_is_refused() {
     let cmd = sim.call(a, "b", MediaType::Audio);
     sim.run_for(100);
     let id = sim.result(a, cmd).unwrap().1.unwrap();
-    let inv = sim.command(a, Command::Invite { call_id: id, user_ids: vec!["c".into()], extra: String::new(), push_title: None, push_content: None });
+    let inv = sim.command(
+        a,
+        Command::Invite { call_id: id, user_ids: vec!["c".into()], extra: String::new(), push_title: None, push_content: None },
+    );
     sim.run_for(10);
     assert_eq!(sim.result(a, inv).unwrap().0, error_code::CONVERSATION_NOT_GROUP_ERROR);
 }
@@ -166,7 +184,10 @@ fn an_invitee_timing_out_leaves_the_others_in_the_call() {
     let id = group_call(&mut sim, a, &["b"]);
     sim.accept(b, &id);
     sim.run_for(300);
-    sim.command(a, Command::Invite { call_id: id.clone(), user_ids: vec!["c".into()], extra: String::new(), push_title: None, push_content: None });
+    sim.command(
+        a,
+        Command::Invite { call_id: id.clone(), user_ids: vec!["c".into()], extra: String::new(), push_title: None, push_content: None },
+    );
     sim.run_for(RING_TIMEOUT_MS + 1_000);
     // 5.0.4 / 5.2.3 / 5.2.5: the others see C time out once, never "A hung up".
     for dev in [a, b] {
@@ -188,7 +209,10 @@ fn ring_timers_are_per_user_and_replaced_not_stacked() {
     sim.accept(b, &id);
     sim.run_for(300);
     let invite = |sim: &mut Sim, who: &str| {
-        sim.command(a, Command::Invite { call_id: id.clone(), user_ids: vec![who.into()], extra: String::new(), push_title: None, push_content: None })
+        sim.command(
+            a,
+            Command::Invite { call_id: id.clone(), user_ids: vec![who.into()], extra: String::new(), push_title: None, push_content: None },
+        )
     };
     invite(&mut sim, "c");
     sim.run_for(RING_TIMEOUT_MS + 10_000);
@@ -326,10 +350,7 @@ fn offline_batch_becomes_live_calls_and_records() {
     sim.inject(b, m);
     assert!(sim.events(b).is_empty(), "offline messages wait for SyncDone");
     sim.inject(b, Input::SyncDone);
-    assert_eq!(
-        sim.timeline(b),
-        ["Session", "OfflineRecord(alice,5)", "OfflineRecord(carol,5)", "OfflineRecord(dave,11)"]
-    );
+    assert_eq!(sim.timeline(b), ["Session", "OfflineRecord(alice,5)", "OfflineRecord(carol,5)", "OfflineRecord(dave,11)"]);
     let t0 = sim.now();
     sim.run_until(t0 + 50_000 - rtc_core::engine::ANSWER_MARGIN_MS - 20);
     assert!(sim.close_reason(b, "c1").is_none());
@@ -368,9 +389,13 @@ fn media_actions(sim: &Sim, dev: DeviceId) -> Vec<String> {
         .iter()
         .filter_map(|(_, l)| match l {
             Logged::Media(MediaAction::Capture { .. }) => Some("Capture".to_string()),
-            Logged::Media(MediaAction::Connect { peer, offerer, attach, .. }) => {
-                Some(format!("Connect({}/{},{},{})", peer.user_id, peer.device_id, if *offerer { "offer" } else { "answer" }, if *attach { "attached" } else { "prepared" }))
-            }
+            Logged::Media(MediaAction::Connect { peer, offerer, attach, .. }) => Some(format!(
+                "Connect({}/{},{},{})",
+                peer.user_id,
+                peer.device_id,
+                if *offerer { "offer" } else { "answer" },
+                if *attach { "attached" } else { "prepared" }
+            )),
             Logged::Media(MediaAction::Attach { peer, .. }) => {
                 Some(format!("Attach({})", peer.as_ref().map_or("all".to_string(), |p| format!("{}/{}", p.user_id, p.device_id))))
             }
@@ -525,7 +550,10 @@ fn a_member_whose_accept_crossed_the_invite_of_a_new_member_is_in_for_it() {
     sim.accept(b, &id);
     sim.run_for(500);
     sim.accept(c, &id);
-    sim.command(b, Command::Invite { call_id: id.clone(), user_ids: vec!["d".into()], extra: String::new(), push_title: None, push_content: None });
+    sim.command(
+        b,
+        Command::Invite { call_id: id.clone(), user_ids: vec!["d".into()], extra: String::new(), push_title: None, push_content: None },
+    );
     sim.run_for(300);
     sim.accept(d, &id);
     sim.run_for(1_000);

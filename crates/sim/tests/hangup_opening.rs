@@ -2,9 +2,9 @@
 //! callees stop ringing at once, `call()` settles without a session, and the media that lands
 //! afterwards is released without ever reaching a peer connection.
 
+use rcall_sim::{Logged, Sim};
 use rtc_core::engine::{CallEvent, Input, MediaAction, MediaEvent, TrackKind};
 use rtc_core::proto::call_content::Body;
-use rcall_sim::{Logged, Sim};
 use rtc_core::types::{end_reason, error_code, MediaType, SessionState};
 
 const CAMERA_OPENS_AFTER: i64 = 5_000;
@@ -58,13 +58,10 @@ fn hangup_while_the_camera_opens_cancels_at_once_and_releases_the_late_media() {
     sim.run_for(CAMERA_OPENS_AFTER + 1_000);
     let log = sim.log(a);
     let captured_at = hung_up_at - 200 + CAMERA_OPENS_AFTER;
-    let released_after_capture = log.iter().any(|(t, l)| {
-        *t >= captured_at && matches!(l, Logged::Media(MediaAction::Release { call_id: c }) if *c == call_id)
-    });
+    let released_after_capture =
+        log.iter().any(|(t, l)| *t >= captured_at && matches!(l, Logged::Media(MediaAction::Release { call_id: c }) if *c == call_id));
     assert!(released_after_capture, "the late capture was not released: {log:?}");
-    let linked = log.iter().any(|(_, l)| {
-        matches!(l, Logged::Media(MediaAction::Connect { .. } | MediaAction::Attach { .. }))
-    });
+    let linked = log.iter().any(|(_, l)| matches!(l, Logged::Media(MediaAction::Connect { .. } | MediaAction::Attach { .. })));
     assert!(!linked, "a peer connection was made for a cancelled call");
     // The app of A heard nothing: no tracks (they were never announced), no session to close.
     assert!(sim.events(a).is_empty(), "{:?}", sim.timeline(a));
@@ -81,10 +78,7 @@ fn media_landing_after_the_hangup_is_only_released() {
     let before = sim.log(a).len();
     sim.inject(a, Input::Media(MediaEvent::Captured { call_id: call_id.clone(), result: Ok(vec![TrackKind::Audio]) }));
     let after: Vec<_> = sim.log(a)[before..].iter().map(|(_, l)| l.clone()).collect();
-    assert!(
-        matches!(after.as_slice(), [Logged::Media(MediaAction::Release { call_id: c })] if *c == call_id),
-        "{after:?}"
-    );
+    assert!(matches!(after.as_slice(), [Logged::Media(MediaAction::Release { call_id: c })] if *c == call_id), "{after:?}");
     assert!(!sim.events(a).iter().any(|e| matches!(e, CallEvent::TrackReady { .. })));
 }
 

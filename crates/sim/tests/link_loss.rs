@@ -1,9 +1,9 @@
 //! The engine under connection loss (issue 10), on the virtual clock: what fails fast while
 //! disconnected, the self cut-off, and the server's verdict for a device it found gone.
 
+use rcall_sim::{DeviceId, Logged, Sim};
 use rtc_core::engine::{CallEvent, Command, Input, MediaAction, Received, SELF_CUTOFF_MS};
 use rtc_core::proto::{call_content::Body, conversation_type, CallContent, Hangup};
-use rcall_sim::{DeviceId, Logged, Sim};
 use rtc_core::types::{end_reason, error_code, MediaType, SessionState};
 
 /// A → B answered; returns (sim, a, b, call_id).
@@ -78,7 +78,16 @@ fn call_and_invite_fail_fast_while_disconnected_but_in_call_messages_go_out() {
     let names: Vec<_> = sim.sent(b).iter().filter_map(|s| s.content.object_name()).collect();
     assert!(names.contains(&"RC:VCAccept") && names.contains(&"RCall:Mute"), "{names:?}");
     // invite() does not: it would ring someone whenever the link comes back.
-    let invite = sim.command(b, Command::Invite { call_id: call_id.clone(), user_ids: vec!["c".into()], extra: String::new(), push_title: None, push_content: None });
+    let invite = sim.command(
+        b,
+        Command::Invite {
+            call_id: call_id.clone(),
+            user_ids: vec!["c".into()],
+            extra: String::new(),
+            push_title: None,
+            push_content: None,
+        },
+    );
     assert_eq!(sim.result(b, invite), Some((error_code::SEND_MSG_ERROR, None)));
     assert!(!sim.sent(b).iter().any(|s| s.content.object_name() == Some("RC:VCModifyMem")));
 }
@@ -161,7 +170,9 @@ fn verdict(sim: &Sim, to_self: bool, device: &str, call_id: &str, reason: i32) -
 
 #[test]
 fn the_servers_verdict_ends_the_gone_device_as_is_and_the_others_as_remote() {
-    for (reason, others_see) in [(end_reason::NETWORK_ERROR, end_reason::REMOTE_NETWORK_ERROR), (end_reason::HANGUP, end_reason::REMOTE_HANGUP)] {
+    for (reason, others_see) in
+        [(end_reason::NETWORK_ERROR, end_reason::REMOTE_NETWORK_ERROR), (end_reason::HANGUP, end_reason::REMOTE_HANGUP)]
+    {
         let (mut sim, a, b, call_id) = connected();
         let sent_before = sim.sent(b).len();
         // Bob's device (dev1) reconnects and finds the server's Hangup for itself.

@@ -1,9 +1,9 @@
 //! Only participants act in a call (issue 11): the server routes whatever any user addresses to
 //! us, so a message about a call is taken only from someone the call already has.
 
+use rcall_sim::{DeviceId, Logged, Sim};
 use rtc_core::engine::{Input, MediaAction, Received};
 use rtc_core::proto::{self, call_content::Body, conversation_type, media_signal, CallContent, MemberProfile};
-use rcall_sim::{DeviceId, Logged, Sim};
 use rtc_core::types::{call_status, error_code, MediaType, SessionState};
 
 /// A message from the stranger "eve" (device "evil") about `call_id`, as the server delivers it.
@@ -110,7 +110,13 @@ fn a_stranger_cannot_join_a_group_call_and_members_still_can_invite() {
     // A member's invite still works: b invites d, who joins with a's and b's media.
     let invite = sim.command(
         b,
-        rtc_core::engine::Command::Invite { call_id: call_id.clone(), user_ids: vec!["d".into()], extra: String::new(), push_title: None, push_content: None },
+        rtc_core::engine::Command::Invite {
+            call_id: call_id.clone(),
+            user_ids: vec!["d".into()],
+            extra: String::new(),
+            push_title: None,
+            push_content: None,
+        },
     );
     sim.run_for(200);
     assert_eq!(sim.result(b, invite).unwrap().0, error_code::SUCCESS);
@@ -136,7 +142,13 @@ fn a_ringing_member_cannot_invite() {
     let call_id = sim.result(a, cmd).unwrap().1.unwrap();
     let invite = sim.command(
         b,
-        rtc_core::engine::Command::Invite { call_id: call_id.clone(), user_ids: vec!["d".into()], extra: String::new(), push_title: None, push_content: None },
+        rtc_core::engine::Command::Invite {
+            call_id: call_id.clone(),
+            user_ids: vec!["d".into()],
+            extra: String::new(),
+            push_title: None,
+            push_content: None,
+        },
     );
     assert_eq!(sim.result(b, invite).unwrap().0, error_code::PARAM_ERROR);
     assert!(!sim.sent(b).iter().any(|s| s.content.object_name() == Some("RC:VCModifyMem")));
@@ -147,7 +159,13 @@ fn a_ringing_member_cannot_invite() {
     sim.run_for(500);
     let invite = sim.command(
         b,
-        rtc_core::engine::Command::Invite { call_id: call_id.clone(), user_ids: vec!["d".into()], extra: String::new(), push_title: None, push_content: None },
+        rtc_core::engine::Command::Invite {
+            call_id: call_id.clone(),
+            user_ids: vec!["d".into()],
+            extra: String::new(),
+            push_title: None,
+            push_content: None,
+        },
     );
     sim.run_for(200);
     assert_eq!(sim.result(b, invite).unwrap().0, error_code::SUCCESS);

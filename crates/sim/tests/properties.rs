@@ -7,8 +7,8 @@
 mod common;
 
 use common::{check_agreement, check_end_reasons, check_invariants, live_calls};
-use rtc_core::engine::{Command, TrackKind};
 use rcall_sim::{DeviceId, Sim, CLEAN_GRACE_MS, HEARTBEAT_MS, LOST_GRACE_MS, SERVER_DEAD_AFTER_MS};
+use rtc_core::engine::{Command, TrackKind};
 use rtc_core::types::MediaType;
 
 const USERS: [&str; 4] = ["ann", "bo", "cy", "ann"]; // "ann" has two devices
@@ -48,10 +48,8 @@ fn common_step(sim: &mut Sim, dev: DeviceId, others: &[&str], media: MediaType, 
         }
         3 | 4 => {
             let me = sim.engine(dev).self_id().to_string();
-            let ringing: Vec<String> = live_calls(sim, dev)
-                .into_iter()
-                .filter(|c| sim.engine(dev).session(c).is_some_and(|v| v.caller_id != me))
-                .collect();
+            let ringing: Vec<String> =
+                live_calls(sim, dev).into_iter().filter(|c| sim.engine(dev).session(c).is_some_and(|v| v.caller_id != me)).collect();
             if let Some(c) = pick(sim, &ringing) {
                 sim.accept(dev, &c);
                 let ms = (sim.random() % 500) as i64;
@@ -59,14 +57,23 @@ fn common_step(sim: &mut Sim, dev: DeviceId, others: &[&str], media: MediaType, 
             }
         }
         5 => {
-            if let Some(c) = { let calls = live_calls(sim, dev); pick(sim, &calls) } {
+            if let Some(c) = {
+                let calls = live_calls(sim, dev);
+                pick(sim, &calls)
+            } {
                 sim.hangup(dev, &c);
             }
         }
         6 => {
-            if let Some(c) = { let calls = live_calls(sim, dev); pick(sim, &calls) } {
+            if let Some(c) = {
+                let calls = live_calls(sim, dev);
+                pick(sim, &calls)
+            } {
                 let who = pick(sim, others).unwrap().to_string();
-                sim.command(dev, Command::Invite { call_id: c, user_ids: vec![who], extra: String::new(), push_title: None, push_content: None });
+                sim.command(
+                    dev,
+                    Command::Invite { call_id: c, user_ids: vec![who], extra: String::new(), push_title: None, push_content: None },
+                );
             }
         }
         8 => {
@@ -108,7 +115,10 @@ fn run(seed: u64, seen: &mut Seen, nodes: usize) {
         match sim.random() % 10 {
             n @ (0..=6 | 8) => common_step(&mut sim, dev, &others, media, n),
             7 => {
-                if let Some(c) = { let calls = live_calls(&sim, dev); pick(&mut sim, &calls) } {
+                if let Some(c) = {
+                    let calls = live_calls(&sim, dev);
+                    pick(&mut sim, &calls)
+                } {
                     let cmd = match sim.random() % 3 {
                         0 => Command::DescendAbility { call_id: c },
                         n => {
@@ -274,7 +284,10 @@ fn run_faults(seed: u64, seen: &mut FaultSeen, nodes: usize) {
         match sim.random() % 18 {
             n @ (0..=6 | 8) => common_step(&mut sim, dev, &others, media, n),
             7 => {
-                if let Some(c) = { let calls = live_calls(&sim, dev); pick(&mut sim, &calls) } {
+                if let Some(c) = {
+                    let calls = live_calls(&sim, dev);
+                    pick(&mut sim, &calls)
+                } {
                     let kind = if sim.random().is_multiple_of(2) { TrackKind::Audio } else { TrackKind::Video };
                     let muted = sim.random().is_multiple_of(2);
                     sim.command(dev, Command::MuteTrack { call_id: c, kind, muted });
@@ -375,7 +388,10 @@ fn run_faults(seed: u64, seen: &mut FaultSeen, nodes: usize) {
     for (dev, call, t, clean) in &gone {
         let v = sim.verdicts.iter().find(|(_, d, c, _)| d == dev && c == call);
         let Some((at, ..)) = v else {
-            assert!(!sim.server_participants(call).contains(dev), "seed {seed}: no verdict for closed device {dev} in {call}, still counted in it");
+            assert!(
+                !sim.server_participants(call).contains(dev),
+                "seed {seed}: no verdict for closed device {dev} in {call}, still counted in it"
+            );
             continue;
         };
         let restarted = restarts.iter().any(|r| r >= t && *r <= t + CLEAN_GRACE_MS);
@@ -451,7 +467,13 @@ fn random_faults_keep_the_invariants_and_deliver_exactly_once() {
     // dead socket kept its device present after the page reconnected and closed cleanly; 52528
     // the server counted both of a user's devices that answered at once, so the first one's
     // departure went unannounced.
-    let Seeds { runs, sweep, list } = seeds(300, &[89, 104, 587, 750, 1_056, 4_460, 6_864, 16_866, 28_673, 44_144, 45_223, 71_590, 84_337, 97_691, 179_658, 179_860, 310_507, 437_762, 360_775, 594_828, 476_717, 8, 46, 59, 62, 5_117, 8_926, 52_528]);
+    let Seeds { runs, sweep, list } = seeds(
+        300,
+        &[
+            89, 104, 587, 750, 1_056, 4_460, 6_864, 16_866, 28_673, 44_144, 45_223, 71_590, 84_337, 97_691, 179_658, 179_860, 310_507,
+            437_762, 360_775, 594_828, 476_717, 8, 46, 59, 62, 5_117, 8_926, 52_528,
+        ],
+    );
     let mut seen = FaultSeen::default();
     for seed in list {
         run_faults(seed, &mut seen, 1);
@@ -495,7 +517,10 @@ fn random_cluster_runs_keep_the_invariants_and_deliver_exactly_once() {
     );
     if sweep && runs >= 100 {
         assert!(seen.connected > runs as usize / 2 && seen.closes > runs as usize, "runs exercised too little");
-        assert!(fault_seen.drops > 0 && fault_seen.silent > 0 && fault_seen.node_kills > 0 && fault_seen.closed > 0 && fault_seen.bus_gaps > 0, "a fault kind was never exercised");
+        assert!(
+            fault_seen.drops > 0 && fault_seen.silent > 0 && fault_seen.node_kills > 0 && fault_seen.closed > 0 && fault_seen.bus_gaps > 0,
+            "a fault kind was never exercised"
+        );
         assert!(fault_seen.verdicts > 0 && fault_seen.verdict_checks > 0, "no grace ran out in cluster mode");
         assert!(fault_seen.repeats_dropped > 0, "no resend was ever deduplicated");
     }

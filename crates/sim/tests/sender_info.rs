@@ -2,9 +2,9 @@
 //! registered (`content.user`), `onAccept` included (CallLib passed only `{userId}` there), and
 //! `getRemoteUsers()` shows the latest profile each participant sent.
 
+use rcall_sim::Sim;
 use rtc_core::engine::{CallEvent, Command};
 use rtc_core::proto::UserProfile;
-use rcall_sim::Sim;
 use rtc_core::types::{error_code, MediaType};
 
 fn profile(name: &str, portrait: &str, extra: Option<&str>) -> UserProfile {

@@ -2,8 +2,8 @@
 //! fails before it ever connected is re-negotiated (ICE restart from its offerer) up to
 //! `setup_retries` more times; by default (both options false) it is left alone, as before.
 
-use rtc_core::engine::{Input, LinkState, MediaEvent, Peer, RESTART_RETRY_MS};
 use rcall_sim::Sim;
+use rtc_core::engine::{Input, LinkState, MediaEvent, Peer, RESTART_RETRY_MS};
 use rtc_core::types::{MediaType, SessionState};
 
 fn link_state(sim: &mut Sim, dev: usize, call_id: &str, peer_user: &str, peer_dev: usize, state: LinkState) {

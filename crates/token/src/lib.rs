@@ -18,7 +18,6 @@ type HmacSha256 = Hmac<Sha256>;
 /// Default validity: 30 days.
 pub const DEFAULT_TTL_MS: i64 = 30 * 24 * 60 * 60 * 1000;
 
-
 /// What a token says. Field names are short because the token travels in every connect.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {

@@ -198,7 +198,9 @@ fn fast_start(video: &JsValue) -> Option<(JsValue, JsValue)> {
     if keys.length() != 1 || keys.get(0).as_string().as_deref() != Some("ideal") {
         return None;
     }
-    let ideal_rate = Reflect::get(&rate, &JsValue::from_str("ideal")).ok()?.as_f64()?;
+    let ideal_rate = Reflect::get(&rate, &JsValue::from_str("ideal"))
+        .ok()?
+        .as_f64()?;
     if ideal_rate >= f64::from(FAST_START_FRAME_RATE) {
         return None;
     }
@@ -226,7 +228,8 @@ pub(crate) fn settle_when_sending(track: &MediaStreamTrack) {
 async fn settle(track: MediaStreamTrack, requested: JsValue) {
     let sleep = js_sys::Promise::new(&mut |resolve, _| {
         if let Some(w) = web_sys::window() {
-            let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, SETTLE_AFTER_MS);
+            let _ =
+                w.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, SETTLE_AFTER_MS);
         }
     });
     let _ = JsFuture::from(sleep).await;

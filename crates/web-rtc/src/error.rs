@@ -196,7 +196,11 @@ pub(crate) fn name_and_message(err: &JsValue) -> (String, String) {
     let name = get("name").unwrap_or_else(|| "Error".to_owned());
     // JSON, not `{:?}`: the wasm build has no Debug formatting (-Zfmt-debug=none, npm/build.sh).
     let message = get("message")
-        .or_else(|| js_sys::JSON::stringify(err).ok().and_then(|s| s.as_string()))
+        .or_else(|| {
+            js_sys::JSON::stringify(err)
+                .ok()
+                .and_then(|s| s.as_string())
+        })
         .unwrap_or_else(|| "a thrown value that is not an Error".to_owned());
     (name, message)
 }

@@ -71,8 +71,8 @@
 
 #![warn(missing_docs)]
 
-pub mod capture;
 pub mod caps;
+pub mod capture;
 pub mod devices;
 pub mod error;
 pub mod peer;
@@ -82,8 +82,8 @@ pub mod stats;
 pub mod track;
 pub mod warmup;
 
-pub use capture::{capture, default_video_constraints, CaptureRequest, LocalMedia};
 pub use caps::VideoCaps;
+pub use capture::{capture, default_video_constraints, CaptureRequest, LocalMedia};
 pub use devices::{
     cameras, enumerate_devices, microphones, speakers, watch_devices, DeviceInfo, DeviceKind,
     DeviceWatch,

@@ -25,7 +25,11 @@ const VIDEO_CODECS: [&str; 5] = ["VP8", "VP9", "H264", "AV1", "H265"];
 pub fn with_start_bitrate(sdp: &str, kbps: u32) -> String {
     // Char patterns and push_str only: this runs in the wasm bundle, where substring
     // searchers, `join` and `char` formatting would cost kilobytes.
-    let eol = if sdp.bytes().any(|b| b == b'\r') { "\r\n" } else { "\n" };
+    let eol = if sdp.bytes().any(|b| b == b'\r') {
+        "\r\n"
+    } else {
+        "\n"
+    };
     let lines: Vec<&str> = sdp
         .split('\n')
         .map(|l| l.strip_suffix('\r').unwrap_or(l))
@@ -42,7 +46,9 @@ pub fn with_start_bitrate(sdp: &str, kbps: u32) -> String {
     // Sections begin at each `m=` line; only `m=video` ones are edited.
     let mut start = 0;
     while start < lines.len() {
-        let end = (start + 1..lines.len()).find(|&i| lines[i].starts_with("m=")).unwrap_or(lines.len());
+        let end = (start + 1..lines.len())
+            .find(|&i| lines[i].starts_with("m="))
+            .unwrap_or(lines.len());
         let section = &lines[start..end];
         start = end;
         if !section[0].starts_with("m=video") {
@@ -56,13 +62,22 @@ pub fn with_start_bitrate(sdp: &str, kbps: u32) -> String {
             .filter_map(|rest| {
                 let (pt, enc) = rest.split_once(' ')?;
                 let name = enc.split('/').next()?;
-                VIDEO_CODECS.iter().any(|c| c.eq_ignore_ascii_case(name)).then_some(pt)
+                VIDEO_CODECS
+                    .iter()
+                    .any(|c| c.eq_ignore_ascii_case(name))
+                    .then_some(pt)
             })
             .collect();
         for line in section {
             if fmtp_pt(line).is_some_and(|pt| codec_pts.contains(&pt)) {
-                let has = line.split([' ', ';']).any(|p| p.starts_with("x-google-start-bitrate="));
-                let sep = if line.bytes().any(|b| b == b' ') { ";" } else { " " };
+                let has = line
+                    .split([' ', ';'])
+                    .any(|p| p.starts_with("x-google-start-bitrate="));
+                let sep = if line.bytes().any(|b| b == b' ') {
+                    ";"
+                } else {
+                    " "
+                };
                 if has {
                     emit(&[line]);
                 } else {
@@ -71,7 +86,10 @@ pub fn with_start_bitrate(sdp: &str, kbps: u32) -> String {
                 continue;
             }
             emit(&[line]);
-            if let Some(pt) = line.strip_prefix("a=rtpmap:").and_then(|r| r.split(' ').next()) {
+            if let Some(pt) = line
+                .strip_prefix("a=rtpmap:")
+                .and_then(|r| r.split(' ').next())
+            {
                 if codec_pts.contains(&pt) && !section.iter().any(|l| fmtp_pt(l) == Some(pt)) {
                     emit(&["a=fmtp:", pt, " ", &param]);
                 }
@@ -102,7 +120,9 @@ a=rtpmap:103 rtx/90000\r\na=fmtp:103 apt=102\r\na=rtpmap:35 AV1/90000\r\na=fmtp:
     fn adds_the_start_bitrate_to_every_video_codec_only() {
         let out = with_start_bitrate(OFFER, 1500);
         // VP8 had no fmtp: one is added right after its rtpmap.
-        assert!(out.contains("a=rtpmap:96 VP8/90000\r\na=fmtp:96 x-google-start-bitrate=1500\r\na=rtcp-fb:96 nack"));
+        assert!(out.contains(
+            "a=rtpmap:96 VP8/90000\r\na=fmtp:96 x-google-start-bitrate=1500\r\na=rtcp-fb:96 nack"
+        ));
         // H264 keeps its parameters and gets ours appended.
         assert!(out.contains(
             "a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f;x-google-start-bitrate=1500\r\n"

@@ -16,15 +16,35 @@ pub struct Layer {
     pub max_bitrate_bps: u32,
 }
 
-const HIGH: Layer = Layer { rid: "h", scale_down_by: 1.0, max_bitrate_bps: 900_000 };
-const MID: Layer = Layer { rid: "m", scale_down_by: 2.0, max_bitrate_bps: 300_000 };
-const LOW4: Layer = Layer { rid: "l", scale_down_by: 4.0, max_bitrate_bps: 100_000 };
-const LOW2: Layer = Layer { rid: "l", scale_down_by: 2.0, max_bitrate_bps: 200_000 };
+const HIGH: Layer = Layer {
+    rid: "h",
+    scale_down_by: 1.0,
+    max_bitrate_bps: 900_000,
+};
+const MID: Layer = Layer {
+    rid: "m",
+    scale_down_by: 2.0,
+    max_bitrate_bps: 300_000,
+};
+const LOW4: Layer = Layer {
+    rid: "l",
+    scale_down_by: 4.0,
+    max_bitrate_bps: 100_000,
+};
+const LOW2: Layer = Layer {
+    rid: "l",
+    scale_down_by: 2.0,
+    max_bitrate_bps: 200_000,
+};
 
 /// The layers for a capture of `width` x `height` (0 when unknown: the 640x480 default),
 /// high first.
 pub fn layers(width: u32, height: u32) -> Vec<Layer> {
-    let (w, h) = if width == 0 || height == 0 { (640, 480) } else { (width, height) };
+    let (w, h) = if width == 0 || height == 0 {
+        (640, 480)
+    } else {
+        (width, height)
+    };
     if u64::from(w) * u64::from(h) >= 960 * 540 {
         vec![HIGH, MID, LOW4]
     } else {
@@ -38,14 +58,23 @@ mod tests {
 
     #[test]
     fn small_captures_get_two_layers_large_ones_three_scaled_4_2_1() {
-        let rids = |w, h| layers(w, h).iter().map(|l| (l.rid, l.scale_down_by)).collect::<Vec<_>>();
+        let rids = |w, h| {
+            layers(w, h)
+                .iter()
+                .map(|l| (l.rid, l.scale_down_by))
+                .collect::<Vec<_>>()
+        };
         assert_eq!(rids(640, 480), [("h", 1.0), ("l", 2.0)]);
         assert_eq!(rids(0, 0), [("h", 1.0), ("l", 2.0)]);
         assert_eq!(rids(1280, 720), [("h", 1.0), ("m", 2.0), ("l", 4.0)]);
         assert_eq!(rids(960, 540), [("h", 1.0), ("m", 2.0), ("l", 4.0)]);
         for w in [320, 640, 1920] {
             let l = layers(w, w * 9 / 16);
-            assert!(l.windows(2).all(|p| p[0].max_bitrate_bps > p[1].max_bitrate_bps), "high first");
+            assert!(
+                l.windows(2)
+                    .all(|p| p[0].max_bitrate_bps > p[1].max_bitrate_bps),
+                "high first"
+            );
         }
     }
 }

@@ -11,7 +11,6 @@
 //!
 //! Everything else stays reachable through [`PeerLink::stats`].
 
-
 use js_sys::{Object, Reflect};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
@@ -99,7 +98,10 @@ impl Entries {
     }
 
     fn get(&self, id: &str) -> Option<&JsValue> {
-        self.by_id.iter().find(|(k, _)| k == id).map(|&(_, i)| &self.all[i])
+        self.by_id
+            .iter()
+            .find(|(k, _)| k == id)
+            .map(|&(_, i)| &self.all[i])
     }
 
     /// The stat that `stat[key]` names by id (e.g. `mediaSourceId`).

@@ -57,28 +57,49 @@ async fn capture_default_video_profile_is_640x480() {
 }
 
 fn frame_rate(track: &MediaStreamTrack) -> Option<f64> {
-    Reflect::get(&track.get_settings(), &"frameRate".into()).unwrap().as_f64()
+    Reflect::get(&track.get_settings(), &"frameRate".into())
+        .unwrap()
+        .as_f64()
 }
 
 #[wasm_bindgen_test]
 async fn capture_opens_the_camera_fast_then_settles_once_it_is_sent() {
     // Default profile (ideal 15 fps): opened faster (ideal FAST_START_FRAME_RATE: the fake
     // camera's native 20 fps) and kept so while nothing sends it (a caller ringing)...
-    let media = capture(&CaptureRequest::audio_video()).await.expect("capture");
+    let media = capture(&CaptureRequest::audio_video())
+        .await
+        .expect("capture");
     let video = media.video().unwrap();
     let opened = frame_rate(&video).expect("frameRate setting");
-    assert!(opened > 15.0 && opened <= f64::from(capture::FAST_START_FRAME_RATE), "opened at {opened} fps");
+    assert!(
+        opened > 15.0 && opened <= f64::from(capture::FAST_START_FRAME_RATE),
+        "opened at {opened} fps"
+    );
     sleep(capture::SETTLE_AFTER_MS + 300).await;
-    assert_eq!(frame_rate(&video), Some(opened), "settled before being sent");
+    assert_eq!(
+        frame_rate(&video),
+        Some(opened),
+        "settled before being sent"
+    );
     // ...then settled at 15 fps once a link sends it: same device, same live track.
     let (a, b) = (Side::new(), Side::new());
-    a.link.prepare(&[Kind::Audio, Kind::Video]).expect("prepare");
-    b.link.prepare(&[Kind::Audio, Kind::Video]).expect("prepare");
+    a.link
+        .prepare(&[Kind::Audio, Kind::Video])
+        .expect("prepare");
+    b.link
+        .prepare(&[Kind::Audio, Kind::Video])
+        .expect("prepare");
     connect(&a, &b).await;
     a.link.attach(Kind::Video, &video).await.expect("attach");
     let sent_at = now_ms();
-    wait_for("the camera settles at 15 fps", 5_000.0, || frame_rate(&video) == Some(15.0)).await;
-    assert!(now_ms() - sent_at >= f64::from(capture::SETTLE_AFTER_MS) - 50.0, "settled too early");
+    wait_for("the camera settles at 15 fps", 5_000.0, || {
+        frame_rate(&video) == Some(15.0)
+    })
+    .await;
+    assert!(
+        now_ms() - sent_at >= f64::from(capture::SETTLE_AFTER_MS) - 50.0,
+        "settled too early"
+    );
     assert!(is_live(&video));
     a.link.close();
     b.link.close();
@@ -97,13 +118,20 @@ async fn a_fast_started_camera_settles_once_an_sfu_publisher_sends_it() {
     // The SFU publishing path (`add_sender`) settles the camera like `attach` does: without it
     // SFU publishers kept encoding at the fast-start rate (bench/mesh --sfu: 16–20 fps decoded
     // where FPS_15 was asked).
-    let media = capture(&CaptureRequest::audio_video()).await.expect("capture");
+    let media = capture(&CaptureRequest::audio_video())
+        .await
+        .expect("capture");
     let video = media.video().unwrap();
     let opened = frame_rate(&video).expect("frameRate setting");
     assert!(opened > 15.0, "opened at {opened} fps");
     let side = Side::new();
-    side.link.add_sender(&video, &media.stream(), &[]).expect("add_sender");
-    wait_for("the camera settles at 15 fps", 5_000.0, || frame_rate(&video) == Some(15.0)).await;
+    side.link
+        .add_sender(&video, &media.stream(), &[])
+        .expect("add_sender");
+    wait_for("the camera settles at 15 fps", 5_000.0, || {
+        frame_rate(&video) == Some(15.0)
+    })
+    .await;
     assert!(is_live(&video));
     side.link.close();
     media.stop();

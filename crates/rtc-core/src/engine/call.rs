@@ -251,9 +251,7 @@ impl Call {
     /// Whether `user` takes part in the call now, as far as this device knows: it accepted, or
     /// it is the caller and has not left (a caller invited back after leaving rings again).
     pub fn user_in(&self, user: &str) -> bool {
-        self.users.get(user).is_some_and(|m| {
-            m.state == UserState::Keeping || (user == self.caller_id && m.ring_deadline.is_none())
-        })
+        self.users.get(user).is_some_and(|m| m.state == UserState::Keeping || (user == self.caller_id && m.ring_deadline.is_none()))
     }
 
     pub fn next_deadline(&self) -> Option<Millis> {

@@ -15,10 +15,10 @@
 //!   its reason as-is (7 stays 7) and nothing is sent back.
 
 use super::call::Pending;
+use super::Millis;
 use super::{Engine, MediaAction, SendPurpose, SELF_CUTOFF_MS};
 use crate::proto::{self, call_content::Body};
 use crate::types::{end_reason, error_code};
-use super::Millis;
 
 impl Engine {
     pub(super) fn link_down(&mut self, since: Millis) {

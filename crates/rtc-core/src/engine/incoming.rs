@@ -123,24 +123,21 @@ impl Engine {
             m.ring_deadline = Some(self.own_ring_deadline(msg.sent_time));
         }
         let media_type = MediaType::from_i32(invite.media_type).unwrap_or(MediaType::Audio);
-        self.calls.insert(
-            call_id.clone(),
-            {
-                let mut call = Call::new(CallParties {
-                    id: call_id.clone(),
-                    conversation_type: msg.conversation_type,
-                    target_id: msg.target_id.clone(),
-                    channel_id: msg.channel_id.clone(),
-                    media_type,
-                    caller_id: sender.user_id.clone(),
-                    inviter_id: sender.user_id.clone(),
-                    users,
-                });
-                call.sfu = self.new_call_sfu(call.conversation_type);
-                call.extra = invite.extra.clone();
-                call
-            },
-        );
+        self.calls.insert(call_id.clone(), {
+            let mut call = Call::new(CallParties {
+                id: call_id.clone(),
+                conversation_type: msg.conversation_type,
+                target_id: msg.target_id.clone(),
+                channel_id: msg.channel_id.clone(),
+                media_type,
+                caller_id: sender.user_id.clone(),
+                inviter_id: sender.user_id.clone(),
+                users,
+            });
+            call.sfu = self.new_call_sfu(call.conversation_type);
+            call.extra = invite.extra.clone();
+            call
+        });
         self.ring_and_announce(&call_id, invite.extra, busy);
     }
 
@@ -210,31 +207,28 @@ impl Engine {
         users.insert(sender.user_id.clone(), caller);
         users.insert(me.clone(), member(UserState::Waiting, self.profile.clone()));
         let media_type = MediaType::from_i32(invite.media_type).unwrap_or(MediaType::Audio);
-        self.calls.insert(
-            call_id.clone(),
-            {
-                let mut call = Call::new(CallParties {
-                    id: call_id.clone(),
-                    conversation_type: msg.conversation_type,
-                    target_id: msg.target_id.clone(),
-                    channel_id: msg.channel_id.clone(),
-                    media_type,
-                    caller_id: sender.user_id.clone(),
-                    inviter_id: sender.user_id.clone(),
-                    users,
-                });
-                call.sfu = self.new_call_sfu(call.conversation_type);
-                // Our media from the call that lost is reused; it was already announced.
-                call.has_local_media = true;
-                call.local_announced = true;
-                call.pending = match (pending_call, &captured) {
-                    (Some(cmd), None) => Pending::MergeCapture(cmd),
-                    _ => Pending::MergeAccept,
-                };
-                call.extra = invite.extra;
-                call
-            },
-        );
+        self.calls.insert(call_id.clone(), {
+            let mut call = Call::new(CallParties {
+                id: call_id.clone(),
+                conversation_type: msg.conversation_type,
+                target_id: msg.target_id.clone(),
+                channel_id: msg.channel_id.clone(),
+                media_type,
+                caller_id: sender.user_id.clone(),
+                inviter_id: sender.user_id.clone(),
+                users,
+            });
+            call.sfu = self.new_call_sfu(call.conversation_type);
+            // Our media from the call that lost is reused; it was already announced.
+            call.has_local_media = true;
+            call.local_announced = true;
+            call.pending = match (pending_call, &captured) {
+                (Some(cmd), None) => Pending::MergeCapture(cmd),
+                _ => Pending::MergeAccept,
+            };
+            call.extra = invite.extra;
+            call
+        });
         self.media(super::MediaAction::Rename { from: mine.clone(), into: call_id.clone() });
         self.renamed.insert(mine.clone(), call_id.clone());
         self.emit(CallEvent::Merged { from: mine, into: call_id.clone() });
@@ -373,8 +367,7 @@ impl Engine {
         call.left.push(sender.user_id.clone());
         let reason = map_remote_reason(wire_reason);
         call.end = now;
-        let peers: Vec<Peer> =
-            call.peers.iter().filter(|l| l.peer.user_id == sender.user_id).map(|l| l.peer.clone()).collect();
+        let peers: Vec<Peer> = call.peers.iter().filter(|l| l.peer.user_id == sender.user_id).map(|l| l.peer.clone()).collect();
         call.peers.retain(|l| l.peer.user_id != sender.user_id);
         call.early_tracks.retain(|(p, _)| p.user_id != sender.user_id);
         let anyone_keeping = call.users.values().any(|m| m.state == UserState::Keeping);

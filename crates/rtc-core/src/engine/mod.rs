@@ -308,10 +308,7 @@ impl Engine {
             body: Some(body),
         };
         // Results nobody waits for are not asked for (see `OutgoingSignal::receipt`).
-        let receipt = !matches!(
-            purpose,
-            SendPurpose::Other | SendPurpose::Hangup { command: None } | SendPurpose::Mute { command: None }
-        );
+        let receipt = !matches!(purpose, SendPurpose::Other | SendPurpose::Hangup { command: None } | SendPurpose::Mute { command: None });
         let signal = OutgoingSignal {
             request_id,
             conversation_type: call.conversation_type,

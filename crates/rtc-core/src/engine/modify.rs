@@ -10,14 +10,7 @@ use crate::types::{call_status, error_code, MediaType, UserState};
 
 impl Engine {
     /// `session.invite(userIds)`.
-    pub(super) fn invite_members(
-        &mut self,
-        id: CommandId,
-        call_id: &str,
-        user_ids: Vec<String>,
-        extra: String,
-        texts: PushTexts,
-    ) {
+    pub(super) fn invite_members(&mut self, id: CommandId, call_id: &str, user_ids: Vec<String>, extra: String, texts: PushTexts) {
         let me = self.cfg.self_id.clone();
         let Some(call) = self.calls.get(call_id).filter(|c| c.is_live() && c.state.is_some()) else {
             // 5.1.1: inviting after the call ended (e.g. handled on another device) is a code,
@@ -35,8 +28,7 @@ impl Engine {
         }
         // 5.2.8 / spec G.6 decision: users already in the call are left out silently; if nobody
         // new remains the invite is a PARAM_ERROR and nothing is sent.
-        let new_users: Vec<String> =
-            dedup(&user_ids).into_iter().filter(|u| *u != me && !call.users.contains_key(u)).collect();
+        let new_users: Vec<String> = dedup(&user_ids).into_iter().filter(|u| *u != me && !call.users.contains_key(u)).collect();
         if new_users.is_empty() {
             return self.done(id, error_code::PARAM_ERROR, None);
         }
@@ -105,8 +97,7 @@ impl Engine {
         let deadline = self.ring_deadline(msg.sent_time);
         // Members as the sender lists them; mobile peers may list only new invitees in
         // `inviteUserIds`, so both lists count (spec B.8).
-        let mut members: Vec<(String, i32)> =
-            modify.existed_user_pofiles.iter().map(|p| (p.user_id.clone(), p.call_status)).collect();
+        let mut members: Vec<(String, i32)> = modify.existed_user_pofiles.iter().map(|p| (p.user_id.clone(), p.call_status)).collect();
         for u in &modify.invite_user_ids {
             if !members.iter().any(|(m, _)| m == u) {
                 members.push((u.clone(), call_status::RINGING));
@@ -183,24 +174,21 @@ impl Engine {
         }
         let media_type = MediaType::from_i32(modify.media_type).unwrap_or(MediaType::Audio);
         let caller = if modify.caller.is_empty() { sender.user_id.clone() } else { modify.caller.clone() };
-        self.calls.insert(
-            call_id.clone(),
-            {
-                let mut call = Call::new(CallParties {
-                    id: call_id.clone(),
-                    conversation_type: msg.conversation_type,
-                    target_id: msg.target_id.clone(),
-                    channel_id: msg.channel_id.clone(),
-                    media_type,
-                    caller_id: caller,
-                    inviter_id: sender.user_id.clone(),
-                    users,
-                });
-                call.sfu = self.new_call_sfu(call.conversation_type);
-                call.extra = modify.extra.clone();
-                call
-            },
-        );
+        self.calls.insert(call_id.clone(), {
+            let mut call = Call::new(CallParties {
+                id: call_id.clone(),
+                conversation_type: msg.conversation_type,
+                target_id: msg.target_id.clone(),
+                channel_id: msg.channel_id.clone(),
+                media_type,
+                caller_id: caller,
+                inviter_id: sender.user_id.clone(),
+                users,
+            });
+            call.sfu = self.new_call_sfu(call.conversation_type);
+            call.extra = modify.extra.clone();
+            call
+        });
         self.ring_and_announce(&call_id, modify.extra, busy);
     }
 

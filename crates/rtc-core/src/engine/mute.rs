@@ -119,12 +119,6 @@ impl Engine {
         }
         *slot = state.muted;
         let track_id = super::track_id(user_id, kind);
-        self.emit(CallEvent::MuteChange {
-            call_id: call_id.to_string(),
-            user_id: user_id.to_string(),
-            kind,
-            muted: state.muted,
-            track_id,
-        });
+        self.emit(CallEvent::MuteChange { call_id: call_id.to_string(), user_id: user_id.to_string(), kind, muted: state.muted, track_id });
     }
 }

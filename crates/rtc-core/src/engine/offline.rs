@@ -25,10 +25,7 @@ impl Engine {
             }
         }
         for (_, list) in tasks {
-            let starts_call = matches!(
-                list[0].content.body,
-                Some(Body::Invite(_)) | Some(Body::ModifyMem(_))
-            );
+            let starts_call = matches!(list[0].content.body, Some(Body::Invite(_)) | Some(Body::ModifyMem(_)));
             if !starts_call {
                 continue;
             }
@@ -50,9 +47,9 @@ impl Engine {
             return false;
         }
         if first.conversation_type == conversation_type::PRIVATE {
-            return list.iter().all(|m| {
-                matches!(m.content.body, Some(Body::Invite(_)) | Some(Body::ModifyMedia(_)) | Some(Body::Ringing(_)))
-            });
+            return list
+                .iter()
+                .all(|m| matches!(m.content.body, Some(Body::Invite(_)) | Some(Body::ModifyMedia(_)) | Some(Body::Ringing(_))));
         }
         let inviter = first.sender_user_id.clone();
         let mut participants: Vec<String> = vec![inviter.clone()];
@@ -87,8 +84,7 @@ impl Engine {
         };
         // Spec G.7 decision: an invite I received and never answered is NO_RESPONSE (5) for me;
         // an invite sent by my other device that nobody answered is REMOTE_NO_RESPONSE (15).
-        let unanswered =
-            if first.sender_user_id == *me { end_reason::REMOTE_NO_RESPONSE } else { end_reason::NO_RESPONSE };
+        let unanswered = if first.sender_user_id == *me { end_reason::REMOTE_NO_RESPONSE } else { end_reason::NO_RESPONSE };
         let mut record = OfflineRecord {
             channel_id: first.channel_id.clone(),
             conversation_type: first.conversation_type,
@@ -103,16 +99,13 @@ impl Engine {
         };
         for m in list {
             match &m.content.body {
-                Some(Body::ModifyMedia(mm)) => {
-                    record.media_type = MediaType::from_i32(mm.media_type).unwrap_or(record.media_type)
-                }
+                Some(Body::ModifyMedia(mm)) => record.media_type = MediaType::from_i32(mm.media_type).unwrap_or(record.media_type),
                 Some(Body::Accept(_)) => {
                     record.end_reason = end_reason::HANGUP;
                     record.begin_timestamp = m.sent_time;
                 }
                 Some(Body::Hangup(h)) => {
-                    record.end_reason =
-                        if m.sender_user_id == *me { h.reason } else { map_remote_reason(h.reason) };
+                    record.end_reason = if m.sender_user_id == *me { h.reason } else { map_remote_reason(h.reason) };
                     record.end_timestamp = m.sent_time;
                 }
                 _ => {}

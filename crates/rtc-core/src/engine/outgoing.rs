@@ -4,8 +4,8 @@ use crate::small_map::SmallMap;
 
 use super::call::{Call, CallParties, Pending};
 use super::{
-    member, send_error_code, CallEvent, CallRequest, CaptureError, CommandId, Engine, MediaAction, MediaEvent,
-    SendPurpose, TrackInfo, TrackKind,
+    member, send_error_code, CallEvent, CallRequest, CaptureError, CommandId, Engine, MediaAction, MediaEvent, SendPurpose, TrackInfo,
+    TrackKind,
 };
 use crate::proto::{self, call_content::Body, ChannelInfo, PushConfig, UserProfile};
 use crate::types::{end_reason, error_code, MediaType, SessionState, UserState};
@@ -21,9 +21,13 @@ impl Engine {
                 self.profile = profile;
                 self.done(id, error_code::SUCCESS, None);
             }
-            Command::Invite { call_id, user_ids, extra, push_title, push_content } => {
-                self.invite_members(id, &call_id, user_ids, extra, super::PushTexts { title: push_title, content: push_content, options: None })
-            }
+            Command::Invite { call_id, user_ids, extra, push_title, push_content } => self.invite_members(
+                id,
+                &call_id,
+                user_ids,
+                extra,
+                super::PushTexts { title: push_title, content: push_content, options: None },
+            ),
             Command::DescendAbility { call_id } => self.descend(id, &call_id),
             Command::MuteTrack { call_id, kind, muted } => self.mute_track(id, &call_id, kind, muted),
             Command::ChangeMicrophone { call_id } => self.change_microphone(id, &call_id),
@@ -57,32 +61,29 @@ impl Engine {
             users.insert(u, member(UserState::Waiting, UserProfile::default()));
         }
         let call_id = req.call_id.clone();
-        self.calls.insert(
-            call_id.clone(),
-            {
-                let mut call = Call::new(CallParties {
-                    id: call_id.clone(),
-                    conversation_type: req.conversation_type,
-                    target_id: req.target_id,
-                    channel_id: req.channel_id,
-                    media_type: req.media_type,
-                    caller_id: me.clone(),
-                    inviter_id: me,
-                    users,
-                });
-                call.sfu = self.new_call_sfu(call.conversation_type);
-                // Not a session for the app until the invite went out (getState() says END).
-                call.state = None;
-                call.announced = false;
-                call.has_local_media = true;
-                call.pending = Pending::CallStart(id);
-                call.start = Some(Box::default());
-                call.extra = req.extra;
-                call.push_title = req.push_title;
-                call.push_content = req.push_content;
-                call
-            },
-        );
+        self.calls.insert(call_id.clone(), {
+            let mut call = Call::new(CallParties {
+                id: call_id.clone(),
+                conversation_type: req.conversation_type,
+                target_id: req.target_id,
+                channel_id: req.channel_id,
+                media_type: req.media_type,
+                caller_id: me.clone(),
+                inviter_id: me,
+                users,
+            });
+            call.sfu = self.new_call_sfu(call.conversation_type);
+            // Not a session for the app until the invite went out (getState() says END).
+            call.state = None;
+            call.announced = false;
+            call.has_local_media = true;
+            call.pending = Pending::CallStart(id);
+            call.start = Some(Box::default());
+            call.extra = req.extra;
+            call.push_title = req.push_title;
+            call.push_content = req.push_content;
+            call
+        });
         self.media(MediaAction::Capture { call_id: call_id.clone(), video: req.media_type.has_video() });
         self.send_invite(&call_id);
     }
@@ -178,18 +179,15 @@ impl Engine {
         let me = self.cfg.self_id.clone();
         // Spec G.15 decision: accepting a session that can no longer be accepted (ended, already
         // accepted, or our own outgoing call) fails fast with PARAM_ERROR and sends nothing.
-        let acceptable = self.calls.get(call_id).is_some_and(|c| {
-            c.is_live()
-                && c.state == Some(SessionState::Waiting)
-                && c.pending == Pending::None
-                && c.ringing(&me)
-        });
+        let acceptable = self
+            .calls
+            .get(call_id)
+            .is_some_and(|c| c.is_live() && c.state == Some(SessionState::Waiting) && c.pending == Pending::None && c.ringing(&me));
         if !acceptable {
             return self.done(id, error_code::PARAM_ERROR, None);
         }
         // Accepting one call hangs up every other live one (spec C.6).
-        let others: Vec<String> =
-            self.calls.values().filter(|c| c.is_live() && c.id != call_id).map(|c| c.id.clone()).collect();
+        let others: Vec<String> = self.calls.values().filter(|c| c.is_live() && c.id != call_id).map(|c| c.id.clone()).collect();
         for other in others {
             self.hangup(None, &other);
         }
@@ -220,13 +218,7 @@ impl Engine {
     }
 
     /// The capture of an `accept()` finished; `sent`: the server already took our Accept.
-    fn accept_captured(
-        &mut self,
-        call_id: &str,
-        command: CommandId,
-        result: Result<Vec<TrackKind>, CaptureError>,
-        sent: bool,
-    ) {
+    fn accept_captured(&mut self, call_id: &str, command: CommandId, result: Result<Vec<TrackKind>, CaptureError>, sent: bool) {
         let me = self.cfg.self_id.clone();
         let Some(call) = self.calls.get_mut(call_id) else { return };
         if result.is_err() {
@@ -274,8 +266,7 @@ impl Engine {
             Ok(_) if capturing => call.pending = Pending::AcceptCapture(command.expect("set above")),
             Ok(_) => self.accept_joined(call_id, command),
             Err(im_code) => {
-                let reason =
-                    if im_code == 405 { end_reason::ADDED_TO_BLACKLIST } else { end_reason::NETWORK_ERROR };
+                let reason = if im_code == 405 { end_reason::ADDED_TO_BLACKLIST } else { end_reason::NETWORK_ERROR };
                 let summary = self.end_call(call_id, reason, true);
                 done(self, send_error_code(im_code));
                 self.close_event(call_id, summary);
@@ -478,12 +469,8 @@ impl Engine {
             (_, true) => "您有一条视频通话",
         };
         let ids: Vec<String> = invitees.iter().map(|u| json_string(u)).collect();
-        let data = format!(
-            "{{\"mediaType\":{},\"userIdList\":[{}],\"callId\":{}}}",
-            call.media_type as i32,
-            ids.join(","),
-            json_string(call_id)
-        );
+        let data =
+            format!("{{\"mediaType\":{},\"userIdList\":[{}],\"callId\":{}}}", call.media_type as i32, ids.join(","), json_string(call_id));
         let title = per_call.title.clone().or_else(|| self.call_push.title.clone());
         let content = per_call.content.clone().or_else(|| self.call_push.content.clone());
         PushConfig {

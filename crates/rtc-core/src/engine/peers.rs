@@ -125,11 +125,8 @@ impl Engine {
         if !call.is_live() || !call.has_link(&peer) {
             return;
         }
-        let body = Body::Media(proto::MediaSignal {
-            to_user_id: peer.user_id.clone(),
-            to_device_id: peer.device_id.clone(),
-            kind: Some(signal),
-        });
+        let body =
+            Body::Media(proto::MediaSignal { to_user_id: peer.user_id.clone(), to_device_id: peer.device_id.clone(), kind: Some(signal) });
         self.send(call_id, body, vec![peer.user_id], None, SendPurpose::Other);
     }
 

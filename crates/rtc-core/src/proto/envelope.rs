@@ -620,10 +620,7 @@ impl ClientFrame {
 
 impl ServerFrame {
     pub fn new(server_time: i64, body: server_frame::Body) -> Self {
-        Self {
-            server_time,
-            body: Some(body),
-        }
+        Self { server_time, body: Some(body) }
     }
     pub fn to_bytes(&self) -> Vec<u8> {
         self.encode_to_vec()

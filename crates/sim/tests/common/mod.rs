@@ -24,9 +24,7 @@ pub fn live_calls(sim: &Sim, dev: DeviceId) -> Vec<String> {
             _ => {}
         }
     }
-    ids.into_iter()
-        .filter(|c| sim.engine(dev).session(c).is_some_and(|v| v.state != SessionState::End))
-        .collect()
+    ids.into_iter().filter(|c| sim.engine(dev).session(c).is_some_and(|v| v.state != SessionState::End)).collect()
 }
 
 /// Spec C.14, from one device's log.
@@ -97,7 +95,11 @@ pub fn check_invariants(sim: &Sim, dev: DeviceId, seed: u64) {
                 // (see the engine's module docs).
                 let late_accept_answer = s.directional_user_ids.len() == 1
                     && matches!(&s.content.body, Some(rtc_core::proto::call_content::Body::Hangup(h)) if h.reason == 15 || h.reason == 3);
-                assert!(late_accept_answer || !closed.contains(call), "seed {seed} dev {dev}: sent {:?} after {call} ended", s.content.object_name());
+                assert!(
+                    late_accept_answer || !closed.contains(call),
+                    "seed {seed} dev {dev}: sent {:?} after {call} ended",
+                    s.content.object_name()
+                );
                 if let Some(rtc_core::proto::call_content::Body::ModifyMem(m)) = &s.content.body {
                     for p in &m.existed_user_pofiles {
                         if p.call_status == 3 {
