@@ -142,12 +142,24 @@ pub type Page = (Arc<str>, Arc<str>, u64);
 /// [`late_here`], for pages not announced yet. Pages gone meanwhile leave (`Gone`, lost); pages
 /// here that were announced, or are to be announced late now, are announced again (`Here`).
 /// Returns the events and the pages announced (to mark as such).
-pub fn announcements(me: &str, held: &[(Page, bool)], known: &[Page], late: impl Fn(&Page) -> bool) -> (Vec<RoomsEvent>, Vec<Page>) {
+///
+/// A page the replica holds on another node (`elsewhere`) is never announced again, even if it
+/// was announced here: it reconnected there, and this node's connection is a dead socket it has
+/// not noticed yet. (e2e `cluster.test.mjs` "a frozen node": the frozen node, told it was taken
+/// for dead, re-announced the page whose live connection had moved on, took the page's new node
+/// out of presence, and the old socket's close became a lost grace: the peer got a hangup.)
+pub fn announcements(
+    me: &str,
+    held: &[(Page, bool)],
+    known: &[Page],
+    late: impl Fn(&Page) -> bool,
+    elsewhere: impl Fn(&Page) -> bool,
+) -> (Vec<RoomsEvent>, Vec<Page>) {
     let gone = known
         .iter()
         .filter(|k| !held.iter().any(|(h, _)| h == *k))
         .map(|(u, d, i)| presence_event(me, u, d, *i, Presence::Gone(Departure::Lost)));
-    let here: Vec<Page> = held.iter().filter(|(p, a)| announces(*a, || late(p))).map(|(p, _)| p.clone()).collect();
+    let here: Vec<Page> = held.iter().filter(|(p, a)| !elsewhere(p) && announces(*a, || late(p))).map(|(p, _)| p.clone()).collect();
     let events = gone.chain(here.iter().map(|(u, d, i)| presence_event(me, u, d, *i, Presence::Here))).collect();
     (events, here)
 }
@@ -315,8 +327,13 @@ impl RoomsNode {
     pub fn announcements<C: Clone>(&mut self, core: &AppCore<C>) -> Vec<RoomsEvent> {
         let mut held: Vec<(Page, bool)> = self.pages.iter().map(|(p, (_, a))| (p.clone(), *a)).collect();
         held.sort();
-        let (events, here) =
-            announcements(&self.name, &held, &core.rooms_held_by(&self.name), |(u, d, i)| late_here(core, &self.name, u, d, *i));
+        let (events, here) = announcements(
+            &self.name,
+            &held,
+            &core.rooms_held_by(&self.name),
+            |(u, d, i)| late_here(core, &self.name, u, d, *i),
+            |(u, d, i)| core.rooms_page_held_elsewhere(u, d, *i, &self.name),
+        );
         for p in &here {
             if let Some(h) = self.pages.get_mut(p) {
                 h.1 = true;
@@ -395,7 +412,7 @@ mod tests {
         assert_eq!(after_apply("n2", &node_lost("n2", "n1"), None), AfterApply { involves: Involves::All, ..AfterApply::default() });
         let held = [((Arc::from("u"), Arc::from("a"), 1), true)];
         let known = [(Arc::from("u"), Arc::from("b"), 2)];
-        let (evs, here) = announcements("n1", &held, &known, |_| false);
+        let (evs, here) = announcements("n1", &held, &known, |_| false, |_| false);
         let evs: Vec<_> = evs.into_iter().map(|e| kind(&Some(e))).collect();
         assert_eq!(evs, [Some(("gone", "b".into(), true)), Some(("here", "a".into(), false))]);
         assert_eq!(here, [held[0].0.clone()]);
@@ -408,10 +425,15 @@ mod tests {
             ((Arc::from("u"), Arc::from("b"), 1), false),
             ((Arc::from("u"), Arc::from("c"), 1), true),
         ];
-        let (evs, here) = announcements("n1", &held, &[], |(_, d, _)| &**d == "b");
+        let (evs, here) = announcements("n1", &held, &[], |(_, d, _)| &**d == "b", |_| false);
         let evs: Vec<_> = evs.into_iter().map(|e| kind(&Some(e))).collect();
         assert_eq!(evs, [Some(("here", "b".into(), false)), Some(("here", "c".into(), false))]);
         assert_eq!(here.len(), 2);
+        // A page that reconnected to another node is not announced again from here, announced
+        // before or not: this node's connection of it is a dead socket (a frozen node told it
+        // was taken for dead).
+        let (evs, here) = announcements("n1", &held, &[], |(_, d, _)| &**d == "b", |(_, d, _)| &**d != "a");
+        assert!(evs.is_empty() && here.is_empty(), "{evs:?}");
         assert!(announces(true, || unreachable!("not asked once announced")));
         assert!(!announces(false, || false));
     }

@@ -897,9 +897,13 @@ impl Follower {
             let (evs, announced) = {
                 let core = self.state.hub.core(app);
                 let known = core.rooms_held_by(&me);
-                rooms_node::announcements(&me, &here, &known, |(u, d, i)| {
-                    rooms_node::late_here(&core, &me, u, d, *i)
-                })
+                rooms_node::announcements(
+                    &me,
+                    &here,
+                    &known,
+                    |(u, d, i)| rooms_node::late_here(&core, &me, u, d, *i),
+                    |(u, d, i)| core.rooms_page_held_elsewhere(u, d, *i, &me),
+                )
             };
             let announced: Vec<PageKey> = announced
                 .into_iter()
