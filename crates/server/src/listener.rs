@@ -7,7 +7,7 @@
 //! - Connections that have not authenticated yet — plain HTTP, and WebSockets until their
 //!   `AuthResult` — are capped server-wide and per source IP ([`Gate`]); past a cap a new
 //!   connection is closed at accept. A WebSocket leaves the count once authenticated.
-//! - Before authentication a WebSocket may read only a few KB ([`GuardedIo`]): an anonymous
+//! - Before authentication a WebSocket may read only a few KB (`GuardedIo`, below): an anonymous
 //!   client cannot make the server buffer a large frame.
 //! - Accept errors (EMFILE, ENFILE, ECONNABORTED, …) are logged and retried after a pause,
 //!   never spun on and never fatal; at start the soft `RLIMIT_NOFILE` is raised to the hard one

@@ -6,7 +6,7 @@
 //! - **The rooms log.** Each event ([`RoomsEvent`]) is numbered by Redis and appended to the
 //!   app's log stream and published on its rooms channel in one script: a call message by the
 //!   route script itself (so the log's order is the order of the deliveries: two accepts at once
-//!   are applied in the order every member received them), anything else by [`APPEND`].
+//!   are applied in the order every member received them), anything else by `APPEND` (below).
 //!   Numbers follow each other (`n + 1`); a new or restarted Redis starts at its clock (µs), so
 //!   numbers only grow.
 //! - **Presence.** Only devices the rooms care about are announced: members of a call and
