@@ -237,6 +237,7 @@ impl Engine {
                 self.server_offset = server_time - now;
                 self.on_send_result(request_id, result);
             }
+            Input::SendFailed { request_id, code } => self.on_send_result(request_id, Err(code)),
             Input::Media(ev) => self.on_media(ev),
             Input::Timeout => self.on_timeout(),
             Input::LinkDown { since } => self.link_down(since),
