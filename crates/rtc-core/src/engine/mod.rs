@@ -73,8 +73,8 @@ pub use recovery::{RESTART_GRACE_MS, RESTART_RETRY_MS};
 pub use sfu::{SfuAction, SfuEvent, SfuInput, SfuTrack, LOW_LAYER_ABOVE};
 
 use crate::proto::{call_content::Body, CallContent, PushConfig, UserProfile};
-use crate::types::{end_reason, error_code, SessionState, UserState};
-use call::{Call, Member, Pending};
+use crate::types::{end_reason, error_code, UserState};
+use call::{Call, Member, Phase};
 
 /// Ring timeout (spec C.4): fixed at 60 s in CallLib, counted from the server's sent time.
 pub const RING_TIMEOUT_MS: Millis = 60_000;
@@ -333,12 +333,14 @@ impl Engine {
     fn end_call(&mut self, call_id: &str, reason: i32, set_end_time: bool) -> Option<EndSummary> {
         let now = self.now;
         let call = self.calls.get_mut(call_id)?;
-        if call.state == Some(SessionState::End) {
+        if !call.is_live() {
             return None;
         }
-        call.state = Some(SessionState::End);
-        call.end_reason = Some(reason);
-        call.pending = Pending::None;
+        // A call whose `call()` had not resolved was never handed to the app: nothing to close.
+        let announced = !matches!(call.phase, Phase::Starting(_));
+        let was_joined = call.joined();
+        let had_media = call.has_local_media();
+        call.phase = Phase::Ended { reason };
         if set_end_time {
             call.end = now;
         }
@@ -350,11 +352,9 @@ impl Engine {
         call.left.extend(remote);
         call.users.clear();
         let in_sfu = call.sfu.take().is_some_and(|s| s.generation.is_some());
-        let joined = std::mem::take(&mut call.joined) || !call.peers.is_empty() || in_sfu;
-        let had_media = std::mem::take(&mut call.has_local_media);
+        let joined = was_joined || !call.peers.is_empty() || in_sfu;
         call.peers.clear();
         call.early_tracks.clear();
-        let announced = call.announced;
         let summary = call.summary();
         if joined {
             self.media(MediaAction::Leave { call_id: call_id.to_string() });

@@ -12,7 +12,7 @@ impl Engine {
     /// `session.invite(userIds)`.
     pub(super) fn invite_members(&mut self, id: CommandId, call_id: &str, user_ids: Vec<String>, extra: String, texts: PushTexts) {
         let me = self.cfg.self_id.clone();
-        let Some(call) = self.calls.get(call_id).filter(|c| c.is_live() && c.state.is_some()) else {
+        let Some(call) = self.calls.get(call_id).filter(|c| c.has_session()) else {
             // 5.1.1: inviting after the call ended (e.g. handled on another device) is a code,
             // never an exception.
             return self.done(id, error_code::PARAM_ERROR, None);
@@ -195,7 +195,7 @@ impl Engine {
     /// `session.descendAbility()`: tell everyone, then drop our video once the server took it.
     pub(super) fn descend(&mut self, id: CommandId, call_id: &str) {
         let me = self.cfg.self_id.clone();
-        let Some(call) = self.calls.get(call_id).filter(|c| c.is_live() && c.state.is_some()) else {
+        let Some(call) = self.calls.get(call_id).filter(|c| c.has_session()) else {
             return self.done(id, error_code::PARAM_ERROR, None);
         };
         if call.media_type == MediaType::Audio {

@@ -13,12 +13,12 @@ impl Engine {
     pub(super) fn mute_track(&mut self, id: CommandId, call_id: &str, kind: TrackKind, muted: bool) {
         let me = self.cfg.self_id.clone();
         let camera_off = self.cfg.camera_off_when_video_disabled;
-        let Some(call) = self.calls.get_mut(call_id).filter(|c| c.is_live() && c.state.is_some()) else {
+        let Some(call) = self.calls.get_mut(call_id).filter(|c| c.has_session()) else {
             return self.done(id, error_code::PARAM_ERROR, None);
         };
         if kind == TrackKind::Video {
             // No camera in this call (audio call, or downgraded), or not in the call yet.
-            if call.media_type == MediaType::Audio || !call.joined || call.pending != Pending::None {
+            if call.media_type == MediaType::Audio || !call.joined() || !call.idle() {
                 return self.done(id, error_code::MISSING_VIDEO_TRACK_ERROR, None);
             }
             if camera_off {
@@ -27,7 +27,7 @@ impl Engine {
                 }
                 if !muted {
                     // A new camera track; announced once it is captured and sent (D.3).
-                    call.pending = Pending::CameraCapture(id);
+                    call.set_pending(Pending::CameraCapture(id));
                     return self.media(MediaAction::CaptureCamera { call_id: call_id.to_string() });
                 }
                 call.camera_released = true;
@@ -39,7 +39,7 @@ impl Engine {
         } else {
             call.audio_muted = muted;
         }
-        let joined = call.joined && call.self_in(&me);
+        let joined = call.joined() && call.self_in(&me);
         self.media(MediaAction::SetEnabled { call_id: call_id.to_string(), kind, enabled: !muted });
         if joined {
             self.send_mute(call_id, kind == TrackKind::Video, muted, Some(id));
@@ -51,7 +51,7 @@ impl Engine {
     /// The new camera track of `enableVideoTrack()` was captured (or not).
     pub(super) fn camera_captured(&mut self, call_id: &str, command: CommandId, result: Result<Vec<TrackKind>, CaptureError>) {
         let Some(call) = self.calls.get_mut(call_id) else { return };
-        call.pending = Pending::None;
+        call.set_pending(Pending::None);
         if result.is_err() || !call.is_live() {
             return self.done(command, error_code::GET_LOCAL_VIDEO_TRACK_ERROR, None);
         }
@@ -65,16 +65,16 @@ impl Engine {
     /// `changeAudioDevice()`: only in a call we are in (there is a microphone to replace).
     pub(super) fn change_microphone(&mut self, id: CommandId, call_id: &str) {
         let me = self.cfg.self_id.clone();
-        let Some(call) = self.calls.get_mut(call_id).filter(|c| c.self_in(&me) && c.pending == Pending::None) else {
+        let Some(call) = self.calls.get_mut(call_id).filter(|c| c.self_in(&me) && c.idle()) else {
             return self.done(id, error_code::PARAM_ERROR, None);
         };
-        call.pending = Pending::MicCapture(id);
+        call.set_pending(Pending::MicCapture(id));
         self.media(MediaAction::CaptureMicrophone { call_id: call_id.to_string() });
     }
 
     pub(super) fn microphone_captured(&mut self, call_id: &str, command: CommandId, result: Result<Vec<TrackKind>, CaptureError>) {
         let Some(call) = self.calls.get_mut(call_id) else { return };
-        call.pending = Pending::None;
+        call.set_pending(Pending::None);
         if result.is_err() || !call.is_live() {
             return self.done(command, error_code::GET_LOCAL_AUDIO_TRACK_ERROR, None);
         }
