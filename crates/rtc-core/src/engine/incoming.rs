@@ -2,7 +2,7 @@
 
 use crate::small_map::SmallMap;
 
-use super::call::{Call, CallParties, Pending, Phase};
+use super::call::{Call, CallParties, Member, Pending, Phase};
 use super::{member, CallEvent, Engine, Peer, Received, SendPurpose, Sender, TrackKind};
 use crate::proto::{self, call_content::Body, UserProfile};
 use crate::types::{end_reason, map_remote_reason, MediaType, UserState};
@@ -122,23 +122,41 @@ impl Engine {
             m.profile = self.profile.clone();
             m.ring_deadline = Some(self.own_ring_deadline(msg.sent_time));
         }
-        let media_type = MediaType::from_i32(invite.media_type).unwrap_or(MediaType::Audio);
-        self.calls.insert(call_id.clone(), {
-            let mut call = Call::new(CallParties {
-                id: call_id.clone(),
-                conversation_type: msg.conversation_type,
-                target_id: msg.target_id.clone(),
-                channel_id: msg.channel_id.clone(),
-                media_type,
-                caller_id: sender.user_id.clone(),
-                inviter_id: sender.user_id.clone(),
-                users,
-            });
-            call.sfu = self.new_call_sfu(call.conversation_type);
-            call.extra = invite.extra.clone();
-            call
-        });
+        let call = self.rung_call(msg, invite.media_type, sender.user_id, users, invite.extra.clone());
+        self.calls.insert(call_id.clone(), call);
         self.ring_and_announce(&call_id, invite.extra, busy);
+    }
+
+    /// A new call, WAITING and handed to the app, its media through the SFU when the server runs
+    /// this GROUP call's media there; each flow adjusts what differs.
+    pub(super) fn new_call(&self, parties: CallParties, extra: String) -> Call {
+        let mut call = Call::new(parties);
+        call.sfu = self.new_call_sfu(call.conversation_type);
+        call.extra = extra;
+        call
+    }
+
+    /// The call `msg` (an RC:VCInvite or RC:VCModifyMem) rings this device for, as
+    /// [`Engine::new_call`]: addressed as `msg` is, its sender the inviter.
+    pub(super) fn rung_call(
+        &self,
+        msg: &Received,
+        media_type: i32,
+        caller_id: String,
+        users: SmallMap<String, Member>,
+        extra: String,
+    ) -> Call {
+        let parties = CallParties {
+            id: msg.content.call_id.clone(),
+            conversation_type: msg.conversation_type,
+            target_id: msg.target_id.clone(),
+            channel_id: msg.channel_id.clone(),
+            media_type: MediaType::from_i32(media_type).unwrap_or(MediaType::Audio),
+            caller_id,
+            inviter_id: msg.sender_user_id.clone(),
+            users,
+        };
+        self.new_call(parties, extra)
     }
 
     /// A new incoming call is tracked: ring back, hand the session to the app, and if another
@@ -205,19 +223,8 @@ impl Engine {
         caller.device_id = Some(msg.content.device_id.clone());
         users.insert(sender.user_id.clone(), caller);
         users.insert(me.clone(), member(UserState::Waiting, self.profile.clone()));
-        let media_type = MediaType::from_i32(invite.media_type).unwrap_or(MediaType::Audio);
         self.calls.insert(call_id.clone(), {
-            let mut call = Call::new(CallParties {
-                id: call_id.clone(),
-                conversation_type: msg.conversation_type,
-                target_id: msg.target_id.clone(),
-                channel_id: msg.channel_id.clone(),
-                media_type,
-                caller_id: sender.user_id.clone(),
-                inviter_id: sender.user_id.clone(),
-                users,
-            });
-            call.sfu = self.new_call_sfu(call.conversation_type);
+            let mut call = self.rung_call(msg, invite.media_type, sender.user_id.clone(), users, invite.extra);
             // Our media from the call that lost is reused; it was already announced.
             call.local_announced = true;
             let pending = match (pending_call, &captured) {
@@ -225,7 +232,6 @@ impl Engine {
                 _ => Pending::MergeAccept,
             };
             call.phase = Phase::Waiting { pending, captured: true };
-            call.extra = invite.extra;
             call
         });
         self.media(super::MediaAction::Rename { from: mine.clone(), into: call_id.clone() });

@@ -62,20 +62,21 @@ impl Engine {
         }
         let call_id = req.call_id.clone();
         self.calls.insert(call_id.clone(), {
-            let mut call = Call::new(CallParties {
-                id: call_id.clone(),
-                conversation_type: req.conversation_type,
-                target_id: req.target_id,
-                channel_id: req.channel_id,
-                media_type: req.media_type,
-                caller_id: me.clone(),
-                inviter_id: me,
-                users,
-            });
-            call.sfu = self.new_call_sfu(call.conversation_type);
+            let mut call = self.new_call(
+                CallParties {
+                    id: call_id.clone(),
+                    conversation_type: req.conversation_type,
+                    target_id: req.target_id,
+                    channel_id: req.channel_id,
+                    media_type: req.media_type,
+                    caller_id: me.clone(),
+                    inviter_id: me,
+                    users,
+                },
+                req.extra,
+            );
             // Not a session for the app until the invite went out (getState() says END).
             call.phase = Phase::Starting(Box::new(CallStart { command: id, captured: None, sent: None, held: Vec::new() }));
-            call.extra = req.extra;
             call.push_title = req.push_title;
             call.push_content = req.push_content;
             call
