@@ -329,12 +329,4 @@ impl Call {
     pub fn user_in(&self, user: &str) -> bool {
         self.users.get(user).is_some_and(|m| m.state == UserState::Keeping || (user == self.caller_id && m.ring_deadline.is_none()))
     }
-
-    pub fn next_deadline(&self) -> Option<Millis> {
-        if !self.is_live() {
-            return None;
-        }
-        let rings = self.users.values().filter_map(|m| m.ring_deadline);
-        rings.chain(self.peers.iter().filter_map(|l| l.restart_at)).min()
-    }
 }
