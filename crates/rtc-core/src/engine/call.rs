@@ -68,8 +68,8 @@ pub(crate) enum Phase {
     /// accept's).
     Waiting { pending: Pending, captured: bool },
     /// KEEPING: this device is in the call with its media captured; the "room" is joined, so
-    /// peers may connect.
-    Keeping { pending: Pending },
+    /// peers may connect. `camera_released`: by `disableVideoTrack()` (camera-off mode).
+    Keeping { pending: Pending, camera_released: bool },
     /// END, kept so getters answer after `onSessionClose`.
     Ended { reason: i32 },
 }
@@ -122,8 +122,6 @@ pub(crate) struct Call {
     /// Our own mute state, announced to everyone who joins.
     pub audio_muted: bool,
     pub video_muted: bool,
-    /// The camera was released by `disableVideoTrack()` (camera-off mode).
-    pub camera_released: bool,
     /// Users our ring timer gave up on, and users no longer tracked (left, timed out, or the
     /// call ended): a late Accept from one of them is handled by `Engine::late_accept`.
     pub timed_out: Vec<String>,
@@ -170,7 +168,6 @@ impl Call {
             local_announced: false,
             audio_muted: false,
             video_muted: false,
-            camera_released: false,
             timed_out: Vec::new(),
             left: Vec::new(),
             told_gone: Vec::new(),
@@ -214,7 +211,7 @@ impl Call {
     /// starting, or over): ask [`Call::idle`] for "a session waiting for nothing".
     pub fn pending(&self) -> Pending {
         match self.phase {
-            Phase::Waiting { pending, .. } | Phase::Keeping { pending } => pending,
+            Phase::Waiting { pending, .. } | Phase::Keeping { pending, .. } => pending,
             Phase::Starting(_) | Phase::Ended { .. } => Pending::None,
         }
     }
@@ -222,7 +219,7 @@ impl Call {
     /// Sets what the session waits for (nothing happens outside a session).
     pub fn set_pending(&mut self, to: Pending) {
         match &mut self.phase {
-            Phase::Waiting { pending, .. } | Phase::Keeping { pending } => *pending = to,
+            Phase::Waiting { pending, .. } | Phase::Keeping { pending, .. } => *pending = to,
             Phase::Starting(_) | Phase::Ended { .. } => debug_assert_eq!(to, Pending::None, "no session to wait in"),
         }
     }
@@ -243,8 +240,23 @@ impl Call {
     /// This device is in: the session goes KEEPING (from WAITING, keeping what it waits for).
     pub fn keep(&mut self) {
         match self.phase {
-            Phase::Waiting { pending, .. } | Phase::Keeping { pending } => self.phase = Phase::Keeping { pending },
+            Phase::Waiting { pending, .. } => self.phase = Phase::Keeping { pending, camera_released: false },
+            Phase::Keeping { .. } => {}
             Phase::Starting(_) | Phase::Ended { .. } => debug_assert!(false, "only a session is kept"),
+        }
+    }
+
+    /// The camera was released by `disableVideoTrack()` (camera-off mode); only in the call.
+    pub fn camera_released(&self) -> bool {
+        matches!(self.phase, Phase::Keeping { camera_released: true, .. })
+    }
+
+    /// Notes that the camera was released or captured again (only in the call: nothing else has
+    /// a camera to release).
+    pub fn set_camera_released(&mut self, to: bool) {
+        match &mut self.phase {
+            Phase::Keeping { camera_released, .. } => *camera_released = to,
+            _ => debug_assert!(false, "no camera outside the call"),
         }
     }
 

@@ -22,7 +22,7 @@ impl Engine {
                 return self.done(id, error_code::MISSING_VIDEO_TRACK_ERROR, None);
             }
             if camera_off {
-                if muted == call.camera_released {
+                if muted == call.camera_released() {
                     return self.done(id, error_code::SUCCESS, None);
                 }
                 if !muted {
@@ -30,7 +30,7 @@ impl Engine {
                     call.set_pending(Pending::CameraCapture(id));
                     return self.media(MediaAction::CaptureCamera { call_id: call_id.to_string() });
                 }
-                call.camera_released = true;
+                call.set_camera_released(true);
                 call.video_muted = true;
                 self.media(MediaAction::DropVideo { call_id: call_id.to_string() });
                 return self.send_mute(call_id, true, true, Some(id));
@@ -55,7 +55,7 @@ impl Engine {
         if result.is_err() || !call.is_live() {
             return self.done(command, error_code::GET_LOCAL_VIDEO_TRACK_ERROR, None);
         }
-        call.camera_released = false;
+        call.set_camera_released(false);
         call.video_muted = false;
         self.media(MediaAction::Attach { call_id: call_id.to_string(), peer: None });
         self.local_track_ready(call_id, TrackKind::Video, true);
