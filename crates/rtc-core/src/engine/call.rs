@@ -18,11 +18,28 @@ pub(crate) struct Member {
     /// The device that answered (known from its Accept), for media.
     pub device_id: Option<String>,
     /// Publisher-side mute state, as the member announced it (`isOwnerMuted`).
-    pub audio_muted: bool,
-    pub video_muted: bool,
+    pub muted: Muted,
     /// Listed as ringing by the ModifyMem that brought us into the call: it may have accepted
     /// before it knew of us (see `Engine::apply_remote_media`).
     pub maybe_in: bool,
+}
+
+/// Which of a user's tracks are muted (`RCall:Mute`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Muted {
+    pub audio: bool,
+    pub video: bool,
+}
+
+impl Muted {
+    /// The video or the audio flag.
+    pub fn of(&mut self, video: bool) -> &mut bool {
+        if video {
+            &mut self.video
+        } else {
+            &mut self.audio
+        }
+    }
 }
 
 /// An outgoing call being set up. rcall sends the invite while the camera starts (CallLib
@@ -120,8 +137,7 @@ pub(crate) struct Call {
     /// The app already got `onTrackReady` for our local tracks (merged calls reuse them).
     pub local_announced: bool,
     /// Our own mute state, announced to everyone who joins.
-    pub audio_muted: bool,
-    pub video_muted: bool,
+    pub muted: Muted,
     /// Users our ring timer gave up on, and users no longer tracked (left, timed out, or the
     /// call ended): a late Accept from one of them is handled by `Engine::late_accept`.
     pub timed_out: Vec<String>,
@@ -166,8 +182,7 @@ impl Call {
             push_title: None,
             push_content: None,
             local_announced: false,
-            audio_muted: false,
-            video_muted: false,
+            muted: Muted::default(),
             timed_out: Vec::new(),
             left: Vec::new(),
             told_gone: Vec::new(),
@@ -315,8 +330,8 @@ impl Call {
                     is_caller: *id == self.caller_id,
                     is_remote: id != self_id,
                     profile: m.profile.clone(),
-                    audio_muted: if id == self_id { self.audio_muted } else { m.audio_muted },
-                    video_muted: if id == self_id { self.video_muted } else { m.video_muted },
+                    audio_muted: if id == self_id { self.muted.audio } else { m.muted.audio },
+                    video_muted: if id == self_id { self.muted.video } else { m.muted.video },
                 })
                 .collect(),
         }

@@ -392,5 +392,5 @@ fn send_error_code(im_code: i32) -> i32 {
 }
 
 fn member(state: UserState, profile: UserProfile) -> Member {
-    Member { state, profile, ring_deadline: None, device_id: None, audio_muted: false, video_muted: false, maybe_in: false }
+    Member { state, profile, ring_deadline: None, device_id: None, muted: call::Muted::default(), maybe_in: false }
 }

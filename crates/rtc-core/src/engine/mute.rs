@@ -31,13 +31,13 @@ impl Engine {
                     return self.media(MediaAction::CaptureCamera { call_id: call_id.to_string() });
                 }
                 call.set_camera_released(true);
-                call.video_muted = true;
+                call.muted.video = true;
                 self.media(MediaAction::DropVideo { call_id: call_id.to_string() });
                 return self.send_mute(call_id, true, true, Some(id));
             }
-            call.video_muted = muted;
+            call.muted.video = muted;
         } else {
-            call.audio_muted = muted;
+            call.muted.audio = muted;
         }
         let joined = call.joined() && call.self_in(&me);
         self.media(MediaAction::SetEnabled { call_id: call_id.to_string(), kind, enabled: !muted });
@@ -56,7 +56,7 @@ impl Engine {
             return self.done(command, error_code::GET_LOCAL_VIDEO_TRACK_ERROR, None);
         }
         call.set_camera_released(false);
-        call.video_muted = false;
+        call.muted.video = false;
         self.media(MediaAction::Attach { call_id: call_id.to_string(), peer: None });
         self.local_track_ready(call_id, TrackKind::Video, true);
         self.send_mute(call_id, true, false, Some(command));
@@ -78,7 +78,7 @@ impl Engine {
         if result.is_err() || !call.is_live() {
             return self.done(command, error_code::GET_LOCAL_AUDIO_TRACK_ERROR, None);
         }
-        let muted = call.audio_muted;
+        let muted = call.muted.audio;
         if muted {
             self.media(MediaAction::SetEnabled { call_id: call_id.to_string(), kind: TrackKind::Audio, enabled: false });
         }
@@ -99,7 +99,7 @@ impl Engine {
     /// Tells `to` (someone who just joined) what we have muted.
     pub(super) fn announce_mute_state(&mut self, call_id: &str, to: Vec<String>) {
         let Some(call) = self.calls.get(call_id) else { return };
-        let states = [(false, call.audio_muted), (true, call.video_muted)];
+        let states = [(false, call.muted.audio), (true, call.muted.video)];
         for (video, muted) in states {
             if muted && !to.is_empty() {
                 let body = Body::Mute(proto::MuteState { video, muted });
@@ -113,7 +113,7 @@ impl Engine {
         let Some(call) = self.calls.get_mut(call_id).filter(|c| c.is_live()) else { return };
         let Some(m) = call.users.get_mut(user_id) else { return };
         let kind = if state.video { TrackKind::Video } else { TrackKind::Audio };
-        let slot = if state.video { &mut m.video_muted } else { &mut m.audio_muted };
+        let slot = m.muted.of(state.video);
         if *slot == state.muted {
             return;
         }
