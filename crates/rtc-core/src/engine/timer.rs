@@ -9,6 +9,7 @@
 //! | [`Timer::LinkRestart`] | peer link with its transport lost, on its offerer (`Link::restart_at`) | the link's `disconnected` / `failed` | [`RESTART_GRACE_MS`] after `disconnected`, at once after `failed`, then every [`RESTART_RETRY_MS`] (rcall; CallLib had no recovery) | ICE restart ([`super::recovery`]) |
 //! | [`Timer::Cutoff`] | engine, while the link to the server is down | [`super::Input::LinkDown`] | [`SELF_CUTOFF_MS`] after the client last heard from the server (rcall) | every live call ends with NETWORK_ERROR (7), a Hangup queued ([`super::connection`]) |
 
+use super::call::Call;
 use super::{CallEvent, Engine, Millis, Sender};
 use crate::types::end_reason;
 
@@ -44,17 +45,7 @@ impl Timer {
 impl Engine {
     /// The earliest deadline of every timer, for [`super::Output::Wait`].
     pub(super) fn next_deadline(&self) -> Option<Millis> {
-        Timer::ALL.into_iter().filter_map(|t| self.deadline(t)).min()
-    }
-
-    /// When the first timer of kind `timer` fires.
-    fn deadline(&self, timer: Timer) -> Option<Millis> {
-        let live = self.calls.values().filter(|c| c.is_live());
-        match timer {
-            Timer::Ring => live.flat_map(|c| c.users.values().filter_map(|m| m.ring_deadline)).min(),
-            Timer::LinkRestart => live.flat_map(|c| c.peers.iter().filter_map(|l| l.restart_at)).min(),
-            Timer::Cutoff => self.cutoff_deadline(),
-        }
+        self.calls.values().filter_map(call_deadline).chain(self.cutoff_deadline()).min()
     }
 
     /// [`super::Input::Timeout`]: fires every timer that is due.
@@ -111,4 +102,13 @@ impl Engine {
             self.emit(CallEvent::Hungup { call_id: call_id.to_string(), sender, reason });
         }
     }
+}
+
+/// The first ring or link-restart deadline of a live call.
+fn call_deadline(call: &Call) -> Option<Millis> {
+    if !call.is_live() {
+        return None;
+    }
+    let rings = call.users.values().filter_map(|m| m.ring_deadline);
+    rings.chain(call.peers.iter().filter_map(|l| l.restart_at)).min()
 }
