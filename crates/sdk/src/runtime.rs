@@ -326,8 +326,7 @@ impl Runtime {
                 if let Some(Err(full)) = failed {
                     js::warn(&format!("[rcall] {full}"));
                 }
-                let result = Err(crate::im::code::RC_NET_CHANNEL_INVALID);
-                self.feed_later(Input::SendResult { request_id: signal.request_id, server_time: js::now(), result });
+                self.feed_later(Input::SendFailed { request_id: signal.request_id, code: crate::im::code::RC_NET_CHANNEL_INVALID });
             }
         }
     }

@@ -18,17 +18,36 @@ pub(crate) struct Member {
     /// The device that answered (known from its Accept), for media.
     pub device_id: Option<String>,
     /// Publisher-side mute state, as the member announced it (`isOwnerMuted`).
-    pub audio_muted: bool,
-    pub video_muted: bool,
+    pub muted: Muted,
     /// Listed as ringing by the ModifyMem that brought us into the call: it may have accepted
     /// before it knew of us (see `Engine::apply_remote_media`).
     pub maybe_in: bool,
 }
 
+/// Which of a user's tracks are muted (`RCall:Mute`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Muted {
+    pub audio: bool,
+    pub video: bool,
+}
+
+impl Muted {
+    /// The video or the audio flag.
+    pub fn of(&mut self, video: bool) -> &mut bool {
+        if video {
+            &mut self.video
+        } else {
+            &mut self.audio
+        }
+    }
+}
+
 /// An outgoing call being set up. rcall sends the invite while the camera starts (CallLib
 /// captured first), so the callee rings ~150 ms sooner; `call()` settles once both are done.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct CallStart {
+    /// The `call()` command, settled once capture and invite are both done.
+    pub command: CommandId,
     pub captured: Option<Result<Vec<super::TrackKind>, super::CaptureError>>,
     pub sent: Option<Result<super::Millis, i32>>,
     pub held: Vec<super::Received>,
@@ -54,12 +73,29 @@ pub(crate) struct Link {
     pub setup_retries_left: u8,
 }
 
-/// Where an outgoing call or an accept stands while the media layer or server answers.
+/// Where a call stands. Each phase carries what only it has, so a call cannot be, say, joined
+/// while ringing, or hold `call()`'s start data after it resolved.
+#[derive(Debug, Clone)]
+pub(crate) enum Phase {
+    /// `call()` runs: capturing and inviting at once, messages for the call held until both are
+    /// done. No session for the app yet (`getState()` says END; ending it closes nothing).
+    Starting(Box<CallStart>),
+    /// A session the app holds, WAITING: this device rings, or rings the others.
+    /// `captured`: local media is captured or being captured for this call (the caller's, or an
+    /// accept's).
+    Waiting { pending: Pending, captured: bool },
+    /// KEEPING: this device is in the call with its media captured; the "room" is joined, so
+    /// peers may connect. `camera_released`: by `disableVideoTrack()` (camera-off mode).
+    Keeping { pending: Pending, camera_released: bool },
+    /// END, kept so getters answer after `onSessionClose`.
+    Ended { reason: i32 },
+}
+
+/// What a session waits for from the media layer or the server (an accept, a merge, a new
+/// camera or microphone).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Pending {
     None,
-    /// `call()`: capturing and inviting at once; see [`Call::start`].
-    CallStart(CommandId),
     /// `accept()`: capturing, and the Accept already on its way (see `Engine::accept`).
     Accepting(CommandId),
     /// `accept()`: the server took our Accept; waiting for capture.
@@ -85,38 +121,23 @@ pub(crate) struct Call {
     pub media_type: MediaType,
     pub caller_id: String,
     pub inviter_id: String,
-    /// `None` until the invite went out (outgoing) — `getState()` then reports END.
-    pub state: Option<SessionState>,
+    pub phase: Phase,
     pub users: SmallMap<String, Member>,
     pub begin: Millis,
     pub end: Millis,
-    pub end_reason: Option<i32>,
-    /// The session object was handed to the app (so it is owed one `onSessionClose`).
-    pub announced: bool,
-    /// Media is up for this call (the "room" is joined): peers may connect.
-    pub joined: bool,
-    /// Local media is captured (or being captured) for this call.
-    pub has_local_media: bool,
     /// Peer connections of this call.
     pub peers: Vec<Link>,
     /// Remote tracks that arrived before their sender and we were both in the call: surfaced
     /// once we are (pre-connected links negotiate while ringing).
     pub early_tracks: Vec<(Peer, super::TrackKind)>,
-    pub pending: Pending,
     /// `extra` of the invite (outgoing: ours; incoming: the inviter's).
     pub extra: String,
     pub push_title: Option<String>,
     pub push_content: Option<String>,
-    /// While `call()` runs: how capture and invite went, and messages for the call that arrived
-    /// before both finished (replayed afterwards, so the app sees CallLib's order).
-    pub start: Option<Box<CallStart>>,
     /// The app already got `onTrackReady` for our local tracks (merged calls reuse them).
     pub local_announced: bool,
     /// Our own mute state, announced to everyone who joins.
-    pub audio_muted: bool,
-    pub video_muted: bool,
-    /// The camera was released by `disableVideoTrack()` (camera-off mode).
-    pub camera_released: bool,
+    pub muted: Muted,
     /// Users our ring timer gave up on, and users no longer tracked (left, timed out, or the
     /// call ended): a late Accept from one of them is handled by `Engine::late_accept`.
     pub timed_out: Vec<String>,
@@ -141,7 +162,7 @@ pub(crate) struct CallParties {
 
 impl Call {
     /// A call in WAITING, already handed to the app, with nothing else going on yet; each flow
-    /// adjusts what differs (an outgoing call starts unannounced and without a state).
+    /// adjusts what differs (an outgoing call starts in [`Phase::Starting`]).
     pub fn new(p: CallParties) -> Self {
         Call {
             id: p.id,
@@ -151,25 +172,17 @@ impl Call {
             media_type: p.media_type,
             caller_id: p.caller_id,
             inviter_id: p.inviter_id,
-            state: Some(SessionState::Waiting),
+            phase: Phase::Waiting { pending: Pending::None, captured: false },
             users: p.users,
             begin: 0,
             end: 0,
-            end_reason: None,
-            announced: true,
-            joined: false,
-            has_local_media: false,
             peers: Vec::new(),
             early_tracks: Vec::new(),
-            pending: Pending::None,
             extra: String::new(),
             push_title: None,
             push_content: None,
-            start: None,
             local_announced: false,
-            audio_muted: false,
-            video_muted: false,
-            camera_released: false,
+            muted: Muted::default(),
             timed_out: Vec::new(),
             left: Vec::new(),
             told_gone: Vec::new(),
@@ -177,8 +190,98 @@ impl Call {
         }
     }
 
+    /// Not over yet (an outgoing call still being set up counts).
     pub fn is_live(&self) -> bool {
-        self.state != Some(SessionState::End) && !(self.state.is_none() && self.pending == Pending::None)
+        !matches!(self.phase, Phase::Ended { .. })
+    }
+
+    /// A live session the app holds (WAITING or KEEPING).
+    pub fn has_session(&self) -> bool {
+        matches!(self.phase, Phase::Waiting { .. } | Phase::Keeping { .. })
+    }
+
+    /// Media is up for this call (the "room" is joined): peers may connect.
+    pub fn joined(&self) -> bool {
+        matches!(self.phase, Phase::Keeping { .. })
+    }
+
+    /// Local media is captured (or being captured) for this call.
+    pub fn has_local_media(&self) -> bool {
+        match self.phase {
+            Phase::Starting(_) | Phase::Keeping { .. } => true,
+            Phase::Waiting { captured, .. } => captured,
+            Phase::Ended { .. } => false,
+        }
+    }
+
+    /// Local media is captured and not being (re)captured for `call()`, an accept or a merge
+    /// (a camera or microphone change counts as captured: the shell swaps the track).
+    pub fn media_captured(&self) -> bool {
+        self.has_local_media()
+            && !matches!(self.pending(), Pending::Accepting(_) | Pending::AcceptCapture(_) | Pending::MergeCapture(_))
+            && !matches!(self.phase, Phase::Starting(_))
+    }
+
+    /// What the session waits for; [`Pending::None`] outside a session too (`call()` still
+    /// starting, or over): ask [`Call::idle`] for "a session waiting for nothing".
+    pub fn pending(&self) -> Pending {
+        match self.phase {
+            Phase::Waiting { pending, .. } | Phase::Keeping { pending, .. } => pending,
+            Phase::Starting(_) | Phase::Ended { .. } => Pending::None,
+        }
+    }
+
+    /// Sets what the session waits for (nothing happens outside a session).
+    pub fn set_pending(&mut self, to: Pending) {
+        match &mut self.phase {
+            Phase::Waiting { pending, .. } | Phase::Keeping { pending, .. } => *pending = to,
+            Phase::Starting(_) | Phase::Ended { .. } => debug_assert_eq!(to, Pending::None, "no session to wait in"),
+        }
+    }
+
+    /// A live session waiting for nothing.
+    pub fn idle(&self) -> bool {
+        self.has_session() && self.pending() == Pending::None
+    }
+
+    /// `call()`'s start data while it runs.
+    pub fn start_mut(&mut self) -> Option<&mut CallStart> {
+        match &mut self.phase {
+            Phase::Starting(start) => Some(start),
+            _ => None,
+        }
+    }
+
+    /// This device is in: the session goes KEEPING (from WAITING, keeping what it waits for).
+    pub fn keep(&mut self) {
+        match self.phase {
+            Phase::Waiting { pending, .. } => self.phase = Phase::Keeping { pending, camera_released: false },
+            Phase::Keeping { .. } => {}
+            Phase::Starting(_) | Phase::Ended { .. } => debug_assert!(false, "only a session is kept"),
+        }
+    }
+
+    /// The camera was released by `disableVideoTrack()` (camera-off mode); only in the call.
+    pub fn camera_released(&self) -> bool {
+        matches!(self.phase, Phase::Keeping { camera_released: true, .. })
+    }
+
+    /// Notes that the camera was released or captured again (only in the call: nothing else has
+    /// a camera to release).
+    pub fn set_camera_released(&mut self, to: bool) {
+        match &mut self.phase {
+            Phase::Keeping { camera_released, .. } => *camera_released = to,
+            _ => debug_assert!(false, "no camera outside the call"),
+        }
+    }
+
+    /// `getState()`.
+    pub fn session_state(&self) -> SessionState {
+        match self.phase {
+            Phase::Waiting { .. } => SessionState::Waiting,
+            Phase::Keeping { .. } => SessionState::Keeping,
+            Phase::Starting(_) | Phase::Ended { .. } => SessionState::End,
+        }
     }
 
     pub fn is_group(&self) -> bool {
@@ -204,7 +307,7 @@ impl Call {
             begin_timestamp: self.begin,
             end_timestamp: self.end,
             duration,
-            end_reason: self.end_reason.unwrap_or(0),
+            end_reason: if let Phase::Ended { reason } = self.phase { reason } else { 0 },
         }
     }
 
@@ -217,7 +320,7 @@ impl Call {
             media_type: self.media_type,
             caller_id: self.caller_id.clone(),
             inviter_id: self.inviter_id.clone(),
-            state: self.state.unwrap_or(SessionState::End),
+            state: self.session_state(),
             users: self
                 .users
                 .iter()
@@ -227,8 +330,8 @@ impl Call {
                     is_caller: *id == self.caller_id,
                     is_remote: id != self_id,
                     profile: m.profile.clone(),
-                    audio_muted: if id == self_id { self.audio_muted } else { m.audio_muted },
-                    video_muted: if id == self_id { self.video_muted } else { m.video_muted },
+                    audio_muted: if id == self_id { self.muted.audio } else { m.muted.audio },
+                    video_muted: if id == self_id { self.muted.video } else { m.muted.video },
                 })
                 .collect(),
         }
@@ -252,13 +355,5 @@ impl Call {
     /// it is the caller and has not left (a caller invited back after leaving rings again).
     pub fn user_in(&self, user: &str) -> bool {
         self.users.get(user).is_some_and(|m| m.state == UserState::Keeping || (user == self.caller_id && m.ring_deadline.is_none()))
-    }
-
-    pub fn next_deadline(&self) -> Option<Millis> {
-        if !self.is_live() {
-            return None;
-        }
-        let rings = self.users.values().filter_map(|m| m.ring_deadline);
-        rings.chain(self.peers.iter().filter_map(|l| l.restart_at)).min()
     }
 }

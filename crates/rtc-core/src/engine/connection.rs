@@ -14,7 +14,7 @@
 //!   reconnect). A Hangup from our own user *and device id* is that verdict: the session ends with
 //!   its reason as-is (7 stays 7) and nothing is sent back.
 
-use super::call::Pending;
+use super::call::{Pending, Phase};
 use super::Millis;
 use super::{Engine, MediaAction, SendPurpose, SELF_CUTOFF_MS};
 use crate::proto::{self, call_content::Body};
@@ -61,7 +61,8 @@ impl Engine {
         let Some(call) = self.calls.get(call_id).filter(|c| c.is_live()) else { return };
         let recipients = call.remote_ids(&me);
         let hangup = Body::Hangup(proto::Hangup { reason });
-        if let (None, Pending::CallStart(command)) = (call.state, call.pending) {
+        if let Phase::Starting(start) = &call.phase {
+            let command = start.command;
             // call() still starting: no session for the app yet; the invite may already be out.
             if tell_others {
                 self.send(call_id, hangup, recipients, None, SendPurpose::Other);
@@ -70,7 +71,7 @@ impl Engine {
             self.media(MediaAction::Release { call_id: call_id.to_string() });
             return self.done(command, error_code::SEND_MSG_ERROR, None);
         }
-        let pending = match call.pending {
+        let pending = match call.pending() {
             Pending::Accepting(c) | Pending::AcceptCapture(c) | Pending::AcceptSend(c) | Pending::MergeCapture(c) => {
                 Some((c, error_code::SEND_MSG_ERROR))
             }

@@ -2,10 +2,10 @@
 
 use crate::small_map::SmallMap;
 
-use super::call::{Call, CallParties, Pending};
+use super::call::{Call, CallParties, Member, Pending, Phase};
 use super::{member, CallEvent, Engine, Peer, Received, SendPurpose, Sender, TrackKind};
 use crate::proto::{self, call_content::Body, UserProfile};
-use crate::types::{end_reason, map_remote_reason, MediaType, SessionState, UserState};
+use crate::types::{end_reason, map_remote_reason, MediaType, UserState};
 
 impl Engine {
     pub(super) fn on_signal(&mut self, msg: Received) {
@@ -16,7 +16,7 @@ impl Engine {
         let sender = Sender { user_id: msg.sender_user_id.clone(), profile };
         let Some(body) = msg.content.body.clone() else { return };
         // Our call() is still starting: keep its messages until it has resolved.
-        if let Some(start) = self.calls.get_mut(&call_id).and_then(|c| c.start.as_mut()) {
+        if let Some(start) = self.calls.get_mut(&call_id).and_then(Call::start_mut) {
             start.held.push(msg);
             return;
         }
@@ -122,23 +122,41 @@ impl Engine {
             m.profile = self.profile.clone();
             m.ring_deadline = Some(self.own_ring_deadline(msg.sent_time));
         }
-        let media_type = MediaType::from_i32(invite.media_type).unwrap_or(MediaType::Audio);
-        self.calls.insert(call_id.clone(), {
-            let mut call = Call::new(CallParties {
-                id: call_id.clone(),
-                conversation_type: msg.conversation_type,
-                target_id: msg.target_id.clone(),
-                channel_id: msg.channel_id.clone(),
-                media_type,
-                caller_id: sender.user_id.clone(),
-                inviter_id: sender.user_id.clone(),
-                users,
-            });
-            call.sfu = self.new_call_sfu(call.conversation_type);
-            call.extra = invite.extra.clone();
-            call
-        });
+        let call = self.rung_call(msg, invite.media_type, sender.user_id, users, invite.extra.clone());
+        self.calls.insert(call_id.clone(), call);
         self.ring_and_announce(&call_id, invite.extra, busy);
+    }
+
+    /// A new call, WAITING and handed to the app, its media through the SFU when the server runs
+    /// this GROUP call's media there; each flow adjusts what differs.
+    pub(super) fn new_call(&self, parties: CallParties, extra: String) -> Call {
+        let mut call = Call::new(parties);
+        call.sfu = self.new_call_sfu(call.conversation_type);
+        call.extra = extra;
+        call
+    }
+
+    /// The call `msg` (an RC:VCInvite or RC:VCModifyMem) rings this device for, as
+    /// [`Engine::new_call`]: addressed as `msg` is, its sender the inviter.
+    pub(super) fn rung_call(
+        &self,
+        msg: &Received,
+        media_type: i32,
+        caller_id: String,
+        users: SmallMap<String, Member>,
+        extra: String,
+    ) -> Call {
+        let parties = CallParties {
+            id: msg.content.call_id.clone(),
+            conversation_type: msg.conversation_type,
+            target_id: msg.target_id.clone(),
+            channel_id: msg.channel_id.clone(),
+            media_type: MediaType::from_i32(media_type).unwrap_or(MediaType::Audio),
+            caller_id,
+            inviter_id: msg.sender_user_id.clone(),
+            users,
+        };
+        self.new_call(parties, extra)
     }
 
     /// A new incoming call is tracked: ring back, hand the session to the app, and if another
@@ -168,11 +186,12 @@ impl Engine {
             .find(|c| {
                 // Our invite is out (its SendResult and our camera may still be on their way),
                 // and our capture has not failed.
-                let capture_failed = c.start.as_ref().is_some_and(|s| matches!(s.captured, Some(Err(_))));
-                let invited = (c.state == Some(SessionState::Waiting) && c.pending == Pending::None)
-                    || (matches!(c.pending, Pending::CallStart(_)) && !capture_failed);
-                c.is_live()
-                    && invited
+                let invited = match &c.phase {
+                    Phase::Waiting { pending: Pending::None, .. } => true,
+                    Phase::Starting(start) => !matches!(start.captured, Some(Err(_))),
+                    _ => false,
+                };
+                invited
                     && !c.is_group()
                     && c.caller_id == *me
                     && c.target_id == peer
@@ -189,12 +208,10 @@ impl Engine {
         let recipients = old.remote_ids(&me);
         // A call() still waiting for the server settles with the merged call, after announcing
         // the local tracks it captured (as it would have).
-        let pending_call = if let Pending::CallStart(cmd) = old.pending { Some(cmd) } else { None };
-        // None: the camera is still starting.
-        let captured: Option<Vec<TrackKind>> = match old.start.as_ref().map(|s| s.captured.clone()) {
-            Some(Some(Ok(kinds))) => Some(kinds),
-            Some(_) => None,
-            None => Some(Vec::new()),
+        // Captured: None while the camera is still starting.
+        let (pending_call, captured): (Option<super::CommandId>, Option<Vec<TrackKind>>) = match &old.phase {
+            Phase::Starting(start) => (Some(start.command), start.captured.clone().and_then(Result::ok)),
+            _ => (None, Some(Vec::new())),
         };
         // Cancel our call on the peer's devices (the one that dialled us ignores it).
         self.send(&mine, Body::Hangup(proto::Hangup { reason: end_reason::CANCEL }), recipients, None, SendPurpose::Other);
@@ -206,27 +223,15 @@ impl Engine {
         caller.device_id = Some(msg.content.device_id.clone());
         users.insert(sender.user_id.clone(), caller);
         users.insert(me.clone(), member(UserState::Waiting, self.profile.clone()));
-        let media_type = MediaType::from_i32(invite.media_type).unwrap_or(MediaType::Audio);
         self.calls.insert(call_id.clone(), {
-            let mut call = Call::new(CallParties {
-                id: call_id.clone(),
-                conversation_type: msg.conversation_type,
-                target_id: msg.target_id.clone(),
-                channel_id: msg.channel_id.clone(),
-                media_type,
-                caller_id: sender.user_id.clone(),
-                inviter_id: sender.user_id.clone(),
-                users,
-            });
-            call.sfu = self.new_call_sfu(call.conversation_type);
+            let mut call = self.rung_call(msg, invite.media_type, sender.user_id.clone(), users, invite.extra);
             // Our media from the call that lost is reused; it was already announced.
-            call.has_local_media = true;
             call.local_announced = true;
-            call.pending = match (pending_call, &captured) {
+            let pending = match (pending_call, &captured) {
                 (Some(cmd), None) => Pending::MergeCapture(cmd),
                 _ => Pending::MergeAccept,
             };
-            call.extra = invite.extra;
+            call.phase = Phase::Waiting { pending, captured: true };
             call
         });
         self.media(super::MediaAction::Rename { from: mine.clone(), into: call_id.clone() });
@@ -261,7 +266,7 @@ impl Engine {
         let Some(call) = self.calls.get_mut(call_id) else { return };
         match result {
             Ok(kinds) => {
-                call.pending = Pending::MergeAccept;
+                call.set_pending(Pending::MergeAccept);
                 for kind in kinds {
                     self.local_track_ready(call_id, kind, false);
                 }
@@ -271,8 +276,8 @@ impl Engine {
             Err(_) => {
                 // No session was handed out: hang up the merged call, report the capture error.
                 let code = super::outgoing::capture_error_code(call.media_type);
-                call.announced = false;
-                self.end_with_hangup(call_id, end_reason::GET_MEDIA_RESOURCES_ERROR);
+                // Nothing to close: the session was never the app's.
+                let _ = self.hang_up_and_end(call_id, end_reason::GET_MEDIA_RESOURCES_ERROR);
                 self.calls.remove(call_id);
                 self.done(command, code, None);
             }
@@ -301,17 +306,14 @@ impl Engine {
             if let Some(m) = call.users.get_mut(&me) {
                 m.state = UserState::Keeping;
             }
-            if call.state == Some(SessionState::Waiting) {
-                call.state = Some(SessionState::Keeping);
-            }
+            call.keep();
             // Spec C.11: keep the FIRST connect time (CallLib overwrote it on every accept).
             if call.begin == 0 {
                 call.begin = now;
             }
-            call.joined = true;
             // Whoever is already in the call connects to the one who just accepted.
             self.peer_joined(call_id, Peer { user_id: sender.user_id.clone(), device_id });
-        } else if matches!(call.pending, Pending::AcceptCapture(_)) {
+        } else if matches!(call.pending(), Pending::AcceptCapture(_)) {
             // Our Accept went through before theirs (the server orders them) but our camera is
             // still starting: we are still the one to connect, without tracks for now; they go
             // on the link once captured (`accept_joined` → `attach_links`). Waiting until then
@@ -373,7 +375,7 @@ impl Engine {
         let anyone_keeping = call.users.values().any(|m| m.state == UserState::Keeping);
         let inviter_left_unanswered = call.is_group() && sender.user_id == call.inviter_id && !anyone_keeping;
         let ends = call.users.len() < 2 || inviter_left_unanswered;
-        let joined = call.joined;
+        let joined = call.joined();
         for peer in peers {
             self.media(super::MediaAction::Disconnect { call_id: call_id.to_string(), peer });
         }
@@ -401,7 +403,7 @@ impl Engine {
         let accept_in_flight = self
             .calls
             .get(call_id)
-            .is_some_and(|c| matches!(c.pending, Pending::Accepting(_) | Pending::AcceptSend(_) | Pending::MergeAccept));
+            .is_some_and(|c| matches!(c.pending(), Pending::Accepting(_) | Pending::AcceptSend(_) | Pending::MergeAccept));
         self.end_self(call_id, reason, accept_in_flight);
     }
 
@@ -419,9 +421,7 @@ impl Engine {
         let me = &self.cfg.self_id;
         self.calls.get(call_id).is_some_and(|c| {
             let placed_here = c.caller_id == *me && c.users.get(me).is_some_and(|m| m.ring_deadline.is_none());
-            placed_here
-                || matches!(c.pending, Pending::AcceptCapture(_))
-                || (c.pending == Pending::None && c.user_state(me) == UserState::Keeping)
+            placed_here || matches!(c.pending(), Pending::AcceptCapture(_)) || (c.idle() && c.user_state(me) == UserState::Keeping)
         })
     }
 }

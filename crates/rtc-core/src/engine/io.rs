@@ -21,6 +21,10 @@ pub enum Input {
     Signal(Received),
     /// The server answered one of our [`OutgoingSignal`]s: `Ok(sent_time)` or `Err(IM code)`.
     SendResult { request_id: u32, server_time: Millis, result: Result<Millis, i32> },
+    /// The shell could not hand one of our [`OutgoingSignal`]s to the server (not logged in, or
+    /// its queue is full): handled like a refusal with IM `code`. No server time comes with it,
+    /// so the engine's server-clock offset (ring timers, offline window) is left as it was.
+    SendFailed { request_id: u32, code: i32 },
     /// The media layer reports something.
     Media(MediaEvent),
     /// The deadline given by [`Output::Wait`] has passed (extra calls are harmless).

@@ -61,6 +61,7 @@ mod outgoing;
 mod peers;
 mod recovery;
 mod sfu;
+mod timer;
 
 use std::collections::VecDeque;
 
@@ -69,25 +70,13 @@ use crate::small_map::SmallMap;
 pub use event::{CallEvent, EndSummary, OfflineRecord, Sender, SessionView, TrackInfo, UserView};
 pub use io::{CallRequest, Command, CommandId, Input, Millis, OutgoingSignal, Output, PushTexts, Received};
 pub use media::{track_id, CaptureError, LinkState, MediaAction, MediaEvent, Peer, TrackKind, TRACK_TAG};
-pub use recovery::{RESTART_GRACE_MS, RESTART_RETRY_MS};
 pub use sfu::{SfuAction, SfuEvent, SfuInput, SfuTrack, LOW_LAYER_ABOVE};
+pub use timer::{ANSWER_MARGIN_MS, RESTART_GRACE_MS, RESTART_RETRY_MS, RING_TIMEOUT_MS, SELF_CUTOFF_MS};
 
 use crate::proto::{call_content::Body, CallContent, PushConfig, UserProfile};
-use crate::types::{end_reason, error_code, SessionState, UserState};
-use call::{Call, Member, Pending};
+use crate::types::{end_reason, error_code, UserState};
+use call::{Call, Member, Phase};
 
-/// Ring timeout (spec C.4): fixed at 60 s in CallLib, counted from the server's sent time.
-pub const RING_TIMEOUT_MS: Millis = 60_000;
-/// A ringing device stops this long before the caller's timer for it fires. An answer in the
-/// last moment would otherwise cross the caller's timeout: the caller drops the callee (a 1:1
-/// caller ends silently, spec C.4) while the callee, having answered, thinks it is in the call.
-/// One second covers the one-way delay of any usable network.
-pub const ANSWER_MARGIN_MS: Millis = 1_000;
-/// A client cut off from the server this long (since it last heard from it) ends its live calls
-/// with NETWORK_ERROR (7): by then the server has found the connection dead and ended the
-/// device's calls for the others (ping deadline + grace, README "Recovery"), so carrying on
-/// alone would only show a frozen call.
-pub const SELF_CUTOFF_MS: Millis = 30_000;
 /// Ended sessions kept so getters keep answering after `onSessionClose`.
 const ENDED_KEPT: usize = 16;
 
@@ -237,6 +226,7 @@ impl Engine {
                 self.server_offset = server_time - now;
                 self.on_send_result(request_id, result);
             }
+            Input::SendFailed { request_id, code } => self.on_send_result(request_id, Err(code)),
             Input::Media(ev) => self.on_media(ev),
             Input::Timeout => self.on_timeout(),
             Input::LinkDown { since } => self.link_down(since),
@@ -256,10 +246,6 @@ impl Engine {
     /// Next output; [`Output::Wait`] once everything is drained.
     pub fn poll_output(&mut self) -> Output {
         self.out.pop_front().unwrap_or_else(|| Output::Wait(self.next_deadline()))
-    }
-
-    fn next_deadline(&self) -> Option<Millis> {
-        self.calls.values().filter_map(Call::next_deadline).chain(self.cutoff_deadline()).min()
     }
 
     // ----- shared plumbing ------------------------------------------------------------------
@@ -332,12 +318,14 @@ impl Engine {
     fn end_call(&mut self, call_id: &str, reason: i32, set_end_time: bool) -> Option<EndSummary> {
         let now = self.now;
         let call = self.calls.get_mut(call_id)?;
-        if call.state == Some(SessionState::End) {
+        if !call.is_live() {
             return None;
         }
-        call.state = Some(SessionState::End);
-        call.end_reason = Some(reason);
-        call.pending = Pending::None;
+        // A call whose `call()` had not resolved was never handed to the app: nothing to close.
+        let announced = !matches!(call.phase, Phase::Starting(_));
+        let was_joined = call.joined();
+        let had_media = call.has_local_media();
+        call.phase = Phase::Ended { reason };
         if set_end_time {
             call.end = now;
         }
@@ -349,11 +337,9 @@ impl Engine {
         call.left.extend(remote);
         call.users.clear();
         let in_sfu = call.sfu.take().is_some_and(|s| s.generation.is_some());
-        let joined = std::mem::take(&mut call.joined) || !call.peers.is_empty() || in_sfu;
-        let had_media = std::mem::take(&mut call.has_local_media);
+        let joined = was_joined || !call.peers.is_empty() || in_sfu;
         call.peers.clear();
         call.early_tracks.clear();
-        let announced = call.announced;
         let summary = call.summary();
         if joined {
             self.media(MediaAction::Leave { call_id: call_id.to_string() });
@@ -394,52 +380,6 @@ impl Engine {
             SendPurpose::Hangup { command: None } | SendPurpose::Mute { command: None } | SendPurpose::Other => {}
         }
     }
-
-    fn on_timeout(&mut self) {
-        let now = self.now;
-        let mut expired: Vec<(String, String)> = Vec::new();
-        for call in self.calls.values().filter(|c| c.is_live()) {
-            for (user, m) in &call.users {
-                if m.ring_deadline.is_some_and(|d| d <= now) {
-                    expired.push((call.id.clone(), user.clone()));
-                }
-            }
-        }
-        for (call_id, user) in expired {
-            self.ring_timed_out(&call_id, &user);
-        }
-        self.restart_due_links();
-        self.check_cutoff();
-    }
-
-    /// Spec C.4: the ringing of `user` in `call_id` timed out.
-    fn ring_timed_out(&mut self, call_id: &str, user: &str) {
-        let me = self.cfg.self_id.clone();
-        let Some(call) = self.calls.get_mut(call_id) else { return };
-        if !call.is_live() || !call.users.contains_key(user) {
-            return;
-        }
-        if user == me {
-            // Our own ringing: end locally with NO_RESPONSE and send nothing (5.2.5).
-            let summary = self.end_call(call_id, end_reason::NO_RESPONSE, true);
-            return self.close_event(call_id, summary);
-        }
-        let profile = call.users.remove(user).map(|m| m.profile).unwrap_or_default();
-        call.timed_out.push(user.to_string());
-        call.left.push(user.to_string());
-        let remaining = call.users.len();
-        let sender = Sender { user_id: user.to_string(), profile };
-        let reason = end_reason::REMOTE_NO_RESPONSE;
-        if remaining < 2 {
-            // Caller side: the last invitee never answered; end silently (no hangup sent, and
-            // endTimestamp stays 0 as in CallLib's summary).
-            let summary = self.end_call(call_id, reason, false);
-            self.emit(CallEvent::Hungup { call_id: call_id.to_string(), sender, reason });
-            self.close_event(call_id, summary);
-        } else {
-            self.emit(CallEvent::Hungup { call_id: call_id.to_string(), sender, reason });
-        }
-    }
 }
 
 /// IM send failure → `RCCallErrorCode` (spec B.1).
@@ -452,5 +392,5 @@ fn send_error_code(im_code: i32) -> i32 {
 }
 
 fn member(state: UserState, profile: UserProfile) -> Member {
-    Member { state, profile, ring_deadline: None, device_id: None, audio_muted: false, video_muted: false, maybe_in: false }
+    Member { state, profile, ring_deadline: None, device_id: None, muted: call::Muted::default(), maybe_in: false }
 }

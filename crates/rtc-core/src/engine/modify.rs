@@ -1,7 +1,6 @@
 //! Changes to a running call: inviting members into a group call (RC:VCModifyMem, spec C.9)
 //! and downgrading to audio (RC:VCModifyMedia, spec D.5).
 
-use super::call::{Call, CallParties};
 use super::outgoing::dedup;
 use super::{member, CallEvent, CommandId, Engine, MediaAction, Millis, PushTexts, Received, SendPurpose, Sender};
 use crate::proto::{self, call_content::Body, ChannelInfo, MemberProfile, UserProfile};
@@ -12,7 +11,7 @@ impl Engine {
     /// `session.invite(userIds)`.
     pub(super) fn invite_members(&mut self, id: CommandId, call_id: &str, user_ids: Vec<String>, extra: String, texts: PushTexts) {
         let me = self.cfg.self_id.clone();
-        let Some(call) = self.calls.get(call_id).filter(|c| c.is_live() && c.state.is_some()) else {
+        let Some(call) = self.calls.get(call_id).filter(|c| c.has_session()) else {
             // 5.1.1: inviting after the call ended (e.g. handled on another device) is a code,
             // never an exception.
             return self.done(id, error_code::PARAM_ERROR, None);
@@ -172,30 +171,16 @@ impl Engine {
             }
             users.insert(u.clone(), m);
         }
-        let media_type = MediaType::from_i32(modify.media_type).unwrap_or(MediaType::Audio);
         let caller = if modify.caller.is_empty() { sender.user_id.clone() } else { modify.caller.clone() };
-        self.calls.insert(call_id.clone(), {
-            let mut call = Call::new(CallParties {
-                id: call_id.clone(),
-                conversation_type: msg.conversation_type,
-                target_id: msg.target_id.clone(),
-                channel_id: msg.channel_id.clone(),
-                media_type,
-                caller_id: caller,
-                inviter_id: sender.user_id.clone(),
-                users,
-            });
-            call.sfu = self.new_call_sfu(call.conversation_type);
-            call.extra = modify.extra.clone();
-            call
-        });
+        let call = self.rung_call(msg, modify.media_type, caller, users, modify.extra.clone());
+        self.calls.insert(call_id.clone(), call);
         self.ring_and_announce(&call_id, modify.extra, busy);
     }
 
     /// `session.descendAbility()`: tell everyone, then drop our video once the server took it.
     pub(super) fn descend(&mut self, id: CommandId, call_id: &str) {
         let me = self.cfg.self_id.clone();
-        let Some(call) = self.calls.get(call_id).filter(|c| c.is_live() && c.state.is_some()) else {
+        let Some(call) = self.calls.get(call_id).filter(|c| c.has_session()) else {
             return self.done(id, error_code::PARAM_ERROR, None);
         };
         if call.media_type == MediaType::Audio {

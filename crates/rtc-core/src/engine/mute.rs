@@ -13,33 +13,33 @@ impl Engine {
     pub(super) fn mute_track(&mut self, id: CommandId, call_id: &str, kind: TrackKind, muted: bool) {
         let me = self.cfg.self_id.clone();
         let camera_off = self.cfg.camera_off_when_video_disabled;
-        let Some(call) = self.calls.get_mut(call_id).filter(|c| c.is_live() && c.state.is_some()) else {
+        let Some(call) = self.calls.get_mut(call_id).filter(|c| c.has_session()) else {
             return self.done(id, error_code::PARAM_ERROR, None);
         };
         if kind == TrackKind::Video {
             // No camera in this call (audio call, or downgraded), or not in the call yet.
-            if call.media_type == MediaType::Audio || !call.joined || call.pending != Pending::None {
+            if call.media_type == MediaType::Audio || !call.joined() || !call.idle() {
                 return self.done(id, error_code::MISSING_VIDEO_TRACK_ERROR, None);
             }
             if camera_off {
-                if muted == call.camera_released {
+                if muted == call.camera_released() {
                     return self.done(id, error_code::SUCCESS, None);
                 }
                 if !muted {
                     // A new camera track; announced once it is captured and sent (D.3).
-                    call.pending = Pending::CameraCapture(id);
+                    call.set_pending(Pending::CameraCapture(id));
                     return self.media(MediaAction::CaptureCamera { call_id: call_id.to_string() });
                 }
-                call.camera_released = true;
-                call.video_muted = true;
+                call.set_camera_released(true);
+                call.muted.video = true;
                 self.media(MediaAction::DropVideo { call_id: call_id.to_string() });
                 return self.send_mute(call_id, true, true, Some(id));
             }
-            call.video_muted = muted;
+            call.muted.video = muted;
         } else {
-            call.audio_muted = muted;
+            call.muted.audio = muted;
         }
-        let joined = call.joined && call.self_in(&me);
+        let joined = call.joined() && call.self_in(&me);
         self.media(MediaAction::SetEnabled { call_id: call_id.to_string(), kind, enabled: !muted });
         if joined {
             self.send_mute(call_id, kind == TrackKind::Video, muted, Some(id));
@@ -51,12 +51,12 @@ impl Engine {
     /// The new camera track of `enableVideoTrack()` was captured (or not).
     pub(super) fn camera_captured(&mut self, call_id: &str, command: CommandId, result: Result<Vec<TrackKind>, CaptureError>) {
         let Some(call) = self.calls.get_mut(call_id) else { return };
-        call.pending = Pending::None;
+        call.set_pending(Pending::None);
         if result.is_err() || !call.is_live() {
             return self.done(command, error_code::GET_LOCAL_VIDEO_TRACK_ERROR, None);
         }
-        call.camera_released = false;
-        call.video_muted = false;
+        call.set_camera_released(false);
+        call.muted.video = false;
         self.media(MediaAction::Attach { call_id: call_id.to_string(), peer: None });
         self.local_track_ready(call_id, TrackKind::Video, true);
         self.send_mute(call_id, true, false, Some(command));
@@ -65,20 +65,20 @@ impl Engine {
     /// `changeAudioDevice()`: only in a call we are in (there is a microphone to replace).
     pub(super) fn change_microphone(&mut self, id: CommandId, call_id: &str) {
         let me = self.cfg.self_id.clone();
-        let Some(call) = self.calls.get_mut(call_id).filter(|c| c.self_in(&me) && c.pending == Pending::None) else {
+        let Some(call) = self.calls.get_mut(call_id).filter(|c| c.self_in(&me) && c.idle()) else {
             return self.done(id, error_code::PARAM_ERROR, None);
         };
-        call.pending = Pending::MicCapture(id);
+        call.set_pending(Pending::MicCapture(id));
         self.media(MediaAction::CaptureMicrophone { call_id: call_id.to_string() });
     }
 
     pub(super) fn microphone_captured(&mut self, call_id: &str, command: CommandId, result: Result<Vec<TrackKind>, CaptureError>) {
         let Some(call) = self.calls.get_mut(call_id) else { return };
-        call.pending = Pending::None;
+        call.set_pending(Pending::None);
         if result.is_err() || !call.is_live() {
             return self.done(command, error_code::GET_LOCAL_AUDIO_TRACK_ERROR, None);
         }
-        let muted = call.audio_muted;
+        let muted = call.muted.audio;
         if muted {
             self.media(MediaAction::SetEnabled { call_id: call_id.to_string(), kind: TrackKind::Audio, enabled: false });
         }
@@ -99,7 +99,7 @@ impl Engine {
     /// Tells `to` (someone who just joined) what we have muted.
     pub(super) fn announce_mute_state(&mut self, call_id: &str, to: Vec<String>) {
         let Some(call) = self.calls.get(call_id) else { return };
-        let states = [(false, call.audio_muted), (true, call.video_muted)];
+        let states = [(false, call.muted.audio), (true, call.muted.video)];
         for (video, muted) in states {
             if muted && !to.is_empty() {
                 let body = Body::Mute(proto::MuteState { video, muted });
@@ -113,7 +113,7 @@ impl Engine {
         let Some(call) = self.calls.get_mut(call_id).filter(|c| c.is_live()) else { return };
         let Some(m) = call.users.get_mut(user_id) else { return };
         let kind = if state.video { TrackKind::Video } else { TrackKind::Audio };
-        let slot = if state.video { &mut m.video_muted } else { &mut m.audio_muted };
+        let slot = m.muted.of(state.video);
         if *slot == state.muted {
             return;
         }

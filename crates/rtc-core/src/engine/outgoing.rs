@@ -2,13 +2,13 @@
 
 use crate::small_map::SmallMap;
 
-use super::call::{Call, CallParties, Pending};
+use super::call::{Call, CallParties, CallStart, Pending, Phase};
 use super::{
     member, send_error_code, CallEvent, CallRequest, CaptureError, CommandId, Engine, MediaAction, MediaEvent, SendPurpose, TrackInfo,
     TrackKind,
 };
 use crate::proto::{self, call_content::Body, ChannelInfo, PushConfig, UserProfile};
-use crate::types::{end_reason, error_code, MediaType, SessionState, UserState};
+use crate::types::{end_reason, error_code, MediaType, UserState};
 
 impl Engine {
     pub(super) fn on_command(&mut self, id: CommandId, cmd: super::Command) {
@@ -62,24 +62,21 @@ impl Engine {
         }
         let call_id = req.call_id.clone();
         self.calls.insert(call_id.clone(), {
-            let mut call = Call::new(CallParties {
-                id: call_id.clone(),
-                conversation_type: req.conversation_type,
-                target_id: req.target_id,
-                channel_id: req.channel_id,
-                media_type: req.media_type,
-                caller_id: me.clone(),
-                inviter_id: me,
-                users,
-            });
-            call.sfu = self.new_call_sfu(call.conversation_type);
+            let mut call = self.new_call(
+                CallParties {
+                    id: call_id.clone(),
+                    conversation_type: req.conversation_type,
+                    target_id: req.target_id,
+                    channel_id: req.channel_id,
+                    media_type: req.media_type,
+                    caller_id: me.clone(),
+                    inviter_id: me,
+                    users,
+                },
+                req.extra,
+            );
             // Not a session for the app until the invite went out (getState() says END).
-            call.state = None;
-            call.announced = false;
-            call.has_local_media = true;
-            call.pending = Pending::CallStart(id);
-            call.start = Some(Box::default());
-            call.extra = req.extra;
+            call.phase = Phase::Starting(Box::new(CallStart { command: id, captured: None, sent: None, held: Vec::new() }));
             call.push_title = req.push_title;
             call.push_content = req.push_content;
             call
@@ -114,7 +111,8 @@ impl Engine {
     ) {
         let me = self.cfg.self_id.clone();
         let Some(call) = self.calls.get_mut(call_id) else { return };
-        let (Pending::CallStart(command), Some(start)) = (call.pending, call.start.as_mut()) else { return };
+        let Some(start) = call.start_mut() else { return };
+        let command = start.command;
         if captured.is_some() {
             start.captured = captured;
         }
@@ -123,8 +121,6 @@ impl Engine {
         }
         let (Some(captured), Some(sent)) = (start.captured.clone(), start.sent) else { return };
         let held = std::mem::take(&mut start.held);
-        call.start = None;
-        call.pending = Pending::None;
         let kinds = match (captured, sent) {
             (Ok(kinds), Ok(sent_time)) => (kinds, sent_time),
             (captured, sent) => {
@@ -147,8 +143,7 @@ impl Engine {
         let (kinds, sent_time) = kinds;
         let deadline = self.ring_deadline(sent_time);
         let call = self.calls.get_mut(call_id).expect("checked above");
-        call.state = Some(SessionState::Waiting);
-        call.announced = true;
+        call.phase = Phase::Waiting { pending: Pending::None, captured: true };
         call.local_announced = true;
         for (user, m) in call.users.iter_mut() {
             if *user != me {
@@ -179,10 +174,8 @@ impl Engine {
         let me = self.cfg.self_id.clone();
         // Spec G.15 decision: accepting a session that can no longer be accepted (ended, already
         // accepted, or our own outgoing call) fails fast with PARAM_ERROR and sends nothing.
-        let acceptable = self
-            .calls
-            .get(call_id)
-            .is_some_and(|c| c.is_live() && c.state == Some(SessionState::Waiting) && c.pending == Pending::None && c.ringing(&me));
+        let acceptable =
+            self.calls.get(call_id).is_some_and(|c| matches!(c.phase, Phase::Waiting { pending: Pending::None, .. }) && c.ringing(&me));
         if !acceptable {
             return self.done(id, error_code::PARAM_ERROR, None);
         }
@@ -192,13 +185,12 @@ impl Engine {
             self.hangup(None, &other);
         }
         let call = self.calls.get_mut(call_id).expect("checked above");
-        call.pending = Pending::Accepting(id);
+        call.phase = Phase::Waiting { pending: Pending::Accepting(id), captured: true };
         // We answered: our ring timer must not end the call as unanswered while the camera
         // starts (e.g. behind a permission prompt) — the caller already has our Accept.
         if let Some(m) = call.users.get_mut(&me) {
             m.ring_deadline = None;
         }
-        call.has_local_media = true;
         let video = call.media_type.has_video();
         let recipients = call.remote_ids(&me);
         let media_type = call.media_type as i32;
@@ -237,22 +229,22 @@ impl Engine {
             return self.close_event(call_id, summary);
         }
         if sent {
-            call.pending = Pending::None;
+            call.set_pending(Pending::None);
             self.accept_joined(call_id, Some(command));
         } else {
-            call.pending = Pending::AcceptSend(command);
+            call.set_pending(Pending::AcceptSend(command));
         }
     }
 
     pub(super) fn accept_sent(&mut self, call_id: &str, result: Result<super::Millis, i32>) {
         let Some(call) = self.calls.get_mut(call_id) else { return };
-        let (command, capturing) = match call.pending {
+        let (command, capturing) = match call.pending() {
             Pending::AcceptSend(c) => (Some(c), false),
             Pending::Accepting(c) => (Some(c), true),
             Pending::MergeAccept => (None, false),
             _ => return,
         };
-        call.pending = Pending::None;
+        call.set_pending(Pending::None);
         let done = |engine: &mut Engine, code: i32| {
             if let Some(c) = command {
                 engine.done(c, code, None);
@@ -263,7 +255,7 @@ impl Engine {
         }
         match result {
             // Still capturing: the app hears of it once the camera is up (accept_captured).
-            Ok(_) if capturing => call.pending = Pending::AcceptCapture(command.expect("set above")),
+            Ok(_) if capturing => call.set_pending(Pending::AcceptCapture(command.expect("set above"))),
             Ok(_) => self.accept_joined(call_id, command),
             Err(im_code) => {
                 let reason = if im_code == 405 { end_reason::ADDED_TO_BLACKLIST } else { end_reason::NETWORK_ERROR };
@@ -289,11 +281,10 @@ impl Engine {
         if let Some(m) = call.users.get_mut(&caller).filter(|m| m.ring_deadline.is_none()) {
             m.state = UserState::Keeping;
         }
-        call.state = Some(SessionState::Keeping);
+        call.keep();
         if call.begin == 0 {
             call.begin = now;
         }
-        call.joined = true;
         let kinds: &[TrackKind] = match (call.local_announced, call.media_type.has_video()) {
             (true, _) => &[],
             (false, true) => &[TrackKind::Audio, TrackKind::Video],
@@ -323,17 +314,17 @@ impl Engine {
             }
             return;
         };
-        if let Pending::CallStart(call_command) = call.pending {
-            return self.cancel_starting_call(command, call_id, call_command);
+        if let Phase::Starting(start) = &call.phase {
+            return self.cancel_starting_call(command, call_id, start.command);
         }
-        let merging_call = if let Pending::MergeCapture(c) = call.pending { Some(c) } else { None };
-        let pending_accept = match call.pending {
+        let merging_call = if let Pending::MergeCapture(c) = call.pending() { Some(c) } else { None };
+        let pending_accept = match call.pending() {
             Pending::Accepting(c) | Pending::AcceptCapture(c) | Pending::AcceptSend(c) => Some(c),
             _ => None,
         };
         // A callee whose accept() is still under way is no caller cancelling: it hangs up if the
         // server already took its Accept (the others count it in), else it rejects.
-        let reason = if call.user_state(&me) == UserState::Keeping || matches!(call.pending, Pending::AcceptCapture(_)) {
+        let reason = if call.user_state(&me) == UserState::Keeping || matches!(call.pending(), Pending::AcceptCapture(_)) {
             end_reason::HANGUP
         } else if pending_accept.is_some() || call.ringing(&me) {
             end_reason::REJECT
@@ -378,12 +369,12 @@ impl Engine {
     fn cancel_starting_call(&mut self, command: Option<CommandId>, call_id: &str, call_command: CommandId) {
         let me = self.cfg.self_id.clone();
         let Some(call) = self.calls.get_mut(call_id) else { return };
-        let refused = match call.start.as_ref().and_then(|s| s.sent) {
+        let refused = match call.start_mut().and_then(|s| s.sent) {
             Some(Err(im_code)) => Some(im_code),
             _ => None,
         };
-        // Messages held for after call() (e.g. the callee's Ringing) are for a call that is over.
-        call.start = None;
+        // Messages held for after call() (e.g. the callee's Ringing) are for a call that is over:
+        // they go with the start data when the call ends below.
         let recipients = call.remote_ids(&me);
         let down = self.link_is_down();
         let reason = end_reason::CANCEL;
@@ -404,22 +395,29 @@ impl Engine {
 
     /// Ends a live call for a reason of our own and tells the others (kick, failures).
     pub(super) fn end_with_hangup(&mut self, call_id: &str, reason: i32) {
+        let summary = self.hang_up_and_end(call_id, reason);
+        self.close_event(call_id, summary);
+    }
+
+    /// Sends a Hangup with `reason` to the others and ends a live session; the summary is for
+    /// the close the app is owed (see `end_call`).
+    pub(super) fn hang_up_and_end(&mut self, call_id: &str, reason: i32) -> Option<super::EndSummary> {
         let me = self.cfg.self_id.clone();
-        let Some(call) = self.calls.get(call_id).filter(|c| c.is_live() && c.state.is_some()) else { return };
+        let call = self.calls.get(call_id).filter(|c| c.has_session())?;
         let recipients = call.remote_ids(&me);
         let push = self.hangup_push(call_id, reason);
         self.send(call_id, Body::Hangup(proto::Hangup { reason }), recipients, push, SendPurpose::Hangup { command: None });
-        let summary = self.end_call(call_id, reason, true);
-        self.close_event(call_id, summary);
+        self.end_call(call_id, reason, true)
     }
 
     pub(super) fn on_media(&mut self, ev: MediaEvent) {
         match ev {
             MediaEvent::Captured { call_id, result } => {
                 let call_id = self.renamed.get(&call_id).cloned().unwrap_or(call_id);
-                let pending = self.calls.get(&call_id).map(|c| c.pending);
+                let starting = self.calls.get(&call_id).is_some_and(|c| matches!(c.phase, Phase::Starting(_)));
+                let pending = self.calls.get(&call_id).map(Call::pending);
                 match pending {
-                    Some(Pending::CallStart(_)) => self.call_progress(&call_id, Some(result), None),
+                    Some(_) if starting => self.call_progress(&call_id, Some(result), None),
                     Some(Pending::MergeCapture(cmd)) => self.merge_captured(&call_id, cmd, result),
                     Some(Pending::Accepting(cmd)) => self.accept_captured(&call_id, cmd, result, false),
                     Some(Pending::AcceptCapture(cmd)) => self.accept_captured(&call_id, cmd, result, true),

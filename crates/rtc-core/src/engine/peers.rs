@@ -145,7 +145,7 @@ impl Engine {
     pub(super) fn surface_tracks(&mut self, call_id: &str) {
         let me = self.cfg.self_id.clone();
         let Some(call) = self.calls.get_mut(call_id) else { return };
-        let joined = call.joined && call.self_in(&me);
+        let joined = call.joined() && call.self_in(&me);
         let (ready, waiting): (Vec<_>, Vec<_>) =
             std::mem::take(&mut call.early_tracks).into_iter().partition(|(p, _)| joined && call.user_in(&p.user_id));
         call.early_tracks = waiting;

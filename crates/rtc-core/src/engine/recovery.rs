@@ -18,12 +18,7 @@
 //! a failed publish or subscribe; with `isAllowPublishRetry` or `isAllowSubscribeRetry` its
 //! offerer re-negotiates it up to [`super::EngineConfig::setup_retries`] more times.
 
-use super::{Engine, LinkState, MediaAction, Millis, Peer};
-
-/// How long a `disconnected` link may recover by itself before it is restarted.
-pub const RESTART_GRACE_MS: Millis = 2_000;
-/// How often a restart is repeated while the link stays down.
-pub const RESTART_RETRY_MS: Millis = 5_000;
+use super::{Engine, LinkState, MediaAction, Peer, RESTART_GRACE_MS, RESTART_RETRY_MS};
 
 impl Engine {
     pub(super) fn link_state(&mut self, call_id: &str, peer: &Peer, state: LinkState) {

@@ -227,14 +227,7 @@ impl Engine {
         let Some(s) = call.sfu.as_deref().filter(|s| s.generation.is_some()) else { return };
         // Captured (or being re-captured for a camera or microphone change: the shell swaps
         // the track on the sender).
-        let captured = call.has_local_media
-            && !matches!(
-                call.pending,
-                super::Pending::CallStart(_)
-                    | super::Pending::Accepting(_)
-                    | super::Pending::AcceptCapture(_)
-                    | super::Pending::MergeCapture(_)
-            );
+        let captured = call.media_captured();
         let publish = captured && s.publish == Step::Idle;
         let video = call.media_type.has_video();
         let mut want = Vec::new();
