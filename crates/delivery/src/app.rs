@@ -73,9 +73,17 @@ pub struct Sequenced<'a> {
     pub exclude_device: Option<Arc<str>>,
 }
 
+/// The hasher of the maps keyed by user id, looked up several times per routed message:
+/// foldhash is several times cheaper than SipHash on short keys, and its per-process random
+/// seed keeps crafted user ids from colliding on purpose.
+pub(crate) type FastHash = foldhash::fast::RandomState;
+
+/// Every user with state in memory.
+pub(crate) type Users<C> = HashMap<Arc<str>, UserState<C>, FastHash>;
+
 /// One app's delivery core. `C` is the shell's connection handle ([`Shell::Conn`]).
 pub struct AppCore<C> {
-    pub(crate) users: HashMap<Arc<str>, UserState<C>>,
+    pub(crate) users: Users<C>,
     pub(crate) policy: Policy,
     pub(crate) clock: MonotonicMs,
     pub(crate) uids: UidGen,
@@ -86,7 +94,7 @@ pub struct AppCore<C> {
     /// Which call each device is in (`getJoinedUserInfo`).
     pub(crate) rooms: Rooms,
     /// Per sender: (window start, messages stored for other users in it).
-    pub(crate) offline_quota: HashMap<Arc<str>, (Duration, u32)>,
+    pub(crate) offline_quota: HashMap<Arc<str>, (Duration, u32), FastHash>,
     pub(crate) limits: Limits,
     conns: usize,
     /// Shutting down: no new connections, and calls are not ended for devices that go.
@@ -101,14 +109,14 @@ impl<C: Clone> AppCore<C> {
     /// random bits that tell this process's message UIDs apart from another's.
     pub fn new(limits: Limits, seq_floor: u64, now: Now, uid_salt: u32) -> Self {
         Self {
-            users: HashMap::new(),
+            users: Users::default(),
             policy: Policy::default(),
             clock: MonotonicMs::default(),
             uids: UidGen::new(now.wall_ms(), uid_salt),
             max_issued: 0,
             floor: seq_floor.saturating_add(1),
             rooms: Rooms::new(limits.left_grace, limits.lost_grace),
-            offline_quota: HashMap::new(),
+            offline_quota: HashMap::default(),
             limits,
             conns: 0,
             closing: false,
@@ -333,6 +341,9 @@ impl<C: Clone> AppCore<C> {
             keep_for_departed_device(sh, &self.limits, now, st, &slot.device);
         }
         st.prune_window(&self.limits, now.mono);
+        if st.conns.is_empty() {
+            st.release_empty_window();
+        }
         // Everything else is in the store and reloaded on the next connect.
         if st.idle(now.wall_us) {
             self.users.remove(user_id);
@@ -681,6 +692,7 @@ impl<C: Clone> AppCore<C> {
         let limits = &self.limits;
         self.users.retain(|_, st| {
             st.prune_window(limits, now.mono);
+            st.release_empty_window();
             !st.idle(now.wall_us)
         });
         let now_ms = now.wall_ms();

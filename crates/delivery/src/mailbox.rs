@@ -256,6 +256,13 @@ impl<C> UserState<C> {
             }
             self.window.pop_front();
         }
+    }
+
+    /// Frees the buffer of an empty window. Not done by [`Self::prune_window`]: an active
+    /// user's window empties at nearly every ack and refills at its next message, and freeing
+    /// it there cost a free and a malloc per routed message. The periodic sweep and the last
+    /// connection's departure call this instead.
+    pub fn release_empty_window(&mut self) {
         if self.window.is_empty() && self.window.capacity() > 0 {
             self.window = VecDeque::new();
         }
@@ -303,5 +310,40 @@ mod tests {
         assert!(d.instance(3).is_none());
         assert_eq!(d.instance(2).map(|r| r.upto), Some(20));
         assert_eq!(d.instances.len(), MAX_INSTANCES_PER_DEVICE);
+    }
+
+    #[test]
+    fn pruning_keeps_the_window_buffer_and_release_frees_it() {
+        let limits = Limits {
+            offline_ttl_ms: 0,
+            offline_max_per_user: 0,
+            window_ttl: Duration::from_secs(60),
+            window_max: 128,
+            max_connections_per_app: 0,
+            left_grace: Duration::ZERO,
+            lost_grace: Duration::ZERO,
+            max_connections_per_user: 0,
+            max_connections_per_device: 0,
+            user_rate_per_sec: 0,
+            user_rate_burst: 0,
+            offline_quota_per_sender: 0,
+            offline_quota_window: Duration::ZERO,
+            offline_max_bytes: 0,
+            store_queue_max: 0,
+        };
+        let mut st: UserState<()> = UserState::new("u".into());
+        st.device_mut("d").acked = 5;
+        let entry = |seq| Entry { seq, offline: false, stored: false, exclude_device: None, accepted: Duration::ZERO, body: Bytes::new() };
+        st.window.push_back(entry(4));
+        st.window.push_back(entry(5));
+        st.prune_window(&limits, Duration::from_secs(1));
+        assert!(st.window.is_empty(), "acked by every device");
+        assert!(st.window.capacity() > 0, "kept for the next message");
+        st.release_empty_window();
+        assert_eq!(st.window.capacity(), 0);
+        // Not released while it holds something.
+        st.window.push_back(entry(6));
+        st.release_empty_window();
+        assert_eq!(st.window.len(), 1);
     }
 }

@@ -83,7 +83,12 @@ const MAX_PROFILE_BYTES: usize = 512;
 /// A user id the server routes to: 1 to [`MAX_USER_ID_CHARS`] characters, no control
 /// characters (NUL included).
 pub fn valid_user_id(id: &str) -> bool {
-    !id.is_empty() && id.chars().count() <= MAX_USER_ID_CHARS && !id.chars().any(char::is_control)
+    if id.is_ascii() {
+        // Checked on every routed message: bytes are chars here, and the ASCII control
+        // characters are below 0x20 and 0x7F.
+        return !id.is_empty() && id.len() <= MAX_USER_ID_CHARS && !id.bytes().any(|b| b < 0x20 || b == 0x7F);
+    }
+    id.chars().count() <= MAX_USER_ID_CHARS && !id.chars().any(char::is_control)
 }
 
 /// What kind of call message, as far as membership is concerned.
@@ -1233,6 +1238,17 @@ pub fn route_of(conversation_type: i32, target_id: &str, channel_id: &str) -> Ro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn valid_user_id_ascii_fast_path_agrees_with_chars() {
+        let by_chars = |id: &str| !id.is_empty() && id.chars().count() <= MAX_USER_ID_CHARS && !id.chars().any(char::is_control);
+        let mut ids: Vec<String> =
+            vec![String::new(), "a".into(), "a".repeat(64), "a".repeat(65), "é".repeat(64), "é".repeat(65), "a\u{85}b".into()];
+        ids.extend((0u8..=127).map(|b| format!("u{}x", b as char)));
+        for id in &ids {
+            assert_eq!(valid_user_id(id), by_chars(id), "{id:?}");
+        }
+    }
 
     fn a(s: &str) -> Arc<str> {
         Arc::from(s)

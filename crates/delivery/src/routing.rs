@@ -8,7 +8,7 @@ use std::time::Duration;
 use rtc_core::proto::server_frame::Body;
 use rtc_core::proto::{conversation_type, error_code, Delivered, ErrorFrame, PushConfig, SendMessage, SendResult};
 
-use crate::app::AppCore;
+use crate::app::{AppCore, Users};
 use crate::codes::RouteError;
 use crate::frame::{encode_body, encode_delivered_ref, DeliveredRef, Outgoing};
 use crate::mailbox::{Entry, UserState};
@@ -188,9 +188,7 @@ impl<C: Clone> AppCore<C> {
         // Offline storage is bounded: per sender (copies for others), in bytes overall, and by
         // the write queue. Checked before anything is accepted; messages that need no stored
         // copy are never refused here.
-        let online = |users: &std::collections::HashMap<Arc<str>, UserState<C>>, r: &str| {
-            users.get(r).is_some_and(|st| st.conns.iter().any(|c| c.live))
-        };
+        let online = |users: &Users<C>, r: &str| users.get(r).is_some_and(|st| st.conns.iter().any(|c| c.live));
         let for_others = recipients.iter().filter(|r| !online(&self.users, r)).count();
         let for_self = self
             .users
