@@ -324,7 +324,7 @@ impl Runtime {
             // The queue is full, or not logged in: failed like an unreachable server.
             failed => {
                 if let Some(Err(full)) = failed {
-                    js::warn(&format!("[rcall] {full}"));
+                    js::warn(&["[rcall] ", &full.message()].concat());
                 }
                 let result = Err(crate::im::code::RC_NET_CHANNEL_INVALID);
                 self.feed_later(Input::SendResult { request_id: signal.request_id, server_time: js::now(), result });
