@@ -10,11 +10,17 @@ cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PWD/node_modules/.bin:$PATH"
 
 # Size flags (issue 13, BENCHMARKS.md "SDK size"): panics carry no file/line/column, and `{:?}`
-# formats nothing, so no Debug code or location strings ship (-4.7 KB gzip together). They
-# are unstable flags, enabled on the pinned stable toolchain with RUSTC_BOOTSTRAP=1 as
-# scripts/fuzz.sh does; only this build uses them (the wasm tests keep full panic messages).
-RUSTC_BOOTSTRAP=1 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="-Zlocation-detail=none -Zfmt-debug=none" \
-  cargo build -p rcall-sdk --profile wasm --target wasm32-unknown-unknown
+# formats nothing, so no Debug code or location strings ship (-4.7 KB gzip together); std is
+# rebuilt from the toolchain's rust-src with the same flags, `optimize_for_size` (its small
+# algorithms) and `-Cpanic=immediate-abort` (a panic is a bare trap: no panic machinery nor
+# message formatting, -5.1 KB gzip together; without a panic hook the page saw nothing more
+# before either). They are unstable flags, enabled on the pinned stable toolchain with
+# RUSTC_BOOTSTRAP=1 as scripts/fuzz.sh does; only this build uses them (the wasm tests keep
+# full panic messages).
+RUSTC_BOOTSTRAP=1 \
+  CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="-Zlocation-detail=none -Zfmt-debug=none -Zunstable-options -Cpanic=immediate-abort" \
+  cargo build -p rcall-sdk --profile wasm --target wasm32-unknown-unknown \
+  -Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size
 # CARGO_TARGET_DIR: worktrees share one target dir.
 wasm=${CARGO_TARGET_DIR:-target}/wasm32-unknown-unknown/wasm/rcall_sdk.wasm
 enums=$(cargo run -q -p rtc-core --example js_enums)

@@ -88,6 +88,12 @@ if ! rustup target list --installed | grep -qx "$WASM_TARGET"; then
 else
     say "rust: ok ($(rustc --version | cut -d' ' -f1-2), $WASM_TARGET)"
 fi
+# std's source: npm/build.sh rebuilds std for the SDK with size flags (-Zbuild-std). Listed in
+# rust-toolchain.toml too, but a toolchain installed before it was listed lacks it.
+if ! rustup component list --installed | grep -q '^rust-src'; then
+    say "rustup component add rust-src"
+    rustup component add rust-src
+fi
 
 # --- 3. wasm-bindgen CLI (must equal the wasm-bindgen crate version in Cargo.lock) -----------------
 wb_have() {

@@ -10,6 +10,7 @@ pub mod engine;
 pub mod link;
 pub mod proto;
 pub mod small_map;
+pub mod text;
 pub mod types;
 
 pub use engine::{Engine, EngineConfig, Input, Output};

@@ -25,8 +25,15 @@ const MAX_SENDERS: usize = 256;
 
 /// The message could not be queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("{MAX_UNCONFIRMED} messages are already waiting for the server; the message was not sent")]
+#[error("{}", self.message())]
 pub struct QueueFull;
+
+impl QueueFull {
+    /// What went wrong, built without `core::fmt` (the SDK logs it; see [`crate::text`]).
+    pub fn message(&self) -> String {
+        [&crate::text::int(MAX_UNCONFIRMED as i64), " messages are already waiting for the server; the message was not sent"].concat()
+    }
+}
 
 #[derive(Debug, Clone)]
 struct Unconfirmed {

@@ -8,6 +8,7 @@ use wasm_bindgen::prelude::*;
 use crate::js;
 use crate::runtime::rt;
 use crate::validate;
+use rtc_core::text::int;
 
 #[wasm_bindgen]
 pub struct RCCallClient {}
@@ -121,5 +122,5 @@ fn new_call_id() -> String {
     }
     let token: String = bytes.iter().map(|b| ALPHABET[(*b & 63) as usize] as char).collect();
     let n = (js_sys::Math::random() * 1000.0) as u32;
-    format!("{token}_{}_{n}", js::now())
+    [&token, "_", &int(js::now()), "_", &int(n.into())].concat()
 }

@@ -9,7 +9,7 @@ use crate::js;
 #[wasm_bindgen]
 pub fn device_list(kind: String) -> js_sys::Promise {
     js::promise(async move {
-        let list = web_rtc::enumerate_devices().await.map_err(|e| js::js_error(&e.to_string()))?;
+        let list = web_rtc::enumerate_devices().await.map_err(|e| js::js_error(&e.message()))?;
         Ok(devices_js(list.into_iter().filter(|d| device_kind(d) == kind)))
     })
 }
@@ -43,7 +43,7 @@ pub fn watch_devices(callback: js_sys::Function) -> Result<DeviceWatcher, JsValu
     let watch = web_rtc::watch_devices(move |list| {
         js::call_function(&callback, "onDeviceChange", &[devices_js(list.into_iter())]);
     })
-    .map_err(|e| js::js_error(&e.to_string()))?;
+    .map_err(|e| js::js_error(&e.message()))?;
     Ok(DeviceWatcher { watch: std::cell::RefCell::new(Some(watch)) })
 }
 

@@ -26,6 +26,7 @@ use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
 use crate::connection::{self, Status};
 use crate::js;
 use crate::runtime::{rt, Runtime};
+use rtc_core::text::int;
 
 /// IMLib codes used by the connect flow (spec E), by their IMLib names: the client's own here,
 /// the server's answers from `rtc_core::proto::error_code` (their one home).
@@ -277,7 +278,9 @@ fn on_frame(conn_id: u32, frame: ServerFrame) {
                             content,
                         }))
                     }
-                    Err(e) => js::warn(&format!("[rcall] dropped an undecodable {} message: {e}", d.message_type)),
+                    Err(e) => {
+                        js::warn(&["[rcall] dropped an undecodable ", &d.message_type, " message: ", &js::Detail::detail(&e)].concat())
+                    }
                 }
             }
             conn.send_frame(ClientFrame::new(client_frame::Body::Ack(Ack { seq })));
@@ -290,7 +293,7 @@ fn on_frame(conn_id: u32, frame: ServerFrame) {
             rt.feed(Input::SendResult { request_id: r.request_id, server_time, result });
         }
         Some(server_frame::Body::Error(e)) => {
-            js::error(&format!("[rcall] server error {}: {}", e.code, e.message), &JsValue::UNDEFINED);
+            js::error(&["[rcall] server error ", &int(e.code.into()), ": ", &e.message].concat(), &JsValue::UNDEFINED);
             if e.code == code::RC_CONN_USER_BLOCKED {
                 // Blocked by the operator: reconnecting would only be refused.
                 *rt.login.borrow_mut() = None;
@@ -383,7 +386,7 @@ pub fn tick(rt: &Rc<Runtime>) {
     }
     let silent = now - rt.last_rx.get();
     if rt.ping_unanswered.get().is_some_and(|p| now - p >= PONG_WAIT_MS) && silent >= DEAD_AFTER_MS {
-        js::warn(&format!("[rcall] nothing heard from the server for {silent} ms: reconnecting"));
+        js::warn(&["[rcall] nothing heard from the server for ", &int(silent), " ms: reconnecting"].concat());
         conn.close_code.set(CLOSE_DEAD);
         lost(rt, conn, true);
     }
@@ -445,7 +448,7 @@ fn schedule_reconnect(backoff: bool) {
             match opened {
                 Ok(_) => connection::set(&rt, Status::Connected, None),
                 Err(c @ (code::RC_CONN_TOKEN_INCORRECT | code::RC_CONN_USER_BLOCKED | code::RC_CONN_TOKEN_EXPIRED)) => {
-                    js::warn(&format!("[rcall] reconnect refused ({c}); call RongIMLib.connect again"));
+                    js::warn(&["[rcall] reconnect refused (", &int(c.into()), "); call RongIMLib.connect again"].concat());
                     *rt.login.borrow_mut() = None;
                     connection::set(&rt, Status::Disconnected, Some(c));
                 }
@@ -510,7 +513,7 @@ pub fn device_id() -> String {
     if let Some(id) = storage.as_ref().and_then(|s| s.get_item("RCCallDeviceId").ok().flatten()) {
         return id;
     }
-    let id = format!("{}{}", (js_sys::Math::random() * 10_000.0) as u32, js::now());
+    let id = [int((js_sys::Math::random() * 10_000.0) as i64), int(js::now())].concat();
     if let Some(s) = storage {
         let _ = s.set_item("RCCallDeviceId", &id);
     }

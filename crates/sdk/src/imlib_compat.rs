@@ -16,6 +16,7 @@ use wasm_bindgen::prelude::*;
 use crate::connection;
 use crate::js;
 use crate::runtime::rt;
+use rtc_core::text::int;
 
 /// The token from 4.X's `{token}` (a bare string is taken too).
 fn token_of(options: &JsValue) -> JsValue {
@@ -52,7 +53,7 @@ pub async fn im2_connect(token: JsValue, callbacks: JsValue) {
     let method = v2_callback(&result);
     if js::get_function(&callbacks, method).is_none() {
         if let Err(code) = result {
-            js::warn(&format!("[rcall] RongIMClient.connect failed ({code}) and the callbacks have no {method}"));
+            js::warn(&["[rcall] RongIMClient.connect failed (", &int(code.into()), ") and the callbacks have no ", method].concat());
         }
         return;
     }

@@ -46,7 +46,7 @@ pub fn call_method(target: &JsValue, method: &str, args: &[JsValue]) {
     let Some(f) = get_function(target, method) else { return };
     let array: Array = args.iter().collect();
     if let Err(e) = f.apply(target, &array) {
-        error(&format!("[rcall] listener {method} threw"), &e);
+        error(&["[rcall] listener ", method, " threw"].concat(), &e);
     }
 }
 
@@ -54,7 +54,7 @@ pub fn call_method(target: &JsValue, method: &str, args: &[JsValue]) {
 pub fn call_function(f: &Function, name: &str, args: &[JsValue]) {
     let array: Array = args.iter().collect();
     if let Err(e) = f.apply(&JsValue::UNDEFINED, &array) {
-        error(&format!("[rcall] {name} threw"), &e);
+        error(&["[rcall] ", name, " threw"].concat(), &e);
     }
 }
 
@@ -94,7 +94,7 @@ fn to_sink(sink: &Function, level: u16, message: &str, detail: Option<&JsValue>)
         None => d.as_string().or_else(|| js_sys::JSON::stringify(d).ok().and_then(|j| j.as_string())).unwrap_or_default(),
     });
     let content = match detail {
-        Some(d) => format!("{message} {d}"),
+        Some(d) => [message, " ", &d].concat(),
         None => message.to_string(),
     };
     // A throwing sink must not recurse into logging.
@@ -109,11 +109,30 @@ pub fn error(message: &str, detail: &JsValue) {
     }
 }
 
-/// `[rcall] {what}: {e}` as a warning. Not generic and never inlined: the one formatting site
-/// for every failure message (each `format!` at a call site costs its own code in the wasm).
+/// An error's text for a log line, without `core::fmt` (the wasm ships no formatting code:
+/// BENCHMARKS.md "SDK size").
+pub trait Detail {
+    fn detail(&self) -> String;
+}
+
+impl Detail for web_rtc::MediaError {
+    fn detail(&self) -> String {
+        self.message()
+    }
+}
+
+impl Detail for prost::DecodeError {
+    /// prost's own text needs `core::fmt`; which field failed is only in it.
+    fn detail(&self) -> String {
+        "failed to decode Protobuf message".into()
+    }
+}
+
+/// `[rcall] {what}: {e}` as a warning. Not generic and never inlined: the one site building
+/// every failure message.
 #[inline(never)]
-pub fn warn_err(what: &str, e: &dyn std::fmt::Display) {
-    warn(&format!("[rcall] {what}: {e}"));
+pub fn warn_err(what: &str, e: &dyn Detail) {
+    warn(&["[rcall] ", what, ": ", &e.detail()].concat());
 }
 
 pub fn warn(message: &str) {

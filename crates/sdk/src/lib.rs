@@ -36,6 +36,7 @@ pub use devices::{device_list, watch_devices, DeviceWatcher};
 pub use session::RCCallSession;
 pub use track::RCTrack;
 
+use rtc_core::text::int;
 use runtime::{rt, CallOptions};
 
 /// `RongIMLib.init({appkey, navi | navigators})`. `navi`: one server URL, a comma-separated
@@ -50,7 +51,7 @@ pub fn im_init(options: JsValue) -> Result<(), JsValue> {
     };
     let urls = navi_entries(&options)
         .and_then(|entries| navi::parse(&entries, im::secure_page()))
-        .map_err(|m| js::js_error(&format!("[RongIMLib init] {m}")))?;
+        .map_err(|m| js::js_error(&["[RongIMLib init] ", &m].concat()))?;
     *rt.app_key.borrow_mut() = app_key;
     *rt.navi.borrow_mut() = navi::NaviList::new(urls);
     rt.initialized.set(true);
@@ -69,10 +70,10 @@ fn navi_entries(options: &JsValue) -> Result<Vec<String>, String> {
         return Ok(vec![s]);
     }
     if !js_sys::Array::is_array(&value) {
-        return Err(format!("{key} must be a server URL or an array of them"));
+        return Err([key, " must be a server URL or an array of them"].concat());
     }
     let entries = js_sys::Array::from(&value).into_iter().enumerate();
-    entries.map(|(i, e)| e.as_string().ok_or_else(|| format!("{key}[{i}] must be a string (a server URL)"))).collect()
+    entries.map(|(i, e)| e.as_string().ok_or_else(|| [key, "[", &int(i as i64), "] must be a string (a server URL)"].concat())).collect()
 }
 
 /// `RongIMLib.connect(token)` → `{code, isOk, msg, data?: {userId}}` (never rejects).

@@ -20,7 +20,7 @@ pub fn parse(entries: &[String], secure_page: bool) -> Result<Vec<String>, Strin
             Some(url) => urls.push(url),
             None => {
                 let expected = "a server URL (http(s)://host[:port][/path], ws(s)://…) or a host[:port]";
-                return Err(format!("navi entry \"{piece}\" is not {expected}"));
+                return Err(["navi entry \"", piece, "\" is not ", expected].concat());
             }
         }
     }
@@ -48,8 +48,8 @@ pub fn websocket_url_for(navi: &str, secure_page: bool) -> Option<String> {
     if !valid_authority(authority) || path.contains(|c: char| c.is_whitespace() || c == '?' || c == '#') {
         return None;
     }
-    let path = if path.is_empty() { String::new() } else { format!("/{path}") };
-    Some(format!("{scheme}://{authority}{path}/ws"))
+    let slash = if path.is_empty() { "" } else { "/" };
+    Some([scheme, "://", authority, slash, path, "/ws"].concat())
 }
 
 /// `host[:port]`: a DNS name or IPv4 address (letters, digits, `-`, `.`, `_`; any non-ASCII

@@ -12,6 +12,7 @@ use rtc_core::proto::{AndroidPushConfig, HarmonyOsPushConfig, IosPushConfig, Pus
 use wasm_bindgen::{JsCast, JsValue};
 
 use crate::js;
+use rtc_core::text::int;
 
 /// Largest config accepted, as JSON: it rides along with every invite (or hangup), whose frame
 /// the server caps (64 KiB by default); RongCloud's vendor channels take far less.
@@ -53,7 +54,7 @@ pub fn parse_pair(call: &JsValue, hangup: &JsValue) -> Result<(PushTexts, PushTe
     if problems.is_empty() {
         Ok((call, hangup))
     } else {
-        Err(format!("[RCCallClient setPushConfig] {}", problems.join("\n")))
+        Err(["[RCCallClient setPushConfig] ", &problems.join("\n")].concat())
     }
 }
 
@@ -63,7 +64,7 @@ fn parse(v: &JsValue, name: &str, problems: &mut Vec<String>) -> PushTexts {
         return PushTexts::default();
     }
     if !is_plain_object(v) {
-        problems.push(format!("{name} must be an object"));
+        problems.push([name, " must be an object"].concat());
         return PushTexts::default();
     }
     let mut r = Reader { obj: v, path: name, problems };
@@ -78,7 +79,7 @@ fn parse(v: &JsValue, name: &str, problems: &mut Vec<String>) -> PushTexts {
         ..Default::default()
     };
     if let Some(ios) = r.object("iOSConfig") {
-        let path = format!("{name}.iOSConfig");
+        let path = [name, ".iOSConfig"].concat();
         let mut r = Reader { obj: &ios, path: &path, problems: &mut *r.problems };
         o.ios_config = Some(IosPushConfig {
             thread_id: r.string("threadId"),
@@ -90,7 +91,7 @@ fn parse(v: &JsValue, name: &str, problems: &mut Vec<String>) -> PushTexts {
         });
     }
     if let Some(android) = r.object("androidConfig") {
-        let path = format!("{name}.androidConfig");
+        let path = [name, ".androidConfig"].concat();
         let mut r = Reader { obj: &android, path: &path, problems: &mut *r.problems };
         let google = r.object("googleConfig").map(|g| r.json(&g, "googleConfig"));
         o.android_config = Some(AndroidPushConfig {
@@ -111,7 +112,7 @@ fn parse(v: &JsValue, name: &str, problems: &mut Vec<String>) -> PushTexts {
         });
     }
     if let Some(harmony) = r.object("harmonyOSConfig") {
-        let path = format!("{name}.harmonyOSConfig");
+        let path = [name, ".harmonyOSConfig"].concat();
         let mut r = Reader { obj: &harmony, path: &path, problems: &mut *r.problems };
         o.harmony_os_config = Some(HarmonyOsPushConfig {
             image_url: r.string("imageUrl"),
@@ -121,7 +122,8 @@ fn parse(v: &JsValue, name: &str, problems: &mut Vec<String>) -> PushTexts {
     }
     let size = JSON::stringify(v).ok().and_then(|s| s.as_string()).map_or(0, |s| s.len());
     if size > MAX_CONFIG_BYTES {
-        problems.push(format!("{name} is too large ({size} bytes as JSON; at most {MAX_CONFIG_BYTES})"));
+        let (size, max) = (int(size as i64), int(MAX_CONFIG_BYTES as i64));
+        problems.push([name, " is too large (", &size, " bytes as JSON; at most ", &max, ")"].concat());
     }
     let options = (o != PushOptions::default()).then(|| Box::new(o));
     PushTexts { title, content, options }
@@ -139,6 +141,11 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
+    /// Notes `{path}.{key}{what}`.
+    fn problem(&mut self, key: &str, what: &str) {
+        self.problems.push([self.path, ".", key, what].concat());
+    }
+
     /// The value of a present key (`undefined` and `null` are absent).
     fn present(&self, key: &str) -> Option<JsValue> {
         Some(js::get(self.obj, key)).filter(js::is_present)
@@ -148,7 +155,7 @@ impl Reader<'_> {
         let v = self.present(key)?;
         let s = v.as_string();
         if s.is_none() {
-            self.problems.push(format!("{}.{key} must be a string", self.path));
+            self.problem(key, " must be a string");
         }
         s
     }
@@ -157,7 +164,7 @@ impl Reader<'_> {
         let v = self.present(key)?;
         let b = v.as_bool();
         if b.is_none() {
-            self.problems.push(format!("{}.{key} must be a boolean", self.path));
+            self.problem(key, " must be a boolean");
         }
         b
     }
@@ -167,8 +174,8 @@ impl Reader<'_> {
         match v.as_string() {
             Some(s) if allowed.contains(&s.as_str()) => Some(s),
             _ => {
-                let list: Vec<String> = allowed.iter().map(|a| format!("'{a}'")).collect();
-                self.problems.push(format!("{}.{key} must be one of {}", self.path, list.join(", ")));
+                let list = ["'", &allowed.join("', '"), "'"].concat();
+                self.problem(key, &[" must be one of ", &list].concat());
                 None
             }
         }
@@ -179,7 +186,7 @@ impl Reader<'_> {
         if is_plain_object(&v) {
             Some(v)
         } else {
-            self.problems.push(format!("{}.{key} must be an object", self.path));
+            self.problem(key, " must be an object");
             None
         }
     }
@@ -189,7 +196,7 @@ impl Reader<'_> {
         match JSON::stringify(v).ok().and_then(|s| s.as_string()) {
             Some(s) => s,
             None => {
-                self.problems.push(format!("{}.{key} cannot be sent (not representable as JSON)", self.path));
+                self.problem(key, " cannot be sent (not representable as JSON)");
                 String::new()
             }
         }

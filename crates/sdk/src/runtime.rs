@@ -324,7 +324,7 @@ impl Runtime {
             // The queue is full, or not logged in: failed like an unreachable server.
             failed => {
                 if let Some(Err(full)) = failed {
-                    js::warn(&format!("[rcall] {full}"));
+                    js::warn(&["[rcall] ", &full.message()].concat());
                 }
                 self.feed_later(Input::SendFailed { request_id: signal.request_id, code: crate::im::code::RC_NET_CHANNEL_INVALID });
             }

@@ -52,7 +52,7 @@ impl RCCallSession {
     pub fn register_session_listener(&self, listener: JsValue) -> Result<(), JsValue> {
         let problems = validate::listener_problems(&listener);
         if !problems.is_empty() {
-            return Err(js::js_error(&format!("[RCCallSession registerSessionListener] {}", problems.join("\n"))));
+            return Err(js::js_error(&["[RCCallSession registerSessionListener] ", &problems.join("\n")].concat()));
         }
         rt().set_listener(&self.call_id(), listener);
         Ok(())

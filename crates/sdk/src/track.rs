@@ -82,7 +82,7 @@ impl RCTrack {
 
     #[wasm_bindgen(js_name = getStreamId)]
     pub fn stream_id(&self) -> String {
-        format!("{}_{TRACK_TAG}", self.inner.user_id)
+        [&self.inner.user_id, "_", TRACK_TAG].concat()
     }
 
     #[wasm_bindgen(js_name = getTag)]

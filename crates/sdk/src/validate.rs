@@ -20,7 +20,7 @@ pub fn listener_problems(listener: &JsValue) -> Vec<String> {
     if missing.is_empty() {
         Vec::new()
     } else {
-        vec![format!("listener missing function -> \"{}\"", missing.join(","))]
+        vec![["listener missing function -> \"", &missing.join(","), "\""].concat()]
     }
 }
 
@@ -41,7 +41,7 @@ pub fn user_ids(v: &JsValue) -> Option<Vec<String>> {
 pub fn call_params(params: &JsValue, group: bool) -> Result<(), String> {
     let prefix = if group { "[RCCallClient callInGroup]" } else { "[RCCallClient call]" };
     if !params.is_object() {
-        return Err(format!("{prefix} params must be an object"));
+        return Err([prefix, " params must be an object"].concat());
     }
     let mut problems = Vec::new();
     if !non_empty_string(&js::get(params, "targetId")) {
@@ -59,7 +59,7 @@ pub fn call_params(params: &JsValue, group: bool) -> Result<(), String> {
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(format!("{prefix} {}", problems.join("\n")))
+        Err([prefix, " ", &problems.join("\n")].concat())
     }
 }
 
@@ -70,7 +70,7 @@ pub fn constraints(c: &JsValue, prefix: &str) -> Result<(), String> {
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(format!("{prefix} {}", problems.join("\n")))
+        Err([prefix, " ", &problems.join("\n")].concat())
     }
 }
 
@@ -115,7 +115,7 @@ fn constraint_problems(c: &JsValue) -> Vec<String> {
 pub fn init_options(o: &JsValue) -> Result<(), String> {
     const PREFIX: &str = "[RCCallLib installer steup]";
     if !o.is_object() {
-        return Err(format!("{PREFIX} Initialization options must be an object"));
+        return Err([PREFIX, " Initialization options must be an object"].concat());
     }
     let mut missing = Vec::new();
     if !js::get(o, "rtcClient").is_object() {
@@ -129,13 +129,13 @@ pub fn init_options(o: &JsValue) -> Result<(), String> {
     }
     let mut problems = Vec::new();
     if !missing.is_empty() {
-        problems.push(format!("Initialization missing parameter -> \"{}\"", missing.join(",")));
+        problems.push(["Initialization missing parameter -> \"", &missing.join(","), "\""].concat());
     }
     problems.extend(option_problems(o));
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(format!("{PREFIX} {}", problems.join("\n")))
+        Err([PREFIX, " ", &problems.join("\n")].concat())
     }
 }
 
@@ -154,7 +154,7 @@ fn option_problems(o: &JsValue) -> Vec<String> {
     for key in ["isAllowSubscribeRetry", "isAllowPublishRetry", "isOffCameraWhenVideoDisable", "isAllowDemotionGetStream"] {
         let v = js::get(o, key);
         if js::is_present(&v) && v.as_bool().is_none() {
-            problems.push(format!("{key} must be a boolean"));
+            problems.push([key, " must be a boolean"].concat());
         }
     }
     let one_of = |key: &str, allowed: &[f64]| {

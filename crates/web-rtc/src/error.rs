@@ -22,15 +22,11 @@ use wasm_bindgen::JsValue;
 
 /// Everything that can go wrong in capture, peer connection handling and
 /// playback. Every variant carries enough text to be logged as is.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum MediaError {
     /// The user or the browser refused camera/microphone access
     /// (`NotAllowedError`, `SecurityError`).
-    #[error(
-        "camera/microphone access was denied ({name}: {message}); let the user allow it in the \
-         browser prompt or the site settings, and serve the page over https or from localhost"
-    )]
     Permission {
         /// The DOMException name (`NotAllowedError` or `SecurityError`).
         name: String,
@@ -39,10 +35,6 @@ pub enum MediaError {
     },
 
     /// No capture device of the requested kind exists (`NotFoundError`).
-    #[error(
-        "no camera/microphone matches the request ({message}); check that a device is connected \
-         and enabled, or capture audio only"
-    )]
     NotFound {
         /// The browser's message.
         message: String,
@@ -50,10 +42,6 @@ pub enum MediaError {
 
     /// A device exists but could not be started (`NotReadableError`,
     /// `AbortError`), usually because another application holds it.
-    #[error(
-        "the camera/microphone could not be started ({name}: {message}); another application or \
-         tab may be using it: close it and retry"
-    )]
     NotReadable {
         /// The DOMException name.
         name: String,
@@ -63,10 +51,6 @@ pub enum MediaError {
 
     /// No device can satisfy a required (`exact`/`min`/`max`) constraint
     /// (`OverconstrainedError`).
-    #[error(
-        "no device satisfies the `{constraint}` constraint ({message}); relax it (use `ideal` \
-         instead of `exact`) or pick a deviceId returned by enumerate_devices()"
-    )]
     Overconstrained {
         /// The constraint the browser names (e.g. `deviceId`, `width`); may be empty.
         constraint: String,
@@ -76,37 +60,28 @@ pub enum MediaError {
 
     /// The environment lacks the API (no `window`, no `navigator.mediaDevices`
     /// because the page is not a secure context, no `RTCPeerConnection`).
-    #[error("{0}; WebRTC needs a browser window and a secure context (https or http://localhost)")]
     Unsupported(String),
 
     /// The caller passed something unusable (e.g. a volume above 100, a
     /// capture request with neither audio nor video).
-    #[error("invalid argument: {0}")]
     InvalidArgument(String),
 
     /// The [`PeerLink`](crate::PeerLink) was closed (or closed while the
     /// operation was in flight).
-    #[error("the peer connection is closed; create a new PeerLink for a new connection")]
     Closed,
 
     /// A video track (or a stream with video) was asked to play without a
     /// media element. Audio can play through an internal element, video cannot.
-    #[error("a video track needs a <video> element to play into; pass one to play()")]
     MissingElement,
 
     /// `HTMLMediaElement.play()` was refused by the autoplay policy
     /// (`NotAllowedError`).
-    #[error(
-        "the browser refused to start playback ({message}); playing sound needs a prior user \
-         gesture (e.g. a click) on the page, an active capture, or a muted element"
-    )]
     PlaybackBlocked {
         /// The browser's message.
         message: String,
     },
 
     /// Any other JavaScript failure, with the operation that failed.
-    #[error("{op} failed with {name}: {message}")]
     Js {
         /// The API call that failed, e.g. `setRemoteDescription(offer)`.
         op: &'static str,
@@ -118,6 +93,70 @@ pub enum MediaError {
 }
 
 impl MediaError {
+    /// The text to log. Built by concatenation, not `core::fmt`: the SDK's wasm ships no
+    /// formatting code (BENCHMARKS.md "SDK size"); `Display` writes the same text.
+    pub fn message(&self) -> String {
+        match self {
+            MediaError::Permission { name, message } => [
+                "camera/microphone access was denied (",
+                name,
+                ": ",
+                message,
+                "); let the user allow it in the browser prompt or the site settings, and serve \
+                 the page over https or from localhost",
+            ]
+            .concat(),
+            MediaError::NotFound { message } => [
+                "no camera/microphone matches the request (",
+                message,
+                "); check that a device is connected and enabled, or capture audio only",
+            ]
+            .concat(),
+            MediaError::NotReadable { name, message } => [
+                "the camera/microphone could not be started (",
+                name,
+                ": ",
+                message,
+                "); another application or tab may be using it: close it and retry",
+            ]
+            .concat(),
+            MediaError::Overconstrained {
+                constraint,
+                message,
+            } => [
+                "no device satisfies the `",
+                constraint,
+                "` constraint (",
+                message,
+                "); relax it (use `ideal` instead of `exact`) or pick a deviceId returned by \
+                 enumerate_devices()",
+            ]
+            .concat(),
+            MediaError::Unsupported(what) => [
+                what,
+                "; WebRTC needs a browser window and a secure context (https or http://localhost)",
+            ]
+            .concat(),
+            MediaError::InvalidArgument(what) => ["invalid argument: ", what].concat(),
+            MediaError::Closed => {
+                "the peer connection is closed; create a new PeerLink for a new connection".into()
+            }
+            MediaError::MissingElement => {
+                "a video track needs a <video> element to play into; pass one to play()".into()
+            }
+            MediaError::PlaybackBlocked { message } => [
+                "the browser refused to start playback (",
+                message,
+                "); playing sound needs a prior user gesture (e.g. a click) on the page, an \
+                 active capture, or a muted element",
+            ]
+            .concat(),
+            MediaError::Js { op, name, message } => {
+                [op, " failed with ", name, ": ", message].concat()
+            }
+        }
+    }
+
     /// Wraps any JS exception / promise rejection from `op`.
     pub fn js(op: &'static str, err: &JsValue) -> Self {
         let (name, message) = name_and_message(err);
@@ -181,6 +220,14 @@ impl MediaError {
         }
     }
 }
+
+impl std::fmt::Display for MediaError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message())
+    }
+}
+
+impl std::error::Error for MediaError {}
 
 /// Reads `name` and `message` off an Error / DOMException / OverconstrainedError,
 /// falling back to the value's string form for thrown non-errors.

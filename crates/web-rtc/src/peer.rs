@@ -620,11 +620,16 @@ impl PeerLink {
         self.check_open()?;
         if let Some(t) = track {
             if track_kind(t) != kind {
-                return Err(MediaError::InvalidArgument(format!(
-                    "replace_track({}) was given a {} track",
-                    kind.as_str(),
-                    t.kind()
-                )));
+                return Err(MediaError::InvalidArgument(
+                    [
+                        "replace_track(",
+                        kind.as_str(),
+                        ") was given a ",
+                        &t.kind(),
+                        " track",
+                    ]
+                    .concat(),
+                ));
             }
         }
         let Some(transceiver) = self.transceiver(kind) else {
@@ -734,11 +739,16 @@ impl PeerLink {
     pub async fn attach(&self, kind: Kind, track: &MediaStreamTrack) -> Result<(), MediaError> {
         self.check_open()?;
         if track_kind(track) != kind {
-            return Err(MediaError::InvalidArgument(format!(
-                "attach({}) was given a {} track",
-                kind.as_str(),
-                track.kind()
-            )));
+            return Err(MediaError::InvalidArgument(
+                [
+                    "attach(",
+                    kind.as_str(),
+                    ") was given a ",
+                    &track.kind(),
+                    " track",
+                ]
+                .concat(),
+            ));
         }
         crate::capture::settle_when_sending(track);
         // The warm-up ends here: the primer comes off (it is replaced right below) and the gate
@@ -760,10 +770,14 @@ impl PeerLink {
             self.set_pending_track(kind, Some(track));
             return Ok(());
         }
-        Err(MediaError::InvalidArgument(format!(
-            "no {} sender to attach to: prepare() the link for it before negotiating",
-            kind.as_str()
-        )))
+        Err(MediaError::InvalidArgument(
+            [
+                "no ",
+                kind.as_str(),
+                " sender to attach to: prepare() the link for it before negotiating",
+            ]
+            .concat(),
+        ))
     }
 
     /// Stops sending `kind` (the sender's track becomes none; no

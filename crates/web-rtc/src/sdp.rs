@@ -18,6 +18,20 @@ pub const START_BITRATE_KBPS: u32 = 1500;
 /// Video codecs whose `fmtp` gets the start bitrate (not rtx/red/ulpfec/flexfec).
 const VIDEO_CODECS: [&str; 5] = ["VP8", "VP9", "H264", "AV1", "H265"];
 
+/// The decimal form of `n` without `core::fmt`, which the SDK's wasm does not ship (the
+/// SDK's own messages use `rtc_core::text::int`; this crate does not depend on rtc-core).
+pub(crate) fn decimal(mut n: u32) -> String {
+    let mut digits = Vec::with_capacity(10);
+    loop {
+        digits.push(b'0' + (n % 10) as u8);
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    digits.iter().rev().map(|&d| d as char).collect()
+}
+
 /// Adds `x-google-start-bitrate=<kbps>` to the `fmtp` of every video codec in
 /// every `m=video` section, creating the `fmtp` line when there is none and
 /// leaving codecs that already carry a start bitrate alone. Line endings
@@ -34,7 +48,7 @@ pub fn with_start_bitrate(sdp: &str, kbps: u32) -> String {
         .split('\n')
         .map(|l| l.strip_suffix('\r').unwrap_or(l))
         .collect();
-    let param = format!("x-google-start-bitrate={kbps}");
+    let param = ["x-google-start-bitrate=", &decimal(kbps)].concat();
     let mut out = String::with_capacity(sdp.len() + 128);
     let mut first = true;
     let mut emit = |parts: &[&str]| {
@@ -108,6 +122,13 @@ fn fmtp_pt(line: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decimal_matches_to_string() {
+        for n in [0, 7, 10, 99, 100, 2500, u32::MAX] {
+            assert_eq!(decimal(n), n.to_string());
+        }
+    }
 
     const OFFER: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
 m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=rtpmap:111 opus/48000/2\r\na=fmtp:111 minptime=10;useinbandfec=1\r\n\

@@ -508,7 +508,7 @@ impl Rates<'_> {
         let id = get_str(stat, "id")?;
         let at_ms = get_f64(stat, "timestamp")?;
         let value = get_f64(stat, field)?;
-        let key = format!("{id}/{field}");
+        let key = [&id, "/", field].concat();
         let prev = self.prev.iter().find(|(k, _)| *k == key).map(|(_, c)| *c);
         self.next.push((key, Counter { at_ms, value }));
         Some(match prev {

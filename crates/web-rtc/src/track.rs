@@ -211,9 +211,7 @@ pub async fn play_with(
     let what = what.into();
     if let Some(v) = options.volume {
         if v > 100 {
-            return Err(MediaError::InvalidArgument(format!(
-                "volume must be 0..=100, got {v}"
-            )));
+            return Err(bad_volume(v));
         }
     }
     if !what.has_live_track() {
@@ -256,11 +254,20 @@ pub async fn play_with(
     Ok(playback)
 }
 
+/// The error for a volume above 100.
+fn bad_volume(volume: u8) -> MediaError {
+    MediaError::InvalidArgument(
+        [
+            "volume must be 0..=100, got ",
+            &crate::sdp::decimal(volume.into()),
+        ]
+        .concat(),
+    )
+}
+
 fn set_volume(element: &HtmlMediaElement, volume: u8) -> Result<(), MediaError> {
     if volume > 100 {
-        return Err(MediaError::InvalidArgument(format!(
-            "volume must be 0..=100, got {volume}"
-        )));
+        return Err(bad_volume(volume));
     }
     element.set_volume(f64::from(volume) / 100.0);
     Ok(())
@@ -284,9 +291,9 @@ async fn set_sink_id(element: &HtmlMediaElement, id: &str) -> Result<(), MediaEr
     JsFuture::from(p)
         .await
         .map_err(|e| match crate::error::name_and_message(&e) {
-            (n, m) if n == "NotFoundError" => {
-                MediaError::InvalidArgument(format!("unknown audio output device \"{id}\": {m}"))
-            }
+            (n, m) if n == "NotFoundError" => MediaError::InvalidArgument(
+                ["unknown audio output device \"", id, "\": ", &m].concat(),
+            ),
             _ => MediaError::js("setSinkId", &e),
         })?;
     Ok(())

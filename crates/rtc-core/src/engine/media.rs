@@ -24,10 +24,10 @@ pub enum TrackKind {
 /// Track id in RTCLib's scheme (spec D.2): `<userId>_RongCloudRTC_0` (audio) / `_1` (video).
 pub fn track_id(user_id: &str, kind: TrackKind) -> String {
     let n = match kind {
-        TrackKind::Audio => 0,
-        TrackKind::Video => 1,
+        TrackKind::Audio => "0",
+        TrackKind::Video => "1",
     };
-    format!("{user_id}_{TRACK_TAG}_{n}")
+    [user_id, "_", TRACK_TAG, "_", n].concat()
 }
 
 /// RTCLib's default tag, used for every call track.

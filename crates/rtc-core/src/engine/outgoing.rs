@@ -1,6 +1,7 @@
 //! Flows started by this device: call, accept, hang up, and the media layer's reports.
 
 use crate::small_map::SmallMap;
+use crate::text::int;
 
 use super::call::{Call, CallParties, CallStart, Pending, Phase};
 use super::{
@@ -446,7 +447,7 @@ impl Engine {
         if *texts == super::PushTexts::default() {
             return None;
         }
-        let data = format!("{{\"callId\":{},\"reason\":{reason}}}", json_string(call_id));
+        let data = ["{\"callId\":", &json_string(call_id), ",\"reason\":", &int(reason.into()), "}"].concat();
         Some(PushConfig {
             push_title: texts.title.clone().unwrap_or_default(),
             push_content: texts.content.clone().unwrap_or_else(|| data.clone()),
@@ -467,8 +468,8 @@ impl Engine {
             (_, true) => "您有一条视频通话",
         };
         let ids: Vec<String> = invitees.iter().map(|u| json_string(u)).collect();
-        let data =
-            format!("{{\"mediaType\":{},\"userIdList\":[{}],\"callId\":{}}}", call.media_type as i32, ids.join(","), json_string(call_id));
+        let media = int(call.media_type as i64);
+        let data = ["{\"mediaType\":", &media, ",\"userIdList\":[", &ids.join(","), "],\"callId\":", &json_string(call_id), "}"].concat();
         let title = per_call.title.clone().or_else(|| self.call_push.title.clone());
         let content = per_call.content.clone().or_else(|| self.call_push.content.clone());
         PushConfig {
@@ -500,6 +501,8 @@ pub(super) fn dedup(ids: &[String]) -> Vec<String> {
     out
 }
 
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
 /// Minimal JSON string literal (ids are arbitrary strings).
 fn json_string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
@@ -508,7 +511,11 @@ fn json_string(s: &str) -> String {
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c if (c as u32) < 0x20 => {
+                out.push_str("\\u00");
+                out.push(HEX[c as usize >> 4] as char);
+                out.push(HEX[c as usize & 15] as char);
+            }
             c => out.push(c),
         }
     }
