@@ -818,3 +818,109 @@ fn answer_to(offer: &str) -> String {
         .map(|l| l + "\r\n")
         .collect()
 }
+
+/// A Janus that accepts requests and never answers (a proxy that holds them): each SFU request
+/// is answered `SfuFailed` 53004 once the per-request timeout (a setting, short here) runs out,
+/// and the connection stays responsive meanwhile — nothing hangs.
+#[tokio::test]
+async fn a_janus_that_never_answers_gets_sfu_failed_within_the_request_timeout() {
+    let j = TestJanus::start();
+    let proxy = common::janus_proxy::HoldingProxy::start(&j.url()).await;
+    let ts = TestServer::start_with(|c| {
+        let mut s = JanusSettings::new(proxy.url());
+        s.api_secret = Some(API_SECRET.into());
+        s.admin_key = Some(ADMIN_KEY.into());
+        s.request_timeout = Duration::from_millis(800);
+        c.janus = Some(s);
+    })
+    .await;
+    api_ok(
+        &ts,
+        "/group/create.json",
+        &[
+            ("userId", "alice"),
+            ("userId", "bob"),
+            ("groupId", "g"),
+            ("groupName", "G"),
+        ],
+    )
+    .await;
+    let (mut a, _) = Dev::login(&ts, "alice", "a1").await;
+    let (mut b, _) = Dev::login(&ts, "bob", "b1").await;
+    a.send_ok(1, gcall("a1", &["bob"], "gc", invite(&["bob"])))
+        .await;
+    joined(a.next_sfu().await, "gc");
+    b.send_ok(1, gcall("b1", &["alice"], "gc", accept())).await;
+    joined(b.next_sfu().await, "gc");
+    let bob_feed = ts
+        .server
+        .state()
+        .sfu
+        .clone()
+        .unwrap()
+        .peer_feed(APP_KEY, "gc", "bob", "b1")
+        .await
+        .unwrap();
+
+    proxy.hold();
+    let t0 = std::time::Instant::now();
+    let r = failed(
+        a.publish(2, "gc").await,
+        2,
+        sfu_pc::PUBLISHER,
+        error_code::SFU_REQUEST_FAILED,
+    );
+    assert!(r.contains("publish"), "{r}");
+    let r = failed(
+        a.subscribe(3, "gc", &[&bob_feed]).await,
+        3,
+        sfu_pc::SUBSCRIBER,
+        error_code::SFU_REQUEST_FAILED,
+    );
+    assert!(r.contains("attach"), "{r}");
+    // (At most one timeout each; the client's own wait for a frame, `common::WAIT`, is 5 s.)
+    assert!(t0.elapsed() >= Duration::from_millis(800));
+    assert!(proxy.held() >= 2, "the requests reached the holding Janus");
+    // The connection and the call go on.
+    a.no_sfu(7).await;
+    b.send_ok(2, gcall("b1", &["alice"], "gc", hangup())).await;
+}
+
+/// Janus closes a device's publishing peer connection by itself (ICE failed: its `hangup`
+/// event): the device is told, with `SfuRestart`, and its SFU side is set up afresh (a new
+/// publisher handle), instead of silence.
+#[tokio::test]
+async fn a_publisher_closed_by_janus_gets_sfu_restart() {
+    let j = TestJanus::start();
+    let ts = server(&j).await;
+    let (mut a, _) = Dev::login(&ts, "alice", "a1").await;
+    let generation = {
+        a.send_ok(1, gcall("a1", &["bob"], "gc", invite(&["bob"])))
+            .await;
+        joined(a.next_sfu().await, "gc")
+    };
+    answer(a.publish(2, "gc").await, 2);
+    let sfu = ts.server.state().sfu.clone().unwrap();
+    let (publisher, _) = sfu
+        .peer_handles(APP_KEY, "gc", "alice", "a1")
+        .await
+        .unwrap();
+    let publisher = publisher.unwrap();
+    // The client closing its own connection ("DTLS alert") is not reported: it knows.
+    sfu.on_event(&json!({"janus": "hangup", "sender": publisher, "reason": "DTLS alert"}))
+        .await;
+    a.no_sfu(1).await;
+    sfu.on_event(&json!({"janus": "hangup", "sender": publisher, "reason": "ICE failed"}))
+        .await;
+    match a.next_sfu().await {
+        S::SfuRestart(r) => assert_eq!((&*r.call_id, r.generation), ("gc", generation)),
+        other => panic!("expected SfuRestart, got {other:?}"),
+    }
+    // A new publisher handle, and publishing works again.
+    let (again, _) = sfu
+        .peer_handles(APP_KEY, "gc", "alice", "a1")
+        .await
+        .unwrap();
+    assert_ne!(again, Some(publisher));
+    answer(a.publish(3, "gc").await, 3);
+}

@@ -44,6 +44,10 @@ pub struct JanusSettings {
     pub admin_key: Option<String>,
     /// Explicit session keep-alive interval ([`DEFAULT_KEEPALIVE`]).
     pub keepalive: Duration,
+    /// How long one Janus request may take, and again the event of an asynchronous one
+    /// ([`janus::REQUEST_TIMEOUT`]): a device's SFU request is answered (`SfuFailed` at worst)
+    /// within twice this even when Janus holds it. A knob for tests.
+    pub request_timeout: Duration,
 }
 
 impl JanusSettings {
@@ -53,6 +57,7 @@ impl JanusSettings {
             api_secret: None,
             admin_key: None,
             keepalive: DEFAULT_KEEPALIVE,
+            request_timeout: janus::REQUEST_TIMEOUT,
         }
     }
 
@@ -90,6 +95,7 @@ impl std::fmt::Debug for JanusSettings {
             )
             .field("admin_key", &self.admin_key.as_ref().map(|_| "<redacted>"))
             .field("keepalive", &self.keepalive)
+            .field("request_timeout", &self.request_timeout)
             .finish()
     }
 }
@@ -485,6 +491,8 @@ pub async fn follow(
         }
     }
     let mut pending = restored;
+    let (resync_tx, mut resync) = tokio::sync::mpsc::channel(NOTIFY_QUEUE);
+    let _ = sfu.relay.resync.set(resync_tx);
     let mut tick = tokio::time::interval(RECONCILE_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -497,6 +505,7 @@ pub async fn follow(
                 Some(c) => vec![c],
                 None => return,
             },
+            Some((app, call)) = resync.recv() => hub.app_by_key(&app).map(|a| (a, call)).into_iter().collect(),
             _ = tick.tick() => sfu
                 .calls()
                 .await

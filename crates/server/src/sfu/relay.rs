@@ -119,6 +119,8 @@ pub struct Relay {
     /// Each call's Janus events, handled in order by a task of the call's own: a call busy
     /// with a slow Janus request delays only its own events.
     event_queues: Mutex<HashMap<CallKey, tokio::sync::mpsc::UnboundedSender<Value>>>,
+    /// Calls to sync at once (a device's publisher closed by Janus), for [`super::follow`].
+    pub(super) resync: std::sync::OnceLock<tokio::sync::mpsc::Sender<CallKey>>,
 }
 
 fn failed(request_id: u32, call_id: &str, pc: u32, code: i32, reason: String) -> Body {
@@ -926,11 +928,32 @@ impl Sfu {
             return;
         };
         let mine = |h: &Option<Handle>| h.as_ref().is_some_and(|h| h.id() == sender);
-        if event["janus"].as_str() == Some("hangup") {
-            // Janus closed this peer connection (ICE/DTLS failed, or the client closed it).
-            if pc == sfu_pc::PUBLISHER && mine(&peer.publisher) {
-                peer.published = false;
+        let what = event["janus"].as_str().unwrap_or_default();
+        if matches!(what, "hangup" | "detached") && pc == sfu_pc::PUBLISHER && mine(&peer.publisher)
+        {
+            // Janus closed this device's publishing connection. The client closing it itself
+            // ("DTLS alert": it is resetting, or leaving) knows; otherwise (ICE failed, the
+            // handle detached…) it would wait forever: drop the handle, and the next
+            // `relay_sync` joins a new one and sends the device `SfuRestart` (it publishes and
+            // subscribes again).
+            peer.published = false;
+            if what == "hangup" && event["reason"].as_str() == Some("DTLS alert") {
+                return;
             }
+            tracing::info!(call = %key.1, reason = %event["reason"], "SFU: Janus closed a device's publisher ({what}): restarting its SFU side");
+            if let Some(h) = peer.publisher.take() {
+                self.relay.handles.lock().unwrap().remove(&h.id());
+                if what == "hangup" {
+                    // (Its participant leaves the room, so the feed id can join again.)
+                    h.detach().await;
+                }
+            }
+            if let Some(tx) = self.relay.resync.get() {
+                let _ = tx.try_send(key.clone());
+            }
+            return;
+        }
+        if what == "hangup" {
             return;
         }
         let Some(data) = event.get("plugindata").and_then(|p| p.get("data")) else {

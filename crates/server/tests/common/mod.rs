@@ -2,6 +2,7 @@
 //! WebSocket client speaking the envelope protocol.
 #![allow(dead_code)]
 
+pub mod janus_proxy;
 pub mod janus_server;
 pub mod redis_server;
 
