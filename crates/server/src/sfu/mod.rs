@@ -172,6 +172,19 @@ impl Sfu {
         janus::hex(&mac.finalize().into_bytes()[..16])
     }
 
+    /// The id clients know a Janus feed by: derived, so every node gives the same one, and
+    /// not Janus's own (a client cannot name another room's participant).
+    pub fn opaque_feed(&self, room: &str, feed: &str) -> String {
+        use hmac::{Hmac, Mac};
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.room_key)
+            .expect("HMAC takes any key length");
+        mac.update(b"rcall opaque feed\0");
+        mac.update(room.as_bytes());
+        mac.update(b"\0");
+        mac.update(feed.as_bytes());
+        janus::hex(&mac.finalize().into_bytes()[..8])
+    }
+
     pub fn janus(&self) -> &JanusClient {
         &self.janus
     }

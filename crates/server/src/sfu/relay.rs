@@ -80,12 +80,13 @@ struct SubStream {
     kind: String,
 }
 
-/// A member device's side of a call on Janus.
+/// A member device's side of a call on Janus (devices connected to this node).
 struct Peer {
     /// Its participant id in the room (Janus's; never sent to clients).
     janus_feed: String,
-    /// The id clients know its feed by.
-    opaque: String,
+    /// The room and the device's allow-list token (its seat).
+    room: String,
+    token: String,
     publisher: Option<Handle>,
     private_id: Option<u64>,
     published: bool,
@@ -93,10 +94,26 @@ struct Peer {
     sub_streams: Vec<SubStream>,
 }
 
+/// A seat of a call's room, wherever its device is connected (cluster mode: on any node).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeatInfo {
+    pub user: String,
+    pub device: String,
+    /// Janus participant id.
+    pub feed: String,
+    /// Allow-list token.
+    pub token: String,
+}
+
 #[derive(Default)]
 struct CallState {
-    /// Janus session generation the handles belong to.
+    /// The generation the devices were told (`SfuJoined`, `SfuRestart`): the Janus session's on
+    /// a single node, the room's epoch in cluster mode.
     generation: u64,
+    /// Janus session generation the handles belong to (a new session: every handle is gone).
+    session: u64,
+    /// Every seat of the room: Janus feed → (device, the feed's opaque id).
+    seats: HashMap<String, (Dev, String)>,
     peers: HashMap<Dev, Peer>,
     /// Devices told `SfuJoined` (after a Janus restart they get `SfuRestart` instead).
     announced: std::collections::HashSet<Dev>,
@@ -105,6 +122,8 @@ struct CallState {
     feeds: BTreeMap<String, Vec<SfuStream>>,
     /// The feed list each device was last sent: `SfuFeeds` only goes to those whose list changed.
     sent: HashMap<Dev, Vec<SfuFeed>>,
+    /// Devices that moved here from another node and have not had their `SfuRestart` yet.
+    moved_in: std::collections::HashSet<Dev>,
 }
 
 /// The relay's state, kept in [`Sfu`].
@@ -164,12 +183,6 @@ pub fn auto_substream(video_tiles: usize) -> i32 {
     }
 }
 
-fn random_id() -> String {
-    let mut b = [0u8; 8];
-    getrandom::fill(&mut b).expect("the OS random source works");
-    super::janus::hex(&b)
-}
-
 /// The streams of a Janus `publishers` entry.
 fn streams_of(publisher: &Value) -> Vec<SfuStream> {
     publisher
@@ -215,14 +228,14 @@ impl CallState {
     /// The feeds a device sees: every other member's published streams, with opaque ids.
     fn feeds_for(&self, me: &Dev) -> Vec<SfuFeed> {
         let mut out: Vec<SfuFeed> = self
-            .peers
+            .seats
             .iter()
-            .filter(|(d, _)| *d != me)
-            .filter_map(|((user, _), p)| {
+            .filter(|(_, (d, _))| d != me)
+            .filter_map(|(janus_feed, ((user, _), opaque))| {
                 Some(SfuFeed {
-                    feed: p.opaque.clone(),
+                    feed: opaque.clone(),
                     user_id: user.clone(),
-                    streams: self.feeds.get(&p.janus_feed)?.clone(),
+                    streams: self.feeds.get(janus_feed)?.clone(),
                 })
             })
             .collect();
@@ -230,22 +243,27 @@ impl CallState {
         out
     }
 
-    fn by_janus_feed(&self, feed: &str) -> Option<(&Dev, &Peer)> {
-        self.peers.iter().find(|(_, p)| p.janus_feed == feed)
+    /// (device, opaque id) of a Janus feed.
+    fn by_janus_feed(&self, feed: &str) -> Option<(&Dev, &String)> {
+        self.seats.get(feed).map(|(d, o)| (d, o))
     }
 
-    fn by_opaque(&self, feed: &str) -> Option<(&Dev, &Peer)> {
-        self.peers.iter().find(|(_, p)| p.opaque == feed)
+    /// (device, Janus feed) of an opaque feed id.
+    fn by_opaque(&self, feed: &str) -> Option<(&Dev, &String)> {
+        self.seats
+            .iter()
+            .find(|(_, (_, o))| o == feed)
+            .map(|(j, (d, _))| (d, j))
     }
 
     fn mids(&self, streams: &[SubStream]) -> Vec<SfuMid> {
         streams
             .iter()
             .filter_map(|s| {
-                let ((user, _), p) = self.by_janus_feed(&s.feed)?;
+                let ((user, _), opaque) = self.by_janus_feed(&s.feed)?;
                 Some(SfuMid {
                     mid: s.mid.clone(),
-                    feed: p.opaque.clone(),
+                    feed: opaque.clone(),
                     user_id: user.clone(),
                     kind: s.kind.clone(),
                 })
@@ -476,8 +494,8 @@ impl Sfu {
         let mut wants: Vec<(String, String, i32)> = Vec::new();
         for w in &r.want {
             match cs.by_opaque(&w.feed) {
-                Some(((u, d), p)) if (u, d) != (&me.0, &me.1) => {
-                    wants.push((p.janus_feed.clone(), w.mid.clone(), w.substream))
+                Some(((u, d), janus_feed)) if (u, d) != (&me.0, &me.1) => {
+                    wants.push((janus_feed.clone(), w.mid.clone(), w.substream))
                 }
                 _ => {
                     return failed(
@@ -490,11 +508,7 @@ impl Sfu {
                 }
             }
         }
-        let grant = self.grant(&from.app, &r.call_id, &me.0, &me.1).await;
         let peer = cs.peers.get_mut(&me).expect("checked above");
-        let Some(grant) = grant else {
-            return not_member(r.request_id, &r.call_id, pc);
-        };
         let stream = |feed: &str, mid: &str| {
             if mid.is_empty() {
                 json!({"feed": feed})
@@ -528,8 +542,8 @@ impl Sfu {
                 };
                 let streams: Vec<Value> = wants.iter().map(|(f, m, _)| stream(f, m)).collect();
                 let body = json!({
-                    "request": "join", "ptype": "subscriber", "room": grant.room,
-                    "private_id": private_id, "token": grant.token, "streams": streams,
+                    "request": "join", "ptype": "subscriber", "room": peer.room,
+                    "private_id": private_id, "token": peer.token, "streams": streams,
                 });
                 match h.request(body, None).await {
                     Ok(reply) => {
@@ -724,8 +738,8 @@ impl Sfu {
             .want
             .iter()
             .filter_map(|w: &SfuWant| {
-                let (_, p) = cs.by_opaque(&w.feed)?;
-                Some((p.janus_feed.clone(), w.mid.clone(), w.substream))
+                let (_, janus_feed) = cs.by_opaque(&w.feed)?;
+                Some((janus_feed.clone(), w.mid.clone(), w.substream))
             })
             .collect();
         self.apply_layers(h, &peer.sub_streams, &wants).await;
@@ -733,21 +747,70 @@ impl Sfu {
 
     // ---- membership (from `follow`, after `Sfu::sync`) ----
 
+    /// Single node: every member device is seated here ([`Sfu::sync`]) and connected here.
     /// Makes the call's peers follow its seats: joins a publisher handle for each newly seated
     /// device (then `SfuJoined`), detaches both handles of devices that left, and after a
     /// Janus restart joins everyone again and sends `SfuRestart`. Idempotent.
     pub async fn relay_sync(&self, app: &str, call_id: &str, members: &[(Arc<str>, Arc<str>)]) {
+        let mut seats = Vec::new();
+        for (u, d) in members {
+            if let Some(g) = self.grant(app, call_id, u, d).await {
+                seats.push(SeatInfo {
+                    user: u.to_string(),
+                    device: d.to_string(),
+                    feed: g.feed,
+                    token: g.token,
+                });
+            }
+        }
+        let local: Vec<(Dev, bool)> = seats
+            .iter()
+            .map(|s| ((s.user.clone(), s.device.clone()), false))
+            .collect();
+        let room = super::room_id(app, call_id);
+        let generation = self.janus.session_generation();
+        self.relay_seats(
+            app,
+            call_id,
+            &room,
+            generation,
+            &seats,
+            &local,
+            members.is_empty(),
+        )
+        .await;
+    }
+
+    /// Makes this node's peers of a call follow the room's `seats`: `local` are the seated
+    /// devices whose handles live on this node (with `true` for one that just moved here from
+    /// another node: its old handles were kicked, so it gets `SfuRestart` after `SfuJoined`).
+    /// Joins a publisher handle for each new local seat (then `SfuJoined`), detaches both
+    /// handles of devices no longer local, and after a new `generation` (room recreated) or a
+    /// new Janus session joins everyone again and sends `SfuRestart`. `over`: the call ended.
+    /// Idempotent.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn relay_seats(
+        &self,
+        app: &str,
+        call_id: &str,
+        room: &str,
+        generation: u64,
+        seats: &[SeatInfo],
+        local: &[(Dev, bool)],
+        over: bool,
+    ) {
         let key = (app.to_owned(), call_id.to_owned());
-        let Some(cs_arc) = self.call_state(&key, !members.is_empty()) else {
+        let Some(cs_arc) = self.call_state(&key, !over && !local.is_empty()) else {
             return;
         };
         let mut guard = cs_arc.lock().await;
         let cs = &mut *guard;
-        let generation = self.janus.session_generation();
-        let restarted = cs.generation != 0 && cs.generation != generation;
+        let session = self.janus.session_generation();
+        let restarted =
+            cs.generation != 0 && (cs.generation != generation || cs.session != session);
         let mut changed = false;
         if restarted {
-            // Every handle went with the old session.
+            // Every handle went with the old session (or the old room).
             for (_, p) in cs.peers.drain() {
                 self.forget_handles(&p);
             }
@@ -755,33 +818,55 @@ impl Sfu {
             cs.feeds.clear();
         }
         cs.generation = generation;
-        // Those who left (or whose seat changed): both handles detached.
+        cs.session = session;
+        // Every node derives the same opaque ids.
+        let seat_map: HashMap<String, (Dev, String)> = seats
+            .iter()
+            .map(|s| {
+                let dev = (s.user.clone(), s.device.clone());
+                (s.feed.clone(), (dev, self.opaque_feed(room, &s.feed)))
+            })
+            .collect();
+        if seat_map != cs.seats {
+            changed = true;
+            cs.seats = seat_map;
+        }
+        for (dev, moved) in local {
+            if *moved {
+                cs.moved_in.insert(dev.clone());
+            }
+        }
+        // Those who left, moved to another node, or whose seat changed: handles detached.
         let gone: Vec<Dev> = cs
             .peers
-            .keys()
-            .filter(|(u, d)| !members.iter().any(|(mu, md)| **mu == **u && **md == **d))
-            .cloned()
+            .iter()
+            .filter(|(dev, p)| {
+                !local.iter().any(|(l, _)| l == *dev) || !cs.seats.contains_key(&p.janus_feed)
+            })
+            .map(|(dev, _)| dev.clone())
             .collect();
         for dev in gone {
             let p = cs.peers.remove(&dev).expect("listed");
             changed |= cs.feeds.remove(&p.janus_feed).is_some();
-            cs.announced.remove(&dev);
-            cs.sent.remove(&dev);
+            if !local.iter().any(|(l, _)| *l == dev) {
+                cs.announced.remove(&dev);
+                cs.sent.remove(&dev);
+                cs.moved_in.remove(&dev);
+            }
             self.detach_peer(p);
         }
-        for (u, d) in members {
-            let dev = (u.to_string(), d.to_string());
-            let Some(grant) = self.grant(app, call_id, u, d).await else {
-                continue; // not seated yet (the room sync failed): next pass
+        for (dev, _) in local {
+            let Some(seat) = seats.iter().find(|s| s.user == dev.0 && s.device == dev.1) else {
+                continue;
             };
             if cs
                 .peers
-                .get(&dev)
-                .is_some_and(|p| p.janus_feed == grant.feed && p.publisher.is_some())
+                .get(dev)
+                .is_some_and(|p| p.janus_feed == seat.feed && p.publisher.is_some())
             {
                 continue;
             }
-            if let Some(p) = cs.peers.remove(&dev) {
+            if let Some(p) = cs.peers.remove(dev) {
                 changed |= cs.feeds.remove(&p.janus_feed).is_some();
                 self.detach_peer(p);
             }
@@ -793,8 +878,8 @@ impl Sfu {
                 }
             };
             let body = json!({
-                "request": "join", "ptype": "publisher", "room": grant.room,
-                "id": grant.feed, "token": grant.token, "display": &**u,
+                "request": "join", "ptype": "publisher", "room": room,
+                "id": seat.feed, "token": seat.token, "display": &dev.0,
             });
             let joined = match h.request(body, None).await {
                 Ok(r) => r,
@@ -824,8 +909,9 @@ impl Sfu {
             cs.peers.insert(
                 dev.clone(),
                 Peer {
-                    janus_feed: grant.feed.clone(),
-                    opaque: random_id(),
+                    janus_feed: seat.feed.clone(),
+                    room: room.to_owned(),
+                    token: seat.token.clone(),
                     publisher: Some(h),
                     private_id: joined.data.get("private_id").and_then(Value::as_u64),
                     published: false,
@@ -833,27 +919,34 @@ impl Sfu {
                     sub_streams: Vec::new(),
                 },
             );
-            let feeds = cs.feeds_for(&dev);
+            let feeds = cs.feeds_for(dev);
             cs.sent.insert(dev.clone(), feeds.clone());
-            let body = if cs.announced.insert(dev.clone()) {
-                Body::SfuJoined(SfuJoined {
+            let restart = Body::SfuRestart(SfuRestart {
+                call_id: call_id.to_owned(),
+                generation: generation as u32,
+            });
+            if cs.announced.insert(dev.clone()) {
+                let joined = Body::SfuJoined(SfuJoined {
                     call_id: call_id.to_owned(),
                     feeds,
                     generation: generation as u32,
-                })
+                });
+                self.send_to(app, &dev.0, &dev.1, joined);
+                // Moved here from another node: the SDK knows this generation already and
+                // its connections went with the old node's handles.
+                if cs.moved_in.remove(dev) {
+                    self.send_to(app, &dev.0, &dev.1, restart);
+                }
             } else {
                 // (The device forgets its feeds; `SfuFeeds` follow as members publish again.)
-                Body::SfuRestart(SfuRestart {
-                    call_id: call_id.to_owned(),
-                    generation: generation as u32,
-                })
-            };
-            self.send_to(app, u, d, body);
+                cs.moved_in.remove(dev);
+                self.send_to(app, &dev.0, &dev.1, restart);
+            }
         }
         if changed {
             self.broadcast_feeds(app, call_id, cs);
         }
-        if members.is_empty() {
+        if over || (local.is_empty() && cs.peers.is_empty()) {
             for (_, p) in cs.peers.drain() {
                 self.detach_peer(p);
             }
@@ -989,12 +1082,11 @@ impl Sfu {
             .into_iter()
             .flatten()
         {
+            // (Kept even for a seat this node has not read yet: `feeds_for` lists seated ones.)
             if let Some(id) = p["id"].as_str() {
-                if cs.by_janus_feed(id).is_some() {
-                    let streams = streams_of(p);
-                    changed |= cs.feeds.get(id) != Some(&streams);
-                    cs.feeds.insert(id.to_owned(), streams);
-                }
+                let streams = streams_of(p);
+                changed |= cs.feeds.get(id) != Some(&streams);
+                cs.feeds.insert(id.to_owned(), streams);
             }
         }
         for gone in ["unpublished", "leaving", "kicked"] {
@@ -1092,12 +1184,8 @@ impl Sfu {
     ) -> Option<String> {
         let cs = self.call_state(&(app.to_owned(), call_id.to_owned()), false)?;
         let cs = cs.lock().await;
-        Some(
-            cs.peers
-                .get(&(user.to_owned(), device.to_owned()))?
-                .opaque
-                .clone(),
-        )
+        let p = cs.peers.get(&(user.to_owned(), device.to_owned()))?;
+        Some(cs.by_janus_feed(&p.janus_feed)?.1.clone())
     }
 }
 
