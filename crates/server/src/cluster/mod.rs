@@ -130,7 +130,7 @@ impl ClusterError {
         }
     }
 
-    fn command(url: &RedisUrl, op: impl Into<String>, source: RedisError) -> Self {
+    pub(crate) fn command(url: &RedisUrl, op: impl Into<String>, source: RedisError) -> Self {
         let hint = if source.is_timeout() {
             " (Redis did not answer in time)"
         } else if source.is_unrecoverable_error() || source.is_io_error() {

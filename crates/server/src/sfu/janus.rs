@@ -276,6 +276,11 @@ impl JanusClient {
 
     /// Increases each time the client had to open a new Janus session (Janus restarted or
     /// forgot the session): participant handles of older sessions are gone.
+    /// The base URL of Janus's HTTP API (what the room table records).
+    pub fn url(&self) -> &str {
+        &self.inner.base
+    }
+
     pub fn session_generation(&self) -> u64 {
         self.inner.generation.load(Ordering::Relaxed)
     }

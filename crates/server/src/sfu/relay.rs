@@ -288,6 +288,20 @@ impl Sfu {
 
     // ---- connections ----
 
+    /// Whether a device has a live connection on this node.
+    pub(super) fn is_connected(&self, app: &str, user: &str, device: &str) -> bool {
+        self.relay.conns.lock().unwrap().contains_key(&(
+            app.to_owned(),
+            user.to_owned(),
+            device.to_owned(),
+        ))
+    }
+
+    /// The calls with a device's handles on this node.
+    pub(super) fn relay_calls(&self) -> Vec<CallKey> {
+        self.relay.calls.lock().unwrap().keys().cloned().collect()
+    }
+
     /// A device's connection is live: SFU frames for the device go to it; a device already in
     /// an SFU call gets its `SfuJoined` again (it may have missed it while disconnected; the
     /// SDK ignores one for a generation it has). That part runs in a task of its own: a call
@@ -1171,6 +1185,25 @@ impl Sfu {
             p.publisher.as_ref().map(Handle::id),
             p.subscriber.as_ref().map(Handle::id),
         ))
+    }
+
+    /// The Janus feed (participant id) of a device in a call with its handles here, for tests.
+    #[doc(hidden)]
+    pub async fn peer_janus_feed(
+        &self,
+        app: &str,
+        call_id: &str,
+        user: &str,
+        device: &str,
+    ) -> Option<String> {
+        let cs = self.call_state(&(app.to_owned(), call_id.to_owned()), false)?;
+        let cs = cs.lock().await;
+        Some(
+            cs.peers
+                .get(&(user.to_owned(), device.to_owned()))?
+                .janus_feed
+                .clone(),
+        )
     }
 
     /// The opaque feed id of a device in a call, for tests.

@@ -5,6 +5,7 @@
 pub mod janus_proxy;
 pub mod janus_server;
 pub mod redis_server;
+pub mod sfu_client;
 
 use std::net::SocketAddr;
 use std::time::Duration;
