@@ -288,3 +288,45 @@ async fn a_killed_nodes_member_publishes_again_through_another_node() {
     a.no_sfu(9).await;
     b.send_ok(4, gcall("b1", &["alice"], "gk", hangup())).await;
 }
+
+/// Janus restarts under two nodes: the first node to find the room gone recreates it (the next
+/// epoch, every seat on its allow-list), and each node joins its own members again: both get
+/// `SfuRestart` with the same, higher generation and publish again.
+#[tokio::test]
+async fn after_a_janus_restart_members_on_both_nodes_publish_again() {
+    let mut j = TestJanus::start();
+    let redis = TestRedis::start();
+    let (n1, n2) = (node(&redis, &j).await, node(&redis, &j).await);
+    group_g(&[&n1, &n2]).await;
+    let (mut a, _) = Dev::login_at(n1.addr, &n1.token("alice"), "a1").await;
+    let (mut b, _) = Dev::login_at(n2.addr, &n2.token("bob"), "b1").await;
+    a.send_ok(1, gcall("a1", &["bob"], "gr", invite(&["bob"])))
+        .await;
+    let g1 = joined(a.next_sfu().await, "gr");
+    b.send_ok(1, gcall("b1", &["alice"], "gr", accept())).await;
+    joined(b.next_sfu().await, "gr");
+    answer(a.publish(1, "gr").await, 1);
+
+    j.kill();
+    j.start_again();
+    let mut generations = Vec::new();
+    for dev in [&mut a, &mut b] {
+        match dev.next_sfu().await {
+            S::SfuRestart(r) => {
+                assert_eq!(r.call_id, "gr");
+                generations.push(r.generation);
+            }
+            other => panic!("expected SfuRestart, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        generations,
+        [g1 + 1, g1 + 1],
+        "one re-creation, seen by both"
+    );
+    answer(a.publish(2, "gr").await, 2);
+    answer(b.publish(2, "gr").await, 2);
+    let s1 = n1.server.state().sfu.clone().unwrap();
+    let room = sfu::room_id(APP_KEY, "gr");
+    assert_eq!(s1.janus().participants(&room).await.unwrap().len(), 2);
+}
