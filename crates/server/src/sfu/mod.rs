@@ -7,12 +7,14 @@
 //!   the primary app secret ([`Sfu::room_secret`]) and an allow-list of per-device random
 //!   tokens; a device that leaves is taken off the list and kicked; the room is destroyed when
 //!   the call ends.
-//! - [`follow`]: the task that keeps the rooms in line with call membership (single node).
+//! - [`follow`]: the task that keeps the rooms in line with call membership.
+//! - [`table`]: cluster mode's room table in Redis ([`Sfu::sync_cluster`]).
 //! - [`relay`]: the devices' publisher and subscriber handles, onto which the server relays
 //!   the SDK's SFU messages (browsers never talk to Janus).
 //!
 //! Status: done and tested against a real Janus on a single node (`tests/sfu_janus.rs`,
-//! `tests/sfu_relay.rs`); cluster mode keeps the mesh (see `docs/sfu.md`, "Order of work").
+//! `tests/sfu_relay.rs`), and in cluster mode (`tests/sfu_cluster.rs`; docs/sfu.md "Cluster
+//! mode").
 
 pub mod janus;
 pub mod relay;
@@ -137,8 +139,8 @@ struct Room {
     generation: u64,
 }
 
-/// Calls' Janus rooms. Kept in memory (cluster mode will keep it in Redis with the node that
-/// holds the room). Operations run one at a time: they are a few milliseconds each on Janus, and
+/// Calls' Janus rooms. Kept in memory on a single node (cluster mode: in Redis, [`table`]; the
+/// same table on every node). Single node: operations run one at a time: they are a few ms each on Janus, and
 /// this keeps "create if missing" and "destroy" from interleaving for one call.
 pub struct Sfu {
     janus: JanusClient,
@@ -500,8 +502,9 @@ pub const RECONCILE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The SFU task: keeps the calls' rooms on Janus in line with call membership, from the
 /// GROUP call ids the hub sends after routing their messages ([`crate::Hub::set_sfu_notify`])
-/// and a periodic pass over every call with a room. Single node only for now (in cluster mode
-/// messages are routed outside `Hub::route`; docs/sfu.md).
+/// and a periodic pass over every call with a room. In cluster mode the call ids come from the
+/// rooms replica ([`crate::Hub::notify_sfu`]) and device connects, and each call is synced
+/// against the table in Redis ([`Sfu::sync_cluster`]).
 pub async fn follow(
     sfu: Arc<Sfu>,
     state: Arc<crate::AppState>,
