@@ -682,3 +682,48 @@ async fn a_publisher_closed_by_janus_gets_sfu_restart() {
     assert_ne!(again, Some(publisher));
     answer(a.publish(3, "gc").await, 3);
 }
+
+/// A published connection that never comes up (no `webrtcup` from Janus: here there is no
+/// media at all) is restarted after the media timeout (a setting, short here): `SfuRestart`,
+/// and the device publishes again on a new handle.
+#[tokio::test]
+async fn a_publish_whose_media_never_comes_up_gets_sfu_restart() {
+    let j = TestJanus::start();
+    let ts = TestServer::start_with(|c| {
+        let mut s = settings(&j);
+        s.media_timeout = Duration::from_millis(500);
+        c.janus = Some(s);
+    })
+    .await;
+    api_ok(
+        &ts,
+        "/group/create.json",
+        &[
+            ("userId", "alice"),
+            ("userId", "bob"),
+            ("groupId", "g"),
+            ("groupName", "G"),
+        ],
+    )
+    .await;
+    let (mut a, _) = Dev::login(&ts, "alice", "a1").await;
+    a.send_ok(1, gcall("a1", &["bob"], "gm", invite(&["bob"])))
+        .await;
+    let generation = joined(a.next_sfu().await, "gm");
+    answer(a.publish(2, "gm").await, 2);
+    let sfu = ts.server.state().sfu.clone().unwrap();
+    let (first, _) = sfu
+        .peer_handles(APP_KEY, "gm", "alice", "a1")
+        .await
+        .unwrap();
+    match a.next_sfu().await {
+        S::SfuRestart(r) => assert_eq!((&*r.call_id, r.generation), ("gm", generation)),
+        other => panic!("expected SfuRestart, got {other:?}"),
+    }
+    let (again, _) = sfu
+        .peer_handles(APP_KEY, "gm", "alice", "a1")
+        .await
+        .unwrap();
+    assert_ne!(again, first, "a new publisher handle");
+    answer(a.publish(3, "gm").await, 3);
+}

@@ -276,6 +276,11 @@ impl JanusClient {
 
     /// Increases each time the client had to open a new Janus session (Janus restarted or
     /// forgot the session): participant handles of older sessions are gone.
+    /// [`JanusSettings::media_timeout`].
+    pub fn media_timeout(&self) -> Duration {
+        self.inner.settings.media_timeout
+    }
+
     /// The base URL of Janus's HTTP API (what the room table records).
     pub fn url(&self) -> &str {
         &self.inner.base

@@ -31,6 +31,9 @@ pub use janus::{Handle, JanusClient, JanusError, PluginReply, RoomSpec};
 /// Default interval of explicit Janus session keep-alives (Janus's default `session_timeout`
 /// is 60 s; the long poll touches the session too).
 pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(15);
+/// Default of [`JanusSettings::media_timeout`]: ICE and DTLS take a few seconds at worst
+/// (TURN included); the SDK's own ICE restarts come well before.
+pub const DEFAULT_MEDIA_TIMEOUT: Duration = Duration::from_secs(30);
 /// Publishers a call's room admits: every participant of the largest group call publishes one
 /// stream (CallLib groups are capped well below this).
 pub const ROOM_PUBLISHERS: u32 = 64;
@@ -51,6 +54,9 @@ pub struct JanusSettings {
     /// ([`janus::REQUEST_TIMEOUT`]): a device's SFU request is answered (`SfuFailed` at worst)
     /// within twice this even when Janus holds it. A knob for tests.
     pub request_timeout: Duration,
+    /// How long a published connection may take to come up (Janus's `webrtcup`) before the
+    /// device is told `SfuRestart` ([`DEFAULT_MEDIA_TIMEOUT`]; a knob for tests).
+    pub media_timeout: Duration,
 }
 
 impl JanusSettings {
@@ -61,6 +67,7 @@ impl JanusSettings {
             admin_key: None,
             keepalive: DEFAULT_KEEPALIVE,
             request_timeout: janus::REQUEST_TIMEOUT,
+            media_timeout: DEFAULT_MEDIA_TIMEOUT,
         }
     }
 
@@ -99,6 +106,7 @@ impl std::fmt::Debug for JanusSettings {
             .field("admin_key", &self.admin_key.as_ref().map(|_| "<redacted>"))
             .field("keepalive", &self.keepalive)
             .field("request_timeout", &self.request_timeout)
+            .field("media_timeout", &self.media_timeout)
             .finish()
     }
 }

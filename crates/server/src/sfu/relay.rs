@@ -90,6 +90,8 @@ struct Peer {
     publisher: Option<Handle>,
     private_id: Option<u64>,
     published: bool,
+    /// Janus said the publishing connection is up (`webrtcup`) since its last `publish`.
+    up: bool,
     subscriber: Option<Handle>,
     sub_streams: Vec<SubStream>,
 }
@@ -402,7 +404,14 @@ impl Sfu {
     async fn worker(self: Arc<Self>, mut rx: tokio::sync::mpsc::Receiver<(Requester, Request)>) {
         while let Some((from, req)) = rx.recv().await {
             let reply = match req {
-                Request::Publish(r) => Some(self.publish(&from, r).await),
+                Request::Publish(r) => {
+                    let call_id = r.call_id.clone();
+                    let body = self.publish(&from, r).await;
+                    if matches!(body, Body::SfuAnswer(_)) {
+                        self.watch_media(&from, call_id).await;
+                    }
+                    Some(body)
+                }
                 Request::Subscribe(r) => Some(self.subscribe(&from, r).await),
                 Request::Answer(r) => self.answer(&from, r).await,
                 Request::Trickle(r) => {
@@ -474,6 +483,9 @@ impl Sfu {
             Ok(reply) => match reply.jsep.as_ref().and_then(|j| j["sdp"].as_str()) {
                 Some(sdp) => {
                     peer.published = true;
+                    if request == "publish" {
+                        peer.up = false; // (a new connection: `webrtcup` follows)
+                    }
                     Body::SfuAnswer(SfuAnswer {
                         request_id: r.request_id,
                         call_id: r.call_id,
@@ -929,6 +941,7 @@ impl Sfu {
                     publisher: Some(h),
                     private_id: joined.data.get("private_id").and_then(Value::as_u64),
                     published: false,
+                    up: false,
                     subscriber: None,
                     sub_streams: Vec::new(),
                 },
@@ -1048,16 +1061,11 @@ impl Sfu {
                 return;
             }
             tracing::info!(call = %key.1, reason = %event["reason"], "SFU: Janus closed a device's publisher ({what}): restarting its SFU side");
-            if let Some(h) = peer.publisher.take() {
-                self.relay.handles.lock().unwrap().remove(&h.id());
-                if what == "hangup" {
-                    // (Its participant leaves the room, so the feed id can join again.)
-                    h.detach().await;
-                }
-            }
-            if let Some(tx) = self.relay.resync.get() {
-                let _ = tx.try_send(key.clone());
-            }
+            self.drop_publisher(&key, peer, what == "hangup").await;
+            return;
+        }
+        if what == "webrtcup" && pc == sfu_pc::PUBLISHER && mine(&peer.publisher) {
+            peer.up = true;
             return;
         }
         if what == "hangup" {
@@ -1111,6 +1119,57 @@ impl Sfu {
         if changed {
             self.broadcast_feeds(&key.0, &key.1, cs);
         }
+    }
+
+    /// Drops a peer's publisher handle Janus closed (detaching it if `detach`: its participant
+    /// leaves the room, so the feed id can join again) and asks for the call's sync at once:
+    /// `relay_seats` joins a new handle and sends the device `SfuRestart`.
+    async fn drop_publisher(&self, key: &CallKey, peer: &mut Peer, detach: bool) {
+        peer.published = false;
+        if let Some(h) = peer.publisher.take() {
+            self.relay.handles.lock().unwrap().remove(&h.id());
+            if detach {
+                h.detach().await;
+            }
+        }
+        if let Some(tx) = self.relay.resync.get() {
+            let _ = tx.try_send(key.clone());
+        }
+    }
+
+    /// After a publish is answered: if Janus has not said the connection is up (`webrtcup`)
+    /// within [`super::JanusSettings::media_timeout`], the device's SFU side is restarted as if
+    /// Janus had closed it (ICE or DTLS never completed), rather than left waiting.
+    async fn watch_media(self: &Arc<Self>, from: &Requester, call_id: String) {
+        let key = (from.app.clone(), call_id);
+        let dev = (from.user.clone(), from.device.clone());
+        let Some(cs) = self.call_state(&key, false) else {
+            return;
+        };
+        let handle = {
+            let cs = cs.lock().await;
+            match cs.peers.get(&dev) {
+                Some(p) if !p.up => p.publisher.as_ref().map(Handle::id),
+                _ => None,
+            }
+        };
+        let Some(handle) = handle else {
+            return;
+        };
+        let this = self.clone();
+        let wait = self.janus.media_timeout();
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            let mut cs = cs.lock().await;
+            let Some(peer) = cs.peers.get_mut(&dev) else {
+                return;
+            };
+            let same = peer.publisher.as_ref().is_some_and(|h| h.id() == handle);
+            if same && peer.published && !peer.up {
+                tracing::info!(call = %key.1, "SFU: a device's publishing connection did not come up in {wait:?}: restarting its SFU side");
+                this.drop_publisher(&key, peer, true).await;
+            }
+        });
     }
 
     /// Hands an event to its call's event task (events of handles we do not know are dropped).
