@@ -330,3 +330,29 @@ async fn after_a_janus_restart_members_on_both_nodes_publish_again() {
     let room = sfu::room_id(APP_KEY, "gr");
     assert_eq!(s1.janus().participants(&room).await.unwrap().len(), 2);
 }
+
+/// Nodes given different `--janus` (not supported: one Janus per cluster): the room stays on the
+/// Janus its row names; the other node does not create a second room for the call (it logs
+/// what to fix) and its member gets no `SfuJoined`.
+#[tokio::test]
+async fn a_node_with_another_janus_leaves_the_room_where_its_row_says() {
+    let (ja, jb) = (TestJanus::start(), TestJanus::start());
+    let redis = TestRedis::start();
+    let (n1, n2) = (node(&redis, &ja).await, node(&redis, &jb).await);
+    group_g(&[&n1, &n2]).await;
+    let (mut a, _) = Dev::login_at(n1.addr, &n1.token("alice"), "a1").await;
+    let (mut b, _) = Dev::login_at(n2.addr, &n2.token("bob"), "b1").await;
+    a.send_ok(1, gcall("a1", &["bob"], "go", invite(&["bob"])))
+        .await;
+    joined(a.next_sfu().await, "go");
+    b.send_ok(1, gcall("b1", &["alice"], "go", accept())).await;
+    // (Two passes of node 2's SFU task.)
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    b.no_sfu(1).await;
+    let row = hgetall(&redis, &row_key(APP_KEY, "go")).await;
+    assert_eq!(row.get("janus"), Some(&ja.url()), "{row:?}");
+    assert_eq!(row.get("epoch").map(|s| &**s), Some("1"), "{row:?}");
+    let room = sfu::room_id(APP_KEY, "go");
+    let s2 = n2.server.state().sfu.clone().unwrap();
+    assert!(!s2.janus().room_exists(&room).await.unwrap());
+}

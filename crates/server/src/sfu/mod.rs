@@ -613,6 +613,11 @@ pub enum SyncError {
     Janus(#[from] JanusError),
     #[error(transparent)]
     Redis(#[from] crate::cluster::ClusterError),
+    #[error(
+        "the call's room is on Janus {row}, this node uses {mine}: give every node the same \
+         --janus (several Janus servers are not supported yet)"
+    )]
+    OtherJanus { row: String, mine: String },
 }
 
 impl Sfu {
@@ -666,6 +671,15 @@ impl Sfu {
         self.janus.session_id().await?;
         let session = self.janus.session_generation();
         let url = self.janus.url().to_owned();
+        if let Some(r) = row
+            .as_ref()
+            .filter(|r| !r.janus.is_empty() && r.janus != url)
+        {
+            return Err(SyncError::OtherJanus {
+                row: r.janus.clone(),
+                mine: url,
+            });
+        }
         // The room: created once, recreated once per loss.
         let lost_epoch = match &row {
             None if !members.iter().any(|(u, d)| here(u, d)) => return Ok(()),
@@ -720,6 +734,7 @@ impl Sfu {
         let Some(mut row) = row.filter(|r| r.ready) else {
             return Ok(());
         };
+
         let is_member = |u: &str, d: &str| members.iter().any(|(mu, md)| **mu == *u && **md == *d);
         // Members that left (wherever they were): off the allow-list, kicked, unseated.
         for s in row.seats.iter().filter(|s| !is_member(&s.user, &s.device)) {

@@ -215,7 +215,8 @@ impl RoomTable {
         Ok(parse_row(pairs))
     }
 
-    /// See [`CLAIM`]: `seen` 0 creates a missing row; else the epoch whose room is gone.
+    /// Claims the room's (re-)creation (script `sfu_claim`): `seen` 0 creates a missing row;
+    /// else the epoch whose room is gone. Returns the claimed epoch, or 0.
     pub async fn claim(
         &self,
         app: &str,
