@@ -147,9 +147,10 @@ struct Room {
     generation: u64,
 }
 
-/// Calls' Janus rooms. Kept in memory on a single node (cluster mode: in Redis, [`table`]; the
-/// same table on every node). Single node: operations run one at a time: they are a few ms each on Janus, and
-/// this keeps "create if missing" and "destroy" from interleaving for one call.
+/// Calls' Janus rooms. Kept in memory on a single node (cluster mode: in Redis, [`table`], the
+/// same table for every node). On a single node operations run one at a time: they are a few
+/// milliseconds each on Janus, and this keeps "create if missing" and "destroy" from
+/// interleaving for one call.
 pub struct Sfu {
     janus: JanusClient,
     /// Keys the rooms' secrets ([`Sfu::room_secret`]).
