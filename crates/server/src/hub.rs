@@ -238,6 +238,26 @@ impl Hub {
         let _ = self.sfu_calls.set(tx);
     }
 
+    /// SFU mode: the membership of this call may have changed (cluster mode: from the rooms
+    /// replica, whose events do not pass [`Hub::route`]). Dropped when the queue is full.
+    pub fn notify_sfu(&self, app: AppId, call_id: &str) {
+        if let Some(tx) = self.sfu_calls.get() {
+            let _ = tx.try_send((app, call_id.to_owned()));
+        }
+    }
+
+    /// SFU mode, cluster: a device connected here; its calls are synced (its seat may have to
+    /// move here from the node it left).
+    pub fn notify_sfu_device(&self, app: AppId, user: &str, device: &str) {
+        if self.sfu_calls.get().is_none() {
+            return;
+        }
+        let calls = self.apps[app].lock().joined_user_info(user, user);
+        for c in calls.iter().filter(|c| c.device_id == device) {
+            self.notify_sfu(app, &c.call_id);
+        }
+    }
+
     /// The member devices `(user, device)` of a call ([`AppCore::call_members`]).
     pub fn call_members(&self, app: AppId, call_id: &str) -> Vec<(Arc<str>, Arc<str>)> {
         self.apps[app].lock().call_members(call_id)

@@ -326,6 +326,10 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<RunningServe
         tokio::spawn(cluster::routing::follow(routing, state.clone(), rx));
     }
     if let Some(sfu) = &state.sfu {
+        if let Some(shared) = &state.cluster {
+            // Cluster mode: the call → room table in Redis (docs/sfu.md, "Cluster mode").
+            sfu.set_cluster(shared.bus().clone());
+        }
         let (tx, rx) = tokio::sync::mpsc::channel(sfu::NOTIFY_QUEUE);
         state.hub.set_sfu_notify(tx);
         tokio::spawn(sfu::follow(sfu.clone(), state.clone(), rx));

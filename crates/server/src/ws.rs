@@ -668,7 +668,7 @@ async fn admit(
         profile,
         // SFU mode on a single node (cluster mode keeps the mesh: the call→room table is not
         // shared between nodes yet, docs/sfu.md).
-        sfu: state.sfu.is_some() && state.routing.is_none(),
+        sfu: state.sfu.is_some(),
     };
     let reg = state
         .hub
@@ -897,11 +897,14 @@ fn serve_connection(
     origin: Origin,
 ) -> impl std::future::Future<Output = ()> + Send {
     async move {
-        let sfu = state.sfu.clone().filter(|_| state.routing.is_none());
+        let sfu = state.sfu.clone();
         if let Some(sfu) = &sfu {
             let key = state.hub.app(origin.app).key.clone();
             let (user, device) = (&origin.user_id, &origin.device_id);
             sfu.connected(&key, user, device, origin.conn_id, outbox.clone());
+            if sfu.is_cluster() {
+                state.hub.notify_sfu_device(origin.app, user, device);
+            }
         }
         let departure = serve_loop(&state, &mut ws, &outbox, &origin).await;
         if let Some(sfu) = &sfu {
@@ -1492,8 +1495,7 @@ fn handle_frame(
             ))
         }
     }
-    // SFU mode is single-node for now (docs/sfu.md).
-    let sfu = state.sfu.as_ref().filter(|_| state.routing.is_none());
+    let sfu = state.sfu.as_ref();
     match body {
         ClientBody::Send(msg) if state.routing.is_some() => {
             let request_id = msg.request_id;
@@ -1655,13 +1657,8 @@ fn sfu_submit(state: &AppState, origin: &Origin, outbox: &Outbox, req: Request) 
 
 /// The answer to an SFU request on a server without SFU mode: the SDK fires
 /// `onTrackPublishFail` / `onTrackSubscribeFail` rather than waiting for media.
-fn sfu_off(state: &AppState, request_id: u32, call_id: String, pc: u32) -> Reply {
-    let reason = if state.sfu.is_some() {
-        "SFU mode is single-node for now: this server runs in cluster mode (--redis), where \
-         group calls keep the mesh"
-    } else {
-        "SFU mode is off on this server (it has no --janus)"
-    };
+fn sfu_off(_state: &AppState, request_id: u32, call_id: String, pc: u32) -> Reply {
+    let reason = "SFU mode is off on this server (it has no --janus)";
     Reply::Frame(Body::SfuFailed(SfuFailed {
         request_id,
         call_id,

@@ -10,202 +10,18 @@
 
 mod common;
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
 use common::janus_server::{TestJanus, ADMIN_KEY, API_SECRET};
-use common::{api_ok, eventually, group, private, Client, TestServer, APP_KEY};
+use common::sfu_client::*;
+use common::{api_ok, eventually, private, TestServer, APP_KEY};
 use rcall_server::sfu::{self, JanusSettings};
-use rtc_core::proto::call_content::Body as CallBody;
 use rtc_core::proto::client_frame::Body as C;
 use rtc_core::proto::server_frame::Body as S;
 use rtc_core::proto::{
-    error_code, object_name, sfu_pc, Accept, CallContent, Hangup, Invite, SendMessage, SfuAnswer,
-    SfuLayers, SfuPublish, SfuSubscribe, SfuWant,
+    error_code, object_name, sfu_pc, SendMessage, SfuAnswer, SfuLayers, SfuWant,
 };
 use serde_json::json;
-
-fn settings(j: &TestJanus) -> JanusSettings {
-    let mut s = JanusSettings::new(j.url());
-    s.api_secret = Some(API_SECRET.into());
-    s.admin_key = Some(ADMIN_KEY.into());
-    s
-}
-
-/// A browser-like offer: Opus audio and VP8 video with three simulcast rids, sendonly (Janus
-/// answers with its own, fake-free ICE credentials and fingerprint; no media flows).
-fn offer() -> String {
-    let fp = (0..32u32)
-        .map(|i| format!("{:02X}", i * 7 % 256))
-        .collect::<Vec<_>>()
-        .join(":");
-    let common = format!(
-        "c=IN IP4 0.0.0.0\r\na=rtcp:9 IN IP4 0.0.0.0\r\na=ice-ufrag:abcd\r\n\
-         a=ice-pwd:abcdefghijklmnopqrstuvwx\r\na=ice-options:trickle\r\n\
-         a=fingerprint:sha-256 {fp}\r\na=setup:actpass\r\n"
-    );
-    format!(
-        "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
-         a=group:BUNDLE 0 1\r\na=msid-semantic: WMS s\r\n\
-         m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n{common}a=mid:0\r\n\
-         a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid\r\na=sendonly\r\na=msid:s a0\r\n\
-         a=rtcp-mux\r\na=rtpmap:111 opus/48000/2\r\na=fmtp:111 minptime=10;useinbandfec=1\r\n\
-         a=ssrc:1111 cname:c\r\n\
-         m=video 9 UDP/TLS/RTP/SAVPF 96\r\n{common}a=mid:1\r\n\
-         a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid\r\n\
-         a=extmap:10 urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id\r\na=sendonly\r\n\
-         a=msid:s v0\r\na=rtcp-mux\r\na=rtcp-rsize\r\na=rtpmap:96 VP8/90000\r\n\
-         a=rtcp-fb:96 nack\r\na=rtcp-fb:96 nack pli\r\na=rtcp-fb:96 ccm fir\r\n\
-         a=rid:h send\r\na=rid:m send\r\na=rid:l send\r\na=simulcast:send h;m;l\r\n"
-    )
-}
-
-/// A client with the SFU frames it received while waiting for something else.
-struct Dev {
-    c: Client,
-    sfu: VecDeque<S>,
-}
-
-fn is_sfu(b: &S) -> bool {
-    matches!(
-        b,
-        S::SfuJoined(_)
-            | S::SfuFeeds(_)
-            | S::SfuOffer(_)
-            | S::SfuAnswer(_)
-            | S::SfuFailed(_)
-            | S::SfuRestart(_)
-    )
-}
-
-impl Dev {
-    async fn login(ts: &TestServer, user: &str, device: &str) -> (Dev, bool) {
-        let (c, auth, _) = Client::login_instance(ts.addr, &ts.token(user), device, 0, 1).await;
-        (
-            Dev {
-                c,
-                sfu: VecDeque::new(),
-            },
-            auth.sfu,
-        )
-    }
-
-    /// Sends a call message and waits for its SendResult (code 0).
-    async fn send_ok(&mut self, request_id: u32, msg: SendMessage) {
-        self.c.send_message(request_id, msg).await;
-        loop {
-            match self.c.recv().await.body.unwrap() {
-                S::SendResult(r) => {
-                    assert_eq!(
-                        (r.request_id, r.code),
-                        (request_id, 0),
-                        "{}",
-                        self.c.device_id
-                    );
-                    return;
-                }
-                b if is_sfu(&b) => self.sfu.push_back(b),
-                _ => continue,
-            }
-        }
-    }
-
-    /// The next SFU frame (deliveries skipped).
-    async fn next_sfu(&mut self) -> S {
-        if let Some(b) = self.sfu.pop_front() {
-            return b;
-        }
-        loop {
-            let b = self.c.recv().await.body.unwrap();
-            if is_sfu(&b) {
-                return b;
-            }
-        }
-    }
-
-    /// Asserts no SFU frame is queued for this device now (a Ping's Pong comes first).
-    async fn no_sfu(&mut self, nonce: u32) {
-        assert!(self.sfu.is_empty(), "{}: {:?}", self.c.device_id, self.sfu);
-        self.c.send(C::Ping(rtc_core::proto::Ping { nonce })).await;
-        loop {
-            match self.c.recv().await.body.unwrap() {
-                S::Pong(p) if p.nonce == nonce => return,
-                b if is_sfu(&b) => panic!("{}: unexpected {b:?}", self.c.device_id),
-                _ => continue,
-            }
-        }
-    }
-
-    async fn publish(&mut self, request_id: u32, call_id: &str) -> S {
-        self.c
-            .send(C::SfuPublish(SfuPublish {
-                request_id,
-                call_id: call_id.into(),
-                sdp_offer: offer(),
-            }))
-            .await;
-        self.next_sfu().await
-    }
-
-    async fn subscribe(&mut self, request_id: u32, call_id: &str, feeds: &[&str]) -> S {
-        let want = feeds
-            .iter()
-            .map(|f| SfuWant {
-                feed: f.to_string(),
-                mid: String::new(),
-                substream: -1,
-            })
-            .collect();
-        self.c
-            .send(C::SfuSubscribe(SfuSubscribe {
-                request_id,
-                call_id: call_id.into(),
-                want,
-            }))
-            .await;
-        self.next_sfu().await
-    }
-}
-
-fn content(call_id: &str, device: &str, body: CallBody) -> Vec<u8> {
-    CallContent {
-        platform: "Web".into(),
-        device_id: device.into(),
-        call_id: call_id.into(),
-        body: Some(body),
-        ..Default::default()
-    }
-    .to_bytes()
-}
-
-fn gcall(device: &str, recipients: &[&str], call_id: &str, body: CallBody) -> SendMessage {
-    let object = match &body {
-        CallBody::Invite(_) => object_name::INVITE,
-        CallBody::Accept(_) => object_name::ACCEPT,
-        CallBody::Hangup(_) => object_name::HANGUP,
-        _ => unreachable!(),
-    };
-    SendMessage {
-        message_type: object.into(),
-        ..group("g", recipients, &content(call_id, device, body))
-    }
-}
-
-fn invite(users: &[&str]) -> CallBody {
-    CallBody::Invite(Invite {
-        media_type: 2,
-        invite_user_ids: users.iter().map(|s| s.to_string()).collect(),
-        ..Default::default()
-    })
-}
-
-fn accept() -> CallBody {
-    CallBody::Accept(Accept { media_type: 2 })
-}
-
-fn hangup() -> CallBody {
-    CallBody::Hangup(Hangup { reason: 3 })
-}
 
 /// A server with `--janus` and group `g` = alice, bob, carol (dave is in no group).
 async fn server(j: &TestJanus) -> TestServer {
@@ -231,41 +47,6 @@ async fn server_with_grace(j: &TestJanus, lost_grace: Duration) -> TestServer {
     )
     .await;
     ts
-}
-
-fn joined(b: S, call: &str) -> u32 {
-    match b {
-        S::SfuJoined(j) => {
-            assert_eq!(j.call_id, call);
-            j.generation
-        }
-        other => panic!("expected SfuJoined, got {other:?}"),
-    }
-}
-
-fn failed(b: S, request_id: u32, pc: u32, code: i32) -> String {
-    match b {
-        S::SfuFailed(f) => {
-            assert_eq!(
-                (f.request_id, f.pc, f.code),
-                (request_id, pc, code),
-                "{}",
-                f.reason
-            );
-            f.reason
-        }
-        other => panic!("expected SfuFailed({request_id}), got {other:?}"),
-    }
-}
-
-fn answer(b: S, request_id: u32) -> String {
-    match b {
-        S::SfuAnswer(a) => {
-            assert_eq!(a.request_id, request_id);
-            a.sdp
-        }
-        other => panic!("expected SfuAnswer({request_id}), got {other:?}"),
-    }
 }
 
 #[tokio::test]
@@ -562,29 +343,6 @@ async fn at_start_rooms_of_ended_calls_are_destroyed_and_restored_calls_rejoined
     assert!(sfu.grant(APP_KEY, "gc", "bob", "b1").await.is_some());
 }
 
-/// Cluster mode keeps the mesh (the call→room table is not shared between nodes yet): the SDK
-/// is told so at login, and an SFU request says why it fails.
-#[tokio::test]
-async fn cluster_mode_keeps_the_mesh() {
-    let j = TestJanus::start();
-    let redis = common::redis_server::TestRedis::start();
-    let url = rcall_server::cluster::RedisUrl::parse(&redis.url()).unwrap();
-    let ts = TestServer::start_with(|c| {
-        c.redis = Some(url);
-        c.janus = Some(settings(&j));
-    })
-    .await;
-    let (mut a, sfu_mode) = Dev::login(&ts, "alice", "a1").await;
-    assert!(!sfu_mode, "AuthResult.sfu is false in cluster mode");
-    let r = failed(
-        a.publish(1, "gc").await,
-        1,
-        sfu_pc::PUBLISHER,
-        error_code::INVALID_PARAMETER,
-    );
-    assert!(r.contains("cluster mode"), "{r}");
-}
-
 /// Janus down: an SFU request is answered `SfuFailed` (53004, saying Janus is unreachable)
 /// rather than left waiting; the call itself goes on.
 #[tokio::test]
@@ -817,4 +575,155 @@ fn answer_to(offer: &str) -> String {
         })
         .map(|l| l + "\r\n")
         .collect()
+}
+
+/// A Janus that accepts requests and never answers (a proxy that holds them): each SFU request
+/// is answered `SfuFailed` 53004 once the per-request timeout (a setting, short here) runs out,
+/// and the connection stays responsive meanwhile — nothing hangs.
+#[tokio::test]
+async fn a_janus_that_never_answers_gets_sfu_failed_within_the_request_timeout() {
+    let j = TestJanus::start();
+    let proxy = common::janus_proxy::HoldingProxy::start(&j.url()).await;
+    let ts = TestServer::start_with(|c| {
+        let mut s = JanusSettings::new(proxy.url());
+        s.api_secret = Some(API_SECRET.into());
+        s.admin_key = Some(ADMIN_KEY.into());
+        s.request_timeout = Duration::from_millis(800);
+        c.janus = Some(s);
+    })
+    .await;
+    api_ok(
+        &ts,
+        "/group/create.json",
+        &[
+            ("userId", "alice"),
+            ("userId", "bob"),
+            ("groupId", "g"),
+            ("groupName", "G"),
+        ],
+    )
+    .await;
+    let (mut a, _) = Dev::login(&ts, "alice", "a1").await;
+    let (mut b, _) = Dev::login(&ts, "bob", "b1").await;
+    a.send_ok(1, gcall("a1", &["bob"], "gc", invite(&["bob"])))
+        .await;
+    joined(a.next_sfu().await, "gc");
+    b.send_ok(1, gcall("b1", &["alice"], "gc", accept())).await;
+    joined(b.next_sfu().await, "gc");
+    let bob_feed = ts
+        .server
+        .state()
+        .sfu
+        .clone()
+        .unwrap()
+        .peer_feed(APP_KEY, "gc", "bob", "b1")
+        .await
+        .unwrap();
+
+    proxy.hold();
+    let t0 = std::time::Instant::now();
+    let r = failed(
+        a.publish(2, "gc").await,
+        2,
+        sfu_pc::PUBLISHER,
+        error_code::SFU_REQUEST_FAILED,
+    );
+    assert!(r.contains("publish"), "{r}");
+    let r = failed(
+        a.subscribe(3, "gc", &[&bob_feed]).await,
+        3,
+        sfu_pc::SUBSCRIBER,
+        error_code::SFU_REQUEST_FAILED,
+    );
+    assert!(r.contains("attach"), "{r}");
+    // (At most one timeout each; the client's own wait for a frame, `common::WAIT`, is 5 s.)
+    assert!(t0.elapsed() >= Duration::from_millis(800));
+    assert!(proxy.held() >= 2, "the requests reached the holding Janus");
+    // The connection and the call go on.
+    a.no_sfu(7).await;
+    b.send_ok(2, gcall("b1", &["alice"], "gc", hangup())).await;
+}
+
+/// Janus closes a device's publishing peer connection by itself (ICE failed: its `hangup`
+/// event): the device is told, with `SfuRestart`, and its SFU side is set up afresh (a new
+/// publisher handle), instead of silence.
+#[tokio::test]
+async fn a_publisher_closed_by_janus_gets_sfu_restart() {
+    let j = TestJanus::start();
+    let ts = server(&j).await;
+    let (mut a, _) = Dev::login(&ts, "alice", "a1").await;
+    let generation = {
+        a.send_ok(1, gcall("a1", &["bob"], "gc", invite(&["bob"])))
+            .await;
+        joined(a.next_sfu().await, "gc")
+    };
+    answer(a.publish(2, "gc").await, 2);
+    let sfu = ts.server.state().sfu.clone().unwrap();
+    let (publisher, _) = sfu
+        .peer_handles(APP_KEY, "gc", "alice", "a1")
+        .await
+        .unwrap();
+    let publisher = publisher.unwrap();
+    // The client closing its own connection ("DTLS alert") is not reported: it knows.
+    sfu.on_event(&json!({"janus": "hangup", "sender": publisher, "reason": "DTLS alert"}))
+        .await;
+    a.no_sfu(1).await;
+    sfu.on_event(&json!({"janus": "hangup", "sender": publisher, "reason": "ICE failed"}))
+        .await;
+    match a.next_sfu().await {
+        S::SfuRestart(r) => assert_eq!((&*r.call_id, r.generation), ("gc", generation)),
+        other => panic!("expected SfuRestart, got {other:?}"),
+    }
+    // A new publisher handle, and publishing works again.
+    let (again, _) = sfu
+        .peer_handles(APP_KEY, "gc", "alice", "a1")
+        .await
+        .unwrap();
+    assert_ne!(again, Some(publisher));
+    answer(a.publish(3, "gc").await, 3);
+}
+
+/// A published connection that never comes up (no `webrtcup` from Janus: here there is no
+/// media at all) is restarted after the media timeout (a setting, short here): `SfuRestart`,
+/// and the device publishes again on a new handle.
+#[tokio::test]
+async fn a_publish_whose_media_never_comes_up_gets_sfu_restart() {
+    let j = TestJanus::start();
+    let ts = TestServer::start_with(|c| {
+        let mut s = settings(&j);
+        s.media_timeout = Duration::from_millis(500);
+        c.janus = Some(s);
+    })
+    .await;
+    api_ok(
+        &ts,
+        "/group/create.json",
+        &[
+            ("userId", "alice"),
+            ("userId", "bob"),
+            ("groupId", "g"),
+            ("groupName", "G"),
+        ],
+    )
+    .await;
+    let (mut a, _) = Dev::login(&ts, "alice", "a1").await;
+    a.send_ok(1, gcall("a1", &["bob"], "gm", invite(&["bob"])))
+        .await;
+    let generation = joined(a.next_sfu().await, "gm");
+    answer(a.publish(2, "gm").await, 2);
+    let sfu = ts.server.state().sfu.clone().unwrap();
+    let (first, _) = sfu
+        .peer_handles(APP_KEY, "gm", "alice", "a1")
+        .await
+        .unwrap();
+    match a.next_sfu().await {
+        S::SfuRestart(r) => assert_eq!((&*r.call_id, r.generation), ("gm", generation)),
+        other => panic!("expected SfuRestart, got {other:?}"),
+    }
+    let (again, _) = sfu
+        .peer_handles(APP_KEY, "gm", "alice", "a1")
+        .await
+        .unwrap();
+    assert_ne!(again, first, "a new publisher handle");
+    answer(a.publish(3, "gm").await, 3);
 }

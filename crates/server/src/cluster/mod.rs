@@ -53,6 +53,8 @@
 //! | `rcall:{A}:rooms:log` | stream | the app's rooms events: id `<n>-0`, `t` = Redis's clock (ms), `e` = encoded `RoomsEvent` | trimmed to ~10,000 entries |
 //! | `rcall:{A}:rooms:snap` | string | `<n>\n<encoded RoomsSnapshot>`: a replica as of event `n` | never |
 //! | `rcall:{A}:ch:rooms` (channel) | pub/sub | the rooms events as `<n> <t>\n<event>` | — |
+//! | `rcall:{A}:sfu:C` | hash | SFU mode: call `C`'s Janus room — `janus`, `room`, `epoch`, `state`, a seat per member device ([`crate::sfu::table`]) | taken (deleted) by the node that destroys the room |
+//! | `rcall:{A}:sfucalls` | set | SFU mode: the calls with a room row | member removed with the row |
 //! | `rcall:{A}:ch:<name>` (channel) | pub/sub | app-wide channels | — |
 //! | `rcall:node:<id>` (channel) | pub/sub | addressed to one node | — |
 
@@ -130,7 +132,7 @@ impl ClusterError {
         }
     }
 
-    fn command(url: &RedisUrl, op: impl Into<String>, source: RedisError) -> Self {
+    pub(crate) fn command(url: &RedisUrl, op: impl Into<String>, source: RedisError) -> Self {
         let hint = if source.is_timeout() {
             " (Redis did not answer in time)"
         } else if source.is_unrecoverable_error() || source.is_io_error() {

@@ -693,6 +693,13 @@ impl Follower {
             .hub
             .core(app)
             .apply_rooms_event(&ev, e.t_ms, clock::now());
+        // SFU mode: a GROUP call's membership may have changed (cluster messages do not pass
+        // `Hub::route`, which tells the SFU task on a single node).
+        if let Some(delivery::rooms::rooms_event::Event::Message(m)) = &ev.event {
+            if m.conversation_type == rtc_core::proto::conversation_type::GROUP {
+                self.state.hub.notify_sfu(app, &m.call_id);
+            }
+        }
         // (The same rules as the simulator's nodes: `delivery::rooms_node`.)
         let after = rooms_node::after_apply(self.rooms.me(), &ev, ended);
         if let Some(ended) = after.hang_up {

@@ -30,12 +30,11 @@ use super::JanusSettings;
 
 /// The videoroom plugin's package name.
 pub const VIDEOROOM: &str = "janus.plugin.videoroom";
-/// Time one ordinary request to Janus may take.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time one ordinary request to Janus may take (the default of
+/// [`JanusSettings::request_timeout`]).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Janus holds a long poll for 30 s when it has no event; the HTTP request may take a bit more.
 const POLL_TIMEOUT: Duration = Duration::from_secs(40);
-/// Time an asynchronous plugin request (e.g. `join`) may take to produce its event.
-const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time [`JanusClient::close`] gives Janus to drop the session.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Pause after a failed long poll before the next one (Janus down: do not spin).
@@ -97,8 +96,8 @@ pub enum JanusError {
     },
     #[error("Janus does not load the videoroom plugin ({VIDEOROOM}); loaded: {loaded}")]
     NoVideoroom { loaded: String },
-    #[error("Janus gave no event for `{request}` within {EVENT_TIMEOUT:?}")]
-    EventTimeout { request: String },
+    #[error("Janus gave no event for `{request}` within {waited:?}")]
+    EventTimeout { request: String, waited: Duration },
     #[error("the Janus client is shut down")]
     Closed,
     #[error("Janus setup: {0}")]
@@ -251,7 +250,11 @@ impl JanusClient {
     pub async fn info(&self) -> Result<Map<String, Value>, JanusError> {
         let url = format!("{}/info", self.inner.base);
         let reply = self
-            .send(self.inner.http.get(&url), &url, REQUEST_TIMEOUT)
+            .send(
+                self.inner.http.get(&url),
+                &url,
+                self.inner.settings.request_timeout,
+            )
             .await?;
         match reply {
             Value::Object(m) if m.get("janus").and_then(Value::as_str) == Some("server_info") => {
@@ -273,6 +276,16 @@ impl JanusClient {
 
     /// Increases each time the client had to open a new Janus session (Janus restarted or
     /// forgot the session): participant handles of older sessions are gone.
+    /// [`JanusSettings::media_timeout`].
+    pub fn media_timeout(&self) -> Duration {
+        self.inner.settings.media_timeout
+    }
+
+    /// The base URL of Janus's HTTP API (what the room table records).
+    pub fn url(&self) -> &str {
+        &self.inner.base
+    }
+
     pub fn session_generation(&self) -> u64 {
         self.inner.generation.load(Ordering::Relaxed)
     }
@@ -619,7 +632,8 @@ impl JanusClient {
             .post(url)
             .header("content-type", "application/json")
             .body(bytes);
-        self.send(req, url, REQUEST_TIMEOUT).await
+        self.send(req, url, self.inner.settings.request_timeout)
+            .await
     }
 
     async fn send(
@@ -748,9 +762,12 @@ impl Handle {
                     code: core_code::SESSION_NOT_FOUND,
                     reason: "the Janus session was lost".into(),
                 }),
-                r = tokio::time::timeout(EVENT_TIMEOUT, recv) => match r {
+                r = tokio::time::timeout(self.client.inner.settings.request_timeout, recv) => match r {
                     Ok(Ok(ev)) => Ok(ev),
-                    _ => Err(JanusError::EventTimeout { request: request.clone() }),
+                    _ => Err(JanusError::EventTimeout {
+                        request: request.clone(),
+                        waited: self.client.inner.settings.request_timeout,
+                    }),
                 },
             };
             if waited.is_err() {

@@ -7,15 +7,18 @@
 //!   the primary app secret ([`Sfu::room_secret`]) and an allow-list of per-device random
 //!   tokens; a device that leaves is taken off the list and kicked; the room is destroyed when
 //!   the call ends.
-//! - [`follow`]: the task that keeps the rooms in line with call membership (single node).
+//! - [`follow`]: the task that keeps the rooms in line with call membership.
+//! - [`table`]: cluster mode's room table in Redis ([`Sfu::sync_cluster`]).
 //! - [`relay`]: the devices' publisher and subscriber handles, onto which the server relays
 //!   the SDK's SFU messages (browsers never talk to Janus).
 //!
 //! Status: done and tested against a real Janus on a single node (`tests/sfu_janus.rs`,
-//! `tests/sfu_relay.rs`); cluster mode keeps the mesh (see `docs/sfu.md`, "Order of work").
+//! `tests/sfu_relay.rs`), and in cluster mode (`tests/sfu_cluster.rs`; docs/sfu.md "Cluster
+//! mode").
 
 pub mod janus;
 pub mod relay;
+pub mod table;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,6 +31,9 @@ pub use janus::{Handle, JanusClient, JanusError, PluginReply, RoomSpec};
 /// Default interval of explicit Janus session keep-alives (Janus's default `session_timeout`
 /// is 60 s; the long poll touches the session too).
 pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(15);
+/// Default of [`JanusSettings::media_timeout`]: ICE and DTLS take a few seconds at worst
+/// (TURN included); the SDK's own ICE restarts come well before.
+pub const DEFAULT_MEDIA_TIMEOUT: Duration = Duration::from_secs(30);
 /// Publishers a call's room admits: every participant of the largest group call publishes one
 /// stream (CallLib groups are capped well below this).
 pub const ROOM_PUBLISHERS: u32 = 64;
@@ -44,6 +50,13 @@ pub struct JanusSettings {
     pub admin_key: Option<String>,
     /// Explicit session keep-alive interval ([`DEFAULT_KEEPALIVE`]).
     pub keepalive: Duration,
+    /// How long one Janus request may take, and again the event of an asynchronous one
+    /// ([`janus::REQUEST_TIMEOUT`]): a device's SFU request is answered (`SfuFailed` at worst)
+    /// within twice this even when Janus holds it. A knob for tests.
+    pub request_timeout: Duration,
+    /// How long a published connection may take to come up (Janus's `webrtcup`) before the
+    /// device is told `SfuRestart` ([`DEFAULT_MEDIA_TIMEOUT`]; a knob for tests).
+    pub media_timeout: Duration,
 }
 
 impl JanusSettings {
@@ -53,6 +66,8 @@ impl JanusSettings {
             api_secret: None,
             admin_key: None,
             keepalive: DEFAULT_KEEPALIVE,
+            request_timeout: janus::REQUEST_TIMEOUT,
+            media_timeout: DEFAULT_MEDIA_TIMEOUT,
         }
     }
 
@@ -90,6 +105,8 @@ impl std::fmt::Debug for JanusSettings {
             )
             .field("admin_key", &self.admin_key.as_ref().map(|_| "<redacted>"))
             .field("keepalive", &self.keepalive)
+            .field("request_timeout", &self.request_timeout)
+            .field("media_timeout", &self.media_timeout)
             .finish()
     }
 }
@@ -130,9 +147,10 @@ struct Room {
     generation: u64,
 }
 
-/// Calls' Janus rooms. Kept in memory (cluster mode will keep it in Redis with the node that
-/// holds the room). Operations run one at a time: they are a few milliseconds each on Janus, and
-/// this keeps "create if missing" and "destroy" from interleaving for one call.
+/// Calls' Janus rooms. Kept in memory on a single node (cluster mode: in Redis, [`table`], the
+/// same table for every node). On a single node operations run one at a time: they are a few
+/// milliseconds each on Janus, and this keeps "create if missing" and "destroy" from
+/// interleaving for one call.
 pub struct Sfu {
     janus: JanusClient,
     /// Keys the rooms' secrets ([`Sfu::room_secret`]).
@@ -140,6 +158,19 @@ pub struct Sfu {
     rooms: tokio::sync::Mutex<HashMap<(String, String), Room>>,
     /// The devices' Janus handles and the calls' feeds ([`relay`]).
     relay: relay::Relay,
+    /// Cluster mode: the room table in Redis instead of `rooms` ([`Sfu::set_cluster`]).
+    cluster: std::sync::OnceLock<ClusterRooms>,
+}
+
+/// This node's side of cluster mode's shared room table ([`table`]).
+struct ClusterRooms {
+    table: table::RoomTable,
+    /// Calls this node takes part in (a device of it connected here, or seated by it): synced
+    /// at every periodic pass.
+    followed: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
+    /// Per call, the Janus session generation under which this node last found its room on
+    /// Janus (a newer session: Janus may have restarted and lost it).
+    checked: std::sync::Mutex<HashMap<(String, String), u64>>,
 }
 
 impl Sfu {
@@ -151,7 +182,22 @@ impl Sfu {
             room_key: room_key.into(),
             rooms: tokio::sync::Mutex::new(HashMap::new()),
             relay: relay::Relay::default(),
+            cluster: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Cluster mode: the call → room table lives in Redis (`bus`), shared by every node.
+    pub fn set_cluster(&self, bus: crate::cluster::Bus) {
+        let _ = self.cluster.set(ClusterRooms {
+            table: table::RoomTable::new(bus),
+            followed: Default::default(),
+            checked: Default::default(),
+        });
+    }
+
+    /// Whether the room table is in Redis (cluster mode).
+    pub fn is_cluster(&self) -> bool {
+        self.cluster.get().is_some()
     }
 
     /// A room's secret: HMAC-SHA256(room key, room id), 128 bits. Derived rather than random so
@@ -164,6 +210,19 @@ impl Sfu {
         mac.update(b"rcall janus room secret\0");
         mac.update(room.as_bytes());
         janus::hex(&mac.finalize().into_bytes()[..16])
+    }
+
+    /// The id clients know a Janus feed by: derived, so every node gives the same one, and
+    /// not Janus's own (a client cannot name another room's participant).
+    pub fn opaque_feed(&self, room: &str, feed: &str) -> String {
+        use hmac::{Hmac, Mac};
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.room_key)
+            .expect("HMAC takes any key length");
+        mac.update(b"rcall opaque feed\0");
+        mac.update(room.as_bytes());
+        mac.update(b"\0");
+        mac.update(feed.as_bytes());
+        janus::hex(&mac.finalize().into_bytes()[..8])
     }
 
     pub fn janus(&self) -> &JanusClient {
@@ -437,6 +496,10 @@ fn live_group_calls(state: &crate::AppState) -> Vec<(crate::hub::AppId, String)>
     out
 }
 
+/// Cluster mode: every this many periodic passes, the calls of every row in Redis are synced
+/// too (rooms of calls that ended while no node followed them are destroyed).
+pub const ORPHAN_PASS: u64 = 10;
+
 /// GROUP call ids waiting for the SFU task; past it notifications are dropped (the periodic
 /// pass catches up).
 pub const NOTIFY_QUEUE: usize = 4096;
@@ -448,8 +511,9 @@ pub const RECONCILE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The SFU task: keeps the calls' rooms on Janus in line with call membership, from the
 /// GROUP call ids the hub sends after routing their messages ([`crate::Hub::set_sfu_notify`])
-/// and a periodic pass over every call with a room. Single node only for now (in cluster mode
-/// messages are routed outside `Hub::route`; docs/sfu.md).
+/// and a periodic pass over every call with a room. In cluster mode the call ids come from the
+/// rooms replica ([`crate::Hub::notify_sfu`]) and device connects, and each call is synced
+/// against the table in Redis ([`Sfu::sync_cluster`]).
 pub async fn follow(
     sfu: Arc<Sfu>,
     state: Arc<crate::AppState>,
@@ -485,6 +549,9 @@ pub async fn follow(
         }
     }
     let mut pending = restored;
+    let (resync_tx, mut resync) = tokio::sync::mpsc::channel(NOTIFY_QUEUE);
+    let _ = sfu.relay.resync.set(resync_tx);
+    let mut passes = 0u64;
     let mut tick = tokio::time::interval(RECONCILE_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -497,23 +564,275 @@ pub async fn follow(
                 Some(c) => vec![c],
                 None => return,
             },
-            _ = tick.tick() => sfu
-                .calls()
-                .await
-                .into_iter()
-                .filter_map(|(app, call)| Some((hub.app_by_key(&app)?, call)))
-                .collect(),
+            Some((app, call)) = resync.recv() => hub.app_by_key(&app).map(|a| (a, call)).into_iter().collect(),
+            _ = tick.tick() => {
+                passes += 1;
+                let mut calls = if cluster { sfu.followed() } else { sfu.calls().await };
+                // Now and then, every row in Redis: a call over that no node followed any
+                // more (its nodes died) still gets its room destroyed.
+                if cluster && passes.is_multiple_of(ORPHAN_PASS) {
+                    for app in hub.apps() {
+                        let t = &sfu.cluster.get().expect("cluster mode").table;
+                        match t.calls(&app.key).await {
+                            Ok(ids) => calls.extend(ids.into_iter().map(|c| (app.key.to_string(), c))),
+                            Err(e) => tracing::warn!(error = %e, "SFU: listing the room table failed"),
+                        }
+                    }
+                    calls.sort();
+                    calls.dedup();
+                }
+                calls
+                    .into_iter()
+                    .filter_map(|(app, call)| Some((hub.app_by_key(&app)?, call)))
+                    .collect()
+            }
             }
         };
         for (app, call_id) in todo {
             let key = hub.apps()[app].key.clone();
             let members = hub.call_members(app, &call_id);
+            if cluster {
+                let holders = |u: &str, d: &str| hub.core_rooms_holders(app, u, d);
+                if let Err(e) = sfu.sync_cluster(&key, &call_id, &members, holders).await {
+                    tracing::warn!(app = %key, call = %call_id, error = %e, "SFU room update failed (retried)");
+                }
+                continue;
+            }
             if let Err(e) = sfu.sync(&key, &call_id, &members).await {
                 tracing::warn!(app = %key, call = %call_id, error = %e, "SFU room update failed (retried)");
             }
             // The devices' handles follow their seats (SfuJoined / SfuRestart, detaching).
             sfu.relay_sync(&key, &call_id, &members).await;
         }
+    }
+}
+
+/// Why a cluster sync of a call failed (retried at the next pass).
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Janus(#[from] JanusError),
+    #[error(transparent)]
+    Redis(#[from] crate::cluster::ClusterError),
+    #[error(
+        "the call's room is on Janus {row}, this node uses {mine}: give every node the same \
+         --janus (several Janus servers are not supported yet)"
+    )]
+    OtherJanus { row: String, mine: String },
+}
+
+impl Sfu {
+    /// Cluster mode's [`Sfu::sync`] + [`Sfu::relay_sync`] for one call on this node, against
+    /// the room table in Redis ([`table`]): the room is created by the node that claims it
+    /// first (a row `creating`, then `ready`), recreated once after a Janus restart (the
+    /// first node to find it gone claims the next epoch), destroyed by the node that takes the
+    /// row once the call has no member device. Each node seats its own connected member
+    /// devices (their handles live in its Janus session), takes over the seat of a device
+    /// that moved here from a node that no longer holds it (new seat, old feed kicked), and
+    /// unseats (allow-list, kick) any member that left. `holders` are the nodes the rooms
+    /// replica says hold a device.
+    pub async fn sync_cluster(
+        &self,
+        app: &str,
+        call_id: &str,
+        members: &[(Arc<str>, Arc<str>)],
+        holders: impl Fn(&str, &str) -> Vec<String>,
+    ) -> Result<(), SyncError> {
+        let c = self.cluster.get().expect("cluster mode");
+        let t = &c.table;
+        let me = t.node().to_owned();
+        let key = (app.to_owned(), call_id.to_owned());
+        let room = room_id(app, call_id);
+        let secret = self.room_secret(&room);
+        if members.is_empty() {
+            if let Some(row) = t.take(app, call_id).await? {
+                tracing::debug!(call = call_id, room = %row.room, "SFU: call over, destroying its room");
+                match self.janus.destroy_room(&room, &secret).await {
+                    Err(e) if e.plugin_code() == Some(janus::videoroom_code::NO_SUCH_ROOM) => {}
+                    r => r?,
+                }
+            }
+            self.relay_seats(app, call_id, &room, 0, &[], &[], true)
+                .await;
+            c.followed.lock().unwrap().remove(&key);
+            c.checked.lock().unwrap().remove(&key);
+            return Ok(());
+        }
+        let here = |u: &str, d: &str| self.is_connected(app, u, d);
+        let mut row = t.read(app, call_id).await?;
+        let involved = members.iter().any(|(u, d)| here(u, d))
+            || row
+                .as_ref()
+                .is_some_and(|r| r.seats.iter().any(|s| s.node == me));
+        if !involved && !c.followed.lock().unwrap().contains(&key) {
+            return Ok(());
+        }
+        c.followed.lock().unwrap().insert(key.clone());
+        // A live session first: if Janus restarted, this opens a new one (a new generation).
+        self.janus.session_id().await?;
+        let session = self.janus.session_generation();
+        let url = self.janus.url().to_owned();
+        if let Some(r) = row
+            .as_ref()
+            .filter(|r| !r.janus.is_empty() && r.janus != url)
+        {
+            return Err(SyncError::OtherJanus {
+                row: r.janus.clone(),
+                mine: url,
+            });
+        }
+        // The room: created once, recreated once per loss.
+        let lost_epoch = match &row {
+            None if !members.iter().any(|(u, d)| here(u, d)) => return Ok(()),
+            None => Some(0),
+            Some(r) if !r.ready => Some(r.epoch),
+            Some(r) if c.checked.lock().unwrap().get(&key) != Some(&session) => {
+                if self.janus.room_exists(&room).await? {
+                    c.checked.lock().unwrap().insert(key.clone(), session);
+                    None
+                } else {
+                    Some(r.epoch)
+                }
+            }
+            Some(_) => None,
+        };
+        if let Some(seen) = lost_epoch {
+            let epoch = t.claim(app, call_id, &url, &room, seen).await?;
+            if epoch == 0 {
+                return Ok(()); // another node creates it: next pass
+            }
+            let tokens: Vec<String> = row
+                .iter()
+                .flat_map(|r| r.seats.iter().map(|s| s.token.clone()))
+                .collect();
+            let spec = RoomSpec {
+                room: room.clone(),
+                secret: secret.clone(),
+                allowed: tokens,
+                publishers: ROOM_PUBLISHERS,
+                require_pvtid: true,
+                description: format!("rcall call {call_id}"),
+            };
+            tracing::info!(call = call_id, epoch, "SFU: creating a call's Janus room");
+            match self.janus.create_room(&spec).await {
+                // Left by an earlier run (no row claimed it): its seats are stale. We hold
+                // the claim, so no other node is using it.
+                Err(e) if e.plugin_code() == Some(janus::videoroom_code::ROOM_EXISTS) => {
+                    match self.janus.destroy_room(&room, &secret).await {
+                        Err(d) if d.plugin_code() == Some(janus::videoroom_code::UNAUTHORIZED) => {
+                            return Err(e.into())
+                        }
+                        r => r?,
+                    }
+                    self.janus.create_room(&spec).await?;
+                }
+                r => r?,
+            }
+            t.ready(app, call_id, epoch).await?;
+            c.checked.lock().unwrap().insert(key.clone(), session);
+            row = t.read(app, call_id).await?;
+        }
+        let Some(mut row) = row.filter(|r| r.ready) else {
+            return Ok(());
+        };
+
+        let is_member = |u: &str, d: &str| members.iter().any(|(mu, md)| **mu == *u && **md == *d);
+        // Members that left (wherever they were): off the allow-list, kicked, unseated.
+        for s in row.seats.iter().filter(|s| !is_member(&s.user, &s.device)) {
+            self.unseat(&room, &secret, s).await?;
+            t.unseat(app, call_id, s).await?;
+        }
+        row.seats.retain(|s| is_member(&s.user, &s.device));
+        // This node's member devices.
+        let mut local = Vec::new();
+        for (u, d) in members {
+            let dev = (u.to_string(), d.to_string());
+            let seat = row
+                .seats
+                .iter()
+                .position(|s| s.user == dev.0 && s.device == dev.1);
+            match seat {
+                Some(i) if row.seats[i].node == me => local.push((dev, false)),
+                Some(_) | None if !here(u, d) => {}
+                Some(i) => {
+                    let old = row.seats[i].clone();
+                    if holders(u, d).contains(&old.node) {
+                        continue; // still held there (a second connection, or not moved yet)
+                    }
+                    let new = self.new_seat(u, d, &me);
+                    self.janus
+                        .allow(&room, &secret, std::slice::from_ref(&new.token))
+                        .await?;
+                    if !t.seat(app, call_id, &new, Some(&old)).await? {
+                        continue; // changed meanwhile: next pass
+                    }
+                    tracing::info!(call = call_id, from = %old.node, "SFU: a device moved here; its seat is taken over");
+                    self.unseat(&room, &secret, &old).await?;
+                    row.seats[i] = new;
+                    local.push((dev, true));
+                }
+                None => {
+                    let new = self.new_seat(u, d, &me);
+                    self.janus
+                        .allow(&room, &secret, std::slice::from_ref(&new.token))
+                        .await?;
+                    if !t.seat(app, call_id, &new, None).await? {
+                        continue;
+                    }
+                    row.seats.push(new);
+                    local.push((dev, false));
+                }
+            }
+        }
+        let seats: Vec<relay::SeatInfo> = row
+            .seats
+            .iter()
+            .map(|s| relay::SeatInfo {
+                user: s.user.clone(),
+                device: s.device.clone(),
+                feed: s.feed.clone(),
+                token: s.token.clone(),
+            })
+            .collect();
+        self.relay_seats(app, call_id, &room, row.epoch, &seats, &local, false)
+            .await;
+        Ok(())
+    }
+
+    fn new_seat(&self, user: &str, device: &str, node: &str) -> table::SeatRow {
+        table::SeatRow {
+            user: user.to_owned(),
+            device: device.to_owned(),
+            feed: random_hex(8),
+            token: random_hex(16),
+            node: node.to_owned(),
+        }
+    }
+
+    /// A seat's token off the allow-list and its participant kicked (not joined: fine).
+    async fn unseat(&self, room: &str, secret: &str, s: &table::SeatRow) -> Result<(), JanusError> {
+        self.janus
+            .disallow(room, secret, std::slice::from_ref(&s.token))
+            .await?;
+        match self.janus.kick(room, secret, &s.feed).await {
+            Err(e) if e.plugin_code() == Some(janus::videoroom_code::NO_SUCH_FEED) => Ok(()),
+            r => r,
+        }
+    }
+
+    /// The calls this node syncs at each periodic pass (cluster mode).
+    fn followed(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = self
+            .cluster
+            .get()
+            .map(|c| c.followed.lock().unwrap().iter().cloned().collect())
+            .unwrap_or_default();
+        for k in self.relay_calls() {
+            if !out.contains(&k) {
+                out.push(k);
+            }
+        }
+        out
     }
 }
 

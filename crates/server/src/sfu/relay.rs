@@ -80,23 +80,42 @@ struct SubStream {
     kind: String,
 }
 
-/// A member device's side of a call on Janus.
+/// A member device's side of a call on Janus (devices connected to this node).
 struct Peer {
     /// Its participant id in the room (Janus's; never sent to clients).
     janus_feed: String,
-    /// The id clients know its feed by.
-    opaque: String,
+    /// The room and the device's allow-list token (its seat).
+    room: String,
+    token: String,
     publisher: Option<Handle>,
     private_id: Option<u64>,
     published: bool,
+    /// Janus said the publishing connection is up (`webrtcup`) since its last `publish`.
+    up: bool,
     subscriber: Option<Handle>,
     sub_streams: Vec<SubStream>,
 }
 
+/// A seat of a call's room, wherever its device is connected (cluster mode: on any node).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeatInfo {
+    pub user: String,
+    pub device: String,
+    /// Janus participant id.
+    pub feed: String,
+    /// Allow-list token.
+    pub token: String,
+}
+
 #[derive(Default)]
 struct CallState {
-    /// Janus session generation the handles belong to.
+    /// The generation the devices were told (`SfuJoined`, `SfuRestart`): the Janus session's on
+    /// a single node, the room's epoch in cluster mode.
     generation: u64,
+    /// Janus session generation the handles belong to (a new session: every handle is gone).
+    session: u64,
+    /// Every seat of the room: Janus feed → (device, the feed's opaque id).
+    seats: HashMap<String, (Dev, String)>,
     peers: HashMap<Dev, Peer>,
     /// Devices told `SfuJoined` (after a Janus restart they get `SfuRestart` instead).
     announced: std::collections::HashSet<Dev>,
@@ -105,6 +124,8 @@ struct CallState {
     feeds: BTreeMap<String, Vec<SfuStream>>,
     /// The feed list each device was last sent: `SfuFeeds` only goes to those whose list changed.
     sent: HashMap<Dev, Vec<SfuFeed>>,
+    /// Devices that moved here from another node and have not had their `SfuRestart` yet.
+    moved_in: std::collections::HashSet<Dev>,
 }
 
 /// The relay's state, kept in [`Sfu`].
@@ -119,6 +140,8 @@ pub struct Relay {
     /// Each call's Janus events, handled in order by a task of the call's own: a call busy
     /// with a slow Janus request delays only its own events.
     event_queues: Mutex<HashMap<CallKey, tokio::sync::mpsc::UnboundedSender<Value>>>,
+    /// Calls to sync at once (a device's publisher closed by Janus), for [`super::follow`].
+    pub(super) resync: std::sync::OnceLock<tokio::sync::mpsc::Sender<CallKey>>,
 }
 
 fn failed(request_id: u32, call_id: &str, pc: u32, code: i32, reason: String) -> Body {
@@ -160,12 +183,6 @@ pub fn auto_substream(video_tiles: usize) -> i32 {
         3..=4 => 1,
         _ => 0,
     }
-}
-
-fn random_id() -> String {
-    let mut b = [0u8; 8];
-    getrandom::fill(&mut b).expect("the OS random source works");
-    super::janus::hex(&b)
 }
 
 /// The streams of a Janus `publishers` entry.
@@ -213,14 +230,14 @@ impl CallState {
     /// The feeds a device sees: every other member's published streams, with opaque ids.
     fn feeds_for(&self, me: &Dev) -> Vec<SfuFeed> {
         let mut out: Vec<SfuFeed> = self
-            .peers
+            .seats
             .iter()
-            .filter(|(d, _)| *d != me)
-            .filter_map(|((user, _), p)| {
+            .filter(|(_, (d, _))| d != me)
+            .filter_map(|(janus_feed, ((user, _), opaque))| {
                 Some(SfuFeed {
-                    feed: p.opaque.clone(),
+                    feed: opaque.clone(),
                     user_id: user.clone(),
-                    streams: self.feeds.get(&p.janus_feed)?.clone(),
+                    streams: self.feeds.get(janus_feed)?.clone(),
                 })
             })
             .collect();
@@ -228,22 +245,27 @@ impl CallState {
         out
     }
 
-    fn by_janus_feed(&self, feed: &str) -> Option<(&Dev, &Peer)> {
-        self.peers.iter().find(|(_, p)| p.janus_feed == feed)
+    /// (device, opaque id) of a Janus feed.
+    fn by_janus_feed(&self, feed: &str) -> Option<(&Dev, &String)> {
+        self.seats.get(feed).map(|(d, o)| (d, o))
     }
 
-    fn by_opaque(&self, feed: &str) -> Option<(&Dev, &Peer)> {
-        self.peers.iter().find(|(_, p)| p.opaque == feed)
+    /// (device, Janus feed) of an opaque feed id.
+    fn by_opaque(&self, feed: &str) -> Option<(&Dev, &String)> {
+        self.seats
+            .iter()
+            .find(|(_, (_, o))| o == feed)
+            .map(|(j, (d, _))| (d, j))
     }
 
     fn mids(&self, streams: &[SubStream]) -> Vec<SfuMid> {
         streams
             .iter()
             .filter_map(|s| {
-                let ((user, _), p) = self.by_janus_feed(&s.feed)?;
+                let ((user, _), opaque) = self.by_janus_feed(&s.feed)?;
                 Some(SfuMid {
                     mid: s.mid.clone(),
-                    feed: p.opaque.clone(),
+                    feed: opaque.clone(),
                     user_id: user.clone(),
                     kind: s.kind.clone(),
                 })
@@ -267,6 +289,20 @@ impl Sfu {
     }
 
     // ---- connections ----
+
+    /// Whether a device has a live connection on this node.
+    pub(super) fn is_connected(&self, app: &str, user: &str, device: &str) -> bool {
+        self.relay.conns.lock().unwrap().contains_key(&(
+            app.to_owned(),
+            user.to_owned(),
+            device.to_owned(),
+        ))
+    }
+
+    /// The calls with a device's handles on this node.
+    pub(super) fn relay_calls(&self) -> Vec<CallKey> {
+        self.relay.calls.lock().unwrap().keys().cloned().collect()
+    }
 
     /// A device's connection is live: SFU frames for the device go to it; a device already in
     /// an SFU call gets its `SfuJoined` again (it may have missed it while disconnected; the
@@ -368,7 +404,14 @@ impl Sfu {
     async fn worker(self: Arc<Self>, mut rx: tokio::sync::mpsc::Receiver<(Requester, Request)>) {
         while let Some((from, req)) = rx.recv().await {
             let reply = match req {
-                Request::Publish(r) => Some(self.publish(&from, r).await),
+                Request::Publish(r) => {
+                    let call_id = r.call_id.clone();
+                    let body = self.publish(&from, r).await;
+                    if matches!(body, Body::SfuAnswer(_)) {
+                        self.watch_media(&from, call_id).await;
+                    }
+                    Some(body)
+                }
                 Request::Subscribe(r) => Some(self.subscribe(&from, r).await),
                 Request::Answer(r) => self.answer(&from, r).await,
                 Request::Trickle(r) => {
@@ -440,6 +483,9 @@ impl Sfu {
             Ok(reply) => match reply.jsep.as_ref().and_then(|j| j["sdp"].as_str()) {
                 Some(sdp) => {
                     peer.published = true;
+                    if request == "publish" {
+                        peer.up = false; // (a new connection: `webrtcup` follows)
+                    }
                     Body::SfuAnswer(SfuAnswer {
                         request_id: r.request_id,
                         call_id: r.call_id,
@@ -474,8 +520,8 @@ impl Sfu {
         let mut wants: Vec<(String, String, i32)> = Vec::new();
         for w in &r.want {
             match cs.by_opaque(&w.feed) {
-                Some(((u, d), p)) if (u, d) != (&me.0, &me.1) => {
-                    wants.push((p.janus_feed.clone(), w.mid.clone(), w.substream))
+                Some(((u, d), janus_feed)) if (u, d) != (&me.0, &me.1) => {
+                    wants.push((janus_feed.clone(), w.mid.clone(), w.substream))
                 }
                 _ => {
                     return failed(
@@ -488,11 +534,7 @@ impl Sfu {
                 }
             }
         }
-        let grant = self.grant(&from.app, &r.call_id, &me.0, &me.1).await;
         let peer = cs.peers.get_mut(&me).expect("checked above");
-        let Some(grant) = grant else {
-            return not_member(r.request_id, &r.call_id, pc);
-        };
         let stream = |feed: &str, mid: &str| {
             if mid.is_empty() {
                 json!({"feed": feed})
@@ -526,8 +568,8 @@ impl Sfu {
                 };
                 let streams: Vec<Value> = wants.iter().map(|(f, m, _)| stream(f, m)).collect();
                 let body = json!({
-                    "request": "join", "ptype": "subscriber", "room": grant.room,
-                    "private_id": private_id, "token": grant.token, "streams": streams,
+                    "request": "join", "ptype": "subscriber", "room": peer.room,
+                    "private_id": private_id, "token": peer.token, "streams": streams,
                 });
                 match h.request(body, None).await {
                     Ok(reply) => {
@@ -722,8 +764,8 @@ impl Sfu {
             .want
             .iter()
             .filter_map(|w: &SfuWant| {
-                let (_, p) = cs.by_opaque(&w.feed)?;
-                Some((p.janus_feed.clone(), w.mid.clone(), w.substream))
+                let (_, janus_feed) = cs.by_opaque(&w.feed)?;
+                Some((janus_feed.clone(), w.mid.clone(), w.substream))
             })
             .collect();
         self.apply_layers(h, &peer.sub_streams, &wants).await;
@@ -731,21 +773,70 @@ impl Sfu {
 
     // ---- membership (from `follow`, after `Sfu::sync`) ----
 
+    /// Single node: every member device is seated here ([`Sfu::sync`]) and connected here.
     /// Makes the call's peers follow its seats: joins a publisher handle for each newly seated
     /// device (then `SfuJoined`), detaches both handles of devices that left, and after a
     /// Janus restart joins everyone again and sends `SfuRestart`. Idempotent.
     pub async fn relay_sync(&self, app: &str, call_id: &str, members: &[(Arc<str>, Arc<str>)]) {
+        let mut seats = Vec::new();
+        for (u, d) in members {
+            if let Some(g) = self.grant(app, call_id, u, d).await {
+                seats.push(SeatInfo {
+                    user: u.to_string(),
+                    device: d.to_string(),
+                    feed: g.feed,
+                    token: g.token,
+                });
+            }
+        }
+        let local: Vec<(Dev, bool)> = seats
+            .iter()
+            .map(|s| ((s.user.clone(), s.device.clone()), false))
+            .collect();
+        let room = super::room_id(app, call_id);
+        let generation = self.janus.session_generation();
+        self.relay_seats(
+            app,
+            call_id,
+            &room,
+            generation,
+            &seats,
+            &local,
+            members.is_empty(),
+        )
+        .await;
+    }
+
+    /// Makes this node's peers of a call follow the room's `seats`: `local` are the seated
+    /// devices whose handles live on this node (with `true` for one that just moved here from
+    /// another node: its old handles were kicked, so it gets `SfuRestart` after `SfuJoined`).
+    /// Joins a publisher handle for each new local seat (then `SfuJoined`), detaches both
+    /// handles of devices no longer local, and after a new `generation` (room recreated) or a
+    /// new Janus session joins everyone again and sends `SfuRestart`. `over`: the call ended.
+    /// Idempotent.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn relay_seats(
+        &self,
+        app: &str,
+        call_id: &str,
+        room: &str,
+        generation: u64,
+        seats: &[SeatInfo],
+        local: &[(Dev, bool)],
+        over: bool,
+    ) {
         let key = (app.to_owned(), call_id.to_owned());
-        let Some(cs_arc) = self.call_state(&key, !members.is_empty()) else {
+        let Some(cs_arc) = self.call_state(&key, !over && !local.is_empty()) else {
             return;
         };
         let mut guard = cs_arc.lock().await;
         let cs = &mut *guard;
-        let generation = self.janus.session_generation();
-        let restarted = cs.generation != 0 && cs.generation != generation;
+        let session = self.janus.session_generation();
+        let restarted =
+            cs.generation != 0 && (cs.generation != generation || cs.session != session);
         let mut changed = false;
         if restarted {
-            // Every handle went with the old session.
+            // Every handle went with the old session (or the old room).
             for (_, p) in cs.peers.drain() {
                 self.forget_handles(&p);
             }
@@ -753,33 +844,55 @@ impl Sfu {
             cs.feeds.clear();
         }
         cs.generation = generation;
-        // Those who left (or whose seat changed): both handles detached.
+        cs.session = session;
+        // Every node derives the same opaque ids.
+        let seat_map: HashMap<String, (Dev, String)> = seats
+            .iter()
+            .map(|s| {
+                let dev = (s.user.clone(), s.device.clone());
+                (s.feed.clone(), (dev, self.opaque_feed(room, &s.feed)))
+            })
+            .collect();
+        if seat_map != cs.seats {
+            changed = true;
+            cs.seats = seat_map;
+        }
+        for (dev, moved) in local {
+            if *moved {
+                cs.moved_in.insert(dev.clone());
+            }
+        }
+        // Those who left, moved to another node, or whose seat changed: handles detached.
         let gone: Vec<Dev> = cs
             .peers
-            .keys()
-            .filter(|(u, d)| !members.iter().any(|(mu, md)| **mu == **u && **md == **d))
-            .cloned()
+            .iter()
+            .filter(|(dev, p)| {
+                !local.iter().any(|(l, _)| l == *dev) || !cs.seats.contains_key(&p.janus_feed)
+            })
+            .map(|(dev, _)| dev.clone())
             .collect();
         for dev in gone {
             let p = cs.peers.remove(&dev).expect("listed");
             changed |= cs.feeds.remove(&p.janus_feed).is_some();
-            cs.announced.remove(&dev);
-            cs.sent.remove(&dev);
+            if !local.iter().any(|(l, _)| *l == dev) {
+                cs.announced.remove(&dev);
+                cs.sent.remove(&dev);
+                cs.moved_in.remove(&dev);
+            }
             self.detach_peer(p);
         }
-        for (u, d) in members {
-            let dev = (u.to_string(), d.to_string());
-            let Some(grant) = self.grant(app, call_id, u, d).await else {
-                continue; // not seated yet (the room sync failed): next pass
+        for (dev, _) in local {
+            let Some(seat) = seats.iter().find(|s| s.user == dev.0 && s.device == dev.1) else {
+                continue;
             };
             if cs
                 .peers
-                .get(&dev)
-                .is_some_and(|p| p.janus_feed == grant.feed && p.publisher.is_some())
+                .get(dev)
+                .is_some_and(|p| p.janus_feed == seat.feed && p.publisher.is_some())
             {
                 continue;
             }
-            if let Some(p) = cs.peers.remove(&dev) {
+            if let Some(p) = cs.peers.remove(dev) {
                 changed |= cs.feeds.remove(&p.janus_feed).is_some();
                 self.detach_peer(p);
             }
@@ -791,8 +904,8 @@ impl Sfu {
                 }
             };
             let body = json!({
-                "request": "join", "ptype": "publisher", "room": grant.room,
-                "id": grant.feed, "token": grant.token, "display": &**u,
+                "request": "join", "ptype": "publisher", "room": room,
+                "id": seat.feed, "token": seat.token, "display": &dev.0,
             });
             let joined = match h.request(body, None).await {
                 Ok(r) => r,
@@ -822,36 +935,45 @@ impl Sfu {
             cs.peers.insert(
                 dev.clone(),
                 Peer {
-                    janus_feed: grant.feed.clone(),
-                    opaque: random_id(),
+                    janus_feed: seat.feed.clone(),
+                    room: room.to_owned(),
+                    token: seat.token.clone(),
                     publisher: Some(h),
                     private_id: joined.data.get("private_id").and_then(Value::as_u64),
                     published: false,
+                    up: false,
                     subscriber: None,
                     sub_streams: Vec::new(),
                 },
             );
-            let feeds = cs.feeds_for(&dev);
+            let feeds = cs.feeds_for(dev);
             cs.sent.insert(dev.clone(), feeds.clone());
-            let body = if cs.announced.insert(dev.clone()) {
-                Body::SfuJoined(SfuJoined {
+            let restart = Body::SfuRestart(SfuRestart {
+                call_id: call_id.to_owned(),
+                generation: generation as u32,
+            });
+            if cs.announced.insert(dev.clone()) {
+                let joined = Body::SfuJoined(SfuJoined {
                     call_id: call_id.to_owned(),
                     feeds,
                     generation: generation as u32,
-                })
+                });
+                self.send_to(app, &dev.0, &dev.1, joined);
+                // Moved here from another node: the SDK knows this generation already and
+                // its connections went with the old node's handles.
+                if cs.moved_in.remove(dev) {
+                    self.send_to(app, &dev.0, &dev.1, restart);
+                }
             } else {
                 // (The device forgets its feeds; `SfuFeeds` follow as members publish again.)
-                Body::SfuRestart(SfuRestart {
-                    call_id: call_id.to_owned(),
-                    generation: generation as u32,
-                })
-            };
-            self.send_to(app, u, d, body);
+                cs.moved_in.remove(dev);
+                self.send_to(app, &dev.0, &dev.1, restart);
+            }
         }
         if changed {
             self.broadcast_feeds(app, call_id, cs);
         }
-        if members.is_empty() {
+        if over || (local.is_empty() && cs.peers.is_empty()) {
             for (_, p) in cs.peers.drain() {
                 self.detach_peer(p);
             }
@@ -926,11 +1048,27 @@ impl Sfu {
             return;
         };
         let mine = |h: &Option<Handle>| h.as_ref().is_some_and(|h| h.id() == sender);
-        if event["janus"].as_str() == Some("hangup") {
-            // Janus closed this peer connection (ICE/DTLS failed, or the client closed it).
-            if pc == sfu_pc::PUBLISHER && mine(&peer.publisher) {
-                peer.published = false;
+        let what = event["janus"].as_str().unwrap_or_default();
+        if matches!(what, "hangup" | "detached") && pc == sfu_pc::PUBLISHER && mine(&peer.publisher)
+        {
+            // Janus closed this device's publishing connection. The client closing it itself
+            // ("DTLS alert": it is resetting, or leaving) knows; otherwise (ICE failed, the
+            // handle detached…) it would wait forever: drop the handle, and the next
+            // `relay_sync` joins a new one and sends the device `SfuRestart` (it publishes and
+            // subscribes again).
+            peer.published = false;
+            if what == "hangup" && event["reason"].as_str() == Some("DTLS alert") {
+                return;
             }
+            tracing::info!(call = %key.1, reason = %event["reason"], "SFU: Janus closed a device's publisher ({what}): restarting its SFU side");
+            self.drop_publisher(&key, peer, what == "hangup").await;
+            return;
+        }
+        if what == "webrtcup" && pc == sfu_pc::PUBLISHER && mine(&peer.publisher) {
+            peer.up = true;
+            return;
+        }
+        if what == "hangup" {
             return;
         }
         let Some(data) = event.get("plugindata").and_then(|p| p.get("data")) else {
@@ -966,12 +1104,11 @@ impl Sfu {
             .into_iter()
             .flatten()
         {
+            // (Kept even for a seat this node has not read yet: `feeds_for` lists seated ones.)
             if let Some(id) = p["id"].as_str() {
-                if cs.by_janus_feed(id).is_some() {
-                    let streams = streams_of(p);
-                    changed |= cs.feeds.get(id) != Some(&streams);
-                    cs.feeds.insert(id.to_owned(), streams);
-                }
+                let streams = streams_of(p);
+                changed |= cs.feeds.get(id) != Some(&streams);
+                cs.feeds.insert(id.to_owned(), streams);
             }
         }
         for gone in ["unpublished", "leaving", "kicked"] {
@@ -982,6 +1119,57 @@ impl Sfu {
         if changed {
             self.broadcast_feeds(&key.0, &key.1, cs);
         }
+    }
+
+    /// Drops a peer's publisher handle Janus closed (detaching it if `detach`: its participant
+    /// leaves the room, so the feed id can join again) and asks for the call's sync at once:
+    /// `relay_seats` joins a new handle and sends the device `SfuRestart`.
+    async fn drop_publisher(&self, key: &CallKey, peer: &mut Peer, detach: bool) {
+        peer.published = false;
+        if let Some(h) = peer.publisher.take() {
+            self.relay.handles.lock().unwrap().remove(&h.id());
+            if detach {
+                h.detach().await;
+            }
+        }
+        if let Some(tx) = self.relay.resync.get() {
+            let _ = tx.try_send(key.clone());
+        }
+    }
+
+    /// After a publish is answered: if Janus has not said the connection is up (`webrtcup`)
+    /// within [`super::JanusSettings::media_timeout`], the device's SFU side is restarted as if
+    /// Janus had closed it (ICE or DTLS never completed), rather than left waiting.
+    async fn watch_media(self: &Arc<Self>, from: &Requester, call_id: String) {
+        let key = (from.app.clone(), call_id);
+        let dev = (from.user.clone(), from.device.clone());
+        let Some(cs) = self.call_state(&key, false) else {
+            return;
+        };
+        let handle = {
+            let cs = cs.lock().await;
+            match cs.peers.get(&dev) {
+                Some(p) if !p.up => p.publisher.as_ref().map(Handle::id),
+                _ => None,
+            }
+        };
+        let Some(handle) = handle else {
+            return;
+        };
+        let this = self.clone();
+        let wait = self.janus.media_timeout();
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            let mut cs = cs.lock().await;
+            let Some(peer) = cs.peers.get_mut(&dev) else {
+                return;
+            };
+            let same = peer.publisher.as_ref().is_some_and(|h| h.id() == handle);
+            if same && peer.published && !peer.up {
+                tracing::info!(call = %key.1, "SFU: a device's publishing connection did not come up in {wait:?}: restarting its SFU side");
+                this.drop_publisher(&key, peer, true).await;
+            }
+        });
     }
 
     /// Hands an event to its call's event task (events of handles we do not know are dropped).
@@ -1058,9 +1246,9 @@ impl Sfu {
         ))
     }
 
-    /// The opaque feed id of a device in a call, for tests.
+    /// The Janus feed (participant id) of a device in a call with its handles here, for tests.
     #[doc(hidden)]
-    pub async fn peer_feed(
+    pub async fn peer_janus_feed(
         &self,
         app: &str,
         call_id: &str,
@@ -1072,9 +1260,24 @@ impl Sfu {
         Some(
             cs.peers
                 .get(&(user.to_owned(), device.to_owned()))?
-                .opaque
+                .janus_feed
                 .clone(),
         )
+    }
+
+    /// The opaque feed id of a device in a call, for tests.
+    #[doc(hidden)]
+    pub async fn peer_feed(
+        &self,
+        app: &str,
+        call_id: &str,
+        user: &str,
+        device: &str,
+    ) -> Option<String> {
+        let cs = self.call_state(&(app.to_owned(), call_id.to_owned()), false)?;
+        let cs = cs.lock().await;
+        let p = cs.peers.get(&(user.to_owned(), device.to_owned()))?;
+        Some(cs.by_janus_feed(&p.janus_feed)?.1.clone())
     }
 }
 

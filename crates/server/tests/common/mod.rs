@@ -2,8 +2,10 @@
 //! WebSocket client speaking the envelope protocol.
 #![allow(dead_code)]
 
+pub mod janus_proxy;
 pub mod janus_server;
 pub mod redis_server;
+pub mod sfu_client;
 
 use std::net::SocketAddr;
 use std::time::Duration;

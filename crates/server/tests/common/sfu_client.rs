@@ -1,0 +1,238 @@
+//! SFU test clients: the SDK's SFU messages over a WebSocket client, and call messages of a
+//! group call (`g`), for `sfu_relay.rs` and `sfu_cluster.rs`.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+
+use super::janus_server::{TestJanus, ADMIN_KEY, API_SECRET};
+use super::{group, Client, TestServer};
+use rcall_server::sfu::JanusSettings;
+use rtc_core::proto::call_content::Body as CallBody;
+use rtc_core::proto::client_frame::Body as C;
+use rtc_core::proto::server_frame::Body as S;
+use rtc_core::proto::{
+    object_name, Accept, CallContent, Hangup, Invite, SendMessage, SfuPublish, SfuSubscribe,
+    SfuWant,
+};
+
+pub fn settings(j: &TestJanus) -> JanusSettings {
+    let mut s = JanusSettings::new(j.url());
+    s.api_secret = Some(API_SECRET.into());
+    s.admin_key = Some(ADMIN_KEY.into());
+    s
+}
+
+/// A browser-like offer: Opus audio and VP8 video with three simulcast rids, sendonly (Janus
+/// answers with its own, fake-free ICE credentials and fingerprint; no media flows).
+pub fn offer() -> String {
+    let fp = (0..32u32)
+        .map(|i| format!("{:02X}", i * 7 % 256))
+        .collect::<Vec<_>>()
+        .join(":");
+    let common = format!(
+        "c=IN IP4 0.0.0.0\r\na=rtcp:9 IN IP4 0.0.0.0\r\na=ice-ufrag:abcd\r\n\
+         a=ice-pwd:abcdefghijklmnopqrstuvwx\r\na=ice-options:trickle\r\n\
+         a=fingerprint:sha-256 {fp}\r\na=setup:actpass\r\n"
+    );
+    format!(
+        "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+         a=group:BUNDLE 0 1\r\na=msid-semantic: WMS s\r\n\
+         m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n{common}a=mid:0\r\n\
+         a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid\r\na=sendonly\r\na=msid:s a0\r\n\
+         a=rtcp-mux\r\na=rtpmap:111 opus/48000/2\r\na=fmtp:111 minptime=10;useinbandfec=1\r\n\
+         a=ssrc:1111 cname:c\r\n\
+         m=video 9 UDP/TLS/RTP/SAVPF 96\r\n{common}a=mid:1\r\n\
+         a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid\r\n\
+         a=extmap:10 urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id\r\na=sendonly\r\n\
+         a=msid:s v0\r\na=rtcp-mux\r\na=rtcp-rsize\r\na=rtpmap:96 VP8/90000\r\n\
+         a=rtcp-fb:96 nack\r\na=rtcp-fb:96 nack pli\r\na=rtcp-fb:96 ccm fir\r\n\
+         a=rid:h send\r\na=rid:m send\r\na=rid:l send\r\na=simulcast:send h;m;l\r\n"
+    )
+}
+
+/// A client with the SFU frames it received while waiting for something else.
+pub struct Dev {
+    pub c: Client,
+    pub sfu: VecDeque<S>,
+}
+
+pub fn is_sfu(b: &S) -> bool {
+    matches!(
+        b,
+        S::SfuJoined(_)
+            | S::SfuFeeds(_)
+            | S::SfuOffer(_)
+            | S::SfuAnswer(_)
+            | S::SfuFailed(_)
+            | S::SfuRestart(_)
+    )
+}
+
+impl Dev {
+    /// Logs `user` in on `ts` (the test app); returns `AuthResult.sfu` too.
+    pub async fn login(ts: &TestServer, user: &str, device: &str) -> (Dev, bool) {
+        Self::login_at(ts.addr, &ts.token(user), device).await
+    }
+
+    pub async fn login_at(addr: SocketAddr, token: &str, device: &str) -> (Dev, bool) {
+        let (c, auth, _) = Client::login_instance(addr, token, device, 0, 1).await;
+        (
+            Dev {
+                c,
+                sfu: VecDeque::new(),
+            },
+            auth.sfu,
+        )
+    }
+
+    /// Sends a call message and waits for its SendResult (code 0).
+    pub async fn send_ok(&mut self, request_id: u32, msg: SendMessage) {
+        self.c.send_message(request_id, msg).await;
+        loop {
+            match self.c.recv().await.body.unwrap() {
+                S::SendResult(r) => {
+                    assert_eq!(
+                        (r.request_id, r.code),
+                        (request_id, 0),
+                        "{}",
+                        self.c.device_id
+                    );
+                    return;
+                }
+                b if is_sfu(&b) => self.sfu.push_back(b),
+                _ => continue,
+            }
+        }
+    }
+
+    /// The next SFU frame (deliveries skipped).
+    pub async fn next_sfu(&mut self) -> S {
+        if let Some(b) = self.sfu.pop_front() {
+            return b;
+        }
+        loop {
+            let b = self.c.recv().await.body.unwrap();
+            if is_sfu(&b) {
+                return b;
+            }
+        }
+    }
+
+    /// Asserts no SFU frame is queued for this device now (a Ping's Pong comes first).
+    pub async fn no_sfu(&mut self, nonce: u32) {
+        assert!(self.sfu.is_empty(), "{}: {:?}", self.c.device_id, self.sfu);
+        self.c.send(C::Ping(rtc_core::proto::Ping { nonce })).await;
+        loop {
+            match self.c.recv().await.body.unwrap() {
+                S::Pong(p) if p.nonce == nonce => return,
+                b if is_sfu(&b) => panic!("{}: unexpected {b:?}", self.c.device_id),
+                _ => continue,
+            }
+        }
+    }
+
+    pub async fn publish(&mut self, request_id: u32, call_id: &str) -> S {
+        self.c
+            .send(C::SfuPublish(SfuPublish {
+                request_id,
+                call_id: call_id.into(),
+                sdp_offer: offer(),
+            }))
+            .await;
+        self.next_sfu().await
+    }
+
+    pub async fn subscribe(&mut self, request_id: u32, call_id: &str, feeds: &[&str]) -> S {
+        let want = feeds
+            .iter()
+            .map(|f| SfuWant {
+                feed: f.to_string(),
+                mid: String::new(),
+                substream: -1,
+            })
+            .collect();
+        self.c
+            .send(C::SfuSubscribe(SfuSubscribe {
+                request_id,
+                call_id: call_id.into(),
+                want,
+            }))
+            .await;
+        self.next_sfu().await
+    }
+}
+
+pub fn content(call_id: &str, device: &str, body: CallBody) -> Vec<u8> {
+    CallContent {
+        platform: "Web".into(),
+        device_id: device.into(),
+        call_id: call_id.into(),
+        body: Some(body),
+        ..Default::default()
+    }
+    .to_bytes()
+}
+
+pub fn gcall(device: &str, recipients: &[&str], call_id: &str, body: CallBody) -> SendMessage {
+    let object = match &body {
+        CallBody::Invite(_) => object_name::INVITE,
+        CallBody::Accept(_) => object_name::ACCEPT,
+        CallBody::Hangup(_) => object_name::HANGUP,
+        _ => unreachable!(),
+    };
+    SendMessage {
+        message_type: object.into(),
+        ..group("g", recipients, &content(call_id, device, body))
+    }
+}
+
+pub fn invite(users: &[&str]) -> CallBody {
+    CallBody::Invite(Invite {
+        media_type: 2,
+        invite_user_ids: users.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    })
+}
+
+pub fn accept() -> CallBody {
+    CallBody::Accept(Accept { media_type: 2 })
+}
+
+pub fn hangup() -> CallBody {
+    CallBody::Hangup(Hangup { reason: 3 })
+}
+
+pub fn joined(b: S, call: &str) -> u32 {
+    match b {
+        S::SfuJoined(j) => {
+            assert_eq!(j.call_id, call);
+            j.generation
+        }
+        other => panic!("expected SfuJoined, got {other:?}"),
+    }
+}
+
+pub fn failed(b: S, request_id: u32, pc: u32, code: i32) -> String {
+    match b {
+        S::SfuFailed(f) => {
+            assert_eq!(
+                (f.request_id, f.pc, f.code),
+                (request_id, pc, code),
+                "{}",
+                f.reason
+            );
+            f.reason
+        }
+        other => panic!("expected SfuFailed({request_id}), got {other:?}"),
+    }
+}
+
+pub fn answer(b: S, request_id: u32) -> String {
+    match b {
+        S::SfuAnswer(a) => {
+            assert_eq!(a.request_id, request_id);
+            a.sdp
+        }
+        other => panic!("expected SfuAnswer({request_id}), got {other:?}"),
+    }
+}

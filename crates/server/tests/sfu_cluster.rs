@@ -1,0 +1,358 @@
+//! SFU mode in cluster mode (issue 12 with issue 15, docs/sfu.md "Cluster mode"): nodes with
+//! `--redis` and `--janus` (the same Janus), the call → room table in Redis. A private Janus
+//! and a private Redis per test (`common/janus_server.rs`, `common/redis_server.rs`).
+//!
+//! Janus has no media here (see `sfu_relay.rs`): a member's feed is listed by putting a
+//! *remote publisher* (plain RTP) in its place, which Janus lists at once.
+
+mod common;
+
+use std::time::Duration;
+
+use common::janus_server::TestJanus;
+use common::redis_server::TestRedis;
+use common::sfu_client::{accept, answer, failed, gcall, hangup, invite, joined, settings, Dev};
+use common::{api_ok, eventually, ChildServer, TestServer, APP_KEY};
+use rcall_server::cluster::RedisUrl;
+use rcall_server::sfu;
+use rtc_core::proto::server_frame::Body as S;
+use rtc_core::proto::{error_code, sfu_pc};
+use serde_json::json;
+
+async fn node(redis: &TestRedis, j: &TestJanus) -> TestServer {
+    let url = RedisUrl::parse(&redis.url()).unwrap();
+    TestServer::start_with(|c| {
+        c.redis = Some(url);
+        c.janus = Some(settings(j));
+        c.lost_grace = Duration::from_millis(800);
+        c.left_grace = Duration::from_millis(300);
+    })
+    .await
+}
+
+/// Group `g` = alice, bob, carol (through node `a`), known to every node.
+async fn group_g(nodes: &[&TestServer]) {
+    api_ok(
+        nodes[0],
+        "/group/create.json",
+        &[
+            ("userId", "alice"),
+            ("userId", "bob"),
+            ("userId", "carol"),
+            ("groupId", "g"),
+            ("groupName", "G"),
+        ],
+    )
+    .await;
+    for n in nodes {
+        eventually("every node knows the group", || async {
+            n.server.state().hub.group_members(0, "g").is_some()
+        })
+        .await;
+    }
+}
+
+/// A hash of the test Redis.
+async fn hgetall(redis: &TestRedis, key: &str) -> std::collections::HashMap<String, String> {
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("HGETALL")
+        .arg(key)
+        .query_async(&mut conn)
+        .await
+        .unwrap()
+}
+
+fn row_key(app: &str, call: &str) -> String {
+    format!("rcall:{{{app}}}:sfu:{call}")
+}
+
+/// Members on two nodes share one room: each gets `SfuJoined` with the same generation from its
+/// own node, publishes there, sees the other's feed (with the same opaque id both nodes derive)
+/// and subscribes to it across nodes; a ringing user and a stranger are refused on either node;
+/// when the call ends the room is destroyed and its row is gone.
+#[tokio::test]
+async fn a_group_call_with_members_on_two_nodes_runs_through_one_room() {
+    let j = TestJanus::start();
+    let redis = TestRedis::start();
+    let (n1, n2) = (node(&redis, &j).await, node(&redis, &j).await);
+    group_g(&[&n1, &n2]).await;
+    let (mut a, sfu_mode) = Dev::login_at(n1.addr, &n1.token("alice"), "a1").await;
+    assert!(sfu_mode, "AuthResult.sfu with --janus in cluster mode");
+    let (mut b, _) = Dev::login_at(n2.addr, &n2.token("bob"), "b1").await;
+    let (mut c, _) = Dev::login_at(n2.addr, &n2.token("carol"), "c1").await;
+    let (mut d, _) = Dev::login_at(n1.addr, &n1.token("dave"), "d1").await;
+
+    a.send_ok(
+        1,
+        gcall("a1", &["bob", "carol"], "gc", invite(&["bob", "carol"])),
+    )
+    .await;
+    let generation = joined(a.next_sfu().await, "gc");
+    b.send_ok(1, gcall("b1", &["alice", "carol"], "gc", accept()))
+        .await;
+    assert_eq!(joined(b.next_sfu().await, "gc"), generation);
+
+    // The row in Redis: the Janus that has the room, both seats, each with its node.
+    let key = row_key(APP_KEY, "gc");
+    let row = hgetall(&redis, &key).await;
+    assert_eq!(row.get("janus"), Some(&j.url()), "{row:?}");
+    assert_eq!(row.get("state").map(|s| &**s), Some("ready"), "{row:?}");
+    eventually("both seats in the row", || async {
+        redis.command(&["HLEN", &key]) == ":6"
+    })
+    .await;
+
+    // Carol only rings (on node 2), dave is in no call (on node 1): both refused.
+    failed(
+        c.publish(1, "gc").await,
+        1,
+        sfu_pc::PUBLISHER,
+        error_code::NOT_IN_CALL,
+    );
+    failed(
+        c.subscribe(2, "gc", &["x"]).await,
+        2,
+        sfu_pc::SUBSCRIBER,
+        error_code::NOT_IN_CALL,
+    );
+    failed(
+        d.publish(1, "gc").await,
+        1,
+        sfu_pc::PUBLISHER,
+        error_code::NOT_IN_CALL,
+    );
+
+    // Each publishes through its own node.
+    answer(a.publish(2, "gc").await, 2);
+    answer(b.publish(2, "gc").await, 2);
+    let (s1, s2) = (
+        n1.server.state().sfu.clone().unwrap(),
+        n2.server.state().sfu.clone().unwrap(),
+    );
+    let room = sfu::room_id(APP_KEY, "gc");
+    assert_eq!(s1.janus().participants(&room).await.unwrap().len(), 2);
+
+    // Alice's media "up" (a remote publisher in her place): bob, on the other node, gets her
+    // feed, under the opaque id alice's own node gives it, and subscribes to it.
+    let alice_janus = s1
+        .peer_janus_feed(APP_KEY, "gc", "alice", "a1")
+        .await
+        .unwrap();
+    let alice_feed = s1.peer_feed(APP_KEY, "gc", "alice", "a1").await.unwrap();
+    let secret = s1.room_secret(&room);
+    s1.janus().kick(&room, &secret, &alice_janus).await.unwrap();
+    let h = s1.janus().attach().await.unwrap();
+    h.request(
+        json!({"request": "add_remote_publisher", "room": room, "secret": secret,
+            "id": alice_janus, "display": "alice", "streams": [
+            {"type": "audio", "mindex": 0, "mid": "0", "codec": "opus"},
+            {"type": "video", "mindex": 1, "mid": "1", "codec": "vp8"},
+        ]}),
+        None,
+    )
+    .await
+    .expect("a remote publisher in alice's place");
+    match b.next_sfu().await {
+        S::SfuFeeds(f) => {
+            assert_eq!(f.feeds.len(), 1, "{f:?}");
+            assert_eq!(
+                (&*f.feeds[0].feed, &*f.feeds[0].user_id),
+                (&*alice_feed, "alice")
+            );
+        }
+        other => panic!("expected SfuFeeds, got {other:?}"),
+    }
+    let o = match b.subscribe(3, "gc", &[&alice_feed]).await {
+        S::SfuOffer(o) => o,
+        other => panic!("expected SfuOffer, got {other:?}"),
+    };
+    assert!(o.sdp.contains("m=video"), "{}", o.sdp);
+    let mut mids: Vec<_> = o.mids.iter().map(|m| (&*m.feed, &*m.user_id)).collect();
+    mids.dedup();
+    assert_eq!(mids, [(&*alice_feed, "alice")]);
+    assert!(s2.peer_handles(APP_KEY, "gc", "bob", "b1").await.is_some());
+    assert!(s1.peer_handles(APP_KEY, "gc", "bob", "b1").await.is_none());
+
+    // Bob hangs up: his seat goes (from whichever node), the room stays for alice.
+    b.send_ok(4, gcall("b1", &["alice", "carol"], "gc", hangup()))
+        .await;
+    eventually("bob's seat gone", || async {
+        redis.command(&["HLEN", &key]) == ":5"
+    })
+    .await;
+    assert!(s1.janus().room_exists(&room).await.unwrap());
+    // Alice hangs up (carol still rings: the call is over for the rooms once no member is
+    // left): the room is destroyed, the row gone.
+    a.send_ok(5, gcall("a1", &["bob", "carol"], "gc", hangup()))
+        .await;
+    eventually("the room destroyed", || async {
+        !s1.janus().room_exists(&room).await.unwrap()
+    })
+    .await;
+    eventually("the row gone", || async {
+        redis.command(&["EXISTS", &key]) == ":0"
+    })
+    .await;
+    assert_eq!(
+        redis.command(&["SCARD", &format!("rcall:{{{APP_KEY}}}:sfucalls")]),
+        ":0"
+    );
+}
+
+/// A node killed with SIGKILL: its member device reconnects to another node, which takes its
+/// seat over (the old feed kicked) and tells it `SfuRestart`; it publishes again through the
+/// new node.
+#[tokio::test]
+async fn a_killed_nodes_member_publishes_again_through_another_node() {
+    use common::{CHILD_APP_KEY, CHILD_APP_SECRET};
+    let j = TestJanus::start();
+    let redis = TestRedis::start();
+    let url = RedisUrl::parse(&redis.url()).unwrap();
+    let n1 = TestServer::start_with(|c| {
+        c.app_key = CHILD_APP_KEY.into();
+        c.app_secret = CHILD_APP_SECRET.into();
+        c.redis = Some(url);
+        c.janus = Some(settings(&j));
+        c.node_heartbeat = Duration::from_millis(200);
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let n2 = ChildServer::start(
+        &dir.path().join("n2.db"),
+        &[
+            "--redis",
+            &redis.url(),
+            "--janus",
+            &j.url(),
+            "--janus-api-secret",
+            common::janus_server::API_SECRET,
+            "--janus-admin-key",
+            common::janus_server::ADMIN_KEY,
+            "--node-heartbeat-ms",
+            "200",
+        ],
+    )
+    .await;
+    let resp = common::api_request(
+        &n1,
+        "/group/create.json",
+        CHILD_APP_KEY,
+        CHILD_APP_SECRET,
+        &[
+            ("userId", "alice"),
+            ("userId", "bob"),
+            ("groupId", "g"),
+            ("groupName", "G"),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let token = |u: &str| {
+        rcall_server::token::issue(CHILD_APP_KEY, CHILD_APP_SECRET, u, common::now_ms(), 60_000)
+    };
+    let (mut a, _) = Dev::login_at(n1.addr, &token("alice"), "a1").await;
+    let (mut b, _) = Dev::login_at(n2.addr, &token("bob"), "b1").await;
+    a.send_ok(1, gcall("a1", &["bob"], "gk", invite(&["bob"])))
+        .await;
+    let generation = joined(a.next_sfu().await, "gk");
+    b.send_ok(1, gcall("b1", &["alice"], "gk", accept())).await;
+    assert_eq!(joined(b.next_sfu().await, "gk"), generation);
+    answer(b.publish(2, "gk").await, 2);
+    let s1 = n1.server.state().sfu.clone().unwrap();
+    let room = sfu::room_id(CHILD_APP_KEY, "gk");
+    let before = s1.janus().participants(&room).await.unwrap();
+    assert_eq!(before.len(), 2, "{before:?}");
+
+    n2.kill9();
+    drop(b);
+    // Bob's page comes back on node 1 (same instance): a seat of node 1's, his old feed
+    // kicked, and SfuJoined + SfuRestart (his SDK knows the generation: the restart makes it
+    // publish and subscribe again).
+    let (mut b, _) = Dev::login_at(n1.addr, &token("bob"), "b1").await;
+    assert_eq!(joined(b.next_sfu().await, "gk"), generation);
+    match b.next_sfu().await {
+        S::SfuRestart(r) => assert_eq!((&*r.call_id, r.generation), ("gk", generation)),
+        other => panic!("expected SfuRestart, got {other:?}"),
+    }
+    answer(b.publish(3, "gk").await, 3);
+    let after = s1.janus().participants(&room).await.unwrap();
+    assert_eq!(after.len(), 2, "{after:?}");
+    let alice_janus = s1
+        .peer_janus_feed(CHILD_APP_KEY, "gk", "alice", "a1")
+        .await
+        .unwrap();
+    let bob_old: Vec<_> = before.iter().filter(|f| **f != alice_janus).collect();
+    assert!(!after.contains(bob_old[0]), "the old feed was kicked");
+    // The call goes on for both.
+    a.no_sfu(9).await;
+    b.send_ok(4, gcall("b1", &["alice"], "gk", hangup())).await;
+}
+
+/// Janus restarts under two nodes: the first node to find the room gone recreates it (the next
+/// epoch, every seat on its allow-list), and each node joins its own members again: both get
+/// `SfuRestart` with the same, higher generation and publish again.
+#[tokio::test]
+async fn after_a_janus_restart_members_on_both_nodes_publish_again() {
+    let mut j = TestJanus::start();
+    let redis = TestRedis::start();
+    let (n1, n2) = (node(&redis, &j).await, node(&redis, &j).await);
+    group_g(&[&n1, &n2]).await;
+    let (mut a, _) = Dev::login_at(n1.addr, &n1.token("alice"), "a1").await;
+    let (mut b, _) = Dev::login_at(n2.addr, &n2.token("bob"), "b1").await;
+    a.send_ok(1, gcall("a1", &["bob"], "gr", invite(&["bob"])))
+        .await;
+    let g1 = joined(a.next_sfu().await, "gr");
+    b.send_ok(1, gcall("b1", &["alice"], "gr", accept())).await;
+    joined(b.next_sfu().await, "gr");
+    answer(a.publish(1, "gr").await, 1);
+
+    j.kill();
+    j.start_again();
+    let mut generations = Vec::new();
+    for dev in [&mut a, &mut b] {
+        match dev.next_sfu().await {
+            S::SfuRestart(r) => {
+                assert_eq!(r.call_id, "gr");
+                generations.push(r.generation);
+            }
+            other => panic!("expected SfuRestart, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        generations,
+        [g1 + 1, g1 + 1],
+        "one re-creation, seen by both"
+    );
+    answer(a.publish(2, "gr").await, 2);
+    answer(b.publish(2, "gr").await, 2);
+    let s1 = n1.server.state().sfu.clone().unwrap();
+    let room = sfu::room_id(APP_KEY, "gr");
+    assert_eq!(s1.janus().participants(&room).await.unwrap().len(), 2);
+}
+
+/// Nodes given different `--janus` (not supported: one Janus per cluster): the room stays on the
+/// Janus its row names; the other node does not create a second room for the call (it logs
+/// what to fix) and its member gets no `SfuJoined`.
+#[tokio::test]
+async fn a_node_with_another_janus_leaves_the_room_where_its_row_says() {
+    let (ja, jb) = (TestJanus::start(), TestJanus::start());
+    let redis = TestRedis::start();
+    let (n1, n2) = (node(&redis, &ja).await, node(&redis, &jb).await);
+    group_g(&[&n1, &n2]).await;
+    let (mut a, _) = Dev::login_at(n1.addr, &n1.token("alice"), "a1").await;
+    let (mut b, _) = Dev::login_at(n2.addr, &n2.token("bob"), "b1").await;
+    a.send_ok(1, gcall("a1", &["bob"], "go", invite(&["bob"])))
+        .await;
+    joined(a.next_sfu().await, "go");
+    b.send_ok(1, gcall("b1", &["alice"], "go", accept())).await;
+    // (Two passes of node 2's SFU task.)
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    b.no_sfu(1).await;
+    let row = hgetall(&redis, &row_key(APP_KEY, "go")).await;
+    assert_eq!(row.get("janus"), Some(&ja.url()), "{row:?}");
+    assert_eq!(row.get("epoch").map(|s| &**s), Some("1"), "{row:?}");
+    let room = sfu::room_id(APP_KEY, "go");
+    let s2 = n2.server.state().sfu.clone().unwrap();
+    assert!(!s2.janus().room_exists(&room).await.unwrap());
+}
