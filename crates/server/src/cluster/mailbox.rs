@@ -5,11 +5,13 @@
 //! - [`Mailboxes::route`] accepts a message in one Lua script (`route.lua`):
 //!   exactly-once check, `sent_time`, then for each copy a per-user `seq`, an `XADD` to the
 //!   user's stream (entry id `<seq>-0`, value the encoded `Delivered`) and a `PUBLISH` on the
-//!   user's channel, then the sender's reply marker on the sender's channel. Because the script
+//!   user's channel, then the sender's reply marker on the sender's channel (in the header of
+//!   the sender's own copy when there is one: one publish, [`UserEvent::decode_pair`]). Because the script
 //!   runs alone, every pair of recipients sees any two messages in the same relative order.
 //! - [`Mailboxes::read_above`] replays a device from its cursor; [`Mailboxes::ack`]
 //!   (`ack.lua`) moves a device's cursor and trims the stream below the lowest
-//!   cursor of the user's known devices.
+//!   cursor of the user's known devices; [`Mailboxes::ack_many`] does it for many devices in
+//!   one script call (a node's batch).
 //! - [`UserEvent::decode`] reads what arrives on a user channel.
 //!
 //! The `Delivered` is encoded by Rust without `seq` and `sent_time` (known only inside the
