@@ -66,8 +66,9 @@ pub struct Routing {
 /// An ack late in Redis only keeps a mailbox entry that long: a device that resumes elsewhere
 /// says what it has itself (`resume_from`).
 pub const ACK_LINGER: std::time::Duration = std::time::Duration::from_millis(10);
-/// Devices per ack script call at most.
-pub const ACK_BATCH: usize = 512;
+/// Devices per ack script call at most: a script runs alone in Redis, so one of ~128 devices
+/// (~10 commands each, ~1 ms) holds up every route script for at most that long.
+pub const ACK_BATCH: usize = 128;
 
 /// The acks waiting for the next call, per device the highest (acks are cumulative).
 #[derive(Default)]
