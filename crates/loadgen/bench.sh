@@ -20,7 +20,9 @@
 # figure; this machine caps a process at 20,000 open files), WARMUP, DURATION (s), PAYLOAD
 # (bytes), SKIP_PEERJS=1, PEER_DIR, SKIP_MATCHBOX=1, MATCHBOX_DIR, TARGET_DIR (cargo target dir), NICE (e.g. -10: run the
 # servers and the generator at a higher CPU priority than other work on a shared machine),
-# RCALL_BIN (a prebuilt rcall-server to measure instead of this tree's, e.g. an older commit's).
+# RCALL_BIN (a prebuilt rcall-server to measure instead of this tree's, e.g. an older commit's),
+# SKIP_BUILD=1 (no cargo build: run the binaries already in $TARGET_DIR/release), REDIS_STATS=1
+# (print Redis's per-command statistics and slow log at the end).
 # RATES empty (RATES=) runs no load phase.
 #
 # ACTIVE_MEM (connections, even; default 0 = off): the memory-under-traffic phase, run last on a
@@ -78,13 +80,21 @@ ACTIVE_MEM=${ACTIVE_MEM:-0}
 ACTIVE_RATE=${ACTIVE_RATE:-10000}
 ACTIVE_SECS=${ACTIVE_SECS:-90}
 
-cargo build --release -p rcall-server -p rcall-loadgen --target-dir "$TARGET_DIR" >&2
+# SKIP_BUILD=1: use what $TARGET_DIR/release holds (e.g. while the tree is being edited).
+[ -n "${SKIP_BUILD:-}" ] || cargo build --release -p rcall-server -p rcall-loadgen --target-dir "$TARGET_DIR" >&2
 BIN="$TARGET_DIR/release"
 RCALL_BIN=${RCALL_BIN:-$BIN/rcall-server}
 TMP=$(mktemp -d)
 PIDS=()
 cleanup() {
     [ -z "$AUTOGROUP_NICE0" ] || echo "$AUTOGROUP_NICE0" >/proc/self/autogroup 2>/dev/null || true
+    # REDIS_STATS=1: Redis's per-command counts and µs (scripts' inner commands included) over
+    # the whole run, before Redis is stopped: where its CPU per routed message goes.
+    if [ -n "${REDIS_STATS:-}" ] && [ -S "$TMP/redis.sock" ]; then
+        redis-cli -s "$TMP/redis.sock" INFO commandstats | grep '^cmdstat' | sed 's/^/# redis /' >&2 || true
+        redis-cli -s "$TMP/redis.sock" SLOWLOG GET 5 | tr '\n' ' ' | sed 's/^/# redis slowlog: /' >&2 || true
+        echo >&2
+    fi
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
     # LOG_DIR: keep the servers' and Redis's logs.

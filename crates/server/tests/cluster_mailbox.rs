@@ -133,14 +133,31 @@ fn now_us() -> u64 {
         .as_micros() as u64
 }
 
-async fn next_event(rx: &mut Receiver<BusEvent>) -> (String, UserEvent) {
-    match tokio::time::timeout(WAIT, rx.recv())
+/// A subscriber's events one at a time: the sender's own copy carries its reply marker (two
+/// events in one publish), the second is returned by the next call.
+struct Events {
+    rx: Receiver<BusEvent>,
+    second: Option<(String, UserEvent)>,
+}
+
+impl Events {
+    fn new(rx: Receiver<BusEvent>) -> Self {
+        Events { rx, second: None }
+    }
+}
+
+async fn next_event(rx: &mut Events) -> (String, UserEvent) {
+    if let Some(ev) = rx.second.take() {
+        return ev;
+    }
+    match tokio::time::timeout(WAIT, rx.rx.recv())
         .await
         .expect("an event in time")
         .expect("subscriber running")
     {
         BusEvent::Message { channel, payload } => {
-            let ev = UserEvent::decode(&payload).expect("a well-formed user event");
+            let (ev, second) = UserEvent::decode_pair(&payload).expect("a well-formed user event");
+            rx.second = second.map(|e| (channel.clone(), e));
             (channel, ev)
         }
         BusEvent::Resync => panic!("unexpected resync"),
@@ -281,12 +298,14 @@ async fn subscribers_get_each_copy_in_seq_order_and_the_reply_after_the_senders_
         node(&redis, MailboxLimits::default()).await,
     );
     // Bob's node and Alice's node listen to their users' channels.
-    let (bob_sub, mut bob_rx) = b.bus().subscriber(256).await.unwrap();
+    let (bob_sub, bob_rx) = b.bus().subscriber(256).await.unwrap();
+    let mut bob_rx = Events::new(bob_rx);
     bob_sub
         .subscribe(&[&user_channel(APP, "bob")])
         .await
         .unwrap();
-    let (alice_sub, mut alice_rx) = a.bus().subscriber(256).await.unwrap();
+    let (alice_sub, alice_rx) = a.bus().subscriber(256).await.unwrap();
+    let mut alice_rx = Events::new(alice_rx);
     alice_sub
         .subscribe(&[&user_channel(APP, "alice")])
         .await
@@ -324,6 +343,11 @@ async fn subscribers_get_each_copy_in_seq_order_and_the_reply_after_the_senders_
             panic!("own copy first: {ev:?}")
         };
         assert_eq!((Some(seq), skip), (*own, Some(conn(&a, 1))));
+        // One publish carries both (the reply marker folded into the own copy's header).
+        assert!(
+            alice_rx.second.is_some(),
+            "the reply rides on the own copy's publish"
+        );
         let (_, ev) = next_event(&mut alice_rx).await;
         assert_eq!(
             ev,
@@ -374,9 +398,11 @@ async fn two_nodes_routing_at_once_give_every_recipient_the_same_order() {
         std::sync::Arc::new(node(&redis, MailboxLimits::default()).await),
     );
     let members = ["m1", "m2"];
-    let (s1, mut rx1) = a.bus().subscriber(2048).await.unwrap();
+    let (s1, rx1) = a.bus().subscriber(2048).await.unwrap();
+    let mut rx1 = Events::new(rx1);
     s1.subscribe(&[&user_channel(APP, "m1")]).await.unwrap();
-    let (s2, mut rx2) = b.bus().subscriber(2048).await.unwrap();
+    let (s2, rx2) = b.bus().subscriber(2048).await.unwrap();
+    let mut rx2 = Events::new(rx2);
     s2.subscribe(&[&user_channel(APP, "m2")]).await.unwrap();
 
     // Each node's sender sends 200 group messages one after another, and then 200 more all
@@ -443,7 +469,8 @@ async fn a_resend_of_an_accepted_client_seq_is_a_duplicate_and_routes_nothing() 
         node(&redis, MailboxLimits::default()).await,
         node(&redis, MailboxLimits::default()).await,
     );
-    let (sub, mut rx) = b.bus().subscriber(64).await.unwrap();
+    let (sub, rx) = b.bus().subscriber(64).await.unwrap();
+    let mut rx = Events::new(rx);
     sub.subscribe(&[&user_channel(APP, "bob"), &user_channel(APP, "alice")])
         .await
         .unwrap();
@@ -644,7 +671,8 @@ async fn acks_trim_the_mailbox_only_below_the_lowest_cursor_of_the_known_devices
 async fn the_senders_own_copy_is_stored_only_while_another_device_of_the_sender_is_known() {
     let redis = TestRedis::start();
     let a = node(&redis, MailboxLimits::default()).await;
-    let (sub, mut rx) = a.bus().subscriber(64).await.unwrap();
+    let (sub, rx) = a.bus().subscriber(64).await.unwrap();
+    let mut rx = Events::new(rx);
     sub.subscribe(&[&user_channel(APP, "alice")]).await.unwrap();
     let seqs = |v: Vec<MailboxEntry>| v.iter().map(|e| e.seq).collect::<Vec<_>>();
 

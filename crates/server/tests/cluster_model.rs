@@ -267,22 +267,35 @@ async fn compare(seed: u64, ops: usize) {
                 expected.extend(published.into_iter().map(|(u, e)| from_model(u, e)));
             }
             6..=8 => {
-                // An ack: of a seq issued, or past everything (capped at the last seq on both
-                // sides). Before anything was issued to the user the cap is the clock: then
-                // only small seqs, below both clocks.
-                let seq = match model.last_seq(u) {
-                    None => rng.below(1000),
-                    Some(_) if rng.below(4) == 0 => u64::MAX,
-                    Some(issued) => FLOOR - 1 + rng.below(issued - FLOOR + 2),
-                };
-                let real = m.ack(APP, u, d, seq).await.expect("ack");
-                let modelled = model.ack(now_us(), u, d, seq.min(MAX_SEQ));
-                assert_eq!(
-                    (real.cursor, real.lowest, real.trimmed),
-                    (modelled.cursor, modelled.lowest, modelled.trimmed),
-                    "seed {seed} op {op}: ack {u}/{d} {seq}"
-                );
-                trimmed += real.trimmed;
+                // Acks of 1-4 devices in one script call (a node's batch; the same user may
+                // come twice): of a seq issued, or past everything (capped at the last seq on
+                // both sides). Before anything was issued to the user the cap is the clock:
+                // then only small seqs, below both clocks.
+                let mut batch = Vec::new();
+                for k in 0..1 + rng.below(4) {
+                    let (u, d) = if k == 0 {
+                        (u, d)
+                    } else {
+                        (USERS[rng.below(3) as usize], DEVICES[rng.below(2) as usize])
+                    };
+                    let seq = match model.last_seq(u) {
+                        None => rng.below(1000),
+                        Some(_) if rng.below(4) == 0 => u64::MAX,
+                        Some(issued) => FLOOR - 1 + rng.below(issued - FLOOR + 2),
+                    };
+                    batch.push((u, d, seq));
+                }
+                let real = m.ack_many(APP, &batch).await.expect("ack");
+                assert_eq!(real.len(), batch.len());
+                for ((u, d, seq), real) in batch.iter().zip(real) {
+                    let modelled = model.ack(now_us(), u, d, (*seq).min(MAX_SEQ));
+                    assert_eq!(
+                        (real.cursor, real.lowest, real.trimmed),
+                        (modelled.cursor, modelled.lowest, modelled.trimmed),
+                        "seed {seed} op {op}: ack {u}/{d} {seq}"
+                    );
+                    trimmed += real.trimmed;
+                }
             }
             _ => {
                 let real = m.register_device(APP, u, d, 0).await.expect("register");
@@ -323,8 +336,10 @@ async fn compare(seed: u64, ops: usize) {
                     .iter()
                     .find(|u| user_channel(APP, u) == channel)
                     .expect("a user channel");
-                let ev = UserEvent::decode(&payload).expect("a user event");
-                got.push(from_redis(user.to_string(), ev));
+                // (The sender's own copy carries the reply marker: two events, one publish.)
+                for ev in UserEvent::decode_all(&payload).expect("a user event") {
+                    got.push(from_redis(user.to_string(), ev));
+                }
             }
             BusEvent::Resync => panic!("seed {seed}: unexpected resync"),
         }

@@ -5,11 +5,13 @@
 //! - [`Mailboxes::route`] accepts a message in one Lua script (`route.lua`):
 //!   exactly-once check, `sent_time`, then for each copy a per-user `seq`, an `XADD` to the
 //!   user's stream (entry id `<seq>-0`, value the encoded `Delivered`) and a `PUBLISH` on the
-//!   user's channel, then the sender's reply marker on the sender's channel. Because the script
+//!   user's channel, then the sender's reply marker on the sender's channel (in the header of
+//!   the sender's own copy when there is one: one publish, [`UserEvent::decode_pair`]). Because the script
 //!   runs alone, every pair of recipients sees any two messages in the same relative order.
 //! - [`Mailboxes::read_above`] replays a device from its cursor; [`Mailboxes::ack`]
 //!   (`ack.lua`) moves a device's cursor and trims the stream below the lowest
-//!   cursor of the user's known devices.
+//!   cursor of the user's known devices; [`Mailboxes::ack_many`] does it for many devices in
+//!   one script call (a node's batch).
 //! - [`UserEvent::decode`] reads what arrives on a user channel.
 //!
 //! The `Delivered` is encoded by Rust without `seq` and `sent_time` (known only inside the
@@ -270,33 +272,64 @@ pub enum UserEvent {
 pub struct MalformedEvent(&'static str);
 
 impl UserEvent {
-    /// Parses `D <seq> <skip>\n<Delivered>` or `R <sent_time> <conn> <request_id> <uid>`.
+    /// Parses one publish on a user channel: `R <sent_time> <conn> <request_id> <uid>`, a copy
+    /// `D <seq> <skip>\n<Delivered>`, or the sender's own copy with its reply marker folded in,
+    /// `D <seq> <skip> <sent_time> <request_id> <uid>\n<Delivered>`: the copy, then the reply
+    /// to connection `<skip>` (one publish where there were two). The second event is that
+    /// reply.
+    pub fn decode_pair(payload: &Bytes) -> Result<(UserEvent, Option<UserEvent>), MalformedEvent> {
+        if payload.first() != Some(&b'D') {
+            return Ok((Self::decode(payload)?, None));
+        }
+        let nl = payload
+            .iter()
+            .position(|&b| b == b'\n')
+            .ok_or(MalformedEvent("no header end"))?;
+        let head =
+            std::str::from_utf8(&payload[..nl]).map_err(|_| MalformedEvent("header not UTF-8"))?;
+        let mut parts = head.split(' ');
+        let (Some("D"), Some(seq), Some(skip)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(MalformedEvent("bad delivery header"));
+        };
+        let seq = seq.parse().map_err(|_| MalformedEvent("bad seq"))?;
+        let skip = match skip {
+            "" => None,
+            s => Some(ConnRef::parse(s).ok_or(MalformedEvent("bad skip"))?),
+        };
+        let reply = match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (None, ..) => None,
+            (Some(sent), Some(req), Some(uid), None) => Some(UserEvent::Reply {
+                conn: skip
+                    .clone()
+                    .ok_or(MalformedEvent("reply without a connection"))?,
+                request_id: req.parse().map_err(|_| MalformedEvent("bad request id"))?,
+                sent_time: sent.parse().map_err(|_| MalformedEvent("bad sent_time"))?,
+                message_uid: uid.to_owned(),
+            }),
+            _ => return Err(MalformedEvent("bad delivery header")),
+        };
+        let deliver = UserEvent::Deliver {
+            seq,
+            skip,
+            delivered: payload.slice(nl + 1..),
+        };
+        Ok((deliver, reply))
+    }
+
+    /// [`Self::decode_pair`]'s events in order.
+    pub fn decode_all(payload: &Bytes) -> Result<Vec<UserEvent>, MalformedEvent> {
+        let (first, second) = Self::decode_pair(payload)?;
+        Ok(std::iter::once(first).chain(second).collect())
+    }
+
+    /// Parses a publish that holds one event (`R …` or a copy without a reply marker); a copy
+    /// with one is an error here ([`Self::decode_pair`] reads both).
     pub fn decode(payload: &Bytes) -> Result<UserEvent, MalformedEvent> {
         match payload.first() {
-            Some(b'D') => {
-                let nl = payload
-                    .iter()
-                    .position(|&b| b == b'\n')
-                    .ok_or(MalformedEvent("no header end"))?;
-                let head = std::str::from_utf8(&payload[..nl])
-                    .map_err(|_| MalformedEvent("header not UTF-8"))?;
-                let mut parts = head.split(' ');
-                let (Some("D"), Some(seq), Some(skip), None) =
-                    (parts.next(), parts.next(), parts.next(), parts.next())
-                else {
-                    return Err(MalformedEvent("bad delivery header"));
-                };
-                let seq = seq.parse().map_err(|_| MalformedEvent("bad seq"))?;
-                let skip = match skip {
-                    "" => None,
-                    s => Some(ConnRef::parse(s).ok_or(MalformedEvent("bad skip"))?),
-                };
-                Ok(UserEvent::Deliver {
-                    seq,
-                    skip,
-                    delivered: payload.slice(nl + 1..),
-                })
-            }
+            Some(b'D') => match Self::decode_pair(payload)? {
+                (d, None) => Ok(d),
+                (_, Some(_)) => Err(MalformedEvent("two events: use decode_pair")),
+            },
             Some(b'R') => {
                 let text =
                     std::str::from_utf8(payload).map_err(|_| MalformedEvent("reply not UTF-8"))?;
@@ -622,23 +655,51 @@ impl Mailboxes {
         device: &str,
         seq: u64,
     ) -> Result<Acked, ClusterError> {
-        if device.is_empty() {
-            return Err(bad("ack: empty device"));
+        let mut acked = self.ack_many(app, &[(user, device, seq)]).await?;
+        acked.pop().ok_or_else(|| bad("ack: empty reply"))
+    }
+
+    /// [`Self::ack`] for several `(user, device, seq)` of one app in one script call (applied
+    /// in order; results in the same order): a node sends every device acked since its last
+    /// call together, so Redis runs one script per round trip rather than one per delivery.
+    pub async fn ack_many(
+        &self,
+        app: &str,
+        acks: &[(&str, &str, u64)],
+    ) -> Result<Vec<Acked>, ClusterError> {
+        if acks.is_empty() {
+            return Ok(Vec::new());
         }
-        let call = ACK
-            .call()
-            .key(cursor_key(app, user))
-            .key(mailbox_key(app, user))
-            .key(keys::user_seq(app, user))
-            .arg(device)
-            .arg(seq.min(MAX_SEQ))
-            .arg(ms(self.limits.state_ttl));
-        let (cursor, lowest, trimmed): (u64, u64, u64) = self.bus.run(&call).await?;
-        Ok(Acked {
-            cursor,
-            lowest,
-            trimmed,
-        })
+        let mut call = ACK.call();
+        for (user, device, _) in acks {
+            if device.is_empty() {
+                return Err(bad("ack: empty device"));
+            }
+            call = call
+                .key(cursor_key(app, user))
+                .key(mailbox_key(app, user))
+                .key(keys::user_seq(app, user));
+        }
+        call = call.arg(ms(self.limits.state_ttl));
+        for (_, device, seq) in acks {
+            call = call.arg(*device).arg((*seq).min(MAX_SEQ));
+        }
+        let out: Vec<u64> = self.bus.run(&call).await?;
+        if out.len() != 3 * acks.len() {
+            return Err(bad(format!(
+                "ack: reply of {} values for {} acks",
+                out.len(),
+                acks.len()
+            )));
+        }
+        Ok(out
+            .chunks(3)
+            .map(|c| Acked {
+                cursor: c[0],
+                lowest: c[1],
+                trimmed: c[2],
+            })
+            .collect())
     }
 
     /// Makes `device` a known device of `user` with cursor `initial`, unless it is known
@@ -876,6 +937,47 @@ mod tests {
         ] {
             assert!(
                 UserEvent::decode(&Bytes::from(bad.to_vec())).is_err(),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_copy_with_its_reply_marker_is_two_events() {
+        let p = Bytes::from_static(b"D 17 ab12.5 99 7 AB-CD\n\x08\x11rest");
+        let conn = ConnRef {
+            node: NodeId("ab12".into()),
+            conn: 5,
+        };
+        let (d, r) = UserEvent::decode_pair(&p).unwrap();
+        assert_eq!(
+            d,
+            UserEvent::Deliver {
+                seq: 17,
+                skip: Some(conn.clone()),
+                delivered: Bytes::from_static(b"\x08\x11rest"),
+            }
+        );
+        assert_eq!(
+            r,
+            Some(UserEvent::Reply {
+                conn,
+                request_id: 7,
+                sent_time: 99,
+                message_uid: "AB-CD".into()
+            })
+        );
+        assert_eq!(UserEvent::decode_all(&p).unwrap().len(), 2);
+        assert!(UserEvent::decode(&p).is_err(), "two events");
+        for bad in [
+            &b"D 17  99 7 u\n"[..],
+            b"D 17 ab.5 99 7\n",
+            b"D 17 ab.5 99 x u\n",
+            b"D 17 ab.5 x 7 u\n",
+            b"D 17 ab.5 99 7 u v\n",
+        ] {
+            assert!(
+                UserEvent::decode_pair(&Bytes::from(bad.to_vec())).is_err(),
                 "{bad:?}"
             );
         }

@@ -48,7 +48,7 @@
 //! | `rcall:{A}:node-users:N` | set | the users node `N` has presence fields for (what to remove when `N` dies) | deleted with the dead node's fields |
 //! | `rcall:{nodes}:live` | sorted set | live node id → its deadline (Redis's clock, ms): now + 3 beat periods at each beat ([`presence`]) | a node past its deadline is taken out by exactly one live node |
 //! | `rcall:{nodes}:unclean` | sorted set | node taken out → until when its cleaner has the cleanup (then any node's beat hands it out again) | removed once the node's presence is gone |
-//! | `rcall:{A}:ch:u:U` (channel) | pub/sub | `U`'s copies `D <seq> <skip>\n<Delivered>` and reply markers `R <sent_time> <node>.<conn> <request_id> <uid>` | — |
+//! | `rcall:{A}:ch:u:U` (channel) | pub/sub | `U`'s copies `D <seq> <skip>\n<Delivered>` and reply markers `R <sent_time> <node>.<conn> <request_id> <uid>`, or both in one: `D <seq> <skip> <sent_time> <request_id> <uid>\n<Delivered>` (the sender's own copy, then the reply to `<skip>`) | — |
 //! | `rcall:{A}:rooms:n` | string | the app's last rooms event number | never |
 //! | `rcall:{A}:rooms:log` | stream | the app's rooms events: id `<n>-0`, `t` = Redis's clock (ms), `e` = encoded `RoomsEvent` | trimmed to ~10,000 entries |
 //! | `rcall:{A}:rooms:snap` | string | `<n>\n<encoded RoomsSnapshot>`: a replica as of event `n` | never |

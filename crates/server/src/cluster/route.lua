@@ -23,6 +23,11 @@
 -- ARGV[#ARGV-2] the call message's rooms event ('' = not a call message)   ARGV[#ARGV-1] the
 --   app's rooms channel   ARGV[#ARGV] rooms log max length
 --
+-- Publishes: each copy 'D <seq> <skip>\n<Delivered>' on its user's channel; the sender's own
+-- copy (last) carries the reply marker: 'D <seq> <skip> <sent_time> <request_id> <uid>\n…'
+-- (<skip> is the sending connection, which the reply is for); without an own copy, or for a
+-- duplicate, the marker goes alone: 'R <sent_time> <marker> <uid>'.
+--
 -- Returns {1, now_ms, upto} for a duplicate, else {0, sent_time, seq_1, ..., seq_n,
 -- offline_1, ..., offline_n} (offline_i = 1 when copy i went out flagged offline).
 
@@ -30,7 +35,10 @@ local t = redis.call('TIME')
 local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local now_ms = math.floor(now_us / 1000)
 -- Integers travel as decimal strings; Lua numbers are doubles, exact below 2^53.
-local function int(n) return string.format('%.0f', n) end
+-- '%d' (C long, 64 bits where Redis runs) rather than '%.0f': exact for these integers
+-- (< 2^53), and glibc formats '%.0f' with multi-precision arithmetic (7-9 % of Redis's profile
+-- while it ran route scripts).
+local function int(n) return string.format('%d', n) end
 
 -- 1. Exactly once: a client_seq this instance already got accepted is confirmed again (the
 -- reply still goes through the sender's channel, behind what the original caused), not routed.
@@ -46,8 +54,11 @@ if client_seq > 0 then
 end
 
 -- 2. sent_time: Redis's clock, never backwards within the app.
-local sent = math.max(now_ms, tonumber(redis.call('GET', KEYS[1]) or '0'))
-redis.call('SET', KEYS[1], int(sent))
+local last_sent = tonumber(redis.call('GET', KEYS[1]) or '0')
+local sent = math.max(now_ms, last_sent)
+if sent > last_sent then
+  redis.call('SET', KEYS[1], int(sent))
+end
 
 -- Protobuf varint (n < 2^53).
 local function varint(n)
@@ -80,63 +91,11 @@ end
 local rooms_event, rooms_channel, rooms_max = ARGV[#ARGV - 2], ARGV[#ARGV - 1], ARGV[#ARGV]
 -- Field 11 (offline = true) opens the tail of fields 11-13, as prost writes it.
 local OFFLINE = string.char(0x58, 0x01)
-local result = {0, sent}
-local flags = {}
-for i = 1, n do
-  local seq_key, mbox = KEYS[2 * i + 1], KEYS[2 * i + 2]
-  local c = 10 + 2 * bodies + 4 * (i - 1)
-  local body = tonumber(ARGV[c + 2])
-  local tail = ARGV[10 + 2 * body]
-  if presence and ARGV[c + 3] == '' and string.sub(tail, 1, 2) ~= OFFLINE
-    and redis.call('EXISTS', KEYS[2 + 2 * n + i]) == 0 then
-    tail = OFFLINE .. tail
-  end
-  flags[i] = (string.sub(tail, 1, 2) == OFFLINE) and 1 or 0
-
-  -- 3. seq = max(last + 1, now, floor). Without the seq key (expired, evicted) the stream's
-  -- own top id is the last one: XADD refuses ids at or below it.
-  local last = redis.call('GET', seq_key)
-  if last then
-    last = tonumber(last)
-  else
-    last = 0
-    if redis.call('EXISTS', mbox) == 1 then
-      local info = redis.call('XINFO', 'STREAM', mbox)
-      for j = 1, #info, 2 do
-        if info[j] == 'last-generated-id' then
-          last = tonumber(string.match(info[j + 1], '^(%d+)'))
-        end
-      end
-    end
-  end
-  local seq = math.max(last + 1, now_us, floor)
-  redis.call('SET', seq_key, int(seq), 'PX', ARGV[6])
-
-  -- 4. Into the mailbox (entry id = seq; bounded by count and age), then live to the user's
-  -- nodes: 'D <seq> <skip>\n<Delivered>'.
-  local delivered = string.char(0x08) .. varint(seq) .. ARGV[9 + 2 * body] .. sent_field .. tail
-  local add = {'XADD', mbox, 'MAXLEN', '~', max_len, int(seq) .. '-0', 'd', delivered}
-  local store = true
-  if ARGV[c + 4] ~= '' then
-    add[#add + 1] = 'x'
-    add[#add + 1] = ARGV[c + 4]
-    store = sibling_known(ARGV[c + 4])
-  end
-  if store then
-    redis.call(unpack(add))
-    redis.call('XTRIM', mbox, 'MINID', '~', min_id)
-    redis.call('PEXPIRE', mbox, ARGV[5])
-  end
-  redis.call('PUBLISH', ARGV[c + 1], 'D ' .. int(seq) .. ' ' .. ARGV[c + 3] .. '\n' .. delivered)
-  result[#result + 1] = seq
-end
-for i = 1, n do
-  result[#result + 1] = flags[i]
-end
-
--- 5. A call message: its event goes to the app's rooms log, numbered in script order, and to
+-- 3. A call message: its event goes to the app's rooms log, numbered in script order, and to
 -- every node's replica of the rooms: '<n> <sent_time>\n<event>'. Without the counter (a new
 -- or restarted Redis) numbering starts over at the clock, above what was issued before.
+-- Published before the copies (the rooms and user channels are not ordered with each other
+-- anyway): a recipient's node then tends to know the call before the recipient answers it.
 if rooms_event ~= '' then
   local last = redis.call('GET', rooms_counter)
   local e
@@ -158,12 +117,76 @@ if rooms_event ~= '' then
   redis.call('PUBLISH', rooms_channel, int(e) .. ' ' .. int(sent) .. '\n' .. rooms_event)
 end
 
+local result = {0, sent}
+local flags = {}
+local replied = false
+for i = 1, n do
+  local seq_key, mbox = KEYS[2 * i + 1], KEYS[2 * i + 2]
+  local c = 10 + 2 * bodies + 4 * (i - 1)
+  local body = tonumber(ARGV[c + 2])
+  local tail = ARGV[10 + 2 * body]
+  if presence and ARGV[c + 3] == '' and string.sub(tail, 1, 2) ~= OFFLINE
+    and redis.call('EXISTS', KEYS[2 + 2 * n + i]) == 0 then
+    tail = OFFLINE .. tail
+  end
+  flags[i] = (string.sub(tail, 1, 2) == OFFLINE) and 1 or 0
+
+  -- 4. seq = max(last + 1, now, floor). Without the seq key (expired, evicted) the stream's
+  -- own top id is the last one: XADD refuses ids at or below it.
+  local last = redis.call('GET', seq_key)
+  if last then
+    last = tonumber(last)
+  else
+    last = 0
+    if redis.call('EXISTS', mbox) == 1 then
+      local info = redis.call('XINFO', 'STREAM', mbox)
+      for j = 1, #info, 2 do
+        if info[j] == 'last-generated-id' then
+          last = tonumber(string.match(info[j + 1], '^(%d+)'))
+        end
+      end
+    end
+  end
+  local seq = math.max(last + 1, now_us, floor)
+  redis.call('SET', seq_key, int(seq), 'PX', ARGV[6])
+
+  -- 5. Into the mailbox (entry id = seq; bounded by count and age), then live to the user's
+  -- nodes: 'D <seq> <skip>\n<Delivered>'.
+  local delivered = string.char(0x08) .. varint(seq) .. ARGV[9 + 2 * body] .. sent_field .. tail
+  local add = {'XADD', mbox, 'MAXLEN', '~', max_len, int(seq) .. '-0', 'd', delivered}
+  local store = true
+  if ARGV[c + 4] ~= '' then
+    add[#add + 1] = 'x'
+    add[#add + 1] = ARGV[c + 4]
+    store = sibling_known(ARGV[c + 4])
+  end
+  if store then
+    redis.call(unpack(add))
+    redis.call('XTRIM', mbox, 'MINID', '~', min_id)
+    redis.call('PEXPIRE', mbox, ARGV[5])
+  end
+  -- The sender's own copy (the last one, on the sender's channel, skipping the sending
+  -- connection) carries the reply marker in its header: 'D <seq> <skip> <sent_time>
+  -- <request_id> <uid>' is the copy, then the reply to <skip>. One publish, not two.
+  local head = 'D ' .. int(seq) .. ' ' .. ARGV[c + 3]
+  if i == n and ARGV[8] ~= '' and ARGV[c + 1] == ARGV[7] and ARGV[c + 3] ~= ''
+    and string.sub(ARGV[8], 1, #ARGV[c + 3] + 1) == ARGV[c + 3] .. ' ' then
+    head = head .. ' ' .. int(sent) .. ' ' .. string.sub(ARGV[8], #ARGV[c + 3] + 2) .. ' ' .. ARGV[9]
+    replied = true
+  end
+  redis.call('PUBLISH', ARGV[c + 1], head .. '\n' .. delivered)
+  result[#result + 1] = seq
+end
+for i = 1, n do
+  result[#result + 1] = flags[i]
+end
+
 -- 6. Record the client_seq, then the sender's reply marker: 'R <sent_time> <marker> <uid>',
 -- after every copy on the sender's channel.
 if client_seq > 0 then
   redis.call('SET', KEYS[2], int(client_seq), 'PX', ARGV[6])
 end
-if ARGV[8] ~= '' then
+if ARGV[8] ~= '' and not replied then
   redis.call('PUBLISH', ARGV[7], 'R ' .. int(sent) .. ' ' .. ARGV[8] .. ' ' .. ARGV[9])
 end
 return result

@@ -54,9 +54,28 @@ pub struct Routing {
     /// The `SendResult`s of this node's connections, between the route script and its reply
     /// marker (see [`Routing::routed`]).
     replies: Mutex<Replies>,
-    /// Per device with an ack script in flight: the highest seq acked since it was sent (0:
-    /// none), sent next ([`Routing::ack`]).
-    acks: Mutex<HashMap<DeviceKey, u64>>,
+    /// Acks not yet sent to Redis, and whether the task sending them runs ([`Routing::ack`]).
+    acks: Mutex<AckQueue>,
+    /// Ack script calls made so far ([`Routing::ack_calls`]).
+    ack_calls: std::sync::atomic::AtomicU64,
+}
+
+/// How long an ack waits for others to share its script call: a node's acks go to Redis
+/// together, one call per app per round trip, at most every `ACK_LINGER` (one call per
+/// delivery cost Redis a script, a read and a write each, about as much as the route itself).
+/// An ack late in Redis only keeps a mailbox entry that long: a device that resumes elsewhere
+/// says what it has itself (`resume_from`).
+pub const ACK_LINGER: std::time::Duration = std::time::Duration::from_millis(10);
+/// Devices per ack script call at most: a script runs alone in Redis, so one of ~128 devices
+/// (~10 commands each, ~1 ms) holds up every route script for at most that long.
+pub const ACK_BATCH: usize = 128;
+
+/// The acks waiting for the next call, per device the highest (acks are cumulative).
+#[derive(Default)]
+struct AckQueue {
+    pending: HashMap<DeviceKey, (Arc<str>, u64)>,
+    /// The sending task runs: it takes whatever is pending at its next turn.
+    running: bool,
 }
 
 /// (app, user, device).
@@ -108,7 +127,8 @@ impl Routing {
             held: Mutex::new(HashMap::new()),
             conns: Mutex::new(HashMap::new()),
             replies: Mutex::new(Replies::default()),
-            acks: Mutex::new(HashMap::new()),
+            acks: Mutex::new(AckQueue::default()),
+            ack_calls: Default::default(),
         };
         Ok((Arc::new(r), rx))
     }
@@ -155,11 +175,11 @@ impl Routing {
         Ok(())
     }
 
-    /// `device` of `user` acked up to `seq`: its cursor in Redis moves (in the background).
-    /// Coalesced per device: while one of its ack scripts is in flight, later acks only raise
-    /// the seq sent next (acks are cumulative), so a busy Redis gets one ack per device per
-    /// round trip, not one per delivery (under a reconnect surge the ack scripts queued
-    /// behind each other made every round trip slower).
+    /// `device` of `user` acked up to `seq`: its cursor in Redis moves (in the background,
+    /// within about [`ACK_LINGER`]). Coalesced per device (acks are cumulative) and batched
+    /// across the node's devices: one task sends everything pending, per app one script call
+    /// of up to [`ACK_BATCH`] devices, then waits [`ACK_LINGER`] and sends what came meanwhile.
+    /// A busy or slow Redis therefore gets at most one ack per device per round trip.
     pub fn ack(
         self: &Arc<Self>,
         app: AppId,
@@ -170,33 +190,55 @@ impl Routing {
     ) {
         let key = (app, user.clone(), device.clone());
         {
-            let mut acks = lock(&self.acks);
-            if let Some(next) = acks.get_mut(&key) {
-                *next = (*next).max(seq);
+            let mut q = lock(&self.acks);
+            let e = q.pending.entry(key).or_insert((app_key, 0));
+            e.1 = e.1.max(seq);
+            if q.running {
                 return;
             }
-            acks.insert(key.clone(), 0);
+            q.running = true;
         }
         let me = self.clone();
         tokio::spawn(async move {
-            let mut seq = seq;
             loop {
-                if let Err(e) = me.mailboxes.ack(&app_key, &key.1, &key.2, seq).await {
-                    tracing::warn!(error = %e, "cluster: ack failed");
-                }
-                let mut acks = lock(&me.acks);
-                match acks.get(&key).copied() {
-                    Some(next) if next > seq => {
-                        seq = next;
-                        acks.insert(key.clone(), 0);
-                    }
-                    _ => {
-                        acks.remove(&key);
+                tokio::time::sleep(ACK_LINGER).await;
+                let batch: Vec<(DeviceKey, (Arc<str>, u64))> = {
+                    let mut q = lock(&me.acks);
+                    if q.pending.is_empty() {
+                        q.running = false;
                         return;
                     }
-                }
+                    q.pending.drain().collect()
+                };
+                me.send_acks(batch).await;
             }
         });
+    }
+
+    /// One round of [`Self::ack`]: per app, script calls of up to [`ACK_BATCH`] devices.
+    async fn send_acks(&self, mut batch: Vec<(DeviceKey, (Arc<str>, u64))>) {
+        batch.sort_unstable_by_key(|((app, ..), _)| *app);
+        for chunk in batch
+            .chunk_by(|a, b| a.0 .0 == b.0 .0)
+            .flat_map(|c| c.chunks(ACK_BATCH))
+        {
+            let app_key = chunk[0].1 .0.clone();
+            let acks: Vec<(&str, &str, u64)> = chunk
+                .iter()
+                .map(|((_, user, device), (_, seq))| (&**user, &**device, *seq))
+                .collect();
+            self.ack_calls
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if let Err(e) = self.mailboxes.ack_many(&app_key, &acks).await {
+                tracing::warn!(error = %e, devices = acks.len(), "cluster: acks failed");
+            }
+        }
+    }
+
+    /// Ack script calls this node made so far (each carries every device acked since the
+    /// previous one, per app).
+    pub fn ack_calls(&self) -> u64 {
+        self.ack_calls.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Resyncs so far: read before running the route script, for [`Self::routed`].
@@ -480,39 +522,45 @@ pub async fn follow(
                 else {
                     continue; // (unsubscribed meanwhile)
                 };
-                match UserEvent::decode(&payload) {
-                    Ok(UserEvent::Deliver {
-                        seq,
-                        skip,
-                        delivered,
-                    }) => {
-                        let skip = skip.filter(|c| c.node == me).map(|c| c.conn);
-                        hub.deliver_sequenced(
-                            app,
-                            &user,
-                            seq,
-                            &delivered,
-                            SequencedFrom::Conn(skip),
-                        );
-                    }
-                    Ok(UserEvent::Reply {
-                        conn,
-                        request_id,
-                        sent_time,
-                        message_uid,
-                    }) => {
-                        if conn.node == me && routing.marker(conn.conn, request_id) {
-                            let result = SendResult {
-                                request_id,
-                                code: 0,
-                                sent_time,
-                                message_uid,
-                            };
-                            hub.reply_to_conn(app, &user, conn.conn, result);
-                        }
-                    }
+                let (first, reply) = match UserEvent::decode_pair(&payload) {
+                    Ok(events) => events,
                     Err(e) => {
-                        tracing::warn!(%channel, error = %e, "cluster: user-channel event ignored")
+                        tracing::warn!(%channel, error = %e, "cluster: user-channel event ignored");
+                        continue;
+                    }
+                };
+                for ev in std::iter::once(first).chain(reply) {
+                    match ev {
+                        UserEvent::Deliver {
+                            seq,
+                            skip,
+                            delivered,
+                        } => {
+                            let skip = skip.filter(|c| c.node == me).map(|c| c.conn);
+                            hub.deliver_sequenced(
+                                app,
+                                &user,
+                                seq,
+                                &delivered,
+                                SequencedFrom::Conn(skip),
+                            );
+                        }
+                        UserEvent::Reply {
+                            conn,
+                            request_id,
+                            sent_time,
+                            message_uid,
+                        } => {
+                            if conn.node == me && routing.marker(conn.conn, request_id) {
+                                let result = SendResult {
+                                    request_id,
+                                    code: 0,
+                                    sent_time,
+                                    message_uid,
+                                };
+                                hub.reply_to_conn(app, &user, conn.conn, result);
+                            }
+                        }
                     }
                 }
             }
