@@ -250,7 +250,7 @@ async function runMesh(browser, server, n, mode, exclude, janus) {
       ? audioPps.length >= expected && Math.min(...audioPps) >= HOLD_AUDIO_PPS
       : streamFps.filter((x) => x >= HOLD_FPS).length >= expected);
     return {
-      pcNames: perPage[0].pcNames, audioStreamsPerPage: perPage.map((p) => p.audioPps.filter((x) => x > 0).length),
+      pcNames: perPage[0].pcNames, remoteDescriptionsInWindow: d2.map((d, i) => d.remoteDescriptions - d1[i].remoteDescriptions), audioStreamsPerPage: perPage.map((p) => p.audioPps.filter((x) => x > 0).length),
       n, mode, allUp, holds, setupMs, cpuPct, janusCpuPct, load,
       streamFpsMin: streamFps.length ? quantile(streamFps, 0) : NaN,
       streamFpsLowN: streamFps.length >= expected ? streamFps.sort((a, b) => b - a)[expected - 1] : 0,
