@@ -250,7 +250,7 @@ async function runMesh(browser, server, n, mode, exclude, janus) {
       ? audioPps.length >= expected && Math.min(...audioPps) >= HOLD_AUDIO_PPS
       : streamFps.filter((x) => x >= HOLD_FPS).length >= expected);
     return {
-      pcNames: perPage[0].pcNames, audioStreamsPerPage: perPage.map((p) => p.audioPps.filter((x) => x > 0).length),
+      pcNames: perPage[0].pcNames, remoteDescriptionsInWindow: d2.map((d, i) => d.remoteDescriptions - d1[i].remoteDescriptions), audioStreamsPerPage: perPage.map((p) => p.audioPps.filter((x) => x > 0).length),
       n, mode, allUp, holds, setupMs, cpuPct, janusCpuPct, load,
       streamFpsMin: streamFps.length ? quantile(streamFps, 0) : NaN,
       streamFpsLowN: streamFps.length >= expected ? streamFps.sort((a, b) => b - a)[expected - 1] : 0,
@@ -387,6 +387,8 @@ ${notes.length ? '\n' + notes.join('\n') + '\n' : ''}`;
   const video = AUDIO ? keptSubsection(SFU_TITLE, 'Video') : sub;
   const audio = AUDIO ? sub : keptSubsection(SFU_TITLE, 'Audio only');
   const verdict = keptSubsection(SFU_TITLE, 'Verdict') || '### Verdict\n\n_To be written from the numbers above._';
+  // Hand-written notes of a session's fixes and runs, kept like the verdict.
+  const session9 = keptSubsection(SFU_TITLE, 'Session 9');
   const body = `
 Same calls as "Group mesh" (one page per participant, all in one headless Chromium, fake 640x480
 camera at ~15 fps, \`callInGroup\` then every callee accepts; the same 10 s window after a 5 s
@@ -412,7 +414,7 @@ ${video}
 ${audio}
 
 ${verdict}
-`;
+${session9 ? `\n${session9}\n` : ''}`;
   const file = writeBenchmarkSection(SFU_TITLE, body, { after: 'Group mesh' });
   console.log(`\nwrote section "${SFU_TITLE}" of ${path.relative(ROOT, file)}`);
 }

@@ -167,6 +167,64 @@ describe('issue 12: group calls through the SFU (Janus)', { skip }, () => {
     });
   });
 
+  /** Every inbound and outbound video RTP stream of a page: what it receives (width, frames) and
+   *  what it sends per simulcast rid (width, frames, why the encoder holds back); and how many
+   *  inbound audio streams carry packets. */
+  const videoRtp = (c) => c.eval(async () => {
+    const inbound = [], outbound = [];
+    let inboundAudio = 0;
+    for (const pc of window.__pcs.filter((p) => p.connectionState !== 'closed')) {
+      (await pc.getStats()).forEach((s) => {
+        if (s.kind === 'audio' && s.type === 'inbound-rtp' && s.bytesReceived > 0) inboundAudio++;
+        if (s.kind !== 'video') return;
+        if (s.type === 'inbound-rtp' && s.bytesReceived > 0) {
+          inbound.push({ mid: s.mid, ssrc: s.ssrc, frameWidth: s.frameWidth || 0, framesDecoded: s.framesDecoded || 0 });
+        } else if (s.type === 'outbound-rtp') {
+          outbound.push({
+            rid: s.rid, frameWidth: s.frameWidth || 0, framesEncoded: s.framesEncoded || 0, bytesSent: s.bytesSent || 0,
+            active: s.active, qualityLimitationReason: s.qualityLimitationReason,
+          });
+        }
+      });
+    }
+    return { inbound, outbound, inboundAudio };
+  });
+
+  test('6 members: with 5 remote videos every page receives each of them as the low simulcast layer, and each remote stream once', { timeout: TEST_TIMEOUT }, async () => {
+    // Above 4 remote videos the SFU forwards the low layer (docs/sfu.md: `substream` by the tile
+    // count); the fake camera is 640x480 and its low layer is scaled down by 2 (web-rtc
+    // simulcast::layers), so nothing wider than 320 may arrive once the switch is done.
+    const LOW_WIDTH = 320;
+    await diag('sfu-low-layer', async () => {
+      const { pages } = await groupCall('sfl', ['A', 'B', 'C', 'D', 'E', 'F']);
+      await allVideosAdvance(pages, 'through the SFU');
+      for (const c of pages) {
+        const deadline = Date.now() + 30000;
+        for (;;) {
+          const v = await videoRtp(c);
+          const wide = v.inbound.filter((s) => !(s.frameWidth > 0 && s.frameWidth <= LOW_WIDTH));
+          if (v.inbound.length === pages.length - 1 && wide.length === 0) break;
+          if (Date.now() > deadline) {
+            const senders = {};
+            for (const o of pages) senders[o.name] = (await videoRtp(o)).outbound;
+            throw new Error(`${c.name}: expected ${pages.length - 1} inbound videos, each ≤ ${LOW_WIDTH} wide (the low layer): ` +
+              `${JSON.stringify(v.inbound)}; what the pages send per rid: ${JSON.stringify(senders)}`);
+          }
+          await sleep(500);
+        }
+      }
+      // …and they keep decoding at that size.
+      for (const c of pages) for (const o of pages) if (o !== c) await advancing(c, o, 'on the low layer');
+      // One inbound stream per remote member and kind: subscriptions asked for while an offer
+      // was unanswered once subscribed streams twice (docs/sfu.md, the relay).
+      for (const c of pages) {
+        const v = await videoRtp(c);
+        assert.equal(v.inboundAudio, pages.length - 1, `${c.name}: one inbound audio per remote member: ${JSON.stringify(v)}`);
+        assert.equal(v.inbound.length, pages.length - 1, `${c.name}: one inbound video per remote member: ${JSON.stringify(v.inbound)}`);
+      }
+    });
+  });
+
   test('a 1:1 call on the same server stays peer-to-peer', { timeout: TEST_TIMEOUT }, async () => {
     await diag('sfu-one-to-one', async () => {
       const [A, B] = await Promise.all([openAs('A', uid('sfp-a')), openAs('B', uid('sfp-b'))]);

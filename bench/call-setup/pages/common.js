@@ -38,6 +38,7 @@
     if (typeof orig !== 'function') return;
     P[m] = function () {
       if (C.pcs.indexOf(this) < 0) C.pcs.push(this);
+      if (m === 'setRemoteDescription') C.remoteDescriptions = (C.remoteDescriptions || 0) + 1;
       return orig.apply(this, arguments);
     };
   });
@@ -75,6 +76,7 @@
         }
       });
     }
+    out.remoteDescriptions = C.remoteDescriptions || 0;
     return out;
   };
 

@@ -498,12 +498,16 @@ async fn a_subscription_maps_the_offer_mids_to_the_publishing_member() {
         }
         other => panic!("expected SfuOffer(5), got {other:?}"),
     };
-    // Asking again before answering that offer: Janus holds the update ("updating") and
-    // sends its offer once the pending one is answered — as the server's own SfuOffer (0).
-    match b.subscribe(6, "gc", &[&carol_feed]).await {
-        S::SfuOffer(o) => assert!(o.sdp.is_empty(), "{o:?}"),
-        other => panic!("expected SfuOffer(6), got {other:?}"),
-    };
+    // Asking again (twice, as feed changes do) before answering that offer: the update waits
+    // until the pending offer is answered and its offer follows as the server's own SfuOffer
+    // (0) — once: Janus would hold each `update` sent meanwhile and apply both, subscribing
+    // carol's streams twice (duplicate m-lines: the audio churn of a 16-member call).
+    for id in [6, 7] {
+        match b.subscribe(id, "gc", &[&carol_feed]).await {
+            S::SfuOffer(o) => assert!(o.sdp.is_empty(), "{o:?}"),
+            other => panic!("expected SfuOffer({id}), got {other:?}"),
+        };
+    }
     b.c.send(C::SfuAnswer(SfuAnswer {
         request_id: 5,
         call_id: "gc".into(),
@@ -517,6 +521,12 @@ async fn a_subscription_maps_the_offer_mids_to_the_publishing_member() {
     assert_eq!(again.request_id, 0);
     assert!(!again.sdp.is_empty());
     assert_eq!(again.mids.len(), 2, "{again:?}");
+    let sending = again.sdp.matches("a=sendonly").count();
+    assert_eq!(
+        sending, 2,
+        "carol's audio and video once each:\n{}",
+        again.sdp
+    );
     b.c.send(C::SfuAnswer(SfuAnswer {
         request_id: 0,
         call_id: "gc".into(),

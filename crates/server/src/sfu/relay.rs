@@ -94,6 +94,16 @@ struct Peer {
     up: bool,
     subscriber: Option<Handle>,
     sub_streams: Vec<SubStream>,
+    /// The layers last asked for (Janus feed, publisher mid, substream): applied again to the
+    /// streams of every offer Janus makes later by itself — a subscription that found an offer
+    /// unanswered ("updating") only gets its new streams then, and they start on the high layer.
+    sub_layers: Vec<(String, String, i32)>,
+    /// An offer of the subscriber handle is with the client, unanswered. Janus would hold an
+    /// `update` sent now ("updating") and apply it later against streams we no longer know,
+    /// so a subscription asked for meanwhile waits in `sub_deferred` until the answer is
+    /// started (asking again for streams Janus held subscribed them twice: duplicate m-lines).
+    sub_offer_out: bool,
+    sub_deferred: Option<Vec<(String, String, i32)>>,
 }
 
 /// A seat of a call's room, wherever its device is connected (cluster mode: on any node).
@@ -224,6 +234,48 @@ fn sub_streams_of(data: &serde_json::Map<String, Value>) -> Vec<SubStream> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The `update` that takes a subscriber handle from `streams` to `wants` (Janus feed, publisher
+/// mid — empty: the whole feed —, substream); `None` when nothing changes.
+fn update_body(streams: &[SubStream], wants: &[(String, String, i32)]) -> Option<Value> {
+    let stream = |feed: &str, mid: &str| {
+        if mid.is_empty() {
+            json!({"feed": feed})
+        } else {
+            json!({"feed": feed, "mid": mid})
+        }
+    };
+    let wanted = |s: &SubStream| {
+        wants
+            .iter()
+            .any(|(f, m, _)| *f == s.feed && (m.is_empty() || *m == s.feed_mid))
+    };
+    let unsubscribe: Vec<Value> = streams
+        .iter()
+        .filter(|s| !wanted(s))
+        .map(|s| stream(&s.feed, &s.feed_mid))
+        .collect();
+    let subscribe: Vec<Value> = wants
+        .iter()
+        .filter(|(f, m, _)| {
+            !streams
+                .iter()
+                .any(|s| s.feed == *f && (m.is_empty() || *m == s.feed_mid))
+        })
+        .map(|(f, m, _)| stream(f, m))
+        .collect();
+    if subscribe.is_empty() && unsubscribe.is_empty() {
+        return None;
+    }
+    let mut body = json!({"request": "update"});
+    if !subscribe.is_empty() {
+        body["subscribe"] = json!(subscribe);
+    }
+    if !unsubscribe.is_empty() {
+        body["unsubscribe"] = json!(unsubscribe);
+    }
+    Some(body)
 }
 
 impl CallState {
@@ -542,6 +594,7 @@ impl Sfu {
                 json!({"feed": feed, "mid": mid})
             }
         };
+        peer.sub_layers = wants.clone();
         let reply = match &peer.subscriber {
             None => {
                 if wants.is_empty() {
@@ -588,29 +641,15 @@ impl Sfu {
                 }
             }
             Some(h) => {
-                let wanted = |s: &SubStream| {
-                    wants
-                        .iter()
-                        .any(|(f, m, _)| *f == s.feed && (m.is_empty() || *m == s.feed_mid))
+                let body = if peer.sub_offer_out {
+                    // Sent once the client's answer to the outstanding offer is started.
+                    peer.sub_deferred = Some(wants.clone());
+                    None
+                } else {
+                    update_body(&peer.sub_streams, &wants)
                 };
-                let unsubscribe: Vec<Value> = peer
-                    .sub_streams
-                    .iter()
-                    .filter(|s| !wanted(s))
-                    .map(|s| stream(&s.feed, &s.feed_mid))
-                    .collect();
-                let subscribe: Vec<Value> = wants
-                    .iter()
-                    .filter(|(f, m, _)| {
-                        !peer
-                            .sub_streams
-                            .iter()
-                            .any(|s| s.feed == *f && (m.is_empty() || *m == s.feed_mid))
-                    })
-                    .map(|(f, m, _)| stream(f, m))
-                    .collect();
-                if subscribe.is_empty() && unsubscribe.is_empty() {
-                    // Nothing to renegotiate: the current map, no SDP.
+                let Some(body) = body else {
+                    // Nothing to renegotiate now: the current map, no SDP.
                     let streams = peer.sub_streams.clone();
                     self.apply_layers(h, &streams, &wants).await;
                     let mids = cs.mids(&streams);
@@ -620,14 +659,7 @@ impl Sfu {
                         sdp: String::new(),
                         mids,
                     });
-                }
-                let mut body = json!({"request": "update"});
-                if !subscribe.is_empty() {
-                    body["subscribe"] = json!(subscribe);
-                }
-                if !unsubscribe.is_empty() {
-                    body["unsubscribe"] = json!(unsubscribe);
-                }
+                };
                 h.request(body, None).await.map_err(|e| ("update", e))
             }
         };
@@ -639,6 +671,9 @@ impl Sfu {
                 if reply.data.contains_key("streams") {
                     peer.sub_streams = sub_streams_of(&reply.data);
                 }
+                // An offer now, or one Janus sends when it applies a held update.
+                peer.sub_offer_out |= reply.jsep.is_some()
+                    || reply.data.get("videoroom").and_then(Value::as_str) == Some("updating");
                 let streams = peer.sub_streams.clone();
                 if let Some(h) = &peer.subscriber {
                     self.apply_layers(h, &streams, &wants).await;
@@ -701,8 +736,9 @@ impl Sfu {
         let Some(cs) = self.call_state(&key, false) else {
             return Some(not_member(r.request_id, &r.call_id, pc));
         };
-        let cs = cs.lock().await;
-        let Some(peer) = cs.peers.get(&me) else {
+        let mut guard = cs.lock().await;
+        let cs = &mut *guard;
+        let Some(peer) = cs.peers.get_mut(&me) else {
             return Some(not_member(r.request_id, &r.call_id, pc));
         };
         let Some(h) = &peer.subscriber else {
@@ -715,9 +751,39 @@ impl Sfu {
             ));
         };
         let jsep = json!({"type": "answer", "sdp": r.sdp});
-        match h.request(json!({"request": "start"}), Some(jsep)).await {
-            Ok(_) => None,
-            Err(e) => Some(janus_failed(r.request_id, &r.call_id, pc, "start", &e)),
+        if let Err(e) = h.request(json!({"request": "start"}), Some(jsep)).await {
+            return Some(janus_failed(r.request_id, &r.call_id, pc, "start", &e));
+        }
+        peer.sub_offer_out = false;
+        // The subscription asked for while that offer was out.
+        let wants = peer.sub_deferred.take()?;
+        let h = peer.subscriber.as_ref()?;
+        let Some(body) = update_body(&peer.sub_streams, &wants) else {
+            self.apply_layers(h, &peer.sub_streams, &wants).await;
+            return None;
+        };
+        match h.request(body, None).await {
+            Ok(reply) => {
+                if reply.data.contains_key("streams") {
+                    peer.sub_streams = sub_streams_of(&reply.data);
+                }
+                peer.sub_offer_out = true;
+                let streams = peer.sub_streams.clone();
+                if let Some(h) = &peer.subscriber {
+                    self.apply_layers(h, &streams, &wants).await;
+                }
+                if let Some(sdp) = reply.jsep.as_ref().and_then(|j| j["sdp"].as_str()) {
+                    let body = Body::SfuOffer(SfuOffer {
+                        request_id: 0,
+                        call_id: r.call_id.clone(),
+                        sdp: sdp.to_owned(),
+                        mids: cs.mids(&streams),
+                    });
+                    self.send_to(&key.0, &me.0, &me.1, body);
+                }
+                None
+            }
+            Err(e) => Some(janus_failed(0, &r.call_id, pc, "update", &e)),
         }
     }
 
@@ -753,13 +819,7 @@ impl Sfu {
         let Some(cs) = self.call_state(&key, false) else {
             return;
         };
-        let cs = cs.lock().await;
-        let Some(peer) = cs.peers.get(&me) else {
-            return;
-        };
-        let Some(h) = &peer.subscriber else {
-            return;
-        };
+        let mut cs = cs.lock().await;
         let wants: Vec<(String, String, i32)> = r
             .want
             .iter()
@@ -768,6 +828,23 @@ impl Sfu {
                 Some((janus_feed.clone(), w.mid.clone(), w.substream))
             })
             .collect();
+        let Some(peer) = cs.peers.get_mut(&me) else {
+            return;
+        };
+        // Remembered, so that later offers of Janus keep these layers.
+        for w in &wants {
+            match peer
+                .sub_layers
+                .iter_mut()
+                .find(|l| (&l.0, &l.1) == (&w.0, &w.1))
+            {
+                Some(l) => l.2 = w.2,
+                None => peer.sub_layers.push(w.clone()),
+            }
+        }
+        let Some(h) = &peer.subscriber else {
+            return;
+        };
         self.apply_layers(h, &peer.sub_streams, &wants).await;
     }
 
@@ -944,6 +1021,9 @@ impl Sfu {
                     up: false,
                     subscriber: None,
                     sub_streams: Vec::new(),
+                    sub_layers: Vec::new(),
+                    sub_offer_out: false,
+                    sub_deferred: None,
                 },
             );
             let feeds = cs.feeds_for(dev);
@@ -1080,8 +1160,13 @@ impl Sfu {
             }
             // Janus renegotiates by itself (a subscribed feed went away): forward its offer.
             if let Some(sdp) = event.get("jsep").and_then(|j| j["sdp"].as_str()) {
+                peer.sub_offer_out = true;
                 if let Some(m) = data.as_object().filter(|m| m.contains_key("streams")) {
                     peer.sub_streams = sub_streams_of(m);
+                    if let Some(h) = &peer.subscriber {
+                        self.apply_layers(h, &peer.sub_streams, &peer.sub_layers)
+                            .await;
+                    }
                 }
                 let mids = cs.mids(&cs.peers[&dev].sub_streams);
                 let body = Body::SfuOffer(SfuOffer {
