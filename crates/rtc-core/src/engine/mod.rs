@@ -70,7 +70,7 @@ pub use event::{CallEvent, EndSummary, OfflineRecord, Sender, SessionView, Track
 pub use io::{CallRequest, Command, CommandId, Input, Millis, OutgoingSignal, Output, PushTexts, Received};
 pub use media::{track_id, CaptureError, LinkState, MediaAction, MediaEvent, Peer, TrackKind, TRACK_TAG};
 pub use recovery::{RESTART_GRACE_MS, RESTART_RETRY_MS};
-pub use sfu::{SfuAction, SfuEvent, SfuInput, SfuTrack, LOW_LAYER_ABOVE};
+pub use sfu::{SfuAction, SfuEvent, SfuInput, SfuTrack, LOW_LAYER_ABOVE, SFU_RESTARTS};
 
 use crate::proto::{call_content::Body, CallContent, PushConfig, UserProfile};
 use crate::types::{end_reason, error_code, SessionState, UserState};
@@ -259,7 +259,8 @@ impl Engine {
     }
 
     fn next_deadline(&self) -> Option<Millis> {
-        self.calls.values().filter_map(Call::next_deadline).chain(self.cutoff_deadline()).min()
+        let sfu = self.calls.values().filter(|c| c.is_live()).filter_map(Engine::sfu_deadline);
+        self.calls.values().filter_map(Call::next_deadline).chain(sfu).chain(self.cutoff_deadline()).min()
     }
 
     // ----- shared plumbing ------------------------------------------------------------------
@@ -409,6 +410,7 @@ impl Engine {
             self.ring_timed_out(&call_id, &user);
         }
         self.restart_due_links();
+        self.sfu_restart_due();
         self.check_cutoff();
     }
 
