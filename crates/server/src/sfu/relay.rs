@@ -91,6 +91,22 @@ struct Peer {
     published: bool,
     subscriber: Option<Handle>,
     sub_streams: Vec<SubStream>,
+    /// The last offer with an SDP sent for the subscriber connection and its number
+    /// (`SfuOffer.version`): sent again to a device whose subscription says it is behind (it
+    /// was lost while the device was disconnected), so the two sides converge.
+    offer: (u32, String),
+}
+
+impl Peer {
+    /// Numbers an outgoing subscriber offer that has an SDP, and keeps it (a map-only one
+    /// keeps version 0: it must not tell the device it is up to date).
+    fn versioned(&mut self, mut o: SfuOffer) -> SfuOffer {
+        if !o.sdp.is_empty() {
+            self.offer = (self.offer.0 + 1, o.sdp.clone());
+            o.version = self.offer.0;
+        }
+        o
+    }
 }
 
 #[derive(Default)]
@@ -488,6 +504,22 @@ impl Sfu {
                 }
             }
         }
+        // The device missed our latest offer (lost while it was disconnected): it goes again
+        // first, as Janus holds any update until it is answered.
+        let behind = cs
+            .peers
+            .get(&me)
+            .filter(|p| p.subscriber.is_some() && r.offer_version.is_some_and(|v| v < p.offer.0));
+        if let Some(p) = behind {
+            let o = SfuOffer {
+                request_id: 0,
+                call_id: r.call_id.clone(),
+                sdp: p.offer.1.clone(),
+                mids: cs.mids(&p.sub_streams),
+                version: p.offer.0,
+            };
+            self.send_to(&from.app, &from.user, &from.device, Body::SfuOffer(o));
+        }
         let grant = self.grant(&from.app, &r.call_id, &me.0, &me.1).await;
         let peer = cs.peers.get_mut(&me).expect("checked above");
         let Some(grant) = grant else {
@@ -508,6 +540,7 @@ impl Sfu {
                         call_id: r.call_id,
                         sdp: String::new(),
                         mids: Vec::new(),
+                        version: 0,
                     });
                 }
                 let Some(private_id) = peer.private_id else {
@@ -567,7 +600,13 @@ impl Sfu {
                     })
                     .map(|(f, m, _)| stream(f, m))
                     .collect();
-                if subscribe.is_empty() && unsubscribe.is_empty() {
+                if subscribe.is_empty() && unsubscribe.is_empty() && r.restart {
+                    // The device's receiving connection lost its transport: Janus offers
+                    // again with fresh ICE credentials.
+                    h.request(json!({"request": "configure", "restart": true}), None)
+                        .await
+                        .map_err(|e| ("configure", e))
+                } else if subscribe.is_empty() && unsubscribe.is_empty() {
                     // Nothing to renegotiate: the current map, no SDP.
                     let streams = peer.sub_streams.clone();
                     self.apply_layers(h, &streams, &wants).await;
@@ -577,16 +616,18 @@ impl Sfu {
                         call_id: r.call_id,
                         sdp: String::new(),
                         mids,
+                        version: 0,
                     });
+                } else {
+                    let mut body = json!({"request": "update"});
+                    if !subscribe.is_empty() {
+                        body["subscribe"] = json!(subscribe);
+                    }
+                    if !unsubscribe.is_empty() {
+                        body["unsubscribe"] = json!(unsubscribe);
+                    }
+                    h.request(body, None).await.map_err(|e| ("update", e))
                 }
-                let mut body = json!({"request": "update"});
-                if !subscribe.is_empty() {
-                    body["subscribe"] = json!(subscribe);
-                }
-                if !unsubscribe.is_empty() {
-                    body["unsubscribe"] = json!(unsubscribe);
-                }
-                h.request(body, None).await.map_err(|e| ("update", e))
             }
         };
         match reply {
@@ -601,17 +642,22 @@ impl Sfu {
                 if let Some(h) = &peer.subscriber {
                     self.apply_layers(h, &streams, &wants).await;
                 }
-                Body::SfuOffer(SfuOffer {
-                    request_id: r.request_id,
-                    call_id: r.call_id,
-                    sdp: reply
-                        .jsep
-                        .as_ref()
-                        .and_then(|j| j["sdp"].as_str())
-                        .unwrap_or_default()
-                        .to_owned(),
-                    mids: cs.mids(&streams),
-                })
+                let mids = cs.mids(&streams);
+                let peer = cs.peers.get_mut(&me).expect("checked above");
+                Body::SfuOffer(
+                    peer.versioned(SfuOffer {
+                        request_id: r.request_id,
+                        call_id: r.call_id,
+                        sdp: reply
+                            .jsep
+                            .as_ref()
+                            .and_then(|j| j["sdp"].as_str())
+                            .unwrap_or_default()
+                            .to_owned(),
+                        mids,
+                        version: 0,
+                    }),
+                )
             }
             Err((what, e)) => janus_failed(r.request_id, &r.call_id, pc, what, &e),
         }
@@ -829,6 +875,7 @@ impl Sfu {
                     published: false,
                     subscriber: None,
                     sub_streams: Vec::new(),
+                    offer: (0, String::new()),
                 },
             );
             let feeds = cs.feeds_for(&dev);
@@ -946,12 +993,14 @@ impl Sfu {
                     peer.sub_streams = sub_streams_of(m);
                 }
                 let mids = cs.mids(&cs.peers[&dev].sub_streams);
-                let body = Body::SfuOffer(SfuOffer {
+                let peer = cs.peers.get_mut(&dev).expect("looked up above");
+                let body = Body::SfuOffer(peer.versioned(SfuOffer {
                     request_id: 0,
                     call_id: key.1.clone(),
                     sdp: sdp.to_owned(),
                     mids,
-                });
+                    version: 0,
+                }));
                 self.send_to(&key.0, &dev.0, &dev.1, body);
             }
             return;
