@@ -85,6 +85,7 @@ impl MediaShell {
                 if let Some(t) = track {
                     t.set_enabled(enabled);
                 }
+                crate::sfu::sync_sending(rt, &call_id);
             }
             MediaAction::Apply { call_id, peer, signal } => apply(rt, call_id, peer, signal),
             MediaAction::RestartIce { call_id, peer } => restart_ice(rt, call_id, peer),

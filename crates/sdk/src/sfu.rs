@@ -5,10 +5,10 @@
 
 use std::rc::Rc;
 
-use rtc_core::engine::{Input, MediaEvent, SfuAction, SfuEvent, SfuTrack};
+use rtc_core::engine::{Input, LinkState, MediaEvent, SfuAction, SfuEvent, SfuTrack};
 use rtc_core::proto::{sfu_pc, ClientFrame};
 use wasm_bindgen::{JsCast, JsValue};
-use web_rtc::{LocalMedia, PeerEvent, PeerLink, RtcIceConnectionState};
+use web_rtc::{Kind, LocalMedia, PeerEvent, PeerLink, RtcIceConnectionState};
 
 use crate::js;
 use crate::runtime::Runtime;
@@ -52,12 +52,16 @@ pub fn act(rt: &Rc<Runtime>, action: SfuAction) {
         SfuAction::Publish { call_id, video } => publish(rt, call_id, video),
         SfuAction::PublishAnswer { call_id, sdp } => {
             let Some(link) = link(rt, &call_id, true) else { return };
+            let rt = rt.clone();
             js::spawn(async move {
                 if let Err(e) = link.accept_answer(&sdp).await {
                     js::warn_err("the SFU's answer was refused", &e);
                 }
+                // Senders negotiated just now start as the mute state says.
+                sync_sending(&rt, &call_id);
             });
         }
+        SfuAction::Republish { call_id, video, ice_restart } => republish(rt, call_id, video, ice_restart),
         SfuAction::Subscribe { call_id, sdp, tracks } => subscribe(rt, call_id, sdp, tracks),
         SfuAction::Reset { call_id } => close(rt, &call_id),
     }
@@ -98,6 +102,52 @@ fn new_link(rt: &Rc<Runtime>, call_id: &str, pc: u32) -> Option<PeerLink> {
             None
         }
     }
+}
+
+/// Mute in SFU mode stops the publisher's senders (`active: false`), so the SFU forwards
+/// nothing and the upload drops; a disabled track alone would still send black frames or
+/// silence. Follows the local tracks' `enabled` (what the engine's mute sets).
+pub fn sync_sending(rt: &Rc<Runtime>, call_id: &str) {
+    let Some(link) = link(rt, call_id, true) else { return };
+    let Some(local) = rt.media.borrow().local(call_id) else { return };
+    for (kind, track) in [(Kind::Audio, local.audio()), (Kind::Video, local.video())] {
+        let Some(track) = track else { continue };
+        let link = link.clone();
+        js::spawn(async move {
+            if let Err(e) = link.set_sending(kind, track.enabled()).await {
+                js::warn_err("cannot start or stop an SFU sender", &e);
+            }
+        });
+    }
+}
+
+/// Renegotiates the publishing connection in place (see `SfuAction::Republish`).
+fn republish(rt: &Rc<Runtime>, call_id: String, video: bool, ice_restart: bool) {
+    let Some(link) = link(rt, &call_id, true).filter(|l| !l.is_closed()) else {
+        return publish(rt, call_id, video);
+    };
+    let local: Option<LocalMedia> = rt.media.borrow().local(&call_id);
+    let camera = local.as_ref().and_then(|m| m.video()).filter(|_| video && !link.has_sender(Kind::Video));
+    if let (Some(v), Some(media)) = (&camera, &local) {
+        let (w, h) = size(v);
+        if let Err(e) = link.add_sender(v, &media.stream(), &web_rtc::simulcast::layers(w, h)) {
+            js::warn_err("cannot add the camera to the SFU publisher", &e);
+        }
+    }
+    let changed = camera.is_some() || ice_restart;
+    let rt = rt.clone();
+    js::spawn(async move {
+        let offer = match (changed, ice_restart) {
+            // Nothing to renegotiate: an empty offer tells the engine so.
+            (false, _) => Ok(String::new()),
+            (true, true) => link.restart_ice().await,
+            (true, false) => link.create_offer().await,
+        };
+        match offer {
+            Ok(sdp) => rt.feed(Input::Media(MediaEvent::Sfu(SfuEvent::PublishOffer { call_id, sdp }))),
+            Err(e) => js::warn_err("renegotiating the SFU publisher failed", &e),
+        }
+    });
 }
 
 fn publish(rt: &Rc<Runtime>, call_id: String, video: bool) {
@@ -159,7 +209,12 @@ fn subscribe(rt: &Rc<Runtime>, call_id: String, sdp: String, tracks: Vec<SfuTrac
         if !sdp.is_empty() {
             let answer = match link.accept_offer(&sdp).await {
                 Ok(a) => a,
-                Err(e) => return js::warn_err("the SFU's offer was refused", &e),
+                Err(e) => {
+                    js::warn_err("the SFU's offer was refused", &e);
+                    // Empty: the engine goes on with the next offer.
+                    let ev = SfuEvent::SubscribeAnswer { call_id: call_id.clone(), sdp: String::new() };
+                    return rt.feed(Input::Media(MediaEvent::Sfu(ev)));
+                }
             };
             rt.feed(Input::Media(MediaEvent::Sfu(SfuEvent::SubscribeAnswer { call_id: call_id.clone(), sdp: answer })));
         }
@@ -214,11 +269,23 @@ fn on_event(call_id: &str, pc: u32, ev: PeerEvent) {
             let ev = SfuEvent::Candidate { call_id, pc, candidate: String::new(), sdp_mid: String::new(), sdp_mline_index: 0 };
             rt.feed_later(Input::Media(MediaEvent::Sfu(ev)));
         }
-        // The app sees the receiving connection's states (the media it shows), and a failed
-        // publishing connection.
-        PeerEvent::IceConnectionState(state) if pc == sfu_pc::SUBSCRIBER || state == RtcIceConnectionState::Failed => {
-            let state = JsValue::from(state);
-            js::spawn(async move { rt.notify(&call_id, "onICEConnectionStateChange", vec![state]) });
+        PeerEvent::IceConnectionState(state) => {
+            // The engine restarts a connection whose transport is lost.
+            let link_state = match state {
+                RtcIceConnectionState::Connected | RtcIceConnectionState::Completed => Some(LinkState::Connected),
+                RtcIceConnectionState::Disconnected => Some(LinkState::Disconnected),
+                RtcIceConnectionState::Failed => Some(LinkState::Failed),
+                _ => None,
+            };
+            if let Some(s) = link_state {
+                rt.feed_later(Input::Media(MediaEvent::Sfu(SfuEvent::State { call_id: call_id.clone(), pc, state: s })));
+            }
+            // The app sees the receiving connection's states (the media it shows), and a
+            // failed publishing connection.
+            if pc == sfu_pc::SUBSCRIBER || state == RtcIceConnectionState::Failed {
+                let state = JsValue::from(state);
+                js::spawn(async move { rt.notify(&call_id, "onICEConnectionStateChange", vec![state]) });
+            }
         }
         _ => {}
     }
