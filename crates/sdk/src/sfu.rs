@@ -5,7 +5,7 @@
 
 use std::rc::Rc;
 
-use rtc_core::engine::{Input, LinkState, MediaEvent, SfuAction, SfuEvent, SfuTrack};
+use rtc_core::engine::{Input, MediaEvent, SfuAction, SfuEvent, SfuTrack};
 use rtc_core::proto::{sfu_pc, ClientFrame};
 use wasm_bindgen::{JsCast, JsValue};
 use web_rtc::{Kind, LocalMedia, PeerEvent, PeerLink, RtcIceConnectionState};
@@ -49,19 +49,22 @@ pub fn act(rt: &Rc<Runtime>, action: SfuAction) {
                 c.write(&ClientFrame::new(body));
             }
         }
-        SfuAction::Publish { call_id, video } => publish(rt, call_id, video),
+        SfuAction::Publish { call_id, video } => publish(rt, call_id, video, None),
         SfuAction::PublishAnswer { call_id, sdp } => {
             let Some(link) = link(rt, &call_id, true) else { return };
-            let rt = rt.clone();
+            let local = rt.media.borrow().local(&call_id);
             js::spawn(async move {
                 if let Err(e) = link.accept_answer(&sdp).await {
                     js::warn_err("the SFU's answer was refused", &e);
                 }
-                // Senders negotiated just now start as the mute state says.
-                sync_sending(&rt, &call_id);
+                // A muted track sends nothing (see `MediaAction::SetEnabled`), also on senders
+                // negotiated just now.
+                for t in local.iter().flat_map(|m| m.tracks()).filter(|t| !t.enabled()) {
+                    let _ = link.attach_none(web_rtc::track_kind(&t)).await;
+                }
             });
         }
-        SfuAction::Republish { call_id, video, ice_restart } => republish(rt, call_id, video, ice_restart),
+        SfuAction::Republish { call_id, video, ice_restart } => publish(rt, call_id, video, Some(ice_restart)),
         SfuAction::Subscribe { call_id, sdp, tracks } => subscribe(rt, call_id, sdp, tracks),
         SfuAction::Reset { call_id } => close(rt, &call_id),
     }
@@ -104,68 +107,34 @@ fn new_link(rt: &Rc<Runtime>, call_id: &str, pc: u32) -> Option<PeerLink> {
     }
 }
 
-/// Mute in SFU mode stops the publisher's senders (`active: false`), so the SFU forwards
-/// nothing and the upload drops; a disabled track alone would still send black frames or
-/// silence. Follows the local tracks' `enabled` (what the engine's mute sets).
-pub fn sync_sending(rt: &Rc<Runtime>, call_id: &str) {
-    let Some(link) = link(rt, call_id, true) else { return };
-    let Some(local) = rt.media.borrow().local(call_id) else { return };
-    for (kind, track) in [(Kind::Audio, local.audio()), (Kind::Video, local.video())] {
-        let Some(track) = track else { continue };
-        let link = link.clone();
-        js::spawn(async move {
-            if let Err(e) = link.set_sending(kind, track.enabled()).await {
-                js::warn_err("cannot start or stop an SFU sender", &e);
-            }
-        });
-    }
-}
-
-/// Renegotiates the publishing connection in place (see `SfuAction::Republish`).
-fn republish(rt: &Rc<Runtime>, call_id: String, video: bool, ice_restart: bool) {
-    let Some(link) = link(rt, &call_id, true).filter(|l| !l.is_closed()) else {
-        return publish(rt, call_id, video);
-    };
-    let local: Option<LocalMedia> = rt.media.borrow().local(&call_id);
-    let camera = local.as_ref().and_then(|m| m.video()).filter(|_| video && !link.has_sender(Kind::Video));
-    if let (Some(v), Some(media)) = (&camera, &local) {
-        let (w, h) = size(v);
-        if let Err(e) = link.add_sender(v, &media.stream(), &web_rtc::simulcast::layers(w, h)) {
-            js::warn_err("cannot add the camera to the SFU publisher", &e);
-        }
-    }
-    let changed = camera.is_some() || ice_restart;
-    let rt = rt.clone();
-    js::spawn(async move {
-        let offer = match (changed, ice_restart) {
-            // Nothing to renegotiate: an empty offer tells the engine so.
-            (false, _) => Ok(String::new()),
-            (true, true) => link.restart_ice().await,
-            (true, false) => link.create_offer().await,
-        };
-        match offer {
-            Ok(sdp) => rt.feed(Input::Media(MediaEvent::Sfu(SfuEvent::PublishOffer { call_id, sdp }))),
-            Err(e) => js::warn_err("renegotiating the SFU publisher failed", &e),
-        }
-    });
-}
-
-fn publish(rt: &Rc<Runtime>, call_id: String, video: bool) {
+/// Publishes the call's local tracks: on a new connection (an older one is closed), or with
+/// `again` (`SfuAction::Republish`: `Some(ice_restart)`) by renegotiating the existing one, adding
+/// a camera it has no sender for when `video`.
+fn publish(rt: &Rc<Runtime>, call_id: String, video: bool, again: Option<bool>) {
     let old = rt.media.borrow_mut().sfu.get_mut(&call_id).and_then(|s| s.publisher.take());
-    if let Some(l) = old {
-        l.close();
-    }
     let local: Option<LocalMedia> = rt.media.borrow().local(&call_id);
-    let Some(link) = new_link(rt, &call_id, sfu_pc::PUBLISHER) else { return };
+    let (link, ice_restart, fresh) = match (old, again) {
+        (Some(l), Some(restart)) if !l.is_closed() => (l, restart, false),
+        (old, _) => {
+            if let Some(l) = old {
+                l.close();
+            }
+            let Some(l) = new_link(rt, &call_id, sfu_pc::PUBLISHER) else { return };
+            (l, false, true)
+        }
+    };
+    // Nothing to renegotiate: an empty offer tells the engine so.
+    let mut changed = fresh || ice_restart;
     if let Some(media) = &local {
         let stream = media.stream();
         let mut added = Ok(());
-        if let Some(a) = media.audio() {
+        if let Some(a) = media.audio().filter(|_| !link.has_sender(Kind::Audio)) {
             added = added.and(link.add_sender(&a, &stream, &[]));
         }
-        if let Some(v) = media.video().filter(|_| video) {
+        if let Some(v) = media.video().filter(|_| video && !link.has_sender(Kind::Video)) {
             let (w, h) = size(&v);
             added = added.and(link.add_sender(&v, &stream, &web_rtc::simulcast::layers(w, h)));
+            changed = true;
         }
         if let Err(e) = added {
             js::warn_err("cannot publish to the SFU", &e);
@@ -174,7 +143,12 @@ fn publish(rt: &Rc<Runtime>, call_id: String, video: bool) {
     rt.media.borrow_mut().sfu.get_or_insert_with(call_id.clone(), Default::default).publisher = Some(link.clone());
     let rt = rt.clone();
     js::spawn(async move {
-        match link.create_offer().await {
+        let offer = match (changed, ice_restart) {
+            (false, _) => Ok(String::new()),
+            (true, true) => link.restart_ice().await,
+            (true, false) => link.create_offer().await,
+        };
+        match offer {
             Ok(sdp) => rt.feed(Input::Media(MediaEvent::Sfu(SfuEvent::PublishOffer { call_id, sdp }))),
             Err(e) => js::warn_err("createOffer for the SFU failed", &e),
         }
@@ -271,13 +245,7 @@ fn on_event(call_id: &str, pc: u32, ev: PeerEvent) {
         }
         PeerEvent::IceConnectionState(state) => {
             // The engine restarts a connection whose transport is lost.
-            let link_state = match state {
-                RtcIceConnectionState::Connected | RtcIceConnectionState::Completed => Some(LinkState::Connected),
-                RtcIceConnectionState::Disconnected => Some(LinkState::Disconnected),
-                RtcIceConnectionState::Failed => Some(LinkState::Failed),
-                _ => None,
-            };
-            if let Some(s) = link_state {
+            if let Some(s) = crate::media::link_state(state) {
                 rt.feed_later(Input::Media(MediaEvent::Sfu(SfuEvent::State { call_id: call_id.clone(), pc, state: s })));
             }
             // The app sees the receiving connection's states (the media it shows), and a

@@ -1104,30 +1104,6 @@ impl PeerLink {
         Ok(())
     }
 
-    /// Starts or stops the sender of `kind` sending anything (`active` on every encoding,
-    /// `setParameters`; no renegotiation): a muted SFU publisher sends nothing, so the SFU
-    /// forwards nothing and the upload drops (a disabled track would still send black frames or
-    /// silence). Returns `false` when there is no sender of that kind or it is not negotiated
-    /// yet (the caller applies it again after the answer).
-    pub async fn set_sending(&self, kind: Kind, active: bool) -> Result<bool, MediaError> {
-        self.check_open()?;
-        let Some(sender) = self.transceiver(kind).filter(sends).map(|t| t.sender()) else {
-            return Ok(false);
-        };
-        let params = sender.get_parameters();
-        let encodings = Reflect::get(&params, &"encodings".into()).unwrap_or(JsValue::UNDEFINED);
-        if !Array::is_array(&encodings) || Array::from(&encodings).length() == 0 {
-            return Ok(false);
-        }
-        for e in Array::from(&encodings).iter() {
-            let _ = Reflect::set(&e, &"active".into(), &active.into());
-        }
-        JsFuture::from(sender.set_parameters_with_parameters(&params))
-            .await
-            .map_err(|e| self.fail("RTCRtpSender.setParameters", &e))?;
-        Ok(true)
-    }
-
     /// Whether the link has a sender of `kind` (SFU publisher: one added by
     /// [`add_sender`](Self::add_sender)).
     pub fn has_sender(&self, kind: Kind) -> bool {

@@ -25,8 +25,6 @@
 //! while the socket was down is sent again by the server when the re-asked subscription says
 //! the device has not seen it (`SfuSubscribe.offer_version`).
 
-use std::collections::VecDeque;
-
 use super::recovery::{RESTART_GRACE_MS, RESTART_RETRY_MS};
 use super::{CallEvent, Engine, LinkState, MediaAction, Millis, Peer, TrackKind};
 use crate::proto::{self, client_frame::Body as Frame, sfu_pc};
@@ -149,7 +147,7 @@ pub(crate) struct SfuCall {
     /// An offer with an SDP is with the shell (its answer has not come back): later offers
     /// wait in `queued`, so the browser applies them one at a time, in order.
     pub applying: bool,
-    pub queued: VecDeque<proto::SfuOffer>,
+    pub queued: Vec<proto::SfuOffer>,
     /// The highest `SfuOffer.version` received (reported in `SfuSubscribe.offer_version`).
     pub offer_version: u32,
     /// Publisher, subscriber (indexed by `sfu_pc`).
@@ -348,7 +346,7 @@ impl Engine {
         }
         s.offer_version = s.offer_version.max(o.version);
         let call_id = o.call_id.clone();
-        s.queued.push_back(o);
+        s.queued.push(o);
         if !s.applying {
             self.sfu_apply_next(&call_id);
         }
@@ -360,7 +358,10 @@ impl Engine {
     fn sfu_apply_next(&mut self, call_id: &str) {
         loop {
             let Some(s) = self.sfu_call(call_id) else { return };
-            let Some(o) = s.queued.pop_front() else { return };
+            if s.queued.is_empty() {
+                return;
+            }
+            let o = s.queued.remove(0);
             s.answering = o.request_id;
             s.applying = !o.sdp.is_empty();
             s.tracks = o
