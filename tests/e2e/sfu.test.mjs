@@ -14,7 +14,8 @@ import {
   SDK_DIR, SUCCESS, MediaType, Client, startServer, getToken, createGroup, launchBrowser, requireFile,
   withDiagnostics, sleep, uid, privateNetns,
 } from './helpers.mjs';
-import { addVeth, startJanus } from './janus.mjs';
+import { execFileSync } from 'node:child_process';
+import { addVeth, startJanus, JANUS_VETH } from './janus.mjs';
 
 const TEST_TIMEOUT = 150000;
 const SCENARIO_TIMEOUT = 140000;
@@ -45,13 +46,13 @@ describe('issue 12: group calls through the SFU (Janus)', { skip }, () => {
     clients = [];
   });
 
-  async function openAs(name, userId) {
+  async function openAs(name, userId, options = {}) {
     const c = await Client.open(browser, name, `${server.url}/`);
     clients.push(c);
-    await c.login(userId, await getToken(server.url, userId));
+    await c.login(userId, await getToken(server.url, userId), options);
     return c;
   }
-  const diag = (name, fn) => withDiagnostics(name, () => clients, {
+  const diag = (name, fn, timeout = SCENARIO_TIMEOUT) => withDiagnostics(name, () => clients, {
     logText: () => `${server.logText()}\n--- janus log (tail):\n${janus.log().split('\n').slice(-60).join('\n')}`,
   }, async () => {
     await fn();
@@ -59,7 +60,7 @@ describe('issue 12: group calls through the SFU (Janus)', { skip }, () => {
       const errs = await c.eval(() => H.errors());
       assert.deepEqual(errs.map((e) => e.message), [], `${c.name}: uncaught page errors: ${JSON.stringify(errs)}`);
     }
-  }, { timeout: SCENARIO_TIMEOUT });
+  }, { timeout });
 
   const sdk = (c, fn, arg) => c.eval(fn, arg);
   const expectCode = (c, what, res, code) => assert.equal(res.code, code, `${c.name}: ${what} → ${JSON.stringify(res)}`);
@@ -86,10 +87,39 @@ describe('issue 12: group calls through the SFU (Janus)', { skip }, () => {
     return { pcs: live.length, videoSenders, pcsSendingVideo, outboundVideo, videoBytes };
   });
 
+  /** Bytes of `kind` RTP the page has sent so far (every live connection, every layer). */
+  const sentBytes = (c, kind) => c.eval(async (k) => {
+    let bytes = 0;
+    for (const pc of window.__pcs.filter((p) => p.connectionState !== 'closed')) {
+      (await pc.getStats()).forEach((s) => { if (s.type === 'outbound-rtp' && s.kind === k) bytes += s.bytesSent || 0; });
+    }
+    return bytes;
+  }, kind);
+
+  /** `c` sends no `kind` RTP for 1.5 s (after `settle` ms for a change to take effect). */
+  async function sendsNothing(c, kind, what, settle = 500) {
+    await sleep(settle);
+    const b1 = await sentBytes(c, kind);
+    await sleep(1500);
+    const b2 = await sentBytes(c, kind);
+    assert.equal(b2, b1, `${c.name}: no ${kind} goes out ${what}`);
+  }
+
+  /** `c`'s `kind` RTP grows again within `timeout` ms. */
+  async function sendsAgain(c, kind, what, timeout = 10000) {
+    const b1 = await sentBytes(c, kind);
+    const deadline = Date.now() + timeout;
+    while ((await sentBytes(c, kind)) <= b1) {
+      if (Date.now() > deadline) throw new Error(`${c.name}: ${kind} does not go out again ${what}`);
+      await sleep(200);
+    }
+  }
+
   /** The first page calls the others in a group video call; everyone accepts. `spare` pages
-   *  are in the group but not called (to be invited later). */
-  async function groupCall(tag, names, spare = []) {
-    const pages = await Promise.all(names.map((n) => openAs(n, uid(`${tag}-${n.toLowerCase()}`))));
+   *  are in the group but not called (to be invited later). `options[name]`: login options,
+   *  `accept[name]`: the argument of that page's `accept()`. */
+  async function groupCall(tag, names, spare = [], { options = {}, accept = {} } = {}) {
+    const pages = await Promise.all(names.map((n) => openAs(n, uid(`${tag}-${n.toLowerCase()}`), options[n])));
     const spares = await Promise.all(spare.map((n) => openAs(n, uid(`${tag}-${n.toLowerCase()}`))));
     const [A, ...rest] = pages;
     const groupId = uid(`${tag}-group`);
@@ -99,7 +129,8 @@ describe('issue 12: group calls through the SFU (Janus)', { skip }, () => {
     const sessionId = res.session.sessionId;
     for (const c of rest) {
       await c.waitEvent('onSession', { sessionId }, 15000);
-      expectCode(c, 'session.accept()', await sdk(c, () => H.accept()), SUCCESS);
+      const acc = accept[c.name] ? await sdk(c, (a) => H.sessionCall('accept', [a]), accept[c.name]) : await sdk(c, () => H.accept());
+      expectCode(c, 'session.accept()', acc, SUCCESS);
     }
     for (const c of rest) await A.waitEvent('onAccept', { userId: c.userId }, 15000);
     return { pages, spares, sessionId, groupId };
@@ -273,6 +304,13 @@ describe('issue 12: group calls through the SFU (Janus)', { skip }, () => {
       let mark = await A.mark();
       expectCode(B, 'session.disableAudioTrack()', await sdk(B, () => H.sessionCall('disableAudioTrack')), SUCCESS);
       await A.waitEvent('onAudioMuteChange', { userId: B.userId, muted: true }, 10000, { since: mark });
+      // Muted, B sends nothing (not silence): the SFU has nothing to forward.
+      await sendsNothing(B, 'audio', 'with the microphone muted');
+      mark = await A.mark();
+      expectCode(B, 'session.enableAudioTrack()', await sdk(B, () => H.sessionCall('enableAudioTrack')), SUCCESS);
+      await A.waitEvent('onAudioMuteChange', { userId: B.userId, muted: false }, 10000, { since: mark });
+      await sendsAgain(B, 'audio', 'after enableAudioTrack()');
+      expectCode(B, 'session.disableAudioTrack()', await sdk(B, () => H.sessionCall('disableAudioTrack')), SUCCESS);
       mark = await A.mark();
       const markC = await C.mark();
       expectCode(B, 'session.disableVideoTrack()', await sdk(B, () => H.sessionCall('disableVideoTrack')), SUCCESS);
@@ -289,6 +327,70 @@ describe('issue 12: group calls through the SFU (Janus)', { skip }, () => {
       assert.equal(m.pcs, 2, `B: still one publishing + one receiving connection: ${JSON.stringify(m)}`);
       assert.equal(m.videoSenders, 1, `B: the new camera on the same sender: ${JSON.stringify(m)}`);
     });
+  });
+
+  test('a member that joined without a camera publishes video once it turns the camera on', { timeout: TEST_TIMEOUT }, async () => {
+    await diag('sfu-camera-later', async () => {
+      const noCamera = { video: { cameraId: 'no-such-camera', frameRate: 'FPS_15', resolution: 'W640_H480' } };
+      const { pages } = await groupCall('sfc', ['A', 'B', 'C'], [], {
+        options: { C: { callOptions: { isAllowDemotionGetStream: true } } },
+        accept: { C: noCamera },
+      });
+      const [A, B, C] = pages;
+      await A.waitRemoteVideo(B.userId, { minFrames: 3, timeout: 40000 });
+      await B.waitRemoteVideo(A.userId, { minFrames: 3, timeout: 40000 });
+      await C.waitRemoteVideo(A.userId, { minFrames: 3, timeout: 40000 });
+      assert.equal((await mediaPaths(C)).videoSenders, 0, 'C joined without a camera');
+      // Camera-off mode: enableVideoTrack() after disableVideoTrack() captures a new camera;
+      // the publishing connection is renegotiated to carry it.
+      expectCode(C, 'session.disableVideoTrack()', await sdk(C, () => H.sessionCall('disableVideoTrack')), SUCCESS);
+      expectCode(C, 'session.enableVideoTrack()', await sdk(C, () => H.sessionCall('enableVideoTrack')), SUCCESS);
+      for (const c of [A, B]) {
+        await c.waitRemoteVideo(C.userId, { minFrames: 3, timeout: 30000 });
+        await advancing(c, C, 'after C turned its camera on');
+      }
+      const m = await mediaPaths(C);
+      assert.equal(m.pcs, 2, `C: still one publishing + one receiving connection: ${JSON.stringify(m)}`);
+      assert.equal(m.videoSenders, 1, `C: one video sender now: ${JSON.stringify(m)}`);
+      for (const c of pages) assert.deepEqual(await c.eventsOf('onHungup'), [], `${c.name}: no hangup`);
+    });
+  });
+
+  test("Janus's network gone for longer than ICE's timeout: the connections restart by themselves, video comes back, no hangup", { timeout: 240000 }, async () => {
+    await diag('sfu-ice-failure', async () => {
+      const { pages } = await groupCall('sfx', ['A', 'B', 'C']);
+      await allVideosAdvance(pages, 'before the outage');
+      const ip = (state) => execFileSync('ip', ['link', 'set', JANUS_VETH, state], { stdio: 'pipe' });
+      const states = (c) => c.eval(() => window.__pcs.filter((p) => p.connectionState !== 'closed').map((p) => p.iceConnectionState));
+      ip('down');
+      const downAt = Date.now();
+      try {
+        // Every page notices (disconnected, then failed or restarting)...
+        for (const c of pages) {
+          const deadline = Date.now() + 30000;
+          while (!(await states(c)).some((s) => s === 'disconnected' || s === 'failed' || s === 'checking')) {
+            if (Date.now() > deadline) throw new Error(`${c.name}: the SFU connections never noticed the outage: ${await states(c)}`);
+            await sleep(250);
+          }
+        }
+        // ...and the outage lasts past Chromium's ICE timeout (~30 s).
+        await sleep(Math.max(0, 35000 - (Date.now() - downAt)));
+      } finally {
+        ip('up');
+      }
+      const upAt = Date.now();
+      for (const c of pages) {
+        for (const o of pages) if (o !== c) await advancing(c, o, 'after the network came back', 40000);
+      }
+      console.log(`# network back → every remote video advancing again: ${Date.now() - upAt} ms (upper bound, polled)`);
+      for (const c of pages) {
+        assert.deepEqual(await c.eventsOf('onHungup'), [], `${c.name}: no hangup`);
+        assert.deepEqual(await c.eventsOf('onSessionClose'), [], `${c.name}: the call goes on`);
+        assert.deepEqual(await c.eventsOf('onTrackPublishFail'), [], `${c.name}: no publish failure`);
+        assert.deepEqual(await c.eventsOf('onTrackSubscribeFail'), [], `${c.name}: no subscribe failure`);
+        assert.equal((await mediaPaths(c)).pcs, 2, `${c.name}: the same two connections`);
+      }
+    }, 230000);
   });
 
   test('Janus restarts mid-call: every page publishes and subscribes again, video comes back, no hangup', { timeout: TEST_TIMEOUT }, async () => {

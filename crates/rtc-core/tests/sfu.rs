@@ -180,7 +180,7 @@ fn offer(request_id: u32, users: &[&str]) -> SfuInput {
         mids.push(proto::SfuMid { mid: format!("a-{u}"), feed: format!("feed-{u}"), user_id: u.to_string(), kind: "audio".into() });
         mids.push(proto::SfuMid { mid: format!("v-{u}"), feed: format!("feed-{u}"), user_id: u.to_string(), kind: "video".into() });
     }
-    SfuInput::Offer(proto::SfuOffer { request_id, call_id: CALL.into(), sdp: "janus-offer".into(), mids })
+    SfuInput::Offer(proto::SfuOffer { request_id, call_id: CALL.into(), sdp: "janus-offer".into(), mids, version: 0 })
 }
 
 /// alice calls bob and carol in a group: settled, ringing.
@@ -604,4 +604,213 @@ fn requests_written_while_the_socket_was_down_go_again_when_it_is_back() {
     b.input(Input::LinkDown { since: now });
     b.input(Input::LinkUp);
     assert!(last_publish(&b.take()).is_none());
+}
+
+/// `Subscribe` actions (sdp, request id of the offer) in order.
+fn subscribes(outs: &[Output]) -> Vec<String> {
+    sfu_actions(outs)
+        .into_iter()
+        .filter_map(|a| match a {
+            SfuAction::Subscribe { sdp, .. } => Some(sdp.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn sfu_answers(outs: &[Output]) -> Vec<(u32, String)> {
+    frames(outs)
+        .into_iter()
+        .filter_map(|f| match f {
+            Frame::SfuAnswer(a) => Some((a.request_id, a.sdp.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn versioned_offer(request_id: u32, users: &[&str], sdp: &str, version: u32) -> SfuInput {
+    let SfuInput::Offer(mut o) = offer(request_id, users) else { unreachable!() };
+    o.sdp = sdp.into();
+    o.version = version;
+    SfuInput::Offer(o)
+}
+
+#[test]
+fn back_to_back_offers_are_applied_one_at_a_time_in_order() {
+    let mut b = callee(true, 0);
+    b.sfu(joined(vec![feed("alice", true)], 1));
+    let rid = last_subscribe(&b.take()).unwrap().request_id;
+    // The answer to our subscription, and right behind it an offer the server made by itself
+    // (a feed went away), before the browser applied the first.
+    b.sfu(versioned_offer(rid, &["alice"], "offer-1", 1));
+    b.sfu(versioned_offer(0, &["alice"], "offer-2", 2));
+    let outs = b.take();
+    assert_eq!(subscribes(&outs), ["offer-1"], "the second waits for the first one's answer: {outs:?}");
+    b.media(SfuEvent::SubscribeAnswer { call_id: CALL.into(), sdp: "answer-1".into() });
+    let outs = b.take();
+    assert_eq!(sfu_answers(&outs), [(rid, "answer-1".to_string())], "answered under the first offer's request id");
+    assert_eq!(subscribes(&outs), ["offer-2"]);
+    b.media(SfuEvent::SubscribeAnswer { call_id: CALL.into(), sdp: "answer-2".into() });
+    let outs = b.take();
+    assert_eq!(sfu_answers(&outs), [(0, "answer-2".to_string())]);
+    assert!(subscribes(&outs).is_empty());
+    // A stray answer (nothing being applied) sends nothing.
+    b.media(SfuEvent::SubscribeAnswer { call_id: CALL.into(), sdp: "answer-3".into() });
+    assert!(sfu_answers(&b.take()).is_empty());
+}
+
+#[test]
+fn after_a_reconnect_the_subscription_says_which_offer_it_last_got() {
+    let mut b = callee(true, 0);
+    b.sfu(joined(vec![feed("alice", true)], 1));
+    let first = last_subscribe(&b.take()).unwrap().clone();
+    assert_eq!(first.offer_version, Some(0));
+    b.sfu(versioned_offer(first.request_id, &["alice"], "offer-1", 1));
+    b.media(SfuEvent::SubscribeAnswer { call_id: CALL.into(), sdp: "answer-1".into() });
+    b.take();
+    // The socket drops; the server's own offer 2 (a renegotiation) is lost meanwhile. Back
+    // up, the device asks for the same subscription again, saying it got offer 1: the server
+    // sees it is behind and sends its current offer again.
+    let now = b.now;
+    b.input(Input::LinkDown { since: now });
+    b.input(Input::LinkUp);
+    let outs = b.take();
+    let sub = last_subscribe(&outs).expect("the answered subscription is asked for again").clone();
+    assert_eq!(sub.want, first.want);
+    assert_eq!(sub.offer_version, Some(1));
+    assert!(!sub.restart);
+    b.sfu(versioned_offer(sub.request_id, &["alice"], "offer-2", 2));
+    assert_eq!(subscribes(&b.take()), ["offer-2"]);
+}
+
+impl Dev {
+    /// Lets `ms` pass on the virtual clock (the engine's timers fire).
+    fn advance(&mut self, ms: i64) {
+        self.now += ms - 10;
+        self.input(Input::Timeout);
+    }
+
+    fn state(&mut self, pc: u32, state: rtc_core::engine::LinkState) {
+        self.media(SfuEvent::State { call_id: CALL.into(), pc, state });
+    }
+}
+
+fn republishes(outs: &[Output]) -> Vec<(bool, bool)> {
+    sfu_actions(outs)
+        .into_iter()
+        .filter_map(|a| match a {
+            SfuAction::Republish { video, ice_restart, .. } => Some((*video, *ice_restart)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// bob in the call, publishing (answered) and subscribed to alice (offer answered); both
+/// connections up.
+fn connected_callee() -> Dev {
+    use rtc_core::engine::LinkState::Connected;
+    let mut b = callee(true, 0);
+    b.sfu(joined(vec![feed("alice", true)], 1));
+    let rid = last_subscribe(&b.take()).unwrap().request_id;
+    publish_ok(&mut b);
+    b.sfu(versioned_offer(rid, &["alice"], "offer-1", 1));
+    b.media(SfuEvent::SubscribeAnswer { call_id: CALL.into(), sdp: "answer-1".into() });
+    b.state(sfu_pc::PUBLISHER, Connected);
+    b.state(sfu_pc::SUBSCRIBER, Connected);
+    b.take();
+    b
+}
+
+#[test]
+fn a_lost_sfu_connection_is_restarted_in_place_without_hangup() {
+    use rtc_core::engine::LinkState::{Connected, Disconnected, Failed};
+    let mut b = connected_callee();
+    // The publisher's transport drops: it gets the grace to come back by itself, then makes an
+    // ICE-restart offer on the same connection, which goes to the SFU as a renegotiation.
+    b.state(sfu_pc::PUBLISHER, Disconnected);
+    b.advance(1_000);
+    assert!(republishes(&b.take()).is_empty(), "within the grace");
+    b.advance(1_500);
+    let outs = b.take();
+    assert_eq!(republishes(&outs), [(true, true)]);
+    b.media(SfuEvent::PublishOffer { call_id: CALL.into(), sdp: "restart-offer".into() });
+    let outs = b.take();
+    let p = frames(&outs)
+        .into_iter()
+        .find_map(|f| match f {
+            Frame::SfuPublish(p) => Some(p.clone()),
+            _ => None,
+        })
+        .expect("the restart offer goes to the SFU");
+    assert_eq!(p.sdp_offer, "restart-offer");
+    // Still down (the network is not back yet): restarted again every few seconds.
+    b.advance(5_000);
+    assert_eq!(republishes(&b.take()), [(true, true)]);
+    b.media(SfuEvent::PublishOffer { call_id: CALL.into(), sdp: "restart-offer-2".into() });
+    let rid = last_publish(&b.take()).unwrap();
+    b.sfu(SfuInput::Answer(proto::SfuAnswer { request_id: rid, call_id: CALL.into(), sdp: "janus-answer-2".into() }));
+    assert!(sfu_actions(&b.take()).contains(&&SfuAction::PublishAnswer { call_id: CALL.into(), sdp: "janus-answer-2".into() }));
+    b.state(sfu_pc::PUBLISHER, Connected);
+    b.advance(20_000);
+    assert!(republishes(&b.take()).is_empty(), "back up: no more restarts");
+    // The subscriber fails: at once, the SFU is asked for an ICE-restart offer (only it offers
+    // on that connection), for the same streams.
+    b.state(sfu_pc::SUBSCRIBER, Failed);
+    let outs = b.take();
+    let sub = last_subscribe(&outs).expect("a restart subscription").clone();
+    assert!(sub.restart);
+    assert_eq!(sub.want.len(), 2);
+    b.sfu(versioned_offer(sub.request_id, &["alice"], "restart-offer", 2));
+    assert_eq!(subscribes(&b.take()), ["restart-offer"]);
+    b.media(SfuEvent::SubscribeAnswer { call_id: CALL.into(), sdp: "answer-2".into() });
+    b.state(sfu_pc::SUBSCRIBER, Connected);
+    b.advance(20_000);
+    let outs = b.take();
+    assert!(last_subscribe(&outs).is_none());
+    assert!(events(&outs).is_empty(), "no app event: {outs:?}");
+    assert_eq!(b.engine.session(CALL).unwrap().state, SessionState::Keeping);
+}
+
+#[test]
+fn a_connection_that_stays_down_gives_up_as_a_failed_join() {
+    use rtc_core::engine::LinkState::Failed;
+    let mut b = connected_callee();
+    b.state(sfu_pc::PUBLISHER, Failed);
+    let mut restarts = republishes(&b.take()).len();
+    for _ in 0..30 {
+        b.advance(5_000);
+        let outs = b.take();
+        restarts += republishes(&outs).len();
+        if hangup_reason(&outs).is_some() {
+            assert_eq!(count(&outs, |e| matches!(e, CallEvent::PublishFail { .. })), 1);
+            assert_eq!(hangup_reason(&outs), Some(end_reason::PUBLISH_ERROR));
+            assert_eq!(restarts, rtc_core::engine::SFU_RESTARTS as usize);
+            return;
+        }
+        // The restart offer is made and sent each time (the SFU never gets through).
+        b.media(SfuEvent::PublishOffer { call_id: CALL.into(), sdp: "restart-offer".into() });
+    }
+    panic!("never gave up");
+}
+
+#[test]
+fn a_member_that_joined_without_a_camera_publishes_video_when_it_turns_it_on() {
+    let mut b = callee(true, 0);
+    b.sfu(joined(vec![feed("alice", true)], 1));
+    b.take();
+    publish_ok(&mut b);
+    // Camera-off mode (the default): enableVideoTrack() captures a new camera, and the
+    // publishing connection is renegotiated to carry it (it may have no video sender: the
+    // member joined without a camera, isAllowDemotionGetStream).
+    b.command(Command::MuteTrack { call_id: CALL.into(), kind: TrackKind::Video, muted: true });
+    b.settle();
+    b.command(Command::MuteTrack { call_id: CALL.into(), kind: TrackKind::Video, muted: false });
+    let outs = b.take();
+    assert!(outs.iter().any(|o| matches!(o, Output::Media(MediaAction::CaptureCamera { .. }))), "{outs:?}");
+    b.input(Input::Media(MediaEvent::Captured { call_id: CALL.into(), result: Ok(vec![TrackKind::Video]) }));
+    let outs = b.settle();
+    assert_eq!(republishes(&outs), [(true, false)]);
+    b.media(SfuEvent::PublishOffer { call_id: CALL.into(), sdp: "offer-with-video".into() });
+    let rid = last_publish(&b.take()).expect("the renegotiation goes to the SFU");
+    b.sfu(SfuInput::Answer(proto::SfuAnswer { request_id: rid, call_id: CALL.into(), sdp: "answer-with-video".into() }));
+    assert!(sfu_actions(&b.take()).contains(&&SfuAction::PublishAnswer { call_id: CALL.into(), sdp: "answer-with-video".into() }));
 }

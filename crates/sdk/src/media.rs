@@ -84,6 +84,14 @@ impl MediaShell {
                 let track = local.and_then(|l| if kind == TrackKind::Audio { l.audio() } else { l.video() });
                 if let Some(t) = track {
                     t.set_enabled(enabled);
+                    // SFU mode: a muted track also comes off its sender, so nothing goes to the
+                    // SFU (a disabled track still sends silence or black frames).
+                    if let Some(p) = crate::sfu::publisher(rt, &call_id) {
+                        js::spawn(async move {
+                            let k = web_rtc::track_kind(&t);
+                            let _ = if enabled { p.attach(k, &t).await } else { p.attach_none(k).await };
+                        });
+                    }
                 }
             }
             MediaAction::Apply { call_id, peer, signal } => apply(rt, call_id, peer, signal),
@@ -396,13 +404,7 @@ fn on_peer_event(call_id: &str, peer: &Peer, ev: PeerEvent) {
             rt.feed_later(Input::Media(MediaEvent::RemoteTrack { call_id: call_id.to_string(), peer: peer.clone(), kind }));
         }
         PeerEvent::IceConnectionState(state) => {
-            let link_state = match state {
-                RtcIceConnectionState::Connected | RtcIceConnectionState::Completed => Some(LinkState::Connected),
-                RtcIceConnectionState::Disconnected => Some(LinkState::Disconnected),
-                RtcIceConnectionState::Failed => Some(LinkState::Failed),
-                _ => None,
-            };
-            if let Some(state) = link_state {
+            if let Some(state) = link_state(state) {
                 let (call_id, peer) = (call_id.to_string(), peer.clone());
                 rt.feed_later(Input::Media(MediaEvent::LinkState { call_id, peer, state }));
             }
@@ -437,5 +439,15 @@ pub fn report_stats(rt: &Rc<Runtime>) {
             let _ = js_sys::Reflect::set(&report, &"pcName".into(), &peer.user_id.as_str().into());
             rt.notify(&call_id, "onRTCStateReport", vec![report]);
         });
+    }
+}
+
+/// What the engine's recovery needs of an `iceConnectionState` (mesh links and SFU connections).
+pub fn link_state(state: RtcIceConnectionState) -> Option<LinkState> {
+    match state {
+        RtcIceConnectionState::Connected | RtcIceConnectionState::Completed => Some(LinkState::Connected),
+        RtcIceConnectionState::Disconnected => Some(LinkState::Disconnected),
+        RtcIceConnectionState::Failed => Some(LinkState::Failed),
+        _ => None,
     }
 }

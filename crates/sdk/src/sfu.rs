@@ -8,7 +8,7 @@ use std::rc::Rc;
 use rtc_core::engine::{Input, MediaEvent, SfuAction, SfuEvent, SfuTrack};
 use rtc_core::proto::{sfu_pc, ClientFrame};
 use wasm_bindgen::{JsCast, JsValue};
-use web_rtc::{LocalMedia, PeerEvent, PeerLink, RtcIceConnectionState};
+use web_rtc::{Kind, LocalMedia, PeerEvent, PeerLink, RtcIceConnectionState};
 
 use crate::js;
 use crate::runtime::Runtime;
@@ -49,15 +49,22 @@ pub fn act(rt: &Rc<Runtime>, action: SfuAction) {
                 c.write(&ClientFrame::new(body));
             }
         }
-        SfuAction::Publish { call_id, video } => publish(rt, call_id, video),
+        SfuAction::Publish { call_id, video } => publish(rt, call_id, video, None),
         SfuAction::PublishAnswer { call_id, sdp } => {
             let Some(link) = link(rt, &call_id, true) else { return };
+            let local = rt.media.borrow().local(&call_id);
             js::spawn(async move {
                 if let Err(e) = link.accept_answer(&sdp).await {
                     js::warn_err("the SFU's answer was refused", &e);
                 }
+                // A muted track sends nothing (see `MediaAction::SetEnabled`), also on senders
+                // negotiated just now.
+                for t in local.iter().flat_map(|m| m.tracks()).filter(|t| !t.enabled()) {
+                    let _ = link.attach_none(web_rtc::track_kind(&t)).await;
+                }
             });
         }
+        SfuAction::Republish { call_id, video, ice_restart } => publish(rt, call_id, video, Some(ice_restart)),
         SfuAction::Subscribe { call_id, sdp, tracks } => subscribe(rt, call_id, sdp, tracks),
         SfuAction::Reset { call_id } => close(rt, &call_id),
     }
@@ -100,22 +107,34 @@ fn new_link(rt: &Rc<Runtime>, call_id: &str, pc: u32) -> Option<PeerLink> {
     }
 }
 
-fn publish(rt: &Rc<Runtime>, call_id: String, video: bool) {
+/// Publishes the call's local tracks: on a new connection (an older one is closed), or with
+/// `again` (`SfuAction::Republish`: `Some(ice_restart)`) by renegotiating the existing one, adding
+/// a camera it has no sender for when `video`.
+fn publish(rt: &Rc<Runtime>, call_id: String, video: bool, again: Option<bool>) {
     let old = rt.media.borrow_mut().sfu.get_mut(&call_id).and_then(|s| s.publisher.take());
-    if let Some(l) = old {
-        l.close();
-    }
     let local: Option<LocalMedia> = rt.media.borrow().local(&call_id);
-    let Some(link) = new_link(rt, &call_id, sfu_pc::PUBLISHER) else { return };
+    let (link, ice_restart, fresh) = match (old, again) {
+        (Some(l), Some(restart)) if !l.is_closed() => (l, restart, false),
+        (old, _) => {
+            if let Some(l) = old {
+                l.close();
+            }
+            let Some(l) = new_link(rt, &call_id, sfu_pc::PUBLISHER) else { return };
+            (l, false, true)
+        }
+    };
+    // Nothing to renegotiate: an empty offer tells the engine so.
+    let mut changed = fresh || ice_restart;
     if let Some(media) = &local {
         let stream = media.stream();
         let mut added = Ok(());
-        if let Some(a) = media.audio() {
+        if let Some(a) = media.audio().filter(|_| !link.has_sender(Kind::Audio)) {
             added = added.and(link.add_sender(&a, &stream, &[]));
         }
-        if let Some(v) = media.video().filter(|_| video) {
+        if let Some(v) = media.video().filter(|_| video && !link.has_sender(Kind::Video)) {
             let (w, h) = size(&v);
             added = added.and(link.add_sender(&v, &stream, &web_rtc::simulcast::layers(w, h)));
+            changed = true;
         }
         if let Err(e) = added {
             js::warn_err("cannot publish to the SFU", &e);
@@ -124,7 +143,12 @@ fn publish(rt: &Rc<Runtime>, call_id: String, video: bool) {
     rt.media.borrow_mut().sfu.get_or_insert_with(call_id.clone(), Default::default).publisher = Some(link.clone());
     let rt = rt.clone();
     js::spawn(async move {
-        match link.create_offer().await {
+        let offer = match (changed, ice_restart) {
+            (false, _) => Ok(String::new()),
+            (true, true) => link.restart_ice().await,
+            (true, false) => link.create_offer().await,
+        };
+        match offer {
             Ok(sdp) => rt.feed(Input::Media(MediaEvent::Sfu(SfuEvent::PublishOffer { call_id, sdp }))),
             Err(e) => js::warn_err("createOffer for the SFU failed", &e),
         }
@@ -159,7 +183,12 @@ fn subscribe(rt: &Rc<Runtime>, call_id: String, sdp: String, tracks: Vec<SfuTrac
         if !sdp.is_empty() {
             let answer = match link.accept_offer(&sdp).await {
                 Ok(a) => a,
-                Err(e) => return js::warn_err("the SFU's offer was refused", &e),
+                Err(e) => {
+                    js::warn_err("the SFU's offer was refused", &e);
+                    // Empty: the engine goes on with the next offer.
+                    let ev = SfuEvent::SubscribeAnswer { call_id: call_id.clone(), sdp: String::new() };
+                    return rt.feed(Input::Media(MediaEvent::Sfu(ev)));
+                }
             };
             rt.feed(Input::Media(MediaEvent::Sfu(SfuEvent::SubscribeAnswer { call_id: call_id.clone(), sdp: answer })));
         }
@@ -214,11 +243,17 @@ fn on_event(call_id: &str, pc: u32, ev: PeerEvent) {
             let ev = SfuEvent::Candidate { call_id, pc, candidate: String::new(), sdp_mid: String::new(), sdp_mline_index: 0 };
             rt.feed_later(Input::Media(MediaEvent::Sfu(ev)));
         }
-        // The app sees the receiving connection's states (the media it shows), and a failed
-        // publishing connection.
-        PeerEvent::IceConnectionState(state) if pc == sfu_pc::SUBSCRIBER || state == RtcIceConnectionState::Failed => {
-            let state = JsValue::from(state);
-            js::spawn(async move { rt.notify(&call_id, "onICEConnectionStateChange", vec![state]) });
+        PeerEvent::IceConnectionState(state) => {
+            // The engine restarts a connection whose transport is lost.
+            if let Some(s) = crate::media::link_state(state) {
+                rt.feed_later(Input::Media(MediaEvent::Sfu(SfuEvent::State { call_id: call_id.clone(), pc, state: s })));
+            }
+            // The app sees the receiving connection's states (the media it shows), and a
+            // failed publishing connection.
+            if pc == sfu_pc::SUBSCRIBER || state == RtcIceConnectionState::Failed {
+                let state = JsValue::from(state);
+                js::spawn(async move { rt.notify(&call_id, "onICEConnectionStateChange", vec![state]) });
+            }
         }
         _ => {}
     }

@@ -113,6 +113,7 @@ async fn without_janus_sfu_requests_fail_clearly() {
         request_id: 8,
         call_id: "c1".into(),
         want: vec![],
+        ..Default::default()
     }))
     .await;
     let mut failed = Vec::new();

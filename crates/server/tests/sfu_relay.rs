@@ -19,7 +19,7 @@ use rcall_server::sfu::{self, JanusSettings};
 use rtc_core::proto::client_frame::Body as C;
 use rtc_core::proto::server_frame::Body as S;
 use rtc_core::proto::{
-    error_code, object_name, sfu_pc, SendMessage, SfuAnswer, SfuLayers, SfuWant,
+    error_code, object_name, sfu_pc, SendMessage, SfuAnswer, SfuLayers, SfuSubscribe, SfuWant,
 };
 use serde_json::json;
 
@@ -489,6 +489,70 @@ async fn a_subscription_maps_the_offer_mids_to_the_publishing_member() {
         }
         other => panic!("expected SfuOffer(4), got {other:?}"),
     }
+    // A device that says it missed the latest offer (lost while it was disconnected) gets it
+    // again first, then the reply; one that is up to date only the reply.
+    assert_eq!(o.version, 1);
+    let want = vec![SfuWant {
+        feed: carol_feed.clone(),
+        mid: String::new(),
+        substream: -1,
+    }];
+    for (request_id, known) in [(41, 0), (42, 1)] {
+        b.c.send(C::SfuSubscribe(SfuSubscribe {
+            request_id,
+            call_id: "gc".into(),
+            want: want.clone(),
+            offer_version: Some(known),
+            restart: false,
+        }))
+        .await;
+        if known == 0 {
+            match b.next_sfu().await {
+                S::SfuOffer(again) => {
+                    assert_eq!((again.request_id, again.version), (0, 1));
+                    assert_eq!(again.sdp, o.sdp);
+                    assert_eq!(again.mids.len(), 2);
+                }
+                other => panic!("expected the missed SfuOffer again, got {other:?}"),
+            }
+        }
+        match b.next_sfu().await {
+            S::SfuOffer(reply) => {
+                assert_eq!((reply.request_id, reply.version), (request_id, 0));
+                assert!(reply.sdp.is_empty());
+            }
+            other => panic!("expected SfuOffer({request_id}), got {other:?}"),
+        }
+    }
+    // The device's receiving connection lost its transport: Janus offers again with fresh ICE
+    // credentials (an ICE restart on the same connection).
+    b.c.send(C::SfuSubscribe(SfuSubscribe {
+        request_id: 43,
+        call_id: "gc".into(),
+        want: want.clone(),
+        offer_version: Some(1),
+        restart: true,
+    }))
+    .await;
+    let restarted = match b.next_sfu().await {
+        S::SfuOffer(r) => r,
+        other => panic!("expected a restart SfuOffer, got {other:?}"),
+    };
+    assert_eq!((restarted.request_id, restarted.version), (43, 2));
+    let ufrag = |sdp: &str| {
+        sdp.split("\r\n")
+            .find(|l| l.starts_with("a=ice-ufrag:"))
+            .map(str::to_owned)
+    };
+    assert!(ufrag(&restarted.sdp).is_some(), "{}", restarted.sdp);
+    assert_ne!(ufrag(&restarted.sdp), ufrag(&o.sdp), "new ICE credentials");
+    assert_eq!(restarted.mids.len(), 2);
+    b.c.send(C::SfuAnswer(SfuAnswer {
+        request_id: 43,
+        call_id: "gc".into(),
+        sdp: answer_to(&restarted.sdp).replace("a=ice-ufrag:wxyz", "a=ice-ufrag:rstu"),
+    }))
+    .await;
     // Dropping every stream: Janus's `update`, an offer without them.
     let none_sdp = match b.subscribe(5, "gc", &[]).await {
         S::SfuOffer(none) => {

@@ -1118,6 +1118,12 @@ impl PeerLink {
         Ok(())
     }
 
+    /// Whether the link has a sender of `kind` (SFU publisher: one added by
+    /// [`add_sender`](Self::add_sender)).
+    pub fn has_sender(&self, kind: Kind) -> bool {
+        self.transceiver(kind).is_some_and(|t| sends(&t))
+    }
+
     /// The track received on `mid` (SFU receiving connection: the SFU says whose stream each
     /// `mid` carries; a `mid` it recycles for another stream keeps its track object). `None`
     /// when no live transceiver has that `mid`.

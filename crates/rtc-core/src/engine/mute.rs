@@ -58,6 +58,7 @@ impl Engine {
         call.set_camera_released(false);
         call.muted.video = false;
         self.media(MediaAction::Attach { call_id: call_id.to_string(), peer: None });
+        self.sfu_camera_added(call_id);
         self.local_track_ready(call_id, TrackKind::Video, true);
         self.send_mute(call_id, true, false, Some(command));
     }

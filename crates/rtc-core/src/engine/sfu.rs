@@ -14,10 +14,25 @@
 //! dropped (CallLib only logged those); the next change of feeds subscribes again. When the SFU
 //! restarted ([`SfuInput::Restart`], or `Joined` with a new generation) the device publishes and
 //! subscribes afresh, with no hangup and no app event but the remote tracks' `onTrackReady`.
+//!
+//! Recovery (the mesh does the same for its links, `recovery.rs`): a connection whose transport
+//! is lost (`failed`, or `disconnected` for [`RESTART_GRACE_MS`]) is restarted in place — the
+//! publisher makes an ICE-restart offer, the subscriber asks the SFU for one
+//! (`SfuSubscribe.restart`) — every [`RESTART_RETRY_MS`] while it stays down, with no hangup;
+//! after [`SFU_RESTARTS`] restarts it gives up as a failed join does (`onTrackPublishFail` /
+//! `onTrackSubscribeFail`, then the end reason 9 / 10). The SFU's offers are applied one at a
+//! time in arrival order (a second one waits for the first one's answer), and an offer lost
+//! while the socket was down is sent again by the server when the re-asked subscription says
+//! the device has not seen it (`SfuSubscribe.offer_version`).
 
-use super::{CallEvent, Engine, MediaAction, Peer, TrackKind};
+use super::recovery::{RESTART_GRACE_MS, RESTART_RETRY_MS};
+use super::{CallEvent, Engine, LinkState, MediaAction, Millis, Peer, TrackKind};
 use crate::proto::{self, client_frame::Body as Frame, sfu_pc};
 use crate::types::{end_reason, MediaType};
+
+/// ICE restarts of one SFU connection while it stays down before the call gives up on it
+/// (~2 s + 12 x 5 s: past a minute offline the server has ended the call anyway).
+pub const SFU_RESTARTS: u8 = 12;
 
 /// Above this many remote videos every subscribed video asks for the low simulcast layer
 /// (small tiles); up to it the server picks (-1).
@@ -53,6 +68,12 @@ pub enum SfuAction {
     Subscribe { call_id: String, sdp: String, tracks: Vec<SfuTrack> },
     /// Close both SFU connections of the call (the SFU restarted; new ones follow).
     Reset { call_id: String },
+    /// Renegotiate the existing publishing connection and answer with
+    /// [`SfuEvent::PublishOffer`]: with `video`, add a video sender if it has none and the
+    /// call's local media has a camera track (a member that joined without a camera turned it
+    /// on); with `ice_restart`, fresh ICE credentials (its transport was lost). Without a
+    /// publishing connection, as [`SfuAction::Publish`].
+    Republish { call_id: String, video: bool, ice_restart: bool },
 }
 
 /// One `mid` of the receiving connection.
@@ -77,6 +98,8 @@ pub enum SfuEvent {
     Candidate { call_id: String, pc: u32, candidate: String, sdp_mid: String, sdp_mline_index: u32 },
     /// Media started arriving on `mid` of the receiving connection.
     Track { call_id: String, mid: String },
+    /// One connection's transport state (`iceConnectionState`; `pc`: `sfu_pc`).
+    State { call_id: String, pc: u32, state: LinkState },
 }
 
 /// Where one of the two connections stands.
@@ -89,6 +112,16 @@ pub(crate) enum Step {
     /// The request is with the server.
     Asked(u32),
     Up,
+}
+
+/// Transport health of one SFU connection (see the module doc).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Health {
+    pub was_connected: bool,
+    /// When to restart it (it is down).
+    pub restart_at: Option<Millis>,
+    /// Restarts since it was last connected.
+    pub restarts: u8,
 }
 
 /// A call's SFU state (only GROUP calls started in SFU mode have one).
@@ -111,6 +144,14 @@ pub(crate) struct SfuCall {
     pub tracks: Vec<SfuTrack>,
     /// The request id of the offer being answered.
     pub answering: u32,
+    /// An offer with an SDP is with the shell (its answer has not come back): later offers
+    /// wait in `queued`, so the browser applies them one at a time, in order.
+    pub applying: bool,
+    pub queued: Vec<proto::SfuOffer>,
+    /// The highest `SfuOffer.version` received (reported in `SfuSubscribe.offer_version`).
+    pub offer_version: u32,
+    /// Publisher, subscriber (indexed by `sfu_pc`).
+    pub health: [Health; 2],
     /// The publishing connection's offer, sent again if its request may have been lost.
     pub offer: String,
 }
@@ -175,15 +216,26 @@ impl Engine {
             SfuEvent::PublishOffer { call_id, sdp } => {
                 let request_id = self.next_request_id();
                 let Some(s) = self.sfu_call(&call_id).filter(|s| s.publish == Step::Offering) else { return };
+                if sdp.is_empty() {
+                    // A `Republish` that had nothing to change.
+                    s.publish = Step::Up;
+                    return;
+                }
                 s.publish = Step::Asked(request_id);
                 s.offer = sdp.clone();
                 self.sfu(SfuAction::Send(Frame::SfuPublish(proto::SfuPublish { request_id, call_id, sdp_offer: sdp })));
             }
             SfuEvent::SubscribeAnswer { call_id, sdp } => {
-                let Some(s) = self.sfu_call(&call_id) else { return };
+                let Some(s) = self.sfu_call(&call_id).filter(|s| s.applying) else { return };
+                s.applying = false;
                 let request_id = s.answering;
-                self.sfu(SfuAction::Send(Frame::SfuAnswer(proto::SfuAnswer { request_id, call_id, sdp })));
+                // Empty: the shell could not apply the offer (logged there); nothing to send.
+                if !sdp.is_empty() {
+                    self.sfu(SfuAction::Send(Frame::SfuAnswer(proto::SfuAnswer { request_id, call_id: call_id.clone(), sdp })));
+                }
+                self.sfu_apply_next(&call_id);
             }
+            SfuEvent::State { call_id, pc, state } => self.sfu_state(&call_id, pc, state),
             SfuEvent::Candidate { call_id, pc, candidate, sdp_mid, sdp_mline_index } => {
                 if self.sfu_call(&call_id).is_none() {
                     return;
@@ -267,7 +319,8 @@ impl Engine {
             self.sfu(SfuAction::Publish { call_id: call_id.to_string(), video });
         }
         if subscribe {
-            let sub = proto::SfuSubscribe { request_id, call_id: call_id.to_string(), want };
+            let offer_version = Some(self.sfu_call(call_id).map_or(0, |s| s.offer_version));
+            let sub = proto::SfuSubscribe { request_id, call_id: call_id.to_string(), want, offer_version, restart: false };
             self.sfu(SfuAction::Send(Frame::SfuSubscribe(sub)));
         }
     }
@@ -284,20 +337,132 @@ impl Engine {
             s.subscribe = Step::Up;
             s.subscribed_once = true;
         }
-        s.answering = o.request_id;
-        s.tracks = o
-            .mids
-            .iter()
-            .filter_map(|m| {
-                let kind = kind_of(&m.kind)?;
-                Some(SfuTrack { mid: m.mid.clone(), user_id: m.user_id.clone(), kind, feed: m.feed.clone() })
-            })
-            .collect();
-        let tracks = s.tracks.clone();
+        s.offer_version = s.offer_version.max(o.version);
         let call_id = o.call_id.clone();
-        self.sfu(SfuAction::Subscribe { call_id: o.call_id, sdp: o.sdp, tracks });
+        s.queued.push(o);
+        if !s.applying {
+            self.sfu_apply_next(&call_id);
+        }
         // Feeds that changed while this subscription was under way.
         self.sfu_progress(&call_id);
+    }
+
+    /// Hands the shell the queued offers up to and including the next one it must answer.
+    fn sfu_apply_next(&mut self, call_id: &str) {
+        loop {
+            let Some(s) = self.sfu_call(call_id) else { return };
+            if s.queued.is_empty() {
+                return;
+            }
+            let o = s.queued.remove(0);
+            s.answering = o.request_id;
+            s.applying = !o.sdp.is_empty();
+            s.tracks = o
+                .mids
+                .iter()
+                .filter_map(|m| {
+                    let kind = kind_of(&m.kind)?;
+                    Some(SfuTrack { mid: m.mid.clone(), user_id: m.user_id.clone(), kind, feed: m.feed.clone() })
+                })
+                .collect();
+            let (tracks, applying) = (s.tracks.clone(), s.applying);
+            self.sfu(SfuAction::Subscribe { call_id: o.call_id, sdp: o.sdp, tracks });
+            if applying {
+                return;
+            }
+        }
+    }
+
+    /// A connection's transport changed state: schedule (or cancel) its restart.
+    fn sfu_state(&mut self, call_id: &str, pc: u32, state: LinkState) {
+        let now = self.now;
+        let Some(s) = self.sfu_call(call_id) else { return };
+        let Some(h) = s.health.get_mut(pc as usize) else { return };
+        match state {
+            LinkState::Connected => *h = Health { was_connected: true, restart_at: None, restarts: 0 },
+            // Before it ever connected the first negotiation may still be under way.
+            LinkState::Disconnected if h.was_connected => h.restart_at = Some(h.restart_at.unwrap_or(now + RESTART_GRACE_MS)),
+            LinkState::Disconnected => {}
+            LinkState::Failed => h.restart_at = Some(h.restart_at.map_or(now, |t| t.min(now))),
+        }
+        self.sfu_restart_due();
+    }
+
+    /// Restarts every SFU connection whose time has come (called on every timeout).
+    pub(super) fn sfu_restart_due(&mut self) {
+        let now = self.now;
+        let mut due: Vec<(String, u32)> = Vec::new();
+        for call in self.calls.values_mut().filter(|c| c.is_live()) {
+            let Some(s) = call.sfu.as_deref_mut() else { continue };
+            for (pc, h) in s.health.iter_mut().enumerate() {
+                if h.restart_at.is_some_and(|t| t <= now) {
+                    h.restart_at = Some(now + RESTART_RETRY_MS);
+                    h.restarts = h.restarts.saturating_add(1);
+                    due.push((call.id.clone(), pc as u32));
+                }
+            }
+        }
+        for (call_id, pc) in due {
+            self.sfu_restart_connection(&call_id, pc);
+        }
+    }
+
+    /// The earliest SFU connection restart of the call.
+    pub(super) fn sfu_deadline(call: &super::call::Call) -> Option<Millis> {
+        call.sfu.as_deref().and_then(|s| s.health.iter().filter_map(|h| h.restart_at).min())
+    }
+
+    fn sfu_restart_connection(&mut self, call_id: &str, pc: u32) {
+        let video = self.calls.get(call_id).is_some_and(|c| c.media_type.has_video());
+        let request_id = self.next_request_id();
+        let Some(s) = self.sfu_call(call_id) else { return };
+        if s.health[pc as usize].restarts > SFU_RESTARTS {
+            // Retries ran out: as a failed join (spec D.2).
+            let (event, reason) = if pc == sfu_pc::PUBLISHER {
+                (
+                    CallEvent::PublishFail { call_id: call_id.to_string(), code: proto::error_code::SFU_REQUEST_FAILED },
+                    end_reason::PUBLISH_ERROR,
+                )
+            } else {
+                (
+                    CallEvent::SubscribeFail { call_id: call_id.to_string(), code: proto::error_code::SFU_REQUEST_FAILED },
+                    end_reason::SUBSCRIBE_ERROR,
+                )
+            };
+            self.emit(event);
+            return self.end_with_hangup(call_id, reason);
+        }
+        if pc == sfu_pc::PUBLISHER {
+            if s.publish == Step::Idle {
+                return; // a new publish is on its way anyway
+            }
+            s.publish = Step::Offering;
+            self.sfu(SfuAction::Republish { call_id: call_id.to_string(), video, ice_restart: true });
+        } else {
+            if s.wanted.is_empty() {
+                return;
+            }
+            s.subscribe = Step::Asked(request_id);
+            let sub = proto::SfuSubscribe {
+                request_id,
+                call_id: call_id.to_string(),
+                want: s.wanted.clone(),
+                offer_version: Some(s.offer_version),
+                restart: true,
+            };
+            self.sfu(SfuAction::Send(Frame::SfuSubscribe(sub)));
+        }
+    }
+
+    /// A camera was captured for the call (`enableVideoTrack()`): a publishing connection made
+    /// without a video sender (the member joined without a camera) gets one.
+    pub(super) fn sfu_camera_added(&mut self, call_id: &str) {
+        let Some(s) = self.sfu_call(call_id) else { return };
+        if matches!(s.publish, Step::Idle | Step::Offering) {
+            return; // the coming publish takes the camera as it is now
+        }
+        s.publish = Step::Offering;
+        self.sfu(SfuAction::Republish { call_id: call_id.to_string(), video: true, ice_restart: false });
     }
 
     fn sfu_failed(&mut self, f: proto::SfuFailed) {
@@ -341,13 +506,16 @@ impl Engine {
     /// The socket to the server is back: SFU requests still unanswered were likely written while
     /// it was down (the shell drops those), or their answers lost. The publish goes again with
     /// the same offer (the connection still waits for its answer; the server renegotiates a
-    /// published one), and the subscription is asked for again.
+    /// published one), and the subscription is asked for again (also an answered one: the
+    /// server's own offers meanwhile were lost too).
     pub(super) fn sfu_link_up(&mut self) {
         let ids: Vec<String> = self.calls.values().filter(|c| c.is_live() && c.sfu.is_some()).map(|c| c.id.clone()).collect();
         for call_id in ids {
             let request_id = self.next_request_id();
             let Some(s) = self.sfu_call(&call_id) else { continue };
-            if matches!(s.subscribe, Step::Asked(_)) {
+            // Asked: the request or its answer may be lost. Up: an offer the server made by
+            // itself may be (`offer_version` lets the server tell and send it again).
+            if s.subscribe != Step::Idle {
                 s.subscribe = Step::Idle;
                 s.wanted.clear();
             }

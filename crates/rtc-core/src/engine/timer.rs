@@ -7,6 +7,7 @@
 //! |---|---|---|---|---|
 //! | [`Timer::Ring`] | ringing member of a live call (`Member::ring_deadline`; replaced, never stacked) | an invite or ModifyMem sent (once the server took it) or received | [`RING_TIMEOUT_MS`] after the message's server `sentTime`, by the server clock (spec C.4); this device's own ringing [`ANSWER_MARGIN_MS`] sooner | member dropped with `onHungup(15)`, END(15) when fewer than two remain; our own: END(5), nothing sent (`Engine::ring_timed_out`) |
 //! | [`Timer::LinkRestart`] | peer link with its transport lost, on its offerer (`Link::restart_at`) | the link's `disconnected` / `failed` | [`RESTART_GRACE_MS`] after `disconnected`, at once after `failed`, then every [`RESTART_RETRY_MS`] (rcall; CallLib had no recovery) | ICE restart ([`super::recovery`]) |
+//! | [`Timer::SfuRestart`] | SFU connection (publisher / subscriber) of a live call with its transport lost (`SfuCall::health`) | the connection's `disconnected` / `failed` ([`super::SfuEvent::State`]) | as [`Timer::LinkRestart`]; at most [`super::SFU_RESTARTS`] times (rcall) | ICE restart in place; past the limit the call ends as a failed join, 9 / 10 ([`super::sfu`]) |
 //! | [`Timer::Cutoff`] | engine, while the link to the server is down | [`super::Input::LinkDown`] | [`SELF_CUTOFF_MS`] after the client last heard from the server (rcall) | every live call ends with NETWORK_ERROR (7), a Hangup queued ([`super::connection`]) |
 
 use super::call::Call;
@@ -35,17 +36,19 @@ pub const RESTART_RETRY_MS: Millis = 5_000;
 pub(crate) enum Timer {
     Ring,
     LinkRestart,
+    SfuRestart,
     Cutoff,
 }
 
 impl Timer {
-    const ALL: [Timer; 3] = [Timer::Ring, Timer::LinkRestart, Timer::Cutoff];
+    const ALL: [Timer; 4] = [Timer::Ring, Timer::LinkRestart, Timer::SfuRestart, Timer::Cutoff];
 }
 
 impl Engine {
     /// The earliest deadline of every timer, for [`super::Output::Wait`].
     pub(super) fn next_deadline(&self) -> Option<Millis> {
-        self.calls.values().filter_map(call_deadline).chain(self.cutoff_deadline()).min()
+        let sfu = self.calls.values().filter(|c| c.is_live()).filter_map(Engine::sfu_deadline);
+        self.calls.values().filter_map(call_deadline).chain(sfu).chain(self.cutoff_deadline()).min()
     }
 
     /// [`super::Input::Timeout`]: fires every timer that is due.
@@ -54,6 +57,7 @@ impl Engine {
             match timer {
                 Timer::Ring => self.expire_rings(),
                 Timer::LinkRestart => self.restart_due_links(),
+                Timer::SfuRestart => self.sfu_restart_due(),
                 Timer::Cutoff => self.check_cutoff(),
             }
         }

@@ -712,6 +712,15 @@ pub struct SfuSubscribe {
     pub call_id: String,
     #[prost(message, repeated, tag = "3")]
     pub want: Vec<SfuWant>,
+    /// The highest `SfuOffer.version` the device received (unset: an older SDK). Lower than
+    /// the server's: an offer was lost (written while the socket was down), and the server
+    /// sends its current offer again, so the two sides converge.
+    #[prost(uint32, optional, tag = "4")]
+    pub offer_version: Option<u32>,
+    /// The receiving connection lost its transport: the SFU makes a new offer with fresh ICE
+    /// credentials (ICE restart; only the SFU offers on this connection).
+    #[prost(bool, tag = "5")]
+    pub restart: bool,
 }
 
 /// One stream to receive, and at which simulcast layer.
@@ -738,6 +747,10 @@ pub struct SfuOffer {
     /// Which user's which stream each `mid` of the offer carries.
     #[prost(message, repeated, tag = "4")]
     pub mids: Vec<SfuMid>,
+    /// The receiving connection's offer number: increases with each offer that has an SDP
+    /// (0: none yet). The device reports the highest it got in `SfuSubscribe.offer_version`.
+    #[prost(uint32, tag = "5")]
+    pub version: u32,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

@@ -104,6 +104,22 @@ struct Peer {
     /// started (asking again for streams Janus held subscribed them twice: duplicate m-lines).
     sub_offer_out: bool,
     sub_deferred: Option<Vec<(String, String, i32)>>,
+    /// The last offer with an SDP sent for the subscriber connection and its number
+    /// (`SfuOffer.version`): sent again to a device whose subscription says it is behind (it
+    /// was lost while the device was disconnected), so the two sides converge.
+    offer: (u32, String),
+}
+
+impl Peer {
+    /// Numbers an outgoing subscriber offer that has an SDP, and keeps it (a map-only one
+    /// keeps version 0: it must not tell the device it is up to date).
+    fn versioned(&mut self, mut o: SfuOffer) -> SfuOffer {
+        if !o.sdp.is_empty() {
+            self.offer = (self.offer.0 + 1, o.sdp.clone());
+            o.version = self.offer.0;
+        }
+        o
+    }
 }
 
 /// A seat of a call's room, wherever its device is connected (cluster mode: on any node).
@@ -586,6 +602,22 @@ impl Sfu {
                 }
             }
         }
+        // The device missed our latest offer (lost while it was disconnected): it goes again
+        // first, as Janus holds any update until it is answered.
+        let behind = cs
+            .peers
+            .get(&me)
+            .filter(|p| p.subscriber.is_some() && r.offer_version.is_some_and(|v| v < p.offer.0));
+        if let Some(p) = behind {
+            let o = SfuOffer {
+                request_id: 0,
+                call_id: r.call_id.clone(),
+                sdp: p.offer.1.clone(),
+                mids: cs.mids(&p.sub_streams),
+                version: p.offer.0,
+            };
+            self.send_to(&from.app, &from.user, &from.device, Body::SfuOffer(o));
+        }
         let peer = cs.peers.get_mut(&me).expect("checked above");
         let stream = |feed: &str, mid: &str| {
             if mid.is_empty() {
@@ -603,6 +635,7 @@ impl Sfu {
                         call_id: r.call_id,
                         sdp: String::new(),
                         mids: Vec::new(),
+                        version: 0,
                     });
                 }
                 let Some(private_id) = peer.private_id else {
@@ -648,19 +681,29 @@ impl Sfu {
                 } else {
                     update_body(&peer.sub_streams, &wants)
                 };
-                let Some(body) = body else {
-                    // Nothing to renegotiate now: the current map, no SDP.
-                    let streams = peer.sub_streams.clone();
-                    self.apply_layers(h, &streams, &wants).await;
-                    let mids = cs.mids(&streams);
-                    return Body::SfuOffer(SfuOffer {
-                        request_id: r.request_id,
-                        call_id: r.call_id,
-                        sdp: String::new(),
-                        mids,
-                    });
-                };
-                h.request(body, None).await.map_err(|e| ("update", e))
+                match body {
+                    Some(body) => h.request(body, None).await.map_err(|e| ("update", e)),
+                    None if r.restart && !peer.sub_offer_out => {
+                        // The device's receiving connection lost its transport: Janus offers
+                        // again with fresh ICE credentials.
+                        h.request(json!({"request": "configure", "restart": true}), None)
+                            .await
+                            .map_err(|e| ("configure", e))
+                    }
+                    None => {
+                        // Nothing to renegotiate now: the current map, no SDP.
+                        let streams = peer.sub_streams.clone();
+                        self.apply_layers(h, &streams, &wants).await;
+                        let mids = cs.mids(&streams);
+                        return Body::SfuOffer(SfuOffer {
+                            request_id: r.request_id,
+                            call_id: r.call_id,
+                            sdp: String::new(),
+                            mids,
+                            version: 0,
+                        });
+                    }
+                }
             }
         };
         match reply {
@@ -678,17 +721,22 @@ impl Sfu {
                 if let Some(h) = &peer.subscriber {
                     self.apply_layers(h, &streams, &wants).await;
                 }
-                Body::SfuOffer(SfuOffer {
-                    request_id: r.request_id,
-                    call_id: r.call_id,
-                    sdp: reply
-                        .jsep
-                        .as_ref()
-                        .and_then(|j| j["sdp"].as_str())
-                        .unwrap_or_default()
-                        .to_owned(),
-                    mids: cs.mids(&streams),
-                })
+                let mids = cs.mids(&streams);
+                let peer = cs.peers.get_mut(&me).expect("checked above");
+                Body::SfuOffer(
+                    peer.versioned(SfuOffer {
+                        request_id: r.request_id,
+                        call_id: r.call_id,
+                        sdp: reply
+                            .jsep
+                            .as_ref()
+                            .and_then(|j| j["sdp"].as_str())
+                            .unwrap_or_default()
+                            .to_owned(),
+                        mids,
+                        version: 0,
+                    }),
+                )
             }
             Err((what, e)) => janus_failed(r.request_id, &r.call_id, pc, what, &e),
         }
@@ -773,12 +821,15 @@ impl Sfu {
                     self.apply_layers(h, &streams, &wants).await;
                 }
                 if let Some(sdp) = reply.jsep.as_ref().and_then(|j| j["sdp"].as_str()) {
-                    let body = Body::SfuOffer(SfuOffer {
+                    let mids = cs.mids(&streams);
+                    let peer = cs.peers.get_mut(&me)?;
+                    let body = Body::SfuOffer(peer.versioned(SfuOffer {
                         request_id: 0,
                         call_id: r.call_id.clone(),
                         sdp: sdp.to_owned(),
-                        mids: cs.mids(&streams),
-                    });
+                        mids,
+                        version: 0,
+                    }));
                     self.send_to(&key.0, &me.0, &me.1, body);
                 }
                 None
@@ -1024,6 +1075,7 @@ impl Sfu {
                     sub_layers: Vec::new(),
                     sub_offer_out: false,
                     sub_deferred: None,
+                    offer: (0, String::new()),
                 },
             );
             let feeds = cs.feeds_for(dev);
@@ -1169,12 +1221,14 @@ impl Sfu {
                     }
                 }
                 let mids = cs.mids(&cs.peers[&dev].sub_streams);
-                let body = Body::SfuOffer(SfuOffer {
+                let peer = cs.peers.get_mut(&dev).expect("looked up above");
+                let body = Body::SfuOffer(peer.versioned(SfuOffer {
                     request_id: 0,
                     call_id: key.1.clone(),
                     sdp: sdp.to_owned(),
                     mids,
-                });
+                    version: 0,
+                }));
                 self.send_to(&key.0, &dev.0, &dev.1, body);
             }
             return;

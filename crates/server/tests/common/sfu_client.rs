@@ -156,6 +156,7 @@ impl Dev {
                 request_id,
                 call_id: call_id.into(),
                 want,
+                ..Default::default()
             }))
             .await;
         self.next_sfu().await
