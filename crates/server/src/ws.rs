@@ -374,7 +374,7 @@ async fn cluster_session(
                 .await?;
         }
         stages[1] = t0.elapsed();
-        let s = routing.sync_open(&key, &reg, page).await;
+        let s = routing.sync_open(app, &key, &reg, page).await;
         stages[2] = t0.elapsed();
         s
     }
