@@ -545,3 +545,79 @@ async fn a_burst_of_acks_leaves_the_cursor_at_the_highest_and_the_mailbox_empty(
     })
     .await;
 }
+
+/// Redis merely slow for this node (its main connection stuck behind a backlog, as after a
+/// node's kill at 100,000 connections, while its beats are answered): a message waiting there
+/// past the 8 s retry window keeps its connection, which hears `Pong`s meanwhile (the SDK
+/// gives a silent connection up after 12 s), and is routed once when Redis gets to it.
+/// (Closing at 8 s turned the backlog into a reconnect storm: ~10,000 clients in session 8.)
+#[tokio::test]
+async fn a_route_waiting_on_a_slow_redis_keeps_its_connection_alive() {
+    use rtc_core::proto::server_frame::Body as S;
+    let redis = TestRedis::start();
+    let (a, b) = (cluster_node(&redis).await, cluster_node(&redis).await);
+    let (mut alice, _, _) = Client::login_instance(a.addr, &a.token("alice"), "a1", 0, 5).await;
+    let mut bob = b.client("bob", "b1").await;
+
+    // A's main connection waits behind a blocked command (until the LPUSH below).
+    let routing = a.server.state().routing.clone().expect("cluster mode");
+    let mut main = routing.mailboxes.bus().connection();
+    let blocked = tokio::spawn(async move {
+        let _: Option<Vec<String>> = redis::cmd("BLPOP")
+            .arg("test:block:route")
+            .arg(40)
+            .query_async(&mut main)
+            .await
+            .unwrap_or(None);
+    });
+    let url = RedisUrl::parse(&redis.url()).unwrap();
+    let mut outside = rcall_server::cluster::Bus::connect(&url)
+        .await
+        .unwrap()
+        .connection();
+    eventually("A's main connection is blocked", || {
+        let mut c = outside.clone();
+        async move {
+            let info: String = redis::cmd("INFO")
+                .arg("clients")
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            info.lines()
+                .any(|l| l.starts_with("blocked_clients:") && l.trim_end() != "blocked_clients:0")
+        }
+    })
+    .await;
+
+    let slow = SendMessage {
+        client_seq: 1,
+        ..text("bob", b"slow")
+    };
+    alice.send_message(1, slow).await;
+    // Four keep-alive Pongs: past the 8 s window (and the SDK's 12 s of silence).
+    for _ in 0..4 {
+        match alice.recv().await.body {
+            Some(S::Pong(p)) => assert_eq!((p.nonce, p.accepted_upto), (0, 0)),
+            other => panic!("expected a keep-alive Pong, got {other:?}"),
+        }
+    }
+    let info: String = redis::cmd("INFO")
+        .arg("clients")
+        .query_async(&mut outside)
+        .await
+        .unwrap();
+    assert!(info.contains("blocked_clients:1"), "{info}");
+    let _: i64 = redis::cmd("LPUSH")
+        .arg("test:block:route")
+        .arg("go")
+        .query_async(&mut outside)
+        .await
+        .unwrap();
+    blocked.await.unwrap();
+    // Routed once: confirmed, delivered, nothing more (later Pongs may come first).
+    let r = alice.recv_send_result().await;
+    assert_eq!((r.request_id, r.code), (1, 0));
+    assert_from(&bob.recv_delivered().await, "alice", "alice", b"slow");
+    bob.barrier(2).await;
+    assert_eq!(alice.ping_accepted_upto(3).await, 1);
+}

@@ -146,6 +146,16 @@ impl ClusterError {
         }
     }
 
+    /// Redis did not answer in time: it may still run the command (a backlog, or a stall).
+    pub fn is_timeout(&self) -> bool {
+        match self {
+            ClusterError::Command { source, .. } | ClusterError::Connect { source, .. } => {
+                source.is_timeout()
+            }
+            _ => false,
+        }
+    }
+
     /// The command may have failed only because the connection was lost.
     pub fn is_connection_lost(&self) -> bool {
         match self {

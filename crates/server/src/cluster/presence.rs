@@ -151,6 +151,8 @@ pub struct Presence {
     dead: broadcast::Sender<NodeId>,
     /// Cancelled by [`Presence::stop`] or [`Presence::halt`]: the tasks stop.
     stop: CancellationToken,
+    /// When a beat was last answered ([`crate::clock::mono_ms`]; 0: never).
+    beat_answered: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Presence {
@@ -189,6 +191,7 @@ impl Presence {
             written: watch::channel(0).0,
             dead: broadcast::channel(DEAD_CAPACITY).0,
             stop: CancellationToken::new(),
+            beat_answered: Default::default(),
         });
         tokio::spawn(p.clone().writer());
         tokio::spawn(p.clone().heartbeat());
@@ -197,6 +200,17 @@ impl Presence {
 
     pub fn node_id(&self) -> &NodeId {
         self.bus.node_id()
+    }
+
+    /// Redis answered one of this node's beats within the last 3 beat periods: it is alive,
+    /// if slow on the main connection (the beats have a connection of their own). Callers
+    /// waiting on the main connection use it to tell a backlog from an outage.
+    pub fn redis_answering(&self) -> bool {
+        let at = self
+            .beat_answered
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let within = (self.period * 3).as_millis() as u64;
+        at != 0 && crate::clock::mono_ms().saturating_sub(at) <= within
     }
 
     /// How long a node may go without beating before it is dead.
@@ -453,6 +467,10 @@ impl Presence {
                 .arg(ttl_ms);
             match self.bus.run_in::<Vec<String>>(Lane::Beat, &call).await {
                 Ok(out) => {
+                    self.beat_answered.store(
+                        crate::clock::mono_ms(),
+                        std::sync::atomic::Ordering::Relaxed,
+                    );
                     if out.first().map(String::as_str) == Some("1") && !first {
                         tracing::warn!(node = %self.node_id(), "cluster: this node was missing from the live nodes (taken out, or Redis lost them); writing its presence again");
                         self.rewrite_all();
