@@ -374,7 +374,7 @@ async fn cluster_session(
                 .await?;
         }
         stages[1] = t0.elapsed();
-        let s = routing.sync_open(&key, &reg, page).await;
+        let s = routing.sync_open(app, &key, &reg, page).await;
         stages[2] = t0.elapsed();
         s
     }
@@ -384,9 +384,14 @@ async fn cluster_session(
     let mut replayed = 0;
     let started = started.map_err(|e| failed = Some(e)).ok();
     if let Some((start, first)) = started {
-        // `seen`: the seqs up to which the user's copies are here once replayed (Redis's
-        // seqs, not `reg.cursor`, a client's `resume_from` capped at this node's clock).
-        let (mut cursor, mut seen) = (reg.cursor.max(start.acked), start.acked);
+        // `seen`: the seqs up to which this connection has the user's copies once replayed:
+        // what the page reads cover, and what the device has (its cursor in Redis, and its
+        // `resume_from` capped at this node's clock): a live copy at or below it that reaches
+        // this node later (a resync re-reads the mailbox above what the node has seen of the
+        // user, which may be nothing yet) is not delivered again. (With only the cursor in
+        // Redis, behind when acks were lost with a node, a resync after a resume elsewhere
+        // delivered a device what it had: 38 duplicates in a 100,000-connection run.)
+        let (mut cursor, mut seen) = (reg.cursor.max(start.acked), reg.cursor.max(start.acked));
         let mut batch = Vec::new();
         let mut next = Some(first);
         loop {
@@ -1049,8 +1054,16 @@ async fn serve_loop(
                         // Awaited here: one frame at a time keeps this connection's
                         // `client_seq` order all the way to Redis.
                         Ok(Some(send)) => {
-                            if let Err(d) =
-                                Box::pin(cluster_send(state, origin, outbox, *send)).await
+                            let routed = cluster_send(state, origin, outbox, *send);
+                            if let Err(d) = Box::pin(keeping_alive(
+                                state,
+                                ws,
+                                outbox,
+                                origin,
+                                &mut ticket,
+                                routed,
+                            ))
+                            .await
                             {
                                 departure = d;
                                 stop_reading(&mut draining, d);
@@ -1168,9 +1181,18 @@ struct ClusterSend {
 /// [`ROUTE_RETRY_MAX`].
 const ROUTE_RETRY_FIRST: Duration = Duration::from_millis(50);
 const ROUTE_RETRY_MAX: Duration = Duration::from_secs(1);
-/// How long a message is retried before its connection is closed: below the SDK's 12 s
-/// dead-connection timer (this connection reads nothing meanwhile, its pings included).
+/// How long a message is retried before its connection is closed while Redis does not answer
+/// this node at all (its beats included): an outage, not a backlog.
 const ROUTE_RETRY_FOR: Duration = Duration::from_secs(8);
+/// How long a message is retried while Redis is merely slow (the node's beats, on their own
+/// connection, are answered; the main connection's commands time out behind a backlog): the
+/// connection is kept alive meanwhile ([`ROUTE_KEEPALIVE`]). Closing it after 8 s made ~10,000
+/// clients reconnect (and resend) into the backlog of a node's kill at 100,000 connections.
+const ROUTE_RETRY_SLOW_FOR: Duration = Duration::from_secs(60);
+/// While a message waits for Redis, the connection writes what is queued for it and a `Pong`
+/// (as for a client `Ping`) this often: it reads nothing meanwhile, so the client's pings go
+/// unanswered, and the SDK gives a connection up after 12 s of silence.
+const ROUTE_KEEPALIVE: Duration = Duration::from_secs(3);
 
 /// Routes an admitted message through the shared route script. Its `SendResult` comes back
 /// on the sender's user channel (see `cluster::routing`).
@@ -1266,10 +1288,13 @@ async fn cluster_send(
     let mut outcome = routing.mailboxes.route(&req).await;
     while let Err(e) = &outcome {
         let tracked = client_seq != 0 && origin.instance != 0;
-        if !tracked
-            || started.elapsed() + backoff > ROUTE_RETRY_FOR
-            || state.shutdown.is_cancelled()
-        {
+        let slow = e.is_timeout() && routing.presence.redis_answering();
+        let window = if slow {
+            ROUTE_RETRY_SLOW_FOR
+        } else {
+            ROUTE_RETRY_FOR
+        };
+        if !tracked || started.elapsed() + backoff > window || state.shutdown.is_cancelled() {
             break;
         }
         tracing::debug!(conn_id = origin.conn_id, error = %e, "cluster: routing failed; retrying");
@@ -1332,6 +1357,51 @@ async fn cluster_send(
         }
     }
     Ok(())
+}
+
+/// Awaits `routed` (a message on its way through Redis, this connection reading nothing
+/// meanwhile), writing every [`ROUTE_KEEPALIVE`] what is queued for the connection and a
+/// `Pong` with what is accepted so far, so that neither the client nor this server's liveness
+/// sweep takes a connection waiting on a slow Redis for dead. A socket that fails meanwhile
+/// ends the connection once `routed` is done.
+async fn keeping_alive(
+    state: &AppState,
+    ws: &mut WebSocket,
+    outbox: &Outbox,
+    origin: &Origin,
+    ticket: &mut u64,
+    routed: impl std::future::Future<Output = Result<(), Departure>>,
+) -> Result<(), Departure> {
+    let mut routed = std::pin::pin!(routed);
+    let mut batch = Vec::new();
+    let mut broken = false;
+    loop {
+        tokio::select! {
+            r = &mut routed => return if broken { r.and(Err(Departure::Lost)) } else { r },
+            _ = tokio::time::sleep(ROUTE_KEEPALIVE), if !broken => {}
+        }
+        outbox.heard();
+        let (accepted_upto, t) = state.hub.accepted_upto(origin);
+        *ticket = (*ticket).max(t);
+        let pong = Body::Pong(Pong {
+            nonce: 0,
+            accepted_upto,
+        });
+        push_own(
+            state,
+            outbox,
+            Outgoing::confirming(encode_body(&pong), *ticket, state.store.committed()),
+        );
+        let closed = outbox.take(&mut batch);
+        match write_or_abort(state, ws, outbox, &mut batch, closed).await {
+            Written::Ok => outbox.recycle(&mut batch),
+            Written::Failed => broken = true,
+            Written::Fatal(err) => {
+                send_fatal(ws, err).await;
+                broken = true;
+            }
+        }
+    }
 }
 
 /// The routing node pushes a routed call message to the recipients the route script found on

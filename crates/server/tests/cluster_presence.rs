@@ -456,3 +456,164 @@ async fn an_unfinished_cleanup_is_taken_over_by_another_node() {
     assert!(left.is_empty(), "{left:?}");
     assert!(dead.try_recv().is_err(), "not announced again");
 }
+
+/// Blocks node `ts`'s main Redis connection for `secs` (a `BLPOP` on a key nobody pushes to
+/// until [`unblock`]): every later command on that connection waits behind it, as behind a
+/// backlog of route scripts on a slow Redis. Returns the blocked command's task.
+async fn block_main_lane(
+    server: &TestRedis,
+    ts: &TestServer,
+    key: &str,
+    secs: u64,
+) -> tokio::task::JoinHandle<()> {
+    let routing = ts.server.state().routing.clone().expect("cluster mode");
+    let mut conn = routing.mailboxes.bus().connection();
+    let key = key.to_owned();
+    let task = tokio::spawn(async move {
+        let _: Option<Vec<String>> = redis::cmd("BLPOP")
+            .arg(&key)
+            .arg(secs)
+            .query_async(&mut conn)
+            .await
+            .unwrap_or(None);
+    });
+    // Blocked once Redis lists the client as blocked (`blocked_clients` in INFO clients).
+    let probe = outside(server).await;
+    eventually("the main connection is blocked", || {
+        let mut probe = probe.clone();
+        async move {
+            let info: String = redis::cmd("INFO")
+                .arg("clients")
+                .query_async(&mut probe)
+                .await
+                .unwrap();
+            info.lines()
+                .any(|l| l.starts_with("blocked_clients:") && l.trim_end() != "blocked_clients:0")
+        }
+    })
+    .await;
+    task
+}
+
+/// A connection of the test's own, apart from every node's.
+async fn outside(server: &TestRedis) -> redis::aio::ConnectionManager {
+    let url = RedisUrl::parse(&server.url()).unwrap();
+    Bus::connect(&url).await.unwrap().connection()
+}
+
+async fn unblock(server: &TestRedis, key: &str) {
+    let mut conn = outside(server).await;
+    let _: i64 = redis::cmd("LPUSH")
+        .arg(key)
+        .arg("go")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+}
+
+/// A login's Redis round trips (the `accepted_upto` read, the presence write, the join and
+/// replay) go on a connection of their own: after a node's kill its clients' logins on the
+/// survivors must not queue behind the route and ack scripts of everyone's resends (session
+/// 8: each stage of a login waited seconds behind a saturated Redis).
+#[tokio::test]
+async fn a_login_does_not_wait_behind_the_main_connections_backlog() {
+    let redis = TestRedis::start();
+    let (a, b) = (cluster_node(&redis).await, cluster_node(&redis).await);
+    let mut alice = b.client("alice", "a1").await;
+    alice.send_expect(1, text("bob", b"while away"), 0).await;
+
+    let blocked = block_main_lane(&redis, &a, "test:block:login", 20).await;
+    // Bob logs in on A (with an instance: the `accepted_upto` read too) while A's main
+    // connection is stuck: he gets his replay and his `SyncDone` all the same.
+    let (mut bob, auth, replay) = Client::login_instance(a.addr, &a.token("bob"), "b1", 0, 7).await;
+    assert_eq!(auth.accepted_upto, 0);
+    assert_eq!(replay.len(), 1, "{replay:?}");
+    assert_eq!(
+        (replay[0].content.as_slice(), replay[0].offline),
+        (&b"while away"[..], true)
+    );
+    assert!(
+        !blocked.is_finished(),
+        "the login waited for the main connection"
+    );
+    // ... and counts as here before that (written in the same MULTI as the replay's read).
+    assert_eq!(nodes_of(&b, "bob").await, HashMap::from([on(&a, 1)]));
+    unblock(&redis, "test:block:login").await;
+    blocked.await.unwrap();
+
+    // Live traffic to him is an online copy.
+    alice.send_expect(2, text("bob", b"live"), 0).await;
+    let d = bob.recv_delivered().await;
+    assert_eq!((d.content.as_slice(), d.offline), (&b"live"[..], false));
+}
+
+/// Heartbeats go on a connection of their own: a live node whose main connection is stuck
+/// behind a backlog keeps beating and is not taken out (session 8: live nodes taken out for
+/// missed beats behind a saturated Redis, each costing a cleanup and a rewrite of all its
+/// presence).
+#[tokio::test]
+async fn a_node_whose_main_connection_is_stuck_keeps_beating() {
+    let redis = TestRedis::start();
+    let beat = |c: &mut rcall_server::Config| c.node_heartbeat = Duration::from_millis(200);
+    let a = node_with(&redis, beat).await;
+    let b = node_with(&redis, beat).await;
+    let mut dead = presence(&b).dead_nodes();
+    let _carol = a.client("carol", "c1").await;
+
+    // Stuck for 4 s: 20 beat periods, four times the deadline (5 beats).
+    let blocked = block_main_lane(&redis, &a, "test:block:beat", 4).await;
+    let taken = next_dead(&mut dead, Duration::from_secs(5)).await;
+    assert_eq!(
+        taken, None,
+        "node A was taken out while its main connection was stuck"
+    );
+    blocked.await.unwrap();
+    assert!(presence(&b)
+        .live_nodes()
+        .await
+        .unwrap()
+        .contains(presence(&a).node_id()));
+    assert_eq!(nodes_of(&b, "carol").await, HashMap::from([on(&a, 1)]));
+}
+
+/// A login writes its user's count in its own `MULTI` while the writer task writes the
+/// node's other changes: a change of the same user meanwhile must not leave an older count in
+/// Redis (the writer leaves a user alone while a login of it is in flight, then writes it).
+#[tokio::test]
+async fn a_count_changed_while_a_login_writes_it_ends_exact() {
+    let redis = TestRedis::start();
+    let url = RedisUrl::parse(&redis.url()).unwrap();
+    let bus = Bus::connect(&url).await.unwrap();
+    let p = Presence::start(
+        bus.clone(),
+        vec![Arc::from(APP_KEY)],
+        Duration::from_secs(1),
+    )
+    .unwrap();
+    let bob: Arc<str> = Arc::from("bob");
+    let carol: Arc<str> = Arc::from("carol");
+
+    // A login of bob's pins him and builds its MULTI with his count (1) ...
+    p.pin(0, &bob);
+    let mut multi = redis::pipe();
+    multi.atomic();
+    p.login_write(&mut multi, 0, &bob);
+    // ... his connection goes before that MULTI reaches Redis (count 0), and the writer runs
+    // a round meanwhile (carol's write is done once it did).
+    p.remove(0, &bob);
+    p.written(p.add(0, &carol)).await;
+    let _: () = multi
+        .query_async(&mut bus.lane(rcall_server::cluster::Lane::Login))
+        .await
+        .unwrap();
+    p.unpin(0, &bob, true);
+
+    eventually("bob's count is 0 in Redis", || async {
+        p.nodes_of(APP_KEY, "bob").await.unwrap().is_empty()
+    })
+    .await;
+    assert_eq!(
+        p.nodes_of(APP_KEY, "carol").await.unwrap(),
+        HashMap::from([(p.node_id().to_string(), 1)])
+    );
+}

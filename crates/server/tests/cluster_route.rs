@@ -592,3 +592,126 @@ async fn acks_of_many_devices_share_script_calls() {
     let calls = routing.ack_calls() - before;
     assert!((1..15).contains(&calls), "{calls} ack calls for 30 devices");
 }
+
+/// Redis merely slow for this node (its main connection stuck behind a backlog, as after a
+/// node's kill at 100,000 connections, while its beats are answered): a message waiting there
+/// past the 8 s retry window keeps its connection, which hears `Pong`s meanwhile (the SDK
+/// gives a silent connection up after 12 s), and is routed once when Redis gets to it.
+/// (Closing at 8 s turned the backlog into a reconnect storm: ~10,000 clients in session 8.)
+#[tokio::test]
+async fn a_route_waiting_on_a_slow_redis_keeps_its_connection_alive() {
+    use rtc_core::proto::server_frame::Body as S;
+    let redis = TestRedis::start();
+    let (a, b) = (cluster_node(&redis).await, cluster_node(&redis).await);
+    let (mut alice, _, _) = Client::login_instance(a.addr, &a.token("alice"), "a1", 0, 5).await;
+    let mut bob = b.client("bob", "b1").await;
+
+    // A's main connection waits behind a blocked command (until the LPUSH below).
+    let routing = a.server.state().routing.clone().expect("cluster mode");
+    let mut main = routing.mailboxes.bus().connection();
+    let blocked = tokio::spawn(async move {
+        let _: Option<Vec<String>> = redis::cmd("BLPOP")
+            .arg("test:block:route")
+            .arg(40)
+            .query_async(&mut main)
+            .await
+            .unwrap_or(None);
+    });
+    let url = RedisUrl::parse(&redis.url()).unwrap();
+    let mut outside = rcall_server::cluster::Bus::connect(&url)
+        .await
+        .unwrap()
+        .connection();
+    eventually("A's main connection is blocked", || {
+        let mut c = outside.clone();
+        async move {
+            let info: String = redis::cmd("INFO")
+                .arg("clients")
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            info.lines()
+                .any(|l| l.starts_with("blocked_clients:") && l.trim_end() != "blocked_clients:0")
+        }
+    })
+    .await;
+
+    let slow = SendMessage {
+        client_seq: 1,
+        ..text("bob", b"slow")
+    };
+    alice.send_message(1, slow).await;
+    // Four keep-alive Pongs: past the 8 s window (and the SDK's 12 s of silence).
+    for _ in 0..4 {
+        match alice.recv().await.body {
+            Some(S::Pong(p)) => assert_eq!((p.nonce, p.accepted_upto), (0, 0)),
+            other => panic!("expected a keep-alive Pong, got {other:?}"),
+        }
+    }
+    let info: String = redis::cmd("INFO")
+        .arg("clients")
+        .query_async(&mut outside)
+        .await
+        .unwrap();
+    assert!(info.contains("blocked_clients:1"), "{info}");
+    let _: i64 = redis::cmd("LPUSH")
+        .arg("test:block:route")
+        .arg("go")
+        .query_async(&mut outside)
+        .await
+        .unwrap();
+    blocked.await.unwrap();
+    // Routed once: confirmed, delivered, nothing more (later Pongs may come first).
+    let r = alice.recv_send_result().await;
+    assert_eq!((r.request_id, r.code), (1, 0));
+    assert_from(&bob.recv_delivered().await, "alice", "alice", b"slow");
+    bob.barrier(2).await;
+    assert_eq!(alice.ping_accepted_upto(3).await, 1);
+}
+
+/// A device resumes on another node from what it has (`resume_from`) while its acks never
+/// reached Redis (its cursor there is behind: acks are coalesced and lost with a node): a
+/// resync on the new node re-reads its mailbox above what that node has seen of the user
+/// (nothing yet) and must not deliver again what the device said it has. (Found by the
+/// 100,000-connection benchmark under collapse: 38 messages replayed at or below their
+/// client's resume point.)
+#[tokio::test]
+async fn a_resync_after_a_resume_elsewhere_delivers_nothing_the_device_has() {
+    let redis = TestRedis::start();
+    let (a, b) = (cluster_node(&redis).await, cluster_node(&redis).await);
+    let mut alice = a.client("alice", "a1").await;
+    let mut bob = b.client("bob", "b1").await;
+    alice.send_expect(1, text("bob", b"m0"), 0).await;
+    let got = bob.recv_delivered().await;
+    assert_from(&got, "alice", "alice", b"m0");
+    // Bob never acks: his cursor in Redis stays below m0. He moves to node A with
+    // `resume_from` = m0's seq: nothing to replay.
+    drop(bob);
+    let (mut bob, replay) = Client::login_resume(a.addr, &a.token("bob"), "b1", got.seq).await;
+    assert!(replay.is_empty(), "{replay:?}");
+
+    // Node A's subscribers lose their connection: A resyncs and re-reads bob's mailbox.
+    let bus = a.server.state().cluster.as_ref().unwrap().bus().clone();
+    let _: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut bus.connection())
+        .await
+        .unwrap();
+    // Once resynced, the next message is the next frame: m0 did not come again.
+    eventually("node A resubscribed", || async {
+        let n: Vec<(String, i64)> = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(rcall_server::cluster::mailbox::user_channel(APP_KEY, "bob"))
+            .query_async(&mut bus.connection())
+            .await
+            .unwrap();
+        n.first().is_some_and(|(_, c)| *c == 1)
+    })
+    .await;
+    alice.send_expect(2, text("bob", b"m1"), 0).await;
+    assert_from(&bob.recv_delivered().await, "alice", "alice", b"m1");
+    alice.send_expect(3, text("bob", b"m2"), 0).await;
+    assert_from(&bob.recv_delivered().await, "alice", "alice", b"m2");
+}

@@ -41,7 +41,7 @@ use prost::Message as _;
 use redis::Value;
 use rtc_core::proto::Delivered;
 
-use super::{keys, Bus, ClusterError, LuaScript, NodeId, MAX_SEQ};
+use super::{keys, Bus, ClusterError, Lane, LuaScript, NodeId, MAX_SEQ};
 
 /// Key kind of a user's mailbox stream ([`mailbox_key`]).
 pub const KIND_MAILBOX: &str = "mbox";
@@ -574,7 +574,7 @@ impl Mailboxes {
 
     /// The highest `client_seq` the route script accepted from one SDK instance (0 if none or
     /// forgotten after its TTL): `AuthResult.accepted_upto` on whichever node the instance
-    /// connects to.
+    /// connects to. On [`Lane::Login`].
     pub async fn accepted_upto(
         &self,
         app: &str,
@@ -585,13 +585,14 @@ impl Mailboxes {
         let key = upto_key(app, user, device, instance);
         let v: Option<u64> = redis::cmd("GET")
             .arg(&key)
-            .query_async(&mut self.bus.conn.clone())
+            .query_async(&mut self.bus.lane(Lane::Login))
             .await
             .map_err(|e| ClusterError::command(&self.bus.url, format!("GET {key}"), e))?;
         Ok(v.unwrap_or(0))
     }
 
-    /// Up to `limit` entries of `user`'s mailbox with a seq above `seq`, in seq order.
+    /// Up to `limit` entries of `user`'s mailbox with a seq above `seq`, in seq order (a
+    /// login's later replay pages: on [`Lane::Login`]).
     pub async fn read_above(
         &self,
         app: &str,
@@ -609,7 +610,7 @@ impl Mailboxes {
             .arg("+")
             .arg("COUNT")
             .arg(limit)
-            .query_async(&mut self.bus.conn.clone())
+            .query_async(&mut self.bus.lane(Lane::Login))
             .await
             .map_err(|e| ClusterError::command(&self.bus.url, format!("XRANGE {key}"), e))?;
         parse_range(reply).ok_or_else(|| bad(format!("XRANGE {key}: unexpected reply")))
@@ -750,7 +751,8 @@ impl Mailboxes {
     /// entries of the mailbox above `above` (read after the join, in the same MULTI). The
     /// caller reads from the device's own `resume_from`; entries at or below the returned
     /// cursor are its to skip. (Three round trips per login made a reconnect surge wait on a
-    /// busy Redis three times over.)
+    /// busy Redis three times over.) `before` adds commands run first in the same `MULTI`
+    /// (their replies ignored): the connection's presence write. On [`Lane::Login`].
     pub async fn open_device(
         &self,
         app: &str,
@@ -758,6 +760,7 @@ impl Mailboxes {
         device: &str,
         above: u64,
         page: usize,
+        before: impl FnOnce(&mut redis::Pipeline),
     ) -> Result<(Joined, Vec<String>, Vec<MailboxEntry>), ClusterError> {
         if device.is_empty() {
             return Err(bad("register_device: empty device"));
@@ -765,8 +768,9 @@ impl Mailboxes {
         let key = cursor_key(app, user);
         let mbox = mailbox_key(app, user);
         let mut p = redis::pipe();
-        p.atomic()
-            .hkeys(&key)
+        p.atomic();
+        before(&mut p);
+        p.hkeys(&key)
             .hset_nx(&key, device, 0)
             .pexpire(&key, ms(self.limits.state_ttl) as i64)
             .hget(&key, device)
@@ -787,7 +791,7 @@ impl Mailboxes {
             Option<u64>,
             Value,
         ) = p
-            .query_async(&mut self.bus.conn.clone())
+            .query_async(&mut self.bus.lane(Lane::Login))
             .await
             .map_err(|e| ClusterError::command(&self.bus.url, format!("HSETNX {key}"), e))?;
         let entries =

@@ -46,7 +46,7 @@
 //! | `rcall:{A}:sent` | string | the app's last `sent_time` (ms) | never |
 //! | `rcall:{A}:presence:U` | hash | node id → that node's connections of `U` (fields only while > 0: an empty hash means `U` is on no node) | fields removed by their node, or by whoever takes the node out when it dies |
 //! | `rcall:{A}:node-users:N` | set | the users node `N` has presence fields for (what to remove when `N` dies) | deleted with the dead node's fields |
-//! | `rcall:{nodes}:live` | sorted set | live node id → its deadline (Redis's clock, ms): now + 3 beat periods at each beat ([`presence`]) | a node past its deadline is taken out by exactly one live node |
+//! | `rcall:{nodes}:live` | sorted set | live node id → its deadline (Redis's clock, ms): now + 5 beat periods at each beat ([`presence`]) | a node past its deadline is taken out by exactly one live node |
 //! | `rcall:{nodes}:unclean` | sorted set | node taken out → until when its cleaner has the cleanup (then any node's beat hands it out again) | removed once the node's presence is gone |
 //! | `rcall:{A}:ch:u:U` (channel) | pub/sub | `U`'s copies `D <seq> <skip>\n<Delivered>` and reply markers `R <sent_time> <node>.<conn> <request_id> <uid>`, or both in one: `D <seq> <skip> <sent_time> <request_id> <uid>\n<Delivered>` (the sender's own copy, then the reply to `<skip>`) | — |
 //! | `rcall:{A}:rooms:n` | string | the app's last rooms event number | never |
@@ -148,6 +148,16 @@ impl ClusterError {
         }
     }
 
+    /// Redis did not answer in time: it may still run the command (a backlog, or a stall).
+    pub fn is_timeout(&self) -> bool {
+        match self {
+            ClusterError::Command { source, .. } | ClusterError::Connect { source, .. } => {
+                source.is_timeout()
+            }
+            _ => false,
+        }
+    }
+
     /// The command may have failed only because the connection was lost.
     pub fn is_connection_lost(&self) -> bool {
         match self {
@@ -201,12 +211,34 @@ return seq
     )
 });
 
+/// Which of a node's command connections a command goes on. Redis serves its connections in
+/// turn, a bounded slice of each one's queued commands per turn, so a command on a connection of
+/// its own waits for one turn, not behind the thousands of route and ack scripts queued on the
+/// main connection when Redis is slow (after a node's kill, 5 s). Only small, latency-bound
+/// work goes on the other lanes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// Routing, acks, policy, rooms, presence writes, cleanups: everything else.
+    Main,
+    /// Logins: the `accepted_upto` read and the join + first replay page
+    /// ([`mailbox::Mailboxes::open_device`]), so a resuming client's login does not queue
+    /// behind the traffic its own node's resends add.
+    Login,
+    /// The node heartbeats ([`presence`]): a live node is not taken for dead because its beat
+    /// waited behind a backlog.
+    Beat,
+}
+
 /// One node's connection to the cluster's Redis.
 #[derive(Clone)]
 pub struct Bus {
     node: NodeId,
     url: RedisUrl,
     conn: ConnectionManager,
+    /// [`Lane::Login`].
+    login: ConnectionManager,
+    /// [`Lane::Beat`].
+    beat: ConnectionManager,
 }
 
 impl std::fmt::Debug for Bus {
@@ -231,29 +263,34 @@ impl Bus {
             .set_protocol(ProtocolVersion::RESP3);
         let info = info.set_redis_settings(settings);
         let client = redis::Client::open(info).map_err(|e| ClusterError::connect(url, e))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            .set_min_delay(Duration::from_millis(10))
-            .set_max_delay(Duration::from_millis(500))
-            .set_number_of_retries(3);
-        let conn = match tokio::time::timeout(
-            CONNECT_TIMEOUT * 2,
-            client.get_connection_manager_with_config(config),
-        )
-        .await
-        {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => return Err(ClusterError::connect(url, e)),
-            Err(_) => {
-                let e = RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut));
-                return Err(ClusterError::connect(url, e));
+        let manager = || async {
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                .set_response_timeout(Some(RESPONSE_TIMEOUT))
+                .set_min_delay(Duration::from_millis(10))
+                .set_max_delay(Duration::from_millis(500))
+                .set_number_of_retries(3);
+            match tokio::time::timeout(
+                CONNECT_TIMEOUT * 2,
+                client.get_connection_manager_with_config(config),
+            )
+            .await
+            {
+                Ok(Ok(c)) => Ok(c),
+                Ok(Err(e)) => Err(ClusterError::connect(url, e)),
+                Err(_) => {
+                    let e = RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut));
+                    Err(ClusterError::connect(url, e))
+                }
             }
         };
+        let (conn, login, beat) = tokio::try_join!(manager(), manager(), manager())?;
         Ok(Bus {
             node: NodeId::random(),
             url: url.clone(),
             conn,
+            login,
+            beat,
         })
     }
 
@@ -270,6 +307,15 @@ impl Bus {
         self.conn.clone()
     }
 
+    /// The command connection of `lane` (cheap to clone).
+    pub fn lane(&self, lane: Lane) -> ConnectionManager {
+        match lane {
+            Lane::Main => self.conn.clone(),
+            Lane::Login => self.login.clone(),
+            Lane::Beat => self.beat.clone(),
+        }
+    }
+
     /// Publishes `payload` on `channel`; returns how many subscribers Redis handed it to.
     /// Not retried on a lost connection (the message might then arrive twice).
     pub async fn publish(&self, channel: &str, payload: &[u8]) -> Result<usize, ClusterError> {
@@ -284,8 +330,17 @@ impl Bus {
     /// Runs a Lua script (EVALSHA; on `NOSCRIPT` — Redis restarted or flushed its script
     /// cache — the script is loaded and run again).
     pub async fn run<T: FromRedisValue>(&self, call: &ScriptCall<'_>) -> Result<T, ClusterError> {
+        self.run_in(Lane::Main, call).await
+    }
+
+    /// [`Self::run`] on the connection of `lane`.
+    pub async fn run_in<T: FromRedisValue>(
+        &self,
+        lane: Lane,
+        call: &ScriptCall<'_>,
+    ) -> Result<T, ClusterError> {
         call.invocation()
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.lane(lane))
             .await
             .map_err(|e| ClusterError::command(&self.url, format!("script {}", call.name()), e))
     }

@@ -13,7 +13,12 @@
 //!   and `EXISTS` answers "connected anywhere?"). Each node writes only its own fields, from
 //!   its own counts ([`Presence::add`], [`Presence::remove`]), through one writer task that
 //!   writes the *current* count of every user marked since its last write: the value in Redis
-//!   is exact once the writer caught up, and a failed write is retried. The set
+//!   is exact once the writer caught up, and a failed write is retried. A login writes its
+//!   user's count itself, in the `MULTI` that reads its mailbox ([`Presence::pin`],
+//!   [`Presence::login_write`]): one round trip, and the count is in Redis before the read,
+//!   atomically. The writer shares the login's connection ([`super::Lane::Login`]) and leaves a
+//!   user alone while a login of it is in flight, so no older count of its lands after a
+//!   newer one; the set
 //!   `rcall:{app}:node-users:<node>` lists the users a node has fields for, so whoever takes
 //!   a dead node out can remove them. After a [`super::BusEvent::Resync`] (Redis may have lost
 //!   everything) or a beat that found the node missing, every local user is written again.
@@ -42,7 +47,7 @@ use redis::aio::ConnectionManager;
 use tokio::sync::{broadcast, watch, Notify};
 use tokio_util::sync::CancellationToken;
 
-use super::{keys, Bus, ClusterError, LuaScript, NodeId, RESPONSE_TIMEOUT};
+use super::{keys, Bus, ClusterError, Lane, LuaScript, NodeId, RESPONSE_TIMEOUT};
 use crate::hub::AppId;
 
 /// The cluster-wide sorted set of live nodes: node id → deadline (Redis's clock, ms).
@@ -113,6 +118,20 @@ struct Counts {
     dirty: HashSet<(AppId, Arc<str>)>,
     /// Marks so far; the writer publishes on `written` the mark count it took.
     marks: u64,
+    /// Users with a login in flight that writes their count itself ([`Presence::pin`]): the
+    /// writer leaves them dirty until the last of those logins is done.
+    pinned: HashMap<(AppId, Arc<str>), Pinned>,
+    /// The users of the writer's batch in flight (its counts were read before a later pin).
+    in_flight: HashSet<(AppId, Arc<str>)>,
+}
+
+/// A user's logins in flight ([`Counts::pinned`]).
+struct Pinned {
+    logins: u32,
+    /// The writer writes the user once they are done: their writes may have reached Redis
+    /// out of order (two logins at once, a batch of the writer in flight when pinned, or a
+    /// login that failed and whose write may still run).
+    rewrite: bool,
 }
 
 /// A connection counted by [`Presence::add`]: [`Presence::written`] waits for its write.
@@ -132,6 +151,8 @@ pub struct Presence {
     dead: broadcast::Sender<NodeId>,
     /// Cancelled by [`Presence::stop`] or [`Presence::halt`]: the tasks stop.
     stop: CancellationToken,
+    /// When a beat was last answered ([`crate::clock::mono_ms`]; 0: never).
+    beat_answered: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Presence {
@@ -170,6 +191,7 @@ impl Presence {
             written: watch::channel(0).0,
             dead: broadcast::channel(DEAD_CAPACITY).0,
             stop: CancellationToken::new(),
+            beat_answered: Default::default(),
         });
         tokio::spawn(p.clone().writer());
         tokio::spawn(p.clone().heartbeat());
@@ -178,6 +200,17 @@ impl Presence {
 
     pub fn node_id(&self) -> &NodeId {
         self.bus.node_id()
+    }
+
+    /// Redis answered one of this node's beats within the last 3 beat periods: it is alive,
+    /// if slow on the main connection (the beats have a connection of their own). Callers
+    /// waiting on the main connection use it to tell a backlog from an outage.
+    pub fn redis_answering(&self) -> bool {
+        let at = self
+            .beat_answered
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let within = (self.period * 3).as_millis() as u64;
+        at != 0 && crate::clock::mono_ms().saturating_sub(at) <= within
     }
 
     /// How long a node may go without beating before it is dead.
@@ -215,7 +248,68 @@ impl Presence {
         self.mark(&mut c, (app, user.clone()))
     }
 
-    /// A connection counted by [`Self::add`] is gone.
+    /// [`Self::add`] for a login that writes the user's count itself, in its mailbox read
+    /// ([`Self::login_write`]): until [`Self::unpin`], the writer leaves this user alone.
+    pub fn pin(&self, app: AppId, user: &Arc<str>) {
+        let mut c = lock(&self.counts);
+        let key = (app, user.clone());
+        *c.conns.entry(key.clone()).or_insert(0) += 1;
+        let busy = c.in_flight.contains(&key);
+        let p = c.pinned.entry(key).or_insert(Pinned {
+            logins: 0,
+            rewrite: false,
+        });
+        p.rewrite |= busy || p.logins > 0;
+        p.logins += 1;
+    }
+
+    /// The commands that write `user`'s current count, for a pinned login's `MULTI` (which
+    /// runs them before its mailbox read: a message routed after that read sees the user
+    /// here, one routed before it is in the replay).
+    pub fn login_write(&self, p: &mut redis::Pipeline, app: AppId, user: &Arc<str>) {
+        let n = lock(&self.counts)
+            .conns
+            .get(&(app, user.clone()))
+            .copied()
+            .unwrap_or(0);
+        self.write_cmds(p, app, user, n);
+    }
+
+    /// A login pinned by [`Self::pin`] is done; `written`: its `MULTI` succeeded (otherwise it
+    /// may run later or not at all: the writer writes the count again after it, on the same
+    /// connection).
+    pub fn unpin(&self, app: AppId, user: &Arc<str>, written: bool) {
+        let mut c = lock(&self.counts);
+        let key = (app, user.clone());
+        let Some(p) = c.pinned.get_mut(&key) else {
+            return;
+        };
+        p.rewrite |= !written;
+        p.logins -= 1;
+        if p.logins > 0 {
+            return;
+        }
+        let rewrite = p.rewrite;
+        c.pinned.remove(&key);
+        if rewrite || c.dirty.contains(&key) {
+            self.mark(&mut c, key);
+        }
+    }
+
+    fn write_cmds(&self, p: &mut redis::Pipeline, app: AppId, user: &str, n: usize) {
+        let key = &self.apps[app];
+        let node = self.node_id();
+        let (pk, nk) = (presence_key(key, user), node_users_key(key, node));
+        if n > 0 {
+            p.hset(&pk, node.as_str(), n).ignore();
+            p.sadd(&nk, user).ignore();
+        } else {
+            p.hdel(&pk, node.as_str()).ignore();
+            p.srem(&nk, user).ignore();
+        }
+    }
+
+    /// A connection counted by [`Self::add`] or [`Self::pin`] is gone.
     pub fn remove(&self, app: AppId, user: &Arc<str>) {
         let mut c = lock(&self.counts);
         let key = (app, user.clone());
@@ -291,9 +385,13 @@ impl Presence {
         self.bus.connection()
     }
 
+    /// The writer's connection: the logins' (see the module docs).
+    pub fn login_conn(&self) -> ConnectionManager {
+        self.bus.lane(Lane::Login)
+    }
+
     /// Writes what changed, one pipeline per wake-up, until stopped.
     async fn writer(self: Arc<Self>) {
-        let node = self.node_id().clone();
         let mut pause = Duration::from_millis(20);
         loop {
             tokio::select! {
@@ -302,7 +400,14 @@ impl Presence {
             }
             let (batch, taken) = {
                 let mut c = lock(&self.counts);
-                let keys: Vec<_> = c.dirty.drain().collect();
+                let c = &mut *c;
+                let keys: Vec<_> = if c.pinned.is_empty() {
+                    c.dirty.drain().collect()
+                } else {
+                    // A pinned user stays dirty: its login writes it (see `unpin`).
+                    let pinned = &c.pinned;
+                    c.dirty.extract_if(|k| !pinned.contains_key(k)).collect()
+                };
                 let batch: Vec<_> = keys
                     .into_iter()
                     .map(|k| {
@@ -310,6 +415,7 @@ impl Presence {
                         (k, n)
                     })
                     .collect();
+                c.in_flight = batch.iter().map(|(k, _)| k.clone()).collect();
                 (batch, c.marks)
             };
             if batch.is_empty() {
@@ -318,17 +424,10 @@ impl Presence {
             }
             let mut p = redis::pipe();
             for ((app, user), n) in &batch {
-                let key = &self.apps[*app];
-                let (pk, nk) = (presence_key(key, user), node_users_key(key, &node));
-                if *n > 0 {
-                    p.hset(&pk, node.as_str(), *n).ignore();
-                    p.sadd(&nk, &**user).ignore();
-                } else {
-                    p.hdel(&pk, node.as_str()).ignore();
-                    p.srem(&nk, &**user).ignore();
-                }
+                self.write_cmds(&mut p, *app, user, *n);
             }
-            let r = p.query_async::<()>(&mut self.conn()).await;
+            let r = p.query_async::<()>(&mut self.login_conn()).await;
+            lock(&self.counts).in_flight.clear();
             self.written.send_replace(taken);
             match r {
                 Ok(()) => pause = Duration::from_millis(20),
@@ -366,8 +465,12 @@ impl Presence {
                 .key(UNCLEAN_KEY)
                 .arg(self.node_id().as_str())
                 .arg(ttl_ms);
-            match self.bus.run::<Vec<String>>(&call).await {
+            match self.bus.run_in::<Vec<String>>(Lane::Beat, &call).await {
                 Ok(out) => {
+                    self.beat_answered.store(
+                        crate::clock::mono_ms(),
+                        std::sync::atomic::Ordering::Relaxed,
+                    );
                     if out.first().map(String::as_str) == Some("1") && !first {
                         tracing::warn!(node = %self.node_id(), "cluster: this node was missing from the live nodes (taken out, or Redis lost them); writing its presence again");
                         self.rewrite_all();

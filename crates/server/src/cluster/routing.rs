@@ -49,8 +49,9 @@ pub struct Routing {
     /// and queued under this lock, in the order connections come and go, so a user's channel
     /// is subscribed exactly while it has a connection here.
     held: Mutex<HashMap<String, Held>>,
-    /// Connection → its user's channel.
-    conns: Mutex<HashMap<ConnId, String>>,
+    /// Connection → its user's channel, and whether its login's presence write is still to
+    /// come ([`Routing::hold`] pinned it, [`Routing::sync_open`] writes it).
+    conns: Mutex<HashMap<ConnId, (String, bool)>>,
     /// The `SendResult`s of this node's connections, between the route script and its reply
     /// marker (see [`Routing::routed`]).
     replies: Mutex<Replies>,
@@ -141,9 +142,9 @@ impl Routing {
     }
 
     /// Connection `conn` of `user` is here: subscribes to the user's channel if it is the
-    /// user's first, and counts it in the user's presence. Returns once Redis confirmed the
-    /// subscription (or recorded it while unreachable: a resync follows) and the presence
-    /// write was attempted.
+    /// user's first, and counts it in the user's presence (written by [`Self::sync_open`], in
+    /// the same `MULTI` as the mailbox read: see [`Presence::pin`]). Returns once Redis
+    /// confirmed the subscription (or recorded it while unreachable: a resync follows).
     pub async fn hold(
         &self,
         app: AppId,
@@ -156,22 +157,21 @@ impl Routing {
         // the order connections come and go, and a node's concurrent connects share round
         // trips (the subscriber merges what is queued). A later connection of the same user
         // queues a no-op that is answered only after the first one's subscription.
-        let (subscribed, mark) = {
+        let subscribed = {
             let mut held = lock(&self.held);
-            lock(&self.conns).insert(conn, channel.clone());
-            let mark = self.presence.add(app, user);
+            lock(&self.conns).insert(conn, (channel.clone(), true));
+            self.presence.pin(app, user);
             let h = held.entry(channel.clone()).or_insert_with(|| Held {
                 app,
                 user: user.clone(),
                 conns: 0,
             });
             h.conns += 1;
-            (self.sub.queue(true, &[&channel]), mark)
+            self.sub.queue(true, &[&channel])
         };
         subscribed?
             .await
             .map_err(|_| ClusterError::SubscriberStopped)?;
-        self.presence.written(mark).await;
         Ok(())
     }
 
@@ -311,10 +311,13 @@ impl Routing {
         lock(&self.replies).by_request.retain(|k, _| k.0 != conn);
         let unsubscribed = {
             let mut held = lock(&self.held);
-            let Some(channel) = lock(&self.conns).remove(&conn) else {
+            let Some((channel, pinned)) = lock(&self.conns).remove(&conn) else {
                 return;
             };
             if let Some(h) = held.get(&channel) {
+                if pinned {
+                    self.presence.unpin(h.app, &h.user, false);
+                }
                 self.presence.remove(h.app, &h.user);
             }
             let last = match held.get_mut(&channel) {
@@ -401,18 +404,42 @@ impl Routing {
     /// [`Self::sync_start`] and the first [`Self::sync_page`] (from `reg.cursor` or the
     /// device's cursor in Redis, whichever is higher) in one round trip: the page is read from
     /// `reg.cursor` with the join, and read again only in the rare case the cursor in Redis is
-    /// ahead of it.
+    /// ahead of it. The connection's presence ([`Self::hold`]) is written in the same `MULTI`,
+    /// before the read: every route script runs either before it (the copy is in this
+    /// replay, flagged `offline` when the user was on no node then) or after it (the user
+    /// counts as here: an online copy, live on the channel subscribed before). So once the
+    /// client has its `SyncDone`, every node sees it.
     pub async fn sync_open(
         &self,
+        app: AppId,
         app_key: &str,
         reg: &Registered,
         page: usize,
     ) -> Result<(SyncStart, SyncPage), ClusterError> {
         let page = page.max(1);
-        let (joined, devices, entries) = self
+        let pinned = lock(&self.conns)
+            .get_mut(&reg.conn_id)
+            .is_some_and(|(_, p)| std::mem::take(p));
+        let presence = &self.presence;
+        let opened = self
             .mailboxes
-            .open_device(app_key, &reg.user_id, &reg.device_id, reg.cursor, page)
-            .await?;
+            .open_device(
+                app_key,
+                &reg.user_id,
+                &reg.device_id,
+                reg.cursor,
+                page,
+                |p| {
+                    if pinned {
+                        presence.login_write(p, app, &reg.user_id);
+                    }
+                },
+            )
+            .await;
+        if pinned {
+            presence.unpin(app, &reg.user_id, opened.is_ok());
+        }
+        let (joined, devices, entries) = opened?;
         let start = SyncStart {
             acked: joined.cursor,
             // (Read before the join: a new device is not among them.)

@@ -299,9 +299,20 @@ impl Client {
         }
     }
 
-    /// The next frame, which must be a SendResult; returns it.
+    /// The next frame that is not a keep-alive `Pong` (nonce 0: a cluster node writes them
+    /// while a message of this connection waits on a slow Redis).
+    pub async fn recv_past_keepalives(&mut self) -> ServerFrame {
+        loop {
+            let f = self.recv().await;
+            if !matches!(&f.body, Some(S::Pong(p)) if p.nonce == 0) {
+                return f;
+            }
+        }
+    }
+
+    /// The next frame (past keep-alive `Pong`s), which must be a SendResult; returns it.
     pub async fn recv_send_result(&mut self) -> rtc_core::proto::SendResult {
-        match self.recv().await.body {
+        match self.recv_past_keepalives().await.body {
             Some(S::SendResult(r)) => r,
             other => panic!("{}: expected SendResult, got {other:?}", self.device_id),
         }
@@ -319,9 +330,10 @@ impl Client {
         );
     }
 
-    /// Asserts the next frame is an ErrorFrame with `code`, then the close.
+    /// Asserts the next frame (past keep-alive `Pong`s) is an ErrorFrame with `code`, then the
+    /// close.
     pub async fn expect_error_and_close(&mut self, code: i32) {
-        match self.recv().await.body {
+        match self.recv_past_keepalives().await.body {
             Some(S::Error(e)) => assert_eq!(e.code, code, "{}", e.message),
             other => panic!(
                 "{}: expected ErrorFrame {code}, got {other:?}",
