@@ -25,7 +25,7 @@
 //! while the socket was down is sent again by the server when the re-asked subscription says
 //! the device has not seen it (`SfuSubscribe.offer_version`).
 
-use super::recovery::{RESTART_GRACE_MS, RESTART_RETRY_MS};
+use super::timer::{RESTART_GRACE_MS, RESTART_RETRY_MS};
 use super::{CallEvent, Engine, LinkState, MediaAction, Millis, Peer, TrackKind};
 use crate::proto::{self, client_frame::Body as Frame, sfu_pc};
 use crate::types::{end_reason, MediaType};
