@@ -21,7 +21,7 @@ import time
 class Redis:
     def __init__(self, path):
         self.s = socket.socket(socket.AF_UNIX)
-        self.s.settimeout(30)
+        self.s.settimeout(60)
         self.s.connect(path)
         self.f = self.s.makefile("rb")
 
@@ -133,15 +133,18 @@ def sample(r, t0_ms):
 def run(path, log, t0_ms, interval):
     while not os.path.exists(path):
         time.sleep(0.1)
-    r = Redis(path)
+    r = None
     with open(log, "a") as out:
         while True:
             t = time.time()
             try:
+                r = r or Redis(path)
                 out.write(json.dumps(sample(r, t0_ms)) + "\n")
                 out.flush()
+            except (ConnectionRefusedError, FileNotFoundError):
+                return  # Redis is gone: the run is over
             except (EOFError, OSError):
-                return
+                r = None  # a busy Redis timed the sample out: connect again next time
             time.sleep(max(0.0, interval - (time.time() - t)))
 
 
