@@ -37,7 +37,7 @@ trap cleanup EXIT INT TERM
 
 # Redis on a unix socket only (no TCP port); append-only file as production should run it.
 redis-server --port 0 --unixsocket "$DIR/redis.sock" --unixsocketperm 700 --dir "$DIR" \
-    --appendonly yes --appendfsync everysec --save '' --logfile "$DIR/redis.log" &
+    --appendonly yes --appendfsync everysec --save '' --stream-node-max-bytes 1024 --logfile "$DIR/redis.log" &
 pids+=($!)
 for _ in $(seq 100); do [ -S "$DIR/redis.sock" ] && break; sleep 0.1; done
 [ -S "$DIR/redis.sock" ] || { echo "[cluster-demo] redis-server did not start: $DIR/redis.log" >&2; exit 1; }

@@ -48,6 +48,8 @@ command -v unshare >/dev/null || apt_missing+=(util-linux)
 { command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ]; } || apt_missing+=(haproxy)
 { command -v janus >/dev/null || [ -x /usr/bin/janus ]; } || apt_missing+=(janus)
 command -v cc >/dev/null || apt_missing+=(build-essential)
+# make: rcall-server's allocator (tikv-jemalloc-sys) builds jemalloc with configure + make.
+command -v make >/dev/null || apt_missing+=(make)
 command -v pkg-config >/dev/null || apt_missing+=(pkg-config)
 if [ ${#apt_missing[@]} -gt 0 ]; then
     command -v apt-get >/dev/null || die "missing ${apt_missing[*]} and no apt-get"

@@ -22,7 +22,11 @@
 # servers and the generator at a higher CPU priority than other work on a shared machine),
 # RCALL_BIN (a prebuilt rcall-server to measure instead of this tree's, e.g. an older commit's),
 # SKIP_BUILD=1 (no cargo build: run the binaries already in $TARGET_DIR/release), REDIS_STATS=1
-# (print Redis's per-command statistics and slow log at the end).
+# (print Redis's per-command statistics and slow log at the end), REDIS_MEM=1 (sample where
+# Redis's memory goes every REDIS_MEM_SECS, default 5: INFO memory, the clients' query and output
+# buffers, keys per kind with their MEMORY USAGE; printed at the end for the last sample before the
+# kill and the one at Redis's peak RSS: crates/loadgen/redis_mem.py), REDIS_STREAM_NODE (Redis's
+# stream-node-max-bytes, default 1024 as docs/cluster.md recommends; 4096 is Redis's default).
 # RATES empty (RATES=) runs no load phase.
 #
 # ACTIVE_MEM (connections, even; default 0 = off): the memory-under-traffic phase, run last on a
@@ -95,8 +99,10 @@ cleanup() {
         redis-cli -s "$TMP/redis.sock" SLOWLOG GET 5 | tr '\n' ' ' | sed 's/^/# redis slowlog: /' >&2 || true
         echo >&2
     fi
+    [ -z "${REDIS_MEM_PID:-}" ] || kill "$REDIS_MEM_PID" 2>/dev/null || true
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
+    [ ! -s "$TMP/redis_mem.jsonl" ] || python3 "$ROOT/crates/loadgen/redis_mem.py" --report "$TMP/redis_mem.jsonl" >&2 || true
     # LOG_DIR: keep the servers' and Redis's logs.
     if [ -n "${LOG_DIR:-}" ]; then mkdir -p "$LOG_DIR" && cp "$TMP"/*.err "$TMP"/*.out "$TMP"/*.log "$LOG_DIR"/ 2>/dev/null || true; fi
     rm -rf "$TMP"
@@ -140,12 +146,17 @@ start_rcall() {
 # the servers; sets REDIS_PID and REDIS_URL.
 start_redis() {
     nice -n "$NICE" taskset -c "${REDIS_CPU:-$SERVER_CPU}" redis-server --port 0 --unixsocket "$TMP/redis.sock" --unixsocketperm 700 \
-        --save "" --appendonly no --daemonize no --dir "$TMP" --logfile "$TMP/redis.log" &
+        --save "" --appendonly no --daemonize no --dir "$TMP" --logfile "$TMP/redis.log" \
+        --stream-node-max-bytes "${REDIS_STREAM_NODE:-1024}" &
     REDIS_PID=$!
     PIDS+=("$REDIS_PID")
     for _ in $(seq 100); do [ -S "$TMP/redis.sock" ] && break; sleep 0.1; done
     [ -S "$TMP/redis.sock" ] || { cat "$TMP/redis.log" >&2; exit 1; }
     REDIS_URL="unix://$TMP/redis.sock"
+    if [ -n "${REDIS_MEM:-}" ]; then
+        python3 "$ROOT/crates/loadgen/redis_mem.py" "$TMP/redis.sock" "$TMP/redis_mem.jsonl" "${REDIS_MEM_SECS:-5}" &
+        REDIS_MEM_PID=$!
+    fi
 }
 # start_nodes N: N cluster nodes on $REDIS_URL; sets NODE_URLS and NODE_PIDS (comma lists).
 start_nodes() {

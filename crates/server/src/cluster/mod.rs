@@ -169,6 +169,27 @@ impl ClusterError {
     }
 }
 
+/// The `stream-node-max-bytes` Redis should run with (`redis.conf`, or `CONFIG SET`): every
+/// user with unacked messages has a mailbox stream ([`mailbox`]), and Redis (≥ 7) preallocates
+/// `min(stream-node-max-bytes, 4096)` bytes for a stream's first node, so at the default
+/// 4096 a mailbox holding one or two messages took 4.7 KB. Under a backlog (a node's kill at
+/// 100,000 connections) tens of thousands of mailboxes are non-empty at once: most of Redis's
+/// peak (BENCHMARKS.md, session 10). At 1024 such a mailbox takes 1.7 KB; a long one (an
+/// offline user's 50 messages) ~25 % more than at 4096.
+pub const STREAM_NODE_MAX_BYTES: u64 = 1024;
+
+/// The warning for a Redis whose `stream-node-max-bytes` is `value`, if that wastes memory on
+/// mailboxes (0 means unlimited: the 4096-byte preallocation).
+pub fn stream_node_advice(value: u64) -> Option<String> {
+    (value == 0 || value > STREAM_NODE_MAX_BYTES).then(|| {
+        format!(
+            "Redis's stream-node-max-bytes is {value}: each user's mailbox stream with unacked \
+             messages then takes ~4.7 KB; set it to {STREAM_NODE_MAX_BYTES} (~1.7 KB; \
+             docs/cluster.md, \"Memory\")"
+        )
+    })
+}
+
 /// A node's random identity in the cluster (16 hex digits): messages addressed to one node
 /// go to its [`keys::node_channel`], and state a node owns is marked with it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -285,13 +306,32 @@ impl Bus {
             }
         };
         let (conn, login, beat) = tokio::try_join!(manager(), manager(), manager())?;
-        Ok(Bus {
+        let bus = Bus {
             node: NodeId::random(),
             url: url.clone(),
             conn,
             login,
             beat,
-        })
+        };
+        bus.check_stream_node_size().await;
+        Ok(bus)
+    }
+
+    /// Warns when Redis preallocates more per stream node than [`STREAM_NODE_MAX_BYTES`] (see
+    /// there). Best effort: a Redis that refuses `CONFIG GET` (managed services may) is not
+    /// checked.
+    async fn check_stream_node_size(&self) {
+        let reply: Result<std::collections::HashMap<String, String>, _> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("stream-node-max-bytes")
+            .query_async(&mut self.conn.clone())
+            .await;
+        let value = reply
+            .ok()
+            .and_then(|m| m.get("stream-node-max-bytes")?.parse().ok());
+        if let Some(advice) = value.and_then(stream_node_advice) {
+            tracing::warn!(redis = %self.url, "{advice}");
+        }
     }
 
     pub fn node_id(&self) -> &NodeId {
@@ -377,5 +417,21 @@ impl Bus {
             Err(e) if e.is_connection_lost() => self.run(&call).await,
             r => r,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_stream_node_size_above_the_recommended_one_is_warned_about() {
+        assert_eq!(stream_node_advice(STREAM_NODE_MAX_BYTES), None);
+        assert_eq!(stream_node_advice(512), None);
+        assert!(stream_node_advice(4096).unwrap().contains("set it to 1024"));
+        assert!(
+            stream_node_advice(0).is_some(),
+            "0 = unlimited, so the 4096-byte preallocation"
+        );
     }
 }
