@@ -490,9 +490,9 @@ pub fn panic_message(e: &(dyn std::any::Any + Send)) -> String {
     e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default()
 }
 
-/// A failing run cut down: a plain replay (no generator draws) with as few steps, and as
-/// short waits, as still fail some check. If the plain replay of the whole run passes (the
-/// network's draws fell differently), the exact run as it was, Idle draws merged.
+/// A failing run cut down to as few steps, and as short waits, as still fail some check: a
+/// plain replay (no generator draws) where one fails, else (the network's draws fell
+/// differently) an exact one, each kept step drawing what it drew in the run.
 /// Panic output is silenced while it searches.
 pub fn shrink(run: &Run) -> Run {
     let hook = std::panic::take_hook();
@@ -504,52 +504,59 @@ pub fn shrink(run: &Run) -> Run {
 
 /// [`shrink`] with the failure `fails` tells.
 pub fn shrink_by(run: &Run, fails: impl Fn(&Run) -> bool) -> Run {
-    let mut best = Run { exact: false, steps: run.steps.iter().copied().filter(|s| !matches!(s, Idle(_))).collect(), ..run.clone() };
-    if !fails(&best) {
-        best = Run { steps: merge_idle(&run.steps), ..run.clone() };
-    } else {
+    let plain = |r: &Run| Run { exact: false, steps: r.steps.iter().copied().filter(|s| !matches!(s, Idle(_))).collect(), ..r.clone() };
+    let mut best = if fails(&plain(run)) { plain(run) } else { Run { steps: merge_idle(&run.steps), ..run.clone() } };
+    loop {
+        best = cut_down(best, &fails);
+        // An exact run cut down may fail as a plain one too: then that, cut down further.
+        if !best.exact || !fails(&plain(&best)) {
+            return best;
+        }
+        best = plain(&best);
+    }
+}
+
+/// Drops steps (halving the chunks down to single steps) and halves waits while `fails` holds,
+/// until nothing more goes.
+fn cut_down(mut best: Run, fails: &impl Fn(&Run) -> bool) -> Run {
+    loop {
+        let before = best.steps.clone();
+        let mut chunk = best.steps.len().div_ceil(2).max(1);
         loop {
-            let before = best.steps.clone();
-            // Remove chunks, halving their size down to single steps.
-            let mut chunk = best.steps.len().div_ceil(2).max(1);
-            loop {
-                let mut i = 0;
-                while i < best.steps.len() {
-                    let mut cut = best.clone();
-                    cut.steps.drain(i..(i + chunk).min(cut.steps.len()));
-                    if fails(&cut) {
-                        best = cut;
-                    } else {
-                        i += chunk;
-                    }
-                }
-                if chunk == 1 {
-                    break;
-                }
-                chunk = chunk.div_ceil(2);
-            }
-            // Shorten the times, one step at a time.
-            for i in 0..best.steps.len() {
-                for _ in 0..8 {
-                    let shorter = match best.steps[i] {
-                        Wait(ms) if ms > 1 => Wait(ms / 2),
-                        Accept(d, n, ms) if ms > 0 => Accept(d, n, ms / 2),
-                        _ => break,
-                    };
-                    let mut cut = best.clone();
-                    cut.steps[i] = shorter;
-                    if !fails(&cut) {
-                        break;
-                    }
+            let mut i = 0;
+            while i < best.steps.len() {
+                let mut cut = best.clone();
+                cut.steps.drain(i..(i + chunk).min(cut.steps.len()));
+                if fails(&cut) {
                     best = cut;
+                } else {
+                    i += chunk;
                 }
             }
-            if best.steps == before {
+            if chunk == 1 {
                 break;
             }
+            chunk = chunk.div_ceil(2);
+        }
+        for i in 0..best.steps.len() {
+            for _ in 0..8 {
+                let shorter = match best.steps[i] {
+                    Wait(ms) if ms > 1 => Wait(ms / 2),
+                    Accept(d, n, ms) if ms > 0 => Accept(d, n, ms / 2),
+                    _ => break,
+                };
+                let mut cut = best.clone();
+                cut.steps[i] = shorter;
+                if !fails(&cut) {
+                    break;
+                }
+                best = cut;
+            }
+        }
+        if best.steps == before {
+            return best;
         }
     }
-    best
 }
 
 fn merge_idle(steps: &[Step]) -> Vec<Step> {
