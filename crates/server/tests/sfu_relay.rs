@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use common::janus_server::{TestJanus, ADMIN_KEY, API_SECRET};
 use common::sfu_client::*;
-use common::{api_ok, eventually, private, TestServer, APP_KEY};
+use common::{create_group, eventually, private, TestServer, APP_KEY};
 use rcall_server::sfu::{self, JanusSettings};
 use rtc_core::proto::client_frame::Body as C;
 use rtc_core::proto::server_frame::Body as S;
@@ -34,18 +34,7 @@ async fn server_with_grace(j: &TestJanus, lost_grace: Duration) -> TestServer {
         c.lost_grace = lost_grace;
     })
     .await;
-    api_ok(
-        &ts,
-        "/group/create.json",
-        &[
-            ("userId", "alice"),
-            ("userId", "bob"),
-            ("userId", "carol"),
-            ("groupId", "g"),
-            ("groupName", "G"),
-        ],
-    )
-    .await;
+    create_group(&ts, "g", &["alice", "bob", "carol"]).await;
     ts
 }
 
@@ -666,17 +655,7 @@ async fn a_janus_that_never_answers_gets_sfu_failed_within_the_request_timeout()
         c.janus = Some(s);
     })
     .await;
-    api_ok(
-        &ts,
-        "/group/create.json",
-        &[
-            ("userId", "alice"),
-            ("userId", "bob"),
-            ("groupId", "g"),
-            ("groupName", "G"),
-        ],
-    )
-    .await;
+    create_group(&ts, "g", &["alice", "bob"]).await;
     let (mut a, _) = Dev::login(&ts, "alice", "a1").await;
     let (mut b, _) = Dev::login(&ts, "bob", "b1").await;
     a.send_ok(1, gcall("a1", &["bob"], "gc", invite(&["bob"])))
@@ -769,17 +748,7 @@ async fn a_publish_whose_media_never_comes_up_gets_sfu_restart() {
         c.janus = Some(s);
     })
     .await;
-    api_ok(
-        &ts,
-        "/group/create.json",
-        &[
-            ("userId", "alice"),
-            ("userId", "bob"),
-            ("groupId", "g"),
-            ("groupName", "G"),
-        ],
-    )
-    .await;
+    create_group(&ts, "g", &["alice", "bob"]).await;
     let (mut a, _) = Dev::login(&ts, "alice", "a1").await;
     a.send_ok(1, gcall("a1", &["bob"], "gm", invite(&["bob"])))
         .await;
