@@ -146,18 +146,7 @@ async fn feeds_reach_the_other_members_and_a_hung_up_device_is_gone() {
     let (mut a, _) = Dev::login(&ts, "alice", "a1").await;
     let (mut b, _) = Dev::login(&ts, "bob", "b1").await;
     let (mut c, _) = Dev::login(&ts, "carol", "c1").await;
-    a.send_ok(
-        1,
-        gcall("a1", &["bob", "carol"], "gc", invite(&["bob", "carol"])),
-    )
-    .await;
-    joined(a.next_sfu().await, "gc");
-    b.send_ok(1, gcall("b1", &["alice", "carol"], "gc", accept()))
-        .await;
-    joined(b.next_sfu().await, "gc");
-    c.send_ok(1, gcall("c1", &["alice", "bob"], "gc", accept()))
-        .await;
-    joined(c.next_sfu().await, "gc");
+    three_in_call(&mut a, &mut b, &mut c, "gc").await;
     answer(a.publish(1, "gc").await, 1);
 
     let sfu = ts.server.state().sfu.clone().unwrap();
@@ -288,11 +277,7 @@ async fn at_start_rooms_of_ended_calls_are_destroyed_and_restored_calls_rejoined
     let ts = server_with_grace(&j, Duration::from_secs(30)).await;
     let (mut a, _) = Dev::login(&ts, "alice", "a1").await;
     let (mut b, _) = Dev::login(&ts, "bob", "b1").await;
-    a.send_ok(1, gcall("a1", &["bob"], "gc", invite(&["bob"])))
-        .await;
-    joined(a.next_sfu().await, "gc");
-    b.send_ok(1, gcall("b1", &["alice"], "gc", accept())).await;
-    joined(b.next_sfu().await, "gc");
+    two_in_call(&mut a, &mut b, "gc").await;
     // A room an earlier run left for a call that is over (same room key: the app secret), and
     // one that is not ours (another key).
     let janus = || async {
@@ -340,11 +325,7 @@ async fn with_janus_down_requests_fail_clearly() {
     let ts = server(&j).await;
     let (mut a, _) = Dev::login(&ts, "alice", "a1").await;
     let (mut b, _) = Dev::login(&ts, "bob", "b1").await;
-    a.send_ok(1, gcall("a1", &["bob"], "gc", invite(&["bob"])))
-        .await;
-    joined(a.next_sfu().await, "gc");
-    b.send_ok(1, gcall("b1", &["alice"], "gc", accept())).await;
-    joined(b.next_sfu().await, "gc");
+    two_in_call(&mut a, &mut b, "gc").await;
     let bob_feed = ts
         .server
         .state()
@@ -383,18 +364,7 @@ async fn a_subscription_maps_the_offer_mids_to_the_publishing_member() {
     let (mut a, _) = Dev::login(&ts, "alice", "a1").await;
     let (mut b, _) = Dev::login(&ts, "bob", "b1").await;
     let (mut c, _) = Dev::login(&ts, "carol", "c1").await;
-    a.send_ok(
-        1,
-        gcall("a1", &["bob", "carol"], "gc", invite(&["bob", "carol"])),
-    )
-    .await;
-    joined(a.next_sfu().await, "gc");
-    b.send_ok(1, gcall("b1", &["alice", "carol"], "gc", accept()))
-        .await;
-    joined(b.next_sfu().await, "gc");
-    c.send_ok(1, gcall("c1", &["alice", "bob"], "gc", accept()))
-        .await;
-    joined(c.next_sfu().await, "gc");
+    three_in_call(&mut a, &mut b, &mut c, "gc").await;
     let sfu = ts.server.state().sfu.clone().unwrap();
     let room = sfu::room_id(APP_KEY, "gc");
     let secret = sfu.room_secret(&room);
@@ -658,11 +628,7 @@ async fn a_janus_that_never_answers_gets_sfu_failed_within_the_request_timeout()
     create_group(&ts, "g", &["alice", "bob"]).await;
     let (mut a, _) = Dev::login(&ts, "alice", "a1").await;
     let (mut b, _) = Dev::login(&ts, "bob", "b1").await;
-    a.send_ok(1, gcall("a1", &["bob"], "gc", invite(&["bob"])))
-        .await;
-    joined(a.next_sfu().await, "gc");
-    b.send_ok(1, gcall("b1", &["alice"], "gc", accept())).await;
-    joined(b.next_sfu().await, "gc");
+    two_in_call(&mut a, &mut b, "gc").await;
     let bob_feed = ts
         .server
         .state()

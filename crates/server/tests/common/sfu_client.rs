@@ -168,6 +168,32 @@ pub fn gcall(device: &str, recipients: &[&str], call_id: &str, body: CallBody) -
     super::calls::group_call(device, "g", recipients, call_id, body)
 }
 
+/// alice (a1) invites bob to group call `call` and he accepts (b1); each gets its SfuJoined.
+pub async fn two_in_call(a: &mut Dev, b: &mut Dev, call: &str) {
+    a.send_ok(1, gcall("a1", &["bob"], call, invite(&["bob"])))
+        .await;
+    joined(a.next_sfu().await, call);
+    b.send_ok(1, gcall("b1", &["alice"], call, accept())).await;
+    joined(b.next_sfu().await, call);
+}
+
+/// alice (a1) invites bob and carol to group call `call` and both accept (b1, c1); each gets
+/// its SfuJoined.
+pub async fn three_in_call(a: &mut Dev, b: &mut Dev, c: &mut Dev, call: &str) {
+    a.send_ok(
+        1,
+        gcall("a1", &["bob", "carol"], call, invite(&["bob", "carol"])),
+    )
+    .await;
+    joined(a.next_sfu().await, call);
+    b.send_ok(1, gcall("b1", &["alice", "carol"], call, accept()))
+        .await;
+    joined(b.next_sfu().await, call);
+    c.send_ok(1, gcall("c1", &["alice", "bob"], call, accept()))
+        .await;
+    joined(c.next_sfu().await, call);
+}
+
 pub fn joined(b: S, call: &str) -> u32 {
     match b {
         S::SfuJoined(j) => {
