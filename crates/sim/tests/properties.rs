@@ -5,7 +5,8 @@
 //! Deterministic: each run is a seed. A run is drawn as a list of named steps
 //! (`common/steps.rs`); a failing one is cut down to the fewest steps that still fail and
 //! printed as a test to paste into `regressions.rs`, which replays it without this generator.
-//! `RCALL_PROP_RUNS` sets the count; `RCALL_PROP_SEED` replays one run with its logs.
+//! `RCALL_PROP_RUNS` sets the count; `RCALL_PROP_SEED` replays one run with its logs and prints
+//! its steps (exact: the run as drawn).
 
 mod common;
 
