@@ -3,8 +3,8 @@
 //! The wasm-bindgen layer a CallLib 5.X app talks to: `RCCallClient`, `RCCallSession`,
 //! `RCTrack`, and the small `RongIMLib` / `RCRTC` shims every app calls first. It is the thin
 //! IO shell around `rtc-core`'s sans-IO engine ([`runtime`]): WebSocket frames in and out
-//! ([`im`]), media through `web-rtc` ([`media`]), listener calls out, and IMLib's connection
-//! status and events ([`connection`]).
+//! ([`im`]), media through `web-rtc` ([`media`]; a group call's through the SFU, [`sfu`]),
+//! listener calls out, and IMLib's connection status and events ([`connection`]).
 //!
 //! The JS globals themselves (`window.RongIMLib`, `RCRTC`, `RCCall`) are defined by
 //! `npm/src/facade.js`, which exists before this module has loaded and forwards to the

@@ -4,76 +4,21 @@
 
 mod common;
 
+use common::calls::{invite, private_call};
 use common::*;
 use rtc_core::proto::call_content::Body as CallBody;
-use rtc_core::proto::client_frame::Body as C;
-use rtc_core::proto::server_frame::Body as S;
 use rtc_core::proto::{
-    object_name, Accept, CallContent, GetJoinedUserInfo, Hangup, Invite, JoinedUserInfo,
-    MediaSignal, ModifyMem, SendMessage,
+    object_name, Accept, Hangup, JoinedUserInfo, MediaSignal, ModifyMem, SendMessage,
 };
 
 const NOT_IN_CALL: i32 = 40403;
 const INVALID: i32 = 33003;
 
-fn call(device: &str, target: &str, call_id: &str, body: CallBody) -> SendMessage {
-    let content = CallContent {
-        platform: "Web".into(),
-        device_id: device.into(),
-        call_id: call_id.into(),
-        body: Some(body),
-        ..Default::default()
-    };
-    SendMessage {
-        message_type: content.object_name().unwrap().into(),
-        ..private(target, &content.to_bytes())
-    }
-}
-
-fn invite(users: &[&str]) -> CallBody {
-    CallBody::Invite(Invite {
-        media_type: 2,
-        invite_user_ids: users.iter().map(|s| s.to_string()).collect(),
-        ..Default::default()
-    })
-}
-
-/// Sends and waits for its SendResult with `code`, skipping deliveries in between.
-async fn send(c: &mut Client, request_id: u32, msg: SendMessage, code: i32) {
-    c.send_message(request_id, msg).await;
-    loop {
-        match c.recv().await.body {
-            Some(S::SendResult(r)) => {
-                assert_eq!(
-                    (r.request_id, r.code),
-                    (request_id, code),
-                    "{}",
-                    c.device_id
-                );
-                return;
-            }
-            Some(S::Deliver(_)) => continue,
-            other => panic!("expected SendResult, got {other:?}"),
-        }
-    }
-}
-
+/// `user`'s calls, as a participant may ask for them (code 0).
 async fn joined(c: &mut Client, request_id: u32, user: &str) -> JoinedUserInfo {
-    c.send(C::GetJoinedUserInfo(GetJoinedUserInfo {
-        request_id,
-        user_id: user.to_owned(),
-    }))
-    .await;
-    loop {
-        match c.recv().await.body {
-            Some(S::JoinedUserInfo(info)) => {
-                assert_eq!((info.request_id, info.code), (request_id, 0));
-                return info;
-            }
-            Some(S::Deliver(_) | S::SendResult(_)) => continue,
-            other => panic!("expected JoinedUserInfo, got {other:?}"),
-        }
-    }
+    let info = joined_user_info(c, request_id, user).await;
+    assert_eq!(info.code, 0);
+    info
 }
 
 fn ids(info: &JoinedUserInfo) -> Vec<(&str, &str)> {
@@ -87,10 +32,16 @@ fn ids(info: &JoinedUserInfo) -> Vec<(&str, &str)> {
 async fn one_to_one(ts: &TestServer) -> (Client, Client) {
     let mut a = ts.client("alice", "a1").await;
     let mut b = ts.client("bob", "b1").await;
-    send(&mut a, 1, call("a1", "bob", "call-1", invite(&["bob"])), 0).await;
+    send_code(
+        &mut a,
+        1,
+        private_call("a1", "bob", "call-1", invite(&["bob"])),
+        0,
+    )
+    .await;
     assert_eq!(b.recv_delivered().await.message_type, object_name::INVITE);
     let accept = CallBody::Accept(Accept { media_type: 2 });
-    send(&mut b, 1, call("b1", "alice", "call-1", accept), 0).await;
+    send_code(&mut b, 1, private_call("b1", "alice", "call-1", accept), 0).await;
     assert_eq!(a.recv_delivered().await.message_type, object_name::ACCEPT);
     (a, b)
 }
@@ -123,10 +74,10 @@ async fn strangers_cannot_get_into_a_call() {
         ("bob", invite(&["bob", "mallory"])),
     ];
     for (i, (to, body)) in attempts.into_iter().enumerate() {
-        send(
+        send_code(
             &mut m,
             i as u32 + 1,
-            call("m1", to, "call-1", body),
+            private_call("m1", to, "call-1", body),
             NOT_IN_CALL,
         )
         .await;
@@ -134,23 +85,23 @@ async fn strangers_cannot_get_into_a_call() {
     // Nor with a body in disguise: the engine acts on the body, whatever the type says.
     let disguised = SendMessage {
         message_type: object_name::MUTE.into(),
-        ..call(
+        ..private_call(
             "m1",
             "alice",
             "call-1",
             CallBody::Accept(Accept { media_type: 2 }),
         )
     };
-    send(&mut m, 8, disguised, INVALID).await;
+    send_code(&mut m, 8, disguised, INVALID).await;
     let modify = CallBody::ModifyMem(ModifyMem {
         invite_user_ids: vec!["alice".into(), "mallory".into()],
         ..Default::default()
     });
     let disguised = SendMessage {
         message_type: object_name::MEDIA.into(),
-        ..call("b1", "alice", "call-1", modify)
+        ..private_call("b1", "alice", "call-1", modify)
     };
-    send(&mut b, 8, disguised, INVALID).await;
+    send_code(&mut b, 8, disguised, INVALID).await;
     // Nothing reached the participants, and the call is as it was.
     a.barrier(1).await;
     b.barrier(2).await;
@@ -161,21 +112,27 @@ async fn strangers_cannot_get_into_a_call() {
         to_device_id: "a1".into(),
         kind: None,
     });
-    send(&mut b, 3, call("b1", "alice", "call-1", media), 0).await;
+    send_code(&mut b, 3, private_call("b1", "alice", "call-1", media), 0).await;
     assert_eq!(a.recv_delivered().await.message_type, object_name::MEDIA);
     // A user invited later gets in; the inviter may add people.
     let mut c = ts.client("carol", "c1").await;
-    send(
+    send_code(
         &mut a,
         2,
-        call("a1", "carol", "call-1", invite(&["carol"])),
+        private_call("a1", "carol", "call-1", invite(&["carol"])),
         0,
     )
     .await;
     let ringing = CallBody::Ringing(Default::default());
-    send(&mut c, 1, call("c1", "alice", "call-1", ringing), 0).await;
+    send_code(&mut c, 1, private_call("c1", "alice", "call-1", ringing), 0).await;
     // A new call id is nobody's: mallory may start her own call.
-    send(&mut m, 9, call("m1", "bob", "call-m", invite(&["bob"])), 0).await;
+    send_code(
+        &mut m,
+        9,
+        private_call("m1", "bob", "call-m", invite(&["bob"])),
+        0,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -222,7 +179,7 @@ async fn rooms_stay_bounded_and_bad_user_ids_are_refused() {
     // a1 on, and the call it leaves has no member left.
     const N: u32 = 1500;
     for i in 0..N {
-        let msg = call("a1", "alice", &format!("c{i}"), invite(&long));
+        let msg = private_call("a1", "alice", &format!("c{i}"), invite(&long));
         a.send_message(i, msg).await;
     }
     for i in 0..N {
@@ -237,36 +194,26 @@ async fn rooms_stay_bounded_and_bad_user_ids_are_refused() {
         .into_iter()
         .enumerate()
     {
-        let msg = call("a1", "bob", "c-bad", invite(&["bob", bad]));
-        send(&mut a, 100 + i as u32, msg, INVALID).await;
+        let msg = private_call("a1", "bob", "c-bad", invite(&["bob", bad]));
+        send_code(&mut a, 100 + i as u32, msg, INVALID).await;
     }
     let many: Vec<String> = (0..65).map(|i| format!("u{i}")).collect();
     let many: Vec<&str> = many.iter().map(String::as_str).collect();
-    send(
+    send_code(
         &mut a,
         110,
-        call("a1", "bob", "c-many", invite(&many)),
+        private_call("a1", "bob", "c-many", invite(&many)),
         INVALID,
     )
     .await;
     // Targets and group recipients.
-    send(&mut a, 111, private(&too_long, b"x"), INVALID).await;
-    send(&mut a, 112, private("bo\u{7f}b", b"x"), INVALID).await;
-    api_ok(
-        &ts,
-        "/group/create.json",
-        &[
-            ("userId", "alice"),
-            ("userId", "bob"),
-            ("groupId", "g"),
-            ("groupName", "G"),
-        ],
-    )
-    .await;
-    send(&mut a, 113, group("g", &["bob", "\u{1}"], b"x"), INVALID).await;
-    send(&mut a, 114, group("g", &["bob", &too_long], b"x"), INVALID).await;
+    send_code(&mut a, 111, private(&too_long, b"x"), INVALID).await;
+    send_code(&mut a, 112, private("bo\u{7f}b", b"x"), INVALID).await;
+    create_group(&ts, "g", &["alice", "bob"]).await;
+    send_code(&mut a, 113, group("g", &["bob", "\u{1}"], b"x"), INVALID).await;
+    send_code(&mut a, 114, group("g", &["bob", &too_long], b"x"), INVALID).await;
     // The longest ids are fine, in any script.
-    send(&mut a, 115, private(&"ü".repeat(64), b"x"), 0).await;
+    send_code(&mut a, 115, private(&"ü".repeat(64), b"x"), 0).await;
     assert_eq!(
         ts.server.state().hub.rooms_size(0),
         (1, 1, 64),

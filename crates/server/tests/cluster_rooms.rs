@@ -457,15 +457,7 @@ async fn a_dead_nodes_members_are_hung_up_for_by_the_node_that_reports_it() {
 
     // Node B hangs (its replica stops; it would run bob's grace) and bob's page vanishes: the
     // departure is published, but nobody runs the grace.
-    let dead = b
-        .server
-        .state()
-        .cluster
-        .as_ref()
-        .unwrap()
-        .bus()
-        .node_id()
-        .to_string();
+    let dead = node_id(&b);
     b.server
         .state()
         .rooms
@@ -667,15 +659,7 @@ async fn a_node_wrongly_reported_dead_keeps_its_members_in_their_calls() {
     let mut bob = b.client("bob", "b1").await;
     alice_calls_bob(&mut alice, &mut bob, "W12").await;
     joined_everywhere(&[&a, &b], "alice", "bob", &[("b1", "W12")]).await;
-    let b_id = b
-        .server
-        .state()
-        .cluster
-        .as_ref()
-        .unwrap()
-        .bus()
-        .node_id()
-        .to_string();
+    let b_id = node_id(&b);
     let state = a.server.state();
     state
         .rooms

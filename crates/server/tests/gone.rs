@@ -7,12 +7,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::calls::{accept, group_call, invite, private_call};
 use common::*;
 use rtc_core::proto::call_content::Body as CallBody;
-use rtc_core::proto::server_frame::Body as S;
 use rtc_core::proto::{
-    conversation_type, object_name, Accept, CallContent, Delivered, Hangup, Invite, MediaSignal,
-    SendMessage,
+    conversation_type, object_name, CallContent, Delivered, Hangup, MediaSignal,
 };
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -28,78 +27,11 @@ async fn start() -> TestServer {
     .await
 }
 
-fn content(call_id: &str, device: &str, body: CallBody) -> Vec<u8> {
-    CallContent {
-        platform: "Web".into(),
-        device_id: device.into(),
-        call_id: call_id.into(),
-        body: Some(body),
-        ..Default::default()
-    }
-    .to_bytes()
-}
-
-fn object(body: &CallBody) -> &'static str {
-    match body {
-        CallBody::Invite(_) => object_name::INVITE,
-        CallBody::Accept(_) => object_name::ACCEPT,
-        CallBody::Hangup(_) => object_name::HANGUP,
-        CallBody::Ringing(_) => object_name::RINGING,
-        CallBody::Media(_) => object_name::MEDIA,
-        CallBody::Mute(_) => object_name::MUTE,
-        CallBody::ModifyMem(_) => object_name::MODIFY_MEM,
-        CallBody::ModifyMedia(_) => object_name::MODIFY_MEDIA,
-    }
-}
-
-/// A PRIVATE call message from `device` to `target`.
-fn call(device: &str, target: &str, call_id: &str, body: CallBody) -> SendMessage {
-    SendMessage {
-        message_type: object(&body).into(),
-        ..private(target, &content(call_id, device, body))
-    }
-}
-
-/// A GROUP call message from `device` to `recipients` of group `g`.
-fn gcall(device: &str, g: &str, recipients: &[&str], call_id: &str, body: CallBody) -> SendMessage {
-    SendMessage {
-        message_type: object(&body).into(),
-        ..group(g, recipients, &content(call_id, device, body))
-    }
-}
-
-fn invite(users: &[&str]) -> CallBody {
-    CallBody::Invite(Invite {
-        media_type: 2,
-        invite_user_ids: users.iter().map(|s| s.to_string()).collect(),
-        ..Default::default()
-    })
-}
-
-fn accept() -> CallBody {
-    CallBody::Accept(Accept { media_type: 2 })
-}
-
 fn media(to: &str) -> CallBody {
     CallBody::Media(MediaSignal {
         to_user_id: to.into(),
         ..Default::default()
     })
-}
-
-/// Sends and waits for its SendResult (code 0), skipping deliveries in between.
-async fn send_ok(c: &mut Client, request_id: u32, msg: SendMessage) {
-    c.send_message(request_id, msg).await;
-    loop {
-        match c.recv().await.body {
-            Some(S::SendResult(r)) => {
-                assert_eq!((r.request_id, r.code), (request_id, 0), "{}", c.device_id);
-                return;
-            }
-            Some(S::Deliver(_)) => continue,
-            other => panic!("expected SendResult, got {other:?}"),
-        }
-    }
 }
 
 /// The next delivery, which must be a call message of `kind`.
@@ -122,10 +54,15 @@ async fn one_to_one(ts: &TestServer, call_id: &str) -> (Client, Client, Client) 
     let mut a = ts.client("alice", "a1").await;
     let mut b = ts.client("bob", "b1").await;
     let mut b2 = ts.client("bob", "b2").await;
-    send_ok(&mut a, 1, call("a1", "bob", call_id, invite(&["bob"]))).await;
+    send_ok(
+        &mut a,
+        1,
+        private_call("a1", "bob", call_id, invite(&["bob"])),
+    )
+    .await;
     expect(&mut b, object_name::INVITE).await;
     expect(&mut b2, object_name::INVITE).await;
-    send_ok(&mut b, 1, call("b1", "alice", call_id, accept())).await;
+    send_ok(&mut b, 1, private_call("b1", "alice", call_id, accept())).await;
     expect(&mut a, object_name::ACCEPT).await;
     expect(&mut b2, object_name::ACCEPT).await;
     (a, b, b2)
@@ -188,7 +125,7 @@ async fn a_lost_callee_is_hung_up_for_with_7_after_the_grace() {
         "the call is over"
     );
     // A late message of alice's (crossing the hangup) does not bring it back.
-    send_ok(&mut a, 2, call("a1", "bob", "call-1", media("bob"))).await;
+    send_ok(&mut a, 2, private_call("a1", "bob", "call-1", media("bob"))).await;
     assert_eq!(ts.server.state().hub.rooms_size(0), (0, 0, 0));
     // b1 itself learns it when it comes back.
     let (_b, replay) = Client::login_resume(ts.addr, &ts.token("bob"), "b1", d2.seq - 1).await;
@@ -222,7 +159,12 @@ async fn a_clean_close_hangs_up_with_3_or_cancels_with_1_within_2_s() {
 
     // The caller closes its tab before anyone answered: a cancel.
     let mut carol = ts.client("carol", "c1").await;
-    send_ok(&mut a, 2, call("a1", "carol", "call-2", invite(&["carol"]))).await;
+    send_ok(
+        &mut a,
+        2,
+        private_call("a1", "carol", "call-2", invite(&["carol"])),
+    )
+    .await;
     expect(&mut carol, object_name::INVITE).await;
     let t0 = Instant::now();
     a.ws.close(Some(CloseFrame {
@@ -251,32 +193,26 @@ async fn a_device_back_within_the_grace_keeps_its_call() {
     a.barrier(1).await;
     assert_eq!(ts.server.state().hub.rooms_size(0), (1, 2, 0));
     // And the call goes on.
-    send_ok(&mut b, 2, call("b1", "alice", "call-1", media("alice"))).await;
+    send_ok(
+        &mut b,
+        2,
+        private_call("b1", "alice", "call-1", media("alice")),
+    )
+    .await;
     expect(&mut a, object_name::MEDIA).await;
 }
 
 #[tokio::test]
 async fn a_group_call_goes_on_when_one_member_is_gone() {
     let ts = start().await;
-    api_ok(
-        &ts,
-        "/group/create.json",
-        &[
-            ("userId", "alice"),
-            ("userId", "bob"),
-            ("userId", "carol"),
-            ("groupId", "g"),
-            ("groupName", "G"),
-        ],
-    )
-    .await;
+    create_group(&ts, "g", &["alice", "bob", "carol"]).await;
     let mut a = ts.client("alice", "a1").await;
     let mut b = ts.client("bob", "b1").await;
     let mut c = ts.client("carol", "c1").await;
     send_ok(
         &mut a,
         1,
-        gcall(
+        group_call(
             "a1",
             "g",
             &["bob", "carol"],
@@ -290,7 +226,7 @@ async fn a_group_call_goes_on_when_one_member_is_gone() {
     send_ok(
         &mut b,
         1,
-        gcall("b1", "g", &["alice", "carol"], "gc", accept()),
+        group_call("b1", "g", &["alice", "carol"], "gc", accept()),
     )
     .await;
     expect(&mut a, object_name::ACCEPT).await;
@@ -298,7 +234,7 @@ async fn a_group_call_goes_on_when_one_member_is_gone() {
     send_ok(
         &mut c,
         1,
-        gcall("c1", "g", &["alice", "bob"], "gc", accept()),
+        group_call("c1", "g", &["alice", "bob"], "gc", accept()),
     )
     .await;
     expect(&mut a, object_name::ACCEPT).await;
@@ -317,7 +253,12 @@ async fn a_group_call_goes_on_when_one_member_is_gone() {
         (1, 2, 0),
         "alice and bob go on"
     );
-    send_ok(&mut a, 2, gcall("a1", "g", &["bob"], "gc", media("bob"))).await;
+    send_ok(
+        &mut a,
+        2,
+        group_call("a1", "g", &["bob"], "gc", media("bob")),
+    )
+    .await;
     expect(&mut b, object_name::MEDIA).await;
 }
 
@@ -333,7 +274,7 @@ async fn calls_survive_a_graceful_restart_and_who_does_not_return_is_hung_up_for
     let (mut a, _) = Client::login_resume(ts.addr, &ts.token("alice"), "a1", 0).await;
     // Known still: strangers are kept out.
     let mut x = ts.client("mallory", "m1").await;
-    x.send_expect(1, call("m1", "alice", "call-1", accept()), 40403)
+    x.send_expect(1, private_call("m1", "alice", "call-1", accept()), 40403)
         .await;
     // bob's b1 never comes back: hung up for with 7 once the lost grace from the start ran
     // out. (What alice had not acked before the restart is replayed first.)
@@ -367,7 +308,12 @@ async fn a_member_back_after_a_restart_keeps_its_call() {
     tokio::time::sleep(LOST + Duration::from_millis(300)).await;
     // Both came back within the grace: nobody was hung up for, and the call goes on.
     assert_eq!(ts.server.state().hub.rooms_size(0), (1, 2, 0));
-    send_ok(&mut b, 1, call("b1", "alice", "call-1", media("alice"))).await;
+    send_ok(
+        &mut b,
+        1,
+        private_call("b1", "alice", "call-1", media("alice")),
+    )
+    .await;
     let d = loop {
         let d = a.recv_delivered().await;
         assert_ne!(d.message_type, object_name::HANGUP, "nobody is hung up for");
@@ -410,14 +356,24 @@ async fn after_a_clean_close_only_a_page_still_in_the_call_keeps_it() {
 
     // The same page reconnecting and going on with its call keeps it.
     let (mut b, _) = Client::login_resume(ts.addr, &ts.token("bob"), "b1", u64::MAX).await;
-    send_ok(&mut a, 3, call("a1", "bob", "call-2", invite(&["bob"]))).await;
+    send_ok(
+        &mut a,
+        3,
+        private_call("a1", "bob", "call-2", invite(&["bob"])),
+    )
+    .await;
     expect(&mut b, object_name::INVITE).await;
-    send_ok(&mut b, 3, call("b1", "alice", "call-2", accept())).await;
+    send_ok(&mut b, 3, private_call("b1", "alice", "call-2", accept())).await;
     expect(&mut a, object_name::ACCEPT).await;
     b.ws.close(Some(away())).await.unwrap();
     gone(&ts, "bob", 1).await;
     let (mut b, _) = Client::login_resume(ts.addr, &ts.token("bob"), "b1", u64::MAX).await;
-    send_ok(&mut b, 4, call("b1", "alice", "call-2", media("alice"))).await;
+    send_ok(
+        &mut b,
+        4,
+        private_call("b1", "alice", "call-2", media("alice")),
+    )
+    .await;
     expect(&mut a, object_name::MEDIA).await;
     tokio::time::sleep(LEFT + Duration::from_millis(500)).await;
     a.barrier(9).await;
@@ -455,9 +411,14 @@ async fn a_reconnected_page_replaces_its_dead_connection() {
     let token = ts.token("bob");
     let mut a = ts.client("alice", "a1").await;
     let (mut old, _, _) = Client::login_instance(ts.addr, &token, "b1", 0, 77).await;
-    send_ok(&mut a, 1, call("a1", "bob", "call-1", invite(&["bob"]))).await;
+    send_ok(
+        &mut a,
+        1,
+        private_call("a1", "bob", "call-1", invite(&["bob"])),
+    )
+    .await;
     expect(&mut old, object_name::INVITE).await;
-    send_ok(&mut old, 1, call("b1", "alice", "call-1", accept())).await;
+    send_ok(&mut old, 1, private_call("b1", "alice", "call-1", accept())).await;
     expect(&mut a, object_name::ACCEPT).await;
     // The same page (instance 77) comes back on a new socket; the old one is still open.
     let (mut new, _, _) = Client::login_instance(ts.addr, &token, "b1", 0, 77).await;

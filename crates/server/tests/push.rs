@@ -340,19 +340,7 @@ async fn online_recipients_get_no_push_and_group_invites_list_only_the_offline_o
     rx.assert_quiet(Duration::from_millis(500)).await;
 
     // A group call to bob (online) and carol and dave (never connected): one POST, for the two.
-    api_ok(
-        &ts,
-        "/group/create.json",
-        &[
-            ("userId", "alice"),
-            ("userId", "bob"),
-            ("userId", "carol"),
-            ("userId", "dave"),
-            ("groupId", "g1"),
-            ("groupName", "G"),
-        ],
-    )
-    .await;
+    create_group(&ts, "g1", &["alice", "bob", "carol", "dave"]).await;
     let content = CallContent {
         platform: "Web".into(),
         device_id: "a1".into(),

@@ -5,28 +5,9 @@
 mod common;
 
 use common::*;
-use rtc_core::proto::client_frame::Body as C;
-use rtc_core::proto::server_frame::Body as S;
 use rtc_core::proto::{
-    call_content::Body as CallBody, Accept, GetJoinedUserInfo, Hangup, Invite, JoinedUserInfo,
-    Ringing, SendMessage,
+    call_content::Body as CallBody, Accept, Hangup, Invite, JoinedUserInfo, Ringing,
 };
-
-/// Sends and asserts the SendResult code, skipping deliveries in between (every client here
-/// also receives the others' call messages).
-async fn send(c: &mut Client, request_id: u32, msg: SendMessage, code: i32) {
-    c.send_message(request_id, msg).await;
-    loop {
-        match c.recv().await.body {
-            Some(S::SendResult(r)) => {
-                assert_eq!((r.request_id, r.code), (request_id, code));
-                return;
-            }
-            Some(S::Deliver(_)) => continue,
-            other => panic!("expected SendResult, got {other:?}"),
-        }
-    }
-}
 
 fn invite() -> CallBody {
     CallBody::Invite(Invite {
@@ -34,24 +15,6 @@ fn invite() -> CallBody {
         invite_user_ids: vec!["bob".into()],
         ..Default::default()
     })
-}
-
-async fn joined(c: &mut Client, request_id: u32, user: &str) -> JoinedUserInfo {
-    c.send(C::GetJoinedUserInfo(GetJoinedUserInfo {
-        request_id,
-        user_id: user.to_owned(),
-    }))
-    .await;
-    loop {
-        match c.recv().await.body {
-            Some(S::JoinedUserInfo(info)) => {
-                assert_eq!(info.request_id, request_id);
-                return info;
-            }
-            Some(S::Deliver(_) | S::SendResult(_)) => continue,
-            other => panic!("expected JoinedUserInfo, got {other:?}"),
-        }
-    }
 }
 
 fn rooms(info: &JoinedUserInfo) -> Vec<(String, String)> {
@@ -70,27 +33,27 @@ async fn invite_and_accept_join_hangup_leaves() {
     let mut b2 = ts.client("bob", "b2").await;
     let mut watcher = ts.client("carol", "c1").await;
 
-    assert!(rooms(&joined(&mut watcher, 1, "alice").await).is_empty());
+    assert!(rooms(&joined_user_info(&mut watcher, 1, "alice").await).is_empty());
     let t0 = now_ms();
-    send(&mut a, 1, call_message("bob", "call-1", invite()), 0).await;
+    send_code(&mut a, 1, call_message("bob", "call-1", invite()), 0).await;
     // The caller is in the call from its invite; ringing devices are not.
-    send(
+    send_code(
         &mut b,
         2,
         call_message("alice", "call-1", CallBody::Ringing(Ringing {})),
         0,
     )
     .await;
-    let alice = joined(&mut b, 2, "alice").await;
+    let alice = joined_user_info(&mut b, 2, "alice").await;
     assert_eq!(rooms(&alice), [("a1".to_string(), "call-1".to_string())]);
     assert!(alice.devices[0].join_time >= t0 && alice.devices[0].join_time <= now_ms());
     // Someone outside the call learns only that alice's device is in a call, and since when.
-    let hidden = joined(&mut watcher, 2, "alice").await;
+    let hidden = joined_user_info(&mut watcher, 2, "alice").await;
     assert_eq!(rooms(&hidden), [(String::new(), String::new())]);
     assert_eq!(hidden.devices[0].join_time, alice.devices[0].join_time);
-    assert!(rooms(&joined(&mut watcher, 3, "bob").await).is_empty());
+    assert!(rooms(&joined_user_info(&mut watcher, 3, "bob").await).is_empty());
 
-    send(
+    send_code(
         &mut b,
         3,
         call_message(
@@ -102,17 +65,17 @@ async fn invite_and_accept_join_hangup_leaves() {
     )
     .await;
     assert_eq!(
-        rooms(&joined(&mut a, 4, "bob").await),
+        rooms(&joined_user_info(&mut a, 4, "bob").await),
         [("b1".to_string(), "call-1".to_string())],
         "only the device that accepted"
     );
     // The user itself sees its devices, from any of them.
     assert_eq!(
-        rooms(&joined(&mut b2, 5, "bob").await),
+        rooms(&joined_user_info(&mut b2, 5, "bob").await),
         [("b1".to_string(), "call-1".to_string())]
     );
 
-    send(
+    send_code(
         &mut b,
         4,
         call_message("alice", "call-1", CallBody::Hangup(Hangup { reason: 1 })),
@@ -120,27 +83,30 @@ async fn invite_and_accept_join_hangup_leaves() {
     )
     .await;
     // Bob's hangup ends the 1:1 call for alice too, although she sends nothing.
-    assert!(rooms(&joined(&mut watcher, 6, "bob").await).is_empty());
-    assert!(rooms(&joined(&mut watcher, 7, "alice").await).is_empty());
+    assert!(rooms(&joined_user_info(&mut watcher, 6, "bob").await).is_empty());
+    assert!(rooms(&joined_user_info(&mut watcher, 7, "alice").await).is_empty());
 
     // A device is in one call at a time: invites move alice's device from call-2 to call-3.
-    send(&mut a, 5, call_message("bob", "call-2", invite()), 0).await;
-    send(&mut a, 7, call_message("bob", "call-3", invite()), 0).await;
+    send_code(&mut a, 5, call_message("bob", "call-2", invite()), 0).await;
+    send_code(&mut a, 7, call_message("bob", "call-3", invite()), 0).await;
     assert_eq!(
-        rooms(&joined(&mut a, 8, "alice").await),
+        rooms(&joined_user_info(&mut a, 8, "alice").await),
         [("a1".to_string(), "call-3".to_string())]
     );
     // call-2 lost its only member: it is gone, ringing invitee and all.
     assert_eq!(ts.server.state().hub.rooms_size(0), (1, 1, 1));
     // A hangup for another call leaves it there.
-    send(
+    send_code(
         &mut a,
         6,
         call_message("bob", "call-1", CallBody::Hangup(Hangup { reason: 1 })),
         0,
     )
     .await;
-    assert_eq!(rooms(&joined(&mut watcher, 9, "alice").await).len(), 1);
+    assert_eq!(
+        rooms(&joined_user_info(&mut watcher, 9, "alice").await).len(),
+        1
+    );
 
     // A refused message changes nothing: carol is blacklisted by bob.
     api_ok(
@@ -149,17 +115,17 @@ async fn invite_and_accept_join_hangup_leaves() {
         &[("userId", "bob"), ("blackUserId", "carol")],
     )
     .await;
-    send(
+    send_code(
         &mut watcher,
         10,
         call_message("bob", "call-4", invite()),
         405,
     )
     .await;
-    assert!(rooms(&joined(&mut b, 11, "carol").await).is_empty());
+    assert!(rooms(&joined_user_info(&mut b, 11, "carol").await).is_empty());
 
     // A bad request gets a code, not a hang.
-    let bad = joined(&mut watcher, 12, "").await;
+    let bad = joined_user_info(&mut watcher, 12, "").await;
     assert_eq!(bad.code, 33003);
     assert!(bad.devices.is_empty());
 }
@@ -169,7 +135,7 @@ async fn a_disconnected_device_stays_listed_through_a_quick_reconnect() {
     let ts = TestServer::start().await;
     let mut a = ts.client("alice", "a1").await;
     let mut watcher = ts.client("carol", "c1").await;
-    send(&mut a, 1, call_message("bob", "call-9", invite()), 0).await;
+    send_code(&mut a, 1, call_message("bob", "call-9", invite()), 0).await;
     drop(a);
     // The close reaches the server asynchronously; the entry must survive it (grace period).
     let hub = &ts.server.state().hub;
@@ -184,16 +150,22 @@ async fn a_disconnected_device_stays_listed_through_a_quick_reconnect() {
         0,
         "alice's connection is gone"
     );
-    assert_eq!(rooms(&joined(&mut watcher, 1, "alice").await).len(), 1);
+    assert_eq!(
+        rooms(&joined_user_info(&mut watcher, 1, "alice").await).len(),
+        1
+    );
     let _back = ts.client("alice", "a1").await;
-    assert_eq!(rooms(&joined(&mut watcher, 2, "alice").await).len(), 1);
+    assert_eq!(
+        rooms(&joined_user_info(&mut watcher, 2, "alice").await).len(),
+        1
+    );
 }
 
 #[tokio::test]
 async fn apps_do_not_see_each_others_calls() {
     let ts = TestServer::start_with(with_second_app).await;
     let mut a = ts.client("alice", "a1").await;
-    send(&mut a, 1, call_message("bob", "call-1", invite()), 0).await;
+    send_code(&mut a, 1, call_message("bob", "call-1", invite()), 0).await;
     let mut other = Client::login(ts.addr, &app2_token("carol"), "x1").await;
-    assert!(rooms(&joined(&mut other, 1, "alice").await).is_empty());
+    assert!(rooms(&joined_user_info(&mut other, 1, "alice").await).is_empty());
 }

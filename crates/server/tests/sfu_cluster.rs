@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::janus_server::TestJanus;
 use common::redis_server::TestRedis;
 use common::sfu_client::{accept, answer, failed, gcall, hangup, invite, joined, settings, Dev};
-use common::{api_ok, eventually, ChildServer, TestServer, APP_KEY};
+use common::{create_group, eventually, ChildServer, TestServer, APP_KEY};
 use rcall_server::cluster::RedisUrl;
 use rcall_server::sfu;
 use rtc_core::proto::server_frame::Body as S;
@@ -32,18 +32,7 @@ async fn node(redis: &TestRedis, j: &TestJanus) -> TestServer {
 
 /// Group `g` = alice, bob, carol (through node `a`), known to every node.
 async fn group_g(nodes: &[&TestServer]) {
-    api_ok(
-        nodes[0],
-        "/group/create.json",
-        &[
-            ("userId", "alice"),
-            ("userId", "bob"),
-            ("userId", "carol"),
-            ("groupId", "g"),
-            ("groupName", "G"),
-        ],
-    )
-    .await;
+    create_group(nodes[0], "g", &["alice", "bob", "carol"]).await;
     for n in nodes {
         eventually("every node knows the group", || async {
             n.server.state().hub.group_members(0, "g").is_some()

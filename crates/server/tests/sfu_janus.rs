@@ -8,19 +8,13 @@ mod common;
 use std::time::Duration;
 
 use common::janus_server::{JanusOptions, TestJanus, ADMIN_KEY, API_SECRET};
+use common::sfu_client::settings;
 use rcall_server::sfu::janus::{videoroom_code, Handle};
 use rcall_server::sfu::{self, Grant, JanusClient, JanusError, JanusSettings, RoomSpec, Sfu};
 use serde_json::json;
 
 /// What the server derives the rooms' secrets from (its primary app secret).
 const ROOM_KEY: &[u8] = b"test-room-key-0123456789";
-
-fn settings(j: &TestJanus) -> JanusSettings {
-    let mut s = JanusSettings::new(j.url());
-    s.api_secret = Some(API_SECRET.into());
-    s.admin_key = Some(ADMIN_KEY.into());
-    s
-}
 
 async fn sfu(j: &TestJanus) -> Sfu {
     sfu::connect(&settings(j), false, ROOM_KEY)
@@ -458,69 +452,9 @@ async fn the_server_checks_janus_at_start() {
 
 mod calls {
     use super::*;
-    use common::{api_ok, eventually, group, private, Client, TestServer};
-    use rtc_core::proto::call_content::Body as CallBody;
-    use rtc_core::proto::server_frame::Body as S;
-    use rtc_core::proto::{object_name, Accept, CallContent, Hangup, Invite, SendMessage};
-
-    fn content(call_id: &str, device: &str, body: CallBody) -> Vec<u8> {
-        CallContent {
-            platform: "Web".into(),
-            device_id: device.into(),
-            call_id: call_id.into(),
-            body: Some(body),
-            ..Default::default()
-        }
-        .to_bytes()
-    }
-
-    fn object(body: &CallBody) -> &'static str {
-        match body {
-            CallBody::Invite(_) => object_name::INVITE,
-            CallBody::Accept(_) => object_name::ACCEPT,
-            CallBody::Hangup(_) => object_name::HANGUP,
-            _ => unreachable!(),
-        }
-    }
-
-    fn gcall(device: &str, recipients: &[&str], call_id: &str, body: CallBody) -> SendMessage {
-        SendMessage {
-            message_type: object(&body).into(),
-            ..group("g", recipients, &content(call_id, device, body))
-        }
-    }
-
-    fn invite(users: &[&str]) -> CallBody {
-        CallBody::Invite(Invite {
-            media_type: 2,
-            invite_user_ids: users.iter().map(|s| s.to_string()).collect(),
-            ..Default::default()
-        })
-    }
-
-    fn accept() -> CallBody {
-        CallBody::Accept(Accept { media_type: 2 })
-    }
-
-    fn hangup() -> CallBody {
-        CallBody::Hangup(Hangup { reason: 3 })
-    }
-
-    /// Sends and waits for its SendResult (code 0), skipping deliveries in between.
-    async fn send_ok(c: &mut Client, request_id: u32, msg: SendMessage) {
-        c.send_message(request_id, msg).await;
-        loop {
-            match c.recv().await.body {
-                Some(S::SendResult(r)) => {
-                    assert_eq!((r.request_id, r.code), (request_id, 0), "{}", c.device_id);
-                    return;
-                }
-                // (Deliveries, and the relay's SfuJoined: `sfu_relay.rs` checks those.)
-                Some(S::Deliver(_) | S::SfuJoined(_) | S::SfuFeeds(_)) => continue,
-                other => panic!("expected SendResult, got {other:?}"),
-            }
-        }
-    }
+    use common::calls::private_call;
+    use common::sfu_client::{accept, gcall, hangup, invite};
+    use common::{create_group, eventually, send_ok, TestServer};
 
     async fn seated(ts: &TestServer, call: &str, user: &str, device: &str) -> Option<Grant> {
         let sfu = ts.server.state().sfu.as_ref().unwrap();
@@ -535,18 +469,7 @@ mod calls {
             c.lost_grace = Duration::from_millis(300);
         })
         .await;
-        api_ok(
-            &ts,
-            "/group/create.json",
-            &[
-                ("userId", "alice"),
-                ("userId", "bob"),
-                ("userId", "carol"),
-                ("groupId", "g"),
-                ("groupName", "G"),
-            ],
-        )
-        .await;
+        create_group(&ts, "g", &["alice", "bob", "carol"]).await;
         let mut a = ts.client("alice", "a1").await;
         let mut b = ts.client("bob", "b1").await;
         let mut c = ts.client("carol", "c1").await;
@@ -625,12 +548,7 @@ mod calls {
         assert_eq!(sfu.rooms().await, 0);
 
         // A private (1:1) call keeps peer-to-peer media: no room.
-        let mut msg = SendMessage {
-            message_type: object_name::INVITE.into(),
-            ..private("bob", &content("pc", "a1", invite(&["bob"])))
-        };
-        msg.request_id = 0;
-        send_ok(&mut a, 3, msg).await;
+        send_ok(&mut a, 3, private_call("a1", "bob", "pc", invite(&["bob"]))).await;
         // (Give the SFU task a reconcile pass to act, were it wrong.)
         tokio::time::sleep(sfu::RECONCILE_INTERVAL * 2).await;
         assert_eq!(sfu.rooms().await, 0);

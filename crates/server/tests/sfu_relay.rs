@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use common::janus_server::{TestJanus, ADMIN_KEY, API_SECRET};
 use common::sfu_client::*;
-use common::{api_ok, eventually, private, TestServer, APP_KEY};
+use common::{create_group, eventually, private, TestServer, APP_KEY};
 use rcall_server::sfu::{self, JanusSettings};
 use rtc_core::proto::client_frame::Body as C;
 use rtc_core::proto::server_frame::Body as S;
@@ -34,18 +34,7 @@ async fn server_with_grace(j: &TestJanus, lost_grace: Duration) -> TestServer {
         c.lost_grace = lost_grace;
     })
     .await;
-    api_ok(
-        &ts,
-        "/group/create.json",
-        &[
-            ("userId", "alice"),
-            ("userId", "bob"),
-            ("userId", "carol"),
-            ("groupId", "g"),
-            ("groupName", "G"),
-        ],
-    )
-    .await;
+    create_group(&ts, "g", &["alice", "bob", "carol"]).await;
     ts
 }
 
@@ -157,18 +146,7 @@ async fn feeds_reach_the_other_members_and_a_hung_up_device_is_gone() {
     let (mut a, _) = Dev::login(&ts, "alice", "a1").await;
     let (mut b, _) = Dev::login(&ts, "bob", "b1").await;
     let (mut c, _) = Dev::login(&ts, "carol", "c1").await;
-    a.send_ok(
-        1,
-        gcall("a1", &["bob", "carol"], "gc", invite(&["bob", "carol"])),
-    )
-    .await;
-    joined(a.next_sfu().await, "gc");
-    b.send_ok(1, gcall("b1", &["alice", "carol"], "gc", accept()))
-        .await;
-    joined(b.next_sfu().await, "gc");
-    c.send_ok(1, gcall("c1", &["alice", "bob"], "gc", accept()))
-        .await;
-    joined(c.next_sfu().await, "gc");
+    three_in_call(&mut a, &mut b, &mut c, "gc").await;
     answer(a.publish(1, "gc").await, 1);
 
     let sfu = ts.server.state().sfu.clone().unwrap();
@@ -299,11 +277,7 @@ async fn at_start_rooms_of_ended_calls_are_destroyed_and_restored_calls_rejoined
     let ts = server_with_grace(&j, Duration::from_secs(30)).await;
     let (mut a, _) = Dev::login(&ts, "alice", "a1").await;
     let (mut b, _) = Dev::login(&ts, "bob", "b1").await;
-    a.send_ok(1, gcall("a1", &["bob"], "gc", invite(&["bob"])))
-        .await;
-    joined(a.next_sfu().await, "gc");
-    b.send_ok(1, gcall("b1", &["alice"], "gc", accept())).await;
-    joined(b.next_sfu().await, "gc");
+    two_in_call(&mut a, &mut b, "gc").await;
     // A room an earlier run left for a call that is over (same room key: the app secret), and
     // one that is not ours (another key).
     let janus = || async {
@@ -351,11 +325,7 @@ async fn with_janus_down_requests_fail_clearly() {
     let ts = server(&j).await;
     let (mut a, _) = Dev::login(&ts, "alice", "a1").await;
     let (mut b, _) = Dev::login(&ts, "bob", "b1").await;
-    a.send_ok(1, gcall("a1", &["bob"], "gc", invite(&["bob"])))
-        .await;
-    joined(a.next_sfu().await, "gc");
-    b.send_ok(1, gcall("b1", &["alice"], "gc", accept())).await;
-    joined(b.next_sfu().await, "gc");
+    two_in_call(&mut a, &mut b, "gc").await;
     let bob_feed = ts
         .server
         .state()
@@ -394,18 +364,7 @@ async fn a_subscription_maps_the_offer_mids_to_the_publishing_member() {
     let (mut a, _) = Dev::login(&ts, "alice", "a1").await;
     let (mut b, _) = Dev::login(&ts, "bob", "b1").await;
     let (mut c, _) = Dev::login(&ts, "carol", "c1").await;
-    a.send_ok(
-        1,
-        gcall("a1", &["bob", "carol"], "gc", invite(&["bob", "carol"])),
-    )
-    .await;
-    joined(a.next_sfu().await, "gc");
-    b.send_ok(1, gcall("b1", &["alice", "carol"], "gc", accept()))
-        .await;
-    joined(b.next_sfu().await, "gc");
-    c.send_ok(1, gcall("c1", &["alice", "bob"], "gc", accept()))
-        .await;
-    joined(c.next_sfu().await, "gc");
+    three_in_call(&mut a, &mut b, &mut c, "gc").await;
     let sfu = ts.server.state().sfu.clone().unwrap();
     let room = sfu::room_id(APP_KEY, "gc");
     let secret = sfu.room_secret(&room);
@@ -666,24 +625,10 @@ async fn a_janus_that_never_answers_gets_sfu_failed_within_the_request_timeout()
         c.janus = Some(s);
     })
     .await;
-    api_ok(
-        &ts,
-        "/group/create.json",
-        &[
-            ("userId", "alice"),
-            ("userId", "bob"),
-            ("groupId", "g"),
-            ("groupName", "G"),
-        ],
-    )
-    .await;
+    create_group(&ts, "g", &["alice", "bob"]).await;
     let (mut a, _) = Dev::login(&ts, "alice", "a1").await;
     let (mut b, _) = Dev::login(&ts, "bob", "b1").await;
-    a.send_ok(1, gcall("a1", &["bob"], "gc", invite(&["bob"])))
-        .await;
-    joined(a.next_sfu().await, "gc");
-    b.send_ok(1, gcall("b1", &["alice"], "gc", accept())).await;
-    joined(b.next_sfu().await, "gc");
+    two_in_call(&mut a, &mut b, "gc").await;
     let bob_feed = ts
         .server
         .state()
@@ -769,17 +714,7 @@ async fn a_publish_whose_media_never_comes_up_gets_sfu_restart() {
         c.janus = Some(s);
     })
     .await;
-    api_ok(
-        &ts,
-        "/group/create.json",
-        &[
-            ("userId", "alice"),
-            ("userId", "bob"),
-            ("groupId", "g"),
-            ("groupName", "G"),
-        ],
-    )
-    .await;
+    create_group(&ts, "g", &["alice", "bob"]).await;
     let (mut a, _) = Dev::login(&ts, "alice", "a1").await;
     a.send_ok(1, gcall("a1", &["bob"], "gm", invite(&["bob"])))
         .await;

@@ -8,8 +8,9 @@
 //!   candidate, close).
 //! * **`web-rtc` (this crate)** — *does* it in the browser, as a thin typed
 //!   shell over `web-sys`: `getUserMedia`, one `RTCPeerConnection` per remote
-//!   participant (media is peer-to-peer), and playing tracks into media
-//!   elements. It holds no call logic and no signalling.
+//!   participant (media peer to peer) or, in a group call through the SFU, one
+//!   publishing and one receiving connection to it, and playing tracks into
+//!   media elements. It holds no call logic and no signalling.
 //! * `rcall-sdk` — the wasm-bindgen surface (`RCCallClient`, `RCTrack`, ...)
 //!   that glues the two together and maps [`MediaError`]s to CallLib codes.
 //!

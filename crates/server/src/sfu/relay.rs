@@ -1367,6 +1367,19 @@ impl Sfu {
         }
     }
 
+    /// The one lookup behind the test accessors below: `f` on a device's peer in a call here.
+    async fn with_peer<R>(
+        &self,
+        app: &str,
+        call_id: &str,
+        (user, device): (&str, &str),
+        f: impl FnOnce(&CallState, &Peer) -> Option<R>,
+    ) -> Option<R> {
+        let cs = self.call_state(&(app.to_owned(), call_id.to_owned()), false)?;
+        let cs = cs.lock().await;
+        f(&cs, cs.peers.get(&(user.to_owned(), device.to_owned()))?)
+    }
+
     /// The Janus handle ids of a device in a call (publisher, subscriber), for tests.
     #[doc(hidden)]
     pub async fn peer_handles(
@@ -1376,13 +1389,13 @@ impl Sfu {
         user: &str,
         device: &str,
     ) -> Option<(Option<u64>, Option<u64>)> {
-        let cs = self.call_state(&(app.to_owned(), call_id.to_owned()), false)?;
-        let cs = cs.lock().await;
-        let p = cs.peers.get(&(user.to_owned(), device.to_owned()))?;
-        Some((
-            p.publisher.as_ref().map(Handle::id),
-            p.subscriber.as_ref().map(Handle::id),
-        ))
+        self.with_peer(app, call_id, (user, device), |_, p| {
+            Some((
+                p.publisher.as_ref().map(Handle::id),
+                p.subscriber.as_ref().map(Handle::id),
+            ))
+        })
+        .await
     }
 
     /// The Janus feed (participant id) of a device in a call with its handles here, for tests.
@@ -1394,14 +1407,10 @@ impl Sfu {
         user: &str,
         device: &str,
     ) -> Option<String> {
-        let cs = self.call_state(&(app.to_owned(), call_id.to_owned()), false)?;
-        let cs = cs.lock().await;
-        Some(
-            cs.peers
-                .get(&(user.to_owned(), device.to_owned()))?
-                .janus_feed
-                .clone(),
-        )
+        self.with_peer(app, call_id, (user, device), |_, p| {
+            Some(p.janus_feed.clone())
+        })
+        .await
     }
 
     /// The opaque feed id of a device in a call, for tests.
@@ -1413,10 +1422,10 @@ impl Sfu {
         user: &str,
         device: &str,
     ) -> Option<String> {
-        let cs = self.call_state(&(app.to_owned(), call_id.to_owned()), false)?;
-        let cs = cs.lock().await;
-        let p = cs.peers.get(&(user.to_owned(), device.to_owned()))?;
-        Some(cs.by_janus_feed(&p.janus_feed)?.1.clone())
+        self.with_peer(app, call_id, (user, device), |cs, p| {
+            Some(cs.by_janus_feed(&p.janus_feed)?.1.clone())
+        })
+        .await
     }
 }
 

@@ -2,6 +2,7 @@
 //! WebSocket client speaking the envelope protocol.
 #![allow(dead_code)]
 
+pub mod calls;
 pub mod janus_proxy;
 pub mod janus_server;
 pub mod redis_server;
@@ -553,6 +554,63 @@ pub const CATCH_UP: std::time::Duration = std::time::Duration::from_secs(10);
 pub async fn cluster_node(redis: &redis_server::TestRedis) -> TestServer {
     let url = rcall_server::cluster::RedisUrl::parse(&redis.url()).unwrap();
     TestServer::start_with(|c| c.redis = Some(url)).await
+}
+
+/// Sends and asserts the SendResult code, skipping what comes before it: deliveries (the
+/// others' call messages) and the SFU relay's frames (`sfu_relay.rs` checks those).
+pub async fn send_code(c: &mut Client, request_id: u32, msg: SendMessage, code: i32) {
+    c.send_message(request_id, msg).await;
+    loop {
+        match c.recv().await.body {
+            Some(S::SendResult(r)) => {
+                assert_eq!(
+                    (r.request_id, r.code),
+                    (request_id, code),
+                    "{}",
+                    c.device_id
+                );
+                return;
+            }
+            Some(S::Deliver(_) | S::SfuJoined(_) | S::SfuFeeds(_)) => continue,
+            other => panic!("expected SendResult, got {other:?}"),
+        }
+    }
+}
+
+/// [`send_code`] expecting success.
+pub async fn send_ok(c: &mut Client, request_id: u32, msg: SendMessage) {
+    send_code(c, request_id, msg, 0).await
+}
+
+/// Asks for `user`'s calls (`getJoinedUserInfo`) and returns the answer, skipping deliveries
+/// and SendResults in between.
+pub async fn joined_user_info(
+    c: &mut Client,
+    request_id: u32,
+    user: &str,
+) -> rtc_core::proto::JoinedUserInfo {
+    c.send(C::GetJoinedUserInfo(rtc_core::proto::GetJoinedUserInfo {
+        request_id,
+        user_id: user.to_owned(),
+    }))
+    .await;
+    loop {
+        match c.recv().await.body {
+            Some(S::JoinedUserInfo(info)) => {
+                assert_eq!(info.request_id, request_id);
+                return info;
+            }
+            Some(S::Deliver(_) | S::SendResult(_)) => continue,
+            other => panic!("expected JoinedUserInfo, got {other:?}"),
+        }
+    }
+}
+
+/// Creates group `group` (named "G") of `users` through `ts`'s Server API.
+pub async fn create_group(ts: &TestServer, group: &str, users: &[&str]) {
+    let mut form: Vec<(&str, &str)> = users.iter().map(|u| ("userId", *u)).collect();
+    form.extend([("groupId", group), ("groupName", "G")]);
+    api_ok(ts, "/group/create.json", &form).await;
 }
 
 /// Polls `f` until it holds; fails after [`CATCH_UP`].

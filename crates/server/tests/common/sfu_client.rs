@@ -5,15 +5,12 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 
 use super::janus_server::{TestJanus, ADMIN_KEY, API_SECRET};
-use super::{group, Client, TestServer};
+use super::{Client, TestServer};
 use rcall_server::sfu::JanusSettings;
 use rtc_core::proto::call_content::Body as CallBody;
 use rtc_core::proto::client_frame::Body as C;
 use rtc_core::proto::server_frame::Body as S;
-use rtc_core::proto::{
-    object_name, Accept, CallContent, Hangup, Invite, SendMessage, SfuPublish, SfuSubscribe,
-    SfuWant,
-};
+use rtc_core::proto::{SendMessage, SfuPublish, SfuSubscribe, SfuWant};
 
 pub fn settings(j: &TestJanus) -> JanusSettings {
     let mut s = JanusSettings::new(j.url());
@@ -163,44 +160,38 @@ impl Dev {
     }
 }
 
-pub fn content(call_id: &str, device: &str, body: CallBody) -> Vec<u8> {
-    CallContent {
-        platform: "Web".into(),
-        device_id: device.into(),
-        call_id: call_id.into(),
-        body: Some(body),
-        ..Default::default()
-    }
-    .to_bytes()
-}
+#[allow(unused_imports)] // each SFU test uses its part
+pub use super::calls::{accept, content, hangup, invite};
 
+/// A GROUP call message from `device` to `recipients` of group `g`.
 pub fn gcall(device: &str, recipients: &[&str], call_id: &str, body: CallBody) -> SendMessage {
-    let object = match &body {
-        CallBody::Invite(_) => object_name::INVITE,
-        CallBody::Accept(_) => object_name::ACCEPT,
-        CallBody::Hangup(_) => object_name::HANGUP,
-        _ => unreachable!(),
-    };
-    SendMessage {
-        message_type: object.into(),
-        ..group("g", recipients, &content(call_id, device, body))
-    }
+    super::calls::group_call(device, "g", recipients, call_id, body)
 }
 
-pub fn invite(users: &[&str]) -> CallBody {
-    CallBody::Invite(Invite {
-        media_type: 2,
-        invite_user_ids: users.iter().map(|s| s.to_string()).collect(),
-        ..Default::default()
-    })
+/// alice (a1) invites bob to group call `call` and he accepts (b1); each gets its SfuJoined.
+pub async fn two_in_call(a: &mut Dev, b: &mut Dev, call: &str) {
+    a.send_ok(1, gcall("a1", &["bob"], call, invite(&["bob"])))
+        .await;
+    joined(a.next_sfu().await, call);
+    b.send_ok(1, gcall("b1", &["alice"], call, accept())).await;
+    joined(b.next_sfu().await, call);
 }
 
-pub fn accept() -> CallBody {
-    CallBody::Accept(Accept { media_type: 2 })
-}
-
-pub fn hangup() -> CallBody {
-    CallBody::Hangup(Hangup { reason: 3 })
+/// alice (a1) invites bob and carol to group call `call` and both accept (b1, c1); each gets
+/// its SfuJoined.
+pub async fn three_in_call(a: &mut Dev, b: &mut Dev, c: &mut Dev, call: &str) {
+    a.send_ok(
+        1,
+        gcall("a1", &["bob", "carol"], call, invite(&["bob", "carol"])),
+    )
+    .await;
+    joined(a.next_sfu().await, call);
+    b.send_ok(1, gcall("b1", &["alice", "carol"], call, accept()))
+        .await;
+    joined(b.next_sfu().await, call);
+    c.send_ok(1, gcall("c1", &["alice", "bob"], call, accept()))
+        .await;
+    joined(c.next_sfu().await, call);
 }
 
 pub fn joined(b: S, call: &str) -> u32 {

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // each test file uses its part
 
+pub mod steps;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use rcall_sim::{DeviceId, Logged, Sim};
