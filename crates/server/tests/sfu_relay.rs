@@ -838,7 +838,10 @@ async fn after_a_crash_the_sfu_call_is_restored_and_its_members_rejoined() {
         .header("App-Key", CHILD_APP_KEY)
         .header("Nonce", &nonce)
         .header("Timestamp", &ts)
-        .header("Signature", common::signature(CHILD_APP_SECRET, &nonce, &ts))
+        .header(
+            "Signature",
+            common::signature(CHILD_APP_SECRET, &nonce, &ts),
+        )
         .form(&[
             ("userId", "alice"),
             ("userId", "bob"),
@@ -862,9 +865,7 @@ async fn after_a_crash_the_sfu_call_is_restored_and_its_members_rejoined() {
         let data: Option<Vec<u8>> = c
             .query_row("SELECT data FROM rooms_snapshot", [], |r| r.get(0))
             .ok();
-        data.is_some_and(|d| {
-            d.windows(2).any(|w| w == b"gk") && d.windows(2).any(|w| w == b"b1")
-        })
+        data.is_some_and(|d| d.windows(2).any(|w| w == b"gk") && d.windows(2).any(|w| w == b"b1"))
     })
     .await;
     n.kill9();
