@@ -489,17 +489,17 @@ export function browserSuite({ serverOptions } = {}) {
   return suite;
 }
 
-/** rcall-server on `listen` (host:port, port 0 = pick one) with the database file `db`, for
- *  fault tests: `kill()` is a SIGKILL, `restart()` brings it back on the same address and
- *  database, `listeningAt` is when it last printed its listening line (local ms). */
-export async function startRestartableServer(listen, db) {
+/** rcall-server on `listen` (host:port, port 0 = pick one) with the database file `db` (and
+ *  `extraArgs`), for fault tests: `kill()` is a SIGKILL, `restart()` brings it back on the same
+ *  address and database, `listeningAt` is when it last printed its listening line (local ms). */
+export async function startRestartableServer(listen, db, extraArgs = []) {
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('RCALL_')));
   const log = [];
   const srv = { log, logText: () => log.join(''), proc: null, addr: null, listeningAt: 0 };
   const launch = async (addr) => {
     const proc = spawn(SERVER_BIN, [
       '--listen', addr, '--db', db, '--app-key', APP_KEY, '--app-secret', APP_SECRET,
-      '--sdk-dir', SDK_DIR, '--web-dir', PAGES_DIR,
+      '--sdk-dir', SDK_DIR, '--web-dir', PAGES_DIR, ...extraArgs,
     ], { cwd: ROOT, env: { RUST_LOG: 'info', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     srv.proc = proc;
     let seen = '';

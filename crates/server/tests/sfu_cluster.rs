@@ -345,3 +345,112 @@ async fn a_node_with_another_janus_leaves_the_room_where_its_row_says() {
     let s2 = n2.server.state().sfu.clone().unwrap();
     assert!(!s2.janus().room_exists(&room).await.unwrap());
 }
+
+/// Redis restarts empty under an SFU call (no persistence): the room on Janus is untouched, so
+/// the nodes write the call's row back as they last saw it (same epoch, same seats) instead of
+/// claiming a new room — which would destroy the room and kick every member. Nobody gets
+/// `SfuRestart`, the participants on Janus are the same, and membership still drives the room
+/// afterwards (the call's end destroys it).
+#[tokio::test]
+async fn after_a_redis_restart_the_row_is_written_back_and_nobody_is_kicked() {
+    let j = TestJanus::start();
+    let mut redis = TestRedis::start();
+    let (n1, n2) = (node(&redis, &j).await, node(&redis, &j).await);
+    group_g(&[&n1, &n2]).await;
+    let (mut a, _) = Dev::login_at(n1.addr, &n1.token("alice"), "a1").await;
+    let (mut b, _) = Dev::login_at(n2.addr, &n2.token("bob"), "b1").await;
+    a.send_ok(1, gcall("a1", &["bob"], "gx", invite(&["bob"])))
+        .await;
+    let generation = joined(a.next_sfu().await, "gx");
+    b.send_ok(1, gcall("b1", &["alice"], "gx", accept())).await;
+    assert_eq!(joined(b.next_sfu().await, "gx"), generation);
+    answer(a.publish(2, "gx").await, 2);
+    answer(b.publish(2, "gx").await, 2);
+    let key = row_key(APP_KEY, "gx");
+    eventually("both seats in the row", || async {
+        redis.command(&["HLEN", &key]) == ":6"
+    })
+    .await;
+    let before = hgetall(&redis, &key).await;
+    let s1 = n1.server.state().sfu.clone().unwrap();
+    let room = sfu::room_id(APP_KEY, "gx");
+    let mut feeds = s1.janus().participants(&room).await.unwrap();
+    feeds.sort();
+    assert_eq!(feeds.len(), 2, "{feeds:?}");
+    // Both nodes have applied the full row (they sync the call every second).
+    tokio::time::sleep(sfu::RECONCILE_INTERVAL * 3).await;
+
+    redis.restart();
+    eventually("the row written back as it was", || async {
+        redis.command(&["HLEN", &key]) == ":6"
+    })
+    .await;
+    assert_eq!(hgetall(&redis, &key).await, before);
+    assert_eq!(
+        redis.command(&["SISMEMBER", &format!("rcall:{{{APP_KEY}}}:sfucalls"), "gx"]),
+        ":1"
+    );
+    // A few more passes: still nobody kicked, no restart.
+    tokio::time::sleep(sfu::RECONCILE_INTERVAL * 3).await;
+    let mut after = s1.janus().participants(&room).await.unwrap();
+    after.sort();
+    assert_eq!(after, feeds, "the same participants: nobody was kicked");
+    a.no_sfu(7).await;
+    b.no_sfu(7).await;
+
+    // Membership still drives the room: bob hangs up, which ends the call (one participant
+    // left): the room is destroyed once and the row is gone.
+    b.send_ok(3, gcall("b1", &["alice"], "gx", hangup())).await;
+    eventually("the room destroyed", || async {
+        !s1.janus().room_exists(&room).await.unwrap()
+    })
+    .await;
+    eventually("the row gone", || async {
+        redis.command(&["EXISTS", &key]) == ":0"
+    })
+    .await;
+}
+
+/// A node follows an SFU call (syncs it every second: a Redis read per pass) only while it has
+/// a device in it: once its last member device hung up it stops, while the node whose member
+/// stays keeps following.
+#[tokio::test]
+async fn a_node_stops_following_a_call_it_has_no_device_in() {
+    let j = TestJanus::start();
+    let redis = TestRedis::start();
+    let (n1, n2) = (node(&redis, &j).await, node(&redis, &j).await);
+    group_g(&[&n1, &n2]).await;
+    let (mut a, _) = Dev::login_at(n1.addr, &n1.token("alice"), "a1").await;
+    let (mut b, _) = Dev::login_at(n2.addr, &n2.token("bob"), "b1").await;
+    let (mut c, _) = Dev::login_at(n1.addr, &n1.token("carol"), "c1").await;
+    a.send_ok(
+        1,
+        gcall("a1", &["bob", "carol"], "gf", invite(&["bob", "carol"])),
+    )
+    .await;
+    joined(a.next_sfu().await, "gf");
+    b.send_ok(1, gcall("b1", &["alice", "carol"], "gf", accept()))
+        .await;
+    joined(b.next_sfu().await, "gf");
+    c.send_ok(1, gcall("c1", &["alice", "bob"], "gf", accept()))
+        .await;
+    joined(c.next_sfu().await, "gf");
+    let (s1, s2) = (
+        n1.server.state().sfu.clone().unwrap(),
+        n2.server.state().sfu.clone().unwrap(),
+    );
+    let call = (APP_KEY.to_owned(), "gf".to_owned());
+    assert!(s2.followed().contains(&call));
+
+    b.send_ok(2, gcall("b1", &["alice", "carol"], "gf", hangup()))
+        .await;
+    eventually("node 2 no longer follows the call", || async {
+        !s2.followed().contains(&call)
+    })
+    .await;
+    assert!(s2.peer_handles(APP_KEY, "gf", "bob", "b1").await.is_none());
+    // Node 1 still has alice and carol in it.
+    tokio::time::sleep(sfu::RECONCILE_INTERVAL * 2).await;
+    assert!(s1.followed().contains(&call));
+    assert!(!s2.followed().contains(&call));
+}

@@ -271,13 +271,16 @@ async fn a_reconnecting_member_gets_sfu_joined_again() {
     answer(b.publish(2, "gc").await, 2);
 }
 
+/// At start the server destroys the rooms of calls that ended while it was down, leaves rooms
+/// that are not its own, and brings a restored call's room back; the members get `SfuJoined`
+/// with a generation of the new run when they reconnect.
 #[tokio::test]
 async fn at_start_rooms_of_ended_calls_are_destroyed_and_restored_calls_rejoined() {
     let j = TestJanus::start();
     let ts = server_with_grace(&j, Duration::from_secs(30)).await;
     let (mut a, _) = Dev::login(&ts, "alice", "a1").await;
     let (mut b, _) = Dev::login(&ts, "bob", "b1").await;
-    two_in_call(&mut a, &mut b, "gc").await;
+    let before = two_in_call(&mut a, &mut b, "gc").await;
     // A room an earlier run left for a call that is over (same room key: the app secret), and
     // one that is not ours (another key).
     let janus = || async {
@@ -310,8 +313,14 @@ async fn at_start_rooms_of_ended_calls_are_destroyed_and_restored_calls_rejoined
     .await;
     assert!(check.room_exists(&theirs).await.unwrap(), "not ours: kept");
     // The restored call has its room again, and its members are told when they come back.
+    // The room was replaced (the old participants kicked): a generation the device has not
+    // seen, so its SDK sets its SFU connections up again rather than keep dead ones.
     let (mut a, _) = Dev::login(&ts, "alice", "a1").await;
-    joined(a.next_sfu().await, "gc");
+    assert_ne!(
+        joined(a.next_sfu().await, "gc"),
+        before,
+        "a new generation after a restart"
+    );
     assert!(check.room_exists(&gc).await.unwrap());
     answer(a.publish(1, "gc").await, 1);
     assert!(sfu.grant(APP_KEY, "gc", "bob", "b1").await.is_some());
@@ -735,4 +744,70 @@ async fn a_publish_whose_media_never_comes_up_gets_sfu_restart() {
         .unwrap();
     assert_ne!(again, first, "a new publisher handle");
     answer(a.publish(3, "gm").await, 3);
+}
+
+/// A single node SIGKILLed under an SFU call restores the call at start (its rooms are saved as
+/// they change, not only at a graceful shutdown): a member that reconnects is seated again in
+/// the replaced room, told a generation it does not know (so its SDK sets its connections up
+/// again) and publishes. Before, the crash forgot the call: the member got no `SfuJoined` and
+/// its publish was refused `NOT_IN_CALL`, which ends the call in the SDK.
+#[tokio::test]
+async fn after_a_crash_the_sfu_call_is_restored_and_its_members_rejoined() {
+    use common::{ChildServer, CHILD_APP_KEY, CHILD_APP_SECRET};
+    let j = TestJanus::start();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("n.db");
+    let url = j.url();
+    let args = [
+        "--janus",
+        &url,
+        "--janus-api-secret",
+        API_SECRET,
+        "--janus-admin-key",
+        ADMIN_KEY,
+    ];
+    let n = ChildServer::start(&db, &args).await;
+    let (nonce, ts) = (common::fresh_nonce(), common::now_ms().to_string());
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/group/create.json", n.addr))
+        .header("App-Key", CHILD_APP_KEY)
+        .header("Nonce", &nonce)
+        .header("Timestamp", &ts)
+        .header(
+            "Signature",
+            common::signature(CHILD_APP_SECRET, &nonce, &ts),
+        )
+        .form(&[
+            ("userId", "alice"),
+            ("userId", "bob"),
+            ("groupId", "g"),
+            ("groupName", "G"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let (mut a, _) = Dev::login_at(n.addr, &n.token("alice"), "a1").await;
+    let (mut b, _) = Dev::login_at(n.addr, &n.token("bob"), "b1").await;
+    a.send_ok(1, gcall("a1", &["bob"], "gk", invite(&["bob"])))
+        .await;
+    let before = joined(a.next_sfu().await, "gk");
+    b.send_ok(1, gcall("b1", &["alice"], "gk", accept())).await;
+    joined(b.next_sfu().await, "gk");
+    // Saved within a second of the change (read back from the database the server writes).
+    eventually("the call saved", || async {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        let data: Option<Vec<u8>> = c
+            .query_row("SELECT data FROM rooms_snapshot", [], |r| r.get(0))
+            .ok();
+        data.is_some_and(|d| d.windows(2).any(|w| w == b"gk") && d.windows(2).any(|w| w == b"b1"))
+    })
+    .await;
+    n.kill9();
+    drop((a, b));
+
+    let n = ChildServer::start(&db, &args).await;
+    let (mut a, _) = Dev::login_at(n.addr, &n.token("alice"), "a1").await;
+    assert_ne!(joined(a.next_sfu().await, "gk"), before, "a new generation");
+    answer(a.publish(1, "gk").await, 1);
 }

@@ -160,6 +160,12 @@ pub struct Sfu {
     relay: relay::Relay,
     /// Cluster mode: the room table in Redis instead of `rooms` ([`Sfu::set_cluster`]).
     cluster: std::sync::OnceLock<ClusterRooms>,
+    /// Single node: random per process, added to the Janus session generation to make the
+    /// `generation` devices are told. A restarted server replaces its rooms (new seats, the old
+    /// participants kicked), and a device that reconnects must see a generation it does not know
+    /// — the session generation alone starts at 1 again in every process — or its SDK keeps
+    /// its dead connections (docs/sfu.md "Restarts").
+    generation_base: u64,
 }
 
 /// This node's side of cluster mode's shared room table ([`table`]).
@@ -183,6 +189,13 @@ impl Sfu {
             rooms: tokio::sync::Mutex::new(HashMap::new()),
             relay: relay::Relay::default(),
             cluster: std::sync::OnceLock::new(),
+            generation_base: {
+                let mut b = [0u8; 4];
+                getrandom::fill(&mut b).expect("the OS random source works");
+                // Below 2^31: room for 2^31 Janus sessions under u32::MAX (what the wire
+                // carries).
+                u64::from(u32::from_le_bytes(b) >> 1)
+            },
         }
     }
 
@@ -496,6 +509,34 @@ fn live_group_calls(state: &crate::AppState) -> Vec<(crate::hub::AppId, String)>
     out
 }
 
+/// How often a single SFU node saves its call rooms when they changed ([`keep_rooms_saved`]).
+pub const ROOMS_SAVE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Single node in SFU mode: the calls (the rooms snapshot the server otherwise saves only at a
+/// graceful shutdown) are saved whenever they changed, at most every [`ROOMS_SAVE_INTERVAL`].
+/// A crashed (SIGKILLed) server then restores them at start like after a graceful restart: the
+/// call's Janus room is replaced, and its pages, reconnecting, are seated again and get their
+/// media back. Without it a crash forgets the calls — harmless for a mesh call, whose media go
+/// peer to peer, but an SFU call's devices were refused as non-members (`NOT_IN_CALL`) and the
+/// call ended (docs/sfu.md "Restarts").
+async fn keep_rooms_saved(state: Arc<crate::AppState>) {
+    let mut last: HashMap<Arc<str>, Vec<u8>> = HashMap::new();
+    let mut tick = tokio::time::interval(ROOMS_SAVE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = state.shutdown.cancelled() => return, // (the shutdown saves them last)
+            _ = tick.tick() => {}
+        }
+        for (key, snap) in state.hub.rooms_snapshots() {
+            if last.get(&key) != Some(&snap) {
+                state.store.save_rooms(key.clone(), snap.clone());
+                last.insert(key, snap);
+            }
+        }
+    }
+}
+
 /// Cluster mode: every this many periodic passes, the calls of every row in Redis are synced
 /// too (rooms of calls that ended while no node followed them are destroyed).
 pub const ORPHAN_PASS: u64 = 10;
@@ -547,6 +588,9 @@ pub async fn follow(
         Err(e) => {
             tracing::warn!(error = %e, "listing Janus rooms at start failed (orphan rooms stay until Janus restarts)")
         }
+    }
+    if !cluster {
+        tokio::spawn(keep_rooms_saved(state.clone()));
     }
     let mut pending = restored;
     let (resync_tx, mut resync) = tokio::sync::mpsc::channel(NOTIFY_QUEUE);
@@ -664,10 +708,17 @@ impl Sfu {
             || row
                 .as_ref()
                 .is_some_and(|r| r.seats.iter().any(|s| s.node == me));
-        if !involved && !c.followed.lock().unwrap().contains(&key) {
-            return Ok(());
+        if involved {
+            c.followed.lock().unwrap().insert(key.clone());
+        } else {
+            // No device of this node in the call any more: stop syncing it every second (one
+            // Redis read per pass per call). Handles still held here are detached first (the
+            // relay's calls are synced until they have none).
+            c.followed.lock().unwrap().remove(&key);
+            if !self.relay_calls().contains(&key) {
+                return Ok(());
+            }
         }
-        c.followed.lock().unwrap().insert(key.clone());
         // A live session first: if Janus restarted, this opens a new one (a new generation).
         self.janus.session_id().await?;
         let session = self.janus.session_generation();
@@ -680,6 +731,9 @@ impl Sfu {
                 row: r.janus.clone(),
                 mine: url,
             });
+        }
+        if row.is_none() {
+            row = self.write_row_back(app, call_id, &room, &url).await?;
         }
         // The room: created once, recreated once per loss.
         let lost_epoch = match &row {
@@ -792,11 +846,47 @@ impl Sfu {
                 device: s.device.clone(),
                 feed: s.feed.clone(),
                 token: s.token.clone(),
+                node: s.node.clone(),
             })
             .collect();
         self.relay_seats(app, call_id, &room, row.epoch, &seats, &local, false)
             .await;
         Ok(())
+    }
+
+    /// Redis lost the call's row (restarted without persistence) while this node holds the
+    /// call's handles in its current Janus session and the room is still on Janus: the row is
+    /// written back as this node last saw it (epoch, every seat with its node), so media goes
+    /// on. Claiming a new room instead would replace the room and kick every member (docs/sfu.md
+    /// "Cluster mode", Redis restart). Returns the row now in Redis.
+    async fn write_row_back(
+        &self,
+        app: &str,
+        call_id: &str,
+        room: &str,
+        url: &str,
+    ) -> Result<Option<table::Row>, SyncError> {
+        let Some((epoch, seats)) = self.relay_row(app, call_id).await else {
+            return Ok(None);
+        };
+        if !self.janus.room_exists(room).await? {
+            return Ok(None);
+        }
+        let t = &self.cluster.get().expect("cluster mode").table;
+        let seats: Vec<table::SeatRow> = seats
+            .into_iter()
+            .map(|s| table::SeatRow {
+                user: s.user,
+                device: s.device,
+                feed: s.feed,
+                token: s.token,
+                node: s.node,
+            })
+            .collect();
+        if t.adopt(app, call_id, url, room, epoch, &seats).await? {
+            tracing::info!(call = call_id, epoch, seats = seats.len(), "SFU: the call's row was gone from Redis; written back (the room on Janus is unchanged)");
+        }
+        Ok(t.read(app, call_id).await?)
     }
 
     fn new_seat(&self, user: &str, device: &str, node: &str) -> table::SeatRow {
@@ -820,8 +910,9 @@ impl Sfu {
         }
     }
 
-    /// The calls this node syncs at each periodic pass (cluster mode).
-    fn followed(&self) -> Vec<(String, String)> {
+    /// The calls (app, call id) this node syncs at each periodic pass (cluster mode): those it
+    /// has a device in or holds handles of. For tests and metrics.
+    pub fn followed(&self) -> Vec<(String, String)> {
         let mut out: Vec<(String, String)> = self
             .cluster
             .get()

@@ -131,6 +131,8 @@ pub struct SeatInfo {
     pub feed: String,
     /// Allow-list token.
     pub token: String,
+    /// Cluster mode: the node holding the device's handles (empty on a single node).
+    pub node: String,
 }
 
 #[derive(Default)]
@@ -152,6 +154,9 @@ struct CallState {
     sent: HashMap<Dev, Vec<SfuFeed>>,
     /// Devices that moved here from another node and have not had their `SfuRestart` yet.
     moved_in: std::collections::HashSet<Dev>,
+    /// The seats as last applied (cluster mode: the row in Redis), to write the row back if
+    /// Redis loses it ([`Sfu::relay_row`]).
+    row: Vec<SeatInfo>,
 }
 
 /// The relay's state, kept in [`Sfu`].
@@ -914,6 +919,7 @@ impl Sfu {
                     device: d.to_string(),
                     feed: g.feed,
                     token: g.token,
+                    node: String::new(),
                 });
             }
         }
@@ -922,7 +928,7 @@ impl Sfu {
             .map(|s| ((s.user.clone(), s.device.clone()), false))
             .collect();
         let room = super::room_id(app, call_id);
-        let generation = self.janus.session_generation();
+        let generation = self.generation_base + self.janus.session_generation();
         self.relay_seats(
             app,
             call_id,
@@ -985,6 +991,7 @@ impl Sfu {
             changed = true;
             cs.seats = seat_map;
         }
+        cs.row = seats.to_vec();
         for (dev, moved) in local {
             if *moved {
                 cs.moved_in.insert(dev.clone());
@@ -1117,6 +1124,19 @@ impl Sfu {
                 self.relay.event_queues.lock().unwrap().remove(&key);
             }
         }
+    }
+
+    /// Cluster mode: the generation (room epoch) and seats this node last applied for a call
+    /// whose handles it holds under the current Janus session — what the call's row said, for
+    /// writing it back when Redis lost it (the room on Janus is the same).
+    pub(super) async fn relay_row(&self, app: &str, call_id: &str) -> Option<(u64, Vec<SeatInfo>)> {
+        let cs = self.call_state(&(app.to_owned(), call_id.to_owned()), false)?;
+        let cs = cs.lock().await;
+        let live = cs.generation != 0
+            && cs.session == self.janus.session_generation()
+            && !cs.peers.is_empty()
+            && !cs.row.is_empty();
+        live.then(|| (cs.generation, cs.row.clone()))
     }
 
     fn forget_handles(&self, p: &Peer) {

@@ -78,6 +78,25 @@ return 0
     )
 });
 
+/// Writes a lost row back (Redis restarted empty while the room stayed on Janus): if the row is
+/// missing, `janus` `ARGV[1]`, `room` `ARGV[2]`, `epoch` `ARGV[3]`, ready, and the seats (field,
+/// value pairs from `ARGV[5]`); `ARGV[4]` joins the calls set. Returns 1 if written, 0 if a
+/// row exists (another node wrote it back first, or claimed a new room).
+static ADOPT: LazyLock<LuaScript> = LazyLock::new(|| {
+    LuaScript::new(
+        "sfu_adopt",
+        r#"#!lua
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'janus', ARGV[1], 'room', ARGV[2], 'epoch', ARGV[3], 'state', 'ready')
+for i = 5, #ARGV, 2 do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+end
+redis.call('SADD', KEYS[2], ARGV[4])
+return 1
+"#,
+    )
+});
+
 /// Marks the room created at epoch `ARGV[1]` ready (nothing if the row moved on or is gone).
 static READY: LazyLock<LuaScript> = LazyLock::new(|| {
     LuaScript::new(
@@ -236,6 +255,31 @@ impl RoomTable {
             .arg(STALE_CLAIM_MS)
             .arg(call);
         self.bus.run(&call_).await
+    }
+
+    /// Writes a lost row back with `epoch` and `seats` (script `sfu_adopt`); false if a row
+    /// exists.
+    pub async fn adopt(
+        &self,
+        app: &str,
+        call: &str,
+        janus: &str,
+        room: &str,
+        epoch: u64,
+        seats: &[SeatRow],
+    ) -> Result<bool, ClusterError> {
+        let mut c = ADOPT
+            .call()
+            .key(Self::key(app, call))
+            .key(Self::calls_key(app))
+            .arg(janus)
+            .arg(room)
+            .arg(epoch)
+            .arg(call);
+        for s in seats {
+            c = c.arg(seat_field(&s.user, &s.device)).arg(seat_value(s));
+        }
+        Ok(self.bus.run::<i64>(&c).await? == 1)
     }
 
     pub async fn ready(&self, app: &str, call: &str, epoch: u64) -> Result<bool, ClusterError> {

@@ -169,12 +169,14 @@ pub fn gcall(device: &str, recipients: &[&str], call_id: &str, body: CallBody) -
 }
 
 /// alice (a1) invites bob to group call `call` and he accepts (b1); each gets its SfuJoined.
-pub async fn two_in_call(a: &mut Dev, b: &mut Dev, call: &str) {
+/// Returns alice's generation.
+pub async fn two_in_call(a: &mut Dev, b: &mut Dev, call: &str) -> u32 {
     a.send_ok(1, gcall("a1", &["bob"], call, invite(&["bob"])))
         .await;
-    joined(a.next_sfu().await, call);
+    let generation = joined(a.next_sfu().await, call);
     b.send_ok(1, gcall("b1", &["alice"], call, accept())).await;
     joined(b.next_sfu().await, call);
+    generation
 }
 
 /// alice (a1) invites bob and carol to group call `call` and both accept (b1, c1); each gets
