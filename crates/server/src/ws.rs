@@ -1084,6 +1084,14 @@ async fn serve_loop(
                     if handled == MAX_FRAMES_PER_WAKE {
                         break;
                     }
+                    // Nothing to write yet: the wait above reads the next frame (buffered or
+                    // not) with the same poll, so looking ahead here would only add a poll of
+                    // the socket that finds nothing (most frames: acks, and messages whose
+                    // answer is their delivery). Looking ahead pays only when a write follows,
+                    // which then carries the answers to a whole burst.
+                    if outbox.is_empty() {
+                        break;
+                    }
                     // Only what is already buffered; the select above waits for the rest.
                     match ws.next().now_or_never() {
                         Some(m) => msg = m,
