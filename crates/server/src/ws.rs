@@ -1298,8 +1298,24 @@ async fn cluster_send(
             break;
         }
         tracing::debug!(conn_id = origin.conn_id, error = %e, "cluster: routing failed; retrying");
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(ROUTE_RETRY_MAX);
+        if e.is_timeout() {
+            // The script may still be queued in Redis: sent again now, a second copy would
+            // queue behind it (every round more work for an overloaded Redis). A `PING` on the
+            // same connection answers once everything sent before it ran; the resend is then
+            // a cheap duplicate (or routes it, if it never ran).
+            if let Err(e) = routing
+                .mailboxes
+                .bus()
+                .ping(crate::cluster::Lane::Main)
+                .await
+            {
+                outcome = Err(e);
+                continue;
+            }
+        } else {
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(ROUTE_RETRY_MAX);
+        }
         epoch = routing.epoch();
         outcome = routing.mailboxes.route(&req).await;
     }
