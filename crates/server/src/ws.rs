@@ -254,10 +254,12 @@ async fn open_session(
     mut ws: WebSocket,
     guard: Option<Arc<ConnGuard>>,
 ) -> Option<(WebSocket, Origin, Arc<Outbox>)> {
+    let opened = Instant::now();
     let (app, reg, outbox, instance) = authenticate(state, &mut ws, guard.as_deref()).await?;
     drop(guard);
     if let Some(routing) = &state.routing {
-        return cluster_session(state, routing, ws, app, reg, outbox, instance).await;
+        let auth = opened.elapsed();
+        return cluster_session(state, routing, ws, app, reg, outbox, instance, auth).await;
     }
     // Replay before live traffic, a page at a time: the next page is read only once the
     // previous one was written to the socket, so a device with a large backlog (or many
@@ -343,6 +345,7 @@ async fn write_replay_page(
 /// replay read from its mailbox a page at a time, as on a single node (what arrives meanwhile
 /// waits in the core's window and is deduplicated by seq). A Redis failure closes the
 /// connection: a replay with a gap would let the device ack past what it never got.
+#[allow(clippy::too_many_arguments)]
 async fn cluster_session(
     state: &AppState,
     routing: &crate::cluster::routing::Routing,
@@ -351,10 +354,13 @@ async fn cluster_session(
     reg: crate::hub::Registered,
     outbox: Arc<Outbox>,
     instance: u64,
+    auth: Duration,
 ) -> Option<(WebSocket, Origin, Arc<Outbox>)> {
     let key = state.hub.app(app).key.clone();
     let page = state.config.replay_page_messages;
-    // Where a login's time goes, per stage (debug log, target `rcall_server::cluster::login`).
+    // Where a login's time goes, per stage (debug log, target `rcall_server::cluster::login`;
+    // `auth_ms`: from the upgrade to the registration, the `Authenticate` wait included;
+    // `at_ms`: wall clock at the end, for the failover benchmark's per-stage figures).
     let t0 = std::time::Instant::now();
     let mut stages = [std::time::Duration::ZERO; 3];
     let started = async {
@@ -466,6 +472,8 @@ async fn cluster_session(
     tracing::debug!(
         target: "rcall_server::cluster::login",
         conn_id = reg.conn_id,
+        at_ms = now_ms(),
+        auth_ms = auth.as_millis() as u64,
         hold_ms = stages[0].as_millis() as u64,
         rooms_ms = (stages[1] - stages[0]).as_millis() as u64,
         start_ms = (stages[2] - stages[1]).as_millis() as u64,
