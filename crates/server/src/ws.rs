@@ -626,51 +626,54 @@ async fn admit(
         ));
     }
     // What this instance got accepted before a restart (or before memory forgot it); in
-    // cluster mode what the route script accepted from it, on whichever node.
-    let stored = if instance == 0 {
-        (0, 0)
-    } else if let Some(routing) = &state.routing {
-        let key = state.hub.app(app).key.clone();
-        let t0 = std::time::Instant::now();
-        let upto = routing
-            .mailboxes
-            .accepted_upto(&key, &claims.u, &device_id, instance)
-            .await;
-        tracing::debug!(
-            target: "rcall_server::cluster::login",
-            upto_ms = t0.elapsed().as_millis() as u64,
-            "cluster login: accepted_upto read"
-        );
-        match upto {
-            Ok(upto) => (upto, 0),
-            Err(e) => {
-                // Harmless: the client then resends what it holds unconfirmed, and the route
-                // script answers what it already accepted as duplicates. (Refusing here turned
-                // a slow Redis into a reconnect storm.)
-                tracing::warn!(error = %e, "cluster: reading accepted client seqs failed");
-                (0, 0)
+    // cluster mode what the route script accepted from it, on whichever node. Read beside the
+    // profile (a login surge after a node's kill waits on both).
+    let stored = async {
+        if instance == 0 {
+            (0, 0)
+        } else if let Some(routing) = &state.routing {
+            let key = state.hub.app(app).key.clone();
+            let t0 = std::time::Instant::now();
+            let upto = routing
+                .mailboxes
+                .accepted_upto(&key, &claims.u, &device_id, instance)
+                .await;
+            tracing::debug!(
+                target: "rcall_server::cluster::login",
+                upto_ms = t0.elapsed().as_millis() as u64,
+                "cluster login: accepted_upto read"
+            );
+            match upto {
+                Ok(upto) => (upto, 0),
+                Err(e) => {
+                    // Harmless: the client then resends what it holds unconfirmed, and the route
+                    // script answers what it already accepted as duplicates. (Refusing here turned
+                    // a slow Redis into a reconnect storm.)
+                    tracing::warn!(error = %e, "cluster: reading accepted client seqs failed");
+                    (0, 0)
+                }
             }
-        }
-    } else {
-        let key = state.hub.app(app).key.clone();
-        match state
-            .store
-            .accepted_upto(
-                key,
-                claims.u.as_str().into(),
-                device_id.as_str().into(),
-                instance,
-            )
-            .await
-        {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::error!(error = %e, "reading accepted client seqs failed");
-                (0, 0)
+        } else {
+            let key = state.hub.app(app).key.clone();
+            match state
+                .store
+                .accepted_upto(
+                    key,
+                    claims.u.as_str().into(),
+                    device_id.as_str().into(),
+                    instance,
+                )
+                .await
+            {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::error!(error = %e, "reading accepted client seqs failed");
+                    (0, 0)
+                }
             }
         }
     };
-    let profile = registered_profile(state, app, &claims.u).await;
+    let (stored, profile) = tokio::join!(stored, registered_profile(state, app, &claims.u));
     let outbox = Arc::new(Outbox::new());
     let auth_ok = AuthResult {
         code: 0,
