@@ -982,7 +982,9 @@ fn quantiles_ms(v: &mut [f64]) -> String {
 
 /// The client-side stages of the reconnects that followed the kill (at wall µs `kill`).
 fn print_stages(stages: &[[i64; STAGES]], kill: i64) {
-    let after: Vec<&[i64; STAGES]> = stages.iter().filter(|s| s[0] >= kill).collect();
+    // (As the resume figure: every `SyncDone` after the kill. A socket found ended a few ms
+    // before `kill` was stamped shows a negative first stage.)
+    let after: Vec<&[i64; STAGES]> = stages.iter().filter(|s| s[STAGES - 1] >= kill).collect();
     let mut parts = Vec::new();
     for (i, name) in STAGE_NAMES.iter().enumerate() {
         let from = |s: &[i64; STAGES]| if i == 0 { kill } else { s[i - 1] };
