@@ -830,3 +830,28 @@ async fn a_resync_after_a_resume_elsewhere_delivers_nothing_the_device_has() {
     alice.send_expect(3, text("bob", b"m2"), 0).await;
     assert_from(&bob.recv_delivered().await, "alice", "alice", b"m2");
 }
+
+/// A node's listen backlog takes a failover's reconnect burst (`rcall_server::LISTEN_BACKLOG`,
+/// capped by `somaxconn`), not `TcpListener::bind`'s 128: SYNs dropped past it are retried by the
+/// clients only after 1 s. `ss` shows a listening socket's backlog as its Send-Q.
+#[tokio::test]
+async fn a_nodes_listen_backlog_takes_a_reconnect_burst() {
+    let ts = TestServer::start().await;
+    let out = std::process::Command::new("ss")
+        .args(["-ltnH", &format!("sport = :{}", ts.addr.port())])
+        .output()
+        .expect("ss (iproute2) runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let backlog: u32 = text
+        .split_whitespace()
+        .nth(2)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no listening socket in {text:?}"));
+    let somaxconn: u32 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(backlog, rcall_server::LISTEN_BACKLOG.min(somaxconn));
+    assert!(backlog > 128 || somaxconn <= 128, "{backlog}");
+}
