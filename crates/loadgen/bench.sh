@@ -133,7 +133,7 @@ RATE_FLAGS=(--rate-limit-per-sec 5000 --rate-limit-burst 10000 --user-rate-per-s
 start_rcall() {
     local name=$1
     shift
-    RUST_LOG=${SERVER_LOG:-warn} nice -n "$NICE" taskset -c "$SERVER_CPU" "$RCALL_BIN" --listen 127.0.0.1:0 --db "$TMP/$name.db" \
+    RUST_LOG=${SERVER_LOG:-warn}${SERVER_LOG_EXTRA:-} nice -n "$NICE" taskset -c "$SERVER_CPU" "$RCALL_BIN" --listen 127.0.0.1:0 --db "$TMP/$name.db" \
         --app-key bench-app --app-secret bench-secret-0123456789 --sdk-dir "$TMP" --web-dir "$TMP" \
         "${RATE_FLAGS[@]}" "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" &
     RCALL_PID=$!
@@ -172,13 +172,17 @@ start_nodes() {
 
 if [ "$FAILOVER_CONNS" != 0 ]; then
     start_redis
+    # Each login's stages (debug lines of `rcall_server::cluster::login`): the generator reads
+    # them from the nodes' logs for its per-stage resume figures.
+    SERVER_LOG_EXTRA=,rcall_server::cluster::login=debug
     start_nodes "${NODES:-6}"
+    NODE_LOGS=$(for i in $(seq "${NODES:-6}"); do printf '%s,' "$TMP/node$i.err"; done)
     echo "# $(date -u +%FT%TZ) $(uname -r), $(nproc) CPUs; nodes + Redis on CPU $SERVER_CPU, loadgen on CPU $LOADGEN_CPU, nice $NICE; load average $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "# rcall-server $RCALL_BIN ($(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?') tree), $(redis-server --version | cut -d' ' -f1-3)"
     nice -n "$NICE" taskset -c "$LOADGEN_CPU" "$BIN/rcall-loadgen" --app-key bench-app --app-secret bench-secret-0123456789 \
         --failover-conns "$FAILOVER_CONNS" --nodes "$NODE_URLS" --node-pids "$NODE_PIDS" --redis-pid "$REDIS_PID" \
         --failover-rate "${FAILOVER_RATE:-5000}" --failover-secs "${FAILOVER_SECS:-60}" --kill-at-secs "${KILL_AT:-25}" \
-        --kill-node "${KILL_NODE:-0}" --workers "${FAILOVER_WORKERS:-8}" --payload "$PAYLOAD"
+        --kill-node "${KILL_NODE:-0}" --workers "${FAILOVER_WORKERS:-8}" --payload "$PAYLOAD" --node-logs "${NODE_LOGS%,}"
     exit 0
 fi
 if [ "$ACTIVE_MEM" != 0 ]; then

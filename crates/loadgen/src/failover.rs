@@ -73,10 +73,19 @@ pub(crate) struct Args {
     /// Failover run: loopback source addresses (127.0.0.2 …)
     #[arg(long, default_value_t = 32)]
     pub source_addrs: u8,
-    /// Failover run: a reconnecting client waits a random 0..this before its first attempt
-    /// (as an SDK spreads a herd of reconnects)
-    #[arg(long, default_value_t = 500)]
+    /// Failover run: a reconnecting client waits a random 0..this before its first attempt.
+    /// 0, as the SDK (`im::reconnect_delay`: the first retry goes at once, the next node at
+    /// once after a failure, a jittered backoff only after a whole round of failures).
+    #[arg(long, default_value_t = 0)]
     pub reconnect_jitter_ms: u64,
+    /// Failover run: how long a reconnect attempt waits for its `AuthResult` before the next
+    /// node is tried: the SDK's `RECONNECT_TIMEOUT_MS`
+    #[arg(long, default_value_t = 3000)]
+    pub attempt_timeout_ms: u64,
+    /// Failover run: the nodes' logs (comma-separated), with the debug lines of
+    /// `rcall_server::cluster::login`: the server's per-stage login times after the kill
+    #[arg(long, value_delimiter = ',')]
+    pub node_logs: Vec<String>,
     /// Failover run: seconds after the traffic for resends and replays to arrive
     #[arg(long, default_value_t = 15)]
     pub drain_secs: u64,
@@ -86,6 +95,24 @@ pub(crate) struct Args {
     /// Internal: run as worker K of the failover run
     #[arg(long, hide = true)]
     pub failover_worker: Option<usize>,
+}
+
+/// Client-side stages of a reconnect (see [`Client::stages`]).
+const STAGES: usize = 6;
+/// Names of the intervals between consecutive [`Client::stages`] (and from the kill to the
+/// first).
+const STAGE_NAMES: [&str; STAGES] =
+    ["kill→noticed", "noticed→attempt", "attempt→tcp", "tcp→upgraded", "upgraded→AuthResult", "AuthResult→SyncDone"];
+
+/// The SDK's reconnect backoff (`crates/sdk/src/im.rs::reconnect_delay`, in a call: unconfirmed
+/// messages wait): round `n` of failures (0 = none) → ms before the next round.
+fn reconnect_delay(n: u32, random: f64) -> u64 {
+    if n == 0 {
+        return 0;
+    }
+    let (base, cap) = (100.0f64, 800.0f64);
+    let b = (base * 2f64.powi(n.min(20) as i32 - 1)).min(cap);
+    (b * (0.5 + random)).min(cap) as u64
 }
 
 /// First seconds of the traffic left out of the steady-state latency and rate.
@@ -151,6 +178,11 @@ struct Client {
     connected: bool,
     /// Wall µs of the `SyncDone` of each reconnect.
     resumed: Vec<i64>,
+    /// Wall µs at which the current connection was found ended (0: none yet).
+    noticed: i64,
+    /// Per reconnect, wall µs of: the old connection found ended, the successful attempt's
+    /// start, its TCP connect, its WebSocket upgrade, its `AuthResult`, its `SyncDone`.
+    stages: Vec<[i64; STAGES]>,
     /// Deliveries whose seq was not above the resume point (the server replayed what the
     /// client said it had processed).
     below_resume: u64,
@@ -274,13 +306,15 @@ enum Event {
 
 type Ws = WebSocketStream<TcpStream>;
 
-/// One connection attempt to `url` from `src`: TCP, WebSocket, `Authenticate`.
-async fn open(url: &str, src: Ipv4Addr) -> Result<Ws, String> {
+/// One connection attempt to `url` from `src`: TCP, WebSocket, `Authenticate`. `tcp_at`: wall
+/// µs when TCP was connected.
+async fn open(url: &str, src: Ipv4Addr, tcp_at: &mut i64) -> Result<Ws, String> {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let addr: SocketAddr = rest.split('/').next().unwrap_or("").parse().map_err(|e| format!("{url}: {e}"))?;
     let sock = TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
     sock.bind(SocketAddr::new(src.into(), 0)).map_err(|e| format!("bind {src}: {e}"))?;
     let tcp = sock.connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
+    *tcp_at = wall_us();
     let cfg = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(16 * 1024);
     let (ws, _) = tokio_tungstenite::client_async_with_config(url, tcp, Some(cfg)).await.map_err(|e| format!("handshake: {e}"))?;
     Ok(ws)
@@ -294,20 +328,43 @@ struct Keys {
 
 /// Connects (trying the client's nodes in turn from where it is), authenticates with its
 /// resume point and instance, resends what is unconfirmed, and reads up to `SyncDone`.
-async fn connect(c: &Rc<RefCell<Client>>, keys: &Keys, first: bool) -> Result<Ws, String> {
+///
+/// A reconnect (`!first`) follows the SDK: an attempt waits `attempt_timeout` for its
+/// `AuthResult`, a failed one moves to the next node at once, and only a whole round of
+/// failures waits the SDK's backoff ([`reconnect_delay`]).
+async fn connect(c: &Rc<RefCell<Client>>, keys: &Keys, first: bool, attempt_timeout: Duration) -> Result<Ws, String> {
     let mut tries = 0;
+    let mut rounds = 0u32;
     loop {
         let (url, src, user, resume_from, instance) = {
             let c = c.borrow();
             (c.urls[c.at].clone(), c.src, c.user.clone(), c.last_seq, c.instance)
         };
+        let mut times = [0i64; STAGES];
+        times[0] = c.borrow().noticed;
+        times[1] = wall_us();
         let attempt = async {
-            let mut ws = open(&url, src).await?;
+            let mut ws = open(&url, src, &mut times[2]).await?;
+            times[3] = wall_us();
             let token = rcall_token::issue(&keys.app_key, &keys.app_secret, &user, super::wall_ms(), 3_600_000);
             let auth = ClientFrame::new(C::Authenticate(Authenticate { token, device_id: format!("{user}-dev"), resume_from, instance }));
             ws.send(Message::Binary(auth.to_bytes().into())).await.map_err(|e| format!("send auth: {e}"))?;
+            let mut authed = false;
             loop {
-                let m = tokio::time::timeout(Duration::from_secs(30), ws.next()).await.map_err(|_| "no SyncDone in 30 s".to_string())?;
+                // (The SDK's attempt timeout ends at the `AuthResult`; the generator then waits
+                // up to 30 s for the `SyncDone`, as the SDK waits for its replay.)
+                let wait = if first || authed {
+                    Duration::from_secs(30)
+                } else {
+                    attempt_timeout.saturating_sub(Duration::from_micros(wall_us().saturating_sub(times[1]) as u64))
+                };
+                let m = tokio::time::timeout(wait, ws.next()).await.map_err(|_| {
+                    if authed {
+                        "no SyncDone in 30 s".to_string()
+                    } else {
+                        "no AuthResult in time (attempt timeout)".to_string()
+                    }
+                })?;
                 let b = match m {
                     Some(Ok(Message::Binary(b))) => b,
                     Some(Ok(_)) => continue,
@@ -316,13 +373,18 @@ async fn connect(c: &Rc<RefCell<Client>>, keys: &Keys, first: bool) -> Result<Ws
                 let ev = c.borrow_mut().handle(&b);
                 match ev {
                     Event::Auth(upto) => {
+                        authed = true;
+                        times[4] = wall_us();
                         let frames = c.borrow_mut().on_connected(upto);
                         for f in frames {
                             ws.feed(Message::Binary(f.into())).await.map_err(|e| format!("resend: {e}"))?;
                         }
                         ws.flush().await.map_err(|e| format!("resend: {e}"))?;
                     }
-                    Event::SyncDone => return Ok::<Ws, String>(ws),
+                    Event::SyncDone => {
+                        times[5] = wall_us();
+                        return Ok::<Ws, String>(ws);
+                    }
                     Event::Refused(e) => return Err(e),
                     Event::None => {}
                 }
@@ -331,7 +393,9 @@ async fn connect(c: &Rc<RefCell<Client>>, keys: &Keys, first: bool) -> Result<Ws
         match attempt.await {
             Ok(ws) => {
                 if !first {
-                    c.borrow_mut().resumed.push(wall_us());
+                    let mut cb = c.borrow_mut();
+                    cb.resumed.push(times[5]);
+                    cb.stages.push(times);
                 }
                 return Ok(ws);
             }
@@ -349,13 +413,20 @@ async fn connect(c: &Rc<RefCell<Client>>, keys: &Keys, first: bool) -> Result<Ws
                 cb.at = (cb.at + 1) % cb.urls.len();
             }
         }
-        tokio::time::sleep(Duration::from_millis(if first { 200 } else { 50 })).await;
+        if first {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        } else if tries % c.borrow().urls.len() == 0 {
+            // A whole round failed (the SDK's `next_after_failure`): its backoff.
+            rounds += 1;
+            let ms = reconnect_delay(rounds, rand_below(1000) as f64 / 1000.0);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
     }
 }
 
 /// A client's life: connected, reading, writing what the driver issues; on a dropped
 /// connection, reconnects to its next node.
-async fn client_task(c: Rc<RefCell<Client>>, wake: Rc<Notify>, keys: Rc<Keys>, ws: Ws, jitter_ms: u64) {
+async fn client_task(c: Rc<RefCell<Client>>, wake: Rc<Notify>, keys: Rc<Keys>, ws: Ws, jitter_ms: u64, attempt_timeout: Duration) {
     let mut ws = Some(ws);
     loop {
         let w = match ws.take() {
@@ -367,7 +438,7 @@ async fn client_task(c: Rc<RefCell<Client>>, wake: Rc<Notify>, keys: Rc<Keys>, w
                     let mut cb = c.borrow_mut();
                     cb.at = (cb.at + 1) % cb.urls.len();
                 }
-                match connect(&c, &keys, false).await {
+                match connect(&c, &keys, false, attempt_timeout).await {
                     Ok(w) => w,
                     Err(_) => return,
                 }
@@ -418,7 +489,9 @@ async fn client_task(c: Rc<RefCell<Client>>, wake: Rc<Notify>, keys: Rc<Keys>, w
                 }
             }
         }
-        c.borrow_mut().connected = false;
+        let mut cb = c.borrow_mut();
+        cb.connected = false;
+        cb.noticed = wall_us();
     }
 }
 
@@ -472,6 +545,8 @@ async fn worker_main(a: Args, k: usize, keys: Keys) {
                 lat: Vec::new(),
                 connected: false,
                 resumed: Vec::new(),
+                noticed: 0,
+                stages: Vec::new(),
                 below_resume: 0,
                 send_errors: 0,
                 refused: Vec::new(),
@@ -485,12 +560,13 @@ async fn worker_main(a: Args, k: usize, keys: Keys) {
     let wakes: Vec<Rc<Notify>> = clients.iter().map(|_| Rc::new(Notify::new())).collect();
     let t = Instant::now();
     let jitter = a.reconnect_jitter_ms;
+    let attempt_timeout = Duration::from_millis(a.attempt_timeout_ms);
     let conns: Vec<Result<tokio::task::JoinHandle<()>, String>> = futures::stream::iter(clients.iter().cloned().zip(wakes.iter().cloned()))
         .map(|(c, wake)| {
             let keys = keys.clone();
             async move {
-                let ws = connect(&c, &keys, true).await?;
-                Ok(tokio::task::spawn_local(client_task(c, wake, keys, ws, jitter)))
+                let ws = connect(&c, &keys, true, attempt_timeout).await?;
+                Ok(tokio::task::spawn_local(client_task(c, wake, keys, ws, jitter, attempt_timeout)))
             }
         })
         .buffered(a.failover_connect_concurrency)
@@ -562,6 +638,7 @@ async fn worker_main(a: Args, k: usize, keys: Keys) {
     let steady_from = start_ns + WARMUP_SECS * 1_000_000_000;
     let steady_to = kill_ns.min(start_ns + total.as_nanos() as u64);
     let mut resumed = Vec::new();
+    let mut stages: Vec<String> = Vec::new();
     let mut why = std::collections::BTreeMap::<String, u64>::new();
     for (i, c) in clients.iter().enumerate() {
         let c = c.borrow();
@@ -591,6 +668,7 @@ async fn worker_main(a: Args, k: usize, keys: Keys) {
         failures += c.connect_failures;
         disconnected += u64::from(!c.connected);
         resumed.extend(c.resumed.iter().copied());
+        stages.extend(c.stages.iter().map(|t| t.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(",")));
         for (w, n) in &c.why {
             *why.entry(w.clone()).or_insert(0u64) += n;
         }
@@ -617,6 +695,7 @@ async fn worker_main(a: Args, k: usize, keys: Keys) {
     }
     println!("HSTEADY {}", hist(&steady));
     println!("HALL {}", hist(&all));
+    println!("STAGES {}", stages.join(";"));
     println!("RESUMED {}", resumed.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(","));
     std::io::stdout().flush().ok();
     std::process::exit(0);
@@ -638,6 +717,7 @@ struct Totals {
     steady: Vec<u64>,
     all: Vec<u64>,
     resumed: Vec<i64>,
+    stages: Vec<[i64; STAGES]>,
     why: std::collections::BTreeMap<String, u64>,
 }
 
@@ -819,6 +899,13 @@ pub(crate) fn coordinator(a: &Args, redis_pid: Option<u32>, payload: usize) {
                 add_hist(&mut t.steady, rest);
             } else if let Some(rest) = line.strip_prefix("HALL ") {
                 add_hist(&mut t.all, rest);
+            } else if let Some(rest) = line.strip_prefix("STAGES ") {
+                for one in rest.split(';') {
+                    let v: Vec<i64> = one.split(',').filter_map(|x| x.parse().ok()).collect();
+                    if let Ok(st) = <[i64; STAGES]>::try_from(v) {
+                        t.stages.push(st);
+                    }
+                }
             } else if let Some(rest) = line.strip_prefix("RESUMED ") {
                 t.resumed.extend(rest.split(',').filter_map(|v| v.parse::<i64>().ok()));
                 break;
@@ -877,11 +964,64 @@ pub(crate) fn coordinator(a: &Args, redis_pid: Option<u32>, payload: usize) {
             q(1.0),
             t.connect_failures
         );
+        print_stages(&t.stages, k);
+        print_server_stages(&a.node_logs, k / 1000);
     }
     println!(
         "messages: issued {}, delivered {}, lost {} (not delivered, not refused; of which confirmed to the sender: {}), duplicated {} (goal 0/0); replayed at or below the client's resume point {}; still unconfirmed at the end {}; refused with a SendResult code (the app is told) {}; clients not connected at the end {}",
         t.issued, t.delivered, t.lost, t.lost_confirmed, t.dup, t.below_resume, t.unconfirmed, t.send_errors, t.disconnected
     );
+}
+
+/// p50 / p99 / max of `v` (sorted here), in ms.
+fn quantiles_ms(v: &mut [f64]) -> String {
+    v.sort_by(f64::total_cmp);
+    let q = |p: f64| v.get(((v.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(f64::NAN);
+    format!("p50 {:.0} / p99 {:.0} / max {:.0}", q(0.5), q(0.99), q(1.0))
+}
+
+/// The client-side stages of the reconnects that followed the kill (at wall µs `kill`).
+fn print_stages(stages: &[[i64; STAGES]], kill: i64) {
+    // (As the resume figure: every `SyncDone` after the kill. A socket found ended a few ms
+    // before `kill` was stamped shows a negative first stage.)
+    let after: Vec<&[i64; STAGES]> = stages.iter().filter(|s| s[STAGES - 1] >= kill).collect();
+    let mut parts = Vec::new();
+    for (i, name) in STAGE_NAMES.iter().enumerate() {
+        let from = |s: &[i64; STAGES]| if i == 0 { kill } else { s[i - 1] };
+        let mut v: Vec<f64> = after.iter().map(|s| (s[i] - from(s)) as f64 / 1000.0).collect();
+        parts.push(format!("{name} {}", quantiles_ms(&mut v)));
+    }
+    println!("resume stages, client side, ms ({} reconnects after the kill): {}", after.len(), parts.join("; "));
+}
+
+/// The server's login stages (`rcall_server::cluster::login` debug lines in the nodes' logs:
+/// `auth_ms` upgrade → registered, `hold_ms` the user's channel subscribed, `rooms_ms`, `start_ms`
+/// the join `MULTI` with the presence write and the first page, `replay_ms` the other pages)
+/// of the logins that ended after the kill (wall ms `kill_ms`).
+fn print_server_stages(logs: &[String], kill_ms: i64) {
+    if logs.is_empty() {
+        return;
+    }
+    let names = ["auth_ms", "hold_ms", "rooms_ms", "start_ms", "replay_ms", "total_ms"];
+    let mut v: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
+    for path in logs {
+        let Ok(text) = std::fs::read_to_string(path) else { continue };
+        for line in text.lines().filter(|l| l.contains("cluster login")) {
+            let field =
+                |k: &str| -> Option<f64> { line.split_whitespace().find_map(|kv| kv.strip_prefix(k)?.strip_prefix('=')?.parse().ok()) };
+            if field("at_ms").is_none_or(|at| at < kill_ms as f64) {
+                continue;
+            }
+            for (i, n) in names.iter().enumerate() {
+                if let Some(x) = field(n) {
+                    v[i].push(x);
+                }
+            }
+        }
+    }
+    let parts: Vec<String> =
+        names.iter().zip(v.iter_mut()).map(|(n, v)| format!("{} {}", n.trim_end_matches("_ms"), quantiles_ms(v))).collect();
+    println!("resume stages, server side (logins after the kill), ms ({} logins): {}", v[0].len(), parts.join("; "));
 }
 
 fn loadavg() -> String {
@@ -913,6 +1053,15 @@ mod tests {
         assert_eq!(to[0], 0);
         let (lo, hi) = (to[1..].iter().min().unwrap(), to[1..].iter().max().unwrap());
         assert!(*hi <= lo * 2, "{to:?}");
+    }
+
+    #[test]
+    fn reconnect_backoff_is_the_sdks() {
+        // The values of `crates/sdk/src/im.rs`'s own test, in a call.
+        assert_eq!(reconnect_delay(0, 0.9), 0, "first retry at once");
+        assert_eq!(reconnect_delay(1, 0.0), 50);
+        assert_eq!(reconnect_delay(1, 0.999), 149);
+        assert!((0..40).all(|n| reconnect_delay(n, 0.999) <= 800));
     }
 
     #[test]

@@ -254,10 +254,12 @@ async fn open_session(
     mut ws: WebSocket,
     guard: Option<Arc<ConnGuard>>,
 ) -> Option<(WebSocket, Origin, Arc<Outbox>)> {
+    let opened = Instant::now();
     let (app, reg, outbox, instance) = authenticate(state, &mut ws, guard.as_deref()).await?;
     drop(guard);
     if let Some(routing) = &state.routing {
-        return cluster_session(state, routing, ws, app, reg, outbox, instance).await;
+        let auth = opened.elapsed();
+        return cluster_session(state, routing, ws, app, reg, outbox, instance, auth).await;
     }
     // Replay before live traffic, a page at a time: the next page is read only once the
     // previous one was written to the socket, so a device with a large backlog (or many
@@ -343,6 +345,7 @@ async fn write_replay_page(
 /// replay read from its mailbox a page at a time, as on a single node (what arrives meanwhile
 /// waits in the core's window and is deduplicated by seq). A Redis failure closes the
 /// connection: a replay with a gap would let the device ack past what it never got.
+#[allow(clippy::too_many_arguments)]
 async fn cluster_session(
     state: &AppState,
     routing: &crate::cluster::routing::Routing,
@@ -351,10 +354,13 @@ async fn cluster_session(
     reg: crate::hub::Registered,
     outbox: Arc<Outbox>,
     instance: u64,
+    auth: Duration,
 ) -> Option<(WebSocket, Origin, Arc<Outbox>)> {
     let key = state.hub.app(app).key.clone();
     let page = state.config.replay_page_messages;
-    // Where a login's time goes, per stage (debug log, target `rcall_server::cluster::login`).
+    // Where a login's time goes, per stage (debug log, target `rcall_server::cluster::login`;
+    // `auth_ms`: from the upgrade to the registration, the `Authenticate` wait included;
+    // `at_ms`: wall clock at the end, for the failover benchmark's per-stage figures).
     let t0 = std::time::Instant::now();
     let mut stages = [std::time::Duration::ZERO; 3];
     let started = async {
@@ -466,6 +472,8 @@ async fn cluster_session(
     tracing::debug!(
         target: "rcall_server::cluster::login",
         conn_id = reg.conn_id,
+        at_ms = now_ms(),
+        auth_ms = auth.as_millis() as u64,
         hold_ms = stages[0].as_millis() as u64,
         rooms_ms = (stages[1] - stages[0]).as_millis() as u64,
         start_ms = (stages[2] - stages[1]).as_millis() as u64,
@@ -618,51 +626,54 @@ async fn admit(
         ));
     }
     // What this instance got accepted before a restart (or before memory forgot it); in
-    // cluster mode what the route script accepted from it, on whichever node.
-    let stored = if instance == 0 {
-        (0, 0)
-    } else if let Some(routing) = &state.routing {
-        let key = state.hub.app(app).key.clone();
-        let t0 = std::time::Instant::now();
-        let upto = routing
-            .mailboxes
-            .accepted_upto(&key, &claims.u, &device_id, instance)
-            .await;
-        tracing::debug!(
-            target: "rcall_server::cluster::login",
-            upto_ms = t0.elapsed().as_millis() as u64,
-            "cluster login: accepted_upto read"
-        );
-        match upto {
-            Ok(upto) => (upto, 0),
-            Err(e) => {
-                // Harmless: the client then resends what it holds unconfirmed, and the route
-                // script answers what it already accepted as duplicates. (Refusing here turned
-                // a slow Redis into a reconnect storm.)
-                tracing::warn!(error = %e, "cluster: reading accepted client seqs failed");
-                (0, 0)
+    // cluster mode what the route script accepted from it, on whichever node. Read beside the
+    // profile (a login surge after a node's kill waits on both).
+    let stored = async {
+        if instance == 0 {
+            (0, 0)
+        } else if let Some(routing) = &state.routing {
+            let key = state.hub.app(app).key.clone();
+            let t0 = std::time::Instant::now();
+            let upto = routing
+                .mailboxes
+                .accepted_upto(&key, &claims.u, &device_id, instance)
+                .await;
+            tracing::debug!(
+                target: "rcall_server::cluster::login",
+                upto_ms = t0.elapsed().as_millis() as u64,
+                "cluster login: accepted_upto read"
+            );
+            match upto {
+                Ok(upto) => (upto, 0),
+                Err(e) => {
+                    // Harmless: the client then resends what it holds unconfirmed, and the route
+                    // script answers what it already accepted as duplicates. (Refusing here turned
+                    // a slow Redis into a reconnect storm.)
+                    tracing::warn!(error = %e, "cluster: reading accepted client seqs failed");
+                    (0, 0)
+                }
             }
-        }
-    } else {
-        let key = state.hub.app(app).key.clone();
-        match state
-            .store
-            .accepted_upto(
-                key,
-                claims.u.as_str().into(),
-                device_id.as_str().into(),
-                instance,
-            )
-            .await
-        {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::error!(error = %e, "reading accepted client seqs failed");
-                (0, 0)
+        } else {
+            let key = state.hub.app(app).key.clone();
+            match state
+                .store
+                .accepted_upto(
+                    key,
+                    claims.u.as_str().into(),
+                    device_id.as_str().into(),
+                    instance,
+                )
+                .await
+            {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::error!(error = %e, "reading accepted client seqs failed");
+                    (0, 0)
+                }
             }
         }
     };
-    let profile = registered_profile(state, app, &claims.u).await;
+    let (stored, profile) = tokio::join!(stored, registered_profile(state, app, &claims.u));
     let outbox = Arc::new(Outbox::new());
     let auth_ok = AuthResult {
         code: 0,
@@ -1306,8 +1317,24 @@ async fn cluster_send(
             break;
         }
         tracing::debug!(conn_id = origin.conn_id, error = %e, "cluster: routing failed; retrying");
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(ROUTE_RETRY_MAX);
+        if e.is_timeout() {
+            // The script may still be queued in Redis: sent again now, a second copy would
+            // queue behind it (every round more work for an overloaded Redis). A `PING` on the
+            // same connection answers once everything sent before it ran; the resend is then
+            // a cheap duplicate (or routes it, if it never ran).
+            if let Err(e) = routing
+                .mailboxes
+                .bus()
+                .ping(crate::cluster::Lane::Main)
+                .await
+            {
+                outcome = Err(e);
+                continue;
+            }
+        } else {
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(ROUTE_RETRY_MAX);
+        }
         epoch = routing.epoch();
         outcome = routing.mailboxes.route(&req).await;
     }

@@ -617,3 +617,68 @@ async fn a_count_changed_while_a_login_writes_it_ends_exact() {
         HashMap::from([(p.node_id().to_string(), 1)])
     );
 }
+
+/// Reads frames until the server closes the connection (a login that failed).
+async fn until_closed(c: &mut Client) {
+    use futures::StreamExt;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(20), c.ws.next()).await {
+            Ok(
+                None | Some(Err(_)) | Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_))),
+            ) => return,
+            Ok(Some(Ok(_))) => {}
+            Err(_) => panic!(
+                "{}: the failed login's connection was not closed",
+                c.device_id
+            ),
+        }
+    }
+}
+
+/// A login's join `MULTI` (which writes the user's count) times out behind a Redis paused for
+/// writes, so the login fails and its connection closes; the `MULTI` still runs once Redis
+/// resumes, after a second login of the user queued its own. Presence must end exact: 1 while
+/// the second login's connection is here, nothing once it left.
+#[tokio::test]
+async fn a_login_multi_that_timed_out_but_ran_later_leaves_presence_exact() {
+    let redis = TestRedis::start();
+    let a = cluster_node(&redis).await;
+    let pause = rcall_server::cluster::RESPONSE_TIMEOUT + Duration::from_secs(3);
+    let pause_ms = pause.as_millis().to_string();
+    let paused_at = std::time::Instant::now();
+    assert_eq!(
+        redis.command(&["CLIENT", "PAUSE", &pause_ms, "WRITE"]),
+        "+OK"
+    );
+    let mut first = Client::authenticate(a.addr, &a.token("alice"), "a1", 0).await;
+    until_closed(&mut first).await;
+    // (It waited for its MULTI's answer until the response timeout, not past the pause.)
+    let failed_after = paused_at.elapsed();
+    assert!(
+        failed_after >= rcall_server::cluster::RESPONSE_TIMEOUT,
+        "{failed_after:?}"
+    );
+    assert!(
+        failed_after < pause,
+        "the first login ended only after the pause"
+    );
+    // A second login of alice while the first one's MULTI is still queued in Redis.
+    let second = Client::login(a.addr, &a.token("alice"), "a2").await;
+    assert!(
+        paused_at.elapsed() >= pause,
+        "the second login ended within the pause"
+    );
+    eventually("alice counts 1 on node A", || async {
+        nodes_of(&a, "alice").await == HashMap::from([on(&a, 1)])
+    })
+    .await;
+    // Whatever the writer had pending is written by now: the count stays exact.
+    let p = presence(&a);
+    p.written(p.add(0, &Arc::from("someone"))).await;
+    assert_eq!(nodes_of(&a, "alice").await, HashMap::from([on(&a, 1)]));
+    drop(second);
+    eventually("alice counts on no node", || async {
+        nodes_of(&a, "alice").await.is_empty()
+    })
+    .await;
+}

@@ -669,6 +669,121 @@ async fn a_route_waiting_on_a_slow_redis_keeps_its_connection_alive() {
     assert_eq!(alice.ping_accepted_upto(3).await, 1);
 }
 
+/// Every command Redis runs from now on, as `MONITOR` prints it (one line each), collected by a
+/// thread until Redis goes away.
+fn monitor(redis: &TestRedis) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
+    use std::io::{BufRead, Write};
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut s = std::os::unix::net::UnixStream::connect(redis.socket()).unwrap();
+    s.write_all(b"MONITOR\r\n").unwrap();
+    let mut r = std::io::BufReader::new(s);
+    let mut first = String::new();
+    r.read_line(&mut first).unwrap();
+    assert_eq!(first.trim_end(), "+OK");
+    let out = lines.clone();
+    std::thread::spawn(move || {
+        for line in r.lines() {
+            let Ok(line) = line else { break };
+            out.lock().unwrap().push(line);
+        }
+    });
+    lines
+}
+
+/// A route script that timed out behind a stalled main connection is not sent again behind
+/// itself: the node waits for a `PING` on that connection (answered once everything before it
+/// ran), then resends once (a duplicate). (It used to resend every ~5 s: each copy queued in
+/// Redis, every round more work for an overloaded Redis.) Delivered once, confirmed once.
+#[tokio::test]
+async fn a_timed_out_route_is_not_resent_until_redis_ran_it() {
+    let redis = TestRedis::start();
+    let (a, b) = (cluster_node(&redis).await, cluster_node(&redis).await);
+    let (mut alice, _, _) = Client::login_instance(a.addr, &a.token("alice"), "a1", 0, 5).await;
+    let mut bob = b.client("bob", "b1").await;
+    let commands = monitor(&redis);
+    // (The route script loaded: a send answered NOSCRIPT is sent again at once.)
+    alice
+        .send_expect(
+            1,
+            SendMessage {
+                client_seq: 1,
+                ..text("bob", b"warm-up")
+            },
+            0,
+        )
+        .await;
+    assert_from(&bob.recv_delivered().await, "alice", "alice", b"warm-up");
+
+    // A's main connection waits behind a blocked command (until the LPUSH below).
+    let routing = a.server.state().routing.clone().expect("cluster mode");
+    let mut main = routing.mailboxes.bus().connection();
+    let blocked = tokio::spawn(async move {
+        let _: Option<Vec<String>> = redis::cmd("BLPOP")
+            .arg("test:block:stall")
+            .arg(40)
+            .query_async(&mut main)
+            .await
+            .unwrap_or(None);
+    });
+    let url = RedisUrl::parse(&redis.url()).unwrap();
+    let mut outside = rcall_server::cluster::Bus::connect(&url)
+        .await
+        .unwrap()
+        .connection();
+    eventually("A's main connection is blocked", || {
+        let mut c = outside.clone();
+        async move {
+            let info: String = redis::cmd("INFO")
+                .arg("clients")
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            info.lines()
+                .any(|l| l.starts_with("blocked_clients:") && l.trim_end() != "blocked_clients:0")
+        }
+    })
+    .await;
+    alice
+        .send_message(
+            2,
+            SendMessage {
+                client_seq: 2,
+                ..text("bob", b"stalled-route-marker")
+            },
+        )
+        .await;
+    // Past two response timeouts: the old code had sent the script three times by then.
+    tokio::time::sleep(rcall_server::cluster::RESPONSE_TIMEOUT * 2 + Duration::from_secs(2)).await;
+    let _: i64 = redis::cmd("LPUSH")
+        .arg("test:block:stall")
+        .arg("go")
+        .query_async(&mut outside)
+        .await
+        .unwrap();
+    blocked.await.unwrap();
+    let r = alice.recv_send_result().await;
+    assert_eq!((r.request_id, r.code), (2, 0));
+    assert_from(
+        &bob.recv_delivered().await,
+        "alice",
+        "alice",
+        b"stalled-route-marker",
+    );
+    bob.barrier(2).await;
+    // The route script's runs (its first command reads the sender's `upto`), not its sends
+    // (one answered NOSCRIPT is sent again).
+    let upto = "\"GET\" \"rcall:{test-app}:upto:alice:a1:5\"";
+    let runs = commands
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains(" lua] ") && l.contains(upto))
+        .count();
+    // The warm-up; the stalled send, which ran once the stall ended; one resend after the
+    // PING (a duplicate).
+    assert_eq!(runs, 3, "route script runs");
+}
+
 /// A device resumes on another node from what it has (`resume_from`) while its acks never
 /// reached Redis (its cursor there is behind: acks are coalesced and lost with a node): a
 /// resync on the new node re-reads its mailbox above what that node has seen of the user
@@ -714,4 +829,29 @@ async fn a_resync_after_a_resume_elsewhere_delivers_nothing_the_device_has() {
     assert_from(&bob.recv_delivered().await, "alice", "alice", b"m1");
     alice.send_expect(3, text("bob", b"m2"), 0).await;
     assert_from(&bob.recv_delivered().await, "alice", "alice", b"m2");
+}
+
+/// A node's listen backlog takes a failover's reconnect burst (`rcall_server::LISTEN_BACKLOG`,
+/// capped by `somaxconn`), not `TcpListener::bind`'s 128: SYNs dropped past it are retried by the
+/// clients only after 1 s. `ss` shows a listening socket's backlog as its Send-Q.
+#[tokio::test]
+async fn a_nodes_listen_backlog_takes_a_reconnect_burst() {
+    let ts = TestServer::start().await;
+    let out = std::process::Command::new("ss")
+        .args(["-ltnH", &format!("sport = :{}", ts.addr.port())])
+        .output()
+        .expect("ss (iproute2) runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let backlog: u32 = text
+        .split_whitespace()
+        .nth(2)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no listening socket in {text:?}"));
+    let somaxconn: u32 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(backlog, rcall_server::LISTEN_BACKLOG.min(somaxconn));
+    assert!(backlog > 128 || somaxconn <= 128, "{backlog}");
 }

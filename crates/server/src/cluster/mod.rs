@@ -367,6 +367,16 @@ impl Bus {
             .map_err(|e| ClusterError::command(&self.url, format!("PUBLISH {channel}"), e))
     }
 
+    /// `PING` on the connection of `lane`. Its reply means Redis ran every command sent before
+    /// it on that connection (one connection's commands run in order): a caller whose command
+    /// timed out learns, without sending it again behind itself, that its outcome is settled.
+    pub async fn ping(&self, lane: Lane) -> Result<(), ClusterError> {
+        redis::cmd("PING")
+            .query_async::<()>(&mut self.lane(lane))
+            .await
+            .map_err(|e| ClusterError::command(&self.url, "PING", e))
+    }
+
     /// Runs a Lua script (EVALSHA; on `NOSCRIPT` — Redis restarted or flushed its script
     /// cache — the script is loaded and run again).
     pub async fn run<T: FromRedisValue>(&self, call: &ScriptCall<'_>) -> Result<T, ClusterError> {
