@@ -48,7 +48,7 @@ impl RCCallClient {
     #[wasm_bindgen(js_name = getJoinedUserInfo)]
     pub fn get_joined_user_info(&self, user_id: JsValue) -> js_sys::Promise {
         match user_id.as_string() {
-            Some(id) => crate::joined::query(id),
+            Some(id) => crate::joined::query(rt().im().connection().map(|c| move |request| c.query_joined_user_info(request, id))),
             None => js_sys::Promise::reject(&js::js_error("[RCCallClient getJoinedUserInfo] userId must be a string")),
         }
     }
@@ -88,10 +88,10 @@ fn start(params: JsValue, group: bool) -> js_sys::Promise {
         push_title: js::get_string(&params, "pushTitle"),
         push_content: js::get_string(&params, "pushContent"),
     };
-    rt.set_listener(&call_id, js::get(&params, "listener"));
+    rt.sessions().set_listener(&call_id, js::get(&params, "listener"));
     let constraints = js::get(&params, "constraints");
     if js::is_present(&constraints) {
-        rt.constraints.borrow_mut().insert(call_id.clone(), constraints);
+        rt.sessions().set_constraints(&call_id, constraints);
     }
     rt.refresh_ice_servers();
     let rx = rt.command(Command::Call(request));
@@ -99,10 +99,9 @@ fn start(params: JsValue, group: bool) -> js_sys::Promise {
         let (code, session_id) = rx.await.unwrap_or((rtc_core::types::error_code::SEND_MSG_ERROR, None));
         let rt = crate::runtime::rt();
         match session_id {
-            Some(id) => Ok(js::obj(&[("code", code.into()), ("session", rt.session_object(&id))])),
+            Some(id) => Ok(js::obj(&[("code", code.into()), ("session", rt.sessions().object(&id))])),
             None => {
-                rt.forget_listener(&call_id);
-                rt.constraints.borrow_mut().remove(&call_id);
+                rt.sessions().forget(&call_id);
                 Ok(js::obj(&[("code", code.into())]))
             }
         }
