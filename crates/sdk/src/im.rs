@@ -166,9 +166,9 @@ impl ImLink {
     }
 
     /// Hands a message to the link: written now when connected, else queued until the next
-    /// reconnect. `Err`: not logged in, or the queue is full (with the reason to log).
-    /// Synchronous (leaving the page relies on it: the write happens before this returns).
-    pub fn send(&self, message: rtc_core::proto::SendMessage) -> Result<(), Option<String>> {
+    /// reconnect. False: not logged in, or the queue is full (logged). Synchronous (leaving the
+    /// page relies on it: the write happens before this returns).
+    pub fn send(&self, message: rtc_core::proto::SendMessage) -> bool {
         let queued = self.link.borrow_mut().as_mut().map(|l| l.send(message));
         match queued {
             Some(Ok(Some(frame))) => {
@@ -177,11 +177,14 @@ impl ImLink {
                 if let Some(c) = self.connection() {
                     c.write(&frame);
                 }
-                Ok(())
+                true
             }
-            Some(Ok(None)) => Ok(()),
-            Some(Err(full)) => Err(Some(full.message())),
-            None => Err(None),
+            Some(Ok(None)) => true,
+            Some(Err(full)) => {
+                js::warn(&["[rcall] ", &full.message()].concat());
+                false
+            }
+            None => false,
         }
     }
 
@@ -331,30 +334,24 @@ impl Connection {
                 let _ = ws.send_with_u8_array(&auth);
             })
         };
-        let weak = Rc::downgrade(host);
+        // The handlers hold the host strongly: the connection is dropped (and they with it) when
+        // it is replaced or given up, and the host lives as long as the page.
+        let h = host.clone();
         let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
             let Ok(buf) = ev.data().dyn_into::<ArrayBuffer>() else { return };
             let bytes = Uint8Array::new(&buf).to_vec();
             match ServerFrame::from_bytes(&bytes) {
                 Ok(frame) => {
-                    let host = weak.clone();
-                    js::spawn(async move {
-                        if let Some(h) = host.upgrade() {
-                            on_frame(&h, id, frame)
-                        }
-                    })
+                    let h = h.clone();
+                    js::spawn(async move { on_frame(&h, id, frame) })
                 }
                 Err(e) => js::warn_err("undecodable frame from the server", &e),
             }
         });
-        let weak = Rc::downgrade(host);
+        let h = host.clone();
         let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |_ev: CloseEvent| {
-            let host = weak.clone();
-            js::spawn(async move {
-                if let Some(h) = host.upgrade() {
-                    on_closed(&h, id)
-                }
-            });
+            let h = h.clone();
+            js::spawn(async move { on_closed(&h, id) });
         });
         ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
         ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));

@@ -327,12 +327,8 @@ fn capture<H: Host>(rt: &Rc<H>, call_id: String, video: bool) {
 fn connect<H: Host>(rt: &Rc<H>, call_id: String, peer: Peer, offerer: bool, attach: bool, video: bool) {
     let config = rt.peer_config();
     let (c, p) = (call_id.clone(), peer.clone());
-    let host = Rc::downgrade(rt);
-    let link = PeerLink::new(&config, move |ev| {
-        if let Some(h) = host.upgrade() {
-            on_peer_event(&h, &c, &p, ev)
-        }
-    });
+    let host = rt.clone();
+    let link = PeerLink::new(&config, move |ev| on_peer_event(&host, &c, &p, ev));
     let link = match link {
         Ok(l) => l,
         Err(e) => return js::warn_err("cannot create a peer connection", &e),

@@ -117,16 +117,6 @@ impl Runtime {
         }
     }
 
-    /// What a new peer connection uses: the app's ICE servers if it gave any, else the
-    /// server's.
-    pub fn effective_peer_config(&self) -> web_rtc::PeerConfig {
-        let mut config = self.peer_config.borrow().clone();
-        if config.ice_servers.is_empty() {
-            config.ice_servers = self.im.server_ice();
-        }
-        config
-    }
-
     /// Sets the profile sent as `content.user` with every call message.
     pub fn set_profile(self: &Rc<Self>, profile: rtc_core::proto::UserProfile) {
         *self.profile.borrow_mut() = profile;
@@ -256,10 +246,7 @@ impl Runtime {
     /// returns).
     fn send(self: &Rc<Self>, signal: rtc_core::engine::OutgoingSignal) {
         // The queue is full, or not logged in: failed like an unreachable server.
-        if let Err(reason) = self.im.send(signal.to_send_message()) {
-            if let Some(full) = reason {
-                js::warn(&["[rcall] ", &full].concat());
-            }
+        if !self.im.send(signal.to_send_message()) {
             self.feed_later(Input::SendFailed { request_id: signal.request_id, code: crate::im::code::RC_NET_CHANNEL_INVALID });
         }
     }
@@ -470,8 +457,13 @@ impl crate::media::Host for Runtime {
         Runtime::feed_later(self, input)
     }
 
+    /// The app's ICE servers if it gave any, else the server's.
     fn peer_config(&self) -> web_rtc::PeerConfig {
-        self.effective_peer_config()
+        let mut config = self.peer_config.borrow().clone();
+        if config.ice_servers.is_empty() {
+            config.ice_servers = self.im.server_ice();
+        }
+        config
     }
 
     fn current_user(&self) -> Option<String> {

@@ -95,13 +95,8 @@ pub fn publisher<H: Host>(rt: &Rc<H>, call_id: &str) -> Option<PeerLink> {
 fn new_link<H: Host>(rt: &Rc<H>, call_id: &str, pc: u32) -> Option<PeerLink> {
     let config = rt.peer_config();
     let c = call_id.to_string();
-    let host = Rc::downgrade(rt);
-    let on_ev = move |ev| {
-        if let Some(h) = host.upgrade() {
-            on_event(&h, &c, pc, ev)
-        }
-    };
-    match PeerLink::new(&config, on_ev) {
+    let host = rt.clone();
+    match PeerLink::new(&config, move |ev| on_event(&host, &c, pc, ev)) {
         Ok(l) => Some(l),
         Err(e) => {
             js::warn_err("cannot create a peer connection", &e);
