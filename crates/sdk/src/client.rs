@@ -112,13 +112,7 @@ fn start(params: JsValue, group: bool) -> js_sys::Promise {
 fn new_call_id() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+0";
     let mut bytes = [0u8; 22];
-    let crypto = web_sys::window().and_then(|w| w.crypto().ok());
-    let filled = crypto.is_some_and(|c| c.get_random_values_with_u8_array(&mut bytes).is_ok());
-    if !filled {
-        for b in bytes.iter_mut() {
-            *b = (js_sys::Math::random() * 256.0) as u8;
-        }
-    }
+    js::random_bytes(&mut bytes);
     let token: String = bytes.iter().map(|b| ALPHABET[(*b & 63) as usize] as char).collect();
     let n = (js_sys::Math::random() * 1000.0) as u32;
     [&token, "_", &int(js::now()), "_", &int(n.into())].concat()

@@ -675,13 +675,7 @@ fn schedule_reconnect<H: Host>(rt: &Rc<H>, backoff: bool) {
 /// A random nonzero `Authenticate.instance` for a new login.
 pub fn new_instance() -> u64 {
     let mut bytes = [0u8; 8];
-    let crypto = web_sys::window().and_then(|w| w.crypto().ok());
-    let filled = crypto.is_some_and(|c| c.get_random_values_with_u8_array(&mut bytes).is_ok());
-    if !filled {
-        for b in bytes.iter_mut() {
-            *b = (js_sys::Math::random() * 256.0) as u8;
-        }
-    }
+    js::random_bytes(&mut bytes);
     u64::from_le_bytes(bytes).max(1)
 }
 
