@@ -48,7 +48,7 @@ impl RCCallClient {
     #[wasm_bindgen(js_name = getJoinedUserInfo)]
     pub fn get_joined_user_info(&self, user_id: JsValue) -> js_sys::Promise {
         match user_id.as_string() {
-            Some(id) => crate::joined::query(id),
+            Some(id) => crate::joined::query(rt().im().connection().map(|c| move |request| c.query_joined_user_info(request, id))),
             None => js_sys::Promise::reject(&js::js_error("[RCCallClient getJoinedUserInfo] userId must be a string")),
         }
     }
@@ -88,10 +88,10 @@ fn start(params: JsValue, group: bool) -> js_sys::Promise {
         push_title: js::get_string(&params, "pushTitle"),
         push_content: js::get_string(&params, "pushContent"),
     };
-    rt.set_listener(&call_id, js::get(&params, "listener"));
+    rt.sessions().set_listener(&call_id, js::get(&params, "listener"));
     let constraints = js::get(&params, "constraints");
     if js::is_present(&constraints) {
-        rt.constraints.borrow_mut().insert(call_id.clone(), constraints);
+        rt.sessions().set_constraints(&call_id, constraints);
     }
     rt.refresh_ice_servers();
     let rx = rt.command(Command::Call(request));
@@ -99,10 +99,9 @@ fn start(params: JsValue, group: bool) -> js_sys::Promise {
         let (code, session_id) = rx.await.unwrap_or((rtc_core::types::error_code::SEND_MSG_ERROR, None));
         let rt = crate::runtime::rt();
         match session_id {
-            Some(id) => Ok(js::obj(&[("code", code.into()), ("session", rt.session_object(&id))])),
+            Some(id) => Ok(js::obj(&[("code", code.into()), ("session", rt.sessions().object(&id))])),
             None => {
-                rt.forget_listener(&call_id);
-                rt.constraints.borrow_mut().remove(&call_id);
+                rt.sessions().forget(&call_id);
                 Ok(js::obj(&[("code", code.into())]))
             }
         }
@@ -113,13 +112,7 @@ fn start(params: JsValue, group: bool) -> js_sys::Promise {
 fn new_call_id() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+0";
     let mut bytes = [0u8; 22];
-    let crypto = web_sys::window().and_then(|w| w.crypto().ok());
-    let filled = crypto.is_some_and(|c| c.get_random_values_with_u8_array(&mut bytes).is_ok());
-    if !filled {
-        for b in bytes.iter_mut() {
-            *b = (js_sys::Math::random() * 256.0) as u8;
-        }
-    }
+    js::random_bytes(&mut bytes);
     let token: String = bytes.iter().map(|b| ALPHABET[(*b & 63) as usize] as char).collect();
     let n = (js_sys::Math::random() * 1000.0) as u32;
     [&token, "_", &int(js::now()), "_", &int(n.into())].concat()

@@ -11,8 +11,9 @@
 
 use wasm_bindgen::{JsCast as _, JsValue};
 
+use std::cell::{Cell, RefCell};
+
 use crate::js;
-use crate::runtime::Runtime;
 
 /// `RCConnectionStatus`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -66,80 +67,95 @@ pub fn legacy_status(status: Status, code: Option<i32>) -> i32 {
         (Status::Connected, _) => legacy::CONNECTED,
         (Status::Connecting, _) => legacy::CONNECTING,
         (Status::Suspended, _) => legacy::NETWORK_UNAVAILABLE,
-        (Status::Disconnected, Some(crate::im::code::RC_CONN_USER_BLOCKED)) => legacy::BLOCKED,
+        (Status::Disconnected, Some(rtc_core::proto::error_code::USER_BLOCKED)) => legacy::BLOCKED,
         (Status::Disconnected, Some(31010)) => legacy::KICKED_OFFLINE_BY_OTHER_CLIENT,
         (Status::Disconnected, _) => legacy::DISCONNECTED,
     }
 }
 
-/// Moves to `status` and tells the listeners of its event (`code` for DISCONNECT/SUSPEND), and
-/// the IMLib 4.X/2.X status watchers their [`legacy_status`]. Staying in the same status fires
-/// nothing.
-pub fn set(rt: &Runtime, status: Status, code: Option<i32>) {
-    if rt.status.replace(status) == status {
-        return;
+/// The connection status and who listens to it: owned by the IM link ([`crate::im::ImLink`]).
+#[derive(Default)]
+pub struct ConnStatus {
+    status: Cell<Status>,
+    /// `RongIMLib.addEventListener` listeners and the legacy watchers: (event name, function).
+    listeners: RefCell<Vec<(String, JsValue)>>,
+}
+
+impl ConnStatus {
+    /// `RongIMLib.getConnectionStatus()`.
+    pub fn get(&self) -> Status {
+        self.status.get()
     }
-    let listeners: Vec<(String, JsValue)> =
-        rt.im_listeners.borrow().iter().filter(|(e, _)| e == status.event() || e == V4_STATUS || e == V2_STATUS).cloned().collect();
-    if listeners.is_empty() {
-        return;
-    }
-    let arg = code.map_or(JsValue::UNDEFINED, JsValue::from);
-    let old = JsValue::from(legacy_status(status, code));
-    js::spawn(async move {
-        for (event, f) in listeners {
-            match event.as_str() {
-                V4_STATUS => js::call_method(&f, "status", &[js::obj(&[("status", old.clone())])]),
-                V2_STATUS => js::call_method(&f, "onChanged", std::slice::from_ref(&old)),
-                _ => {
-                    if let Some(f) = f.dyn_ref::<js_sys::Function>() {
-                        if let Err(e) = f.call1(&JsValue::NULL, &arg) {
-                            js::error("[rcall] a RongIMLib event listener threw", &e);
+
+    /// Moves to `status` and tells the listeners of its event (`code` for DISCONNECT/SUSPEND), and
+    /// the IMLib 4.X/2.X status watchers their [`legacy_status`]. Staying in the same status fires
+    /// nothing.
+    pub fn set(&self, status: Status, code: Option<i32>) {
+        if self.status.replace(status) == status {
+            return;
+        }
+        let listeners: Vec<(String, JsValue)> =
+            self.listeners.borrow().iter().filter(|(e, _)| e == status.event() || e == V4_STATUS || e == V2_STATUS).cloned().collect();
+        if listeners.is_empty() {
+            return;
+        }
+        let arg = code.map_or(JsValue::UNDEFINED, JsValue::from);
+        let old = JsValue::from(legacy_status(status, code));
+        js::spawn(async move {
+            for (event, f) in listeners {
+                match event.as_str() {
+                    V4_STATUS => js::call_method(&f, "status", &[js::obj(&[("status", old.clone())])]),
+                    V2_STATUS => js::call_method(&f, "onChanged", std::slice::from_ref(&old)),
+                    _ => {
+                        if let Some(f) = f.dyn_ref::<js_sys::Function>() {
+                            if let Err(e) = f.call1(&JsValue::NULL, &arg) {
+                                js::error("[rcall] a RongIMLib event listener threw", &e);
+                            }
                         }
                     }
                 }
             }
+        });
+    }
+
+    /// IMLib 4.X `imClient.watch(watcher)` (`replace = false`: watchers add up; `unwatch()` is
+    /// [`remove`] of [`V4_STATUS`]) and 2.X `setConnectionStatusListener(listener)` (`replace =
+    /// true`: the last one set is the one called). Only the status part is kept: the call plugin
+    /// consumes the call messages, and rcall carries no others.
+    pub fn watch(&self, event: &str, watcher: JsValue, replace: bool) {
+        let method = if event == V4_STATUS { "status" } else { "onChanged" };
+        if replace {
+            self.remove(event, None);
         }
-    });
-}
+        if js::get_function(&watcher, method).is_none() {
+            return; // e.g. watch({message}) only: nothing rcall reports
+        }
+        let mut l = self.listeners.borrow_mut();
+        if !l.iter().any(|(e, f)| e == event && *f == watcher) {
+            l.push((event.to_string(), watcher));
+        }
+    }
 
-/// IMLib 4.X `imClient.watch(watcher)` (`replace = false`: watchers add up; `unwatch()` is
-/// [`remove`] of [`V4_STATUS`]) and 2.X `setConnectionStatusListener(listener)` (`replace =
-/// true`: the last one set is the one called). Only the status part is kept: the call plugin
-/// consumes the call messages, and rcall carries no others.
-pub fn watch(rt: &Runtime, event: &str, watcher: JsValue, replace: bool) {
-    let method = if event == V4_STATUS { "status" } else { "onChanged" };
-    if replace {
-        remove(rt, event, None);
+    /// Moves to `status` without an event (a first `connect()` that failed).
+    pub fn set_quietly(&self, status: Status) {
+        self.status.set(status);
     }
-    if js::get_function(&watcher, method).is_none() {
-        return; // e.g. watch({message}) only: nothing rcall reports
-    }
-    let mut l = rt.im_listeners.borrow_mut();
-    if !l.iter().any(|(e, f)| e == event && *f == watcher) {
-        l.push((event.to_string(), watcher));
-    }
-}
 
-/// Moves to `status` without an event (a first `connect()` that failed).
-pub fn set_quietly(rt: &Runtime, status: Status) {
-    rt.status.set(status);
-}
-
-/// `addEventListener(event, listener)`: the same listener twice for one event is kept once.
-pub fn add(rt: &Runtime, event: String, listener: JsValue) {
-    if !listener.is_function() {
-        return js::warn("[rcall] RongIMLib.addEventListener: the listener is not a function");
+    /// `addEventListener(event, listener)`: the same listener twice for one event is kept once.
+    pub fn add(&self, event: String, listener: JsValue) {
+        if !listener.is_function() {
+            return js::warn("[rcall] RongIMLib.addEventListener: the listener is not a function");
+        }
+        let mut l = self.listeners.borrow_mut();
+        if !l.iter().any(|(e, f)| *e == event && *f == listener) {
+            l.push((event, listener));
+        }
     }
-    let mut l = rt.im_listeners.borrow_mut();
-    if !l.iter().any(|(e, f)| *e == event && *f == listener) {
-        l.push((event, listener));
-    }
-}
 
-/// `removeEventListener(event, listener)`; without a listener, `removeEventListeners(event)`.
-pub fn remove(rt: &Runtime, event: &str, listener: Option<&JsValue>) {
-    rt.im_listeners.borrow_mut().retain(|(e, f)| !(e == event && listener.is_none_or(|l| l == f)));
+    /// `removeEventListener(event, listener)`; without a listener, `removeEventListeners(event)`.
+    pub fn remove(&self, event: &str, listener: Option<&JsValue>) {
+        self.listeners.borrow_mut().retain(|(e, f)| !(e == event && listener.is_none_or(|l| l == f)));
+    }
 }
 
 #[cfg(test)]

@@ -18,14 +18,14 @@ use std::rc::{Rc, Weak};
 use futures::channel::oneshot;
 use js_sys::{ArrayBuffer, Uint8Array};
 use rtc_core::engine::{Input, Received, SfuInput};
+use rtc_core::link::ClientLink;
 use rtc_core::proto::{client_frame, object_name, server_frame, Ack, Authenticate, CallContent, ClientFrame, ServerFrame};
-use rtc_core::types::SessionState;
 use wasm_bindgen::prelude::*;
 use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
 
-use crate::connection::{self, Status};
+use crate::connection::{ConnStatus, Status};
 use crate::js;
-use crate::runtime::{rt, Runtime};
+use crate::navi::NaviList;
 use rtc_core::text::int;
 
 /// IMLib codes used by the connect flow (spec E), by their IMLib names: the client's own here,
@@ -81,6 +81,196 @@ const CLOSE_DEAD: u16 = 4000;
 /// WebSocket close code for a deliberate close (`disconnect()`, leaving the page).
 pub const CLOSE_NORMAL: u16 = 1000;
 
+/// What the IM link needs of the rest of the SDK (the runtime implements it): its own state,
+/// and the engine, which hears what arrives. Passed explicitly, so this module names no
+/// runtime.
+pub trait Host: 'static {
+    fn im(&self) -> &ImLink;
+    /// Hands an input to the engine now (and carries out what it outputs).
+    fn feed(self: &Rc<Self>, input: Input);
+    /// The server's profile of this user, from each `AuthResult`.
+    fn server_profile(self: &Rc<Self>, profile: rtc_core::proto::UserProfile);
+    /// The engine runs (a login is complete and `disconnect()` was not called).
+    fn running(&self) -> bool;
+    /// Whether the engine has `call_id` and it has not ended.
+    fn live(&self, call_id: &str) -> bool;
+    /// Whether any call is live (reconnects are then urgent).
+    fn in_call(&self) -> bool;
+}
+
+/// The IM link's state: the connection, the login it re-establishes, where delivery resumes,
+/// the exactly-once link, liveness, the reconnect schedule and the connection status. Only
+/// this module changes it.
+#[derive(Default)]
+pub struct ImLink {
+    initialized: Cell<bool>,
+    /// The rcall server's WebSocket URLs (`navi`, one or several), and which one is next.
+    /// `None` until the first connect when `init()` named none (the page's origin is used).
+    navi: RefCell<Option<NaviList>>,
+    conn: RefCell<Option<Rc<Connection>>>,
+    /// Set after a successful connect; cleared by `disconnect()` (then nothing reconnects).
+    login: RefCell<Option<Login>>,
+    /// Highest delivered `seq` processed, to resume from after a reconnect.
+    last_seq: Cell<u64>,
+    /// The login's side of the exactly-once contract: numbers what the engine sends, keeps it
+    /// until confirmed, queues while disconnected. Created by `connect()`, kept across
+    /// reconnects, dropped by `disconnect()`.
+    link: RefCell<Option<ClientLink>>,
+    /// Local time of the last frame received from the server (`LinkDown.since`, liveness).
+    last_rx: Cell<i64>,
+    /// When the oldest ping not followed by any frame was sent.
+    ping_unanswered: Cell<Option<i64>>,
+    last_ping: Cell<i64>,
+    /// The engine was told `LinkDown` and not yet `LinkUp`.
+    link_down: Cell<bool>,
+    /// The server runs group calls' media through its SFU (`AuthResult.sfu`).
+    sfu: Cell<bool>,
+    /// Reconnect rounds (every navi URL tried once) that failed since the link was last up:
+    /// the backoff step.
+    reconnect_attempt: Cell<u32>,
+    /// ICE servers (STUN, TURN with fresh credentials) the server handed out at login; used
+    /// when the app configured none.
+    server_ice: RefCell<Vec<web_rtc::IceServer>>,
+    /// `RongIMLib.getConnectionStatus()` and its listeners.
+    status: ConnStatus,
+}
+
+impl ImLink {
+    /// `RongIMLib.init()`: the navi list (`None`: the page's origin at connect time).
+    pub fn init(&self, navi: Option<NaviList>) {
+        *self.navi.borrow_mut() = navi;
+        self.initialized.set(true);
+    }
+
+    pub fn status(&self) -> &ConnStatus {
+        &self.status
+    }
+
+    /// The open (or opening) connection.
+    pub fn connection(&self) -> Option<Rc<Connection>> {
+        self.conn.borrow().clone()
+    }
+
+    /// The ICE servers the server handed out (empty when it gives none).
+    pub fn server_ice(&self) -> Vec<web_rtc::IceServer> {
+        self.server_ice.borrow().clone()
+    }
+
+    pub fn has_server_ice(&self) -> bool {
+        !self.server_ice.borrow().is_empty()
+    }
+
+    /// Whether the server runs group calls through its SFU (as of the last login).
+    pub fn sfu(&self) -> bool {
+        self.sfu.get()
+    }
+
+    /// Hands a message to the link: written now when connected, else queued until the next
+    /// reconnect. False: not logged in, or the queue is full (logged). Synchronous (leaving the
+    /// page relies on it: the write happens before this returns).
+    pub fn send(&self, message: rtc_core::proto::SendMessage) -> bool {
+        let queued = self.link.borrow_mut().as_mut().map(|l| l.send(message));
+        match queued {
+            Some(Ok(Some(frame))) => {
+                // A socket that is closing already keeps the message unconfirmed: it goes again
+                // after the reconnect.
+                if let Some(c) = self.connection() {
+                    c.write(&frame);
+                }
+                true
+            }
+            Some(Ok(None)) => true,
+            Some(Err(full)) => {
+                js::warn(&["[rcall] ", &full.message()].concat());
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// `disconnect()`: forgets the login, closes the socket (1000), drops the link.
+    pub fn shut_down(&self) {
+        *self.login.borrow_mut() = None;
+        self.status.set(Status::Disconnected, Some(crate::connection::ACTIVE_DISCONNECT));
+        self.last_seq.set(0);
+        *self.conn.borrow_mut() = None; // closes the socket with 1000
+        if let Some(mut l) = self.link.borrow_mut().take() {
+            l.reset();
+        }
+        self.link_down.set(false);
+        self.ping_unanswered.set(None);
+    }
+
+    /// Fills in the page's own origin when `init()` named no navi (also when a later `init()`
+    /// without one replaced the list mid-session). False if there is no origin to use.
+    fn ensure_navi(&self) -> bool {
+        if self.navi.borrow().is_none() {
+            let origin = web_sys::window().and_then(|w| w.location().origin().ok());
+            let url = origin.and_then(|o| crate::navi::websocket_url_for(&o, false));
+            *self.navi.borrow_mut() = url.and_then(|u| NaviList::new(vec![u]));
+        }
+        self.navi.borrow().is_some()
+    }
+
+    fn current_url(&self) -> Option<String> {
+        self.navi.borrow().as_ref().map(|l| l.current().to_string())
+    }
+}
+
+/// `RongIMLib.connect(token)`: one round over the navi URLs, from the one that last worked (a
+/// refused token ends it). Resolves to (user id, device id) once authenticated; the caller
+/// starts the engine.
+pub async fn login<H: Host>(host: &Rc<H>, token: JsValue) -> Result<(String, String), i32> {
+    let im = host.im();
+    if !im.initialized.get() {
+        return Err(code::BIZ_ERROR_CLIENT_NOT_INIT);
+    }
+    let Some(token) = token.as_string().filter(|t| !t.is_empty()) else {
+        return Err(code::BIZ_ERROR_INVALID_PARAMETER);
+    };
+    if host.running() {
+        return Err(code::RC_CONNECTION_EXIST);
+    }
+    if !im.ensure_navi() {
+        return Err(code::BIZ_ERROR_INVALID_PARAMETER);
+    }
+    let timeout_ms = attempt_timeout_ms(im.navi.borrow().as_ref().map_or(1, NaviList::len));
+    let device_id = device_id();
+    im.status.set(Status::Connecting, None);
+    // One link per login, kept across reconnects; a fresh instance so its numbering restarts.
+    let link = ClientLink::new(new_instance());
+    let instance = link.instance();
+    *im.link.borrow_mut() = Some(link);
+    let ours = || im.link.borrow().as_ref().is_some_and(|l| l.instance() == instance);
+    if let Some(l) = im.navi.borrow_mut().as_mut() {
+        l.start_round();
+    }
+    let opened = loop {
+        let Some(url) = im.current_url() else {
+            break Err(code::BIZ_ERROR_INVALID_PARAMETER);
+        };
+        match Connection::open(host, &url, &token, &device_id, 0, instance, timeout_ms).await {
+            Ok((_conn, user_id)) => break Ok(user_id),
+            Err(c @ (code::RC_CONN_TOKEN_INCORRECT | code::RC_CONN_USER_BLOCKED | code::RC_CONN_TOKEN_EXPIRED)) => break Err(c),
+            Err(c) if !ours() => break Err(c), // disconnect() meanwhile
+            Err(c) => {
+                if im.navi.borrow_mut().as_mut().is_none_or(|l| l.next_after_failure()) {
+                    break Err(c);
+                }
+            }
+        }
+    };
+    let user_id = opened.inspect_err(|_| {
+        if ours() {
+            *im.link.borrow_mut() = None;
+            im.status.set_quietly(Status::Disconnected)
+        }
+    })?;
+    im.status.set(Status::Connected, None);
+    *im.login.borrow_mut() = Some(Login { token, device_id: device_id.clone() });
+    Ok((user_id, device_id))
+}
+
 type AuthReply = oneshot::Sender<Result<String, i32>>;
 
 /// An open (or opening) connection.
@@ -114,7 +304,9 @@ thread_local! {
 
 impl Connection {
     /// Opens the socket and authenticates. Resolves to the user id, or an IMLib error code.
-    pub async fn open(
+    #[allow(clippy::too_many_arguments)]
+    pub async fn open<H: Host>(
+        host: &Rc<H>,
         url: &str,
         token: &str,
         device_id: &str,
@@ -142,16 +334,24 @@ impl Connection {
                 let _ = ws.send_with_u8_array(&auth);
             })
         };
+        // The handlers hold the host strongly: the connection is dropped (and they with it) when
+        // it is replaced or given up, and the host lives as long as the page.
+        let h = host.clone();
         let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
             let Ok(buf) = ev.data().dyn_into::<ArrayBuffer>() else { return };
             let bytes = Uint8Array::new(&buf).to_vec();
             match ServerFrame::from_bytes(&bytes) {
-                Ok(frame) => js::spawn(async move { on_frame(id, frame) }),
+                Ok(frame) => {
+                    let h = h.clone();
+                    js::spawn(async move { on_frame(&h, id, frame) })
+                }
                 Err(e) => js::warn_err("undecodable frame from the server", &e),
             }
         });
+        let h = host.clone();
         let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |_ev: CloseEvent| {
-            js::spawn(async move { on_closed(id) });
+            let h = h.clone();
+            js::spawn(async move { on_closed(&h, id) });
         });
         ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
         ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
@@ -166,8 +366,8 @@ impl Connection {
             _on_message: on_message,
             _on_close: on_close,
         });
-        let rt = rt();
-        *rt.conn.borrow_mut() = Some(conn.clone());
+        let im = host.im();
+        *im.conn.borrow_mut() = Some(conn.clone());
         // Time out rather than leave connect() pending forever (this attempt only: a later
         // attempt has its own timer).
         let weak: Weak<Connection> = Rc::downgrade(&conn);
@@ -184,9 +384,9 @@ impl Connection {
             Ok(Err(code)) => code,
             Err(_) => code::RC_NET_UNAVAILABLE,
         };
-        let current = rt.conn.borrow().as_ref().is_some_and(|c| Rc::ptr_eq(c, &conn));
+        let current = im.conn.borrow().as_ref().is_some_and(|c| Rc::ptr_eq(c, &conn));
         if current {
-            *rt.conn.borrow_mut() = None;
+            *im.conn.borrow_mut() = None;
         }
         Err(result)
     }
@@ -224,48 +424,48 @@ impl Connection {
     }
 }
 
-fn on_frame(conn_id: u32, frame: ServerFrame) {
-    let rt = rt();
-    let Some(conn) = rt.conn.borrow().clone().filter(|c| c.id == conn_id) else { return };
-    rt.last_rx.set(js::now());
-    rt.ping_unanswered.set(None);
+fn on_frame<H: Host>(rt: &Rc<H>, conn_id: u32, frame: ServerFrame) {
+    let im = rt.im();
+    let Some(conn) = im.conn.borrow().clone().filter(|c| c.id == conn_id) else { return };
+    im.last_rx.set(js::now());
+    im.ping_unanswered.set(None);
     let server_time = frame.server_time;
     match frame.body {
         Some(server_frame::Body::AuthResult(r)) => {
             if r.code != code::SUCCESS {
                 return conn.settle_auth(Err(r.code));
             }
-            *rt.server_ice.borrow_mut() = ice_servers(r.ice_servers);
-            rt.set_server_profile(r.profile.unwrap_or_default());
+            *im.server_ice.borrow_mut() = ice_servers(r.ice_servers);
+            rt.server_profile(r.profile.unwrap_or_default());
             conn.ready.set(true);
-            rt.reconnect_attempt.set(0);
-            rt.sfu.set(r.sfu);
+            im.reconnect_attempt.set(0);
+            im.sfu.set(r.sfu);
             rt.feed(Input::Sfu(SfuInput::Enabled(r.sfu)));
             // What the server lacks goes again, in order, before anything new.
-            let frames = rt.link.borrow_mut().as_mut().map(|l| l.connected(r.accepted_upto)).unwrap_or_default();
+            let frames = im.link.borrow_mut().as_mut().map(|l| l.connected(r.accepted_upto)).unwrap_or_default();
             for f in &frames {
                 conn.write(f);
             }
-            if rt.link_down.replace(false) {
+            if im.link_down.replace(false) {
                 rt.feed(Input::LinkUp);
             }
             conn.settle_auth(Ok(r.user_id));
         }
-        Some(server_frame::Body::IceServers(s)) => *rt.server_ice.borrow_mut() = ice_servers(s.ice_servers),
+        Some(server_frame::Body::IceServers(s)) => *im.server_ice.borrow_mut() = ice_servers(s.ice_servers),
         Some(server_frame::Body::Kicked(k)) => rt.feed(Input::Kicked { call_id: k.call_id }),
         Some(server_frame::Body::Deliver(d)) => {
             let seq = d.seq;
-            rt.last_seq.set(rt.last_seq.get().max(seq));
+            im.last_seq.set(im.last_seq.get().max(seq));
             // A repeat of a message already processed (resent across a server restart) is
             // acked but not handled again.
-            let fresh = rt.link.borrow_mut().as_mut().is_none_or(|l| l.accept_delivery(&d));
+            let fresh = im.link.borrow_mut().as_mut().is_none_or(|l| l.accept_delivery(&d));
             if fresh && object_name::ALL.contains(&d.message_type.as_str()) {
                 match CallContent::from_bytes(&d.content) {
                     Ok(content) => {
                         // Stored while this page was briefly disconnected, for a call it still
                         // has live (a mute, a hangup): that is live traffic, not history for the
                         // offline batch (which only turns invites into records).
-                        let live = rt.session_view(&content.call_id).is_some_and(|v| v.state != SessionState::End);
+                        let live = rt.live(&content.call_id);
                         rt.feed(Input::Signal(Received {
                             sender_user_id: d.sender_user_id,
                             sender_device_id: d.sender_device_id,
@@ -286,7 +486,7 @@ fn on_frame(conn_id: u32, frame: ServerFrame) {
             conn.send_frame(ClientFrame::new(client_frame::Body::Ack(Ack { seq })));
         }
         Some(server_frame::Body::SendResult(r)) => {
-            if let Some(l) = rt.link.borrow_mut().as_mut() {
+            if let Some(l) = im.link.borrow_mut().as_mut() {
                 l.on_send_result(r.request_id);
             }
             let result = if r.code == 0 { Ok(r.sent_time) } else { Err(r.code) };
@@ -296,14 +496,14 @@ fn on_frame(conn_id: u32, frame: ServerFrame) {
             js::error(&["[rcall] server error ", &int(e.code.into()), ": ", &e.message].concat(), &JsValue::UNDEFINED);
             if e.code == code::RC_CONN_USER_BLOCKED {
                 // Blocked by the operator: reconnecting would only be refused.
-                *rt.login.borrow_mut() = None;
-                connection::set(&rt, Status::Disconnected, Some(e.code));
+                *im.login.borrow_mut() = None;
+                im.status.set(Status::Disconnected, Some(e.code));
             }
         }
         Some(server_frame::Body::SyncDone(_)) => rt.feed(Input::SyncDone),
         Some(server_frame::Body::JoinedUserInfo(info)) => crate::joined::settle(info.request_id, (info.code == 0).then_some(info.devices)),
         Some(server_frame::Body::Pong(p)) => {
-            if let Some(l) = rt.link.borrow_mut().as_mut() {
+            if let Some(l) = im.link.borrow_mut().as_mut() {
                 l.on_pong(p.accepted_upto);
             }
         }
@@ -328,26 +528,26 @@ fn ice_servers(list: Vec<rtc_core::proto::IceServer>) -> Vec<web_rtc::IceServer>
         .collect()
 }
 
-fn on_closed(conn_id: u32) {
-    let rt = rt();
-    let Some(conn) = rt.conn.borrow().clone().filter(|c| c.id == conn_id) else { return };
-    lost(&rt, conn, true);
+fn on_closed<H: Host>(rt: &Rc<H>, conn_id: u32) {
+    let Some(conn) = rt.im().conn.borrow().clone().filter(|c| c.id == conn_id) else { return };
+    lost(rt, conn, true);
 }
 
 /// The connection is gone (closed by the server or the network, or given up by the SDK):
 /// sends queue from now on, the engine hears `LinkDown`, and after login the SDK reconnects.
 /// In-flight sends are not failed: the link resends them. `node_failed`: the server's fault (not
 /// a deliberate close), so reconnecting starts with the next navi URL.
-fn lost(rt: &Rc<Runtime>, conn: Rc<Connection>, node_failed: bool) {
+fn lost<H: Host>(rt: &Rc<H>, conn: Rc<Connection>, node_failed: bool) {
+    let im = rt.im();
     let was_ready = conn.ready.get();
     conn.settle_auth(Err(code::RC_NET_UNAVAILABLE));
     crate::joined::fail_all();
-    let current = rt.conn.borrow().as_ref().is_some_and(|c| Rc::ptr_eq(c, &conn));
+    let current = im.conn.borrow().as_ref().is_some_and(|c| Rc::ptr_eq(c, &conn));
     if current {
-        *rt.conn.borrow_mut() = None; // closes it (with its close_code) if still open
+        *im.conn.borrow_mut() = None; // closes it (with its close_code) if still open
     }
     drop(conn);
-    if let Some(l) = rt.link.borrow_mut().as_mut() {
+    if let Some(l) = im.link.borrow_mut().as_mut() {
         l.disconnected();
     }
     if !was_ready {
@@ -355,37 +555,38 @@ fn lost(rt: &Rc<Runtime>, conn: Rc<Connection>, node_failed: bool) {
     }
     // Live calls end at `since + SELF_CUTOFF_MS` unless the link is back first (also when no
     // reconnect follows: a blocked user, a refused token).
-    if !rt.link_down.replace(true) {
-        rt.feed(Input::LinkDown { since: rt.last_rx.get() });
+    if !im.link_down.replace(true) {
+        rt.feed(Input::LinkDown { since: im.last_rx.get() });
     }
-    if rt.login.borrow().is_none() {
+    if im.login.borrow().is_none() {
         return;
     }
-    connection::set(rt, Status::Suspended, Some(code::RC_NET_UNAVAILABLE));
-    rt.reconnect_attempt.set(0);
-    if let Some(l) = rt.navi.borrow_mut().as_mut() {
+    im.status.set(Status::Suspended, Some(code::RC_NET_UNAVAILABLE));
+    im.reconnect_attempt.set(0);
+    if let Some(l) = im.navi.borrow_mut().as_mut() {
         if node_failed {
             l.lost();
         } else {
             l.start_round();
         }
     }
-    schedule_reconnect(false);
+    schedule_reconnect(rt, false);
 }
 
 /// Called every second while logged in: pings, and gives up a connection that went silent.
-pub fn tick(rt: &Rc<Runtime>) {
-    let Some(conn) = rt.conn.borrow().clone().filter(|c| c.ready.get()) else { return };
+pub fn tick<H: Host>(rt: &Rc<H>) {
+    let im = rt.im();
+    let Some(conn) = im.conn.borrow().clone().filter(|c| c.ready.get()) else { return };
     let now = js::now();
-    if now - rt.last_ping.get() >= PING_INTERVAL_MS {
+    if now - im.last_ping.get() >= PING_INTERVAL_MS {
         conn.ping();
-        rt.last_ping.set(now);
-        if rt.ping_unanswered.get().is_none() {
-            rt.ping_unanswered.set(Some(now));
+        im.last_ping.set(now);
+        if im.ping_unanswered.get().is_none() {
+            im.ping_unanswered.set(Some(now));
         }
     }
-    let silent = now - rt.last_rx.get();
-    if rt.ping_unanswered.get().is_some_and(|p| now - p >= PONG_WAIT_MS) && silent >= DEAD_AFTER_MS {
+    let silent = now - im.last_rx.get();
+    if im.ping_unanswered.get().is_some_and(|p| now - p >= PONG_WAIT_MS) && silent >= DEAD_AFTER_MS {
         js::warn(&["[rcall] nothing heard from the server for ", &int(silent), " ms: reconnecting"].concat());
         conn.close_code.set(CLOSE_DEAD);
         lost(rt, conn, true);
@@ -395,8 +596,8 @@ pub fn tick(rt: &Rc<Runtime>) {
 /// Closes the connection on purpose (`disconnect()` is separate: it forgets the login).
 /// `pagehide`: the socket goes with code 1000 right after the hangups written before it; a page
 /// restored from the back/forward cache reconnects by itself.
-pub fn close_now(rt: &Rc<Runtime>) {
-    let conn = rt.conn.borrow().clone();
+pub fn close_now<H: Host>(rt: &Rc<H>) {
+    let conn = rt.im().connection();
     if let Some(c) = conn {
         c.close_code.set(CLOSE_NORMAL);
         lost(rt, c, false);
@@ -419,47 +620,48 @@ fn reconnect_delay(n: u32, in_call: bool, random: f64) -> i32 {
 /// again) or on `disconnect()`. Each attempt goes to the navi list's current URL; a failed one
 /// moves to the next URL at once (`backoff` false), and only after a whole round of failures
 /// waits [`reconnect_delay`] (`backoff` true; a single URL: after every failure, as before).
-fn schedule_reconnect(backoff: bool) {
-    let rt = rt();
-    if rt.login.borrow().is_none() {
+fn schedule_reconnect<H: Host>(rt: &Rc<H>, backoff: bool) {
+    let im = rt.im();
+    if im.login.borrow().is_none() {
         return;
     }
-    let n = rt.reconnect_attempt.get();
+    let n = im.reconnect_attempt.get();
     // Urgent while a call is live or something waits to be sent (e.g. a hangup made while down).
-    let in_call =
-        rt.engine.borrow().as_ref().is_some_and(|e| e.has_live_call()) || rt.link.borrow().as_ref().is_some_and(|l| l.unconfirmed() > 0);
+    let in_call = rt.in_call() || im.link.borrow().as_ref().is_some_and(|l| l.unconfirmed() > 0);
+    let rt = rt.clone();
     let retry = Closure::once_into_js(move || {
         js::spawn(async move {
-            let rt = crate::runtime::rt();
-            let Some(login) = rt.login.borrow().clone() else { return };
-            if rt.conn.borrow().is_some() {
+            let im = rt.im();
+            let Some(login) = im.login.borrow().clone() else { return };
+            if im.conn.borrow().is_some() {
                 return;
             }
-            let instance = rt.link.borrow().as_ref().map_or(0, |l| l.instance());
-            if !ensure_navi(&rt) {
+            let instance = im.link.borrow().as_ref().map_or(0, |l| l.instance());
+            if !im.ensure_navi() {
                 return;
             }
-            let Some(url) = rt.navi.borrow().as_ref().map(|l| l.current().to_string()) else { return };
-            connection::set(&rt, Status::Connecting, None);
-            let opened = Connection::open(&url, &login.token, &login.device_id, rt.last_seq.get(), instance, RECONNECT_TIMEOUT_MS).await;
-            if rt.login.borrow().is_none() {
+            let Some(url) = im.current_url() else { return };
+            im.status.set(Status::Connecting, None);
+            let opened =
+                Connection::open(&rt, &url, &login.token, &login.device_id, im.last_seq.get(), instance, RECONNECT_TIMEOUT_MS).await;
+            if im.login.borrow().is_none() {
                 return; // disconnect() meanwhile
             }
             match opened {
-                Ok(_) => connection::set(&rt, Status::Connected, None),
+                Ok(_) => im.status.set(Status::Connected, None),
                 Err(c @ (code::RC_CONN_TOKEN_INCORRECT | code::RC_CONN_USER_BLOCKED | code::RC_CONN_TOKEN_EXPIRED)) => {
                     js::warn(&["[rcall] reconnect refused (", &int(c.into()), "); call RongIMLib.connect again"].concat());
-                    *rt.login.borrow_mut() = None;
-                    connection::set(&rt, Status::Disconnected, Some(c));
+                    *im.login.borrow_mut() = None;
+                    im.status.set(Status::Disconnected, Some(c));
                 }
                 Err(c) => {
                     // Within a round the status stays CONNECTING: the next URL is tried at once.
-                    let round_over = rt.navi.borrow_mut().as_mut().is_none_or(|l| l.next_after_failure());
+                    let round_over = im.navi.borrow_mut().as_mut().is_none_or(|l| l.next_after_failure());
                     if round_over {
-                        connection::set(&rt, Status::Suspended, Some(c));
-                        rt.reconnect_attempt.set(rt.reconnect_attempt.get().saturating_add(1));
+                        im.status.set(Status::Suspended, Some(c));
+                        im.reconnect_attempt.set(im.reconnect_attempt.get().saturating_add(1));
                     }
-                    schedule_reconnect(round_over);
+                    schedule_reconnect(&rt, round_over);
                 }
             }
         });
@@ -473,32 +675,15 @@ fn schedule_reconnect(backoff: bool) {
 /// A random nonzero `Authenticate.instance` for a new login.
 pub fn new_instance() -> u64 {
     let mut bytes = [0u8; 8];
-    let crypto = web_sys::window().and_then(|w| w.crypto().ok());
-    let filled = crypto.is_some_and(|c| c.get_random_values_with_u8_array(&mut bytes).is_ok());
-    if !filled {
-        for b in bytes.iter_mut() {
-            *b = (js_sys::Math::random() * 256.0) as u8;
-        }
-    }
+    js::random_bytes(&mut bytes);
     u64::from_le_bytes(bytes).max(1)
 }
 
-/// What a reconnect needs (the URL comes from the navi list, `Runtime::navi`).
+/// What a reconnect needs (the URL comes from the navi list).
 #[derive(Clone)]
 pub struct Login {
     pub token: String,
     pub device_id: String,
-}
-
-/// Fills in the page's own origin when `init()` named no navi (also when a later `init()`
-/// without one replaced the list mid-session). False if there is no origin to use.
-pub fn ensure_navi(rt: &Runtime) -> bool {
-    if rt.navi.borrow().is_none() {
-        let origin = web_sys::window().and_then(|w| w.location().origin().ok());
-        let url = origin.and_then(|o| crate::navi::websocket_url_for(&o, false));
-        *rt.navi.borrow_mut() = url.and_then(|u| crate::navi::NaviList::new(vec![u]));
-    }
-    rt.navi.borrow().is_some()
 }
 
 /// Whether the page is https (a bare `host[:port]` navi then means `wss://`).

@@ -68,25 +68,25 @@ pub async fn im2_connect(token: JsValue, callbacks: JsValue) {
 /// 4.X `imClient.watch(watcher)`: adds a status watcher (`watcher.status`).
 #[wasm_bindgen]
 pub fn im4_watch(watcher: JsValue) {
-    connection::watch(&rt(), connection::V4_STATUS, watcher, false);
+    rt().im().status().watch(connection::V4_STATUS, watcher, false);
 }
 
 /// 4.X `imClient.unwatch()`: removes every watcher.
 #[wasm_bindgen]
 pub fn im4_unwatch() {
-    connection::remove(&rt(), connection::V4_STATUS, None);
+    rt().im().status().remove(connection::V4_STATUS, None);
 }
 
 /// 2.X `RongIMClient.setConnectionStatusListener({onChanged})`: replaces the listener.
 #[wasm_bindgen]
 pub fn im2_set_connection_status_listener(listener: JsValue) {
-    connection::watch(&rt(), connection::V2_STATUS, listener, true);
+    rt().im().status().watch(connection::V2_STATUS, listener, true);
 }
 
 /// The legacy `ConnectionStatus` of now (2.X `getCurrentConnectionStatus()`).
 #[wasm_bindgen]
 pub fn im_legacy_connection_status() -> i32 {
-    connection::legacy_status(rt().status.get(), None)
+    connection::legacy_status(rt().im().status().get(), None)
 }
 
 #[cfg(test)]

@@ -10,7 +10,6 @@ use rtc_core::types::error_code;
 use wasm_bindgen::prelude::*;
 
 use crate::js;
-use crate::runtime::rt;
 
 /// Past this the query resolves with 53308 rather than stay pending.
 const TIMEOUT_MS: i32 = 10_000;
@@ -24,8 +23,9 @@ thread_local! {
 
 /// Resolves `{code: 0, data: [{deviceId, roomId, joinTime}]}`, or `{code: 53308}` when the
 /// server cannot be asked (not connected, connection lost, no answer in 10 s, refused).
-pub fn query(user_id: String) -> js_sys::Promise {
-    let rx = ask(user_id);
+/// `send` puts the question on the connection under a request id (`None`: not connected).
+pub fn query(send: Option<impl FnOnce(u32) -> bool>) -> js_sys::Promise {
+    let rx = send.map(ask);
     js::promise(async move {
         let answer = match rx {
             Some(rx) => rx.await.ok().flatten(),
@@ -50,22 +50,21 @@ pub fn query(user_id: String) -> js_sys::Promise {
     })
 }
 
-fn ask(user_id: String) -> Option<oneshot::Receiver<Answer>> {
-    let conn = rt().conn.borrow().clone()?;
+fn ask(send: impl FnOnce(u32) -> bool) -> oneshot::Receiver<Answer> {
     let id = NEXT_ID.with(|n| {
         n.set(n.get().wrapping_add(1));
         n.get()
     });
     let (tx, rx) = oneshot::channel();
     PENDING.with(|p| p.borrow_mut().push((id, tx)));
-    if !conn.query_joined_user_info(id, user_id) {
+    if !send(id) {
         settle(id, None);
     }
     let timeout = Closure::once_into_js(move || settle(id, None));
     if let Some(w) = web_sys::window() {
         let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(timeout.unchecked_ref(), TIMEOUT_MS);
     }
-    Some(rx)
+    rx
 }
 
 /// The server's answer to request `id` (`None`: failed).

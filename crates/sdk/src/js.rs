@@ -152,6 +152,17 @@ pub fn now() -> i64 {
     js_sys::Date::now() as i64
 }
 
+/// Fills `bytes` from `crypto.getRandomValues` (`Math.random` where there is no crypto).
+pub fn random_bytes(bytes: &mut [u8]) {
+    let crypto = web_sys::window().and_then(|w| w.crypto().ok());
+    let filled = crypto.is_some_and(|c| c.get_random_values_with_u8_array(bytes).is_ok());
+    if !filled {
+        for b in bytes.iter_mut() {
+            *b = (js_sys::Math::random() * 256.0) as u8;
+        }
+    }
+}
+
 /// Runs a future on the page's event loop. Every call goes through one boxed instantiation of
 /// `spawn_local`, which keeps the wasm small (each future type would otherwise get its own
 /// copy of the task machinery).

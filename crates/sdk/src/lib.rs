@@ -3,8 +3,15 @@
 //! The wasm-bindgen layer a CallLib 5.X app talks to: `RCCallClient`, `RCCallSession`,
 //! `RCTrack`, and the small `RongIMLib` / `RCRTC` shims every app calls first. It is the thin
 //! IO shell around `rtc-core`'s sans-IO engine ([`runtime`]): WebSocket frames in and out
-//! ([`im`]), media through `web-rtc` ([`media`]; a group call's through the SFU, [`sfu`]),
-//! listener calls out, and IMLib's connection status and events ([`connection`]).
+//! ([`im`]), media through `web-rtc` ([`media`]; a group call's through the SFU, `media::sfu`), listener calls out ([`sessions`]), and IMLib's
+//! connection status and events ([`connection`]).
+//!
+//! Each concern has one owner with private state — the IM link (`im::ImLink`), the sessions
+//! (`sessions::Sessions`), the media (`media::MediaShell`) — composed by the runtime, which
+//! also drives the engine. The owners do not name the runtime (they reach it through their
+//! module's `Host` trait, passed explicitly), so the modules form no import cycle: the API
+//! modules (`lib`, `client`, `session`, `imlib_compat`) reach the page's runtime through
+//! `runtime::rt()`, and the runtime reaches the owners.
 //!
 //! The JS globals themselves (`window.RongIMLib`, `RCRTC`, `RCCall`) are defined by
 //! `npm/src/facade.js`, which exists before this module has loaded and forwards to the
@@ -23,11 +30,9 @@ mod navi;
 mod push;
 mod runtime;
 mod session;
-mod sfu;
+mod sessions;
 mod track;
 mod validate;
-
-use std::rc::Rc;
 
 use wasm_bindgen::prelude::*;
 
@@ -37,7 +42,8 @@ pub use session::RCCallSession;
 pub use track::RCTrack;
 
 use rtc_core::text::int;
-use runtime::{rt, CallOptions};
+use runtime::rt;
+use sessions::CallOptions;
 
 /// `RongIMLib.init({appkey, navi | navigators})`. `navi`: one server URL, a comma-separated
 /// list or an array of them (`navigators`: an array, every entry used), tried in turn
@@ -46,15 +52,14 @@ use runtime::{rt, CallOptions};
 #[wasm_bindgen]
 pub fn im_init(options: JsValue) -> Result<(), JsValue> {
     let rt = rt();
-    let Some(app_key) = js::get_string(&options, "appkey").filter(|k| !k.is_empty()) else {
+    // rcall's tokens name the app, so the key is only checked for presence, as IMLib does.
+    if js::get_string(&options, "appkey").is_none_or(|k| k.is_empty()) {
         return Err(js::js_error("[RongIMLib init] appkey is required"));
-    };
+    }
     let urls = navi_entries(&options)
         .and_then(|entries| navi::parse(&entries, im::secure_page()))
         .map_err(|m| js::js_error(&["[RongIMLib init] ", &m].concat()))?;
-    *rt.app_key.borrow_mut() = app_key;
-    *rt.navi.borrow_mut() = navi::NaviList::new(urls);
-    rt.initialized.set(true);
+    rt.im().init(navi::NaviList::new(urls));
     Ok(())
 }
 
@@ -91,58 +96,12 @@ pub async fn im_connect(token: JsValue) -> JsValue {
     }
 }
 
+/// The connect flow of every IMLib version: the IM link logs in ([`im::login`]), then the
+/// engine starts for the user.
 pub(crate) async fn connect(token: JsValue) -> Result<String, i32> {
     let rt = rt();
-    if !rt.initialized.get() {
-        return Err(im::code::BIZ_ERROR_CLIENT_NOT_INIT);
-    }
-    let Some(token) = token.as_string().filter(|t| !t.is_empty()) else {
-        return Err(im::code::BIZ_ERROR_INVALID_PARAMETER);
-    };
-    if rt.engine.borrow().is_some() {
-        return Err(im::code::RC_CONNECTION_EXIST);
-    }
-    if !im::ensure_navi(&rt) {
-        return Err(im::code::BIZ_ERROR_INVALID_PARAMETER);
-    }
-    let timeout_ms = im::attempt_timeout_ms(rt.navi.borrow().as_ref().map_or(1, navi::NaviList::len));
-    let device_id = im::device_id();
-    connection::set(&rt, connection::Status::Connecting, None);
-    // One link per login, kept across reconnects; a fresh instance so its numbering restarts.
-    let link = rtc_core::link::ClientLink::new(im::new_instance());
-    let instance = link.instance();
-    *rt.link.borrow_mut() = Some(link);
-    let ours = || rt.link.borrow().as_ref().is_some_and(|l| l.instance() == instance);
-    // One round over the navi URLs, from the one that last worked; a refused token ends it.
-    if let Some(l) = rt.navi.borrow_mut().as_mut() {
-        l.start_round();
-    }
-    let opened = loop {
-        let Some(url) = rt.navi.borrow().as_ref().map(|l| l.current().to_string()) else {
-            break Err(im::code::BIZ_ERROR_INVALID_PARAMETER);
-        };
-        match im::Connection::open(&url, &token, &device_id, 0, instance, timeout_ms).await {
-            Ok((_conn, user_id)) => break Ok(user_id),
-            Err(c @ (im::code::RC_CONN_TOKEN_INCORRECT | im::code::RC_CONN_USER_BLOCKED | im::code::RC_CONN_TOKEN_EXPIRED)) => {
-                break Err(c)
-            }
-            Err(c) if !ours() => break Err(c), // disconnect() meanwhile
-            Err(c) => {
-                if rt.navi.borrow_mut().as_mut().is_none_or(|l| l.next_after_failure()) {
-                    break Err(c);
-                }
-            }
-        }
-    };
-    let user_id = opened.inspect_err(|_| {
-        if ours() {
-            *rt.link.borrow_mut() = None;
-            connection::set_quietly(&rt, connection::Status::Disconnected)
-        }
-    })?;
-    connection::set(&rt, connection::Status::Connected, None);
+    let (user_id, device_id) = im::login(&rt, token).await?;
     rt.watch_page();
-    *rt.login.borrow_mut() = Some(im::Login { token, device_id: device_id.clone() });
     rt.start_engine(&user_id, &device_id);
     Ok(user_id)
 }
@@ -172,20 +131,20 @@ pub fn im_disconnect() {
 /// `RongIMLib.addEventListener(event, listener)`.
 #[wasm_bindgen]
 pub fn im_add_event_listener(event: String, listener: JsValue) {
-    connection::add(&rt(), event, listener);
+    rt().im().status().add(event, listener);
 }
 
 /// `RongIMLib.removeEventListener(event, listener)` / `removeEventListeners(event)` (no listener).
 #[wasm_bindgen]
 pub fn im_remove_event_listener(event: String, listener: JsValue) {
     let listener = (!listener.is_undefined()).then_some(listener);
-    connection::remove(&rt(), &event, listener.as_ref());
+    rt().im().status().remove(&event, listener.as_ref());
 }
 
 /// `RongIMLib.getConnectionStatus()`: `RCConnectionStatus`.
 #[wasm_bindgen]
 pub fn im_connection_status() -> u8 {
-    rt().status.get() as u8
+    rt().im().status().get() as u8
 }
 
 /// `RongIMLib.getCurrentUserId()`.
@@ -217,7 +176,7 @@ pub fn install_rtc(options: JsValue) -> RCRTCClient {
         }
     }
     config.ice_transport_policy_relay = js::get_string(&options, "iceTransportPolicy").as_deref() == Some("relay");
-    *rt().peer_config.borrow_mut() = config;
+    rt().set_peer_config(config);
     // Its worker must be up before the first call's links negotiate.
     web_rtc::warmup::start();
     RCRTCClient {}
@@ -255,7 +214,7 @@ pub fn install_call(options: JsValue) -> Result<RCCallClient, JsValue> {
     // Through the SFU (group calls in SFU mode) publishing and subscribing are separate, as in
     // CallLib: each option allows its own 2 retries.
     let sfu_retries = (u8::from(retry("isAllowPublishRetry")) * 2, u8::from(retry("isAllowSubscribeRetry")) * 2);
-    *rt().call_options.borrow_mut() = Some(Rc::new(CallOptions {
+    rt().sessions().set_options(CallOptions {
         on_session,
         on_session_close,
         on_offline_record: js::get_function(&options, "onOfflineRecord"),
@@ -264,7 +223,7 @@ pub fn install_call(options: JsValue) -> Result<RCCallClient, JsValue> {
         demotion,
         setup_retries,
         sfu_retries,
-    }));
+    });
     web_rtc::warmup::start(); // idempotent; normally already started by RCRTC.installer
     Ok(RCCallClient::new())
 }

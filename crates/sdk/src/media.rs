@@ -13,8 +13,31 @@ use wasm_bindgen::JsValue;
 use web_rtc::{Candidate, CaptureRequest, Kind, LocalMedia, MediaError, PeerEvent, PeerLink, RtcIceConnectionState};
 
 use crate::js;
-use crate::runtime::{rt, Runtime};
+use crate::sessions::Sessions;
 use crate::track::RCTrack;
+
+/// SFU mode: a group call's connections to the server's SFU, part of the call's media.
+#[path = "sfu.rs"]
+pub mod sfu;
+
+/// What the media shell needs of the rest of the SDK (the runtime implements it): its own
+/// state, the sessions (constraints, listeners), and the engine it reports to. Passed
+/// explicitly, so this module names no runtime.
+pub trait Host: 'static {
+    fn media(&self) -> &RefCell<MediaShell>;
+    fn sessions(&self) -> &Sessions;
+    /// Hands an input to the engine now (and carries out what it outputs).
+    fn feed(self: &Rc<Self>, input: Input);
+    /// Hands an input to the engine from a fresh task (inside a JS event handler).
+    fn feed_later(self: &Rc<Self>, input: Input);
+    /// What a new peer connection uses (ICE servers, transport policy).
+    fn peer_config(&self) -> web_rtc::PeerConfig;
+    fn current_user(&self) -> Option<String>;
+    /// The engine runs (not disconnected).
+    fn running(&self) -> bool;
+    /// Writes a frame to the server now, if connected (SFU signalling).
+    fn write(&self, frame: &rtc_core::proto::ClientFrame);
+}
 
 #[derive(Default)]
 pub struct MediaShell {
@@ -28,8 +51,8 @@ pub struct MediaShell {
     renames: SmallMap<String, String>,
     /// One stats sampler per link (bitrates need the previous sample).
     samplers: SmallMap<(String, Peer), Rc<RefCell<web_rtc::StatsSampler>>>,
-    /// SFU mode: each group call's publishing and receiving connection (`crate::sfu`).
-    pub sfu: SmallMap<String, crate::sfu::SfuLinks>,
+    /// SFU mode: each group call's publishing and receiving connection ([`sfu`]).
+    pub sfu: SmallMap<String, sfu::SfuLinks>,
 }
 
 fn kind_of(k: Kind) -> TrackKind {
@@ -59,13 +82,13 @@ impl MediaShell {
     }
 
     /// Carries out one engine action. Async work reports back through `feed`.
-    pub fn act(rt: &Rc<Runtime>, action: MediaAction) {
+    pub fn act<H: Host>(rt: &Rc<H>, action: MediaAction) {
         match action {
             MediaAction::Capture { call_id, video } => capture(rt, call_id, video),
             MediaAction::Release { call_id } => {
                 // Our track objects go too (device id ""): nothing announces them any more.
-                rt.media.borrow_mut().tracks.retain(|(c, _, d), _| !(*c == call_id && d.is_empty()));
-                let media = rt.media.borrow_mut().local.remove(&call_id);
+                rt.media().borrow_mut().tracks.retain(|(c, _, d), _| !(*c == call_id && d.is_empty()));
+                let media = rt.media().borrow_mut().local.remove(&call_id);
                 if let Some(m) = media {
                     m.stop();
                 }
@@ -80,13 +103,13 @@ impl MediaShell {
             MediaAction::CaptureCamera { call_id } => recapture(rt, call_id, TrackKind::Video),
             MediaAction::CaptureMicrophone { call_id } => recapture(rt, call_id, TrackKind::Audio),
             MediaAction::SetEnabled { call_id, kind, enabled } => {
-                let local = rt.media.borrow().local.get(&call_id).cloned();
+                let local = rt.media().borrow().local.get(&call_id).cloned();
                 let track = local.and_then(|l| if kind == TrackKind::Audio { l.audio() } else { l.video() });
                 if let Some(t) = track {
                     t.set_enabled(enabled);
                     // SFU mode: a muted track also comes off its sender, so nothing goes to the
                     // SFU (a disabled track still sends silence or black frames).
-                    if let Some(p) = crate::sfu::publisher(rt, &call_id) {
+                    if let Some(p) = sfu::publisher(rt, &call_id) {
                         js::spawn(async move {
                             let k = web_rtc::track_kind(&t);
                             let _ = if enabled { p.attach(k, &t).await } else { p.attach_none(k).await };
@@ -97,9 +120,9 @@ impl MediaShell {
             MediaAction::Apply { call_id, peer, signal } => apply(rt, call_id, peer, signal),
             MediaAction::RestartIce { call_id, peer } => restart_ice(rt, call_id, peer),
             MediaAction::Disconnect { call_id, peer } => {
-                rt.media.borrow_mut().samplers.remove(&(call_id.clone(), peer.clone()));
-                rt.media.borrow_mut().tracks.retain(|(c, _, d), _| !(*c == call_id && *d == peer.device_id));
-                let link = rt.media.borrow_mut().peers.remove(&(call_id.clone(), peer));
+                rt.media().borrow_mut().samplers.remove(&(call_id.clone(), peer.clone()));
+                rt.media().borrow_mut().tracks.retain(|(c, _, d), _| !(*c == call_id && *d == peer.device_id));
+                let link = rt.media().borrow_mut().peers.remove(&(call_id.clone(), peer));
                 if let Some(l) = link {
                     l.close();
                 }
@@ -107,7 +130,7 @@ impl MediaShell {
             }
             MediaAction::DropVideo { call_id } => drop_video(rt, &call_id),
             MediaAction::Rename { from, into } => {
-                let mut m = rt.media.borrow_mut();
+                let mut m = rt.media().borrow_mut();
                 m.renames.insert(from.clone(), into.clone());
                 if let Some(local) = m.local.remove(&from) {
                     m.local.insert(into.clone(), local);
@@ -117,26 +140,26 @@ impl MediaShell {
                     m.tracks.insert((if c == from { into.clone() } else { c }, t, d), v);
                 }
             }
-            MediaAction::Sfu(action) => crate::sfu::act(rt, action),
+            MediaAction::Sfu(action) => sfu::act(rt, action),
             MediaAction::Leave { call_id } => {
-                crate::sfu::close(rt, &call_id);
+                sfu::close(rt, &call_id);
                 let links: Vec<PeerLink> = {
-                    let mut m = rt.media.borrow_mut();
+                    let mut m = rt.media().borrow_mut();
                     let keys: Vec<(String, Peer)> = m.peers.keys().filter(|(c, _)| *c == call_id).cloned().collect();
                     keys.into_iter().filter_map(|k| m.peers.remove(&k)).collect()
                 };
                 for l in links {
                     l.close();
                 }
-                rt.media.borrow_mut().tracks.retain(|(c, _, _), _| *c != call_id);
-                rt.media.borrow_mut().samplers.retain(|(c, _), _| *c != call_id);
+                rt.media().borrow_mut().tracks.retain(|(c, _, _), _| *c != call_id);
+                rt.media().borrow_mut().samplers.retain(|(c, _), _| *c != call_id);
             }
         }
     }
 
     /// Closes everything (disconnect).
-    pub fn stop_all(rt: &Rc<Runtime>) {
-        let shell = std::mem::take(&mut *rt.media.borrow_mut());
+    pub fn stop_all<H: Host>(rt: &Rc<H>) {
+        let shell = std::mem::take(&mut *rt.media().borrow_mut());
         for (_, l) in shell.peers {
             l.close();
         }
@@ -155,14 +178,20 @@ impl MediaShell {
 }
 
 /// The call's links: to `peer`, or all if `None`.
-fn links_of(rt: &Rc<Runtime>, call_id: &str, peer: Option<&Peer>) -> Vec<PeerLink> {
-    rt.media.borrow().peers.iter().filter(|((c, p), _)| c == call_id && peer.is_none_or(|want| want == p)).map(|(_, l)| l.clone()).collect()
+fn links_of<H: Host>(rt: &Rc<H>, call_id: &str, peer: Option<&Peer>) -> Vec<PeerLink> {
+    rt.media()
+        .borrow()
+        .peers
+        .iter()
+        .filter(|((c, p), _)| c == call_id && peer.is_none_or(|want| want == p))
+        .map(|(_, l)| l.clone())
+        .collect()
 }
 
 /// Puts the call's local tracks on the link(s) (replaceTrack: no renegotiation).
-fn attach(rt: &Rc<Runtime>, call_id: &str, peer: Option<&Peer>) {
-    let Some(local) = rt.media.borrow().local.get(call_id).cloned() else { return };
-    let publisher = peer.is_none().then(|| crate::sfu::publisher(rt, call_id)).flatten();
+fn attach<H: Host>(rt: &Rc<H>, call_id: &str, peer: Option<&Peer>) {
+    let Some(local) = rt.media().borrow().local.get(call_id).cloned() else { return };
+    let publisher = peer.is_none().then(|| sfu::publisher(rt, call_id)).flatten();
     for link in links_of(rt, call_id, peer).into_iter().chain(publisher) {
         attach_media(&link, &local);
     }
@@ -182,11 +211,11 @@ fn attach_media(link: &PeerLink, media: &LocalMedia) {
 
 /// A new camera (`enableVideoTrack()` after release) or microphone (`changeAudioDevice()`)
 /// replaces the call's old track of that kind in its local media; the engine then attaches it.
-fn recapture(rt: &Rc<Runtime>, call_id: String, kind: TrackKind) {
+fn recapture<H: Host>(rt: &Rc<H>, call_id: String, kind: TrackKind) {
     let req = match kind {
         TrackKind::Video => CaptureRequest::video_only(),
         TrackKind::Audio => {
-            let c = rt.mic_constraints.borrow_mut().remove(&call_id).unwrap_or(JsValue::UNDEFINED);
+            let c = rt.sessions().take_mic_constraints(&call_id);
             CaptureRequest { audio: true, audio_constraints: crate::constraints::audio(&js::obj(&[("audio", c)])), ..Default::default() }
         }
     };
@@ -195,7 +224,7 @@ fn recapture(rt: &Rc<Runtime>, call_id: String, kind: TrackKind) {
         let result = match web_rtc::capture(&req).await {
             Ok(media) => {
                 let me = rt.current_user().unwrap_or_default();
-                let mut shell = rt.media.borrow_mut();
+                let mut shell = rt.media().borrow_mut();
                 let new = if kind == TrackKind::Video { media.video() } else { media.audio() };
                 match (new, shell.local.get(&call_id).cloned()) {
                     (Some(track), Some(local)) => {
@@ -226,9 +255,9 @@ fn recapture(rt: &Rc<Runtime>, call_id: String, kind: TrackKind) {
 }
 
 /// The call went audio-only: stop the camera, stop sending video to every peer.
-fn drop_video(rt: &Rc<Runtime>, call_id: &str) {
-    let video = rt.media.borrow().local.get(call_id).and_then(|l| l.video());
-    let links = links_of(rt, call_id, None).into_iter().chain(crate::sfu::publisher(rt, call_id));
+fn drop_video<H: Host>(rt: &Rc<H>, call_id: &str) {
+    let video = rt.media().borrow().local.get(call_id).and_then(|l| l.video());
+    let links = links_of(rt, call_id, None).into_iter().chain(sfu::publisher(rt, call_id));
     if let Some(track) = video {
         track.stop();
     }
@@ -241,15 +270,15 @@ fn drop_video(rt: &Rc<Runtime>, call_id: &str) {
     }
 }
 
-fn capture(rt: &Rc<Runtime>, call_id: String, video: bool) {
-    let constraints = rt.constraints.borrow().get(&call_id).cloned().unwrap_or(JsValue::UNDEFINED);
+fn capture<H: Host>(rt: &Rc<H>, call_id: String, video: bool) {
+    let constraints = rt.sessions().constraints(&call_id);
     let req = CaptureRequest {
         audio: true,
         video,
         audio_constraints: crate::constraints::audio(&constraints),
         video_constraints: if video { crate::constraints::video(&constraints) } else { None },
     };
-    let demote = video && rt.call_options.borrow().as_ref().is_some_and(|o| o.demotion);
+    let demote = video && rt.sessions().options().is_some_and(|o| o.demotion);
     let rt = rt.clone();
     js::spawn(async move {
         let mut result = web_rtc::capture(&req).await;
@@ -258,8 +287,8 @@ fn capture(rt: &Rc<Runtime>, call_id: String, video: bool) {
             let audio_only = CaptureRequest { video: false, video_constraints: None, ..req };
             result = web_rtc::capture(&audio_only).await;
         }
-        let call_id = rt.media.borrow().renames.get(&call_id).cloned().unwrap_or(call_id);
-        if rt.engine.borrow().is_none() {
+        let call_id = rt.media().borrow().renames.get(&call_id).cloned().unwrap_or(call_id);
+        if !rt.running() {
             // `disconnect()` while the camera opened: nobody is left to release it, and the
             // camera light must not stay on.
             if let Ok(media) = result {
@@ -272,7 +301,7 @@ fn capture(rt: &Rc<Runtime>, call_id: String, video: bool) {
                 let me = rt.current_user().unwrap_or_default();
                 let mut kinds = Vec::new();
                 {
-                    let mut shell = rt.media.borrow_mut();
+                    let mut shell = rt.media().borrow_mut();
                     for t in media.tracks() {
                         let kind = kind_of(web_rtc::track_kind(&t));
                         kinds.push(kind);
@@ -295,10 +324,11 @@ fn capture(rt: &Rc<Runtime>, call_id: String, video: bool) {
     });
 }
 
-fn connect(rt: &Rc<Runtime>, call_id: String, peer: Peer, offerer: bool, attach: bool, video: bool) {
-    let config = rt.effective_peer_config();
+fn connect<H: Host>(rt: &Rc<H>, call_id: String, peer: Peer, offerer: bool, attach: bool, video: bool) {
+    let config = rt.peer_config();
     let (c, p) = (call_id.clone(), peer.clone());
-    let link = PeerLink::new(&config, move |ev| on_peer_event(&c, &p, ev));
+    let host = rt.clone();
+    let link = PeerLink::new(&config, move |ev| on_peer_event(&host, &c, &p, ev));
     let link = match link {
         Ok(l) => l,
         Err(e) => return js::warn_err("cannot create a peer connection", &e),
@@ -310,12 +340,12 @@ fn connect(rt: &Rc<Runtime>, call_id: String, peer: Peer, offerer: bool, attach:
         js::warn_err("cannot prepare the peer connection", &e);
     }
     if attach {
-        let local = rt.media.borrow().local.get(&call_id).cloned();
+        let local = rt.media().borrow().local.get(&call_id).cloned();
         if let Some(media) = local {
             attach_media(&link, &media);
         }
     }
-    rt.media.borrow_mut().peers.insert((call_id.clone(), peer.clone()), link.clone());
+    rt.media().borrow_mut().peers.insert((call_id.clone(), peer.clone()), link.clone());
     cap_video(rt, &call_id);
     if offerer {
         let rt = rt.clone();
@@ -329,7 +359,7 @@ fn connect(rt: &Rc<Runtime>, call_id: String, peer: Peer, offerer: bool, attach:
 }
 
 /// Per-peer video limits for the call's size (`web_rtc::caps`), on every link of the call.
-fn cap_video(rt: &Rc<Runtime>, call_id: &str) {
+fn cap_video<H: Host>(rt: &Rc<H>, call_id: &str) {
     let links = links_of(rt, call_id, None);
     let caps = web_rtc::VideoCaps::for_peers(links.len());
     for link in links {
@@ -344,8 +374,8 @@ fn cap_video(rt: &Rc<Runtime>, call_id: &str) {
 }
 
 /// A new offer with fresh ICE credentials on a link that lost its transport.
-fn restart_ice(rt: &Rc<Runtime>, call_id: String, peer: Peer) {
-    let Some(link) = rt.media.borrow().peers.get(&(call_id.clone(), peer.clone())).cloned() else { return };
+fn restart_ice<H: Host>(rt: &Rc<H>, call_id: String, peer: Peer) {
+    let Some(link) = rt.media().borrow().peers.get(&(call_id.clone(), peer.clone())).cloned() else { return };
     let rt = rt.clone();
     js::spawn(async move {
         match link.restart_ice().await {
@@ -355,8 +385,8 @@ fn restart_ice(rt: &Rc<Runtime>, call_id: String, peer: Peer) {
     });
 }
 
-fn apply(rt: &Rc<Runtime>, call_id: String, peer: Peer, signal: media_signal::Kind) {
-    let Some(link) = rt.media.borrow().peers.get(&(call_id.clone(), peer.clone())).cloned() else { return };
+fn apply<H: Host>(rt: &Rc<H>, call_id: String, peer: Peer, signal: media_signal::Kind) {
+    let Some(link) = rt.media().borrow().peers.get(&(call_id.clone(), peer.clone())).cloned() else { return };
     let rt = rt.clone();
     js::spawn(async move {
         let result = match signal {
@@ -386,8 +416,8 @@ fn apply(rt: &Rc<Runtime>, call_id: String, peer: Peer, signal: media_signal::Ki
 
 /// Browser events of one peer connection. Fed from a fresh task: the handler may be dropped
 /// by what the engine decides.
-fn on_peer_event(call_id: &str, peer: &Peer, ev: PeerEvent) {
-    let rt = rt();
+fn on_peer_event<H: Host>(rt: &Rc<H>, call_id: &str, peer: &Peer, ev: PeerEvent) {
+    let rt = rt.clone();
     match ev {
         PeerEvent::LocalCandidate(c) => {
             let signal = media_signal::Kind::Candidate(IceCandidate {
@@ -400,7 +430,7 @@ fn on_peer_event(call_id: &str, peer: &Peer, ev: PeerEvent) {
         PeerEvent::RemoteTrack { track, stream } => {
             let kind = kind_of(web_rtc::track_kind(&track));
             let remote = RCTrack::new(call_id, &peer.user_id, kind, false, track, stream);
-            rt.media.borrow_mut().register_track(call_id, &peer.device_id, remote);
+            rt.media().borrow_mut().register_track(call_id, &peer.device_id, remote);
             rt.feed_later(Input::Media(MediaEvent::RemoteTrack { call_id: call_id.to_string(), peer: peer.clone(), kind }));
         }
         PeerEvent::IceConnectionState(state) => {
@@ -409,7 +439,7 @@ fn on_peer_event(call_id: &str, peer: &Peer, ev: PeerEvent) {
                 rt.feed_later(Input::Media(MediaEvent::LinkState { call_id, peer, state }));
             }
             let (call_id, state) = (call_id.to_string(), JsValue::from(state));
-            js::spawn(async move { rt.notify(&call_id, "onICEConnectionStateChange", vec![state]) });
+            js::spawn(async move { rt.sessions().notify(&call_id, "onICEConnectionStateChange", vec![state]) });
         }
         _ => {}
     }
@@ -417,10 +447,10 @@ fn on_peer_event(call_id: &str, peer: &Peer, ev: PeerEvent) {
 
 /// `onRTCStateReport`: about once a second, one report per peer connection (`pcName` = the
 /// remote user id), for sessions whose listener has the callback.
-pub fn report_stats(rt: &Rc<Runtime>) {
-    let mut links: Vec<((String, Peer), PeerLink)> = rt.media.borrow().peers.iter().map(|(k, l)| (k.clone(), l.clone())).collect();
+pub fn report_stats<H: Host>(rt: &Rc<H>) {
+    let mut links: Vec<((String, Peer), PeerLink)> = rt.media().borrow().peers.iter().map(|(k, l)| (k.clone(), l.clone())).collect();
     // SFU connections report under their own names (`pcName`), with the same report shape.
-    for (call_id, s) in rt.media.borrow().sfu.iter() {
+    for (call_id, s) in rt.media().borrow().sfu.iter() {
         for (name, l) in s.named() {
             if let Some(l) = l {
                 links.push(((call_id.clone(), Peer { user_id: name.into(), device_id: String::new() }), l.clone()));
@@ -428,16 +458,16 @@ pub fn report_stats(rt: &Rc<Runtime>) {
         }
     }
     for ((call_id, peer), link) in links {
-        if !rt.listens(&call_id, "onRTCStateReport") {
+        if !rt.sessions().listens(&call_id, "onRTCStateReport") {
             continue;
         }
-        let sampler = rt.media.borrow_mut().samplers.get_or_insert_with((call_id.clone(), peer.clone()), Default::default).clone();
+        let sampler = rt.media().borrow_mut().samplers.get_or_insert_with((call_id.clone(), peer.clone()), Default::default).clone();
         let rt = rt.clone();
         js::spawn(async move {
             let Ok(raw) = link.stats().await else { return };
             let report = sampler.borrow_mut().build(&link, &raw).to_js();
             let _ = js_sys::Reflect::set(&report, &"pcName".into(), &peer.user_id.as_str().into());
-            rt.notify(&call_id, "onRTCStateReport", vec![report]);
+            rt.sessions().notify(&call_id, "onRTCStateReport", vec![report]);
         });
     }
 }

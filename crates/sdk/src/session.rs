@@ -1,28 +1,17 @@
 //! `RCCallSession`: one call as the app sees it. Commands go to the engine; getters read the
 //! engine's view of the call.
 
-use std::cell::RefCell;
-use std::rc::Rc;
-
 use rtc_core::engine::{Command, SessionView, TrackKind};
 use rtc_core::types::{MediaType, SessionState};
 use wasm_bindgen::prelude::*;
 
 use crate::js;
 use crate::runtime::rt;
+pub use crate::sessions::RCCallSession;
+use crate::track::RCTrack;
 use crate::validate;
 
-#[wasm_bindgen]
-pub struct RCCallSession {
-    /// Shared with the runtime, which re-points it when crossing calls merge.
-    id: Rc<RefCell<String>>,
-}
-
 impl RCCallSession {
-    pub(crate) fn new(id: Rc<RefCell<String>>) -> Self {
-        Self { id }
-    }
-
     fn call_id(&self) -> String {
         self.id.borrow().clone()
     }
@@ -54,7 +43,7 @@ impl RCCallSession {
         if !problems.is_empty() {
             return Err(js::js_error(&["[RCCallSession registerSessionListener] ", &problems.join("\n")].concat()));
         }
-        rt().set_listener(&self.call_id(), listener);
+        rt().sessions().set_listener(&self.call_id(), listener);
         Ok(())
     }
 
@@ -62,7 +51,7 @@ impl RCCallSession {
     pub fn accept(&self, constraints: JsValue) -> Result<js_sys::Promise, JsValue> {
         validate::constraints(&constraints, "[RCCallSession accept]").map_err(|m| js::js_error(&m))?;
         if js::is_present(&constraints) {
-            rt().constraints.borrow_mut().insert(self.call_id(), constraints);
+            rt().sessions().set_constraints(&self.call_id(), constraints);
         }
         Ok(self.run(Command::Accept { call_id: self.call_id() }))
     }
@@ -116,7 +105,7 @@ impl RCCallSession {
     pub fn change_audio_device(&self, constraints: JsValue) -> Result<js_sys::Promise, JsValue> {
         let wrapped = js::obj(&[("audio", constraints.clone())]);
         validate::constraints(&wrapped, "[RCCallSession changeAudioDevice]").map_err(|m| js::js_error(&m))?;
-        rt().mic_constraints.borrow_mut().insert(self.call_id(), constraints);
+        rt().sessions().set_mic_constraints(&self.call_id(), constraints);
         Ok(self.run(Command::ChangeMicrophone { call_id: self.call_id() }))
     }
 
@@ -211,5 +200,16 @@ impl RCCallSession {
                 js::obj(&pairs)
             })
             .collect()
+    }
+}
+
+/// `RCTrack.isOwnerMuted()` is here, beside the session getters, because a remote track's mute
+/// state is the engine's (`crate::track` does not reach the runtime).
+#[wasm_bindgen]
+impl RCTrack {
+    /// Whether the publisher muted it (`session.disableAudioTrack()` and friends on its side).
+    #[wasm_bindgen(js_name = isOwnerMuted)]
+    pub fn is_owner_muted(&self) -> bool {
+        self.owner_muted(|call_id| rt().session_view(call_id))
     }
 }

@@ -11,7 +11,7 @@ use wasm_bindgen::{JsCast, JsValue};
 use web_rtc::{Kind, LocalMedia, PeerEvent, PeerLink, RtcIceConnectionState};
 
 use crate::js;
-use crate::runtime::Runtime;
+use crate::media::Host;
 use crate::track::RCTrack;
 
 /// One call's SFU connections.
@@ -39,20 +39,17 @@ impl SfuLinks {
     }
 }
 
-pub fn act(rt: &Rc<Runtime>, action: SfuAction) {
+pub fn act<H: Host>(rt: &Rc<H>, action: SfuAction) {
     match action {
         SfuAction::Send(body) => {
             // Lost while disconnected: after a reconnect the server restarts the device's SFU
             // connections (`SfuRestart`).
-            let conn = rt.conn.borrow().clone();
-            if let Some(c) = conn {
-                c.write(&ClientFrame::new(body));
-            }
+            rt.write(&ClientFrame::new(body));
         }
         SfuAction::Publish { call_id, video } => publish(rt, call_id, video, None),
         SfuAction::PublishAnswer { call_id, sdp } => {
             let Some(link) = link(rt, &call_id, true) else { return };
-            let local = rt.media.borrow().local(&call_id);
+            let local = rt.media().borrow().local(&call_id);
             js::spawn(async move {
                 if let Err(e) = link.accept_answer(&sdp).await {
                     js::warn_err("the SFU's answer was refused", &e);
@@ -71,17 +68,17 @@ pub fn act(rt: &Rc<Runtime>, action: SfuAction) {
 }
 
 /// Closes the call's SFU connections and forgets the remote tracks they brought.
-pub fn close(rt: &Rc<Runtime>, call_id: &str) {
-    let links = rt.media.borrow_mut().sfu.remove(call_id);
+pub fn close<H: Host>(rt: &Rc<H>, call_id: &str) {
+    let links = rt.media().borrow_mut().sfu.remove(call_id);
     if let Some(l) = links {
         l.close();
-        rt.media.borrow_mut().forget_remote(call_id, &l.tracks);
+        rt.media().borrow_mut().forget_remote(call_id, &l.tracks);
     }
 }
 
 /// The call's publishing (`true`) or receiving connection.
-fn link(rt: &Rc<Runtime>, call_id: &str, publishing: bool) -> Option<PeerLink> {
-    let media = rt.media.borrow();
+fn link<H: Host>(rt: &Rc<H>, call_id: &str, publishing: bool) -> Option<PeerLink> {
+    let media = rt.media().borrow();
     let s = media.sfu.get(call_id)?;
     if publishing {
         s.publisher.clone()
@@ -91,14 +88,15 @@ fn link(rt: &Rc<Runtime>, call_id: &str, publishing: bool) -> Option<PeerLink> {
 }
 
 /// The publishing connection's current local media (audio first; video with its layers).
-pub fn publisher(rt: &Rc<Runtime>, call_id: &str) -> Option<PeerLink> {
+pub fn publisher<H: Host>(rt: &Rc<H>, call_id: &str) -> Option<PeerLink> {
     link(rt, call_id, true)
 }
 
-fn new_link(rt: &Rc<Runtime>, call_id: &str, pc: u32) -> Option<PeerLink> {
-    let config = rt.effective_peer_config();
+fn new_link<H: Host>(rt: &Rc<H>, call_id: &str, pc: u32) -> Option<PeerLink> {
+    let config = rt.peer_config();
     let c = call_id.to_string();
-    match PeerLink::new(&config, move |ev| on_event(&c, pc, ev)) {
+    let host = rt.clone();
+    match PeerLink::new(&config, move |ev| on_event(&host, &c, pc, ev)) {
         Ok(l) => Some(l),
         Err(e) => {
             js::warn_err("cannot create a peer connection", &e);
@@ -110,9 +108,9 @@ fn new_link(rt: &Rc<Runtime>, call_id: &str, pc: u32) -> Option<PeerLink> {
 /// Publishes the call's local tracks: on a new connection (an older one is closed), or with
 /// `again` (`SfuAction::Republish`: `Some(ice_restart)`) by renegotiating the existing one, adding
 /// a camera it has no sender for when `video`.
-fn publish(rt: &Rc<Runtime>, call_id: String, video: bool, again: Option<bool>) {
-    let old = rt.media.borrow_mut().sfu.get_mut(&call_id).and_then(|s| s.publisher.take());
-    let local: Option<LocalMedia> = rt.media.borrow().local(&call_id);
+fn publish<H: Host>(rt: &Rc<H>, call_id: String, video: bool, again: Option<bool>) {
+    let old = rt.media().borrow_mut().sfu.get_mut(&call_id).and_then(|s| s.publisher.take());
+    let local: Option<LocalMedia> = rt.media().borrow().local(&call_id);
     let (link, ice_restart, fresh) = match (old, again) {
         (Some(l), Some(restart)) if !l.is_closed() => (l, restart, false),
         (old, _) => {
@@ -140,7 +138,7 @@ fn publish(rt: &Rc<Runtime>, call_id: String, video: bool, again: Option<bool>) 
             js::warn_err("cannot publish to the SFU", &e);
         }
     }
-    rt.media.borrow_mut().sfu.get_or_insert_with(call_id.clone(), Default::default).publisher = Some(link.clone());
+    rt.media().borrow_mut().sfu.get_or_insert_with(call_id.clone(), Default::default).publisher = Some(link.clone());
     let rt = rt.clone();
     js::spawn(async move {
         let offer = match (changed, ice_restart) {
@@ -164,7 +162,7 @@ fn size(track: &web_rtc::MediaStreamTrack) -> (u32, u32) {
     (dim("width"), dim("height"))
 }
 
-fn subscribe(rt: &Rc<Runtime>, call_id: String, sdp: String, tracks: Vec<SfuTrack>) {
+fn subscribe<H: Host>(rt: &Rc<H>, call_id: String, sdp: String, tracks: Vec<SfuTrack>) {
     let existing = link(rt, &call_id, false);
     let link = match existing {
         Some(l) => l,
@@ -172,7 +170,7 @@ fn subscribe(rt: &Rc<Runtime>, call_id: String, sdp: String, tracks: Vec<SfuTrac
         None if sdp.is_empty() => return,
         None => {
             let Some(l) = new_link(rt, &call_id, sfu_pc::SUBSCRIBER) else { return };
-            rt.media.borrow_mut().sfu.get_or_insert_with(call_id.clone(), Default::default).subscriber = Some(l.clone());
+            rt.media().borrow_mut().sfu.get_or_insert_with(call_id.clone(), Default::default).subscriber = Some(l.clone());
             l
         }
     };
@@ -197,7 +195,7 @@ fn subscribe(rt: &Rc<Runtime>, call_id: String, sdp: String, tracks: Vec<SfuTrac
         // object, so the browser's `track` event alone would miss the new stream on it.
         let mut fresh = Vec::new();
         {
-            let mut shell = rt.media.borrow_mut();
+            let mut shell = rt.media().borrow_mut();
             let Some(s) = shell.sfu.get_mut(&call_id) else { return };
             let before = std::mem::take(&mut s.tracks);
             for t in tracks {
@@ -213,7 +211,7 @@ fn subscribe(rt: &Rc<Runtime>, call_id: String, sdp: String, tracks: Vec<SfuTrac
             let Ok(stream) = web_rtc::MediaStream::new_with_tracks(&js_sys::Array::of1(&track)) else { continue };
             let remote = RCTrack::new(&call_id, &t.user_id, t.kind, false, track, stream);
             {
-                let mut shell = rt.media.borrow_mut();
+                let mut shell = rt.media().borrow_mut();
                 shell.register_remote(&call_id, &t.feed, remote);
                 if let Some(e) = shell.sfu.get_mut(&call_id).and_then(|s| s.tracks.iter_mut().find(|(x, _)| *x == t)) {
                     e.1 = true;
@@ -225,8 +223,8 @@ fn subscribe(rt: &Rc<Runtime>, call_id: String, sdp: String, tracks: Vec<SfuTrac
 }
 
 /// Browser events of one SFU connection (fed from a fresh task, as for peer links).
-fn on_event(call_id: &str, pc: u32, ev: PeerEvent) {
-    let rt = crate::runtime::rt();
+fn on_event<H: Host>(rt: &Rc<H>, call_id: &str, pc: u32, ev: PeerEvent) {
+    let rt = rt.clone();
     let call_id = call_id.to_string();
     match ev {
         PeerEvent::LocalCandidate(c) => {
@@ -252,7 +250,7 @@ fn on_event(call_id: &str, pc: u32, ev: PeerEvent) {
             // failed publishing connection.
             if pc == sfu_pc::SUBSCRIBER || state == RtcIceConnectionState::Failed {
                 let state = JsValue::from(state);
-                js::spawn(async move { rt.notify(&call_id, "onICEConnectionStateChange", vec![state]) });
+                js::spawn(async move { rt.sessions().notify(&call_id, "onICEConnectionStateChange", vec![state]) });
             }
         }
         _ => {}

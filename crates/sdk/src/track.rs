@@ -3,7 +3,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use rtc_core::engine::{track_id, TrackKind, TRACK_TAG};
+use rtc_core::engine::{track_id, SessionView, TrackKind, TRACK_TAG};
 use wasm_bindgen::prelude::*;
 use web_rtc::{HtmlMediaElement, MediaStream, MediaStreamTrack, PlayOptions, Playback};
 
@@ -37,6 +37,18 @@ pub struct RCTrack {
 }
 
 impl RCTrack {
+    /// Whether the publisher muted it; `view` gives the engine's view of a call (a remote
+    /// track's state is the engine's, so `isOwnerMuted` itself is exported by
+    /// `crate::session`, which reaches the engine).
+    pub(crate) fn owner_muted(&self, view: impl FnOnce(&str) -> Option<SessionView>) -> bool {
+        let inner = &self.inner;
+        if inner.local {
+            return !inner.track.enabled();
+        }
+        let user = view(&inner.call_id).and_then(|v| v.users.into_iter().find(|u| u.user_id == inner.user_id));
+        user.is_some_and(|u| if inner.kind == TrackKind::Audio { u.audio_muted } else { u.video_muted })
+    }
+
     pub(crate) fn new(call_id: &str, user_id: &str, kind: TrackKind, local: bool, track: MediaStreamTrack, stream: MediaStream) -> Self {
         Self {
             inner: Rc::new(Inner {
@@ -100,18 +112,6 @@ impl RCTrack {
     #[wasm_bindgen(js_name = isLocalMuted)]
     pub fn is_local_muted(&self) -> bool {
         !self.inner.track.enabled()
-    }
-
-    /// Whether the publisher muted it (`session.disableAudioTrack()` and friends on its side).
-    #[wasm_bindgen(js_name = isOwnerMuted)]
-    pub fn is_owner_muted(&self) -> bool {
-        let inner = &self.inner;
-        if inner.local {
-            return !inner.track.enabled();
-        }
-        let view = crate::runtime::rt().session_view(&inner.call_id);
-        let user = view.and_then(|v| v.users.into_iter().find(|u| u.user_id == inner.user_id));
-        user.is_some_and(|u| if inner.kind == TrackKind::Audio { u.audio_muted } else { u.video_muted })
     }
 
     /// Mutes this track here only (peers are not told; use the session's `disable…Track()`
