@@ -3,8 +3,8 @@
 //! The wasm-bindgen layer a CallLib 5.X app talks to: `RCCallClient`, `RCCallSession`,
 //! `RCTrack`, and the small `RongIMLib` / `RCRTC` shims every app calls first. It is the thin
 //! IO shell around `rtc-core`'s sans-IO engine ([`runtime`]): WebSocket frames in and out
-//! ([`im`]), media through `web-rtc` ([`media`]; a group call's through the SFU, `media::sfu`), listener calls out ([`sessions`]), and IMLib's
-//! connection status and events ([`connection`]).
+//! ([`im`]), media through `web-rtc` ([`media`]; a group call's through the SFU, `media::sfu`),
+//! listener calls out ([`sessions`]), and IMLib's connection status and events ([`connection`]).
 //!
 //! Each concern has one owner with private state — the IM link (`im::ImLink`), the sessions
 //! (`sessions::Sessions`), the media (`media::MediaShell`) — composed by the runtime, which
