@@ -25,7 +25,7 @@ const USERS: [&str; 6] = ["alice", "bob", "carol", "dave", "erin", "frank"];
 /// bounds it).
 async fn told(d: &mut Dev) -> u32 {
     loop {
-        if let S::SfuPublisherLayers(l) = d.c.recv().await.body.unwrap() {
+        if let Some(S::SfuPublisherLayers(l)) = d.c.recv().await.body {
             assert_eq!(l.call_id, "gc");
             return l.max_substream;
         }
@@ -168,9 +168,9 @@ async fn with_five_remote_videos_publishers_pause_their_high_layer_until_someone
 async fn not_told(d: &mut Dev, nonce: u32) {
     d.c.send(C::Ping(Ping { nonce })).await;
     loop {
-        match d.c.recv().await.body.unwrap() {
-            S::Pong(p) if p.nonce == nonce => return,
-            S::SfuPublisherLayers(l) => panic!("{}: unexpected {l:?}", d.c.device_id),
+        match d.c.recv().await.body {
+            Some(S::Pong(p)) if p.nonce == nonce => return,
+            Some(S::SfuPublisherLayers(l)) => panic!("{}: unexpected {l:?}", d.c.device_id),
             _ => continue,
         }
     }
