@@ -860,3 +860,15 @@ fn a_member_that_joined_without_a_camera_turns_one_on_without_turning_it_off_fir
         assert!(!b.take().iter().any(|o| matches!(o, Output::Media(MediaAction::CaptureCamera { .. }))), "sfu {sfu}");
     }
 }
+
+#[test]
+fn sfu_publisher_layers_survives_the_wire() {
+    use prost::Message as _;
+    let f = proto::ServerFrame {
+        server_time: 1,
+        body: Some(proto::server_frame::Body::SfuPublisherLayers(proto::SfuPublisherLayers { call_id: CALL.into(), max_substream: 1 })),
+        ..Default::default()
+    };
+    let back = proto::ServerFrame::decode(&*f.encode_to_vec()).unwrap();
+    assert_eq!(back.body, f.body, "the oneof knows tag 17");
+}

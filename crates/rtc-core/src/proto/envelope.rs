@@ -313,7 +313,7 @@ pub struct ServerFrame {
     /// The server's clock (ms since epoch) when it wrote this frame; clients derive their offset from it.
     #[prost(int64, tag = "1")]
     pub server_time: i64,
-    #[prost(oneof = "server_frame::Body", tags = "2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16")]
+    #[prost(oneof = "server_frame::Body", tags = "2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17")]
     pub body: Option<server_frame::Body>,
 }
 
