@@ -21,15 +21,24 @@ use serde_json::json;
 
 const USERS: [&str; 6] = ["alice", "bob", "carol", "dave", "erin", "frank"];
 
-/// The next `SfuPublisherLayers` a device gets (other frames skipped; the client's own wait
-/// bounds it).
+/// The next `SfuPublisherLayers` a device gets within 30 s (other frames skipped; a Ping each
+/// round keeps the client's 5 s wait for a frame from firing while the relay holds back).
 async fn told(d: &mut Dev) -> u32 {
-    loop {
-        if let Some(S::SfuPublisherLayers(l)) = d.c.recv().await.body {
-            assert_eq!(l.call_id, "gc");
-            return l.max_substream;
+    for nonce in 100..130 {
+        d.c.send(C::Ping(Ping { nonce })).await;
+        loop {
+            match d.c.recv().await.body {
+                Some(S::SfuPublisherLayers(l)) => {
+                    assert_eq!(l.call_id, "gc");
+                    return l.max_substream;
+                }
+                Some(S::Pong(p)) if p.nonce == nonce => break,
+                _ => continue,
+            }
         }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
+    panic!("{}: no SfuPublisherLayers within 30 s", d.c.device_id)
 }
 
 #[tokio::test]
