@@ -163,6 +163,9 @@ struct CallState {
     /// sends every layer (the SDK keeps what it was told for the call, also across new
     /// publishing connections, until `SfuJoined` / `SfuRestart` make it start afresh).
     layers_told: HashMap<Dev, (u32, Option<u64>)>,
+    /// Some seat's device is held by another node (cluster mode): its subscriptions are not
+    /// seen here, so no publisher is paused.
+    remote_seats: bool,
 }
 
 /// The relay's state, kept in [`Sfu`].
@@ -340,14 +343,10 @@ impl CallState {
     /// The highest simulcast layer (0 low … 2 high) any subscriber takes of `janus_feed`'s
     /// video: the layer each subscriber asked for that stream (`-1`: by its tile count, as
     /// [`Sfu::apply_layers`] sets it; none asked: Janus's default, the highest), 0 when nobody
-    /// subscribes to it. 2 while a seat's device has no peer here (cluster mode: it may
-    /// subscribe through another node, whose wants this node cannot see).
+    /// subscribes to it. 2 while a seat's device is held by another node (cluster mode: it
+    /// may subscribe there, and this node cannot see those wants).
     fn wanted_layer(&self, janus_feed: &str) -> u32 {
-        if self
-            .seats
-            .values()
-            .any(|(d, _)| !self.peers.contains_key(d))
-        {
+        if self.remote_seats {
             return 2;
         }
         let mut top = 0;
@@ -1092,6 +1091,11 @@ impl Sfu {
             changed = true;
             cs.seats = seat_map;
         }
+        cs.remote_seats = seats.iter().any(|s| {
+            !local
+                .iter()
+                .any(|((u, d), _)| *u == s.user && *d == s.device)
+        });
         for (dev, moved) in local {
             if *moved {
                 cs.moved_in.insert(dev.clone());
