@@ -32,6 +32,12 @@ describe('capture demotion', () => {
       assert.equal((await B.eval(() => H.sessionInfo())).mediaType, 2, 'the session stays AUDIO_VIDEO');
       // B still receives A's camera.
       await B.waitRemoteVideo(users[0]);
+      // Camera-off mode (the default): enableVideoTrack() captures a new camera, also for a
+      // member that never had one (no disableVideoTrack() first: it used to do nothing).
+      const en = await B.eval(() => H.sessionCall('enableVideoTrack'));
+      assert.equal(en.code, SUCCESS, `enableVideoTrack() → ${JSON.stringify(en)}`);
+      await B.waitEvent('onTrackReady', { local: true, kind: 'video' });
+      await A.waitRemoteVideo(users[1], { minFrames: 3, timeout: 20000 });
     });
   });
 

@@ -256,6 +256,54 @@ describe('issue 12: group calls through the SFU (Janus)', { skip }, () => {
     });
   });
 
+  /** Bytes the page has sent on its camera's simulcast encoding `rid`. */
+  const ridBytes = (c, rid) => c.eval(async (r) => {
+    let bytes = 0;
+    for (const pc of window.__pcs.filter((p) => p.connectionState !== 'closed')) {
+      (await pc.getStats()).forEach((s) => { if (s.type === 'outbound-rtp' && s.kind === 'video' && s.rid === r) bytes += s.bytesSent || 0; });
+    }
+    return bytes;
+  }, rid);
+
+  test('6 members: nobody receives the high layer, so every page stops sending it; it comes back when members leave', { timeout: TEST_TIMEOUT }, async () => {
+    // docs/sfu.md "Paused layers": above 4 remote videos every subscriber takes the low layer,
+    // so the server tells each publisher to pause `h` (after LAYERS_HOLD, 3 s); with 3 remote
+    // videos the SFU's pick is the medium layer, which is `h` of a 640x480 camera (2 layers).
+    await diag('sfu-paused-layers', async () => {
+      const { pages } = await groupCall('sfd', ['A', 'B', 'C', 'D', 'E', 'F']);
+      await allVideosAdvance(pages, 'through the SFU');
+      for (const c of pages) {
+        const deadline = Date.now() + 30000;
+        for (;;) {
+          const h1 = await ridBytes(c, 'h');
+          await sleep(2000);
+          const h2 = await ridBytes(c, 'h');
+          if (h2 === h1 && h1 > 0) break;
+          if (Date.now() > deadline) {
+            throw new Error(`${c.name}: still sends the high layer nobody receives: ${h1} → ${h2} bytes; ${JSON.stringify((await videoRtp(c)).outbound)}`);
+          }
+        }
+        const l1 = await ridBytes(c, 'l');
+        await sleep(1000);
+        assert.ok((await ridBytes(c, 'l')) > l1, `${c.name}: the low layer keeps going`);
+      }
+      for (const c of pages) for (const o of pages) if (o !== c) await advancing(c, o, 'with the high layers paused');
+      const [A, B, C, D, E, F] = pages;
+      for (const c of [E, F]) expectCode(c, 'session.hungup()', await sdk(c, () => H.hungup()), SUCCESS);
+      for (const c of [A, B, C, D]) {
+        await c.waitEvent('onHungup', { userId: F.userId }, 15000);
+        const h1 = await ridBytes(c, 'h');
+        const deadline = Date.now() + 20000;
+        while ((await ridBytes(c, 'h')) <= h1) {
+          if (Date.now() > deadline) throw new Error(`${c.name}: the high layer does not come back with 3 remote videos`);
+          await sleep(300);
+        }
+      }
+      const rest = [A, B, C, D];
+      for (const c of rest) for (const o of rest) if (o !== c) await advancing(c, o, 'after E and F left');
+    });
+  });
+
   test('a 1:1 call on the same server stays peer-to-peer', { timeout: TEST_TIMEOUT }, async () => {
     await diag('sfu-one-to-one', async () => {
       const [A, B] = await Promise.all([openAs('A', uid('sfp-a')), openAs('B', uid('sfp-b'))]);
@@ -341,9 +389,8 @@ describe('issue 12: group calls through the SFU (Janus)', { skip }, () => {
       await B.waitRemoteVideo(A.userId, { minFrames: 3, timeout: 40000 });
       await C.waitRemoteVideo(A.userId, { minFrames: 3, timeout: 40000 });
       assert.equal((await mediaPaths(C)).videoSenders, 0, 'C joined without a camera');
-      // Camera-off mode: enableVideoTrack() after disableVideoTrack() captures a new camera;
-      // the publishing connection is renegotiated to carry it.
-      expectCode(C, 'session.disableVideoTrack()', await sdk(C, () => H.sessionCall('disableVideoTrack')), SUCCESS);
+      // Camera-off mode: enableVideoTrack() captures a new camera — without disableVideoTrack()
+      // first (it used to do nothing then); the publishing connection is renegotiated to carry it.
       expectCode(C, 'session.enableVideoTrack()', await sdk(C, () => H.sessionCall('enableVideoTrack')), SUCCESS);
       for (const c of [A, B]) {
         await c.waitRemoteVideo(C.userId, { minFrames: 3, timeout: 30000 });

@@ -15,6 +15,8 @@ struct Dev {
     now: i64,
     out: Vec<Output>,
     next_command: u64,
+    /// Captures find a camera (false: only a microphone, as `isAllowDemotionGetStream` leaves it).
+    camera: bool,
 }
 
 impl Dev {
@@ -22,7 +24,7 @@ impl Dev {
         let mut cfg = EngineConfig::new(user, &format!("{user}-dev"));
         cfg.sfu_publish_retries = retries;
         cfg.sfu_subscribe_retries = retries;
-        let mut d = Dev { engine: Engine::new(cfg), now: 1_000_000, out: Vec::new(), next_command: 1 };
+        let mut d = Dev { engine: Engine::new(cfg), now: 1_000_000, out: Vec::new(), next_command: 1, camera: true };
         d.input(Input::Sfu(SfuInput::Enabled(sfu)));
         d
     }
@@ -86,7 +88,7 @@ impl Dev {
             for o in &outs {
                 match o {
                     Output::Media(MediaAction::Capture { call_id, video }) => {
-                        let kinds = if *video { vec![TrackKind::Audio, TrackKind::Video] } else { vec![TrackKind::Audio] };
+                        let kinds = if *video && self.camera { vec![TrackKind::Audio, TrackKind::Video] } else { vec![TrackKind::Audio] };
                         let ev = MediaEvent::Captured { call_id: call_id.clone(), result: Ok(kinds) };
                         self.input(Input::Media(ev));
                     }
@@ -203,7 +205,10 @@ fn caller(sfu: bool, retries: u8, media_type: MediaType) -> Dev {
 
 /// bob is invited by alice to a group video call (with carol), accepts, and is in.
 fn callee(sfu: bool, retries: u8) -> Dev {
-    let mut b = Dev::new("bob", sfu, retries);
+    callee_with(Dev::new("bob", sfu, retries))
+}
+
+fn callee_with(mut b: Dev) -> Dev {
     let invite = proto::Invite {
         engine_type: proto::ENGINE_TYPE,
         channel_info: Some(proto::ChannelInfo { id: CALL.into(), key: String::new() }),
@@ -813,4 +818,56 @@ fn a_member_that_joined_without_a_camera_publishes_video_when_it_turns_it_on() {
     let rid = last_publish(&b.take()).expect("the renegotiation goes to the SFU");
     b.sfu(SfuInput::Answer(proto::SfuAnswer { request_id: rid, call_id: CALL.into(), sdp: "answer-with-video".into() }));
     assert!(sfu_actions(&b.take()).contains(&&SfuAction::PublishAnswer { call_id: CALL.into(), sdp: "answer-with-video".into() }));
+}
+
+#[test]
+fn the_server_saying_which_layers_anyone_receives_pauses_or_resumes_the_cameras_encodings() {
+    let mut b = callee(true, 0);
+    b.sfu(joined(vec![feed("alice", true)], 1));
+    publish_ok(&mut b);
+    b.take();
+    let layers = |n| SfuInput::PublisherLayers(proto::SfuPublisherLayers { call_id: CALL.into(), max_substream: n });
+    b.sfu(layers(0));
+    let outs = b.take();
+    assert_eq!(sfu_actions(&outs), [&SfuAction::Layers { call_id: CALL.into(), max_substream: 0 }], "only the low layer");
+    b.sfu(layers(2));
+    let outs = b.take();
+    assert_eq!(sfu_actions(&outs), [&SfuAction::Layers { call_id: CALL.into(), max_substream: 2 }], "every layer again");
+    // Another call's (or a call we are not in): nothing to do.
+    b.sfu(SfuInput::PublisherLayers(proto::SfuPublisherLayers { call_id: "other".into(), max_substream: 0 }));
+    assert!(sfu_actions(&b.take()).is_empty());
+}
+
+#[test]
+fn a_member_that_joined_without_a_camera_turns_one_on_without_turning_it_off_first() {
+    // Mesh and SFU alike: camera-off mode captures a new camera on enableVideoTrack() (spec:
+    // "capture a NEW camera track"); the member never had one to release.
+    for sfu in [false, true] {
+        let mut dev = Dev::new("bob", sfu, 0);
+        dev.camera = false;
+        let mut b = callee_with(dev);
+        b.take();
+        b.command(Command::MuteTrack { call_id: CALL.into(), kind: TrackKind::Video, muted: false });
+        let outs = b.take();
+        assert!(outs.iter().any(|o| matches!(o, Output::Media(MediaAction::CaptureCamera { .. }))), "sfu {sfu}: {outs:?}");
+        b.input(Input::Media(MediaEvent::Captured { call_id: CALL.into(), result: Ok(vec![TrackKind::Video]) }));
+        let outs = b.settle();
+        let local_video =
+            events(&outs).iter().any(|e| matches!(e, CallEvent::TrackReady { track, .. } if track.local && track.kind == TrackKind::Video));
+        assert!(local_video, "sfu {sfu}: the new camera's onTrackReady: {outs:?}");
+        // Now it has one: a second enableVideoTrack() captures nothing more.
+        b.command(Command::MuteTrack { call_id: CALL.into(), kind: TrackKind::Video, muted: false });
+        assert!(!b.take().iter().any(|o| matches!(o, Output::Media(MediaAction::CaptureCamera { .. }))), "sfu {sfu}");
+    }
+}
+
+#[test]
+fn sfu_publisher_layers_survives_the_wire() {
+    use prost::Message as _;
+    let f = proto::ServerFrame {
+        server_time: 1,
+        body: Some(proto::server_frame::Body::SfuPublisherLayers(proto::SfuPublisherLayers { call_id: CALL.into(), max_substream: 1 })),
+    };
+    let back = proto::ServerFrame::decode(&*f.encode_to_vec()).unwrap();
+    assert_eq!(back.body, f.body, "the oneof knows tag 17");
 }

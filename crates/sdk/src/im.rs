@@ -514,6 +514,7 @@ fn on_frame<H: Host>(rt: &Rc<H>, conn_id: u32, frame: ServerFrame) {
         Some(server_frame::Body::SfuAnswer(a)) => rt.feed(Input::Sfu(SfuInput::Answer(a))),
         Some(server_frame::Body::SfuFailed(f)) => rt.feed(Input::Sfu(SfuInput::Failed(f))),
         Some(server_frame::Body::SfuRestart(r)) => rt.feed(Input::Sfu(SfuInput::Restart(r))),
+        Some(server_frame::Body::SfuPublisherLayers(l)) => rt.feed(Input::Sfu(SfuInput::PublisherLayers(l))),
         None => {}
     }
 }

@@ -22,6 +22,9 @@ pub struct SfuLinks {
     /// Whose stream each `mid` of the receiving connection carries (latest SFU offer), and
     /// whether its track was reported to the engine.
     pub tracks: Vec<(SfuTrack, bool)>,
+    /// The highest simulcast layer anyone receives of our camera (`SfuAction::Layers`), set
+    /// again on every new publishing connection; `None`: all.
+    pub layers: Option<u32>,
 }
 
 impl SfuLinks {
@@ -50,10 +53,13 @@ pub fn act<H: Host>(rt: &Rc<H>, action: SfuAction) {
         SfuAction::PublishAnswer { call_id, sdp } => {
             let Some(link) = link(rt, &call_id, true) else { return };
             let local = rt.media().borrow().local(&call_id);
+            let layers = rt.media().borrow().sfu.get(&call_id).and_then(|s| s.layers);
             js::spawn(async move {
                 if let Err(e) = link.accept_answer(&sdp).await {
                     js::warn_err("the SFU's answer was refused", &e);
                 }
+                // Layers nobody receives stay paused on a new connection too.
+                set_layers(link.clone(), layers).await;
                 // A muted track sends nothing (see `MediaAction::SetEnabled`), also on senders
                 // negotiated just now.
                 for t in local.iter().flat_map(|m| m.tracks()).filter(|t| !t.enabled()) {
@@ -64,6 +70,21 @@ pub fn act<H: Host>(rt: &Rc<H>, action: SfuAction) {
         SfuAction::Republish { call_id, video, ice_restart } => publish(rt, call_id, video, Some(ice_restart)),
         SfuAction::Subscribe { call_id, sdp, tracks } => subscribe(rt, call_id, sdp, tracks),
         SfuAction::Reset { call_id } => close(rt, &call_id),
+        SfuAction::Layers { call_id, max_substream } => {
+            rt.media().borrow_mut().sfu.get_or_insert_with(call_id.clone(), Default::default).layers = Some(max_substream);
+            if let Some(link) = link(rt, &call_id, true) {
+                js::spawn(set_layers(link, Some(max_substream)));
+            }
+        }
+    }
+}
+
+/// Pauses the camera's simulcast layers above `max` (none: leaves them).
+async fn set_layers(link: PeerLink, max: Option<u32>) {
+    if let Some(m) = max {
+        if let Err(e) = link.set_active_layers(m).await {
+            js::warn_err("pausing simulcast layers failed", &e);
+        }
     }
 }
 

@@ -997,6 +997,52 @@ impl PeerLink {
         Ok(())
     }
 
+    /// SFU publishing connection: keeps the video sender's simulcast encodings up to
+    /// `max_substream` sending and pauses the others ([`crate::simulcast::active`];
+    /// `RTCRtpEncodingParameters.active`: the browser stops encoding them). A sender not
+    /// negotiated yet keeps its encodings as they are; the SFU says it again after each publish.
+    pub async fn set_active_layers(&self, max_substream: u32) -> Result<(), MediaError> {
+        self.check_open()?;
+        let Some(sender) = self
+            .transceiver(Kind::Video)
+            .filter(sends)
+            .map(|t| t.sender())
+        else {
+            return Ok(());
+        };
+        let params = sender.get_parameters();
+        let encodings = Reflect::get(&params, &"encodings".into()).unwrap_or(JsValue::UNDEFINED);
+        if !Array::is_array(&encodings) {
+            return Ok(());
+        }
+        let encodings = Array::from(&encodings);
+        let count = encodings.length() as usize;
+        let mut changed = false;
+        for e in encodings.iter() {
+            let Some(rid) = Reflect::get(&e, &"rid".into())
+                .ok()
+                .and_then(|r| r.as_string())
+            else {
+                continue;
+            };
+            let on = crate::simulcast::active(&rid, count, max_substream);
+            if Reflect::get(&e, &"active".into())
+                .ok()
+                .and_then(|a| a.as_bool())
+                != Some(on)
+            {
+                let _ = Reflect::set(&e, &"active".into(), &on.into());
+                changed = true;
+            }
+        }
+        if changed {
+            JsFuture::from(sender.set_parameters_with_parameters(&params))
+                .await
+                .map_err(|e| self.fail("RTCRtpSender.setParameters", &e))?;
+        }
+        Ok(())
+    }
+
     /// After a negotiation: limits set before it now have an encoding to apply to.
     async fn reapply_video_caps(&self) {
         if self.inner.video_caps.get() != VideoCaps::FULL {

@@ -52,6 +52,19 @@ pub fn layers(width: u32, height: u32) -> Vec<Layer> {
     }
 }
 
+/// Whether the encoding `rid` of a camera sent in `count` [`layers`] stays on when subscribers
+/// take layers up to `max_substream` (0 low … 2 high, counted from the lowest as the SFU numbers
+/// them: with 2 layers `h` is substream 1). The low layer always does: subscribers fall back to
+/// it.
+pub fn active(rid: &str, count: usize, max_substream: u32) -> bool {
+    let from_low = match rid {
+        "l" => 0,
+        "m" => 1,
+        _ => count.saturating_sub(1) as u32,
+    };
+    from_low == 0 || from_low <= max_substream
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,6 +81,19 @@ mod tests {
         assert_eq!(rids(0, 0), [("h", 1.0), ("l", 2.0)]);
         assert_eq!(rids(1280, 720), [("h", 1.0), ("m", 2.0), ("l", 4.0)]);
         assert_eq!(rids(960, 540), [("h", 1.0), ("m", 2.0), ("l", 4.0)]);
+        // Paused above what subscribers take; the low layer never.
+        let on = |count, max| {
+            ["h", "m", "l"][3 - count..]
+                .iter()
+                .map(|r| active(r, count, max))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(on(2, 0), [false, true]);
+        assert_eq!(on(2, 1), [true, true]);
+        assert_eq!(on(2, 2), [true, true]);
+        assert_eq!(on(3, 0), [false, false, true]);
+        assert_eq!(on(3, 1), [false, true, true]);
+        assert_eq!(on(3, 2), [true, true, true]);
         for w in [320, 640, 1920] {
             let l = layers(w, w * 9 / 16);
             assert!(

@@ -146,6 +146,9 @@ pub(crate) struct Call {
     pub told_gone: Vec<String>,
     /// A GROUP call started in SFU mode: its media goes through the SFU, never the mesh.
     pub sfu: Option<Box<super::sfu::SfuCall>>,
+    /// The call's capture found no camera (`isAllowDemotionGetStream`): for
+    /// `enableVideoTrack()` in camera-off mode that is a released camera (a new one is captured).
+    pub no_camera: bool,
 }
 
 /// Who a call is between, for [`Call::new`].
@@ -187,6 +190,7 @@ impl Call {
             left: Vec::new(),
             told_gone: Vec::new(),
             sfu: None,
+            no_camera: false,
         }
     }
 

@@ -22,7 +22,10 @@ impl Engine {
                 return self.done(id, error_code::MISSING_VIDEO_TRACK_ERROR, None);
             }
             if camera_off {
-                if muted == call.camera_released() {
+                // Nothing to do: already released, or already has a camera (a member that joined
+                // without one has none: it turns one on).
+                let done = if muted { call.camera_released() } else { !call.camera_released() && !call.no_camera };
+                if done {
                     return self.done(id, error_code::SUCCESS, None);
                 }
                 if !muted {

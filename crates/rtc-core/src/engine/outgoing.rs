@@ -417,6 +417,11 @@ impl Engine {
                 let call_id = self.renamed.get(&call_id).cloned().unwrap_or(call_id);
                 let starting = self.calls.get(&call_id).is_some_and(|c| matches!(c.phase, Phase::Starting(_)));
                 let pending = self.calls.get(&call_id).map(Call::pending);
+                if let (Some(call), Ok(kinds)) = (self.calls.get_mut(&call_id), &result) {
+                    if !matches!(pending, Some(Pending::MicCapture(_))) {
+                        call.no_camera = call.media_type.has_video() && !kinds.contains(&TrackKind::Video);
+                    }
+                }
                 match pending {
                     Some(_) if starting => self.call_progress(&call_id, Some(result), None),
                     Some(Pending::MergeCapture(cmd)) => self.merge_captured(&call_id, cmd, result),

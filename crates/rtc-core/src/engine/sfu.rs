@@ -49,6 +49,8 @@ pub enum SfuInput {
     Answer(proto::SfuAnswer),
     Failed(proto::SfuFailed),
     Restart(proto::SfuRestart),
+    /// The highest layer of our camera anyone receives ([`SfuAction::Layers`]).
+    PublisherLayers(proto::SfuPublisherLayers),
 }
 
 /// What the engine asks of the shell in SFU mode ([`MediaAction::Sfu`]).
@@ -74,6 +76,10 @@ pub enum SfuAction {
     /// on); with `ice_restart`, fresh ICE credentials (its transport was lost). Without a
     /// publishing connection, as [`SfuAction::Publish`].
     Republish { call_id: String, video: bool, ice_restart: bool },
+    /// Keep the camera's simulcast encodings up to `max_substream` (0 low … 2 high, counted
+    /// from the lowest) sending and pause the ones above: nobody receives them, and encoding
+    /// them costs CPU. The lowest stays on whatever it says.
+    Layers { call_id: String, max_substream: u32 },
 }
 
 /// One `mid` of the receiving connection.
@@ -207,6 +213,11 @@ impl Engine {
                     s.generation = Some(r.generation);
                 }
                 self.sfu_progress(&r.call_id);
+            }
+            SfuInput::PublisherLayers(l) => {
+                if self.sfu_call(&l.call_id).is_some() {
+                    self.sfu(SfuAction::Layers { call_id: l.call_id, max_substream: l.max_substream });
+                }
             }
         }
     }

@@ -313,7 +313,7 @@ pub struct ServerFrame {
     /// The server's clock (ms since epoch) when it wrote this frame; clients derive their offset from it.
     #[prost(int64, tag = "1")]
     pub server_time: i64,
-    #[prost(oneof = "server_frame::Body", tags = "2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16")]
+    #[prost(oneof = "server_frame::Body", tags = "2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17")]
     pub body: Option<server_frame::Body>,
 }
 
@@ -362,6 +362,10 @@ pub mod server_frame {
         /// subscribe again, without ending the call.
         #[prost(message, tag = "16")]
         SfuRestart(super::SfuRestart),
+        /// SFU mode: which simulcast layers of this device's camera anyone receives (the
+        /// others are paused, saving the encoder's CPU).
+        #[prost(message, tag = "17")]
+        SfuPublisherLayers(super::SfuPublisherLayers),
     }
 }
 
@@ -829,4 +833,16 @@ pub struct SfuRestart {
     pub call_id: String,
     #[prost(uint32, tag = "2")]
     pub generation: u32,
+}
+
+/// Server → client: the highest simulcast layer (0 low … 2 high, as `SfuWant.substream`) any
+/// subscriber of this device's camera receives now. The sender keeps its encodings up to that
+/// one active and pauses the ones above (the low layer always stays on). Raised at once,
+/// lowered only after it held for a few seconds (docs/sfu.md, "Paused layers").
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SfuPublisherLayers {
+    #[prost(string, tag = "1")]
+    pub call_id: String,
+    #[prost(uint32, tag = "2")]
+    pub max_substream: u32,
 }

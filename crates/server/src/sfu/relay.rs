@@ -30,7 +30,8 @@ use std::time::Duration;
 use rtc_core::proto::server_frame::Body;
 use rtc_core::proto::{
     error_code, sfu_pc, SfuAnswer, SfuFailed, SfuFeed, SfuFeeds, SfuJoined, SfuLayers, SfuMid,
-    SfuOffer, SfuPublish, SfuRestart, SfuStream, SfuSubscribe, SfuTrickle, SfuWant,
+    SfuOffer, SfuPublish, SfuPublisherLayers, SfuRestart, SfuStream, SfuSubscribe, SfuTrickle,
+    SfuWant,
 };
 use serde_json::{json, Value};
 
@@ -41,6 +42,11 @@ use crate::hub::{encode_body, ConnId, Outbox, Outgoing, PushError};
 /// SFU requests one connection may have queued; past it they are refused (a client that
 /// floods SFU requests cannot grow the server's memory).
 pub const WORKER_QUEUE: usize = 64;
+
+/// How long fewer simulcast layers must be wanted of a publisher before it is told to pause
+/// the others (raising is at once): a tile count crossing the threshold back and forth, or a
+/// member rejoining, costs no keyframe storm (docs/sfu.md, "Paused layers").
+pub const LAYERS_HOLD: Duration = Duration::from_secs(3);
 
 /// (app key, call id).
 type CallKey = (String, String);
@@ -157,6 +163,14 @@ struct CallState {
     /// The seats as last applied (cluster mode: the row in Redis), to write the row back if
     /// Redis loses it ([`Sfu::relay_row`]).
     row: Vec<SeatInfo>,
+    /// Member devices told to pause layers (`SfuPublisherLayers`): the highest substream they
+    /// were last told, and since when (`clock::mono_ms`) fewer are wanted. A device not listed
+    /// sends every layer (the SDK keeps what it was told for the call, also across new
+    /// publishing connections, until `SfuJoined` / `SfuRestart` make it start afresh).
+    layers_told: HashMap<Dev, (u32, Option<u64>)>,
+    /// Some seat's device is held by another node (cluster mode): its subscriptions are not
+    /// seen here, so no publisher is paused.
+    remote_seats: bool,
 }
 
 /// The relay's state, kept in [`Sfu`].
@@ -331,6 +345,38 @@ impl CallState {
             .map(|(j, (d, _))| (d, j))
     }
 
+    /// The highest simulcast layer (0 low … 2 high) any subscriber takes of `janus_feed`'s
+    /// video: the layer each subscriber asked for that stream (`-1`: by its tile count, as
+    /// [`Sfu::apply_layers`] sets it; none asked: Janus's default, the highest), 0 when nobody
+    /// subscribes to it. 2 while a seat's device is held by another node (cluster mode: it
+    /// may subscribe there, and this node cannot see those wants).
+    fn wanted_layer(&self, janus_feed: &str) -> u32 {
+        if self.remote_seats {
+            return 2;
+        }
+        let mut top = 0;
+        for p in self.peers.values() {
+            let tiles = p.sub_streams.iter().filter(|s| s.kind == "video").count();
+            for s in p
+                .sub_streams
+                .iter()
+                .filter(|s| s.kind == "video" && s.feed == janus_feed)
+            {
+                let asked = p
+                    .sub_layers
+                    .iter()
+                    .find(|(f, m, _)| *f == s.feed && (m.is_empty() || *m == s.feed_mid));
+                let layer = match asked {
+                    Some((_, _, sub)) if *sub < 0 => auto_substream(tiles),
+                    Some((_, _, sub)) => (*sub).min(2),
+                    None => 2,
+                };
+                top = top.max(layer as u32);
+            }
+        }
+        top
+    }
+
     fn mids(&self, streams: &[SubStream]) -> Vec<SfuMid> {
         streams
             .iter()
@@ -422,11 +468,19 @@ impl Sfu {
                 let feeds = cs.feeds_for(&me);
                 cs.sent.insert(me.clone(), feeds.clone());
                 let joined = Body::SfuJoined(SfuJoined {
-                    call_id,
+                    call_id: call_id.clone(),
                     feeds,
                     generation: cs.generation as u32,
                 });
                 self.send_to(app, user, device, joined);
+                // What it was told may have been lost while it was disconnected.
+                if let Some(&(max_substream, _)) = cs.layers_told.get(&me) {
+                    let body = Body::SfuPublisherLayers(SfuPublisherLayers {
+                        call_id: call_id.clone(),
+                        max_substream,
+                    });
+                    self.send_to(app, user, device, body);
+                }
             }
         }
     }
@@ -476,6 +530,14 @@ impl Sfu {
 
     async fn worker(self: Arc<Self>, mut rx: tokio::sync::mpsc::Receiver<(Requester, Request)>) {
         while let Some((from, req)) = rx.recv().await {
+            // What subscribers take may have changed (or a publisher may start afresh).
+            let layers_of = match &req {
+                Request::Publish(r) => Some(r.call_id.clone()),
+                Request::Subscribe(r) => Some(r.call_id.clone()),
+                Request::Answer(r) => Some(r.call_id.clone()),
+                Request::Layers(r) => Some(r.call_id.clone()),
+                Request::Trickle(_) => None,
+            };
             let reply = match req {
                 Request::Publish(r) => {
                     let call_id = r.call_id.clone();
@@ -498,6 +560,50 @@ impl Sfu {
             };
             if let Some(body) = reply {
                 self.send_to(&from.app, &from.user, &from.device, body);
+            }
+            if let Some(call_id) = layers_of {
+                let key = (from.app.clone(), call_id);
+                if let Some(cs) = self.call_state(&key, false) {
+                    self.publisher_layers(&key, &mut *cs.lock().await);
+                }
+            }
+        }
+    }
+
+    /// Tells each publishing device of the call whose wanted layers changed which it must
+    /// keep sending (`SfuPublisherLayers`, "dynacast"): more at once, fewer once that has
+    /// held for [`LAYERS_HOLD`] (checked again at every request and every sync pass, ≤ 1 s).
+    fn publisher_layers(&self, key: &CallKey, cs: &mut CallState) {
+        let now = crate::clock::mono_ms();
+        let hold = LAYERS_HOLD.as_millis() as u64;
+        let publishers: Vec<(Dev, String)> = cs
+            .peers
+            .iter()
+            .map(|(d, p)| (d.clone(), p.janus_feed.clone()))
+            .collect();
+        cs.layers_told
+            .retain(|d, _| publishers.iter().any(|(p, _)| p == d));
+        for (dev, feed) in publishers {
+            let wanted = cs.wanted_layer(&feed);
+            let told = cs.layers_told.entry(dev.clone()).or_insert((2, None));
+            let send = match wanted.cmp(&told.0) {
+                std::cmp::Ordering::Greater => true,
+                std::cmp::Ordering::Equal => {
+                    told.1 = None;
+                    false
+                }
+                std::cmp::Ordering::Less => {
+                    let since = *told.1.get_or_insert(now);
+                    now.saturating_sub(since) >= hold
+                }
+            };
+            if send {
+                *told = (wanted, None);
+                let body = Body::SfuPublisherLayers(SfuPublisherLayers {
+                    call_id: key.1.clone(),
+                    max_substream: wanted,
+                });
+                self.send_to(&key.0, &dev.0, &dev.1, body);
             }
         }
     }
@@ -992,6 +1098,11 @@ impl Sfu {
             cs.seats = seat_map;
         }
         cs.row = seats.to_vec();
+        cs.remote_seats = seats.iter().any(|s| {
+            !local
+                .iter()
+                .any(|((u, d), _)| *u == s.user && *d == s.device)
+        });
         for (dev, moved) in local {
             if *moved {
                 cs.moved_in.insert(dev.clone());
@@ -1087,6 +1198,8 @@ impl Sfu {
             );
             let feeds = cs.feeds_for(dev);
             cs.sent.insert(dev.clone(), feeds.clone());
+            // (It starts afresh, sending every layer.)
+            cs.layers_told.remove(dev);
             let restart = Body::SfuRestart(SfuRestart {
                 call_id: call_id.to_owned(),
                 generation: generation as u32,
@@ -1112,6 +1225,7 @@ impl Sfu {
         if changed {
             self.broadcast_feeds(app, call_id, cs);
         }
+        self.publisher_layers(&key, cs);
         if over || (local.is_empty() && cs.peers.is_empty()) {
             for (_, p) in cs.peers.drain() {
                 self.detach_peer(p);
@@ -1250,6 +1364,8 @@ impl Sfu {
                     version: 0,
                 }));
                 self.send_to(&key.0, &dev.0, &dev.1, body);
+                // (A feed went: the tile count, and so the layers taken, may be up.)
+                self.publisher_layers(&key, cs);
             }
             return;
         }
