@@ -959,21 +959,25 @@ impl PeerLink {
         self.inner.video_caps.get()
     }
 
-    async fn apply_video_caps(&self) -> Result<(), MediaError> {
-        let Some(sender) = self
-            .transceiver(Kind::Video)
-            .filter(sends)
-            .map(|t| t.sender())
-        else {
-            return Ok(());
-        };
+    /// The sending video sender, its parameters and their encodings; `None` before the
+    /// negotiation gave it any (what is set meanwhile is applied after it).
+    fn video_encodings(&self) -> Option<(web_sys::RtcRtpSender, web_sys::RtcRtpParameters, Array)> {
+        let sender = self.transceiver(Kind::Video).filter(sends)?.sender();
         let params = sender.get_parameters();
-        let encodings = Reflect::get(&params, &"encodings".into()).unwrap_or(JsValue::UNDEFINED);
-        if !Array::is_array(&encodings) || Array::from(&encodings).length() == 0 {
-            return Ok(()); // not negotiated yet: the negotiation applies them
+        let encodings = Reflect::get(&params, &"encodings".into()).ok()?;
+        if !Array::is_array(&encodings) {
+            return None;
         }
+        let encodings = Array::from(&encodings);
+        (encodings.length() > 0).then_some((sender, params, encodings))
+    }
+
+    async fn apply_video_caps(&self) -> Result<(), MediaError> {
+        let Some((sender, params, encodings)) = self.video_encodings() else {
+            return Ok(()); // not negotiated yet: the negotiation applies them
+        };
         let caps = self.inner.video_caps.get();
-        for e in Array::from(&encodings).iter() {
+        for e in encodings.iter() {
             let _ = Reflect::set(
                 &e,
                 &"scaleResolutionDownBy".into(),
@@ -1003,19 +1007,9 @@ impl PeerLink {
     /// negotiated yet keeps its encodings as they are; the SFU says it again after each publish.
     pub async fn set_active_layers(&self, max_substream: u32) -> Result<(), MediaError> {
         self.check_open()?;
-        let Some(sender) = self
-            .transceiver(Kind::Video)
-            .filter(sends)
-            .map(|t| t.sender())
-        else {
+        let Some((sender, params, encodings)) = self.video_encodings() else {
             return Ok(());
         };
-        let params = sender.get_parameters();
-        let encodings = Reflect::get(&params, &"encodings".into()).unwrap_or(JsValue::UNDEFINED);
-        if !Array::is_array(&encodings) {
-            return Ok(());
-        }
-        let encodings = Array::from(&encodings);
         let count = encodings.length() as usize;
         let mut changed = false;
         for e in encodings.iter() {
