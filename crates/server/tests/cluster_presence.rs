@@ -457,60 +457,6 @@ async fn an_unfinished_cleanup_is_taken_over_by_another_node() {
     assert!(dead.try_recv().is_err(), "not announced again");
 }
 
-/// Blocks node `ts`'s main Redis connection for `secs` (a `BLPOP` on a key nobody pushes to
-/// until [`unblock`]): every later command on that connection waits behind it, as behind a
-/// backlog of route scripts on a slow Redis. Returns the blocked command's task.
-async fn block_main_lane(
-    server: &TestRedis,
-    ts: &TestServer,
-    key: &str,
-    secs: u64,
-) -> tokio::task::JoinHandle<()> {
-    let routing = ts.server.state().routing.clone().expect("cluster mode");
-    let mut conn = routing.mailboxes.bus().connection();
-    let key = key.to_owned();
-    let task = tokio::spawn(async move {
-        let _: Option<Vec<String>> = redis::cmd("BLPOP")
-            .arg(&key)
-            .arg(secs)
-            .query_async(&mut conn)
-            .await
-            .unwrap_or(None);
-    });
-    // Blocked once Redis lists the client as blocked (`blocked_clients` in INFO clients).
-    let probe = outside(server).await;
-    eventually("the main connection is blocked", || {
-        let mut probe = probe.clone();
-        async move {
-            let info: String = redis::cmd("INFO")
-                .arg("clients")
-                .query_async(&mut probe)
-                .await
-                .unwrap();
-            info.lines()
-                .any(|l| l.starts_with("blocked_clients:") && l.trim_end() != "blocked_clients:0")
-        }
-    })
-    .await;
-    task
-}
-
-/// A connection of the test's own, apart from every node's.
-async fn outside(server: &TestRedis) -> redis::aio::ConnectionManager {
-    let url = RedisUrl::parse(&server.url()).unwrap();
-    Bus::connect(&url).await.unwrap().connection()
-}
-
-async fn unblock(server: &TestRedis, key: &str) {
-    let mut conn = outside(server).await;
-    let _: i64 = redis::cmd("LPUSH")
-        .arg(key)
-        .arg("go")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-}
-
 /// A login's Redis round trips (the `accepted_upto` read, the presence write, the join and
 /// replay) go on a connection of their own: after a node's kill its clients' logins on the
 /// survivors must not queue behind the route and ack scripts of everyone's resends (session

@@ -606,35 +606,8 @@ async fn a_route_waiting_on_a_slow_redis_keeps_its_connection_alive() {
     let (mut alice, _, _) = Client::login_instance(a.addr, &a.token("alice"), "a1", 0, 5).await;
     let mut bob = b.client("bob", "b1").await;
 
-    // A's main connection waits behind a blocked command (until the LPUSH below).
-    let routing = a.server.state().routing.clone().expect("cluster mode");
-    let mut main = routing.mailboxes.bus().connection();
-    let blocked = tokio::spawn(async move {
-        let _: Option<Vec<String>> = redis::cmd("BLPOP")
-            .arg("test:block:route")
-            .arg(40)
-            .query_async(&mut main)
-            .await
-            .unwrap_or(None);
-    });
-    let url = RedisUrl::parse(&redis.url()).unwrap();
-    let mut outside = rcall_server::cluster::Bus::connect(&url)
-        .await
-        .unwrap()
-        .connection();
-    eventually("A's main connection is blocked", || {
-        let mut c = outside.clone();
-        async move {
-            let info: String = redis::cmd("INFO")
-                .arg("clients")
-                .query_async(&mut c)
-                .await
-                .unwrap();
-            info.lines()
-                .any(|l| l.starts_with("blocked_clients:") && l.trim_end() != "blocked_clients:0")
-        }
-    })
-    .await;
+    // A's main connection waits behind a blocked command (until `unblock`).
+    let blocked = block_main_lane(&redis, &a, "test:block:route", 40).await;
 
     let slow = SendMessage {
         client_seq: 1,
@@ -650,16 +623,11 @@ async fn a_route_waiting_on_a_slow_redis_keeps_its_connection_alive() {
     }
     let info: String = redis::cmd("INFO")
         .arg("clients")
-        .query_async(&mut outside)
+        .query_async(&mut outside(&redis).await)
         .await
         .unwrap();
     assert!(info.contains("blocked_clients:1"), "{info}");
-    let _: i64 = redis::cmd("LPUSH")
-        .arg("test:block:route")
-        .arg("go")
-        .query_async(&mut outside)
-        .await
-        .unwrap();
+    unblock(&redis, "test:block:route").await;
     blocked.await.unwrap();
     // Routed once: confirmed, delivered, nothing more (later Pongs may come first).
     let r = alice.recv_send_result().await;
@@ -714,35 +682,8 @@ async fn a_timed_out_route_is_not_resent_until_redis_ran_it() {
         .await;
     assert_from(&bob.recv_delivered().await, "alice", "alice", b"warm-up");
 
-    // A's main connection waits behind a blocked command (until the LPUSH below).
-    let routing = a.server.state().routing.clone().expect("cluster mode");
-    let mut main = routing.mailboxes.bus().connection();
-    let blocked = tokio::spawn(async move {
-        let _: Option<Vec<String>> = redis::cmd("BLPOP")
-            .arg("test:block:stall")
-            .arg(40)
-            .query_async(&mut main)
-            .await
-            .unwrap_or(None);
-    });
-    let url = RedisUrl::parse(&redis.url()).unwrap();
-    let mut outside = rcall_server::cluster::Bus::connect(&url)
-        .await
-        .unwrap()
-        .connection();
-    eventually("A's main connection is blocked", || {
-        let mut c = outside.clone();
-        async move {
-            let info: String = redis::cmd("INFO")
-                .arg("clients")
-                .query_async(&mut c)
-                .await
-                .unwrap();
-            info.lines()
-                .any(|l| l.starts_with("blocked_clients:") && l.trim_end() != "blocked_clients:0")
-        }
-    })
-    .await;
+    // A's main connection waits behind a blocked command (until `unblock`).
+    let blocked = block_main_lane(&redis, &a, "test:block:stall", 40).await;
     alice
         .send_message(
             2,
@@ -754,12 +695,7 @@ async fn a_timed_out_route_is_not_resent_until_redis_ran_it() {
         .await;
     // Past two response timeouts: the old code had sent the script three times by then.
     tokio::time::sleep(rcall_server::cluster::RESPONSE_TIMEOUT * 2 + Duration::from_secs(2)).await;
-    let _: i64 = redis::cmd("LPUSH")
-        .arg("test:block:stall")
-        .arg("go")
-        .query_async(&mut outside)
-        .await
-        .unwrap();
+    unblock(&redis, "test:block:stall").await;
     blocked.await.unwrap();
     let r = alice.recv_send_result().await;
     assert_eq!((r.request_id, r.code), (2, 0));

@@ -556,6 +556,63 @@ pub async fn cluster_node(redis: &redis_server::TestRedis) -> TestServer {
     TestServer::start_with(|c| c.redis = Some(url)).await
 }
 
+/// Blocks node `ts`'s main Redis connection for `secs` (a `BLPOP` on a key nobody pushes to
+/// until [`unblock`]): every later command on that connection waits behind it, as behind a
+/// backlog of route scripts on a slow Redis. Returns the blocked command's task.
+pub async fn block_main_lane(
+    server: &redis_server::TestRedis,
+    ts: &TestServer,
+    key: &str,
+    secs: u64,
+) -> tokio::task::JoinHandle<()> {
+    let routing = ts.server.state().routing.clone().expect("cluster mode");
+    let mut conn = routing.mailboxes.bus().connection();
+    let key = key.to_owned();
+    let task = tokio::spawn(async move {
+        let _: Option<Vec<String>> = redis::cmd("BLPOP")
+            .arg(&key)
+            .arg(secs)
+            .query_async(&mut conn)
+            .await
+            .unwrap_or(None);
+    });
+    // Blocked once Redis lists the client as blocked (`blocked_clients` in INFO clients).
+    let probe = outside(server).await;
+    eventually("the main connection is blocked", || {
+        let mut probe = probe.clone();
+        async move {
+            let info: String = redis::cmd("INFO")
+                .arg("clients")
+                .query_async(&mut probe)
+                .await
+                .unwrap();
+            info.lines()
+                .any(|l| l.starts_with("blocked_clients:") && l.trim_end() != "blocked_clients:0")
+        }
+    })
+    .await;
+    task
+}
+
+/// A connection of the test's own, apart from every node's.
+pub async fn outside(server: &redis_server::TestRedis) -> redis::aio::ConnectionManager {
+    let url = rcall_server::cluster::RedisUrl::parse(&server.url()).unwrap();
+    rcall_server::cluster::Bus::connect(&url)
+        .await
+        .unwrap()
+        .connection()
+}
+
+pub async fn unblock(server: &redis_server::TestRedis, key: &str) {
+    let mut conn = outside(server).await;
+    let _: i64 = redis::cmd("LPUSH")
+        .arg(key)
+        .arg("go")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+}
+
 /// Sends and asserts the SendResult code, skipping what comes before it: deliveries (the
 /// others' call messages) and the SFU relay's frames (`sfu_relay.rs` checks those).
 pub async fn send_code(c: &mut Client, request_id: u32, msg: SendMessage, code: i32) {
