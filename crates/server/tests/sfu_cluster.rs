@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use common::janus_server::TestJanus;
 use common::redis_server::TestRedis;
-use common::sfu_client::{accept, answer, failed, gcall, hangup, invite, joined, settings, Dev};
+use common::sfu_client::{
+    accept, answer, failed, gcall, hangup, invite, joined, settings, two_in_call, Dev,
+};
 use common::{create_group, eventually, ChildServer, TestServer, APP_KEY};
 use rcall_server::cluster::RedisUrl;
 use rcall_server::sfu;
@@ -289,11 +291,7 @@ async fn after_a_janus_restart_members_on_both_nodes_publish_again() {
     group_g(&[&n1, &n2]).await;
     let (mut a, _) = Dev::login_at(n1.addr, &n1.token("alice"), "a1").await;
     let (mut b, _) = Dev::login_at(n2.addr, &n2.token("bob"), "b1").await;
-    a.send_ok(1, gcall("a1", &["bob"], "gr", invite(&["bob"])))
-        .await;
-    let g1 = joined(a.next_sfu().await, "gr");
-    b.send_ok(1, gcall("b1", &["alice"], "gr", accept())).await;
-    joined(b.next_sfu().await, "gr");
+    let g1 = two_in_call(&mut a, &mut b, "gr").await;
     answer(a.publish(1, "gr").await, 1);
 
     j.kill();
