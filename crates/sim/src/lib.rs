@@ -242,6 +242,17 @@ struct Syncing {
     reg: delivery::Registered,
     /// Its frames so far (the `AuthResult`): the connection's writer starts after the replay.
     held_back: Vec<(Conn, Effect)>,
+    /// A paged replay past its first page ([`Sim::replay_page`]): where the next page starts.
+    next_page: Option<NextPage>,
+}
+
+/// Where a paged replay stands between two page reads (`ws.rs::cluster_session`'s loop).
+#[derive(Clone, Copy)]
+struct NextPage {
+    /// The device's cursor in Redis when its replay opened.
+    acked: u64,
+    /// The next page reads above this (the last seq of the page before).
+    above: u64,
 }
 
 /// A frame from the server to a device.
@@ -471,6 +482,12 @@ pub struct Sim {
     /// node got it, and a connecting device is subscribed, then read from the mailbox, a hop
     /// apart (its `AuthResult` and replay go out together after that).
     pub redis_latency: Millis,
+    /// Cluster mode: a connecting device's replay is read this many mailbox entries at a time
+    /// (`--replay-page-messages`), each page a Redis hop after the one before, live copies
+    /// arriving in between; 0: the whole mailbox in one read.
+    pub replay_page: usize,
+    /// Replay pages read after a full one ([`Sim::replay_page`]).
+    pub replay_pages: usize,
     /// Nodes killed so far ([`Sim::kill_node`]).
     pub node_kills: usize,
     /// Cluster mode: how long a rooms event takes to reach a node, in ms (the rooms channel has
@@ -546,6 +563,8 @@ impl Sim {
             conn_node: BTreeMap::new(),
             bus_latency: 0,
             redis_latency: 0,
+            replay_page: 0,
+            replay_pages: 0,
             node_kills: 0,
             rooms_latency: 0,
             rechecks: 0,
@@ -1124,7 +1143,7 @@ impl Sim {
             self.effects = rest;
             mine
         };
-        let s = Syncing { node, life: self.nodes[node].life, instance, reg, held_back };
+        let s = Syncing { node, life: self.nodes[node].life, instance, reg, held_back, next_page: None };
         if sync {
             self.hold(&s);
             self.sync_read(s);
@@ -1156,19 +1175,30 @@ impl Sim {
 
     /// `Routing::sync_data` and `Hub::finish_sync_sequenced`: the device becomes a known
     /// device, its replay is read from the mailbox above its cursor and queued with `SyncDone`,
-    /// and what it had is noted, so live copies of it arriving later are not given to it.
+    /// and what it had is noted, so live copies of it arriving later are not given to it. With
+    /// [`Sim::replay_page`] one page per call: a full page is queued (the connection stays
+    /// syncing, live copies wait in the core's window) and the next is read a Redis hop later.
     fn sync_read(&mut self, s: Syncing) {
-        let Syncing { node, life, reg, held_back, .. } = s;
+        let Syncing { node, life, instance, reg, held_back, next_page } = s;
         if self.nodes[node].life != life || !self.nodes[node].holding.contains_key(&reg.conn_id) {
             return; // (gone meanwhile)
         }
         let model = self.model.as_mut().expect("cluster mode");
         let (user, device) = (reg.user_id.to_string(), reg.device_id.to_string());
-        let acked = model.register_device(&user, &device, 0);
-        let start = reg.cursor.max(acked);
-        let entries = model.read_above(&user, start, model.max_len.saturating_mul(2));
+        let (acked, start) = match next_page {
+            Some(p) => (p.acked, p.above),
+            None => {
+                let acked = model.register_device(&user, &device, 0);
+                (acked, reg.cursor.max(acked))
+            }
+        };
+        let limit = if self.replay_page > 0 { self.replay_page } else { model.max_len.saturating_mul(2) };
+        let entries = model.read_above(&user, start, limit);
+        // A full page: more may follow (`SyncPage::full`).
+        let more = self.replay_page > 0 && entries.len() == limit;
         let devices = model.known_devices(&user).into_iter().map(|(d, _)| d).collect();
-        let seen = entries.last().map_or(acked, |e| e.seq.max(acked));
+        let floor = if next_page.is_some() { start } else { acked };
+        let seen = entries.last().map_or(floor, |e| e.seq.max(floor));
         let messages: Vec<StoredMessage> = entries
             .into_iter()
             .map(|e| StoredMessage { seq: e.seq, exclude_device: e.exclude_device.unwrap_or_default(), payload: e.delivered.to_vec() })
@@ -1176,14 +1206,25 @@ impl Sim {
         if self.trace {
             let seqs: Vec<u64> = messages.iter().map(|m| m.seq).collect();
             println!(
-                "{} sync {device} conn {} node {node}: cursor {} acked {acked} replay {seqs:?} seen {seen}",
+                "{} sync {device} conn {} node {node}: cursor {} acked {acked} above {start} replay {seqs:?} seen {seen} more {more}",
                 self.now, reg.conn_id, reg.cursor
             );
         }
-        let data = SyncData { acked, messages, devices, more: false };
+        let data = SyncData { acked, messages, devices, more };
         self.effects.extend(held_back);
+        // Each page as `ws.rs` replays it: from the page's own cursor.
+        let page_reg = delivery::Registered { cursor: start, ..reg.clone() };
+        if more {
+            self.with_node(node, |core, sh, now| core.finish_sync(sh, now, &page_reg, data, Some(seen)));
+            self.flush();
+            self.replay_pages += 1;
+            let next = Syncing { node, life, instance, reg, held_back: Vec::new(), next_page: Some(NextPage { acked, above: seen }) };
+            let at = self.now + self.redis_latency;
+            self.push(at, Event::SyncRead(Box::new(next)));
+            return;
+        }
         self.with_node(node, |core, sh, now| {
-            core.finish_sync(sh, now, &reg, data, None);
+            core.finish_sync(sh, now, &page_reg, data, None);
             core.note_sequenced(&user, reg.conn_id, seen);
         });
     }

@@ -36,6 +36,9 @@ fn generate(seed: u64, nodes: usize, faults: bool) -> (Sim, Vec<DeviceId>, Trace
         run.rooms_latency = (sim.random() % 25) as i64;
         // Half the runs with Redis hops (async routes, acks and replays), half without.
         run.redis_latency = if sim.random().is_multiple_of(2) { Some((sim.random() % 8) as i64) } else { None };
+        // Paged replays (1–3 entries a page, or all at once), from the seed: no draw, so the
+        // runs' other draws are the runs they were.
+        run.replay_page = [0, 1, 2, 3][(seed / 2 % 4) as usize];
     }
     run.jitter = (sim.random() % 40) as i64;
     if faults {
@@ -201,13 +204,18 @@ fn random_cluster_runs_keep_the_invariants_and_deliver_exactly_once() {
         run(seed, nodes, true, &mut fault_seen);
     }
     println!(
-        "{runs} cluster runs: {} accepts, {} closes, {} member modifications, {} rechecks after the replica caught up ({} admitted); with faults: {} drops, {} silent losses, {} closed tabs, {} node kills, {} subscriber gaps, {} verdicts, {} verdict checks, {} resends dropped, {} accepts, {} rechecks",
-        seen.connected, seen.closes, seen.member_modify, seen.rechecks, seen.rechecks_admitted, fault_seen.drops, fault_seen.silent, fault_seen.closed, fault_seen.node_kills, fault_seen.bus_gaps, fault_seen.verdicts, fault_seen.verdict_checks, fault_seen.repeats_dropped, fault_seen.connected, fault_seen.rechecks
+        "{runs} cluster runs: {} accepts, {} closes, {} member modifications, {} rechecks after the replica caught up ({} admitted); with faults: {} drops, {} silent losses, {} closed tabs, {} node kills, {} subscriber gaps, {} replay pages after a full one, {} verdicts, {} verdict checks, {} resends dropped, {} accepts, {} rechecks",
+        seen.connected, seen.closes, seen.member_modify, seen.rechecks, seen.rechecks_admitted, fault_seen.drops, fault_seen.silent, fault_seen.closed, fault_seen.node_kills, fault_seen.bus_gaps, fault_seen.replay_pages, fault_seen.verdicts, fault_seen.verdict_checks, fault_seen.repeats_dropped, fault_seen.connected, fault_seen.rechecks
     );
     if sweep && runs >= 100 {
         assert!(seen.connected > runs as usize / 2 && seen.closes > runs as usize, "runs exercised too little");
         assert!(
-            fault_seen.drops > 0 && fault_seen.silent > 0 && fault_seen.node_kills > 0 && fault_seen.closed > 0 && fault_seen.bus_gaps > 0,
+            fault_seen.drops > 0
+                && fault_seen.silent > 0
+                && fault_seen.node_kills > 0
+                && fault_seen.closed > 0
+                && fault_seen.bus_gaps > 0
+                && fault_seen.replay_pages > 0,
             "a fault kind was never exercised"
         );
         assert!(fault_seen.verdicts > 0 && fault_seen.verdict_checks > 0, "no grace ran out in cluster mode");

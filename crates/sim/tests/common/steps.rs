@@ -66,6 +66,9 @@ pub struct Run {
     pub rooms_latency: i64,
     /// Cluster runs: the ms of a Redis hop, or `None` for none (routes and acks inline).
     pub redis_latency: Option<i64>,
+    /// Cluster runs: replays read this many mailbox entries a page (0: all at once;
+    /// `Sim::replay_page`).
+    pub replay_page: usize,
     pub jitter: i64,
     /// Fault runs: reconnect delay after a restart (and the fault run's longer end and checks).
     pub reconnect_delay: Option<i64>,
@@ -86,6 +89,7 @@ impl Default for Run {
             bus_latency: 0,
             rooms_latency: 0,
             redis_latency: None,
+            replay_page: 0,
             jitter: 0,
             reconnect_delay: None,
             lossy: false,
@@ -174,6 +178,7 @@ pub fn start(sim: &mut Sim, run: &Run, mode: Mode) -> Vec<DeviceId> {
         sim.bus_latency = run.bus_latency;
         sim.rooms_latency = run.rooms_latency;
         sim.redis_latency = run.redis_latency.unwrap_or(0);
+        sim.replay_page = run.replay_page;
     }
     burn(sim, if exact { 2 } else { 0 }); // the jitter, the loss or reconnect delay
     sim.jitter = run.jitter;
@@ -295,6 +300,8 @@ pub struct Seen {
     pub restarts: usize,
     pub node_kills: usize,
     pub bus_gaps: usize,
+    /// Replay pages read after a full one (cluster runs with `Run::replay_page`).
+    pub replay_pages: usize,
     pub verdicts: usize,
     pub cutoff_checks: usize,
     pub verdict_checks: usize,
@@ -388,6 +395,7 @@ pub fn check(sim: &mut Sim, devs: &[DeviceId], run: &Run, trace: &Trace, seen: &
     seen.restarts += trace.restarts.len();
     seen.node_kills += trace.kills.len();
     seen.bus_gaps += trace.gap_ends.len();
+    seen.replay_pages += sim.replay_pages;
 }
 
 /// Every device still there is connected, everything was delivered exactly once and the
@@ -624,6 +632,9 @@ pub fn source(run: &Run, name: &str) -> String {
     }
     if let Some(ms) = run.redis_latency {
         fields.push(format!("redis_latency: Some({ms})"));
+    }
+    if run.replay_page != d.replay_page {
+        fields.push(format!("replay_page: {}", run.replay_page));
     }
     fields.push(format!("jitter: {}", run.jitter));
     if let Some(ms) = run.reconnect_delay {
