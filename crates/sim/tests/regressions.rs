@@ -1343,3 +1343,23 @@ fn seed_67404() {
         ..Run::default()
     });
 }
+
+/// Seed 27 (cluster fault run, one-entry replay pages): a device replayed a page at a time
+/// must not get the live copies waiting in its node's window ahead of the pages still to come
+/// (found with `AppCore::finish_sync` queuing window copies past the page's end: the device,
+/// past them, dropped the next page's message as a repeat — lost).
+#[test]
+fn seed_27_paged_replay() {
+    replay(&Run {
+        seed: 27,
+        nodes: 3,
+        bus_latency: 1,
+        rooms_latency: 14,
+        redis_latency: Some(2),
+        replay_page: 1,
+        jitter: 3,
+        reconnect_delay: Some(1_145),
+        steps: vec![Drop(1, 8_655), Drop(3, 9_690), Group(0, AV), Wait(84), Silent(0, 31_954)],
+        ..Run::default()
+    });
+}
