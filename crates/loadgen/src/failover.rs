@@ -86,8 +86,9 @@ pub(crate) struct Args {
     /// `rcall_server::cluster::login`: the server's per-stage login times after the kill
     #[arg(long, value_delimiter = ',')]
     pub node_logs: Vec<String>,
-    /// Failover run: seconds after the traffic for resends and replays to arrive
-    #[arg(long, default_value_t = 15)]
+    /// Failover run: at most this many seconds after the traffic for resends and replays to
+    /// arrive (the drain ends sooner once every client is connected, confirmed and quiet)
+    #[arg(long, default_value_t = 60)]
     pub drain_secs: u64,
     /// Failover run: connections each worker opens at once
     #[arg(long, default_value_t = 64)]
@@ -173,6 +174,8 @@ struct Client {
     acked: u64,
     /// Arrivals per peer `client_seq` (index 0 unused).
     got: Vec<u8>,
+    /// Deliveries read, of any sender (the drain waits for them to stop).
+    arrivals: u64,
     /// (issue time ns, latency µs) of every first arrival.
     lat: Vec<(u64, u32)>,
     connected: bool,
@@ -196,6 +199,41 @@ struct Client {
 }
 
 impl Client {
+    fn new(user: Arc<str>, peer: Arc<str>, urls: Vec<String>, src: Ipv4Addr) -> Self {
+        Client {
+            instance: instance_id(&user),
+            user,
+            peer,
+            urls,
+            at: 0,
+            src,
+            next_seq: 1,
+            next_req: 0,
+            unconfirmed: VecDeque::new(),
+            written: 0,
+            last_seq: 0,
+            acked: 0,
+            got: Vec::new(),
+            arrivals: 0,
+            lat: Vec::new(),
+            connected: false,
+            resumed: Vec::new(),
+            noticed: 0,
+            stages: Vec::new(),
+            below_resume: 0,
+            send_errors: 0,
+            refused: Vec::new(),
+            connect_failures: 0,
+            why: Vec::new(),
+        }
+    }
+
+    /// Connected, and every message waiting for a `SendResult` has it (the last messages
+    /// without one are confirmed only by a later message's).
+    fn settled(&self) -> bool {
+        self.connected && self.unconfirmed.iter().all(|u| u.no_receipt)
+    }
+
     fn note(&mut self, what: String) {
         match self.why.iter_mut().find(|w| w.0 == what) {
             Some(w) => w.1 += 1,
@@ -250,6 +288,7 @@ impl Client {
         let Ok(f) = ServerFrame::from_bytes(frame) else { return Event::None };
         match f.body {
             Some(S::Deliver(d)) => {
+                self.arrivals += 1;
                 if d.seq <= self.last_seq {
                     self.below_resume += 1;
                 }
@@ -495,6 +534,29 @@ async fn client_task(c: Rc<RefCell<Client>>, wake: Rc<Notify>, keys: Rc<Keys>, w
     }
 }
 
+/// After the traffic: waits until the run has settled — every client connected, nothing
+/// awaiting a `SendResult`, and no delivery for [`DRAIN_QUIET`] — or `max` passed, and returns
+/// how long it waited. A fixed wait either cut off a loaded machine's backlog (messages still in
+/// their recipients' mailboxes counted as lost) or wasted time on a quiet one.
+async fn drain(clients: &[Rc<RefCell<Client>>], max: Duration) -> Duration {
+    let start = Instant::now();
+    let (mut arrivals, mut quiet_since) = (u64::MAX, Instant::now());
+    while start.elapsed() < max {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now: u64 = clients.iter().map(|c| c.borrow().arrivals).sum();
+        if now != arrivals {
+            (arrivals, quiet_since) = (now, Instant::now());
+        }
+        if quiet_since.elapsed() >= DRAIN_QUIET && clients.iter().all(|c| c.borrow().settled()) {
+            break;
+        }
+    }
+    start.elapsed()
+}
+
+/// How long no delivery may arrive before the drain counts the run as settled.
+const DRAIN_QUIET: Duration = Duration::from_secs(2);
+
 /// A small xorshift, seeded per process: jitter does not need a crate.
 fn rand_below(n: u64) -> u64 {
     thread_local!(static S: std::cell::Cell<u64> = std::cell::Cell::new(instance_id("jitter")));
@@ -528,31 +590,8 @@ async fn worker_main(a: Args, k: usize, keys: Keys) {
             let user: Arc<str> = Arc::from(format!("fo{p}{}", if side == 0 { 'a' } else { 'b' }));
             let peer: Arc<str> = Arc::from(format!("fo{p}{}", if side == 0 { 'b' } else { 'a' }));
             let urls = node_order(i, n).into_iter().map(|j| a.nodes[j].clone()).collect();
-            clients.push(Rc::new(RefCell::new(Client {
-                instance: instance_id(&user),
-                user,
-                peer,
-                urls,
-                at: 0,
-                src: Ipv4Addr::new(127, 0, 0, 2 + (i % usize::from(a.source_addrs.max(1))) as u8),
-                next_seq: 1,
-                next_req: 0,
-                unconfirmed: VecDeque::new(),
-                written: 0,
-                last_seq: 0,
-                acked: 0,
-                got: Vec::new(),
-                lat: Vec::new(),
-                connected: false,
-                resumed: Vec::new(),
-                noticed: 0,
-                stages: Vec::new(),
-                below_resume: 0,
-                send_errors: 0,
-                refused: Vec::new(),
-                connect_failures: 0,
-                why: Vec::new(),
-            })));
+            let src = Ipv4Addr::new(127, 0, 0, 2 + (i % usize::from(a.source_addrs.max(1))) as u8);
+            clients.push(Rc::new(RefCell::new(Client::new(user, peer, urls, src))));
         }
     }
     // Connect everyone; each connection is served (pings answered, deliveries read) from the
@@ -626,12 +665,16 @@ async fn worker_main(a: Args, k: usize, keys: Keys) {
             issued += 1;
         }
     }
-    tokio::time::sleep(Duration::from_secs(a.drain_secs)).await;
+    let drained = drain(&clients, Duration::from_secs(a.drain_secs)).await;
     for t in &tasks {
         t.abort();
     }
     // Counts.
     let (mut lost, mut lost_confirmed, mut dup, mut delivered) = (0u64, 0u64, 0u64, 0u64);
+    // Confirmed to the sender, not delivered, and the recipient not connected at the end: in
+    // its mailbox, waiting for it (not a loss the run can tell).
+    let mut lost_confirmed_away = 0u64;
+    let mut lostc = Vec::new();
     let (mut unconfirmed, mut below, mut errors, mut failures, mut disconnected) = (0u64, 0u64, 0u64, 0u64, 0u64);
     let mut steady: Vec<u32> = Vec::new();
     let mut all = Vec::new();
@@ -654,6 +697,19 @@ async fn worker_main(a: Args, k: usize, keys: Keys) {
                     lost += 1;
                     if (n as u64) < peer_unconfirmed_from {
                         lost_confirmed += 1;
+                        if !c.connected {
+                            lost_confirmed_away += 1;
+                        } else if lostc.len() < 5 {
+                            lostc.push(format!(
+                                "LOSTC {} from {} client_seq {n}: recipient's resume point {}, reconnects {}, sender connected {} reconnects {}",
+                                c.user,
+                                peer.user,
+                                c.last_seq,
+                                c.resumed.len(),
+                                peer.connected,
+                                peer.resumed.len()
+                            ));
+                        }
                     }
                 }
                 g => {
@@ -687,9 +743,13 @@ async fn worker_main(a: Args, k: usize, keys: Keys) {
         h.iter().map(|(b, c)| format!("{b}:{c}")).collect::<Vec<_>>().join(",")
     };
     println!(
-        "RESULT issued={issued} delivered={delivered} lost={lost} lost_confirmed={lost_confirmed} dup={dup} unconfirmed={unconfirmed} below_resume={below} send_errors={errors} connect_failures={failures} disconnected={disconnected} steady_secs={:.3}",
+        "RESULT issued={issued} delivered={delivered} lost={lost} lost_confirmed={lost_confirmed} lost_confirmed_away={lost_confirmed_away} dup={dup} unconfirmed={unconfirmed} below_resume={below} send_errors={errors} connect_failures={failures} disconnected={disconnected} drain_ms={} steady_secs={:.3}",
+        drained.as_millis(),
         (steady_to.saturating_sub(steady_from)) as f64 / 1e9
     );
+    for l in &lostc {
+        println!("{l}");
+    }
     for (w, n) in &why {
         println!("WHY {n} {w}");
     }
@@ -707,8 +767,11 @@ struct Totals {
     delivered: u64,
     lost: u64,
     lost_confirmed: u64,
+    lost_confirmed_away: u64,
     dup: u64,
     unconfirmed: u64,
+    /// The longest worker's drain (ms).
+    drain_ms: u64,
     below_resume: u64,
     send_errors: u64,
     connect_failures: u64,
@@ -821,6 +884,10 @@ pub(crate) fn coordinator(a: &Args, redis_pid: Option<u32>, payload: usize) {
         mb(redis_rss),
         loadavg()
     );
+    // The rest of each worker's output, read as it comes: a worker blocked writing its
+    // counts into a full pipe would not exit when its drain ends.
+    let rest: Vec<std::thread::JoinHandle<Vec<String>>> =
+        readers.into_iter().map(|r| std::thread::spawn(move || r.map(Result::unwrap_or_default).collect())).collect();
     let start_ms = super::wall_ms() + 1000;
     let kill_ms = if a.kill_at_secs > 0 { start_ms + a.kill_at_secs as i64 * 1000 } else { 0 };
     for c in children.iter_mut() {
@@ -835,7 +902,8 @@ pub(crate) fn coordinator(a: &Args, redis_pid: Option<u32>, payload: usize) {
     let mut next_sample = start_ms + 5000;
     loop {
         let now = super::wall_ms();
-        if now >= end_ms {
+        // (Workers end their drain once their clients settled: often well before `end_ms`.)
+        if now >= end_ms || children.iter_mut().all(|c| matches!(c.try_wait(), Ok(Some(_)))) {
             break;
         }
         if kill_ms > 0 && killed_at_us.is_none() && now >= kill_ms {
@@ -869,9 +937,8 @@ pub(crate) fn coordinator(a: &Args, redis_pid: Option<u32>, payload: usize) {
     }
     let cpu1: Vec<Option<f64>> = all_pids.iter().map(|&p| cpu_secs(p)).collect();
     let mut t = Totals::default();
-    for r in readers.iter_mut() {
-        for line in r.by_ref() {
-            let line = line.unwrap_or_default();
+    for r in rest {
+        for line in r.join().unwrap_or_default() {
             if let Some(rest) = line.strip_prefix("RESULT ") {
                 for kv in rest.split_whitespace() {
                     let Some((k, v)) = kv.split_once('=') else { continue };
@@ -881,6 +948,8 @@ pub(crate) fn coordinator(a: &Args, redis_pid: Option<u32>, payload: usize) {
                         "delivered" => t.delivered += n,
                         "lost" => t.lost += n,
                         "lost_confirmed" => t.lost_confirmed += n,
+                        "lost_confirmed_away" => t.lost_confirmed_away += n,
+                        "drain_ms" => t.drain_ms = t.drain_ms.max(n),
                         "dup" => t.dup += n,
                         "unconfirmed" => t.unconfirmed += n,
                         "below_resume" => t.below_resume += n,
@@ -968,8 +1037,19 @@ pub(crate) fn coordinator(a: &Args, redis_pid: Option<u32>, payload: usize) {
         print_server_stages(&a.node_logs, k / 1000);
     }
     println!(
-        "messages: issued {}, delivered {}, lost {} (not delivered, not refused; of which confirmed to the sender: {}), duplicated {} (goal 0/0); replayed at or below the client's resume point {}; still unconfirmed at the end {}; refused with a SendResult code (the app is told) {}; clients not connected at the end {}",
-        t.issued, t.delivered, t.lost, t.lost_confirmed, t.dup, t.below_resume, t.unconfirmed, t.send_errors, t.disconnected
+        "messages: issued {}, delivered {}, lost {} (not delivered, not refused; of which confirmed to the sender: {}, {} of them to a recipient not connected at the end), duplicated {} (goal 0/0); replayed at or below the client's resume point {}; still unconfirmed at the end {}; refused with a SendResult code (the app is told) {}; clients not connected at the end {}; drain {:.1} s (at most {} s)",
+        t.issued,
+        t.delivered,
+        t.lost,
+        t.lost_confirmed,
+        t.lost_confirmed_away,
+        t.dup,
+        t.below_resume,
+        t.unconfirmed,
+        t.send_errors,
+        t.disconnected,
+        t.drain_ms as f64 / 1000.0,
+        a.drain_secs
     );
 }
 
@@ -1062,6 +1142,24 @@ mod tests {
         assert_eq!(reconnect_delay(1, 0.0), 50);
         assert_eq!(reconnect_delay(1, 0.999), 149);
         assert!((0..40).all(|n| reconnect_delay(n, 0.999) <= 800));
+    }
+
+    #[test]
+    fn settled_once_connected_with_only_receiptless_messages_unconfirmed() {
+        let mut c = Client::new("a".into(), "b".into(), vec!["ws://x".into()], Ipv4Addr::LOCALHOST);
+        assert!(!c.settled(), "not connected");
+        c.on_connected(0);
+        assert!(c.settled());
+        // Steps 1 (RC:VCRinging) and 3 (RCall:Media) expect no SendResult; step 2 (RC:VCAccept)
+        // does.
+        c.issue(1, 300);
+        assert!(c.settled(), "a message nobody answers does not hold the drain");
+        c.issue(2, 300);
+        assert!(!c.settled(), "waits for the SendResult");
+        let r = ServerFrame::new(0, S::SendResult(rtc_core::proto::SendResult { request_id: c.next_req, ..Default::default() }));
+        c.handle(&r.to_bytes());
+        assert!(c.unconfirmed.is_empty(), "the SendResult confirms it and what came before");
+        assert!(c.settled());
     }
 
     #[test]
