@@ -48,7 +48,8 @@
 #   FAILOVER_CONNS=6000 NODES=6 bash crates/loadgen/bench.sh     # the same, small (about 1 min)
 # FAILOVER_CONNS: Redis + NODES nodes (default 6), the generator as FAILOVER_WORKERS processes
 # (default 8), FAILOVER_RATE msg/s (default 5000) for FAILOVER_SECS (default 60), node
-# KILL_NODE (default 0) killed with SIGKILL at KILL_AT s (default 25; 0 = none); see
+# KILL_NODE (default 0) killed with SIGKILL at KILL_AT s (default 25; 0 = none), then a drain
+# until every client is back and quiet, at most DRAIN_SECS (default 60); see
 # rcall-loadgen's failover module for what it counts. Nothing else runs.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -182,7 +183,7 @@ if [ "$FAILOVER_CONNS" != 0 ]; then
     nice -n "$NICE" taskset -c "$LOADGEN_CPU" "$BIN/rcall-loadgen" --app-key bench-app --app-secret bench-secret-0123456789 \
         --failover-conns "$FAILOVER_CONNS" --nodes "$NODE_URLS" --node-pids "$NODE_PIDS" --redis-pid "$REDIS_PID" \
         --failover-rate "${FAILOVER_RATE:-5000}" --failover-secs "${FAILOVER_SECS:-60}" --kill-at-secs "${KILL_AT:-25}" \
-        --kill-node "${KILL_NODE:-0}" --workers "${FAILOVER_WORKERS:-8}" --payload "$PAYLOAD" --node-logs "${NODE_LOGS%,}"
+        --kill-node "${KILL_NODE:-0}" --workers "${FAILOVER_WORKERS:-8}" --drain-secs "${DRAIN_SECS:-60}" --payload "$PAYLOAD" --node-logs "${NODE_LOGS%,}"
     exit 0
 fi
 if [ "$ACTIVE_MEM" != 0 ]; then
