@@ -17,8 +17,10 @@
 //!
 //! Counted by the generator: every message carries its sender's `client_seq` (1, 2, 3 … per
 //! client, kept across reconnects); each recipient counts what it got per number. After the
-//! traffic stops and a drain (`--drain-secs`), lost = numbers the peer issued that never
-//! arrived, duplicated = arrivals beyond the first. Resume time = from the kill to the
+//! traffic stops and a drain (until every client is connected, has every `SendResult` and
+//! got nothing for 2 s; at most `--drain-secs`), lost = numbers the peer issued that never
+//! arrived (confirmed to the sender or not; to a recipient connected at the end or not),
+//! duplicated = arrivals beyond the first. Resume time = from the kill to the
 //! `SyncDone` on the new node, per client of the killed node.
 //!
 //! Worker ↔ coordinator: the worker prints `CONNECTED …` once its connections are up, reads
