@@ -35,8 +35,9 @@ wasm-bindgen --target web "${flags[@]}" --out-dir "$work/esm" "$wasm"
 optimize() {
   if [ -x node_modules/.bin/wasm-opt ]; then
     # -Os, not -Oz: 5 KB more raw bytes but 0.4 KB less gzip, which is what a page downloads.
-    # The target_features section is only read by tools.
-    node_modules/.bin/wasm-opt -Os --converge --low-memory-unused --zero-filled-memory --strip-target-features \
+    # The target_features section is only read by tools. `--generate-global-effects` first lets
+    # -Os use what each function may touch: -123 B gzip (+81 B brotli), session 11.
+    node_modules/.bin/wasm-opt --generate-global-effects -Os --converge --low-memory-unused --zero-filled-memory --strip-target-features \
       "$1" -o "$1.opt" && mv "$1.opt" "$1"
   else
     echo "warning: node_modules/.bin/wasm-opt missing (run npm ci); shipping unoptimized wasm" >&2
