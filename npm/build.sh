@@ -35,8 +35,9 @@ wasm-bindgen --target web "${flags[@]}" --out-dir "$work/esm" "$wasm"
 optimize() {
   if [ -x node_modules/.bin/wasm-opt ]; then
     # -Os, not -Oz: 5 KB more raw bytes but 0.4 KB less gzip, which is what a page downloads.
-    # The target_features section is only read by tools.
-    node_modules/.bin/wasm-opt -Os --converge --low-memory-unused --zero-filled-memory --strip-target-features \
+    # The target_features section is only read by tools. `--generate-global-effects` first lets
+    # -Os use what each function may touch: -123 B gzip (+81 B brotli), session 11.
+    node_modules/.bin/wasm-opt --generate-global-effects -Os --converge --low-memory-unused --zero-filled-memory --strip-target-features \
       "$1" -o "$1.opt" && mv "$1.opt" "$1"
   else
     echo "warning: node_modules/.bin/wasm-opt missing (run npm ci); shipping unoptimized wasm" >&2
@@ -58,9 +59,14 @@ rm -rf npm/dist && mkdir -p npm/dist/cdn npm/dist/esm
 } > npm/dist/cdn/rcall.js
 cp "$work/cdn/rcall_sdk_bg.wasm" npm/dist/cdn/rcall_bg.wasm
 # Minify the classic script (what a CDN page downloads); the ESM package is left readable for
-# bundlers, which minify anyway.
+# bundlers, which minify anyway. Only the banner comment stays (the glue's JSDoc blocks that
+# mention rcall were kept too: 567 B gzip); the glue's internal property names, which never leave
+# this one script (the object's wasm pointer, the class helpers, the closures' unref), are mangled
+# (-131 B gzip). BENCHMARKS.md "Session 11: size".
+internal='regex=/^(__wbg_ptr|__destroy_into_raw|__wrap|_wbg_cb_unref)$/'
 if [ -x node_modules/.bin/terser ]; then
-  node_modules/.bin/terser npm/dist/cdn/rcall.js --compress --mangle --comments '/rcall/' -o npm/dist/cdn/rcall.min.js
+  node_modules/.bin/terser npm/dist/cdn/rcall.js --compress --mangle --mangle-props "$internal" \
+    --comments '/^ rcall —/' -o npm/dist/cdn/rcall.min.js
   mv npm/dist/cdn/rcall.min.js npm/dist/cdn/rcall.js
 else
   echo "warning: node_modules/.bin/terser missing (run npm ci); shipping unminified JS" >&2

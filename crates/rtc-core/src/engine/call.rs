@@ -93,6 +93,14 @@ pub(crate) enum Phase {
 
 /// What a session waits for from the media layer or the server (an accept, a merge, a new
 /// camera or microphone).
+///
+/// One type for both session phases on purpose: [`Call::keep`] carries it from WAITING into
+/// KEEPING, and both phases can hold more than their "own" kinds. `changeAudioDevice()` by a
+/// caller still ringing the others is a `MicCapture` in WAITING; a caller who left, was invited
+/// back and accepts is in the call again as soon as its ring timer stops (`Call::user_in`), so
+/// another member's Accept arriving while its camera starts moves it to KEEPING with
+/// `Accepting` (or `AcceptSend`/`AcceptCapture`) still pending. Only `CameraCapture` is
+/// KEEPING's alone (`enableVideoTrack()` in camera-off mode needs a joined call).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Pending {
     None,

@@ -8,18 +8,23 @@ use crate::proto::{self, call_content::Body, UserProfile};
 use crate::types::{end_reason, map_remote_reason, MediaType, UserState};
 
 impl Engine {
-    pub(super) fn on_signal(&mut self, msg: Received) {
+    pub(super) fn on_signal(&mut self, mut msg: Received) {
         let me = self.cfg.self_id.clone();
         let from_self = msg.sender_user_id == me;
         let call_id = msg.content.call_id.clone();
         let profile = msg.content.user.clone().unwrap_or_default();
         let sender = Sender { user_id: msg.sender_user_id.clone(), profile };
-        let Some(body) = msg.content.body.clone() else { return };
+        if msg.content.body.is_none() {
+            return;
+        }
         // Our call() is still starting: keep its messages until it has resolved.
         if let Some(start) = self.calls.get_mut(&call_id).and_then(Call::start_mut) {
             start.held.push(msg);
             return;
         }
+        // Taken, not cloned: the handlers below read the message's other fields only (a clone
+        // of the body cost the wasm SDK 1.2 KB).
+        let Some(body) = msg.content.body.take() else { return };
         if !from_self {
             self.note_profile(&call_id, &sender);
         }
