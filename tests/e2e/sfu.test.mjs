@@ -15,6 +15,7 @@ import {
   withDiagnostics, sleep, uid, privateNetns,
 } from './helpers.mjs';
 import { execFileSync } from 'node:child_process';
+import os from 'node:os';
 import { addVeth, startJanus, JANUS_VETH } from './janus.mjs';
 
 const TEST_TIMEOUT = 150000;
@@ -362,6 +363,9 @@ describe('issue 12: group calls through the SFU (Janus)', { skip }, () => {
       mark = await A.mark();
       const markC = await C.mark();
       expectCode(B, 'session.disableVideoTrack()', await sdk(B, () => H.sessionCall('disableVideoTrack')), SUCCESS);
+      // Camera off: nothing more goes out from the moment the call resolved (the browser kept
+      // padding the paused stream for seconds while its encodings stayed active).
+      await sendsNothing(B, 'video', 'once disableVideoTrack() resolved', 0);
       await A.waitEvent('onVideoMuteChange', { userId: B.userId, muted: true }, 10000, { since: mark });
       await C.waitEvent('onVideoMuteChange', { userId: B.userId, muted: true }, 10000, { since: markC });
       const stalled = await A.waitVideoStalled(B.userId, { what: 'after B disableVideoTrack()' });
@@ -440,36 +444,107 @@ describe('issue 12: group calls through the SFU (Janus)', { skip }, () => {
     }, 230000);
   });
 
+  /** Page-side timings of a recovery (the breakdown the Janus-restart test prints): installs,
+   *  on every page, a 10 ms probe that records when each peer connection not open now first
+   *  reaches ICE `connected`, and when each remote video decoded frames (its first 300 from now).
+   *  Returns `read()`: per page, `{pcs: [{connectedAt}], frames: {userId: [at…]}}`. */
+  async function recoveryProbe(pages) {
+    for (const c of pages) {
+      await c.eval(() => {
+        const old = new Set(window.__pcs);
+        const probe = (window.__probe = { pcs: new Map(), last: {}, frames: {} });
+        const now = () => performance.timeOrigin + performance.now();
+        probe.timer = setInterval(() => {
+          const t = now();
+          for (const pc of window.__pcs) {
+            if (old.has(pc)) continue;
+            if (!probe.pcs.has(pc)) probe.pcs.set(pc, { seenAt: t, connectedAt: null });
+            const e = probe.pcs.get(pc);
+            if (e.connectedAt === null && pc.iceConnectionState === 'connected') e.connectedAt = t;
+          }
+          for (const v of Object.values(H.videos)) {
+            if (v.local) continue;
+            const seen = probe.frames[v.userId] || (probe.frames[v.userId] = []);
+            if (v.frames !== probe.last[v.userId] && seen.length < 300) seen.push(t);
+            probe.last[v.userId] = v.frames;
+          }
+        }, 10);
+      });
+    }
+    return async () => {
+      const out = {};
+      for (const c of pages) {
+        out[c.name] = await c.eval(() => {
+          const p = window.__probe;
+          clearInterval(p.timer);
+          return { pcs: [...p.pcs.values()], frames: p.frames };
+        });
+      }
+      return out;
+    };
+  }
+
+  /** The times (ms since the epoch) of the server's log lines matching `re` from `since` on. */
+  const serverLogTimes = (re, since) => server.logText().split('\n')
+    .filter((l) => re.test(l))
+    .map((l) => Date.parse(l.replace(/\x1b\[[0-9;]*m/g, '').trim().split(/\s+/)[0]))
+    .filter((t) => t >= since);
+
   test('Janus restarts mid-call: every page publishes and subscribes again, video comes back, no hangup', { timeout: TEST_TIMEOUT }, async () => {
     await diag('sfu-janus-restart', async () => {
       const { pages } = await groupCall('sfr', ['A', 'B', 'C']);
       await allVideosAdvance(pages, 'before the restart');
       const before = {};
       for (const c of pages) before[c.name] = await c.eval(() => H.videoState());
+      const probed = await recoveryProbe(pages);
       await janus.kill();
       await sleep(500);
       await janus.start();
       const restartedAt = Date.now();
-      // Back within a generous bound (the server notices the new Janus session on its next poll).
-      for (const c of pages) {
-        for (const o of pages) {
-          if (o === c) continue;
-          const deadline = Date.now() + 40000;
-          for (;;) {
-            const ready = await c.eventsOf('onTrackReady', { local: false, userId: o.userId, kind: 'video' });
-            const v = await c.remoteVideo(o.userId);
-            const prev = before[c.name].find((x) => !x.local && x.userId === o.userId);
-            if (ready.length >= 2 && v && prev && v.frames > prev.frames + 10) break;
-            if (Date.now() > deadline) {
-              throw new Error(`${c.name}: ${o.name}'s video did not come back after the Janus restart: ${ready.length} onTrackReady, ` +
-                `frames ${prev && prev.frames} → ${v && v.frames}; rtc ${JSON.stringify(await c.eval(() => H.rtcStats()))}`);
-            }
-            await sleep(250);
+      // Every page decodes every other page's video again (onTrackReady of the new subscription,
+      // frames advancing), all pairs polled together.
+      await Promise.all(pages.flatMap((c) => pages.filter((o) => o !== c).map(async (o) => {
+        const deadline = Date.now() + 40000;
+        for (;;) {
+          const ready = await c.eventsOf('onTrackReady', { local: false, userId: o.userId, kind: 'video' });
+          const v = await c.remoteVideo(o.userId);
+          const prev = before[c.name].find((x) => !x.local && x.userId === o.userId);
+          if (ready.length >= 2 && v && prev && v.frames > prev.frames + 10) return;
+          if (Date.now() > deadline) {
+            throw new Error(`${c.name}: ${o.name}'s video did not come back after the Janus restart: ${ready.length} onTrackReady, ` +
+              `frames ${prev && prev.frames} → ${v && v.frames}; rtc ${JSON.stringify(await c.eval(() => H.rtcStats()))}`);
           }
-          await advancing(c, o, 'after the Janus restart');
+          await sleep(100);
+        }
+      })));
+      const backAt = Date.now();
+      for (const c of pages) {
+        for (const o of pages) if (o !== c) await advancing(c, o, 'after the Janus restart');
+      }
+      // Where the time goes (figures, not pass/fail): Janus answering → the server's new Janus
+      // session → SfuRestart to the devices → every page's new connections up → new
+      // subscriptions (onTrackReady) → first frame again.
+      const p = await probed();
+      const rel = (t) => (t == null ? '?' : `${Math.round(t - restartedAt)}`);
+      const span = (ts) => (ts.length ? `${rel(Math.min(...ts))}–${rel(Math.max(...ts))}` : '?');
+      const ready = [];
+      const resumed = [];
+      for (const c of pages) {
+        for (const o of pages.filter((x) => x !== c)) {
+          // The new subscription's track, then its first frame.
+          const at = (await c.eventsOf('onTrackReady', { local: false, userId: o.userId, kind: 'video' })).at(-1).t;
+          ready.push(at);
+          resumed.push((p[c.name].frames[o.userId] || []).find((t) => t >= at));
         }
       }
-      console.log(`# Janus restart → every remote video advancing again on every page: ${Date.now() - restartedAt} ms (upper bound, polled)`);
+      const connected = Object.values(p).flatMap((x) => x.pcs.map((e) => e.connectedAt).filter((t) => t != null));
+      console.log(`# Janus restart breakdown, ms after Janus answered (load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}): ` +
+        `server Janus session ${span(serverLogTimes(/Janus session opened/, restartedAt - 1000))}, ` +
+        `SfuRestart ${span(serverLogTimes(/SfuRestart sent/, restartedAt - 1000))}, ` +
+        `new connections ICE-connected ${span(connected)} (${connected.length}), ` +
+        `remote video onTrackReady ${span(ready)} (${ready.length}), ` +
+        `first frame of the new track ${span(resumed.filter((t) => t != null))} (${resumed.filter((t) => t != null).length})`);
+      console.log(`# Janus restart → every remote video advancing again on every page: ${backAt - restartedAt} ms (upper bound, polled)`);
       for (const c of pages) {
         assert.deepEqual(await c.eventsOf('onHungup'), [], `${c.name}: no hangup`);
         assert.deepEqual(await c.eventsOf('onSessionClose'), [], `${c.name}: the call goes on`);

@@ -109,10 +109,16 @@ impl MediaShell {
                     t.set_enabled(enabled);
                     // SFU mode: a muted track also comes off its sender, so nothing goes to the
                     // SFU (a disabled track still sends silence or black frames).
+                    // The camera's encodings pause too (else the browser pads the stream for
+                    // seconds), and resume with the layers subscribers take.
                     if let Some(p) = sfu::publisher(rt, &call_id) {
+                        let layers = sfu::layers(rt, &call_id);
                         js::spawn(async move {
                             let k = web_rtc::track_kind(&t);
                             let _ = if enabled { p.attach(k, &t).await } else { p.attach_none(k).await };
+                            if k == Kind::Video {
+                                sfu::set_layers(p, layers, enabled).await;
+                            }
                         });
                     }
                 }
@@ -192,8 +198,12 @@ fn links_of<H: Host>(rt: &Rc<H>, call_id: &str, peer: Option<&Peer>) -> Vec<Peer
 fn attach<H: Host>(rt: &Rc<H>, call_id: &str, peer: Option<&Peer>) {
     let Some(local) = rt.media().borrow().local.get(call_id).cloned() else { return };
     let publisher = peer.is_none().then(|| sfu::publisher(rt, call_id)).flatten();
-    for link in links_of(rt, call_id, peer).into_iter().chain(publisher) {
+    for link in links_of(rt, call_id, peer).into_iter().chain(publisher.clone()) {
         attach_media(&link, &local);
+    }
+    // A camera back (captured again after release): its layers resume.
+    if let Some(p) = publisher {
+        js::spawn(sfu::set_layers(p, sfu::layers(rt, call_id), sfu::camera_on(Some(&local))));
     }
 }
 
@@ -267,6 +277,10 @@ fn drop_video<H: Host>(rt: &Rc<H>, call_id: &str) {
                 js::warn_err("could not stop sending video", &e);
             }
         });
+    }
+    // The SFU publisher's encodings pause too, else the browser pads the stream for seconds.
+    if let Some(p) = sfu::publisher(rt, call_id) {
+        js::spawn(sfu::set_layers(p, None, false));
     }
 }
 

@@ -53,18 +53,18 @@ pub fn act<H: Host>(rt: &Rc<H>, action: SfuAction) {
         SfuAction::PublishAnswer { call_id, sdp } => {
             let Some(link) = link(rt, &call_id, true) else { return };
             let local = rt.media().borrow().local(&call_id);
-            let layers = rt.media().borrow().sfu.get(&call_id).and_then(|s| s.layers);
+            let layers = layers(rt, &call_id);
             js::spawn(async move {
                 if let Err(e) = link.accept_answer(&sdp).await {
                     js::warn_err("the SFU's answer was refused", &e);
                 }
-                // Layers nobody receives stay paused on a new connection too.
-                set_layers(link.clone(), layers).await;
                 // A muted track sends nothing (see `MediaAction::SetEnabled`), also on senders
                 // negotiated just now.
                 for t in local.iter().flat_map(|m| m.tracks()).filter(|t| !t.enabled()) {
                     let _ = link.attach_none(web_rtc::track_kind(&t)).await;
                 }
+                // Layers nobody receives stay paused on a new connection too.
+                set_layers(link.clone(), layers, camera_on(local.as_ref())).await;
             });
         }
         SfuAction::Republish { call_id, video, ice_restart } => publish(rt, call_id, video, Some(ice_restart)),
@@ -73,19 +73,31 @@ pub fn act<H: Host>(rt: &Rc<H>, action: SfuAction) {
         SfuAction::Layers { call_id, max_substream } => {
             rt.media().borrow_mut().sfu.get_or_insert_with(call_id.clone(), Default::default).layers = Some(max_substream);
             if let Some(link) = link(rt, &call_id, true) {
-                js::spawn(set_layers(link, Some(max_substream)));
+                let on = camera_on(rt.media().borrow().local(&call_id).as_ref());
+                js::spawn(set_layers(link, Some(max_substream), on));
             }
         }
     }
 }
 
-/// Pauses the camera's simulcast layers above `max` (none: leaves them).
-async fn set_layers(link: PeerLink, max: Option<u32>) {
-    if let Some(m) = max {
-        if let Err(e) = link.set_active_layers(m).await {
-            js::warn_err("pausing simulcast layers failed", &e);
-        }
+/// Pauses the camera's simulcast layers above `max` (none: sends them all), or every layer
+/// while the camera is off (`camera_on` false: nothing goes out, not even padding).
+pub async fn set_layers(link: PeerLink, max: Option<u32>, camera_on: bool) {
+    let active = camera_on.then_some(max.unwrap_or(u32::MAX));
+    if let Err(e) = link.set_active_layers(active).await {
+        js::warn_err("pausing simulcast layers failed", &e);
     }
+}
+
+/// Whether the call's camera sends (captured, not released, not muted).
+pub fn camera_on(local: Option<&LocalMedia>) -> bool {
+    let live = |v: &web_rtc::MediaStreamTrack| js::get_string(v, "readyState").as_deref() == Some("live");
+    local.and_then(|m| m.video()).is_some_and(|v| v.enabled() && live(&v))
+}
+
+/// The highest simulcast layer anyone receives of the call's camera (`None`: all).
+pub fn layers<H: Host>(rt: &Rc<H>, call_id: &str) -> Option<u32> {
+    rt.media().borrow().sfu.get(call_id).and_then(|s| s.layers)
 }
 
 /// Closes the call's SFU connections and forgets the remote tracks they brought.

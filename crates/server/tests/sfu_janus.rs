@@ -377,6 +377,48 @@ async fn after_a_janus_restart_the_client_opens_a_new_session() {
     assert!(!sfu.janus().room_exists(&a.room).await.unwrap());
 }
 
+/// After a Janus restart the client opens a new session by itself — no request needed, so the
+/// SFU task (woken by `session_changes`) brings the calls' rooms back at once — and an events
+/// subscription taken before the restart carries the new session's events (the first ones, a
+/// new publisher's, must not be missed while subscribing again).
+#[tokio::test]
+async fn after_a_janus_restart_the_client_reopens_its_session_and_its_events_go_on() {
+    let mut j = TestJanus::start();
+    let sfu = sfu(&j).await;
+    let janus = sfu.janus();
+    let mut events = janus.events();
+    let mut sessions = janus.session_changes();
+    assert_eq!(*sessions.borrow_and_update(), 1);
+    j.kill();
+    j.start_again();
+    // (The bound only keeps a broken client from hanging the test.)
+    tokio::time::timeout(Duration::from_secs(30), sessions.wait_for(|g| *g == 2))
+        .await
+        .expect("a new session, without any request")
+        .unwrap();
+    assert_eq!(janus.session_generation(), 2);
+    // Bob kicked on the new session: his handle hears it, on the subscription from before.
+    let a = sfu.admit("app", "call", "alice", "dev-a").await.unwrap();
+    let b = sfu.admit("app", "call", "bob", "dev-b").await.unwrap();
+    let (ha, r) = join(janus, &a.room, &a.feed, Some(&a.token)).await;
+    r.unwrap();
+    let (hb, r) = join(janus, &b.room, &b.feed, Some(&b.token)).await;
+    r.unwrap();
+    sfu.remove("app", "call", "bob", "dev-b").await.unwrap();
+    let ours = [ha.id(), hb.id()];
+    let heard = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let ev = events.recv().await.expect("the subscription lives on");
+            if ev["sender"].as_u64().is_some_and(|s| ours.contains(&s)) {
+                return ev;
+            }
+        }
+    })
+    .await
+    .expect("an event of the new session's handles");
+    assert_eq!(janus.session_generation(), 2, "{heard}");
+}
+
 #[tokio::test]
 async fn the_server_checks_janus_at_start() {
     use rcall_server::StartError;

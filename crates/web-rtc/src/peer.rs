@@ -1003,9 +1003,11 @@ impl PeerLink {
 
     /// SFU publishing connection: keeps the video sender's simulcast encodings up to
     /// `max_substream` sending and pauses the others ([`crate::simulcast::active`];
-    /// `RTCRtpEncodingParameters.active`: the browser stops encoding them). A sender not
-    /// negotiated yet keeps its encodings as they are; the SFU says it again after each publish.
-    pub async fn set_active_layers(&self, max_substream: u32) -> Result<(), MediaError> {
+    /// `RTCRtpEncodingParameters.active`: the browser stops encoding them); `None` pauses them
+    /// all (camera off: with no track but an active encoding the browser keeps sending padding
+    /// for seconds). A sender not negotiated yet keeps its encodings as they are; the SFU says
+    /// it again after each publish.
+    pub async fn set_active_layers(&self, max_substream: Option<u32>) -> Result<(), MediaError> {
         self.check_open()?;
         let Some((sender, params, encodings)) = self.video_encodings() else {
             return Ok(());
@@ -1019,7 +1021,7 @@ impl PeerLink {
             else {
                 continue;
             };
-            let on = crate::simulcast::active(&rid, count, max_substream);
+            let on = max_substream.is_some_and(|m| crate::simulcast::active(&rid, count, m));
             if Reflect::get(&e, &"active".into())
                 .ok()
                 .and_then(|a| a.as_bool())

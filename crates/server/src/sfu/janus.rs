@@ -14,8 +14,10 @@
 //! number of participant handles ([`Handle`], one per publishing or subscribing device later).
 //! A background task long-polls the session's events — which also keeps the session alive on
 //! Janus — and sends an explicit `keepalive` every [`JanusSettings::keepalive`]. If Janus forgets
-//! the session (it restarted, or the poll stalled past `session_timeout`), the next request
-//! opens a new one ([`JanusClient::session_generation`] tells callers their handles are gone).
+//! the session (it restarted, or the poll stalled past `session_timeout`), the client opens a new
+//! one at once, by itself ([`JanusClient::session_generation`] tells callers their handles are
+//! gone, [`JanusClient::session_changes`] wakes them): the SFU task re-creates the rooms right
+//! away, so media come back within seconds of a Janus restart (docs/sfu.md).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,8 +39,13 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const POLL_TIMEOUT: Duration = Duration::from_secs(40);
 /// Time [`JanusClient::close`] gives Janus to drop the session.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
-/// Pause after a failed long poll before the next one (Janus down: do not spin).
-const POLL_RETRY: Duration = Duration::from_millis(500);
+/// Pause after a failed long poll (or a failed try to open a session again) before the next,
+/// doubling up to [`RETRY_MAX`]: short, because how soon the client sees a restarted Janus
+/// bounds how soon calls get their media back; capped, so a Janus that stays down costs a few
+/// requests a second.
+const RETRY_MIN: Duration = Duration::from_millis(100);
+/// See [`RETRY_MIN`].
+const RETRY_MAX: Duration = Duration::from_millis(250);
 
 /// Janus core error codes the client reacts to (janus/apierror.h).
 pub mod core_code {
@@ -188,8 +195,6 @@ struct Session {
     generation: u64,
     /// Asynchronous requests waiting for their event, by transaction.
     pending: Mutex<HashMap<String, oneshot::Sender<Value>>>,
-    /// Events without a waiting transaction (publisher lists, hangups…), for the SDK layer.
-    events: tokio::sync::broadcast::Sender<Value>,
     /// Cancelled when the session is found gone, or the client shuts down.
     dead: CancellationToken,
 }
@@ -201,6 +206,12 @@ struct Inner {
     settings: JanusSettings,
     session: tokio::sync::Mutex<Option<Arc<Session>>>,
     generation: AtomicU64,
+    /// The current session's generation, for [`JanusClient::session_changes`].
+    changes: tokio::sync::watch::Sender<u64>,
+    /// Events without a waiting transaction (publisher lists, hangups…), of every session: one
+    /// subscription follows the client across Janus restarts without missing the first events
+    /// of a new session (they carry its new handle ids, so nothing stale is mistaken for them).
+    events: tokio::sync::broadcast::Sender<Value>,
     next_tx: AtomicU64,
     tx_prefix: String,
     shutdown: CancellationToken,
@@ -216,24 +227,7 @@ impl JanusClient {
     /// Checks that Janus answers at the configured URL and loads the videoroom plugin, then opens
     /// the session and its admin handle. Errors say what to fix.
     pub async fn connect(settings: JanusSettings) -> Result<JanusClient, JanusError> {
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .map_err(|e| JanusError::Setup(e.to_string()))?;
-        let mut prefix = [0u8; 6];
-        let _ = getrandom::fill(&mut prefix);
-        let client = JanusClient {
-            inner: Arc::new(Inner {
-                http,
-                base: settings.url.trim_end_matches('/').to_owned(),
-                settings,
-                session: tokio::sync::Mutex::new(None),
-                generation: AtomicU64::new(0),
-                next_tx: AtomicU64::new(1),
-                tx_prefix: hex(&prefix),
-                shutdown: CancellationToken::new(),
-            }),
-        };
+        let client = Self::new(settings)?;
         let info = client.info().await?;
         let plugins = info.get("plugins").and_then(Value::as_object);
         if !plugins.is_some_and(|p| p.contains_key(VIDEOROOM)) {
@@ -244,6 +238,30 @@ impl JanusClient {
         }
         client.session().await?;
         Ok(client)
+    }
+
+    /// A client that has not talked to Janus yet.
+    fn new(settings: JanusSettings) -> Result<JanusClient, JanusError> {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .map_err(|e| JanusError::Setup(e.to_string()))?;
+        let mut prefix = [0u8; 6];
+        let _ = getrandom::fill(&mut prefix);
+        Ok(JanusClient {
+            inner: Arc::new(Inner {
+                http,
+                base: settings.url.trim_end_matches('/').to_owned(),
+                settings,
+                session: tokio::sync::Mutex::new(None),
+                generation: AtomicU64::new(0),
+                changes: tokio::sync::watch::channel(0).0,
+                events: tokio::sync::broadcast::channel(256).0,
+                next_tx: AtomicU64::new(1),
+                tx_prefix: hex(&prefix),
+                shutdown: CancellationToken::new(),
+            }),
+        })
     }
 
     /// `GET /info`: Janus's server info (needs no secret).
@@ -288,6 +306,13 @@ impl JanusClient {
 
     pub fn session_generation(&self) -> u64 {
         self.inner.generation.load(Ordering::Relaxed)
+    }
+
+    /// Changes (to the new [`Self::session_generation`]) whenever a session opens — after a
+    /// Janus restart without waiting for any request — so the SFU task recreates the rooms and
+    /// restarts the devices at once.
+    pub fn session_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.changes.subscribe()
     }
 
     /// The current Janus session id, opening one if needed.
@@ -489,10 +514,10 @@ impl JanusClient {
         })
     }
 
-    /// Events of the current session that no request waits for (publisher joined/left, hangup,
-    /// webrtcup…). A new session (see [`Self::session_generation`]) needs a new subscription.
-    pub async fn events(&self) -> Result<tokio::sync::broadcast::Receiver<Value>, JanusError> {
-        Ok(self.session().await?.events.subscribe())
+    /// Events that no request waits for (publisher joined/left, hangup, webrtcup…), of this
+    /// session and the next ones (after a Janus restart).
+    pub fn events(&self) -> tokio::sync::broadcast::Receiver<Value> {
+        self.inner.events.subscribe()
     }
 
     // ---- sessions ----
@@ -524,45 +549,73 @@ impl JanusClient {
             admin,
             generation,
             pending: Mutex::new(HashMap::new()),
-            events: tokio::sync::broadcast::channel(256).0,
             dead: self.inner.shutdown.child_token(),
         });
         tracing::info!(session = id, generation, url = %self.inner.base, "Janus session opened");
         tokio::spawn(self.clone().poll(s.clone()));
         tokio::spawn(self.clone().keepalive(s.clone()));
         *slot = Some(s.clone());
+        self.inner.changes.send_replace(generation);
         Ok(s)
     }
 
-    /// Marks `s` gone so the next request opens a new session.
+    /// Marks `s` gone and opens a new session at once: Janus answered that it does not know
+    /// `s`, so it is up — most likely it restarted, and calls wait for their rooms.
     async fn forget(&self, s: &Arc<Session>) {
         s.dead.cancel();
         let mut slot = self.inner.session.lock().await;
         if slot.as_ref().is_some_and(|cur| Arc::ptr_eq(cur, s)) {
             *slot = None;
         }
+        drop(slot);
         tracing::warn!(
             session = s.id,
             generation = s.generation,
             "Janus session lost"
         );
+        tokio::spawn(self.clone().reopen());
+    }
+
+    /// Opens a session again (unless a request did meanwhile), retrying while Janus fails.
+    /// (Boxed: `session` spawns the poll that calls this, a cycle the compiler cannot prove
+    /// `Send` through otherwise.)
+    fn reopen(self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        Box::pin(async move {
+            let mut retry = RETRY_MIN;
+            loop {
+                match self.session().await {
+                    Ok(_) | Err(JanusError::Closed) => return,
+                    Err(e) => tracing::debug!(error = %e, "opening a Janus session again failed"),
+                }
+                tokio::select! {
+                    _ = self.inner.shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(retry) => {}
+                }
+                retry = (retry * 2).min(RETRY_MAX);
+            }
+        })
     }
 
     /// Long-polls the session's events until it dies: answers waiting requests by
     /// transaction, broadcasts the rest. Each poll also touches the session on Janus.
     async fn poll(self, s: Arc<Session>) {
         let url = format!("{}/{}?maxev=16", self.inner.base, s.id);
+        let mut retry = RETRY_MIN;
         loop {
             let req = self.inner.http.get(self.with_secret_query(&url));
             let reply = tokio::select! {
                 _ = s.dead.cancelled() => return,
                 r = self.send_inner(req, &url, POLL_TIMEOUT, true) => r,
             };
+            if reply.is_ok() {
+                retry = RETRY_MIN;
+            }
+            let events = &self.inner.events;
             match reply {
-                Ok(Value::Array(events)) => events.into_iter().for_each(|e| s.dispatch(e)),
+                Ok(Value::Array(evs)) => evs.into_iter().for_each(|e| s.dispatch(e, events)),
                 Ok(Value::Object(m))
                     if m.get("janus").and_then(Value::as_str) == Some("keepalive") => {}
-                Ok(e @ Value::Object(_)) => s.dispatch(e),
+                Ok(e @ Value::Object(_)) => s.dispatch(e, events),
                 Ok(_) => {}
                 Err(e) if e.session_gone() => {
                     self.forget(&s).await;
@@ -572,8 +625,9 @@ impl JanusClient {
                     tracing::debug!(error = %e, "Janus long poll failed");
                     tokio::select! {
                         _ = s.dead.cancelled() => return,
-                        _ = tokio::time::sleep(POLL_RETRY) => {}
+                        _ = tokio::time::sleep(retry) => {}
                     }
+                    retry = (retry * 2).min(RETRY_MAX);
                 }
             }
         }
@@ -694,7 +748,8 @@ impl JanusClient {
 }
 
 impl Session {
-    fn dispatch(&self, event: Value) {
+    /// Hands `event` to the request waiting for its transaction, else to `events`.
+    fn dispatch(&self, event: Value, events: &tokio::sync::broadcast::Sender<Value>) {
         let tx = event.get("transaction").and_then(Value::as_str);
         let waiter = tx.and_then(|t| self.pending.lock().unwrap().remove(t));
         match waiter {
@@ -702,7 +757,7 @@ impl Session {
                 let _ = w.send(event);
             }
             None => {
-                let _ = self.events.send(event);
+                let _ = events.send(event);
             }
         }
     }
@@ -893,18 +948,7 @@ mod tests {
     fn client(url: &str, secret: &str) -> JanusClient {
         let mut settings = JanusSettings::new(url);
         settings.api_secret = Some(secret.into());
-        JanusClient {
-            inner: Arc::new(Inner {
-                http: reqwest::Client::builder().no_proxy().build().unwrap(),
-                base: url.to_owned(),
-                settings,
-                session: tokio::sync::Mutex::new(None),
-                generation: AtomicU64::new(0),
-                next_tx: AtomicU64::new(1),
-                tx_prefix: "t".into(),
-                shutdown: CancellationToken::new(),
-            }),
-        }
+        JanusClient::new(settings).unwrap()
     }
 
     #[tokio::test]
@@ -918,7 +962,6 @@ mod tests {
             admin: 2,
             generation: 1,
             pending: Mutex::new(HashMap::new()),
-            events: tokio::sync::broadcast::channel(1).0,
             dead: c.inner.shutdown.child_token(),
         }));
         // Generous, well under the 10 s an ordinary request may take.

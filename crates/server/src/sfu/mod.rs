@@ -596,6 +596,10 @@ pub async fn follow(
     let (resync_tx, mut resync) = tokio::sync::mpsc::channel(NOTIFY_QUEUE);
     let _ = sfu.relay.resync.set(resync_tx);
     let mut passes = 0u64;
+    // A new Janus session (Janus restarted): a pass at once, not at the next tick, since every
+    // call's media wait for it (the rooms recreated, the devices told `SfuRestart`).
+    let mut sessions = sfu.janus.session_changes();
+    sessions.mark_unchanged();
     let mut tick = tokio::time::interval(RECONCILE_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -609,6 +613,14 @@ pub async fn follow(
                 None => return,
             },
             Some((app, call)) = resync.recv() => hub.app_by_key(&app).map(|a| (a, call)).into_iter().collect(),
+            Ok(()) = sessions.changed() => {
+                tracing::info!(generation = *sessions.borrow_and_update(), "SFU: new Janus session, bringing every call's room back");
+                tick.reset();
+                if cluster { sfu.followed() } else { sfu.calls().await }
+                    .into_iter()
+                    .filter_map(|(app, call)| Some((hub.app_by_key(&app)?, call)))
+                    .collect()
+            }
             _ = tick.tick() => {
                 passes += 1;
                 let mut calls = if cluster { sfu.followed() } else { sfu.calls().await };

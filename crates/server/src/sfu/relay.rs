@@ -1219,6 +1219,7 @@ impl Sfu {
             } else {
                 // (The device forgets its feeds; `SfuFeeds` follow as members publish again.)
                 cs.moved_in.remove(dev);
+                tracing::info!(call = call_id, user = %dev.0, generation, "SFU: SfuRestart sent");
                 self.send_to(app, &dev.0, &dev.1, restart);
             }
         }
@@ -1469,36 +1470,21 @@ impl Sfu {
         let _ = tx.send(event);
     }
 
-    /// Follows Janus's events for the relay, on whichever session is current.
+    /// Follows Janus's events for the relay, of every session (one subscription: the first
+    /// events of a session opened after a Janus restart are not missed).
     pub async fn relay_events(self: Arc<Self>, stop: tokio_util::sync::CancellationToken) {
+        let mut rx = self.janus.events();
         loop {
-            let generation = self.janus.session_generation();
-            let mut rx = match self.janus.events().await {
-                Ok(rx) => rx,
-                Err(super::JanusError::Closed) => return,
-                Err(_) => {
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
-                    }
-                }
+            let ev = tokio::select! {
+                _ = stop.cancelled() => return,
+                ev = rx.recv() => ev,
             };
-            loop {
-                let ev = tokio::select! {
-                    _ = stop.cancelled() => return,
-                    ev = rx.recv() => ev,
-                    // A new session: subscribe to its events.
-                    _ = tokio::time::sleep(Duration::from_millis(500)) => {
-                        if self.janus.session_generation() != generation { break } else { continue }
-                    }
-                };
-                match ev {
-                    Ok(ev) => self.queue_event(ev),
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::warn!(missed = n, "SFU: Janus events missed");
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            match ev {
+                Ok(ev) => self.queue_event(ev),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "SFU: Janus events missed");
                 }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             }
         }
     }
