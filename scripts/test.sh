@@ -5,6 +5,8 @@
 #                                             start private Redis servers, the SFU tests private
 #                                             Janus servers on 127.0.0.1: see scripts/setup.sh)
 #      cargo clippy --workspace --all-targets  lints, warnings are errors
+#      cargo clippy --target wasm32-unknown-unknown --all-targets -p <browser crates>  the same
+#                                             for the code only wasm compiles (SDK, web-rtc)
 #      cargo fmt --all --check                 formatting (per-crate rustfmt.toml where a crate keeps a wide style)
 #   3. bash npm/build.sh                      the wasm SDK -> npm/dist/cdn/rcall.js
 #      bash npm/size.sh --check               its gzip-9 download size against the budget
@@ -127,6 +129,14 @@ else step "native tests" cargo test --workspace; fi
 # Lints: every warning clippy finds on the workspace (all targets) fails the run.
 if skipped lint; then skip "clippy" "RCALL_TEST_SKIP"
 else step "clippy" cargo clippy --workspace --all-targets -- -D warnings; fi
+# The browser-only code (the crates with wasm-bindgen tests, their tests included) compiles only
+# for wasm32, so the native run above never lints it.
+mapfile -t WCRATES < <(browser_test_crates)
+pargs=()
+for d in "${WCRATES[@]}"; do pargs+=(-p "$(crate_name "$d")"); done
+if skipped lint; then skip "clippy (wasm)" "RCALL_TEST_SKIP"
+elif [ ${#WCRATES[@]} -eq 0 ]; then skip "clippy (wasm)" "no crate has run_in_browser tests"
+else step "clippy (wasm)" cargo clippy --target "$WASM_TARGET" --all-targets "${pargs[@]}" -- -D warnings; fi
 if skipped lint; then skip "rustfmt" "RCALL_TEST_SKIP"
 else step "rustfmt" cargo fmt --all --check; fi
 
@@ -148,12 +158,9 @@ else
 fi
 step "server build" cargo build --release -p rcall-server && server_ok=1
 
-mapfile -t WCRATES < <(browser_test_crates)
 if [ ${#WCRATES[@]} -eq 0 ]; then
     skip "wasm test build" "no crate has run_in_browser tests"
 else
-    pargs=()
-    for d in "${WCRATES[@]}"; do pargs+=(-p "$(crate_name "$d")"); done
     step "wasm test build" cargo test --target "$WASM_TARGET" --tests --no-run "${pargs[@]}" && wasm_ok=1
 fi
 

@@ -21,9 +21,15 @@ struct Dev {
 
 impl Dev {
     fn new(user: &str, sfu: bool, retries: u8) -> Self {
+        Self::configured(user, sfu, |cfg| {
+            cfg.sfu_publish_retries = retries;
+            cfg.sfu_subscribe_retries = retries;
+        })
+    }
+
+    fn configured(user: &str, sfu: bool, configure: impl FnOnce(&mut EngineConfig)) -> Self {
         let mut cfg = EngineConfig::new(user, &format!("{user}-dev"));
-        cfg.sfu_publish_retries = retries;
-        cfg.sfu_subscribe_retries = retries;
+        configure(&mut cfg);
         let mut d = Dev { engine: Engine::new(cfg), now: 1_000_000, out: Vec::new(), next_command: 1, camera: true };
         d.input(Input::Sfu(SfuInput::Enabled(sfu)));
         d
@@ -52,10 +58,11 @@ impl Dev {
         std::mem::take(&mut self.out)
     }
 
-    fn command(&mut self, cmd: Command) {
+    fn command(&mut self, cmd: Command) -> u64 {
         let id = self.next_command;
         self.next_command += 1;
         self.input(Input::Command(id, cmd));
+        id
     }
 
     /// A call message from `user`.
@@ -102,6 +109,14 @@ impl Dev {
             seen.extend(outs);
         }
     }
+}
+
+/// The code `command` finished with in `outs` (None: not finished there).
+fn done(outs: &[Output], command: u64) -> Option<i32> {
+    outs.iter().find_map(|o| match o {
+        Output::Done { command: c, code, .. } if *c == command => Some(*code),
+        _ => None,
+    })
 }
 
 fn sfu_actions(outs: &[Output]) -> Vec<&SfuAction> {
@@ -858,6 +873,38 @@ fn a_member_that_joined_without_a_camera_turns_one_on_without_turning_it_off_fir
         // Now it has one: a second enableVideoTrack() captures nothing more.
         b.command(Command::MuteTrack { call_id: CALL.into(), kind: TrackKind::Video, muted: false });
         assert!(!b.take().iter().any(|o| matches!(o, Output::Media(MediaAction::CaptureCamera { .. }))), "sfu {sfu}");
+    }
+}
+
+#[test]
+fn switching_video_without_a_local_video_track_is_53309() {
+    // Spec A.5: disableVideoTrack() without a local video track → 53309, and so is
+    // enableVideoTrack() when the camera is not re-captured (camera-off mode false).
+    use rtc_core::types::error_code::{MISSING_VIDEO_TRACK_ERROR, SUCCESS};
+    let video = |muted| Command::MuteTrack { call_id: CALL.into(), kind: TrackKind::Video, muted };
+    for sfu in [false, true] {
+        for camera_off in [true, false] {
+            // A member that joined without a camera (isAllowDemotionGetStream).
+            let mut dev = Dev::configured("bob", sfu, |c| c.camera_off_when_video_disabled = camera_off);
+            dev.camera = false;
+            let mut b = callee_with(dev);
+            b.take();
+            let off = b.command(video(true));
+            let outs = b.take();
+            assert_eq!(done(&outs, off), Some(MISSING_VIDEO_TRACK_ERROR), "sfu {sfu}, camera-off {camera_off}: disable");
+            assert!(!outs.iter().any(|o| matches!(o, Output::Media(MediaAction::DropVideo { .. }) | Output::Send(_))), "nothing sent");
+            if !camera_off {
+                let on = b.command(video(false));
+                assert_eq!(done(&b.take(), on), Some(MISSING_VIDEO_TRACK_ERROR), "sfu {sfu}: enable without camera-off mode");
+            }
+        }
+        // Camera-off mode released the camera: a second disableVideoTrack() has none to disable.
+        let mut b = callee(sfu, 0);
+        b.take();
+        let off = b.command(video(true));
+        assert_eq!(done(&b.settle(), off), Some(SUCCESS), "sfu {sfu}");
+        let again = b.command(video(true));
+        assert_eq!(done(&b.take(), again), Some(MISSING_VIDEO_TRACK_ERROR), "sfu {sfu}: disable twice");
     }
 }
 

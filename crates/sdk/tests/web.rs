@@ -44,7 +44,7 @@ async fn call_rejects_bad_params_with_every_problem() {
     let rtc: JsValue = install_rtc(JsValue::UNDEFINED).into();
     let client = install_call(obj(&[("rtcClient", rtc), ("onSession", noop()), ("onSessionClose", noop())])).expect("valid options");
     let bad = obj(&[("targetId", "".into()), ("mediaType", 3.into()), ("listener", obj(&[("onRinging", noop())]))]);
-    let err = JsFuture::from(client.call(bad)).await.err().expect("rejects");
+    let err = JsFuture::from(client.call(bad)).await.expect_err("rejects");
     let text = message(err);
     assert!(text.starts_with("[RCCallClient call] "), "{text}");
     assert!(text.contains("targetId"), "{text}");
@@ -53,13 +53,13 @@ async fn call_rejects_bad_params_with_every_problem() {
     assert_eq!(text.lines().count(), 3, "{text}");
 
     let group = obj(&[("targetId", "g1".into()), ("userIds", js_sys::Array::of1(&"".into()).into()), ("listener", listener())]);
-    let err = JsFuture::from(client.call_in_group(group)).await.err().expect("rejects");
+    let err = JsFuture::from(client.call_in_group(group)).await.expect_err("rejects");
     assert!(message(err).starts_with("[RCCallClient callInGroup] userIds"));
 
     // Constraints are checked like accept()'s.
     let bad_video = obj(&[("video", obj(&[("frameRate", "FPS_99".into()), ("resolution", "W640_H480".into())]))]);
     let params = obj(&[("targetId", "bob".into()), ("listener", listener()), ("constraints", bad_video)]);
-    let err = JsFuture::from(client.call(params)).await.err().expect("rejects");
+    let err = JsFuture::from(client.call(params)).await.expect_err("rejects");
     assert_eq!(message(err), "[RCCallClient call] video.frameRate must be a RCFrameRate value");
 
     // Valid params while not connected: a code, not an exception.

@@ -19,6 +19,12 @@ pub const OUTBOX_CAPACITY: usize = 1024;
 /// reading the clock per frame (it is at most one sweep tick behind).
 static LIVENESS_NOW: AtomicU64 = AtomicU64::new(0);
 
+/// The liveness clock (what a frame heard now is stamped with): the bound a test can derive a
+/// connection's earliest death from, whatever the sweeper's delays.
+pub fn liveness_now() -> u64 {
+    LIVENESS_NOW.load(Ordering::Relaxed)
+}
+
 /// Advances the liveness clock (by the sweep) and returns it.
 pub fn tick_liveness_clock() -> u64 {
     let now = mono_ms();

@@ -1305,6 +1305,8 @@ async fn cluster_send(
     let mut backoff = ROUTE_RETRY_FIRST;
     let mut epoch = routing.epoch();
     let mut outcome = routing.mailboxes.route(&req).await;
+    // A resend's duplicate is of a run of ours whose reply was lost: its push is still to do.
+    let mut resent = false;
     while let Err(e) = &outcome {
         let tracked = client_seq != 0 && origin.instance != 0;
         let slow = e.is_timeout() && routing.presence.redis_answering();
@@ -1336,6 +1338,7 @@ async fn cluster_send(
             backoff = (backoff * 2).min(ROUTE_RETRY_MAX);
         }
         epoch = routing.epoch();
+        resent = true;
         outcome = routing.mailboxes.route(&req).await;
     }
     match outcome {
@@ -1346,7 +1349,7 @@ async fn cluster_send(
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             state.hub.note_accepted(origin, client_seq);
             if let Some(push) = &push {
-                cluster_push(state, origin.app, &req, &routed, push);
+                cluster_push(state, origin.app, &req, &routed, resent, push);
             }
             let Some(request_id) = reply_to else {
                 return Ok(());
@@ -1440,22 +1443,31 @@ async fn keeping_alive(
 }
 
 /// The routing node pushes a routed call message to the recipients the route script found on
-/// no node (once: the script ran once, and only here).
+/// no node (once: the script ran once, and only here; when our resend finds it already ran,
+/// the run's reply was lost and the push is made from the duplicate's answer).
 fn cluster_push(
     state: &AppState,
     app: AppId,
     req: &crate::cluster::mailbox::RouteRequest<'_>,
     routed: &crate::cluster::mailbox::Routed,
+    resent: bool,
     push: &rtc_core::proto::PushConfig,
 ) {
-    let crate::cluster::mailbox::Routed::Accepted {
-        sent_time,
-        message_uid,
-        offline,
-        ..
-    } = routed
-    else {
-        return;
+    use crate::cluster::mailbox::Routed;
+    let (sent_time, message_uid, offline) = match routed {
+        Routed::Accepted {
+            sent_time,
+            message_uid,
+            offline,
+            ..
+        } => (sent_time, message_uid, offline),
+        Routed::Duplicate {
+            sent_time,
+            message_uid,
+            offline,
+            ..
+        } if resent => (sent_time, message_uid, offline),
+        Routed::Duplicate { .. } => return,
     };
     let m = rtc_core::proto::Delivered {
         message_uid: message_uid.clone(),

@@ -504,9 +504,16 @@ async fn a_resend_of_an_accepted_client_seq_is_a_duplicate_and_routes_nothing() 
     );
     for (m, r) in [(&a, &req), (&b, &again)] {
         match m.route(r).await.unwrap() {
-            Routed::Duplicate { sent_time, upto } => {
+            Routed::Duplicate {
+                sent_time,
+                upto,
+                message_uid,
+                offline,
+            } => {
                 assert_eq!(upto, 1);
                 assert!(sent_time >= t0 - 1000, "the clock now");
+                // The resend of the last accepted message: what it was routed with.
+                assert_eq!((message_uid, offline), (uid.clone(), Vec::<String>::new()));
             }
             other => panic!("expected a duplicate: {other:?}"),
         }
@@ -542,7 +549,7 @@ async fn a_resend_of_an_accepted_client_seq_is_a_duplicate_and_routes_nothing() 
     );
     assert!(matches!(
         a.route(&older).await.unwrap(),
-        Routed::Duplicate { upto: 2, .. }
+        Routed::Duplicate { upto: 2, ref message_uid, .. } if message_uid.is_empty()
     ));
     // Another instance, another device, or an untracked message is not a duplicate.
     for (device, instance, client_seq) in [

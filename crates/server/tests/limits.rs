@@ -103,6 +103,11 @@ async fn the_per_app_connection_cap_refuses_31003_and_frees_on_disconnect() {
 #[tokio::test]
 async fn a_client_that_stops_reading_is_cut_off_40006_and_can_resume() {
     let ts = TestServer::start_with(|c| {
+        // Carol and bob answer no pings while nobody reads their sockets: on a loaded machine
+        // filling carol's buffers outlasted the default 15 s `dead_after`, and the liveness
+        // sweep closed them first (carol never cut off as slow, bob gone for `pair_works`).
+        c.ping_interval = Duration::from_secs(600);
+        c.dead_after = Duration::from_secs(1200);
         c.rate_limit_per_sec = 1_000_000;
         c.rate_limit_burst = 1_000_000;
         c.user_rate_per_sec = 1_000_000;

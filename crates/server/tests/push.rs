@@ -522,3 +522,52 @@ async fn each_app_has_its_own_webhook_and_secret() {
     .await;
     rx.assert_quiet(Duration::from_millis(500)).await;
 }
+
+/// Cluster mode: a route that timed out behind a slow Redis ran there meanwhile; its resend
+/// (after the `PING`) is a duplicate. The push for the recipients the run found offline is
+/// still made, once, under the uid the message was routed with.
+#[tokio::test]
+async fn a_route_resent_after_a_timeout_pushes_once_to_the_offline_recipients() {
+    let mut rx = Receiver::start(Behaviour::FailFirst(0)).await;
+    let redis = redis_server::TestRedis::start();
+    let url = rcall_server::cluster::RedisUrl::parse(&redis.url()).unwrap();
+    let ts = server_with(&rx.url, |c| c.redis = Some(url)).await;
+    let (mut a, _, _) = Client::login_instance(ts.addr, &ts.token("alice"), "a1", 0, 5).await;
+    // (The route script loaded and alice's device announced to the rooms.)
+    let warm_up = call_msg("bob", "call-0", invite(&["bob"]), None);
+    send(
+        &mut a,
+        1,
+        SendMessage {
+            client_seq: 1,
+            ..warm_up
+        },
+        0,
+    )
+    .await;
+
+    // The node's main Redis connection waits behind a blocked command (until `unblock`).
+    let blocked = block_main_lane(&redis, &ts, "test:block:push", 40).await;
+    let msg = call_msg("bob", "call-1", invite(&["bob"]), Some(full_push()));
+    a.send_message(
+        2,
+        SendMessage {
+            client_seq: 2,
+            ..msg
+        },
+    )
+    .await;
+    // Past a response timeout: the route is resent once the stall ends.
+    tokio::time::sleep(rcall_server::cluster::RESPONSE_TIMEOUT + Duration::from_secs(2)).await;
+    unblock(&redis, "test:block:push").await;
+    blocked.await.unwrap();
+    let r = a.recv_send_result().await;
+    assert_eq!((r.request_id, r.code), (2, 0));
+    let hit = rx.next().await;
+    assert_eq!(hit.body["toUserIds"], serde_json::json!(["bob"]));
+    // The uid bob's copy carries (the run's, not the resend's).
+    let (_b, replay) = Client::login_resume(ts.addr, &ts.token("bob"), "b1", 0).await;
+    let invite_uid = &replay.last().expect("bob's invites").message_uid;
+    assert_eq!(hit.body["messageUId"].as_str(), Some(invite_uid.as_str()));
+    rx.assert_quiet(Duration::from_secs(1)).await;
+}

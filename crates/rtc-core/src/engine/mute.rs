@@ -21,11 +21,15 @@ impl Engine {
             if call.media_type == MediaType::Audio || !call.joined() || !call.idle() {
                 return self.done(id, error_code::MISSING_VIDEO_TRACK_ERROR, None);
             }
+            // No local video track: released by an earlier disableVideoTrack() in camera-off
+            // mode, or never captured (a member that joined without a camera).
+            let no_track = call.camera_released() || call.no_camera;
+            if (muted && no_track) || (!camera_off && call.no_camera) {
+                return self.done(id, error_code::MISSING_VIDEO_TRACK_ERROR, None);
+            }
             if camera_off {
-                // Nothing to do: already released, or already has a camera (a member that joined
-                // without one has none: it turns one on).
-                let done = if muted { call.camera_released() } else { !call.camera_released() && !call.no_camera };
-                if done {
+                if !muted && !no_track {
+                    // Already has a camera.
                     return self.done(id, error_code::SUCCESS, None);
                 }
                 if !muted {

@@ -64,7 +64,9 @@ pub fn cursor_key(app: &str, user: &str) -> String {
     keys::app_key(app, KIND_CURSOR, &[user])
 }
 
-/// `rcall:{app}:upto:<user>:<device>:<instance>`: the instance's highest accepted `client_seq`.
+/// `rcall:{app}:upto:<user>:<device>:<instance>`: the instance's highest accepted `client_seq`,
+/// then that message's uid and its copies' offline flags (`'0'`/`'1'` each, in copy order):
+/// `<client_seq> <uid> <flags>` (route.lua).
 pub fn upto_key(app: &str, user: &str, device: &str, instance: u64) -> String {
     keys::app_key(app, KIND_UPTO, &[user, device, &instance.to_string()])
 }
@@ -212,6 +214,11 @@ pub enum Routed {
         sent_time: i64,
         /// The instance's highest accepted `client_seq`.
         upto: u64,
+        /// When `client_seq` is `upto` (the resend of a route whose reply was lost): the uid
+        /// it was routed with and the recipients its copies flagged `offline` (their push is
+        /// still to be made); else empty.
+        message_uid: String,
+        offline: Vec<String>,
     },
 }
 
@@ -537,16 +544,40 @@ impl Mailboxes {
             .arg(req.rooms_event.as_deref().unwrap_or_default())
             .arg(super::rooms::channel(app))
             .arg(super::rooms::LOG_MAX_LEN);
-        let out: Vec<i64> = self.bus.run(&call).await?;
+        let out: Vec<Value> = self.bus.run(&call).await?;
         let int = |i: usize| -> Result<i64, ClusterError> {
             out.get(i)
-                .copied()
+                .and_then(|v| redis::from_redis_value_ref(v).ok())
                 .ok_or_else(|| bad(format!("route: short reply {out:?}")))
         };
         if int(0)? == 1 {
+            let text = |i: usize| -> Result<String, ClusterError> {
+                out.get(i)
+                    .and_then(|v| redis::from_redis_value_ref(v).ok())
+                    .ok_or_else(|| bad(format!("route: short duplicate reply {out:?}")))
+            };
+            let upto = int(2)? as u64;
+            let (message_uid, flags) = (text(3)?, text(4)?);
+            let offline = if upto == client_seq {
+                let flags = flags.as_bytes();
+                req.recipients
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| flags.get(*i) == Some(&b'1'))
+                    .map(|(_, r)| r.user.clone())
+                    .collect()
+            } else {
+                Vec::new()
+            };
             return Ok(Routed::Duplicate {
                 sent_time: int(1)?,
-                upto: int(2)? as u64,
+                upto,
+                message_uid: if upto == client_seq {
+                    message_uid
+                } else {
+                    String::new()
+                },
+                offline,
             });
         }
         let mut seqs = Vec::with_capacity(req.recipients.len());
@@ -583,12 +614,18 @@ impl Mailboxes {
         instance: u64,
     ) -> Result<u64, ClusterError> {
         let key = upto_key(app, user, device, instance);
-        let v: Option<u64> = redis::cmd("GET")
+        let v: Option<String> = redis::cmd("GET")
             .arg(&key)
             .query_async(&mut self.bus.lane(Lane::Login))
             .await
             .map_err(|e| ClusterError::command(&self.bus.url, format!("GET {key}"), e))?;
-        Ok(v.unwrap_or(0))
+        // `<client_seq> <uid> <flags>` ([`upto_key`]).
+        let seq = v
+            .as_deref()
+            .and_then(|v| v.split(' ').next())
+            .unwrap_or("0");
+        seq.parse()
+            .map_err(|_| bad(format!("{key} holds {v:?}, not a client_seq")))
     }
 
     /// Up to `limit` entries of `user`'s mailbox with a seq above `seq`, in seq order (a

@@ -6,7 +6,8 @@
 -- half-way through its writes.
 --
 -- KEYS[1]   the app's last sent_time (ms)
--- KEYS[2]   the sending instance's highest accepted client_seq
+-- KEYS[2]   the sending instance's highest accepted client_seq, '<client_seq> <uid> <flags>':
+--   that message's uid and its copies' offline flags ('0'/'1' each), for its resend
 -- KEYS[2i+1], KEYS[2i+2]   copy i's user seq key and mailbox stream (i = 1..n)
 -- ARGV[1] client_seq (0 = untracked)   ARGV[2] seq floor (us)   ARGV[3] mailbox max length
 -- ARGV[4] mailbox max age (us)   ARGV[5] mailbox TTL (ms)   ARGV[6] state TTL (ms)
@@ -28,8 +29,9 @@
 -- (<skip> is the sending connection, which the reply is for); without an own copy, or for a
 -- duplicate, the marker goes alone: 'R <sent_time> <marker> <uid>'.
 --
--- Returns {1, now_ms, upto} for a duplicate, else {0, sent_time, seq_1, ..., seq_n,
--- offline_1, ..., offline_n} (offline_i = 1 when copy i went out flagged offline).
+-- Returns {1, now_ms, upto, uid, flags} for a duplicate (uid and flags: those of message upto,
+-- as stored in KEYS[2]), else {0, sent_time, seq_1, ..., seq_n, offline_1, ..., offline_n}
+-- (offline_i = 1 when copy i went out flagged offline).
 
 local t = redis.call('TIME')
 local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -44,12 +46,16 @@ local function int(n) return string.format('%d', n) end
 -- reply still goes through the sender's channel, behind what the original caused), not routed.
 local client_seq = tonumber(ARGV[1])
 if client_seq > 0 then
-  local upto = tonumber(redis.call('GET', KEYS[2]) or '0')
+  local stored = redis.call('GET', KEYS[2]) or '0'
+  local upto, uid, flags = string.match(stored, '^(%d+) ?(%S*) ?(%d*)$')
+  upto = tonumber(upto or '0')
   if client_seq <= upto then
     if ARGV[8] ~= '' then
       redis.call('PUBLISH', ARGV[7], 'R ' .. int(now_ms) .. ' ' .. ARGV[8] .. ' ')
     end
-    return {1, now_ms, upto}
+    -- The resend of a route whose reply was lost: who the original flagged offline (their
+    -- push is still to be made).
+    return {1, now_ms, upto, uid or '', flags or ''}
   end
 end
 
@@ -184,7 +190,7 @@ end
 -- 6. Record the client_seq, then the sender's reply marker: 'R <sent_time> <marker> <uid>',
 -- after every copy on the sender's channel.
 if client_seq > 0 then
-  redis.call('SET', KEYS[2], int(client_seq), 'PX', ARGV[6])
+  redis.call('SET', KEYS[2], int(client_seq) .. ' ' .. ARGV[9] .. ' ' .. table.concat(flags), 'PX', ARGV[6])
 end
 if ARGV[8] ~= '' and not replied then
   redis.call('PUBLISH', ARGV[7], 'R ' .. int(sent) .. ' ' .. ARGV[8] .. ' ' .. ARGV[9])
