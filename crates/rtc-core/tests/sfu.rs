@@ -982,3 +982,16 @@ fn a_layer_for_someone_not_in_the_call_is_a_parameter_error_and_a_mesh_call_igno
     m.settle();
     assert_eq!(done_code(&set_layer(&mut m, "alice", VideoLayer::High)), Some(error_code::PARAM_ERROR));
 }
+
+#[test]
+fn a_layer_asked_while_a_subscription_is_under_way_follows_its_offer() {
+    let mut b = callee(true, 0);
+    b.sfu(joined(vec![feed("alice", true), feed("carol", true)], 1));
+    let sub = last_subscribe(&b.take()).unwrap().clone();
+    let outs = set_layer(&mut b, "alice", VideoLayer::High);
+    assert!(layers_sent(&outs).is_empty() && last_subscribe(&outs).is_none(), "waits for the offer: {outs:?}");
+    b.sfu(offer(sub.request_id, &["alice", "carol"]));
+    let outs = b.take();
+    assert!(last_subscribe(&outs).is_none(), "no renegotiation for a layer");
+    assert_eq!(layers_sent(&outs)[0].want, [proto::SfuWant { feed: "feed-alice".into(), mid: "1".into(), substream: 2 }]);
+}

@@ -321,18 +321,35 @@ impl Engine {
         let publish = captured && s.publish == Step::Idle;
         let video = call.media_type.has_video();
         let want = Self::sfu_wants(call, s, &me);
-        let subscribe = !want.is_empty() && !matches!(s.subscribe, Step::Asked(_)) && want != s.wanted;
+        let changed = !want.is_empty() && !matches!(s.subscribe, Step::Asked(_)) && want != s.wanted;
+        // Only layers changed (the app's choice) on a subscription the server has: `SfuLayers`
+        // for those streams, no renegotiation.
+        let same_streams = s.subscribed_once
+            && want.len() == s.wanted.len()
+            && want.iter().zip(&s.wanted).all(|(a, b)| (&a.feed, &a.mid) == (&b.feed, &b.mid));
+        let subscribe = changed && !same_streams;
+        let layers: Vec<proto::SfuWant> = want
+            .iter()
+            .zip(&s.wanted)
+            .filter(|(a, b)| changed && same_streams && a.substream != b.substream)
+            .map(|(a, _)| a.clone())
+            .collect();
         let request_id = if subscribe { self.next_request_id() } else { 0 };
         let s = self.sfu_call(call_id).expect("checked above");
         if publish {
             s.publish = Step::Offering;
         }
+        if changed {
+            s.wanted = want.clone();
+        }
         if subscribe {
             s.subscribe = Step::Asked(request_id);
-            s.wanted = want.clone();
         }
         if publish {
             self.sfu(SfuAction::Publish { call_id: call_id.to_string(), video });
+        }
+        if !layers.is_empty() {
+            self.sfu(SfuAction::Send(Frame::SfuLayers(proto::SfuLayers { call_id: call_id.to_string(), want: layers })));
         }
         if subscribe {
             let offer_version = Some(self.sfu_call(call_id).map_or(0, |s| s.offer_version));
@@ -367,41 +384,25 @@ impl Engine {
         want
     }
 
-    /// `session.setRemoteVideoLayer(userId, layer)`: keeps the app's choice for the call and
-    /// tells the server at once for the streams already subscribed (`SfuLayers`; the relay
-    /// remembers it for later offers, and raises the publisher's paused layers at once). A
-    /// user not in the call is a parameter error; a mesh call has no layers to pick (each link
-    /// sends one), so there it is a success that changes nothing.
+    /// `session.setRemoteVideoLayer(userId, layer)`: keeps the app's choice for the call;
+    /// `sfu_progress` (after every input) tells the server (`SfuLayers` for the streams already
+    /// subscribed; the relay remembers it for later offers and raises the publisher's paused
+    /// layers at once) and uses it in every later subscription. A user not in the call is a
+    /// parameter error; a mesh call has no layers to pick (each link sends one), so there it is
+    /// a success that changes nothing.
     pub(super) fn set_remote_video_layer(&mut self, id: super::CommandId, call_id: &str, user_id: &str, layer: VideoLayer) {
-        use crate::types::error_code;
-        let me = self.cfg.self_id.clone();
-        let Some(call) = self.calls.get_mut(call_id).filter(|c| c.has_session()) else {
-            return self.done(id, error_code::PARAM_ERROR, None);
+        use crate::types::error_code::{PARAM_ERROR, SUCCESS};
+        let me = &self.cfg.self_id;
+        let Some(call) = self.calls.get_mut(call_id).filter(|c| c.has_session() && user_id != me && c.users.contains_key(user_id)) else {
+            return self.done(id, PARAM_ERROR, None);
         };
-        if user_id == me || !call.users.contains_key(user_id) {
-            return self.done(id, error_code::PARAM_ERROR, None);
-        }
-        let Some(s) = call.sfu.as_deref_mut() else {
-            return self.done(id, error_code::SUCCESS, None);
-        };
-        s.layers.retain(|(u, _)| u != user_id);
-        if let Some(sub) = layer.substream() {
-            s.layers.push((user_id.to_string(), sub));
-        }
-        // Only the streams already asked for change here; new ones get it in `sfu_progress`.
-        let want = call.sfu.as_deref().map(|s| Self::sfu_wants(call, s, &me)).unwrap_or_default();
-        let Some(s) = call.sfu.as_deref_mut() else { return };
-        let mut changed = Vec::new();
-        for w in &mut s.wanted {
-            if let Some(n) = want.iter().find(|n| (&n.feed, &n.mid) == (&w.feed, &w.mid) && n.substream != w.substream) {
-                w.substream = n.substream;
-                changed.push(n.clone());
+        if let Some(s) = call.sfu.as_deref_mut() {
+            s.layers.retain(|(u, _)| u != user_id);
+            if let Some(sub) = layer.substream() {
+                s.layers.push((user_id.to_string(), sub));
             }
         }
-        if !changed.is_empty() {
-            self.sfu(SfuAction::Send(Frame::SfuLayers(proto::SfuLayers { call_id: call_id.to_string(), want: changed })));
-        }
-        self.done(id, error_code::SUCCESS, None);
+        self.done(id, SUCCESS, None);
     }
 
     /// The SFU's offer for the receiving connection: answer to our subscription, or an update
