@@ -310,7 +310,7 @@ describe('issue 12: group calls through the SFU (Janus)', { skip }, () => {
     }
   }
 
-  test("6 members: nobody receives the high layer, so every page stops sending it; an app asking a user's high layer gets it; it comes back when members leave", { timeout: TEST_TIMEOUT }, async () => {
+  test("6 members: nobody receives the high layer, so every page stops sending it; an app asking a user's high layer gets it; it comes back when members leave", { timeout: 240000 }, async () => {
     // docs/sfu.md "Paused layers": above 4 remote videos every subscriber takes the low layer,
     // so the server tells each publisher to pause `h` (after LAYERS_HOLD, 3 s); with 3 remote
     // videos the SFU's pick is the medium layer, which is `h` of a 640x480 camera (2 layers).
@@ -349,7 +349,7 @@ describe('issue 12: group calls through the SFU (Janus)', { skip }, () => {
       }
       const rest = [A, B, C, D];
       for (const c of rest) for (const o of rest) if (o !== c) await advancing(c, o, 'after E and F left');
-    });
+    }, 230000); // 6 pages: the setup alone took 116 s at load 37
   });
 
   test('a 1:1 call on the same server stays peer-to-peer', { timeout: TEST_TIMEOUT }, async () => {
