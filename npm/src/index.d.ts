@@ -178,6 +178,12 @@ export interface RCCallSession {
   disableVideoTrack(): Promise<{ code: number }>;
   enableVideoTrack(): Promise<{ code: number }>;
   changeAudioDevice(constraints?: IMicphoneAudioProfile): Promise<{ code: number }>;
+  /**
+   * rcall extension: which simulcast layer of `userId`'s video to receive in a group call through
+   * the SFU (`'auto'`, the default: by the number of tiles); kept for the call. 53312 for a user
+   * not in the call; a mesh call succeeds without change. Another `layer` throws.
+   */
+  setRemoteVideoLayer(userId: string, layer: 'high' | 'low' | 'auto'): Promise<{ code: number }>;
   getSessionId(): string;
   /** The media room id (= the session id) once this user is in the call; `undefined` before and after. */
   getRTCSessionId(): string | undefined;

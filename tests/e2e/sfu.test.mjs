@@ -266,43 +266,91 @@ describe('issue 12: group calls through the SFU (Janus)', { skip }, () => {
     return bytes;
   }, rid);
 
-  test('6 members: nobody receives the high layer, so every page stops sending it; it comes back when members leave', { timeout: TEST_TIMEOUT }, async () => {
+  /** `c` stops sending its camera's `h` encoding (told to pause it after LAYERS_HOLD) while
+   *  its low layer goes on. */
+  async function pausesHigh(c, what) {
+    const deadline = Date.now() + 30000;
+    for (;;) {
+      const h1 = await ridBytes(c, 'h');
+      await sleep(2000);
+      const h2 = await ridBytes(c, 'h');
+      if (h2 === h1 && h1 > 0) break;
+      if (Date.now() > deadline) {
+        throw new Error(`${c.name}: still sends the high layer ${what}: ${h1} → ${h2} bytes; ${JSON.stringify((await videoRtp(c)).outbound)}`);
+      }
+    }
+    const l1 = await ridBytes(c, 'l');
+    await sleep(1000);
+    assert.ok((await ridBytes(c, 'l')) > l1, `${c.name}: the low layer keeps going`);
+  }
+
+  /** `c` sends its camera's `h` encoding again; returns how long that took (ms). */
+  async function resumesHigh(c, what, timeout = 20000) {
+    const t0 = Date.now();
+    const h1 = await ridBytes(c, 'h');
+    while ((await ridBytes(c, 'h')) <= h1) {
+      if (Date.now() > t0 + timeout) throw new Error(`${c.name}: the high layer does not come back ${what}`);
+      await sleep(200);
+    }
+    return Date.now() - t0;
+  }
+
+  /** `c` receives `o`'s video at a width `ok` accepts (the <video> and one inbound RTP stream);
+   *  returns how long that took (ms). */
+  async function receivesWidth(c, o, ok, what, timeout = 20000) {
+    const t0 = Date.now();
+    for (;;) {
+      const v = await c.remoteVideo(o.userId);
+      const inbound = (await videoRtp(c)).inbound;
+      if (v && ok(v.videoWidth) && inbound.some((s) => ok(s.frameWidth))) return Date.now() - t0;
+      if (Date.now() > t0 + timeout) {
+        throw new Error(`${c.name}: ${o.name}'s video not ${what}: <video> ${v?.videoWidth} wide; inbound ${JSON.stringify(inbound)}; ` +
+          `${o.name} sends ${JSON.stringify((await videoRtp(o)).outbound)}`);
+      }
+      await sleep(250);
+    }
+  }
+
+  test("6 members: nobody receives the high layer, so every page stops sending it; an app asking a user's high layer gets it; it comes back when members leave", { timeout: 240000 }, async () => {
     // docs/sfu.md "Paused layers": above 4 remote videos every subscriber takes the low layer,
     // so the server tells each publisher to pause `h` (after LAYERS_HOLD, 3 s); with 3 remote
     // videos the SFU's pick is the medium layer, which is `h` of a 640x480 camera (2 layers).
     await diag('sfu-paused-layers', async () => {
       const { pages } = await groupCall('sfd', ['A', 'B', 'C', 'D', 'E', 'F']);
       await allVideosAdvance(pages, 'through the SFU');
-      for (const c of pages) {
-        const deadline = Date.now() + 30000;
-        for (;;) {
-          const h1 = await ridBytes(c, 'h');
-          await sleep(2000);
-          const h2 = await ridBytes(c, 'h');
-          if (h2 === h1 && h1 > 0) break;
-          if (Date.now() > deadline) {
-            throw new Error(`${c.name}: still sends the high layer nobody receives: ${h1} → ${h2} bytes; ${JSON.stringify((await videoRtp(c)).outbound)}`);
-          }
-        }
-        const l1 = await ridBytes(c, 'l');
-        await sleep(1000);
-        assert.ok((await ridBytes(c, 'l')) > l1, `${c.name}: the low layer keeps going`);
-      }
+      for (const c of pages) await pausesHigh(c, 'nobody receives');
       for (const c of pages) for (const o of pages) if (o !== c) await advancing(c, o, 'with the high layers paused');
       const [A, B, C, D, E, F] = pages;
+
+      // rcall extension (docs/sfu.md "Choosing a user's layer"): A asks for B's high layer, so B
+      // sends `h` again at once (raising waits for no LAYERS_HOLD) and A receives B wider than
+      // the low layer can be (640 from the fake camera, unless the loaded encoder scales `h`
+      // down: the width is printed) while the others keep B's low layer; back to auto: low.
+      const layer = (c, o, l) => sdk(c, ([u, v]) => H.sessionCall('setRemoteVideoLayer', [u, v]), [o.userId, l]);
+      const load = () => execFileSync('cat', ['/proc/loadavg']).toString().split(' ')[0];
+      expectCode(A, "setRemoteVideoLayer(B, 'high')", await layer(A, B, 'high'), SUCCESS);
+      const hBack = await resumesHigh(B, "once A asked for B's high layer");
+      const wide = await receivesWidth(A, B, (w) => w > 320, 'on the high layer');
+      const width = (await A.remoteVideo(B.userId)).videoWidth;
+      console.log(`# A asked for B's high layer: B's h back after ${hBack} ms, A receives B ${width} wide after ${wide} ms (load ${load()})`);
+      for (const c of [C, D]) assert.ok((await c.remoteVideo(B.userId)).videoWidth <= 320, `${c.name}: still B's low layer`);
+      await advancing(A, B, 'on the high layer');
+      // Bad input: a clear code or a throw, never a silent success.
+      expectCode(A, 'setRemoteVideoLayer(stranger)', await layer(A, { userId: 'nobody-here' }, 'high'), 53312);
+      const bad = await A.eval(() => { try { H.session.setRemoteVideoLayer('x', 'huge'); return null; } catch (e) { return String(e.message); } });
+      assert.match(bad || '', /setRemoteVideoLayer\] userId must be a non-empty string, layer/, 'an unknown layer throws');
+      expectCode(A, "setRemoteVideoLayer(B, 'auto')", await layer(A, B, 'auto'), SUCCESS);
+      await receivesWidth(A, B, (w) => w > 0 && w <= 320, 'back on the low layer');
+      await pausesHigh(B, "once A went back to auto");
+
       for (const c of [E, F]) expectCode(c, 'session.hungup()', await sdk(c, () => H.hungup()), SUCCESS);
       for (const c of [A, B, C, D]) {
         await c.waitEvent('onHungup', { userId: F.userId }, 15000);
-        const h1 = await ridBytes(c, 'h');
-        const deadline = Date.now() + 20000;
-        while ((await ridBytes(c, 'h')) <= h1) {
-          if (Date.now() > deadline) throw new Error(`${c.name}: the high layer does not come back with 3 remote videos`);
-          await sleep(300);
-        }
+        await resumesHigh(c, 'with 3 remote videos');
       }
       const rest = [A, B, C, D];
       for (const c of rest) for (const o of rest) if (o !== c) await advancing(c, o, 'after E and F left');
-    });
+    }, 230000); // 6 pages: the setup alone took 116 s at load 37
   });
 
   test('a 1:1 call on the same server stays peer-to-peer', { timeout: TEST_TIMEOUT }, async () => {

@@ -2,10 +2,10 @@
 //! virtual clock with hand-made server frames. `cargo test -p rtc-core --test sfu`.
 
 use rtc_core::engine::{
-    CallEvent, CallRequest, Command, Input, MediaAction, MediaEvent, Output, Received, SfuAction, SfuEvent, SfuInput, TrackKind,
+    CallEvent, CallRequest, Command, Input, MediaAction, MediaEvent, Output, Received, SfuAction, SfuEvent, SfuInput, TrackKind, VideoLayer,
 };
 use rtc_core::proto::{self, call_content::Body, client_frame::Body as Frame, conversation_type, sfu_pc, CallContent};
-use rtc_core::types::{end_reason, MediaType, SessionState};
+use rtc_core::types::{end_reason, error_code, MediaType, SessionState};
 use rtc_core::{Engine, EngineConfig};
 
 const CALL: &str = "c1";
@@ -917,4 +917,128 @@ fn sfu_publisher_layers_survives_the_wire() {
     };
     let back = proto::ServerFrame::decode(&*f.encode_to_vec()).unwrap();
     assert_eq!(back.body, f.body, "the oneof knows tag 17");
+}
+
+/// The result code of the last command that finished.
+fn done_code(outs: &[Output]) -> Option<i32> {
+    outs.iter().rev().find_map(|o| match o {
+        Output::Done { code, .. } => Some(*code),
+        _ => None,
+    })
+}
+
+fn layers_sent(outs: &[Output]) -> Vec<&proto::SfuLayers> {
+    frames(outs)
+        .into_iter()
+        .filter_map(|f| match f {
+            Frame::SfuLayers(l) => Some(l),
+            _ => None,
+        })
+        .collect()
+}
+
+/// (feed, substream) of each video asked for.
+fn video_layers(sub: &proto::SfuSubscribe) -> Vec<(String, i32)> {
+    sub.want.iter().filter(|w| w.mid == "1").map(|w| (w.feed.clone(), w.substream)).collect()
+}
+
+fn set_layer(dev: &mut Dev, user: &str, layer: VideoLayer) -> Vec<Output> {
+    dev.command(Command::RemoteVideoLayer { call_id: CALL.into(), user_id: user.into(), layer });
+    dev.take()
+}
+
+#[test]
+fn the_apps_layer_for_a_user_is_sent_at_once_and_kept_for_later_subscriptions() {
+    let mut b = callee(true, 0);
+    let mut users = vec!["alice", "carol", "dave", "erin", "frank"];
+    b.sfu(joined(users.iter().map(|u| feed(u, true)).collect(), 1));
+    let sub = last_subscribe(&b.take()).unwrap().clone();
+    assert!(video_layers(&sub).iter().all(|(_, l)| *l == 0), "5 videos: low");
+    b.sfu(offer(sub.request_id, &users));
+    b.take();
+
+    // High for alice: one SfuLayers for her video, no new subscription.
+    let outs = set_layer(&mut b, "alice", VideoLayer::High);
+    assert_eq!(done_code(&outs), Some(error_code::SUCCESS));
+    let sent = layers_sent(&outs);
+    assert_eq!(sent.len(), 1, "{outs:?}");
+    assert_eq!(sent[0].want, [proto::SfuWant { feed: "feed-alice".into(), mid: "1".into(), substream: 2 }]);
+    assert!(last_subscribe(&outs).is_none());
+    // Asking again changes nothing.
+    assert!(layers_sent(&set_layer(&mut b, "alice", VideoLayer::High)).is_empty());
+
+    // A new member's subscription keeps alice high, the rest on the tile default.
+    users.push("grace");
+    b.sfu(feeds(users.iter().map(|u| feed(u, true)).collect()));
+    let sub = last_subscribe(&b.take()).unwrap().clone();
+    for (f, l) in video_layers(&sub) {
+        assert_eq!(l, if f == "feed-alice" { 2 } else { 0 }, "{f}");
+    }
+    b.sfu(offer(sub.request_id, &users));
+    b.take();
+
+    // After an SFU restart the new generation's subscription keeps it too.
+    b.sfu(SfuInput::Restart(proto::SfuRestart { call_id: CALL.into(), generation: 2 }));
+    b.take();
+    b.sfu(joined(users.iter().map(|u| feed(u, true)).collect(), 2));
+    let sub = last_subscribe(&b.take()).unwrap().clone();
+    assert!(video_layers(&sub).contains(&("feed-alice".into(), 2)), "{sub:?}");
+    b.sfu(offer(sub.request_id, &users));
+    b.take();
+
+    // Low for carol, then back to auto for alice: the tile default (low at 6 videos).
+    let outs = set_layer(&mut b, "carol", VideoLayer::Low);
+    assert!(layers_sent(&outs).is_empty(), "already low by the tile count");
+    let outs = set_layer(&mut b, "alice", VideoLayer::Auto);
+    assert_eq!(layers_sent(&outs)[0].want, [proto::SfuWant { feed: "feed-alice".into(), mid: "1".into(), substream: 0 }]);
+    // Few tiles: auto is the server's pick, low stays low.
+    b.sfu(feeds(vec![feed("alice", true), feed("carol", true)]));
+    let sub = last_subscribe(&b.take()).unwrap().clone();
+    assert_eq!(video_layers(&sub), [("feed-alice".into(), -1), ("feed-carol".into(), 0)]);
+}
+
+#[test]
+fn a_layer_asked_before_subscribing_is_used_by_the_first_subscription() {
+    let mut b = callee(true, 0);
+    assert_eq!(done_code(&set_layer(&mut b, "alice", VideoLayer::High)), Some(error_code::SUCCESS));
+    b.sfu(joined(vec![feed("alice", true), feed("carol", true)], 1));
+    let sub = last_subscribe(&b.take()).unwrap().clone();
+    assert_eq!(video_layers(&sub), [("feed-alice".into(), 2), ("feed-carol".into(), -1)]);
+}
+
+#[test]
+fn a_layer_for_someone_not_in_the_call_is_a_parameter_error_and_a_mesh_call_ignores_it() {
+    let mut b = callee(true, 0);
+    b.sfu(joined(vec![feed("alice", true)], 1));
+    b.take();
+    for user in ["zoe", "bob"] {
+        let outs = set_layer(&mut b, user, VideoLayer::High);
+        assert_eq!(done_code(&outs), Some(error_code::PARAM_ERROR), "{user}");
+        assert!(layers_sent(&outs).is_empty());
+    }
+    b.command(Command::RemoteVideoLayer { call_id: "other".into(), user_id: "alice".into(), layer: VideoLayer::High });
+    assert_eq!(done_code(&b.take()), Some(error_code::PARAM_ERROR), "unknown call");
+    // Mesh: each link carries one layer; nothing to pick, and the app cannot tell the path.
+    let mut m = callee(false, 0);
+    m.take();
+    let outs = set_layer(&mut m, "alice", VideoLayer::High);
+    assert_eq!(done_code(&outs), Some(error_code::SUCCESS));
+    assert!(sfu_actions(&outs).is_empty());
+    // Once the call is over it is gone.
+    m.command(Command::Hangup { call_id: CALL.into() });
+    m.settle();
+    assert_eq!(done_code(&set_layer(&mut m, "alice", VideoLayer::High)), Some(error_code::PARAM_ERROR));
+}
+
+#[test]
+fn a_layer_asked_while_a_subscription_is_under_way_follows_its_offer() {
+    let mut b = callee(true, 0);
+    b.sfu(joined(vec![feed("alice", true), feed("carol", true)], 1));
+    let sub = last_subscribe(&b.take()).unwrap().clone();
+    let outs = set_layer(&mut b, "alice", VideoLayer::High);
+    assert!(layers_sent(&outs).is_empty() && last_subscribe(&outs).is_none(), "waits for the offer: {outs:?}");
+    b.sfu(offer(sub.request_id, &["alice", "carol"]));
+    let outs = b.take();
+    assert!(last_subscribe(&outs).is_none(), "no renegotiation for a layer");
+    assert_eq!(layers_sent(&outs)[0].want, [proto::SfuWant { feed: "feed-alice".into(), mid: "1".into(), substream: 2 }]);
 }

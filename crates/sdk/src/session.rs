@@ -1,7 +1,7 @@
 //! `RCCallSession`: one call as the app sees it. Commands go to the engine; getters read the
 //! engine's view of the call.
 
-use rtc_core::engine::{Command, SessionView, TrackKind};
+use rtc_core::engine::{Command, SessionView, TrackKind, VideoLayer};
 use rtc_core::types::{MediaType, SessionState};
 use wasm_bindgen::prelude::*;
 
@@ -107,6 +107,28 @@ impl RCCallSession {
         validate::constraints(&wrapped, "[RCCallSession changeAudioDevice]").map_err(|m| js::js_error(&m))?;
         rt().sessions().set_mic_constraints(&self.call_id(), constraints);
         Ok(self.run(Command::ChangeMicrophone { call_id: self.call_id() }))
+    }
+
+    /// rcall extension (docs/sfu.md, "Choosing a user's layer"): which simulcast layer of
+    /// `userId`'s video to receive in a group call through the SFU — `'high'` (shown large),
+    /// `'low'`, or `'auto'` (by the number of tiles, the default) — kept for the call.
+    /// `{code}`: 53312 for a user not in the call; a mesh call has one layer per link, so it
+    /// succeeds there without change. A `userId` that is not a non-empty string, or another
+    /// layer, throws.
+    #[wasm_bindgen(js_name = setRemoteVideoLayer)]
+    pub fn set_remote_video_layer(&self, user_id: JsValue, layer: JsValue) -> Result<js_sys::Promise, JsValue> {
+        let layer = match layer.as_string().as_deref() {
+            Some("high") => Some(VideoLayer::High),
+            Some("low") => Some(VideoLayer::Low),
+            Some("auto") => Some(VideoLayer::Auto),
+            _ => None,
+        };
+        let (Some(user_id), Some(layer)) = (user_id.as_string().filter(|u| !u.is_empty()), layer) else {
+            return Err(js::js_error(
+                "[RCCallSession setRemoteVideoLayer] userId must be a non-empty string, layer 'high', 'low' or 'auto'",
+            ));
+        };
+        Ok(self.run(Command::RemoteVideoLayer { call_id: self.call_id(), user_id, layer }))
     }
 
     /// Downgrades the call to audio only, for everyone.

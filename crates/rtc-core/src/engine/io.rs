@@ -70,6 +70,9 @@ pub enum Command {
     MuteTrack { call_id: String, kind: super::TrackKind, muted: bool },
     /// `session.changeAudioDevice()`: capture another microphone and send it instead.
     ChangeMicrophone { call_id: String },
+    /// `session.setRemoteVideoLayer(userId, layer)` (rcall extension): the simulcast layer to
+    /// receive of a user's video in an SFU call.
+    RemoteVideoLayer { call_id: String, user_id: String, layer: super::VideoLayer },
 }
 
 /// Push title and content an app chose (`None` keeps the default), and for `setPushConfig` the

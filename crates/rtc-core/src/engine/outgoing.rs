@@ -32,6 +32,7 @@ impl Engine {
             Command::DescendAbility { call_id } => self.descend(id, &call_id),
             Command::MuteTrack { call_id, kind, muted } => self.mute_track(id, &call_id, kind, muted),
             Command::ChangeMicrophone { call_id } => self.change_microphone(id, &call_id),
+            Command::RemoteVideoLayer { call_id, user_id, layer } => self.set_remote_video_layer(id, &call_id, &user_id, layer),
             Command::SetPushConfig { call, hangup } => {
                 self.call_push = call;
                 self.hangup_push = hangup;

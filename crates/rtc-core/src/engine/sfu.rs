@@ -38,6 +38,30 @@ pub const SFU_RESTARTS: u8 = 12;
 /// (small tiles); up to it the server picks (-1).
 pub const LOW_LAYER_ABOVE: usize = 4;
 
+/// The layer an app asks to receive of a user's video (`session.setRemoteVideoLayer`, an rcall
+/// extension, docs/sfu.md "Choosing a user's layer"): kept for the call, across new feeds and
+/// SFU restarts, over the tile-count default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VideoLayer {
+    /// The highest simulcast layer (a user shown large: the speaker, a screen).
+    High,
+    /// The lowest.
+    Low,
+    /// Back to the default: by the number of video tiles.
+    Auto,
+}
+
+impl VideoLayer {
+    /// The `SfuWant.substream` asked for (`None`: the tile default).
+    fn substream(self) -> Option<i32> {
+        match self {
+            VideoLayer::High => Some(2),
+            VideoLayer::Low => Some(0),
+            VideoLayer::Auto => None,
+        }
+    }
+}
+
 /// Server frames of SFU mode, and the login's verdict.
 #[derive(Debug, Clone)]
 pub enum SfuInput {
@@ -160,6 +184,9 @@ pub(crate) struct SfuCall {
     pub health: [Health; 2],
     /// The publishing connection's offer, sent again if its request may have been lost.
     pub offer: String,
+    /// The app's layer per remote user ([`VideoLayer`]; none: the tile default). Kept across
+    /// SFU restarts.
+    pub layers: Vec<(String, i32)>,
 }
 
 fn kind_of(kind: &str) -> Option<TrackKind> {
@@ -293,47 +320,89 @@ impl Engine {
         let captured = call.media_captured();
         let publish = captured && s.publish == Step::Idle;
         let video = call.media_type.has_video();
-        let mut want = Vec::new();
-        if call.self_in(&me) {
-            let audio_only = call.media_type == MediaType::Audio;
-            for f in s.feeds.iter().filter(|f| f.user_id != me) {
-                for st in &f.streams {
-                    if st.kind == "video" && audio_only {
-                        continue;
-                    }
-                    want.push(proto::SfuWant { feed: f.feed.clone(), mid: st.mid.clone(), substream: -1 });
-                }
-            }
-        }
-        let videos = s.feeds.iter().filter(|f| f.user_id != me).flat_map(|f| &f.streams).filter(|st| st.kind == "video").count();
-        if videos > LOW_LAYER_ABOVE {
-            let video_mids: Vec<(&str, &str)> = s
-                .feeds
-                .iter()
-                .flat_map(|f| f.streams.iter().filter(|st| st.kind == "video").map(move |st| (f.feed.as_str(), st.mid.as_str())))
-                .collect();
-            for w in want.iter_mut().filter(|w| video_mids.contains(&(w.feed.as_str(), w.mid.as_str()))) {
-                w.substream = 0;
-            }
-        }
-        let subscribe = !want.is_empty() && !matches!(s.subscribe, Step::Asked(_)) && want != s.wanted;
+        let want = Self::sfu_wants(call, s, &me);
+        let changed = !want.is_empty() && !matches!(s.subscribe, Step::Asked(_)) && want != s.wanted;
+        // Only layers changed (the app's choice) on a subscription the server has: `SfuLayers`
+        // for those streams, no renegotiation.
+        let same_streams = s.subscribed_once
+            && want.len() == s.wanted.len()
+            && want.iter().zip(&s.wanted).all(|(a, b)| (&a.feed, &a.mid) == (&b.feed, &b.mid));
+        let subscribe = changed && !same_streams;
+        let layers: Vec<proto::SfuWant> = want
+            .iter()
+            .zip(&s.wanted)
+            .filter(|(a, b)| changed && same_streams && a.substream != b.substream)
+            .map(|(a, _)| a.clone())
+            .collect();
         let request_id = if subscribe { self.next_request_id() } else { 0 };
         let s = self.sfu_call(call_id).expect("checked above");
         if publish {
             s.publish = Step::Offering;
         }
+        if changed {
+            s.wanted = want.clone();
+        }
         if subscribe {
             s.subscribe = Step::Asked(request_id);
-            s.wanted = want.clone();
         }
         if publish {
             self.sfu(SfuAction::Publish { call_id: call_id.to_string(), video });
+        }
+        if !layers.is_empty() {
+            self.sfu(SfuAction::Send(Frame::SfuLayers(proto::SfuLayers { call_id: call_id.to_string(), want: layers })));
         }
         if subscribe {
             let offer_version = Some(self.sfu_call(call_id).map_or(0, |s| s.offer_version));
             let sub = proto::SfuSubscribe { request_id, call_id: call_id.to_string(), want, offer_version, restart: false };
             self.sfu(SfuAction::Send(Frame::SfuSubscribe(sub)));
         }
+    }
+
+    /// The streams to subscribe to now: every other member's audio, and video unless the call
+    /// is audio only, at the app's layer for that user ([`VideoLayer`]) or else the tile
+    /// default (above [`LOW_LAYER_ABOVE`] videos the low layer, up to it the server's pick).
+    fn sfu_wants(call: &super::call::Call, s: &SfuCall, me: &str) -> Vec<proto::SfuWant> {
+        if !call.self_in(me) {
+            return Vec::new();
+        }
+        let audio_only = call.media_type == MediaType::Audio;
+        let others = || s.feeds.iter().filter(|f| f.user_id != me);
+        let videos = others().flat_map(|f| &f.streams).filter(|st| st.kind == "video").count();
+        let tile_default = if videos > LOW_LAYER_ABOVE { 0 } else { -1 };
+        let mut want = Vec::new();
+        for f in others() {
+            let asked = s.layers.iter().find(|(u, _)| *u == f.user_id).map(|(_, l)| *l);
+            for st in &f.streams {
+                let substream = match st.kind.as_str() {
+                    "video" if audio_only => continue,
+                    "video" => asked.unwrap_or(tile_default),
+                    _ => -1,
+                };
+                want.push(proto::SfuWant { feed: f.feed.clone(), mid: st.mid.clone(), substream });
+            }
+        }
+        want
+    }
+
+    /// `session.setRemoteVideoLayer(userId, layer)`: keeps the app's choice for the call;
+    /// `sfu_progress` (after every input) tells the server (`SfuLayers` for the streams already
+    /// subscribed; the relay remembers it for later offers and raises the publisher's paused
+    /// layers at once) and uses it in every later subscription. A user not in the call is a
+    /// parameter error; a mesh call has no layers to pick (each link sends one), so there it is
+    /// a success that changes nothing.
+    pub(super) fn set_remote_video_layer(&mut self, id: super::CommandId, call_id: &str, user_id: &str, layer: VideoLayer) {
+        use crate::types::error_code::{PARAM_ERROR, SUCCESS};
+        let me = &self.cfg.self_id;
+        let Some(call) = self.calls.get_mut(call_id).filter(|c| c.has_session() && user_id != me && c.users.contains_key(user_id)) else {
+            return self.done(id, PARAM_ERROR, None);
+        };
+        if let Some(s) = call.sfu.as_deref_mut() {
+            s.layers.retain(|(u, _)| u != user_id);
+            if let Some(sub) = layer.substream() {
+                s.layers.push((user_id.to_string(), sub));
+            }
+        }
+        self.done(id, SUCCESS, None);
     }
 
     /// The SFU's offer for the receiving connection: answer to our subscription, or an update
@@ -542,7 +611,7 @@ impl Engine {
     /// once the server lists the new generation's feeds).
     fn sfu_restart(&mut self, call_id: &str) {
         let Some(s) = self.sfu_call(call_id) else { return };
-        *s = SfuCall::default();
+        *s = SfuCall { layers: std::mem::take(&mut s.layers), ..SfuCall::default() };
         self.sfu(SfuAction::Reset { call_id: call_id.to_string() });
     }
 }

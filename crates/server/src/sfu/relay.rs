@@ -167,7 +167,7 @@ struct CallState {
     /// were last told, and since when (`clock::mono_ms`) fewer are wanted. A device not listed
     /// sends every layer (the SDK keeps what it was told for the call, also across new
     /// publishing connections, until `SfuJoined` / `SfuRestart` make it start afresh).
-    layers_told: HashMap<Dev, (u32, Option<u64>)>,
+    layers_told: HashMap<Dev, LayersTold>,
     /// Some seat's device is held by another node (cluster mode): its subscriptions are not
     /// seen here, so no publisher is paused.
     remote_seats: bool,
@@ -219,6 +219,55 @@ fn janus_failed(request_id: u32, call_id: &str, pc: u32, what: &str, e: &JanusEr
         error_code::SFU_REQUEST_FAILED,
         format!("{what}: {e}"),
     )
+}
+
+/// What a publishing device was last told to keep sending (`SfuPublisherLayers`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LayersTold {
+    /// The highest substream it keeps (0 low … 2 high).
+    pub max: u32,
+    /// Since when (ms) fewer layers are wanted of it; `None` while they are not.
+    pub lower_since: Option<u64>,
+}
+
+impl Default for LayersTold {
+    /// A device not told anything sends every layer.
+    fn default() -> Self {
+        Self {
+            max: 2,
+            lower_since: None,
+        }
+    }
+}
+
+/// The dynacast rule for one publisher, given what it was `told` and the highest layer anyone
+/// takes of it now (`wanted`): more layers at once (an app asking a user's high layer sees it
+/// within a keyframe), fewer only once that has held for `hold` ms (a tile count crossing the
+/// threshold back and forth costs no keyframe storm); wanting what it was told again cancels a
+/// pending lowering. Returns the new state and whether to tell the device (`max`).
+pub fn layers_rule(told: LayersTold, wanted: u32, now: u64, hold: u64) -> (LayersTold, bool) {
+    let at = |max| LayersTold {
+        max,
+        lower_since: None,
+    };
+    match wanted.cmp(&told.max) {
+        std::cmp::Ordering::Greater => (at(wanted), true),
+        std::cmp::Ordering::Equal => (at(told.max), false),
+        std::cmp::Ordering::Less => {
+            let since = told.lower_since.unwrap_or(now);
+            if now.saturating_sub(since) >= hold {
+                (at(wanted), true)
+            } else {
+                (
+                    LayersTold {
+                        max: told.max,
+                        lower_since: Some(since),
+                    },
+                    false,
+                )
+            }
+        }
+    }
 }
 
 /// The layer (0 low … 2 high) for `-1` wants: by the number of video tiles the device shows.
@@ -474,10 +523,10 @@ impl Sfu {
                 });
                 self.send_to(app, user, device, joined);
                 // What it was told may have been lost while it was disconnected.
-                if let Some(&(max_substream, _)) = cs.layers_told.get(&me) {
+                if let Some(told) = cs.layers_told.get(&me) {
                     let body = Body::SfuPublisherLayers(SfuPublisherLayers {
                         call_id: call_id.clone(),
-                        max_substream,
+                        max_substream: told.max,
                     });
                     self.send_to(app, user, device, body);
                 }
@@ -585,23 +634,13 @@ impl Sfu {
             .retain(|d, _| publishers.iter().any(|(p, _)| p == d));
         for (dev, feed) in publishers {
             let wanted = cs.wanted_layer(&feed);
-            let told = cs.layers_told.entry(dev.clone()).or_insert((2, None));
-            let send = match wanted.cmp(&told.0) {
-                std::cmp::Ordering::Greater => true,
-                std::cmp::Ordering::Equal => {
-                    told.1 = None;
-                    false
-                }
-                std::cmp::Ordering::Less => {
-                    let since = *told.1.get_or_insert(now);
-                    now.saturating_sub(since) >= hold
-                }
-            };
+            let told = cs.layers_told.entry(dev.clone()).or_default();
+            let send;
+            (*told, send) = layers_rule(*told, wanted, now, hold);
             if send {
-                *told = (wanted, None);
                 let body = Body::SfuPublisherLayers(SfuPublisherLayers {
                     call_id: key.1.clone(),
-                    max_substream: wanted,
+                    max_substream: told.max,
                 });
                 self.send_to(&key.0, &dev.0, &dev.1, body);
             }
@@ -993,7 +1032,8 @@ impl Sfu {
         let Some(peer) = cs.peers.get_mut(&me) else {
             return;
         };
-        // Remembered, so that later offers of Janus keep these layers.
+        // Remembered, so that later offers of Janus keep these layers, and a subscription
+        // waiting for the outstanding offer's answer (`sub_deferred`) applies them too.
         for w in &wants {
             match peer
                 .sub_layers
@@ -1002,6 +1042,10 @@ impl Sfu {
             {
                 Some(l) => l.2 = w.2,
                 None => peer.sub_layers.push(w.clone()),
+            }
+            let deferred = peer.sub_deferred.iter_mut().flatten();
+            for l in deferred.filter(|l| (&l.0, &l.1) == (&w.0, &w.1)) {
+                l.2 = w.2;
             }
         }
         let Some(h) = &peer.subscriber else {
@@ -1567,6 +1611,47 @@ fn push(outbox: &Outbox, body: Body) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn publishers_get_more_layers_at_once_and_fewer_after_the_hold() {
+        let hold = LAYERS_HOLD.as_millis() as u64;
+        let told = |max, since| LayersTold {
+            max,
+            lower_since: since,
+        };
+        // Paused at the low layer; an app asks for the high one: told at once.
+        assert_eq!(
+            layers_rule(told(0, None), 2, 1_000, hold),
+            (told(2, None), true)
+        );
+        // Back to low: not before exactly the hold, counted from the first pass that saw it.
+        let (t, send) = layers_rule(told(2, None), 0, 5_000, hold);
+        assert_eq!((t, send), (told(2, Some(5_000)), false));
+        let (t, send) = layers_rule(t, 0, 5_000 + hold - 1, hold);
+        assert_eq!((t, send), (told(2, Some(5_000)), false));
+        assert_eq!(layers_rule(t, 0, 5_000 + hold, hold), (told(0, None), true));
+        // Wanted again during the hold: the pending lowering is cancelled; the next one waits
+        // a whole hold again.
+        let (t, send) = layers_rule(t, 2, 5_000 + hold / 2, hold);
+        assert_eq!((t, send), (told(2, None), false));
+        let (t, _) = layers_rule(t, 1, 5_000 + hold, hold);
+        assert_eq!(t, told(2, Some(5_000 + hold)));
+        assert!(!layers_rule(t, 1, 5_000 + 2 * hold - 1, hold).1);
+        assert_eq!(
+            layers_rule(t, 1, 5_000 + 2 * hold, hold),
+            (told(1, None), true)
+        );
+        // More than told during a hold: at once, and the hold is over.
+        assert_eq!(
+            layers_rule(told(1, Some(9_000)), 2, 9_001, hold),
+            (told(2, None), true)
+        );
+        // Nothing changes: nothing is said.
+        assert_eq!(
+            layers_rule(told(2, None), 2, 9_000, hold),
+            (told(2, None), false)
+        );
+    }
 
     #[test]
     fn the_layer_follows_the_tile_count() {
