@@ -80,6 +80,13 @@ pub const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 /// How often call members' graces are checked: their hangups go out at most this late.
 pub const GRACE_TICK: Duration = Duration::from_millis(100);
 
+/// How often a single node saves its call rooms when they changed ([`Hub::save_changed_rooms`]):
+/// what a crash (`kill -9`, power loss) can lose is the rooms' changes of about this long
+/// before it (the store's last batch included). A call that started then is learned again
+/// from its traffic; one that ended then is restored, and its members that do not come back
+/// are hung up for after the lost grace.
+pub const ROOMS_SAVE_INTERVAL: Duration = Duration::from_millis(250);
+
 /// Shared by every request and connection.
 pub struct AppState {
     pub config: Config,
@@ -253,7 +260,7 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<RunningServe
     // they are a replica of the shared rooms log (`cluster::rooms`).
     let single = config.redis.is_none();
     for (i, app) in hub.apps().iter().enumerate().filter(|_| single) {
-        if let Some(rooms) = store.take_rooms(app.key.clone()).await? {
+        if let Some(rooms) = store.load_rooms(app.key.clone()).await? {
             hub.restore_rooms(i, &rooms);
         }
     }
@@ -363,6 +370,9 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<RunningServe
     }
     tokio::spawn(sweeper(state.clone()));
     tokio::spawn(grace_timer(state.clone()));
+    if single {
+        tokio::spawn(rooms_saver(state.clone()));
+    }
     tokio::spawn(liveness_sweeper(state.clone()));
     let st = state.clone();
     let task = tokio::spawn(async move {
@@ -389,6 +399,20 @@ async fn sweeper(state: Arc<AppState>) {
         if let Err(e) = state.store.sweep(clock::now_ms(), cursor_ttl).await {
             tracing::error!(error = %e, "database sweep failed");
         }
+    }
+}
+
+/// Single node: saves the call rooms that changed, every [`ROOMS_SAVE_INTERVAL`], until
+/// shutdown (which saves them last).
+async fn rooms_saver(state: Arc<AppState>) {
+    let mut tick = tokio::time::interval(ROOMS_SAVE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        state.hub.save_changed_rooms();
     }
 }
 
@@ -465,9 +489,10 @@ async fn drain(state: &AppState) {
     let floor = state.hub.sweep();
     state.store.save_seq_floor(floor);
     // Calls go on over a restart: their rooms are kept, so members that do not come back are
-    // still hung up for (a crash loses them: calls are then learned again from their traffic).
-    for (key, rooms) in state.hub.rooms_snapshots() {
-        state.store.save_rooms(key, rooms);
+    // still hung up for. (A single node saves them as they change too, so a crash loses only
+    // the last [`ROOMS_SAVE_INTERVAL`]'s changes; in cluster mode they live in Redis.)
+    if state.routing.is_none() {
+        state.hub.save_changed_rooms();
     }
     if let Some(sfu) = &state.sfu {
         // Ends our Janus session. Calls' rooms stay on Janus (docs/sfu.md, server restart).

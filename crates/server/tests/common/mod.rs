@@ -540,6 +540,21 @@ impl ChildServer {
     }
 }
 
+/// The call rooms of [`CHILD_APP_KEY`] saved in `db` (a single node saves them as they change),
+/// read as another process would.
+pub fn saved_rooms(db: &std::path::Path) -> Option<delivery::rooms::RoomsSnapshot> {
+    use prost::Message as _;
+    let c = rusqlite::Connection::open(db).ok()?;
+    let data: Vec<u8> = c
+        .query_row(
+            "SELECT data FROM rooms_snapshot WHERE app_key = ?1",
+            [CHILD_APP_KEY],
+            |r| r.get(0),
+        )
+        .ok()?;
+    delivery::rooms::RoomsSnapshot::decode(&data[..]).ok()
+}
+
 impl Drop for ChildServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
