@@ -369,11 +369,23 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<RunningServe
         tokio::spawn(cluster::rooms::follow(rooms, state.clone(), rx));
     }
     tokio::spawn(sweeper(state.clone()));
-    tokio::spawn(grace_timer(state.clone()));
+    // Hangs up for call members gone longer than their grace.
+    tokio::spawn(every(state.clone(), GRACE_TICK, |s| {
+        s.hub.end_gone_participants()
+    }));
     if single {
-        tokio::spawn(rooms_saver(state.clone()));
+        // Saves the call rooms that changed (the shutdown saves them last).
+        tokio::spawn(every(state.clone(), ROOMS_SAVE_INTERVAL, |s| {
+            s.hub.save_changed_rooms();
+        }));
     }
-    tokio::spawn(liveness_sweeper(state.clone()));
+    // Pings silent connections and closes dead ones; 4 checks per ping interval, so pings and
+    // closes happen at most a quarter interval late.
+    let liveness_tick = (state.config.ping_interval / 4).max(Duration::from_millis(10));
+    tokio::spawn(every(state.clone(), liveness_tick, |s| {
+        s.liveness
+            .sweep(s.config.ping_interval, s.config.dead_after);
+    }));
     let st = state.clone();
     let task = tokio::spawn(async move {
         listener::run(st.clone(), listener, app).await;
@@ -402,47 +414,16 @@ async fn sweeper(state: Arc<AppState>) {
     }
 }
 
-/// Single node: saves the call rooms that changed, every [`ROOMS_SAVE_INTERVAL`], until
-/// shutdown (which saves them last).
-async fn rooms_saver(state: Arc<AppState>) {
-    let mut tick = tokio::time::interval(ROOMS_SAVE_INTERVAL);
+/// Runs `f` every `period` (a late tick is not made up for) until shutdown.
+async fn every(state: Arc<AppState>, period: Duration, f: impl Fn(&AppState)) {
+    let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = state.shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        state.hub.save_changed_rooms();
-    }
-}
-
-/// Hangs up for call members gone longer than their grace, until shutdown.
-async fn grace_timer(state: Arc<AppState>) {
-    let mut tick = tokio::time::interval(GRACE_TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = state.shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        state.hub.end_gone_participants();
-    }
-}
-
-/// Pings silent connections and closes dead ones until shutdown. Checks 4 times per ping
-/// interval, so pings and closes happen at most a quarter interval late.
-async fn liveness_sweeper(state: Arc<AppState>) {
-    let tick = (state.config.ping_interval / 4).max(Duration::from_millis(10));
-    let mut interval = tokio::time::interval(tick);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = state.shutdown.cancelled() => return,
-            _ = interval.tick() => {}
-        }
-        state
-            .liveness
-            .sweep(state.config.ping_interval, state.config.dead_after);
+        f(&state);
     }
 }
 

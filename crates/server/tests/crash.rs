@@ -109,7 +109,7 @@ async fn seqs_keep_increasing_across_a_sigkill_restart() {
 async fn mesh_calls_survive_a_sigkill_and_who_does_not_return_is_hung_up_for() {
     use common::calls::{accept, hangup, invite, private_call};
     use rtc_core::proto::call_content::Body as CallBody;
-    use rtc_core::proto::{error_code, object_name, CallContent, MediaSignal};
+    use rtc_core::proto::{error_code, object_name, MediaSignal};
     let media = |to: &str| {
         CallBody::Media(MediaSignal {
             to_user_id: to.into(),
@@ -176,24 +176,13 @@ async fn mesh_calls_survive_a_sigkill_and_who_does_not_return_is_hung_up_for() {
         private_call("b1", "alice", "call-1", media("alice")),
     )
     .await;
-    loop {
-        let got = a.recv_delivered().await;
-        if got.message_type == object_name::MEDIA {
-            assert_eq!(got.sender_device_id, "b1");
-            break;
-        }
-    }
+    let (got, _) = a.recv_call(object_name::MEDIA).await;
+    assert_eq!(got.sender_device_id, "b1");
     send_ok(&mut a, 3, private_call("a1", "bob", "call-1", hangup())).await;
     assert!(joined_user_info(&mut b, 3, "bob").await.devices.is_empty());
     // dave never comes back: carol gets his hangup (7) once the lost grace from the start ran
     // out.
-    let (got, content) = loop {
-        let got = c.recv_delivered().await;
-        if got.message_type == object_name::HANGUP {
-            let content = CallContent::from_bytes(&got.content).unwrap();
-            break (got, content);
-        }
-    };
+    let (got, content) = c.recv_call(object_name::HANGUP).await;
     assert_eq!(
         (
             &*got.sender_user_id,

@@ -312,6 +312,18 @@ impl Client {
     }
 
     /// The next frame (past keep-alive `Pong`s), which must be a SendResult; returns it.
+    /// The next delivery of call message type `kind` (an `RC:VC*` object name) with its
+    /// `CallContent`, skipping the deliveries before it (replays, other call messages).
+    pub async fn recv_call(&mut self, kind: &str) -> (Delivered, rtc_core::proto::CallContent) {
+        loop {
+            let d = self.recv_delivered().await;
+            if d.message_type == kind {
+                let content = rtc_core::proto::CallContent::from_bytes(&d.content).unwrap();
+                return (d, content);
+            }
+        }
+    }
+
     pub async fn recv_send_result(&mut self) -> rtc_core::proto::SendResult {
         match self.recv_past_keepalives().await.body {
             Some(S::SendResult(r)) => r,
