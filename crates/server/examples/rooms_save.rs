@@ -85,7 +85,7 @@ fn main() {
         })
         .collect();
     let before = r.changes();
-    let n = 200_000;
+    let n = 20_000;
     let ns = per_run(n, |i| {
         let c = (i % calls) as usize;
         let (a, (m, to)) = (&users[2 * c], &media[c]);
@@ -102,7 +102,7 @@ fn main() {
     // The saver's tick with nothing changed: new (compare the count) against old (encode the
     // whole snapshot, compare it with the last encoding).
     let last_count = r.changes();
-    let ticks = 200;
+    let ticks = 20;
     let new_idle = per_run(ticks * 1000, |_| {
         black_box(black_box(&r).changes() != last_count);
     });
