@@ -7,55 +7,15 @@
 // node frozen under a call (a partition, healed afterwards).
 import { describe, test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
-import fs from 'node:fs';
-import net from 'node:net';
-import os from 'node:os';
+import { spawn } from 'node:child_process';
 import path from 'node:path';
 import {
-  ROOT, SDK_DIR, SUCCESS, MediaType, EndReason, Client, startServer, getToken, createGroup, launchBrowser,
-  requireFile, withDiagnostics, sleep, uid,
+  ROOT, SDK_DIR, SUCCESS, MediaType, EndReason, Client, startServer, startRedis, stopProcess, findBinary, freePort,
+  getToken, createGroup, launchBrowser, requireFile, withDiagnostics, sleep, uid,
 } from './helpers.mjs';
 
 const HAPROXY_CFG = path.join(ROOT, 'examples/cluster/haproxy.cfg');
 const NODES = 3;
-
-/** A Debian binary on PATH or in its sbin/bin dir; fails with the setup advice otherwise. */
-function findBinary(name, dirs) {
-  try {
-    return execFileSync('sh', ['-c', `command -v ${name}`]).toString().trim();
-  } catch { /* not on PATH */ }
-  const found = dirs.map((d) => path.join(d, name)).find((p) => fs.existsSync(p));
-  if (!found) throw new Error(`${name} not found: run scripts/setup.sh (it installs Debian's ${name})`);
-  return found;
-}
-
-/** A 127.0.0.1 port that was free a moment ago. */
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-/** Resolves true if a Redis on `socket` answers PING. */
-function ping(socket) {
-  return new Promise((resolve) => {
-    const c = net.connect({ path: socket });
-    let got = '';
-    c.setTimeout(1000, () => { c.destroy(); resolve(false); });
-    c.on('error', () => resolve(false));
-    c.on('connect', () => c.write('*1\r\n$4\r\nPING\r\n'));
-    c.on('data', (b) => {
-      got += b.toString();
-      if (got.includes('\r\n')) { c.destroy(); resolve(got.startsWith('+PONG')); }
-    });
-  });
-}
 
 /** A child process whose output is kept for the diagnostics. */
 function child(bin, args, env = {}) {
@@ -63,28 +23,7 @@ function child(bin, args, env = {}) {
   const log = [];
   proc.stdout.on('data', (b) => log.push(b.toString()));
   proc.stderr.on('data', (b) => log.push(b.toString()));
-  const stop = async () => {
-    if (proc.exitCode !== null || proc.signalCode !== null) return;
-    const exited = new Promise((r) => proc.once('exit', r));
-    proc.kill('SIGKILL');
-    await exited;
-  };
-  return { proc, log, logText: () => log.join(''), stop };
-}
-
-/** A private Redis on a unix socket in a temp dir (no TCP port), no persistence. */
-async function startRedis() {
-  const bin = findBinary('redis-server', ['/usr/bin', '/usr/sbin']);
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rcall-e2e-redis-'));
-  const socket = path.join(dir, 'redis.sock');
-  const r = child(bin, ['--port', '0', '--unixsocket', socket, '--unixsocketperm', '700', '--save', '', '--appendonly', 'no', '--dir', dir]);
-  const t0 = Date.now();
-  while (!(await ping(socket))) {
-    if (r.proc.exitCode !== null) throw new Error(`redis-server exited at start:\n${r.logText()}`);
-    if (Date.now() - t0 > 10000) throw new Error(`redis-server did not answer PING within 10 s:\n${r.logText()}`);
-    await sleep(20);
-  }
-  return { ...r, url: `unix://${socket}`, stop: async () => { await r.stop(); fs.rmSync(dir, { recursive: true, force: true }); } };
+  return { proc, log, logText: () => log.join(''), stop: () => stopProcess(proc) };
 }
 
 /** HAProxy with examples/cluster/haproxy.cfg in front of `nodes`; resolves once it forwards. */

@@ -5,6 +5,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -47,6 +48,84 @@ export function within(promise, ms, message) {
 
 export function requireFile(p, hint) {
   if (!fs.existsSync(p)) throw new Error(`${path.relative(ROOT, p)} is missing: ${hint}`);
+}
+
+// ------------------------------------------------------------------------------------------------
+// Child processes
+
+/** Sends `signal` to `proc` and resolves once it exited (at once if it had); fails if it has
+ *  not within `ms`. */
+export async function stopProcess(proc, signal = 'SIGKILL', ms = 15000) {
+  if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+  const exited = new Promise((r) => proc.once('exit', r));
+  proc.kill(signal);
+  await within(exited, ms, `${path.basename(proc.spawnfile)} did not exit after ${signal}`);
+}
+
+/** A Debian binary on PATH or in one of `dirs`; fails with the setup advice otherwise. */
+export function findBinary(name, dirs) {
+  try {
+    return execFileSync('sh', ['-c', `command -v ${name}`]).toString().trim();
+  } catch { /* not on PATH */ }
+  const found = dirs.map((d) => path.join(d, name)).find((p) => fs.existsSync(p));
+  if (!found) throw new Error(`${name} not found: run scripts/setup.sh (it installs Debian's ${name})`);
+  return found;
+}
+
+/** A 127.0.0.1 port that was free a moment ago. */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Resolves true if a Redis on `socket` answers PING. */
+function redisPing(socket) {
+  return new Promise((resolve) => {
+    const c = net.connect({ path: socket });
+    let got = '';
+    c.setTimeout(1000, () => { c.destroy(); resolve(false); });
+    c.on('error', () => resolve(false));
+    c.on('connect', () => c.write('*1\r\n$4\r\nPING\r\n'));
+    c.on('data', (b) => {
+      got += b.toString();
+      if (got.includes('\r\n')) { c.destroy(); resolve(got.startsWith('+PONG')); }
+    });
+  });
+}
+
+/** A private Redis on a unix socket in a temp dir (no TCP port), no persistence, for the
+ *  cluster tests: `{url, proc, logText(), kill(), restart(), stop()}`. `kill()` is a SIGKILL;
+ *  `restart()` kills it and starts an empty one on the same socket (what a Redis without AOF
+ *  comes back as). */
+export async function startRedis() {
+  const bin = findBinary('redis-server', ['/usr/bin', '/usr/sbin']);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rcall-e2e-redis-'));
+  const socket = path.join(dir, 'redis.sock');
+  const log = [];
+  const r = { url: `unix://${socket}`, proc: null, logText: () => log.join('') };
+  r.start = async () => {
+    r.proc = spawn(bin, ['--port', '0', '--unixsocket', socket, '--unixsocketperm', '700', '--save', '', '--appendonly', 'no', '--dir', dir],
+      { stdio: ['ignore', 'pipe', 'pipe'] });
+    r.proc.stdout.on('data', (b) => log.push(b.toString()));
+    r.proc.stderr.on('data', (b) => log.push(b.toString()));
+    const t0 = Date.now();
+    while (!(await redisPing(socket))) {
+      if (r.proc.exitCode !== null) throw new Error(`redis-server exited at start:\n${r.logText()}`);
+      if (Date.now() - t0 > 10000) throw new Error(`redis-server did not answer PING within 10 s:\n${r.logText()}`);
+      await sleep(20);
+    }
+  };
+  r.kill = () => stopProcess(r.proc);
+  r.restart = async () => { await r.kill(); fs.rmSync(socket, { force: true }); await r.start(); };
+  r.stop = async () => { await r.kill(); fs.rmSync(dir, { recursive: true, force: true }); };
+  await r.start();
+  return r;
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -377,6 +456,14 @@ export class Client {
     }
   }
 
+  /** Waits until the remote video from `fromUser` decodes 5 more frames than now, polled for up
+   *  to `timeout` (a loaded 2-core machine can stall every page for a second or two). */
+  async waitVideoAdvancing(fromUser, { what = '', timeout = 30000 } = {}) {
+    const v = await this.remoteVideo(fromUser);
+    if (!v) throw new Error(`${this.name}: no remote <video> for ${fromUser} ${what}`);
+    return this.waitVideoResumed(fromUser, v.frames, { minFrames: 5, timeout, what });
+  }
+
   /** Waits until the remote video from `fromUser` advances again after frame count `fromFrames`. */
   async waitVideoResumed(fromUser, fromFrames, { minFrames = 5, timeout = 15000, what = '' } = {}) {
     const deadline = Date.now() + timeout;
@@ -413,6 +500,19 @@ export class Client {
   async close() {
     await this.context.close().catch(() => {});
   }
+}
+
+/** Every page of `pages` decodes 5 more frames of every other page's video than now (each
+ *  polled for up to `timeout`). */
+export async function everyVideoAdvancing(pages, what, timeout = 30000) {
+  for (const c of pages) for (const o of pages) if (o !== c) await c.waitVideoAdvancing(o.userId, { what, timeout });
+}
+
+/** Every page decodes every other page's video (its first frames within `timeout`), then keeps
+ *  decoding it. */
+export async function allVideosAdvance(pages, what, timeout = 60000) {
+  for (const c of pages) for (const o of pages) if (o !== c) await c.waitRemoteVideo(o.userId, { minFrames: 3, timeout });
+  await everyVideoAdvancing(pages, what);
 }
 
 /** Runs a scenario body; on failure prints every client's events/console and the server log
@@ -522,13 +622,7 @@ export async function startRestartableServer(listen, db, extraArgs = []) {
       proc.once('exit', (c, sig) => { clearTimeout(timer); if (!srv.listeningAt) reject(new Error(`exited ${c} ${sig}:\n${srv.logText()}`)); });
     });
   };
-  srv.kill = async () => {
-    const p = srv.proc;
-    if (!p || p.exitCode !== null || p.signalCode !== null) return;
-    const exited = new Promise((r) => p.once('exit', r));
-    p.kill('SIGKILL');
-    await exited;
-  };
+  srv.kill = () => stopProcess(srv.proc);
   srv.restart = async () => {
     srv.listeningAt = 0;
     log.push('\n----- restart -----\n');

@@ -9,8 +9,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { createServer } from 'node:net';
-import { sleep } from './helpers.mjs';
+import { SDK_DIR, freePort, launchBrowser, requireFile, sleep, stopProcess } from './helpers.mjs';
 
 export const JANUS_API_SECRET = 'e2e-janus-api-secret';
 export const JANUS_ADMIN_KEY = 'e2e-janus-admin-key';
@@ -24,12 +23,6 @@ export function janusBin() {
   }
   throw new Error('janus not found: run scripts/setup.sh (apt-get install janus)');
 }
-
-const freePort = () => new Promise((resolve, reject) => {
-  const s = createServer();
-  s.once('error', reject);
-  s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
-});
 
 /** Adds the veth pair `rcsfu0`/`rcsfu1` (10.99.0.1/2) for Janus's ICE; returns `remove`.
  *  Only call it inside a private network namespace. */
@@ -81,13 +74,7 @@ export async function startJanus({ debugLevel = 4 } = {}) {
     }
   };
   /** SIGKILL, as a crash. */
-  janus.kill = async () => {
-    const p = janus.proc;
-    if (!p || p.exitCode !== null || p.signalCode !== null) return;
-    const exited = new Promise((r) => p.once('exit', r));
-    p.kill('SIGKILL');
-    await exited;
-  };
+  janus.kill = () => stopProcess(janus.proc);
   /** Kills it and removes its config and log. */
   janus.stop = async () => {
     await janus.kill();
@@ -95,4 +82,25 @@ export async function startJanus({ debugLevel = 4 } = {}) {
   };
   await janus.start();
   return janus;
+}
+
+/** What every SFU suite starts first (inside its private namespace): the SDK build checked, the
+ *  veth, a private Janus and Chromium. Returns `{janus, browser, stop()}`; `stop()` undoes it
+ *  (also what was started when a later step failed). */
+export async function startSfuRig() {
+  requireFile(path.join(SDK_DIR, 'rcall.js'), 'run `bash npm/build.sh` first');
+  const rig = { removeVeth: addVeth(), janus: null, browser: null };
+  rig.stop = async () => {
+    await rig.browser?.close().catch(() => {});
+    await rig.janus?.stop();
+    rig.removeVeth();
+  };
+  try {
+    rig.janus = await startJanus();
+    rig.browser = await launchBrowser();
+  } catch (e) {
+    await rig.stop();
+    throw e;
+  }
+  return rig;
 }

@@ -5,24 +5,12 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import {
   APP_KEY, APP_SECRET, PAGES_DIR, ROOT, SDK_DIR, SERVER_BIN, SUCCESS, MediaType, Client, getToken,
-  launchBrowser, requireFile, withDiagnostics, sleep, uid,
+  launchBrowser, requireFile, withDiagnostics, sleep, uid, freePort,
 } from './helpers.mjs';
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** rcall-server on a fixed port and database, so it can be restarted in place. */
 async function startAt(port, db) {

@@ -9,14 +9,13 @@
 // RCALL_SFU_MEMBERS (default 4, 3–6) sets the group size.
 import { describe, test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import path from 'node:path';
 import {
-  SDK_DIR, SUCCESS, MediaType, Client, startServer, getToken, createGroup, launchBrowser, requireFile,
-  withDiagnostics, sleep, uid, privateNetns,
+  SUCCESS, MediaType, Client, startServer, getToken, createGroup, withDiagnostics, allVideosAdvance, sleep, uid,
+  privateNetns,
 } from './helpers.mjs';
 import { execFileSync } from 'node:child_process';
 import os from 'node:os';
-import { addVeth, startJanus, JANUS_VETH } from './janus.mjs';
+import { startSfuRig, JANUS_VETH } from './janus.mjs';
 
 const TEST_TIMEOUT = 150000;
 const SCENARIO_TIMEOUT = 140000;
@@ -25,22 +24,18 @@ const MEMBERS = Math.min(6, Math.max(3, Number(process.env.RCALL_SFU_MEMBERS || 
 const skip = privateNetns() ? false : 'needs root in a loopback-only network namespace (run under `unshare -n`, as scripts/test.sh does)';
 
 describe('issue 12: group calls through the SFU (Janus)', { skip }, () => {
-  let server, browser, janus, removeVeth;
+  let rig, server, browser, janus;
   let clients = [];
 
   before(async () => {
-    requireFile(path.join(SDK_DIR, 'rcall.js'), 'run `bash npm/build.sh` first');
-    removeVeth = addVeth();
-    janus = await startJanus();
+    rig = await startSfuRig();
+    ({ janus, browser } = rig);
     server = await startServer({ extraArgs: janus.serverArgs });
-    browser = await launchBrowser();
   });
   after(async () => {
     await Promise.all(clients.map((c) => c.close()));
-    await browser?.close().catch(() => {});
     await server?.stop();
-    await janus?.stop();
-    removeVeth?.();
+    await rig?.stop();
   });
   afterEach(async () => {
     await Promise.all(clients.map((c) => c.close()));
@@ -137,32 +132,8 @@ describe('issue 12: group calls through the SFU (Janus)', { skip }, () => {
     return { pages, spares, sessionId, groupId };
   }
 
-  /** `c` decodes new frames of `o`'s video: 5 more than now, polled for up to `timeout` (a
-   *  loaded 2-core machine can stall every page for a second or two). */
-  async function advancing(c, o, what, timeout = 20000) {
-    const v1 = await c.remoteVideo(o.userId);
-    if (!v1) throw new Error(`${c.name}: no remote <video> for ${o.name} ${what}`);
-    const deadline = Date.now() + timeout;
-    for (;;) {
-      const v = await c.remoteVideo(o.userId);
-      if (v.frames >= v1.frames + 5 && v.videoWidth > 0) return v;
-      if (Date.now() > deadline) {
-        throw new Error(`${c.name}: ${o.name}'s video not advancing ${what}: frames ${v1.frames} → ${v.frames} in ${timeout} ms; ` +
-          `rtc: ${JSON.stringify(await c.eval(() => H.rtcStats()))}`);
-      }
-      await sleep(200);
-    }
-  }
-
-  /** Every page decodes every other page's video (first frames), then keeps decoding it. */
-  async function allVideosAdvance(pages, what, timeout = 40000) {
-    for (const c of pages) {
-      for (const o of pages) if (o !== c) await c.waitRemoteVideo(o.userId, { minFrames: 3, timeout });
-    }
-    for (const c of pages) {
-      for (const o of pages) if (o !== c) await advancing(c, o, what);
-    }
-  }
+  /** `c` decodes 5 more frames of `o`'s video than now (see Client.waitVideoAdvancing). */
+  const advancing = (c, o, what, timeout) => c.waitVideoAdvancing(o.userId, { what, timeout });
 
   test(`${MEMBERS} members: one publishing and one receiving connection per page, every remote video advances`, { timeout: TEST_TIMEOUT }, async () => {
     const names = ['A', 'B', 'C', 'D', 'E', 'F'].slice(0, MEMBERS);

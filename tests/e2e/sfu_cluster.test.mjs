@@ -10,67 +10,18 @@
 // (upper bounds, polled), never asserted. Needs `unshare -n` like sfu.test.mjs.
 import { describe, test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  SDK_DIR, PAGES_DIR, SUCCESS, MediaType, Client, startServer, startRestartableServer, getToken, createGroup,
-  launchBrowser, requireFile, serveDirectory, withDiagnostics, sleep, uid, privateNetns,
+  SDK_DIR, PAGES_DIR, SUCCESS, MediaType, Client, startServer, startRestartableServer, startRedis, stopProcess,
+  getToken, createGroup, serveDirectory, withDiagnostics, allVideosAdvance, everyVideoAdvancing, sleep, uid,
+  privateNetns,
 } from './helpers.mjs';
-import { addVeth, startJanus } from './janus.mjs';
+import { startSfuRig } from './janus.mjs';
 
 const skip = privateNetns() ? false : 'needs root in a loopback-only network namespace (run under `unshare -n`, as scripts/test.sh does)';
 const TEST_TIMEOUT = 200000;
-
-/** Resolves true if a Redis on `socket` answers PING. */
-function ping(socket) {
-  return new Promise((resolve) => {
-    const c = net.connect({ path: socket });
-    let got = '';
-    c.setTimeout(1000, () => { c.destroy(); resolve(false); });
-    c.on('error', () => resolve(false));
-    c.on('connect', () => c.write('*1\r\n$4\r\nPING\r\n'));
-    c.on('data', (b) => {
-      got += b.toString();
-      if (got.includes('\r\n')) { c.destroy(); resolve(got.startsWith('+PONG')); }
-    });
-  });
-}
-
-/** A private Redis on a unix socket in a temp dir, no persistence; `restart()` kills it and
- *  starts an empty one on the same socket (what a Redis without AOF comes back as). */
-async function startRedis() {
-  const bin = execFileSync('sh', ['-c', 'command -v redis-server || echo /usr/bin/redis-server']).toString().trim();
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rcall-e2e-sfu-redis-'));
-  const socket = path.join(dir, 'redis.sock');
-  const log = [];
-  const r = { url: `unix://${socket}`, proc: null, logText: () => log.join('') };
-  r.start = async () => {
-    r.proc = spawn(bin, ['--port', '0', '--unixsocket', socket, '--unixsocketperm', '700', '--save', '', '--appendonly', 'no', '--dir', dir],
-      { stdio: ['ignore', 'pipe', 'pipe'] });
-    r.proc.stdout.on('data', (b) => log.push(b.toString()));
-    r.proc.stderr.on('data', (b) => log.push(b.toString()));
-    const t0 = Date.now();
-    while (!(await ping(socket))) {
-      if (r.proc.exitCode !== null) throw new Error(`redis-server exited at start:\n${r.logText()}`);
-      if (Date.now() - t0 > 10000) throw new Error(`redis-server did not answer PING within 10 s:\n${r.logText()}`);
-      await sleep(20);
-    }
-  };
-  r.kill = async () => {
-    const p = r.proc;
-    if (!p || p.exitCode !== null || p.signalCode !== null) return;
-    const exited = new Promise((res) => p.once('exit', res));
-    p.kill('SIGKILL');
-    await exited;
-  };
-  r.restart = async () => { await r.kill(); fs.rmSync(socket, { force: true }); await r.start(); };
-  r.stop = async () => { await r.kill(); fs.rmSync(dir, { recursive: true, force: true }); };
-  await r.start();
-  return r;
-}
 
 /** Shared by both suites: pages, the group call, and what "video comes back" means. */
 function scenario(getClients, getBrowser) {
@@ -97,34 +48,18 @@ function scenario(getClients, getBrowser) {
     for (const c of rest) await A.waitEvent('onAccept', { userId: c.userId }, 20000);
     return sessionId;
   };
-  /** `c` decodes 5 more frames of `o`'s video than now within `timeout`. */
-  s.advancing = async (c, o, what, timeout = 30000) => {
-    const v1 = await c.remoteVideo(o.userId);
-    if (!v1) throw new Error(`${c.name}: no remote <video> for ${o.name} ${what}`);
-    const deadline = Date.now() + timeout;
-    for (;;) {
-      const v = await c.remoteVideo(o.userId);
-      if (v.frames >= v1.frames + 5 && v.videoWidth > 0) return v;
-      if (Date.now() > deadline) {
-        throw new Error(`${c.name}: ${o.name}'s video not advancing ${what}: frames ${v1.frames} → ${v.frames} in ${timeout} ms; ` +
-          `rtc: ${JSON.stringify(await c.eval(() => H.rtcStats()))}`);
-      }
-      await sleep(200);
-    }
-  };
-  s.allVideosAdvance = async (pages, what, timeout = 60000) => {
-    for (const c of pages) for (const o of pages) if (o !== c) await c.waitRemoteVideo(o.userId, { minFrames: 3, timeout });
-    for (const c of pages) for (const o of pages) if (o !== c) await s.advancing(c, o, what);
-  };
-  /** Every page of `restarted` set its SFU connections up again (a second remote onTrackReady
-   *  for every other page's video), then every page decodes every other page's video again.
-   *  Returns when that was seen. */
-  s.videoBack = async (pages, restarted, what, timeout = 60000) => {
+  /** The remote video tracks every page was given so far (its remote onTrackReady events). */
+  s.videoTracks = (pages) => Promise.all(pages.map((c) => c.eventsOf('onTrackReady', { local: false, kind: 'video' })));
+  /** Every page of `restarted` set its SFU connections up again (a new remote onTrackReady for
+   *  every other page's video since `before`, from s.videoTracks), then every page decodes every
+   *  other page's video again. Returns when that was seen. */
+  s.videoBack = async (pages, restarted, before, what, timeout = 60000) => {
     for (const c of restarted) {
       for (const o of pages) {
         if (o === c) continue;
+        const had = before[pages.indexOf(c)].filter((e) => e.userId === o.userId).length;
         const deadline = Date.now() + timeout;
-        while ((await c.eventsOf('onTrackReady', { local: false, userId: o.userId, kind: 'video' })).length < 2) {
+        while ((await c.eventsOf('onTrackReady', { local: false, userId: o.userId, kind: 'video' })).length <= had) {
           if (Date.now() > deadline) {
             throw new Error(`${c.name}: did not subscribe to ${o.name}'s video again ${what}; rtc ${JSON.stringify(await c.eval(() => H.rtcStats()))}`);
           }
@@ -132,7 +67,7 @@ function scenario(getClients, getBrowser) {
         }
       }
     }
-    for (const c of pages) for (const o of pages) if (o !== c) await s.advancing(c, o, what, timeout);
+    await everyVideoAdvancing(pages, what, timeout);
   };
   s.noHangup = async (pages, what) => {
     for (const c of pages) {
@@ -146,27 +81,23 @@ function scenario(getClients, getBrowser) {
 }
 
 describe('issue 12: SFU calls across two nodes (Redis + Janus)', { skip }, () => {
-  let janus, removeVeth, redis, statics, browser;
+  let rig, janus, redis, statics, browser;
   let nodes = [];
   let clients = [];
   const s = scenario(() => clients, () => browser);
 
   before(async () => {
-    requireFile(path.join(SDK_DIR, 'rcall.js'), 'run `bash npm/build.sh` first');
-    removeVeth = addVeth();
-    janus = await startJanus();
+    rig = await startSfuRig();
+    ({ janus, browser } = rig);
     redis = await startRedis();
     statics = await serveDirectory({ '/sdk/': SDK_DIR, '/': PAGES_DIR });
-    browser = await launchBrowser();
   });
   after(async () => {
     await Promise.all(clients.map((c) => c.close()));
-    await browser?.close().catch(() => {});
     await statics?.close();
     await Promise.all(nodes.map((n) => n.stop()));
     await redis?.stop();
-    await janus?.stop();
-    removeVeth?.();
+    await rig?.stop();
   });
   afterEach(async () => {
     await Promise.all(clients.map((c) => c.close()));
@@ -203,7 +134,7 @@ describe('issue 12: SFU calls across two nodes (Redis + Janus)', { skip }, () =>
       assert.ok(connected, `${c.name}: connected to node ${1 + (i % 2)} (its first navi)`);
     }
     await s.groupCall(pages, n1.url);
-    await s.allVideosAdvance(pages, 'with members on two nodes');
+    await allVideosAdvance(pages, 'with members on two nodes');
     return { pages, n1, n2 };
   }
 
@@ -217,7 +148,7 @@ describe('issue 12: SFU calls across two nodes (Redis + Janus)', { skip }, () =>
       const restartedAt = Date.now();
       // The nodes find Redis again, rebuild what they need; the room on Janus was never touched.
       await sleep(8000);
-      for (const c of pages) for (const o of pages) if (o !== c) await s.advancing(c, o, 'after the Redis restart');
+      await everyVideoAdvancing(pages, 'after the Redis restart');
       console.log(`# Redis restart → every remote video advancing on every page: ${Date.now() - restartedAt} ms (includes an 8 s wait)`);
       await s.noHangup(pages, 'after the Redis restart');
       // Nothing was set up again: the room and every member's connections on Janus stayed.
@@ -229,7 +160,7 @@ describe('issue 12: SFU calls across two nodes (Redis + Janus)', { skip }, () =>
       assert.equal((await D.eval(() => H.hungup())).code, SUCCESS, 'D: hungup()');
       for (const c of [A, B, C]) await c.waitEvent('onHungup', { userId: D.userId }, 20000);
       const rest = [A, B, C];
-      for (const c of rest) for (const o of rest) if (o !== c) await s.advancing(c, o, 'after D left (post Redis restart)');
+      await everyVideoAdvancing(rest, 'after D left (post Redis restart)');
     });
   });
 
@@ -238,16 +169,17 @@ describe('issue 12: SFU calls across two nodes (Redis + Janus)', { skip }, () =>
       const { pages, n2 } = await callAcrossNodes('sfnk');
       const [A, B, C, D] = pages;
       const marks = await Promise.all([B, D].map((c) => c.mark()));
+      const before = await s.videoTracks(pages);
       const killedAt = Date.now();
       n2.proc.kill('SIGKILL');
       for (const [i, c] of [B, D].entries()) await c.waitEvent('im:CONNECTED', {}, 30000, { since: marks[i] });
       console.log(`# node killed → B and D connected to node 1: ${Date.now() - killedAt} ms`);
-      await s.videoBack(pages, [B, D], 'after their node was killed');
+      await s.videoBack(pages, [B, D], before, 'after their node was killed');
       console.log(`# node killed → every remote video advancing again on every page: ${Date.now() - killedAt} ms (upper bound, polled)`);
       // Past a lost device's grace nobody is hung up for.
       await sleep(6000);
       await s.noHangup(pages, 'after the node kill');
-      for (const c of pages) for (const o of pages) if (o !== c) await s.advancing(c, o, 'well after the node kill');
+      await everyVideoAdvancing(pages, 'well after the node kill');
       assert.equal((await A.eval(() => H.hungup())).code, SUCCESS, 'A: hungup()');
       for (const c of [B, C, D]) await c.waitEvent('onHungup', { userId: A.userId }, 20000);
     });
@@ -255,23 +187,19 @@ describe('issue 12: SFU calls across two nodes (Redis + Janus)', { skip }, () =>
 });
 
 describe('issue 12: a single SFU node restarted mid-call (SQLite)', { skip }, () => {
-  let janus, removeVeth, browser, tmp, server;
+  let rig, janus, browser, tmp, server;
   let clients = [];
   const s = scenario(() => clients, () => browser);
 
   before(async () => {
-    requireFile(path.join(SDK_DIR, 'rcall.js'), 'run `bash npm/build.sh` first');
-    removeVeth = addVeth();
-    janus = await startJanus();
+    rig = await startSfuRig();
+    ({ janus, browser } = rig);
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'rcall-e2e-sfu-restart-'));
-    browser = await launchBrowser();
   });
   after(async () => {
     await Promise.all(clients.map((c) => c.close()));
-    await browser?.close().catch(() => {});
     await server?.kill();
-    await janus?.stop();
-    removeVeth?.();
+    await rig?.stop();
     fs.rmSync(tmp, { recursive: true, force: true });
   });
 
@@ -279,28 +207,18 @@ describe('issue 12: a single SFU node restarted mid-call (SQLite)', { skip }, ()
     logText: () => `${server?.logText() ?? ''}\n--- janus log (tail):\n${janus.log().split('\n').slice(-60).join('\n')}`,
   }, fn, { timeout: TEST_TIMEOUT - 10000 });
 
-  /** SIGTERM (a graceful shutdown), waiting for the process to exit. */
-  async function shutdown(srv) {
-    const p = srv.proc;
-    const exited = new Promise((r) => p.once('exit', r));
-    p.kill('SIGTERM');
-    if ((await Promise.race([exited.then(() => true), sleep(15000).then(() => false)])) === false) {
-      throw new Error(`the server did not exit within 15 s of SIGTERM:\n${srv.logText().slice(-3000)}`);
-    }
-  }
-
   test('restarted gracefully, then killed and restarted: every page gets its media back, no hangup', { timeout: TEST_TIMEOUT + 60000 }, async () => {
     server = await startRestartableServer('127.0.0.1:0', path.join(tmp, 'rcall.db'), janus.serverArgs);
     await diag('sfu-server-restart', async () => {
       const pages = [];
       for (const name of ['A', 'B', 'C']) pages.push(await s.open(name, `${server.url}/`, uid(`sfsr-${name.toLowerCase()}`), server.url));
       await s.groupCall(pages, server.url);
-      await s.allVideosAdvance(pages, 'before the restarts');
+      await allVideosAdvance(pages, 'before the restarts');
       let round = 0;
-      for (const [how, stop] of [['graceful', () => shutdown(server)], ['SIGKILL', () => server.kill()]]) {
+      for (const [how, stop] of [['graceful', () => stopProcess(server.proc, 'SIGTERM')], ['SIGKILL', () => server.kill()]]) {
         round++;
         const marks = await Promise.all(pages.map((c) => c.mark()));
-        const readyBefore = await Promise.all(pages.map((c) => c.eventsOf('onTrackReady', { local: false, kind: 'video' })));
+        const before = await s.videoTracks(pages);
         await stop();
         const stoppedAt = Date.now();
         await server.restart();
@@ -308,21 +226,7 @@ describe('issue 12: a single SFU node restarted mid-call (SQLite)', { skip }, ()
         console.log(`# (${how}) server stopped → every page connected again: ${Date.now() - stoppedAt} ms`);
         // Every page publishes and subscribes again (the new process's room), then decodes
         // every other page's video.
-        for (const [i, c] of pages.entries()) {
-          for (const o of pages) {
-            if (o === c) continue;
-            const deadline = Date.now() + 60000;
-            const before = readyBefore[i].filter((e) => e.userId === o.userId).length;
-            while ((await c.eventsOf('onTrackReady', { local: false, userId: o.userId, kind: 'video' })).length <= before) {
-              if (Date.now() > deadline) {
-                throw new Error(`${c.name}: did not subscribe to ${o.name}'s video again after the ${how} restart; ` +
-                  `rtc ${JSON.stringify(await c.eval(() => H.rtcStats()))}`);
-              }
-              await sleep(250);
-            }
-          }
-        }
-        for (const c of pages) for (const o of pages) if (o !== c) await s.advancing(c, o, `after the ${how} restart`, 60000);
+        await s.videoBack(pages, pages, before, `after the ${how} restart`);
         console.log(`# (${how}) server stopped → every remote video advancing again on every page: ${Date.now() - stoppedAt} ms (upper bound, polled)`);
         await s.noHangup(pages, `after the ${how} restart (round ${round})`);
       }

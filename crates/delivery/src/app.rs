@@ -527,7 +527,13 @@ impl<C: Clone> AppCore<C> {
         self.rooms.has_graces()
     }
 
-    /// The rooms to keep over a graceful restart (see [`crate::rooms::RoomsSnapshot`]).
+    /// See [`crate::rooms::Rooms::changes`]: when it moved, [`Self::rooms_snapshot`] is to be
+    /// saved again.
+    pub fn rooms_changes(&self) -> u64 {
+        self.rooms.changes()
+    }
+
+    /// The rooms to keep over a restart (see [`crate::rooms::RoomsSnapshot`]).
     pub fn rooms_snapshot(&self) -> crate::rooms::RoomsSnapshot {
         self.rooms.snapshot()
     }

@@ -13,12 +13,14 @@
 //!   too, although that device sends nothing.
 //! - A device is in one call at a time, as an RTC client is in one room: joining another takes
 //!   it out of the first. This also covers crossing calls merged into one.
-//! - Rooms live in memory only. A call message other than `RC:VCInvite`, `RC:VCRinging` and
-//!   `RC:VCHangup` for a call id the server does not know and did not see end (e.g. a call
-//!   that went on through a server restart) makes its sender's device a member and the
-//!   message's recipients participants; in such a learned call each participant device that
-//!   sends anything but a ringing becomes a member too. So the rules below hold for calls that
-//!   survived a restart once they send anything (a device that only rings is not a member).
+//! - Rooms live in memory; a single node's shell saves them when [`Rooms::changes`] moved and
+//!   restores them at start, so what a crash can lose is the last moments' changes. A call
+//!   message other than `RC:VCInvite`, `RC:VCRinging` and `RC:VCHangup` for a call id the
+//!   server does not know and did not see end (e.g. a call that started just before a crash)
+//!   makes its sender's device a member and the message's recipients participants; in such a
+//!   learned call each participant device that sends anything but a ringing becomes a member
+//!   too. So the rules below hold for calls the server forgot once they send anything (a
+//!   device that only rings is not a member).
 //!
 //! Access (issue 11): for a call the server knows, only its participants may send its call
 //! messages — a user with a member device or a ringing user (checked per user: a user's devices
@@ -530,6 +532,10 @@ pub struct Rooms {
     lost_grace: Duration,
     /// Cluster mode: user → device → the nodes holding a connection of it.
     presence: HashMap<Arc<str>, DeviceHolders>,
+    /// How many changes the calls and ended ids (what a single node saves) have had: the shell
+    /// saves the rooms when this moved ([`Self::changes`]), so nothing on the message path
+    /// encodes or compares a snapshot.
+    changes: u64,
 }
 
 impl Default for Rooms {
@@ -549,7 +555,19 @@ impl Rooms {
             left_grace,
             lost_grace,
             presence: HashMap::new(),
+            changes: 0,
         }
+    }
+
+    /// The count of changes to the calls and the ended call ids so far: when it differs from
+    /// the one of the last save, the rooms are to be saved again. (Presence and graces, which
+    /// a single node does not save, are not counted.)
+    pub fn changes(&self) -> u64 {
+        self.changes
+    }
+
+    fn changed(&mut self) {
+        self.changes = self.changes.wrapping_add(1);
     }
 
     /// Checks a call message `device` of `user` sends to `recipients` (the users it will reach,
@@ -610,12 +628,16 @@ impl Rooms {
                 if call.ringing.len() + new.len() > MAX_RINGING {
                     return Err(Refusal::TooManyInvitees);
                 }
+                let rings = !new.is_empty();
                 call.ringing.extend(new);
                 if device_in {
                     self.update(user, device, msg, route);
                 } else if learned_in {
                     call.ringing.retain(|u| **u != **user);
                     self.join(user, device, msg, route, now_ms);
+                }
+                if rings {
+                    self.changed();
                 }
                 Ok(())
             }
@@ -629,6 +651,7 @@ impl Rooms {
                 if !call.members.iter().any(|m| m.user == *user && m.device != *device) {
                     self.join(user, device, msg, route, now_ms);
                 }
+                self.changed();
                 Ok(())
             }
             Kind::Hangup => {
@@ -646,6 +669,7 @@ impl Rooms {
                     }
                 }
                 self.end_if_over(&msg.call_id);
+                self.changed();
                 Ok(())
             }
             Kind::Other if !device_in && call.learned => {
@@ -667,11 +691,17 @@ impl Rooms {
         if let Some(m) =
             self.calls.get_mut(&msg.call_id).and_then(|c| c.members.iter_mut().find(|m| *m.user == *user && *m.device == *device))
         {
+            let mut changed = false;
             if m.route != *route {
                 m.route = route.clone();
+                changed = true;
             }
-            if msg.profile.is_some() {
+            if msg.profile.is_some() && m.profile != msg.profile {
                 m.profile = msg.profile.clone();
+                changed = true;
+            }
+            if changed {
+                self.changed();
             }
         }
     }
@@ -696,6 +726,7 @@ impl Rooms {
             self.take_out(user, &old, &old_call);
             self.end_if_over(&old_call);
         }
+        self.changed();
         self.seats.entry(user.clone()).or_default().push(Seat { device: device.clone(), call_id: call_id.clone(), join_time: now_ms });
         self.calls.entry(call_id.clone()).or_default().members.push(Member {
             user: user.clone(),
@@ -708,6 +739,7 @@ impl Rooms {
 
     /// Removes the device's seat in `call_id` and its place in the call.
     fn take_out(&mut self, user: &str, device: &str, call_id: &str) {
+        self.changed();
         if let Some(list) = self.seats.get_mut(user) {
             list.retain(|s| !(&*s.device == device && s.call_id == call_id));
             if list.is_empty() {
@@ -727,6 +759,7 @@ impl Rooms {
             return;
         }
         if let Some(call) = self.calls.remove(call_id) {
+            self.changed();
             if self.ended.insert(call_id.to_owned()) {
                 self.ended_order.push_back(call_id.to_owned());
                 if self.ended_order.len() > MAX_ENDED {
@@ -932,6 +965,7 @@ impl Rooms {
     /// The calls and ended ids of `snap`; with `member_graces`, every member starts a lost
     /// grace then.
     fn restore_calls(&mut self, snap: RoomsSnapshot, member_graces: Option<Duration>) {
+        self.changed();
         for c in snap.calls {
             let mut call = Call {
                 ringing: c.ringing,
@@ -1406,6 +1440,52 @@ mod tests {
         // Devices in no call get no grace.
         r.disconnected(&a("z"), &a("dz"), Departure::Lost, t0);
         assert!(!r.has_graces());
+    }
+
+    /// The change count moves with every change of what a single node saves (so a save on
+    /// change misses none), and stays put for what changes nothing (so a call's media traffic
+    /// or a refused stranger costs no save).
+    #[test]
+    fn the_change_count_moves_exactly_when_the_saved_rooms_change() {
+        let mut r = Rooms::new(Duration::from_secs(1), Duration::from_secs(5));
+        let t0 = Duration::ZERO;
+        let mut last = (r.changes(), r.snapshot());
+        let mut step = |r: &mut Rooms, what: &str, changes: bool| {
+            let now = (r.changes(), r.snapshot());
+            assert_eq!(now.1 != last.1, changes, "{what}: the snapshot");
+            assert_eq!(now.0 != last.0, changes, "{what}: the change count");
+            last = now;
+        };
+        send(&mut r, "a", "da", Kind::Invite, "g", &["b", "c"], 1).unwrap();
+        step(&mut r, "an invite", true);
+        send(&mut r, "b", "db", Kind::Ringing, "g", &["a"], 2).unwrap();
+        step(&mut r, "a ringing", false);
+        send(&mut r, "b", "db", Kind::Accept, "g", &["a"], 2).unwrap();
+        step(&mut r, "an accept", true);
+        send(&mut r, "a", "da", Kind::Other, "g", &["b"], 3).unwrap();
+        step(&mut r, "media of a member", false);
+        assert!(send(&mut r, "x", "dx", Kind::Accept, "g", &["a"], 3).is_err());
+        step(&mut r, "a refused stranger", false);
+        send(&mut r, "a", "da", Kind::ModifyMem, "g", &["b"], 3).unwrap();
+        step(&mut r, "a modify without invitees", false);
+        r.admit(&a("a"), &a("da"), &msg(Kind::ModifyMem, "g", &["d"]), &private("b"), &["b"], 4).unwrap();
+        step(&mut r, "a modify inviting d", true);
+        r.admit(&a("a"), &a("da"), &msg(Kind::Other, "g", &[]), &private("c"), &["c"], 4).unwrap();
+        step(&mut r, "a member's new addressing", true);
+        send(&mut r, "c", "dc", Kind::Hangup, "g", &["a"], 5).unwrap();
+        step(&mut r, "a rejection", true);
+        r.disconnected(&a("b"), &a("db"), Departure::Lost, t0);
+        step(&mut r, "a grace starts", false);
+        assert!(r.due(t0 + Duration::from_secs(5)).len() == 1);
+        step(&mut r, "a grace runs out", true);
+        send(&mut r, "a", "da", Kind::Hangup, "g", &["d"], 6).unwrap();
+        step(&mut r, "the last hangup", true);
+        send(&mut r, "d", "dd", Kind::Accept, "g", &["a"], 7).unwrap();
+        step(&mut r, "a late accept of the ended call", false);
+        let snap = r.snapshot();
+        let mut back = Rooms::default();
+        back.restore(snap, t0);
+        assert_ne!(back.changes(), 0, "restored rooms are to be saved too");
     }
 
     #[test]

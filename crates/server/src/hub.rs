@@ -185,6 +185,9 @@ pub struct Hub {
     pusher: std::sync::OnceLock<Arc<crate::push::Pusher>>,
     /// SFU mode: GROUP call ids whose membership may have changed ([`crate::sfu::follow`]).
     sfu_calls: std::sync::OnceLock<tokio::sync::mpsc::Sender<(AppId, String)>>,
+    /// Per app, the rooms' change count last saved ([`Hub::save_changed_rooms`]); its lock
+    /// keeps two saves in order.
+    rooms_saved: Mutex<Vec<u64>>,
 }
 
 impl Hub {
@@ -202,6 +205,7 @@ impl Hub {
             .enumerate()
             .map(|(i, (k, _))| (k.clone(), i))
             .collect();
+        let n_apps = apps.len();
         let apps = apps
             .into_iter()
             .map(|(key, secret)| {
@@ -229,6 +233,7 @@ impl Hub {
             next_conn: AtomicU64::new(0),
             pusher: std::sync::OnceLock::new(),
             sfu_calls: std::sync::OnceLock::new(),
+            rooms_saved: Mutex::new(vec![0; n_apps]),
         }
     }
 
@@ -660,7 +665,34 @@ impl Hub {
 
     // ---- housekeeping --------------------------------------------------------------------
 
-    /// Each app's call rooms, encoded, to keep over a graceful restart.
+    /// Single node: saves the call rooms of every app whose rooms changed since their last save
+    /// (their change count moved, [`delivery::rooms::Rooms::changes`]), so a crashed server
+    /// restores its calls like a gracefully stopped one. Called every
+    /// [`crate::ROOMS_SAVE_INTERVAL`] and at shutdown: the message path only counts changes,
+    /// and an unchanged app costs a lock and a compare here. The snapshot is taken under the
+    /// app's lock, encoded after it and written by the store's thread. Returns how many apps
+    /// were saved.
+    pub fn save_changed_rooms(&self) -> usize {
+        use prost::Message as _;
+        let mut saved = self.rooms_saved.lock().unwrap_or_else(|p| p.into_inner());
+        let mut n = 0;
+        for (a, last) in self.apps.iter().zip(saved.iter_mut()) {
+            let snap = {
+                let core = a.lock();
+                let changes = core.rooms_changes();
+                if changes == *last {
+                    continue;
+                }
+                *last = changes;
+                core.rooms_snapshot()
+            };
+            self.store.save_rooms(a.key.clone(), snap.encode_to_vec());
+            n += 1;
+        }
+        n
+    }
+
+    /// Each app's call rooms, encoded.
     pub fn rooms_snapshots(&self) -> Vec<(Arc<str>, Vec<u8>)> {
         use prost::Message as _;
         self.apps
@@ -669,8 +701,8 @@ impl Hub {
             .collect()
     }
 
-    /// Restores `app`'s rooms kept by the last shutdown: members that do not reconnect within
-    /// the lost-connection grace are hung up for.
+    /// Restores `app`'s rooms saved by the last run: members that do not reconnect within the
+    /// lost-connection grace are hung up for.
     pub fn restore_rooms(&self, app: AppId, data: &[u8]) {
         use prost::Message as _;
         match delivery::rooms::RoomsSnapshot::decode(data) {

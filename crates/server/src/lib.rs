@@ -80,6 +80,13 @@ pub const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 /// How often call members' graces are checked: their hangups go out at most this late.
 pub const GRACE_TICK: Duration = Duration::from_millis(100);
 
+/// How often a single node saves its call rooms when they changed ([`Hub::save_changed_rooms`]):
+/// what a crash (`kill -9`, power loss) can lose is the rooms' changes of about this long
+/// before it (the store's last batch included). A call that started then is learned again
+/// from its traffic; one that ended then is restored, and its members that do not come back
+/// are hung up for after the lost grace.
+pub const ROOMS_SAVE_INTERVAL: Duration = Duration::from_millis(250);
+
 /// Shared by every request and connection.
 pub struct AppState {
     pub config: Config,
@@ -253,7 +260,7 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<RunningServe
     // they are a replica of the shared rooms log (`cluster::rooms`).
     let single = config.redis.is_none();
     for (i, app) in hub.apps().iter().enumerate().filter(|_| single) {
-        if let Some(rooms) = store.take_rooms(app.key.clone()).await? {
+        if let Some(rooms) = store.load_rooms(app.key.clone()).await? {
             hub.restore_rooms(i, &rooms);
         }
     }
@@ -362,8 +369,23 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<RunningServe
         tokio::spawn(cluster::rooms::follow(rooms, state.clone(), rx));
     }
     tokio::spawn(sweeper(state.clone()));
-    tokio::spawn(grace_timer(state.clone()));
-    tokio::spawn(liveness_sweeper(state.clone()));
+    // Hangs up for call members gone longer than their grace.
+    tokio::spawn(every(state.clone(), GRACE_TICK, |s| {
+        s.hub.end_gone_participants()
+    }));
+    if single {
+        // Saves the call rooms that changed (the shutdown saves them last).
+        tokio::spawn(every(state.clone(), ROOMS_SAVE_INTERVAL, |s| {
+            s.hub.save_changed_rooms();
+        }));
+    }
+    // Pings silent connections and closes dead ones; 4 checks per ping interval, so pings and
+    // closes happen at most a quarter interval late.
+    let liveness_tick = (state.config.ping_interval / 4).max(Duration::from_millis(10));
+    tokio::spawn(every(state.clone(), liveness_tick, |s| {
+        s.liveness
+            .sweep(s.config.ping_interval, s.config.dead_after);
+    }));
     let st = state.clone();
     let task = tokio::spawn(async move {
         listener::run(st.clone(), listener, app).await;
@@ -392,33 +414,16 @@ async fn sweeper(state: Arc<AppState>) {
     }
 }
 
-/// Hangs up for call members gone longer than their grace, until shutdown.
-async fn grace_timer(state: Arc<AppState>) {
-    let mut tick = tokio::time::interval(GRACE_TICK);
+/// Runs `f` every `period` (a late tick is not made up for) until shutdown.
+async fn every(state: Arc<AppState>, period: Duration, f: impl Fn(&AppState)) {
+    let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = state.shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        state.hub.end_gone_participants();
-    }
-}
-
-/// Pings silent connections and closes dead ones until shutdown. Checks 4 times per ping
-/// interval, so pings and closes happen at most a quarter interval late.
-async fn liveness_sweeper(state: Arc<AppState>) {
-    let tick = (state.config.ping_interval / 4).max(Duration::from_millis(10));
-    let mut interval = tokio::time::interval(tick);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = state.shutdown.cancelled() => return,
-            _ = interval.tick() => {}
-        }
-        state
-            .liveness
-            .sweep(state.config.ping_interval, state.config.dead_after);
+        f(&state);
     }
 }
 
@@ -465,9 +470,10 @@ async fn drain(state: &AppState) {
     let floor = state.hub.sweep();
     state.store.save_seq_floor(floor);
     // Calls go on over a restart: their rooms are kept, so members that do not come back are
-    // still hung up for (a crash loses them: calls are then learned again from their traffic).
-    for (key, rooms) in state.hub.rooms_snapshots() {
-        state.store.save_rooms(key, rooms);
+    // still hung up for. (A single node saves them as they change too, so a crash loses only
+    // the last [`ROOMS_SAVE_INTERVAL`]'s changes; in cluster mode they live in Redis.)
+    if state.routing.is_none() {
+        state.hub.save_changed_rooms();
     }
     if let Some(sfu) = &state.sfu {
         // Ends our Janus session. Calls' rooms stay on Janus (docs/sfu.md, server restart).

@@ -916,7 +916,8 @@ impl Store {
         .await
     }
 
-    /// Keeps `app_key`'s call rooms for the next start (at shutdown).
+    /// Keeps `app_key`'s call rooms for the next start (a single node, whenever they changed:
+    /// [`crate::Hub::save_changed_rooms`]). One row per app, replaced.
     pub fn save_rooms(&self, app_key: Arc<str>, data: Vec<u8>) {
         self.submit("save call rooms", move |c| {
             c.execute(
@@ -928,13 +929,13 @@ impl Store {
         });
     }
 
-    /// Takes the call rooms the last shutdown kept (read once: a later crash must not bring
-    /// back rooms that were current before it).
-    pub async fn take_rooms(&self, app_key: Arc<str>) -> Result<Option<Vec<u8>>, StoreError> {
+    /// The call rooms the last run saved (kept: they are saved again whenever they change, so
+    /// the row is current to within [`crate::ROOMS_SAVE_INTERVAL`] even after a crash).
+    pub async fn load_rooms(&self, app_key: Arc<str>) -> Result<Option<Vec<u8>>, StoreError> {
         self.call(move |c| {
             let data: Option<Vec<u8>> = c
                 .query_row(
-                    "DELETE FROM rooms_snapshot WHERE app_key = ?1 RETURNING data",
+                    "SELECT data FROM rooms_snapshot WHERE app_key = ?1",
                     [&*app_key],
                     |r| r.get(0),
                 )

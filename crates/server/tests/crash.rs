@@ -98,3 +98,105 @@ async fn seqs_keep_increasing_across_a_sigkill_restart() {
         after.seq
     );
 }
+
+/// A single node SIGKILLed under **mesh** calls (no SFU) keeps them: its rooms are saved as
+/// they change, not only at a graceful shutdown. After the restart the reconnected members are
+/// still in their call (`getJoinedUserInfo`), a stranger is still kept out (`NOT_IN_CALL`), the
+/// call goes on and a hangup ends it; a member that does not come back is hung up for (7)
+/// after the lost grace. Before, the crash forgot the calls: nobody was in a call, and a
+/// stranger's message for it was accepted (the call learned anew, with the stranger in it).
+#[tokio::test]
+async fn mesh_calls_survive_a_sigkill_and_who_does_not_return_is_hung_up_for() {
+    use common::calls::{accept, hangup, invite, private_call};
+    use rtc_core::proto::call_content::Body as CallBody;
+    use rtc_core::proto::{error_code, object_name, MediaSignal};
+    let media = |to: &str| {
+        CallBody::Media(MediaSignal {
+            to_user_id: to.into(),
+            ..Default::default()
+        })
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("rcall.db");
+    let server = ChildServer::start(&db, &[]).await;
+    let login = |user: &'static str, device: &'static str| {
+        let (addr, token) = (server.addr, server.token(user));
+        async move { Client::login(addr, &token, device).await }
+    };
+    // alice calls bob; carol calls dave.
+    let (mut a, mut b) = (login("alice", "a1").await, login("bob", "b1").await);
+    let (mut c, mut d) = (login("carol", "c1").await, login("dave", "d1").await);
+    send_ok(
+        &mut a,
+        1,
+        private_call("a1", "bob", "call-1", invite(&["bob"])),
+    )
+    .await;
+    send_ok(&mut b, 1, private_call("b1", "alice", "call-1", accept())).await;
+    send_ok(
+        &mut c,
+        1,
+        private_call("c1", "dave", "call-2", invite(&["dave"])),
+    )
+    .await;
+    send_ok(&mut d, 1, private_call("d1", "carol", "call-2", accept())).await;
+    eventually("both calls saved", || async {
+        saved_rooms(&db)
+            .is_some_and(|s| s.calls.len() == 2 && s.calls.iter().all(|c| c.members.len() == 2))
+    })
+    .await;
+    server.kill9();
+    drop((a, b, c, d));
+
+    let server = ChildServer::start(&db, &[]).await;
+    let (mut a, _) = Client::login_resume(server.addr, &server.token("alice"), "a1", 0).await;
+    let (mut b, _) = Client::login_resume(server.addr, &server.token("bob"), "b1", 0).await;
+    let (mut c, _) = Client::login_resume(server.addr, &server.token("carol"), "c1", 0).await;
+    // The members are in their call again.
+    let info = joined_user_info(&mut a, 2, "bob").await;
+    let calls: Vec<_> = info
+        .devices
+        .iter()
+        .map(|j| (&*j.device_id, &*j.call_id))
+        .collect();
+    assert_eq!(calls, [("b1", "call-1")], "bob's call restored");
+    // A stranger is still kept out of it.
+    let mut m = Client::login(server.addr, &server.token("mallory"), "m1").await;
+    send_code(
+        &mut m,
+        1,
+        private_call("m1", "alice", "call-1", accept()),
+        error_code::NOT_IN_CALL,
+    )
+    .await;
+    // The call goes on: bob's media reach alice; alice hangs up and it is over for both.
+    send_ok(
+        &mut b,
+        2,
+        private_call("b1", "alice", "call-1", media("alice")),
+    )
+    .await;
+    let (got, _) = a.recv_call(object_name::MEDIA).await;
+    assert_eq!(got.sender_device_id, "b1");
+    send_ok(&mut a, 3, private_call("a1", "bob", "call-1", hangup())).await;
+    assert!(joined_user_info(&mut b, 3, "bob").await.devices.is_empty());
+    // dave never comes back: carol gets his hangup (7) once the lost grace from the start ran
+    // out.
+    let (got, content) = c.recv_call(object_name::HANGUP).await;
+    assert_eq!(
+        (
+            &*got.sender_user_id,
+            &*got.sender_device_id,
+            &*content.call_id
+        ),
+        ("dave", "d1", "call-2")
+    );
+    assert!(
+        matches!(&content.body, Some(CallBody::Hangup(h)) if h.reason == 7),
+        "{content:?}"
+    );
+    assert!(joined_user_info(&mut c, 2, "carol")
+        .await
+        .devices
+        .is_empty());
+}

@@ -278,13 +278,7 @@ async fn calls_survive_a_graceful_restart_and_who_does_not_return_is_hung_up_for
         .await;
     // bob's b1 never comes back: hung up for with 7 once the lost grace from the start ran
     // out. (What alice had not acked before the restart is replayed first.)
-    let (d, c) = loop {
-        let d = a.recv_delivered().await;
-        if d.message_type == object_name::HANGUP {
-            let c = CallContent::from_bytes(&d.content).unwrap();
-            break (d, c);
-        }
-    };
+    let (d, c) = a.recv_call(object_name::HANGUP).await;
     assert!(
         t0.elapsed() < LOST + Duration::from_secs(2),
         "{:?}",
@@ -324,13 +318,7 @@ async fn a_member_back_after_a_restart_keeps_its_call() {
     assert_eq!(d.sender_device_id, "b1");
     // …and a member that is gone later is hung up for.
     drop(a);
-    let (d, c) = loop {
-        let d = b.recv_delivered().await;
-        if d.message_type == object_name::HANGUP {
-            let c = CallContent::from_bytes(&d.content).unwrap();
-            break (d, c);
-        }
-    };
+    let (d, c) = b.recv_call(object_name::HANGUP).await;
     assert_eq!(
         (&d.sender_user_id[..], &d.sender_device_id[..], reason(&c)),
         ("alice", "a1", 7)

@@ -12,7 +12,8 @@ use std::time::Duration;
 use common::janus_server::TestJanus;
 use common::redis_server::TestRedis;
 use common::sfu_client::{
-    accept, answer, failed, gcall, hangup, invite, joined, settings, two_in_call, Dev,
+    accept, answer, failed, gcall, hangup, invite, joined, settings, three_in_call, two_in_call,
+    Dev,
 };
 use common::{create_group, eventually, ChildServer, TestServer, APP_KEY};
 use rcall_server::cluster::RedisUrl;
@@ -43,6 +44,25 @@ async fn group_g(nodes: &[&TestServer]) {
     }
 }
 
+/// Two nodes on `redis` and `j` (group `g` known to both); alice (a1) on node 1 and bob (b1)
+/// on node 2 in group call `call`. Both are told the same generation (one room), returned.
+async fn across_two_nodes(
+    redis: &TestRedis,
+    j: &TestJanus,
+    call: &str,
+) -> ([TestServer; 2], Dev, Dev, u32) {
+    let (n1, n2) = (node(redis, j).await, node(redis, j).await);
+    group_g(&[&n1, &n2]).await;
+    let (mut a, _) = Dev::login_at(n1.addr, &n1.token("alice"), "a1").await;
+    let (mut b, _) = Dev::login_at(n2.addr, &n2.token("bob"), "b1").await;
+    let (generation, bobs) = two_in_call(&mut a, &mut b, call).await;
+    assert_eq!(
+        bobs, generation,
+        "one room: the same generation on both nodes"
+    );
+    ([n1, n2], a, b, generation)
+}
+
 /// A hash of the test Redis.
 async fn hgetall(redis: &TestRedis, key: &str) -> std::collections::HashMap<String, String> {
     let client = redis::Client::open(redis.url()).unwrap();
@@ -56,6 +76,18 @@ async fn hgetall(redis: &TestRedis, key: &str) -> std::collections::HashMap<Stri
 
 fn row_key(app: &str, call: &str) -> String {
     format!("rcall:{{{app}}}:sfu:{call}")
+}
+
+/// Waits until the call's `room` is destroyed on Janus and its row `key` is gone from Redis.
+async fn room_and_row_gone(sfu: &sfu::Sfu, room: &str, redis: &TestRedis, key: &str) {
+    eventually("the room destroyed", || async {
+        !sfu.janus().room_exists(room).await.unwrap()
+    })
+    .await;
+    eventually("the row gone", || async {
+        redis.command(&["EXISTS", key]) == ":0"
+    })
+    .await;
 }
 
 /// Members on two nodes share one room: each gets `SfuJoined` with the same generation from its
@@ -177,14 +209,7 @@ async fn a_group_call_with_members_on_two_nodes_runs_through_one_room() {
     // left): the room is destroyed, the row gone.
     a.send_ok(5, gcall("a1", &["bob", "carol"], "gc", hangup()))
         .await;
-    eventually("the room destroyed", || async {
-        !s1.janus().room_exists(&room).await.unwrap()
-    })
-    .await;
-    eventually("the row gone", || async {
-        redis.command(&["EXISTS", &key]) == ":0"
-    })
-    .await;
+    room_and_row_gone(&s1, &room, &redis, &key).await;
     assert_eq!(
         redis.command(&["SCARD", &format!("rcall:{{{APP_KEY}}}:sfucalls")]),
         ":0"
@@ -244,11 +269,8 @@ async fn a_killed_nodes_member_publishes_again_through_another_node() {
     };
     let (mut a, _) = Dev::login_at(n1.addr, &token("alice"), "a1").await;
     let (mut b, _) = Dev::login_at(n2.addr, &token("bob"), "b1").await;
-    a.send_ok(1, gcall("a1", &["bob"], "gk", invite(&["bob"])))
-        .await;
-    let generation = joined(a.next_sfu().await, "gk");
-    b.send_ok(1, gcall("b1", &["alice"], "gk", accept())).await;
-    assert_eq!(joined(b.next_sfu().await, "gk"), generation);
+    let (generation, bobs) = two_in_call(&mut a, &mut b, "gk").await;
+    assert_eq!(bobs, generation);
     answer(b.publish(2, "gk").await, 2);
     let s1 = n1.server.state().sfu.clone().unwrap();
     let room = sfu::room_id(CHILD_APP_KEY, "gk");
@@ -287,11 +309,7 @@ async fn a_killed_nodes_member_publishes_again_through_another_node() {
 async fn after_a_janus_restart_members_on_both_nodes_publish_again() {
     let mut j = TestJanus::start();
     let redis = TestRedis::start();
-    let (n1, n2) = (node(&redis, &j).await, node(&redis, &j).await);
-    group_g(&[&n1, &n2]).await;
-    let (mut a, _) = Dev::login_at(n1.addr, &n1.token("alice"), "a1").await;
-    let (mut b, _) = Dev::login_at(n2.addr, &n2.token("bob"), "b1").await;
-    let g1 = two_in_call(&mut a, &mut b, "gr").await;
+    let ([n1, _n2], mut a, mut b, g1) = across_two_nodes(&redis, &j, "gr").await;
     answer(a.publish(1, "gr").await, 1);
 
     j.kill();
@@ -353,15 +371,7 @@ async fn a_node_with_another_janus_leaves_the_room_where_its_row_says() {
 async fn after_a_redis_restart_the_row_is_written_back_and_nobody_is_kicked() {
     let j = TestJanus::start();
     let mut redis = TestRedis::start();
-    let (n1, n2) = (node(&redis, &j).await, node(&redis, &j).await);
-    group_g(&[&n1, &n2]).await;
-    let (mut a, _) = Dev::login_at(n1.addr, &n1.token("alice"), "a1").await;
-    let (mut b, _) = Dev::login_at(n2.addr, &n2.token("bob"), "b1").await;
-    a.send_ok(1, gcall("a1", &["bob"], "gx", invite(&["bob"])))
-        .await;
-    let generation = joined(a.next_sfu().await, "gx");
-    b.send_ok(1, gcall("b1", &["alice"], "gx", accept())).await;
-    assert_eq!(joined(b.next_sfu().await, "gx"), generation);
+    let ([n1, _n2], mut a, mut b, _) = across_two_nodes(&redis, &j, "gx").await;
     answer(a.publish(2, "gx").await, 2);
     answer(b.publish(2, "gx").await, 2);
     let key = row_key(APP_KEY, "gx");
@@ -399,14 +409,7 @@ async fn after_a_redis_restart_the_row_is_written_back_and_nobody_is_kicked() {
     // Membership still drives the room: bob hangs up, which ends the call (one participant
     // left): the room is destroyed once and the row is gone.
     b.send_ok(3, gcall("b1", &["alice"], "gx", hangup())).await;
-    eventually("the room destroyed", || async {
-        !s1.janus().room_exists(&room).await.unwrap()
-    })
-    .await;
-    eventually("the row gone", || async {
-        redis.command(&["EXISTS", &key]) == ":0"
-    })
-    .await;
+    room_and_row_gone(&s1, &room, &redis, &key).await;
 }
 
 /// A node follows an SFU call (syncs it every second: a Redis read per pass) only while it has
@@ -421,18 +424,7 @@ async fn a_node_stops_following_a_call_it_has_no_device_in() {
     let (mut a, _) = Dev::login_at(n1.addr, &n1.token("alice"), "a1").await;
     let (mut b, _) = Dev::login_at(n2.addr, &n2.token("bob"), "b1").await;
     let (mut c, _) = Dev::login_at(n1.addr, &n1.token("carol"), "c1").await;
-    a.send_ok(
-        1,
-        gcall("a1", &["bob", "carol"], "gf", invite(&["bob", "carol"])),
-    )
-    .await;
-    joined(a.next_sfu().await, "gf");
-    b.send_ok(1, gcall("b1", &["alice", "carol"], "gf", accept()))
-        .await;
-    joined(b.next_sfu().await, "gf");
-    c.send_ok(1, gcall("c1", &["alice", "bob"], "gf", accept()))
-        .await;
-    joined(c.next_sfu().await, "gf");
+    three_in_call(&mut a, &mut b, &mut c, "gf").await;
     let (s1, s2) = (
         n1.server.state().sfu.clone().unwrap(),
         n2.server.state().sfu.clone().unwrap(),

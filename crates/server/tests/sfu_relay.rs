@@ -280,7 +280,7 @@ async fn at_start_rooms_of_ended_calls_are_destroyed_and_restored_calls_rejoined
     let ts = server_with_grace(&j, Duration::from_secs(30)).await;
     let (mut a, _) = Dev::login(&ts, "alice", "a1").await;
     let (mut b, _) = Dev::login(&ts, "bob", "b1").await;
-    let before = two_in_call(&mut a, &mut b, "gc").await;
+    let (before, _) = two_in_call(&mut a, &mut b, "gc").await;
     // A room an earlier run left for a call that is over (same room key: the app secret), and
     // one that is not ours (another key).
     let janus = || async {

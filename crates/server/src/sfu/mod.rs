@@ -509,34 +509,6 @@ fn live_group_calls(state: &crate::AppState) -> Vec<(crate::hub::AppId, String)>
     out
 }
 
-/// How often a single SFU node saves its call rooms when they changed ([`keep_rooms_saved`]).
-pub const ROOMS_SAVE_INTERVAL: Duration = Duration::from_secs(1);
-
-/// Single node in SFU mode: the calls (the rooms snapshot the server otherwise saves only at a
-/// graceful shutdown) are saved whenever they changed, at most every [`ROOMS_SAVE_INTERVAL`].
-/// A crashed (SIGKILLed) server then restores them at start like after a graceful restart: the
-/// call's Janus room is replaced, and its pages, reconnecting, are seated again and get their
-/// media back. Without it a crash forgets the calls — harmless for a mesh call, whose media go
-/// peer to peer, but an SFU call's devices were refused as non-members (`NOT_IN_CALL`) and the
-/// call ended (docs/sfu.md "Restarts").
-async fn keep_rooms_saved(state: Arc<crate::AppState>) {
-    let mut last: HashMap<Arc<str>, Vec<u8>> = HashMap::new();
-    let mut tick = tokio::time::interval(ROOMS_SAVE_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = state.shutdown.cancelled() => return, // (the shutdown saves them last)
-            _ = tick.tick() => {}
-        }
-        for (key, snap) in state.hub.rooms_snapshots() {
-            if last.get(&key) != Some(&snap) {
-                state.store.save_rooms(key.clone(), snap.clone());
-                last.insert(key, snap);
-            }
-        }
-    }
-}
-
 /// Cluster mode: every this many periodic passes, the calls of every row in Redis are synced
 /// too (rooms of calls that ended while no node followed them are destroyed).
 pub const ORPHAN_PASS: u64 = 10;
@@ -588,9 +560,6 @@ pub async fn follow(
         Err(e) => {
             tracing::warn!(error = %e, "listing Janus rooms at start failed (orphan rooms stay until Janus restarts)")
         }
-    }
-    if !cluster {
-        tokio::spawn(keep_rooms_saved(state.clone()));
     }
     let mut pending = restored;
     let (resync_tx, mut resync) = tokio::sync::mpsc::channel(NOTIFY_QUEUE);

@@ -312,6 +312,18 @@ impl Client {
     }
 
     /// The next frame (past keep-alive `Pong`s), which must be a SendResult; returns it.
+    /// The next delivery of call message type `kind` (an `RC:VC*` object name) with its
+    /// `CallContent`, skipping the deliveries before it (replays, other call messages).
+    pub async fn recv_call(&mut self, kind: &str) -> (Delivered, rtc_core::proto::CallContent) {
+        loop {
+            let d = self.recv_delivered().await;
+            if d.message_type == kind {
+                let content = rtc_core::proto::CallContent::from_bytes(&d.content).unwrap();
+                return (d, content);
+            }
+        }
+    }
+
     pub async fn recv_send_result(&mut self) -> rtc_core::proto::SendResult {
         match self.recv_past_keepalives().await.body {
             Some(S::SendResult(r)) => r,
@@ -538,6 +550,21 @@ impl ChildServer {
         self.child.kill().expect("SIGKILL");
         self.child.wait().expect("reaped");
     }
+}
+
+/// The call rooms of [`CHILD_APP_KEY`] saved in `db` (a single node saves them as they change),
+/// read as another process would.
+pub fn saved_rooms(db: &std::path::Path) -> Option<delivery::rooms::RoomsSnapshot> {
+    use prost::Message as _;
+    let c = rusqlite::Connection::open(db).ok()?;
+    let data: Vec<u8> = c
+        .query_row(
+            "SELECT data FROM rooms_snapshot WHERE app_key = ?1",
+            [CHILD_APP_KEY],
+            |r| r.get(0),
+        )
+        .ok()?;
+    delivery::rooms::RoomsSnapshot::decode(&data[..]).ok()
 }
 
 impl Drop for ChildServer {

@@ -169,14 +169,13 @@ pub fn gcall(device: &str, recipients: &[&str], call_id: &str, body: CallBody) -
 }
 
 /// alice (a1) invites bob to group call `call` and he accepts (b1); each gets its SfuJoined.
-/// Returns alice's generation.
-pub async fn two_in_call(a: &mut Dev, b: &mut Dev, call: &str) -> u32 {
+/// Returns the generations alice and bob were told (the same room: equal, also across nodes).
+pub async fn two_in_call(a: &mut Dev, b: &mut Dev, call: &str) -> (u32, u32) {
     a.send_ok(1, gcall("a1", &["bob"], call, invite(&["bob"])))
         .await;
     let generation = joined(a.next_sfu().await, call);
     b.send_ok(1, gcall("b1", &["alice"], call, accept())).await;
-    joined(b.next_sfu().await, call);
-    generation
+    (generation, joined(b.next_sfu().await, call))
 }
 
 /// alice (a1) invites bob and carol to group call `call` and both accept (b1, c1); each gets
