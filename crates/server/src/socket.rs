@@ -587,3 +587,252 @@ impl Upgrade {
         res
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::{SinkExt, StreamExt};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+    /// A client frame: masked, as browsers send them.
+    fn client_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let mut f = Vec::new();
+        encode_frame(&mut f, opcode, &[payload]);
+        if !fin {
+            f[0] &= 0x7F;
+        }
+        f[1] |= 0x80;
+        let at = f.len() - payload.len();
+        f.splice(at..at, MASK);
+        unmask(&mut f[at + 4..], MASK);
+        f
+    }
+
+    fn decode_all(max: usize, bytes: &[u8]) -> Result<Vec<Message>, Error> {
+        let mut d = Decoder::new(max);
+        let mut buf = BytesMut::from(bytes);
+        let mut out = Vec::new();
+        while let Some(m) = d.decode(&mut buf)? {
+            out.push(m);
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn frames_decode_the_same_however_the_bytes_arrive() {
+        let payload: Vec<u8> = (0..300u32).map(|i| i as u8).collect();
+        let mut bytes = client_frame(true, OP_BINARY, &payload);
+        bytes.extend(client_frame(true, OP_BINARY, b"abc"));
+        bytes.extend(client_frame(true, OP_BINARY, &vec![9u8; 70_000]));
+        for step in [1, 3, 7, 1000] {
+            let mut d = Decoder::new(100_000);
+            let mut buf = BytesMut::new();
+            let mut got = Vec::new();
+            for chunk in bytes.chunks(step) {
+                buf.extend_from_slice(chunk);
+                while let Some(m) = d.decode(&mut buf).unwrap() {
+                    got.push(m);
+                }
+            }
+            assert_eq!(
+                got,
+                vec![
+                    Message::Binary(payload.clone().into()),
+                    Message::Binary(Bytes::from_static(b"abc")),
+                    Message::Binary(vec![9u8; 70_000].into()),
+                ],
+                "step {step}"
+            );
+            assert!(buf.is_empty());
+        }
+    }
+
+    #[test]
+    fn unmasked_reserved_and_unknown_frames_are_protocol_errors() {
+        let mut unmasked = Vec::new();
+        encode_frame(&mut unmasked, OP_BINARY, &[b"hi"]);
+        let mut rsv = client_frame(true, OP_BINARY, b"hi");
+        rsv[0] |= 0x40;
+        let mut unknown = client_frame(true, OP_BINARY, b"hi");
+        unknown[0] = 0x83;
+        let long_ping = client_frame(true, OP_PING, &[0u8; 126]);
+        let fragmented_ping = client_frame(false, OP_PING, b"x");
+        for bad in [unmasked, rsv, unknown, long_ping, fragmented_ping] {
+            assert!(
+                matches!(decode_all(1000, &bad), Err(Error::Protocol(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn fragments_assemble_around_control_frames_and_misuse_is_refused() {
+        let mut bytes = client_frame(false, OP_BINARY, b"ab");
+        bytes.extend(client_frame(true, OP_PING, b"p"));
+        bytes.extend(client_frame(false, OP_CONTINUATION, b"cd"));
+        bytes.extend(client_frame(true, OP_CONTINUATION, b"e"));
+        assert_eq!(
+            decode_all(1000, &bytes).unwrap(),
+            vec![
+                Message::Ping(Bytes::from_static(b"p")),
+                Message::Binary(Bytes::from_static(b"abcde")),
+            ]
+        );
+        let orphan = client_frame(true, OP_CONTINUATION, b"x");
+        assert!(matches!(decode_all(1000, &orphan), Err(Error::Protocol(_))));
+        let mut nested = client_frame(false, OP_BINARY, b"a");
+        nested.extend(client_frame(true, OP_BINARY, b"b"));
+        assert!(matches!(decode_all(1000, &nested), Err(Error::Protocol(_))));
+        // The limit holds for the whole message, not just each fragment.
+        let mut big = client_frame(false, OP_BINARY, &[1u8; 600]);
+        big.extend(client_frame(true, OP_CONTINUATION, &[1u8; 600]));
+        assert!(matches!(
+            decode_all(1000, &big),
+            Err(Error::TooLarge {
+                len: 1200,
+                max: 1000
+            })
+        ));
+    }
+
+    #[test]
+    fn an_oversized_frame_is_refused_from_its_header_alone() {
+        let frame = client_frame(true, OP_BINARY, &[0u8; 5000]);
+        // Only the 4-byte header (16-bit length): the payload never has to arrive.
+        assert!(matches!(
+            decode_all(4096, &frame[..4]),
+            Err(Error::TooLarge {
+                len: 5000,
+                max: 4096
+            })
+        ));
+    }
+
+    #[test]
+    fn text_and_close_frames_are_checked() {
+        assert_eq!(
+            decode_all(100, &client_frame(true, OP_TEXT, "héllo".as_bytes())).unwrap(),
+            vec![Message::Text(Bytes::from("héllo"))]
+        );
+        assert!(matches!(
+            decode_all(100, &client_frame(true, OP_TEXT, &[0xff, 0xfe])),
+            Err(Error::Utf8)
+        ));
+        assert_eq!(
+            decode_all(100, &client_frame(true, OP_CLOSE, &1000u16.to_be_bytes())).unwrap(),
+            vec![Message::Close(Some(1000))]
+        );
+        assert_eq!(
+            decode_all(100, &client_frame(true, OP_CLOSE, &[])).unwrap(),
+            vec![Message::Close(None)]
+        );
+        for bad in [&[3u8][..], &1005u16.to_be_bytes(), &999u16.to_be_bytes()] {
+            assert!(matches!(
+                decode_all(100, &client_frame(true, OP_CLOSE, bad)),
+                Err(Error::Protocol(_))
+            ));
+        }
+    }
+
+    /// Reads one server frame: (first byte, payload); server frames are never masked.
+    async fn read_server_frame(peer: &mut tokio::io::DuplexStream) -> (u8, Vec<u8>) {
+        let mut h = [0u8; 2];
+        peer.read_exact(&mut h).await.unwrap();
+        assert_eq!(h[1] & 0x80, 0, "server frames are not masked");
+        let len = match h[1] {
+            126 => usize::from(peer.read_u16().await.unwrap()),
+            127 => peer.read_u64().await.unwrap() as usize,
+            n => usize::from(n),
+        };
+        let mut p = vec![0u8; len];
+        peer.read_exact(&mut p).await.unwrap();
+        (h[0], p)
+    }
+
+    #[tokio::test]
+    async fn pings_are_answered_closes_echoed_and_idle_sockets_hold_no_read_buffer() {
+        let (io, mut peer) = tokio::io::duplex(1 << 16);
+        let mut ws = WebSocket::new(io, 1000);
+        peer.write_all(&client_frame(true, OP_PING, b"n1"))
+            .await
+            .unwrap();
+        assert_eq!(
+            ws.next().await.unwrap().unwrap(),
+            Message::Ping(Bytes::from_static(b"n1"))
+        );
+        assert_eq!(
+            read_server_frame(&mut peer).await,
+            (0x80 | OP_PONG, b"n1".to_vec())
+        );
+        // Nothing more to read: waiting holds no buffer.
+        assert!(futures::FutureExt::now_or_never(ws.next()).is_none());
+        assert_eq!(ws.rbuf.capacity(), 0);
+
+        let body = vec![5u8; 200];
+        ws.feed_parts(&[b"\x08\x01", &body]).await.unwrap();
+        ws.flush().await.unwrap();
+        let (b0, p) = read_server_frame(&mut peer).await;
+        assert_eq!(b0, 0x80 | OP_BINARY);
+        assert_eq!(p[..2], *b"\x08\x01");
+        assert_eq!(p[2..], body[..]);
+
+        peer.write_all(&client_frame(true, OP_CLOSE, &1001u16.to_be_bytes()))
+            .await
+            .unwrap();
+        assert_eq!(
+            ws.next().await.unwrap().unwrap(),
+            Message::Close(Some(1001))
+        );
+        assert!(ws.next().await.is_none());
+        assert_eq!(
+            read_server_frame(&mut peer).await,
+            (0x80 | OP_CLOSE, 1001u16.to_be_bytes().to_vec())
+        );
+        // The server's own close after the echo is not sent twice; data frames are refused.
+        ws.send(Message::Close(Some(1000))).await.unwrap();
+        assert!(matches!(
+            ws.send(Message::Binary(Bytes::new())).await,
+            Err(Error::Closed)
+        ));
+    }
+
+    #[tokio::test]
+    async fn after_an_oversized_frame_the_socket_still_writes_then_closes() {
+        let (io, mut peer) = tokio::io::duplex(1 << 16);
+        let mut ws = WebSocket::new(io, 100);
+        peer.write_all(&client_frame(true, OP_BINARY, &[0u8; 101])[..4])
+            .await
+            .unwrap();
+        assert!(matches!(
+            ws.next().await,
+            Some(Err(Error::TooLarge { len: 101, max: 100 }))
+        ));
+        assert!(ws.next().await.is_none());
+        ws.send(Message::Binary(Bytes::from_static(b"why")))
+            .await
+            .unwrap();
+        ws.send(Message::Close(Some(1009))).await.unwrap();
+        ws.close().await.unwrap();
+        assert_eq!(read_server_frame(&mut peer).await, (0x82, b"why".to_vec()));
+        assert_eq!(
+            read_server_frame(&mut peer).await,
+            (0x88, 1009u16.to_be_bytes().to_vec())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_protocol_error_is_answered_with_close_1002() {
+        let (io, mut peer) = tokio::io::duplex(1 << 16);
+        let mut ws = WebSocket::new(io, 100);
+        let mut unmasked = Vec::new();
+        encode_frame(&mut unmasked, OP_BINARY, &[b"hi"]);
+        peer.write_all(&unmasked).await.unwrap();
+        assert!(matches!(ws.next().await, Some(Err(Error::Protocol(_)))));
+        assert_eq!(
+            read_server_frame(&mut peer).await,
+            (0x88, 1002u16.to_be_bytes().to_vec())
+        );
+    }
+}
