@@ -9,10 +9,13 @@
 //! - [`server_frames`]: authenticated WebSocket frames (raw bytes or envelope frames from small
 //!   vocabularies) from two call participants and a stranger, through the server's own frame
 //!   handler, hub, rooms and store.
+//! - [`ws_codec`]: the server's WebSocket frame decoder on arbitrary client bytes, whole and in
+//!   chunks (masking, lengths, fragmentation, control frames, UTF-8, the size limit).
 
 pub mod engine_signals;
 pub mod server_api;
 pub mod server_frames;
+pub mod ws_codec;
 
 /// The fuzzed server's app.
 pub const APP_KEY: &str = "fuzz-app-key";
@@ -67,5 +70,10 @@ mod corpus {
     #[test]
     fn server_api_corpus() {
         replay("server_api", crate::server_api::run);
+    }
+
+    #[test]
+    fn ws_codec_corpus() {
+        replay("ws_codec", crate::ws_codec::run);
     }
 }

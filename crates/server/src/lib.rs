@@ -47,6 +47,7 @@ pub mod push;
 pub use delivery::rooms;
 pub mod server_api;
 pub mod sfu;
+pub mod socket;
 pub mod static_files;
 pub mod store;
 /// Login tokens (the `rcall-token` crate, shared with the load generator).

@@ -19,7 +19,6 @@ use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
 use bytes::Bytes;
@@ -38,16 +37,12 @@ use crate::hub::{
 };
 use crate::listener::ConnGuard;
 use crate::sfu::relay::Request;
+use crate::socket::{self, Message, Upgrade, WebSocket};
 use crate::token::{self, Claims, TokenError};
 use crate::{ice, AppState};
 
 /// Longest accepted device id.
 pub const MAX_DEVICE_ID_CHARS: usize = 128;
-/// Socket read buffer per connection: small, because idle connections dominate memory (a
-/// larger frame still arrives whole; it just takes more reads).
-const READ_BUFFER_BYTES: usize = 1024;
-/// Queued frames are handed to the socket whenever this much is buffered (and at each flush).
-const WRITE_BUFFER_BYTES: usize = 16 * 1024;
 
 /// WebSocket close codes (RFC 6455) sent after an `ErrorFrame`.
 pub mod close_code {
@@ -111,24 +106,17 @@ pub const REPLAY_PAGE_BYTES: usize = 256 * 1024;
 pub async fn ws_handler(
     State(state): State<Arc<AppState>>,
     guard: Option<axum::Extension<Arc<ConnGuard>>>,
-    upgrade: WebSocketUpgrade,
+    upgrade: Upgrade,
 ) -> Response {
     let guard = guard.map(|axum::Extension(g)| g);
     if let Some(g) = &guard {
         // Until it authenticates, the connection reads a few KB at most.
         g.upgrading();
     }
-    // The transport limit sits well above our own limit so an oversized frame reaches us and
-    // gets a proper FRAME_TOO_LARGE instead of a torn connection; it still bounds memory.
-    let transport_limit = state.config.max_frame_bytes.saturating_mul(16).max(1 << 20);
-    upgrade
-        .max_message_size(transport_limit)
-        .max_frame_size(transport_limit)
-        .read_buffer_size(READ_BUFFER_BYTES)
-        // Bursts are written to the socket in chunks of this size, so a connection's write
-        // buffer (which never shrinks) stays small after a burst.
-        .write_buffer_size(WRITE_BUFFER_BYTES)
-        .on_upgrade(move |socket| run_connection(state, socket, guard))
+    // Until it authenticates, a frame over the pre-auth limit is refused from its header.
+    upgrade.on_upgrade(pre_auth_max(&state), move |socket| {
+        run_connection(state, socket, guard)
+    })
 }
 
 /// A client frame, or why the connection must end.
@@ -148,14 +136,25 @@ fn error_frame(code: i32, message: impl Into<String>) -> ErrorFrame {
     }
 }
 
-fn classify(msg: Option<Result<Message, axum::Error>>, max: usize) -> Inbound {
+/// Largest frame before authentication: a token and a device id, a few KB.
+fn pre_auth_max(state: &AppState) -> usize {
+    state
+        .config
+        .pre_auth_frame_bytes
+        .min(state.config.max_frame_bytes)
+}
+
+fn classify(msg: Option<Result<Message, socket::Error>>, max: usize) -> Inbound {
     match msg {
         // Only the SDK's own close (1000: pagehide after its hangups, `disconnect()`) means
         // the page meant to go: Chromium closes a crashed renderer's sockets with 1001, the
         // same code as a tab closed without the SDK's handler.
-        Some(Ok(Message::Close(Some(f)))) if f.code == close_code::NORMAL => {
-            Inbound::Closed(Departure::Left)
-        }
+        Some(Ok(Message::Close(Some(close_code::NORMAL)))) => Inbound::Closed(Departure::Left),
+        // The socket refused it from its header, before buffering it.
+        Some(Err(socket::Error::TooLarge { len, max })) => Inbound::Violation(error_frame(
+            error_code::FRAME_TOO_LARGE,
+            format!("frame of {len} bytes exceeds the limit of {max} bytes"),
+        )),
         None | Some(Err(_)) | Some(Ok(Message::Close(_))) => Inbound::Closed(Departure::Lost),
         Some(Ok(Message::Ping(_))) | Some(Ok(Message::Pong(_))) => Inbound::Control,
         Some(Ok(Message::Text(_))) => Inbound::Violation(error_frame(
@@ -196,21 +195,25 @@ fn encode(body: Body) -> Message {
     Message::Binary(ServerFrame::new(now_ms(), body).to_bytes().into())
 }
 
-/// `ServerFrame { server_time, body }` from a pre-encoded body: protobuf fields concatenate.
-fn frame_bytes(server_time: i64, body: &Bytes) -> Bytes {
-    // Exactly the size: `Bytes::from` a full `Vec` needs no second allocation.
-    let mut buf =
-        Vec::with_capacity(prost::encoding::int64::encoded_len(1, &server_time) + body.len());
-    prost::encoding::int64::encode(1, &server_time, &mut buf);
-    buf.extend_from_slice(body);
-    Bytes::from(buf)
+/// Queues `ServerFrame { server_time, body }` from a pre-encoded body (protobuf fields
+/// concatenate), copied once, into the socket's write buffer.
+async fn feed_frame(
+    ws: &mut WebSocket,
+    server_time: i64,
+    body: &[u8],
+) -> Result<(), socket::Error> {
+    // Field 1's key and a varint of at most 10 bytes.
+    let mut head = [0u8; 11];
+    let n = {
+        let mut rest = &mut head[..];
+        prost::encoding::int64::encode(1, &server_time, &mut rest);
+        11 - rest.len()
+    };
+    ws.feed_parts(&[&head[..n], body]).await
 }
 
 async fn send_close(ws: &mut WebSocket, code: u16) {
-    let close = Message::Close(Some(CloseFrame {
-        code,
-        reason: "".into(),
-    }));
+    let close = Message::Close(Some(code));
     let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, async {
         let _ = ws.send(close).await;
         let _ = ws.close().await;
@@ -512,10 +515,7 @@ async fn authenticate(
     guard: Option<&ConnGuard>,
 ) -> Option<(AppId, crate::hub::Registered, Arc<Outbox>, u64)> {
     // Only a token and a device id before authentication: a few KB.
-    let max = state
-        .config
-        .pre_auth_frame_bytes
-        .min(state.config.max_frame_bytes);
+    let max = pre_auth_max(state);
     let metrics = &state.metrics;
     let first = tokio::select! {
         _ = state.shutdown.cancelled() => {
@@ -556,6 +556,7 @@ async fn authenticate(
                 if let Some(g) = guard {
                     g.authenticated();
                 }
+                ws.set_max_message(state.config.max_frame_bytes);
                 return Some(v);
             }
             Err(body) => (body, close_code::POLICY),
@@ -804,11 +805,7 @@ async fn write_batch(state: &AppState, ws: &mut WebSocket, batch: &mut Vec<Outgo
     for item in batch.iter_mut() {
         match item {
             Outgoing::Frame { body, .. } => {
-                if ws
-                    .feed(Message::Binary(frame_bytes(server_time, body)))
-                    .await
-                    .is_err()
-                {
+                if feed_frame(ws, server_time, body).await.is_err() {
                     result = Written::Failed;
                     break;
                 }
@@ -823,11 +820,7 @@ async fn write_batch(state: &AppState, ws: &mut WebSocket, batch: &mut Vec<Outgo
                     }
                     state.store.wait_committed(*ticket).await;
                 }
-                if ws
-                    .feed(Message::Binary(frame_bytes(now_ms(), body)))
-                    .await
-                    .is_err()
-                {
+                if feed_frame(ws, now_ms(), body).await.is_err() {
                     result = Written::Failed;
                     break;
                 }
@@ -1133,7 +1126,7 @@ fn on_inbound(
     state: &AppState,
     origin: &Origin,
     outbox: &Outbox,
-    msg: Option<Result<Message, axum::Error>>,
+    msg: Option<Result<Message, socket::Error>>,
     max: usize,
     limiter: &mut RateLimiter,
     ticket: &mut u64,
@@ -1894,12 +1887,7 @@ mod tests {
 
     #[test]
     fn a_clean_close_is_left_anything_else_lost() {
-        let close = |code| {
-            Some(Ok(Message::Close(Some(CloseFrame {
-                code,
-                reason: "".into(),
-            }))))
-        };
+        let close = |code| Some(Ok(Message::Close(Some(code))));
         let departure = |m| match classify(m, 100) {
             Inbound::Closed(d) => d,
             _ => panic!("not a close"),

@@ -410,6 +410,34 @@ async fn oversized_frame_gets_frame_too_large_and_close() {
     .await;
 }
 
+/// A frame announced over the limit is refused from its header: the server neither waits for
+/// its payload nor buffers it, and still says why before closing.
+#[tokio::test]
+async fn a_frame_announced_over_the_limit_is_refused_before_its_payload() {
+    use tokio::io::AsyncWriteExt;
+    let ts = TestServer::start().await;
+    let mut a1 = ts.client("alice", "a1").await;
+    let mut b1 = ts.client("bob", "b1").await;
+    let mut m = ts.client("mallory", "m1").await;
+    // A masked binary frame of 1,000,000 bytes: its header and mask only.
+    let mut header = vec![0x82u8, 0x80 | 127];
+    header.extend_from_slice(&1_000_000u64.to_be_bytes());
+    header.extend_from_slice(&[1, 2, 3, 4]);
+    let tokio_tungstenite::MaybeTlsStream::Plain(tcp) = m.ws.get_mut() else {
+        panic!("plain TCP expected");
+    };
+    tcp.write_all(&header).await.unwrap();
+    match m.recv().await.body {
+        Some(S::Error(e)) => {
+            assert_eq!(e.code, error_code::FRAME_TOO_LARGE, "{}", e.message);
+            assert!(e.message.contains("1000000"), "{}", e.message);
+        }
+        other => panic!("expected ErrorFrame, got {other:?}"),
+    }
+    m.expect_closed().await;
+    assert_others_unaffected(&ts, &mut a1, &mut b1).await;
+}
+
 #[tokio::test]
 async fn frame_at_the_limit_is_accepted() {
     let ts = TestServer::start().await;
