@@ -548,6 +548,11 @@ impl<C: Clone> AppCore<C> {
         self.rooms.next_deadline()
     }
 
+    /// The calls with a GROUP member (the SFU's calls at start).
+    pub fn group_calls(&self) -> Vec<String> {
+        self.rooms.group_calls()
+    }
+
     /// The member devices of `call_id` as (user, device) (tests, the simulator).
     pub fn call_members(&self, call_id: &str) -> Vec<(Arc<str>, Arc<str>)> {
         self.rooms.members(call_id)

@@ -1240,6 +1240,15 @@ impl Rooms {
         nodes
     }
 
+    /// The calls with a GROUP member, for the SFU (its rooms are for group calls only).
+    pub fn group_calls(&self) -> Vec<String> {
+        self.calls
+            .iter()
+            .filter(|(_, c)| c.members.iter().any(|m| m.route.conversation_type == conversation_type::GROUP))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
     /// The member devices of `call_id`, as (user, device).
     pub fn members(&self, call_id: &str) -> Vec<(Arc<str>, Arc<str>)> {
         self.calls.get(call_id).map(|c| c.members.iter().map(|m| (m.user.clone(), m.device.clone())).collect()).unwrap_or_default()

@@ -277,8 +277,9 @@ pub struct Config {
     /// Cluster mode: how often the node beats; one silent for 5 periods is dead and cleaned
     /// up after ([`crate::cluster::presence::DEFAULT_HEARTBEAT`]).
     pub node_heartbeat: Duration,
-    /// SFU mode: group-call media through this Janus (`--janus`, issue 12; [`crate::sfu`]).
-    /// None: group calls stay a peer-to-peer mesh.
+    /// SFU mode: group-call media through these Janus servers (`--janus`, issue 12;
+    /// [`crate::sfu`]; several: `JanusSettings::more`). None: group calls stay a peer-to-peer
+    /// mesh.
     pub janus: Option<crate::sfu::JanusSettings>,
 }
 
@@ -464,8 +465,16 @@ impl Config {
             ));
         }
         if let Some(j) = &self.janus {
-            crate::sfu::JanusSettings::check_url(&j.url)
-                .map_err(|e| ConfigError::Invalid(format!("--janus / RCALL_JANUS: {e}")))?;
+            for url in j.urls() {
+                crate::sfu::JanusSettings::check_url(url)
+                    .map_err(|e| ConfigError::Invalid(format!("--janus / RCALL_JANUS: {e}")))?;
+            }
+            let mut seen = std::collections::HashSet::new();
+            if let Some(twice) = j.urls().find(|u| !seen.insert(u.trim_end_matches('/'))) {
+                return Err(ConfigError::Invalid(format!(
+                    "--janus / RCALL_JANUS: {twice:?} is listed twice"
+                )));
+            }
             if !self.dev && (j.api_secret.is_none() || j.admin_key.is_none()) {
                 return Err(ConfigError::Invalid(
                     "--janus needs --janus-api-secret (Janus's `api_secret`) and \
@@ -827,10 +836,12 @@ static SETTINGS: &[Setting] = &[
     }),
     setting!("node_heartbeat_ms" => ms node_heartbeat, hidden,
         "Cluster mode: beat period, ms; a node silent for 5 periods is dead (tests)"),
-    setting!(@row "janus", Shape::Value, false,
+    setting!(@row "janus", Shape::List, false,
         "SFU mode: group-call media through this Janus, the base URL of its HTTP API, e.g. \
-         http://127.0.0.1:8088/janus (without it group calls are a peer-to-peer mesh)",
-        |_| None, |c, r| { c.janus = Some(crate::sfu::JanusSettings::new(r.value::<String>()?)); Ok(()) }),
+         http://127.0.0.1:8088/janus (without it group calls are a peer-to-peer mesh); several, \
+         comma-separated (a TOML array in the file), share the secrets below and each call's \
+         room goes on one of them (docs/sfu.md, \"Several Janus servers\")",
+        |_| None, |c, r| { c.janus = Some(janus_list(r.list())?); Ok(()) }),
     setting!(@row "janus_api_secret", Shape::Value, false,
         "`api_secret` of janus.jcfg (required with --janus outside --dev)",
         |_| None, |c, r| { janus_part(c)?.api_secret = Some(r.value()?); Ok(()) }),
@@ -838,6 +849,18 @@ static SETTINGS: &[Setting] = &[
         "`admin_key` of janus.plugin.videoroom.jcfg (required with --janus outside --dev)",
         |_| None, |c, r| { janus_part(c)?.admin_key = Some(r.value()?); Ok(()) }),
 ];
+
+/// `--janus A,B`: the first is `url`, the others `more` (secrets shared, set by their own rows).
+fn janus_list(urls: Vec<String>) -> Result<crate::sfu::JanusSettings, String> {
+    let mut urls = urls
+        .into_iter()
+        .map(|u| u.trim().to_owned())
+        .filter(|u| !u.is_empty());
+    let first = urls.next().ok_or("expected at least one Janus URL")?;
+    let mut j = crate::sfu::JanusSettings::new(first);
+    j.more = urls.collect();
+    Ok(j)
+}
 
 /// The Janus settings a secret belongs to: a secret without a URL is a mistake, not a no-op.
 fn janus_part(c: &mut Config) -> Result<&mut crate::sfu::JanusSettings, String> {

@@ -692,6 +692,19 @@ impl Hub {
         n
     }
 
+    /// Every app's calls with a GROUP member, as (app, call id): the SFU's calls at start.
+    pub fn group_calls(&self) -> Vec<(AppId, String)> {
+        (0..self.apps.len())
+            .flat_map(|a| {
+                self.apps[a]
+                    .lock()
+                    .group_calls()
+                    .into_iter()
+                    .map(move |c| (a, c))
+            })
+            .collect()
+    }
+
     /// Each app's call rooms, encoded.
     pub fn rooms_snapshots(&self) -> Vec<(Arc<str>, Vec<u8>)> {
         use prost::Message as _;

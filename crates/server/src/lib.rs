@@ -310,7 +310,7 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<RunningServe
     let sfu = match &config.janus {
         Some(settings) => {
             let sfu = sfu::connect(settings, config.dev, config.app_secret.as_bytes()).await?;
-            tracing::info!(janus = %settings.url, "SFU mode: group-call rooms on Janus");
+            tracing::info!(janus = ?settings.urls().collect::<Vec<_>>(), "SFU mode: group-call rooms on Janus");
             Some(Arc::new(sfu))
         }
         None => None,
@@ -478,7 +478,7 @@ async fn drain(state: &AppState) {
     }
     if let Some(sfu) = &state.sfu {
         // Ends our Janus session. Calls' rooms stay on Janus (docs/sfu.md, server restart).
-        sfu.janus().close().await;
+        sfu.close_janus().await;
     }
     state.store.close().await;
     tracing::info!("rcall-server stopped");

@@ -206,6 +206,9 @@ struct Inner {
     settings: JanusSettings,
     session: tokio::sync::Mutex<Option<Arc<Session>>>,
     generation: AtomicU64,
+    /// Since when every request failed without an HTTP answer (refused, timed out): how long
+    /// Janus has been unreachable ([`JanusClient::down_for`]). None: it answered last.
+    failing_since: Mutex<Option<tokio::time::Instant>>,
     /// The current session's generation, for [`JanusClient::session_changes`].
     changes: tokio::sync::watch::Sender<u64>,
     /// Events without a waiting transaction (publisher lists, hangups…), of every session: one
@@ -255,6 +258,7 @@ impl JanusClient {
                 settings,
                 session: tokio::sync::Mutex::new(None),
                 generation: AtomicU64::new(0),
+                failing_since: Mutex::new(None),
                 changes: tokio::sync::watch::channel(0).0,
                 events: tokio::sync::broadcast::channel(256).0,
                 next_tx: AtomicU64::new(1),
@@ -299,9 +303,33 @@ impl JanusClient {
         self.inner.settings.media_timeout
     }
 
+    /// [`JanusSettings::dead_after`].
+    pub fn dead_after(&self) -> Duration {
+        self.inner.settings.dead_after
+    }
+
     /// The base URL of Janus's HTTP API (what the room table records).
     pub fn url(&self) -> &str {
         &self.inner.base
+    }
+
+    /// How long Janus has been unreachable (every request since then failed without an HTTP
+    /// answer; the long poll keeps trying while it is), or None if it answered last. Several
+    /// Janus servers: one down for [`super::JanusSettings::dead_after`] is given up and its
+    /// calls move (docs/sfu.md "Several Janus servers").
+    pub fn down_for(&self) -> Option<Duration> {
+        let since = *self.inner.failing_since.lock().unwrap();
+        since.map(|t| t.elapsed())
+    }
+
+    /// Records whether a request got an HTTP answer ([`Self::down_for`]).
+    fn reached(&self, answered: bool) {
+        let mut since = self.inner.failing_since.lock().unwrap();
+        match (answered, since.is_some()) {
+            (true, true) => *since = None,
+            (false, false) => *since = Some(tokio::time::Instant::now()),
+            _ => {}
+        }
     }
 
     pub fn session_generation(&self) -> u64 {
@@ -713,7 +741,12 @@ impl JanusClient {
             url: self.inner.base.clone(),
             source: source.without_url(),
         };
-        let resp = req.timeout(timeout).send().await.map_err(unreachable)?;
+        let resp = req.timeout(timeout).send().await;
+        // (A long poll that times out is no sign of a dead Janus: it holds polls that long.)
+        if !(long_poll && resp.as_ref().is_err_and(reqwest::Error::is_timeout)) {
+            self.reached(resp.is_ok());
+        }
+        let resp = resp.map_err(unreachable)?;
         let status = resp.status();
         let bytes = resp.bytes().await.map_err(unreachable)?;
         if long_poll && status == reqwest::StatusCode::NOT_FOUND {

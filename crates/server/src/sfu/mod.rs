@@ -38,12 +38,22 @@ pub const DEFAULT_MEDIA_TIMEOUT: Duration = Duration::from_secs(30);
 /// stream (CallLib groups are capped well below this).
 pub const ROOM_PUBLISHERS: u32 = 64;
 
+/// Default of [`JanusSettings::dead_after`]: well past a Janus restart (a second or two, which
+/// the rooms survive by being recreated on the same Janus), short enough that calls are not
+/// left without media for long.
+pub const DEFAULT_DEAD_AFTER: Duration = Duration::from_secs(10);
+
 /// Where Janus is and how to authenticate to it (`--janus`, `--janus-api-secret`,
 /// `--janus-admin-key`).
 #[derive(Clone, PartialEq, Eq)]
 pub struct JanusSettings {
-    /// Base URL of Janus's HTTP API, e.g. `http://127.0.0.1:8088/janus`.
+    /// Base URL of Janus's HTTP API, e.g. `http://127.0.0.1:8088/janus` (with several Janus
+    /// servers, the first; a client's own).
     pub url: String,
+    /// Further Janus servers (`--janus A,B,…`): each call's room is on one of them
+    /// ([`Sfu`], docs/sfu.md "Several Janus servers"). They share the secrets below (one
+    /// operator runs them all; per-server secrets would need a file format for little gain).
+    pub more: Vec<String>,
     /// `api_secret` of janus.jcfg, sent with every request. Never logged.
     pub api_secret: Option<String>,
     /// `admin_key` of janus.plugin.videoroom.jcfg, needed to create rooms. Never logged.
@@ -57,18 +67,39 @@ pub struct JanusSettings {
     /// How long a published connection may take to come up (Janus's `webrtcup`) before the
     /// device is told `SfuRestart` ([`DEFAULT_MEDIA_TIMEOUT`]; a knob for tests).
     pub media_timeout: Duration,
+    /// How long a Janus may stay unreachable before its calls move to another one (with
+    /// several; [`DEFAULT_DEAD_AFTER`]; a knob for tests).
+    pub dead_after: Duration,
 }
 
 impl JanusSettings {
     pub fn new(url: impl Into<String>) -> Self {
         JanusSettings {
             url: url.into(),
+            more: Vec::new(),
             api_secret: None,
             admin_key: None,
             keepalive: DEFAULT_KEEPALIVE,
             request_timeout: janus::REQUEST_TIMEOUT,
             media_timeout: DEFAULT_MEDIA_TIMEOUT,
+            dead_after: DEFAULT_DEAD_AFTER,
         }
+    }
+
+    /// Every Janus URL, `url` first.
+    pub fn urls(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.url.as_str()).chain(self.more.iter().map(String::as_str))
+    }
+
+    /// One settings per Janus (each client's own URL, the secrets shared).
+    pub fn each(&self) -> Vec<JanusSettings> {
+        self.urls()
+            .map(|u| JanusSettings {
+                url: u.to_owned(),
+                more: Vec::new(),
+                ..self.clone()
+            })
+            .collect()
     }
 
     /// Checks the URL: an absolute `http://` or `https://` URL with a host.
@@ -99,6 +130,7 @@ impl std::fmt::Debug for JanusSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JanusSettings")
             .field("url", &self.url)
+            .field("more", &self.more)
             .field(
                 "api_secret",
                 &self.api_secret.as_ref().map(|_| "<redacted>"),
@@ -107,6 +139,7 @@ impl std::fmt::Debug for JanusSettings {
             .field("keepalive", &self.keepalive)
             .field("request_timeout", &self.request_timeout)
             .field("media_timeout", &self.media_timeout)
+            .field("dead_after", &self.dead_after)
             .finish()
     }
 }
@@ -145,6 +178,12 @@ struct Room {
     /// The client's Janus session generation when the room was created: a later one means
     /// Janus may have restarted and lost the room ([`Sfu::sync`] recreates it).
     generation: u64,
+    /// Which Janus of the pool has it (index into `Sfu::janus`).
+    janus: usize,
+    /// Numbers the room's creations in this process ([`Sfu::made`]): with the process's random
+    /// base, the generation devices are told — a new one whenever the room is recreated, on
+    /// the same Janus or another.
+    epoch: u64,
 }
 
 /// Calls' Janus rooms. Kept in memory on a single node (cluster mode: in Redis, [`table`], the
@@ -152,7 +191,16 @@ struct Room {
 /// milliseconds each on Janus, and this keeps "create if missing" and "destroy" from
 /// interleaving for one call.
 pub struct Sfu {
-    janus: JanusClient,
+    /// The Janus servers (`--janus A,B`; one, usually): each call's room is on one of them.
+    janus: Vec<JanusClient>,
+    /// Per Janus (index), rooms left on it when its calls moved away (it was unreachable):
+    /// destroyed once it answers again ([`Sfu::destroy_abandoned`]).
+    abandoned: std::sync::Mutex<HashMap<usize, std::collections::HashSet<String>>>,
+    /// Rooms of restored calls found on a Janus at start ([`Sfu::destroy_orphans`]): the call
+    /// stays on that Janus (single node).
+    found: std::sync::Mutex<HashMap<String, usize>>,
+    /// Rooms created so far by this process (single node: each room's `epoch`).
+    made: std::sync::atomic::AtomicU64,
     /// Keys the rooms' secrets ([`Sfu::room_secret`]).
     room_key: Vec<u8>,
     rooms: tokio::sync::Mutex<HashMap<(String, String), Room>>,
@@ -174,17 +222,26 @@ struct ClusterRooms {
     /// Calls this node takes part in (a device of it connected here, or seated by it): synced
     /// at every periodic pass.
     followed: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
-    /// Per call, the Janus session generation under which this node last found its room on
-    /// Janus (a newer session: Janus may have restarted and lost it).
-    checked: std::sync::Mutex<HashMap<(String, String), u64>>,
+    /// Per call, the Janus (pool index) and its session generation under which this node last
+    /// found its room on Janus (a newer session: Janus may have restarted and lost it).
+    checked: std::sync::Mutex<HashMap<(String, String), (usize, u64)>>,
 }
 
 impl Sfu {
     /// `room_key` (the server's primary app secret) derives the rooms' secrets: never sent to
     /// Janus, and the same after a restart.
     pub fn new(janus: JanusClient, room_key: impl Into<Vec<u8>>) -> Self {
+        Self::with_pool(vec![janus], room_key)
+    }
+
+    /// Several Janus servers: each call's room is placed on one ([`Sfu::place`]).
+    pub fn with_pool(janus: Vec<JanusClient>, room_key: impl Into<Vec<u8>>) -> Self {
+        assert!(!janus.is_empty(), "at least one Janus");
         Sfu {
             janus,
+            abandoned: Default::default(),
+            found: Default::default(),
+            made: Default::default(),
             room_key: room_key.into(),
             rooms: tokio::sync::Mutex::new(HashMap::new()),
             relay: relay::Relay::default(),
@@ -238,8 +295,167 @@ impl Sfu {
         janus::hex(&mac.finalize().into_bytes()[..8])
     }
 
+    /// The first Janus (the only one, usually).
     pub fn janus(&self) -> &JanusClient {
+        &self.janus[0]
+    }
+
+    /// Every Janus, in `--janus` order.
+    pub fn pool(&self) -> &[JanusClient] {
         &self.janus
+    }
+
+    /// Closes every Janus session (server shutdown).
+    pub async fn close_janus(&self) {
+        for j in &self.janus {
+            j.close().await;
+        }
+    }
+
+    /// Whether Janus `i` has been unreachable for its `dead_after`: its calls move.
+    fn given_up(&self, i: usize) -> bool {
+        self.janus[i]
+            .down_for()
+            .is_some_and(|d| d >= self.janus[i].dead_after())
+    }
+
+    /// Whether the calls on Janus `i` should move: it is given up and another one is not.
+    fn should_move(&self, i: usize) -> bool {
+        self.given_up(i) && (0..self.janus.len()).any(|k| k != i && !self.given_up(k))
+    }
+
+    /// The Janus of a new room (single node): the one found holding the room at start if it
+    /// answers, else among those answering (then those not given up) the one with the
+    /// fewest rooms, the first listed on a tie — deterministic, and a fresh Janus fills up.
+    fn place(&self, rooms: &HashMap<(String, String), Room>, janus_room: &str) -> usize {
+        if let Some(&i) = self.found.lock().unwrap().get(janus_room) {
+            if self.janus[i].down_for().is_none() {
+                return i;
+            }
+        }
+        (0..self.janus.len())
+            .min_by_key(|&i| {
+                let load = rooms.values().filter(|r| r.janus == i).count();
+                (self.janus[i].down_for().is_some(), self.given_up(i), load)
+            })
+            .expect("at least one Janus")
+    }
+
+    /// The Janus of a new room in cluster mode, where no node knows every room: rendezvous
+    /// hashing of the room over the Janus servers that answer (else those not given up), so
+    /// every node picks the same and the rooms spread evenly.
+    fn place_cluster(&self, janus_room: &str, avoid: Option<usize>) -> usize {
+        let score = |i: usize| {
+            let mut h = Sha256::new();
+            h.update(self.janus[i].url().as_bytes());
+            h.update([0]);
+            h.update(janus_room.as_bytes());
+            let d = h.finalize();
+            u64::from_be_bytes(d[..8].try_into().expect("8 bytes"))
+        };
+        (0..self.janus.len())
+            .min_by_key(|&i| {
+                (
+                    Some(i) == avoid,
+                    self.janus[i].down_for().is_some(),
+                    self.given_up(i),
+                    std::cmp::Reverse(score(i)),
+                )
+            })
+            .expect("at least one Janus")
+    }
+
+    /// The pool index of the Janus at `url` (a row's).
+    fn index_of(&self, url: &str) -> Option<usize> {
+        let url = url.trim_end_matches('/');
+        self.janus.iter().position(|j| j.url() == url)
+    }
+
+    /// The URL of the Janus that has the call's room, if it has one (tests, operators).
+    pub async fn call_janus(&self, app: &str, call_id: &str) -> Option<String> {
+        if let Some(c) = self.cluster.get() {
+            let row = c.table.read(app, call_id).await.ok()??;
+            return Some(row.janus);
+        }
+        let rooms = self.rooms.lock().await;
+        let r = rooms.get(&(app.to_owned(), call_id.to_owned()))?;
+        Some(self.janus[r.janus].url().to_owned())
+    }
+
+    /// The Janus and generation of the call's room (single node), for the relay.
+    pub(super) async fn placed(&self, app: &str, call_id: &str) -> Option<(JanusClient, u64)> {
+        let rooms = self.rooms.lock().await;
+        let r = rooms.get(&(app.to_owned(), call_id.to_owned()))?;
+        Some((self.janus[r.janus].clone(), r.epoch))
+    }
+
+    /// Destroys the rooms left on a Janus when its calls moved away, once it answers again
+    /// (it may have been cut off rather than dead: its rooms and participants are still
+    /// there). A room whose call came back to that Janus meanwhile is kept.
+    pub async fn destroy_abandoned(&self) {
+        let todo: Vec<(usize, Vec<String>)> = self
+            .abandoned
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(i, rooms)| !rooms.is_empty() && self.janus[**i].down_for().is_none())
+            .map(|(i, rooms)| (*i, rooms.iter().cloned().collect()))
+            .collect();
+        for (i, rooms) in todo {
+            let j = &self.janus[i];
+            // A live session first (the Janus may be a restarted one).
+            if j.session_id().await.is_err() {
+                continue;
+            }
+            for room in rooms {
+                let here = {
+                    let ours = self.rooms.lock().await;
+                    ours.values().any(|r| r.janus == i && r.janus_room == room)
+                };
+                let done = here
+                    || match j.destroy_room(&room, &self.room_secret(&room)).await {
+                        Ok(()) => {
+                            tracing::info!(room, janus = %j.url(), "SFU: destroyed a room left on a Janus that answers again");
+                            true
+                        }
+                        Err(e) if e.plugin_code() == Some(janus::videoroom_code::NO_SUCH_ROOM) => {
+                            true
+                        }
+                        Err(e) => {
+                            tracing::debug!(room, error = %e, "SFU: destroying an abandoned room failed (retried)");
+                            false
+                        }
+                    };
+                if done {
+                    if let Some(set) = self.abandoned.lock().unwrap().get_mut(&i) {
+                        set.remove(&room);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every Janus URL, comma-separated (for messages).
+    fn urls(&self) -> String {
+        let urls: Vec<&str> = self.janus.iter().map(JanusClient::url).collect();
+        urls.join(",")
+    }
+
+    /// Records that the call's room on Janus `i` was left behind (its calls moved).
+    fn abandon(&self, i: usize, janus_room: &str) {
+        self.abandoned
+            .lock()
+            .unwrap()
+            .entry(i)
+            .or_default()
+            .insert(janus_room.to_owned());
+    }
+
+    /// Forgets that a room was left on Janus `i` (it is created there again).
+    fn unabandon(&self, i: usize, janus_room: &str) {
+        if let Some(set) = self.abandoned.lock().unwrap().get_mut(&i) {
+            set.remove(janus_room);
+        }
     }
 
     /// Admits `device` of `user` to the call's room, creating the room first if the call has
@@ -265,7 +481,7 @@ impl Sfu {
         };
         match rooms.get_mut(&key) {
             Some(room) => {
-                self.janus
+                self.janus[room.janus]
                     .allow(
                         &room.janus_room,
                         &room.secret,
@@ -278,11 +494,15 @@ impl Sfu {
             }
             None => {
                 let janus_room = room_id(app, call_id);
+                let at = self.place(&rooms, &janus_room);
+                let janus = &self.janus[at];
                 let mut room = Room {
                     secret: self.room_secret(&janus_room),
                     janus_room,
                     seats: HashMap::new(),
                     generation: 0,
+                    janus: at,
+                    epoch: 0,
                 };
                 let spec = RoomSpec {
                     room: room.janus_room.clone(),
@@ -292,12 +512,14 @@ impl Sfu {
                     require_pvtid: true,
                     description: format!("rcall call {call_id}"),
                 };
-                match self.janus.create_room(&spec).await {
-                    // Left by an earlier run of this server (its table was in memory): its
-                    // seats are stale, so replace it.
+                self.unabandon(at, &spec.room);
+                match janus.create_room(&spec).await {
+                    // Left by an earlier run of this server (its table was in memory), or by
+                    // this call before it moved away from this Janus: its seats are stale, so
+                    // replace it.
                     Err(e) if e.plugin_code() == Some(janus::videoroom_code::ROOM_EXISTS) => {
                         tracing::info!(room = %spec.room, "replacing a Janus room left by an earlier run");
-                        match self.janus.destroy_room(&spec.room, &spec.secret).await {
+                        match janus.destroy_room(&spec.room, &spec.secret).await {
                             // Not ours to replace (another room key): say so.
                             Err(d)
                                 if d.plugin_code() == Some(janus::videoroom_code::UNAUTHORIZED) =>
@@ -306,11 +528,16 @@ impl Sfu {
                             }
                             r => r?,
                         }
-                        self.janus.create_room(&spec).await?;
+                        janus.create_room(&spec).await?;
                     }
                     r => r?,
                 }
-                room.generation = self.janus.session_generation();
+                self.found.lock().unwrap().remove(&spec.room);
+                if self.janus.len() > 1 {
+                    tracing::info!(call = call_id, janus = %janus.url(), "SFU: a call's room placed");
+                }
+                room.generation = janus.session_generation();
+                room.epoch = self.made.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                 let g = grant(&room, &seat);
                 let room = rooms.entry(key).or_insert(room);
                 room.seats.insert(seat_key, seat);
@@ -345,18 +572,15 @@ impl Sfu {
         let Some(seat) = room.seats.get(&seat_key) else {
             return Ok(());
         };
-        self.janus
+        let janus = &self.janus[room.janus];
+        janus
             .disallow(
                 &room.janus_room,
                 &room.secret,
                 std::slice::from_ref(&seat.token),
             )
             .await?;
-        match self
-            .janus
-            .kick(&room.janus_room, &room.secret, &seat.feed)
-            .await
-        {
+        match janus.kick(&room.janus_room, &room.secret, &seat.feed).await {
             // Not joined (yet, or any more): nothing to kick.
             Err(e) if e.plugin_code() == Some(janus::videoroom_code::NO_SUCH_FEED) => {}
             r => r?,
@@ -372,13 +596,22 @@ impl Sfu {
         let Some(room) = rooms.remove(&(app.to_owned(), call_id.to_owned())) else {
             return Ok(());
         };
-        match self
-            .janus
+        if self.given_up(room.janus) {
+            // Unreachable: destroyed when it answers again.
+            self.abandon(room.janus, &room.janus_room);
+            return Ok(());
+        }
+        match self.janus[room.janus]
             .destroy_room(&room.janus_room, &room.secret)
             .await
         {
             Err(e) if e.plugin_code() == Some(janus::videoroom_code::NO_SUCH_ROOM) => Ok(()),
-            r => r,
+            Err(e) => {
+                // Tried again when it answers ([`Sfu::destroy_abandoned`]).
+                self.abandon(room.janus, &room.janus_room);
+                Err(e)
+            }
+            Ok(()) => Ok(()),
         }
     }
 
@@ -404,13 +637,34 @@ impl Sfu {
         if members.is_empty() {
             return self.close(app, call_id).await;
         }
-        // A live session first: if Janus restarted, this opens a new one (a new generation).
-        self.janus.session_id().await?;
-        let generation = self.janus.session_generation();
-        let seated: Vec<(String, String)> = {
+        let key = (app.to_owned(), call_id.to_owned());
+        let at = self.rooms.lock().await.get(&key).map(|r| r.janus);
+        if let Some(i) = at.filter(|&i| self.should_move(i)) {
+            // Its Janus is gone (for `dead_after`): the room is made again on another one
+            // (by `admit`, below) and the relay tells the devices `SfuRestart` (a new
+            // generation). The old room is destroyed if that Janus answers again.
             let mut rooms = self.rooms.lock().await;
-            let key = (app.to_owned(), call_id.to_owned());
-            if rooms.get(&key).is_some_and(|r| r.generation != generation) {
+            if let Some(r) = rooms.remove(&key) {
+                tracing::warn!(app, call = call_id, janus = %self.janus[i].url(), "SFU: Janus unreachable, moving the call's room to another one");
+                self.abandon(i, &r.janus_room);
+            }
+        }
+        let seated: Vec<(String, String)> = {
+            let at = self.rooms.lock().await.get(&key).map(|r| r.janus);
+            let generation = match at {
+                // A live session first: if Janus restarted, this opens a new one (a new
+                // generation).
+                Some(i) => {
+                    self.janus[i].session_id().await?;
+                    self.janus[i].session_generation()
+                }
+                None => 0,
+            };
+            let mut rooms = self.rooms.lock().await;
+            if rooms
+                .get(&key)
+                .is_some_and(|r| r.generation != generation && Some(r.janus) == at)
+            {
                 // Made on an older session: Janus may have lost it. Seat everyone afresh (a
                 // room that survived is replaced, see `admit`).
                 tracing::info!(
@@ -440,14 +694,40 @@ impl Sfu {
 }
 
 impl Sfu {
-    /// Destroys the `rcall-` rooms on Janus that no call of `live` (room ids) and no room of
-    /// this run owns: rooms of calls that ended while the server was down (Janus keeps rooms
-    /// until it restarts). Rooms whose secret is not ours (another room key: another server,
-    /// or the primary app secret changed) are left alone. Returns how many were destroyed.
+    /// Destroys the `rcall-` rooms on every Janus that no call of `live` (room ids) and no
+    /// room of this run owns: rooms of calls that ended while the server was down (Janus keeps
+    /// rooms until it restarts). Rooms whose secret is not ours (another room key: another
+    /// server, or the primary app secret changed) are left alone. A live call's room found on
+    /// a Janus keeps the call there (its copies on other Janus servers are destroyed). Returns
+    /// how many were destroyed; a Janus that does not answer is skipped (its rooms are left
+    /// to its restart) and the first error returned after the others are done.
     pub async fn destroy_orphans(
         &self,
         live: &std::collections::HashSet<String>,
     ) -> Result<usize, JanusError> {
+        let mut destroyed = 0;
+        let mut first_err = None;
+        for i in 0..self.janus.len() {
+            match self.destroy_orphans_on(i, live).await {
+                Ok(n) => destroyed += n,
+                Err(e) => {
+                    tracing::warn!(janus = %self.janus[i].url(), error = %e, "SFU: listing a Janus's rooms at start failed");
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        match first_err {
+            Some(e) if destroyed == 0 => Err(e),
+            _ => Ok(destroyed),
+        }
+    }
+
+    async fn destroy_orphans_on(
+        &self,
+        i: usize,
+        live: &std::collections::HashSet<String>,
+    ) -> Result<usize, JanusError> {
+        let janus = &self.janus[i];
         let ours: std::collections::HashSet<String> = self
             .rooms
             .lock()
@@ -456,15 +736,18 @@ impl Sfu {
             .map(|r| r.janus_room.clone())
             .collect();
         let mut destroyed = 0;
-        for room in self.janus.list_rooms().await? {
-            if !room.starts_with("rcall-") || live.contains(&room) || ours.contains(&room) {
+        for room in janus.list_rooms().await? {
+            if !room.starts_with("rcall-") || ours.contains(&room) {
                 continue;
             }
-            match self
-                .janus
-                .destroy_room(&room, &self.room_secret(&room))
-                .await
-            {
+            if live.contains(&room) {
+                let mut found = self.found.lock().unwrap();
+                if *found.entry(room.clone()).or_insert(i) == i {
+                    continue;
+                }
+                // (Already found on an earlier Janus: this copy goes.)
+            }
+            match janus.destroy_room(&room, &self.room_secret(&room)).await {
                 Ok(()) => destroyed += 1,
                 Err(e)
                     if matches!(
@@ -482,31 +765,6 @@ impl Sfu {
         }
         Ok(destroyed)
     }
-}
-
-/// The GROUP calls the server knows at start (restored from its last run), as (app, call id).
-fn live_group_calls(state: &crate::AppState) -> Vec<(crate::hub::AppId, String)> {
-    use prost::Message as _;
-    let hub = &state.hub;
-    let mut out = Vec::new();
-    for (key, snap) in hub.rooms_snapshots() {
-        let Some(app) = hub.app_by_key(&key) else {
-            continue;
-        };
-        let Ok(snap) = delivery::rooms::RoomsSnapshot::decode(&snap[..]) else {
-            continue;
-        };
-        for call in snap.calls {
-            let group = call
-                .members
-                .iter()
-                .any(|m| m.conversation_type == rtc_core::proto::conversation_type::GROUP);
-            if group {
-                out.push((app, call.call_id));
-            }
-        }
-    }
-    out
 }
 
 /// Cluster mode: every this many periodic passes, the calls of every row in Redis are synced
@@ -541,7 +799,8 @@ pub async fn follow(
     let restored = if cluster {
         Vec::new()
     } else {
-        live_group_calls(&state)
+        // (The GROUP calls restored from the last run.)
+        hub.group_calls()
     };
     let live = restored
         .iter()
@@ -567,8 +826,28 @@ pub async fn follow(
     let mut passes = 0u64;
     // A new Janus session (Janus restarted): a pass at once, not at the next tick, since every
     // call's media wait for it (the rooms recreated, the devices told `SfuRestart`).
-    let mut sessions = sfu.janus.session_changes();
-    sessions.mark_unchanged();
+    let (sessions_tx, mut sessions) = tokio::sync::mpsc::channel::<(String, u64)>(16);
+    for j in sfu.pool() {
+        let mut changes = j.session_changes();
+        changes.mark_unchanged();
+        let (tx, url, stop) = (
+            sessions_tx.clone(),
+            j.url().to_owned(),
+            state.shutdown.clone(),
+        );
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    c = changes.changed() => if c.is_err() { return },
+                }
+                let generation = *changes.borrow_and_update();
+                if tx.send((url.clone(), generation)).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
     let mut tick = tokio::time::interval(RECONCILE_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -582,8 +861,8 @@ pub async fn follow(
                 None => return,
             },
             Some((app, call)) = resync.recv() => hub.app_by_key(&app).map(|a| (a, call)).into_iter().collect(),
-            Ok(()) = sessions.changed() => {
-                tracing::info!(generation = *sessions.borrow_and_update(), "SFU: new Janus session, bringing every call's room back");
+            Some((janus, generation)) = sessions.recv() => {
+                tracing::info!(%janus, generation, "SFU: new Janus session, bringing every call's room back");
                 tick.reset();
                 if cluster { sfu.followed() } else { sfu.calls().await }
                     .into_iter()
@@ -592,6 +871,7 @@ pub async fn follow(
             }
             _ = tick.tick() => {
                 passes += 1;
+                sfu.destroy_abandoned().await;
                 let mut calls = if cluster { sfu.followed() } else { sfu.calls().await };
                 // Now and then, every row in Redis: a call over that no node followed any
                 // more (its nodes died) still gets its room destroyed.
@@ -641,7 +921,7 @@ pub enum SyncError {
     Redis(#[from] crate::cluster::ClusterError),
     #[error(
         "the call's room is on Janus {row}, this node uses {mine}: give every node the same \
-         --janus (several Janus servers are not supported yet)"
+         --janus list"
     )]
     OtherJanus { row: String, mine: String },
 }
@@ -672,12 +952,23 @@ impl Sfu {
         if members.is_empty() {
             if let Some(row) = t.take(app, call_id).await? {
                 tracing::debug!(call = call_id, room = %row.room, "SFU: call over, destroying its room");
-                match self.janus.destroy_room(&room, &secret).await {
+                let Some(i) = self.index_of(&row.janus) else {
+                    return Err(SyncError::OtherJanus {
+                        row: row.janus,
+                        mine: self.urls(),
+                    });
+                };
+                match self.janus[i].destroy_room(&room, &secret).await {
                     Err(e) if e.plugin_code() == Some(janus::videoroom_code::NO_SUCH_ROOM) => {}
-                    r => r?,
+                    Err(e) => {
+                        // (The row is gone: retried when that Janus answers again.)
+                        self.abandon(i, &room);
+                        return Err(e.into());
+                    }
+                    Ok(()) => {}
                 }
             }
-            self.relay_seats(app, call_id, &room, 0, &[], &[], true)
+            self.relay_seats(self.janus(), app, call_id, &room, 0, &[], &[], true)
                 .await;
             c.followed.lock().unwrap().remove(&key);
             c.checked.lock().unwrap().remove(&key);
@@ -700,29 +991,43 @@ impl Sfu {
                 return Ok(());
             }
         }
+        // The call's Janus: the row's (every node uses the same), else where a new room goes.
+        let at = match row.as_ref().filter(|r| !r.janus.is_empty()) {
+            Some(r) => match self.index_of(&r.janus) {
+                Some(i) => i,
+                None => {
+                    return Err(SyncError::OtherJanus {
+                        row: r.janus.clone(),
+                        mine: self.urls(),
+                    })
+                }
+            },
+            None => self.place_cluster(&room, None),
+        };
+        // Its Janus gone for good (`dead_after`): the room moves, as if lost (next epoch, on
+        // another Janus: the claim records it, so every node follows).
+        let moving = row.as_ref().is_some_and(|r| r.ready) && self.should_move(at);
+        let at = if moving {
+            self.place_cluster(&room, Some(at))
+        } else {
+            at
+        };
+        let janus = &self.janus[at];
         // A live session first: if Janus restarted, this opens a new one (a new generation).
-        self.janus.session_id().await?;
-        let session = self.janus.session_generation();
-        let url = self.janus.url().to_owned();
-        if let Some(r) = row
-            .as_ref()
-            .filter(|r| !r.janus.is_empty() && r.janus != url)
-        {
-            return Err(SyncError::OtherJanus {
-                row: r.janus.clone(),
-                mine: url,
-            });
-        }
+        janus.session_id().await?;
+        let session = (at, janus.session_generation());
+        let url = janus.url().to_owned();
         if row.is_none() {
-            row = self.write_row_back(app, call_id, &room, &url).await?;
+            row = self.write_row_back(app, call_id, &room, janus).await?;
         }
         // The room: created once, recreated once per loss.
         let lost_epoch = match &row {
             None if !members.iter().any(|(u, d)| here(u, d)) => return Ok(()),
             None => Some(0),
             Some(r) if !r.ready => Some(r.epoch),
+            Some(r) if moving => Some(r.epoch),
             Some(r) if c.checked.lock().unwrap().get(&key) != Some(&session) => {
-                if self.janus.room_exists(&room).await? {
+                if janus.room_exists(&room).await? {
                     c.checked.lock().unwrap().insert(key.clone(), session);
                     None
                 } else {
@@ -748,18 +1053,26 @@ impl Sfu {
                 require_pvtid: true,
                 description: format!("rcall call {call_id}"),
             };
-            tracing::info!(call = call_id, epoch, "SFU: creating a call's Janus room");
-            match self.janus.create_room(&spec).await {
+            if moving {
+                let from = row.as_ref().map(|r| r.janus.as_str()).unwrap_or_default();
+                tracing::warn!(call = call_id, from, to = %url, "SFU: Janus unreachable, moving the call's room to another one");
+                if let Some(old) = self.index_of(from) {
+                    self.abandon(old, &room);
+                }
+            }
+            self.unabandon(at, &room);
+            tracing::info!(call = call_id, epoch, janus = %url, "SFU: creating a call's Janus room");
+            match janus.create_room(&spec).await {
                 // Left by an earlier run (no row claimed it): its seats are stale. We hold
                 // the claim, so no other node is using it.
                 Err(e) if e.plugin_code() == Some(janus::videoroom_code::ROOM_EXISTS) => {
-                    match self.janus.destroy_room(&room, &secret).await {
+                    match janus.destroy_room(&room, &secret).await {
                         Err(d) if d.plugin_code() == Some(janus::videoroom_code::UNAUTHORIZED) => {
                             return Err(e.into())
                         }
                         r => r?,
                     }
-                    self.janus.create_room(&spec).await?;
+                    janus.create_room(&spec).await?;
                 }
                 r => r?,
             }
@@ -774,7 +1087,7 @@ impl Sfu {
         let is_member = |u: &str, d: &str| members.iter().any(|(mu, md)| **mu == *u && **md == *d);
         // Members that left (wherever they were): off the allow-list, kicked, unseated.
         for s in row.seats.iter().filter(|s| !is_member(&s.user, &s.device)) {
-            self.unseat(&room, &secret, s).await?;
+            self.unseat(janus, &room, &secret, s).await?;
             t.unseat(app, call_id, s).await?;
         }
         row.seats.retain(|s| is_member(&s.user, &s.device));
@@ -795,20 +1108,20 @@ impl Sfu {
                         continue; // still held there (a second connection, or not moved yet)
                     }
                     let new = self.new_seat(u, d, &me);
-                    self.janus
+                    janus
                         .allow(&room, &secret, std::slice::from_ref(&new.token))
                         .await?;
                     if !t.seat(app, call_id, &new, Some(&old)).await? {
                         continue; // changed meanwhile: next pass
                     }
                     tracing::info!(call = call_id, from = %old.node, "SFU: a device moved here; its seat is taken over");
-                    self.unseat(&room, &secret, &old).await?;
+                    self.unseat(janus, &room, &secret, &old).await?;
                     row.seats[i] = new;
                     local.push((dev, true));
                 }
                 None => {
                     let new = self.new_seat(u, d, &me);
-                    self.janus
+                    janus
                         .allow(&room, &secret, std::slice::from_ref(&new.token))
                         .await?;
                     if !t.seat(app, call_id, &new, None).await? {
@@ -830,7 +1143,7 @@ impl Sfu {
                 node: s.node.clone(),
             })
             .collect();
-        self.relay_seats(app, call_id, &room, row.epoch, &seats, &local, false)
+        self.relay_seats(janus, app, call_id, &room, row.epoch, &seats, &local, false)
             .await;
         Ok(())
     }
@@ -845,12 +1158,13 @@ impl Sfu {
         app: &str,
         call_id: &str,
         room: &str,
-        url: &str,
+        janus: &JanusClient,
     ) -> Result<Option<table::Row>, SyncError> {
-        let Some((epoch, seats)) = self.relay_row(app, call_id).await else {
+        let Some((epoch, seats)) = self.relay_row(app, call_id, janus).await else {
             return Ok(None);
         };
-        if !self.janus.room_exists(room).await? {
+        let url = janus.url();
+        if !janus.room_exists(room).await? {
             return Ok(None);
         }
         let t = &self.cluster.get().expect("cluster mode").table;
@@ -881,11 +1195,17 @@ impl Sfu {
     }
 
     /// A seat's token off the allow-list and its participant kicked (not joined: fine).
-    async fn unseat(&self, room: &str, secret: &str, s: &table::SeatRow) -> Result<(), JanusError> {
-        self.janus
+    async fn unseat(
+        &self,
+        janus: &JanusClient,
+        room: &str,
+        secret: &str,
+        s: &table::SeatRow,
+    ) -> Result<(), JanusError> {
+        janus
             .disallow(room, secret, std::slice::from_ref(&s.token))
             .await?;
-        match self.janus.kick(room, secret, &s.feed).await {
+        match janus.kick(room, secret, &s.feed).await {
             Err(e) if e.plugin_code() == Some(janus::videoroom_code::NO_SUCH_FEED) => Ok(()),
             r => r,
         }
@@ -922,7 +1242,8 @@ fn random_hex(bytes: usize) -> String {
     janus::hex(&b)
 }
 
-/// Startup check of SFU mode: Janus answers, loads the videoroom plugin, accepts our API secret,
+/// Startup check of SFU mode, of every Janus (all must pass: a typo in one URL is found now,
+/// not when its first call fails over): Janus answers, loads the videoroom plugin, accepts our API secret,
 /// runs with `string_ids`, and accepts our admin key — found now rather than at the first group
 /// call. Outside `dev`, a Janus that takes requests without an API secret, or creates rooms
 /// without the admin key, is refused: anyone reaching its port could then use it.
@@ -931,14 +1252,29 @@ pub async fn connect(
     dev: bool,
     room_key: &[u8],
 ) -> Result<Sfu, JanusError> {
-    let janus = JanusClient::connect(settings.clone()).await?;
-    match check(&janus, settings, dev).await {
-        Ok(()) => Ok(Sfu::new(janus, room_key)),
-        Err(e) => {
-            janus.close().await;
-            Err(e)
+    let mut pool: Vec<JanusClient> = Vec::new();
+    for one in settings.each() {
+        let checked = match JanusClient::connect(one.clone()).await {
+            Ok(janus) => match check(&janus, &one, dev).await {
+                Ok(()) => Ok(janus),
+                Err(e) => {
+                    janus.close().await;
+                    Err(e)
+                }
+            },
+            Err(e) => Err(e),
+        };
+        match checked {
+            Ok(janus) => pool.push(janus),
+            Err(e) => {
+                for j in &pool {
+                    j.close().await;
+                }
+                return Err(e);
+            }
         }
     }
+    Ok(Sfu::with_pool(pool, room_key))
 }
 
 async fn check(janus: &JanusClient, settings: &JanusSettings, dev: bool) -> Result<(), JanusError> {

@@ -35,7 +35,7 @@ use rtc_core::proto::{
 };
 use serde_json::{json, Value};
 
-use super::janus::{Handle, JanusError};
+use super::janus::{Handle, JanusClient, JanusError};
 use super::Sfu;
 use crate::hub::{encode_body, ConnId, Outbox, Outgoing, PushError};
 
@@ -88,6 +88,8 @@ struct SubStream {
 
 /// A member device's side of a call on Janus (devices connected to this node).
 struct Peer {
+    /// The Janus of the call's room (its subscriber handle is attached there too).
+    janus: JanusClient,
     /// Its participant id in the room (Janus's; never sent to clients).
     janus_feed: String,
     /// The room and the device's allow-list token (its seat).
@@ -143,9 +145,11 @@ pub struct SeatInfo {
 
 #[derive(Default)]
 struct CallState {
-    /// The generation the devices were told (`SfuJoined`, `SfuRestart`): the Janus session's on
-    /// a single node, the room's epoch in cluster mode.
+    /// The generation the devices were told (`SfuJoined`, `SfuRestart`): the room's creation
+    /// count on a single node (with a random per-process base), its epoch in cluster mode.
     generation: u64,
+    /// The Janus of the call's room (several Janus servers: it changes when the call moves).
+    janus: Option<JanusClient>,
     /// Janus session generation the handles belong to (a new session: every handle is gone).
     session: u64,
     /// Every seat of the room: Janus feed → (device, the feed's opaque id).
@@ -798,7 +802,7 @@ impl Sfu {
                             .into(),
                     );
                 };
-                let h = match self.janus.attach().await {
+                let h = match peer.janus.attach().await {
                     Ok(h) => h,
                     Err(e) => return janus_failed(r.request_id, &r.call_id, pc, "attach", &e),
                 };
@@ -1078,8 +1082,14 @@ impl Sfu {
             .map(|s| ((s.user.clone(), s.device.clone()), false))
             .collect();
         let room = super::room_id(app, call_id);
-        let generation = self.generation_base + self.janus.session_generation();
+        // (No room: nothing to join; the call's handles, if any, are detached.)
+        let (janus, epoch) = match self.placed(app, call_id).await {
+            Some(p) => p,
+            None => (self.janus().clone(), 0),
+        };
+        let generation = self.generation_base + epoch;
         self.relay_seats(
+            &janus,
             app,
             call_id,
             &room,
@@ -1101,6 +1111,7 @@ impl Sfu {
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn relay_seats(
         &self,
+        janus: &JanusClient,
         app: &str,
         call_id: &str,
         room: &str,
@@ -1115,9 +1126,11 @@ impl Sfu {
         };
         let mut guard = cs_arc.lock().await;
         let cs = &mut *guard;
-        let session = self.janus.session_generation();
+        let session = janus.session_generation();
+        let moved = cs.janus.as_ref().is_some_and(|j| j.url() != janus.url());
         let restarted =
-            cs.generation != 0 && (cs.generation != generation || cs.session != session);
+            cs.generation != 0 && (cs.generation != generation || cs.session != session || moved);
+        cs.janus = Some(janus.clone());
         let mut changed = false;
         if restarted {
             // Every handle went with the old session (or the old room).
@@ -1186,7 +1199,7 @@ impl Sfu {
                 changed |= cs.feeds.remove(&p.janus_feed).is_some();
                 self.detach_peer(p);
             }
-            let h = match self.janus.attach().await {
+            let h = match janus.attach().await {
                 Ok(h) => h,
                 Err(e) => {
                     tracing::warn!(call = call_id, error = %e, "SFU: attaching a publisher handle failed (retried)");
@@ -1225,6 +1238,7 @@ impl Sfu {
             cs.peers.insert(
                 dev.clone(),
                 Peer {
+                    janus: janus.clone(),
                     janus_feed: seat.feed.clone(),
                     room: room.to_owned(),
                     token: seat.token.clone(),
@@ -1288,11 +1302,17 @@ impl Sfu {
     /// Cluster mode: the generation (room epoch) and seats this node last applied for a call
     /// whose handles it holds under the current Janus session — what the call's row said, for
     /// writing it back when Redis lost it (the room on Janus is the same).
-    pub(super) async fn relay_row(&self, app: &str, call_id: &str) -> Option<(u64, Vec<SeatInfo>)> {
+    pub(super) async fn relay_row(
+        &self,
+        app: &str,
+        call_id: &str,
+        janus: &JanusClient,
+    ) -> Option<(u64, Vec<SeatInfo>)> {
         let cs = self.call_state(&(app.to_owned(), call_id.to_owned()), false)?;
         let cs = cs.lock().await;
         let live = cs.generation != 0
-            && cs.session == self.janus.session_generation()
+            && cs.janus.as_ref().is_some_and(|j| j.url() == janus.url())
+            && cs.session == janus.session_generation()
             && !cs.peers.is_empty()
             && !cs.row.is_empty();
         live.then(|| (cs.generation, cs.row.clone()))
@@ -1308,7 +1328,7 @@ impl Sfu {
     /// Detaches a peer's handles (in the background: a slow Janus does not hold up the call).
     fn detach_peer(&self, p: Peer) {
         self.forget_handles(&p);
-        let current = self.janus.session_generation();
+        let current = p.janus.session_generation();
         for h in [p.publisher, p.subscriber].into_iter().flatten() {
             if h.generation() == current {
                 tokio::spawn(h.detach());
@@ -1477,7 +1497,7 @@ impl Sfu {
             return;
         };
         let this = self.clone();
-        let wait = self.janus.media_timeout();
+        let wait = self.janus().media_timeout();
         tokio::spawn(async move {
             tokio::time::sleep(wait).await;
             let mut cs = cs.lock().await;
@@ -1514,10 +1534,22 @@ impl Sfu {
         let _ = tx.send(event);
     }
 
-    /// Follows Janus's events for the relay, of every session (one subscription: the first
-    /// events of a session opened after a Janus restart are not missed).
+    /// Follows every Janus's events for the relay, of every session (one subscription per
+    /// Janus: the first events of a session opened after a Janus restart are not missed).
     pub async fn relay_events(self: Arc<Self>, stop: tokio_util::sync::CancellationToken) {
-        let mut rx = self.janus.events();
+        for j in self.pool().iter().skip(1) {
+            tokio::spawn(self.clone().relay_events_of(j.clone(), stop.clone()));
+        }
+        let first = self.janus().clone();
+        self.relay_events_of(first, stop).await;
+    }
+
+    async fn relay_events_of(
+        self: Arc<Self>,
+        janus: JanusClient,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
+        let mut rx = janus.events();
         loop {
             let ev = tokio::select! {
                 _ = stop.cancelled() => return,

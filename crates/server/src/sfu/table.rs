@@ -44,7 +44,8 @@ pub struct Row {
 /// Claims the creation of a call's room: a missing row (`ARGV[4]` = 0) is created with epoch
 /// 1; a ready row whose epoch is still `ARGV[4]` (the caller found the room gone from Janus)
 /// gets the next epoch; a `creating` claim older than `ARGV[5]` ms is taken over with the next
-/// epoch. Returns the claimed epoch, or 0 (someone else's claim, or the row is gone).
+/// epoch. `ARGV[1]` is the Janus the claimer creates the room on (recorded: a room moved off
+/// a dead Janus). Returns the claimed epoch, or 0 (someone else's claim, or the row is gone).
 static CLAIM: LazyLock<LuaScript> = LazyLock::new(|| {
     LuaScript::new(
         "sfu_claim",
@@ -63,14 +64,14 @@ end
 local epoch = tonumber(redis.call('HGET', KEYS[1], 'epoch'))
 if st == 'ready' then
   if seen == epoch then
-    redis.call('HSET', KEYS[1], 'epoch', epoch + 1, 'state', mine)
+    redis.call('HSET', KEYS[1], 'janus', ARGV[1], 'epoch', epoch + 1, 'state', mine)
     return epoch + 1
   end
   return 0
 end
 local since = tonumber(string.match(st, ' (%d+)$'))
 if since and now - since > tonumber(ARGV[5]) then
-  redis.call('HSET', KEYS[1], 'epoch', epoch + 1, 'state', mine)
+  redis.call('HSET', KEYS[1], 'janus', ARGV[1], 'epoch', epoch + 1, 'state', mine)
   return epoch + 1
 end
 return 0

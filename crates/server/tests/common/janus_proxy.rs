@@ -1,6 +1,6 @@
 //! An HTTP proxy in front of a test Janus that can start **holding** requests: from
 //! [`HoldingProxy::hold`] on, every request it reads is accepted and never answered (the
-//! connection stays open), as a Janus that hangs would. Before that it forwards each request
+//! connection stays open), as a Janus that hangs would, until [`HoldingProxy::release`]. Before that it forwards each request
 //! to the real Janus and returns its answer. Loopback only.
 
 use std::net::SocketAddr;
@@ -60,6 +60,12 @@ impl HoldingProxy {
     /// From now on requests are read and never answered.
     pub fn hold(&self) {
         self.hold.store(true, Ordering::SeqCst);
+    }
+
+    /// From now on requests are forwarded again (those held stay held).
+    #[allow(dead_code)] // (sfu_pool.rs: a Janus cut off, then back)
+    pub fn release(&self) {
+        self.hold.store(false, Ordering::SeqCst);
     }
 
     /// Requests held so far.

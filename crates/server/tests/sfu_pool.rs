@@ -1,0 +1,240 @@
+//! Several Janus servers (issue 12, docs/sfu.md "Several Janus servers") against two real
+//! Janus instances on a single node: each GROUP call's room is placed on one of them, every
+//! request of the call goes there, and a Janus that stays unreachable has its calls moved to
+//! the other (devices told `SfuRestart`, no hangup); its rooms left behind are destroyed once it
+//! answers again.
+
+mod common;
+
+use std::time::Duration;
+
+use common::janus_proxy::HoldingProxy;
+use common::janus_server::TestJanus;
+use common::sfu_client::*;
+use common::{create_group, eventually, TestServer, APP_KEY};
+use rcall_server::sfu::{self, JanusClient, JanusSettings};
+use rtc_core::proto::server_frame::Body as S;
+use rtc_core::proto::{error_code, sfu_pc};
+
+/// Users of group `g`, paired into calls: (inviter, device), (callee, device).
+const PAIRS: [((&str, &str), (&str, &str)); 3] = [
+    (("alice", "a1"), ("bob", "b1")),
+    (("carol", "c1"), ("dave", "d1")),
+    (("erin", "e1"), ("frank", "f1")),
+];
+
+/// Janus settings for `urls` (the first is `url`), given up after `dead_after`.
+fn pool_settings(first: &TestJanus, more: &[String], dead_after: Duration) -> JanusSettings {
+    let mut s = settings(first);
+    s.more = more.to_vec();
+    s.dead_after = dead_after;
+    // Unreachability is noticed by the requests that fail: keep them short.
+    s.keepalive = Duration::from_millis(200);
+    s.request_timeout = Duration::from_millis(500);
+    s
+}
+
+async fn server(janus: JanusSettings) -> TestServer {
+    let ts = TestServer::start_with(|c| {
+        c.janus = Some(janus);
+        c.lost_grace = Duration::from_secs(30);
+    })
+    .await;
+    let users: Vec<&str> = PAIRS.iter().flat_map(|(a, b)| [a.0, b.0]).collect();
+    create_group(&ts, "g", &users).await;
+    ts
+}
+
+/// `x` invites `y` to group call `call`, `y` accepts; both get `SfuJoined` (same generation).
+async fn pair_call(
+    (x, xu, xd): (&mut Dev, &str, &str),
+    (y, yu, yd): (&mut Dev, &str, &str),
+    call: &str,
+) -> u32 {
+    x.send_ok(1, gcall(xd, &[yu], call, invite(&[yu]))).await;
+    let generation = joined(x.next_sfu().await, call);
+    y.send_ok(1, gcall(yd, &[xu], call, accept())).await;
+    assert_eq!(joined(y.next_sfu().await, call), generation);
+    generation
+}
+
+/// Logs in every user of [`PAIRS`] and puts each pair in call `call-<i>`.
+async fn three_calls(ts: &TestServer) -> Vec<(Dev, Dev)> {
+    let mut out = Vec::new();
+    for (i, ((xu, xd), (yu, yd))) in PAIRS.into_iter().enumerate() {
+        let (mut x, _) = Dev::login(ts, xu, xd).await;
+        let (mut y, _) = Dev::login(ts, yu, yd).await;
+        pair_call((&mut x, xu, xd), (&mut y, yu, yd), &format!("call-{i}")).await;
+        out.push((x, y));
+    }
+    out
+}
+
+/// A client of one test Janus (room checks behind the server's back).
+async fn client(janus: &JanusSettings, url: &str) -> JanusClient {
+    let mut one = janus.each()[0].clone();
+    one.url = url.to_owned();
+    JanusClient::connect(one).await.unwrap()
+}
+
+fn restarted(b: S, call: &str) -> u32 {
+    match b {
+        S::SfuRestart(r) => {
+            assert_eq!(r.call_id, call);
+            r.generation
+        }
+        other => panic!("expected SfuRestart, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn rooms_of_several_calls_spread_over_two_janus_and_each_call_uses_its_own() {
+    let (j1, j2) = (TestJanus::start(), TestJanus::start());
+    let settings = pool_settings(&j1, &[j2.url()], sfu::DEFAULT_DEAD_AFTER);
+    let ts = server(settings.clone()).await;
+    let (c1, c2) = (
+        client(&settings, &j1.url()).await,
+        client(&settings, &j2.url()).await,
+    );
+    let mut devs = three_calls(&ts).await;
+    let sfu = ts.server.state().sfu.clone().unwrap();
+
+    // The fewest rooms first, the first listed on a tie: j1, j2, j1.
+    let mut on = Vec::new();
+    for i in 0..3 {
+        on.push(sfu.call_janus(APP_KEY, &format!("call-{i}")).await.unwrap());
+    }
+    assert_eq!(on, [j1.url(), j2.url(), j1.url()]);
+    for (i, (here, there)) in [(&c1, &c2), (&c2, &c1), (&c1, &c2)].into_iter().enumerate() {
+        let room = sfu::room_id(APP_KEY, &format!("call-{i}"));
+        assert!(here.room_exists(&room).await.unwrap(), "call-{i}");
+        assert!(!there.room_exists(&room).await.unwrap(), "call-{i}");
+        // Both members joined on the call's Janus.
+        assert_eq!(here.participants(&room).await.unwrap().len(), 2, "call-{i}");
+    }
+
+    // Publishing goes to the call's Janus (its answer), on either Janus.
+    for (i, (x, y)) in devs.iter_mut().enumerate().take(2) {
+        let call = format!("call-{i}");
+        answer(x.publish(2, &call).await, 2);
+        answer(y.publish(2, &call).await, 2);
+    }
+    // A member of another call cannot publish or subscribe in call-1 (on j2), nor in call-0
+    // (on j1).
+    let (x2, _) = &mut devs[2];
+    for (n, call) in ["call-1", "call-0"].into_iter().enumerate() {
+        let id = 10 + n as u32 * 2;
+        failed(
+            x2.publish(id, call).await,
+            id,
+            sfu_pc::PUBLISHER,
+            error_code::NOT_IN_CALL,
+        );
+        failed(
+            x2.subscribe(id + 1, call, &["x"]).await,
+            id + 1,
+            sfu_pc::SUBSCRIBER,
+            error_code::NOT_IN_CALL,
+        );
+    }
+
+    // call-1 ends: its room is destroyed on j2; the others stay where they are.
+    let (x, y) = &mut devs[1];
+    x.send_ok(3, gcall("c1", &["dave"], "call-1", hangup()))
+        .await;
+    y.send_ok(3, gcall("d1", &["carol"], "call-1", hangup()))
+        .await;
+    let room1 = sfu::room_id(APP_KEY, "call-1");
+    eventually("call-1's room destroyed on j2", || async {
+        !c2.room_exists(&room1).await.unwrap()
+    })
+    .await;
+    for i in [0, 2] {
+        let room = sfu::room_id(APP_KEY, &format!("call-{i}"));
+        assert!(c1.room_exists(&room).await.unwrap(), "call-{i}");
+    }
+    // A new call goes to the Janus with the fewest rooms: j2 again.
+    let (x, y) = &mut devs[1];
+    pair_call((x, "carol", "c1"), (y, "dave", "d1"), "call-3").await;
+    assert_eq!(sfu.call_janus(APP_KEY, "call-3").await.unwrap(), j2.url());
+}
+
+#[tokio::test]
+async fn a_dead_janus_calls_move_to_the_other_with_sfu_restart_and_it_gets_new_calls_back() {
+    let (j1, mut j2) = (TestJanus::start(), TestJanus::start());
+    let settings = pool_settings(&j1, &[j2.url()], Duration::from_secs(1));
+    let ts = server(settings.clone()).await;
+    let c1 = client(&settings, &j1.url()).await;
+    let mut devs = three_calls(&ts).await;
+    let sfu = ts.server.state().sfu.clone().unwrap();
+    assert_eq!(sfu.call_janus(APP_KEY, "call-1").await.unwrap(), j2.url());
+    let room1 = sfu::room_id(APP_KEY, "call-1");
+
+    j2.kill();
+    // call-1's members are told to set their SFU side up again, with a new generation (no
+    // hangup: the call goes on), and its room is on j1 now.
+    let (x, y) = &mut devs[1];
+    let g = restarted(x.next_sfu().await, "call-1");
+    assert_eq!(restarted(y.next_sfu().await, "call-1"), g);
+    assert_eq!(sfu.call_janus(APP_KEY, "call-1").await.unwrap(), j1.url());
+    assert!(c1.room_exists(&room1).await.unwrap());
+    eventually("both members of call-1 joined on j1", || async {
+        c1.participants(&room1).await.unwrap().len() == 2
+    })
+    .await;
+    // They publish again, through j1.
+    answer(x.publish(5, "call-1").await, 5);
+    answer(y.publish(5, "call-1").await, 5);
+    // The calls on j1 were not disturbed.
+    for (i, (x, y)) in devs.iter_mut().enumerate().filter(|(i, _)| *i != 1) {
+        x.no_sfu(100 + i as u32).await;
+        y.no_sfu(200 + i as u32).await;
+    }
+
+    // j2 comes back (empty): new calls may go to it again — it has the fewest rooms.
+    j2.start_again();
+    let (x, y) = &mut devs[1];
+    x.send_ok(6, gcall("c1", &["dave"], "call-1", hangup()))
+        .await;
+    y.send_ok(6, gcall("d1", &["carol"], "call-1", hangup()))
+        .await;
+    eventually("j2 answers again", || async {
+        sfu.pool()[1].down_for().is_none()
+    })
+    .await;
+    pair_call((x, "carol", "c1"), (y, "dave", "d1"), "call-4").await;
+    assert_eq!(sfu.call_janus(APP_KEY, "call-4").await.unwrap(), j2.url());
+}
+
+#[tokio::test]
+async fn a_janus_cut_off_then_back_has_the_rooms_left_on_it_destroyed() {
+    let (j1, j2) = (TestJanus::start(), TestJanus::start());
+    // j2 behind a proxy that can hang (a Janus cut off: its rooms stay on it).
+    let proxy = HoldingProxy::start(&j2.url()).await;
+    let settings = pool_settings(&j1, &[proxy.url()], Duration::from_secs(1));
+    let ts = server(settings.clone()).await;
+    let direct2 = client(&settings, &j2.url()).await;
+    let mut devs = three_calls(&ts).await;
+    let sfu = ts.server.state().sfu.clone().unwrap();
+    assert_eq!(
+        sfu.call_janus(APP_KEY, "call-1").await.unwrap(),
+        proxy.url()
+    );
+    let room1 = sfu::room_id(APP_KEY, "call-1");
+
+    proxy.hold();
+    let (x, y) = &mut devs[1];
+    let g = restarted(x.next_sfu().await, "call-1");
+    assert_eq!(restarted(y.next_sfu().await, "call-1"), g);
+    assert_eq!(sfu.call_janus(APP_KEY, "call-1").await.unwrap(), j1.url());
+    // The old room is still on j2 (nobody could reach it) ...
+    assert!(direct2.room_exists(&room1).await.unwrap());
+    // ... until it answers again: then it is destroyed.
+    proxy.release();
+    eventually("the room left on j2 destroyed", || async {
+        !direct2.room_exists(&room1).await.unwrap()
+    })
+    .await;
+    // call-1 goes on on j1.
+    assert!(sfu.pool()[0].room_exists(&room1).await.unwrap());
+}
