@@ -23,10 +23,14 @@ use rtc_core::proto::{error_code, sfu_pc};
 use serde_json::json;
 
 async fn node(redis: &TestRedis, j: &TestJanus) -> TestServer {
+    node_with(redis, settings(j)).await
+}
+
+async fn node_with(redis: &TestRedis, janus: sfu::JanusSettings) -> TestServer {
     let url = RedisUrl::parse(&redis.url()).unwrap();
     TestServer::start_with(|c| {
         c.redis = Some(url);
-        c.janus = Some(settings(j));
+        c.janus = Some(janus);
         c.lost_grace = Duration::from_millis(800);
         c.left_grace = Duration::from_millis(300);
     })
@@ -336,8 +340,8 @@ async fn after_a_janus_restart_members_on_both_nodes_publish_again() {
     assert_eq!(s1.janus().participants(&room).await.unwrap().len(), 2);
 }
 
-/// Nodes given different `--janus` (not supported: one Janus per cluster): the room stays on the
-/// Janus its row names; the other node does not create a second room for the call (it logs
+/// Nodes given different `--janus` lists (not supported: every node must be given the same):
+/// the room stays on the Janus its row names; the other node does not create a second room for the call (it logs
 /// what to fix) and its member gets no `SfuJoined`.
 #[tokio::test]
 async fn a_node_with_another_janus_leaves_the_room_where_its_row_says() {
@@ -443,4 +447,69 @@ async fn a_node_stops_following_a_call_it_has_no_device_in() {
     tokio::time::sleep(sfu::RECONCILE_INTERVAL * 2).await;
     assert!(s1.followed().contains(&call));
     assert!(!s2.followed().contains(&call));
+}
+
+/// Several Janus servers in cluster mode (docs/sfu.md "Several Janus servers"): both nodes
+/// with the same two; the call's row names one, both nodes join their members there (the room
+/// on that Janus only). That Janus dies: one node moves the room to the other (the row says so),
+/// both nodes' members get `SfuRestart` with the same new generation and join there.
+#[tokio::test]
+async fn with_two_janus_both_nodes_use_the_calls_janus_and_follow_it_when_it_dies() {
+    let mut js = [TestJanus::start(), TestJanus::start()];
+    let redis = TestRedis::start();
+    let mut settings = settings(&js[0]);
+    settings.more = vec![js[1].url()];
+    settings.dead_after = Duration::from_secs(1);
+    settings.keepalive = Duration::from_millis(200);
+    settings.request_timeout = Duration::from_millis(500);
+    let (n1, n2) = (
+        node_with(&redis, settings.clone()).await,
+        node_with(&redis, settings.clone()).await,
+    );
+    group_g(&[&n1, &n2]).await;
+    let (mut a, _) = Dev::login_at(n1.addr, &n1.token("alice"), "a1").await;
+    let (mut b, _) = Dev::login_at(n2.addr, &n2.token("bob"), "b1").await;
+    let (g1, bobs) = two_in_call(&mut a, &mut b, "gm").await;
+    assert_eq!(g1, bobs);
+
+    let key = row_key(APP_KEY, "gm");
+    let on = hgetall(&redis, &key).await["janus"].clone();
+    let at = js
+        .iter()
+        .position(|j| j.url() == on)
+        .expect("one of the two");
+    let (s1, s2) = (
+        n1.server.state().sfu.clone().unwrap(),
+        n2.server.state().sfu.clone().unwrap(),
+    );
+    let room = sfu::room_id(APP_KEY, "gm");
+    // Both nodes joined their member on the row's Janus; the other has no room.
+    eventually("both members on the call's Janus", || async {
+        s1.pool()[at].participants(&room).await.unwrap().len() == 2
+    })
+    .await;
+    assert!(!s2.pool()[1 - at].room_exists(&room).await.unwrap());
+    answer(a.publish(1, "gm").await, 1);
+    answer(b.publish(1, "gm").await, 1);
+
+    js[at].kill();
+    let mut generations = Vec::new();
+    for dev in [&mut a, &mut b] {
+        match dev.next_sfu().await {
+            S::SfuRestart(r) => {
+                assert_eq!(r.call_id, "gm");
+                generations.push(r.generation);
+            }
+            other => panic!("expected SfuRestart, got {other:?}"),
+        }
+    }
+    assert_eq!(generations, [g1 + 1, g1 + 1], "one move, seen by both");
+    let row = hgetall(&redis, &key).await;
+    assert_eq!(row["janus"], js[1 - at].url(), "{row:?}");
+    eventually("both members on the other Janus", || async {
+        s2.pool()[1 - at].participants(&room).await.unwrap().len() == 2
+    })
+    .await;
+    answer(a.publish(2, "gm").await, 2);
+    answer(b.publish(2, "gm").await, 2);
 }
