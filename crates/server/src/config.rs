@@ -655,7 +655,7 @@ impl Setting {
     }
 
     /// The config file's value: strings, numbers and booleans read as their text, so each
-    /// layer parses alike; a list must be an array of strings.
+    /// layer parses alike; a list is an array of strings (or one string).
     fn file_value(&self, v: toml::Value) -> Result<Option<Raw>, String> {
         use toml::Value as V;
         let raw = match (self.shape, v) {
@@ -670,6 +670,9 @@ impl Setting {
                     })
                     .collect::<Result<_, _>>()?,
             ),
+            // One string: a list of one (`janus = "http://…"` predates its lists).
+            (Shape::List, V::String(s)) if s.is_empty() => return Ok(None),
+            (Shape::List, V::String(s)) => Raw::Many(vec![s]),
             (Shape::List, _) => return Err("expected an array of strings".into()),
             (Shape::Value, V::String(s)) if s.is_empty() => return Ok(None),
             (Shape::Value, V::String(s)) => Raw::One(s),
@@ -1416,6 +1419,52 @@ secret = "second-secret-0123456789"
                 "{url}: {m}"
             );
         }
+    }
+
+    #[test]
+    fn several_janus_from_a_flag_list_env_or_toml_array() {
+        let urls = |c: Config| {
+            let j = c.janus.unwrap();
+            j.urls().map(str::to_owned).collect::<Vec<_>>()
+        };
+        let two = ["http://j1:8088/janus", "http://j2:8088/janus"];
+        let c = build(&[
+            "--dev",
+            "--janus",
+            "http://j1:8088/janus,http://j2:8088/janus",
+        ]);
+        assert_eq!(urls(c.unwrap()), two);
+        let c = build(&[
+            "--dev",
+            "--janus",
+            "http://j1:8088/janus",
+            "--janus",
+            "http://j2:8088/janus",
+        ]);
+        assert_eq!(urls(c.unwrap()), two);
+        let env = [("RCALL_JANUS", "http://j1:8088/janus, http://j2:8088/janus")];
+        assert_eq!(urls(build_env(&["--dev"], &env).unwrap()), two);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("janus.toml");
+        std::fs::write(
+            &path,
+            "janus = [\"http://j1:8088/janus\", \"http://j2:8088/janus\"]\n\
+             janus_api_secret = \"s\"\n",
+        )
+        .unwrap();
+        let c = build(&["--dev", "--config", path.to_str().unwrap()]).unwrap();
+        let j = c.janus.clone().unwrap();
+        assert_eq!(j.api_secret.as_deref(), Some("s"), "secrets shared by all");
+        assert_eq!(urls(c), two);
+        // A URL twice, or a bad one anywhere in the list, is refused with what to fix.
+        let e = build(&[
+            "--dev",
+            "--janus",
+            "http://j1:8088/janus,http://j1:8088/janus/",
+        ]);
+        assert!(e.unwrap_err().to_string().contains("listed twice"));
+        let e = build(&["--dev", "--janus", "http://j1:8088/janus,ws://j2:8188"]);
+        assert!(e.unwrap_err().to_string().contains("HTTP API"));
     }
 
     #[test]
