@@ -16,8 +16,11 @@ use rcall_server::sfu::{self, JanusClient, JanusSettings};
 use rtc_core::proto::server_frame::Body as S;
 use rtc_core::proto::{error_code, sfu_pc};
 
-/// Users of group `g`, paired into calls: (inviter, device), (callee, device).
-const PAIRS: [((&str, &str), (&str, &str)); 3] = [
+/// (user, device).
+type Member = (&'static str, &'static str);
+
+/// Users of group `g`, paired into calls: inviter, callee.
+const PAIRS: [(Member, Member); 3] = [
     (("alice", "a1"), ("bob", "b1")),
     (("carol", "c1"), ("dave", "d1")),
     (("erin", "e1"), ("frank", "f1")),
