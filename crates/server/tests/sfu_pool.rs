@@ -241,3 +241,57 @@ async fn a_janus_cut_off_then_back_has_the_rooms_left_on_it_destroyed() {
     // call-1 goes on on j1.
     assert!(sfu.pool()[0].room_exists(&room1).await.unwrap());
 }
+
+/// Whether Janus at `url` still has handle `handle` of session `session` (a detached one is
+/// "no such handle", 459).
+async fn handle_exists(url: &str, session: u64, handle: u64) -> bool {
+    let body = serde_json::json!({
+        "janus": "trickle", "candidate": {"completed": true}, "transaction": "t",
+        "apisecret": common::janus_server::API_SECRET,
+    });
+    let reply: serde_json::Value = reqwest::Client::new()
+        .post(format!("{url}/{session}/{handle}"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    reply["janus"] != "error"
+}
+
+#[tokio::test]
+async fn when_a_call_ends_its_devices_handles_are_detached_on_its_janus() {
+    let (j1, j2) = (TestJanus::start(), TestJanus::start());
+    let settings = pool_settings(&j1, &[j2.url()], sfu::DEFAULT_DEAD_AFTER);
+    let ts = server(settings).await;
+    let mut devs = three_calls(&ts).await;
+    let sfu = ts.server.state().sfu.clone().unwrap();
+    assert_eq!(sfu.call_janus(APP_KEY, "call-1").await.unwrap(), j2.url());
+    let session = sfu.pool()[1].session_id().await.unwrap();
+    let mut handles = Vec::new();
+    for (user, dev) in [("carol", "c1"), ("dave", "d1")] {
+        let (publisher, _) = sfu
+            .peer_handles(APP_KEY, "call-1", user, dev)
+            .await
+            .unwrap();
+        handles.push(publisher.unwrap());
+    }
+    for &h in &handles {
+        assert!(handle_exists(&j2.url(), session, h).await);
+    }
+    let (x, y) = &mut devs[1];
+    x.send_ok(3, gcall("c1", &["dave"], "call-1", hangup()))
+        .await;
+    y.send_ok(3, gcall("d1", &["carol"], "call-1", hangup()))
+        .await;
+    eventually("both publisher handles detached on j2", || async {
+        let mut any = false;
+        for &h in &handles {
+            any |= handle_exists(&j2.url(), session, h).await;
+        }
+        !any
+    })
+    .await;
+}

@@ -1127,10 +1127,14 @@ impl Sfu {
         let mut guard = cs_arc.lock().await;
         let cs = &mut *guard;
         let session = janus.session_generation();
+        // No seat (the call is over, or its room is not made yet): nothing to join again, so
+        // nothing restarts — the peers left are detached below as gone (on their own Janus),
+        // and the generation stays what the devices were told.
+        let roomless = seats.is_empty();
         let moved = cs.janus.as_ref().is_some_and(|j| j.url() != janus.url());
-        let restarted =
-            cs.generation != 0 && (cs.generation != generation || cs.session != session || moved);
-        cs.janus = Some(janus.clone());
+        let restarted = !roomless
+            && cs.generation != 0
+            && (cs.generation != generation || cs.session != session || moved);
         let mut changed = false;
         if restarted {
             // Every handle went with the old session (or the old room).
@@ -1140,8 +1144,11 @@ impl Sfu {
             changed = !cs.feeds.is_empty();
             cs.feeds.clear();
         }
-        cs.generation = generation;
-        cs.session = session;
+        if !roomless {
+            cs.janus = Some(janus.clone());
+            cs.generation = generation;
+            cs.session = session;
+        }
         // Every node derives the same opaque ids.
         let seat_map: HashMap<String, (Dev, String)> = seats
             .iter()
