@@ -295,3 +295,73 @@ async fn when_a_call_ends_its_devices_handles_are_detached_on_its_janus() {
     })
     .await;
 }
+
+/// A server restarted (SIGKILL) keeps a restored call on the Janus that has its room: the room
+/// is found there at start (not placed afresh on the emptier Janus), and the member rejoins it.
+#[tokio::test]
+async fn after_a_crash_a_restored_call_stays_on_its_janus() {
+    use common::{ChildServer, CHILD_APP_KEY};
+    let (j1, j2) = (TestJanus::start(), TestJanus::start());
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("n.db");
+    let both = format!("{},{}", j1.url(), j2.url());
+    let args = [
+        "--janus",
+        &both,
+        "--janus-api-secret",
+        common::janus_server::API_SECRET,
+        "--janus-admin-key",
+        common::janus_server::ADMIN_KEY,
+    ];
+    let n = ChildServer::start(&db, &args).await;
+    n.create_group("g", &["alice", "bob", "carol", "dave"])
+        .await;
+    let mut devs = Vec::new();
+    for (u, d) in ["alice", "bob", "carol", "dave"]
+        .into_iter()
+        .zip(["a1", "b1", "c1", "d1"])
+    {
+        devs.push(Dev::login_at(n.addr, &n.token(u), d).await.0);
+    }
+    let [a, b, c, d] = &mut devs[..] else {
+        unreachable!()
+    };
+    pair_call((a, "alice", "a1"), (b, "bob", "b1"), "call-0").await;
+    pair_call((c, "carol", "c1"), (d, "dave", "d1"), "call-1").await;
+    let settings = pool_settings(&j1, &[], sfu::DEFAULT_DEAD_AFTER);
+    let (c1, c2) = (
+        client(&settings, &j1.url()).await,
+        client(&settings, &j2.url()).await,
+    );
+    let (room0, room1) = (
+        sfu::room_id(CHILD_APP_KEY, "call-0"),
+        sfu::room_id(CHILD_APP_KEY, "call-1"),
+    );
+    assert!(c1.room_exists(&room0).await.unwrap());
+    assert!(c2.room_exists(&room1).await.unwrap());
+    // call-0 ends: j1 is empty, j2 has call-1.
+    a.send_ok(2, gcall("a1", &["bob"], "call-0", hangup()))
+        .await;
+    b.send_ok(2, gcall("b1", &["alice"], "call-0", hangup()))
+        .await;
+    eventually("call-0's room destroyed", || async {
+        !c1.room_exists(&room0).await.unwrap()
+    })
+    .await;
+    eventually("the rooms saved without call-0", || async {
+        common::saved_rooms(&db)
+            .is_some_and(|s| s.calls.len() == 1 && s.calls[0].call_id == "call-1")
+    })
+    .await;
+    n.kill9();
+    drop(devs);
+
+    let n = ChildServer::start(&db, &args).await;
+    let (mut c, _) = Dev::login_at(n.addr, &n.token("carol"), "c1").await;
+    joined(c.next_sfu().await, "call-1");
+    answer(c.publish(1, "call-1").await, 1);
+    // On j2 still, its members joined there; nothing made on j1.
+    assert!(c2.room_exists(&room1).await.unwrap());
+    assert!(!c2.participants(&room1).await.unwrap().is_empty());
+    assert!(!c1.room_exists(&room1).await.unwrap());
+}

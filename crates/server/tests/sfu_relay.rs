@@ -753,7 +753,7 @@ async fn a_publish_whose_media_never_comes_up_gets_sfu_restart() {
 /// its publish was refused `NOT_IN_CALL`, which ends the call in the SDK.
 #[tokio::test]
 async fn after_a_crash_the_sfu_call_is_restored_and_its_members_rejoined() {
-    use common::{ChildServer, CHILD_APP_KEY, CHILD_APP_SECRET};
+    use common::ChildServer;
     let j = TestJanus::start();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("n.db");
@@ -767,26 +767,7 @@ async fn after_a_crash_the_sfu_call_is_restored_and_its_members_rejoined() {
         ADMIN_KEY,
     ];
     let n = ChildServer::start(&db, &args).await;
-    let (nonce, ts) = (common::fresh_nonce(), common::now_ms().to_string());
-    let resp = reqwest::Client::new()
-        .post(format!("http://{}/group/create.json", n.addr))
-        .header("App-Key", CHILD_APP_KEY)
-        .header("Nonce", &nonce)
-        .header("Timestamp", &ts)
-        .header(
-            "Signature",
-            common::signature(CHILD_APP_SECRET, &nonce, &ts),
-        )
-        .form(&[
-            ("userId", "alice"),
-            ("userId", "bob"),
-            ("groupId", "g"),
-            ("groupName", "G"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
+    n.create_group("g", &["alice", "bob"]).await;
     let (mut a, _) = Dev::login_at(n.addr, &n.token("alice"), "a1").await;
     let (mut b, _) = Dev::login_at(n.addr, &n.token("bob"), "b1").await;
     a.send_ok(1, gcall("a1", &["bob"], "gk", invite(&["bob"])))

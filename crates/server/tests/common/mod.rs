@@ -545,6 +545,25 @@ impl ChildServer {
         rcall_server::token::issue(CHILD_APP_KEY, CHILD_APP_SECRET, user_id, now_ms(), 60_000)
     }
 
+    /// Creates group `group` of `users` through the Server API (it must answer 200).
+    #[allow(dead_code)] // (the SFU tests)
+    pub async fn create_group(&self, group: &str, users: &[&str]) {
+        let mut form: Vec<(&str, &str)> = users.iter().map(|u| ("userId", *u)).collect();
+        form.extend([("groupId", group), ("groupName", "G")]);
+        let (nonce, ts) = (fresh_nonce(), now_ms().to_string());
+        let resp = reqwest::Client::new()
+            .post(format!("http://{}/group/create.json", self.addr))
+            .header("App-Key", CHILD_APP_KEY)
+            .header("Nonce", &nonce)
+            .header("Timestamp", &ts)
+            .header("Signature", signature(CHILD_APP_SECRET, &nonce, &ts))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+    }
+
     /// SIGKILL: no shutdown, no flush, nothing persisted that was not committed.
     pub fn kill9(mut self) {
         self.child.kill().expect("SIGKILL");
