@@ -365,3 +365,50 @@ async fn after_a_crash_a_restored_call_stays_on_its_janus() {
     assert!(!c2.participants(&room1).await.unwrap().is_empty());
     assert!(!c1.room_exists(&room1).await.unwrap());
 }
+
+/// Every Janus down: nothing moves (there is nowhere to go) and requests fail as with one
+/// Janus (`SfuFailed` 53004 → `onTrackPublishFail`); a new call is not refused, and once a
+/// Janus answers again the calls come back (`SfuRestart`) and publish there.
+#[tokio::test]
+async fn with_every_janus_down_requests_fail_as_with_one_and_calls_come_back() {
+    let (mut j1, mut j2) = (TestJanus::start(), TestJanus::start());
+    let settings = pool_settings(&j1, &[j2.url()], Duration::from_secs(1));
+    let ts = server(settings).await;
+    let mut devs = three_calls(&ts).await;
+    let sfu = ts.server.state().sfu.clone().unwrap();
+    j1.kill();
+    j2.kill();
+    eventually("both given up", || async {
+        sfu.pool()
+            .iter()
+            .all(|j| j.down_for().is_some_and(|d| d >= Duration::from_secs(1)))
+    })
+    .await;
+    // (Passes that would move the calls, if there were anywhere to go.)
+    tokio::time::sleep(sfu::RECONCILE_INTERVAL * 2).await;
+    let (x, _) = &mut devs[0];
+    let r = failed(
+        x.publish(2, "call-0").await,
+        2,
+        sfu_pc::PUBLISHER,
+        error_code::SFU_REQUEST_FAILED,
+    );
+    assert!(r.contains("unreachable"), "{r}");
+    // The calls stayed where they were (no move to a dead Janus).
+    assert_eq!(sfu.call_janus(APP_KEY, "call-0").await.unwrap(), j1.url());
+    assert_eq!(sfu.call_janus(APP_KEY, "call-1").await.unwrap(), j2.url());
+    x.no_sfu(3).await;
+
+    // j2 is back (empty): the calls come back with SfuRestart, and publish again.
+    j2.start_again();
+    for (i, (x, y)) in devs.iter_mut().enumerate() {
+        let call = format!("call-{i}");
+        let g = restarted(x.next_sfu().await, &call);
+        assert_eq!(restarted(y.next_sfu().await, &call), g);
+        answer(x.publish(10, &call).await, 10);
+    }
+    for i in 0..3 {
+        let call = format!("call-{i}");
+        assert_eq!(sfu.call_janus(APP_KEY, &call).await.unwrap(), j2.url());
+    }
+}
