@@ -7,6 +7,10 @@
 //!   the primary app secret ([`Sfu::room_secret`]) and an allow-list of per-device random
 //!   tokens; a device that leaves is taken off the list and kicked; the room is destroyed when
 //!   the call ends.
+//! - Several Janus servers (`--janus A,B`): each call's room is placed on one (`Sfu::place`,
+//!   `Sfu::place_cluster`) for the call's life, moved to another when its Janus stays
+//!   unreachable, and rooms left behind are destroyed when it answers again
+//!   ([`Sfu::destroy_abandoned`]; docs/sfu.md "Several Janus servers").
 //! - [`follow`]: the task that keeps the rooms in line with call membership.
 //! - [`table`]: cluster mode's room table in Redis ([`Sfu::sync_cluster`]).
 //! - [`relay`]: the devices' publisher and subscriber handles, onto which the server relays
@@ -234,7 +238,7 @@ impl Sfu {
         Self::with_pool(vec![janus], room_key)
     }
 
-    /// Several Janus servers: each call's room is placed on one ([`Sfu::place`]).
+    /// Several Janus servers: each call's room is placed on one (`Sfu::place`).
     pub fn with_pool(janus: Vec<JanusClient>, room_key: impl Into<Vec<u8>>) -> Self {
         assert!(!janus.is_empty(), "at least one Janus");
         Sfu {
