@@ -41,7 +41,7 @@ impl RCCallSession {
     pub fn register_session_listener(&self, listener: JsValue) -> Result<(), JsValue> {
         let problems = validate::listener_problems(&listener);
         if !problems.is_empty() {
-            return Err(js::js_error(&["[RCCallSession registerSessionListener] ", &problems.join("\n")].concat()));
+            return Err(js::js_error(&["[RCCallSession registerSessionListener] ", &rtc_core::text::join(&problems, "\n")].concat()));
         }
         rt().sessions().set_listener(&self.call_id(), listener);
         Ok(())
