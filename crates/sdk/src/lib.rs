@@ -194,9 +194,9 @@ pub struct RCRTCClient {}
 
 #[wasm_bindgen]
 impl RCRTCClient {
-    #[wasm_bindgen(js_name = getCurrentId)]
-    pub fn current_id(&self) -> Option<String> {
-        rt().current_user()
+    #[wasm_bindgen(js_name = getCurrentId, unchecked_return_type = "string | undefined")]
+    pub fn current_id(&self) -> JsValue {
+        js::opt_str(rt().current_user().as_deref())
     }
 }
 
