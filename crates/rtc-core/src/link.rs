@@ -48,15 +48,16 @@ pub struct ClientLink {
     next_seq: u64,
     unconfirmed: VecDeque<Unconfirmed>,
     connected: bool,
-    /// (sender instance, highest `client_seq` processed), most recently used last.
-    seen: VecDeque<(u64, u64)>,
+    /// (sender instance, highest `client_seq` processed), most recently used last. A `Vec`:
+    /// at most 256 entries, and `VecDeque::remove` ships its `wrap_copy` in the SDK (0.6 KB).
+    seen: Vec<(u64, u64)>,
 }
 
 impl ClientLink {
     /// `instance` must be random per SDK instance (page load): it tells this client's stream
     /// apart from other tabs of the same browser, which share the device id.
     pub fn new(instance: u64) -> Self {
-        Self { instance: instance.max(1), next_seq: 1, unconfirmed: VecDeque::new(), connected: false, seen: VecDeque::new() }
+        Self { instance: instance.max(1), next_seq: 1, unconfirmed: VecDeque::new(), connected: false, seen: Vec::new() }
     }
 
     /// The value for `Authenticate.instance`.
@@ -139,9 +140,9 @@ impl ClientLink {
         if let Some(p) = pos {
             self.seen.remove(p);
         } else if self.seen.len() >= MAX_SENDERS {
-            self.seen.pop_front();
+            self.seen.remove(0);
         }
-        self.seen.push_back((d.sender_instance, d.client_seq));
+        self.seen.push((d.sender_instance, d.client_seq));
         true
     }
 

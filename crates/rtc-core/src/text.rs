@@ -28,9 +28,32 @@ pub fn int(n: i64) -> String {
     out
 }
 
+/// `parts.join(sep)` for owned strings. `[String]::join` is a generic of its own in the wasm
+/// (~0.9 KB raw next to the `[&str]` one every `concat` already uses); this loop is ~0.1 KB.
+#[inline(never)]
+pub fn join(parts: &[String], sep: &str) -> String {
+    let mut out = String::new();
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            out.push_str(sep);
+        }
+        out.push_str(part);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
-    use super::int;
+    use super::{int, join};
+
+    #[test]
+    fn join_matches_std() {
+        for parts in [vec![], vec!["a".to_string()], vec!["a".into(), "".into(), "bc".into()]] {
+            for sep in ["", ",", "\n", "', '"] {
+                assert_eq!(join(&parts, sep), parts.join(sep));
+            }
+        }
+    }
 
     #[test]
     fn int_matches_to_string() {

@@ -699,7 +699,7 @@ pub fn device_id() -> String {
     if let Some(id) = storage.as_ref().and_then(|s| s.get_item("RCCallDeviceId").ok().flatten()) {
         return id;
     }
-    let id = [int((js_sys::Math::random() * 10_000.0) as i64), int(js::now())].concat();
+    let id = [&*int((js_sys::Math::random() * 10_000.0) as i64), &*int(js::now())].concat();
     if let Some(s) = storage {
         let _ = s.set_item("RCCallDeviceId", &id);
     }

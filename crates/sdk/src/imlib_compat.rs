@@ -27,12 +27,15 @@ fn token_of(options: &JsValue) -> JsValue {
 }
 
 /// IMLib 4.X `imClient.connect({token})` → the user `{id}`; rejects `{code, msg}`.
+/// A plain function returning a promise, not an `async fn` export: see [`crate::im_connect`].
 #[wasm_bindgen]
-pub async fn im4_connect(options: JsValue) -> Result<JsValue, JsValue> {
-    match crate::connect(token_of(&options)).await {
-        Ok(id) => Ok(js::obj(&[("id", id.into())])),
-        Err(code) => Err(js::obj(&[("code", code.into()), ("msg", crate::im_message(code).into())])),
-    }
+pub fn im4_connect(options: JsValue) -> js_sys::Promise {
+    js::promise(async move {
+        match crate::connect(token_of(&options)).await {
+            Ok(id) => Ok(js::obj(&[("id", id.into())])),
+            Err(code) => Err(js::obj(&[("code", code.into()), ("msg", crate::im_message(code).into())])),
+        }
+    })
 }
 
 /// Which 2.X connect callback an outcome goes to.
@@ -47,22 +50,25 @@ fn v2_callback(result: &Result<String, i32>) -> &'static str {
 /// IMLib 2.X `RongIMClient.connect(token, callbacks)`: one of the callbacks, once. A callback
 /// that throws is logged; one that is missing is skipped (with a warning, so a failure is not
 /// silent).
+/// Spawned, not an `async fn` export (the 2.X API returns nothing): see [`crate::im_connect`].
 #[wasm_bindgen]
-pub async fn im2_connect(token: JsValue, callbacks: JsValue) {
-    let result = crate::connect(token).await;
-    let method = v2_callback(&result);
-    if js::get_function(&callbacks, method).is_none() {
-        if let Err(code) = result {
-            js::warn(&["[rcall] RongIMClient.connect failed (", &int(code.into()), ") and the callbacks have no ", method].concat());
+pub fn im2_connect(token: JsValue, callbacks: JsValue) {
+    js::spawn(async move {
+        let result = crate::connect(token).await;
+        let method = v2_callback(&result);
+        if js::get_function(&callbacks, method).is_none() {
+            if let Err(code) = result {
+                js::warn(&["[rcall] RongIMClient.connect failed (", &int(code.into()), ") and the callbacks have no ", method].concat());
+            }
+            return;
         }
-        return;
-    }
-    let args: Vec<JsValue> = match result {
-        Ok(id) => vec![id.into()],
-        Err(crate::im::code::RC_CONN_TOKEN_INCORRECT | crate::im::code::RC_CONN_TOKEN_EXPIRED) => vec![],
-        Err(code) => vec![code.into()],
-    };
-    js::call_method(&callbacks, method, &args);
+        let args: Vec<JsValue> = match result {
+            Ok(id) => vec![id.into()],
+            Err(crate::im::code::RC_CONN_TOKEN_INCORRECT | crate::im::code::RC_CONN_TOKEN_EXPIRED) => vec![],
+            Err(code) => vec![code.into()],
+        };
+        js::call_method(&callbacks, method, &args);
+    });
 }
 
 /// 4.X `imClient.watch(watcher)`: adds a status watcher (`watcher.status`).

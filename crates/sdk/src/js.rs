@@ -143,6 +143,14 @@ pub fn warn(message: &str) {
     }
 }
 
+/// A JS string, or `undefined` for `None`: what the string getters return. A getter returning
+/// `String` gets a multivalue export shim of its own and a decode-and-free in the glue; a
+/// `JsValue` return is one externref (BENCHMARKS.md "Session 12: size").
+#[inline(never)]
+pub fn opt_str(s: Option<&str>) -> JsValue {
+    s.map_or(JsValue::UNDEFINED, JsValue::from_str)
+}
+
 /// An `Error` with this message, to throw or reject with.
 pub fn js_error(message: &str) -> JsValue {
     js_sys::Error::new(message).into()

@@ -82,18 +82,23 @@ fn navi_entries(options: &JsValue) -> Result<Vec<String>, String> {
 }
 
 /// `RongIMLib.connect(token)` → `{code, isOk, msg, data?: {userId}}` (never rejects).
+///
+/// Returns a promise through [`js::promise`] rather than being an `async fn` export: each
+/// `async fn` export instantiates wasm-bindgen's `future_to_promise` for its own future type
+/// (~1.4 KB raw each), the boxed helper is shared.
 #[wasm_bindgen]
-pub async fn im_connect(token: JsValue) -> JsValue {
-    let result = connect(token).await;
-    match result {
-        Ok(user_id) => js::obj(&[
-            ("code", im::code::SUCCESS.into()),
-            ("isOk", true.into()),
-            ("msg", "".into()),
-            ("data", js::obj(&[("userId", user_id.into())])),
-        ]),
-        Err(code) => js::obj(&[("code", code.into()), ("isOk", false.into()), ("msg", im_message(code).into())]),
-    }
+pub fn im_connect(token: JsValue) -> js_sys::Promise {
+    js::promise(async move {
+        Ok(match connect(token).await {
+            Ok(user_id) => js::obj(&[
+                ("code", im::code::SUCCESS.into()),
+                ("isOk", true.into()),
+                ("msg", "".into()),
+                ("data", js::obj(&[("userId", user_id.into())])),
+            ]),
+            Err(code) => js::obj(&[("code", code.into()), ("isOk", false.into()), ("msg", im_message(code).into())]),
+        })
+    })
 }
 
 /// The connect flow of every IMLib version: the IM link logs in ([`im::login`]), then the
@@ -189,9 +194,9 @@ pub struct RCRTCClient {}
 
 #[wasm_bindgen]
 impl RCRTCClient {
-    #[wasm_bindgen(js_name = getCurrentId)]
-    pub fn current_id(&self) -> Option<String> {
-        rt().current_user()
+    #[wasm_bindgen(js_name = getCurrentId, unchecked_return_type = "string | undefined")]
+    pub fn current_id(&self) -> JsValue {
+        js::opt_str(rt().current_user().as_deref())
     }
 }
 

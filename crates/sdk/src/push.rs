@@ -54,7 +54,7 @@ pub fn parse_pair(call: &JsValue, hangup: &JsValue) -> Result<(PushTexts, PushTe
     if problems.is_empty() {
         Ok((call, hangup))
     } else {
-        Err(["[RCCallClient setPushConfig] ", &problems.join("\n")].concat())
+        Err(["[RCCallClient setPushConfig] ", &rtc_core::text::join(&problems, "\n")].concat())
     }
 }
 

@@ -20,6 +20,13 @@ impl RCCallSession {
         rt().session_view(&self.call_id())
     }
 
+    /// A string field of the session's view for a getter (`undefined` without a view): one
+    /// out-of-line fetch and drop of the view for every string getter.
+    #[inline(never)]
+    fn text(&self, pick: fn(SessionView) -> Option<String>) -> JsValue {
+        js::opt_str(self.view().and_then(pick).as_deref())
+    }
+
     fn mute(&self, kind: TrackKind, muted: bool) -> js_sys::Promise {
         self.run(Command::MuteTrack { call_id: self.call_id(), kind, muted })
     }
@@ -41,7 +48,7 @@ impl RCCallSession {
     pub fn register_session_listener(&self, listener: JsValue) -> Result<(), JsValue> {
         let problems = validate::listener_problems(&listener);
         if !problems.is_empty() {
-            return Err(js::js_error(&["[RCCallSession registerSessionListener] ", &problems.join("\n")].concat()));
+            return Err(js::js_error(&["[RCCallSession registerSessionListener] ", &rtc_core::text::join(&problems, "\n")].concat()));
         }
         rt().sessions().set_listener(&self.call_id(), listener);
         Ok(())
@@ -137,27 +144,29 @@ impl RCCallSession {
         self.run(Command::DescendAbility { call_id: self.call_id() })
     }
 
-    #[wasm_bindgen(js_name = getSessionId)]
-    pub fn session_id(&self) -> String {
-        self.call_id()
+    #[wasm_bindgen(js_name = getSessionId, unchecked_return_type = "string")]
+    pub fn session_id(&self) -> JsValue {
+        JsValue::from_str(&self.id.borrow())
     }
 
     /// The media "room" id of the call, for correlating recordings and logs: the session id,
     /// the same for every participant (rcall's P2P rooms are never recycled). Only once this
     /// user is in the call (a caller from its call(), a callee after accept()); before that, and
     /// after the end, `undefined` (spec G: legacy dereferenced a missing room and threw).
-    #[wasm_bindgen(js_name = getRTCSessionId)]
-    pub fn rtc_session_id(&self) -> Option<String> {
-        let view = self.view()?;
-        // CallLib's caller joins the room right after inviting; a callee once it accepted.
-        let me = view.users.iter().find(|u| !u.is_remote);
-        let joined = view.state != SessionState::End && me.is_some_and(|u| u.is_caller || u.state == rtc_core::types::UserState::Keeping);
-        joined.then_some(view.call_id)
+    #[wasm_bindgen(js_name = getRTCSessionId, unchecked_return_type = "string | undefined")]
+    pub fn rtc_session_id(&self) -> JsValue {
+        self.text(|view| {
+            // CallLib's caller joins the room right after inviting; a callee once it accepted.
+            let me = view.users.iter().find(|u| !u.is_remote);
+            let joined =
+                view.state != SessionState::End && me.is_some_and(|u| u.is_caller || u.state == rtc_core::types::UserState::Keeping);
+            joined.then_some(view.call_id)
+        })
     }
 
-    #[wasm_bindgen(js_name = getTargetId)]
-    pub fn target_id(&self) -> Option<String> {
-        self.view().map(|v| v.target_id)
+    #[wasm_bindgen(js_name = getTargetId, unchecked_return_type = "string | undefined")]
+    pub fn target_id(&self) -> JsValue {
+        self.text(|v| Some(v.target_id))
     }
 
     #[wasm_bindgen(js_name = getConversationType)]
@@ -165,9 +174,15 @@ impl RCCallSession {
         self.view().map(|v| v.conversation_type)
     }
 
-    #[wasm_bindgen(js_name = getChannelId)]
-    pub fn channel_id(&self) -> String {
-        self.view().map(|v| v.channel_id).unwrap_or_default()
+    /// `""` without a view.
+    #[wasm_bindgen(js_name = getChannelId, unchecked_return_type = "string")]
+    pub fn channel_id(&self) -> JsValue {
+        let id = self.text(|v| Some(v.channel_id));
+        if id.is_undefined() {
+            JsValue::from_str("")
+        } else {
+            id
+        }
     }
 
     #[wasm_bindgen(js_name = getMediaType)]
@@ -175,9 +190,9 @@ impl RCCallSession {
         self.view().map_or(MediaType::Audio, |v| v.media_type) as i32
     }
 
-    #[wasm_bindgen(js_name = getCallerId)]
-    pub fn caller_id(&self) -> Option<String> {
-        self.view().map(|v| v.caller_id)
+    #[wasm_bindgen(js_name = getCallerId, unchecked_return_type = "string | undefined")]
+    pub fn caller_id(&self) -> JsValue {
+        self.text(|v| Some(v.caller_id))
     }
 
     /// `RCCallSessionState`; END once the call is over or unknown.

@@ -81,25 +81,26 @@ impl RCTrack {
         self.inner.kind == TrackKind::Video
     }
 
-    #[wasm_bindgen(js_name = getUserId)]
-    pub fn user_id(&self) -> String {
-        self.inner.user_id.clone()
+    /// The string getters return a `JsValue` (see [`js::opt_str`]).
+    #[wasm_bindgen(js_name = getUserId, unchecked_return_type = "string")]
+    pub fn user_id(&self) -> JsValue {
+        JsValue::from_str(&self.inner.user_id)
     }
 
     /// `<userId>_RongCloudRTC_0` (audio) / `_1` (video), RTCLib's scheme.
-    #[wasm_bindgen(js_name = getTrackId)]
-    pub fn track_id(&self) -> String {
-        track_id(&self.inner.user_id, self.inner.kind)
+    #[wasm_bindgen(js_name = getTrackId, unchecked_return_type = "string")]
+    pub fn track_id_js(&self) -> JsValue {
+        JsValue::from_str(&self.track_id())
     }
 
-    #[wasm_bindgen(js_name = getStreamId)]
-    pub fn stream_id(&self) -> String {
-        [&self.inner.user_id, "_", TRACK_TAG].concat()
+    #[wasm_bindgen(js_name = getStreamId, unchecked_return_type = "string")]
+    pub fn stream_id(&self) -> JsValue {
+        JsValue::from_str(&[&self.inner.user_id, "_", TRACK_TAG].concat())
     }
 
-    #[wasm_bindgen(js_name = getTag)]
-    pub fn tag(&self) -> String {
-        TRACK_TAG.to_string()
+    #[wasm_bindgen(js_name = getTag, unchecked_return_type = "string")]
+    pub fn tag(&self) -> JsValue {
+        JsValue::from_str(TRACK_TAG)
     }
 
     /// Whether the underlying track is live.
@@ -153,6 +154,11 @@ impl RCTrack {
 }
 
 impl RCTrack {
+    /// `getTrackId()`'s value.
+    pub(crate) fn track_id(&self) -> String {
+        track_id(&self.inner.user_id, self.inner.kind)
+    }
+
     async fn play_inner(&self, element: JsValue, options: JsValue) -> i32 {
         let inner = &self.inner;
         let element: Option<HtmlMediaElement> = element.dyn_into().ok();

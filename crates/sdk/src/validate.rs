@@ -59,7 +59,7 @@ pub fn call_params(params: &JsValue, group: bool) -> Result<(), String> {
     if problems.is_empty() {
         Ok(())
     } else {
-        Err([prefix, " ", &problems.join("\n")].concat())
+        Err([prefix, " ", &rtc_core::text::join(&problems, "\n")].concat())
     }
 }
 
@@ -70,7 +70,7 @@ pub fn constraints(c: &JsValue, prefix: &str) -> Result<(), String> {
     if problems.is_empty() {
         Ok(())
     } else {
-        Err([prefix, " ", &problems.join("\n")].concat())
+        Err([prefix, " ", &rtc_core::text::join(&problems, "\n")].concat())
     }
 }
 
@@ -135,7 +135,7 @@ pub fn init_options(o: &JsValue) -> Result<(), String> {
     if problems.is_empty() {
         Ok(())
     } else {
-        Err([PREFIX, " ", &problems.join("\n")].concat())
+        Err([PREFIX, " ", &rtc_core::text::join(&problems, "\n")].concat())
     }
 }
 

@@ -70,15 +70,15 @@ async fn call_rejects_bad_params_with_every_problem() {
 
 #[wasm_bindgen_test]
 async fn connect_reports_imlib_codes() {
-    let res = im_connect("token".into()).await;
+    let res = JsFuture::from(im_connect("token".into())).await.expect("never rejects");
     assert_eq!(Reflect::get(&res, &"code".into()).unwrap(), JsValue::from(33001), "not initialised yet");
     assert!(im_init(obj(&[("logLevel", 1.into())])).is_err(), "appkey is required");
     // A navi nobody listens on: the connection fails promptly with a network code.
     im_init(obj(&[("appkey", "k".into()), ("navi", "http://127.0.0.1:9".into())])).unwrap();
-    let res = im_connect("token".into()).await;
+    let res = JsFuture::from(im_connect("token".into())).await.expect("never rejects");
     assert_eq!(Reflect::get(&res, &"isOk".into()).unwrap(), JsValue::FALSE);
     assert_eq!(Reflect::get(&res, &"code".into()).unwrap(), JsValue::from(30002));
-    let res = im_connect(JsValue::from(5)).await;
+    let res = JsFuture::from(im_connect(JsValue::from(5))).await.expect("never rejects");
     assert_eq!(Reflect::get(&res, &"code".into()).unwrap(), JsValue::from(33003));
 }
 
@@ -92,6 +92,6 @@ async fn a_navi_list_is_tried_in_turn_and_a_bad_entry_throws_at_init() {
     assert!(message(err).contains("navigators[0] must be a string"));
     // Two URLs nobody listens on (a comma-separated string): both are tried, then the network code.
     im_init(obj(&[("appkey", "k".into()), ("navi", "http://127.0.0.1:9, 127.0.0.1:7".into())])).unwrap();
-    let res = im_connect("token".into()).await;
+    let res = JsFuture::from(im_connect("token".into())).await.expect("never rejects");
     assert_eq!(Reflect::get(&res, &"code".into()).unwrap(), JsValue::from(30002));
 }

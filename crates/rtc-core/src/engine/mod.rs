@@ -134,7 +134,9 @@ pub struct Engine {
     profile: UserProfile,
     /// Live and recently ended calls by call id.
     calls: SmallMap<String, Call>,
-    ended: VecDeque<String>,
+    /// The ended calls still kept, oldest first. A `Vec` (16 entries): a `VecDeque` of strings
+    /// ships its own ring-buffer code in the SDK.
+    ended: Vec<String>,
     out: VecDeque<Output>,
     sends: SmallMap<u32, SendPurpose>,
     next_request: u32,
@@ -162,7 +164,7 @@ impl Engine {
             cfg,
             profile: UserProfile::default(),
             calls: SmallMap::new(),
-            ended: VecDeque::new(),
+            ended: Vec::new(),
             out: VecDeque::new(),
             sends: SmallMap::new(),
             next_request: 1,
@@ -347,11 +349,10 @@ impl Engine {
         if had_media {
             self.media(MediaAction::Release { call_id: call_id.to_string() });
         }
-        self.ended.push_back(call_id.to_string());
-        while self.ended.len() > ENDED_KEPT {
-            if let Some(old) = self.ended.pop_front() {
-                self.calls.remove(&old);
-            }
+        self.ended.push(call_id.to_string());
+        if self.ended.len() > ENDED_KEPT {
+            let old = self.ended.remove(0);
+            self.calls.remove(&old);
         }
         announced.then_some(summary)
     }

@@ -1,7 +1,7 @@
 //! Flows started by this device: call, accept, hang up, and the media layer's reports.
 
 use crate::small_map::SmallMap;
-use crate::text::int;
+use crate::text::{int, join};
 
 use super::call::{Call, CallParties, CallStart, Pending, Phase};
 use super::{
@@ -475,7 +475,7 @@ impl Engine {
         };
         let ids: Vec<String> = invitees.iter().map(|u| json_string(u)).collect();
         let media = int(call.media_type as i64);
-        let data = ["{\"mediaType\":", &media, ",\"userIdList\":[", &ids.join(","), "],\"callId\":", &json_string(call_id), "}"].concat();
+        let data = ["{\"mediaType\":", &media, ",\"userIdList\":[", &join(&ids, ","), "],\"callId\":", &json_string(call_id), "}"].concat();
         let title = per_call.title.clone().or_else(|| self.call_push.title.clone());
         let content = per_call.content.clone().or_else(|| self.call_push.content.clone());
         PushConfig {
