@@ -160,10 +160,12 @@ fi
 # their CARGO_BIN_EXE): `cargo test --workspace --no-run` rebuilds nothing after them, where
 # `cargo build -p rcall-server` would recompile axum and the server with other features (the
 # workspace's dev-dependencies unify into the test build), and the release build cost CI ~290 s.
-# A few pages' signalling needs no optimisation; the benchmarks (bench/, crates/loadgen/bench.sh)
+# A few pages' signalling needs no optimisation (the debug server used ~1 CPU-second in 100 s of a
+# 4-page SFU call, Chromium and Janus the rest); the benchmarks (bench/, crates/loadgen/bench.sh)
 # keep the release build. RCALL_SERVER_BIN set by the caller wins.
 step "server build" cargo test --workspace --no-run && server_ok=1
-export RCALL_SERVER_BIN="${RCALL_SERVER_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/debug/rcall-server}"
+tdir=${CARGO_TARGET_DIR:-target}; [[ $tdir = /* ]] || tdir=$ROOT/$tdir
+export RCALL_SERVER_BIN="${RCALL_SERVER_BIN:-$tdir/debug/rcall-server}"
 
 if [ ${#WCRATES[@]} -eq 0 ]; then
     skip "wasm test build" "no crate has run_in_browser tests"
