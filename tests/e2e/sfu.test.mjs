@@ -26,8 +26,6 @@ const skip = privateNetns() ? false : 'needs root in a loopback-only network nam
 describe('issue 12: group calls through the SFU (Janus)', { skip }, () => {
   let rig, server, browser, janus;
   let clients = [];
-  // The pages of the 6-member call that two tests share (sixMemberCall): kept open between them.
-  let kept = [];
 
   before(async () => {
     rig = await startSfuRig();
@@ -35,7 +33,7 @@ describe('issue 12: group calls through the SFU (Janus)', { skip }, () => {
     server = await startServer({ extraArgs: janus.serverArgs });
   });
   after(async () => {
-    await Promise.all(clients.concat(kept).map((c) => c.close()));
+    await Promise.all(clients.map((c) => c.close()));
     await server?.stop();
     await rig?.stop();
   });
@@ -44,17 +42,17 @@ describe('issue 12: group calls through the SFU (Janus)', { skip }, () => {
     clients = [];
   });
 
-  async function openAs(name, userId, options = {}, into = clients) {
+  async function openAs(name, userId, options = {}) {
     const c = await Client.open(browser, name, `${server.url}/`);
-    into.push(c);
+    clients.push(c);
     await c.login(userId, await getToken(server.url, userId), options);
     return c;
   }
-  const diag = (name, fn, timeout = SCENARIO_TIMEOUT) => withDiagnostics(name, () => clients.concat(kept), {
+  const diag = (name, fn, timeout = SCENARIO_TIMEOUT) => withDiagnostics(name, () => clients, {
     logText: () => `${server.logText()}\n--- janus log (tail):\n${janus.log().split('\n').slice(-60).join('\n')}`,
   }, async () => {
     await fn();
-    for (const c of clients.concat(kept)) {
+    for (const c of clients) {
       const errs = await c.eval(() => H.errors());
       assert.deepEqual(errs.map((e) => e.message), [], `${c.name}: uncaught page errors: ${JSON.stringify(errs)}`);
     }
@@ -115,11 +113,10 @@ describe('issue 12: group calls through the SFU (Janus)', { skip }, () => {
 
   /** The first page calls the others in a group video call; everyone accepts. `spare` pages
    *  are in the group but not called (to be invited later). `options[name]`: login options,
-   *  `accept[name]`: the argument of that page's `accept()`. The pages go `into` that list (closed
-   *  after each test by default). */
-  async function groupCall(tag, names, spare = [], { options = {}, accept = {}, into = clients } = {}) {
-    const pages = await Promise.all(names.map((n) => openAs(n, uid(`${tag}-${n.toLowerCase()}`), options[n], into)));
-    const spares = await Promise.all(spare.map((n) => openAs(n, uid(`${tag}-${n.toLowerCase()}`), {}, into)));
+   *  `accept[name]`: the argument of that page's `accept()`. */
+  async function groupCall(tag, names, spare = [], { options = {}, accept = {} } = {}) {
+    const pages = await Promise.all(names.map((n) => openAs(n, uid(`${tag}-${n.toLowerCase()}`), options[n])));
+    const spares = await Promise.all(spare.map((n) => openAs(n, uid(`${tag}-${n.toLowerCase()}`))));
     const [A, ...rest] = pages;
     const groupId = uid(`${tag}-group`);
     await createGroup(server.url, groupId, pages.concat(spares).map((p) => p.userId));
@@ -133,17 +130,6 @@ describe('issue 12: group calls through the SFU (Janus)', { skip }, () => {
     }
     for (const c of rest) await A.waitEvent('onAccept', { userId: c.userId }, 15000);
     return { pages, spares, sessionId, groupId };
-  }
-
-  /** The 6-member call of the two 6-member tests, set up once (6 pages took 60–116 s): the first
-   *  test only looks at it, the second changes it (layers, two members leave) and ends it with
-   *  `endSixMemberCall` (so does the first when it fails). Either test alone sets it up itself. */
-  let sixCall = null;
-  const sixMemberCall = () => (sixCall ??= groupCall('six', ['A', 'B', 'C', 'D', 'E', 'F'], [], { into: kept }));
-  async function endSixMemberCall() {
-    await Promise.all(kept.map((c) => c.close()));
-    kept = [];
-    sixCall = null;
   }
 
   /** `c` decodes 5 more frames of `o`'s video than now (see Client.waitVideoAdvancing). */
@@ -212,40 +198,34 @@ describe('issue 12: group calls through the SFU (Janus)', { skip }, () => {
     // count); the fake camera is 640x480 and its low layer is scaled down by 2 (web-rtc
     // simulcast::layers), so nothing wider than 320 may arrive once the switch is done.
     const LOW_WIDTH = 320;
-    // A failure here ends the shared call, so the next test sets up its own (no cascade).
-    try {
-      await diag('sfu-low-layer', async () => {
-        const { pages } = await sixMemberCall();
-        await allVideosAdvance(pages, 'through the SFU');
-        for (const c of pages) {
-          const deadline = Date.now() + 30000;
-          for (;;) {
-            const v = await videoRtp(c);
-            const wide = v.inbound.filter((s) => !(s.frameWidth > 0 && s.frameWidth <= LOW_WIDTH));
-            if (v.inbound.length === pages.length - 1 && wide.length === 0) break;
-            if (Date.now() > deadline) {
-              const senders = {};
-              for (const o of pages) senders[o.name] = (await videoRtp(o)).outbound;
-              throw new Error(`${c.name}: expected ${pages.length - 1} inbound videos, each ≤ ${LOW_WIDTH} wide (the low layer): ` +
-                `${JSON.stringify(v.inbound)}; what the pages send per rid: ${JSON.stringify(senders)}`);
-            }
-            await sleep(500);
-          }
-        }
-        // …and they keep decoding at that size.
-        for (const c of pages) for (const o of pages) if (o !== c) await advancing(c, o, 'on the low layer');
-        // One inbound stream per remote member and kind: subscriptions asked for while an offer
-        // was unanswered once subscribed streams twice (docs/sfu.md, the relay).
-        for (const c of pages) {
+    await diag('sfu-low-layer', async () => {
+      const { pages } = await groupCall('sfl', ['A', 'B', 'C', 'D', 'E', 'F']);
+      await allVideosAdvance(pages, 'through the SFU');
+      for (const c of pages) {
+        const deadline = Date.now() + 30000;
+        for (;;) {
           const v = await videoRtp(c);
-          assert.equal(v.inboundAudio, pages.length - 1, `${c.name}: one inbound audio per remote member: ${JSON.stringify(v)}`);
-          assert.equal(v.inbound.length, pages.length - 1, `${c.name}: one inbound video per remote member: ${JSON.stringify(v.inbound)}`);
+          const wide = v.inbound.filter((s) => !(s.frameWidth > 0 && s.frameWidth <= LOW_WIDTH));
+          if (v.inbound.length === pages.length - 1 && wide.length === 0) break;
+          if (Date.now() > deadline) {
+            const senders = {};
+            for (const o of pages) senders[o.name] = (await videoRtp(o)).outbound;
+            throw new Error(`${c.name}: expected ${pages.length - 1} inbound videos, each ≤ ${LOW_WIDTH} wide (the low layer): ` +
+              `${JSON.stringify(v.inbound)}; what the pages send per rid: ${JSON.stringify(senders)}`);
+          }
+          await sleep(500);
         }
-      });
-    } catch (e) {
-      await endSixMemberCall();
-      throw e;
-    }
+      }
+      // …and they keep decoding at that size.
+      for (const c of pages) for (const o of pages) if (o !== c) await advancing(c, o, 'on the low layer');
+      // One inbound stream per remote member and kind: subscriptions asked for while an offer
+      // was unanswered once subscribed streams twice (docs/sfu.md, the relay).
+      for (const c of pages) {
+        const v = await videoRtp(c);
+        assert.equal(v.inboundAudio, pages.length - 1, `${c.name}: one inbound audio per remote member: ${JSON.stringify(v)}`);
+        assert.equal(v.inbound.length, pages.length - 1, `${c.name}: one inbound video per remote member: ${JSON.stringify(v.inbound)}`);
+      }
+    });
   });
 
   /** Bytes the page has sent on its camera's simulcast encoding `rid`. */
@@ -306,46 +286,42 @@ describe('issue 12: group calls through the SFU (Janus)', { skip }, () => {
     // docs/sfu.md "Paused layers": above 4 remote videos every subscriber takes the low layer,
     // so the server tells each publisher to pause `h` (after LAYERS_HOLD, 3 s); with 3 remote
     // videos the SFU's pick is the medium layer, which is `h` of a 640x480 camera (2 layers).
-    try {
-      await diag('sfu-paused-layers', async () => {
-        const { pages } = await sixMemberCall();
-        await allVideosAdvance(pages, 'through the SFU');
-        for (const c of pages) await pausesHigh(c, 'nobody receives');
-        for (const c of pages) for (const o of pages) if (o !== c) await advancing(c, o, 'with the high layers paused');
-        const [A, B, C, D, E, F] = pages;
+    await diag('sfu-paused-layers', async () => {
+      const { pages } = await groupCall('sfd', ['A', 'B', 'C', 'D', 'E', 'F']);
+      await allVideosAdvance(pages, 'through the SFU');
+      for (const c of pages) await pausesHigh(c, 'nobody receives');
+      for (const c of pages) for (const o of pages) if (o !== c) await advancing(c, o, 'with the high layers paused');
+      const [A, B, C, D, E, F] = pages;
 
-        // rcall extension (docs/sfu.md "Choosing a user's layer"): A asks for B's high layer, so B
-        // sends `h` again at once (raising waits for no LAYERS_HOLD) and A receives B wider than
-        // the low layer can be (640 from the fake camera, unless the loaded encoder scales `h`
-        // down: the width is printed) while the others keep B's low layer; back to auto: low.
-        const layer = (c, o, l) => sdk(c, ([u, v]) => H.sessionCall('setRemoteVideoLayer', [u, v]), [o.userId, l]);
-        const load = () => execFileSync('cat', ['/proc/loadavg']).toString().split(' ')[0];
-        expectCode(A, "setRemoteVideoLayer(B, 'high')", await layer(A, B, 'high'), SUCCESS);
-        const hBack = await resumesHigh(B, "once A asked for B's high layer");
-        const wide = await receivesWidth(A, B, (w) => w > 320, 'on the high layer');
-        const width = (await A.remoteVideo(B.userId)).videoWidth;
-        console.log(`# A asked for B's high layer: B's h back after ${hBack} ms, A receives B ${width} wide after ${wide} ms (load ${load()})`);
-        for (const c of [C, D]) assert.ok((await c.remoteVideo(B.userId)).videoWidth <= 320, `${c.name}: still B's low layer`);
-        await advancing(A, B, 'on the high layer');
-        // Bad input: a clear code or a throw, never a silent success.
-        expectCode(A, 'setRemoteVideoLayer(stranger)', await layer(A, { userId: 'nobody-here' }, 'high'), 53312);
-        const bad = await A.eval(() => { try { H.session.setRemoteVideoLayer('x', 'huge'); return null; } catch (e) { return String(e.message); } });
-        assert.match(bad || '', /setRemoteVideoLayer\] userId must be a non-empty string, layer/, 'an unknown layer throws');
-        expectCode(A, "setRemoteVideoLayer(B, 'auto')", await layer(A, B, 'auto'), SUCCESS);
-        await receivesWidth(A, B, (w) => w > 0 && w <= 320, 'back on the low layer');
-        await pausesHigh(B, "once A went back to auto");
+      // rcall extension (docs/sfu.md "Choosing a user's layer"): A asks for B's high layer, so B
+      // sends `h` again at once (raising waits for no LAYERS_HOLD) and A receives B wider than
+      // the low layer can be (640 from the fake camera, unless the loaded encoder scales `h`
+      // down: the width is printed) while the others keep B's low layer; back to auto: low.
+      const layer = (c, o, l) => sdk(c, ([u, v]) => H.sessionCall('setRemoteVideoLayer', [u, v]), [o.userId, l]);
+      const load = () => execFileSync('cat', ['/proc/loadavg']).toString().split(' ')[0];
+      expectCode(A, "setRemoteVideoLayer(B, 'high')", await layer(A, B, 'high'), SUCCESS);
+      const hBack = await resumesHigh(B, "once A asked for B's high layer");
+      const wide = await receivesWidth(A, B, (w) => w > 320, 'on the high layer');
+      const width = (await A.remoteVideo(B.userId)).videoWidth;
+      console.log(`# A asked for B's high layer: B's h back after ${hBack} ms, A receives B ${width} wide after ${wide} ms (load ${load()})`);
+      for (const c of [C, D]) assert.ok((await c.remoteVideo(B.userId)).videoWidth <= 320, `${c.name}: still B's low layer`);
+      await advancing(A, B, 'on the high layer');
+      // Bad input: a clear code or a throw, never a silent success.
+      expectCode(A, 'setRemoteVideoLayer(stranger)', await layer(A, { userId: 'nobody-here' }, 'high'), 53312);
+      const bad = await A.eval(() => { try { H.session.setRemoteVideoLayer('x', 'huge'); return null; } catch (e) { return String(e.message); } });
+      assert.match(bad || '', /setRemoteVideoLayer\] userId must be a non-empty string, layer/, 'an unknown layer throws');
+      expectCode(A, "setRemoteVideoLayer(B, 'auto')", await layer(A, B, 'auto'), SUCCESS);
+      await receivesWidth(A, B, (w) => w > 0 && w <= 320, 'back on the low layer');
+      await pausesHigh(B, "once A went back to auto");
 
-        for (const c of [E, F]) expectCode(c, 'session.hungup()', await sdk(c, () => H.hungup()), SUCCESS);
-        for (const c of [A, B, C, D]) {
-          await c.waitEvent('onHungup', { userId: F.userId }, 15000);
-          await resumesHigh(c, 'with 3 remote videos');
-        }
-        const rest = [A, B, C, D];
-        for (const c of rest) for (const o of rest) if (o !== c) await advancing(c, o, 'after E and F left');
-      }, 230000); // 6 pages: the setup alone took 116 s at load 37
-    } finally {
-      await endSixMemberCall();
-    }
+      for (const c of [E, F]) expectCode(c, 'session.hungup()', await sdk(c, () => H.hungup()), SUCCESS);
+      for (const c of [A, B, C, D]) {
+        await c.waitEvent('onHungup', { userId: F.userId }, 15000);
+        await resumesHigh(c, 'with 3 remote videos');
+      }
+      const rest = [A, B, C, D];
+      for (const c of rest) for (const o of rest) if (o !== c) await advancing(c, o, 'after E and F left');
+    }, 230000); // 6 pages: the setup alone took 116 s at load 37
   });
 
   test('a 1:1 call on the same server stays peer-to-peer', { timeout: TEST_TIMEOUT }, async () => {
