@@ -10,7 +10,7 @@
 #      cargo fmt --all --check                 formatting (per-crate rustfmt.toml where a crate keeps a wide style)
 #   3. bash npm/build.sh                      the wasm SDK -> npm/dist/cdn/rcall.js
 #      bash npm/size.sh --check               its gzip-9 download size against the budget
-#   4. cargo build --release -p rcall-server  the server the e2e tests run
+#   4. cargo test --workspace --no-run        the (debug) server the e2e tests run: step 2 built it
 #   5. wasm test build (--no-run)             everything the offline phase needs is built here
 #   then, inside a loopback-only network namespace (unshare -n; cargo --offline):
 #   6. wasm-bindgen tests in headless Chromium, one step per crate that has browser tests
@@ -156,7 +156,16 @@ else
     printf 'FAIL\tsdk build\tnpm/build.sh is missing\n' >>"$RESULTS"
     printf '\n===== [sdk build] FAILED: npm/build.sh is missing\n'
 fi
-step "server build" cargo build --release -p rcall-server && server_ok=1
+# The e2e tests run the debug server the native tests already built (target/debug/rcall-server,
+# their CARGO_BIN_EXE): `cargo test --workspace --no-run` rebuilds nothing after them, where
+# `cargo build -p rcall-server` would recompile axum and the server with other features (the
+# workspace's dev-dependencies unify into the test build), and the release build cost CI ~290 s.
+# A few pages' signalling needs no optimisation (the debug server used ~1 CPU-second in 100 s of a
+# 4-page SFU call, Chromium and Janus the rest); the benchmarks (bench/, crates/loadgen/bench.sh)
+# keep the release build. RCALL_SERVER_BIN set by the caller wins.
+step "server build" cargo test --workspace --no-run && server_ok=1
+tdir=${CARGO_TARGET_DIR:-target}; [[ $tdir = /* ]] || tdir=$ROOT/$tdir
+export RCALL_SERVER_BIN="${RCALL_SERVER_BIN:-$tdir/debug/rcall-server}"
 
 if [ ${#WCRATES[@]} -eq 0 ]; then
     skip "wasm test build" "no crate has run_in_browser tests"

@@ -1,6 +1,6 @@
-// Shared pieces of the e2e tests: the real rcall-server (release build) on 127.0.0.1:0, signed
-// tokens from its Server API, headless Chromium via playwright-core, and a Client wrapper around
-// one harness page (tests/e2e/pages) per user.
+// Shared pieces of the e2e tests: the real rcall-server (release build, or RCALL_SERVER_BIN: CI
+// runs its debug build) on 127.0.0.1:0, signed tokens from its Server API, headless Chromium via
+// playwright-core, and a Client wrapper around one harness page (tests/e2e/pages) per user.
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
