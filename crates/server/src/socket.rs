@@ -33,6 +33,8 @@ use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::listener::GuardedIo;
+
 /// Smallest read: a few signalling frames (most are a few hundred bytes).
 const READ_CHUNK: usize = 1024;
 
@@ -320,8 +322,54 @@ fn encode_frame(out: &mut Vec<u8>, opcode: u8, parts: &[&[u8]]) {
     }
 }
 
+/// The stream under an upgraded connection: the listener's own, taken back from hyper, so each
+/// read and write skips hyper's boxed `Upgraded` and its two adapters; hyper's if the
+/// connection was served over another stream type.
+pub enum Io {
+    Direct(GuardedIo),
+    Upgraded(TokioIo<Upgraded>),
+}
+
+impl AsyncRead for Io {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Direct(io) => Pin::new(io).poll_read(cx, buf),
+            Io::Upgraded(io) => Pin::new(io).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Io {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Io::Direct(io) => Pin::new(io).poll_write(cx, buf),
+            Io::Upgraded(io) => Pin::new(io).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Direct(io) => Pin::new(io).poll_flush(cx),
+            Io::Upgraded(io) => Pin::new(io).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Direct(io) => Pin::new(io).poll_shutdown(cx),
+            Io::Upgraded(io) => Pin::new(io).poll_shutdown(cx),
+        }
+    }
+}
+
 /// An upgraded WebSocket: a `Stream` of client messages and a `Sink` of server messages.
-pub struct WebSocket<S = TokioIo<Upgraded>> {
+pub struct WebSocket<S = Io> {
     io: S,
     decoder: Decoder,
     /// Bytes read and not decoded yet; unallocated while empty and waiting.
@@ -596,7 +644,18 @@ impl Upgrade {
         let on_upgrade = self.on_upgrade;
         tokio::spawn(async move {
             match on_upgrade.await {
-                Ok(upgraded) => serve(WebSocket::new(TokioIo::new(upgraded), max)).await,
+                Ok(upgraded) => {
+                    let ws = match upgraded.downcast::<TokioIo<GuardedIo>>() {
+                        Ok(parts) => {
+                            let mut ws = WebSocket::new(Io::Direct(parts.io.into_inner()), max);
+                            // Bytes the client sent right behind its request, read by hyper.
+                            ws.rbuf.extend_from_slice(&parts.read_buf);
+                            ws
+                        }
+                        Err(upgraded) => WebSocket::new(Io::Upgraded(TokioIo::new(upgraded)), max),
+                    };
+                    serve(ws).await
+                }
                 Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
             }
         });
