@@ -140,8 +140,9 @@ impl Drop for ConnGuard {
     }
 }
 
-/// The TCP stream, with the pre-auth read budget of its WebSocket.
-struct GuardedIo {
+/// The TCP stream, with the pre-auth read budget of its WebSocket. The WebSocket takes it back
+/// from hyper after the upgrade (`socket::Io`).
+pub struct GuardedIo {
     tcp: TcpStream,
     guard: Arc<ConnGuard>,
 }

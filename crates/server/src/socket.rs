@@ -9,7 +9,9 @@
 //! the connection loop cannot poll beside its outbox.
 //!
 //! - Reads go into a buffer held only while bytes are pending: an idle connection holds none.
-//!   Nothing is zero-filled, and each frame header is parsed once.
+//!   A connection with nothing pending reads into its thread's spare buffer ([`SPARE`]) and
+//!   gives it back once every byte is decoded, so a read of whole frames (most reads) costs no
+//!   allocation. Nothing is zero-filled, and each frame header is parsed once.
 //! - A frame over the limit is refused from its header, before its payload is buffered, and
 //!   the socket stays writable, so the server can say why ([`Error::TooLarge`]).
 //! - Frames are written into one per-connection buffer, header and payload parts in one copy
@@ -31,8 +33,18 @@ use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::listener::GuardedIo;
+
 /// Smallest read: a few signalling frames (most are a few hundred bytes).
 const READ_CHUNK: usize = 1024;
+
+thread_local! {
+    /// The read buffer lent to whichever connection of this thread reads with nothing pending:
+    /// taken before the read, given back as soon as all it holds is decoded (it stays with the
+    /// connection only while a frame is incomplete or more frames are buffered). One per worker
+    /// thread, so its size (at most the largest frame allowed) does not count per connection.
+    static SPARE: std::cell::Cell<BytesMut> = std::cell::Cell::new(BytesMut::new());
+}
 /// Queued frames are handed to the socket whenever this much is buffered (and at each flush).
 pub const WRITE_CHUNK: usize = 16 * 1024;
 /// A write buffer larger than this after a flush is released (bursts do not stay resident).
@@ -310,8 +322,54 @@ fn encode_frame(out: &mut Vec<u8>, opcode: u8, parts: &[&[u8]]) {
     }
 }
 
+/// The stream under an upgraded connection: the listener's own, taken back from hyper, so each
+/// read and write skips hyper's boxed `Upgraded` and its two adapters; hyper's if the
+/// connection was served over another stream type.
+pub enum Io {
+    Direct(GuardedIo),
+    Upgraded(TokioIo<Upgraded>),
+}
+
+impl AsyncRead for Io {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Direct(io) => Pin::new(io).poll_read(cx, buf),
+            Io::Upgraded(io) => Pin::new(io).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Io {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Io::Direct(io) => Pin::new(io).poll_write(cx, buf),
+            Io::Upgraded(io) => Pin::new(io).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Direct(io) => Pin::new(io).poll_flush(cx),
+            Io::Upgraded(io) => Pin::new(io).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Direct(io) => Pin::new(io).poll_shutdown(cx),
+            Io::Upgraded(io) => Pin::new(io).poll_shutdown(cx),
+        }
+    }
+}
+
 /// An upgraded WebSocket: a `Stream` of client messages and a `Sink` of server messages.
-pub struct WebSocket<S = TokioIo<Upgraded>> {
+pub struct WebSocket<S = Io> {
     io: S,
     decoder: Decoder,
     /// Bytes read and not decoded yet; unallocated while empty and waiting.
@@ -383,6 +441,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         Poll::Ready(Ok(()))
     }
 
+    /// Gives an emptied read buffer back to the thread's [`SPARE`]: nothing is pending, and a
+    /// connection waiting with nothing pending holds no read buffer.
+    fn release_rbuf(&mut self) {
+        if self.rbuf.is_empty() {
+            let mut buf = std::mem::take(&mut self.rbuf);
+            // Rewinds the (unshared) buffer to its start; false when it has no room to lend.
+            if buf.try_reclaim(READ_CHUNK) {
+                SPARE.with(|s| s.set(buf));
+            }
+        }
+    }
+
     /// A read error: answer it with a close where the socket decides the code.
     fn fail_read(&mut self, e: &Error) {
         self.read_done = true;
@@ -420,6 +490,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WebSocket<S> {
                         }
                         _ => {}
                     }
+                    this.release_rbuf();
                     return Poll::Ready(Some(Ok(msg)));
                 }
                 Ok(None) => {}
@@ -430,6 +501,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WebSocket<S> {
                 }
             }
             let want = this.decoder.read_size();
+            if this.rbuf.capacity() == 0 {
+                this.rbuf = SPARE.with(std::cell::Cell::take);
+            }
             if this.rbuf.capacity() - this.rbuf.len() < want {
                 this.rbuf.reserve(want);
             }
@@ -444,10 +518,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WebSocket<S> {
                     return Poll::Ready(Some(Err(Error::Io(e))));
                 }
                 Poll::Pending => {
-                    if this.rbuf.is_empty() {
-                        // Waiting with nothing buffered: hold no memory meanwhile.
-                        this.rbuf = BytesMut::new();
-                    }
+                    // Waiting with nothing buffered: hold no memory meanwhile.
+                    this.release_rbuf();
                     return Poll::Pending;
                 }
             }
@@ -572,7 +644,18 @@ impl Upgrade {
         let on_upgrade = self.on_upgrade;
         tokio::spawn(async move {
             match on_upgrade.await {
-                Ok(upgraded) => serve(WebSocket::new(TokioIo::new(upgraded), max)).await,
+                Ok(upgraded) => {
+                    let ws = match upgraded.downcast::<TokioIo<GuardedIo>>() {
+                        Ok(parts) => {
+                            let mut ws = WebSocket::new(Io::Direct(parts.io.into_inner()), max);
+                            // Bytes the client sent right behind its request, read by hyper.
+                            ws.rbuf.extend_from_slice(&parts.read_buf);
+                            ws
+                        }
+                        Err(upgraded) => WebSocket::new(Io::Upgraded(TokioIo::new(upgraded)), max),
+                    };
+                    serve(ws).await
+                }
                 Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
             }
         });
@@ -796,6 +879,75 @@ mod tests {
             ws.send(Message::Binary(Bytes::new())).await,
             Err(Error::Closed)
         ));
+    }
+
+    /// The thread's spare read buffer: its address, or `None` when it is lent out (or unset).
+    fn spare_ptr() -> Option<*const u8> {
+        SPARE.with(|s| {
+            let b = s.take();
+            let p = (b.capacity() > 0).then(|| b.as_ptr());
+            s.set(b);
+            p
+        })
+    }
+
+    #[tokio::test]
+    async fn sockets_of_one_thread_share_the_spare_read_buffer_but_never_pending_bytes() {
+        let (io_a, mut peer_a) = tokio::io::duplex(1 << 16);
+        let (io_b, mut peer_b) = tokio::io::duplex(1 << 16);
+        let mut a = WebSocket::new(io_a, 1000);
+        let mut b = WebSocket::new(io_b, 1000);
+        // A reads two whole frames and waits: the buffer it read into is the thread's again.
+        let mut two = client_frame(true, OP_BINARY, b"a1");
+        two.extend(client_frame(true, OP_BINARY, b"a2"));
+        peer_a.write_all(&two).await.unwrap();
+        assert_eq!(
+            a.next().await.unwrap().unwrap(),
+            Message::Binary("a1".into())
+        );
+        assert_ne!(a.rbuf.capacity(), 0, "a2 is still buffered");
+        assert_eq!(spare_ptr(), None, "lent to A while bytes are pending");
+        assert_eq!(
+            a.next().await.unwrap().unwrap(),
+            Message::Binary("a2".into())
+        );
+        assert!(futures::FutureExt::now_or_never(a.next()).is_none());
+        assert_eq!(a.rbuf.capacity(), 0);
+        let spare = spare_ptr().expect("given back");
+        // B reads a whole frame into that same buffer (no allocation of its own) ...
+        peer_b
+            .write_all(&client_frame(true, OP_BINARY, b"b1"))
+            .await
+            .unwrap();
+        assert_eq!(
+            b.next().await.unwrap().unwrap(),
+            Message::Binary("b1".into())
+        );
+        assert!(futures::FutureExt::now_or_never(b.next()).is_none());
+        assert_eq!(spare_ptr(), Some(spare));
+        // ... while a connection holding half a frame keeps it: the other one reads elsewhere,
+        // and neither sees the other's bytes.
+        let a3 = client_frame(true, OP_BINARY, &[3u8; 300]);
+        peer_a.write_all(&a3[..100]).await.unwrap();
+        assert!(futures::FutureExt::now_or_never(a.next()).is_none());
+        assert_eq!(a.rbuf.len(), 100);
+        assert_eq!(spare_ptr(), None);
+        peer_b
+            .write_all(&client_frame(true, OP_BINARY, b"b2"))
+            .await
+            .unwrap();
+        assert_eq!(
+            b.next().await.unwrap().unwrap(),
+            Message::Binary("b2".into())
+        );
+        peer_a.write_all(&a3[100..]).await.unwrap();
+        assert_eq!(
+            a.next().await.unwrap().unwrap(),
+            Message::Binary(vec![3u8; 300].into())
+        );
+        assert!(futures::FutureExt::now_or_never(a.next()).is_none());
+        assert!(futures::FutureExt::now_or_never(b.next()).is_none());
+        assert_eq!((a.rbuf.capacity(), b.rbuf.capacity()), (0, 0));
     }
 
     #[tokio::test]

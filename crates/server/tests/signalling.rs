@@ -439,6 +439,37 @@ async fn a_frame_announced_over_the_limit_is_refused_before_its_payload() {
 }
 
 #[tokio::test]
+async fn a_frame_sent_right_behind_the_upgrade_request_is_read() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ts = TestServer::start().await;
+    // The request and a masked Ping in one write: hyper reads both, the WebSocket must get the
+    // Ping from hyper's buffer once it takes the connection over.
+    let mut bytes = b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n\
+        Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+        Sec-WebSocket-Version: 13\r\n\r\n"
+        .to_vec();
+    let mask = [9u8, 8, 7, 6];
+    bytes.extend_from_slice(&[0x89, 0x80 | 5]);
+    bytes.extend_from_slice(&mask);
+    bytes.extend(b"early".iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m));
+    let mut tcp = tokio::net::TcpStream::connect(ts.addr).await.unwrap();
+    tcp.write_all(&bytes).await.unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        tcp.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"));
+    let mut pong = [0u8; 7];
+    tokio::time::timeout(Duration::from_secs(5), tcp.read_exact(&mut pong))
+        .await
+        .expect("no Pong for the Ping sent with the request")
+        .unwrap();
+    assert_eq!(pong, *b"\x8a\x05early");
+}
+
+#[tokio::test]
 async fn frame_at_the_limit_is_accepted() {
     let ts = TestServer::start().await;
     let mut a1 = ts.client("alice", "a1").await;
