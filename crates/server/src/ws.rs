@@ -412,6 +412,7 @@ async fn cluster_session(
         tracing::debug!(
             target: "rcall_server::cluster::login",
             conn_id = reg.conn_id,
+            at_ms = now_ms(),
             after_ms = t0.elapsed().as_millis() as u64,
             "cluster login abandoned: the client left"
         );
