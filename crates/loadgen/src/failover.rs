@@ -1129,11 +1129,7 @@ fn print_server_stages(logs: &[String], kill_ms: i64) {
     let parts: Vec<String> =
         names.iter().zip(v.iter_mut()).map(|(n, v)| format!("{} {}", n.trim_end_matches("_ms"), quantiles_ms(v))).collect();
     println!("resume stages, server side (logins after the kill), ms ({} logins): {}", v[0].len(), parts.join("; "));
-    println!(
-        "logins abandoned after the kill (the client left first): {}, after ms {}",
-        abandoned.len(),
-        quantiles_ms(&mut abandoned)
-    );
+    println!("logins abandoned after the kill (the client left first): {}, after ms {}", abandoned.len(), quantiles_ms(&mut abandoned));
 }
 
 fn loadavg() -> String {

@@ -381,12 +381,36 @@ async fn interleaved_subscriptions_and_unsubscriptions_share_round_trips() {
     }
     let subs = command_calls(&redis, "subscribe").await - subs;
     let unsubs = command_calls(&redis, "unsubscribe").await - unsubs;
-    assert!(subs + unsubs <= 2, "{subs} SUBSCRIBE + {unsubs} UNSUBSCRIBE for one batch");
+    assert!(
+        subs + unsubs <= 2,
+        "{subs} SUBSCRIBE + {unsubs} UNSUBSCRIBE for one batch"
+    );
     let publisher = bus(&redis).await;
-    assert_eq!(publisher.publish("old:7", b"x").await.unwrap(), 0, "dropped");
-    assert_eq!(publisher.publish("brief", b"x").await.unwrap(), 0, "dropped again");
-    assert_eq!(publisher.publish("new:0", b"y").await.unwrap(), 1, "taken again");
+    assert_eq!(
+        publisher.publish("old:7", b"x").await.unwrap(),
+        0,
+        "dropped"
+    );
+    assert_eq!(
+        publisher.publish("brief", b"x").await.unwrap(),
+        0,
+        "dropped again"
+    );
+    assert_eq!(
+        publisher.publish("new:0", b"y").await.unwrap(),
+        1,
+        "taken again"
+    );
     assert_eq!(next_event(&mut rx).await, msg("new:0", b"y"));
-    assert_eq!(publisher.publish(&format!("new:{}", N - 1), b"z").await.unwrap(), 1);
-    assert_eq!(next_event(&mut rx).await, msg(&format!("new:{}", N - 1), b"z"));
+    assert_eq!(
+        publisher
+            .publish(&format!("new:{}", N - 1), b"z")
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        next_event(&mut rx).await,
+        msg(&format!("new:{}", N - 1), b"z")
+    );
 }

@@ -42,7 +42,10 @@ async fn until(what: &str, mut done: impl FnMut() -> bool) {
 
 /// Redis answers nothing for `ms` (every client of it, the node's included).
 fn pause_redis(redis: &TestRedis, ms: u32) {
-    assert_eq!(redis.command(&["CLIENT", "PAUSE", &ms.to_string(), "ALL"]), "+OK");
+    assert_eq!(
+        redis.command(&["CLIENT", "PAUSE", &ms.to_string(), "ALL"]),
+        "+OK"
+    );
 }
 
 #[tokio::test]
@@ -84,7 +87,10 @@ async fn logins_past_the_bound_are_refused_busy_at_once_and_succeed_on_retry() {
     let r = routing(&ts);
     pause_redis(&redis, 1500);
     let mut first = Client::authenticate(ts.addr, &ts.token("u1"), "u1-dev", 0).await;
-    until("the first login in progress", || r.logins_in_progress() == 1).await;
+    until("the first login in progress", || {
+        r.logins_in_progress() == 1
+    })
+    .await;
     // The node's only slot is taken by a login waiting on Redis: the next is refused now,
     // not queued behind it.
     let mut second = Client::authenticate(ts.addr, &ts.token("u2"), "u2-dev", 0).await;
@@ -94,7 +100,11 @@ async fn logins_past_the_bound_are_refused_busy_at_once_and_succeed_on_retry() {
     }
     second.expect_closed().await;
     assert_eq!(r.logins_refused(), 1);
-    assert_eq!(r.logins_in_progress(), 1, "the first login still waits on Redis");
+    assert_eq!(
+        r.logins_in_progress(),
+        1,
+        "the first login still waits on Redis"
+    );
     // The first completes once Redis answers, and the refused client's retry succeeds.
     match first.recv().await.body {
         Some(S::AuthResult(a)) => assert_eq!(a.code, 0, "{a:?}"),
