@@ -387,8 +387,8 @@ struct Keys {
 async fn connect(c: &Rc<RefCell<Client>>, keys: &Keys, first: bool, attempt_timeout: Duration) -> Result<Ws, String> {
     let mut tries = 0;
     let mut rounds = 0u32;
-    // Failures since the last backoff, and whether the last was a busy refusal.
-    let (mut in_round, mut busy, mut backoff) = (0, false, false);
+    // Failures since the last backoff.
+    let mut in_round = 0;
     loop {
         let (url, src, user, resume_from, instance) = {
             let c = c.borrow();
@@ -444,6 +444,7 @@ async fn connect(c: &Rc<RefCell<Client>>, keys: &Keys, first: bool, attempt_time
                 }
             }
         };
+        let (backoff, busy);
         match attempt.await {
             Ok(ws) => {
                 if !first {

@@ -259,13 +259,13 @@ async fn open_session(
     guard: Option<Arc<ConnGuard>>,
 ) -> Option<(WebSocket, Origin, Arc<Outbox>)> {
     let opened = Instant::now();
-    // (`_login`: the node's count of logins in progress, held to the end of the replay.)
-    let (app, reg, outbox, instance, _login) =
+    // (`login`: cluster mode's count of logins in progress.)
+    let (app, reg, outbox, instance, login) =
         authenticate(state, &mut ws, guard.as_deref()).await?;
     drop(guard);
     if let Some(routing) = &state.routing {
         let auth = opened.elapsed();
-        return cluster_session(state, routing, ws, app, reg, outbox, instance, auth).await;
+        return cluster_session(state, routing, ws, app, reg, outbox, instance, auth, login).await;
     }
     // Replay before live traffic, a page at a time: the next page is read only once the
     // previous one was written to the socket, so a device with a large backlog (or many
@@ -361,6 +361,7 @@ async fn cluster_session(
     outbox: Arc<Outbox>,
     instance: u64,
     auth: Duration,
+    login: Option<crate::cluster::routing::LoginPermit>,
 ) -> Option<(WebSocket, Origin, Arc<Outbox>)> {
     let key = state.hub.app(app).key.clone();
     let page = state.config.replay_page_messages;
@@ -408,6 +409,9 @@ async fn cluster_session(
         s.map(Some)
     }
     .await;
+    // The login's slot is held through its Redis stages, not through the replay's later
+    // pages: those go at the client's pace, and a slow reader must not hold a slot.
+    drop(login);
     if let Ok(None) = started {
         tracing::debug!(
             target: "rcall_server::cluster::login",

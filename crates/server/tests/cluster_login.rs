@@ -62,8 +62,9 @@ async fn a_login_whose_client_left_while_redis_was_slow_leaves_nothing_behind() 
     closes.ws.close(None).await.unwrap();
     while closes.ws.next().await.is_some() {}
     drop(drops);
-    // (Their slots are free once their unsubscriptions went through, after the pause.)
     until("both logins over", || r.logins_in_progress() == 0).await;
+    // (Answered once the pause is over.)
+    assert_eq!(redis.command(&["PING"]), "+PONG");
     // Neither device became known to its user (the login's mailbox stage never ran), and
     // neither user counts as online anywhere.
     for user in ["u1", "u2"] {
