@@ -366,10 +366,10 @@ async fn interleaved_subscriptions_and_unsubscriptions_share_round_trips() {
     );
     // Queued without yielding (this test's runtime runs one task at a time): one batch.
     let mut waits = Vec::new();
-    for i in 0..N {
+    for (i, o) in old.iter().enumerate() {
         let new = format!("new:{i}");
         waits.push(sub.queue(true, &[new.as_str()]).unwrap());
-        waits.push(sub.queue(false, &[old[i].as_str()]).unwrap());
+        waits.push(sub.queue(false, &[o.as_str()]).unwrap());
     }
     // "flip": dropped and taken again; "brief": taken and dropped again.
     waits.push(sub.queue(false, &["new:0"]).unwrap());
