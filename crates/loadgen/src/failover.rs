@@ -107,16 +107,27 @@ const STAGES: usize = 6;
 const STAGE_NAMES: [&str; STAGES] =
     ["kill→noticed", "noticed→attempt", "attempt→tcp", "tcp→upgraded", "upgraded→AuthResult", "AuthResult→SyncDone"];
 
-/// The SDK's reconnect backoff (`crates/sdk/src/im.rs::reconnect_delay`, in a call: unconfirmed
-/// messages wait): round `n` of failures (0 = none) → ms before the next round.
-fn reconnect_delay(n: u32, random: f64) -> u64 {
+/// The SDK's reconnect backoff (`crates/sdk/src/im.rs::reconnect_delay`): round `n` of failures
+/// (0 = none) → ms before the next round; capped as in a call (unconfirmed messages wait),
+/// or, after a busy refusal (`busy`, see [`after_failure`]), at the idle cap as the SDK does.
+fn reconnect_delay(n: u32, busy: bool, random: f64) -> u64 {
     if n == 0 {
         return 0;
     }
-    let (base, cap) = (100.0f64, 800.0f64);
+    let (base, cap) = (100.0f64, if busy { 4000.0f64 } else { 800.0f64 });
     let b = (base * 2f64.powi(n.min(20) as i32 - 1)).min(cap);
     (b * (0.5 + random)).min(cap) as u64
 }
+
+/// The SDK's `im::after_failure`: an attempt refused as busy (31003) ends the round at once
+/// (and its backoff keeps the idle cap); other failures try the next node first.
+fn after_failure(refusal: &str, round_over: bool) -> (bool, bool) {
+    let busy = refusal.starts_with(BUSY_REFUSAL);
+    (round_over || busy, busy)
+}
+
+/// How [`Client::handle`] words a busy refusal.
+const BUSY_REFUSAL: &str = "auth refused 31003";
 
 /// First seconds of the traffic left out of the steady-state latency and rate.
 const WARMUP_SECS: u64 = 5;
@@ -376,6 +387,8 @@ struct Keys {
 async fn connect(c: &Rc<RefCell<Client>>, keys: &Keys, first: bool, attempt_timeout: Duration) -> Result<Ws, String> {
     let mut tries = 0;
     let mut rounds = 0u32;
+    // Failures since the last backoff.
+    let mut in_round = 0;
     loop {
         let (url, src, user, resume_from, instance) = {
             let c = c.borrow();
@@ -431,6 +444,7 @@ async fn connect(c: &Rc<RefCell<Client>>, keys: &Keys, first: bool, attempt_time
                 }
             }
         };
+        let (backoff, busy);
         match attempt.await {
             Ok(ws) => {
                 if !first {
@@ -452,14 +466,20 @@ async fn connect(c: &Rc<RefCell<Client>>, keys: &Keys, first: bool, attempt_time
                     return Err(format!("{}: {e}", cb.user));
                 }
                 cb.at = (cb.at + 1) % cb.urls.len();
+                in_round += 1;
+                (backoff, busy) = after_failure(&e, in_round % cb.urls.len() == 0);
+                if backoff {
+                    in_round = 0;
+                }
             }
         }
         if first {
             tokio::time::sleep(Duration::from_millis(200)).await;
-        } else if tries % c.borrow().urls.len() == 0 {
-            // A whole round failed (the SDK's `next_after_failure`): its backoff.
+        } else if backoff {
+            // A whole round failed (the SDK's `next_after_failure`), or a node said it is
+            // busy: the SDK's backoff.
             rounds += 1;
-            let ms = reconnect_delay(rounds, rand_below(1000) as f64 / 1000.0);
+            let ms = reconnect_delay(rounds, busy, rand_below(1000) as f64 / 1000.0);
             tokio::time::sleep(Duration::from_millis(ms)).await;
         }
     }
@@ -1086,12 +1106,18 @@ fn print_server_stages(logs: &[String], kill_ms: i64) {
     }
     let names = ["auth_ms", "hold_ms", "rooms_ms", "start_ms", "replay_ms", "total_ms"];
     let mut v: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
+    // Logins the server dropped because their client had left (its attempt timed out).
+    let mut abandoned = Vec::new();
     for path in logs {
         let Ok(text) = std::fs::read_to_string(path) else { continue };
         for line in text.lines().filter(|l| l.contains("cluster login")) {
             let field =
                 |k: &str| -> Option<f64> { line.split_whitespace().find_map(|kv| kv.strip_prefix(k)?.strip_prefix('=')?.parse().ok()) };
             if field("at_ms").is_none_or(|at| at < kill_ms as f64) {
+                continue;
+            }
+            if line.contains("cluster login abandoned") {
+                abandoned.extend(field("after_ms"));
                 continue;
             }
             for (i, n) in names.iter().enumerate() {
@@ -1104,6 +1130,7 @@ fn print_server_stages(logs: &[String], kill_ms: i64) {
     let parts: Vec<String> =
         names.iter().zip(v.iter_mut()).map(|(n, v)| format!("{} {}", n.trim_end_matches("_ms"), quantiles_ms(v))).collect();
     println!("resume stages, server side (logins after the kill), ms ({} logins): {}", v[0].len(), parts.join("; "));
+    println!("logins abandoned after the kill (the client left first): {}, after ms {}", abandoned.len(), quantiles_ms(&mut abandoned));
 }
 
 fn loadavg() -> String {
@@ -1140,10 +1167,17 @@ mod tests {
     #[test]
     fn reconnect_backoff_is_the_sdks() {
         // The values of `crates/sdk/src/im.rs`'s own test, in a call.
-        assert_eq!(reconnect_delay(0, 0.9), 0, "first retry at once");
-        assert_eq!(reconnect_delay(1, 0.0), 50);
-        assert_eq!(reconnect_delay(1, 0.999), 149);
-        assert!((0..40).all(|n| reconnect_delay(n, 0.999) <= 800));
+        assert_eq!(reconnect_delay(0, false, 0.9), 0, "first retry at once");
+        assert_eq!(reconnect_delay(1, false, 0.0), 50);
+        assert_eq!(reconnect_delay(1, false, 0.999), 149);
+        assert!((0..40).all(|n| reconnect_delay(n, false, 0.999) <= 800));
+        // After a busy refusal: the idle cap.
+        assert!((0..40).all(|n| reconnect_delay(n, true, 0.999) <= 4000));
+        assert!(reconnect_delay(10, true, 0.5) > 800);
+        // A busy refusal ends the round at once, as in the SDK's `im::after_failure`.
+        assert_eq!(after_failure("auth refused 31003: server busy", false), (true, true));
+        assert_eq!(after_failure("no AuthResult in time (attempt timeout)", false), (false, false));
+        assert_eq!(after_failure("auth: connection ended: None", true), (true, false));
     }
 
     #[test]

@@ -32,7 +32,8 @@ use rtc_core::text::int;
 /// the server's answers from `rtc_core::proto::error_code` (their one home).
 pub mod code {
     pub use rtc_core::proto::error_code::{
-        CONNECTION_EXIST as RC_CONNECTION_EXIST, INVALID_PARAMETER as BIZ_ERROR_INVALID_PARAMETER, TOKEN_EXPIRED as RC_CONN_TOKEN_EXPIRED,
+        CONNECTION_EXIST as RC_CONNECTION_EXIST, INVALID_PARAMETER as BIZ_ERROR_INVALID_PARAMETER,
+        SERVER_UNAVAILABLE as RC_CONN_SERVER_UNAVAILABLE, TOKEN_EXPIRED as RC_CONN_TOKEN_EXPIRED,
         TOKEN_INCORRECT as RC_CONN_TOKEN_INCORRECT, USER_BLOCKED as RC_CONN_USER_BLOCKED,
     };
     pub const SUCCESS: i32 = 0;
@@ -128,6 +129,8 @@ pub struct ImLink {
     /// Reconnect rounds (every navi URL tried once) that failed since the link was last up:
     /// the backoff step.
     reconnect_attempt: Cell<u32>,
+    /// The last reconnect attempt was refused as busy (see [`after_failure`]).
+    server_busy: Cell<bool>,
     /// ICE servers (STUN, TURN with fresh credentials) the server handed out at login; used
     /// when the app configured none.
     server_ice: RefCell<Vec<web_rtc::IceServer>>,
@@ -439,6 +442,7 @@ fn on_frame<H: Host>(rt: &Rc<H>, conn_id: u32, frame: ServerFrame) {
             rt.server_profile(r.profile.unwrap_or_default());
             conn.ready.set(true);
             im.reconnect_attempt.set(0);
+            im.server_busy.set(false);
             im.sfu.set(r.sfu);
             rt.feed(Input::Sfu(SfuInput::Enabled(r.sfu)));
             // What the server lacks goes again, in order, before anything new.
@@ -564,6 +568,7 @@ fn lost<H: Host>(rt: &Rc<H>, conn: Rc<Connection>, node_failed: bool) {
     }
     im.status.set(Status::Suspended, Some(code::RC_NET_UNAVAILABLE));
     im.reconnect_attempt.set(0);
+    im.server_busy.set(false);
     if let Some(l) = im.navi.borrow_mut().as_mut() {
         if node_failed {
             l.lost();
@@ -605,6 +610,16 @@ pub fn close_now<H: Host>(rt: &Rc<H>) {
     }
 }
 
+/// A failed reconnect attempt refused with `code`: whether the round is over (back off before
+/// the next attempt) and whether the server said it is busy. A busy node (31003: its logins
+/// are full, e.g. every client of a failed node at once) ends the round, and the backoff then
+/// keeps its idle cap even in a call: the other nodes are likely as loaded, and trying them
+/// all at once, round after round, only feeds the storm that made it busy.
+fn after_failure(code: i32, url_round_over: bool) -> (bool, bool) {
+    let busy = code == code::RC_CONN_SERVER_UNAVAILABLE;
+    (url_round_over || busy, busy)
+}
+
 /// Delay before reconnect attempt `n` (0 = the first, at once); `random` in [0, 1) gives the
 /// jitter. See the constants.
 fn reconnect_delay(n: u32, in_call: bool, random: f64) -> i32 {
@@ -628,7 +643,7 @@ fn schedule_reconnect<H: Host>(rt: &Rc<H>, backoff: bool) {
     }
     let n = im.reconnect_attempt.get();
     // Urgent while a call is live or something waits to be sent (e.g. a hangup made while down).
-    let in_call = rt.in_call() || im.link.borrow().as_ref().is_some_and(|l| l.unconfirmed() > 0);
+    let in_call = !im.server_busy.get() && (rt.in_call() || im.link.borrow().as_ref().is_some_and(|l| l.unconfirmed() > 0));
     let rt = rt.clone();
     let retry = Closure::once_into_js(move || {
         js::spawn(async move {
@@ -657,7 +672,9 @@ fn schedule_reconnect<H: Host>(rt: &Rc<H>, backoff: bool) {
                 }
                 Err(c) => {
                     // Within a round the status stays CONNECTING: the next URL is tried at once.
-                    let round_over = im.navi.borrow_mut().as_mut().is_none_or(|l| l.next_after_failure());
+                    let url_round_over = im.navi.borrow_mut().as_mut().is_none_or(|l| l.next_after_failure());
+                    let (round_over, busy) = after_failure(c, url_round_over);
+                    im.server_busy.set(busy);
                     if round_over {
                         im.status.set(Status::Suspended, Some(c));
                         im.reconnect_attempt.set(im.reconnect_attempt.get().saturating_add(1));
@@ -708,7 +725,14 @@ pub fn device_id() -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{attempt_timeout_ms, reconnect_delay, CONNECT_TIMEOUT_MS, RECONNECT_TIMEOUT_MS};
+    use super::{after_failure, attempt_timeout_ms, code, reconnect_delay, CONNECT_TIMEOUT_MS, RECONNECT_TIMEOUT_MS};
+
+    #[test]
+    fn a_busy_server_ends_the_round_other_failures_try_the_next_url() {
+        assert_eq!(after_failure(code::RC_CONN_SERVER_UNAVAILABLE, false), (true, true), "busy: back off now");
+        assert_eq!(after_failure(code::RC_NET_UNAVAILABLE, false), (false, false), "unreachable: next URL at once");
+        assert_eq!(after_failure(code::CONNECTION_TIMEOUT, true), (true, false), "a whole round failed: back off");
+    }
 
     #[test]
     fn a_navi_list_shares_the_connect_timeout_down_to_a_floor() {

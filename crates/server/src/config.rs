@@ -277,6 +277,9 @@ pub struct Config {
     /// Cluster mode: how often the node beats; one silent for 5 periods is dead and cleaned
     /// up after ([`crate::cluster::presence::DEFAULT_HEARTBEAT`]).
     pub node_heartbeat: Duration,
+    /// Cluster mode: logins a node runs at once; past it a login is refused as busy (31003)
+    /// at once (0: no bound; [`crate::cluster::routing::DEFAULT_MAX_LOGINS`]).
+    pub max_logins_in_progress: usize,
     /// SFU mode: group-call media through these Janus servers (`--janus`, issue 12;
     /// [`crate::sfu`]; several: `JanusSettings::more`). None: group calls stay a peer-to-peer
     /// mesh.
@@ -367,6 +370,7 @@ impl Config {
             log_format: LogFormat::Text,
             redis: None,
             node_heartbeat: crate::cluster::presence::DEFAULT_HEARTBEAT,
+            max_logins_in_progress: crate::cluster::routing::DEFAULT_MAX_LOGINS,
             janus: None,
         }
     }
@@ -839,6 +843,9 @@ static SETTINGS: &[Setting] = &[
     }),
     setting!("node_heartbeat_ms" => ms node_heartbeat, hidden,
         "Cluster mode: beat period, ms; a node silent for 5 periods is dead (tests)"),
+    setting!("max_logins_in_progress" => field max_logins_in_progress,
+        "Cluster mode: logins a node runs at once; past it a login is refused as busy \
+         (31003, the client retries) (0: no bound)"),
     setting!(@row "janus", Shape::List, false,
         "SFU mode: group-call media through this Janus, the base URL of its HTTP API, e.g. \
          http://127.0.0.1:8088/janus (without it group calls are a peer-to-peer mesh); several, \

@@ -287,7 +287,14 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<RunningServe
                 hub.apps().iter().map(|a| a.key.clone()).collect(),
                 config.node_heartbeat,
             )?;
-            router_events = Some(cluster::routing::Routing::start(mailboxes, presence).await?);
+            router_events = Some(
+                cluster::routing::Routing::start(
+                    mailboxes,
+                    presence,
+                    config.max_logins_in_progress,
+                )
+                .await?,
+            );
             let bus = shared.bus().clone();
             rooms_events = Some(cluster::rooms::RoomsSync::start(bus, &hub).await?);
             tracing::info!(redis = %url, node = %shared.bus().node_id(), "cluster mode: policy and Server API nonces shared through Redis");

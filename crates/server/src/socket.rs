@@ -453,6 +453,57 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         }
     }
 
+    /// Resolves once the peer is gone — EOF, a read error, or a close frame among what it
+    /// sent — without taking a message off the stream: what is read stays buffered for it.
+    /// For a phase in which the server reads nothing (a cluster login waiting on Redis), so
+    /// the work of a client that gave up can be dropped. Reads at most `limit` bytes ahead;
+    /// past that it never resolves (the phase ends by itself).
+    pub async fn peer_gone(&mut self, limit: usize) {
+        std::future::poll_fn(|cx| self.poll_peer_gone(cx, limit)).await
+    }
+
+    fn poll_peer_gone(&mut self, cx: &mut Context<'_>, limit: usize) -> Poll<()> {
+        loop {
+            if self.read_done || self.close_buffered() {
+                return Poll::Ready(());
+            }
+            if self.rbuf.len() >= limit {
+                return Poll::Pending;
+            }
+            self.rbuf.reserve(READ_CHUNK.min(limit - self.rbuf.len()));
+            match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.rbuf) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                    self.read_done = true;
+                    return Poll::Ready(());
+                }
+                Poll::Ready(Ok(_)) => {}
+                Poll::Pending => {
+                    if self.rbuf.is_empty() {
+                        self.rbuf = BytesMut::new();
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+
+    /// Whether the bytes buffered hold a close frame, or a frame the decoder will fail on
+    /// (either way the connection is over). Walks the frame headers only.
+    fn close_buffered(&self) -> bool {
+        let mut at = 0usize;
+        loop {
+            match parse_header(&self.rbuf[at..], usize::MAX) {
+                Ok(None) => return false,
+                Err(_) => return true,
+                Ok(Some(h)) if h.opcode == OP_CLOSE => return true,
+                Ok(Some(h)) => match at.checked_add(h.size).and_then(|a| a.checked_add(h.len)) {
+                    Some(next) if next < self.rbuf.len() => at = next,
+                    _ => return false,
+                },
+            }
+        }
+    }
+
     /// A read error: answer it with a close where the socket decides the code.
     fn fail_read(&mut self, e: &Error) {
         self.read_done = true;

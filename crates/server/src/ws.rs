@@ -52,6 +52,7 @@ pub mod close_code {
     pub const UNSUPPORTED: u16 = 1003;
     pub const POLICY: u16 = 1008;
     pub const TOO_BIG: u16 = 1009;
+    pub const TRY_AGAIN_LATER: u16 = 1013;
 }
 
 /// Time allowed to flush the last frames of a closing connection.
@@ -258,11 +259,13 @@ async fn open_session(
     guard: Option<Arc<ConnGuard>>,
 ) -> Option<(WebSocket, Origin, Arc<Outbox>)> {
     let opened = Instant::now();
-    let (app, reg, outbox, instance) = authenticate(state, &mut ws, guard.as_deref()).await?;
+    // (`login`: cluster mode's count of logins in progress.)
+    let (app, reg, outbox, instance, login) =
+        authenticate(state, &mut ws, guard.as_deref()).await?;
     drop(guard);
     if let Some(routing) = &state.routing {
         let auth = opened.elapsed();
-        return cluster_session(state, routing, ws, app, reg, outbox, instance, auth).await;
+        return cluster_session(state, routing, ws, app, reg, outbox, instance, auth, login).await;
     }
     // Replay before live traffic, a page at a time: the next page is read only once the
     // previous one was written to the socket, so a device with a large backlog (or many
@@ -358,6 +361,7 @@ async fn cluster_session(
     outbox: Arc<Outbox>,
     instance: u64,
     auth: Duration,
+    login: Option<crate::cluster::routing::LoginPermit>,
 ) -> Option<(WebSocket, Origin, Arc<Outbox>)> {
     let key = state.hub.app(app).key.clone();
     let page = state.config.replay_page_messages;
@@ -366,10 +370,24 @@ async fn cluster_session(
     // `at_ms`: wall clock at the end, for the failover benchmark's per-stage figures).
     let t0 = std::time::Instant::now();
     let mut stages = [std::time::Duration::ZERO; 3];
+    // A client that gave up on its login (its attempt timed out: it closed the socket, and
+    // retries elsewhere) must not cost the cluster the rest of it: its hold is given up when
+    // the socket closes, and no later stage starts then. (Under a login storm the abandoned
+    // logins' Redis work delayed the retries past their timeout in turn.)
+    let limit = pre_auth_max(state);
+    let mut rooms_held = false;
     let started = async {
-        routing.hold(app, &key, &reg.user_id, reg.conn_id).await?;
+        let held = tokio::select! {
+            held = routing.hold(app, &key, &reg.user_id, reg.conn_id) => held,
+            _ = ws.peer_gone(limit) => return Ok(None),
+        };
+        held?;
         stages[0] = t0.elapsed();
         if let Some(rooms) = &state.rooms {
+            if ws.peer_gone(limit).now_or_never().is_some() {
+                return Ok(None);
+            }
+            rooms_held = true;
             rooms
                 .hold(
                     &state.hub,
@@ -383,15 +401,43 @@ async fn cluster_session(
                 .await?;
         }
         stages[1] = t0.elapsed();
+        if ws.peer_gone(limit).now_or_never().is_some() {
+            return Ok(None);
+        }
         let s = routing.sync_open(app, &key, &reg, page).await;
         stages[2] = t0.elapsed();
-        s
+        s.map(Some)
     }
     .await;
+    // The login's slot is held through its Redis stages, not through the replay's later
+    // pages: those go at the client's pace, and a slow reader must not hold a slot.
+    drop(login);
+    if let Ok(None) = started {
+        tracing::debug!(
+            target: "rcall_server::cluster::login",
+            conn_id = reg.conn_id,
+            at_ms = now_ms(),
+            after_ms = t0.elapsed().as_millis() as u64,
+            "cluster login abandoned: the client left"
+        );
+        routing.login_abandoned();
+        // (Closed before the unsubscription waits its turn.)
+        drop(ws);
+        state
+            .hub
+            .unregister(app, &reg.user_id, reg.conn_id, Departure::Lost);
+        routing.release(reg.conn_id).await;
+        if let (Some(rooms), true) = (&state.rooms, rooms_held) {
+            rooms
+                .release(&state.hub, &key, reg.conn_id, Departure::Lost)
+                .await;
+        }
+        return None;
+    }
     let mut pages = 0usize;
     let mut failed = None;
     let mut replayed = 0;
-    let started = started.map_err(|e| failed = Some(e)).ok();
+    let started = started.map_err(|e| failed = Some(e)).ok().flatten();
     if let Some((start, first)) = started {
         // `seen`: the seqs up to which this connection has the user's copies once replayed:
         // what the page reads cover, and what the device has (its cursor in Redis, and its
@@ -508,12 +554,19 @@ fn connected(app: AppId, reg: crate::hub::Registered, instance: u64, replayed: u
 
 /// The first frame must be a valid `Authenticate`; on success the connection is registered
 /// (syncing) with its `AuthResult` queued. On failure the client got its answer and the
-/// connection is closed.
+/// connection is closed. In cluster mode a login takes one of the node's login slots first
+/// ([`crate::cluster::routing::Routing::begin_login`]), returned with the registration.
 async fn authenticate(
     state: &AppState,
     ws: &mut WebSocket,
     guard: Option<&ConnGuard>,
-) -> Option<(AppId, crate::hub::Registered, Arc<Outbox>, u64)> {
+) -> Option<(
+    AppId,
+    crate::hub::Registered,
+    Arc<Outbox>,
+    u64,
+    Option<crate::cluster::routing::LoginPermit>,
+)> {
     // Only a token and a device id before authentication: a few KB.
     let max = pre_auth_max(state);
     let metrics = &state.metrics;
@@ -551,15 +604,27 @@ async fn authenticate(
         }
         Ok(Inbound::Frame(ClientFrame {
             body: Some(ClientBody::Authenticate(a)),
-        })) => match admit(state, a).await {
-            Ok(v) => {
-                if let Some(g) = guard {
-                    g.authenticated();
-                }
-                ws.set_max_message(state.config.max_frame_bytes);
-                return Some(v);
+        })) => match state.routing.as_ref().map(|r| r.begin_login()) {
+            // Busy before any work (the token is not even checked): the client retries
+            // elsewhere or after its backoff.
+            Some(None) => {
+                metrics.error(error_code::SERVER_UNAVAILABLE);
+                let busy = refusal(
+                    error_code::SERVER_UNAVAILABLE,
+                    "server busy: too many logins in progress, retry later",
+                );
+                (busy, close_code::TRY_AGAIN_LATER)
             }
-            Err(body) => (body, close_code::POLICY),
+            permit => match admit(state, a).await {
+                Ok((app, reg, outbox, instance)) => {
+                    if let Some(g) = guard {
+                        g.authenticated();
+                    }
+                    ws.set_max_message(state.config.max_frame_bytes);
+                    return Some((app, reg, outbox, instance, permit.flatten()));
+                }
+                Err(body) => (body, close_code::POLICY),
+            },
         },
         Ok(Inbound::Frame(_)) => {
             metrics.error(error_code::NOT_AUTHENTICATED);

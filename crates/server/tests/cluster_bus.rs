@@ -328,3 +328,89 @@ async fn queued_subscriptions_share_round_trips_and_each_is_confirmed() {
         "{calls} SUBSCRIBE commands for {N} channels"
     );
 }
+
+/// Redis's count of calls of `command` so far (`INFO commandstats`).
+async fn command_calls(redis: &TestRedis, command: &str) -> usize {
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let prefix = format!("cmdstat_{command}:calls=");
+    stats
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Connections coming and going interleave in a login storm (a login, an abandoned one, the
+/// next login): their queued subscriptions and unsubscriptions still reach Redis as two
+/// commands, not one round trip per change of kind; the channels end as the commands, in
+/// order, leave them.
+#[tokio::test]
+async fn interleaved_subscriptions_and_unsubscriptions_share_round_trips() {
+    const N: usize = 100;
+    let redis = TestRedis::start();
+    let node = bus(&redis).await;
+    let (sub, mut rx) = node.subscriber(16).await.unwrap();
+    let old: Vec<String> = (0..N).map(|i| format!("old:{i}")).collect();
+    let refs: Vec<&str> = old.iter().map(String::as_str).collect();
+    sub.subscribe(&refs).await.unwrap();
+    let (subs, unsubs) = (
+        command_calls(&redis, "subscribe").await,
+        command_calls(&redis, "unsubscribe").await,
+    );
+    // Queued without yielding (this test's runtime runs one task at a time): one batch.
+    let mut waits = Vec::new();
+    for (i, o) in old.iter().enumerate() {
+        let new = format!("new:{i}");
+        waits.push(sub.queue(true, &[new.as_str()]).unwrap());
+        waits.push(sub.queue(false, &[o.as_str()]).unwrap());
+    }
+    // "flip": dropped and taken again; "brief": taken and dropped again.
+    waits.push(sub.queue(false, &["new:0"]).unwrap());
+    waits.push(sub.queue(true, &["new:0"]).unwrap());
+    waits.push(sub.queue(true, &["brief"]).unwrap());
+    waits.push(sub.queue(false, &["brief"]).unwrap());
+    for w in waits {
+        w.await.expect("answered");
+    }
+    let subs = command_calls(&redis, "subscribe").await - subs;
+    let unsubs = command_calls(&redis, "unsubscribe").await - unsubs;
+    assert!(
+        subs + unsubs <= 2,
+        "{subs} SUBSCRIBE + {unsubs} UNSUBSCRIBE for one batch"
+    );
+    let publisher = bus(&redis).await;
+    assert_eq!(
+        publisher.publish("old:7", b"x").await.unwrap(),
+        0,
+        "dropped"
+    );
+    assert_eq!(
+        publisher.publish("brief", b"x").await.unwrap(),
+        0,
+        "dropped again"
+    );
+    assert_eq!(
+        publisher.publish("new:0", b"y").await.unwrap(),
+        1,
+        "taken again"
+    );
+    assert_eq!(next_event(&mut rx).await, msg("new:0", b"y"));
+    assert_eq!(
+        publisher
+            .publish(&format!("new:{}", N - 1), b"z")
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        next_event(&mut rx).await,
+        msg(&format!("new:{}", N - 1), b"z")
+    );
+}

@@ -59,7 +59,25 @@ pub struct Routing {
     acks: Mutex<AckQueue>,
     /// Ack script calls made so far ([`Routing::ack_calls`]).
     ack_calls: std::sync::atomic::AtomicU64,
+    /// Logins in progress ([`Routing::begin_login`]), of `max_logins` at most.
+    logins: Arc<tokio::sync::Semaphore>,
+    max_logins: usize,
+    /// Logins refused as busy, and logins dropped because their client left first.
+    logins_refused: std::sync::atomic::AtomicU64,
+    logins_abandoned: std::sync::atomic::AtomicU64,
 }
+
+/// Logins a node runs at once by default (`max_logins_in_progress`). A login costs a few
+/// Redis round trips; after a node's kill its clients all come at once, and a node that
+/// takes them all queues them behind each other until they outlast the clients' attempt
+/// timeout, then serves their retries too (issue 15's run: 168,385 logins for 14,286
+/// clients). Past the bound a login is refused at once as busy (31003), which the SDK
+/// retries elsewhere or after its backoff.
+pub const DEFAULT_MAX_LOGINS: usize = 256;
+
+/// A login in progress, counted until dropped (see [`Routing::begin_login`]).
+#[derive(Debug)]
+pub struct LoginPermit(#[allow(dead_code)] tokio::sync::OwnedSemaphorePermit);
 
 /// How long an ack waits for others to share its script call: a node's acks go to Redis
 /// together, one call per app per round trip, at most every `ACK_LINGER` (one call per
@@ -116,11 +134,18 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Routing {
     /// Starts the user-channel subscriber; its events go to [`follow`].
+    /// `max_logins`: logins in progress at most ([`Self::begin_login`]; 0: no bound).
     pub async fn start(
         mailboxes: Mailboxes,
         presence: Arc<Presence>,
+        max_logins: usize,
     ) -> Result<(Arc<Routing>, Receiver<BusEvent>), ClusterError> {
         let (sub, rx) = mailboxes.bus().subscriber(EVENT_CAPACITY).await?;
+        let max_logins = if max_logins == 0 {
+            tokio::sync::Semaphore::MAX_PERMITS
+        } else {
+            max_logins
+        };
         let r = Routing {
             mailboxes,
             presence,
@@ -130,8 +155,47 @@ impl Routing {
             replies: Mutex::new(Replies::default()),
             acks: Mutex::new(AckQueue::default()),
             ack_calls: Default::default(),
+            logins: Arc::new(tokio::sync::Semaphore::new(max_logins)),
+            max_logins,
+            logins_refused: Default::default(),
+            logins_abandoned: Default::default(),
         };
         Ok((Arc::new(r), rx))
+    }
+
+    /// A login may start (before any of its Redis work): `None` when the node already runs
+    /// its bound of logins, and the client is to be told to come back (busy, 31003).
+    pub fn begin_login(&self) -> Option<LoginPermit> {
+        let permit = self.logins.clone().try_acquire_owned().ok();
+        if permit.is_none() {
+            self.logins_refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        permit.map(LoginPermit)
+    }
+
+    /// A login was dropped because its client left before it completed (its attempt timed
+    /// out): counted, see [`Self::logins_abandoned`].
+    pub fn login_abandoned(&self) {
+        self.logins_abandoned
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Logins in progress now.
+    pub fn logins_in_progress(&self) -> usize {
+        self.max_logins - self.logins.available_permits()
+    }
+
+    /// Logins refused as busy so far ([`Self::begin_login`]).
+    pub fn logins_refused(&self) -> u64 {
+        self.logins_refused
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Logins dropped so far because their client had left ([`Self::login_abandoned`]).
+    pub fn logins_abandoned(&self) -> u64 {
+        self.logins_abandoned
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn conn_ref(&self, conn: ConnId) -> ConnRef {

@@ -10,7 +10,7 @@
 //! recovered from Redis's state (the hub resyncs its local devices). Falling behind is treated
 //! like a drop rather than queued without bound, so a stuck consumer costs bounded memory.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -40,9 +40,9 @@ pub enum BusEvent {
 }
 
 /// A (un)subscription and who waits for it. Commands are applied in the order they were
-/// queued; a run of queued commands of one kind goes to Redis as one command (a node whose
-/// clients all reconnect at once subscribes their channels in a few round trips, not one
-/// each).
+/// queued; the queued ones go to Redis together, as their net effect (a node whose clients
+/// all reconnect at once subscribes their channels in a few round trips, not one each; see
+/// `Task::apply`).
 struct Cmd {
     subscribe: bool,
     channels: Vec<String>,
@@ -245,39 +245,46 @@ impl Task {
         batch
     }
 
-    /// Records commands in the channel set and, when connected, sends them to Redis, each run
-    /// of one kind as one command. Every caller is answered either way (a recorded
-    /// subscription is made on the next connection); an error means the connection is
-    /// unusable (the rest is only recorded).
-    async fn apply(
-        &mut self,
-        cmds: Vec<Cmd>,
-        mut sink: Option<&mut PubSubSink>,
-    ) -> Result<(), String> {
-        let mut result = Ok(());
-        let mut cmds = cmds.into_iter().peekable();
-        while let Some(first) = cmds.next() {
-            let subscribe = first.subscribe;
-            let mut run = vec![first];
-            while let Some(c) = cmds.next_if(|c| c.subscribe == subscribe) {
-                run.push(c);
-            }
-            let mut list = Vec::new();
-            for c in &mut run {
-                for ch in std::mem::take(&mut c.channels) {
-                    let changed = if subscribe {
-                        self.channels.insert(ch.clone())
+    /// Records commands in the channel set, in order, and, when connected, sends Redis the
+    /// batch's net effect: one UNSUBSCRIBE of the channels it dropped and one SUBSCRIBE of those
+    /// it added, two round trips at most however the commands interleave. (One command per
+    /// run of one kind took a round trip per login in a login storm, where connections coming
+    /// and going alternate: seconds of `hold`.) A channel dropped and added again within the
+    /// batch stays subscribed; what arrives is filtered by the channel set, so no caller sees
+    /// the difference. Every caller is answered either way (a recorded subscription is made on
+    /// the next connection); an error means the connection is unusable.
+    async fn apply(&mut self, cmds: Vec<Cmd>, sink: Option<&mut PubSubSink>) -> Result<(), String> {
+        // Channel → whether it was subscribed before the batch, for those it changed.
+        let mut before: HashMap<String, bool> = HashMap::new();
+        let mut acks = Vec::with_capacity(cmds.len());
+        for c in cmds {
+            for ch in c.channels {
+                let was = self.channels.contains(&ch);
+                if was != c.subscribe {
+                    if c.subscribe {
+                        self.channels.insert(ch.clone());
                     } else {
-                        self.channels.remove(&ch)
-                    };
-                    if changed {
-                        list.push(ch);
+                        self.channels.remove(&ch);
                     }
+                    before.entry(ch).or_insert(was);
                 }
             }
-            if let (Some(sink), true, false) =
-                (sink.as_deref_mut(), result.is_ok(), list.is_empty())
-            {
+            acks.push(c.ack);
+        }
+        let (mut added, mut dropped) = (Vec::new(), Vec::new());
+        for (ch, was) in before {
+            match (was, self.channels.contains(&ch)) {
+                (false, true) => added.push(ch),
+                (true, false) => dropped.push(ch),
+                _ => {}
+            }
+        }
+        let mut result = Ok(());
+        if let Some(sink) = sink {
+            for (subscribe, list) in [(false, dropped), (true, added)] {
+                if list.is_empty() || result.is_err() {
+                    continue;
+                }
                 let sent = if subscribe {
                     tokio::time::timeout(RESPONSE_TIMEOUT, sink.subscribe(&list)).await
                 } else {
@@ -289,9 +296,9 @@ impl Task {
                     Err(_) => Err("(un)subscribe unanswered".into()),
                 };
             }
-            for c in run {
-                let _ = c.ack.send(());
-            }
+        }
+        for ack in acks {
+            let _ = ack.send(());
         }
         result
     }

@@ -1,0 +1,119 @@
+//! Cluster mode under a login storm (issue 15): a node sheds the work of logins whose client
+//! gave up, and refuses logins past its bound at once as busy (31003) instead of queueing
+//! them past the clients' attempt timeout. In-process nodes over a private Redis, made slow
+//! with `CLIENT PAUSE`.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::redis_server::TestRedis;
+use common::*;
+use futures::StreamExt;
+use rcall_server::cluster::routing::Routing;
+use rcall_server::cluster::RedisUrl;
+use rtc_core::proto::error_code;
+use rtc_core::proto::server_frame::Body as S;
+
+async fn node_with(redis: &TestRedis, tweak: impl FnOnce(&mut rcall_server::Config)) -> TestServer {
+    let url = RedisUrl::parse(&redis.url()).unwrap();
+    TestServer::start_with(|c| {
+        c.redis = Some(url);
+        tweak(c);
+    })
+    .await
+}
+
+fn routing(ts: &TestServer) -> Arc<Routing> {
+    ts.server.state().routing.clone().expect("cluster mode")
+}
+
+/// Waits (bounded) until `done` holds.
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{what}: not within 5 s");
+}
+
+/// Redis answers nothing for `ms` (every client of it, the node's included).
+fn pause_redis(redis: &TestRedis, ms: u32) {
+    assert_eq!(
+        redis.command(&["CLIENT", "PAUSE", &ms.to_string(), "ALL"]),
+        "+OK"
+    );
+}
+
+#[tokio::test]
+async fn a_login_whose_client_left_while_redis_was_slow_leaves_nothing_behind() {
+    let redis = TestRedis::start();
+    let ts = node_with(&redis, |_| {}).await;
+    let r = routing(&ts);
+    pause_redis(&redis, 1500);
+    // One client closes cleanly (a browser's `ws.close()` after its attempt timeout), one just
+    // drops its socket, both while their login waits on Redis.
+    let mut closes = Client::authenticate(ts.addr, &ts.token("u1"), "u1-dev", 0).await;
+    let drops = Client::authenticate(ts.addr, &ts.token("u2"), "u2-dev", 0).await;
+    until("both logins in progress", || r.logins_in_progress() == 2).await;
+    closes.ws.close(None).await.unwrap();
+    while closes.ws.next().await.is_some() {}
+    drop(drops);
+    until("both logins over", || r.logins_in_progress() == 0).await;
+    // (Answered once the pause is over.)
+    assert_eq!(redis.command(&["PING"]), "+PONG");
+    // Neither device became known to its user (the login's mailbox stage never ran), and
+    // neither user counts as online anywhere.
+    for user in ["u1", "u2"] {
+        let devices = r.mailboxes.known_devices(APP_KEY, user).await.unwrap();
+        assert!(devices.is_empty(), "{user}: {devices:?}");
+        let nodes = r.presence.nodes_of(APP_KEY, user).await.unwrap();
+        assert!(nodes.is_empty(), "{user}: {nodes:?}");
+    }
+    assert_eq!(r.logins_abandoned(), 2);
+    // The same device logs in normally afterwards.
+    let mut again = Client::login(ts.addr, &ts.token("u1"), "u1-dev").await;
+    again.barrier(1).await;
+    let nodes = r.presence.nodes_of(APP_KEY, "u1").await.unwrap();
+    assert_eq!(nodes.values().sum::<u64>(), 1, "{nodes:?}");
+}
+
+#[tokio::test]
+async fn logins_past_the_bound_are_refused_busy_at_once_and_succeed_on_retry() {
+    let redis = TestRedis::start();
+    let ts = node_with(&redis, |c| c.max_logins_in_progress = 1).await;
+    let r = routing(&ts);
+    pause_redis(&redis, 1500);
+    let mut first = Client::authenticate(ts.addr, &ts.token("u1"), "u1-dev", 0).await;
+    until("the first login in progress", || {
+        r.logins_in_progress() == 1
+    })
+    .await;
+    // The node's only slot is taken by a login waiting on Redis: the next is refused now,
+    // not queued behind it.
+    let mut second = Client::authenticate(ts.addr, &ts.token("u2"), "u2-dev", 0).await;
+    match second.recv().await.body {
+        Some(S::AuthResult(a)) => assert_eq!(a.code, error_code::SERVER_UNAVAILABLE, "{a:?}"),
+        other => panic!("expected AuthResult, got {other:?}"),
+    }
+    second.expect_closed().await;
+    assert_eq!(r.logins_refused(), 1);
+    assert_eq!(
+        r.logins_in_progress(),
+        1,
+        "the first login still waits on Redis"
+    );
+    // The first completes once Redis answers, and the refused client's retry succeeds.
+    match first.recv().await.body {
+        Some(S::AuthResult(a)) => assert_eq!(a.code, 0, "{a:?}"),
+        other => panic!("expected AuthResult, got {other:?}"),
+    }
+    assert!(matches!(first.recv().await.body, Some(S::SyncDone(_))));
+    let mut retry = Client::login(ts.addr, &ts.token("u2"), "u2-dev").await;
+    retry.barrier(1).await;
+    first.barrier(2).await;
+    assert_eq!(r.logins_in_progress(), 0);
+}
