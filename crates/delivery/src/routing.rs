@@ -248,10 +248,15 @@ impl<C: Clone> AppCore<C> {
         msg: SendMessage,
         opts: RouteOptions,
     ) -> Result<Accepted, RouteError> {
+        let departures = self.rooms.departures();
         let Admitted { recipients, tracked, want_push, reply_to, offline, .. } = match self.admit(sh, now, from, &msg, opts)? {
             Admission::Duplicate(acc) => return Ok(*acc),
             Admission::Route(a) => a,
         };
+        // A hangup (or a join elsewhere) took a device out of a call: the rooms are durable
+        // before the sender's confirmation, so a crash cannot bring back a call its sender
+        // saw end (unconfirmed, the hangup is resent after the restart and ends it again).
+        let rooms_ticket = if self.rooms.departures() != departures { sh.save_rooms(&self.rooms) } else { 0 };
         let now_ms = now.wall_ms();
         let sent_time = self.clock.next(now_ms);
         let message_uid = self.uids.next_uid();
@@ -280,7 +285,7 @@ impl<C: Clone> AppCore<C> {
             now,
             sent_time,
             delivered_to: 0,
-            ticket: 0,
+            ticket: rooms_ticket,
             record: tracked.then_some((from.instance, msg.client_seq)),
             sender_seq: tracked.then(|| SenderSeq {
                 user: from.user_id.clone(),

@@ -134,6 +134,13 @@ pub trait Shell {
     /// The highest accepted `client_seq` of each `(instance, client_seq)` of a device.
     fn save_client_seqs(&mut self, user: Arc<str>, device: Arc<str>, seqs: Vec<(u64, u64)>, now_ms: i64);
 
+    /// A member left a call or a call ended (single node, [`crate::rooms::Rooms::departures`]):
+    /// writes `rooms` now and returns the write's ticket, which the message's confirmation
+    /// waits for (0, the default: the rooms are not kept).
+    fn save_rooms(&mut self, _rooms: &crate::rooms::Rooms) -> u64 {
+        0
+    }
+
     /// Counts an event (metrics); nothing by default.
     fn count(&mut self, _what: Count) {}
 }

@@ -121,6 +121,11 @@ impl Shell for ServerShell<'_> {
         self.store
             .save_client_seqs(self.key.clone(), user, device, seqs, now_ms);
     }
+    fn save_rooms(&mut self, rooms: &delivery::rooms::Rooms) -> u64 {
+        use prost::Message as _;
+        let data = rooms.snapshot().encode_to_vec();
+        self.store.save_rooms(self.key.clone(), rooms.changes(), data)
+    }
     fn count(&mut self, what: Count) {
         let m = self.metrics;
         match what {
@@ -677,16 +682,17 @@ impl Hub {
         let mut saved = self.rooms_saved.lock().unwrap_or_else(|p| p.into_inner());
         let mut n = 0;
         for (a, last) in self.apps.iter().zip(saved.iter_mut()) {
-            let snap = {
+            let (changes, snap) = {
                 let core = a.lock();
                 let changes = core.rooms_changes();
                 if changes == *last {
                     continue;
                 }
                 *last = changes;
-                core.rooms_snapshot()
+                (changes, core.rooms_snapshot())
             };
-            self.store.save_rooms(a.key.clone(), snap.encode_to_vec());
+            self.store
+                .save_rooms(a.key.clone(), changes, snap.encode_to_vec());
             n += 1;
         }
         n

@@ -165,6 +165,9 @@ struct Inner {
     offline_bytes: AtomicI64,
     /// Highest ticket handed out (`issued - committed` = writes waiting).
     issued: AtomicU64,
+    /// Per app, the version of the call rooms last written ([`Store::save_rooms`]; only the
+    /// worker touches it).
+    rooms_written: Arc<Mutex<HashMap<Arc<str>, u64>>>,
 }
 
 /// Handle to the database thread. Cheap to clone.
@@ -229,6 +232,7 @@ impl Store {
             offline_depth: AtomicI64::new(depth),
             offline_bytes: AtomicI64::new(bytes),
             issued: AtomicU64::new(0),
+            rooms_written: Arc::default(),
         });
         let handle = std::thread::Builder::new()
             .name("rcall-db".into())
@@ -917,16 +921,25 @@ impl Store {
     }
 
     /// Keeps `app_key`'s call rooms for the next start (a single node, whenever they changed:
-    /// [`crate::Hub::save_changed_rooms`]). One row per app, replaced.
-    pub fn save_rooms(&self, app_key: Arc<str>, data: Vec<u8>) {
+    /// [`crate::Hub::save_changed_rooms`], and before confirming a departure:
+    /// `delivery::Shell::save_rooms`). One row per app, replaced; returns the write's ticket.
+    /// `version` is the rooms' change count: a snapshot taken earlier but queued later (the
+    /// periodic save encodes outside the app's lock) is not written over a newer one.
+    pub fn save_rooms(&self, app_key: Arc<str>, version: u64, data: Vec<u8>) -> u64 {
+        let written = self.inner.rooms_written.clone();
         self.submit("save call rooms", move |c| {
+            let mut written = written.lock().unwrap_or_else(|p| p.into_inner());
+            if written.get(&app_key).is_some_and(|&v| v >= version) {
+                return Ok(());
+            }
             c.execute(
                 "INSERT INTO rooms_snapshot (app_key, data) VALUES (?1, ?2)
                  ON CONFLICT (app_key) DO UPDATE SET data = ?2",
                 params![&*app_key, data],
             )?;
+            written.insert(app_key, version);
             Ok(())
-        });
+        })
     }
 
     /// The call rooms the last run saved (kept: they are saved again whenever they change, so
@@ -1259,6 +1272,27 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(left, 0);
+        s.close().await;
+    }
+
+    /// The periodic save encodes outside the app's lock, so its write can be queued after a
+    /// newer snapshot's (a departure's): the older one is not written over it.
+    #[tokio::test]
+    async fn an_older_rooms_snapshot_queued_later_does_not_replace_a_newer_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("t.db")).unwrap();
+        let (app, other): (Arc<str>, Arc<str>) = (Arc::from("app"), Arc::from("other"));
+        let t = s.save_rooms(app.clone(), 7, b"newer".to_vec());
+        assert!(t > 0, "a departure's write has a ticket to wait for");
+        s.save_rooms(app.clone(), 6, b"older".to_vec());
+        s.save_rooms(app.clone(), 7, b"same".to_vec());
+        // Versions are per app.
+        s.save_rooms(other.clone(), 1, b"first".to_vec());
+        let load = |k: &Arc<str>| s.load_rooms(k.clone());
+        assert_eq!(load(&app).await.unwrap().as_deref(), Some(&b"newer"[..]));
+        assert_eq!(load(&other).await.unwrap().as_deref(), Some(&b"first"[..]));
+        s.save_rooms(app.clone(), 8, b"latest".to_vec());
+        assert_eq!(load(&app).await.unwrap().as_deref(), Some(&b"latest"[..]));
         s.close().await;
     }
 }
