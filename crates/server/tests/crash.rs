@@ -5,6 +5,10 @@ mod common;
 use common::*;
 use rtc_core::proto::SendMessage;
 
+/// A short lost-connection grace (the default is 5 s): the members that come back reconnect
+/// within it at once, the one that does not is hung up for sooner.
+const GRACE: &[&str] = &["--lost-grace-ms", "2000"];
+
 fn n(content: &[u8]) -> u32 {
     u32::from_be_bytes(content.try_into().expect("4-byte content"))
 }
@@ -118,7 +122,7 @@ async fn mesh_calls_survive_a_sigkill_and_who_does_not_return_is_hung_up_for() {
     };
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("rcall.db");
-    let server = ChildServer::start(&db, &[]).await;
+    let server = ChildServer::start(&db, GRACE).await;
     let login = |user: &'static str, device: &'static str| {
         let (addr, token) = (server.addr, server.token(user));
         async move { Client::login(addr, &token, device).await }
@@ -148,7 +152,7 @@ async fn mesh_calls_survive_a_sigkill_and_who_does_not_return_is_hung_up_for() {
     server.kill9();
     drop((a, b, c, d));
 
-    let server = ChildServer::start(&db, &[]).await;
+    let server = ChildServer::start(&db, GRACE).await;
     let (mut a, _) = Client::login_resume(server.addr, &server.token("alice"), "a1", 0).await;
     let (mut b, _) = Client::login_resume(server.addr, &server.token("bob"), "b1", 0).await;
     let (mut c, _) = Client::login_resume(server.addr, &server.token("carol"), "c1", 0).await;
