@@ -124,7 +124,8 @@ impl Shell for ServerShell<'_> {
     fn save_rooms(&mut self, rooms: &delivery::rooms::Rooms) -> u64 {
         use prost::Message as _;
         let data = rooms.snapshot().encode_to_vec();
-        self.store.save_rooms(self.key.clone(), rooms.changes(), data)
+        self.store
+            .save_rooms(self.key.clone(), rooms.changes(), data)
     }
     fn count(&mut self, what: Count) {
         let m = self.metrics;

@@ -239,7 +239,10 @@ async fn a_call_ended_just_before_a_sigkill_is_not_restored() {
     let server = ChildServer::start(&db, &[]).await;
     let (mut a, _) = Client::login_resume(server.addr, &server.token("alice"), "a1", 0).await;
     let (mut b, _) = Client::login_resume(server.addr, &server.token("bob"), "b1", 0).await;
-    assert!(joined_user_info(&mut a, 3, "alice").await.devices.is_empty());
+    assert!(joined_user_info(&mut a, 3, "alice")
+        .await
+        .devices
+        .is_empty());
     assert!(joined_user_info(&mut b, 2, "bob").await.devices.is_empty());
     assert!(joined_user_info(&mut a, 4, "bob").await.devices.is_empty());
 }
