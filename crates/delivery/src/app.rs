@@ -560,7 +560,6 @@ impl<C: Clone> AppCore<C> {
         if !self.rooms.has_graces() || self.replicated_rooms {
             return out;
         }
-        let departures = self.rooms.departures();
         for ended in self.rooms.due(now.mono) {
             tracing::info!(
                 user_id = &*ended.user,
@@ -570,11 +569,6 @@ impl<C: Clone> AppCore<C> {
             );
             out.push((ended.user.clone(), ended.device.clone(), ended.call_id.clone(), ended.reason));
             self.hang_up_for(sh, now, ended);
-        }
-        // Nothing confirms these hangups, but writing them now narrows what a crash can bring
-        // back to the write's own latency (see `routing`'s departures).
-        if self.rooms.departures() != departures {
-            sh.save_rooms(&self.rooms);
         }
         out
     }

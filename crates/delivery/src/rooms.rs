@@ -14,8 +14,8 @@
 //! - A device is in one call at a time, as an RTC client is in one room: joining another takes
 //!   it out of the first. This also covers crossing calls merged into one.
 //! - Rooms live in memory; a single node's shell saves them when [`Rooms::changes`] moved and
-//!   restores them at start, so what a crash can lose is the last moments' joins (a departure
-//!   is saved before its message is confirmed: [`Rooms::departures`]). A call
+//!   restores them at start, so what a crash can lose is the last moments' joins (a departure's
+//!   message is logged before it is confirmed and replayed at start: [`Rooms::departures`]). A call
 //!   message other than `RC:VCInvite`, `RC:VCRinging` and `RC:VCHangup` for a call id the
 //!   server does not know and did not see end (e.g. a call that started just before a crash)
 //!   makes its sender's device a member and the message's recipients participants; in such a
@@ -575,9 +575,10 @@ impl Rooms {
     }
 
     /// The count of member devices that left a call and of calls that ended so far. When a
-    /// message moved it, a single node writes the rooms before confirming the message: a
-    /// departure lost in a crash would bring back a call its members already left (listed by
-    /// `getJoinedUserInfo`, busy for a new invite), and a confirmed message is not resent.
+    /// message moved it, a single node logs the message durably before confirming it
+    /// ([`crate::Shell::log_departure`]): a departure lost in a crash would bring back a call
+    /// its members already left (listed by `getJoinedUserInfo`, busy for a new invite), and a
+    /// confirmed message is not resent.
     pub fn departures(&self) -> u64 {
         self.departures
     }
@@ -1533,9 +1534,10 @@ mod tests {
         assert_eq!(r.size(), (0, 0, 0));
     }
 
-    /// What a departure's write costs under the app's lock at 2,000 two-member calls (the
-    /// snapshot and its encoding). A figure, not a check: `cargo test -p rcall-delivery
-    /// --release departure_write_cost -- --ignored --nocapture`.
+    /// What a departure's write costs under the app's lock at 2,000 two-member calls: the
+    /// logged message's encoding, and (for comparison) the whole rooms' snapshot and encoding
+    /// that writing the rooms at each departure would cost. Figures, not a check:
+    /// `cargo test -p rcall-delivery --release --lib departure_write_cost -- --ignored --nocapture`.
     #[test]
     #[ignore]
     fn departure_write_cost() {
@@ -1546,15 +1548,21 @@ mod tests {
             send(&mut r, &u, &format!("{u}-d"), Kind::Invite, &c, &[&v], 1).unwrap();
             send(&mut r, &v, &format!("{v}-d"), Kind::Accept, &c, &[&u], 1).unwrap();
         }
-        let n = 200;
+        let load = || std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim().to_owned();
+        let n = 50;
         let t = std::time::Instant::now();
         let mut bytes = 0;
         for _ in 0..n {
             bytes = r.snapshot().encode_to_vec().len();
         }
-        let per = t.elapsed() / n;
-        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-        println!("2000 calls: snapshot + encode {per:?} per departure, {bytes} bytes (load {})", load.trim());
+        println!("2000 calls: whole rooms {:?} per departure, {bytes} bytes (load {})", t.elapsed() / n, load());
+        let n = 100_000u32;
+        let t = std::time::Instant::now();
+        for i in 0..n as usize {
+            let m = MessageEvent::new("user-a-7", "user-a-7-d", &msg(Kind::Hangup, "call-7", &[]), &private("user-b-7"), &["user-b-7"]);
+            bytes = RoomsEvent { event: Some(rooms_event::Event::Message(m)) }.encode_to_vec().len() + i % 2;
+        }
+        println!("logged message {:?} per departure, ~{bytes} bytes (load {})", t.elapsed() / n, load());
     }
 
     #[test]

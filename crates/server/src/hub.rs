@@ -121,11 +121,15 @@ impl Shell for ServerShell<'_> {
         self.store
             .save_client_seqs(self.key.clone(), user, device, seqs, now_ms);
     }
-    fn save_rooms(&mut self, rooms: &delivery::rooms::Rooms) -> u64 {
+    fn log_departure(
+        &mut self,
+        version: u64,
+        t_ms: i64,
+        event: delivery::rooms::RoomsEvent,
+    ) -> u64 {
         use prost::Message as _;
-        let data = rooms.snapshot().encode_to_vec();
         self.store
-            .save_rooms(self.key.clone(), rooms.changes(), data)
+            .log_rooms_departure(self.key.clone(), version, t_ms, event.encode_to_vec())
     }
     fn count(&mut self, what: Count) {
         let m = self.metrics;
@@ -708,16 +712,35 @@ impl Hub {
             .collect()
     }
 
-    /// Restores `app`'s rooms saved by the last run: members that do not reconnect within the
-    /// lost-connection grace are hung up for.
-    pub fn restore_rooms(&self, app: AppId, data: &[u8]) {
+    /// Restores `app`'s rooms saved by the last run and replays the departures logged after
+    /// that save (`delivery::Shell::log_departure`); the result is written back at once, the
+    /// log emptied. Members that do not reconnect within the lost-connection grace are hung
+    /// up for.
+    pub fn restore_rooms(&self, app: AppId, saved: crate::store::SavedRooms) {
         use prost::Message as _;
-        match delivery::rooms::RoomsSnapshot::decode(data) {
-            Ok(snap) => self.apps[app].lock().restore_rooms(snap, clock::now()),
+        let snap = match delivery::rooms::RoomsSnapshot::decode(&saved.snapshot[..]) {
+            Ok(snap) => snap,
             Err(e) => {
-                tracing::warn!(error = %e, "ignoring unreadable call rooms from the last run")
+                tracing::warn!(error = %e, "ignoring unreadable call rooms from the last run");
+                return;
+            }
+        };
+        let now = clock::now();
+        let shard = &self.apps[app];
+        let mut core = shard.lock();
+        core.restore_rooms(snap, now);
+        for (t_ms, data) in &saved.departures {
+            match delivery::rooms::RoomsEvent::decode(&data[..]) {
+                Ok(ev) => {
+                    core.apply_rooms_event(&ev, *t_ms, now);
+                }
+                Err(e) => tracing::warn!(error = %e, "ignoring an unreadable call departure"),
             }
         }
+        let version = core.rooms_changes();
+        let data = core.rooms_snapshot().encode_to_vec();
+        drop(core);
+        self.store.reset_rooms(shard.key.clone(), version, data);
     }
 
     /// Prunes message windows, forgets idle users and expired blocks; returns the highest seq
