@@ -4,7 +4,7 @@
 
 use arbitrary::{Arbitrary, Unstructured};
 use rtc_core::engine::{
-    CallRequest, CaptureError, Command, Input, LinkState, MediaEvent, Output, Peer, Received, TrackKind,
+    CallRequest, CaptureError, Command, Input, LinkState, MediaEvent, Output, Peer, Received, TrackKind, VideoLayer,
 };
 use rtc_core::proto::{call_content, media_signal, CallContent, IceCandidate, MemberProfile, UserProfile};
 use rtc_core::proto::{Accept, ChannelInfo, Hangup, Invite, ModifyMedia, ModifyMem, MuteState, Ringing};
@@ -40,6 +40,8 @@ enum Op {
     Kicked { call: u8 },
     LinkDown { ago_ms: u16 },
     LinkUp,
+    /// `session.setRemoteVideoLayer(userId, layer)`: any user (ourselves, a stranger, none).
+    RemoteVideoLayer { call: u8, user: u8, layer: u8 },
 }
 
 /// A call message body from small vocabularies (also used by `server_frames`).
@@ -218,6 +220,11 @@ impl Driver {
             Op::Kicked { call } => self.feed(Input::Kicked { call_id: self.call_id(call) }),
             Op::LinkDown { ago_ms } => self.feed(Input::LinkDown { since: self.now - i64::from(ago_ms) }),
             Op::LinkUp => self.feed(Input::LinkUp),
+            Op::RemoteVideoLayer { call, user, layer } => {
+                let user_id = [&USERS[..], &[""]].concat()[user as usize % (USERS.len() + 1)].to_owned();
+                let layer = [VideoLayer::High, VideoLayer::Low, VideoLayer::Auto][layer as usize % 3];
+                self.command(Command::RemoteVideoLayer { call_id: self.call_id(call), user_id, layer });
+            }
         }
     }
 }

@@ -14,7 +14,8 @@
 //! - A device is in one call at a time, as an RTC client is in one room: joining another takes
 //!   it out of the first. This also covers crossing calls merged into one.
 //! - Rooms live in memory; a single node's shell saves them when [`Rooms::changes`] moved and
-//!   restores them at start, so what a crash can lose is the last moments' changes. A call
+//!   restores them at start, so what a crash can lose is the last moments' joins (a departure's
+//!   message is logged before it is confirmed and replayed at start: [`Rooms::departures`]). A call
 //!   message other than `RC:VCInvite`, `RC:VCRinging` and `RC:VCHangup` for a call id the
 //!   server does not know and did not see end (e.g. a call that started just before a crash)
 //!   makes its sender's device a member and the message's recipients participants; in such a
@@ -536,6 +537,8 @@ pub struct Rooms {
     /// saves the rooms when this moved ([`Self::changes`]), so nothing on the message path
     /// encodes or compares a snapshot.
     changes: u64,
+    /// How many times a member device left a call or a call ended ([`Self::departures`]).
+    departures: u64,
 }
 
 impl Default for Rooms {
@@ -556,6 +559,7 @@ impl Rooms {
             lost_grace,
             presence: HashMap::new(),
             changes: 0,
+            departures: 0,
         }
     }
 
@@ -568,6 +572,15 @@ impl Rooms {
 
     fn changed(&mut self) {
         self.changes = self.changes.wrapping_add(1);
+    }
+
+    /// The count of member devices that left a call and of calls that ended so far. When a
+    /// message moved it, a single node logs the message durably before confirming it
+    /// ([`crate::Shell::log_departure`]): a departure lost in a crash would bring back a call
+    /// its members already left (listed by `getJoinedUserInfo`, busy for a new invite), and a
+    /// confirmed message is not resent.
+    pub fn departures(&self) -> u64 {
+        self.departures
     }
 
     /// Checks a call message `device` of `user` sends to `recipients` (the users it will reach,
@@ -740,6 +753,7 @@ impl Rooms {
     /// Removes the device's seat in `call_id` and its place in the call.
     fn take_out(&mut self, user: &str, device: &str, call_id: &str) {
         self.changed();
+        self.departures = self.departures.wrapping_add(1);
         if let Some(list) = self.seats.get_mut(user) {
             list.retain(|s| !(&*s.device == device && s.call_id == call_id));
             if list.is_empty() {
@@ -760,6 +774,7 @@ impl Rooms {
         }
         if let Some(call) = self.calls.remove(call_id) {
             self.changed();
+            self.departures = self.departures.wrapping_add(1);
             if self.ended.insert(call_id.to_owned()) {
                 self.ended_order.push_back(call_id.to_owned());
                 if self.ended_order.len() > MAX_ENDED {
@@ -1495,6 +1510,68 @@ mod tests {
         let mut back = Rooms::default();
         back.restore(snap, t0);
         assert_ne!(back.changes(), 0, "restored rooms are to be saved too");
+    }
+
+    /// The departure count (what a single node writes before confirming the message) moves
+    /// when a member device leaves a call or a call ends, and not for joins, ringing, media
+    /// or a rejection that leaves the call going.
+    #[test]
+    fn the_departure_count_moves_exactly_when_a_member_leaves_or_a_call_ends() {
+        let mut r = Rooms::default();
+        let mut last = r.departures();
+        let mut step = |r: &mut Rooms, what: &str, departs: bool| {
+            assert_eq!(r.departures() != last, departs, "{what}");
+            last = r.departures();
+        };
+        send(&mut r, "a", "da", Kind::Invite, "g", &["b", "c", "d"], 1).unwrap();
+        step(&mut r, "an invite", false);
+        send(&mut r, "b", "db", Kind::Ringing, "g", &["a"], 2).unwrap();
+        step(&mut r, "a ringing", false);
+        send(&mut r, "b", "db", Kind::Accept, "g", &["a"], 2).unwrap();
+        step(&mut r, "an accept", false);
+        send(&mut r, "a", "da", Kind::Other, "g", &["b"], 3).unwrap();
+        step(&mut r, "media", false);
+        send(&mut r, "c", "dc", Kind::Hangup, "g", &["a"], 3).unwrap();
+        step(&mut r, "a rejection, the call goes on", false);
+        send(&mut r, "d", "dd", Kind::Accept, "g", &["a"], 3).unwrap();
+        send(&mut r, "d", "dd", Kind::Hangup, "g", &["a"], 4).unwrap();
+        step(&mut r, "a member hangs up, the call goes on", true);
+        send(&mut r, "b", "db", Kind::Invite, "h", &["e"], 5).unwrap();
+        step(&mut r, "a member joins another call (and the first one ends)", true);
+        send(&mut r, "e", "de", Kind::Hangup, "h", &["b"], 6).unwrap();
+        step(&mut r, "the last invitee rejects: the call ends", true);
+        assert_eq!(r.size(), (0, 0, 0));
+    }
+
+    /// What a departure's write costs under the app's lock at 2,000 two-member calls: the
+    /// logged message's encoding, and (for comparison) the whole rooms' snapshot and encoding
+    /// that writing the rooms at each departure would cost. Figures, not a check:
+    /// `cargo test -p rcall-delivery --release --lib departure_write_cost -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn departure_write_cost() {
+        use prost::Message as _;
+        let mut r = Rooms::default();
+        for i in 0..2000 {
+            let (c, u, v) = (format!("call-{i}"), format!("user-a-{i}"), format!("user-b-{i}"));
+            send(&mut r, &u, &format!("{u}-d"), Kind::Invite, &c, &[&v], 1).unwrap();
+            send(&mut r, &v, &format!("{v}-d"), Kind::Accept, &c, &[&u], 1).unwrap();
+        }
+        let load = || std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim().to_owned();
+        let n = 50;
+        let t = std::time::Instant::now();
+        let mut bytes = 0;
+        for _ in 0..n {
+            bytes = r.snapshot().encode_to_vec().len();
+        }
+        println!("2000 calls: whole rooms {:?} per departure, {bytes} bytes (load {})", t.elapsed() / n, load());
+        let n = 100_000u32;
+        let t = std::time::Instant::now();
+        for i in 0..n as usize {
+            let m = MessageEvent::new("user-a-7", "user-a-7-d", &msg(Kind::Hangup, "call-7", &[]), &private("user-b-7"), &["user-b-7"]);
+            bytes = RoomsEvent { event: Some(rooms_event::Event::Message(m)) }.encode_to_vec().len() + i % 2;
+        }
+        println!("logged message {:?} per departure, ~{bytes} bytes (load {})", t.elapsed() / n, load());
     }
 
     #[test]

@@ -248,10 +248,16 @@ impl<C: Clone> AppCore<C> {
         msg: SendMessage,
         opts: RouteOptions,
     ) -> Result<Accepted, RouteError> {
+        let departures = self.rooms.departures();
         let Admitted { recipients, tracked, want_push, reply_to, offline, .. } = match self.admit(sh, now, from, &msg, opts)? {
             Admission::Duplicate(acc) => return Ok(*acc),
             Admission::Route(a) => a,
         };
+        // A hangup (or a join elsewhere) took a device out of a call: the message is logged
+        // durably before the sender's confirmation, so a crash cannot bring back a call its
+        // sender saw end (unconfirmed, the hangup is resent after the restart and ends it
+        // again). A log row, not the whole rooms: at 2,000 calls a snapshot costs ms.
+        let rooms_ticket = if self.rooms.departures() != departures { self.log_departure(sh, now, from, &msg, &recipients) } else { 0 };
         let now_ms = now.wall_ms();
         let sent_time = self.clock.next(now_ms);
         let message_uid = self.uids.next_uid();
@@ -280,7 +286,7 @@ impl<C: Clone> AppCore<C> {
             now,
             sent_time,
             delivered_to: 0,
-            ticket: 0,
+            ticket: rooms_ticket,
             record: tracked.then_some((from.instance, msg.client_seq)),
             sender_seq: tracked.then(|| SenderSeq {
                 user: from.user_id.clone(),
@@ -312,6 +318,18 @@ impl<C: Clone> AppCore<C> {
             acc.push = Some(PushInfo { message, push, offline });
         }
         Ok(acc)
+    }
+
+    /// Has the shell log the call message that just took a member out of a call
+    /// ([`Shell::log_departure`]); returns the write's ticket.
+    fn log_departure<S: Shell<Conn = C>>(&self, sh: &mut S, now: Now, from: &Origin, msg: &SendMessage, recipients: &[&str]) -> u64 {
+        let Ok(Some(call)) = rooms::parse(&msg.message_type, &msg.content) else {
+            return 0; // not a call message: it moved nothing
+        };
+        let route = rooms::route_of(msg.conversation_type, &msg.target_id, &msg.channel_id);
+        let event = rooms::MessageEvent::new(&from.user_id, &from.device_id, &call, &route, recipients);
+        let event = rooms::RoomsEvent { event: Some(rooms::rooms_event::Event::Message(event)) };
+        sh.log_departure(self.rooms.changes(), now.wall_ms(), event)
     }
 
     /// Queues the sender's `SendResult` now, before anything this message caused can be routed

@@ -830,9 +830,12 @@ static SETTINGS: &[Setting] = &[
         "Ping a connection silent this long, ms (tests)"),
     setting!("dead_after_ms" => ms dead_after, hidden,
         "Close a connection silent this long, ms (tests)"),
-    setting!("left_grace_ms" => ms left_grace, hidden,
-        "Hang up for a call member whose connections closed cleanly after this long, ms (tests: \
-         a long one tells a client's own hangup from the server's)"),
+    setting!("left_grace_ms" => ms left_grace,
+        "A call member device whose last connection closed cleanly (close 1000: its page left \
+         or hung up) is hung up for after this long, ms, unless it comes back with its call"),
+    setting!("lost_grace_ms" => ms lost_grace,
+        "A call member device whose last connection was lost (a crash, a dead network, a server \
+         restart) is hung up for after this long, ms, unless it reconnects"),
     setting!(@row "redis", Shape::Value, false,
     "Cluster mode: the Redis shared by several nodes, redis://host:port/db or \
      unix:///path/to/redis.sock",
@@ -1558,8 +1561,8 @@ secret = "second-secret-0123456789"
             max-unauthenticated-per-ip max-connections-per-user max-connections-per-device \
             user-rate-per-sec user-rate-burst offline-quota-per-sender offline-max-bytes \
             push-webhook-url push-queue-max push-max-attempts push-retry-base-ms \
-            ping-interval-ms dead-after-ms left-grace-ms redis node-heartbeat-ms janus \
-            janus-api-secret janus-admin-key";
+            ping-interval-ms dead-after-ms left-grace-ms lost-grace-ms redis node-heartbeat-ms \
+            janus janus-api-secret janus-admin-key";
         let envs: Vec<String> = SETTINGS.iter().map(Setting::env).collect();
         for key in keys.split_whitespace() {
             assert!(SETTINGS.iter().any(|s| s.key == key), "file key {key}");

@@ -121,6 +121,16 @@ impl Shell for ServerShell<'_> {
         self.store
             .save_client_seqs(self.key.clone(), user, device, seqs, now_ms);
     }
+    fn log_departure(
+        &mut self,
+        version: u64,
+        t_ms: i64,
+        event: delivery::rooms::RoomsEvent,
+    ) -> u64 {
+        use prost::Message as _;
+        self.store
+            .log_rooms_departure(self.key.clone(), version, t_ms, event.encode_to_vec())
+    }
     fn count(&mut self, what: Count) {
         let m = self.metrics;
         match what {
@@ -677,16 +687,17 @@ impl Hub {
         let mut saved = self.rooms_saved.lock().unwrap_or_else(|p| p.into_inner());
         let mut n = 0;
         for (a, last) in self.apps.iter().zip(saved.iter_mut()) {
-            let snap = {
+            let (changes, snap) = {
                 let core = a.lock();
                 let changes = core.rooms_changes();
                 if changes == *last {
                     continue;
                 }
                 *last = changes;
-                core.rooms_snapshot()
+                (changes, core.rooms_snapshot())
             };
-            self.store.save_rooms(a.key.clone(), snap.encode_to_vec());
+            self.store
+                .save_rooms(a.key.clone(), changes, snap.encode_to_vec());
             n += 1;
         }
         n
@@ -714,16 +725,35 @@ impl Hub {
             .collect()
     }
 
-    /// Restores `app`'s rooms saved by the last run: members that do not reconnect within the
-    /// lost-connection grace are hung up for.
-    pub fn restore_rooms(&self, app: AppId, data: &[u8]) {
+    /// Restores `app`'s rooms saved by the last run and replays the departures logged after
+    /// that save (`delivery::Shell::log_departure`); the result is written back at once, the
+    /// log emptied. Members that do not reconnect within the lost-connection grace are hung
+    /// up for.
+    pub fn restore_rooms(&self, app: AppId, saved: crate::store::SavedRooms) {
         use prost::Message as _;
-        match delivery::rooms::RoomsSnapshot::decode(data) {
-            Ok(snap) => self.apps[app].lock().restore_rooms(snap, clock::now()),
+        let snap = match delivery::rooms::RoomsSnapshot::decode(&saved.snapshot[..]) {
+            Ok(snap) => snap,
             Err(e) => {
-                tracing::warn!(error = %e, "ignoring unreadable call rooms from the last run")
+                tracing::warn!(error = %e, "ignoring unreadable call rooms from the last run");
+                return;
+            }
+        };
+        let now = clock::now();
+        let shard = &self.apps[app];
+        let mut core = shard.lock();
+        core.restore_rooms(snap, now);
+        for (t_ms, data) in &saved.departures {
+            match delivery::rooms::RoomsEvent::decode(&data[..]) {
+                Ok(ev) => {
+                    core.apply_rooms_event(&ev, *t_ms, now);
+                }
+                Err(e) => tracing::warn!(error = %e, "ignoring an unreadable call departure"),
             }
         }
+        let version = core.rooms_changes();
+        let data = core.rooms_snapshot().encode_to_vec();
+        drop(core);
+        self.store.reset_rooms(shard.key.clone(), version, data);
     }
 
     /// Prunes message windows, forgets idle users and expired blocks; returns the highest seq

@@ -262,7 +262,7 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<RunningServe
     let single = config.redis.is_none();
     for (i, app) in hub.apps().iter().enumerate().filter(|_| single) {
         if let Some(rooms) = store.load_rooms(app.key.clone()).await? {
-            hub.restore_rooms(i, &rooms);
+            hub.restore_rooms(i, rooms);
         }
     }
     let nonces = server_api::NonceCache::default();

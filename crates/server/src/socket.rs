@@ -504,6 +504,37 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         }
     }
 
+    /// Answers the pings already buffered behind frames not decoded yet, and writes what is
+    /// queued: for a connection its rate limiter paused (reading nothing, so TCP pushes back),
+    /// whose client's pings would otherwise wait for every frame before them to be read at
+    /// the paced rate, and a client checking liveness would reconnect needlessly. Looks only
+    /// at complete frames in the buffer (reads nothing): a ping's bytes are taken out, every
+    /// other frame stays for [`Stream::poll_next`], which answers a malformed one.
+    pub fn poll_buffered_pings(&mut self, cx: &mut Context<'_>) {
+        let mut at = 0;
+        while let Ok(Some(h)) = parse_header(&self.rbuf[at..], self.decoder.max) {
+            let end = at + h.size + h.len;
+            if self.rbuf.len() < end {
+                break;
+            }
+            if h.opcode != OP_PING {
+                at = end;
+                continue;
+            }
+            let mut payload = self.rbuf[at + h.size..end].to_vec();
+            unmask(&mut payload, h.mask);
+            let rest = self.rbuf.split_off(end);
+            self.rbuf.truncate(at);
+            self.rbuf.unsplit(rest);
+            if self.queue(OP_PONG, &[&payload]).is_err() {
+                break;
+            }
+        }
+        if self.written < self.wbuf.len() {
+            let _ = self.poll_write_out(cx);
+        }
+    }
+
     /// A read error: answer it with a close where the socket decides the code.
     fn fail_read(&mut self, e: &Error) {
         self.read_done = true;
@@ -999,6 +1030,60 @@ mod tests {
         assert!(futures::FutureExt::now_or_never(a.next()).is_none());
         assert!(futures::FutureExt::now_or_never(b.next()).is_none());
         assert_eq!((a.rbuf.capacity(), b.rbuf.capacity()), (0, 0));
+    }
+
+    /// A paused connection (nothing decoded) still answers the pings buffered behind data
+    /// frames, at once; the data frames stay, in order, and the ping is not handed on again.
+    #[tokio::test]
+    async fn buffered_pings_are_answered_without_decoding_the_frames_before_them() {
+        let (io, mut peer) = tokio::io::duplex(1 << 16);
+        let mut ws = WebSocket::new(io, 1000);
+        let mut flood = Vec::new();
+        flood.extend(client_frame(true, OP_BINARY, b"one"));
+        flood.extend(client_frame(false, OP_BINARY, b"tw"));
+        flood.extend(client_frame(true, OP_PING, b"p1"));
+        flood.extend(client_frame(true, OP_CONTINUATION, b"o"));
+        flood.extend(client_frame(true, OP_PING, b"p2"));
+        flood.extend(client_frame(true, OP_BINARY, b"three"));
+        // A frame not complete yet: what follows it is not looked at.
+        let last = client_frame(true, OP_PING, b"p3");
+        flood.extend(&last[..3]);
+        peer.write_all(&flood).await.unwrap();
+        // The first frame is read and decoded (the connection then pauses).
+        assert_eq!(
+            ws.next().await.unwrap().unwrap(),
+            Message::Binary(Bytes::from_static(b"one"))
+        );
+        std::future::poll_fn(|cx| {
+            ws.poll_buffered_pings(cx);
+            Poll::Ready(())
+        })
+        .await;
+        assert_eq!(
+            read_server_frame(&mut peer).await,
+            (0x80 | OP_PONG, b"p1".to_vec())
+        );
+        assert_eq!(
+            read_server_frame(&mut peer).await,
+            (0x80 | OP_PONG, b"p2".to_vec())
+        );
+        peer.write_all(&last[3..]).await.unwrap();
+        let mut rest = Vec::new();
+        for _ in 0..3 {
+            rest.push(ws.next().await.unwrap().unwrap());
+        }
+        assert_eq!(
+            rest,
+            [
+                Message::Binary(Bytes::from_static(b"two")),
+                Message::Binary(Bytes::from_static(b"three")),
+                Message::Ping(Bytes::from_static(b"p3")),
+            ]
+        );
+        assert_eq!(
+            read_server_frame(&mut peer).await,
+            (0x80 | OP_PONG, b"p3".to_vec())
+        );
     }
 
     #[tokio::test]

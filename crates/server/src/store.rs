@@ -107,6 +107,16 @@ CREATE TABLE IF NOT EXISTS rooms_snapshot (
     app_key TEXT PRIMARY KEY,
     data    BLOB NOT NULL
 ) WITHOUT ROWID;
+-- Call messages that took a member out of a call since the last `rooms_snapshot` write
+-- (`delivery::rooms::RoomsEvent`, protobuf), logged before they are confirmed: replayed over
+-- the snapshot at the next start. `version` is the rooms' change count after the message; a
+-- snapshot write deletes the rows it covers.
+CREATE TABLE IF NOT EXISTS rooms_departures (
+    app_key TEXT    NOT NULL,
+    version INTEGER NOT NULL,
+    t_ms    INTEGER NOT NULL,
+    event   BLOB    NOT NULL
+);
 CREATE TABLE IF NOT EXISTS device_cursors (
     app_key    TEXT    NOT NULL,
     user_id    TEXT    NOT NULL,
@@ -165,6 +175,9 @@ struct Inner {
     offline_bytes: AtomicI64,
     /// Highest ticket handed out (`issued - committed` = writes waiting).
     issued: AtomicU64,
+    /// Per app, the version of the call rooms last written ([`Store::save_rooms`]; only the
+    /// worker touches it).
+    rooms_written: Arc<Mutex<HashMap<Arc<str>, u64>>>,
 }
 
 /// Handle to the database thread. Cheap to clone.
@@ -229,6 +242,7 @@ impl Store {
             offline_depth: AtomicI64::new(depth),
             offline_bytes: AtomicI64::new(bytes),
             issued: AtomicU64::new(0),
+            rooms_written: Arc::default(),
         });
         let handle = std::thread::Builder::new()
             .name("rcall-db".into())
@@ -917,30 +931,90 @@ impl Store {
     }
 
     /// Keeps `app_key`'s call rooms for the next start (a single node, whenever they changed:
-    /// [`crate::Hub::save_changed_rooms`]). One row per app, replaced.
-    pub fn save_rooms(&self, app_key: Arc<str>, data: Vec<u8>) {
+    /// [`crate::Hub::save_changed_rooms`]). One row per app, replaced; the departures it
+    /// covers (`version`, the rooms' change count, and below) are deleted in the same
+    /// transaction. A snapshot taken earlier but queued later (the periodic save encodes
+    /// outside the app's lock) is not written over a newer one.
+    pub fn save_rooms(&self, app_key: Arc<str>, version: u64, data: Vec<u8>) -> u64 {
+        let written = self.inner.rooms_written.clone();
         self.submit("save call rooms", move |c| {
+            let mut written = written.lock().unwrap_or_else(|p| p.into_inner());
+            if written.get(&app_key).is_some_and(|&v| v >= version) {
+                return Ok(());
+            }
+            write_rooms(c, &app_key, &data)?;
             c.execute(
-                "INSERT INTO rooms_snapshot (app_key, data) VALUES (?1, ?2)
-                 ON CONFLICT (app_key) DO UPDATE SET data = ?2",
-                params![&*app_key, data],
+                "DELETE FROM rooms_departures WHERE app_key = ?1 AND version <= ?2",
+                params![&*app_key, seq_to_sql(version)],
             )?;
+            written.insert(app_key, version);
+            Ok(())
+        })
+    }
+
+    /// At start, after the rooms were restored: writes them (as of `version`) and empties the
+    /// departure log, whose versions counted from the last run's.
+    pub fn reset_rooms(&self, app_key: Arc<str>, version: u64, data: Vec<u8>) {
+        let written = self.inner.rooms_written.clone();
+        self.submit("reset call rooms", move |c| {
+            write_rooms(c, &app_key, &data)?;
+            c.execute(
+                "DELETE FROM rooms_departures WHERE app_key = ?1",
+                [&*app_key],
+            )?;
+            written
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(app_key, version);
             Ok(())
         });
     }
 
-    /// The call rooms the last run saved (kept: they are saved again whenever they change, so
-    /// the row is current to within [`crate::ROOMS_SAVE_INTERVAL`] even after a crash).
-    pub async fn load_rooms(&self, app_key: Arc<str>) -> Result<Option<Vec<u8>>, StoreError> {
+    /// Logs a call message that took a member out of a call (`delivery::Shell::log_departure`):
+    /// a small row instead of the whole rooms, which its sender's confirmation waits for.
+    pub fn log_rooms_departure(
+        &self,
+        app_key: Arc<str>,
+        version: u64,
+        t_ms: i64,
+        event: Vec<u8>,
+    ) -> u64 {
+        self.submit("log a call departure", move |c| {
+            c.execute(
+                "INSERT INTO rooms_departures (app_key, version, t_ms, event) VALUES (?1, ?2, ?3, ?4)",
+                params![&*app_key, seq_to_sql(version), t_ms, event],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The call rooms the last run saved and the departures it logged after (kept: the rooms
+    /// are saved again whenever they change and departures logged before they are confirmed,
+    /// so what a crash loses is at most the joins of [`crate::ROOMS_SAVE_INTERVAL`]).
+    pub async fn load_rooms(&self, app_key: Arc<str>) -> Result<Option<SavedRooms>, StoreError> {
         self.call(move |c| {
-            let data: Option<Vec<u8>> = c
+            let snapshot: Option<Vec<u8>> = c
                 .query_row(
                     "SELECT data FROM rooms_snapshot WHERE app_key = ?1",
                     [&*app_key],
                     |r| r.get(0),
                 )
                 .optional()?;
-            Ok(data)
+            let mut q = c.prepare(
+                "SELECT t_ms, event FROM rooms_departures WHERE app_key = ?1 ORDER BY rowid",
+            )?;
+            let departures: Vec<(i64, Vec<u8>)> = q
+                .query_map([&*app_key], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            if snapshot.is_none() && departures.is_empty() {
+                return Ok(None);
+            }
+            // Departures with no snapshot (a crash before the first save): over empty rooms
+            // (the empty encoding), so the restore empties the log.
+            Ok(Some(SavedRooms {
+                snapshot: snapshot.unwrap_or_default(),
+                departures,
+            }))
         })
         .await
     }
@@ -955,6 +1029,23 @@ impl Store {
             Ok(())
         });
     }
+}
+
+/// What [`Store::load_rooms`] found: the last rooms snapshot (`RoomsSnapshot`) and the
+/// departures (`(t_ms, RoomsEvent)`) logged after it, in order.
+#[derive(Debug, Default)]
+pub struct SavedRooms {
+    pub snapshot: Vec<u8>,
+    pub departures: Vec<(i64, Vec<u8>)>,
+}
+
+fn write_rooms(c: &Connection, app_key: &str, data: &[u8]) -> Result<(), rusqlite::Error> {
+    c.execute(
+        "INSERT INTO rooms_snapshot (app_key, data) VALUES (?1, ?2)
+         ON CONFLICT (app_key) DO UPDATE SET data = ?2",
+        params![app_key, data],
+    )?;
+    Ok(())
 }
 
 /// Writes a stored message's row (replacing one with its seq, or not) and trims the user's
@@ -1259,6 +1350,64 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(left, 0);
+        s.close().await;
+    }
+
+    /// The periodic save encodes outside the app's lock, so its write can be queued after a
+    /// newer snapshot's (a departure's): the older one is not written over it.
+    #[tokio::test]
+    async fn an_older_rooms_snapshot_queued_later_does_not_replace_a_newer_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("t.db")).unwrap();
+        let (app, other): (Arc<str>, Arc<str>) = (Arc::from("app"), Arc::from("other"));
+        s.save_rooms(app.clone(), 7, b"newer".to_vec());
+        s.save_rooms(app.clone(), 6, b"older".to_vec());
+        s.save_rooms(app.clone(), 7, b"same".to_vec());
+        // Versions are per app.
+        s.save_rooms(other.clone(), 1, b"first".to_vec());
+        let snapshot = |k: &Arc<str>| {
+            let k = k.clone();
+            let s = s.clone();
+            async move { s.load_rooms(k).await.unwrap().map(|r| r.snapshot) }
+        };
+        assert_eq!(snapshot(&app).await.as_deref(), Some(&b"newer"[..]));
+        assert_eq!(snapshot(&other).await.as_deref(), Some(&b"first"[..]));
+        s.save_rooms(app.clone(), 8, b"latest".to_vec());
+        assert_eq!(snapshot(&app).await.as_deref(), Some(&b"latest"[..]));
+        s.close().await;
+    }
+
+    /// A departure is logged with a ticket to wait for; a rooms save deletes the departures
+    /// it covers (its version and below) and keeps later ones; the restart's reset empties
+    /// the log (the next run counts versions anew).
+    #[tokio::test]
+    async fn departures_are_logged_until_a_save_covers_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("t.db")).unwrap();
+        let app: Arc<str> = Arc::from("app");
+        let departures = || {
+            let (s, app) = (s.clone(), app.clone());
+            async move {
+                let r = s.load_rooms(app).await.unwrap();
+                r.map(|r| r.departures.into_iter().map(|d| d.1).collect::<Vec<_>>())
+            }
+        };
+        assert!(s.load_rooms(app.clone()).await.unwrap().is_none());
+        let t = s.log_rooms_departure(app.clone(), 3, 10, b"d3".to_vec());
+        assert!(t > 0);
+        // No snapshot yet: the departures over empty rooms.
+        let r = s.load_rooms(app.clone()).await.unwrap().unwrap();
+        assert!(r.snapshot.is_empty());
+        assert_eq!(r.departures, [(10, b"d3".to_vec())]);
+        s.log_rooms_departure(app.clone(), 5, 11, b"d5".to_vec());
+        s.save_rooms(app.clone(), 4, b"snap4".to_vec());
+        assert_eq!(departures().await, Some(vec![b"d5".to_vec()]));
+        s.reset_rooms(app.clone(), 1, b"restored".to_vec());
+        assert_eq!(departures().await, Some(vec![]));
+        // The reset's version is the one written: an older periodic save is skipped.
+        s.save_rooms(app.clone(), 1, b"stale".to_vec());
+        let r = s.load_rooms(app.clone()).await.unwrap().unwrap();
+        assert_eq!(r.snapshot, b"restored");
         s.close().await;
     }
 }

@@ -1088,6 +1088,9 @@ async fn serve_loop(
                 } else if outbox.poll_pending(cx).is_ready() {
                     return Poll::Ready(None);
                 } else {
+                    // Paused, but the client's pings are answered now (a liveness check
+                    // must not wait for the paced frames before it).
+                    ws.poll_buffered_pings(cx);
                     return Poll::Pending;
                 }
             }
@@ -1176,7 +1179,8 @@ async fn serve_loop(
 /// (the hub does not say when its bucket refills; the user's connections share it).
 const USER_THROTTLE: Duration = Duration::from_millis(100);
 
-/// The longest read pause; well under the liveness deadline, as pongs wait too.
+/// The longest read pause; well under the liveness deadline (buffered pings are answered
+/// during a pause, but a client's app-level `Ping` is a data frame and waits its turn).
 const MAX_THROTTLE: Duration = Duration::from_secs(1);
 
 /// Writes in a row before the socket is read even though more is queued.

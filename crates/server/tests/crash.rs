@@ -5,6 +5,10 @@ mod common;
 use common::*;
 use rtc_core::proto::SendMessage;
 
+/// A short lost-connection grace (the default is 5 s): the members that come back reconnect
+/// within it at once, the one that does not is hung up for sooner.
+const GRACE: &[&str] = &["--lost-grace-ms", "2000"];
+
 fn n(content: &[u8]) -> u32 {
     u32::from_be_bytes(content.try_into().expect("4-byte content"))
 }
@@ -118,7 +122,7 @@ async fn mesh_calls_survive_a_sigkill_and_who_does_not_return_is_hung_up_for() {
     };
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("rcall.db");
-    let server = ChildServer::start(&db, &[]).await;
+    let server = ChildServer::start(&db, GRACE).await;
     let login = |user: &'static str, device: &'static str| {
         let (addr, token) = (server.addr, server.token(user));
         async move { Client::login(addr, &token, device).await }
@@ -148,7 +152,7 @@ async fn mesh_calls_survive_a_sigkill_and_who_does_not_return_is_hung_up_for() {
     server.kill9();
     drop((a, b, c, d));
 
-    let server = ChildServer::start(&db, &[]).await;
+    let server = ChildServer::start(&db, GRACE).await;
     let (mut a, _) = Client::login_resume(server.addr, &server.token("alice"), "a1", 0).await;
     let (mut b, _) = Client::login_resume(server.addr, &server.token("bob"), "b1", 0).await;
     let (mut c, _) = Client::login_resume(server.addr, &server.token("carol"), "c1", 0).await;
@@ -199,4 +203,45 @@ async fn mesh_calls_survive_a_sigkill_and_who_does_not_return_is_hung_up_for() {
         .await
         .devices
         .is_empty());
+}
+
+/// A call that ended just before a `kill -9` stays ended: the hangup that ends it is confirmed
+/// only once it is logged (replayed over the saved rooms at the restart), not at the next
+/// periodic save, up to `ROOMS_SAVE_INTERVAL` later. Before, the restart restored the call and
+/// its members, back online, were listed in a call that was over (`getJoinedUserInfo`) until
+/// they joined another.
+#[tokio::test]
+async fn a_call_ended_just_before_a_sigkill_is_not_restored() {
+    use common::calls::{accept, hangup, invite, private_call};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("rcall.db");
+    let server = ChildServer::start(&db, &[]).await;
+    let mut a = Client::login(server.addr, &server.token("alice"), "a1").await;
+    let mut b = Client::login(server.addr, &server.token("bob"), "b1").await;
+    send_ok(
+        &mut a,
+        1,
+        private_call("a1", "bob", "call-1", invite(&["bob"])),
+    )
+    .await;
+    send_ok(&mut b, 1, private_call("b1", "alice", "call-1", accept())).await;
+    // The call is saved (as the periodic save does): what the crash must not bring back.
+    eventually("the call saved", || async {
+        saved_rooms(&db).is_some_and(|s| s.calls.len() == 1 && s.calls[0].members.len() == 2)
+    })
+    .await;
+    // alice hangs up; once confirmed, the server dies at once.
+    send_ok(&mut a, 2, private_call("a1", "bob", "call-1", hangup())).await;
+    server.kill9();
+    drop((a, b));
+
+    let server = ChildServer::start(&db, &[]).await;
+    let (mut a, _) = Client::login_resume(server.addr, &server.token("alice"), "a1", 0).await;
+    let (mut b, _) = Client::login_resume(server.addr, &server.token("bob"), "b1", 0).await;
+    assert!(joined_user_info(&mut a, 3, "alice")
+        .await
+        .devices
+        .is_empty());
+    assert!(joined_user_info(&mut b, 2, "bob").await.devices.is_empty());
+    assert!(joined_user_info(&mut a, 4, "bob").await.devices.is_empty());
 }

@@ -71,6 +71,67 @@ async fn a_connection_sending_too_fast_is_paced_and_loses_nothing() {
     pair_works(&mut a1, &mut b1, 200).await;
 }
 
+/// A paced connection still answers its client's WebSocket pings at once: a ping sent after
+/// a flood is answered while the flood is still being read at the paced rate (its pong comes
+/// before the last message's `SendResult`), so a client checking liveness does not take the
+/// server for dead. Before, the ping waited in the read buffer behind every frame before it.
+#[tokio::test]
+async fn a_paced_connection_answers_pings_before_the_frames_ahead_of_them() {
+    use futures::{SinkExt, StreamExt};
+    let ts = TestServer::start_with(|c| {
+        c.rate_limit_per_sec = 5;
+        c.rate_limit_burst = 5;
+    })
+    .await;
+    let mut m = ts.client("mallory", "m1").await;
+    let _b1 = ts.client("bob", "b1").await;
+    // One write: the ping is in the server's read buffer behind the whole flood.
+    for i in 1..=15u32 {
+        let frame = rtc_core::proto::ClientFrame::new(rtc_core::proto::client_frame::Body::Send(
+            rtc_core::proto::SendMessage {
+                request_id: i,
+                ..private("bob", &[i as u8])
+            },
+        ));
+        m.ws.feed(Message::Binary(frame.to_bytes().into()))
+            .await
+            .unwrap();
+    }
+    m.ws.feed(Message::Ping(b"alive?".to_vec().into()))
+        .await
+        .unwrap();
+    m.ws.flush().await.unwrap();
+    let mut results = Vec::new();
+    let pong_after = loop {
+        let msg = tokio::time::timeout(Duration::from_secs(30), m.ws.next())
+            .await
+            .expect("a frame")
+            .expect("open")
+            .expect("no error");
+        match msg {
+            Message::Pong(p) => {
+                assert_eq!(&p[..], b"alive?");
+                break results.len();
+            }
+            Message::Binary(b) => match ServerFrame::from_bytes(&b).unwrap().body {
+                Some(S::SendResult(r)) => results.push((r.request_id, r.code)),
+                other => panic!("unexpected {other:?}"),
+            },
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert!(
+        pong_after < 15,
+        "the pong waited for the whole flood: after {results:?}"
+    );
+    // The flood itself is still paced, in order, and loses nothing.
+    while results.len() < 15 {
+        let r = m.recv_send_result().await;
+        results.push((r.request_id, r.code));
+    }
+    assert_eq!(results, (1..=15).map(|i| (i, 0)).collect::<Vec<_>>());
+}
+
 #[tokio::test]
 async fn the_per_app_connection_cap_refuses_31003_and_frees_on_disconnect() {
     let ts = TestServer::start_with(|c| {
