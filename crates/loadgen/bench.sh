@@ -27,7 +27,8 @@
 # buffers, keys per kind with their MEMORY USAGE; printed at the end for the last sample before the
 # kill and the one at Redis's peak RSS: crates/loadgen/redis_mem.py), REDIS_STREAM_NODE (Redis's
 # stream-node-max-bytes, default 1024 as docs/cluster.md recommends; 4096 is Redis's default).
-# RATES empty (RATES=) runs no load phase.
+# RATES empty (RATES=) runs no load phase. SERVER_FLAGS: more flags for every rcall-server started
+# (e.g. SERVER_FLAGS="--max-logins-in-progress 0").
 #
 # ACTIVE_MEM (connections, even; default 0 = off): the memory-under-traffic phase, run last on a
 # second rcall-server started fresh with the same flags (memory freed by the earlier phases would
@@ -130,6 +131,9 @@ ulimit -n 20000 2>/dev/null || true
 # 20,000/s) are well inside them, and the attacker meets what production would.
 RATE_FLAGS=(--rate-limit-per-sec 5000 --rate-limit-burst 10000 --user-rate-per-sec 5000 --user-rate-burst 10000)
 [ -z "$HOSTILE" ] || RATE_FLAGS=()
+# SERVER_FLAGS: more rcall-server flags for every node (e.g. "--max-logins-in-progress 0").
+read -r -a EXTRA_FLAGS <<<"${SERVER_FLAGS:-}"
+RATE_FLAGS+=("${EXTRA_FLAGS[@]}")
 # start_rcall NAME [FLAG…]: starts an rcall-server; sets RCALL_PID and RCALL_ADDR.
 start_rcall() {
     local name=$1
