@@ -310,19 +310,8 @@ async fn queued_subscriptions_share_round_trips_and_each_is_confirmed() {
     let publisher = bus(&redis).await;
     assert_eq!(publisher.publish(&channels[N - 1], b"x").await.unwrap(), 1);
     assert_eq!(next_event(&mut rx).await, msg(&channels[N - 1], b"x"));
-    let client = redis::Client::open(redis.url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let stats: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let calls: usize = stats
-        .lines()
-        .find_map(|l| l.strip_prefix("cmdstat_subscribe:calls="))
-        .and_then(|rest| rest.split(',').next())
-        .and_then(|n| n.parse().ok())
-        .expect("SUBSCRIBE counted");
+    let calls = command_calls(&redis, "subscribe").await;
+    assert!(calls > 0, "SUBSCRIBE not counted");
     assert!(
         calls < N / 10,
         "{calls} SUBSCRIBE commands for {N} channels"

@@ -12,18 +12,8 @@ use common::redis_server::TestRedis;
 use common::*;
 use futures::StreamExt;
 use rcall_server::cluster::routing::Routing;
-use rcall_server::cluster::RedisUrl;
 use rtc_core::proto::error_code;
 use rtc_core::proto::server_frame::Body as S;
-
-async fn node_with(redis: &TestRedis, tweak: impl FnOnce(&mut rcall_server::Config)) -> TestServer {
-    let url = RedisUrl::parse(&redis.url()).unwrap();
-    TestServer::start_with(|c| {
-        c.redis = Some(url);
-        tweak(c);
-    })
-    .await
-}
 
 fn routing(ts: &TestServer) -> Arc<Routing> {
     ts.server.state().routing.clone().expect("cluster mode")
@@ -51,7 +41,7 @@ fn pause_redis(redis: &TestRedis, ms: u32) {
 #[tokio::test]
 async fn a_login_whose_client_left_while_redis_was_slow_leaves_nothing_behind() {
     let redis = TestRedis::start();
-    let ts = node_with(&redis, |_| {}).await;
+    let ts = redis.node_with(|_| {}).await;
     let r = routing(&ts);
     pause_redis(&redis, 1500);
     // One client closes cleanly (a browser's `ws.close()` after its attempt timeout), one just
@@ -84,7 +74,7 @@ async fn a_login_whose_client_left_while_redis_was_slow_leaves_nothing_behind() 
 #[tokio::test]
 async fn logins_past_the_bound_are_refused_busy_at_once_and_succeed_on_retry() {
     let redis = TestRedis::start();
-    let ts = node_with(&redis, |c| c.max_logins_in_progress = 1).await;
+    let ts = redis.node_with(|c| c.max_logins_in_progress = 1).await;
     let r = routing(&ts);
     pause_redis(&redis, 1500);
     let mut first = Client::authenticate(ts.addr, &ts.token("u1"), "u1-dev", 0).await;

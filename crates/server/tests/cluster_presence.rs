@@ -39,15 +39,6 @@ fn presence(ts: &TestServer) -> Arc<Presence> {
         .clone()
 }
 
-async fn node_with(redis: &TestRedis, tweak: impl FnOnce(&mut rcall_server::Config)) -> TestServer {
-    let url = RedisUrl::parse(&redis.url()).unwrap();
-    TestServer::start_with(|c| {
-        c.redis = Some(url);
-        tweak(c);
-    })
-    .await
-}
-
 /// `user`'s connections per node id, as Redis holds them.
 async fn nodes_of(ts: &TestServer, user: &str) -> HashMap<String, u64> {
     presence(ts).nodes_of(APP_KEY, user).await.unwrap()
@@ -238,8 +229,8 @@ async fn the_routing_node_pushes_users_on_no_node_once_and_never_users_on_anothe
         c.push_webhook_url = Some(url.clone());
         c.push_retry_base = Duration::from_millis(50);
     };
-    let a = node_with(&redis, with_hook).await;
-    let b = node_with(&redis, with_hook).await;
+    let a = redis.node_with(with_hook).await;
+    let b = redis.node_with(with_hook).await;
     let mut alice = a.client("alice", "a1").await;
     let mut bob = b.client("bob", "b1").await;
 
@@ -304,9 +295,9 @@ async fn next_dead(rx: &mut broadcast::Receiver<NodeId>, d: Duration) -> Option<
 async fn a_node_that_stops_beating_is_declared_dead_once_and_its_presence_removed() {
     let redis = TestRedis::start();
     let beat = |c: &mut rcall_server::Config| c.node_heartbeat = Duration::from_millis(200);
-    let a = node_with(&redis, beat).await;
-    let b = node_with(&redis, beat).await;
-    let c = node_with(&redis, beat).await;
+    let a = redis.node_with(beat).await;
+    let b = redis.node_with(beat).await;
+    let c = redis.node_with(beat).await;
     let mut watchers: Vec<_> = [&a, &b].iter().map(|n| presence(n).dead_nodes()).collect();
     let _bob = c.client("bob", "b1").await;
     let _carol = a.client("carol", "c1").await;
@@ -387,8 +378,8 @@ async fn every_node_writes_its_presence_again_after_a_redis_restart() {
 async fn a_node_shut_down_gracefully_removes_its_presence_then_is_taken_out() {
     let redis = TestRedis::start();
     let beat = |c: &mut rcall_server::Config| c.node_heartbeat = Duration::from_millis(200);
-    let a = node_with(&redis, beat).await;
-    let b = node_with(&redis, beat).await;
+    let a = redis.node_with(beat).await;
+    let b = redis.node_with(beat).await;
     let mut dead = presence(&a).dead_nodes();
     let mut alice = a.client("alice", "a1").await;
     let bob = b.client("bob", "b1").await;
@@ -419,7 +410,9 @@ async fn a_node_shut_down_gracefully_removes_its_presence_then_is_taken_out() {
 async fn an_unfinished_cleanup_is_taken_over_by_another_node() {
     use rcall_server::cluster::presence::{node_users_key, UNCLEAN_KEY};
     let redis = TestRedis::start();
-    let a = node_with(&redis, |c| c.node_heartbeat = Duration::from_millis(200)).await;
+    let a = redis
+        .node_with(|c| c.node_heartbeat = Duration::from_millis(200))
+        .await;
     let mut dead = presence(&a).dead_nodes();
     let _alice = a.client("alice", "a1").await;
     // What a claimer leaves when it dies between its claim and the cleanup.
@@ -501,8 +494,8 @@ async fn a_login_does_not_wait_behind_the_main_connections_backlog() {
 async fn a_node_whose_main_connection_is_stuck_keeps_beating() {
     let redis = TestRedis::start();
     let beat = |c: &mut rcall_server::Config| c.node_heartbeat = Duration::from_millis(200);
-    let a = node_with(&redis, beat).await;
-    let b = node_with(&redis, beat).await;
+    let a = redis.node_with(beat).await;
+    let b = redis.node_with(beat).await;
     let mut dead = presence(&b).dead_nodes();
     let _carol = a.client("carol", "c1").await;
 

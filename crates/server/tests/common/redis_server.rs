@@ -48,6 +48,19 @@ impl TestRedis {
         format!("unix://{}", self.socket.display())
     }
 
+    /// A cluster node on this Redis, `tweak` applied to its settings.
+    pub async fn node_with(
+        &self,
+        tweak: impl FnOnce(&mut rcall_server::Config),
+    ) -> super::TestServer {
+        let url = rcall_server::cluster::RedisUrl::parse(&self.url()).unwrap();
+        super::TestServer::start_with(|c| {
+            c.redis = Some(url);
+            tweak(c);
+        })
+        .await
+    }
+
     pub fn socket(&self) -> &Path {
         &self.socket
     }
