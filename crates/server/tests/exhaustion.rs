@@ -189,12 +189,7 @@ async fn a_big_frame_before_authentication_is_refused_and_small_ones_work() {
     )
     .await
     .unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        tcp.read_exact(&mut byte).await.unwrap();
-        head.push(byte[0]);
-    }
+    let head = read_http_head(&mut tcp).await;
     assert!(head.starts_with(b"HTTP/1.1 101"));
     let mut frame = vec![0x82u8, 0x80 | 127];
     frame.extend_from_slice(&1_000_000u64.to_be_bytes());

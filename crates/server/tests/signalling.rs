@@ -454,12 +454,7 @@ async fn a_frame_sent_right_behind_the_upgrade_request_is_read() {
     bytes.extend(b"early".iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m));
     let mut tcp = tokio::net::TcpStream::connect(ts.addr).await.unwrap();
     tcp.write_all(&bytes).await.unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        tcp.read_exact(&mut byte).await.unwrap();
-        head.push(byte[0]);
-    }
+    let head = read_http_head(&mut tcp).await;
     assert!(head.starts_with(b"HTTP/1.1 101"));
     let mut pong = [0u8; 7];
     tokio::time::timeout(Duration::from_secs(5), tcp.read_exact(&mut pong))

@@ -598,8 +598,19 @@ pub const CATCH_UP: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A server node in cluster mode on `redis`, with its own SQLite file and port.
 pub async fn cluster_node(redis: &redis_server::TestRedis) -> TestServer {
-    let url = rcall_server::cluster::RedisUrl::parse(&redis.url()).unwrap();
-    TestServer::start_with(|c| c.redis = Some(url)).await
+    redis.node_with(|_| {}).await
+}
+
+/// Reads an HTTP response head (through the blank line) byte by byte, leaving what follows.
+pub async fn read_http_head(tcp: &mut TcpStream) -> Vec<u8> {
+    use tokio::io::AsyncReadExt as _;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        tcp.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    head
 }
 
 /// Blocks node `ts`'s main Redis connection for `secs` (a `BLPOP` on a key nobody pushes to
