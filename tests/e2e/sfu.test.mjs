@@ -237,15 +237,27 @@ describe('issue 12: group calls through the SFU (Janus)', { skip }, () => {
     return bytes;
   }, rid);
 
+  /** Whether `c`'s published camera has an `h` encoding and it is active (null: none). */
+  const hActive = (c) => c.eval(() => {
+    for (const pc of window.__pcs.filter((p) => p.connectionState !== 'closed')) {
+      for (const s of pc.getSenders()) {
+        const h = (s.track && s.track.kind === 'video') ? (s.getParameters().encodings || []).find((e) => e.rid === 'h') : null;
+        if (h) return h.active !== false;
+      }
+    }
+    return null;
+  });
+
   /** `c` stops sending its camera's `h` encoding (told to pause it after LAYERS_HOLD) while
-   *  its low layer goes on. */
+   *  its low layer goes on. The bytes alone cannot tell a paused `h` from one a loaded encoder
+   *  never sent (0 → 0), so the encoding must also be switched off. */
   async function pausesHigh(c, what) {
     const deadline = Date.now() + 30000;
     for (;;) {
       const h1 = await ridBytes(c, 'h');
       await sleep(2000);
       const h2 = await ridBytes(c, 'h');
-      if (h2 === h1 && h1 > 0) break;
+      if (h2 === h1 && (await hActive(c)) === false) break;
       if (Date.now() > deadline) {
         throw new Error(`${c.name}: still sends the high layer ${what}: ${h1} → ${h2} bytes; ${JSON.stringify((await videoRtp(c)).outbound)}`);
       }
