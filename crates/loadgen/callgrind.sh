@@ -11,6 +11,7 @@
 # figures too (printed with the call counts). Env: PAIRS (50), RATE (total msg/s, 150), SECS (20),
 # TARGET_DIR (where rcall-loadgen is built), OUT (directory for the callgrind files, /tmp).
 set -euo pipefail
+command -v valgrind >/dev/null || { echo "callgrind.sh needs valgrind: apt-get install -y valgrind (a benchmark tool; scripts/setup.sh does not install it)" >&2; exit 1; }
 BIN=$1
 NAME=$2
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
