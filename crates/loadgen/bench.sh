@@ -52,6 +52,21 @@
 # KILL_NODE (default 0) killed with SIGKILL at KILL_AT s (default 25; 0 = none), then a drain
 # until every client is back and quiet, at most DRAIN_SECS (default 60); see
 # rcall-loadgen's failover module for what it counts. Nothing else runs.
+#
+# Where a cluster node's CPU goes (issue 15, session 13; BENCHMARKS.md, "Session 13"): one node's
+# share of the 100,000 run (14,286 connections, ~714 msg/s sent and as many received) on 2 nodes:
+#   FAILOVER_CONNS=28000 NODES=2 FAILOVER_WORKERS=4 FAILOVER_RATE=1400 KILL_AT=0 FAILOVER_SECS=30 \
+#     DRAIN_SECS=3 CPU_SAMPLE=5 bash crates/loadgen/bench.sh
+# CPU_SAMPLE=S prints every S s each node's and Redis's CPU over the last S s, with the load
+# average (the connect, idle and traffic phases apart; FAILOVER_RATE=0 for idle connections only).
+# PERF_NODE=K records node K (1-based) with `perf record` from PERF_AFTER s (default 20) for
+# PERF_SECS s (10) at PERF_FREQ Hz (499) with PERF_ARGS (default -g; "--call-graph dwarf,16384"
+# for Rust frames) into PERF_OUT (/tmp/rcall-node.perf). AB_BIN (a binary), AB_ENV (VAR=value …)
+# and AB_FLAGS (flags) apply to the even-numbered nodes only: with NODES=2 both nodes carry the
+# same traffic, so an A/B compares in one run at the same load. CALLGRIND_OUT=DIR runs every
+# rcall-server under callgrind (counts in DIR/node1.cg …; crates/loadgen/cg_nodes.sh prints
+# instructions per message; keep the rate low, e.g. FAILOVER_CONNS=200 FAILOVER_RATE=100).
+# NODE_THREADS=N: every rcall-server with N tokio worker threads (TOKIO_WORKER_THREADS).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
@@ -138,12 +153,15 @@ RATE_FLAGS+=("${EXTRA_FLAGS[@]}")
 start_rcall() {
     local name=$1
     shift
-    RUST_LOG=${SERVER_LOG:-warn}${SERVER_LOG_EXTRA:-} nice -n "$NICE" taskset -c "$SERVER_CPU" "$RCALL_BIN" --listen 127.0.0.1:0 --db "$TMP/$name.db" \
+    # CALLGRIND_OUT=DIR: every rcall-server runs under callgrind, its counts in DIR/NAME.cg.
+    local wrap=()
+    [ -z "${CALLGRIND_OUT:-}" ] || wrap=(valgrind --tool=callgrind "--callgrind-out-file=$CALLGRIND_OUT/$name.cg")
+    RUST_LOG=${SERVER_LOG:-warn}${SERVER_LOG_EXTRA:-} env ${NODE_THREADS:+TOKIO_WORKER_THREADS=$NODE_THREADS} ${NODE_ENV:-} nice -n "$NICE" taskset -c "$SERVER_CPU" "${wrap[@]}" "${NODE_BIN:-$RCALL_BIN}" --listen 127.0.0.1:0 --db "$TMP/$name.db" \
         --app-key bench-app --app-secret bench-secret-0123456789 --sdk-dir "$TMP" --web-dir "$TMP" \
         "${RATE_FLAGS[@]}" "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" &
     RCALL_PID=$!
     PIDS+=("$RCALL_PID")
-    for _ in $(seq 100); do grep -q 'listening on' "$TMP/$name.out" 2>/dev/null && break; sleep 0.1; done
+    for _ in $(seq 600); do grep -q 'listening on' "$TMP/$name.out" 2>/dev/null && break; sleep 0.1; done
     RCALL_ADDR=$(sed -n 's#^rcall-server listening on http://##p' "$TMP/$name.out")
     [ -n "$RCALL_ADDR" ] || { cat "$TMP/$name.err" >&2; exit 1; }
 }
@@ -167,7 +185,16 @@ start_redis() {
 start_nodes() {
     local urls=() pids=()
     for i in $(seq "$1"); do
-        start_rcall "node$i" --redis "$REDIS_URL"
+        # AB_BIN / AB_ENV / AB_FLAGS: the even-numbered nodes run that binary / with those
+        # variables / with those flags too, the others RCALL_BIN as is: an A/B in one run (with
+        # FAILOVER_CONNS and NODES=2 both nodes carry the same traffic, so their CPU compares at
+        # the same load).
+        if [ $((i % 2)) = 0 ]; then
+            read -r -a ab_flags <<<"${AB_FLAGS:-}"
+            NODE_BIN=${AB_BIN:-} NODE_ENV=${AB_ENV:-} start_rcall "node$i" --redis "$REDIS_URL" "${ab_flags[@]}"
+        else
+            start_rcall "node$i" --redis "$REDIS_URL"
+        fi
         urls+=("ws://$RCALL_ADDR/ws")
         pids+=("$RCALL_PID")
     done
@@ -175,6 +202,26 @@ start_nodes() {
     NODE_PIDS=$(IFS=,; echo "${pids[*]}")
 }
 
+# cpu_timeline PIDS SECS: every SECS s, each pid's CPU (utime + stime) over the last SECS s, with
+# the load average: which phase (connect, steady, drain) a node's CPU goes to.
+cpu_timeline() {
+    local tck t=0 p line
+    tck=$(getconf CLK_TCK)
+    declare -A last
+    for p in ${1//,/ }; do last[$p]=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null); done
+    while sleep "$2"; do
+        t=$((t + $2))
+        line="# cpu t=${t}s"
+        for p in ${1//,/ }; do
+            local now
+            now=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null) || now=
+            [ -n "$now" ] || { line+=" $p:-"; continue; }
+            line+=" $p:$(awk -v a="$now" -v b="${last[$p]:-$now}" -v k="$tck" 'BEGIN{printf "%.2f", (a - b) / k}')"
+            last[$p]=$now
+        done
+        echo "$line s; load $(cut -d' ' -f1-3 /proc/loadavg)"
+    done
+}
 if [ "$FAILOVER_CONNS" != 0 ]; then
     start_redis
     # Each login's stages (debug lines of `rcall_server::cluster::login`): the generator reads
@@ -184,6 +231,16 @@ if [ "$FAILOVER_CONNS" != 0 ]; then
     NODE_LOGS=$(for i in $(seq "${NODES:-6}"); do printf '%s,' "$TMP/node$i.err"; done)
     echo "# $(date -u +%FT%TZ) $(uname -r), $(nproc) CPUs; nodes + Redis on CPU $SERVER_CPU, loadgen on CPU $LOADGEN_CPU, nice $NICE; load average $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "# rcall-server $RCALL_BIN ($(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?') tree), $(redis-server --version | cut -d' ' -f1-3)"
+    echo "# node pids $NODE_PIDS, Redis $REDIS_PID${AB_BIN:+; even nodes run $AB_BIN}${AB_ENV:+; even nodes with $AB_ENV}${AB_FLAGS:+; even nodes with flags $AB_FLAGS}"
+    if [ -n "${CPU_SAMPLE:-}" ]; then
+        cpu_timeline "$NODE_PIDS,$REDIS_PID" "$CPU_SAMPLE" &
+        PIDS+=("$!")
+    fi
+    if [ -n "${PERF_NODE:-}" ]; then
+        PERF_PID=$(cut -d, -f"$PERF_NODE" <<<"$NODE_PIDS")
+        (sleep "${PERF_AFTER:-20}" && perf record -F "${PERF_FREQ:-499}" ${PERF_ARGS--g} -p "$PERF_PID" -o "${PERF_OUT:-/tmp/rcall-node.perf}" \
+            -- sleep "${PERF_SECS:-10}" >/dev/null 2>&1 && echo "# perf: node $PERF_NODE (pid $PERF_PID) from ${PERF_AFTER:-20} s for ${PERF_SECS:-10} s into ${PERF_OUT:-/tmp/rcall-node.perf}; load average $(cut -d' ' -f1-3 /proc/loadavg)") &
+    fi
     nice -n "$NICE" taskset -c "$LOADGEN_CPU" "$BIN/rcall-loadgen" --app-key bench-app --app-secret bench-secret-0123456789 \
         --failover-conns "$FAILOVER_CONNS" --nodes "$NODE_URLS" --node-pids "$NODE_PIDS" --redis-pid "$REDIS_PID" \
         --failover-rate "${FAILOVER_RATE:-5000}" --failover-secs "${FAILOVER_SECS:-60}" --kill-at-secs "${KILL_AT:-25}" \
