@@ -23,38 +23,79 @@ pub const KIND_SEQ: &str = "seq";
 /// Channel kind of an app's own pub/sub channels ([`app_channel`]).
 pub const KIND_CHANNEL: &str = "ch";
 
+/// The characters of a key component that carry structure (see the module docs).
+const SPECIAL: [char; 4] = ['%', '{', '}', ':'];
+
+/// Whether `b` is (the byte of) one of [`SPECIAL`]: a byte scan, as every key of every routed
+/// message goes through it (all four are ASCII, so no byte of a multi-byte character matches).
+fn special(b: &u8) -> bool {
+    matches!(b, b'%' | b'{' | b'}' | b':')
+}
+
 /// `s` with the characters that carry structure in a key escaped (see the module docs).
 pub fn escape(s: &str) -> Cow<'_, str> {
-    if !s.contains(['%', '{', '}', ':']) {
+    if !s.bytes().any(|b| special(&b)) {
         return Cow::Borrowed(s);
     }
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        match c {
-            '%' => out.push_str("%25"),
-            '{' => out.push_str("%7B"),
-            '}' => out.push_str("%7D"),
-            ':' => out.push_str("%3A"),
-            c => out.push(c),
-        }
-    }
+    let mut out = String::with_capacity(escaped_len(s));
+    push_escaped(&mut out, s);
     Cow::Owned(out)
+}
+
+/// The length of [`escape`]`(s)`: each special character becomes three.
+fn escaped_len(s: &str) -> usize {
+    s.len() + 2 * s.bytes().filter(special).count()
+}
+
+/// Appends [`escape`]`(s)` to `out`.
+fn push_escaped(out: &mut String, s: &str) {
+    let mut rest = s;
+    while let Some(i) = rest.bytes().position(|b| special(&b)) {
+        out.push_str(&rest[..i]);
+        out.push_str(match rest.as_bytes()[i] {
+            b'%' => "%25",
+            b'{' => "%7B",
+            b'}' => "%7D",
+            _ => "%3A",
+        });
+        rest = &rest[i + 1..];
+    }
+    out.push_str(rest);
 }
 
 /// The app's hash tag, braces included: `{<escaped app>}`.
 pub fn app_tag(app: &str) -> String {
-    format!("{{{}}}", escape(app))
+    let mut t = String::with_capacity(escaped_len(app) + 2);
+    t.push('{');
+    push_escaped(&mut t, app);
+    t.push('}');
+    t
 }
 
 /// An app's key: `rcall:{<app>}:<kind>:<part>:<part>…` with every part escaped. `kind` is one
 /// of this module's `KIND_*` constants (never user input).
+///
+/// Built in one allocation of the exact length: every routed message names a dozen keys, and
+/// `format!` growing the string piece by piece was a quarter of a cluster node's instructions
+/// per message (BENCHMARKS.md, "Session 13").
 pub fn app_key(app: &str, kind: &str, parts: &[&str]) -> String {
-    debug_assert!(!kind.is_empty() && !kind.contains(['%', '{', '}', ':']));
-    let mut k = format!("{PREFIX}:{}:{kind}", app_tag(app));
+    debug_assert!(!kind.is_empty() && !kind.contains(SPECIAL));
+    let len = PREFIX.len()
+        + escaped_len(app)
+        + kind.len()
+        + 4
+        + parts.iter().map(|p| 1 + escaped_len(p)).sum::<usize>();
+    let mut k = String::with_capacity(len);
+    k.push_str(PREFIX);
+    k.push_str(":{");
+    push_escaped(&mut k, app);
+    k.push_str("}:");
+    k.push_str(kind);
     for p in parts {
         k.push(':');
-        k.push_str(&escape(p));
+        push_escaped(&mut k, p);
     }
+    debug_assert_eq!(k.len(), len);
     k
 }
 
@@ -116,6 +157,51 @@ mod tests {
         assert_eq!(hash_tag("a{x}{y}"), "x");
     }
 
+    /// The one-allocation builder names every key exactly as the `format!` it replaced.
+    #[test]
+    fn app_key_matches_the_plain_construction() {
+        fn reference(app: &str, kind: &str, parts: &[&str]) -> String {
+            let esc = |s: &str| {
+                s.replace('%', "%25")
+                    .replace('{', "%7B")
+                    .replace('}', "%7D")
+                    .replace(':', "%3A")
+            };
+            let mut k = format!("{PREFIX}:{{{}}}:{kind}", esc(app));
+            for p in parts {
+                k.push(':');
+                k.push_str(&esc(p));
+            }
+            k
+        }
+        let words = [
+            "",
+            "a",
+            "bench-app",
+            "%",
+            "{}",
+            "a:b:c",
+            "ü%{x}é:",
+            "::%%{{}}",
+        ];
+        for app in words {
+            for p in words {
+                for q in words {
+                    assert_eq!(
+                        app_key(app, KIND_SEQ, &[p, q]),
+                        reference(app, KIND_SEQ, &[p, q])
+                    );
+                    assert_eq!(escape(p), reference("", "k", &[p])["rcall:{}:k:".len()..]);
+                }
+            }
+            assert_eq!(
+                app_key(app, KIND_CHANNEL, &[]),
+                reference(app, KIND_CHANNEL, &[])
+            );
+            assert_eq!(app_tag(app), format!("{{{}}}", escape(app)));
+        }
+    }
+
     #[test]
     fn keys_carry_the_escaped_app_tag() {
         assert_eq!(user_seq("app", "alice"), "rcall:{app}:seq:alice");
@@ -123,6 +209,13 @@ mod tests {
         let k = user_seq("a}b{c", "u:1}%");
         assert_eq!(k, "rcall:{a%7Db%7Bc}:seq:u%3A1%7D%25");
         assert_eq!(hash_tag(&k), "a%7Db%7Bc");
+        assert_eq!(escape("%{}:"), "%25%7B%7D%3A");
+        assert_eq!(escape("plain"), "plain");
+        assert_eq!(app_tag("a:b"), "{a%3Ab}");
+        assert_eq!(
+            app_key("a", KIND_SEQ, &["x%", "", "é:"]),
+            "rcall:{a}:seq:x%25::é%3A"
+        );
         // A user id cannot forge another user's key.
         assert_ne!(
             user_seq("app", "a:b"),
