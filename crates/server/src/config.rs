@@ -280,6 +280,15 @@ pub struct Config {
     /// Cluster mode: logins a node runs at once; past it a login is refused as busy (31003)
     /// at once (0: no bound; [`crate::cluster::routing::DEFAULT_MAX_LOGINS`]).
     pub max_logins_in_progress: usize,
+    /// Cluster mode: how long a Redis command waits for its answer
+    /// ([`crate::cluster::RESPONSE_TIMEOUT`]).
+    pub redis_response_timeout: Duration,
+    /// Cluster mode: how long a message is retried while Redis does not answer the node at all,
+    /// before its connection is closed ([`crate::ws::ROUTE_RETRY_FOR`]).
+    pub route_retry_for: Duration,
+    /// Cluster mode: how often a connection whose message waits for Redis writes a `Pong`
+    /// ([`crate::ws::ROUTE_KEEPALIVE`]).
+    pub route_keepalive: Duration,
     /// SFU mode: group-call media through these Janus servers (`--janus`, issue 12;
     /// [`crate::sfu`]; several: `JanusSettings::more`). None: group calls stay a peer-to-peer
     /// mesh.
@@ -371,6 +380,9 @@ impl Config {
             redis: None,
             node_heartbeat: crate::cluster::presence::DEFAULT_HEARTBEAT,
             max_logins_in_progress: crate::cluster::routing::DEFAULT_MAX_LOGINS,
+            redis_response_timeout: crate::cluster::RESPONSE_TIMEOUT,
+            route_retry_for: crate::ws::ROUTE_RETRY_FOR,
+            route_keepalive: crate::ws::ROUTE_KEEPALIVE,
             janus: None,
         }
     }
@@ -451,6 +463,16 @@ impl Config {
         if self.node_heartbeat.is_zero() {
             return Err(ConfigError::Invalid(
                 "the node heartbeat period must be > 0".into(),
+            ));
+        }
+        if self.redis_response_timeout.is_zero()
+            || self.route_retry_for.is_zero()
+            || self.route_keepalive.is_zero()
+        {
+            return Err(ConfigError::Invalid(
+                "the Redis response timeout, route retry time and route keep-alive period \
+                 must be > 0"
+                    .into(),
             ));
         }
         if self.ping_interval.is_zero() || self.dead_after <= self.ping_interval {
@@ -846,6 +868,14 @@ static SETTINGS: &[Setting] = &[
     }),
     setting!("node_heartbeat_ms" => ms node_heartbeat, hidden,
         "Cluster mode: beat period, ms; a node silent for 5 periods is dead (tests)"),
+    setting!("redis_response_timeout_ms" => ms redis_response_timeout, hidden,
+        "Cluster mode: how long a Redis command waits for its answer, ms (tests)"),
+    setting!("route_retry_ms" => ms route_retry_for, hidden,
+        "Cluster mode: a message is retried this long while Redis does not answer the node, \
+         then its connection is closed, ms (tests)"),
+    setting!("route_keepalive_ms" => ms route_keepalive, hidden,
+        "Cluster mode: a connection whose message waits for Redis gets a Pong this often, ms \
+         (tests)"),
     setting!("max_logins_in_progress" => field max_logins_in_progress,
         "Cluster mode: logins a node runs at once; past it a login is refused as busy \
          (31003, the client retries) (0: no bound)"),
@@ -1273,6 +1303,55 @@ secret = "second-secret-0123456789"
         assert_eq!(c.store_queue_max, 5);
         assert_eq!(c.offline_quota_window, Duration::from_secs(60));
         assert!(build(&["--dev", "--max-connections-per-device", "0"]).is_err());
+    }
+
+    /// Tests shorten the cluster's Redis timings (`short_redis_timings`); a binary takes them
+    /// as hidden flags too.
+    #[test]
+    fn cluster_redis_timings_come_from_flags_and_must_be_positive() {
+        let c = build(&["--dev"]).unwrap();
+        assert_eq!(
+            (
+                c.redis_response_timeout,
+                c.route_retry_for,
+                c.route_keepalive
+            ),
+            (
+                crate::cluster::RESPONSE_TIMEOUT,
+                crate::ws::ROUTE_RETRY_FOR,
+                crate::ws::ROUTE_KEEPALIVE
+            )
+        );
+        let c = build(&[
+            "--dev",
+            "--redis-response-timeout-ms",
+            "700",
+            "--route-retry-ms",
+            "2000",
+            "--route-keepalive-ms",
+            "300",
+        ])
+        .unwrap();
+        assert_eq!(
+            (
+                c.redis_response_timeout,
+                c.route_retry_for,
+                c.route_keepalive
+            ),
+            (
+                Duration::from_millis(700),
+                Duration::from_millis(2000),
+                Duration::from_millis(300)
+            )
+        );
+        for flag in [
+            "--redis-response-timeout-ms",
+            "--route-retry-ms",
+            "--route-keepalive-ms",
+        ] {
+            let e = build(&["--dev", flag, "0"]).unwrap_err();
+            assert!(e.to_string().contains("must be > 0"), "{flag}: {e}");
+        }
     }
 
     #[test]

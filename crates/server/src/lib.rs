@@ -273,7 +273,9 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<RunningServe
     let mut rooms_events = None;
     let cluster = match &config.redis {
         Some(url) => {
-            let shared = cluster::shared::Shared::new(cluster::Bus::connect(url).await?);
+            let shared = cluster::shared::Shared::new(
+                cluster::Bus::connect_with(url, config.redis_response_timeout).await?,
+            );
             follower = Some(cluster::shared::start(&shared, &hub).await?);
             let week = Duration::from_secs(7 * 24 * 3600);
             let limits = cluster::mailbox::MailboxLimits {

@@ -1263,8 +1263,9 @@ struct ClusterSend {
 const ROUTE_RETRY_FIRST: Duration = Duration::from_millis(50);
 const ROUTE_RETRY_MAX: Duration = Duration::from_secs(1);
 /// How long a message is retried before its connection is closed while Redis does not answer
-/// this node at all (its beats included): an outage, not a backlog.
-const ROUTE_RETRY_FOR: Duration = Duration::from_secs(8);
+/// this node at all (its beats included): an outage, not a backlog. The default of
+/// [`crate::Config::route_retry_for`].
+pub const ROUTE_RETRY_FOR: Duration = Duration::from_secs(8);
 /// How long a message is retried while Redis is merely slow (the node's beats, on their own
 /// connection, are answered; the main connection's commands time out behind a backlog): the
 /// connection is kept alive meanwhile ([`ROUTE_KEEPALIVE`]). Closing it after 8 s made ~10,000
@@ -1272,13 +1273,14 @@ const ROUTE_RETRY_FOR: Duration = Duration::from_secs(8);
 const ROUTE_RETRY_SLOW_FOR: Duration = Duration::from_secs(60);
 /// While a message waits for Redis, the connection writes what is queued for it and a `Pong`
 /// (as for a client `Ping`) this often: it reads nothing meanwhile, so the client's pings go
-/// unanswered, and the SDK gives a connection up after 12 s of silence.
-const ROUTE_KEEPALIVE: Duration = Duration::from_secs(3);
+/// unanswered, and the SDK gives a connection up after 12 s of silence. The default of
+/// [`crate::Config::route_keepalive`].
+pub const ROUTE_KEEPALIVE: Duration = Duration::from_secs(3);
 
 /// Routes an admitted message through the shared route script. Its `SendResult` comes back
 /// on the sender's user channel (see `cluster::routing`).
 ///
-/// A Redis error is retried for [`ROUTE_RETRY_FOR`]; one that lasts closes the connection (`ErrorFrame` `SERVER_UNAVAILABLE`, `Err`: read no
+/// A Redis error is retried for [`crate::Config::route_retry_for`]; one that lasts closes the connection (`ErrorFrame` `SERVER_UNAVAILABLE`, `Err`: read no
 /// further frame) instead of refusing the message: the error does not say whether the script
 /// ran (a timed-out script may still run), so "refused" could be a lie about a message its
 /// recipients got; and routing a later frame of this connection would put it ahead of this one
@@ -1375,7 +1377,7 @@ async fn cluster_send(
         let window = if slow {
             ROUTE_RETRY_SLOW_FOR
         } else {
-            ROUTE_RETRY_FOR
+            state.config.route_retry_for
         };
         if !tracked || started.elapsed() + backoff > window || state.shutdown.is_cancelled() {
             break;
@@ -1460,7 +1462,7 @@ async fn cluster_send(
 }
 
 /// Awaits `routed` (a message on its way through Redis, this connection reading nothing
-/// meanwhile), writing every [`ROUTE_KEEPALIVE`] what is queued for the connection and a
+/// meanwhile), writing every [`crate::Config::route_keepalive`] what is queued for the connection and a
 /// `Pong` with what is accepted so far, so that neither the client nor this server's liveness
 /// sweep takes a connection waiting on a slow Redis for dead. A socket that fails meanwhile
 /// ends the connection once `routed` is done.
@@ -1478,7 +1480,7 @@ async fn keeping_alive(
     loop {
         tokio::select! {
             r = &mut routed => return if broken { r.and(Err(Departure::Lost)) } else { r },
-            _ = tokio::time::sleep(ROUTE_KEEPALIVE), if !broken => {}
+            _ = tokio::time::sleep(state.config.route_keepalive), if !broken => {}
         }
         outbox.heard();
         let (accepted_upto, t) = state.hub.accepted_upto(origin);

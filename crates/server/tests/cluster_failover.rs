@@ -41,11 +41,25 @@ struct Node {
     _dir: tempfile::TempDir,
 }
 
+/// The lost grace of the nodes the grace tests start ([`Node::start_with`]), instead of the
+/// default 5 s: what they wait past.
+const SHORT_GRACE: Duration = Duration::from_secs(1);
+
 impl Node {
     async fn start(redis: &TestRedis) -> Node {
+        Node::start_with(redis, &[]).await
+    }
+
+    /// A node with extra flags.
+    async fn start_with(redis: &TestRedis, extra: &[&str]) -> Node {
         let dir = tempfile::tempdir().unwrap();
         let db: PathBuf = dir.path().join("rcall.db");
-        let server = ChildServer::start(&db, &["--redis", &redis.url()]).await;
+        let url = redis.url();
+        let args: Vec<&str> = ["--redis", url.as_str()]
+            .into_iter()
+            .chain(extra.iter().copied())
+            .collect();
+        let server = ChildServer::start(&db, &args).await;
         Node {
             addr: server.addr,
             server: Some(server),
@@ -57,10 +71,21 @@ impl Node {
         rcall_server::token::issue(CHILD_APP_KEY, CHILD_APP_SECRET, user, now_ms(), 600_000)
     }
 
+    /// A node whose lost grace is [`SHORT_GRACE`].
+    async fn short_grace(redis: &TestRedis) -> Node {
+        let ms = SHORT_GRACE.as_millis().to_string();
+        Node::start_with(redis, &["--lost-grace-ms", &ms]).await
+    }
+
     /// SIGKILL: its connections drop, nothing of it runs any more.
     fn kill9(&mut self) {
         self.server.take().expect("running").kill9();
     }
+}
+
+/// Nodes not taken out yet, as Redis lists them.
+fn live_nodes(redis: &TestRedis) -> String {
+    redis.command(&["ZCARD", rcall_server::cluster::presence::NODES_KEY])
 }
 
 fn text(target: &str, n: u32) -> SendMessage {
@@ -553,7 +578,7 @@ async fn a_call_survives_the_kill_of_the_callees_node() {
     let redis = TestRedis::start();
     let mut nodes = Vec::new();
     for _ in 0..3 {
-        nodes.push(Node::start(&redis).await);
+        nodes.push(Node::short_grace(&redis).await);
     }
     let mut alice = Client::login(nodes[1].addr, &nodes[1].token("alice"), "a1").await;
     let mut bob = Client::login(nodes[0].addr, &nodes[0].token("bob"), "b1").await;
@@ -603,8 +628,10 @@ async fn a_call_survives_the_kill_of_the_callees_node() {
     let ice = media("bob", "b1", candidate("c2"));
     assert!(step(&mut alice, &mut bob, 4, call_msg("bob", call, ice)).await > bob_seq);
 
-    // No hangup on anyone's behalf, even once a lost device's grace would be over.
-    tokio::time::sleep(rcall_server::rooms::LOST_GRACE + Duration::from_secs(1)).await;
+    // No hangup on anyone's behalf, even once a lost device's grace would be over: the grace
+    // of node 0's devices starts when another node takes node 0 out (5 beats after its kill).
+    eventually("node 0 taken out", || async { live_nodes(&redis) == ":2" }).await;
+    tokio::time::sleep(SHORT_GRACE + Duration::from_secs(1)).await;
     alice.barrier(10).await;
     bob.barrier(11).await;
     let hangup = CallBody::Hangup(Hangup { reason: 3 });
@@ -722,7 +749,10 @@ fn signal(node: &Node, signal: &str) {
 #[tokio::test]
 async fn a_frozen_node_that_runs_again_does_not_hang_up_for_a_device_that_moved() {
     let redis = TestRedis::start();
-    let (n0, n1) = (Node::start(&redis).await, Node::start(&redis).await);
+    let (n0, n1) = (
+        Node::short_grace(&redis).await,
+        Node::short_grace(&redis).await,
+    );
     let mut alice = Client::login(n1.addr, &n1.token("alice"), "a1").await;
     let mut bob = Client::login(n0.addr, &n0.token("bob"), "b1").await;
     let call = "call-p";
@@ -744,7 +774,7 @@ async fn a_frozen_node_that_runs_again_does_not_hang_up_for_a_device_that_moved(
     step(&mut bob, &mut alice, 2, call_msg("alice", call, answer)).await;
 
     signal(&n0, "CONT");
-    tokio::time::sleep(rcall_server::rooms::LOST_GRACE + Duration::from_secs(2)).await;
+    tokio::time::sleep(SHORT_GRACE + Duration::from_secs(2)).await;
     alice.barrier(3).await; // no hangup on bob's behalf
     bob.barrier(4).await;
     let ice = media("bob", "b1", candidate("c1"));

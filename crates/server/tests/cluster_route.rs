@@ -232,21 +232,22 @@ async fn a_send_while_redis_restarts_is_retried_by_the_node_and_routed_once_in_o
 #[tokio::test]
 async fn a_route_that_timed_out_is_retried_neither_refused_nor_delivered_twice() {
     let redis = TestRedis::start();
-    let (a, b) = (cluster_node(&redis).await, cluster_node(&redis).await);
+    let a = redis.node_with(short_redis_timings).await;
+    let b = cluster_node(&redis).await;
     let (mut alice, _, _) = Client::login_instance(a.addr, &a.token("alice"), "a1", 0, 9).await;
     let mut bob = b.client("bob", "b1").await;
     let paused = SendMessage {
         client_seq: 1,
         ..text("bob", b"paused")
     };
-    let pause_ms = rcall_server::cluster::RESPONSE_TIMEOUT.as_millis() + 1500;
+    let pause_ms = SHORT_RESPONSE_TIMEOUT.as_millis() + 1500;
     assert_eq!(
         redis.command(&["CLIENT", "PAUSE", &pause_ms.to_string(), "ALL"]),
         "+OK"
     );
     alice.send_message(1, paused).await;
-    // (The node's first attempt ends at its response timeout; the client's wait starts near it.)
-    tokio::time::sleep(rcall_server::cluster::RESPONSE_TIMEOUT - Duration::from_secs(2)).await;
+    // (The node's first attempt ends at its response timeout, the pause 1.5 s later: within
+    // the client's wait.)
     let r = alice.recv_send_result().await;
     assert_eq!((r.request_id, r.code), (1, 0));
     assert_from(&bob.recv_delivered().await, "alice", "alice", b"paused");
@@ -258,16 +259,19 @@ async fn a_route_that_timed_out_is_retried_neither_refused_nor_delivered_twice()
 #[tokio::test]
 async fn a_route_failing_past_the_retries_closes_the_connection_and_its_resend_is_routed_once() {
     let redis = TestRedis::start();
-    let (a, b) = (cluster_node(&redis).await, cluster_node(&redis).await);
+    let (a, b) = (
+        redis.node_with(short_redis_timings).await,
+        redis.node_with(short_redis_timings).await,
+    );
     let (mut alice, _, _) = Client::login_instance(a.addr, &a.token("alice"), "a1", 0, 5).await;
     let mut bob = b.client("bob", "b1").await;
     let paused = SendMessage {
         client_seq: 1,
         ..text("bob", b"paused")
     };
-    assert_eq!(redis.command(&["CLIENT", "PAUSE", "12000", "ALL"]), "+OK");
+    // Past the node's retries (4 s with these timings), as long again as the default's margin.
+    assert_eq!(redis.command(&["CLIENT", "PAUSE", "6000", "ALL"]), "+OK");
     alice.send_message(1, paused.clone()).await;
-    tokio::time::sleep(Duration::from_secs(8)).await;
     alice.expect_error_and_close(31003).await;
     // Reconnect (to the other node) and resend what was not confirmed, as the SDK does.
     let (mut alice, _, _) = Client::login_instance(b.addr, &b.token("alice"), "a1", 0, 5).await;
@@ -595,14 +599,15 @@ async fn acks_of_many_devices_share_script_calls() {
 
 /// Redis merely slow for this node (its main connection stuck behind a backlog, as after a
 /// node's kill at 100,000 connections, while its beats are answered): a message waiting there
-/// past the 8 s retry window keeps its connection, which hears `Pong`s meanwhile (the SDK
+/// past the retry window (8 s by default) keeps its connection, which hears `Pong`s meanwhile (the SDK
 /// gives a silent connection up after 12 s), and is routed once when Redis gets to it.
 /// (Closing at 8 s turned the backlog into a reconnect storm: ~10,000 clients in session 8.)
 #[tokio::test]
 async fn a_route_waiting_on_a_slow_redis_keeps_its_connection_alive() {
     use rtc_core::proto::server_frame::Body as S;
     let redis = TestRedis::start();
-    let (a, b) = (cluster_node(&redis).await, cluster_node(&redis).await);
+    let a = redis.node_with(short_redis_timings).await;
+    let b = cluster_node(&redis).await;
     let (mut alice, _, _) = Client::login_instance(a.addr, &a.token("alice"), "a1", 0, 5).await;
     let mut bob = b.client("bob", "b1").await;
 
@@ -614,8 +619,9 @@ async fn a_route_waiting_on_a_slow_redis_keeps_its_connection_alive() {
         ..text("bob", b"slow")
     };
     alice.send_message(1, slow).await;
-    // Four keep-alive Pongs: past the 8 s window (and the SDK's 12 s of silence).
-    for _ in 0..4 {
+    // Five keep-alive Pongs, one a second: past the 4 s window of these timings (8 s by
+    // default, when the Pongs come every 3 s).
+    for _ in 0..5 {
         match alice.recv().await.body {
             Some(S::Pong(p)) => assert_eq!((p.nonce, p.accepted_upto), (0, 0)),
             other => panic!("expected a keep-alive Pong, got {other:?}"),
@@ -665,7 +671,8 @@ fn monitor(redis: &TestRedis) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
 #[tokio::test]
 async fn a_timed_out_route_is_not_resent_until_redis_ran_it() {
     let redis = TestRedis::start();
-    let (a, b) = (cluster_node(&redis).await, cluster_node(&redis).await);
+    let a = redis.node_with(short_redis_timings).await;
+    let b = cluster_node(&redis).await;
     let (mut alice, _, _) = Client::login_instance(a.addr, &a.token("alice"), "a1", 0, 5).await;
     let mut bob = b.client("bob", "b1").await;
     let commands = monitor(&redis);
@@ -694,7 +701,7 @@ async fn a_timed_out_route_is_not_resent_until_redis_ran_it() {
         )
         .await;
     // Past two response timeouts: the old code had sent the script three times by then.
-    tokio::time::sleep(rcall_server::cluster::RESPONSE_TIMEOUT * 2 + Duration::from_secs(2)).await;
+    tokio::time::sleep(SHORT_RESPONSE_TIMEOUT * 2 + Duration::from_secs(1)).await;
     unblock(&redis, "test:block:stall").await;
     blocked.await.unwrap();
     let r = alice.recv_send_result().await;

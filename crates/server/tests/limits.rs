@@ -177,9 +177,14 @@ async fn a_client_that_stops_reading_is_cut_off_40006_and_can_resume() {
     .await;
     let mut a1 = ts.client("alice", "a1").await;
     let mut b1 = ts.client("bob", "b1").await;
-    let mut slow = ts.client("carol", "slow").await;
-    // ~60 KB messages until the kernel buffers and the 1024-frame outbox are full.
-    let big = vec![7u8; 60_000];
+    // The server gives the error frame after the cut 2 s to be written (`CLOSE_FLUSH_TIMEOUT`):
+    // carol must read what fills the socket buffers by then. With the kernel's autotuning
+    // (receive buffers up to 32 MB on loopback) that was tens of MB, more than a loaded machine
+    // reads in 2 s (the test failed at load 20–47: the connection closed without the error).
+    let small = Client::connect_small_window(ts.addr, 64 * 1024).await;
+    let mut slow = Client::login_over(small, &ts.token("carol"), "slow").await;
+    // 4 KB messages until the socket buffers and the 1024-frame outbox are full.
+    let big = vec![7u8; 4_000];
     let mut cut = false;
     for i in 0..4000u32 {
         a1.send_expect(i, private("carol", &big), 0).await;

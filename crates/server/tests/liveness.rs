@@ -19,6 +19,11 @@ fn short_intervals(c: &mut rcall_server::Config) {
     c.resume_window = Duration::from_millis(200);
 }
 
+/// With `dead_after` this short, a connection the test does not poll for 600 ms is closed
+/// however alive its client: a test here is one thread (server included), and on a loaded machine
+/// the other clients' logins and round trips took that long (alice, idle meanwhile, was closed
+/// and her next send hit a broken pipe; 3 runs in 6 at load 45). So a client logs in just before
+/// it is used, and a sender used later gets a connection of its own then.
 fn n(content: &[u8]) -> u32 {
     u32::from_be_bytes(content.try_into().expect("4-byte content"))
 }
@@ -44,10 +49,11 @@ async fn a_silent_client_that_answers_pings_stays_connected() {
 #[tokio::test]
 async fn a_client_that_stops_reading_is_closed_and_gets_what_was_routed_to_it_on_resume() {
     let ts = TestServer::start_with(short_intervals).await;
-    let mut a1 = ts.client("alice", "a1").await;
     let mut b1 = ts.client("bob", "b1").await;
+    let mut a1 = ts.client("alice", "a1").await;
     a1.send_expect(0, private("bob", &0u32.to_be_bytes()), 0)
         .await;
+    drop(a1);
     let first = b1.recv_delivered().await;
     b1.ack(first.seq).await;
     // The server stamps what it hears with its liveness clock, which only goes forward: b1's
@@ -56,8 +62,9 @@ async fn a_client_that_stops_reading_is_closed_and_gets_what_was_routed_to_it_on
     b1.barrier(1).await;
     // From now on b1 never polls its socket: it answers no pings, as a vanished peer.
     let silent_since = Instant::now();
+    let mut a2 = ts.client("alice", "a2").await;
     for i in 1..=5u32 {
-        a1.send_expect(i, private("bob", &i.to_be_bytes()), 0).await;
+        a2.send_expect(i, private("bob", &i.to_be_bytes()), 0).await;
     }
     let hub = &ts.server.state().hub;
     while hub.connection_count("bob") > 0 {
@@ -88,8 +95,8 @@ async fn a_client_that_stops_reading_is_closed_and_gets_what_was_routed_to_it_on
 #[tokio::test]
 async fn a_new_device_that_leaves_gets_nothing_routed_before_it_came() {
     let ts = TestServer::start_with(short_intervals).await;
-    let mut a1 = ts.client("alice", "a1").await;
     let mut b1 = ts.client("bob", "b1").await;
+    let mut a1 = ts.client("alice", "a1").await;
     a1.send_expect(1, private("bob", &1u32.to_be_bytes()), 0)
         .await;
     let m1 = b1.recv_delivered().await;

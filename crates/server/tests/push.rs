@@ -531,7 +531,11 @@ async fn a_route_resent_after_a_timeout_pushes_once_to_the_offline_recipients() 
     let mut rx = Receiver::start(Behaviour::FailFirst(0)).await;
     let redis = redis_server::TestRedis::start();
     let url = rcall_server::cluster::RedisUrl::parse(&redis.url()).unwrap();
-    let ts = server_with(&rx.url, |c| c.redis = Some(url)).await;
+    let ts = server_with(&rx.url, |c| {
+        c.redis = Some(url);
+        short_redis_timings(c);
+    })
+    .await;
     let (mut a, _, _) = Client::login_instance(ts.addr, &ts.token("alice"), "a1", 0, 5).await;
     // (The route script loaded and alice's device announced to the rooms.)
     let warm_up = call_msg("bob", "call-0", invite(&["bob"]), None);
@@ -558,7 +562,7 @@ async fn a_route_resent_after_a_timeout_pushes_once_to_the_offline_recipients() 
     )
     .await;
     // Past a response timeout: the route is resent once the stall ends.
-    tokio::time::sleep(rcall_server::cluster::RESPONSE_TIMEOUT + Duration::from_secs(2)).await;
+    tokio::time::sleep(SHORT_RESPONSE_TIMEOUT + Duration::from_secs(2)).await;
     unblock(&redis, "test:block:push").await;
     blocked.await.unwrap();
     let r = a.recv_send_result().await;

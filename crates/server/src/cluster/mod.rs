@@ -80,7 +80,8 @@ pub use url::{redact, RedisUrl};
 
 /// How long connecting to Redis may take before it counts as failed.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long one command may wait for its answer: a stuck Redis yields errors, not hangs.
+/// How long one command may wait for its answer by default: a stuck Redis yields errors, not
+/// hangs. A node's own is [`crate::Config::redis_response_timeout`] ([`Bus::response_timeout`]).
 pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// A user's sequence key expires this long after its last use. Safe because a new one starts
 /// at Redis's clock (µs), which is past any sequence issued a day earlier: a user's sequence
@@ -260,6 +261,8 @@ pub struct Bus {
     login: ConnectionManager,
     /// [`Lane::Beat`].
     beat: ConnectionManager,
+    /// How long a command (or a subscriber's ping) waits for its answer.
+    response_timeout: Duration,
 }
 
 impl std::fmt::Debug for Bus {
@@ -275,6 +278,15 @@ impl Bus {
     /// Connects (as a new node with a random id); fails with [`ClusterError::Connect`] if Redis
     /// does not answer within [`CONNECT_TIMEOUT`] (a few quick retries included).
     pub async fn connect(url: &RedisUrl) -> Result<Self, ClusterError> {
+        Self::connect_with(url, RESPONSE_TIMEOUT).await
+    }
+
+    /// [`Self::connect`], each command waiting at most `response_timeout` for its answer
+    /// (shorter in tests, so what waits on a timeout does not take 5 s).
+    pub async fn connect_with(
+        url: &RedisUrl,
+        response_timeout: Duration,
+    ) -> Result<Self, ClusterError> {
         // RESP3: the connection notices a server going away by itself and reconnects at once,
         // instead of on the next command.
         let info = url.connection_info().clone();
@@ -287,7 +299,7 @@ impl Bus {
         let manager = || async {
             let config = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(CONNECT_TIMEOUT))
-                .set_response_timeout(Some(RESPONSE_TIMEOUT))
+                .set_response_timeout(Some(response_timeout))
                 .set_min_delay(Duration::from_millis(10))
                 .set_max_delay(Duration::from_millis(500))
                 .set_number_of_retries(3);
@@ -312,6 +324,7 @@ impl Bus {
             conn,
             login,
             beat,
+            response_timeout,
         };
         bus.check_stream_node_size().await;
         Ok(bus)
@@ -336,6 +349,11 @@ impl Bus {
 
     pub fn node_id(&self) -> &NodeId {
         &self.node
+    }
+
+    /// How long a command waits for its answer ([`Self::connect_with`]).
+    pub fn response_timeout(&self) -> Duration {
+        self.response_timeout
     }
 
     pub fn url(&self) -> &RedisUrl {
@@ -402,7 +420,7 @@ impl Bus {
         &self,
         capacity: usize,
     ) -> Result<(Subscriber, tokio::sync::mpsc::Receiver<BusEvent>), ClusterError> {
-        Subscriber::start(self.url.clone(), capacity).await
+        Subscriber::start(self.url.clone(), capacity, self.response_timeout).await
     }
 
     /// The next sequence number for `user` of `app`, strictly above every one issued before by

@@ -47,7 +47,7 @@ use redis::aio::ConnectionManager;
 use tokio::sync::{broadcast, watch, Notify};
 use tokio_util::sync::CancellationToken;
 
-use super::{keys, Bus, ClusterError, Lane, LuaScript, NodeId, RESPONSE_TIMEOUT};
+use super::{keys, Bus, ClusterError, Lane, LuaScript, NodeId};
 use crate::hub::AppId;
 
 /// The cluster-wide sorted set of live nodes: node id → deadline (Redis's clock, ms).
@@ -226,7 +226,7 @@ impl Presence {
     }
 
     /// Graceful shutdown, after the connections closed: writes what is left (waiting at most
-    /// [`RESPONSE_TIMEOUT`]), then stops beating. Another node takes this one out after its
+    /// the bus's response timeout), then stops beating. Another node takes this one out after its
     /// deadline and announces it on [`Self::dead_nodes`], as for a dead node, but finds no
     /// presence left to remove.
     pub async fn stop(&self) {
@@ -330,7 +330,7 @@ impl Presence {
         Mark(c.marks)
     }
 
-    /// Waits until the write of `mark` was attempted (at most [`RESPONSE_TIMEOUT`], and not at
+    /// Waits until the write of `mark` was attempted (at most the bus's response timeout, and not at
     /// all once halted): a connection is then visible to every node before it is served,
     /// unless Redis is failing (the writer retries).
     pub async fn written(&self, mark: Mark) {
@@ -339,7 +339,7 @@ impl Presence {
         tokio::select! {
             _ = wait => {}
             _ = self.stop.cancelled() => {}
-            _ = tokio::time::sleep(RESPONSE_TIMEOUT) => {}
+            _ = tokio::time::sleep(self.bus.response_timeout()) => {}
         }
     }
 

@@ -20,10 +20,11 @@ use redis::ProtocolVersion;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::{ClusterError, RedisUrl, CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
+use super::{ClusterError, RedisUrl, CONNECT_TIMEOUT};
 
-/// A silent connection is pinged this often; no answer within [`RESPONSE_TIMEOUT`] counts as
-/// lost (a dead TCP peer would otherwise go unnoticed until the kernel gives up).
+/// A silent connection is pinged this often; no answer within the bus's response timeout
+/// ([`super::Bus::response_timeout`]) counts as lost (a dead TCP peer would otherwise go
+/// unnoticed until the kernel gives up).
 pub const PING_INTERVAL: Duration = Duration::from_secs(5);
 /// First pause before reconnecting after a failed attempt; doubles up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(10);
@@ -75,6 +76,7 @@ impl Subscriber {
     pub(super) async fn start(
         url: RedisUrl,
         capacity: usize,
+        response_timeout: Duration,
     ) -> Result<(Subscriber, mpsc::Receiver<BusEvent>), ClusterError> {
         if capacity == 0 {
             return Err(ClusterError::OutOfRange(
@@ -97,6 +99,7 @@ impl Subscriber {
         let task = Task {
             client,
             url,
+            response_timeout,
             channels: HashSet::new(),
             events,
             cmds: cmd_rx,
@@ -162,6 +165,8 @@ enum End {
 struct Task {
     client: redis::Client,
     url: RedisUrl,
+    /// How long a ping or (un)subscription waits for Redis's answer.
+    response_timeout: Duration,
     /// Every channel subscribed to, made again on each new connection.
     channels: HashSet<String>,
     events: mpsc::Sender<BusEvent>,
@@ -222,7 +227,7 @@ impl Task {
                     }
                 }
                 _ = ping.tick() => {
-                    match tokio::time::timeout(RESPONSE_TIMEOUT, sink.ping::<redis::Value>()).await {
+                    match tokio::time::timeout(self.response_timeout, sink.ping::<redis::Value>()).await {
                         Ok(Ok(_)) => {}
                         Ok(Err(e)) => return End::Gap(format!("ping failed: {e}")),
                         Err(_) => return End::Gap("ping unanswered".into()),
@@ -286,9 +291,9 @@ impl Task {
                     continue;
                 }
                 let sent = if subscribe {
-                    tokio::time::timeout(RESPONSE_TIMEOUT, sink.subscribe(&list)).await
+                    tokio::time::timeout(self.response_timeout, sink.subscribe(&list)).await
                 } else {
-                    tokio::time::timeout(RESPONSE_TIMEOUT, sink.unsubscribe(&list)).await
+                    tokio::time::timeout(self.response_timeout, sink.unsubscribe(&list)).await
                 };
                 result = match sent {
                     Ok(Ok(())) => Ok(()),
@@ -328,7 +333,7 @@ impl Task {
             };
             let all: Vec<String> = self.channels.iter().cloned().collect();
             if !all.is_empty() {
-                match tokio::time::timeout(RESPONSE_TIMEOUT, sink.subscribe(&all)).await {
+                match tokio::time::timeout(self.response_timeout, sink.subscribe(&all)).await {
                     Ok(Ok(())) => {}
                     _ => continue,
                 }

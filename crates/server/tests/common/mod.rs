@@ -198,9 +198,36 @@ impl Client {
         ws
     }
 
+    /// A WebSocket whose socket has a fixed receive buffer of `bytes` (the kernel's autotuning,
+    /// up to tens of MB on loopback, off): a client that stops reading leaves little in flight,
+    /// so what the server sends after it stays within a few reads.
+    #[allow(dead_code)]
+    pub async fn connect_small_window(
+        addr: SocketAddr,
+        bytes: u32,
+    ) -> WebSocketStream<MaybeTlsStream<TcpStream>> {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(bytes).unwrap();
+        let tcp = socket.connect(addr).await.unwrap();
+        let (ws, _) =
+            tokio_tungstenite::client_async(format!("ws://{addr}/ws"), MaybeTlsStream::Plain(tcp))
+                .await
+                .unwrap();
+        ws
+    }
+
     /// Connects and authenticates; asserts AuthResult{0} then SyncDone.
     pub async fn login(addr: SocketAddr, token: &str, device_id: &str) -> Client {
-        let mut c = Client::authenticate(addr, token, device_id, 0).await;
+        Client::login_over(Client::connect(addr).await, token, device_id).await
+    }
+
+    /// [`Client::login`] over a WebSocket the test opened itself.
+    pub async fn login_over(
+        ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+        token: &str,
+        device_id: &str,
+    ) -> Client {
+        let mut c = Client::authenticate_over(ws, token, device_id, 0).await;
         let auth = match c.recv().await.body {
             Some(S::AuthResult(a)) => a,
             other => panic!("expected AuthResult, got {other:?}"),
@@ -391,7 +418,16 @@ impl Client {
         device_id: &str,
         resume_from: u64,
     ) -> Client {
-        let ws = Client::connect(addr).await;
+        Client::authenticate_over(Client::connect(addr).await, token, device_id, resume_from).await
+    }
+
+    /// [`Client::authenticate`] over a WebSocket the test opened itself.
+    pub async fn authenticate_over(
+        ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+        token: &str,
+        device_id: &str,
+        resume_from: u64,
+    ) -> Client {
         let mut c = Client {
             ws,
             user_id: String::new(),
@@ -599,6 +635,21 @@ pub const CATCH_UP: std::time::Duration = std::time::Duration::from_secs(10);
 /// A server node in cluster mode on `redis`, with its own SQLite file and port.
 pub async fn cluster_node(redis: &redis_server::TestRedis) -> TestServer {
     redis.node_with(|_| {}).await
+}
+
+/// The Redis response timeout of [`short_redis_timings`] (the default is 5 s).
+#[allow(dead_code)] // (not every test binary uses it)
+pub const SHORT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Config tweak for tests that wait on the cluster's Redis timings: a command times out after
+/// [`SHORT_RESPONSE_TIMEOUT`], a message is retried for 4 s (not 8) while Redis does not answer
+/// the node, and a connection waiting for its route gets a `Pong` every second (not 3): the same
+/// behaviour, scaled down (the retry window still outlasts a timeout and its `PING` by 2 s).
+#[allow(dead_code)]
+pub fn short_redis_timings(c: &mut Config) {
+    c.redis_response_timeout = SHORT_RESPONSE_TIMEOUT;
+    c.route_retry_for = Duration::from_secs(4);
+    c.route_keepalive = Duration::from_secs(1);
 }
 
 /// Reads an HTTP response head (through the blank line) byte by byte, leaving what follows.
