@@ -27,9 +27,10 @@ enums=$(cargo run -q -p rtc-core --example js_enums)
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-flags=(--remove-name-section --remove-producers-section)
-wasm-bindgen --target no-modules --no-typescript "${flags[@]}" --out-dir "$work/cdn" "$wasm"
-wasm-bindgen --target web "${flags[@]}" --out-dir "$work/esm" "$wasm"
+# The CDN output keeps the name section for strip-decode-context.mjs (wasm-opt drops it after); the
+# ESM output is only used for its glue (both ship the CDN's optimised module).
+wasm-bindgen --target no-modules --no-typescript --remove-producers-section --out-dir "$work/cdn" "$wasm"
+wasm-bindgen --target web --remove-name-section --remove-producers-section --out-dir "$work/esm" "$wasm"
 
 # npm binaryen's wasm-opt (Debian's binaryen 108 produces modules Chromium rejects).
 optimize() {
@@ -43,6 +44,8 @@ optimize() {
     echo "warning: node_modules/.bin/wasm-opt missing (run npm ci); shipping unoptimized wasm" >&2
   fi
 }
+# prost's decode-error context is never read in the wasm: its calls go (-1,001 B gzip).
+node npm/strip-decode-context.mjs "$work/cdn/rcall_sdk_bg.wasm"
 optimize "$work/cdn/rcall_sdk_bg.wasm"
 # Short import/export names in the wasm and both glues (the same module serves both).
 node npm/shorten-names.mjs "$work/cdn/rcall_sdk_bg.wasm" "$work/cdn/rcall_sdk.js" "$work/esm/rcall_sdk.js"
