@@ -17,8 +17,12 @@ export PATH="$HOME/.cargo/bin:$PWD/node_modules/.bin:$PATH"
 # before either). They are unstable flags, enabled on the pinned stable toolchain with
 # RUSTC_BOOTSTRAP=1 as scripts/fuzz.sh does; only this build uses them (the wasm tests keep
 # full panic messages).
+# Without the reference-types and multivalue features (on by default since Rust 1.82),
+# wasm-bindgen keeps JS values in its JS-side heap and returns pairs through memory: no
+# externref table slot handling nor multivalue adapter in every export's shim (wasm -1,837 B
+# gzip, JS glue +328 B; each feature alone saved less: BENCHMARKS.md "Session 13: size").
 RUSTC_BOOTSTRAP=1 \
-  CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="-Zlocation-detail=none -Zfmt-debug=none -Zunstable-options -Cpanic=immediate-abort" \
+  CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="-Zlocation-detail=none -Zfmt-debug=none -Zunstable-options -Cpanic=immediate-abort -Ctarget-feature=-reference-types,-multivalue" \
   cargo build -p rcall-sdk --profile wasm --target wasm32-unknown-unknown \
   -Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size
 # CARGO_TARGET_DIR: worktrees share one target dir.
