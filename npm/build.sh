@@ -17,8 +17,12 @@ export PATH="$HOME/.cargo/bin:$PWD/node_modules/.bin:$PATH"
 # before either). They are unstable flags, enabled on the pinned stable toolchain with
 # RUSTC_BOOTSTRAP=1 as scripts/fuzz.sh does; only this build uses them (the wasm tests keep
 # full panic messages).
+# Without the reference-types and multivalue features (on by default since Rust 1.82),
+# wasm-bindgen keeps JS values in its JS-side heap and returns pairs through memory: no
+# externref table slot handling nor multivalue adapter in every export's shim (wasm -1,837 B
+# gzip, JS glue +328 B; each feature alone saved less: BENCHMARKS.md "Session 13: size").
 RUSTC_BOOTSTRAP=1 \
-  CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="-Zlocation-detail=none -Zfmt-debug=none -Zunstable-options -Cpanic=immediate-abort" \
+  CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="-Zlocation-detail=none -Zfmt-debug=none -Zunstable-options -Cpanic=immediate-abort -Ctarget-feature=-reference-types,-multivalue" \
   cargo build -p rcall-sdk --profile wasm --target wasm32-unknown-unknown \
   -Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size
 # CARGO_TARGET_DIR: worktrees share one target dir.
@@ -27,9 +31,10 @@ enums=$(cargo run -q -p rtc-core --example js_enums)
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-flags=(--remove-name-section --remove-producers-section)
-wasm-bindgen --target no-modules --no-typescript "${flags[@]}" --out-dir "$work/cdn" "$wasm"
-wasm-bindgen --target web "${flags[@]}" --out-dir "$work/esm" "$wasm"
+# The CDN output keeps the name section for strip-decode-context.mjs (wasm-opt drops it after); the
+# ESM output is only used for its glue (both ship the CDN's optimised module).
+wasm-bindgen --target no-modules --no-typescript --remove-producers-section --out-dir "$work/cdn" "$wasm"
+wasm-bindgen --target web --remove-name-section --remove-producers-section --out-dir "$work/esm" "$wasm"
 
 # npm binaryen's wasm-opt (Debian's binaryen 108 produces modules Chromium rejects).
 optimize() {
@@ -43,6 +48,8 @@ optimize() {
     echo "warning: node_modules/.bin/wasm-opt missing (run npm ci); shipping unoptimized wasm" >&2
   fi
 }
+# prost's decode-error context is never read in the wasm: its calls go (-1,001 B gzip).
+node npm/strip-decode-context.mjs "$work/cdn/rcall_sdk_bg.wasm"
 optimize "$work/cdn/rcall_sdk_bg.wasm"
 # Short import/export names in the wasm and both glues (the same module serves both).
 node npm/shorten-names.mjs "$work/cdn/rcall_sdk_bg.wasm" "$work/cdn/rcall_sdk.js" "$work/esm/rcall_sdk.js"

@@ -8,7 +8,8 @@
 #      cargo clippy --target wasm32-unknown-unknown --all-targets -p <browser crates>  the same
 #                                             for the code only wasm compiles (SDK, web-rtc)
 #      cargo fmt --all --check                 formatting (per-crate rustfmt.toml where a crate keeps a wide style)
-#   3. bash npm/build.sh                      the wasm SDK -> npm/dist/cdn/rcall.js
+#   3. node --test npm/test/                 the SDK build's post-link steps (npm/*.mjs)
+#      bash npm/build.sh                      the wasm SDK -> npm/dist/cdn/rcall.js
 #      bash npm/size.sh --check               its gzip-9 download size against the budget
 #   4. cargo test --workspace --no-run        the (debug) server the e2e tests run: step 2 built it
 #   5. wasm test build (--no-run)             everything the offline phase needs is built here
@@ -147,6 +148,8 @@ else step "fuzz smoke" bash scripts/fuzz.sh smoke; fi
 
 sdk_ok=0 server_ok=0 wasm_ok=0
 if [ -f npm/build.sh ]; then
+    # The build's own post-link steps (npm/*.mjs) on small hand-made modules.
+    step "sdk build steps" node --test npm/test/
     step "sdk build" bash npm/build.sh && sdk_ok=1
     [ -f npm/dist/cdn/rcall.js ] || { [ $sdk_ok = 1 ] && echo "npm/build.sh did not produce npm/dist/cdn/rcall.js" >&2; sdk_ok=0; }
     # The download size budget (npm/size.sh; RCALL_SIZE_BUDGET overrides): its own step, so a

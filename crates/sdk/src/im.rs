@@ -15,7 +15,6 @@
 use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 
-use futures::channel::oneshot;
 use js_sys::{ArrayBuffer, Uint8Array};
 use rtc_core::engine::{Input, Received, SfuInput};
 use rtc_core::link::ClientLink;
@@ -274,7 +273,7 @@ pub async fn login<H: Host>(host: &Rc<H>, token: JsValue) -> Result<(String, Str
     Ok((user_id, device_id))
 }
 
-type AuthReply = oneshot::Sender<Result<String, i32>>;
+type AuthReply = crate::reply::Sender<Result<String, i32>>;
 
 /// An open (or opening) connection.
 pub struct Connection {
@@ -323,7 +322,7 @@ impl Connection {
             n.get()
         });
         ws.set_binary_type(BinaryType::Arraybuffer);
-        let (tx, rx) = oneshot::channel();
+        let (tx, rx) = crate::reply::channel();
         let auth = ClientFrame::new(client_frame::Body::Authenticate(Authenticate {
             token: token.to_string(),
             device_id: device_id.to_string(),
@@ -383,9 +382,9 @@ impl Connection {
             let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(timeout.unchecked_ref(), timeout_ms);
         }
         let result = match rx.await {
-            Ok(Ok(user_id)) => return Ok((conn, user_id)),
-            Ok(Err(code)) => code,
-            Err(_) => code::RC_NET_UNAVAILABLE,
+            Some(Ok(user_id)) => return Ok((conn, user_id)),
+            Some(Err(code)) => code,
+            None => code::RC_NET_UNAVAILABLE,
         };
         let current = im.conn.borrow().as_ref().is_some_and(|c| Rc::ptr_eq(c, &conn));
         if current {
@@ -422,7 +421,7 @@ impl Connection {
 
     fn settle_auth(&self, result: Result<String, i32>) {
         if let Some(tx) = self.auth_reply.borrow_mut().take() {
-            let _ = tx.send(result);
+            tx.send(result);
         }
     }
 }

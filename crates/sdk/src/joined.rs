@@ -4,7 +4,6 @@
 
 use std::cell::{Cell, RefCell};
 
-use futures::channel::oneshot;
 use rtc_core::proto::JoinedDevice;
 use rtc_core::types::error_code;
 use wasm_bindgen::prelude::*;
@@ -17,7 +16,7 @@ const TIMEOUT_MS: i32 = 10_000;
 type Answer = Option<Vec<JoinedDevice>>;
 
 thread_local! {
-    static PENDING: RefCell<Vec<(u32, oneshot::Sender<Answer>)>> = const { RefCell::new(Vec::new()) };
+    static PENDING: RefCell<Vec<(u32, crate::reply::Sender<Answer>)>> = const { RefCell::new(Vec::new()) };
     static NEXT_ID: Cell<u32> = const { Cell::new(0) };
 }
 
@@ -28,7 +27,7 @@ pub fn query(send: Option<impl FnOnce(u32) -> bool>) -> js_sys::Promise {
     let rx = send.map(ask);
     js::promise(async move {
         let answer = match rx {
-            Some(rx) => rx.await.ok().flatten(),
+            Some(rx) => rx.await.flatten(),
             None => None,
         };
         Ok(match answer {
@@ -50,12 +49,12 @@ pub fn query(send: Option<impl FnOnce(u32) -> bool>) -> js_sys::Promise {
     })
 }
 
-fn ask(send: impl FnOnce(u32) -> bool) -> oneshot::Receiver<Answer> {
+fn ask(send: impl FnOnce(u32) -> bool) -> crate::reply::Receiver<Answer> {
     let id = NEXT_ID.with(|n| {
         n.set(n.get().wrapping_add(1));
         n.get()
     });
-    let (tx, rx) = oneshot::channel();
+    let (tx, rx) = crate::reply::channel();
     PENDING.with(|p| p.borrow_mut().push((id, tx)));
     if !send(id) {
         settle(id, None);
@@ -75,13 +74,13 @@ pub fn settle(id: u32, answer: Answer) {
         Some(p.swap_remove(at).1)
     });
     if let Some(tx) = tx {
-        let _ = tx.send(answer);
+        tx.send(answer);
     }
 }
 
 /// The connection dropped: every open query fails.
 pub fn fail_all() {
     for (_, tx) in PENDING.with(|p| std::mem::take(&mut *p.borrow_mut())) {
-        let _ = tx.send(None);
+        tx.send(None);
     }
 }

@@ -183,10 +183,10 @@ pub fn spawn(f: impl std::future::Future<Output = ()> + 'static) {
 /// handlers run in the same turn); the rest continues on the event loop.
 pub fn spawn_now(f: impl std::future::Future<Output = ()> + 'static) {
     let mut f: std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> = Box::pin(f);
-    let waker = futures::task::noop_waker();
+    let waker = std::task::Waker::noop();
     // JsFuture keeps the latest waker it was polled with, so the executor's later poll replaces
     // this no-op one.
-    if f.as_mut().poll(&mut std::task::Context::from_waker(&waker)).is_pending() {
+    if f.as_mut().poll(&mut std::task::Context::from_waker(waker)).is_pending() {
         spawn_boxed(f);
     }
 }

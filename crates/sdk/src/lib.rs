@@ -28,6 +28,7 @@ mod js;
 mod media;
 mod navi;
 mod push;
+mod reply;
 mod runtime;
 mod session;
 mod sessions;

@@ -10,7 +10,6 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use futures::channel::oneshot;
 use rtc_core::engine::{CallEvent, Command, CommandId, EndSummary, Input, Output, PushTexts, Sender, SessionView, TrackKind};
 use rtc_core::small_map::SmallMap;
 use rtc_core::types::SessionState;
@@ -20,6 +19,7 @@ use wasm_bindgen::prelude::*;
 use crate::im::ImLink;
 use crate::js;
 use crate::media::MediaShell;
+use crate::reply;
 use crate::sessions::Sessions;
 
 /// A running `setInterval` and its callback.
@@ -27,7 +27,7 @@ type Interval = (i32, Closure<dyn FnMut()>);
 
 /// A command waiting for the engine's `Done`.
 struct PendingCommand {
-    reply: oneshot::Sender<(i32, Option<String>)>,
+    reply: reply::Sender<(i32, Option<String>)>,
 }
 
 #[derive(Default)]
@@ -161,11 +161,11 @@ impl Runtime {
     }
 
     /// Feeds an app command; the returned receiver yields `(code, call_id)`.
-    pub fn command(self: &Rc<Self>, cmd: Command) -> oneshot::Receiver<(i32, Option<String>)> {
-        let (tx, rx) = oneshot::channel();
+    pub fn command(self: &Rc<Self>, cmd: Command) -> reply::Receiver<(i32, Option<String>)> {
+        let (tx, rx) = reply::channel();
         if self.engine.borrow().is_none() {
             // Not connected: nothing can be sent.
-            let _ = tx.send((rtc_core::types::error_code::SEND_MSG_ERROR, None));
+            tx.send((rtc_core::types::error_code::SEND_MSG_ERROR, None));
             return rx;
         }
         let id = self.next_command.get() + 1;
@@ -220,11 +220,11 @@ impl Runtime {
                         // started) reaches the app after its `await call()` continuation,
                         // as in CallLib.
                         self.sessions.object(id);
-                        let _ = p.reply.send((code, call_id));
+                        p.reply.send((code, call_id));
                         self.driving.set(false);
                         return self.resume_later();
                     }
-                    let _ = p.reply.send((code, call_id));
+                    p.reply.send((code, call_id));
                 }
             }
         }
@@ -400,7 +400,7 @@ impl Runtime {
         self.im.shut_down();
         let pending = std::mem::take(&mut *self.pending.borrow_mut());
         for (_, p) in pending {
-            let _ = p.reply.send((rtc_core::types::error_code::SEND_MSG_ERROR, None));
+            p.reply.send((rtc_core::types::error_code::SEND_MSG_ERROR, None));
         }
         MediaShell::stop_all(self);
         // The interval's closure is only dropped here, never while it runs (it is not running:
