@@ -1072,8 +1072,11 @@ impl Sfu {
             None => self.place_cluster(&room, None),
         };
         // Its Janus gone for good (`dead_after`): the room moves, as if lost (next epoch, on
-        // another Janus: the claim records it, so every node follows).
-        let moving = row.as_ref().is_some_and(|r| r.ready) && self.should_move(at);
+        // another Janus: the claim records it, so every node follows). Also a claim still
+        // `creating` there: taken over once stale (its node died mid-creation), the room goes
+        // elsewhere rather than waiting for that Janus; the room the dead claimer may have made
+        // on it is destroyed when it answers again (`abandon`, below).
+        let moving = row.is_some() && self.should_move(at);
         let at = if moving {
             self.place_cluster(&room, Some(at))
         } else {
