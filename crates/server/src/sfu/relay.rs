@@ -1743,7 +1743,8 @@ mod tests {
                 .collect()
         };
         let ask = |feed: &str, mid: &str, sub: i32| (feed.to_owned(), mid.to_owned(), sub);
-        let want = |subs: &[(Vec<SubStream>, Vec<(String, String, i32)>)], feed: &str| {
+        type Subscriber = (Vec<SubStream>, Vec<(String, String, i32)>);
+        let want = |subs: &[Subscriber], feed: &str| {
             wanted_layer(subs.iter().map(|(s, l)| (&s[..], &l[..])), feed)
         };
         let six = subscriber(6);
