@@ -9,7 +9,11 @@ import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { SDK_DIR, freePort, launchBrowser, requireFile, sleep, stopProcess } from './helpers.mjs';
+import assert from 'node:assert/strict';
+import {
+  SDK_DIR, SUCCESS, MediaType, Client, freePort, launchBrowser, requireFile, sleep, stopProcess, getToken, createGroup,
+  everyVideoAdvancing, uid,
+} from './helpers.mjs';
 
 export const JANUS_API_SECRET = 'e2e-janus-api-secret';
 export const JANUS_ADMIN_KEY = 'e2e-janus-admin-key';
@@ -36,17 +40,23 @@ export function addVeth() {
   return () => { try { execFileSync('ip', ['link', 'del', JANUS_VETH], { stdio: 'pipe' }); } catch {} };
 }
 
+/** The rcall-server flags that point at these Janus servers (one, or a list: `--janus A,B`). */
+export function janusServerArgs(...janus) {
+  return ['--janus', janus.map((j) => j.url).join(','), '--janus-api-secret', JANUS_API_SECRET, '--janus-admin-key', JANUS_ADMIN_KEY];
+}
+
 /** Starts a private Janus: videoroom (`string_ids`, admin key) + HTTP transport on 127.0.0.1
- *  with `api_secret`, ICE only on the veth, media on UDP 20000–20999. Returns
- *  `{dir, port, url, proc, log(), start(), kill(), stop(), serverArgs}`; `serverArgs` are the
- *  rcall-server flags that point at it. `debugLevel`: Janus's log level (4 = info). */
-export async function startJanus({ debugLevel = 4 } = {}) {
+ *  with `api_secret`, ICE only on the veth, media on UDP `rtpPorts` (several Janus on the one
+ *  veth need distinct ranges). Returns `{dir, port, url, proc, log(), start(), kill(), stop(),
+ *  serverArgs}`; `serverArgs` are the rcall-server flags that point at it. `debugLevel`:
+ *  Janus's log level (4 = info). */
+export async function startJanus({ debugLevel = 4, rtpPorts = '20000-20999' } = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rcall-e2e-janus-'));
   const port = await freePort();
   const off = (names, suffix = '') => names.map((p) => `libjanus_${p}${suffix}.so`).join(',');
   fs.writeFileSync(path.join(dir, 'janus.jcfg'), [
     `general: {\n\tconfigs_folder = "${dir}"\n\tlog_to_stdout = false\n\tdebug_level = ${debugLevel}\n\tapi_secret = "${JANUS_API_SECRET}"\n\tserver_name = "rcall-e2e"\n}`,
-    'media: {\n\trtp_port_range = "20000-20999"\n}',
+    `media: {\n\trtp_port_range = "${rtpPorts}"\n}`,
     `nat: {\n\tice_enforce_list = "${JANUS_VETH}"\n\tnice_debug = false\n}`,
     `plugins: {\n\tdisable = "${off(['audiobridge', 'duktape', 'echotest', 'lua', 'nosip', 'recordplay', 'sip', 'streaming', 'textroom', 'videocall', 'voicemail'])}"\n}`,
     `transports: {\n\tdisable = "${off(['websockets', 'pfunix', 'mqtt', 'nanomsg', 'rabbitmq'])}"\n}`,
@@ -58,7 +68,7 @@ export async function startJanus({ debugLevel = 4 } = {}) {
     'admin: {\n\tadmin_http = false\n\tadmin_https = false\n}\n');
   fs.writeFileSync(path.join(dir, 'janus.plugin.videoroom.jcfg'), `general: {\n\tstring_ids = true\n\tadmin_key = "${JANUS_ADMIN_KEY}"\n}\n`);
   const janus = { dir, port, url: `http://127.0.0.1:${port}/janus`, proc: null };
-  janus.serverArgs = ['--janus', janus.url, '--janus-api-secret', JANUS_API_SECRET, '--janus-admin-key', JANUS_ADMIN_KEY];
+  janus.serverArgs = janusServerArgs(janus);
   janus.log = () => { try { return fs.readFileSync(path.join(dir, 'janus.log'), 'utf8'); } catch { return ''; } };
   janus.start = async () => {
     janus.proc = spawn(janusBin(), ['-F', dir, '-C', path.join(dir, 'janus.jcfg'), '-N', '-o', '-L', path.join(dir, 'janus.log')],
@@ -103,4 +113,62 @@ export async function startSfuRig() {
     throw e;
   }
   return rig;
+}
+
+/** What the SFU suites that break something mid-call share (sfu_cluster.test.mjs,
+ *  sfu_pool.test.mjs): pages, the group call, and what "video comes back" means. */
+export function sfuScenario(getClients, getBrowser) {
+  const s = {};
+  s.open = async (name, url, userId, tokenUrl, loginOptions = {}) => {
+    const c = await Client.open(getBrowser(), name, url);
+    getClients().push(c);
+    await c.login(userId, await getToken(tokenUrl, userId), loginOptions);
+    return c;
+  };
+  /** pages[0] calls the others in a group video call; everyone accepts. */
+  s.groupCall = async (pages, groupUrl) => {
+    const [A, ...rest] = pages;
+    const groupId = uid('sfc-group');
+    await createGroup(groupUrl, groupId, pages.map((p) => p.userId));
+    const res = await A.eval(([g, u, m]) => H.callInGroup(g, u, m), [groupId, rest.map((p) => p.userId), MediaType.AUDIO_VIDEO]);
+    assert.equal(res.code, SUCCESS, `A: callInGroup() → ${JSON.stringify(res)}`);
+    const sessionId = res.session.sessionId;
+    for (const c of rest) {
+      await c.waitEvent('onSession', { sessionId }, 20000);
+      const acc = await c.eval(() => H.accept());
+      assert.equal(acc.code, SUCCESS, `${c.name}: accept() → ${JSON.stringify(acc)}`);
+    }
+    for (const c of rest) await A.waitEvent('onAccept', { userId: c.userId }, 20000);
+    return sessionId;
+  };
+  /** The remote video tracks every page was given so far (its remote onTrackReady events). */
+  s.videoTracks = (pages) => Promise.all(pages.map((c) => c.eventsOf('onTrackReady', { local: false, kind: 'video' })));
+  /** Every page of `restarted` set its SFU connections up again (a new remote onTrackReady for
+   *  every other page's video since `before`, from s.videoTracks), then every page decodes every
+   *  other page's video again. Returns when that was seen. */
+  s.videoBack = async (pages, restarted, before, what, timeout = 60000) => {
+    for (const c of restarted) {
+      for (const o of pages) {
+        if (o === c) continue;
+        const had = before[pages.indexOf(c)].filter((e) => e.userId === o.userId).length;
+        const deadline = Date.now() + timeout;
+        while ((await c.eventsOf('onTrackReady', { local: false, userId: o.userId, kind: 'video' })).length <= had) {
+          if (Date.now() > deadline) {
+            throw new Error(`${c.name}: did not subscribe to ${o.name}'s video again ${what}; rtc ${JSON.stringify(await c.eval(() => H.rtcStats()))}`);
+          }
+          await sleep(250);
+        }
+      }
+    }
+    await everyVideoAdvancing(pages, what, timeout);
+  };
+  s.noHangup = async (pages, what) => {
+    for (const c of pages) {
+      assert.deepEqual(await c.eventsOf('onHungup'), [], `${c.name}: no hangup ${what}`);
+      assert.deepEqual(await c.eventsOf('onSessionClose'), [], `${c.name}: the call goes on ${what}`);
+      assert.deepEqual(await c.eventsOf('onTrackPublishFail'), [], `${c.name}: no publish failure ${what}`);
+      assert.deepEqual(await c.eventsOf('onTrackSubscribeFail'), [], `${c.name}: no subscribe failure ${what}`);
+    }
+  };
+  return s;
 }

@@ -14,77 +14,19 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  SDK_DIR, PAGES_DIR, SUCCESS, MediaType, Client, startServer, startRestartableServer, startRedis, stopProcess,
-  getToken, createGroup, serveDirectory, withDiagnostics, allVideosAdvance, everyVideoAdvancing, sleep, uid,
-  privateNetns,
+  SDK_DIR, PAGES_DIR, SUCCESS, startServer, startRestartableServer, startRedis, stopProcess, serveDirectory,
+  withDiagnostics, allVideosAdvance, everyVideoAdvancing, sleep, uid, privateNetns,
 } from './helpers.mjs';
-import { startSfuRig } from './janus.mjs';
+import { startSfuRig, sfuScenario } from './janus.mjs';
 
 const skip = privateNetns() ? false : 'needs root in a loopback-only network namespace (run under `unshare -n`, as scripts/test.sh does)';
 const TEST_TIMEOUT = 200000;
-
-/** Shared by both suites: pages, the group call, and what "video comes back" means. */
-function scenario(getClients, getBrowser) {
-  const s = {};
-  s.open = async (name, url, userId, tokenUrl, loginOptions = {}) => {
-    const c = await Client.open(getBrowser(), name, url);
-    getClients().push(c);
-    await c.login(userId, await getToken(tokenUrl, userId), loginOptions);
-    return c;
-  };
-  /** pages[0] calls the others in a group video call; everyone accepts. */
-  s.groupCall = async (pages, groupUrl) => {
-    const [A, ...rest] = pages;
-    const groupId = uid('sfc-group');
-    await createGroup(groupUrl, groupId, pages.map((p) => p.userId));
-    const res = await A.eval(([g, u, m]) => H.callInGroup(g, u, m), [groupId, rest.map((p) => p.userId), MediaType.AUDIO_VIDEO]);
-    assert.equal(res.code, SUCCESS, `A: callInGroup() → ${JSON.stringify(res)}`);
-    const sessionId = res.session.sessionId;
-    for (const c of rest) {
-      await c.waitEvent('onSession', { sessionId }, 20000);
-      const acc = await c.eval(() => H.accept());
-      assert.equal(acc.code, SUCCESS, `${c.name}: accept() → ${JSON.stringify(acc)}`);
-    }
-    for (const c of rest) await A.waitEvent('onAccept', { userId: c.userId }, 20000);
-    return sessionId;
-  };
-  /** The remote video tracks every page was given so far (its remote onTrackReady events). */
-  s.videoTracks = (pages) => Promise.all(pages.map((c) => c.eventsOf('onTrackReady', { local: false, kind: 'video' })));
-  /** Every page of `restarted` set its SFU connections up again (a new remote onTrackReady for
-   *  every other page's video since `before`, from s.videoTracks), then every page decodes every
-   *  other page's video again. Returns when that was seen. */
-  s.videoBack = async (pages, restarted, before, what, timeout = 60000) => {
-    for (const c of restarted) {
-      for (const o of pages) {
-        if (o === c) continue;
-        const had = before[pages.indexOf(c)].filter((e) => e.userId === o.userId).length;
-        const deadline = Date.now() + timeout;
-        while ((await c.eventsOf('onTrackReady', { local: false, userId: o.userId, kind: 'video' })).length <= had) {
-          if (Date.now() > deadline) {
-            throw new Error(`${c.name}: did not subscribe to ${o.name}'s video again ${what}; rtc ${JSON.stringify(await c.eval(() => H.rtcStats()))}`);
-          }
-          await sleep(250);
-        }
-      }
-    }
-    await everyVideoAdvancing(pages, what, timeout);
-  };
-  s.noHangup = async (pages, what) => {
-    for (const c of pages) {
-      assert.deepEqual(await c.eventsOf('onHungup'), [], `${c.name}: no hangup ${what}`);
-      assert.deepEqual(await c.eventsOf('onSessionClose'), [], `${c.name}: the call goes on ${what}`);
-      assert.deepEqual(await c.eventsOf('onTrackPublishFail'), [], `${c.name}: no publish failure ${what}`);
-      assert.deepEqual(await c.eventsOf('onTrackSubscribeFail'), [], `${c.name}: no subscribe failure ${what}`);
-    }
-  };
-  return s;
-}
 
 describe('issue 12: SFU calls across two nodes (Redis + Janus)', { skip }, () => {
   let rig, janus, redis, statics, browser;
   let nodes = [];
   let clients = [];
-  const s = scenario(() => clients, () => browser);
+  const s = sfuScenario(() => clients, () => browser);
 
   before(async () => {
     rig = await startSfuRig();
@@ -189,7 +131,7 @@ describe('issue 12: SFU calls across two nodes (Redis + Janus)', { skip }, () =>
 describe('issue 12: a single SFU node restarted mid-call (SQLite)', { skip }, () => {
   let rig, janus, browser, tmp, server;
   let clients = [];
-  const s = scenario(() => clients, () => browser);
+  const s = sfuScenario(() => clients, () => browser);
 
   before(async () => {
     rig = await startSfuRig();

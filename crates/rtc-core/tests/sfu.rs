@@ -790,6 +790,42 @@ fn a_lost_sfu_connection_is_restarted_in_place_without_hangup() {
     assert_eq!(b.engine.session(CALL).unwrap().state, SessionState::Keeping);
 }
 
+/// The call's Janus died: the publisher's ICE-restart offer fails on the server (53004) until
+/// it moves the call to another Janus (10 s). Each failure is one more turn of the restart loop,
+/// not a failed join: no hangup (before, the first one ended the call with 9), then the
+/// server's `SfuRestart` sets everything up again.
+#[test]
+fn a_restart_offer_the_sfu_fails_is_retried_and_not_a_failed_join() {
+    use rtc_core::engine::LinkState::Disconnected;
+    let mut b = connected_callee();
+    b.state(sfu_pc::PUBLISHER, Disconnected);
+    b.advance(2_500);
+    for turn in 0..3 {
+        assert_eq!(republishes(&b.take()), [(true, true)], "turn {turn}");
+        b.media(SfuEvent::PublishOffer { call_id: CALL.into(), sdp: "restart-offer".into() });
+        let request_id = last_publish(&b.take()).expect("the restart offer goes to the SFU");
+        b.sfu(SfuInput::Failed(proto::SfuFailed {
+            request_id,
+            call_id: CALL.into(),
+            pc: sfu_pc::PUBLISHER,
+            code: proto::error_code::SFU_REQUEST_FAILED,
+            reason: "Janus at … is unreachable".into(),
+        }));
+        let outs = b.take();
+        assert_eq!(hangup_reason(&outs), None, "turn {turn}");
+        assert!(events(&outs).is_empty(), "no app event: {outs:?}");
+        b.advance(5_000);
+    }
+    b.take();
+    // The server moved the call: set up again, no hangup.
+    b.sfu(SfuInput::Restart(proto::SfuRestart { call_id: CALL.into(), generation: 2 }));
+    let outs = b.take();
+    assert_eq!(sfu_actions(&outs)[0], &SfuAction::Reset { call_id: CALL.into() });
+    assert_eq!(publishes(&outs), 1);
+    publish_ok(&mut b);
+    assert_eq!(b.engine.session(CALL).unwrap().state, SessionState::Keeping);
+}
+
 #[test]
 fn a_connection_that_stays_down_gives_up_as_a_failed_join() {
     use rtc_core::engine::LinkState::Failed;

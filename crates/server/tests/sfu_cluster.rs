@@ -513,3 +513,109 @@ async fn with_two_janus_both_nodes_use_the_calls_janus_and_follow_it_when_it_die
     answer(a.publish(2, "gm").await, 2);
     answer(b.publish(2, "gm").await, 2);
 }
+
+/// A `creating` claim whose node died mid-creation (older than `STALE_CLAIM_MS`) is taken over
+/// with the next epoch, and the room the dead claimer may have made is not leaked: on its
+/// Janus, still answering, the room is made again in place (one room, on that Janus); on a
+/// Janus given up, the room goes to the other one, and the dead claimer's room is destroyed
+/// once its Janus answers again.
+#[tokio::test]
+async fn a_stale_creation_claim_is_taken_over_without_leaking_the_dead_claimers_room() {
+    use common::janus_proxy::HoldingProxy;
+    let (j1, j2) = (TestJanus::start(), TestJanus::start());
+    let redis = TestRedis::start();
+    // j2 behind a proxy that can hang (cut off).
+    let proxy = HoldingProxy::start(&j2.url()).await;
+    let mut settings = settings(&j1);
+    settings.more = vec![proxy.url()];
+    settings.dead_after = Duration::from_secs(1);
+    settings.keepalive = Duration::from_millis(200);
+    settings.request_timeout = Duration::from_millis(500);
+    let n = node_with(&redis, settings.clone()).await;
+    group_g(&[&n]).await;
+    let s = n.server.state().sfu.clone().unwrap();
+    let direct2 = {
+        let mut one = settings.clone();
+        one.url = j2.url();
+        one.more.clear();
+        sfu::JanusClient::connect(one).await.unwrap()
+    };
+    // What a node that died mid-creation left: its claim on j2 (epoch 1, long ago), and the
+    // room it had made there.
+    let stale_claim = |call: &str| {
+        let room = sfu::room_id(APP_KEY, call);
+        let key = row_key(APP_KEY, call);
+        let url = proxy.url();
+        let args = [
+            "HSET",
+            &key,
+            "janus",
+            &url,
+            "room",
+            &room,
+            "epoch",
+            "1",
+            "state",
+            "creating dead-node 1",
+        ];
+        assert_eq!(redis.command(&args), ":4");
+        let calls = format!("rcall:{{{APP_KEY}}}:sfucalls");
+        redis.command(&["SADD", &calls, call]);
+        let spec = sfu::RoomSpec {
+            room: room.clone(),
+            secret: s.room_secret(&room),
+            allowed: Vec::new(),
+            publishers: 1,
+            require_pvtid: true,
+            description: "made by a node that died".into(),
+        };
+        let direct2 = &direct2;
+        async move { direct2.create_room(&spec).await.unwrap() }
+    };
+    let (mut a, _) = Dev::login_at(n.addr, &n.token("alice"), "a1").await;
+    let (mut b, _) = Dev::login_at(n.addr, &n.token("bob"), "b1").await;
+
+    // j2 answers: the claim is taken over (epoch 2) and the room made again there.
+    stale_claim("gs").await;
+    let (g, bobs) = two_in_call(&mut a, &mut b, "gs").await;
+    assert_eq!((g, bobs), (2, 2), "the stale claim taken over");
+    let row = hgetall(&redis, &row_key(APP_KEY, "gs")).await;
+    assert_eq!(row["janus"], proxy.url(), "{row:?}");
+    assert_eq!(row["state"], "ready", "{row:?}");
+    let room = sfu::room_id(APP_KEY, "gs");
+    eventually("both members in the one room on j2", || async {
+        direct2.participants(&room).await.unwrap().len() == 2
+    })
+    .await;
+    assert!(!s.pool()[0].room_exists(&room).await.unwrap());
+    a.send_ok(2, gcall("a1", &["bob"], "gs", hangup())).await;
+    b.send_ok(2, gcall("b1", &["alice"], "gs", hangup())).await;
+    eventually("gs's room destroyed", || async {
+        !direct2.room_exists(&room).await.unwrap()
+    })
+    .await;
+
+    // j2 cut off and given up: the claim is taken over on j1 (the call does not wait for j2).
+    stale_claim("gt").await;
+    proxy.hold();
+    eventually("j2 given up", || async {
+        s.pool()[1]
+            .down_for()
+            .is_some_and(|d| d >= Duration::from_secs(1))
+    })
+    .await;
+    let (g, bobs) = two_in_call(&mut a, &mut b, "gt").await;
+    assert_eq!((g, bobs), (2, 2), "the stale claim taken over");
+    let row = hgetall(&redis, &row_key(APP_KEY, "gt")).await;
+    assert_eq!(row["janus"], j1.url(), "{row:?}");
+    let room = sfu::room_id(APP_KEY, "gt");
+    answer(a.publish(3, "gt").await, 3);
+    assert!(direct2.room_exists(&room).await.unwrap());
+    // j2 answers again: the dead claimer's room there is destroyed; the call stays on j1.
+    proxy.release();
+    eventually("the dead claimer's room destroyed on j2", || async {
+        !direct2.room_exists(&room).await.unwrap()
+    })
+    .await;
+    assert!(s.pool()[0].room_exists(&room).await.unwrap());
+}

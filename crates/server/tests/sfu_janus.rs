@@ -421,7 +421,6 @@ async fn after_a_janus_restart_the_client_reopens_its_session_and_its_events_go_
 
 #[tokio::test]
 async fn the_server_checks_janus_at_start() {
-    use rcall_server::StartError;
     let start = |janus: Option<JanusSettings>, dev: bool| async move {
         let dir = tempfile::tempdir().unwrap();
         let mut c = rcall_server::Config::new(common::APP_KEY, common::APP_SECRET);
@@ -450,12 +449,11 @@ async fn the_server_checks_janus_at_start() {
         .port();
     let mut s = settings(&j);
     s.url = format!("http://127.0.0.1:{port}/janus");
-    let e = start(Some(s), false).await.unwrap_err();
-    assert!(
-        matches!(e, StartError::Sfu(JanusError::Unreachable { .. })),
-        "{e:?}"
-    );
-    assert!(e.to_string().contains("unreachable"), "{e}");
+    // It starts all the same (that Janus may be in maintenance; docs/sfu.md "Several Janus
+    // servers"): it is checked once it answers (tests/sfu_pool.rs).
+    start(Some(s), false)
+        .await
+        .expect("starts with its only Janus down");
 
     // Wrong secret.
     let mut s = settings(&j);

@@ -412,3 +412,93 @@ async fn with_every_janus_down_requests_fail_as_with_one_and_calls_come_back() {
         assert_eq!(sfu.call_janus(APP_KEY, &call).await.unwrap(), j2.url());
     }
 }
+
+/// A Janus that does not answer when the server starts (in maintenance) does not stop it: new
+/// calls go to the others; once it answers it passes the startup check, the rooms an earlier
+/// run left on it are destroyed (as for a Janus coming back), and then new calls may go to it.
+#[tokio::test]
+async fn a_janus_down_at_start_does_not_stop_the_server_and_is_used_once_it_answers() {
+    let (j1, j2) = (TestJanus::start(), TestJanus::start());
+    // j2 cut off (a proxy holding every request) when the server starts.
+    let proxy = HoldingProxy::start(&j2.url()).await;
+    proxy.hold();
+    let settings = pool_settings(&j1, &[proxy.url()], sfu::DEFAULT_DEAD_AFTER);
+    let ts = server(settings.clone()).await;
+    let sfu = ts.server.state().sfu.clone().unwrap();
+    assert_eq!(sfu.unchecked(), [1]);
+    // A room an earlier run left on j2 (its call ended while the server was down).
+    let direct2 = client(&settings, &j2.url()).await;
+    let stale = sfu::room_id(APP_KEY, "over");
+    direct2
+        .create_room(&sfu::RoomSpec {
+            room: stale.clone(),
+            secret: sfu.room_secret(&stale),
+            allowed: Vec::new(),
+            publishers: 1,
+            require_pvtid: true,
+            description: "left by an earlier run".into(),
+        })
+        .await
+        .unwrap();
+
+    let mut devs = three_calls(&ts).await;
+    for i in 0..3 {
+        let call = format!("call-{i}");
+        assert_eq!(sfu.call_janus(APP_KEY, &call).await.unwrap(), j1.url());
+    }
+    let (x, _) = &mut devs[0];
+    answer(x.publish(2, "call-0").await, 2);
+
+    proxy.release();
+    eventually("j2 checked", || async { sfu.unchecked().is_empty() }).await;
+    // (Destroyed before j2 takes calls.)
+    assert!(!direct2.room_exists(&stale).await.unwrap());
+    // The calls stay on j1; the next one goes to j2, which has the fewest rooms.
+    let (x, y) = &mut devs[1];
+    x.send_ok(3, gcall("c1", &["dave"], "call-1", hangup()))
+        .await;
+    y.send_ok(3, gcall("d1", &["carol"], "call-1", hangup()))
+        .await;
+    pair_call((x, "carol", "c1"), (y, "dave", "d1"), "call-3").await;
+    assert_eq!(
+        sfu.call_janus(APP_KEY, "call-3").await.unwrap(),
+        proxy.url()
+    );
+    assert!(direct2
+        .room_exists(&sfu::room_id(APP_KEY, "call-3"))
+        .await
+        .unwrap());
+    answer(x.publish(4, "call-3").await, 4);
+}
+
+/// Every Janus down at start: the server starts all the same (the rest of the service needs no
+/// Janus). A group call rings and connects as usual; its members get `SfuJoined` (and so
+/// their media) once a Janus answers and passes the startup check.
+#[tokio::test]
+async fn with_every_janus_down_at_start_the_server_starts_and_calls_get_a_room_once_one_answers() {
+    let (mut j1, mut j2) = (TestJanus::start(), TestJanus::start());
+    j1.kill();
+    j2.kill();
+    let settings = pool_settings(&j1, &[j2.url()], sfu::DEFAULT_DEAD_AFTER);
+    let ts = server(settings).await;
+    let sfu = ts.server.state().sfu.clone().unwrap();
+    assert_eq!(sfu.unchecked(), [0, 1]);
+    let ((xu, xd), (yu, yd)) = PAIRS[0];
+    let (mut x, _) = Dev::login(&ts, xu, xd).await;
+    let (mut y, _) = Dev::login(&ts, yu, yd).await;
+    x.send_ok(1, gcall(xd, &[yu], "call-0", invite(&[yu])))
+        .await;
+    y.send_ok(1, gcall(yd, &[xu], "call-0", accept())).await;
+    // (Passes that would create the room, if there were a Janus.)
+    tokio::time::sleep(sfu::RECONCILE_INTERVAL * 2).await;
+    x.no_sfu(2).await;
+    assert_eq!(sfu.call_janus(APP_KEY, "call-0").await, None);
+
+    j2.start_again();
+    let g = joined(x.next_sfu().await, "call-0");
+    assert_eq!(joined(y.next_sfu().await, "call-0"), g);
+    assert_eq!(sfu.call_janus(APP_KEY, "call-0").await.unwrap(), j2.url());
+    assert_eq!(sfu.unchecked(), [0]);
+    answer(x.publish(3, "call-0").await, 3);
+    answer(y.publish(3, "call-0").await, 3);
+}

@@ -366,13 +366,27 @@ async fn with_janus_down_requests_fail_clearly() {
 /// A real subscription: Janus lists a feed only once its media is up, which needs ICE; a
 /// *remote publisher* (plain RTP, Janus ≥ 1.1) is listed at once. The test swaps carol's
 /// participant for one with her feed id, so Janus's own `publishers` event reaches the relay.
-#[tokio::test]
-async fn a_subscription_maps_the_offer_mids_to_the_publishing_member() {
-    let j = TestJanus::start();
-    let ts = server(&j).await;
-    let (mut a, _) = Dev::login(&ts, "alice", "a1").await;
-    let (mut b, _) = Dev::login(&ts, "bob", "b1").await;
-    let (mut c, _) = Dev::login(&ts, "carol", "c1").await;
+/// alice, bob and carol in group call "gc", carol's participant replaced by a *remote
+/// publisher* (plain RTP, audio and video) with her feed id: Janus lists it at once (a
+/// synthetic offer never is), so the others see it as carol's feed. Alice and bob have had
+/// that `SfuFeeds`.
+struct CarolRemote {
+    a: Dev,
+    b: Dev,
+    c: Dev,
+    /// Carol's opaque feed id (what devices name it by), and Janus's.
+    carol_feed: String,
+    carol_janus: String,
+    room: String,
+    secret: String,
+    /// The handle that added the remote publisher.
+    h: sfu::Handle,
+}
+
+async fn carol_remote(ts: &TestServer) -> CarolRemote {
+    let (mut a, _) = Dev::login(ts, "alice", "a1").await;
+    let (mut b, _) = Dev::login(ts, "bob", "b1").await;
+    let (mut c, _) = Dev::login(ts, "carol", "c1").await;
     three_in_call(&mut a, &mut b, &mut c, "gc").await;
     let sfu = ts.server.state().sfu.clone().unwrap();
     let room = sfu::room_id(APP_KEY, "gc");
@@ -408,6 +422,32 @@ async fn a_subscription_maps_the_offer_mids_to_the_publishing_member() {
             other => panic!("expected SfuFeeds, got {other:?}"),
         }
     }
+    CarolRemote {
+        a,
+        b,
+        c,
+        carol_feed,
+        carol_janus,
+        room,
+        secret,
+        h,
+    }
+}
+
+#[tokio::test]
+async fn a_subscription_maps_the_offer_mids_to_the_publishing_member() {
+    let j = TestJanus::start();
+    let ts = server(&j).await;
+    let CarolRemote {
+        mut a,
+        mut b,
+        carol_feed,
+        carol_janus,
+        room,
+        secret,
+        h,
+        ..
+    } = carol_remote(&ts).await;
     let o = match b.subscribe(2, "gc", &[&carol_feed]).await {
         S::SfuOffer(o) => o,
         other => panic!("expected SfuOffer, got {other:?}"),
@@ -799,4 +839,67 @@ async fn after_a_crash_the_sfu_call_is_restored_and_its_members_rejoined() {
     // (Told by the start's sync and by the login, if it came during the sync: the same
     // generation twice. The test failed on the second one, 1 run in 4 at load 12.)
     answer(a.publish_told(1, "gk", generation).await, 1);
+}
+
+/// Paused layers against a real Janus (docs/sfu.md "Paused layers"): carol's only subscriber
+/// takes her low layer, so she is told to keep only that one (once it has held for
+/// `LAYERS_HOLD`); bob's app asks for her high layer: she is told at once. (The hold's exact
+/// length, and lowering again, are the pure rule's unit test, `relay.rs`; the times here are
+/// printed, not checked.)
+#[tokio::test]
+async fn a_publisher_is_told_the_layers_its_subscribers_take() {
+    let j = TestJanus::start();
+    let ts = server(&j).await;
+    let sfu = ts.server.state().sfu.clone().unwrap();
+    let CarolRemote {
+        a: _a,
+        mut b,
+        mut c,
+        carol_feed,
+        ..
+    } = carol_remote(&ts).await;
+    let layers = |sub: i32| {
+        C::SfuLayers(SfuLayers {
+            call_id: "gc".into(),
+            want: vec![SfuWant {
+                feed: carol_feed.clone(),
+                mid: String::new(),
+                substream: sub,
+            }],
+        })
+    };
+    // Bob subscribes: one tile, her high layer (what she sends untold).
+    let o = match b.subscribe(2, "gc", &[&carol_feed]).await {
+        S::SfuOffer(o) => o,
+        other => panic!("expected SfuOffer, got {other:?}"),
+    };
+    b.c.send(C::SfuAnswer(SfuAnswer {
+        request_id: 2,
+        call_id: "gc".into(),
+        sdp: answer_to(&o.sdp),
+    }))
+    .await;
+    // (Before bob subscribed nobody took her video: she may have been told to pause, then to
+    // resume. Once the relay says "every layer, nothing pending", what was sent is drained.)
+    eventually("carol at every layer", || async {
+        sfu.publisher_layers_told(APP_KEY, "gc", "carol", "c1")
+            .await
+            .is_none_or(|t| t.max == 2 && t.lower_since.is_none())
+    })
+    .await;
+    c.no_sfu(8).await;
+    for (sub, expect) in [(0, 0), (2, 2)] {
+        let t = std::time::Instant::now();
+        b.c.send(layers(sub)).await;
+        assert_eq!(
+            c.next_publisher_layers("gc").await,
+            expect,
+            "bob takes {sub}"
+        );
+        println!(
+            "bob takes carol's layer {sub}: carol told {expect} after {:?} (LAYERS_HOLD {:?} for lowering)",
+            t.elapsed(),
+            sfu::relay::LAYERS_HOLD
+        );
+    }
 }

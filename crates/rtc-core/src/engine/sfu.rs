@@ -558,6 +558,14 @@ impl Engine {
             return;
         }
         if publisher {
+            let h = s.health[sfu_pc::PUBLISHER as usize];
+            if h.was_connected && h.restart_at.is_some() {
+                // An ICE restart of a connection that was up: the restart loop tries again
+                // (every RESTART_RETRY_MS, giving up after SFU_RESTARTS), not a failed join —
+                // its Janus may be dead, and the server moving the call (SfuRestart follows).
+                s.publish = Step::Up;
+                return;
+            }
             s.publish = Step::Idle;
             s.publish_failures += 1;
             let give_up = s.publish_failures > publish_retries;

@@ -109,6 +109,13 @@ pub enum JanusError {
     Closed,
     #[error("Janus setup: {0}")]
     Setup(String),
+    /// A Janus unreachable when the server started has not answered and passed the startup
+    /// check since: no room is placed on it yet.
+    #[error(
+        "Janus at {url} has not answered since the server started (it is checked, then used, \
+         once it does); no other Janus in --janus answers"
+    )]
+    Unchecked { url: String },
 }
 
 impl JanusError {
@@ -231,7 +238,23 @@ impl JanusClient {
     /// the session and its admin handle. Errors say what to fix.
     pub async fn connect(settings: JanusSettings) -> Result<JanusClient, JanusError> {
         let client = Self::new(settings)?;
-        let info = client.info().await?;
+        client.handshake().await?;
+        Ok(client)
+    }
+
+    /// A client of a Janus that did not answer at start (docs/sfu.md "Several Janus
+    /// servers"): it counts as unreachable from now ([`Self::down_for`]) and talks to Janus
+    /// only when asked to ([`Self::handshake`], then requests).
+    pub fn unreached(settings: JanusSettings) -> Result<JanusClient, JanusError> {
+        let client = Self::new(settings)?;
+        client.reached(false);
+        Ok(client)
+    }
+
+    /// What [`Self::connect`] checks: Janus answers, loads the videoroom plugin, and gives a
+    /// session with its admin handle.
+    pub async fn handshake(&self) -> Result<(), JanusError> {
+        let info = self.info().await?;
         let plugins = info.get("plugins").and_then(Value::as_object);
         if !plugins.is_some_and(|p| p.contains_key(VIDEOROOM)) {
             let loaded = plugins
@@ -239,8 +262,13 @@ impl JanusClient {
                 .unwrap_or_default();
             return Err(JanusError::NoVideoroom { loaded });
         }
-        client.session().await?;
-        Ok(client)
+        self.session().await?;
+        Ok(())
+    }
+
+    /// The settings this client was made with.
+    pub fn settings(&self) -> &JanusSettings {
+        &self.inner.settings
     }
 
     /// A client that has not talked to Janus yet.

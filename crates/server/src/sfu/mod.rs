@@ -205,6 +205,13 @@ pub struct Sfu {
     found: std::sync::Mutex<HashMap<String, usize>>,
     /// Rooms created so far by this process (single node: each room's `epoch`).
     made: std::sync::atomic::AtomicU64,
+    /// Janus servers (pool indexes) that did not answer when the server started: not checked
+    /// yet, so no room is placed on them until they answer and pass the check
+    /// ([`Sfu::check_when_back`]).
+    unchecked: std::sync::Mutex<std::collections::HashSet<usize>>,
+    /// `--dev`: the startup check accepts a Janus without secrets (also when one is checked
+    /// late).
+    dev: bool,
     /// Keys the rooms' secrets ([`Sfu::room_secret`]).
     room_key: Vec<u8>,
     rooms: tokio::sync::Mutex<HashMap<(String, String), Room>>,
@@ -246,6 +253,8 @@ impl Sfu {
             abandoned: Default::default(),
             found: Default::default(),
             made: Default::default(),
+            unchecked: Default::default(),
+            dev: false,
             room_key: room_key.into(),
             rooms: tokio::sync::Mutex::new(HashMap::new()),
             relay: relay::Relay::default(),
@@ -323,6 +332,26 @@ impl Sfu {
             .is_some_and(|d| d >= self.janus[i].dead_after())
     }
 
+    /// Whether Janus `i` has not been checked yet (unreachable since the server started).
+    fn is_unchecked(&self, i: usize) -> bool {
+        self.unchecked.lock().unwrap().contains(&i)
+    }
+
+    /// Whether a new room may go to Janus `i` now: checked, and it answered last.
+    fn usable(&self, i: usize) -> bool {
+        !self.is_unchecked(i) && self.janus[i].down_for().is_none()
+    }
+
+    /// A Janus not checked yet gets no room: the error says so (when every Janus is down).
+    fn refuse_unchecked(&self, i: usize) -> Result<(), JanusError> {
+        if self.is_unchecked(i) {
+            return Err(JanusError::Unchecked {
+                url: self.janus[i].url().to_owned(),
+            });
+        }
+        Ok(())
+    }
+
     /// Whether the calls on Janus `i` should move: it is given up and another one is not.
     fn should_move(&self, i: usize) -> bool {
         self.given_up(i) && (0..self.janus.len()).any(|k| k != i && !self.given_up(k))
@@ -333,14 +362,19 @@ impl Sfu {
     /// fewest rooms, the first listed on a tie — deterministic, and a fresh Janus fills up.
     fn place(&self, rooms: &HashMap<(String, String), Room>, janus_room: &str) -> usize {
         if let Some(&i) = self.found.lock().unwrap().get(janus_room) {
-            if self.janus[i].down_for().is_none() {
+            if self.usable(i) {
                 return i;
             }
         }
         (0..self.janus.len())
             .min_by_key(|&i| {
                 let load = rooms.values().filter(|r| r.janus == i).count();
-                (self.janus[i].down_for().is_some(), self.given_up(i), load)
+                (
+                    !self.usable(i),
+                    self.is_unchecked(i),
+                    self.given_up(i),
+                    load,
+                )
             })
             .expect("at least one Janus")
     }
@@ -361,7 +395,8 @@ impl Sfu {
             .min_by_key(|&i| {
                 (
                     Some(i) == avoid,
-                    self.janus[i].down_for().is_some(),
+                    !self.usable(i),
+                    self.is_unchecked(i),
                     self.given_up(i),
                     std::cmp::Reverse(score(i)),
                 )
@@ -402,7 +437,7 @@ impl Sfu {
             .lock()
             .unwrap()
             .iter()
-            .filter(|(i, rooms)| !rooms.is_empty() && self.janus[**i].down_for().is_none())
+            .filter(|(i, rooms)| !rooms.is_empty() && self.usable(**i))
             .map(|(i, rooms)| (*i, rooms.iter().cloned().collect()))
             .collect();
         for (i, rooms) in todo {
@@ -499,6 +534,7 @@ impl Sfu {
             None => {
                 let janus_room = room_id(app, call_id);
                 let at = self.place(&rooms, &janus_room);
+                self.refuse_unchecked(at)?;
                 let janus = &self.janus[at];
                 let mut room = Room {
                     secret: self.room_secret(&janus_room),
@@ -711,7 +747,8 @@ impl Sfu {
     ) -> Result<usize, JanusError> {
         let mut destroyed = 0;
         let mut first_err = None;
-        for i in 0..self.janus.len() {
+        // (A Janus not checked yet has its orphans destroyed when it is: `check_when_back`.)
+        for i in (0..self.janus.len()).filter(|&i| !self.is_unchecked(i)) {
             match self.destroy_orphans_on(i, live).await {
                 Ok(n) => destroyed += n,
                 Err(e) => {
@@ -732,11 +769,13 @@ impl Sfu {
         live: &std::collections::HashSet<String>,
     ) -> Result<usize, JanusError> {
         let janus = &self.janus[i];
+        // (A copy of a room this run placed on another Janus is not ours here.)
         let ours: std::collections::HashSet<String> = self
             .rooms
             .lock()
             .await
             .values()
+            .filter(|r| r.janus == i)
             .map(|r| r.janus_room.clone())
             .collect();
         let mut destroyed = 0;
@@ -824,6 +863,12 @@ pub async fn follow(
             tracing::warn!(error = %e, "listing Janus rooms at start failed (orphan rooms stay until Janus restarts)")
         }
     }
+    for i in sfu.unchecked() {
+        tokio::spawn(
+            sfu.clone()
+                .check_when_back(i, cluster, state.shutdown.clone()),
+        );
+    }
     let mut pending = restored;
     let (resync_tx, mut resync) = tokio::sync::mpsc::channel(NOTIFY_QUEUE);
     let _ = sfu.relay.resync.set(resync_tx);
@@ -854,6 +899,10 @@ pub async fn follow(
     }
     let mut tick = tokio::time::interval(RECONCILE_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Calls whose last sync failed: tried again at every pass. (A call whose room could not be
+    // created has none, so the passes over the calls with a room would not see it; with every
+    // Janus down at start, none could be.)
+    let mut failed: std::collections::BTreeSet<(crate::hub::AppId, String)> = Default::default();
     loop {
         let todo: Vec<(crate::hub::AppId, String)> = if !pending.is_empty() {
             std::mem::take(&mut pending)
@@ -871,6 +920,7 @@ pub async fn follow(
                 if cluster { sfu.followed() } else { sfu.calls().await }
                     .into_iter()
                     .filter_map(|(app, call)| Some((hub.app_by_key(&app)?, call)))
+                    .chain(failed.iter().cloned())
                     .collect()
             }
             _ = tick.tick() => {
@@ -893,6 +943,7 @@ pub async fn follow(
                 calls
                     .into_iter()
                     .filter_map(|(app, call)| Some((hub.app_by_key(&app)?, call)))
+                    .chain(failed.iter().cloned())
                     .collect()
             }
             }
@@ -902,13 +953,25 @@ pub async fn follow(
             let members = hub.call_members(app, &call_id);
             if cluster {
                 let holders = |u: &str, d: &str| hub.core_rooms_holders(app, u, d);
-                if let Err(e) = sfu.sync_cluster(&key, &call_id, &members, holders).await {
-                    tracing::warn!(app = %key, call = %call_id, error = %e, "SFU room update failed (retried)");
+                match sfu.sync_cluster(&key, &call_id, &members, holders).await {
+                    Err(e) => {
+                        tracing::warn!(app = %key, call = %call_id, error = %e, "SFU room update failed (retried)");
+                        failed.insert((app, call_id));
+                    }
+                    Ok(()) => {
+                        failed.remove(&(app, call_id));
+                    }
                 }
                 continue;
             }
-            if let Err(e) = sfu.sync(&key, &call_id, &members).await {
-                tracing::warn!(app = %key, call = %call_id, error = %e, "SFU room update failed (retried)");
+            match sfu.sync(&key, &call_id, &members).await {
+                Err(e) => {
+                    tracing::warn!(app = %key, call = %call_id, error = %e, "SFU room update failed (retried)");
+                    failed.insert((app, call_id.clone()));
+                }
+                Ok(()) => {
+                    failed.remove(&(app, call_id.clone()));
+                }
             }
             // The devices' handles follow their seats (SfuJoined / SfuRestart, detaching).
             sfu.relay_sync(&key, &call_id, &members).await;
@@ -1009,8 +1072,11 @@ impl Sfu {
             None => self.place_cluster(&room, None),
         };
         // Its Janus gone for good (`dead_after`): the room moves, as if lost (next epoch, on
-        // another Janus: the claim records it, so every node follows).
-        let moving = row.as_ref().is_some_and(|r| r.ready) && self.should_move(at);
+        // another Janus: the claim records it, so every node follows). Also a claim still
+        // `creating` there: taken over once stale (its node died mid-creation), the room goes
+        // elsewhere rather than waiting for that Janus; the room the dead claimer may have made
+        // on it is destroyed when it answers again (`abandon`, below).
+        let moving = row.is_some() && self.should_move(at);
         let at = if moving {
             self.place_cluster(&room, Some(at))
         } else {
@@ -1041,6 +1107,10 @@ impl Sfu {
             Some(_) => None,
         };
         if let Some(seen) = lost_epoch {
+            if row.is_none() || moving {
+                // A new place (a row's Janus was checked by the node that placed it there).
+                self.refuse_unchecked(at)?;
+            }
             let epoch = t.claim(app, call_id, &url, &room, seen).await?;
             if epoch == 0 {
                 return Ok(()); // another node creates it: next pass
@@ -1246,17 +1316,22 @@ fn random_hex(bytes: usize) -> String {
     janus::hex(&b)
 }
 
-/// Startup check of SFU mode, of every Janus (all must pass: a typo in one URL is found now,
-/// not when its first call fails over): Janus answers, loads the videoroom plugin, accepts our API secret,
-/// runs with `string_ids`, and accepts our admin key — found now rather than at the first group
-/// call. Outside `dev`, a Janus that takes requests without an API secret, or creates rooms
-/// without the admin key, is refused: anyone reaching its port could then use it.
+/// Startup check of SFU mode, of every Janus: Janus answers, loads the videoroom plugin,
+/// accepts our API secret, runs with `string_ids`, and accepts our admin key — found now rather
+/// than at the first group call. Outside `dev`, a Janus that takes requests without an API
+/// secret, or creates rooms without the admin key, is refused: anyone reaching its port could
+/// then use it. A Janus that answers wrongly stops the start (a configuration error); one that
+/// does not answer at all does not (docs/sfu.md "Several Janus servers": it may be in
+/// maintenance, and the server must not lose service for it; with every Janus down the server
+/// starts too, group calls waiting as when they all die later): it is marked unreachable, and
+/// checked then used once it answers ([`Sfu::check_when_back`], run by [`follow`]).
 pub async fn connect(
     settings: &JanusSettings,
     dev: bool,
     room_key: &[u8],
 ) -> Result<Sfu, JanusError> {
     let mut pool: Vec<JanusClient> = Vec::new();
+    let mut unchecked = std::collections::HashSet::new();
     for one in settings.each() {
         let checked = match JanusClient::connect(one.clone()).await {
             Ok(janus) => match check(&janus, &one, dev).await {
@@ -1270,6 +1345,11 @@ pub async fn connect(
         };
         match checked {
             Ok(janus) => pool.push(janus),
+            Err(e @ JanusError::Unreachable { .. }) => {
+                tracing::error!(error = %e, "SFU: a Janus does not answer at start: no group call goes to it until it answers and passes the startup check");
+                unchecked.insert(pool.len());
+                pool.push(JanusClient::unreached(one)?);
+            }
             Err(e) => {
                 for j in &pool {
                     j.close().await;
@@ -1278,7 +1358,71 @@ pub async fn connect(
             }
         }
     }
-    Ok(Sfu::with_pool(pool, room_key))
+    if unchecked.len() == pool.len() {
+        tracing::error!("SFU: no Janus answers at start; group calls ring and connect, and get their rooms (SfuJoined, media) once one answers");
+    }
+    let mut sfu = Sfu::with_pool(pool, room_key);
+    sfu.dev = dev;
+    *sfu.unchecked.get_mut().unwrap() = unchecked;
+    Ok(sfu)
+}
+
+/// Pause between two tries of [`Sfu::check_when_back`] while the Janus does not answer.
+const CHECK_RETRY: Duration = Duration::from_secs(1);
+/// Pause after a Janus answered but failed the startup check (a configuration error, logged
+/// at each try until fixed).
+const CHECK_RETRY_REFUSED: Duration = Duration::from_secs(30);
+
+impl Sfu {
+    /// The Janus servers not checked yet (unreachable since the server started).
+    pub fn unchecked(&self) -> Vec<usize> {
+        let mut v: Vec<usize> = self.unchecked.lock().unwrap().iter().copied().collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Waits until Janus `i`, unreachable at start, answers and passes the startup check
+    /// ([`connect`]); then (single node) destroys the rooms an earlier run left on it — no call
+    /// of this run is on it, so every `rcall-` room with our secret there is stale, as for a
+    /// Janus coming back — and lets new calls go to it. (Cluster mode: other nodes' calls may
+    /// be on it, so nothing is destroyed.) Ends with `stop`.
+    pub async fn check_when_back(
+        self: Arc<Self>,
+        i: usize,
+        cluster: bool,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
+        let janus = &self.janus[i];
+        loop {
+            let tried = async {
+                janus.handshake().await?;
+                check(janus, janus.settings(), self.dev).await?;
+                if !cluster {
+                    self.destroy_orphans_on(i, &Default::default()).await?;
+                }
+                Ok::<_, JanusError>(())
+            };
+            let wait = match tried.await {
+                Ok(()) => {
+                    self.unchecked.lock().unwrap().remove(&i);
+                    tracing::info!(janus = %janus.url(), "SFU: a Janus unreachable at start answers and passed the startup check: new calls may go to it");
+                    return;
+                }
+                Err(e @ JanusError::Unreachable { .. }) => {
+                    tracing::debug!(error = %e, "SFU: a Janus unreachable at start still is");
+                    CHECK_RETRY
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "SFU: a Janus unreachable at start answers but fails the startup check: no call goes to it");
+                    CHECK_RETRY_REFUSED
+                }
+            };
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
 }
 
 async fn check(janus: &JanusClient, settings: &JanusSettings, dev: bool) -> Result<(), JanusError> {

@@ -274,6 +274,36 @@ pub fn layers_rule(told: LayersTold, wanted: u32, now: u64, hold: u64) -> (Layer
     }
 }
 
+/// The highest simulcast layer (0 low … 2 high) the `subscribers` (each: its subscribed
+/// streams and the layers it asked for, as (feed, feed mid or "" for all, substream)) take of
+/// `janus_feed`'s video: the layer each asked for that stream (`-1`: by its tile count, as
+/// [`Sfu::apply_layers`] sets it; none asked: Janus's default, the highest), 0 when nobody
+/// subscribes to it. (What [`layers_rule`] is fed: a pure function, tested on its own.)
+fn wanted_layer<'a>(
+    subscribers: impl IntoIterator<Item = (&'a [SubStream], &'a [(String, String, i32)])>,
+    janus_feed: &str,
+) -> u32 {
+    let mut top = 0;
+    for (sub_streams, sub_layers) in subscribers {
+        let tiles = sub_streams.iter().filter(|s| s.kind == "video").count();
+        for s in sub_streams
+            .iter()
+            .filter(|s| s.kind == "video" && s.feed == janus_feed)
+        {
+            let asked = sub_layers
+                .iter()
+                .find(|(f, m, _)| *f == s.feed && (m.is_empty() || *m == s.feed_mid));
+            let layer = match asked {
+                Some((_, _, sub)) if *sub < 0 => auto_substream(tiles),
+                Some((_, _, sub)) => (*sub).min(2),
+                None => 2,
+            };
+            top = top.max(layer as u32);
+        }
+    }
+    top
+}
+
 /// The layer (0 low … 2 high) for `-1` wants: by the number of video tiles the device shows.
 pub fn auto_substream(video_tiles: usize) -> i32 {
     match video_tiles {
@@ -398,36 +428,19 @@ impl CallState {
             .map(|(j, (d, _))| (d, j))
     }
 
-    /// The highest simulcast layer (0 low … 2 high) any subscriber takes of `janus_feed`'s
-    /// video: the layer each subscriber asked for that stream (`-1`: by its tile count, as
-    /// [`Sfu::apply_layers`] sets it; none asked: Janus's default, the highest), 0 when nobody
-    /// subscribes to it. 2 while a seat's device is held by another node (cluster mode: it
+    /// The highest simulcast layer any subscriber takes of `janus_feed`'s video
+    /// ([`wanted_layer`]); 2 while a seat's device is held by another node (cluster mode: it
     /// may subscribe there, and this node cannot see those wants).
     fn wanted_layer(&self, janus_feed: &str) -> u32 {
         if self.remote_seats {
             return 2;
         }
-        let mut top = 0;
-        for p in self.peers.values() {
-            let tiles = p.sub_streams.iter().filter(|s| s.kind == "video").count();
-            for s in p
-                .sub_streams
-                .iter()
-                .filter(|s| s.kind == "video" && s.feed == janus_feed)
-            {
-                let asked = p
-                    .sub_layers
-                    .iter()
-                    .find(|(f, m, _)| *f == s.feed && (m.is_empty() || *m == s.feed_mid));
-                let layer = match asked {
-                    Some((_, _, sub)) if *sub < 0 => auto_substream(tiles),
-                    Some((_, _, sub)) => (*sub).min(2),
-                    None => 2,
-                };
-                top = top.max(layer as u32);
-            }
-        }
-        top
+        wanted_layer(
+            self.peers
+                .values()
+                .map(|p| (&p.sub_streams[..], &p.sub_layers[..])),
+            janus_feed,
+        )
     }
 
     fn mids(&self, streams: &[SubStream]) -> Vec<SfuMid> {
@@ -1632,6 +1645,25 @@ impl Sfu {
         })
         .await
     }
+
+    /// What a device in a call was last told to keep sending (`SfuPublisherLayers`), and
+    /// whether a lowering is pending: None if it was told nothing (it sends every layer), for
+    /// tests.
+    #[doc(hidden)]
+    pub async fn publisher_layers_told(
+        &self,
+        app: &str,
+        call_id: &str,
+        user: &str,
+        device: &str,
+    ) -> Option<LayersTold> {
+        let key = (app.to_owned(), call_id.to_owned());
+        let cs = self.call_state(&key, false)?;
+        let cs = cs.lock().await;
+        cs.layers_told
+            .get(&(user.to_owned(), device.to_owned()))
+            .copied()
+    }
 }
 
 fn push(outbox: &Outbox, body: Body) {
@@ -1690,6 +1722,60 @@ mod tests {
             layers_rule(told(2, None), 2, 9_000, hold),
             (told(2, None), false)
         );
+    }
+
+    #[test]
+    fn a_publisher_is_wanted_at_the_highest_layer_any_subscriber_takes() {
+        // A subscriber of `n` videos (feeds f0…), with its asked layers.
+        let subscriber = |n: usize| -> Vec<SubStream> {
+            (0..n)
+                .flat_map(|i| {
+                    ["audio", "video"]
+                        .into_iter()
+                        .enumerate()
+                        .map(move |(m, kind)| SubStream {
+                            mid: format!("{}", 2 * i + m),
+                            feed: format!("f{i}"),
+                            feed_mid: m.to_string(),
+                            kind: kind.into(),
+                        })
+                })
+                .collect()
+        };
+        let ask = |feed: &str, mid: &str, sub: i32| (feed.to_owned(), mid.to_owned(), sub);
+        type Subscriber = (Vec<SubStream>, Vec<(String, String, i32)>);
+        let want = |subs: &[Subscriber], feed: &str| {
+            wanted_layer(subs.iter().map(|(s, l)| (&s[..], &l[..])), feed)
+        };
+        let six = subscriber(6);
+        // Nobody subscribes to it: nothing is needed above the low layer.
+        assert_eq!(want(&[(six.clone(), vec![])], "f9"), 0);
+        // Subscribed without a layer asked: Janus forwards its default, the highest.
+        assert_eq!(want(&[(six.clone(), vec![])], "f1"), 2);
+        // By tile count (`-1`): 6 tiles take the low layer, 3 the middle one.
+        let auto = |n| {
+            (
+                subscriber(n),
+                (0..n).map(|i| ask(&format!("f{i}"), "", -1)).collect(),
+            )
+        };
+        assert_eq!(want(&[auto(6)], "f1"), 0);
+        assert_eq!(want(&[auto(3)], "f1"), 1);
+        // An app asking f1's high layer (its video mid, or every stream of the feed) wins for
+        // that feed only; the highest of several subscribers counts.
+        let mut high = auto(6);
+        high.1[1] = ask("f1", "1", 2);
+        assert_eq!(want(&[high.clone()], "f1"), 2);
+        assert_eq!(want(&[high.clone()], "f2"), 0);
+        high.1[1] = ask("f1", "", 2);
+        assert_eq!(want(&[auto(6), high.clone(), auto(3)], "f1"), 2);
+        assert_eq!(want(&[auto(6), high, auto(3)], "f2"), 1);
+        // A want for another of the feed's mids (its audio) does not apply to the video.
+        let mut other_mid = auto(6);
+        other_mid.1.insert(0, ask("f1", "0", 2));
+        assert_eq!(want(&[other_mid], "f1"), 0);
+        // (Above 2: the top layer.)
+        assert_eq!(want(&[(six, vec![ask("f1", "", 7)])], "f1"), 2);
     }
 
     #[test]

@@ -115,6 +115,22 @@ impl Dev {
         }
     }
 
+    /// The next `SfuPublisherLayers`' `max_substream` (SFU frames met meanwhile are kept for
+    /// [`Self::next_sfu`]). Other readers skip these frames: dynacast tells every publisher
+    /// nobody subscribes to that it may pause (after `LAYERS_HOLD`), which most tests ignore.
+    pub async fn next_publisher_layers(&mut self, call_id: &str) -> u32 {
+        loop {
+            match self.c.recv().await.body.unwrap() {
+                S::SfuPublisherLayers(l) => {
+                    assert_eq!(l.call_id, call_id);
+                    return l.max_substream;
+                }
+                b if is_sfu(&b) => self.sfu.push_back(b),
+                _ => continue,
+            }
+        }
+    }
+
     /// Asserts no SFU frame is queued for this device now (a Ping's Pong comes first).
     pub async fn no_sfu(&mut self, nonce: u32) {
         assert!(self.sfu.is_empty(), "{}: {:?}", self.c.device_id, self.sfu);
