@@ -33,7 +33,7 @@ use rtc_core::proto::{
 use crate::clock::now_ms;
 use crate::hub::{
     encode_body, tick_liveness_clock, AppId, ConnId, Departure, Origin, Outbox, Outgoing,
-    PushError, RouteError, RouteOptions,
+    PushError, RouteError, RouteOptions, SendRef,
 };
 use crate::listener::ConnGuard;
 use crate::sfu::relay::Request;
@@ -122,6 +122,9 @@ pub async fn ws_handler(
 
 /// A client frame, or why the connection must end.
 enum Inbound {
+    /// A binary message within the size limit, not decoded yet: after authentication
+    /// [`handle_binary`] decodes it, before it [`next_frame`] does.
+    Binary(Bytes),
     Frame(ClientFrame),
     /// WebSocket ping/pong: handled by the transport, nothing for us to do.
     Control,
@@ -172,13 +175,7 @@ fn classify(msg: Option<Result<Message, socket::Error>>, max: usize) -> Inbound 
                     ),
                 ));
             }
-            match ClientFrame::from_bytes(&bytes) {
-                Ok(frame) => Inbound::Frame(frame),
-                Err(e) => Inbound::Violation(error_frame(
-                    error_code::MALFORMED_FRAME,
-                    format!("frame does not decode as ClientFrame: {e}"),
-                )),
-            }
+            Inbound::Binary(bytes)
         }
     }
 }
@@ -595,8 +592,8 @@ async fn authenticate(
             );
             (Body::Error(err), close_code::TOO_BIG)
         }
-        // (`next_frame` never yields Control.)
-        Ok(Inbound::Closed(_)) | Ok(Inbound::Control) => return None,
+        // (`next_frame` never yields Control or Binary.)
+        Ok(Inbound::Closed(_)) | Ok(Inbound::Control) | Ok(Inbound::Binary(_)) => return None,
         Ok(Inbound::Violation(err)) => {
             metrics.error(err.code);
             let code = close_code_for(&err);
@@ -779,6 +776,12 @@ async fn next_frame(ws: &mut WebSocket, max: usize) -> Inbound {
     loop {
         match classify(ws.next().await, max) {
             Inbound::Control => continue,
+            Inbound::Binary(bytes) => {
+                return match decode_client_frame(&bytes) {
+                    Ok(frame) => Inbound::Frame(frame),
+                    Err(err) => Inbound::Violation(err),
+                }
+            }
             other => return other,
         }
     }
@@ -1204,6 +1207,7 @@ fn on_inbound(
         Inbound::Closed(d) => return Err(d),
         Inbound::Control => return Ok(None),
         Inbound::Violation(err) => Reply::Fatal(err),
+        Inbound::Binary(bytes) => handle_binary(state, origin, outbox, &bytes, limiter, ticket),
         Inbound::Frame(frame) => handle_frame(state, origin, outbox, frame, limiter, ticket),
     };
     let item = match reply {
@@ -1563,7 +1567,7 @@ async fn recheck(
         }
     }
     let request_id = msg.request_id;
-    let result = match state.hub.admit(origin, &msg, opts) {
+    let result = match state.hub.admit(origin, &SendRef::of(&msg), opts) {
         Ok(crate::hub::Admitted::Route {
             recipients,
             reply_to,
@@ -1628,6 +1632,108 @@ fn refused(
     }))
 }
 
+/// Handles one authenticated binary message. A plain `Send` on a single node is read in place
+/// ([`SendRef::decode_frame`]: nothing copied or allocated); everything else through prost.
+fn handle_binary(
+    state: &AppState,
+    origin: &Origin,
+    outbox: &Outbox,
+    bytes: &[u8],
+    limiter: &mut RateLimiter,
+    ticket: &mut u64,
+) -> Reply {
+    if state.routing.is_none() {
+        if let Some(msg) = SendRef::decode_frame(bytes) {
+            return match spend(state, limiter, 1.0) {
+                Spent::Allowed => send_here(state, origin, limiter, &msg, ticket),
+                Spent::Refused => send_too_fast(msg.request_id),
+                Spent::Closed(fatal) => fatal,
+            };
+        }
+    }
+    match decode_client_frame(bytes) {
+        Ok(frame) => handle_frame(state, origin, outbox, frame, limiter, ticket),
+        Err(err) => Reply::Fatal(err),
+    }
+}
+
+fn decode_client_frame(bytes: &[u8]) -> Result<ClientFrame, ErrorFrame> {
+    ClientFrame::from_bytes(bytes).map_err(|e| {
+        error_frame(
+            error_code::MALFORMED_FRAME,
+            format!("frame does not decode as ClientFrame: {e}"),
+        )
+    })
+}
+
+/// What the connection's rate limit said about one frame.
+enum Spent {
+    Allowed,
+    /// Over the limit (counted): the frame is answered with `SEND_TOO_FAST` if it asks for an
+    /// answer, else dropped.
+    Refused,
+    /// Over it repeatedly: the connection closes with this.
+    Closed(Reply),
+}
+
+fn spend(state: &AppState, limiter: &mut RateLimiter, cost: f64) -> Spent {
+    match limiter.take(cost, Instant::now()) {
+        RateDecision::Allow => Spent::Allowed,
+        RateDecision::Refuse => {
+            state.metrics.error(error_code::SEND_TOO_FAST);
+            Spent::Refused
+        }
+        RateDecision::Close => Spent::Closed(Reply::Fatal(error_frame(
+            error_code::RATE_LIMITED,
+            "rate limit exceeded repeatedly",
+        ))),
+    }
+}
+
+fn send_too_fast(request_id: u32) -> Reply {
+    Reply::Frame(Body::SendResult(SendResult {
+        request_id,
+        code: error_code::SEND_TOO_FAST,
+        sent_time: 0,
+        message_uid: String::new(),
+    }))
+}
+
+/// Routes a message on a single node (no Redis).
+fn send_here(
+    state: &AppState,
+    origin: &Origin,
+    limiter: &mut RateLimiter,
+    msg: &SendRef<'_>,
+    ticket: &mut u64,
+) -> Reply {
+    let request_id = msg.request_id;
+    // The core queues the `SendResult` itself, in the same critical section as the
+    // fan-out: a reply that another connection routes back once it has the message
+    // cannot reach this sender before its own confirmation.
+    let opts = RouteOptions {
+        reply_to: Some(request_id),
+        conn_ticket: *ticket,
+        want_push: false,
+        shared_mailboxes: false,
+    };
+    match state.hub.route(origin, msg, opts) {
+        Ok(acc) => {
+            *ticket = (*ticket).max(acc.ticket);
+            if msg.no_receipt || acc.replied {
+                return Reply::None;
+            }
+            Reply::Confirm(Body::SendResult(SendResult {
+                request_id,
+                code: 0,
+                sent_time: acc.sent_time,
+                message_uid: acc.message_uid,
+            }))
+        }
+        Err(e) => refused(state, origin, limiter, request_id, &e),
+    }
+}
+
 /// Handles one authenticated frame.
 fn handle_frame(
     state: &AppState,
@@ -1646,17 +1752,11 @@ fn handle_frame(
     } else {
         1.0
     };
-    match limiter.take(cost, Instant::now()) {
-        RateDecision::Allow => {}
-        RateDecision::Refuse => {
-            state.metrics.error(error_code::SEND_TOO_FAST);
+    match spend(state, limiter, cost) {
+        Spent::Allowed => {}
+        Spent::Refused => {
             return match body {
-                ClientBody::Send(m) => Reply::Frame(Body::SendResult(SendResult {
-                    request_id: m.request_id,
-                    code: error_code::SEND_TOO_FAST,
-                    sent_time: 0,
-                    message_uid: String::new(),
-                })),
+                ClientBody::Send(m) => send_too_fast(m.request_id),
                 ClientBody::GetJoinedUserInfo(q) => {
                     Reply::Frame(Body::JoinedUserInfo(JoinedUserInfo {
                         request_id: q.request_id,
@@ -1667,12 +1767,7 @@ fn handle_frame(
                 _ => Reply::None,
             };
         }
-        RateDecision::Close => {
-            return Reply::Fatal(error_frame(
-                error_code::RATE_LIMITED,
-                "rate limit exceeded repeatedly",
-            ))
-        }
+        Spent::Closed(fatal) => return fatal,
     }
     let sfu = state.sfu.as_ref();
     match body {
@@ -1684,7 +1779,7 @@ fn handle_frame(
                 want_push: false,
                 shared_mailboxes: true,
             };
-            match state.hub.admit(origin, &msg, opts) {
+            match state.hub.admit(origin, &SendRef::of(&msg), opts) {
                 // Answered by the core when its connection is registered (as `route`).
                 Ok(crate::hub::Admitted::Duplicate(acc)) => {
                     if msg.no_receipt || acc.replied {
@@ -1723,34 +1818,7 @@ fn handle_frame(
                 Err(e) => refused(state, origin, limiter, request_id, &e),
             }
         }
-        ClientBody::Send(msg) => {
-            let request_id = msg.request_id;
-            let no_receipt = msg.no_receipt;
-            // The core queues the `SendResult` itself, in the same critical section as the
-            // fan-out: a reply that another connection routes back once it has the message
-            // cannot reach this sender before its own confirmation.
-            let opts = RouteOptions {
-                reply_to: Some(request_id),
-                conn_ticket: *ticket,
-                want_push: false,
-                shared_mailboxes: false,
-            };
-            match state.hub.route(origin, msg, opts) {
-                Ok(acc) => {
-                    *ticket = (*ticket).max(acc.ticket);
-                    if no_receipt || acc.replied {
-                        return Reply::None;
-                    }
-                    Reply::Confirm(Body::SendResult(SendResult {
-                        request_id,
-                        code: 0,
-                        sent_time: acc.sent_time,
-                        message_uid: acc.message_uid,
-                    }))
-                }
-                Err(e) => refused(state, origin, limiter, request_id, &e),
-            }
-        }
+        ClientBody::Send(msg) => send_here(state, origin, limiter, &SendRef::of(&msg), ticket),
         ClientBody::Ping(p) => {
             let (accepted_upto, t) = state.hub.accepted_upto(origin);
             *ticket = (*ticket).max(t);
