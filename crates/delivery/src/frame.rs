@@ -199,6 +199,36 @@ pub(crate) fn encode_delivered_ref(d: &DeliveredRef<'_>) -> (Bytes, usize) {
     (Bytes::from(buf), prefix)
 }
 
+/// Oneof tag of `ServerFrame.body` = `SendResult`.
+const SEND_RESULT_TAG: u32 = 4;
+
+/// `Body::SendResult` of an accepted message (code 0), as prost encodes it, from the borrowed
+/// UID: one allocation where `SendResult` plus [`encode_body`] cost a copy of the UID and a
+/// length pass (once per routed message that asks for a receipt).
+pub fn encode_send_accepted(request_id: u32, sent_time: i64, message_uid: &str) -> Bytes {
+    use prost::encoding::encoded_len_varint as vl;
+    let v = |x: u64| if x == 0 { 0 } else { 1 + vl(x) };
+    let uid = message_uid.as_bytes();
+    let len = v(u64::from(request_id)) + v(sent_time as u64) + if uid.is_empty() { 0 } else { 1 + vl(uid.len() as u64) + uid.len() };
+    let mut buf = Vec::with_capacity(1 + vl(len as u64) + len);
+    buf.push((SEND_RESULT_TAG << 3 | 2) as u8);
+    encode_varint(len as u64, &mut buf);
+    if request_id != 0 {
+        buf.push(1 << 3);
+        encode_varint(u64::from(request_id), &mut buf);
+    }
+    if sent_time != 0 {
+        buf.push(3 << 3);
+        encode_varint(sent_time as u64, &mut buf);
+    }
+    if !uid.is_empty() {
+        buf.push(4 << 3 | 2);
+        encode_varint(uid.len() as u64, &mut buf);
+        buf.extend_from_slice(uid);
+    }
+    Bytes::from(buf)
+}
+
 /// A `Body::Deliver` from stored `Delivered` bytes.
 pub(crate) fn deliver_body_from_payload(payload: &[u8]) -> Bytes {
     let mut buf = BytesMut::with_capacity(payload.len() + 6);
@@ -263,6 +293,17 @@ mod tests {
             let r = DeliveredRef::of(&d);
             assert_eq!(encode_delivered_ref(&r), encode_delivered(&d), "{d:?}");
             assert_eq!(r.to_owned(), d);
+        }
+    }
+
+    #[test]
+    fn an_accepted_send_result_encodes_like_prost() {
+        use rtc_core::proto::SendResult;
+        for (request_id, sent_time, uid) in
+            [(7, 1_765_000_000_000, "BTP6-KQ3E-7GO5-2RT9"), (0, 0, ""), (u32::MAX, -5, "x"), (1, i64::MAX, &*"u".repeat(200))]
+        {
+            let prost = encode_body(&Body::SendResult(SendResult { request_id, code: 0, sent_time, message_uid: uid.into() }));
+            assert_eq!(encode_send_accepted(request_id, sent_time, uid), prost, "{request_id} {sent_time} {uid}");
         }
     }
 

@@ -5,12 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rtc_core::proto::server_frame::Body;
-use rtc_core::proto::{conversation_type, error_code, Delivered, ErrorFrame, PushConfig, SendResult};
+use rtc_core::proto::{conversation_type, error_code, Delivered, ErrorFrame, PushConfig};
 
 use crate::app::{AppCore, Users};
 use crate::codes::RouteError;
-use crate::frame::{encode_body, encode_delivered_ref, DeliveredRef, Outgoing};
+use crate::frame::{encode_delivered_ref, encode_send_accepted, DeliveredRef, Outgoing};
 use crate::incoming::SendRef;
 use crate::mailbox::{Entry, UserState};
 use crate::rooms;
@@ -340,12 +339,7 @@ impl<C: Clone> AppCore<C> {
         let Some(slot) = self.users.get(&*from.user_id).and_then(|st| st.conns.iter().find(|c| c.id == from.conn_id)) else {
             return false;
         };
-        let body = encode_body(&Body::SendResult(SendResult {
-            request_id,
-            code: 0,
-            sent_time: acc.sent_time,
-            message_uid: acc.message_uid.clone(),
-        }));
+        let body = encode_send_accepted(request_id, acc.sent_time, &acc.message_uid);
         let item = Outgoing::confirming(body, conn_ticket.max(acc.ticket), sh.committed());
         match sh.push_reply(&slot.conn, item) {
             Ok(()) | Err(PushError::Closed) => {}
