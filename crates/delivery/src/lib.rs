@@ -61,7 +61,7 @@ use std::time::Duration;
 pub use app::{AppCore, Limits, Registered, Sequenced};
 pub use codes::{AuthRefusal, RouteError};
 pub use frame::{encode_body, Outgoing};
-pub use incoming::SendRef;
+pub use incoming::{decode_ack_frame, SendRef};
 pub use routing::{Accepted, Admission, Admitted, PushInfo, RouteOptions};
 pub use shell::{Count, PolicyRows, PushError, SenderSeq, Shell, StoreOffline, StoredMessage, SyncData};
 

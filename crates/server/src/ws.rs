@@ -40,6 +40,7 @@ use crate::sfu::relay::Request;
 use crate::socket::{self, Message, Upgrade, WebSocket};
 use crate::token::{self, Claims, TokenError};
 use crate::{ice, AppState};
+use delivery::decode_ack_frame;
 
 /// Longest accepted device id.
 pub const MAX_DEVICE_ID_CHARS: usize = 128;
@@ -1632,8 +1633,9 @@ fn refused(
     }))
 }
 
-/// Handles one authenticated binary message. A plain `Send` on a single node is read in place
-/// ([`SendRef::decode_frame`]: nothing copied or allocated); everything else through prost.
+/// Handles one authenticated binary message. An `Ack`, and a plain `Send` on a single node,
+/// are read in place ([`decode_ack_frame`], [`SendRef::decode_frame`]: nothing copied or
+/// allocated); everything else through prost.
 fn handle_binary(
     state: &AppState,
     origin: &Origin,
@@ -1642,6 +1644,13 @@ fn handle_binary(
     limiter: &mut RateLimiter,
     ticket: &mut u64,
 ) -> Reply {
+    if let Some(seq) = decode_ack_frame(bytes) {
+        return match spend(state, limiter, ACK_COST) {
+            Spent::Allowed => ack_here(state, origin, seq),
+            Spent::Refused => Reply::None,
+            Spent::Closed(fatal) => fatal,
+        };
+    }
     if state.routing.is_none() {
         if let Some(msg) = SendRef::decode_frame(bytes) {
             return match spend(state, limiter, 1.0) {
@@ -1664,6 +1673,20 @@ fn decode_client_frame(bytes: &[u8]) -> Result<ClientFrame, ErrorFrame> {
             format!("frame does not decode as ClientFrame: {e}"),
         )
     })
+}
+
+/// Acks are cumulative and cheap; they still count a little so they cannot flood.
+const ACK_COST: f64 = 0.1;
+
+fn ack_here(state: &AppState, origin: &Origin, seq: u64) -> Reply {
+    state.hub.ack(origin, seq);
+    if let Some(routing) = &state.routing {
+        // The device's cursor in Redis (where its next connection, on any node,
+        // replays from); cumulative, so acks applied out of order are harmless.
+        let key = state.hub.app(origin.app).key.clone();
+        routing.ack(origin.app, key, &origin.user_id, &origin.device_id, seq);
+    }
+    Reply::None
 }
 
 /// What the connection's rate limit said about one frame.
@@ -1746,9 +1769,8 @@ fn handle_frame(
     let Some(body) = frame.body else {
         return Reply::None;
     };
-    // Acks are cumulative and cheap; they still count a little so they cannot flood.
     let cost = if matches!(body, ClientBody::Ack(_)) {
-        0.1
+        ACK_COST
     } else {
         1.0
     };
@@ -1827,16 +1849,7 @@ fn handle_frame(
                 accepted_upto,
             }))
         }
-        ClientBody::Ack(a) => {
-            state.hub.ack(origin, a.seq);
-            if let Some(routing) = &state.routing {
-                // The device's cursor in Redis (where its next connection, on any node,
-                // replays from); cumulative, so acks applied out of order are harmless.
-                let key = state.hub.app(origin.app).key.clone();
-                routing.ack(origin.app, key, &origin.user_id, &origin.device_id, a.seq);
-            }
-            Reply::None
-        }
+        ClientBody::Ack(a) => ack_here(state, origin, a.seq),
         ClientBody::GetIceServers(_) => Reply::Frame(Body::IceServers(IceServers {
             ice_servers: ice::ice_servers(&state.config, &origin.user_id, now_ms()),
         })),
