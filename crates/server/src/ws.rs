@@ -123,8 +123,8 @@ pub async fn ws_handler(
 
 /// A client frame, or why the connection must end.
 enum Inbound {
-    /// A binary message within the size limit, not decoded yet: after authentication
-    /// [`handle_binary`] decodes it, before it [`next_frame`] does.
+    /// A binary message within the size limit, not decoded yet: decoded by [`handle_binary`]
+    /// once the connection is authenticated, by [`next_frame`] before.
     Binary(Bytes),
     Frame(ClientFrame),
     /// WebSocket ping/pong: handled by the transport, nothing for us to do.
