@@ -1648,7 +1648,7 @@ fn handle_binary(
         return match spend(state, limiter, ACK_COST) {
             Spent::Allowed => ack_here(state, origin, seq),
             Spent::Refused => Reply::None,
-            Spent::Closed(fatal) => fatal,
+            Spent::Closed => rate_closed(),
         };
     }
     if state.routing.is_none() {
@@ -1656,7 +1656,7 @@ fn handle_binary(
             return match spend(state, limiter, 1.0) {
                 Spent::Allowed => send_here(state, origin, limiter, &msg, ticket),
                 Spent::Refused => send_too_fast(msg.request_id),
-                Spent::Closed(fatal) => fatal,
+                Spent::Closed => rate_closed(),
             };
         }
     }
@@ -1695,8 +1695,8 @@ enum Spent {
     /// Over the limit (counted): the frame is answered with `SEND_TOO_FAST` if it asks for an
     /// answer, else dropped.
     Refused,
-    /// Over it repeatedly: the connection closes with this.
-    Closed(Reply),
+    /// Over it repeatedly: the connection closes ([`rate_closed`]).
+    Closed,
 }
 
 fn spend(state: &AppState, limiter: &mut RateLimiter, cost: f64) -> Spent {
@@ -1706,11 +1706,15 @@ fn spend(state: &AppState, limiter: &mut RateLimiter, cost: f64) -> Spent {
             state.metrics.error(error_code::SEND_TOO_FAST);
             Spent::Refused
         }
-        RateDecision::Close => Spent::Closed(Reply::Fatal(error_frame(
-            error_code::RATE_LIMITED,
-            "rate limit exceeded repeatedly",
-        ))),
+        RateDecision::Close => Spent::Closed,
     }
+}
+
+fn rate_closed() -> Reply {
+    Reply::Fatal(error_frame(
+        error_code::RATE_LIMITED,
+        "rate limit exceeded repeatedly",
+    ))
 }
 
 fn send_too_fast(request_id: u32) -> Reply {
@@ -1789,7 +1793,7 @@ fn handle_frame(
                 _ => Reply::None,
             };
         }
-        Spent::Closed(fatal) => return fatal,
+        Spent::Closed => return rate_closed(),
     }
     let sfu = state.sfu.as_ref();
     match body {
