@@ -44,6 +44,7 @@
 pub mod cluster_model;
 pub mod codes;
 pub mod frame;
+pub mod incoming;
 pub mod mailbox;
 pub mod memory;
 pub mod policy;
@@ -60,6 +61,7 @@ use std::time::Duration;
 pub use app::{AppCore, Limits, Registered, Sequenced};
 pub use codes::{AuthRefusal, RouteError};
 pub use frame::{encode_body, Outgoing};
+pub use incoming::{decode_ack_frame, SendRef};
 pub use routing::{Accepted, Admission, Admitted, PushInfo, RouteOptions};
 pub use shell::{Count, PolicyRows, PushError, SenderSeq, Shell, StoreOffline, StoredMessage, SyncData};
 

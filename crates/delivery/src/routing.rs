@@ -5,12 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rtc_core::proto::server_frame::Body;
-use rtc_core::proto::{conversation_type, error_code, Delivered, ErrorFrame, PushConfig, SendMessage, SendResult};
+use rtc_core::proto::{conversation_type, error_code, Delivered, ErrorFrame, PushConfig};
 
 use crate::app::{AppCore, Users};
 use crate::codes::RouteError;
-use crate::frame::{encode_body, encode_delivered_ref, DeliveredRef, Outgoing};
+use crate::frame::{encode_delivered_ref, encode_send_accepted, DeliveredRef, Outgoing};
+use crate::incoming::SendRef;
 use crate::mailbox::{Entry, UserState};
 use crate::rooms;
 use crate::shell::{Count, PushError, SenderSeq, Shell, StoreOffline};
@@ -101,14 +101,14 @@ impl<C: Clone> AppCore<C> {
         sh: &mut S,
         now: Now,
         from: &Origin,
-        msg: &'m SendMessage,
+        msg: &SendRef<'m>,
         opts: RouteOptions,
     ) -> Result<Admission<'m>, RouteError> {
         if msg.target_id.is_empty() {
             return Err(RouteError::InvalidParameter("empty target id"));
         }
         let bad_id = match msg.conversation_type {
-            conversation_type::PRIVATE => !rooms::valid_user_id(&msg.target_id),
+            conversation_type::PRIVATE => !rooms::valid_user_id(msg.target_id),
             _ => !msg.directional_user_ids.iter().all(|u| rooms::valid_user_id(u)),
         };
         if bad_id {
@@ -118,8 +118,8 @@ impl<C: Clone> AppCore<C> {
             return Err(RouteError::InvalidParameter("empty message type"));
         }
         let mut recipients: Vec<&str> = match msg.conversation_type {
-            conversation_type::PRIVATE => vec![msg.target_id.as_str()],
-            conversation_type::GROUP => msg.directional_user_ids.iter().map(String::as_str).filter(|u| !u.is_empty()).collect(),
+            conversation_type::PRIVATE => vec![msg.target_id],
+            conversation_type::GROUP => msg.directional_user_ids.iter().copied().filter(|u| !u.is_empty()).collect(),
             _ => return Err(RouteError::InvalidParameter("unsupported conversation type")),
         };
         recipients.sort_unstable();
@@ -129,7 +129,7 @@ impl<C: Clone> AppCore<C> {
         }
         // The sender's own devices are served below, with the original target id.
         recipients.retain(|u| *u != &*from.user_id);
-        let call_msg = rooms::parse(&msg.message_type, &msg.content).map_err(RouteError::InvalidParameter)?;
+        let call_msg = rooms::parse(msg.message_type, msg.content).map_err(RouteError::InvalidParameter)?;
         // Offline push: only for push-carrying invites, member invites and hangups.
         let want_push = opts.want_push
             && msg.push.is_some()
@@ -176,7 +176,7 @@ impl<C: Clone> AppCore<C> {
                 }
             }
             _ => {
-                let members = self.policy.groups.get(&msg.target_id).ok_or(RouteError::NotInGroup)?;
+                let members = self.policy.groups.get(msg.target_id).ok_or(RouteError::NotInGroup)?;
                 if !members.contains(&*from.user_id) {
                     return Err(RouteError::NotInGroup);
                 }
@@ -218,7 +218,7 @@ impl<C: Clone> AppCore<C> {
         }
         let mut rooms_event = None;
         if let Some(call_msg) = &call_msg {
-            let route = rooms::route_of(msg.conversation_type, &msg.target_id, &msg.channel_id);
+            let route = rooms::route_of(msg.conversation_type, msg.target_id, msg.channel_id);
             let checked = if self.replicated_rooms {
                 // The replica changes when the message's event comes back from the script.
                 rooms_event = Some(Box::new(rooms::MessageEvent::new(&from.user_id, &from.device_id, call_msg, &route, &recipients)));
@@ -245,11 +245,11 @@ impl<C: Clone> AppCore<C> {
         sh: &mut S,
         now: Now,
         from: &Origin,
-        msg: SendMessage,
+        msg: &SendRef<'_>,
         opts: RouteOptions,
     ) -> Result<Accepted, RouteError> {
         let departures = self.rooms.departures();
-        let Admitted { recipients, tracked, want_push, reply_to, offline, .. } = match self.admit(sh, now, from, &msg, opts)? {
+        let Admitted { recipients, tracked, want_push, reply_to, offline, .. } = match self.admit(sh, now, from, msg, opts)? {
             Admission::Duplicate(acc) => return Ok(*acc),
             Admission::Route(a) => a,
         };
@@ -257,7 +257,7 @@ impl<C: Clone> AppCore<C> {
         // durably before the sender's confirmation, so a crash cannot bring back a call its
         // sender saw end (unconfirmed, the hangup is resent after the restart and ends it
         // again). A log row, not the whole rooms: at 2,000 calls a snapshot costs ms.
-        let rooms_ticket = if self.rooms.departures() != departures { self.log_departure(sh, now, from, &msg, &recipients) } else { 0 };
+        let rooms_ticket = if self.rooms.departures() != departures { self.log_departure(sh, now, from, msg, &recipients) } else { 0 };
         let now_ms = now.wall_ms();
         let sent_time = self.clock.next(now_ms);
         let message_uid = self.uids.next_uid();
@@ -272,11 +272,11 @@ impl<C: Clone> AppCore<C> {
             // What each recipient sees as the conversation's target.
             target_id: match msg.conversation_type {
                 conversation_type::PRIVATE => &from.user_id,
-                _ => &msg.target_id,
+                _ => msg.target_id,
             },
-            channel_id: &msg.channel_id,
-            message_type: &msg.message_type,
-            content: &msg.content,
+            channel_id: msg.channel_id,
+            message_type: msg.message_type,
+            content: msg.content,
             sent_time,
             offline: false,
             sender_instance: from.instance,
@@ -298,7 +298,7 @@ impl<C: Clone> AppCore<C> {
         for user in &recipients {
             ctx.deliver(self, sh, user, &mut template, None);
         }
-        template.target_id = &msg.target_id;
+        template.target_id = msg.target_id;
         ctx.deliver(self, sh, &from.user_id, &mut template, Some((from.conn_id, &from.device_id)));
         sh.count(Count::MessageRouted);
         let push_message = (want_push && msg.push.is_some() && !offline.is_empty()).then(|| template.to_owned());
@@ -315,6 +315,7 @@ impl<C: Clone> AppCore<C> {
             acc.replied = self.reply(sh, from, request_id, &acc, opts.conn_ticket);
         }
         if let (Some(message), Some(push)) = (push_message, msg.push) {
+            let push = push.clone();
             acc.push = Some(PushInfo { message, push, offline });
         }
         Ok(acc)
@@ -322,11 +323,11 @@ impl<C: Clone> AppCore<C> {
 
     /// Has the shell log the call message that just took a member out of a call
     /// ([`Shell::log_departure`]); returns the write's ticket.
-    fn log_departure<S: Shell<Conn = C>>(&self, sh: &mut S, now: Now, from: &Origin, msg: &SendMessage, recipients: &[&str]) -> u64 {
-        let Ok(Some(call)) = rooms::parse(&msg.message_type, &msg.content) else {
+    fn log_departure<S: Shell<Conn = C>>(&self, sh: &mut S, now: Now, from: &Origin, msg: &SendRef<'_>, recipients: &[&str]) -> u64 {
+        let Ok(Some(call)) = rooms::parse(msg.message_type, msg.content) else {
             return 0; // not a call message: it moved nothing
         };
-        let route = rooms::route_of(msg.conversation_type, &msg.target_id, &msg.channel_id);
+        let route = rooms::route_of(msg.conversation_type, msg.target_id, msg.channel_id);
         let event = rooms::MessageEvent::new(&from.user_id, &from.device_id, &call, &route, recipients);
         let event = rooms::RoomsEvent { event: Some(rooms::rooms_event::Event::Message(event)) };
         sh.log_departure(self.rooms.changes(), now.wall_ms(), event)
@@ -338,12 +339,7 @@ impl<C: Clone> AppCore<C> {
         let Some(slot) = self.users.get(&*from.user_id).and_then(|st| st.conns.iter().find(|c| c.id == from.conn_id)) else {
             return false;
         };
-        let body = encode_body(&Body::SendResult(SendResult {
-            request_id,
-            code: 0,
-            sent_time: acc.sent_time,
-            message_uid: acc.message_uid.clone(),
-        }));
+        let body = encode_send_accepted(request_id, acc.sent_time, &acc.message_uid);
         let item = Outgoing::confirming(body, conn_ticket.max(acc.ticket), sh.committed());
         match sh.push_reply(&slot.conn, item) {
             Ok(()) | Err(PushError::Closed) => {}

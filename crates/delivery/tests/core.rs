@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use delivery::memory::{Effect, MemoryShell, MemoryStore};
-use delivery::{AppCore, Limits, Now, Origin, Outgoing, RouteOptions};
+use delivery::{AppCore, Limits, Now, Origin, Outgoing, RouteOptions, SendRef};
 use prost::Message as _;
 use rtc_core::proto::server_frame::Body;
 use rtc_core::proto::{conversation_type, AuthResult, SendMessage, ServerFrame};
@@ -94,7 +94,9 @@ impl World {
         };
         let now = self.now();
         let opts = RouteOptions { reply_to: Some(request_id), ..Default::default() };
-        self.core.route(&mut MemoryShell { store: &mut self.store, effects: &mut self.effects }, now, from, msg, opts).expect("routed");
+        self.core
+            .route(&mut MemoryShell { store: &mut self.store, effects: &mut self.effects }, now, from, &SendRef::of(&msg), opts)
+            .expect("routed");
     }
 
     fn ack(&mut self, who: &Origin, seq: u64) {
@@ -227,7 +229,7 @@ fn rooms_outlive_a_restart_and_hang_up_for_who_does_not_return() {
     };
     let now = w.now();
     w.core
-        .route(&mut MemoryShell { store: &mut w.store, effects: &mut w.effects }, now, &a, msg, RouteOptions::default())
+        .route(&mut MemoryShell { store: &mut w.store, effects: &mut w.effects }, now, &a, &SendRef::of(&msg), RouteOptions::default())
         .expect("invite routed");
     assert_eq!(w.core.rooms_size().0, 1);
     let snap = w.core.rooms_snapshot();
@@ -397,8 +399,10 @@ fn admit_checks_without_sequencing() {
         ..Default::default()
     };
     let now = w.now();
-    let admitted =
-        w.core.admit(&mut MemoryShell { store: &mut w.store, effects: &mut w.effects }, now, &a, &msg, RouteOptions::default()).unwrap();
+    let admitted = w
+        .core
+        .admit(&mut MemoryShell { store: &mut w.store, effects: &mut w.effects }, now, &a, &SendRef::of(&msg), RouteOptions::default())
+        .unwrap();
     match admitted {
         Admission::Route(r) => assert_eq!(r.recipients, vec!["bob"], "carol is not in the group"),
         other => panic!("{other:?}"),
@@ -407,8 +411,10 @@ fn admit_checks_without_sequencing() {
     w.send(&a, "bob", 2, 2);
     let resend = SendMessage { client_seq: 2, ..msg };
     let now = w.now();
-    let again =
-        w.core.admit(&mut MemoryShell { store: &mut w.store, effects: &mut w.effects }, now, &a, &resend, RouteOptions::default()).unwrap();
+    let again = w
+        .core
+        .admit(&mut MemoryShell { store: &mut w.store, effects: &mut w.effects }, now, &a, &SendRef::of(&resend), RouteOptions::default())
+        .unwrap();
     assert!(matches!(again, Admission::Duplicate(ref acc) if acc.duplicate), "{again:?}");
 }
 
@@ -464,7 +470,11 @@ fn replicated_rooms_change_only_through_their_events() {
     };
     let now = w.now();
     let opts = RouteOptions { shared_mailboxes: true, ..Default::default() };
-    let ev = match w.core.admit(&mut MemoryShell { store: &mut w.store, effects: &mut w.effects }, now, &a, &msg, opts).expect("admitted") {
+    let ev = match w
+        .core
+        .admit(&mut MemoryShell { store: &mut w.store, effects: &mut w.effects }, now, &a, &SendRef::of(&msg), opts)
+        .expect("admitted")
+    {
         Admission::Route(ad) => ad.rooms_event.expect("a call message has an event"),
         Admission::Duplicate(_) => panic!("not a duplicate"),
     };

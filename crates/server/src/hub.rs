@@ -12,12 +12,12 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use rtc_core::proto::{AuthResult, ErrorFrame, JoinedDevice, SendMessage};
+use rtc_core::proto::{AuthResult, ErrorFrame, JoinedDevice};
 
 pub use crate::outbox::{tick_liveness_clock, Outbox, OUTBOX_CAPACITY};
 pub use delivery::{
     encode_body, Accepted, AuthRefusal, ConnId, Departure, Limits, Origin, Outgoing, PushError,
-    Registered, RouteError, RouteOptions,
+    Registered, RouteError, RouteOptions, SendRef,
 };
 
 use delivery::{AppCore, Count, PolicyRows, Shell, StoreOffline};
@@ -427,7 +427,7 @@ impl Hub {
     pub fn route(
         &self,
         from: &Origin,
-        msg: SendMessage,
+        msg: &SendRef<'_>,
         mut opts: RouteOptions,
     ) -> Result<Accepted, RouteError> {
         let pusher = self.pusher.get().filter(|p| p.wants(from.app));
@@ -435,7 +435,7 @@ impl Hub {
         let sfu_call = self
             .sfu_calls
             .get()
-            .and_then(|tx| Some((tx, group_call_id(&msg)?)));
+            .and_then(|tx| Some((tx, group_call_id(msg)?)));
         let mut acc = self.with(from.app, |core, sh| {
             core.route(sh, clock::now(), from, msg, opts)
         })?;
@@ -487,7 +487,7 @@ impl Hub {
     pub fn admit(
         &self,
         from: &Origin,
-        msg: &SendMessage,
+        msg: &SendRef<'_>,
         mut opts: RouteOptions,
     ) -> Result<Admitted, RouteError> {
         opts.want_push = self.pusher.get().is_some_and(|p| p.wants(from.app));
@@ -784,10 +784,10 @@ impl Hub {
 }
 
 /// The call id of a GROUP call message (SFU mode moves only group calls' media).
-fn group_call_id(msg: &SendMessage) -> Option<String> {
+fn group_call_id(msg: &SendRef<'_>) -> Option<String> {
     if msg.conversation_type != rtc_core::proto::conversation_type::GROUP {
         return None;
     }
-    let call = delivery::rooms::parse(&msg.message_type, &msg.content).ok()??;
+    let call = delivery::rooms::parse(msg.message_type, msg.content).ok()??;
     Some(call.call_id)
 }

@@ -33,13 +33,14 @@ use rtc_core::proto::{
 use crate::clock::now_ms;
 use crate::hub::{
     encode_body, tick_liveness_clock, AppId, ConnId, Departure, Origin, Outbox, Outgoing,
-    PushError, RouteError, RouteOptions,
+    PushError, RouteError, RouteOptions, SendRef,
 };
 use crate::listener::ConnGuard;
 use crate::sfu::relay::Request;
 use crate::socket::{self, Message, Upgrade, WebSocket};
 use crate::token::{self, Claims, TokenError};
 use crate::{ice, AppState};
+use delivery::decode_ack_frame;
 
 /// Longest accepted device id.
 pub const MAX_DEVICE_ID_CHARS: usize = 128;
@@ -122,6 +123,9 @@ pub async fn ws_handler(
 
 /// A client frame, or why the connection must end.
 enum Inbound {
+    /// A binary message within the size limit, not decoded yet: decoded by [`handle_binary`]
+    /// once the connection is authenticated, by [`next_frame`] before.
+    Binary(Bytes),
     Frame(ClientFrame),
     /// WebSocket ping/pong: handled by the transport, nothing for us to do.
     Control,
@@ -172,13 +176,7 @@ fn classify(msg: Option<Result<Message, socket::Error>>, max: usize) -> Inbound 
                     ),
                 ));
             }
-            match ClientFrame::from_bytes(&bytes) {
-                Ok(frame) => Inbound::Frame(frame),
-                Err(e) => Inbound::Violation(error_frame(
-                    error_code::MALFORMED_FRAME,
-                    format!("frame does not decode as ClientFrame: {e}"),
-                )),
-            }
+            Inbound::Binary(bytes)
         }
     }
 }
@@ -595,8 +593,8 @@ async fn authenticate(
             );
             (Body::Error(err), close_code::TOO_BIG)
         }
-        // (`next_frame` never yields Control.)
-        Ok(Inbound::Closed(_)) | Ok(Inbound::Control) => return None,
+        // (`next_frame` never yields Control or Binary.)
+        Ok(Inbound::Closed(_)) | Ok(Inbound::Control) | Ok(Inbound::Binary(_)) => return None,
         Ok(Inbound::Violation(err)) => {
             metrics.error(err.code);
             let code = close_code_for(&err);
@@ -779,6 +777,12 @@ async fn next_frame(ws: &mut WebSocket, max: usize) -> Inbound {
     loop {
         match classify(ws.next().await, max) {
             Inbound::Control => continue,
+            Inbound::Binary(bytes) => {
+                return match decode_client_frame(&bytes) {
+                    Ok(frame) => Inbound::Frame(frame),
+                    Err(err) => Inbound::Violation(err),
+                }
+            }
             other => return other,
         }
     }
@@ -1204,6 +1208,7 @@ fn on_inbound(
         Inbound::Closed(d) => return Err(d),
         Inbound::Control => return Ok(None),
         Inbound::Violation(err) => Reply::Fatal(err),
+        Inbound::Binary(bytes) => handle_binary(state, origin, outbox, &bytes, limiter, ticket),
         Inbound::Frame(frame) => handle_frame(state, origin, outbox, frame, limiter, ticket),
     };
     let item = match reply {
@@ -1565,7 +1570,7 @@ async fn recheck(
         }
     }
     let request_id = msg.request_id;
-    let result = match state.hub.admit(origin, &msg, opts) {
+    let result = match state.hub.admit(origin, &SendRef::of(&msg), opts) {
         Ok(crate::hub::Admitted::Route {
             recipients,
             reply_to,
@@ -1630,6 +1635,134 @@ fn refused(
     }))
 }
 
+/// Handles one authenticated binary message. An `Ack`, and a plain `Send` on a single node,
+/// are read in place ([`decode_ack_frame`], [`SendRef::decode_frame`]: nothing copied or
+/// allocated); everything else through prost.
+fn handle_binary(
+    state: &AppState,
+    origin: &Origin,
+    outbox: &Outbox,
+    bytes: &[u8],
+    limiter: &mut RateLimiter,
+    ticket: &mut u64,
+) -> Reply {
+    if let Some(seq) = decode_ack_frame(bytes) {
+        return match spend(state, limiter, ACK_COST) {
+            Spent::Allowed => ack_here(state, origin, seq),
+            Spent::Refused => Reply::None,
+            Spent::Closed => rate_closed(),
+        };
+    }
+    if state.routing.is_none() {
+        if let Some(msg) = SendRef::decode_frame(bytes) {
+            return match spend(state, limiter, 1.0) {
+                Spent::Allowed => send_here(state, origin, limiter, &msg, ticket),
+                Spent::Refused => send_too_fast(msg.request_id),
+                Spent::Closed => rate_closed(),
+            };
+        }
+    }
+    match decode_client_frame(bytes) {
+        Ok(frame) => handle_frame(state, origin, outbox, frame, limiter, ticket),
+        Err(err) => Reply::Fatal(err),
+    }
+}
+
+fn decode_client_frame(bytes: &[u8]) -> Result<ClientFrame, ErrorFrame> {
+    ClientFrame::from_bytes(bytes).map_err(|e| {
+        error_frame(
+            error_code::MALFORMED_FRAME,
+            format!("frame does not decode as ClientFrame: {e}"),
+        )
+    })
+}
+
+/// Acks are cumulative and cheap; they still count a little so they cannot flood.
+const ACK_COST: f64 = 0.1;
+
+fn ack_here(state: &AppState, origin: &Origin, seq: u64) -> Reply {
+    state.hub.ack(origin, seq);
+    if let Some(routing) = &state.routing {
+        // The device's cursor in Redis (where its next connection, on any node,
+        // replays from); cumulative, so acks applied out of order are harmless.
+        let key = state.hub.app(origin.app).key.clone();
+        routing.ack(origin.app, key, &origin.user_id, &origin.device_id, seq);
+    }
+    Reply::None
+}
+
+/// What the connection's rate limit said about one frame.
+enum Spent {
+    Allowed,
+    /// Over the limit (counted): the frame is answered with `SEND_TOO_FAST` if it asks for an
+    /// answer, else dropped.
+    Refused,
+    /// Over it repeatedly: the connection closes ([`rate_closed`]).
+    Closed,
+}
+
+fn spend(state: &AppState, limiter: &mut RateLimiter, cost: f64) -> Spent {
+    match limiter.take(cost, Instant::now()) {
+        RateDecision::Allow => Spent::Allowed,
+        RateDecision::Refuse => {
+            state.metrics.error(error_code::SEND_TOO_FAST);
+            Spent::Refused
+        }
+        RateDecision::Close => Spent::Closed,
+    }
+}
+
+fn rate_closed() -> Reply {
+    Reply::Fatal(error_frame(
+        error_code::RATE_LIMITED,
+        "rate limit exceeded repeatedly",
+    ))
+}
+
+fn send_too_fast(request_id: u32) -> Reply {
+    Reply::Frame(Body::SendResult(SendResult {
+        request_id,
+        code: error_code::SEND_TOO_FAST,
+        sent_time: 0,
+        message_uid: String::new(),
+    }))
+}
+
+/// Routes a message on a single node (no Redis).
+fn send_here(
+    state: &AppState,
+    origin: &Origin,
+    limiter: &mut RateLimiter,
+    msg: &SendRef<'_>,
+    ticket: &mut u64,
+) -> Reply {
+    let request_id = msg.request_id;
+    // The core queues the `SendResult` itself, in the same critical section as the
+    // fan-out: a reply that another connection routes back once it has the message
+    // cannot reach this sender before its own confirmation.
+    let opts = RouteOptions {
+        reply_to: Some(request_id),
+        conn_ticket: *ticket,
+        want_push: false,
+        shared_mailboxes: false,
+    };
+    match state.hub.route(origin, msg, opts) {
+        Ok(acc) => {
+            *ticket = (*ticket).max(acc.ticket);
+            if msg.no_receipt || acc.replied {
+                return Reply::None;
+            }
+            Reply::Confirm(Body::SendResult(SendResult {
+                request_id,
+                code: 0,
+                sent_time: acc.sent_time,
+                message_uid: acc.message_uid,
+            }))
+        }
+        Err(e) => refused(state, origin, limiter, request_id, &e),
+    }
+}
+
 /// Handles one authenticated frame.
 fn handle_frame(
     state: &AppState,
@@ -1642,23 +1775,16 @@ fn handle_frame(
     let Some(body) = frame.body else {
         return Reply::None;
     };
-    // Acks are cumulative and cheap; they still count a little so they cannot flood.
     let cost = if matches!(body, ClientBody::Ack(_)) {
-        0.1
+        ACK_COST
     } else {
         1.0
     };
-    match limiter.take(cost, Instant::now()) {
-        RateDecision::Allow => {}
-        RateDecision::Refuse => {
-            state.metrics.error(error_code::SEND_TOO_FAST);
+    match spend(state, limiter, cost) {
+        Spent::Allowed => {}
+        Spent::Refused => {
             return match body {
-                ClientBody::Send(m) => Reply::Frame(Body::SendResult(SendResult {
-                    request_id: m.request_id,
-                    code: error_code::SEND_TOO_FAST,
-                    sent_time: 0,
-                    message_uid: String::new(),
-                })),
+                ClientBody::Send(m) => send_too_fast(m.request_id),
                 ClientBody::GetJoinedUserInfo(q) => {
                     Reply::Frame(Body::JoinedUserInfo(JoinedUserInfo {
                         request_id: q.request_id,
@@ -1669,12 +1795,7 @@ fn handle_frame(
                 _ => Reply::None,
             };
         }
-        RateDecision::Close => {
-            return Reply::Fatal(error_frame(
-                error_code::RATE_LIMITED,
-                "rate limit exceeded repeatedly",
-            ))
-        }
+        Spent::Closed => return rate_closed(),
     }
     let sfu = state.sfu.as_ref();
     match body {
@@ -1686,7 +1807,7 @@ fn handle_frame(
                 want_push: false,
                 shared_mailboxes: true,
             };
-            match state.hub.admit(origin, &msg, opts) {
+            match state.hub.admit(origin, &SendRef::of(&msg), opts) {
                 // Answered by the core when its connection is registered (as `route`).
                 Ok(crate::hub::Admitted::Duplicate(acc)) => {
                     if msg.no_receipt || acc.replied {
@@ -1725,34 +1846,7 @@ fn handle_frame(
                 Err(e) => refused(state, origin, limiter, request_id, &e),
             }
         }
-        ClientBody::Send(msg) => {
-            let request_id = msg.request_id;
-            let no_receipt = msg.no_receipt;
-            // The core queues the `SendResult` itself, in the same critical section as the
-            // fan-out: a reply that another connection routes back once it has the message
-            // cannot reach this sender before its own confirmation.
-            let opts = RouteOptions {
-                reply_to: Some(request_id),
-                conn_ticket: *ticket,
-                want_push: false,
-                shared_mailboxes: false,
-            };
-            match state.hub.route(origin, msg, opts) {
-                Ok(acc) => {
-                    *ticket = (*ticket).max(acc.ticket);
-                    if no_receipt || acc.replied {
-                        return Reply::None;
-                    }
-                    Reply::Confirm(Body::SendResult(SendResult {
-                        request_id,
-                        code: 0,
-                        sent_time: acc.sent_time,
-                        message_uid: acc.message_uid,
-                    }))
-                }
-                Err(e) => refused(state, origin, limiter, request_id, &e),
-            }
-        }
+        ClientBody::Send(msg) => send_here(state, origin, limiter, &SendRef::of(&msg), ticket),
         ClientBody::Ping(p) => {
             let (accepted_upto, t) = state.hub.accepted_upto(origin);
             *ticket = (*ticket).max(t);
@@ -1761,16 +1855,7 @@ fn handle_frame(
                 accepted_upto,
             }))
         }
-        ClientBody::Ack(a) => {
-            state.hub.ack(origin, a.seq);
-            if let Some(routing) = &state.routing {
-                // The device's cursor in Redis (where its next connection, on any node,
-                // replays from); cumulative, so acks applied out of order are harmless.
-                let key = state.hub.app(origin.app).key.clone();
-                routing.ack(origin.app, key, &origin.user_id, &origin.device_id, a.seq);
-            }
-            Reply::None
-        }
+        ClientBody::Ack(a) => ack_here(state, origin, a.seq),
         ClientBody::GetIceServers(_) => Reply::Frame(Body::IceServers(IceServers {
             ice_servers: ice::ice_servers(&state.config, &origin.user_id, now_ms()),
         })),

@@ -500,6 +500,48 @@ async fn malformed_frame_gets_malformed_and_close() {
     .await;
 }
 
+/// A `Send` with invalid UTF-8 in its target id is malformed, even though its framing is fine
+/// (the server reads canonical `Send` frames in place and must refuse what prost refuses).
+#[tokio::test]
+async fn send_with_invalid_utf8_gets_malformed_and_close() {
+    let mut frame = rtc_core::proto::ClientFrame::new(C::Send(private("bob", b"x"))).to_bytes();
+    let at = frame.windows(3).position(|w| w == b"bob").unwrap();
+    frame[at] = 0xC3;
+    assert_violation_closes(Message::Binary(frame.into()), error_code::MALFORMED_FRAME).await;
+}
+
+/// A `Send` encoded unlike prost — fields out of order, one repeated (the last wins), an
+/// unknown one — is routed as prost decodes it.
+#[tokio::test]
+async fn send_in_an_unusual_encoding_is_routed_as_prost_decodes_it() {
+    let ts = TestServer::start().await;
+    let mut a1 = ts.client("alice", "a1").await;
+    let mut b1 = ts.client("bob", "b1").await;
+    use prost::Message as _;
+    // Field by field, each a SendMessage of its own: their concatenation is one message.
+    let parts = [
+        rtc_core::proto::SendMessage {
+            content: b"first".to_vec(),
+            ..Default::default()
+        },
+        private("bob", b""),
+        rtc_core::proto::SendMessage {
+            request_id: 9,
+            content: b"second".to_vec(),
+            ..Default::default()
+        },
+    ];
+    let mut body: Vec<u8> = parts.iter().flat_map(|m| m.encode_to_vec()).collect();
+    body.extend_from_slice(&[0xF8, 0x01, 0x05]); // field 31, varint 5: unknown
+    let mut frame = vec![0x12];
+    prost::encoding::encode_varint(body.len() as u64, &mut frame);
+    frame.extend_from_slice(&body);
+    a1.send_raw(Message::Binary(frame.into())).await;
+    let r = send_result(a1.recv().await);
+    assert_eq!((r.request_id, r.code), (9, 0));
+    assert_eq!(delivered(b1.recv().await, "b1").content, b"second");
+}
+
 #[tokio::test]
 async fn text_frame_gets_text_frame_error_and_close() {
     assert_violation_closes(Message::Text("hello".into()), error_code::TEXT_FRAME).await;

@@ -1298,7 +1298,8 @@ impl Sim {
                     }
                 } else {
                     let opts = RouteOptions { reply_to: Some(request_id), ..Default::default() };
-                    self.with_core(|core, sh, now| core.route(sh, now, &origin, msg, opts)).map(|acc| Some(acc.duplicate))
+                    self.with_core(|core, sh, now| core.route(sh, now, &origin, &delivery::SendRef::of(&msg), opts))
+                        .map(|acc| Some(acc.duplicate))
                 };
                 self.answered(from, wire, origin.instance, (client_seq, request_id, message_type), &recipients, result);
                 self.flush();
@@ -1372,7 +1373,7 @@ impl Sim {
         let node = self.node_of_conn(conn);
         let opts = RouteOptions { reply_to: Some(msg.request_id), shared_mailboxes: true, ..Default::default() };
         let admitted = self.with_node(node, |core, sh, now| {
-            Ok::<_, delivery::RouteError>(match core.admit(sh, now, origin, &msg, opts)? {
+            Ok::<_, delivery::RouteError>(match core.admit(sh, now, origin, &delivery::SendRef::of(&msg), opts)? {
                 Admission::Duplicate(_) => None, // (answered by the core)
                 Admission::Route(a) => {
                     Some((a.recipients.iter().map(|u| (*u).to_owned()).collect::<Vec<String>>(), a.reply_to, a.rooms_event))
