@@ -264,8 +264,8 @@ pub async fn login<H: Host>(host: &Rc<H>, token: JsValue) -> Result<(String, Str
                     continue;
                 }
                 busy_rounds += 1;
-                let Some((delay, next_ms)) = connect_retry(busy, busy_rounds, js::now() - started, timeout_ms, js_sys::Math::random())
-                else {
+                let elapsed = (js::now() - started) as i32;
+                let Some((delay, next_ms)) = connect_retry(busy, busy_rounds, elapsed, timeout_ms, js_sys::Math::random()) else {
                     break Err(c);
                 };
                 sleep(delay).await;
@@ -648,14 +648,13 @@ fn after_failure(code: i32, url_round_over: bool) -> (bool, bool) {
 /// used the round's time already: they end it at once, as before. (A user or device over its
 /// connection limit is answered 31003 too: retried alike, it connects if one of its other
 /// connections closes meanwhile, else gets 31003 a few seconds later than before.)
-fn connect_retry(busy: bool, round: u32, elapsed_ms: i64, timeout_ms: i32, random: f64) -> Option<(i32, i32)> {
-    let left = i64::from(CONNECT_TIMEOUT_MS) - elapsed_ms - i64::from(RECONNECT_TIMEOUT_MS);
-    if !busy || left < 0 {
+fn connect_retry(busy: bool, round: u32, elapsed_ms: i32, timeout_ms: i32, random: f64) -> Option<(i32, i32)> {
+    let left = CONNECT_TIMEOUT_MS.saturating_sub(elapsed_ms);
+    if !busy || left < RECONNECT_TIMEOUT_MS {
         return None;
     }
-    let delay = reconnect_delay(round, false, random).min(left as i32);
-    let attempt = (i64::from(CONNECT_TIMEOUT_MS) - elapsed_ms - i64::from(delay)).min(i64::from(timeout_ms)) as i32;
-    Some((delay, attempt))
+    let delay = reconnect_delay(round, false, random).min(left - RECONNECT_TIMEOUT_MS);
+    Some((delay, (left - delay).min(timeout_ms)))
 }
 
 /// Resolves after `ms` (a timer: the page's event loop goes on meanwhile). A promise the
@@ -785,16 +784,16 @@ mod tests {
         assert_eq!(connect_retry(false, 1, 0, CONNECT_TIMEOUT_MS, 0.5), None, "not busy: the round's failure is the answer");
         assert_eq!(connect_retry(true, 1, 20, CONNECT_TIMEOUT_MS, 0.5), Some((100, CONNECT_TIMEOUT_MS - 120)), "busy: back off a moment");
         assert_eq!(connect_retry(true, 1, 20, 5_000, 0.5), Some((100, 5_000)), "several URLs: their attempt timeout");
-        assert_eq!(connect_retry(true, 9, CONNECT_TIMEOUT_MS as i64 - 3_500, 5_000, 0.5), Some((500, 3_000)), "the last one fits");
-        assert_eq!(connect_retry(true, 9, CONNECT_TIMEOUT_MS as i64 - 2_999, 5_000, 0.5), None, "no time left for an attempt");
+        assert_eq!(connect_retry(true, 9, CONNECT_TIMEOUT_MS - 3_500, 5_000, 0.5), Some((500, 3_000)), "the last one fits");
+        assert_eq!(connect_retry(true, 9, CONNECT_TIMEOUT_MS - 2_999, 5_000, 0.5), None, "no time left for an attempt");
         // However it goes, the rounds end within the timeout, each attempt with its floor, and
         // there are several of them.
         for random in [0.0, 0.5, 0.999] {
-            let (mut elapsed, mut rounds) = (0i64, 0u32);
+            let (mut elapsed, mut rounds) = (0, 0);
             while let Some((delay, attempt)) = connect_retry(true, rounds + 1, elapsed, CONNECT_TIMEOUT_MS, random) {
-                assert!(attempt >= RECONNECT_TIMEOUT_MS && elapsed + i64::from(delay + attempt) <= CONNECT_TIMEOUT_MS as i64);
+                assert!(attempt >= RECONNECT_TIMEOUT_MS && elapsed + delay + attempt <= CONNECT_TIMEOUT_MS);
                 rounds += 1;
-                elapsed += i64::from(delay) + 5; // refused at once
+                elapsed += delay + 5; // refused at once
             }
             assert!(rounds >= 5, "{random}: {rounds} rounds");
         }
