@@ -1,13 +1,14 @@
 // RCTrack's API beyond play(): ids and tag, publisher vs local mute state, destroy() and the
-// "not ready" code of a stopped track (spec A.5, D.7).
+// "not ready" code of a stopped track (spec A.5, D.7); a session that ended has no video track
+// to switch (53309).
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { SUCCESS, MediaType, browserSuite, withDiagnostics, uid } from './helpers.mjs';
+import { SUCCESS, ErrorCode, MediaType, browserSuite, withDiagnostics, uid } from './helpers.mjs';
 
 describe('RCTrack', () => {
   const suite = browserSuite();
 
-  test('ids, tag, mute state as the publisher set it, destroy() → 53020', { timeout: 30000 }, async () => {
+  test('ids, tag, mute state as the publisher set it, destroy() → 53020; video switches after the call → 53309', { timeout: 30000 }, async () => {
     const [a, b] = [uid('trk-a'), uid('trk-b')];
     const A = await suite.user('A', a);
     const B = await suite.user('B', b);
@@ -40,6 +41,13 @@ describe('RCTrack', () => {
         return (await t.play(el)).code;
       });
       assert.equal(code, 53020);
+      // The call over, B's session has no room and no camera (it answered PARAM_ERROR 53312).
+      assert.equal((await A.eval(() => H.hungup())).code, SUCCESS);
+      await B.waitEvent('onSessionClose');
+      for (const method of ['disableVideoTrack', 'enableVideoTrack']) {
+        const res = await B.eval((m) => H.sessionCall(m, []), method);
+        assert.equal(res.code, ErrorCode.MISSING_VIDEO_TRACK_ERROR, `B: ${method}() after the call`);
+      }
     });
   });
 });

@@ -558,14 +558,19 @@ impl<C: Clone> AppCore<C> {
         self.rooms.members(call_id)
     }
 
-    /// Ends the calls of devices whose grace is over: sends each one's `RC:VCHangup` (the
-    /// shell's timer). Returns who was hung up for: (user, device, call id, reason).
+    /// Ends the calls of devices whose grace is over: logs each departure (as a routed
+    /// hangup's, [`Shell::log_departure`]) and sends each one's `RC:VCHangup` (the shell's
+    /// timer). Returns who was hung up for: (user, device, call id, reason).
     pub fn end_gone_participants<S: Shell<Conn = C>>(&mut self, sh: &mut S, now: Now) -> Vec<(Arc<str>, Arc<str>, String, i32)> {
         let mut out = Vec::new();
         if !self.rooms.has_graces() || self.replicated_rooms {
             return out;
         }
-        for ended in self.rooms.due(now.mono) {
+        let ends = self.rooms.due(now.mono);
+        let version = self.rooms.changes();
+        for end in ends {
+            sh.log_departure(version, now.wall_ms(), end.event());
+            let Some(ended) = end.hang_up else { continue };
             tracing::info!(
                 user_id = &*ended.user,
                 device_id = &*ended.device,

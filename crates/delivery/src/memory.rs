@@ -30,6 +30,9 @@ pub struct MemoryStore {
     cursors: BTreeMap<(Arc<str>, Arc<str>), u64>,
     /// (user, device, instance) → highest accepted `client_seq`.
     client_seqs: BTreeMap<(Arc<str>, Arc<str>, u64), u64>,
+    /// The call departures logged ([`Shell::log_departure`]) as (wall time, event), for a test
+    /// to replay over saved rooms as the server does at start; nothing trims it.
+    departures: Vec<(i64, crate::rooms::RoomsEvent)>,
 }
 
 impl MemoryStore {
@@ -49,6 +52,16 @@ impl MemoryStore {
 
     pub fn offline_bytes(&self) -> u64 {
         self.offline.values().map(|r| r.payload.len() as u64).sum()
+    }
+
+    /// The call departures logged so far, oldest first.
+    pub fn rooms_departures(&self) -> &[(i64, crate::rooms::RoomsEvent)] {
+        &self.departures
+    }
+
+    fn log_departure(&mut self, t_ms: i64, event: crate::rooms::RoomsEvent) -> u64 {
+        self.departures.push((t_ms, event));
+        self.next_ticket()
     }
 
     /// Messages stored now (all users).
@@ -223,5 +236,8 @@ impl<C: Clone> Shell for MemoryShell<'_, C> {
     }
     fn save_client_seqs(&mut self, user: Arc<str>, device: Arc<str>, seqs: Vec<(u64, u64)>, _now_ms: i64) {
         self.store.save_client_seqs(user, device, seqs)
+    }
+    fn log_departure(&mut self, _version: u64, t_ms: i64, event: crate::rooms::RoomsEvent) -> u64 {
+        self.store.log_departure(t_ms, event)
     }
 }

@@ -286,6 +286,7 @@ pub mod rooms_event {
         Gone(super::DeviceEvent),
         /// `node`, which runs the device's grace, found it over: the device leaves its call
         /// (if its grace is still running when this is applied) and `node` sends the hangup.
+        /// With no `node`: a single node's departure log ([`super::GraceEnd::event`]).
         #[prost(message, tag = "4")]
         GraceOver(super::DeviceEvent),
         /// A node died: what it held is gone, lost graces start, run by `runner`.
@@ -449,6 +450,29 @@ impl Ended {
             body: Some(rtc_core::proto::call_content::Body::Hangup(rtc_core::proto::Hangup { reason: self.reason })),
         }
         .to_bytes()
+    }
+}
+
+/// A grace that ran out ([`Rooms::due`]): the device left its call, with a hangup sent on its
+/// behalf unless another device of its user stays in the call ([`Ended`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GraceEnd {
+    pub user: Arc<str>,
+    pub device: Arc<str>,
+    pub lost: bool,
+    pub hang_up: Option<Ended>,
+}
+
+impl GraceEnd {
+    /// The departure a single node logs ([`crate::Shell::log_departure`]), as a routed hangup's
+    /// message is: replayed over the saved rooms at the next start (where every member has a
+    /// grace again, [`Rooms::restore`]), it ends the participation again. Without it a crash
+    /// right after would bring the device back into its call until the restored grace ran
+    /// out, listed by `getJoinedUserInfo` meanwhile.
+    pub fn event(&self) -> RoomsEvent {
+        let d =
+            DeviceEvent { user: self.user.to_string(), device: self.device.to_string(), node: String::new(), lost: self.lost, instance: 0 };
+        RoomsEvent { event: Some(rooms_event::Event::GraceOver(d)) }
     }
 }
 
@@ -835,8 +859,9 @@ impl Rooms {
         !self.graces.is_empty()
     }
 
-    /// Ends the participation of every device whose grace is over; the hub sends the hangups.
-    pub fn due(&mut self, now: Duration) -> Vec<Ended> {
+    /// Ends the participation of every device whose grace is over; the hub sends the hangups
+    /// and logs each end ([`GraceEnd::event`]).
+    pub fn due(&mut self, now: Duration) -> Vec<GraceEnd> {
         let mut out = Vec::new();
         let mut i = 0;
         while i < self.graces.len() {
@@ -845,8 +870,9 @@ impl Rooms {
                 continue;
             }
             let g = self.graces.swap_remove(i);
-            if let Some(e) = self.end_participation(&g) {
-                out.push(e);
+            if self.call_of(&g.user, &g.device).is_some() {
+                let hang_up = self.end_participation(&g);
+                out.push(GraceEnd { user: g.user, device: g.device, lost: g.departure == Departure::Lost, hang_up });
             }
         }
         out
@@ -1175,8 +1201,10 @@ impl Rooms {
     /// leaves its call, and the hangup to send on its behalf is returned. Nothing when that
     /// grace ended meanwhile (the device came back, or sent a message of its call), or the
     /// device's grace now is another node's (it came back and left again elsewhere).
+    /// An empty `node` is a single node's grace (its own, run by no other), logged by
+    /// [`GraceEnd::event`].
     pub fn grace_over(&mut self, user: &str, device: &str, node: &str) -> Option<Ended> {
-        let i = self.graces.iter().position(|g| *g.user == *user && *g.device == *device && g.owner.as_deref() == Some(node))?;
+        let i = self.graces.iter().position(|g| *g.user == *user && *g.device == *device && g.owner.as_deref().unwrap_or("") == node)?;
         let g = self.graces.remove(i);
         self.end_participation(&g)
     }
@@ -1297,6 +1325,43 @@ pub fn route_of(conversation_type: i32, target_id: &str, channel_id: &str) -> Ro
 mod tests {
     use super::*;
 
+    /// The hangups of the graces that ran out.
+    fn hang_ups(ends: Vec<GraceEnd>) -> Vec<Ended> {
+        ends.into_iter().filter_map(|e| e.hang_up).collect()
+    }
+
+    /// A grace end's logged event, replayed over rooms saved before it (every member has a
+    /// grace again after the restore), ends the participation again, quietly or not; the
+    /// participation of a device that came back meanwhile is not touched by it.
+    #[test]
+    fn a_logged_grace_end_replays_over_the_saved_rooms() {
+        let mut r = Rooms::new(Duration::from_secs(1), Duration::from_secs(5));
+        // A learned call (one a restart forgot), where c is in on two devices.
+        send(&mut r, "c", "dc", Kind::Other, "g", &["a", "b"], 1).unwrap();
+        send(&mut r, "a", "da", Kind::Other, "g", &["c"], 2).unwrap();
+        send(&mut r, "b", "b1", Kind::Other, "g", &["a"], 2).unwrap();
+        send(&mut r, "c", "dc2", Kind::Other, "g", &["a"], 3).unwrap();
+        let saved = r.snapshot();
+        let t0 = Duration::ZERO;
+        r.disconnected(&a("b"), &a("b1"), Departure::Left, t0);
+        r.disconnected(&a("c"), &a("dc2"), Departure::Lost, t0);
+        let mut ends = r.due(t0 + Duration::from_secs(5));
+        ends.sort_by(|x, y| x.user.cmp(&y.user));
+        assert_eq!(ends.iter().map(|e| (&*e.device, e.hang_up.is_some())).collect::<Vec<_>>(), [("b1", true), ("dc2", false)]);
+        let mut back = Rooms::default();
+        back.restore(saved, t0);
+        assert_eq!(back.members("g").len(), 4);
+        for e in &ends {
+            assert!(back.apply(&e.event(), 4, t0).is_some() == e.hang_up.is_some(), "{e:?}");
+        }
+        assert_eq!(back.snapshot().calls, r.snapshot().calls);
+        assert_eq!(back.members("g").len(), 2);
+        // Replayed again (or for a device in no call): nothing changes.
+        let changes = back.changes();
+        back.apply(&ends[0].event(), 5, t0);
+        assert_eq!(back.changes(), changes);
+    }
+
     #[test]
     fn valid_user_id_ascii_fast_path_agrees_with_chars() {
         let by_chars = |id: &str| !id.is_empty() && id.chars().count() <= MAX_USER_ID_CHARS && !id.chars().any(char::is_control);
@@ -1374,7 +1439,7 @@ mod tests {
         // So when b1 is gone it is hung up for (not left quietly because b2 seemed in).
         let b: Arc<str> = Arc::from("b");
         r.disconnected(&b, &Arc::from("b1"), Departure::Lost, Duration::ZERO);
-        let ended = r.due(Duration::from_secs(60));
+        let ended = hang_ups(r.due(Duration::from_secs(60)));
         assert_eq!(ended.len(), 1);
         assert_eq!((&*ended[0].user, &*ended[0].device), ("b", "b1"));
     }
@@ -1425,12 +1490,12 @@ mod tests {
         let t0 = Duration::ZERO;
         // Lost and back within the grace: nothing.
         r.disconnected(&a("b"), &a("db"), Departure::Lost, t0);
-        assert!(r.due(t0 + Duration::from_secs(4)).is_empty());
+        assert!(hang_ups(r.due(t0 + Duration::from_secs(4))).is_empty());
         r.connected("b", "db");
-        assert!(r.due(t0 + Duration::from_secs(60)).is_empty());
+        assert!(hang_ups(r.due(t0 + Duration::from_secs(60))).is_empty());
         // Lost for good: a hangup 7 to the others; the call goes on.
         r.disconnected(&a("b"), &a("db"), Departure::Lost, t0);
-        let e = r.due(t0 + Duration::from_secs(5));
+        let e = hang_ups(r.due(t0 + Duration::from_secs(5)));
         assert_eq!(e.len(), 1);
         assert_eq!((e[0].reason, &e[0].recipients[..]), (7, &["a".to_string(), "c".to_string()][..]));
         assert_eq!((&*e[0].device, &e[0].call_id[..], &e[0].route.target_id[..]), ("db", "g", "a"));
@@ -1438,13 +1503,13 @@ mod tests {
         assert_eq!(ids(&r, "a"), [pair("da", "g")]);
         // Left: 3, and now the call is over.
         r.disconnected(&a("c"), &a("dc"), Departure::Left, t0);
-        let e = r.due(t0 + Duration::from_secs(1));
+        let e = hang_ups(r.due(t0 + Duration::from_secs(1)));
         assert_eq!((e[0].reason, &e[0].recipients[..]), (3, &["a".to_string()][..]));
         assert_eq!(r.size(), (0, 0, 0));
         // The inviter leaving before any answer cancels.
         send(&mut r, "a", "da", Kind::Invite, "c2", &["b"], 4).unwrap();
         r.disconnected(&a("a"), &a("da"), Departure::Left, t0);
-        let e = r.due(t0 + Duration::from_secs(1));
+        let e = hang_ups(r.due(t0 + Duration::from_secs(1)));
         assert_eq!((e[0].reason, &e[0].recipients[..]), (1, &["b".to_string()][..]));
         assert_eq!(r.size(), (0, 0, 0));
         // A clean close is a page that went away: reconnecting alone does not keep the call
@@ -1453,13 +1518,13 @@ mod tests {
         send(&mut r, "b", "db", Kind::Accept, "c3", &["a"], 5).unwrap();
         r.disconnected(&a("b"), &a("db"), Departure::Left, t0);
         r.connected("b", "db");
-        assert_eq!(r.due(t0 + Duration::from_secs(1))[0].reason, 3);
+        assert_eq!(hang_ups(r.due(t0 + Duration::from_secs(1)))[0].reason, 3);
         send(&mut r, "a", "da", Kind::Invite, "c4", &["b"], 6).unwrap();
         send(&mut r, "b", "db", Kind::Accept, "c4", &["a"], 6).unwrap();
         r.disconnected(&a("b"), &a("db"), Departure::Left, t0);
         r.connected("b", "db");
         send(&mut r, "b", "db", Kind::Other, "c4", &["a"], 7).unwrap();
-        assert!(r.due(t0 + Duration::from_secs(1)).is_empty());
+        assert!(hang_ups(r.due(t0 + Duration::from_secs(1))).is_empty());
         assert_eq!(r.size(), (1, 2, 0));
         // Devices in no call get no grace.
         r.disconnected(&a("z"), &a("dz"), Departure::Lost, t0);
@@ -1500,7 +1565,7 @@ mod tests {
         step(&mut r, "a rejection", true);
         r.disconnected(&a("b"), &a("db"), Departure::Lost, t0);
         step(&mut r, "a grace starts", false);
-        assert!(r.due(t0 + Duration::from_secs(5)).len() == 1);
+        assert!(hang_ups(r.due(t0 + Duration::from_secs(5))).len() == 1);
         step(&mut r, "a grace runs out", true);
         send(&mut r, "a", "da", Kind::Hangup, "g", &["d"], 6).unwrap();
         step(&mut r, "the last hangup", true);

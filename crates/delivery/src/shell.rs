@@ -134,9 +134,10 @@ pub trait Shell {
     /// The highest accepted `client_seq` of each `(instance, client_seq)` of a device.
     fn save_client_seqs(&mut self, user: Arc<str>, device: Arc<str>, seqs: Vec<(u64, u64)>, now_ms: i64);
 
-    /// A routed call message took a member out of a call or ended one (single node,
-    /// [`crate::rooms::Rooms::departures`]): keeps `event` (that message, replayed over the
-    /// last saved rooms at the next start) durably, as of the rooms' change count `version`
+    /// A routed call message, or a grace that ran out, took a member out of a call or ended
+    /// one (single node, [`crate::rooms::Rooms::departures`]): keeps `event` (that message, or
+    /// [`crate::rooms::GraceEnd::event`], replayed over the last saved rooms at the next start)
+    /// durably, as of the rooms' change count `version`
     /// and wall time `t_ms`; returns the write's ticket, which the message's confirmation
     /// waits for (0, the default: the rooms are not kept).
     fn log_departure(&mut self, _version: u64, _t_ms: i64, _event: crate::rooms::RoomsEvent) -> u64 {

@@ -205,41 +205,58 @@ fn a_message_stored_for_a_user_waits_for_each_of_its_devices() {
     assert_eq!(w.store.offline_len(), 0);
 }
 
+impl World {
+    /// `from` sends call message `body` of call `c1` to `to` (1:1).
+    fn send_call(&mut self, from: &Origin, to: &str, message_type: &str, body: rtc_core::proto::call_content::Body) {
+        let content = rtc_core::proto::CallContent {
+            platform: "Web".into(),
+            device_id: from.device_id.to_string(),
+            call_id: "c1".into(),
+            user: None,
+            body: Some(body),
+        };
+        let msg = SendMessage {
+            conversation_type: conversation_type::PRIVATE,
+            target_id: to.into(),
+            message_type: message_type.into(),
+            content: content.to_bytes(),
+            ..Default::default()
+        };
+        let now = self.now();
+        self.core
+            .route(&mut MemoryShell { store: &mut self.store, effects: &mut self.effects }, now, from, &SendRef::of(&msg), RouteOptions::default())
+            .expect("call message routed");
+    }
+
+    /// alice's invite of bob to `c1`.
+    fn invite_bob(&mut self, a: &Origin) {
+        let invite = rtc_core::proto::Invite { invite_user_ids: vec!["bob".into()], ..Default::default() };
+        self.send_call(a, "bob", rtc_core::proto::object_name::INVITE, rtc_core::proto::call_content::Body::Invite(invite));
+    }
+
+    /// What a restart of the process over the same store holds: a new core with `saved` rooms
+    /// restored and the departures logged since replayed over them (as `Hub::restore_rooms`).
+    fn restart_with_rooms(&mut self, saved: &[u8]) {
+        let now = self.now();
+        let mut core = AppCore::new(limits(), 0, now, 2);
+        core.restore_rooms(delivery::rooms::RoomsSnapshot::decode(saved).unwrap(), now);
+        for (t_ms, ev) in self.store.rooms_departures() {
+            core.apply_rooms_event(ev, *t_ms, now);
+        }
+        self.core = core;
+    }
+}
+
 #[test]
 fn rooms_outlive_a_restart_and_hang_up_for_who_does_not_return() {
-    use rtc_core::proto::{call_content, CallContent, Invite};
     let mut w = World::new();
     let a = w.connect("alice", "a1");
     let _b = w.connect("bob", "b1");
-    let invite = CallContent {
-        platform: "Web".into(),
-        device_id: "a1".into(),
-        call_id: "c1".into(),
-        user: None,
-        body: Some(call_content::Body::Invite(Invite { invite_user_ids: vec!["bob".into()], ..Default::default() })),
-    };
-    let msg = SendMessage {
-        request_id: 1,
-        conversation_type: conversation_type::PRIVATE,
-        target_id: "bob".into(),
-        message_type: rtc_core::proto::object_name::INVITE.into(),
-        content: invite.to_bytes(),
-        client_seq: 1,
-        ..Default::default()
-    };
-    let now = w.now();
-    w.core
-        .route(&mut MemoryShell { store: &mut w.store, effects: &mut w.effects }, now, &a, &SendRef::of(&msg), RouteOptions::default())
-        .expect("invite routed");
+    w.invite_bob(&a);
     assert_eq!(w.core.rooms_size().0, 1);
-    let snap = w.core.rooms_snapshot();
-    let bytes = snap.encode_to_vec();
-    // A new process over the same store.
-    let now = w.now();
-    let mut core = AppCore::new(limits(), 0, now, 2);
-    core.restore_rooms(delivery::rooms::RoomsSnapshot::decode(&bytes[..]).unwrap(), now);
-    assert_eq!(core.call_members("c1").len(), 1);
-    w.core = core;
+    let bytes = w.core.rooms_snapshot().encode_to_vec();
+    w.restart_with_rooms(&bytes);
+    assert_eq!(w.core.call_members("c1").len(), 1);
     let b = w.connect("bob", "b1");
     w.take(b.conn_id);
     // alice never comes back: after the lost grace, bob is told she hung up (7).
@@ -250,6 +267,34 @@ fn rooms_outlive_a_restart_and_hang_up_for_who_does_not_return() {
     assert_eq!((&*ended[0].0, &*ended[0].1, &ended[0].2[..], ended[0].3), ("alice", "a1", "c1", 7));
     let frames = w.take(b.conn_id);
     assert!(frames.iter().any(|f| matches!(f, Body::Deliver(d) if d.message_type == rtc_core::proto::object_name::HANGUP)), "{frames:?}");
+}
+
+/// A grace that ran out is logged like a routed hangup: a crash before the next save of the
+/// rooms does not bring the gone member back into its call (nor keep the call going) until
+/// the restored grace ends it again. Before, only routed departures were logged: after the
+/// restart alice was in `c1` again, listed by `getJoinedUserInfo` and busy for new invites.
+#[test]
+fn a_grace_that_ran_out_is_not_undone_by_a_crash() {
+    use rtc_core::proto::{call_content::Body as CallBody, object_name, Accept};
+    let mut w = World::new();
+    let a = w.connect("alice", "a1");
+    let b = w.connect("bob", "b1");
+    w.invite_bob(&a);
+    w.send_call(&b, "alice", object_name::ACCEPT, CallBody::Accept(Accept::default()));
+    assert_eq!(w.core.call_members("c1").len(), 2);
+    // The rooms as last saved, with both in the call.
+    let saved = w.core.rooms_snapshot().encode_to_vec();
+    let now = w.now();
+    w.core.unregister(&mut MemoryShell { store: &mut w.store, effects: &mut w.effects }, now, "bob", b.conn_id, delivery::Departure::Lost);
+    w.t += 5_001;
+    let now = w.now();
+    let ended = w.core.end_gone_participants(&mut MemoryShell { store: &mut w.store, effects: &mut w.effects }, now);
+    assert_eq!(ended.len(), 1);
+    assert!(w.core.call_members("c1").is_empty(), "the call is over");
+    // A crash now: the saved rooms, and the log since.
+    w.restart_with_rooms(&saved);
+    assert!(w.core.call_members("c1").is_empty(), "the call came back: {:?}", w.core.call_members("c1"));
+    assert_eq!(w.core.rooms_size().0, 0);
 }
 
 /// Cluster mode's node-side input (docs/cluster.md): a message sequenced elsewhere reaches this

@@ -941,6 +941,14 @@ fn switching_video_without_a_local_video_track_is_53309() {
         assert_eq!(done(&b.settle(), off), Some(SUCCESS), "sfu {sfu}");
         let again = b.command(video(true));
         assert_eq!(done(&b.take(), again), Some(MISSING_VIDEO_TRACK_ERROR), "sfu {sfu}: disable twice");
+        // The call is over: no room, no camera (it was PARAM_ERROR).
+        let mut b = callee(sfu, 0);
+        b.command(Command::Hangup { call_id: CALL.into() });
+        b.settle();
+        for muted in [true, false] {
+            let after = b.command(video(muted));
+            assert_eq!(done(&b.take(), after), Some(MISSING_VIDEO_TRACK_ERROR), "sfu {sfu}: muted {muted} after the hangup");
+        }
     }
 }
 

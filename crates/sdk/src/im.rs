@@ -247,18 +247,31 @@ pub async fn login<H: Host>(host: &Rc<H>, token: JsValue) -> Result<(String, Str
     if let Some(l) = im.navi.borrow_mut().as_mut() {
         l.start_round();
     }
+    let (started, mut attempt_ms, mut busy_rounds) = (js::now(), timeout_ms, 0);
     let opened = loop {
         let Some(url) = im.current_url() else {
             break Err(code::BIZ_ERROR_INVALID_PARAMETER);
         };
-        match Connection::open(host, &url, &token, &device_id, 0, instance, timeout_ms).await {
+        match Connection::open(host, &url, &token, &device_id, 0, instance, attempt_ms).await {
             Ok((_conn, user_id)) => break Ok(user_id),
             Err(c @ (code::RC_CONN_TOKEN_INCORRECT | code::RC_CONN_USER_BLOCKED | code::RC_CONN_TOKEN_EXPIRED)) => break Err(c),
             Err(c) if !ours() => break Err(c), // disconnect() meanwhile
             Err(c) => {
-                if im.navi.borrow_mut().as_mut().is_none_or(|l| l.next_after_failure()) {
+                let url_round_over = im.navi.borrow_mut().as_mut().is_none_or(|l| l.next_after_failure());
+                let (round_over, busy) = after_failure(c, url_round_over);
+                if !round_over {
+                    continue;
+                }
+                busy_rounds += 1;
+                let elapsed = (js::now() - started) as i32;
+                let Some((delay, next_ms)) = connect_retry(busy, busy_rounds, elapsed, timeout_ms, js_sys::Math::random()) else {
+                    break Err(c);
+                };
+                sleep(delay).await;
+                if !ours() {
                     break Err(c);
                 }
+                attempt_ms = next_ms;
             }
         }
     };
@@ -619,6 +632,42 @@ fn after_failure(code: i32, url_round_over: bool) -> (bool, bool) {
     (url_round_over || busy, busy)
 }
 
+/// `connect()` after its `round`-th round of failures (1 = the first) ended with a busy server
+/// or not, `elapsed_ms` after it began: the delay before the next round and that round's
+/// attempt timeout, or `None` to give up with the failure's code.
+///
+/// A busy server (31003: its logins are full, e.g. every client of a failed node logging in
+/// again at once) says nothing about this login, only "not this second". A page that loads
+/// during such a storm expects `connect()` to work as it would a second later, not to handle
+/// a code it never sees otherwise, so it keeps trying within its [`CONNECT_TIMEOUT_MS`],
+/// backing off like an idle reconnect ([`reconnect_delay`]) so it does not feed the storm;
+/// the last attempt keeps at least [`RECONNECT_TIMEOUT_MS`], and the whole stays within the
+/// timeout. Still busy then, it
+/// resolves 31003 (RC_CONN_SERVER_UNAVAILABLE). Other failures (unreachable, timed out) have
+/// used the round's time already: they end it at once, as before. (A user or device over its
+/// connection limit is answered 31003 too: retried alike, it connects if one of its other
+/// connections closes meanwhile, else gets 31003 a few seconds later than before.)
+fn connect_retry(busy: bool, round: u32, elapsed_ms: i32, timeout_ms: i32, random: f64) -> Option<(i32, i32)> {
+    let left = CONNECT_TIMEOUT_MS.saturating_sub(elapsed_ms);
+    if !busy || left < RECONNECT_TIMEOUT_MS {
+        return None;
+    }
+    let delay = reconnect_delay(round, false, random).min(left - RECONNECT_TIMEOUT_MS);
+    Some((delay, (left - delay).min(timeout_ms)))
+}
+
+/// Resolves after `ms` (a timer: the page's event loop goes on meanwhile). A promise the
+/// timer resolves, not a `Closure` of its own: the shims it needs are in the wasm already
+/// (measured: the busy retry cost +758 B gzip with a oneshot and a `Closure`, +385 B so).
+async fn sleep(ms: i32) {
+    let timer = js_sys::Promise::new(&mut |resolve, _| {
+        if let Some(w) = web_sys::window() {
+            let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms);
+        }
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(timer).await;
+}
+
 /// Delay before reconnect attempt `n` (0 = the first, at once); `random` in [0, 1) gives the
 /// jitter. See the constants.
 fn reconnect_delay(n: u32, in_call: bool, random: f64) -> i32 {
@@ -724,7 +773,30 @@ pub fn device_id() -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{after_failure, attempt_timeout_ms, code, reconnect_delay, CONNECT_TIMEOUT_MS, RECONNECT_TIMEOUT_MS};
+    use super::{after_failure, attempt_timeout_ms, code, connect_retry, reconnect_delay, CONNECT_TIMEOUT_MS, RECONNECT_TIMEOUT_MS};
+
+    /// A first `connect()` refused as busy tries again within its own timeout, backing off;
+    /// any other failure (or the timeout used up) gives up. Before, a busy answer was
+    /// `connect()`'s result at once (31003) while a reconnect would have backed off.
+    #[test]
+    fn a_busy_server_is_retried_within_the_connect_timeout() {
+        assert_eq!(connect_retry(false, 1, 0, CONNECT_TIMEOUT_MS, 0.5), None, "not busy: the round's failure is the answer");
+        assert_eq!(connect_retry(true, 1, 20, CONNECT_TIMEOUT_MS, 0.5), Some((100, CONNECT_TIMEOUT_MS - 120)), "busy: back off a moment");
+        assert_eq!(connect_retry(true, 1, 20, 5_000, 0.5), Some((100, 5_000)), "several URLs: their attempt timeout");
+        assert_eq!(connect_retry(true, 9, CONNECT_TIMEOUT_MS - 3_500, 5_000, 0.5), Some((500, 3_000)), "the last one fits");
+        assert_eq!(connect_retry(true, 9, CONNECT_TIMEOUT_MS - 2_999, 5_000, 0.5), None, "no time left for an attempt");
+        // However it goes, the rounds end within the timeout, each attempt with its floor, and
+        // there are several of them.
+        for random in [0.0, 0.5, 0.999] {
+            let (mut elapsed, mut rounds) = (0, 0);
+            while let Some((delay, attempt)) = connect_retry(true, rounds + 1, elapsed, CONNECT_TIMEOUT_MS, random) {
+                assert!(attempt >= RECONNECT_TIMEOUT_MS && elapsed + delay + attempt <= CONNECT_TIMEOUT_MS);
+                rounds += 1;
+                elapsed += delay + 5; // refused at once
+            }
+            assert!(rounds >= 5, "{random}: {rounds} rounds");
+        }
+    }
 
     #[test]
     fn a_busy_server_ends_the_round_other_failures_try_the_next_url() {

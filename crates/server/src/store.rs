@@ -189,6 +189,11 @@ pub struct Store {
 /// Most jobs run in one transaction.
 const MAX_BATCH: usize = 512;
 
+/// Prepared statements kept by the database thread: every `prepare_cached` statement of this
+/// file (those of logins, routed messages, acks and call departures), with room to spare. The
+/// default (16) is below their count: the least recently used were compiled again and again.
+const STATEMENT_CACHE: usize = 40;
+
 /// Sqlite stores integers as i64; seqs are u64 below 2^63 in practice (µs timestamps).
 fn seq_to_sql(seq: u64) -> i64 {
     i64::try_from(seq).unwrap_or(i64::MAX)
@@ -225,6 +230,7 @@ impl Store {
         }
         let conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         // WAL: readers never block the writer; NORMAL sync is durable across process crashes.
         let _: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
         conn.execute_batch("PRAGMA synchronous=NORMAL;")?;
@@ -382,15 +388,15 @@ impl Store {
         let (app_key, user_id) = (app_key.to_owned(), user_id.to_owned());
         let (name, portrait_uri) = (name.map(str::to_owned), portrait_uri.map(str::to_owned));
         self.call(move |c| {
-            c.execute(
+            c.prepare_cached(
                 "INSERT INTO users (app_key, user_id, name, portrait_uri, updated_at)
                  VALUES (?1, ?2, COALESCE(?3, ''), COALESCE(?4, ''), ?5)
                  ON CONFLICT (app_key, user_id) DO UPDATE SET
                      name = COALESCE(?3, users.name),
                      portrait_uri = COALESCE(?4, users.portrait_uri),
                      updated_at = ?5",
-                params![app_key, user_id, name, portrait_uri, now_ms],
-            )
+            )?
+            .execute(params![app_key, user_id, name, portrait_uri, now_ms])
             .map(|_| ())
         })
         .await
@@ -403,20 +409,19 @@ impl Store {
     ) -> Result<Option<UserRow>, StoreError> {
         let (app_key, user_id) = (app_key.to_owned(), user_id.to_owned());
         self.call(move |c| {
-            c.query_row(
+            c.prepare_cached(
                 "SELECT app_key, user_id, name, portrait_uri, updated_at FROM users
                  WHERE app_key = ?1 AND user_id = ?2",
-                params![app_key, user_id],
-                |r| {
-                    Ok(UserRow {
-                        app_key: r.get(0)?,
-                        user_id: r.get(1)?,
-                        name: r.get(2)?,
-                        portrait_uri: r.get(3)?,
-                        updated_at: r.get(4)?,
-                    })
-                },
-            )
+            )?
+            .query_row(params![app_key, user_id], |r| {
+                Ok(UserRow {
+                    app_key: r.get(0)?,
+                    user_id: r.get(1)?,
+                    name: r.get(2)?,
+                    portrait_uri: r.get(3)?,
+                    updated_at: r.get(4)?,
+                })
+            })
             .optional()
         })
         .await
@@ -943,10 +948,8 @@ impl Store {
                 return Ok(());
             }
             write_rooms(c, &app_key, &data)?;
-            c.execute(
-                "DELETE FROM rooms_departures WHERE app_key = ?1 AND version <= ?2",
-                params![&*app_key, seq_to_sql(version)],
-            )?;
+            c.prepare_cached("DELETE FROM rooms_departures WHERE app_key = ?1 AND version <= ?2")?
+                .execute(params![&*app_key, seq_to_sql(version)])?;
             written.insert(app_key, version);
             Ok(())
         })
@@ -970,8 +973,9 @@ impl Store {
         });
     }
 
-    /// Logs a call message that took a member out of a call (`delivery::Shell::log_departure`):
-    /// a small row instead of the whole rooms, which its sender's confirmation waits for.
+    /// Logs a call message, or a grace that ran out, that took a member out of a call
+    /// (`delivery::Shell::log_departure`): a small row instead of the whole rooms, which a
+    /// message's confirmation waits for.
     pub fn log_rooms_departure(
         &self,
         app_key: Arc<str>,
@@ -980,10 +984,10 @@ impl Store {
         event: Vec<u8>,
     ) -> u64 {
         self.submit("log a call departure", move |c| {
-            c.execute(
+            c.prepare_cached(
                 "INSERT INTO rooms_departures (app_key, version, t_ms, event) VALUES (?1, ?2, ?3, ?4)",
-                params![&*app_key, seq_to_sql(version), t_ms, event],
-            )?;
+            )?
+            .execute(params![&*app_key, seq_to_sql(version), t_ms, event])?;
             Ok(())
         })
     }
@@ -1040,11 +1044,11 @@ pub struct SavedRooms {
 }
 
 fn write_rooms(c: &Connection, app_key: &str, data: &[u8]) -> Result<(), rusqlite::Error> {
-    c.execute(
+    c.prepare_cached(
         "INSERT INTO rooms_snapshot (app_key, data) VALUES (?1, ?2)
          ON CONFLICT (app_key) DO UPDATE SET data = ?2",
-        params![app_key, data],
-    )?;
+    )?
+    .execute(params![app_key, data])?;
     Ok(())
 }
 
@@ -1201,6 +1205,19 @@ fn worker(conn: Connection, rx: std::sync::mpsc::Receiver<Cmd>, inner: &Progress
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every cached statement stays cached: more than the cache holds would evict one another
+    /// on a busy connection (each a new compile, as `prepare` would cost).
+    #[test]
+    fn the_statement_cache_holds_every_cached_statement() {
+        let cached = include_str!("store.rs")
+            .matches(concat!("prepare", "_cached("))
+            .count();
+        assert!(
+            cached <= STATEMENT_CACHE,
+            "{cached} cached statements, cache of {STATEMENT_CACHE}"
+        );
+    }
 
     /// A stored message of `user` with `seq`, 1-byte payload `b`, kept for 1 s of test time.
     fn row(user: &Arc<str>, seq: u64, expires_at: i64, payload: &[u8], max: usize) -> StoreOffline {

@@ -399,10 +399,11 @@ async fn cluster_session(
                 .await?;
         }
         stages[1] = t0.elapsed();
-        if ws.peer_gone(limit).now_or_never().is_some() {
-            return Ok(None);
-        }
-        let s = routing.sync_open(app, &key, &reg, page).await;
+        // Watched too: the mailbox stage is the one a slow Redis holds longest.
+        let s = tokio::select! {
+            s = routing.sync_open(app, &key, &reg, page) => s,
+            _ = ws.peer_gone(limit) => return Ok(None),
+        };
         stages[2] = t0.elapsed();
         s.map(Some)
     }

@@ -71,6 +71,66 @@ async fn a_login_whose_client_left_while_redis_was_slow_leaves_nothing_behind() 
     assert_eq!(nodes.values().sum::<u64>(), 1, "{nodes:?}");
 }
 
+/// The mailbox stage (`sync_open`, after the subscription) watches the socket too: a client
+/// that leaves while its login's `MULTI` waits on Redis frees the node's login slot at once,
+/// and its presence is written again once Redis answers (the `MULTI` that ran late counted
+/// it). Before, the login waited on Redis whatever the client did (here until the node's
+/// 5 s response timeout failed it: never counted abandoned), and had it been dropped there,
+/// its presence pin was lost with it: the user stayed counted online on this node for good.
+#[tokio::test]
+async fn a_login_whose_client_left_during_its_mailbox_stage_is_dropped() {
+    let redis = TestRedis::start();
+    let ts = redis.node_with(|_| {}).await;
+    let r = routing(&ts);
+    // Writes wait (the login's `MULTI`), the subscription does not: the logins get past their
+    // hold stage and wait in `sync_open`. Unpaused below.
+    assert_eq!(redis.command(&["CLIENT", "PAUSE", "60000", "WRITE"]), "+OK");
+    let mut closes = Client::authenticate(ts.addr, &ts.token("u1"), "u1-dev", 0).await;
+    let drops = Client::authenticate(ts.addr, &ts.token("u2"), "u2-dev", 0).await;
+    until("both logins in progress", || r.logins_in_progress() == 2).await;
+    // Both subscribed: their hold stage is over (asked on a connection of its own: the
+    // node's waits behind its paused `MULTI`s).
+    let own = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    eventually("both logins past their hold stage", || {
+        let mut q = redis::cmd("PUBSUB");
+        q.arg("NUMSUB");
+        for user in ["u1", "u2"] {
+            q.arg(rcall_server::cluster::mailbox::user_channel(APP_KEY, user));
+        }
+        let mut own = own.clone();
+        async move {
+            let n: Vec<(String, i64)> = q.query_async(&mut own).await.unwrap();
+            n.iter().all(|(_, c)| *c == 1)
+        }
+    })
+    .await;
+    closes.ws.close(None).await.unwrap();
+    while closes.ws.next().await.is_some() {}
+    drop(drops);
+    until("both logins dropped while Redis is paused", || {
+        r.logins_in_progress() == 0
+    })
+    .await;
+    assert_eq!(r.logins_abandoned(), 2);
+    assert_eq!(redis.command(&["CLIENT", "UNPAUSE"]), "+OK");
+    // Their late `MULTI`s counted them here; the node writes them gone again.
+    for user in ["u1", "u2"] {
+        eventually(&format!("{user} counted online nowhere"), || {
+            let r = r.clone();
+            async move { r.presence.nodes_of(APP_KEY, user).await.unwrap().is_empty() }
+        })
+        .await;
+    }
+    let mut again = Client::login(ts.addr, &ts.token("u1"), "u1-dev").await;
+    again.barrier(1).await;
+    let nodes = r.presence.nodes_of(APP_KEY, "u1").await.unwrap();
+    assert_eq!(nodes.values().sum::<u64>(), 1, "{nodes:?}");
+}
+
 #[tokio::test]
 async fn logins_past_the_bound_are_refused_busy_at_once_and_succeed_on_retry() {
     let redis = TestRedis::start();

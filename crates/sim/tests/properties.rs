@@ -13,7 +13,7 @@ mod common;
 use common::live_calls;
 use common::steps::{apply, call_number, check, others, play, shrink, shrink_by, source, start, Mode, Run, Seen, Step, Trace};
 use rcall_sim::{DeviceId, Sim};
-use rtc_core::engine::TrackKind;
+use rtc_core::engine::{TrackKind, VideoLayer};
 use rtc_core::types::MediaType;
 
 fn pick<T: Clone>(sim: &mut Sim, items: &[T]) -> Option<T> {
@@ -86,8 +86,12 @@ fn draw(sim: &mut Sim, devs: &[DeviceId], nodes: usize, faults: bool) -> Step {
                 let kind = if sim.random().is_multiple_of(2) { TrackKind::Audio } else { TrackKind::Video };
                 Mute(dev, n, kind, sim.random().is_multiple_of(2))
             } else {
-                match sim.random() % 3 {
+                match sim.random() % 4 {
                     0 => Descend(dev, n),
+                    3 => {
+                        let who = pick(sim, &others).unwrap();
+                        Layer(dev, n, who, [VideoLayer::High, VideoLayer::Low, VideoLayer::Auto][(sim.random() % 3) as usize])
+                    }
                     k => Mute(dev, n, if k == 1 { TrackKind::Audio } else { TrackKind::Video }, sim.random().is_multiple_of(2)),
                 }
             }

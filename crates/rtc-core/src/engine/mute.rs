@@ -14,7 +14,9 @@ impl Engine {
         let me = self.cfg.self_id.clone();
         let camera_off = self.cfg.camera_off_when_video_disabled;
         let Some(call) = self.calls.get_mut(call_id).filter(|c| c.has_session()) else {
-            return self.done(id, error_code::PARAM_ERROR, None);
+            // An ended session has no room and no local video track (spec A.5: 53309).
+            let code = if kind == TrackKind::Video { error_code::MISSING_VIDEO_TRACK_ERROR } else { error_code::PARAM_ERROR };
+            return self.done(id, code, None);
         };
         if kind == TrackKind::Video {
             // No camera in this call (audio call, or downgraded), or not in the call yet.

@@ -481,9 +481,9 @@ impl Routing {
         page: usize,
     ) -> Result<(SyncStart, SyncPage), ClusterError> {
         let page = page.max(1);
-        let pinned = lock(&self.conns)
-            .get_mut(&reg.conn_id)
-            .is_some_and(|(_, p)| std::mem::take(p));
+        // The pin is taken off the connection only once the `MULTI` returned: a login dropped
+        // while it waits (its client left) is unpinned by `release`.
+        let pinned = lock(&self.conns).get(&reg.conn_id).is_some_and(|(_, p)| *p);
         let presence = &self.presence;
         let opened = self
             .mailboxes
@@ -500,6 +500,10 @@ impl Routing {
                 },
             )
             .await;
+        let pinned = pinned
+            && lock(&self.conns)
+                .get_mut(&reg.conn_id)
+                .is_some_and(|(_, p)| std::mem::take(p));
         if pinned {
             presence.unpin(app, &reg.user_id, opened.is_ok());
         }

@@ -12,7 +12,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use rcall_sim::{DeviceId, Sim, CLEAN_GRACE_MS, HEARTBEAT_MS, LOST_GRACE_MS, SERVER_DEAD_AFTER_MS};
-use rtc_core::engine::{Command, TrackKind};
+use rtc_core::engine::{Command, TrackKind, VideoLayer};
 use rtc_core::types::MediaType;
 
 use super::{check_agreement, check_end_reasons, check_invariants, live_calls};
@@ -35,6 +35,10 @@ pub enum Step {
     Mute(DeviceId, u64, TrackKind, bool),
     /// The device turns call #n into an audio call.
     Descend(DeviceId, u64),
+    /// The device asks for a user's simulcast layer in call #n (`setRemoteVideoLayer`: a
+    /// success that changes nothing in the simulator's mesh calls, a parameter error for a
+    /// user not in the call).
+    Layer(DeviceId, u64, &'static str, VideoLayer),
     /// Time passes.
     Wait(i64),
     /// The device's connection closes; it reconnects after this many ms.
@@ -117,6 +121,7 @@ fn draws(step: Step) -> (u64, u64) {
         Group(..) => (3, 0),
         Accept(..) => (4, 1),
         Invite(..) | Descend(..) => (5, 0),
+        Layer(..) => (7, 0),
         Mute(..) | KillNode(_) => (6, 0),
         BusGap(..) => (7, 0),
         Idle(n) => (n, 0),
@@ -238,6 +243,11 @@ pub fn apply(sim: &mut Sim, step: Step, mode: Mode, trace: &mut Trace) -> Step {
         Descend(dev, n) => {
             if let Some(call_id) = call(sim, dev, n) {
                 sim.command(dev, Command::DescendAbility { call_id });
+            }
+        }
+        Layer(dev, n, user, layer) => {
+            if let Some(call_id) = call(sim, dev, n) {
+                sim.command(dev, Command::RemoteVideoLayer { call_id, user_id: user.to_string(), layer });
             }
         }
         Wait(ms) => sim.run_for(ms),
@@ -606,6 +616,7 @@ fn step_source(s: Step) -> String {
         Invite(d, c, who) => format!("Invite({d}, {}, {who:?})", n(c)),
         Mute(d, c, k, m) => format!("Mute({d}, {}, TrackKind::{k:?}, {m})", n(c)),
         Descend(d, c) => format!("Descend({d}, {})", n(c)),
+        Layer(d, c, who, l) => format!("Layer({d}, {}, {who:?}, VideoLayer::{l:?})", n(c)),
         Wait(ms) => format!("Wait({})", lit(ms)),
         Drop(d, ms) => format!("Drop({d}, {})", lit(ms)),
         Silent(d, ms) => format!("Silent({d}, {})", lit(ms)),
