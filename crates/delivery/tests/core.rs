@@ -224,7 +224,13 @@ impl World {
         };
         let now = self.now();
         self.core
-            .route(&mut MemoryShell { store: &mut self.store, effects: &mut self.effects }, now, from, &SendRef::of(&msg), RouteOptions::default())
+            .route(
+                &mut MemoryShell { store: &mut self.store, effects: &mut self.effects },
+                now,
+                from,
+                &SendRef::of(&msg),
+                RouteOptions::default(),
+            )
             .expect("call message routed");
     }
 
