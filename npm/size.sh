@@ -9,10 +9,11 @@
 # reached, + ~400 B), then set to 143,060 B after the same session's merges (the app's layer
 # choice +985 B, camera-off pausing every layer +361 B: 142,664 B measured, + ~400 B), then
 # lowered to 141,200 B in session 12 (140,796 B reached, + ~400 B), then to 138,300 B in session 13
-# (137,892 B reached, + ~400 B); lower it as the size drops.
+# (137,892 B reached, + ~400 B), then to 138,700 B after the same session's merges (the first
+# connect() retrying a busy server +382 B: 138,294 B measured, + ~400 B); lower it as the size drops.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-budget=${RCALL_SIZE_BUDGET:-138300}
+budget=${RCALL_SIZE_BUDGET:-138700}
 js=npm/dist/cdn/rcall.js wasm=npm/dist/cdn/rcall_bg.wasm
 for f in "$js" "$wasm"; do [ -f "$f" ] || { echo "size: $f is missing (run bash npm/build.sh)" >&2; exit 1; }; done
 gz() { gzip -9 -c "$1" | wc -c; }
