@@ -6,12 +6,7 @@
 // as scripts/test.sh does; notes/toolchain.md "janus"). Outside such a namespace the suite is
 // skipped: adding interfaces anywhere else would touch the machine's network.
 //
-// CI time: a page costs seconds of setup on a loaded 2-core machine, so tests that only look at
-// a running call share one: the 6-member tests share one 6-member call (`describe` below), and
-// the muting, ICE-outage and Janus-restart tests one 3-member call, in that order (each leaves
-// the call as the next one needs it: every member in, cameras on). Each test still asserts its
-// own behaviour under its own name; a failure in one may cascade into the later ones of its
-// call (the first failure is the one to read).
+// RCALL_SFU_MEMBERS (default 4, 3–6) sets the group size.
 import { describe, test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import {
@@ -24,17 +19,13 @@ import { startSfuRig, JANUS_VETH } from './janus.mjs';
 
 const TEST_TIMEOUT = 150000;
 const SCENARIO_TIMEOUT = 140000;
-/** A shared call's setup: 6 pages took 116 s at load 37. */
-const SETUP_TIMEOUT = 200000;
+const MEMBERS = Math.min(6, Math.max(3, Number(process.env.RCALL_SFU_MEMBERS || 4)));
 
 const skip = privateNetns() ? false : 'needs root in a loopback-only network namespace (run under `unshare -n`, as scripts/test.sh does)';
 
 describe('issue 12: group calls through the SFU (Janus)', { skip }, () => {
   let rig, server, browser, janus;
   let clients = [];
-  /** Pages of the call the current `describe` shares (closed by its own `after`, not by
-   *  `afterEach`). */
-  let shared = [];
 
   before(async () => {
     rig = await startSfuRig();
@@ -51,21 +42,20 @@ describe('issue 12: group calls through the SFU (Janus)', { skip }, () => {
     clients = [];
   });
 
-  async function openAs(name, userId, options = {}, list = clients) {
+  async function openAs(name, userId, options = {}) {
     const c = await Client.open(browser, name, `${server.url}/`);
-    list.push(c);
+    clients.push(c);
     await c.login(userId, await getToken(server.url, userId), options);
     return c;
   }
-  const diag = (name, fn, timeout = SCENARIO_TIMEOUT) => withDiagnostics(name, () => shared.concat(clients), {
+  const diag = (name, fn, timeout = SCENARIO_TIMEOUT) => withDiagnostics(name, () => clients, {
     logText: () => `${server.logText()}\n--- janus log (tail):\n${janus.log().split('\n').slice(-60).join('\n')}`,
   }, async () => {
-    const out = await fn();
-    for (const c of shared.concat(clients)) {
+    await fn();
+    for (const c of clients) {
       const errs = await c.eval(() => H.errors());
       assert.deepEqual(errs.map((e) => e.message), [], `${c.name}: uncaught page errors: ${JSON.stringify(errs)}`);
     }
-    return out;
   }, { timeout });
 
   const sdk = (c, fn, arg) => c.eval(fn, arg);
@@ -124,9 +114,9 @@ describe('issue 12: group calls through the SFU (Janus)', { skip }, () => {
   /** The first page calls the others in a group video call; everyone accepts. `spare` pages
    *  are in the group but not called (to be invited later). `options[name]`: login options,
    *  `accept[name]`: the argument of that page's `accept()`. */
-  async function groupCall(tag, names, spare = [], { options = {}, accept = {}, list = clients } = {}) {
-    const pages = await Promise.all(names.map((n) => openAs(n, uid(`${tag}-${n.toLowerCase()}`), options[n], list)));
-    const spares = await Promise.all(spare.map((n) => openAs(n, uid(`${tag}-${n.toLowerCase()}`), {}, list)));
+  async function groupCall(tag, names, spare = [], { options = {}, accept = {} } = {}) {
+    const pages = await Promise.all(names.map((n) => openAs(n, uid(`${tag}-${n.toLowerCase()}`), options[n])));
+    const spares = await Promise.all(spare.map((n) => openAs(n, uid(`${tag}-${n.toLowerCase()}`))));
     const [A, ...rest] = pages;
     const groupId = uid(`${tag}-group`);
     await createGroup(server.url, groupId, pages.concat(spares).map((p) => p.userId));
@@ -142,233 +132,208 @@ describe('issue 12: group calls through the SFU (Janus)', { skip }, () => {
     return { pages, spares, sessionId, groupId };
   }
 
-  /** A group call shared by the tests of the enclosing `describe` (see the top of the file):
-   *  set up in its `before`, every member's video advancing; its pages closed in its `after`.
-   *  Returns a getter of `groupCall`'s result. */
-  function sharedCall(tag, names) {
-    let call;
-    before(async () => {
-      call = await diag(`${tag}-setup`, async () => {
-        const c = await groupCall(tag, names, [], { list: shared });
-        await allVideosAdvance(c.pages, 'through the SFU');
-        return c;
-      }, SETUP_TIMEOUT);
-    }, { timeout: SETUP_TIMEOUT + 10000 });
-    after(async () => {
-      await Promise.all(shared.map((c) => c.close()));
-      shared = [];
-    });
-    return () => {
-      assert.ok(call, `the shared ${tag} call was not set up (see its setup's failure)`);
-      return call;
-    };
-  }
-
   /** `c` decodes 5 more frames of `o`'s video than now (see Client.waitVideoAdvancing). */
   const advancing = (c, o, what, timeout) => c.waitVideoAdvancing(o.userId, { what, timeout });
 
-  describe('one 6-member call', () => {
-    const six = sharedCall('sfs', ['A', 'B', 'C', 'D', 'E', 'F']);
-
-    test('6 members: one publishing and one receiving connection per page, every remote video advances', { timeout: TEST_TIMEOUT }, async () => {
-      await diag('sfu-group', async () => {
-        const { pages } = six();
-        await allVideosAdvance(pages, 'through the SFU');
-        for (const c of pages) {
-          // Remote tracks keep CallLib's ids and shapes, one per remote user and kind.
-          const ready = await c.eventsOf('onTrackReady', { local: false });
-          for (const o of pages) {
-            if (o === c) continue;
-            for (const [kind, n] of [['audio', 0], ['video', 1]]) {
-              const t = ready.filter((e) => e.userId === o.userId && e.kind === kind);
-              assert.equal(t.length, 1, `${c.name}: one onTrackReady for ${o.name}'s ${kind}: ${JSON.stringify(t)}`);
-              assert.equal(t[0].trackId, `${o.userId}_RongCloudRTC_${n}`, `${c.name}: track id`);
-              assert.ok(t[0].withSession, `${c.name}: remote onTrackReady with the session`);
-            }
+  test(`${MEMBERS} members: one publishing and one receiving connection per page, every remote video advances`, { timeout: TEST_TIMEOUT }, async () => {
+    const names = ['A', 'B', 'C', 'D', 'E', 'F'].slice(0, MEMBERS);
+    await diag('sfu-group', async () => {
+      const { pages } = await groupCall('sfu', names);
+      await allVideosAdvance(pages, 'through the SFU');
+      for (const c of pages) {
+        // Remote tracks keep CallLib's ids and shapes, one per remote user and kind.
+        const ready = await c.eventsOf('onTrackReady', { local: false });
+        for (const o of pages) {
+          if (o === c) continue;
+          for (const [kind, n] of [['audio', 0], ['video', 1]]) {
+            const t = ready.filter((e) => e.userId === o.userId && e.kind === kind);
+            assert.equal(t.length, 1, `${c.name}: one onTrackReady for ${o.name}'s ${kind}: ${JSON.stringify(t)}`);
+            assert.equal(t[0].trackId, `${o.userId}_RongCloudRTC_${n}`, `${c.name}: track id`);
+            assert.ok(t[0].withSession, `${c.name}: remote onTrackReady with the session`);
           }
-          // The mesh would hold 5 connections, each with its own video sender.
-          const m1 = await mediaPaths(c);
-          assert.equal(m1.pcs, 2, `${c.name}: one publishing + one receiving connection, whatever the group size: ${JSON.stringify(m1)}`);
-          assert.equal(m1.videoSenders, 1, `${c.name}: exactly one video sender: ${JSON.stringify(m1)}`);
-          assert.equal(m1.pcsSendingVideo, 1, `${c.name}: video goes out on one connection only: ${JSON.stringify(m1)}`);
-          assert.ok(m1.outboundVideo >= 1 && m1.outboundVideo <= 3, `${c.name}: one outbound video stream (1–3 simulcast layers): ${JSON.stringify(m1)}`);
-          await sleep(1000);
-          const m2 = await mediaPaths(c);
-          assert.ok(m2.videoBytes > m1.videoBytes, `${c.name}: the video keeps going out: ${m1.videoBytes} → ${m2.videoBytes}`);
         }
-        for (const c of pages) {
-          assert.deepEqual(await c.eventsOf('onHungup'), [], `${c.name}: no hangup`);
-          assert.deepEqual(await c.eventsOf('onTrackPublishFail'), [], `${c.name}: no publish failure`);
-          assert.deepEqual(await c.eventsOf('onTrackSubscribeFail'), [], `${c.name}: no subscribe failure`);
+        // The mesh would hold MEMBERS - 1 connections, each with its own video sender.
+        const m1 = await mediaPaths(c);
+        assert.equal(m1.pcs, 2, `${c.name}: one publishing + one receiving connection, whatever the group size: ${JSON.stringify(m1)}`);
+        assert.equal(m1.videoSenders, 1, `${c.name}: exactly one video sender: ${JSON.stringify(m1)}`);
+        assert.equal(m1.pcsSendingVideo, 1, `${c.name}: video goes out on one connection only: ${JSON.stringify(m1)}`);
+        assert.ok(m1.outboundVideo >= 1 && m1.outboundVideo <= 3, `${c.name}: one outbound video stream (1–3 simulcast layers): ${JSON.stringify(m1)}`);
+        await sleep(1000);
+        const m2 = await mediaPaths(c);
+        assert.ok(m2.videoBytes > m1.videoBytes, `${c.name}: the video keeps going out: ${m1.videoBytes} → ${m2.videoBytes}`);
+      }
+      for (const c of pages) {
+        assert.deepEqual(await c.eventsOf('onHungup'), [], `${c.name}: no hangup`);
+        assert.deepEqual(await c.eventsOf('onTrackPublishFail'), [], `${c.name}: no publish failure`);
+        assert.deepEqual(await c.eventsOf('onTrackSubscribeFail'), [], `${c.name}: no subscribe failure`);
+      }
+    });
+  });
+
+  /** Every inbound and outbound video RTP stream of a page: what it receives (width, frames) and
+   *  what it sends per simulcast rid (width, frames, why the encoder holds back); and how many
+   *  inbound audio streams carry packets. */
+  const videoRtp = (c) => c.eval(async () => {
+    const inbound = [], outbound = [];
+    let inboundAudio = 0;
+    for (const pc of window.__pcs.filter((p) => p.connectionState !== 'closed')) {
+      (await pc.getStats()).forEach((s) => {
+        if (s.kind === 'audio' && s.type === 'inbound-rtp' && s.bytesReceived > 0) inboundAudio++;
+        if (s.kind !== 'video') return;
+        if (s.type === 'inbound-rtp' && s.bytesReceived > 0) {
+          inbound.push({ mid: s.mid, ssrc: s.ssrc, frameWidth: s.frameWidth || 0, framesDecoded: s.framesDecoded || 0 });
+        } else if (s.type === 'outbound-rtp') {
+          outbound.push({
+            rid: s.rid, frameWidth: s.frameWidth || 0, framesEncoded: s.framesEncoded || 0, bytesSent: s.bytesSent || 0,
+            active: s.active, qualityLimitationReason: s.qualityLimitationReason,
+          });
         }
       });
-    });
+    }
+    return { inbound, outbound, inboundAudio };
+  });
 
-    /** Every inbound and outbound video RTP stream of a page: what it receives (width, frames) and
-     *  what it sends per simulcast rid (width, frames, why the encoder holds back); and how many
-     *  inbound audio streams carry packets. */
-    const videoRtp = (c) => c.eval(async () => {
-      const inbound = [], outbound = [];
-      let inboundAudio = 0;
-      for (const pc of window.__pcs.filter((p) => p.connectionState !== 'closed')) {
-        (await pc.getStats()).forEach((s) => {
-          if (s.kind === 'audio' && s.type === 'inbound-rtp' && s.bytesReceived > 0) inboundAudio++;
-          if (s.kind !== 'video') return;
-          if (s.type === 'inbound-rtp' && s.bytesReceived > 0) {
-            inbound.push({ mid: s.mid, ssrc: s.ssrc, frameWidth: s.frameWidth || 0, framesDecoded: s.framesDecoded || 0 });
-          } else if (s.type === 'outbound-rtp') {
-            outbound.push({
-              rid: s.rid, frameWidth: s.frameWidth || 0, framesEncoded: s.framesEncoded || 0, bytesSent: s.bytesSent || 0,
-              active: s.active, qualityLimitationReason: s.qualityLimitationReason,
-            });
-          }
-        });
-      }
-      return { inbound, outbound, inboundAudio };
-    });
-
-    test('6 members: with 5 remote videos every page receives each of them as the low simulcast layer, and each remote stream once', { timeout: TEST_TIMEOUT }, async () => {
-      // Above 4 remote videos the SFU forwards the low layer (docs/sfu.md: `substream` by the tile
-      // count); the fake camera is 640x480 and its low layer is scaled down by 2 (web-rtc
-      // simulcast::layers), so nothing wider than 320 may arrive once the switch is done.
-      const LOW_WIDTH = 320;
-      await diag('sfu-low-layer', async () => {
-        const { pages } = six();
-        await allVideosAdvance(pages, 'through the SFU');
-        for (const c of pages) {
-          const deadline = Date.now() + 30000;
-          for (;;) {
-            const v = await videoRtp(c);
-            const wide = v.inbound.filter((s) => !(s.frameWidth > 0 && s.frameWidth <= LOW_WIDTH));
-            if (v.inbound.length === pages.length - 1 && wide.length === 0) break;
-            if (Date.now() > deadline) {
-              const senders = {};
-              for (const o of pages) senders[o.name] = (await videoRtp(o)).outbound;
-              throw new Error(`${c.name}: expected ${pages.length - 1} inbound videos, each ≤ ${LOW_WIDTH} wide (the low layer): ` +
-                `${JSON.stringify(v.inbound)}; what the pages send per rid: ${JSON.stringify(senders)}`);
-            }
-            await sleep(500);
-          }
-        }
-        // …and they keep decoding at that size.
-        for (const c of pages) for (const o of pages) if (o !== c) await advancing(c, o, 'on the low layer');
-        // One inbound stream per remote member and kind: subscriptions asked for while an offer
-        // was unanswered once subscribed streams twice (docs/sfu.md, the relay).
-        for (const c of pages) {
+  test('6 members: with 5 remote videos every page receives each of them as the low simulcast layer, and each remote stream once', { timeout: TEST_TIMEOUT }, async () => {
+    // Above 4 remote videos the SFU forwards the low layer (docs/sfu.md: `substream` by the tile
+    // count); the fake camera is 640x480 and its low layer is scaled down by 2 (web-rtc
+    // simulcast::layers), so nothing wider than 320 may arrive once the switch is done.
+    const LOW_WIDTH = 320;
+    await diag('sfu-low-layer', async () => {
+      const { pages } = await groupCall('sfl', ['A', 'B', 'C', 'D', 'E', 'F']);
+      await allVideosAdvance(pages, 'through the SFU');
+      for (const c of pages) {
+        const deadline = Date.now() + 30000;
+        for (;;) {
           const v = await videoRtp(c);
-          assert.equal(v.inboundAudio, pages.length - 1, `${c.name}: one inbound audio per remote member: ${JSON.stringify(v)}`);
-          assert.equal(v.inbound.length, pages.length - 1, `${c.name}: one inbound video per remote member: ${JSON.stringify(v.inbound)}`);
+          const wide = v.inbound.filter((s) => !(s.frameWidth > 0 && s.frameWidth <= LOW_WIDTH));
+          if (v.inbound.length === pages.length - 1 && wide.length === 0) break;
+          if (Date.now() > deadline) {
+            const senders = {};
+            for (const o of pages) senders[o.name] = (await videoRtp(o)).outbound;
+            throw new Error(`${c.name}: expected ${pages.length - 1} inbound videos, each ≤ ${LOW_WIDTH} wide (the low layer): ` +
+              `${JSON.stringify(v.inbound)}; what the pages send per rid: ${JSON.stringify(senders)}`);
+          }
+          await sleep(500);
         }
-      });
+      }
+      // …and they keep decoding at that size.
+      for (const c of pages) for (const o of pages) if (o !== c) await advancing(c, o, 'on the low layer');
+      // One inbound stream per remote member and kind: subscriptions asked for while an offer
+      // was unanswered once subscribed streams twice (docs/sfu.md, the relay).
+      for (const c of pages) {
+        const v = await videoRtp(c);
+        assert.equal(v.inboundAudio, pages.length - 1, `${c.name}: one inbound audio per remote member: ${JSON.stringify(v)}`);
+        assert.equal(v.inbound.length, pages.length - 1, `${c.name}: one inbound video per remote member: ${JSON.stringify(v.inbound)}`);
+      }
     });
+  });
 
-    /** Bytes the page has sent on its camera's simulcast encoding `rid`. */
-    const ridBytes = (c, rid) => c.eval(async (r) => {
-      let bytes = 0;
-      for (const pc of window.__pcs.filter((p) => p.connectionState !== 'closed')) {
-        (await pc.getStats()).forEach((s) => { if (s.type === 'outbound-rtp' && s.kind === 'video' && s.rid === r) bytes += s.bytesSent || 0; });
-      }
-      return bytes;
-    }, rid);
-
-    /** Whether `c`'s published camera has an `h` encoding and it is active (null: none). */
-    const hActive = (c) => c.eval(() => {
-      for (const pc of window.__pcs.filter((p) => p.connectionState !== 'closed')) {
-        for (const s of pc.getSenders()) {
-          const h = (s.track && s.track.kind === 'video') ? (s.getParameters().encodings || []).find((e) => e.rid === 'h') : null;
-          if (h) return h.active !== false;
-        }
-      }
-      return null;
-    });
-
-    /** `c` stops sending its camera's `h` encoding (told to pause it after LAYERS_HOLD) while
-     *  its low layer goes on. The bytes alone cannot tell a paused `h` from one a loaded encoder
-     *  never sent (0 → 0), so the encoding must also be switched off. */
-    async function pausesHigh(c, what) {
-      const deadline = Date.now() + 30000;
-      for (;;) {
-        const h1 = await ridBytes(c, 'h');
-        await sleep(2000);
-        const h2 = await ridBytes(c, 'h');
-        if (h2 === h1 && (await hActive(c)) === false) break;
-        if (Date.now() > deadline) {
-          throw new Error(`${c.name}: still sends the high layer ${what}: ${h1} → ${h2} bytes; ${JSON.stringify((await videoRtp(c)).outbound)}`);
-        }
-      }
-      const l1 = await ridBytes(c, 'l');
-      await sleep(1000);
-      assert.ok((await ridBytes(c, 'l')) > l1, `${c.name}: the low layer keeps going`);
+  /** Bytes the page has sent on its camera's simulcast encoding `rid`. */
+  const ridBytes = (c, rid) => c.eval(async (r) => {
+    let bytes = 0;
+    for (const pc of window.__pcs.filter((p) => p.connectionState !== 'closed')) {
+      (await pc.getStats()).forEach((s) => { if (s.type === 'outbound-rtp' && s.kind === 'video' && s.rid === r) bytes += s.bytesSent || 0; });
     }
+    return bytes;
+  }, rid);
 
-    /** `c` sends its camera's `h` encoding again; returns how long that took (ms). */
-    async function resumesHigh(c, what, timeout = 20000) {
-      const t0 = Date.now();
+  /** Whether `c`'s published camera has an `h` encoding and it is active (null: none). */
+  const hActive = (c) => c.eval(() => {
+    for (const pc of window.__pcs.filter((p) => p.connectionState !== 'closed')) {
+      for (const s of pc.getSenders()) {
+        const h = (s.track && s.track.kind === 'video') ? (s.getParameters().encodings || []).find((e) => e.rid === 'h') : null;
+        if (h) return h.active !== false;
+      }
+    }
+    return null;
+  });
+
+  /** `c` stops sending its camera's `h` encoding (told to pause it after LAYERS_HOLD) while
+   *  its low layer goes on. The bytes alone cannot tell a paused `h` from one a loaded encoder
+   *  never sent (0 → 0), so the encoding must also be switched off. */
+  async function pausesHigh(c, what) {
+    const deadline = Date.now() + 30000;
+    for (;;) {
       const h1 = await ridBytes(c, 'h');
-      while ((await ridBytes(c, 'h')) <= h1) {
-        if (Date.now() > t0 + timeout) throw new Error(`${c.name}: the high layer does not come back ${what}`);
-        await sleep(200);
-      }
-      return Date.now() - t0;
-    }
-
-    /** `c` receives `o`'s video at a width `ok` accepts (the <video> and one inbound RTP stream);
-     *  returns how long that took (ms). */
-    async function receivesWidth(c, o, ok, what, timeout = 20000) {
-      const t0 = Date.now();
-      for (;;) {
-        const v = await c.remoteVideo(o.userId);
-        const inbound = (await videoRtp(c)).inbound;
-        if (v && ok(v.videoWidth) && inbound.some((s) => ok(s.frameWidth))) return Date.now() - t0;
-        if (Date.now() > t0 + timeout) {
-          throw new Error(`${c.name}: ${o.name}'s video not ${what}: <video> ${v?.videoWidth} wide; inbound ${JSON.stringify(inbound)}; ` +
-            `${o.name} sends ${JSON.stringify((await videoRtp(o)).outbound)}`);
-        }
-        await sleep(250);
+      await sleep(2000);
+      const h2 = await ridBytes(c, 'h');
+      if (h2 === h1 && (await hActive(c)) === false) break;
+      if (Date.now() > deadline) {
+        throw new Error(`${c.name}: still sends the high layer ${what}: ${h1} → ${h2} bytes; ${JSON.stringify((await videoRtp(c)).outbound)}`);
       }
     }
+    const l1 = await ridBytes(c, 'l');
+    await sleep(1000);
+    assert.ok((await ridBytes(c, 'l')) > l1, `${c.name}: the low layer keeps going`);
+  }
 
-    test("6 members: nobody receives the high layer, so every page stops sending it; an app asking a user's high layer gets it; it comes back when members leave", { timeout: 240000 }, async () => {
-      // docs/sfu.md "Paused layers": above 4 remote videos every subscriber takes the low layer,
-      // so the server tells each publisher to pause `h` (after LAYERS_HOLD, 3 s); with 3 remote
-      // videos the SFU's pick is the medium layer, which is `h` of a 640x480 camera (2 layers).
-      await diag('sfu-paused-layers', async () => {
-        const { pages } = six();
-        await allVideosAdvance(pages, 'through the SFU');
-        for (const c of pages) await pausesHigh(c, 'nobody receives');
-        for (const c of pages) for (const o of pages) if (o !== c) await advancing(c, o, 'with the high layers paused');
-        const [A, B, C, D, E, F] = pages;
+  /** `c` sends its camera's `h` encoding again; returns how long that took (ms). */
+  async function resumesHigh(c, what, timeout = 20000) {
+    const t0 = Date.now();
+    const h1 = await ridBytes(c, 'h');
+    while ((await ridBytes(c, 'h')) <= h1) {
+      if (Date.now() > t0 + timeout) throw new Error(`${c.name}: the high layer does not come back ${what}`);
+      await sleep(200);
+    }
+    return Date.now() - t0;
+  }
 
-        // rcall extension (docs/sfu.md "Choosing a user's layer"): A asks for B's high layer, so B
-        // sends `h` again at once (raising waits for no LAYERS_HOLD) and A receives B wider than
-        // the low layer can be (640 from the fake camera, unless the loaded encoder scales `h`
-        // down: the width is printed) while the others keep B's low layer; back to auto: low.
-        const layer = (c, o, l) => sdk(c, ([u, v]) => H.sessionCall('setRemoteVideoLayer', [u, v]), [o.userId, l]);
-        const load = () => execFileSync('cat', ['/proc/loadavg']).toString().split(' ')[0];
-        expectCode(A, "setRemoteVideoLayer(B, 'high')", await layer(A, B, 'high'), SUCCESS);
-        const hBack = await resumesHigh(B, "once A asked for B's high layer");
-        const wide = await receivesWidth(A, B, (w) => w > 320, 'on the high layer');
-        const width = (await A.remoteVideo(B.userId)).videoWidth;
-        console.log(`# A asked for B's high layer: B's h back after ${hBack} ms, A receives B ${width} wide after ${wide} ms (load ${load()})`);
-        for (const c of [C, D]) assert.ok((await c.remoteVideo(B.userId)).videoWidth <= 320, `${c.name}: still B's low layer`);
-        await advancing(A, B, 'on the high layer');
-        // Bad input: a clear code or a throw, never a silent success.
-        expectCode(A, 'setRemoteVideoLayer(stranger)', await layer(A, { userId: 'nobody-here' }, 'high'), 53312);
-        const bad = await A.eval(() => { try { H.session.setRemoteVideoLayer('x', 'huge'); return null; } catch (e) { return String(e.message); } });
-        assert.match(bad || '', /setRemoteVideoLayer\] userId must be a non-empty string, layer/, 'an unknown layer throws');
-        expectCode(A, "setRemoteVideoLayer(B, 'auto')", await layer(A, B, 'auto'), SUCCESS);
-        await receivesWidth(A, B, (w) => w > 0 && w <= 320, 'back on the low layer');
-        await pausesHigh(B, "once A went back to auto");
+  /** `c` receives `o`'s video at a width `ok` accepts (the <video> and one inbound RTP stream);
+   *  returns how long that took (ms). */
+  async function receivesWidth(c, o, ok, what, timeout = 20000) {
+    const t0 = Date.now();
+    for (;;) {
+      const v = await c.remoteVideo(o.userId);
+      const inbound = (await videoRtp(c)).inbound;
+      if (v && ok(v.videoWidth) && inbound.some((s) => ok(s.frameWidth))) return Date.now() - t0;
+      if (Date.now() > t0 + timeout) {
+        throw new Error(`${c.name}: ${o.name}'s video not ${what}: <video> ${v?.videoWidth} wide; inbound ${JSON.stringify(inbound)}; ` +
+          `${o.name} sends ${JSON.stringify((await videoRtp(o)).outbound)}`);
+      }
+      await sleep(250);
+    }
+  }
 
-        for (const c of [E, F]) expectCode(c, 'session.hungup()', await sdk(c, () => H.hungup()), SUCCESS);
-        for (const c of [A, B, C, D]) {
-          await c.waitEvent('onHungup', { userId: F.userId }, 15000);
-          await resumesHigh(c, 'with 3 remote videos');
-        }
-        const rest = [A, B, C, D];
-        for (const c of rest) for (const o of rest) if (o !== c) await advancing(c, o, 'after E and F left');
-      }, 230000); // 6 pages: 30 checks of every pair's video, at load 37
-    });
+  test("6 members: nobody receives the high layer, so every page stops sending it; an app asking a user's high layer gets it; it comes back when members leave", { timeout: 240000 }, async () => {
+    // docs/sfu.md "Paused layers": above 4 remote videos every subscriber takes the low layer,
+    // so the server tells each publisher to pause `h` (after LAYERS_HOLD, 3 s); with 3 remote
+    // videos the SFU's pick is the medium layer, which is `h` of a 640x480 camera (2 layers).
+    await diag('sfu-paused-layers', async () => {
+      const { pages } = await groupCall('sfd', ['A', 'B', 'C', 'D', 'E', 'F']);
+      await allVideosAdvance(pages, 'through the SFU');
+      for (const c of pages) await pausesHigh(c, 'nobody receives');
+      for (const c of pages) for (const o of pages) if (o !== c) await advancing(c, o, 'with the high layers paused');
+      const [A, B, C, D, E, F] = pages;
+
+      // rcall extension (docs/sfu.md "Choosing a user's layer"): A asks for B's high layer, so B
+      // sends `h` again at once (raising waits for no LAYERS_HOLD) and A receives B wider than
+      // the low layer can be (640 from the fake camera, unless the loaded encoder scales `h`
+      // down: the width is printed) while the others keep B's low layer; back to auto: low.
+      const layer = (c, o, l) => sdk(c, ([u, v]) => H.sessionCall('setRemoteVideoLayer', [u, v]), [o.userId, l]);
+      const load = () => execFileSync('cat', ['/proc/loadavg']).toString().split(' ')[0];
+      expectCode(A, "setRemoteVideoLayer(B, 'high')", await layer(A, B, 'high'), SUCCESS);
+      const hBack = await resumesHigh(B, "once A asked for B's high layer");
+      const wide = await receivesWidth(A, B, (w) => w > 320, 'on the high layer');
+      const width = (await A.remoteVideo(B.userId)).videoWidth;
+      console.log(`# A asked for B's high layer: B's h back after ${hBack} ms, A receives B ${width} wide after ${wide} ms (load ${load()})`);
+      for (const c of [C, D]) assert.ok((await c.remoteVideo(B.userId)).videoWidth <= 320, `${c.name}: still B's low layer`);
+      await advancing(A, B, 'on the high layer');
+      // Bad input: a clear code or a throw, never a silent success.
+      expectCode(A, 'setRemoteVideoLayer(stranger)', await layer(A, { userId: 'nobody-here' }, 'high'), 53312);
+      const bad = await A.eval(() => { try { H.session.setRemoteVideoLayer('x', 'huge'); return null; } catch (e) { return String(e.message); } });
+      assert.match(bad || '', /setRemoteVideoLayer\] userId must be a non-empty string, layer/, 'an unknown layer throws');
+      expectCode(A, "setRemoteVideoLayer(B, 'auto')", await layer(A, B, 'auto'), SUCCESS);
+      await receivesWidth(A, B, (w) => w > 0 && w <= 320, 'back on the low layer');
+      await pausesHigh(B, "once A went back to auto");
+
+      for (const c of [E, F]) expectCode(c, 'session.hungup()', await sdk(c, () => H.hungup()), SUCCESS);
+      for (const c of [A, B, C, D]) {
+        await c.waitEvent('onHungup', { userId: F.userId }, 15000);
+        await resumesHigh(c, 'with 3 remote videos');
+      }
+      const rest = [A, B, C, D];
+      for (const c of rest) for (const o of rest) if (o !== c) await advancing(c, o, 'after E and F left');
+    }, 230000); // 6 pages: the setup alone took 116 s at load 37
   });
 
   test('a 1:1 call on the same server stays peer-to-peer', { timeout: TEST_TIMEOUT }, async () => {
@@ -411,6 +376,44 @@ describe('issue 12: group calls through the SFU (Janus)', { skip }, () => {
     });
   });
 
+  test('muting: mute events as in mesh mode, camera off stops the video on the SFU, camera on brings it back', { timeout: TEST_TIMEOUT }, async () => {
+    await diag('sfu-mute', async () => {
+      const { pages } = await groupCall('sfm', ['A', 'B', 'C']);
+      await allVideosAdvance(pages, 'before muting');
+      const [A, B, C] = pages;
+      let mark = await A.mark();
+      expectCode(B, 'session.disableAudioTrack()', await sdk(B, () => H.sessionCall('disableAudioTrack')), SUCCESS);
+      await A.waitEvent('onAudioMuteChange', { userId: B.userId, muted: true }, 10000, { since: mark });
+      // Muted, B sends nothing (not silence): the SFU has nothing to forward.
+      await sendsNothing(B, 'audio', 'with the microphone muted');
+      mark = await A.mark();
+      expectCode(B, 'session.enableAudioTrack()', await sdk(B, () => H.sessionCall('enableAudioTrack')), SUCCESS);
+      await A.waitEvent('onAudioMuteChange', { userId: B.userId, muted: false }, 10000, { since: mark });
+      await sendsAgain(B, 'audio', 'after enableAudioTrack()');
+      expectCode(B, 'session.disableAudioTrack()', await sdk(B, () => H.sessionCall('disableAudioTrack')), SUCCESS);
+      mark = await A.mark();
+      const markC = await C.mark();
+      expectCode(B, 'session.disableVideoTrack()', await sdk(B, () => H.sessionCall('disableVideoTrack')), SUCCESS);
+      // Camera off: nothing more goes out shortly after the call resolved (the browser kept
+      // padding the paused stream for seconds while its encodings stayed active). 300 ms lets
+      // the last frame already handed to the encoder, and getStats' lagging counters, settle
+      // on a loaded machine (+3.4 KB within the 1.5 s window once at load 30 with no settle).
+      await sendsNothing(B, 'video', 'once disableVideoTrack() resolved', 300);
+      await A.waitEvent('onVideoMuteChange', { userId: B.userId, muted: true }, 10000, { since: mark });
+      await C.waitEvent('onVideoMuteChange', { userId: B.userId, muted: true }, 10000, { since: markC });
+      const stalled = await A.waitVideoStalled(B.userId, { what: 'after B disableVideoTrack()' });
+      await advancing(A, C, 'while B has its camera off');
+      mark = await A.mark();
+      expectCode(B, 'session.enableVideoTrack()', await sdk(B, () => H.sessionCall('enableVideoTrack')), SUCCESS);
+      await A.waitEvent('onVideoMuteChange', { userId: B.userId, muted: false }, 10000, { since: mark });
+      await A.waitVideoResumed(B.userId, stalled.frames, { what: 'after B enableVideoTrack()', timeout: 20000 });
+      await advancing(C, B, 'after B enableVideoTrack()');
+      const m = await mediaPaths(B);
+      assert.equal(m.pcs, 2, `B: still one publishing + one receiving connection: ${JSON.stringify(m)}`);
+      assert.equal(m.videoSenders, 1, `B: the new camera on the same sender: ${JSON.stringify(m)}`);
+    });
+  });
+
   test('a member that joined without a camera publishes video once it turns the camera on', { timeout: TEST_TIMEOUT }, async () => {
     await diag('sfu-camera-later', async () => {
       const noCamera = { video: { cameraId: 'no-such-camera', frameRate: 'FPS_15', resolution: 'W640_H480' } };
@@ -437,204 +440,149 @@ describe('issue 12: group calls through the SFU (Janus)', { skip }, () => {
     });
   });
 
-  describe('one 3-member call', () => {
-    const three = sharedCall('sft', ['A', 'B', 'C']);
-
-    test('muting: mute events as in mesh mode, camera off stops the video on the SFU, camera on brings it back', { timeout: TEST_TIMEOUT }, async () => {
-      await diag('sfu-mute', async () => {
-        const { pages } = three();
-        await allVideosAdvance(pages, 'before muting');
-        const [A, B, C] = pages;
-        let mark = await A.mark();
-        expectCode(B, 'session.disableAudioTrack()', await sdk(B, () => H.sessionCall('disableAudioTrack')), SUCCESS);
-        await A.waitEvent('onAudioMuteChange', { userId: B.userId, muted: true }, 10000, { since: mark });
-        // Muted, B sends nothing (not silence): the SFU has nothing to forward.
-        await sendsNothing(B, 'audio', 'with the microphone muted');
-        mark = await A.mark();
-        expectCode(B, 'session.enableAudioTrack()', await sdk(B, () => H.sessionCall('enableAudioTrack')), SUCCESS);
-        await A.waitEvent('onAudioMuteChange', { userId: B.userId, muted: false }, 10000, { since: mark });
-        await sendsAgain(B, 'audio', 'after enableAudioTrack()');
-        expectCode(B, 'session.disableAudioTrack()', await sdk(B, () => H.sessionCall('disableAudioTrack')), SUCCESS);
-        mark = await A.mark();
-        const markC = await C.mark();
-        expectCode(B, 'session.disableVideoTrack()', await sdk(B, () => H.sessionCall('disableVideoTrack')), SUCCESS);
-        // Camera off: nothing more goes out shortly after the call resolved (the browser kept
-        // padding the paused stream for seconds while its encodings stayed active). 300 ms lets
-        // the last frame already handed to the encoder, and getStats' lagging counters, settle
-        // on a loaded machine (+3.4 KB within the 1.5 s window once at load 30 with no settle).
-        await sendsNothing(B, 'video', 'once disableVideoTrack() resolved', 300);
-        await A.waitEvent('onVideoMuteChange', { userId: B.userId, muted: true }, 10000, { since: mark });
-        await C.waitEvent('onVideoMuteChange', { userId: B.userId, muted: true }, 10000, { since: markC });
-        const stalled = await A.waitVideoStalled(B.userId, { what: 'after B disableVideoTrack()' });
-        await advancing(A, C, 'while B has its camera off');
-        mark = await A.mark();
-        expectCode(B, 'session.enableVideoTrack()', await sdk(B, () => H.sessionCall('enableVideoTrack')), SUCCESS);
-        await A.waitEvent('onVideoMuteChange', { userId: B.userId, muted: false }, 10000, { since: mark });
-        await A.waitVideoResumed(B.userId, stalled.frames, { what: 'after B enableVideoTrack()', timeout: 20000 });
-        await advancing(C, B, 'after B enableVideoTrack()');
-        const m = await mediaPaths(B);
-        assert.equal(m.pcs, 2, `B: still one publishing + one receiving connection: ${JSON.stringify(m)}`);
-        assert.equal(m.videoSenders, 1, `B: the new camera on the same sender: ${JSON.stringify(m)}`);
-        // The microphone back on, as the next tests of this call expect it.
-        mark = await A.mark();
-        expectCode(B, 'session.enableAudioTrack()', await sdk(B, () => H.sessionCall('enableAudioTrack')), SUCCESS);
-        await A.waitEvent('onAudioMuteChange', { userId: B.userId, muted: false }, 10000, { since: mark });
-        await sendsAgain(B, 'audio', 'after the second enableAudioTrack()');
-      });
-    });
-
-    test("Janus's network gone for longer than ICE's timeout: the connections restart by themselves, video comes back, no hangup", { timeout: 240000 }, async () => {
-      await diag('sfu-ice-failure', async () => {
-        const { pages } = three();
-        await allVideosAdvance(pages, 'before the outage');
-        const ip = (state) => execFileSync('ip', ['link', 'set', JANUS_VETH, state], { stdio: 'pipe' });
-        const states = (c) => c.eval(() => window.__pcs.filter((p) => p.connectionState !== 'closed').map((p) => p.iceConnectionState));
-        ip('down');
-        const downAt = Date.now();
-        try {
-          // Every page notices (disconnected, then failed or restarting)...
-          for (const c of pages) {
-            const deadline = Date.now() + 30000;
-            while (!(await states(c)).some((s) => s === 'disconnected' || s === 'failed' || s === 'checking')) {
-              if (Date.now() > deadline) throw new Error(`${c.name}: the SFU connections never noticed the outage: ${await states(c)}`);
-              await sleep(250);
-            }
+  test("Janus's network gone for longer than ICE's timeout: the connections restart by themselves, video comes back, no hangup", { timeout: 240000 }, async () => {
+    await diag('sfu-ice-failure', async () => {
+      const { pages } = await groupCall('sfx', ['A', 'B', 'C']);
+      await allVideosAdvance(pages, 'before the outage');
+      const ip = (state) => execFileSync('ip', ['link', 'set', JANUS_VETH, state], { stdio: 'pipe' });
+      const states = (c) => c.eval(() => window.__pcs.filter((p) => p.connectionState !== 'closed').map((p) => p.iceConnectionState));
+      ip('down');
+      const downAt = Date.now();
+      try {
+        // Every page notices (disconnected, then failed or restarting)...
+        for (const c of pages) {
+          const deadline = Date.now() + 30000;
+          while (!(await states(c)).some((s) => s === 'disconnected' || s === 'failed' || s === 'checking')) {
+            if (Date.now() > deadline) throw new Error(`${c.name}: the SFU connections never noticed the outage: ${await states(c)}`);
+            await sleep(250);
           }
-          // ...and the outage lasts past Chromium's ICE timeout (~30 s).
-          await sleep(Math.max(0, 35000 - (Date.now() - downAt)));
-        } finally {
-          ip('up');
         }
-        const upAt = Date.now();
-        for (const c of pages) {
-          for (const o of pages) if (o !== c) await advancing(c, o, 'after the network came back', 40000);
-        }
-        console.log(`# network back → every remote video advancing again: ${Date.now() - upAt} ms (upper bound, polled)`);
-        for (const c of pages) {
-          assert.deepEqual(await c.eventsOf('onHungup'), [], `${c.name}: no hangup`);
-          assert.deepEqual(await c.eventsOf('onSessionClose'), [], `${c.name}: the call goes on`);
-          assert.deepEqual(await c.eventsOf('onTrackPublishFail'), [], `${c.name}: no publish failure`);
-          assert.deepEqual(await c.eventsOf('onTrackSubscribeFail'), [], `${c.name}: no subscribe failure`);
-          assert.equal((await mediaPaths(c)).pcs, 2, `${c.name}: the same two connections`);
-        }
-      }, 230000);
-    });
-
-    /** Page-side timings of a recovery (the breakdown the Janus-restart test prints): installs,
-     *  on every page, a 10 ms probe that records when each peer connection not open now first
-     *  reaches ICE `connected`, and when each remote video decoded frames (its first 300 from now).
-     *  Returns `read()`: per page, `{pcs: [{connectedAt}], frames: {userId: [at…]}}`. */
-    async function recoveryProbe(pages) {
+        // ...and the outage lasts past Chromium's ICE timeout (~30 s).
+        await sleep(Math.max(0, 35000 - (Date.now() - downAt)));
+      } finally {
+        ip('up');
+      }
+      const upAt = Date.now();
       for (const c of pages) {
-        await c.eval(() => {
-          const old = new Set(window.__pcs);
-          const probe = (window.__probe = { pcs: new Map(), last: {}, frames: {} });
-          const now = () => performance.timeOrigin + performance.now();
-          probe.timer = setInterval(() => {
-            const t = now();
-            for (const pc of window.__pcs) {
-              if (old.has(pc)) continue;
-              if (!probe.pcs.has(pc)) probe.pcs.set(pc, { seenAt: t, connectedAt: null });
-              const e = probe.pcs.get(pc);
-              if (e.connectedAt === null && pc.iceConnectionState === 'connected') e.connectedAt = t;
-            }
-            for (const v of Object.values(H.videos)) {
-              if (v.local) continue;
-              const seen = probe.frames[v.userId] || (probe.frames[v.userId] = []);
-              if (v.frames !== probe.last[v.userId] && seen.length < 300) seen.push(t);
-              probe.last[v.userId] = v.frames;
-            }
-          }, 10);
+        for (const o of pages) if (o !== c) await advancing(c, o, 'after the network came back', 40000);
+      }
+      console.log(`# network back → every remote video advancing again: ${Date.now() - upAt} ms (upper bound, polled)`);
+      for (const c of pages) {
+        assert.deepEqual(await c.eventsOf('onHungup'), [], `${c.name}: no hangup`);
+        assert.deepEqual(await c.eventsOf('onSessionClose'), [], `${c.name}: the call goes on`);
+        assert.deepEqual(await c.eventsOf('onTrackPublishFail'), [], `${c.name}: no publish failure`);
+        assert.deepEqual(await c.eventsOf('onTrackSubscribeFail'), [], `${c.name}: no subscribe failure`);
+        assert.equal((await mediaPaths(c)).pcs, 2, `${c.name}: the same two connections`);
+      }
+    }, 230000);
+  });
+
+  /** Page-side timings of a recovery (the breakdown the Janus-restart test prints): installs,
+   *  on every page, a 10 ms probe that records when each peer connection not open now first
+   *  reaches ICE `connected`, and when each remote video decoded frames (its first 300 from now).
+   *  Returns `read()`: per page, `{pcs: [{connectedAt}], frames: {userId: [at…]}}`. */
+  async function recoveryProbe(pages) {
+    for (const c of pages) {
+      await c.eval(() => {
+        const old = new Set(window.__pcs);
+        const probe = (window.__probe = { pcs: new Map(), last: {}, frames: {} });
+        const now = () => performance.timeOrigin + performance.now();
+        probe.timer = setInterval(() => {
+          const t = now();
+          for (const pc of window.__pcs) {
+            if (old.has(pc)) continue;
+            if (!probe.pcs.has(pc)) probe.pcs.set(pc, { seenAt: t, connectedAt: null });
+            const e = probe.pcs.get(pc);
+            if (e.connectedAt === null && pc.iceConnectionState === 'connected') e.connectedAt = t;
+          }
+          for (const v of Object.values(H.videos)) {
+            if (v.local) continue;
+            const seen = probe.frames[v.userId] || (probe.frames[v.userId] = []);
+            if (v.frames !== probe.last[v.userId] && seen.length < 300) seen.push(t);
+            probe.last[v.userId] = v.frames;
+          }
+        }, 10);
+      });
+    }
+    return async () => {
+      const out = {};
+      for (const c of pages) {
+        out[c.name] = await c.eval(() => {
+          const p = window.__probe;
+          clearInterval(p.timer);
+          return { pcs: [...p.pcs.values()], frames: p.frames };
         });
       }
-      return async () => {
-        const out = {};
-        for (const c of pages) {
-          out[c.name] = await c.eval(() => {
-            const p = window.__probe;
-            clearInterval(p.timer);
-            return { pcs: [...p.pcs.values()], frames: p.frames };
-          });
-        }
-        return out;
-      };
-    }
+      return out;
+    };
+  }
 
-    /** The times (ms since the epoch) of the server's log lines matching `re` from `since` on. */
-    const serverLogTimes = (re, since) => server.logText().split('\n')
-      .filter((l) => re.test(l))
-      .map((l) => Date.parse(l.replace(/\x1b\[[0-9;]*m/g, '').trim().split(/\s+/)[0]))
-      .filter((t) => t >= since);
+  /** The times (ms since the epoch) of the server's log lines matching `re` from `since` on. */
+  const serverLogTimes = (re, since) => server.logText().split('\n')
+    .filter((l) => re.test(l))
+    .map((l) => Date.parse(l.replace(/\x1b\[[0-9;]*m/g, '').trim().split(/\s+/)[0]))
+    .filter((t) => t >= since);
 
-    test('Janus restarts mid-call: every page publishes and subscribes again, video comes back, no hangup', { timeout: TEST_TIMEOUT }, async () => {
-      await diag('sfu-janus-restart', async () => {
-        const { pages } = three();
-        await allVideosAdvance(pages, 'before the restart');
-        const before = {};
-        // The remote videos' onTrackReady so far (the shared call's earlier tests may have added
-        // some): the restart must add one more for every pair.
-        const readyBefore = {};
-        for (const c of pages) {
-          before[c.name] = await c.eval(() => H.videoState());
-          for (const o of pages) {
-            if (o !== c) readyBefore[`${c.name}${o.name}`] = (await c.eventsOf('onTrackReady', { local: false, userId: o.userId, kind: 'video' })).length;
+  test('Janus restarts mid-call: every page publishes and subscribes again, video comes back, no hangup', { timeout: TEST_TIMEOUT }, async () => {
+    await diag('sfu-janus-restart', async () => {
+      const { pages } = await groupCall('sfr', ['A', 'B', 'C']);
+      await allVideosAdvance(pages, 'before the restart');
+      const before = {};
+      for (const c of pages) before[c.name] = await c.eval(() => H.videoState());
+      const probed = await recoveryProbe(pages);
+      await janus.kill();
+      await sleep(500);
+      await janus.start();
+      const restartedAt = Date.now();
+      // Every page decodes every other page's video again (onTrackReady of the new subscription,
+      // frames advancing), all pairs polled together.
+      await Promise.all(pages.flatMap((c) => pages.filter((o) => o !== c).map(async (o) => {
+        const deadline = Date.now() + 40000;
+        for (;;) {
+          const ready = await c.eventsOf('onTrackReady', { local: false, userId: o.userId, kind: 'video' });
+          const v = await c.remoteVideo(o.userId);
+          const prev = before[c.name].find((x) => !x.local && x.userId === o.userId);
+          if (ready.length >= 2 && v && prev && v.frames > prev.frames + 10) return;
+          if (Date.now() > deadline) {
+            throw new Error(`${c.name}: ${o.name}'s video did not come back after the Janus restart: ${ready.length} onTrackReady, ` +
+              `frames ${prev && prev.frames} → ${v && v.frames}; rtc ${JSON.stringify(await c.eval(() => H.rtcStats()))}`);
           }
+          await sleep(100);
         }
-        const probed = await recoveryProbe(pages);
-        await janus.kill();
-        await sleep(500);
-        await janus.start();
-        const restartedAt = Date.now();
-        // Every page decodes every other page's video again (onTrackReady of the new subscription,
-        // frames advancing), all pairs polled together.
-        await Promise.all(pages.flatMap((c) => pages.filter((o) => o !== c).map(async (o) => {
-          const deadline = Date.now() + 40000;
-          for (;;) {
-            const ready = await c.eventsOf('onTrackReady', { local: false, userId: o.userId, kind: 'video' });
-            const v = await c.remoteVideo(o.userId);
-            const prev = before[c.name].find((x) => !x.local && x.userId === o.userId);
-            if (ready.length > readyBefore[`${c.name}${o.name}`] && v && prev && v.frames > prev.frames + 10) return;
-            if (Date.now() > deadline) {
-              throw new Error(`${c.name}: ${o.name}'s video did not come back after the Janus restart: ${ready.length} onTrackReady, ` +
-                `frames ${prev && prev.frames} → ${v && v.frames}; rtc ${JSON.stringify(await c.eval(() => H.rtcStats()))}`);
-            }
-            await sleep(100);
-          }
-        })));
-        const backAt = Date.now();
-        for (const c of pages) {
-          for (const o of pages) if (o !== c) await advancing(c, o, 'after the Janus restart');
+      })));
+      const backAt = Date.now();
+      for (const c of pages) {
+        for (const o of pages) if (o !== c) await advancing(c, o, 'after the Janus restart');
+      }
+      // Where the time goes (figures, not pass/fail): Janus answering → the server's new Janus
+      // session → SfuRestart to the devices → every page's new connections up → new
+      // subscriptions (onTrackReady) → first frame again.
+      const p = await probed();
+      const rel = (t) => (t == null ? '?' : `${Math.round(t - restartedAt)}`);
+      const span = (ts) => (ts.length ? `${rel(Math.min(...ts))}–${rel(Math.max(...ts))}` : '?');
+      const ready = [];
+      const resumed = [];
+      for (const c of pages) {
+        for (const o of pages.filter((x) => x !== c)) {
+          // The new subscription's track, then its first frame.
+          const at = (await c.eventsOf('onTrackReady', { local: false, userId: o.userId, kind: 'video' })).at(-1).t;
+          ready.push(at);
+          resumed.push((p[c.name].frames[o.userId] || []).find((t) => t >= at));
         }
-        // Where the time goes (figures, not pass/fail): Janus answering → the server's new Janus
-        // session → SfuRestart to the devices → every page's new connections up → new
-        // subscriptions (onTrackReady) → first frame again.
-        const p = await probed();
-        const rel = (t) => (t == null ? '?' : `${Math.round(t - restartedAt)}`);
-        const span = (ts) => (ts.length ? `${rel(Math.min(...ts))}–${rel(Math.max(...ts))}` : '?');
-        const ready = [];
-        const resumed = [];
-        for (const c of pages) {
-          for (const o of pages.filter((x) => x !== c)) {
-            // The new subscription's track, then its first frame.
-            const at = (await c.eventsOf('onTrackReady', { local: false, userId: o.userId, kind: 'video' })).at(-1).t;
-            ready.push(at);
-            resumed.push((p[c.name].frames[o.userId] || []).find((t) => t >= at));
-          }
-        }
-        const connected = Object.values(p).flatMap((x) => x.pcs.map((e) => e.connectedAt).filter((t) => t != null));
-        console.log(`# Janus restart breakdown, ms after Janus answered (load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}): ` +
-          `server Janus session ${span(serverLogTimes(/Janus session opened/, restartedAt - 1000))}, ` +
-          `SfuRestart ${span(serverLogTimes(/SfuRestart sent/, restartedAt - 1000))}, ` +
-          `new connections ICE-connected ${span(connected)} (${connected.length}), ` +
-          `remote video onTrackReady ${span(ready)} (${ready.length}), ` +
-          `first frame of the new track ${span(resumed.filter((t) => t != null))} (${resumed.filter((t) => t != null).length})`);
-        console.log(`# Janus restart → every remote video advancing again on every page: ${backAt - restartedAt} ms (upper bound, polled)`);
-        for (const c of pages) {
-          assert.deepEqual(await c.eventsOf('onHungup'), [], `${c.name}: no hangup`);
-          assert.deepEqual(await c.eventsOf('onSessionClose'), [], `${c.name}: the call goes on`);
-          assert.equal((await mediaPaths(c)).pcs, 2, `${c.name}: two live connections again`);
-        }
-      });
+      }
+      const connected = Object.values(p).flatMap((x) => x.pcs.map((e) => e.connectedAt).filter((t) => t != null));
+      console.log(`# Janus restart breakdown, ms after Janus answered (load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}): ` +
+        `server Janus session ${span(serverLogTimes(/Janus session opened/, restartedAt - 1000))}, ` +
+        `SfuRestart ${span(serverLogTimes(/SfuRestart sent/, restartedAt - 1000))}, ` +
+        `new connections ICE-connected ${span(connected)} (${connected.length}), ` +
+        `remote video onTrackReady ${span(ready)} (${ready.length}), ` +
+        `first frame of the new track ${span(resumed.filter((t) => t != null))} (${resumed.filter((t) => t != null).length})`);
+      console.log(`# Janus restart → every remote video advancing again on every page: ${backAt - restartedAt} ms (upper bound, polled)`);
+      for (const c of pages) {
+        assert.deepEqual(await c.eventsOf('onHungup'), [], `${c.name}: no hangup`);
+        assert.deepEqual(await c.eventsOf('onSessionClose'), [], `${c.name}: the call goes on`);
+        assert.equal((await mediaPaths(c)).pcs, 2, `${c.name}: two live connections again`);
+      }
     });
   });
 });
