@@ -1729,6 +1729,17 @@ fn send_too_fast(request_id: u32) -> Reply {
     }))
 }
 
+/// How a client's own `Send` is routed: answered with a `SendResult` under its request id,
+/// ordered after what the connection already sent (`ticket`); `shared_mailboxes` in cluster mode.
+fn replying(request_id: u32, ticket: u64, shared_mailboxes: bool) -> RouteOptions {
+    RouteOptions {
+        reply_to: Some(request_id),
+        conn_ticket: ticket,
+        want_push: false,
+        shared_mailboxes,
+    }
+}
+
 /// Routes a message on a single node (no Redis).
 fn send_here(
     state: &AppState,
@@ -1741,13 +1752,10 @@ fn send_here(
     // The core queues the `SendResult` itself, in the same critical section as the
     // fan-out: a reply that another connection routes back once it has the message
     // cannot reach this sender before its own confirmation.
-    let opts = RouteOptions {
-        reply_to: Some(request_id),
-        conn_ticket: *ticket,
-        want_push: false,
-        shared_mailboxes: false,
-    };
-    match state.hub.route(origin, msg, opts) {
+    match state
+        .hub
+        .route(origin, msg, replying(request_id, *ticket, false))
+    {
         Ok(acc) => {
             *ticket = (*ticket).max(acc.ticket);
             if msg.no_receipt || acc.replied {
@@ -1802,12 +1810,7 @@ fn handle_frame(
     match body {
         ClientBody::Send(msg) if state.routing.is_some() => {
             let request_id = msg.request_id;
-            let opts = RouteOptions {
-                reply_to: Some(request_id),
-                conn_ticket: *ticket,
-                want_push: false,
-                shared_mailboxes: true,
-            };
+            let opts = replying(request_id, *ticket, true);
             match state.hub.admit(origin, &SendRef::of(&msg), opts) {
                 // Answered by the core when its connection is registered (as `route`).
                 Ok(crate::hub::Admitted::Duplicate(acc)) => {
