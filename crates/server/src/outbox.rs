@@ -2,7 +2,7 @@
 //! into it (through [`crate::hub`]'s shell) while it routes; the connection task drains it.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
 
@@ -51,6 +51,8 @@ pub struct Outbox {
     last_heard: AtomicU64,
     /// When the server last pinged it (`clock::mono_ms`).
     last_ping: AtomicU64,
+    /// The client sends app `Ping`s of its own (the SDK does, every 5 s): see [`Self::app_pinged`].
+    app_pings: AtomicBool,
 }
 
 impl Outbox {
@@ -65,6 +67,18 @@ impl Outbox {
         let now = LIVENESS_NOW.load(Ordering::Relaxed);
         if self.last_heard.load(Ordering::Relaxed) < now {
             self.last_heard.store(now, Ordering::Relaxed);
+        }
+    }
+
+    /// The client sent an app `Ping`: from now on the server's WebSocket ping waits for its
+    /// pings to be overdue (silent for 1.5 ping intervals) instead of one interval. The SDK pings
+    /// on the server's own interval, and the liveness clock stamps what it hears up to a sweep
+    /// tick late, so with one interval nearly every SDK connection also got a WebSocket ping
+    /// (and sent its pong) every interval: twice the liveness traffic for nothing. A client
+    /// whose pings stop (a throttled background tab) is still pinged twice before `dead_ms`.
+    pub fn app_pinged(&self) {
+        if !self.app_pings.load(Ordering::Relaxed) {
+            self.app_pings.store(true, Ordering::Relaxed);
         }
     }
 
@@ -83,7 +97,12 @@ impl Outbox {
             Self::wake(q);
             return true;
         }
-        if silent >= ping_ms
+        let ping_after = if self.app_pings.load(Ordering::Relaxed) {
+            ping_ms + ping_ms / 2
+        } else {
+            ping_ms
+        };
+        if silent >= ping_after
             && now.saturating_sub(self.last_ping.load(Ordering::Relaxed)) >= ping_ms
         {
             self.last_ping.store(now, Ordering::Relaxed);
@@ -274,6 +293,32 @@ mod tests {
         assert!(o.check_alive(t0 + 300, 100, 300), "killed");
         assert!(o.is_aborted());
         assert!(!o.check_alive(t0 + 400, 100, 300), "only once");
+    }
+
+    /// An SDK-like client pings on the server's own interval, heard up to a sweep tick late:
+    /// it gets no WebSocket ping of the server's on top; once its pings stop it still gets two
+    /// before it is killed.
+    #[test]
+    fn a_client_that_app_pings_on_time_is_not_pinged_too() {
+        let pings = |o: &Outbox| {
+            let mut v = Vec::new();
+            o.take(&mut v);
+            v.iter().filter(|i| matches!(i, Outgoing::Ping)).count()
+        };
+        let o = Outbox::new();
+        o.app_pinged();
+        let t0 = o.last_heard.load(Ordering::Relaxed);
+        // Heard at t0 (stamped a 25 ms tick late), swept every 25 ms until its next ping.
+        for t in (t0..=t0 + 125).step_by(25) {
+            assert!(!o.check_alive(t, 100, 300));
+        }
+        assert_eq!(pings(&o), 0, "its own pings are on time");
+        // Silent from t0 on: pinged at 150 and 250 (1.5 and 2.5 intervals), killed at 300.
+        for t in (t0 + 150..t0 + 300).step_by(25) {
+            assert!(!o.check_alive(t, 100, 300));
+        }
+        assert_eq!(pings(&o), 2);
+        assert!(o.check_alive(t0 + 300, 100, 300), "killed");
     }
 
     #[tokio::test]

@@ -1852,6 +1852,7 @@ fn handle_frame(
         }
         ClientBody::Send(msg) => send_here(state, origin, limiter, &SendRef::of(&msg), ticket),
         ClientBody::Ping(p) => {
+            outbox.app_pinged();
             let (accepted_upto, t) = state.hub.accepted_upto(origin);
             *ticket = (*ticket).max(t);
             Reply::Confirm(Body::Pong(Pong {

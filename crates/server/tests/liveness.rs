@@ -46,6 +46,42 @@ async fn a_silent_client_that_answers_pings_stays_connected() {
     b1.barrier(1).await;
 }
 
+/// The SDK app-pings on the server's own interval: a client that sent an app `Ping` gets the
+/// server's WebSocket ping only once it has been silent for 1.5 intervals (on the liveness clock),
+/// not after one, which made nearly every SDK connection pinged twice per interval.
+#[tokio::test]
+async fn a_client_that_app_pings_is_pinged_only_once_its_pings_are_overdue() {
+    // Intervals long against a loaded machine's scheduling delays: a sweep late by 200 ms
+    // would make one interval look like 1.5.
+    const PING: Duration = Duration::from_millis(400);
+    let ts = TestServer::start_with(|c| {
+        c.ping_interval = PING;
+        c.dead_after = PING * 6;
+    })
+    .await;
+    let mut b1 = ts.client("bob", "b1").await;
+    // Its last frame (this app Ping) is stamped at `heard_from` or later.
+    let heard_from = liveness_now();
+    b1.barrier(1).await;
+    // Silent from now on, reading only, until the server's WebSocket ping.
+    loop {
+        match tokio::time::timeout(PING * 20, b1.ws.next()).await {
+            Ok(Some(Ok(Message::Ping(_)))) => break,
+            other => panic!("expected a WebSocket ping, got {other:?}"),
+        }
+    }
+    // The sweep that queued it advanced the clock to its own reading first.
+    let pinged_by = liveness_now();
+    assert!(
+        pinged_by >= heard_from + (PING * 3 / 2).as_millis() as u64,
+        "pinged after {} ms of silence, before 1.5 ping intervals ({:?})",
+        pinged_by - heard_from,
+        PING * 3 / 2
+    );
+    b1.barrier(2).await;
+    assert_eq!(ts.server.state().hub.connection_count("bob"), 1);
+}
+
 #[tokio::test]
 async fn a_client_that_stops_reading_is_closed_and_gets_what_was_routed_to_it_on_resume() {
     let ts = TestServer::start_with(short_intervals).await;
