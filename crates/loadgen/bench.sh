@@ -67,6 +67,10 @@
 # rcall-server under callgrind (counts in DIR/node1.cg …; crates/loadgen/cg_nodes.sh prints
 # instructions per message; keep the rate low, e.g. FAILOVER_CONNS=200 FAILOVER_RATE=100).
 # NODE_THREADS=N: every rcall-server with N tokio worker threads (TOKIO_WORKER_THREADS).
+# CLIENT_PING_MS (default 5000, the SDK's PING_INTERVAL_MS; 0 = silent clients): every failover
+# client sends an app Ping this often, as the SDK does; liveness is most of an idle node's CPU,
+# so silent clients (the server's WebSocket pings instead) measure another path (BENCHMARKS.md,
+# "Session 14: the cost of liveness").
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
@@ -231,6 +235,7 @@ if [ "$FAILOVER_CONNS" != 0 ]; then
     NODE_LOGS=$(for i in $(seq "${NODES:-6}"); do printf '%s,' "$TMP/node$i.err"; done)
     echo "# $(date -u +%FT%TZ) $(uname -r), $(nproc) CPUs; nodes + Redis on CPU $SERVER_CPU, loadgen on CPU $LOADGEN_CPU, nice $NICE; load average $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "# rcall-server $RCALL_BIN ($(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?') tree), $(redis-server --version | cut -d' ' -f1-3)"
+    echo "# clients app-ping every ${CLIENT_PING_MS:-5000} ms (0 = never)"
     echo "# node pids $NODE_PIDS, Redis $REDIS_PID${AB_BIN:+; even nodes run $AB_BIN}${AB_ENV:+; even nodes with $AB_ENV}${AB_FLAGS:+; even nodes with flags $AB_FLAGS}"
     if [ -n "${CPU_SAMPLE:-}" ]; then
         cpu_timeline "$NODE_PIDS,$REDIS_PID" "$CPU_SAMPLE" &
@@ -244,7 +249,8 @@ if [ "$FAILOVER_CONNS" != 0 ]; then
     nice -n "$NICE" taskset -c "$LOADGEN_CPU" "$BIN/rcall-loadgen" --app-key bench-app --app-secret bench-secret-0123456789 \
         --failover-conns "$FAILOVER_CONNS" --nodes "$NODE_URLS" --node-pids "$NODE_PIDS" --redis-pid "$REDIS_PID" \
         --failover-rate "${FAILOVER_RATE:-5000}" --failover-secs "${FAILOVER_SECS:-60}" --kill-at-secs "${KILL_AT:-25}" \
-        --kill-node "${KILL_NODE:-0}" --workers "${FAILOVER_WORKERS:-8}" --drain-secs "${DRAIN_SECS:-60}" --payload "$PAYLOAD" --node-logs "${NODE_LOGS%,}"
+        --kill-node "${KILL_NODE:-0}" --workers "${FAILOVER_WORKERS:-8}" --drain-secs "${DRAIN_SECS:-60}" --payload "$PAYLOAD" --node-logs "${NODE_LOGS%,}" \
+        --client-ping-ms "${CLIENT_PING_MS:-5000}"
     exit 0
 fi
 if [ "$ACTIVE_MEM" != 0 ]; then

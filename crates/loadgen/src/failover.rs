@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use futures::{SinkExt, StreamExt};
 use rtc_core::proto::client_frame::Body as C;
 use rtc_core::proto::server_frame::Body as S;
-use rtc_core::proto::{Ack, Authenticate, ClientFrame, SendMessage, ServerFrame};
+use rtc_core::proto::{Ack, Authenticate, ClientFrame, Ping, SendMessage, ServerFrame};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -95,6 +95,13 @@ pub(crate) struct Args {
     /// Failover run: connections each worker opens at once
     #[arg(long, default_value_t = 64)]
     pub failover_connect_concurrency: usize,
+    /// Failover run: each client sends an app `Ping` this often, whatever else it sends, as the
+    /// SDK does (`im::PING_INTERVAL_MS`, 5 s); 0 = never (clients silent between messages, so
+    /// the server's WebSocket pings and their pongs keep them alive instead). Default on: with
+    /// most connections idle, liveness is a large part of a node's CPU, and silent clients
+    /// measure another path than browsers take (BENCHMARKS.md, "the cost of liveness").
+    #[arg(long, default_value_t = 5000)]
+    pub client_ping_ms: u64,
     /// Internal: run as worker K of the failover run
     #[arg(long, hide = true)]
     pub failover_worker: Option<usize>,
@@ -376,6 +383,8 @@ struct Keys {
     app_key: String,
     app_secret: String,
     payload: usize,
+    /// The clients' app ping interval (`Args::client_ping_ms`; None = no app pings).
+    ping: Option<Duration>,
 }
 
 /// Connects (trying the client's nodes in turn from where it is), authenticates with its
@@ -506,6 +515,8 @@ async fn client_task(c: Rc<RefCell<Client>>, wake: Rc<Notify>, keys: Rc<Keys>, w
             }
         };
         let (mut sink, mut stream) = w.split();
+        // The SDK's app ping, counted from the connection's start.
+        let mut ping = keys.ping.map(|p| tokio::time::interval_at(tokio::time::Instant::now() + p, p));
         // Anything issued while connecting.
         let frames = c.borrow_mut().take_unwritten();
         let mut ok = true;
@@ -521,6 +532,10 @@ async fn client_task(c: Rc<RefCell<Client>>, wake: Rc<Notify>, keys: Rc<Keys>, w
                         if sink.feed(Message::Binary(f.into())).await.is_err() { ok = false; break; }
                     }
                     if ok && sink.flush().await.is_err() { ok = false; }
+                }
+                _ = next_tick(&mut ping) => {
+                    let p = ClientFrame::new(C::Ping(Ping { nonce: 0 }));
+                    if sink.send(Message::Binary(p.to_bytes().into())).await.is_err() { ok = false; }
                 }
                 m = stream.next() => {
                     match m {
@@ -553,6 +568,16 @@ async fn client_task(c: Rc<RefCell<Client>>, wake: Rc<Notify>, keys: Rc<Keys>, w
         let mut cb = c.borrow_mut();
         cb.connected = false;
         cb.noticed = wall_us();
+    }
+}
+
+/// The next tick of `i`; never without one.
+async fn next_tick(i: &mut Option<tokio::time::Interval>) {
+    match i {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
     }
 }
 
@@ -596,7 +621,8 @@ fn rand_below(n: u64) -> u64 {
 pub(crate) fn worker(a: &Args, k: usize, app_key: &str, app_secret: &str, payload: usize) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let local = tokio::task::LocalSet::new();
-    local.block_on(&rt, worker_main(a.clone(), k, Keys { app_key: app_key.into(), app_secret: app_secret.into(), payload }));
+    let ping = (a.client_ping_ms > 0).then(|| Duration::from_millis(a.client_ping_ms));
+    local.block_on(&rt, worker_main(a.clone(), k, Keys { app_key: app_key.into(), app_secret: app_secret.into(), payload, ping }));
 }
 
 async fn worker_main(a: Args, k: usize, keys: Keys) {
