@@ -66,7 +66,9 @@ const RECONNECT_CAP_IN_CALL_MS: f64 = 800.0;
 const RECONNECT_CAP_IDLE_MS: f64 = 4_000.0;
 /// An app `Ping` this often while connected. Browsers hide WebSocket pings from JS, so the
 /// `Pong` is the only way to hear from a quiet server; it also confirms sends
-/// (`Pong.accepted_upto`) that had no receipt.
+/// (`Pong.accepted_upto`) that had no receipt. The server's WebSocket ping waits for these to be
+/// overdue, so an SDK connection costs one ping round trip per interval; 5 s is kept for the
+/// 12 s dead-server detection below (BENCHMARKS.md, "Session 14: the cost of liveness").
 pub const PING_INTERVAL_MS: i64 = 5_000;
 /// Nothing at all received for this long (two pings unanswered) = the connection is dead:
 /// close it (code 4000) and reconnect. Well above a slow mobile RTT, well below the engine's

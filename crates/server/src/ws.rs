@@ -59,9 +59,13 @@ pub mod close_code {
 /// Time allowed to flush the last frames of a closing connection.
 const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// A connection silent this long gets a WebSocket Ping (browsers answer it by themselves).
-/// Well under the idle timeouts of common proxies and NATs (30–60 s), and cheap: one small
-/// frame per idle connection every 5 s.
+/// A connection silent this long gets a WebSocket Ping (browsers answer it by themselves); one
+/// that sends app `Ping`s (the SDK, on this same interval) only once they are overdue, 1.5
+/// intervals ([`crate::outbox::Outbox::app_pinged`]). Well under the idle timeouts of common
+/// proxies and NATs (30–60 s). Kept at 5 s (BENCHMARKS.md, "Session 14: the cost of
+/// liveness"): with each SDK connection pinged once per interval, liveness costs ~19 µs per ping,
+/// ~4 µs per connection per second (5 % of a core at 14,000 connections), and 10 s would halve that
+/// but double the time to notice a vanished peer ([`DEAD_AFTER`] 15 → 30 s; the SDK's 12 → 24 s).
 pub const PING_INTERVAL: Duration = Duration::from_secs(5);
 /// A connection that sent nothing at all (no frame, no pong) for this long is closed as
 /// `Departure::Lost`: three missed pings, so one delayed pong on a congested link is not fatal,
