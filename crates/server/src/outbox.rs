@@ -75,7 +75,8 @@ impl Outbox {
     /// on the server's own interval, and the liveness clock stamps what it hears up to a sweep
     /// tick late, so with one interval nearly every SDK connection also got a WebSocket ping
     /// (and sent its pong) every interval: twice the liveness traffic for nothing. A client
-    /// whose pings stop (a throttled background tab) is still pinged twice before `dead_ms`.
+    /// whose pings stop (a throttled background tab) is still pinged twice before `dead_ms`
+    /// (with `dead_ms` under three intervals, where that would not hold, the old rule stays).
     pub fn app_pinged(&self) {
         if !self.app_pings.load(Ordering::Relaxed) {
             self.app_pings.store(true, Ordering::Relaxed);
@@ -97,7 +98,8 @@ impl Outbox {
             Self::wake(q);
             return true;
         }
-        let ping_after = if self.app_pings.load(Ordering::Relaxed) {
+        // Only where that still leaves two pings before `dead_ms` (the default: 15 s = 3 × 5 s).
+        let ping_after = if self.app_pings.load(Ordering::Relaxed) && dead_ms >= 3 * ping_ms {
             ping_ms + ping_ms / 2
         } else {
             ping_ms
@@ -319,6 +321,12 @@ mod tests {
         }
         assert_eq!(pings(&o), 2);
         assert!(o.check_alive(t0 + 300, 100, 300), "killed");
+        // Closed sooner than three intervals: pinged after one, as a silent client.
+        let o = Outbox::new();
+        o.app_pinged();
+        let t0 = o.last_heard.load(Ordering::Relaxed);
+        assert!(!o.check_alive(t0 + 100, 100, 250));
+        assert_eq!(pings(&o), 1);
     }
 
     #[tokio::test]
