@@ -15,7 +15,7 @@ use std::time::Duration;
 use common::janus_server::{TestJanus, ADMIN_KEY, API_SECRET};
 use common::sfu_client::*;
 use common::{create_group, eventually, private, TestServer, APP_KEY};
-use rcall_server::sfu::{self, JanusSettings};
+use rcall_server::sfu;
 use rtc_core::proto::client_frame::Body as C;
 use rtc_core::proto::server_frame::Body as S;
 use rtc_core::proto::{
@@ -667,9 +667,7 @@ async fn a_janus_that_never_answers_gets_sfu_failed_within_the_request_timeout()
     let j = TestJanus::start();
     let proxy = common::janus_proxy::HoldingProxy::start(&j.url()).await;
     let ts = TestServer::start_with(|c| {
-        let mut s = JanusSettings::new(proxy.url());
-        s.api_secret = Some(API_SECRET.into());
-        s.admin_key = Some(ADMIN_KEY.into());
+        let mut s = settings_at(proxy.url());
         s.request_timeout = Duration::from_millis(800);
         c.janus = Some(s);
     })
@@ -710,6 +708,59 @@ async fn a_janus_that_never_answers_gets_sfu_failed_within_the_request_timeout()
     // The connection and the call go on.
     a.no_sfu(7).await;
     b.send_ok(2, gcall("b1", &["alice"], "gc", hangup())).await;
+}
+
+/// Per-device ordering (docs/sfu.md, "The messages and the relay"): one device's slow Janus
+/// request (every request on alice's publisher handle held by a proxy) does not hold up the
+/// call's other devices — bob publishes and gets Janus's answer while alice's publish still
+/// waits, and hers is answered `SfuFailed` at the request timeout. (With one lock per call,
+/// bob's publish waited behind hers: alice had her `SfuFailed` before bob his answer.)
+#[tokio::test]
+async fn a_slow_janus_request_of_one_device_does_not_hold_up_the_others() {
+    let j = TestJanus::start();
+    let proxy = common::janus_proxy::HoldingProxy::start(&j.url()).await;
+    let ts = TestServer::start_with(|c| {
+        let mut s = settings_at(proxy.url());
+        // (Below the test client's own wait for a frame, `common::WAIT`.)
+        s.request_timeout = Duration::from_secs(2);
+        c.janus = Some(s);
+    })
+    .await;
+    create_group(&ts, "g", &["alice", "bob"]).await;
+    let (mut a, _) = Dev::login(&ts, "alice", "a1").await;
+    let (mut b, _) = Dev::login(&ts, "bob", "b1").await;
+    two_in_call(&mut a, &mut b, "gc").await;
+    let sfu = ts.server.state().sfu.clone().unwrap();
+    let (alice_publisher, _) = sfu
+        .peer_handles(APP_KEY, "gc", "alice", "a1")
+        .await
+        .unwrap();
+    proxy.hold_matching(&format!("/{}", alice_publisher.unwrap()));
+
+    a.c.send(C::SfuPublish(rtc_core::proto::SfuPublish {
+        request_id: 2,
+        call_id: "gc".into(),
+        sdp_offer: offer(),
+    }))
+    .await;
+    eventually("alice's publish reached the holding proxy", || async {
+        proxy.held() >= 1
+    })
+    .await;
+    // Bob's request goes to Janus meanwhile and is answered.
+    answer(b.publish(2, "gc").await, 2);
+    // Alice's is still with Janus: nothing for her yet…
+    a.no_sfu(7).await;
+    // …until its timeout: SfuFailed, and her connection goes on.
+    let r = failed(
+        a.next_sfu().await,
+        2,
+        sfu_pc::PUBLISHER,
+        error_code::SFU_REQUEST_FAILED,
+    );
+    assert!(r.contains("publish"), "{r}");
+    proxy.release();
+    answer(b.publish(3, "gc").await, 3);
 }
 
 /// Janus closes a device's publishing peer connection by itself (ICE failed: its `hangup`

@@ -13,7 +13,12 @@ use rtc_core::proto::server_frame::Body as S;
 use rtc_core::proto::{SendMessage, SfuPublish, SfuSubscribe, SfuWant};
 
 pub fn settings(j: &TestJanus) -> JanusSettings {
-    let mut s = JanusSettings::new(j.url());
+    settings_at(j.url())
+}
+
+/// [`settings`] for a Janus at `url` (a proxy in front of a test Janus).
+pub fn settings_at(url: String) -> JanusSettings {
+    let mut s = JanusSettings::new(url);
     s.api_secret = Some(API_SECRET.into());
     s.admin_key = Some(ADMIN_KEY.into());
     s
