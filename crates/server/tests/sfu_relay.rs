@@ -954,3 +954,59 @@ async fn a_publisher_is_told_the_layers_its_subscribers_take() {
         );
     }
 }
+
+/// Benchmark (prints figures, asserts nothing on time): an 8-member call's join burst against
+/// a real Janus — seven members accept at once (until each has its `SfuJoined`: the sync's
+/// publisher joins), then all eight publish at once (until each has Janus's answer). With one
+/// lock per call both were serialised. Run: `cargo test -p rcall-server --test sfu_relay --
+/// --ignored --nocapture join_burst`.
+#[tokio::test]
+#[ignore = "benchmark"]
+async fn join_burst_of_an_8_member_call() {
+    let j = TestJanus::start();
+    let ts = TestServer::start_with(|c| c.janus = Some(settings(&j))).await;
+    let users: Vec<String> = (0..8).map(|i| format!("u{i}")).collect();
+    let names: Vec<&str> = users.iter().map(String::as_str).collect();
+    create_group(&ts, "g", &names).await;
+    let mut devs = Vec::new();
+    for u in &names {
+        devs.push(Dev::login(&ts, u, &format!("{u}d")).await.0);
+    }
+    let others = |me: usize| -> Vec<&str> {
+        (0..names.len())
+            .filter(|i| *i != me)
+            .map(|i| names[i])
+            .collect()
+    };
+    devs[0]
+        .send_ok(1, gcall("u0d", &others(0), "gc", invite(&others(0))))
+        .await;
+    joined(devs[0].next_sfu().await, "gc");
+    let t0 = std::time::Instant::now();
+    futures::future::join_all(devs.iter_mut().enumerate().skip(1).map(|(i, d)| {
+        let (device, to) = (format!("u{i}d"), others(i));
+        async move {
+            d.send_ok(1, gcall(&device, &to, "gc", accept())).await;
+            joined(d.next_sfu().await, "gc");
+        }
+    }))
+    .await;
+    let joined_in = t0.elapsed();
+    let t1 = std::time::Instant::now();
+    futures::future::join_all(devs.iter_mut().map(|d| async move {
+        let mut reply = d.publish(2, "gc").await;
+        while matches!(reply, S::SfuFeeds(_)) {
+            reply = d.next_sfu().await;
+        }
+        answer(reply, 2);
+    }))
+    .await;
+    let published_in = t1.elapsed();
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "join burst, 8 members: 7 accepts → SfuJoined {:.0} ms; 8 publishes → SfuAnswer {:.0} ms (load {})",
+        joined_in.as_secs_f64() * 1e3,
+        published_in.as_secs_f64() * 1e3,
+        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    );
+}
