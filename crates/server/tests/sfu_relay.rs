@@ -633,32 +633,6 @@ async fn a_subscription_maps_the_offer_mids_to_the_publishing_member() {
     assert!(reoffer.sdp.contains("a=inactive"), "{}", reoffer.sdp);
 }
 
-/// A recvonly answer to Janus's subscriber offer, as a browser would make it (no media flows).
-fn answer_to(offer: &str) -> String {
-    let fp = (0..32u32)
-        .map(|i| format!("{:02X}", i * 11 % 256))
-        .collect::<Vec<_>>()
-        .join(":");
-    offer
-        .split("\r\n")
-        .filter(|l| !l.is_empty())
-        .filter(|l| {
-            !["a=candidate", "a=end-of-candidates", "a=ssrc", "a=msid:"]
-                .iter()
-                .any(|p| l.starts_with(p))
-        })
-        .map(|l| match l {
-            "a=sendonly" => "a=recvonly".to_owned(),
-            "a=setup:actpass" => "a=setup:active".to_owned(),
-            l if l.starts_with("a=ice-ufrag:") => "a=ice-ufrag:wxyz".to_owned(),
-            l if l.starts_with("a=ice-pwd:") => "a=ice-pwd:zyxwvutsrqponmlkjihgfedc".to_owned(),
-            l if l.starts_with("a=fingerprint:") => format!("a=fingerprint:sha-256 {fp}"),
-            l => l.to_owned(),
-        })
-        .map(|l| l + "\r\n")
-        .collect()
-}
-
 /// A Janus that accepts requests and never answers (a proxy that holds them): each SFU request
 /// is answered `SfuFailed` 53004 once the per-request timeout (a setting, short here) runs out,
 /// and the connection stays responsive meanwhile — nothing hangs.

@@ -176,8 +176,14 @@ struct CallState {
     /// publishing connections, until `SfuJoined` / `SfuRestart` make it start afresh).
     layers_told: HashMap<Dev, LayersTold>,
     /// Some seat's device is held by another node (cluster mode): its subscriptions are not
-    /// seen here, so no publisher is paused.
+    /// seen here, so a publisher is paused only below what the other nodes share they take.
     remote_seats: bool,
+    /// Cluster mode: the highest layer the other nodes holding seats take of each Janus feed
+    /// (their shared wishes, `table::RoomTable::wants`); `None` while one of them has not
+    /// shared any: then no publisher is paused (what it takes is unknown).
+    remote_wants: Option<HashMap<String, u32>>,
+    /// This node's wishes as last shared ([`Sfu::relay_local_wants`]).
+    wants_shared: Option<String>,
 }
 
 /// A call's relay state and the locks that order its work (docs/sfu.md, "The messages and
@@ -487,13 +493,20 @@ impl CallState {
             .map(|(j, (d, _))| (d, j))
     }
 
-    /// The highest simulcast layer any subscriber takes of `janus_feed`'s video
-    /// ([`wanted_layer`]); 2 while a seat's device is held by another node (cluster mode: it
-    /// may subscribe there, and this node cannot see those wants).
+    /// The highest simulcast layer any subscriber takes of `janus_feed`'s video: this node's
+    /// ([`wanted_layer`]) and, in cluster mode with seats held elsewhere, the other nodes'
+    /// shared ones (2 while one of them shared none).
     fn wanted_layer(&self, janus_feed: &str) -> u32 {
-        if self.remote_seats {
-            return 2;
-        }
+        let remote = match (&self.remote_wants, self.remote_seats) {
+            (_, false) => 0,
+            (None, true) => return 2,
+            (Some(w), true) => w.get(janus_feed).copied().unwrap_or(0),
+        };
+        remote.max(self.local_wanted_layer(janus_feed))
+    }
+
+    /// What this node's subscribers take of `janus_feed` ([`wanted_layer`]).
+    fn local_wanted_layer(&self, janus_feed: &str) -> u32 {
         wanted_layer(
             self.peers
                 .values()
@@ -687,6 +700,8 @@ impl Sfu {
                 if let Some(cs) = self.call_state(&key, false) {
                     self.publisher_layers(&key, &mut *cs.lock().await);
                 }
+                // (Cluster mode: the publishers' nodes see it at their next pass.)
+                self.share_wants(&key.0, &key.1, false).await;
             }
         }
     }
@@ -1418,6 +1433,50 @@ impl Sfu {
                 // (Its event task ends once it has handled what is queued.)
                 self.relay.event_queues.lock().unwrap().remove(&key);
             }
+        }
+    }
+
+    /// Cluster mode: what the other nodes holding the call's seats take of each feed (`None`:
+    /// one of them shared nothing yet), then the dynacast rule applied with it.
+    pub(super) async fn relay_remote_wants(
+        &self,
+        app: &str,
+        call_id: &str,
+        wants: Option<HashMap<String, u32>>,
+    ) {
+        let key = (app.to_owned(), call_id.to_owned());
+        let Some(call) = self.call_state(&key, false) else {
+            return;
+        };
+        let mut cs = call.lock().await;
+        cs.remote_wants = wants;
+        self.publisher_layers(&key, &mut cs);
+    }
+
+    /// Cluster mode: this node's layer wishes for the call's feeds (`table::wants_value`), if
+    /// they changed since [`Self::relay_wants_shared`] (or `force`: Redis lost them).
+    pub(super) async fn relay_local_wants(
+        &self,
+        app: &str,
+        call_id: &str,
+        force: bool,
+    ) -> Option<String> {
+        let call = self.call_state(&(app.to_owned(), call_id.to_owned()), false)?;
+        let cs = call.lock().await;
+        let mut feeds: Vec<&String> = cs.seats.keys().collect();
+        feeds.sort();
+        let wants: Vec<(String, u32)> = feeds
+            .into_iter()
+            .map(|f| (f.clone(), cs.local_wanted_layer(f)))
+            .collect();
+        let value = super::table::wants_value(&wants);
+        (force || cs.wants_shared.as_ref() != Some(&value)).then_some(value)
+    }
+
+    /// Cluster mode: `value` ([`Self::relay_local_wants`]) is in Redis.
+    pub(super) async fn relay_wants_shared(&self, app: &str, call_id: &str, value: String) {
+        if let Some(call) = self.call_state(&(app.to_owned(), call_id.to_owned()), false) {
+            call.lock().await.wants_shared = Some(value);
         }
     }
 

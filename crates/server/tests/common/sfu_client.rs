@@ -268,3 +268,30 @@ pub fn answer(b: S, request_id: u32) -> String {
         other => panic!("expected SfuAnswer({request_id}), got {other:?}"),
     }
 }
+
+/// A recvonly answer to Janus's subscriber offer, as a browser would make it (no media flows).
+#[allow(dead_code)] // (not every test binary uses it)
+pub fn answer_to(offer: &str) -> String {
+    let fp = (0..32u32)
+        .map(|i| format!("{:02X}", i * 11 % 256))
+        .collect::<Vec<_>>()
+        .join(":");
+    offer
+        .split("\r\n")
+        .filter(|l| !l.is_empty())
+        .filter(|l| {
+            !["a=candidate", "a=end-of-candidates", "a=ssrc", "a=msid:"]
+                .iter()
+                .any(|p| l.starts_with(p))
+        })
+        .map(|l| match l {
+            "a=sendonly" => "a=recvonly".to_owned(),
+            "a=setup:actpass" => "a=setup:active".to_owned(),
+            l if l.starts_with("a=ice-ufrag:") => "a=ice-ufrag:wxyz".to_owned(),
+            l if l.starts_with("a=ice-pwd:") => "a=ice-pwd:zyxwvutsrqponmlkjihgfedc".to_owned(),
+            l if l.starts_with("a=fingerprint:") => format!("a=fingerprint:sha-256 {fp}"),
+            l => l.to_owned(),
+        })
+        .map(|l| l + "\r\n")
+        .collect()
+}
