@@ -41,14 +41,13 @@ pub const SFU_RESTARTS: u8 = 12;
 pub const RETRY_BACKOFF_MS: [Millis; 2] = [1_000, 2_000];
 pub const RETRY_JITTER_PERCENT: i64 = 20;
 
-/// The pause before retry `failures` (≥ 1) of `seed`'s request ([`RETRY_BACKOFF_MS`]), with a
-/// jitter derived from `seed` (this device and call): the engine stays deterministic, and
-/// devices spread out.
-pub fn retry_delay(seed: &str, failures: u8) -> Millis {
+/// The pause before retry `failures` (≥ 1) of a request that failed at `at` (ms on the
+/// engine's clock), [`RETRY_BACKOFF_MS`] with a jitter mixed from `at`: deterministic on a
+/// virtual clock, and devices whose failures arrive even 1 ms apart spread over the range.
+pub fn retry_delay(at: Millis, failures: u8) -> Millis {
     let i = (failures.max(1) as usize - 1).min(RETRY_BACKOFF_MS.len() - 1);
     let base = RETRY_BACKOFF_MS[i];
-    // FNV-1a over the seed and the attempt.
-    let h = seed.bytes().chain([failures]).fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+    let h = (at as u64 ^ failures as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
     let span = base * RETRY_JITTER_PERCENT / 100;
     base - span + (h % (2 * span as u64 + 1)) as Millis
 }
@@ -505,23 +504,20 @@ impl Engine {
                     due.push((call.id.clone(), pc as u32));
                 }
             }
-        }
-        for (call_id, pc) in due {
-            self.sfu_restart_connection(&call_id, pc);
-        }
-        // Failed join requests whose pause is over are asked again.
-        let mut retry: Vec<String> = Vec::new();
-        for call in self.calls.values_mut().filter(|c| c.is_live()) {
-            let Some(s) = call.sfu.as_deref_mut() else { continue };
+            // A failed join request whose pause is over is asked again (`u32::MAX`).
             for at in &mut s.retry_at {
                 if at.is_some_and(|t| t <= now) {
                     *at = None;
-                    retry.push(call.id.clone());
+                    due.push((call.id.clone(), u32::MAX));
                 }
             }
         }
-        for call_id in retry {
-            self.sfu_progress(&call_id);
+        for (call_id, pc) in due {
+            if pc == u32::MAX {
+                self.sfu_progress(&call_id);
+            } else {
+                self.sfu_restart_connection(&call_id, pc);
+            }
         }
     }
 
@@ -587,7 +583,7 @@ impl Engine {
     fn sfu_failed(&mut self, f: proto::SfuFailed) {
         let publish_retries = self.cfg.sfu_publish_retries;
         let subscribe_retries = self.cfg.sfu_subscribe_retries;
-        let (now, seed) = (self.now, format!("{}/{}/{}", self.cfg.self_id, self.cfg.device_id, f.call_id));
+        let now = self.now;
         let call_id = f.call_id.clone();
         let Some(s) = self.sfu_call(&call_id) else { return };
         let publisher = f.pc == sfu_pc::PUBLISHER;
@@ -608,7 +604,7 @@ impl Engine {
             }
             s.publish = Step::Idle;
             s.publish_failures += 1;
-            s.retry_at[sfu_pc::PUBLISHER as usize] = Some(now + retry_delay(&format!("{seed}/p"), s.publish_failures));
+            s.retry_at[sfu_pc::PUBLISHER as usize] = Some(now + retry_delay(now, s.publish_failures));
             let give_up = s.publish_failures > publish_retries;
             self.emit(CallEvent::PublishFail { call_id: call_id.clone(), code: f.code });
             if give_up {
@@ -623,7 +619,7 @@ impl Engine {
             }
             s.wanted.clear();
             s.subscribe_failures += 1;
-            s.retry_at[sfu_pc::SUBSCRIBER as usize] = Some(now + retry_delay(&format!("{seed}/s"), s.subscribe_failures));
+            s.retry_at[sfu_pc::SUBSCRIBER as usize] = Some(now + retry_delay(now, s.subscribe_failures));
             let give_up = s.subscribe_failures > subscribe_retries;
             self.emit(CallEvent::SubscribeFail { call_id: call_id.clone(), code: f.code });
             if give_up {
