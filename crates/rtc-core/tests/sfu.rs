@@ -2,7 +2,8 @@
 //! virtual clock with hand-made server frames. `cargo test -p rtc-core --test sfu`.
 
 use rtc_core::engine::{
-    CallEvent, CallRequest, Command, Input, MediaAction, MediaEvent, Output, Received, SfuAction, SfuEvent, SfuInput, TrackKind, VideoLayer,
+    retry_delay, CallEvent, CallRequest, Command, Input, MediaAction, MediaEvent, Output, Received, SfuAction, SfuEvent, SfuInput,
+    TrackKind, VideoLayer, RETRY_BACKOFF_MS,
 };
 use rtc_core::proto::{self, call_content::Body, client_frame::Body as Frame, conversation_type, sfu_pc, CallContent};
 use rtc_core::types::{end_reason, error_code, MediaType, SessionState};
@@ -399,7 +400,11 @@ fn without_sfu_mode_and_for_one_to_one_calls_the_mesh_stays() {
     assert!(sfu_actions(&p.take()).is_empty());
 }
 
-/// Fails the pending publish `n` times; returns all outputs.
+/// Past the longest pause before a retry ([`RETRY_BACKOFF_MS`] and its jitter).
+const PAST_BACKOFF_MS: i64 = RETRY_BACKOFF_MS[1] * 2;
+
+/// Fails the pending publish `n` times, letting the pause before each retry pass; returns all
+/// outputs.
 fn fail_publishes(dev: &mut Dev, n: usize) -> Vec<Output> {
     let mut all = Vec::new();
     for _ in 0..n {
@@ -408,6 +413,8 @@ fn fail_publishes(dev: &mut Dev, n: usize) -> Vec<Output> {
         let rid = last_publish(&outs).expect("SfuPublish sent");
         all.extend(outs);
         dev.sfu(failed(rid, sfu_pc::PUBLISHER));
+        all.extend(dev.take());
+        dev.advance(PAST_BACKOFF_MS);
         all.extend(dev.take());
     }
     all
@@ -461,6 +468,53 @@ fn a_failed_publish_is_retried_twice_with_is_allow_publish_retry() {
     assert_eq!(b.engine.session(CALL).unwrap().state, SessionState::Keeping);
 }
 
+/// `isAllowPublishRetry` / `isAllowSubscribeRetry`: a failed join request is retried after a
+/// pause (~1 s, then ~2 s, jittered), not at once — a retry at once fails again
+/// while the server moves the call off a dead Janus; each failure still fires its event, and
+/// the last one still ends the call (9 / 10).
+#[test]
+fn failed_join_requests_are_retried_after_a_growing_pause() {
+    let mut b = callee(true, 2);
+    b.sfu(joined(vec![feed("alice", true)], 1));
+    let mut sub = last_subscribe(&b.take()).unwrap().request_id;
+    for failures in 1..=2u8 {
+        // The publish fails: its event at once, the next attempt only after the pause.
+        b.media(SfuEvent::PublishOffer { call_id: CALL.into(), sdp: "local-offer".into() });
+        let rid = last_publish(&b.take()).expect("SfuPublish sent");
+        b.sfu(failed(rid, sfu_pc::PUBLISHER));
+        let outs = b.take();
+        assert_eq!(count(&outs, |e| matches!(e, CallEvent::PublishFail { .. })), 1);
+        assert_eq!(publishes(&outs), 0, "not at once (failure {failures})");
+        let pause = retry_delay(b.now, failures);
+        let base = RETRY_BACKOFF_MS[failures as usize - 1];
+        assert!((base * 4 / 5..=base * 6 / 5).contains(&pause), "{pause}");
+        b.advance(pause - 20);
+        assert_eq!(publishes(&b.take()), 0, "not before the pause");
+        b.advance(30);
+        assert_eq!(publishes(&b.take()), 1, "retried after {pause} ms");
+        // The first subscription likewise; a feed change meanwhile does not ask at once.
+        b.sfu(failed(sub, sfu_pc::SUBSCRIBER));
+        let outs = b.take();
+        assert_eq!(count(&outs, |e| matches!(e, CallEvent::SubscribeFail { .. })), 1);
+        assert!(last_subscribe(&outs).is_none(), "not at once");
+        let pause = retry_delay(b.now, failures);
+        b.advance(pause - 20);
+        b.sfu(feeds(vec![feed("alice", true), feed("carol", true)]));
+        assert!(last_subscribe(&b.take()).is_none(), "not before the pause");
+        b.advance(30);
+        sub = last_subscribe(&b.take()).expect("retried after the pause").request_id;
+    }
+    // The third failure is the last (two retries): the call ends with 9.
+    b.media(SfuEvent::PublishOffer { call_id: CALL.into(), sdp: "local-offer".into() });
+    let rid = last_publish(&b.take()).expect("SfuPublish sent");
+    b.sfu(failed(rid, sfu_pc::PUBLISHER));
+    assert_eq!(hangup_reason(&b.take()), Some(end_reason::PUBLISH_ERROR));
+    // Devices whose failures arrive 1 ms apart spread out.
+    let pauses: std::collections::BTreeSet<i64> = (0..20).map(|i| retry_delay(1_000_000 + i, 1)).collect();
+    assert!(pauses.len() > 10, "{pauses:?}");
+    assert!(pauses.iter().all(|p| (800..=1200).contains(p)), "{pauses:?}");
+}
+
 #[test]
 fn a_failed_join_subscription_is_retried_then_ends_with_10_and_later_ones_are_dropped() {
     // Retries allowed: the first subscription fails twice, then works.
@@ -470,8 +524,10 @@ fn a_failed_join_subscription_is_retried_then_ends_with_10_and_later_ones_are_dr
     let mut fails = 0;
     for _ in 0..2 {
         b.sfu(failed(rid, sfu_pc::SUBSCRIBER));
-        let outs = b.take();
+        let mut outs = b.take();
         fails += count(&outs, |e| matches!(e, CallEvent::SubscribeFail { code: 53004, .. }));
+        b.advance(PAST_BACKOFF_MS);
+        outs.extend(b.take());
         rid = last_subscribe(&outs).expect("subscribes again").request_id;
     }
     assert_eq!(fails, 2);

@@ -501,6 +501,11 @@ impl Config {
                     "--janus / RCALL_JANUS: {twice:?} is listed twice"
                 )));
             }
+            if j.dead_after.is_zero() {
+                return Err(ConfigError::Invalid(
+                    "--janus-dead-after-ms must be > 0".into(),
+                ));
+            }
             if !self.dev && (j.api_secret.is_none() || j.admin_key.is_none()) {
                 return Err(ConfigError::Invalid(
                     "--janus needs --janus-api-secret (Janus's `api_secret`) and \
@@ -891,6 +896,13 @@ static SETTINGS: &[Setting] = &[
     setting!(@row "janus_admin_key", Shape::Value, false,
         "`admin_key` of janus.plugin.videoroom.jcfg (required with --janus outside --dev)",
         |_| None, |c, r| { janus_part(c)?.admin_key = Some(r.value()?); Ok(()) }),
+    setting!(@row "janus_dead_after_ms", Shape::Value, true,
+    "SFU mode: a Janus that answered nothing this long is given up and its calls move to \
+     another, ms (tests)",
+    |_| None, |c, r| {
+        janus_part(c)?.dead_after = Duration::from_millis(r.value()?);
+        Ok(())
+    }),
 ];
 
 /// `--janus A,B`: the first is `url`, the others `more` (secrets shared, set by their own rows).
@@ -1508,6 +1520,25 @@ secret = "second-secret-0123456789"
                 "{url}: {m}"
             );
         }
+    }
+
+    #[test]
+    fn the_janus_give_up_wait_is_a_hidden_setting() {
+        let janus = |args: &[&str]| {
+            let mut all = vec!["--dev", "--janus", "http://j/janus"];
+            all.extend(args);
+            build(&all).map(|c| c.janus.unwrap().dead_after)
+        };
+        assert_eq!(janus(&[]).unwrap(), crate::sfu::DEFAULT_DEAD_AFTER);
+        assert_eq!(
+            janus(&["--janus-dead-after-ms", "1500"]).unwrap(),
+            Duration::from_millis(1500)
+        );
+        assert!(janus(&["--janus-dead-after-ms", "0"]).is_err());
+        let e = build(&["--dev", "--janus-dead-after-ms", "1500"]).unwrap_err();
+        assert!(e.to_string().contains("--janus URL"), "{e}");
+        let row = SETTINGS.iter().find(|s| s.key == "janus_dead_after_ms");
+        assert!(row.unwrap().hidden, "a knob for tests, not in --help");
     }
 
     #[test]

@@ -12,14 +12,15 @@ use std::time::Duration;
 use common::janus_server::TestJanus;
 use common::redis_server::TestRedis;
 use common::sfu_client::{
-    accept, answer, failed, gcall, hangup, invite, joined, settings, three_in_call, two_in_call,
-    Dev,
+    accept, answer, answer_to, failed, gcall, hangup, invite, joined, settings, three_in_call,
+    two_in_call, Dev,
 };
 use common::{create_group, eventually, ChildServer, TestServer, APP_KEY};
 use rcall_server::cluster::RedisUrl;
 use rcall_server::sfu;
+use rtc_core::proto::client_frame::Body as C;
 use rtc_core::proto::server_frame::Body as S;
-use rtc_core::proto::{error_code, sfu_pc};
+use rtc_core::proto::{error_code, sfu_pc, SfuAnswer, SfuLayers, SfuWant};
 use serde_json::json;
 
 async fn node(redis: &TestRedis, j: &TestJanus) -> TestServer {
@@ -160,36 +161,8 @@ async fn a_group_call_with_members_on_two_nodes_runs_through_one_room() {
     let room = sfu::room_id(APP_KEY, "gc");
     assert_eq!(s1.janus().participants(&room).await.unwrap().len(), 2);
 
-    // Alice's media "up" (a remote publisher in her place): bob, on the other node, gets her
-    // feed, under the opaque id alice's own node gives it, and subscribes to it.
-    let alice_janus = s1
-        .peer_janus_feed(APP_KEY, "gc", "alice", "a1")
-        .await
-        .unwrap();
-    let alice_feed = s1.peer_feed(APP_KEY, "gc", "alice", "a1").await.unwrap();
-    let secret = s1.room_secret(&room);
-    s1.janus().kick(&room, &secret, &alice_janus).await.unwrap();
-    let h = s1.janus().attach().await.unwrap();
-    h.request(
-        json!({"request": "add_remote_publisher", "room": room, "secret": secret,
-            "id": alice_janus, "display": "alice", "streams": [
-            {"type": "audio", "mindex": 0, "mid": "0", "codec": "opus"},
-            {"type": "video", "mindex": 1, "mid": "1", "codec": "vp8"},
-        ]}),
-        None,
-    )
-    .await
-    .expect("a remote publisher in alice's place");
-    match b.next_sfu().await {
-        S::SfuFeeds(f) => {
-            assert_eq!(f.feeds.len(), 1, "{f:?}");
-            assert_eq!(
-                (&*f.feeds[0].feed, &*f.feeds[0].user_id),
-                (&*alice_feed, "alice")
-            );
-        }
-        other => panic!("expected SfuFeeds, got {other:?}"),
-    }
+    // Alice's media "up": bob, on the other node, gets her feed and subscribes to it.
+    let alice_feed = alice_media_up(&s1, &mut b, "gc").await;
     let o = match b.subscribe(3, "gc", &[&alice_feed]).await {
         S::SfuOffer(o) => o,
         other => panic!("expected SfuOffer, got {other:?}"),
@@ -618,4 +591,110 @@ async fn a_stale_creation_claim_is_taken_over_without_leaking_the_dead_claimers_
     })
     .await;
     assert!(s.pool()[0].room_exists(&room).await.unwrap());
+}
+
+/// Alice's (a1, on `s1`'s node) media "up": a remote publisher in her place (Janus lists it at
+/// once). Bob, on the other node, gets her feed under the opaque id her own node gives it,
+/// returned.
+async fn alice_media_up(s1: &sfu::Sfu, b: &mut Dev, call: &str) -> String {
+    let room = sfu::room_id(APP_KEY, call);
+    let alice_janus = s1
+        .peer_janus_feed(APP_KEY, call, "alice", "a1")
+        .await
+        .unwrap();
+    let alice_feed = s1.peer_feed(APP_KEY, call, "alice", "a1").await.unwrap();
+    let secret = s1.room_secret(&room);
+    s1.janus().kick(&room, &secret, &alice_janus).await.unwrap();
+    let h = s1.janus().attach().await.unwrap();
+    h.request(
+        json!({"request": "add_remote_publisher", "room": room, "secret": secret,
+            "id": alice_janus, "display": "alice", "streams": [
+            {"type": "audio", "mindex": 0, "mid": "0", "codec": "opus"},
+            {"type": "video", "mindex": 1, "mid": "1", "codec": "vp8"},
+        ]}),
+        None,
+    )
+    .await
+    .expect("a remote publisher in alice's place");
+    match b.next_sfu().await {
+        S::SfuFeeds(f) => {
+            assert_eq!(f.feeds.len(), 1, "{f:?}");
+            assert_eq!(
+                (&*f.feeds[0].feed, &*f.feeds[0].user_id),
+                (&*alice_feed, "alice")
+            );
+        }
+        other => panic!("expected SfuFeeds, got {other:?}"),
+    }
+    alice_feed
+}
+
+/// Paused layers across nodes (docs/sfu.md "Paused layers"): alice publishes on node 1 and
+/// her only subscriber, bob, is on node 2; node 2 shares what bob takes through Redis, so
+/// node 1 tells her to pause what nobody takes — the low layer taken → 0 (after the hold);
+/// her high layer asked → 2. (Before, a publisher with a seat on another node was never
+/// paused: always 2.) The times are printed.
+#[tokio::test]
+async fn a_publisher_is_told_the_layers_its_subscribers_on_another_node_take() {
+    let j = TestJanus::start();
+    let redis = TestRedis::start();
+    let ([n1, _n2], mut a, mut b, _) = across_two_nodes(&redis, &j, "gc").await;
+    let s1 = n1.server.state().sfu.clone().unwrap();
+    // (She does not publish herself: Janus would close her connection when her participant
+    // is replaced, and her node would set her up afresh.)
+    let alice_feed = alice_media_up(&s1, &mut b, "gc").await;
+    // Bob subscribes (one tile: her high layer) and answers.
+    let o = match b.subscribe(3, "gc", &[&alice_feed]).await {
+        S::SfuOffer(o) => o,
+        other => panic!("expected SfuOffer, got {other:?}"),
+    };
+    b.c.send(C::SfuAnswer(SfuAnswer {
+        request_id: 3,
+        call_id: "gc".into(),
+        sdp: answer_to(&o.sdp),
+    }))
+    .await;
+    let told = |max: u32| {
+        let s1 = s1.clone();
+        move || {
+            let s1 = s1.clone();
+            async move {
+                s1.publisher_layers_told(APP_KEY, "gc", "alice", "a1")
+                    .await
+                    .is_some_and(|t| t.max == max && t.lower_since.is_none())
+            }
+        }
+    };
+    // (Before bob subscribed nobody took her video: she may have been told to pause, then to
+    // resume. Once node 1 says "every layer", what was sent is drained.)
+    eventually("alice at every layer", || async {
+        s1.publisher_layers_told(APP_KEY, "gc", "alice", "a1")
+            .await
+            .is_none_or(|t| t.max == 2 && t.lower_since.is_none())
+    })
+    .await;
+    a.no_sfu(8).await;
+    for (sub, expect) in [(0, 0), (2, 2)] {
+        let t = std::time::Instant::now();
+        b.c.send(C::SfuLayers(SfuLayers {
+            call_id: "gc".into(),
+            want: vec![SfuWant {
+                feed: alice_feed.clone(),
+                mid: String::new(),
+                substream: sub,
+            }],
+        }))
+        .await;
+        eventually(&format!("alice told {expect}"), told(expect)).await;
+        assert_eq!(
+            a.next_publisher_layers("gc").await,
+            expect,
+            "bob takes {sub}"
+        );
+        println!(
+            "bob (node 2) takes alice's (node 1) layer {sub}: alice told {expect} after {:?} (LAYERS_HOLD {:?} for lowering, 1 s passes)",
+            t.elapsed(),
+            sfu::relay::LAYERS_HOLD
+        );
+    }
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use common::janus_server::{TestJanus, ADMIN_KEY, API_SECRET};
 use common::sfu_client::*;
 use common::{create_group, eventually, private, TestServer, APP_KEY};
-use rcall_server::sfu::{self, JanusSettings};
+use rcall_server::sfu;
 use rtc_core::proto::client_frame::Body as C;
 use rtc_core::proto::server_frame::Body as S;
 use rtc_core::proto::{
@@ -633,32 +633,6 @@ async fn a_subscription_maps_the_offer_mids_to_the_publishing_member() {
     assert!(reoffer.sdp.contains("a=inactive"), "{}", reoffer.sdp);
 }
 
-/// A recvonly answer to Janus's subscriber offer, as a browser would make it (no media flows).
-fn answer_to(offer: &str) -> String {
-    let fp = (0..32u32)
-        .map(|i| format!("{:02X}", i * 11 % 256))
-        .collect::<Vec<_>>()
-        .join(":");
-    offer
-        .split("\r\n")
-        .filter(|l| !l.is_empty())
-        .filter(|l| {
-            !["a=candidate", "a=end-of-candidates", "a=ssrc", "a=msid:"]
-                .iter()
-                .any(|p| l.starts_with(p))
-        })
-        .map(|l| match l {
-            "a=sendonly" => "a=recvonly".to_owned(),
-            "a=setup:actpass" => "a=setup:active".to_owned(),
-            l if l.starts_with("a=ice-ufrag:") => "a=ice-ufrag:wxyz".to_owned(),
-            l if l.starts_with("a=ice-pwd:") => "a=ice-pwd:zyxwvutsrqponmlkjihgfedc".to_owned(),
-            l if l.starts_with("a=fingerprint:") => format!("a=fingerprint:sha-256 {fp}"),
-            l => l.to_owned(),
-        })
-        .map(|l| l + "\r\n")
-        .collect()
-}
-
 /// A Janus that accepts requests and never answers (a proxy that holds them): each SFU request
 /// is answered `SfuFailed` 53004 once the per-request timeout (a setting, short here) runs out,
 /// and the connection stays responsive meanwhile — nothing hangs.
@@ -667,9 +641,7 @@ async fn a_janus_that_never_answers_gets_sfu_failed_within_the_request_timeout()
     let j = TestJanus::start();
     let proxy = common::janus_proxy::HoldingProxy::start(&j.url()).await;
     let ts = TestServer::start_with(|c| {
-        let mut s = JanusSettings::new(proxy.url());
-        s.api_secret = Some(API_SECRET.into());
-        s.admin_key = Some(ADMIN_KEY.into());
+        let mut s = settings_at(proxy.url());
         s.request_timeout = Duration::from_millis(800);
         c.janus = Some(s);
     })
@@ -710,6 +682,59 @@ async fn a_janus_that_never_answers_gets_sfu_failed_within_the_request_timeout()
     // The connection and the call go on.
     a.no_sfu(7).await;
     b.send_ok(2, gcall("b1", &["alice"], "gc", hangup())).await;
+}
+
+/// Per-device ordering (docs/sfu.md, "The messages and the relay"): one device's slow Janus
+/// request (every request on alice's publisher handle held by a proxy) does not hold up the
+/// call's other devices — bob publishes and gets Janus's answer while alice's publish still
+/// waits, and hers is answered `SfuFailed` at the request timeout. (With one lock per call,
+/// bob's publish waited behind hers: alice had her `SfuFailed` before bob his answer.)
+#[tokio::test]
+async fn a_slow_janus_request_of_one_device_does_not_hold_up_the_others() {
+    let j = TestJanus::start();
+    let proxy = common::janus_proxy::HoldingProxy::start(&j.url()).await;
+    let ts = TestServer::start_with(|c| {
+        let mut s = settings_at(proxy.url());
+        // (Below the test client's own wait for a frame, `common::WAIT`.)
+        s.request_timeout = Duration::from_secs(2);
+        c.janus = Some(s);
+    })
+    .await;
+    create_group(&ts, "g", &["alice", "bob"]).await;
+    let (mut a, _) = Dev::login(&ts, "alice", "a1").await;
+    let (mut b, _) = Dev::login(&ts, "bob", "b1").await;
+    two_in_call(&mut a, &mut b, "gc").await;
+    let sfu = ts.server.state().sfu.clone().unwrap();
+    let (alice_publisher, _) = sfu
+        .peer_handles(APP_KEY, "gc", "alice", "a1")
+        .await
+        .unwrap();
+    proxy.hold_matching(&format!("/{}", alice_publisher.unwrap()));
+
+    a.c.send(C::SfuPublish(rtc_core::proto::SfuPublish {
+        request_id: 2,
+        call_id: "gc".into(),
+        sdp_offer: offer(),
+    }))
+    .await;
+    eventually("alice's publish reached the holding proxy", || async {
+        proxy.held() >= 1
+    })
+    .await;
+    // Bob's request goes to Janus meanwhile and is answered.
+    answer(b.publish(2, "gc").await, 2);
+    // Alice's is still with Janus: nothing for her yet…
+    a.no_sfu(7).await;
+    // …until its timeout: SfuFailed, and her connection goes on.
+    let r = failed(
+        a.next_sfu().await,
+        2,
+        sfu_pc::PUBLISHER,
+        error_code::SFU_REQUEST_FAILED,
+    );
+    assert!(r.contains("publish"), "{r}");
+    proxy.release();
+    answer(b.publish(3, "gc").await, 3);
 }
 
 /// Janus closes a device's publishing peer connection by itself (ICE failed: its `hangup`
@@ -902,4 +927,60 @@ async fn a_publisher_is_told_the_layers_its_subscribers_take() {
             sfu::relay::LAYERS_HOLD
         );
     }
+}
+
+/// Benchmark (prints figures, asserts nothing on time): an 8-member call's join burst against
+/// a real Janus — seven members accept at once (until each has its `SfuJoined`: the sync's
+/// publisher joins), then all eight publish at once (until each has Janus's answer). With one
+/// lock per call both were serialised. Run: `cargo test -p rcall-server --test sfu_relay --
+/// --ignored --nocapture join_burst`.
+#[tokio::test]
+#[ignore = "benchmark"]
+async fn join_burst_of_an_8_member_call() {
+    let j = TestJanus::start();
+    let ts = TestServer::start_with(|c| c.janus = Some(settings(&j))).await;
+    let users: Vec<String> = (0..8).map(|i| format!("u{i}")).collect();
+    let names: Vec<&str> = users.iter().map(String::as_str).collect();
+    create_group(&ts, "g", &names).await;
+    let mut devs = Vec::new();
+    for u in &names {
+        devs.push(Dev::login(&ts, u, &format!("{u}d")).await.0);
+    }
+    let others = |me: usize| -> Vec<&str> {
+        (0..names.len())
+            .filter(|i| *i != me)
+            .map(|i| names[i])
+            .collect()
+    };
+    devs[0]
+        .send_ok(1, gcall("u0d", &others(0), "gc", invite(&others(0))))
+        .await;
+    joined(devs[0].next_sfu().await, "gc");
+    let t0 = std::time::Instant::now();
+    futures::future::join_all(devs.iter_mut().enumerate().skip(1).map(|(i, d)| {
+        let (device, to) = (format!("u{i}d"), others(i));
+        async move {
+            d.send_ok(1, gcall(&device, &to, "gc", accept())).await;
+            joined(d.next_sfu().await, "gc");
+        }
+    }))
+    .await;
+    let joined_in = t0.elapsed();
+    let t1 = std::time::Instant::now();
+    futures::future::join_all(devs.iter_mut().map(|d| async move {
+        let mut reply = d.publish(2, "gc").await;
+        while matches!(reply, S::SfuFeeds(_)) {
+            reply = d.next_sfu().await;
+        }
+        answer(reply, 2);
+    }))
+    .await;
+    let published_in = t1.elapsed();
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "join burst, 8 members: 7 accepts → SfuJoined {:.0} ms; 8 publishes → SfuAnswer {:.0} ms (load {})",
+        joined_in.as_secs_f64() * 1e3,
+        published_in.as_secs_f64() * 1e3,
+        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    );
 }

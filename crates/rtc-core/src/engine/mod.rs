@@ -70,7 +70,7 @@ use crate::small_map::SmallMap;
 pub use event::{CallEvent, EndSummary, OfflineRecord, Sender, SessionView, TrackInfo, UserView};
 pub use io::{CallRequest, Command, CommandId, Input, Millis, OutgoingSignal, Output, PushTexts, Received};
 pub use media::{track_id, CaptureError, LinkState, MediaAction, MediaEvent, Peer, TrackKind, TRACK_TAG};
-pub use sfu::{SfuAction, SfuEvent, SfuInput, SfuTrack, VideoLayer, LOW_LAYER_ABOVE, SFU_RESTARTS};
+pub use sfu::{retry_delay, SfuAction, SfuEvent, SfuInput, SfuTrack, VideoLayer, LOW_LAYER_ABOVE, RETRY_BACKOFF_MS, SFU_RESTARTS};
 pub use timer::{ANSWER_MARGIN_MS, RESTART_GRACE_MS, RESTART_RETRY_MS, RING_TIMEOUT_MS, SELF_CUTOFF_MS};
 
 use crate::proto::{call_content::Body, CallContent, PushConfig, UserProfile};

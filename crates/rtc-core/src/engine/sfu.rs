@@ -34,6 +34,24 @@ use crate::types::{end_reason, MediaType};
 /// (~2 s + 12 x 5 s: past a minute offline the server has ended the call anyway).
 pub const SFU_RESTARTS: u8 = 12;
 
+/// Pause before the join's publish / first subscription is retried after its 1st, 2nd…
+/// failure (`isAllowPublishRetry` / `isAllowSubscribeRetry`), ±[`RETRY_JITTER_PERCENT`]: a
+/// retry at once fails again while the server moves the call off a dead Janus (≥ 10 s), and
+/// every member retrying in step would hit the server together.
+pub const RETRY_BACKOFF_MS: [Millis; 2] = [1_000, 2_000];
+pub const RETRY_JITTER_PERCENT: i64 = 20;
+
+/// The pause before retry `failures` (≥ 1) of a request that failed at `at` (ms on the
+/// engine's clock), [`RETRY_BACKOFF_MS`] with a jitter mixed from `at`: deterministic on a
+/// virtual clock, and devices whose failures arrive even 1 ms apart spread over the range.
+pub fn retry_delay(at: Millis, failures: u8) -> Millis {
+    let i = (failures.max(1) as usize - 1).min(RETRY_BACKOFF_MS.len() - 1);
+    let base = RETRY_BACKOFF_MS[i];
+    let h = (at as u64 ^ failures as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
+    let span = base * RETRY_JITTER_PERCENT / 100;
+    base - span + (h % (2 * span as u64 + 1)) as Millis
+}
+
 /// Above this many remote videos every subscribed video asks for the low simulcast layer
 /// (small tiles); up to it the server picks (-1).
 pub const LOW_LAYER_ABOVE: usize = 4;
@@ -187,6 +205,9 @@ pub(crate) struct SfuCall {
     /// The app's layer per remote user ([`VideoLayer`]; none: the tile default). Kept across
     /// SFU restarts.
     pub layers: Vec<(String, i32)>,
+    /// When a failed publish / join subscription (indexed by `sfu_pc`) is retried
+    /// ([`retry_delay`]); until then it is not asked again.
+    pub retry_at: [Option<Millis>; 2],
 }
 
 fn kind_of(kind: &str) -> Option<TrackKind> {
@@ -318,10 +339,11 @@ impl Engine {
         // Captured (or being re-captured for a camera or microphone change: the shell swaps
         // the track on the sender).
         let captured = call.media_captured();
-        let publish = captured && s.publish == Step::Idle;
+        let waits = |pc: u32| s.retry_at[pc as usize].is_some();
+        let publish = captured && s.publish == Step::Idle && !waits(sfu_pc::PUBLISHER);
         let video = call.media_type.has_video();
         let want = Self::sfu_wants(call, s, &me);
-        let changed = !want.is_empty() && !matches!(s.subscribe, Step::Asked(_)) && want != s.wanted;
+        let changed = !want.is_empty() && !matches!(s.subscribe, Step::Asked(_)) && want != s.wanted && !waits(sfu_pc::SUBSCRIBER);
         // Only layers changed (the app's choice) on a subscription the server has: `SfuLayers`
         // for those streams, no renegotiation.
         let same_streams = s.subscribed_once
@@ -468,7 +490,8 @@ impl Engine {
         self.sfu_restart_due();
     }
 
-    /// Restarts every SFU connection whose time has come (called on every timeout).
+    /// Restarts every SFU connection whose time has come, and asks again for the failed join
+    /// requests whose pause is over (called on every timeout).
     pub(super) fn sfu_restart_due(&mut self) {
         let now = self.now;
         let mut due: Vec<(String, u32)> = Vec::new();
@@ -481,15 +504,27 @@ impl Engine {
                     due.push((call.id.clone(), pc as u32));
                 }
             }
+            // A failed join request whose pause is over is asked again (`u32::MAX`).
+            for at in &mut s.retry_at {
+                if at.is_some_and(|t| t <= now) {
+                    *at = None;
+                    due.push((call.id.clone(), u32::MAX));
+                }
+            }
         }
         for (call_id, pc) in due {
-            self.sfu_restart_connection(&call_id, pc);
+            if pc == u32::MAX {
+                self.sfu_progress(&call_id);
+            } else {
+                self.sfu_restart_connection(&call_id, pc);
+            }
         }
     }
 
-    /// The earliest SFU connection restart of the call.
+    /// The earliest SFU connection restart or request retry of the call.
     pub(super) fn sfu_deadline(call: &super::call::Call) -> Option<Millis> {
-        call.sfu.as_deref().and_then(|s| s.health.iter().filter_map(|h| h.restart_at).min())
+        let s = call.sfu.as_deref()?;
+        s.health.iter().filter_map(|h| h.restart_at).chain(s.retry_at.iter().flatten().copied()).min()
     }
 
     fn sfu_restart_connection(&mut self, call_id: &str, pc: u32) {
@@ -548,6 +583,7 @@ impl Engine {
     fn sfu_failed(&mut self, f: proto::SfuFailed) {
         let publish_retries = self.cfg.sfu_publish_retries;
         let subscribe_retries = self.cfg.sfu_subscribe_retries;
+        let now = self.now;
         let call_id = f.call_id.clone();
         let Some(s) = self.sfu_call(&call_id) else { return };
         let publisher = f.pc == sfu_pc::PUBLISHER;
@@ -568,6 +604,7 @@ impl Engine {
             }
             s.publish = Step::Idle;
             s.publish_failures += 1;
+            s.retry_at[sfu_pc::PUBLISHER as usize] = Some(now + retry_delay(now, s.publish_failures));
             let give_up = s.publish_failures > publish_retries;
             self.emit(CallEvent::PublishFail { call_id: call_id.clone(), code: f.code });
             if give_up {
@@ -582,6 +619,7 @@ impl Engine {
             }
             s.wanted.clear();
             s.subscribe_failures += 1;
+            s.retry_at[sfu_pc::SUBSCRIBER as usize] = Some(now + retry_delay(now, s.subscribe_failures));
             let give_up = s.subscribe_failures > subscribe_retries;
             self.emit(CallEvent::SubscribeFail { call_id: call_id.clone(), code: f.code });
             if give_up {

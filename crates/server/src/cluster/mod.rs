@@ -55,6 +55,7 @@
 //! | `rcall:{A}:ch:rooms` (channel) | pub/sub | the rooms events as `<n> <t>\n<event>` | — |
 //! | `rcall:{A}:sfu:C` | hash | SFU mode: call `C`'s Janus room — `janus`, `room`, `epoch`, `state`, a seat per member device ([`crate::sfu::table`]) | taken (deleted) by the node that destroys the room |
 //! | `rcall:{A}:sfucalls` | set | SFU mode: the calls with a room row | member removed with the row |
+//! | `rcall:{A}:sfuwants:C` | hash | SFU mode: per node, the simulcast layer its subscribers take of each feed (`sfu::table`) | deleted with the row |
 //! | `rcall:{A}:ch:<name>` (channel) | pub/sub | app-wide channels | — |
 //! | `rcall:node:<id>` (channel) | pub/sub | addressed to one node | — |
 

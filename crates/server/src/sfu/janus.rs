@@ -825,6 +825,9 @@ impl Session {
 }
 
 /// A participant handle on the videoroom plugin (one per device's publisher or subscriber).
+/// A clone names the same Janus handle: the relay sends a device's request on a copy, without
+/// holding its call's state across the request.
+#[derive(Clone)]
 pub struct Handle {
     client: JanusClient,
     session: Arc<Session>,

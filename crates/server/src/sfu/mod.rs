@@ -1217,9 +1217,55 @@ impl Sfu {
                 node: s.node.clone(),
             })
             .collect();
+        // Paused layers across nodes: what the other nodes holding seats take of each feed.
+        let others: std::collections::BTreeSet<&str> = row
+            .seats
+            .iter()
+            .map(|s| s.node.as_str())
+            .filter(|n| *n != me)
+            .collect();
+        let mut mine_lost = false;
+        if !others.is_empty() && !local.is_empty() {
+            let all = t.wants(app, call_id).await?;
+            mine_lost = !all.contains_key(&me);
+            let mut merged = Some(HashMap::<String, u32>::new());
+            for n in &others {
+                match (all.get(*n), merged.as_mut()) {
+                    (Some(w), Some(m)) => {
+                        for (f, l) in w {
+                            let e = m.entry(f.clone()).or_default();
+                            *e = (*e).max(*l);
+                        }
+                    }
+                    // (It shared nothing yet: what it takes is unknown.)
+                    (None, _) => merged = None,
+                    (Some(_), None) => {}
+                }
+            }
+            self.relay_remote_wants(app, call_id, merged).await;
+        }
         self.relay_seats(janus, app, call_id, &room, row.epoch, &seats, &local, false)
             .await;
+        self.share_wants(app, call_id, mine_lost).await;
         Ok(())
+    }
+
+    /// Cluster mode: shares this node's layer wishes for a call's feeds when they changed
+    /// (`force`: Redis lost them), so the publishers' nodes pause only what no node takes
+    /// (docs/sfu.md "Paused layers"). A failure is logged; the next pass shares them.
+    async fn share_wants(&self, app: &str, call_id: &str, force: bool) {
+        let Some(c) = self.cluster.get() else {
+            return;
+        };
+        let Some(value) = self.relay_local_wants(app, call_id, force).await else {
+            return;
+        };
+        match c.table.set_wants(app, call_id, &value).await {
+            Ok(()) => self.relay_wants_shared(app, call_id, value).await,
+            Err(e) => {
+                tracing::info!(call = call_id, error = %e, "SFU: sharing layer wishes failed (retried)")
+            }
+        }
     }
 
     /// Redis lost the call's row (restarted without persistence) while this node holds the

@@ -24,6 +24,7 @@
 //! request is bounded ([`super::janus`]: 10 s), so a request never hangs.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,7 +36,7 @@ use rtc_core::proto::{
 };
 use serde_json::{json, Value};
 
-use super::janus::{Handle, JanusClient, JanusError};
+use super::janus::{Handle, JanusClient, JanusError, PluginReply};
 use super::Sfu;
 use crate::hub::{encode_body, ConnId, Outbox, Outgoing, PushError};
 
@@ -88,6 +89,8 @@ struct SubStream {
 
 /// A member device's side of a call on Janus (devices connected to this node).
 struct Peer {
+    /// Unique per peer ([`Relay::peer_serial`]).
+    serial: u64,
     /// The Janus of the call's room (its subscriber handle is attached there too).
     janus: JanusClient,
     /// Its participant id in the room (Janus's; never sent to clients).
@@ -173,14 +176,57 @@ struct CallState {
     /// publishing connections, until `SfuJoined` / `SfuRestart` make it start afresh).
     layers_told: HashMap<Dev, LayersTold>,
     /// Some seat's device is held by another node (cluster mode): its subscriptions are not
-    /// seen here, so no publisher is paused.
+    /// seen here, so a publisher is paused only below what the other nodes share they take.
     remote_seats: bool,
+    /// Cluster mode: the highest layer the other nodes holding seats take of each Janus feed
+    /// (their shared wishes, `table::RoomTable::wants`); `None` while one of them has not
+    /// shared any: then no publisher is paused (what it takes is unknown).
+    remote_wants: Option<HashMap<String, u32>>,
+    /// This node's wishes as last shared ([`Sfu::relay_local_wants`]).
+    wants_shared: Option<String>,
+}
+
+/// A call's relay state and the locks that order its work (docs/sfu.md, "The messages and
+/// the relay"): a device's requests run in order on its lane, different devices' at once.
+#[derive(Default)]
+struct Call {
+    /// What is call-wide (seats, feed list, `SfuFeeds` fan-out, layer wishes, the peers).
+    /// Never held across a Janus request: one device's slow request must not hold up the
+    /// call's other devices.
+    state: tokio::sync::Mutex<CallState>,
+    /// One lane per device, held for each of its requests from start to reply: its requests
+    /// reach Janus in the order it sent them (also across its connections).
+    lanes: Mutex<HashMap<Dev, Arc<tokio::sync::Mutex<()>>>>,
+    /// Held by a membership sync ([`Sfu::relay_seats`]) for its whole run: one at a time per
+    /// call, while its publisher joins run without the state lock.
+    sync: tokio::sync::Mutex<()>,
+}
+
+impl Call {
+    async fn lock(&self) -> tokio::sync::MutexGuard<'_, CallState> {
+        self.state.lock().await
+    }
+
+    /// Waits for a device's turn.
+    async fn lane(&self, dev: &Dev) -> tokio::sync::OwnedMutexGuard<()> {
+        let lane = self
+            .lanes
+            .lock()
+            .unwrap()
+            .entry(dev.clone())
+            .or_default()
+            .clone();
+        lane.lock_owned().await
+    }
 }
 
 /// The relay's state, kept in [`Sfu`].
 #[derive(Default)]
 pub struct Relay {
-    calls: Mutex<HashMap<CallKey, Arc<tokio::sync::Mutex<CallState>>>>,
+    calls: Mutex<HashMap<CallKey, Arc<Call>>>,
+    /// Numbers peers: a request that ran without the state lock writes its result only to the
+    /// peer it started on (not to one a sync put in its place meanwhile).
+    peer_serial: std::sync::atomic::AtomicU64,
     /// (app, user, device) → its live connections.
     conns: Mutex<HashMap<DevKey, Conns>>,
     /// Janus handle id → whose handle it is (events are routed by `sender`).
@@ -213,6 +259,26 @@ fn not_member(request_id: u32, call_id: &str, pc: u32) -> Body {
          accepted may publish or subscribe, after their SfuJoined)"
             .into(),
     )
+}
+
+/// A request of a device whose Janus side is being set up again (`SfuRestart` follows).
+fn being_reset(request_id: u32, call_id: &str, pc: u32) -> Body {
+    failed(
+        request_id,
+        call_id,
+        pc,
+        error_code::SFU_REQUEST_FAILED,
+        "this device's SFU connection is being set up again (SfuRestart follows)".into(),
+    )
+}
+
+/// A stream in a subscriber's `join` / `update`: a publisher's `mid`, or (empty) its whole feed.
+fn stream_ref(feed: &str, mid: &str) -> Value {
+    if mid.is_empty() {
+        json!({"feed": feed})
+    } else {
+        json!({"feed": feed, "mid": mid})
+    }
 }
 
 fn janus_failed(request_id: u32, call_id: &str, pc: u32, what: &str, e: &JanusError) -> Body {
@@ -357,13 +423,6 @@ fn sub_streams_of(data: &serde_json::Map<String, Value>) -> Vec<SubStream> {
 /// The `update` that takes a subscriber handle from `streams` to `wants` (Janus feed, publisher
 /// mid — empty: the whole feed —, substream); `None` when nothing changes.
 fn update_body(streams: &[SubStream], wants: &[(String, String, i32)]) -> Option<Value> {
-    let stream = |feed: &str, mid: &str| {
-        if mid.is_empty() {
-            json!({"feed": feed})
-        } else {
-            json!({"feed": feed, "mid": mid})
-        }
-    };
     let wanted = |s: &SubStream| {
         wants
             .iter()
@@ -372,7 +431,7 @@ fn update_body(streams: &[SubStream], wants: &[(String, String, i32)]) -> Option
     let unsubscribe: Vec<Value> = streams
         .iter()
         .filter(|s| !wanted(s))
-        .map(|s| stream(&s.feed, &s.feed_mid))
+        .map(|s| stream_ref(&s.feed, &s.feed_mid))
         .collect();
     let subscribe: Vec<Value> = wants
         .iter()
@@ -381,7 +440,7 @@ fn update_body(streams: &[SubStream], wants: &[(String, String, i32)]) -> Option
                 .iter()
                 .any(|s| s.feed == *f && (m.is_empty() || *m == s.feed_mid))
         })
-        .map(|(f, m, _)| stream(f, m))
+        .map(|(f, m, _)| stream_ref(f, m))
         .collect();
     if subscribe.is_empty() && unsubscribe.is_empty() {
         return None;
@@ -415,6 +474,12 @@ impl CallState {
         out
     }
 
+    /// A device's peer, if it is still the one numbered `serial` (not replaced by a sync while
+    /// a request ran without the state lock).
+    fn peer_of(&mut self, dev: &Dev, serial: u64) -> Option<&mut Peer> {
+        self.peers.get_mut(dev).filter(|p| p.serial == serial)
+    }
+
     /// (device, opaque id) of a Janus feed.
     fn by_janus_feed(&self, feed: &str) -> Option<(&Dev, &String)> {
         self.seats.get(feed).map(|(d, o)| (d, o))
@@ -428,13 +493,20 @@ impl CallState {
             .map(|(j, (d, _))| (d, j))
     }
 
-    /// The highest simulcast layer any subscriber takes of `janus_feed`'s video
-    /// ([`wanted_layer`]); 2 while a seat's device is held by another node (cluster mode: it
-    /// may subscribe there, and this node cannot see those wants).
+    /// The highest simulcast layer any subscriber takes of `janus_feed`'s video: this node's
+    /// ([`wanted_layer`]) and, in cluster mode with seats held elsewhere, the other nodes'
+    /// shared ones (2 while one of them shared none).
     fn wanted_layer(&self, janus_feed: &str) -> u32 {
-        if self.remote_seats {
-            return 2;
-        }
+        let remote = match (&self.remote_wants, self.remote_seats) {
+            (_, false) => 0,
+            (None, true) => return 2,
+            (Some(w), true) => w.get(janus_feed).copied().unwrap_or(0),
+        };
+        remote.max(self.local_wanted_layer(janus_feed))
+    }
+
+    /// What this node's subscribers take of `janus_feed` ([`wanted_layer`]).
+    fn local_wanted_layer(&self, janus_feed: &str) -> u32 {
         wanted_layer(
             self.peers
                 .values()
@@ -460,11 +532,7 @@ impl CallState {
 }
 
 impl Sfu {
-    fn call_state(
-        &self,
-        key: &CallKey,
-        create: bool,
-    ) -> Option<Arc<tokio::sync::Mutex<CallState>>> {
+    fn call_state(&self, key: &CallKey, create: bool) -> Option<Arc<Call>> {
         let mut calls = self.relay.calls.lock().unwrap();
         match calls.get(key) {
             Some(c) => Some(c.clone()),
@@ -518,7 +586,7 @@ impl Sfu {
     }
 
     async fn announce_again(&self, app: &str, user: &str, device: &str) {
-        let calls: Vec<(CallKey, Arc<tokio::sync::Mutex<CallState>>)> = self
+        let calls: Vec<(CallKey, Arc<Call>)> = self
             .relay
             .calls
             .lock()
@@ -632,6 +700,8 @@ impl Sfu {
                 if let Some(cs) = self.call_state(&key, false) {
                     self.publisher_layers(&key, &mut *cs.lock().await);
                 }
+                // (Cluster mode: the publishers' nodes see it at their next pass.)
+                self.share_wants(&key.0, &key.1, false).await;
             }
         }
     }
@@ -682,44 +752,44 @@ impl Sfu {
         let pc = sfu_pc::PUBLISHER;
         let key = (from.app.clone(), r.call_id.clone());
         let me = (from.user.clone(), from.device.clone());
-        let Some(cs) = self.call_state(&key, false) else {
+        let Some(call) = self.call_state(&key, false) else {
             return not_member(r.request_id, &r.call_id, pc);
         };
-        let mut cs = cs.lock().await;
-        let Some(peer) = cs.peers.get_mut(&me) else {
-            return not_member(r.request_id, &r.call_id, pc);
-        };
-        if r.sdp_offer.is_empty() {
-            return failed(
-                r.request_id,
-                &r.call_id,
-                pc,
-                error_code::INVALID_PARAMETER,
-                "empty SDP offer".into(),
-            );
-        }
-        let Some(h) = &peer.publisher else {
-            return failed(
-                r.request_id,
-                &r.call_id,
-                pc,
-                error_code::SFU_REQUEST_FAILED,
-                "this device's SFU connection is being set up again (SfuRestart follows)".into(),
-            );
-        };
-        // First time `publish`; a renegotiation (tracks added, removed, replaced) `configure`.
-        let request = if peer.published {
-            "configure"
-        } else {
-            "publish"
+        let _lane = call.lane(&me).await;
+        let (h, serial, request) = {
+            let cs = call.lock().await;
+            let Some(peer) = cs.peers.get(&me) else {
+                return not_member(r.request_id, &r.call_id, pc);
+            };
+            if r.sdp_offer.is_empty() {
+                return failed(
+                    r.request_id,
+                    &r.call_id,
+                    pc,
+                    error_code::INVALID_PARAMETER,
+                    "empty SDP offer".into(),
+                );
+            }
+            let Some(h) = peer.publisher.clone() else {
+                return being_reset(r.request_id, &r.call_id, pc);
+            };
+            // First time `publish`; a renegotiation (tracks added, removed, replaced) `configure`.
+            let request = if peer.published {
+                "configure"
+            } else {
+                "publish"
+            };
+            (h, peer.serial, request)
         };
         let jsep = json!({"type": "offer", "sdp": r.sdp_offer});
         match h.request(json!({"request": request}), Some(jsep)).await {
             Ok(reply) => match reply.jsep.as_ref().and_then(|j| j["sdp"].as_str()) {
                 Some(sdp) => {
-                    peer.published = true;
-                    if request == "publish" {
-                        peer.up = false; // (a new connection: `webrtcup` follows)
+                    if let Some(peer) = call.lock().await.peer_of(&me, serial) {
+                        peer.published = true;
+                        if request == "publish" {
+                            peer.up = false; // (a new connection: `webrtcup` follows)
+                        }
                     }
                     Body::SfuAnswer(SfuAnswer {
                         request_id: r.request_id,
@@ -740,92 +810,138 @@ impl Sfu {
     }
 
     async fn subscribe(&self, from: &Requester, r: SfuSubscribe) -> Body {
+        /// What to ask Janus, decided under the state lock and sent without it.
+        enum Step {
+            /// The first subscription: attach a subscriber handle and join with this body.
+            Join(JanusClient, Value),
+            /// `update` (or an ICE-restart `configure`) on the subscriber handle.
+            Ask(Handle, Value, &'static str),
+            /// Nothing to renegotiate now: the layers set, the current map sent, no SDP.
+            Map(Handle, Vec<SubStream>, Vec<SfuMid>),
+        }
         let pc = sfu_pc::SUBSCRIBER;
         let key = (from.app.clone(), r.call_id.clone());
         let me = (from.user.clone(), from.device.clone());
-        let Some(cs) = self.call_state(&key, false) else {
+        let Some(call) = self.call_state(&key, false) else {
             return not_member(r.request_id, &r.call_id, pc);
         };
-        let mut guard = cs.lock().await;
-        let cs = &mut *guard;
-        if !cs.peers.contains_key(&me) {
-            return not_member(r.request_id, &r.call_id, pc);
-        }
-        // Opaque ids → Janus feeds.
-        let mut wants: Vec<(String, String, i32)> = Vec::new();
-        for w in &r.want {
-            match cs.by_opaque(&w.feed) {
-                Some(((u, d), janus_feed)) if (u, d) != (&me.0, &me.1) => {
-                    wants.push((janus_feed.clone(), w.mid.clone(), w.substream))
-                }
-                _ => {
-                    return failed(
-                        r.request_id,
-                        &r.call_id,
-                        pc,
-                        error_code::INVALID_PARAMETER,
-                        format!("no feed {:?} of another member in this call", w.feed),
-                    )
+        let _lane = call.lane(&me).await;
+        let (step, wants, serial) = {
+            let mut guard = call.lock().await;
+            let cs = &mut *guard;
+            if !cs.peers.contains_key(&me) {
+                return not_member(r.request_id, &r.call_id, pc);
+            }
+            // Opaque ids → Janus feeds.
+            let mut wants: Vec<(String, String, i32)> = Vec::new();
+            for w in &r.want {
+                match cs.by_opaque(&w.feed) {
+                    Some(((u, d), janus_feed)) if (u, d) != (&me.0, &me.1) => {
+                        wants.push((janus_feed.clone(), w.mid.clone(), w.substream))
+                    }
+                    _ => {
+                        return failed(
+                            r.request_id,
+                            &r.call_id,
+                            pc,
+                            error_code::INVALID_PARAMETER,
+                            format!("no feed {:?} of another member in this call", w.feed),
+                        )
+                    }
                 }
             }
-        }
-        // The device missed our latest offer (lost while it was disconnected): it goes again
-        // first, as Janus holds any update until it is answered.
-        let behind = cs
-            .peers
-            .get(&me)
-            .filter(|p| p.subscriber.is_some() && r.offer_version.is_some_and(|v| v < p.offer.0));
-        if let Some(p) = behind {
-            let o = SfuOffer {
-                request_id: 0,
-                call_id: r.call_id.clone(),
-                sdp: p.offer.1.clone(),
-                mids: cs.mids(&p.sub_streams),
-                version: p.offer.0,
-            };
-            self.send_to(&from.app, &from.user, &from.device, Body::SfuOffer(o));
-        }
-        let peer = cs.peers.get_mut(&me).expect("checked above");
-        let stream = |feed: &str, mid: &str| {
-            if mid.is_empty() {
-                json!({"feed": feed})
-            } else {
-                json!({"feed": feed, "mid": mid})
-            }
-        };
-        peer.sub_layers = wants.clone();
-        let reply = match &peer.subscriber {
-            None => {
-                if wants.is_empty() {
-                    return Body::SfuOffer(SfuOffer {
-                        request_id: r.request_id,
-                        call_id: r.call_id,
-                        sdp: String::new(),
-                        mids: Vec::new(),
-                        version: 0,
-                    });
-                }
-                let Some(private_id) = peer.private_id else {
-                    return failed(
-                        r.request_id,
-                        &r.call_id,
-                        pc,
-                        error_code::SFU_REQUEST_FAILED,
-                        "this device's SFU connection is being set up again (SfuRestart follows)"
-                            .into(),
-                    );
+            // The device missed our latest offer (lost while it was disconnected): it goes
+            // again first, as Janus holds any update until it is answered.
+            let behind = cs.peers.get(&me).filter(|p| {
+                p.subscriber.is_some() && r.offer_version.is_some_and(|v| v < p.offer.0)
+            });
+            if let Some(p) = behind {
+                let o = SfuOffer {
+                    request_id: 0,
+                    call_id: r.call_id.clone(),
+                    sdp: p.offer.1.clone(),
+                    mids: cs.mids(&p.sub_streams),
+                    version: p.offer.0,
                 };
-                let h = match peer.janus.attach().await {
+                self.send_to(&from.app, &from.user, &from.device, Body::SfuOffer(o));
+            }
+            let peer = cs.peers.get_mut(&me).expect("checked above");
+            peer.sub_layers = wants.clone();
+            let step = match &peer.subscriber {
+                None => {
+                    if wants.is_empty() {
+                        return Body::SfuOffer(SfuOffer {
+                            request_id: r.request_id,
+                            call_id: r.call_id,
+                            sdp: String::new(),
+                            mids: Vec::new(),
+                            version: 0,
+                        });
+                    }
+                    let Some(private_id) = peer.private_id else {
+                        return being_reset(r.request_id, &r.call_id, pc);
+                    };
+                    let streams: Vec<Value> =
+                        wants.iter().map(|(f, m, _)| stream_ref(f, m)).collect();
+                    let body = json!({
+                        "request": "join", "ptype": "subscriber", "room": peer.room,
+                        "private_id": private_id, "token": peer.token, "streams": streams,
+                    });
+                    Step::Join(peer.janus.clone(), body)
+                }
+                Some(h) => {
+                    let body = if peer.sub_offer_out {
+                        // Sent once the client's answer to the outstanding offer is started.
+                        peer.sub_deferred = Some(wants.clone());
+                        None
+                    } else {
+                        update_body(&peer.sub_streams, &wants)
+                    };
+                    match body {
+                        Some(body) => Step::Ask(h.clone(), body, "update"),
+                        // The device's receiving connection lost its transport: Janus offers
+                        // again with fresh ICE credentials.
+                        None if r.restart && !peer.sub_offer_out => Step::Ask(
+                            h.clone(),
+                            json!({"request": "configure", "restart": true}),
+                            "configure",
+                        ),
+                        None => {
+                            let (h, streams) = (h.clone(), peer.sub_streams.clone());
+                            let mids = cs.mids(&streams);
+                            Step::Map(h, streams, mids)
+                        }
+                    }
+                }
+            };
+            let serial = cs.peers[&me].serial;
+            (step, wants, serial)
+        };
+        let reply = match step {
+            Step::Map(h, streams, mids) => {
+                self.apply_layers(&h, &streams, &wants).await;
+                return Body::SfuOffer(SfuOffer {
+                    request_id: r.request_id,
+                    call_id: r.call_id,
+                    sdp: String::new(),
+                    mids,
+                    version: 0,
+                });
+            }
+            Step::Ask(h, body, what) => h.request(body, None).await.map_err(|e| (what, e)),
+            Step::Join(janus, body) => {
+                let h = match janus.attach().await {
                     Ok(h) => h,
                     Err(e) => return janus_failed(r.request_id, &r.call_id, pc, "attach", &e),
                 };
-                let streams: Vec<Value> = wants.iter().map(|(f, m, _)| stream(f, m)).collect();
-                let body = json!({
-                    "request": "join", "ptype": "subscriber", "room": peer.room,
-                    "private_id": private_id, "token": peer.token, "streams": streams,
-                });
                 match h.request(body, None).await {
                     Ok(reply) => {
+                        let mut cs = call.lock().await;
+                        let Some(peer) = cs.peer_of(&me, serial) else {
+                            // (Set up again meanwhile: this handle belongs to nobody.)
+                            tokio::spawn(h.detach());
+                            return being_reset(r.request_id, &r.call_id, pc);
+                        };
                         self.relay
                             .handles
                             .lock()
@@ -840,73 +956,46 @@ impl Sfu {
                     }
                 }
             }
-            Some(h) => {
-                let body = if peer.sub_offer_out {
-                    // Sent once the client's answer to the outstanding offer is started.
-                    peer.sub_deferred = Some(wants.clone());
-                    None
-                } else {
-                    update_body(&peer.sub_streams, &wants)
-                };
-                match body {
-                    Some(body) => h.request(body, None).await.map_err(|e| ("update", e)),
-                    None if r.restart && !peer.sub_offer_out => {
-                        // The device's receiving connection lost its transport: Janus offers
-                        // again with fresh ICE credentials.
-                        h.request(json!({"request": "configure", "restart": true}), None)
-                            .await
-                            .map_err(|e| ("configure", e))
-                    }
-                    None => {
-                        // Nothing to renegotiate now: the current map, no SDP.
-                        let streams = peer.sub_streams.clone();
-                        self.apply_layers(h, &streams, &wants).await;
-                        let mids = cs.mids(&streams);
-                        return Body::SfuOffer(SfuOffer {
-                            request_id: r.request_id,
-                            call_id: r.call_id,
-                            sdp: String::new(),
-                            mids,
-                            version: 0,
-                        });
-                    }
-                }
-            }
         };
-        match reply {
-            Ok(reply) => {
-                // ("updating": an earlier offer is not answered yet; Janus sends this one when
-                // it is, as an event → `SfuOffer` with request id 0. Until then: the map only.)
-                let peer = cs.peers.get_mut(&me).expect("checked above");
-                if reply.data.contains_key("streams") {
-                    peer.sub_streams = sub_streams_of(&reply.data);
-                }
-                // An offer now, or one Janus sends when it applies a held update.
-                peer.sub_offer_out |= reply.jsep.is_some()
-                    || reply.data.get("videoroom").and_then(Value::as_str) == Some("updating");
-                let streams = peer.sub_streams.clone();
-                if let Some(h) = &peer.subscriber {
-                    self.apply_layers(h, &streams, &wants).await;
-                }
-                let mids = cs.mids(&streams);
-                let peer = cs.peers.get_mut(&me).expect("checked above");
-                Body::SfuOffer(
-                    peer.versioned(SfuOffer {
-                        request_id: r.request_id,
-                        call_id: r.call_id,
-                        sdp: reply
-                            .jsep
-                            .as_ref()
-                            .and_then(|j| j["sdp"].as_str())
-                            .unwrap_or_default()
-                            .to_owned(),
-                        mids,
-                        version: 0,
-                    }),
-                )
+        let reply = match reply {
+            Ok(reply) => reply,
+            Err((what, e)) => return janus_failed(r.request_id, &r.call_id, pc, what, &e),
+        };
+        let (offer, h, streams) = {
+            let mut guard = call.lock().await;
+            let cs = &mut *guard;
+            let Some(peer) = cs.peer_of(&me, serial) else {
+                return being_reset(r.request_id, &r.call_id, pc);
+            };
+            // ("updating": an earlier offer is not answered yet; Janus sends this one when it
+            // is, as an event → `SfuOffer` with request id 0. Until then: the map only.)
+            if reply.data.contains_key("streams") {
+                peer.sub_streams = sub_streams_of(&reply.data);
             }
-            Err((what, e)) => janus_failed(r.request_id, &r.call_id, pc, what, &e),
+            // An offer now, or one Janus sends when it applies a held update.
+            peer.sub_offer_out |= reply.jsep.is_some()
+                || reply.data.get("videoroom").and_then(Value::as_str) == Some("updating");
+            let (h, streams) = (peer.subscriber.clone(), peer.sub_streams.clone());
+            let mids = cs.mids(&streams);
+            let peer = cs.peers.get_mut(&me).expect("looked up above");
+            let offer = peer.versioned(SfuOffer {
+                request_id: r.request_id,
+                call_id: r.call_id,
+                sdp: reply
+                    .jsep
+                    .as_ref()
+                    .and_then(|j| j["sdp"].as_str())
+                    .unwrap_or_default()
+                    .to_owned(),
+                mids,
+                version: 0,
+            });
+            (offer, h, streams)
+        };
+        if let Some(h) = h {
+            self.apply_layers(&h, &streams, &wants).await;
         }
+        Body::SfuOffer(offer)
     }
 
     /// Sets the simulcast layer of each wanted video stream (`-1`: by the tile count).
@@ -948,77 +1037,96 @@ impl Sfu {
         let pc = sfu_pc::SUBSCRIBER;
         let key = (from.app.clone(), r.call_id.clone());
         let me = (from.user.clone(), from.device.clone());
-        let Some(cs) = self.call_state(&key, false) else {
+        let Some(call) = self.call_state(&key, false) else {
             return Some(not_member(r.request_id, &r.call_id, pc));
         };
-        let mut guard = cs.lock().await;
-        let cs = &mut *guard;
-        let Some(peer) = cs.peers.get_mut(&me) else {
-            return Some(not_member(r.request_id, &r.call_id, pc));
-        };
-        let Some(h) = &peer.subscriber else {
-            return Some(failed(
-                r.request_id,
-                &r.call_id,
-                pc,
-                error_code::INVALID_PARAMETER,
-                "SfuAnswer without a subscription (send SfuSubscribe first)".into(),
-            ));
+        let _lane = call.lane(&me).await;
+        let (h, serial) = {
+            let cs = call.lock().await;
+            let Some(peer) = cs.peers.get(&me) else {
+                return Some(not_member(r.request_id, &r.call_id, pc));
+            };
+            let Some(h) = peer.subscriber.clone() else {
+                return Some(failed(
+                    r.request_id,
+                    &r.call_id,
+                    pc,
+                    error_code::INVALID_PARAMETER,
+                    "SfuAnswer without a subscription (send SfuSubscribe first)".into(),
+                ));
+            };
+            (h, peer.serial)
         };
         let jsep = json!({"type": "answer", "sdp": r.sdp});
         if let Err(e) = h.request(json!({"request": "start"}), Some(jsep)).await {
             return Some(janus_failed(r.request_id, &r.call_id, pc, "start", &e));
         }
-        peer.sub_offer_out = false;
         // The subscription asked for while that offer was out.
-        let wants = peer.sub_deferred.take()?;
-        let h = peer.subscriber.as_ref()?;
-        let Some(body) = update_body(&peer.sub_streams, &wants) else {
-            self.apply_layers(h, &peer.sub_streams, &wants).await;
+        let (wants, body, streams) = {
+            let mut cs = call.lock().await;
+            let peer = cs.peer_of(&me, serial)?;
+            peer.sub_offer_out = false;
+            let wants = peer.sub_deferred.take()?;
+            let body = update_body(&peer.sub_streams, &wants);
+            (wants, body, peer.sub_streams.clone())
+        };
+        let Some(body) = body else {
+            self.apply_layers(&h, &streams, &wants).await;
             return None;
         };
-        match h.request(body, None).await {
-            Ok(reply) => {
-                if reply.data.contains_key("streams") {
-                    peer.sub_streams = sub_streams_of(&reply.data);
-                }
-                peer.sub_offer_out = true;
-                let streams = peer.sub_streams.clone();
-                if let Some(h) = &peer.subscriber {
-                    self.apply_layers(h, &streams, &wants).await;
-                }
-                if let Some(sdp) = reply.jsep.as_ref().and_then(|j| j["sdp"].as_str()) {
+        let reply = match h.request(body, None).await {
+            Ok(reply) => reply,
+            Err(e) => return Some(janus_failed(0, &r.call_id, pc, "update", &e)),
+        };
+        let (offer, streams) = {
+            let mut guard = call.lock().await;
+            let cs = &mut *guard;
+            let peer = cs.peer_of(&me, serial)?;
+            if reply.data.contains_key("streams") {
+                peer.sub_streams = sub_streams_of(&reply.data);
+            }
+            peer.sub_offer_out = true;
+            let streams = peer.sub_streams.clone();
+            let offer = match reply.jsep.as_ref().and_then(|j| j["sdp"].as_str()) {
+                Some(sdp) => {
                     let mids = cs.mids(&streams);
                     let peer = cs.peers.get_mut(&me)?;
-                    let body = Body::SfuOffer(peer.versioned(SfuOffer {
+                    Some(peer.versioned(SfuOffer {
                         request_id: 0,
                         call_id: r.call_id.clone(),
                         sdp: sdp.to_owned(),
                         mids,
                         version: 0,
-                    }));
-                    self.send_to(&key.0, &me.0, &me.1, body);
+                    }))
                 }
-                None
-            }
-            Err(e) => Some(janus_failed(0, &r.call_id, pc, "update", &e)),
+                None => None,
+            };
+            (offer, streams)
+        };
+        self.apply_layers(&h, &streams, &wants).await;
+        if let Some(o) = offer {
+            self.send_to(&key.0, &me.0, &me.1, Body::SfuOffer(o));
         }
+        None
     }
 
     async fn trickle(&self, from: &Requester, r: SfuTrickle) {
         let key = (from.app.clone(), r.call_id.clone());
         let me = (from.user.clone(), from.device.clone());
-        let Some(cs) = self.call_state(&key, false) else {
+        let Some(call) = self.call_state(&key, false) else {
             return;
         };
-        let cs = cs.lock().await;
-        let Some(peer) = cs.peers.get(&me) else {
-            return;
-        };
-        let h = match r.pc {
-            sfu_pc::PUBLISHER => peer.publisher.as_ref(),
-            sfu_pc::SUBSCRIBER => peer.subscriber.as_ref(),
-            _ => None,
+        let _lane = call.lane(&me).await;
+        let h = {
+            let cs = call.lock().await;
+            let Some(peer) = cs.peers.get(&me) else {
+                return;
+            };
+            match r.pc {
+                sfu_pc::PUBLISHER => peer.publisher.clone(),
+                sfu_pc::SUBSCRIBER => peer.subscriber.clone(),
+                _ => None,
+            }
         };
         let Some(h) = h else {
             return;
@@ -1034,41 +1142,45 @@ impl Sfu {
     async fn layers(&self, from: &Requester, r: SfuLayers) {
         let key = (from.app.clone(), r.call_id.clone());
         let me = (from.user.clone(), from.device.clone());
-        let Some(cs) = self.call_state(&key, false) else {
+        let Some(call) = self.call_state(&key, false) else {
             return;
         };
-        let mut cs = cs.lock().await;
-        let wants: Vec<(String, String, i32)> = r
-            .want
-            .iter()
-            .filter_map(|w: &SfuWant| {
-                let (_, janus_feed) = cs.by_opaque(&w.feed)?;
-                Some((janus_feed.clone(), w.mid.clone(), w.substream))
-            })
-            .collect();
-        let Some(peer) = cs.peers.get_mut(&me) else {
-            return;
-        };
-        // Remembered, so that later offers of Janus keep these layers, and a subscription
-        // waiting for the outstanding offer's answer (`sub_deferred`) applies them too.
-        for w in &wants {
-            match peer
-                .sub_layers
-                .iter_mut()
-                .find(|l| (&l.0, &l.1) == (&w.0, &w.1))
-            {
-                Some(l) => l.2 = w.2,
-                None => peer.sub_layers.push(w.clone()),
+        let _lane = call.lane(&me).await;
+        let (h, streams, wants) = {
+            let mut cs = call.lock().await;
+            let wants: Vec<(String, String, i32)> = r
+                .want
+                .iter()
+                .filter_map(|w: &SfuWant| {
+                    let (_, janus_feed) = cs.by_opaque(&w.feed)?;
+                    Some((janus_feed.clone(), w.mid.clone(), w.substream))
+                })
+                .collect();
+            let Some(peer) = cs.peers.get_mut(&me) else {
+                return;
+            };
+            // Remembered, so that later offers of Janus keep these layers, and a subscription
+            // waiting for the outstanding offer's answer (`sub_deferred`) applies them too.
+            for w in &wants {
+                match peer
+                    .sub_layers
+                    .iter_mut()
+                    .find(|l| (&l.0, &l.1) == (&w.0, &w.1))
+                {
+                    Some(l) => l.2 = w.2,
+                    None => peer.sub_layers.push(w.clone()),
+                }
+                let deferred = peer.sub_deferred.iter_mut().flatten();
+                for l in deferred.filter(|l| (&l.0, &l.1) == (&w.0, &w.1)) {
+                    l.2 = w.2;
+                }
             }
-            let deferred = peer.sub_deferred.iter_mut().flatten();
-            for l in deferred.filter(|l| (&l.0, &l.1) == (&w.0, &w.1)) {
-                l.2 = w.2;
-            }
-        }
-        let Some(h) = &peer.subscriber else {
-            return;
+            let Some(h) = peer.subscriber.clone() else {
+                return;
+            };
+            (h, peer.sub_streams.clone(), wants)
         };
-        self.apply_layers(h, &peer.sub_streams, &wants).await;
+        self.apply_layers(&h, &streams, &wants).await;
     }
 
     // ---- membership (from `follow`, after `Sfu::sync`) ----
@@ -1134,10 +1246,11 @@ impl Sfu {
         over: bool,
     ) {
         let key = (app.to_owned(), call_id.to_owned());
-        let Some(cs_arc) = self.call_state(&key, !over && !local.is_empty()) else {
+        let Some(call) = self.call_state(&key, !over && !local.is_empty()) else {
             return;
         };
-        let mut guard = cs_arc.lock().await;
+        let _sync = call.sync.lock().await;
+        let mut guard = call.lock().await;
         let cs = &mut *guard;
         let session = janus.session_generation();
         // No seat (the call is over, or its room is not made yet): nothing to join again, so
@@ -1204,6 +1317,13 @@ impl Sfu {
             }
             self.detach_peer(p);
         }
+        call.lanes
+            .lock()
+            .unwrap()
+            .retain(|d, _| local.iter().any(|(l, _)| l == d));
+        // The devices to join (again): their publisher handles are joined at once, without the
+        // state lock (the call's other devices go on meanwhile; a join burst is not serialised).
+        let mut to_join: Vec<(Dev, &SeatInfo)> = Vec::new();
         for (dev, _) in local {
             let Some(seat) = seats.iter().find(|s| s.user == dev.0 && s.device == dev.1) else {
                 continue;
@@ -1219,24 +1339,20 @@ impl Sfu {
                 changed |= cs.feeds.remove(&p.janus_feed).is_some();
                 self.detach_peer(p);
             }
-            let h = match janus.attach().await {
-                Ok(h) => h,
-                Err(e) => {
-                    tracing::warn!(call = call_id, error = %e, "SFU: attaching a publisher handle failed (retried)");
-                    continue;
-                }
-            };
-            let body = json!({
-                "request": "join", "ptype": "publisher", "room": room,
-                "id": seat.feed, "token": seat.token, "display": &dev.0,
-            });
-            let joined = match h.request(body, None).await {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::warn!(call = call_id, error = %e, "SFU: joining a device's publisher failed (retried)");
-                    tokio::spawn(h.detach());
-                    continue;
-                }
+            to_join.push((dev.clone(), seat));
+        }
+        drop(guard);
+        let joins = futures::future::join_all(
+            to_join
+                .iter()
+                .map(|(dev, seat)| join_publisher(janus, call_id, room, dev, seat)),
+        )
+        .await;
+        let mut guard = call.lock().await;
+        let cs = &mut *guard;
+        for ((dev, seat), joined) in to_join.iter().zip(joins) {
+            let Some((h, joined)) = joined else {
+                continue;
             };
             self.relay
                 .handles
@@ -1258,6 +1374,7 @@ impl Sfu {
             cs.peers.insert(
                 dev.clone(),
                 Peer {
+                    serial: self.relay.peer_serial.fetch_add(1, Ordering::Relaxed),
                     janus: janus.clone(),
                     janus_feed: seat.feed.clone(),
                     room: room.to_owned(),
@@ -1311,11 +1428,55 @@ impl Sfu {
             }
             drop(guard);
             let mut calls = self.relay.calls.lock().unwrap();
-            if calls.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cs_arc)) {
+            if calls.get(&key).is_some_and(|c| Arc::ptr_eq(c, &call)) {
                 calls.remove(&key);
                 // (Its event task ends once it has handled what is queued.)
                 self.relay.event_queues.lock().unwrap().remove(&key);
             }
+        }
+    }
+
+    /// Cluster mode: what the other nodes holding the call's seats take of each feed (`None`:
+    /// one of them shared nothing yet), then the dynacast rule applied with it.
+    pub(super) async fn relay_remote_wants(
+        &self,
+        app: &str,
+        call_id: &str,
+        wants: Option<HashMap<String, u32>>,
+    ) {
+        let key = (app.to_owned(), call_id.to_owned());
+        let Some(call) = self.call_state(&key, false) else {
+            return;
+        };
+        let mut cs = call.lock().await;
+        cs.remote_wants = wants;
+        self.publisher_layers(&key, &mut cs);
+    }
+
+    /// Cluster mode: this node's layer wishes for the call's feeds (`table::wants_value`), if
+    /// they changed since [`Self::relay_wants_shared`] (or `force`: Redis lost them).
+    pub(super) async fn relay_local_wants(
+        &self,
+        app: &str,
+        call_id: &str,
+        force: bool,
+    ) -> Option<String> {
+        let call = self.call_state(&(app.to_owned(), call_id.to_owned()), false)?;
+        let cs = call.lock().await;
+        let mut feeds: Vec<&String> = cs.seats.keys().collect();
+        feeds.sort();
+        let wants: Vec<(String, u32)> = feeds
+            .into_iter()
+            .map(|f| (f.clone(), cs.local_wanted_layer(f)))
+            .collect();
+        let value = super::table::wants_value(&wants);
+        (force || cs.wants_shared.as_ref() != Some(&value)).then_some(value)
+    }
+
+    /// Cluster mode: `value` ([`Self::relay_local_wants`]) is in Redis.
+    pub(super) async fn relay_wants_shared(&self, app: &str, call_id: &str, value: String) {
+        if let Some(call) = self.call_state(&(app.to_owned(), call_id.to_owned()), false) {
+            call.lock().await.wants_shared = Some(value);
         }
     }
 
@@ -1412,7 +1573,7 @@ impl Sfu {
                 return;
             }
             tracing::info!(call = %key.1, reason = %event["reason"], "SFU: Janus closed a device's publisher ({what}): restarting its SFU side");
-            self.drop_publisher(&key, peer, what == "hangup").await;
+            self.drop_publisher(&key, peer, what == "hangup");
             return;
         }
         if what == "webrtcup" && pc == sfu_pc::PUBLISHER && mine(&peer.publisher) {
@@ -1432,12 +1593,14 @@ impl Sfu {
             // Janus renegotiates by itself (a subscribed feed went away): forward its offer.
             if let Some(sdp) = event.get("jsep").and_then(|j| j["sdp"].as_str()) {
                 peer.sub_offer_out = true;
+                // (Its layers are set without the state lock, as for a request.)
+                let mut layers = None;
                 if let Some(m) = data.as_object().filter(|m| m.contains_key("streams")) {
                     peer.sub_streams = sub_streams_of(m);
-                    if let Some(h) = &peer.subscriber {
-                        self.apply_layers(h, &peer.sub_streams, &peer.sub_layers)
-                            .await;
-                    }
+                    layers = peer
+                        .subscriber
+                        .clone()
+                        .map(|h| (h, peer.sub_streams.clone(), peer.sub_layers.clone()));
                 }
                 let mids = cs.mids(&cs.peers[&dev].sub_streams);
                 let peer = cs.peers.get_mut(&dev).expect("looked up above");
@@ -1448,9 +1611,13 @@ impl Sfu {
                     mids,
                     version: 0,
                 }));
-                self.send_to(&key.0, &dev.0, &dev.1, body);
                 // (A feed went: the tile count, and so the layers taken, may be up.)
                 self.publisher_layers(&key, cs);
+                drop(guard);
+                if let Some((h, streams, wants)) = layers {
+                    self.apply_layers(&h, &streams, &wants).await;
+                }
+                self.send_to(&key.0, &dev.0, &dev.1, body);
             }
             return;
         }
@@ -1484,17 +1651,23 @@ impl Sfu {
     /// Drops a peer's publisher handle Janus closed (detaching it if `detach`: its participant
     /// leaves the room, so the feed id can join again) and asks for the call's sync at once:
     /// `relay_seats` joins a new handle and sends the device `SfuRestart`.
-    async fn drop_publisher(&self, key: &CallKey, peer: &mut Peer, detach: bool) {
+    fn drop_publisher(&self, key: &CallKey, peer: &mut Peer, detach: bool) {
         peer.published = false;
-        if let Some(h) = peer.publisher.take() {
+        let h = peer.publisher.take();
+        if let Some(h) = &h {
             self.relay.handles.lock().unwrap().remove(&h.id());
-            if detach {
+        }
+        let h = h.filter(|_| detach);
+        let (tx, key) = (self.relay.resync.get().cloned(), key.clone());
+        // (In a task: the call's state is not held across the detach, which comes first.)
+        tokio::spawn(async move {
+            if let Some(h) = h {
                 h.detach().await;
             }
-        }
-        if let Some(tx) = self.relay.resync.get() {
-            let _ = tx.try_send(key.clone());
-        }
+            if let Some(tx) = tx {
+                let _ = tx.try_send(key);
+            }
+        });
     }
 
     /// After a publish is answered: if Janus has not said the connection is up (`webrtcup`)
@@ -1527,7 +1700,7 @@ impl Sfu {
             let same = peer.publisher.as_ref().is_some_and(|h| h.id() == handle);
             if same && peer.published && !peer.up {
                 tracing::info!(call = %key.1, "SFU: a device's publishing connection did not come up in {wait:?}: restarting its SFU side");
-                this.drop_publisher(&key, peer, true).await;
+                this.drop_publisher(&key, peer, true);
             }
         });
     }
@@ -1663,6 +1836,36 @@ impl Sfu {
         cs.layers_told
             .get(&(user.to_owned(), device.to_owned()))
             .copied()
+    }
+}
+
+/// Attaches a device's publisher handle and joins the call's room with its seat; `None` when
+/// Janus failed (logged; the next sync tries again).
+async fn join_publisher(
+    janus: &JanusClient,
+    call_id: &str,
+    room: &str,
+    dev: &Dev,
+    seat: &SeatInfo,
+) -> Option<(Handle, PluginReply)> {
+    let h = match janus.attach().await {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::warn!(call = call_id, error = %e, "SFU: attaching a publisher handle failed (retried)");
+            return None;
+        }
+    };
+    let body = json!({
+        "request": "join", "ptype": "publisher", "room": room,
+        "id": seat.feed, "token": seat.token, "display": &dev.0,
+    });
+    match h.request(body, None).await {
+        Ok(r) => Some((h, r)),
+        Err(e) => {
+            tracing::warn!(call = call_id, error = %e, "SFU: joining a device's publisher failed (retried)");
+            tokio::spawn(h.detach());
+            None
+        }
     }
 }
 

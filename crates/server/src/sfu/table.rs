@@ -8,13 +8,17 @@
 //! |---|---|---|
 //! | `rcall:{A}:sfu:C` | hash | `janus` (URL of the Janus that has the room), `room` (its id), `epoch` (1, +1 at each re-creation: what devices get as `generation`), `state` (`ready`, or `creating <node> <ms>` while a node creates it), and one field per seat `s\0<user>\0<device>` → `<feed> <token> <node>` (Janus participant id, allow-list token, the node holding the device's handles) |
 //! | `rcall:{A}:sfucalls` | set | the calls with a row (a node's periodic pass destroys the rooms of calls over that no node followed) |
+//! | `rcall:{A}:sfuwants:C` | hash | per node holding seats of the call, the simulcast layer its subscribers take of each feed: `<node>` → `<feed>:<layer> …` (Janus feed ids; docs/sfu.md "Paused layers"), so a publisher's node pauses only what no node takes; deleted with the row |
 
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use crate::cluster::{keys, Bus, ClusterError, LuaScript};
 
 /// Key kind of a call's room row.
 pub const KIND_SFU: &str = "sfu";
+/// Key kind of a call's per-node layer wishes.
+pub const KIND_SFU_WANTS: &str = "sfuwants";
 /// Key kind of the set of calls with a row.
 pub const KIND_SFU_CALLS: &str = "sfucalls";
 /// A `creating` claim older than this (its node died mid-creation) may be taken over.
@@ -146,12 +150,41 @@ static TAKE: LazyLock<LuaScript> = LazyLock::new(|| {
         "sfu_take",
         r#"#!lua
 local r = redis.call('HGETALL', KEYS[1])
-redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[3])
 redis.call('SREM', KEYS[2], ARGV[1])
 return r
 "#,
     )
 });
+
+/// Writes a node's layer wishes (`ARGV[1]` → `ARGV[2]`) only while the call's row exists (a
+/// call taken meanwhile gets no wishes back).
+static WANTS: LazyLock<LuaScript> = LazyLock::new(|| {
+    LuaScript::new(
+        "sfu_wants",
+        r#"#!lua
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+return 1
+"#,
+    )
+});
+
+/// A node's layer wishes, `(Janus feed, layer)`, as stored: `<feed>:<layer> …`.
+pub fn wants_value(wants: &[(String, u32)]) -> String {
+    let v: Vec<String> = wants.iter().map(|(f, l)| format!("{f}:{l}")).collect();
+    v.join(" ")
+}
+
+/// [`wants_value`] back (malformed entries skipped).
+pub fn parse_wants(v: &str) -> HashMap<String, u32> {
+    v.split_whitespace()
+        .filter_map(|e| {
+            let (f, l) = e.rsplit_once(':')?;
+            Some((f.to_owned(), l.parse().ok()?))
+        })
+        .collect()
+}
 
 fn seat_field(user: &str, device: &str) -> String {
     format!("s\0{user}\0{device}")
@@ -216,6 +249,10 @@ impl RoomTable {
 
     fn key(app: &str, call: &str) -> String {
         keys::app_key(app, KIND_SFU, &[call])
+    }
+
+    fn wants_key(app: &str, call: &str) -> String {
+        keys::app_key(app, KIND_SFU_WANTS, &[call])
     }
 
     fn calls_key(app: &str) -> String {
@@ -320,9 +357,38 @@ impl RoomTable {
             .call()
             .key(Self::key(app, call))
             .key(Self::calls_key(app))
+            .key(Self::wants_key(app, call))
             .arg(call);
         let pairs: Vec<(String, String)> = self.bus.run(&c).await?;
         Ok(parse_row(pairs))
+    }
+
+    /// Every node's layer wishes for a call's feeds: node → Janus feed → layer.
+    pub async fn wants(
+        &self,
+        app: &str,
+        call: &str,
+    ) -> Result<HashMap<String, HashMap<String, u32>>, ClusterError> {
+        let pairs: Vec<(String, String)> = redis::cmd("HGETALL")
+            .arg(Self::wants_key(app, call))
+            .query_async(&mut self.bus.connection())
+            .await
+            .map_err(|e| self.err("HGETALL sfu wants", e))?;
+        Ok(pairs
+            .into_iter()
+            .map(|(node, v)| (node, parse_wants(&v)))
+            .collect())
+    }
+
+    /// Shares this node's layer wishes ([`wants_value`]) while the call's row exists.
+    pub async fn set_wants(&self, app: &str, call: &str, value: &str) -> Result<(), ClusterError> {
+        let c = WANTS
+            .call()
+            .key(Self::key(app, call))
+            .key(Self::wants_key(app, call))
+            .arg(self.node())
+            .arg(value);
+        self.bus.run::<i64>(&c).await.map(|_| ())
     }
 
     /// The calls of `app` with a row.
@@ -338,6 +404,19 @@ impl RoomTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn layer_wishes_parse_back() {
+        let w = [("feed-1".to_owned(), 0), ("2".to_owned(), 2)];
+        let v = wants_value(&w);
+        assert_eq!(v, "feed-1:0 2:2");
+        assert_eq!(parse_wants(&v), HashMap::from(w));
+        assert_eq!(
+            parse_wants("bad x:y 3:1"),
+            HashMap::from([("3".to_owned(), 1)])
+        );
+        assert!(parse_wants("").is_empty());
+    }
 
     #[test]
     fn a_row_parses_back() {

@@ -1,11 +1,12 @@
 //! An HTTP proxy in front of a test Janus that can start **holding** requests: from
 //! [`HoldingProxy::hold`] on, every request it reads is accepted and never answered (the
 //! connection stays open), as a Janus that hangs would, until [`HoldingProxy::release`]. Before that it forwards each request
-//! to the real Janus and returns its answer. Loopback only.
+//! to the real Janus and returns its answer. [`HoldingProxy::hold_matching`] holds only the
+//! requests whose path or body contains a string (one handle's requests: a slow device). Loopback only.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -13,6 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 pub struct HoldingProxy {
     addr: SocketAddr,
     hold: Arc<AtomicBool>,
+    matching: Arc<Mutex<Option<String>>>,
     held: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -24,12 +26,13 @@ impl HoldingProxy {
         let addr = listener.local_addr().unwrap();
         let hold = Arc::new(AtomicBool::new(false));
         let held = Arc::new(AtomicUsize::new(0));
+        let matching = Arc::new(Mutex::new(None));
         let origin = {
             let u = reqwest::Url::parse(upstream).unwrap();
             format!("http://{}:{}", u.host_str().unwrap(), u.port().unwrap())
         };
         let http = reqwest::Client::new();
-        let (h, n) = (hold.clone(), held.clone());
+        let (h, m, n) = (hold.clone(), matching.clone(), held.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((sock, _)) = listener.accept().await else {
@@ -40,6 +43,7 @@ impl HoldingProxy {
                     origin.clone(),
                     http.clone(),
                     h.clone(),
+                    m.clone(),
                     n.clone(),
                 ));
             }
@@ -47,6 +51,7 @@ impl HoldingProxy {
         HoldingProxy {
             addr,
             hold,
+            matching,
             held,
             task,
         }
@@ -62,9 +67,17 @@ impl HoldingProxy {
         self.hold.store(true, Ordering::SeqCst);
     }
 
+    /// From now on the requests whose path or body contains `needle` are read and never
+    /// answered (the others go on).
+    #[allow(dead_code)] // (sfu_relay.rs: one device's requests held)
+    pub fn hold_matching(&self, needle: &str) {
+        *self.matching.lock().unwrap() = Some(needle.to_owned());
+    }
+
     /// From now on requests are forwarded again (those held stay held).
     #[allow(dead_code)] // (sfu_pool.rs: a Janus cut off, then back)
     pub fn release(&self) {
+        *self.matching.lock().unwrap() = None;
         self.hold.store(false, Ordering::SeqCst);
     }
 
@@ -85,6 +98,7 @@ async fn serve(
     origin: String,
     http: reqwest::Client,
     hold: Arc<AtomicBool>,
+    matching: Arc<Mutex<Option<String>>>,
     held: Arc<AtomicUsize>,
 ) {
     let mut buf = Vec::new();
@@ -118,7 +132,11 @@ async fn serve(
         }
         let body = buf[head_end..head_end + len].to_vec();
         buf.drain(..head_end + len);
-        if hold.load(Ordering::SeqCst) {
+        let matches = matching.lock().unwrap().as_ref().is_some_and(|m| {
+            head.lines().next().unwrap_or_default().contains(m.as_str())
+                || String::from_utf8_lossy(&body).contains(m.as_str())
+        });
+        if hold.load(Ordering::SeqCst) || matches {
             held.fetch_add(1, Ordering::SeqCst);
             // Accepted, never answered: keep the socket until the peer gives up.
             let mut sink = [0u8; 4096];

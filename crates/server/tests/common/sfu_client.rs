@@ -13,7 +13,12 @@ use rtc_core::proto::server_frame::Body as S;
 use rtc_core::proto::{SendMessage, SfuPublish, SfuSubscribe, SfuWant};
 
 pub fn settings(j: &TestJanus) -> JanusSettings {
-    let mut s = JanusSettings::new(j.url());
+    settings_at(j.url())
+}
+
+/// [`settings`] for a Janus at `url` (a proxy in front of a test Janus).
+pub fn settings_at(url: String) -> JanusSettings {
+    let mut s = JanusSettings::new(url);
     s.api_secret = Some(API_SECRET.into());
     s.admin_key = Some(ADMIN_KEY.into());
     s
@@ -262,4 +267,31 @@ pub fn answer(b: S, request_id: u32) -> String {
         }
         other => panic!("expected SfuAnswer({request_id}), got {other:?}"),
     }
+}
+
+/// A recvonly answer to Janus's subscriber offer, as a browser would make it (no media flows).
+#[allow(dead_code)] // (not every test binary uses it)
+pub fn answer_to(offer: &str) -> String {
+    let fp = (0..32u32)
+        .map(|i| format!("{:02X}", i * 11 % 256))
+        .collect::<Vec<_>>()
+        .join(":");
+    offer
+        .split("\r\n")
+        .filter(|l| !l.is_empty())
+        .filter(|l| {
+            !["a=candidate", "a=end-of-candidates", "a=ssrc", "a=msid:"]
+                .iter()
+                .any(|p| l.starts_with(p))
+        })
+        .map(|l| match l {
+            "a=sendonly" => "a=recvonly".to_owned(),
+            "a=setup:actpass" => "a=setup:active".to_owned(),
+            l if l.starts_with("a=ice-ufrag:") => "a=ice-ufrag:wxyz".to_owned(),
+            l if l.starts_with("a=ice-pwd:") => "a=ice-pwd:zyxwvutsrqponmlkjihgfedc".to_owned(),
+            l if l.starts_with("a=fingerprint:") => format!("a=fingerprint:sha-256 {fp}"),
+            l => l.to_owned(),
+        })
+        .map(|l| l + "\r\n")
+        .collect()
 }
