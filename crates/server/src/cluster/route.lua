@@ -66,15 +66,17 @@ if sent > last_sent then
   redis.call('SET', KEYS[1], int(sent))
 end
 
--- Protobuf varint (n < 2^53).
+-- Protobuf varint (n < 2^53), made with one string.char call: no one-byte string per byte
+-- (Lua allocates and interns each).
 local function varint(n)
-  local b = {}
+  local b, k = {}, 0
   while n >= 128 do
-    b[#b + 1] = string.char(n % 128 + 128)
+    k = k + 1
+    b[k] = n % 128 + 128
     n = math.floor(n / 128)
   end
-  b[#b + 1] = string.char(n)
-  return table.concat(b)
+  b[k + 1] = n
+  return string.char(unpack(b))
 end
 -- The Delivered is field 1 (seq) .. fields 2-9 .. field 10 (sent_time) .. fields 11-13: the
 -- bytes prost itself would write.
@@ -82,6 +84,11 @@ local sent_field = string.char(0x50) .. varint(sent)
 
 local floor, max_len = tonumber(ARGV[2]), ARGV[3]
 local min_id = int(math.max(now_us - tonumber(ARGV[4]), 0))
+-- The age trim runs when a stored copy's seq is its user's first in a period of max age / 64
+-- (~2.6 h for a week), not at every copy: entries outlive the max age by about that much more
+-- (beside what `~` keeps), and a busy mailbox costs Redis one XTRIM per period, not one per
+-- message.
+local age_period = math.max(math.floor(tonumber(ARGV[4]) / 64), 1)
 local bodies = tonumber(ARGV[10])
 local n = (#ARGV - 13 - 2 * bodies) / 4
 local presence = #KEYS == 5 + 3 * n
@@ -154,27 +161,28 @@ for i = 1, n do
     end
   end
   local seq = math.max(last + 1, now_us, floor)
-  redis.call('SET', seq_key, int(seq), 'PX', ARGV[6])
+  local seq_s = int(seq)
+  redis.call('SET', seq_key, seq_s, 'PX', ARGV[6])
 
   -- 5. Into the mailbox (entry id = seq; bounded by count and age), then live to the user's
   -- nodes: 'D <seq> <skip>\n<Delivered>'.
   local delivered = string.char(0x08) .. varint(seq) .. ARGV[9 + 2 * body] .. sent_field .. tail
-  local add = {'XADD', mbox, 'MAXLEN', '~', max_len, int(seq) .. '-0', 'd', delivered}
-  local store = true
-  if ARGV[c + 4] ~= '' then
-    add[#add + 1] = 'x'
-    add[#add + 1] = ARGV[c + 4]
-    store = sibling_known(ARGV[c + 4])
-  end
-  if store then
-    redis.call(unpack(add))
-    redis.call('XTRIM', mbox, 'MINID', '~', min_id)
+  local exclude = ARGV[c + 4]
+  if exclude == '' or sibling_known(exclude) then
+    if exclude == '' then
+      redis.call('XADD', mbox, 'MAXLEN', '~', max_len, seq_s .. '-0', 'd', delivered)
+    else
+      redis.call('XADD', mbox, 'MAXLEN', '~', max_len, seq_s .. '-0', 'd', delivered, 'x', exclude)
+    end
+    if math.floor(seq / age_period) ~= math.floor(last / age_period) then
+      redis.call('XTRIM', mbox, 'MINID', '~', min_id)
+    end
     redis.call('PEXPIRE', mbox, ARGV[5])
   end
   -- The sender's own copy (the last one, on the sender's channel, skipping the sending
   -- connection) carries the reply marker in its header: 'D <seq> <skip> <sent_time>
   -- <request_id> <uid>' is the copy, then the reply to <skip>. One publish, not two.
-  local head = 'D ' .. int(seq) .. ' ' .. ARGV[c + 3]
+  local head = 'D ' .. seq_s .. ' ' .. ARGV[c + 3]
   if i == n and ARGV[8] ~= '' and ARGV[c + 1] == ARGV[7] and ARGV[c + 3] ~= ''
     and string.sub(ARGV[8], 1, #ARGV[c + 3] + 1) == ARGV[c + 3] .. ' ' then
     head = head .. ' ' .. int(sent) .. ' ' .. string.sub(ARGV[8], #ARGV[c + 3] + 2) .. ' ' .. ARGV[9]
