@@ -951,3 +951,33 @@ async fn a_private_message_and_its_ack_cost_redis_few_commands() {
         assert_eq!(total(acked), 7, "ack: {acked:?}");
     }
 }
+
+/// A mailbox emptied by an ack is deleted also when the user's last seq is not in it (here
+/// the user's own copy of what he sent, only published: he has no other device), i.e. when
+/// the ack does not cover everything issued and the stream is trimmed first.
+#[tokio::test]
+async fn an_emptied_mailbox_is_deleted_when_its_users_last_seq_was_only_published() {
+    let redis = TestRedis::start();
+    let a = node(&redis, MailboxLimits::default()).await;
+    a.register_device(APP, "bob", "d1", 0).await.unwrap();
+    let req = message(
+        sender(&a, "alice", "phone", 1),
+        1,
+        &["bob"],
+        None,
+        true,
+        "m",
+    );
+    let got = accepted(a.route(&req).await.unwrap()).2[0].1;
+    let req = message(sender(&a, "bob", "d1", 1), 1, &["alice"], None, true, "r");
+    let (.., own) = accepted(a.route(&req).await.unwrap());
+    assert!(own.is_some_and(|s| s > got), "{own:?}");
+    let r = a.ack(APP, "bob", "d1", got).await.unwrap();
+    assert_eq!((r.cursor, r.lowest, r.trimmed), (got, got, 1));
+    let exists: i64 = redis::cmd("EXISTS")
+        .arg(mailbox_key(APP, "bob"))
+        .query_async(&mut a.bus().connection())
+        .await
+        .unwrap();
+    assert_eq!(exists, 0, "an emptied mailbox is deleted");
+}

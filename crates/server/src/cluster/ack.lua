@@ -47,10 +47,10 @@ for i = 1, #KEYS / 3 do
   lowest = math.min(lowest or cursor, cursor)
 
   -- An entry goes once every known device acked it (exact trim: entries with seq <= lowest).
-  -- With everything issued acked (the usual case of a user whose devices keep up) the stream
-  -- is dropped whole: an emptied stream still holds its last node's bytes (XTRIM only flags
-  -- entries inside a node as deleted), up to 4 KB per user. Only while the seq key holds the
-  -- last seq: the stream's last id is the route script's fallback without it.
+  -- An emptied stream still holds its last node's bytes (XTRIM only flags entries inside a
+  -- node as deleted): up to 4 KB per user. Dropped instead while the seq key holds the last
+  -- seq (the stream's last id is only the route script's fallback without it); with
+  -- everything issued acked (a user whose devices keep up) without trimming it first.
   local trimmed
   if issued > 0 and lowest >= issued then
     trimmed = redis.call('XLEN', mbox)
@@ -59,6 +59,9 @@ for i = 1, #KEYS / 3 do
     end
   else
     trimmed = redis.call('XTRIM', mbox, 'MINID', int(lowest + 1))
+    if trimmed > 0 and issued > 0 and redis.call('XLEN', mbox) == 0 then
+      redis.call('DEL', mbox)
+    end
   end
   out[#out + 1] = cursor
   out[#out + 1] = lowest
