@@ -62,8 +62,11 @@ end
 -- 2. sent_time: Redis's clock, never backwards within the app.
 local last_sent = tonumber(redis.call('GET', KEYS[1]) or '0')
 local sent = math.max(now_ms, last_sent)
+-- (Each number formatted once: string.format is a libc sprintf, a sizeable part of Redis's
+-- instructions per script.)
+local sent_s = int(sent)
 if sent > last_sent then
-  redis.call('SET', KEYS[1], int(sent))
+  redis.call('SET', KEYS[1], sent_s)
 end
 
 -- Protobuf varint (n < 2^53), made with one string.char call: no one-byte string per byte
@@ -83,7 +86,6 @@ end
 local sent_field = string.char(0x50) .. varint(sent)
 
 local floor, max_len = tonumber(ARGV[2]), ARGV[3]
-local min_id = int(math.max(now_us - tonumber(ARGV[4]), 0))
 -- The age trim runs when a stored copy's seq is its user's first in a period of max age / 64
 -- (~2.6 h for a week), not at every copy: entries outlive the max age by about that much more
 -- (beside what `~` keeps), and a busy mailbox costs Redis one XTRIM per period, not one per
@@ -126,8 +128,8 @@ if rooms_event ~= '' then
     end
   end
   redis.call('SET', rooms_counter, int(e))
-  redis.call('XADD', rooms_log, 'MAXLEN', '~', rooms_max, int(e) .. '-0', 't', int(sent), 'e', rooms_event)
-  redis.call('PUBLISH', rooms_channel, int(e) .. ' ' .. int(sent) .. '\n' .. rooms_event)
+  redis.call('XADD', rooms_log, 'MAXLEN', '~', rooms_max, int(e) .. '-0', 't', sent_s, 'e', rooms_event)
+  redis.call('PUBLISH', rooms_channel, int(e) .. ' ' .. sent_s .. '\n' .. rooms_event)
 end
 
 local result = {0, sent}
@@ -175,7 +177,7 @@ for i = 1, n do
       redis.call('XADD', mbox, 'MAXLEN', '~', max_len, seq_s .. '-0', 'd', delivered, 'x', exclude)
     end
     if math.floor(seq / age_period) ~= math.floor(last / age_period) then
-      redis.call('XTRIM', mbox, 'MINID', '~', min_id)
+      redis.call('XTRIM', mbox, 'MINID', '~', int(math.max(now_us - tonumber(ARGV[4]), 0)))
     end
     redis.call('PEXPIRE', mbox, ARGV[5])
   end
@@ -185,7 +187,7 @@ for i = 1, n do
   local head = 'D ' .. seq_s .. ' ' .. ARGV[c + 3]
   if i == n and ARGV[8] ~= '' and ARGV[c + 1] == ARGV[7] and ARGV[c + 3] ~= ''
     and string.sub(ARGV[8], 1, #ARGV[c + 3] + 1) == ARGV[c + 3] .. ' ' then
-    head = head .. ' ' .. int(sent) .. ' ' .. string.sub(ARGV[8], #ARGV[c + 3] + 2) .. ' ' .. ARGV[9]
+    head = head .. ' ' .. sent_s .. ' ' .. string.sub(ARGV[8], #ARGV[c + 3] + 2) .. ' ' .. ARGV[9]
     replied = true
   end
   redis.call('PUBLISH', ARGV[c + 1], head .. '\n' .. delivered)
@@ -198,9 +200,9 @@ end
 -- 6. Record the client_seq, then the sender's reply marker: 'R <sent_time> <marker> <uid>',
 -- after every copy on the sender's channel.
 if client_seq > 0 then
-  redis.call('SET', KEYS[2], int(client_seq) .. ' ' .. ARGV[9] .. ' ' .. table.concat(flags), 'PX', ARGV[6])
+  redis.call('SET', KEYS[2], ARGV[1] .. ' ' .. ARGV[9] .. ' ' .. table.concat(flags), 'PX', ARGV[6])
 end
 if ARGV[8] ~= '' and not replied then
-  redis.call('PUBLISH', ARGV[7], 'R ' .. int(sent) .. ' ' .. ARGV[8] .. ' ' .. ARGV[9])
+  redis.call('PUBLISH', ARGV[7], 'R ' .. sent_s .. ' ' .. ARGV[8] .. ' ' .. ARGV[9])
 end
 return result
