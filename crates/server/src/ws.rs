@@ -386,12 +386,10 @@ async fn cluster_session(
         held?;
         stages[0] = t0.elapsed();
         if let Some(rooms) = &state.rooms {
-            if ws.peer_gone(limit).now_or_never().is_some() {
-                return Ok(None);
-            }
             rooms_held = true;
-            rooms
-                .hold(
+            // Watched too: announcing a call member (`Here`) waits on Redis.
+            tokio::select! {
+                held = rooms.hold(
                     &state.hub,
                     app,
                     &key,
@@ -399,8 +397,9 @@ async fn cluster_session(
                     &reg.device_id,
                     instance,
                     reg.conn_id,
-                )
-                .await?;
+                ) => held?,
+                _ = ws.peer_gone(limit) => return Ok(None),
+            }
         }
         stages[1] = t0.elapsed();
         // Watched too: the mailbox stage is the one a slow Redis holds longest.

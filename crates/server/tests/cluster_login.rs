@@ -131,6 +131,74 @@ async fn a_login_whose_client_left_during_its_mailbox_stage_is_dropped() {
     assert_eq!(nodes.values().sum::<u64>(), 1, "{nodes:?}");
 }
 
+/// The rooms stage (between the subscription and the mailbox stage) watches the socket too: a
+/// call member coming back is announced to the rooms (`Here`, a publish), and a client that
+/// leaves while that publish waits on Redis frees the node's login slot at once. Before, the
+/// login waited there whatever the client did (until the node's response timeout failed it:
+/// never counted abandoned). Once Redis answers, the device is held nowhere.
+#[tokio::test]
+async fn a_login_whose_client_left_during_its_rooms_stage_is_dropped() {
+    let redis = TestRedis::start();
+    let ts = redis.node_with(|_| {}).await;
+    let r = routing(&ts);
+    let mut alice = ts.client("alice", "a1").await;
+    let mut bob = ts.client("bob", "b1").await;
+    alice
+        .send_expect(1, call_message("bob", "P1", calls::invite(&["bob"])), 0)
+        .await;
+    while !matches!(bob.recv().await.body, Some(S::Deliver(_))) {}
+    bob.send_expect(1, call_message("alice", "P1", calls::accept()), 0)
+        .await;
+    let state = ts.server.state();
+    until("bob held here", || {
+        !state.hub.core_rooms_holders(0, "bob", "b1").is_empty()
+    })
+    .await;
+    // bob, a member now, leaves (lost: his call waits out its grace) and is written gone.
+    drop(bob);
+    until("bob held nowhere", || {
+        state.hub.core_rooms_holders(0, "bob", "b1").is_empty()
+    })
+    .await;
+    // Writes wait (his `Here` when he comes back), the subscription does not.
+    assert_eq!(redis.command(&["CLIENT", "PAUSE", "60000", "WRITE"]), "+OK");
+    let back = Client::authenticate(ts.addr, &ts.token("bob"), "b1", 0).await;
+    until("bob's login in progress", || r.logins_in_progress() == 1).await;
+    let own = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    eventually("bob's login past its hold stage", || {
+        let mut q = redis::cmd("PUBSUB");
+        q.arg("NUMSUB")
+            .arg(rcall_server::cluster::mailbox::user_channel(APP_KEY, "bob"));
+        let mut own = own.clone();
+        async move {
+            let n: Vec<(String, i64)> = q.query_async(&mut own).await.unwrap();
+            n[0].1 == 1
+        }
+    })
+    .await;
+    drop(back);
+    until("bob's login dropped while Redis is paused", || {
+        r.logins_in_progress() == 0
+    })
+    .await;
+    assert_eq!(r.logins_abandoned(), 1);
+    assert_eq!(redis.command(&["CLIENT", "UNPAUSE"]), "+OK");
+    // He comes back for good, and is announced again (his late `Here` and its `Gone` are
+    // behind him).
+    // (His replay, the invite he never acked, is not the point here.)
+    let (mut again, _) = Client::login_resume(ts.addr, &ts.token("bob"), "b1", 0).await;
+    again.barrier(1).await;
+    until("bob held here again", || {
+        state.hub.core_rooms_holders(0, "bob", "b1").len() == 1
+    })
+    .await;
+    drop(alice);
+}
+
 #[tokio::test]
 async fn logins_past_the_bound_are_refused_busy_at_once_and_succeed_on_retry() {
     let redis = TestRedis::start();

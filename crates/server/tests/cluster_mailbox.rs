@@ -866,3 +866,118 @@ async fn bad_route_requests_are_clear_errors_and_route_nothing() {
     };
     assert!(Mailboxes::new(a.bus().clone(), short).is_err());
 }
+
+/// Redis's calls per inner command since the last `CONFIG RESETSTAT` (scripts' own commands
+/// included; `EVALSHA`, `CONFIG` and `INFO` left out).
+async fn commands_run(m: &Mailboxes) -> std::collections::BTreeMap<String, u64> {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut m.bus().connection())
+        .await
+        .unwrap();
+    info.lines()
+        .filter_map(|l| {
+            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = rest
+                .strip_prefix("calls=")?
+                .split(',')
+                .next()?
+                .parse()
+                .ok()?;
+            (!["evalsha", "info"].contains(&name) && !name.starts_with("config"))
+                .then(|| (name.to_owned(), calls))
+        })
+        .collect()
+}
+
+/// What a routed message costs Redis (issue 15; BENCHMARKS.md, "Session 14: Redis's cost per
+/// routed message"): the commands of a private message's route script (with presence and the
+/// sender's own copy, as the server routes it) and of its recipient's ack, once both users
+/// were seen (the recipient's mailbox emptied by its last ack, as for a user who keeps up).
+/// The mailbox's age trim runs once per period (max age / 64), not per message; an ack that
+/// covers everything issued drops the stream without trimming it first. Every command here
+/// is Redis CPU on every message of a cluster.
+#[tokio::test]
+async fn a_private_message_and_its_ack_cost_redis_few_commands() {
+    let redis = TestRedis::start();
+    let a = node(&redis, MailboxLimits::default()).await;
+    a.register_device(APP, "bob", "d1", 0).await.unwrap();
+    // Seqs pinned inside one age-trim period (just past a period boundary, ahead of the clock).
+    let period = MailboxLimits::default().max_age.as_micros() as u64 / 64;
+    let floor = (now_us() / period + 1) * period;
+    let mut runs = Vec::new();
+    for i in 1..=3u64 {
+        let _: () = redis::cmd("CONFIG")
+            .arg("RESETSTAT")
+            .query_async(&mut a.bus().connection())
+            .await
+            .unwrap();
+        // (Redis's clock past the last message's ms: the app's sent_time moves, one SET.)
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        let mut req = message(
+            sender(&a, "alice", "phone", 1),
+            i,
+            &["bob"],
+            None,
+            true,
+            "m",
+        );
+        req.presence = true;
+        req.floor_us = floor;
+        let seq = accepted(a.route(&req).await.unwrap()).2[0].1;
+        assert_eq!(seq, floor + i - 1);
+        let routed = commands_run(&a).await;
+        let r = a.ack(APP, "bob", "d1", seq).await.unwrap();
+        assert_eq!((r.cursor, r.lowest, r.trimmed), (seq, seq, 1));
+        let mut acked = commands_run(&a).await;
+        for (name, n) in &routed {
+            *acked.get_mut(name).unwrap() -= n;
+        }
+        acked.retain(|_, n| *n > 0);
+        runs.push((routed, acked));
+    }
+    let total = |m: &std::collections::BTreeMap<String, u64>| m.values().sum::<u64>();
+    // The first message starts the period (its age trim) and finds no seq keys yet.
+    let (first, _) = &runs[0];
+    assert_eq!(first.get("xtrim"), Some(&1), "{first:?}");
+    for (routed, acked) in &runs[1..] {
+        assert_eq!(
+            routed.get("xtrim"),
+            None,
+            "no age trim within a period: {routed:?}"
+        );
+        assert_eq!(total(routed), 15, "route: {routed:?}");
+        assert_eq!(acked.get("xtrim"), None, "{acked:?}");
+        assert_eq!(total(acked), 7, "ack: {acked:?}");
+    }
+}
+
+/// A mailbox emptied by an ack is deleted also when the user's last seq is not in it (here
+/// the user's own copy of what he sent, only published: he has no other device), i.e. when
+/// the ack does not cover everything issued and the stream is trimmed first.
+#[tokio::test]
+async fn an_emptied_mailbox_is_deleted_when_its_users_last_seq_was_only_published() {
+    let redis = TestRedis::start();
+    let a = node(&redis, MailboxLimits::default()).await;
+    a.register_device(APP, "bob", "d1", 0).await.unwrap();
+    let req = message(
+        sender(&a, "alice", "phone", 1),
+        1,
+        &["bob"],
+        None,
+        true,
+        "m",
+    );
+    let got = accepted(a.route(&req).await.unwrap()).2[0].1;
+    let req = message(sender(&a, "bob", "d1", 1), 1, &["alice"], None, true, "r");
+    let (.., own) = accepted(a.route(&req).await.unwrap());
+    assert!(own.is_some_and(|s| s > got), "{own:?}");
+    let r = a.ack(APP, "bob", "d1", got).await.unwrap();
+    assert_eq!((r.cursor, r.lowest, r.trimmed), (got, got, 1));
+    let exists: i64 = redis::cmd("EXISTS")
+        .arg(mailbox_key(APP, "bob"))
+        .query_async(&mut a.bus().connection())
+        .await
+        .unwrap();
+    assert_eq!(exists, 0, "an emptied mailbox is deleted");
+}

@@ -27,25 +27,41 @@ for i = 1, #KEYS / 3 do
   local issued = tonumber(redis.call('GET', seq_key) or '0')
   local seq = math.min(tonumber(ARGV[2 * i + 1]), math.max(issued, now_us))
 
-  -- Acks are cumulative: a cursor never goes back.
-  local cursor = tonumber(redis.call('HGET', cursors, device) or '0')
+  -- Acks are cumulative: a cursor never goes back. One HGETALL reads this device's cursor
+  -- and every known device's (the lowest one bounds the trim).
+  local all = redis.call('HGETALL', cursors)
+  local cursor, lowest = 0, nil
+  for j = 1, #all, 2 do
+    local v = tonumber(all[j + 1])
+    if all[j] == device then
+      cursor = v
+    elseif lowest == nil or v < lowest then
+      lowest = v
+    end
+  end
   if seq > cursor then
     cursor = seq
     redis.call('HSET', cursors, device, int(cursor))
   end
   redis.call('PEXPIRE', cursors, ARGV[1])
+  lowest = math.min(lowest or cursor, cursor)
 
   -- An entry goes once every known device acked it (exact trim: entries with seq <= lowest).
-  local lowest = cursor
-  for _, v in ipairs(redis.call('HVALS', cursors)) do
-    lowest = math.min(lowest, tonumber(v))
-  end
-  local trimmed = redis.call('XTRIM', mbox, 'MINID', int(lowest + 1))
   -- An emptied stream still holds its last node's bytes (XTRIM only flags entries inside a
-  -- node as deleted): up to 4 KB per user. Dropped instead while the seq key holds the last seq
-  -- (the stream's last id is only the route script's fallback without it).
-  if trimmed > 0 and issued > 0 and redis.call('XLEN', mbox) == 0 then
-    redis.call('DEL', mbox)
+  -- node as deleted): up to 4 KB per user. Dropped instead while the seq key holds the last
+  -- seq (the stream's last id is only the route script's fallback without it); with
+  -- everything issued acked (a user whose devices keep up) without trimming it first.
+  local trimmed
+  if issued > 0 and lowest >= issued then
+    trimmed = redis.call('XLEN', mbox)
+    if trimmed > 0 then
+      redis.call('DEL', mbox)
+    end
+  else
+    trimmed = redis.call('XTRIM', mbox, 'MINID', int(lowest + 1))
+    if trimmed > 0 and issued > 0 and redis.call('XLEN', mbox) == 0 then
+      redis.call('DEL', mbox)
+    end
   end
   out[#out + 1] = cursor
   out[#out + 1] = lowest

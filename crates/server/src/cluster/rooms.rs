@@ -177,6 +177,38 @@ pub struct RoomsSync {
     paused: AtomicBool,
 }
 
+/// A device's announcement lock ([`RoomsSync::order`]), taken out of the map when dropped once
+/// nobody else holds or waits for it. A guard, so a hold cancelled while it waits (a login
+/// whose client left, `ws.rs`) leaves no entry behind.
+struct DeviceOrder<'a> {
+    rooms: &'a RoomsSync,
+    key: DeviceKey,
+    order: Option<Arc<tokio::sync::Mutex<()>>>,
+}
+
+impl DeviceOrder<'_> {
+    async fn lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.order
+            .as_ref()
+            .expect("taken only on drop")
+            .lock()
+            .await
+    }
+}
+
+impl Drop for DeviceOrder<'_> {
+    fn drop(&mut self) {
+        let mut map = lock(&self.rooms.order);
+        drop(self.order.take());
+        if map
+            .get(&self.key)
+            .is_some_and(|m| Arc::strong_count(m) == 1)
+        {
+            map.remove(&self.key);
+        }
+    }
+}
+
 impl std::fmt::Debug for RoomsSync {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RoomsSync")
@@ -311,6 +343,9 @@ impl RoomsSync {
     /// member coming back, before its replay, so before it can send anything; its dead sockets
     /// on other nodes then no longer hold the device); others are announced later if they
     /// become involved ([`Self::announce_device`]).
+    ///
+    /// May be dropped while it waits (a login whose client left): [`Self::release`] of `conn`
+    /// then undoes whatever part of it ran.
     #[allow(clippy::too_many_arguments)]
     pub async fn hold(
         &self,
@@ -325,35 +360,30 @@ impl RoomsSync {
         let page: PageKey = (app, user.clone(), device.clone(), instance);
         let key: DeviceKey = (app, user.clone(), device.clone());
         let order = self.device_order(&key);
-        let held = async {
-            let _order = order.lock().await;
-            lock(&self.conns).insert(conn, page.clone());
-            let announce = {
-                let mut d = lock(&self.devices);
-                let h = d.entry(key.clone()).or_default();
-                if h.page(instance).is_none() {
-                    h.pages.push(HeldPage {
-                        instance,
-                        conns: 0,
-                        announced: false,
-                    });
-                }
-                let p = h.page(instance).expect("pushed above");
-                p.conns += 1;
-                let announce = p.conns == 1
-                    && rooms_node::announces(p.announced, || hub.rooms_involve(app, user, device));
-                p.announced |= announce;
-                announce
-            };
-            if announce {
-                self.publish(app_key, &self.presence(&page, Presence::Here))
-                    .await?;
+        let _order = order.lock().await;
+        lock(&self.conns).insert(conn, page.clone());
+        let announce = {
+            let mut d = lock(&self.devices);
+            let h = d.entry(key.clone()).or_default();
+            if h.page(instance).is_none() {
+                h.pages.push(HeldPage {
+                    instance,
+                    conns: 0,
+                    announced: false,
+                });
             }
-            Ok(())
+            let p = h.page(instance).expect("pushed above");
+            p.conns += 1;
+            let announce = p.conns == 1
+                && rooms_node::announces(p.announced, || hub.rooms_involve(app, user, device));
+            p.announced |= announce;
+            announce
+        };
+        if announce {
+            self.publish(app_key, &self.presence(&page, Presence::Here))
+                .await?;
         }
-        .await;
-        self.forget_order(&key, order);
-        held
+        Ok(())
     }
 
     /// Announces the pages of `device` of `user` (`Here`) that have a connection here and were
@@ -410,7 +440,6 @@ impl RoomsSync {
                 }
             }
         }
-        self.forget_order(&key, order);
     }
 
     /// Page `instance` of `device` of `user` connected on another node: its connection here,
@@ -494,20 +523,14 @@ impl RoomsSync {
                 }
             }
         }
-        self.forget_order(&key, order);
     }
 
     /// The lock that orders `key`'s announcements (see `order`).
-    fn device_order(&self, key: &DeviceKey) -> Arc<tokio::sync::Mutex<()>> {
-        lock(&self.order).entry(key.clone()).or_default().clone()
-    }
-
-    /// Drops `key`'s lock from the map once nobody else holds or waits for it.
-    fn forget_order(&self, key: &DeviceKey, order: Arc<tokio::sync::Mutex<()>>) {
-        let mut map = lock(&self.order);
-        drop(order);
-        if map.get(key).is_some_and(|m| Arc::strong_count(m) == 1) {
-            map.remove(key);
+    fn device_order(&self, key: &DeviceKey) -> DeviceOrder<'_> {
+        DeviceOrder {
+            rooms: self,
+            key: key.clone(),
+            order: Some(lock(&self.order).entry(key.clone()).or_default().clone()),
         }
     }
 

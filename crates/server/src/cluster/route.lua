@@ -62,26 +62,35 @@ end
 -- 2. sent_time: Redis's clock, never backwards within the app.
 local last_sent = tonumber(redis.call('GET', KEYS[1]) or '0')
 local sent = math.max(now_ms, last_sent)
+-- (Each number formatted once: string.format is a libc sprintf, a sizeable part of Redis's
+-- instructions per script.)
+local sent_s = int(sent)
 if sent > last_sent then
-  redis.call('SET', KEYS[1], int(sent))
+  redis.call('SET', KEYS[1], sent_s)
 end
 
--- Protobuf varint (n < 2^53).
+-- Protobuf varint (n < 2^53), made with one string.char call: no one-byte string per byte
+-- (Lua allocates and interns each).
 local function varint(n)
-  local b = {}
+  local b, k = {}, 0
   while n >= 128 do
-    b[#b + 1] = string.char(n % 128 + 128)
+    k = k + 1
+    b[k] = n % 128 + 128
     n = math.floor(n / 128)
   end
-  b[#b + 1] = string.char(n)
-  return table.concat(b)
+  b[k + 1] = n
+  return string.char(unpack(b))
 end
 -- The Delivered is field 1 (seq) .. fields 2-9 .. field 10 (sent_time) .. fields 11-13: the
 -- bytes prost itself would write.
 local sent_field = string.char(0x50) .. varint(sent)
 
 local floor, max_len = tonumber(ARGV[2]), ARGV[3]
-local min_id = int(math.max(now_us - tonumber(ARGV[4]), 0))
+-- The age trim runs when a stored copy's seq is its user's first in a period of max age / 64
+-- (~2.6 h for a week), not at every copy: entries outlive the max age by about that much more
+-- (beside what `~` keeps), and a busy mailbox costs Redis one XTRIM per period, not one per
+-- message.
+local age_period = math.max(math.floor(tonumber(ARGV[4]) / 64), 1)
 local bodies = tonumber(ARGV[10])
 local n = (#ARGV - 13 - 2 * bodies) / 4
 local presence = #KEYS == 5 + 3 * n
@@ -119,8 +128,8 @@ if rooms_event ~= '' then
     end
   end
   redis.call('SET', rooms_counter, int(e))
-  redis.call('XADD', rooms_log, 'MAXLEN', '~', rooms_max, int(e) .. '-0', 't', int(sent), 'e', rooms_event)
-  redis.call('PUBLISH', rooms_channel, int(e) .. ' ' .. int(sent) .. '\n' .. rooms_event)
+  redis.call('XADD', rooms_log, 'MAXLEN', '~', rooms_max, int(e) .. '-0', 't', sent_s, 'e', rooms_event)
+  redis.call('PUBLISH', rooms_channel, int(e) .. ' ' .. sent_s .. '\n' .. rooms_event)
 end
 
 local result = {0, sent}
@@ -154,30 +163,31 @@ for i = 1, n do
     end
   end
   local seq = math.max(last + 1, now_us, floor)
-  redis.call('SET', seq_key, int(seq), 'PX', ARGV[6])
+  local seq_s = int(seq)
+  redis.call('SET', seq_key, seq_s, 'PX', ARGV[6])
 
   -- 5. Into the mailbox (entry id = seq; bounded by count and age), then live to the user's
   -- nodes: 'D <seq> <skip>\n<Delivered>'.
   local delivered = string.char(0x08) .. varint(seq) .. ARGV[9 + 2 * body] .. sent_field .. tail
-  local add = {'XADD', mbox, 'MAXLEN', '~', max_len, int(seq) .. '-0', 'd', delivered}
-  local store = true
-  if ARGV[c + 4] ~= '' then
-    add[#add + 1] = 'x'
-    add[#add + 1] = ARGV[c + 4]
-    store = sibling_known(ARGV[c + 4])
-  end
-  if store then
-    redis.call(unpack(add))
-    redis.call('XTRIM', mbox, 'MINID', '~', min_id)
+  local exclude = ARGV[c + 4]
+  if exclude == '' or sibling_known(exclude) then
+    if exclude == '' then
+      redis.call('XADD', mbox, 'MAXLEN', '~', max_len, seq_s .. '-0', 'd', delivered)
+    else
+      redis.call('XADD', mbox, 'MAXLEN', '~', max_len, seq_s .. '-0', 'd', delivered, 'x', exclude)
+    end
+    if math.floor(seq / age_period) ~= math.floor(last / age_period) then
+      redis.call('XTRIM', mbox, 'MINID', '~', int(math.max(now_us - tonumber(ARGV[4]), 0)))
+    end
     redis.call('PEXPIRE', mbox, ARGV[5])
   end
   -- The sender's own copy (the last one, on the sender's channel, skipping the sending
   -- connection) carries the reply marker in its header: 'D <seq> <skip> <sent_time>
   -- <request_id> <uid>' is the copy, then the reply to <skip>. One publish, not two.
-  local head = 'D ' .. int(seq) .. ' ' .. ARGV[c + 3]
+  local head = 'D ' .. seq_s .. ' ' .. ARGV[c + 3]
   if i == n and ARGV[8] ~= '' and ARGV[c + 1] == ARGV[7] and ARGV[c + 3] ~= ''
     and string.sub(ARGV[8], 1, #ARGV[c + 3] + 1) == ARGV[c + 3] .. ' ' then
-    head = head .. ' ' .. int(sent) .. ' ' .. string.sub(ARGV[8], #ARGV[c + 3] + 2) .. ' ' .. ARGV[9]
+    head = head .. ' ' .. sent_s .. ' ' .. string.sub(ARGV[8], #ARGV[c + 3] + 2) .. ' ' .. ARGV[9]
     replied = true
   end
   redis.call('PUBLISH', ARGV[c + 1], head .. '\n' .. delivered)
@@ -190,9 +200,9 @@ end
 -- 6. Record the client_seq, then the sender's reply marker: 'R <sent_time> <marker> <uid>',
 -- after every copy on the sender's channel.
 if client_seq > 0 then
-  redis.call('SET', KEYS[2], int(client_seq) .. ' ' .. ARGV[9] .. ' ' .. table.concat(flags), 'PX', ARGV[6])
+  redis.call('SET', KEYS[2], ARGV[1] .. ' ' .. ARGV[9] .. ' ' .. table.concat(flags), 'PX', ARGV[6])
 end
 if ARGV[8] ~= '' and not replied then
-  redis.call('PUBLISH', ARGV[7], 'R ' .. int(sent) .. ' ' .. ARGV[8] .. ' ' .. ARGV[9])
+  redis.call('PUBLISH', ARGV[7], 'R ' .. sent_s .. ' ' .. ARGV[8] .. ' ' .. ARGV[9])
 end
 return result
