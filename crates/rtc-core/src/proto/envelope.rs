@@ -318,54 +318,39 @@ pub struct ServerFrame {
 }
 
 pub mod server_frame {
-    #[derive(Clone, PartialEq, prost::Oneof)]
-    pub enum Body {
-        #[prost(message, tag = "2")]
-        AuthResult(super::AuthResult),
-        #[prost(message, tag = "3")]
-        Deliver(super::Delivered),
-        #[prost(message, tag = "4")]
-        SendResult(super::SendResult),
-        #[prost(message, tag = "5")]
-        Error(super::ErrorFrame),
-        #[prost(message, tag = "6")]
-        Pong(super::Pong),
-        #[prost(message, tag = "7")]
-        SyncDone(super::SyncDone),
-        /// The operator removed this user from a call (`POST /rtc/user/kick.json`).
-        #[prost(message, tag = "8")]
-        Kicked(super::Kicked),
-        /// Answer to `GetIceServers`.
-        #[prost(message, tag = "9")]
-        IceServers(super::IceServers),
-        /// Answer to `GetJoinedUserInfo`.
-        #[prost(message, tag = "10")]
-        JoinedUserInfo(super::JoinedUserInfo),
-        /// SFU mode: this device is a member of a GROUP call whose media runs through the SFU
-        /// (sent when it becomes a member, and again after the SFU restarted).
-        #[prost(message, tag = "11")]
-        SfuJoined(super::SfuJoined),
-        /// SFU mode: the call's set of published streams changed.
-        #[prost(message, tag = "12")]
-        SfuFeeds(super::SfuFeeds),
-        /// SFU mode: the SFU's offer for the device's receiving connection (answer to
-        /// `SfuSubscribe`, or a renegotiation the server starts).
-        #[prost(message, tag = "13")]
-        SfuOffer(super::SfuOffer),
-        /// SFU mode: the SFU's answer to `SfuPublish`.
-        #[prost(message, tag = "14")]
-        SfuAnswer(super::SfuAnswer),
-        /// SFU mode: a publish or subscribe failed (`onTrackPublishFail` / `onTrackSubscribeFail`).
-        #[prost(message, tag = "15")]
-        SfuFailed(super::SfuFailed),
-        /// SFU mode: the SFU lost this device's connections (it restarted): publish and
-        /// subscribe again, without ending the call.
-        #[prost(message, tag = "16")]
-        SfuRestart(super::SfuRestart),
-        /// SFU mode: which simulcast layers of this device's camera anyone receives (the
-        /// others are paused, saving the encoder's CPU).
-        #[prost(message, tag = "17")]
-        SfuPublisherLayers(super::SfuPublisherLayers),
+    crate::proto::oneof::message_oneof! {
+        pub enum Body {
+            AuthResult(super::AuthResult) = 2,
+            Deliver(super::Delivered) = 3,
+            SendResult(super::SendResult) = 4,
+            Error(super::ErrorFrame) = 5,
+            Pong(super::Pong) = 6,
+            SyncDone(super::SyncDone) = 7,
+            /// The operator removed this user from a call (`POST /rtc/user/kick.json`).
+            Kicked(super::Kicked) = 8,
+            /// Answer to `GetIceServers`.
+            IceServers(super::IceServers) = 9,
+            /// Answer to `GetJoinedUserInfo`.
+            JoinedUserInfo(super::JoinedUserInfo) = 10,
+            /// SFU mode: this device is a member of a GROUP call whose media runs through the SFU
+            /// (sent when it becomes a member, and again after the SFU restarted).
+            SfuJoined(super::SfuJoined) = 11,
+            /// SFU mode: the call's set of published streams changed.
+            SfuFeeds(super::SfuFeeds) = 12,
+            /// SFU mode: the SFU's offer for the device's receiving connection (answer to
+            /// `SfuSubscribe`, or a renegotiation the server starts).
+            SfuOffer(super::SfuOffer) = 13,
+            /// SFU mode: the SFU's answer to `SfuPublish`.
+            SfuAnswer(super::SfuAnswer) = 14,
+            /// SFU mode: a publish or subscribe failed (`onTrackPublishFail` / `onTrackSubscribeFail`).
+            SfuFailed(super::SfuFailed) = 15,
+            /// SFU mode: the SFU lost this device's connections (it restarted): publish and
+            /// subscribe again, without ending the call.
+            SfuRestart(super::SfuRestart) = 16,
+            /// SFU mode: which simulcast layers of this device's camera anyone receives (the
+            /// others are paused, saving the encoder's CPU).
+            SfuPublisherLayers(super::SfuPublisherLayers) = 17,
+        }
     }
 }
 
@@ -608,9 +593,7 @@ fn merge_vec(
     prost::encoding::check_wire_type(prost::encoding::WireType::LengthDelimited, wire_type)?;
     let len = prost::encoding::decode_varint(buf)?;
     if len > buf.remaining() as u64 {
-        // prost's own "buffer underflow" kind is crate-private; this is its text.
-        #[allow(deprecated)]
-        return Err(prost::DecodeError::new("buffer underflow"));
+        return Err(super::oneof::error("buffer underflow"));
     }
     value.clear();
     value.resize(len as usize, 0);
