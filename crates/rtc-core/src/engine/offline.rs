@@ -29,12 +29,14 @@ impl Engine {
             if !starts_call {
                 continue;
             }
+            // The record reads only the messages, so it is taken before they move into the
+            // engine (no copy of each message), and still announced after the call rings.
+            let record = self.record(&list);
             if self.still_ringing(&list) {
-                for msg in list.iter().cloned() {
+                for msg in list {
                     self.on_signal(msg);
                 }
             }
-            let record = self.record(&list);
             self.emit(CallEvent::OfflineRecord(record));
         }
     }

@@ -46,24 +46,17 @@ pub struct CallContent {
 }
 
 pub mod call_content {
-    #[derive(Clone, PartialEq, prost::Oneof)]
-    pub enum Body {
-        #[prost(message, tag = "10")]
-        Invite(super::Invite),
-        #[prost(message, tag = "11")]
-        Ringing(super::Ringing),
-        #[prost(message, tag = "12")]
-        Accept(super::Accept),
-        #[prost(message, tag = "13")]
-        Hangup(super::Hangup),
-        #[prost(message, tag = "14")]
-        ModifyMem(super::ModifyMem),
-        #[prost(message, tag = "15")]
-        ModifyMedia(super::ModifyMedia),
-        #[prost(message, tag = "16")]
-        Media(super::MediaSignal),
-        #[prost(message, tag = "17")]
-        Mute(super::MuteState),
+    crate::proto::oneof::message_oneof! {
+        pub enum Body {
+            Invite(super::Invite) = 10,
+            Ringing(super::Ringing) = 11,
+            Accept(super::Accept) = 12,
+            Hangup(super::Hangup) = 13,
+            ModifyMem(super::ModifyMem) = 14,
+            ModifyMedia(super::ModifyMedia) = 15,
+            Media(super::MediaSignal) = 16,
+            Mute(super::MuteState) = 17,
+        }
     }
 }
 

@@ -318,54 +318,39 @@ pub struct ServerFrame {
 }
 
 pub mod server_frame {
-    #[derive(Clone, PartialEq, prost::Oneof)]
-    pub enum Body {
-        #[prost(message, tag = "2")]
-        AuthResult(super::AuthResult),
-        #[prost(message, tag = "3")]
-        Deliver(super::Delivered),
-        #[prost(message, tag = "4")]
-        SendResult(super::SendResult),
-        #[prost(message, tag = "5")]
-        Error(super::ErrorFrame),
-        #[prost(message, tag = "6")]
-        Pong(super::Pong),
-        #[prost(message, tag = "7")]
-        SyncDone(super::SyncDone),
-        /// The operator removed this user from a call (`POST /rtc/user/kick.json`).
-        #[prost(message, tag = "8")]
-        Kicked(super::Kicked),
-        /// Answer to `GetIceServers`.
-        #[prost(message, tag = "9")]
-        IceServers(super::IceServers),
-        /// Answer to `GetJoinedUserInfo`.
-        #[prost(message, tag = "10")]
-        JoinedUserInfo(super::JoinedUserInfo),
-        /// SFU mode: this device is a member of a GROUP call whose media runs through the SFU
-        /// (sent when it becomes a member, and again after the SFU restarted).
-        #[prost(message, tag = "11")]
-        SfuJoined(super::SfuJoined),
-        /// SFU mode: the call's set of published streams changed.
-        #[prost(message, tag = "12")]
-        SfuFeeds(super::SfuFeeds),
-        /// SFU mode: the SFU's offer for the device's receiving connection (answer to
-        /// `SfuSubscribe`, or a renegotiation the server starts).
-        #[prost(message, tag = "13")]
-        SfuOffer(super::SfuOffer),
-        /// SFU mode: the SFU's answer to `SfuPublish`.
-        #[prost(message, tag = "14")]
-        SfuAnswer(super::SfuAnswer),
-        /// SFU mode: a publish or subscribe failed (`onTrackPublishFail` / `onTrackSubscribeFail`).
-        #[prost(message, tag = "15")]
-        SfuFailed(super::SfuFailed),
-        /// SFU mode: the SFU lost this device's connections (it restarted): publish and
-        /// subscribe again, without ending the call.
-        #[prost(message, tag = "16")]
-        SfuRestart(super::SfuRestart),
-        /// SFU mode: which simulcast layers of this device's camera anyone receives (the
-        /// others are paused, saving the encoder's CPU).
-        #[prost(message, tag = "17")]
-        SfuPublisherLayers(super::SfuPublisherLayers),
+    crate::proto::oneof::message_oneof! {
+        pub enum Body {
+            AuthResult(super::AuthResult) = 2,
+            Deliver(super::Delivered) = 3,
+            SendResult(super::SendResult) = 4,
+            Error(super::ErrorFrame) = 5,
+            Pong(super::Pong) = 6,
+            SyncDone(super::SyncDone) = 7,
+            /// The operator removed this user from a call (`POST /rtc/user/kick.json`).
+            Kicked(super::Kicked) = 8,
+            /// Answer to `GetIceServers`.
+            IceServers(super::IceServers) = 9,
+            /// Answer to `GetJoinedUserInfo`.
+            JoinedUserInfo(super::JoinedUserInfo) = 10,
+            /// SFU mode: this device is a member of a GROUP call whose media runs through the SFU
+            /// (sent when it becomes a member, and again after the SFU restarted).
+            SfuJoined(super::SfuJoined) = 11,
+            /// SFU mode: the call's set of published streams changed.
+            SfuFeeds(super::SfuFeeds) = 12,
+            /// SFU mode: the SFU's offer for the device's receiving connection (answer to
+            /// `SfuSubscribe`, or a renegotiation the server starts).
+            SfuOffer(super::SfuOffer) = 13,
+            /// SFU mode: the SFU's answer to `SfuPublish`.
+            SfuAnswer(super::SfuAnswer) = 14,
+            /// SFU mode: a publish or subscribe failed (`onTrackPublishFail` / `onTrackSubscribeFail`).
+            SfuFailed(super::SfuFailed) = 15,
+            /// SFU mode: the SFU lost this device's connections (it restarted): publish and
+            /// subscribe again, without ending the call.
+            SfuRestart(super::SfuRestart) = 16,
+            /// SFU mode: which simulcast layers of this device's camera anyone receives (the
+            /// others are paused, saving the encoder's CPU).
+            SfuPublisherLayers(super::SfuPublisherLayers) = 17,
+        }
     }
 }
 
@@ -477,43 +462,143 @@ pub struct Kicked {
 }
 
 /// One message delivered to this device.
-#[derive(Clone, PartialEq, prost::Message)]
+///
+/// Its `prost::Message` is written by hand (below), not derived: the derive decodes the
+/// `bytes` field `content` through `Buf::copy_to_bytes` into a `bytes::Bytes` and copies that
+/// into the `Vec`, and in the browser SDK this one field is all that ships the `bytes` crate's
+/// `Bytes`/`BytesMut` code (~3.5 KB of wasm). The wire format is the derive's (tests below compare
+/// the two); the field tags are in `merge_field`.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Delivered {
     /// Per-recipient sequence number, strictly increasing.
-    #[prost(uint64, tag = "1")]
     pub seq: u64,
-    #[prost(string, tag = "2")]
     pub message_uid: String,
-    #[prost(string, tag = "3")]
     pub sender_user_id: String,
-    #[prost(string, tag = "4")]
     pub sender_device_id: String,
-    #[prost(int32, tag = "5")]
     pub conversation_type: i32,
     /// For PRIVATE: the other party from the recipient's view (the sender, or for the sender's
     /// own other devices the original target). For GROUP: the group id.
-    #[prost(string, tag = "6")]
     pub target_id: String,
-    #[prost(string, tag = "7")]
     pub channel_id: String,
-    #[prost(string, tag = "8")]
     pub message_type: String,
-    #[prost(bytes = "vec", tag = "9")]
     pub content: Vec<u8>,
     /// Server time (ms) when the server accepted the message.
-    #[prost(int64, tag = "10")]
     pub sent_time: i64,
     /// Stored while the recipient was offline and delivered on connect.
-    #[prost(bool, tag = "11")]
     pub offline: bool,
     /// The sender's `Authenticate.instance` and the message's `SendMessage.client_seq`: a
     /// receiver drops a message whose `client_seq` is not above the last one it processed from
     /// that instance (a resend the server could not recognise, e.g. across its restart).
     /// 0 = untracked (e.g. messages the server itself sends).
-    #[prost(uint64, tag = "12")]
     pub sender_instance: u64,
-    #[prost(uint64, tag = "13")]
     pub client_seq: u64,
+}
+
+impl prost::Message for Delivered {
+    fn encode_raw(&self, buf: &mut impl prost::bytes::BufMut) {
+        use prost::encoding::{bool, bytes, int32, int64, string, uint64};
+        if self.seq != 0 {
+            uint64::encode(1, &self.seq, buf);
+        }
+        for (tag, s) in [(2, &self.message_uid), (3, &self.sender_user_id), (4, &self.sender_device_id)] {
+            if !s.is_empty() {
+                string::encode(tag, s, buf);
+            }
+        }
+        if self.conversation_type != 0 {
+            int32::encode(5, &self.conversation_type, buf);
+        }
+        for (tag, s) in [(6, &self.target_id), (7, &self.channel_id), (8, &self.message_type)] {
+            if !s.is_empty() {
+                string::encode(tag, s, buf);
+            }
+        }
+        if !self.content.is_empty() {
+            bytes::encode(9, &self.content, buf);
+        }
+        if self.sent_time != 0 {
+            int64::encode(10, &self.sent_time, buf);
+        }
+        if self.offline {
+            bool::encode(11, &self.offline, buf);
+        }
+        if self.sender_instance != 0 {
+            uint64::encode(12, &self.sender_instance, buf);
+        }
+        if self.client_seq != 0 {
+            uint64::encode(13, &self.client_seq, buf);
+        }
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: prost::encoding::WireType,
+        buf: &mut impl prost::bytes::Buf,
+        ctx: prost::encoding::DecodeContext,
+    ) -> Result<(), prost::DecodeError> {
+        use prost::encoding::{bool, int32, int64, string, uint64};
+        match tag {
+            1 => uint64::merge(wire_type, &mut self.seq, buf, ctx),
+            2 => string::merge(wire_type, &mut self.message_uid, buf, ctx),
+            3 => string::merge(wire_type, &mut self.sender_user_id, buf, ctx),
+            4 => string::merge(wire_type, &mut self.sender_device_id, buf, ctx),
+            5 => int32::merge(wire_type, &mut self.conversation_type, buf, ctx),
+            6 => string::merge(wire_type, &mut self.target_id, buf, ctx),
+            7 => string::merge(wire_type, &mut self.channel_id, buf, ctx),
+            8 => string::merge(wire_type, &mut self.message_type, buf, ctx),
+            9 => merge_vec(wire_type, &mut self.content, buf),
+            10 => int64::merge(wire_type, &mut self.sent_time, buf, ctx),
+            11 => bool::merge(wire_type, &mut self.offline, buf, ctx),
+            12 => uint64::merge(wire_type, &mut self.sender_instance, buf, ctx),
+            13 => uint64::merge(wire_type, &mut self.client_seq, buf, ctx),
+            _ => prost::encoding::skip_field(wire_type, tag, buf, ctx),
+        }
+    }
+
+    fn encoded_len(&self) -> usize {
+        use prost::encoding::{bool, bytes, int32, int64, string, uint64};
+        let strings = [
+            (2, &self.message_uid),
+            (3, &self.sender_user_id),
+            (4, &self.sender_device_id),
+            (6, &self.target_id),
+            (7, &self.channel_id),
+            (8, &self.message_type),
+        ];
+        let strings: usize = strings.iter().filter(|(_, s)| !s.is_empty()).map(|(tag, s)| string::encoded_len(*tag, s)).sum();
+        strings
+            + if self.seq != 0 { uint64::encoded_len(1, &self.seq) } else { 0 }
+            + if self.conversation_type != 0 { int32::encoded_len(5, &self.conversation_type) } else { 0 }
+            + if self.content.is_empty() { 0 } else { bytes::encoded_len(9, &self.content) }
+            + if self.sent_time != 0 { int64::encoded_len(10, &self.sent_time) } else { 0 }
+            + if self.offline { bool::encoded_len(11, &self.offline) } else { 0 }
+            + if self.sender_instance != 0 { uint64::encoded_len(12, &self.sender_instance) } else { 0 }
+            + if self.client_seq != 0 { uint64::encoded_len(13, &self.client_seq) } else { 0 }
+    }
+
+    fn clear(&mut self) {
+        *self = Self::default();
+    }
+}
+
+/// A length-delimited field into a `Vec<u8>`, copied once straight from the buffer (prost's
+/// `bytes::merge` goes through a `bytes::Bytes`, see [`Delivered`]). The last occurrence wins,
+/// as in prost.
+fn merge_vec(
+    wire_type: prost::encoding::WireType,
+    value: &mut Vec<u8>,
+    buf: &mut impl prost::bytes::Buf,
+) -> Result<(), prost::DecodeError> {
+    prost::encoding::check_wire_type(prost::encoding::WireType::LengthDelimited, wire_type)?;
+    let len = prost::encoding::decode_varint(buf)?;
+    if len > buf.remaining() as u64 {
+        return Err(super::oneof::error("buffer underflow"));
+    }
+    value.clear();
+    value.resize(len as usize, 0);
+    buf.copy_to_slice(value);
+    Ok(())
 }
 
 /// Answer to `SendMessage`. `code` 0 = accepted (and `sent_time` is set); otherwise an IMLib code
@@ -845,4 +930,120 @@ pub struct SfuPublisherLayers {
     pub call_id: String,
     #[prost(uint32, tag = "2")]
     pub max_substream: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `Delivered` as prost derives it: the hand-written codec must match it byte for byte.
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Derived {
+        #[prost(uint64, tag = "1")]
+        seq: u64,
+        #[prost(string, tag = "2")]
+        message_uid: String,
+        #[prost(string, tag = "3")]
+        sender_user_id: String,
+        #[prost(string, tag = "4")]
+        sender_device_id: String,
+        #[prost(int32, tag = "5")]
+        conversation_type: i32,
+        #[prost(string, tag = "6")]
+        target_id: String,
+        #[prost(string, tag = "7")]
+        channel_id: String,
+        #[prost(string, tag = "8")]
+        message_type: String,
+        #[prost(bytes = "vec", tag = "9")]
+        content: Vec<u8>,
+        #[prost(int64, tag = "10")]
+        sent_time: i64,
+        #[prost(bool, tag = "11")]
+        offline: bool,
+        #[prost(uint64, tag = "12")]
+        sender_instance: u64,
+        #[prost(uint64, tag = "13")]
+        client_seq: u64,
+    }
+
+    fn full() -> (Delivered, Derived) {
+        let d = Delivered {
+            seq: 1 << 40,
+            message_uid: "uid".into(),
+            sender_user_id: "ann".into(),
+            sender_device_id: "ann_1".into(),
+            conversation_type: 3,
+            target_id: "g1".into(),
+            channel_id: "ch".into(),
+            message_type: "RC:VCInvite".into(),
+            content: vec![0, 1, 2, 255],
+            sent_time: -5,
+            offline: true,
+            sender_instance: 7,
+            client_seq: 300,
+        };
+        let e = Derived {
+            seq: d.seq,
+            message_uid: d.message_uid.clone(),
+            sender_user_id: d.sender_user_id.clone(),
+            sender_device_id: d.sender_device_id.clone(),
+            conversation_type: d.conversation_type,
+            target_id: d.target_id.clone(),
+            channel_id: d.channel_id.clone(),
+            message_type: d.message_type.clone(),
+            content: d.content.clone(),
+            sent_time: d.sent_time,
+            offline: d.offline,
+            sender_instance: d.sender_instance,
+            client_seq: d.client_seq,
+        };
+        (d, e)
+    }
+
+    #[test]
+    fn delivered_encodes_as_the_derive_does() {
+        let (d, e) = full();
+        assert_eq!(d.encode_to_vec(), e.encode_to_vec());
+        assert_eq!(d.encoded_len(), e.encoded_len());
+        assert_eq!(Delivered::default().encode_to_vec(), Derived::default().encode_to_vec());
+        assert!(Delivered::default().encode_to_vec().is_empty());
+    }
+
+    #[test]
+    fn delivered_decodes_what_the_derive_encodes() {
+        let (d, e) = full();
+        assert_eq!(Delivered::decode(e.encode_to_vec().as_slice()).unwrap(), d);
+        // Inside the server frame, as the SDK receives it.
+        let frame = ServerFrame { body: Some(server_frame::Body::Deliver(d.clone())), server_time: 9 };
+        assert_eq!(ServerFrame::decode(frame.encode_to_vec().as_slice()).unwrap(), frame);
+    }
+
+    #[test]
+    fn delivered_content_last_occurrence_wins_and_unknown_fields_are_skipped() {
+        let (mut d, mut e) = full();
+        let mut bytes = e.encode_to_vec();
+        // A second `content` (tag 9, length-delimited) and an unknown varint field 99.
+        bytes.extend_from_slice(&[9 << 3 | 2, 2, 7, 8]);
+        bytes.extend_from_slice(&[0x98, 0x06, 1]);
+        e.content = vec![7, 8];
+        d.content = vec![7, 8];
+        assert_eq!(Derived::decode(bytes.as_slice()).unwrap(), e);
+        assert_eq!(Delivered::decode(bytes.as_slice()).unwrap(), d);
+    }
+
+    #[test]
+    fn delivered_rejects_what_the_derive_rejects() {
+        // `content` claims 5 bytes, 2 follow.
+        let short = [9 << 3 | 2, 5, 1, 2];
+        assert!(Derived::decode(&short[..]).is_err());
+        assert_eq!(
+            Delivered::decode(&short[..]).unwrap_err().to_string(),
+            Derived::decode(&short[..]).unwrap_err().to_string().replace("Derived.content: ", "")
+        );
+        // `content` as a varint: a wire type mismatch.
+        let wrong = [9 << 3, 1];
+        assert!(Derived::decode(&wrong[..]).is_err());
+        assert!(Delivered::decode(&wrong[..]).is_err());
+    }
 }

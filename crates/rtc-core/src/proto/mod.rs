@@ -8,6 +8,7 @@
 
 pub mod call;
 pub mod envelope;
+mod oneof;
 
 pub use call::*;
 pub use envelope::*;
