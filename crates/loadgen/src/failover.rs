@@ -125,10 +125,9 @@ fn reconnect_delay(n: u32, busy: bool, random: f64) -> u64 {
 }
 
 /// The SDK's `im::busy_delay`: the wait before coming back to a busy node that gave the turn
-/// `retry_after_ms`, that turn -0 %/+20 % (capped at 30 s).
+/// `retry_after_ms`, that turn +0–20 %, at most the idle cap (4 s).
 fn busy_delay(retry_after_ms: u32, random: f64) -> u64 {
-    let turn = f64::from(retry_after_ms.min(30_000));
-    (turn * (1.0 + 0.2 * random)) as u64
+    (f64::from(retry_after_ms) * (1.0 + 0.2 * random)).min(4000.0) as u64
 }
 
 /// The SDK's `im::round_delay`: a busy node's turn when it gave one, else the backoff.
@@ -1223,7 +1222,7 @@ mod tests {
         // A busy node's turn replaces the backoff, as in the SDK's `im::round_delay`.
         assert_eq!(busy_delay(450, 0.0), 450);
         assert_eq!(busy_delay(450, 0.999), 539);
-        assert_eq!(busy_delay(u32::MAX, 0.0), 30_000);
+        assert_eq!(busy_delay(u32::MAX, 0.0), 4_000);
         assert_eq!(round_delay(9, true, 450, 0.0), 450, "not the idle cap after many rounds");
         assert_eq!(round_delay(9, true, 0, 0.5), reconnect_delay(9, true, 0.5));
     }

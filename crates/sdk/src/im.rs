@@ -660,15 +660,12 @@ fn connect_retry(retry_after_ms: u32, elapsed_ms: i32, timeout_ms: i32, random: 
     Some((delay, (left - delay).min(timeout_ms)))
 }
 
-/// Longest turn honoured: a server asking for more is waited for this long (then asked again).
-const MAX_TURN_MS: u32 = 30_000;
-
 /// The wait before coming back to a busy node that gave the turn `retry_after_ms`: that turn,
-/// -0 %/+20 % (`random` in [0, 1)) so clients the nodes gave the same turn do not come in the
-/// same millisecond; never earlier, since the node spaced its turns at the rate it serves.
+/// +0–20 % (`random` in [0, 1)) so clients the nodes gave the same turn do not come in the
+/// same millisecond; never earlier, since the node spaced its turns at the rate it serves; and
+/// never longer than the idle backoff's cap (a server asking for more is asked again then).
 fn busy_delay(retry_after_ms: u32, random: f64) -> i32 {
-    let turn = f64::from(retry_after_ms.min(MAX_TURN_MS));
-    (turn * (1.0 + 0.2 * random)) as i32
+    (f64::from(retry_after_ms) * (1.0 + 0.2 * random)).min(RECONNECT_CAP_IDLE_MS) as i32
 }
 
 /// The wait before the next round of reconnect attempts after `n` failed ones: a busy node's
@@ -844,7 +841,7 @@ mod tests {
     fn a_busy_nodes_turn_replaces_the_backoff() {
         assert_eq!(busy_delay(450, 0.0), 450);
         assert_eq!(busy_delay(450, 0.999), 539);
-        assert_eq!(busy_delay(u32::MAX, 0.0), 30_000, "capped");
+        assert_eq!(busy_delay(u32::MAX, 0.0), 4_000, "capped as the idle backoff");
         assert_eq!(round_delay(9, false, 450, 0.0), 450, "not the idle cap after many rounds");
         assert_eq!(round_delay(9, true, 0, 0.5), reconnect_delay(9, true, 0.5));
         assert_eq!(round_delay(0, false, 0, 0.5), 0);

@@ -18,9 +18,11 @@
 /// this, and a node whose estimate starts low (its logins were quick before the storm) is not
 /// asked again at once by every client it refused in the storm's first milliseconds.
 pub const MIN_RETRY_MS: u32 = 200;
-/// Turns beyond this are capped: a client told to wait longer would see a dead server. Past
-/// it the clients come back anyway and get a new turn.
-pub const MAX_RETRY_MS: u32 = 15_000;
+/// Turns are capped at the SDK's idle backoff cap (`im::RECONNECT_CAP_IDLE_MS`): a client is
+/// never asked to wait longer than it would have without a turn, so a node whose estimate runs
+/// high (a starved node's logins look slow) costs no more than the old backoff; past it the
+/// clients come back and get a new turn.
+pub const MAX_RETRY_MS: u32 = 4_000;
 /// Weight of the newest login's duration in the average (1/8: a storm's durations, hundreds
 /// a second, replace a quiet time's in a few dozen logins).
 const EWMA_WEIGHT: f64 = 0.125;
@@ -63,7 +65,9 @@ impl Admission {
         }
         let mean_age = now_ms - self.started_sum / self.running as f64;
         let duration = self.avg_ms.unwrap_or(0.0).max(mean_age).max(1.0);
-        self.tail_ms = self.tail_ms.max(now_ms) + duration / self.max as f64;
+        // (The queue never reaches past the cap: a turn given beyond it would not be kept.)
+        let last = now_ms + f64::from(MAX_RETRY_MS - MIN_RETRY_MS);
+        self.tail_ms = (self.tail_ms.max(now_ms) + duration / self.max as f64).min(last);
         let wait = (self.tail_ms - now_ms) as u32 + MIN_RETRY_MS;
         Err(wait.min(MAX_RETRY_MS))
     }
@@ -135,6 +139,12 @@ mod tests {
         let mut a = Admission::new(1);
         a.begin(0.0).unwrap();
         assert_eq!(a.begin(60_000.0), Err(MAX_RETRY_MS));
+        // The queue stops at the cap: once the node is served again, turns shrink at once.
+        a.finish(0.0, 60_000.0);
+        a.begin(60_000.0).unwrap();
+        a.finish(60_000.0, 60_001.0);
+        a.begin(60_001.0).unwrap();
+        assert!(a.begin(60_001.0).unwrap_err() <= MAX_RETRY_MS);
         let mut free = Admission::new(0);
         assert!((0..10_000).all(|_| free.begin(0.0).is_ok()));
     }
