@@ -51,7 +51,9 @@
 # (default 8), FAILOVER_RATE msg/s (default 5000) for FAILOVER_SECS (default 60), node
 # KILL_NODE (default 0) killed with SIGKILL at KILL_AT s (default 25; 0 = none), then a drain
 # until every client is back and quiet, at most DRAIN_SECS (default 60); see
-# rcall-loadgen's failover module for what it counts. Nothing else runs.
+# rcall-loadgen's failover module for what it counts. Nothing else runs. IGNORE_RETRY_AFTER=1:
+# the clients wait their idle backoff after a busy refusal instead of the node's turn
+# (`AuthResult.retry_after_ms`), as the SDK did before session 14 (the busy retry's A/B).
 #
 # Where a cluster node's CPU goes (issue 15, session 13; BENCHMARKS.md, "Session 13"): one node's
 # share of the 100,000 run (14,286 connections, ~714 msg/s sent and as many received) on 2 nodes:
@@ -254,7 +256,8 @@ if [ "$FAILOVER_CONNS" != 0 ]; then
         --failover-conns "$FAILOVER_CONNS" --nodes "$NODE_URLS" --node-pids "$NODE_PIDS" --redis-pid "$REDIS_PID" \
         --failover-rate "${FAILOVER_RATE:-5000}" --failover-secs "${FAILOVER_SECS:-60}" --kill-at-secs "${KILL_AT:-25}" \
         --kill-node "${KILL_NODE:-0}" --workers "${FAILOVER_WORKERS:-8}" --drain-secs "${DRAIN_SECS:-60}" --payload "$PAYLOAD" --node-logs "${NODE_LOGS%,}" \
-        --client-ping-ms "${CLIENT_PING_MS:-5000}"
+        --client-ping-ms "${CLIENT_PING_MS:-5000}" \
+        $([ "${IGNORE_RETRY_AFTER:-0}" != 0 ] && echo --ignore-retry-after)
     exit 0
 fi
 if [ "$ACTIVE_MEM" != 0 ]; then

@@ -84,6 +84,11 @@ pub(crate) struct Args {
     /// node is tried: the SDK's `RECONNECT_TIMEOUT_MS`
     #[arg(long, default_value_t = 3000)]
     pub attempt_timeout_ms: u64,
+    /// Failover run: after a busy refusal (31003), wait the backoff with its idle cap (as the
+    /// SDK did before the nodes gave turns) instead of the node's turn
+    /// (`AuthResult.retry_after_ms`): the A/B knob of the busy retry
+    #[arg(long)]
+    pub ignore_retry_after: bool,
     /// Failover run: the nodes' logs (comma-separated), with the debug lines of
     /// `rcall_server::cluster::login`: the server's per-stage login times after the kill
     #[arg(long, value_delimiter = ',')]
@@ -126,8 +131,24 @@ fn reconnect_delay(n: u32, busy: bool, random: f64) -> u64 {
     (b * (0.5 + random)).min(cap) as u64
 }
 
+/// The SDK's `im::busy_delay`: the wait before coming back to a busy node that gave the turn
+/// `retry_after_ms`, that turn +0–20 %, at most the idle cap (4 s).
+fn busy_delay(retry_after_ms: u32, random: f64) -> u64 {
+    (f64::from(retry_after_ms) * (1.0 + 0.2 * random)).min(4000.0) as u64
+}
+
+/// The SDK's `im::round_delay`: a busy node's turn when it gave one, else the backoff.
+fn round_delay(n: u32, busy: bool, retry_after_ms: u32, random: f64) -> u64 {
+    if retry_after_ms > 0 {
+        busy_delay(retry_after_ms, random)
+    } else {
+        reconnect_delay(n, busy, random)
+    }
+}
+
 /// The SDK's `im::after_failure`: an attempt refused as busy (31003) ends the round at once
-/// (and its backoff keeps the idle cap); other failures try the next node first.
+/// (its wait: the node's turn, else the backoff with the idle cap); other failures try the
+/// next node first.
 fn after_failure(refusal: &str, round_over: bool) -> (bool, bool) {
     let busy = refusal.starts_with(BUSY_REFUSAL);
     (round_over || busy, busy)
@@ -214,6 +235,8 @@ struct Client {
     /// not counted as lost).
     refused: Vec<u64>,
     connect_failures: u64,
+    /// The last refusal's `AuthResult.retry_after_ms` (a busy node's turn; 0: none).
+    retry_after_ms: u32,
     /// Why connections ended or attempts failed, and the codes of refused sends: (what, count).
     why: Vec<(String, u64)>,
 }
@@ -244,6 +267,7 @@ impl Client {
             send_errors: 0,
             refused: Vec::new(),
             connect_failures: 0,
+            retry_after_ms: 0,
             why: Vec::new(),
         }
     }
@@ -347,7 +371,10 @@ impl Client {
                 }
                 Event::None
             }
-            Some(S::AuthResult(a)) if a.code != 0 => Event::Refused(format!("auth refused {}: {}", a.code, a.message)),
+            Some(S::AuthResult(a)) if a.code != 0 => {
+                self.retry_after_ms = a.retry_after_ms;
+                Event::Refused(format!("auth refused {}: {}", a.code, a.message))
+            }
             Some(S::AuthResult(a)) => Event::Auth(a.accepted_upto),
             Some(S::SyncDone(_)) => Event::SyncDone,
             Some(S::Kicked(k)) => Event::Refused(format!("kicked: {k:?}")),
@@ -385,6 +412,8 @@ struct Keys {
     payload: usize,
     /// The clients' app ping interval (`Args::client_ping_ms`; None = no app pings).
     ping: Option<Duration>,
+    /// `--ignore-retry-after`.
+    ignore_retry_after: bool,
 }
 
 /// Connects (trying the client's nodes in turn from where it is), authenticates with its
@@ -454,6 +483,7 @@ async fn connect(c: &Rc<RefCell<Client>>, keys: &Keys, first: bool, attempt_time
             }
         };
         let (backoff, busy);
+        let mut turn = 0;
         match attempt.await {
             Ok(ws) => {
                 if !first {
@@ -477,6 +507,10 @@ async fn connect(c: &Rc<RefCell<Client>>, keys: &Keys, first: bool, attempt_time
                 cb.at = (cb.at + 1) % cb.urls.len();
                 in_round += 1;
                 (backoff, busy) = after_failure(&e, in_round % cb.urls.len() == 0);
+                let t = std::mem::take(&mut cb.retry_after_ms);
+                if busy && !keys.ignore_retry_after {
+                    turn = t;
+                }
                 if backoff {
                     in_round = 0;
                 }
@@ -486,9 +520,9 @@ async fn connect(c: &Rc<RefCell<Client>>, keys: &Keys, first: bool, attempt_time
             tokio::time::sleep(Duration::from_millis(200)).await;
         } else if backoff {
             // A whole round failed (the SDK's `next_after_failure`), or a node said it is
-            // busy: the SDK's backoff.
+            // busy: the SDK's wait.
             rounds += 1;
-            let ms = reconnect_delay(rounds, busy, rand_below(1000) as f64 / 1000.0);
+            let ms = round_delay(rounds, busy, turn, rand_below(1000) as f64 / 1000.0);
             tokio::time::sleep(Duration::from_millis(ms)).await;
         }
     }
@@ -622,7 +656,8 @@ pub(crate) fn worker(a: &Args, k: usize, app_key: &str, app_secret: &str, payloa
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let local = tokio::task::LocalSet::new();
     let ping = (a.client_ping_ms > 0).then(|| Duration::from_millis(a.client_ping_ms));
-    local.block_on(&rt, worker_main(a.clone(), k, Keys { app_key: app_key.into(), app_secret: app_secret.into(), payload, ping }));
+    let keys = Keys { app_key: app_key.into(), app_secret: app_secret.into(), payload, ping, ignore_retry_after: a.ignore_retry_after };
+    local.block_on(&rt, worker_main(a.clone(), k, keys));
 }
 
 async fn worker_main(a: Args, k: usize, keys: Keys) {
@@ -1204,6 +1239,12 @@ mod tests {
         assert_eq!(after_failure("auth refused 31003: server busy", false), (true, true));
         assert_eq!(after_failure("no AuthResult in time (attempt timeout)", false), (false, false));
         assert_eq!(after_failure("auth: connection ended: None", true), (true, false));
+        // A busy node's turn replaces the backoff, as in the SDK's `im::round_delay`.
+        assert_eq!(busy_delay(450, 0.0), 450);
+        assert_eq!(busy_delay(450, 0.999), 539);
+        assert_eq!(busy_delay(u32::MAX, 0.0), 4_000);
+        assert_eq!(round_delay(9, true, 450, 0.0), 450, "not the idle cap after many rounds");
+        assert_eq!(round_delay(9, true, 0, 0.5), reconnect_delay(9, true, 0.5));
     }
 
     #[test]

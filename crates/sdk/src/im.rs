@@ -132,6 +132,8 @@ pub struct ImLink {
     reconnect_attempt: Cell<u32>,
     /// The last reconnect attempt was refused as busy (see [`after_failure`]).
     server_busy: Cell<bool>,
+    /// The last refusal's `AuthResult.retry_after_ms`: the turn a busy node gave (0: none).
+    retry_after: Cell<u32>,
     /// ICE servers (STUN, TURN with fresh credentials) the server handed out at login; used
     /// when the app configured none.
     server_ice: RefCell<Vec<web_rtc::IceServer>>,
@@ -249,7 +251,7 @@ pub async fn login<H: Host>(host: &Rc<H>, token: JsValue) -> Result<(String, Str
     if let Some(l) = im.navi.borrow_mut().as_mut() {
         l.start_round();
     }
-    let (started, mut attempt_ms, mut busy_rounds) = (js::now(), timeout_ms, 0);
+    let (started, mut attempt_ms) = (js::now(), timeout_ms);
     let opened = loop {
         let Some(url) = im.current_url() else {
             break Err(code::BIZ_ERROR_INVALID_PARAMETER);
@@ -261,12 +263,13 @@ pub async fn login<H: Host>(host: &Rc<H>, token: JsValue) -> Result<(String, Str
             Err(c) => {
                 let url_round_over = im.navi.borrow_mut().as_mut().is_none_or(|l| l.next_after_failure());
                 let (round_over, busy) = after_failure(c, url_round_over);
+                let retry_after = im.retry_after.take();
                 if !round_over {
                     continue;
                 }
-                busy_rounds += 1;
                 let elapsed = (js::now() - started) as i32;
-                let Some((delay, next_ms)) = connect_retry(busy, busy_rounds, elapsed, timeout_ms, js_sys::Math::random()) else {
+                let turn = if busy { retry_after } else { 0 };
+                let Some((delay, next_ms)) = connect_retry(turn, elapsed, timeout_ms, js_sys::Math::random()) else {
                     break Err(c);
                 };
                 sleep(delay).await;
@@ -450,6 +453,7 @@ fn on_frame<H: Host>(rt: &Rc<H>, conn_id: u32, frame: ServerFrame) {
     match frame.body {
         Some(server_frame::Body::AuthResult(r)) => {
             if r.code != code::SUCCESS {
+                im.retry_after.set(r.retry_after_ms);
                 return conn.settle_auth(Err(r.code));
             }
             *im.server_ice.borrow_mut() = ice_servers(r.ice_servers);
@@ -626,36 +630,54 @@ pub fn close_now<H: Host>(rt: &Rc<H>) {
 
 /// A failed reconnect attempt refused with `code`: whether the round is over (back off before
 /// the next attempt) and whether the server said it is busy. A busy node (31003: its logins
-/// are full, e.g. every client of a failed node at once) ends the round, and the backoff then
-/// keeps its idle cap even in a call: the other nodes are likely as loaded, and trying them
-/// all at once, round after round, only feeds the storm that made it busy.
+/// are full, e.g. every client of a failed node at once) ends the round: the other nodes are
+/// likely as loaded, and trying them all at once only feeds the storm that made it busy. The
+/// wait is then the turn the node gave (`AuthResult.retry_after_ms`, see [`round_delay`]);
+/// without one (a connection limit, or an older server) the idle backoff, even in a call.
 fn after_failure(code: i32, url_round_over: bool) -> (bool, bool) {
     let busy = code == code::RC_CONN_SERVER_UNAVAILABLE;
     (url_round_over || busy, busy)
 }
 
-/// `connect()` after its `round`-th round of failures (1 = the first) ended with a busy server
-/// or not, `elapsed_ms` after it began: the delay before the next round and that round's
-/// attempt timeout, or `None` to give up with the failure's code.
+/// `connect()` after a round of failures ended, `elapsed_ms` after it began: the delay before
+/// the next round and that round's attempt timeout, or `None` to give up with the failure's
+/// code. `retry_after_ms`: the turn a busy node gave (0: not busy).
 ///
-/// A busy server (31003: its logins are full, e.g. every client of a failed node logging in
-/// again at once) says nothing about this login, only "not this second". A page that loads
+/// A busy node (31003 with a turn: its logins are full, e.g. every client of a failed node
+/// logging in again at once) says nothing about this login, only "not yet". A page that loads
 /// during such a storm expects `connect()` to work as it would a second later, not to handle
-/// a code it never sees otherwise, so it keeps trying within its [`CONNECT_TIMEOUT_MS`],
-/// backing off like an idle reconnect ([`reconnect_delay`]) so it does not feed the storm;
-/// the last attempt keeps at least [`RECONNECT_TIMEOUT_MS`], and the whole stays within the
-/// timeout. Still busy then, it
-/// resolves 31003 (RC_CONN_SERVER_UNAVAILABLE). Other failures (unreachable, timed out) have
-/// used the round's time already: they end it at once, as before. (A user or device over its
-/// connection limit is answered 31003 too: retried alike, it connects if one of its other
-/// connections closes meanwhile, else gets 31003 a few seconds later than before.)
-fn connect_retry(busy: bool, round: u32, elapsed_ms: i32, timeout_ms: i32, random: f64) -> Option<(i32, i32)> {
+/// a code it never sees otherwise, so it comes back at its turn ([`busy_delay`]) within its
+/// [`CONNECT_TIMEOUT_MS`]; the last attempt keeps at least [`RECONNECT_TIMEOUT_MS`], and the
+/// whole stays within the timeout. Still busy then, it resolves 31003
+/// (RC_CONN_SERVER_UNAVAILABLE). A connection limit (31003 without a turn: the app, user or
+/// device has all its connections) resolves 31003 at once, as CallLib does: waiting does not
+/// change it (so does an older server's busy answer, which has no turn). Other failures (unreachable, timed out) have used the round's time already: they
+/// end it at once.
+fn connect_retry(retry_after_ms: u32, elapsed_ms: i32, timeout_ms: i32, random: f64) -> Option<(i32, i32)> {
     let left = CONNECT_TIMEOUT_MS.saturating_sub(elapsed_ms);
-    if !busy || left < RECONNECT_TIMEOUT_MS {
+    if retry_after_ms == 0 || left < RECONNECT_TIMEOUT_MS {
         return None;
     }
-    let delay = reconnect_delay(round, false, random).min(left - RECONNECT_TIMEOUT_MS);
+    let delay = busy_delay(retry_after_ms, random).min(left - RECONNECT_TIMEOUT_MS);
     Some((delay, (left - delay).min(timeout_ms)))
+}
+
+/// The wait before coming back to a busy node that gave the turn `retry_after_ms`: that turn,
+/// +0–20 % (`random` in [0, 1)) so clients the nodes gave the same turn do not come in the
+/// same millisecond; never earlier, since the node spaced its turns at the rate it serves; and
+/// never longer than the idle backoff's cap (a server asking for more is asked again then).
+fn busy_delay(retry_after_ms: u32, random: f64) -> i32 {
+    (f64::from(retry_after_ms) * (1.0 + 0.2 * random)).min(RECONNECT_CAP_IDLE_MS) as i32
+}
+
+/// The wait before the next round of reconnect attempts after `n` failed ones: a busy node's
+/// turn when it gave one ([`busy_delay`]), else the backoff ([`reconnect_delay`]).
+fn round_delay(n: u32, in_call: bool, retry_after_ms: u32, random: f64) -> i32 {
+    if retry_after_ms > 0 {
+        busy_delay(retry_after_ms, random)
+    } else {
+        reconnect_delay(n, in_call, random)
+    }
 }
 
 /// Resolves after `ms` (a timer: the page's event loop goes on meanwhile). A promise the
@@ -692,6 +714,8 @@ fn schedule_reconnect<H: Host>(rt: &Rc<H>, backoff: bool) {
         return;
     }
     let n = im.reconnect_attempt.get();
+    let turn = im.retry_after.take();
+    let turn = if im.server_busy.get() { turn } else { 0 };
     // Urgent while a call is live or something waits to be sent (e.g. a hangup made while down).
     let in_call = !im.server_busy.get() && (rt.in_call() || im.link.borrow().as_ref().is_some_and(|l| l.unconfirmed() > 0));
     let rt = rt.clone();
@@ -735,7 +759,7 @@ fn schedule_reconnect<H: Host>(rt: &Rc<H>, backoff: bool) {
         });
     });
     if let Some(w) = web_sys::window() {
-        let delay = if backoff { reconnect_delay(n, in_call, js_sys::Math::random()) } else { 0 };
+        let delay = if backoff { round_delay(n, in_call, turn, js_sys::Math::random()) } else { 0 };
         let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(retry.unchecked_ref(), delay);
     }
 }
@@ -775,29 +799,54 @@ pub fn device_id() -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{after_failure, attempt_timeout_ms, code, connect_retry, reconnect_delay, CONNECT_TIMEOUT_MS, RECONNECT_TIMEOUT_MS};
+    use super::{
+        after_failure, attempt_timeout_ms, busy_delay, code, connect_retry, reconnect_delay, round_delay, CONNECT_TIMEOUT_MS,
+        RECONNECT_TIMEOUT_MS,
+    };
 
-    /// A first `connect()` refused as busy tries again within its own timeout, backing off;
-    /// any other failure (or the timeout used up) gives up. Before, a busy answer was
-    /// `connect()`'s result at once (31003) while a reconnect would have backed off.
+    /// A first `connect()` refused as busy comes back at the node's turn within its own
+    /// timeout; any other failure (or the timeout used up) gives up.
     #[test]
-    fn a_busy_server_is_retried_within_the_connect_timeout() {
-        assert_eq!(connect_retry(false, 1, 0, CONNECT_TIMEOUT_MS, 0.5), None, "not busy: the round's failure is the answer");
-        assert_eq!(connect_retry(true, 1, 20, CONNECT_TIMEOUT_MS, 0.5), Some((100, CONNECT_TIMEOUT_MS - 120)), "busy: back off a moment");
-        assert_eq!(connect_retry(true, 1, 20, 5_000, 0.5), Some((100, 5_000)), "several URLs: their attempt timeout");
-        assert_eq!(connect_retry(true, 9, CONNECT_TIMEOUT_MS - 3_500, 5_000, 0.5), Some((500, 3_000)), "the last one fits");
-        assert_eq!(connect_retry(true, 9, CONNECT_TIMEOUT_MS - 2_999, 5_000, 0.5), None, "no time left for an attempt");
+    fn a_busy_server_is_retried_at_its_turn_within_the_connect_timeout() {
+        assert_eq!(connect_retry(0, 0, CONNECT_TIMEOUT_MS, 0.5), None, "not busy: the round's failure is the answer");
+        assert_eq!(connect_retry(300, 20, CONNECT_TIMEOUT_MS, 0.0), Some((300, CONNECT_TIMEOUT_MS - 320)), "busy: at its turn");
+        assert_eq!(connect_retry(300, 20, 5_000, 0.5), Some((330, 5_000)), "several URLs: their attempt timeout");
+        assert_eq!(connect_retry(9_000, CONNECT_TIMEOUT_MS - 3_500, 5_000, 0.5), Some((500, 3_000)), "the last one fits");
+        assert_eq!(connect_retry(200, CONNECT_TIMEOUT_MS - 2_999, 5_000, 0.5), None, "no time left for an attempt");
         // However it goes, the rounds end within the timeout, each attempt with its floor, and
         // there are several of them.
         for random in [0.0, 0.5, 0.999] {
             let (mut elapsed, mut rounds) = (0, 0);
-            while let Some((delay, attempt)) = connect_retry(true, rounds + 1, elapsed, CONNECT_TIMEOUT_MS, random) {
+            while let Some((delay, attempt)) = connect_retry(1_000, elapsed, CONNECT_TIMEOUT_MS, random) {
                 assert!(attempt >= RECONNECT_TIMEOUT_MS && elapsed + delay + attempt <= CONNECT_TIMEOUT_MS);
                 rounds += 1;
                 elapsed += delay + 5; // refused at once
             }
             assert!(rounds >= 5, "{random}: {rounds} rounds");
         }
+    }
+
+    /// A connection limit (31003 without a turn) is `connect()`'s answer at once: before, it
+    /// was retried as busy for the whole connect timeout (~10 s) and then resolved 31003 all
+    /// the same.
+    #[test]
+    fn a_connection_limit_resolves_at_once() {
+        let (round_over, busy) = after_failure(code::RC_CONN_SERVER_UNAVAILABLE, false);
+        assert!(round_over && busy);
+        assert_eq!(connect_retry(0, 5, CONNECT_TIMEOUT_MS, 0.5), None);
+    }
+
+    /// A busy node's turn is kept (never earlier: the node spaced its turns at the rate it
+    /// serves, up to 20 % later so equal turns spread), whatever the round or the call; without
+    /// a turn the backoff is as before.
+    #[test]
+    fn a_busy_nodes_turn_replaces_the_backoff() {
+        assert_eq!(busy_delay(450, 0.0), 450);
+        assert_eq!(busy_delay(450, 0.999), 539);
+        assert_eq!(busy_delay(u32::MAX, 0.0), 4_000, "capped as the idle backoff");
+        assert_eq!(round_delay(9, false, 450, 0.0), 450, "not the idle cap after many rounds");
+        assert_eq!(round_delay(9, true, 0, 0.5), reconnect_delay(9, true, 0.5));
+        assert_eq!(round_delay(0, false, 0, 0.5), 0);
     }
 
     #[test]

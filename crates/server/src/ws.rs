@@ -225,6 +225,12 @@ async fn send_close(ws: &mut WebSocket, code: u16) {
 }
 
 fn refusal(code: i32, message: impl Into<String>) -> Body {
+    busy_refusal(code, message, 0)
+}
+
+/// A refusal that asks the client to come back in `retry_after_ms` (`AuthResult.retry_after_ms`;
+/// 0: retrying does not help, e.g. a connection limit).
+fn busy_refusal(code: i32, message: impl Into<String>, retry_after_ms: u32) -> Body {
     Body::AuthResult(AuthResult {
         code,
         user_id: String::new(),
@@ -233,8 +239,13 @@ fn refusal(code: i32, message: impl Into<String>) -> Body {
         accepted_upto: 0,
         profile: None,
         sfu: false,
+        retry_after_ms,
     })
 }
+
+/// `AuthResult.retry_after_ms` for a node shutting down: its clients come back (elsewhere, the
+/// SDK moving on to its next navi URL) soon, not as to a busy node's turn.
+const SHUTTING_DOWN_RETRY_MS: u32 = 500;
 
 /// Picks the app the token claims and verifies the token with that app's secret.
 fn verify_token(state: &AppState, token: &str, now: i64) -> Result<(AppId, Claims), TokenError> {
@@ -607,13 +618,14 @@ async fn authenticate(
         Ok(Inbound::Frame(ClientFrame {
             body: Some(ClientBody::Authenticate(a)),
         })) => match state.routing.as_ref().map(|r| r.begin_login()) {
-            // Busy before any work (the token is not even checked): the client retries
-            // elsewhere or after its backoff.
-            Some(None) => {
+            // Busy before any work (the token is not even checked): the client comes back at
+            // the turn the node gave it.
+            Some(Err(retry_after_ms)) => {
                 metrics.error(error_code::SERVER_UNAVAILABLE);
-                let busy = refusal(
+                let busy = busy_refusal(
                     error_code::SERVER_UNAVAILABLE,
                     "server busy: too many logins in progress, retry later",
+                    retry_after_ms,
                 );
                 (busy, close_code::TRY_AGAIN_LATER)
             }
@@ -623,7 +635,7 @@ async fn authenticate(
                         g.authenticated();
                     }
                     ws.set_max_message(state.config.max_frame_bytes);
-                    return Some((app, reg, outbox, instance, permit.flatten()));
+                    return Some((app, reg, outbox, instance, permit.and_then(Result::ok)));
                 }
                 Err(body) => (body, close_code::POLICY),
             },
@@ -753,6 +765,7 @@ async fn admit(
         // SFU mode on a single node (cluster mode keeps the mesh: the call→room table is not
         // shared between nodes yet, docs/sfu.md).
         sfu: state.sfu.is_some(),
+        retry_after_ms: 0,
     };
     let reg = state
         .hub
@@ -770,7 +783,13 @@ async fn admit(
         .map_err(|e| {
             tracing::info!(user_id = claims.u, reason = %e, "connection refused");
             metrics.error(e.imlib_code());
-            refusal(e.imlib_code(), e.to_string())
+            // A connection limit answers 31003 without a turn: the SDK's `connect()` resolves
+            // it at once instead of retrying it as busy.
+            let retry_after_ms = match e {
+                crate::hub::AuthRefusal::ShuttingDown => SHUTTING_DOWN_RETRY_MS,
+                _ => 0,
+            };
+            busy_refusal(e.imlib_code(), e.to_string(), retry_after_ms)
         })?;
     Ok((app, reg, outbox, instance))
 }
@@ -1893,6 +1912,7 @@ fn handle_frame(
                 accepted_upto: 0,
                 profile: None,
                 sfu: false,
+                retry_after_ms: 0,
             }))
         }
         ClientBody::SfuPublish(r) if sfu.is_none() => {

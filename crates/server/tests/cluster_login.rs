@@ -1,7 +1,8 @@
 //! Cluster mode under a login storm (issue 15): a node sheds the work of logins whose client
 //! gave up, and refuses logins past its bound at once as busy (31003) instead of queueing
-//! them past the clients' attempt timeout. In-process nodes over a private Redis, made slow
-//! with `CLIENT PAUSE`.
+//! them past the clients' attempt timeout, each with a turn to come back at
+//! (`AuthResult.retry_after_ms`). In-process nodes over a private Redis, made slow with
+//! `CLIENT PAUSE`.
 
 mod common;
 
@@ -11,6 +12,7 @@ use std::time::Duration;
 use common::redis_server::TestRedis;
 use common::*;
 use futures::StreamExt;
+use rcall_server::cluster::admission::MIN_RETRY_MS;
 use rcall_server::cluster::routing::Routing;
 use rtc_core::proto::error_code;
 use rtc_core::proto::server_frame::Body as S;
@@ -199,6 +201,47 @@ async fn a_login_whose_client_left_during_its_rooms_stage_is_dropped() {
     drop(alice);
 }
 
+/// The refusal a busy node answers: 31003 with a turn (`retry_after_ms`), then the close.
+async fn busy_turn(c: &mut Client) -> u32 {
+    let turn = match c.recv().await.body {
+        Some(S::AuthResult(a)) => {
+            assert_eq!(a.code, error_code::SERVER_UNAVAILABLE, "{a:?}");
+            a.retry_after_ms
+        }
+        other => panic!("expected AuthResult, got {other:?}"),
+    };
+    c.expect_closed().await;
+    turn
+}
+
+/// Each login refused as busy gets its own, later turn: one login's share of the node's time
+/// after the previous one's (the clients come back spread at the node's login rate, not all
+/// at once nor after an idle backoff). Before, the busy answer carried no turn (0) and every
+/// client waited its own backoff, up to 4 s a round.
+#[tokio::test]
+async fn busy_refusals_carry_successive_turns() {
+    let redis = TestRedis::start();
+    let ts = redis.node_with(|c| c.max_logins_in_progress = 1).await;
+    let r = routing(&ts);
+    pause_redis(&redis, 1500);
+    let first = Client::authenticate(ts.addr, &ts.token("u1"), "u1-dev", 0).await;
+    until("the first login in progress", || {
+        r.logins_in_progress() == 1
+    })
+    .await;
+    let mut turns = Vec::new();
+    for i in 2..5 {
+        let user = format!("u{i}");
+        let mut c =
+            Client::authenticate(ts.addr, &ts.token(&user), &format!("{user}-dev"), 0).await;
+        turns.push(busy_turn(&mut c).await);
+    }
+    assert!(turns[0] >= MIN_RETRY_MS, "{turns:?}");
+    assert!(turns.windows(2).all(|w| w[0] < w[1]), "{turns:?}");
+    assert_eq!(r.logins_refused(), 3);
+    drop(first);
+}
+
 #[tokio::test]
 async fn logins_past_the_bound_are_refused_busy_at_once_and_succeed_on_retry() {
     let redis = TestRedis::start();
@@ -213,11 +256,8 @@ async fn logins_past_the_bound_are_refused_busy_at_once_and_succeed_on_retry() {
     // The node's only slot is taken by a login waiting on Redis: the next is refused now,
     // not queued behind it.
     let mut second = Client::authenticate(ts.addr, &ts.token("u2"), "u2-dev", 0).await;
-    match second.recv().await.body {
-        Some(S::AuthResult(a)) => assert_eq!(a.code, error_code::SERVER_UNAVAILABLE, "{a:?}"),
-        other => panic!("expected AuthResult, got {other:?}"),
-    }
-    second.expect_closed().await;
+    let turn = busy_turn(&mut second).await;
+    assert!(turn >= MIN_RETRY_MS, "{turn}");
     assert_eq!(r.logins_refused(), 1);
     assert_eq!(
         r.logins_in_progress(),

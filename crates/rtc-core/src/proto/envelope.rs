@@ -384,6 +384,14 @@ pub struct AuthResult {
     /// would have to tear down. 1:1 calls stay peer-to-peer either way.
     #[prost(bool, tag = "7")]
     pub sfu: bool,
+    /// On `SERVER_UNAVAILABLE` (31003) only: the node is busy (its logins in progress are at
+    /// their bound, e.g. every client of a failed node logging in again at once) and asks the
+    /// client to come back in about this many ms, a turn it computed from its own login rate
+    /// and the clients it already told to come back (a client does not know that rate). 0 with
+    /// 31003: a connection limit (app, user, device) refused the login: retrying does not help
+    /// until a connection closes. (An SDK that ignores this field treats both as busy.)
+    #[prost(uint32, tag = "8")]
+    pub retry_after_ms: u32,
 }
 
 /// One `RTCIceServer`. TURN credentials follow the TURN REST scheme (coturn
@@ -662,8 +670,8 @@ pub mod error_code {
     /// IMLib `RC_CONN_USER_BLOCKED`: the user was blocked while connected
     /// (`/user/block.json`); reconnecting fails with `AuthResult.code` 31009 until unblocked.
     pub const USER_BLOCKED: i32 = 31009;
-    /// IMLib `RC_CONN_SERVER_UNAVAILABLE`: a connection cap was reached or the server is
-    /// shutting down.
+    /// IMLib `RC_CONN_SERVER_UNAVAILABLE`: a connection cap was reached, or the node is busy or
+    /// shutting down (then `AuthResult.retry_after_ms` says when to come back).
     pub const SERVER_UNAVAILABLE: i32 = 31003;
     /// IMLib `RC_CONN_TOKEN_INCORRECT`: the token does not verify for this app key.
     pub const TOKEN_INCORRECT: i32 = 31004;

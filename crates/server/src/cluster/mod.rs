@@ -59,6 +59,7 @@
 //! | `rcall:{A}:ch:<name>` (channel) | pub/sub | app-wide channels | — |
 //! | `rcall:node:<id>` (channel) | pub/sub | addressed to one node | — |
 
+pub mod admission;
 pub mod keys;
 pub mod mailbox;
 pub mod presence;

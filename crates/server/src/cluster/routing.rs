@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use rtc_core::proto::SendResult;
 use tokio::sync::mpsc::Receiver;
 
+use super::admission::Admission;
 use super::mailbox::{user_channel, ConnRef, Mailboxes, UserEvent};
 use super::presence::Presence;
 use super::{BusEvent, ClusterError, Subscriber};
@@ -59,9 +60,8 @@ pub struct Routing {
     acks: Mutex<AckQueue>,
     /// Ack script calls made so far ([`Routing::ack_calls`]).
     ack_calls: std::sync::atomic::AtomicU64,
-    /// Logins in progress ([`Routing::begin_login`]), of `max_logins` at most.
-    logins: Arc<tokio::sync::Semaphore>,
-    max_logins: usize,
+    /// Logins in progress and the turns of those refused ([`Routing::begin_login`]).
+    logins: Arc<Logins>,
     /// Logins refused as busy, and logins dropped because their client left first.
     logins_refused: std::sync::atomic::AtomicU64,
     logins_abandoned: std::sync::atomic::AtomicU64,
@@ -71,13 +71,36 @@ pub struct Routing {
 /// Redis round trips; after a node's kill its clients all come at once, and a node that
 /// takes them all queues them behind each other until they outlast the clients' attempt
 /// timeout, then serves their retries too (issue 15's run: 168,385 logins for 14,286
-/// clients). Past the bound a login is refused at once as busy (31003), which the SDK
-/// retries elsewhere or after its backoff.
+/// clients). Past the bound a login is refused at once as busy (31003) with a turn to come
+/// back at ([`crate::cluster::admission`]), which the SDK honours.
 pub const DEFAULT_MAX_LOGINS: usize = 256;
+
+/// The node's [`Admission`] on its clock (ms since `base`).
+#[derive(Debug)]
+struct Logins {
+    base: std::time::Instant,
+    admission: Mutex<Admission>,
+}
+
+impl Logins {
+    fn now_ms(&self) -> f64 {
+        self.base.elapsed().as_secs_f64() * 1000.0
+    }
+}
 
 /// A login in progress, counted until dropped (see [`Routing::begin_login`]).
 #[derive(Debug)]
-pub struct LoginPermit(#[allow(dead_code)] tokio::sync::OwnedSemaphorePermit);
+pub struct LoginPermit {
+    logins: Arc<Logins>,
+    started_ms: f64,
+}
+
+impl Drop for LoginPermit {
+    fn drop(&mut self) {
+        let now = self.logins.now_ms();
+        lock(&self.logins.admission).finish(self.started_ms, now);
+    }
+}
 
 /// How long an ack waits for others to share its script call: a node's acks go to Redis
 /// together, one call per app per round trip, at most every `ACK_LINGER` (one call per
@@ -141,11 +164,6 @@ impl Routing {
         max_logins: usize,
     ) -> Result<(Arc<Routing>, Receiver<BusEvent>), ClusterError> {
         let (sub, rx) = mailboxes.bus().subscriber(EVENT_CAPACITY).await?;
-        let max_logins = if max_logins == 0 {
-            tokio::sync::Semaphore::MAX_PERMITS
-        } else {
-            max_logins
-        };
         let r = Routing {
             mailboxes,
             presence,
@@ -155,23 +173,33 @@ impl Routing {
             replies: Mutex::new(Replies::default()),
             acks: Mutex::new(AckQueue::default()),
             ack_calls: Default::default(),
-            logins: Arc::new(tokio::sync::Semaphore::new(max_logins)),
-            max_logins,
+            logins: Arc::new(Logins {
+                base: std::time::Instant::now(),
+                admission: Mutex::new(Admission::new(max_logins)),
+            }),
             logins_refused: Default::default(),
             logins_abandoned: Default::default(),
         };
         Ok((Arc::new(r), rx))
     }
 
-    /// A login may start (before any of its Redis work): `None` when the node already runs
-    /// its bound of logins, and the client is to be told to come back (busy, 31003).
-    pub fn begin_login(&self) -> Option<LoginPermit> {
-        let permit = self.logins.clone().try_acquire_owned().ok();
-        if permit.is_none() {
-            self.logins_refused
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    /// A login may start (before any of its Redis work), or `Err(retry_after_ms)` when the
+    /// node already runs its bound of logins: the client is to be told to come back then
+    /// (busy, 31003, `AuthResult.retry_after_ms`; see [`crate::cluster::admission`]).
+    pub fn begin_login(&self) -> Result<LoginPermit, u32> {
+        let now = self.logins.now_ms();
+        let begun = lock(&self.logins.admission).begin(now);
+        match begun {
+            Ok(()) => Ok(LoginPermit {
+                logins: self.logins.clone(),
+                started_ms: now,
+            }),
+            Err(retry_after_ms) => {
+                self.logins_refused
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Err(retry_after_ms)
+            }
         }
-        permit.map(LoginPermit)
     }
 
     /// A login was dropped because its client left before it completed (its attempt timed
@@ -183,7 +211,7 @@ impl Routing {
 
     /// Logins in progress now.
     pub fn logins_in_progress(&self) -> usize {
-        self.max_logins - self.logins.available_permits()
+        lock(&self.logins.admission).running()
     }
 
     /// Logins refused as busy so far ([`Self::begin_login`]).
