@@ -59,6 +59,8 @@ describe('issue 12: group calls through the SFU (Janus)', { skip }, () => {
   }, { timeout });
 
   const sdk = (c, fn, arg) => c.eval(fn, arg);
+  /** The 1-minute load average, printed with every figure. */
+  const load = () => execFileSync('cat', ['/proc/loadavg']).toString().split(' ')[0];
   const expectCode = (c, what, res, code) => assert.equal(res.code, code, `${c.name}: ${what} → ${JSON.stringify(res)}`);
 
   /** What a page sends and receives: its live peer connections, the video senders with a track,
@@ -329,11 +331,14 @@ describe('issue 12: group calls through the SFU (Janus)', { skip }, () => {
       // applied — and the SDK then re-activated every layer with the wish it had read before
       // (F kept `h` 30+ s in both of session 13's CI runs). F applies its answer 6 s late here,
       // so that pause always arrives meanwhile.
+      const t0 = Date.now();
       const { pages } = await groupCall('sfd', ['A', 'B', 'C', 'D', 'E', 'F'], [], {
         prepare: (all) => Promise.all(all.map((c) => traceLayers(c, c.name === 'F' ? 6000 : 0))),
       });
       await allVideosAdvance(pages, 'through the SFU');
+      console.log(`# paused layers: every video advancing after ${Date.now() - t0} ms (load ${load()})`);
       for (const c of pages) await pausesHigh(c, 'nobody receives');
+      console.log(`# paused layers: every page paused h after ${Date.now() - t0} ms (load ${load()})`);
       for (const c of pages) for (const o of pages) if (o !== c) await advancing(c, o, 'with the high layers paused');
       const [A, B, C, D, E, F] = pages;
 
@@ -342,7 +347,6 @@ describe('issue 12: group calls through the SFU (Janus)', { skip }, () => {
       // the low layer can be (640 from the fake camera, unless the loaded encoder scales `h`
       // down: the width is printed) while the others keep B's low layer; back to auto: low.
       const layer = (c, o, l) => sdk(c, ([u, v]) => H.sessionCall('setRemoteVideoLayer', [u, v]), [o.userId, l]);
-      const load = () => execFileSync('cat', ['/proc/loadavg']).toString().split(' ')[0];
       expectCode(A, "setRemoteVideoLayer(B, 'high')", await layer(A, B, 'high'), SUCCESS);
       const hBack = await resumesHigh(B, "once A asked for B's high layer");
       const wide = await receivesWidth(A, B, (w) => w > 320, 'on the high layer');
