@@ -112,12 +112,13 @@ impl MediaShell {
                     // The camera's encodings pause too (else the browser pads the stream for
                     // seconds), and resume with the layers subscribers take.
                     if let Some(p) = sfu::publisher(rt, &call_id) {
-                        let layers = sfu::layers(rt, &call_id);
+                        let rt = rt.clone();
                         js::spawn(async move {
                             let k = web_rtc::track_kind(&t);
                             let _ = if enabled { p.attach(k, &t).await } else { p.attach_none(k).await };
                             if k == Kind::Video {
-                                sfu::set_layers(p, layers, enabled).await;
+                                let (max, on) = sfu::layers_now(&rt, &call_id);
+                                sfu::set_layers(p, max, on).await;
                             }
                         });
                     }
@@ -203,7 +204,8 @@ fn attach<H: Host>(rt: &Rc<H>, call_id: &str, peer: Option<&Peer>) {
     }
     // A camera back (captured again after release): its layers resume.
     if let Some(p) = publisher {
-        js::spawn(sfu::set_layers(p, sfu::layers(rt, call_id), sfu::camera_on(Some(&local))));
+        let (max, on) = sfu::layers_now(rt, call_id);
+        js::spawn(sfu::set_layers(p, max, on));
     }
 }
 

@@ -52,19 +52,20 @@ pub fn act<H: Host>(rt: &Rc<H>, action: SfuAction) {
         SfuAction::Publish { call_id, video } => publish(rt, call_id, video, None),
         SfuAction::PublishAnswer { call_id, sdp } => {
             let Some(link) = link(rt, &call_id, true) else { return };
-            let local = rt.media().borrow().local(&call_id);
-            let layers = layers(rt, &call_id);
+            let rt = rt.clone();
             js::spawn(async move {
                 if let Err(e) = link.accept_answer(&sdp).await {
                     js::warn_err("the SFU's answer was refused", &e);
                 }
                 // A muted track sends nothing (see `MediaAction::SetEnabled`), also on senders
                 // negotiated just now.
+                let local = rt.media().borrow().local(&call_id);
                 for t in local.iter().flat_map(|m| m.tracks()).filter(|t| !t.enabled()) {
                     let _ = link.attach_none(web_rtc::track_kind(&t)).await;
                 }
                 // Layers nobody receives stay paused on a new connection too.
-                set_layers(link.clone(), layers, camera_on(local.as_ref())).await;
+                let (max, on) = layers_now(&rt, &call_id);
+                set_layers(link, max, on).await;
             });
         }
         SfuAction::Republish { call_id, video, ice_restart } => publish(rt, call_id, video, Some(ice_restart)),
@@ -73,11 +74,21 @@ pub fn act<H: Host>(rt: &Rc<H>, action: SfuAction) {
         SfuAction::Layers { call_id, max_substream } => {
             rt.media().borrow_mut().sfu.get_or_insert_with(call_id.clone(), Default::default).layers = Some(max_substream);
             if let Some(link) = link(rt, &call_id, true) {
-                let on = camera_on(rt.media().borrow().local(&call_id).as_ref());
-                js::spawn(set_layers(link, Some(max_substream), on));
+                let (max, on) = layers_now(rt, &call_id);
+                js::spawn(set_layers(link, max, on));
             }
         }
     }
+}
+
+/// The highest layer subscribers take of the call's camera (`None`: all) and whether the
+/// camera sends, as they are now: read where they are applied, after anything awaited first
+/// (an answer being applied, a track being swapped). Read before, they undid a
+/// `SfuPublisherLayers` that came meanwhile: a last joiner whose one pause arrived while its
+/// publish answer was being applied kept sending its high layer for the whole call.
+pub fn layers_now<H: Host>(rt: &Rc<H>, call_id: &str) -> (Option<u32>, bool) {
+    let media = rt.media().borrow();
+    (media.sfu.get(call_id).and_then(|s| s.layers), camera_on(media.local(call_id).as_ref()))
 }
 
 /// Pauses the camera's simulcast layers above `max` (none: sends them all), or every layer
@@ -90,14 +101,9 @@ pub async fn set_layers(link: PeerLink, max: Option<u32>, camera_on: bool) {
 }
 
 /// Whether the call's camera sends (captured, not released, not muted).
-pub fn camera_on(local: Option<&LocalMedia>) -> bool {
+fn camera_on(local: Option<&LocalMedia>) -> bool {
     let live = |v: &web_rtc::MediaStreamTrack| js::get_string(v, "readyState").as_deref() == Some("live");
     local.and_then(|m| m.video()).is_some_and(|v| v.enabled() && live(&v))
-}
-
-/// The highest simulcast layer anyone receives of the call's camera (`None`: all).
-pub fn layers<H: Host>(rt: &Rc<H>, call_id: &str) -> Option<u32> {
-    rt.media().borrow().sfu.get(call_id).and_then(|s| s.layers)
 }
 
 /// Closes the call's SFU connections and forgets the remote tracks they brought.

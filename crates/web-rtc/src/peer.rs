@@ -1005,8 +1005,9 @@ impl PeerLink {
     /// `max_substream` sending and pauses the others ([`crate::simulcast::active`];
     /// `RTCRtpEncodingParameters.active`: the browser stops encoding them); `None` pauses them
     /// all (camera off: with no track but an active encoding the browser keeps sending padding
-    /// for seconds). A sender not negotiated yet keeps its encodings as they are; the SFU says
-    /// it again after each publish.
+    /// for seconds). A sender not negotiated yet keeps its encodings as they are, and applying
+    /// the answer may set them back to active: the caller applies its wish again once the
+    /// answer is applied.
     pub async fn set_active_layers(&self, max_substream: Option<u32>) -> Result<(), MediaError> {
         self.check_open()?;
         let Some((sender, params, encodings)) = self.video_encodings() else {

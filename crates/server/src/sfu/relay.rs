@@ -725,6 +725,8 @@ impl Sfu {
             let send;
             (*told, send) = layers_rule(*told, wanted, now, hold);
             if send {
+                // (Seen in the e2e tests' failure output: which pause a device was sent, when.)
+                tracing::info!(call = %key.1, user = %dev.0, device = %dev.1, max_substream = told.max, "SFU: publisher told which simulcast layers to keep");
                 let body = Body::SfuPublisherLayers(SfuPublisherLayers {
                     call_id: key.1.clone(),
                     max_substream: told.max,
