@@ -494,29 +494,29 @@ impl Engine {
     /// requests whose pause is over (called on every timeout).
     pub(super) fn sfu_restart_due(&mut self) {
         let now = self.now;
-        let mut due: Vec<(String, u32)> = Vec::new();
+        // (call, Some(pc): restart that connection; None: ask the failed join requests again)
+        let mut due: Vec<(String, Option<u32>)> = Vec::new();
         for call in self.calls.values_mut().filter(|c| c.is_live()) {
             let Some(s) = call.sfu.as_deref_mut() else { continue };
             for (pc, h) in s.health.iter_mut().enumerate() {
                 if h.restart_at.is_some_and(|t| t <= now) {
                     h.restart_at = Some(now + RESTART_RETRY_MS);
                     h.restarts = h.restarts.saturating_add(1);
-                    due.push((call.id.clone(), pc as u32));
+                    due.push((call.id.clone(), Some(pc as u32)));
                 }
             }
-            // A failed join request whose pause is over is asked again (`u32::MAX`).
+            // A failed join request whose pause is over is asked again.
             for at in &mut s.retry_at {
                 if at.is_some_and(|t| t <= now) {
                     *at = None;
-                    due.push((call.id.clone(), u32::MAX));
+                    due.push((call.id.clone(), None));
                 }
             }
         }
         for (call_id, pc) in due {
-            if pc == u32::MAX {
-                self.sfu_progress(&call_id);
-            } else {
-                self.sfu_restart_connection(&call_id, pc);
+            match pc {
+                Some(pc) => self.sfu_restart_connection(&call_id, pc),
+                None => self.sfu_progress(&call_id),
             }
         }
     }
