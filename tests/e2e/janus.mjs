@@ -10,8 +10,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import {
-  SDK_DIR, SUCCESS, MediaType, Client, freePort, launchBrowser, requireFile, sleep, stopProcess, getToken, createGroup,
+  APP_KEY, SDK_DIR, SUCCESS, MediaType, Client, freePort, launchBrowser, requireFile, sleep, stopProcess, getToken, createGroup,
   everyVideoAdvancing, uid,
 } from './helpers.mjs';
 
@@ -92,6 +93,38 @@ export async function startJanus({ debugLevel = 4, rtpPorts = '20000-20999' } = 
   };
   await janus.start();
   return janus;
+}
+
+/** The Janus room of call `callId` (docs/sfu.md "Trust model": `rcall-` + the first 16 bytes of
+ *  SHA-256(app key, 0, call id), hex). */
+export function janusRoomId(callId, appKey = APP_KEY) {
+  return `rcall-${createHash('sha256').update(appKey).update(Buffer.from([0])).update(callId).digest('hex').slice(0, 32)}`;
+}
+
+/** What `janus` itself says of call `callId`'s room: null when it does not exist, else the ids
+ *  of its participants. The test asks Janus directly (a session of its own, with the API
+ *  secret), as an operator would; the browsers never can. */
+export async function janusRoomParticipants(janus, callId) {
+  const room = janusRoomId(callId);
+  let tx = 0;
+  const post = async (suffix, body) => {
+    const r = await fetch(`${janus.url}${suffix}`, {
+      method: 'POST',
+      body: JSON.stringify({ ...body, apisecret: JANUS_API_SECRET, transaction: `e2e-${++tx}` }),
+    });
+    const reply = await r.json();
+    if (reply.janus === 'error') throw new Error(`Janus refused ${JSON.stringify(body)}: ${JSON.stringify(reply.error)}`);
+    return reply;
+  };
+  const session = (await post('', { janus: 'create' })).data.id;
+  try {
+    const handle = (await post(`/${session}`, { janus: 'attach', plugin: 'janus.plugin.videoroom' })).data.id;
+    const ask = async (request) => (await post(`/${session}/${handle}`, { janus: 'message', body: { request, room } })).plugindata.data;
+    if (!(await ask('exists')).exists) return null;
+    return (await ask('listparticipants')).participants.map((p) => p.id);
+  } finally {
+    await post(`/${session}`, { janus: 'destroy' }).catch(() => {});
+  }
 }
 
 /** What every SFU suite starts first (inside its private namespace): the SDK build checked, the

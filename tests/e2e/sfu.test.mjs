@@ -6,7 +6,7 @@
 // as scripts/test.sh does; notes/toolchain.md "janus"). Outside such a namespace the suite is
 // skipped: adding interfaces anywhere else would touch the machine's network.
 //
-// RCALL_SFU_MEMBERS (default 4, 3–6) sets the group size.
+// RCALL_SFU_MEMBERS (default 6, as issue 12 asks; 3–6) sets the first test's group size.
 import { describe, test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import {
@@ -15,11 +15,11 @@ import {
 } from './helpers.mjs';
 import { execFileSync } from 'node:child_process';
 import os from 'node:os';
-import { startSfuRig, JANUS_VETH } from './janus.mjs';
+import { startSfuRig, janusRoomParticipants, JANUS_VETH } from './janus.mjs';
 
 const TEST_TIMEOUT = 150000;
 const SCENARIO_TIMEOUT = 140000;
-const MEMBERS = Math.min(6, Math.max(3, Number(process.env.RCALL_SFU_MEMBERS || 4)));
+const MEMBERS = Math.min(6, Math.max(3, Number(process.env.RCALL_SFU_MEMBERS || 6)));
 
 const skip = privateNetns() ? false : 'needs root in a loopback-only network namespace (run under `unshare -n`, as scripts/test.sh does)';
 
@@ -390,25 +390,46 @@ describe('issue 12: group calls through the SFU (Janus)', { skip }, () => {
     });
   });
 
-  test('a member invited mid-call joins, one leaves, the others keep their video', { timeout: TEST_TIMEOUT }, async () => {
+  /** Waits until Janus's own view of the call's room satisfies `ok` (null: no such room; else
+   *  its participant ids); returns it. */
+  async function roomOnJanus(sessionId, ok, what, timeout = 15000) {
+    const deadline = Date.now() + timeout;
+    for (;;) {
+      const ids = await janusRoomParticipants(janus, sessionId);
+      if (ok(ids)) return ids;
+      if (Date.now() > deadline) throw new Error(`the call's Janus room ${what}: Janus says ${JSON.stringify(ids)}`);
+      await sleep(250);
+    }
+  }
+
+  test('a member invited mid-call joins, one leaves, the others keep their video; Janus seats exactly the members, kicks the one who left, and the room goes with the call', { timeout: TEST_TIMEOUT }, async () => {
     await diag('sfu-invite-leave', async () => {
       const { pages, spares: [D], sessionId } = await groupCall('sfi', ['A', 'B', 'C'], ['D']);
       await allVideosAdvance(pages, 'before the invite');
       const [A, B, C] = pages;
+      // The room on Janus seats the member devices only: D is in the group, not in the call.
+      await roomOnJanus(sessionId, (ids) => ids?.length === 3, 'seats A, B and C');
       const inv = await sdk(A, (u) => H.sessionCall('invite', [u]), [D.userId]);
       expectCode(A, 'session.invite([D])', inv, SUCCESS);
       await D.waitEvent('onSession', { sessionId }, 15000);
       expectCode(D, 'session.accept()', await sdk(D, () => H.accept()), SUCCESS);
       const all = [A, B, C, D];
       await allVideosAdvance(all, 'after D joined');
+      const four = await roomOnJanus(sessionId, (ids) => ids?.length === 4, 'seats D too');
       expectCode(C, 'session.hungup()', await sdk(C, () => H.hungup()), SUCCESS);
       for (const c of [A, B, D]) await c.waitEvent('onHungup', { userId: C.userId }, 15000);
+      // C's participant is kicked; the others keep their seats (nobody seated again).
+      await roomOnJanus(sessionId, (ids) => ids?.length === 3 && ids.every((id) => four.includes(id)), 'drops C and only C');
       await sleep(1500);
       const rest = [A, B, D];
       for (const c of rest) {
         for (const o of rest) if (o !== c) await advancing(c, o, 'after C left');
         assert.equal((await mediaPaths(c)).pcs, 2, `${c.name}: still two connections`);
       }
+      // A and B hang up, so D is alone and the call is over: Janus has no room for it any more.
+      for (const c of [A, B]) expectCode(c, 'session.hungup()', await sdk(c, () => H.hungup()), SUCCESS);
+      await D.waitEvent('onSessionClose', { sessionId }, 15000);
+      await roomOnJanus(sessionId, (ids) => ids === null, 'is destroyed at the end of the call');
     });
   });
 
@@ -473,6 +494,89 @@ describe('issue 12: group calls through the SFU (Janus)', { skip }, () => {
       assert.equal(m.pcs, 2, `C: still one publishing + one receiving connection: ${JSON.stringify(m)}`);
       assert.equal(m.videoSenders, 1, `C: one video sender now: ${JSON.stringify(m)}`);
       for (const c of pages) assert.deepEqual(await c.eventsOf('onHungup'), [], `${c.name}: no hangup`);
+    });
+  });
+
+  test('descendAbility in a group through the SFU: every page goes audio-only as in mesh mode, no video goes out, the audio goes on', { timeout: TEST_TIMEOUT }, async () => {
+    // Spec D.5: the initiator and every receiver stop their cameras; onMediaModify(sender, 1).
+    await diag('sfu-descend', async () => {
+      const { pages } = await groupCall('sfa', ['A', 'B', 'C']);
+      await allVideosAdvance(pages, 'before the downgrade');
+      const [A, B, C] = pages;
+      const marks = [await A.mark(), await C.mark()];
+      expectCode(B, 'session.descendAbility()', await sdk(B, () => H.sessionCall('descendAbility')), SUCCESS);
+      for (const [i, c] of [A, C].entries()) {
+        const mm = await c.waitEvent('onMediaModify', { userId: B.userId }, 10000, { since: marks[i] });
+        assert.equal(mm.mediaType, MediaType.AUDIO, `${c.name}: onMediaModify mediaType`);
+      }
+      // Nothing goes out at once (300 ms settle, as for the mute): the publisher's encodings are
+      // paused too, else Chromium pads the stopped camera's stream for 2–3 s.
+      for (const c of [B, A, C]) await sendsNothing(c, 'video', 'after the downgrade', 300);
+      for (const c of pages) {
+        assert.equal((await c.eval(() => H.sessionInfo())).mediaType, MediaType.AUDIO, `${c.name}: session.getMediaType()`);
+        const cams = (await c.eval(() => H.trackStates())).filter((t) => t.local && t.kind === 'video');
+        assert.ok(cams.length > 0 && cams.every((t) => t.readyState === 'ended'), `${c.name}: camera stopped: ${JSON.stringify(cams)}`);
+      }
+      for (const c of pages) for (const o of pages) if (o !== c) await c.waitVideoStalled(o.userId, { what: 'after the downgrade' });
+      for (const c of pages) await sendsAgain(c, 'audio', 'after the downgrade (the audio goes on)');
+      for (const c of pages) {
+        assert.equal((await mediaPaths(c)).pcs, 2, `${c.name}: the same two connections`);
+        assert.deepEqual(await c.eventsOf('onHungup'), [], `${c.name}: no hangup`);
+      }
+    });
+  });
+
+  /** Makes Janus refuse the page's next `n` SFU publish offers: in the outgoing frame (protobuf
+   *  on the WebSocket: the SDP's bytes as they are) each `a=ice-ufrag:` line of a sendonly
+   *  offer loses its `=` — same length, so the frame stays well formed and the server relays
+   *  it, and Janus's SDP parser refuses the line. */
+  const spoilPublishes = (c, n) => c.eval((count) => {
+    const enc = new TextEncoder();
+    const [ufrag, sendonly] = [enc.encode('a=ice-ufrag:'), enc.encode('a=sendonly')];
+    const find = (hay, needle, from = 0) => {
+      outer: for (let i = from; i <= hay.length - needle.length; i++) {
+        for (let j = 0; j < needle.length; j++) if (hay[i + j] !== needle[j]) continue outer;
+        return i;
+      }
+      return -1;
+    };
+    window.__spoiled = 0;
+    const send = WebSocket.prototype.send;
+    WebSocket.prototype.send = function (data) {
+      if (window.__spoiled < count && data && typeof data !== 'string' && data.byteLength !== undefined) {
+        const bytes = ArrayBuffer.isView(data) ? new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength)) : new Uint8Array(data.slice(0));
+        if (find(bytes, sendonly) >= 0 && find(bytes, ufrag) >= 0) {
+          for (let i = find(bytes, ufrag); i >= 0; i = find(bytes, ufrag, i + 1)) bytes[i + 1] = 0x20;
+          window.__spoiled++;
+          return send.call(this, bytes);
+        }
+      }
+      return send.call(this, data);
+    };
+  }, n);
+
+  test('a publish Janus refuses: onTrackPublishFail(code, session); retried with isAllowPublishRetry (the video gets through), else the call ends with 9 (spec D.2)', { timeout: TEST_TIMEOUT }, async () => {
+    await diag('sfu-publish-fail', async () => {
+      // B and C get their first publish refused; B may retry, C may not.
+      const { pages, sessionId } = await groupCall('sff', ['A', 'B', 'C'], [], {
+        options: { B: { callOptions: { isAllowPublishRetry: true } } },
+        prepare: (all) => Promise.all([spoilPublishes(all[1], 1), spoilPublishes(all[2], 1)]),
+      });
+      const [A, B, C] = pages;
+      const close = await C.waitEvent('onSessionClose', { sessionId }, 30000);
+      assert.equal(close.summary.endReason, 9, `C: ended as a failed publish (9): ${JSON.stringify(close.summary)}`);
+      for (const c of [A, B]) await c.waitEvent('onHungup', { userId: C.userId }, 15000);
+      await A.waitRemoteVideo(B.userId, { minFrames: 3, timeout: 40000 });
+      await B.waitRemoteVideo(A.userId, { minFrames: 3, timeout: 40000 });
+      await advancing(A, B, "after B's publish was retried");
+      for (const c of [B, C]) {
+        assert.equal(await c.eval(() => window.__spoiled), 1, `${c.name}: one publish spoiled`);
+        const fails = (await c.eventsOf('onTrackPublishFail')).map(({ code, sessionId: s }) => ({ code, sessionId: s }));
+        assert.deepEqual(fails, [{ code: 53004, sessionId }], `${c.name}: one onTrackPublishFail(53004, session) for the refused publish`);
+      }
+      assert.deepEqual(await A.eventsOf('onTrackPublishFail'), [], 'A: no publish failure');
+      for (const c of pages) assert.deepEqual(await c.eventsOf('onTrackSubscribeFail'), [], `${c.name}: no subscribe failure`);
+      assert.deepEqual(await B.eventsOf('onSessionClose'), [], 'B: its call goes on');
     });
   });
 

@@ -235,8 +235,8 @@
       onMediaModify: function (sender, mediaType, session) { log('onMediaModify', { userId: sender && sender.userId, mediaType: mediaType, sessionId: sidOf(session) }); },
       onAudioMuteChange: function (muteUser, session) { log('onAudioMuteChange', Object.assign({}, muteUser, { sessionId: sidOf(session) })); },
       onVideoMuteChange: function (muteUser, session) { log('onVideoMuteChange', Object.assign({}, muteUser, { sessionId: sidOf(session) })); },
-      onTrackPublishFail: function (code) { log('onTrackPublishFail', { code: code }); },
-      onTrackSubscribeFail: function (code) { log('onTrackSubscribeFail', { code: code }); },
+      onTrackPublishFail: function (code, session) { log('onTrackPublishFail', { code: code, sessionId: sidOf(session) }); },
+      onTrackSubscribeFail: function (code, session) { log('onTrackSubscribeFail', { code: code, sessionId: sidOf(session) }); },
       onICEConnectionStateChange: function (state) { log('onICEConnectionStateChange', { state: state }); },
     };
   }
