@@ -3,11 +3,12 @@
 // usage `node npm/order-functions.mjs MODULE.wasm`.
 // Why: gzip finds repeats only within 32 KB, and LLVM lays the ~1,300 functions out in roughly
 // source order, so look-alike bodies (drop glue, getters, one generic's instantiations, async
-// state machines) sit far apart. Ordered by body size in half-octave classes, then by name
-// (crate hashes and leading `<&*( ` dropped, so one generic's copies stay together), the same
-// code is −1,964 B gzip-9 and −1,272 B brotli-11 (BENCHMARKS.md "Session 15: size"; by size
-// alone −1,765, by name alone −1,240, binaryen's call-count order +1,866). Only the order of the
-// code section changes: no body is touched, and the name section is dropped by the next wasm-opt.
+// state machines) sit far apart. The order: by body size in half-octave classes; within a class,
+// from the first by name (crate hashes and leading `<&*( ` dropped), each next function the one
+// whose body shares the most 4-byte sequences with the last (a MinHash estimate). On the SDK:
+// −2,297 B gzip-9, −1,863 B brotli-11 (BENCHMARKS.md "Session 15: size"; size classes then name
+// −1,964, by name alone −1,240, binaryen's call-count order +1,866). Only the order of the code
+// section changes: no body is touched, and the name section is dropped by the next wasm-opt.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { Cursor, assemble, leb, name, sections } from './wasm-module.mjs';
 
@@ -18,15 +19,32 @@ if (!wasmPath) {
 }
 const fail = (msg) => { console.error(`order-functions: ${wasmPath}: ${msg}`); process.exit(1); };
 
-/** A function's sort key: its size class (half octaves of the body's bytes), then its name. */
-const key = (bodySize, fnName) =>
-  String(Math.floor(Math.log2(bodySize + 1) * 2)).padStart(3, '0') + ' ' +
-  fnName.replace(/\[[0-9a-f]+\]/g, '').replace(/^[<&*( ]+/, '');
+/** A function's size class: half octaves of its body's bytes. */
+const sizeClass = (bytes) => Math.floor(Math.log2(bytes + 1) * 2);
+/** A name without crate hashes and leading `<&*( `, so one generic's copies sort together. */
+const plain = (fnName) => fnName.replace(/\[[0-9a-f]+\]/g, '').replace(/^[<&*( ]+/, '');
+
+/** MinHash signature of a body: per seed, the least hash of its 4-byte sequences. */
+const SEEDS = 64;
+function signature(body) {
+  const sig = new Uint32Array(SEEDS).fill(0xffffffff);
+  for (let p = 0; p + 4 <= body.length; p++) {
+    let h = 2166136261; // FNV-1a of the 4 bytes
+    for (let q = 0; q < 4; q++) h = Math.imul(h ^ body[p + q], 16777619) >>> 0;
+    for (let k = 0; k < SEEDS; k++) {
+      let v = Math.imul(h ^ Math.imul(k + 1, 0x9e3779b9), 0x85ebca6b) >>> 0;
+      v = (v ^ (v >>> 13)) >>> 0;
+      if (v < sig[k]) sig[k] = v;
+    }
+  }
+  return sig;
+}
+const similarity = (a, b) => { let same = 0; for (let k = 0; k < SEEDS; k++) if (a[k] === b[k]) same++; return same; };
 
 const buf = readFileSync(wasmPath);
 const list = sections(buf, fail);
 let importedFuncs = 0;
-const sizes = []; // body size of each defined function
+const bodies = []; // each defined function's body
 const names = new Map(); // function index (imports first) → name
 let hasNames = false;
 for (const { id, start, end } of list) {
@@ -39,7 +57,7 @@ for (const { id, start, end } of list) {
   } else if (id === 10) {
     for (let i = c.u32(); i > 0; i--) {
       const size = c.u32();
-      sizes.push(size);
+      bodies.push(buf.subarray(c.p, c.p + size));
       c.p += size;
     }
   } else if (id === 0 && c.str() === 'name') {
@@ -58,10 +76,31 @@ for (const { id, start, end } of list) {
 }
 if (!hasNames) fail('no name section (run wasm-opt with --debuginfo before this step)');
 
-const keys = sizes.map((size, i) => key(size, names.get(importedFuncs + i) ?? ''));
-const order = sizes.map((_, i) => i).sort((a, b) => (keys[a] < keys[b] ? -1 : keys[a] > keys[b] ? 1 : a - b));
-const width = String(sizes.length).length;
-const ranked = new Array(sizes.length);
+const classes = new Map(); // size class → function indices, by plain name
+bodies.forEach((body, i) => {
+  const c = sizeClass(body.length);
+  if (!classes.has(c)) classes.set(c, []);
+  classes.get(c).push(i);
+});
+const plainNames = bodies.map((_, i) => plain(names.get(importedFuncs + i) ?? ''));
+const byName = (a, b) => (plainNames[a] < plainNames[b] ? -1 : plainNames[a] > plainNames[b] ? 1 : a - b);
+const order = [];
+for (const c of [...classes.keys()].sort((a, b) => a - b)) {
+  const left = classes.get(c).sort(byName);
+  const sigs = new Map(left.map((i) => [i, signature(bodies[i])]));
+  let last = left.shift();
+  order.push(last);
+  while (left.length) {
+    let best = 0;
+    for (let j = 1; j < left.length; j++) {
+      if (similarity(sigs.get(last), sigs.get(left[j])) > similarity(sigs.get(last), sigs.get(left[best]))) best = j;
+    }
+    [last] = left.splice(best, 1);
+    order.push(last);
+  }
+}
+const width = String(bodies.length).length;
+const ranked = new Array(bodies.length);
 order.forEach((f, rank) => { ranked[f] = String(rank).padStart(width, '0'); });
 
 // The name section keeps only the function names, now ranks (imports keep theirs: the order of
@@ -70,7 +109,7 @@ const entries = [];
 for (const [index, n] of [...names].sort((a, b) => a[0] - b[0])) {
   if (index < importedFuncs) entries.push(Buffer.concat([leb(index), name(n)]));
 }
-for (let i = 0; i < sizes.length; i++) entries.push(Buffer.concat([leb(importedFuncs + i), name(ranked[i])]));
+for (let i = 0; i < bodies.length; i++) entries.push(Buffer.concat([leb(importedFuncs + i), name(ranked[i])]));
 const sub = Buffer.concat([leb(entries.length), ...entries]);
 const nameSection = Buffer.concat([name('name'), Buffer.from([1]), leb(sub.length), sub]);
 const parts = list.map(({ id, start, end }) => {

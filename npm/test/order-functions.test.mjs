@@ -19,23 +19,27 @@ const vec = (items) => Buffer.concat([leb(items.length), ...items]);
 const section = (id, body) => Buffer.concat([Buffer.from([id]), leb(body.length), body]);
 const I32 = 0x7f;
 
-/** Defined functions: name and the constant it returns; `big` ones carry 20 extra `nop`s. */
+const NOPS = new Array(20).fill(0x01);
+/** `i32.const a; i32.const b; i32.add; …`: the sum of `values`. */
+const sum = (values) => values.flatMap((v, i) => (i === 0 ? [0x41, v] : [0x41, v, 0x6a]));
+/** Defined functions: name, body code (before `end`), and the value it returns. */
 const FUNCS = [
-  { fn: '<big[0123456789abcdef]::b>::run', value: 1, big: true },
-  { fn: 'small::z', value: 2, big: false },
-  { fn: '&small[0123456789abcdef]::a', value: 3, big: false },
-  { fn: 'big::a', value: 4, big: true },
+  { fn: '<big[0123456789abcdef]::b>::run', code: [...NOPS, 0x41, 1], value: 1 }, // 24 bytes
+  { fn: 'small::z', code: [0x41, 2], value: 2 }, // 4 bytes
+  { fn: '&small[0123456789abcdef]::a', code: [0x41, 3], value: 3 },
+  { fn: 'big::a', code: [...NOPS, 0x41, 4], value: 4 },
+  { fn: 'sim::a', code: sum([1, 2, 3, 4, 5]), value: 15 }, // 16 bytes
+  { fn: 'sim::b', code: [...NOPS.slice(0, 12), 0x41, 6], value: 6 },
+  { fn: 'sim::c', code: sum([1, 2, 3, 4, 6]), value: 16 },
 ];
+const DEFINED = FUNCS.map((_, i) => 1 + i);
 
 function module({ names = true } = {}) {
   const types = vec([Buffer.from([0x60, 1, I32, 0]), Buffer.from([0x60, 0, 1, I32])]);
   const imports = vec([Buffer.concat([name('env'), name('log'), Buffer.from([0, 0])])]);
   const funcs = vec(FUNCS.map(() => leb(1)));
   const exports = vec(FUNCS.map((_, i) => Buffer.concat([name(`f${i}`), Buffer.from([0]), leb(1 + i)])));
-  const body = ({ value, big }) => {
-    const code = [0, ...(big ? new Array(20).fill(0x01) : []), 0x41, value, 0x0b];
-    return Buffer.concat([leb(code.length), Buffer.from(code)]);
-  };
+  const body = ({ code }) => Buffer.concat([leb(code.length + 2), Buffer.from([0, ...code, 0x0b])]);
   const fnNames = vec([
     Buffer.concat([leb(0), name('env::log')]),
     ...FUNCS.map(({ fn }, i) => Buffer.concat([leb(1 + i), name(fn)])),
@@ -80,17 +84,18 @@ function order(bytes) {
   return { ...run, path, bytes: readFileSync(path) };
 }
 
-test('names become ranks by size class, then name without crate hashes; code untouched', async () => {
+test('names become ranks: by size class; in a class, the first by name, then the most alike', async () => {
   const before = module();
   const { status, stderr, bytes } = order(before);
   assert.equal(status, 0, stderr);
   assert.ok(WebAssembly.validate(bytes));
   const names = functionNames(bytes);
   assert.equal(names.get(0), 'env::log'); // imports keep their names
-  // small: "small::a" (from `&small[…]::a`) before "small::z"; then big: "big::a" before "big::b>…"
-  assert.deepEqual([1, 2, 3, 4].map((i) => names.get(i)), ['3', '1', '0', '2']);
+  // 4 bytes: "small::a" (from `&small[…]::a`), then "small::z"; 16 bytes: "sim::a", then "sim::c"
+  // (its sums share 4-byte runs with sim::a's), then "sim::b"; 24 bytes: "big::a", then "big::b>…".
+  assert.deepEqual(DEFINED.map((i) => names.get(i)), ['6', '1', '0', '5', '2', '4', '3']);
   assert.deepEqual(section10(bytes), section10(before));
-  assert.deepEqual(await results(bytes), [1, 2, 3, 4]);
+  assert.deepEqual(await results(bytes), FUNCS.map((f) => f.value));
 });
 
 test('no name section: a clear error, the module untouched', () => {
@@ -109,12 +114,12 @@ test('wasm-opt --reorder-functions-by-name lays the code out in rank order', { s
   assert.equal(run.status, 0, run.stderr);
   const bytes = readFileSync(out);
   const names = functionNames(bytes);
-  assert.deepEqual([1, 2, 3, 4].map((i) => names.get(i)), ['0', '1', '2', '3']);
+  assert.deepEqual(DEFINED.map((i) => names.get(i)), ['0', '1', '2', '3', '4', '5', '6']);
   // The exports follow their functions: f2 (`small::a`) is now the first defined function.
-  assert.deepEqual(await results(bytes), [1, 2, 3, 4]);
+  assert.deepEqual(await results(bytes), FUNCS.map((f) => f.value));
   const sizes = [];
   const s = sections(bytes, assert.fail).find((x) => x.id === 10);
   const c = new Cursor(bytes, s.start);
   for (let i = c.u32(); i > 0; i--) { const n = c.u32(); sizes.push(n); c.p += n; }
-  assert.deepEqual(sizes, [4, 4, 24, 24]);
+  assert.deepEqual(sizes, [4, 4, 16, 16, 16, 24, 24]);
 });
