@@ -5,10 +5,11 @@
 // source order, so look-alike bodies (drop glue, getters, one generic's instantiations, async
 // state machines) sit far apart. The order: by body size in half-octave classes; within a class,
 // from the first by name (crate hashes and leading `<&*( ` dropped), each next function the one
-// whose body shares the most 4-byte sequences with the last (a MinHash estimate). On the SDK:
-// −2,297 B gzip-9, −1,863 B brotli-11 (BENCHMARKS.md "Session 15: size"; size classes then name
-// −1,964, by name alone −1,240, binaryen's call-count order +1,866). Only the order of the code
-// section changes: no body is touched, and the name section is dropped by the next wasm-opt.
+// whose body shares the most 4-byte sequences with the last (a MinHash estimate). On the SDK the
+// download is −2,319 B gzip-9, −1,913 B brotli-11 (BENCHMARKS.md "Session 15: size"; size
+// classes then name alone −1,930 B gzip; by name alone ~−1,240, binaryen's call-count order
+// +1,866). Only the order of the code section changes: no body is touched, and the name section
+// is dropped by the next wasm-opt.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { Cursor, assemble, leb, name, sections } from './wasm-module.mjs';
 
