@@ -23,6 +23,13 @@ pub const MIN_RETRY_MS: u32 = 200;
 /// high (a starved node's logins look slow) costs no more than the old backoff; past it the
 /// clients come back and get a new turn.
 pub const MAX_RETRY_MS: u32 = 4_000;
+/// The longest turn the node gives: the SDK waits a turn +0–20 % (`im::busy_delay`: clients
+/// given the same turn do not come back in the same millisecond) but never past
+/// [`MAX_RETRY_MS`], so a turn at that cap lost its jitter, and every client a storm sent
+/// there came back at once, 4 s later, into another storm (in a 30,000-connection failover
+/// the resume's p99 was two or three such laps, 6–10 s, while a login took 20 ms at p50).
+/// 5/6 of the cap keeps the jitter whole: capped turns come back spread over 3.3–4 s.
+pub const MAX_TURN_MS: u32 = MAX_RETRY_MS * 5 / 6;
 /// Weight of the newest login's duration in the average (1/8: a storm's durations, hundreds
 /// a second, replace a quiet time's in a few dozen logins).
 const EWMA_WEIGHT: f64 = 0.125;
@@ -65,7 +72,7 @@ impl Admission {
     /// A login arrives at `now_ms`: `Ok(())` when it may start (then [`Self::finish`] it), else
     /// the busy answer's `retry_after_ms`: the client's turn, behind the refused clients still
     /// ahead, one login's share of the node's time (a login's duration over the bound) each,
-    /// [`MIN_RETRY_MS`] added, at most [`MAX_RETRY_MS`].
+    /// [`MIN_RETRY_MS`] added, at most [`MAX_TURN_MS`].
     ///
     /// The clients ahead are counted, not their turns' times: the queue drains at the rate
     /// known now. (With turns kept as times, a storm's first refusals, given on the slow
@@ -90,12 +97,12 @@ impl Admission {
             self.queue - (now_ms - self.queue_at_ms).max(0.0) / share
         };
         // (The queue never reaches past the cap: a turn given beyond it would not be kept.)
-        let room = f64::from(MAX_RETRY_MS - MIN_RETRY_MS) / share;
+        let room = f64::from(MAX_TURN_MS - MIN_RETRY_MS) / share;
         self.queue = (drained.max(0.0) + 1.0).min(room);
         self.queue_at_ms = now_ms;
         let wait = self.queue * share;
         self.tail_ms = self.tail_ms.max(now_ms + wait);
-        Err((wait as u32 + MIN_RETRY_MS).min(MAX_RETRY_MS))
+        Err((wait as u32 + MIN_RETRY_MS).min(MAX_TURN_MS))
     }
 
     /// The login that began at `started_ms` ended (done, failed or abandoned) at `now_ms`.
@@ -196,13 +203,15 @@ mod tests {
     fn turns_are_capped_and_no_bound_refuses_nothing() {
         let mut a = Admission::new(1);
         a.begin(0.0).unwrap();
-        assert_eq!(a.begin(60_000.0), Err(MAX_RETRY_MS));
+        assert_eq!(a.begin(60_000.0), Err(MAX_TURN_MS));
+        // The client's +0–20 % still fits under its own cap: capped turns stay spread.
+        assert!(MAX_TURN_MS * 6 / 5 <= MAX_RETRY_MS);
         // The queue stops at the cap: once the node is served again, turns shrink at once.
         a.finish(0.0, 60_000.0);
         a.begin(60_000.0).unwrap();
         a.finish(60_000.0, 60_001.0);
         a.begin(60_001.0).unwrap();
-        assert!(a.begin(60_001.0).unwrap_err() <= MAX_RETRY_MS);
+        assert!(a.begin(60_001.0).unwrap_err() <= MAX_TURN_MS);
         let mut free = Admission::new(0);
         assert!((0..10_000).all(|_| free.begin(0.0).is_ok()));
     }
