@@ -18,16 +18,16 @@
 /// this, and a node whose estimate starts low (its logins were quick before the storm) is not
 /// asked again at once by every client it refused in the storm's first milliseconds.
 pub const MIN_RETRY_MS: u32 = 200;
-/// Turns are capped at the SDK's idle backoff cap (`im::RECONNECT_CAP_IDLE_MS`): a client is
-/// never asked to wait longer than it would have without a turn, so a node whose estimate runs
+/// The SDK's idle backoff cap (`im::RECONNECT_CAP_IDLE_MS`), which turns stay under
+/// ([`MAX_TURN_MS`]): a client is never asked to wait longer than it would have without a turn, so a node whose estimate runs
 /// high (a starved node's logins look slow) costs no more than the old backoff; past it the
 /// clients come back and get a new turn.
 pub const MAX_RETRY_MS: u32 = 4_000;
 /// The longest turn the node gives: the SDK waits a turn +0–20 % (`im::busy_delay`: clients
 /// given the same turn do not come back in the same millisecond) but never past
 /// [`MAX_RETRY_MS`], so a turn at that cap lost its jitter, and every client a storm sent
-/// there came back at once, 4 s later, into another storm (in a 30,000-connection failover
-/// the resume's p99 was two or three such laps, 6–10 s, while a login took 20 ms at p50).
+/// there came back at once, 4 s later, into another storm (a 30,000-connection failover's
+/// resume p99, 6–12 s, was two or three 4 s laps while a login took tens of ms at p50).
 /// 5/6 of the cap keeps the jitter whole: capped turns come back spread over 3.3–4 s.
 pub const MAX_TURN_MS: u32 = MAX_RETRY_MS * 5 / 6;
 /// Weight of the newest login's duration in the average (1/8: a storm's durations, hundreds
