@@ -236,7 +236,8 @@ if [ "$FAILOVER_CONNS" != 0 ]; then
     start_redis
     # Each login's stages (debug lines of `rcall_server::cluster::login`): the generator reads
     # them from the nodes' logs for its per-stage resume figures.
-    SERVER_LOG_EXTRA=,rcall_server::cluster::login=debug
+    # Their memory gauges every 5 s (`rcall_server::mem`): printed at each node's peak RSS.
+    SERVER_LOG_EXTRA=,rcall_server::cluster::login=debug,rcall_server::mem=debug
     start_nodes "${NODES:-6}"
     NODE_LOGS=$(for i in $(seq "${NODES:-6}"); do printf '%s,' "$TMP/node$i.err"; done)
     echo "# $(date -u +%FT%TZ) $(uname -r), $(nproc) CPUs; nodes + Redis on CPU $SERVER_CPU, loadgen on CPU $LOADGEN_CPU, nice $NICE; load average $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -981,6 +981,8 @@ pub(crate) fn coordinator(a: &Args, redis_pid: Option<u32>, payload: usize) {
     let end_ms = start_ms + (a.failover_secs + a.drain_secs) as i64 * 1000;
     let mut killed_at_us = None;
     let mut peak = (0u64, 0u64);
+    // Each node's and Redis's own peak (RSS, s): which process the cluster's peak is.
+    let mut peaks = vec![(0u64, 0u64); all_pids.len()];
     let mut alive = all_pids.clone();
     let mut next_sample = start_ms + 5000;
     loop {
@@ -1013,6 +1015,12 @@ pub(crate) fn coordinator(a: &Args, redis_pid: Option<u32>, payload: usize) {
             );
             if r > peak.0 {
                 peak = (r, (now - start_ms) as u64 / 1000);
+            }
+            for (i, &p) in all_pids.iter().enumerate() {
+                let v = if alive.contains(&p) { rss_bytes(p).unwrap_or(0) } else { 0 };
+                if v > peaks[i].0 {
+                    peaks[i] = (v, (now - start_ms) as u64 / 1000);
+                }
             }
             next_sample += 5000;
         }
@@ -1099,6 +1107,16 @@ pub(crate) fn coordinator(a: &Args, redis_pid: Option<u32>, payload: usize) {
         mb(rss_all(&alive)),
         cpu.join(", ")
     );
+    let per: Vec<String> = peaks
+        .iter()
+        .enumerate()
+        .map(|(i, (b, t))| {
+            let who = if i < a.node_pids.len() { format!("node {i}") } else { "Redis".into() };
+            format!("{who} {:.0} MB at {t} s", mb(*b))
+        })
+        .collect();
+    println!("peak RSS per process: {}", per.join(", "));
+    print_mem_gauges(&a.node_logs);
     if let Some(k) = killed_at_us {
         let before = t.resumed.iter().filter(|&&r| r < k).count();
         if before > 0 {
@@ -1134,6 +1152,32 @@ pub(crate) fn coordinator(a: &Args, redis_pid: Option<u32>, payload: usize) {
         t.drain_ms as f64 / 1000.0,
         a.drain_secs
     );
+}
+
+/// Each node's memory gauges (`rcall_server::mem` debug lines, every 5 s: `ws::sweep`) at its
+/// highest RSS: what its outboxes held, the connections still opening, the logins in
+/// progress, the cluster sends waiting on Redis; the rest of the RSS is per-connection state,
+/// the allocator's retained pages and the Redis client's buffers.
+fn print_mem_gauges(logs: &[String]) {
+    for (i, path) in logs.iter().enumerate() {
+        let Ok(text) = std::fs::read_to_string(path) else { continue };
+        let field = |line: &str, k: &str| -> Option<u64> {
+            line.split_whitespace().find_map(|kv| kv.strip_prefix(k)?.strip_prefix('=')?.parse().ok())
+        };
+        let top = text.lines().filter(|l| l.contains("memory gauges")).max_by_key(|l| field(l, "rss_kb").unwrap_or(0));
+        let Some(line) = top else { continue };
+        let f = |k: &str| field(line, k).map_or("?".to_string(), |v| v.to_string());
+        println!(
+            "node {i} at its peak RSS ({} MB): {} serving connections, outboxes {} frames / {} KB, {} opening (auth, busy answers, logins, replay), {} logins in progress, {} sends waiting on Redis",
+            field(line, "rss_kb").unwrap_or(0) / 1024,
+            f("conns"),
+            f("queued_items"),
+            f("queued_kb"),
+            f("opening"),
+            f("logins"),
+            f("routing")
+        );
+    }
 }
 
 /// p50 / p99 / max of `v` (sorted here), in ms.

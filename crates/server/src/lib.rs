@@ -393,8 +393,7 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<RunningServe
     // closes happen at most a quarter interval late.
     let liveness_tick = (state.config.ping_interval / 4).max(Duration::from_millis(10));
     tokio::spawn(every(state.clone(), liveness_tick, |s| {
-        s.liveness
-            .sweep(s.config.ping_interval, s.config.dead_after);
+        ws::sweep(s);
     }));
     let st = state.clone();
     let task = tokio::spawn(async move {

@@ -118,6 +118,20 @@ impl Outbox {
         self.lock().items.len()
     }
 
+    /// Items queued now and their encoded bytes (the memory gauges: a backlog's share).
+    pub fn queued(&self) -> (usize, usize) {
+        let q = self.lock();
+        let bytes = q
+            .items
+            .iter()
+            .map(|i| match i {
+                Outgoing::Frame { body, .. } | Outgoing::Durable { body, .. } => body.len(),
+                Outgoing::Fatal(_) | Outgoing::Ping => 0,
+            })
+            .sum();
+        (q.items.len(), bytes)
+    }
+
     /// Nothing queued.
     pub fn is_empty(&self) -> bool {
         self.len() == 0

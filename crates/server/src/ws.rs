@@ -15,6 +15,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -78,6 +79,78 @@ pub const DEAD_AFTER: Duration = Duration::from_secs(15);
 #[derive(Default)]
 pub struct Liveness {
     conns: Mutex<HashMap<ConnId, Arc<Outbox>>>,
+    /// When the memory gauges were last logged (`clock::mono_ms`).
+    gauged: std::sync::atomic::AtomicU64,
+}
+
+/// Connections upgraded but not serving yet: waiting for their `Authenticate`, answered busy,
+/// or in their login's stages and replay (a memory gauge: a reconnect burst's share).
+static OPENING: AtomicUsize = AtomicUsize::new(0);
+/// Cluster mode: client messages in their route call (waiting on Redis; a memory gauge: a
+/// starved Redis's backlog held by the nodes).
+static ROUTING: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts itself in a gauge while it lives.
+struct Gauge(&'static AtomicUsize);
+
+impl Gauge {
+    fn new(g: &'static AtomicUsize) -> Self {
+        g.fetch_add(1, Ordering::Relaxed);
+        Gauge(g)
+    }
+}
+
+impl Drop for Gauge {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// How often [`sweep`] logs the memory gauges (when `rcall_server::mem` is at debug).
+const MEM_GAUGE_INTERVAL_MS: u64 = 5_000;
+
+/// The liveness sweep ([`Liveness::sweep`]) and, every [`MEM_GAUGE_INTERVAL_MS`] when the
+/// target `rcall_server::mem` logs at debug, the node's memory gauges (issue 15: where a
+/// node's memory goes in a failover's reconnect burst; the failover benchmark prints each
+/// node's line at its peak RSS): the RSS, the serving connections and what their outboxes
+/// hold, the connections still opening, the logins in progress and the cluster sends waiting
+/// on Redis.
+pub fn sweep(state: &AppState) {
+    let l = &state.liveness;
+    l.sweep(state.config.ping_interval, state.config.dead_after);
+    if !tracing::enabled!(target: "rcall_server::mem", tracing::Level::DEBUG) {
+        return;
+    }
+    let now = crate::clock::mono_ms();
+    let last = l.gauged.load(Ordering::Relaxed);
+    if now.saturating_sub(last) < MEM_GAUGE_INTERVAL_MS
+        || l.gauged.swap(now, Ordering::Relaxed) != last
+    {
+        return;
+    }
+    let outboxes: Vec<Arc<Outbox>> = l.map().values().cloned().collect();
+    let (mut items, mut bytes) = (0, 0);
+    for o in &outboxes {
+        let (i, b) = o.queued();
+        items += i;
+        bytes += b;
+    }
+    let rss_kb = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4);
+    tracing::debug!(
+        target: "rcall_server::mem",
+        at_ms = now_ms(),
+        rss_kb,
+        conns = outboxes.len(),
+        queued_items = items,
+        queued_kb = bytes / 1024,
+        opening = OPENING.load(Ordering::Relaxed),
+        logins = state.routing.as_ref().map_or(0, |r| r.logins_in_progress()),
+        routing = ROUTING.load(Ordering::Relaxed),
+        "memory gauges"
+    );
 }
 
 impl Liveness {
@@ -258,7 +331,10 @@ fn verify_token(state: &AppState, token: &str, now: i64) -> Result<(AppId, Claim
 /// Authenticates and replays in the upgrade task, then serves the connection in a task of its
 /// own whose future is only what an idle connection needs (the one-off phases' state is gone).
 async fn run_connection(state: Arc<AppState>, ws: WebSocket, guard: Option<Arc<ConnGuard>>) {
-    if let Some((ws, origin, outbox)) = open_session(&state, ws, guard).await {
+    let opening = Gauge::new(&OPENING);
+    let opened = open_session(&state, ws, guard).await;
+    drop(opening);
+    if let Some((ws, origin, outbox)) = opened {
         state.liveness.map().insert(origin.conn_id, outbox.clone());
         let tracker = state.tracker.clone();
         tracker.spawn(serve_connection(state, ws, outbox, origin));
@@ -1325,6 +1401,7 @@ async fn cluster_send(
     let Some(routing) = &state.routing else {
         return Ok(());
     };
+    let _in_flight = Gauge::new(&ROUTING);
     let send = match send.recheck {
         Some(opts) => match recheck(state, origin, outbox, send.msg, opts).await {
             Some(send) => send,

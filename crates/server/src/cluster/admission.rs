@@ -18,11 +18,18 @@
 /// this, and a node whose estimate starts low (its logins were quick before the storm) is not
 /// asked again at once by every client it refused in the storm's first milliseconds.
 pub const MIN_RETRY_MS: u32 = 200;
-/// Turns are capped at the SDK's idle backoff cap (`im::RECONNECT_CAP_IDLE_MS`): a client is
-/// never asked to wait longer than it would have without a turn, so a node whose estimate runs
+/// The SDK's idle backoff cap (`im::RECONNECT_CAP_IDLE_MS`), which turns stay under
+/// ([`MAX_TURN_MS`]): a client is never asked to wait longer than it would have without a turn, so a node whose estimate runs
 /// high (a starved node's logins look slow) costs no more than the old backoff; past it the
 /// clients come back and get a new turn.
 pub const MAX_RETRY_MS: u32 = 4_000;
+/// The longest turn the node gives: the SDK waits a turn +0–20 % (`im::busy_delay`: clients
+/// given the same turn do not come back in the same millisecond) but never past
+/// [`MAX_RETRY_MS`], so a turn at that cap lost its jitter, and every client a storm sent
+/// there came back at once, 4 s later, into another storm (a 30,000-connection failover's
+/// resume p99, 6–12 s, was two or three 4 s laps while a login took tens of ms at p50).
+/// 5/6 of the cap keeps the jitter whole: capped turns come back spread over 3.3–4 s.
+pub const MAX_TURN_MS: u32 = MAX_RETRY_MS * 5 / 6;
 /// Weight of the newest login's duration in the average (1/8: a storm's durations, hundreds
 /// a second, replace a quiet time's in a few dozen logins).
 const EWMA_WEIGHT: f64 = 0.125;
@@ -37,7 +44,14 @@ pub struct Admission {
     started_sum: f64,
     /// Mean duration of a login, ms (`None` before the first completed).
     avg_ms: Option<f64>,
-    /// The last turn given (ms): the next refused client comes one login's share after it.
+    /// The virtual queue: refused clients still ahead (in logins), as of `queue_at_ms`. It
+    /// drains at the node's *current* rate: a turn is one login's share at the rate known
+    /// when it is given, and a storm's first logins (all the slots started at once) run far
+    /// slower than its later ones, so turns kept as times would hold the next clients behind
+    /// turns computed on that stale, slow estimate (see [`Self::begin`]).
+    queue: f64,
+    queue_at_ms: f64,
+    /// The last turn given (ms): once it has passed, every refused client has come back.
     tail_ms: f64,
 }
 
@@ -49,14 +63,23 @@ impl Admission {
             running: 0,
             started_sum: 0.0,
             avg_ms: None,
+            queue: 0.0,
+            queue_at_ms: 0.0,
             tail_ms: 0.0,
         }
     }
 
     /// A login arrives at `now_ms`: `Ok(())` when it may start (then [`Self::finish`] it), else
-    /// the busy answer's `retry_after_ms`: the client's turn, one login's share of the node's
-    /// time (a login's duration over the bound) after the last turn given, [`MIN_RETRY_MS`]
-    /// added, at most [`MAX_RETRY_MS`].
+    /// the busy answer's `retry_after_ms`: the client's turn, behind the refused clients still
+    /// ahead, one login's share of the node's time (a login's duration over the bound) each,
+    /// [`MIN_RETRY_MS`] added, at most [`MAX_TURN_MS`].
+    ///
+    /// The clients ahead are counted, not their turns' times: the queue drains at the rate
+    /// known now. (With turns kept as times, a storm's first refusals, given on the slow
+    /// logins of its start — every slot began at once — pushed the queue to the cap, and every
+    /// later client was sent there however fast the node then served: in a 30,000-connection
+    /// failover the node's logins took 20 ms at p50 while its clients waited 3.6 s for their
+    /// turns.)
     pub fn begin(&mut self, now_ms: f64) -> Result<(), u32> {
         if self.running < self.max {
             self.running += 1;
@@ -65,11 +88,21 @@ impl Admission {
         }
         let mean_age = now_ms - self.started_sum / self.running as f64;
         let duration = self.avg_ms.unwrap_or(0.0).max(mean_age).max(1.0);
+        let share = duration / self.max as f64;
+        // Every turn given has passed: those clients came back (refused again, they count
+        // anew).
+        let drained = if now_ms >= self.tail_ms {
+            0.0
+        } else {
+            self.queue - (now_ms - self.queue_at_ms).max(0.0) / share
+        };
         // (The queue never reaches past the cap: a turn given beyond it would not be kept.)
-        let last = now_ms + f64::from(MAX_RETRY_MS - MIN_RETRY_MS);
-        self.tail_ms = (self.tail_ms.max(now_ms) + duration / self.max as f64).min(last);
-        let wait = (self.tail_ms - now_ms) as u32 + MIN_RETRY_MS;
-        Err(wait.min(MAX_RETRY_MS))
+        let room = f64::from(MAX_TURN_MS - MIN_RETRY_MS) / share;
+        self.queue = (drained.max(0.0) + 1.0).min(room);
+        self.queue_at_ms = now_ms;
+        let wait = self.queue * share;
+        self.tail_ms = self.tail_ms.max(now_ms + wait);
+        Err((wait as u32 + MIN_RETRY_MS).min(MAX_TURN_MS))
     }
 
     /// The login that began at `started_ms` ended (done, failed or abandoned) at `now_ms`.
@@ -134,17 +167,51 @@ mod tests {
         assert_eq!(a.begin(610.0), Err(MIN_RETRY_MS + 300));
     }
 
+    /// A storm's first logins are slow (every slot started at once), its later ones fast: a
+    /// client refused once the node serves fast is not put behind the turns given on the slow
+    /// estimate (it was sent to the cap, 4 s, while the node had room within 250 ms).
+    #[test]
+    fn turns_follow_the_nodes_current_rate_not_the_storms_start() {
+        let mut a = Admission::new(4);
+        for _ in 0..4 {
+            a.begin(0.0).unwrap();
+        }
+        // 4 s in, none done: a login takes 4 s, 1 s per slot.
+        let slow: Vec<u32> = (0..3).map(|_| a.begin(4000.0).unwrap_err()).collect();
+        assert_eq!(slow, [1200, 2200, 3200]);
+        // Then the node serves fast: logins of 40 ms (10 ms per slot).
+        for _ in 0..4 {
+            a.finish(0.0, 4000.0);
+        }
+        for i in 0..40 {
+            let t = 4000.0 + f64::from(i);
+            a.begin(t).unwrap();
+            a.finish(t, t + 40.0);
+        }
+        for _ in 0..4 {
+            a.begin(4100.0).unwrap();
+        }
+        // The 3 clients ahead are a few logins' shares at the node's rate now (~15 ms per
+        // slot: drained within these 100 ms), not 3.2 s of the start's.
+        let turn = a.begin(4100.0).unwrap_err();
+        assert!(turn < 300, "{turn}");
+        // Still behind each other.
+        assert!(a.begin(4100.0).unwrap_err() > turn);
+    }
+
     #[test]
     fn turns_are_capped_and_no_bound_refuses_nothing() {
         let mut a = Admission::new(1);
         a.begin(0.0).unwrap();
-        assert_eq!(a.begin(60_000.0), Err(MAX_RETRY_MS));
+        assert_eq!(a.begin(60_000.0), Err(MAX_TURN_MS));
+        // The client's +0–20 % still fits under its own cap: capped turns stay spread.
+        const { assert!(MAX_TURN_MS * 6 / 5 <= MAX_RETRY_MS) };
         // The queue stops at the cap: once the node is served again, turns shrink at once.
         a.finish(0.0, 60_000.0);
         a.begin(60_000.0).unwrap();
         a.finish(60_000.0, 60_001.0);
         a.begin(60_001.0).unwrap();
-        assert!(a.begin(60_001.0).unwrap_err() <= MAX_RETRY_MS);
+        assert!(a.begin(60_001.0).unwrap_err() <= MAX_TURN_MS);
         let mut free = Admission::new(0);
         assert!((0..10_000).all(|_| free.begin(0.0).is_ok()));
     }
