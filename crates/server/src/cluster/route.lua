@@ -41,7 +41,8 @@
 -- {0, sent_time, seq_1, ..., seq_n, offline_1, ..., offline_n} for a routed one
 -- (offline_i = 1 when copy i went out flagged offline), or {2, error} for a message whose
 -- commands failed (e.g. a key of the wrong type): that message alone failed (its writes
--- before the error stay, as a one-message script's would), the others went on.
+-- before the error stay, as a one-message script's would), the others went on. (A batch of
+-- one fails as a script: the call's error.)
 
 local t = redis.call('TIME')
 local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -119,6 +120,15 @@ local function rooms_append(event)
   redis.call('PUBLISH', rooms_channel, int(e) .. ' ' .. sent_s .. '\n' .. event)
 end
 
+-- Whether some known device of the sender (its cursors hash) is not `device` (the sending one).
+local function sibling_known(cursors, device)
+  local known = redis.call('HKEYS', cursors)
+  for j = 1, #known do
+    if known[j] ~= device then return true end
+  end
+  return false
+end
+
 -- One message: its keys from k, its arguments from a, n copies and B bodies.
 local function route(k, a, n, bodies, presence)
   local upto_key, cursors = KEYS[k], KEYS[k + 1]
@@ -152,15 +162,6 @@ local function route(k, a, n, bodies, presence)
   -- the call before the recipient answers it.
   if rooms_event ~= '' then
     rooms_append(rooms_event)
-  end
-
-  -- Whether some known device of the sender is not `device` (the sending one).
-  local function sibling_known(device)
-    local known = redis.call('HKEYS', cursors)
-    for j = 1, #known do
-      if known[j] ~= device then return true end
-    end
-    return false
   end
 
   local result = {0, sent}
@@ -201,7 +202,7 @@ local function route(k, a, n, bodies, presence)
     -- user's nodes: 'D <seq> <skip>\n<Delivered>'.
     local delivered = string.char(0x08) .. varint(seq) .. ARGV[a + 7 + 2 * body] .. sent_field .. tail
     local exclude = ARGV[c + 3]
-    if exclude == '' or sibling_known(exclude) then
+    if exclude == '' or sibling_known(cursors, exclude) then
       if exclude == '' then
         redis.call('XADD', mbox, 'MAXLEN', '~', max_len, seq_s .. '-0', 'd', delivered)
       else
@@ -245,14 +246,21 @@ local k, a = 4, 7
 while a <= #ARGV do
   local n, bodies = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
   local presence = ARGV[a + 2] == '1'
-  -- A failing command fails its message only: the error is that message's reply.
-  local ok, r = pcall(route, k, a, n, bodies, presence)
+  local next_a = a + 9 + 2 * bodies + 4 * n
+  -- A failing command fails its message only: the error is that message's reply. (A batch of
+  -- one needs no pcall: the script's error is that message's.)
+  local ok, r
+  if a == 7 and next_a > #ARGV then
+    ok, r = true, route(k, a, n, bodies, presence)
+  else
+    ok, r = pcall(route, k, a, n, bodies, presence)
+  end
   if not ok then
     if type(r) == 'table' then r = r.err or 'error' end
     r = {2, tostring(r)}
   end
   out[#out + 1] = r
   k = k + 2 + 2 * n + (presence and n or 0)
-  a = a + 9 + 2 * bodies + 4 * n
+  a = next_a
 end
 return out
