@@ -1473,7 +1473,7 @@ async fn cluster_send(
     let started = Instant::now();
     let mut backoff = ROUTE_RETRY_FIRST;
     let mut epoch = routing.epoch();
-    let mut outcome = routing.mailboxes.route(&req).await;
+    let mut outcome = routing.route(&req).await;
     // A resend's duplicate is of a run of ours whose reply was lost: its push is still to do.
     let mut resent = false;
     while let Err(e) = &outcome {
@@ -1508,7 +1508,7 @@ async fn cluster_send(
         }
         epoch = routing.epoch();
         resent = true;
-        outcome = routing.mailboxes.route(&req).await;
+        outcome = routing.route(&req).await;
     }
     match outcome {
         Ok(routed) => {

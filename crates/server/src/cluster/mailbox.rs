@@ -2,7 +2,8 @@
 //! replaces the single node's in-memory window and SQLite's offline table in cluster mode.
 //! The server uses them in cluster mode through [`super::routing`].
 //!
-//! - [`Mailboxes::route`] accepts a message in one Lua script (`route.lua`):
+//! - [`Mailboxes::route`] accepts a message in one Lua script (`route.lua`; several per call:
+//!   [`Mailboxes::route_many`], `cluster/route_batch.rs`):
 //!   exactly-once check, `sent_time`, then for each copy a per-user `seq`, an `XADD` to the
 //!   user's stream (entry id `<seq>-0`, value the encoded `Delivered`) and a `PUBLISH` on the
 //!   user's channel, then the sender's reply marker on the sender's channel (in the header of
@@ -37,7 +38,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use delivery::uid::UidGen;
-use prost::Message as _;
 use redis::Value;
 use rtc_core::proto::Delivered;
 
@@ -82,8 +82,6 @@ pub fn user_channel(app: &str, user: &str) -> String {
     keys::app_key(app, keys::KIND_CHANNEL, &["u", user])
 }
 
-static ROUTE: LazyLock<LuaScript> =
-    LazyLock::new(|| LuaScript::new("route", include_str!("route.lua")));
 static ACK: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new("ack", include_str!("ack.lua")));
 
 /// How much a mailbox keeps, and for how long per-user state outlives its last use.
@@ -121,7 +119,7 @@ pub struct ConnRef {
 }
 
 impl ConnRef {
-    fn token(&self) -> String {
+    pub(super) fn token(&self) -> String {
         format!("{}.{}", self.node, self.conn)
     }
 
@@ -415,192 +413,21 @@ impl Mailboxes {
         &self.bus
     }
 
-    /// Routes one message (see the module docs). Not retried on a lost connection: the script
-    /// may have run. A tracked message (`instance` and `client_seq` set) can be sent again
-    /// safely; the resend is then reported as [`Routed::Duplicate`].
+    /// Routes one message (see the module docs): a batch of one
+    /// ([`Self::route_many`], `cluster/route_batch.rs`). Not retried on a lost connection: the
+    /// script may have run. A tracked message (`instance` and `client_seq` set) can be sent
+    /// again safely; the resend is then reported as [`Routed::Duplicate`].
     pub async fn route(&self, req: &RouteRequest<'_>) -> Result<Routed, ClusterError> {
-        let from = &req.from;
-        if from.user.is_empty() || from.device.is_empty() {
-            return Err(bad("route: empty sender user or device"));
-        }
-        if req.floor_us >= MAX_SEQ {
-            return Err(bad(format!(
-                "route: floor {} is not below 2^53 (Lua numbers are doubles)",
-                req.floor_us
-            )));
-        }
-        if req.client_seq >= MAX_SEQ {
-            return Err(bad("route: client_seq is not below 2^53"));
-        }
-        let mut users = std::collections::HashSet::new();
-        for r in &req.recipients {
-            if r.user.is_empty() || r.user == from.user || !users.insert(r.user.as_str()) {
-                return Err(bad(format!(
-                    "route: recipient {:?} is empty, the sender, or listed twice",
-                    r.user
-                )));
-            }
-        }
-        let message_uid = self.uids.lock().expect("uid lock").next_uid();
-        let app = req.app;
-        let tracked = from.instance != 0 && req.client_seq != 0;
-        let client_seq = if tracked { req.client_seq } else { 0 };
+        let p = self.prepare_route(req)?;
+        self.route_prepared(&[&p])
+            .await?
+            .pop()
+            .unwrap_or_else(|| Err(bad("route: no reply")))
+    }
 
-        // Distinct bodies (fields 2-9, 11-13): one per (target_id, offline) in use.
-        let mut bodies: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-        let mut body_of = |target: &str, offline: bool| -> usize {
-            let head = Delivered {
-                seq: 0,
-                message_uid: message_uid.clone(),
-                sender_user_id: from.user.to_owned(),
-                sender_device_id: from.device.to_owned(),
-                conversation_type: req.message.conversation_type,
-                target_id: target.to_owned(),
-                channel_id: req.message.channel_id.clone(),
-                message_type: req.message.message_type.clone(),
-                content: req.message.content.clone(),
-                ..Default::default()
-            }
-            .encode_to_vec();
-            let tail = Delivered {
-                offline,
-                sender_instance: if tracked { from.instance } else { 0 },
-                client_seq,
-                ..Default::default()
-            }
-            .encode_to_vec();
-            let body = (head, tail);
-            match bodies.iter().position(|b| *b == body) {
-                Some(i) => i + 1,
-                None => {
-                    bodies.push(body);
-                    bodies.len()
-                }
-            }
-        };
-        // Per copy: (user, body number, skip token, excluded device).
-        let mut copies: Vec<(&str, usize, String, &str)> = Vec::new();
-        for r in &req.recipients {
-            let b = body_of(&req.message.target_id, r.offline);
-            copies.push((r.user.as_str(), b, String::new(), ""));
-        }
-        if let Some(own) = &req.own_copy {
-            let b = body_of(&own.target_id, own.offline);
-            let exclude = if own.all_devices { "" } else { from.device };
-            copies.push((from.user, b, from.conn.token(), exclude));
-        }
-
-        let l = &self.limits;
-        let mut call = ROUTE.call().key(sent_time_key(app)).key(upto_key(
-            app,
-            from.user,
-            from.device,
-            from.instance,
-        ));
-        for (user, ..) in &copies {
-            call = call
-                .key(keys::user_seq(app, user))
-                .key(mailbox_key(app, user));
-        }
-        if req.presence {
-            for (user, ..) in &copies {
-                call = call.key(super::presence::presence_key(app, user));
-            }
-        }
-        call = call
-            .key(super::rooms::counter_key(app))
-            .key(super::rooms::log_key(app))
-            .key(cursor_key(app, from.user));
-        let marker = req
-            .request_id
-            .map(|id| format!("{} {id}", from.conn.token()))
-            .unwrap_or_default();
-        call = call
-            .arg(client_seq)
-            .arg(req.floor_us)
-            .arg(l.max_len)
-            .arg(
-                u64::try_from(l.max_age.as_micros())
-                    .unwrap_or(u64::MAX)
-                    .min(MAX_SEQ),
-            )
-            .arg(ms(l.max_age))
-            .arg(ms(l.state_ttl))
-            .arg(user_channel(app, from.user))
-            .arg(marker)
-            .arg(&message_uid)
-            .arg(bodies.len());
-        for (head, tail) in &bodies {
-            call = call.arg(head.as_slice()).arg(tail.as_slice());
-        }
-        for (user, body, skip, exclude) in &copies {
-            call = call
-                .arg(user_channel(app, user))
-                .arg(*body)
-                .arg(skip.as_str())
-                .arg(*exclude);
-        }
-        call = call
-            .arg(req.rooms_event.as_deref().unwrap_or_default())
-            .arg(super::rooms::channel(app))
-            .arg(super::rooms::LOG_MAX_LEN);
-        let out: Vec<Value> = self.bus.run(&call).await?;
-        let int = |i: usize| -> Result<i64, ClusterError> {
-            out.get(i)
-                .and_then(|v| redis::from_redis_value_ref(v).ok())
-                .ok_or_else(|| bad(format!("route: short reply {out:?}")))
-        };
-        if int(0)? == 1 {
-            let text = |i: usize| -> Result<String, ClusterError> {
-                out.get(i)
-                    .and_then(|v| redis::from_redis_value_ref(v).ok())
-                    .ok_or_else(|| bad(format!("route: short duplicate reply {out:?}")))
-            };
-            let upto = int(2)? as u64;
-            let (message_uid, flags) = (text(3)?, text(4)?);
-            let offline = if upto == client_seq {
-                let flags = flags.as_bytes();
-                req.recipients
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| flags.get(*i) == Some(&b'1'))
-                    .map(|(_, r)| r.user.clone())
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            return Ok(Routed::Duplicate {
-                sent_time: int(1)?,
-                upto,
-                message_uid: if upto == client_seq {
-                    message_uid
-                } else {
-                    String::new()
-                },
-                offline,
-            });
-        }
-        let mut seqs = Vec::with_capacity(req.recipients.len());
-        for (i, r) in req.recipients.iter().enumerate() {
-            seqs.push((r.user.clone(), int(2 + i)? as u64));
-        }
-        let own_seq = match req.own_copy {
-            Some(_) => Some(int(2 + req.recipients.len())? as u64),
-            None => None,
-        };
-        let mut offline = Vec::new();
-        for (i, r) in req.recipients.iter().enumerate() {
-            if int(2 + copies.len() + i)? == 1 {
-                offline.push(r.user.clone());
-            }
-        }
-        Ok(Routed::Accepted {
-            sent_time: int(1)?,
-            message_uid,
-            seqs,
-            own_seq,
-            offline,
-        })
+    /// A new message uid (`Delivered.message_uid`).
+    pub(super) fn next_uid(&self) -> String {
+        self.uids.lock().expect("uid lock").next_uid()
     }
 
     /// The highest `client_seq` the route script accepted from one SDK instance (0 if none or

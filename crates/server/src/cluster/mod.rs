@@ -64,6 +64,7 @@ pub mod keys;
 pub mod mailbox;
 pub mod presence;
 pub mod rooms;
+pub mod route_batch;
 pub mod routing;
 mod script;
 pub mod shared;
@@ -116,6 +117,14 @@ pub enum ClusterError {
     OutOfRange(String),
     #[error("the cluster subscriber has stopped (its event receiver was dropped)")]
     SubscriberStopped,
+    /// One message of a batched route script failed inside it (its commands did; the batch's
+    /// other messages were routed): `cluster/route_batch.rs`.
+    #[error("Redis refused a script's command: {0}")]
+    Script(String),
+    /// A failed call shared by every message of a batch (`cluster/route_batch.rs`): each
+    /// message's caller gets it, timeout or lost connection as it was.
+    #[error("{0}")]
+    Shared(std::sync::Arc<ClusterError>),
 }
 
 impl ClusterError {
@@ -154,6 +163,7 @@ impl ClusterError {
     /// Redis did not answer in time: it may still run the command (a backlog, or a stall).
     pub fn is_timeout(&self) -> bool {
         match self {
+            ClusterError::Shared(e) => e.is_timeout(),
             ClusterError::Command { source, .. } | ClusterError::Connect { source, .. } => {
                 source.is_timeout()
             }
@@ -164,6 +174,7 @@ impl ClusterError {
     /// The command may have failed only because the connection was lost.
     pub fn is_connection_lost(&self) -> bool {
         match self {
+            ClusterError::Shared(e) => e.is_connection_lost(),
             ClusterError::Command { source, .. } | ClusterError::Connect { source, .. } => {
                 source.is_unrecoverable_error() || source.is_io_error()
             }

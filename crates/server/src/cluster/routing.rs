@@ -23,8 +23,9 @@ use rtc_core::proto::SendResult;
 use tokio::sync::mpsc::Receiver;
 
 use super::admission::Admission;
-use super::mailbox::{user_channel, ConnRef, Mailboxes, UserEvent};
+use super::mailbox::{user_channel, ConnRef, Mailboxes, RouteRequest, Routed, UserEvent};
 use super::presence::Presence;
+use super::route_batch::PreparedRoute;
 use super::{BusEvent, ClusterError, Subscriber};
 use crate::hub::{AppId, ConnId, Registered, SequencedFrom, StoredMessage};
 
@@ -58,6 +59,11 @@ pub struct Routing {
     replies: Mutex<Replies>,
     /// Acks not yet sent to Redis, and whether the task sending them runs ([`Routing::ack`]).
     acks: Mutex<AckQueue>,
+    /// Messages waiting for the next route script call, and whether the task making the
+    /// calls runs ([`Routing::route`]).
+    routes: Mutex<RouteQueue>,
+    /// Route script calls made so far ([`Routing::route_calls`]).
+    route_calls: std::sync::atomic::AtomicU64,
     /// Ack script calls made so far ([`Routing::ack_calls`]).
     ack_calls: std::sync::atomic::AtomicU64,
     /// Logins in progress and the turns of those refused ([`Routing::begin_login`]).
@@ -123,15 +129,41 @@ struct AckQueue {
 /// (app, user, device).
 type DeviceKey = (AppId, Arc<str>, Arc<str>);
 
+/// Messages per route script call at most: a script runs alone in Redis, so a batch of 32
+/// (~15 commands each, ~1.5 ms) holds up every other command for at most that long.
+pub const ROUTE_BATCH: usize = 32;
+
+/// The messages waiting for the next route script call ([`Routing::route`]), in the order
+/// they came.
+#[derive(Default)]
+struct RouteQueue {
+    pending: std::collections::VecDeque<QueuedRoute>,
+    /// The calling task runs: it takes whatever is pending when its call returns.
+    running: bool,
+}
+
+struct QueuedRoute {
+    route: PreparedRoute,
+    done: tokio::sync::oneshot::Sender<Result<Routed, ClusterError>>,
+}
+
 /// A reply marker is published, not stored: one published while the subscriber was
 /// reconnecting is lost. The connection task knows the result when the script returns, so
 /// whichever of the two comes second knows the other came: a result whose marker was not seen
 /// by the next resync is answered then.
+///
+/// A request one of whose attempts failed (a timeout: the script may have run, and publish
+/// its marker, without the node getting its result) may get a marker per run: the first
+/// answers, and its `Answered` stays until the connection goes (`retried`), so the resend's
+/// duplicate marker is not a second `SendResult` (it was, whenever the resend's result
+/// reached the node before its marker).
 #[derive(Default)]
 struct Replies {
     /// Resyncs so far.
     epoch: u64,
     by_request: HashMap<(ConnId, u32), ReplyState>,
+    /// Requests with a failed attempt ([`Routing::route`]).
+    retried: std::collections::HashSet<(ConnId, u32)>,
 }
 
 enum ReplyState {
@@ -173,6 +205,8 @@ impl Routing {
             replies: Mutex::new(Replies::default()),
             acks: Mutex::new(AckQueue::default()),
             ack_calls: Default::default(),
+            routes: Mutex::new(RouteQueue::default()),
+            route_calls: Default::default(),
             logins: Arc::new(Logins {
                 base: std::time::Instant::now(),
                 admission: Mutex::new(Admission::new(max_logins)),
@@ -327,6 +361,97 @@ impl Routing {
         }
     }
 
+    /// Routes one message through the route script ([`Mailboxes::route`]), in a batch with
+    /// whatever other messages this node's connections queued meanwhile: with no call running,
+    /// the message goes at once, in a call of its own (no timer: an idle node adds no wait);
+    /// while one runs, the messages queued meanwhile go together in the next, up to
+    /// [`ROUTE_BATCH`] of one app per call, in the order they came (one script call per
+    /// message cost Redis a fixed share of every message: `cluster/route_batch.rs`). So a
+    /// busy node's calls carry more messages each, and an idle node's one each.
+    ///
+    /// The guarantees are each message's as if it were routed alone: a connection routes one
+    /// message at a time (awaiting this), so its `client_seq` order holds; the script routes a
+    /// batch in order; a message failing inside the script fails alone. A failed call is an
+    /// `Err` for each of its messages (the caller retries, [`crate::ws`]; what did run comes
+    /// back a duplicate).
+    pub async fn route(self: &Arc<Self>, req: &RouteRequest<'_>) -> Result<Routed, ClusterError> {
+        let route = self.mailboxes.prepare_route(req)?;
+        let request = req.request_id.map(|id| (req.from.conn.conn, id));
+        let (done, result) = tokio::sync::oneshot::channel();
+        let start = {
+            let mut q = lock(&self.routes);
+            q.pending.push_back(QueuedRoute { route, done });
+            !std::mem::replace(&mut q.running, true)
+        };
+        if start {
+            let me = self.clone();
+            tokio::spawn(async move { me.send_routes().await });
+        }
+        let routed = result.await.map_err(|_| {
+            ClusterError::OutOfRange("cluster: the route task stopped before answering".into())
+        })?;
+        if let (Err(_), Some(key)) = (&routed, request) {
+            // It may have run: its marker may come, beside the resend's (see `Replies`).
+            lock(&self.replies).retried.insert(key);
+        }
+        routed
+    }
+
+    /// The task of [`Self::route`]: one call at a time, each with what is queued when it
+    /// starts (of the first message's app), until nothing is.
+    async fn send_routes(&self) {
+        loop {
+            let batch: Vec<QueuedRoute> = {
+                let mut q = lock(&self.routes);
+                let Some(first) = q.pending.front() else {
+                    q.running = false;
+                    return;
+                };
+                let app = first.route.app.clone();
+                if q.pending.iter().all(|r| r.route.app == app) {
+                    let n = q.pending.len().min(ROUTE_BATCH);
+                    q.pending.drain(..n).collect()
+                } else {
+                    // Several apps (rare: one call's keys must share an app's tag): this app's,
+                    // the others keep their order for the next calls.
+                    let mut batch = Vec::new();
+                    let mut rest = std::collections::VecDeque::new();
+                    for r in q.pending.drain(..) {
+                        if r.route.app == app && batch.len() < ROUTE_BATCH {
+                            batch.push(r);
+                        } else {
+                            rest.push_back(r);
+                        }
+                    }
+                    q.pending = rest;
+                    batch
+                }
+            };
+            self.route_calls
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let routes: Vec<&PreparedRoute> = batch.iter().map(|r| &r.route).collect();
+            match self.mailboxes.route_prepared(&routes).await {
+                Ok(results) => {
+                    for (r, result) in batch.into_iter().zip(results) {
+                        let _ = r.done.send(result);
+                    }
+                }
+                Err(e) => {
+                    let e = Arc::new(e);
+                    for r in batch {
+                        let _ = r.done.send(Err(ClusterError::Shared(e.clone())));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Route script calls this node made so far ([`Self::route`]; each carries the messages
+    /// queued while the previous one ran).
+    pub fn route_calls(&self) -> u64 {
+        self.route_calls.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Ack script calls this node made so far (each carries every device acked since the
     /// previous one, per app).
     pub fn ack_calls(&self) -> u64 {
@@ -354,7 +479,10 @@ impl Routing {
     ) -> Option<SendResult> {
         let mut r = lock(&self.replies);
         let key = (conn, result.request_id);
-        if let Some(ReplyState::Answered) = r.by_request.remove(&key) {
+        if let Some(ReplyState::Answered) = r.by_request.get(&key) {
+            if !r.retried.contains(&key) {
+                r.by_request.remove(&key);
+            }
             return None;
         }
         if r.epoch != epoch {
@@ -369,12 +497,23 @@ impl Routing {
     /// A reply marker arrived: true when the connection is still to be answered.
     fn marker(&self, conn: ConnId, request_id: u32) -> bool {
         let mut r = lock(&self.replies);
-        match r.by_request.remove(&(conn, request_id)) {
-            Some(ReplyState::Answered) => false,
-            Some(ReplyState::Pending(..)) => true,
+        let key = (conn, request_id);
+        let retried = r.retried.contains(&key);
+        match r.by_request.remove(&key) {
+            Some(ReplyState::Answered) => {
+                if retried {
+                    r.by_request.insert(key, ReplyState::Answered);
+                }
+                false
+            }
+            Some(ReplyState::Pending(..)) => {
+                if retried {
+                    r.by_request.insert(key, ReplyState::Answered);
+                }
+                true
+            }
             None => {
-                r.by_request
-                    .insert((conn, request_id), ReplyState::Answered);
+                r.by_request.insert(key, ReplyState::Answered);
                 true
             }
         }
@@ -400,7 +539,11 @@ impl Routing {
 
     /// Connection `conn` is gone (idempotent): unsubscribes its user's channel with its last.
     pub async fn release(&self, conn: ConnId) {
-        lock(&self.replies).by_request.retain(|k, _| k.0 != conn);
+        {
+            let mut r = lock(&self.replies);
+            r.by_request.retain(|k, _| k.0 != conn);
+            r.retried.retain(|k| k.0 != conn);
+        }
         let unsubscribed = {
             let mut held = lock(&self.held);
             let Some((channel, pinned)) = lock(&self.conns).remove(&conn) else {
