@@ -529,10 +529,11 @@ describe('issue 12: group calls through the SFU (Janus)', { skip }, () => {
   /** Makes Janus refuse the page's next `n` SFU publish offers: in the outgoing frame (protobuf
    *  on the WebSocket: the SDP's bytes as they are) each `a=ice-ufrag:` line of a sendonly
    *  offer loses its `=` — same length, so the frame stays well formed and the server relays
-   *  it, and Janus's SDP parser refuses the line. */
-  const spoilPublishes = (c, n) => c.eval((count) => {
+   *  it, and Janus's SDP parser refuses the line. `marker`: the SDP line that picks the frames
+   *  (`a=recvonly`: the subscribing connection's answers instead). */
+  const spoilPublishes = (c, n, marker = 'a=sendonly') => c.eval(([count, mark]) => {
     const enc = new TextEncoder();
-    const [ufrag, sendonly] = [enc.encode('a=ice-ufrag:'), enc.encode('a=sendonly')];
+    const [ufrag, sendonly] = [enc.encode('a=ice-ufrag:'), enc.encode(mark)];
     const find = (hay, needle, from = 0) => {
       outer: for (let i = from; i <= hay.length - needle.length; i++) {
         for (let j = 0; j < needle.length; j++) if (hay[i + j] !== needle[j]) continue outer;
@@ -553,7 +554,7 @@ describe('issue 12: group calls through the SFU (Janus)', { skip }, () => {
       }
       return send.call(this, data);
     };
-  }, n);
+  }, [n, marker]);
 
   test('a publish Janus refuses: onTrackPublishFail(code, session); retried with isAllowPublishRetry (the video gets through), else the call ends with 9 (spec D.2)', { timeout: TEST_TIMEOUT }, async () => {
     await diag('sfu-publish-fail', async () => {
@@ -577,6 +578,176 @@ describe('issue 12: group calls through the SFU (Janus)', { skip }, () => {
       assert.deepEqual(await A.eventsOf('onTrackPublishFail'), [], 'A: no publish failure');
       for (const c of pages) assert.deepEqual(await c.eventsOf('onTrackSubscribeFail'), [], `${c.name}: no subscribe failure`);
       assert.deepEqual(await B.eventsOf('onSessionClose'), [], 'B: its call goes on');
+    });
+  });
+
+  /** Makes Janus refuse the page's next `n` SFU subscriptions: in each outgoing `SfuSubscribe`
+   *  (protobuf: `want` = field 3, `{feed = 1, mid = 2, substream = 3}`) every wanted stream's
+   *  one-digit `mid` becomes `x` — same length, so the server relays the request, and Janus's
+   *  subscriber `join` finds no such stream of the publisher and refuses it. */
+  const spoilSubscribes = (c, n) => c.eval((count) => {
+    // Offsets of the mid digits of a frame's SfuWant entries (0x1a len 0x0a flen feed 0x12 0x01 digit).
+    const mids = (b) => {
+      const at = [];
+      for (let i = 0; i + 4 < b.length; i++) {
+        if (b[i] !== 0x1a || b[i + 2] !== 0x0a) continue;
+        const j = i + 4 + b[i + 3];
+        if (j + 2 < b.length && b[j] === 0x12 && b[j + 1] === 0x01 && b[j + 2] >= 0x30 && b[j + 2] <= 0x39) at.push(j + 2);
+      }
+      return at;
+    };
+    window.__spoiledSubs = 0;
+    const send = WebSocket.prototype.send;
+    WebSocket.prototype.send = function (data) {
+      if (window.__spoiledSubs < count && data && typeof data !== 'string' && data.byteLength !== undefined) {
+        const bytes = ArrayBuffer.isView(data) ? new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength)) : new Uint8Array(data.slice(0));
+        const at = mids(bytes);
+        if (at.length > 0) {
+          for (const i of at) bytes[i] = 0x78; // 'x'
+          window.__spoiledSubs++;
+          return send.call(this, bytes);
+        }
+      }
+      return send.call(this, data);
+    };
+  }, n);
+
+  test("a subscription Janus refuses (its join): onTrackSubscribeFail(code, session); retried with isAllowSubscribeRetry (the others' video gets through), else the call ends with 10 (spec D.2)", { timeout: TEST_TIMEOUT }, async () => {
+    await diag('sfu-subscribe-join-fail', async () => {
+      const { pages, sessionId } = await groupCall('sfj', ['A', 'B', 'C'], [], {
+        options: { B: { callOptions: { isAllowSubscribeRetry: true } } },
+        prepare: (all) => Promise.all([spoilSubscribes(all[1], 1), spoilSubscribes(all[2], 1)]),
+      });
+      const [A, B, C] = pages;
+      const close = await C.waitEvent('onSessionClose', { sessionId }, 40000);
+      assert.equal(close.summary.endReason, 10, `C: ended as a failed subscription (10): ${JSON.stringify(close.summary)}`);
+      for (const c of [A, B]) await c.waitEvent('onHungup', { userId: C.userId }, 15000);
+      await B.waitRemoteVideo(A.userId, { minFrames: 3, timeout: 40000 });
+      await A.waitRemoteVideo(B.userId, { minFrames: 3, timeout: 40000 });
+      await advancing(B, A, "after B's subscription was retried");
+      for (const c of [B, C]) {
+        assert.equal(await c.eval(() => window.__spoiledSubs), 1, `${c.name}: one subscription spoiled`);
+        const fails = (await c.eventsOf('onTrackSubscribeFail')).map(({ code, sessionId: s }) => ({ code, sessionId: s }));
+        assert.deepEqual(fails, [{ code: 53004, sessionId }], `${c.name}: one onTrackSubscribeFail(53004, session) for the refused subscription`);
+      }
+      assert.deepEqual(await A.eventsOf('onTrackSubscribeFail'), [], 'A: no subscribe failure');
+      for (const c of pages) assert.deepEqual(await c.eventsOf('onTrackPublishFail'), [], `${c.name}: no publish failure`);
+      assert.deepEqual(await B.eventsOf('onSessionClose'), [], 'B: its call goes on');
+    });
+  });
+
+  // KNOWN BUG (session 15, docs/sfu.md "Status"): Janus refusing the device's *answer* (its
+  // `start`) is lost. The relay answers `SfuFailed` under the offer's request id, but the engine
+  // already set the subscription `Up` when the offer came, so it drops the failure
+  // (`sfu_failed`: not "ours"); the relay keeps `sub_offer_out` set, so later `SfuSubscribe`s
+  // are deferred for ever. Seen: no onTrackSubscribeFail, no remote video, no end within 40 s.
+  // `todo` until fixed: it runs and reports, without failing the suite.
+  test("a subscription whose answer Janus refuses (its start): onTrackSubscribeFail(code, session); retried with isAllowSubscribeRetry (the others' video gets through), else the call ends with 10 (spec D.2)", {
+    timeout: TEST_TIMEOUT,
+    todo: "bug: a refused subscriber answer is dropped by the engine and wedges the relay's subscription",
+  }, async () => {
+    await diag('sfu-subscribe-answer-fail', async () => {
+      // B's and C's first answer to the SFU's offer (their subscribing connection) is spoiled,
+      // so Janus refuses to start their subscription; B may retry, C may not.
+      const { pages, sessionId } = await groupCall('sfs', ['A', 'B', 'C'], [], {
+        options: { B: { callOptions: { isAllowSubscribeRetry: true } } },
+        prepare: (all) => Promise.all([spoilPublishes(all[1], 1, 'a=recvonly'), spoilPublishes(all[2], 1, 'a=recvonly')]),
+      });
+      const [A, B, C] = pages;
+      const close = await C.waitEvent('onSessionClose', { sessionId }, 40000);
+      assert.equal(close.summary.endReason, 10, `C: ended as a failed subscription (10): ${JSON.stringify(close.summary)}`);
+      for (const c of [A, B]) await c.waitEvent('onHungup', { userId: C.userId }, 15000);
+      await B.waitRemoteVideo(A.userId, { minFrames: 3, timeout: 40000 });
+      await A.waitRemoteVideo(B.userId, { minFrames: 3, timeout: 40000 });
+      await advancing(B, A, "after B's subscription was retried");
+      for (const c of [B, C]) {
+        assert.equal(await c.eval(() => window.__spoiled), 1, `${c.name}: one answer spoiled`);
+        const fails = (await c.eventsOf('onTrackSubscribeFail')).map(({ code, sessionId: s }) => ({ code, sessionId: s }));
+        assert.deepEqual(fails, [{ code: 53004, sessionId }], `${c.name}: one onTrackSubscribeFail(53004, session) for the refused subscription`);
+      }
+      assert.deepEqual(await A.eventsOf('onTrackSubscribeFail'), [], 'A: no subscribe failure');
+      for (const c of pages) assert.deepEqual(await c.eventsOf('onTrackPublishFail'), [], `${c.name}: no publish failure`);
+      assert.deepEqual(await B.eventsOf('onSessionClose'), [], 'B: its call goes on');
+    });
+  });
+
+  test('onRTCStateReport in SFU mode: one report a second per connection (sfu-publisher, sfu-subscriber) with the shape of mesh mode, and stats per remote user that move', { timeout: TEST_TIMEOUT }, async () => {
+    await diag('sfu-rtc-report', async () => {
+      const { pages, sessionId } = await groupCall('sfr', ['A', 'B', 'C']);
+      for (const c of pages) for (const o of pages) if (o !== c) await c.waitRemoteVideo(o.userId, { minFrames: 3, timeout: 40000 });
+      // The keys of the spec's IRCRTCStateReport / IRCCandidatePairStat / IRCTrackStat (D.6),
+      // as media.test.mjs "(b)" checks them in mesh mode: required, and optional ones.
+      const REPORT = ['pcName', 'timestamp', 'iceCandidatePair', 'senders', 'receivers'];
+      const PAIR = ['IP', 'port', 'networkType', 'remoteIP', 'remotePort', 'protocol', 'bitrateSend', 'bitrateRecv', 'rtt', 'availableOutgoingBitrate', 'availableIncomingBitrate'];
+      const TRACK = ['trackId', 'kind', 'packetsLostRate', 'remoteResource', 'bitrate', 'jitter'];
+      const TRACK_OPT = ['id', 'audioLevel', 'frameHeight', 'frameWidth', 'frameRate'];
+      const checkTrack = (who, t, remote) => {
+        for (const k of TRACK) assert.ok(k in t, `${who}: ${k} missing in ${JSON.stringify(t)}`);
+        for (const k of Object.keys(t)) assert.ok(TRACK.includes(k) || TRACK_OPT.includes(k), `${who}: unknown key ${k} in ${JSON.stringify(t)}`);
+        assert.equal(typeof t.trackId, 'string', `${who}: trackId ${JSON.stringify(t)}`);
+        assert.ok(['audio', 'video'].includes(t.kind), `${who}: kind ${JSON.stringify(t)}`);
+        assert.equal(t.remoteResource, remote, `${who}: remoteResource ${JSON.stringify(t)}`);
+        assert.equal(typeof t.bitrate, 'number', `${who}: bitrate ${JSON.stringify(t)}`);
+      };
+      await sleep(3000);
+      for (const c of pages) {
+        const others = pages.filter((o) => o !== c);
+        // Reports keep coming for both connections (at least 2 more of each; H.reports is capped).
+        const more = await c.eval(() => new Promise((resolve) => {
+          const t0 = Math.max(0, ...H.reports.map((r) => r.t));
+          const poll = setInterval(() => {
+            const n = (name) => H.reports.filter((r) => r.t > t0 && r.pcName === name).length;
+            if (n('sfu-publisher') >= 2 && n('sfu-subscriber') >= 2) { clearInterval(poll); resolve(true); }
+          }, 100);
+          setTimeout(() => { clearInterval(poll); resolve(false); }, 20000);
+        }));
+        const reports = await c.eval(() => H.reports);
+        assert.ok(more, `${c.name}: onRTCStateReport did not keep coming for both connections: pcNames ${JSON.stringify(reports.map((r) => r.pcName))}`);
+        assert.deepEqual([...new Set(reports.map((r) => r.pcName))].sort(), ['sfu-publisher', 'sfu-subscriber'], `${c.name}: one report per SFU connection, whatever the group size`);
+        assert.ok(reports.every((r) => r.sessionId === sessionId), `${c.name}: every report names the session`);
+        for (const name of ['sfu-publisher', 'sfu-subscriber']) {
+          const mine = reports.filter((r) => r.pcName === name);
+          const stamps = mine.map((r) => r.report.timestamp);
+          assert.ok(stamps.every((s, i) => i === 0 || s >= stamps[i - 1]), `${c.name}: ${name} reports out of order: ${JSON.stringify(stamps)}`);
+          const last = mine[mine.length - 1].report;
+          for (const k of Object.keys(last)) assert.ok(REPORT.includes(k), `${c.name}: ${name}: unknown report key ${k}`);
+          assert.equal(typeof last.timestamp, 'number', `${c.name}: ${name}: timestamp ${JSON.stringify(last)}`);
+          assert.ok(Array.isArray(last.senders) && Array.isArray(last.receivers), `${c.name}: ${name}: senders/receivers arrays: ${JSON.stringify(last)}`);
+          const p = last.iceCandidatePair;
+          assert.ok(p && typeof p === 'object', `${c.name}: ${name}: no iceCandidatePair in ${JSON.stringify(last)}`);
+          assert.deepEqual(Object.keys(p).sort(), [...PAIR].sort(), `${c.name}: ${name}: iceCandidatePair keys`);
+          assert.ok(Number.isInteger(p.port) && p.port > 0 && Number.isInteger(p.remotePort) && p.remotePort > 0, `${c.name}: ${name}: ports ${JSON.stringify(p)}`);
+          assert.ok(['udp', 'tcp'].includes(p.protocol), `${c.name}: ${name}: protocol ${JSON.stringify(p)}`);
+          assert.ok(typeof p.bitrateSend === 'number' && typeof p.bitrateRecv === 'number', `${c.name}: ${name}: bitrates ${JSON.stringify(p)}`);
+          for (const t of last.senders) checkTrack(`${c.name}: ${name} sender`, t, false);
+          for (const t of last.receivers) checkTrack(`${c.name}: ${name} receiver`, t, true);
+          if (name === 'sfu-publisher') {
+            assert.deepEqual(last.receivers, [], `${c.name}: the publisher receives nothing`);
+            assert.deepEqual([...new Set(last.senders.map((s) => s.kind))].sort(), ['audio', 'video'], `${c.name}: publisher senders ${JSON.stringify(last.senders)}`);
+            assert.ok(mine.slice(-3).some((r) => r.report.iceCandidatePair.bitrateSend > 0), `${c.name}: the publisher's bitrateSend stays 0`);
+          } else {
+            assert.deepEqual(last.senders, [], `${c.name}: the subscriber sends nothing`);
+            assert.ok(mine.slice(-3).some((r) => r.report.iceCandidatePair.bitrateRecv > 0), `${c.name}: the subscriber's bitrateRecv stays 0`);
+          }
+        }
+        // Per remote user (receivers' trackId = the MediaStreamTrack onTrackReady handed out):
+        // one audio and one video stat, whose bitrate is above 0 in a recent report and the
+        // video's frame size known: the stats move with the media.
+        const owners = Object.fromEntries((await c.eval(() => H.trackStates())).filter((t) => !t.local).map((t) => [t.mstId, t]));
+        const subs = reports.filter((r) => r.pcName === 'sfu-subscriber').slice(-3).map((r) => r.report);
+        for (const o of others) {
+          for (const kind of ['audio', 'video']) {
+            const stats = subs.map((r) => r.receivers.filter((t) => owners[t.trackId]?.userId === o.userId && t.kind === kind));
+            assert.equal(stats[stats.length - 1].length, 1, `${c.name}: one ${kind} receiver stat for ${o.name} in ${JSON.stringify(subs[subs.length - 1].receivers)} (owners ${JSON.stringify(owners)})`);
+            assert.ok(stats.some((s) => s[0]?.bitrate > 0), `${c.name}: ${o.name}'s ${kind} bitrate stays 0: ${JSON.stringify(stats)}`);
+            if (kind === 'video') assert.ok(stats[stats.length - 1][0].frameWidth > 0, `${c.name}: ${o.name}'s video frameWidth ${JSON.stringify(stats)}`);
+          }
+        }
+        const last = subs[subs.length - 1];
+        assert.equal(last.receivers.length, 2 * others.length, `${c.name}: receivers are the remote users' streams only: ${JSON.stringify(last.receivers)}`);
+        console.log(`  ${c.name}: ${reports.length} reports; subscriber recv ${Math.round(last.iceCandidatePair.bitrateRecv)} kbit/s, ` +
+          `videos ${last.receivers.filter((t) => t.kind === 'video').map((t) => `${owners[t.trackId]?.userId.split('-')[1]} ${t.frameWidth}x${t.frameHeight} ${Math.round(t.bitrate)} kbit/s`).join(', ')} (load ${load()})`);
+      }
     });
   });
 

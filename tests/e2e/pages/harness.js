@@ -22,6 +22,7 @@
     videos: {}, // key -> {el, userId, local, frames, firstFrameAt, firstWidth}
     sessions: {}, // every session this page saw (from call()/callInGroup() or onSession), by the id it had then
     tracks: [], // every RCTrack handed to onTrackReady, in order: {info, track}
+    reports: [], // {t, pcName, sessionId, report} from onRTCStateReport (JSON copies, the last 400)
   });
 
   function log(type, data) {
@@ -238,6 +239,13 @@
       onTrackPublishFail: function (code, session) { log('onTrackPublishFail', { code: code, sessionId: sidOf(session) }); },
       onTrackSubscribeFail: function (code, session) { log('onTrackSubscribeFail', { code: code, sessionId: sidOf(session) }); },
       onICEConnectionStateChange: function (state) { log('onICEConnectionStateChange', { state: state }); },
+      // Kept apart from H.events (one per connection a second would crowd them out).
+      onRTCStateReport: function (report, session) {
+        var copy;
+        try { copy = JSON.parse(JSON.stringify(report)); } catch (e) { copy = { error: errText(e) }; }
+        H.reports.push({ t: now(), pcName: report && report.pcName, sessionId: sidOf(session), report: copy });
+        if (H.reports.length > 400) H.reports.shift();
+      },
     };
   }
 
