@@ -241,13 +241,13 @@ describe('1:1 calls (same origin)', () => {
     // signalling server, which still works; once UDP flows again media resumes on the new ICE
     // generation. The app sees no hangup.
     // (htb + u32 only: kernels without the tc drop action or netem still have these.) UDP goes
-    // to a class limited to 8 bit/s with a one-packet queue, i.e. it is dropped; TCP is untouched.
+    // to a class whose queue holds no packet (`pfifo limit 0`), i.e. it is dropped; TCP is untouched.
     const tc = (args) => execFileSync('tc', args.split(' '), { stdio: 'pipe' });
     const dropUdp = () => {
       tc('qdisc add dev lo root handle 1: htb default 10');
       tc('class add dev lo parent 1: classid 1:10 htb rate 10gbit');
       tc('class add dev lo parent 1: classid 1:20 htb rate 8bit ceil 8bit');
-      tc('qdisc add dev lo parent 1:20 handle 20: pfifo limit 1');
+      tc('qdisc add dev lo parent 1:20 handle 20: pfifo limit 0');
       tc('filter add dev lo parent 1: protocol ip prio 1 u32 match ip protocol 17 0xff flowid 1:20');
     };
     const restoreUdp = () => { try { tc('qdisc del dev lo root'); } catch { /* not set */ } };

@@ -193,7 +193,7 @@ describe('issue 10: faults', () => {
   }, async () => {
     // The server listens on every loopback address; B's page (and so its WebSocket) talks to
     // 127.0.0.2, A's to 127.0.0.1. TCP to/from 127.0.0.2 goes to an htb class of 8 bit/s with a
-    // one-packet queue, i.e. it is dropped (this kernel has no netem or drop action); UDP media
+    // queue that holds no packet, i.e. it is dropped (this kernel has no netem or drop action); UDP media
     // between 127.0.0.1 candidates is untouched.
     await serve('0.0.0.0:0');
     let restore = () => {};

@@ -643,15 +643,18 @@ export function privateNetns() {
   } catch { return false; }
 }
 
-/** Drops all TCP to and from 127.0.0.2 on `lo` (htb class of 8 bit/s with a one-packet queue:
- *  this kernel has no netem or drop action); UDP and 127.0.0.1 are untouched. Returns `restore`.
+/** Drops all TCP to and from 127.0.0.2 on `lo` (an htb class whose queue holds no packet: this
+ *  kernel has no netem or drop action); UDP and 127.0.0.1 are untouched. Returns `restore`.
+ *  The queue is `pfifo limit 0`, not `limit 1`: with one packet of room htb let the first few
+ *  hundred bytes after the cut through on its burst (4 packets, 330 B, measured), so a page could
+ *  still hear one app Pong seconds after the cut and its 30 s cut-off ran that much later.
  *  Only inside a private namespace (see privateNetns). */
 export function cutTcpOf127002() {
   const tc = (args) => execFileSync('tc', args.split(' '), { stdio: 'pipe' });
   tc('qdisc add dev lo root handle 1: htb default 10');
   tc('class add dev lo parent 1: classid 1:10 htb rate 10gbit');
   tc('class add dev lo parent 1: classid 1:20 htb rate 8bit ceil 8bit');
-  tc('qdisc add dev lo parent 1:20 handle 20: pfifo limit 1');
+  tc('qdisc add dev lo parent 1:20 handle 20: pfifo limit 0');
   tc('filter add dev lo parent 1: protocol ip prio 1 u32 match ip protocol 6 0xff match ip dst 127.0.0.2/32 flowid 1:20');
   tc('filter add dev lo parent 1: protocol ip prio 2 u32 match ip protocol 6 0xff match ip src 127.0.0.2/32 flowid 1:20');
   return () => { try { tc('qdisc del dev lo root'); } catch { /* not set */ } };
