@@ -636,15 +636,12 @@ describe('issue 12: group calls through the SFU (Janus)', { skip }, () => {
     });
   });
 
-  // KNOWN BUG (session 15, docs/sfu.md "Status"): Janus refusing the device's *answer* (its
-  // `start`) is lost. The relay answers `SfuFailed` under the offer's request id, but the engine
-  // already set the subscription `Up` when the offer came, so it drops the failure
-  // (`sfu_failed`: not "ours"); the relay keeps `sub_offer_out` set, so later `SfuSubscribe`s
-  // are deferred for ever. Seen: no onTrackSubscribeFail, no remote video, no end within 40 s.
-  // `todo` until fixed: it runs and reports, without failing the suite.
+  // Janus refusing the device's *answer* (its `start`): the relay drops the device's
+  // subscriber handle and says so (`SfuFailed.answer`); the engine counts it as the join's
+  // subscription failing (the receiving connection never connected). Before session 15's fix
+  // the failure was lost and the relay's subscription wedged: no event, no media, no end.
   test("a subscription whose answer Janus refuses (its start): onTrackSubscribeFail(code, session); retried with isAllowSubscribeRetry (the others' video gets through), else the call ends with 10 (spec D.2)", {
     timeout: TEST_TIMEOUT,
-    todo: "bug: a refused subscriber answer is dropped by the engine and wedges the relay's subscription",
   }, async () => {
     await diag('sfu-subscribe-answer-fail', async () => {
       // B's and C's first answer to the SFU's offer (their subscribing connection) is spoiled,

@@ -173,7 +173,7 @@ fn feeds(feeds: Vec<proto::SfuFeed>) -> SfuInput {
 }
 
 fn failed(request_id: u32, pc: u32) -> SfuInput {
-    SfuInput::Failed(proto::SfuFailed { request_id, call_id: CALL.into(), pc, code: 53004, reason: "refused".into() })
+    SfuInput::Failed(proto::SfuFailed { request_id, call_id: CALL.into(), pc, code: 53004, reason: "refused".into(), answer: false })
 }
 
 /// The request id of the last `SfuPublish` / `SfuSubscribe` sent.
@@ -866,6 +866,7 @@ fn a_restart_offer_the_sfu_fails_is_retried_and_not_a_failed_join() {
             pc: sfu_pc::PUBLISHER,
             code: proto::error_code::SFU_REQUEST_FAILED,
             reason: "Janus at … is unreachable".into(),
+            answer: false,
         }));
         let outs = b.take();
         assert_eq!(hangup_reason(&outs), None, "turn {turn}");
@@ -1141,4 +1142,101 @@ fn a_layer_asked_while_a_subscription_is_under_way_follows_its_offer() {
     let outs = b.take();
     assert!(last_subscribe(&outs).is_none(), "no renegotiation for a layer");
     assert_eq!(layers_sent(&outs)[0].want, [proto::SfuWant { feed: "feed-alice".into(), mid: "1".into(), substream: 2 }]);
+}
+
+fn answer_refused(request_id: u32) -> SfuInput {
+    SfuInput::Failed(proto::SfuFailed {
+        request_id,
+        call_id: CALL.into(),
+        pc: sfu_pc::SUBSCRIBER,
+        code: proto::error_code::SFU_REQUEST_FAILED,
+        reason: "start: Error parsing SDP?".into(),
+        answer: true,
+    })
+}
+
+/// The SFU refuses the answer to the join's subscription (Janus's `start` fails; the server
+/// drops the subscription): a failed join subscription as a refused `SfuSubscribe` is —
+/// `onTrackSubscribeFail(53004)` once, subscribed afresh after the pause with
+/// `isAllowSubscribeRetry`, else the call ends with 10. Before, the subscription was `Up` since
+/// its offer and the failure was dropped: no event, no retry, no end, no media.
+#[test]
+fn a_join_subscription_whose_answer_the_sfu_refuses_fails_and_is_retried_or_ends_with_10() {
+    let mut b = callee(true, 2);
+    b.sfu(joined(vec![feed("alice", true)], 1));
+    let first = last_subscribe(&b.take()).unwrap().clone();
+    b.sfu(versioned_offer(first.request_id, &["alice"], "offer-1", 1));
+    b.media(SfuEvent::SubscribeAnswer { call_id: CALL.into(), sdp: "answer-1".into() });
+    assert_eq!(sfu_answers(&b.take()), [(first.request_id, "answer-1".to_string())]);
+    // (In Chromium the receiving connection's ICE connects before the refusal comes: Janus
+    // answers checks without having the answer. It says nothing about the subscription.)
+    b.state(sfu_pc::SUBSCRIBER, rtc_core::engine::LinkState::Connected);
+    b.sfu(answer_refused(first.request_id));
+    let outs = b.take();
+    let fails: Vec<_> = events(&outs).into_iter().filter(|e| matches!(e, CallEvent::SubscribeFail { .. })).collect();
+    assert_eq!(fails, [&CallEvent::SubscribeFail { call_id: CALL.into(), code: 53004 }]);
+    assert_eq!(hangup_reason(&outs), None);
+    assert!(last_subscribe(&outs).is_none(), "not at once");
+    b.advance(PAST_BACKOFF_MS);
+    let outs = b.take();
+    let again = last_subscribe(&outs).expect("subscribed afresh after the pause").clone();
+    assert_eq!(again.want, first.want);
+    assert!(!again.restart);
+    // The fresh subscription's offer is applied and answered; the call goes on, no more events.
+    b.sfu(versioned_offer(again.request_id, &["alice"], "offer-2", 2));
+    assert_eq!(subscribes(&b.take()), ["offer-2"]);
+    b.media(SfuEvent::SubscribeAnswer { call_id: CALL.into(), sdp: "answer-2".into() });
+    let outs = b.take();
+    assert_eq!(sfu_answers(&outs), [(again.request_id, "answer-2".to_string())]);
+    assert!(events(&outs).is_empty(), "{outs:?}");
+    assert_eq!(b.engine.session(CALL).unwrap().state, SessionState::Keeping);
+
+    // Without retries: the refusal ends the call with SUBSCRIBE_ERROR, after one event.
+    let mut c = callee(true, 0);
+    c.sfu(joined(vec![feed("alice", true)], 1));
+    let rid = last_subscribe(&c.take()).unwrap().request_id;
+    c.sfu(versioned_offer(rid, &["alice"], "offer-1", 1));
+    c.media(SfuEvent::SubscribeAnswer { call_id: CALL.into(), sdp: "answer-1".into() });
+    c.take();
+    c.sfu(answer_refused(rid));
+    let outs = c.take();
+    assert_eq!(count(&outs, |e| matches!(e, CallEvent::SubscribeFail { code: 53004, .. })), 1);
+    assert_eq!(hangup_reason(&outs), Some(end_reason::SUBSCRIBE_ERROR));
+}
+
+/// A later answer refused (here to the server's own offer, on a subscription that was up; the
+/// server dropped the subscription): no app event, subscribed afresh at once (an ICE-restart
+/// subscription, which the server serves with a new subscriber), the call goes on.
+#[test]
+fn a_later_answer_the_sfu_refuses_resubscribes_at_once_without_app_event() {
+    let mut b = connected_callee();
+    b.sfu(versioned_offer(0, &["alice"], "offer-2", 2));
+    b.media(SfuEvent::SubscribeAnswer { call_id: CALL.into(), sdp: "answer-2".into() });
+    assert_eq!(sfu_answers(&b.take()), [(0, "answer-2".to_string())]);
+    b.sfu(answer_refused(0));
+    let outs = b.take();
+    assert!(events(&outs).is_empty(), "no app event: {outs:?}");
+    assert_eq!(hangup_reason(&outs), None);
+    let sub = last_subscribe(&outs).expect("subscribed afresh at once").clone();
+    assert_eq!(sub.want.len(), 2);
+    b.sfu(versioned_offer(sub.request_id, &["alice"], "offer-3", 3));
+    assert_eq!(subscribes(&b.take()), ["offer-3"]);
+    assert_eq!(b.engine.session(CALL).unwrap().state, SessionState::Keeping);
+    // An SFU refusing every later answer: given up after SFU_RESTARTS of them, as a failed join.
+    let limit = rtc_core::engine::SFU_RESTARTS as u32;
+    let mut rid = sub.request_id;
+    for n in 2..=limit + 1 {
+        b.media(SfuEvent::SubscribeAnswer { call_id: CALL.into(), sdp: format!("answer-{n}") });
+        b.take();
+        b.sfu(answer_refused(rid));
+        let outs = b.take();
+        if n <= limit {
+            assert!(events(&outs).is_empty(), "refusal {n}: {outs:?}");
+            rid = last_subscribe(&outs).expect("subscribed afresh").request_id;
+            b.sfu(versioned_offer(rid, &["alice"], &format!("offer-{}", n + 2), n + 2));
+        } else {
+            assert_eq!(count(&outs, |e| matches!(e, CallEvent::SubscribeFail { .. })), 1);
+            assert_eq!(hangup_reason(&outs), Some(end_reason::SUBSCRIBE_ERROR));
+        }
+    }
 }

@@ -2036,6 +2036,7 @@ fn sfu_off(_state: &AppState, request_id: u32, call_id: String, pc: u32) -> Repl
         pc,
         code: error_code::INVALID_PARAMETER,
         reason: reason.into(),
+        answer: false,
     }))
 }
 

@@ -633,6 +633,107 @@ async fn a_subscription_maps_the_offer_mids_to_the_publishing_member() {
     assert!(reoffer.sdp.contains("a=inactive"), "{}", reoffer.sdp);
 }
 
+/// Janus refuses a subscriber's answer (its `start` fails: here an SDP line it cannot parse).
+/// The device gets `SfuFailed` 53004 marked `answer`, under the answer's request id, and its
+/// subscription is dropped (the handle detached): the next `SfuSubscribe` joins a fresh
+/// subscriber and gets a new offer at once, which starts and renegotiates as usual. Before, the
+/// relay kept waiting for an answer to the refused offer: every later subscription was parked
+/// behind it (an offer without SDP, forever) and an ICE-restart subscription was skipped.
+#[tokio::test]
+async fn a_subscriber_answer_janus_refuses_drops_the_subscription_and_the_next_starts_afresh() {
+    let j = TestJanus::start();
+    let ts = server(&j).await;
+    let CarolRemote {
+        mut b, carol_feed, ..
+    } = carol_remote(&ts).await;
+    let sfu = ts.server.state().sfu.clone().unwrap();
+    let handles = || sfu.peer_handles(APP_KEY, "gc", "bob", "b1");
+    let o = match b.subscribe(2, "gc", &[&carol_feed]).await {
+        S::SfuOffer(o) => o,
+        other => panic!("expected SfuOffer, got {other:?}"),
+    };
+    let first = handles().await.unwrap().1.expect("a subscriber handle");
+    b.c.send(C::SfuAnswer(SfuAnswer {
+        request_id: 2,
+        call_id: "gc".into(),
+        sdp: answer_to(&o.sdp).replacen("a=ice-ufrag:", "a ice-ufrag:", 1),
+    }))
+    .await;
+    match b.next_sfu().await {
+        S::SfuFailed(f) => {
+            assert_eq!(
+                (f.request_id, f.pc, f.code, f.answer),
+                (2, sfu_pc::SUBSCRIBER, error_code::SFU_REQUEST_FAILED, true),
+                "{}",
+                f.reason
+            );
+            assert!(f.reason.starts_with("start: "), "{}", f.reason);
+        }
+        other => panic!("expected SfuFailed(2) for the answer, got {other:?}"),
+    }
+    assert_eq!(
+        handles().await.unwrap().1,
+        None,
+        "the subscription is dropped"
+    );
+
+    // The next subscription starts afresh: a new handle, a new offer (newer than the refused
+    // one), at once.
+    let fresh = match b.subscribe(3, "gc", &[&carol_feed]).await {
+        S::SfuOffer(o) => o,
+        other => panic!("expected SfuOffer(3), got {other:?}"),
+    };
+    assert_eq!(fresh.request_id, 3);
+    assert!(
+        fresh.sdp.contains("m=audio") && fresh.sdp.contains("m=video"),
+        "a new offer, not the map behind a parked one: {fresh:?}"
+    );
+    assert_eq!(fresh.mids.len(), 2);
+    assert!(
+        fresh.version > o.version,
+        "{} > {}",
+        fresh.version,
+        o.version
+    );
+    let second = handles().await.unwrap().1.expect("a new subscriber handle");
+    assert_ne!(second, first);
+    // Answered properly it is started: asking for the same streams renegotiates nothing, and an
+    // ICE restart gets an offer again.
+    b.c.send(C::SfuAnswer(SfuAnswer {
+        request_id: 3,
+        call_id: "gc".into(),
+        sdp: answer_to(&fresh.sdp),
+    }))
+    .await;
+    match b.subscribe(4, "gc", &[&carol_feed]).await {
+        S::SfuOffer(same) => {
+            assert_eq!(same.request_id, 4);
+            assert!(same.sdp.is_empty(), "nothing to renegotiate: {same:?}");
+        }
+        other => panic!("expected SfuOffer(4), got {other:?}"),
+    }
+    b.c.send(C::SfuSubscribe(SfuSubscribe {
+        request_id: 5,
+        call_id: "gc".into(),
+        want: vec![SfuWant {
+            feed: carol_feed.clone(),
+            mid: String::new(),
+            substream: -1,
+        }],
+        offer_version: Some(fresh.version),
+        restart: true,
+    }))
+    .await;
+    match b.next_sfu().await {
+        S::SfuOffer(r) => {
+            assert_eq!(r.request_id, 5);
+            assert!(!r.sdp.is_empty(), "an ICE-restart offer: {r:?}");
+        }
+        other => panic!("expected SfuOffer(5), got {other:?}"),
+    }
+    assert_eq!(handles().await.unwrap().1, Some(second));
+}
+
 /// A Janus that accepts requests and never answers (a proxy that holds them): each SFU request
 /// is answered `SfuFailed` 53004 once the per-request timeout (a setting, short here) runs out,
 /// and the connection stays responsive meanwhile — nothing hangs.

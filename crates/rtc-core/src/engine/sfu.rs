@@ -192,6 +192,14 @@ pub(crate) struct SfuCall {
     pub tracks: Vec<SfuTrack>,
     /// The request id of the offer being answered.
     pub answering: u32,
+    /// The request id of the first answer sent for the join's subscription (the first of
+    /// this generation, or its retry): the SFU refusing that answer is the join's subscription
+    /// failing. (The receiving connection's ICE state cannot tell: ICE connects before, and
+    /// without, the SFU taking the answer.)
+    pub join_answer: Option<u32>,
+    /// Later answers the SFU refused in this generation (each subscribes afresh; past
+    /// [`SFU_RESTARTS`] the call gives up as a failed join).
+    pub answer_refusals: u8,
     /// An offer with an SDP is with the shell (its answer has not come back): later offers
     /// wait in `queued`, so the browser applies them one at a time, in order.
     pub applying: bool,
@@ -290,6 +298,7 @@ impl Engine {
                 let request_id = s.answering;
                 // Empty: the shell could not apply the offer (logged there); nothing to send.
                 if !sdp.is_empty() {
+                    s.join_answer.get_or_insert(request_id);
                     self.sfu(SfuAction::Send(Frame::SfuAnswer(proto::SfuAnswer { request_id, call_id: call_id.clone(), sdp })));
                 }
                 self.sfu_apply_next(&call_id);
@@ -587,6 +596,9 @@ impl Engine {
         let call_id = f.call_id.clone();
         let Some(s) = self.sfu_call(&call_id) else { return };
         let publisher = f.pc == sfu_pc::PUBLISHER;
+        if f.answer && !publisher {
+            return self.sfu_answer_refused(f);
+        }
         let step = if publisher { s.publish } else { s.subscribe };
         // Our request's failure, or one the server noticed itself on a live connection.
         let ours = step == Step::Asked(f.request_id) || (f.request_id == 0 && step != Step::Idle);
@@ -625,6 +637,52 @@ impl Engine {
             if give_up {
                 return self.end_with_hangup(&call_id, end_reason::SUBSCRIBE_ERROR);
             }
+        }
+        self.sfu_progress(&call_id);
+    }
+
+    /// The SFU refused our answer to its offer (`SfuFailed.answer`): the server dropped our
+    /// subscription, so whatever the receiving connection had is gone and offers still queued
+    /// from it are stale. The answer to the join's subscription ([`SfuCall::join_answer`]): the
+    /// join's subscription failed, as a refused `SfuSubscribe` does (`onTrackSubscribeFail`,
+    /// retried with `isAllowSubscribeRetry`, else the end reason 10). A later answer (to an
+    /// update, or to the server's own offer): as a lost transport — subscribed afresh at once
+    /// with an ICE-restart subscription (the browser takes the fresh subscriber's offer on the
+    /// same connection), no app event (CallLib only logged later failures), giving up after
+    /// [`SFU_RESTARTS`] of them as a failed join.
+    fn sfu_answer_refused(&mut self, f: proto::SfuFailed) {
+        let subscribe_retries = self.cfg.sfu_subscribe_retries;
+        let now = self.now;
+        let call_id = f.call_id;
+        let Some(s) = self.sfu_call(&call_id) else { return };
+        s.queued.clear();
+        // A subscription sent after that answer reaches the server after the drop: it joins
+        // afresh, and its offer is the new subscription (no need to ask again).
+        let asked = matches!(s.subscribe, Step::Asked(_));
+        if s.join_answer != Some(f.request_id) {
+            // (Bounded: a SFU refusing every answer cannot keep us subscribing for ever.)
+            s.answer_refusals = s.answer_refusals.saturating_add(1);
+            if s.answer_refusals > SFU_RESTARTS {
+                self.emit(CallEvent::SubscribeFail { call_id: call_id.clone(), code: f.code });
+                return self.end_with_hangup(&call_id, end_reason::SUBSCRIBE_ERROR);
+            }
+            if !asked {
+                self.sfu_restart_connection(&call_id, sfu_pc::SUBSCRIBER);
+            }
+            return;
+        }
+        s.subscribed_once = false;
+        s.join_answer = None;
+        s.subscribe_failures += 1;
+        if !asked {
+            s.subscribe = Step::Idle;
+            s.wanted.clear();
+            s.retry_at[sfu_pc::SUBSCRIBER as usize] = Some(now + retry_delay(now, s.subscribe_failures));
+        }
+        let give_up = s.subscribe_failures > subscribe_retries;
+        self.emit(CallEvent::SubscribeFail { call_id: call_id.clone(), code: f.code });
+        if give_up {
+            return self.end_with_hangup(&call_id, end_reason::SUBSCRIBE_ERROR);
         }
         self.sfu_progress(&call_id);
     }

@@ -916,6 +916,11 @@ pub struct SfuFailed {
     pub code: i32,
     #[prost(string, tag = "5")]
     pub reason: String,
+    /// The failure is the SFU refusing the device's `SfuAnswer` (`request_id` is the answer's,
+    /// i.e. its offer's): the server dropped the device's subscription, so a new `SfuSubscribe`
+    /// starts a fresh one. (Added in session 15; older servers never set it.)
+    #[prost(bool, tag = "6")]
+    pub answer: bool,
 }
 
 /// Server → client: the SFU lost this device's connections (restart): publish and subscribe

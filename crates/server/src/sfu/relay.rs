@@ -246,6 +246,7 @@ fn failed(request_id: u32, call_id: &str, pc: u32, code: i32, reason: String) ->
         pc,
         code,
         reason,
+        answer: false,
     })
 }
 
@@ -282,13 +283,18 @@ fn stream_ref(feed: &str, mid: &str) -> Value {
 }
 
 fn janus_failed(request_id: u32, call_id: &str, pc: u32, what: &str, e: &JanusError) -> Body {
-    failed(
+    Body::SfuFailed(sfu_failed(request_id, call_id, pc, what, e))
+}
+
+fn sfu_failed(request_id: u32, call_id: &str, pc: u32, what: &str, e: &JanusError) -> SfuFailed {
+    SfuFailed {
         request_id,
-        call_id,
+        call_id: call_id.to_owned(),
         pc,
-        error_code::SFU_REQUEST_FAILED,
-        format!("{what}: {e}"),
-    )
+        code: error_code::SFU_REQUEST_FAILED,
+        reason: format!("{what}: {e}"),
+        answer: false,
+    }
 }
 
 /// What a publishing device was last told to keep sending (`SfuPublisherLayers`).
@@ -1034,7 +1040,8 @@ impl Sfu {
         }
     }
 
-    /// The client's answer to an `SfuOffer` → `start`. Only failures are answered.
+    /// The client's answer to an `SfuOffer` → `start`. Only failures are answered; a refused
+    /// answer also drops the subscriber handle ([`Sfu::drop_subscriber`]).
     async fn answer(&self, from: &Requester, r: SfuAnswer) -> Option<Body> {
         let pc = sfu_pc::SUBSCRIBER;
         let key = (from.app.clone(), r.call_id.clone());
@@ -1061,7 +1068,11 @@ impl Sfu {
         };
         let jsep = json!({"type": "answer", "sdp": r.sdp});
         if let Err(e) = h.request(json!({"request": "start"}), Some(jsep)).await {
-            return Some(janus_failed(r.request_id, &r.call_id, pc, "start", &e));
+            self.drop_subscriber(&call, &me, serial, &h).await;
+            return Some(Body::SfuFailed(SfuFailed {
+                answer: true,
+                ..sfu_failed(r.request_id, &r.call_id, pc, "start", &e)
+            }));
         }
         // The subscription asked for while that offer was out.
         let (wants, body, streams) = {
@@ -1110,6 +1121,31 @@ impl Sfu {
             self.send_to(&key.0, &me.0, &me.1, Body::SfuOffer(o));
         }
         None
+    }
+
+    /// Janus refused a device's answer (`start` failed): its offer stays unanswered on that
+    /// subscriber handle for good, so nothing on it can go on — an `update` is held
+    /// ("updating"), a subscription asked for meanwhile waits in `sub_deferred` forever, an ICE
+    /// restart is skipped. The handle is dropped instead (detached; its streams, the deferred
+    /// subscription and the outstanding offer forgotten): the device is told (`SfuFailed` with
+    /// `answer`) and its next `SfuSubscribe` joins a fresh subscriber handle with everything it
+    /// wants then (which covers what was deferred). The offer version counter goes on, so the
+    /// fresh offer is newer than any the device saw.
+    async fn drop_subscriber(&self, call: &Call, me: &Dev, serial: u64, h: &Handle) {
+        let mut cs = call.lock().await;
+        let Some(peer) = cs.peer_of(me, serial) else {
+            return;
+        };
+        if peer.subscriber.as_ref().is_none_or(|s| s.id() != h.id()) {
+            return; // (set up again meanwhile)
+        }
+        peer.subscriber = None;
+        peer.sub_streams.clear();
+        peer.sub_offer_out = false;
+        peer.sub_deferred = None;
+        peer.offer.1.clear();
+        self.relay.handles.lock().unwrap().remove(&h.id());
+        tokio::spawn(h.clone().detach());
     }
 
     async fn trickle(&self, from: &Requester, r: SfuTrickle) {
