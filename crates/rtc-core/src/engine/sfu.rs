@@ -591,7 +591,6 @@ impl Engine {
 
     fn sfu_failed(&mut self, f: proto::SfuFailed) {
         let publish_retries = self.cfg.sfu_publish_retries;
-        let subscribe_retries = self.cfg.sfu_subscribe_retries;
         let now = self.now;
         let call_id = f.call_id.clone();
         let Some(s) = self.sfu_call(&call_id) else { return };
@@ -629,16 +628,30 @@ impl Engine {
                 // not asked for again at once; the next change of feeds subscribes again.
                 return;
             }
-            s.wanted.clear();
-            s.subscribe_failures += 1;
-            s.retry_at[sfu_pc::SUBSCRIBER as usize] = Some(now + retry_delay(now, s.subscribe_failures));
-            let give_up = s.subscribe_failures > subscribe_retries;
-            self.emit(CallEvent::SubscribeFail { call_id: call_id.clone(), code: f.code });
-            if give_up {
-                return self.end_with_hangup(&call_id, end_reason::SUBSCRIBE_ERROR);
-            }
+            return self.join_subscription_failed(&call_id, f.code, true);
         }
         self.sfu_progress(&call_id);
+    }
+
+    /// The join's subscription failed (a refused `SfuSubscribe`, or the SFU refused our answer
+    /// to its first offer): `onTrackSubscribeFail`, then a retry (when `retry`: nothing is
+    /// already asked) while `isAllowSubscribeRetry`'s count lasts, else the end reason 10.
+    fn join_subscription_failed(&mut self, call_id: &str, code: i32, retry: bool) {
+        let subscribe_retries = self.cfg.sfu_subscribe_retries;
+        let now = self.now;
+        let Some(s) = self.sfu_call(call_id) else { return };
+        s.subscribe_failures += 1;
+        if retry {
+            s.subscribe = Step::Idle;
+            s.wanted.clear();
+            s.retry_at[sfu_pc::SUBSCRIBER as usize] = Some(now + retry_delay(now, s.subscribe_failures));
+        }
+        let give_up = s.subscribe_failures > subscribe_retries;
+        self.emit(CallEvent::SubscribeFail { call_id: call_id.to_owned(), code });
+        if give_up {
+            return self.end_with_hangup(call_id, end_reason::SUBSCRIBE_ERROR);
+        }
+        self.sfu_progress(call_id);
     }
 
     /// The SFU refused our answer to its offer (`SfuFailed.answer`): the server dropped our
@@ -651,8 +664,6 @@ impl Engine {
     /// same connection), no app event (CallLib only logged later failures), giving up after
     /// [`SFU_RESTARTS`] of them as a failed join.
     fn sfu_answer_refused(&mut self, f: proto::SfuFailed) {
-        let subscribe_retries = self.cfg.sfu_subscribe_retries;
-        let now = self.now;
         let call_id = f.call_id;
         let Some(s) = self.sfu_call(&call_id) else { return };
         s.queued.clear();
@@ -673,18 +684,7 @@ impl Engine {
         }
         s.subscribed_once = false;
         s.join_answer = None;
-        s.subscribe_failures += 1;
-        if !asked {
-            s.subscribe = Step::Idle;
-            s.wanted.clear();
-            s.retry_at[sfu_pc::SUBSCRIBER as usize] = Some(now + retry_delay(now, s.subscribe_failures));
-        }
-        let give_up = s.subscribe_failures > subscribe_retries;
-        self.emit(CallEvent::SubscribeFail { call_id: call_id.clone(), code: f.code });
-        if give_up {
-            return self.end_with_hangup(&call_id, end_reason::SUBSCRIBE_ERROR);
-        }
-        self.sfu_progress(&call_id);
+        self.join_subscription_failed(&call_id, f.code, !asked);
     }
 
     /// The socket to the server is back: SFU requests still unanswered were likely written while
