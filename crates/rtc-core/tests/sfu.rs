@@ -1240,3 +1240,26 @@ fn a_later_answer_the_sfu_refuses_resubscribes_at_once_without_app_event() {
         }
     }
 }
+
+/// Two answers refused in a row: the device answered the server's next offer before the first
+/// refusal came back, and the server, its subscription already dropped, refuses that one too
+/// (marked `answer`, request id 0). The second refusal is stale: the fresh subscription asked
+/// for after the first goes on, no app event, no second subscription.
+#[test]
+fn a_stale_refused_answer_leaves_the_fresh_subscription_alone() {
+    let mut b = connected_callee();
+    b.sfu(versioned_offer(0, &["alice"], "offer-2", 2));
+    b.media(SfuEvent::SubscribeAnswer { call_id: CALL.into(), sdp: "answer-2".into() });
+    b.take();
+    b.sfu(answer_refused(0));
+    let sub = last_subscribe(&b.take()).expect("subscribed afresh at once").clone();
+    b.sfu(answer_refused(0));
+    let outs = b.take();
+    assert!(events(&outs).is_empty(), "no app event: {outs:?}");
+    assert!(last_subscribe(&outs).is_none(), "the fresh subscription is still under way: {outs:?}");
+    b.sfu(versioned_offer(sub.request_id, &["alice"], "offer-3", 3));
+    assert_eq!(subscribes(&b.take()), ["offer-3"]);
+    b.media(SfuEvent::SubscribeAnswer { call_id: CALL.into(), sdp: "answer-3".into() });
+    assert_eq!(sfu_answers(&b.take()), [(sub.request_id, "answer-3".to_string())]);
+    assert_eq!(b.engine.session(CALL).unwrap().state, SessionState::Keeping);
+}

@@ -676,6 +676,24 @@ async fn a_subscriber_answer_janus_refuses_drops_the_subscription_and_the_next_s
         None,
         "the subscription is dropped"
     );
+    // A second answer sent before the refusal came back (to the server's own next offer,
+    // request id 0) finds no subscription: refused, marked as a refused answer, so the device's
+    // engine cannot take it for the failure of a subscription it asked for since.
+    b.c.send(C::SfuAnswer(SfuAnswer {
+        request_id: 0,
+        call_id: "gc".into(),
+        sdp: answer_to(&o.sdp),
+    }))
+    .await;
+    match b.next_sfu().await {
+        S::SfuFailed(f) => assert_eq!(
+            (f.request_id, f.pc, f.code, f.answer),
+            (0, sfu_pc::SUBSCRIBER, error_code::INVALID_PARAMETER, true),
+            "{}",
+            f.reason
+        ),
+        other => panic!("expected SfuFailed(0) for the stale answer, got {other:?}"),
+    }
 
     // The next subscription starts afresh: a new handle, a new offer (newer than the refused
     // one), at once.

@@ -1056,13 +1056,18 @@ impl Sfu {
                 return Some(not_member(r.request_id, &r.call_id, pc));
             };
             let Some(h) = peer.subscriber.clone() else {
-                return Some(failed(
-                    r.request_id,
-                    &r.call_id,
+                // Marked `answer`: a refused answer, not a failed request. A device that
+                // answered two offers in a row, the first refused (its subscription dropped),
+                // gets this for the second; unmarked, under request id 0, the engine took it
+                // for a failure of whatever subscription it had asked for since.
+                return Some(Body::SfuFailed(SfuFailed {
+                    request_id: r.request_id,
+                    call_id: r.call_id,
                     pc,
-                    error_code::INVALID_PARAMETER,
-                    "SfuAnswer without a subscription (send SfuSubscribe first)".into(),
-                ));
+                    code: error_code::INVALID_PARAMETER,
+                    reason: "SfuAnswer without a subscription (send SfuSubscribe first)".into(),
+                    answer: true,
+                }));
             };
             (h, peer.serial)
         };
