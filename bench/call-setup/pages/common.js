@@ -58,7 +58,9 @@
   var pcIds = new WeakMap();
   var nextPcId = 0;
   C.decoded = async function () {
-    var out = { framesDecoded: 0, framesReceived: 0, framesDropped: 0, streams: 0, perStream: {}, audioPackets: {} };
+    var out = { framesDecoded: 0, framesReceived: 0, framesDropped: 0, streams: 0, perStream: {}, audioPackets: {}, audioSamples: {}, audioConcealed: {} };
+    // `at`: when these counters were read (page clock), so rates use the stats' own interval.
+    out.at = performance.now();
     C.pcs = C.pcs.filter(function (pc) { return pc.connectionState !== 'closed'; });
     for (var i = 0; i < C.pcs.length; i++) {
       var pc = C.pcs[i];
@@ -73,6 +75,9 @@
           out.perStream[pcIds.get(pc) + ':' + s.id] = s.framesDecoded || 0;
         } else if (s.type === 'inbound-rtp' && s.kind === 'audio') {
           out.audioPackets[pcIds.get(pc) + ':' + s.id] = s.packetsReceived || 0;
+          // Played out (a page that plays its remote audio): samples and concealed samples.
+          out.audioSamples[pcIds.get(pc) + ':' + s.id] = s.totalSamplesReceived || 0;
+          out.audioConcealed[pcIds.get(pc) + ':' + s.id] = s.concealedSamples || 0;
         }
       });
     }

@@ -19,7 +19,7 @@
         var userId = track.getUserId();
         C.log('onTrackReady', { local: local, kind: kind, userId: userId });
         if (kind === 'audio') {
-          if (!local) track.play();
+          if (!local && B.playAudio !== false) track.play();
           return;
         }
         var v = C.videoFor((local ? 'local-' : 'remote-') + userId, userId, local);
