@@ -402,6 +402,15 @@ function keptSubsection(title, sub) {
   } catch { return ''; }
 }
 
+/** Every `### Session …` subsection of section `## <title>`, in order. */
+function sessionSubsections(title) {
+  try {
+    const text = fs.readFileSync(path.join(ROOT, 'BENCHMARKS.md'), 'utf8');
+    const sec = text.split(/^## /m).find((x) => x.startsWith(`${title}\n`)) || '';
+    return sec.split(/^### /m).filter((x) => x.startsWith('Session ')).map((x) => `### ${x.trim()}`);
+  } catch { return []; }
+}
+
 const SFU_TITLE = 'Group calls through Janus (SFU)';
 
 function reportSfu(rows, version) {
@@ -451,8 +460,8 @@ ${notes.length ? '\n' + notes.join('\n') + '\n' : ''}`;
   const video = AUDIO ? keptSubsection(SFU_TITLE, 'Video') : sub;
   const audio = AUDIO ? sub : keptSubsection(SFU_TITLE, 'Audio only');
   const verdict = keptSubsection(SFU_TITLE, 'Verdict') || '### Verdict\n\n_To be written from the numbers above._';
-  // Hand-written notes of a session's fixes and runs, kept like the verdict.
-  const session9 = keptSubsection(SFU_TITLE, 'Session 9');
+  // Hand-written notes of each session's fixes and runs ("### Session …"), kept like the verdict.
+  const sessions = sessionSubsections(SFU_TITLE);
   const body = `
 Same calls as "Group mesh" (one page per participant, all in one headless Chromium, fake 640x480
 camera at ~15 fps, \`callInGroup\` then every callee accepts; the same 10 s window after a 5 s
@@ -478,7 +487,7 @@ ${video}
 ${audio}
 
 ${verdict}
-${session9 ? `\n${session9}\n` : ''}`;
+${sessions.map((x) => `\n${x}\n`).join('')}`;
   const file = writeBenchmarkSection(SFU_TITLE, body, { after: 'Group mesh' });
   console.log(`\nwrote section "${SFU_TITLE}" of ${path.relative(ROOT, file)}`);
 }
