@@ -20,7 +20,7 @@
 // mode needs that namespace (it adds a veth pair for Janus's ICE: tests/e2e/janus.mjs, shared with
 // tests/e2e/sfu.test.mjs). A size "holds" when every remote video stream on every page decodes
 // ≥ 10 fps over the window (audio: every remote audio stream receives ≥ 40 of Opus's 50 packets/s,
-// and the pages that play their remote audio conceal ≤ 5 % of each stream's samples);
+// and the pages that play their remote audio conceal ≤ 10 % of each stream's samples);
 // the script prints the largest size that holds per mode.
 // Audio only: 16 pages in one browser on 2 cores play out 240 remote streams (16 fake output
 // devices, 16 mixers), 16 times what one participant's machine plays; on this host that playout
@@ -51,8 +51,10 @@ const AUDIO = FLAGS.has('--audio') || process.env.AUDIO === '1';
 const MODES = MODE === 'both' ? ['mesh', 'sfu'] : [MODE];
 const HOLD_FPS = 10;
 const HOLD_AUDIO_PPS = 40;
-/** Most of a played stream's samples that may be concealment (lost or late audio) for a size to hold. */
-const HOLD_AUDIO_CONCEALED = 0.05;
+/** Most of a played stream's samples that may be concealment (lost or late audio) for a size to
+ *  hold: stricter than the packet rule (which lets a fifth go missing), well above the ~2 % a
+ *  3-member audio call conceals here (fake microphones, a shared machine). */
+const HOLD_AUDIO_CONCEALED = 0.1;
 /** Pages that play their remote audio (audio only; see the header). */
 const AUDIO_LISTENERS = Number.parseInt(process.env.RCALL_BENCH_LISTENERS || '4', 10);
 
@@ -312,6 +314,7 @@ async function runMesh(browser, server, n, mode, exclude, janus) {
       n, mode, allUp, holds, setupMs, cpuPct, janusCpuPct, load,
       streamFpsMin: streamFps.length ? quantile(streamFps, 0) : NaN,
       streamFpsLowN: streamFps.length >= expected ? streamFps.sort((a, b) => b - a)[expected - 1] : 0,
+      concealedByListener: perPage.slice(0, listeners).map((p) => p.concealed.map((x) => Math.round(x * 1000) / 10)),
       audioConcealedMedian: median(perPage.flatMap((p) => p.concealed)), audioConcealedMax: Math.max(...perPage.flatMap((p) => p.concealed)), audioPlayedStreams: perPage.flatMap((p) => p.concealed).length, listeners,
       audioStreams: audioPps.length, audioPpsMin: audioPps.length ? Math.min(...audioPps) : NaN, audioPpsMedian: median(audioPps), rssMb: c2.rssKb / 1024, procs: pids.length, notes,
       sendKbps: median(perPage.map((p) => p.send)),
