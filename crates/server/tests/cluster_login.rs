@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::redis_server::TestRedis;
 use common::*;
 use futures::StreamExt;
-use rcall_server::cluster::admission::MIN_RETRY_MS;
+use rcall_server::cluster::admission::{MAX_TURN_MS, MIN_RETRY_MS};
 use rcall_server::cluster::routing::Routing;
 use rtc_core::proto::error_code;
 use rtc_core::proto::server_frame::Body as S;
@@ -239,6 +239,37 @@ async fn busy_refusals_carry_successive_turns() {
     assert!(turns[0] >= MIN_RETRY_MS, "{turns:?}");
     assert!(turns.windows(2).all(|w| w[0] < w[1]), "{turns:?}");
     assert_eq!(r.logins_refused(), 3);
+    drop(first);
+}
+
+/// A node whose login is stuck on Redis has room under its longest turn for a few of the
+/// clients it refuses; the others get turns spread below the cap, not the cap each (where a
+/// storm's overflow came back in one burst, after the node had idled: `cluster::admission`).
+#[tokio::test]
+async fn busy_refusals_past_the_queue_are_spread_below_the_cap() {
+    let redis = TestRedis::start();
+    let ts = redis.node_with(|c| c.max_logins_in_progress = 1).await;
+    let r = routing(&ts);
+    pause_redis(&redis, 3000);
+    let first = Client::authenticate(ts.addr, &ts.token("u1"), "u1-dev", 0).await;
+    until("the first login in progress", || {
+        r.logins_in_progress() == 1
+    })
+    .await;
+    // The running login is 600 ms old: a login takes that long at least, so a handful of
+    // turns fit under the cap.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let mut turns = Vec::new();
+    for i in 2..12 {
+        let user = format!("u{i}");
+        let mut c =
+            Client::authenticate(ts.addr, &ts.token(&user), &format!("{user}-dev"), 0).await;
+        turns.push(busy_turn(&mut c).await);
+    }
+    assert!(turns.iter().all(|&t| t <= MAX_TURN_MS), "{turns:?}");
+    let at_cap = turns.iter().filter(|&&t| t == MAX_TURN_MS).count();
+    assert!(at_cap <= 1, "{turns:?}");
+    assert_eq!(r.logins_refused(), 10);
     drop(first);
 }
 

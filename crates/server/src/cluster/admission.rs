@@ -12,6 +12,16 @@
 //! so the clients come back spread out at the pace the node can serve them — no idle gap, no
 //! storm — and none holds a socket while it waits.
 //!
+//! A storm's refusals mostly come before the node knows its rate: its first logins, run while
+//! thousands of sockets open at once, look 5–10× slower than the same node's logins a second
+//! later (a 30,000-connection failover: 250–500 logins a second per survivor in the storm's
+//! first second, 2,000–3,000 after it). The clients the queue cannot place within the
+//! longest turn ([`MAX_TURN_MS`]) therefore do not all get that turn (they came back in one
+//! burst at the cap, after the node had idled with room to spare): their turns are spread over
+//! the window from the running logins' expected end to the cap, so they come back as a steady
+//! stream the node serves as fast as it turns out to be, and those it still cannot take get a
+//! new turn at the rate known then.
+//!
 //! Pure (the caller passes the time), so its arithmetic is unit-tested here.
 
 /// Added to every turn: the refused client's own round trip and a new socket take about
@@ -23,13 +33,20 @@ pub const MIN_RETRY_MS: u32 = 200;
 /// high (a starved node's logins look slow) costs no more than the old backoff; past it the
 /// clients come back and get a new turn.
 pub const MAX_RETRY_MS: u32 = 4_000;
-/// The longest turn the node gives: the SDK waits a turn +0–20 % (`im::busy_delay`: clients
-/// given the same turn do not come back in the same millisecond) but never past
-/// [`MAX_RETRY_MS`], so a turn at that cap lost its jitter, and every client a storm sent
-/// there came back at once, 4 s later, into another storm (a 30,000-connection failover's
-/// resume p99, 6–12 s, was two or three 4 s laps while a login took tens of ms at p50).
-/// 5/6 of the cap keeps the jitter whole: capped turns come back spread over 3.3–4 s.
-pub const MAX_TURN_MS: u32 = MAX_RETRY_MS * 5 / 6;
+/// The longest turn the node gives. Under [`MAX_RETRY_MS`] × 5/6: the SDK waits a turn
+/// +0–20 % (`im::busy_delay`: clients given the same turn do not come back in the same
+/// millisecond) but never past [`MAX_RETRY_MS`], so a turn at that cap lost its jitter (and
+/// every client sent there came back at once, into another storm). 2 s, not the 3.3 s that
+/// allows: a turn is given on the rate the node knows when it refuses, which in a storm's first
+/// second is 5–10× slower than the rate it serves at once the sockets are open, and a client
+/// asked back later than needed waits while the node idles. Shorter turns let the rate known
+/// later correct them (a 30,000-connection failover, BENCHMARKS.md "Session 16": resume p50
+/// 3.8–4.2 s, p99 5.3–5.6 s with 3.3 s turns and the overflow at the cap; 2.0 s, 3.1–3.2 s
+/// with 2 s turns and the overflow spread, fewer busy answers too).
+pub const MAX_TURN_MS: u32 = 2_000;
+/// Golden-ratio step of the overflow's spread (see [`Admission::begin`]): successive
+/// fractions of the window land evenly, with no randomness to test around.
+const SPREAD_STEP: f64 = 0.618_033_988_749_895;
 /// Weight of the newest login's duration in the average (1/8: a storm's durations, hundreds
 /// a second, replace a quiet time's in a few dozen logins).
 const EWMA_WEIGHT: f64 = 0.125;
@@ -53,6 +70,9 @@ pub struct Admission {
     queue_at_ms: f64,
     /// The last turn given (ms): once it has passed, every refused client has come back.
     tail_ms: f64,
+    /// Refused clients the queue had no room for so far: where the next one's turn falls in
+    /// the spread window.
+    spilled: u64,
 }
 
 impl Admission {
@@ -66,6 +86,7 @@ impl Admission {
             queue: 0.0,
             queue_at_ms: 0.0,
             tail_ms: 0.0,
+            spilled: 0,
         }
     }
 
@@ -80,6 +101,12 @@ impl Admission {
     /// later client was sent there however fast the node then served: in a 30,000-connection
     /// failover the node's logins took 20 ms at p50 while its clients waited 3.6 s for their
     /// turns.)
+    ///
+    /// A client the queue has no room for (its turn would pass [`MAX_TURN_MS`]) gets a turn
+    /// spread evenly over the window from the running logins' expected end (one login's
+    /// duration on) to the cap, not the cap itself: the node's rate then is likely higher than
+    /// the one it knows now, and whoever it still cannot take is refused again with a turn at
+    /// the rate known then. A node whose logins outlast the whole window sends them to the cap.
     pub fn begin(&mut self, now_ms: f64) -> Result<(), u32> {
         if self.running < self.max {
             self.running += 1;
@@ -98,8 +125,17 @@ impl Admission {
         };
         // (The queue never reaches past the cap: a turn given beyond it would not be kept.)
         let room = f64::from(MAX_TURN_MS - MIN_RETRY_MS) / share;
-        self.queue = (drained.max(0.0) + 1.0).min(room);
+        let ahead = drained.max(0.0);
         self.queue_at_ms = now_ms;
+        if ahead + 1.0 > room {
+            self.queue = room;
+            self.tail_ms = self.tail_ms.max(now_ms + f64::from(MAX_TURN_MS));
+            self.spilled += 1;
+            let from = (f64::from(MIN_RETRY_MS) + duration).min(f64::from(MAX_TURN_MS));
+            let at = (self.spilled as f64 * SPREAD_STEP).fract();
+            return Err((from + at * (f64::from(MAX_TURN_MS) - from)) as u32);
+        }
+        self.queue = ahead + 1.0;
         let wait = self.queue * share;
         self.tail_ms = self.tail_ms.max(now_ms + wait);
         Err((wait as u32 + MIN_RETRY_MS).min(MAX_TURN_MS))
@@ -176,9 +212,10 @@ mod tests {
         for _ in 0..4 {
             a.begin(0.0).unwrap();
         }
-        // 4 s in, none done: a login takes 4 s, 1 s per slot.
+        // 4 s in, none done: a login takes 4 s, 1 s per slot: one client fits under the cap,
+        // and the logins outlast the whole window, so the next ones get the cap.
         let slow: Vec<u32> = (0..3).map(|_| a.begin(4000.0).unwrap_err()).collect();
-        assert_eq!(slow, [1200, 2200, 3200]);
+        assert_eq!(slow, [1200, MAX_TURN_MS, MAX_TURN_MS]);
         // Then the node serves fast: logins of 40 ms (10 ms per slot).
         for _ in 0..4 {
             a.finish(0.0, 4000.0);
@@ -191,8 +228,8 @@ mod tests {
         for _ in 0..4 {
             a.begin(4100.0).unwrap();
         }
-        // The 3 clients ahead are a few logins' shares at the node's rate now (~15 ms per
-        // slot: drained within these 100 ms), not 3.2 s of the start's.
+        // The clients ahead are a few logins' shares at the node's rate now (~15 ms per
+        // slot: drained within these 100 ms), not the start's 2 s.
         let turn = a.begin(4100.0).unwrap_err();
         assert!(turn < 300, "{turn}");
         // Still behind each other.
@@ -203,6 +240,8 @@ mod tests {
     fn turns_are_capped_and_no_bound_refuses_nothing() {
         let mut a = Admission::new(1);
         a.begin(0.0).unwrap();
+        // (A login 60 s long: past the whole window, so the cap, not a spread turn.)
+        assert_eq!(a.begin(60_000.0), Err(MAX_TURN_MS));
         assert_eq!(a.begin(60_000.0), Err(MAX_TURN_MS));
         // The client's +0–20 % still fits under its own cap: capped turns stay spread.
         const { assert!(MAX_TURN_MS * 6 / 5 <= MAX_RETRY_MS) };
@@ -214,5 +253,52 @@ mod tests {
         assert!(a.begin(60_001.0).unwrap_err() <= MAX_TURN_MS);
         let mut free = Admission::new(0);
         assert!((0..10_000).all(|_| free.begin(0.0).is_ok()));
+    }
+
+    /// A storm's first refusals, given while its logins look slow (all slots begun at once),
+    /// are more than the queue can place under the cap: those past its room come back spread
+    /// over the window from the running logins' expected end to the cap, not all at the cap
+    /// (where 4,000 clients came back in one burst after the node had idled).
+    #[test]
+    fn a_storms_overflow_comes_back_spread_over_the_window_not_at_the_cap() {
+        let mut a = Admission::new(256);
+        for _ in 0..256 {
+            a.begin(0.0).unwrap();
+        }
+        // 500 ms in, none done: ~2 ms per slot, room for ~920 turns under the cap.
+        let turns: Vec<u32> = (0..4000).map(|_| a.begin(500.0).unwrap_err()).collect();
+        assert!(turns
+            .iter()
+            .all(|t| (MIN_RETRY_MS..=MAX_TURN_MS).contains(t)));
+        // The queue first: successive turns at the node's rate.
+        assert!(
+            turns[..900].windows(2).all(|w| w[0] < w[1]),
+            "{:?}",
+            &turns[..10]
+        );
+        let spilled = &turns[1000..];
+        let at_cap = spilled.iter().filter(|&&t| t == MAX_TURN_MS).count();
+        assert!(
+            at_cap < spilled.len() / 100,
+            "{at_cap} of {} at the cap",
+            spilled.len()
+        );
+        // Even over 700 ms (the running logins' expected end: 200 + 500) to the cap.
+        let from = MIN_RETRY_MS + 500;
+        assert!(
+            spilled.iter().all(|&t| t >= from),
+            "{:?}",
+            spilled.iter().min()
+        );
+        let width = (MAX_TURN_MS - from) / 4;
+        for q in 0..4 {
+            let lo = from + q * width;
+            let n = spilled
+                .iter()
+                .filter(|&&t| t >= lo && t < lo + width)
+                .count();
+            let share = n as f64 / spilled.len() as f64;
+            assert!((0.2..0.3).contains(&share), "quarter {q}: {share}");
+        }
     }
 }
