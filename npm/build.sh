@@ -46,18 +46,28 @@ optimize() {
     # for gzip (-2.3 KB); the second lays them out in that order, optimises again and drops the
     # names (without its -Os the re-read module is written back 650 B larger and the order saves
     # ~1 KB less; the second -Os alone, in the old order, saves nothing). BENCHMARKS.md "Session 15".
-    node_modules/.bin/wasm-opt --generate-global-effects -Os --converge --low-memory-unused --zero-filled-memory --debuginfo \
+    # Both runs inline a function called from one place only when it is at most 10 bytes
+    # (binaryen inlines every one-caller function by default): the engine's and the shell's
+    # handlers stay functions of their own, which the layout below can put beside look-alike
+    # code: +9.7 KB raw but -6.5 KB gzip, -4.4 KB brotli (0: -5.7 KB; 100: -2.9 KB; only in the
+    # first run: +0.9 KB; BENCHMARKS.md "Session 16: size").
+    oci=--one-caller-inline-max-function-size=10
+    node_modules/.bin/wasm-opt --generate-global-effects -Os $oci --converge --low-memory-unused --zero-filled-memory --debuginfo \
       "$1" -o "$1.opt"
+    # The names prost's emptied DecodeError::push was given are unread now that -Os dropped the
+    # calls: zeroed (772 B raw, -350 B gzip; the second run's memory packing drops most of them).
+    node npm/blank-data.mjs "$1.opt" "$2"
     node npm/order-functions.mjs "$1.opt"
-    node_modules/.bin/wasm-opt --reorder-functions-by-name -Os --low-memory-unused --zero-filled-memory --strip-target-features \
+    node_modules/.bin/wasm-opt --reorder-functions-by-name -Os $oci --low-memory-unused --zero-filled-memory --strip-target-features \
       "$1.opt" -o "$1" && rm "$1.opt"
   else
     echo "warning: node_modules/.bin/wasm-opt missing (run npm ci); shipping unoptimized wasm" >&2
   fi
 }
-# prost's decode-error context is never read in the wasm: its calls go (-1,001 B gzip).
-node npm/strip-decode-context.mjs "$work/cdn/rcall_sdk_bg.wasm"
-optimize "$work/cdn/rcall_sdk_bg.wasm"
+# prost's decode-error context is never read in the wasm: its calls go (-1,001 B gzip), and the
+# names they passed are listed for blank-data.mjs.
+node npm/strip-decode-context.mjs "$work/cdn/rcall_sdk_bg.wasm" "$work/decode-names.json"
+optimize "$work/cdn/rcall_sdk_bg.wasm" "$work/decode-names.json"
 # Short import/export names in the wasm and both glues (the same module serves both).
 node npm/shorten-names.mjs "$work/cdn/rcall_sdk_bg.wasm" "$work/cdn/rcall_sdk.js" "$work/esm/rcall_sdk.js"
 cp "$work/cdn/rcall_sdk_bg.wasm" "$work/esm/rcall_sdk_bg.wasm"

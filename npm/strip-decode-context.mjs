@@ -5,15 +5,17 @@
 // call with two names per decoded field (113 of them). Only prost's Debug and Display print that
 // context, and the wasm has neither (`-Zfmt-debug=none`; `js::Detail` for DecodeError is a fixed
 // text), so the wasm never reads what push() writes: a decode still fails the same way, with the
-// same text. −1,001 B gzip (BENCHMARKS.md "Session 13: size"); the field names stay in the data
-// section, which wasm-opt cannot split (a vendored prost-derive without the calls saved −2,002 B,
-// session 12, but is a proc-macro fork to maintain).
+// same text. −1,001 B gzip (BENCHMARKS.md "Session 13: size").
+// The names stay in the data section (wasm-opt cannot tell they are unused): with a second
+// argument, `node npm/strip-decode-context.mjs MODULE.wasm NAMES.json`, the (address, length) of
+// each constant name given to push is written there as JSON `[[address, length], ...]`, for
+// `npm/blank-data.mjs` to zero after wasm-opt has dropped the calls (session 16).
 import { readFileSync, writeFileSync } from 'node:fs';
 import { Cursor, assemble, leb, sections } from './wasm-module.mjs';
 
-const [wasmPath] = process.argv.slice(2);
+const [wasmPath, namesPath] = process.argv.slice(2);
 if (!wasmPath) {
-  console.error('usage: node npm/strip-decode-context.mjs MODULE.wasm');
+  console.error('usage: node npm/strip-decode-context.mjs MODULE.wasm [NAMES.json]');
   process.exit(2);
 }
 const fail = (msg) => { console.error(`strip-decode-context: ${wasmPath}: ${msg}`); process.exit(1); };
@@ -68,6 +70,32 @@ if (named.length !== 1) {
 const target = named[0] - importedFuncs;
 if (target < 0 || target >= funcTypes.length) fail('DecodeError::push is not a defined function');
 if (types[funcTypes[target]] !== 0) fail('DecodeError::push returns a value: its body cannot be emptied');
+
+/**
+ * The constant names given to push: each call `push(error, i32.const ptr, i32.const len,
+ * i32.const ptr, i32.const len)` as (address, length) pairs, found as that byte pattern in `code`
+ * (a false match only names a range blank-data.mjs still checks is unreferenced).
+ */
+function pushedNames(code) {
+  const call = Buffer.concat([Buffer.from([0x10]), leb(named[0])]);
+  const found = new Map();
+  for (let p = 0; p < code.length; p++) {
+    if (code[p] !== 0x41) continue;
+    const c = new Cursor(code, p);
+    const args = [];
+    while (args.length < 4 && code[c.p] === 0x41) { c.p++; args.push(c.s32()); }
+    if (args.length === 4 && code.subarray(c.p, c.p + call.length).equals(call)) {
+      for (const [ptr, len] of [[args[0], args[1]], [args[2], args[3]]]) {
+        if (ptr > 0 && len > 0) found.set(`${ptr},${len}`, [ptr, len]);
+      }
+    }
+  }
+  return [...found.values()].sort((a, b) => a[0] - b[0]);
+}
+if (namesPath) {
+  const { start, end } = list.find((s) => s.id === 10);
+  writeFileSync(namesPath, JSON.stringify(pushedNames(buf.subarray(start, end))));
+}
 
 const parts = list.map(({ id, start, end }) => {
   if (id !== 10) return [id, buf.subarray(start, end)];

@@ -16,6 +16,13 @@ export class Cursor {
     return r;
   }
 
+  /** A signed LEB128 number (an `i32.const` immediate). */
+  s32() {
+    let r = 0, s = 0, b;
+    do { b = this.buf[this.p++]; r += (b & 0x7f) * 2 ** s; s += 7; } while (b & 0x80);
+    return b & 0x40 ? r - 2 ** s : r;
+  }
+
   byte() {
     return this.buf[this.p++];
   }

@@ -458,7 +458,7 @@ impl Engine {
             push_title: texts.title.clone().unwrap_or_default(),
             push_content: texts.content.clone().unwrap_or_else(|| data.clone()),
             push_data: data,
-            options: texts.options.clone(),
+            options: super::io::clone_options(&texts.options),
         })
     }
 
@@ -484,7 +484,7 @@ impl Engine {
             push_data: data,
             // Per-call params carry only title and content; the per-OS / vendor part is the
             // app's `setPushConfig` (5.2.4).
-            options: self.call_push.options.clone(),
+            options: super::io::clone_options(&self.call_push.options),
         }
     }
 }
