@@ -108,6 +108,8 @@ struct Log {
     confirmed: Vec<u32>,
     /// The nodes it connected to, in order.
     nodes: Vec<SocketAddr>,
+    /// Logins accepted (`AuthResult` 0): a device receives what is routed after its first.
+    logins: u32,
     /// When its connection was lost, and when the first frame (a delivery or a confirmation)
     /// came after it connected again.
     lost_at: Option<Instant>,
@@ -254,6 +256,7 @@ impl Device {
                             match f.body {
                                 Some(S::AuthResult(a)) => {
                                     assert_eq!(a.code, 0, "{}: {}", self.device, a.message);
+                                    log.logins += 1;
                                     None
                                 }
                                 Some(S::SyncDone(_)) => {
@@ -404,15 +407,20 @@ async fn a_node_killed_mid_stream_loses_and_duplicates_nothing() {
             &stop,
         )
     };
-    // The recipients are connected before the streams start.
+    // The recipients are logged in before the streams start. (A device is new until its first
+    // login and gets only what is routed after it, or what was stored offline for its user: a
+    // message routed to a2 while a1 was still logging in is not a1's. Waiting only for the
+    // sockets, this test once counted carol's first message to a1 lost under a loaded CI.)
     let (b1, b1_task) = spawn("b1", "bob", &[0, 2, 1], None);
     let (b2, b2_task) = spawn("b2", "bob", &[2], None);
     let (a2, a2_task) = spawn("a2", "alice", &[2], None);
-    eventually("the receiving devices are connected", || async {
-        [&b1, &b2, &a2].iter().all(|l| lock(l).nodes.len() == 1)
+    eventually("the receiving devices are logged in", || async {
+        [&b1, &b2, &a2].iter().all(|l| lock(l).logins == 1)
     })
     .await;
     let (a1, a1_task) = spawn("a1", "alice", &[0, 1, 2], Some(text("bob", 0)));
+    // a1 receives carol's and dave's streams: logged in before they start.
+    eventually("a1 is logged in", || async { lock(&a1).logins == 1 }).await;
     let (c1, c1_task) = spawn("c1", "carol", &[1], Some(text("alice", 0)));
     let to_group = SendMessage {
         message_type: "app:text".into(),
