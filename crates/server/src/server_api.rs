@@ -339,6 +339,22 @@ fn group_id(form: &[(String, String)]) -> Result<&str, ApiError> {
     validate_id("groupId", MAX_GROUP_ID_CHARS, field(form, "groupId"))
 }
 
+/// A signed Server API request, the one shape of every signed endpoint: the signature checked
+/// and the form parsed, then `f` on them, the answer counted ([`respond`]).
+async fn signed<T: IntoResponse>(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    f: impl AsyncFnOnce(AppId, Form) -> Result<T, ApiError>,
+) -> Response {
+    let r = async {
+        let (app, form) = signed_form(state, headers, body).await?;
+        f(app, form).await
+    }
+    .await;
+    respond(&state.metrics, r)
+}
+
 /// A signed request's app and form body.
 async fn signed_form(
     state: &AppState,
@@ -379,8 +395,7 @@ type St = State<Arc<AppState>>;
 
 /// `POST /user/getToken.json` (form: `userId`, `name`, `portraitUri`).
 pub async fn get_token(State(state): St, headers: HeaderMap, body: Body) -> Response {
-    let r = async {
-        let (app, form) = signed_form(&state, &headers, body).await?;
+    signed(&state, &headers, body, async |app, form| {
         let user_id = validate_user_id(field(&form, "userId"))?;
         issue_for(
             &state,
@@ -390,17 +405,15 @@ pub async fn get_token(State(state): St, headers: HeaderMap, body: Body) -> Resp
             field(&form, "portraitUri"),
         )
         .await
-    }
-    .await;
-    respond(&state.metrics, r)
+    })
+    .await
 }
 
 /// `POST /user/refresh.json` (form: `userId`, `name`, `portraitUri`): updates the profile
 /// getToken registered; a field left out keeps its value. Devices pick it up on their next
 /// connect (`AuthResult.profile`).
 pub async fn refresh_user(State(state): St, headers: HeaderMap, body: Body) -> Response {
-    let r = async {
-        let (app, form) = signed_form(&state, &headers, body).await?;
+    signed(&state, &headers, body, async |app, form| {
         let user_id = validate_user_id(field(&form, "userId"))?;
         let (name, portrait_uri) = (field(&form, "name"), field(&form, "portraitUri"));
         state
@@ -415,16 +428,14 @@ pub async fn refresh_user(State(state): St, headers: HeaderMap, body: Body) -> R
             .await
             .map_err(internal)?;
         Ok(ok())
-    }
-    .await;
-    respond(&state.metrics, r)
+    })
+    .await
 }
 
 /// `POST /user/token/expire.json` (form: `userId` (repeatable), `time` = ms): tokens of these
 /// users issued before `time` are refused from now on with 31020. Live connections stay.
 pub async fn token_expire(State(state): St, headers: HeaderMap, body: Body) -> Response {
-    let r = async {
-        let (app, form) = signed_form(&state, &headers, body).await?;
+    signed(&state, &headers, body, async |app, form| {
         let users = user_ids(&form, "userId")?;
         let time: i64 = field(&form, "time")
             .and_then(|t| t.trim().parse().ok())
@@ -441,17 +452,15 @@ pub async fn token_expire(State(state): St, headers: HeaderMap, body: Body) -> R
         change_policy(&state, app, change, sqlite).await?;
         tracing::info!(count, "tokens expired");
         Ok(ok())
-    }
-    .await;
-    respond(&state.metrics, r)
+    })
+    .await
 }
 
 /// `POST /user/block.json` (form: `userId` (repeatable), `minute` 1..=43200): the users are
 /// disconnected (ErrorFrame 31009) and cannot connect (31009) until the time passes or
 /// `/user/unblock.json`.
 pub async fn block(State(state): St, headers: HeaderMap, body: Body) -> Response {
-    let r = async {
-        let (app, form) = signed_form(&state, &headers, body).await?;
+    signed(&state, &headers, body, async |app, form| {
         let users = user_ids(&form, "userId")?;
         let minutes: i64 = field(&form, "minute")
             .and_then(|m| m.trim().parse().ok())
@@ -471,24 +480,21 @@ pub async fn block(State(state): St, headers: HeaderMap, body: Body) -> Response
         change_policy(&state, app, change, sqlite).await?;
         tracing::info!(count, minutes, "users blocked");
         Ok(ok())
-    }
-    .await;
-    respond(&state.metrics, r)
+    })
+    .await
 }
 
 /// `POST /user/unblock.json` (form: `userId` (repeatable)).
 pub async fn unblock(State(state): St, headers: HeaderMap, body: Body) -> Response {
-    let r = async {
-        let (app, form) = signed_form(&state, &headers, body).await?;
+    signed(&state, &headers, body, async |app, form| {
         let users = user_ids(&form, "userId")?;
         let sqlite = state
             .store
             .set_blocked(&state.hub.app(app).key, users.clone(), None);
         change_policy(&state, app, PolicyChange::Unblock { users }, sqlite).await?;
         Ok(ok())
-    }
-    .await;
-    respond(&state.metrics, r)
+    })
+    .await
 }
 
 /// `YYYY-MM-DD HH:MM:SS` (UTC) from ms since the epoch.
@@ -515,8 +521,7 @@ fn format_utc(ms: i64) -> String {
 
 /// `POST /user/block/query.json`: `{"code":200,"users":[{"userId","blockEndTime"}]}`.
 pub async fn block_query(State(state): St, headers: HeaderMap, body: Body) -> Response {
-    let r = async {
-        let (app, _) = signed_form(&state, &headers, body).await?;
+    signed(&state, &headers, body, async |app, _| {
         let users: Vec<Value> = state
             .hub
             .blocked_users(app)
@@ -524,20 +529,18 @@ pub async fn block_query(State(state): St, headers: HeaderMap, body: Body) -> Re
             .map(|(u, until)| json!({ "userId": u, "blockEndTime": format_utc(until) }))
             .collect();
         Ok(Json(json!({ "code": 200, "users": users })))
-    }
-    .await;
-    respond(&state.metrics, r)
+    })
+    .await
 }
 
 async fn blacklist_change(
     state: &AppState,
-    headers: &HeaderMap,
-    body: Body,
+    app: AppId,
+    form: &Form,
     add: bool,
 ) -> Result<Json<Value>, ApiError> {
-    let (app, form) = signed_form(state, headers, body).await?;
-    let user = validate_user_id(field(&form, "userId"))?.to_owned();
-    let others = user_ids(&form, "blackUserId")?;
+    let user = validate_user_id(field(form, "userId"))?.to_owned();
+    let others = user_ids(form, "blackUserId")?;
     let sqlite = state
         .store
         .set_blacklist(&state.hub.app(app).key, &user, others.clone(), add);
@@ -553,36 +556,29 @@ async fn blacklist_change(
 /// `POST /user/blacklist/add.json` (form: `userId`, `blackUserId` (repeatable)): private
 /// messages from those users to `userId` fail with 405.
 pub async fn blacklist_add(State(state): St, headers: HeaderMap, body: Body) -> Response {
-    let r = blacklist_change(&state, &headers, body, true).await;
-    respond(&state.metrics, r)
+    signed(&state, &headers, body, async |app, form| {
+        blacklist_change(&state, app, &form, true).await
+    })
+    .await
 }
 
 /// `POST /user/blacklist/remove.json` (form: `userId`, `blackUserId` (repeatable)).
 pub async fn blacklist_remove(State(state): St, headers: HeaderMap, body: Body) -> Response {
-    let r = blacklist_change(&state, &headers, body, false).await;
-    respond(&state.metrics, r)
+    signed(&state, &headers, body, async |app, form| {
+        blacklist_change(&state, app, &form, false).await
+    })
+    .await
 }
 
 /// `POST /user/blacklist/query.json` (form: `userId`): `{"code":200,"users":[…]}`.
 pub async fn blacklist_query(State(state): St, headers: HeaderMap, body: Body) -> Response {
-    let r = async {
-        let (app, form) = signed_form(&state, &headers, body).await?;
+    signed(&state, &headers, body, async |app, form| {
         let user = validate_user_id(field(&form, "userId"))?;
         Ok(Json(
             json!({ "code": 200, "users": state.hub.blacklist_of(app, user) }),
         ))
-    }
-    .await;
-    respond(&state.metrics, r)
-}
-
-async fn group_join_inner(
-    state: &AppState,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<Json<Value>, ApiError> {
-    let (app, form) = signed_form(state, headers, body).await?;
-    join_group(state, app, &form).await
+    })
+    .await
 }
 
 /// Adds `userId`s to `groupId` (created if missing), in the database and the routing policy.
@@ -612,21 +608,24 @@ async fn join_group(state: &AppState, app: AppId, form: &Form) -> Result<Json<Va
 
 /// `POST /group/create.json` (form: `userId` (repeatable), `groupId`, `groupName`).
 pub async fn group_create(State(state): St, headers: HeaderMap, body: Body) -> Response {
-    let r = group_join_inner(&state, &headers, body).await;
-    respond(&state.metrics, r)
+    signed(&state, &headers, body, async |app, form| {
+        join_group(&state, app, &form).await
+    })
+    .await
 }
 
 /// `POST /group/join.json` (form: `userId` (repeatable), `groupId`, `groupName`); creates the
 /// group if it does not exist, as RongCloud does.
 pub async fn group_join(State(state): St, headers: HeaderMap, body: Body) -> Response {
-    let r = group_join_inner(&state, &headers, body).await;
-    respond(&state.metrics, r)
+    signed(&state, &headers, body, async |app, form| {
+        join_group(&state, app, &form).await
+    })
+    .await
 }
 
 /// `POST /group/quit.json` (form: `userId` (repeatable), `groupId`).
 pub async fn group_quit(State(state): St, headers: HeaderMap, body: Body) -> Response {
-    let r = async {
-        let (app, form) = signed_form(&state, &headers, body).await?;
+    signed(&state, &headers, body, async |app, form| {
         let users = user_ids(&form, "userId")?;
         let group = group_id(&form)?.to_owned();
         let sqlite = state
@@ -643,15 +642,13 @@ pub async fn group_quit(State(state): St, headers: HeaderMap, body: Body) -> Res
         )
         .await?;
         Ok(ok())
-    }
-    .await;
-    respond(&state.metrics, r)
+    })
+    .await
 }
 
 /// `POST /group/dismiss.json` (form: `userId` (the operator), `groupId`).
 pub async fn group_dismiss(State(state): St, headers: HeaderMap, body: Body) -> Response {
-    let r = async {
-        let (app, form) = signed_form(&state, &headers, body).await?;
+    signed(&state, &headers, body, async |app, form| {
         validate_user_id(field(&form, "userId"))?;
         let group = group_id(&form)?.to_owned();
         let sqlite = state.store.group_dismiss(&state.hub.app(app).key, &group);
@@ -665,16 +662,14 @@ pub async fn group_dismiss(State(state): St, headers: HeaderMap, body: Body) -> 
         )
         .await?;
         Ok(ok())
-    }
-    .await;
-    respond(&state.metrics, r)
+    })
+    .await
 }
 
 /// `POST /group/user/query.json` (form: `groupId`): `{"code":200,"users":[{"id":…}]}` (empty
 /// for a group that does not exist).
 pub async fn group_user_query(State(state): St, headers: HeaderMap, body: Body) -> Response {
-    let r = async {
-        let (app, form) = signed_form(&state, &headers, body).await?;
+    signed(&state, &headers, body, async |app, form| {
         let group = group_id(&form)?;
         let users: Vec<Value> = state
             .hub
@@ -684,33 +679,29 @@ pub async fn group_user_query(State(state): St, headers: HeaderMap, body: Body) 
             .map(|id| json!({ "id": id }))
             .collect();
         Ok(Json(json!({ "code": 200, "users": users })))
-    }
-    .await;
-    respond(&state.metrics, r)
+    })
+    .await
 }
 
 /// `POST /rtc/user/kick.json` (form: `roomId` = the call id, `userId`): every connected device
 /// of the user gets `Kicked { call_id }` and ends that call with KICKED_BY_SERVER (23).
 /// Answers `{"code":200,"devices":n}`.
 pub async fn rtc_kick(State(state): St, headers: HeaderMap, body: Body) -> Response {
-    let r = async {
-        let (app, form) = signed_form(&state, &headers, body).await?;
+    signed(&state, &headers, body, async |app, form| {
         let user = validate_user_id(field(&form, "userId"))?;
         let room = validate_id("roomId", 256, field(&form, "roomId"))?;
         let n = state.hub.kick(app, user, room);
         tracing::info!(user_id = user, devices = n, "kicked from call");
         Ok(Json(json!({ "code": 200, "devices": n })))
-    }
-    .await;
-    respond(&state.metrics, r)
+    })
+    .await
 }
 
 /// `POST /rtc/iceServers.json` (form: `userId`): the ICE servers (with fresh TURN credentials)
 /// that user's clients get, for apps that configure their own peer connections:
 /// `{"code":200,"iceServers":[{"urls":[…],"username":…,"credential":…}],"ttl":secs}`.
 pub async fn ice_servers(State(state): St, headers: HeaderMap, body: Body) -> Response {
-    let r = async {
-        let (_, form) = signed_form(&state, &headers, body).await?;
+    signed(&state, &headers, body, async |_, form| {
         let user = validate_user_id(field(&form, "userId"))?;
         let servers: Vec<Value> = ice::ice_servers(&state.config, user, now_ms())
             .into_iter()
@@ -721,9 +712,8 @@ pub async fn ice_servers(State(state): St, headers: HeaderMap, body: Body) -> Re
             "iceServers": servers,
             "ttl": state.config.turn_ttl.as_secs(),
         })))
-    }
-    .await;
-    respond(&state.metrics, r)
+    })
+    .await
 }
 
 /// `GET /dev/token?userId=…` (dev mode only): a token for the primary app without Server API
