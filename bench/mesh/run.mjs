@@ -57,6 +57,8 @@ const HOLD_AUDIO_PPS = 40;
 const HOLD_AUDIO_CONCEALED = 0.1;
 /** Pages that play their remote audio (audio only; see the header). */
 const AUDIO_LISTENERS = Number.parseInt(process.env.RCALL_BENCH_LISTENERS || '4', 10);
+/** Print the browser's CPU per process type and thread over the window. */
+const THREADS = process.env.RCALL_BENCH_THREADS === '1';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const PAGES = path.join(HERE, '../call-setup/pages');
@@ -71,13 +73,21 @@ const CLK_TCK = 100; // USER_HZ on Linux
 // ------------------------------------------------------------------------------------------------
 // CPU of the Chromium process tree: every descendant of this node process except the server.
 
+/** A `/proc/…/stat` file: the name in parentheses, and the fields after it (`rest[1]` ppid,
+ *  `rest[11]` + `rest[12]` utime + stime). */
+function procStat(file) {
+  const stat = fs.readFileSync(file, 'utf8');
+  return { comm: stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')), rest: stat.slice(stat.lastIndexOf(')') + 2).split(' ') };
+}
+
+const ticksOf = (rest) => Number(rest[11]) + Number(rest[12]);
+
 function procChildren() {
   const kids = new Map();
   for (const d of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;
     try {
-      const stat = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
-      const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const { rest } = procStat(`/proc/${d}/stat`);
       const ppid = Number(rest[1]);
       if (!kids.has(ppid)) kids.set(ppid, []);
       kids.get(ppid).push(Number(d));
@@ -108,9 +118,7 @@ function sampleCpu(pids) {
   let rssKb = 0;
   for (const pid of pids) {
     try {
-      const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      ticks += Number(rest[11]) + Number(rest[12]); // utime, stime (fields 14, 15)
+      ticks += ticksOf(procStat(`/proc/${pid}/stat`).rest);
       const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
       rssKb += Number((status.match(/VmRSS:\s+(\d+)/) || [])[1] || 0);
     } catch {}
@@ -130,11 +138,9 @@ function sampleThreads(pids) {
       const sub = (cmd.find((a) => a.startsWith('--utility-sub-type=')) || '').slice(19).replace(/\.mojom\..*$/, '');
       if (t) type = sub ? `${t}:${sub}` : t;
       for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
-        const stat = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-        const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')).replace(/[0-9]+$/, '#');
-        const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-        const key = `${type} / ${comm}`;
-        out.set(key, (out.get(key) || 0) + Number(rest[11]) + Number(rest[12]));
+        const { comm, rest } = procStat(`/proc/${pid}/task/${tid}/stat`);
+        const key = `${type} / ${comm.replace(/[0-9]+$/, '#')}`;
+        out.set(key, (out.get(key) || 0) + ticksOf(rest));
       }
     } catch {}
   }
@@ -244,7 +250,6 @@ async function runMesh(browser, server, n, mode, exclude, janus) {
     const f1 = await Promise.all(pages.map(videoFrames));
     const d1 = await Promise.all(pages.map((p) => p.evaluate(() => window.B.C.decoded())));
     const c1 = sampleCpu(pids);
-    const THREADS = process.env.RCALL_BENCH_THREADS === '1';
     const t1 = THREADS ? sampleThreads(pids) : null;
     const w0 = Date.now();
     await sleep(WINDOW_MS);
@@ -293,9 +298,9 @@ async function runMesh(browser, server, n, mode, exclude, janus) {
       const streamFps = Object.keys(d2[i].perStream).map((k) => ((d2[i].perStream[k] - (d1[i].perStream[k] || 0)) * 1000) / sMs);
       const audioPps = Object.keys(d2[i].audioPackets).map((k) => ((d2[i].audioPackets[k] - (d1[i].audioPackets[k] || 0)) * 1000) / sMs);
       // Share of the played-out samples that were concealed (lost or late), per stream, in the window.
-      const concealed = Object.keys(d2[i].audioSamples || {}).map((k) => {
-        const total = d2[i].audioSamples[k] - ((d1[i].audioSamples || {})[k] || 0);
-        return total > 0 ? (d2[i].audioConcealed[k] - ((d1[i].audioConcealed || {})[k] || 0)) / total : NaN;
+      const concealed = Object.keys(d2[i].audioSamples).map((k) => {
+        const total = d2[i].audioSamples[k] - (d1[i].audioSamples[k] || 0);
+        return total > 0 ? (d2[i].audioConcealed[k] - (d1[i].audioConcealed[k] || 0)) / total : NaN;
       }).filter(Number.isFinite);
       return { pcNames: [...byPc.keys()].sort(), streamFps, audioPps, concealed, send, recv, fps, decodedFps, dropped, sdkFps: median(sdkFps), width: median(widths), reportsPerPcPerSec: rs.length / Math.max(1, byPc.size) / (wMs / 1000), pcs: byPc.size };
     });
@@ -395,24 +400,18 @@ function held(rows, mode) {
   return ok.length ? `${Math.max(...ok)} (held at ${ok.join(', ')})` : 'none';
 }
 
-/** The text of subsection `### <sub>` of section `## <title>` (to the next `###`), or ''. */
-function keptSubsection(title, sub) {
+/** The `### ` subsections of section `## <title>` whose heading `pick`s, in order, each as
+ *  `### …` text (to the next `###`). */
+function subsections(title, pick) {
   try {
     const text = fs.readFileSync(path.join(ROOT, 'BENCHMARKS.md'), 'utf8');
     const sec = text.split(/^## /m).find((x) => x.startsWith(`${title}\n`)) || '';
-    const m = sec.split(/^### /m).find((x) => x.startsWith(`${sub}\n`));
-    return m ? `### ${m.trim()}` : '';
-  } catch { return ''; }
-}
-
-/** Every `### Session …` subsection of section `## <title>`, in order. */
-function sessionSubsections(title) {
-  try {
-    const text = fs.readFileSync(path.join(ROOT, 'BENCHMARKS.md'), 'utf8');
-    const sec = text.split(/^## /m).find((x) => x.startsWith(`${title}\n`)) || '';
-    return sec.split(/^### /m).filter((x) => x.startsWith('Session ')).map((x) => `### ${x.trim()}`);
+    return sec.split(/^### /m).slice(1).filter(pick).map((x) => `### ${x.trim()}`);
   } catch { return []; }
 }
+
+/** The text of subsection `### <sub>` of section `## <title>`, or ''. */
+const keptSubsection = (title, sub) => subsections(title, (x) => x.startsWith(`${sub}\n`))[0] || '';
 
 const SFU_TITLE = 'Group calls through Janus (SFU)';
 
@@ -464,7 +463,7 @@ ${notes.length ? '\n' + notes.join('\n') + '\n' : ''}`;
   const audio = AUDIO ? sub : keptSubsection(SFU_TITLE, 'Audio only');
   const verdict = keptSubsection(SFU_TITLE, 'Verdict') || '### Verdict\n\n_To be written from the numbers above._';
   // Hand-written notes of each session's fixes and runs ("### Session …"), kept like the verdict.
-  const sessions = sessionSubsections(SFU_TITLE);
+  const sessions = subsections(SFU_TITLE, (x) => x.startsWith('Session '));
   const body = `
 Same calls as "Group mesh" (one page per participant, all in one headless Chromium, fake 640x480
 camera at ~15 fps, \`callInGroup\` then every callee accepts; the same 10 s window after a 5 s
