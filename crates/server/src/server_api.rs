@@ -348,22 +348,12 @@ async fn signed<T: IntoResponse>(
     f: impl AsyncFnOnce(AppId, Form) -> Result<T, ApiError>,
 ) -> Response {
     let r = async {
-        let (app, form) = signed_form(state, headers, body).await?;
-        f(app, form).await
+        let app = check_signature(state, headers).await?;
+        let body = body.map_err(|e| ApiError::BadRequest(format!("unreadable body: {e}")))?;
+        f(app, parse_form(&body)?).await
     }
     .await;
     respond(&state.metrics, r)
-}
-
-/// A signed request's app and form body.
-async fn signed_form(
-    state: &AppState,
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<(AppId, Form), ApiError> {
-    let app = check_signature(state, headers).await?;
-    let body = body.map_err(|e| ApiError::BadRequest(format!("unreadable body: {e}")))?;
-    Ok((app, parse_form(&body)?))
 }
 
 async fn issue_for(
