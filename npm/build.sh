@@ -25,8 +25,15 @@ RUSTC_BOOTSTRAP=1 \
   CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="-Zlocation-detail=none -Zfmt-debug=none -Zunstable-options -Cpanic=immediate-abort -Ctarget-feature=-reference-types,-multivalue" \
   cargo build -p rcall-sdk --profile wasm --target wasm32-unknown-unknown \
   -Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size
+# The unpacker (crates/unpack, no_std) on its own: built with the SDK, its dependencies would get
+# the SDK's features (thiserror's `std`) and link std's panic handler beside its own.
+# Its stack is 64 KB (it needs a few hundred bytes), not the default 1 MB below its data.
+RUSTC_BOOTSTRAP=1 \
+  CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="-Zlocation-detail=none -Zfmt-debug=none -Zunstable-options -Cpanic=immediate-abort -Clink-arg=-zstack-size=65536" \
+  cargo build -p rcall-unpack --profile wasm --target wasm32-unknown-unknown -Zbuild-std=core
 # CARGO_TARGET_DIR: worktrees share one target dir.
 wasm=${CARGO_TARGET_DIR:-target}/wasm32-unknown-unknown/wasm/rcall_sdk.wasm
+unpacker=${CARGO_TARGET_DIR:-target}/wasm32-unknown-unknown/wasm/rcall_unpack.wasm
 enums=$(cargo run -q -p rtc-core --example js_enums)
 
 work=$(mktemp -d)
@@ -81,7 +88,18 @@ rm -rf npm/dist && mkdir -p npm/dist/cdn npm/dist/esm
   sed "s|__RCALL_ENUMS__|$enums|" npm/src/cdn-entry.js
   echo "})();"
 } > npm/dist/cdn/rcall.js
-cp "$work/cdn/rcall_sdk_bg.wasm" npm/dist/cdn/rcall_bg.wasm
+# The CDN's rcall_bg.wasm is the unpacker (crates/unpack) carrying the module LZMA-compressed:
+# -19.5 KB gzip-9 (xz packs wasm far better than gzip), for ~18 ms of unpacking in Chromium here
+# (BENCHMARKS.md "Session 17: size"). The ESM package ships the module itself: a bundler's server
+# compresses it (brotli-11 gets within 3 KB of the packing) and the browser compiles it while it
+# downloads.
+command -v xz >/dev/null || { echo "npm/build.sh: xz is missing (apt install xz-utils; scripts/setup.sh installs it)" >&2; exit 1; }
+if [ -x node_modules/.bin/wasm-opt ]; then
+  node_modules/.bin/wasm-opt -Oz --strip-debug --strip-producers --strip-target-features "$unpacker" -o "$work/unpack.wasm"
+else
+  cp "$unpacker" "$work/unpack.wasm"
+fi
+node npm/pack-wasm.mjs "$work/unpack.wasm" "$work/cdn/rcall_sdk_bg.wasm" npm/dist/cdn/rcall_bg.wasm
 # Minify the classic script (what a CDN page downloads); the ESM package is left readable for
 # bundlers, which minify anyway. Only the banner comment stays (the glue's JSDoc blocks that
 # mention rcall were kept too: 567 B gzip); the glue's internal property names, which never leave

@@ -1,15 +1,16 @@
 // Renames the functions in a wasm module's name section so that sorting them by name (binaryen's
 // `--reorder-functions-by-name`, the next build step) puts them in the order that compresses best:
 // usage `node npm/order-functions.mjs MODULE.wasm`.
-// Why: gzip finds repeats only within 32 KB, and LLVM lays the ~1,300 functions out in roughly
-// source order, so look-alike bodies (drop glue, getters, one generic's instantiations, async
-// state machines) sit far apart. The order: by body size in half-octave classes; within a class,
-// from the first by name (crate hashes and leading `<&*( ` dropped), each next function the one
-// whose body shares the most 4-byte sequences with the last (a MinHash estimate). On the SDK the
-// download is −2,319 B gzip-9, −1,913 B brotli-11 (BENCHMARKS.md "Session 15: size"; size
-// classes then name alone −1,930 B gzip; by name alone ~−1,240, binaryen's call-count order
-// +1,866). Only the order of the code section changes: no body is touched, and the name section
-// is dropped by the next wasm-opt.
+// Why: LLVM lays the ~2,000 functions out in roughly source order, so look-alike bodies (drop glue,
+// getters, one generic's instantiations, async state machines) sit far apart, while a compressor
+// codes a repeat more cheaply the closer and the more often it recurs (gzip sees only 32 KB back).
+// The order: by body size in two-octave classes; within a class, from the first by name (crate
+// hashes and leading `<&*( ` dropped), each next function the one whose body shares the most
+// 4-byte sequences with the last (a MinHash estimate over 512 hashes). Tuned for what the page
+// downloads: since session 17 the module ships LZMA-compressed (npm/pack-wasm.mjs), where this
+// order gives 96,020 B against 97,038 B with session 15's (half-octave classes, 64 hashes, tuned
+// for gzip) and 99,814 B with LLVM's (BENCHMARKS.md "Session 17: size"). Only the order of the
+// code section changes: no body is touched, and the name section is dropped by the next wasm-opt.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { Cursor, assemble, leb, name, sections } from './wasm-module.mjs';
 
@@ -20,13 +21,13 @@ if (!wasmPath) {
 }
 const fail = (msg) => { console.error(`order-functions: ${wasmPath}: ${msg}`); process.exit(1); };
 
-/** A function's size class: half octaves of its body's bytes. */
-const sizeClass = (bytes) => Math.floor(Math.log2(bytes + 1) * 2);
+/** A function's size class: two octaves of its body's bytes. */
+const sizeClass = (bytes) => Math.floor(Math.log2(bytes + 1) / 2);
 /** A name without crate hashes and leading `<&*( `, so one generic's copies sort together. */
 const plain = (fnName) => fnName.replace(/\[[0-9a-f]+\]/g, '').replace(/^[<&*( ]+/, '');
 
 /** MinHash signature of a body: per seed, the least hash of its 4-byte sequences. */
-const SEEDS = 64;
+const SEEDS = 512;
 function signature(body) {
   const sig = new Uint32Array(SEEDS).fill(0xffffffff);
   for (let p = 0; p + 4 <= body.length; p++) {

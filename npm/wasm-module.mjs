@@ -89,3 +89,14 @@ export function assemble(buf, parts) {
   for (const [id, body] of parts) out.push(Buffer.from([id]), leb(body.length), body);
   return Buffer.concat(out);
 }
+
+/** `n` as signed LEB128 (an `i32.const` immediate). */
+export const sleb = (n) => {
+  const out = [];
+  for (;;) {
+    const b = n & 0x7f;
+    n >>= 7;
+    if ((n === 0 && !(b & 0x40)) || (n === -1 && b & 0x40)) { out.push(b); return Buffer.from(out); }
+    out.push(b | 0x80);
+  }
+};

@@ -51,6 +51,8 @@ command -v cc >/dev/null || apt_missing+=(build-essential)
 # make: rcall-server's allocator (tikv-jemalloc-sys) builds jemalloc with configure + make.
 command -v make >/dev/null || apt_missing+=(make)
 command -v pkg-config >/dev/null || apt_missing+=(pkg-config)
+# xz: npm/build.sh packs the CDN's wasm with it (npm/pack-wasm.mjs).
+command -v xz >/dev/null || apt_missing+=(xz-utils)
 if [ ${#apt_missing[@]} -gt 0 ]; then
     command -v apt-get >/dev/null || die "missing ${apt_missing[*]} and no apt-get"
     [ "$(id -u)" = 0 ] || die "missing ${apt_missing[*]}: run as root (or install them yourself)"

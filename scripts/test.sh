@@ -8,8 +8,8 @@
 #      cargo clippy --target wasm32-unknown-unknown --all-targets -p <browser crates>  the same
 #                                             for the code only wasm compiles (SDK, web-rtc)
 #      cargo fmt --all --check                 formatting (per-crate rustfmt.toml where a crate keeps a wide style)
-#   3. node --test npm/test/                 the SDK build's post-link steps (npm/*.mjs)
-#      bash npm/build.sh                      the wasm SDK -> npm/dist/cdn/rcall.js
+#   3. bash npm/build.sh                      the wasm SDK -> npm/dist/cdn/rcall.js
+#      node --test npm/test/                  the SDK build's post-link steps (npm/*.mjs)
 #      bash npm/size.sh --check               its gzip-9 download size against the budget
 #   4. cargo test --workspace --no-run        the (debug) server the e2e tests run: step 2 built it
 #   5. wasm test build (--no-run)             everything the offline phase needs is built here
@@ -138,6 +138,9 @@ for d in "${WCRATES[@]}"; do pargs+=(-p "$(crate_name "$d")"); done
 if skipped lint; then skip "clippy (wasm)" "RCALL_TEST_SKIP"
 elif [ ${#WCRATES[@]} -eq 0 ]; then skip "clippy (wasm)" "no crate has run_in_browser tests"
 else step "clippy (wasm)" cargo clippy --target "$WASM_TARGET" --all-targets "${pargs[@]}" -- -D warnings; fi
+# The CDN's unpacker (crates/unpack) has wasm-only code too (its exports); its tests run natively.
+if skipped lint; then skip "clippy (unpacker, wasm)" "RCALL_TEST_SKIP"
+else step "clippy (unpacker, wasm)" cargo clippy --target "$WASM_TARGET" -p rcall-unpack -- -D warnings; fi
 if skipped lint; then skip "rustfmt" "RCALL_TEST_SKIP"
 else step "rustfmt" cargo fmt --all --check; fi
 
@@ -148,9 +151,10 @@ else step "fuzz smoke" bash scripts/fuzz.sh smoke; fi
 
 sdk_ok=0 server_ok=0 wasm_ok=0
 if [ -f npm/build.sh ]; then
-    # The build's own post-link steps (npm/*.mjs) on small hand-made modules.
-    step "sdk build steps" node --test npm/test/
     step "sdk build" bash npm/build.sh && sdk_ok=1
+    # The build's own post-link steps (npm/*.mjs) on small hand-made modules, and the packed CDN
+    # module against the build's output (pack-wasm.test.mjs needs npm/dist).
+    step "sdk build steps" node --test npm/test/
     [ -f npm/dist/cdn/rcall.js ] || { [ $sdk_ok = 1 ] && echo "npm/build.sh did not produce npm/dist/cdn/rcall.js" >&2; sdk_ok=0; }
     # The download size budget (npm/size.sh; RCALL_SIZE_BUDGET overrides): its own step, so a
     # size regression fails CI without skipping the e2e tests.

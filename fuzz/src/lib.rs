@@ -11,10 +11,12 @@
 //!   handler, hub, rooms and store.
 //! - [`ws_codec`]: the server's WebSocket frame decoder on arbitrary client bytes, whole and in
 //!   chunks (masking, lengths, fragmentation, control frames, UTF-8, the size limit).
+//! - [`unpack`]: the CDN's wasm unpacker (crates/unpack) on arbitrary `.lzma` bytes.
 
 pub mod engine_signals;
 pub mod server_api;
 pub mod server_frames;
+pub mod unpack;
 pub mod ws_codec;
 
 /// The fuzzed server's app.

@@ -20,14 +20,15 @@ const section = (id, body) => Buffer.concat([Buffer.from([id]), leb(body.length)
 const I32 = 0x7f;
 
 const NOPS = new Array(20).fill(0x01);
+const MANY_NOPS = new Array(60).fill(0x01);
 /** `i32.const a; i32.const b; i32.add; …`: the sum of `values`. */
 const sum = (values) => values.flatMap((v, i) => (i === 0 ? [0x41, v] : [0x41, v, 0x6a]));
 /** Defined functions: name, body code (before `end`), and the value it returns. */
 const FUNCS = [
-  { fn: '<big[0123456789abcdef]::b>::run', code: [...NOPS, 0x41, 1], value: 1 }, // 24 bytes
+  { fn: '<big[0123456789abcdef]::b>::run', code: [...MANY_NOPS, 0x41, 1], value: 1 }, // 64 bytes
   { fn: 'small::z', code: [0x41, 2], value: 2 }, // 4 bytes
   { fn: '&small[0123456789abcdef]::a', code: [0x41, 3], value: 3 },
-  { fn: 'big::a', code: [...NOPS, 0x41, 4], value: 4 },
+  { fn: 'big::a', code: [...MANY_NOPS, 0x41, 4], value: 4 },
   { fn: 'sim::a', code: sum([1, 2, 3, 4, 5]), value: 15 }, // 16 bytes
   { fn: 'sim::b', code: [...NOPS.slice(0, 12), 0x41, 6], value: 6 },
   { fn: 'sim::c', code: sum([1, 2, 3, 4, 6]), value: 16 },
@@ -92,7 +93,7 @@ test('names become ranks: by size class; in a class, the first by name, then the
   const names = functionNames(bytes);
   assert.equal(names.get(0), 'env::log'); // imports keep their names
   // 4 bytes: "small::a" (from `&small[…]::a`), then "small::z"; 16 bytes: "sim::a", then "sim::c"
-  // (its sums share 4-byte runs with sim::a's), then "sim::b"; 24 bytes: "big::a", then "big::b>…".
+  // (its sums share 4-byte runs with sim::a's), then "sim::b"; 64 bytes: "big::a", then "big::b>…".
   assert.deepEqual(DEFINED.map((i) => names.get(i)), ['6', '1', '0', '5', '2', '4', '3']);
   assert.deepEqual(section10(bytes), section10(before));
   assert.deepEqual(await results(bytes), FUNCS.map((f) => f.value));
@@ -121,5 +122,5 @@ test('wasm-opt --reorder-functions-by-name lays the code out in rank order', { s
   const s = sections(bytes, assert.fail).find((x) => x.id === 10);
   const c = new Cursor(bytes, s.start);
   for (let i = c.u32(); i > 0; i--) { const n = c.u32(); sizes.push(n); c.p += n; }
-  assert.deepEqual(sizes, [4, 4, 16, 16, 16, 24, 24]);
+  assert.deepEqual(sizes, [4, 4, 16, 16, 16, 64, 64]);
 });

@@ -19,28 +19,35 @@
     return imports;
   }
 
-  // mode 'streaming': fetch + instantiateStreaming, as the SDK's loader does (imports derived
-  // from a module compiled afterwards, so the timed compile is the first in this process).
-  // mode 'compile': fetch the bytes first, then time WebAssembly.compile and instantiate.
+  // The CDN's rcall_bg.wasm is the unpacker carrying the SDK's module LZMA-compressed
+  // (crates/unpack): the module is what unpack() returns.
+  async function unpacked(bytes) {
+    var u = (await WebAssembly.instantiate(bytes)).instance.exports;
+    var at = u.unpack();
+    if (at < 0) throw new Error('unpack error ' + at);
+    return new Uint8Array(u.memory.buffer, at, u.unpacked_len());
+  }
+
+  // mode 'load': fetch + unpack + compile + instantiate, as the SDK's CDN loader does.
+  // mode 'compile': fetch the bytes first, then time the unpacking, WebAssembly.compile and
+  // instantiate apart.
   window.measureWasm = async function (url, mode) {
     var fresh = url + '?bench=' + Math.random();
-    if (mode === 'streaming') {
-      // No module to read the import list from before the timed compile: a Proxy answers
-      // every import with a stub function (wasm-bindgen modules import only functions).
-      var anyFn = function () { throw new Error('stub import'); };
-      var mod = new Proxy({}, { get: function () { return anyFn; }, has: function () { return true; } });
-      var imports = new Proxy({}, { get: function () { return mod; }, has: function () { return true; } });
+    if (mode === 'load') {
       var t0 = now();
-      var r = await WebAssembly.instantiateStreaming(fetch(fresh, { cache: 'no-store' }), imports);
-      var ms = now() - t0;
-      return { ms: ms, ok: !!r.instance };
+      var sdk = await unpacked(await (await fetch(fresh, { cache: 'no-store' })).arrayBuffer());
+      var loaded = await WebAssembly.compile(sdk);
+      await WebAssembly.instantiate(loaded, stubImports(loaded));
+      return { ms: now() - t0 };
     }
     var bytes = await (await fetch(fresh, { cache: 'no-store' })).arrayBuffer();
     var t1 = now();
-    var m = await WebAssembly.compile(bytes);
+    var module = await unpacked(bytes);
     var t2 = now();
-    await WebAssembly.instantiate(m, stubImports(m));
+    var m = await WebAssembly.compile(module);
     var t3 = now();
-    return { compile: t2 - t1, instantiate: t3 - t2, bytes: bytes.byteLength };
+    await WebAssembly.instantiate(m, stubImports(m));
+    var t4 = now();
+    return { unpack: t2 - t1, compile: t3 - t2, instantiate: t4 - t3, bytes: module.byteLength };
   };
 })();
