@@ -400,6 +400,40 @@ impl Hub {
             .note_accepted(origin, client_seq)
     }
 
+    /// Cluster mode: `accepted`, what the route script accepted from `origin`'s instance, read
+    /// in the login's join after registration (not in a round trip of its own before it: one
+    /// fewer per login in a reconnect storm). Recorded like [`Self::note_accepted`] before the
+    /// connection's first frame is read, so a resend of it is answered here as a duplicate;
+    /// and the `AuthResult` registration queued first in `outbox` (nothing of a connection is
+    /// written before its join returned) confirms it.
+    pub fn join_accepted(&self, origin: &Origin, outbox: &Outbox, accepted: u64) {
+        use prost::Message as _;
+        use rtc_core::proto::{server_frame::Body, ServerFrame};
+        if origin.instance == 0 || accepted == 0 {
+            return;
+        }
+        let upto = {
+            let mut core = self.apps[origin.app].lock();
+            core.note_accepted(origin, accepted);
+            core.accepted_upto(origin).0
+        };
+        outbox.update_first(|first| {
+            let (Outgoing::Frame { body, .. } | Outgoing::Durable { body, .. }) = first else {
+                return;
+            };
+            if let Ok(ServerFrame {
+                body: Some(Body::AuthResult(mut auth)),
+                ..
+            }) = ServerFrame::decode(&body[..])
+            {
+                if auth.accepted_upto < upto {
+                    auth.accepted_upto = upto;
+                    *body = encode_body(&Body::AuthResult(auth));
+                }
+            }
+        });
+    }
+
     /// See [`AppCore::ack`].
     pub fn ack(&self, origin: &Origin, seq: u64) {
         self.with(origin.app, |core, sh| {
