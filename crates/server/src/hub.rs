@@ -64,6 +64,8 @@ struct ServerShell<'a> {
     key: &'a Arc<str>,
     store: &'a Store,
     metrics: &'a Metrics,
+    /// Device cursors are written to SQLite (not in cluster mode: [`Hub::cursors_in_redis`]).
+    sqlite_cursors: bool,
 }
 
 impl Shell for ServerShell<'_> {
@@ -108,8 +110,10 @@ impl Shell for ServerShell<'_> {
             .delete_offline_upto(self.key.clone(), user, device, upto);
     }
     fn save_cursor(&mut self, user: Arc<str>, device: Arc<str>, acked: u64, now_ms: i64) {
-        self.store
-            .save_cursor(self.key.clone(), user, device, acked, now_ms);
+        if self.sqlite_cursors {
+            self.store
+                .save_cursor(self.key.clone(), user, device, acked, now_ms);
+        }
     }
     fn save_client_seqs(
         &mut self,
@@ -198,6 +202,8 @@ pub struct Hub {
     /// Per app, the rooms' change count last saved ([`Hub::save_changed_rooms`]); its lock
     /// keeps two saves in order.
     rooms_saved: Mutex<Vec<u64>>,
+    /// False in cluster mode: see [`Hub::cursors_in_redis`].
+    sqlite_cursors: std::sync::atomic::AtomicBool,
 }
 
 impl Hub {
@@ -244,7 +250,16 @@ impl Hub {
             pusher: std::sync::OnceLock::new(),
             sfu_calls: std::sync::OnceLock::new(),
             rooms_saved: Mutex::new(vec![0; n_apps]),
+            sqlite_cursors: std::sync::atomic::AtomicBool::new(true),
         }
+    }
+
+    /// Cluster mode (at startup): device cursors live in Redis (`cluster::mailbox`), where every
+    /// login and replay reads them; SQLite's copy is never read then, so it is not written
+    /// either. (It was a database write per login and per departing device: a login storm's
+    /// survivors spent ~10 % of their login CPU on the database thread for it, session 17.)
+    pub fn cursors_in_redis(&self) {
+        self.sqlite_cursors.store(false, Ordering::Relaxed);
     }
 
     /// SFU mode: after each routed GROUP call message, its call id goes to `tx` (once, at
@@ -307,6 +322,7 @@ impl Hub {
             key: &shard.key,
             store: &self.store,
             metrics: &self.metrics,
+            sqlite_cursors: self.sqlite_cursors.load(Ordering::Relaxed),
         };
         f(&mut core, &mut sh)
     }
@@ -398,6 +414,40 @@ impl Hub {
         self.apps[origin.app]
             .lock()
             .note_accepted(origin, client_seq)
+    }
+
+    /// Cluster mode: `accepted`, what the route script accepted from `origin`'s instance, read
+    /// in the login's join after registration (not in a round trip of its own before it: one
+    /// fewer per login in a reconnect storm). Recorded like [`Self::note_accepted`] before the
+    /// connection's first frame is read, so a resend of it is answered here as a duplicate;
+    /// and the `AuthResult` registration queued first in `outbox` (nothing of a connection is
+    /// written before its join returned) confirms it.
+    pub fn join_accepted(&self, origin: &Origin, outbox: &Outbox, accepted: u64) {
+        use prost::Message as _;
+        use rtc_core::proto::{server_frame::Body, ServerFrame};
+        if origin.instance == 0 || accepted == 0 {
+            return;
+        }
+        let upto = {
+            let mut core = self.apps[origin.app].lock();
+            core.note_accepted(origin, accepted);
+            core.accepted_upto(origin).0
+        };
+        outbox.update_first(|first| {
+            let (Outgoing::Frame { body, .. } | Outgoing::Durable { body, .. }) = first else {
+                return;
+            };
+            if let Ok(ServerFrame {
+                body: Some(Body::AuthResult(mut auth)),
+                ..
+            }) = ServerFrame::decode(&body[..])
+            {
+                if auth.accepted_upto < upto {
+                    auth.accepted_upto = upto;
+                    *body = encode_body(&Body::AuthResult(auth));
+                }
+            }
+        });
     }
 
     /// See [`AppCore::ack`].

@@ -277,6 +277,7 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<RunningServe
                 cluster::Bus::connect_with(url, config.redis_response_timeout).await?,
             );
             follower = Some(cluster::shared::start(&shared, &hub).await?);
+            hub.cursors_in_redis();
             let week = Duration::from_secs(7 * 24 * 3600);
             let limits = cluster::mailbox::MailboxLimits {
                 max_len: config.offline_max_per_user.max(1),

@@ -183,6 +183,15 @@ impl Outbox {
         }
     }
 
+    /// Rewrites the first queued item in place (none queued: nothing), under the queue's lock:
+    /// nothing pushed meanwhile is reordered. A cluster login's `AuthResult`, queued at
+    /// registration, gets what its join read later ([`crate::hub::Hub::join_accepted`]).
+    pub fn update_first(&self, f: impl FnOnce(&mut Outgoing)) {
+        if let Some(first) = self.lock().items.front_mut() {
+            f(first);
+        }
+    }
+
     /// Drops everything queued and makes `err` the last frame.
     pub fn abort_with(&self, err: ErrorFrame) {
         let mut q = self.lock();

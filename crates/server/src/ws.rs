@@ -491,7 +491,7 @@ async fn cluster_session(
         stages[1] = t0.elapsed();
         // Watched too: the mailbox stage is the one a slow Redis holds longest.
         let s = tokio::select! {
-            s = routing.sync_open(app, &key, &reg, page) => s,
+            s = routing.sync_open(app, &key, &reg, instance, page) => s,
             _ = ws.peer_gone(limit) => return Ok(None),
         };
         stages[2] = t0.elapsed();
@@ -528,6 +528,15 @@ async fn cluster_session(
     let mut replayed = 0;
     let started = started.map_err(|e| failed = Some(e)).ok().flatten();
     if let Some((start, first)) = started {
+        // Before anything of the connection is written (its `AuthResult` first) or read.
+        let origin = Origin {
+            app,
+            conn_id: reg.conn_id,
+            user_id: reg.user_id.clone(),
+            device_id: reg.device_id.clone(),
+            instance,
+        };
+        state.hub.join_accepted(&origin, &outbox, start.accepted);
         // `seen`: the seqs up to which this connection has the user's copies once replayed:
         // what the page reads cover, and what the device has (its cursor in Redis, and its
         // `resume_from` capped at this node's clock): a live copy at or below it that reaches
@@ -781,34 +790,13 @@ async fn admit(
             format!("device id is longer than {MAX_DEVICE_ID_CHARS} characters"),
         ));
     }
-    // What this instance got accepted before a restart (or before memory forgot it); in
-    // cluster mode what the route script accepted from it, on whichever node. Read beside the
-    // profile (a login surge after a node's kill waits on both).
+    // What this instance got accepted before a restart (or before memory forgot it), read
+    // beside the profile. In cluster mode what the route script accepted from it, on whichever
+    // node, is read in the login's join instead, after registration (`Hub::join_accepted`):
+    // a separate read was a round trip of its own, as slow as the join in a login storm.
     let stored = async {
-        if instance == 0 {
+        if instance == 0 || state.routing.is_some() {
             (0, 0)
-        } else if let Some(routing) = &state.routing {
-            let key = state.hub.app(app).key.clone();
-            let t0 = std::time::Instant::now();
-            let upto = routing
-                .mailboxes
-                .accepted_upto(&key, &claims.u, &device_id, instance)
-                .await;
-            tracing::debug!(
-                target: "rcall_server::cluster::login",
-                upto_ms = t0.elapsed().as_millis() as u64,
-                "cluster login: accepted_upto read"
-            );
-            match upto {
-                Ok(upto) => (upto, 0),
-                Err(e) => {
-                    // Harmless: the client then resends what it holds unconfirmed, and the route
-                    // script answers what it already accepted as duplicates. (Refusing here turned
-                    // a slow Redis into a reconnect storm.)
-                    tracing::warn!(error = %e, "cluster: reading accepted client seqs failed");
-                    (0, 0)
-                }
-            }
         } else {
             let key = state.hub.app(app).key.clone();
             match state

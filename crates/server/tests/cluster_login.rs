@@ -306,3 +306,30 @@ async fn logins_past_the_bound_are_refused_busy_at_once_and_succeed_on_retry() {
     first.barrier(2).await;
     assert_eq!(r.logins_in_progress(), 0);
 }
+
+/// Cluster mode keeps device cursors in Redis, where every login reads them: a login and a
+/// device's departure write none to the node's SQLite, whose copy nothing reads in cluster
+/// mode. (It was a database write per login, ~10 % of a login's CPU in a storm: session 17.)
+#[tokio::test]
+async fn a_cluster_login_writes_no_device_cursor_to_sqlite() {
+    let redis = TestRedis::start();
+    let a = cluster_node(&redis).await;
+    let mut bob = a.client("bob", "b1").await;
+    let alice = a.client("alice", "a1").await;
+    drop(alice);
+    let hub = &a.server.state().hub;
+    until("alice's connection is gone", || {
+        hub.connection_count("alice") == 0
+    })
+    .await;
+    // (Behind everything queued for the database before it: its writes are one thread's queue.)
+    let store = &a.server.state().store;
+    for user in ["alice", "bob"] {
+        let known = store
+            .sync_page(APP_KEY.into(), user.into(), "x".into(), 0, now_ms(), None)
+            .await
+            .unwrap();
+        assert!(known.devices.is_empty(), "{user}: {:?}", known.devices);
+    }
+    bob.barrier(1).await;
+}

@@ -450,8 +450,8 @@ async fn an_unfinished_cleanup_is_taken_over_by_another_node() {
     assert!(dead.try_recv().is_err(), "not announced again");
 }
 
-/// A login's Redis round trips (the `accepted_upto` read, the presence write, the join and
-/// replay) go on a connection of their own: after a node's kill its clients' logins on the
+/// A login's Redis round trips (the join `MULTI` with the presence write, the `accepted_upto`
+/// read and the replay) go on a connection of their own: after a node's kill its clients' logins on the
 /// survivors must not queue behind the route and ack scripts of everyone's resends (session
 /// 8: each stage of a login waited seconds behind a saturated Redis).
 #[tokio::test]
@@ -462,7 +462,7 @@ async fn a_login_does_not_wait_behind_the_main_connections_backlog() {
     alice.send_expect(1, text("bob", b"while away"), 0).await;
 
     let blocked = block_main_lane(&redis, &a, "test:block:login", 20).await;
-    // Bob logs in on A (with an instance: the `accepted_upto` read too) while A's main
+    // Bob logs in on A (with an instance: the `accepted_upto` read in the join) while A's main
     // connection is stuck: he gets his replay and his `SyncDone` all the same.
     let (mut bob, auth, replay) = Client::login_instance(a.addr, &a.token("bob"), "b1", 0, 7).await;
     assert_eq!(auth.accepted_upto, 0);

@@ -273,7 +273,10 @@ async fn a_route_failing_past_the_retries_closes_the_connection_and_its_resend_i
     assert_eq!(redis.command(&["CLIENT", "PAUSE", "6000", "ALL"]), "+OK");
     alice.send_message(1, paused.clone()).await;
     alice.expect_error_and_close(31003).await;
-    // Reconnect (to the other node) and resend what was not confirmed, as the SDK does.
+    // Once Redis answers again (blocked until the pause ends: a login needs Redis, its join
+    // failing closes it), reconnect to the other node and resend what was not confirmed, as
+    // the SDK does.
+    assert_eq!(redis.command(&["PING"]), "+PONG");
     let (mut alice, _, _) = Client::login_instance(b.addr, &b.token("alice"), "a1", 0, 5).await;
     alice.send_message(1, paused).await;
     let r = alice.recv_send_result().await;
@@ -311,6 +314,80 @@ async fn accepted_client_seqs_are_confirmed_by_pong_and_on_another_node() {
     }
     let (_, auth, _) = Client::login_instance(b.addr, &b.token("alice"), "a1", 0, 11).await;
     assert_eq!(auth.accepted_upto, 2);
+}
+
+/// A login reads what its SDK instance got accepted in its join's `MULTI`, not in a round trip
+/// of its own before it (session 17: after a node's kill that read queued on the survivors'
+/// login connection as long as the join did). It still reaches the `AuthResult`, and a resend of
+/// an accepted message after the move is answered as a duplicate, not routed again.
+#[tokio::test]
+async fn a_login_reads_what_its_instance_got_accepted_in_its_join() {
+    let redis = TestRedis::start();
+    let (a, b) = (cluster_node(&redis).await, cluster_node(&redis).await);
+    let (mut alice, _, _) = Client::login_instance(a.addr, &a.token("alice"), "a1", 0, 11).await;
+    let mut bob = b.client("bob", "b1").await;
+    for n in 1..=2u64 {
+        let m = SendMessage {
+            client_seq: n,
+            ..text("bob", format!("m{n}").as_bytes())
+        };
+        alice.send_expect(n as u32, m, 0).await;
+        assert_from(
+            &bob.recv_delivered().await,
+            "alice",
+            "alice",
+            format!("m{n}").as_bytes(),
+        );
+    }
+    drop(alice);
+
+    let commands = monitor(&redis);
+    let (mut alice, auth, _) = Client::login_instance(b.addr, &b.token("alice"), "a1", 0, 11).await;
+    assert_eq!(auth.accepted_upto, 2, "AuthResult on another node");
+    // The login's commands (the route script's own reads run as `lua`).
+    let lines: Vec<String> = commands
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| !l.contains(" lua]"))
+        .cloned()
+        .collect();
+    let upto = lines
+        .iter()
+        .position(|l| l.contains(r#""GET""#) && l.contains(":upto:alice:a1:11"))
+        .unwrap_or_else(|| panic!("no read of the accepted client_seq: {lines:#?}"));
+    let last_tx = lines[..upto]
+        .iter()
+        .rev()
+        .find(|l| l.contains(r#""MULTI""#) || l.contains(r#""EXEC""#));
+    assert!(
+        last_tx.is_some_and(|l| l.contains(r#""MULTI""#)),
+        "the accepted client_seq was read outside the join's MULTI: {lines:#?}"
+    );
+
+    // A resend of the second message (its confirmation lost with the move) is a duplicate.
+    alice
+        .send_expect(
+            3,
+            SendMessage {
+                client_seq: 2,
+                ..text("bob", b"m2")
+            },
+            0,
+        )
+        .await;
+    alice
+        .send_expect(
+            4,
+            SendMessage {
+                client_seq: 3,
+                ..text("bob", b"m3")
+            },
+            0,
+        )
+        .await;
+    assert_from(&bob.recv_delivered().await, "alice", "alice", b"m3");
+    bob.barrier(5).await;
 }
 
 /// A long mailbox is replayed a page at a time, as on a single node (it used to be read and

@@ -241,6 +241,19 @@ pub struct Joined {
     pub last_seq: u64,
 }
 
+/// The result of [`Mailboxes::open_device`].
+#[derive(Debug)]
+pub struct Opened {
+    pub joined: Joined,
+    /// The user's known devices before the join.
+    pub devices: Vec<String>,
+    /// The first page of the mailbox above the read's start.
+    pub entries: Vec<MailboxEntry>,
+    /// The highest `client_seq` the route script accepted from the SDK instance (0 for
+    /// instance 0, none yet, or unreadable): `AuthResult.accepted_upto` on whichever node.
+    pub accepted: u64,
+}
+
 /// The result of [`Mailboxes::ack`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Acked {
@@ -381,6 +394,13 @@ fn bad(msg: impl Into<String>) -> ClusterError {
     ClusterError::OutOfRange(msg.into())
 }
 
+/// The `client_seq` in the value of `key` ([`upto_key`]: `<client_seq> <uid> <flags>`; none: 0).
+fn accepted_of(key: &str, v: Option<&str>) -> Result<u64, ClusterError> {
+    let seq = v.and_then(|v| v.split(' ').next()).unwrap_or("0");
+    seq.parse()
+        .map_err(|_| bad(format!("{key} holds {v:?}, not a client_seq")))
+}
+
 fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -428,31 +448,6 @@ impl Mailboxes {
     /// A new message uid (`Delivered.message_uid`).
     pub(super) fn next_uid(&self) -> String {
         self.uids.lock().expect("uid lock").next_uid()
-    }
-
-    /// The highest `client_seq` the route script accepted from one SDK instance (0 if none or
-    /// forgotten after its TTL): `AuthResult.accepted_upto` on whichever node the instance
-    /// connects to. On [`Lane::Login`].
-    pub async fn accepted_upto(
-        &self,
-        app: &str,
-        user: &str,
-        device: &str,
-        instance: u64,
-    ) -> Result<u64, ClusterError> {
-        let key = upto_key(app, user, device, instance);
-        let v: Option<String> = redis::cmd("GET")
-            .arg(&key)
-            .query_async(&mut self.bus.lane(Lane::Login))
-            .await
-            .map_err(|e| ClusterError::command(&self.bus.url, format!("GET {key}"), e))?;
-        // `<client_seq> <uid> <flags>` ([`upto_key`]).
-        let seq = v
-            .as_deref()
-            .and_then(|v| v.split(' ').next())
-            .unwrap_or("0");
-        seq.parse()
-            .map_err(|_| bad(format!("{key} holds {v:?}, not a client_seq")))
     }
 
     /// Up to `limit` entries of `user`'s mailbox with a seq above `seq`, in seq order (a
@@ -611,21 +606,25 @@ impl Mailboxes {
     }
 
     /// A connecting device's start in one round trip: [`Self::join_device`] with cursor 0,
-    /// the user's known devices (before it joined: a new device is left out), and up to `page`
-    /// entries of the mailbox above `above` (read after the join, in the same MULTI). The
-    /// caller reads from the device's own `resume_from`; entries at or below the returned
+    /// the user's known devices (before it joined: a new device is left out), up to `page`
+    /// entries of the mailbox above `above` (read after the join, in the same MULTI) and, for
+    /// an SDK `instance` (not 0), what the route script accepted from it ([`Opened::accepted`]).
+    /// The caller reads from the device's own `resume_from`; entries at or below the returned
     /// cursor are its to skip. (Three round trips per login made a reconnect surge wait on a
-    /// busy Redis three times over.) `before` adds commands run first in the same `MULTI`
-    /// (their replies ignored): the connection's presence write. On [`Lane::Login`].
+    /// busy Redis three times over; the accepted `client_seq` was a fourth, as slow as the
+    /// join in a storm, until session 17.) `before` adds commands run first in the same
+    /// `MULTI` (their replies ignored): the connection's presence write. On [`Lane::Login`].
+    #[allow(clippy::too_many_arguments)]
     pub async fn open_device(
         &self,
         app: &str,
         user: &str,
         device: &str,
+        instance: u64,
         above: u64,
         page: usize,
         before: impl FnOnce(&mut redis::Pipeline),
-    ) -> Result<(Joined, Vec<String>, Vec<MailboxEntry>), ClusterError> {
+    ) -> Result<Opened, ClusterError> {
         if device.is_empty() {
             return Err(bad("register_device: empty device"));
         }
@@ -645,7 +644,28 @@ impl Mailboxes {
             .arg("+")
             .arg("COUNT")
             .arg(page.max(1));
+        let upto = (instance != 0).then(|| upto_key(app, user, device, instance));
+        if let Some(upto) = &upto {
+            p.get(upto);
+        }
         // (One MULTI: the read follows the join atomically.)
+        let mut replies: Vec<Value> = p
+            .query_async(&mut self.bus.lane(Lane::Login))
+            .await
+            .map_err(|e| ClusterError::command(&self.bus.url, format!("HSETNX {key}"), e))?;
+        // What the instance got accepted: harmless when unreadable (the client then resends
+        // what it holds unconfirmed, and the route script answers it as duplicates), so a bad
+        // value costs a warning, not the login.
+        let accepted = match upto.as_deref().map(|k| (k, replies.pop())) {
+            None => 0,
+            Some((k, v)) => {
+                let v = v.and_then(|v| redis::from_redis_value::<Option<String>>(v).ok());
+                accepted_of(k, v.flatten().as_deref()).unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "cluster: reading accepted client seqs failed");
+                    0
+                })
+            }
+        };
         #[allow(clippy::type_complexity)]
         let (devices, added, _, cursor, last_seq, range): (
             Vec<String>,
@@ -654,10 +674,8 @@ impl Mailboxes {
             u64,
             Option<u64>,
             Value,
-        ) = p
-            .query_async(&mut self.bus.lane(Lane::Login))
-            .await
-            .map_err(|e| ClusterError::command(&self.bus.url, format!("HSETNX {key}"), e))?;
+        ) = redis::from_redis_value(Value::Array(replies))
+            .map_err(|e| bad(format!("HSETNX {key}: unexpected reply: {e}")))?;
         let entries =
             parse_range(range).ok_or_else(|| bad(format!("XRANGE {mbox}: unexpected reply")))?;
         let joined = Joined {
@@ -665,7 +683,12 @@ impl Mailboxes {
             new: added == 1,
             last_seq: last_seq.unwrap_or(0),
         };
-        Ok((joined, devices, entries))
+        Ok(Opened {
+            joined,
+            devices,
+            entries,
+            accepted,
+        })
     }
 
     /// `user`'s known devices and their cursors, sorted by device.

@@ -255,7 +255,7 @@ return seq
 pub enum Lane {
     /// Routing, acks, policy, rooms, presence writes, cleanups: everything else.
     Main,
-    /// Logins: the `accepted_upto` read and the join + first replay page
+    /// Logins: the join + first replay page (with the `accepted_upto` read)
     /// ([`mailbox::Mailboxes::open_device`]), so a resuming client's login does not queue
     /// behind the traffic its own node's resends add.
     Login,

@@ -602,6 +602,7 @@ impl Routing {
             acked: joined.cursor,
             devices,
             history_upto: joined.new.then_some(joined.last_seq),
+            accepted: 0,
         })
     }
 
@@ -644,11 +645,16 @@ impl Routing {
     /// replay, flagged `offline` when the user was on no node then) or after it (the user
     /// counts as here: an online copy, live on the channel subscribed before). So once the
     /// client has its `SyncDone`, every node sees it.
+    ///
+    /// `instance` (not 0: an SDK instance): what the route script accepted from it is read in
+    /// the same `MULTI` ([`SyncStart::accepted`]), for the caller to apply before the
+    /// connection's first frame is routed ([`crate::hub::Hub::join_accepted`]).
     pub async fn sync_open(
         &self,
         app: AppId,
         app_key: &str,
         reg: &Registered,
+        instance: u64,
         page: usize,
     ) -> Result<(SyncStart, SyncPage), ClusterError> {
         let page = page.max(1);
@@ -662,6 +668,7 @@ impl Routing {
                 app_key,
                 &reg.user_id,
                 &reg.device_id,
+                instance,
                 reg.cursor,
                 page,
                 |p| {
@@ -678,12 +685,18 @@ impl Routing {
         if pinned {
             presence.unpin(app, &reg.user_id, opened.is_ok());
         }
-        let (joined, devices, entries) = opened?;
+        let super::mailbox::Opened {
+            joined,
+            devices,
+            entries,
+            accepted,
+        } = opened?;
         let start = SyncStart {
             acked: joined.cursor,
             // (Read before the join: a new device is not among them.)
             devices,
             history_upto: joined.new.then_some(joined.last_seq),
+            accepted,
         };
         let first = if joined.cursor > reg.cursor {
             self.sync_page(
@@ -753,6 +766,9 @@ pub struct SyncStart {
     pub devices: Vec<String>,
     /// A new device: the user's last seq when it joined (see [`Routing::sync_page`]).
     pub history_upto: Option<u64>,
+    /// The highest `client_seq` the route script accepted from the connection's SDK instance
+    /// ([`Routing::sync_open`] only; 0 otherwise).
+    pub accepted: u64,
 }
 
 /// See [`Routing::sync_page`].
