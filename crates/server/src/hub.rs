@@ -416,23 +416,33 @@ impl Hub {
             .note_accepted(origin, client_seq)
     }
 
-    /// Cluster mode: `accepted`, what the route script accepted from `origin`'s instance, read
-    /// in the login's join after registration (not in a round trip of its own before it: one
-    /// fewer per login in a reconnect storm). Recorded like [`Self::note_accepted`] before the
-    /// connection's first frame is read, so a resend of it is answered here as a duplicate;
-    /// and the `AuthResult` registration queued first in `outbox` (nothing of a connection is
-    /// written before its join returned) confirms it.
-    pub fn join_accepted(&self, origin: &Origin, outbox: &Outbox, accepted: u64) {
+    /// Cluster mode: what the login's join read, applied before the connection's first frame
+    /// is read or written. `accepted`, what the route script accepted from `origin`'s instance
+    /// (read in the join, after registration, not in a round trip of its own before it: one
+    /// fewer per login in a reconnect storm), is recorded like [`Self::note_accepted`], so a
+    /// resend of it is answered here as a duplicate. It and `profile` (what the Server API
+    /// registered, on whichever node: a node's SQLite is its own) go into the `AuthResult`
+    /// registration queued first in `outbox` (nothing of a connection is written before its
+    /// join returned).
+    pub fn join_result(
+        &self,
+        origin: &Origin,
+        outbox: &Outbox,
+        accepted: u64,
+        profile: Option<rtc_core::proto::UserProfile>,
+    ) {
         use prost::Message as _;
         use rtc_core::proto::{server_frame::Body, ServerFrame};
-        if origin.instance == 0 || accepted == 0 {
-            return;
-        }
-        let upto = {
+        let upto = if origin.instance == 0 || accepted == 0 {
+            0
+        } else {
             let mut core = self.apps[origin.app].lock();
             core.note_accepted(origin, accepted);
             core.accepted_upto(origin).0
         };
+        if upto == 0 && profile.is_none() {
+            return;
+        }
         outbox.update_first(|first| {
             let (Outgoing::Frame { body, .. } | Outgoing::Durable { body, .. }) = first else {
                 return;
@@ -442,10 +452,11 @@ impl Hub {
                 ..
             }) = ServerFrame::decode(&body[..])
             {
-                if auth.accepted_upto < upto {
-                    auth.accepted_upto = upto;
-                    *body = encode_body(&Body::AuthResult(auth));
+                auth.accepted_upto = auth.accepted_upto.max(upto);
+                if profile.is_some() {
+                    auth.profile = profile;
                 }
+                *body = encode_body(&Body::AuthResult(auth));
             }
         });
     }

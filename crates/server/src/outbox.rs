@@ -185,7 +185,7 @@ impl Outbox {
 
     /// Rewrites the first queued item in place (none queued: nothing), under the queue's lock:
     /// nothing pushed meanwhile is reordered. A cluster login's `AuthResult`, queued at
-    /// registration, gets what its join read later ([`crate::hub::Hub::join_accepted`]).
+    /// registration, gets what its join read later ([`crate::hub::Hub::join_result`]).
     pub fn update_first(&self, f: impl FnOnce(&mut Outgoing)) {
         if let Some(first) = self.lock().items.front_mut() {
             f(first);

@@ -356,6 +356,32 @@ async fn signed<T: IntoResponse>(
     respond(&state.metrics, r)
 }
 
+/// getToken's and `user/refresh`'s profile fields (a field left out keeps its value): in
+/// SQLite, and in cluster mode in Redis too, where a login on any node reads it
+/// ([`crate::cluster::shared::Shared::save_profile`]).
+async fn save_profile(
+    state: &AppState,
+    app: AppId,
+    user_id: &str,
+    name: Option<&str>,
+    portrait_uri: Option<&str>,
+    now: i64,
+) -> Result<(), ApiError> {
+    let key = &state.hub.app(app).key;
+    state
+        .store
+        .upsert_user(key, user_id, name, portrait_uri, now)
+        .await
+        .map_err(internal)?;
+    if let Some(shared) = &state.cluster {
+        shared
+            .save_profile(key, user_id, name, portrait_uri)
+            .await
+            .map_err(internal)?;
+    }
+    Ok(())
+}
+
 async fn issue_for(
     state: &AppState,
     app: AppId,
@@ -365,11 +391,7 @@ async fn issue_for(
 ) -> Result<Json<TokenResponse>, ApiError> {
     let shard = state.hub.app(app);
     let now = now_ms();
-    state
-        .store
-        .upsert_user(&shard.key, user_id, name, portrait_uri, now)
-        .await
-        .map_err(internal)?;
+    save_profile(state, app, user_id, name, portrait_uri, now).await?;
     let ttl = i64::try_from(state.config.token_ttl.as_millis()).unwrap_or(i64::MAX);
     let token = token::issue(&shard.key, shard.secret(), user_id, now, ttl);
     tracing::info!(app = &*shard.key, user_id, "token issued");
@@ -406,17 +428,7 @@ pub async fn refresh_user(State(state): St, headers: HeaderMap, body: Body) -> R
     signed(&state, &headers, body, async |app, form| {
         let user_id = validate_user_id(field(&form, "userId"))?;
         let (name, portrait_uri) = (field(&form, "name"), field(&form, "portraitUri"));
-        state
-            .store
-            .upsert_user(
-                &state.hub.app(app).key,
-                user_id,
-                name,
-                portrait_uri,
-                now_ms(),
-            )
-            .await
-            .map_err(internal)?;
+        save_profile(&state, app, user_id, name, portrait_uri, now_ms()).await?;
         Ok(ok())
     })
     .await

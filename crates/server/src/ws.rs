@@ -536,7 +536,9 @@ async fn cluster_session(
             device_id: reg.device_id.clone(),
             instance,
         };
-        state.hub.join_accepted(&origin, &outbox, start.accepted);
+        state
+            .hub
+            .join_result(&origin, &outbox, start.accepted, start.profile.clone());
         // `seen`: the seqs up to which this connection has the user's copies once replayed:
         // what the page reads cover, and what the device has (its cursor in Redis, and its
         // `resume_from` capped at this node's clock): a live copy at or below it that reaches
@@ -792,7 +794,7 @@ async fn admit(
     }
     // What this instance got accepted before a restart (or before memory forgot it), read
     // beside the profile. In cluster mode what the route script accepted from it, on whichever
-    // node, is read in the login's join instead, after registration (`Hub::join_accepted`):
+    // node, is read in the login's join instead, after registration (`Hub::join_result`):
     // a separate read was a round trip of its own, as slow as the join in a login storm.
     let stored = async {
         if instance == 0 || state.routing.is_some() {
@@ -817,7 +819,16 @@ async fn admit(
             }
         }
     };
-    let (stored, profile) = tokio::join!(stored, registered_profile(state, app, &claims.u));
+    // The profile likewise: in cluster mode it is read in the join, from Redis (a node's SQLite
+    // holds only what its own Server API registered).
+    let profile = async {
+        if state.routing.is_some() {
+            None
+        } else {
+            registered_profile(state, app, &claims.u).await
+        }
+    };
+    let (stored, profile) = tokio::join!(stored, profile);
     let outbox = Arc::new(Outbox::new());
     let auth_ok = AuthResult {
         code: 0,

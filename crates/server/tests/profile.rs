@@ -133,3 +133,54 @@ async fn without_janus_sfu_requests_fail_clearly() {
         .iter()
         .all(|f| f.call_id == "c1" && f.code != 0 && f.reason.contains("--janus")));
 }
+
+/// Cluster mode: each node's SQLite is its own, so the profile the Server API registered
+/// through one node must reach a login on another (it lives in Redis there, read in the
+/// login's join): an app's backend calls getToken on whichever node its load balancer picks.
+#[tokio::test]
+async fn in_cluster_mode_a_profile_registered_on_one_node_reaches_a_login_on_another() {
+    let redis = common::redis_server::TestRedis::start();
+    let (a, b) = (cluster_node(&redis).await, cluster_node(&redis).await);
+    api_ok(
+        &a,
+        "/user/getToken.json",
+        &[
+            ("userId", "ann"),
+            ("name", "Ann"),
+            ("portraitUri", "http://p/ann.png"),
+        ],
+    )
+    .await;
+    let want = |portrait: &str| {
+        Some(UserProfile {
+            name: Some("Ann".into()),
+            portrait_uri: Some(portrait.into()),
+            extra: None,
+        })
+    };
+    assert_eq!(
+        auth_result(&b, "ann").await.profile,
+        want("http://p/ann.png")
+    );
+    assert_eq!(
+        auth_result(&a, "ann").await.profile,
+        want("http://p/ann.png")
+    );
+
+    // A refresh through the other node: the field left out keeps its value, everywhere.
+    api_ok(
+        &b,
+        "/user/refresh.json",
+        &[("userId", "ann"), ("portraitUri", "http://p/a2.png")],
+    )
+    .await;
+    assert_eq!(
+        auth_result(&a, "ann").await.profile,
+        want("http://p/a2.png")
+    );
+
+    // Registered without a profile, or never registered: none.
+    api_ok(&a, "/user/getToken.json", &[("userId", "bob")]).await;
+    assert_eq!(auth_result(&b, "bob").await.profile, None);
+    assert_eq!(auth_result(&b, "carl").await.profile, None);
+}

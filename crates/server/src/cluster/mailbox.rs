@@ -252,6 +252,9 @@ pub struct Opened {
     /// The highest `client_seq` the route script accepted from the SDK instance (0 for
     /// instance 0, none yet, or unreadable): `AuthResult.accepted_upto` on whichever node.
     pub accepted: u64,
+    /// The user's profile as the Server API registered it on any node (none: never, or empty):
+    /// `AuthResult.profile`.
+    pub profile: Option<rtc_core::proto::UserProfile>,
 }
 
 /// The result of [`Mailboxes::ack`].
@@ -648,11 +651,35 @@ impl Mailboxes {
         if let Some(upto) = &upto {
             p.get(upto);
         }
+        // The user's profile, last (popped first below).
+        p.cmd("HMGET")
+            .arg(super::shared::profile_key(app, user))
+            .arg("name")
+            .arg("portrait");
         // (One MULTI: the read follows the join atomically.)
         let mut replies: Vec<Value> = p
             .query_async(&mut self.bus.lane(Lane::Login))
             .await
             .map_err(|e| ClusterError::command(&self.bus.url, format!("HSETNX {key}"), e))?;
+        // What the Server API registered on any node; a field never set is `None`, and an
+        // unreadable reply costs a warning, not the login (the SDK then sends no profile).
+        let profile = replies
+            .pop()
+            .map(redis::from_redis_value::<(Option<String>, Option<String>)>)
+            .transpose()
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "cluster: reading the user's profile failed");
+                None
+            })
+            .and_then(|(name, portrait_uri)| {
+                let some = |s: Option<String>| s.filter(|s| !s.is_empty());
+                let profile = rtc_core::proto::UserProfile {
+                    name: some(name),
+                    portrait_uri: some(portrait_uri),
+                    extra: None,
+                };
+                (profile != rtc_core::proto::UserProfile::default()).then_some(profile)
+            });
         // What the instance got accepted: harmless when unreadable (the client then resends
         // what it holds unconfirmed, and the route script answers it as duplicates), so a bad
         // value costs a warning, not the login.
@@ -688,6 +715,7 @@ impl Mailboxes {
             devices,
             entries,
             accepted,
+            profile,
         })
     }
 

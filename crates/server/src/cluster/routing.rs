@@ -603,6 +603,7 @@ impl Routing {
             devices,
             history_upto: joined.new.then_some(joined.last_seq),
             accepted: 0,
+            profile: None,
         })
     }
 
@@ -648,7 +649,7 @@ impl Routing {
     ///
     /// `instance` (not 0: an SDK instance): what the route script accepted from it is read in
     /// the same `MULTI` ([`SyncStart::accepted`]), for the caller to apply before the
-    /// connection's first frame is routed ([`crate::hub::Hub::join_accepted`]).
+    /// connection's first frame is routed ([`crate::hub::Hub::join_result`]).
     pub async fn sync_open(
         &self,
         app: AppId,
@@ -690,6 +691,7 @@ impl Routing {
             devices,
             entries,
             accepted,
+            profile,
         } = opened?;
         let start = SyncStart {
             acked: joined.cursor,
@@ -697,6 +699,7 @@ impl Routing {
             devices,
             history_upto: joined.new.then_some(joined.last_seq),
             accepted,
+            profile,
         };
         let first = if joined.cursor > reg.cursor {
             self.sync_page(
@@ -769,6 +772,8 @@ pub struct SyncStart {
     /// The highest `client_seq` the route script accepted from the connection's SDK instance
     /// ([`Routing::sync_open`] only; 0 otherwise).
     pub accepted: u64,
+    /// The user's profile from Redis ([`Routing::sync_open`] only; `None` otherwise).
+    pub profile: Option<rtc_core::proto::UserProfile>,
 }
 
 /// See [`Routing::sync_page`].

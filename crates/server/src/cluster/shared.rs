@@ -1,5 +1,7 @@
 //! What cluster nodes share through Redis so far: each app's **policy** (token expiries,
-//! blocks, blacklists, groups) and the **Server API nonces**. Routing is not shared yet.
+//! blocks, blacklists, groups), the **Server API nonces** and the users' **profiles** (the name
+//! and portrait getToken and `user/refresh` registered, which a login on any node hands to the
+//! client in its `AuthResult`). Routing is not shared yet.
 //!
 //! A policy change made through any node's Server API is written to Redis and published on the
 //! app's policy channel ([`policy_channel`]) in one `MULTI`/`EXEC` (or one Lua script), so the
@@ -31,6 +33,7 @@
 //! | `rcall:{app}:policy:group:<group>` | set | the group's members |
 //! | `rcall:{app}:policy:marker` | string | present while Redis holds the app's policy |
 //! | `rcall:{app}:nonce:<nonce>` | string | a used Server API nonce, expiring with its window |
+//! | `rcall:{app}:profile:<user>` | hash | `name`, `portrait`: what the Server API registered (read in a login's join, [`super::mailbox::Mailboxes::open_device`]) |
 //!
 //! Channel `rcall:{app}:ch:policy` carries each change as JSON ([`PolicyChange`]).
 
@@ -78,6 +81,11 @@ pub fn marker_key(app: &str) -> String {
 }
 pub fn nonce_key(app: &str, nonce: &str) -> String {
     keys::app_key(app, KIND_NONCE, &[nonce])
+}
+/// Key kind of the users' profiles.
+pub const KIND_PROFILE: &str = "profile";
+pub fn profile_key(app: &str, user: &str) -> String {
+    keys::app_key(app, KIND_PROFILE, &[user])
 }
 /// The channel an app's policy changes are published on.
 pub fn policy_channel(app: &str) -> String {
@@ -205,6 +213,31 @@ impl Shared {
             .await
             .map_err(|e| self.err("SET nonce", e))?;
         Ok(set.is_some())
+    }
+
+    /// Writes the profile fields given (a field left out keeps its value, as the SQLite upsert
+    /// does): a node's SQLite is its own, and a login may land on any node.
+    pub async fn save_profile(
+        &self,
+        app: &str,
+        user: &str,
+        name: Option<&str>,
+        portrait_uri: Option<&str>,
+    ) -> Result<(), ClusterError> {
+        let mut hset = redis::cmd("HSET");
+        hset.arg(profile_key(app, user));
+        for (field, value) in [("name", name), ("portrait", portrait_uri)] {
+            if let Some(v) = value {
+                hset.arg(field).arg(v);
+            }
+        }
+        if name.is_none() && portrait_uri.is_none() {
+            return Ok(());
+        }
+        hset.query_async::<i64>(&mut self.conn())
+            .await
+            .map(|_| ())
+            .map_err(|e| self.err("HSET profile", e))
     }
 
     /// Writes `change` to Redis and publishes it to every node (this one included), in one
