@@ -224,15 +224,15 @@ impl Shared {
         name: Option<&str>,
         portrait_uri: Option<&str>,
     ) -> Result<(), ClusterError> {
+        if name.is_none() && portrait_uri.is_none() {
+            return Ok(());
+        }
         let mut hset = redis::cmd("HSET");
         hset.arg(profile_key(app, user));
         for (field, value) in [("name", name), ("portrait", portrait_uri)] {
             if let Some(v) = value {
                 hset.arg(field).arg(v);
             }
-        }
-        if name.is_none() && portrait_uri.is_none() {
-            return Ok(());
         }
         hset.query_async::<i64>(&mut self.conn())
             .await
