@@ -30,7 +30,7 @@ RUSTC_BOOTSTRAP=1 \
 # Its stack is 64 KB (it needs a few hundred bytes), not the default 1 MB below its data.
 RUSTC_BOOTSTRAP=1 \
   CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="-Zlocation-detail=none -Zfmt-debug=none -Zunstable-options -Cpanic=immediate-abort -Clink-arg=-zstack-size=65536" \
-  cargo build -p rcall-unpack --profile wasm --target wasm32-unknown-unknown -Zbuild-std=core
+  cargo build -p rcall-unpack --lib --profile wasm --target wasm32-unknown-unknown -Zbuild-std=core
 # CARGO_TARGET_DIR: worktrees share one target dir.
 wasm=${CARGO_TARGET_DIR:-target}/wasm32-unknown-unknown/wasm/rcall_sdk.wasm
 unpacker=${CARGO_TARGET_DIR:-target}/wasm32-unknown-unknown/wasm/rcall_unpack.wasm
@@ -90,16 +90,22 @@ rm -rf npm/dist && mkdir -p npm/dist/cdn npm/dist/esm
 } > npm/dist/cdn/rcall.js
 # The CDN's rcall_bg.wasm is the unpacker (crates/unpack) carrying the module LZMA-compressed:
 # -19.5 KB gzip-9 (xz packs wasm far better than gzip), for ~18 ms of unpacking in Chromium here
-# (BENCHMARKS.md "Session 17: size"). The ESM package ships the module itself: a bundler's server
-# compresses it (brotli-11 gets within 3 KB of the packing) and the browser compiles it while it
-# downloads.
+# (BENCHMARKS.md "Session 17: size"); its code section split into streams of like values, each
+# compressed on its own: -6.5 KB more (crates/unpack/src/streams.rs, "Session 18: size"). The ESM
+# package ships the module itself: a bundler's server compresses it and the browser compiles it
+# while it downloads.
 command -v xz >/dev/null || { echo "npm/build.sh: xz is missing (apt install xz-utils; scripts/setup.sh installs it)" >&2; exit 1; }
+cargo run -q -p rcall-unpack --bin rcall-pack -- "$work/cdn/rcall_sdk_bg.wasm" "$work/payload"
 if [ -x node_modules/.bin/wasm-opt ]; then
-  node_modules/.bin/wasm-opt -Oz --strip-debug --strip-producers --strip-target-features "$unpacker" -o "$work/unpack.wasm"
+  # Functions called from one place stay functions (binaryen inlines them by default): merged into
+  # one, the LZMA loop and the join ran ~40 % slower in V8's baseline compiler (Liftoff), which
+  # runs the unpacker and allocates registers poorly across a large function.
+  node_modules/.bin/wasm-opt -Oz --one-caller-inline-max-function-size=10 --strip-debug --strip-producers --strip-target-features \
+    "$unpacker" -o "$work/unpack.wasm"
 else
   cp "$unpacker" "$work/unpack.wasm"
 fi
-node npm/pack-wasm.mjs "$work/unpack.wasm" "$work/cdn/rcall_sdk_bg.wasm" npm/dist/cdn/rcall_bg.wasm
+node npm/pack-wasm.mjs "$work/unpack.wasm" "$work/payload" "$work/cdn/rcall_sdk_bg.wasm" npm/dist/cdn/rcall_bg.wasm
 # Minify the classic script (what a CDN page downloads); the ESM package is left readable for
 # bundlers, which minify anyway. Only the banner comment stays (the glue's JSDoc blocks that
 # mention rcall were kept too: 567 B gzip); the glue's internal property names, which never leave

@@ -1,37 +1,20 @@
 // Packs the CDN build's wasm (issue 13): rcall_bg.wasm becomes the unpacker module
-// (crates/unpack, a few KB) with the SDK's module in a data segment, compressed with LZMA by xz
-// (`.lzma` format): 96 KB against 118 KB gzip-9 for the SDK's module alone. The page instantiates
-// it, calls `unpack()` and instantiates the bytes it returns (npm/src/cdn-entry.js). The packed
-// module is run here once and its output compared with the SDK's module byte for byte, so a
-// build never ships a file the page cannot read.
-// Usage: node npm/pack-wasm.mjs UNPACKER.wasm SDK.wasm OUT.wasm
-import { execFileSync } from 'node:child_process';
+// (crates/unpack, a few KB) with the SDK's module in a data segment — its code section split into
+// streams of like values, each LZMA-compressed (`rcall-pack`, crates/unpack/src/pack.rs): 88 KB
+// against 118 KB gzip-9 for the SDK's module alone. The page instantiates it, calls `unpack()`
+// and instantiates the bytes it returns (npm/src/cdn-entry.js). The packed module is run here
+// once and its output compared with the SDK's module byte for byte, so a build never ships a
+// file the page cannot read.
+// Usage: node npm/pack-wasm.mjs UNPACKER.wasm PAYLOAD SDK.wasm OUT.wasm
 import { readFileSync, writeFileSync } from 'node:fs';
 import { Cursor, assemble, leb, sections, sleb } from './wasm-module.mjs';
-
-/**
- * lc=4 lp=0 pb=0: wasm's bytes are not aligned to any width, so positions say nothing (pb, lp
- * 0) and the previous byte says most about the next (lc 4, the most crates/unpack holds):
- * −257 B against xz's defaults (BENCHMARKS.md "Session 17: size").
- */
-export const LZMA_OPTIONS = 'preset=9e,lc=4,lp=0,pb=0';
 
 const fail = (message) => {
   throw new Error(`pack-wasm: ${message}`);
 };
 
-/** `bytes` as an `.lzma` file, with its size in the header (xz writes "unknown"). */
-export function lzma(bytes) {
-  const out = execFileSync('xz', ['--format=lzma', `--lzma1=${LZMA_OPTIONS}`, '--stdout'], {
-    input: bytes,
-    maxBuffer: 1 << 30,
-  });
-  out.writeBigUInt64LE(BigInt(bytes.length), 5);
-  return out;
-}
-
 /**
- * The unpacker module with `payload` (the `.lzma` file, after its length as a u32) in an
+ * The unpacker module with `payload` (rcall-pack's output, after its length as a u32) in an
  * active data segment at its `__heap_base`, where crates/unpack's `unpack` reads it; the
  * memory's minimum covers the segment.
  */
@@ -79,13 +62,13 @@ export function unpack(packed) {
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const [unpacker, sdk, output] = process.argv.slice(2);
+  const [unpacker, payload, sdk, output] = process.argv.slice(2);
   if (!output) {
-    console.error('usage: node npm/pack-wasm.mjs UNPACKER.wasm SDK.wasm OUT.wasm');
+    console.error('usage: node npm/pack-wasm.mjs UNPACKER.wasm PAYLOAD SDK.wasm OUT.wasm');
     process.exit(2);
   }
   const module = readFileSync(sdk);
-  const packed = withPayload(readFileSync(unpacker), lzma(module));
+  const packed = withPayload(readFileSync(unpacker), readFileSync(payload));
   if (Buffer.compare(unpack(packed), module) !== 0) fail(`${output} does not unpack to ${sdk}`);
   writeFileSync(output, packed);
 }

@@ -140,7 +140,7 @@ elif [ ${#WCRATES[@]} -eq 0 ]; then skip "clippy (wasm)" "no crate has run_in_br
 else step "clippy (wasm)" cargo clippy --target "$WASM_TARGET" --all-targets "${pargs[@]}" -- -D warnings; fi
 # The CDN's unpacker (crates/unpack) has wasm-only code too (its exports); its tests run natively.
 if skipped lint; then skip "clippy (unpacker, wasm)" "RCALL_TEST_SKIP"
-else step "clippy (unpacker, wasm)" cargo clippy --target "$WASM_TARGET" -p rcall-unpack -- -D warnings; fi
+else step "clippy (unpacker, wasm)" cargo clippy --target "$WASM_TARGET" -p rcall-unpack --lib -- -D warnings; fi
 if skipped lint; then skip "rustfmt" "RCALL_TEST_SKIP"
 else step "rustfmt" cargo fmt --all --check; fi
 

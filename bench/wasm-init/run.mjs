@@ -10,6 +10,7 @@
 // bandwidth (the server paces the gzip-compressed body, as a CDN would send it), the npm
 // package's module (compiled while it streams in) against the CDN's packed file (unpacked once
 // downloaded). RCALL_BENCH_MBITS=2,10,50 sets the bandwidths (Mbit/s; empty: skipped).
+// RCALL_BENCH_PACKED=A.wasm,B.wasm compares packed files' unpack + init instead (see below).
 //   node bench/wasm-init/run.mjs [runs]      (re-runs itself in a loopback-only namespace)
 import http from 'node:http';
 import fs from 'node:fs';
@@ -102,6 +103,26 @@ async function measure(runs, extraArgs, fn = 'measure', arg = undefined) {
   return ms;
 }
 const runs = +process.argv[2] || 10;
+// RCALL_BENCH_PACKED=A.wasm,B.wasm: only the CDN path, for each packed file in turn (three rounds,
+// alternating), to compare unpackers in one run: each file is served as cdn/rcall_bg.wasm, so
+// each must carry the module npm/dist/esm's glue expects. npm/dist/cdn is restored after.
+if (process.env.RCALL_BENCH_PACKED) {
+  const cdnFile = path.join(dist, 'cdn/rcall_bg.wasm');
+  const kept = fs.readFileSync(cdnFile);
+  try {
+    for (let round = 1; round <= 3; round++) {
+      for (const f of process.env.RCALL_BENCH_PACKED.split(',')) {
+        fs.copyFileSync(f, cdnFile);
+        const t = await measure(runs, [], 'measurePacked');
+        console.log(`round ${round} ${f}: unpack + init → ready median ${median(t.map(([a]) => a)).toFixed(1)} ms, of which instantiate + unpack() ${median(t.map(([, b]) => b)).toFixed(1)} ms`);
+      }
+    }
+  } finally {
+    fs.writeFileSync(cdnFile, kept);
+  }
+  srv.close();
+  process.exit(0);
+}
 const lazy = await measure(runs, []);
 const eager = await measure(runs, ['--js-flags=--no-wasm-lazy-compilation']);
 const packed = await measure(runs, [], 'measurePacked');

@@ -1,63 +1,91 @@
 // npm/pack-wasm.mjs: the CDN's rcall_bg.wasm is crates/unpack's module with the SDK's module
-// LZMA-compressed in a data segment. On the built files (bash npm/build.sh first; skipped
-// without them, except under CI): the CDN module unpacks to exactly the module the npm package
-// ships, any payload round-trips, damage is reported, and the packer's refusals.
+// in a data segment (rcall-pack's payload: the code section split into streams, each
+// LZMA-compressed). On the built files (bash npm/build.sh first; skipped without them, except
+// under CI): the CDN module unpacks to exactly the module the npm package ships, damage is
+// reported with the unpacker's codes, the memory grows to fit, and the packer's refusals.
 // Run: node --test npm/test/
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { Cursor, assemble, sections } from '../wasm-module.mjs';
-import { lzma, unpack, withPayload } from '../pack-wasm.mjs';
+import { Cursor, assemble, leb, sections } from '../wasm-module.mjs';
+import { unpack, withPayload } from '../pack-wasm.mjs';
 
 const dist = (p) => fileURLToPath(new URL(`../dist/${p}`, import.meta.url));
 const built = existsSync(dist('cdn/rcall_bg.wasm')) && existsSync(dist('esm/rcall_sdk_bg.wasm'));
 const skip = built || process.env.CI ? false : 'npm/dist is missing: run bash npm/build.sh';
 const fail = (m) => { throw new Error(m); };
 
-/** The packed module's unpacker alone: its own sections, the payload's data section dropped. */
-function unpackerOf(packed) {
-  const parts = sections(packed, fail)
-    .filter((s) => s.id !== 11)
-    .map((s) => [s.id, packed.subarray(s.start, s.end)]);
-  return assemble(packed, parts);
+/**
+ * The packed module's unpacker alone — its own data segments, without the last one, which
+ * withPayload added — and that segment's payload.
+ */
+function split(packed) {
+  const parts = [];
+  let payload;
+  for (const s of sections(packed, fail)) {
+    const c = new Cursor(packed, s.start);
+    if (s.id === 12) {
+      parts.push([12, leb(c.u32() - 1)]);
+    } else if (s.id === 11) {
+      const n = c.u32();
+      let last = c.p;
+      for (let i = 0; i < n; i++) {
+        last = c.p;
+        c.byte(); c.byte(); c.s32(); c.byte(); // active, i32.const offset, end
+        const len = c.u32();
+        payload = packed.subarray(c.p + 4, c.p + 4 + packed.readUInt32LE(c.p));
+        c.p += len;
+      }
+      parts.push([11, Buffer.concat([leb(n - 1), packed.subarray(new Cursor(packed, s.start).p + leb(n).length, last)])]);
+    } else {
+      parts.push([s.id, packed.subarray(s.start, s.end)]);
+    }
+  }
+  return { unpacker: assemble(packed, parts), payload };
 }
 
 test('the CDN module unpacks to the npm package\'s module, byte for byte', { skip }, () => {
   const packed = readFileSync(dist('cdn/rcall_bg.wasm'));
   const module = readFileSync(dist('esm/rcall_sdk_bg.wasm'));
-  assert.ok(packed.length < module.length / 2, `${packed.length} B packed for ${module.length} B`);
+  assert.ok(packed.length < module.length / 3, `${packed.length} B packed for ${module.length} B`);
   assert.ok(Buffer.compare(unpack(packed), module) === 0);
   assert.ok(WebAssembly.validate(unpack(packed)));
+  // The unpacker and its payload, put together again: the same module (the test's own reading).
+  const { unpacker, payload } = split(packed);
+  assert.ok(Buffer.compare(unpack(withPayload(unpacker, payload)), module) === 0);
 });
 
-test('any payload round-trips through the unpacker, and damage is reported', { skip }, () => {
-  const unpacker = unpackerOf(readFileSync(dist('cdn/rcall_bg.wasm')));
-  const text = Buffer.from('rcall '.repeat(5000) + Array.from({ length: 3000 }, (_, i) => i * i).join(','));
-  const packed = withPayload(unpacker, lzma(text));
-  assert.ok(Buffer.compare(unpack(packed), text) === 0);
-  // A payload cut short: the unpacker's "truncated" code, not a hang or a trap.
-  const cut = lzma(text);
-  assert.throws(() => unpack(withPayload(unpacker, cut.subarray(0, cut.length >> 1))), /unpack failed with -1/);
-  // xz's own header says "size unknown": the packer writes the size, the unpacker needs it.
-  const unknown = lzma(text);
-  unknown.fill(0xff, 5, 13);
-  assert.throws(() => unpack(withPayload(unpacker, unknown)), /unpack failed with -2/);
+test('a damaged payload is reported with the unpacker\'s code, not a hang or a trap', { skip }, () => {
+  const { unpacker, payload } = split(readFileSync(dist('cdn/rcall_bg.wasm')));
+  // Cut short (a truncated download): "truncated".
+  assert.throws(() => unpack(withPayload(unpacker, payload.subarray(0, payload.length >> 1))), /unpack failed with -1/);
+  assert.throws(() => unpack(withPayload(unpacker, Buffer.alloc(0))), /unpack failed with -1/);
+  // A module length of 4 GB or more: "header".
+  const huge = Buffer.concat([Buffer.from([0xff, 0xff, 0xff, 0xff, 0x7f]), payload.subarray(3)]);
+  assert.throws(() => unpack(withPayload(unpacker, huge)), /unpack failed with -2/);
+  // Streams that do not add up to the scratch length the header gives: "header".
+  const longer = Buffer.from(payload);
+  const c = new Cursor(longer, 0);
+  c.u32();
+  const at = c.p;
+  assert.ok(longer[at] < 0xff);
+  longer[at] += 1;
+  assert.throws(() => unpack(withPayload(unpacker, longer)), /unpack failed with -2/);
 });
 
-test('the memory grows to fit a payload larger than the unpacker\'s memory', { skip }, () => {
-  const unpacker = unpackerOf(readFileSync(dist('cdn/rcall_bg.wasm')));
-  // Incompressible (SHA-256 in counter mode): the payload is as large as the bytes.
-  const noise = Buffer.concat(Array.from({ length: 300_000 / 32 }, (_, i) => createHash('sha256').update(String(i)).digest()));
-  const packed = withPayload(unpacker, lzma(noise));
-  let pages;
-  for (const s of sections(packed, fail)) {
-    if (s.id === 5) { const c = new Cursor(packed, s.start); c.u32(); c.byte(); pages = c.u32(); }
-  }
-  const heapBase = new WebAssembly.Instance(new WebAssembly.Module(unpacker), {}).exports.__heap_base.value;
-  assert.ok(pages * 65536 >= heapBase + noise.length, `${pages} pages`);
-  assert.ok(Buffer.compare(unpack(packed), noise) === 0);
+test('the memory grows to hold the streams and the module', { skip }, () => {
+  const packed = readFileSync(dist('cdn/rcall_bg.wasm'));
+  const { payload } = split(packed);
+  const c = new Cursor(payload, 0);
+  const [moduleLen, scratchLen] = [c.u32(), c.u32()];
+  const u = new WebAssembly.Instance(new WebAssembly.Module(packed), {}).exports;
+  const before = u.memory.buffer.byteLength;
+  const need = u.__heap_base.value + 4 + payload.length + scratchLen + moduleLen;
+  assert.ok(before < need, `${before} B before`);
+  assert.ok(u.unpack() > 0);
+  assert.ok(u.memory.buffer.byteLength >= need, `${u.memory.buffer.byteLength} B after, ${need} needed`);
+  assert.equal(u.unpacked_len(), moduleLen);
 });
 
 test('a module without __heap_base is refused', () => {

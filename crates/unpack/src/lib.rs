@@ -1,8 +1,10 @@
 //! The wasm unpacker (issue 13's download budget). The CDN's `rcall_bg.wasm` is not the SDK's
 //! module itself but this crate built for wasm32 — a few KB — with the SDK's module in a data
-//! segment, compressed with LZMA (xz's `.lzma` format): 96 KB against 118 KB gzip-9 for the same
-//! module. The page instantiates it, calls `unpack`, and instantiates the bytes it returns
-//! (`npm/src/cdn-entry.js`; the packing is `npm/pack-wasm.mjs`).
+//! segment: its code section split into streams of like values ([`streams`]), each compressed
+//! with LZMA ([`container`]), 88 KB against 118 KB gzip-9 for the same module. The page
+//! instantiates it, calls `unpack`, and instantiates the bytes it returns
+//! (`npm/src/cdn-entry.js`; the packing is [`pack`], run by `npm/build.sh` as `rcall-pack`, and
+//! `npm/pack-wasm.mjs`).
 //!
 //! Why a decoder of our own: the reference LZMA decoder is small (this is a port of the format
 //! specification's `LzmaSpec.cpp`, public domain), while the crates that decode LZMA bring `std`
@@ -13,6 +15,10 @@
 //! gives, and reads only input that is there; bad input is an [`Error`], never a panic or a loop.
 #![cfg_attr(all(target_arch = "wasm32", not(test)), no_std)]
 
+pub mod container;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod pack;
+pub mod streams;
 #[cfg(target_arch = "wasm32")]
 mod wasm;
 
@@ -21,11 +27,13 @@ mod wasm;
 pub enum Error {
     #[error("the stream ends before its header's size is decoded (truncated download?)")]
     Truncated,
-    #[error("not an .lzma header: properties past lc 8 / lp 4 / pb 4, a size of 4 GB or more, or no range coder start")]
+    #[error("a bad header: LZMA properties past lc 8 / lp 4 / pb 4, a size of 4 GB or more, no range coder start, or stream lengths that do not add up")]
     Header,
-    #[error("lc + lp is above 4: pack with lc + lp <= 4 (npm/pack-wasm.mjs) so the model fits")]
+    #[error(
+        "lc + lp is above 4: pack with lc + lp <= 4 (crates/unpack/src/pack.rs) so the model fits"
+    )]
     Unsupported,
-    #[error("a match reaches before the start or past the end of the output (corrupt stream)")]
+    #[error("corrupt data: a match reaching before the start or past the end of a stream, or streams that do not join into the module")]
     Corrupt,
     #[error("the page could not grow the unpacker's memory to hold the module")]
     OutOfMemory,
@@ -78,7 +86,16 @@ pub struct Header {
 /// memory, so any distance up to the position is valid.
 pub fn header(input: &[u8]) -> Result<Header, Error> {
     let h = input.get(..HEADER_BYTES).ok_or(Error::Truncated)?;
-    let props = u32::from(h[0]);
+    let mut header = properties(h[0])?;
+    let size = u64::from_le_bytes(h[5..13].try_into().unwrap_or_default());
+    // xz writes all ones for "unknown"; the packer writes the size.
+    header.size = u32::try_from(size).map_err(|_| Error::Header)? as usize;
+    Ok(header)
+}
+
+/// The model a properties byte (the header's first) selects: `(pb * 5 + lp) * 9 + lc`.
+fn properties(props: u8) -> Result<Header, Error> {
+    let props = u32::from(props);
     if props >= 9 * 5 * 5 {
         return Err(Error::Header);
     }
@@ -86,10 +103,12 @@ pub fn header(input: &[u8]) -> Result<Header, Error> {
     if lc + lp > 4 {
         return Err(Error::Unsupported);
     }
-    let size = u64::from_le_bytes(h[5..13].try_into().unwrap_or_default());
-    // xz writes all ones for "unknown"; the packer writes the size.
-    let size = u32::try_from(size).map_err(|_| Error::Header)? as usize;
-    Ok(Header { lc, lp, pb, size })
+    Ok(Header {
+        lc,
+        lp,
+        pb,
+        size: 0,
+    })
 }
 
 /// Decodes a whole `.lzma` file into `out`, which must be [`Header::size`] long. Bytes after
@@ -99,8 +118,36 @@ pub fn decode(input: &[u8], out: &mut [u8], probs: &mut [u16; MAX_PROBS]) -> Res
     if out.len() != h.size {
         return Err(Error::Header);
     }
-    probs.fill(1024);
-    let mut rc = RangeDecoder::new(&input[HEADER_BYTES..])?;
+    // The range coder's first byte is always 0.
+    if input.get(HEADER_BYTES) != Some(&0) {
+        return Err(if input.len() > HEADER_BYTES {
+            Error::Header
+        } else {
+            Error::Truncated
+        });
+    }
+    decode_raw(input[0], &input[HEADER_BYTES + 1..], out, probs)
+}
+
+/// Decodes one LZMA stream without its `.lzma` header — the range coder's bytes after the
+/// first (always 0), under the model `props` names (the header's first byte) — until `out` is
+/// full: the packed module's
+/// streams ([`container`]) carry their sizes elsewhere. A function of its own, with nothing
+/// but the decoding loop: V8 runs the unpacker in its baseline compiler (Liftoff), which
+/// allocates registers poorly across a large function's branches — inlined beside the join,
+/// the same loop took ~40 % longer (BENCHMARKS.md "Session 18: size").
+#[inline(never)]
+pub fn decode_raw(
+    props: u8,
+    input: &[u8],
+    out: &mut [u8],
+    probs: &mut [u16; MAX_PROBS],
+) -> Result<(), Error> {
+    let h = properties(props)?;
+    // Only the literal contexts this model uses: 17 streams, mostly lc 0, would otherwise reset
+    // 14,135 probabilities each (a loop V8's baseline tier runs slowly).
+    probs[..LITERAL + (0x300 << (h.lc + h.lp))].fill(1024);
+    let mut rc = RangeDecoder::new(input)?;
     let done = symbols(&mut rc, h, out, probs);
     // Whatever went wrong after the stream ran out, the cause is the missing bytes.
     if rc.truncated {
@@ -234,15 +281,17 @@ struct RangeDecoder<'a> {
 }
 
 impl<'a> RangeDecoder<'a> {
+    /// `input`: the range coder's bytes after its first, which is always 0 (the packed
+    /// module's streams leave it out).
     fn new(input: &'a [u8]) -> Result<Self, Error> {
-        let start = input.get(..5).ok_or(Error::Truncated)?;
-        let code = u32::from_be_bytes([start[1], start[2], start[3], start[4]]);
-        if start[0] != 0 || code == u32::MAX {
+        let start = input.get(..4).ok_or(Error::Truncated)?;
+        let code = u32::from_be_bytes([start[0], start[1], start[2], start[3]]);
+        if code == u32::MAX {
             return Err(Error::Header);
         }
         Ok(RangeDecoder {
             input,
-            at: 5,
+            at: 4,
             range: u32::MAX,
             code,
             truncated: false,

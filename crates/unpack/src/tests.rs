@@ -1,25 +1,10 @@
-//! Round trips through the real `xz` (what npm/pack-wasm.mjs runs), and damaged streams.
-
-use std::io::Write;
-use std::process::{Command, Stdio};
+//! Round trips through the real `xz` (what the packer runs), and damaged streams.
 
 use super::*;
 
-/// `data` as xz packs it for the page, with the size written into the header.
+/// `data` as xz packs it, with the size written into the header.
 fn pack(data: &[u8], options: &str) -> Vec<u8> {
-    let mut xz = Command::new("xz")
-        .args(["--format=lzma", &format!("--lzma1={options}"), "--stdout"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("xz runs (apt install xz-utils; scripts/setup.sh installs it)");
-    let mut stdin = xz.stdin.take().unwrap();
-    let input = data.to_vec();
-    let writer = std::thread::spawn(move || stdin.write_all(&input).unwrap());
-    let out = xz.wait_with_output().unwrap();
-    writer.join().unwrap();
-    assert!(out.status.success());
-    let mut packed = out.stdout;
+    let mut packed = crate::pack::xz(data, options).unwrap();
     packed[5..13].copy_from_slice(&(data.len() as u64).to_le_bytes());
     packed
 }
@@ -32,9 +17,9 @@ fn unpack(packed: &[u8]) -> Result<Vec<u8>, Error> {
 }
 
 /// A deterministic byte source (xorshift), so failures reproduce.
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
