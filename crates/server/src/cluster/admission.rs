@@ -49,10 +49,10 @@ pub const MAX_RETRY_MS: u32 = 4_000;
 /// Under [`MAX_RETRY_MS`] × 5/6: the SDK waits a turn +0–20 % (`im::busy_delay`: clients
 /// given the same turn do not come back in the same millisecond) but never past
 /// [`MAX_RETRY_MS`], so a turn at that cap lost its jitter (and every client sent there came
-/// back at once, into another storm). 2 s, not the 3.3 s that
-/// allows: a turn is given on the rate the node knows when it refuses, which in a storm's first
-/// second is 5–10× slower than the rate it serves at once the sockets are open, and a client
-/// asked back later than needed waits while the node idles. Shorter turns let the rate known
+/// back at once, into another storm). 2 s, not the 3.3 s that allows: a turn is given on the
+/// rate the node knows when it refuses, which in a storm's first second is 5–10× slower than
+/// the rate it serves at once the sockets are open, and a client asked back later than needed
+/// waits while the node idles. Shorter turns let the rate known
 /// later correct them (a 30,000-connection failover, BENCHMARKS.md "Session 16": resume p50
 /// 3.8–4.2 s, p99 5.3–5.6 s with 3.3 s turns and the overflow at the cap; 2.0 s, 3.1–3.2 s
 /// with 2 s turns and the overflow spread, fewer busy answers too).
