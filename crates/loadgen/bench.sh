@@ -126,7 +126,8 @@ cleanup() {
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
     [ ! -s "$TMP/redis_mem.jsonl" ] || python3 "$ROOT/crates/loadgen/redis_mem.py" --report "$TMP/redis_mem.jsonl" >&2 || true
-    # LOG_DIR: keep the servers' and Redis's logs.
+    # LOG_DIR: keep the servers' and Redis's logs (and the failover generator's attempt logs,
+    # attempts.K.log: crates/loadgen/storm.py LOG_DIR prints the storm per node from them).
     if [ -n "${LOG_DIR:-}" ]; then mkdir -p "$LOG_DIR" && cp "$TMP"/*.err "$TMP"/*.out "$TMP"/*.log "$LOG_DIR"/ 2>/dev/null || true; fi
     rm -rf "$TMP"
 }
@@ -257,7 +258,7 @@ if [ "$FAILOVER_CONNS" != 0 ]; then
         --failover-conns "$FAILOVER_CONNS" --nodes "$NODE_URLS" --node-pids "$NODE_PIDS" --redis-pid "$REDIS_PID" \
         --failover-rate "${FAILOVER_RATE:-5000}" --failover-secs "${FAILOVER_SECS:-60}" --kill-at-secs "${KILL_AT:-25}" \
         --kill-node "${KILL_NODE:-0}" --workers "${FAILOVER_WORKERS:-8}" --drain-secs "${DRAIN_SECS:-60}" --payload "$PAYLOAD" --node-logs "${NODE_LOGS%,}" \
-        --client-ping-ms "${CLIENT_PING_MS:-5000}" \
+        --client-ping-ms "${CLIENT_PING_MS:-5000}" ${LOG_DIR:+--attempt-log "$TMP/attempts"} \
         $([ "${IGNORE_RETRY_AFTER:-0}" != 0 ] && echo --ignore-retry-after)
     exit 0
 fi

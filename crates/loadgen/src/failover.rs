@@ -107,6 +107,11 @@ pub(crate) struct Args {
     /// measure another path than browsers take (BENCHMARKS.md, "the cost of liveness").
     #[arg(long, default_value_t = 5000)]
     pub client_ping_ms: u64,
+    /// Failover run: each worker writes every reconnect attempt to PREFIX.K.log (its start,
+    /// the node, its end and outcome: `ok`, `busy <turn ms>` or `fail`), the kill's wall ms on
+    /// the first line: the storm's turns and arrivals per node (crates/loadgen/storm.py)
+    #[arg(long)]
+    pub attempt_log: Option<String>,
     /// Internal: run as worker K of the failover run
     #[arg(long, hide = true)]
     pub failover_worker: Option<usize>,
@@ -239,10 +244,15 @@ struct Client {
     retry_after_ms: u32,
     /// Why connections ended or attempts failed, and the codes of refused sends: (what, count).
     why: Vec<(String, u64)>,
+    /// Index into the run's nodes of each of `urls` (the attempt log's node).
+    node_ids: Vec<usize>,
+    /// Reconnect attempts: (start wall µs, node, end wall µs, turn ms if busy, else -1 failed,
+    /// -2 ok).
+    attempts: Vec<(i64, usize, i64, i64)>,
 }
 
 impl Client {
-    fn new(user: Arc<str>, peer: Arc<str>, urls: Vec<String>, src: Ipv4Addr) -> Self {
+    fn new(user: Arc<str>, peer: Arc<str>, urls: Vec<String>, node_ids: Vec<usize>, src: Ipv4Addr) -> Self {
         Client {
             instance: instance_id(&user),
             user,
@@ -269,6 +279,8 @@ impl Client {
             connect_failures: 0,
             retry_after_ms: 0,
             why: Vec::new(),
+            node_ids,
+            attempts: Vec::new(),
         }
     }
 
@@ -488,6 +500,8 @@ async fn connect(c: &Rc<RefCell<Client>>, keys: &Keys, first: bool, attempt_time
             Ok(ws) => {
                 if !first {
                     let mut cb = c.borrow_mut();
+                    let node = cb.node_ids[cb.at];
+                    cb.attempts.push((times[1], node, times[5], -2));
                     cb.resumed.push(times[5]);
                     cb.stages.push(times);
                 }
@@ -497,6 +511,11 @@ async fn connect(c: &Rc<RefCell<Client>>, keys: &Keys, first: bool, attempt_time
                 let mut cb = c.borrow_mut();
                 cb.connected = false;
                 cb.connect_failures += 1;
+                if !first {
+                    let node = cb.node_ids[cb.at];
+                    let busy_turn = if e.starts_with(BUSY_REFUSAL) { i64::from(cb.retry_after_ms) } else { -1 };
+                    cb.attempts.push((times[1], node, wall_us(), busy_turn));
+                }
                 // Numbers vary per attempt (ports, ids): keep the words.
                 let words: String = e.split(|ch: char| ch.is_ascii_digit()).collect::<Vec<_>>().join("#");
                 cb.note(format!("connect failed: {}", words.chars().take(120).collect::<String>()));
@@ -672,9 +691,10 @@ async fn worker_main(a: Args, k: usize, keys: Keys) {
             let i = 2 * p + side;
             let user: Arc<str> = Arc::from(format!("fo{p}{}", if side == 0 { 'a' } else { 'b' }));
             let peer: Arc<str> = Arc::from(format!("fo{p}{}", if side == 0 { 'b' } else { 'a' }));
-            let urls = node_order(i, n).into_iter().map(|j| a.nodes[j].clone()).collect();
+            let node_ids = node_order(i, n);
+            let urls = node_ids.iter().map(|&j| a.nodes[j].clone()).collect();
             let src = Ipv4Addr::new(127, 0, 0, 2 + (i % usize::from(a.source_addrs.max(1))) as u8);
-            clients.push(Rc::new(RefCell::new(Client::new(user, peer, urls, src))));
+            clients.push(Rc::new(RefCell::new(Client::new(user, peer, urls, node_ids, src))));
         }
     }
     // Connect everyone; each connection is served (pings answered, deliveries read) from the
@@ -751,6 +771,9 @@ async fn worker_main(a: Args, k: usize, keys: Keys) {
     let drained = drain(&clients, Duration::from_secs(a.drain_secs)).await;
     for t in &tasks {
         t.abort();
+    }
+    if let Some(prefix) = &a.attempt_log {
+        write_attempts(&format!("{prefix}.{k}.log"), kill_ms, &clients);
     }
     // Counts.
     let (mut lost, mut lost_confirmed, mut dup, mut delivered) = (0u64, 0u64, 0u64, 0u64);
@@ -842,6 +865,25 @@ async fn worker_main(a: Args, k: usize, keys: Keys) {
     println!("RESUMED {}", resumed.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(","));
     std::io::stdout().flush().ok();
     std::process::exit(0);
+}
+
+/// `--attempt-log`: the kill's wall ms, then one line per reconnect attempt: start wall µs,
+/// node, end wall µs, outcome.
+fn write_attempts(path: &str, kill_ms: i64, clients: &[Rc<RefCell<Client>>]) {
+    let mut out = format!("kill_ms {kill_ms}\n");
+    for c in clients {
+        for &(start, node, end, what) in &c.borrow().attempts {
+            let what = match what {
+                -2 => "ok".to_string(),
+                -1 => "fail".to_string(),
+                t => format!("busy {t}"),
+            };
+            out.push_str(&format!("{start} {node} {end} {what}\n"));
+        }
+    }
+    if let Err(e) = std::fs::write(path, out) {
+        eprintln!("rcall-loadgen: {path}: {e}");
+    }
 }
 
 #[derive(Default)]
@@ -1293,7 +1335,7 @@ mod tests {
 
     #[test]
     fn settled_once_connected_with_only_receiptless_messages_unconfirmed() {
-        let mut c = Client::new("a".into(), "b".into(), vec!["ws://x".into()], Ipv4Addr::LOCALHOST);
+        let mut c = Client::new("a".into(), "b".into(), vec!["ws://x".into()], vec![0], Ipv4Addr::LOCALHOST);
         assert!(!c.settled(), "not connected");
         c.on_connected(0);
         assert!(c.settled());

@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::redis_server::TestRedis;
 use common::*;
 use futures::StreamExt;
-use rcall_server::cluster::admission::{MAX_TURN_MS, MIN_RETRY_MS};
+use rcall_server::cluster::admission::{FIRST_TURN_MS, MAX_TURN_MS, MIN_RETRY_MS};
 use rcall_server::cluster::routing::Routing;
 use rtc_core::proto::error_code;
 use rtc_core::proto::server_frame::Body as S;
@@ -270,6 +270,63 @@ async fn busy_refusals_past_the_queue_are_spread_below_the_cap() {
     let at_cap = turns.iter().filter(|&&t| t == MAX_TURN_MS).count();
     assert!(at_cap <= 1, "{turns:?}");
     assert_eq!(r.logins_refused(), 10);
+    drop(first);
+}
+
+/// A storm's first refusals get turns no longer than [`FIRST_TURN_MS`], however slow the
+/// node's logins look then (a survivor's look slow while it answers the storm's sockets, and
+/// turns given on that sent its clients up to 2 s out while it then served logins in 1–5 ms:
+/// `cluster::admission`); refusals that go on get longer turns as the storm ages, up to the cap.
+#[tokio::test]
+async fn a_storms_first_turns_are_short_and_grow_while_it_lasts() {
+    let redis = TestRedis::start();
+    let ts = redis.node_with(|c| c.max_logins_in_progress = 1).await;
+    let r = routing(&ts);
+    pause_redis(&redis, 4000);
+    let first = Client::authenticate(ts.addr, &ts.token("u1"), "u1-dev", 0).await;
+    until("the first login in progress", || {
+        r.logins_in_progress() == 1
+    })
+    .await;
+    // The running login is 600 ms old: the node's rate says about 1 login in 600 ms.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let started = std::time::Instant::now();
+    let mut first_turns = Vec::new();
+    for i in 2..8 {
+        let user = format!("u{i}");
+        let mut c =
+            Client::authenticate(ts.addr, &ts.token(&user), &format!("{user}-dev"), 0).await;
+        first_turns.push(busy_turn(&mut c).await);
+    }
+    assert!(
+        first_turns
+            .iter()
+            .all(|&t| (MIN_RETRY_MS..=FIRST_TURN_MS).contains(&t)),
+        "{first_turns:?}"
+    );
+    // The storm goes on (a refusal every 50 ms or so, each before the last refused client is due
+    // back): 1.3 s into it, its turns are longer than its first ones, and within its age.
+    let mut n = 8;
+    while started.elapsed() < Duration::from_millis(1300) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let user = format!("u{n}");
+        n += 1;
+        let mut c =
+            Client::authenticate(ts.addr, &ts.token(&user), &format!("{user}-dev"), 0).await;
+        busy_turn(&mut c).await;
+    }
+    let mut c = Client::authenticate(ts.addr, &ts.token("late"), "late-dev", 0).await;
+    let late = busy_turn(&mut c).await;
+    let age = started.elapsed().as_millis() as u32;
+    assert!(
+        late > FIRST_TURN_MS && late <= age.min(MAX_TURN_MS),
+        "{late} at {age} ms"
+    );
+    assert_eq!(
+        r.logins_in_progress(),
+        1,
+        "the first login still waits on Redis"
+    );
     drop(first);
 }
 

@@ -22,6 +22,18 @@
 //! stream the node serves as fast as it turns out to be, and those it still cannot take get a
 //! new turn at the rate known then.
 //!
+//! Even so a storm's first turns were too long (session 18, BENCHMARKS.md "Session 18"): while
+//! a survivor answers the thousands of sockets that opened at once, its logins run 5–10× slower
+//! than a second later, so the rate it knows then placed the refused clients up to 2 s out, and
+//! once the sockets were answered (1–1.5 s into the storm) the survivors served logins in 1–5 ms
+//! with their clients still away, for 1–2 s. No estimate the node has then predicts its later
+//! rate (its throughput then is lower still), so the turns are bounded by what the node does
+//! know: how long the storm has lasted. A turn is no longer than the node has been refusing
+//! ([`FIRST_TURN_MS`] at least, [`MAX_TURN_MS`] at most): a short storm's clients come back
+//! soon; a storm that goes on is met with longer turns as it goes on, so a refused client that
+//! comes back too early (one more refusal, ~60 µs of the node's CPU) is what the short turns
+//! risk, never an idle node.
+//!
 //! Pure (the caller passes the time), so its arithmetic is unit-tested here.
 
 /// Added to every turn: the refused client's own round trip and a new socket take about
@@ -33,17 +45,24 @@ pub const MIN_RETRY_MS: u32 = 200;
 /// high (a starved node's logins look slow) costs no more than the old backoff; past it the
 /// clients come back and get a new turn.
 pub const MAX_RETRY_MS: u32 = 4_000;
-/// The longest turn the node gives. Under [`MAX_RETRY_MS`] × 5/6: the SDK waits a turn
-/// +0–20 % (`im::busy_delay`: clients given the same turn do not come back in the same
-/// millisecond) but never past [`MAX_RETRY_MS`], so a turn at that cap lost its jitter (and
-/// every client sent there came back at once, into another storm). 2 s, not the 3.3 s that
-/// allows: a turn is given on the rate the node knows when it refuses, which in a storm's first
-/// second is 5–10× slower than the rate it serves at once the sockets are open, and a client
-/// asked back later than needed waits while the node idles. Shorter turns let the rate known
+/// The longest turn the node gives (a storm's horizon grows to it from [`FIRST_TURN_MS`]).
+/// Under [`MAX_RETRY_MS`] × 5/6: the SDK waits a turn +0–20 % (`im::busy_delay`: clients
+/// given the same turn do not come back in the same millisecond) but never past
+/// [`MAX_RETRY_MS`], so a turn at that cap lost its jitter (and every client sent there came
+/// back at once, into another storm). 2 s, not the 3.3 s that allows: a turn is given on the
+/// rate the node knows when it refuses, which in a storm's first second is 5–10× slower than
+/// the rate it serves at once the sockets are open, and a client asked back later than needed
+/// waits while the node idles. Shorter turns let the rate known
 /// later correct them (a 30,000-connection failover, BENCHMARKS.md "Session 16": resume p50
 /// 3.8–4.2 s, p99 5.3–5.6 s with 3.3 s turns and the overflow at the cap; 2.0 s, 3.1–3.2 s
 /// with 2 s turns and the overflow spread, fewer busy answers too).
 pub const MAX_TURN_MS: u32 = 2_000;
+/// The longest turn at a storm's start (its first refusal); it grows with the storm's age up
+/// to [`MAX_TURN_MS`] (see the module doc). Wide enough over [`MIN_RETRY_MS`] for a spread of
+/// a few hundred ms; short enough that clients refused while a survivor still answers the
+/// storm's sockets are back about when it has (0.5–1.5 s into a 50,000-connection failover's
+/// storm).
+pub const FIRST_TURN_MS: u32 = 500;
 /// Golden-ratio step of the overflow's spread (see [`Admission::begin`]): successive
 /// fractions of the window land evenly, with no randomness to test around.
 const SPREAD_STEP: f64 = 0.618_033_988_749_895;
@@ -70,6 +89,12 @@ pub struct Admission {
     queue_at_ms: f64,
     /// The last turn given (ms): once it has passed, every refused client has come back.
     tail_ms: f64,
+    /// When the last client refused is due back (ms; its turn included, unlike `tail_ms`,
+    /// which is when the queue ahead of it is served).
+    due_ms: f64,
+    /// When the node began refusing (ms): the first refusal once every client refused before
+    /// was due back. Turns are no longer than the time since ([`Self::horizon`]).
+    storm_from_ms: f64,
     /// Refused clients the queue had no room for so far: where the next one's turn falls in
     /// the spread window.
     spilled: u64,
@@ -86,6 +111,8 @@ impl Admission {
             queue: 0.0,
             queue_at_ms: 0.0,
             tail_ms: 0.0,
+            due_ms: 0.0,
+            storm_from_ms: 0.0,
             spilled: 0,
         }
     }
@@ -93,7 +120,8 @@ impl Admission {
     /// A login arrives at `now_ms`: `Ok(())` when it may start (then [`Self::finish`] it), else
     /// the busy answer's `retry_after_ms`: the client's turn, behind the refused clients still
     /// ahead, one login's share of the node's time (a login's duration over the bound) each,
-    /// [`MIN_RETRY_MS`] added, at most [`MAX_TURN_MS`].
+    /// [`MIN_RETRY_MS`] added, at most the storm's horizon (between
+    /// [`FIRST_TURN_MS`] and [`MAX_TURN_MS`]).
     ///
     /// The clients ahead are counted, not their turns' times: the queue drains at the rate
     /// known now. (With turns kept as times, a storm's first refusals, given on the slow
@@ -102,11 +130,13 @@ impl Admission {
     /// failover the node's logins took 20 ms at p50 while its clients waited 3.6 s for their
     /// turns.)
     ///
-    /// A client the queue has no room for (its turn would pass [`MAX_TURN_MS`]) gets a turn
+    /// A client the queue has no room for (its turn would pass the horizon) gets a turn
     /// spread evenly over the window from the running logins' expected end (one login's
-    /// duration on) to the cap, not the cap itself: the node's rate then is likely higher than
-    /// the one it knows now, and whoever it still cannot take is refused again with a turn at
-    /// the rate known then. A node whose logins outlast the whole window sends them to the cap.
+    /// duration on) to the horizon, not the horizon itself: the node's rate then is likely
+    /// higher than the one it knows now, and whoever it still cannot take is refused again with
+    /// a turn at the rate known then. The window is at least the horizon's upper half (a storm's
+    /// first logins outlast its first, short horizon: its overflow stays spread, not one burst
+    /// at the horizon).
     pub fn begin(&mut self, now_ms: f64) -> Result<(), u32> {
         if self.running < self.max {
             self.running += 1;
@@ -116,6 +146,10 @@ impl Admission {
         let mean_age = now_ms - self.started_sum / self.running as f64;
         let duration = self.avg_ms.unwrap_or(0.0).max(mean_age).max(1.0);
         let share = duration / self.max as f64;
+        // Every client refused before was due back: this refusal starts a storm.
+        if now_ms >= self.due_ms {
+            self.storm_from_ms = now_ms;
+        }
         // Every turn given has passed: those clients came back (refused again, they count
         // anew).
         let drained = if now_ms >= self.tail_ms {
@@ -123,22 +157,36 @@ impl Admission {
         } else {
             self.queue - (now_ms - self.queue_at_ms).max(0.0) / share
         };
-        // (The queue never reaches past the cap: a turn given beyond it would not be kept.)
-        let room = f64::from(MAX_TURN_MS - MIN_RETRY_MS) / share;
+        let horizon = self.horizon(now_ms);
+        // (The queue never reaches past the horizon: a turn given beyond it would not be kept.)
+        let room = (horizon - f64::from(MIN_RETRY_MS)) / share;
         let ahead = drained.max(0.0);
         self.queue_at_ms = now_ms;
         if ahead + 1.0 > room {
             self.queue = room;
-            self.tail_ms = self.tail_ms.max(now_ms + f64::from(MAX_TURN_MS));
+            self.tail_ms = self.tail_ms.max(now_ms + horizon);
             self.spilled += 1;
-            let from = (f64::from(MIN_RETRY_MS) + duration).min(f64::from(MAX_TURN_MS));
+            let from =
+                (f64::from(MIN_RETRY_MS) + duration).min((f64::from(MIN_RETRY_MS) + horizon) / 2.0);
             let at = (self.spilled as f64 * SPREAD_STEP).fract();
-            return Err((from + at * (f64::from(MAX_TURN_MS) - from)) as u32);
+            return Err(self.turn(now_ms, from + at * (horizon - from)));
         }
         self.queue = ahead + 1.0;
         let wait = self.queue * share;
         self.tail_ms = self.tail_ms.max(now_ms + wait);
-        Err((wait as u32 + MIN_RETRY_MS).min(MAX_TURN_MS))
+        Err(self.turn(now_ms, (wait + f64::from(MIN_RETRY_MS)).min(horizon)))
+    }
+
+    /// The turn `ms` given at `now_ms`, noted as due then.
+    fn turn(&mut self, now_ms: f64, ms: f64) -> u32 {
+        self.due_ms = self.due_ms.max(now_ms + ms);
+        ms as u32
+    }
+
+    /// The longest turn at `now_ms` (ms): as long as the node has been refusing
+    /// ([`Self::storm_from_ms`]), at least [`FIRST_TURN_MS`], at most [`MAX_TURN_MS`].
+    fn horizon(&self, now_ms: f64) -> f64 {
+        (now_ms - self.storm_from_ms).clamp(f64::from(FIRST_TURN_MS), f64::from(MAX_TURN_MS))
     }
 
     /// The login that began at `started_ms` ended (done, failed or abandoned) at `now_ms`.
@@ -170,22 +218,22 @@ mod tests {
     #[test]
     fn refused_logins_get_turns_at_the_nodes_login_rate() {
         let mut a = Admission::new(4);
-        // Logins took 400 ms each before: 4 slots serve 10 logins a second.
+        // Logins took 200 ms each before: 4 slots serve 20 logins a second.
         for _ in 0..8 {
             a.begin(0.0).unwrap();
-            a.finish(0.0, 400.0);
+            a.finish(0.0, 200.0);
         }
         for _ in 0..4 {
             a.begin(1000.0).unwrap();
         }
         let turns: Vec<u32> = (0..5).map(|_| a.begin(1000.0).unwrap_err()).collect();
-        assert_eq!(turns, [300, 400, 500, 600, 700]);
+        assert_eq!(turns, [250, 300, 350, 400, 450]);
         // Turns already passed are not waited for: a later refusal starts from now (and the
-        // logins running for 4 s now say a login takes that long at least: 1 s per slot).
-        assert_eq!(a.begin(5000.0), Err(MIN_RETRY_MS + 1000));
+        // logins running for 1 s now say a login takes that long at least: 250 ms per slot).
+        assert_eq!(a.begin(2000.0), Err(MIN_RETRY_MS + 250));
         // A slot freed: the next login starts.
-        a.finish(1000.0, 1400.0);
-        assert_eq!(a.begin(1400.0), Ok(()));
+        a.finish(1000.0, 2100.0);
+        assert_eq!(a.begin(2100.0), Ok(()));
         assert_eq!(a.running(), 4);
     }
 
@@ -212,10 +260,13 @@ mod tests {
         for _ in 0..4 {
             a.begin(0.0).unwrap();
         }
-        // 4 s in, none done: a login takes 4 s, 1 s per slot: one client fits under the cap,
-        // and the logins outlast the whole window, so the next ones get the cap.
+        // 4 s in, none done: a login takes 4 s, 1 s per slot, past the storm's first horizon:
+        // the refused are spread below it.
         let slow: Vec<u32> = (0..3).map(|_| a.begin(4000.0).unwrap_err()).collect();
-        assert_eq!(slow, [1200, MAX_TURN_MS, MAX_TURN_MS]);
+        assert!(
+            slow.iter().all(|t| (350..=FIRST_TURN_MS).contains(t)),
+            "{slow:?}"
+        );
         // Then the node serves fast: logins of 40 ms (10 ms per slot).
         for _ in 0..4 {
             a.finish(0.0, 4000.0);
@@ -229,7 +280,7 @@ mod tests {
             a.begin(4100.0).unwrap();
         }
         // The clients ahead are a few logins' shares at the node's rate now (~15 ms per
-        // slot: drained within these 100 ms), not the start's 2 s.
+        // slot: drained within these 100 ms), not the start's.
         let turn = a.begin(4100.0).unwrap_err();
         assert!(turn < 300, "{turn}");
         // Still behind each other.
@@ -240,57 +291,69 @@ mod tests {
     fn turns_are_capped_and_no_bound_refuses_nothing() {
         let mut a = Admission::new(1);
         a.begin(0.0).unwrap();
-        // (A login 60 s long: past the whole window, so the cap, not a spread turn.)
-        assert_eq!(a.begin(60_000.0), Err(MAX_TURN_MS));
-        assert_eq!(a.begin(60_000.0), Err(MAX_TURN_MS));
+        // A login 60 s long and clients refused every 100 ms for 4 s: the storm's turns grow
+        // to the cap and stay under it.
+        let mut last = 0;
+        for i in 0..40 {
+            last = a.begin(60_000.0 + 100.0 * f64::from(i)).unwrap_err();
+            assert!(last <= MAX_TURN_MS, "{i}: {last}");
+        }
+        // (The login outlasts the whole window: the overflow is spread over its upper half.)
+        assert!(
+            ((MIN_RETRY_MS + MAX_TURN_MS) / 2..=MAX_TURN_MS).contains(&last),
+            "{last}"
+        );
         // The client's +0–20 % still fits under its own cap: capped turns stay spread.
         const { assert!(MAX_TURN_MS * 6 / 5 <= MAX_RETRY_MS) };
+        const { assert!(MIN_RETRY_MS < FIRST_TURN_MS && FIRST_TURN_MS <= MAX_TURN_MS) };
         // The queue stops at the cap: once the node is served again, turns shrink at once.
-        a.finish(0.0, 60_000.0);
-        a.begin(60_000.0).unwrap();
-        a.finish(60_000.0, 60_001.0);
-        a.begin(60_001.0).unwrap();
-        assert!(a.begin(60_001.0).unwrap_err() <= MAX_TURN_MS);
+        a.finish(0.0, 64_000.0);
+        a.begin(64_000.0).unwrap();
+        a.finish(64_000.0, 64_001.0);
+        a.begin(64_001.0).unwrap();
+        assert!(a.begin(64_001.0).unwrap_err() <= MAX_TURN_MS);
         let mut free = Admission::new(0);
         assert!((0..10_000).all(|_| free.begin(0.0).is_ok()));
     }
 
-    /// A storm's first refusals, given while its logins look slow (all slots begun at once),
-    /// are more than the queue can place under the cap: those past its room come back spread
-    /// over the window from the running logins' expected end to the cap, not all at the cap
-    /// (where 4,000 clients came back in one burst after the node had idled).
+    /// A storm's first refusals, given while its logins look slow (all slots begun at once,
+    /// the node busy answering the storm's sockets), are more than the queue can place: they
+    /// are spread no further than the storm's first horizon, not over the whole 2 s window
+    /// (where, in a 50,000-connection failover, the survivors then served logins in 1–5 ms
+    /// with their clients still away; BENCHMARKS.md "Session 18") nor all at its end.
     #[test]
-    fn a_storms_overflow_comes_back_spread_over_the_window_not_at_the_cap() {
+    fn a_storms_first_turns_are_spread_no_further_than_it_has_lasted() {
         let mut a = Admission::new(256);
         for _ in 0..256 {
             a.begin(0.0).unwrap();
         }
-        // 500 ms in, none done: ~2 ms per slot, room for ~920 turns under the cap.
+        // 500 ms in, none done (~2 ms per slot): the storm's first refusals.
         let turns: Vec<u32> = (0..4000).map(|_| a.begin(500.0).unwrap_err()).collect();
-        assert!(turns
-            .iter()
-            .all(|t| (MIN_RETRY_MS..=MAX_TURN_MS).contains(t)));
+        assert!(
+            turns
+                .iter()
+                .all(|t| (MIN_RETRY_MS..=FIRST_TURN_MS).contains(t)),
+            "{:?}",
+            turns.iter().max()
+        );
         // The queue first: successive turns at the node's rate.
         assert!(
-            turns[..900].windows(2).all(|w| w[0] < w[1]),
+            turns[..150].windows(2).all(|w| w[0] < w[1]),
             "{:?}",
             &turns[..10]
         );
-        let spilled = &turns[1000..];
-        let at_cap = spilled.iter().filter(|&&t| t == MAX_TURN_MS).count();
-        assert!(
-            at_cap < spilled.len() / 100,
-            "{at_cap} of {} at the cap",
-            spilled.len()
-        );
-        // Even over 700 ms (the running logins' expected end: 200 + 500) to the cap.
-        let from = MIN_RETRY_MS + 500;
+        // Then the overflow, evenly over the window's upper half (the running logins'
+        // expected end, 200 + 500 ms, is past the horizon): no burst at its end.
+        let spilled = &turns[200..];
+        let at_end = spilled.iter().filter(|&&t| t == FIRST_TURN_MS).count();
+        assert!(at_end < spilled.len() / 100, "{at_end} at the horizon");
+        let from = (MIN_RETRY_MS + FIRST_TURN_MS) / 2;
         assert!(
             spilled.iter().all(|&t| t >= from),
             "{:?}",
             spilled.iter().min()
         );
-        let width = (MAX_TURN_MS - from) / 4;
+        let width = (FIRST_TURN_MS - from) / 4;
         for q in 0..4 {
             let lo = from + q * width;
             let n = spilled
@@ -300,5 +363,37 @@ mod tests {
             let share = n as f64 / spilled.len() as f64;
             assert!((0.2..0.3).contains(&share), "quarter {q}: {share}");
         }
+    }
+
+    /// A storm that goes on (every slot still taken, clients refused throughout) is met with
+    /// turns as long as it has lasted, up to the cap: the short first turns cost a refusal
+    /// more per client while the storm is young, not one per client every 500 ms however long
+    /// it lasts.
+    #[test]
+    fn a_storms_turns_grow_with_its_age_up_to_the_cap() {
+        let mut a = Admission::new(256);
+        for _ in 0..256 {
+            a.begin(0.0).unwrap();
+        }
+        let mut longest = Vec::new();
+        for step in 0..30 {
+            let now = 500.0 + 100.0 * f64::from(step);
+            let age = now - 500.0;
+            let max = (0..100).map(|_| a.begin(now).unwrap_err()).max().unwrap();
+            let horizon = age.clamp(f64::from(FIRST_TURN_MS), f64::from(MAX_TURN_MS));
+            assert!(f64::from(max) <= horizon, "{age} ms in: {max}");
+            longest.push(max);
+        }
+        // 2.5 s into the storm its overflow reaches the cap (spread below it).
+        assert!(
+            longest[25..].iter().all(|&t| t > MAX_TURN_MS * 9 / 10),
+            "{longest:?}"
+        );
+        // A storm ends once every client refused was due back: the next one starts short.
+        let max = (0..100)
+            .map(|_| a.begin(10_000.0).unwrap_err())
+            .max()
+            .unwrap();
+        assert!(max <= FIRST_TURN_MS, "{max}");
     }
 }
