@@ -91,7 +91,7 @@ rm -rf npm/dist && mkdir -p npm/dist/cdn npm/dist/esm
 # The CDN's rcall_bg.wasm is the unpacker (crates/unpack) carrying the module LZMA-compressed:
 # -19.5 KB gzip-9 (xz packs wasm far better than gzip), for ~18 ms of unpacking in Chromium here
 # (BENCHMARKS.md "Session 17: size"); its code section split into streams of like values, each
-# compressed on its own: -6.5 KB more (crates/unpack/src/streams.rs, "Session 18: size"). The ESM
+# compressed on its own: -6.4 KB more (crates/unpack/src/streams.rs, "Session 18: size"). The ESM
 # package ships the module itself: a bundler's server compresses it and the browser compiles it
 # while it downloads.
 command -v xz >/dev/null || { echo "npm/build.sh: xz is missing (apt install xz-utils; scripts/setup.sh installs it)" >&2; exit 1; }
