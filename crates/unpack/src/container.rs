@@ -59,7 +59,11 @@ pub fn unpack<'m>(
         let packed = number(payload, &mut at)?;
         *end = start.checked_add(len).ok_or(Error::Header)?;
         let to = scratch.get_mut(start..*end).ok_or(Error::Header)?;
-        let from = payload.get(at..at + packed).ok_or(Error::Truncated)?;
+        // (Checked: on wasm32 a damaged length could wrap the sum.)
+        let from = at
+            .checked_add(packed)
+            .and_then(|e| payload.get(at..e))
+            .ok_or(Error::Truncated)?;
         if len > 0 {
             decode_raw(props, from, to, probs)?;
         }
