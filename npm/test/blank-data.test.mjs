@@ -2,14 +2,18 @@
 // hand-assembled modules: data segments of names, code that reads some of them by constant
 // address, a pointer to one stored in data, and prost's push called with constant names.
 // Run: node --test npm/test/
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { leb, name } from '../wasm-module.mjs';
+
+/** The runs' files, removed when the tests end. */
+const scratch = mkdtempSync(join(tmpdir(), 'blank-data-'));
+after(() => rmSync(scratch, { recursive: true, force: true }));
 
 const blank = fileURLToPath(new URL('../blank-data.mjs', import.meta.url));
 const strip = fileURLToPath(new URL('../strip-decode-context.mjs', import.meta.url));
@@ -56,7 +60,7 @@ function module() {
 }
 
 function run(script, bytes, extra) {
-  const dir = mkdtempSync(join(tmpdir(), 'blank-data-'));
+  const dir = mkdtempSync(join(scratch, 'run-'));
   const path = join(dir, 'm.wasm'), json = join(dir, 'ranges.json');
   writeFileSync(path, bytes);
   if (extra !== undefined && script === blank) writeFileSync(json, JSON.stringify(extra));

@@ -3,14 +3,18 @@
 // (crate hashes, leading `<`), and the name section; then, when the npm binaryen is installed,
 // the build's reorder through wasm-opt.
 // Run: node --test npm/test/
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Cursor, leb, name, sections } from '../wasm-module.mjs';
+
+/** The runs' files, removed when the tests end. */
+const scratch = mkdtempSync(join(tmpdir(), 'order-functions-'));
+after(() => rmSync(scratch, { recursive: true, force: true }));
 
 const script = fileURLToPath(new URL('../order-functions.mjs', import.meta.url));
 const wasmOpt = fileURLToPath(new URL('../../node_modules/.bin/wasm-opt', import.meta.url));
@@ -79,7 +83,7 @@ const results = async (bytes) => {
 };
 
 function order(bytes) {
-  const path = join(mkdtempSync(join(tmpdir(), 'order-functions-')), 'm.wasm');
+  const path = join(mkdtempSync(join(scratch, 'run-')), 'm.wasm');
   writeFileSync(path, bytes);
   const run = spawnSync(process.execPath, [script, path], { encoding: 'utf8' });
   return { ...run, path, bytes: readFileSync(path) };

@@ -2,14 +2,18 @@
 // function first (so function indices are offset), prost's `DecodeError::push` writing what it is
 // given, a caller reading it back, and the name section wasm-bindgen keeps.
 // Run: node --test npm/test/
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { leb, name } from '../wasm-module.mjs';
+
+/** The runs' files, removed when the tests end. */
+const scratch = mkdtempSync(join(tmpdir(), 'strip-decode-context-'));
+after(() => rmSync(scratch, { recursive: true, force: true }));
 
 const script = fileURLToPath(new URL('../strip-decode-context.mjs', import.meta.url));
 const PUSH = '<prost[0123456789abcdef]::error::DecodeError>::push';
@@ -52,7 +56,7 @@ const decode = async (bytes) =>
   (await WebAssembly.instantiate(bytes, { env: { log() {} } })).instance.exports.decode();
 
 function strip(bytes) {
-  const path = join(mkdtempSync(join(tmpdir(), 'strip-decode-context-')), 'm.wasm');
+  const path = join(mkdtempSync(join(scratch, 'run-')), 'm.wasm');
   writeFileSync(path, bytes);
   const run = spawnSync(process.execPath, [script, path], { encoding: 'utf8' });
   return { ...run, bytes: readFileSync(path) };
