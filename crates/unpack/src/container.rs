@@ -5,7 +5,8 @@
 //!
 //! Layout, numbers in LEB128: the module's length, the decoded streams' total length, the code
 //! section body's offset (`prefix`) and length; then for each of the [`STREAMS`] streams its LZMA
-//! properties byte, decoded length, packed length and packed bytes (none for an empty stream).
+//! properties byte, decoded length, packed length and packed bytes (none for an empty stream): the
+//! range coder's bytes without their first, always 0, and without xz's end marker.
 //! Read front to back in one pass, with no table of offsets: the unpacker stays small.
 
 use crate::streams::{join, STREAMS};

@@ -151,37 +151,32 @@ fn instruction(c: &mut Cursor, s: &mut [Vec<u8>; STREAMS]) -> Result<(), PackErr
     if original(op) != op {
         return Err(PackError::Marker { op, at });
     }
-    let unknown = |op| PackError::UnknownOpcode { op, at };
-    if op == 0x41 {
-        let (raw, v) = c.leb(true)?;
-        match i32::try_from(v) {
-            Ok(v) if !narrow(v) && is_shortest(raw, v.into(), true) => {
-                s[OPS].push(WIDE_I32);
-                s[I32_WIDE].extend(v.to_be_bytes());
-            }
-            _ => {
-                s[OPS].push(op);
-                s[I32].extend(raw);
-            }
-        }
-        return Ok(());
-    }
-    if op == 0x10 {
-        let (raw, index) = c.leb(false)?;
-        match u16::try_from(index) {
-            Ok(target) if is_shortest(raw, target.into(), false) => {
-                s[OPS].push(op);
-                s[CALL].extend(target.to_be_bytes());
-            }
-            _ => {
-                s[OPS].push(RAW_CALL);
-                s[MISC].extend(raw);
-            }
-        }
+    if op == 0x41 || op == 0x10 {
+        // A wide constant or a call target in its fixed-width stream, under the opcode the join
+        // reads it by; anything else (a narrow constant, a target of 65,536 or more, a LEB128 the
+        // join would not write back byte for byte) as it is.
+        let signed = op == 0x41;
+        let (raw, v) = c.leb(signed)?;
+        let fixed = if signed {
+            let wide = i32::try_from(v).ok().filter(|&v| !narrow(v));
+            wide.map(|v| (WIDE_I32, I32_WIDE, v.to_be_bytes().to_vec()))
+        } else {
+            u16::try_from(v)
+                .ok()
+                .map(|t| (op, CALL, t.to_be_bytes().to_vec()))
+        };
+        let raw_form = if signed { (op, I32) } else { (RAW_CALL, MISC) };
+        let (code, stream, bytes) = fixed.filter(|_| is_shortest(raw, v, signed)).unwrap_or((
+            raw_form.0,
+            raw_form.1,
+            raw.to_vec(),
+        ));
+        s[OPS].push(code);
+        s[stream].extend(bytes);
         return Ok(());
     }
     s[OPS].push(op);
-    let steps = immediates(op).ok_or(unknown(op.into()))?;
+    let steps = immediates(op).ok_or(PackError::UnknownOpcode { op: op.into(), at })?;
     split_steps(steps, c, s, at)
 }
 

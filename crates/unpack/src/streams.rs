@@ -249,16 +249,8 @@ impl Join<'_> {
     }
 
     /// `v` as LEB128, signed or not (the shortest form, as compilers write it).
-    fn leb(&mut self, mut v: i64, signed: bool) {
-        loop {
-            let b = (v & 0x7f) as u8;
-            v >>= 7;
-            let sign = signed && b & 0x40 != 0;
-            if (v == 0 && !sign) || (signed && v == -1 && sign) {
-                return self.put(b);
-            }
-            self.put(b | 0x80);
-        }
+    fn leb(&mut self, v: i64, signed: bool) {
+        leb(v, signed, |b| self.put(b));
     }
 
     /// A function body's instructions up to `end`: the unpacking's hot loop, written for V8's
@@ -445,17 +437,25 @@ pub fn narrow(v: i32) -> bool {
     NARROW.contains(&v)
 }
 
-/// `v`'s shortest LEB128 (as [`join`] writes it) in `buf`; its length.
+/// `v` as LEB128, signed or not, in its shortest form (as compilers write it), byte by byte.
+fn leb(mut v: i64, signed: bool, mut put: impl FnMut(u8)) {
+    loop {
+        let b = (v & 0x7f) as u8;
+        v >>= 7;
+        let sign = signed && b & 0x40 != 0;
+        if (v == 0 && !sign) || (signed && v == -1 && sign) {
+            return put(b);
+        }
+        put(b | 0x80);
+    }
+}
+
+/// `v`'s shortest LEB128 (as [`join`] writes it) in `buf` (10 bytes hold any i64); its length.
 pub fn shortest(v: i64, signed: bool, buf: &mut [u8; 10]) -> usize {
-    let mut j = Join {
-        bytes: &[],
-        at: [0; STREAMS],
-        end: [0; STREAMS],
-        out: buf,
-        written: 0,
-        bad: false,
-    };
-    // 10 bytes hold any i64.
-    j.leb(v, signed);
-    j.written
+    let mut n = 0;
+    leb(v, signed, |b| {
+        buf[n] = b;
+        n += 1;
+    });
+    n
 }
