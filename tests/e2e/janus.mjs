@@ -30,15 +30,36 @@ export function janusBin() {
 }
 
 /** Adds the veth pair `rcsfu0`/`rcsfu1` (10.99.0.1/2) for Janus's ICE; returns `remove`.
- *  Only call it inside a private network namespace. */
+ *  Only call it inside a private network namespace.
+ *
+ *  It returns once the pair is settled, because Chromium fails every request still waiting for
+ *  a socket when the machine's links or addresses change (ERR_NETWORK_CHANGED: a page's
+ *  `fetch` of the SDK rejects with "Failed to fetch"; it broke CI once). Left to itself the
+ *  kernel adds each end's IPv6 link-local address ~1.1 s after the link comes up (after DAD),
+ *  just when a browser launched next loads its pages: so no IPv6 address is generated (ICE uses
+ *  10.99.0.x) and this waits until both ends report carrier (`state UP`). */
 export function addVeth() {
-  const ip = (args) => execFileSync('ip', args.split(' '), { stdio: 'pipe' });
+  const ip = (args) => execFileSync('ip', args.split(' '), { stdio: 'pipe' }).toString();
   ip(`link add ${JANUS_VETH} type veth peer name ${VETH_PEER}`);
-  ip(`addr add 10.99.0.1/24 dev ${JANUS_VETH}`);
-  ip(`addr add 10.99.0.2/24 dev ${VETH_PEER}`);
-  ip(`link set ${JANUS_VETH} up`);
-  ip(`link set ${VETH_PEER} up`);
-  return () => { try { execFileSync('ip', ['link', 'del', JANUS_VETH], { stdio: 'pipe' }); } catch {} };
+  const remove = () => { try { execFileSync('ip', ['link', 'del', JANUS_VETH], { stdio: 'pipe' }); } catch {} };
+  try {
+    for (const dev of [JANUS_VETH, VETH_PEER]) ip(`link set ${dev} addrgenmode none`);
+    ip(`addr add 10.99.0.1/24 dev ${JANUS_VETH}`);
+    ip(`addr add 10.99.0.2/24 dev ${VETH_PEER}`);
+    ip(`link set ${JANUS_VETH} up`);
+    ip(`link set ${VETH_PEER} up`);
+    const pause = new Int32Array(new SharedArrayBuffer(4));
+    for (let waited = 0; ; waited += 20) {
+      const links = ip('-o link show type veth');
+      if ([JANUS_VETH, VETH_PEER].every((d) => new RegExp(`: ${d}@\\S+: .* state UP `).test(links))) break;
+      if (waited >= 5000) throw new Error(`the veth pair did not come up within 5 s:\n${links}`);
+      Atomics.wait(pause, 0, 0, 20);
+    }
+  } catch (e) {
+    remove();
+    throw e;
+  }
+  return remove;
 }
 
 /** The rcall-server flags that point at these Janus servers (one, or a list: `--janus A,B`). */
