@@ -72,10 +72,11 @@ use delivery::{Admission, AppCore, ConnId, Departure, Limits, Now, Origin, Outgo
 use prost::Message as _;
 
 use rtc_core::engine::{
-    CallEvent, CallRequest, CaptureError, Command, CommandId, Engine, EngineConfig, Input, MediaAction, MediaEvent, Millis, OutgoingSignal,
-    Output, Peer, Received, TrackKind,
+    CallEvent, CallRequest, CaptureError, Command, CommandId, Engine, EngineConfig, Input, LinkState, MediaAction, MediaEvent, Millis,
+    OutgoingSignal, Output, Peer, Received, TrackKind,
 };
 use rtc_core::link::ClientLink;
+use rtc_core::proto::call_content::Body;
 use rtc_core::proto::{client_frame, conversation_type, media_signal, server_frame, Ack, CallContent, ClientFrame, Delivered, ServerFrame};
 use rtc_core::types::MediaType;
 
@@ -687,11 +688,7 @@ impl Sim {
     /// call failed (tests that expect a failure use [`Sim::call`] and [`Sim::result`]).
     pub fn dial(&mut self, dev: DeviceId, target: &str, media_type: MediaType) -> String {
         let cmd = self.call(dev, target, media_type);
-        self.run_for(100);
-        match self.result(dev, cmd) {
-            Some((_, Some(call_id))) => call_id,
-            other => panic!("call() from device {dev} to {target} did not start a call: {other:?}"),
-        }
+        self.started(dev, cmd, target)
     }
 
     /// `callInGroup()`.
@@ -699,6 +696,31 @@ impl Sim {
         let users = users.iter().map(|u| u.to_string()).collect();
         let req = self.request(conversation_type::GROUP, group, users, media_type);
         self.command(dev, Command::Call(req))
+    }
+
+    /// [`Sim::dial`] for `callInGroup()`: the new group call's id, 100 ms after the command.
+    pub fn dial_group(&mut self, dev: DeviceId, group: &str, users: &[&str], media_type: MediaType) -> String {
+        let cmd = self.call_in_group(dev, group, users, media_type);
+        self.started(dev, cmd, group)
+    }
+
+    /// 100 ms for the call command `cmd` to resolve, then the call it started: its code must be
+    /// SUCCESS with a call id.
+    fn started(&mut self, dev: DeviceId, cmd: CommandId, target: &str) -> String {
+        self.run_for(100);
+        match self.result(dev, cmd) {
+            Some((rtc_core::types::error_code::SUCCESS, Some(call_id))) => call_id,
+            other => panic!("the call from device {dev} to {target} did not start: {other:?}"),
+        }
+    }
+
+    /// `invite()` of `users` into `call_id`, with no extra and no push texts.
+    pub fn invite(&mut self, dev: DeviceId, call_id: &str, users: &[&str]) -> CommandId {
+        let user_ids = users.iter().map(|u| u.to_string()).collect();
+        self.command(
+            dev,
+            Command::Invite { call_id: call_id.to_string(), user_ids, extra: String::new(), push_title: None, push_content: None },
+        )
     }
 
     fn request(&mut self, ct: i32, target: &str, user_ids: Vec<String>, media_type: MediaType) -> CallRequest {
@@ -770,10 +792,40 @@ impl Sim {
 
     /// The end reason of `call_id` on `dev`, once `onSessionClose` fired.
     pub fn close_reason(&self, dev: DeviceId, call_id: &str) -> Option<i32> {
-        self.events(dev).into_iter().find_map(|e| match e {
-            CallEvent::SessionClosed { call_id: c, summary } if c == call_id => Some(summary.end_reason),
+        self.close_at(dev, call_id).map(|(_, reason)| reason)
+    }
+
+    /// When `onSessionClose` fired for `call_id` on `dev`, and with which end reason.
+    pub fn close_at(&self, dev: DeviceId, call_id: &str) -> Option<(Millis, i32)> {
+        self.log(dev).iter().find_map(|(t, l)| match l {
+            Logged::Event(CallEvent::SessionClosed { call_id: c, summary }) if c == call_id => Some((*t, summary.end_reason)),
             _ => None,
         })
+    }
+
+    /// A call message as the server delivers it now to a device: `body` about `call_id`, sent
+    /// by `sender` (user, device) in the conversation (`conversation_type`, `target_id`), not
+    /// stored offline. Tests change what differs (`Received { offline: true, ..sim.delivered(…) }`)
+    /// and [`Sim::inject`] it as an [`Input::Signal`].
+    pub fn delivered(&self, sender: (&str, &str), conversation_type: i32, target_id: &str, call_id: &str, body: Body) -> Received {
+        Received {
+            sender_user_id: sender.0.into(),
+            sender_device_id: sender.1.into(),
+            conversation_type,
+            target_id: target_id.into(),
+            channel_id: String::new(),
+            sent_time: self.now,
+            server_time: self.now,
+            offline: false,
+            content: CallContent { device_id: sender.1.into(), call_id: call_id.into(), body: Some(body), ..Default::default() },
+        }
+    }
+
+    /// The browser of `dev` reports its link to device `peer_dev` (of `peer_user`) in
+    /// `call_id` as `state`.
+    pub fn link_state(&mut self, dev: DeviceId, call_id: &str, peer_user: &str, peer_dev: DeviceId, state: LinkState) {
+        let peer = Peer { user_id: peer_user.into(), device_id: format!("dev{peer_dev}") };
+        self.input(dev, Input::Media(MediaEvent::LinkState { call_id: call_id.into(), peer, state }));
     }
 
     /// Advances the virtual clock by `ms`, delivering everything due on the way.

@@ -6,11 +6,6 @@ use rtc_core::engine::{CallEvent, Command, PushTexts};
 use rtc_core::proto::call_content::Body;
 use rtc_core::types::{end_reason, error_code, MediaType, UserState};
 
-fn call_id(sim: &mut Sim, cmd: u64, dev: usize) -> String {
-    sim.run_for(100);
-    sim.result(dev, cmd).unwrap().1.unwrap()
-}
-
 #[test]
 fn f_5_0_7_extra_and_custom_push_texts_travel_with_the_invite() {
     let mut sim = Sim::new();
@@ -43,8 +38,7 @@ fn f_5_1_2_set_push_config_applies_to_invites_and_hangups() {
     let (a, _b) = (sim.add_device("a"), sim.add_device("b"));
     let texts = |t: &str| PushTexts { title: Some(t.into()), content: None, options: None };
     sim.command(a, Command::SetPushConfig { call: texts("incoming"), hangup: texts("missed") });
-    let cmd = sim.call(a, "b", MediaType::AudioVideo);
-    let id = call_id(&mut sim, cmd, a);
+    let id = sim.dial(a, "b", MediaType::AudioVideo);
     sim.hangup(a, &id);
     sim.run_for(100);
     let sent = sim.sent(a);
@@ -56,8 +50,7 @@ fn f_5_1_2_set_push_config_applies_to_invites_and_hangups() {
     // Without setPushConfig a hangup carries no push (legacy prepared but did not attach it).
     let mut sim = Sim::new();
     let (a, _b) = (sim.add_device("a"), sim.add_device("b"));
-    let cmd = sim.call(a, "b", MediaType::Audio);
-    let id = call_id(&mut sim, cmd, a);
+    let id = sim.dial(a, "b", MediaType::Audio);
     sim.hangup(a, &id);
     sim.run_for(100);
     assert!(sim.sent(a).iter().filter(|s| s.content.object_name() == Some("RC:VCHangup")).all(|s| s.push.is_none()));
@@ -99,8 +92,7 @@ fn f_5_2_4_full_push_config_travels_on_the_wire_with_invites_and_hangups() {
             hangup: PushTexts { title: None, content: None, options: Some(Box::new(hangup_options.clone())) },
         },
     );
-    let cmd = sim.call(a, "b", MediaType::Audio);
-    let id = call_id(&mut sim, cmd, a);
+    let id = sim.dial(a, "b", MediaType::Audio);
     sim.hangup(a, &id);
     sim.run_for(100);
     let sent = sim.sent(a);
@@ -126,8 +118,7 @@ fn f_5_2_4_full_push_config_travels_on_the_wire_with_invites_and_hangups() {
 fn f_5_1_1_user_ids_with_underscores_are_callable() {
     let mut sim = Sim::new();
     let (a, b) = (sim.add_device("user_a_1"), sim.add_device("user_b_2"));
-    let cmd = sim.call(a, "user_b_2", MediaType::AudioVideo);
-    let id = call_id(&mut sim, cmd, a);
+    let id = sim.dial(a, "user_b_2", MediaType::AudioVideo);
     sim.accept(b, &id);
     sim.run_for(500);
     assert!(sim.timeline(a).contains(&"Track(user_b_2/Video)".to_string()));
@@ -139,15 +130,11 @@ fn f_5_1_1_inviting_after_the_call_was_handled_elsewhere_returns_a_code() {
     let mut sim = Sim::new();
     let a = sim.add_device("a");
     let (b1, b2) = (sim.add_device("b"), sim.add_device("b"));
-    let cmd = sim.call_in_group(a, "g", &["b"], MediaType::Audio);
-    let id = call_id(&mut sim, cmd, a);
+    let id = sim.dial_group(a, "g", &["b"], MediaType::Audio);
     sim.accept(b1, &id);
     sim.run_for(300);
     // b2's session ended with 101; inviting from it is a code, not a crash or an exception.
-    let inv = sim.command(
-        b2,
-        Command::Invite { call_id: id, user_ids: vec!["c".into()], extra: String::new(), push_title: None, push_content: None },
-    );
+    let inv = sim.invite(b2, &id, &["c"]);
     sim.run_for(10);
     assert_eq!(sim.result(b2, inv).unwrap().0, error_code::PARAM_ERROR);
 }
@@ -156,8 +143,7 @@ fn f_5_1_1_inviting_after_the_call_was_handled_elsewhere_returns_a_code() {
 fn f_5_2_3_states_are_right_after_accept_and_a_connected_hangup_is_3_while_an_invite_rings() {
     let mut sim = Sim::new();
     let (a, b, _c) = (sim.add_device("a"), sim.add_device("b"), sim.add_device("c"));
-    let cmd = sim.call_in_group(a, "g", &["b"], MediaType::Audio);
-    let id = call_id(&mut sim, cmd, a);
+    let id = sim.dial_group(a, "g", &["b"], MediaType::Audio);
     sim.accept(b, &id);
     sim.run_for(300);
     // getRemoteUsers on both sides: the other is in the call, flags right.
@@ -168,10 +154,7 @@ fn f_5_2_3_states_are_right_after_accept_and_a_connected_hangup_is_3_while_an_in
         let me = view.users.iter().find(|u| u.user_id != other).unwrap();
         assert!(!me.is_remote);
     }
-    sim.command(
-        a,
-        Command::Invite { call_id: id.clone(), user_ids: vec!["c".into()], extra: String::new(), push_title: None, push_content: None },
-    );
+    sim.invite(a, &id, &["c"]);
     sim.run_for(100);
     // A connected member hanging up while an invite rings says HANGUP, not CANCEL.
     sim.hangup(b, &id);
@@ -185,24 +168,16 @@ fn f_5_2_2_offline_window_uses_server_time_not_the_local_clock() {
     // The device's clock is 10 minutes fast; an invite the server accepted 20 s ago still rings,
     // for the rest of its 60 s minus the answer margin.
     use rtc_core::engine::{Input, Received, ANSWER_MARGIN_MS};
-    use rtc_core::proto::{self, CallContent};
+    use rtc_core::proto::{self};
     let mut sim = Sim::new();
     let b = sim.add_device("b");
     let server_now = sim.now() - 600_000;
+    let body = Body::Invite(proto::Invite { media_type: 1, invite_user_ids: vec!["b".into()], ..Default::default() });
     let msg = Received {
-        sender_user_id: "a".into(),
-        sender_device_id: "d".into(),
-        conversation_type: 1,
-        target_id: "a".into(),
-        channel_id: String::new(),
         sent_time: server_now - 20_000,
         server_time: server_now,
         offline: true,
-        content: CallContent {
-            call_id: "off_1_1".into(),
-            body: Some(Body::Invite(proto::Invite { media_type: 1, invite_user_ids: vec!["b".into()], ..Default::default() })),
-            ..Default::default()
-        },
+        ..sim.delivered(("a", "d"), 1, "a", "off_1_1", body)
     };
     sim.inject(b, Input::Signal(msg));
     sim.inject(b, Input::SyncDone);

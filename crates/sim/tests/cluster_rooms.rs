@@ -2,6 +2,8 @@
 //! nodes run the replicated rooms as the server's do, and must decide as one node would. The
 //! cluster property test's findings, written out as plain sequences of operations.
 
+mod common;
+
 use rcall_sim::{DeviceId, Sim, CLEAN_GRACE_MS, CLIENT_DEAD_AFTER_MS, HEARTBEAT_MS, LOST_GRACE_MS};
 use rtc_core::types::{end_reason, MediaType, SessionState};
 
@@ -14,10 +16,7 @@ fn connected(nodes: usize) -> (Sim, DeviceId, DeviceId, String) {
     }
     let a = sim.add_device("alice");
     let b = sim.add_device("bob");
-    let call_id = sim.dial(a, "bob", MediaType::Audio);
-    sim.accept(b, &call_id);
-    sim.run_for(1_000);
-    assert_eq!(sim.engine(b).session(&call_id).map(|v| v.state), Some(SessionState::Keeping));
+    let call_id = common::answer(&mut sim, a, b, MediaType::Audio);
     (sim, a, b, call_id)
 }
 

@@ -3,25 +3,14 @@
 //! are the property test's findings on the real core, written out as plain sequences so they do
 //! not depend on its random generator.
 
+mod common;
+
 use rcall_sim::{DeviceId, Logged, Sim, CLEAN_GRACE_MS, CLIENT_DEAD_AFTER_MS, LOST_GRACE_MS, SERVER_DEAD_AFTER_MS};
 use rtc_core::engine::{Command, TrackKind, SELF_CUTOFF_MS};
 use rtc_core::types::{end_reason, error_code, MediaType, SessionState};
 
 fn connected() -> (Sim, DeviceId, DeviceId, String) {
-    let mut sim = Sim::new();
-    let a = sim.add_device("alice");
-    let b = sim.add_device("bob");
-    let call_id = sim.dial(a, "bob", MediaType::AudioVideo);
-    sim.accept(b, &call_id);
-    sim.run_for(1_000);
-    (sim, a, b, call_id)
-}
-
-fn close_at(sim: &Sim, dev: DeviceId, call_id: &str) -> Option<(i64, i32)> {
-    sim.log(dev).iter().find_map(|(t, l)| match l {
-        Logged::Event(rtc_core::engine::CallEvent::SessionClosed { call_id: c, summary }) if c == call_id => Some((*t, summary.end_reason)),
-        _ => None,
-    })
+    common::connected(MediaType::AudioVideo)
 }
 
 fn keeping(sim: &Sim, dev: DeviceId, call_id: &str) -> bool {
@@ -59,12 +48,12 @@ fn a_drop_longer_than_the_grace_ends_the_call_by_the_servers_verdict() {
     assert!(sim.drop_connection(b, 8_000));
     sim.run_for(20_000);
     // Alice: bob's hangup, sent by the server on his behalf once the grace ran out.
-    let (at, reason) = close_at(&sim, a, &call_id).expect("alice's call ended");
+    let (at, reason) = sim.close_at(a, &call_id).expect("alice's call ended");
     assert_eq!(reason, end_reason::REMOTE_NETWORK_ERROR);
     assert!(at >= t + LOST_GRACE_MS && at <= t + LOST_GRACE_MS + 2 * sim.latency, "{at} vs {t}");
     assert!(sim.timeline(a).contains(&"Hungup(bob,17)".to_string()));
     // Bob: the verdict waits for him and ends his session with 7 on reconnect, nothing sent back.
-    let (at, reason) = close_at(&sim, b, &call_id).expect("bob's call ended");
+    let (at, reason) = sim.close_at(b, &call_id).expect("bob's call ended");
     assert_eq!(reason, end_reason::NETWORK_ERROR);
     assert!(at >= t + 8_000 && at <= t + 8_000 + 3 * sim.latency);
     assert!(!sim.sent(b).iter().any(|s| s.content.object_name() == Some("RC:VCHangup")));
@@ -81,11 +70,11 @@ fn a_silent_loss_is_found_by_the_server_and_by_the_client_cut_off() {
     sim.run_for(CLIENT_DEAD_AFTER_MS + 1);
     assert!(sim.log(b).iter().any(|(at, l)| matches!(l, Logged::Link { up: false }) && *at == t + CLIENT_DEAD_AFTER_MS));
     sim.run_for(40_000);
-    let (at, reason) = close_at(&sim, a, &call_id).unwrap();
+    let (at, reason) = sim.close_at(a, &call_id).unwrap();
     assert_eq!(reason, end_reason::REMOTE_NETWORK_ERROR);
     let verdict_at = t + SERVER_DEAD_AFTER_MS + LOST_GRACE_MS;
     assert!(at >= verdict_at && at <= verdict_at + 2 * sim.latency);
-    let (at, reason) = close_at(&sim, b, &call_id).unwrap();
+    let (at, reason) = sim.close_at(b, &call_id).unwrap();
     assert_eq!(reason, end_reason::NETWORK_ERROR);
     assert!(at > t + 25_000 && at < t + SELF_CUTOFF_MS, "by the verdict, before its own cut-off");
     assert_exactly_once(&sim);
@@ -96,8 +85,8 @@ fn a_silent_loss_is_found_by_the_server_and_by_the_client_cut_off() {
     let t = sim.now();
     assert!(sim.silent_loss(b, 60_000));
     sim.run_for(90_000);
-    assert_eq!(close_at(&sim, b, &call_id), Some((t + SELF_CUTOFF_MS, end_reason::NETWORK_ERROR)));
-    assert_eq!(close_at(&sim, a, &call_id).unwrap().1, end_reason::REMOTE_NETWORK_ERROR);
+    assert_eq!(sim.close_at(b, &call_id), Some((t + SELF_CUTOFF_MS, end_reason::NETWORK_ERROR)));
+    assert_eq!(sim.close_at(a, &call_id).unwrap().1, end_reason::REMOTE_NETWORK_ERROR);
     assert_eq!(sim.timeline(a).iter().filter(|l| l.starts_with("Close(")).count(), 1);
     assert!(sim.checks().iter().all(|c| c.ok) && !sim.checks().is_empty(), "{:?}", sim.checks());
     assert_exactly_once(&sim);
@@ -110,7 +99,7 @@ fn a_closed_tab_ends_its_calls_after_a_second() {
     let t = sim.now();
     assert!(sim.close_tab(b));
     sim.run_for(5_000);
-    let (at, reason) = close_at(&sim, a, &call_id).unwrap();
+    let (at, reason) = sim.close_at(a, &call_id).unwrap();
     assert_eq!(reason, end_reason::REMOTE_HANGUP);
     assert!(at >= t + CLEAN_GRACE_MS && at <= t + CLEAN_GRACE_MS + 2 * sim.latency);
     // Ringing: the caller closing cancels (11).
@@ -144,7 +133,7 @@ fn a_server_restart_keeps_calls_and_loses_no_message() {
     sim.restart_server();
     sim.hangup(a, &call_id);
     sim.run_for(10_000);
-    assert_eq!(close_at(&sim, b, &call_id).unwrap().1, end_reason::REMOTE_HANGUP);
+    assert_eq!(sim.close_at(b, &call_id).unwrap().1, end_reason::REMOTE_HANGUP);
     assert!(sim.verdicts.is_empty());
     assert_exactly_once(&sim);
 }
@@ -179,9 +168,7 @@ fn an_accept_delayed_past_the_callers_ring_timeout_is_answered_with_a_hangup() {
 fn a_group_member_whose_accept_was_delayed_past_its_ring_timeout_is_taken_back() {
     let mut sim = Sim::new();
     let (a, b, c) = (sim.add_device("a"), sim.add_device("b"), sim.add_device("c"));
-    let cmd = sim.call_in_group(a, "g", &["b", "c"], MediaType::Audio);
-    sim.run_for(100);
-    let call_id = sim.result(a, cmd).unwrap().1.unwrap();
+    let call_id = sim.dial_group(a, "g", &["b", "c"], MediaType::Audio);
     sim.accept(b, &call_id);
     sim.run_for(54_000);
     // c answers into a connection that just died silently: its Accept waits for the reconnect,
@@ -233,7 +220,7 @@ fn a_member_that_does_not_come_back_after_a_restart_is_hung_up_for() {
     sim.restart_server();
     assert!(sim.close_tab(b)); // gone while reconnecting: the server never hears from it again
     sim.run_for(20_000);
-    let (at, reason) = close_at(&sim, a, &call_id).expect("alice's call ended");
+    let (at, reason) = sim.close_at(a, &call_id).expect("alice's call ended");
     assert_eq!(reason, end_reason::REMOTE_NETWORK_ERROR);
     assert!(at >= t + LOST_GRACE_MS && at <= t + LOST_GRACE_MS + 2 * sim.latency + 100, "{at}");
     assert_eq!(sim.verdicts.len(), 1);
@@ -251,7 +238,7 @@ fn a_clean_close_after_a_silent_loss_and_reconnect_is_final_at_once() {
     let t = sim.now();
     assert!(sim.close_tab(b));
     sim.run_for(30_000);
-    let (at, reason) = close_at(&sim, a, &call_id).expect("alice's call ended");
+    let (at, reason) = sim.close_at(a, &call_id).expect("alice's call ended");
     assert_eq!(reason, end_reason::REMOTE_HANGUP);
     assert!(at <= t + CLEAN_GRACE_MS + 2 * sim.latency + 100, "at {at}, closed at {t}");
 }

@@ -1,8 +1,10 @@
 //! CallLib 5.X flows (spec C.13) run on the call simulator's virtual clock.
 
+mod common;
+
 use rcall_sim::{Logged, Sim};
 use rtc_core::engine::{CallEvent, Input, MediaAction, Received, ANSWER_MARGIN_MS, RING_TIMEOUT_MS};
-use rtc_core::proto::{call_content::Body, conversation_type, CallContent, Hangup};
+use rtc_core::proto::{call_content::Body, conversation_type, Hangup};
 use rtc_core::types::{end_reason, error_code, MediaType, SessionState, UserState};
 
 fn names(sim: &Sim, dev: usize) -> Vec<String> {
@@ -175,20 +177,11 @@ fn ring_timeout_counts_from_server_sent_time() {
     let b = sim.add_device("bob");
     let skew = 7_000;
     let server_now = sim.now() + skew;
+    let body = Body::Invite(rtc_core::proto::Invite { media_type: 1, invite_user_ids: vec!["bob".into()], ..Default::default() });
     let invite = Received {
-        sender_user_id: "alice".into(),
-        sender_device_id: "d".into(),
-        conversation_type: conversation_type::PRIVATE,
-        target_id: "alice".into(),
-        channel_id: String::new(),
         sent_time: server_now - 30_000,
         server_time: server_now,
-        offline: false,
-        content: CallContent {
-            call_id: "c1".into(),
-            body: Some(Body::Invite(rtc_core::proto::Invite { media_type: 1, invite_user_ids: vec!["bob".into()], ..Default::default() })),
-            ..Default::default()
-        },
+        ..sim.delivered(("alice", "d"), conversation_type::PRIVATE, "alice", "c1", body)
     };
     let t0 = sim.now();
     sim.inject(b, Input::Signal(invite));
@@ -205,27 +198,11 @@ fn remote_reasons_are_mapped_on_receipt() {
     for (wire, seen) in [(7, 17), (8, 18), (4, 14), (15, 5), (21, 31), (103, 13)] {
         let (mut sim, a, _b, call_id) = ringing(MediaType::Audio);
         // Bob's device sends a hangup with an arbitrary reason.
-        let mut engine_input = Received {
-            sender_user_id: "bob".into(),
-            sender_device_id: "dev1".into(),
-            conversation_type: conversation_type::PRIVATE,
-            target_id: "bob".into(),
-            channel_id: String::new(),
-            sent_time: sim.now(),
-            server_time: sim.now(),
-            offline: false,
-            content: CallContent { call_id: call_id.clone(), body: Some(Body::Hangup(Hangup { reason: wire })), ..Default::default() },
-        };
-        engine_input.content.device_id = "dev1".into();
-        sim_feed(&mut sim, a, engine_input);
+        let hangup = sim.delivered(("bob", "dev1"), conversation_type::PRIVATE, "bob", &call_id, Body::Hangup(Hangup { reason: wire }));
+        sim.inject(a, Input::Signal(hangup));
         assert_eq!(sim.close_reason(a, &call_id), Some(seen), "wire {wire}");
         assert!(names(&sim, a).contains(&format!("Hungup(bob,{seen})")));
     }
-}
-
-/// Injects a message at `dev` as if the server delivered it now.
-fn sim_feed(sim: &mut Sim, dev: usize, msg: Received) {
-    sim.inject(dev, Input::Signal(msg));
 }
 
 #[test]
@@ -234,9 +211,7 @@ fn busy_callee_rejects_second_call_with_busy_line() {
     let a = sim.add_device("alice");
     let b = sim.add_device("bob");
     let c = sim.add_device("carol");
-    let first = sim.call(a, "bob", MediaType::Audio);
-    sim.run_for(100);
-    let first_id = sim.result(a, first).unwrap().1.unwrap();
+    let first_id = sim.dial(a, "bob", MediaType::Audio);
     sim.accept(b, &first_id);
     sim.run_for(100);
     let second = sim.call(c, "bob", MediaType::Audio);
@@ -425,23 +400,8 @@ fn two_devices_answering_at_once_leave_the_first_in_the_call() {
     assert!(disconnected("dev2") && !disconnected("dev1"));
     // A Hangup from bob's other device (e.g. the server's, when that device goes) does not take
     // bob out of the call he is in through dev1.
-    let hangup = Received {
-        sender_user_id: "bob".into(),
-        sender_device_id: "dev2".into(),
-        conversation_type: conversation_type::PRIVATE,
-        target_id: "bob".into(),
-        channel_id: String::new(),
-        sent_time: sim.now(),
-        server_time: sim.now(),
-        offline: false,
-        content: CallContent {
-            device_id: "dev2".into(),
-            call_id: call_id.clone(),
-            body: Some(Body::Hangup(Hangup { reason: 7 })),
-            ..Default::default()
-        },
-    };
-    sim_feed(&mut sim, a, hangup);
+    let hangup = sim.delivered(("bob", "dev2"), conversation_type::PRIVATE, "bob", &call_id, Body::Hangup(Hangup { reason: 7 }));
+    sim.inject(a, Input::Signal(hangup));
     assert_eq!(sim.engine(a).session(&call_id).unwrap().state, SessionState::Keeping);
     // Closing dev2's tab: the server never counted it in the call, so nothing happens.
     sim.close_tab(b2);
@@ -514,11 +474,6 @@ fn only_messages_someone_waits_for_ask_for_a_send_result() {
 
 // ----- ICE restarts -----------------------------------------------------------------------------
 
-fn link_state(sim: &mut Sim, dev: usize, call_id: &str, peer_user: &str, peer_dev: usize, state: rtc_core::engine::LinkState) {
-    let peer = rtc_core::engine::Peer { user_id: peer_user.into(), device_id: format!("dev{peer_dev}") };
-    sim.inject(dev, Input::Media(rtc_core::engine::MediaEvent::LinkState { call_id: call_id.into(), peer, state }));
-}
-
 fn restarts_at(sim: &Sim, dev: usize) -> Vec<i64> {
     sim.restarts.iter().filter(|(_, d, _, _)| *d == dev).map(|(t, ..)| *t).collect()
 }
@@ -531,13 +486,10 @@ fn key_frames_asked(sim: &Sim, dev: usize, since: i64) -> bool {
 /// An answered call; returns (sim, caller, callee, call_id). The caller offered the link.
 /// `up`: both sides' browsers reported the link connected.
 fn answered(up: bool) -> (Sim, usize, usize, String) {
-    let (mut sim, a, b, call_id) = ringing(MediaType::AudioVideo);
-    sim.accept(b, &call_id);
-    sim.run_for(1_000);
-    assert_eq!(sim.engine(a).session(&call_id).unwrap().state, SessionState::Keeping);
+    let (mut sim, a, b, call_id) = common::connected(MediaType::AudioVideo);
     if up {
-        link_state(&mut sim, a, &call_id, "bob", b, rtc_core::engine::LinkState::Connected);
-        link_state(&mut sim, b, &call_id, "alice", a, rtc_core::engine::LinkState::Connected);
+        sim.link_state(a, &call_id, "bob", b, rtc_core::engine::LinkState::Connected);
+        sim.link_state(b, &call_id, "alice", a, rtc_core::engine::LinkState::Connected);
     }
     (sim, a, b, call_id)
 }
@@ -552,14 +504,14 @@ fn a_disconnected_link_gets_a_grace_period_then_its_offerer_restarts_ice() {
     let (mut sim, a, b, call_id) = connected();
     let t0 = sim.now();
     // Back within the grace period: nothing happens.
-    link_state(&mut sim, a, &call_id, "bob", b, LinkState::Disconnected);
+    sim.link_state(a, &call_id, "bob", b, LinkState::Disconnected);
     sim.run_for(RESTART_GRACE_MS - 500);
-    link_state(&mut sim, a, &call_id, "bob", b, LinkState::Connected);
+    sim.link_state(a, &call_id, "bob", b, LinkState::Connected);
     sim.run_for(10_000);
     assert!(restarts_at(&sim, a).is_empty());
     // Down for longer: one restart after the grace period, repeated while it stays down.
     let t1 = sim.now();
-    link_state(&mut sim, a, &call_id, "bob", b, LinkState::Disconnected);
+    sim.link_state(a, &call_id, "bob", b, LinkState::Disconnected);
     sim.run_for(RESTART_GRACE_MS + 2 * RESTART_RETRY_MS + 100);
     assert_eq!(
         restarts_at(&sim, a),
@@ -574,7 +526,7 @@ fn a_disconnected_link_gets_a_grace_period_then_its_offerer_restarts_ice() {
     // Connected again: a keyframe is asked for (the decoder lost its references), no more
     // restarts, and the call goes on.
     let t2 = sim.now();
-    link_state(&mut sim, a, &call_id, "bob", b, LinkState::Connected);
+    sim.link_state(a, &call_id, "bob", b, LinkState::Connected);
     assert!(key_frames_asked(&sim, a, t2), "{:?}", sim.log(a).last());
     let n = restarts_at(&sim, a).len();
     sim.run_for(30_000);
@@ -589,20 +541,20 @@ fn a_failed_link_restarts_at_once_only_from_its_offerer_and_stops_with_the_call(
     let (mut sim, a, b, call_id) = connected();
     // The answering side never restarts: it waits for the offerer; it asks for a keyframe
     // once its link is back.
-    link_state(&mut sim, b, &call_id, "alice", a, LinkState::Failed);
+    sim.link_state(b, &call_id, "alice", a, LinkState::Failed);
     sim.run_for(20_000);
     assert!(restarts_at(&sim, b).is_empty());
     let back = sim.now();
-    link_state(&mut sim, b, &call_id, "alice", a, LinkState::Connected);
+    sim.link_state(b, &call_id, "alice", a, LinkState::Connected);
     assert!(key_frames_asked(&sim, b, back));
     let count = |sim: &Sim| {
         sim.log(b).iter().filter(|(_, l)| matches!(l, Logged::Media(MediaAction::RequestKeyFrames { peer: Some(_), .. }))).count()
     };
     let n = count(&sim);
-    link_state(&mut sim, b, &call_id, "alice", a, LinkState::Connected);
+    sim.link_state(b, &call_id, "alice", a, LinkState::Connected);
     assert_eq!(count(&sim), n, "only after an outage");
     let t = sim.now();
-    link_state(&mut sim, a, &call_id, "bob", b, LinkState::Failed);
+    sim.link_state(a, &call_id, "bob", b, LinkState::Failed);
     sim.run_for(RESTART_RETRY_MS / 2);
     assert_eq!(restarts_at(&sim, a), [t]);
     // The call ends: no restarts after that.
@@ -618,11 +570,11 @@ fn a_link_that_never_connected_is_not_restarted() {
     // Its first offer/answer may still be under way; a restart offer would cross the answer.
     use rtc_core::engine::{LinkState, RESTART_RETRY_MS};
     let (mut sim, a, b, call_id) = answered(false);
-    link_state(&mut sim, a, &call_id, "bob", b, LinkState::Failed);
+    sim.link_state(a, &call_id, "bob", b, LinkState::Failed);
     sim.run_for(3 * RESTART_RETRY_MS);
     assert!(restarts_at(&sim, a).is_empty(), "never connected: left alone");
-    link_state(&mut sim, a, &call_id, "bob", b, LinkState::Connected);
-    link_state(&mut sim, a, &call_id, "bob", b, LinkState::Failed);
+    sim.link_state(a, &call_id, "bob", b, LinkState::Connected);
+    sim.link_state(a, &call_id, "bob", b, LinkState::Failed);
     sim.run_for(100);
     assert_eq!(restarts_at(&sim, a).len(), 1, "connected once: restarted");
 }

@@ -3,7 +3,7 @@
 
 use rcall_sim::{DeviceId, Logged, Sim};
 use rtc_core::engine::{CallEvent, Command, Input, MediaAction, Received, TrackKind, RING_TIMEOUT_MS};
-use rtc_core::proto::{self, call_content::Body, conversation_type, CallContent};
+use rtc_core::proto::{self, call_content::Body, conversation_type};
 use rtc_core::types::{end_reason, error_code, MediaType, SessionState, UserState};
 
 fn connects(sim: &Sim, dev: DeviceId) -> Vec<(String, bool)> {
@@ -24,20 +24,11 @@ fn count(sim: &Sim, dev: DeviceId, prefix: &str) -> usize {
     sim.timeline(dev).iter().filter(|l| l.starts_with(prefix)).count()
 }
 
-/// A calls B and C in group "g"; returns the call id once both rang.
-fn group_call(sim: &mut Sim, a: DeviceId, users: &[&str]) -> String {
-    let cmd = sim.call_in_group(a, "g", users, MediaType::AudioVideo);
-    sim.run_for(100);
-    let (code, id) = sim.result(a, cmd).unwrap();
-    assert_eq!(code, error_code::SUCCESS);
-    id.unwrap()
-}
-
 #[test]
 fn three_way_group_call_forms_a_mesh_and_survives_one_leaving() {
     let mut sim = Sim::new();
     let (a, b, c) = (sim.add_device("a"), sim.add_device("b"), sim.add_device("c"));
-    let id = group_call(&mut sim, a, &["b", "c"]);
+    let id = sim.dial_group(a, "g", &["b", "c"], MediaType::AudioVideo);
     let invite = sim.sent(a)[0].clone();
     assert_eq!(invite.conversation_type, conversation_type::GROUP);
     assert_eq!(invite.target_id, "g");
@@ -80,7 +71,7 @@ fn three_way_group_call_forms_a_mesh_and_survives_one_leaving() {
 fn inviter_leaving_before_anyone_answers_ends_the_group_call() {
     let mut sim = Sim::new();
     let (a, b, c) = (sim.add_device("a"), sim.add_device("b"), sim.add_device("c"));
-    let id = group_call(&mut sim, a, &["b", "c"]);
+    let id = sim.dial_group(a, "g", &["b", "c"], MediaType::AudioVideo);
     sim.hangup(a, &id);
     sim.run_for(100);
     assert_eq!(sim.close_reason(a, &id), Some(end_reason::CANCEL));
@@ -92,7 +83,7 @@ fn inviter_leaving_before_anyone_answers_ends_the_group_call() {
 fn members_continue_after_the_caller_leaves_a_connected_group_call() {
     let mut sim = Sim::new();
     let (a, b, c) = (sim.add_device("a"), sim.add_device("b"), sim.add_device("c"));
-    let id = group_call(&mut sim, a, &["b", "c"]);
+    let id = sim.dial_group(a, "g", &["b", "c"], MediaType::AudioVideo);
     sim.accept(b, &id);
     sim.accept(c, &id);
     sim.run_for(500);
@@ -108,7 +99,7 @@ fn members_continue_after_the_caller_leaves_a_connected_group_call() {
 fn invite_mid_call_adds_a_member_who_then_joins_the_mesh() {
     let mut sim = Sim::new();
     let (a, b, c) = (sim.add_device("a"), sim.add_device("b"), sim.add_device("c"));
-    let id = group_call(&mut sim, a, &["b"]);
+    let id = sim.dial_group(a, "g", &["b"], MediaType::AudioVideo);
     sim.accept(b, &id);
     sim.run_for(300);
     let cmd = sim.command(
@@ -147,16 +138,7 @@ fn invite_mid_call_adds_a_member_who_then_joins_the_mesh() {
 
     // Everyone invited is already in: PARAM_ERROR, nothing sent (5.2.8 decision).
     let sent_before = sim.sent(a).len();
-    let again = sim.command(
-        a,
-        Command::Invite {
-            call_id: id.clone(),
-            user_ids: vec!["b".into(), "c".into()],
-            extra: String::new(),
-            push_title: None,
-            push_content: None,
-        },
-    );
+    let again = sim.invite(a, &id, &["b", "c"]);
     sim.run_for(50);
     assert_eq!(sim.result(a, again).unwrap().0, error_code::PARAM_ERROR);
     assert_eq!(sim.sent(a).len(), sent_before);
@@ -166,13 +148,8 @@ fn invite_mid_call_adds_a_member_who_then_joins_the_mesh() {
 fn invite_on_a_one_to_one_call_is_refused() {
     let mut sim = Sim::new();
     let (a, _b) = (sim.add_device("a"), sim.add_device("b"));
-    let cmd = sim.call(a, "b", MediaType::Audio);
-    sim.run_for(100);
-    let id = sim.result(a, cmd).unwrap().1.unwrap();
-    let inv = sim.command(
-        a,
-        Command::Invite { call_id: id, user_ids: vec!["c".into()], extra: String::new(), push_title: None, push_content: None },
-    );
+    let id = sim.dial(a, "b", MediaType::Audio);
+    let inv = sim.invite(a, &id, &["c"]);
     sim.run_for(10);
     assert_eq!(sim.result(a, inv).unwrap().0, error_code::CONVERSATION_NOT_GROUP_ERROR);
 }
@@ -181,13 +158,10 @@ fn invite_on_a_one_to_one_call_is_refused() {
 fn an_invitee_timing_out_leaves_the_others_in_the_call() {
     let mut sim = Sim::new();
     let (a, b, c) = (sim.add_device("a"), sim.add_device("b"), sim.add_device("c"));
-    let id = group_call(&mut sim, a, &["b"]);
+    let id = sim.dial_group(a, "g", &["b"], MediaType::AudioVideo);
     sim.accept(b, &id);
     sim.run_for(300);
-    sim.command(
-        a,
-        Command::Invite { call_id: id.clone(), user_ids: vec!["c".into()], extra: String::new(), push_title: None, push_content: None },
-    );
+    sim.invite(a, &id, &["c"]);
     sim.run_for(RING_TIMEOUT_MS + 1_000);
     // 5.0.4 / 5.2.3 / 5.2.5: the others see C time out once, never "A hung up".
     for dev in [a, b] {
@@ -205,15 +179,10 @@ fn ring_timers_are_per_user_and_replaced_not_stacked() {
     let (a, b) = (sim.add_device("a"), sim.add_device("b"));
     let _c = sim.add_device("c");
     let _d = sim.add_device("d");
-    let id = group_call(&mut sim, a, &["b"]);
+    let id = sim.dial_group(a, "g", &["b"], MediaType::AudioVideo);
     sim.accept(b, &id);
     sim.run_for(300);
-    let invite = |sim: &mut Sim, who: &str| {
-        sim.command(
-            a,
-            Command::Invite { call_id: id.clone(), user_ids: vec![who.into()], extra: String::new(), push_title: None, push_content: None },
-        )
-    };
+    let invite = |sim: &mut Sim, who: &str| sim.invite(a, &id, &[who]);
     invite(&mut sim, "c");
     sim.run_for(RING_TIMEOUT_MS + 10_000);
     invite(&mut sim, "d");
@@ -232,9 +201,7 @@ fn ring_timers_are_per_user_and_replaced_not_stacked() {
 fn descend_ability_drops_video_everywhere() {
     let mut sim = Sim::new();
     let (a, b) = (sim.add_device("a"), sim.add_device("b"));
-    let cmd = sim.call(a, "b", MediaType::AudioVideo);
-    sim.run_for(100);
-    let id = sim.result(a, cmd).unwrap().1.unwrap();
+    let id = sim.dial(a, "b", MediaType::AudioVideo);
     sim.accept(b, &id);
     sim.run_for(300);
     let down = sim.command(b, Command::DescendAbility { call_id: id.clone() });
@@ -300,9 +267,7 @@ fn hung_up_on_another_device_ends_this_one_with_102() {
     let mut sim = Sim::new();
     let a = sim.add_device("alice");
     let (b1, b2) = (sim.add_device("bob"), sim.add_device("bob"));
-    let cmd = sim.call(a, "bob", MediaType::Audio);
-    sim.run_for(100);
-    let id = sim.result(a, cmd).unwrap().1.unwrap();
+    let id = sim.dial(a, "bob", MediaType::Audio);
     sim.hangup(b1, &id);
     sim.run_for(100);
     assert_eq!(sim.timeline(b2), ["Session", "Close(102)"]);
@@ -314,15 +279,9 @@ fn hung_up_on_another_device_ends_this_one_with_102() {
 
 fn offline(sim: &Sim, from: &str, call_id: &str, sent_ago: i64, body: Body) -> Input {
     Input::Signal(Received {
-        sender_user_id: from.into(),
-        sender_device_id: "x".into(),
-        conversation_type: conversation_type::PRIVATE,
-        target_id: from.into(),
-        channel_id: String::new(),
         sent_time: sim.now() - sent_ago,
-        server_time: sim.now(),
         offline: true,
-        content: CallContent { call_id: call_id.into(), device_id: "x".into(), body: Some(body), ..Default::default() },
+        ..sim.delivered((from, "x"), conversation_type::PRIVATE, from, call_id, body)
     })
 }
 
@@ -442,7 +401,7 @@ fn links_are_ready_while_ringing_and_carry_media_only_after_accept() {
 fn mute_state_reaches_everyone_including_late_joiners() {
     let mut sim = Sim::new();
     let (a, b, c) = (sim.add_device("a"), sim.add_device("b"), sim.add_device("c"));
-    let id = group_call(&mut sim, a, &["b", "c"]);
+    let id = sim.dial_group(a, "g", &["b", "c"], MediaType::AudioVideo);
     // Video cannot be switched before the call is joined (no track published yet).
     let early = sim.command(b, Command::MuteTrack { call_id: id.clone(), kind: TrackKind::Video, muted: true });
     sim.run_for(10);
@@ -478,9 +437,7 @@ fn mute_state_reaches_everyone_including_late_joiners() {
     // Audio calls have no camera.
     let mut sim = Sim::new();
     let (a, b) = (sim.add_device("a"), sim.add_device("b"));
-    let cmd = sim.call(a, "b", MediaType::Audio);
-    sim.run_for(100);
-    let id = sim.result(a, cmd).unwrap().1.unwrap();
+    let id = sim.dial(a, "b", MediaType::Audio);
     sim.accept(b, &id);
     sim.run_for(300);
     let v = sim.command(a, Command::MuteTrack { call_id: id, kind: TrackKind::Video, muted: true });
@@ -492,9 +449,7 @@ fn mute_state_reaches_everyone_including_late_joiners() {
 fn changing_the_microphone_announces_the_new_track() {
     let mut sim = Sim::new();
     let (a, b) = (sim.add_device("a"), sim.add_device("b"));
-    let cmd = sim.call(a, "b", MediaType::Audio);
-    sim.run_for(100);
-    let id = sim.result(a, cmd).unwrap().1.unwrap();
+    let id = sim.dial(a, "b", MediaType::Audio);
     // Not in the call yet: nothing to change.
     let early = sim.command(b, Command::ChangeMicrophone { call_id: id.clone() });
     sim.run_for(10);
@@ -520,7 +475,7 @@ fn members_accepting_at_once_while_their_cameras_start_still_connect_exactly_onc
     for capture_delay in [0, 20, 150, 800] {
         let mut sim = Sim::new();
         let (a, b, c) = (sim.add_device("a"), sim.add_device("b"), sim.add_device("c"));
-        let id = group_call(&mut sim, a, &["b", "c"]);
+        let id = sim.dial_group(a, "g", &["b", "c"], MediaType::AudioVideo);
         sim.capture_delay = capture_delay;
         sim.accept(b, &id);
         sim.accept(c, &id);
@@ -546,14 +501,11 @@ fn a_member_whose_accept_crossed_the_invite_of_a_new_member_is_in_for_it() {
     // only to a and b. d learns c is in from c's offer, and does not ring c out a minute later.
     let mut sim = Sim::new();
     let (a, b, c, d) = (sim.add_device("a"), sim.add_device("b"), sim.add_device("c"), sim.add_device("d"));
-    let id = group_call(&mut sim, a, &["b", "c"]);
+    let id = sim.dial_group(a, "g", &["b", "c"], MediaType::AudioVideo);
     sim.accept(b, &id);
     sim.run_for(500);
     sim.accept(c, &id);
-    sim.command(
-        b,
-        Command::Invite { call_id: id.clone(), user_ids: vec!["d".into()], extra: String::new(), push_title: None, push_content: None },
-    );
+    sim.invite(b, &id, &["d"]);
     sim.run_for(300);
     sim.accept(d, &id);
     sim.run_for(1_000);

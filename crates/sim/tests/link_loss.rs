@@ -1,21 +1,16 @@
 //! The engine under connection loss (issue 10), on the virtual clock: what fails fast while
 //! disconnected, the self cut-off, and the server's verdict for a device it found gone.
 
+mod common;
+
 use rcall_sim::{DeviceId, Logged, Sim};
-use rtc_core::engine::{CallEvent, Command, Input, MediaAction, Received, SELF_CUTOFF_MS};
-use rtc_core::proto::{call_content::Body, conversation_type, CallContent, Hangup};
+use rtc_core::engine::{Command, Input, MediaAction, Received, SELF_CUTOFF_MS};
+use rtc_core::proto::{call_content::Body, conversation_type, Hangup};
 use rtc_core::types::{end_reason, error_code, MediaType, SessionState};
 
 /// A → B answered; returns (sim, a, b, call_id).
 fn connected() -> (Sim, DeviceId, DeviceId, String) {
-    let mut sim = Sim::new();
-    let a = sim.add_device("alice");
-    let b = sim.add_device("bob");
-    let call_id = sim.dial(a, "bob", MediaType::AudioVideo);
-    sim.accept(b, &call_id);
-    sim.run_for(1_000);
-    assert_eq!(sim.engine(a).session(&call_id).unwrap().state, SessionState::Keeping);
-    (sim, a, b, call_id)
+    common::connected(MediaType::AudioVideo)
 }
 
 fn hangups_sent(sim: &Sim, dev: DeviceId) -> Vec<(i32, bool)> {
@@ -28,13 +23,6 @@ fn hangups_sent(sim: &Sim, dev: DeviceId) -> Vec<(i32, bool)> {
         .collect()
 }
 
-fn close_at(sim: &Sim, dev: DeviceId, call_id: &str) -> Option<(i64, i32)> {
-    sim.log(dev).iter().find_map(|(t, l)| match l {
-        Logged::Event(CallEvent::SessionClosed { call_id: c, summary }) if c == call_id => Some((*t, summary.end_reason)),
-        _ => None,
-    })
-}
-
 #[test]
 fn hangup_while_disconnected_ends_at_once_with_success_and_queues_the_hangup() {
     let (mut sim, a, _b, call_id) = connected();
@@ -43,7 +31,7 @@ fn hangup_while_disconnected_ends_at_once_with_success_and_queues_the_hangup() {
     let cmd = sim.hangup(a, &call_id);
     // Resolved and closed in the same instant, no server answer needed.
     assert_eq!(sim.result(a, cmd), Some((error_code::SUCCESS, None)));
-    assert_eq!(close_at(&sim, a, &call_id), Some((now, end_reason::HANGUP)));
+    assert_eq!(sim.close_at(a, &call_id), Some((now, end_reason::HANGUP)));
     // The Hangup is still emitted (the shell queues it), without asking for a result.
     assert_eq!(hangups_sent(&sim, a), [(end_reason::HANGUP, false)]);
 }
@@ -63,9 +51,7 @@ fn call_and_invite_fail_fast_while_disconnected_but_in_call_messages_go_out() {
     assert!(!sim.engine(a).has_live_call());
     // Back up: a group call; then b loses the link while ringing.
     sim.inject(a, Input::LinkUp);
-    let cmd = sim.call_in_group(a, "g", &["b"], MediaType::AudioVideo);
-    sim.run_for(100);
-    let call_id = sim.result(a, cmd).unwrap().1.unwrap();
+    let call_id = sim.dial_group(a, "g", &["b"], MediaType::AudioVideo);
     let now = sim.now();
     sim.inject(b, Input::LinkDown { since: now });
     // accept() and mute go out as usual (queued by the shell), and the call connects.
@@ -78,16 +64,7 @@ fn call_and_invite_fail_fast_while_disconnected_but_in_call_messages_go_out() {
     let names: Vec<_> = sim.sent(b).iter().filter_map(|s| s.content.object_name()).collect();
     assert!(names.contains(&"RC:VCAccept") && names.contains(&"RCall:Mute"), "{names:?}");
     // invite() does not: it would ring someone whenever the link comes back.
-    let invite = sim.command(
-        b,
-        Command::Invite {
-            call_id: call_id.clone(),
-            user_ids: vec!["c".into()],
-            extra: String::new(),
-            push_title: None,
-            push_content: None,
-        },
-    );
+    let invite = sim.invite(b, &call_id, &["c"]);
     assert_eq!(sim.result(b, invite), Some((error_code::SEND_MSG_ERROR, None)));
     assert!(!sim.sent(b).iter().any(|s| s.content.object_name() == Some("RC:VCModifyMem")));
 }
@@ -100,7 +77,7 @@ fn cut_off_for_thirty_seconds_ends_live_calls_with_network_error() {
     sim.run_until(since + SELF_CUTOFF_MS - 1);
     assert_eq!(sim.engine(b).session(&call_id).unwrap().state, SessionState::Keeping);
     sim.run_until(since + SELF_CUTOFF_MS);
-    assert_eq!(close_at(&sim, b, &call_id), Some((since + SELF_CUTOFF_MS, end_reason::NETWORK_ERROR)));
+    assert_eq!(sim.close_at(b, &call_id), Some((since + SELF_CUTOFF_MS, end_reason::NETWORK_ERROR)));
     assert_eq!(sim.timeline(b).last().map(String::as_str), Some("Close(7)"));
     assert!(sim.log(b).iter().any(|(_, l)| matches!(l, Logged::Media(MediaAction::Leave { .. }))));
     // A Hangup(7) is queued for the others; here it gets through: alice sees 17.
@@ -150,22 +127,8 @@ fn the_link_coming_back_in_time_keeps_the_call() {
 
 /// A Hangup for `call_id` "from" bob's device `device` (what the server sends on its behalf).
 fn verdict(sim: &Sim, to_self: bool, device: &str, call_id: &str, reason: i32) -> Input {
-    Input::Signal(Received {
-        sender_user_id: "bob".into(),
-        sender_device_id: device.into(),
-        conversation_type: conversation_type::PRIVATE,
-        target_id: if to_self { "alice".into() } else { "bob".into() },
-        channel_id: String::new(),
-        sent_time: sim.now(),
-        server_time: sim.now(),
-        offline: false,
-        content: CallContent {
-            device_id: device.into(),
-            call_id: call_id.into(),
-            body: Some(Body::Hangup(Hangup { reason })),
-            ..Default::default()
-        },
-    })
+    let target = if to_self { "alice" } else { "bob" };
+    Input::Signal(sim.delivered(("bob", device), conversation_type::PRIVATE, target, call_id, Body::Hangup(Hangup { reason })))
 }
 
 #[test]
@@ -255,15 +218,9 @@ fn a_live_cancel_replayed_after_its_stored_invite_does_not_ring() {
     let mut sim = Sim::new();
     let b = sim.add_device("bob");
     let msg = |offline: bool, body: Body| Received {
-        sender_user_id: "alice".into(),
-        sender_device_id: "a1".into(),
-        conversation_type: conversation_type::PRIVATE,
-        target_id: "alice".into(),
-        channel_id: String::new(),
         sent_time: sim.now() - 2_000,
-        server_time: sim.now(),
         offline,
-        content: CallContent { device_id: "a1".into(), call_id: "c1".into(), body: Some(body), ..Default::default() },
+        ..sim.delivered(("alice", "a1"), conversation_type::PRIVATE, "alice", "c1", body)
     };
     let invite = rtc_core::proto::Invite { engine_type: 4, media_type: 1, invite_user_ids: vec!["bob".into()], ..Default::default() };
     let invite = msg(true, Body::Invite(invite));
@@ -286,15 +243,8 @@ fn a_call_that_began_and_ended_while_we_were_away_does_not_ring_on_reconnect() {
     sim.run_for(5_000);
     sim.inject(b, Input::LinkUp);
     let msg = |from: &str, dev: &str, body: Body| Received {
-        sender_user_id: from.into(),
-        sender_device_id: dev.into(),
-        conversation_type: conversation_type::PRIVATE,
-        target_id: "alice".into(),
-        channel_id: String::new(),
         sent_time: sim.now() - 3_000,
-        server_time: sim.now(),
-        offline: false,
-        content: CallContent { device_id: dev.into(), call_id: "c1".into(), body: Some(body), ..Default::default() },
+        ..sim.delivered((from, dev), conversation_type::PRIVATE, "alice", "c1", body)
     };
     let invite = rtc_core::proto::Invite { engine_type: 4, media_type: 1, invite_user_ids: vec!["bob".into()], ..Default::default() };
     let invite = msg("alice", "a1", Body::Invite(invite));

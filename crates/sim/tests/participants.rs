@@ -2,23 +2,13 @@
 //! us, so a message about a call is taken only from someone the call already has.
 
 use rcall_sim::{DeviceId, Logged, Sim};
-use rtc_core::engine::{Input, MediaAction, Received};
-use rtc_core::proto::{self, call_content::Body, conversation_type, media_signal, CallContent, MemberProfile};
+use rtc_core::engine::{Input, MediaAction};
+use rtc_core::proto::{self, call_content::Body, conversation_type, media_signal, MemberProfile};
 use rtc_core::types::{call_status, error_code, MediaType, SessionState};
 
 /// A message from the stranger "eve" (device "evil") about `call_id`, as the server delivers it.
 fn from_eve(sim: &Sim, ct: i32, target: &str, call_id: &str, body: Body) -> Input {
-    Input::Signal(Received {
-        sender_user_id: "eve".into(),
-        sender_device_id: "evil".into(),
-        conversation_type: ct,
-        target_id: target.into(),
-        channel_id: String::new(),
-        sent_time: sim.now(),
-        server_time: sim.now(),
-        offline: false,
-        content: CallContent { device_id: "evil".into(), call_id: call_id.into(), body: Some(body), ..Default::default() },
-    })
+    Input::Signal(sim.delivered(("eve", "evil"), ct, target, call_id, body))
 }
 
 /// Eve lists herself CONNECTED in a ModifyMem, then accepts, offers media, rings, mutes and
@@ -99,25 +89,14 @@ fn a_stranger_cannot_join_a_group_call_and_members_still_can_invite() {
     let mut sim = Sim::new();
     let (a, b, c) = (sim.add_device("a"), sim.add_device("b"), sim.add_device("c"));
     let d = sim.add_device("d");
-    let cmd = sim.call_in_group(a, "g", &["b", "c"], MediaType::AudioVideo);
-    sim.run_for(100);
-    let call_id = sim.result(a, cmd).unwrap().1.unwrap();
+    let call_id = sim.dial_group(a, "g", &["b", "c"], MediaType::AudioVideo);
     sim.accept(b, &call_id);
     sim.run_for(1_000);
     for dev in [a, b, c] {
         eve_attacks(&mut sim, dev, conversation_type::GROUP, "g", &call_id);
     }
     // A member's invite still works: b invites d, who joins with a's and b's media.
-    let invite = sim.command(
-        b,
-        rtc_core::engine::Command::Invite {
-            call_id: call_id.clone(),
-            user_ids: vec!["d".into()],
-            extra: String::new(),
-            push_title: None,
-            push_content: None,
-        },
-    );
+    let invite = sim.invite(b, &call_id, &["d"]);
     sim.run_for(200);
     assert_eq!(sim.result(b, invite).unwrap().0, error_code::SUCCESS);
     // (c still rings, so b lists it as invited too.)
@@ -137,19 +116,8 @@ fn a_ringing_member_cannot_invite() {
     let mut sim = Sim::new();
     let (a, b, _c) = (sim.add_device("a"), sim.add_device("b"), sim.add_device("c"));
     let d = sim.add_device("d");
-    let cmd = sim.call_in_group(a, "g", &["b", "c"], MediaType::Audio);
-    sim.run_for(100);
-    let call_id = sim.result(a, cmd).unwrap().1.unwrap();
-    let invite = sim.command(
-        b,
-        rtc_core::engine::Command::Invite {
-            call_id: call_id.clone(),
-            user_ids: vec!["d".into()],
-            extra: String::new(),
-            push_title: None,
-            push_content: None,
-        },
-    );
+    let call_id = sim.dial_group(a, "g", &["b", "c"], MediaType::Audio);
+    let invite = sim.invite(b, &call_id, &["d"]);
     assert_eq!(sim.result(b, invite).unwrap().0, error_code::PARAM_ERROR);
     assert!(!sim.sent(b).iter().any(|s| s.content.object_name() == Some("RC:VCModifyMem")));
     sim.run_for(200);
@@ -157,16 +125,7 @@ fn a_ringing_member_cannot_invite() {
     // Once in, it can.
     sim.accept(b, &call_id);
     sim.run_for(500);
-    let invite = sim.command(
-        b,
-        rtc_core::engine::Command::Invite {
-            call_id: call_id.clone(),
-            user_ids: vec!["d".into()],
-            extra: String::new(),
-            push_title: None,
-            push_content: None,
-        },
-    );
+    let invite = sim.invite(b, &call_id, &["d"]);
     sim.run_for(200);
     assert_eq!(sim.result(b, invite).unwrap().0, error_code::SUCCESS);
     assert_eq!(sim.incoming(d).as_deref(), Some(call_id.as_str()));
@@ -180,9 +139,7 @@ fn a_ringing_member_listed_connected_by_a_calllib_invite_is_not_taken_as_in() {
     let mut sim = Sim::new();
     let a = sim.add_device("a");
     sim.add_device("b");
-    let cmd = sim.call_in_group(a, "g", &["b", "c"], MediaType::Audio);
-    sim.run_for(100);
-    let call_id = sim.result(a, cmd).unwrap().1.unwrap();
+    let call_id = sim.dial_group(a, "g", &["b", "c"], MediaType::Audio);
     let profile = |u: &str, status| MemberProfile { user_id: u.into(), media_type: 1, call_status: status };
     let modify = Body::ModifyMem(proto::ModifyMem {
         engine_type: 4,
@@ -198,18 +155,8 @@ fn a_ringing_member_listed_connected_by_a_calllib_invite_is_not_taken_as_in() {
         ],
         ..Default::default()
     });
-    let input = Input::Signal(Received {
-        sender_user_id: "b".into(),
-        sender_device_id: "dev1".into(),
-        conversation_type: conversation_type::GROUP,
-        target_id: "g".into(),
-        channel_id: String::new(),
-        sent_time: sim.now(),
-        server_time: sim.now(),
-        offline: false,
-        content: CallContent { device_id: "dev1".into(), call_id: call_id.clone(), body: Some(modify), ..Default::default() },
-    });
-    sim.inject(a, input);
+    let input = sim.delivered(("b", "dev1"), conversation_type::GROUP, "g", &call_id, modify);
+    sim.inject(a, Input::Signal(input));
     let state = |sim: &Sim, u: &str| sim.engine(a).session(&call_id).unwrap().users.iter().find(|v| v.user_id == u).map(|v| v.state);
     assert_eq!(state(&sim, "b"), Some(rtc_core::types::UserState::Waiting));
     sim.run_for(70_000);

@@ -10,7 +10,29 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use rcall_sim::{DeviceId, Logged, Sim};
 use rtc_core::engine::CallEvent;
-use rtc_core::types::{map_remote_reason, SessionState, UserState};
+use rtc_core::types::{map_remote_reason, MediaType, SessionState, UserState};
+
+/// `a` calls the user of `b` with `media` and `b` answers: a second later both are in the call
+/// (asserted). Returns the call id.
+pub fn answer(sim: &mut Sim, a: DeviceId, b: DeviceId, media: MediaType) -> String {
+    let callee = sim.engine(b).self_id().to_string();
+    let call_id = sim.dial(a, &callee, media);
+    sim.accept(b, &call_id);
+    sim.run_for(1_000);
+    for dev in [a, b] {
+        assert_eq!(sim.engine(dev).session(&call_id).map(|v| v.state), Some(SessionState::Keeping), "device {dev}");
+    }
+    call_id
+}
+
+/// Alice (device 0) calls bob (device 1) with `media` and he answers: (sim, a, b, call_id).
+pub fn connected(media: MediaType) -> (Sim, DeviceId, DeviceId, String) {
+    let mut sim = Sim::new();
+    let a = sim.add_device("alice");
+    let b = sim.add_device("bob");
+    let call_id = answer(&mut sim, a, b, media);
+    (sim, a, b, call_id)
+}
 
 /// The calls `dev` has (handed to the app, not ended), in id order.
 pub fn live_calls(sim: &Sim, dev: DeviceId) -> Vec<String> {
