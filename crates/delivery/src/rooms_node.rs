@@ -232,19 +232,13 @@ impl RoomsNode {
     /// `Here` for each page of `device` of `user` connected here and not announced yet: before
     /// a call message of the device is routed (it may make the device a member).
     pub fn announce_device(&mut self, user: &str, device: &str) -> Vec<RoomsEvent> {
-        let mut pages: Vec<Page> = self
+        let pages: Vec<Page> = self
             .pages
             .iter()
             .filter(|((u, d, _), (n, a))| **u == *user && **d == *device && *n > 0 && !*a)
             .map(|(p, _)| p.clone())
             .collect();
-        pages.sort();
-        for p in &pages {
-            if let Some(h) = self.pages.get_mut(p) {
-                h.1 = true;
-            }
-        }
-        pages.iter().map(|(u, d, i)| presence_event(&self.name, u, d, *i, Presence::Here)).collect()
+        self.announce(pages)
     }
 
     /// After an applied event: `Here` for the pages connected here, not announced yet, of the
@@ -255,13 +249,19 @@ impl RoomsNode {
             Involves::Device(user, device) => **u == **user && **d == **device,
             Involves::All => true,
         };
-        let mut pages: Vec<Page> = self
+        let pages: Vec<Page> = self
             .pages
             .iter()
             .filter(|(p, (n, a))| *n > 0 && !*a && named(p))
             .map(|(p, _)| p.clone())
             .filter(|(u, d, i)| late_here(core, &self.name, u, d, *i))
             .collect();
+        self.announce(pages)
+    }
+
+    /// `Here` for `pages` (connected here, not announced yet), in page order; marks them
+    /// announced.
+    fn announce(&mut self, mut pages: Vec<Page>) -> Vec<RoomsEvent> {
         pages.sort();
         for p in &pages {
             if let Some(h) = self.pages.get_mut(p) {
