@@ -16,26 +16,21 @@ pub struct Layer {
     pub max_bitrate_bps: u32,
 }
 
-const HIGH: Layer = Layer {
-    rid: "h",
-    scale_down_by: 1.0,
-    max_bitrate_bps: 900_000,
-};
-const MID: Layer = Layer {
-    rid: "m",
-    scale_down_by: 2.0,
-    max_bitrate_bps: 300_000,
-};
-const LOW4: Layer = Layer {
-    rid: "l",
-    scale_down_by: 4.0,
-    max_bitrate_bps: 100_000,
-};
-const LOW2: Layer = Layer {
-    rid: "l",
-    scale_down_by: 2.0,
-    max_bitrate_bps: 200_000,
-};
+impl Layer {
+    const fn new(rid: &'static str, scale_down_by: f64, max_bitrate_bps: u32) -> Self {
+        Layer {
+            rid,
+            scale_down_by,
+            max_bitrate_bps,
+        }
+    }
+}
+
+// rid, scaleResolutionDownBy, maxBitrate (bit/s).
+const HIGH: Layer = Layer::new("h", 1.0, 900_000);
+const MID: Layer = Layer::new("m", 2.0, 300_000);
+const LOW4: Layer = Layer::new("l", 4.0, 100_000);
+const LOW2: Layer = Layer::new("l", 2.0, 200_000);
 
 /// The layers for a capture of `width` x `height` (0 when unknown: the 640x480 default),
 /// high first.
