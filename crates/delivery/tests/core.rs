@@ -1,10 +1,11 @@
 //! The delivery core driven directly, on a fake clock, over the in-memory store: the contracts
 //! the server's shell and the simulator rely on.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use delivery::memory::{Effect, MemoryShell, MemoryStore};
-use delivery::{AppCore, Limits, Now, Origin, Outgoing, RouteOptions, SendRef};
+use delivery::{AppCore, Departure, Limits, Now, Origin, Outgoing, RouteOptions, SendRef};
 use prost::Message as _;
 use rtc_core::proto::server_frame::Body;
 use rtc_core::proto::{conversation_type, AuthResult, SendMessage, ServerFrame};
@@ -104,6 +105,18 @@ impl World {
         self.core.ack(&mut MemoryShell { store: &mut self.store, effects: &mut self.effects }, now, who, seq);
     }
 
+    /// `user`'s connection `conn` went (`how`), now.
+    fn unregister(&mut self, user: &str, conn: u64, how: Departure) {
+        let now = self.now();
+        self.core.unregister(&mut MemoryShell { store: &mut self.store, effects: &mut self.effects }, now, user, conn, how);
+    }
+
+    /// The calls' participants whose grace ran out, ended now: (user, device, call, reason).
+    fn end_gone(&mut self) -> Vec<(Arc<str>, Arc<str>, String, i32)> {
+        let now = self.now();
+        self.core.end_gone_participants(&mut MemoryShell { store: &mut self.store, effects: &mut self.effects }, now)
+    }
+
     /// The frames queued to a connection so far (taken).
     fn take(&mut self, conn: u64) -> Vec<Body> {
         let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.effects).into_iter().partition(|(c, _)| *c == conn);
@@ -161,8 +174,7 @@ fn a_device_that_is_away_keeps_the_window_until_it_comes_back_and_acks() {
     let mut w = World::new();
     let a = w.connect("alice", "a1");
     let b2 = w.connect("bob", "b2");
-    let now = w.now();
-    w.core.unregister(&mut MemoryShell { store: &mut w.store, effects: &mut w.effects }, now, "bob", b2.conn_id, delivery::Departure::Lost);
+    w.unregister("bob", b2.conn_id, Departure::Lost);
     let b1 = w.connect("bob", "b1");
     for i in 1..=10 {
         w.send(&a, "bob", i, i as u32);
@@ -183,14 +195,7 @@ fn a_message_stored_for_a_user_waits_for_each_of_its_devices() {
     let a = w.connect("alice", "a1");
     for d in ["b1", "b2"] {
         let o = w.connect("bob", d);
-        let now = w.now();
-        w.core.unregister(
-            &mut MemoryShell { store: &mut w.store, effects: &mut w.effects },
-            now,
-            "bob",
-            o.conn_id,
-            delivery::Departure::Lost,
-        );
+        w.unregister("bob", o.conn_id, Departure::Lost);
     }
     w.send(&a, "bob", 1, 1);
     assert_eq!(w.store.offline_len(), 1);
@@ -267,8 +272,7 @@ fn rooms_outlive_a_restart_and_hang_up_for_who_does_not_return() {
     w.take(b.conn_id);
     // alice never comes back: after the lost grace, bob is told she hung up (7).
     w.t += 5_001;
-    let now = w.now();
-    let ended = w.core.end_gone_participants(&mut MemoryShell { store: &mut w.store, effects: &mut w.effects }, now);
+    let ended = w.end_gone();
     assert_eq!(ended.len(), 1);
     assert_eq!((&*ended[0].0, &*ended[0].1, &ended[0].2[..], ended[0].3), ("alice", "a1", "c1", 7));
     let frames = w.take(b.conn_id);
@@ -290,11 +294,9 @@ fn a_grace_that_ran_out_is_not_undone_by_a_crash() {
     assert_eq!(w.core.call_members("c1").len(), 2);
     // The rooms as last saved, with both in the call.
     let saved = w.core.rooms_snapshot().encode_to_vec();
-    let now = w.now();
-    w.core.unregister(&mut MemoryShell { store: &mut w.store, effects: &mut w.effects }, now, "bob", b.conn_id, delivery::Departure::Lost);
+    w.unregister("bob", b.conn_id, Departure::Lost);
     w.t += 5_001;
-    let now = w.now();
-    let ended = w.core.end_gone_participants(&mut MemoryShell { store: &mut w.store, effects: &mut w.effects }, now);
+    let ended = w.end_gone();
     assert_eq!(ended.len(), 1);
     assert!(w.core.call_members("c1").is_empty(), "the call is over");
     // A crash now: the saved rooms, and the log since.
@@ -502,7 +504,7 @@ fn a_new_device_gets_what_is_routed_while_it_syncs() {
 #[test]
 fn replicated_rooms_change_only_through_their_events() {
     use delivery::rooms::{rooms_event::Event, DeviceEvent, RoomsEvent};
-    use delivery::{Admission, Departure};
+    use delivery::Admission;
     use rtc_core::proto::{call_content, CallContent, Invite};
     let mut w = World::new();
     w.core.replicate_rooms();
@@ -543,12 +545,10 @@ fn replicated_rooms_change_only_through_their_events() {
     assert_eq!(w.core.call_members("c1").len(), 1);
     assert_eq!(w.core.joined_user_info("alice", "alice")[0].join_time, 2, "the event's time");
     // The connection ends: no grace here (its node publishes `Gone`), nothing to end.
-    let now = w.now();
-    w.core.unregister(&mut MemoryShell { store: &mut w.store, effects: &mut w.effects }, now, "alice", a.conn_id, Departure::Lost);
+    w.unregister("alice", a.conn_id, Departure::Lost);
     assert!(!w.core.has_graces());
     w.t += 60_000;
-    let now = w.now();
-    assert!(w.core.end_gone_participants(&mut MemoryShell { store: &mut w.store, effects: &mut w.effects }, now).is_empty());
+    assert!(w.end_gone().is_empty());
     assert_eq!(w.core.call_members("c1").len(), 1);
     let gone = RoomsEvent {
         event: Some(Event::Gone(DeviceEvent { user: "alice".into(), device: "a1".into(), node: "n1".into(), lost: true, instance: 0 })),
