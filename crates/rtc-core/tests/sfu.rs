@@ -55,6 +55,11 @@ impl Dev {
         self.input(Input::Media(MediaEvent::Sfu(ev)));
     }
 
+    /// The browser answered the server's offer on the receiving connection with `sdp`.
+    fn subscribe_answer(&mut self, sdp: impl Into<String>) {
+        self.media(SfuEvent::SubscribeAnswer { call_id: CALL.into(), sdp: sdp.into() });
+    }
+
     fn take(&mut self) -> Vec<Output> {
         std::mem::take(&mut self.out)
     }
@@ -285,7 +290,7 @@ fn a_group_caller_publishes_once_and_subscribes_without_mesh_links() {
     assert_eq!(sdp, "janus-offer");
     assert_eq!(tracks.len(), 2);
     assert_eq!((tracks[1].mid.as_str(), tracks[1].user_id.as_str(), tracks[1].kind), ("v-bob", "bob", TrackKind::Video));
-    a.media(SfuEvent::SubscribeAnswer { call_id: CALL.into(), sdp: "local-answer".into() });
+    a.subscribe_answer("local-answer");
     let outs = a.take();
     let answered =
         frames(&outs).into_iter().any(|f| matches!(f, Frame::SfuAnswer(x) if x.request_id == sub.request_id && x.sdp == "local-answer"));
@@ -721,16 +726,16 @@ fn back_to_back_offers_are_applied_one_at_a_time_in_order() {
     b.sfu(versioned_offer(0, &["alice"], "offer-2", 2));
     let outs = b.take();
     assert_eq!(subscribes(&outs), ["offer-1"], "the second waits for the first one's answer: {outs:?}");
-    b.media(SfuEvent::SubscribeAnswer { call_id: CALL.into(), sdp: "answer-1".into() });
+    b.subscribe_answer("answer-1");
     let outs = b.take();
     assert_eq!(sfu_answers(&outs), [(rid, "answer-1".to_string())], "answered under the first offer's request id");
     assert_eq!(subscribes(&outs), ["offer-2"]);
-    b.media(SfuEvent::SubscribeAnswer { call_id: CALL.into(), sdp: "answer-2".into() });
+    b.subscribe_answer("answer-2");
     let outs = b.take();
     assert_eq!(sfu_answers(&outs), [(0, "answer-2".to_string())]);
     assert!(subscribes(&outs).is_empty());
     // A stray answer (nothing being applied) sends nothing.
-    b.media(SfuEvent::SubscribeAnswer { call_id: CALL.into(), sdp: "answer-3".into() });
+    b.subscribe_answer("answer-3");
     assert!(sfu_answers(&b.take()).is_empty());
 }
 
@@ -741,7 +746,7 @@ fn after_a_reconnect_the_subscription_says_which_offer_it_last_got() {
     let first = last_subscribe(&b.take()).unwrap().clone();
     assert_eq!(first.offer_version, Some(0));
     b.sfu(versioned_offer(first.request_id, &["alice"], "offer-1", 1));
-    b.media(SfuEvent::SubscribeAnswer { call_id: CALL.into(), sdp: "answer-1".into() });
+    b.subscribe_answer("answer-1");
     b.take();
     // The socket drops; the server's own offer 2 (a renegotiation) is lost meanwhile. Back
     // up, the device asks for the same subscription again, saying it got offer 1: the server
@@ -789,7 +794,7 @@ fn connected_callee() -> Dev {
     let rid = last_subscribe(&b.take()).unwrap().request_id;
     publish_ok(&mut b);
     b.sfu(versioned_offer(rid, &["alice"], "offer-1", 1));
-    b.media(SfuEvent::SubscribeAnswer { call_id: CALL.into(), sdp: "answer-1".into() });
+    b.subscribe_answer("answer-1");
     b.state(sfu_pc::PUBLISHER, Connected);
     b.state(sfu_pc::SUBSCRIBER, Connected);
     b.take();
@@ -837,7 +842,7 @@ fn a_lost_sfu_connection_is_restarted_in_place_without_hangup() {
     assert_eq!(sub.want.len(), 2);
     b.sfu(versioned_offer(sub.request_id, &["alice"], "restart-offer", 2));
     assert_eq!(subscribes(&b.take()), ["restart-offer"]);
-    b.media(SfuEvent::SubscribeAnswer { call_id: CALL.into(), sdp: "answer-2".into() });
+    b.subscribe_answer("answer-2");
     b.state(sfu_pc::SUBSCRIBER, Connected);
     b.advance(20_000);
     let outs = b.take();
@@ -1166,7 +1171,7 @@ fn a_join_subscription_whose_answer_the_sfu_refuses_fails_and_is_retried_or_ends
     b.sfu(joined(vec![feed("alice", true)], 1));
     let first = last_subscribe(&b.take()).unwrap().clone();
     b.sfu(versioned_offer(first.request_id, &["alice"], "offer-1", 1));
-    b.media(SfuEvent::SubscribeAnswer { call_id: CALL.into(), sdp: "answer-1".into() });
+    b.subscribe_answer("answer-1");
     assert_eq!(sfu_answers(&b.take()), [(first.request_id, "answer-1".to_string())]);
     // (In Chromium the receiving connection's ICE connects before the refusal comes: Janus
     // answers checks without having the answer. It says nothing about the subscription.)
@@ -1185,7 +1190,7 @@ fn a_join_subscription_whose_answer_the_sfu_refuses_fails_and_is_retried_or_ends
     // The fresh subscription's offer is applied and answered; the call goes on, no more events.
     b.sfu(versioned_offer(again.request_id, &["alice"], "offer-2", 2));
     assert_eq!(subscribes(&b.take()), ["offer-2"]);
-    b.media(SfuEvent::SubscribeAnswer { call_id: CALL.into(), sdp: "answer-2".into() });
+    b.subscribe_answer("answer-2");
     let outs = b.take();
     assert_eq!(sfu_answers(&outs), [(again.request_id, "answer-2".to_string())]);
     assert!(events(&outs).is_empty(), "{outs:?}");
@@ -1196,7 +1201,7 @@ fn a_join_subscription_whose_answer_the_sfu_refuses_fails_and_is_retried_or_ends
     c.sfu(joined(vec![feed("alice", true)], 1));
     let rid = last_subscribe(&c.take()).unwrap().request_id;
     c.sfu(versioned_offer(rid, &["alice"], "offer-1", 1));
-    c.media(SfuEvent::SubscribeAnswer { call_id: CALL.into(), sdp: "answer-1".into() });
+    c.subscribe_answer("answer-1");
     c.take();
     c.sfu(answer_refused(rid));
     let outs = c.take();
@@ -1211,7 +1216,7 @@ fn a_join_subscription_whose_answer_the_sfu_refuses_fails_and_is_retried_or_ends
 fn a_later_answer_the_sfu_refuses_resubscribes_at_once_without_app_event() {
     let mut b = connected_callee();
     b.sfu(versioned_offer(0, &["alice"], "offer-2", 2));
-    b.media(SfuEvent::SubscribeAnswer { call_id: CALL.into(), sdp: "answer-2".into() });
+    b.subscribe_answer("answer-2");
     assert_eq!(sfu_answers(&b.take()), [(0, "answer-2".to_string())]);
     b.sfu(answer_refused(0));
     let outs = b.take();
@@ -1226,7 +1231,7 @@ fn a_later_answer_the_sfu_refuses_resubscribes_at_once_without_app_event() {
     let limit = rtc_core::engine::SFU_RESTARTS as u32;
     let mut rid = sub.request_id;
     for n in 2..=limit + 1 {
-        b.media(SfuEvent::SubscribeAnswer { call_id: CALL.into(), sdp: format!("answer-{n}") });
+        b.subscribe_answer(format!("answer-{n}"));
         b.take();
         b.sfu(answer_refused(rid));
         let outs = b.take();
@@ -1249,7 +1254,7 @@ fn a_later_answer_the_sfu_refuses_resubscribes_at_once_without_app_event() {
 fn a_stale_refused_answer_leaves_the_fresh_subscription_alone() {
     let mut b = connected_callee();
     b.sfu(versioned_offer(0, &["alice"], "offer-2", 2));
-    b.media(SfuEvent::SubscribeAnswer { call_id: CALL.into(), sdp: "answer-2".into() });
+    b.subscribe_answer("answer-2");
     b.take();
     b.sfu(answer_refused(0));
     let sub = last_subscribe(&b.take()).expect("subscribed afresh at once").clone();
@@ -1259,7 +1264,7 @@ fn a_stale_refused_answer_leaves_the_fresh_subscription_alone() {
     assert!(last_subscribe(&outs).is_none(), "the fresh subscription is still under way: {outs:?}");
     b.sfu(versioned_offer(sub.request_id, &["alice"], "offer-3", 3));
     assert_eq!(subscribes(&b.take()), ["offer-3"]);
-    b.media(SfuEvent::SubscribeAnswer { call_id: CALL.into(), sdp: "answer-3".into() });
+    b.subscribe_answer("answer-3");
     assert_eq!(sfu_answers(&b.take()), [(sub.request_id, "answer-3".to_string())]);
     assert_eq!(b.engine.session(CALL).unwrap().state, SessionState::Keeping);
 }
