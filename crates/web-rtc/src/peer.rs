@@ -933,12 +933,8 @@ impl PeerLink {
                 let _ = attached.await;
             }
         }
-        let pc = &self.inner.pc;
-        let offer = JsFuture::from(pc.create_offer())
-            .await
-            .map_err(|e| self.fail("createOffer", &e))?;
-        let sdp = sdp_of(&offer)
-            .ok_or_else(|| self.fail("createOffer", &JsValue::from_str("no sdp in the offer")))?;
+        let offer = JsFuture::from(self.inner.pc.create_offer()).await;
+        let sdp = self.created_sdp(offer, "createOffer", "no sdp in the offer")?;
         self.set_local(RtcSdpType::Offer, &sdp).await?;
         Ok(sdp)
     }
@@ -1063,15 +1059,8 @@ impl PeerLink {
         }
         let options = web_sys::RtcOfferOptions::new();
         options.set_ice_restart(true);
-        let offer = JsFuture::from(pc.create_offer_with_rtc_offer_options(&options))
-            .await
-            .map_err(|e| self.fail("createOffer(iceRestart)", &e))?;
-        let sdp = sdp_of(&offer).ok_or_else(|| {
-            self.fail(
-                "createOffer(iceRestart)",
-                &JsValue::from_str("no sdp in the offer"),
-            )
-        })?;
+        let offer = JsFuture::from(pc.create_offer_with_rtc_offer_options(&options)).await;
+        let sdp = self.created_sdp(offer, "createOffer(iceRestart)", "no sdp in the offer")?;
         self.set_local(RtcSdpType::Offer, &sdp).await?;
         Ok(sdp)
     }
@@ -1092,12 +1081,8 @@ impl PeerLink {
                 let _ = attached.await;
             }
         }
-        let pc = &self.inner.pc;
-        let answer = JsFuture::from(pc.create_answer())
-            .await
-            .map_err(|e| self.fail("createAnswer", &e))?;
-        let answer_sdp = sdp_of(&answer)
-            .ok_or_else(|| self.fail("createAnswer", &JsValue::from_str("no sdp in the answer")))?;
+        let answer = JsFuture::from(self.inner.pc.create_answer()).await;
+        let answer_sdp = self.created_sdp(answer, "createAnswer", "no sdp in the answer")?;
         self.set_local(RtcSdpType::Answer, &answer_sdp).await?;
         self.reapply_video_caps().await;
         Ok(answer_sdp)
@@ -1216,6 +1201,18 @@ impl PeerLink {
     /// Do not replace its `on*` handlers: the link owns them.
     pub fn raw(&self) -> &RtcPeerConnection {
         &self.inner.pc
+    }
+
+    /// The SDP of what `createOffer` / `createAnswer` (`op`) resolved to; `missing` is the
+    /// error when it has none.
+    fn created_sdp(
+        &self,
+        created: Result<JsValue, JsValue>,
+        op: &'static str,
+        missing: &'static str,
+    ) -> Result<String, MediaError> {
+        let desc = created.map_err(|e| self.fail(op, &e))?;
+        sdp_of(&desc).ok_or_else(|| self.fail(op, &JsValue::from_str(missing)))
     }
 
     async fn set_local(&self, kind: RtcSdpType, sdp: &str) -> Result<(), MediaError> {
