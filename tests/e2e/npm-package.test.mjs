@@ -4,8 +4,9 @@
 //
 //  - the enums index.d.ts declares are the runtime objects, member for member;
 //  - every entry exports at runtime exactly the values its declarations name (checked by tsc);
-//  - the seed's TypeScript samples (examples/vite/seed-samples) type-check under --strict, and
-//    removing a declaration they use makes that check fail;
+//  - the seed's TypeScript samples (examples/vite/seed-samples/samples.md, written out as .ts files
+//    into a scratch dir of examples/vite) type-check under --strict, and removing a declaration
+//    they use makes that check fail;
 //  - a CallLib app written against @rongcloud/imlib-next, plugin-rtc and plugin-call
 //    (examples/vite/calllib-app) builds with Vite aliases only and makes a call in Chromium.
 //
@@ -19,10 +20,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { APP_KEY, ROOT, Client, startServer, launchBrowser, requireFile, withDiagnostics, sleep, uid, serveDirectory } from './helpers.mjs';
+import { writeSampleProject } from '../../examples/vite/seed-samples/samples.mjs';
 
 const VITE_DIR = path.join(ROOT, 'examples/vite');
 const ESM = path.join(ROOT, 'npm/dist/esm');
-const SAMPLES = path.join(VITE_DIR, 'seed-samples');
 const APP = path.join(VITE_DIR, 'calllib-app');
 const TSC = path.join(VITE_DIR, 'node_modules/.bin/tsc');
 const VITE = path.join(VITE_DIR, 'node_modules/.bin/vite');
@@ -88,7 +89,16 @@ function checkSampleDiagnostics(diags) {
 }
 
 describe('npm package: named exports, entries per RongCloud package, types', () => {
-  before(() => requireFile(path.join(ESM, 'index.js'), 'run `bash npm/build.sh` first'));
+  // The samples as the .ts files tsc checks (with seed-context.d.ts and tsconfig.json), in a
+  // scratch dir inside examples/vite so that `rcall/...` resolves through its node_modules.
+  let SAMPLES;
+  let sampleFiles;
+  before(() => {
+    requireFile(path.join(ESM, 'index.js'), 'run `bash npm/build.sh` first');
+    SAMPLES = fs.mkdtempSync(path.join(VITE_DIR, '.seed-samples-'));
+    sampleFiles = writeSampleProject(SAMPLES);
+  });
+  after(() => { if (SAMPLES) fs.rmSync(SAMPLES, { recursive: true, force: true }); });
 
   test('the enums index.d.ts declares are the runtime enum objects, member for member', () => {
     const js = fs.readFileSync(path.join(ESM, 'index.js'), 'utf8');
@@ -147,8 +157,8 @@ describe('npm package: named exports, entries per RongCloud package, types', () 
 
   test('the seed\'s TypeScript samples type-check under --strict (bar the known incomplete snippets)', (t) => {
     if (toolsMissing(t)) return;
-    const files = fs.readdirSync(SAMPLES).filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts'));
-    assert.ok(files.length >= 30, `only ${files.length} samples in ${SAMPLES}`);
+    const files = sampleFiles;
+    assert.ok(files.length >= 30, `only ${files.length} samples in examples/vite/seed-samples/samples.md`);
     const diags = tsc(path.join(SAMPLES, 'tsconfig.json'));
     const { unexpected, missing } = checkSampleDiagnostics(diags);
     assert.deepEqual(unexpected, [], 'tsc errors in the seed samples beyond the known incomplete snippets');
