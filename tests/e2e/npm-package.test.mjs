@@ -14,12 +14,12 @@
 // that need them skip with a message, except under CI (CI set), where they fail.
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { APP_KEY, ROOT, Client, startServer, launchBrowser, requireFile, withDiagnostics, sleep, uid, serveDirectory } from './helpers.mjs';
+import { ROOT, startServer, launchBrowser, requireFile, withDiagnostics, uid, serveDirectory } from './helpers.mjs';
+import { run, openApp, remoteVideoDecoding } from './vite-apps.mjs';
 import { writeSampleProject } from '../../examples/vite/seed-samples/samples.mjs';
 
 const VITE_DIR = path.join(ROOT, 'examples/vite');
@@ -28,11 +28,6 @@ const APP = path.join(VITE_DIR, 'calllib-app');
 const TSC = path.join(VITE_DIR, 'node_modules/.bin/tsc');
 const VITE = path.join(VITE_DIR, 'node_modules/.bin/vite');
 const ENTRIES = ['index', 'imlib-next', 'engine', 'plugin-rtc', 'plugin-call', 'imlib-v4-adapter', 'imlib-v2-adapter'];
-
-function run(cmd, args, opts = {}) {
-  const r = spawnSync(cmd, args, { cwd: ROOT, encoding: 'utf8', timeout: 120000, ...opts });
-  return { ok: r.status === 0, out: `${r.stdout || ''}${r.stderr || ''}${r.error ? String(r.error) : ''}`, status: r.status };
-}
 
 /** null when tsc and vite are installed in examples/vite, else why not (a skip, or a failure under CI). */
 function toolsMissing(t) {
@@ -236,22 +231,7 @@ describe('a CallLib app importing @rongcloud/* builds with Vite aliases only and
       const tag = uid('alias');
       const aId = `${tag}-alice`;
       const bId = `${tag}-bob`;
-      const open = async (name, user, target) => {
-        const context = await browser.newContext();
-        const page = await context.newPage();
-        const c = new Client(name, context, page);
-        c.userId = user;
-        // Client.dump() reads the e2e harness's `H`; this app has none.
-        await page.addInitScript(() => { window.H = { events: [], errors: () => [], rtcStats: async () => [] }; });
-        clients.push(c);
-        const q = new URLSearchParams({ navi: server.url, appkey: APP_KEY, user, target });
-        const resp = await page.goto(`${web.url}/?${q}`);
-        assert.ok(resp && resp.ok(), `${name}: GET index.html → ${resp && resp.status()}`);
-        await page.click('#login');
-        await page.waitForFunction(() => /Logged in as/.test(document.getElementById('status').textContent), null, { timeout: 10000 })
-          .catch(async (e) => { throw new Error(`${name}: login: status "${await page.textContent('#status')}": ${e.message}`); });
-        return c;
-      };
+      const open = (name, user, target) => openApp(browser, clients, { name, user, target, appUrl: web.url, navi: server.url });
       const A = await open('A', aId, bId);
       const B = await open('B', bId, aId);
       assert.match(await A.page.textContent('#status'), new RegExp(`Logged in as ${aId}`));
@@ -262,23 +242,7 @@ describe('a CallLib app importing @rongcloud/* builds with Vite aliases only and
       await A.page.waitForFunction(() => /is ringing/.test(document.getElementById('status').textContent), null, { timeout: 10000 });
       await B.page.click('#accept');
 
-      const decoding = async (c) => {
-        const deadline = Date.now() + 15000;
-        let first = null;
-        for (;;) {
-          const q = await c.page.evaluate(() => {
-            const v = document.getElementById('remote');
-            return { w: v.videoWidth, frames: v.getVideoPlaybackQuality().totalVideoFrames };
-          });
-          if (q.w > 0 && q.frames > 0) {
-            if (!first) first = q;
-            else if (q.frames > first.frames) return q;
-          }
-          if (Date.now() > deadline) throw new Error(`${c.name}: remote video not decoding: ${JSON.stringify(q)}; status "${await c.page.textContent('#status')}"`);
-          await sleep(200);
-        }
-      };
-      const [qa, qb] = await Promise.all([decoding(A), decoding(B)]);
+      const [qa, qb] = await Promise.all([remoteVideoDecoding(A), remoteVideoDecoding(B)]);
       console.log(`  calllib-app: remote video A ${qa.w}px (${qa.frames} frames), B ${qb.w}px (${qb.frames} frames)`);
       assert.match(await A.page.textContent('#status'), new RegExp(`In call with ${bId}`));
 

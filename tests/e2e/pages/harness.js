@@ -96,48 +96,9 @@
   }
 
   // ---- video elements fed by track.play(el); frames counted with requestVideoFrameCallback ----
-  function videoFor(key, userId, local) {
-    var v = H.videos[key];
-    if (v) return v;
-    var el = document.createElement('video');
-    el.id = key;
-    el.autoplay = true;
-    el.muted = true;
-    el.playsInline = true;
-    document.getElementById('videos').appendChild(el);
-    v = H.videos[key] = { el: el, userId: userId, local: local, frames: 0, firstFrameAt: null, firstWidth: 0 };
-    var onFrame = function () {
-      v.frames++;
-      if (v.firstFrameAt === null) {
-        v.firstFrameAt = now();
-        v.firstWidth = el.videoWidth;
-        log('firstFrame', { key: key, userId: userId, local: local, width: el.videoWidth, height: el.videoHeight });
-      }
-      el.requestVideoFrameCallback(onFrame);
-    };
-    el.requestVideoFrameCallback(onFrame);
-    return v;
-  }
-
-  H.videoState = function () {
-    return Object.keys(H.videos).map(function (key) {
-      var v = H.videos[key];
-      var q = v.el.getVideoPlaybackQuality ? v.el.getVideoPlaybackQuality() : {};
-      return {
-        key: key,
-        userId: v.userId,
-        local: v.local,
-        frames: v.frames,
-        totalVideoFrames: q.totalVideoFrames,
-        videoWidth: v.el.videoWidth,
-        videoHeight: v.el.videoHeight,
-        readyState: v.el.readyState,
-        paused: v.el.paused,
-        hasSrcObject: !!v.el.srcObject,
-        firstFrameAt: v.firstFrameAt,
-      };
-    });
-  };
+  var videoFor = window.harnessVideos(H, now, function (v, key) {
+    log('firstFrame', { key: key, userId: v.userId, local: v.local, width: v.el.videoWidth, height: v.el.videoHeight });
+  });
 
   // ---- WebRTC stats of every peer connection the SDK created (see harness-pre.js) ----
   H.rtcStats = async function () {

@@ -27,35 +27,7 @@
   function errText(e) { return String((e && (e.stack || e.message)) || e); }
   function sid(s) { try { return s.getSessionId(); } catch (e) { return undefined; } }
 
-  function videoFor(key, userId, local) {
-    var v = H.videos[key];
-    if (v) return v;
-    var el = document.createElement('video');
-    el.id = key;
-    el.autoplay = true;
-    el.muted = true;
-    el.playsInline = true;
-    document.getElementById('videos').appendChild(el);
-    v = H.videos[key] = { el: el, userId: userId, local: local, frames: 0, firstFrameAt: null };
-    var onFrame = function () {
-      v.frames++;
-      if (v.firstFrameAt === null) v.firstFrameAt = now();
-      el.requestVideoFrameCallback(onFrame);
-    };
-    el.requestVideoFrameCallback(onFrame);
-    return v;
-  }
-
-  H.videoState = function () {
-    return Object.keys(H.videos).map(function (key) {
-      var v = H.videos[key];
-      var q = v.el.getVideoPlaybackQuality ? v.el.getVideoPlaybackQuality() : {};
-      return {
-        key: key, userId: v.userId, local: v.local, frames: v.frames, totalVideoFrames: q.totalVideoFrames,
-        videoWidth: v.el.videoWidth, videoHeight: v.el.videoHeight, firstFrameAt: v.firstFrameAt,
-      };
-    });
-  };
+  var videoFor = window.harnessVideos(H, now);
 
   // Raw WebRTC stats of every peer connection the SDK created (media-pre.js).
   H.rtcStats = async function () {
