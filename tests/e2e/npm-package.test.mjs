@@ -18,8 +18,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { ROOT, startServer, launchBrowser, requireFile, withDiagnostics, uid, serveDirectory } from './helpers.mjs';
-import { run, openApp, remoteVideoDecoding } from './vite-apps.mjs';
+import { ROOT, requireFile, uid } from './helpers.mjs';
+import { run, builtApp, remoteVideoDecoding } from './vite-apps.mjs';
 import { writeSampleProject } from '../../examples/vite/seed-samples/samples.mjs';
 
 const VITE_DIR = path.join(ROOT, 'examples/vite');
@@ -191,15 +191,7 @@ describe('npm package: named exports, entries per RongCloud package, types', () 
 
 describe('a CallLib app importing @rongcloud/* builds with Vite aliases only and calls', () => {
   const TIMEOUT = 120000;
-  let outDir, server, web, browser;
-  const clients = [];
-  after(async () => {
-    await Promise.all(clients.map((c) => c.close()));
-    await browser?.close().catch(() => {});
-    await web?.close();
-    await server?.stop();
-    if (outDir) fs.rmSync(outDir, { recursive: true, force: true });
-  });
+  const app = builtApp('rcall-calllib-app-');
 
   test('tsc + vite build of examples/vite/calllib-app; two pages call, see video, mute, hang up', { timeout: TIMEOUT }, async (t) => {
     if (toolsMissing(t)) return;
@@ -216,7 +208,7 @@ describe('a CallLib app importing @rongcloud/* builds with Vite aliases only and
 
     const types = tsc(path.join(APP, 'tsconfig.json'));
     assert.deepEqual(types, [], 'tsc -p examples/vite/calllib-app');
-    outDir = fs.mkdtempSync(path.join(os.tmpdir(), 'rcall-calllib-app-'));
+    const outDir = app.makeDir();
     const b = run(VITE, ['build', APP, '--outDir', outDir, '--emptyOutDir'], { cwd: VITE_DIR });
     assert.ok(b.ok, `vite build examples/vite/calllib-app failed (exit ${b.status}):\n${b.out.slice(-3000)}`);
     const assets = fs.readdirSync(path.join(outDir, 'assets'));
@@ -224,14 +216,12 @@ describe('a CallLib app importing @rongcloud/* builds with Vite aliases only and
     const jsBytes = assets.filter((f) => f.endsWith('.js')).reduce((n, f) => n + fs.statSync(path.join(outDir, 'assets', f)).size, 0);
     console.log(`  calllib-app: ${assets.join(', ')} (${jsBytes} B of JS)`);
 
-    server = await startServer({ extraArgs: ['--dev'] });
-    web = await serveDirectory(outDir);
-    browser = await launchBrowser();
-    await withDiagnostics('calllib-app', () => clients, server, async () => {
+    await app.serve();
+    await app.diag('calllib-app', async () => {
       const tag = uid('alias');
       const aId = `${tag}-alice`;
       const bId = `${tag}-bob`;
-      const open = (name, user, target) => openApp(browser, clients, { name, user, target, appUrl: web.url, navi: server.url });
+      const open = (name, user, target) => app.open(name, user, target);
       const A = await open('A', aId, bId);
       const B = await open('B', bId, aId);
       assert.match(await A.page.textContent('#status'), new RegExp(`Logged in as ${aId}`));

@@ -6,13 +6,12 @@
 // The example's node_modules come from scripts/setup.sh (npm ci, outside the network namespace).
 // Without them the test tries `npm --prefix examples/vite ci` (works offline from npm's cache); if that fails too it skips
 // with a message, except under CI (CI set), where it fails.
-import { describe, test, before, after } from 'node:test';
+import { describe, test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { ROOT, startServer, launchBrowser, requireFile, withDiagnostics, uid, serveDirectory } from './helpers.mjs';
-import { run, openApp, remoteVideoDecoding } from './vite-apps.mjs';
+import { ROOT, requireFile, uid } from './helpers.mjs';
+import { run, builtApp, remoteVideoDecoding } from './vite-apps.mjs';
 
 const EXAMPLE = path.join(ROOT, 'examples/vite');
 const ESM = path.join(ROOT, 'npm/dist/esm');
@@ -30,8 +29,7 @@ function ensureDeps() {
 
 describe('examples/vite (npm package bundled by Vite)', () => {
   let skipReason = null;
-  let outDir, server, web, browser;
-  let clients = [];
+  const app = builtApp('rcall-vite-');
 
   before(async () => {
     requireFile(path.join(ESM, 'index.js'), 'run `bash npm/build.sh` first');
@@ -41,21 +39,12 @@ describe('examples/vite (npm package bundled by Vite)', () => {
       skipReason = missing;
       return;
     }
-    outDir = fs.mkdtempSync(path.join(os.tmpdir(), 'rcall-vite-'));
+    const outDir = app.makeDir();
     const b = run('npm', ['--prefix', EXAMPLE, 'run', 'build', '--', '--outDir', outDir, '--emptyOutDir'], { timeout: 90000 });
     if (!b.ok) throw new Error(`npm --prefix examples/vite run build failed (exit ${b.status}):\n${b.out.slice(-3000)}`);
     const assets = fs.readdirSync(path.join(outDir, 'assets'));
     assert.ok(assets.some((f) => f.endsWith('.wasm')), `vite build emitted no .wasm asset: ${assets.join(', ')}\n${b.out}`);
-    server = await startServer({ extraArgs: ['--dev'] });
-    web = await serveDirectory(outDir);
-    browser = await launchBrowser();
-  });
-  after(async () => {
-    await Promise.all(clients.map((c) => c.close()));
-    await browser?.close().catch(() => {});
-    await web?.close();
-    await server?.stop();
-    if (outDir) fs.rmSync(outDir, { recursive: true, force: true });
+    await app.serve();
   });
 
   test('vite build; two pages of the built app make a video call and decode each other\'s video', { timeout: TIMEOUT }, async (t) => {
@@ -63,21 +52,18 @@ describe('examples/vite (npm package bundled by Vite)', () => {
       t.skip(skipReason);
       return;
     }
-    await withDiagnostics('vite-example', () => clients, server, async () => {
+    await app.diag('vite-example', async () => {
       const tag = uid('vite');
       const aId = `${tag}-alice`;
       const bId = `${tag}-bob`;
-      const open = (name, user, target) => openApp(browser, clients, {
-        name, user, target, appUrl: web.url, navi: server.url,
-        beforeLoad: (page, c) => {
-          c.wasmResponses = [];
-          page.on('response', (r) => { if (r.url().endsWith('.wasm')) c.wasmResponses.push({ url: r.url(), status: r.status(), type: r.headers()['content-type'] }); });
-        },
+      const open = (name, user, target) => app.open(name, user, target, (page, c) => {
+        c.wasmResponses = [];
+        page.on('response', (r) => { if (r.url().endsWith('.wasm')) c.wasmResponses.push({ url: r.url(), status: r.status(), type: r.headers()['content-type'] }); });
       });
       const A = await open('A', aId, bId);
       const B = await open('B', bId, aId);
       for (const c of [A, B]) {
-        const w = c.wasmResponses.find((r) => r.url.startsWith(web.url));
+        const w = c.wasmResponses.find((r) => r.url.startsWith(app.web.url));
         assert.ok(w, `${c.name}: the wasm was not fetched from the Vite build (${JSON.stringify(c.wasmResponses)})`);
         assert.equal(w.status, 200, `${c.name}: ${JSON.stringify(w)}`);
         assert.match(w.url, /\/assets\/.*\.wasm$/, `${c.name}: wasm URL`);

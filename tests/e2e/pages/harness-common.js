@@ -1,12 +1,18 @@
-// The <video> elements a harness page plays the SDK's tracks into, for harness.js and
-// media-harness.js (load it before them): `window.harnessVideos(H, now, onFirstFrame)` sets
-// H.videoState() and returns videoFor(key, userId, local), which makes (once per key) a muted
-// autoplaying <video> in #videos, H.videos[key] = {el, userId, local, frames, firstFrameAt,
-// firstWidth}, whose decoded frames it counts with requestVideoFrameCallback. `onFirstFrame(v,
-// key)`, if given, runs at the first frame.
+// What harness.js and media-harness.js share (load it before them). `window.harnessCommon(H,
+// now, onFirstFrame)` sets
+//  - H.videoState(): the <video> elements the page plays the SDK's tracks into, and
+//  - H.rtcStats(): WebRTC stats of every peer connection the SDK created (window.__pcs, from
+//    harness-pre.js / media-pre.js),
+// and returns videoFor(key, userId, local), which makes (once per key) a muted autoplaying
+// <video> in #videos, H.videos[key] = {el, userId, local, frames, firstFrameAt, firstWidth},
+// whose decoded frames it counts with requestVideoFrameCallback. `onFirstFrame(v, key)`, if
+// given, runs at the first frame.
 (function () {
   'use strict';
-  window.harnessVideos = function (H, now, onFirstFrame) {
+  function errText(e) { return String((e && (e.stack || e.message)) || e); }
+  var ufrag = function (d) { var m = d && /a=ice-ufrag:(\S+)/.exec(d.sdp); return m ? m[1] : null; };
+
+  window.harnessCommon = function (H, now, onFirstFrame) {
     H.videoState = function () {
       return Object.keys(H.videos).map(function (key) {
         var v = H.videos[key];
@@ -26,6 +32,56 @@
         };
       });
     };
+
+    H.rtcStats = async function () {
+      var out = [];
+      for (var i = 0; i < window.__pcs.length; i++) {
+        var pc = window.__pcs[i];
+        var entry = {
+          connectionState: pc.connectionState, iceConnectionState: pc.iceConnectionState,
+          inbound: [], outbound: [], senders: [], receivers: [], pair: null,
+          localUfrag: ufrag(pc.localDescription), remoteUfrag: ufrag(pc.remoteDescription),
+        };
+        try {
+          pc.getSenders().forEach(function (s) {
+            entry.senders.push({ kind: s.track ? s.track.kind : null, trackId: s.track ? s.track.id : null, readyState: s.track ? s.track.readyState : null });
+          });
+          pc.getReceivers().forEach(function (r) {
+            if (r.track) entry.receivers.push({ kind: r.track.kind, readyState: r.track.readyState, muted: r.track.muted, id: r.track.id });
+          });
+          var stats = await pc.getStats();
+          var byId = {};
+          stats.forEach(function (s) { byId[s.id] = s; });
+          stats.forEach(function (s) {
+            if (s.type === 'inbound-rtp') {
+              entry.inbound.push({
+                kind: s.kind,
+                packetsReceived: s.packetsReceived,
+                bytesReceived: s.bytesReceived,
+                framesDecoded: s.framesDecoded,
+                totalAudioEnergy: s.totalAudioEnergy,
+                audioLevel: s.audioLevel,
+              });
+            }
+            if (s.type === 'outbound-rtp') {
+              entry.outbound.push({ kind: s.kind, packetsSent: s.packetsSent, bytesSent: s.bytesSent, framesEncoded: s.framesEncoded });
+            }
+            if (s.type === 'transport' && s.selectedCandidatePairId && byId[s.selectedCandidatePairId]) {
+              var p = byId[s.selectedCandidatePairId];
+              var l = byId[p.localCandidateId] || {};
+              var r = byId[p.remoteCandidateId] || {};
+              entry.pair = (l.address || l.ip) + ':' + l.port + ' <-> ' + (r.address || r.ip) + ':' + r.port + ' (' + l.protocol + ')';
+              entry.pairTypes = [l.candidateType, r.candidateType];
+            }
+          });
+        } catch (e) {
+          entry.error = errText(e);
+        }
+        out.push(entry);
+      }
+      return out;
+    };
+
     return function videoFor(key, userId, local) {
       var v = H.videos[key];
       if (v) return v;
