@@ -2,7 +2,7 @@
 // now, onFirstFrame)` sets
 //  - H.videoState(): the <video> elements the page plays the SDK's tracks into, and
 //  - H.rtcStats(): WebRTC stats of every peer connection the SDK created (window.__pcs, from
-//    harness-pre.js / media-pre.js),
+//    harness-pre.js),
 // and returns videoFor(key, userId, local), which makes (once per key) a muted autoplaying
 // <video> in #videos, H.videos[key] = {el, userId, local, frames, firstFrameAt, firstWidth},
 // whose decoded frames it counts with requestVideoFrameCallback. `onFirstFrame(v, key)`, if
