@@ -10,10 +10,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 export PATH="$HOME/.cargo/bin:$PATH:/usr/sbin"
 
-bash scripts/setup.sh
-echo "[cluster-demo] building the SDK (npm/build.sh) and the server"
-bash npm/build.sh
-cargo build --release -p rcall-server
+bash scripts/build.sh cluster-demo
 
 export RCALL_LB_BIND="${RCALL_LB_BIND:-127.0.0.1:8080}"
 export RCALL_NODE1="${RCALL_NODE1:-127.0.0.1:8081}"

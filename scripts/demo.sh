@@ -6,13 +6,8 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-export PATH="$HOME/.cargo/bin:$PATH"
 
-bash scripts/setup.sh
-echo "[demo] building the SDK (npm/build.sh)"
-bash npm/build.sh
-echo "[demo] building the server"
-cargo build --release -p rcall-server
+bash scripts/build.sh demo
 
 LISTEN="${RCALL_LISTEN:-127.0.0.1:8080}"
 DB="${RCALL_DB:-rcall-demo.db}"

@@ -38,7 +38,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ensureNetns, median, quantile, fmt, mdTable, writeBenchmarkSection, keptNotes, machineInfo, loadAvg, ROOT } from '../lib.mjs';
-import { APP_KEY, SDK_DIR, SERVER_BIN, startServer, getToken, signHeaders, launchBrowser, requireFile, sleep, uid, privateNetns } from '../../tests/e2e/helpers.mjs';
+import { APP_KEY, SDK_DIR, SERVER_BIN, startServer, getToken, createGroup, launchBrowser, requireFile, sleep, uid, privateNetns } from '../../tests/e2e/helpers.mjs';
 import { addVeth, startJanus } from '../../tests/e2e/janus.mjs';
 
 ensureNetns();
@@ -158,20 +158,6 @@ function printThreads(t1, t2, wMs) {
 
 // ------------------------------------------------------------------------------------------------
 
-async function createGroup(baseUrl, groupId, userIds) {
-  const body = new URLSearchParams();
-  for (const u of userIds) body.append('userId', u);
-  body.append('groupId', groupId);
-  body.append('groupName', groupId);
-  const res = await fetch(`${baseUrl}/group/create.json`, {
-    method: 'POST',
-    headers: { ...signHeaders(), 'Content-Type': 'application/x-www-form-urlencoded' },
-    body: body.toString(),
-  });
-  const text = await res.text();
-  if (res.status !== 200 || !/"code"\s*:\s*200/.test(text)) throw new Error(`group/create.json → HTTP ${res.status} ${text}`);
-}
-
 async function openUser(browser, server, userId) {
   const context = await browser.newContext();
   const page = await context.newPage();
@@ -203,7 +189,7 @@ async function runMesh(browser, server, n, mode, exclude, janus) {
   const tag = uid(`${mode}${n}`);
   const ids = Array.from({ length: n }, (_, i) => `${tag}-u${i + 1}`);
   const groupId = `${tag}-group`;
-  await createGroup(server.url, groupId, ids);
+  await createGroup(server.url, groupId, ids, groupId);
   const pages = [];
   const notes = [];
   try {

@@ -6,18 +6,11 @@
 #
 #   bash crates/loadgen/cg_nodes.sh MESSAGES DIR/node1.cg DIR/node2.cg
 set -euo pipefail
-MESSAGES=$1
-shift
-for f in "$@"; do
-    tree=$(callgrind_annotate --inclusive=yes "$f" 2>/dev/null)
-    total=$(sed -n 's/^ *\([0-9,]*\) .*PROGRAM TOTALS.*/\1/p' <<<"$tree" | tr -d , || true)
-    printf '%s: %d instructions per message in all\n' "$f" $((total / MESSAGES))
-    for fn in 'rcall_server::ws::cluster_send::{{closure}}' 'rcall_server::cluster::mailbox::Mailboxes::route::{{closure}}' \
-        'rcall_server::cluster::routing::follow::{{closure}}' 'rcall_server::cluster::routing::Routing::ack::{{closure}}' \
-        'rcall_server::cluster::keys::app_key' 'rcall_server::ws::write_or_abort::{{closure}}' \
-        'rcall_server::cluster::subscriber::Task::run::{{closure}}' 'redis::parser::aio_support::ValueCodec::decode_stream' \
-        'alloc::fmt::format::format_inner'; do
-        n=$(grep -F -- "???:$fn [" <<<"$tree" | head -1 | sed 's/^ *\([0-9,]*\) .*/\1/' | tr -d , || true)
-        printf '  %9d  %s\n' $((${n:-0} / MESSAGES)) "$fn"
-    done
-done
+source "$(dirname "${BASH_SOURCE[0]}")/cg_per_message.sh"
+FUNCTIONS=('rcall_server::ws::cluster_send::{{closure}}' 'rcall_server::cluster::mailbox::Mailboxes::route::{{closure}}'
+    'rcall_server::cluster::routing::follow::{{closure}}' 'rcall_server::cluster::routing::Routing::ack::{{closure}}'
+    'rcall_server::cluster::keys::app_key' 'rcall_server::ws::write_or_abort::{{closure}}'
+    'rcall_server::cluster::subscriber::Task::run::{{closure}}' 'redis::parser::aio_support::ValueCodec::decode_stream'
+    'alloc::fmt::format::format_inner')
+cg_line_of() { grep -F -- "???:$1 ["; }
+cg_per_message "$@"

@@ -3,13 +3,9 @@
 // context per device, so each has its own localStorage and CallLib device id), the real
 // rcall-server and the real SDK. Each scenario asserts what the CallLib 5.X app observes
 // (spec A.5–A.8, C.6, C.7, C.9, C.13.5, C.13.6, D.4, D.5).
-import { describe, test, before, after, afterEach } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import path from 'node:path';
-import {
-  SDK_DIR, SUCCESS, MediaType, EndReason, ErrorCode, Client, startServer, getToken, createGroup,
-  launchBrowser, requireFile, withDiagnostics, within, sleep, uid, fmtMs,
-} from './helpers.mjs';
+import { SUCCESS, MediaType, EndReason, ErrorCode, browserSuite, createGroup, within, sleep, uid, fmtMs } from './helpers.mjs';
 
 // node:test cancels a test after TEST_TIMEOUT; withDiagnostics fails it (with every page's
 // events, console and the server log) a little earlier. Single steps fail much sooner: 10 s for
@@ -19,37 +15,15 @@ const SCENARIO_TIMEOUT = 55000;
 const GROUP = 3;
 
 describe('issue 3: CallLib call semantics', () => {
-  let server, browser;
-  let clients = [];
-
-  before(async () => {
-    requireFile(path.join(SDK_DIR, 'rcall.js'), 'run `bash npm/build.sh` first');
-    server = await startServer();
-    browser = await launchBrowser();
-  });
-  after(async () => {
-    await Promise.all(clients.map((c) => c.close()));
-    await browser?.close().catch(() => {});
-    await server?.stop();
-  });
-  afterEach(async () => {
-    await Promise.all(clients.map((c) => c.close()));
-    clients = [];
-  });
-
+  const suite = browserSuite();
   /** Opens a page (own browser context) and logs `userId` in. */
-  async function openAs(name, userId) {
-    const c = await Client.open(browser, name, `${server.url}/`);
-    clients.push(c);
-    await c.login(userId, await getToken(server.url, userId));
-    return c;
-  }
+  const openAs = (name, userId) => suite.user(name, userId);
   const openUsers = (tag, ...names) => Promise.all(names.map((n) => openAs(n, uid(`${tag}-${n.toLowerCase()}`))));
   // Every scenario ends by checking that no page had an uncaught error (a wasm panic aborts the
   // SDK's instance for the rest of the page's life, even if the scenario's events came through).
-  const diag = (name, fn) => withDiagnostics(name, () => clients, server, async () => {
+  const diag = (name, fn) => suite.diag(name, async () => {
     await fn();
-    await noPageErrors(clients);
+    await noPageErrors(suite.clients);
   }, { timeout: SCENARIO_TIMEOUT });
 
   async function noPageErrors(cs) {
@@ -117,7 +91,7 @@ describe('issue 3: CallLib call semantics', () => {
     await diag('g1-group-call', async () => {
       const [A, B, C] = await openUsers('g1', 'A', 'B', 'C');
       const groupId = uid('g1-group');
-      await createGroup(server.url, groupId, [A.userId, B.userId, C.userId]);
+      await createGroup(suite.server.url, groupId, [A.userId, B.userId, C.userId]);
 
       const callRes = await sdk(A, ([g, u, m]) => H.callInGroup(g, u, m), [groupId, [B.userId, C.userId], MediaType.AUDIO_VIDEO]);
       expectCode(A, 'caller.callInGroup()', callRes, SUCCESS);
@@ -324,7 +298,7 @@ describe('issue 3: CallLib call semantics', () => {
     await diag('g5-invite', async () => {
       const [A, B, C] = await openUsers('g5', 'A', 'B', 'C');
       const groupId = uid('g5-group');
-      await createGroup(server.url, groupId, [A.userId, B.userId, C.userId]);
+      await createGroup(suite.server.url, groupId, [A.userId, B.userId, C.userId]);
 
       const callRes = await sdk(A, ([g, u, m]) => H.callInGroup(g, u, m), [groupId, [B.userId], MediaType.AUDIO_VIDEO]);
       expectCode(A, 'caller.callInGroup()', callRes, SUCCESS);

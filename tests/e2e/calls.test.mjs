@@ -1,44 +1,18 @@
 // End-to-end 1:1 calls: two real browser contexts (two users) on the harness page, the real
 // rcall-server, the real SDK (npm/dist/cdn/rcall.js). Each scenario asserts what the CallLib 5.X
 // app observes (spec A.4–A.8, C.13.1–C.13.4).
-import { describe, test, before, after, afterEach } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import {
-  APP_KEY, SDK_DIR, SUCCESS, MediaType, EndReason, Client, startServer, getToken, launchBrowser,
-  requireFile, withDiagnostics, sleep, uid, fmtMs,
-} from './helpers.mjs';
+import { APP_KEY, SUCCESS, MediaType, EndReason, browserSuite, sleep, uid, fmtMs } from './helpers.mjs';
 
 const TIMEOUT = 30000;
 
 describe('1:1 calls (same origin)', () => {
-  let server, browser;
-  let clients = [];
-
-  before(async () => {
-    requireFile(path.join(SDK_DIR, 'rcall.js'), 'run `bash npm/build.sh` first');
-    server = await startServer();
-    browser = await launchBrowser();
-  });
-  after(async () => {
-    await browser?.close().catch(() => {});
-    await server?.stop();
-  });
-  afterEach(async () => {
-    await Promise.all(clients.map((c) => c.close()));
-    clients = [];
-  });
-
-  async function openUser(name, tag) {
-    const userId = uid(`${tag}-${name.toLowerCase()}`);
-    const c = await Client.open(browser, name, `${server.url}/`);
-    clients.push(c);
-    await c.login(userId, await getToken(server.url, userId));
-    return c;
-  }
+  const suite = browserSuite();
+  const openUser = (name, tag) => suite.user(name, uid(`${tag}-${name.toLowerCase()}`));
   const pair = (tag) => Promise.all([openUser('A', tag), openUser('B', tag)]);
-  const diag = (name, fn) => withDiagnostics(name, () => clients, server, fn);
+  const diag = suite.diag;
 
   /** A calls B; returns {callRes, onSession} once B has the incoming session. */
   async function dial(A, B, mediaType) {
@@ -307,8 +281,7 @@ describe('1:1 calls (same origin)', () => {
 
   test('(e) RongIMLib.connect("garbage") resolves promptly with 31004', { timeout: TIMEOUT }, async () => {
     await diag('e-bad-token', async () => {
-      const A = await Client.open(browser, 'A', `${server.url}/`);
-      clients.push(A);
+      const A = await suite.open('A');
       await A.eval((appkey) => H.setup({ appkey }), APP_KEY);
       const res = await A.eval(() => H.connect('garbage'));
       console.log(`  (e) connect('garbage') → code ${res.code} in ${fmtMs(res.ms)}`);

@@ -180,17 +180,24 @@ describe('cluster: Redis + 3 nodes behind HAProxy', () => {
     });
   });
 
+  /** A (`tag`-a) calls B on another node, B accepts, and both see the other's video (`what`):
+   *  { A, B, bNode } (B's node's index). */
+  async function callAcrossNodes(tag, what) {
+    const A = await openUser('A', tag);
+    const B = await openUser('B', tag);
+    const [, bNode] = await onDistinctNodes([A, B]);
+    const callRes = await A.eval(([t, m]) => H.call(t, m), [B.userId, MediaType.AUDIO_VIDEO]);
+    assert.equal(callRes.code, SUCCESS, `A: call() → ${JSON.stringify(callRes)}`);
+    await B.waitEvent('onSession', { sessionId: callRes.session.sessionId });
+    assert.equal((await B.eval(() => H.accept())).code, SUCCESS, 'B: accept()');
+    await A.waitEvent('onAccept', { userId: B.userId });
+    await allDecode([[A, B], [B, A]], what);
+    return { A, B, bNode };
+  }
+
   test('the callee\'s node is killed: its page reconnects through HAProxy and the call goes on', { timeout: 90000 }, async () => {
     await diag('cluster-kill', async () => {
-      const A = await openUser('A', 'clk');
-      const B = await openUser('B', 'clk');
-      const [, bNode] = await onDistinctNodes([A, B]);
-      const callRes = await A.eval(([t, m]) => H.call(t, m), [B.userId, MediaType.AUDIO_VIDEO]);
-      assert.equal(callRes.code, SUCCESS, `A: call() → ${JSON.stringify(callRes)}`);
-      await B.waitEvent('onSession', { sessionId: callRes.session.sessionId });
-      assert.equal((await B.eval(() => H.accept())).code, SUCCESS, 'B: accept()');
-      await A.waitEvent('onAccept', { userId: B.userId });
-      await allDecode([[A, B], [B, A]], 'before the kill');
+      const { A, B, bNode } = await callAcrossNodes('clk', 'before the kill');
 
       // B's node dies without a goodbye; HAProxy sends B's reconnect to a live node.
       const mark = await B.mark();
@@ -214,15 +221,7 @@ describe('cluster: Redis + 3 nodes behind HAProxy', () => {
 
   test('a frozen node (a partition): HAProxy takes it out, its page reconnects elsewhere, the call goes on', { timeout: 90000 }, async () => {
     await diag('cluster-freeze', async () => {
-      const A = await openUser('A', 'clf');
-      const B = await openUser('B', 'clf');
-      const [, bNode] = await onDistinctNodes([A, B]);
-      const callRes = await A.eval(([t, m]) => H.call(t, m), [B.userId, MediaType.AUDIO_VIDEO]);
-      assert.equal(callRes.code, SUCCESS, `A: call() → ${JSON.stringify(callRes)}`);
-      await B.waitEvent('onSession', { sessionId: callRes.session.sessionId });
-      assert.equal((await B.eval(() => H.accept())).code, SUCCESS, 'B: accept()');
-      await A.waitEvent('onAccept', { userId: B.userId });
-      await allDecode([[A, B], [B, A]], 'before the freeze');
+      const { A, B, bNode } = await callAcrossNodes('clf', 'before the freeze');
 
       // B's node stops answering anything, its sockets stay open: HAProxy's checks fail and it
       // closes the sockets through that node, so B reconnects (to a node that answers).

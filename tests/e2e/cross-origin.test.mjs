@@ -2,38 +2,23 @@
 // the SDK from the rcall server's /sdk/rcall.js, passes `navi`, connects and makes a video call.
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import path from 'node:path';
-import {
-  SDK_DIR, SUCCESS, MediaType, EndReason, Client, startServer, startStaticServer, getToken,
-  launchBrowser, requireFile, withDiagnostics, uid, fmtMs,
-} from './helpers.mjs';
+import { SUCCESS, MediaType, EndReason, Client, browserSuite, startStaticServer, getToken, uid, fmtMs } from './helpers.mjs';
 
 describe('cross-origin app page', () => {
-  let server, statics, browser;
-  let clients = [];
-
-  before(async () => {
-    requireFile(path.join(SDK_DIR, 'rcall.js'), 'run `bash npm/build.sh` first');
-    server = await startServer();
-    statics = await startStaticServer(server.url);
-    browser = await launchBrowser();
-  });
-  after(async () => {
-    await Promise.all(clients.map((c) => c.close()));
-    await browser?.close().catch(() => {});
-    await statics?.close();
-    await server?.stop();
-  });
+  const suite = browserSuite();
+  let statics;
+  before(async () => { statics = await startStaticServer(suite.server.url); });
+  after(async () => { await statics?.close(); });
 
   test('(f) page on another origin (SDK + navi from the rcall server) connects and calls', { timeout: 30000 }, async () => {
     const aId = uid('f-a'), bId = uid('f-b');
+    const { server } = suite;
     const navi = server.url;
     // A: the cross-origin app page. B: an ordinary same-origin page.
-    await withDiagnostics('f-cross-origin', () => clients, server, async () => {
-      const A = await Client.open(browser, 'A (other origin)', `${statics.url}/index.html?navi=${encodeURIComponent(navi)}`);
-      clients.push(A);
-      const B = await Client.open(browser, 'B', `${server.url}/`);
-      clients.push(B);
+    await suite.diag('f-cross-origin', async () => {
+      const A = await Client.open(suite.browser, 'A (other origin)', `${statics.url}/index.html?navi=${encodeURIComponent(navi)}`);
+      suite.clients.push(A);
+      const B = await suite.open('B');
       assert.notEqual(new URL(statics.url).origin, new URL(server.url).origin);
       const setup = await A.login(aId, await getToken(server.url, aId), { navi });
       await B.login(bId, await getToken(server.url, bId));

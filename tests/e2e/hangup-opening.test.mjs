@@ -6,13 +6,9 @@
 // peer connection. The server would hang up for a caller whose connection closed too, with the
 // same 11, after its 1 s grace: here that grace is a minute, so only the caller's own Hangup can
 // end the callee's ringing within the test's wait.
-import { describe, test, before, after, afterEach } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import path from 'node:path';
-import {
-  SDK_DIR, MediaType, EndReason, ErrorCode, Client, startServer, getToken, launchBrowser, requireFile,
-  withDiagnostics, sleep, uid, fmtMs, now,
-} from './helpers.mjs';
+import { MediaType, EndReason, ErrorCode, browserSuite, sleep, uid, fmtMs, now } from './helpers.mjs';
 
 /** How long the caller's getUserMedia takes (a permission prompt, a slow camera). */
 const GUM_DELAY_MS = 3000;
@@ -20,31 +16,9 @@ const GUM_DELAY_MS = 3000;
 const LEFT_GRACE_MS = 60000;
 
 describe('hangup while the caller\'s camera opens', () => {
-  let server, browser;
-  let clients = [];
-
-  before(async () => {
-    requireFile(path.join(SDK_DIR, 'rcall.js'), 'run `bash npm/build.sh` first');
-    server = await startServer({ extraArgs: ['--left-grace-ms', String(LEFT_GRACE_MS)] });
-    browser = await launchBrowser();
-  });
-  after(async () => {
-    await browser?.close().catch(() => {});
-    await server?.stop();
-  });
-  afterEach(async () => {
-    await Promise.all(clients.map((c) => c.close()));
-    clients = [];
-  });
-
-  async function user(name) {
-    const id = uid(`ho-${name.toLowerCase()}`);
-    const c = await Client.open(browser, name, `${server.url}/`);
-    clients.push(c);
-    await c.login(id, await getToken(server.url, id));
-    return c;
-  }
-  const diag = (name, fn) => withDiagnostics(name, () => clients, server, fn, { timeout: 40000 });
+  const suite = browserSuite({ serverOptions: { extraArgs: ['--left-grace-ms', String(LEFT_GRACE_MS)] } });
+  const user = (name) => suite.user(name, uid(`ho-${name.toLowerCase()}`));
+  const diag = (name, fn) => suite.diag(name, fn, { timeout: 40000 });
 
   /** Makes the page's getUserMedia answer `ms` late, keeping every stream it hands out
    *  (`window.__slowGum`) so the test can see whether its tracks were stopped. */

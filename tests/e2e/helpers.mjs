@@ -557,9 +557,10 @@ export { now };
 /**
  * The lifecycle most e2e files share: one real server and one browser for the file, every page
  * opened through `open()` closed after each test. Call it inside `describe()`; the returned
- * object's `server`/`browser` are set once `before` has run.
+ * object's `server`/`browser` are set once `before` has run. `page`: the harness page `open()`
+ * and `user()` load by default (`media.html`: the media harness).
  */
-export function browserSuite({ serverOptions } = {}) {
+export function browserSuite({ serverOptions, page: defaultPage = '' } = {}) {
   const suite = { server: null, browser: null, clients: [] };
   before(async () => {
     requireFile(path.join(SDK_DIR, 'rcall.js'), 'run `bash npm/build.sh` first');
@@ -575,7 +576,7 @@ export function browserSuite({ serverOptions } = {}) {
     suite.clients = [];
   });
   /** A harness page (`page` under the server's web dir) in its own browser context. */
-  suite.open = async (name, page = '') => {
+  suite.open = async (name, page = defaultPage) => {
     const c = await Client.open(suite.browser, name, `${suite.server.url}/${page}`);
     suite.clients.push(c);
     return c;
@@ -586,6 +587,9 @@ export function browserSuite({ serverOptions } = {}) {
     await c.login(userId, await getToken(suite.server.url, userId), loginOptions);
     return c;
   };
+  /** `fn` under withDiagnostics: on failure every open page's events and console, and the
+   *  server's log. */
+  suite.diag = (name, fn, options) => withDiagnostics(name, () => suite.clients, suite.server, fn, options);
   return suite;
 }
 

@@ -2,12 +2,9 @@
 // lists, onRTCStateReport / onICEConnectionStateChange, changeAudioDevice, capture failure on
 // accept(), track.play() / accept() argument errors, and the pre-connect contract (nothing captured
 // on the callee before accept()). Two Chromium users through the real rcall-server and SDK.
-import { describe, test, before, after, afterEach } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import path from 'node:path';
-import {
-  SDK_DIR, SUCCESS, MediaType, Client, startServer, getToken, launchBrowser, requireFile, withDiagnostics, sleep, uid, fmtMs,
-} from './helpers.mjs';
+import { SUCCESS, MediaType, browserSuite, sleep, uid, fmtMs } from './helpers.mjs';
 
 const TIMEOUT = 40000;
 const CAPTURE_FAILED = 53303; // RCCallErrorCode: getUserMedia failed on accept()
@@ -16,32 +13,10 @@ const END_REMOTE_NO_DEVICE = 18;
 const VIDEO_MISSING_ELEMENT = 53021; // RCRTCCode.VIDEO_TRACK_MISS_MEDIA_ELEMENT
 
 describe('media (devices, stats, device switch, capture errors, pre-connect)', () => {
-  let server, browser;
-  let clients = [];
-
-  before(async () => {
-    requireFile(path.join(SDK_DIR, 'rcall.js'), 'run `bash npm/build.sh` first');
-    server = await startServer();
-    browser = await launchBrowser();
-  });
-  after(async () => {
-    await browser?.close().catch(() => {});
-    await server?.stop();
-  });
-  afterEach(async () => {
-    await Promise.all(clients.map((c) => c.close()));
-    clients = [];
-  });
-
-  async function openUser(name, tag) {
-    const userId = uid(`${tag}-${name.toLowerCase()}`);
-    const c = await Client.open(browser, name, `${server.url}/media.html`);
-    clients.push(c);
-    await c.login(userId, await getToken(server.url, userId));
-    return c;
-  }
+  const suite = browserSuite({ page: 'media.html' });
+  const openUser = (name, tag) => suite.user(name, uid(`${tag}-${name.toLowerCase()}`));
   const pair = (tag) => Promise.all([openUser('A', tag), openUser('B', tag)]);
-  const diag = (name, fn) => withDiagnostics(`media-${name}`, () => clients, server, fn, { timeout: TIMEOUT - 3000 });
+  const diag = (name, fn) => suite.diag(`media-${name}`, fn, { timeout: TIMEOUT - 3000 });
 
   /** A calls B (audio+video); resolves once B has the incoming session and A heard onRinging. */
   async function dial(A, B, mediaType = MediaType.AUDIO_VIDEO) {

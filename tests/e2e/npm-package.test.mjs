@@ -4,8 +4,9 @@
 //
 //  - the enums index.d.ts declares are the runtime objects, member for member;
 //  - every entry exports at runtime exactly the values its declarations name (checked by tsc);
-//  - the seed's TypeScript samples (examples/vite/seed-samples) type-check under --strict, and
-//    removing a declaration they use makes that check fail;
+//  - the seed's TypeScript samples (examples/vite/seed-samples/samples.md, written out as .ts files
+//    into a scratch dir of examples/vite) type-check under --strict, and removing a declaration
+//    they use makes that check fail;
 //  - a CallLib app written against @rongcloud/imlib-next, plugin-rtc and plugin-call
 //    (examples/vite/calllib-app) builds with Vite aliases only and makes a call in Chromium.
 //
@@ -13,25 +14,20 @@
 // that need them skip with a message, except under CI (CI set), where they fail.
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { APP_KEY, ROOT, Client, startServer, launchBrowser, requireFile, withDiagnostics, sleep, uid, serveDirectory } from './helpers.mjs';
+import { ROOT, requireFile, uid } from './helpers.mjs';
+import { run, builtApp, remoteVideoDecoding } from './vite-apps.mjs';
+import { writeSampleProject } from '../../examples/vite/seed-samples/samples.mjs';
 
 const VITE_DIR = path.join(ROOT, 'examples/vite');
 const ESM = path.join(ROOT, 'npm/dist/esm');
-const SAMPLES = path.join(VITE_DIR, 'seed-samples');
 const APP = path.join(VITE_DIR, 'calllib-app');
 const TSC = path.join(VITE_DIR, 'node_modules/.bin/tsc');
 const VITE = path.join(VITE_DIR, 'node_modules/.bin/vite');
 const ENTRIES = ['index', 'imlib-next', 'engine', 'plugin-rtc', 'plugin-call', 'imlib-v4-adapter', 'imlib-v2-adapter'];
-
-function run(cmd, args, opts = {}) {
-  const r = spawnSync(cmd, args, { cwd: ROOT, encoding: 'utf8', timeout: 120000, ...opts });
-  return { ok: r.status === 0, out: `${r.stdout || ''}${r.stderr || ''}${r.error ? String(r.error) : ''}`, status: r.status };
-}
 
 /** null when tsc and vite are installed in examples/vite, else why not (a skip, or a failure under CI). */
 function toolsMissing(t) {
@@ -88,7 +84,16 @@ function checkSampleDiagnostics(diags) {
 }
 
 describe('npm package: named exports, entries per RongCloud package, types', () => {
-  before(() => requireFile(path.join(ESM, 'index.js'), 'run `bash npm/build.sh` first'));
+  // The samples as the .ts files tsc checks (with seed-context.d.ts and tsconfig.json), in a
+  // scratch dir inside examples/vite so that `rcall/...` resolves through its node_modules.
+  let SAMPLES;
+  let sampleFiles;
+  before(() => {
+    requireFile(path.join(ESM, 'index.js'), 'run `bash npm/build.sh` first');
+    SAMPLES = fs.mkdtempSync(path.join(VITE_DIR, '.seed-samples-'));
+    sampleFiles = writeSampleProject(SAMPLES);
+  });
+  after(() => { if (SAMPLES) fs.rmSync(SAMPLES, { recursive: true, force: true }); });
 
   test('the enums index.d.ts declares are the runtime enum objects, member for member', () => {
     const js = fs.readFileSync(path.join(ESM, 'index.js'), 'utf8');
@@ -147,8 +152,8 @@ describe('npm package: named exports, entries per RongCloud package, types', () 
 
   test('the seed\'s TypeScript samples type-check under --strict (bar the known incomplete snippets)', (t) => {
     if (toolsMissing(t)) return;
-    const files = fs.readdirSync(SAMPLES).filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts'));
-    assert.ok(files.length >= 30, `only ${files.length} samples in ${SAMPLES}`);
+    const files = sampleFiles;
+    assert.ok(files.length >= 30, `only ${files.length} samples in examples/vite/seed-samples/samples.md`);
     const diags = tsc(path.join(SAMPLES, 'tsconfig.json'));
     const { unexpected, missing } = checkSampleDiagnostics(diags);
     assert.deepEqual(unexpected, [], 'tsc errors in the seed samples beyond the known incomplete snippets');
@@ -186,15 +191,7 @@ describe('npm package: named exports, entries per RongCloud package, types', () 
 
 describe('a CallLib app importing @rongcloud/* builds with Vite aliases only and calls', () => {
   const TIMEOUT = 120000;
-  let outDir, server, web, browser;
-  const clients = [];
-  after(async () => {
-    await Promise.all(clients.map((c) => c.close()));
-    await browser?.close().catch(() => {});
-    await web?.close();
-    await server?.stop();
-    if (outDir) fs.rmSync(outDir, { recursive: true, force: true });
-  });
+  const app = builtApp('rcall-calllib-app-');
 
   test('tsc + vite build of examples/vite/calllib-app; two pages call, see video, mute, hang up', { timeout: TIMEOUT }, async (t) => {
     if (toolsMissing(t)) return;
@@ -211,7 +208,7 @@ describe('a CallLib app importing @rongcloud/* builds with Vite aliases only and
 
     const types = tsc(path.join(APP, 'tsconfig.json'));
     assert.deepEqual(types, [], 'tsc -p examples/vite/calllib-app');
-    outDir = fs.mkdtempSync(path.join(os.tmpdir(), 'rcall-calllib-app-'));
+    const outDir = app.makeDir();
     const b = run(VITE, ['build', APP, '--outDir', outDir, '--emptyOutDir'], { cwd: VITE_DIR });
     assert.ok(b.ok, `vite build examples/vite/calllib-app failed (exit ${b.status}):\n${b.out.slice(-3000)}`);
     const assets = fs.readdirSync(path.join(outDir, 'assets'));
@@ -219,29 +216,12 @@ describe('a CallLib app importing @rongcloud/* builds with Vite aliases only and
     const jsBytes = assets.filter((f) => f.endsWith('.js')).reduce((n, f) => n + fs.statSync(path.join(outDir, 'assets', f)).size, 0);
     console.log(`  calllib-app: ${assets.join(', ')} (${jsBytes} B of JS)`);
 
-    server = await startServer({ extraArgs: ['--dev'] });
-    web = await serveDirectory(outDir);
-    browser = await launchBrowser();
-    await withDiagnostics('calllib-app', () => clients, server, async () => {
+    await app.serve();
+    await app.diag('calllib-app', async () => {
       const tag = uid('alias');
       const aId = `${tag}-alice`;
       const bId = `${tag}-bob`;
-      const open = async (name, user, target) => {
-        const context = await browser.newContext();
-        const page = await context.newPage();
-        const c = new Client(name, context, page);
-        c.userId = user;
-        // Client.dump() reads the e2e harness's `H`; this app has none.
-        await page.addInitScript(() => { window.H = { events: [], errors: () => [], rtcStats: async () => [] }; });
-        clients.push(c);
-        const q = new URLSearchParams({ navi: server.url, appkey: APP_KEY, user, target });
-        const resp = await page.goto(`${web.url}/?${q}`);
-        assert.ok(resp && resp.ok(), `${name}: GET index.html → ${resp && resp.status()}`);
-        await page.click('#login');
-        await page.waitForFunction(() => /Logged in as/.test(document.getElementById('status').textContent), null, { timeout: 10000 })
-          .catch(async (e) => { throw new Error(`${name}: login: status "${await page.textContent('#status')}": ${e.message}`); });
-        return c;
-      };
+      const open = (name, user, target) => app.open(name, user, target);
       const A = await open('A', aId, bId);
       const B = await open('B', bId, aId);
       assert.match(await A.page.textContent('#status'), new RegExp(`Logged in as ${aId}`));
@@ -252,23 +232,7 @@ describe('a CallLib app importing @rongcloud/* builds with Vite aliases only and
       await A.page.waitForFunction(() => /is ringing/.test(document.getElementById('status').textContent), null, { timeout: 10000 });
       await B.page.click('#accept');
 
-      const decoding = async (c) => {
-        const deadline = Date.now() + 15000;
-        let first = null;
-        for (;;) {
-          const q = await c.page.evaluate(() => {
-            const v = document.getElementById('remote');
-            return { w: v.videoWidth, frames: v.getVideoPlaybackQuality().totalVideoFrames };
-          });
-          if (q.w > 0 && q.frames > 0) {
-            if (!first) first = q;
-            else if (q.frames > first.frames) return q;
-          }
-          if (Date.now() > deadline) throw new Error(`${c.name}: remote video not decoding: ${JSON.stringify(q)}; status "${await c.page.textContent('#status')}"`);
-          await sleep(200);
-        }
-      };
-      const [qa, qb] = await Promise.all([decoding(A), decoding(B)]);
+      const [qa, qb] = await Promise.all([remoteVideoDecoding(A), remoteVideoDecoding(B)]);
       console.log(`  calllib-app: remote video A ${qa.w}px (${qa.frames} frames), B ${qb.w}px (${qb.frames} frames)`);
       assert.match(await A.page.textContent('#status'), new RegExp(`In call with ${bId}`));
 

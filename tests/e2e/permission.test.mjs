@@ -2,20 +2,13 @@
 // (53303 for audio+video), a refused accept ends the call with 8 and the caller hears 18.
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import path from 'node:path';
 import { chromium } from 'playwright-core';
-import {
-  CHROMIUM_ARGS, SDK_DIR, SUCCESS, MediaType, Client, startServer, getToken, launchBrowser, requireFile,
-  withDiagnostics, uid,
-} from './helpers.mjs';
+import { CHROMIUM_ARGS, SUCCESS, MediaType, Client, browserSuite, getToken, uid } from './helpers.mjs';
 
 describe('capture permission denied', () => {
-  let server, browser, denying;
-  const clients = [];
+  const suite = browserSuite();
+  let denying;
   before(async () => {
-    requireFile(path.join(SDK_DIR, 'rcall.js'), 'run `bash npm/build.sh` first');
-    server = await startServer();
-    browser = await launchBrowser();
     // A browser whose user says "Block" to every camera/microphone prompt.
     denying = await chromium.launch({
       executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
@@ -23,21 +16,16 @@ describe('capture permission denied', () => {
       args: CHROMIUM_ARGS.filter((a) => a !== '--use-fake-ui-for-media-stream').concat('--deny-permission-prompts'),
     });
   });
-  after(async () => {
-    await Promise.all(clients.map((c) => c.close()));
-    await denying?.close().catch(() => {});
-    await browser?.close().catch(() => {});
-    await server?.stop();
-  });
+  after(async () => { await denying?.close().catch(() => {}); });
 
   test('a refused capture gives 53303 on call() and on accept() (→ 8 / 18)', { timeout: 30000 }, async () => {
     const [a, b] = [uid('perm-a'), uid('perm-b')];
-    const A = await Client.open(browser, 'A', `${server.url}/`);
-    const B = await Client.open(denying, 'B', `${server.url}/`);
-    clients.push(A, B);
-    await A.login(a, await getToken(server.url, a));
-    await B.login(b, await getToken(server.url, b));
-    await withDiagnostics('permission', () => clients, server, async () => {
+    const A = await suite.open('A');
+    const B = await Client.open(denying, 'B', `${suite.server.url}/`);
+    suite.clients.push(B);
+    await A.login(a, await getToken(suite.server.url, a));
+    await B.login(b, await getToken(suite.server.url, b));
+    await suite.diag('permission', async () => {
       // B cannot place a video call.
       const out = await B.eval(([t, m]) => H.call(t, m), [a, MediaType.AUDIO_VIDEO]);
       assert.equal(out.code, 53303, JSON.stringify(out));

@@ -526,14 +526,18 @@ describe('issue 12: group calls through the SFU (Janus)', { skip }, () => {
     });
   });
 
-  /** Makes Janus refuse the page's next `n` SFU publish offers: in the outgoing frame (protobuf
-   *  on the WebSocket: the SDP's bytes as they are) each `a=ice-ufrag:` line of a sendonly
-   *  offer loses its `=` — same length, so the frame stays well formed and the server relays
-   *  it, and Janus's SDP parser refuses the line. `marker`: the SDP line that picks the frames
-   *  (`a=recvonly`: the subscribing connection's answers instead). */
-  const spoilPublishes = (c, n, marker = 'a=sendonly') => c.eval(([count, mark]) => {
+  /** Makes Janus refuse the page's next `n` SFU requests of one kind by editing the outgoing
+   *  frames (protobuf on the WebSocket) in place, each edit the same length, so the frame stays
+   *  well formed and the server relays it; `window.__spoiled` counts the spoiled frames.
+   *  - `sdp`: in frames carrying an SDP with the line `marker` (`a=sendonly`: the publish offers;
+   *    `a=recvonly`: the subscribing connection's answers), each `a=ice-ufrag:` line loses its
+   *    `=`, and Janus's SDP parser refuses the line;
+   *  - `want`: in each `SfuSubscribe` (`want` = field 3, `{feed = 1, mid = 2, substream = 3}`)
+   *    every wanted stream's one-digit `mid` becomes `x`, and Janus's subscriber `join` finds no
+   *    such stream of the publisher and refuses it. */
+  const spoilFrames = (c, n, kind, marker = 'a=sendonly') => c.eval(([count, edit, mark]) => {
     const enc = new TextEncoder();
-    const [ufrag, sendonly] = [enc.encode('a=ice-ufrag:'), enc.encode(mark)];
+    const [ufrag, picked] = [enc.encode('a=ice-ufrag:'), enc.encode(mark)];
     const find = (hay, needle, from = 0) => {
       outer: for (let i = from; i <= hay.length - needle.length; i++) {
         for (let j = 0; j < needle.length; j++) if (hay[i + j] !== needle[j]) continue outer;
@@ -541,51 +545,6 @@ describe('issue 12: group calls through the SFU (Janus)', { skip }, () => {
       }
       return -1;
     };
-    window.__spoiled = 0;
-    const send = WebSocket.prototype.send;
-    WebSocket.prototype.send = function (data) {
-      if (window.__spoiled < count && data && typeof data !== 'string' && data.byteLength !== undefined) {
-        const bytes = ArrayBuffer.isView(data) ? new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength)) : new Uint8Array(data.slice(0));
-        if (find(bytes, sendonly) >= 0 && find(bytes, ufrag) >= 0) {
-          for (let i = find(bytes, ufrag); i >= 0; i = find(bytes, ufrag, i + 1)) bytes[i + 1] = 0x20;
-          window.__spoiled++;
-          return send.call(this, bytes);
-        }
-      }
-      return send.call(this, data);
-    };
-  }, [n, marker]);
-
-  test('a publish Janus refuses: onTrackPublishFail(code, session); retried with isAllowPublishRetry (the video gets through), else the call ends with 9 (spec D.2)', { timeout: TEST_TIMEOUT }, async () => {
-    await diag('sfu-publish-fail', async () => {
-      // B and C get their first publish refused; B may retry, C may not.
-      const { pages, sessionId } = await groupCall('sff', ['A', 'B', 'C'], [], {
-        options: { B: { callOptions: { isAllowPublishRetry: true } } },
-        prepare: (all) => Promise.all([spoilPublishes(all[1], 1), spoilPublishes(all[2], 1)]),
-      });
-      const [A, B, C] = pages;
-      const close = await C.waitEvent('onSessionClose', { sessionId }, 30000);
-      assert.equal(close.summary.endReason, 9, `C: ended as a failed publish (9): ${JSON.stringify(close.summary)}`);
-      for (const c of [A, B]) await c.waitEvent('onHungup', { userId: C.userId }, 15000);
-      await A.waitRemoteVideo(B.userId, { minFrames: 3, timeout: 40000 });
-      await B.waitRemoteVideo(A.userId, { minFrames: 3, timeout: 40000 });
-      await advancing(A, B, "after B's publish was retried");
-      for (const c of [B, C]) {
-        assert.equal(await c.eval(() => window.__spoiled), 1, `${c.name}: one publish spoiled`);
-        const fails = (await c.eventsOf('onTrackPublishFail')).map(({ code, sessionId: s }) => ({ code, sessionId: s }));
-        assert.deepEqual(fails, [{ code: 53004, sessionId }], `${c.name}: one onTrackPublishFail(53004, session) for the refused publish`);
-      }
-      assert.deepEqual(await A.eventsOf('onTrackPublishFail'), [], 'A: no publish failure');
-      for (const c of pages) assert.deepEqual(await c.eventsOf('onTrackSubscribeFail'), [], `${c.name}: no subscribe failure`);
-      assert.deepEqual(await B.eventsOf('onSessionClose'), [], 'B: its call goes on');
-    });
-  });
-
-  /** Makes Janus refuse the page's next `n` SFU subscriptions: in each outgoing `SfuSubscribe`
-   *  (protobuf: `want` = field 3, `{feed = 1, mid = 2, substream = 3}`) every wanted stream's
-   *  one-digit `mid` becomes `x` — same length, so the server relays the request, and Janus's
-   *  subscriber `join` finds no such stream of the publisher and refuses it. */
-  const spoilSubscribes = (c, n) => c.eval((count) => {
     // Offsets of the mid digits of a frame's SfuWant entries (0x1a len 0x0a flen feed 0x12 0x01 digit).
     const mids = (b) => {
       const at = [];
@@ -596,44 +555,72 @@ describe('issue 12: group calls through the SFU (Janus)', { skip }, () => {
       }
       return at;
     };
-    window.__spoiledSubs = 0;
+    /** [offset, new byte] of each edit a frame gets (none: it goes out as it is). */
+    const edits = edit === 'sdp'
+      ? (b) => {
+        const at = [];
+        if (find(b, picked) >= 0) for (let i = find(b, ufrag); i >= 0; i = find(b, ufrag, i + 1)) at.push([i + 1, 0x20]);
+        return at;
+      }
+      : (b) => mids(b).map((i) => [i, 0x78]); // 'x'
+    window.__spoiled = 0;
     const send = WebSocket.prototype.send;
     WebSocket.prototype.send = function (data) {
-      if (window.__spoiledSubs < count && data && typeof data !== 'string' && data.byteLength !== undefined) {
+      if (window.__spoiled < count && data && typeof data !== 'string' && data.byteLength !== undefined) {
         const bytes = ArrayBuffer.isView(data) ? new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength)) : new Uint8Array(data.slice(0));
-        const at = mids(bytes);
+        const at = edits(bytes);
         if (at.length > 0) {
-          for (const i of at) bytes[i] = 0x78; // 'x'
-          window.__spoiledSubs++;
+          for (const [i, v] of at) bytes[i] = v;
+          window.__spoiled++;
           return send.call(this, bytes);
         }
       }
       return send.call(this, data);
     };
-  }, n);
+  }, [n, kind, marker]);
+
+  /** What a refused publish or subscription means for each side (spec D.2). */
+  const REFUSED = {
+    publish: { retry: 'isAllowPublishRetry', endReason: 9, fail: 'onTrackPublishFail', other: 'onTrackSubscribeFail', what: 'publish', closeWithin: 30000 },
+    subscribe: { retry: 'isAllowSubscribeRetry', endReason: 10, fail: 'onTrackSubscribeFail', other: 'onTrackPublishFail', what: 'subscription', closeWithin: 40000 },
+  };
+  /** A group call A, B, C in which Janus refuses B's and C's first `kind` (`spoil(page)` sees to
+   *  it; `spoiled` names the frame in messages): B may retry, C may not. C's call ends with the
+   *  kind's reason and A and B see C leave; the media B's retry carries gets through (A's video at
+   *  B for a subscription, B's at A for a publish) and then the other way; B and C each get one
+   *  failure event (53004, the session), A none, nobody one of the other kind; B's call goes on. */
+  async function refusedOnce(kind, tag, spoil, spoiled) {
+    const k = REFUSED[kind];
+    const { pages, sessionId } = await groupCall(tag, ['A', 'B', 'C'], [], {
+      options: { B: { callOptions: { [k.retry]: true } } },
+      prepare: (all) => Promise.all([spoil(all[1]), spoil(all[2])]),
+    });
+    const [A, B, C] = pages;
+    const close = await C.waitEvent('onSessionClose', { sessionId }, k.closeWithin);
+    assert.equal(close.summary.endReason, k.endReason, `C: ended as a failed ${k.what} (${k.endReason}): ${JSON.stringify(close.summary)}`);
+    for (const c of [A, B]) await c.waitEvent('onHungup', { userId: C.userId }, 15000);
+    const [seer, seen] = kind === 'publish' ? [A, B] : [B, A];
+    await seer.waitRemoteVideo(seen.userId, { minFrames: 3, timeout: 40000 });
+    await seen.waitRemoteVideo(seer.userId, { minFrames: 3, timeout: 40000 });
+    await advancing(seer, seen, `after B's ${k.what} was retried`);
+    for (const c of [B, C]) {
+      assert.equal(await c.eval(() => window.__spoiled), 1, `${c.name}: one ${spoiled} spoiled`);
+      const fails = (await c.eventsOf(k.fail)).map(({ code, sessionId: s }) => ({ code, sessionId: s }));
+      assert.deepEqual(fails, [{ code: 53004, sessionId }], `${c.name}: one ${k.fail}(53004, session) for the refused ${k.what}`);
+    }
+    assert.deepEqual(await A.eventsOf(k.fail), [], `A: no ${k.fail}`);
+    for (const c of pages) assert.deepEqual(await c.eventsOf(k.other), [], `${c.name}: no ${k.other}`);
+    assert.deepEqual(await B.eventsOf('onSessionClose'), [], 'B: its call goes on');
+  }
+
+  test('a publish Janus refuses: onTrackPublishFail(code, session); retried with isAllowPublishRetry (the video gets through), else the call ends with 9 (spec D.2)', { timeout: TEST_TIMEOUT }, async () => {
+    // B's and C's first publish offer is spoiled.
+    await diag('sfu-publish-fail', () => refusedOnce('publish', 'sff', (c) => spoilFrames(c, 1, 'sdp'), 'publish'));
+  });
 
   test("a subscription Janus refuses (its join): onTrackSubscribeFail(code, session); retried with isAllowSubscribeRetry (the others' video gets through), else the call ends with 10 (spec D.2)", { timeout: TEST_TIMEOUT }, async () => {
-    await diag('sfu-subscribe-join-fail', async () => {
-      const { pages, sessionId } = await groupCall('sfj', ['A', 'B', 'C'], [], {
-        options: { B: { callOptions: { isAllowSubscribeRetry: true } } },
-        prepare: (all) => Promise.all([spoilSubscribes(all[1], 1), spoilSubscribes(all[2], 1)]),
-      });
-      const [A, B, C] = pages;
-      const close = await C.waitEvent('onSessionClose', { sessionId }, 40000);
-      assert.equal(close.summary.endReason, 10, `C: ended as a failed subscription (10): ${JSON.stringify(close.summary)}`);
-      for (const c of [A, B]) await c.waitEvent('onHungup', { userId: C.userId }, 15000);
-      await B.waitRemoteVideo(A.userId, { minFrames: 3, timeout: 40000 });
-      await A.waitRemoteVideo(B.userId, { minFrames: 3, timeout: 40000 });
-      await advancing(B, A, "after B's subscription was retried");
-      for (const c of [B, C]) {
-        assert.equal(await c.eval(() => window.__spoiledSubs), 1, `${c.name}: one subscription spoiled`);
-        const fails = (await c.eventsOf('onTrackSubscribeFail')).map(({ code, sessionId: s }) => ({ code, sessionId: s }));
-        assert.deepEqual(fails, [{ code: 53004, sessionId }], `${c.name}: one onTrackSubscribeFail(53004, session) for the refused subscription`);
-      }
-      assert.deepEqual(await A.eventsOf('onTrackSubscribeFail'), [], 'A: no subscribe failure');
-      for (const c of pages) assert.deepEqual(await c.eventsOf('onTrackPublishFail'), [], `${c.name}: no publish failure`);
-      assert.deepEqual(await B.eventsOf('onSessionClose'), [], 'B: its call goes on');
-    });
+    // B's and C's first SfuSubscribe is spoiled.
+    await diag('sfu-subscribe-join-fail', () => refusedOnce('subscribe', 'sfj', (c) => spoilFrames(c, 1, 'want'), 'subscription'));
   });
 
   // Janus refusing the device's *answer* (its `start`): the relay drops the device's
@@ -643,29 +630,8 @@ describe('issue 12: group calls through the SFU (Janus)', { skip }, () => {
   test("a subscription whose answer Janus refuses (its start): onTrackSubscribeFail(code, session); retried with isAllowSubscribeRetry (the others' video gets through), else the call ends with 10 (spec D.2)", {
     timeout: TEST_TIMEOUT,
   }, async () => {
-    await diag('sfu-subscribe-answer-fail', async () => {
-      // B's and C's first answer to the SFU's offer (their subscribing connection) is spoiled,
-      // so Janus refuses to start their subscription; B may retry, C may not.
-      const { pages, sessionId } = await groupCall('sfs', ['A', 'B', 'C'], [], {
-        options: { B: { callOptions: { isAllowSubscribeRetry: true } } },
-        prepare: (all) => Promise.all([spoilPublishes(all[1], 1, 'a=recvonly'), spoilPublishes(all[2], 1, 'a=recvonly')]),
-      });
-      const [A, B, C] = pages;
-      const close = await C.waitEvent('onSessionClose', { sessionId }, 40000);
-      assert.equal(close.summary.endReason, 10, `C: ended as a failed subscription (10): ${JSON.stringify(close.summary)}`);
-      for (const c of [A, B]) await c.waitEvent('onHungup', { userId: C.userId }, 15000);
-      await B.waitRemoteVideo(A.userId, { minFrames: 3, timeout: 40000 });
-      await A.waitRemoteVideo(B.userId, { minFrames: 3, timeout: 40000 });
-      await advancing(B, A, "after B's subscription was retried");
-      for (const c of [B, C]) {
-        assert.equal(await c.eval(() => window.__spoiled), 1, `${c.name}: one answer spoiled`);
-        const fails = (await c.eventsOf('onTrackSubscribeFail')).map(({ code, sessionId: s }) => ({ code, sessionId: s }));
-        assert.deepEqual(fails, [{ code: 53004, sessionId }], `${c.name}: one onTrackSubscribeFail(53004, session) for the refused subscription`);
-      }
-      assert.deepEqual(await A.eventsOf('onTrackSubscribeFail'), [], 'A: no subscribe failure');
-      for (const c of pages) assert.deepEqual(await c.eventsOf('onTrackPublishFail'), [], `${c.name}: no publish failure`);
-      assert.deepEqual(await B.eventsOf('onSessionClose'), [], 'B: its call goes on');
-    });
+    // B's and C's first answer to the SFU's offer (their subscribing connection) is spoiled.
+    await diag('sfu-subscribe-answer-fail', () => refusedOnce('subscribe', 'sfs', (c) => spoilFrames(c, 1, 'sdp', 'a=recvonly'), 'answer'));
   });
 
   test('onRTCStateReport in SFU mode: one report a second per connection (sfu-publisher, sfu-subscriber) with the shape of mesh mode, and stats per remote user that move', { timeout: TEST_TIMEOUT }, async () => {

@@ -6,22 +6,16 @@
 // The example's node_modules come from scripts/setup.sh (npm ci, outside the network namespace).
 // Without them the test tries `npm --prefix examples/vite ci` (works offline from npm's cache); if that fails too it skips
 // with a message, except under CI (CI set), where it fails.
-import { describe, test, before, after } from 'node:test';
+import { describe, test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { APP_KEY, ROOT, Client, startServer, launchBrowser, requireFile, withDiagnostics, sleep, uid, serveDirectory } from './helpers.mjs';
+import { ROOT, requireFile, uid } from './helpers.mjs';
+import { run, builtApp, remoteVideoDecoding } from './vite-apps.mjs';
 
 const EXAMPLE = path.join(ROOT, 'examples/vite');
 const ESM = path.join(ROOT, 'npm/dist/esm');
 const TIMEOUT = 120000;
-
-function run(cmd, args, opts = {}) {
-  const r = spawnSync(cmd, args, { cwd: ROOT, encoding: 'utf8', timeout: 90000, ...opts });
-  return { ok: r.status === 0, out: `${r.stdout || ''}${r.stderr || ''}${r.error ? String(r.error) : ''}`, status: r.status };
-}
 
 /** Returns null when the example's build deps are there (installing them if possible), else why not. */
 function ensureDeps() {
@@ -35,8 +29,7 @@ function ensureDeps() {
 
 describe('examples/vite (npm package bundled by Vite)', () => {
   let skipReason = null;
-  let outDir, server, web, browser;
-  let clients = [];
+  const app = builtApp('rcall-vite-');
 
   before(async () => {
     requireFile(path.join(ESM, 'index.js'), 'run `bash npm/build.sh` first');
@@ -46,21 +39,12 @@ describe('examples/vite (npm package bundled by Vite)', () => {
       skipReason = missing;
       return;
     }
-    outDir = fs.mkdtempSync(path.join(os.tmpdir(), 'rcall-vite-'));
-    const b = run('npm', ['--prefix', EXAMPLE, 'run', 'build', '--', '--outDir', outDir, '--emptyOutDir']);
+    const outDir = app.makeDir();
+    const b = run('npm', ['--prefix', EXAMPLE, 'run', 'build', '--', '--outDir', outDir, '--emptyOutDir'], { timeout: 90000 });
     if (!b.ok) throw new Error(`npm --prefix examples/vite run build failed (exit ${b.status}):\n${b.out.slice(-3000)}`);
     const assets = fs.readdirSync(path.join(outDir, 'assets'));
     assert.ok(assets.some((f) => f.endsWith('.wasm')), `vite build emitted no .wasm asset: ${assets.join(', ')}\n${b.out}`);
-    server = await startServer({ extraArgs: ['--dev'] });
-    web = await serveDirectory(outDir);
-    browser = await launchBrowser();
-  });
-  after(async () => {
-    await Promise.all(clients.map((c) => c.close()));
-    await browser?.close().catch(() => {});
-    await web?.close();
-    await server?.stop();
-    if (outDir) fs.rmSync(outDir, { recursive: true, force: true });
+    await app.serve();
   });
 
   test('vite build; two pages of the built app make a video call and decode each other\'s video', { timeout: TIMEOUT }, async (t) => {
@@ -68,33 +52,18 @@ describe('examples/vite (npm package bundled by Vite)', () => {
       t.skip(skipReason);
       return;
     }
-    await withDiagnostics('vite-example', () => clients, server, async () => {
+    await app.diag('vite-example', async () => {
       const tag = uid('vite');
       const aId = `${tag}-alice`;
       const bId = `${tag}-bob`;
-      const open = async (name, user, target) => {
-        const context = await browser.newContext();
-        const page = await context.newPage();
-        const c = new Client(name, context, page);
-        c.userId = user;
-        // Client.dump() reads the e2e harness's `H`; this app has none, so give it a stand-in.
-        await page.addInitScript(() => { window.H = { events: [], errors: () => [], rtcStats: async () => [] }; });
-        clients.push(c);
-        const wasmResponses = [];
-        page.on('response', (r) => { if (r.url().endsWith('.wasm')) wasmResponses.push({ url: r.url(), status: r.status(), type: r.headers()['content-type'] }); });
-        c.wasmResponses = wasmResponses;
-        const q = new URLSearchParams({ navi: server.url, appkey: APP_KEY, user, target });
-        const resp = await page.goto(`${web.url}/?${q}`);
-        assert.ok(resp && resp.ok(), `${name}: GET the built index.html → ${resp && resp.status()}`);
-        await page.click('#login');
-        await page.waitForFunction(() => /Logged in as/.test(document.getElementById('status').textContent), null, { timeout: 10000 })
-          .catch(async (e) => { throw new Error(`${name}: login: status "${await page.textContent('#status')}": ${e.message}`); });
-        return c;
-      };
+      const open = (name, user, target) => app.open(name, user, target, (page, c) => {
+        c.wasmResponses = [];
+        page.on('response', (r) => { if (r.url().endsWith('.wasm')) c.wasmResponses.push({ url: r.url(), status: r.status(), type: r.headers()['content-type'] }); });
+      });
       const A = await open('A', aId, bId);
       const B = await open('B', bId, aId);
       for (const c of [A, B]) {
-        const w = c.wasmResponses.find((r) => r.url.startsWith(web.url));
+        const w = c.wasmResponses.find((r) => r.url.startsWith(app.web.url));
         assert.ok(w, `${c.name}: the wasm was not fetched from the Vite build (${JSON.stringify(c.wasmResponses)})`);
         assert.equal(w.status, 200, `${c.name}: ${JSON.stringify(w)}`);
         assert.match(w.url, /\/assets\/.*\.wasm$/, `${c.name}: wasm URL`);
@@ -105,23 +74,7 @@ describe('examples/vite (npm package bundled by Vite)', () => {
       assert.match(await B.page.textContent('#status'), new RegExp(`Incoming call from ${aId}`));
       await B.page.click('#accept');
 
-      const decoding = async (c) => {
-        const deadline = Date.now() + 15000;
-        let q1 = null;
-        for (;;) {
-          const q = await c.page.evaluate(() => {
-            const v = document.getElementById('remote');
-            return { w: v.videoWidth, frames: v.getVideoPlaybackQuality().totalVideoFrames };
-          });
-          if (q.w > 0 && q.frames > 0) {
-            if (!q1) q1 = q;
-            else if (q.frames > q1.frames) return q;
-          }
-          if (Date.now() > deadline) throw new Error(`${c.name}: remote video not decoding: ${JSON.stringify(q)}; status "${await c.page.textContent('#status')}"`);
-          await sleep(200);
-        }
-      };
-      const [qa, qb] = await Promise.all([decoding(A), decoding(B)]);
+      const [qa, qb] = await Promise.all([remoteVideoDecoding(A), remoteVideoDecoding(B)]);
       console.log(`  vite example: remote video A ${qa.w}px wide (${qa.frames} frames), B ${qb.w}px wide (${qb.frames} frames)`);
       assert.match(await A.page.textContent('#status'), new RegExp(`In call with ${bId}`));
 

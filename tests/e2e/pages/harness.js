@@ -95,94 +95,10 @@
     return out;
   }
 
-  // ---- video elements fed by track.play(el); frames counted with requestVideoFrameCallback ----
-  function videoFor(key, userId, local) {
-    var v = H.videos[key];
-    if (v) return v;
-    var el = document.createElement('video');
-    el.id = key;
-    el.autoplay = true;
-    el.muted = true;
-    el.playsInline = true;
-    document.getElementById('videos').appendChild(el);
-    v = H.videos[key] = { el: el, userId: userId, local: local, frames: 0, firstFrameAt: null, firstWidth: 0 };
-    var onFrame = function () {
-      v.frames++;
-      if (v.firstFrameAt === null) {
-        v.firstFrameAt = now();
-        v.firstWidth = el.videoWidth;
-        log('firstFrame', { key: key, userId: userId, local: local, width: el.videoWidth, height: el.videoHeight });
-      }
-      el.requestVideoFrameCallback(onFrame);
-    };
-    el.requestVideoFrameCallback(onFrame);
-    return v;
-  }
-
-  H.videoState = function () {
-    return Object.keys(H.videos).map(function (key) {
-      var v = H.videos[key];
-      var q = v.el.getVideoPlaybackQuality ? v.el.getVideoPlaybackQuality() : {};
-      return {
-        key: key,
-        userId: v.userId,
-        local: v.local,
-        frames: v.frames,
-        totalVideoFrames: q.totalVideoFrames,
-        videoWidth: v.el.videoWidth,
-        videoHeight: v.el.videoHeight,
-        readyState: v.el.readyState,
-        paused: v.el.paused,
-        hasSrcObject: !!v.el.srcObject,
-        firstFrameAt: v.firstFrameAt,
-      };
-    });
-  };
-
-  // ---- WebRTC stats of every peer connection the SDK created (see harness-pre.js) ----
-  H.rtcStats = async function () {
-    var out = [];
-    for (var i = 0; i < window.__pcs.length; i++) {
-      var pc = window.__pcs[i];
-      var ufrag = function (d) { var m = d && /a=ice-ufrag:(\S+)/.exec(d.sdp); return m ? m[1] : null; };
-      var entry = { connectionState: pc.connectionState, iceConnectionState: pc.iceConnectionState, inbound: [], outbound: [], receivers: [], pair: null,
-        localUfrag: ufrag(pc.localDescription), remoteUfrag: ufrag(pc.remoteDescription) };
-      try {
-        pc.getReceivers().forEach(function (r) {
-          if (r.track) entry.receivers.push({ kind: r.track.kind, readyState: r.track.readyState, muted: r.track.muted, id: r.track.id });
-        });
-        var stats = await pc.getStats();
-        var byId = {};
-        stats.forEach(function (s) { byId[s.id] = s; });
-        stats.forEach(function (s) {
-          if (s.type === 'inbound-rtp') {
-            entry.inbound.push({
-              kind: s.kind,
-              packetsReceived: s.packetsReceived,
-              bytesReceived: s.bytesReceived,
-              framesDecoded: s.framesDecoded,
-              totalAudioEnergy: s.totalAudioEnergy,
-              audioLevel: s.audioLevel,
-            });
-          }
-          if (s.type === 'outbound-rtp') {
-            entry.outbound.push({ kind: s.kind, packetsSent: s.packetsSent, bytesSent: s.bytesSent, framesEncoded: s.framesEncoded });
-          }
-          if (s.type === 'transport' && s.selectedCandidatePairId && byId[s.selectedCandidatePairId]) {
-            var p = byId[s.selectedCandidatePairId];
-            var l = byId[p.localCandidateId] || {};
-            var r = byId[p.remoteCandidateId] || {};
-            entry.pair = (l.address || l.ip) + ':' + l.port + ' <-> ' + (r.address || r.ip) + ':' + r.port + ' (' + l.protocol + ')';
-            entry.pairTypes = [l.candidateType, r.candidateType];
-          }
-        });
-      } catch (e) {
-        entry.error = errText(e);
-      }
-      out.push(entry);
-    }
-    return out;
-  };
+  // ---- video elements fed by track.play(el), H.videoState and H.rtcStats: harness-common.js ----
+  var videoFor = window.harnessCommon(H, now, function (v, key) {
+    log('firstFrame', { key: key, userId: v.userId, local: v.local, width: v.el.videoWidth, height: v.el.videoHeight });
+  });
 
   // ---- the CallLib session listener: records everything, plays tracks like QuickDemo ----
   function makeListener(tag) {

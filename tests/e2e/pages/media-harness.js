@@ -27,76 +27,8 @@
   function errText(e) { return String((e && (e.stack || e.message)) || e); }
   function sid(s) { try { return s.getSessionId(); } catch (e) { return undefined; } }
 
-  function videoFor(key, userId, local) {
-    var v = H.videos[key];
-    if (v) return v;
-    var el = document.createElement('video');
-    el.id = key;
-    el.autoplay = true;
-    el.muted = true;
-    el.playsInline = true;
-    document.getElementById('videos').appendChild(el);
-    v = H.videos[key] = { el: el, userId: userId, local: local, frames: 0, firstFrameAt: null };
-    var onFrame = function () {
-      v.frames++;
-      if (v.firstFrameAt === null) v.firstFrameAt = now();
-      el.requestVideoFrameCallback(onFrame);
-    };
-    el.requestVideoFrameCallback(onFrame);
-    return v;
-  }
-
-  H.videoState = function () {
-    return Object.keys(H.videos).map(function (key) {
-      var v = H.videos[key];
-      var q = v.el.getVideoPlaybackQuality ? v.el.getVideoPlaybackQuality() : {};
-      return {
-        key: key, userId: v.userId, local: v.local, frames: v.frames, totalVideoFrames: q.totalVideoFrames,
-        videoWidth: v.el.videoWidth, videoHeight: v.el.videoHeight, firstFrameAt: v.firstFrameAt,
-      };
-    });
-  };
-
-  // Raw WebRTC stats of every peer connection the SDK created (media-pre.js).
-  H.rtcStats = async function () {
-    var out = [];
-    for (var i = 0; i < window.__pcs.length; i++) {
-      var pc = window.__pcs[i];
-      var entry = {
-        connectionState: pc.connectionState, iceConnectionState: pc.iceConnectionState,
-        inbound: [], outbound: [], senders: [], receivers: [], pair: null,
-      };
-      try {
-        pc.getSenders().forEach(function (s) {
-          entry.senders.push({ kind: s.track ? s.track.kind : null, trackId: s.track ? s.track.id : null, readyState: s.track ? s.track.readyState : null });
-        });
-        pc.getReceivers().forEach(function (r) {
-          if (r.track) entry.receivers.push({ kind: r.track.kind, id: r.track.id, readyState: r.track.readyState, muted: r.track.muted });
-        });
-        var stats = await pc.getStats();
-        var byId = {};
-        stats.forEach(function (s) { byId[s.id] = s; });
-        stats.forEach(function (s) {
-          if (s.type === 'inbound-rtp') {
-            entry.inbound.push({ kind: s.kind, packetsReceived: s.packetsReceived, bytesReceived: s.bytesReceived, framesDecoded: s.framesDecoded, totalAudioEnergy: s.totalAudioEnergy });
-          }
-          if (s.type === 'outbound-rtp') {
-            entry.outbound.push({ kind: s.kind, packetsSent: s.packetsSent, bytesSent: s.bytesSent, framesEncoded: s.framesEncoded });
-          }
-          if (s.type === 'transport' && s.selectedCandidatePairId && byId[s.selectedCandidatePairId]) {
-            var p = byId[s.selectedCandidatePairId];
-            var l = byId[p.localCandidateId] || {};
-            var r = byId[p.remoteCandidateId] || {};
-            entry.pair = (l.address || l.ip) + ':' + l.port + ' <-> ' + (r.address || r.ip) + ':' + r.port + ' (' + l.protocol + ')';
-          }
-        });
-      } catch (e) {
-        entry.error = errText(e);
-      }
-      out.push(entry);
-    }
-    return out;
-  };
+  // Video elements, H.videoState and H.rtcStats (raw WebRTC stats): harness-common.js.
+  var videoFor = window.harnessCommon(H, now);
 
   H.errors = function () { return window.__errors.slice(); };
   H.gumCalls = function () { return window.__gum.slice(); };
