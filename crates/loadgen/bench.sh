@@ -21,6 +21,7 @@
 # (bytes), SKIP_PEERJS=1, PEER_DIR, SKIP_MATCHBOX=1, MATCHBOX_DIR, TARGET_DIR (cargo target dir), NICE (e.g. -10: run the
 # servers and the generator at a higher CPU priority than other work on a shared machine),
 # RCALL_BIN (a prebuilt rcall-server to measure instead of this tree's, e.g. an older commit's),
+# LOADGEN_BIN (likewise a prebuilt rcall-loadgen, e.g. to A/B a generator change),
 # SKIP_BUILD=1 (no cargo build: run the binaries already in $TARGET_DIR/release), REDIS_STATS=1
 # (print Redis's per-command statistics and slow log at the end), REDIS_MEM=1 (sample where
 # Redis's memory goes every REDIS_MEM_SECS, default 5: INFO memory, the clients' query and output
@@ -254,7 +255,7 @@ if [ "$FAILOVER_CONNS" != 0 ]; then
         (sleep "${PERF_AFTER:-20}" && perf record -F "${PERF_FREQ:-499}" ${PERF_ARGS--g} -p "$PERF_PID" -o "${PERF_OUT:-/tmp/rcall-node.perf}" \
             -- sleep "${PERF_SECS:-10}" >/dev/null 2>&1 && echo "# perf: node $PERF_NODE (pid $PERF_PID) from ${PERF_AFTER:-20} s for ${PERF_SECS:-10} s into ${PERF_OUT:-/tmp/rcall-node.perf}; load average $(cut -d' ' -f1-3 /proc/loadavg)") &
     fi
-    nice -n "$NICE" taskset -c "$LOADGEN_CPU" "$BIN/rcall-loadgen" --app-key bench-app --app-secret bench-secret-0123456789 \
+    nice -n "$NICE" taskset -c "$LOADGEN_CPU" "${LOADGEN_BIN:-$BIN/rcall-loadgen}" --app-key bench-app --app-secret bench-secret-0123456789 \
         --failover-conns "$FAILOVER_CONNS" --nodes "$NODE_URLS" --node-pids "$NODE_PIDS" --redis-pid "$REDIS_PID" \
         --failover-rate "${FAILOVER_RATE:-5000}" --failover-secs "${FAILOVER_SECS:-60}" --kill-at-secs "${KILL_AT:-25}" \
         --kill-node "${KILL_NODE:-0}" --workers "${FAILOVER_WORKERS:-8}" --drain-secs "${DRAIN_SECS:-60}" --payload "$PAYLOAD" --node-logs "${NODE_LOGS%,}" \
@@ -318,5 +319,5 @@ fi
 
 echo "# $(date -u +%FT%TZ) $(uname -r), $(nproc) CPUs; server on CPU $SERVER_CPU, loadgen on CPU $LOADGEN_CPU, nice $NICE; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# rcall-server $RCALL_BIN ($(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?') tree), peer@1.0.2 on node $(node --version 2>/dev/null || echo '-'), matchbox_server 0.15.0"
-nice -n "$NICE" taskset -c "$LOADGEN_CPU" "$BIN/rcall-loadgen" "${ARGS[@]}" --pairs "$PAIRS" \
+nice -n "$NICE" taskset -c "$LOADGEN_CPU" "${LOADGEN_BIN:-$BIN/rcall-loadgen}" "${ARGS[@]}" --pairs "$PAIRS" \
     --warmup-secs "$WARMUP" --duration-secs "$DURATION" --payload "$PAYLOAD" --idle "$IDLE"
