@@ -195,7 +195,7 @@ fn node_order(i: usize, n: usize) -> Vec<usize> {
     let mut order = vec![me];
     if !others.is_empty() {
         // The node only this half may use: the previous one for a caller, the next for a callee.
-        let own = if i % 2 == 0 { (me + n - 1) % n } else { (me + 1) % n };
+        let own = if i.is_multiple_of(2) { (me + n - 1) % n } else { (me + 1) % n };
         let mut slots = others.clone();
         if let Some(at) = others.iter().position(|&k| k == own) {
             slots.insert(at, own);
