@@ -297,24 +297,37 @@ pub async fn feed_of(ts: &TestServer, call: &str, user: &str, device: &str) -> S
         .unwrap()
 }
 
+/// `dev`'s publish (request `request_id`) and subscription to `feed` (the next request) in
+/// `call` both fail with `code`; returns their reasons.
+async fn publish_and_subscribe_refused(
+    dev: &mut Dev,
+    call: &str,
+    request_id: u32,
+    feed: &str,
+    code: i32,
+) -> (String, String) {
+    use rtc_core::proto::sfu_pc;
+    let publish = failed(
+        dev.publish(request_id, call).await,
+        request_id,
+        sfu_pc::PUBLISHER,
+        code,
+    );
+    let subscribe = failed(
+        dev.subscribe(request_id + 1, call, &[feed]).await,
+        request_id + 1,
+        sfu_pc::SUBSCRIBER,
+        code,
+    );
+    (publish, subscribe)
+}
+
 /// `a`'s publish (request 2) and subscription to `feed` (request 3) in call `gc` both fail
 /// with `SFU_REQUEST_FAILED`; returns their reasons.
 #[allow(dead_code)] // (not every test binary uses it)
 pub async fn publish_and_subscribe_fail(a: &mut Dev, feed: &str) -> (String, String) {
-    use rtc_core::proto::{error_code::SFU_REQUEST_FAILED, sfu_pc};
-    let publish = failed(
-        a.publish(2, "gc").await,
-        2,
-        sfu_pc::PUBLISHER,
-        SFU_REQUEST_FAILED,
-    );
-    let subscribe = failed(
-        a.subscribe(3, "gc", &[feed]).await,
-        3,
-        sfu_pc::SUBSCRIBER,
-        SFU_REQUEST_FAILED,
-    );
-    (publish, subscribe)
+    use rtc_core::proto::error_code::SFU_REQUEST_FAILED;
+    publish_and_subscribe_refused(a, "gc", 2, feed, SFU_REQUEST_FAILED).await
 }
 
 /// `ringing` (invited, not accepted yet) may neither publish (request 1) nor subscribe (2) in
@@ -323,18 +336,7 @@ pub async fn publish_and_subscribe_fail(a: &mut Dev, feed: &str) -> (String, Str
 #[allow(dead_code)] // (not every test binary uses it)
 pub async fn refused_until_member(ringing: &mut Dev, outsider: &mut Dev, call: &str) -> String {
     use rtc_core::proto::{error_code::NOT_IN_CALL, sfu_pc};
-    let reason = failed(
-        ringing.publish(1, call).await,
-        1,
-        sfu_pc::PUBLISHER,
-        NOT_IN_CALL,
-    );
-    failed(
-        ringing.subscribe(2, call, &["x"]).await,
-        2,
-        sfu_pc::SUBSCRIBER,
-        NOT_IN_CALL,
-    );
+    let (reason, _) = publish_and_subscribe_refused(ringing, call, 1, "x", NOT_IN_CALL).await;
     failed(
         outsider.publish(1, call).await,
         1,
