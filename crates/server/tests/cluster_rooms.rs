@@ -147,6 +147,16 @@ async fn alice_calls_bob(alice: &mut Client, bob: &mut Client, call_id: &str) {
     expect_call(alice, object_name::ACCEPT, "bob/b1").await;
 }
 
+/// alice (a1, on `a`) calls bob (b1, on `b`) in call `call_id` and he accepts; returns them
+/// once every node has bob in the call.
+async fn call_across(a: &TestServer, b: &TestServer, call_id: &str) -> (Client, Client) {
+    let mut alice = a.client("alice", "a1").await;
+    let mut bob = b.client("bob", "b1").await;
+    alice_calls_bob(&mut alice, &mut bob, call_id).await;
+    joined_everywhere(&[a, b], "alice", "bob", &[("b1", call_id)]).await;
+    (alice, bob)
+}
+
 /// The next delivery, which must be a call message of `kind` from `from` (`user/device`).
 async fn expect_call(c: &mut Client, kind: &str, from: &str) -> CallContent {
     let d = deliveries(c, 1).await.remove(0);
@@ -445,10 +455,7 @@ async fn rooms_outlive_a_redis_restart_and_a_node_started_after_it_knows_them() 
 #[tokio::test]
 async fn a_dead_nodes_members_are_hung_up_for_by_the_node_that_reports_it() {
     let (_redis, a, b) = two_nodes_with(graces).await;
-    let mut alice = a.client("alice", "a1").await;
-    let mut bob = b.client("bob", "b1").await;
-    alice_calls_bob(&mut alice, &mut bob, "N6").await;
-    joined_everywhere(&[&a, &b], "alice", "bob", &[("b1", "N6")]).await;
+    let (mut alice, bob) = call_across(&a, &b, "N6").await;
 
     // Node B hangs (its replica stops; it would run bob's grace) and bob's page vanishes: the
     // departure is published, but nobody runs the grace.
@@ -492,10 +499,7 @@ async fn a_dead_nodes_members_are_hung_up_for_by_the_node_that_reports_it() {
 #[tokio::test]
 async fn a_member_that_left_while_redis_was_down_is_hung_up_for_once_it_is_back() {
     let (mut redis, a, b) = two_nodes_with(graces).await;
-    let mut alice = a.client("alice", "a1").await;
-    let mut bob = b.client("bob", "b1").await;
-    alice_calls_bob(&mut alice, &mut bob, "D7").await;
-    joined_everywhere(&[&a, &b], "alice", "bob", &[("b1", "D7")]).await;
+    let (mut alice, bob) = call_across(&a, &b, "D7").await;
 
     // Bob's page vanishes while nobody can hear of it.
     redis.kill();
@@ -581,10 +585,7 @@ async fn events_missed_while_the_subscribers_reconnect_are_read_from_the_log() {
 #[tokio::test]
 async fn a_node_that_shuts_down_hands_its_members_graces_to_another_node() {
     let (_redis, a, b) = two_nodes_with(graces).await;
-    let mut alice = a.client("alice", "a1").await;
-    let mut bob = b.client("bob", "b1").await;
-    alice_calls_bob(&mut alice, &mut bob, "S10").await;
-    joined_everywhere(&[&a, &b], "alice", "bob", &[("b1", "S10")]).await;
+    let (mut alice, bob) = call_across(&a, &b, "S10").await;
 
     // Node B stops (a rolling restart); bob does not come back within the grace.
     let TestServer { server, dir, .. } = b;
@@ -614,10 +615,7 @@ async fn a_node_that_stops_beating_has_its_members_hung_up_for_by_the_node_that_
     };
     let a = TestServer::start_with(beat).await;
     let b = TestServer::start_with(beat).await;
-    let mut alice = a.client("alice", "a1").await;
-    let mut bob = b.client("bob", "b1").await;
-    alice_calls_bob(&mut alice, &mut bob, "H11").await;
-    joined_everywhere(&[&a, &b], "alice", "bob", &[("b1", "H11")]).await;
+    let (mut alice, bob) = call_across(&a, &b, "H11").await;
 
     // Node B freezes (no beats, no rooms), as a killed one would; bob's page is gone with it.
     let state_b = b.server.state();
@@ -637,10 +635,7 @@ async fn a_node_that_stops_beating_has_its_members_hung_up_for_by_the_node_that_
 #[tokio::test]
 async fn a_node_wrongly_reported_dead_keeps_its_members_in_their_calls() {
     let (_redis, a, b) = two_nodes_with(graces).await;
-    let mut alice = a.client("alice", "a1").await;
-    let mut bob = b.client("bob", "b1").await;
-    alice_calls_bob(&mut alice, &mut bob, "W12").await;
-    joined_everywhere(&[&a, &b], "alice", "bob", &[("b1", "W12")]).await;
+    let (mut alice, mut bob) = call_across(&a, &b, "W12").await;
     let b_id = node_id(&b);
     let state = a.server.state();
     state
@@ -683,10 +678,7 @@ async fn only_devices_in_calls_are_announced_to_the_rooms() {
     // Carol never calls; connected first, so a `Here` of hers would be numbered before the
     // call's events below, and applied before them on every replica.
     let mut carol = b.client("carol", "c1").await;
-    let mut alice = a.client("alice", "a1").await;
-    let mut bob = b.client("bob", "b1").await;
-    alice_calls_bob(&mut alice, &mut bob, "P1").await;
-    joined_everywhere(&[&a, &b], "alice", "bob", &[("b1", "P1")]).await;
+    let (mut alice, bob) = call_across(&a, &b, "P1").await;
     for n in [&a, &b] {
         let hub = &n.server.state().hub;
         assert_eq!(
@@ -726,10 +718,7 @@ async fn only_devices_in_calls_are_announced_to_the_rooms() {
 #[tokio::test]
 async fn a_member_reconnecting_to_another_node_is_announced_and_keeps_its_call() {
     let (_redis, a, b) = two_nodes_with(graces).await;
-    let mut alice = a.client("alice", "a1").await;
-    let mut bob = b.client("bob", "b1").await;
-    alice_calls_bob(&mut alice, &mut bob, "P2").await;
-    joined_everywhere(&[&a, &b], "alice", "bob", &[("b1", "P2")]).await;
+    let (mut alice, bob) = call_across(&a, &b, "P2").await;
     drop(bob);
     // (Its replay, the invite it never acked, is not the point here.)
     let (mut bob, _) = Client::login_resume(a.addr, &a.token("bob"), "b1", 0).await;
