@@ -12,24 +12,12 @@ use tower::ServiceExt as _;
 
 use crate::{FuzzServer, APP_KEY, APP_SECRET};
 
-const ROUTES: [&str; 16] = [
-    "/user/getToken.json",
-    "/user/token/expire.json",
-    "/user/block.json",
-    "/user/unblock.json",
-    "/user/block/query.json",
-    "/user/blacklist/add.json",
-    "/user/blacklist/remove.json",
-    "/user/blacklist/query.json",
-    "/group/create.json",
-    "/group/join.json",
-    "/group/quit.json",
-    "/group/dismiss.json",
-    "/group/user/query.json",
-    "/rtc/user/kick.json",
-    "/rtc/iceServers.json",
-    "/healthz",
-];
+/// The route of input byte `i`: one of the Server API's (the router's own list) or `/healthz`.
+fn route(i: u8) -> &'static str {
+    let api = rcall_server::SERVER_API_PATHS;
+    api.get(i as usize % (api.len() + 1)).copied().unwrap_or("/healthz")
+}
+
 const FIELDS: [&str; 10] = ["userId", "name", "portraitUri", "groupId", "groupName", "minute", "blackUserId", "roomId", "time", "x"];
 
 struct Server {
@@ -100,7 +88,7 @@ pub fn run(data: &[u8]) {
     };
     let mut b = Request::builder()
         .method(if req.post { "POST" } else { "GET" })
-        .uri(ROUTES[req.route as usize % ROUTES.len()]);
+        .uri(route(req.route));
     let header_ok = |v: &str| axum::http::HeaderValue::from_str(v).is_ok();
     let app_key = if req.right_app_key { APP_KEY.to_string() } else { req.other_app_key.clone() };
     if header_ok(&app_key) {

@@ -118,26 +118,43 @@ pub struct AppState {
     pub gate: Arc<listener::Gate>,
 }
 
+/// The Server API's table: each signed, form-encoded `POST` path and its handler in
+/// [`server_api`], once, for the router ([`SERVER_API_PATHS`] lists the paths).
+macro_rules! server_api_routes {
+    ($($path:literal => $handler:ident,)*) => {
+        /// Every Server API path (signed `POST`): the router's, the signature tests' and the
+        /// fuzz target's list.
+        pub const SERVER_API_PATHS: &[&str] = &[$($path),*];
+
+        fn with_server_api(app: Router<Arc<AppState>>) -> Router<Arc<AppState>> {
+            app$(.route($path, post(server_api::$handler)))*
+        }
+    };
+}
+
+server_api_routes! {
+    "/user/getToken.json" => get_token,
+    "/user/refresh.json" => refresh_user,
+    "/user/token/expire.json" => token_expire,
+    "/user/block.json" => block,
+    "/user/unblock.json" => unblock,
+    "/user/block/query.json" => block_query,
+    "/user/blacklist/add.json" => blacklist_add,
+    "/user/blacklist/remove.json" => blacklist_remove,
+    "/user/blacklist/query.json" => blacklist_query,
+    "/group/create.json" => group_create,
+    "/group/join.json" => group_join,
+    "/group/quit.json" => group_quit,
+    "/group/dismiss.json" => group_dismiss,
+    "/group/user/query.json" => group_user_query,
+    "/rtc/user/kick.json" => rtc_kick,
+    "/rtc/iceServers.json" => ice_servers,
+}
+
 /// The HTTP routes.
 pub fn router(state: Arc<AppState>) -> Router {
     use server_api as api;
-    let mut app = Router::new()
-        .route("/user/getToken.json", post(api::get_token))
-        .route("/user/refresh.json", post(api::refresh_user))
-        .route("/user/token/expire.json", post(api::token_expire))
-        .route("/user/block.json", post(api::block))
-        .route("/user/unblock.json", post(api::unblock))
-        .route("/user/block/query.json", post(api::block_query))
-        .route("/user/blacklist/add.json", post(api::blacklist_add))
-        .route("/user/blacklist/remove.json", post(api::blacklist_remove))
-        .route("/user/blacklist/query.json", post(api::blacklist_query))
-        .route("/group/create.json", post(api::group_create))
-        .route("/group/join.json", post(api::group_join))
-        .route("/group/quit.json", post(api::group_quit))
-        .route("/group/dismiss.json", post(api::group_dismiss))
-        .route("/group/user/query.json", post(api::group_user_query))
-        .route("/rtc/user/kick.json", post(api::rtc_kick))
-        .route("/rtc/iceServers.json", post(api::ice_servers))
+    let mut app = with_server_api(Router::new())
         .route("/healthz", get(api::healthz))
         .route("/ws", get(ws::ws_handler));
     if state.config.metrics {

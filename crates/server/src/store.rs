@@ -467,14 +467,13 @@ impl Store {
     ) -> Result<(), StoreError> {
         let app = app_key.to_owned();
         self.call(move |c| {
-            for u in &users {
-                c.execute(
-                    "INSERT INTO token_expiry (app_key, user_id, before_ms) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (app_key, user_id) DO UPDATE SET before_ms = ?3",
-                    params![app, u, before_ms],
-                )?;
-            }
-            Ok(())
+            for_each_user(
+                c,
+                &users,
+                "INSERT INTO token_expiry (app_key, user_id, before_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (app_key, user_id) DO UPDATE SET before_ms = ?3",
+                |u| (&app, u, before_ms),
+            )
         })
         .await
     }
@@ -487,21 +486,20 @@ impl Store {
         until_ms: Option<i64>,
     ) -> Result<(), StoreError> {
         let app = app_key.to_owned();
-        self.call(move |c| {
-            for u in &users {
-                match until_ms {
-                    Some(t) => c.execute(
-                        "INSERT INTO blocks (app_key, user_id, until_ms) VALUES (?1, ?2, ?3)
-                         ON CONFLICT (app_key, user_id) DO UPDATE SET until_ms = ?3",
-                        params![app, u, t],
-                    )?,
-                    None => c.execute(
-                        "DELETE FROM blocks WHERE app_key = ?1 AND user_id = ?2",
-                        params![app, u],
-                    )?,
-                };
-            }
-            Ok(())
+        self.call(move |c| match until_ms {
+            Some(t) => for_each_user(
+                c,
+                &users,
+                "INSERT INTO blocks (app_key, user_id, until_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (app_key, user_id) DO UPDATE SET until_ms = ?3",
+                |u| (&app, u, t),
+            ),
+            None => for_each_user(
+                c,
+                &users,
+                "DELETE FROM blocks WHERE app_key = ?1 AND user_id = ?2",
+                |u| (&app, u),
+            ),
         })
         .await
     }
@@ -546,14 +544,13 @@ impl Store {
                  ON CONFLICT (app_key, group_id) DO UPDATE SET name = COALESCE(?3, groups.name)",
                 params![app, group, name, now_ms],
             )?;
-            for u in &users {
-                c.execute(
-                    "INSERT OR IGNORE INTO group_members (app_key, group_id, user_id)
-                     VALUES (?1, ?2, ?3)",
-                    params![app, group, u],
-                )?;
-            }
-            Ok(())
+            for_each_user(
+                c,
+                &users,
+                "INSERT OR IGNORE INTO group_members (app_key, group_id, user_id)
+                 VALUES (?1, ?2, ?3)",
+                |u| (&app, &group, u),
+            )
         })
         .await
     }
@@ -566,13 +563,12 @@ impl Store {
     ) -> Result<(), StoreError> {
         let (app, group) = (app_key.to_owned(), group_id.to_owned());
         self.call(move |c| {
-            for u in &users {
-                c.execute(
-                    "DELETE FROM group_members WHERE app_key = ?1 AND group_id = ?2 AND user_id = ?3",
-                    params![app, group, u],
-                )?;
-            }
-            Ok(())
+            for_each_user(
+                c,
+                &users,
+                "DELETE FROM group_members WHERE app_key = ?1 AND group_id = ?2 AND user_id = ?3",
+                |u| (&app, &group, u),
+            )
         })
         .await
     }
@@ -1202,6 +1198,21 @@ fn worker(conn: Connection, rx: std::sync::mpsc::Receiver<Cmd>, inner: &Progress
     inner.commits.notify_waiters();
 }
 
+/// Runs `sql` once for each of `users` with the parameters `params(user)`: the Server API's
+/// writes that take a list of users, one statement prepared once.
+fn for_each_user<'a, P: rusqlite::Params>(
+    c: &Connection,
+    users: &'a [String],
+    sql: &str,
+    params: impl Fn(&'a str) -> P,
+) -> Result<(), rusqlite::Error> {
+    let mut statement = c.prepare_cached(sql)?;
+    for u in users {
+        statement.execute(params(u))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1217,6 +1228,13 @@ mod tests {
             cached <= STATEMENT_CACHE,
             "{cached} cached statements, cache of {STATEMENT_CACHE}"
         );
+    }
+
+    /// A store on a fresh file (returned with its directory, which must outlive it).
+    fn fresh() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("t.db")).unwrap();
+        (dir, s)
     }
 
     /// A stored message of `user` with `seq`, 1-byte payload `b`, kept for 1 s of test time.
@@ -1235,8 +1253,7 @@ mod tests {
 
     #[tokio::test]
     async fn upsert_keeps_unspecified_fields() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("t.db")).unwrap();
+        let (_dir, s) = fresh();
         s.upsert_user("app", "u1", Some("Alice"), Some("http://p"), 1)
             .await
             .unwrap();
@@ -1251,8 +1268,7 @@ mod tests {
 
     #[tokio::test]
     async fn tickets_follow_the_queue_and_commit_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("t.db")).unwrap();
+        let (_dir, s) = fresh();
         let (app, user): (Arc<str>, Arc<str>) = ("app".into(), "bob".into());
         let t1 = s.store_offline(
             app.clone(),
@@ -1290,8 +1306,7 @@ mod tests {
 
     #[tokio::test]
     async fn offline_queue_is_capped_ordered_and_expires() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("t.db")).unwrap();
+        let (_dir, s) = fresh();
         let (app, user): (Arc<str>, Arc<str>) = ("app".into(), "bob".into());
         for seq in 1..=5u64 {
             s.store_offline(
@@ -1332,8 +1347,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_row_kept_for_devices_waits_for_each_of_their_acks() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("t.db")).unwrap();
+        let (_dir, s) = fresh();
         let (app, user): (Arc<str>, Arc<str>) = ("app".into(), "bob".into());
         let keep = |device: &str, seq: u64| {
             s.keep_for_device(app.clone(), device.into(), row(&user, seq, 1_000, b"m", 10))
@@ -1374,8 +1388,7 @@ mod tests {
     /// newer snapshot's (a departure's): the older one is not written over it.
     #[tokio::test]
     async fn an_older_rooms_snapshot_queued_later_does_not_replace_a_newer_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("t.db")).unwrap();
+        let (_dir, s) = fresh();
         let (app, other): (Arc<str>, Arc<str>) = (Arc::from("app"), Arc::from("other"));
         s.save_rooms(app.clone(), 7, b"newer".to_vec());
         s.save_rooms(app.clone(), 6, b"older".to_vec());
@@ -1399,8 +1412,7 @@ mod tests {
     /// the log (the next run counts versions anew).
     #[tokio::test]
     async fn departures_are_logged_until_a_save_covers_them() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("t.db")).unwrap();
+        let (_dir, s) = fresh();
         let app: Arc<str> = Arc::from("app");
         let departures = || {
             let (s, app) = (s.clone(), app.clone());

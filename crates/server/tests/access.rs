@@ -34,10 +34,7 @@ async fn signed(
 /// Asserts the next frame is an AuthResult refusal with `code`, then the close.
 async fn assert_refused(ts: &TestServer, token: &str, device: &str, code: i32) {
     let mut c = Client::authenticate(ts.addr, token, device, 0).await;
-    match c.recv().await.body {
-        Some(S::AuthResult(a)) => assert_eq!(a.code, code, "{}", a.message),
-        other => panic!("expected AuthResult, got {other:?}"),
-    }
+    c.expect_refused(code).await;
     c.expect_closed().await;
 }
 
@@ -97,22 +94,7 @@ async fn replayed_nonce_is_refused_1004_but_a_failed_signature_does_not_burn_it(
 #[tokio::test]
 async fn every_admin_endpoint_checks_the_signature() {
     let ts = TestServer::start().await;
-    for path in [
-        "/user/token/expire.json",
-        "/user/block.json",
-        "/user/unblock.json",
-        "/user/block/query.json",
-        "/user/blacklist/add.json",
-        "/user/blacklist/remove.json",
-        "/user/blacklist/query.json",
-        "/group/create.json",
-        "/group/join.json",
-        "/group/quit.json",
-        "/group/dismiss.json",
-        "/group/user/query.json",
-        "/rtc/user/kick.json",
-        "/rtc/iceServers.json",
-    ] {
+    for &path in rcall_server::SERVER_API_PATHS {
         let resp = api_request(&ts, path, APP_KEY, "wrong-secret", &[("userId", "a")]).await;
         let status = resp.status().as_u16();
         let body: Value = resp.json().await.unwrap();
@@ -247,17 +229,7 @@ async fn blacklist_private_is_405_group_skips_the_blacklister() {
     assert_eq!(a2.recv_delivered().await.content, b"yo");
 
     // GROUP: the blacklister is skipped, the send succeeds for the others.
-    api_ok(
-        &ts,
-        "/group/create.json",
-        &[
-            ("groupId", "g"),
-            ("userId", "alice"),
-            ("userId", "bob"),
-            ("userId", "carol"),
-        ],
-    )
-    .await;
+    create_group(&ts, "g", &["alice", "bob", "carol"]).await;
     a1.send_expect(3, group("g", &["bob", "carol"], b"grp"), 0)
         .await;
     assert_eq!(c1.recv_delivered().await.content, b"grp");
@@ -285,17 +257,7 @@ async fn group_messages_need_membership_22406() {
     let mut m1 = ts.client("mallory", "m1").await;
     // No such group yet.
     a1.send_expect(1, group("g", &["bob"], b"x"), 22406).await;
-    api_ok(
-        &ts,
-        "/group/create.json",
-        &[
-            ("groupId", "g"),
-            ("groupName", "G"),
-            ("userId", "alice"),
-            ("userId", "bob"),
-        ],
-    )
-    .await;
+    create_group(&ts, "g", &["alice", "bob"]).await;
     let q = api_ok(&ts, "/group/user/query.json", &[("groupId", "g")]).await;
     assert_eq!(q["users"], json!([{"id": "alice"}, {"id": "bob"}]));
     // A non-member cannot send, even to members.
@@ -388,12 +350,7 @@ async fn apps_never_see_each_others_users_groups_or_messages() {
     assert_eq!(b_other.recv_delivered().await.content, b"app2");
     b1.barrier(1).await;
     // Groups and blacklists are per app.
-    api_ok(
-        &ts,
-        "/group/create.json",
-        &[("groupId", "g"), ("userId", "alice"), ("userId", "bob")],
-    )
-    .await;
+    create_group(&ts, "g", &["alice", "bob"]).await;
     a_other
         .send_expect(3, group("g", &["bob"], b"x"), 22406)
         .await;

@@ -22,8 +22,8 @@ use rtc_core::proto::call_content::Body as CallBody;
 use rtc_core::proto::client_frame::Body as C;
 use rtc_core::proto::server_frame::Body as S;
 use rtc_core::proto::{
-    media_signal, object_name, Accept, Authenticate, CallContent, ClientFrame, Hangup,
-    IceCandidate, Invite, MediaSignal, Ringing, SendMessage, ServerFrame,
+    media_signal, object_name, Accept, Authenticate, ClientFrame, Hangup, IceCandidate, Invite,
+    MediaSignal, Ringing, SendMessage, ServerFrame,
 };
 use tokio_tungstenite::tungstenite::Message;
 
@@ -348,18 +348,7 @@ fn check_stream(sender: &str, sent: &Log, device: &str, recipient: &Log, count: 
 
 /// A signed Server API call to `node` that must answer `{"code":200}`.
 async fn api(node: &Node, path: &str, form: &[(&str, &str)]) -> serde_json::Value {
-    let nonce = fresh_nonce();
-    let timestamp = now_ms().to_string();
-    let resp = reqwest::Client::new()
-        .post(format!("http://{}{path}", node.addr))
-        .header("App-Key", CHILD_APP_KEY)
-        .header("Nonce", &nonce)
-        .header("Timestamp", &timestamp)
-        .header("Signature", signature(CHILD_APP_SECRET, &nonce, &timestamp))
-        .form(form)
-        .send()
-        .await
-        .unwrap();
+    let resp = signed_post(node.addr, path, CHILD_APP_KEY, CHILD_APP_SECRET, form).await;
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["code"], 200, "{path}: {body}");
     body
@@ -531,27 +520,6 @@ async fn a_node_killed_mid_stream_loses_and_duplicates_nothing() {
     }
 }
 
-/// A call message of `call_id` to `target` (any body, the media steps included).
-fn call_msg(target: &str, call_id: &str, body: CallBody) -> SendMessage {
-    let message_type = match &body {
-        CallBody::Invite(_) => object_name::INVITE,
-        CallBody::Ringing(_) => object_name::RINGING,
-        CallBody::Accept(_) => object_name::ACCEPT,
-        CallBody::Hangup(_) => object_name::HANGUP,
-        CallBody::Media(_) => object_name::MEDIA,
-        _ => unreachable!(),
-    };
-    let content = CallContent {
-        call_id: call_id.to_owned(),
-        body: Some(body),
-        ..Default::default()
-    };
-    SendMessage {
-        message_type: message_type.to_owned(),
-        ..private(target, &content.to_bytes())
-    }
-}
-
 fn media(to_user: &str, to_device: &str, kind: media_signal::Kind) -> CallBody {
     CallBody::Media(MediaSignal {
         to_user_id: to_user.into(),
@@ -596,25 +564,27 @@ async fn a_call_survives_the_kill_of_the_callees_node() {
         invite_user_ids: vec!["bob".into()],
         ..Default::default()
     });
-    step(&mut alice, &mut bob, 1, call_msg("bob", call, invite)).await;
+    step(&mut alice, &mut bob, 1, call_message("bob", call, invite)).await;
     step(
         &mut bob,
         &mut alice,
         1,
-        call_msg("alice", call, CallBody::Ringing(Ringing {})),
+        call_message("alice", call, CallBody::Ringing(Ringing {})),
     )
     .await;
     let accept = CallBody::Accept(Accept { media_type: 2 });
-    step(&mut bob, &mut alice, 2, call_msg("alice", call, accept)).await;
+    step(&mut bob, &mut alice, 2, call_message("alice", call, accept)).await;
     let offer = media("bob", "b1", media_signal::Kind::Offer("sdp-offer".into()));
-    let mut bob_seq = step(&mut alice, &mut bob, 2, call_msg("bob", call, offer)).await;
+    let mut bob_seq = step(&mut alice, &mut bob, 2, call_message("bob", call, offer)).await;
     bob.barrier(1).await; // (the ack is in)
 
     nodes[0].kill9();
     bob.expect_closed().await;
     // Sent while bob has no connection: waits in his mailbox.
     let ice = media("bob", "b1", candidate("c1"));
-    alice.send_expect(3, call_msg("bob", call, ice), 0).await;
+    alice
+        .send_expect(3, call_message("bob", call, ice), 0)
+        .await;
     let (mut bob, replay) =
         Client::login_resume(nodes[2].addr, &nodes[2].token("bob"), "b1", bob_seq).await;
     assert_eq!(
@@ -632,9 +602,9 @@ async fn a_call_survives_the_kill_of_the_callees_node() {
         "a1",
         media_signal::Kind::Answer("sdp-answer".into()),
     );
-    step(&mut bob, &mut alice, 3, call_msg("alice", call, answer)).await;
+    step(&mut bob, &mut alice, 3, call_message("alice", call, answer)).await;
     let ice = media("bob", "b1", candidate("c2"));
-    assert!(step(&mut alice, &mut bob, 4, call_msg("bob", call, ice)).await > bob_seq);
+    assert!(step(&mut alice, &mut bob, 4, call_message("bob", call, ice)).await > bob_seq);
 
     // No hangup on anyone's behalf, even once a lost device's grace would be over: the grace
     // of node 0's devices starts when another node takes node 0 out (5 beats after its kill).
@@ -643,7 +613,7 @@ async fn a_call_survives_the_kill_of_the_callees_node() {
     alice.barrier(10).await;
     bob.barrier(11).await;
     let hangup = CallBody::Hangup(Hangup { reason: 3 });
-    step(&mut alice, &mut bob, 5, call_msg("bob", call, hangup)).await;
+    step(&mut alice, &mut bob, 5, call_message("bob", call, hangup)).await;
     alice.barrier(12).await;
     bob.barrier(13).await;
 }
@@ -769,9 +739,9 @@ async fn a_frozen_node_that_runs_again_does_not_hang_up_for_a_device_that_moved(
         invite_user_ids: vec!["bob".into()],
         ..Default::default()
     });
-    let last = step(&mut alice, &mut bob, 1, call_msg("bob", call, invite)).await;
+    let last = step(&mut alice, &mut bob, 1, call_message("bob", call, invite)).await;
     let accept = CallBody::Accept(Accept { media_type: 2 });
-    step(&mut bob, &mut alice, 1, call_msg("alice", call, accept)).await;
+    step(&mut bob, &mut alice, 1, call_message("alice", call, accept)).await;
     bob.barrier(1).await;
 
     signal(&n0, "STOP");
@@ -779,14 +749,14 @@ async fn a_frozen_node_that_runs_again_does_not_hang_up_for_a_device_that_moved(
     let (mut bob, replay) = Client::login_resume(n1.addr, &n1.token("bob"), "b1", last).await;
     assert!(replay.is_empty(), "{replay:?}");
     let answer = media("alice", "a1", media_signal::Kind::Answer("sdp".into()));
-    step(&mut bob, &mut alice, 2, call_msg("alice", call, answer)).await;
+    step(&mut bob, &mut alice, 2, call_message("alice", call, answer)).await;
 
     signal(&n0, "CONT");
     tokio::time::sleep(SHORT_GRACE + Duration::from_secs(2)).await;
     alice.barrier(3).await; // no hangup on bob's behalf
     bob.barrier(4).await;
     let ice = media("bob", "b1", candidate("c1"));
-    step(&mut alice, &mut bob, 2, call_msg("bob", call, ice)).await;
+    step(&mut alice, &mut bob, 2, call_message("bob", call, ice)).await;
 }
 
 /// A device resuming on another node gets nothing it already has, also when that node's clock

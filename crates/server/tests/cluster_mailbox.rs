@@ -17,7 +17,7 @@ use rcall_server::cluster::mailbox::{
     mailbox_key, user_channel, ConnRef, MailboxEntry, MailboxLimits, Mailboxes, OwnCopy, Recipient,
     RouteRequest, Routed, Sender, UserEvent,
 };
-use rcall_server::cluster::{Bus, BusEvent, ClusterError, RedisUrl, MAX_SEQ};
+use rcall_server::cluster::{BusEvent, ClusterError, Subscriber, MAX_SEQ};
 use rtc_core::proto::{conversation_type, Delivered};
 use tokio::sync::mpsc::Receiver;
 
@@ -25,11 +25,13 @@ const APP: &str = "app1";
 /// How long a test waits for an event that must come.
 const WAIT: Duration = Duration::from_secs(10);
 
-async fn node(redis: &TestRedis, limits: MailboxLimits) -> Mailboxes {
-    let bus = Bus::connect(&RedisUrl::parse(&redis.url()).unwrap())
-        .await
-        .expect("bus connects");
-    Mailboxes::new(bus, limits).unwrap()
+/// Two nodes' mailboxes (default limits) on a Redis of their own (returned first: it must
+/// outlive them).
+async fn two_mailboxes() -> (TestRedis, Mailboxes, Mailboxes) {
+    let redis = TestRedis::start();
+    let a = redis.mailboxes(MailboxLimits::default()).await;
+    let b = redis.mailboxes(MailboxLimits::default()).await;
+    (redis, a, b)
 }
 
 fn conn(m: &Mailboxes, id: u64) -> ConnRef {
@@ -97,6 +99,17 @@ fn message<'a>(
     }
 }
 
+/// A PRIVATE [`message`] to `to`.
+fn private_msg<'a>(
+    from: Sender<'a>,
+    client_seq: u64,
+    to: &str,
+    own: bool,
+    text: &str,
+) -> RouteRequest<'a> {
+    message(from, client_seq, &[to], None, own, text)
+}
+
 fn accepted(r: Routed) -> (i64, String, Vec<(String, u64)>, Option<u64>) {
     match r {
         Routed::Accepted {
@@ -146,6 +159,26 @@ impl Events {
     }
 }
 
+/// Whether `user`'s mailbox stream exists in Redis (an emptied one is deleted, not kept).
+async fn mailbox_exists(m: &Mailboxes, user: &str) -> bool {
+    let n: i64 = redis::cmd("EXISTS")
+        .arg(mailbox_key(APP, user))
+        .query_async(&mut m.bus().connection())
+        .await
+        .unwrap();
+    n != 0
+}
+
+/// `m`'s node listening to the channels of `users` (a subscriber buffering `capacity`
+/// events): the subscriber (to keep) and its events.
+async fn listen(m: &Mailboxes, capacity: usize, users: &[&str]) -> (Subscriber, Events) {
+    let (sub, rx) = m.bus().subscriber(capacity).await.unwrap();
+    let channels: Vec<String> = users.iter().map(|u| user_channel(APP, u)).collect();
+    let channels: Vec<&str> = channels.iter().map(String::as_str).collect();
+    sub.subscribe(&channels).await.unwrap();
+    (sub, Events::new(rx))
+}
+
 async fn next_event(rx: &mut Events) -> (String, UserEvent) {
     if let Some(ev) = rx.second.take() {
         return ev;
@@ -167,7 +200,7 @@ async fn next_event(rx: &mut Events) -> (String, UserEvent) {
 #[tokio::test]
 async fn seqs_increase_per_user_and_the_mailbox_holds_each_delivered_in_seq_order() {
     let redis = TestRedis::start();
-    let a = node(&redis, MailboxLimits::default()).await;
+    let a = redis.mailboxes(MailboxLimits::default()).await;
     // Alice has another device: her own copies are kept for it.
     a.register_device(APP, "alice", "laptop", 0).await.unwrap();
     let t0 = now_us();
@@ -268,59 +301,24 @@ async fn seqs_increase_per_user_and_the_mailbox_holds_each_delivered_in_seq_orde
         .await
         .unwrap();
     let floor = now_us() + 3_600_000_000;
-    let mut req = message(
-        sender(&a, "alice", "phone", 9),
-        51,
-        &["bob"],
-        None,
-        false,
-        "x",
-    );
+    let mut req = private_msg(sender(&a, "alice", "phone", 9), 51, "bob", false, "x");
     req.floor_us = floor;
     let (_, _, seqs, own) = accepted(a.route(&req).await.unwrap());
     assert_eq!((seqs[0].1, own), (floor, None));
-    let req = message(
-        sender(&a, "alice", "phone", 9),
-        52,
-        &["bob"],
-        None,
-        false,
-        "y",
-    );
+    let req = private_msg(sender(&a, "alice", "phone", 9), 52, "bob", false, "y");
     assert_eq!(accepted(a.route(&req).await.unwrap()).2[0].1, floor + 1);
 }
 
 #[tokio::test]
 async fn subscribers_get_each_copy_in_seq_order_and_the_reply_after_the_senders_copy() {
-    let redis = TestRedis::start();
-    let (a, b) = (
-        node(&redis, MailboxLimits::default()).await,
-        node(&redis, MailboxLimits::default()).await,
-    );
+    let (_redis, a, b) = two_mailboxes().await;
     // Bob's node and Alice's node listen to their users' channels.
-    let (bob_sub, bob_rx) = b.bus().subscriber(256).await.unwrap();
-    let mut bob_rx = Events::new(bob_rx);
-    bob_sub
-        .subscribe(&[&user_channel(APP, "bob")])
-        .await
-        .unwrap();
-    let (alice_sub, alice_rx) = a.bus().subscriber(256).await.unwrap();
-    let mut alice_rx = Events::new(alice_rx);
-    alice_sub
-        .subscribe(&[&user_channel(APP, "alice")])
-        .await
-        .unwrap();
+    let (_bob_sub, mut bob_rx) = listen(&b, 256, &["bob"]).await;
+    let (_alice_sub, mut alice_rx) = listen(&a, 256, &["alice"]).await;
 
     let mut routed = Vec::new();
     for i in 1..=20u64 {
-        let req = message(
-            sender(&a, "alice", "phone", 3),
-            i,
-            &["bob"],
-            None,
-            true,
-            "hi",
-        );
+        let req = private_msg(sender(&a, "alice", "phone", 3), i, "bob", true, "hi");
         routed.push(accepted(a.route(&req).await.unwrap()));
     }
     let stored = all(&b, "bob").await;
@@ -360,24 +358,10 @@ async fn subscribers_get_each_copy_in_seq_order_and_the_reply_after_the_senders_
         );
     }
     // No reply asked (no_receipt) and no own copy: nothing on the sender's channel.
-    let mut req = message(
-        sender(&a, "alice", "phone", 3),
-        21,
-        &["bob"],
-        None,
-        false,
-        "quiet",
-    );
+    let mut req = private_msg(sender(&a, "alice", "phone", 3), 21, "bob", false, "quiet");
     req.request_id = None;
     let (_, _, seqs, _) = accepted(a.route(&req).await.unwrap());
-    let mut req = message(
-        sender(&a, "alice", "phone", 3),
-        22,
-        &["bob"],
-        None,
-        false,
-        "loud",
-    );
+    let mut req = private_msg(sender(&a, "alice", "phone", 3), 22, "bob", false, "loud");
     req.request_id = Some(99);
     accepted(a.route(&req).await.unwrap());
     assert!(
@@ -392,18 +376,11 @@ async fn subscribers_get_each_copy_in_seq_order_and_the_reply_after_the_senders_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_routing_at_once_give_every_recipient_the_same_order() {
-    let redis = TestRedis::start();
-    let (a, b) = (
-        std::sync::Arc::new(node(&redis, MailboxLimits::default()).await),
-        std::sync::Arc::new(node(&redis, MailboxLimits::default()).await),
-    );
+    let (_redis, a, b) = two_mailboxes().await;
+    let (a, b) = (std::sync::Arc::new(a), std::sync::Arc::new(b));
     let members = ["m1", "m2"];
-    let (s1, rx1) = a.bus().subscriber(2048).await.unwrap();
-    let mut rx1 = Events::new(rx1);
-    s1.subscribe(&[&user_channel(APP, "m1")]).await.unwrap();
-    let (s2, rx2) = b.bus().subscriber(2048).await.unwrap();
-    let mut rx2 = Events::new(rx2);
-    s2.subscribe(&[&user_channel(APP, "m2")]).await.unwrap();
+    let (_s1, mut rx1) = listen(&a, 2048, &["m1"]).await;
+    let (_s2, mut rx2) = listen(&b, 2048, &["m2"]).await;
 
     // Each node's sender sends 200 group messages one after another, and then 200 more all
     // in flight at once, while the other node does the same.
@@ -464,25 +441,10 @@ async fn two_nodes_routing_at_once_give_every_recipient_the_same_order() {
 
 #[tokio::test]
 async fn a_resend_of_an_accepted_client_seq_is_a_duplicate_and_routes_nothing() {
-    let redis = TestRedis::start();
-    let (a, b) = (
-        node(&redis, MailboxLimits::default()).await,
-        node(&redis, MailboxLimits::default()).await,
-    );
-    let (sub, rx) = b.bus().subscriber(64).await.unwrap();
-    let mut rx = Events::new(rx);
-    sub.subscribe(&[&user_channel(APP, "bob"), &user_channel(APP, "alice")])
-        .await
-        .unwrap();
+    let (_redis, a, b) = two_mailboxes().await;
+    let (_sub, mut rx) = listen(&b, 64, &["bob", "alice"]).await;
 
-    let req = message(
-        sender(&a, "alice", "phone", 5),
-        1,
-        &["bob"],
-        None,
-        false,
-        "once",
-    );
+    let req = private_msg(sender(&a, "alice", "phone", 5), 1, "bob", false, "once");
     let (_, uid, seqs, _) = accepted(a.route(&req).await.unwrap());
     assert!(
         matches!(next_event(&mut rx).await.1, UserEvent::Deliver { seq, .. } if seq == seqs[0].1)
@@ -494,14 +456,7 @@ async fn a_resend_of_an_accepted_client_seq_is_a_duplicate_and_routes_nothing() 
     // The same (instance, client_seq) again, here and through the other node, and an older
     // one: duplicates, confirmed with an empty uid, nothing added or delivered.
     let t0 = now_us() as i64 / 1000;
-    let again = message(
-        sender(&b, "alice", "phone", 5),
-        1,
-        &["bob"],
-        None,
-        true,
-        "once",
-    );
+    let again = private_msg(sender(&b, "alice", "phone", 5), 1, "bob", true, "once");
     for (m, r) in [(&a, &req), (&b, &again)] {
         match m.route(r).await.unwrap() {
             Routed::Duplicate {
@@ -530,23 +485,9 @@ async fn a_resend_of_an_accepted_client_seq_is_a_duplicate_and_routes_nothing() 
         "no own copy from a duplicate"
     );
 
-    let req2 = message(
-        sender(&a, "alice", "phone", 5),
-        2,
-        &["bob"],
-        None,
-        false,
-        "two",
-    );
+    let req2 = private_msg(sender(&a, "alice", "phone", 5), 2, "bob", false, "two");
     accepted(a.route(&req2).await.unwrap());
-    let older = message(
-        sender(&a, "alice", "phone", 5),
-        1,
-        &["bob"],
-        None,
-        false,
-        "late",
-    );
+    let older = private_msg(sender(&a, "alice", "phone", 5), 1, "bob", false, "late");
     assert!(matches!(
         a.route(&older).await.unwrap(),
         Routed::Duplicate { upto: 2, ref message_uid, .. } if message_uid.is_empty()
@@ -559,11 +500,10 @@ async fn a_resend_of_an_accepted_client_seq_is_a_duplicate_and_routes_nothing() 
         ("phone", 5, 0),
         ("phone", 5, 0),
     ] {
-        let r = message(
+        let r = private_msg(
             sender(&a, "alice", device, instance),
             client_seq,
-            &["bob"],
-            None,
+            "bob",
             false,
             "new",
         );
@@ -584,23 +524,12 @@ async fn a_resend_of_an_accepted_client_seq_is_a_duplicate_and_routes_nothing() 
 
 #[tokio::test]
 async fn acks_trim_the_mailbox_only_below_the_lowest_cursor_of_the_known_devices() {
-    let redis = TestRedis::start();
-    let (a, b) = (
-        node(&redis, MailboxLimits::default()).await,
-        node(&redis, MailboxLimits::default()).await,
-    );
+    let (_redis, a, b) = two_mailboxes().await;
     assert_eq!(a.register_device(APP, "bob", "d1", 0).await.unwrap(), 0);
     assert_eq!(b.register_device(APP, "bob", "d2", 0).await.unwrap(), 0);
     let mut seqs = Vec::new();
     for i in 1..=10u64 {
-        let req = message(
-            sender(&a, "alice", "phone", 1),
-            i,
-            &["bob"],
-            None,
-            false,
-            "m",
-        );
+        let req = private_msg(sender(&a, "alice", "phone", 1), i, "bob", false, "m");
         seqs.push(accepted(a.route(&req).await.unwrap()).2[0].1);
     }
     let left = |v: Vec<MailboxEntry>| v.iter().map(|e| e.seq).collect::<Vec<_>>();
@@ -651,21 +580,12 @@ async fn acks_trim_the_mailbox_only_below_the_lowest_cursor_of_the_known_devices
     assert_eq!((r.lowest, r.trimmed), (seqs[9], 3));
     assert!(all(&a, "bob").await.is_empty());
     // The emptied stream is gone (it would keep its last node's bytes), not only its entries.
-    let exists: i64 = redis::cmd("EXISTS")
-        .arg(mailbox_key(APP, "bob"))
-        .query_async(&mut a.bus().connection())
-        .await
-        .unwrap();
-    assert_eq!(exists, 0, "an emptied mailbox is deleted");
-    // The seq key remembers the top: later seqs still go above it.
-    let req = message(
-        sender(&a, "alice", "phone", 1),
-        11,
-        &["bob"],
-        None,
-        false,
-        "m",
+    assert!(
+        !mailbox_exists(&a, "bob").await,
+        "an emptied mailbox is deleted"
     );
+    // The seq key remembers the top: later seqs still go above it.
+    let req = private_msg(sender(&a, "alice", "phone", 1), 11, "bob", false, "m");
     assert!(accepted(a.route(&req).await.unwrap()).2[0].1 > seqs[9]);
     assert!(a.ack(APP, "bob", "", 1).await.is_err(), "empty device");
 }
@@ -677,10 +597,8 @@ async fn acks_trim_the_mailbox_only_below_the_lowest_cursor_of_the_known_devices
 #[tokio::test]
 async fn the_senders_own_copy_is_stored_only_while_another_device_of_the_sender_is_known() {
     let redis = TestRedis::start();
-    let a = node(&redis, MailboxLimits::default()).await;
-    let (sub, rx) = a.bus().subscriber(64).await.unwrap();
-    let mut rx = Events::new(rx);
-    sub.subscribe(&[&user_channel(APP, "alice")]).await.unwrap();
+    let a = redis.mailboxes(MailboxLimits::default()).await;
+    let (_sub, mut rx) = listen(&a, 64, &["alice"]).await;
     let seqs = |v: Vec<MailboxEntry>| v.iter().map(|e| e.seq).collect::<Vec<_>>();
 
     // No device known at all, then only the sending one: published, not stored.
@@ -689,14 +607,7 @@ async fn the_senders_own_copy_is_stored_only_while_another_device_of_the_sender_
         if i == 2 {
             a.register_device(APP, "alice", "phone", 0).await.unwrap();
         }
-        let req = message(
-            sender(&a, "alice", "phone", 9),
-            i,
-            &["bob"],
-            None,
-            true,
-            "m",
-        );
+        let req = private_msg(sender(&a, "alice", "phone", 9), i, "bob", true, "m");
         let own = accepted(a.route(&req).await.unwrap())
             .3
             .expect("own copy seq");
@@ -718,14 +629,7 @@ async fn the_senders_own_copy_is_stored_only_while_another_device_of_the_sender_
 
     // Another device is known: the next own copy waits for it.
     a.register_device(APP, "alice", "laptop", 0).await.unwrap();
-    let req = message(
-        sender(&a, "alice", "phone", 9),
-        3,
-        &["bob"],
-        None,
-        true,
-        "m",
-    );
+    let req = private_msg(sender(&a, "alice", "phone", 9), 3, "bob", true, "m");
     let own = accepted(a.route(&req).await.unwrap()).3.unwrap();
     let stored = all(&a, "alice").await;
     assert_eq!(seqs(stored.clone()), [own]);
@@ -733,7 +637,7 @@ async fn the_senders_own_copy_is_stored_only_while_another_device_of_the_sender_
 
     // A copy for every device of the user (the hangup for a gone participant): stored even
     // with no other device, for the gone one itself.
-    let mut req = message(sender(&a, "carol", "c1", 0), 0, &["bob"], None, true, "h");
+    let mut req = private_msg(sender(&a, "carol", "c1", 0), 0, "bob", true, "h");
     req.own_copy.as_mut().unwrap().all_devices = true;
     let own = accepted(a.route(&req).await.unwrap()).3.unwrap();
     assert_eq!(seqs(all(&a, "carol").await), [own]);
@@ -746,16 +650,9 @@ async fn a_lost_seq_key_never_reuses_a_stored_seq_and_the_mailbox_is_bounded() {
         max_len: 5,
         ..MailboxLimits::default()
     };
-    let a = node(&redis, limits).await;
+    let a = redis.mailboxes(limits).await;
     let floor = now_us() + 3_600_000_000;
-    let mut req = message(
-        sender(&a, "alice", "phone", 0),
-        0,
-        &["bob"],
-        None,
-        false,
-        "ahead",
-    );
+    let mut req = private_msg(sender(&a, "alice", "phone", 0), 0, "bob", false, "ahead");
     req.floor_us = floor;
     assert_eq!(accepted(a.route(&req).await.unwrap()).2[0].1, floor);
     // The seq key is evicted (or expired) while the mailbox still holds the entry.
@@ -764,14 +661,7 @@ async fn a_lost_seq_key_never_reuses_a_stored_seq_and_the_mailbox_is_bounded() {
         .query_async(&mut a.bus().connection())
         .await
         .unwrap();
-    let req = message(
-        sender(&a, "alice", "phone", 0),
-        0,
-        &["bob"],
-        None,
-        false,
-        "next",
-    );
+    let req = private_msg(sender(&a, "alice", "phone", 0), 0, "bob", false, "next");
     assert_eq!(
         accepted(a.route(&req).await.unwrap()).2[0].1,
         floor + 1,
@@ -789,7 +679,7 @@ async fn a_lost_seq_key_never_reuses_a_stored_seq_and_the_mailbox_is_bounded() {
 #[tokio::test]
 async fn bad_route_requests_are_clear_errors_and_route_nothing() {
     let redis = TestRedis::start();
-    let a = node(&redis, MailboxLimits::default()).await;
+    let a = redis.mailboxes(MailboxLimits::default()).await;
     let cases: Vec<(RouteRequest, &str)> = vec![
         (
             message(
@@ -803,35 +693,21 @@ async fn bad_route_requests_are_clear_errors_and_route_nothing() {
             "twice",
         ),
         (
-            message(
-                sender(&a, "alice", "phone", 1),
-                1,
-                &["alice"],
-                None,
-                false,
-                "x",
-            ),
+            private_msg(sender(&a, "alice", "phone", 1), 1, "alice", false, "x"),
             "the sender",
         ),
         (
-            message(sender(&a, "alice", "phone", 1), 1, &[""], None, false, "x"),
+            private_msg(sender(&a, "alice", "phone", 1), 1, "", false, "x"),
             "empty",
         ),
         (
-            message(sender(&a, "", "phone", 1), 1, &["bob"], None, false, "x"),
+            private_msg(sender(&a, "", "phone", 1), 1, "bob", false, "x"),
             "empty sender",
         ),
         (
             RouteRequest {
                 floor_us: MAX_SEQ,
-                ..message(
-                    sender(&a, "alice", "phone", 1),
-                    1,
-                    &["bob"],
-                    None,
-                    false,
-                    "x",
-                )
+                ..private_msg(sender(&a, "alice", "phone", 1), 1, "bob", false, "x")
             },
             "2^53",
         ),
@@ -843,14 +719,7 @@ async fn bad_route_requests_are_clear_errors_and_route_nothing() {
     }
     assert!(all(&a, "bob").await.is_empty());
     // The client_seq was not recorded either.
-    let ok = message(
-        sender(&a, "alice", "phone", 1),
-        1,
-        &["bob"],
-        None,
-        false,
-        "x",
-    );
+    let ok = private_msg(sender(&a, "alice", "phone", 1), 1, "bob", false, "x");
     accepted(a.route(&ok).await.unwrap());
     assert!(Mailboxes::new(
         a.bus().clone(),
@@ -900,7 +769,7 @@ async fn commands_run(m: &Mailboxes) -> std::collections::BTreeMap<String, u64> 
 #[tokio::test]
 async fn a_private_message_and_its_ack_cost_redis_few_commands() {
     let redis = TestRedis::start();
-    let a = node(&redis, MailboxLimits::default()).await;
+    let a = redis.mailboxes(MailboxLimits::default()).await;
     a.register_device(APP, "bob", "d1", 0).await.unwrap();
     // Seqs pinned inside one age-trim period (just past a period boundary, ahead of the clock).
     let period = MailboxLimits::default().max_age.as_micros() as u64 / 64;
@@ -914,14 +783,7 @@ async fn a_private_message_and_its_ack_cost_redis_few_commands() {
             .unwrap();
         // (Redis's clock past the last message's ms: the app's sent_time moves, one SET.)
         tokio::time::sleep(Duration::from_millis(2)).await;
-        let mut req = message(
-            sender(&a, "alice", "phone", 1),
-            i,
-            &["bob"],
-            None,
-            true,
-            "m",
-        );
+        let mut req = private_msg(sender(&a, "alice", "phone", 1), i, "bob", true, "m");
         req.presence = true;
         req.floor_us = floor;
         let seq = accepted(a.route(&req).await.unwrap()).2[0].1;
@@ -958,26 +820,17 @@ async fn a_private_message_and_its_ack_cost_redis_few_commands() {
 #[tokio::test]
 async fn an_emptied_mailbox_is_deleted_when_its_users_last_seq_was_only_published() {
     let redis = TestRedis::start();
-    let a = node(&redis, MailboxLimits::default()).await;
+    let a = redis.mailboxes(MailboxLimits::default()).await;
     a.register_device(APP, "bob", "d1", 0).await.unwrap();
-    let req = message(
-        sender(&a, "alice", "phone", 1),
-        1,
-        &["bob"],
-        None,
-        true,
-        "m",
-    );
+    let req = private_msg(sender(&a, "alice", "phone", 1), 1, "bob", true, "m");
     let got = accepted(a.route(&req).await.unwrap()).2[0].1;
-    let req = message(sender(&a, "bob", "d1", 1), 1, &["alice"], None, true, "r");
+    let req = private_msg(sender(&a, "bob", "d1", 1), 1, "alice", true, "r");
     let (.., own) = accepted(a.route(&req).await.unwrap());
     assert!(own.is_some_and(|s| s > got), "{own:?}");
     let r = a.ack(APP, "bob", "d1", got).await.unwrap();
     assert_eq!((r.cursor, r.lowest, r.trimmed), (got, got, 1));
-    let exists: i64 = redis::cmd("EXISTS")
-        .arg(mailbox_key(APP, "bob"))
-        .query_async(&mut a.bus().connection())
-        .await
-        .unwrap();
-    assert_eq!(exists, 0, "an emptied mailbox is deleted");
+    assert!(
+        !mailbox_exists(&a, "bob").await,
+        "an emptied mailbox is deleted"
+    );
 }

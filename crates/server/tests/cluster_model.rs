@@ -18,10 +18,10 @@ use common::redis_server::TestRedis;
 use delivery::cluster_model::{ChannelEvent, ClusterModel, ModelRoute, ModelRouted, NodeConn};
 use prost::Message as _;
 use rcall_server::cluster::mailbox::{
-    user_channel, ConnRef, MailboxLimits, Mailboxes, OwnCopy, Recipient, RouteRequest, Routed,
-    Sender, UserEvent,
+    user_channel, ConnRef, MailboxLimits, OwnCopy, Recipient, RouteRequest, Routed, Sender,
+    UserEvent,
 };
-use rcall_server::cluster::{Bus, BusEvent, RedisUrl, MAX_SEQ};
+use rcall_server::cluster::{BusEvent, MAX_SEQ};
 use rtc_core::proto::{conversation_type, Delivered};
 
 const APP: &str = "app1";
@@ -77,66 +77,49 @@ enum Published {
     },
 }
 
+/// One mapping for both sides' channel events: the model's `ChannelEvent` and the server's
+/// `UserEvent` have the same variants and fields, in two types.
+macro_rules! published {
+    ($event:ident, $user:expr, $ev:expr) => {
+        match $ev {
+            $event::Deliver {
+                seq,
+                skip,
+                delivered,
+            } => Published::Deliver {
+                user: $user,
+                seq,
+                skip: skip.map(|c| c.conn),
+                delivered: clockless(&delivered),
+            },
+            $event::Reply {
+                conn,
+                request_id,
+                message_uid,
+                ..
+            } => Published::Reply {
+                user: $user,
+                conn: conn.conn,
+                request_id,
+                uid: message_uid,
+            },
+        }
+    };
+}
+
 fn from_model(user: String, ev: ChannelEvent) -> Published {
-    match ev {
-        ChannelEvent::Deliver {
-            seq,
-            skip,
-            delivered,
-        } => Published::Deliver {
-            user,
-            seq,
-            skip: skip.map(|c| c.conn),
-            delivered: clockless(&delivered),
-        },
-        ChannelEvent::Reply {
-            conn,
-            request_id,
-            message_uid,
-            ..
-        } => Published::Reply {
-            user,
-            conn: conn.conn,
-            request_id,
-            uid: message_uid,
-        },
-    }
+    published!(ChannelEvent, user, ev)
 }
 
 fn from_redis(user: String, ev: UserEvent) -> Published {
-    match ev {
-        UserEvent::Deliver {
-            seq,
-            skip,
-            delivered,
-        } => Published::Deliver {
-            user,
-            seq,
-            skip: skip.map(|c| c.conn),
-            delivered: clockless(&delivered),
-        },
-        UserEvent::Reply {
-            conn,
-            request_id,
-            message_uid,
-            ..
-        } => Published::Reply {
-            user,
-            conn: conn.conn,
-            request_id,
-            uid: message_uid,
-        },
-    }
+    published!(UserEvent, user, ev)
 }
 
 /// One random sequence of `ops` operations through both sides.
 async fn compare(seed: u64, ops: usize) {
     let redis = TestRedis::start();
-    let bus = Bus::connect(&RedisUrl::parse(&redis.url()).unwrap())
-        .await
-        .expect("bus connects");
     let limits = MailboxLimits::default();
-    let m = Mailboxes::new(bus, limits).unwrap();
+    let m = redis.mailboxes(limits).await;
     let (sub, mut rx) = m.bus().subscriber(16 * 1024).await.unwrap();
     let channels: Vec<String> = USERS.iter().map(|u| user_channel(APP, u)).collect();
     let refs: Vec<&str> = channels.iter().map(String::as_str).collect();

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use common::redis_server::TestRedis;
 use common::*;
 use rcall_server::cluster::{shared, RedisUrl};
-use rtc_core::proto::server_frame::Body as S;
 use serde_json::{json, Value};
 
 /// A signed Server API call; `(HTTP status, body)`.
@@ -43,10 +42,7 @@ async fn blacklist(ts: &TestServer, user: &str) -> Value {
 /// Authentication on `ts` is refused with `code`.
 async fn assert_refused(ts: &TestServer, user: &str, device: &str, code: i32) {
     let mut c = Client::authenticate(ts.addr, &ts.token(user), device, 0).await;
-    match c.recv().await.body {
-        Some(S::AuthResult(a)) => assert_eq!(a.code, code, "{}", a.message),
-        other => panic!("expected AuthResult {code}, got {other:?}"),
-    }
+    c.expect_refused(code).await;
     c.expect_closed().await;
 }
 
@@ -57,8 +53,7 @@ fn token_issued_ago(user: &str, ago_ms: i64) -> String {
 
 #[tokio::test]
 async fn a_block_on_b_disconnects_on_a_and_an_unblock_on_a_lets_in_on_b() {
-    let redis = TestRedis::start();
-    let (a, b) = (cluster_node(&redis).await, cluster_node(&redis).await);
+    let (_redis, a, b) = two_nodes().await;
     let mut alice = a.client("alice", "a1").await;
     let mut bob = a.client("bob", "b1").await;
 
@@ -87,14 +82,8 @@ async fn a_block_on_b_disconnects_on_a_and_an_unblock_on_a_lets_in_on_b() {
 
 #[tokio::test]
 async fn a_group_quit_on_a_is_enforced_on_sends_b_routes_22406() {
-    let redis = TestRedis::start();
-    let (a, b) = (cluster_node(&redis).await, cluster_node(&redis).await);
-    api_ok(
-        &a,
-        "/group/create.json",
-        &[("groupId", "g"), ("userId", "alice"), ("userId", "bob")],
-    )
-    .await;
+    let (_redis, a, b) = two_nodes().await;
+    create_group(&a, "g", &["alice", "bob"]).await;
     let both = json!([{"id": "alice"}, {"id": "bob"}]);
     eventually("node B sees the group", || async {
         group_members(&b, "g").await == both
@@ -138,8 +127,7 @@ async fn a_group_quit_on_a_is_enforced_on_sends_b_routes_22406() {
 
 #[tokio::test]
 async fn a_blacklist_on_b_is_enforced_on_private_sends_a_routes_405() {
-    let redis = TestRedis::start();
-    let (a, b) = (cluster_node(&redis).await, cluster_node(&redis).await);
+    let (_redis, a, b) = two_nodes().await;
     let mut alice = a.client("alice", "a1").await;
     let mut bob = a.client("bob", "b1").await;
     api_ok(
@@ -171,8 +159,7 @@ async fn a_blacklist_on_b_is_enforced_on_private_sends_a_routes_405() {
 
 #[tokio::test]
 async fn a_token_expiry_on_a_closes_a_connection_on_b_31020() {
-    let redis = TestRedis::start();
-    let (a, b) = (cluster_node(&redis).await, cluster_node(&redis).await);
+    let (_redis, a, b) = two_nodes().await;
     let old = token_issued_ago("alice", 5_000);
     let mut live = Client::login(b.addr, &old, "a1").await;
     let time = now_ms().to_string();
@@ -184,11 +171,10 @@ async fn a_token_expiry_on_a_closes_a_connection_on_b_31020() {
     .await;
     live.expect_error_and_close(31020).await;
     // B refuses the old token from now on; a fresh one works.
-    let mut c = Client::authenticate(b.addr, &old, "a2", 0).await;
-    match c.recv().await.body {
-        Some(S::AuthResult(r)) => assert_eq!(r.code, 31020, "{}", r.message),
-        other => panic!("expected AuthResult 31020, got {other:?}"),
-    }
+    Client::authenticate(b.addr, &old, "a2", 0)
+        .await
+        .expect_refused(31020)
+        .await;
     Client::login(b.addr, &b.token("alice"), "a3")
         .await
         .barrier(1)
@@ -197,8 +183,7 @@ async fn a_token_expiry_on_a_closes_a_connection_on_b_31020() {
 
 #[tokio::test]
 async fn a_server_api_request_replayed_to_another_node_is_refused_1004() {
-    let redis = TestRedis::start();
-    let (a, b) = (cluster_node(&redis).await, cluster_node(&redis).await);
+    let (_redis, a, b) = two_nodes().await;
     let nonce = fresh_nonce();
     let timestamp = now_ms().to_string();
     let sig = signature(APP_SECRET, &nonce, &timestamp);
@@ -239,18 +224,8 @@ async fn a_node_started_later_loads_the_policy_from_redis() {
         &[("userId", "bob"), ("blackUserId", "alice")],
     )
     .await;
-    api_ok(
-        &a,
-        "/group/create.json",
-        &[("groupId", "g"), ("userId", "alice"), ("userId", "bob")],
-    )
-    .await;
-    api_ok(
-        &a,
-        "/group/create.json",
-        &[("groupId", "g2"), ("userId", "carol")],
-    )
-    .await;
+    create_group(&a, "g", &["alice", "bob"]).await;
+    create_group(&a, "g2", &["carol"]).await;
     api_ok(
         &a,
         "/group/quit.json",
@@ -274,11 +249,10 @@ async fn a_node_started_later_loads_the_policy_from_redis() {
         group_members(&c, "g").await,
         json!([{"id": "alice"}, {"id": "bob"}])
     );
-    let mut old = Client::authenticate(c.addr, &token_issued_ago("carol", 5_000), "c1", 0).await;
-    match old.recv().await.body {
-        Some(S::AuthResult(r)) => assert_eq!(r.code, 31020, "{}", r.message),
-        other => panic!("expected AuthResult 31020, got {other:?}"),
-    }
+    Client::authenticate(c.addr, &token_issued_ago("carol", 5_000), "c1", 0)
+        .await
+        .expect_refused(31020)
+        .await;
     let mut alice = c.client("alice", "a1").await;
     alice.send_expect(1, private("bob", b"x"), 405).await;
     alice.send_expect(2, group("g", &["bob"], b"x"), 0).await;
@@ -291,8 +265,7 @@ async fn a_node_started_later_loads_the_policy_from_redis() {
 
 #[tokio::test]
 async fn a_change_missed_while_the_subscriber_was_away_is_loaded_at_resync() {
-    let redis = TestRedis::start();
-    let (a, b) = (cluster_node(&redis).await, cluster_node(&redis).await);
+    let (_redis, a, b) = two_nodes().await;
     let mut alice = a.client("alice", "a1").await;
     let mut bob = b.client("bob", "b1").await;
     // Written straight into Redis, never published: only a reload can find these.
@@ -309,13 +282,7 @@ async fn a_change_missed_while_the_subscriber_was_away_is_loaded_at_resync() {
     bob.send_expect(1, group("g", &["alice"], b"x"), 22406)
         .await;
     // Every node's subscriber loses its connection: they resubscribe, then reload.
-    let killed: i64 = redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("TYPE")
-        .arg("pubsub")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let killed = kill_subscribers(&b).await;
     assert_eq!(
         killed, 6,
         "three subscribers per node (policy, user channels, rooms)"
@@ -332,8 +299,7 @@ async fn a_change_missed_while_the_subscriber_was_away_is_loaded_at_resync() {
 
 #[tokio::test]
 async fn after_a_redis_restart_the_nodes_keep_the_policy_and_see_new_changes() {
-    let mut redis = TestRedis::start();
-    let (a, b) = (cluster_node(&redis).await, cluster_node(&redis).await);
+    let (mut redis, a, b) = two_nodes().await;
     api_ok(
         &b,
         "/user/block.json",

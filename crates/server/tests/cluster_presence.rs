@@ -50,8 +50,7 @@ fn on(ts: &TestServer, n: u64) -> (String, u64) {
 
 #[tokio::test]
 async fn presence_counts_connections_per_node_and_the_offline_flag_follows_it() {
-    let redis = TestRedis::start();
-    let (a, b) = (cluster_node(&redis).await, cluster_node(&redis).await);
+    let (_redis, a, b) = two_nodes().await;
     let mut alice = a.client("alice", "a1").await;
 
     // Bob is on no node: his copy is flagged offline (as a single node's stored copies are).
@@ -247,18 +246,7 @@ async fn the_routing_node_pushes_users_on_no_node_once_and_never_users_on_anothe
     );
 
     // A group call: one push, listing only the members on no node.
-    api_ok(
-        &a,
-        "/group/create.json",
-        &[
-            ("groupId", "g1"),
-            ("userId", "alice"),
-            ("userId", "bob"),
-            ("userId", "carol"),
-            ("userId", "dave"),
-        ],
-    )
-    .await;
+    create_group(&a, "g1", &["alice", "bob", "carol", "dave"]).await;
     let content = CallContent {
         call_id: "c3".into(),
         body: Some(CallBody::Invite(Invite {
@@ -337,8 +325,7 @@ async fn a_node_that_stops_beating_is_declared_dead_once_and_its_presence_remove
 
 #[tokio::test]
 async fn every_node_writes_its_presence_again_after_a_redis_restart() {
-    let mut redis = TestRedis::start();
-    let (a, b) = (cluster_node(&redis).await, cluster_node(&redis).await);
+    let (mut redis, a, b) = two_nodes().await;
     let mut alice = a.client("alice", "a1").await;
     let mut bob = b.client("bob", "b1").await;
     let _bob2 = b.client("bob", "b2").await;
@@ -456,8 +443,7 @@ async fn an_unfinished_cleanup_is_taken_over_by_another_node() {
 /// 8: each stage of a login waited seconds behind a saturated Redis).
 #[tokio::test]
 async fn a_login_does_not_wait_behind_the_main_connections_backlog() {
-    let redis = TestRedis::start();
-    let (a, b) = (cluster_node(&redis).await, cluster_node(&redis).await);
+    let (redis, a, b) = two_nodes().await;
     let mut alice = b.client("alice", "a1").await;
     alice.send_expect(1, text("bob", b"while away"), 0).await;
 

@@ -22,14 +22,14 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 const LOST: Duration = Duration::from_millis(800);
 const LEFT: Duration = Duration::from_millis(300);
 
+/// The nodes' grace periods, short.
+fn graces(c: &mut rcall_server::Config) {
+    c.lost_grace = LOST;
+    c.left_grace = LEFT;
+}
+
 async fn node(redis: &TestRedis) -> TestServer {
-    let url = RedisUrl::parse(&redis.url()).unwrap();
-    TestServer::start_with(|c| {
-        c.redis = Some(url);
-        c.lost_grace = LOST;
-        c.left_grace = LEFT;
-    })
-    .await
+    redis.node_with(graces).await
 }
 
 fn invite(users: &[&str]) -> CallBody {
@@ -147,6 +147,16 @@ async fn alice_calls_bob(alice: &mut Client, bob: &mut Client, call_id: &str) {
     expect_call(alice, object_name::ACCEPT, "bob/b1").await;
 }
 
+/// alice (a1, on `a`) calls bob (b1, on `b`) in call `call_id` and he accepts; returns them
+/// once every node has bob in the call.
+async fn call_across(a: &TestServer, b: &TestServer, call_id: &str) -> (Client, Client) {
+    let mut alice = a.client("alice", "a1").await;
+    let mut bob = b.client("bob", "b1").await;
+    alice_calls_bob(&mut alice, &mut bob, call_id).await;
+    joined_everywhere(&[a, b], "alice", "bob", &[("b1", call_id)]).await;
+    (alice, bob)
+}
+
 /// The next delivery, which must be a call message of `kind` from `from` (`user/device`).
 async fn expect_call(c: &mut Client, kind: &str, from: &str) -> CallContent {
     let d = deliveries(c, 1).await.remove(0);
@@ -228,8 +238,7 @@ async fn a_group_call_across_three_nodes_looks_the_same_from_every_node() {
 
 #[tokio::test]
 async fn a_stranger_on_another_node_is_refused_not_in_call() {
-    let redis = TestRedis::start();
-    let (a, b) = (node(&redis).await, node(&redis).await);
+    let (_redis, a, b) = two_nodes_with(graces).await;
     let mut alice = a.client("alice", "a1").await;
     let mut bob = b.client("bob", "b1").await;
     let mut mallory = b.client("mallory", "m1").await;
@@ -264,8 +273,7 @@ async fn a_stranger_on_another_node_is_refused_not_in_call() {
 
 #[tokio::test]
 async fn a_member_gone_from_its_node_is_hung_up_for_everyone_once_after_the_grace() {
-    let redis = TestRedis::start();
-    let (a, b) = (node(&redis).await, node(&redis).await);
+    let (_redis, a, b) = two_nodes_with(graces).await;
     group_of(&[&a, &b], "g", &["alice", "bob", "carol"]).await;
     let mut alice = a.client("alice", "a1").await;
     let mut carol = a.client("carol", "c1").await;
@@ -327,8 +335,7 @@ async fn a_member_gone_from_its_node_is_hung_up_for_everyone_once_after_the_grac
 
 #[tokio::test]
 async fn accepts_at_once_on_different_nodes_are_seen_in_one_order_by_every_member_and_replica() {
-    let redis = TestRedis::start();
-    let (a, b) = (node(&redis).await, node(&redis).await);
+    let (_redis, a, b) = two_nodes_with(graces).await;
     group_of(&[&a, &b], "g", &["alice", "bob", "carol"]).await;
     let mut alice = a.client("alice", "a1").await;
     let mut bob1 = a.client("bob", "b1").await;
@@ -393,8 +400,7 @@ async fn accepts_at_once_on_different_nodes_are_seen_in_one_order_by_every_membe
 
 #[tokio::test]
 async fn rooms_outlive_a_redis_restart_and_a_node_started_after_it_knows_them() {
-    let mut redis = TestRedis::start();
-    let (a, b) = (node(&redis).await, node(&redis).await);
+    let (mut redis, a, b) = two_nodes_with(graces).await;
     let mut alice = a.client("alice", "a1").await;
     let mut bob = b.client("bob", "b1").await;
     alice_calls_bob(&mut alice, &mut bob, "R5").await;
@@ -448,12 +454,8 @@ async fn rooms_outlive_a_redis_restart_and_a_node_started_after_it_knows_them() 
 
 #[tokio::test]
 async fn a_dead_nodes_members_are_hung_up_for_by_the_node_that_reports_it() {
-    let redis = TestRedis::start();
-    let (a, b) = (node(&redis).await, node(&redis).await);
-    let mut alice = a.client("alice", "a1").await;
-    let mut bob = b.client("bob", "b1").await;
-    alice_calls_bob(&mut alice, &mut bob, "N6").await;
-    joined_everywhere(&[&a, &b], "alice", "bob", &[("b1", "N6")]).await;
+    let (_redis, a, b) = two_nodes_with(graces).await;
+    let (mut alice, bob) = call_across(&a, &b, "N6").await;
 
     // Node B hangs (its replica stops; it would run bob's grace) and bob's page vanishes: the
     // departure is published, but nobody runs the grace.
@@ -496,12 +498,8 @@ async fn a_dead_nodes_members_are_hung_up_for_by_the_node_that_reports_it() {
 
 #[tokio::test]
 async fn a_member_that_left_while_redis_was_down_is_hung_up_for_once_it_is_back() {
-    let mut redis = TestRedis::start();
-    let (a, b) = (node(&redis).await, node(&redis).await);
-    let mut alice = a.client("alice", "a1").await;
-    let mut bob = b.client("bob", "b1").await;
-    alice_calls_bob(&mut alice, &mut bob, "D7").await;
-    joined_everywhere(&[&a, &b], "alice", "bob", &[("b1", "D7")]).await;
+    let (mut redis, a, b) = two_nodes_with(graces).await;
+    let (mut alice, bob) = call_across(&a, &b, "D7").await;
 
     // Bob's page vanishes while nobody can hear of it.
     redis.kill();
@@ -532,8 +530,7 @@ async fn a_member_that_left_while_redis_was_down_is_hung_up_for_once_it_is_back(
 /// (the rooms channel): the engine's automatic ringing is then checked again, not refused.
 #[tokio::test]
 async fn an_invitee_answering_before_its_nodes_replica_heard_of_the_invite_is_not_refused() {
-    let redis = TestRedis::start();
-    let (a, b) = (node(&redis).await, node(&redis).await);
+    let (_redis, a, b) = two_nodes_with(graces).await;
     group_of(&[&a, &b], "g", &["alice", "bob", "carol"]).await;
     let mut alice = a.client("alice", "a1").await;
     let mut carol = a.client("carol", "c1").await;
@@ -572,19 +569,10 @@ async fn an_invitee_answering_before_its_nodes_replica_heard_of_the_invite_is_no
 /// Events published while the rooms subscribers reconnect are read back from the rooms log.
 #[tokio::test]
 async fn events_missed_while_the_subscribers_reconnect_are_read_from_the_log() {
-    let redis = TestRedis::start();
-    let (a, b) = (node(&redis).await, node(&redis).await);
+    let (_redis, a, b) = two_nodes_with(graces).await;
     let mut alice = a.client("alice", "a1").await;
     let mut bob = b.client("bob", "b1").await;
-    let bus = a.server.state().cluster.as_ref().unwrap().bus().clone();
-    let killed: i64 = redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("TYPE")
-        .arg("pubsub")
-        .query_async(&mut bus.connection())
-        .await
-        .unwrap();
-    assert_eq!(killed, 6);
+    assert_eq!(kill_subscribers(&a).await, 6);
     // Published to nobody, or to some: every replica ends up with all of it.
     alice_calls_bob(&mut alice, &mut bob, "L9").await;
     joined_everywhere(&[&a, &b], "alice", "alice", &[("a1", "L9")]).await;
@@ -596,12 +584,8 @@ async fn events_missed_while_the_subscribers_reconnect_are_read_from_the_log() {
 
 #[tokio::test]
 async fn a_node_that_shuts_down_hands_its_members_graces_to_another_node() {
-    let redis = TestRedis::start();
-    let (a, b) = (node(&redis).await, node(&redis).await);
-    let mut alice = a.client("alice", "a1").await;
-    let mut bob = b.client("bob", "b1").await;
-    alice_calls_bob(&mut alice, &mut bob, "S10").await;
-    joined_everywhere(&[&a, &b], "alice", "bob", &[("b1", "S10")]).await;
+    let (_redis, a, b) = two_nodes_with(graces).await;
+    let (mut alice, bob) = call_across(&a, &b, "S10").await;
 
     // Node B stops (a rolling restart); bob does not come back within the grace.
     let TestServer { server, dir, .. } = b;
@@ -631,10 +615,7 @@ async fn a_node_that_stops_beating_has_its_members_hung_up_for_by_the_node_that_
     };
     let a = TestServer::start_with(beat).await;
     let b = TestServer::start_with(beat).await;
-    let mut alice = a.client("alice", "a1").await;
-    let mut bob = b.client("bob", "b1").await;
-    alice_calls_bob(&mut alice, &mut bob, "H11").await;
-    joined_everywhere(&[&a, &b], "alice", "bob", &[("b1", "H11")]).await;
+    let (mut alice, bob) = call_across(&a, &b, "H11").await;
 
     // Node B freezes (no beats, no rooms), as a killed one would; bob's page is gone with it.
     let state_b = b.server.state();
@@ -653,12 +634,8 @@ async fn a_node_that_stops_beating_has_its_members_hung_up_for_by_the_node_that_
 /// devices again: its members are not hung up for.
 #[tokio::test]
 async fn a_node_wrongly_reported_dead_keeps_its_members_in_their_calls() {
-    let redis = TestRedis::start();
-    let (a, b) = (node(&redis).await, node(&redis).await);
-    let mut alice = a.client("alice", "a1").await;
-    let mut bob = b.client("bob", "b1").await;
-    alice_calls_bob(&mut alice, &mut bob, "W12").await;
-    joined_everywhere(&[&a, &b], "alice", "bob", &[("b1", "W12")]).await;
+    let (_redis, a, b) = two_nodes_with(graces).await;
+    let (mut alice, mut bob) = call_across(&a, &b, "W12").await;
     let b_id = node_id(&b);
     let state = a.server.state();
     state
@@ -696,16 +673,12 @@ fn node_id(ts: &TestServer) -> String {
 /// first call message announces it, before the message's event.
 #[tokio::test]
 async fn only_devices_in_calls_are_announced_to_the_rooms() {
-    let redis = TestRedis::start();
-    let (a, b) = (node(&redis).await, node(&redis).await);
+    let (_redis, a, b) = two_nodes_with(graces).await;
     let (a_id, b_id) = (node_id(&a), node_id(&b));
     // Carol never calls; connected first, so a `Here` of hers would be numbered before the
     // call's events below, and applied before them on every replica.
     let mut carol = b.client("carol", "c1").await;
-    let mut alice = a.client("alice", "a1").await;
-    let mut bob = b.client("bob", "b1").await;
-    alice_calls_bob(&mut alice, &mut bob, "P1").await;
-    joined_everywhere(&[&a, &b], "alice", "bob", &[("b1", "P1")]).await;
+    let (mut alice, bob) = call_across(&a, &b, "P1").await;
     for n in [&a, &b] {
         let hub = &n.server.state().hub;
         assert_eq!(
@@ -744,12 +717,8 @@ async fn only_devices_in_calls_are_announced_to_the_rooms() {
 /// grace ends and it keeps its call.
 #[tokio::test]
 async fn a_member_reconnecting_to_another_node_is_announced_and_keeps_its_call() {
-    let redis = TestRedis::start();
-    let (a, b) = (node(&redis).await, node(&redis).await);
-    let mut alice = a.client("alice", "a1").await;
-    let mut bob = b.client("bob", "b1").await;
-    alice_calls_bob(&mut alice, &mut bob, "P2").await;
-    joined_everywhere(&[&a, &b], "alice", "bob", &[("b1", "P2")]).await;
+    let (_redis, a, b) = two_nodes_with(graces).await;
+    let (mut alice, bob) = call_across(&a, &b, "P2").await;
     drop(bob);
     // (Its replay, the invite it never acked, is not the point here.)
     let (mut bob, _) = Client::login_resume(a.addr, &a.token("bob"), "b1", 0).await;
@@ -803,8 +772,7 @@ async fn a_leaving_nodes_graces_go_to_a_live_node_even_one_holding_no_member() {
 /// device, and the call ended only once that node noticed its dead socket, as lost).
 #[tokio::test]
 async fn a_page_that_moved_to_another_node_and_closed_there_is_hung_up_as_it_left() {
-    let redis = TestRedis::start();
-    let (a, b) = (node(&redis).await, node(&redis).await);
+    let (_redis, a, b) = two_nodes_with(graces).await;
     let mut alice = a.client("alice", "a1").await;
     let (mut bob, _, _) = Client::login_instance(b.addr, &b.token("bob"), "b1", 0, 77).await;
     alice_calls_bob(&mut alice, &mut bob, "C1").await;
@@ -846,8 +814,7 @@ async fn a_page_that_moved_to_another_node_and_closed_there_is_hung_up_as_it_lef
 /// its lost `Gone` turned the clean close into a lost grace (hung up as lost, later).
 #[tokio::test]
 async fn a_pages_socket_on_a_node_it_left_is_not_announced_late() {
-    let redis = TestRedis::start();
-    let (a, b) = (node(&redis).await, node(&redis).await);
+    let (_redis, a, b) = two_nodes_with(graces).await;
     let mut alice = a.client("alice", "a1").await;
     let (old, _, _) = Client::login_instance(b.addr, &b.token("bob"), "b1", 0, 77).await;
     let (mut bob, _, _) = Client::login_instance(a.addr, &a.token("bob"), "b1", 0, 77).await;

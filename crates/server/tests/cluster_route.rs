@@ -30,6 +30,15 @@ fn group_text(group_id: &str, recipients: &[&str], content: &[u8]) -> SendMessag
     }
 }
 
+/// alice's request 1 is confirmed (past keep-alive `Pong`s) and bob gets `content` from her
+/// once: nothing more before his barrier.
+async fn routed_once(alice: &mut Client, bob: &mut Client, content: &[u8]) {
+    let r = alice.recv_send_result().await;
+    assert_eq!((r.request_id, r.code), (1, 0));
+    assert_from(&bob.recv_delivered().await, "alice", "alice", content);
+    bob.barrier(2).await;
+}
+
 fn assert_from(d: &Delivered, sender: &str, target: &str, content: &[u8]) {
     assert_eq!(
         (
@@ -46,8 +55,7 @@ fn assert_from(d: &Delivered, sender: &str, target: &str, content: &[u8]) {
 
 #[tokio::test]
 async fn private_messages_cross_nodes_both_ways_and_a_resend_is_a_duplicate() {
-    let redis = TestRedis::start();
-    let (a, b) = (cluster_node(&redis).await, cluster_node(&redis).await);
+    let (_redis, a, b) = two_nodes().await;
     let (mut alice, _, _) = Client::login_instance(a.addr, &a.token("alice"), "a1", 0, 7).await;
     let mut bob = b.client("bob", "b1").await;
 
@@ -99,8 +107,7 @@ async fn private_messages_cross_nodes_both_ways_and_a_resend_is_a_duplicate() {
 
 #[tokio::test]
 async fn a_message_for_an_offline_user_is_replayed_when_it_connects_to_any_node() {
-    let redis = TestRedis::start();
-    let (a, b) = (cluster_node(&redis).await, cluster_node(&redis).await);
+    let (_redis, a, b) = two_nodes().await;
     let mut alice = b.client("alice", "a1").await;
     alice.send_expect(1, text("bob", b"while away"), 0).await;
 
@@ -129,19 +136,8 @@ async fn a_message_for_an_offline_user_is_replayed_when_it_connects_to_any_node(
 
 #[tokio::test]
 async fn a_group_message_reaches_members_on_both_nodes_once_and_the_senders_other_device() {
-    let redis = TestRedis::start();
-    let (a, b) = (cluster_node(&redis).await, cluster_node(&redis).await);
-    api_ok(
-        &a,
-        "/group/create.json",
-        &[
-            ("groupId", "g"),
-            ("userId", "alice"),
-            ("userId", "bob"),
-            ("userId", "carol"),
-        ],
-    )
-    .await;
+    let (_redis, a, b) = two_nodes().await;
+    create_group(&a, "g", &["alice", "bob", "carol"]).await;
     let members = json!([{"id": "alice"}, {"id": "bob"}, {"id": "carol"}]);
     eventually("node B sees the group", || async {
         api_ok(&b, "/group/user/query.json", &[("groupId", "g")]).await["users"] == members
@@ -178,8 +174,7 @@ async fn a_group_message_reaches_members_on_both_nodes_once_and_the_senders_othe
 /// later one overtaking it.)
 #[tokio::test]
 async fn a_send_while_redis_restarts_is_retried_by_the_node_and_routed_once_in_order() {
-    let mut redis = TestRedis::start();
-    let (a, b) = (cluster_node(&redis).await, cluster_node(&redis).await);
+    let (mut redis, a, b) = two_nodes().await;
     let (mut alice, _, _) = Client::login_instance(a.addr, &a.token("alice"), "a1", 0, 7).await;
     let mut bob = b.client("bob", "b1").await;
     let numbered = |n: u64, body: &[u8]| SendMessage {
@@ -248,21 +243,14 @@ async fn a_route_that_timed_out_is_retried_neither_refused_nor_delivered_twice()
     alice.send_message(1, paused).await;
     // (The node's first attempt ends at its response timeout, the pause 1.5 s later: within
     // the client's wait.)
-    let r = alice.recv_send_result().await;
-    assert_eq!((r.request_id, r.code), (1, 0));
-    assert_from(&bob.recv_delivered().await, "alice", "alice", b"paused");
-    bob.barrier(2).await;
+    routed_once(&mut alice, &mut bob, b"paused").await;
 }
 
 /// Redis unusable for longer than the node retries: the connection is closed (31003), not the
 /// message refused; the client's resend once Redis answers is routed once.
 #[tokio::test]
 async fn a_route_failing_past_the_retries_closes_the_connection_and_its_resend_is_routed_once() {
-    let redis = TestRedis::start();
-    let (a, b) = (
-        redis.node_with(short_redis_timings).await,
-        redis.node_with(short_redis_timings).await,
-    );
+    let (redis, a, b) = two_nodes_with(short_redis_timings).await;
     let (mut alice, _, _) = Client::login_instance(a.addr, &a.token("alice"), "a1", 0, 5).await;
     let mut bob = b.client("bob", "b1").await;
     let paused = SendMessage {
@@ -279,10 +267,7 @@ async fn a_route_failing_past_the_retries_closes_the_connection_and_its_resend_i
     assert_eq!(redis.command(&["PING"]), "+PONG");
     let (mut alice, _, _) = Client::login_instance(b.addr, &b.token("alice"), "a1", 0, 5).await;
     alice.send_message(1, paused).await;
-    let r = alice.recv_send_result().await;
-    assert_eq!((r.request_id, r.code), (1, 0));
-    assert_from(&bob.recv_delivered().await, "alice", "alice", b"paused");
-    bob.barrier(2).await;
+    routed_once(&mut alice, &mut bob, b"paused").await;
 }
 
 /// What a node confirms by number (`Pong.accepted_upto`, `AuthResult.accepted_upto`) covers
@@ -291,8 +276,7 @@ async fn a_route_failing_past_the_retries_closes_the_connection_and_its_resend_i
 /// cluster mode: only the local core's records counted.)
 #[tokio::test]
 async fn accepted_client_seqs_are_confirmed_by_pong_and_on_another_node() {
-    let redis = TestRedis::start();
-    let (a, b) = (cluster_node(&redis).await, cluster_node(&redis).await);
+    let (_redis, a, b) = two_nodes().await;
     let (mut alice, _, _) = Client::login_instance(a.addr, &a.token("alice"), "a1", 0, 11).await;
     let mut bob = b.client("bob", "b1").await;
     for n in 1..=2u64 {
@@ -322,8 +306,7 @@ async fn accepted_client_seqs_are_confirmed_by_pong_and_on_another_node() {
 /// an accepted message after the move is answered as a duplicate, not routed again.
 #[tokio::test]
 async fn a_login_reads_what_its_instance_got_accepted_in_its_join() {
-    let redis = TestRedis::start();
-    let (a, b) = (cluster_node(&redis).await, cluster_node(&redis).await);
+    let (redis, a, b) = two_nodes().await;
     let (mut alice, _, _) = Client::login_instance(a.addr, &a.token("alice"), "a1", 0, 11).await;
     let mut bob = b.client("bob", "b1").await;
     for n in 1..=2u64 {
@@ -341,9 +324,19 @@ async fn a_login_reads_what_its_instance_got_accepted_in_its_join() {
     }
     drop(alice);
 
-    let commands = monitor(&redis);
+    let commands = redis.monitor();
     let (mut alice, auth, _) = Client::login_instance(b.addr, &b.token("alice"), "a1", 0, 11).await;
     assert_eq!(auth.accepted_upto, 2, "AuthResult on another node");
+    // MONITOR's lines reach the collecting thread a moment after Redis ran the commands (the
+    // login's answer can come first: a loaded machine once failed here).
+    let upto_read = |l: &String| {
+        !l.contains(" lua]") && l.contains(r#""GET""#) && l.contains(":upto:alice:a1:11")
+    };
+    eventually(
+        "MONITOR shows the login's read of the accepted client_seq",
+        || async { commands.lock().unwrap().iter().any(upto_read) },
+    )
+    .await;
     // The login's commands (the route script's own reads run as `lua`).
     let lines: Vec<String> = commands
         .lock()
@@ -354,7 +347,7 @@ async fn a_login_reads_what_its_instance_got_accepted_in_its_join() {
         .collect();
     let upto = lines
         .iter()
-        .position(|l| l.contains(r#""GET""#) && l.contains(":upto:alice:a1:11"))
+        .position(upto_read)
         .unwrap_or_else(|| panic!("no read of the accepted client_seq: {lines:#?}"));
     let last_tx = lines[..upto]
         .iter()
@@ -411,20 +404,7 @@ async fn a_long_mailbox_is_replayed_complete_in_order_one_page_at_a_time() {
             .await;
     }
     let (mut alice, replay) = Client::login_resume(a.addr, &a.token("alice"), "a1", 0).await;
-    let got: Vec<String> = replay
-        .iter()
-        .map(|d| String::from_utf8(d.content.clone()).unwrap())
-        .collect();
-    let want: Vec<String> = (0..N).map(|i| format!("m{i}")).collect();
-    assert_eq!(got, want);
-    assert!(replay.windows(2).all(|w| w[0].seq < w[1].seq));
-    let peak = a
-        .server
-        .state()
-        .metrics
-        .replay_peak_queue
-        .load(std::sync::atomic::Ordering::Relaxed) as usize;
-    assert!(peak > 0 && peak <= PAGE + 1, "peak queue {peak}");
+    assert_paged_replay(&a, &replay, N, PAGE);
     // Live traffic follows the replay, once.
     bob.send_expect(1000, text("alice", b"live"), 0).await;
     assert_eq!(alice.recv_delivered().await.content, b"live");
@@ -436,8 +416,7 @@ async fn a_long_mailbox_is_replayed_complete_in_order_one_page_at_a_time() {
 /// call invite would ring again. What is routed after it joined reaches it.
 #[tokio::test]
 async fn a_new_device_gets_the_offline_history_only_then_live_traffic() {
-    let redis = TestRedis::start();
-    let (a, b) = (cluster_node(&redis).await, cluster_node(&redis).await);
+    let (_redis, a, b) = two_nodes().await;
     let mut alice = a.client("alice", "a1").await;
     alice.send_expect(1, text("bob", b"while away"), 0).await;
     let (mut b1, replay) = Client::login_resume(b.addr, &b.token("bob"), "b1", 0).await;
@@ -461,8 +440,7 @@ async fn a_new_device_gets_the_offline_history_only_then_live_traffic() {
 
 #[tokio::test]
 async fn messages_routed_while_the_subscribers_reconnect_arrive_once_in_order() {
-    let redis = TestRedis::start();
-    let (a, b) = (cluster_node(&redis).await, cluster_node(&redis).await);
+    let (_redis, a, b) = two_nodes().await;
     let mut alice = a.client("alice", "a1").await;
     let mut bob = b.client("bob", "b1").await;
     alice.send_expect(1, text("bob", b"m0"), 0).await;
@@ -470,14 +448,7 @@ async fn messages_routed_while_the_subscribers_reconnect_arrive_once_in_order() 
 
     // Every subscriber loses its connection; messages routed meanwhile are published to
     // nobody on node B, which finds them in bob's mailbox when it resyncs.
-    let bus = a.server.state().cluster.as_ref().unwrap().bus().clone();
-    let killed: i64 = redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("TYPE")
-        .arg("pubsub")
-        .query_async(&mut bus.connection())
-        .await
-        .unwrap();
+    let killed = kill_subscribers(&a).await;
     assert_eq!(
         killed, 6,
         "three subscribers per node (policy, user channels, rooms)"
@@ -502,8 +473,7 @@ async fn messages_routed_while_the_subscribers_reconnect_arrive_once_in_order() 
 /// nodes: tests/cluster_rooms.rs).
 #[tokio::test]
 async fn a_one_to_one_call_signals_across_nodes() {
-    let redis = TestRedis::start();
-    let (a, b) = (cluster_node(&redis).await, cluster_node(&redis).await);
+    let (_redis, a, b) = two_nodes().await;
     let mut alice = a.client("alice", "a1").await;
     let mut bob = b.client("bob", "b1").await;
     let steps = [
@@ -591,8 +561,7 @@ async fn healthz_follows_the_nodes_redis() {
 /// device's cursor at the highest seq and its mailbox trimmed to nothing.
 #[tokio::test]
 async fn a_burst_of_acks_leaves_the_cursor_at_the_highest_and_the_mailbox_empty() {
-    let redis = TestRedis::start();
-    let (a, b) = (cluster_node(&redis).await, cluster_node(&redis).await);
+    let (_redis, a, b) = two_nodes().await;
     let mut alice = a.client("alice", "a1").await;
     let mut bob = b.client("bob", "b1").await;
     let mut seqs = Vec::new();
@@ -632,8 +601,7 @@ async fn a_burst_of_acks_leaves_the_cursor_at_the_highest_and_the_mailbox_empty(
 /// device's cursor still ends at its own seq with its mailbox emptied.
 #[tokio::test]
 async fn acks_of_many_devices_share_script_calls() {
-    let redis = TestRedis::start();
-    let (a, b) = (cluster_node(&redis).await, cluster_node(&redis).await);
+    let (_redis, a, b) = two_nodes().await;
     let mut alice = a.client("alice", "a1").await;
     let mut seqs = Vec::new();
     let mut users = Vec::new();
@@ -713,32 +681,8 @@ async fn a_route_waiting_on_a_slow_redis_keeps_its_connection_alive() {
     unblock(&redis, "test:block:route").await;
     blocked.await.unwrap();
     // Routed once: confirmed, delivered, nothing more (later Pongs may come first).
-    let r = alice.recv_send_result().await;
-    assert_eq!((r.request_id, r.code), (1, 0));
-    assert_from(&bob.recv_delivered().await, "alice", "alice", b"slow");
-    bob.barrier(2).await;
+    routed_once(&mut alice, &mut bob, b"slow").await;
     assert_eq!(alice.ping_accepted_upto(3).await, 1);
-}
-
-/// Every command Redis runs from now on, as `MONITOR` prints it (one line each), collected by a
-/// thread until Redis goes away.
-fn monitor(redis: &TestRedis) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
-    use std::io::{BufRead, Write};
-    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let mut s = std::os::unix::net::UnixStream::connect(redis.socket()).unwrap();
-    s.write_all(b"MONITOR\r\n").unwrap();
-    let mut r = std::io::BufReader::new(s);
-    let mut first = String::new();
-    r.read_line(&mut first).unwrap();
-    assert_eq!(first.trim_end(), "+OK");
-    let out = lines.clone();
-    std::thread::spawn(move || {
-        for line in r.lines() {
-            let Ok(line) = line else { break };
-            out.lock().unwrap().push(line);
-        }
-    });
-    lines
 }
 
 /// A route script that timed out behind a stalled main connection is not sent again behind
@@ -752,7 +696,7 @@ async fn a_timed_out_route_is_not_resent_until_redis_ran_it() {
     let b = cluster_node(&redis).await;
     let (mut alice, _, _) = Client::login_instance(a.addr, &a.token("alice"), "a1", 0, 5).await;
     let mut bob = b.client("bob", "b1").await;
-    let commands = monitor(&redis);
+    let commands = redis.monitor();
     // (The route script loaded: a send answered NOSCRIPT is sent again at once.)
     alice
         .send_expect(
@@ -812,8 +756,7 @@ async fn a_timed_out_route_is_not_resent_until_redis_ran_it() {
 /// client's resume point.)
 #[tokio::test]
 async fn a_resync_after_a_resume_elsewhere_delivers_nothing_the_device_has() {
-    let redis = TestRedis::start();
-    let (a, b) = (cluster_node(&redis).await, cluster_node(&redis).await);
+    let (_redis, a, b) = two_nodes().await;
     let mut alice = a.client("alice", "a1").await;
     let mut bob = b.client("bob", "b1").await;
     alice.send_expect(1, text("bob", b"m0"), 0).await;
@@ -826,14 +769,8 @@ async fn a_resync_after_a_resume_elsewhere_delivers_nothing_the_device_has() {
     assert!(replay.is_empty(), "{replay:?}");
 
     // Node A's subscribers lose their connection: A resyncs and re-reads bob's mailbox.
+    kill_subscribers(&a).await;
     let bus = a.server.state().cluster.as_ref().unwrap().bus().clone();
-    let _: i64 = redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("TYPE")
-        .arg("pubsub")
-        .query_async(&mut bus.connection())
-        .await
-        .unwrap();
     // Once resynced, the next message is the next frame: m0 did not come again.
     eventually("node A resubscribed", || async {
         let n: Vec<(String, i64)> = redis::cmd("PUBSUB")

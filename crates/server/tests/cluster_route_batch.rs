@@ -16,17 +16,10 @@ use rcall_server::cluster::mailbox::{
     mailbox_key, user_channel, ConnRef, MailboxEntry, MailboxLimits, Mailboxes, Recipient,
     RouteRequest, Routed, Sender, UserEvent,
 };
-use rcall_server::cluster::{Bus, BusEvent, ClusterError, RedisUrl};
+use rcall_server::cluster::{BusEvent, ClusterError};
 use rtc_core::proto::{conversation_type, Delivered, SendMessage};
 
 const APP: &str = "app1";
-
-async fn node(redis: &TestRedis) -> Mailboxes {
-    let bus = Bus::connect(&RedisUrl::parse(&redis.url()).unwrap())
-        .await
-        .expect("bus connects");
-    Mailboxes::new(bus, MailboxLimits::default()).unwrap()
-}
 
 /// A private message from `from` (instance 7, connection 1) to `to`, tracked by `client_seq`.
 fn message<'a>(
@@ -117,7 +110,7 @@ async fn next(rx: &mut tokio::sync::mpsc::Receiver<BusEvent>) -> (String, Vec<Us
 #[tokio::test]
 async fn a_batch_to_one_user_keeps_batch_order_in_seqs_mailbox_and_channel() {
     let redis = TestRedis::start();
-    let a = node(&redis).await;
+    let a = redis.mailboxes(MailboxLimits::default()).await;
     let (sub, mut rx) = a.bus().subscriber(64).await.unwrap();
     sub.subscribe(&[&user_channel(APP, "bob")]).await.unwrap();
     let senders = ["alice", "carol", "dave", "erin", "frank"];
@@ -165,7 +158,7 @@ async fn a_batch_to_one_user_keeps_batch_order_in_seqs_mailbox_and_channel() {
 #[tokio::test]
 async fn one_failing_message_in_a_batch_does_not_fail_the_others() {
     let redis = TestRedis::start();
-    let a = node(&redis).await;
+    let a = redis.mailboxes(MailboxLimits::default()).await;
     let _: () = redis::cmd("SET")
         .arg(mailbox_key(APP, "carol"))
         .arg("not a stream")
@@ -231,7 +224,7 @@ async fn one_failing_message_in_a_batch_does_not_fail_the_others() {
 #[tokio::test]
 async fn a_batch_routed_again_after_a_failed_call_routes_each_message_once() {
     let redis = TestRedis::start();
-    let a = node(&redis).await;
+    let a = redis.mailboxes(MailboxLimits::default()).await;
     let senders = ["alice", "carol", "dave"];
     let batch: Vec<RouteRequest> = senders
         .iter()
@@ -305,7 +298,7 @@ async fn messages_queued_behind_a_stalled_call_share_a_batch_and_are_delivered_o
         send_code(c, 1, m, 0).await;
         bob.recv_delivered().await;
     }
-    let commands = monitor(&redis);
+    let commands = redis.monitor();
 
     let blocked = block_main_lane(&redis, &a, "test:block:batch", 40).await;
     senders[0]
@@ -354,25 +347,4 @@ async fn messages_queued_behind_a_stalled_call_share_a_batch_and_are_delivered_o
         .count();
     assert!(shared >= 1, "no route call carried both queued messages");
     assert!(routing.route_calls() > 0);
-}
-
-/// Every command Redis runs from now on, as `MONITOR` prints it (one line each), collected by a
-/// thread until Redis goes away.
-fn monitor(redis: &TestRedis) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
-    use std::io::{BufRead, Write};
-    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let mut s = std::os::unix::net::UnixStream::connect(redis.socket()).unwrap();
-    s.write_all(b"MONITOR\r\n").unwrap();
-    let mut r = std::io::BufReader::new(s);
-    let mut first = String::new();
-    r.read_line(&mut first).unwrap();
-    assert_eq!(first.trim_end(), "+OK");
-    let out = lines.clone();
-    std::thread::spawn(move || {
-        for line in r.lines() {
-            let Ok(line) = line else { break };
-            out.lock().unwrap().push(line);
-        }
-    });
-    lines
 }

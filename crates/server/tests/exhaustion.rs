@@ -37,14 +37,6 @@ async fn closed_within(tcp: &mut TcpStream, within: Duration) -> bool {
     .is_ok()
 }
 
-async fn healthz_ok(ts: &TestServer) {
-    let resp = tokio::time::timeout(WAIT, reqwest::get(ts.url("/healthz")))
-        .await
-        .expect("/healthz answers in time")
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
-}
-
 // ---- 4. slowloris ------------------------------------------------------------------------
 
 #[tokio::test]
@@ -98,7 +90,7 @@ async fn half_sent_requests_are_capped_per_ip_and_cut_after_the_header_timeout()
     );
 
     // Meanwhile other clients are served: /healthz and a real WebSocket login.
-    healthz_ok(&ts).await;
+    ts.assert_healthy().await;
     let mut a1 = ts.client("alice", "a1").await;
     a1.barrier(1).await;
 
@@ -124,7 +116,7 @@ async fn half_sent_requests_are_capped_per_ip_and_cut_after_the_header_timeout()
     // affected by any of it.
     let tcp = connect_from("127.0.0.2", ts.addr).await.unwrap();
     drop(tcp);
-    healthz_ok(&ts).await;
+    ts.assert_healthy().await;
     a1.barrier(2).await;
 }
 
@@ -153,7 +145,7 @@ async fn the_global_cap_on_unauthenticated_connections_leaves_authenticated_ones
     }
     drop(idle);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    healthz_ok(&ts).await;
+    ts.assert_healthy().await;
 }
 
 // ---- 5. pre-auth frame limit -------------------------------------------------------------
@@ -211,7 +203,7 @@ async fn a_big_frame_before_authentication_is_refused_and_small_ones_work() {
     let big = vec![7u8; 60_000];
     a1.send_expect(1, private("bob", &big), 0).await;
     assert_eq!(b1.recv_delivered().await.content.len(), 60_000);
-    healthz_ok(&ts).await;
+    ts.assert_healthy().await;
 }
 
 trait RawSend {
@@ -304,21 +296,7 @@ async fn a_large_replay_arrives_complete_and_in_order_one_page_at_a_time() {
             .await;
     }
     let (mut a1, replay) = Client::login_resume(ts.addr, &ts.token("alice"), "a1", 0).await;
-    let got: Vec<String> = replay
-        .iter()
-        .map(|d| String::from_utf8(d.content.clone()).unwrap())
-        .collect();
-    let want: Vec<String> = (0..N).map(|i| format!("m{i}")).collect();
-    assert_eq!(got, want);
-    assert!(replay.windows(2).all(|w| w[0].seq < w[1].seq));
-    // Never more than a page (plus the AuthResult / SyncDone) was queued at once.
-    let peak = ts
-        .server
-        .state()
-        .metrics
-        .replay_peak_queue
-        .load(std::sync::atomic::Ordering::Relaxed) as usize;
-    assert!(peak > 0 && peak <= PAGE + 1, "peak queue {peak}");
+    assert_paged_replay(&ts, &replay, N, PAGE);
     // Live traffic follows the replay.
     b1.send_expect(1000, private("alice", b"live"), 0).await;
     assert_eq!(a1.recv_delivered().await.content, b"live");

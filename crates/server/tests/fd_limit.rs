@@ -65,11 +65,7 @@ async fn running_out_of_file_descriptors_does_not_stop_the_server() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     drop(conns);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let resp = tokio::time::timeout(WAIT, reqwest::get(ts.url("/healthz")))
-        .await
-        .expect("/healthz in time")
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
+    ts.assert_healthy().await;
     a1.barrier(1).await;
     let mut b1 = ts.client("bob", "b1").await;
     b1.barrier(2).await;

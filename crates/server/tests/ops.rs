@@ -197,21 +197,17 @@ async fn binary_with_config_file_serves_logs_json_without_secrets_and_stops_on_s
         .unwrap();
 
     // Use it: a token from the Server API, a connection, a message.
-    let nonce = fresh_nonce();
-    let t = now_ms().to_string();
-    let body: serde_json::Value = reqwest::Client::new()
-        .post(format!("http://{addr}/user/getToken.json"))
-        .header("App-Key", "file-app")
-        .header("Nonce", &nonce)
-        .header("Timestamp", &t)
-        .header("Signature", signature(secret, &nonce, &t))
-        .form(&[("userId", "alice")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body: serde_json::Value = signed_post(
+        addr,
+        "/user/getToken.json",
+        "file-app",
+        secret,
+        &[("userId", "alice")],
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
     let token = body["token"].as_str().unwrap().to_owned();
     let mut a = Client::login(addr, &token, "a1").await;
     a.send_expect(1, private("bob", b"hello"), 0).await;
@@ -285,12 +281,5 @@ async fn metrics_token_guards_the_metrics_endpoint() {
     assert_eq!(resp.status().as_u16(), 200);
     assert!(resp.text().await.unwrap().contains("rcall_"));
     // /healthz stays open for load balancers.
-    assert_eq!(
-        reqwest::get(ts.url("/healthz"))
-            .await
-            .unwrap()
-            .status()
-            .as_u16(),
-        200
-    );
+    ts.assert_healthy().await;
 }

@@ -139,8 +139,7 @@ async fn without_janus_sfu_requests_fail_clearly() {
 /// login's join): an app's backend calls getToken on whichever node its load balancer picks.
 #[tokio::test]
 async fn in_cluster_mode_a_profile_registered_on_one_node_reaches_a_login_on_another() {
-    let redis = common::redis_server::TestRedis::start();
-    let (a, b) = (cluster_node(&redis).await, cluster_node(&redis).await);
+    let (_redis, a, b) = two_nodes().await;
     api_ok(
         &a,
         "/user/getToken.json",

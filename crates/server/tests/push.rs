@@ -200,6 +200,23 @@ fn invite(users: &[&str]) -> CallBody {
 }
 
 /// Sends and waits for its SendResult `code`, skipping deliveries; returns how long it took.
+/// `a` invites bob to call `call-1` (request 1) with the full push config; it is routed.
+async fn invite_bob_with_push(a: &mut Client) {
+    let msg = call_msg("bob", "call-1", invite(&["bob"]), Some(full_push()));
+    send(a, 1, msg, 0).await;
+}
+
+/// Invites `u1`…`u5` to calls `c1`…`c5` (requests 1 to 5), each with a push: every invite is
+/// routed at once (< 500 ms), whatever the push receiver does.
+async fn invite_five_without_waiting(a: &mut Client) {
+    for i in 1..=5u32 {
+        let (user, call) = (format!("u{i}"), format!("c{i}"));
+        let msg = call_msg(&user, &call, invite(&[&user]), Some(full_push()));
+        let took = send(a, i, msg, 0).await;
+        assert!(took < Duration::from_millis(500), "routing waited {took:?}");
+    }
+}
+
 async fn send(c: &mut Client, request_id: u32, msg: SendMessage, code: i32) -> Duration {
     let t0 = Instant::now();
     c.send_message(request_id, msg).await;
@@ -230,13 +247,7 @@ async fn an_invite_and_a_hangup_for_an_offline_user_are_posted_signed_with_the_f
     let mut rx = Receiver::start(Behaviour::FailFirst(0)).await;
     let ts = server_with(&rx.url, |_| {}).await;
     let mut a = ts.client("alice", "a1").await;
-    send(
-        &mut a,
-        1,
-        call_msg("bob", "call-1", invite(&["bob"]), Some(full_push())),
-        0,
-    )
-    .await;
+    invite_bob_with_push(&mut a).await;
 
     let hit = rx.next().await;
     hit.assert_signed(APP_KEY, APP_SECRET);
@@ -329,13 +340,7 @@ async fn online_recipients_get_no_push_and_group_invites_list_only_the_offline_o
     let ts = server_with(&rx.url, |_| {}).await;
     let mut a = ts.client("alice", "a1").await;
     let mut b = ts.client("bob", "b1").await;
-    send(
-        &mut a,
-        1,
-        call_msg("bob", "call-1", invite(&["bob"]), Some(full_push())),
-        0,
-    )
-    .await;
+    invite_bob_with_push(&mut a).await;
     assert_eq!(b.recv_delivered().await.message_type, object_name::INVITE);
     rx.assert_quiet(Duration::from_millis(500)).await;
 
@@ -370,13 +375,7 @@ async fn a_failing_receiver_is_retried_with_backoff_under_the_same_push_id() {
     let mut rx = Receiver::start(Behaviour::FailFirst(2)).await;
     let ts = server_with(&rx.url, |_| {}).await;
     let mut a = ts.client("alice", "a1").await;
-    send(
-        &mut a,
-        1,
-        call_msg("bob", "call-1", invite(&["bob"]), Some(full_push())),
-        0,
-    )
-    .await;
+    invite_bob_with_push(&mut a).await;
     let (h1, h2, h3) = (rx.next().await, rx.next().await, rx.next().await);
     for h in [&h1, &h2, &h3] {
         h.assert_signed(APP_KEY, APP_SECRET);
@@ -408,21 +407,7 @@ async fn a_dead_or_hanging_receiver_never_slows_routing_and_a_full_queue_drops()
     })
     .await;
     let mut a = ts.client("alice", "a1").await;
-    for i in 1..=5u32 {
-        let took = send(
-            &mut a,
-            i,
-            call_msg(
-                &format!("u{i}"),
-                &format!("c{i}"),
-                invite(&[&format!("u{i}")]),
-                Some(full_push()),
-            ),
-            0,
-        )
-        .await;
-        assert!(took < Duration::from_millis(500), "routing waited {took:?}");
-    }
+    invite_five_without_waiting(&mut a).await;
     let (_u1, replay) = Client::login_resume(ts.addr, &ts.token("u1"), "d", 0).await;
     assert_eq!(
         replay.len(),
@@ -449,21 +434,7 @@ async fn a_dead_or_hanging_receiver_never_slows_routing_and_a_full_queue_drops()
     })
     .await;
     let mut a = ts.client("alice", "a1").await;
-    for i in 1..=5u32 {
-        let took = send(
-            &mut a,
-            i,
-            call_msg(
-                &format!("u{i}"),
-                &format!("c{i}"),
-                invite(&[&format!("u{i}")]),
-                Some(full_push()),
-            ),
-            0,
-        )
-        .await;
-        assert!(took < Duration::from_millis(500), "routing waited {took:?}");
-    }
+    invite_five_without_waiting(&mut a).await;
     let (h1, h2) = (rx.next().await, rx.next().await);
     assert_ne!(h1.body["callId"], h2.body["callId"]);
     rx.assert_quiet(Duration::from_millis(300)).await;
@@ -497,13 +468,7 @@ async fn each_app_has_its_own_webhook_and_secret() {
     })
     .await;
     let mut a = Client::login(ts.addr, &app2_token("alice"), "a1").await;
-    send(
-        &mut a,
-        1,
-        call_msg("bob", "call-1", invite(&["bob"]), Some(full_push())),
-        0,
-    )
-    .await;
+    invite_bob_with_push(&mut a).await;
     let hit = rx2.next().await;
     hit.assert_signed(APP2_KEY, APP2_SECRET);
     assert_eq!(hit.body["appKey"], APP2_KEY);
@@ -513,13 +478,7 @@ async fn each_app_has_its_own_webhook_and_secret() {
     let mut rx = Receiver::start(Behaviour::FailFirst(0)).await;
     let ts = server_with(&rx.url, with_second_app).await;
     let mut a = Client::login(ts.addr, &app2_token("alice"), "a1").await;
-    send(
-        &mut a,
-        1,
-        call_msg("bob", "call-1", invite(&["bob"]), Some(full_push())),
-        0,
-    )
-    .await;
+    invite_bob_with_push(&mut a).await;
     rx.assert_quiet(Duration::from_millis(500)).await;
 }
 

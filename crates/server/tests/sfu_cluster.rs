@@ -12,15 +12,15 @@ use std::time::Duration;
 use common::janus_server::TestJanus;
 use common::redis_server::TestRedis;
 use common::sfu_client::{
-    accept, answer, answer_to, failed, gcall, hangup, invite, joined, settings, three_in_call,
-    two_in_call, Dev,
+    accept, answer, answer_to, gcall, hangup, invite, joined, participants, refused_until_member,
+    restarted, settings, three_in_call, two_in_call, Dev,
 };
 use common::{create_group, eventually, ChildServer, TestServer, APP_KEY};
 use rcall_server::cluster::RedisUrl;
 use rcall_server::sfu;
 use rtc_core::proto::client_frame::Body as C;
 use rtc_core::proto::server_frame::Body as S;
-use rtc_core::proto::{error_code, sfu_pc, SfuAnswer, SfuLayers, SfuWant};
+use rtc_core::proto::{SfuAnswer, SfuLayers, SfuWant};
 use serde_json::json;
 
 async fn node(redis: &TestRedis, j: &TestJanus) -> TestServer {
@@ -132,24 +132,7 @@ async fn a_group_call_with_members_on_two_nodes_runs_through_one_room() {
     .await;
 
     // Carol only rings (on node 2), dave is in no call (on node 1): both refused.
-    failed(
-        c.publish(1, "gc").await,
-        1,
-        sfu_pc::PUBLISHER,
-        error_code::NOT_IN_CALL,
-    );
-    failed(
-        c.subscribe(2, "gc", &["x"]).await,
-        2,
-        sfu_pc::SUBSCRIBER,
-        error_code::NOT_IN_CALL,
-    );
-    failed(
-        d.publish(1, "gc").await,
-        1,
-        sfu_pc::PUBLISHER,
-        error_code::NOT_IN_CALL,
-    );
+    refused_until_member(&mut c, &mut d, "gc").await;
 
     // Each publishes through its own node.
     answer(a.publish(2, "gc").await, 2);
@@ -261,10 +244,7 @@ async fn a_killed_nodes_member_publishes_again_through_another_node() {
     // publish and subscribe again).
     let (mut b, _) = Dev::login_at(n1.addr, &token("bob"), "b1").await;
     assert_eq!(joined(b.next_sfu().await, "gk"), generation);
-    match b.next_sfu().await {
-        S::SfuRestart(r) => assert_eq!((&*r.call_id, r.generation), ("gk", generation)),
-        other => panic!("expected SfuRestart, got {other:?}"),
-    }
+    assert_eq!(restarted(b.next_sfu().await, "gk"), generation);
     answer(b.publish(3, "gk").await, 3);
     let after = s1.janus().participants(&room).await.unwrap();
     assert_eq!(after.len(), 2, "{after:?}");
@@ -291,16 +271,10 @@ async fn after_a_janus_restart_members_on_both_nodes_publish_again() {
 
     j.kill();
     j.start_again();
-    let mut generations = Vec::new();
-    for dev in [&mut a, &mut b] {
-        match dev.next_sfu().await {
-            S::SfuRestart(r) => {
-                assert_eq!(r.call_id, "gr");
-                generations.push(r.generation);
-            }
-            other => panic!("expected SfuRestart, got {other:?}"),
-        }
-    }
+    let generations = [
+        restarted(a.next_sfu().await, "gr"),
+        restarted(b.next_sfu().await, "gr"),
+    ];
     assert_eq!(
         generations,
         [g1 + 1, g1 + 1],
@@ -308,9 +282,7 @@ async fn after_a_janus_restart_members_on_both_nodes_publish_again() {
     );
     answer(a.publish(2, "gr").await, 2);
     answer(b.publish(2, "gr").await, 2);
-    let s1 = n1.server.state().sfu.clone().unwrap();
-    let room = sfu::room_id(APP_KEY, "gr");
-    assert_eq!(s1.janus().participants(&room).await.unwrap().len(), 2);
+    assert_eq!(participants(&n1, "gr").await, 2);
 }
 
 /// Nodes given different `--janus` lists (not supported: every node must be given the same):
@@ -477,16 +449,10 @@ async fn with_two_janus_both_nodes_use_the_calls_janus_and_follow_it_when_it_die
     answer(b.publish(1, "gm").await, 1);
 
     js[at].kill();
-    let mut generations = Vec::new();
-    for dev in [&mut a, &mut b] {
-        match dev.next_sfu().await {
-            S::SfuRestart(r) => {
-                assert_eq!(r.call_id, "gm");
-                generations.push(r.generation);
-            }
-            other => panic!("expected SfuRestart, got {other:?}"),
-        }
-    }
+    let generations = [
+        restarted(a.next_sfu().await, "gm"),
+        restarted(b.next_sfu().await, "gm"),
+    ];
     assert_eq!(generations, [g1 + 1, g1 + 1], "one move, seen by both");
     let row = hgetall(&redis, &key).await;
     assert_eq!(row["janus"], js[1 - at].url(), "{row:?}");

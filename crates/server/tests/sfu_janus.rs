@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::janus_server::{JanusOptions, TestJanus, ADMIN_KEY, API_SECRET};
+use common::janus_server::{janus_post, JanusOptions, TestJanus, ADMIN_KEY, API_SECRET};
 use common::sfu_client::settings;
 use rcall_server::sfu::janus::{videoroom_code, Handle};
 use rcall_server::sfu::{self, Grant, JanusClient, JanusError, JanusSettings, RoomSpec, Sfu};
@@ -98,15 +98,7 @@ async fn requests_without_the_api_secret_are_refused() {
     // A raw request without the secret, to the room the server created, is refused too.
     let sfu = sfu(&j).await;
     sfu.admit("app", "c", "u", "d").await.unwrap();
-    let r: serde_json::Value = reqwest::Client::new()
-        .post(j.url())
-        .body(r#"{"janus":"create","transaction":"t"}"#)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r = janus_post(&j.url(), json!({"janus": "create", "transaction": "t"})).await;
     assert_eq!(r["janus"], "error", "{r}");
     assert_eq!(r["error"]["code"], 403, "{r}");
 }
@@ -304,33 +296,20 @@ async fn the_session_is_kept_alive_past_janus_session_timeout() {
     let janus = JanusClient::connect(s).await.unwrap();
     let id = janus.session_id().await.unwrap();
     // Control: a session nobody keeps alive times out (so the timeout is real).
-    let http = reqwest::Client::new();
-    let created: serde_json::Value = http
-        .post(j.url())
-        .body(format!(
-            r#"{{"janus":"create","transaction":"t","apisecret":"{API_SECRET}"}}"#
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created = janus_post(
+        &j.url(),
+        json!({"janus": "create", "transaction": "t", "apisecret": API_SECRET}),
+    )
+    .await;
     let idle = created["data"]["id"].as_u64().unwrap();
     // Any request would touch the idle session: wait well past the timeout (Janus sweeps
     // sessions every 2 s) without one, then check.
     tokio::time::sleep(Duration::from_secs(7)).await;
-    let r: serde_json::Value = http
-        .post(format!("{}/{idle}", j.url()))
-        .body(format!(
-            r#"{{"janus":"keepalive","transaction":"k","apisecret":"{API_SECRET}"}}"#
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r = janus_post(
+        &format!("{}/{idle}", j.url()),
+        json!({"janus": "keepalive", "transaction": "k", "apisecret": API_SECRET}),
+    )
+    .await;
     assert_eq!(
         r["error"]["code"], 458,
         "the idle session should be gone: {r}"

@@ -13,7 +13,6 @@ use common::janus_server::TestJanus;
 use common::sfu_client::*;
 use common::{create_group, eventually, TestServer, APP_KEY};
 use rcall_server::sfu::{self, JanusClient, JanusSettings};
-use rtc_core::proto::server_frame::Body as S;
 use rtc_core::proto::{error_code, sfu_pc};
 
 /// (user, device).
@@ -78,16 +77,6 @@ async fn client(janus: &JanusSettings, url: &str) -> JanusClient {
     let mut one = janus.each()[0].clone();
     one.url = url.to_owned();
     JanusClient::connect(one).await.unwrap()
-}
-
-fn restarted(b: S, call: &str) -> u32 {
-    match b {
-        S::SfuRestart(r) => {
-            assert_eq!(r.call_id, call);
-            r.generation
-        }
-        other => panic!("expected SfuRestart, got {other:?}"),
-    }
 }
 
 #[tokio::test]
@@ -249,15 +238,7 @@ async fn handle_exists(url: &str, session: u64, handle: u64) -> bool {
         "janus": "trickle", "candidate": {"completed": true}, "transaction": "t",
         "apisecret": common::janus_server::API_SECRET,
     });
-    let reply: serde_json::Value = reqwest::Client::new()
-        .post(format!("{url}/{session}/{handle}"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let reply = common::janus_server::janus_post(&format!("{url}/{session}/{handle}"), body).await;
     reply["janus"] != "error"
 }
 

@@ -28,6 +28,23 @@ async fn server(j: &TestJanus) -> TestServer {
     server_with_grace(j, Duration::from_millis(300)).await
 }
 
+/// A server whose SFU reaches `j` through a proxy that can hold requests, with
+/// `request_timeout`; group `g` is alice and bob.
+async fn behind_a_proxy(
+    j: &TestJanus,
+    request_timeout: Duration,
+) -> (common::janus_proxy::HoldingProxy, TestServer) {
+    let proxy = common::janus_proxy::HoldingProxy::start(&j.url()).await;
+    let ts = TestServer::start_with(|c| {
+        let mut s = settings_at(proxy.url());
+        s.request_timeout = request_timeout;
+        c.janus = Some(s);
+    })
+    .await;
+    create_group(&ts, "g", &["alice", "bob"]).await;
+    (proxy, ts)
+}
+
 async fn server_with_grace(j: &TestJanus, lost_grace: Duration) -> TestServer {
     let ts = TestServer::start_with(|c| {
         c.janus = Some(settings(j));
@@ -57,25 +74,8 @@ async fn members_publish_and_get_janus_answer_others_are_refused() {
     assert!(generation >= 1);
 
     // Bob only rings: he may neither publish nor subscribe; neither may dave (no call at all).
-    let r = failed(
-        b.publish(1, "gc").await,
-        1,
-        sfu_pc::PUBLISHER,
-        error_code::NOT_IN_CALL,
-    );
+    let r = refused_until_member(&mut b, &mut d, "gc").await;
     assert!(r.contains("not a member"), "{r}");
-    failed(
-        b.subscribe(2, "gc", &["x"]).await,
-        2,
-        sfu_pc::SUBSCRIBER,
-        error_code::NOT_IN_CALL,
-    );
-    failed(
-        d.publish(1, "gc").await,
-        1,
-        sfu_pc::PUBLISHER,
-        error_code::NOT_IN_CALL,
-    );
 
     // Alice publishes: Janus's answer, receiving audio and simulcast video.
     let sdp = answer(a.publish(2, "gc").await, 2);
@@ -238,19 +238,12 @@ async fn after_a_janus_restart_members_get_sfu_restart_and_publish_again() {
     j.start_again();
     // Within a few seconds (the SFU task's pass is every second): a new generation.
     for dev in [&mut a, &mut b] {
-        match dev.next_sfu().await {
-            S::SfuRestart(r) => {
-                assert_eq!(r.call_id, "gc");
-                assert!(r.generation > g1, "{} > {g1}", r.generation);
-            }
-            other => panic!("expected SfuRestart, got {other:?}"),
-        }
+        let g = restarted(dev.next_sfu().await, "gc");
+        assert!(g > g1, "{g} > {g1}");
     }
     answer(a.publish(2, "gc").await, 2);
     answer(b.publish(2, "gc").await, 2);
-    let sfu = ts.server.state().sfu.clone().unwrap();
-    let room = sfu::room_id(APP_KEY, "gc");
-    assert_eq!(sfu.janus().participants(&room).await.unwrap().len(), 2);
+    assert_eq!(participants(&ts, "gc").await, 2);
 }
 
 #[tokio::test]
@@ -278,9 +271,7 @@ async fn a_reconnecting_member_gets_sfu_joined_again() {
 async fn at_start_rooms_of_ended_calls_are_destroyed_and_restored_calls_rejoined() {
     let j = TestJanus::start();
     let ts = server_with_grace(&j, Duration::from_secs(30)).await;
-    let (mut a, _) = Dev::login(&ts, "alice", "a1").await;
-    let (mut b, _) = Dev::login(&ts, "bob", "b1").await;
-    let (before, _) = two_in_call(&mut a, &mut b, "gc").await;
+    let (a, b, before) = pair_in_call(&ts, "gc").await;
     // A room an earlier run left for a call that is over (same room key: the app secret), and
     // one that is not ours (another key).
     let janus = || async {
@@ -332,33 +323,12 @@ async fn at_start_rooms_of_ended_calls_are_destroyed_and_restored_calls_rejoined
 async fn with_janus_down_requests_fail_clearly() {
     let mut j = TestJanus::start();
     let ts = server(&j).await;
-    let (mut a, _) = Dev::login(&ts, "alice", "a1").await;
-    let (mut b, _) = Dev::login(&ts, "bob", "b1").await;
-    two_in_call(&mut a, &mut b, "gc").await;
-    let bob_feed = ts
-        .server
-        .state()
-        .sfu
-        .clone()
-        .unwrap()
-        .peer_feed(APP_KEY, "gc", "bob", "b1")
-        .await
-        .unwrap();
+    let (mut a, mut b, _) = pair_in_call(&ts, "gc").await;
+    let bob_feed = feed_of(&ts, "gc", "bob", "b1").await;
     j.kill();
-    let r = failed(
-        a.publish(2, "gc").await,
-        2,
-        sfu_pc::PUBLISHER,
-        error_code::SFU_REQUEST_FAILED,
-    );
-    assert!(r.contains("unreachable"), "{r}");
-    let r = failed(
-        a.subscribe(3, "gc", &[&bob_feed]).await,
-        3,
-        sfu_pc::SUBSCRIBER,
-        error_code::SFU_REQUEST_FAILED,
-    );
-    assert!(r.contains("unreachable"), "{r}");
+    let (publish, subscribe) = publish_and_subscribe_fail(&mut a, &bob_feed).await;
+    assert!(publish.contains("unreachable"), "{publish}");
+    assert!(subscribe.contains("unreachable"), "{subscribe}");
     // Call messages still flow.
     b.send_ok(2, gcall("b1", &["alice"], "gc", hangup())).await;
 }
@@ -758,43 +728,15 @@ async fn a_subscriber_answer_janus_refuses_drops_the_subscription_and_the_next_s
 #[tokio::test]
 async fn a_janus_that_never_answers_gets_sfu_failed_within_the_request_timeout() {
     let j = TestJanus::start();
-    let proxy = common::janus_proxy::HoldingProxy::start(&j.url()).await;
-    let ts = TestServer::start_with(|c| {
-        let mut s = settings_at(proxy.url());
-        s.request_timeout = Duration::from_millis(800);
-        c.janus = Some(s);
-    })
-    .await;
-    create_group(&ts, "g", &["alice", "bob"]).await;
-    let (mut a, _) = Dev::login(&ts, "alice", "a1").await;
-    let (mut b, _) = Dev::login(&ts, "bob", "b1").await;
-    two_in_call(&mut a, &mut b, "gc").await;
-    let bob_feed = ts
-        .server
-        .state()
-        .sfu
-        .clone()
-        .unwrap()
-        .peer_feed(APP_KEY, "gc", "bob", "b1")
-        .await
-        .unwrap();
+    let (proxy, ts) = behind_a_proxy(&j, Duration::from_millis(800)).await;
+    let (mut a, mut b, _) = pair_in_call(&ts, "gc").await;
+    let bob_feed = feed_of(&ts, "gc", "bob", "b1").await;
 
     proxy.hold();
     let t0 = std::time::Instant::now();
-    let r = failed(
-        a.publish(2, "gc").await,
-        2,
-        sfu_pc::PUBLISHER,
-        error_code::SFU_REQUEST_FAILED,
-    );
-    assert!(r.contains("publish"), "{r}");
-    let r = failed(
-        a.subscribe(3, "gc", &[&bob_feed]).await,
-        3,
-        sfu_pc::SUBSCRIBER,
-        error_code::SFU_REQUEST_FAILED,
-    );
-    assert!(r.contains("attach"), "{r}");
+    let (publish, subscribe) = publish_and_subscribe_fail(&mut a, &bob_feed).await;
+    assert!(publish.contains("publish"), "{publish}");
+    assert!(subscribe.contains("attach"), "{subscribe}");
     // (At most one timeout each; the client's own wait for a frame, `common::WAIT`, is 5 s.)
     assert!(t0.elapsed() >= Duration::from_millis(800));
     assert!(proxy.held() >= 2, "the requests reached the holding Janus");
@@ -811,18 +753,9 @@ async fn a_janus_that_never_answers_gets_sfu_failed_within_the_request_timeout()
 #[tokio::test]
 async fn a_slow_janus_request_of_one_device_does_not_hold_up_the_others() {
     let j = TestJanus::start();
-    let proxy = common::janus_proxy::HoldingProxy::start(&j.url()).await;
-    let ts = TestServer::start_with(|c| {
-        let mut s = settings_at(proxy.url());
-        // (Below the test client's own wait for a frame, `common::WAIT`.)
-        s.request_timeout = Duration::from_secs(2);
-        c.janus = Some(s);
-    })
-    .await;
-    create_group(&ts, "g", &["alice", "bob"]).await;
-    let (mut a, _) = Dev::login(&ts, "alice", "a1").await;
-    let (mut b, _) = Dev::login(&ts, "bob", "b1").await;
-    two_in_call(&mut a, &mut b, "gc").await;
+    // (A timeout below the test client's own wait for a frame, `common::WAIT`.)
+    let (proxy, ts) = behind_a_proxy(&j, Duration::from_secs(2)).await;
+    let (mut a, mut b, _) = pair_in_call(&ts, "gc").await;
     let sfu = ts.server.state().sfu.clone().unwrap();
     let (alice_publisher, _) = sfu
         .peer_handles(APP_KEY, "gc", "alice", "a1")
@@ -882,10 +815,7 @@ async fn a_publisher_closed_by_janus_gets_sfu_restart() {
     a.no_sfu(1).await;
     sfu.on_event(&json!({"janus": "hangup", "sender": publisher, "reason": "ICE failed"}))
         .await;
-    match a.next_sfu().await {
-        S::SfuRestart(r) => assert_eq!((&*r.call_id, r.generation), ("gc", generation)),
-        other => panic!("expected SfuRestart, got {other:?}"),
-    }
+    assert_eq!(restarted(a.next_sfu().await, "gc"), generation);
     // A new publisher handle, and publishing works again.
     let (again, _) = sfu
         .peer_handles(APP_KEY, "gc", "alice", "a1")

@@ -215,19 +215,7 @@ async fn group_message_goes_only_to_the_directional_list() {
     let mut b1 = ts.client("bob", "b1").await;
     let mut c1 = ts.client("carol", "c1").await;
     let mut d1 = ts.client("dave", "d1").await;
-    api_ok(
-        &ts,
-        "/group/create.json",
-        &[
-            ("groupId", "g1"),
-            ("groupName", "G"),
-            ("userId", "alice"),
-            ("userId", "bob"),
-            ("userId", "carol"),
-            ("userId", "dave"),
-        ],
-    )
-    .await;
+    create_group(&ts, "g1", &["alice", "bob", "carol", "dave"]).await;
 
     a1.send_message(5, group("g1", &["bob", "dave"], b"grp"))
         .await;

@@ -26,6 +26,7 @@ use super::admission::Admission;
 use super::mailbox::{user_channel, ConnRef, Mailboxes, RouteRequest, Routed, UserEvent};
 use super::presence::Presence;
 use super::route_batch::PreparedRoute;
+use super::subscriber::next_event;
 use super::{BusEvent, ClusterError, Subscriber};
 use crate::hub::{AppId, ConnId, Registered, SequencedFrom, StoredMessage};
 
@@ -795,14 +796,9 @@ pub async fn follow(
 ) {
     let hub = &state.hub;
     let me = routing.mailboxes.bus().node_id().clone();
-    loop {
-        let ev = tokio::select! {
-            _ = state.shutdown.cancelled() => return,
-            ev = rx.recv() => ev,
-        };
+    while let Some(ev) = next_event(&mut rx, &state.shutdown).await {
         match ev {
-            None => return,
-            Some(BusEvent::Message { channel, payload }) => {
+            BusEvent::Message { channel, payload } => {
                 let Some((app, user)) = lock(&routing.held)
                     .get(&channel)
                     .map(|h| (h.app, h.user.clone()))
@@ -851,7 +847,7 @@ pub async fn follow(
                     }
                 }
             }
-            Some(BusEvent::Resync) => {
+            BusEvent::Resync => {
                 // Redis may have lost every node's presence.
                 routing.presence.rewrite_all();
                 // Results whose reply marker may have been lost in the gap (see `Replies`):

@@ -46,6 +46,7 @@ use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::Receiver;
 
+use super::subscriber::next_event;
 use super::{keys, Bus, BusEvent, ClusterError, LuaScript, Subscriber};
 use crate::hub::{AppId, Hub};
 
@@ -444,14 +445,9 @@ pub async fn follow(
         .enumerate()
         .map(|(i, a)| (policy_channel(&a.key), i))
         .collect();
-    loop {
-        let ev = tokio::select! {
-            _ = state.shutdown.cancelled() => return,
-            ev = rx.recv() => ev,
-        };
+    while let Some(ev) = next_event(&mut rx, &state.shutdown).await {
         match ev {
-            None => return,
-            Some(BusEvent::Message { channel, payload }) => {
+            BusEvent::Message { channel, payload } => {
                 let Some(&app) = by_channel.get(&channel) else {
                     continue;
                 };
@@ -462,7 +458,7 @@ pub async fn follow(
                     }
                 }
             }
-            Some(BusEvent::Resync) => {
+            BusEvent::Resync => {
                 for app in 0..hub.apps().len() {
                     let mut pause = Duration::from_millis(20);
                     loop {

@@ -40,6 +40,18 @@ pub enum BusEvent {
     Resync,
 }
 
+/// The next event a follower task handles: `None` once the node shuts down or the
+/// subscriber is gone (the follower then ends).
+pub(super) async fn next_event(
+    rx: &mut mpsc::Receiver<BusEvent>,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> Option<BusEvent> {
+    tokio::select! {
+        _ = shutdown.cancelled() => None,
+        ev = rx.recv() => ev,
+    }
+}
+
 /// A (un)subscription and who waits for it. Commands are applied in the order they were
 /// queued; the queued ones go to Redis together, as their net effect (a node whose clients
 /// all reconnect at once subscribes their channels in a few round trips, not one each; see

@@ -537,7 +537,25 @@ impl CallState {
     }
 }
 
+/// The call `call_id` of the requester's app.
+fn call_key(from: &Requester, call_id: &str) -> CallKey {
+    (from.app.clone(), call_id.to_owned())
+}
+
 impl Sfu {
+    /// The requester's device's turn in call `call_id` (None: no such call here): the call, the
+    /// device, and its lane held, so a device's requests run one at a time, in order.
+    async fn turn(
+        &self,
+        from: &Requester,
+        call_id: &str,
+    ) -> Option<(Arc<Call>, Dev, tokio::sync::OwnedMutexGuard<()>)> {
+        let call = self.call_state(&call_key(from, call_id), false)?;
+        let me = (from.user.clone(), from.device.clone());
+        let lane = call.lane(&me).await;
+        Some((call, me, lane))
+    }
+
     fn call_state(&self, key: &CallKey, create: bool) -> Option<Arc<Call>> {
         let mut calls = self.relay.calls.lock().unwrap();
         match calls.get(key) {
@@ -758,12 +776,9 @@ impl Sfu {
 
     async fn publish(&self, from: &Requester, r: SfuPublish) -> Body {
         let pc = sfu_pc::PUBLISHER;
-        let key = (from.app.clone(), r.call_id.clone());
-        let me = (from.user.clone(), from.device.clone());
-        let Some(call) = self.call_state(&key, false) else {
+        let Some((call, me, _lane)) = self.turn(from, &r.call_id).await else {
             return not_member(r.request_id, &r.call_id, pc);
         };
-        let _lane = call.lane(&me).await;
         let (h, serial, request) = {
             let cs = call.lock().await;
             let Some(peer) = cs.peers.get(&me) else {
@@ -828,12 +843,9 @@ impl Sfu {
             Map(Handle, Vec<SubStream>, Vec<SfuMid>),
         }
         let pc = sfu_pc::SUBSCRIBER;
-        let key = (from.app.clone(), r.call_id.clone());
-        let me = (from.user.clone(), from.device.clone());
-        let Some(call) = self.call_state(&key, false) else {
+        let Some((call, me, _lane)) = self.turn(from, &r.call_id).await else {
             return not_member(r.request_id, &r.call_id, pc);
         };
-        let _lane = call.lane(&me).await;
         let (step, wants, serial) = {
             let mut guard = call.lock().await;
             let cs = &mut *guard;
@@ -954,7 +966,7 @@ impl Sfu {
                             .handles
                             .lock()
                             .unwrap()
-                            .insert(h.id(), (key.clone(), me.clone(), pc));
+                            .insert(h.id(), (call_key(from, &r.call_id), me.clone(), pc));
                         peer.subscriber = Some(h);
                         Ok(reply)
                     }
@@ -1044,12 +1056,9 @@ impl Sfu {
     /// answer also drops the subscriber handle ([`Sfu::drop_subscriber`]).
     async fn answer(&self, from: &Requester, r: SfuAnswer) -> Option<Body> {
         let pc = sfu_pc::SUBSCRIBER;
-        let key = (from.app.clone(), r.call_id.clone());
-        let me = (from.user.clone(), from.device.clone());
-        let Some(call) = self.call_state(&key, false) else {
+        let Some((call, me, _lane)) = self.turn(from, &r.call_id).await else {
             return Some(not_member(r.request_id, &r.call_id, pc));
         };
-        let _lane = call.lane(&me).await;
         let (h, serial) = {
             let cs = call.lock().await;
             let Some(peer) = cs.peers.get(&me) else {
@@ -1123,7 +1132,7 @@ impl Sfu {
         };
         self.apply_layers(&h, &streams, &wants).await;
         if let Some(o) = offer {
-            self.send_to(&key.0, &me.0, &me.1, Body::SfuOffer(o));
+            self.send_to(&from.app, &me.0, &me.1, Body::SfuOffer(o));
         }
         None
     }
@@ -1154,12 +1163,9 @@ impl Sfu {
     }
 
     async fn trickle(&self, from: &Requester, r: SfuTrickle) {
-        let key = (from.app.clone(), r.call_id.clone());
-        let me = (from.user.clone(), from.device.clone());
-        let Some(call) = self.call_state(&key, false) else {
+        let Some((call, me, _lane)) = self.turn(from, &r.call_id).await else {
             return;
         };
-        let _lane = call.lane(&me).await;
         let h = {
             let cs = call.lock().await;
             let Some(peer) = cs.peers.get(&me) else {
@@ -1183,12 +1189,9 @@ impl Sfu {
     }
 
     async fn layers(&self, from: &Requester, r: SfuLayers) {
-        let key = (from.app.clone(), r.call_id.clone());
-        let me = (from.user.clone(), from.device.clone());
-        let Some(call) = self.call_state(&key, false) else {
+        let Some((call, me, _lane)) = self.turn(from, &r.call_id).await else {
             return;
         };
-        let _lane = call.lane(&me).await;
         let (h, streams, wants) = {
             let mut cs = call.lock().await;
             let wants: Vec<(String, String, i32)> = r

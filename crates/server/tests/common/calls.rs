@@ -37,6 +37,16 @@ pub fn private_call(device: &str, target: &str, call_id: &str, body: CallBody) -
     typed(&call_content(call_id, device, body), |c| private(target, c))
 }
 
+/// A PRIVATE call message to `target` whose content names no platform or device.
+pub fn call_message(target: &str, call_id: &str, body: CallBody) -> SendMessage {
+    let content = CallContent {
+        call_id: call_id.into(),
+        body: Some(body),
+        ..Default::default()
+    };
+    typed(&content, |c| private(target, c))
+}
+
 /// A GROUP call message from `device` to `recipients` of group `g`.
 pub fn group_call(
     device: &str,

@@ -71,18 +71,7 @@ impl TestJanus {
             write_config(&dir, port, &opts);
             let log = dir.path().join("janus.log");
             let _ = std::fs::remove_file(&log);
-            let mut child = Command::new(&bin)
-                .arg("-F")
-                .arg(dir.path())
-                .arg("-C")
-                .arg(dir.path().join("janus.jcfg"))
-                .args(["-N", "-o", "-L"])
-                .arg(&log)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
+            let mut child = spawn_janus(&bin, &dir, &log);
             let t0 = Instant::now();
             loop {
                 if info_answers(port) {
@@ -136,19 +125,7 @@ impl TestJanus {
     pub fn start_again(&mut self) {
         assert!(self.child.is_none(), "Janus is still running");
         let log = self.dir.path().join("janus.log");
-        let child = Command::new(find_janus())
-            .arg("-F")
-            .arg(self.dir.path())
-            .arg("-C")
-            .arg(self.dir.path().join("janus.jcfg"))
-            .args(["-N", "-o", "-L"])
-            .arg(&log)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("run janus");
-        self.child = Some(child);
+        self.child = Some(spawn_janus(&find_janus(), &self.dir, &log));
         let t0 = Instant::now();
         while !info_answers(self.port) {
             assert!(
@@ -165,6 +142,36 @@ impl Drop for TestJanus {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Runs `bin` on the config in `dir` (written by [`write_config`]), logging to `log` only.
+fn spawn_janus(bin: &std::path::Path, dir: &TempDir, log: &std::path::Path) -> Child {
+    Command::new(bin)
+        .arg("-F")
+        .arg(dir.path())
+        .arg("-C")
+        .arg(dir.path().join("janus.jcfg"))
+        .args(["-N", "-o", "-L"])
+        .arg(log)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()))
+}
+
+/// A raw request to Janus's HTTP API at `url` (a session's or handle's URL, or the base);
+/// returns its JSON answer, whatever it says.
+pub async fn janus_post(url: &str, body: serde_json::Value) -> serde_json::Value {
+    reqwest::Client::new()
+        .post(url)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 fn write_config(dir: &TempDir, port: u16, opts: &JanusOptions) {

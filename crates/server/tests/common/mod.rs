@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod calls;
+#[allow(unused_imports)] // (not every test binary uses it)
+pub use calls::call_message;
 pub mod janus_proxy;
 pub mod janus_server;
 pub mod redis_server;
@@ -46,9 +48,12 @@ impl TestServer {
         config.sdk_dir = dir.path().join("sdk");
         config.web_dir = dir.path().join("web");
         tweak(&mut config);
-        let server = rcall_server::start(config.clone())
-            .await
-            .expect("server starts");
+        Self::launch(dir, config, "server starts").await
+    }
+
+    /// Starts a server on `config` (its files in `dir`); `what` is said if it fails.
+    async fn launch(dir: TempDir, config: Config, what: &str) -> Self {
+        let server = rcall_server::start(config.clone()).await.expect(what);
         let addr = server.local_addr();
         TestServer {
             server,
@@ -70,20 +75,20 @@ impl TestServer {
             .await
             .expect("shutdown finishes")
             .unwrap();
-        let server = rcall_server::start(config.clone())
-            .await
-            .expect("server restarts");
-        let addr = server.local_addr();
-        TestServer {
-            server,
-            dir,
-            addr,
-            config,
-        }
+        Self::launch(dir, config, "server restarts").await
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// Asserts `/healthz` answers 200 within [`WAIT`].
+    pub async fn assert_healthy(&self) {
+        let resp = tokio::time::timeout(WAIT, reqwest::get(self.url("/healthz")))
+            .await
+            .expect("/healthz answers in time")
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
     }
 
     /// A token minted directly with the server's secret (same as getToken would issue).
@@ -157,10 +162,21 @@ pub async fn api_request(
     secret: &str,
     form: &[(&str, &str)],
 ) -> reqwest::Response {
+    signed_post(ts.addr, path, app_key, secret, form).await
+}
+
+/// [`api_request`] to a server at `addr` (a child process, a node of the test's own).
+pub async fn signed_post(
+    addr: SocketAddr,
+    path: &str,
+    app_key: &str,
+    secret: &str,
+    form: &[(&str, &str)],
+) -> reqwest::Response {
     let nonce = fresh_nonce();
     let timestamp = now_ms().to_string();
     reqwest::Client::new()
-        .post(ts.url(path))
+        .post(format!("http://{addr}{path}"))
         .header("App-Key", app_key)
         .header("Nonce", &nonce)
         .header("Timestamp", &timestamp)
@@ -228,17 +244,46 @@ impl Client {
         device_id: &str,
     ) -> Client {
         let mut c = Client::authenticate_over(ws, token, device_id, 0).await;
-        let auth = match c.recv().await.body {
-            Some(S::AuthResult(a)) => a,
-            other => panic!("expected AuthResult, got {other:?}"),
-        };
-        assert_eq!(auth.code, 0, "auth failed: {}", auth.message);
-        c.user_id = auth.user_id;
+        c.recv_accepted().await;
         match c.recv().await.body {
             Some(S::SyncDone(_)) => {}
             other => panic!("expected SyncDone, got {other:?}"),
         }
         c
+    }
+
+    /// The next frame, which must be an AuthResult.
+    pub async fn recv_auth_result(&mut self) -> rtc_core::proto::AuthResult {
+        match self.recv().await.body {
+            Some(S::AuthResult(a)) => a,
+            other => panic!("{}: expected AuthResult, got {other:?}", self.device_id),
+        }
+    }
+
+    /// The next frame, which must be an AuthResult with code 0; takes its user id.
+    async fn recv_accepted(&mut self) -> rtc_core::proto::AuthResult {
+        let auth = self.recv_auth_result().await;
+        assert_eq!(auth.code, 0, "auth failed: {}", auth.message);
+        self.user_id = auth.user_id.clone();
+        auth
+    }
+
+    /// Asserts the next frame is an AuthResult refusing with `code`.
+    pub async fn expect_refused(&mut self, code: i32) {
+        let auth = self.recv_auth_result().await;
+        assert_eq!(auth.code, code, "{}", auth.message);
+    }
+
+    /// The replayed messages after an accepted AuthResult: every Delivered before SyncDone.
+    async fn recv_replay(&mut self) -> Vec<Delivered> {
+        let mut replay = Vec::new();
+        loop {
+            match self.recv().await.body {
+                Some(S::SyncDone(_)) => return replay,
+                Some(S::Deliver(d)) => replay.push(d),
+                other => panic!("expected Delivered or SyncDone, got {other:?}"),
+            }
+        }
     }
 
     /// Connects with `resume_from`, asserts AuthResult{0}, and returns the replayed messages
@@ -250,20 +295,9 @@ impl Client {
         resume_from: u64,
     ) -> (Client, Vec<Delivered>) {
         let mut c = Client::authenticate(addr, token, device_id, resume_from).await;
-        let auth = match c.recv().await.body {
-            Some(S::AuthResult(a)) => a,
-            other => panic!("expected AuthResult, got {other:?}"),
-        };
-        assert_eq!(auth.code, 0, "auth failed: {}", auth.message);
-        c.user_id = auth.user_id;
-        let mut replay = Vec::new();
-        loop {
-            match c.recv().await.body {
-                Some(S::SyncDone(_)) => return (c, replay),
-                Some(S::Deliver(d)) => replay.push(d),
-                other => panic!("expected Delivered or SyncDone, got {other:?}"),
-            }
-        }
+        c.recv_accepted().await;
+        let replay = c.recv_replay().await;
+        (c, replay)
     }
 
     /// Connects with `instance`, asserts AuthResult{0}, and returns it with the replayed
@@ -283,20 +317,9 @@ impl Client {
             instance,
         }))
         .await;
-        let auth = match c.recv().await.body {
-            Some(S::AuthResult(a)) => a,
-            other => panic!("expected AuthResult, got {other:?}"),
-        };
-        assert_eq!(auth.code, 0, "auth failed: {}", auth.message);
-        c.user_id = auth.user_id.clone();
-        let mut replay = Vec::new();
-        loop {
-            match c.recv().await.body {
-                Some(S::SyncDone(_)) => return (c, auth, replay),
-                Some(S::Deliver(d)) => replay.push(d),
-                other => panic!("expected Delivered or SyncDone, got {other:?}"),
-            }
-        }
+        let auth = c.recv_accepted().await;
+        let replay = c.recv_replay().await;
+        (c, auth, replay)
     }
 
     async fn connect_unauthenticated(addr: SocketAddr, device_id: &str) -> Client {
@@ -586,17 +609,14 @@ impl ChildServer {
     pub async fn create_group(&self, group: &str, users: &[&str]) {
         let mut form: Vec<(&str, &str)> = users.iter().map(|u| ("userId", *u)).collect();
         form.extend([("groupId", group), ("groupName", "G")]);
-        let (nonce, ts) = (fresh_nonce(), now_ms().to_string());
-        let resp = reqwest::Client::new()
-            .post(format!("http://{}/group/create.json", self.addr))
-            .header("App-Key", CHILD_APP_KEY)
-            .header("Nonce", &nonce)
-            .header("Timestamp", &ts)
-            .header("Signature", signature(CHILD_APP_SECRET, &nonce, &ts))
-            .form(&form)
-            .send()
-            .await
-            .unwrap();
+        let resp = signed_post(
+            self.addr,
+            "/group/create.json",
+            CHILD_APP_KEY,
+            CHILD_APP_SECRET,
+            &form,
+        )
+        .await;
         assert_eq!(resp.status().as_u16(), 200);
     }
 
@@ -635,6 +655,21 @@ pub const CATCH_UP: std::time::Duration = std::time::Duration::from_secs(10);
 /// A server node in cluster mode on `redis`, with its own SQLite file and port.
 pub async fn cluster_node(redis: &redis_server::TestRedis) -> TestServer {
     redis.node_with(|_| {}).await
+}
+
+/// Two cluster nodes on a Redis of their own (returned first: it must outlive them).
+pub async fn two_nodes() -> (redis_server::TestRedis, TestServer, TestServer) {
+    two_nodes_with(|_| {}).await
+}
+
+/// [`two_nodes`] with `tweak` applied to both nodes' settings.
+pub async fn two_nodes_with(
+    tweak: impl Fn(&mut Config),
+) -> (redis_server::TestRedis, TestServer, TestServer) {
+    let redis = redis_server::TestRedis::start();
+    let a = redis.node_with(&tweak).await;
+    let b = redis.node_with(&tweak).await;
+    (redis, a, b)
 }
 
 /// The Redis response timeout of [`short_redis_timings`] (the default is 5 s).
@@ -700,6 +735,19 @@ pub async fn block_main_lane(
     })
     .await;
     task
+}
+
+/// Closes every node's subscriber connections (`CLIENT KILL TYPE pubsub`, sent through `ts`'s
+/// bus): each node resubscribes, then resyncs. Returns how many Redis closed.
+pub async fn kill_subscribers(ts: &TestServer) -> i64 {
+    let bus = ts.server.state().cluster.as_ref().unwrap().bus().clone();
+    redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut bus.connection())
+        .await
+        .unwrap()
 }
 
 /// A connection of the test's own, apart from every node's.
@@ -771,6 +819,26 @@ pub async fn joined_user_info(
     }
 }
 
+/// Asserts `replay` (of `ts`) is `m0`…`m{n-1}` in seq order, and that `ts` never queued more
+/// than a `page` of it (plus the AuthResult / SyncDone) at once: a long mailbox is replayed
+/// one page at a time, not loaded whole.
+pub fn assert_paged_replay(ts: &TestServer, replay: &[Delivered], n: u32, page: usize) {
+    let got: Vec<String> = replay
+        .iter()
+        .map(|d| String::from_utf8(d.content.clone()).unwrap())
+        .collect();
+    let want: Vec<String> = (0..n).map(|i| format!("m{i}")).collect();
+    assert_eq!(got, want);
+    assert!(replay.windows(2).all(|w| w[0].seq < w[1].seq));
+    let peak = ts
+        .server
+        .state()
+        .metrics
+        .replay_peak_queue
+        .load(std::sync::atomic::Ordering::Relaxed) as usize;
+    assert!(peak > 0 && peak <= page + 1, "peak queue {peak}");
+}
+
 /// Creates group `group` (named "G") of `users` through `ts`'s Server API.
 pub async fn create_group(ts: &TestServer, group: &str, users: &[&str]) {
     let mut form: Vec<(&str, &str)> = users.iter().map(|u| ("userId", *u)).collect();
@@ -788,31 +856,5 @@ where
     while !f().await {
         assert!(t0.elapsed() < CATCH_UP, "not within {CATCH_UP:?}: {what}");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-}
-
-/// A call message (`RC:VC*` with its `CallContent`) to `target`, as a private message.
-pub fn call_message(
-    target: &str,
-    call_id: &str,
-    body: rtc_core::proto::call_content::Body,
-) -> SendMessage {
-    use rtc_core::proto::call_content::Body as CallBody;
-    use rtc_core::proto::object_name;
-    let message_type = match &body {
-        CallBody::Invite(_) => object_name::INVITE,
-        CallBody::Accept(_) => object_name::ACCEPT,
-        CallBody::Hangup(_) => object_name::HANGUP,
-        CallBody::Ringing(_) => object_name::RINGING,
-        _ => unreachable!(),
-    };
-    let content = rtc_core::proto::CallContent {
-        call_id: call_id.to_owned(),
-        body: Some(body),
-        ..Default::default()
-    };
-    SendMessage {
-        message_type: message_type.to_owned(),
-        ..private(target, &content.to_bytes())
     }
 }

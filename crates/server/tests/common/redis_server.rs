@@ -61,6 +61,19 @@ impl TestRedis {
         .await
     }
 
+    /// The mailboxes a node keeps on this Redis (its own bus connection), without a node.
+    #[allow(dead_code)] // (not every test binary uses it)
+    pub async fn mailboxes(
+        &self,
+        limits: rcall_server::cluster::mailbox::MailboxLimits,
+    ) -> rcall_server::cluster::mailbox::Mailboxes {
+        let url = rcall_server::cluster::RedisUrl::parse(&self.url()).unwrap();
+        let bus = rcall_server::cluster::Bus::connect(&url)
+            .await
+            .expect("bus connects");
+        rcall_server::cluster::mailbox::Mailboxes::new(bus, limits).unwrap()
+    }
+
     pub fn socket(&self) -> &Path {
         &self.socket
     }
@@ -82,6 +95,28 @@ impl TestRedis {
             line.push(b[0]);
         }
         String::from_utf8_lossy(&line).trim_end().to_owned()
+    }
+
+    /// Every command Redis runs from now on, as `MONITOR` prints it (one line each), collected
+    /// by a thread until Redis goes away.
+    #[allow(dead_code)] // (not every test binary uses it)
+    pub fn monitor(&self) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
+        use std::io::BufRead;
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut s = UnixStream::connect(&self.socket).unwrap();
+        s.write_all(b"MONITOR\r\n").unwrap();
+        let mut r = std::io::BufReader::new(s);
+        let mut first = String::new();
+        r.read_line(&mut first).unwrap();
+        assert_eq!(first.trim_end(), "+OK");
+        let out = lines.clone();
+        std::thread::spawn(move || {
+            for line in r.lines() {
+                let Ok(line) = line else { break };
+                out.lock().unwrap().push(line);
+            }
+        });
+        lines
     }
 
     /// SIGKILL, as a crash: clients see their connections drop.

@@ -217,6 +217,16 @@ pub async fn two_in_call(a: &mut Dev, b: &mut Dev, call: &str) -> (u32, u32) {
     (generation, joined(b.next_sfu().await, call))
 }
 
+/// alice (a1) and bob (b1) log in to `ts` and start group call `call` ([`two_in_call`]);
+/// returns them and the generation they were told.
+#[allow(dead_code)] // (not every test binary uses it)
+pub async fn pair_in_call(ts: &TestServer, call: &str) -> (Dev, Dev, u32) {
+    let (mut a, _) = Dev::login(ts, "alice", "a1").await;
+    let (mut b, _) = Dev::login(ts, "bob", "b1").await;
+    let (generation, _) = two_in_call(&mut a, &mut b, call).await;
+    (a, b, generation)
+}
+
 /// alice (a1) invites bob and carol to group call `call` and both accept (b1, c1); each gets
 /// its SfuJoined.
 pub async fn three_in_call(a: &mut Dev, b: &mut Dev, c: &mut Dev, call: &str) {
@@ -257,6 +267,83 @@ pub fn failed(b: S, request_id: u32, pc: u32, code: i32) -> String {
         }
         other => panic!("expected SfuFailed({request_id}), got {other:?}"),
     }
+}
+
+/// An `SfuRestart` of `call`; returns its generation.
+pub fn restarted(b: S, call: &str) -> u32 {
+    match b {
+        S::SfuRestart(r) => {
+            assert_eq!(r.call_id, call);
+            r.generation
+        }
+        other => panic!("expected SfuRestart, got {other:?}"),
+    }
+}
+
+/// How many handles have joined the room of `call` on the (first) Janus of `ts`'s SFU.
+#[allow(dead_code)] // (not every test binary uses it)
+pub async fn participants(ts: &TestServer, call: &str) -> usize {
+    let sfu = ts.server.state().sfu.clone().unwrap();
+    let room = rcall_server::sfu::room_id(&ts.config.app_key, call);
+    sfu.janus().participants(&room).await.unwrap().len()
+}
+
+/// The feed id the SFU tells the others for `user`'s `device` in `call` on `ts`.
+#[allow(dead_code)] // (not every test binary uses it)
+pub async fn feed_of(ts: &TestServer, call: &str, user: &str, device: &str) -> String {
+    let sfu = ts.server.state().sfu.clone().unwrap();
+    sfu.peer_feed(&ts.config.app_key, call, user, device)
+        .await
+        .unwrap()
+}
+
+/// `dev`'s publish (request `request_id`) and subscription to `feed` (the next request) in
+/// `call` both fail with `code`; returns their reasons.
+async fn publish_and_subscribe_refused(
+    dev: &mut Dev,
+    call: &str,
+    request_id: u32,
+    feed: &str,
+    code: i32,
+) -> (String, String) {
+    use rtc_core::proto::sfu_pc;
+    let publish = failed(
+        dev.publish(request_id, call).await,
+        request_id,
+        sfu_pc::PUBLISHER,
+        code,
+    );
+    let subscribe = failed(
+        dev.subscribe(request_id + 1, call, &[feed]).await,
+        request_id + 1,
+        sfu_pc::SUBSCRIBER,
+        code,
+    );
+    (publish, subscribe)
+}
+
+/// `a`'s publish (request 2) and subscription to `feed` (request 3) in call `gc` both fail
+/// with `SFU_REQUEST_FAILED`; returns their reasons.
+#[allow(dead_code)] // (not every test binary uses it)
+pub async fn publish_and_subscribe_fail(a: &mut Dev, feed: &str) -> (String, String) {
+    use rtc_core::proto::error_code::SFU_REQUEST_FAILED;
+    publish_and_subscribe_refused(a, "gc", 2, feed, SFU_REQUEST_FAILED).await
+}
+
+/// `ringing` (invited, not accepted yet) may neither publish (request 1) nor subscribe (2) in
+/// `call`, nor may `outsider` (in no call) publish (1): `NOT_IN_CALL` each. Returns the reason
+/// given to `ringing`'s publish.
+#[allow(dead_code)] // (not every test binary uses it)
+pub async fn refused_until_member(ringing: &mut Dev, outsider: &mut Dev, call: &str) -> String {
+    use rtc_core::proto::{error_code::NOT_IN_CALL, sfu_pc};
+    let (reason, _) = publish_and_subscribe_refused(ringing, call, 1, "x", NOT_IN_CALL).await;
+    failed(
+        outsider.publish(1, call).await,
+        1,
+        sfu_pc::PUBLISHER,
+        NOT_IN_CALL,
+    );
+    reason
 }
 
 pub fn answer(b: S, request_id: u32) -> String {
