@@ -1856,18 +1856,24 @@ fn send_here(
     {
         Ok(acc) => {
             *ticket = (*ticket).max(acc.ticket);
-            if msg.no_receipt || acc.replied {
-                return Reply::None;
-            }
-            Reply::Confirm(Body::SendResult(SendResult {
-                request_id,
-                code: 0,
-                sent_time: acc.sent_time,
-                message_uid: acc.message_uid,
-            }))
+            accepted(request_id, msg.no_receipt, acc)
         }
         Err(e) => refused(state, origin, limiter, request_id, &e),
     }
+}
+
+/// The sender's confirmation of an accepted message: none when it asked for no receipt or the
+/// core already queued it (behind nothing the message caused).
+fn accepted(request_id: u32, no_receipt: bool, acc: crate::hub::Accepted) -> Reply {
+    if no_receipt || acc.replied {
+        return Reply::None;
+    }
+    Reply::Confirm(Body::SendResult(SendResult {
+        request_id,
+        code: 0,
+        sent_time: acc.sent_time,
+        message_uid: acc.message_uid,
+    }))
 }
 
 /// Handles one authenticated frame.
@@ -1912,15 +1918,7 @@ fn handle_frame(
             match state.hub.admit(origin, &SendRef::of(&msg), opts) {
                 // Answered by the core when its connection is registered (as `route`).
                 Ok(crate::hub::Admitted::Duplicate(acc)) => {
-                    if msg.no_receipt || acc.replied {
-                        return Reply::None;
-                    }
-                    Reply::Confirm(Body::SendResult(SendResult {
-                        request_id,
-                        code: 0,
-                        sent_time: acc.sent_time,
-                        message_uid: acc.message_uid,
-                    }))
+                    accepted(request_id, msg.no_receipt, *acc)
                 }
                 Ok(crate::hub::Admitted::Route {
                     recipients,
